@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The main job on an embedded default: a base image, a qcow2 overlay on it,
+# a write through the overlay, and the backing chain as cowimg sees it.
+set -euo pipefail
+build=${1:-build}
+dir=$(mktemp -d "${TMPDIR:-/tmp}/cowvisor-demo.XXXXXX")
+trap 'rm -rf "$dir"' EXIT
+cowimg="$build/cowimg"
+cowio="$build/cowio"
+
+"$cowimg" create -f qcow2 -o compression_type=zstd "$dir/base.qcow2" 64M >/dev/null
+"$cowio" -c "write -P 0xaa 0 1M" "$dir/base.qcow2" >/dev/null
+"$cowimg" create -f qcow2 -b base.qcow2 -F qcow2 "$dir/overlay.qcow2" >/dev/null
+"$cowio" -c "write -P 0x55 512k 4k" "$dir/overlay.qcow2" >/dev/null
+echo "base.qcow2 holds 1 MiB of 0xaa; overlay.qcow2 rewrites 4 KiB of it (copy-on-write):"
+echo
+"$cowimg" info --backing-chain "$dir/overlay.qcow2"

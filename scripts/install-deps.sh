@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the Debian packages cowvisor needs to build, test and benchmark,
+# skipping those already present. Runs apt-get as root, through sudo otherwise.
+set -euo pipefail
+
+packages=(
+    # build
+    build-essential meson ninja-build pkg-config python3
+    zlib1g-dev libzstd-dev liburing-dev libseccomp-dev libcmocka-dev
+    clang
+    # reference peers and guests for the tests
+    qemu-utils qemu-system-x86 seabios grub-pc-bin e2fsprogs
+    # tools the tests use
+    xxd util-linux procps
+)
+
+missing=()
+for p in "${packages[@]}"; do
+    status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+    [[ "$status" == "install ok installed" ]] || missing+=("$p")
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+echo "Installing missing packages: ${missing[*]}"
+sudo=()
+[[ $(id -u) -eq 0 ]] || sudo=(sudo)
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,334 @@
+#include "block/blockdev.h"
+
+#include <errno.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "block/hostfile.h"
+
+
+extern const struct blockdev_driver raw_driver;
+
+static const struct blockdev_driver *const drivers[] = { &raw_driver };
+
+#define MAX_CHAIN_DEPTH 64
+
+const struct blockdev_driver *blockdev_find_driver(const char *format)
+{
+    for (size_t i = 0; i < sizeof(drivers) / sizeof(drivers[0]); i++) {
+        if (strcmp(drivers[i]->format_name, format) == 0) {
+            return drivers[i];
+        }
+    }
+    return NULL;
+}
+
+const struct blockdev_driver *blockdev_probe_file(struct hostfile *file)
+{
+    uint8_t buf[512];
+    if (hostfile_pread(file, 0, buf, sizeof(buf)) < 0) {
+        return NULL;
+    }
+    const struct blockdev_driver *best = NULL;
+    int best_score = 0;
+    for (size_t i = 0; i < sizeof(drivers) / sizeof(drivers[0]); i++) {
+        int score = drivers[i]->probe ? drivers[i]->probe(buf, sizeof(buf)) : 0;
+        if (score > best_score) {
+            best = drivers[i];
+            best_score = score;
+        }
+    }
+    return best;
+}
+
+static int check_chain(const char *filename, struct hostfile *file,
+                       const struct blockdev_open_opts *opts, struct error *err)
+{
+    int depth = 0;
+    for (const struct blockdev *p = opts->parent; p; p = p->parent) {
+        if (p->dev == file->dev && p->ino == file->ino) {
+            return error_set(err, -ELOOP, "Backing file '%s' is part of a loop in the backing chain",
+                             filename);
+        }
+        if (++depth >= MAX_CHAIN_DEPTH) {
+            return error_set(err, -ELOOP, "Backing chain of '%s' is deeper than %d images",
+                             filename, MAX_CHAIN_DEPTH);
+        }
+    }
+    return 0;
+}
+
+int blockdev_open(struct blockdev **out, const char *filename, const struct blockdev_open_opts *opts,
+                  struct error *err)
+{
+    static const struct blockdev_open_opts no_opts;
+    if (!opts) {
+        opts = &no_opts;
+    }
+    const struct blockdev_driver *drv = NULL;
+    if (opts->format) {
+        drv = blockdev_find_driver(opts->format);
+        if (!drv) {
+            return error_set(err, -EINVAL, "Unknown driver '%s'", opts->format);
+        }
+    }
+    struct hostfile *file;
+    bool read_only = opts->flags & BDEV_READ_ONLY;
+    int ret = hostfile_open(&file, filename, read_only, opts->flags & BDEV_NO_CACHE, err);
+    if (ret < 0) {
+        return ret;
+    }
+    ret = check_chain(filename, file, opts, err);
+    if (ret < 0) {
+        hostfile_close(file);
+        return ret;
+    }
+    if (!drv) {
+        drv = blockdev_probe_file(file);
+        if (!drv) {
+            drv = blockdev_find_driver("raw");
+        }
+    }
+    struct blockdev *bd = NULL;
+    ret = drv->open(&bd, file, filename, opts, err);
+    if (ret < 0) {
+        return ret; /* the driver closed the file */
+    }
+    *out = bd;
+    return 0;
+}
+
+void blockdev_init(struct blockdev *bd, const struct blockdev_driver *drv, const char *filename,
+                   const struct hostfile *file, const struct blockdev_open_opts *opts)
+{
+    bd->drv = drv;
+    bd->filename = strdup(filename);
+    bd->read_only = opts->flags & BDEV_READ_ONLY;
+    bd->dev = file->dev;
+    bd->ino = file->ino;
+    bd->parent = opts->parent;
+}
+
+int blockdev_open_backing(struct blockdev *bd, const struct blockdev_open_opts *opts,
+                          struct error *err)
+{
+    if (!bd->backing_filename || (opts->flags & BDEV_NO_BACKING)) {
+        return 0;
+    }
+    char *path = blockdev_backing_path(bd->filename, bd->backing_filename);
+    struct blockdev_open_opts bopts = {
+        .format = bd->backing_format,
+        /* Backing files are never written, except by commit which reopens. */
+        .flags = BDEV_READ_ONLY | (opts->flags & (BDEV_FORCE_SHARE | BDEV_NO_CACHE)),
+        .parent = bd,
+    };
+    int ret = blockdev_open(&bd->backing, path, &bopts, err);
+    if (ret < 0) {
+        error_prefix(err, "Could not open backing file '%s'", path);
+    }
+    free(path);
+    return ret;
+}
+
+void blockdev_close(struct blockdev *bd)
+{
+    if (!bd) {
+        return;
+    }
+    struct blockdev *backing = bd->backing;
+    char *filename = bd->filename;
+    char *backing_filename = bd->backing_filename;
+    char *backing_format = bd->backing_format;
+    bd->drv->close(bd);
+    free(filename);
+    free(backing_filename);
+    free(backing_format);
+    blockdev_close(backing);
+}
+
+static int check_range(struct blockdev *bd, uint64_t off, uint64_t len, struct error *err)
+{
+    if (off > bd->size || len > bd->size - off) {
+        return error_set(err, -EIO, "Request out of range: offset %llu, length %llu, disk size %llu",
+                         (unsigned long long)off, (unsigned long long)len,
+                         (unsigned long long)bd->size);
+    }
+    return 0;
+}
+
+static int check_writable(struct blockdev *bd, struct error *err)
+{
+    if (bd->read_only) {
+        return error_set(err, -EACCES, "Block node is read-only");
+    }
+    return 0;
+}
+
+int blockdev_pread(struct blockdev *bd, uint64_t off, void *buf, size_t len, struct error *err)
+{
+    int ret = check_range(bd, off, len, err);
+    if (ret < 0 || len == 0) {
+        return ret;
+    }
+    return bd->drv->pread(bd, off, buf, len, err);
+}
+
+int blockdev_pwrite(struct blockdev *bd, uint64_t off, const void *buf, size_t len, struct error *err)
+{
+    int ret = check_writable(bd, err);
+    if (ret == 0) {
+        ret = check_range(bd, off, len, err);
+    }
+    if (ret < 0 || len == 0) {
+        return ret;
+    }
+    return bd->drv->pwrite(bd, off, buf, len, err);
+}
+
+int blockdev_pwrite_zeroes(struct blockdev *bd, uint64_t off, uint64_t len, unsigned flags,
+                           struct error *err)
+{
+    int ret = check_writable(bd, err);
+    if (ret == 0) {
+        ret = check_range(bd, off, len, err);
+    }
+    if (ret < 0 || len == 0) {
+        return ret;
+    }
+    return bd->drv->pwrite_zeroes(bd, off, len, flags, err);
+}
+
+int blockdev_pwrite_compressed(struct blockdev *bd, uint64_t off, const void *buf, size_t len,
+                               struct error *err)
+{
+    int ret = check_writable(bd, err);
+    if (ret == 0) {
+        ret = check_range(bd, off, len, err);
+    }
+    if (ret < 0 || len == 0) {
+        return ret;
+    }
+    if (!bd->drv->pwrite_compressed) {
+        return error_set(err, -ENOTSUP, "Compression is not supported for format '%s'",
+                         bd->drv->format_name);
+    }
+    return bd->drv->pwrite_compressed(bd, off, buf, len, err);
+}
+
+int blockdev_discard(struct blockdev *bd, uint64_t off, uint64_t len, struct error *err)
+{
+    int ret = check_writable(bd, err);
+    if (ret == 0) {
+        ret = check_range(bd, off, len, err);
+    }
+    if (ret < 0 || len == 0) {
+        return ret;
+    }
+    return bd->drv->discard(bd, off, len, err);
+}
+
+int blockdev_flush(struct blockdev *bd, struct error *err)
+{
+    if (bd->read_only) {
+        return 0;
+    }
+    return bd->drv->flush(bd, err);
+}
+
+int blockdev_truncate(struct blockdev *bd, uint64_t size, bool shrink_ok,
+                      enum blockdev_prealloc prealloc, struct error *err)
+{
+    int ret = check_writable(bd, err);
+    if (ret < 0) {
+        return ret;
+    }
+    return bd->drv->truncate(bd, size, shrink_ok, prealloc, err);
+}
+
+int blockdev_block_status(struct blockdev *bd, uint64_t off, uint64_t len, struct block_status *st,
+                          struct error *err)
+{
+    int ret = check_range(bd, off, len, err);
+    if (ret < 0) {
+        return ret;
+    }
+    int depth = 0;
+    uint64_t want = len;
+    for (struct blockdev *b = bd; ; b = b->backing, depth++) {
+        if (off >= b->size) {
+            /* Beyond a shorter backing file: reads as zeros. */
+            *st = (struct block_status){ .len = want, .flags = BDEV_STATUS_ZERO, .depth = depth };
+            return 0;
+        }
+        uint64_t n = want < b->size - off ? want : b->size - off;
+        ret = b->drv->block_status(b, off, n, st, err);
+        if (ret < 0) {
+            return ret;
+        }
+        st->depth = depth;
+        if ((st->flags & BDEV_STATUS_ALLOCATED) || !b->backing) {
+            return 0;
+        }
+        /* Unallocated here: what lies beneath defines at most this run. */
+        want = st->len;
+    }
+}
+
+int blockdev_vmstate_read(struct blockdev *bd, uint64_t pos, void *buf, size_t len, struct error *err)
+{
+    if (!bd->drv->vmstate_read) {
+        return error_set(err, -ENOTSUP, "Format '%s' has no VM state area", bd->drv->format_name);
+    }
+    return bd->drv->vmstate_read(bd, pos, buf, len, err);
+}
+
+int blockdev_vmstate_write(struct blockdev *bd, uint64_t pos, const void *buf, size_t len,
+                           struct error *err)
+{
+    int ret = check_writable(bd, err);
+    if (ret < 0) {
+        return ret;
+    }
+    if (!bd->drv->vmstate_write) {
+        return error_set(err, -ENOTSUP, "Format '%s' has no VM state area", bd->drv->format_name);
+    }
+    return bd->drv->vmstate_write(bd, pos, buf, len, err);
+}
+
+char *blockdev_backing_path(const char *image_filename, const char *backing_filename)
+{
+    if (backing_filename[0] == '/' || strstr(backing_filename, "://")) {
+        return strdup(backing_filename);
+    }
+    char *copy = strdup(image_filename);
+    const char *dir = dirname(copy);
+    size_t n = strlen(dir) + strlen(backing_filename) + 2;
+    char *path = malloc(n);
+    if (strcmp(dir, ".") == 0) {
+        snprintf(path, n, "%s", backing_filename);
+    } else {
+        snprintf(path, n, "%s/%s", dir, backing_filename);
+    }
+    free(copy);
+    return path;
+}
+
+static const char *const prealloc_names[] = { "off", "metadata", "falloc", "full" };
+
+int blockdev_prealloc_parse(const char *s, enum blockdev_prealloc *out)
+{
+    for (int i = 0; i < 4; i++) {
+        if (strcmp(s, prealloc_names[i]) == 0) {
+            *out = (enum blockdev_prealloc)i;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+const char *blockdev_prealloc_name(enum blockdev_prealloc mode)
+{
+    return prealloc_names[mode];
+}

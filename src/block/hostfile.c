@@ -1,0 +1,210 @@
+#include "block/hostfile.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int hostfile_wrap(struct hostfile **out, int fd, const char *filename, bool read_only,
+                         bool direct, struct error *err)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        int ret = -errno;
+        close(fd);
+        return error_set_errno(err, ret, "Could not stat '%s'", filename);
+    }
+    if (S_ISDIR(st.st_mode)) {
+        close(fd);
+        return error_set(err, -EISDIR, "'%s' is a directory", filename);
+    }
+    struct hostfile *f = calloc(1, sizeof(*f));
+    f->fd = fd;
+    f->filename = strdup(filename);
+    f->read_only = read_only;
+    f->direct = direct;
+    f->dev = st.st_dev;
+    f->ino = st.st_ino;
+    *out = f;
+    return 0;
+}
+
+int hostfile_open(struct hostfile **out, const char *filename, bool read_only, bool direct,
+                  struct error *err)
+{
+    int flags = (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC | (direct ? O_DIRECT : 0);
+    int fd = open(filename, flags);
+    if (fd < 0) {
+        return error_set_errno(err, -errno, "Could not open '%s'", filename);
+    }
+    return hostfile_wrap(out, fd, filename, read_only, direct, err);
+}
+
+int hostfile_create(struct hostfile **out, const char *filename, struct error *err)
+{
+    int fd = open(filename, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        return error_set_errno(err, -errno, "Could not create '%s'", filename);
+    }
+    return hostfile_wrap(out, fd, filename, false, false, err);
+}
+
+void hostfile_close(struct hostfile *f)
+{
+    if (f) {
+        close(f->fd);
+        free(f->filename);
+        free(f);
+    }
+}
+
+int hostfile_pread(struct hostfile *f, uint64_t off, void *buf, size_t len)
+{
+    uint8_t *p = buf;
+    while (len > 0) {
+        ssize_t n = pread(f->fd, p, len, (off_t)off);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return -errno;
+        }
+        if (n == 0) {
+            memset(p, 0, len);
+            return 0;
+        }
+        p += n;
+        off += (uint64_t)n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int hostfile_pwrite(struct hostfile *f, uint64_t off, const void *buf, size_t len)
+{
+    const uint8_t *p = buf;
+    while (len > 0) {
+        ssize_t n = pwrite(f->fd, p, len, (off_t)off);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return -errno;
+        }
+        p += n;
+        off += (uint64_t)n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int hostfile_flush(struct hostfile *f)
+{
+    return fdatasync(f->fd) < 0 ? -errno : 0;
+}
+
+int64_t hostfile_size(struct hostfile *f)
+{
+    struct stat st;
+    if (fstat(f->fd, &st) < 0) {
+        return -errno;
+    }
+    if (S_ISBLK(st.st_mode)) {
+        off_t end = lseek(f->fd, 0, SEEK_END);
+        return end < 0 ? -errno : end;
+    }
+    return st.st_size;
+}
+
+int hostfile_truncate(struct hostfile *f, uint64_t size)
+{
+    return ftruncate(f->fd, (off_t)size) < 0 ? -errno : 0;
+}
+
+static int write_zeros_slowly(struct hostfile *f, uint64_t off, uint64_t len)
+{
+    static const uint8_t zeros[65536];
+    while (len > 0) {
+        size_t n = len < sizeof(zeros) ? (size_t)len : sizeof(zeros);
+        int ret = hostfile_pwrite(f, off, zeros, n);
+        if (ret < 0) {
+            return ret;
+        }
+        off += n;
+        len -= n;
+    }
+    return 0;
+}
+
+int hostfile_allocate(struct hostfile *f, uint64_t off, uint64_t len, bool full)
+{
+    if (full) {
+        return write_zeros_slowly(f, off, len);
+    }
+    if (fallocate(f->fd, 0, (off_t)off, (off_t)len) == 0) {
+        return 0;
+    }
+    return -errno;
+}
+
+int hostfile_zero_range(struct hostfile *f, uint64_t off, uint64_t len, bool may_unmap)
+{
+    if (len == 0) {
+        return 0;
+    }
+    int64_t size = hostfile_size(f);
+    if (size >= 0 && off >= (uint64_t)size) {
+        /* Past EOF already reads as zeros; grow the file only when needed. */
+        return hostfile_truncate(f, off + len);
+    }
+    if (may_unmap &&
+        fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) == 0) {
+        if (size >= 0 && off + len > (uint64_t)size) {
+            return hostfile_truncate(f, off + len);
+        }
+        return 0;
+    }
+    if (fallocate(f->fd, FALLOC_FL_ZERO_RANGE, (off_t)off, (off_t)len) == 0) {
+        return 0;
+    }
+    return write_zeros_slowly(f, off, len);
+}
+
+int64_t hostfile_allocated_bytes(struct hostfile *f)
+{
+    struct stat st;
+    if (fstat(f->fd, &st) < 0) {
+        return -errno;
+    }
+    return (int64_t)st.st_blocks * 512;
+}
+
+int hostfile_data_run(struct hostfile *f, uint64_t off, uint64_t len, bool *is_data, uint64_t *run)
+{
+    off_t data = lseek(f->fd, (off_t)off, SEEK_DATA);
+    if (data < 0) {
+        if (errno == ENXIO) {           /* a hole up to EOF (or past it) */
+            *is_data = false;
+            *run = len;
+            return 0;
+        }
+        *is_data = true;                /* no SEEK_DATA support: all data */
+        *run = len;
+        return 0;
+    }
+    if ((uint64_t)data > off) {
+        *is_data = false;
+        *run = (uint64_t)data - off;
+    } else {
+        off_t hole = lseek(f->fd, (off_t)off, SEEK_HOLE);
+        *is_data = true;
+        *run = hole < 0 ? len : (uint64_t)hole - off;
+    }
+    if (*run > len || *run == 0) {
+        *run = len;
+    }
+    return 0;
+}

@@ -1,0 +1,44 @@
+/* A file on the host that an image lives in: positioned I/O that never
+ * returns short, sync, size, and the fallocate family. */
+#ifndef BLOCK_HOSTFILE_H
+#define BLOCK_HOSTFILE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "util/error.h"
+
+struct hostfile {
+    int fd;
+    char *filename;
+    bool read_only;
+    bool direct;        /* O_DIRECT: buffers and offsets must be aligned */
+    dev_t dev;
+    ino_t ino;
+};
+
+int hostfile_open(struct hostfile **out, const char *filename, bool read_only, bool direct,
+                  struct error *err);
+/* Creates (or truncates) a file for a new image. */
+int hostfile_create(struct hostfile **out, const char *filename, struct error *err);
+void hostfile_close(struct hostfile *f);
+
+/* Reads past the end of the file return zeros, as a sparse file would. */
+int hostfile_pread(struct hostfile *f, uint64_t off, void *buf, size_t len);
+int hostfile_pwrite(struct hostfile *f, uint64_t off, const void *buf, size_t len);
+int hostfile_flush(struct hostfile *f);
+int64_t hostfile_size(struct hostfile *f);
+int hostfile_truncate(struct hostfile *f, uint64_t size);
+/* Allocates blocks for a range (preallocation=falloc), or writes zeros where
+ * fallocate is not supported and full is true. */
+int hostfile_allocate(struct hostfile *f, uint64_t off, uint64_t len, bool full);
+/* Makes a range read as zeros; may deallocate it. */
+int hostfile_zero_range(struct hostfile *f, uint64_t off, uint64_t len, bool may_unmap);
+/* Bytes of the host file system the file occupies. */
+int64_t hostfile_allocated_bytes(struct hostfile *f);
+/* Whether off starts data or a hole, and how long that run is (SEEK_DATA/HOLE). */
+int hostfile_data_run(struct hostfile *f, uint64_t off, uint64_t len, bool *is_data, uint64_t *run);
+
+#endif

@@ -1,0 +1,144 @@
+/* The raw format: the virtual disk is the file itself. */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "block/blockdev.h"
+#include "block/hostfile.h"
+
+struct raw_state {
+    struct blockdev bd;
+    struct hostfile *file;
+};
+
+static struct raw_state *raw_of(struct blockdev *bd)
+{
+    return (struct raw_state *)bd;
+}
+
+static int raw_probe(const uint8_t *buf, size_t len)
+{
+    return 1; /* anything is raw; any real format scores higher */
+}
+
+static int raw_open(struct blockdev **out, struct hostfile *file, const char *filename,
+                    const struct blockdev_open_opts *opts, struct error *err)
+{
+    int64_t size = hostfile_size(file);
+    if (size < 0) {
+        hostfile_close(file);
+        return error_set_errno(err, (int)size, "Could not get the size of '%s'", filename);
+    }
+    struct raw_state *s = calloc(1, sizeof(*s));
+    extern const struct blockdev_driver raw_driver;
+    blockdev_init(&s->bd, &raw_driver, filename, file, opts);
+    s->file = file;
+    s->bd.size = (uint64_t)size;
+    *out = &s->bd;
+    return 0;
+}
+
+static void raw_close(struct blockdev *bd)
+{
+    hostfile_close(raw_of(bd)->file);
+    free(bd);
+}
+
+static int raw_pread(struct blockdev *bd, uint64_t off, void *buf, size_t len, struct error *err)
+{
+    int ret = hostfile_pread(raw_of(bd)->file, off, buf, len);
+    if (ret < 0) {
+        return error_set_errno(err, ret, "Read of '%s' failed", bd->filename);
+    }
+    return 0;
+}
+
+static int raw_pwrite(struct blockdev *bd, uint64_t off, const void *buf, size_t len,
+                      struct error *err)
+{
+    int ret = hostfile_pwrite(raw_of(bd)->file, off, buf, len);
+    if (ret < 0) {
+        return error_set_errno(err, ret, "Write to '%s' failed", bd->filename);
+    }
+    return 0;
+}
+
+static int raw_pwrite_zeroes(struct blockdev *bd, uint64_t off, uint64_t len, unsigned flags,
+                             struct error *err)
+{
+    int ret = hostfile_zero_range(raw_of(bd)->file, off, len, flags & BDEV_ZERO_MAY_UNMAP);
+    if (ret < 0) {
+        return error_set_errno(err, ret, "Writing zeros to '%s' failed", bd->filename);
+    }
+    return 0;
+}
+
+static int raw_discard(struct blockdev *bd, uint64_t off, uint64_t len, struct error *err)
+{
+    /* Discard is advisory: a file system that cannot punch holes keeps the data. */
+    int ret = hostfile_zero_range(raw_of(bd)->file, off, len, true);
+    return ret == -EOPNOTSUPP ? 0 : ret;
+}
+
+static int raw_flush(struct blockdev *bd, struct error *err)
+{
+    int ret = hostfile_flush(raw_of(bd)->file);
+    if (ret < 0) {
+        return error_set_errno(err, ret, "Flush of '%s' failed", bd->filename);
+    }
+    return 0;
+}
+
+static int raw_truncate(struct blockdev *bd, uint64_t size, bool shrink_ok,
+                        enum blockdev_prealloc prealloc, struct error *err)
+{
+    struct raw_state *s = raw_of(bd);
+    if (size < bd->size && !shrink_ok) {
+        return error_set(err, -EINVAL, "Use the --shrink option to perform a shrink operation.");
+    }
+    uint64_t old = bd->size;
+    int ret = hostfile_truncate(s->file, size);
+    if (ret == 0 && size > old && prealloc != PREALLOC_OFF && prealloc != PREALLOC_METADATA) {
+        ret = hostfile_allocate(s->file, old, size - old, prealloc == PREALLOC_FULL);
+    }
+    if (ret < 0) {
+        return error_set_errno(err, ret, "Could not resize '%s'", bd->filename);
+    }
+    bd->size = size;
+    return 0;
+}
+
+static int raw_block_status(struct blockdev *bd, uint64_t off, uint64_t len,
+                            struct block_status *st, struct error *err)
+{
+    bool is_data;
+    uint64_t run;
+    hostfile_data_run(raw_of(bd)->file, off, len, &is_data, &run);
+    *st = (struct block_status){
+        .len = run,
+        .flags = BDEV_STATUS_ALLOCATED | BDEV_STATUS_OFFSET_VALID |
+                 (is_data ? BDEV_STATUS_DATA : BDEV_STATUS_ZERO),
+        .host_offset = off,
+        .file = bd->filename,
+    };
+    return 0;
+}
+
+static int64_t raw_allocated_size(struct blockdev *bd)
+{
+    return hostfile_allocated_bytes(raw_of(bd)->file);
+}
+
+const struct blockdev_driver raw_driver = {
+    .format_name = "raw",
+    .probe = raw_probe,
+    .open = raw_open,
+    .close = raw_close,
+    .pread = raw_pread,
+    .pwrite = raw_pwrite,
+    .pwrite_zeroes = raw_pwrite_zeroes,
+    .discard = raw_discard,
+    .flush = raw_flush,
+    .truncate = raw_truncate,
+    .block_status = raw_block_status,
+    .allocated_size = raw_allocated_size,
+};

@@ -1,0 +1,54 @@
+#include "util/log.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int current_level = -1;
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static enum log_level level_from_env(void)
+{
+    static const char *const names[] = { "error", "warn", "info", "debug" };
+    const char *env = getenv("COWVISOR_LOG");
+    if (env) {
+        for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+            if (strcmp(env, names[i]) == 0) {
+                return (enum log_level)i;
+            }
+        }
+    }
+    return LOG_WARN;
+}
+
+void log_set_level(enum log_level level)
+{
+    current_level = (int)level;
+}
+
+enum log_level log_get_level(void)
+{
+    if (current_level < 0) {
+        current_level = (int)level_from_env();
+    }
+    return (enum log_level)current_level;
+}
+
+void log_msg(enum log_level level, const char *fmt, ...)
+{
+    static const char *const tags[] = { "error", "warning", "info", "debug" };
+    if (level > log_get_level()) {
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    /* One lock so that lines from vcpu and I/O threads do not interleave. */
+    pthread_mutex_lock(&log_lock);
+    fprintf(stderr, "%s: ", tags[level]);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    pthread_mutex_unlock(&log_lock);
+    va_end(ap);
+}
