@@ -1,0 +1,65 @@
+/* The project's test guest: reports on COM1 and exits through the debug-exit
+ * port with 0 when every check passed (status 1 on the host), else with the
+ * number of failed checks. The kernel command line selects what runs:
+ *   exit=N      exit at once with code N (tests the exit path)
+ *   (default)   all device checks */
+#include "guest.h"
+#include "io.h"
+
+struct hvm_start_info {
+    uint32_t magic;
+    uint32_t version;
+    uint32_t flags;
+    uint32_t nr_modules;
+    uint64_t modlist_paddr;
+    uint64_t cmdline_paddr;
+    uint64_t rsdp_paddr;
+    uint64_t memmap_paddr;
+    uint32_t memmap_entries;
+    uint32_t reserved;
+};
+
+int test_failures;
+
+void check(int ok, const char *what)
+{
+    printf("%s: %s\n", ok ? "PASS" : "FAIL", what);
+    if (!ok) {
+        test_failures++;
+    }
+}
+
+/* Finds "key=" in the command line and returns the number after it, or -1. */
+static int cmdline_number(const char *cmdline, const char *key)
+{
+    size_t klen = strlen(key);
+    for (const char *p = cmdline; *p; p++) {
+        if ((p == cmdline || p[-1] == ' ') && strncmp(p, key, klen) == 0 && p[klen] == '=') {
+            int v = 0;
+            for (p += klen + 1; *p >= '0' && *p <= '9'; p++) {
+                v = v * 10 + (*p - '0');
+            }
+            return v;
+        }
+    }
+    return -1;
+}
+
+void guest_main(const struct hvm_start_info *si)
+{
+    serial_init();
+    putstr("cowvisor test guest: hello\n");
+    const char *cmdline = "";
+    if (si->magic == 0x336ec578u && si->cmdline_paddr) {
+        cmdline = (const char *)(uintptr_t)si->cmdline_paddr;
+    }
+    printf("command line: '%s'\n", cmdline);
+    int code = cmdline_number(cmdline, "exit");
+    if (code >= 0) {
+        printf("exiting with code %d\n", code);
+        debug_exit((uint8_t)code);
+    }
+    run_all_tests(cmdline);
+    printf("guest done: %d failure(s)\n", test_failures);
+    debug_exit((uint8_t)test_failures);
+}
