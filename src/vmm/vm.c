@@ -295,12 +295,14 @@ int vm_irqfd(struct vm *vm, int fd, unsigned gsi, bool assign, struct error *err
     return 0;
 }
 
-int vm_ioeventfd(struct vm *vm, int fd, uint64_t addr, unsigned len, bool mmio, bool assign,
-                 struct error *err)
+int vm_ioeventfd(struct vm *vm, int fd, uint64_t addr, unsigned len, bool mmio, int64_t datamatch,
+                 bool assign, struct error *err)
 {
     struct kvm_ioeventfd io = {
         .addr = addr, .len = len, .fd = fd,
-        .flags = (mmio ? 0 : KVM_IOEVENTFD_FLAG_PIO) | (assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN),
+        .datamatch = datamatch < 0 ? 0 : (uint64_t)datamatch,
+        .flags = (mmio ? 0 : KVM_IOEVENTFD_FLAG_PIO) | (assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN) |
+                 (datamatch < 0 ? 0 : KVM_IOEVENTFD_FLAG_DATAMATCH),
     };
     if (ioctl(vm->vm_fd, KVM_IOEVENTFD, &io) < 0) {
         return error_set_errno(err, -errno, "KVM_IOEVENTFD at 0x%llx", (unsigned long long)addr);

@@ -80,8 +80,9 @@ enum vm_request vm_take_request(struct vm *vm, int *exit_code, struct error *err
 void vm_set_irq(void *vm, unsigned gsi, int level);
 struct irq_line vm_irq_line(struct vm *vm, unsigned gsi);
 int vm_irqfd(struct vm *vm, int fd, unsigned gsi, bool assign, struct error *err);
-int vm_ioeventfd(struct vm *vm, int fd, uint64_t addr, unsigned len, bool mmio, bool assign,
-                 struct error *err);
+/* datamatch < 0: any value written signals fd. */
+int vm_ioeventfd(struct vm *vm, int fd, uint64_t addr, unsigned len, bool mmio, int64_t datamatch,
+                 bool assign, struct error *err);
 /* Routes gsi (allocated with vm_alloc_gsi) to an MSI message. */
 uint32_t vm_alloc_gsi(struct vm *vm);
 int vm_set_msi_route(struct vm *vm, uint32_t gsi, uint64_t addr, uint32_t data, struct error *err);
