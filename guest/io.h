@@ -35,7 +35,7 @@ static inline void mmio_write16(uintptr_t a, uint16_t v) { *(volatile uint16_t *
 static inline void mmio_write32(uintptr_t a, uint32_t v) { *(volatile uint32_t *)a = v; }
 
 static inline void barrier(void) { __asm__ volatile("" ::: "memory"); }
-static inline void mb(void) { __asm__ volatile("lock; addl $0,0(%%esp)" ::: "memory"); }
+static inline void mb(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 
 void *memset(void *d, int c, size_t n);
 void *memcpy(void *d, const void *s, size_t n);

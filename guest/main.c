@@ -45,6 +45,15 @@ static int cmdline_number(const char *cmdline, const char *key)
     return -1;
 }
 
+static long run_tests_user(void *cmdline)
+{
+    uint16_t cs;
+    __asm__ volatile("mov %%cs, %0" : "=r"(cs));
+    printf("running checks at CPL %u\n", cs & 3);
+    run_all_tests(cmdline);
+    return 0;
+}
+
 void guest_main(const struct hvm_start_info *si)
 {
     serial_init();
@@ -59,7 +68,9 @@ void guest_main(const struct hvm_start_info *si)
         printf("exiting with code %d\n", code);
         debug_exit((uint8_t)code);
     }
-    run_all_tests(cmdline);
+    user_mode_init();
+    /* The checks run at CPL 3: see user_mode.S. */
+    run_user(run_tests_user, (void *)cmdline);
     printf("guest done: %d failure(s)\n", test_failures);
     debug_exit((uint8_t)test_failures);
 }
