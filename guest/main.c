@@ -2,6 +2,9 @@
  * port with 0 when every check passed (status 1 on the host), else with the
  * number of failed checks. The kernel command line selects what runs:
  *   exit=N      exit at once with code N (tests the exit path)
+ *   poweroff    power off through the ACPI PM1a control port (status 0)
+ *   reset       reset through the i8042 once (a CMOS byte counts boots),
+ *               then run the checks
  *   (default)   all device checks */
 #include "guest.h"
 #include "io.h"
@@ -54,6 +57,17 @@ static long run_tests_user(void *cmdline)
     return 0;
 }
 
+static int cmdline_has(const char *cmdline, const char *word)
+{
+    size_t n = strlen(word);
+    for (const char *p = cmdline; *p; p++) {
+        if ((p == cmdline || p[-1] == ' ') && strncmp(p, word, n) == 0 && (p[n] == ' ' || p[n] == 0)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 void guest_main(const struct hvm_start_info *si)
 {
     serial_init();
@@ -63,6 +77,23 @@ void guest_main(const struct hvm_start_info *si)
         cmdline = (const char *)(uintptr_t)si->cmdline_paddr;
     }
     printf("command line: '%s'\n", cmdline);
+    if (cmdline_has(cmdline, "poweroff")) {
+        putstr("powering off\n");
+        outw(0x604, 0x2000 | (5 << 10));   /* SLP_EN | SLP_TYP 5 */
+    }
+    if (cmdline_has(cmdline, "reset")) {
+        outb(0x70, 0x50);
+        uint8_t boots = inb(0x71);
+        printf("boot number %u\n", boots + 1);
+        if (boots == 0) {
+            outb(0x70, 0x50);
+            outb(0x71, 1);
+            putstr("resetting through the i8042\n");
+            outb(0x64, 0xfe);
+            for (;;) {
+            }
+        }
+    }
     int code = cmdline_number(cmdline, "exit");
     if (code >= 0) {
         printf("exiting with code %d\n", code);

@@ -22,6 +22,18 @@ check_eq "debug-exit status is (5 << 1) | 1" 11 "$status"
 check "serial shows the guest's hello" grep -q "cowvisor test guest: hello" "$TMP/exit.out"
 check "guest sees our command line" grep -q "command line: 'exit=5'" "$TMP/exit.out"
 
+# Reset through the i8042 reboots the guest (the CMOS keeps its boot count);
+# with --no-reboot a reset ends the VM with status 0, like QEMU's -no-reboot.
+run "$TMP/reset.out" --kernel "$GUEST" --cpus 4 --memory 64M --append "reset exit=3"
+check_eq "reset: the rebooted guest exits with (3 << 1) | 1" 7 "$status"
+check "reset: the guest booted twice" grep -q "boot number 2" "$TMP/reset.out"
+run "$TMP/noreboot.out" --kernel "$GUEST" --memory 64M --append "reset exit=3" --no-reboot
+check_eq "--no-reboot: reset ends the VM with status 0" 0 "$status"
+check_eq "--no-reboot: no second boot" 0 "$(grep -c 'boot number 2' "$TMP/noreboot.out")"
+run "$TMP/off.out" --kernel "$GUEST" --memory 64M --append "poweroff"
+check_eq "power off: status 0" 0 "$status"
+check "power off: the guest asked for it" grep -q "powering off" "$TMP/off.out"
+
 # 2. Devices over both transports on two raw disks.
 truncate -s 8M "$TMP/mmio.img" "$TMP/pci.img"
 run "$TMP/dev.out" --kernel "$GUEST" --cpus 2 --memory 128M \

@@ -252,10 +252,15 @@ static int reset(struct machine *m, struct error *err)
     vm_stop(&m->vm);
     int ret = restore_initial_cpu_state(m, err);
     if (ret == 0) {
+        /* Devices come back to their power-on state; the CMOS keeps its
+         * NVRAM as a battery-backed chip does. */
         machine_reset_virtio(m);
-        uint64_t low = guest_memory_low_size(&m->vm.mem);
-        cmos_rtc_destroy(&m->rtc);
-        cmos_rtc_init(&m->rtc, low, m->vm.mem.ram_size - low);
+        pthread_mutex_lock(&m->uart.lock);
+        int out_fd = m->uart.out_fd;
+        pthread_mutex_unlock(&m->uart.lock);
+        uart_destroy(&m->uart);
+        uart_init(&m->uart, vm_irq_line(&m->vm, UART_COM1_IRQ), out_fd);
+        system_ports_init(&m->sys, system_event, m);
         ret = load_boot_image(m, err);
     }
     if (ret == 0) {
