@@ -151,6 +151,47 @@ static void test_console(struct gvdev *d)
     checkd(virtio_submit(d, 1, &b, 1) >= 0, "virtio-console transmit", d);
 }
 
+/* Sends a broadcast "ping" frame (ethertype 0x88b5) and waits for a
+ * "pong" frame addressed to us; the host side of the test answers. */
+static void test_net(struct gvdev *d)
+{
+    static uint8_t tx[12 + 60], rx[12 + 1514];
+    static const char ping[] = "cowvisor-net-ping", pong[] = "cowvisor-net-pong";
+    if (virtio_init(d, 2) < 0) {
+        checkd(0, "virtio-net init", d);
+        return;
+    }
+    uint8_t mac[8];
+    uint32_t lo = virtio_config32(d, 0), hi = virtio_config32(d, 4);
+    memcpy(mac, &lo, 4);
+    memcpy(mac + 4, &hi, 4);
+    printf("virtio-net (%s): mac %02x:%02x:%02x:%02x:%02x:%02x\n", virtio_transport_name(d), mac[0], mac[1],
+           mac[2], mac[3], mac[4], mac[5]);
+    struct gvbuf rb = { rx, sizeof(rx), 1 };
+    virtio_post(d, 0, &rb, 1);
+    memset(tx, 0, sizeof(tx));
+    memset(tx + 12, 0xff, 6);
+    memcpy(tx + 18, mac, 6);
+    tx[24] = 0x88;
+    tx[25] = 0xb5;
+    memcpy(tx + 26, ping, sizeof(ping));
+    struct gvbuf tb = { tx, sizeof(tx), 0 };
+    checkd(virtio_submit(d, 1, &tb, 1) >= 0, "virtio-net transmit", d);
+    int ok = 0;
+    for (int tries = 0; tries < 64 && !ok; tries++) {
+        int len = virtio_poll(d, 0, 3000000000ull);
+        if (len < 0) {
+            break;
+        }
+        ok = len >= 12 + 14 + (int)sizeof(pong) - 1 && memcmp(rx + 12, mac, 6) == 0 && rx[24] == 0x88 &&
+             rx[25] == 0xb5 && memcmp(rx + 26, pong, sizeof(pong) - 1) == 0;
+        if (!ok) {
+            virtio_post(d, 0, &rb, 1);  /* someone else's frame: wait for ours */
+        }
+    }
+    checkd(ok, "virtio-net received the host's answer", d);
+}
+
 void run_all_tests(const char *cmdline)
 {
     struct gvdev devs[16];
@@ -160,6 +201,7 @@ void run_all_tests(const char *cmdline)
     int blk = 0;
     for (int i = 0; i < n; i++) {
         switch (devs[i].device_id) {
+        case 1: test_net(&devs[i]); break;
         case 2: test_blk(&devs[i], blk++); break;
         case 3: test_console(&devs[i]); break;
         case 4: test_rng(&devs[i]); break;

@@ -305,12 +305,9 @@ static uint16_t used_idx(struct gvq *q)
     return *(volatile uint16_t *)(q->used + 2);
 }
 
-int virtio_submit(struct gvdev *d, int qi, const struct gvbuf *bufs, int n)
+void virtio_post(struct gvdev *d, int qi, const struct gvbuf *bufs, int n)
 {
     struct gvq *q = &d->q[qi];
-    if (n > q->size) {
-        return -1;
-    }
     for (int i = 0; i < n; i++) {
         q->desc[i].addr = (uint32_t)(uintptr_t)bufs[i].addr;
         q->desc[i].len = bufs[i].len;
@@ -327,6 +324,37 @@ int virtio_submit(struct gvdev *d, int qi, const struct gvbuf *bufs, int n)
     } else {
         mmio_write16(q->notify_addr, q->index);
     }
+}
+
+static uint64_t rdtsc(void)
+{
+    uint32_t lo, hi;
+    __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+    return ((uint64_t)hi << 32) | lo;
+}
+
+int virtio_poll(struct gvdev *d, int qi, uint64_t max_cycles)
+{
+    struct gvq *q = &d->q[qi];
+    uint64_t start = rdtsc();
+    while (rdtsc() - start < max_cycles) {
+        if (used_idx(q) != q->last_used) {
+            mb();
+            volatile uint32_t *elem = (volatile uint32_t *)(q->used + 4 + 8 * (q->last_used % q->size));
+            q->last_used++;
+            return (int)elem[1];
+        }
+    }
+    return -1;
+}
+
+int virtio_submit(struct gvdev *d, int qi, const struct gvbuf *bufs, int n)
+{
+    struct gvq *q = &d->q[qi];
+    if (n > q->size) {
+        return -1;
+    }
+    virtio_post(d, qi, bufs, n);
     for (uint32_t spin = 0; spin < 50000000u; spin++) {
         if (used_idx(q) != q->last_used) {
             mb();
