@@ -360,6 +360,72 @@ static void test_parallel_io(void **state)
     free(ref);
 }
 
+static void test_preallocation(void **state)
+{
+    static const enum blockdev_prealloc modes[] = { PREALLOC_METADATA, PREALLOC_FALLOC,
+                                                    PREALLOC_FULL };
+    for (size_t i = 0; i < 3; i++) {
+        char path[512];
+        snprintf(path, sizeof(path), "%s/prealloc%zu.qcow2", dir, i);
+        struct qcow2_create_opts o;
+        struct error err = { 0 };
+        qcow2_create_opts_init(&o);
+        o.size = 3 << 20;
+        o.prealloc = modes[i];
+        assert_int_equal(qcow2_create(path, &o, &err), 0);
+        /* Every cluster is allocated and reads zero; qemu-img agrees. */
+        assert_int_equal(run("qemu-img check -q %s", path), 0);
+        assert_int_equal(run("qemu-img map --output=json %s | grep -q '\"data\": false'", path), 1);
+        struct blockdev *bd;
+        assert_int_equal(blockdev_open(&bd, path, NULL, &err), 0);
+        struct block_status st;
+        assert_int_equal(blockdev_block_status(bd, 0, bd->size, &st, &err), 0);
+        assert_true(st.flags & BDEV_STATUS_DATA);
+        assert_true(st.len == bd->size);
+        uint8_t buf[4096];
+        assert_int_equal(blockdev_pread(bd, 1 << 20, buf, sizeof(buf), &err), 0);
+        for (size_t j = 0; j < sizeof(buf); j++) {
+            assert_int_equal(buf[j], 0);
+        }
+        /* Grow with preallocation, shrink back. */
+        assert_int_equal(blockdev_truncate(bd, 5 << 20, false, modes[i], &err), 0);
+        assert_int_equal(blockdev_truncate(bd, 2 << 20, false, PREALLOC_OFF, &err), -EINVAL);
+        assert_int_equal(blockdev_truncate(bd, 2 << 20, true, PREALLOC_OFF, &err), 0);
+        blockdev_close(bd);
+        assert_int_equal(run("qemu-img check -q %s && qemu-img info %s | grep -q '(2097152 bytes)'",
+                             path, path), 0);
+    }
+}
+
+/* Unknown header extensions survive a header rewrite; unknown autoclear bits
+ * are cleared by the first write. */
+static void test_header_rewrite_keeps_unknown(void **state)
+{
+    char path[512], base[512];
+    snprintf(path, sizeof(path), "%s/ext.qcow2", dir);
+    snprintf(base, sizeof(base), "%s/ext-base.qcow2", dir);
+    assert_int_equal(run("qemu-img create -q -f qcow2 %s 1M && qemu-img create -q -f qcow2 %s 1M",
+                         base, path), 0);
+    /* Insert an unknown extension (type 0x12345678, 8 bytes) after the header. */
+    assert_int_equal(run("printf '\\022\\064\\126\\170\\000\\000\\000\\010ABCDEFGH"
+                         "\\000\\000\\000\\000\\000\\000\\000\\000' | "
+                         "dd of=%s bs=1 seek=112 conv=notrunc status=none && "
+                         "printf '\\000\\000\\000\\000\\000\\000\\000\\200' | "
+                         "dd of=%s bs=1 seek=88 conv=notrunc status=none", path, path), 0);
+    struct blockdev *bd;
+    struct error err = { 0 };
+    assert_int_equal(blockdev_open(&bd, path, NULL, &err), 0);
+    assert_int_equal(qcow2_change_backing_file(bd, "ext-base.qcow2", "qcow2", &err), 0);
+    uint8_t b[512] = { 7 };
+    assert_int_equal(blockdev_pwrite(bd, 0, b, sizeof(b), &err), 0);
+    blockdev_close(bd);
+    assert_int_equal(run("grep -q ABCDEFGH %s", path), 0);
+    assert_int_equal(run("qemu-img info %s | grep -q 'backing file: ext-base.qcow2'", path), 0);
+    assert_int_equal(run("qemu-img check -q %s", path), 0);
+    /* autoclear_features (offset 88) is zero again */
+    assert_int_equal(run("test $(od -An -tx1 -j88 -N8 %s | tr -d ' \n') = 0000000000000000", path), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -373,6 +439,8 @@ int main(void)
         cmocka_unit_test(test_backing_loop_is_an_error),
         cmocka_unit_test(test_read_what_qemu_wrote),
         cmocka_unit_test(test_parallel_io),
+        cmocka_unit_test(test_preallocation),
+        cmocka_unit_test(test_header_rewrite_keeps_unknown),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
