@@ -36,7 +36,7 @@ struct cowio {
     bool image_opts;                /* --image-opts given */
     bool misalign;
     bool quit;
-    struct cowio_pending *pending, **pending_tail;
+    struct cowio_pending *pending;  /* newest first */
 };
 
 extern const char *cowio_progname;

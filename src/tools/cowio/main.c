@@ -173,7 +173,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     const char *name = basename(argv[0]);
     struct cmdline cl = { .open.writethrough = true };
-    struct cowio io = { .pending_tail = &io.pending };
+    struct cowio io = { 0 };
 
     int first = parse_args(argc, argv, &cl, name);
     if (first < 0) {

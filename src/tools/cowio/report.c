@@ -123,13 +123,12 @@ void cowio_defer(struct cowio *io, const char *fmt, ...)
     vfprintf(f, fmt, ap);
     va_end(ap);
     fclose(f);
+    /* qemu completes finished requests newest first (its bottom halves and
+     * thread pool completions are LIFO lists), so the reports stack up. */
     struct cowio_pending *p = calloc(1, sizeof(*p));
     p->text = text;
-    if (!io->pending_tail) {
-        io->pending_tail = &io->pending;
-    }
-    *io->pending_tail = p;
-    io->pending_tail = &p->next;
+    p->next = io->pending;
+    io->pending = p;
 }
 
 void cowio_drain(struct cowio *io)
@@ -141,7 +140,6 @@ void cowio_drain(struct cowio *io)
         free(p->text);
         free(p);
     }
-    io->pending_tail = &io->pending;
 }
 
 #define BUF_ALIGN 4096
