@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "tools/cowio/cowio.h"
+#include "tools/cowio/json_opts.h"
 #include "util/options.h"
 
 int cowio_parse_cache_mode(const char *mode, struct cowio_open *o)
@@ -40,10 +41,43 @@ static int bool_option(struct options *opts, const char *key, bool *out, struct 
     return options_get_bool(opts, key, out, err);
 }
 
-/* The subset of qemu's block options cowio understands:
- * driver=FMT (or driver=file for a plain file), file=NAME, file.filename=NAME,
- * file.driver=file, filename=NAME (with driver=file), read-only, force-share,
- * cache.direct, cache.no-flush. */
+/* Runtime options of qemu's qcow2 driver that only tune its caches and
+ * checks; the blockdev API has no knob for them, so they are accepted and
+ * have no effect (lazy-refcounts included: the image header decides). */
+static const char *const ignored_qcow2_opts[] = {
+    "lazy-refcounts", "pass-discard-request", "pass-discard-snapshot", "pass-discard-other",
+    "discard-no-unref", "cache-size", "l2-cache-size", "l2-cache-entry-size",
+    "refcount-cache-size", "cache-clean-interval", "overlap-check", NULL,
+};
+
+static void mark_ignored(struct options *opts, const char *prefix)
+{
+    for (int i = 0; i < opts->count; i++) {
+        const char *key = opts->items[i].key;
+        size_t n = strlen(prefix);
+        if (strncmp(key, prefix, n) != 0) {
+            continue;
+        }
+        for (const char *const *ig = ignored_qcow2_opts; *ig; ig++) {
+            size_t m = strlen(*ig);
+            if (!strncmp(key + n, *ig, m) && (key[n + m] == '\0' || key[n + m] == '.')) {
+                opts->items[i].used = true;
+            }
+        }
+    }
+}
+
+static const char *layer_get(struct options *opts, const char *prefix, const char *key)
+{
+    char full[256];
+    snprintf(full, sizeof(full), "%s%s", prefix, key);
+    return options_get(opts, full);
+}
+
+/* The subset of qemu's block options cowio understands, as nested layers:
+ * [driver=compress,file.]driver=FMT,file.filename=NAME (or file=NAME,
+ * file.driver=file), driver=file,filename=NAME, plus read-only,
+ * force-share, cache.direct, cache.no-flush at the top. */
 static int apply_image_opts(const char *text, const char *implied_key, const char **filename,
                             char **format_out, char **filename_out, struct cowio_open *o,
                             struct error *err)
@@ -52,22 +86,6 @@ static int apply_image_opts(const char *text, const char *implied_key, const cha
     int ret = options_parse(&opts, text, implied_key, err);
     if (ret < 0) {
         goto out;
-    }
-    const char *driver = options_get(&opts, "driver");
-    const char *name = options_get(&opts, "file.filename");
-    if (!name) {
-        name = options_get(&opts, "file");
-    }
-    if (!name) {
-        name = options_get(&opts, "filename");
-    }
-    const char *file_driver = options_get(&opts, "file.driver");
-    if (file_driver && strcmp(file_driver, "file") != 0) {
-        ret = error_set(err, -ENOTSUP, "Unsupported protocol driver '%s'", file_driver);
-        goto out;
-    }
-    if (driver && (!strcmp(driver, "file") || !strcmp(driver, "host_device"))) {
-        driver = "raw";
     }
     bool read_only = false, force_share = false, direct = false, no_flush = false;
     if ((ret = bool_option(&opts, "read-only", &read_only, err)) < 0 ||
@@ -79,6 +97,31 @@ static int apply_image_opts(const char *text, const char *implied_key, const cha
     o->flags |= (read_only ? BDEV_READ_ONLY : 0) | (force_share ? BDEV_FORCE_SHARE : 0) |
                 (direct ? BDEV_NO_CACHE : 0);
     o->no_flush |= no_flush;
+
+    char prefix[64] = "";
+    const char *driver = layer_get(&opts, prefix, "driver");
+    if (driver && !strcmp(driver, "compress")) {
+        o->compress = true;
+        snprintf(prefix, sizeof(prefix), "file.");
+        driver = layer_get(&opts, prefix, "driver");
+    }
+    const char *name;
+    if (driver && (!strcmp(driver, "file") || !strcmp(driver, "host_device"))) {
+        driver = "raw";
+        name = layer_get(&opts, prefix, "filename");
+    } else {
+        mark_ignored(&opts, prefix);
+        name = layer_get(&opts, prefix, "file.filename");
+        if (!name) {
+            name = layer_get(&opts, prefix, "file");
+        }
+        const char *file_driver = layer_get(&opts, prefix, "file.driver");
+        if (file_driver && strcmp(file_driver, "file") != 0 &&
+            strcmp(file_driver, "host_device") != 0) {
+            ret = error_set(err, -ENOTSUP, "Unsupported protocol driver '%s'", file_driver);
+            goto out;
+        }
+    }
     if (driver) {
         *format_out = strdup(driver);
     }
@@ -113,7 +156,17 @@ int cowio_open_image(struct cowio *io, const char *filename, const struct cowio_
     struct error err = { 0 };
     char *format = NULL, *name_copy = NULL;
     int ret = 0;
-    if (image_opts) {
+    const char *shown = filename;      /* errors name what the user typed */
+    char *json_opts = NULL;
+    if (filename && !strncmp(filename, "json:", 5)) {
+        ret = json_to_options(filename + 5, &json_opts, &err);
+        filename = NULL;
+        if (ret == 0 && image_opts) {
+            ret = error_set(&err, -EINVAL, "Cannot combine a json: file name with -o options");
+        }
+        image_opts = json_opts;
+    }
+    if (ret == 0 && image_opts) {
         ret = apply_image_opts(image_opts, filename ? NULL : "file", &filename, &format,
                                &name_copy, &settings, &err);
     }
@@ -133,8 +186,8 @@ int cowio_open_image(struct cowio *io, const char *filename, const struct cowio_
     }
     if (ret < 0) {
         io->bd = NULL;
-        if (filename) {
-            cowio_error("can't open device %s: %s", filename, err.msg);
+        if (shown) {
+            cowio_error("can't open device %s: %s", shown, err.msg);
         } else {
             cowio_error("can't open: %s", err.msg);
         }
@@ -143,6 +196,7 @@ int cowio_open_image(struct cowio *io, const char *filename, const struct cowio_
     }
     free(format);
     free(name_copy);
+    free(json_opts);
     return ret < 0 ? 1 : 0;
 }
 
@@ -215,10 +269,13 @@ static int open_f(struct cowio *io, int argc, char **argv)
     while ((c = getopt(argc, argv, "snCro:ki:t:d:U")) != -1) {
         switch (c) {
         case 's':
+            cowio_error("snapshot mode (-s) is not supported");
+            ret = -EINVAL;
+            goto out;
         case 'k':
         case 'i':
         case 'd':
-            break;      /* snapshot, aio and discard modes: nothing to choose */
+            break;      /* aio and discard modes: nothing to choose */
         case 'n':
             o.flags |= BDEV_NO_CACHE;
             o.writethrough = false;

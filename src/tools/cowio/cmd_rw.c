@@ -67,9 +67,44 @@ int cowio_after_write(struct cowio *io, bool fua)
     return 0;
 }
 
+/* Through qemu's compress filter every write becomes compressed clusters:
+ * partial clusters are completed with what the disk holds (read-modify-write). */
+static int write_compressing(struct cowio *io, uint64_t off, const void *buf, size_t len)
+{
+    struct blockdev *bd = io->bd;
+    uint64_t unit = bd->cluster_size;
+    if (!unit) {
+        return -ENOTSUP;
+    }
+    if (off > bd->size || len > bd->size - off) {
+        return -EIO;
+    }
+    uint64_t start = off / unit * unit;
+    uint64_t end = (off + len + unit - 1) / unit * unit;
+    if (end > bd->size) {
+        end = bd->size;
+    }
+    uint8_t *whole = cowio_alloc(io, end - start, 0);
+    if (!whole) {
+        return -ENOMEM;
+    }
+    int ret = 0;
+    if (start < off || off + len < end) {
+        ret = blockdev_pread(bd, start, whole, end - start, NULL);
+    }
+    memcpy(whole + (off - start), buf, len);
+    for (uint64_t pos = start; ret == 0 && pos < end; pos += unit) {
+        uint64_t n = end - pos < unit ? end - pos : unit;
+        ret = blockdev_pwrite_compressed(bd, pos, whole + (pos - start), n, NULL);
+    }
+    cowio_free(io, whole);
+    return ret;
+}
+
 int cowio_do_write(struct cowio *io, uint64_t off, const void *buf, size_t len, bool fua)
 {
-    int ret = blockdev_pwrite(io->bd, off, buf, len, NULL);
+    int ret = io->open.compress ? write_compressing(io, off, buf, len)
+                                : blockdev_pwrite(io->bd, off, buf, len, NULL);
     return ret < 0 ? ret : cowio_after_write(io, fua);
 }
 

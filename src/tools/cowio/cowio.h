@@ -21,6 +21,7 @@ struct cowio_open {
     bool writethrough;      /* flush after every write (qemu-io's default) */
     bool no_flush;          /* cache=unsafe: flush requests are ignored */
     bool copy_on_read;
+    bool compress;          /* driver=compress: data writes go out compressed */
 };
 
 /* A finished aio request whose report qemu-io would print when its event
