@@ -2,6 +2,7 @@
  * commands, cache modes, and --image-opts option strings. */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,6 +136,30 @@ out:
     return ret;
 }
 
+/* The block layer words open errors for qemu-img ("Could not open 'x': ..."
+ * around format errors, "Could not open backing file 'b': ..."); qemu-io
+ * shows the format's own words and an unnamed "Could not open backing file". */
+static const char *qemu_io_open_message(struct error *err, const char *filename, int ret)
+{
+    char prefix[PATH_MAX + 32];
+    snprintf(prefix, sizeof(prefix), "Could not open '%s': ", filename);
+    const char *msg = err->msg;
+    size_t n = strlen(prefix);
+    if (!strncmp(msg, prefix, n) && strcmp(msg + n, strerror(-ret)) != 0) {
+        msg += n;
+    }
+    static const char backing[] = "Could not open backing file '";
+    if (!strncmp(msg, backing, sizeof(backing) - 1)) {
+        const char *rest = strstr(msg, "': ");
+        if (rest) {
+            static char text[sizeof(err->msg) + 32];
+            snprintf(text, sizeof(text), "Could not open backing file: %s", rest + 3);
+            return text;
+        }
+    }
+    return msg;
+}
+
 static void warn_probed_raw(const char *filename)
 {
     fprintf(stderr,
@@ -187,7 +212,8 @@ int cowio_open_image(struct cowio *io, const char *filename, const struct cowio_
     if (ret < 0) {
         io->bd = NULL;
         if (shown) {
-            cowio_error("can't open device %s: %s", shown, err.msg);
+            cowio_error("can't open device %s: %s", shown,
+                        filename ? qemu_io_open_message(&err, filename, ret) : err.msg);
         } else {
             cowio_error("can't open: %s", err.msg);
         }
