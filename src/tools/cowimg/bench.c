@@ -53,12 +53,12 @@ static void *bench_worker(void *opaque)
         int ret = b->write ? blockdev_pwrite(b->bd, off, buf, (size_t)b->bufsize, &err)
                            : blockdev_pread(b->bd, off, buf, (size_t)b->bufsize, &err);
         if (ret < 0) {
-            bench_fail(b, "Failed request", err.msg);
+            bench_fail(b, "Failed request", strerror(-ret));
             break;
         }
         if (b->flush_interval && (i + 1) % b->flush_interval == 0 &&
             blockdev_flush(b->bd, &err) < 0) {
-            bench_fail(b, "Failed flush request", err.msg);
+            bench_fail(b, "Failed flush request", strerror(-err.code));
             break;
         }
     }

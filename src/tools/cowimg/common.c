@@ -114,10 +114,6 @@ bool format_known(const char *fmt)
 struct blockdev *image_open(const char *filename, const char *fmt, unsigned flags)
 {
     struct error err = {0};
-    if (fmt && !format_known(fmt)) {
-        report("Unknown file format '%s'", fmt);
-        return NULL;
-    }
     struct blockdev_open_opts opts = { .format = fmt, .flags = flags };
     struct blockdev *bd;
     if (blockdev_open(&bd, filename, &opts, &err) < 0) {

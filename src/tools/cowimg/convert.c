@@ -434,7 +434,7 @@ static int open_target(struct convert *cv, struct convert_args *a)
         report("Invalid cache option: %s", a->cache);
         return -1;
     }
-    cv->target = image_open(cv->target_name, a->skip_create ? NULL : a->out_fmt,
+    cv->target = image_open(cv->target_name, a->out_fmt,
                             no_cache ? BDEV_NO_CACHE : 0);
     if (!cv->target) {
         return -1;

@@ -180,7 +180,7 @@ static void print_formatting_line(const struct create_request *req, const struct
         }
         printf("\n");
     }
-    fflush(stdout);
+    fflush(stdout);     /* before any error of the format's checks, as qemu-img */
 }
 
 /* Stage 2: values the format checks after "Formatting" is printed. */
@@ -188,10 +188,13 @@ static int check_plan(struct create_request *req, struct create_plan *p, struct 
 {
     bool is_qcow2 = strcmp(req->format, "qcow2") == 0;
     p->prealloc = PREALLOC_OFF;
-    if (p->prealloc_text && (blockdev_prealloc_parse(p->prealloc_text, &p->prealloc) < 0 ||
-                             (!is_qcow2 && p->prealloc == PREALLOC_METADATA))) {
-        return error_set(err, -EINVAL, "Parameter 'preallocation' does not accept value '%s'",
-                         p->prealloc_text);
+    if (p->prealloc_text && blockdev_prealloc_parse(p->prealloc_text, &p->prealloc) < 0) {
+        /* The two drivers word this differently in qemu-img, too. */
+        return error_set(err, -EINVAL, is_qcow2 ? "Parameter 'preallocation' does not accept "
+                         "value '%s'" : "invalid parameter value: %s", p->prealloc_text);
+    }
+    if (!is_qcow2 && p->prealloc == PREALLOC_METADATA) {
+        return error_set(err, -ENOTSUP, "Unsupported preallocation mode: metadata");
     }
     if (!is_qcow2) {
         return 0;

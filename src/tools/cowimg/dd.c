@@ -27,7 +27,7 @@ static int parse_operand(struct dd_args *a, const char *arg)
     } else if (klen == 2 && !strncmp(arg, "of", 2)) {
         a->out = v;
     } else if (klen == 2 && !strncmp(arg, "bs", 2)) {
-        return parse_size_arg("block size", v, 1, INT_MAX, &a->bs);
+        return parse_size_arg("bs", v, 1, INT_MAX, &a->bs);
     } else if (klen == 5 && !strncmp(arg, "count", 5)) {
         a->has_count = true;
         return parse_size_arg("count", v, 0, INT64_MAX, &a->count);

@@ -85,7 +85,6 @@ static void print_info_human(const struct image_info *ii)
         bd->drv->info_json(bd, &w);
         json_object_end(&w);
         printf("Format specific information:\n");
-        fflush(stdout);
         if (json_dump_human(stdout, json_writer_str(&w), 1) < 0) {
             report("Malformed format-specific information from the %s driver",
                    blockdev_format(bd));

@@ -110,8 +110,6 @@ int main(int argc, char **argv)
 {
     const char *slash = strrchr(argv[0], '/');
     progname = slash ? slash + 1 : argv[0];
-    /* Progress lines and results interleave; line buffering keeps them in order. */
-    setvbuf(stdout, NULL, _IOLBF, 0);
 
     if (argc < 2) {
         usage_error("Not enough arguments");

@@ -71,6 +71,11 @@ static int change_backing(struct blockdev *overlay, const struct rebase_args *a)
 {
     const char *name = a->backing && *a->backing ? a->backing : NULL;
     struct error err = {0};
+    if (name && !a->backing_fmt) {
+        report("Could not change the backing file to '%s': backing format must be specified",
+               name);
+        return -1;
+    }
     if (!blockdev_is_qcow2(overlay)) {
         report("Could not change the backing file to '%s': Operation not supported",
                a->backing ? a->backing : "");
