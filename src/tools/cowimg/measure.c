@@ -229,7 +229,7 @@ int cmd_measure(int argc, char **argv)
     } else if (filename && !(src = image_open(filename, fmt,
                                               BDEV_READ_ONLY | (share ? BDEV_FORCE_SHARE : 0)))) {
         /* reported */
-    } else if (!format_known(out_fmt)) {
+    } else if (strcmp(out_fmt, "qcow2") != 0 && !format_known(out_fmt)) {
         report("Unknown file format '%s'", out_fmt);
     } else {
         const char *osize = options_get(&o, "size");
