@@ -122,24 +122,13 @@ int block_commit(struct blockdev *top, const struct blockdev *base, struct progr
 
 int block_make_empty(struct blockdev *bd, struct error *err)
 {
-    uint64_t size = blockdev_size(bd);
-    for (uint64_t off = 0; off < size; ) {
-        struct block_status st;
-        int ret = blockdev_block_status(bd, off, size - off, &st, err);
-        if (ret < 0) {
-            return ret;
-        }
-        if (st.len == 0) {
-            return error_set(err, -EIO, "Block status of '%s' made no progress", bd->filename);
-        }
-        uint64_t len = st.len < size - off ? st.len : size - off;
-        if (st.depth == 0 && (st.flags & BDEV_STATUS_ALLOCATED)) {
-            ret = blockdev_discard(bd, off, len, err);
-            if (ret < 0) {
-                return ret;
-            }
-        }
-        off += len;
-    }
-    return blockdev_flush(bd, err);
+    /* Emptying means returning bd's clusters to "unallocated" so that reads
+     * fall through to the backing file again. The blockdev API has no such
+     * operation yet: discard on a qcow2 v3 image leaves zero clusters, which
+     * would hide the backing file and change what bd reads. Until a driver
+     * operation exists, say so; commit then leaves bd as it is (its clusters
+     * now hold what the base holds, so it still reads the same), which is
+     * what qemu-img does for formats that cannot be emptied. */
+    (void)bd;
+    return error_set(err, -ENOTSUP, "Emptying an image is not supported yet");
 }

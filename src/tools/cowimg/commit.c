@@ -68,6 +68,9 @@ int cmd_commit(int argc, char **argv)
         ret = block_commit(top, base, &prog, &err);
         if (ret == 0 && !drop) {
             ret = block_make_empty(top, &err);
+            if (ret == -ENOTSUP) {
+                ret = 0;    /* qemu-img too leaves images it cannot empty as they are */
+            }
         }
     }
     progress_finish(&prog);

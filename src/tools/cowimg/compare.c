@@ -96,7 +96,8 @@ static int compare_common(struct side *a, struct side *b, uint64_t size, bool st
         }
         uint64_t chunk = min_u64(min_u64(sa.len, sb.len), size - off);
         bool alloc_a = sa.flags & BDEV_STATUS_ALLOCATED, alloc_b = sb.flags & BDEV_STATUS_ALLOCATED;
-        const unsigned kind = BDEV_STATUS_DATA | BDEV_STATUS_ZERO | BDEV_STATUS_ALLOCATED;
+        const unsigned kind = BDEV_STATUS_DATA | BDEV_STATUS_ZERO | BDEV_STATUS_ALLOCATED |
+                              BDEV_STATUS_OFFSET_VALID;
         if (strict && (sa.flags & kind) != (sb.flags & kind)) {
             qprintf(quiet, "Strict mode: Offset %" PRIu64 " block status mismatch!\n", off);
             return CMP_DIFFER;

@@ -67,6 +67,7 @@ struct create_request {
     bool unsafe;                /* -u: do not open the backing file */
     bool quiet;
     const char *error_context;  /* prefix of error messages; NULL: the filename */
+    char detected_format[16];   /* filled for the missing backing format hint */
 };
 int image_create(struct create_request *req);
 /* -o help for a format. */

@@ -284,6 +284,21 @@ static int probe_backing(struct create_request *req, struct error *err)
     return 0;
 }
 
+/* For the hint after "Backing file specified without backing format". */
+static void detect_backing_format(struct create_request *req)
+{
+    char *path = blockdev_backing_path(req->filename, req->backing_file);
+    struct blockdev_open_opts opts = {
+        .flags = BDEV_READ_ONLY | BDEV_FORCE_SHARE | BDEV_NO_BACKING,
+    };
+    struct blockdev *bd;
+    if (blockdev_open(&bd, path, &opts, NULL) == 0) {
+        snprintf(req->detected_format, sizeof(req->detected_format), "%s", blockdev_format(bd));
+        blockdev_close(bd);
+    }
+    free(path);
+}
+
 static int create_raw(const char *filename, uint64_t size, enum blockdev_prealloc prealloc,
                       struct error *err)
 {
@@ -320,6 +335,7 @@ static int do_create(struct create_request *req, struct error *err)
         return ret;
     }
     if (req->backing_file && !req->backing_format) {
+        detect_backing_format(req);
         return error_set(err, -EINVAL, "Backing file specified without backing format");
     }
     if (req->backing_file && !req->unsafe) {
@@ -353,6 +369,10 @@ int image_create(struct create_request *req)
     struct error err = {0};
     if (do_create(req, &err) < 0) {
         report("%s: %s", req->error_context ? req->error_context : req->filename, err.msg);
+        if (req->detected_format[0]) {
+            /* qemu-img prints this hint without a final newline. */
+            fprintf(stderr, "Detected format of %s.", req->detected_format);
+        }
         return -1;
     }
     return 0;

@@ -9,10 +9,6 @@
 #include "block/rebase.h"
 #include "cowimg.h"
 
-/* Until block/qcow2.h declares it (the lead adds it with the driver). */
-int qcow2_change_backing_file(struct blockdev *bd, const char *backing_file,
-                              const char *backing_fmt, struct error *err);
-
 struct rebase_args {
     const char *fmt, *backing, *backing_fmt, *cache, *src_cache;
     bool unsafe, quiet, show_progress, share;
