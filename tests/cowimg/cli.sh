@@ -67,6 +67,21 @@ cases=(
     "bench --flush-interval=4 a.raw"
     "bench -w --flush-interval=4 -d 8 a.raw"
     "bench"
+    "check a.raw"
+    "check -f raw --output=json a.raw"
+    "check -r foo a.raw"
+    "check --output=x a.raw"
+    "check nonexist"
+    "snapshot -l a.raw"
+    "snapshot -c x -l a.raw"
+    "snapshot a.raw"
+    "snapshot -d nonexist a.raw"
+    "snapshot"
+    "amend a.raw"
+    "amend -o compat=0.10 a.raw"
+    "amend -o help a.raw"
+    "amend -f raw -o help a.raw"
+    "amend -o compat=0.10 nonexist"
 )
 for c in "${cases[@]}"; do
     # shellcheck disable=SC2086
@@ -79,7 +94,7 @@ done
 # --help exits 0 and lists every command cowimg implements.
 out=$("$COWIMG" --help)
 check_eq "--help exits 0" 0 $?
-for cmd in bench commit compare convert create dd info map measure rebase resize; do
+for cmd in amend bench check commit compare convert create dd info map measure rebase resize snapshot; do
     if grep -q "^  $cmd " <<<"$out"; then ok "--help lists $cmd"; else not_ok "--help lists $cmd"; fi
 done
 check "-V prints a version" bash -c "'$COWIMG' -V | grep -q version"

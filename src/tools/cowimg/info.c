@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "block/qcow2.h"
 #include "cowimg.h"
 #include "jsontext.h"
 #include "util/json.h"
@@ -13,7 +14,31 @@ struct image_info {
     struct blockdev *bd;
     char *full_backing;     /* backing path relative to the working directory */
     int64_t actual_size;
+    struct qcow2_snapshot_info *snapshots;
+    int nsnapshots;
 };
+
+static void write_snapshots_json(const struct image_info *ii, struct json_writer *w)
+{
+    json_array_begin(w, "snapshots");
+    for (int i = 0; i < ii->nsnapshots; i++) {
+        const struct qcow2_snapshot_info *sn = &ii->snapshots[i];
+        /* Members in qemu-img's (hash) order. */
+        json_object_begin(w, NULL);
+        if (sn->icount != -1) {
+            json_int(w, "icount", sn->icount);
+        }
+        json_uint(w, "vm-clock-nsec", sn->vm_clock_nsec % 1000000000ull);
+        json_string(w, "name", sn->name ? sn->name : "");
+        json_uint(w, "date-sec", sn->date_sec);
+        json_uint(w, "date-nsec", sn->date_nsec);
+        json_uint(w, "vm-clock-sec", sn->vm_clock_nsec / 1000000000ull);
+        json_string(w, "id", sn->id);
+        json_uint(w, "vm-state-size", sn->vm_state_size);
+        json_object_end(w);
+    }
+    json_array_end(w);
+}
 
 static void write_format_specific(struct blockdev *bd, struct json_writer *w)
 {
@@ -31,6 +56,9 @@ static void write_info_json(const struct image_info *ii, struct json_writer *w)
     json_object_begin(w, NULL);
     if (bd->backing_filename && bd->backing_format) {
         json_string(w, "backing-filename-format", bd->backing_format);
+    }
+    if (ii->nsnapshots > 0) {
+        write_snapshots_json(ii, w);
     }
     json_uint(w, "virtual-size", blockdev_size(bd));
     json_string(w, "filename", bd->filename);
@@ -78,6 +106,9 @@ static void print_info_human(const struct image_info *ii)
             printf("backing file format: %s\n", bd->backing_format);
         }
     }
+    if (ii->nsnapshots > 0) {
+        print_snapshot_table(ii->snapshots, ii->nsnapshots);
+    }
     if (bd->drv->info_json) {
         struct json_writer w;
         json_writer_init(&w, false);
@@ -103,11 +134,21 @@ static int open_info(struct image_info *ii, const char *filename, const char *fm
     ii->actual_size = ii->bd->drv->allocated_size ? ii->bd->drv->allocated_size(ii->bd) : -1;
     ii->full_backing = ii->bd->backing_filename ?
         blockdev_backing_path(filename, ii->bd->backing_filename) : NULL;
+    ii->snapshots = NULL;
+    ii->nsnapshots = 0;
+    if (blockdev_is_qcow2(ii->bd)) {
+        /* Without snapshot support in the driver there is simply no list. */
+        if (qcow2_snapshot_list(ii->bd, &ii->snapshots, &ii->nsnapshots, NULL) < 0) {
+            ii->snapshots = NULL;
+            ii->nsnapshots = 0;
+        }
+    }
     return 0;
 }
 
 static void close_info(struct image_info *ii)
 {
+    qcow2_snapshot_list_free(ii->snapshots, ii->nsnapshots);
     blockdev_close(ii->bd);
     free(ii->full_backing);
 }

@@ -12,9 +12,12 @@ struct command {
 };
 
 static const struct command commands[] = {
+    { "amend", cmd_amend, "amend [-p] [-q] [-f fmt] [-t cache] [--force] -o options filename" },
     { "bench", cmd_bench, "bench [-c count] [-d depth] [-f fmt] [--flush-interval=flush_interval] "
       "[-n] [--no-drain] [-o offset] [--pattern=pattern] [-q] [-s buffer_size] [-S step_size] "
       "[-t cache] [-w] [-U] filename" },
+    { "check", cmd_check, "check [-q] [-f fmt] [--output=ofmt] [-r [leaks | all]] "
+      "[-T src_cache] [-U] filename" },
     { "commit", cmd_commit, "commit [-q] [-f fmt] [-t cache] [-b base] [-d] [-p] filename" },
     { "compare", cmd_compare, "compare [-f fmt] [-F fmt] [-T src_cache] [-p] [-q] [-s] [-U] "
       "filename1 filename2" },
@@ -30,6 +33,8 @@ static const struct command commands[] = {
       "[--output=ofmt] [-U] filename" },
     { "measure", cmd_measure, "measure [--output=ofmt] [-O output_fmt] [-o options] "
       "[--size N | [-f fmt] filename]" },
+    { "snapshot", cmd_snapshot, "snapshot [-U] [-q] [-l | -a snapshot | -c snapshot | "
+      "-d snapshot] filename" },
     { "rebase", cmd_rebase, "rebase [-U] [-q] [-f fmt] [-t cache] [-T src_cache] [-p] [-u] "
       "-b backing_file [-F backing_fmt] filename" },
     { "resize", cmd_resize, "resize [-f fmt] [--preallocation=prealloc] [-q] [--shrink] "
@@ -74,10 +79,23 @@ static const char help_params[] =
 "  '-n' skips the target volume creation (useful if the volume is created\n"
 "       prior to running the tool)\n"
 "\n"
+"Parameters to check subcommand:\n"
+"  '-r' tries to repair any inconsistencies that are found during the check.\n"
+"       '-r leaks' repairs only cluster leaks, whereas '-r all' fixes all\n"
+"       kinds of errors, with a higher risk of choosing the wrong fix or\n"
+"       hiding corruption that has already occurred.\n"
+"\n"
 "Parameters to convert subcommand:\n"
 "  '-m' specifies how many workers run in parallel during the convert\n"
 "       process (defaults to 8)\n"
 "  '-W' allow to write to the target out of order rather than sequential\n"
+"\n"
+"Parameters to snapshot subcommand:\n"
+"  'snapshot' is the name of the snapshot to create, apply or delete\n"
+"  '-a' applies a snapshot (revert disk to saved state)\n"
+"  '-c' creates a snapshot\n"
+"  '-d' deletes a snapshot\n"
+"  '-l' lists all snapshots in the given image\n"
 "\n"
 "Parameters to compare subcommand:\n"
 "  '-f' first image format\n"
