@@ -97,19 +97,65 @@ static int read_in_cluster(struct qcow2 *s, uint64_t off, uint8_t *buf, size_t l
     return 0;
 }
 
+/* Whether [in_cluster, in_cluster+len) of a cluster is plain data at its host offset. */
+static bool is_plain_data(const struct qcow2 *s, uint64_t entry, uint64_t bitmap,
+                          uint32_t in_cluster, size_t len)
+{
+    if (entry & QCOW2_OFLAG_COMPRESSED) {
+        return false;
+    }
+    uint32_t last = (uint32_t)((in_cluster + len - 1) >> s->subcluster_bits);
+    for (uint32_t sc = in_cluster >> s->subcluster_bits; sc <= last; sc++) {
+        if (qcow2_sc_type(s, entry, bitmap, sc) != QCOW2_SC_NORMAL) {
+            return false;
+        }
+    }
+    return !((entry & QCOW2_L2E_OFFSET_MASK) & s->cluster_mask);
+}
+
+/* Extends a plain-data piece over following clusters stored right after it
+ * on the host, so that a large read becomes one host read. Lock held. */
+static size_t extend_contiguous(struct qcow2 *s, uint64_t off, size_t n, size_t len,
+                                uint64_t host_end)
+{
+    while (n < len) {
+        uint64_t entry, bitmap;
+        size_t step = len - n < s->cluster_size ? len - n : s->cluster_size;
+        if (qcow2_lookup(s, off + n, &entry, &bitmap, NULL) < 0 ||
+            !is_plain_data(s, entry, bitmap, 0, step) ||
+            (entry & QCOW2_L2E_OFFSET_MASK) != host_end) {
+            break;
+        }
+        n += step;
+        host_end += s->cluster_size;
+    }
+    return n;
+}
+
 int qcow2_read_at(struct qcow2 *s, uint64_t off, void *buf, size_t len, struct error *err)
 {
     uint8_t *p = buf;
     while (len > 0) {
-        size_t n = s->cluster_size - qcow2_offset_in_cluster(s, off);
+        uint32_t in_cluster = (uint32_t)qcow2_offset_in_cluster(s, off);
+        size_t n = s->cluster_size - in_cluster;
         if (n > len) {
             n = len;
         }
         uint64_t entry, bitmap;
         pthread_mutex_lock(&s->lock);
         int ret = qcow2_lookup(s, off, &entry, &bitmap, err);
+        bool plain = ret == 0 && is_plain_data(s, entry, bitmap, in_cluster, n);
+        uint64_t host = (entry & QCOW2_L2E_OFFSET_MASK) + in_cluster;
+        if (plain && n == s->cluster_size - in_cluster) {
+            n = extend_contiguous(s, off, n, len, host + n);
+        }
         pthread_mutex_unlock(&s->lock);
-        if (ret == 0) {
+        if (plain) {
+            ret = hostfile_pread(s->file, host, p, n);
+            if (ret < 0) {
+                error_set_errno(err, ret, "Could not read guest data at 0x%" PRIx64, off);
+            }
+        } else if (ret == 0) {
             ret = read_in_cluster(s, off, p, n, entry, bitmap, err);
         }
         if (ret < 0) {

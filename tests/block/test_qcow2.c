@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <pthread.h>
 #include <sys/wait.h>
 #include <cmocka.h>
 
@@ -278,6 +279,153 @@ static void test_read_what_qemu_wrote(void **state)
     }
 }
 
+/* Threads write interleaved 4 KiB stripes of the same clusters (so they race
+ * on allocation, COW from the backing file and L2 tables) and read their own
+ * stripes back; afterwards the whole disk matches the model. */
+#define STRIPE 4096
+#define THREADS 4
+
+struct worker {
+    pthread_t thread;
+    struct blockdev *bd;
+    uint8_t *ref;
+    int id;
+    int failures;
+};
+
+static void *parallel_worker(void *arg)
+{
+    struct worker *w = arg;
+    uint64_t seed = 0x1234 + (uint64_t)w->id;
+    uint8_t buf[STRIPE];
+    struct error err = { 0 };
+    for (int i = 0; i < 400; i++) {
+        uint64_t stripe = (test_rand(&seed) % (DISK_SIZE / STRIPE / THREADS)) * THREADS + (uint64_t)w->id;
+        uint64_t off = stripe * STRIPE;
+        uint32_t start = (uint32_t)(test_rand(&seed) % STRIPE);
+        uint32_t len = 1 + (uint32_t)(test_rand(&seed) % (STRIPE - start));
+        if (test_rand(&seed) % 3) {
+            fill_pattern(buf, len, seed);
+            if (blockdev_pwrite(w->bd, off + start, buf, len, &err) < 0) {
+                print_error("write failed: %s\n", err.msg);
+                w->failures++;
+            }
+            memcpy(w->ref + off + start, buf, len);
+        } else if (blockdev_pread(w->bd, off, buf, STRIPE, &err) < 0 ||
+                   memcmp(buf, w->ref + off, STRIPE) != 0) {
+            int d = 0;
+            while (d < STRIPE && buf[d] == w->ref[off + d]) {
+                d++;
+            }
+            print_error("thread %d: stripe at %llu reads back wrong at +%d: %02x vs %02x (%s)\n",
+                        w->id, (unsigned long long)off, d, buf[d], w->ref[off + d], err.msg);
+            w->failures++;
+        }
+    }
+    return NULL;
+}
+
+static void test_parallel_io(void **state)
+{
+    char base[512], top[512];
+    snprintf(base, sizeof(base), "%s/par-base.qcow2", dir);
+    snprintf(top, sizeof(top), "%s/par-top.qcow2", dir);
+    uint8_t *ref = malloc(DISK_SIZE);
+    fill_pattern(ref, DISK_SIZE, 99);
+    assert_int_equal(write_file(top, ref, DISK_SIZE), 0);
+    assert_int_equal(run("qemu-img convert -q -c -f raw -O qcow2 %s %s", top, base), 0);
+    const struct variant variants[] = {
+        { 3, 65536, 16, false, QCOW2_COMPRESSION_ZLIB, false },
+        { 3, 65536, 16, true, QCOW2_COMPRESSION_ZLIB, false },
+    };
+    uint8_t *orig = malloc(DISK_SIZE);
+    memcpy(orig, ref, DISK_SIZE);
+    for (size_t v = 0; v < 2; v++) {
+        memcpy(ref, orig, DISK_SIZE);
+        struct blockdev *bd = create_and_open(top, &variants[v], 0, "par-base.qcow2", "qcow2");
+        struct worker w[THREADS];
+        for (int i = 0; i < THREADS; i++) {
+            w[i] = (struct worker){ .bd = bd, .ref = ref, .id = i };
+            assert_int_equal(pthread_create(&w[i].thread, NULL, parallel_worker, &w[i]), 0);
+        }
+        for (int i = 0; i < THREADS; i++) {
+            pthread_join(w[i].thread, NULL);
+            assert_int_equal(w[i].failures, 0);
+        }
+        verify_all(bd, ref, DISK_SIZE);
+        blockdev_close(bd);
+        judge_with_qemu(top, ref, DISK_SIZE);
+    }
+    free(orig);
+    free(ref);
+}
+
+static void test_preallocation(void **state)
+{
+    static const enum blockdev_prealloc modes[] = { PREALLOC_METADATA, PREALLOC_FALLOC,
+                                                    PREALLOC_FULL };
+    for (size_t i = 0; i < 3; i++) {
+        char path[512];
+        snprintf(path, sizeof(path), "%s/prealloc%zu.qcow2", dir, i);
+        struct qcow2_create_opts o;
+        struct error err = { 0 };
+        qcow2_create_opts_init(&o);
+        o.size = 3 << 20;
+        o.prealloc = modes[i];
+        assert_int_equal(qcow2_create(path, &o, &err), 0);
+        /* Every cluster is allocated and reads zero; qemu-img agrees. */
+        assert_int_equal(run("qemu-img check -q %s", path), 0);
+        assert_int_equal(run("qemu-img map --output=json %s | grep -q '\"data\": false'", path), 1);
+        struct blockdev *bd;
+        assert_int_equal(blockdev_open(&bd, path, NULL, &err), 0);
+        struct block_status st;
+        assert_int_equal(blockdev_block_status(bd, 0, bd->size, &st, &err), 0);
+        assert_true(st.flags & BDEV_STATUS_DATA);
+        assert_true(st.len == bd->size);
+        uint8_t buf[4096];
+        assert_int_equal(blockdev_pread(bd, 1 << 20, buf, sizeof(buf), &err), 0);
+        for (size_t j = 0; j < sizeof(buf); j++) {
+            assert_int_equal(buf[j], 0);
+        }
+        /* Grow with preallocation, shrink back. */
+        assert_int_equal(blockdev_truncate(bd, 5 << 20, false, modes[i], &err), 0);
+        assert_int_equal(blockdev_truncate(bd, 2 << 20, false, PREALLOC_OFF, &err), -EINVAL);
+        assert_int_equal(blockdev_truncate(bd, 2 << 20, true, PREALLOC_OFF, &err), 0);
+        blockdev_close(bd);
+        assert_int_equal(run("qemu-img check -q %s && qemu-img info %s | grep -q '(2097152 bytes)'",
+                             path, path), 0);
+    }
+}
+
+/* Unknown header extensions survive a header rewrite; unknown autoclear bits
+ * are cleared by the first write. */
+static void test_header_rewrite_keeps_unknown(void **state)
+{
+    char path[512], base[512];
+    snprintf(path, sizeof(path), "%s/ext.qcow2", dir);
+    snprintf(base, sizeof(base), "%s/ext-base.qcow2", dir);
+    assert_int_equal(run("qemu-img create -q -f qcow2 %s 1M && qemu-img create -q -f qcow2 %s 1M",
+                         base, path), 0);
+    /* Insert an unknown extension (type 0x12345678, 8 bytes) after the header. */
+    assert_int_equal(run("printf '\\022\\064\\126\\170\\000\\000\\000\\010ABCDEFGH"
+                         "\\000\\000\\000\\000\\000\\000\\000\\000' | "
+                         "dd of=%s bs=1 seek=112 conv=notrunc status=none && "
+                         "printf '\\000\\000\\000\\000\\000\\000\\000\\200' | "
+                         "dd of=%s bs=1 seek=88 conv=notrunc status=none", path, path), 0);
+    struct blockdev *bd;
+    struct error err = { 0 };
+    assert_int_equal(blockdev_open(&bd, path, NULL, &err), 0);
+    assert_int_equal(qcow2_change_backing_file(bd, "ext-base.qcow2", "qcow2", &err), 0);
+    uint8_t b[512] = { 7 };
+    assert_int_equal(blockdev_pwrite(bd, 0, b, sizeof(b), &err), 0);
+    blockdev_close(bd);
+    assert_int_equal(run("grep -q ABCDEFGH %s", path), 0);
+    assert_int_equal(run("qemu-img info %s | grep -q 'backing file: ext-base.qcow2'", path), 0);
+    assert_int_equal(run("qemu-img check -q %s", path), 0);
+    /* autoclear_features (offset 88) is zero again */
+    assert_int_equal(run("test $(od -An -tx1 -j88 -N8 %s | tr -d ' \n') = 0000000000000000", path), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -290,6 +438,9 @@ int main(void)
         cmocka_unit_test(test_backing_chain),
         cmocka_unit_test(test_backing_loop_is_an_error),
         cmocka_unit_test(test_read_what_qemu_wrote),
+        cmocka_unit_test(test_parallel_io),
+        cmocka_unit_test(test_preallocation),
+        cmocka_unit_test(test_header_rewrite_keeps_unknown),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
