@@ -360,6 +360,49 @@ static void test_parallel_io(void **state)
     free(ref);
 }
 
+/* A depth-3 chain qemu-img and qemu-io made (raw base, qcow2 middle with
+ * subclusters, compressed qcow2 top) reads like qemu-img convert says. */
+static void test_read_qemu_chain(void **state)
+{
+    char base[512], mid[512], top[512], raw[512];
+    snprintf(base, sizeof(base), "%s/qc-base.raw", dir);
+    snprintf(mid, sizeof(mid), "%s/qc-mid.qcow2", dir);
+    snprintf(top, sizeof(top), "%s/qc-top.qcow2", dir);
+    snprintf(raw, sizeof(raw), "%s/qc-top.raw", dir);
+    assert_int_equal(run("qemu-img create -q -f raw %s 3M && "
+                         "qemu-io -f raw -c 'write -P 0x61 0 3M' %s >/dev/null && "
+                         "qemu-img create -q -f qcow2 -o extended_l2=on -b qc-base.raw -F raw %s 4M && "
+                         "qemu-io -f qcow2 -c 'write -P 0x62 100k 10k' -c 'write -z 1M 64k' "
+                         "-c 'write -P 0x63 3M 512k' %s >/dev/null && "
+                         "qemu-img create -q -f qcow2 -o compression_type=zstd,cluster_size=4k "
+                         "-b qc-mid.qcow2 -F qcow2 %s && "
+                         "qemu-io -f qcow2 -c 'write -c -P 0x64 8k 4k' -c 'write -P 0x65 98k 5k' "
+                         "-c 'discard 2M 64k' %s >/dev/null && "
+                         "qemu-img convert -O raw %s %s", base, base, mid, mid, top, top, top, raw), 0);
+    FILE *f = fopen(raw, "rb");
+    assert_non_null(f);
+    uint8_t *want = malloc(4 << 20);
+    assert_int_equal(fread(want, 1, 4 << 20, f), 4 << 20);
+    fclose(f);
+    struct blockdev *bd;
+    struct error err = { 0 };
+    struct blockdev_open_opts ro = { .flags = BDEV_READ_ONLY };
+    assert_int_equal(blockdev_open(&bd, top, &ro, &err), 0);
+    assert_true(bd->size == 4 << 20);
+    verify_all(bd, want, 4 << 20);
+    /* block status walks the chain: depth 0 for the top's own data */
+    struct block_status st;
+    assert_int_equal(blockdev_block_status(bd, 8192, 4096, &st, &err), 0);
+    assert_int_equal(st.depth, 0);
+    assert_true(st.flags & BDEV_STATUS_COMPRESSED);
+    assert_int_equal(blockdev_block_status(bd, 3 << 20, 4096, &st, &err), 0);
+    assert_int_equal(st.depth, 1);
+    assert_int_equal(blockdev_block_status(bd, 0, 4096, &st, &err), 0);
+    assert_int_equal(st.depth, 2);
+    blockdev_close(bd);
+    free(want);
+}
+
 static void test_preallocation(void **state)
 {
     static const enum blockdev_prealloc modes[] = { PREALLOC_METADATA, PREALLOC_FALLOC,
@@ -439,6 +482,7 @@ int main(void)
         cmocka_unit_test(test_backing_loop_is_an_error),
         cmocka_unit_test(test_read_what_qemu_wrote),
         cmocka_unit_test(test_parallel_io),
+        cmocka_unit_test(test_read_qemu_chain),
         cmocka_unit_test(test_preallocation),
         cmocka_unit_test(test_header_rewrite_keeps_unknown),
     };
