@@ -106,6 +106,25 @@ static void test_blk(struct gvdev *d, int index)
            memcmp(back, data + 3 * SECTOR, 4 * SECTOR) == 0, "virtio-blk unaligned-offset read", d);
     checkd(blk_rw(d, BLK_T_FLUSH, 0, 0, 0, 0) == 0, "virtio-blk flush", d);
 
+    /* Four reads in flight at once, each of a different 4 KiB piece. */
+    static struct blk_req reqs[4];
+    static uint8_t stats[4];
+    struct gvbuf many[12];
+    int counts[4] = { 3, 3, 3, 3 }, lens[4] = { 0, 0, 0, 0 };
+    memset(back, 0, PATTERN_BYTES);
+    for (int i = 0; i < 4; i++) {
+        reqs[i] = (struct blk_req){ BLK_T_IN, 0, base + 8 * (uint64_t)(3 - i) };
+        stats[i] = 0xff;
+        many[3 * i] = (struct gvbuf){ &reqs[i], sizeof(reqs[i]), 0 };
+        many[3 * i + 1] = (struct gvbuf){ back + 4096 * (3 - i), 4096, 1 };
+        many[3 * i + 2] = (struct gvbuf){ &stats[i], 1, 1 };
+    }
+    int ok = virtio_submit_many(d, 0, many, counts, 4, lens) == 0;
+    for (int i = 0; i < 4; i++) {
+        ok = ok && stats[i] == 0 && lens[i] == 4097;
+    }
+    checkd(ok && memcmp(back, data, 4 * 4096) == 0, "virtio-blk four requests in flight", d);
+
     static struct blk_seg seg;
     seg = (struct blk_seg){ base + 8, 8, 0 };
     checkd(blk_rw(d, BLK_T_WRITE_ZEROES, 0, &seg, sizeof(seg), 0) == 0, "virtio-blk write zeroes", d);

@@ -20,7 +20,7 @@ for t in mmio pci; do
     [[ $t == pci ]] && "$QEMU_IMG" create -q -f qcow2 -b base.qcow2 -F qcow2 overlay.qcow2
     timeout 60 "$COWVISOR" --kernel "$GUEST" --memory 64M --disk "file=overlay.qcow2,transport=$t" >"out.$t" 2>&1
     check_eq "qcow2 overlay over $t: guest checks pass" 1 "$?"
-    check_eq "qcow2 overlay over $t: 12 virtio-blk checks passed" 12 "$(grep -c "^PASS: virtio-blk.*($t)" "out.$t")"
+    check_eq "qcow2 overlay over $t: 13 virtio-blk checks passed" 13 "$(grep -c "^PASS: virtio-blk.*($t)" "out.$t")"
     check "qcow2 overlay over $t: the guest reads the compressed base's data" \
         grep -q "virtio-blk ($t): sector 4096 holds ab ab" "out.$t"
     check "qcow2 overlay over $t: qemu-img check is clean" "$QEMU_IMG" check -q overlay.qcow2
