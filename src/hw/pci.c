@@ -108,6 +108,9 @@ void pci_host_init(struct pci_host *h)
     pci_device_init(&h->bridge, 0x8086, 0x1237, 0x060000, 2, NULL, NULL);
     h->bridge.slot = 0;
     h->slots[0] = &h->bridge;
+    /* The PAM registers firmware programs for BIOS shadowing: plain storage
+     * here, since RAM below 1 MiB is always writable. */
+    memset(h->bridge.wmask + 0x59, 0xff, 7);
 }
 
 void pci_host_destroy(struct pci_host *h)
