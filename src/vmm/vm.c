@@ -51,7 +51,7 @@ static int open_kvm(struct vm *vm, struct error *err)
 
 static int get_supported_cpuid(struct vm *vm, struct error *err)
 {
-    for (int n = 64; n <= 4096; n *= 2) {
+    for (int n = 256; n <= 4096; n *= 2) {
         struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + (size_t)n * sizeof(c->entries[0]));
         if (!c) {
             return error_set(err, -ENOMEM, "out of memory");
