@@ -77,6 +77,9 @@ static void update_bars(struct pci_device *d)
 uint32_t pci_config_read(struct pci_device *d, uint32_t offset, unsigned size)
 {
     uint32_t v = 0;
+    if (d->ops && d->ops->config_reading) {
+        d->ops->config_reading(d, offset, size);
+    }
     for (unsigned i = 0; i < size && offset + i < 256; i++) {
         v |= (uint32_t)d->config[offset + i] << (8 * i);
     }

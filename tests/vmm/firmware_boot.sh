@@ -26,7 +26,7 @@ mbr = open(sys.argv[1], "rb").read()
 assert len(mbr) == 512 and mbr[510:] == b"\x55\xaa"
 open(sys.argv[2], "wb").write(mbr + b"COWDISK1" + bytes(1024 * 1024 - 520))
 PY
-timeout 60 "$COWVISOR" --bios "$BIOS" --memory 128M --disk file=mbr.img,format=raw >mbr.out 2>&1 &
+timeout 150 "$COWVISOR" --bios "$BIOS" --memory 128M --disk file=mbr.img,format=raw >mbr.out 2>&1 &
 mbr_pid=$!
 
 # Disk 2: an MBR partition table, ext2 at 1 MiB, GRUB's boot.img and a core
@@ -60,7 +60,7 @@ PY
         dd if="$GRUB_DIR/boot.img" of=grub.img bs=440 count=1 conv=notrunc status=none &&
         dd if=core.img of=grub.img bs=512 seek=1 conv=notrunc status=none
     check_eq "GRUB disk image built" 0 "$?"
-    timeout 100 "$COWVISOR" --bios "$BIOS" --memory 128M --disk file=grub.img,format=raw >grub.out 2>&1 &
+    timeout 280 "$COWVISOR" --bios "$BIOS" --memory 128M --disk file=grub.img,format=raw >grub.out 2>&1 &
     grub_pid=$!
 fi
 
