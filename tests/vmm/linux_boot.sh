@@ -65,7 +65,7 @@ wait_for "$TMP/bz.out" "$bz" 120 "KASLR"
 check "bzImage: the decompressor ran and reported on COM1" grep -q "KASLR" "$TMP/bz.out"
 kill "$bz" 2>/dev/null; wait "$bz" 2>/dev/null
 
-wait_for "$TMP/pvh.out" "$pvh" 280 "Linux version" "Command line:" "BIOS-e820: .*0x0000000000100000-0x0000000007ffffff\] usable"
+wait_for "$TMP/pvh.out" "$pvh" 200 "Linux version" "Command line:" "BIOS-e820: .*0x0000000000100000-0x0000000007ffffff\] usable"
 kill "$pvh" 2>/dev/null; wait "$pvh" 2>/dev/null
 check "PVH: the Debian kernel prints its banner" grep -q "Linux version .*Debian" "$TMP/pvh.out"
 check "PVH: it got our command line" grep -q "Command line: console=ttyS0 earlyprintk=ttyS0 $marker" "$TMP/pvh.out"
