@@ -445,6 +445,31 @@ static void test_subcluster_discard(void **state)
     free(ref);
 }
 
+/* 512-byte clusters with 64-bit refcounts: 64 clusters per refcount block and
+ * a one-cluster refcount table cover only 2 MiB, so filling 8 MiB moves the
+ * refcount table several times; growing the disk moves the L1 table. */
+static void test_metadata_growth(void **state)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/growth.qcow2", dir);
+    const struct variant v = { 3, 512, 64, false, QCOW2_COMPRESSION_ZLIB, false };
+    struct blockdev *bd = create_and_open(path, &v, 1 << 20, NULL, NULL);
+    struct error err = { 0 };
+    uint8_t *ref = malloc(DISK_SIZE);
+    fill_pattern(ref, DISK_SIZE, 5);
+    assert_int_equal(blockdev_pwrite(bd, 0, ref, 1 << 20, &err), 0);
+    assert_int_equal(blockdev_truncate(bd, DISK_SIZE, false, PREALLOC_OFF, &err), 0);
+    for (uint64_t off = 1 << 20; off < DISK_SIZE; off += 65536) {
+        assert_int_equal(blockdev_pwrite(bd, off, ref + off, 65536, &err), 0);
+    }
+    verify_all(bd, ref, DISK_SIZE);
+    blockdev_close(bd);
+    judge_with_qemu(path, ref, DISK_SIZE);
+    /* the refcount table moved past the start of the file */
+    assert_int_equal(run("test $(od -An -tu8 --endian=big -j48 -N8 %s) -gt 2048", path), 0);
+    free(ref);
+}
+
 static void test_preallocation(void **state)
 {
     static const enum blockdev_prealloc modes[] = { PREALLOC_METADATA, PREALLOC_FALLOC,
@@ -526,6 +551,7 @@ int main(void)
         cmocka_unit_test(test_parallel_io),
         cmocka_unit_test(test_read_qemu_chain),
         cmocka_unit_test(test_subcluster_discard),
+        cmocka_unit_test(test_metadata_growth),
         cmocka_unit_test(test_preallocation),
         cmocka_unit_test(test_header_rewrite_keeps_unknown),
     };
