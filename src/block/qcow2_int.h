@@ -71,19 +71,24 @@ enum qcow2_sc_type {
 };
 
 /* A metadata table cache: cluster-sized tables (L2 tables, refcount blocks)
- * keyed by host offset, least-recently-used replacement. */
+ * keyed by host offset, found through a hash table, least-recently-used
+ * replacement. It may hold thousands of tables (small clusters, large disks),
+ * so nothing in it scans all entries on the I/O path. */
 struct qcow2_cache_entry {
     uint64_t offset;        /* 0: slot unused */
-    uint64_t lru;
     bool dirty;             /* only with lazy refcounts: not yet written */
-    uint8_t *table;
+    int hash_next;          /* next entry in the same hash bucket, -1 ends */
+    int lru_prev, lru_next; /* most recently used at the head */
 };
 
 struct qcow2_cache {
     int count;
     uint32_t table_size;
-    uint64_t lru_clock;
+    uint8_t *tables;        /* count tables, one block: a table's index is its position */
     struct qcow2_cache_entry *entries;
+    int *buckets;           /* heads of hash chains, -1 when empty */
+    uint32_t bucket_mask;
+    int lru_head, lru_tail;
 };
 
 /* Decompressed clusters, so that small sequential reads of one compressed
