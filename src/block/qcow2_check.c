@@ -17,6 +17,7 @@
 
 #include "block/qcow2_int.h"
 #include "util/bswap.h"
+#include "util/log.h"
 
 struct check {
     struct qcow2 *s;
@@ -453,11 +454,11 @@ static int mark_clean_and_consistent(struct qcow2 *s, struct error *err)
     return qcow2_header_write_incompat(s, err);
 }
 
-static int check_locked(struct qcow2 *s, unsigned fix, struct qcow2_check_result *res,
+static int check_locked(struct qcow2 *s, unsigned fix, bool quiet, struct qcow2_check_result *res,
                         struct error *err)
 {
     struct check c;
-    int ret = run_check(s, &c, res, false);
+    int ret = run_check(s, &c, res, quiet);
     bool broken = res->leaks || res->corruptions;
     if (ret < 0 || !fix || !broken || s->bd.read_only) {
         free_check(&c);
@@ -473,12 +474,14 @@ static int check_locked(struct qcow2 *s, unsigned fix, struct qcow2_check_result
         return 0;
     }
     if (c.rebuild && !(fix & QCOW2_FIX_ERRORS)) {
-        fprintf(stderr, "ERROR need to rebuild refcount structures\n");
+        if (!quiet) {
+            fprintf(stderr, "ERROR need to rebuild refcount structures\n");
+        }
         res->check_errors++;
         free_check(&c);
         return error_set(err, -EIO, "The refcount structure is broken: repair needs -r all");
     }
-    if (c.rebuild) {
+    if (c.rebuild && !quiet) {
         fprintf(stderr, "Rebuilding refcount structure\n");
     }
     struct qcow2_check_result before = *res;
@@ -516,7 +519,7 @@ int qcow2_check(struct blockdev *bd, unsigned fix, struct qcow2_check_result *re
     }
     struct qcow2 *s = qcow2_of(bd);
     pthread_mutex_lock(&s->lock);
-    int ret = check_locked(s, fix, res, err);
+    int ret = check_locked(s, fix, false, res, err);
     pthread_mutex_unlock(&s->lock);
     return ret;
 }
@@ -525,8 +528,12 @@ int qcow2_repair_dirty(struct qcow2 *s, struct error *err)
 {
     struct qcow2_check_result res;
     pthread_mutex_lock(&s->lock);
-    int ret = check_locked(s, QCOW2_FIX_LEAKS | QCOW2_FIX_ERRORS, &res, err);
+    int ret = check_locked(s, QCOW2_FIX_LEAKS | QCOW2_FIX_ERRORS, true, &res, err);
     pthread_mutex_unlock(&s->lock);
+    if (ret == 0 && (res.leaks_fixed || res.corruptions_fixed)) {
+        log_warn("%s: repaired the refcounts left by lazy refcounts (%d leaks, %d errors)",
+                 s->bd.filename, res.leaks_fixed, res.corruptions_fixed);
+    }
     if (ret == 0 && (res.corruptions || res.check_errors)) {
         ret = error_set(err, -EIO, "The image (dirty after a crash with lazy refcounts) could not "
                         "be repaired: %d corruptions remain", res.corruptions);
