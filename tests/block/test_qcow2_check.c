@@ -331,6 +331,50 @@ static void test_repair_dirty(void **state)
                          path), 0);
 }
 
+static void amend(const char *path, int version, int lazy, int bits, bool ok)
+{
+    struct blockdev *bd;
+    struct blockdev_open_opts o = { 0 };
+    struct error err = { 0 };
+    assert_int_equal(blockdev_open(&bd, path, &o, &err), 0);
+    struct qcow2_amend_opts a = { .version = version, .lazy_refcounts = lazy, .refcount_bits = bits };
+    int ret = qcow2_amend(bd, &a, &err);
+    if (ok && ret < 0) {
+        fail_msg("amend: %s", err.msg);
+    }
+    if (!ok && ret == 0) {
+        fail_msg("amend succeeded where it should not");
+    }
+    blockdev_close(bd);
+    assert_int_equal(run("qemu-img check -q '%s'", path), 0);
+    assert_int_equal(run("qemu-io -c 'read -q -P 1 0 512k' -c 'read -q -P 3 512k 128k' "
+                         "-c 'read -q -P 0 3M 64k' -c 'read -q -P 6 1M 64k' '%s'", path), 0);
+}
+
+static void test_amend(void **state)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/amend.qcow2", dir);
+    make_base(path, true);
+    /* a zero cluster (v3 only) in the active image */
+    assert_int_equal(run("qemu-io -c 'write -q -z 3M 64k' '%s'", path), 0);
+    amend(path, 0, -1, 64, true);
+    assert_int_equal(run("qemu-img info '%s' | grep -q 'refcount bits: 64'", path), 0);
+    /* one bit cannot count a cluster shared with the snapshot */
+    amend(path, 0, -1, 1, false);
+    assert_int_equal(run("qemu-img info '%s' | grep -q 'refcount bits: 64'", path), 0);
+    amend(path, 0, 1, 0, true);
+    assert_int_equal(run("qemu-img info '%s' | grep -q 'lazy refcounts: true'", path), 0);
+    amend(path, 2, -1, 16, false);      /* lazy refcounts do not exist in v2 */
+    amend(path, 2, 0, 16, true);
+    assert_int_equal(run("qemu-img info '%s' | grep -q 'compat: 0.10'", path), 0);
+    amend(path, 3, -1, 0, true);
+    assert_int_equal(run("qemu-img info '%s' | grep -q 'compat: 1.1'", path), 0);
+    assert_int_equal(run("qemu-img snapshot -a s1 '%s' && qemu-io -c 'read -q -P 1 0 1M' "
+                         "-c 'read -q -P 5 3M 64k' '%s' && qemu-img check -q '%s'",
+                         path, path, path), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -342,6 +386,7 @@ int main(void)
         cmocka_unit_test(test_l2_entry_past_eof),
         cmocka_unit_test(test_leak_from_qemu_kill_pattern),
         cmocka_unit_test(test_repair_dirty),
+        cmocka_unit_test(test_amend),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
