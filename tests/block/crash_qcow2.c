@@ -228,10 +228,11 @@ static void test_guest_writes_killed(void **state)
     uint8_t *disk = malloc(DISK);
     uint64_t seed = 0xc0ffeeULL;
     for (int trial = 0; trial < WRITE_TRIALS; trial++) {
-        bool lazy = trial % 2;
-        if (trial % 25 == 0 || trial % 25 == 1) {
-            /* fresh images now and then, so allocation is exercised too */
-            create_image(path, lazy, trial % 50 ? 4096 : 65536);
+        /* A fresh image every 25 trials: lazy refcounts or not, 64k or 4k clusters. */
+        int block = trial / 25;
+        bool lazy = block % 2;
+        if (trial % 25 == 0) {
+            create_image(path, lazy, block == 0 || block == 3 ? 65536 : 4096);
             memset(model, 0, DISK);
         }
         int fds[2];
