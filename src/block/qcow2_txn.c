@@ -304,8 +304,8 @@ int64_t qcow2_txn_fix_copied(struct qcow2 *s, struct qcow2_txn *t, struct error 
     int ret = 0;
     for (uint32_t i = 0; i < size && ret == 0; i++) {
         uint64_t l2_off = l1[i] & QCOW2_L1E_OFFSET_MASK;
-        if (!l2_off) {
-            continue;
+        if (!l2_off || (l2_off & s->cluster_mask) || (l2_off >> s->cluster_bits) >= t->n) {
+            continue;   /* nothing to fix here (check reports a broken entry) */
         }
         ret = read_l2(s, l2_off, l2, err);
         int n = ret == 0 ? fix_l2_flags(s, t, l2) : 0;

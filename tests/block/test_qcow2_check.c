@@ -375,6 +375,53 @@ static void test_amend(void **state)
                          path, path, path), 0);
 }
 
+/* Random damage to the metadata: check and repair never crash (the
+ * sanitizers watch), and where the image opens, the counts match qemu-img's. */
+static void test_random_damage(void **state)
+{
+    char base[512], path[512];
+    snprintf(base, sizeof(base), "%s/fuzzbase.qcow2", dir);
+    snprintf(path, sizeof(path), "%s/fuzz.qcow2", dir);
+    make_base(base, true);
+    struct layout l;
+    find_layout(base, &l);
+    uint64_t targets[] = { l.l1, l.l2, l.refblock0, peek64(base, 48), peek64(base, 64) };
+    uint64_t seed = 0xda3a9eULL;
+    int compared = 0;
+    for (int i = 0; i < 60; i++) {
+        assert_int_equal(run("cp '%s' '%s'", base, path), 0);
+        int fd = open(path, O_WRONLY);
+        for (int k = 0; k < 3; k++) {
+            uint64_t r = test_rand(&seed);
+            uint64_t off = targets[r % 5] + ((r >> 8) % 256) * 8 + ((r >> 20) % 8);
+            uint8_t v = (uint8_t)(r >> 40);
+            assert_int_equal(pwrite(fd, &v, 1, (off_t)off), 1);
+        }
+        close(fd);
+        struct blockdev *bd;
+        struct blockdev_open_opts o = { .flags = BDEV_CHECK | BDEV_NO_BACKING };
+        struct error err = { 0 };
+        if (blockdev_open(&bd, path, &o, &err) < 0) {
+            continue;   /* refused with a message: fine */
+        }
+        struct qcow2_check_result res;
+        int ret = qcow2_check(bd, 0, &res, &err);
+        blockdev_close(bd);
+        struct counts qemu;
+        if (ret == 0 && run("qemu-img check -q '%s' >/dev/null 2>&1; test $? -le 3", path) == 0) {
+            struct counts ours;
+            to_counts(&res, &ours);
+            qemu_counts(path, &qemu);
+            expect_same(&ours, &qemu, false);
+            compared++;
+        }
+        assert_int_equal(blockdev_open(&bd, path, &o, &err), 0);
+        qcow2_check(bd, QCOW2_FIX_LEAKS | QCOW2_FIX_ERRORS, &res, &err);
+        blockdev_close(bd);
+    }
+    assert_true(compared > 10);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -387,6 +434,7 @@ int main(void)
         cmocka_unit_test(test_leak_from_qemu_kill_pattern),
         cmocka_unit_test(test_repair_dirty),
         cmocka_unit_test(test_amend),
+        cmocka_unit_test(test_random_damage),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
