@@ -174,13 +174,17 @@ static void test_snapshot_operations_killed(void **state)
     snprintf(path, sizeof(path), "%s/snap.qcow2", dir);
     create_image(path, false, 65536);
     uint64_t seed = 0x5eed5eedULL;
+    int with_snapshots = 0;
     for (int trial = 0; trial < SNAPSHOT_TRIALS; trial++) {
         pid_t pid = start_child(snapshot_child, path, test_rand(&seed) | 1, -1);
         sleep_us(2000 + (long)(test_rand(&seed) % 40000));
         kill_child(pid, trial);
         expect_qemu_consistent(path, trial);
         repair_and_verify(path, trial);
+        with_snapshots += run("qemu-img snapshot -l '%s' | grep -q '^[0-9]'", path) == 0;
     }
+    /* how much the workload got done (information, not a verdict) */
+    printf("%d of %d trials left snapshots behind\n", with_snapshots, SNAPSHOT_TRIALS);
     assert_int_equal(run("qemu-img snapshot -l '%s' >/dev/null", path), 0);
 }
 

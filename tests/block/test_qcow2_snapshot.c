@@ -430,6 +430,50 @@ static void test_bad_tables(void **state)
     blockdev_close(bd);
 }
 
+#define QEMU_VM "qemu-system-x86_64 -nodefaults -display none -machine pc,accel=tcg -m 16 " \
+                "-drive file='%s',if=ide,format=qcow2 -monitor stdio -S"
+
+/* A real savevm by QEMU is read by us; QEMU loads a VM state we stored. */
+static void test_qemu_savevm_interop(void **state)
+{
+    char path[512];
+    path_of(path, sizeof(path), "savevm.qcow2");
+    assert_int_equal(run("qemu-img create -q -f qcow2 '%s' 8M", path), 0);
+    assert_int_equal(run("printf 'savevm vm1\\nquit\\n' | " QEMU_VM " >/dev/null 2>&1", path), 0);
+    struct blockdev *bd = open_rw(path);
+    struct error err = { 0 };
+    struct qcow2_snapshot_info *list;
+    int n;
+    assert_int_equal(qcow2_snapshot_list(bd, &list, &n, &err), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(list[0].name, "vm1");
+    uint64_t size = list[0].vm_state_size;
+    uint64_t clock = list[0].vm_clock_nsec;
+    assert_true(size > 4096);
+    assert_int_equal(list[0].icount, -1);
+    qcow2_snapshot_list_free(list, n);
+    uint8_t *vm = malloc(size), *again = malloc(size);
+    assert_int_equal(qcow2_snapshot_vmstate_read(bd, "vm1", 0, vm, size, &err), 0);
+    assert_memory_equal(vm, "QEVM", 4);     /* QEMU's migration stream magic */
+    /* applied, the state is the active one */
+    snap(bd, "apply", "vm1");
+    assert_int_equal(blockdev_vmstate_read(bd, 0, again, size, &err), 0);
+    assert_memory_equal(vm, again, size);
+    /* store the same state under a snapshot of ours; QEMU must load it */
+    struct qcow2_snapshot_vm info = { .vm_state_size = size, .vm_clock_nsec = clock, .icount = -1 };
+    assert_int_equal(qcow2_snapshot_create(bd, "ours", &info, &err), 0);
+    snap(bd, "delete", "vm1");
+    blockdev_close(bd);
+    qemu_check_clean(path);
+    /* QEMU fails (exit status, message) when it cannot load the state */
+    assert_int_equal(run("out=$(printf 'quit\\n' | " QEMU_VM " -loadvm ours 2>&1); st=$?; "
+                         "if echo \"$out\" | grep -q 'qemu-system-x86_64:'; then "
+                         "echo \"$out\" >&2; exit 1; fi; exit $st", path), 0);
+    assert_int_equal(run("qemu-img snapshot -l '%s' | grep ours | grep -q KiB", path), 0);
+    free(vm);
+    free(again);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -441,6 +485,7 @@ int main(void)
         cmocka_unit_test(test_vmstate),
         cmocka_unit_test(test_unknown_extra_data_kept),
         cmocka_unit_test(test_bad_tables),
+        cmocka_unit_test(test_qemu_savevm_interop),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
