@@ -22,8 +22,8 @@
 #include "qcow2_test_util.h"
 
 #define DISK (4u << 20)
-#define SNAPSHOT_TRIALS 120
-#define WRITE_TRIALS 100
+#define SNAPSHOT_TRIALS 70
+#define WRITE_TRIALS 80
 
 static char dir[] = "/tmp/cowvisor-crash-XXXXXX";
 
@@ -67,54 +67,6 @@ static struct blockdev *open_image(const char *path, unsigned flags)
     return bd;
 }
 
-/* The child: snapshot operations and guest writes until it is killed. */
-static void snapshot_workload(const char *path, uint64_t seed)
-{
-    struct blockdev *bd = open_image(path, 0);
-    struct error err = { 0 };
-    uint8_t *buf = malloc(256 << 10);
-    int next = 0;
-    for (;;) {
-        uint64_t r = test_rand(&seed);
-        struct qcow2_snapshot_info *list;
-        int n = 0;
-        if (qcow2_snapshot_list(bd, &list, &n, &err) < 0) {
-            _exit(3);
-        }
-        char name[32];
-        int ret = 0;
-        switch (r % 6) {
-        case 0:
-            if (n < 6) {
-                snprintf(name, sizeof(name), "s%d", next++);
-                ret = qcow2_snapshot_create(bd, name, NULL, &err);
-            }
-            break;
-        case 1:
-            if (n > 0) {
-                ret = qcow2_snapshot_delete(bd, list[(r >> 8) % n].id, &err);
-            }
-            break;
-        case 2:
-            if (n > 0) {
-                ret = qcow2_snapshot_apply(bd, list[(r >> 8) % n].id, &err);
-            }
-            break;
-        default: {
-            uint64_t len = 1 + (r >> 8) % (256 << 10);
-            uint64_t off = (r >> 32) % (DISK - len);
-            fill_pattern(buf, len, r);
-            ret = blockdev_pwrite(bd, off, buf, len, &err);
-        }
-        }
-        qcow2_snapshot_list_free(list, n);
-        if (ret < 0) {
-            fprintf(stderr, "child: %s\n", err.msg);
-            _exit(4);
-        }
-    }
-}
-
 static void expect_qemu_consistent(const char *path, int trial)
 {
     /* exit status 0: clean, 3: leaks only; 2: corruption */
@@ -153,11 +105,6 @@ static pid_t start_child(void (*work)(const char *, uint64_t, int), const char *
     return pid;
 }
 
-static void snapshot_child(const char *path, uint64_t seed, int fd)
-{
-    snapshot_workload(path, seed);
-}
-
 static void kill_child(pid_t pid, int trial)
 {
     kill(pid, SIGKILL);
@@ -168,24 +115,226 @@ static void kill_child(pid_t pid, int trial)
     }
 }
 
+/* The snapshot workload tells the parent each operation twice: before it
+ * starts and once it is complete (and flushed). */
+enum op { OP_WRITE, OP_CREATE, OP_DELETE, OP_APPLY };
+
+struct snap_note {
+    uint32_t op;
+    uint32_t done;
+    uint64_t off, len, seed;
+    char name[24];
+};
+
+static int g_trial;
+
+static void note(int fd, const struct snap_note *n)
+{
+    if (write(fd, n, sizeof(*n)) != sizeof(*n)) {
+        _exit(5);
+    }
+}
+
+/* The child: snapshot operations and guest writes until it is killed. */
+static void snapshot_child(const char *path, uint64_t seed, int fd)
+{
+    struct blockdev *bd = open_image(path, 0);
+    struct error err = { 0 };
+    uint8_t *buf = malloc(256 << 10);
+    for (int k = 0;; k++) {
+        uint64_t r = test_rand(&seed);
+        struct qcow2_snapshot_info *list;
+        int n = 0;
+        if (qcow2_snapshot_list(bd, &list, &n, &err) < 0) {
+            _exit(3);
+        }
+        struct snap_note nt = { 0 };
+        int ret = 0;
+        nt.op = r % 6 < 3 ? (uint32_t)(r % 6) + 1 : OP_WRITE;
+        if ((nt.op == OP_CREATE && n >= 6) || (nt.op != OP_CREATE && nt.op != OP_WRITE && !n)) {
+            nt.op = OP_WRITE;
+        }
+        if (nt.op == OP_CREATE) {
+            snprintf(nt.name, sizeof(nt.name), "t%d.%d", g_trial, k);
+        } else if (nt.op != OP_WRITE) {
+            snprintf(nt.name, sizeof(nt.name), "%s", list[(r >> 8) % n].name);
+        } else {
+            nt.len = 1 + (r >> 8) % (256 << 10);
+            nt.off = (r >> 32) % (DISK - nt.len);
+            nt.seed = test_rand(&seed);
+        }
+        qcow2_snapshot_list_free(list, n);
+        note(fd, &nt);
+        switch (nt.op) {
+        case OP_CREATE: ret = qcow2_snapshot_create(bd, nt.name, NULL, &err); break;
+        case OP_DELETE: ret = qcow2_snapshot_delete(bd, nt.name, &err); break;
+        case OP_APPLY: ret = qcow2_snapshot_apply(bd, nt.name, &err); break;
+        default:
+            fill_pattern(buf, nt.len, nt.seed);
+            ret = blockdev_pwrite(bd, nt.off, buf, nt.len, &err);
+        }
+        if (ret == 0) {
+            ret = blockdev_flush(bd, &err);
+        }
+        if (ret < 0) {
+            fprintf(stderr, "child: %s\n", err.msg);
+            _exit(4);
+        }
+        nt.done = 1;
+        note(fd, &nt);
+    }
+}
+
+/* What the parent knows the image holds: the disk and each snapshot's disk. */
+struct model {
+    uint8_t *active;
+    int count;
+    char names[8][24];
+    uint8_t *snaps[8];
+};
+
+static int model_find(const struct model *m, const char *name)
+{
+    for (int i = 0; i < m->count; i++) {
+        if (!strcmp(m->names[i], name)) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+static void model_apply(struct model *m, const struct snap_note *n, uint8_t *buf)
+{
+    int i = n->op == OP_WRITE ? -1 : model_find(m, n->name);
+    switch (n->op) {
+    case OP_WRITE:
+        fill_pattern(buf, n->len, n->seed);
+        memcpy(m->active + n->off, buf, n->len);
+        break;
+    case OP_CREATE:
+        assert_true(m->count < 8);
+        snprintf(m->names[m->count], sizeof(m->names[0]), "%s", n->name);
+        m->snaps[m->count] = malloc(DISK);
+        memcpy(m->snaps[m->count++], m->active, DISK);
+        break;
+    case OP_DELETE:
+        assert_true(i >= 0);
+        free(m->snaps[i]);
+        m->count--;
+        memmove(&m->snaps[i], &m->snaps[i + 1], (size_t)(m->count - i) * sizeof(m->snaps[0]));
+        memmove(&m->names[i], &m->names[i + 1], (size_t)(m->count - i) * sizeof(m->names[0]));
+        break;
+    default:
+        assert_true(i >= 0);
+        memcpy(m->active, m->snaps[i], DISK);
+    }
+}
+
+static void read_disk(const char *path, const char *snapshot, uint8_t *out)
+{
+    char raw[600];
+    snprintf(raw, sizeof(raw), "%s.raw", path);
+    char opt[100] = "";
+    if (snapshot) {
+        snprintf(opt, sizeof(opt), "-l 'snapshot.name=%s'", snapshot);
+    }
+    assert_int_equal(run("qemu-img convert %s -O raw '%s' '%s'", opt, path, raw), 0);
+    FILE *f = fopen(raw, "rb");
+    assert_non_null(f);
+    assert_int_equal(fread(out, 1, DISK, f), DISK);
+    fclose(f);
+}
+
+static bool image_has_snapshot(const char *path, const char *name)
+{
+    return run("qemu-img snapshot -l '%s' | awk '{print $2}' | grep -qx '%s'", path, name) == 0;
+}
+
 static void test_snapshot_operations_killed(void **state)
 {
     char path[512];
     snprintf(path, sizeof(path), "%s/snap.qcow2", dir);
     create_image(path, false, 65536);
+    struct model m = { .active = calloc(1, DISK) };
+    uint8_t *buf = malloc(256 << 10), *disk = malloc(DISK);
     uint64_t seed = 0x5eed5eedULL;
-    int with_snapshots = 0;
+    int snapshot_ops = 0, interrupted = 0;
     for (int trial = 0; trial < SNAPSHOT_TRIALS; trial++) {
-        pid_t pid = start_child(snapshot_child, path, test_rand(&seed) | 1, -1);
-        sleep_us(2000 + (long)(test_rand(&seed) % 40000));
+        int fds[2];
+        assert_int_equal(pipe(fds), 0);
+        g_trial = trial;
+        pid_t pid = start_child(snapshot_child, path, test_rand(&seed) | 1, fds[1]);
+        close(fds[1]);
+        sleep_us(2000 + (long)(test_rand(&seed) % 80000));
         kill_child(pid, trial);
+        struct snap_note n, pending = { .done = 1 };
+        while (read(fds[0], &n, sizeof(n)) == sizeof(n)) {
+            if (n.done) {
+                model_apply(&m, &n, buf);
+                snapshot_ops += n.op != OP_WRITE;
+            }
+            pending = n;
+        }
+        close(fds[0]);
         expect_qemu_consistent(path, trial);
         repair_and_verify(path, trial);
-        with_snapshots += run("qemu-img snapshot -l '%s' | grep -q '^[0-9]'", path) == 0;
+
+        /* An interrupted snapshot operation happened entirely or not at all. */
+        if (!pending.done && pending.op != OP_WRITE) {
+            interrupted++;
+            bool took_effect;
+            if (pending.op == OP_APPLY) {
+                read_disk(path, NULL, disk);
+                took_effect = !memcmp(disk, m.snaps[model_find(&m, pending.name)], DISK);
+                if (!took_effect && memcmp(disk, m.active, DISK)) {
+                    fail_msg("trial %d: interrupted apply left a disk that is neither before "
+                             "nor after", trial);
+                }
+            } else {
+                took_effect = image_has_snapshot(path, pending.name) == (pending.op == OP_CREATE);
+            }
+            if (took_effect) {
+                model_apply(&m, &pending, buf);
+            }
+        }
+        /* The snapshots are exactly the model's, with the model's content. */
+        for (int i = 0; i < m.count; i++) {
+            if (!image_has_snapshot(path, m.names[i])) {
+                fail_msg("trial %d: snapshot %s is missing", trial, m.names[i]);
+            }
+        }
+        assert_int_equal(run("test $(qemu-img snapshot -l '%s' | grep -c '^[0-9]') -eq %d",
+                             path, m.count), 0);
+        read_disk(path, NULL, disk);
+        uint64_t lo = pending.off, hi = !pending.done && pending.op == OP_WRITE ?
+                                        pending.off + pending.len : 0;
+        if (hi) {
+            fill_pattern(buf, pending.len, pending.seed);
+        }
+        for (uint64_t i = 0; i < DISK; i++) {
+            if (i >= lo && i < hi && disk[i] == buf[i - lo]) {
+                m.active[i] = disk[i];      /* the write in flight landed here */
+            } else if (disk[i] != m.active[i]) {
+                fail_msg("trial %d: disk differs from the model at %llu", trial,
+                         (unsigned long long)i);
+            }
+        }
+        if (m.count) {
+            int i = (int)(test_rand(&seed) % (uint64_t)m.count);
+            read_disk(path, m.names[i], disk);
+            if (memcmp(disk, m.snaps[i], DISK)) {
+                fail_msg("trial %d: snapshot %s does not hold what it did", trial, m.names[i]);
+            }
+        }
     }
     /* how much the workload got done (information, not a verdict) */
-    printf("%d of %d trials left snapshots behind\n", with_snapshots, SNAPSHOT_TRIALS);
-    assert_int_equal(run("qemu-img snapshot -l '%s' >/dev/null", path), 0);
+    printf("%d snapshot operations completed, %d interrupted\n", snapshot_ops, interrupted);
+    for (int i = 0; i < m.count; i++) {
+        free(m.snaps[i]);
+    }
+    free(m.active);
+    free(buf);
+    free(disk);
 }
 
 /* One record per write: sent before it starts and again after its flush. */
@@ -232,10 +381,10 @@ static void test_guest_writes_killed(void **state)
     uint8_t *disk = malloc(DISK);
     uint64_t seed = 0xc0ffeeULL;
     for (int trial = 0; trial < WRITE_TRIALS; trial++) {
-        /* A fresh image every 25 trials: lazy refcounts or not, 64k or 4k clusters. */
-        int block = trial / 25;
+        /* A fresh image every 20 trials: lazy refcounts or not, 64k or 4k clusters. */
+        int block = trial / 20;
         bool lazy = block % 2;
-        if (trial % 25 == 0) {
+        if (trial % 20 == 0) {
             create_image(path, lazy, block == 0 || block == 3 ? 65536 : 4096);
             memset(model, 0, DISK);
         }
