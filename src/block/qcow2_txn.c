@@ -14,6 +14,8 @@
 #include "block/qcow2_int.h"
 #include "util/bswap.h"
 
+#define MAX_CLUSTERS_PAST_EOF 65536
+
 static int grow(struct qcow2_txn *t, uint64_t need, struct error *err)
 {
     if (need <= t->n) {
@@ -83,7 +85,8 @@ int qcow2_txn_begin(struct qcow2 *s, struct qcow2_txn *t, struct error *err)
     if (file_size < 0) {
         return error_set_errno(err, (int)file_size, "Could not get the image file size");
     }
-    ret = grow(t, qcow2_size_to_clusters(s, (uint64_t)file_size) + 1, err);
+    uint64_t file_clusters = qcow2_size_to_clusters(s, (uint64_t)file_size);
+    ret = grow(t, file_clusters + 1, err);
     uint8_t *block = malloc(s->cluster_size);
     for (uint64_t rt = 0; rt < s->refcount_table_size && ret == 0; rt++) {
         int64_t off = block_offset(s, rt, file_size, err);
@@ -99,7 +102,12 @@ int qcow2_txn_begin(struct qcow2 *s, struct qcow2_txn *t, struct error *err)
         uint64_t base = rt << s->refblock_bits;
         for (uint64_t i = 0; i < s->refblock_size && ret == 0; i++) {
             uint64_t v = qcow2_refcount_entry_get(s, block, i);
-            if (v) {
+            if (v && base + i > file_clusters + MAX_CLUSTERS_PAST_EOF) {
+                /* A few may be past the end (allocated, not yet written); more is damage. */
+                ret = qcow2_signal_corruption(s, err, "refcount for cluster 0x%" PRIx64 " far "
+                                              "beyond the end of the file (run check -r all)",
+                                              (base + i) << s->cluster_bits);
+            } else if (v) {
                 ret = grow(t, base + i + 1, err);
                 t->old_rc[base + i] = v;
             }

@@ -430,6 +430,48 @@ static void test_bad_tables(void **state)
     blockdev_close(bd);
 }
 
+/* A snapshot table over many clusters, and apply restoring the disk size. */
+static void test_many_snapshots_and_resize(void **state)
+{
+    char path[512];
+    path_of(path, sizeof(path), "many.qcow2");
+    struct blockdev *bd = create_open(path, 512, 3, false);
+    struct error err = { 0 };
+    char name[160];
+    for (int i = 0; i < 30; i++) {
+        write_pattern(bd, (uint64_t)i * 4096, 4096, (uint8_t)(i + 1));
+        snprintf(name, sizeof(name), "%03d-%0120d", i, i);
+        snap(bd, "create", name);
+    }
+    qemu_check_clean(path);
+    assert_int_equal(run("test $(qemu-img snapshot -U -l '%s' | grep -c '^[0-9]') -eq 30", path), 0);
+    /* grow the disk, write past the old end, then go back */
+    assert_int_equal(blockdev_truncate(bd, 12 << 20, false, PREALLOC_OFF, &err), 0);
+    write_pattern(bd, 10 << 20, 65536, 0xee);
+    snap(bd, "create", "big");
+    snprintf(name, sizeof(name), "%03d-%0120d", 5, 5);
+    snap(bd, "apply", name);
+    assert_int_equal(bd->size, DISK);
+    expect_pattern(bd, 5 * 4096, 4096, 6);
+    expect_pattern(bd, 6 * 4096, 4096, 0);
+    qemu_check_clean(path);
+    assert_int_equal(run("qemu-img info -U '%s' | grep -q 'virtual size: 8 MiB'", path), 0);
+    snap(bd, "apply", "big");
+    assert_int_equal(bd->size, 12 << 20);
+    expect_pattern(bd, 10 << 20, 65536, 0xee);
+    for (int i = 0; i < 30; i += 2) {
+        snprintf(name, sizeof(name), "%03d-%0120d", i, i);
+        snap(bd, "delete", name);
+    }
+    blockdev_close(bd);
+    qemu_check_clean(path);
+    snprintf(name, sizeof(name), "%03d-%0120d", 7, 7);
+    assert_int_equal(run("qemu-img snapshot -a '%s' '%s' && qemu-img check -q '%s' && "
+                         "qemu-io -c 'read -q -P 8 28672 4096' -c 'read -q -P 0 32768 4096' '%s' && "
+                         "qemu-img info '%s' | grep -q 'virtual size: 8 MiB'",
+                         name, path, path, path, path), 0);
+}
+
 #define QEMU_VM "qemu-system-x86_64 -nodefaults -display none -machine pc,accel=tcg -m 16 " \
                 "-drive file='%s',if=ide,format=qcow2 -monitor stdio -S"
 
@@ -486,6 +528,7 @@ int main(void)
         cmocka_unit_test(test_unknown_extra_data_kept),
         cmocka_unit_test(test_bad_tables),
         cmocka_unit_test(test_qemu_savevm_interop),
+        cmocka_unit_test(test_many_snapshots_and_resize),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
