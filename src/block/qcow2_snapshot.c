@@ -150,7 +150,8 @@ static int load_table(struct qcow2 *s, int64_t file_size, struct error *err)
             ret = table_error(s, err, -EFBIG, "the table is too big (%" PRIu64 " bytes after "
                               "entry %" PRIu64 ", at most 64 MiB)", pos, i);
         }
-        if (ret == 0) {
+        if (ret == 0 && !s->checking) {
+            /* (check reports a bad L1 table itself, as QEMU does) */
             ret = validate_snapshot_l1(s, &s->snapshots[i], file_size, err);
         }
     }
@@ -417,8 +418,22 @@ int qcow2_snapshot_create(struct blockdev *bd, const char *name, const struct qc
     return ret;
 }
 
+/* Tables loaded for check were not validated: do it before using one. */
+static int usable(struct qcow2 *s, const struct qcow2_snapshot *sn, struct error *err)
+{
+    int64_t file_size = hostfile_size(s->file);
+    if (file_size < 0) {
+        return error_set_errno(err, (int)file_size, "Could not get the image file size");
+    }
+    return validate_snapshot_l1(s, sn, file_size, err);
+}
+
 static int apply_locked(struct qcow2 *s, const struct qcow2_snapshot *sn, struct error *err)
 {
+    int ret = usable(s, sn, err);
+    if (ret < 0) {
+        return ret;
+    }
     uint64_t needed = qcow2_size_to_l1(s, sn->disk_size);
     if (needed > QCOW2_MAX_L1_BYTES / 8 || sn->disk_size > INT64_MAX) {
         return error_set(err, -EFBIG, "The snapshot's disk size %" PRIu64 " is too large",
@@ -427,7 +442,7 @@ static int apply_locked(struct qcow2 *s, const struct qcow2_snapshot *sn, struct
     if (sn->disk_size != s->bd.size && s->version < 3) {
         return error_set(err, -ENOTSUP, "Can't resize a v2 image which has snapshots");
     }
-    int ret = qcow2_prepare_write(s, err);
+    ret = qcow2_prepare_write(s, err);
     struct qcow2_txn t;
     if (ret == 0) {
         ret = qcow2_txn_begin(s, &t, err);
@@ -483,7 +498,10 @@ int qcow2_snapshot_apply(struct blockdev *bd, const char *id_or_name, struct err
 static int delete_locked(struct qcow2 *s, uint32_t index, struct error *err)
 {
     const struct qcow2_snapshot *sn = &s->snapshots[index];
-    int ret = qcow2_prepare_write(s, err);
+    int ret = usable(s, sn, err);
+    if (ret == 0) {
+        ret = qcow2_prepare_write(s, err);
+    }
     struct qcow2_txn t;
     if (ret == 0) {
         ret = qcow2_txn_begin(s, &t, err);
@@ -639,7 +657,7 @@ int qcow2_snapshot_vmstate_read(struct blockdev *bd, const char *id_or_name, uin
         uint64_t limit = (uint64_t)(QCOW2_MAX_L1_BYTES / 8) << (s->cluster_bits + s->l2_bits);
         if (pos > limit || len > limit - pos || base > limit - pos - len) {
             ret = error_set(err, -EINVAL, "VM state offset %" PRIu64 " is out of range", pos);
-        } else {
+        } else if ((ret = usable(s, sn, err)) == 0) {
             ret = qcow2_read_l1(s, sn->l1_table_offset, sn->l1_size, &l1, err);
         }
     }

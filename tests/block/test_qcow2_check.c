@@ -262,6 +262,16 @@ static void test_l2_entry_past_eof(void **state)
     judge(path, true);
 }
 
+static void test_snapshot_l1_unaligned(void **state)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/snapl1.qcow2", dir);
+    make_base(path, true);
+    uint64_t table = peek64(path, 64);
+    poke64(path, table, peek64(path, table) + 512);
+    judge(path, true);
+}
+
 static void test_leak_from_qemu_kill_pattern(void **state)
 {
     /* a cluster marked used that nothing references, inside the file */
@@ -431,6 +441,7 @@ int main(void)
         cmocka_unit_test(test_refcount_zero_rebuilds),
         cmocka_unit_test(test_bad_copied_flag),
         cmocka_unit_test(test_l2_entry_past_eof),
+        cmocka_unit_test(test_snapshot_l1_unaligned),
         cmocka_unit_test(test_leak_from_qemu_kill_pattern),
         cmocka_unit_test(test_repair_dirty),
         cmocka_unit_test(test_amend),
