@@ -69,14 +69,24 @@ static int validate_snapshot_l1(struct qcow2 *s, const struct qcow2_snapshot *sn
     return 0;
 }
 
-/* Parses one entry at buf[*pos]; avail bytes remain in the table buffer. */
+static int entry_outside(struct qcow2 *s, uint64_t avail, uint32_t index, struct error *err)
+{
+    if (avail == QCOW2_MAX_SNAPSHOTS_BYTES) {
+        return table_error(s, err, -EFBIG, "the table is too big: entry %" PRIu64 " ends past "
+                           "the %" PRIu64 "-byte limit", index, avail);
+    }
+    return table_error(s, err, -EINVAL, "entry %" PRIu64 " lies beyond the end of the file "
+                       "(%" PRIu64 " bytes of table)", index, avail);
+}
+
+/* Parses one entry at buf[*pos]; avail bytes of table were read (the file's
+ * rest, at most the 64 MiB QEMU allows). */
 static int parse_entry(struct qcow2 *s, const uint8_t *buf, uint64_t avail, uint64_t *pos,
                        uint32_t index, struct qcow2_snapshot *sn, struct error *err)
 {
     uint64_t p = *pos;
     if (avail < p + SNAPSHOT_HEADER_LEN) {
-        return table_error(s, err, -EINVAL, "entry %" PRIu64 " lies beyond the end of the file "
-                           "(%" PRIu64 " bytes of table)", index, avail);
+        return entry_outside(s, avail, index, err);
     }
     const uint8_t *h = buf + p;
     sn->l1_table_offset = ld_be64(h);
@@ -95,8 +105,7 @@ static int parse_entry(struct qcow2 *s, const uint8_t *buf, uint64_t avail, uint
     p += SNAPSHOT_HEADER_LEN;
     uint64_t need = (uint64_t)sn->extra_data_size + id_len + name_len;
     if (avail < p + need) {
-        return table_error(s, err, -EINVAL, "entry %" PRIu64 " lies beyond the end of the file "
-                           "(%" PRIu64 " bytes of table)", index, avail);
+        return entry_outside(s, avail, index, err);
     }
     const uint8_t *x = buf + p;
     uint32_t xs = sn->extra_data_size;

@@ -428,6 +428,19 @@ static void test_bad_tables(void **state)
     assert_int_equal(run("qemu-img check -q '%s'", path), 0);
     struct blockdev *bd = open_rw(path);
     blockdev_close(bd);
+
+    /* A table over QEMU's 64 MiB limit: 1100 entries with 65535-byte names
+     * (a sparse file; only the entry headers are written). */
+    st_be32(b, 1100);
+    poke(path, 60, b, 4);
+    uint64_t pos = table;
+    for (int i = 0; i < 1100; i++) {
+        uint8_t hdr[40] = { 0 };
+        st_be16(hdr + 14, 65535);
+        poke(path, pos, hdr, sizeof(hdr));
+        pos = (pos + 40 + 65535 + 7) & ~7ULL;
+    }
+    expect_open_error(path, "too big");
 }
 
 /* A snapshot table over many clusters, and apply restoring the disk size. */
