@@ -27,6 +27,7 @@ struct check {
     uint64_t n;
     uint64_t file_len;
     bool rebuild;           /* the refcount structure itself is broken */
+    int refcount_corruptions;   /* found before the COPIED flags were looked at */
     bool quiet;
     uint8_t *l2;
 };
@@ -382,6 +383,7 @@ static int run_check(struct qcow2 *s, struct check *c, struct qcow2_check_result
     read_disk_refcounts(c);
     uint64_t highest;
     compare_refcounts(c, &highest);
+    c->refcount_corruptions = res->corruptions;
     check_copied(c);
     res->image_end_offset = (highest + 1) << s->cluster_bits;
     return 0;
@@ -396,8 +398,9 @@ static void free_check(struct check *c)
 
 /* The refcounts repair writes: computed ones where fixing is allowed. */
 static int stage_repair(struct qcow2 *s, struct check *c, unsigned fix, struct qcow2_txn *t,
-                        struct error *err)
+                        int *copied_fixed, struct error *err)
 {
+    *copied_fixed = 0;
     memset(t, 0, sizeof(*t));
     t->n = c->n + 1;
     t->rc = calloc(t->n, 8);
@@ -438,6 +441,7 @@ static int stage_repair(struct qcow2 *s, struct check *c, unsigned fix, struct q
     if (ret == 0 && (fix & QCOW2_FIX_ERRORS)) {
         int64_t changed = qcow2_txn_fix_copied(s, t, err);
         ret = changed < 0 ? (int)changed : 0;
+        *copied_fixed = changed > 0 ? (int)changed : 0;
     }
     return ret;
 }
@@ -485,10 +489,12 @@ static int check_locked(struct qcow2 *s, unsigned fix, bool quiet, struct qcow2_
         fprintf(stderr, "Rebuilding refcount structure\n");
     }
     struct qcow2_check_result before = *res;
+    int before_refcounts = c.refcount_corruptions;
     struct qcow2_txn t;
     bool was_corrupt = s->corrupt;
     s->corrupt = false;     /* the repair itself must be able to write */
-    ret = stage_repair(s, &c, fix, &t, err);
+    int copied_fixed;
+    ret = stage_repair(s, &c, fix, &t, &copied_fixed, err);
     free_check(&c);
     ret = ret < 0 ? (qcow2_txn_abort(&t), ret) : qcow2_txn_commit(s, &t, err);
     if (ret < 0) {
@@ -502,8 +508,9 @@ static int check_locked(struct qcow2 *s, unsigned fix, bool quiet, struct qcow2_
         return error_set_errno(err, ret, "Could not check the repaired image");
     }
     res->leaks_fixed = before.leaks > res->leaks ? before.leaks - res->leaks : 0;
-    res->corruptions_fixed = before.corruptions > res->corruptions ?
-                             before.corruptions - res->corruptions : 0;
+    /* Counted as QEMU does: COPIED flags are judged by the repaired refcounts. */
+    int refcounts_fixed = before_refcounts - c.refcount_corruptions;
+    res->corruptions_fixed = (refcounts_fixed > 0 ? refcounts_fixed : 0) + copied_fixed;
     if (!res->check_errors && !res->corruptions) {
         return mark_clean_and_consistent(s, err);
     }

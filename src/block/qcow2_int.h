@@ -380,7 +380,7 @@ int qcow2_txn_ref_l1_tree(struct qcow2 *s, struct qcow2_txn *t, const uint64_t *
                           uint32_t l1_size, int delta, struct error *err);
 /* Makes t->l1 (or the live L1 when t->l1 is NULL) the new active table with
  * COPIED flags matching the new counts, copying L2 tables whose flags change.
- * Returns the number of entries whose flag changed. */
+ * Returns the number of L1 and L2 entries whose flag was wrong. */
 int64_t qcow2_txn_fix_copied(struct qcow2 *s, struct qcow2_txn *t, struct error *err);
 /* Stages a new snapshot list: it is serialized to fresh clusters, the old table freed. */
 int qcow2_txn_set_snapshots(struct qcow2 *s, struct qcow2_txn *t, struct qcow2_snapshot *list,

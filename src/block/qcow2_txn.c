@@ -315,6 +315,8 @@ int64_t qcow2_txn_fix_copied(struct qcow2 *s, struct qcow2_txn *t, struct error 
         if (!l2_off || (l2_off & s->cluster_mask) || (l2_off >> s->cluster_bits) >= t->n) {
             continue;   /* nothing to fix here (check reports a broken entry) */
         }
+        /* Counted as check does: the flag against the count, before any copy. */
+        changed += (t->rc[l2_off >> s->cluster_bits] == 1) != !!(l1[i] & QCOW2_OFLAG_COPIED);
         ret = read_l2(s, l2_off, l2, err);
         int n = ret == 0 ? fix_l2_flags(s, t, l2) : 0;
         if (n > 0) {
@@ -333,11 +335,7 @@ int64_t qcow2_txn_fix_copied(struct qcow2 *s, struct qcow2_txn *t, struct error 
                 l2_off = (uint64_t)copy;
             }
         }
-        uint64_t entry = l2_off | (t->rc[l2_off >> s->cluster_bits] == 1 ? QCOW2_OFLAG_COPIED : 0);
-        if (entry != l1[i]) {
-            changed += (entry & ~QCOW2_OFLAG_COPIED) == (l1[i] & ~QCOW2_OFLAG_COPIED);
-            l1[i] = entry;
-        }
+        l1[i] = l2_off | (t->rc[l2_off >> s->cluster_bits] == 1 ? QCOW2_OFLAG_COPIED : 0);
     }
     free(l2);
     bool differs = memcmp(l1, staged ? t->l1 : s->l1_table, (size_t)size * 8) != 0;

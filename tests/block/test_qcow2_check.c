@@ -174,8 +174,14 @@ static void judge(const char *path, bool expect_damage)
     }
     char copy[600];
     snprintf(copy, sizeof(copy), "%s.qemu", path);
-    assert_int_equal(run("cp '%s' '%s' && qemu-img check -q -r all '%s' >/dev/null 2>&1; true",
-                         path, copy, copy), 0);
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd), "cp '%s' '%s' && qemu-img check -r all --output=json '%s' "
+             "2>/dev/null", path, copy, copy);
+    FILE *f = popen(cmd, "r");
+    char json[8192] = { 0 };
+    size_t jn = fread(json, 1, sizeof(json) - 1, f);
+    pclose(f);
+    assert_true(jn > 0);
     our_check(path, QCOW2_FIX_LEAKS | QCOW2_FIX_ERRORS, &res);
     struct counts after_ours, after_qemu;
     to_counts(&res, &after_ours);
@@ -184,6 +190,8 @@ static void judge(const char *path, bool expect_damage)
     qemu_counts(path, &after_ours);
     expect_same(&after_ours, &after_qemu, false);
     assert_int_equal(res.leaks_fixed, qemu.leaks - res.leaks);
+    assert_int_equal(res.leaks_fixed, json_num(json, "leaks-fixed"));
+    assert_int_equal(res.corruptions_fixed, json_num(json, "corruptions-fixed"));
     /* no guest data lost: the same disk as qemu-img's repair gives */
     assert_int_equal(run("qemu-img compare -q '%s' '%s'", path, copy), 0);
 }
@@ -386,7 +394,8 @@ static void test_amend(void **state)
 }
 
 /* Random damage to the metadata: check and repair never crash (the
- * sanitizers watch), and where the image opens, the counts match qemu-img's. */
+ * sanitizers watch); where the image opens, the counts match qemu-img's,
+ * before and after both tools repaired it, and so does the repaired disk. */
 static void test_random_damage(void **state)
 {
     char base[512], path[512];
@@ -397,7 +406,7 @@ static void test_random_damage(void **state)
     find_layout(base, &l);
     uint64_t targets[] = { l.l1, l.l2, l.refblock0, peek64(base, 48), peek64(base, 64) };
     uint64_t seed = 0xda3a9eULL;
-    int compared = 0;
+    int compared = 0, repaired = 0;
     for (int i = 0; i < 60; i++) {
         assert_int_equal(run("cp '%s' '%s'", base, path), 0);
         int fd = open(path, O_WRONLY);
@@ -425,11 +434,24 @@ static void test_random_damage(void **state)
             expect_same(&ours, &qemu, false);
             compared++;
         }
+        /* both repairs leave the same counts and, where readable, the same disk */
+        char copy[600];
+        snprintf(copy, sizeof(copy), "%s.qemu", path);
+        run("cp '%s' '%s' && qemu-img check -q -r all '%s' >/dev/null 2>&1", path, copy, copy);
         assert_int_equal(blockdev_open(&bd, path, &o, &err), 0);
-        qcow2_check(bd, QCOW2_FIX_LEAKS | QCOW2_FIX_ERRORS, &res, &err);
+        assert_int_equal(qcow2_check(bd, QCOW2_FIX_LEAKS | QCOW2_FIX_ERRORS, &res, &err), 0);
         blockdev_close(bd);
+        struct counts a, b;
+        qemu_counts(path, &a);
+        qemu_counts(copy, &b);
+        expect_same(&a, &b, false);
+        if (b.corruptions == 0) {
+            assert_int_equal(run("qemu-img compare -q '%s' '%s'", path, copy), 0);
+            repaired++;
+        }
     }
     assert_true(compared > 10);
+    assert_true(repaired > 10);
 }
 
 int main(void)
