@@ -477,6 +477,11 @@ static int check_locked(struct qcow2 *s, unsigned fix, bool quiet, struct qcow2_
         }
         return 0;
     }
+    if (s->snapshots_unreadable) {
+        /* Without the table its snapshots' clusters look leaked: freeing them loses data. */
+        free_check(&c);
+        return error_set(err, -EIO, "The snapshot table cannot be read; not repairing");
+    }
     if (c.rebuild && !(fix & QCOW2_FIX_ERRORS)) {
         if (!quiet) {
             fprintf(stderr, "ERROR need to rebuild refcount structures\n");

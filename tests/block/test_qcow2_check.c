@@ -280,6 +280,30 @@ static void test_snapshot_l1_unaligned(void **state)
     judge(path, true);
 }
 
+/* An unreadable snapshot table: check says so and repair refuses to free
+ * what only the snapshots reference. */
+static void test_unreadable_snapshot_table(void **state)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/unreadable.qcow2", dir);
+    make_base(path, true);
+    uint64_t table = peek64(path, 64);
+    poke64(path, table + 32, 0x0000000000002000ULL);  /* extra data size 8192 > 1024 */
+    struct qcow2_check_result res;
+    our_check(path, 0, &res);
+    assert_true(res.check_errors > 0);
+    struct blockdev *bd;
+    struct blockdev_open_opts o = { .flags = BDEV_CHECK };
+    struct error err = { 0 };
+    assert_int_equal(blockdev_open(&bd, path, &o, &err), 0);
+    assert_true(qcow2_check(bd, QCOW2_FIX_LEAKS | QCOW2_FIX_ERRORS, &res, &err) < 0);
+    assert_non_null(strstr(err.msg, "snapshot table"));
+    blockdev_close(bd);
+    poke64(path, table + 32, 24);
+    assert_int_equal(run("qemu-img check -q '%s' && qemu-img snapshot -l '%s' | grep -q s1",
+                         path, path), 0);
+}
+
 static void test_leak_from_qemu_kill_pattern(void **state)
 {
     /* a cluster marked used that nothing references, inside the file */
@@ -464,6 +488,7 @@ int main(void)
         cmocka_unit_test(test_bad_copied_flag),
         cmocka_unit_test(test_l2_entry_past_eof),
         cmocka_unit_test(test_snapshot_l1_unaligned),
+        cmocka_unit_test(test_unreadable_snapshot_table),
         cmocka_unit_test(test_leak_from_qemu_kill_pattern),
         cmocka_unit_test(test_repair_dirty),
         cmocka_unit_test(test_amend),
