@@ -485,6 +485,31 @@ static void test_many_snapshots_and_resize(void **state)
                          name, path, path, path, path), 0);
 }
 
+/* Narrow refcounts: the snapshot that would overflow one is refused, cleanly. */
+static void test_refcount_overflow_refused(void **state)
+{
+    char path[512];
+    path_of(path, sizeof(path), "narrow.qcow2");
+    struct qcow2_create_opts o;
+    struct error err = { 0 };
+    qcow2_create_opts_init(&o);
+    o.size = DISK;
+    o.refcount_bits = 2;
+    assert_int_equal(qcow2_create(path, &o, &err), 0);
+    struct blockdev *bd = open_rw(path);
+    write_pattern(bd, 0, 1 << 20, 0x42);
+    snap(bd, "create", "a");
+    snap(bd, "create", "b");
+    assert_true(qcow2_snapshot_create(bd, "c", NULL, &err) < 0);
+    assert_non_null(strstr(err.msg, "bits"));
+    qemu_check_clean(path);
+    write_pattern(bd, 0, 4096, 0x43);
+    expect_pattern(bd, 4096, (1 << 20) - 4096, 0x42);
+    blockdev_close(bd);
+    qemu_check_clean(path);
+    assert_int_equal(run("test $(qemu-img snapshot -l '%s' | grep -c '^[0-9]') -eq 2", path), 0);
+}
+
 #define QEMU_VM "qemu-system-x86_64 -nodefaults -display none -machine pc,accel=tcg -m 16 " \
                 "-drive file='%s',if=ide,format=qcow2 -monitor stdio -S"
 
@@ -542,6 +567,7 @@ int main(void)
         cmocka_unit_test(test_bad_tables),
         cmocka_unit_test(test_qemu_savevm_interop),
         cmocka_unit_test(test_many_snapshots_and_resize),
+        cmocka_unit_test(test_refcount_overflow_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
