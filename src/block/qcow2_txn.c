@@ -586,10 +586,17 @@ static void switch_memory(struct qcow2 *s, struct qcow2_txn *t, const uint64_t *
     qcow2_cache_invalidate(&s->refblock_cache);
     s->free_cluster_index = 0;
     s->free_byte_offset = 0;
+    /* Freed runs go back to the host, as qcow2_free_clusters does. */
     for (uint64_t c = 0; c < t->n; c++) {
-        if (t->old_rc[c] && !t->rc[c]) {
-            qcow2_zcache_forget_range(s, c << s->cluster_bits, s->cluster_size);
-            hostfile_zero_range(s->file, c << s->cluster_bits, s->cluster_size, true);
+        uint64_t end = c;
+        while (end < t->n && t->old_rc[end] && !t->rc[end]) {
+            end++;
+        }
+        if (end > c) {
+            uint64_t len = (end - c) << s->cluster_bits;
+            qcow2_zcache_forget_range(s, c << s->cluster_bits, len);
+            hostfile_zero_range(s->file, c << s->cluster_bits, len, true);
+            c = end;
         }
     }
 }
