@@ -24,8 +24,8 @@
 #include "qcow2_test_util.h"
 
 #define DISK (4u << 20)
-#define SNAPSHOT_TRIALS 80
-#define WRITE_TRIALS 100
+#define SNAPSHOT_TRIALS 60
+#define WRITE_TRIALS 80
 
 static char dir[] = "/tmp/cowvisor-crash-XXXXXX";
 
@@ -425,10 +425,10 @@ static void test_guest_writes_killed(void **state)
     uint8_t *disk = malloc(DISK);
     uint64_t seed = 0xc0ffeeULL;
     for (int trial = 0; trial < WRITE_TRIALS; trial++) {
-        /* A fresh image every 25 trials: lazy refcounts or not, 64k or 4k clusters. */
-        int block = trial / 25;
+        /* A fresh image every 20 trials: lazy refcounts or not, 64k or 4k clusters. */
+        int block = trial / 20;
         bool lazy = block % 2;
-        if (trial % 25 == 0) {
+        if (trial % 20 == 0) {
             create_image(path, lazy, block == 0 || block == 3 ? 65536 : 4096);
             memset(model, 0, DISK);
         }
