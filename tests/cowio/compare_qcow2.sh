@@ -40,6 +40,9 @@ compare_io "json: file name" "$img" -c "write -P 9 64k 4k" -c "map" \
     "json:{'driver': 'qcow2', 'file': {'driver': 'file', 'filename': 'IMG'}}"
 compare_io "compress filter" "$img" --image-opts -c "write -P 0xbb 0 200k" -c "read -P 0xbb 0 200k" \
     "driver=compress,file.driver=qcow2,file.file.driver=file,file.file.filename=IMG"
+compare_io "snapshot mode leaves the image alone" "$ovl" -s -c "write -P 3 0 64k" -c "read -P 3 0 64k" \
+    -c "read -P 0xaa 64k 64k" -c "map" IMG
+compare_io "open -s" "$img" -c "open -s IMG" -c "write -z 0 1M" -c "read -P 0 0 1M" -c "map" IMG
 compare_io "qcow2 as raw" "$img" -f raw -c "read -v 0 16" IMG
 compare_io "raw as qcow2" "$TESTS_DIR/lib.sh" -f qcow2 IMG
 "$QEMU_IMG" create -q -f qcow2 -u -b "$TMP/missing.qcow2" -F qcow2 "$TMP/orphan.qcow2" 1M

@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "block/qcow2.h"
 #include "tools/cowio/cowio.h"
 #include "tools/cowio/json_opts.h"
 #include "util/options.h"
@@ -160,6 +162,39 @@ static const char *qemu_io_open_message(struct error *err, const char *filename,
     return msg;
 }
 
+/* Snapshot mode (-s): writes go to a temporary qcow2 overlay on top of the
+ * image, which is deleted as soon as it is open, so the image stays as it was. */
+static int open_temporary_overlay(struct cowio *io, const char *filename, unsigned flags,
+                                  struct error *err)
+{
+    char *base = realpath(filename, NULL);
+    const char *dir = getenv("TMPDIR");
+    char tmp[PATH_MAX];
+    snprintf(tmp, sizeof(tmp), "%s/cowio-snapshot.XXXXXX", dir && *dir ? dir : "/var/tmp");
+    int fd = base ? mkstemp(tmp) : -1;
+    if (fd < 0) {
+        int ret = -errno;
+        free(base);
+        return error_set_errno(err, ret, "Could not create a temporary overlay for '%s'", filename);
+    }
+    close(fd);
+    struct qcow2_create_opts co;
+    qcow2_create_opts_init(&co);
+    co.size = blockdev_size(io->bd);
+    co.backing_file = base;
+    co.backing_format = blockdev_format(io->bd);
+    int ret = qcow2_create(tmp, &co, err);
+    free(base);
+    blockdev_close(io->bd);
+    io->bd = NULL;
+    if (ret == 0) {
+        struct blockdev_open_opts bopts = { .format = "qcow2", .flags = flags & ~BDEV_READ_ONLY };
+        ret = blockdev_open(&io->bd, tmp, &bopts, err);
+    }
+    unlink(tmp);
+    return ret;
+}
+
 static void warn_probed_raw(const char *filename)
 {
     fprintf(stderr,
@@ -203,10 +238,16 @@ int cowio_open_image(struct cowio *io, const char *filename, const struct cowio_
             .format = format ? format : settings.format,
             .flags = settings.flags,
         };
+        if (settings.snapshot) {
+            bopts.flags |= BDEV_READ_ONLY;
+        }
         ret = blockdev_open(&io->bd, filename, &bopts, &err);
         if (ret == 0 && !bopts.format && !strcmp(blockdev_format(io->bd), "raw") &&
             !io->bd->read_only) {
             warn_probed_raw(filename);
+        }
+        if (ret == 0 && settings.snapshot) {
+            ret = open_temporary_overlay(io, filename, settings.flags, &err);
         }
     }
     if (ret < 0) {
@@ -294,10 +335,7 @@ static int open_f(struct cowio *io, int argc, char **argv)
     int c, ret = 0;
     while ((c = getopt(argc, argv, "snCro:ki:t:d:U")) != -1) {
         switch (c) {
-        case 's':
-            cowio_error("snapshot mode (-s) is not supported");
-            ret = -EINVAL;
-            goto out;
+        case 's': o.snapshot = true; break;
         case 'k':
         case 'i':
         case 'd':

@@ -22,6 +22,7 @@ struct cowio_open {
     bool no_flush;          /* cache=unsafe: flush requests are ignored */
     bool copy_on_read;
     bool compress;          /* driver=compress: data writes go out compressed */
+    bool snapshot;          /* -s: writes go to a temporary overlay */
 };
 
 /* A finished aio request whose report qemu-io would print when its event
