@@ -43,6 +43,8 @@ compare_io "compress filter" "$img" --image-opts -c "write -P 0xbb 0 200k" -c "r
 compare_io "snapshot mode leaves the image alone" "$ovl" -s -c "write -P 3 0 64k" -c "read -P 3 0 64k" \
     -c "read -P 0xaa 64k 64k" -c "map" IMG
 compare_io "open -s" "$img" -c "open -s IMG" -c "write -z 0 1M" -c "read -P 0 0 1M" -c "map" IMG
+compare_io "cache none, unaligned requests" "$ovl" -t none -c "write -P 1 1 1" -c "read -P 0xaa 2 4k" \
+    -c "read -v 0 8" -c "write -c 64k 64k" -c "map" IMG
 compare_io "qcow2 as raw" "$img" -f raw -c "read -v 0 16" IMG
 compare_io "raw as qcow2" "$TESTS_DIR/lib.sh" -f qcow2 IMG
 "$QEMU_IMG" create -q -f qcow2 -u -b "$TMP/missing.qcow2" -F qcow2 "$TMP/orphan.qcow2" 1M
