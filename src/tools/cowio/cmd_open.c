@@ -452,6 +452,12 @@ static int reopen_f(struct cowio *io, int argc, char **argv)
         ret = -EINVAL;
         goto out;
     }
+    if (io->open.snapshot) {
+        /* The temporary overlay is already unlinked: it cannot be opened again. */
+        cowio_error("reopen is not supported in snapshot mode (-s)");
+        ret = -ENOTSUP;
+        goto out;
+    }
     char *filename = strdup(io->bd->filename);
     o.format = strdup(blockdev_format(io->bd));
     cowio_close_image(io);
