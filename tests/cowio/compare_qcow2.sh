@@ -45,6 +45,11 @@ compare_io "snapshot mode leaves the image alone" "$ovl" -s -c "write -P 3 0 64k
 compare_io "open -s" "$img" -c "open -s IMG" -c "write -z 0 1M" -c "read -P 0 0 1M" -c "map" IMG
 compare_io "cache none, unaligned requests" "$ovl" -t none -c "write -P 1 1 1" -c "read -P 0xaa 2 4k" \
     -c "read -v 0 8" -c "write -c 64k 64k" -c "map" IMG
+compare_io "qcow2 runtime options" "$img" -c "open -o cache-size=1M,l2-cache-size=2M IMG" \
+    -c "open -o l2-cache-entry-size=4242 IMG" -c "open -o lazy-refcounts=on,l2-cache-size=1M IMG" \
+    -c "read 0 4k" IMG
+compare_io "backing.driver overrides the recorded format" "$ovl" -c "open -o backing.driver=qcow2 IMG" \
+    -c "read -P 0xaa 0 4k" -c "close" -c "open -o backing.driver=raw IMG" -c "read -v 0 16" IMG
 compare_io "qcow2 as raw" "$img" -f raw -c "read -v 0 16" IMG
 compare_io "raw as qcow2" "$TESTS_DIR/lib.sh" -f qcow2 IMG
 "$QEMU_IMG" create -q -f qcow2 -u -b "$TMP/missing.qcow2" -F qcow2 "$TMP/orphan.qcow2" 1M

@@ -10,6 +10,7 @@
 
 #include "block/qcow2.h"
 #include "tools/cowio/cowio.h"
+#include "tools/cowio/format_opts.h"
 #include "tools/cowio/json_opts.h"
 #include "util/options.h"
 
@@ -44,32 +45,6 @@ static int bool_option(struct options *opts, const char *key, bool *out, struct 
     return options_get_bool(opts, key, out, err);
 }
 
-/* Runtime options of qemu's qcow2 driver that only tune its caches and
- * checks; the blockdev API has no knob for them, so they are accepted and
- * have no effect (lazy-refcounts included: the image header decides). */
-static const char *const ignored_qcow2_opts[] = {
-    "lazy-refcounts", "pass-discard-request", "pass-discard-snapshot", "pass-discard-other",
-    "discard-no-unref", "cache-size", "l2-cache-size", "l2-cache-entry-size",
-    "refcount-cache-size", "cache-clean-interval", "overlap-check", NULL,
-};
-
-static void mark_ignored(struct options *opts, const char *prefix)
-{
-    for (int i = 0; i < opts->count; i++) {
-        const char *key = opts->items[i].key;
-        size_t n = strlen(prefix);
-        if (strncmp(key, prefix, n) != 0) {
-            continue;
-        }
-        for (const char *const *ig = ignored_qcow2_opts; *ig; ig++) {
-            size_t m = strlen(*ig);
-            if (!strncmp(key + n, *ig, m) && (key[n + m] == '\0' || key[n + m] == '.')) {
-                opts->items[i].used = true;
-            }
-        }
-    }
-}
-
 static const char *layer_get(struct options *opts, const char *prefix, const char *key)
 {
     char full[256];
@@ -77,13 +52,31 @@ static const char *layer_get(struct options *opts, const char *prefix, const cha
     return options_get(opts, full);
 }
 
+/* What an open asks for beyond struct cowio_open: where the image is and
+ * what --image-opts / -o / json: said about its layers. */
+struct open_request {
+    const char *filename;
+    char *format;
+    char *name_copy;
+    char *backing_format;       /* backing.driver: overrides the image's record */
+    bool no_backing;            /* backing= or backing=null */
+    struct format_tuning tuning;
+};
+
+static void open_request_free(struct open_request *r)
+{
+    free(r->format);
+    free(r->name_copy);
+    free(r->backing_format);
+}
+
 /* The subset of qemu's block options cowio understands, as nested layers:
  * [driver=compress,file.]driver=FMT,file.filename=NAME (or file=NAME,
- * file.driver=file), driver=file,filename=NAME, plus read-only,
- * force-share, cache.direct, cache.no-flush at the top. */
-static int apply_image_opts(const char *text, const char *implied_key, const char **filename,
-                            char **format_out, char **filename_out, struct cowio_open *o,
-                            struct error *err)
+ * file.driver=file), driver=file,filename=NAME, backing.driver, backing=null,
+ * qcow2 runtime options, and read-only, force-share, cache.direct,
+ * cache.no-flush at the top. */
+static int apply_image_opts(const char *text, const char *implied_key, struct open_request *req,
+                            struct cowio_open *o, struct error *err)
 {
     struct options opts = { 0 };
     int ret = options_parse(&opts, text, implied_key, err);
@@ -113,7 +106,10 @@ static int apply_image_opts(const char *text, const char *implied_key, const cha
         driver = "raw";
         name = layer_get(&opts, prefix, "filename");
     } else {
-        mark_ignored(&opts, prefix);
+        ret = format_tuning_parse(&opts, prefix, &req->tuning, err);
+        if (ret < 0) {
+            goto out;
+        }
         name = layer_get(&opts, prefix, "file.filename");
         if (!name) {
             name = layer_get(&opts, prefix, "file");
@@ -124,17 +120,52 @@ static int apply_image_opts(const char *text, const char *implied_key, const cha
             ret = error_set(err, -ENOTSUP, "Unsupported protocol driver '%s'", file_driver);
             goto out;
         }
+        const char *backing = layer_get(&opts, prefix, "backing");
+        req->no_backing = backing && (!*backing || !strcmp(backing, "null"));
+        const char *backing_driver = layer_get(&opts, prefix, "backing.driver");
+        if (backing_driver) {
+            req->backing_format = strdup(backing_driver);
+        }
     }
     if (driver) {
-        *format_out = strdup(driver);
+        req->format = strdup(driver);
     }
     if (name) {
-        *filename_out = strdup(name);
-        *filename = *filename_out;
+        req->name_copy = strdup(name);
+        req->filename = req->name_copy;
     }
     ret = options_check_unused(&opts, "Block options", err);
 out:
     options_free(&opts);
+    return ret;
+}
+
+/* Opens the image as asked: the backing file separately when its format is
+ * overridden, the qcow2 tuning checked once the cluster size is known. */
+static int open_requested(struct cowio *io, struct open_request *req, const char *format,
+                          unsigned flags, struct error *err)
+{
+    bool own_backing = req->backing_format || req->no_backing;
+    struct blockdev_open_opts bopts = {
+        .format = format,
+        .flags = flags | (own_backing ? BDEV_NO_BACKING : 0),
+    };
+    int ret = blockdev_open(&io->bd, req->filename, &bopts, err);
+    if (ret == 0) {
+        ret = format_tuning_check(&req->tuning, io->bd, err);
+    }
+    if (ret == 0 && req->backing_format && io->bd->backing_filename) {
+        free(io->bd->backing_format);
+        io->bd->backing_format = strdup(req->backing_format);
+        struct blockdev_open_opts backing_opts = { .flags = flags };
+        ret = blockdev_open_backing(io->bd, &backing_opts, err);
+    }
+    if (ret < 0 && io->bd) {
+        blockdev_close(io->bd);
+    }
+    if (ret < 0) {
+        io->bd = NULL;
+    }
     return ret;
 }
 
@@ -214,55 +245,47 @@ int cowio_open_image(struct cowio *io, const char *filename, const struct cowio_
     }
     struct cowio_open settings = *o;
     struct error err = { 0 };
-    char *format = NULL, *name_copy = NULL;
+    struct open_request req = { .filename = filename };
     int ret = 0;
-    const char *shown = filename;      /* errors name what the user typed */
     char *json_opts = NULL;
     if (filename && !strncmp(filename, "json:", 5)) {
         ret = json_to_options(filename + 5, &json_opts, &err);
-        filename = NULL;
+        req.filename = NULL;
         if (ret == 0 && image_opts) {
             ret = error_set(&err, -EINVAL, "Cannot combine a json: file name with -o options");
         }
         image_opts = json_opts;
     }
     if (ret == 0 && image_opts) {
-        ret = apply_image_opts(image_opts, filename ? NULL : "file", &filename, &format,
-                               &name_copy, &settings, &err);
+        ret = apply_image_opts(image_opts, req.filename ? NULL : "file", &req, &settings, &err);
     }
-    if (ret == 0 && !filename) {
+    if (ret == 0 && !req.filename) {
         ret = error_set(&err, -EINVAL, "A block device must be specified for \"file\"");
     }
+    const char *format = req.format ? req.format : settings.format;
     if (ret == 0) {
-        struct blockdev_open_opts bopts = {
-            .format = format ? format : settings.format,
-            .flags = settings.flags,
-        };
-        if (settings.snapshot) {
-            bopts.flags |= BDEV_READ_ONLY;
-        }
-        ret = blockdev_open(&io->bd, filename, &bopts, &err);
-        if (ret == 0 && !bopts.format && !strcmp(blockdev_format(io->bd), "raw") &&
+        ret = open_requested(io, &req, format,
+                             settings.flags | (settings.snapshot ? BDEV_READ_ONLY : 0), &err);
+        if (ret == 0 && !format && !strcmp(blockdev_format(io->bd), "raw") &&
             !io->bd->read_only) {
-            warn_probed_raw(filename);
+            warn_probed_raw(req.filename);
         }
         if (ret == 0 && settings.snapshot) {
-            ret = open_temporary_overlay(io, filename, settings.flags, &err);
+            ret = open_temporary_overlay(io, req.filename, settings.flags, &err);
         }
     }
     if (ret < 0) {
-        io->bd = NULL;
-        if (shown) {
-            cowio_error("can't open device %s: %s", shown,
-                        filename ? qemu_io_open_message(&err, filename, ret) : err.msg);
+        /* errors name what the user typed */
+        if (filename) {
+            cowio_error("can't open device %s: %s", filename,
+                        req.filename ? qemu_io_open_message(&err, req.filename, ret) : err.msg);
         } else {
             cowio_error("can't open: %s", err.msg);
         }
     } else {
         io->open = settings;
     }
-    free(format);
-    free(name_copy);
+    open_request_free(&req);
     free(json_opts);
     return ret < 0 ? 1 : 0;
 }
