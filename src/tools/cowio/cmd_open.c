@@ -10,9 +10,8 @@
 
 #include "block/qcow2.h"
 #include "tools/cowio/cowio.h"
-#include "tools/cowio/format_opts.h"
+#include "tools/cowio/image_opts.h"
 #include "tools/cowio/json_opts.h"
-#include "util/options.h"
 
 int cowio_parse_cache_mode(const char *mode, struct cowio_open *o)
 {
@@ -37,120 +36,21 @@ int cowio_parse_cache_mode(const char *mode, struct cowio_open *o)
     return 0;
 }
 
-static int bool_option(struct options *opts, const char *key, bool *out, struct error *err)
-{
-    if (!options_get(opts, key)) {
-        return 0;
-    }
-    return options_get_bool(opts, key, out, err);
-}
-
-static const char *layer_get(struct options *opts, const char *prefix, const char *key)
-{
-    char full[256];
-    snprintf(full, sizeof(full), "%s%s", prefix, key);
-    return options_get(opts, full);
-}
-
-/* What an open asks for beyond struct cowio_open: where the image is and
- * what --image-opts / -o / json: said about its layers. */
-struct open_request {
-    const char *filename;
-    char *format;
-    char *name_copy;
-    char *backing_format;       /* backing.driver: overrides the image's record */
-    bool no_backing;            /* backing= or backing=null */
-    struct format_tuning tuning;
-};
-
-static void open_request_free(struct open_request *r)
-{
-    free(r->format);
-    free(r->name_copy);
-    free(r->backing_format);
-}
-
-/* The subset of qemu's block options cowio understands, as nested layers:
- * [driver=compress,file.]driver=FMT,file.filename=NAME (or file=NAME,
- * file.driver=file), driver=file,filename=NAME, backing.driver, backing=null,
- * qcow2 runtime options, and read-only, force-share, cache.direct,
- * cache.no-flush at the top. */
-static int apply_image_opts(const char *text, const char *implied_key, struct open_request *req,
-                            struct cowio_open *o, struct error *err)
-{
-    struct options opts = { 0 };
-    int ret = options_parse(&opts, text, implied_key, err);
-    if (ret < 0) {
-        goto out;
-    }
-    bool read_only = false, force_share = false, direct = false, no_flush = false;
-    if ((ret = bool_option(&opts, "read-only", &read_only, err)) < 0 ||
-        (ret = bool_option(&opts, "force-share", &force_share, err)) < 0 ||
-        (ret = bool_option(&opts, "cache.direct", &direct, err)) < 0 ||
-        (ret = bool_option(&opts, "cache.no-flush", &no_flush, err)) < 0) {
-        goto out;
-    }
-    o->flags |= (read_only ? BDEV_READ_ONLY : 0) | (force_share ? BDEV_FORCE_SHARE : 0) |
-                (direct ? BDEV_NO_CACHE : 0);
-    o->no_flush |= no_flush;
-
-    char prefix[64] = "";
-    const char *driver = layer_get(&opts, prefix, "driver");
-    if (driver && !strcmp(driver, "compress")) {
-        o->compress = true;
-        snprintf(prefix, sizeof(prefix), "file.");
-        driver = layer_get(&opts, prefix, "driver");
-    }
-    const char *name;
-    if (driver && (!strcmp(driver, "file") || !strcmp(driver, "host_device"))) {
-        driver = "raw";
-        name = layer_get(&opts, prefix, "filename");
-    } else {
-        ret = format_tuning_parse(&opts, prefix, &req->tuning, err);
-        if (ret < 0) {
-            goto out;
-        }
-        name = layer_get(&opts, prefix, "file.filename");
-        if (!name) {
-            name = layer_get(&opts, prefix, "file");
-        }
-        const char *file_driver = layer_get(&opts, prefix, "file.driver");
-        if (file_driver && strcmp(file_driver, "file") != 0 &&
-            strcmp(file_driver, "host_device") != 0) {
-            ret = error_set(err, -ENOTSUP, "Unsupported protocol driver '%s'", file_driver);
-            goto out;
-        }
-        const char *backing = layer_get(&opts, prefix, "backing");
-        req->no_backing = backing && (!*backing || !strcmp(backing, "null"));
-        const char *backing_driver = layer_get(&opts, prefix, "backing.driver");
-        if (backing_driver) {
-            req->backing_format = strdup(backing_driver);
-        }
-    }
-    if (driver) {
-        req->format = strdup(driver);
-    }
-    if (name) {
-        req->name_copy = strdup(name);
-        req->filename = req->name_copy;
-    }
-    ret = options_check_unused(&opts, "Block options", err);
-out:
-    options_free(&opts);
-    return ret;
-}
-
 /* Opens the image as asked: the backing file separately when its format is
  * overridden, the qcow2 tuning checked once the cluster size is known. */
 static int open_requested(struct cowio *io, struct open_request *req, const char *format,
                           unsigned flags, struct error *err)
 {
+    int ret = open_request_check_protocol(req, flags & BDEV_READ_ONLY, err);
+    if (ret < 0) {
+        return ret;
+    }
     bool own_backing = req->backing_format || req->no_backing;
     struct blockdev_open_opts bopts = {
         .format = format,
         .flags = flags | (own_backing ? BDEV_NO_BACKING : 0),
     };
-    int ret = blockdev_open(&io->bd, req->filename, &bopts, err);
+    ret = blockdev_open(&io->bd, req->filename, &bopts, err);
     if (ret == 0) {
         ret = format_tuning_check(&req->tuning, io->bd, err);
     }
@@ -257,7 +157,7 @@ int cowio_open_image(struct cowio *io, const char *filename, const struct cowio_
         image_opts = json_opts;
     }
     if (ret == 0 && image_opts) {
-        ret = apply_image_opts(image_opts, req.filename ? NULL : "file", &req, &settings, &err);
+        ret = open_request_parse(&req, image_opts, req.filename ? NULL : "file", &settings, &err);
     }
     if (ret == 0 && !req.filename) {
         ret = error_set(&err, -EINVAL, "A block device must be specified for \"file\"");
@@ -284,6 +184,8 @@ int cowio_open_image(struct cowio *io, const char *filename, const struct cowio_
         }
     } else {
         io->open = settings;
+        free(io->open_opts);
+        io->open_opts = image_opts ? strdup(image_opts) : NULL;
     }
     open_request_free(&req);
     free(json_opts);
@@ -295,6 +197,8 @@ void cowio_close_image(struct cowio *io)
     cowio_drain(io);
     blockdev_close(io->bd);
     io->bd = NULL;
+    free(io->open_opts);
+    io->open_opts = NULL;
 }
 
 static int close_f(struct cowio *io, int argc, char **argv)
@@ -337,8 +241,7 @@ static const struct cowio_cmd open_cmd = {
     .oneline = "open the file specified by path", .help = open_help,
 };
 
-/* Appends one -o string to the ones before (options merge like qemu's). */
-static void append_opts(char **all, const char *more)
+void cowio_append_opts(char **all, const char *more)
 {
     if (!*all) {
         *all = strdup(more);
@@ -383,7 +286,7 @@ static int open_f(struct cowio *io, int argc, char **argv)
                 ret = -EINVAL;
                 goto out;
             }
-            append_opts(&opts, optarg);
+            cowio_append_opts(&opts, optarg);
             break;
         default:
             cowio_usage_of(&open_cmd);
@@ -392,7 +295,7 @@ static int open_f(struct cowio *io, int argc, char **argv)
         }
     }
     if (io->image_opts && optind == argc - 1) {
-        append_opts(&opts, argv[optind]);
+        cowio_append_opts(&opts, argv[optind]);
         optind++;
     }
     if (optind == argc - 1) {
@@ -408,89 +311,4 @@ out:
     return ret;
 }
 
-static void reopen_help(void)
-{
-    printf("\n"
-           " Changes the open options of an already opened image\n"
-           "\n"
-           " Example:\n"
-           " 'reopen -o lazy-refcounts=on' - activates lazy refcount writeback on a qcow2 image\n"
-           "\n"
-           " -r, -- Reopen the image read-only\n"
-           " -w, -- Reopen the image read-write\n"
-           " -c, -- Change the cache mode to the given value\n"
-           " -o, -- Changes block driver options (cf. 'open' command)\n"
-           "\n");
-}
-
-static int reopen_f(struct cowio *io, int argc, char **argv);
-static const struct cowio_cmd reopen_cmd = {
-    .name = "reopen", .func = reopen_f, .argmin = 0, .argmax = -1,
-    .args = "[(-r|-w)] [-c cache] [-o options]",
-    .oneline = "reopens an image with new options", .help = reopen_help,
-};
-
-/* A blockdev cannot change its mode in place: reopen closes the image and
- * opens the same file again with the new settings. */
-static int reopen_f(struct cowio *io, int argc, char **argv)
-{
-    struct cowio_open o = io->open;
-    bool has_rw = false;
-    char *opts = NULL;
-    int c, ret = 0;
-    while ((c = getopt(argc, argv, "c:o:rw")) != -1) {
-        switch (c) {
-        case 'c':
-            if (cowio_parse_cache_mode(optarg, &o) < 0) {
-                cowio_error("Invalid cache option: %s", optarg);
-                ret = -EINVAL;
-                goto out;
-            }
-            break;
-        case 'o':
-            append_opts(&opts, optarg);
-            break;
-        case 'r':
-        case 'w':
-            if (has_rw) {
-                cowio_error("Only one -r/-w option may be given");
-                ret = -EINVAL;
-                goto out;
-            }
-            has_rw = true;
-            if (c == 'r') {
-                o.flags |= BDEV_READ_ONLY;
-            } else {
-                o.flags &= ~BDEV_READ_ONLY;
-            }
-            break;
-        default:
-            cowio_usage_of(&reopen_cmd);
-            ret = -EINVAL;
-            goto out;
-        }
-    }
-    if (optind != argc) {
-        cowio_usage_of(&reopen_cmd);
-        ret = -EINVAL;
-        goto out;
-    }
-    if (io->open.snapshot) {
-        /* The temporary overlay is already unlinked: it cannot be opened again. */
-        cowio_error("reopen is not supported in snapshot mode (-s)");
-        ret = -ENOTSUP;
-        goto out;
-    }
-    char *filename = strdup(io->bd->filename);
-    o.format = strdup(blockdev_format(io->bd));
-    cowio_close_image(io);
-    ret = cowio_open_image(io, filename, &o, opts) ? -EINVAL : 0;
-    free((char *)o.format);
-    io->open.format = NULL;
-    free(filename);
-out:
-    free(opts);
-    return ret;
-}
-
-const struct cowio_cmd *const cowio_file_cmds[] = { &open_cmd, &close_cmd, &reopen_cmd, NULL };
+const struct cowio_cmd *const cowio_file_cmds[] = { &open_cmd, &close_cmd, &cowio_reopen_cmd, NULL };

@@ -35,6 +35,7 @@ struct cowio_pending {
 struct cowio {
     struct blockdev *bd;            /* NULL when no image is open */
     struct cowio_open open;         /* options of the open image */
+    char *open_opts;                /* its option string (-o, --image-opts), or NULL */
     bool image_opts;                /* --image-opts given */
     bool misalign;
     bool quit;
@@ -75,6 +76,9 @@ extern const struct cowio_cmd *const cowio_core_cmds[];
 int cowio_open_image(struct cowio *io, const char *filename, const struct cowio_open *o,
                      const char *image_opts);
 void cowio_close_image(struct cowio *io);
+/* Appends one -o string to the ones before (options merge like qemu's). */
+void cowio_append_opts(char **all, const char *more);
+extern const struct cowio_cmd cowio_reopen_cmd;
 /* Parses a -t cache mode into o; -EINVAL for an unknown one. */
 int cowio_parse_cache_mode(const char *mode, struct cowio_open *o);
 
