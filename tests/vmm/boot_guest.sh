@@ -22,6 +22,14 @@ check_eq "debug-exit status is (5 << 1) | 1" 11 "$status"
 check "serial shows the guest's hello" grep -q "cowvisor test guest: hello" "$TMP/exit.out"
 check "guest sees our command line" grep -q "command line: 'exit=5'" "$TMP/exit.out"
 
+# SMP: every vCPU thread runs guest code (the guest starts the APs with
+# INIT/SIPI through its local APIC and counts them).
+for n in 1 3; do
+    run "$TMP/smp$n.out" --kernel "$GUEST" --cpus $n --memory 64M --append "smp exit=0"
+    check_eq "--cpus $n: status" 1 "$status"
+    check "--cpus $n: the guest counts $n running CPUs" grep -Eq "CPUs up: $n([^0-9]|$)" "$TMP/smp$n.out"
+done
+
 # Reset through the i8042 reboots the guest (the CMOS keeps its boot count);
 # with --no-reboot a reset ends the VM with status 0, like QEMU's -no-reboot.
 run "$TMP/reset.out" --kernel "$GUEST" --cpus 4 --memory 64M --append "reset exit=3"
