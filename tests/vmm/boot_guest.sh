@@ -77,6 +77,18 @@ PY
 check "mmio disk holds the guest's pattern and zeroed range" pattern_ok "$TMP/mmio.img" 64 0x1234
 check "pci disk holds the guest's pattern and zeroed range" pattern_ok "$TMP/pci.img" 72 0x1235
 
+# Hostile guest: the guest breaks one disk's ring (descriptor loop, buffer
+# outside guest memory); that device enters NEEDS_RESET with one log line
+# each time, the VMM and the other disk go on, a reset brings it back.
+for bad in mmio pci; do
+    good=$([[ $bad == mmio ]] && echo pci || echo mmio)
+    run "$TMP/hostile.$bad" --kernel "$GUEST" --memory 64M --append hostile \
+        --disk "file=$TMP/mmio.img,format=raw,transport=$bad" --disk "file=$TMP/pci.img,format=raw,transport=$good"
+    check_eq "hostile ring over $bad: the guest's checks pass" 1 "$status"
+    check_eq "hostile ring over $bad: 7 checks passed" 7 "$(grep -c '^PASS: hostile' "$TMP/hostile.$bad")"
+    check_eq "hostile ring over $bad: one log line per violation" 2 "$(grep -c 'device needs reset' "$TMP/hostile.$bad.err")"
+done
+
 # 3. A read-only disk: the guest's writes fail, the image stays untouched.
 truncate -s 8M "$TMP/ro.img"
 run "$TMP/ro.out" --kernel "$GUEST" --memory 64M --disk "file=$TMP/ro.img,readonly=on,transport=mmio"
