@@ -5,7 +5,8 @@
  *   poweroff    power off through the ACPI PM1a control port (status 0)
  *   reset       reset through the i8042 once (a CMOS byte counts boots),
  *               then run the checks
- *   hostile     (first on the line) break one disk's ring, see tests.c
+ *   hostile=T   (first on the line) break the ring of the disk on transport T
+ *               (mmio or pci), see tests.c
  *   smp         start the other vCPUs (INIT/SIPI) and report how many run
  *   idle        stop at once (interrupts off), for memory measurements
  *   bench-blk=N N random 4 KiB reads on the first disk (see tests.c)

@@ -335,18 +335,24 @@ void run_all_tests(const char *cmdline)
     int n = virtio_find_mmio(cmdline, devs, 16);
     n += virtio_find_pci(devs + n, 16 - n);
     printf("found %d virtio device(s)\n", n);
-    if (strncmp(cmdline, "hostile", 7) == 0) {
-        struct gvdev *disks[2];
-        int nd = 0;
-        for (int i = 0; i < n && nd < 2; i++) {
-            if (devs[i].device_id == 2) {
-                disks[nd++] = &devs[i];
+    if (strncmp(cmdline, "hostile=", 8) == 0) {
+        /* hostile=mmio or hostile=pci: the transport of the disk to break. */
+        enum gvt bad_transport = strncmp(cmdline + 8, "pci", 3) == 0 ? GV_PCI : GV_MMIO;
+        struct gvdev *bad = 0, *good = 0;
+        for (int i = 0; i < n; i++) {
+            if (devs[i].device_id != 2) {
+                continue;
+            }
+            if (devs[i].transport == bad_transport && !bad) {
+                bad = &devs[i];
+            } else if (!good) {
+                good = &devs[i];
             }
         }
-        if (nd == 2) {
-            test_hostile(disks[0], disks[1]);
+        if (bad && good) {
+            test_hostile(bad, good);
         } else {
-            check(0, "hostile needs two virtio-blk devices");
+            check(0, "hostile needs two virtio-blk devices, one on the named transport");
         }
         return;
     }

@@ -82,11 +82,15 @@ check "pci disk holds the guest's pattern and zeroed range" pattern_ok "$TMP/pci
 # each time, the VMM and the other disk go on, a reset brings it back.
 for bad in mmio pci; do
     good=$([[ $bad == mmio ]] && echo pci || echo mmio)
-    run "$TMP/hostile.$bad" --kernel "$GUEST" --memory 64M --append hostile \
+    run "$TMP/hostile.$bad" --kernel "$GUEST" --memory 64M --append "hostile=$bad" \
         --disk "file=$TMP/mmio.img,format=raw,transport=$bad" --disk "file=$TMP/pci.img,format=raw,transport=$good"
     check_eq "hostile ring over $bad: the guest's checks pass" 1 "$status"
     check_eq "hostile ring over $bad: 7 checks passed" 7 "$(grep -c '^PASS: hostile' "$TMP/hostile.$bad")"
     check_eq "hostile ring over $bad: one log line per violation" 2 "$(grep -c 'device needs reset' "$TMP/hostile.$bad.err")"
+    check_eq "hostile ring over $bad: the log names the broken device" 2 \
+        "$(grep -c "^error: virtio-blk@$bad:.*device needs reset" "$TMP/hostile.$bad.err")"
+    check_eq "hostile ring over $bad: the broken device is the $bad one" 5 \
+        "$(grep -c "^PASS: hostile: .*($bad)" "$TMP/hostile.$bad")"
 done
 
 # 3. A read-only disk: the guest's writes fail, the image stays untouched.
