@@ -263,7 +263,11 @@ int blockdev_block_status(struct blockdev *bd, uint64_t off, uint64_t len, struc
             return ret;
         }
         st->depth = depth;
-        if ((st->flags & BDEV_STATUS_ALLOCATED) || !b->backing) {
+        if (st->flags & BDEV_STATUS_ALLOCATED) {
+            return 0;
+        }
+        if (!b->backing) {
+            st->flags |= BDEV_STATUS_ZERO;  /* nothing beneath: reads as zeros */
             return 0;
         }
         /* Unallocated here: what lies beneath defines at most this run. */
