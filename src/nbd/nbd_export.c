@@ -182,12 +182,15 @@ int nbd_export_status(const struct nbd_export *exp, uint64_t off, uint64_t len,
         return ret;
     }
     bool allocated = bs.flags & BDEV_STATUS_ALLOCATED;
+    /* Zeros past the end of a shorter backing file belong to that file,
+     * as QEMU counts them: blockdev reports them as ZERO, not ALLOCATED. */
+    bool beyond_backing = !allocated && (bs.flags & BDEV_STATUS_ZERO);
     *st = (struct nbd_status){
         .len = bs.len > 0 && bs.len <= n ? bs.len : n,
         .data = bs.flags & BDEV_STATUS_DATA,
         /* Nothing in the chain defines the range: it reads as zeros. */
         .zero = (bs.flags & BDEV_STATUS_ZERO) || !allocated,
-        .depth = allocated ? (uint32_t)bs.depth + 1 : 0,
+        .depth = allocated || beyond_backing ? (uint32_t)bs.depth + 1 : 0,
     };
     return 0;
 }
