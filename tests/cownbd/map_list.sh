@@ -56,6 +56,25 @@ compare_map "middle of the chain" qcow2 "$TMP/mid.qcow2" base:allocation
 compare_map "subclusters (extended L2)" qcow2 "$TMP/sub.qcow2" base:allocation
 compare_map "sparse raw" raw "$TMP/sparse.raw" base:allocation
 
+# On the wire: the extents of both meta contexts (with -A) and the chunks
+# of structured reads (data and holes), from a raw client.
+dump_via() { # program format image
+    start_server dump "$1" -r -A -f "$2" -k "$TMP/dump.sock" "$3" || return 1
+    timeout 30 python3 "$TESTS_DIR/cownbd/nbd_client.py" dump "$TMP/dump.sock"
+    stop_servers
+}
+for img in top.qcow2 mid.qcow2 sub.qcow2 sparse.raw; do
+    fmt=${img##*.}
+    q=$(dump_via "$QEMU_NBD" "$fmt" "$TMP/$img" 2>&1)
+    c=$(dump_via "$COWNBD" "$fmt" "$TMP/$img" 2>&1)
+    if [[ "$q" == "$c" && "$c" == *"qemu:allocation-depth"*"read data"* ]]; then
+        ok "$img: same extents and read chunks on the wire as qemu-nbd ($(wc -l <<<"$c") lines)"
+    else
+        not_ok "$img: same extents and read chunks on the wire as qemu-nbd"
+        diff <(echo "$q") <(echo "$c") | head -20 | sed 's/^/# /'
+    fi
+done
+
 # The data read over NBD (structured replies with holes) matches the chain.
 start_server rd "$COWNBD" -r -f qcow2 -k "$TMP/rd.sock" "$TMP/top.qcow2"
 check "reads over NBD equal the image (qemu-img compare)" \
