@@ -354,6 +354,7 @@ int main(int argc, char **argv)
 {
     const char *slash = strrchr(argv[0], '/');
     progname = slash ? slash + 1 : argv[0];
+    argv[0] = (char *)progname;     /* getopt's messages name the program alike */
     struct cownbd_opts o = { .shared = 1 };
     if (parse_command_line(argc, argv, &o) < 0) {
         return 1;
