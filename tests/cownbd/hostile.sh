@@ -20,6 +20,22 @@ while IFS= read -r line; do
     esac
 done < <(timeout 50 python3 "$TESTS_DIR/cownbd/nbd_client.py" hostile "$TMP/rw.sock" "$TMP/ro.sock" 2>&1)
 
+# A client that connects and says nothing loses its slot after the 10 s
+# handshake limit (qemu-nbd's default), so -e 1 cannot be blocked forever.
+silent=$(timeout 30 python3 - "$TMP/ro.sock" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(25)
+s.recv(18)
+try:
+    print("closed" if s.recv(1) == b"" else "data")
+except socket.timeout:
+    print("still open after 25 s")
+except ConnectionResetError:
+    print("closed")
+PY
+)
+check_eq "a silent client is dropped after the handshake limit" closed "$silent"
+
 for s in rw ro; do
     alive "$(cat "$TMP/$s.pid")" && ok "$s server is still running" || not_ok "$s server is still running"
 done

@@ -116,4 +116,16 @@ map=$("$QEMU_IMG" map --output=json -f qcow2 "$img" | head -1)
     ok "--detect-zeroes=unmap turns a zero write into unallocated clusters" ||
     { not_ok "--detect-zeroes=unmap turns a zero write into unallocated clusters"; diag "$map"; }
 check "detect-zeroes: data reads as zeros" "$QEMU_IO" -f qcow2 -c "read -P 0 0 1M" "$img"
+# qemu-img convert onto the export: large writes, zero writes with FAST_ZERO.
+"$QEMU_IMG" create -q -f qcow2 "$TMP/dst.qcow2" 64M
+"$QEMU_IO" -f qcow2 -c "write -P 0x99 0 64M" "$TMP/dst.qcow2" >/dev/null
+if start_server conv "$COWNBD" --discard=unmap -f qcow2 -k "$TMP/conv.sock" "$TMP/dst.qcow2"; then
+    check "qemu-img convert -n onto the export" \
+        "$QEMU_IMG" convert -n -f qcow2 -O raw "$img" "$(nbd_unix "$TMP/conv.sock")"
+    wait_server_exit conv
+else
+    not_ok "convert: cownbd starts"
+fi
+check "convert: the target equals the source" "$QEMU_IMG" compare "$img" "$TMP/dst.qcow2"
+check "convert: the target is clean" "$QEMU_IMG" check "$TMP/dst.qcow2"
 done_testing
