@@ -56,9 +56,9 @@ count4k=$((size_mb * 256))
 echo "NBD over UNIX sockets, ${size_mb} MiB images, $(nproc) cores"
 bench_case "4k sequential read, qcow2, QD1" qcow2 -c "$count4k" -s 4k -d 1
 bench_case "4k sequential read, qcow2, QD16" qcow2 -c "$count4k" -s 4k -d 16
-bench_case "64k read, qcow2, QD16" qcow2 -c "$((size_mb * 16))" -s 64k -d 16
+bench_case "64k read, qcow2, QD16 (4 passes)" qcow2 -c "$((size_mb * 64))" -s 64k -d 16
 bench_case "1M sequential read, qcow2, QD4" qcow2 -c "$((size_mb * 4))" -s 1M -d 4
 bench_case "1M sequential read, raw, QD4" raw -c "$((size_mb * 4))" -s 1M -d 4
 bench_case "1M read of unallocated qcow2 (holes), QD4" empty -c "$((size_mb * 4))" -s 1M -d 4
 bench_case "4k write, allocated qcow2, QD16" qcow2 -w -c "$count4k" -s 4k -d 16
-bench_case "64k write, raw, QD16" raw -w -c "$((size_mb * 16))" -s 64k -d 16
+bench_case "64k write, raw, QD16 (4 passes)" raw -w -c "$((size_mb * 64))" -s 64k -d 16

@@ -1,5 +1,4 @@
 /* One connection from greeting to hang-up. */
-#include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 
@@ -29,6 +28,5 @@ int nbd_serve_client(const struct nbd_export *exp, int fd, bool *negotiated, str
     *negotiated = true;
     set_receive_timeout(fd, 0);
     ret = nbd_transmit(&s, err);
-    free(s.buf);
     return ret;
 }

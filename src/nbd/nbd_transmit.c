@@ -1,8 +1,6 @@
-/* The transmission phase: requests served in order, each answered with a
- * simple reply or, once negotiated, structured reply chunks. A request the
- * server can parse but not honour gets an error reply; only a broken stream
- * (bad magic, truncated message, a write payload we could not take) drops
- * the connection. Checks and messages follow qemu-nbd 7.2. */
+/* Serving one request of the transmission phase: the command, then a
+ * simple reply or, once negotiated, structured reply chunks. Messages and
+ * error values follow qemu-nbd 7.2 (and the protocol where they differ). */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -17,15 +15,16 @@
 /* 1 MiB of extents per context, like QEMU. */
 #define MAX_EXTENTS ((1u << 20) / 8)
 
-struct request {
-    uint16_t flags;
-    uint16_t type;
-    uint64_t handle;
-    uint64_t from;
-    uint32_t len;
-};
 
-static int send_simple(struct nbd_session *s, const struct request *r, int errnum,
+static int send_locked(struct nbd_session *s, struct iovec *iov, int n, struct error *err)
+{
+    pthread_mutex_lock(&s->send_lock);
+    int ret = nbd_writev_full(s->fd, iov, n, err);
+    pthread_mutex_unlock(&s->send_lock);
+    return ret;
+}
+
+static int send_simple(struct nbd_session *s, const struct nbd_request *r, int errnum,
                        const void *data, size_t len, struct error *err)
 {
     uint8_t hdr[NBD_SIMPLE_REPLY_SIZE];
@@ -36,11 +35,11 @@ static int send_simple(struct nbd_session *s, const struct request *r, int errnu
         { .iov_base = hdr, .iov_len = sizeof(hdr) },
         { .iov_base = (void *)data, .iov_len = len },
     };
-    return nbd_writev_full(s->fd, iov, len ? 2 : 1, err);
+    return send_locked(s, iov, len ? 2 : 1, err);
 }
 
 /* A structured chunk: header, a fixed part, then a variable payload. */
-static int send_chunk(struct nbd_session *s, const struct request *r, uint16_t flags,
+static int send_chunk(struct nbd_session *s, const struct nbd_request *r, uint16_t flags,
                       uint16_t type, const void *fixed, size_t fixed_len, const void *data,
                       size_t data_len, struct error *err)
 {
@@ -55,10 +54,10 @@ static int send_chunk(struct nbd_session *s, const struct request *r, uint16_t f
         { .iov_base = (void *)fixed, .iov_len = fixed_len },
         { .iov_base = (void *)data, .iov_len = data_len },
     };
-    return nbd_writev_full(s->fd, iov, 3, err);
+    return send_locked(s, iov, 3, err);
 }
 
-static int send_error_chunk(struct nbd_session *s, const struct request *r, int errnum,
+static int send_error_chunk(struct nbd_session *s, const struct nbd_request *r, int errnum,
                             const char *msg, struct error *err)
 {
     uint8_t fixed[6];
@@ -73,7 +72,7 @@ static int send_error_chunk(struct nbd_session *s, const struct request *r, int 
 }
 
 /* Success without payload, or an error (errnum > 0) with its message. */
-static int send_generic(struct nbd_session *s, const struct request *r, int errnum,
+static int send_generic(struct nbd_session *s, const struct nbd_request *r, int errnum,
                         const char *msg, struct error *err)
 {
     if (s->structured_reply && errnum) {
@@ -82,7 +81,7 @@ static int send_generic(struct nbd_session *s, const struct request *r, int errn
     return send_simple(s, r, errnum, NULL, 0, err);
 }
 
-static int send_data_chunk(struct nbd_session *s, const struct request *r, uint64_t off,
+static int send_data_chunk(struct nbd_session *s, const struct nbd_request *r, uint64_t off,
                            const void *data, size_t len, bool done, struct error *err)
 {
     uint8_t fixed[8];
@@ -91,7 +90,7 @@ static int send_data_chunk(struct nbd_session *s, const struct request *r, uint6
                       sizeof(fixed), data, len, err);
 }
 
-static int send_hole_chunk(struct nbd_session *s, const struct request *r, uint64_t off,
+static int send_hole_chunk(struct nbd_session *s, const struct nbd_request *r, uint64_t off,
                            uint32_t len, bool done, struct error *err)
 {
     uint8_t fixed[12];
@@ -101,22 +100,9 @@ static int send_hole_chunk(struct nbd_session *s, const struct request *r, uint6
                       sizeof(fixed), NULL, 0, err);
 }
 
-static int ensure_buffer(struct nbd_session *s, size_t len, struct error *err)
-{
-    if (len <= s->buf_size) {
-        return 0;
-    }
-    uint8_t *p = realloc(s->buf, len);
-    if (!p) {
-        return error_set(err, -ENOMEM, "No memory");
-    }
-    s->buf = p;
-    s->buf_size = len;
-    return 0;
-}
-
 /* Holes go out as OFFSET_HOLE chunks, data as OFFSET_DATA chunks. */
-static int sparse_read(struct nbd_session *s, const struct request *r, struct error *err)
+static int sparse_read(struct nbd_session *s, const struct nbd_request *r, uint8_t *buf,
+                       struct error *err)
 {
     uint64_t done = 0;
     while (done < r->len) {
@@ -133,11 +119,11 @@ static int sparse_read(struct nbd_session *s, const struct request *r, struct er
         if (st.zero) {
             ret = send_hole_chunk(s, r, off, (uint32_t)st.len, last, err);
         } else {
-            ret = nbd_export_read(s->exp, off, s->buf, st.len, &ioerr);
+            ret = nbd_export_read(s->exp, off, buf, st.len, &ioerr);
             if (ret < 0) {
                 return send_error_chunk(s, r, -ret, "reading from file failed", err);
             }
-            ret = send_data_chunk(s, r, off, s->buf, st.len, last, err);
+            ret = send_data_chunk(s, r, off, buf, st.len, last, err);
         }
         if (ret < 0) {
             return ret;
@@ -147,13 +133,11 @@ static int sparse_read(struct nbd_session *s, const struct request *r, struct er
     return 0;
 }
 
-static int cmd_read(struct nbd_session *s, const struct request *r, struct error *err)
+static int read_into(struct nbd_session *s, const struct nbd_request *r, uint8_t *buf,
+                     struct error *err)
 {
     struct error ioerr = {0};
-    int ret = ensure_buffer(s, r->len, err);
-    if (ret < 0) {
-        return send_generic(s, r, ENOMEM, "No memory", err);
-    }
+    int ret;
     if (r->flags & NBD_CMD_FLAG_FUA) {
         ret = nbd_export_flush(s->exp, &ioerr);
         if (ret < 0) {
@@ -161,19 +145,30 @@ static int cmd_read(struct nbd_session *s, const struct request *r, struct error
         }
     }
     if (s->structured_reply && !(r->flags & NBD_CMD_FLAG_DF) && r->len) {
-        return sparse_read(s, r, err);
+        return sparse_read(s, r, buf, err);
     }
-    ret = nbd_export_read(s->exp, r->from, s->buf, r->len, &ioerr);
+    ret = nbd_export_read(s->exp, r->from, buf, r->len, &ioerr);
     if (ret < 0) {
         return send_generic(s, r, -ret, "reading from file failed", err);
     }
     if (!s->structured_reply) {
-        return send_simple(s, r, 0, s->buf, r->len, err);
+        return send_simple(s, r, 0, buf, r->len, err);
     }
     if (r->len) {
-        return send_data_chunk(s, r, r->from, s->buf, r->len, true, err);
+        return send_data_chunk(s, r, r->from, buf, r->len, true, err);
     }
     return send_chunk(s, r, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_NONE, NULL, 0, NULL, 0, err);
+}
+
+static int cmd_read(struct nbd_session *s, const struct nbd_request *r, struct error *err)
+{
+    uint8_t *buf = malloc(r->len ? r->len : 1);
+    if (!buf) {
+        return send_generic(s, r, ENOMEM, "No memory", err);
+    }
+    int ret = read_into(s, r, buf, err);
+    free(buf);
+    return ret;
 }
 
 struct extents {
@@ -211,7 +206,7 @@ static uint32_t context_flags(uint32_t context, const struct nbd_status *st)
     return (st->data ? 0 : NBD_STATE_HOLE) | (st->zero ? NBD_STATE_ZERO : 0);
 }
 
-static int send_block_status(struct nbd_session *s, const struct request *r, uint32_t context,
+static int send_block_status(struct nbd_session *s, const struct nbd_request *r, uint32_t context,
                              bool last, struct error *err)
 {
     struct extents e = { .max = (r->flags & NBD_CMD_FLAG_REQ_ONE) ? 1 : MAX_EXTENTS };
@@ -246,7 +241,7 @@ static int send_block_status(struct nbd_session *s, const struct request *r, uin
     return ret;
 }
 
-static int cmd_block_status(struct nbd_session *s, const struct request *r, struct error *err)
+static int cmd_block_status(struct nbd_session *s, const struct nbd_request *r, struct error *err)
 {
     if (!r->len) {
         return send_generic(s, r, EINVAL, "need non-zero length", err);
@@ -265,7 +260,7 @@ static int cmd_block_status(struct nbd_session *s, const struct request *r, stru
 }
 
 /* Commands whose only answer is success or an error. */
-static int cmd_generic(struct nbd_session *s, const struct request *r, struct error *err)
+static int cmd_generic(struct nbd_session *s, const struct nbd_request *r, struct error *err)
 {
     struct error ioerr = {0};
     bool fua = r->flags & NBD_CMD_FLAG_FUA;
@@ -273,7 +268,7 @@ static int cmd_generic(struct nbd_session *s, const struct request *r, struct er
     int ret;
     switch (r->type) {
     case NBD_CMD_WRITE:
-        ret = nbd_export_write(s->exp, r->from, s->buf, r->len, fua, &ioerr);
+        ret = nbd_export_write(s->exp, r->from, r->data, r->len, fua, &ioerr);
         what = "writing to file failed";
         break;
     case NBD_CMD_WRITE_ZEROES:
@@ -301,110 +296,21 @@ static int cmd_generic(struct nbd_session *s, const struct request *r, struct er
     return send_generic(s, r, ret < 0 ? -ret : 0, what, err);
 }
 
-static uint16_t valid_flags(const struct nbd_session *s, uint16_t type)
+int nbd_send_error(struct nbd_session *s, const struct nbd_request *r, int errnum,
+                   const char *msg, struct error *err)
 {
-    uint16_t valid = NBD_CMD_FLAG_FUA;
-    if (type == NBD_CMD_READ && s->structured_reply) {
-        valid |= NBD_CMD_FLAG_DF;
-    } else if (type == NBD_CMD_WRITE_ZEROES) {
-        valid |= NBD_CMD_FLAG_NO_HOLE | NBD_CMD_FLAG_FAST_ZERO;
-    } else if (type == NBD_CMD_BLOCK_STATUS) {
-        valid |= NBD_CMD_FLAG_REQ_ONE;
-    }
-    return valid;
+    return send_generic(s, r, errnum, msg, err);
 }
 
-/* Checks a request the way qemu-nbd does; fills msg and returns a positive
- * errno for the error reply, or 0. */
-static int check_request(const struct nbd_session *s, const struct request *r, char *msg,
-                         size_t size)
-{
-    const struct nbd_export *exp = s->exp;
-    bool writes = r->type == NBD_CMD_WRITE || r->type == NBD_CMD_WRITE_ZEROES ||
-                  r->type == NBD_CMD_TRIM;
-    if ((exp->flags & NBD_FLAG_READ_ONLY) && writes) {
-        snprintf(msg, size, "Export is read-only");
-        return EROFS;
-    }
-    if (r->from > exp->size || r->len > exp->size - r->from) {
-        snprintf(msg, size, "operation past EOF; From: %" PRIu64 ", Len: %u, Size: %" PRIu64,
-                 r->from, r->len, exp->size);
-        return (r->type == NBD_CMD_WRITE || r->type == NBD_CMD_WRITE_ZEROES) ? ENOSPC : EINVAL;
-    }
-    if (r->flags & ~valid_flags(s, r->type)) {
-        snprintf(msg, size, "unsupported flags for command %s (got 0x%x)", nbd_cmd_name(r->type),
-                 r->flags);
-        return EINVAL;
-    }
-    return 0;
-}
-
-static bool has_payload_limit(uint16_t type)
-{
-    return type == NBD_CMD_READ || type == NBD_CMD_WRITE || type == NBD_CMD_CACHE;
-}
-
-/* Returns 1 to go on, 0 when the client disconnected, -errno to drop it. */
-static int serve_one(struct nbd_session *s, struct error *err)
-{
-    uint8_t hdr[NBD_REQUEST_SIZE];
-    int ret = nbd_read_eof(s->fd, hdr, sizeof(hdr), "request", err);
-    if (ret <= 0) {
-        return ret;
-    }
-    uint32_t magic = ld_be32(hdr);
-    if (magic != NBD_REQUEST_MAGIC) {
-        return error_set(err, -EINVAL, "invalid magic (got 0x%x)", magic);
-    }
-    struct request r = {
-        .flags = ld_be16(hdr + 4),
-        .type = ld_be16(hdr + 6),
-        .handle = ld_be64(hdr + 8),
-        .from = ld_be64(hdr + 16),
-        .len = ld_be32(hdr + 24),
-    };
-    if (r.type == NBD_CMD_DISC) {
-        return 0;
-    }
-    char msg[160];
-    int bad = 0;
-    if (has_payload_limit(r.type) && r.len > NBD_MAX_PAYLOAD) {
-        snprintf(msg, sizeof(msg), "len (%u) is larger than max len (%u)", r.len, NBD_MAX_PAYLOAD);
-        bad = EINVAL;
-    } else if (r.type == NBD_CMD_WRITE) {
-        if (ensure_buffer(s, r.len, err) < 0) {
-            return -ENOMEM;
-        }
-        ret = nbd_read_full(s->fd, s->buf, r.len, "CMD_WRITE data", err);
-        if (ret < 0) {
-            return ret;
-        }
-    }
-    if (!bad) {
-        bad = check_request(s, &r, msg, sizeof(msg));
-    }
-    if (bad) {
-        ret = send_generic(s, &r, bad, msg, err);
-        if (ret == 0 && r.type == NBD_CMD_WRITE && r.len > NBD_MAX_PAYLOAD) {
-            /* Its payload is still in the stream: nothing after it parses. */
-            return error_set(err, -EINVAL, "%s", msg);
-        }
-        return ret < 0 ? ret : 1;
-    }
-    if (r.type == NBD_CMD_READ) {
-        ret = cmd_read(s, &r, err);
-    } else if (r.type == NBD_CMD_BLOCK_STATUS) {
-        ret = cmd_block_status(s, &r, err);
-    } else {
-        ret = cmd_generic(s, &r, err);
-    }
-    return ret < 0 ? ret : 1;
-}
-
-int nbd_transmit(struct nbd_session *s, struct error *err)
+int nbd_serve_request(struct nbd_session *s, const struct nbd_request *r, struct error *err)
 {
     int ret;
-    while ((ret = serve_one(s, err)) > 0) {
+    if (r->type == NBD_CMD_READ) {
+        ret = cmd_read(s, r, err);
+    } else if (r->type == NBD_CMD_BLOCK_STATUS) {
+        ret = cmd_block_status(s, r, err);
+    } else {
+        ret = cmd_generic(s, r, err);
     }
-    return ret;
+    return ret < 0 ? ret : 0;
 }

@@ -120,8 +120,8 @@ check "detect-zeroes: data reads as zeros" "$QEMU_IO" -f qcow2 -c "read -P 0 0 1
 "$QEMU_IMG" create -q -f qcow2 "$TMP/dst.qcow2" 64M
 "$QEMU_IO" -f qcow2 -c "write -P 0x99 0 64M" "$TMP/dst.qcow2" >/dev/null
 if start_server conv "$COWNBD" --discard=unmap -f qcow2 -k "$TMP/conv.sock" "$TMP/dst.qcow2"; then
-    check "qemu-img convert -n onto the export" \
-        "$QEMU_IMG" convert -n -f qcow2 -O raw "$img" "$(nbd_unix "$TMP/conv.sock")"
+    check "qemu-img convert -n -m 16 -W (16 requests in flight) onto the export" \
+        "$QEMU_IMG" convert -n -m 16 -W -f qcow2 -O raw "$img" "$(nbd_unix "$TMP/conv.sock")"
     wait_server_exit conv
 else
     not_ok "convert: cownbd starts"

@@ -351,6 +351,40 @@ def transmission_cases(path):
     c.go()
     c.request(CMD_WRITE, 0, 65536, 0, b"z" * 1000)
     c.s.close()
+    # Pipelining: more requests in flight than the server takes at once;
+    # every handle is answered once, replies in any order. Small enough for
+    # the socket buffers, as this client writes all before reading. Then a
+    # client that hangs up mid-stream.
+    c = Conn(path)
+    c.go()
+    batch = b"".join(struct.pack(">IHHQQI", REQ_MAGIC, 0, CMD_READ if i % 2 else CMD_WRITE,
+                                 1000 + i, i * 8192, 512) + (b"" if i % 2 else b"p" * 512)
+                     for i in range(48))
+    c.send(batch)
+    seen = []
+    try:
+        done = {}
+        while len(done) < 48:
+            magic = struct.unpack(">I", c.recv(4))[0]
+            if magic == SIMPLE_MAGIC:
+                err, handle = struct.unpack(">IQ", c.recv(12))
+                if handle % 2:
+                    c.recv(512)
+                done[handle] = True
+                seen.append(handle)
+                continue
+            flags, ctype, handle, length = struct.unpack(">HHQI", c.recv(16))
+            c.recv(length)
+            if flags & 1:
+                done[handle] = True
+                seen.append(handle)
+        result(sorted(seen) == list(range(1000, 1048)), "48 pipelined requests, each answered",
+               repr(sorted(seen))[:80])
+    except Exception as e:
+        result(False, "48 pipelined requests, each answered", repr(e))
+    c.send(batch)
+    c.s.close()
+
     c = Conn(path)
     c.go()
     c.request(CMD_DISC, 0, 0)
