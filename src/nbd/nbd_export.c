@@ -183,8 +183,8 @@ int nbd_export_status(const struct nbd_export *exp, uint64_t off, uint64_t len,
     }
     bool allocated = bs.flags & BDEV_STATUS_ALLOCATED;
     /* Zeros past the end of a shorter backing file belong to that file,
-     * as QEMU counts them: blockdev reports them as ZERO, not ALLOCATED. */
-    bool beyond_backing = !allocated && (bs.flags & BDEV_STATUS_ZERO);
+     * as QEMU counts them. */
+    bool beyond_backing = bs.flags & BDEV_STATUS_PAST_BACKING;
     *st = (struct nbd_status){
         .len = bs.len > 0 && bs.len <= n ? bs.len : n,
         .data = bs.flags & BDEV_STATUS_DATA,
