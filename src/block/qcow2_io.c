@@ -224,8 +224,44 @@ static int write_host(struct qcow2 *s, uint64_t host, const void *buf, size_t le
 /* A write inside one cluster, lock held. When the data can go in place to
  * owned, allocated subclusters, returns 1 with *direct_host set and leaves
  * the write to the caller (after unlocking). */
+/* Clusters allocated in one run for the pieces of a multi-cluster write,
+ * so that they lie contiguously in the file (as QEMU places them). */
+struct cluster_run {
+    uint64_t next, end;
+};
+
+static int64_t take_cluster(struct qcow2 *s, struct cluster_run *run, struct error *err)
+{
+    if (run->next < run->end) {
+        uint64_t host = run->next;
+        run->next += s->cluster_size;
+        return (int64_t)host;
+    }
+    return qcow2_alloc_clusters(s, 1, err);
+}
+
+/* How many clusters from off on a write of len bytes needs new (lock held). */
+static uint64_t clusters_to_allocate(struct qcow2 *s, uint64_t off, size_t len)
+{
+    uint64_t n = 0;
+    uint64_t pos = qcow2_start_of_cluster(s, off);
+    uint64_t max = s->refblock_size / 2 - 1 < 256 ? s->refblock_size / 2 - 1 : 256;
+    for (; pos < off + len && n < max; pos += s->cluster_size, n++) {
+        uint64_t entry, bitmap;
+        if (qcow2_lookup(s, pos, &entry, &bitmap, NULL) < 0) {
+            break;
+        }
+        bool owned = !(entry & QCOW2_OFLAG_COMPRESSED) && (entry & QCOW2_L2E_OFFSET_MASK) &&
+                     (entry & QCOW2_OFLAG_COPIED);
+        if (owned) {
+            break;
+        }
+    }
+    return n;
+}
+
 static int write_in_cluster(struct qcow2 *s, uint64_t off, const uint8_t *buf, size_t len,
-                            uint64_t *direct_host, struct error *err)
+                            struct cluster_run *run, uint64_t *direct_host, struct error *err)
 {
     uint8_t *table;
     uint32_t index;
@@ -277,17 +313,19 @@ static int write_in_cluster(struct qcow2 *s, uint64_t off, const uint8_t *buf, s
     ret = merge_old_content(s, cluster_off, start, end, w_start, w_end, buf, entry, bitmap, data,
                             err);
     uint64_t new_host = host;
+    bool allocated = false;
     if (ret == 0 && !owned) {
-        int64_t alloc = qcow2_alloc_clusters(s, 1, err);
+        int64_t alloc = take_cluster(s, run, err);
         ret = alloc < 0 ? (int)alloc : 0;
         new_host = (uint64_t)alloc;
+        allocated = ret == 0;
     }
     if (ret == 0) {
         ret = write_host(s, new_host + start, data, end - start, err);
     }
     free(data);
     if (ret < 0) {
-        if (!owned && new_host != host) {
+        if (allocated) {
             qcow2_free_clusters(s, new_host, s->cluster_size, NULL);
         }
         return ret;
@@ -311,6 +349,7 @@ static int write_in_cluster(struct qcow2 *s, uint64_t off, const uint8_t *buf, s
 int qcow2_write_at(struct qcow2 *s, uint64_t off, const void *buf, size_t len, struct error *err)
 {
     const uint8_t *p = buf;
+    struct cluster_run run = { 0, 0 };
     pthread_mutex_lock(&s->lock);
     int ret = qcow2_prepare_write(s, err);
     pthread_mutex_unlock(&s->lock);
@@ -321,7 +360,17 @@ int qcow2_write_at(struct qcow2 *s, uint64_t off, const void *buf, size_t len, s
         }
         uint64_t direct_host = 0;
         pthread_mutex_lock(&s->lock);
-        ret = write_in_cluster(s, off, p, n, &direct_host, err);
+        if (run.next == run.end && len > n) {
+            uint64_t count = clusters_to_allocate(s, off, len);
+            int64_t first = count > 1 ? qcow2_alloc_clusters(s, count, err) : 0;
+            ret = first < 0 ? (int)first : 0;
+            if (first > 0) {
+                run = (struct cluster_run){ (uint64_t)first, (uint64_t)first + (count << s->cluster_bits) };
+            }
+        }
+        if (ret == 0) {
+            ret = write_in_cluster(s, off, p, n, &run, &direct_host, err);
+        }
         pthread_mutex_unlock(&s->lock);
         if (ret == 1) {
             ret = hostfile_pwrite(s->file, direct_host, p, n);
@@ -332,6 +381,12 @@ int qcow2_write_at(struct qcow2 *s, uint64_t off, const void *buf, size_t len, s
         p += n;
         off += n;
         len -= n;
+    }
+    if (run.next < run.end) {
+        /* An error stopped the write: the clusters not used go back. */
+        pthread_mutex_lock(&s->lock);
+        qcow2_free_clusters(s, run.next, run.end - run.next, NULL);
+        pthread_mutex_unlock(&s->lock);
     }
     return ret;
 }

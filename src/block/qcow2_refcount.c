@@ -372,9 +372,78 @@ static int find_free_run(struct qcow2 *s, uint64_t n, uint64_t *found, struct er
     }
 }
 
+/* n clusters in a fresh area past everything in use, with the refcount blocks
+ * that count them placed right after them. For runs too long to fit between
+ * the self-describing blocks of the normal search (a large L1 table with small
+ * clusters and wide refcounts). */
+static int64_t alloc_area(struct qcow2 *s, uint64_t n, struct error *err)
+{
+    uint64_t per_block = s->refblock_size;
+    for (int attempt = 0; attempt < 64; attempt++) {
+        int64_t used_end = qcow2_refcount_end(s, err);
+        int64_t file_size = hostfile_size(s->file);
+        if (used_end < 0 || file_size < 0) {
+            return used_end < 0 ? used_end : error_set_errno(err, (int)file_size, "Could not "
+                                                             "get the image file size");
+        }
+        uint64_t end = (uint64_t)(used_end > file_size ? used_end : file_size);
+        uint64_t start = ((end + s->cluster_size - 1) >> s->cluster_bits) + (uint64_t)attempt * per_block;
+        start = (start + per_block - 1) / per_block * per_block;
+        uint64_t blocks = 1;
+        while ((n + blocks + per_block - 1) / per_block > blocks) {
+            blocks++;
+        }
+        uint64_t first_range = start / per_block;
+        if (((start + n + blocks) << s->cluster_bits) > QCOW2_MAX_HOST_OFFSET) {
+            return error_set(err, -EFBIG, "Image file would exceed the maximum qcow2 size");
+        }
+        if (first_range + blocks > s->refcount_table_size) {
+            int ret = grow_refcount_table(s, first_range + blocks, err);
+            if (ret < 0) {
+                return ret;
+            }
+            attempt--;
+            continue;   /* the table moved past everything: start again after it */
+        }
+        bool taken = false;
+        for (uint64_t b = 0; b < blocks; b++) {
+            taken |= (s->refcount_table[first_range + b] & QCOW2_REFT_OFFSET_MASK) != 0;
+        }
+        if (taken) {
+            continue;
+        }
+        uint8_t *buf = malloc(s->cluster_size);
+        int ret = 0;
+        for (uint64_t b = 0; b < blocks && ret == 0; b++) {
+            memset(buf, 0, s->cluster_size);
+            for (uint64_t i = 0; i < per_block && b * per_block + i < n + blocks; i++) {
+                qcow2_refcount_entry_set(s, buf, i, 1);
+            }
+            ret = hostfile_pwrite(s->file, (start + n + b) << s->cluster_bits, buf, s->cluster_size);
+        }
+        free(buf);
+        for (uint64_t b = 0; b < blocks && ret == 0; b++) {
+            s->refcount_table[first_range + b] = (start + n + b) << s->cluster_bits;
+            ret = write_table_entry(s, first_range + b, err);
+        }
+        if (ret < 0) {
+            return error_set_errno(err, ret, "Could not write refcount blocks for a new area");
+        }
+        return (int64_t)(start << s->cluster_bits);
+    }
+    return error_set(err, -ENOSPC, "Could not find room for %" PRIu64 " contiguous clusters", n);
+}
+
 int64_t qcow2_alloc_clusters(struct qcow2 *s, uint64_t n, struct error *err)
 {
-    for (;;) {
+    /* Long runs cannot fit between the blocks that new ranges start with. */
+    if (n >= s->refblock_size / 2) {
+        return alloc_area(s, n, err);
+    }
+    for (int searches = 0; ; searches++) {
+        if (searches == 16) {
+            return alloc_area(s, n, err);
+        }
         uint64_t first = 0;
         int ret = find_free_run(s, n, &first, err);
         if (ret < 0) {

@@ -467,6 +467,20 @@ static void test_metadata_growth(void **state)
     judge_with_qemu(path, ref, DISK_SIZE);
     /* the refcount table moved past the start of the file */
     assert_int_equal(run("test $(od -An -tu8 --endian=big -j48 -N8 %s) -gt 2048", path), 0);
+    /* 1 GiB needs an L1 table of 512 clusters, far more than fit between the
+     * refcount blocks of 64 clusters each: it goes to an area of its own. */
+    assert_int_equal(blockdev_open(&bd, path, NULL, &err), 0);
+    assert_int_equal(blockdev_truncate(bd, 1ULL << 30, false, PREALLOC_OFF, &err), 0);
+    assert_int_equal(blockdev_pwrite(bd, 900ULL << 20, ref, 1 << 20, &err), 0);
+    blockdev_close(bd);
+    assert_int_equal(run("qemu-img check -q %s", path), 0);
+    char raw[600];
+    snprintf(raw, sizeof(raw), "%s.part", path);
+    assert_int_equal(write_file(raw, ref, 1 << 20), 0);
+    assert_int_equal(run("qemu-img compare -q -f raw %s 'json:{\"driver\": \"raw\", "
+                         "\"offset\": %llu, \"size\": 1048576, \"file\": {\"driver\": "
+                         "\"qcow2\", \"file\": {\"driver\": \"file\", \"filename\": "
+                         "\"%s\"}}}'", raw, 900ULL << 20, path), 0);
     free(ref);
 }
 
