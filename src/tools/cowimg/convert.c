@@ -262,7 +262,8 @@ static int run_workers(struct convert *cv, int n)
 {
     pthread_t threads[MAX_WORKERS];
     int started = 0;
-    for (int i = 0; i < n; i++) {
+    /* One worker needs no thread of its own. */
+    for (int i = 0; n > 1 && i < n; i++) {
         if (pthread_create(&threads[i], NULL, worker, cv) != 0) {
             break;
         }
