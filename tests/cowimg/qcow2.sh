@@ -75,6 +75,19 @@ for opts in "-O qcow2" "-O qcow2 -c" "-O qcow2 -c -m 1 -o compression_type=zstd"
     check "convert $opts: qemu-img check is clean" "$QEMU_IMG" check -q "$CW/out.qcow2"
     check "convert $opts: qemu-img compare equal" "$QEMU_IMG" compare -q "$CW/top.qcow2" "$CW/out.qcow2"
 done
+# -m N runs N worker threads (counted as thread creations, not by timing).
+if command -v strace >/dev/null; then
+    for m in 1 3 16; do
+        ASAN_OPTIONS=detect_leaks=0 strace -f -qq -e trace=clone3 -o "$TMP/strace.txt" \
+            "$COWIMG" convert -m "$m" -c -O qcow2 "$CW/flat.raw" "$CW/m.qcow2" >/dev/null 2>&1
+        threads=$(grep -c '^[0-9]* *clone3' "$TMP/strace.txt")
+        check_eq "convert -c -m $m starts $m worker thread(s) beyond the main one" \
+            "$((m > 1 ? m : 0))" "$threads"
+    done
+else
+    echo "ok $((TEST_NUM += 1)) - worker thread count # SKIP strace is not installed"
+fi
+
 check "convert qcow2 -> raw equals qemu-img's" bash -c \
     "cd '$CW' && '$COWIMG' convert -O raw top.qcow2 c.raw && cmp c.raw flat.raw"
 check "convert -c output is smaller than the data" bash -c \
