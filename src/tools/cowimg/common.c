@@ -117,7 +117,14 @@ struct blockdev *image_open(const char *filename, const char *fmt, unsigned flag
     struct blockdev_open_opts opts = { .format = fmt, .flags = flags };
     struct blockdev *bd;
     if (blockdev_open(&bd, filename, &opts, &err) < 0) {
-        report("Could not open '%s': %s", filename, err.msg);
+        /* Drivers may already name the file; do not say it twice. */
+        char prefix[4200];
+        snprintf(prefix, sizeof(prefix), "Could not open '%s': ", filename);
+        if (strncmp(err.msg, prefix, strlen(prefix)) == 0) {
+            report("%s", err.msg);
+        } else {
+            report("%s%s", prefix, err.msg);
+        }
         return NULL;
     }
     if (!fmt && !(flags & BDEV_READ_ONLY) && strcmp(blockdev_format(bd), "raw") == 0) {

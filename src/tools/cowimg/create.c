@@ -266,7 +266,7 @@ static int probe_backing(struct create_request *req, struct error *err)
     char *path = blockdev_backing_path(req->filename, req->backing_file);
     struct blockdev_open_opts opts = {
         .format = req->backing_format,
-        .flags = BDEV_READ_ONLY | BDEV_FORCE_SHARE | BDEV_NO_BACKING,
+        .flags = BDEV_READ_ONLY | BDEV_FORCE_SHARE,     /* with its chain, as qemu-img */
     };
     struct blockdev *bd;
     int ret = blockdev_open(&bd, path, &opts, err);
@@ -333,6 +333,10 @@ static int do_create(struct create_request *req, struct error *err)
     int ret = parse_plan(req, &plan, err);
     if (ret < 0) {
         return ret;
+    }
+    if (req->backing_file && strcmp(req->backing_file, req->filename) == 0) {
+        return error_set(err, -EINVAL, "Error: Trying to create an image with the same filename "
+                         "as the backing file");
     }
     if (req->backing_file && !req->backing_format) {
         detect_backing_format(req);
