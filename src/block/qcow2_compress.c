@@ -48,23 +48,59 @@ static int zlib_decompress(const void *src, size_t src_len, void *dst, size_t ds
     return ret;
 }
 
-static __thread ZSTD_CCtx *zstd_cctx;
-static __thread ZSTD_DCtx *zstd_dctx;
+/* zstd contexts are costly to create: one pair per thread, freed when the
+ * thread exits (convert's workers come and go). */
+struct zstd_contexts {
+    ZSTD_CCtx *cctx;
+    ZSTD_DCtx *dctx;
+};
+
+static pthread_key_t zstd_key;
+static pthread_once_t zstd_key_once = PTHREAD_ONCE_INIT;
+
+static void zstd_contexts_free(void *p)
+{
+    struct zstd_contexts *c = p;
+    ZSTD_freeCCtx(c->cctx);
+    ZSTD_freeDCtx(c->dctx);
+    free(c);
+}
+
+static void zstd_key_create(void)
+{
+    pthread_key_create(&zstd_key, zstd_contexts_free);
+}
+
+static struct zstd_contexts *zstd_thread_contexts(void)
+{
+    pthread_once(&zstd_key_once, zstd_key_create);
+    struct zstd_contexts *c = pthread_getspecific(zstd_key);
+    if (!c) {
+        c = calloc(1, sizeof(*c));
+        if (c) {
+            pthread_setspecific(zstd_key, c);
+        }
+    }
+    return c;
+}
 
 static int zstd_compress(const void *src, size_t src_len, void *dst, size_t dst_cap)
 {
-    if (!zstd_cctx && !(zstd_cctx = ZSTD_createCCtx())) {
+    struct zstd_contexts *c = zstd_thread_contexts();
+    if (!c || (!c->cctx && !(c->cctx = ZSTD_createCCtx()))) {
         return -ENOMEM;
     }
-    size_t n = ZSTD_compressCCtx(zstd_cctx, dst, dst_cap, src, src_len, ZSTD_CLEVEL_DEFAULT);
+    size_t n = ZSTD_compressCCtx(c->cctx, dst, dst_cap, src, src_len, ZSTD_CLEVEL_DEFAULT);
     return ZSTD_isError(n) ? -ENOSPC : (int)n;
 }
 
 static int zstd_decompress(const void *src, size_t src_len, void *dst, size_t dst_len)
 {
-    if (!zstd_dctx && !(zstd_dctx = ZSTD_createDCtx())) {
+    struct zstd_contexts *c = zstd_thread_contexts();
+    if (!c || (!c->dctx && !(c->dctx = ZSTD_createDCtx()))) {
         return -ENOMEM;
     }
+    ZSTD_DCtx *zstd_dctx = c->dctx;
     ZSTD_DCtx_reset(zstd_dctx, ZSTD_reset_session_only);
     ZSTD_inBuffer in = { src, src_len, 0 };
     ZSTD_outBuffer out = { dst, dst_len, 0 };

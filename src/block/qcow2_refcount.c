@@ -375,7 +375,7 @@ static int find_free_run(struct qcow2 *s, uint64_t n, uint64_t *found, struct er
 int64_t qcow2_alloc_clusters(struct qcow2 *s, uint64_t n, struct error *err)
 {
     for (;;) {
-        uint64_t first;
+        uint64_t first = 0;
         int ret = find_free_run(s, n, &first, err);
         if (ret < 0) {
             return ret;
