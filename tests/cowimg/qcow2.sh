@@ -64,9 +64,8 @@ same "compare qcow2 overlay with its flattened raw copy" compare top.qcow2 flat.
 same "compare -s qcow2 against raw" compare -s top.qcow2 flat.raw
 
 # convert: cowimg writes, qemu-img checks and compares.
-# zstd with -m 1: the driver's per-thread zstd contexts are not freed when a
-# worker thread exits yet (LeakSanitizer would flag it); zlib runs threaded.
-for opts in "-O qcow2" "-O qcow2 -c" "-O qcow2 -c -m 1 -o compression_type=zstd" \
+for opts in "-O qcow2" "-O qcow2 -c" "-O qcow2 -c -o compression_type=zstd" \
+            "-O qcow2 -c -m 1 -o compression_type=zstd" \
             "-O qcow2 -c -W -m 2" "-O qcow2 -o cluster_size=4k" "-O qcow2 -S 0" \
             "-O qcow2 -o compat=0.10" "-O qcow2 -o extended_l2=on"; do
     rm -f "$CW/out.qcow2"

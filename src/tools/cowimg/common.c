@@ -117,10 +117,13 @@ struct blockdev *image_open(const char *filename, const char *fmt, unsigned flag
     struct blockdev_open_opts opts = { .format = fmt, .flags = flags };
     struct blockdev *bd;
     if (blockdev_open(&bd, filename, &opts, &err) < 0) {
-        /* Drivers may already name the file; do not say it twice. */
+        /* A driver that failed on the backing file already names the image;
+         * qemu-img names it once there (but twice for a missing image). */
         char prefix[4200];
         snprintf(prefix, sizeof(prefix), "Could not open '%s': ", filename);
-        if (strncmp(err.msg, prefix, strlen(prefix)) == 0) {
+        size_t n = strlen(prefix);
+        if (strncmp(err.msg, prefix, n) == 0 &&
+            strncmp(err.msg + n, "Could not open backing file", 27) == 0) {
             report("%s", err.msg);
         } else {
             report("%s%s", prefix, err.msg);
