@@ -104,6 +104,18 @@ check "cowimg compare: qemu-img's compressed qcow2 equals the raw" \
 check "cowimg convert of qemu-img's compressed qcow2" bash -c \
     "'$COWIMG' convert -O raw '$Q/qz.qcow2' '$CW/qz.raw' && cmp '$CW/qz.raw' '$CW/flat.raw'"
 
+# cache modes
+check "convert -t none -T none" bash -c \
+    "cd '$CW' && '$COWIMG' convert -t none -T none -O qcow2 top.qcow2 tn.qcow2 && '$QEMU_IMG' compare -q top.qcow2 tn.qcow2"
+TWIN_FILTER='s/^Run completed in [0-9.]* seconds\.$/Run completed./'
+same "bench -t none on qcow2" bench -t none -c 300 -d 8 top.qcow2
+twin_do cp top.qcow2 bw.qcow2
+same "bench -w -t writethrough on qcow2" bench -w -t writethrough -c 300 -d 8 -s 64k -S 128k bw.qcow2
+TWIN_FILTER=
+same "convert with an invalid cache mode" convert -t bogus -O qcow2 top.qcow2 x4.qcow2
+check "bench -w kept the image consistent" "$QEMU_IMG" check -q "$CW/bw.qcow2"
+check "bench -w wrote the same as qemu-img's bench" "$QEMU_IMG" compare -q "$Q/bw.qcow2" "$CW/bw.qcow2"
+
 # measure against real images
 same "measure qcow2 -O qcow2" measure -O qcow2 top.qcow2
 same "measure qcow2 -O raw json" measure --output=json top.qcow2
