@@ -253,6 +253,13 @@ static int check_plan(struct create_request *req, struct create_plan *p, struct 
         return error_set(err, -EINVAL, "Extended L2 entries are only supported with cluster "
                          "sizes of at least 16384 bytes");
     }
+    /* The L1 table may span at most 32 MiB of 8-byte entries. */
+    uint64_t l2_entries = cs / (p->q.extended_l2 ? 16 : 8);
+    uint64_t l1_entries = (req->size + (uint64_t)cs * l2_entries - 1) / ((uint64_t)cs * l2_entries);
+    if (l1_entries > (32u << 20) / 8) {
+        return error_set(err, -EFBIG, "The image size is too large for file format 'qcow2' "
+                         "(try using a larger cluster size)");
+    }
     if (req->backing_file && p->prealloc != PREALLOC_OFF) {
         return error_set(err, -EINVAL, "Backing file and preallocation can only be used at "
                          "the same time if extended_l2 is on");
