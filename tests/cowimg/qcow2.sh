@@ -107,6 +107,13 @@ check "cowimg convert of qemu-img's compressed qcow2" bash -c \
 # cache modes
 check "convert -t none -T none" bash -c \
     "cd '$CW' && '$COWIMG' convert -t none -T none -O qcow2 top.qcow2 tn.qcow2 && '$QEMU_IMG' compare -q top.qcow2 tn.qcow2"
+if command -v strace >/dev/null; then
+    ASAN_OPTIONS=detect_leaks=0 strace -f -qq -e trace=openat -o "$TMP/open.txt" \
+        "$COWIMG" compare -T none "$CW/top.qcow2" "$CW/tn.qcow2" >/dev/null 2>&1
+    check "-T none opens the images with O_DIRECT" grep -q 'top.qcow2.*O_DIRECT' "$TMP/open.txt"
+else
+    echo "ok $((TEST_NUM += 1)) - O_DIRECT with -T none # SKIP strace is not installed"
+fi
 TWIN_FILTER='s/^Run completed in [0-9.]* seconds\.$/Run completed./'
 same "bench -t none on qcow2" bench -t none -c 300 -d 8 top.qcow2
 twin_do cp top.qcow2 bw.qcow2

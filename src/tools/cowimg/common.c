@@ -87,10 +87,9 @@ int parse_output_format(const char *s, enum output_format *out)
     return 0;
 }
 
-/* The block layer does not bounce unaligned requests for O_DIRECT yet
- * (hostfile.c), so the qcow2 header read alone fails with EINVAL. Until it
- * does, "none" and "directsync" are accepted but go through the page cache. */
-#define COWIMG_USE_O_DIRECT false
+/* "none" and "directsync" bypass the host page cache (O_DIRECT; the block
+ * layer bounces unaligned requests). */
+#define COWIMG_USE_O_DIRECT true
 
 int parse_cache_mode(const char *mode, bool *no_cache)
 {

@@ -42,8 +42,8 @@ void qprintf(bool quiet, const char *fmt, ...) __attribute__((format(printf, 2, 
 int parse_size_arg(const char *what, const char *value, int64_t min, int64_t max, int64_t *out);
 /* --output=human|json; reports and returns -1 on anything else. */
 int parse_output_format(const char *s, enum output_format *out);
-/* Parses -t/-T cache modes; *no_cache says whether to open with O_DIRECT
- * (see common.c for why that is off for now). -1 for an unknown mode. */
+/* Parses -t/-T cache modes; *no_cache says whether to open with O_DIRECT.
+ * -1 for an unknown mode. */
 int parse_cache_mode(const char *mode, bool *no_cache);
 
 /* Opens an image like qemu-img's img_open, reporting "Could not open..." */
