@@ -123,6 +123,11 @@ same "convert with an invalid cache mode" convert -t bogus -O qcow2 top.qcow2 x4
 check "bench -w kept the image consistent" "$QEMU_IMG" check -q "$CW/bw.qcow2"
 check "bench -w wrote the same as qemu-img's bench" "$QEMU_IMG" compare -q "$Q/bw.qcow2" "$CW/bw.qcow2"
 
+# dd from and to qcow2
+same "dd qcow2 -> qcow2" dd -f qcow2 -O qcow2 bs=64k count=40 skip=8 if=top.qcow2 of=dd.qcow2
+check "dd -O qcow2: same content as qemu-img's" "$QEMU_IMG" compare -q "$Q/dd.qcow2" "$CW/dd.qcow2"
+check "dd -O qcow2: image is consistent" "$QEMU_IMG" check -q "$CW/dd.qcow2"
+
 # measure against real images
 same "measure qcow2 -O qcow2" measure -O qcow2 top.qcow2
 same "measure qcow2 -O raw json" measure --output=json top.qcow2
