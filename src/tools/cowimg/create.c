@@ -378,7 +378,11 @@ static int do_create(struct create_request *req, struct error *err)
 int image_create(struct create_request *req)
 {
     struct error err = {0};
-    if (do_create(req, &err) < 0) {
+    int ret = do_create(req, &err);
+    if (ret < 0) {
+        if (!err.msg[0]) {
+            snprintf(err.msg, sizeof(err.msg), "%s", strerror(-ret));
+        }
         report("%s: %s", req->error_context ? req->error_context : req->filename, err.msg);
         if (req->detected_format[0]) {
             /* qemu-img prints this hint without a final newline. */
