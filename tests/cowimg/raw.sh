@@ -59,6 +59,9 @@ out=$(cd "$CW" && "$COWIMG" convert -p -f raw -O raw src.raw prog.raw)
 check_eq "convert -p ends at 100%" "    (100.00/100%)" "$(printf '%s' "$out" | tr '\r' '\n' | grep . | tail -n1)"
 check "convert -q -p prints nothing" bash -c "[ -z \"\$(cd '$CW' && '$COWIMG' convert -q -p -f raw -O raw src.raw q.raw)\" ]"
 
+out=$(cd "$CW" && "$COWIMG" compare -p src.raw prog.raw | tr '\r' '\n' | grep -v '^ *(' | tr -d '\n')
+check_eq "compare -p prints the verdict after the progress" "Images are identical." "$out"
+
 # compare: equal, different content, different sizes, strict mode.
 twin_do cp src.raw diff.raw
 twin_do "$QEMU_IO" -f raw -c 'write -P 0x55 2M 512' -c 'write -P 0x55 2052k 1' diff.raw
