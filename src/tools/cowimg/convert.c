@@ -515,7 +515,9 @@ int cmd_convert(int argc, char **argv)
     progress_init(&cv->progress, a.show_progress && !a.quiet, cv->total);
     int rc = run_workers(cv, (int)a.workers);
     struct error err = {0};
-    if (rc == 0 && blockdev_flush(cv->target, &err) < 0) {
+    /* convert's default cache mode is "unsafe", as in qemu-img: no sync. */
+    bool unsafe = !a.cache || strcmp(a.cache, "unsafe") == 0;
+    if (rc == 0 && !unsafe && blockdev_flush(cv->target, &err) < 0) {
         report("%s", err.msg);
         rc = -1;
     }
