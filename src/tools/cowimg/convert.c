@@ -169,8 +169,9 @@ static int plan_chunk(struct convert *cv, struct chunk_work *w)
             n = w->len - pos;   /* one compressed cluster: read it whole */
         }
         bool defined_here = st.depth == 0 && (st.flags & BDEV_STATUS_ALLOCATED);
-        if (cv->target_has_backing && !defined_here) {
-            /* The target's backing file provides what the source's backing did. */
+        if (cv->target_has_backing && !defined_here && s->bd->backing) {
+            /* The target's backing file provides what the source's backing did
+             * (a source without a backing file reads zeros there: written below). */
         } else if (!(st.flags & BDEV_STATUS_DATA) && cv->min_sparse && !cv->compress) {
             add_zero(cv, w, w->off + pos, n);
         } else {
