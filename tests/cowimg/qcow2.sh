@@ -98,6 +98,9 @@ check "convert -B keeps what the backing file provides" bash -c \
 check "convert -B of a source without a backing file keeps its zeros" bash -c \
     "cd '$CW' && '$QEMU_IMG' create -q -f qcow2 sparse.qcow2 4M && '$QEMU_IO' -c 'write -P 9 2M 64k' sparse.qcow2 >/dev/null &&
      '$COWIMG' convert -O qcow2 -B base.raw -F raw sparse.qcow2 sb.qcow2 && '$QEMU_IMG' compare -q sparse.qcow2 sb.qcow2"
+same "convert with an unknown -o option" convert -O qcow2 -o foo=bar top.qcow2 x5.qcow2
+same "convert with a bad qcow2 option value" convert -O qcow2 -o compat=2 top.qcow2 x6.qcow2
+same "measure with an unknown -o option" measure -O qcow2 -o foo=1 --size 1G
 same "convert -B without -F" convert -O qcow2 -B base.raw top.qcow2 x2.qcow2
 same "convert -c with preallocation" convert -c -O qcow2 -o preallocation=full top.qcow2 x3.qcow2
 # qemu-img reads qcow2 written by cowimg, and cowimg reads qemu-img's.

@@ -463,7 +463,7 @@ int cmd_convert(int argc, char **argv)
     int nsrc = argc - optind - 1;
     for (int i = 0; i < a.opts.count; i++) {
         if (!strcmp(a.opts.items[i].key, "help") || !strcmp(a.opts.items[i].key, "?")) {
-            ret = print_create_options_help(a.out_fmt);
+            ret = print_create_options_help(a.out_fmt, nsrc >= 1 ? argv[argc - 1] : NULL);
             goto out;
         }
     }

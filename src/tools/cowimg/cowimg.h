@@ -69,10 +69,11 @@ struct create_request {
     bool quiet;
     const char *error_context;  /* prefix of error messages; NULL: the filename */
     char detected_format[16];   /* filled for the missing backing format hint */
+    bool options_invalid;       /* set when -o itself was rejected */
 };
 int image_create(struct create_request *req);
-/* -o help for a format. */
-int print_create_options_help(const char *format);
+/* -o help for a format; filename is the image named on the command line, if any. */
+int print_create_options_help(const char *format, const char *filename);
 
 int cmd_create(int argc, char **argv);
 int cmd_info(int argc, char **argv);

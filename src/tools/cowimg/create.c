@@ -46,14 +46,18 @@ static const struct create_option *create_options_of(const char *format)
     return NULL;
 }
 
-int print_create_options_help(const char *format)
+int print_create_options_help(const char *format, const char *filename)
 {
     const struct create_option *opts = create_options_of(format ? format : "raw");
     if (!opts) {
         report("Unknown file format '%s'", format);
         return EXIT_ERR;
     }
-    printf("Supported options:\n");
+    if (filename) {
+        printf("Supported options:\n");
+    } else {
+        printf("Supported %s options:\n", format ? format : "raw");
+    }
     for (; opts->name; opts++) {
         char left[64];
         snprintf(left, sizeof(left), "%s=%s", opts->name, opts->type);
@@ -339,6 +343,7 @@ static int do_create(struct create_request *req, struct error *err)
     }
     int ret = parse_plan(req, &plan, err);
     if (ret < 0) {
+        req->options_invalid = true;
         return ret;
     }
     if (req->backing_file && strcmp(req->backing_file, req->filename) == 0) {
@@ -383,7 +388,11 @@ int image_create(struct create_request *req)
         if (!err.msg[0]) {
             snprintf(err.msg, sizeof(err.msg), "%s", strerror(-ret));
         }
-        report("%s: %s", req->error_context ? req->error_context : req->filename, err.msg);
+        if (req->error_context && req->options_invalid) {
+            report("%s", err.msg);      /* convert: -o is parsed before anything is created */
+        } else {
+            report("%s: %s", req->error_context ? req->error_context : req->filename, err.msg);
+        }
         if (req->detected_format[0]) {
             /* qemu-img prints this hint without a final newline. */
             fprintf(stderr, "Detected format of %s.", req->detected_format);
@@ -425,7 +434,7 @@ int cmd_create(int argc, char **argv)
         }
     }
     if (has_help_option(&opts)) {
-        ret = print_create_options_help(req.format);
+        ret = print_create_options_help(req.format, optind < argc ? argv[optind] : NULL);
         goto out;
     }
     if (optind >= argc) {
