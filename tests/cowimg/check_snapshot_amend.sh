@@ -68,6 +68,10 @@ TWIN_FILTER="$TWIN_FILTER; s/^Image end offset: .*/Image end offset: X/"
 same "check -r leaks" check -r leaks leak.qcow2
 same "check after repair" check leak.qcow2
 check "repaired image is clean for qemu-img" "$QEMU_IMG" check -q "$CW/leak.qcow2"
+twin_do cp clean.qcow2 leak2.qcow2
+twin_do make_leak leak2.qcow2
+TWIN_FILTER="$TWIN_FILTER; s/\"image-end-offset\": [0-9]*/\"image-end-offset\": X/"
+same "check -r leaks --output=json" check -r leaks --output=json leak2.qcow2
 same_exit "check -r all a corrupt image" check -r all corrupt.qcow2
 check "qemu-img finds cowimg's repair sound" "$QEMU_IMG" check -q "$CW/corrupt.qcow2"
 check "repair kept the data" "$QEMU_IMG" compare -q "$CW/clean.qcow2" "$CW/corrupt.qcow2"
