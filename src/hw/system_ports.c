@@ -1,0 +1,139 @@
+#include "hw/system_ports.h"
+
+#include <string.h>
+
+#define I8042_STATUS_OBF 0x01
+#define I8042_STATUS_SYS 0x04
+#define I8042_CMD_READ_CTRL 0x20
+#define I8042_CMD_WRITE_CTRL 0x60
+#define I8042_CMD_READ_OUTPUT 0xd0
+#define I8042_CMD_PULSE_RESET 0xfe
+#define I8042_CMD_SELF_TEST 0xaa
+
+void system_ports_init(struct system_ports *s, void (*event)(void *, enum system_event, int), void *opaque)
+{
+    memset(s, 0, sizeof(*s));
+    s->event = event;
+    s->opaque = opaque;
+    s->i8042_status = I8042_STATUS_SYS;
+    s->i8042_command_byte = 0x45;
+}
+
+uint64_t debug_exit_read(void *opaque, uint64_t offset, unsigned size)
+{
+    return 0;
+}
+
+void debug_exit_write(void *opaque, uint64_t offset, unsigned size, uint64_t value)
+{
+    struct system_ports *s = opaque;
+    s->event(s->opaque, SYSTEM_EVENT_EXIT_CODE, (int)(((uint32_t)value << 1) | 1));
+}
+
+static void i8042_output(struct system_ports *s, uint8_t v)
+{
+    s->i8042_output = v;
+    s->i8042_status |= I8042_STATUS_OBF;
+}
+
+uint64_t i8042_read(void *opaque, uint64_t offset, unsigned size)
+{
+    struct system_ports *s = opaque;
+    if (offset == I8042_CMD_PORT - I8042_DATA_PORT) {
+        return s->i8042_status;
+    }
+    if (offset == 0) {
+        s->i8042_status &= (uint8_t)~I8042_STATUS_OBF;
+        return s->i8042_output;
+    }
+    return 0xff;
+}
+
+void i8042_write(void *opaque, uint64_t offset, unsigned size, uint64_t value)
+{
+    struct system_ports *s = opaque;
+    uint8_t v = (uint8_t)value;
+    if (offset == 0) {
+        if (s->i8042_pending_cmd == I8042_CMD_WRITE_CTRL) {
+            s->i8042_command_byte = v;
+        }
+        s->i8042_pending_cmd = 0;
+        return;
+    }
+    if (offset != I8042_CMD_PORT - I8042_DATA_PORT) {
+        return;
+    }
+    switch (v) {
+    case I8042_CMD_READ_CTRL:
+        i8042_output(s, s->i8042_command_byte);
+        break;
+    case I8042_CMD_WRITE_CTRL:
+        s->i8042_pending_cmd = v;
+        break;
+    case I8042_CMD_SELF_TEST:
+        i8042_output(s, 0x55);
+        break;
+    case I8042_CMD_READ_OUTPUT:
+        i8042_output(s, 0x03);  /* A20 on, not in reset */
+        break;
+    case I8042_CMD_PULSE_RESET:
+        s->event(s->opaque, SYSTEM_EVENT_RESET, 0);
+        break;
+    default:
+        break;
+    }
+}
+
+uint64_t reset_control_read(void *opaque, uint64_t offset, unsigned size)
+{
+    return 0;
+}
+
+void reset_control_write(void *opaque, uint64_t offset, unsigned size, uint64_t value)
+{
+    struct system_ports *s = opaque;
+    if (offset == 0 && size == 1 && (value & 0x04)) {
+        s->event(s->opaque, SYSTEM_EVENT_RESET, 0);
+    }
+}
+
+uint64_t pm_control_read(void *opaque, uint64_t offset, unsigned size)
+{
+    return 0;
+}
+
+void pm_control_write(void *opaque, uint64_t offset, unsigned size, uint64_t value)
+{
+    struct system_ports *s = opaque;
+    const uint64_t slp_en = 1u << 13;
+    if (offset == 0 && (value & slp_en) && ((value >> 10) & 7) == 5) {
+        s->event(s->opaque, SYSTEM_EVENT_POWER_OFF, 0);
+    }
+}
+
+#define SYSTEM_PORTS_STATE_VERSION 1
+
+void system_ports_save(struct system_ports *s, struct state_buf *b)
+{
+    state_section_begin(b, "system-ports", SYSTEM_PORTS_STATE_VERSION);
+    state_put_u8(b, s->i8042_command_byte);
+    state_put_u8(b, s->i8042_output);
+    state_put_u8(b, s->i8042_status);
+    state_put_u8(b, s->i8042_pending_cmd);
+    state_section_end(b);
+}
+
+int system_ports_load(struct system_ports *s, struct state_buf *b, struct error *err)
+{
+    state_section_open(b, "system-ports", SYSTEM_PORTS_STATE_VERSION);
+    uint8_t cmd = state_get_u8(b), out = state_get_u8(b), status = state_get_u8(b), pend = state_get_u8(b);
+    state_section_close(b);
+    int ret = state_buf_error(b, err);
+    if (ret == 0) {
+        s->i8042_command_byte = cmd;
+        s->i8042_output = out;
+        s->i8042_status = status;
+        s->i8042_pending_cmd = pend;
+    }
+    return ret;
+}

@@ -1,0 +1,265 @@
+/* cowvisor: the KVM virtual machine monitor's command line. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "machine.h"
+#include "util/log.h"
+#include "util/options.h"
+#include "util/size.h"
+
+#define DEFAULT_MEMORY (512ull << 20)
+#define DEFAULT_DISK_SIZE (8u << 20)
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+        "Usage: cowvisor [options]\n"
+        "  --kernel PATH          Linux bzImage or ELF with a PVH entry note\n"
+        "  --initrd PATH          initial ramdisk\n"
+        "  --append CMDLINE       kernel command line\n"
+        "  --bios PATH            firmware (e.g. /usr/share/seabios/bios.bin)\n"
+        "  --cpus N               vCPUs (default 1)\n"
+        "  --memory SIZE          guest RAM (default 512M)\n"
+        "  --disk file=PATH[,format=qcow2|raw][,readonly=on][,transport=pci|mmio][,serial=ID]\n"
+        "  --device virtio-rng|virtio-console[,transport=pci|mmio]\n"
+        "  --net tap=NAME[,mac=MAC][,transport=pci|mmio]\n"
+        "  --console stdio|file:PATH|unix:PATH\n"
+        "  --no-reboot            exit when the guest resets\n"
+        "With no arguments, boots the built-in test guest on fresh temporary disks.\n"
+        "Exit status: 0 when the guest powers off, (v << 1) | 1 when it writes v to the\n"
+        "debug-exit port 0xf4, 255 on errors.\n");
+}
+
+static int parse_transport(struct options *o, enum transport *t, struct error *err)
+{
+    const char *v = options_get(o, "transport");
+    if (!v || strcmp(v, "pci") == 0) {
+        *t = TRANSPORT_PCI;
+    } else if (strcmp(v, "mmio") == 0) {
+        *t = TRANSPORT_MMIO;
+    } else {
+        return error_set(err, -EINVAL, "transport must be pci or mmio, not '%s'", v);
+    }
+    return 0;
+}
+
+/* Values point into o, which the caller keeps for the program's lifetime. */
+static int parse_disk(struct machine_config *cfg, struct options *o, const char *text, struct error *err)
+{
+    if (cfg->ndisks == MACHINE_MAX_DISKS) {
+        return error_set(err, -E2BIG, "at most %d disks", MACHINE_MAX_DISKS);
+    }
+    struct disk_config *d = &cfg->disks[cfg->ndisks];
+    int ret = options_parse(o, text, "file", err);
+    if (ret < 0) {
+        return ret;
+    }
+    d->file = options_get(o, "file");
+    d->format = options_get(o, "format");
+    d->serial = options_get(o, "serial");
+    if (!d->file || !*d->file) {
+        return error_set(err, -EINVAL, "--disk needs file=PATH");
+    }
+    if ((ret = options_get_bool(o, "readonly", &d->read_only, err)) < 0 ||
+        (ret = parse_transport(o, &d->transport, err)) < 0 ||
+        (ret = options_check_unused(o, "--disk", err)) < 0) {
+        return ret;
+    }
+    if (d->serial && strlen(d->serial) > 20) {
+        return error_set(err, -EINVAL, "--disk serial is at most 20 characters");
+    }
+    cfg->ndisks++;
+    return 0;
+}
+
+static int parse_device(struct machine_config *cfg, struct options *o, const char *text, struct error *err)
+{
+    int ret = options_parse(o, text, "driver", err);
+    if (ret < 0) {
+        return ret;
+    }
+    const char *driver = options_get(o, "driver");
+    enum transport t = TRANSPORT_PCI;
+    if ((ret = parse_transport(o, &t, err)) < 0 || (ret = options_check_unused(o, "--device", err)) < 0) {
+        return ret;
+    }
+    if (driver && strcmp(driver, "virtio-rng") == 0 && cfg->nrng < 4) {
+        cfg->rng[cfg->nrng++] = t;
+    } else if (driver && strcmp(driver, "virtio-console") == 0 && cfg->nvconsole < 4) {
+        cfg->vconsole[cfg->nvconsole++] = t;
+    } else {
+        return error_set(err, -EINVAL, "--device: unknown or too many '%s' (virtio-rng, virtio-console)",
+                         driver ? driver : "");
+    }
+    return 0;
+}
+
+static int parse_net(struct machine_config *cfg, struct options *o, const char *text, struct error *err)
+{
+    int ret = options_parse(o, text, "tap", err);
+    if (ret < 0) {
+        return ret;
+    }
+    cfg->net_tap = options_get(o, "tap");
+    cfg->net_mac = options_get(o, "mac");
+    if (!cfg->net_tap) {
+        return error_set(err, -EINVAL, "--net needs tap=NAME");
+    }
+    if ((ret = parse_transport(o, &cfg->net_transport, err)) < 0) {
+        return ret;
+    }
+    return options_check_unused(o, "--net", err);
+}
+
+/* With no arguments: the test guest on two fresh disks (one per transport)
+ * plus rng and console on both transports. */
+static int default_config(struct machine_config *cfg, char paths[2][64], struct error *err)
+{
+    cfg->kernel = COWVISOR_TEST_GUEST;
+    for (int i = 0; i < 2; i++) {
+        snprintf(paths[i], 64, "/tmp/cowvisor-disk-XXXXXX");
+        int fd = mkstemp(paths[i]);
+        if (fd < 0 || ftruncate(fd, DEFAULT_DISK_SIZE) < 0) {
+            return error_set_errno(err, -errno, "creating a temporary disk");
+        }
+        close(fd);
+        cfg->disks[i] = (struct disk_config){ .file = paths[i], .format = "raw",
+                                              .transport = i ? TRANSPORT_PCI : TRANSPORT_MMIO };
+        cfg->rng[i] = cfg->vconsole[i] = i ? TRANSPORT_PCI : TRANSPORT_MMIO;
+    }
+    cfg->ndisks = cfg->nrng = cfg->nvconsole = 2;
+    return 0;
+}
+
+enum { OPT_KERNEL = 256, OPT_INITRD, OPT_APPEND, OPT_BIOS, OPT_CPUS, OPT_MEMORY, OPT_DISK, OPT_DEVICE,
+       OPT_NET, OPT_CONSOLE, OPT_NO_REBOOT, OPT_HELP, OPT_VERSION };
+
+static const struct option long_options[] = {
+    { "kernel", required_argument, NULL, OPT_KERNEL },
+    { "initrd", required_argument, NULL, OPT_INITRD },
+    { "append", required_argument, NULL, OPT_APPEND },
+    { "bios", required_argument, NULL, OPT_BIOS },
+    { "cpus", required_argument, NULL, OPT_CPUS },
+    { "memory", required_argument, NULL, OPT_MEMORY },
+    { "disk", required_argument, NULL, OPT_DISK },
+    { "device", required_argument, NULL, OPT_DEVICE },
+    { "net", required_argument, NULL, OPT_NET },
+    { "console", required_argument, NULL, OPT_CONSOLE },
+    { "no-reboot", no_argument, NULL, OPT_NO_REBOOT },
+    { "help", no_argument, NULL, OPT_HELP },
+    { "version", no_argument, NULL, OPT_VERSION },
+    { NULL, 0, NULL, 0 },
+};
+
+static struct options option_lists[MACHINE_MAX_DISKS + 8];
+static int noption_lists;
+
+static int parse_args(int argc, char **argv, struct machine_config *cfg, struct error *err)
+{
+    int opt;
+    while ((opt = getopt_long(argc, argv, "h", long_options, NULL)) != -1) {
+        struct options *o = noption_lists < (int)(sizeof(option_lists) / sizeof(option_lists[0]))
+                                ? &option_lists[noption_lists] : NULL;
+        int ret = 0;
+        char *end;
+        switch (opt) {
+        case OPT_KERNEL: cfg->kernel = optarg; break;
+        case OPT_INITRD: cfg->initrd = optarg; break;
+        case OPT_APPEND: cfg->append = optarg; break;
+        case OPT_BIOS: cfg->bios = optarg; break;
+        case OPT_CONSOLE: cfg->console = optarg; break;
+        case OPT_NO_REBOOT: cfg->no_reboot = true; break;
+        case OPT_CPUS:
+            cfg->cpus = (int)strtol(optarg, &end, 10);
+            if (*end || cfg->cpus < 1) {
+                return error_set(err, -EINVAL, "--cpus: '%s' is not a positive number", optarg);
+            }
+            break;
+        case OPT_MEMORY:
+            /* Like QEMU's -m, a bare number means MiB. */
+            if (size_parse(optarg, &cfg->memory) < 0) {
+                return error_set(err, -EINVAL, "--memory: invalid size '%s'", optarg);
+            }
+            if (optarg[strlen(optarg) - 1] >= '0' && optarg[strlen(optarg) - 1] <= '9') {
+                cfg->memory <<= 20;
+            }
+            break;
+        case OPT_DISK:
+        case OPT_DEVICE:
+        case OPT_NET:
+            if (!o) {
+                return error_set(err, -E2BIG, "too many --disk/--device/--net options");
+            }
+            noption_lists++;
+            ret = opt == OPT_DISK ? parse_disk(cfg, o, optarg, err)
+                : opt == OPT_DEVICE ? parse_device(cfg, o, optarg, err) : parse_net(cfg, o, optarg, err);
+            if (ret < 0) {
+                return ret;
+            }
+            break;
+        case OPT_HELP:
+        case 'h':
+            usage(stdout);
+            exit(0);
+        case OPT_VERSION:
+            printf("cowvisor version 0.1.0\n");
+            exit(0);
+        default:
+            return error_set(err, -EINVAL, "invalid option (see --help)");
+        }
+    }
+    if (optind < argc) {
+        return error_set(err, -EINVAL, "unexpected argument '%s' (see --help)", argv[optind]);
+    }
+    if (!!cfg->kernel == !!cfg->bios) {
+        return error_set(err, -EINVAL, "give exactly one of --kernel and --bios");
+    }
+    if ((cfg->initrd || cfg->append) && !cfg->kernel) {
+        return error_set(err, -EINVAL, "--initrd and --append need --kernel");
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct machine_config cfg = { .cpus = 1, .memory = DEFAULT_MEMORY };
+    struct error err = { 0 };
+    char temp_disks[2][64] = { "", "" };
+    const char *level = getenv("COWVISOR_LOG");
+    if (level) {
+        log_set_level(strcmp(level, "debug") == 0 ? LOG_DEBUG : strcmp(level, "info") == 0 ? LOG_INFO
+                      : strcmp(level, "error") == 0 ? LOG_ERROR : LOG_WARN);
+    }
+    int ret = argc == 1 ? default_config(&cfg, temp_disks, &err) : parse_args(argc, argv, &cfg, &err);
+    struct machine *m = calloc(1, sizeof(*m));
+    if (ret == 0 && !m) {
+        ret = error_set(&err, -ENOMEM, "out of memory");
+    }
+    if (ret == 0) {
+        ret = machine_create(m, &cfg, &err);
+    }
+    if (ret == 0) {
+        ret = machine_run(m, &err);
+    }
+    if (m) {
+        machine_destroy(m);
+        free(m);
+    }
+    for (int i = 0; i < 2; i++) {
+        if (temp_disks[i][0]) {
+            unlink(temp_disks[i]);
+        }
+    }
+    for (int i = 0; i < noption_lists; i++) {
+        options_free(&option_lists[i]);
+    }
+    if (ret < 0) {
+        fprintf(stderr, "cowvisor: %s\n", err.msg[0] ? err.msg : strerror(-ret));
+        return 255;
+    }
+    return ret;
+}

@@ -1,0 +1,344 @@
+#include "virtio/virtio_blk.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/log.h"
+
+#define VIRTIO_BLK_F_SEG_MAX 2
+#define VIRTIO_BLK_F_RO 5
+#define VIRTIO_BLK_F_BLK_SIZE 6
+#define VIRTIO_BLK_F_FLUSH 9
+#define VIRTIO_BLK_F_DISCARD 13
+#define VIRTIO_BLK_F_WRITE_ZEROES 14
+
+enum { T_IN = 0, T_OUT = 1, T_FLUSH = 4, T_GET_ID = 8, T_DISCARD = 11, T_WRITE_ZEROES = 13 };
+enum { S_OK = 0, S_IOERR = 1, S_UNSUPP = 2 };
+
+#define SECTOR 512u
+#define MAX_DISCARD_SECTORS (1u << 22)
+#define MAX_SEGMENTS 64
+#define HEADER_SIZE 16
+
+struct blk_header {
+    uint32_t type;
+    uint32_t reserved;
+    uint64_t sector;
+};
+
+struct blk_segment {
+    uint64_t sector;
+    uint32_t num_sectors;
+    uint32_t flags;
+};
+
+static struct virtio_blk *to_blk(struct virtio_device *d)
+{
+    return (struct virtio_blk *)d;
+}
+
+static bool in_range(struct virtio_blk *b, uint64_t sector, uint64_t bytes)
+{
+    uint64_t size = blockdev_size(b->bdev);
+    return sector <= size / SECTOR && bytes <= size - sector * SECTOR;
+}
+
+/* Moves data between the chain's buffers (after the header, before the
+ * status byte) and the disk, buffer by buffer, without a bounce copy. */
+static int transfer(struct virtio_blk *b, const struct virtq_chain *c, uint64_t off, bool write,
+                    uint64_t *done, struct error *err)
+{
+    int first = write ? 0 : c->nout, end = write ? c->nout : c->nout + c->nin;
+    uint64_t skip = write ? HEADER_SIZE : 0;
+    uint64_t total = write ? c->out_len - HEADER_SIZE : c->in_len - 1;
+    *done = 0;
+    for (int i = first; i < end && *done < total; i++) {
+        uint64_t len = c->bufs[i].len, start = 0;
+        if (skip >= len) {
+            skip -= len;
+            continue;
+        }
+        start = skip;
+        skip = 0;
+        len -= start;
+        if (len > total - *done) {
+            len = total - *done;
+        }
+        int ret = write ? blockdev_pwrite(b->bdev, off + *done, c->bufs[i].ptr + start, len, err)
+                        : blockdev_pread(b->bdev, off + *done, c->bufs[i].ptr + start, len, err);
+        if (ret < 0) {
+            return ret;
+        }
+        *done += len;
+    }
+    return 0;
+}
+
+static uint8_t discard_or_zero(struct virtio_blk *b, const struct virtq_chain *c, bool zero, struct error *err)
+{
+    uint64_t n = (c->out_len - HEADER_SIZE) / sizeof(struct blk_segment);
+    if (n == 0 || n > MAX_SEGMENTS) {
+        return S_IOERR;
+    }
+    for (uint64_t i = 0; i < n; i++) {
+        struct blk_segment s;
+        virtq_chain_read(c, HEADER_SIZE + i * sizeof(s), &s, sizeof(s));
+        uint64_t bytes = (uint64_t)s.num_sectors * SECTOR;
+        if (s.num_sectors > MAX_DISCARD_SECTORS || !in_range(b, s.sector, bytes) || (s.flags & ~1u) ||
+            (!zero && s.flags)) {
+            return S_UNSUPP;
+        }
+        int ret = zero ? blockdev_pwrite_zeroes(b->bdev, s.sector * SECTOR, bytes,
+                                                (s.flags & 1) ? BDEV_ZERO_MAY_UNMAP : 0, err)
+                       : blockdev_discard(b->bdev, s.sector * SECTOR, bytes, err);
+        if (ret < 0) {
+            return S_IOERR;
+        }
+    }
+    return S_OK;
+}
+
+/* Serves one request; returns the bytes written into the guest's buffers. */
+static uint32_t serve(struct virtio_blk *b, const struct virtq_chain *c)
+{
+    struct blk_header h;
+    struct error err = { 0 };
+    uint8_t status = S_OK;
+    uint64_t done = 0;
+    virtq_chain_read(c, 0, &h, sizeof(h));
+    uint64_t data_len = h.type == T_IN || h.type == T_GET_ID ? c->in_len - 1 : c->out_len - HEADER_SIZE;
+    switch (h.type) {
+    case T_IN:
+    case T_OUT:
+        if (h.type == T_OUT && b->read_only) {
+            status = S_IOERR;
+        } else if (data_len % SECTOR || !in_range(b, h.sector, data_len)) {
+            status = S_IOERR;
+        } else if (transfer(b, c, h.sector * SECTOR, h.type == T_OUT, &done, &err) < 0) {
+            log_warn("%s: %s", b->dev.name, err.msg);
+            status = S_IOERR;
+        }
+        if (h.type == T_OUT) {
+            done = 0;
+        }
+        break;
+    case T_FLUSH:
+        if (blockdev_flush(b->bdev, &err) < 0) {
+            log_warn("%s: flush: %s", b->dev.name, err.msg);
+            status = S_IOERR;
+        }
+        break;
+    case T_GET_ID:
+        done = virtq_chain_write(c, 0, b->serial, data_len < sizeof(b->serial) ? data_len : sizeof(b->serial));
+        break;
+    case T_DISCARD:
+    case T_WRITE_ZEROES:
+        status = b->read_only ? S_IOERR : discard_or_zero(b, c, h.type == T_WRITE_ZEROES, &err);
+        if (err.code) {
+            log_warn("%s: %s", b->dev.name, err.msg);
+        }
+        break;
+    default:
+        status = S_UNSUPP;
+        break;
+    }
+    virtq_chain_write(c, c->in_len - 1, &status, 1);
+    return (uint32_t)(done + 1);
+}
+
+/* A request handed to a worker: a copy of the chain's buffer list. */
+struct blk_request {
+    struct blk_request *next;
+    int queue;
+    struct virtq_chain chain;   /* only nout + nin bufs are allocated */
+};
+
+static struct blk_request *request_from(const struct virtq_chain *c, int q)
+{
+    int n = c->nout + c->nin;
+    struct blk_request *r = malloc(offsetof(struct blk_request, chain.bufs) + (size_t)n * sizeof(c->bufs[0]));
+    if (!r) {
+        return NULL;
+    }
+    r->next = NULL;
+    r->queue = q;
+    memcpy(&r->chain, c, offsetof(struct virtq_chain, bufs) + (size_t)n * sizeof(c->bufs[0]));
+    return r;
+}
+
+static void *blk_worker(void *opaque)
+{
+    struct virtio_blk *b = opaque;
+    pthread_mutex_lock(&b->dev.lock);
+    for (;;) {
+        while (!b->pending_head && !b->stop) {
+            pthread_cond_wait(&b->work, &b->dev.lock);
+        }
+        if (!b->pending_head) {
+            break;
+        }
+        struct blk_request *r = b->pending_head;
+        b->pending_head = r->next;
+        if (!b->pending_head) {
+            b->pending_tail = NULL;
+        }
+        pthread_mutex_unlock(&b->dev.lock);
+        uint32_t len = serve(b, &r->chain);     /* the block layer is thread-safe */
+        pthread_mutex_lock(&b->dev.lock);
+        virtio_device_complete(&b->dev, r->queue, r->chain.head, len);
+        free(r);
+        if (--b->in_flight == 0) {
+            pthread_cond_broadcast(&b->idle);
+        }
+    }
+    pthread_mutex_unlock(&b->dev.lock);
+    return NULL;
+}
+
+/* Queues a request for the workers; serves it here when there are none. */
+static void dispatch(struct virtio_blk *b, int q)
+{
+    struct blk_request *r = b->nworkers ? request_from(b->chain, q) : NULL;
+    if (!r) {
+        virtio_device_complete(&b->dev, q, b->chain->head, serve(b, b->chain));
+        return;
+    }
+    b->in_flight++;
+    if (b->pending_tail) {
+        b->pending_tail->next = r;
+    } else {
+        b->pending_head = r;
+    }
+    b->pending_tail = r;
+    pthread_cond_signal(&b->work);
+}
+
+static void blk_queue_notify(struct virtio_device *d, int q)
+{
+    struct virtio_blk *b = to_blk(d);
+    struct virtqueue *vq = &d->vqs[q];
+    for (;;) {
+        struct error err = { 0 };
+        int ret;
+        while ((ret = virtqueue_pop(vq, b->chain, &err)) == 1) {
+            if (b->chain->out_len < HEADER_SIZE || b->chain->in_len < 1) {
+                error_set(&err, -EINVAL, "request %u without header or status byte", b->chain->head);
+                ret = -EINVAL;
+                break;
+            }
+            b->requests++;
+            dispatch(b, q);
+        }
+        if (ret < 0) {
+            virtio_device_fail(d, &err);
+            return;
+        }
+        /* Re-arm notifications, then look once more for what raced in. */
+        virtqueue_enable_notify(vq);
+        if (!virtqueue_has_work(vq)) {
+            return;
+        }
+    }
+}
+
+static void blk_config_read(struct virtio_device *d, uint32_t offset, void *buf, unsigned len)
+{
+    struct virtio_blk *b = to_blk(d);
+    uint8_t cfg[64] = { 0 };
+    uint64_t capacity = blockdev_size(b->bdev) / SECTOR;
+    uint32_t seg_max = 128, blk_size = SECTOR, max_discard = MAX_DISCARD_SECTORS, max_seg = MAX_SEGMENTS;
+    uint32_t align = 1;
+    memcpy(cfg + 0, &capacity, 8);
+    memcpy(cfg + 12, &seg_max, 4);
+    memcpy(cfg + 20, &blk_size, 4);
+    memcpy(cfg + 36, &max_discard, 4);
+    memcpy(cfg + 40, &max_seg, 4);
+    memcpy(cfg + 44, &align, 4);
+    memcpy(cfg + 48, &max_discard, 4);
+    memcpy(cfg + 52, &max_seg, 4);
+    cfg[56] = 1;    /* write zeroes may unmap */
+    memset(buf, 0, len);
+    if (offset < sizeof(cfg)) {
+        memcpy(buf, cfg + offset, len < sizeof(cfg) - offset ? len : sizeof(cfg) - offset);
+    }
+}
+
+/* Called with dev.lock held: let the workers finish what is in flight. */
+static void blk_reset(struct virtio_device *d)
+{
+    struct virtio_blk *b = to_blk(d);
+    while (b->in_flight > 0) {
+        pthread_cond_wait(&b->idle, &d->lock);
+    }
+}
+
+/* Saving state while requests are in flight would lose them: drain first
+ * (called with dev.lock held). Nothing device-specific needs saving. */
+static void blk_save(struct virtio_device *d, struct state_buf *b)
+{
+    blk_reset(d);
+}
+
+static const struct virtio_device_ops blk_ops = {
+    .queue_notify = blk_queue_notify,
+    .config_read = blk_config_read,
+    .reset = blk_reset,
+    .save = blk_save,
+};
+
+int virtio_blk_init(struct virtio_blk *b, const struct guest_memory *mem, struct blockdev *bdev, bool read_only,
+                    const char *serial, struct error *err)
+{
+    uint64_t features = (1ull << VIRTIO_BLK_F_SEG_MAX) | (1ull << VIRTIO_BLK_F_BLK_SIZE) |
+                        (1ull << VIRTIO_BLK_F_FLUSH) | (1ull << VIRTIO_BLK_F_DISCARD) |
+                        (1ull << VIRTIO_BLK_F_WRITE_ZEROES);
+    read_only = read_only || bdev->read_only;
+    if (read_only) {
+        features |= 1ull << VIRTIO_BLK_F_RO;
+    }
+    virtio_device_init(&b->dev, "virtio-blk", VIRTIO_ID_BLOCK, &blk_ops, mem, features, 1, VIRTIO_BLK_QUEUE_SIZE);
+    b->bdev = bdev;
+    b->read_only = read_only;
+    b->requests = 0;
+    memset(b->serial, 0, sizeof(b->serial));
+    if (serial) {
+        memcpy(b->serial, serial, strnlen(serial, sizeof(b->serial)));
+    }
+    pthread_cond_init(&b->work, NULL);
+    pthread_cond_init(&b->idle, NULL);
+    b->pending_head = b->pending_tail = NULL;
+    b->in_flight = 0;
+    b->stop = false;
+    b->nworkers = 0;
+    b->chain = malloc(sizeof(*b->chain));
+    if (!b->chain) {
+        return error_set(err, -ENOMEM, "out of memory");
+    }
+    for (int i = 0; i < VIRTIO_BLK_WORKERS; i++) {
+        int ret = pthread_create(&b->workers[i], NULL, blk_worker, b);
+        if (ret != 0) {
+            log_warn("virtio-blk: only %d worker threads: %s", i, strerror(ret));
+            break;
+        }
+        b->nworkers++;
+    }
+    return 0;
+}
+
+void virtio_blk_destroy(struct virtio_blk *b)
+{
+    pthread_mutex_lock(&b->dev.lock);
+    b->stop = true;
+    pthread_cond_broadcast(&b->work);
+    pthread_mutex_unlock(&b->dev.lock);
+    for (int i = 0; i < b->nworkers; i++) {
+        pthread_join(b->workers[i], NULL);
+    }
+    b->nworkers = 0;
+    pthread_cond_destroy(&b->work);
+    pthread_cond_destroy(&b->idle);
+    free(b->chain);
+    b->chain = NULL;
+    virtio_device_destroy(&b->dev);
+}

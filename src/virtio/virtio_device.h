@@ -1,0 +1,104 @@
+/* The transport-independent half of a virtio 1.2 device: feature
+ * negotiation, status, queues, config space, and the NEEDS_RESET state a
+ * device enters when the guest breaks the rules. Transports (virtio_mmio.c,
+ * virtio_pci.c) translate register accesses into these calls and deliver
+ * the device's interrupts. Queue processing runs in the main loop when a
+ * queue's notify eventfd fires; all of it happens under the device lock. */
+#ifndef VIRTIO_VIRTIO_DEVICE_H
+#define VIRTIO_VIRTIO_DEVICE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "state/state_buf.h"
+#include "util/error.h"
+#include "virtio/virtqueue.h"
+#include "vmm/guest_memory.h"
+
+#define VIRTIO_MAX_QUEUES 8
+
+#define VIRTIO_STATUS_ACKNOWLEDGE 1
+#define VIRTIO_STATUS_DRIVER 2
+#define VIRTIO_STATUS_DRIVER_OK 4
+#define VIRTIO_STATUS_FEATURES_OK 8
+#define VIRTIO_STATUS_NEEDS_RESET 0x40
+#define VIRTIO_STATUS_FAILED 0x80
+
+#define VIRTIO_F_RING_EVENT_IDX 29
+#define VIRTIO_F_VERSION_1 32
+#define VIRTIO_F_ACCESS_PLATFORM 33
+
+#define VIRTIO_ID_NET 1
+#define VIRTIO_ID_BLOCK 2
+#define VIRTIO_ID_CONSOLE 3
+#define VIRTIO_ID_RNG 4
+
+struct virtio_device;
+
+struct virtio_device_ops {
+    /* Process what the driver made available on queue q. */
+    void (*queue_notify)(struct virtio_device *d, int q);
+    /* Device config space (little-endian); out-of-range bytes read as 0. */
+    void (*config_read)(struct virtio_device *d, uint32_t offset, void *buf, unsigned len);
+    void (*config_write)(struct virtio_device *d, uint32_t offset, const void *buf, unsigned len);
+    /* The driver reset the device. */
+    void (*reset)(struct virtio_device *d);
+    /* The driver set DRIVER_OK: start background work (e.g. a tap reader). */
+    void (*activate)(struct virtio_device *d);
+    void (*destroy)(struct virtio_device *d);
+    void (*save)(struct virtio_device *d, struct state_buf *b);
+    int (*load)(struct virtio_device *d, struct state_buf *b, struct error *err);
+};
+
+/* What the transport provides to the device. */
+struct virtio_transport_ops {
+    void (*notify_queue)(void *t, int q);       /* used-buffer interrupt */
+    void (*notify_config)(void *t);             /* config-change interrupt */
+};
+
+struct virtio_device {
+    const char *name;
+    uint32_t device_id;
+    const struct virtio_device_ops *ops;
+    const struct guest_memory *mem;
+    pthread_mutex_t lock;
+
+    uint64_t host_features;
+    uint64_t guest_features;
+    uint8_t status;
+    uint32_t config_generation;
+    int nqueues;
+    struct virtqueue vqs[VIRTIO_MAX_QUEUES];
+
+    const struct virtio_transport_ops *transport;
+    void *transport_opaque;
+};
+
+void virtio_device_init(struct virtio_device *d, const char *name, uint32_t device_id,
+                        const struct virtio_device_ops *ops, const struct guest_memory *mem,
+                        uint64_t features, int nqueues, uint16_t queue_size);
+void virtio_device_destroy(struct virtio_device *d);
+void virtio_device_set_transport(struct virtio_device *d, const struct virtio_transport_ops *ops, void *opaque);
+
+/* Driver-side operations (called by transports with d->lock held). */
+void virtio_device_set_status(struct virtio_device *d, uint8_t status);
+void virtio_device_set_driver_features(struct virtio_device *d, unsigned word, uint32_t value);
+uint32_t virtio_device_get_features(struct virtio_device *d, unsigned word);
+/* Enables queue q with the addresses the driver gave; may enter NEEDS_RESET. */
+void virtio_device_queue_enable(struct virtio_device *d, int q);
+void virtio_device_reset(struct virtio_device *d);
+
+/* For device implementations: a broken guest puts the device into
+ * NEEDS_RESET with one log line; it ignores its queues until reset. */
+void virtio_device_fail(struct virtio_device *d, const struct error *why);
+bool virtio_device_running(const struct virtio_device *d);
+/* Pushes and interrupts when the driver asked for it. */
+void virtio_device_complete(struct virtio_device *d, int q, uint16_t head, uint32_t len);
+/* Called from the main loop when queue q was notified. */
+void virtio_device_handle_notify(struct virtio_device *d, int q);
+
+void virtio_device_save(struct virtio_device *d, struct state_buf *b);
+int virtio_device_load(struct virtio_device *d, struct state_buf *b, struct error *err);
+
+#endif

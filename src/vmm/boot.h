@@ -1,0 +1,57 @@
+/* Boot loaders: put a kernel or firmware into guest memory and set the boot
+ * vCPU's registers for its entry protocol. */
+#ifndef VMM_BOOT_H
+#define VMM_BOOT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/error.h"
+#include "vmm/vm.h"
+
+/* Where the boot structures live in guest memory (below 1 MiB, outside
+ * anything a kernel loads over). */
+#define BOOT_GDT_ADDR        0x5000
+#define BOOT_START_INFO_ADDR 0x6000
+#define BOOT_MEMMAP_ADDR     0x6100
+#define BOOT_MODLIST_ADDR    0x6800
+#define BOOT_CMDLINE_ADDR    0x20000
+#define BOOT_CMDLINE_MAX     0x10000
+#define BOOT_E820_MAX        16
+
+struct boot_e820 {
+    uint64_t addr;
+    uint64_t size;
+    uint32_t type;      /* 1 RAM, 2 reserved */
+};
+
+/* The guest-physical memory map every boot protocol reports. */
+int boot_memory_map(const struct vm *vm, struct boot_e820 *out, int max);
+
+/* Reads a whole file (at most max bytes). */
+int boot_read_file(const char *path, size_t max, uint8_t **out, size_t *len, struct error *err);
+
+/* True when the image is an ELF file. */
+int boot_is_elf(const uint8_t *image, size_t len);
+
+/* PVH: an ELF with a XEN_ELFNOTE_PHYS32_ENTRY note, entered in 32-bit
+ * protected mode with EBX pointing at an hvm_start_info. */
+int boot_pvh(struct vm *vm, const uint8_t *elf, size_t len, const uint8_t *initrd, size_t initrd_len,
+             const char *cmdline, struct error *err);
+
+/* Linux bzImage (boot protocol 2.06+): boot_params, command line, initrd,
+ * e820; entered at the 32-bit entry point. */
+int boot_linux(struct vm *vm, const uint8_t *image, size_t len, const uint8_t *initrd, size_t initrd_len,
+               const char *cmdline, struct error *err);
+
+/* Firmware (SeaBIOS bios.bin): mapped at the top of 4 GiB with its last
+ * 128 KiB copied below 1 MiB; entered at the reset vector. */
+int boot_firmware(struct vm *vm, const uint8_t *image, size_t len, struct error *err);
+
+/* MP table (MPS 1.4) in the BIOS area: all vCPUs, the IOAPIC, ISA IRQs. */
+int boot_write_mptable(struct vm *vm, struct error *err);
+
+/* Flat 32-bit protected mode for vCPU 0 at entry with ebx (shared by loaders). */
+int boot_set_protected_mode(struct vm *vm, uint32_t entry, uint32_t ebx, uint32_t esi, struct error *err);
+
+#endif

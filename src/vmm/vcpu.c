@@ -1,0 +1,247 @@
+/* vCPUs: creation with KVM's supported CPUID (plus per-CPU APIC ids), the
+ * run loop of each vCPU thread and the dispatch of its exits to the buses. */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "util/log.h"
+#include "vmm/vm.h"
+
+#define MSR_IA32_MISC_ENABLE 0x000001a0
+#define MISC_ENABLE_FAST_STRING 1ull
+
+static int set_cpuid(struct vcpu *c, struct error *err)
+{
+    const struct kvm_cpuid2 *all = c->vm->cpuid;
+    size_t bytes = sizeof(*all) + all->nent * sizeof(all->entries[0]);
+    struct kvm_cpuid2 *cpuid = malloc(bytes);
+    if (!cpuid) {
+        return error_set(err, -ENOMEM, "out of memory");
+    }
+    memcpy(cpuid, all, bytes);
+    for (uint32_t i = 0; i < cpuid->nent; i++) {
+        struct kvm_cpuid_entry2 *e = &cpuid->entries[i];
+        switch (e->function) {
+        case 1:
+            e->ebx = (e->ebx & 0x0000ffffu) | ((uint32_t)c->vm->ncpus << 16) | ((uint32_t)c->index << 24);
+            e->ecx |= 1u << 31;                     /* running under a hypervisor */
+            if (c->vm->ncpus > 1) {
+                e->edx |= 1u << 28;                 /* HTT: the count in EBX is valid */
+            }
+            break;
+        case 0xb:
+        case 0x1f:
+            e->edx = (uint32_t)c->index;            /* x2APIC id */
+            break;
+        default:
+            break;
+        }
+    }
+    int ret = ioctl(c->fd, KVM_SET_CPUID2, cpuid);
+    int e = errno;
+    free(cpuid);
+    if (ret < 0) {
+        return error_set_errno(err, -e, "KVM_SET_CPUID2 (vCPU %d)", c->index);
+    }
+    return 0;
+}
+
+static int set_initial_msrs(struct vcpu *c, struct error *err)
+{
+    struct {
+        struct kvm_msrs hdr;
+        struct kvm_msr_entry e[1];
+    } msrs = { .hdr.nmsrs = 1, .e = { { .index = MSR_IA32_MISC_ENABLE, .data = MISC_ENABLE_FAST_STRING } } };
+    if (ioctl(c->fd, KVM_SET_MSRS, &msrs) < 0) {
+        return error_set_errno(err, -errno, "KVM_SET_MSRS (vCPU %d)", c->index);
+    }
+    return 0;
+}
+
+int vcpu_init(struct vm *vm, int index, struct error *err)
+{
+    struct vcpu *c = &vm->vcpus[index];
+    memset(c, 0, sizeof(*c));
+    c->vm = vm;
+    c->index = index;
+    c->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, (unsigned long)index);
+    if (c->fd < 0) {
+        return error_set_errno(err, -errno, "KVM_CREATE_VCPU %d", index);
+    }
+    c->run = mmap(NULL, (size_t)vm->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, c->fd, 0);
+    if (c->run == MAP_FAILED) {
+        c->run = NULL;
+        return error_set_errno(err, -errno, "mapping vCPU %d run area", index);
+    }
+    int ret = set_cpuid(c, err);
+    if (ret == 0) {
+        ret = set_initial_msrs(c, err);
+    }
+    return ret;
+}
+
+void vcpu_destroy(struct vcpu *c)
+{
+    if (c->run) {
+        munmap(c->run, (size_t)c->vm->run_size);
+        c->run = NULL;
+    }
+    if (c->fd > 0) {
+        close(c->fd);
+        c->fd = -1;
+    }
+}
+
+void vcpu_kick(struct vcpu *c)
+{
+    if (c->run) {
+        __atomic_store_n(&c->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+    }
+    if (c->thread_started) {
+        pthread_kill(c->thread, SIGUSR1);
+    }
+}
+
+static void handle_io(struct vcpu *c)
+{
+    struct kvm_run *run = c->run;
+    uint8_t *data = (uint8_t *)run + run->io.data_offset;
+    for (uint32_t i = 0; i < run->io.count; i++) {
+        bool claimed;
+        if (run->io.direction == KVM_EXIT_IO_OUT) {
+            claimed = bus_write(&c->vm->pio, run->io.port, data, run->io.size);
+        } else {
+            claimed = bus_read(&c->vm->pio, run->io.port, data, run->io.size);
+        }
+        if (!claimed) {
+            log_debug("vCPU %d: unclaimed port %s 0x%x", c->index,
+                      run->io.direction == KVM_EXIT_IO_OUT ? "write" : "read", run->io.port);
+        }
+        data += run->io.size;
+    }
+}
+
+static void handle_mmio(struct vcpu *c)
+{
+    struct kvm_run *run = c->run;
+    bool claimed;
+    if (run->mmio.is_write) {
+        claimed = bus_write(&c->vm->mmio, run->mmio.phys_addr, run->mmio.data, run->mmio.len);
+    } else {
+        claimed = bus_read(&c->vm->mmio, run->mmio.phys_addr, run->mmio.data, run->mmio.len);
+    }
+    if (!claimed) {
+        log_debug("vCPU %d: unclaimed MMIO %s 0x%llx", c->index, run->mmio.is_write ? "write" : "read",
+                  (unsigned long long)run->mmio.phys_addr);
+    }
+}
+
+static void fail(struct vcpu *c, const char *what, unsigned long long detail)
+{
+    struct kvm_regs regs = { 0 };
+    ioctl(c->fd, KVM_GET_REGS, &regs);
+    pthread_mutex_lock(&c->vm->lock);
+    if (c->vm->request == VM_REQ_NONE) {
+        error_set(&c->vm->error, -EIO, "vCPU %d: %s (0x%llx) at rip 0x%llx", c->index, what, detail,
+                  (unsigned long long)regs.rip);
+    }
+    pthread_mutex_unlock(&c->vm->lock);
+    vm_request(c->vm, VM_REQ_ERROR, 0);
+}
+
+/* Waits here while a pause is wanted; false when the thread must leave. */
+static bool check_pause(struct vcpu *c)
+{
+    struct vm *vm = c->vm;
+    pthread_mutex_lock(&vm->lock);
+    if (vm->pause_wanted && !vm->stopping) {
+        vm->paused_count++;
+        pthread_cond_broadcast(&vm->cond);
+        while (vm->pause_wanted && !vm->stopping) {
+            pthread_cond_wait(&vm->cond, &vm->lock);
+        }
+        vm->paused_count--;
+    }
+    bool go_on = !vm->stopping;
+    pthread_mutex_unlock(&vm->lock);
+    return go_on;
+}
+
+/* Handles one exit; false when the vCPU must stop running. */
+static bool handle_exit(struct vcpu *c)
+{
+    struct kvm_run *run = c->run;
+    switch (run->exit_reason) {
+    case KVM_EXIT_IO:
+        handle_io(c);
+        return true;
+    case KVM_EXIT_MMIO:
+        handle_mmio(c);
+        return true;
+    case KVM_EXIT_HLT:
+    case KVM_EXIT_INTR:
+    case KVM_EXIT_IRQ_WINDOW_OPEN:
+        return true;
+    case KVM_EXIT_SHUTDOWN:
+        log_info("vCPU %d: triple fault, resetting", c->index);
+        vm_request(c->vm, VM_REQ_RESET, 0);
+        return false;
+    case KVM_EXIT_SYSTEM_EVENT:
+        vm_request(c->vm, run->system_event.type == KVM_SYSTEM_EVENT_RESET ? VM_REQ_RESET : VM_REQ_POWER_OFF, 0);
+        return false;
+    case KVM_EXIT_FAIL_ENTRY:
+        fail(c, "KVM entry failed, hardware reason", run->fail_entry.hardware_entry_failure_reason);
+        return false;
+    case KVM_EXIT_INTERNAL_ERROR:
+        fail(c, run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION ? "KVM could not emulate an instruction"
+                                                                         : "KVM internal error, suberror",
+             run->internal.suberror);
+        return false;
+    default:
+        fail(c, "unexpected KVM exit reason", run->exit_reason);
+        return false;
+    }
+}
+
+void *vcpu_thread(void *opaque)
+{
+    struct vcpu *c = opaque;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR1);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    while (check_pause(c)) {
+        int ret = ioctl(c->fd, KVM_RUN, 0);
+        if (ret < 0) {
+            if (errno == EINTR || errno == EAGAIN) {
+                __atomic_store_n(&c->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+                continue;
+            }
+            fail(c, "KVM_RUN failed, errno", (unsigned long long)errno);
+            break;
+        }
+        if (!handle_exit(c)) {
+            break;
+        }
+    }
+    /* Stay parked until vm_stop joins us, so pause counting stays simple. */
+    pthread_mutex_lock(&c->vm->lock);
+    while (!c->vm->stopping) {
+        if (c->vm->pause_wanted) {
+            c->vm->paused_count++;
+            pthread_cond_broadcast(&c->vm->cond);
+            while (c->vm->pause_wanted && !c->vm->stopping) {
+                pthread_cond_wait(&c->vm->cond, &c->vm->lock);
+            }
+            c->vm->paused_count--;
+        } else {
+            pthread_cond_wait(&c->vm->cond, &c->vm->lock);
+        }
+    }
+    pthread_mutex_unlock(&c->vm->lock);
+    return NULL;
+}

@@ -1,0 +1,108 @@
+/* A KVM virtual machine: guest memory, N vCPUs (one thread each), the
+ * in-kernel irqchip and PIT, and the port-I/O and MMIO buses devices sit on.
+ * vCPU threads dispatch their exits to the buses; lifecycle requests (power
+ * off, reset, debug-exit, errors) reach the main loop through an eventfd. */
+#ifndef VMM_VM_H
+#define VMM_VM_H
+
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "state/state_buf.h"
+#include "util/error.h"
+#include "vmm/bus.h"
+#include "vmm/guest_memory.h"
+#include "vmm/irq.h"
+
+#define VM_MAX_CPUS 64
+
+enum vm_request {
+    VM_REQ_NONE,
+    VM_REQ_POWER_OFF,   /* guest powered off: exit status 0 */
+    VM_REQ_RESET,       /* guest asked for a reset (i8042, triple fault, 0xcf9) */
+    VM_REQ_EXIT_CODE,   /* debug-exit port: exit with vm->exit_code */
+    VM_REQ_ERROR,       /* a vCPU failed: message in vm->error */
+};
+
+struct vm;
+struct route_table;
+
+struct vcpu {
+    struct vm *vm;
+    int index;
+    int fd;
+    struct kvm_run *run;
+    pthread_t thread;
+    bool thread_started;
+};
+
+struct vm {
+    int kvm_fd;
+    int vm_fd;
+    int run_size;
+    int ncpus;
+    struct guest_memory mem;
+    struct bus pio;
+    struct bus mmio;
+    struct vcpu vcpus[VM_MAX_CPUS];
+    struct kvm_cpuid2 *cpuid;
+    int event_fd;           /* written when a request is pending */
+    uint32_t next_gsi;      /* for MSI routes, above the IOAPIC pins */
+    struct route_table *routes;     /* KVM's GSI routing table, as last set */
+    uint8_t *rom;                   /* firmware image mapped read-only below 4 GiB */
+    uint64_t rom_size;
+    pthread_mutex_t routes_lock;
+
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    enum vm_request request;
+    int exit_code;
+    struct error error;
+    bool stopping;          /* vCPU threads must leave */
+    bool pause_wanted;
+    int paused_count;
+};
+
+int vm_create(struct vm *vm, int ncpus, uint64_t ram_size, struct error *err);
+void vm_destroy(struct vm *vm);
+/* Starts the vCPU threads (after the boot loader set up their registers). */
+int vm_start(struct vm *vm, struct error *err);
+/* Stops and joins all vCPU threads. */
+void vm_stop(struct vm *vm);
+/* Pause: every vCPU leaves KVM_RUN and waits; resume lets them go on. */
+void vm_pause(struct vm *vm);
+void vm_resume(struct vm *vm);
+/* Posts a lifecycle request from any thread (first one wins). */
+void vm_request(struct vm *vm, enum vm_request req, int exit_code);
+enum vm_request vm_take_request(struct vm *vm, int *exit_code, struct error *err);
+
+/* Maps a copy of data read-only at gpa (firmware); writes exit as MMIO. */
+int vm_map_rom(struct vm *vm, uint64_t gpa, const void *data, uint64_t len, struct error *err);
+
+/* Interrupts. */
+void vm_set_irq(void *vm, unsigned gsi, int level);
+struct irq_line vm_irq_line(struct vm *vm, unsigned gsi);
+int vm_irqfd(struct vm *vm, int fd, unsigned gsi, bool assign, struct error *err);
+/* datamatch < 0: any value written signals fd. */
+int vm_ioeventfd(struct vm *vm, int fd, uint64_t addr, unsigned len, bool mmio, int64_t datamatch,
+                 bool assign, struct error *err);
+/* Routes gsi (allocated with vm_alloc_gsi) to an MSI message. */
+uint32_t vm_alloc_gsi(struct vm *vm);
+int vm_set_msi_route(struct vm *vm, uint32_t gsi, uint64_t addr, uint32_t data, struct error *err);
+int vm_signal_msi(struct vm *vm, uint64_t addr, uint32_t data);
+
+/* vCPU register setup and reset (vcpu.c). */
+int vcpu_init(struct vm *vm, int index, struct error *err);
+void vcpu_destroy(struct vcpu *vcpu);
+void *vcpu_thread(void *opaque);
+void vcpu_kick(struct vcpu *vcpu);
+
+/* State of the in-kernel parts (vm_state.c, vcpu_state.c). */
+int vm_save_kvm_state(struct vm *vm, struct state_buf *b, struct error *err);
+int vm_load_kvm_state(struct vm *vm, struct state_buf *b, struct error *err);
+int vcpu_save_state(struct vcpu *vcpu, struct state_buf *b, struct error *err);
+int vcpu_load_state(struct vcpu *vcpu, struct state_buf *b, struct error *err);
+
+#endif
