@@ -68,6 +68,10 @@ twin_do rebase_setup
 same "rebase -u only renames" rebase -u -b new.qcow2 -F qcow2 ov.qcow2
 check "rebase -u: same as qemu-img's" "$QEMU_IMG" compare -q "$Q/ov.qcow2" "$CW/ov.qcow2"
 twin_do rebase_setup
+out=$(cd "$CW" && "$COWIMG" rebase -p -b new.qcow2 -F qcow2 ov.qcow2)
+check_eq "rebase -p ends at 100%" "    (100.00/100%)" "$(printf '%s' "$out" | tr '\r' '\n' | grep . | tail -n1)"
+check "rebase -p: overlay reads the same" "$QEMU_IMG" compare -q "$CW/ov.qcow2" "$CW/before.raw"
+twin_do rebase_setup
 same "rebase onto a missing file" rebase -b nonexist.qcow2 -F qcow2 ov.qcow2
 same "rebase with an unknown format" rebase -b new.qcow2 -F vmdkx ov.qcow2
 same "rebase without -b or -u" rebase ov.qcow2
