@@ -57,6 +57,10 @@ cp "$Q/base.raw" "$Q/top.qcow2" "$CW/"
 same "map human of an overlay" map top.qcow2
 same "map json of an overlay" map --output=json top.qcow2
 same "map of an empty qcow2" map --output=json a.qcow2
+"$QEMU_IMG" create -q -f qcow2 -b base.raw -F raw "$Q/long.qcow2" 8M
+"$QEMU_IO" -c 'write -P 5 0 64k' -c 'write -P 5 6M 64k' "$Q/long.qcow2" >/dev/null
+cp "$Q/long.qcow2" "$CW/"
+same "map of an overlay longer than its backing file" map --output=json long.qcow2
 same "compare overlay with itself" compare top.qcow2 top.qcow2
 (cd "$Q" && "$QEMU_IMG" convert -O raw top.qcow2 flat.raw)
 cp "$Q/flat.raw" "$CW/"
