@@ -10,8 +10,12 @@
 const struct blockdev *block_chain_find(const struct blockdev *bd, const char *filename,
                                         int *depth)
 {
+    /* Like the names recorded in images, relative to bd's directory. */
+    char *path = blockdev_backing_path(bd->filename, filename);
     struct stat st;
-    if (stat(filename, &st) < 0) {
+    int ret = stat(path, &st);
+    free(path);
+    if (ret < 0) {
         return NULL;
     }
     int d = 1;

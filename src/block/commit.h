@@ -22,7 +22,8 @@ int block_commit(struct blockdev *top, const struct blockdev *base, struct progr
 int block_make_empty(struct blockdev *bd, struct error *err);
 
 /* The layer of bd's chain (bd itself excluded) that is the file name, or
- * NULL; *depth is set to its depth. Names are compared by file identity. */
+ * NULL; *depth is set to its depth. A relative name is relative to bd's
+ * directory (as qemu-img commit -b reads it); files are compared by identity. */
 const struct blockdev *block_chain_find(const struct blockdev *bd, const char *filename,
                                         int *depth);
 

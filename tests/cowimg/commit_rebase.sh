@@ -36,6 +36,11 @@ same "commit -b base through the whole chain" commit -b base.qcow2 top.qcow2
 check "commit -b: base reads as top did" "$QEMU_IMG" compare -q "$CW/base.qcow2" "$CW/expect.raw"
 check "commit -b: base is consistent" "$QEMU_IMG" check -q "$CW/base.qcow2"
 same "commit -b not in the chain" commit -b expect.raw top.qcow2
+# -b names the base relative to the image, not to the working directory.
+mkdir -p "$Q/sub" "$CW/sub"
+(cd "$Q/sub" && make_chain >/dev/null 2>&1); (cd "$CW/sub" && make_chain >/dev/null 2>&1)
+same "commit -b relative to the image's directory" commit -b base.qcow2 sub/top.qcow2
+same "commit -b relative to the working directory is not found" commit -b sub/base.qcow2 sub/top.qcow2
 same "commit without a backing file" commit base.qcow2
 out=$(cd "$CW" && "$COWIMG" commit -p -d top.qcow2)
 check_eq "commit -p ends with 100% and the message" "Image committed." "$(printf '%s' "$out" | tr '\r' '\n' | tail -n1)"
@@ -62,6 +67,10 @@ check "rebase -b '': overlay reads the same" "$QEMU_IMG" compare -q "$CW/ov.qcow
 twin_do rebase_setup
 same "rebase -u only renames" rebase -u -b new.qcow2 -F qcow2 ov.qcow2
 check "rebase -u: same as qemu-img's" "$QEMU_IMG" compare -q "$Q/ov.qcow2" "$CW/ov.qcow2"
+twin_do rebase_setup
+out=$(cd "$CW" && "$COWIMG" rebase -p -b new.qcow2 -F qcow2 ov.qcow2)
+check_eq "rebase -p ends at 100%" "    (100.00/100%)" "$(printf '%s' "$out" | tr '\r' '\n' | grep . | tail -n1)"
+check "rebase -p: overlay reads the same" "$QEMU_IMG" compare -q "$CW/ov.qcow2" "$CW/before.raw"
 twin_do rebase_setup
 same "rebase onto a missing file" rebase -b nonexist.qcow2 -F qcow2 ov.qcow2
 same "rebase with an unknown format" rebase -b new.qcow2 -F vmdkx ov.qcow2

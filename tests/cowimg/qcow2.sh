@@ -57,6 +57,10 @@ cp "$Q/base.raw" "$Q/top.qcow2" "$CW/"
 same "map human of an overlay" map top.qcow2
 same "map json of an overlay" map --output=json top.qcow2
 same "map of an empty qcow2" map --output=json a.qcow2
+"$QEMU_IMG" create -q -f qcow2 -b base.raw -F raw "$Q/long.qcow2" 8M
+"$QEMU_IO" -c 'write -P 5 0 64k' -c 'write -P 5 6M 64k' "$Q/long.qcow2" >/dev/null
+cp "$Q/long.qcow2" "$CW/"
+same "map of an overlay longer than its backing file" map --output=json long.qcow2
 same "compare overlay with itself" compare top.qcow2 top.qcow2
 (cd "$Q" && "$QEMU_IMG" convert -O raw top.qcow2 flat.raw)
 cp "$Q/flat.raw" "$CW/"
@@ -65,6 +69,7 @@ same "compare -s qcow2 against raw" compare -s top.qcow2 flat.raw
 
 # convert: cowimg writes, qemu-img checks and compares.
 for opts in "-O qcow2" "-O qcow2 -c" "-O qcow2 -c -o compression_type=zstd" \
+            "-O qcow2 -c -m 1 -o compression_type=zstd" \
             "-O qcow2 -c -W -m 2" "-O qcow2 -o cluster_size=4k" "-O qcow2 -S 0" \
             "-O qcow2 -o compat=0.10" "-O qcow2 -o extended_l2=on"; do
     rm -f "$CW/out.qcow2"
@@ -73,6 +78,19 @@ for opts in "-O qcow2" "-O qcow2 -c" "-O qcow2 -c -o compression_type=zstd" \
     check "convert $opts: qemu-img check is clean" "$QEMU_IMG" check -q "$CW/out.qcow2"
     check "convert $opts: qemu-img compare equal" "$QEMU_IMG" compare -q "$CW/top.qcow2" "$CW/out.qcow2"
 done
+# -m N runs N worker threads (counted as thread creations, not by timing).
+if command -v strace >/dev/null; then
+    for m in 1 3 16; do
+        ASAN_OPTIONS=detect_leaks=0 strace -f -qq -e trace=clone3 -o "$TMP/strace.txt" \
+            "$COWIMG" convert -m "$m" -c -O qcow2 "$CW/flat.raw" "$CW/m.qcow2" >/dev/null 2>&1
+        threads=$(grep -c '^[0-9]* *clone3' "$TMP/strace.txt")
+        check_eq "convert -c -m $m starts $m worker thread(s) beyond the main one" \
+            "$((m > 1 ? m : 0))" "$threads"
+    done
+else
+    echo "ok $((TEST_NUM += 1)) - worker thread count # SKIP strace is not installed"
+fi
+
 check "convert qcow2 -> raw equals qemu-img's" bash -c \
     "cd '$CW' && '$COWIMG' convert -O raw top.qcow2 c.raw && cmp c.raw flat.raw"
 check "convert -c output is smaller than the data" bash -c \
@@ -81,6 +99,12 @@ check "convert -B keeps what the backing file provides" bash -c \
     "cd '$CW' && '$COWIMG' convert -O qcow2 -B base.raw -F raw top.qcow2 rb.qcow2 &&
      '$QEMU_IMG' compare -q top.qcow2 rb.qcow2 &&
      '$QEMU_IMG' info rb.qcow2 | grep -q 'backing file: base.raw'"
+check "convert -B of a source without a backing file keeps its zeros" bash -c \
+    "cd '$CW' && '$QEMU_IMG' create -q -f qcow2 sparse.qcow2 4M && '$QEMU_IO' -c 'write -P 9 2M 64k' sparse.qcow2 >/dev/null &&
+     '$COWIMG' convert -O qcow2 -B base.raw -F raw sparse.qcow2 sb.qcow2 && '$QEMU_IMG' compare -q sparse.qcow2 sb.qcow2"
+same "convert with an unknown -o option" convert -O qcow2 -o foo=bar top.qcow2 x5.qcow2
+same "convert with a bad qcow2 option value" convert -O qcow2 -o compat=2 top.qcow2 x6.qcow2
+same "measure with an unknown -o option" measure -O qcow2 -o foo=1 --size 1G
 same "convert -B without -F" convert -O qcow2 -B base.raw top.qcow2 x2.qcow2
 same "convert -c with preallocation" convert -c -O qcow2 -o preallocation=full top.qcow2 x3.qcow2
 # qemu-img reads qcow2 written by cowimg, and cowimg reads qemu-img's.
@@ -89,6 +113,30 @@ check "cowimg compare: qemu-img's compressed qcow2 equals the raw" \
     "$COWIMG" compare "$Q/qz.qcow2" "$CW/flat.raw"
 check "cowimg convert of qemu-img's compressed qcow2" bash -c \
     "'$COWIMG' convert -O raw '$Q/qz.qcow2' '$CW/qz.raw' && cmp '$CW/qz.raw' '$CW/flat.raw'"
+
+# cache modes
+check "convert -t none -T none" bash -c \
+    "cd '$CW' && '$COWIMG' convert -t none -T none -O qcow2 top.qcow2 tn.qcow2 && '$QEMU_IMG' compare -q top.qcow2 tn.qcow2"
+if command -v strace >/dev/null; then
+    ASAN_OPTIONS=detect_leaks=0 strace -f -qq -e trace=openat -o "$TMP/open.txt" \
+        "$COWIMG" compare -T none "$CW/top.qcow2" "$CW/tn.qcow2" >/dev/null 2>&1
+    check "-T none opens the images with O_DIRECT" grep -q 'top.qcow2.*O_DIRECT' "$TMP/open.txt"
+else
+    echo "ok $((TEST_NUM += 1)) - O_DIRECT with -T none # SKIP strace is not installed"
+fi
+TWIN_FILTER='s/^Run completed in [0-9.]* seconds\.$/Run completed./'
+same "bench -t none on qcow2" bench -t none -c 300 -d 8 top.qcow2
+twin_do cp top.qcow2 bw.qcow2
+same "bench -w -t writethrough on qcow2" bench -w -t writethrough -c 300 -d 8 -s 64k -S 128k bw.qcow2
+TWIN_FILTER=
+same "convert with an invalid cache mode" convert -t bogus -O qcow2 top.qcow2 x4.qcow2
+check "bench -w kept the image consistent" "$QEMU_IMG" check -q "$CW/bw.qcow2"
+check "bench -w wrote the same as qemu-img's bench" "$QEMU_IMG" compare -q "$Q/bw.qcow2" "$CW/bw.qcow2"
+
+# dd from and to qcow2
+same "dd qcow2 -> qcow2" dd -f qcow2 -O qcow2 bs=64k count=40 skip=8 if=top.qcow2 of=dd.qcow2
+check "dd -O qcow2: same content as qemu-img's" "$QEMU_IMG" compare -q "$Q/dd.qcow2" "$CW/dd.qcow2"
+check "dd -O qcow2: image is consistent" "$QEMU_IMG" check -q "$CW/dd.qcow2"
 
 # measure against real images
 same "measure qcow2 -O qcow2" measure -O qcow2 top.qcow2

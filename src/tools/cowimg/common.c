@@ -87,13 +87,17 @@ int parse_output_format(const char *s, enum output_format *out)
     return 0;
 }
 
+/* "none" and "directsync" bypass the host page cache (O_DIRECT; the block
+ * layer bounces unaligned requests). */
+#define COWIMG_USE_O_DIRECT true
+
 int parse_cache_mode(const char *mode, bool *no_cache)
 {
     static const char *const direct[] = { "none", "directsync" };
     static const char *const cached[] = { "writeback", "writethrough", "unsafe" };
     for (int i = 0; i < 2; i++) {
         if (strcmp(mode, direct[i]) == 0) {
-            *no_cache = true;
+            *no_cache = COWIMG_USE_O_DIRECT;
             return 0;
         }
     }
@@ -117,7 +121,17 @@ struct blockdev *image_open(const char *filename, const char *fmt, unsigned flag
     struct blockdev_open_opts opts = { .format = fmt, .flags = flags };
     struct blockdev *bd;
     if (blockdev_open(&bd, filename, &opts, &err) < 0) {
-        report("Could not open '%s': %s", filename, err.msg);
+        /* A driver that failed on the backing file already names the image;
+         * qemu-img names it once there (but twice for a missing image). */
+        char prefix[4200];
+        snprintf(prefix, sizeof(prefix), "Could not open '%s': ", filename);
+        size_t n = strlen(prefix);
+        if (strncmp(err.msg, prefix, n) == 0 &&
+            strncmp(err.msg + n, "Could not open backing file", 27) == 0) {
+            report("%s", err.msg);
+        } else {
+            report("%s%s", prefix, err.msg);
+        }
         return NULL;
     }
     if (!fmt && !(flags & BDEV_READ_ONLY) && strcmp(blockdev_format(bd), "raw") == 0) {

@@ -224,6 +224,11 @@ int cmd_compare(int argc, char **argv)
         qprintf(quiet, "Images are identical.\n");
     }
 out:
+    /* qemu-img ends compare's progress with a bare newline after the verdict. */
+    if (prog.enabled) {
+        putchar('\n');
+        prog.enabled = false;
+    }
     progress_finish(&prog);
     free(a.buf);
     free(b.buf);

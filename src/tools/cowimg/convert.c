@@ -169,8 +169,9 @@ static int plan_chunk(struct convert *cv, struct chunk_work *w)
             n = w->len - pos;   /* one compressed cluster: read it whole */
         }
         bool defined_here = st.depth == 0 && (st.flags & BDEV_STATUS_ALLOCATED);
-        if (cv->target_has_backing && !defined_here) {
-            /* The target's backing file provides what the source's backing did. */
+        if (cv->target_has_backing && !defined_here && s->bd->backing) {
+            /* The target's backing file provides what the source's backing did
+             * (a source without a backing file reads zeros there: written below). */
         } else if (!(st.flags & BDEV_STATUS_DATA) && cv->min_sparse && !cv->compress) {
             add_zero(cv, w, w->off + pos, n);
         } else {
@@ -262,7 +263,8 @@ static int run_workers(struct convert *cv, int n)
 {
     pthread_t threads[MAX_WORKERS];
     int started = 0;
-    for (int i = 0; i < n; i++) {
+    /* One worker needs no thread of its own. */
+    for (int i = 0; n > 1 && i < n; i++) {
         if (pthread_create(&threads[i], NULL, worker, cv) != 0) {
             break;
         }
@@ -461,7 +463,7 @@ int cmd_convert(int argc, char **argv)
     int nsrc = argc - optind - 1;
     for (int i = 0; i < a.opts.count; i++) {
         if (!strcmp(a.opts.items[i].key, "help") || !strcmp(a.opts.items[i].key, "?")) {
-            ret = print_create_options_help(a.out_fmt);
+            ret = print_create_options_help(a.out_fmt, nsrc >= 1 ? argv[argc - 1] : NULL);
             goto out;
         }
     }
@@ -514,7 +516,9 @@ int cmd_convert(int argc, char **argv)
     progress_init(&cv->progress, a.show_progress && !a.quiet, cv->total);
     int rc = run_workers(cv, (int)a.workers);
     struct error err = {0};
-    if (rc == 0 && blockdev_flush(cv->target, &err) < 0) {
+    /* convert's default cache mode is "unsafe", as in qemu-img: no sync. */
+    bool unsafe = !a.cache || strcmp(a.cache, "unsafe") == 0;
+    if (rc == 0 && !unsafe && blockdev_flush(cv->target, &err) < 0) {
         report("%s", err.msg);
         rc = -1;
     }

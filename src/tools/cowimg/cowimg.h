@@ -42,7 +42,8 @@ void qprintf(bool quiet, const char *fmt, ...) __attribute__((format(printf, 2, 
 int parse_size_arg(const char *what, const char *value, int64_t min, int64_t max, int64_t *out);
 /* --output=human|json; reports and returns -1 on anything else. */
 int parse_output_format(const char *s, enum output_format *out);
-/* Parses -t/-T cache modes; sets *no_cache for "none" and "directsync". */
+/* Parses -t/-T cache modes; *no_cache says whether to open with O_DIRECT.
+ * -1 for an unknown mode. */
 int parse_cache_mode(const char *mode, bool *no_cache);
 
 /* Opens an image like qemu-img's img_open, reporting "Could not open..." */
@@ -68,10 +69,11 @@ struct create_request {
     bool quiet;
     const char *error_context;  /* prefix of error messages; NULL: the filename */
     char detected_format[16];   /* filled for the missing backing format hint */
+    bool options_invalid;       /* set when -o itself was rejected */
 };
 int image_create(struct create_request *req);
-/* -o help for a format. */
-int print_create_options_help(const char *format);
+/* -o help for a format; filename is the image named on the command line, if any. */
+int print_create_options_help(const char *format, const char *filename);
 
 int cmd_create(int argc, char **argv);
 int cmd_info(int argc, char **argv);

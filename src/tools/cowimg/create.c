@@ -46,14 +46,18 @@ static const struct create_option *create_options_of(const char *format)
     return NULL;
 }
 
-int print_create_options_help(const char *format)
+int print_create_options_help(const char *format, const char *filename)
 {
     const struct create_option *opts = create_options_of(format ? format : "raw");
     if (!opts) {
         report("Unknown file format '%s'", format);
         return EXIT_ERR;
     }
-    printf("Supported options:\n");
+    if (filename) {
+        printf("Supported options:\n");
+    } else {
+        printf("Supported %s options:\n", format ? format : "raw");
+    }
     for (; opts->name; opts++) {
         char left[64];
         snprintf(left, sizeof(left), "%s=%s", opts->name, opts->type);
@@ -253,6 +257,13 @@ static int check_plan(struct create_request *req, struct create_plan *p, struct 
         return error_set(err, -EINVAL, "Extended L2 entries are only supported with cluster "
                          "sizes of at least 16384 bytes");
     }
+    /* The L1 table may span at most 32 MiB of 8-byte entries. */
+    uint64_t l2_entries = cs / (p->q.extended_l2 ? 16 : 8);
+    uint64_t l1_entries = (req->size + (uint64_t)cs * l2_entries - 1) / ((uint64_t)cs * l2_entries);
+    if (l1_entries > (32u << 20) / 8) {
+        return error_set(err, -EFBIG, "The image size is too large for file format 'qcow2' "
+                         "(try using a larger cluster size)");
+    }
     if (req->backing_file && p->prealloc != PREALLOC_OFF) {
         return error_set(err, -EINVAL, "Backing file and preallocation can only be used at "
                          "the same time if extended_l2 is on");
@@ -266,7 +277,7 @@ static int probe_backing(struct create_request *req, struct error *err)
     char *path = blockdev_backing_path(req->filename, req->backing_file);
     struct blockdev_open_opts opts = {
         .format = req->backing_format,
-        .flags = BDEV_READ_ONLY | BDEV_FORCE_SHARE | BDEV_NO_BACKING,
+        .flags = BDEV_READ_ONLY | BDEV_FORCE_SHARE,     /* with its chain, as qemu-img */
     };
     struct blockdev *bd;
     int ret = blockdev_open(&bd, path, &opts, err);
@@ -332,7 +343,12 @@ static int do_create(struct create_request *req, struct error *err)
     }
     int ret = parse_plan(req, &plan, err);
     if (ret < 0) {
+        req->options_invalid = true;
         return ret;
+    }
+    if (req->backing_file && strcmp(req->backing_file, req->filename) == 0) {
+        return error_set(err, -EINVAL, "Error: Trying to create an image with the same filename "
+                         "as the backing file");
     }
     if (req->backing_file && !req->backing_format) {
         detect_backing_format(req);
@@ -367,8 +383,16 @@ static int do_create(struct create_request *req, struct error *err)
 int image_create(struct create_request *req)
 {
     struct error err = {0};
-    if (do_create(req, &err) < 0) {
-        report("%s: %s", req->error_context ? req->error_context : req->filename, err.msg);
+    int ret = do_create(req, &err);
+    if (ret < 0) {
+        if (!err.msg[0]) {
+            snprintf(err.msg, sizeof(err.msg), "%s", strerror(-ret));
+        }
+        if (req->error_context && req->options_invalid) {
+            report("%s", err.msg);      /* convert: -o is parsed before anything is created */
+        } else {
+            report("%s: %s", req->error_context ? req->error_context : req->filename, err.msg);
+        }
         if (req->detected_format[0]) {
             /* qemu-img prints this hint without a final newline. */
             fprintf(stderr, "Detected format of %s.", req->detected_format);
@@ -410,7 +434,7 @@ int cmd_create(int argc, char **argv)
         }
     }
     if (has_help_option(&opts)) {
-        ret = print_create_options_help(req.format);
+        ret = print_create_options_help(req.format, optind < argc ? argv[optind] : NULL);
         goto out;
     }
     if (optind >= argc) {

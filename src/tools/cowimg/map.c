@@ -18,7 +18,9 @@ static void entry_from_status(struct map_entry *e, int64_t off, const struct blo
     *e = (struct map_entry){
         .start = off,
         .length = (int64_t)st->len,
-        .depth = st->depth,
+        /* Zeros past a shorter backing file belong to the layer above it. */
+        .depth = (st->flags & BDEV_STATUS_PAST_BACKING) && st->depth > 0 ? st->depth - 1
+                                                                           : st->depth,
         .present = st->flags & BDEV_STATUS_ALLOCATED,
         .data = st->flags & BDEV_STATUS_DATA,
         /* Nothing in the chain defines the range: it reads as zeros. */

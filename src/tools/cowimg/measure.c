@@ -105,6 +105,7 @@ static int measure_qcow2(struct options *o, uint64_t size, struct blockdev *src,
     options_get(o, "lazy_refcounts");
     if (options_check_unused(o, NULL, &err) < 0) {
         report("%s", err.msg);
+        report("Invalid options for file format 'qcow2'");
         return -1;
     }
     uint64_t virtual_size = round_up(src ? blockdev_size(src) : size, cluster_size);
@@ -136,6 +137,7 @@ static int measure_raw(struct options *o, uint64_t size, struct blockdev *src, s
     options_get(o, "preallocation");
     if (options_check_unused(o, NULL, &err) < 0) {
         report("%s", err.msg);
+        report("Invalid options for file format 'raw'");
         return -1;
     }
     m->required = src ? blockdev_size(src) : round_up(size, 512);

@@ -122,8 +122,11 @@ int cmd_snapshot(int argc, char **argv)
         break;
     case SN_APPLY:
         ret = qcow2 ? qcow2_snapshot_apply(bd, name, &err)
-                    : error_set(&err, -ENOTSUP, "Operation not supported");
-        if (ret < 0) {
+                    : error_set(&err, -ENOTSUP, "Block driver does not support snapshots");
+        if (ret == -ENOENT) {
+            report("Could not apply snapshot '%s': Failed to load snapshot: %s", name,
+                   strerror(ENOENT));
+        } else if (ret < 0) {
             report("Could not apply snapshot '%s': %s", name, err.msg);
         }
         break;

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# cowimg check, snapshot and amend side by side with qemu-img: the same
+# verdicts, messages and exit codes on clean, leaking and corrupt images;
+# snapshots and amended images that each tool reads from the other.
+. "$TESTS_DIR/lib.sh"
+. "$TESTS_DIR/cowimg/twin.sh"
+
+# make_leak IMAGE: one cluster past the end, counted in the refcounts, used by nothing.
+make_leak() {
+    python3 - "$1" <<'PY'
+import struct, sys, os
+path = sys.argv[1]
+with open(path, 'r+b') as f:
+    hdr = f.read(104)
+    cluster_bits = struct.unpack('>I', hdr[20:24])[0]
+    cs = 1 << cluster_bits
+    reftable = struct.unpack('>Q', hdr[48:56])[0]
+    order = struct.unpack('>I', hdr[96:100])[0] if struct.unpack('>I', hdr[4:8])[0] >= 3 else 4
+    assert order == 4, "test images use 16-bit refcounts"
+    size = os.fstat(f.fileno()).st_size
+    n = (size + cs - 1) // cs
+    f.seek(reftable)
+    refblock = struct.unpack('>Q', f.read(8))[0]
+    assert n < cs // 2, "the leaked cluster must be covered by the first refcount block"
+    f.seek(refblock + 2 * n)
+    f.write(struct.pack('>H', 1))
+    f.truncate((n + 1) * cs)
+PY
+}
+
+# make_corrupt IMAGE: the refcount of the first L2 table drops to 0.
+make_corrupt() {
+    python3 - "$1" <<'PY'
+import struct, sys
+path = sys.argv[1]
+with open(path, 'r+b') as f:
+    hdr = f.read(104)
+    cs = 1 << struct.unpack('>I', hdr[20:24])[0]
+    l1 = struct.unpack('>Q', hdr[40:48])[0]
+    reftable = struct.unpack('>Q', hdr[48:56])[0]
+    f.seek(l1)
+    l2 = struct.unpack('>Q', f.read(8))[0] & 0x00fffffffffffe00
+    f.seek(reftable)
+    refblock = struct.unpack('>Q', f.read(8))[0]
+    f.seek(refblock + 2 * (l2 // cs))
+    f.write(struct.pack('>H', 0))
+PY
+}
+
+setup() {
+    "$QEMU_IMG" create -q -f qcow2 clean.qcow2 8M
+    "$QEMU_IO" -c 'write -P 1 0 1M' -c 'write -c -P 2 2M 64k' -c 'write -z 4M 64k' clean.qcow2
+    cp clean.qcow2 leak.qcow2; make_leak leak.qcow2
+    cp clean.qcow2 corrupt.qcow2; make_corrupt corrupt.qcow2
+}
+twin_do setup
+
+# Per-cluster diagnostics on stderr are the driver's business; compare the verdicts.
+TWIN_FILTER='/^Leaked cluster /d; /^ERROR /d; /^Repairing /d; /^Rebuilding /d; /^Warning: /d'
+same "check a clean image" check clean.qcow2
+same "check --output=json a clean image" check --output=json clean.qcow2
+same "check -q a clean image" check -q clean.qcow2
+same "check an image with a leak" check leak.qcow2
+same "check --output=json an image with a leak" check --output=json leak.qcow2
+same_exit "check a corrupt image" check corrupt.qcow2
+# Where a repair puts the new refcount structure is the driver's choice.
+TWIN_FILTER="$TWIN_FILTER; s/^Image end offset: .*/Image end offset: X/"
+same "check -r leaks" check -r leaks leak.qcow2
+same "check after repair" check leak.qcow2
+check "repaired image is clean for qemu-img" "$QEMU_IMG" check -q "$CW/leak.qcow2"
+twin_do cp clean.qcow2 leak2.qcow2
+twin_do make_leak leak2.qcow2
+TWIN_FILTER="$TWIN_FILTER; s/\"image-end-offset\": [0-9]*/\"image-end-offset\": X/"
+same "check -r leaks --output=json" check -r leaks --output=json leak2.qcow2
+same_exit "check -r all a corrupt image" check -r all corrupt.qcow2
+check "qemu-img finds cowimg's repair sound" "$QEMU_IMG" check -q "$CW/corrupt.qcow2"
+check "repair kept the data" "$QEMU_IMG" compare -q "$CW/clean.qcow2" "$CW/corrupt.qcow2"
+
+# snapshots: the date column differs between runs
+TWIN_FILTER='s/ [0-9]\{4\}-[0-9][0-9]-[0-9][0-9] [0-9:]\{8\} / DATE /; s/"date-n\{0,1\}sec": [0-9]*/"date": X/; s/^disk size: .*/disk size: X/; s/"actual-size": [0-9]*/"actual-size": X/'
+twin_do "$QEMU_IMG" create -q -f qcow2 sn.qcow2 4M
+twin_do "$QEMU_IO" -c 'write -P 1 0 1M' sn.qcow2
+same "snapshot -c" snapshot -c first sn.qcow2
+twin_do "$QEMU_IO" -c 'write -P 2 512k 1M' sn.qcow2
+same "snapshot -c second" snapshot -c second sn.qcow2
+same "snapshot -l" snapshot -l sn.qcow2
+same "info with snapshots" info sn.qcow2
+same "info --output=json with snapshots" info --output=json sn.qcow2
+check "qemu-img lists cowimg's snapshots" bash -c "'$QEMU_IMG' snapshot -l '$CW/sn.qcow2' | grep -q second"
+same "snapshot -a first" snapshot -a first sn.qcow2
+check "applied snapshot reads as qemu-img's" "$QEMU_IMG" compare -q "$Q/sn.qcow2" "$CW/sn.qcow2"
+same "snapshot -d second" snapshot -d second sn.qcow2
+same "snapshot -l after delete" snapshot -l sn.qcow2
+same "snapshot -d missing" snapshot -d second sn.qcow2
+same "snapshot -a missing" snapshot -a nope sn.qcow2
+check "image consistent after snapshots" "$QEMU_IMG" check -q "$CW/sn.qcow2"
+
+# amend
+twin_do "$QEMU_IMG" create -q -f qcow2 am.qcow2 4M
+twin_do "$QEMU_IO" -c 'write -P 3 0 1M' am.qcow2
+same "amend compat=0.10" amend -o compat=0.10 am.qcow2
+same "info after amend to v2" info am.qcow2
+same "amend compat=1.1,lazy_refcounts=on" amend -o compat=1.1,lazy_refcounts=on am.qcow2
+same "amend refcount_bits=64" amend -o refcount_bits=64 am.qcow2
+same "amend size=8M" amend -o size=8M am.qcow2
+same "info after amends" info --output=json am.qcow2
+same "amend cluster_size is refused" amend -o cluster_size=4k am.qcow2
+check "amend -f qcow2 -o help lists what can change" bash -c \
+    "'$COWIMG' amend -f qcow2 -o help | grep -q '^  refcount_bits=<num>'"
+check "amended image consistent" "$QEMU_IMG" check -q "$CW/am.qcow2"
+check "amended image keeps its data" "$QEMU_IMG" compare -q "$Q/am.qcow2" "$CW/am.qcow2"
+TWIN_FILTER=
+
+done_testing
