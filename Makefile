@@ -14,7 +14,7 @@ deps:
 
 build: deps
 	@test -f $(BUILD)/build.ninja || meson setup $(BUILD) --buildtype=release -Dtests=false >/dev/null
-	@ninja -C $(BUILD) >/dev/null
+	@ninja -C $(BUILD) >$(BUILD)/ninja.log || (cat $(BUILD)/ninja.log; exit 1)
 
 build-san: deps
 	@test -f $(SAN_BUILD)/build.ninja || meson setup $(SAN_BUILD) -Db_sanitize=address,undefined \

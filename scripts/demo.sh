@@ -5,8 +5,8 @@ set -euo pipefail
 build=${1:-build}
 dir=$(mktemp -d "${TMPDIR:-/tmp}/cowvisor-demo.XXXXXX")
 trap 'rm -rf "$dir"' EXIT
-cowimg="$build/cowimg"
-cowio="$build/cowio"
+cowimg="$build/src/tools/cowimg/cowimg"
+cowio="$build/src/tools/cowio/cowio"
 
 "$cowimg" create -f qcow2 -o compression_type=zstd "$dir/base.qcow2" 64M >/dev/null
 "$cowio" -c "write -P 0xaa 0 1M" "$dir/base.qcow2" >/dev/null

@@ -9,9 +9,10 @@
 #include "block/hostfile.h"
 
 
+extern const struct blockdev_driver qcow2_driver;
 extern const struct blockdev_driver raw_driver;
 
-static const struct blockdev_driver *const drivers[] = { &raw_driver };
+static const struct blockdev_driver *const drivers[] = { &qcow2_driver, &raw_driver };
 
 #define MAX_CHAIN_DEPTH 64
 

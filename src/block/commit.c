@@ -1,0 +1,134 @@
+#include "block/commit.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+/* Large enough to stream, small enough to keep memory flat. */
+#define COMMIT_BUF_SIZE (1u << 20)
+
+const struct blockdev *block_chain_find(const struct blockdev *bd, const char *filename,
+                                        int *depth)
+{
+    struct stat st;
+    if (stat(filename, &st) < 0) {
+        return NULL;
+    }
+    int d = 1;
+    for (const struct blockdev *b = bd->backing; b; b = b->backing, d++) {
+        if (b->dev == st.st_dev && b->ino == st.st_ino) {
+            *depth = d;
+            return b;
+        }
+    }
+    return NULL;
+}
+
+static int depth_of(const struct blockdev *top, const struct blockdev *base)
+{
+    int d = 0;
+    for (const struct blockdev *b = top; b; b = b->backing, d++) {
+        if (b == base) {
+            return d;
+        }
+    }
+    return -1;
+}
+
+/* A handle on base that may be written: the chain opened it read-only. */
+static int open_base_rw(const struct blockdev *base, struct blockdev **out, struct error *err)
+{
+    struct blockdev_open_opts opts = {
+        .format = blockdev_format(base),
+        .flags = BDEV_NO_BACKING,
+    };
+    int ret = blockdev_open(out, base->filename, &opts, err);
+    if (ret < 0) {
+        error_prefix(err, "Could not reopen '%s' for writing", base->filename);
+    }
+    return ret;
+}
+
+static int copy_range(struct blockdev *top, struct blockdev *dst, uint64_t off, uint64_t len,
+                      bool zero, uint8_t *buf, struct error *err)
+{
+    if (zero) {
+        return blockdev_pwrite_zeroes(dst, off, len, 0, err);
+    }
+    while (len) {
+        size_t n = len < COMMIT_BUF_SIZE ? len : COMMIT_BUF_SIZE;
+        int ret = blockdev_pread(top, off, buf, n, err);
+        if (ret == 0) {
+            ret = blockdev_pwrite(dst, off, buf, n, err);
+        }
+        if (ret < 0) {
+            return ret;
+        }
+        off += n;
+        len -= n;
+    }
+    return 0;
+}
+
+int block_commit(struct blockdev *top, const struct blockdev *base, struct progress *progress,
+                 struct error *err)
+{
+    int base_depth = depth_of(top, base);
+    if (base_depth <= 0) {
+        return error_set(err, -EINVAL, "'%s' is not below '%s' in its backing chain",
+                         base->filename, top->filename);
+    }
+    struct blockdev *dst;
+    int ret = open_base_rw(base, &dst, err);
+    if (ret < 0) {
+        return ret;
+    }
+    uint64_t size = blockdev_size(top);
+    if (blockdev_size(dst) < size) {
+        ret = blockdev_truncate(dst, size, false, PREALLOC_OFF, err);
+    }
+    uint8_t *buf = malloc(COMMIT_BUF_SIZE);
+    if (progress) {
+        progress_set_total(progress, size);
+    }
+    for (uint64_t off = 0; ret == 0 && off < size; ) {
+        struct block_status st;
+        ret = blockdev_block_status(top, off, size - off, &st, err);
+        if (ret < 0) {
+            break;
+        }
+        if (st.len == 0) {
+            ret = error_set(err, -EIO, "Block status of '%s' made no progress at %llu",
+                            top->filename, (unsigned long long)off);
+            break;
+        }
+        uint64_t len = st.len < size - off ? st.len : size - off;
+        if ((st.flags & BDEV_STATUS_ALLOCATED) && st.depth < base_depth) {
+            bool zero = (st.flags & BDEV_STATUS_ZERO) && !(st.flags & BDEV_STATUS_DATA);
+            ret = copy_range(top, dst, off, len, zero, buf, err);
+        }
+        off += len;
+        if (progress) {
+            progress_add(progress, len);
+        }
+    }
+    free(buf);
+    if (ret == 0) {
+        ret = blockdev_flush(dst, err);
+    }
+    blockdev_close(dst);
+    return ret;
+}
+
+int block_make_empty(struct blockdev *bd, struct error *err)
+{
+    /* Emptying means returning bd's clusters to "unallocated" so that reads
+     * fall through to the backing file again. The blockdev API has no such
+     * operation yet: discard on a qcow2 v3 image leaves zero clusters, which
+     * would hide the backing file and change what bd reads. Until a driver
+     * operation exists, say so; commit then leaves bd as it is (its clusters
+     * now hold what the base holds, so it still reads the same), which is
+     * what qemu-img does for formats that cannot be emptied. */
+    (void)bd;
+    return error_set(err, -ENOTSUP, "Emptying an image is not supported yet");
+}

@@ -1,0 +1,460 @@
+/* The qcow2 blockdev driver: open, close, flush, resize, block status, info. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "block/qcow2_int.h"
+#include "util/bswap.h"
+#include "util/log.h"
+
+extern const struct blockdev_driver qcow2_driver;
+
+#define L2_CACHE_MAX_BYTES (32u << 20)     /* QEMU's default ceiling */
+#define ZCACHE_BYTES (8u << 20)
+
+bool blockdev_is_qcow2(const struct blockdev *bd)
+{
+    return bd && bd->drv == &qcow2_driver;
+}
+
+static int qcow2_probe(const uint8_t *buf, size_t len)
+{
+    return len >= 8 && ld_be32(buf) == QCOW2_MAGIC && ld_be32(buf + 4) >= 2 ? 100 : 0;
+}
+
+static int load_l1(struct qcow2 *s, struct error *err)
+{
+    size_t bytes = (size_t)s->l1_size * 8;
+    s->l1_table = calloc(1, bytes ? bytes : 8);
+    if (!s->l1_table) {
+        return error_set(err, -ENOMEM, "Could not allocate the L1 table");
+    }
+    int ret = hostfile_pread(s->file, s->l1_table_offset, s->l1_table, bytes);
+    if (ret < 0) {
+        return error_set_errno(err, ret, "Could not read the L1 table");
+    }
+    for (uint32_t i = 0; i < s->l1_size; i++) {
+        s->l1_table[i] = be64_to_cpu(s->l1_table[i]);
+    }
+    return 0;
+}
+
+static int init_caches(struct qcow2 *s, struct error *err)
+{
+    /* Cover the whole disk (like QEMU's default), at most 32 MiB. */
+    uint64_t tables = qcow2_size_to_l1(s, s->bd.size) + 1;
+    uint64_t max_tables = L2_CACHE_MAX_BYTES / s->cluster_size;
+    int l2_count = (int)(tables < max_tables ? tables : max_tables);
+    if (l2_count < 4) {
+        l2_count = 4;
+    }
+    int rb_count = l2_count / 4 < 4 ? 4 : l2_count / 4;
+    int z_count = (int)(ZCACHE_BYTES / s->cluster_size);
+    z_count = z_count < 4 ? 4 : z_count > 64 ? 64 : z_count;
+    if (qcow2_cache_init(&s->l2_cache, l2_count, s->cluster_size) < 0 ||
+        qcow2_cache_init(&s->refblock_cache, rb_count, s->cluster_size) < 0 ||
+        qcow2_zcache_init(&s->zcache, z_count, s->cluster_size) < 0) {
+        return error_set(err, -ENOMEM, "Could not allocate the qcow2 caches");
+    }
+    return 0;
+}
+
+static void qcow2_free_state(struct qcow2 *s)
+{
+    qcow2_cache_destroy(&s->l2_cache);
+    qcow2_cache_destroy(&s->refblock_cache);
+    if (s->zcache.entries) {
+        qcow2_zcache_destroy(&s->zcache);
+    }
+    for (int i = 0; i < s->n_unknown_ext; i++) {
+        free(s->unknown_ext[i].data);
+    }
+    free(s->unknown_ext);
+    free(s->l1_table);
+    free(s->refcount_table);
+    qcow2_snapshots_free(s);
+    hostfile_close(s->file);
+    pthread_mutex_destroy(&s->lock);
+}
+
+static int check_open_mode(struct qcow2 *s, const struct blockdev_open_opts *opts,
+                           struct error *err)
+{
+    bool writable = !(opts->flags & BDEV_READ_ONLY);
+    bool checking = opts->flags & BDEV_CHECK;
+    if ((s->incompatible_features & QCOW2_INCOMPAT_CORRUPT) && writable && !checking) {
+        return error_set(err, -EACCES, "qcow2: Image is corrupt; cannot be opened read/write");
+    }
+    s->corrupt = s->incompatible_features & QCOW2_INCOMPAT_CORRUPT;
+    s->lazy_refcounts = writable && (s->compatible_features & QCOW2_COMPAT_LAZY_REFCOUNTS);
+    s->dirty_written = s->incompatible_features & QCOW2_INCOMPAT_DIRTY;
+    return 0;
+}
+
+static int qcow2_open(struct blockdev **out, struct hostfile *file, const char *filename,
+                      const struct blockdev_open_opts *opts, struct error *err)
+{
+    struct qcow2 *s = calloc(1, sizeof(*s));
+    s->file = file;
+    pthread_mutex_init(&s->lock, NULL);
+    blockdev_init(&s->bd, &qcow2_driver, filename, file, opts);
+    int ret = qcow2_header_parse(s, err);
+    if (ret == 0) {
+        ret = check_open_mode(s, opts, err);
+    }
+    if (ret == 0) {
+        s->bd.cluster_size = s->cluster_size;
+        ret = load_l1(s, err);
+    }
+    if (ret == 0) {
+        ret = qcow2_refcount_init(s, err);
+    }
+    if (ret == 0) {
+        ret = init_caches(s, err);
+    }
+    if (ret == 0) {
+        ret = qcow2_snapshots_load(s, err);
+    }
+    if (ret == 0 && s->dirty_written && !(opts->flags & (BDEV_READ_ONLY | BDEV_CHECK))) {
+        /* Lazy refcounts left behind by a crash: rebuild them before writing. */
+        ret = qcow2_repair_dirty(s, err);
+    }
+    if (ret == 0) {
+        ret = blockdev_open_backing(&s->bd, opts, err);
+    }
+    if (ret < 0) {
+        error_prefix(err, "Could not open '%s'", filename);
+        free(s->bd.filename);
+        free(s->bd.backing_filename);
+        free(s->bd.backing_format);
+        qcow2_free_state(s);
+        free(s);
+        return ret;
+    }
+    *out = &s->bd;
+    return 0;
+}
+
+/* Writes back lazy refcounts and clears the dirty bit: the image is consistent. */
+static int mark_clean(struct qcow2 *s, struct error *err)
+{
+    int ret = qcow2_refcount_flush(s, err);
+    if (ret == 0 && s->dirty_written && !s->corrupt) {
+        ret = hostfile_flush(s->file);
+        if (ret == 0) {
+            s->incompatible_features &= ~QCOW2_INCOMPAT_DIRTY;
+            ret = qcow2_header_write_incompat(s, err);
+            s->dirty_written = false;
+        }
+    }
+    return ret;
+}
+
+static void qcow2_close(struct blockdev *bd)
+{
+    struct qcow2 *s = qcow2_of(bd);
+    if (!bd->read_only) {
+        struct error err = { 0 };
+        pthread_mutex_lock(&s->lock);
+        if (mark_clean(s, &err) < 0) {
+            log_error("%s: %s", bd->filename, err.msg);
+        }
+        pthread_mutex_unlock(&s->lock);
+        hostfile_flush(s->file);
+    }
+    qcow2_free_state(s);
+    free(s);
+}
+
+static int qcow2_flush(struct blockdev *bd, struct error *err)
+{
+    struct qcow2 *s = qcow2_of(bd);
+    pthread_mutex_lock(&s->lock);
+    int ret = qcow2_refcount_flush(s, err);
+    pthread_mutex_unlock(&s->lock);
+    if (ret == 0) {
+        ret = hostfile_flush(s->file);
+        if (ret < 0) {
+            error_set_errno(err, ret, "Could not flush '%s'", bd->filename);
+        }
+    }
+    return ret;
+}
+
+static int write_size(struct qcow2 *s, uint64_t size, struct error *err)
+{
+    uint8_t b[8];
+    st_be64(b, size);
+    int ret = hostfile_pwrite(s->file, 24, b, 8);
+    if (ret < 0) {
+        return error_set_errno(err, ret, "Could not update the image size");
+    }
+    s->bd.size = size;
+    return 0;
+}
+
+/* Allocates every unallocated cluster of [start, end) (preallocation). */
+static int preallocate(struct qcow2 *s, uint64_t start, uint64_t end, enum blockdev_prealloc mode,
+                       struct error *err)
+{
+    uint64_t file_end = 0;
+    for (uint64_t pos = qcow2_start_of_cluster(s, start); pos < end; pos += s->cluster_size) {
+        uint8_t *table;
+        uint32_t index;
+        int ret = qcow2_get_l2_slot(s, pos, true, &table, &index, err);
+        if (ret < 0) {
+            return ret;
+        }
+        uint64_t entry, bitmap;
+        qcow2_l2_read_entry(s, table, index, &entry, &bitmap);
+        if (entry & (QCOW2_L2E_OFFSET_MASK | QCOW2_OFLAG_COMPRESSED)) {
+            continue;
+        }
+        int64_t host = qcow2_alloc_clusters(s, 1, err);
+        if (host < 0) {
+            return (int)host;
+        }
+        if (mode == PREALLOC_FALLOC || mode == PREALLOC_FULL) {
+            ret = hostfile_allocate(s->file, (uint64_t)host, s->cluster_size, mode == PREALLOC_FULL);
+            if (ret < 0) {
+                return error_set_errno(err, ret, "Could not preallocate data");
+            }
+        }
+        uint64_t new_bitmap = s->extended_l2 ? 0xffffffffULL : 0;
+        ret = qcow2_l2_write_entry(s, table, index, (uint64_t)host | QCOW2_OFLAG_COPIED, new_bitmap,
+                                   err);
+        if (ret < 0) {
+            return ret;
+        }
+        if ((uint64_t)host + s->cluster_size > file_end) {
+            file_end = (uint64_t)host + s->cluster_size;
+        }
+    }
+    int64_t size = hostfile_size(s->file);
+    if (file_end && size >= 0 && (uint64_t)size < file_end) {
+        return hostfile_truncate(s->file, file_end);
+    }
+    return 0;
+}
+
+static bool data_beyond(struct qcow2 *s, uint64_t size)
+{
+    for (uint64_t pos = size; pos < s->bd.size; pos += s->cluster_size) {
+        uint64_t entry, bitmap;
+        if (qcow2_lookup(s, qcow2_start_of_cluster(s, pos), &entry, &bitmap, NULL) < 0) {
+            return true;
+        }
+        if (entry || bitmap) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static int shrink(struct qcow2 *s, uint64_t size, bool shrink_ok, struct error *err)
+{
+    if (!shrink_ok && data_beyond(s, size)) {
+        return error_set(err, -EINVAL, "Shrinking would discard data beyond %" PRIu64
+                         " bytes; use --shrink to do it anyway", size);
+    }
+    uint64_t from = (size + s->cluster_size - 1) & ~s->cluster_mask;
+    int ret = qcow2_discard_locked(s, from, s->bd.size - from, false, err);
+    if (ret == 0) {
+        ret = write_size(s, size, err);
+    }
+    if (ret == 0) {
+        /* Give the tail of the file back, as QEMU does. */
+        int64_t end = qcow2_refcount_end(s, err);
+        int64_t file_size = hostfile_size(s->file);
+        if (end > 0 && file_size > end) {
+            hostfile_truncate(s->file, (uint64_t)end);
+        }
+    }
+    return ret;
+}
+
+static int qcow2_truncate(struct blockdev *bd, uint64_t size, bool shrink_ok,
+                          enum blockdev_prealloc prealloc, struct error *err)
+{
+    struct qcow2 *s = qcow2_of(bd);
+    if (size % QCOW2_SECTOR) {
+        return error_set(err, -EINVAL, "The new size must be a multiple of 512");
+    }
+    if (s->nb_snapshots && s->version < 3) {
+        return error_set(err, -ENOTSUP, "Can't resize a v2 image which has snapshots");
+    }
+    if (qcow2_size_to_l1(s, size) > QCOW2_MAX_L1_BYTES / 8) {
+        return error_set(err, -EFBIG, "Image size %" PRIu64 " is too large for this cluster size",
+                         size);
+    }
+    pthread_mutex_lock(&s->lock);
+    int ret = qcow2_prepare_write(s, err);
+    if (ret == 0 && size < bd->size) {
+        ret = shrink(s, size, shrink_ok, err);
+    } else if (ret == 0 && size > bd->size) {
+        uint64_t old = bd->size;
+        ret = qcow2_grow_l1(s, qcow2_size_to_l1(s, size), err);
+        if (ret == 0 && prealloc != PREALLOC_OFF) {
+            ret = preallocate(s, old, size, prealloc, err);
+        }
+        if (ret == 0) {
+            ret = write_size(s, size, err);
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    return ret;
+}
+
+static unsigned status_flags(const struct qcow2 *s, uint64_t entry, uint64_t bitmap, uint32_t sc)
+{
+    switch (qcow2_sc_type(s, entry, bitmap, sc)) {
+    case QCOW2_SC_NORMAL:
+        return BDEV_STATUS_DATA | BDEV_STATUS_ALLOCATED | BDEV_STATUS_OFFSET_VALID;
+    case QCOW2_SC_ZERO:
+        return BDEV_STATUS_ZERO | BDEV_STATUS_ALLOCATED |
+               ((entry & QCOW2_L2E_OFFSET_MASK) ? BDEV_STATUS_OFFSET_VALID : 0);
+    case QCOW2_SC_COMPRESSED:
+        return BDEV_STATUS_DATA | BDEV_STATUS_ALLOCATED | BDEV_STATUS_COMPRESSED;
+    default:
+        return 0;
+    }
+}
+
+static int qcow2_block_status(struct blockdev *bd, uint64_t off, uint64_t len,
+                              struct block_status *st, struct error *err)
+{
+    struct qcow2 *s = qcow2_of(bd);
+    uint64_t run = 0;
+    unsigned flags = 0;
+    uint64_t first_host = 0;
+    int ret = 0;
+    pthread_mutex_lock(&s->lock);
+    while (run < len) {
+        uint64_t pos = off + run;
+        uint64_t entry, bitmap;
+        ret = qcow2_lookup(s, pos, &entry, &bitmap, err);
+        if (ret < 0) {
+            break;
+        }
+        uint32_t in_cluster = (uint32_t)qcow2_offset_in_cluster(s, pos);
+        uint32_t sc = in_cluster >> s->subcluster_bits;
+        unsigned f = status_flags(s, entry, bitmap, sc);
+        uint64_t host = (entry & QCOW2_L2E_OFFSET_MASK) + in_cluster;
+        if (run == 0) {
+            flags = f;
+            first_host = host;
+        } else if (f != flags || ((f & BDEV_STATUS_OFFSET_VALID) && host != first_host + run)) {
+            break;
+        }
+        uint64_t step = ((uint64_t)(sc + 1) << s->subcluster_bits) - in_cluster;
+        if (f & BDEV_STATUS_COMPRESSED) {
+            step = s->cluster_size - in_cluster;
+        }
+        run += step;
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (ret < 0) {
+        return ret;
+    }
+    *st = (struct block_status){
+        .len = run < len ? run : len,
+        .flags = flags,
+        .host_offset = first_host,
+        .file = bd->filename,
+    };
+    return 0;
+}
+
+static int64_t qcow2_allocated_size(struct blockdev *bd)
+{
+    return hostfile_allocated_bytes(qcow2_of(bd)->file);
+}
+
+static void qcow2_info_json(struct blockdev *bd, struct json_writer *w)
+{
+    struct qcow2 *s = qcow2_of(bd);
+    json_string(w, "compat", s->version >= 3 ? "1.1" : "0.10");
+    json_string(w, "compression-type", s->compression_type ? "zstd" : "zlib");
+    if (s->version >= 3) {
+        json_bool(w, "lazy-refcounts", s->compatible_features & QCOW2_COMPAT_LAZY_REFCOUNTS);
+    }
+    json_uint(w, "refcount-bits", s->refcount_bits);
+    if (s->version >= 3) {
+        json_bool(w, "corrupt", s->incompatible_features & QCOW2_INCOMPAT_CORRUPT);
+        json_bool(w, "extended-l2", s->extended_l2);
+    }
+}
+
+static int check_vmstate_range(struct qcow2 *s, uint64_t pos, size_t len, struct error *err)
+{
+    uint64_t base = qcow2_vmstate_offset(s);
+    uint64_t limit = (uint64_t)(QCOW2_MAX_L1_BYTES / 8) << (s->cluster_bits + s->l2_bits);
+    if (pos > limit || len > limit - pos || base > limit - pos - len) {
+        return error_set(err, -EINVAL, "VM state offset %" PRIu64 " is out of range", pos);
+    }
+    return 0;
+}
+
+static int qcow2_vmstate_read(struct blockdev *bd, uint64_t pos, void *buf, size_t len,
+                              struct error *err)
+{
+    struct qcow2 *s = qcow2_of(bd);
+    int ret = check_vmstate_range(s, pos, len, err);
+    return ret < 0 ? ret : qcow2_read_at(s, qcow2_vmstate_offset(s) + pos, buf, len, err);
+}
+
+static int qcow2_vmstate_write(struct blockdev *bd, uint64_t pos, const void *buf, size_t len,
+                               struct error *err)
+{
+    struct qcow2 *s = qcow2_of(bd);
+    int ret = check_vmstate_range(s, pos, len, err);
+    return ret < 0 ? ret : qcow2_write_at(s, qcow2_vmstate_offset(s) + pos, buf, len, err);
+}
+
+int qcow2_change_backing_file(struct blockdev *bd, const char *backing_file,
+                              const char *backing_fmt, struct error *err)
+{
+    if (!blockdev_is_qcow2(bd)) {
+        return error_set(err, -ENOTSUP, "'%s' is not a qcow2 image", bd->filename);
+    }
+    struct qcow2 *s = qcow2_of(bd);
+    pthread_mutex_lock(&s->lock);
+    char *old_file = bd->backing_filename, *old_fmt = bd->backing_format;
+    bd->backing_filename = backing_file && *backing_file ? strdup(backing_file) : NULL;
+    bd->backing_format = bd->backing_filename && backing_fmt ? strdup(backing_fmt) : NULL;
+    int ret = qcow2_prepare_write(s, err);
+    if (ret == 0) {
+        ret = qcow2_header_write(s, err);
+    }
+    if (ret < 0) {
+        free(bd->backing_filename);
+        free(bd->backing_format);
+        bd->backing_filename = old_file;
+        bd->backing_format = old_fmt;
+    } else {
+        free(old_file);
+        free(old_fmt);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return ret;
+}
+
+const struct blockdev_driver qcow2_driver = {
+    .format_name = "qcow2",
+    .probe = qcow2_probe,
+    .open = qcow2_open,
+    .close = qcow2_close,
+    .pread = qcow2_pread,
+    .pwrite = qcow2_pwrite,
+    .pwrite_zeroes = qcow2_pwrite_zeroes,
+    .pwrite_compressed = qcow2_pwrite_compressed,
+    .discard = qcow2_discard,
+    .flush = qcow2_flush,
+    .truncate = qcow2_truncate,
+    .block_status = qcow2_block_status,
+    .allocated_size = qcow2_allocated_size,
+    .info_json = qcow2_info_json,
+    .vmstate_read = qcow2_vmstate_read,
+    .vmstate_write = qcow2_vmstate_write,
+};

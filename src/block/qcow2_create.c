@@ -1,0 +1,166 @@
+/* Creating qcow2 images: the header, a refcount table and block describing
+ * the first clusters, then the L1 table and preallocation through the driver
+ * itself, so that creation and growth share one code path. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "block/qcow2_int.h"
+#include "util/bswap.h"
+
+void qcow2_create_opts_init(struct qcow2_create_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->cluster_size = 65536;
+    o->version = 3;
+    o->refcount_bits = 16;
+    o->compression = QCOW2_COMPRESSION_ZLIB;
+    o->prealloc = PREALLOC_OFF;
+}
+
+static int validate(const struct qcow2_create_opts *o, struct error *err)
+{
+    uint32_t cs = o->cluster_size;
+    if (cs < 512 || cs > (2u << 20) || (cs & (cs - 1))) {
+        return error_set(err, -EINVAL, "Cluster size must be a power of two between 512 and 2048k");
+    }
+    int rb = o->refcount_bits;
+    if (rb < 1 || rb > 64 || (rb & (rb - 1))) {
+        return error_set(err, -EINVAL, "Refcount width must be a power of two and may not exceed "
+                         "64 bits");
+    }
+    if (o->version != 2 && o->version != 3) {
+        return error_set(err, -EINVAL, "Invalid compatibility level: '%d'", o->version);
+    }
+    if (o->version == 2) {
+        if (o->compression != QCOW2_COMPRESSION_ZLIB) {
+            return error_set(err, -EINVAL, "Non-zlib compression type is only supported with "
+                             "compatibility level 1.1 and above (use version=v3 or greater)");
+        }
+        if (rb != 16) {
+            return error_set(err, -EINVAL, "Different refcount widths than 16 bits require "
+                             "compatibility level 1.1 or above (use version=v3 or greater)");
+        }
+        if (o->lazy_refcounts) {
+            return error_set(err, -EINVAL, "Lazy refcounts only supported with compatibility "
+                             "level 1.1 and above (use version=v3 or greater)");
+        }
+        if (o->extended_l2) {
+            return error_set(err, -EINVAL, "Extended L2 entries are only supported with "
+                             "compatibility level 1.1 and above (use version=v3 or greater)");
+        }
+    }
+    if (o->extended_l2 && cs < 16384) {
+        return error_set(err, -EINVAL, "Extended L2 entries are only supported with cluster sizes "
+                         "of at least 16384 bytes");
+    }
+    if (o->backing_format && !o->backing_file) {
+        return error_set(err, -EINVAL, "Backing format cannot be used without backing file");
+    }
+    if (o->backing_file && o->prealloc != PREALLOC_OFF) {
+        return error_set(err, -EINVAL, "Backing file and preallocation can only be used at the "
+                         "same time if extended_l2 is on");
+    }
+    return 0;
+}
+
+/* The size of the backing file, when the new image takes it. */
+static int backing_size(const char *filename, const struct qcow2_create_opts *o, uint64_t *size,
+                        struct error *err)
+{
+    char *path = blockdev_backing_path(filename, o->backing_file);
+    struct blockdev_open_opts opts = { .format = o->backing_format,
+                                       .flags = BDEV_READ_ONLY | BDEV_FORCE_SHARE };
+    struct blockdev *bd;
+    int ret = blockdev_open(&bd, path, &opts, err);
+    if (ret < 0) {
+        error_prefix(err, "Could not open backing file '%s'", path);
+    } else {
+        *size = bd->size;
+        blockdev_close(bd);
+    }
+    free(path);
+    return ret;
+}
+
+static int write_initial_metadata(const char *filename, const struct qcow2_create_opts *o,
+                                  struct error *err)
+{
+    struct qcow2 s = { 0 };
+    int ret = hostfile_create(&s.file, filename, err);
+    if (ret < 0) {
+        return ret;
+    }
+    s.version = (uint32_t)o->version;
+    s.cluster_bits = (uint32_t)__builtin_ctz(o->cluster_size);
+    s.refcount_order = (uint32_t)__builtin_ctz((unsigned)o->refcount_bits);
+    s.header_length = o->version == 2 ? QCOW2_V2_HEADER_LEN : QCOW2_HEADER_LEN_WITH_COMPRESSION;
+    s.compression_type = (uint8_t)o->compression;
+    if (o->compression != QCOW2_COMPRESSION_ZLIB) {
+        s.incompatible_features |= QCOW2_INCOMPAT_COMPRESSION;
+    }
+    if (o->extended_l2) {
+        s.incompatible_features |= QCOW2_INCOMPAT_EXTL2;
+    }
+    if (o->lazy_refcounts) {
+        s.compatible_features |= QCOW2_COMPAT_LAZY_REFCOUNTS;
+    }
+    qcow2_geometry_init(&s);
+    s.refcount_table_offset = s.cluster_size;
+    s.refcount_table_clusters = 1;
+    s.bd.backing_filename = (char *)o->backing_file;
+    s.bd.backing_format = (char *)o->backing_format;
+    ret = qcow2_header_write(&s, err);
+
+    uint8_t *buf = calloc(1, s.cluster_size);
+    if (ret == 0) {
+        st_be64(buf, 2ULL * s.cluster_size);  /* refcount table -> block in cluster 2 */
+        ret = hostfile_pwrite(s.file, s.cluster_size, buf, s.cluster_size);
+    }
+    if (ret == 0) {
+        memset(buf, 0, s.cluster_size);
+        for (int i = 0; i < 3; i++) {  /* header, refcount table, refcount block */
+            qcow2_refcount_entry_set(&s, buf, (uint64_t)i, 1);
+        }
+        ret = hostfile_pwrite(s.file, 2ULL * s.cluster_size, buf, s.cluster_size);
+        if (ret < 0) {
+            error_set_errno(err, ret, "Could not write '%s'", filename);
+        }
+    }
+    free(buf);
+    hostfile_close(s.file);
+    return ret;
+}
+
+int qcow2_create(const char *filename, const struct qcow2_create_opts *o, struct error *err)
+{
+    int ret = validate(o, err);
+    if (ret < 0) {
+        return ret;
+    }
+    uint64_t size = o->size;
+    if (size == 0 && o->backing_file) {
+        ret = backing_size(filename, o, &size, err);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    size = (size + QCOW2_SECTOR - 1) & ~(uint64_t)(QCOW2_SECTOR - 1);
+    ret = write_initial_metadata(filename, o, err);
+    if (ret < 0) {
+        return ret;
+    }
+    struct blockdev *bd;
+    struct blockdev_open_opts opts = { .format = "qcow2", .flags = BDEV_NO_BACKING };
+    ret = blockdev_open(&bd, filename, &opts, err);
+    if (ret < 0) {
+        return ret;
+    }
+    ret = blockdev_truncate(bd, size, false, o->prealloc, err);
+    if (ret == 0) {
+        ret = blockdev_flush(bd, err);
+    }
+    blockdev_close(bd);
+    return ret;
+}

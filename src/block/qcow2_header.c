@@ -1,0 +1,523 @@
+/* The qcow2 header: parsing and validating it on open, rewriting it. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "block/qcow2_int.h"
+#include "util/bswap.h"
+#include "util/log.h"
+
+/* Names we write into the feature name table, so that older tools can name
+ * what they do not support. */
+static const struct { uint8_t type, bit; const char *name; } known_features[] = {
+    { 0, 0, "dirty bit" },
+    { 0, 1, "corrupt bit" },
+    { 0, 2, "external data file" },
+    { 0, 3, "compression type" },
+    { 0, 4, "extended L2 entries" },
+    { 1, 0, "lazy refcounts" },
+    { 2, 0, "bitmaps" },
+    { 2, 1, "raw external data" },
+};
+
+void qcow2_geometry_init(struct qcow2 *s)
+{
+    s->cluster_size = 1u << s->cluster_bits;
+    s->cluster_mask = s->cluster_size - 1;
+    s->extended_l2 = s->incompatible_features & QCOW2_INCOMPAT_EXTL2;
+    s->l2_entry_size = s->extended_l2 ? 16 : 8;
+    s->l2_bits = s->cluster_bits - (s->extended_l2 ? 4 : 3);
+    s->l2_size = 1u << s->l2_bits;
+    s->subclusters = s->extended_l2 ? 32 : 1;
+    s->subcluster_bits = s->cluster_bits - (s->extended_l2 ? 5 : 0);
+    s->subcluster_size = 1u << s->subcluster_bits;
+    s->refcount_bits = 1u << s->refcount_order;
+    s->refcount_max = s->refcount_bits == 64 ? UINT64_MAX : (1ULL << s->refcount_bits) - 1;
+    s->refblock_bits = s->cluster_bits + 3 - s->refcount_order;
+    s->refblock_size = 1u << s->refblock_bits;
+    s->csize_shift = 62 - (s->cluster_bits - 8);
+    s->csize_mask = (1u << (s->cluster_bits - 8)) - 1;
+    s->coffset_mask = (1ULL << s->csize_shift) - 1;
+}
+
+/* Describes unknown incompatible bits by the image's own feature names. */
+static void describe_unknown_features(uint64_t unknown, const uint8_t *table, uint32_t table_len,
+                                      char *out, size_t out_len)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (int bit = 0; bit < 64; bit++) {
+        if (!(unknown & (1ULL << bit))) {
+            continue;
+        }
+        char name[64];
+        snprintf(name, sizeof(name), "Unknown incompatible feature: %d", bit);
+        for (uint32_t i = 0; table && i + 48 <= table_len; i += 48) {
+            if (table[i] == 0 && table[i + 1] == bit) {
+                snprintf(name, sizeof(name), "%.46s", (const char *)table + i + 2);
+            }
+        }
+        used += (size_t)snprintf(out + used, out_len - used, "%s%s", used ? ", " : "", name);
+        if (used >= out_len) {
+            break;
+        }
+    }
+}
+
+static int parse_extensions(struct qcow2 *s, const uint8_t *buf, uint64_t end,
+                            const uint8_t **feature_table, uint32_t *feature_len, struct error *err)
+{
+    uint64_t off = s->header_length;
+    while (off + 8 <= end) {
+        uint32_t type = ld_be32(buf + off);
+        uint32_t len = ld_be32(buf + off + 4);
+        off += 8;
+        if (type == QCOW2_EXT_END) {
+            return 0;
+        }
+        if (len > end - off) {
+            return error_set(err, -EINVAL, "Invalid qcow2 header: extension 0x%08x is %u bytes "
+                             "and runs past the header area", type, len);
+        }
+        const uint8_t *data = buf + off;
+        switch (type) {
+        case QCOW2_EXT_BACKING_FORMAT:
+            free(s->bd.backing_format);
+            s->bd.backing_format = strndup((const char *)data, len);
+            break;
+        case QCOW2_EXT_FEATURE_TABLE:
+            *feature_table = data;
+            *feature_len = len;
+            break;
+        default: {
+            /* Unknown (and bitmap) extensions survive header rewrites. */
+            s->unknown_ext = realloc(s->unknown_ext, sizeof(*s->unknown_ext) * (s->n_unknown_ext + 1));
+            struct qcow2_unknown_ext *e = &s->unknown_ext[s->n_unknown_ext++];
+            e->type = type;
+            e->len = len;
+            e->data = malloc(len ? len : 1);
+            memcpy(e->data, data, len);
+            break;
+        }
+        }
+        off += (len + 7) & ~7u;
+    }
+    return 0;
+}
+
+static int check_table(struct qcow2 *s, uint64_t offset, uint64_t bytes, int64_t file_size,
+                       const char *what, struct error *err)
+{
+    if (bytes == 0) {
+        return 0;
+    }
+    if (offset & s->cluster_mask) {
+        return error_set(err, -EINVAL, "Invalid qcow2 image: %s offset 0x%" PRIx64
+                         " is not aligned to a cluster", what, offset);
+    }
+    if (offset == 0) {
+        return error_set(err, -EINVAL, "Invalid qcow2 image: %s overlaps the header", what);
+    }
+    if (offset > QCOW2_MAX_HOST_OFFSET || bytes > QCOW2_MAX_HOST_OFFSET - offset) {
+        return error_set(err, -EINVAL, "Invalid qcow2 image: %s offset 0x%" PRIx64
+                         " is out of range", what, offset);
+    }
+    if (offset >= (uint64_t)file_size) {
+        return error_set(err, -EINVAL, "Invalid qcow2 image: %s at 0x%" PRIx64
+                         " lies beyond the end of the file (%" PRId64 " bytes)", what, offset,
+                         file_size);
+    }
+    return 0;
+}
+
+static bool ranges_overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
+{
+    return alen && blen && a < b + blen && b < a + alen;
+}
+
+static int parse_fixed_fields(struct qcow2 *s, const uint8_t *h, struct error *err)
+{
+    if (ld_be32(h) != QCOW2_MAGIC) {
+        return error_set(err, -EINVAL, "Image is not in qcow2 format");
+    }
+    s->version = ld_be32(h + 4);
+    if (s->version != 2 && s->version != 3) {
+        return error_set(err, -ENOTSUP, "Unsupported qcow2 version %u", s->version);
+    }
+    s->cluster_bits = ld_be32(h + 20);
+    if (s->cluster_bits < QCOW2_MIN_CLUSTER_BITS || s->cluster_bits > QCOW2_MAX_CLUSTER_BITS) {
+        return error_set(err, -EINVAL, "Unsupported cluster size: 2^%u", s->cluster_bits);
+    }
+    s->bd.size = ld_be64(h + 24);
+    s->crypt_method = ld_be32(h + 32);
+    s->l1_size = ld_be32(h + 36);
+    s->l1_table_offset = ld_be64(h + 40);
+    s->refcount_table_offset = ld_be64(h + 48);
+    s->refcount_table_clusters = ld_be32(h + 56);
+    s->nb_snapshots = ld_be32(h + 60);
+    s->snapshots_offset = ld_be64(h + 64);
+    if (s->version == 2) {
+        s->refcount_order = 4;
+        s->header_length = QCOW2_V2_HEADER_LEN;
+        return 0;
+    }
+    s->incompatible_features = ld_be64(h + 72);
+    s->compatible_features = ld_be64(h + 80);
+    s->autoclear_features = ld_be64(h + 88);
+    s->refcount_order = ld_be32(h + 96);
+    s->header_length = ld_be32(h + 100);
+    if (s->refcount_order > 6) {
+        return error_set(err, -EINVAL, "Reference count entry width too large; may not exceed 64 bits");
+    }
+    if (s->header_length < QCOW2_V3_HEADER_LEN || s->header_length % 8 ||
+        s->header_length > (1u << s->cluster_bits)) {
+        return error_set(err, -EINVAL, "Invalid qcow2 header length %u", s->header_length);
+    }
+    return 0;
+}
+
+static int check_features(struct qcow2 *s, const uint8_t *h, const uint8_t *feature_table,
+                          uint32_t feature_len, struct error *err)
+{
+    uint64_t unknown = s->incompatible_features & ~QCOW2_INCOMPAT_KNOWN;
+    if (unknown) {
+        char names[512];
+        describe_unknown_features(unknown, feature_table, feature_len, names, sizeof(names));
+        return error_set(err, -ENOTSUP, "Unsupported qcow2 feature(s): %s", names);
+    }
+    if (s->crypt_method) {
+        return error_set(err, -ENOTSUP, "Encrypted qcow2 images are not supported");
+    }
+    s->compression_type = 0;
+    if (s->header_length > 104) {
+        s->compression_type = h[104];
+    }
+    bool has_type_bit = s->incompatible_features & QCOW2_INCOMPAT_COMPRESSION;
+    if (s->compression_type > QCOW2_COMPRESSION_ZSTD) {
+        return error_set(err, -ENOTSUP, "Unknown compression type %u", s->compression_type);
+    }
+    if (has_type_bit != (s->compression_type != 0)) {
+        return error_set(err, -EINVAL, "Invalid qcow2 image: compression type %u does not match "
+                         "the compression type feature bit", s->compression_type);
+    }
+    return 0;
+}
+
+static int check_layout(struct qcow2 *s, int64_t file_size, struct error *err)
+{
+    if (s->bd.size > INT64_MAX) {
+        return error_set(err, -EFBIG, "Image size %" PRIu64 " is too large", s->bd.size);
+    }
+    uint64_t l1_needed = qcow2_size_to_l1(s, s->bd.size);
+    if (l1_needed > QCOW2_MAX_L1_BYTES / 8) {
+        return error_set(err, -EFBIG, "Image is too big: it needs an L1 table of %" PRIu64
+                         " entries", l1_needed);
+    }
+    if (s->l1_size > QCOW2_MAX_L1_BYTES / 8) {
+        return error_set(err, -EFBIG, "Active L1 table too large (%u entries)", s->l1_size);
+    }
+    if (s->l1_size < l1_needed) {
+        return error_set(err, -EINVAL, "L1 table is too small: %u entries for a disk that needs %"
+                         PRIu64, s->l1_size, l1_needed);
+    }
+    uint64_t l1_bytes = (uint64_t)s->l1_size * 8;
+    uint64_t rt_bytes = (uint64_t)s->refcount_table_clusters << s->cluster_bits;
+    if (rt_bytes == 0) {
+        return error_set(err, -EINVAL, "Invalid qcow2 image: the image has no refcount table");
+    }
+    if (rt_bytes > QCOW2_MAX_REFTABLE_BYTES) {
+        return error_set(err, -EINVAL, "Reference count table too large (%u clusters)",
+                         s->refcount_table_clusters);
+    }
+    int ret = check_table(s, s->l1_table_offset, l1_bytes, file_size, "L1 table", err);
+    if (ret == 0) {
+        ret = check_table(s, s->refcount_table_offset, rt_bytes, file_size, "refcount table", err);
+    }
+    if (ret < 0) {
+        return ret;
+    }
+    if (ranges_overlap(s->l1_table_offset, l1_bytes, s->refcount_table_offset, rt_bytes)) {
+        return error_set(err, -EINVAL, "Invalid qcow2 image: the L1 table overlaps the refcount table");
+    }
+    if (s->nb_snapshots > 65536) {
+        return error_set(err, -EINVAL, "Too many snapshots (%u)", s->nb_snapshots);
+    }
+    if (s->nb_snapshots) {
+        ret = check_table(s, s->snapshots_offset, 1, file_size, "snapshot table", err);
+    }
+    return ret;
+}
+
+static int read_backing_name(struct qcow2 *s, const uint8_t *h, const uint8_t *buf,
+                             struct error *err)
+{
+    uint64_t off = ld_be64(h + 8);
+    uint32_t len = ld_be32(h + 16);
+    if (off == 0) {
+        return 0;
+    }
+    if (len > 1023 || off >= s->cluster_size || len > s->cluster_size - off) {
+        return error_set(err, -EINVAL, "Invalid qcow2 image: backing file name (offset %" PRIu64
+                         ", %u bytes) is outside the header cluster", off, len);
+    }
+    s->bd.backing_filename = strndup((const char *)buf + off, len);
+    return 0;
+}
+
+int qcow2_header_parse(struct qcow2 *s, struct error *err)
+{
+    uint8_t h[QCOW2_HEADER_LEN_WITH_COMPRESSION];
+    int64_t file_size = hostfile_size(s->file);
+    if (file_size < 0) {
+        return error_set_errno(err, (int)file_size, "Could not get the size of the image file");
+    }
+    if (file_size < QCOW2_V2_HEADER_LEN) {
+        return error_set(err, -EINVAL, "Image is not in qcow2 format (file is only %" PRId64
+                         " bytes)", file_size);
+    }
+    int ret = hostfile_pread(s->file, 0, h, sizeof(h));
+    if (ret < 0) {
+        return error_set_errno(err, ret, "Could not read the qcow2 header");
+    }
+    ret = parse_fixed_fields(s, h, err);
+    if (ret < 0) {
+        return ret;
+    }
+    uint32_t cluster_size = 1u << s->cluster_bits;
+    uint8_t *buf = malloc(cluster_size);
+    ret = hostfile_pread(s->file, 0, buf, cluster_size);
+    if (ret < 0) {
+        free(buf);
+        return error_set_errno(err, ret, "Could not read the qcow2 header");
+    }
+    const uint8_t *feature_table = NULL;
+    uint32_t feature_len = 0;
+    uint64_t ext_end = ld_be64(buf + 8) ? ld_be64(buf + 8) : cluster_size;
+    if (ext_end > cluster_size) {
+        ext_end = cluster_size;
+    }
+    ret = parse_extensions(s, buf, ext_end, &feature_table, &feature_len, err);
+    if (ret == 0) {
+        ret = check_features(s, buf, feature_table, feature_len, err);
+    }
+    if (ret == 0) {
+        s->header_tail_len = 0;
+        if (s->header_length > QCOW2_HEADER_LEN_WITH_COMPRESSION) {
+            s->header_tail_len = s->header_length - QCOW2_HEADER_LEN_WITH_COMPRESSION;
+            if (s->header_tail_len > sizeof(s->header_tail)) {
+                s->header_tail_len = sizeof(s->header_tail);
+            }
+            memcpy(s->header_tail, buf + QCOW2_HEADER_LEN_WITH_COMPRESSION, s->header_tail_len);
+        }
+        qcow2_geometry_init(s);
+        ret = check_layout(s, file_size, err);
+    }
+    if (ret == 0) {
+        ret = read_backing_name(s, buf, buf, err);
+    }
+    free(buf);
+    return ret;
+}
+
+static uint32_t put_extension(uint8_t *buf, uint32_t off, uint32_t type, const void *data,
+                              uint32_t len)
+{
+    st_be32(buf + off, type);
+    st_be32(buf + off + 4, len);
+    memcpy(buf + off + 8, data, len);
+    return off + 8 + ((len + 7) & ~7u);
+}
+
+int qcow2_header_write(struct qcow2 *s, struct error *err)
+{
+    uint8_t *buf = calloc(1, s->cluster_size);
+    if (s->version >= 3) {
+        /* QEMU writes the compression_type field (and its padding) always. */
+        if (s->header_length < QCOW2_HEADER_LEN_WITH_COMPRESSION) {
+            s->header_length = QCOW2_HEADER_LEN_WITH_COMPRESSION;
+        }
+    }
+    st_be32(buf, QCOW2_MAGIC);
+    st_be32(buf + 4, s->version);
+    st_be32(buf + 20, s->cluster_bits);
+    st_be64(buf + 24, s->bd.size);
+    st_be32(buf + 32, s->crypt_method);
+    st_be32(buf + 36, s->l1_size);
+    st_be64(buf + 40, s->l1_table_offset);
+    st_be64(buf + 48, s->refcount_table_offset);
+    st_be32(buf + 56, s->refcount_table_clusters);
+    st_be32(buf + 60, s->nb_snapshots);
+    st_be64(buf + 64, s->snapshots_offset);
+    if (s->version >= 3) {
+        st_be64(buf + 72, s->incompatible_features);
+        st_be64(buf + 80, s->compatible_features);
+        st_be64(buf + 88, s->autoclear_features);
+        st_be32(buf + 96, s->refcount_order);
+        st_be32(buf + 100, s->header_length);
+        if (s->header_length > 104) {
+            buf[104] = s->compression_type;
+        }
+        if (s->header_tail_len) {
+            memcpy(buf + QCOW2_HEADER_LEN_WITH_COMPRESSION, s->header_tail, s->header_tail_len);
+        }
+    }
+    uint32_t off = s->header_length;
+    if (s->bd.backing_format) {
+        off = put_extension(buf, off, QCOW2_EXT_BACKING_FORMAT, s->bd.backing_format,
+                            (uint32_t)strlen(s->bd.backing_format));
+    }
+    uint32_t n_features = sizeof(known_features) / sizeof(known_features[0]);
+    if (s->version >= 3) {
+        uint8_t table[sizeof(known_features) / sizeof(known_features[0]) * 48] = { 0 };
+        for (uint32_t i = 0; i < n_features; i++) {
+            table[i * 48] = known_features[i].type;
+            table[i * 48 + 1] = known_features[i].bit;
+            memcpy(table + i * 48 + 2, known_features[i].name, strlen(known_features[i].name));
+        }
+        off = put_extension(buf, off, QCOW2_EXT_FEATURE_TABLE, table, n_features * 48);
+    }
+    int ret = 0;
+    for (int i = 0; i < s->n_unknown_ext && ret == 0; i++) {
+        if (off + 16 + (uint64_t)s->unknown_ext[i].len > s->cluster_size) {
+            ret = -ENOSPC;
+            break;
+        }
+        off = put_extension(buf, off, s->unknown_ext[i].type, s->unknown_ext[i].data,
+                            s->unknown_ext[i].len);
+    }
+    off += 8; /* end-of-extensions marker: zeros */
+    if (s->bd.backing_filename) {
+        uint32_t len = (uint32_t)strlen(s->bd.backing_filename);
+        if (len > 1023 || off + (uint64_t)len > s->cluster_size) {
+            ret = -ENOSPC;
+        } else {
+            st_be64(buf + 8, off);
+            st_be32(buf + 16, len);
+            memcpy(buf + off, s->bd.backing_filename, len);
+            off += len;
+        }
+    }
+    if (ret == 0 && off > s->cluster_size) {
+        ret = -ENOSPC;
+    }
+    if (ret < 0) {
+        free(buf);
+        return error_set(err, ret, "Header extensions and backing file name do not fit in one "
+                         "cluster");
+    }
+    /* Only the used prefix: a small write lands at once, never torn by a kill. */
+    ret = hostfile_pwrite(s->file, 0, buf, off);
+    free(buf);
+    if (ret < 0) {
+        return error_set_errno(err, ret, "Could not write the qcow2 header");
+    }
+    return 0;
+}
+
+int qcow2_header_write_incompat(struct qcow2 *s, struct error *err)
+{
+    if (s->version < 3) {
+        return 0;
+    }
+    uint8_t b[8];
+    st_be64(b, s->incompatible_features);
+    int ret = hostfile_pwrite(s->file, 72, b, 8);
+    if (ret == 0) {
+        ret = hostfile_flush(s->file);
+    }
+    if (ret < 0) {
+        return error_set_errno(err, ret, "Could not update the qcow2 header");
+    }
+    return 0;
+}
+
+int qcow2_header_write_l1(struct qcow2 *s, struct error *err)
+{
+    uint8_t b[12];
+    st_be32(b, s->l1_size);
+    st_be64(b + 4, s->l1_table_offset);
+    int ret = hostfile_pwrite(s->file, 36, b, sizeof(b));
+    if (ret < 0) {
+        return error_set_errno(err, ret, "Could not update the L1 table location in the header");
+    }
+    return 0;
+}
+
+int qcow2_header_write_refcount_table(struct qcow2 *s, struct error *err)
+{
+    uint8_t b[12];
+    st_be64(b, s->refcount_table_offset);
+    st_be32(b + 8, s->refcount_table_clusters);
+    int ret = hostfile_pwrite(s->file, 48, b, sizeof(b));
+    if (ret < 0) {
+        return error_set_errno(err, ret, "Could not update the refcount table location in the header");
+    }
+    return 0;
+}
+
+int qcow2_signal_corruption(struct qcow2 *s, struct error *err, const char *fmt, ...)
+{
+    char what[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    if (!s->corrupt && !s->bd.read_only && s->version >= 3) {
+        log_error("Marking image as corrupt: %s; further corruption events will be suppressed",
+                  what);
+        s->incompatible_features |= QCOW2_INCOMPAT_CORRUPT;
+        qcow2_header_write_incompat(s, NULL);
+    }
+    s->corrupt = true;
+    return error_set(err, -EIO, "qcow2 image is corrupt: %s", what);
+}
+
+int qcow2_prepare_write(struct qcow2 *s, struct error *err)
+{
+    if (s->corrupt) {
+        return error_set(err, -EACCES, "qcow2 image is marked corrupt and can only be repaired "
+                         "(cowimg check -r all)");
+    }
+    if (!s->autoclear_cleared) {
+        s->autoclear_cleared = true;
+        if (s->autoclear_features) {
+            /* We maintain none of these (e.g. bitmaps): they would go stale. */
+            s->autoclear_features = 0;
+            int ret = qcow2_header_write(s, err);
+            if (ret < 0) {
+                return ret;
+            }
+        }
+    }
+    if (s->lazy_refcounts && !s->dirty_written) {
+        s->incompatible_features |= QCOW2_INCOMPAT_DIRTY;
+        int ret = qcow2_header_write_incompat(s, err);
+        if (ret < 0) {
+            return ret;
+        }
+        s->dirty_written = true;
+    }
+    return 0;
+}
+
+static bool overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
+{
+    return alen && blen && a < b + blen && b < a + alen;
+}
+
+bool qcow2_overlaps_metadata(struct qcow2 *s, uint64_t off, uint64_t len)
+{
+    if (overlap(off, len, 0, s->cluster_size) ||
+        overlap(off, len, s->l1_table_offset, (uint64_t)s->l1_size * 8) ||
+        overlap(off, len, s->refcount_table_offset,
+                (uint64_t)s->refcount_table_clusters << s->cluster_bits)) {
+        return true;
+    }
+    if (s->nb_snapshots && overlap(off, len, s->snapshots_offset, s->cluster_size)) {
+        return true;
+    }
+    return false;
+}

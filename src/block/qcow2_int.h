@@ -1,0 +1,314 @@
+/* qcow2 internals shared by the qcow2_*.c files (not for users of the
+ * block layer). docs/interop/qcow2.txt in QEMU's source is the spec.
+ *
+ * Locking: one mutex per image (s->lock) protects all metadata: the header
+ * fields, L1, the caches, refcounts and the allocator. Guest data I/O to
+ * clusters that are already allocated runs with the lock dropped.
+ *
+ * Crash consistency: metadata caches are write-through (except refcount
+ * blocks under lazy refcounts), and every update is ordered so that a kill at
+ * any point leaves at worst leaked clusters: a cluster's refcount is raised
+ * before anything points to it, and lowered only after nothing does. */
+#ifndef BLOCK_QCOW2_INT_H
+#define BLOCK_QCOW2_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "block/blockdev.h"
+#include "block/hostfile.h"
+#include "block/qcow2.h"
+
+#define QCOW2_MAGIC 0x514649fbU            /* "QFI\xfb" */
+#define QCOW2_MIN_CLUSTER_BITS 9
+#define QCOW2_MAX_CLUSTER_BITS 21
+#define QCOW2_MAX_L1_BYTES (32u << 20)
+#define QCOW2_MAX_REFTABLE_BYTES (8u << 20)
+#define QCOW2_MAX_HOST_OFFSET ((1ULL << 56) - 1)
+#define QCOW2_V2_HEADER_LEN 72
+#define QCOW2_V3_HEADER_LEN 104
+#define QCOW2_HEADER_LEN_WITH_COMPRESSION 112
+#define QCOW2_SECTOR 512u
+
+/* incompatible_features */
+#define QCOW2_INCOMPAT_DIRTY       (1ULL << 0)
+#define QCOW2_INCOMPAT_CORRUPT     (1ULL << 1)
+#define QCOW2_INCOMPAT_DATA_FILE   (1ULL << 2)
+#define QCOW2_INCOMPAT_COMPRESSION (1ULL << 3)
+#define QCOW2_INCOMPAT_EXTL2       (1ULL << 4)
+#define QCOW2_INCOMPAT_KNOWN (QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT | \
+                              QCOW2_INCOMPAT_COMPRESSION | QCOW2_INCOMPAT_EXTL2)
+/* compatible_features */
+#define QCOW2_COMPAT_LAZY_REFCOUNTS (1ULL << 0)
+/* autoclear_features: none is supported, so all are cleared on first write. */
+
+/* Header extension types */
+#define QCOW2_EXT_END            0x00000000U
+#define QCOW2_EXT_BACKING_FORMAT 0xe2792acaU
+#define QCOW2_EXT_FEATURE_TABLE  0x6803f857U
+#define QCOW2_EXT_BITMAPS        0x23852875U
+#define QCOW2_EXT_CRYPTO         0x0537be77U
+#define QCOW2_EXT_DATA_FILE      0x44415441U
+
+/* L1, L2 and refcount table entry bits */
+#define QCOW2_OFLAG_COPIED     (1ULL << 63)
+#define QCOW2_OFLAG_COMPRESSED (1ULL << 62)
+#define QCOW2_OFLAG_ZERO       (1ULL << 0)
+#define QCOW2_L1E_OFFSET_MASK  0x00fffffffffffe00ULL
+#define QCOW2_L1E_RESERVED     0x7f000000000001ffULL
+#define QCOW2_L2E_OFFSET_MASK  0x00fffffffffffe00ULL
+#define QCOW2_L2E_STD_RESERVED 0x3f000000000001feULL
+#define QCOW2_REFT_OFFSET_MASK 0xfffffffffffffe00ULL
+
+/* What a subcluster (or, without extended L2, a whole cluster) holds. */
+enum qcow2_sc_type {
+    QCOW2_SC_UNALLOCATED,   /* read from the backing file, or zeros */
+    QCOW2_SC_ZERO,          /* reads as zeros; may still own a host cluster */
+    QCOW2_SC_NORMAL,        /* data at host offset */
+    QCOW2_SC_COMPRESSED,    /* the whole cluster is compressed */
+    QCOW2_SC_INVALID,       /* an entry the spec forbids (reported as corruption) */
+};
+
+/* A metadata table cache: cluster-sized tables (L2 tables, refcount blocks)
+ * keyed by host offset, least-recently-used replacement. */
+struct qcow2_cache_entry {
+    uint64_t offset;        /* 0: slot unused */
+    uint64_t lru;
+    bool dirty;             /* only with lazy refcounts: not yet written */
+    uint8_t *table;
+};
+
+struct qcow2_cache {
+    int count;
+    uint32_t table_size;
+    uint64_t lru_clock;
+    struct qcow2_cache_entry *entries;
+};
+
+/* Decompressed clusters, so that small sequential reads of one compressed
+ * cluster decompress it once (QEMU decompresses on every read). */
+struct qcow2_zcache_entry {
+    uint64_t l2_entry;      /* the compressed descriptor: identifies the data */
+    uint64_t lru;
+    uint8_t *data;          /* one cluster */
+};
+
+struct qcow2_zcache {
+    pthread_mutex_t lock;
+    int count;
+    uint64_t lru_clock;
+    struct qcow2_zcache_entry *entries;
+    uint64_t hits, misses;
+};
+
+struct qcow2_unknown_ext {
+    uint32_t type;
+    uint32_t len;
+    uint8_t *data;
+};
+
+struct qcow2_snapshot;  /* qcow2_snapshot.c */
+
+struct qcow2 {
+    struct blockdev bd;
+    struct hostfile *file;
+    pthread_mutex_t lock;
+
+    /* header fields */
+    uint32_t version;
+    uint32_t cluster_bits;
+    uint32_t crypt_method;
+    uint64_t l1_table_offset;
+    uint32_t l1_size;
+    uint64_t refcount_table_offset;
+    uint32_t refcount_table_clusters;
+    uint32_t nb_snapshots;
+    uint64_t snapshots_offset;
+    uint64_t incompatible_features;
+    uint64_t compatible_features;
+    uint64_t autoclear_features;
+    uint32_t refcount_order;
+    uint32_t header_length;
+    uint8_t compression_type;
+    uint8_t header_tail[64];            /* unknown additional header fields, kept */
+    uint32_t header_tail_len;
+    int n_unknown_ext;
+    struct qcow2_unknown_ext *unknown_ext;
+
+    /* derived geometry */
+    uint32_t cluster_size;
+    uint64_t cluster_mask;              /* cluster_size - 1 */
+    bool extended_l2;
+    uint32_t l2_entry_size;             /* 8, or 16 with extended L2 */
+    uint32_t l2_bits;                   /* log2(entries per L2 table) */
+    uint32_t l2_size;                   /* entries per L2 table */
+    uint32_t subclusters;               /* per cluster: 32 with extended L2, else 1 */
+    uint32_t subcluster_bits;
+    uint32_t subcluster_size;
+    uint32_t refcount_bits;
+    uint64_t refcount_max;
+    uint32_t refblock_bits;             /* log2(entries per refcount block) */
+    uint32_t refblock_size;             /* entries per refcount block */
+    uint32_t csize_shift, csize_mask;   /* compressed descriptor layout */
+    uint64_t coffset_mask;
+
+    /* tables in memory (host byte order) */
+    uint64_t *l1_table;
+    uint64_t *refcount_table;
+    uint32_t refcount_table_size;       /* entries */
+
+    struct qcow2_cache l2_cache;
+    struct qcow2_cache refblock_cache;
+    struct qcow2_zcache zcache;
+
+    uint64_t free_cluster_index;        /* search hint for the allocator */
+    uint64_t free_byte_offset;          /* where the next compressed cluster may go */
+    bool lazy_refcounts;                /* compat bit set and image writable */
+    bool dirty_written;                 /* the dirty bit is on disk */
+    bool autoclear_cleared;             /* unknown autoclear bits were dropped */
+    bool corrupt;                       /* refuse writes: see qcow2_signal_corruption */
+
+    struct qcow2_snapshot *snapshots;   /* nb_snapshots entries */
+};
+
+static inline struct qcow2 *qcow2_of(struct blockdev *bd) { return (struct qcow2 *)bd; }
+
+static inline uint64_t qcow2_start_of_cluster(const struct qcow2 *s, uint64_t off)
+{
+    return off & ~s->cluster_mask;
+}
+static inline uint64_t qcow2_offset_in_cluster(const struct qcow2 *s, uint64_t off)
+{
+    return off & s->cluster_mask;
+}
+static inline uint64_t qcow2_size_to_clusters(const struct qcow2 *s, uint64_t size)
+{
+    return (size + s->cluster_size - 1) >> s->cluster_bits;
+}
+/* L1 entries needed to map size bytes of guest data. */
+static inline uint64_t qcow2_size_to_l1(const struct qcow2 *s, uint64_t size)
+{
+    uint32_t shift = s->cluster_bits + s->l2_bits;
+    return (size + (1ULL << shift) - 1) >> shift;
+}
+/* Guest offset of the VM-state area: just after what L1 maps for the disk. */
+static inline uint64_t qcow2_vmstate_offset(const struct qcow2 *s)
+{
+    return qcow2_size_to_l1(s, s->bd.size) << (s->cluster_bits + s->l2_bits);
+}
+
+/* qcow2_header.c */
+int qcow2_header_parse(struct qcow2 *s, struct error *err);
+/* Rewrites the header cluster: fields, extensions, backing file name. */
+int qcow2_header_write(struct qcow2 *s, struct error *err);
+/* Writes just incompatible_features (dirty and corrupt bits). */
+int qcow2_header_write_incompat(struct qcow2 *s, struct error *err);
+/* Writes the 12 bytes of l1_size + l1_table_offset in one go. */
+int qcow2_header_write_l1(struct qcow2 *s, struct error *err);
+int qcow2_header_write_refcount_table(struct qcow2 *s, struct error *err);
+void qcow2_geometry_init(struct qcow2 *s);
+/* Marks the image corrupt (on disk too) and refuses further writes. */
+int qcow2_signal_corruption(struct qcow2 *s, struct error *err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Before the first write: clear autoclear bits, set the dirty bit (lazy refcounts). */
+int qcow2_prepare_write(struct qcow2 *s, struct error *err);
+/* Whether a host range overlaps the header, the L1, refcount or snapshot
+ * tables: a data write there is corruption. Constant time, as it guards
+ * every in-place write; check() finds the rest. */
+bool qcow2_overlaps_metadata(struct qcow2 *s, uint64_t off, uint64_t len);
+
+/* qcow2_cache.c */
+int qcow2_cache_init(struct qcow2_cache *c, int count, uint32_t table_size);
+void qcow2_cache_destroy(struct qcow2_cache *c);
+/* Returns the table at host offset, reading it on a miss. With fresh, the
+ * table is not read but zero-filled (a newly allocated cluster). */
+int qcow2_cache_get(struct qcow2 *s, struct qcow2_cache *c, uint64_t offset, bool fresh,
+                    uint8_t **table, struct error *err);
+/* Writes the byte range [start, start+len) of a cached table to the file,
+ * or only marks it dirty when write-back is allowed (lazy refcounts). */
+int qcow2_cache_update(struct qcow2 *s, struct qcow2_cache *c, uint8_t *table, uint32_t start,
+                       uint32_t len, bool writeback, struct error *err);
+int qcow2_cache_flush(struct qcow2 *s, struct qcow2_cache *c, struct error *err);
+void qcow2_cache_discard(struct qcow2_cache *c, uint64_t offset);
+/* Drops every entry (after a snapshot apply or a repair rewrote tables). */
+void qcow2_cache_invalidate(struct qcow2_cache *c);
+
+/* qcow2_refcount.c */
+int qcow2_refcount_init(struct qcow2 *s, struct error *err);
+uint64_t qcow2_refcount_entry_get(const struct qcow2 *s, const uint8_t *block, uint64_t index);
+void qcow2_refcount_entry_set(const struct qcow2 *s, uint8_t *block, uint64_t index, uint64_t value);
+int qcow2_get_refcount(struct qcow2 *s, uint64_t cluster_index, uint64_t *refcount,
+                       struct error *err);
+/* Adds addend (may be negative) to the refcount of every cluster that
+ * overlaps [offset, offset+len). Freed clusters (refcount 0) are punched. */
+int qcow2_update_refcount(struct qcow2 *s, uint64_t offset, uint64_t len, int64_t addend,
+                          struct error *err);
+/* Allocates n contiguous clusters (refcount 1); returns the host offset. */
+int64_t qcow2_alloc_clusters(struct qcow2 *s, uint64_t n, struct error *err);
+/* Allocates len bytes for compressed data, packed at byte granularity. */
+int64_t qcow2_alloc_bytes(struct qcow2 *s, uint32_t len, struct error *err);
+int qcow2_free_clusters(struct qcow2 *s, uint64_t offset, uint64_t len, struct error *err);
+/* Writes dirty refcount blocks (lazy refcounts) and syncs. */
+int qcow2_refcount_flush(struct qcow2 *s, struct error *err);
+/* Host offset just past the last cluster with a nonzero refcount. */
+int64_t qcow2_refcount_end(struct qcow2 *s, struct error *err);
+
+/* qcow2_cluster.c: L1/L2 mapping */
+enum qcow2_sc_type qcow2_sc_type(const struct qcow2 *s, uint64_t l2_entry, uint64_t l2_bitmap,
+                                 uint32_t sc_index);
+/* Finds the L2 slot for guest offset off. With allocate, creates (or copies,
+ * when shared with a snapshot) the L2 table; without, *table is NULL when
+ * no L2 table exists. *index is the entry index inside the table. */
+int qcow2_get_l2_slot(struct qcow2 *s, uint64_t off, bool allocate, uint8_t **table,
+                      uint32_t *index, struct error *err);
+void qcow2_l2_read_entry(const struct qcow2 *s, const uint8_t *table, uint32_t index,
+                         uint64_t *entry, uint64_t *bitmap);
+/* Stores an entry (and bitmap) into the table and writes it through. */
+int qcow2_l2_write_entry(struct qcow2 *s, uint8_t *table, uint32_t index, uint64_t entry,
+                         uint64_t bitmap, struct error *err);
+/* Looks up the mapping of guest offset off without allocating anything. */
+int qcow2_lookup(struct qcow2 *s, uint64_t off, uint64_t *entry, uint64_t *bitmap,
+                 struct error *err);
+int qcow2_grow_l1(struct qcow2 *s, uint64_t min_size, struct error *err);
+/* Host byte range a compressed descriptor points to. */
+void qcow2_compressed_range(const struct qcow2 *s, uint64_t l2_entry, uint64_t *host_off,
+                            uint32_t *len);
+
+/* qcow2_compress.c */
+/* Returns the compressed length, or -ENOSPC when the data does not shrink. */
+int qcow2_compress(int type, const void *src, size_t src_len, void *dst, size_t dst_cap);
+int qcow2_decompress(int type, const void *src, size_t src_len, void *dst, size_t dst_len);
+int qcow2_zcache_init(struct qcow2_zcache *z, int count, uint32_t cluster_size);
+void qcow2_zcache_destroy(struct qcow2_zcache *z);
+/* Copies len bytes at offset_in_cluster of the decompressed cluster. */
+int qcow2_read_compressed(struct qcow2 *s, uint64_t l2_entry, uint32_t offset_in_cluster,
+                          void *buf, size_t len, struct error *err);
+/* Drops decompressed clusters whose compressed data overlaps a freed host range. */
+void qcow2_zcache_forget_range(struct qcow2 *s, uint64_t host_off, uint64_t len);
+
+/* qcow2_io.c */
+int qcow2_pread(struct blockdev *bd, uint64_t off, void *buf, size_t len, struct error *err);
+int qcow2_pwrite(struct blockdev *bd, uint64_t off, const void *buf, size_t len,
+                 struct error *err);
+int qcow2_pwrite_zeroes(struct blockdev *bd, uint64_t off, uint64_t len, unsigned flags,
+                        struct error *err);
+int qcow2_pwrite_compressed(struct blockdev *bd, uint64_t off, const void *buf, size_t len,
+                            struct error *err);
+int qcow2_discard(struct blockdev *bd, uint64_t off, uint64_t len, struct error *err);
+/* The same, at any guest offset (the VM-state area lies past the disk). */
+int qcow2_read_at(struct qcow2 *s, uint64_t off, void *buf, size_t len, struct error *err);
+int qcow2_write_at(struct qcow2 *s, uint64_t off, const void *buf, size_t len, struct error *err);
+/* Discards whole clusters of [off, off+len); the lock is held by the caller. */
+int qcow2_discard_locked(struct qcow2 *s, uint64_t off, uint64_t len, bool make_zero,
+                         struct error *err);
+
+/* qcow2_snapshot.c */
+int qcow2_snapshots_load(struct qcow2 *s, struct error *err);
+void qcow2_snapshots_free(struct qcow2 *s);
+
+/* qcow2_check.c */
+/* Rebuilds the refcounts of an image left dirty by lazy refcounts. */
+int qcow2_repair_dirty(struct qcow2 *s, struct error *err);
+
+#endif

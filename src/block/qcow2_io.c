@@ -1,0 +1,569 @@
+/* Guest I/O on qcow2: reads through the backing chain, copy-on-write
+ * allocation, zero writes, discard and compressed writes.
+ *
+ * Requests are split at cluster boundaries. Each piece looks its mapping up
+ * under the lock; reads, and writes to clusters this image owns alone
+ * (COPIED), do their data I/O with the lock dropped. Allocating writes keep
+ * the lock so that no two requests allocate the same cluster. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "block/qcow2_int.h"
+#include "util/bswap.h"
+
+#define ALL_SUBCLUSTERS 0xffffffffULL
+
+static uint64_t sc_range_mask(uint32_t first, uint32_t last)
+{
+    return ((ALL_SUBCLUSTERS >> (31 - last)) >> first) << first;
+}
+
+static int read_backing(struct qcow2 *s, uint64_t off, uint8_t *buf, size_t len,
+                        struct error *err)
+{
+    struct blockdev *backing = s->bd.backing;
+    size_t from_backing = 0;
+    if (backing && off < backing->size) {
+        from_backing = backing->size - off < len ? (size_t)(backing->size - off) : len;
+        int ret = blockdev_pread(backing, off, buf, from_backing, err);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    memset(buf + from_backing, 0, len - from_backing);
+    return 0;
+}
+
+static int check_host_offset(struct qcow2 *s, uint64_t entry, uint64_t guest_off,
+                             struct error *err)
+{
+    uint64_t host = entry & QCOW2_L2E_OFFSET_MASK;
+    if (host & s->cluster_mask) {
+        return qcow2_signal_corruption(s, err, "cluster allocation offset 0x%" PRIx64
+                                       " unaligned (guest offset 0x%" PRIx64 ")", host, guest_off);
+    }
+    return 0;
+}
+
+/* Reads [off, off+len) inside one cluster whose L2 entry is given. Needs no lock. */
+static int read_in_cluster(struct qcow2 *s, uint64_t off, uint8_t *buf, size_t len,
+                           uint64_t entry, uint64_t bitmap, struct error *err)
+{
+    uint32_t in_cluster = (uint32_t)qcow2_offset_in_cluster(s, off);
+    if (entry & QCOW2_OFLAG_COMPRESSED) {
+        return qcow2_read_compressed(s, entry, in_cluster, buf, len, err);
+    }
+    while (len > 0) {
+        uint32_t sc = in_cluster >> s->subcluster_bits;
+        enum qcow2_sc_type type = qcow2_sc_type(s, entry, bitmap, sc);
+        /* Extend over following subclusters of the same kind. */
+        uint32_t end = (sc + 1) << s->subcluster_bits;
+        while (end < s->cluster_size && end - in_cluster < len &&
+               qcow2_sc_type(s, entry, bitmap, end >> s->subcluster_bits) == type) {
+            end += s->subcluster_size;
+        }
+        size_t n = end - in_cluster < len ? end - in_cluster : len;
+        int ret = 0;
+        switch (type) {
+        case QCOW2_SC_NORMAL:
+            ret = check_host_offset(s, entry, off, err);
+            if (ret == 0) {
+                ret = hostfile_pread(s->file, (entry & QCOW2_L2E_OFFSET_MASK) + in_cluster, buf, n);
+                if (ret < 0) {
+                    error_set_errno(err, ret, "Could not read guest data at 0x%" PRIx64, off);
+                }
+            }
+            break;
+        case QCOW2_SC_ZERO:
+            memset(buf, 0, n);
+            break;
+        case QCOW2_SC_UNALLOCATED:
+            ret = read_backing(s, off, buf, n, err);
+            break;
+        default:
+            ret = qcow2_signal_corruption(s, err, "invalid L2 entry 0x%" PRIx64 " bitmap 0x%" PRIx64
+                                          " for guest offset 0x%" PRIx64, entry, bitmap, off);
+        }
+        if (ret < 0) {
+            return ret;
+        }
+        buf += n;
+        off += n;
+        in_cluster += (uint32_t)n;
+        len -= n;
+    }
+    return 0;
+}
+
+/* Whether [in_cluster, in_cluster+len) of a cluster is plain data at its host offset. */
+static bool is_plain_data(const struct qcow2 *s, uint64_t entry, uint64_t bitmap,
+                          uint32_t in_cluster, size_t len)
+{
+    if (entry & QCOW2_OFLAG_COMPRESSED) {
+        return false;
+    }
+    uint32_t last = (uint32_t)((in_cluster + len - 1) >> s->subcluster_bits);
+    for (uint32_t sc = in_cluster >> s->subcluster_bits; sc <= last; sc++) {
+        if (qcow2_sc_type(s, entry, bitmap, sc) != QCOW2_SC_NORMAL) {
+            return false;
+        }
+    }
+    return !((entry & QCOW2_L2E_OFFSET_MASK) & s->cluster_mask);
+}
+
+/* Extends a plain-data piece over following clusters stored right after it
+ * on the host, so that a large read becomes one host read. Lock held. */
+static size_t extend_contiguous(struct qcow2 *s, uint64_t off, size_t n, size_t len,
+                                uint64_t host_end)
+{
+    while (n < len) {
+        uint64_t entry, bitmap;
+        size_t step = len - n < s->cluster_size ? len - n : s->cluster_size;
+        if (qcow2_lookup(s, off + n, &entry, &bitmap, NULL) < 0 ||
+            !is_plain_data(s, entry, bitmap, 0, step) ||
+            (entry & QCOW2_L2E_OFFSET_MASK) != host_end) {
+            break;
+        }
+        n += step;
+        host_end += s->cluster_size;
+    }
+    return n;
+}
+
+int qcow2_read_at(struct qcow2 *s, uint64_t off, void *buf, size_t len, struct error *err)
+{
+    uint8_t *p = buf;
+    while (len > 0) {
+        uint32_t in_cluster = (uint32_t)qcow2_offset_in_cluster(s, off);
+        size_t n = s->cluster_size - in_cluster;
+        if (n > len) {
+            n = len;
+        }
+        uint64_t entry, bitmap;
+        pthread_mutex_lock(&s->lock);
+        int ret = qcow2_lookup(s, off, &entry, &bitmap, err);
+        bool plain = ret == 0 && is_plain_data(s, entry, bitmap, in_cluster, n);
+        uint64_t host = (entry & QCOW2_L2E_OFFSET_MASK) + in_cluster;
+        if (plain && n == s->cluster_size - in_cluster) {
+            n = extend_contiguous(s, off, n, len, host + n);
+        }
+        pthread_mutex_unlock(&s->lock);
+        if (plain) {
+            ret = hostfile_pread(s->file, host, p, n);
+            if (ret < 0) {
+                error_set_errno(err, ret, "Could not read guest data at 0x%" PRIx64, off);
+            }
+        } else if (ret == 0) {
+            ret = read_in_cluster(s, off, p, n, entry, bitmap, err);
+        }
+        if (ret < 0) {
+            return ret;
+        }
+        p += n;
+        off += n;
+        len -= n;
+    }
+    return 0;
+}
+
+int qcow2_pread(struct blockdev *bd, uint64_t off, void *buf, size_t len, struct error *err)
+{
+    return qcow2_read_at(qcow2_of(bd), off, buf, len, err);
+}
+
+/* Frees what an L2 entry pointed to, once nothing points there any more. */
+static int release_old_mapping(struct qcow2 *s, uint64_t entry, struct error *err)
+{
+    if (entry & QCOW2_OFLAG_COMPRESSED) {
+        uint64_t c_off;
+        uint32_t c_len;
+        qcow2_compressed_range(s, entry, &c_off, &c_len);
+        return qcow2_update_refcount(s, c_off, c_len, -1, err);
+    }
+    uint64_t host = entry & QCOW2_L2E_OFFSET_MASK;
+    if (host) {
+        return qcow2_free_clusters(s, host, s->cluster_size, err);
+    }
+    return 0;
+}
+
+/* Content of [start, end) of the cluster: the old data with buf laid over
+ * [w_start, w_end). */
+static int merge_old_content(struct qcow2 *s, uint64_t cluster_off, uint32_t start, uint32_t end,
+                             uint32_t w_start, uint32_t w_end, const uint8_t *buf, uint64_t entry,
+                             uint64_t bitmap, uint8_t *out, struct error *err)
+{
+    int ret = 0;
+    if (w_start > start) {
+        ret = read_in_cluster(s, cluster_off + start, out, w_start - start, entry, bitmap, err);
+    }
+    if (ret == 0 && end > w_end) {
+        ret = read_in_cluster(s, cluster_off + w_end, out + (w_end - start), end - w_end, entry,
+                              bitmap, err);
+    }
+    memcpy(out + (w_start - start), buf, w_end - w_start);
+    return ret;
+}
+
+static int write_host(struct qcow2 *s, uint64_t host, const void *buf, size_t len,
+                      struct error *err)
+{
+    if (qcow2_overlaps_metadata(s, host, len)) {
+        return qcow2_signal_corruption(s, err, "data write to host offset 0x%" PRIx64
+                                       " would overwrite metadata", host);
+    }
+    int ret = hostfile_pwrite(s->file, host, buf, len);
+    if (ret < 0) {
+        return error_set_errno(err, ret, "Could not write guest data");
+    }
+    return 0;
+}
+
+/* A write inside one cluster, lock held. When the data can go in place to
+ * owned, allocated subclusters, returns 1 with *direct_host set and leaves
+ * the write to the caller (after unlocking). */
+static int write_in_cluster(struct qcow2 *s, uint64_t off, const uint8_t *buf, size_t len,
+                            uint64_t *direct_host, struct error *err)
+{
+    uint8_t *table;
+    uint32_t index;
+    int ret = qcow2_get_l2_slot(s, off, true, &table, &index, err);
+    if (ret < 0) {
+        return ret;
+    }
+    uint64_t entry, bitmap;
+    qcow2_l2_read_entry(s, table, index, &entry, &bitmap);
+    uint64_t cluster_off = qcow2_start_of_cluster(s, off);
+    uint32_t w_start = (uint32_t)(off - cluster_off);
+    uint32_t w_end = w_start + (uint32_t)len;
+    uint32_t first_sc = w_start >> s->subcluster_bits;
+    uint32_t last_sc = (w_end - 1) >> s->subcluster_bits;
+    uint64_t host = entry & QCOW2_L2E_OFFSET_MASK;
+    bool compressed = entry & QCOW2_OFLAG_COMPRESSED;
+    bool owned = !compressed && host && (entry & QCOW2_OFLAG_COPIED);
+
+    bool all_normal = true;
+    for (uint32_t sc = first_sc; sc <= last_sc; sc++) {
+        enum qcow2_sc_type t = qcow2_sc_type(s, entry, bitmap, sc);
+        if (t == QCOW2_SC_INVALID) {
+            return qcow2_signal_corruption(s, err, "invalid L2 entry 0x%" PRIx64 " for guest "
+                                           "offset 0x%" PRIx64, entry, off);
+        }
+        all_normal &= t == QCOW2_SC_NORMAL;
+    }
+    if (owned) {
+        ret = check_host_offset(s, entry, off, err);
+        if (ret < 0) {
+            return ret;
+        }
+        if (all_normal) {
+            if (qcow2_overlaps_metadata(s, host + w_start, len)) {
+                return qcow2_signal_corruption(s, err, "data write to host offset 0x%" PRIx64
+                                               " would overwrite metadata", host + w_start);
+            }
+            *direct_host = host + w_start;
+            return 1;
+        }
+    }
+
+    /* The range written: whole subclusters, or the whole cluster when old
+     * data must move to a new cluster. */
+    bool whole = !s->extended_l2 || compressed || (host && !owned);
+    uint32_t start = whole ? 0 : first_sc << s->subcluster_bits;
+    uint32_t end = whole ? s->cluster_size : (last_sc + 1) << s->subcluster_bits;
+    uint8_t *data = malloc(end - start);
+    ret = merge_old_content(s, cluster_off, start, end, w_start, w_end, buf, entry, bitmap, data,
+                            err);
+    uint64_t new_host = host;
+    if (ret == 0 && !owned) {
+        int64_t alloc = qcow2_alloc_clusters(s, 1, err);
+        ret = alloc < 0 ? (int)alloc : 0;
+        new_host = (uint64_t)alloc;
+    }
+    if (ret == 0) {
+        ret = write_host(s, new_host + start, data, end - start, err);
+    }
+    free(data);
+    if (ret < 0) {
+        if (!owned && new_host != host) {
+            qcow2_free_clusters(s, new_host, s->cluster_size, NULL);
+        }
+        return ret;
+    }
+    uint64_t new_bitmap = 0;
+    if (s->extended_l2) {
+        uint64_t range = compressed ? ALL_SUBCLUSTERS
+                                    : sc_range_mask(start >> s->subcluster_bits,
+                                                    (end - 1) >> s->subcluster_bits);
+        uint64_t old_alloc = compressed ? 0 : bitmap & ALL_SUBCLUSTERS;
+        uint64_t old_zero = compressed ? 0 : bitmap >> 32;
+        new_bitmap = (old_alloc | range) | ((old_zero & ~range) << 32);
+    }
+    ret = qcow2_l2_write_entry(s, table, index, new_host | QCOW2_OFLAG_COPIED, new_bitmap, err);
+    if (ret < 0 || owned) {
+        return ret;
+    }
+    return release_old_mapping(s, entry, err);
+}
+
+int qcow2_write_at(struct qcow2 *s, uint64_t off, const void *buf, size_t len, struct error *err)
+{
+    const uint8_t *p = buf;
+    pthread_mutex_lock(&s->lock);
+    int ret = qcow2_prepare_write(s, err);
+    pthread_mutex_unlock(&s->lock);
+    while (ret == 0 && len > 0) {
+        size_t n = s->cluster_size - qcow2_offset_in_cluster(s, off);
+        if (n > len) {
+            n = len;
+        }
+        uint64_t direct_host = 0;
+        pthread_mutex_lock(&s->lock);
+        ret = write_in_cluster(s, off, p, n, &direct_host, err);
+        pthread_mutex_unlock(&s->lock);
+        if (ret == 1) {
+            ret = hostfile_pwrite(s->file, direct_host, p, n);
+            if (ret < 0) {
+                error_set_errno(err, ret, "Could not write guest data at 0x%" PRIx64, off);
+            }
+        }
+        p += n;
+        off += n;
+        len -= n;
+    }
+    return ret;
+}
+
+int qcow2_pwrite(struct blockdev *bd, uint64_t off, const void *buf, size_t len,
+                 struct error *err)
+{
+    return qcow2_write_at(qcow2_of(bd), off, buf, len, err);
+}
+
+/* Zeroes whole subclusters [first_sc, last_sc] of one cluster via metadata
+ * (v3 only). Returns 1 when the cluster must be written with zero data instead. */
+static int zero_in_cluster(struct qcow2 *s, uint64_t off, uint32_t first_sc, uint32_t last_sc,
+                           bool may_unmap, struct error *err)
+{
+    uint8_t *table;
+    uint32_t index;
+    int ret = qcow2_get_l2_slot(s, off, true, &table, &index, err);
+    if (ret < 0) {
+        return ret;
+    }
+    uint64_t entry, bitmap;
+    qcow2_l2_read_entry(s, table, index, &entry, &bitmap);
+    uint64_t host = entry & QCOW2_L2E_OFFSET_MASK;
+    bool compressed = entry & QCOW2_OFLAG_COMPRESSED;
+    bool owned = !compressed && host && (entry & QCOW2_OFLAG_COPIED);
+    bool whole = first_sc == 0 && last_sc == s->subclusters - 1;
+    bool drop = compressed || (host && !owned) || (may_unmap && whole);
+    if (!whole && (compressed || (host && !owned))) {
+        return 1;
+    }
+    uint64_t new_entry, new_bitmap = 0;
+    if (!s->extended_l2) {
+        new_entry = drop || !host ? QCOW2_OFLAG_ZERO : entry | QCOW2_OFLAG_ZERO;
+    } else {
+        uint64_t range = sc_range_mask(first_sc, last_sc);
+        new_entry = drop ? 0 : entry;
+        uint64_t alloc = drop ? 0 : bitmap & ALL_SUBCLUSTERS & ~range;
+        uint64_t zero = ((drop ? 0 : bitmap >> 32) | range) & ALL_SUBCLUSTERS;
+        new_bitmap = alloc | (zero << 32);
+    }
+    ret = qcow2_l2_write_entry(s, table, index, new_entry, new_bitmap, err);
+    if (ret < 0 || !drop) {
+        return ret;
+    }
+    return release_old_mapping(s, entry, err);
+}
+
+static int write_zero_data(struct qcow2 *s, uint64_t off, uint64_t len, struct error *err)
+{
+    size_t chunk = s->cluster_size;
+    uint8_t *zeros = calloc(1, chunk);
+    int ret = 0;
+    while (ret == 0 && len > 0) {
+        size_t n = len < chunk ? (size_t)len : chunk;
+        ret = qcow2_write_at(s, off, zeros, n, err);
+        off += n;
+        len -= n;
+    }
+    free(zeros);
+    return ret;
+}
+
+int qcow2_pwrite_zeroes(struct blockdev *bd, uint64_t off, uint64_t len, unsigned flags,
+                        struct error *err)
+{
+    struct qcow2 *s = qcow2_of(bd);
+    if (s->version < 3) {
+        /* No zero flag in v2: write zeros (unallocated clusters already read zero
+         * when there is no backing file). */
+        return write_zero_data(s, off, len, err);
+    }
+    uint64_t end = off + len;
+    uint64_t head_end = (off + s->subcluster_size - 1) & ~((uint64_t)s->subcluster_size - 1);
+    uint64_t tail_start = end & ~((uint64_t)s->subcluster_size - 1);
+    if (end == bd->size) {
+        tail_start = end;  /* the partial last subcluster of the disk zeroes whole */
+    }
+    if (head_end >= tail_start) {
+        return write_zero_data(s, off, len, err);
+    }
+    int ret = 0;
+    if (head_end > off) {
+        ret = write_zero_data(s, off, head_end - off, err);
+    }
+    pthread_mutex_lock(&s->lock);
+    if (ret == 0) {
+        ret = qcow2_prepare_write(s, err);
+    }
+    uint64_t pos = head_end;
+    while (ret == 0 && pos < tail_start) {
+        uint64_t cluster_end = qcow2_start_of_cluster(s, pos) + s->cluster_size;
+        uint64_t stop = cluster_end < tail_start ? cluster_end : tail_start;
+        uint32_t first_sc = (uint32_t)(qcow2_offset_in_cluster(s, pos) >> s->subcluster_bits);
+        uint32_t last_sc = (uint32_t)((qcow2_offset_in_cluster(s, stop - 1)) >> s->subcluster_bits);
+        if (stop == end && end == bd->size) {
+            last_sc = s->subclusters - 1;
+        }
+        ret = zero_in_cluster(s, pos, first_sc, last_sc, flags & BDEV_ZERO_MAY_UNMAP, err);
+        if (ret == 1) {
+            pthread_mutex_unlock(&s->lock);
+            ret = write_zero_data(s, pos, stop - pos, err);
+            pthread_mutex_lock(&s->lock);
+        }
+        pos = stop;
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (ret == 0 && tail_start < end) {
+        ret = write_zero_data(s, tail_start, end - tail_start, err);
+    }
+    return ret;
+}
+
+/* What a discarded cluster becomes: unallocated, or (QEMU's rule for guest
+ * discards) reading as zeros when a backing file would otherwise show through
+ * or when it held data. */
+static void discarded_entry(struct qcow2 *s, uint64_t entry, uint64_t bitmap, bool make_zero,
+                            uint64_t *new_entry, uint64_t *new_bitmap)
+{
+    bool allocated = (entry & (QCOW2_L2E_OFFSET_MASK | QCOW2_OFLAG_COMPRESSED)) ||
+                     (bitmap & ALL_SUBCLUSTERS);
+    *new_entry = 0;
+    *new_bitmap = 0;
+    if (make_zero && s->version >= 3 && (s->bd.backing || allocated)) {
+        if (s->extended_l2) {
+            *new_bitmap = ALL_SUBCLUSTERS << 32;
+        } else {
+            *new_entry = QCOW2_OFLAG_ZERO;
+        }
+    }
+}
+
+int qcow2_discard_locked(struct qcow2 *s, uint64_t off, uint64_t len, bool make_zero,
+                         struct error *err)
+{
+    uint64_t end = off + len;
+    uint64_t pos = (off + s->cluster_size - 1) & ~s->cluster_mask;
+    uint64_t stop = end & ~s->cluster_mask;
+    if (end == s->bd.size) {
+        stop = end;     /* the partial last cluster of the disk */
+    }
+    for (; pos < stop; pos += s->cluster_size) {
+        uint64_t entry, bitmap, new_entry, new_bitmap;
+        int ret = qcow2_lookup(s, pos, &entry, &bitmap, err);
+        if (ret < 0) {
+            return ret;
+        }
+        discarded_entry(s, entry, bitmap, make_zero, &new_entry, &new_bitmap);
+        if (new_entry == entry && new_bitmap == bitmap) {
+            continue;
+        }
+        uint8_t *table;
+        uint32_t index;
+        /* With allocation: our own copy when the table is shared with a snapshot. */
+        ret = qcow2_get_l2_slot(s, pos, true, &table, &index, err);
+        if (ret == 0) {
+            ret = qcow2_l2_write_entry(s, table, index, new_entry, new_bitmap, err);
+        }
+        if (ret == 0) {
+            ret = release_old_mapping(s, entry, err);
+        }
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    return 0;
+}
+
+int qcow2_discard(struct blockdev *bd, uint64_t off, uint64_t len, struct error *err)
+{
+    struct qcow2 *s = qcow2_of(bd);
+    pthread_mutex_lock(&s->lock);
+    int ret = qcow2_prepare_write(s, err);
+    if (ret == 0) {
+        ret = qcow2_discard_locked(s, off, len, true, err);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return ret;
+}
+
+int qcow2_pwrite_compressed(struct blockdev *bd, uint64_t off, const void *buf, size_t len,
+                            struct error *err)
+{
+    struct qcow2 *s = qcow2_of(bd);
+    if (qcow2_offset_in_cluster(s, off) || (len != s->cluster_size && off + len != bd->size) ||
+        len > s->cluster_size) {
+        return error_set(err, -EINVAL, "Compressed writes must cover exactly one cluster "
+                         "(offset %" PRIu64 ", %zu bytes, cluster size %u)", off, len,
+                         s->cluster_size);
+    }
+    uint8_t *in = (uint8_t *)buf;
+    if (len < s->cluster_size) {
+        in = calloc(1, s->cluster_size);
+        memcpy(in, buf, len);
+    }
+    /* Compress without the lock: parallel writers compress in parallel. */
+    uint8_t *out = malloc(s->cluster_size);
+    int clen = qcow2_compress(s->compression_type, in, s->cluster_size, out, s->cluster_size - 1);
+    if (in != buf) {
+        free(in);
+    }
+    if (clen < 0) {
+        free(out);
+        /* Incompressible: store it as a normal cluster, as QEMU does. */
+        return qcow2_write_at(s, off, buf, len, err);
+    }
+    pthread_mutex_lock(&s->lock);
+    int ret = qcow2_prepare_write(s, err);
+    uint8_t *table = NULL;
+    uint32_t index = 0;
+    if (ret == 0) {
+        ret = qcow2_get_l2_slot(s, off, true, &table, &index, err);
+    }
+    int64_t c_off = -1;
+    if (ret == 0) {
+        c_off = qcow2_alloc_bytes(s, (uint32_t)clen, err);
+        ret = c_off < 0 ? (int)c_off : 0;
+    }
+    if (ret == 0) {
+        ret = write_host(s, (uint64_t)c_off, out, (size_t)clen, err);
+    }
+    if (ret == 0) {
+        uint64_t entry, bitmap;
+        qcow2_l2_read_entry(s, table, index, &entry, &bitmap);
+        uint64_t sectors = (((uint64_t)c_off + (uint64_t)clen - 1) >> 9) - ((uint64_t)c_off >> 9);
+        uint64_t new_entry = QCOW2_OFLAG_COMPRESSED | (uint64_t)c_off | (sectors << s->csize_shift);
+        ret = qcow2_l2_write_entry(s, table, index, new_entry, 0, err);
+        if (ret == 0) {
+            ret = release_old_mapping(s, entry, err);
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    free(out);
+    return ret;
+}

@@ -1,0 +1,470 @@
+/* Reference counts and the cluster allocator.
+ *
+ * The refcount table points to refcount blocks; a block counts the references
+ * to refblock_size consecutive clusters. A missing block means refcount 0.
+ * New blocks are placed at the first cluster of the range they describe, so a
+ * block always describes itself; a refcount table that must grow moves to a
+ * fresh area past everything else, together with the blocks describing it. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "block/qcow2_int.h"
+#include "util/bswap.h"
+
+uint64_t qcow2_refcount_entry_get(const struct qcow2 *s, const uint8_t *block, uint64_t index)
+{
+    switch (s->refcount_order) {
+    case 3: return block[index];
+    case 4: return ld_be16(block + index * 2);
+    case 5: return ld_be32(block + index * 4);
+    case 6: return ld_be64(block + index * 8);
+    default: {
+        /* 1, 2 or 4 bits: packed from the least significant bit of each byte */
+        uint32_t bits = s->refcount_bits;
+        uint32_t per_byte = 8 / bits;
+        uint32_t shift = (uint32_t)(index % per_byte) * bits;
+        return (block[index / per_byte] >> shift) & ((1u << bits) - 1);
+    }
+    }
+}
+
+void qcow2_refcount_entry_set(const struct qcow2 *s, uint8_t *block, uint64_t index, uint64_t value)
+{
+    switch (s->refcount_order) {
+    case 3: block[index] = (uint8_t)value; break;
+    case 4: st_be16(block + index * 2, (uint16_t)value); break;
+    case 5: st_be32(block + index * 4, (uint32_t)value); break;
+    case 6: st_be64(block + index * 8, value); break;
+    default: {
+        uint32_t bits = s->refcount_bits;
+        uint32_t per_byte = 8 / bits;
+        uint32_t shift = (uint32_t)(index % per_byte) * bits;
+        uint8_t mask = (uint8_t)(((1u << bits) - 1) << shift);
+        block[index / per_byte] = (uint8_t)((block[index / per_byte] & ~mask) | (value << shift));
+        break;
+    }
+    }
+}
+
+/* Byte range of a refcount block that holds entries [first, last]. */
+static void entry_byte_range(const struct qcow2 *s, uint64_t first, uint64_t last,
+                             uint32_t *start, uint32_t *len)
+{
+    uint64_t first_bit = first * s->refcount_bits;
+    uint64_t end_bit = (last + 1) * s->refcount_bits;
+    *start = (uint32_t)(first_bit / 8);
+    *len = (uint32_t)((end_bit + 7) / 8 - *start);
+}
+
+int qcow2_refcount_init(struct qcow2 *s, struct error *err)
+{
+    uint64_t bytes = (uint64_t)s->refcount_table_clusters << s->cluster_bits;
+    s->refcount_table_size = (uint32_t)(bytes / 8);
+    s->refcount_table = malloc(bytes);
+    if (!s->refcount_table) {
+        return error_set(err, -ENOMEM, "Could not allocate the refcount table");
+    }
+    int ret = hostfile_pread(s->file, s->refcount_table_offset, s->refcount_table, bytes);
+    if (ret < 0) {
+        return error_set_errno(err, ret, "Could not read the refcount table");
+    }
+    for (uint32_t i = 0; i < s->refcount_table_size; i++) {
+        s->refcount_table[i] = be64_to_cpu(s->refcount_table[i]);
+    }
+    return 0;
+}
+
+/* The refcount block for refcount table index i, or NULL when there is none. */
+static int get_block(struct qcow2 *s, uint64_t rt_index, uint8_t **block, struct error *err)
+{
+    *block = NULL;
+    if (rt_index >= s->refcount_table_size) {
+        return 0;
+    }
+    uint64_t off = s->refcount_table[rt_index] & QCOW2_REFT_OFFSET_MASK;
+    if (off == 0) {
+        return 0;
+    }
+    if (off & s->cluster_mask) {
+        return qcow2_signal_corruption(s, err, "refcount block offset 0x%" PRIx64
+                                       " (table index %" PRIu64 ") is not cluster aligned",
+                                       off, rt_index);
+    }
+    if (off == 0 || off < s->cluster_size) {
+        return qcow2_signal_corruption(s, err, "refcount block %" PRIu64 " overlaps the header",
+                                       rt_index);
+    }
+    return qcow2_cache_get(s, &s->refblock_cache, off, false, block, err);
+}
+
+int qcow2_get_refcount(struct qcow2 *s, uint64_t cluster_index, uint64_t *refcount,
+                       struct error *err)
+{
+    uint8_t *block;
+    int ret = get_block(s, cluster_index >> s->refblock_bits, &block, err);
+    if (ret < 0) {
+        return ret;
+    }
+    *refcount = block ? qcow2_refcount_entry_get(s, block, cluster_index & (s->refblock_size - 1))
+                      : 0;
+    return 0;
+}
+
+static int write_table_entry(struct qcow2 *s, uint64_t rt_index, struct error *err)
+{
+    uint8_t b[8];
+    st_be64(b, s->refcount_table[rt_index]);
+    int ret = hostfile_pwrite(s->file, s->refcount_table_offset + rt_index * 8, b, 8);
+    if (ret < 0) {
+        return error_set_errno(err, ret, "Could not update the refcount table");
+    }
+    return 0;
+}
+
+/* Moves the refcount table to a fresh area past everything, big enough for
+ * min_entries, with the refcount blocks that describe the area itself. */
+static int grow_refcount_table(struct qcow2 *s, uint64_t min_entries, struct error *err)
+{
+    uint64_t per_block = s->refblock_size;
+    int64_t file_size = hostfile_size(s->file);
+    if (file_size < 0) {
+        return error_set_errno(err, (int)file_size, "Could not get the image file size");
+    }
+    uint64_t area = (uint64_t)s->refcount_table_size * per_block;
+    uint64_t file_clusters = ((uint64_t)file_size + s->cluster_size - 1) >> s->cluster_bits;
+    file_clusters = (file_clusters + per_block - 1) / per_block * per_block;
+    if (file_clusters > area) {
+        area = file_clusters;
+    }
+    /* Size the table and its blocks together until they agree. */
+    uint64_t blocks = 1, entries = 0, table_clusters = 0;
+    for (int iter = 0; iter < 64; iter++) {
+        entries = area / per_block + blocks;
+        if (entries < min_entries) {
+            entries = min_entries;
+        }
+        entries += entries / 2;     /* room to grow before the next move */
+        table_clusters = (entries * 8 + s->cluster_size - 1) >> s->cluster_bits;
+        uint64_t need = (table_clusters + blocks + per_block - 1) / per_block;
+        if (need <= blocks) {
+            break;
+        }
+        blocks = need;
+    }
+    entries = (table_clusters << s->cluster_bits) / 8;
+    if ((table_clusters << s->cluster_bits) > QCOW2_MAX_REFTABLE_BYTES ||
+        ((area + blocks + table_clusters) << s->cluster_bits) > QCOW2_MAX_HOST_OFFSET) {
+        return error_set(err, -EFBIG, "The image is too large: the refcount table cannot grow");
+    }
+
+    /* The blocks: every cluster of the new area (blocks + table) counts once. */
+    uint64_t used = blocks + table_clusters;
+    uint8_t *buf = calloc(1, s->cluster_size);
+    int ret = 0;
+    for (uint64_t b = 0; b < blocks && ret == 0; b++) {
+        memset(buf, 0, s->cluster_size);
+        for (uint64_t i = 0; i < per_block && b * per_block + i < used; i++) {
+            qcow2_refcount_entry_set(s, buf, i, 1);
+        }
+        ret = hostfile_pwrite(s->file, (area + b) << s->cluster_bits, buf, s->cluster_size);
+    }
+    free(buf);
+    uint64_t *table = calloc(table_clusters << s->cluster_bits, 1);
+    uint64_t *disk_table = calloc(table_clusters << s->cluster_bits, 1);
+    memcpy(table, s->refcount_table, (size_t)s->refcount_table_size * 8);
+    for (uint64_t b = 0; b < blocks; b++) {
+        table[area / per_block + b] = (area + b) << s->cluster_bits;
+    }
+    for (uint64_t i = 0; i < entries; i++) {
+        disk_table[i] = cpu_to_be64(table[i]);
+    }
+    uint64_t table_off = (area + blocks) << s->cluster_bits;
+    if (ret == 0) {
+        ret = hostfile_pwrite(s->file, table_off, disk_table, table_clusters << s->cluster_bits);
+    }
+    free(disk_table);
+    if (ret == 0) {
+        ret = hostfile_flush(s->file);  /* the new table is complete before the header names it */
+    }
+    if (ret < 0) {
+        free(table);
+        return error_set_errno(err, ret, "Could not write the new refcount table");
+    }
+    uint64_t old_off = s->refcount_table_offset;
+    uint64_t old_clusters = s->refcount_table_clusters;
+    s->refcount_table_offset = table_off;
+    s->refcount_table_clusters = (uint32_t)table_clusters;
+    ret = qcow2_header_write_refcount_table(s, err);
+    if (ret < 0) {
+        s->refcount_table_offset = old_off;
+        s->refcount_table_clusters = (uint32_t)old_clusters;
+        free(table);
+        return ret;
+    }
+    free(s->refcount_table);
+    s->refcount_table = table;
+    s->refcount_table_size = (uint32_t)entries;
+    return qcow2_update_refcount(s, old_off, old_clusters << s->cluster_bits, -1, err);
+}
+
+/* Makes sure the refcount block for cluster_index exists. *created tells
+ * whether metadata was allocated (which may have taken clusters). */
+static int ensure_block(struct qcow2 *s, uint64_t cluster_index, bool *created, struct error *err)
+{
+    uint64_t rt_index = cluster_index >> s->refblock_bits;
+    if (rt_index >= s->refcount_table_size) {
+        int ret = grow_refcount_table(s, rt_index + 1, err);
+        if (ret < 0) {
+            return ret;
+        }
+        *created = true;
+    }
+    if (s->refcount_table[rt_index] & QCOW2_REFT_OFFSET_MASK) {
+        return 0;
+    }
+    /* The block goes to the first cluster of its own range and counts itself. */
+    uint64_t block_off = (rt_index << s->refblock_bits) << s->cluster_bits;
+    if (block_off > QCOW2_MAX_HOST_OFFSET) {
+        return error_set(err, -EFBIG, "Image file would exceed the maximum qcow2 size");
+    }
+    uint8_t *block;
+    int ret = qcow2_cache_get(s, &s->refblock_cache, block_off, true, &block, err);
+    if (ret < 0) {
+        return ret;
+    }
+    qcow2_refcount_entry_set(s, block, 0, 1);
+    ret = qcow2_cache_update(s, &s->refblock_cache, block, 0, s->cluster_size, false, err);
+    if (ret < 0) {
+        qcow2_cache_discard(&s->refblock_cache, block_off);
+        return ret;
+    }
+    s->refcount_table[rt_index] = block_off;
+    ret = write_table_entry(s, rt_index, err);
+    if (ret < 0) {
+        s->refcount_table[rt_index] = 0;
+        return ret;
+    }
+    *created = true;
+    return 0;
+}
+
+static void forget_freed_cluster(struct qcow2 *s, uint64_t cluster_index)
+{
+    uint64_t off = cluster_index << s->cluster_bits;
+    qcow2_cache_discard(&s->l2_cache, off);
+    qcow2_cache_discard(&s->refblock_cache, off);
+    qcow2_zcache_forget_range(s, off, s->cluster_size);
+    if (cluster_index < s->free_cluster_index) {
+        s->free_cluster_index = cluster_index;
+    }
+    if (s->free_byte_offset && qcow2_start_of_cluster(s, s->free_byte_offset) == off) {
+        s->free_byte_offset = 0;
+    }
+}
+
+/* Updates the entries of one refcount block for clusters [first, first+n). */
+static int update_block(struct qcow2 *s, uint64_t first, uint64_t n, int64_t addend,
+                        struct error *err)
+{
+    bool created = false;
+    if (addend > 0) {
+        int ret = ensure_block(s, first, &created, err);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    uint8_t *block;
+    int ret = get_block(s, first >> s->refblock_bits, &block, err);
+    if (ret < 0) {
+        return ret;
+    }
+    if (!block) {
+        return qcow2_signal_corruption(s, err, "freeing cluster 0x%" PRIx64
+                                       " which has no refcount block", first << s->cluster_bits);
+    }
+    uint64_t base = first & (s->refblock_size - 1);
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t old = qcow2_refcount_entry_get(s, block, base + i);
+        if ((addend < 0 && old < (uint64_t)-addend) ||
+            (addend > 0 && s->refcount_max - old < (uint64_t)addend)) {
+            if (addend > 0) {
+                return error_set(err, -ERANGE, "Refcount of cluster 0x%" PRIx64 " would exceed "
+                                 "%u bits", (first + i) << s->cluster_bits, s->refcount_bits);
+            }
+            return qcow2_signal_corruption(s, err, "refcount of cluster 0x%" PRIx64
+                                           " would drop below zero", (first + i) << s->cluster_bits);
+        }
+        qcow2_refcount_entry_set(s, block, base + i, old + (uint64_t)addend);
+    }
+    uint32_t start, len;
+    entry_byte_range(s, base, base + n - 1, &start, &len);
+    ret = qcow2_cache_update(s, &s->refblock_cache, block, start, len, s->lazy_refcounts, err);
+    if (ret < 0 || addend > 0) {
+        return ret;
+    }
+    for (uint64_t i = 0; i < n; i++) {
+        if (qcow2_refcount_entry_get(s, block, base + i) == 0) {
+            forget_freed_cluster(s, first + i);
+        }
+    }
+    return 0;
+}
+
+int qcow2_update_refcount(struct qcow2 *s, uint64_t offset, uint64_t len, int64_t addend,
+                          struct error *err)
+{
+    if (len == 0 || addend == 0) {
+        return 0;
+    }
+    uint64_t first = offset >> s->cluster_bits;
+    uint64_t last = (offset + len - 1) >> s->cluster_bits;
+    while (first <= last) {
+        uint64_t block_end = ((first >> s->refblock_bits) + 1) << s->refblock_bits;
+        uint64_t n = (last + 1 < block_end ? last + 1 : block_end) - first;
+        int ret = update_block(s, first, n, addend, err);
+        if (ret < 0) {
+            return ret;
+        }
+        first += n;
+    }
+    return 0;
+}
+
+int qcow2_free_clusters(struct qcow2 *s, uint64_t offset, uint64_t len, struct error *err)
+{
+    int ret = qcow2_update_refcount(s, offset, len, -1, err);
+    if (ret < 0) {
+        return ret;
+    }
+    /* Give freed space back to the host (like QEMU's pass-discard). */
+    uint64_t first = offset >> s->cluster_bits;
+    uint64_t last = (offset + len - 1) >> s->cluster_bits;
+    for (uint64_t ci = first; ci <= last; ci++) {
+        uint64_t rc;
+        if (qcow2_get_refcount(s, ci, &rc, NULL) == 0 && rc == 0) {
+            hostfile_zero_range(s->file, ci << s->cluster_bits, s->cluster_size, true);
+        }
+    }
+    return 0;
+}
+
+/* First run of n free clusters at or after the hint. */
+static int find_free_run(struct qcow2 *s, uint64_t n, uint64_t *found, struct error *err)
+{
+    uint64_t start = s->free_cluster_index ? s->free_cluster_index : 1;
+    uint64_t run = 0;
+    for (uint64_t ci = start; ; ci++) {
+        if ((ci + 1) << s->cluster_bits > QCOW2_MAX_HOST_OFFSET) {
+            return error_set(err, -EFBIG, "No space left in the image file (maximum size reached)");
+        }
+        uint64_t rc;
+        int ret = qcow2_get_refcount(s, ci, &rc, err);
+        if (ret < 0) {
+            return ret;
+        }
+        run = rc == 0 ? run + 1 : 0;
+        if (run == n) {
+            *found = ci + 1 - n;
+            return 0;
+        }
+    }
+}
+
+int64_t qcow2_alloc_clusters(struct qcow2 *s, uint64_t n, struct error *err)
+{
+    for (;;) {
+        uint64_t first = 0;
+        int ret = find_free_run(s, n, &first, err);
+        if (ret < 0) {
+            return ret;
+        }
+        /* Creating refcount blocks may take clusters of the run: search again. */
+        bool created = false;
+        for (uint64_t ci = first; ci < first + n; ci++) {
+            ret = ensure_block(s, ci, &created, err);
+            if (ret < 0) {
+                return ret;
+            }
+        }
+        if (created) {
+            continue;
+        }
+        ret = qcow2_update_refcount(s, first << s->cluster_bits, n << s->cluster_bits, 1, err);
+        if (ret < 0) {
+            return ret;
+        }
+        if (first == s->free_cluster_index || s->free_cluster_index == 0) {
+            s->free_cluster_index = first + n;
+        }
+        return (int64_t)(first << s->cluster_bits);
+    }
+}
+
+/* Whether the cluster at host offset off can take one more reference. */
+static bool can_share(struct qcow2 *s, uint64_t off)
+{
+    uint64_t rc;
+    return qcow2_get_refcount(s, off >> s->cluster_bits, &rc, NULL) == 0 && rc > 0 &&
+           rc < s->refcount_max;
+}
+
+int64_t qcow2_alloc_bytes(struct qcow2 *s, uint32_t len, struct error *err)
+{
+    uint64_t fbo = s->free_byte_offset;
+    if (fbo && !can_share(s, fbo)) {
+        fbo = 0;    /* narrow refcounts (e.g. 1 bit) cannot count another user */
+    }
+    if (fbo && qcow2_offset_in_cluster(s, fbo) + len <= s->cluster_size) {
+        /* Fits in the current cluster: one more reference to it. */
+        int ret = qcow2_update_refcount(s, fbo, 1, 1, err);
+        if (ret < 0) {
+            return ret;
+        }
+        s->free_byte_offset = (fbo + len) & s->cluster_mask ? fbo + len : 0;
+        return (int64_t)fbo;
+    }
+    int64_t cluster = qcow2_alloc_clusters(s, 1, err);
+    if (cluster < 0) {
+        return cluster;
+    }
+    uint64_t start = (uint64_t)cluster;
+    if (fbo && qcow2_start_of_cluster(s, fbo) + s->cluster_size == (uint64_t)cluster) {
+        /* The new cluster continues the current one: span both. */
+        int ret = qcow2_update_refcount(s, fbo, 1, 1, err);
+        if (ret < 0) {
+            return ret;
+        }
+        start = fbo;
+    }
+    uint64_t end = start + len;
+    s->free_byte_offset = end & s->cluster_mask ? end : 0;
+    return (int64_t)start;
+}
+
+int qcow2_refcount_flush(struct qcow2 *s, struct error *err)
+{
+    return qcow2_cache_flush(s, &s->refblock_cache, err);
+}
+
+int64_t qcow2_refcount_end(struct qcow2 *s, struct error *err)
+{
+    for (int64_t rt = (int64_t)s->refcount_table_size - 1; rt >= 0; rt--) {
+        uint8_t *block;
+        int ret = get_block(s, (uint64_t)rt, &block, err);
+        if (ret < 0) {
+            return ret;
+        }
+        if (!block) {
+            continue;
+        }
+        for (int64_t i = (int64_t)s->refblock_size - 1; i >= 0; i--) {
+            if (qcow2_refcount_entry_get(s, block, (uint64_t)i)) {
+                uint64_t ci = ((uint64_t)rt << s->refblock_bits) + (uint64_t)i;
+                return (int64_t)((ci + 1) << s->cluster_bits);
+            }
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,190 @@
+/* cowimg amend: change qcow2 options of an existing image in place. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "block/qcow2.h"
+#include "cowimg.h"
+
+static const char *const create_only[] = {
+    "cluster_size", "compression_type", "extended_l2", "preallocation", NULL,
+};
+
+static int print_amend_help(const char *fmt)
+{
+    if (strcmp(fmt, "qcow2") != 0) {
+        report(format_known(fmt) ? "Format driver '%s' does not support option amendment"
+                                 : "Unknown file format '%s'", fmt);
+        return EXIT_ERR;
+    }
+    printf("Amend options for 'qcow2':\n"
+           "  backing_file=<str>     - File name of a base image\n"
+           "  backing_fmt=<str>      - Image format of the base image\n"
+           "  compat=<str>           - Compatibility level (v2 [0.10] or v3 [1.1])\n"
+           "  lazy_refcounts=<bool (on/off)> - Postpone refcount updates\n"
+           "  refcount_bits=<num>    - Width of a reference count entry in bits\n"
+           "  size=<size>            - Virtual disk size\n");
+    return EXIT_OK;
+}
+
+/* Parses -o into amend options; reports like qemu-img on failure. */
+static int parse_amend(struct options *o, struct qcow2_amend_opts *a, uint64_t *size,
+                       bool *size_given)
+{
+    struct error err = {0};
+    a->version = 0;
+    a->lazy_refcounts = -1;
+    a->refcount_bits = 0;
+    for (int i = 0; i < o->count; i++) {
+        for (int j = 0; create_only[j]; j++) {
+            if (!strcmp(o->items[i].key, create_only[j])) {
+                report("Invalid parameter '%s'\nThis option is only supported for image "
+                       "creation", create_only[j]);
+                return -1;
+            }
+        }
+    }
+    const char *compat = options_get(o, "compat");
+    if (compat) {
+        if (!strcmp(compat, "0.10") || !strcmp(compat, "v2")) {
+            a->version = 2;
+        } else if (!strcmp(compat, "1.1") || !strcmp(compat, "v3")) {
+            a->version = 3;
+        } else {
+            report("Unknown compatibility level %s", compat);
+            return -1;
+        }
+    }
+    bool lazy;
+    if (options_get(o, "lazy_refcounts")) {
+        if (options_get_bool(o, "lazy_refcounts", &lazy, &err) < 0) {
+            report("%s", err.msg);
+            return -1;
+        }
+        a->lazy_refcounts = lazy;
+    }
+    const char *rb = options_get(o, "refcount_bits");
+    if (rb) {
+        char *end;
+        unsigned long v = strtoul(rb, &end, 0);
+        if (*end || v == 0 || v > 64 || (v & (v - 1))) {
+            report("Refcount width must be a power of two and may not exceed 64 bits");
+            return -1;
+        }
+        a->refcount_bits = (int)v;
+    }
+    *size_given = options_get(o, "size") != NULL;
+    if (*size_given && options_get_size(o, "size", size, &err) < 0) {
+        report("%s", err.msg);
+        return -1;
+    }
+    options_get(o, "backing_file");
+    options_get(o, "backing_fmt");
+    if (options_check_unused(o, NULL, &err) < 0) {
+        report("%s", err.msg);
+        return -1;
+    }
+    return 0;
+}
+
+static int amend_image(struct blockdev *bd, struct options *o, struct error *err)
+{
+    struct qcow2_amend_opts a;
+    uint64_t size = 0;
+    bool size_given;
+    if (parse_amend(o, &a, &size, &size_given) < 0) {
+        return -EINVAL;
+    }
+    int ret = 0;
+    if (a.version || a.lazy_refcounts >= 0 || a.refcount_bits) {
+        ret = qcow2_amend(bd, &a, err);
+    }
+    const char *backing = options_get(o, "backing_file");
+    if (ret == 0 && backing) {
+        ret = qcow2_change_backing_file(bd, *backing ? backing : NULL,
+                                        options_get(o, "backing_fmt"), err);
+    }
+    if (ret == 0 && size_given && size != blockdev_size(bd)) {
+        ret = blockdev_truncate(bd, size, true, PREALLOC_OFF, err);
+    }
+    if (ret < 0 && err->msg[0]) {
+        report("%s", err->msg);
+    }
+    return ret;
+}
+
+int cmd_amend(int argc, char **argv)
+{
+    static const struct option long_opts[] = {
+        { "help", no_argument, NULL, 'h' },
+        { "force", no_argument, NULL, OPT_FORCE },
+        { "object", required_argument, NULL, OPT_OBJECT },
+        { "image-opts", no_argument, NULL, OPT_IMAGE_OPTS },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *fmt = NULL, *cache = "writeback";
+    struct options o = {0};
+    struct error err = {0};
+    bool quiet = false, show_progress = false, has_opts = false;
+    int c, ret = EXIT_ERR;
+    while ((c = getopt_long(argc, argv, ":ho:f:t:pq", long_opts, NULL)) != -1) {
+        switch (c) {
+        case 'o':
+            if (options_parse(&o, optarg, NULL, &err) < 0) {
+                report("Invalid option list: %s", optarg);
+                goto out;
+            }
+            has_opts = true;
+            break;
+        case 'f': fmt = optarg; break;
+        case 't': cache = optarg; break;
+        case 'p': show_progress = true; break;
+        case 'q': quiet = true; break;
+        case OPT_FORCE: break;
+        case 'h': print_help();
+        case OPT_OBJECT:
+        case OPT_IMAGE_OPTS:
+            report("%s is not supported", argv[optind - 1]);
+            goto out;
+        default: bad_option(c, argv);
+        }
+    }
+    (void)quiet;
+    (void)show_progress;    /* amend runs in one step: nothing to show */
+    if (!has_opts) {
+        usage_error("Must specify options (-o)");
+    }
+    bool help = false;
+    for (int i = 0; i < o.count; i++) {
+        help |= !strcmp(o.items[i].key, "help") || !strcmp(o.items[i].key, "?");
+    }
+    if (help && fmt) {
+        ret = print_amend_help(fmt);
+        goto out;
+    }
+    if (optind != argc - 1) {
+        report("Expecting one image file name");
+        goto out;
+    }
+    bool no_cache;
+    if (parse_cache_mode(cache, &no_cache) < 0) {
+        report("Invalid cache option: %s", cache);
+        goto out;
+    }
+    struct blockdev *bd = image_open(argv[optind], fmt, no_cache ? BDEV_NO_CACHE : 0);
+    if (!bd) {
+        goto out;
+    }
+    if (help) {
+        ret = print_amend_help(blockdev_format(bd));
+    } else if (!blockdev_is_qcow2(bd)) {
+        report("Format driver '%s' does not support option amendment", blockdev_format(bd));
+    } else if (amend_image(bd, &o, &err) == 0) {
+        ret = EXIT_OK;
+    }
+    blockdev_close(bd);
+out:
+    options_free(&o);
+    return ret;
+}

@@ -1,0 +1,156 @@
+/* What every cowimg subcommand shares: qemu-img's error style, size and
+ * output-format parsing, opening images. */
+#include "cowimg.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/size.h"
+
+const char *progname = "cowimg";
+
+static void vreport(const char *fmt, va_list ap)
+{
+    fprintf(stderr, "%s: ", progname);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
+void report(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vreport(fmt, ap);
+    va_end(ap);
+}
+
+_Noreturn void usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vreport(fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "Try '%s --help' for more information\n", progname);
+    exit(EXIT_ERR);
+}
+
+_Noreturn void bad_option(int c, char **argv)
+{
+    extern int optind;
+    if (c == ':') {
+        usage_error("missing argument for option '%s'", argv[optind - 1]);
+    }
+    usage_error("unrecognized option '%s'", argv[optind - 1]);
+}
+
+void qprintf(bool quiet, const char *fmt, ...)
+{
+    if (quiet) {
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+}
+
+int parse_size_arg(const char *what, const char *value, int64_t min, int64_t max, int64_t *out)
+{
+    uint64_t v;
+    int ret = size_parse(value, &v);
+    if (ret < 0 && ret != -ERANGE) {
+        report("Invalid %s specified. You may use k, M, G, T, P or E suffixes for", what);
+        report("kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.");
+        return -1;
+    }
+    if (ret == -ERANGE || v > (uint64_t)max || (int64_t)v < min) {
+        report("Invalid %s specified. Must be between %lld and %lld.", what,
+               (long long)min, (long long)max);
+        return -1;
+    }
+    *out = (int64_t)v;
+    return 0;
+}
+
+int parse_output_format(const char *s, enum output_format *out)
+{
+    if (!s || strcmp(s, "human") == 0) {
+        *out = OUTPUT_HUMAN;
+    } else if (strcmp(s, "json") == 0) {
+        *out = OUTPUT_JSON;
+    } else {
+        report("--output must be used with human or json as argument.");
+        return -1;
+    }
+    return 0;
+}
+
+int parse_cache_mode(const char *mode, bool *no_cache)
+{
+    static const char *const direct[] = { "none", "directsync" };
+    static const char *const cached[] = { "writeback", "writethrough", "unsafe" };
+    for (int i = 0; i < 2; i++) {
+        if (strcmp(mode, direct[i]) == 0) {
+            *no_cache = true;
+            return 0;
+        }
+    }
+    for (int i = 0; i < 3; i++) {
+        if (strcmp(mode, cached[i]) == 0) {
+            *no_cache = false;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+bool format_known(const char *fmt)
+{
+    return blockdev_find_driver(fmt) != NULL;
+}
+
+struct blockdev *image_open(const char *filename, const char *fmt, unsigned flags)
+{
+    struct error err = {0};
+    struct blockdev_open_opts opts = { .format = fmt, .flags = flags };
+    struct blockdev *bd;
+    if (blockdev_open(&bd, filename, &opts, &err) < 0) {
+        report("Could not open '%s': %s", filename, err.msg);
+        return NULL;
+    }
+    if (!fmt && !(flags & BDEV_READ_ONLY) && strcmp(blockdev_format(bd), "raw") == 0) {
+        fprintf(stderr, "WARNING: Image format was not specified for '%s' and probing guessed raw.\n"
+                "         Automatically detecting the format is dangerous for raw images, "
+                "write operations on block 0 will be restricted.\n"
+                "         Specify the 'raw' format explicitly to remove the restrictions.\n",
+                filename);
+    }
+    return bd;
+}
+
+bool buffer_is_zero(const void *buf, size_t len)
+{
+    const unsigned char *p = buf;
+    /* Word-at-a-time over the aligned middle is plenty fast for a tool. */
+    while (len && ((uintptr_t)p & 7)) {
+        if (*p++) {
+            return false;
+        }
+        len--;
+    }
+    const uint64_t *w = (const uint64_t *)(const void *)p;
+    for (; len >= 32; len -= 32, w += 4) {
+        if (w[0] | w[1] | w[2] | w[3]) {
+            return false;
+        }
+    }
+    p = (const unsigned char *)w;
+    while (len--) {
+        if (*p++) {
+            return false;
+        }
+    }
+    return true;
+}

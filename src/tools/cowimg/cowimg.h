@@ -1,0 +1,95 @@
+/* cowimg: a qemu-img compatible image tool. Each subcommand lives in its own
+ * file; this header holds what they share (argument parsing helpers and the
+ * error reporting style of qemu-img). */
+#ifndef TOOLS_COWIMG_H
+#define TOOLS_COWIMG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "block/blockdev.h"
+#include "util/error.h"
+#include "util/options.h"
+
+/* Exit codes every subcommand shares. */
+enum { EXIT_OK = 0, EXIT_ERR = 1 };
+
+/* Long-only option ids, above any short option character. */
+enum {
+    OPT_OUTPUT = 256, OPT_BACKING_CHAIN, OPT_OBJECT, OPT_IMAGE_OPTS, OPT_SHRINK,
+    OPT_PREALLOCATION, OPT_PATTERN, OPT_FLUSH_INTERVAL, OPT_NO_DRAIN, OPT_START_OFFSET,
+    OPT_MAX_LENGTH, OPT_SIZE, OPT_TARGET_IS_ZERO, OPT_SALVAGE, OPT_FORCE, OPT_BITMAPS,
+    OPT_TARGET_IMAGE_OPTS,
+};
+
+enum output_format { OUTPUT_HUMAN, OUTPUT_JSON };
+
+extern const char *progname;
+
+/* "cowimg: message" on stderr, as qemu's error_report. */
+void report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* report() plus the "Try ... --help" hint, then exit 1 (command line errors). */
+_Noreturn void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* getopt's ':' and '?' results, reported the way qemu-img does. */
+_Noreturn void bad_option(int c, char **argv);
+/* The full --help text; exits 0. */
+_Noreturn void print_help(void);
+/* printf unless quiet. */
+void qprintf(bool quiet, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Parses a size argument; reports "Invalid <what> specified..." on failure. */
+int parse_size_arg(const char *what, const char *value, int64_t min, int64_t max, int64_t *out);
+/* --output=human|json; reports and returns -1 on anything else. */
+int parse_output_format(const char *s, enum output_format *out);
+/* Parses -t/-T cache modes; sets *no_cache for "none" and "directsync". */
+int parse_cache_mode(const char *mode, bool *no_cache);
+
+/* Opens an image like qemu-img's img_open, reporting "Could not open..." */
+struct blockdev *image_open(const char *filename, const char *fmt, unsigned flags);
+/* Same for a file that must exist but whose format is checked by the caller. */
+bool format_known(const char *fmt);
+
+/* Whether a buffer is all zeros. */
+bool buffer_is_zero(const void *buf, size_t len);
+
+/* Image creation shared by create and convert. size 0 with a backing file
+ * means: take the backing file's size. Prints the "Formatting ..." line
+ * unless quiet. Returns 0 or -1 after reporting. */
+struct create_request {
+    const char *filename;
+    const char *format;
+    uint64_t size;
+    bool size_given;
+    const char *backing_file;
+    const char *backing_format;
+    struct options *opts;       /* -o options; may be NULL */
+    bool unsafe;                /* -u: do not open the backing file */
+    bool quiet;
+    const char *error_context;  /* prefix of error messages; NULL: the filename */
+    char detected_format[16];   /* filled for the missing backing format hint */
+};
+int image_create(struct create_request *req);
+/* -o help for a format. */
+int print_create_options_help(const char *format);
+
+int cmd_create(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_map(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
+int cmd_resize(int argc, char **argv);
+int cmd_measure(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_dd(int argc, char **argv);
+int cmd_commit(int argc, char **argv);
+int cmd_rebase(int argc, char **argv);
+int cmd_check(int argc, char **argv);
+int cmd_snapshot(int argc, char **argv);
+int cmd_amend(int argc, char **argv);
+
+struct qcow2_snapshot_info;
+/* "Snapshot list:" and the table, as qemu-img snapshot -l and info print it. */
+void print_snapshot_table(const struct qcow2_snapshot_info *list, int count);
+
+#endif

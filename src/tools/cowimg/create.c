@@ -1,0 +1,436 @@
+/* cowimg create, and the image creation convert shares with it. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "block/hostfile.h"
+#include "block/qcow2.h"
+#include "cowimg.h"
+#include "util/size.h"
+
+/* The options each format accepts, in the order -o help lists them. */
+struct create_option {
+    const char *name, *type, *help;
+};
+
+static const struct create_option raw_create_options[] = {
+    { "preallocation", "<str>", "Preallocation mode (allowed values: off, falloc, full)" },
+    { "size", "<size>", "Virtual disk size" },
+    { NULL, NULL, NULL },
+};
+
+static const struct create_option qcow2_create_options[] = {
+    { "backing_file", "<str>", "File name of a base image" },
+    { "backing_fmt", "<str>", "Image format of the base image" },
+    { "cluster_size", "<size>", "qcow2 cluster size" },
+    { "compat", "<str>", "Compatibility level (v2 [0.10] or v3 [1.1])" },
+    { "compression_type", "<str>", "Compression method used for image cluster compression" },
+    { "extended_l2", "<bool (on/off)>", "Extended L2 tables" },
+    { "lazy_refcounts", "<bool (on/off)>", "Postpone refcount updates" },
+    { "preallocation", "<str>",
+      "Preallocation mode (allowed values: off, metadata, falloc, full)" },
+    { "refcount_bits", "<num>", "Width of a reference count entry in bits" },
+    { "size", "<size>", "Virtual disk size" },
+    { NULL, NULL, NULL },
+};
+
+static const struct create_option *create_options_of(const char *format)
+{
+    if (strcmp(format, "qcow2") == 0) {
+        return qcow2_create_options;
+    }
+    if (strcmp(format, "raw") == 0) {
+        return raw_create_options;
+    }
+    return NULL;
+}
+
+int print_create_options_help(const char *format)
+{
+    const struct create_option *opts = create_options_of(format ? format : "raw");
+    if (!opts) {
+        report("Unknown file format '%s'", format);
+        return EXIT_ERR;
+    }
+    printf("Supported options:\n");
+    for (; opts->name; opts++) {
+        char left[64];
+        snprintf(left, sizeof(left), "%s=%s", opts->name, opts->type);
+        printf("  %-22s - %s\n", left, opts->help);
+    }
+    return EXIT_OK;
+}
+
+static bool has_help_option(struct options *o)
+{
+    for (int i = 0; i < o->count; i++) {
+        if (!strcmp(o->items[i].key, "help") || !strcmp(o->items[i].key, "?")) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Everything an image creation needs, parsed and checked like QEMU does
+ * before it prints the "Formatting" line. */
+struct create_plan {
+    struct qcow2_create_opts q;
+    enum blockdev_prealloc prealloc;
+    const char *prealloc_text, *compat_text, *compression_text, *lazy_text, *extl2_text;
+    uint64_t refcount_bits;
+    bool refcount_given;
+};
+
+static int parse_bool_text(struct options *o, const char *key, bool *out, const char **text,
+                           struct error *err)
+{
+    *text = options_get(o, key);
+    return options_get_bool(o, key, out, err);
+}
+
+/* Stage 1: option names and syntactic values (errors come before "Formatting"). */
+static int parse_plan(struct create_request *req, struct create_plan *p, struct error *err)
+{
+    struct options empty = {0};
+    struct options *o = req->opts ? req->opts : &empty;
+    bool is_qcow2 = strcmp(req->format, "qcow2") == 0;
+    qcow2_create_opts_init(&p->q);
+
+    uint64_t size;
+    const char *size_text = options_get(o, "size");
+    if (size_text) {
+        if (options_get_size(o, "size", &size, err) < 0) {
+            return -EINVAL;
+        }
+        if (!req->size_given) {
+            req->size = size;
+            req->size_given = true;
+        }
+    }
+    p->prealloc_text = options_get(o, "preallocation");
+    if (is_qcow2) {
+        const char *bf = options_get(o, "backing_file");
+        const char *bfmt = options_get(o, "backing_fmt");
+        if (bf && !req->backing_file) {
+            req->backing_file = bf;
+        }
+        if (bfmt && !req->backing_format) {
+            req->backing_format = bfmt;
+        }
+        uint64_t cs = p->q.cluster_size;
+        if (options_get_size(o, "cluster_size", &cs, err) < 0) {
+            return -EINVAL;
+        }
+        p->q.cluster_size = cs > UINT32_MAX ? 0 : (uint32_t)cs;
+        p->compat_text = options_get(o, "compat");
+        p->compression_text = options_get(o, "compression_type");
+        if (parse_bool_text(o, "lazy_refcounts", &p->q.lazy_refcounts, &p->lazy_text, err) < 0 ||
+            parse_bool_text(o, "extended_l2", &p->q.extended_l2, &p->extl2_text, err) < 0) {
+            return -EINVAL;
+        }
+        const char *rb = options_get(o, "refcount_bits");
+        p->refcount_bits = (uint64_t)p->q.refcount_bits;
+        if (rb) {
+            char *end;
+            errno = 0;
+            p->refcount_bits = strtoull(rb, &end, 0);
+            if (errno || end == rb || *end) {
+                return error_set(err, -EINVAL, "Parameter 'refcount_bits' expects a number");
+            }
+            p->refcount_given = true;
+        }
+    } else if (req->backing_file) {
+        return error_set(err, -ENOTSUP, "Backing file not supported for file format '%s'",
+                         req->format);
+    }
+    return options_check_unused(o, NULL, err);
+}
+
+static void print_formatting_line(const struct create_request *req, const struct create_plan *p)
+{
+    if (req->quiet) {
+        return;
+    }
+    printf("Formatting '%s', fmt=%s", req->filename, req->format);
+    if (strcmp(req->format, "qcow2") == 0) {
+        printf(" cluster_size=%u extended_l2=%s", p->q.cluster_size,
+               p->extl2_text ? p->extl2_text : "off");
+        if (p->prealloc_text) {
+            printf(" preallocation=%s", p->prealloc_text);
+        }
+        printf(" compression_type=%s size=%llu",
+               p->compression_text ? p->compression_text : "zlib",
+               (unsigned long long)req->size);
+        if (req->backing_file) {
+            printf(" backing_file=%s", req->backing_file);
+        }
+        if (req->backing_format) {
+            printf(" backing_fmt=%s", req->backing_format);
+        }
+        if (p->compat_text) {
+            printf(" compat=%s", p->compat_text);
+        }
+        printf(" lazy_refcounts=%s refcount_bits=%llu\n", p->lazy_text ? p->lazy_text : "off",
+               (unsigned long long)p->refcount_bits);
+    } else {
+        printf(" size=%llu", (unsigned long long)req->size);
+        if (p->prealloc_text) {
+            printf(" preallocation=%s", p->prealloc_text);
+        }
+        printf("\n");
+    }
+    fflush(stdout);     /* before any error of the format's checks, as qemu-img */
+}
+
+/* Stage 2: values the format checks after "Formatting" is printed. */
+static int check_plan(struct create_request *req, struct create_plan *p, struct error *err)
+{
+    bool is_qcow2 = strcmp(req->format, "qcow2") == 0;
+    p->prealloc = PREALLOC_OFF;
+    if (p->prealloc_text && blockdev_prealloc_parse(p->prealloc_text, &p->prealloc) < 0) {
+        /* The two drivers word this differently in qemu-img, too. */
+        return error_set(err, -EINVAL, is_qcow2 ? "Parameter 'preallocation' does not accept "
+                         "value '%s'" : "invalid parameter value: %s", p->prealloc_text);
+    }
+    if (!is_qcow2 && p->prealloc == PREALLOC_METADATA) {
+        return error_set(err, -ENOTSUP, "Unsupported preallocation mode: metadata");
+    }
+    if (!is_qcow2) {
+        return 0;
+    }
+    p->q.prealloc = p->prealloc;
+    if (p->compat_text) {
+        if (!strcmp(p->compat_text, "0.10") || !strcmp(p->compat_text, "v2")) {
+            p->q.version = 2;
+        } else if (!strcmp(p->compat_text, "1.1") || !strcmp(p->compat_text, "v3")) {
+            p->q.version = 3;
+        } else {
+            return error_set(err, -EINVAL, "Parameter 'version' does not accept value '%s'",
+                             p->compat_text);
+        }
+    }
+    if (p->compression_text) {
+        if (!strcmp(p->compression_text, "zlib")) {
+            p->q.compression = QCOW2_COMPRESSION_ZLIB;
+        } else if (!strcmp(p->compression_text, "zstd")) {
+            p->q.compression = QCOW2_COMPRESSION_ZSTD;
+        } else {
+            return error_set(err, -EINVAL,
+                             "Parameter 'compression-type' does not accept value '%s'",
+                             p->compression_text);
+        }
+    }
+    uint32_t cs = p->q.cluster_size;
+    if (cs < 512 || cs > 2 * 1024 * 1024 || (cs & (cs - 1))) {
+        return error_set(err, -EINVAL, "Cluster size must be a power of two between 512 and 2048k");
+    }
+    uint64_t rb = p->refcount_bits;
+    if (rb == 0 || rb > 64 || (rb & (rb - 1))) {
+        return error_set(err, -EINVAL,
+                         "Refcount width must be a power of two and may not exceed 64 bits");
+    }
+    p->q.refcount_bits = (int)rb;
+    if (p->q.version == 2) {
+        if (p->q.lazy_refcounts) {
+            return error_set(err, -EINVAL, "Lazy refcounts only supported with compatibility "
+                             "level 1.1 and above (use version=v3 or greater)");
+        }
+        if (rb != 16) {
+            return error_set(err, -EINVAL, "Different refcount widths than 16 bits require "
+                             "compatibility level 1.1 or above (use version=v3 or greater)");
+        }
+        if (p->q.extended_l2) {
+            return error_set(err, -EINVAL, "Extended L2 entries are only supported with "
+                             "compatibility level 1.1 and above (use version=v3 or greater)");
+        }
+        if (p->q.compression != QCOW2_COMPRESSION_ZLIB) {
+            return error_set(err, -EINVAL, "Non-zlib compression type is only supported with "
+                             "compatibility level 1.1 and above (use version=v3 or greater)");
+        }
+    }
+    if (p->q.extended_l2 && cs < 16384) {
+        return error_set(err, -EINVAL, "Extended L2 entries are only supported with cluster "
+                         "sizes of at least 16384 bytes");
+    }
+    if (req->backing_file && p->prealloc != PREALLOC_OFF) {
+        return error_set(err, -EINVAL, "Backing file and preallocation can only be used at "
+                         "the same time if extended_l2 is on");
+    }
+    return 0;
+}
+
+/* Opens the backing file to learn its size (and that it exists). */
+static int probe_backing(struct create_request *req, struct error *err)
+{
+    char *path = blockdev_backing_path(req->filename, req->backing_file);
+    struct blockdev_open_opts opts = {
+        .format = req->backing_format,
+        .flags = BDEV_READ_ONLY | BDEV_FORCE_SHARE | BDEV_NO_BACKING,
+    };
+    struct blockdev *bd;
+    int ret = blockdev_open(&bd, path, &opts, err);
+    free(path);
+    if (ret < 0) {
+        size_t n = strlen(err->msg);
+        snprintf(err->msg + n, sizeof(err->msg) - n, "\nCould not open backing image.");
+        return ret;
+    }
+    if (!req->size_given) {
+        req->size = blockdev_size(bd);
+        req->size_given = true;
+    }
+    blockdev_close(bd);
+    return 0;
+}
+
+/* For the hint after "Backing file specified without backing format". */
+static void detect_backing_format(struct create_request *req)
+{
+    char *path = blockdev_backing_path(req->filename, req->backing_file);
+    struct blockdev_open_opts opts = {
+        .flags = BDEV_READ_ONLY | BDEV_FORCE_SHARE | BDEV_NO_BACKING,
+    };
+    struct blockdev *bd;
+    if (blockdev_open(&bd, path, &opts, NULL) == 0) {
+        snprintf(req->detected_format, sizeof(req->detected_format), "%s", blockdev_format(bd));
+        blockdev_close(bd);
+    }
+    free(path);
+}
+
+static int create_raw(const char *filename, uint64_t size, enum blockdev_prealloc prealloc,
+                      struct error *err)
+{
+    struct hostfile *f;
+    int ret = hostfile_create(&f, filename, err);
+    if (ret < 0) {
+        return ret;
+    }
+    ret = hostfile_truncate(f, size);
+    if (ret == 0 && (prealloc == PREALLOC_FALLOC || prealloc == PREALLOC_FULL) && size) {
+        ret = hostfile_allocate(f, 0, size, prealloc == PREALLOC_FULL);
+    }
+    if (ret == 0 && size) {
+        /* QEMU allocates the first block so that later O_DIRECT opens can probe
+         * the alignment; doing the same keeps map output identical. */
+        static const uint8_t zeros[4096];
+        ret = hostfile_pwrite(f, 0, zeros, size < sizeof(zeros) ? size : sizeof(zeros));
+    }
+    if (ret < 0) {
+        error_set_errno(err, ret, "Could not create '%s'", filename);
+    }
+    hostfile_close(f);
+    return ret;
+}
+
+static int do_create(struct create_request *req, struct error *err)
+{
+    struct create_plan plan = {0};
+    if (!format_known(req->format)) {
+        return error_set(err, -EINVAL, "Unknown file format '%s'", req->format);
+    }
+    int ret = parse_plan(req, &plan, err);
+    if (ret < 0) {
+        return ret;
+    }
+    if (req->backing_file && !req->backing_format) {
+        detect_backing_format(req);
+        return error_set(err, -EINVAL, "Backing file specified without backing format");
+    }
+    if (req->backing_file && !req->unsafe) {
+        ret = probe_backing(req, err);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    if (!req->size_given) {
+        return error_set(err, -EINVAL, "Image creation needs a size parameter");
+    }
+    if (req->size > INT64_MAX) {
+        return error_set(err, -EINVAL, "Image size must be less than 8 EiB!");
+    }
+    print_formatting_line(req, &plan);
+    ret = check_plan(req, &plan, err);
+    if (ret < 0) {
+        return ret;
+    }
+    if (strcmp(req->format, "qcow2") == 0) {
+        plan.q.size = req->size;
+        plan.q.backing_file = req->backing_file;
+        plan.q.backing_format = req->backing_format;
+        return qcow2_create(req->filename, &plan.q, err);
+    }
+    return create_raw(req->filename, req->size, plan.prealloc, err);
+}
+
+int image_create(struct create_request *req)
+{
+    struct error err = {0};
+    if (do_create(req, &err) < 0) {
+        report("%s: %s", req->error_context ? req->error_context : req->filename, err.msg);
+        if (req->detected_format[0]) {
+            /* qemu-img prints this hint without a final newline. */
+            fprintf(stderr, "Detected format of %s.", req->detected_format);
+        }
+        return -1;
+    }
+    return 0;
+}
+
+int cmd_create(int argc, char **argv)
+{
+    static const struct option long_opts[] = {
+        { "help", no_argument, NULL, 'h' },
+        { "object", required_argument, NULL, OPT_OBJECT },
+        { NULL, 0, NULL, 0 },
+    };
+    struct create_request req = { .format = "raw" };
+    struct options opts = {0};
+    struct error err = {0};
+    int c, ret = EXIT_ERR;
+    while ((c = getopt_long(argc, argv, ":F:b:f:ho:qu", long_opts, NULL)) != -1) {
+        switch (c) {
+        case 'F': req.backing_format = optarg; break;
+        case 'b': req.backing_file = optarg; break;
+        case 'f': req.format = optarg; break;
+        case 'o':
+            if (options_parse(&opts, optarg, NULL, &err) < 0) {
+                report("Invalid option list: %s", optarg);
+                goto out;
+            }
+            break;
+        case 'q': req.quiet = true; break;
+        case 'u': req.unsafe = true; break;
+        case 'h': print_help();
+        case OPT_OBJECT:
+            report("--object is not supported");
+            goto out;
+        default: bad_option(c, argv);
+        }
+    }
+    if (has_help_option(&opts)) {
+        ret = print_create_options_help(req.format);
+        goto out;
+    }
+    if (optind >= argc) {
+        usage_error("Expecting image file name");
+    }
+    req.filename = argv[optind++];
+    if (optind < argc) {
+        int64_t size;
+        if (parse_size_arg("image size", argv[optind++], 0, INT64_MAX, &size) < 0) {
+            goto out;
+        }
+        req.size = (uint64_t)size;
+        req.size_given = true;
+    }
+    if (optind != argc) {
+        usage_error("Unexpected argument: %s", argv[optind]);
+    }
+    req.opts = &opts;
+    ret = image_create(&req) < 0 ? EXIT_ERR : EXIT_OK;
+out:
+    options_free(&opts);
+    return ret;
+}
