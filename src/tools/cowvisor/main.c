@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include "machine.h"
+#include "machine_state.h"
+#include "qmp.h"
 #include "util/log.h"
 #include "util/options.h"
 #include "util/size.h"
@@ -29,6 +31,9 @@ static void usage(FILE *f)
         "  --net tap=NAME[,mac=MAC]\n"
         "  --console stdio|file:PATH|unix:PATH\n"
         "  --no-reboot            exit when the guest resets\n"
+        "  --qmp unix:PATH,server[,nowait]  QMP monitor (QEMU's protocol) on a UNIX socket\n"
+        "  --restore DIR          start from a snapshot to files (same configuration)\n"
+        "  --loadvm NAME          start from the internal snapshot NAME of the qcow2 disks\n"
         "With no arguments, boots the built-in test guest on fresh temporary disks.\n"
         "Exit status: 0 when the guest powers off, (v << 1) | 1 when it writes v to the\n"
         "debug-exit port 0xf4, 255 on errors.\n");
@@ -133,7 +138,7 @@ static int default_config(struct machine_config *cfg, char paths[2][64], struct 
 }
 
 enum { OPT_KERNEL = 256, OPT_INITRD, OPT_APPEND, OPT_BIOS, OPT_CPUS, OPT_MEMORY, OPT_DISK, OPT_DEVICE,
-       OPT_NET, OPT_CONSOLE, OPT_NO_REBOOT, OPT_HELP, OPT_VERSION };
+       OPT_NET, OPT_CONSOLE, OPT_NO_REBOOT, OPT_HELP, OPT_VERSION, OPT_QMP, OPT_RESTORE, OPT_LOADVM };
 
 static const struct option long_options[] = {
     { "kernel", required_argument, NULL, OPT_KERNEL },
@@ -147,12 +152,16 @@ static const struct option long_options[] = {
     { "net", required_argument, NULL, OPT_NET },
     { "console", required_argument, NULL, OPT_CONSOLE },
     { "no-reboot", no_argument, NULL, OPT_NO_REBOOT },
+    { "qmp", required_argument, NULL, OPT_QMP },
+    { "restore", required_argument, NULL, OPT_RESTORE },
+    { "loadvm", required_argument, NULL, OPT_LOADVM },
     { "help", no_argument, NULL, OPT_HELP },
     { "version", no_argument, NULL, OPT_VERSION },
     { NULL, 0, NULL, 0 },
 };
 
 static struct options option_lists[MACHINE_MAX_DISKS + 8];
+static const char *qmp_spec, *restore_dir, *loadvm_name;
 static int noption_lists;
 
 static int parse_args(int argc, char **argv, struct machine_config *cfg, struct error *err)
@@ -170,6 +179,9 @@ static int parse_args(int argc, char **argv, struct machine_config *cfg, struct 
         case OPT_BIOS: cfg->bios = optarg; break;
         case OPT_CONSOLE: cfg->console = optarg; break;
         case OPT_NO_REBOOT: cfg->no_reboot = true; break;
+        case OPT_QMP: qmp_spec = optarg; break;
+        case OPT_RESTORE: restore_dir = optarg; break;
+        case OPT_LOADVM: loadvm_name = optarg; break;
         case OPT_CPUS:
             cfg->cpus = (int)strtol(optarg, &end, 10);
             if (*end || cfg->cpus < 1) {
@@ -239,13 +251,32 @@ int main(int argc, char **argv)
     if (ret == 0) {
         ret = machine_create(m, &cfg, &err);
     }
+    struct machine_snapshots *snaps = calloc(1, sizeof(*snaps));
+    struct qmp_server *qmp = NULL;
+    if (ret == 0 && !snaps) {
+        ret = error_set(&err, -ENOMEM, "out of memory");
+    }
+    if (ret == 0 && restore_dir && loadvm_name) {
+        ret = error_set(&err, -EINVAL, "give only one of --restore and --loadvm");
+    }
+    if (ret == 0 && restore_dir && (ret = machine_restore_files(m, snaps, restore_dir, &err)) < 0) {
+        error_prefix(&err, "--restore '%s'", restore_dir);
+    }
+    if (ret == 0 && loadvm_name && (ret = machine_loadvm(m, snaps, loadvm_name, &err)) < 0) {
+        error_prefix(&err, "--loadvm '%s'", loadvm_name);
+    }
+    if (ret == 0 && qmp_spec) {
+        ret = qmp_server_start(&qmp, m, snaps, qmp_spec, &err);
+    }
     if (ret == 0) {
         ret = machine_run(m, &err);
     }
+    qmp_server_stop(qmp);
     if (m) {
         machine_destroy(m);
         free(m);
     }
+    free(snaps);
     for (int i = 0; i < 2; i++) {
         if (temp_disks[i][0]) {
             unlink(temp_disks[i]);
