@@ -305,12 +305,9 @@ static uint16_t used_idx(struct gvq *q)
     return *(volatile uint16_t *)(q->used + 2);
 }
 
-int virtio_submit(struct gvdev *d, int qi, const struct gvbuf *bufs, int n)
+void virtio_post(struct gvdev *d, int qi, const struct gvbuf *bufs, int n)
 {
     struct gvq *q = &d->q[qi];
-    if (n > q->size) {
-        return -1;
-    }
     for (int i = 0; i < n; i++) {
         q->desc[i].addr = (uint32_t)(uintptr_t)bufs[i].addr;
         q->desc[i].len = bufs[i].len;
@@ -327,6 +324,81 @@ int virtio_submit(struct gvdev *d, int qi, const struct gvbuf *bufs, int n)
     } else {
         mmio_write16(q->notify_addr, q->index);
     }
+}
+
+static uint64_t rdtsc(void)
+{
+    uint32_t lo, hi;
+    __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+    return ((uint64_t)hi << 32) | lo;
+}
+
+int virtio_poll(struct gvdev *d, int qi, uint64_t max_cycles)
+{
+    struct gvq *q = &d->q[qi];
+    uint64_t start = rdtsc();
+    while (rdtsc() - start < max_cycles) {
+        if (used_idx(q) != q->last_used) {
+            mb();
+            volatile uint32_t *elem = (volatile uint32_t *)(q->used + 4 + 8 * (q->last_used % q->size));
+            q->last_used++;
+            return (int)elem[1];
+        }
+    }
+    return -1;
+}
+
+int virtio_submit_many(struct gvdev *d, int qi, const struct gvbuf *bufs, const int *counts, int nchains,
+                       int *lens)
+{
+    struct gvq *q = &d->q[qi];
+    uint16_t heads[GVQ_SIZE];
+    int k = 0;
+    for (int c = 0; c < nchains; c++) {
+        if (k + counts[c] > q->size) {
+            return -1;
+        }
+        heads[c] = (uint16_t)k;
+        for (int i = 0; i < counts[c]; i++, k++) {
+            q->desc[k].addr = (uint64_t)(uintptr_t)bufs[k].addr;
+            q->desc[k].len = bufs[k].len;
+            q->desc[k].flags = (uint16_t)((i + 1 < counts[c] ? 1 : 0) | (bufs[k].writable ? 2 : 0));
+            q->desc[k].next = (uint16_t)(k + 1);
+        }
+        q->avail[2 + (q->avail_idx + c) % q->size] = heads[c];
+    }
+    mb();
+    q->avail_idx = (uint16_t)(q->avail_idx + nchains);
+    q->avail[1] = q->avail_idx;
+    mb();
+    if (d->transport == GV_MMIO) {
+        mmio_write32(q->notify_addr, q->index);
+    } else {
+        mmio_write16(q->notify_addr, q->index);
+    }
+    for (int done = 0; done < nchains;) {
+        int len = virtio_poll(d, qi, 3000000000ull);
+        if (len < 0) {
+            return -1;
+        }
+        volatile uint32_t *elem = (volatile uint32_t *)(q->used + 4 + 8 * ((q->last_used - 1) % q->size));
+        for (int c = 0; c < nchains; c++) {
+            if (heads[c] == elem[0]) {
+                lens[c] = len;
+            }
+        }
+        done++;
+    }
+    return 0;
+}
+
+int virtio_submit(struct gvdev *d, int qi, const struct gvbuf *bufs, int n)
+{
+    struct gvq *q = &d->q[qi];
+    if (n > q->size) {
+        return -1;
+    }
+    virtio_post(d, qi, bufs, n);
     for (uint32_t spin = 0; spin < 50000000u; spin++) {
         if (used_idx(q) != q->last_used) {
             mb();

@@ -57,6 +57,16 @@ uint32_t virtio_config32(struct gvdev *d, uint32_t off);
 /* Submits one chain on queue q and polls until the device returns it;
  * returns the used length, or -1 on timeout. */
 int virtio_submit(struct gvdev *d, int q, const struct gvbuf *bufs, int n);
+/* Submits nchains chains at once (chain i is counts[i] buffers of bufs, in
+ * order) with one notify, and waits for all; lens[i] gets each used length.
+ * Returns 0, or -1 on timeout. */
+int virtio_submit_many(struct gvdev *d, int q, const struct gvbuf *bufs, const int *counts, int nchains,
+                       int *lens);
+/* Makes one chain available on queue q without waiting (one at a time). */
+void virtio_post(struct gvdev *d, int q, const struct gvbuf *bufs, int n);
+/* Polls queue q for a returned chain for up to max_cycles TSC cycles;
+ * returns the used length or -1. */
+int virtio_poll(struct gvdev *d, int q, uint64_t max_cycles);
 const char *virtio_transport_name(const struct gvdev *d);
 
 #endif

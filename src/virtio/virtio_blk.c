@@ -147,6 +147,73 @@ static uint32_t serve(struct virtio_blk *b, const struct virtq_chain *c)
     return (uint32_t)(done + 1);
 }
 
+/* A request handed to a worker: a copy of the chain's buffer list. */
+struct blk_request {
+    struct blk_request *next;
+    int queue;
+    struct virtq_chain chain;   /* only nout + nin bufs are allocated */
+};
+
+static struct blk_request *request_from(const struct virtq_chain *c, int q)
+{
+    int n = c->nout + c->nin;
+    struct blk_request *r = malloc(offsetof(struct blk_request, chain.bufs) + (size_t)n * sizeof(c->bufs[0]));
+    if (!r) {
+        return NULL;
+    }
+    r->next = NULL;
+    r->queue = q;
+    memcpy(&r->chain, c, offsetof(struct virtq_chain, bufs) + (size_t)n * sizeof(c->bufs[0]));
+    return r;
+}
+
+static void *blk_worker(void *opaque)
+{
+    struct virtio_blk *b = opaque;
+    pthread_mutex_lock(&b->dev.lock);
+    for (;;) {
+        while (!b->pending_head && !b->stop) {
+            pthread_cond_wait(&b->work, &b->dev.lock);
+        }
+        if (!b->pending_head) {
+            break;
+        }
+        struct blk_request *r = b->pending_head;
+        b->pending_head = r->next;
+        if (!b->pending_head) {
+            b->pending_tail = NULL;
+        }
+        pthread_mutex_unlock(&b->dev.lock);
+        uint32_t len = serve(b, &r->chain);     /* the block layer is thread-safe */
+        pthread_mutex_lock(&b->dev.lock);
+        virtio_device_complete(&b->dev, r->queue, r->chain.head, len);
+        free(r);
+        if (--b->in_flight == 0) {
+            pthread_cond_broadcast(&b->idle);
+        }
+    }
+    pthread_mutex_unlock(&b->dev.lock);
+    return NULL;
+}
+
+/* Queues a request for the workers; serves it here when there are none. */
+static void dispatch(struct virtio_blk *b, int q)
+{
+    struct blk_request *r = b->nworkers ? request_from(b->chain, q) : NULL;
+    if (!r) {
+        virtio_device_complete(&b->dev, q, b->chain->head, serve(b, b->chain));
+        return;
+    }
+    b->in_flight++;
+    if (b->pending_tail) {
+        b->pending_tail->next = r;
+    } else {
+        b->pending_head = r;
+    }
+    b->pending_tail = r;
+    pthread_cond_signal(&b->work);
+}
+
 static void blk_queue_notify(struct virtio_device *d, int q)
 {
     struct virtio_blk *b = to_blk(d);
@@ -161,7 +228,7 @@ static void blk_queue_notify(struct virtio_device *d, int q)
                 break;
             }
             b->requests++;
-            virtio_device_complete(d, q, b->chain->head, serve(b, b->chain));
+            dispatch(b, q);
         }
         if (ret < 0) {
             virtio_device_fail(d, &err);
@@ -197,14 +264,27 @@ static void blk_config_read(struct virtio_device *d, uint32_t offset, void *buf,
     }
 }
 
+/* Called with dev.lock held: let the workers finish what is in flight. */
 static void blk_reset(struct virtio_device *d)
 {
+    struct virtio_blk *b = to_blk(d);
+    while (b->in_flight > 0) {
+        pthread_cond_wait(&b->idle, &d->lock);
+    }
+}
+
+/* Saving state while requests are in flight would lose them: drain first
+ * (called with dev.lock held). Nothing device-specific needs saving. */
+static void blk_save(struct virtio_device *d, struct state_buf *b)
+{
+    blk_reset(d);
 }
 
 static const struct virtio_device_ops blk_ops = {
     .queue_notify = blk_queue_notify,
     .config_read = blk_config_read,
     .reset = blk_reset,
+    .save = blk_save,
 };
 
 int virtio_blk_init(struct virtio_blk *b, const struct guest_memory *mem, struct blockdev *bdev, bool read_only,
@@ -225,15 +305,39 @@ int virtio_blk_init(struct virtio_blk *b, const struct guest_memory *mem, struct
     if (serial) {
         memcpy(b->serial, serial, strnlen(serial, sizeof(b->serial)));
     }
+    pthread_cond_init(&b->work, NULL);
+    pthread_cond_init(&b->idle, NULL);
+    b->pending_head = b->pending_tail = NULL;
+    b->in_flight = 0;
+    b->stop = false;
+    b->nworkers = 0;
     b->chain = malloc(sizeof(*b->chain));
     if (!b->chain) {
         return error_set(err, -ENOMEM, "out of memory");
+    }
+    for (int i = 0; i < VIRTIO_BLK_WORKERS; i++) {
+        int ret = pthread_create(&b->workers[i], NULL, blk_worker, b);
+        if (ret != 0) {
+            log_warn("virtio-blk: only %d worker threads: %s", i, strerror(ret));
+            break;
+        }
+        b->nworkers++;
     }
     return 0;
 }
 
 void virtio_blk_destroy(struct virtio_blk *b)
 {
+    pthread_mutex_lock(&b->dev.lock);
+    b->stop = true;
+    pthread_cond_broadcast(&b->work);
+    pthread_mutex_unlock(&b->dev.lock);
+    for (int i = 0; i < b->nworkers; i++) {
+        pthread_join(b->workers[i], NULL);
+    }
+    b->nworkers = 0;
+    pthread_cond_destroy(&b->work);
+    pthread_cond_destroy(&b->idle);
     free(b->chain);
     b->chain = NULL;
     virtio_device_destroy(&b->dev);

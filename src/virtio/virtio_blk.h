@@ -1,6 +1,8 @@
 /* virtio-blk (virtio 1.2 section 5.2) on a blockdev: read, write, flush,
- * discard, write-zeroes, get-id, read-only disks. Requests are served in the
- * main loop straight between guest memory and the block layer. */
+ * discard, write-zeroes, get-id, read-only disks. The main loop takes
+ * requests off the queue; a few worker threads serve them in parallel
+ * (several requests in flight) straight between guest memory and the block
+ * layer, and complete them in whatever order they finish. */
 #ifndef VIRTIO_VIRTIO_BLK_H
 #define VIRTIO_VIRTIO_BLK_H
 
@@ -9,13 +11,26 @@
 
 #define VIRTIO_BLK_QUEUE_SIZE 256
 
+#define VIRTIO_BLK_WORKERS 4
+
+struct blk_request;
+
 struct virtio_blk {
     struct virtio_device dev;
     struct blockdev *bdev;
     bool read_only;
     char serial[20];
-    struct virtq_chain *chain;      /* scratch for the chain being served */
+    struct virtq_chain *chain;      /* scratch for the chain being taken */
     uint64_t requests;
+    /* Worker pool: pending requests, in-flight count, both under dev.lock. */
+    pthread_t workers[VIRTIO_BLK_WORKERS];
+    int nworkers;
+    pthread_cond_t work;            /* a request was queued, or stop */
+    pthread_cond_t idle;            /* in_flight dropped to 0 */
+    struct blk_request *pending_head;
+    struct blk_request *pending_tail;
+    int in_flight;
+    bool stop;
 };
 
 int virtio_blk_init(struct virtio_blk *b, const struct guest_memory *mem, struct blockdev *bdev, bool read_only,

@@ -49,13 +49,15 @@ void virtio_device_set_driver_features(struct virtio_device *d, unsigned word, u
 
 void virtio_device_reset(struct virtio_device *d)
 {
+    /* The device first finishes what it has in flight (it may wait on
+     * d->lock's condition), then its queues go. */
+    if (d->ops->reset) {
+        d->ops->reset(d);
+    }
     d->status = 0;
     d->guest_features = 0;
     for (int i = 0; i < d->nqueues; i++) {
         virtqueue_reset(&d->vqs[i]);
-    }
-    if (d->ops->reset) {
-        d->ops->reset(d);
     }
 }
 

@@ -11,6 +11,7 @@
 
 /* Where the boot structures live in guest memory (below 1 MiB, outside
  * anything a kernel loads over). */
+#define BOOT_GDT_ADDR        0x5000
 #define BOOT_START_INFO_ADDR 0x6000
 #define BOOT_MEMMAP_ADDR     0x6100
 #define BOOT_MODLIST_ADDR    0x6800
@@ -38,7 +39,7 @@ int boot_is_elf(const uint8_t *image, size_t len);
 int boot_pvh(struct vm *vm, const uint8_t *elf, size_t len, const uint8_t *initrd, size_t initrd_len,
              const char *cmdline, struct error *err);
 
-/* Linux bzImage (boot protocol 2.10+): boot_params, command line, initrd,
+/* Linux bzImage (boot protocol 2.06+): boot_params, command line, initrd,
  * e820; entered at the 32-bit entry point. */
 int boot_linux(struct vm *vm, const uint8_t *image, size_t len, const uint8_t *initrd, size_t initrd_len,
                const char *cmdline, struct error *err);
@@ -46,6 +47,9 @@ int boot_linux(struct vm *vm, const uint8_t *image, size_t len, const uint8_t *i
 /* Firmware (SeaBIOS bios.bin): mapped at the top of 4 GiB with its last
  * 128 KiB copied below 1 MiB; entered at the reset vector. */
 int boot_firmware(struct vm *vm, const uint8_t *image, size_t len, struct error *err);
+
+/* MP table (MPS 1.4) in the BIOS area: all vCPUs, the IOAPIC, ISA IRQs. */
+int boot_write_mptable(struct vm *vm, struct error *err);
 
 /* Flat 32-bit protected mode for vCPU 0 at entry with ebx (shared by loaders). */
 int boot_set_protected_mode(struct vm *vm, uint32_t entry, uint32_t ebx, uint32_t esi, struct error *err);

@@ -63,6 +63,16 @@ int boot_set_protected_mode(struct vm *vm, uint32_t entry, uint32_t ebx, uint32_
     if (ioctl(c->fd, KVM_GET_SREGS, &sregs) < 0) {
         return error_set_errno(err, -errno, "KVM_GET_SREGS");
     }
+    /* A GDT with the selectors the boot protocols name: 0x10 code, 0x18 data. */
+    static const uint64_t gdt[4] = { 0, 0, 0x00cf9a000000ffffull, 0x00cf92000000ffffull };
+    int ret = guest_memory_write(&vm->mem, BOOT_GDT_ADDR, gdt, sizeof(gdt), err);
+    if (ret < 0) {
+        return ret;
+    }
+    sregs.gdt.base = BOOT_GDT_ADDR;
+    sregs.gdt.limit = sizeof(gdt) - 1;
+    sregs.idt.base = 0;
+    sregs.idt.limit = 0;
     struct kvm_segment code = {
         .base = 0, .limit = 0xffffffff, .selector = 0x10, .type = 0xb, .present = 1,
         .dpl = 0, .db = 1, .s = 1, .l = 0, .g = 1,

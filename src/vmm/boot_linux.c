@@ -1,11 +1,106 @@
-/* Linux bzImage boot: not implemented yet (the boot protocol is a stretch
- * goal); PVH ELF kernels boot through boot_pvh.c. */
+/* The Linux x86 boot protocol (Documentation/x86/boot.rst), 32-bit entry:
+ * the protected-mode kernel of a bzImage goes to 1 MiB, the setup header is
+ * copied into a zero page (boot_params) that also carries the command line
+ * pointer, the initrd and the e820 map; the kernel starts at code32_start
+ * with ESI pointing at boot_params. */
 #include <errno.h>
+#include <string.h>
 
 #include "vmm/boot.h"
+
+#define SETUP_HEADER_START 0x1f1
+#define SETUP_HEADER_END 0x268
+#define HDR_SETUP_SECTS 0x1f1
+#define HDR_BOOT_FLAG 0x1fe
+#define HDR_MAGIC 0x202
+#define HDR_VERSION 0x206
+#define HDR_TYPE_OF_LOADER 0x210
+#define HDR_LOADFLAGS 0x211
+#define HDR_CODE32_START 0x214
+#define HDR_RAMDISK_IMAGE 0x218
+#define HDR_RAMDISK_SIZE 0x21c
+#define HDR_HEAP_END_PTR 0x224
+#define HDR_CMD_LINE_PTR 0x228
+#define HDR_INITRD_ADDR_MAX 0x22c
+#define HDR_CMDLINE_SIZE 0x238
+#define BP_E820_ENTRIES 0x1e8
+#define BP_E820_TABLE 0x2d0
+#define BP_E820_MAX 128
+#define LOADED_HIGH 0x01
+#define CAN_USE_HEAP 0x80
+#define KERNEL_LOAD_ADDR 0x100000
+#define BOOT_PARAMS_ADDR 0x7000
+
+static uint32_t le32(const uint8_t *p) { return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24; }
+static uint16_t le16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static void put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
+
+static int place_initrd(struct vm *vm, uint8_t *bp, const uint8_t *initrd, size_t len, struct error *err)
+{
+    uint64_t max = le16(bp + HDR_VERSION) >= 0x203 ? le32(bp + HDR_INITRD_ADDR_MAX) : 0x37ffffff;
+    uint64_t top = guest_memory_low_size(&vm->mem);
+    if (top > max + 1) {
+        top = max + 1;
+    }
+    if (len > top / 2) {
+        return error_set(err, -EFBIG, "the initrd (%zu bytes) does not fit below 0x%llx", len,
+                         (unsigned long long)top);
+    }
+    uint64_t at = (top - len) & ~0xfffull;
+    int ret = guest_memory_write(&vm->mem, at, initrd, len, err);
+    put32(bp + HDR_RAMDISK_IMAGE, (uint32_t)at);
+    put32(bp + HDR_RAMDISK_SIZE, (uint32_t)len);
+    return ret;
+}
 
 int boot_linux(struct vm *vm, const uint8_t *image, size_t len, const uint8_t *initrd, size_t initrd_len,
                const char *cmdline, struct error *err)
 {
-    return error_set(err, -ENOTSUP, "not an ELF file with a PVH entry note, and bzImage boot is not supported yet");
+    if (len < 0x1000 || memcmp(image + HDR_MAGIC, "HdrS", 4) != 0 || le16(image + HDR_BOOT_FLAG) != 0xaa55) {
+        return error_set(err, -EINVAL, "neither an ELF file with a PVH note nor a Linux bzImage");
+    }
+    uint16_t version = le16(image + HDR_VERSION);
+    if (version < 0x206 || !(image[HDR_LOADFLAGS] & LOADED_HIGH)) {
+        return error_set(err, -EINVAL, "bzImage boot protocol %u.%u is too old (2.06 and a high-loaded kernel needed)",
+                         version >> 8, version & 0xff);
+    }
+    size_t setup_sects = image[HDR_SETUP_SECTS] ? image[HDR_SETUP_SECTS] : 4;
+    size_t kernel_off = (setup_sects + 1) * 512;
+    if (kernel_off >= len) {
+        return error_set(err, -EINVAL, "bzImage setup (%zu sectors) is larger than the file", setup_sects);
+    }
+    uint8_t bp[4096] = { 0 };
+    memcpy(bp + SETUP_HEADER_START, image + SETUP_HEADER_START, SETUP_HEADER_END - SETUP_HEADER_START);
+    bp[HDR_TYPE_OF_LOADER] = 0xff;
+    bp[HDR_LOADFLAGS] |= CAN_USE_HEAP;
+    bp[HDR_HEAP_END_PTR] = 0x00;
+    bp[HDR_HEAP_END_PTR + 1] = 0xfe;
+    size_t cmdlen = strlen(cmdline ? cmdline : "");
+    uint32_t cmdmax = version >= 0x206 ? le32(image + HDR_CMDLINE_SIZE) : 255;
+    if (cmdlen > cmdmax || cmdlen >= BOOT_CMDLINE_MAX) {
+        return error_set(err, -EINVAL, "kernel command line longer than the kernel takes (%u bytes)", cmdmax);
+    }
+    int ret = guest_memory_write(&vm->mem, BOOT_CMDLINE_ADDR, cmdline ? cmdline : "", cmdlen + 1, err);
+    if (ret < 0) {
+        return ret;
+    }
+    put32(bp + HDR_CMD_LINE_PTR, BOOT_CMDLINE_ADDR);
+    if (initrd && (ret = place_initrd(vm, bp, initrd, initrd_len, err)) < 0) {
+        return ret;
+    }
+    struct boot_e820 map[BOOT_E820_MAX];
+    int n = boot_memory_map(vm, map, BOOT_E820_MAX);
+    bp[BP_E820_ENTRIES] = (uint8_t)n;
+    for (int i = 0; i < n && i < BP_E820_MAX; i++) {
+        uint8_t *e = bp + BP_E820_TABLE + 20 * i;
+        memcpy(e, &map[i].addr, 8);
+        memcpy(e + 8, &map[i].size, 8);
+        memcpy(e + 16, &map[i].type, 4);
+    }
+    if ((ret = guest_memory_write(&vm->mem, KERNEL_LOAD_ADDR, image + kernel_off, len - kernel_off, err)) < 0 ||
+        (ret = guest_memory_write(&vm->mem, BOOT_PARAMS_ADDR, bp, sizeof(bp), err)) < 0 ||
+        (ret = boot_write_mptable(vm, err)) < 0) {
+        return ret;
+    }
+    return boot_set_protected_mode(vm, le32(image + HDR_CODE32_START), 0, BOOT_PARAMS_ADDR, err);
 }

@@ -197,6 +197,9 @@ int boot_pvh(struct vm *vm, const uint8_t *elf, size_t len, const uint8_t *initr
         ret = write_start_info(vm, initrd, initrd_len, cmdline, err);
     }
     if (ret == 0) {
+        ret = boot_write_mptable(vm, err);
+    }
+    if (ret == 0) {
         ret = boot_set_protected_mode(vm, (uint32_t)entry, BOOT_START_INFO_ADDR, 0, err);
     }
     return ret;

@@ -67,6 +67,17 @@ void event_loop_remove(struct event_loop *l, int fd)
     }
 }
 
+int event_loop_modify(struct event_loop *l, int fd, uint32_t events)
+{
+    for (struct event_handler *h = l->handlers; h; h = h->next) {
+        if (h->fd == fd) {
+            struct epoll_event ev = { .events = events, .data.ptr = h };
+            return epoll_ctl(l->epfd, EPOLL_CTL_MOD, fd, &ev) < 0 ? -errno : 0;
+        }
+    }
+    return -ENOENT;
+}
+
 int event_loop_run(struct event_loop *l, struct error *err)
 {
     while (!l->stop) {

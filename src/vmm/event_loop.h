@@ -23,6 +23,8 @@ void event_loop_destroy(struct event_loop *l);
 int event_loop_add(struct event_loop *l, int fd, uint32_t events, event_fn fn, void *opaque,
                    struct error *err);
 void event_loop_remove(struct event_loop *l, int fd);
+/* Changes the events watched on fd (0: none for now). */
+int event_loop_modify(struct event_loop *l, int fd, uint32_t events);
 /* Runs until event_loop_stop is called (from a callback). */
 int event_loop_run(struct event_loop *l, struct error *err);
 static inline void event_loop_stop(struct event_loop *l) { l->stop = true; }

@@ -45,7 +45,7 @@ check_eq "all guest checks passed (status 1 = debug-exit 0)" 1 "$status"
 check_eq "no guest check failed" 0 "$(grep -c '^FAIL' "$TMP/dev.out")"
 check_eq "guest found 6 virtio devices" 1 "$(grep -c 'found 6 virtio device' "$TMP/dev.out")"
 for t in mmio pci; do
-    check_eq "virtio-blk checks passed over $t" 12 "$(grep -c "^PASS: virtio-blk.*($t)" "$TMP/dev.out")"
+    check_eq "virtio-blk checks passed over $t" 13 "$(grep -c "^PASS: virtio-blk.*($t)" "$TMP/dev.out")"
     check "virtio-rng passed over $t" grep -q "^PASS: virtio-rng returns random bytes ($t)" "$TMP/dev.out"
     check "virtio-console output over $t reached the console" grep -q "^virtio-console ($t): hello" "$TMP/dev.out"
 done

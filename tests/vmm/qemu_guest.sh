@@ -25,13 +25,13 @@ timeout 60 "$QEMU" -M microvm "${common[@]}" -append microvm -global virtio-mmio
     -drive if=none,id=d1,file="$TMP/a.img",format=raw -device virtio-blk-device,drive=d1,serial=QSER \
     -device virtio-rng-device >"$TMP/q1.out" 2>&1
 check_eq "QEMU microvm + virtio-mmio: guest checks pass" 1 "$?"
-check_eq "QEMU microvm: 12 virtio-blk checks passed" 12 "$(grep -c '^PASS: virtio-blk.*(mmio)' "$TMP/q1.out")"
+check_eq "QEMU microvm: 13 virtio-blk checks passed" 13 "$(grep -c '^PASS: virtio-blk.*(mmio)' "$TMP/q1.out")"
 check "QEMU microvm: serial read" grep -q "serial 'QSER'" "$TMP/q1.out"
 
 timeout 60 "$QEMU" -M pc "${common[@]}" \
     -drive if=none,id=d2,file="$TMP/b.img",format=raw -device virtio-blk-pci,drive=d2,disable-legacy=on \
     -device virtio-rng-pci,disable-legacy=on -device virtio-serial-pci,disable-legacy=on >"$TMP/q2.out" 2>&1
 check_eq "QEMU pc + virtio-pci: guest checks pass" 1 "$?"
-check_eq "QEMU pc: 12 virtio-blk checks passed" 12 "$(grep -c '^PASS: virtio-blk.*(pci)' "$TMP/q2.out")"
+check_eq "QEMU pc: 13 virtio-blk checks passed" 13 "$(grep -c '^PASS: virtio-blk.*(pci)' "$TMP/q2.out")"
 check "QEMU pc: virtio-rng passed" grep -q "^PASS: virtio-rng" "$TMP/q2.out"
 done_testing

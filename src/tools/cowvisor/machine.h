@@ -40,6 +40,7 @@ struct machine_config {
     int ndisks;
     const char *net_tap;
     const char *net_mac;
+    enum transport net_transport;
     const char *console;    /* stdio, file:PATH, unix:PATH */
     bool no_reboot;
     enum transport rng[4];          /* --device virtio-rng */

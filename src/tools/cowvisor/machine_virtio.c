@@ -10,6 +10,7 @@
 #include "virtio/virtio_blk.h"
 #include "virtio/virtio_console.h"
 #include "virtio/virtio_mmio.h"
+#include "virtio/virtio_net.h"
 #include "virtio/virtio_pci.h"
 #include "virtio/virtio_rng.h"
 
@@ -95,7 +96,16 @@ int machine_add_virtio(struct machine *m, struct error *err)
         }
     }
     if (cfg->net_tap) {
-        return error_set(err, -ENOTSUP, "--net: virtio-net is not implemented yet");
+        struct virtio_net *n = calloc(1, sizeof(*n));
+        if (!n) {
+            return error_set(err, -ENOMEM, "out of memory");
+        }
+        if ((ret = virtio_net_init(n, &m->vm.mem, &m->loop, cfg->net_tap, cfg->net_mac, err)) < 0) {
+            virtio_net_destroy(n);
+            free(n);
+            return ret;
+        }
+        return attach(m, &n->dev, cfg->net_transport, err);
     }
     return 0;
 }
@@ -122,6 +132,7 @@ static void destroy_device(struct virtio_device *d)
     case VIRTIO_ID_BLOCK: virtio_blk_destroy((struct virtio_blk *)d); break;
     case VIRTIO_ID_RNG: virtio_rng_destroy((struct virtio_rng *)d); break;
     case VIRTIO_ID_CONSOLE: virtio_console_destroy((struct virtio_console *)d); break;
+    case VIRTIO_ID_NET: virtio_net_destroy((struct virtio_net *)d); break;
     default: break;
     }
     free(d);

@@ -28,7 +28,7 @@ static void usage(FILE *f)
         "  --memory SIZE          guest RAM (default 512M)\n"
         "  --disk file=PATH[,format=qcow2|raw][,readonly=on][,transport=pci|mmio][,serial=ID]\n"
         "  --device virtio-rng|virtio-console[,transport=pci|mmio]\n"
-        "  --net tap=NAME[,mac=MAC]\n"
+        "  --net tap=NAME[,mac=MAC][,transport=pci|mmio]\n"
         "  --console stdio|file:PATH|unix:PATH\n"
         "  --no-reboot            exit when the guest resets\n"
         "  --qmp unix:PATH,server[,nowait]  QMP monitor (QEMU's protocol) on a UNIX socket\n"
@@ -113,6 +113,9 @@ static int parse_net(struct machine_config *cfg, struct options *o, const char *
     cfg->net_mac = options_get(o, "mac");
     if (!cfg->net_tap) {
         return error_set(err, -EINVAL, "--net needs tap=NAME");
+    }
+    if ((ret = parse_transport(o, &cfg->net_transport, err)) < 0) {
+        return ret;
     }
     return options_check_unused(o, "--net", err);
 }
