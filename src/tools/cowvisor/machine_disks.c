@@ -31,6 +31,25 @@ static struct virtio_blk *blk_of(struct machine *m, struct blockdev *bd)
     return NULL;
 }
 
+static void drain_locked(struct virtio_blk *b)
+{
+    while (b->in_flight > 0) {
+        pthread_cond_wait(&b->idle, &b->dev.lock);
+    }
+}
+
+void machine_disks_drain(struct machine *m)
+{
+    for (int i = 0; i < m->nvirtio; i++) {
+        struct virtio_device *d = m->virtio[i];
+        if (d->device_id == VIRTIO_ID_BLOCK) {
+            pthread_mutex_lock(&d->lock);
+            drain_locked((struct virtio_blk *)d);
+            pthread_mutex_unlock(&d->lock);
+        }
+    }
+}
+
 int machine_disk_overlay(struct machine *m, int i, const char *file, struct error *err)
 {
     struct blockdev *old = m->disks[i];
@@ -54,10 +73,11 @@ int machine_disk_overlay(struct machine *m, int i, const char *file, struct erro
     if (ret < 0) {
         return ret;
     }
-    /* Requests are served in the main loop, this thread: none is in flight.
-     * The old image closes before the overlay opens it again as its
+    /* The main loop starts requests: once drained, none is in flight. The
+     * old image closes before the overlay opens it again as its
      * (read-only) backing file, so image locks do not collide. */
     pthread_mutex_lock(&blk->dev.lock);
+    drain_locked(blk);
     if ((ret = blockdev_flush(old, err)) == 0) {
         const char *old_fmt = blockdev_format(old);
         struct blockdev_open_opts opts = { .format = "qcow2" };

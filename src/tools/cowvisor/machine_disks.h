@@ -22,4 +22,8 @@ int machine_disk_chain(struct machine *m, int i, struct disk_layer *out, int max
  * and switches the disk to it. */
 int machine_disk_overlay(struct machine *m, int i, const char *file, struct error *err);
 
+/* Waits until no disk request is in flight (the main loop starts new ones:
+ * until it runs again, none will). */
+void machine_disks_drain(struct machine *m);
+
 #endif

@@ -14,6 +14,7 @@
 #include "block/blockdev.h"
 #include "block/qcow2.h"
 #include "util/size.h"
+#include "machine_disks.h"
 
 struct vmstate_area {
     struct blockdev *bd;
@@ -180,6 +181,7 @@ int machine_loadvm(struct machine *m, struct machine_snapshots *s, const char *n
         return error_set(err, -EINVAL, "Snapshot '%s' is a disk-only snapshot. Revert to it offline using qemu-img",
                          name);
     }
+    machine_disks_drain(m);
     /* Read and check everything but RAM before the disks change. */
     struct vmstate_area area = { m->disks[first], name };
     struct vmstate_io io = { area_write, area_read, &area };

@@ -165,6 +165,23 @@ int machine_snapshot_files(struct machine *m, struct machine_snapshots *s, const
     if (diff) {
         mi.parent_id = s->last_id;
         snprintf(mi.parent, sizeof(mi.parent), "%s", s->last_dir);
+        if ((ret = ram_bitmap_init(&mi.present, &m->vm.mem, err)) < 0) {
+            return ret;
+        }
+    }
+    /* Devices first: saving them drains requests in flight, whose data
+     * must be in the memory file. Nothing new starts until we return to
+     * the main loop. */
+    int fd = open(tmp_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        ret = error_set_errno(err, -errno, "cannot create '%s'", tmp_path);
+    }
+    struct vmstate_writer w;
+    memset(&w, 0, sizeof(w));
+    if (ret == 0 && (ret = vmstate_writer_begin(&w, vmstate_fd_io(&fd), err)) == 0) {
+        ret = machine_state_save(m, &w, err);
+    }
+    if (ret == 0 && diff) {
         /* Device rings are written by the VMM all the time. */
         for (int i = 0; i < m->nvirtio; i++) {
             struct virtio_device *d = m->virtio[i];
@@ -174,29 +191,18 @@ int machine_snapshot_files(struct machine *m, struct machine_snapshots *s, const
                 }
             }
         }
-        if ((ret = ram_bitmap_init(&mi.present, &m->vm.mem, err)) < 0 ||
-            (ret = ram_dirty_harvest(&m->vm, &mi.present, err)) < 0) {
-            ram_bitmap_free(&mi.present);
-            return ret;
-        }
-    } else if ((ret = ram_dirty_start(&m->vm, err)) < 0) {
-        return ret;
-    }
-    ret = ram_file_write(mem_path, &m->vm.mem, &s->backing, diff ? &mi.present : NULL, err);
-    int fd = ret < 0 ? -1 : open(tmp_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (ret == 0 && fd < 0) {
-        ret = error_set_errno(err, -errno, "cannot create '%s'", tmp_path);
+        ret = ram_dirty_harvest(&m->vm, &mi.present, err);
+    } else if (ret == 0) {
+        ret = ram_dirty_start(&m->vm, err);
     }
     if (ret == 0) {
-        struct vmstate_writer w;
-        if ((ret = vmstate_writer_begin(&w, vmstate_fd_io(&fd), err)) == 0 &&
-            (ret = machine_state_save(m, &w, err)) == 0 &&
-            (ret = write_memory_section(&w, &mi, err)) == 0) {
-            int64_t n = vmstate_writer_finish(&w, err);
-            ret = n < 0 ? (int)n : 0;
-        }
-        vmstate_writer_free(&w);
+        ret = ram_file_write(mem_path, &m->vm.mem, &s->backing, diff ? &mi.present : NULL, err);
     }
+    if (ret == 0 && (ret = write_memory_section(&w, &mi, err)) == 0) {
+        int64_t n = vmstate_writer_finish(&w, err);
+        ret = n < 0 ? (int)n : 0;
+    }
+    vmstate_writer_free(&w);
     if (fd >= 0 && close(fd) < 0 && ret == 0) {
         ret = error_set_errno(err, -errno, "writing '%s'", tmp_path);
     }
