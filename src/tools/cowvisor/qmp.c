@@ -328,10 +328,11 @@ static void machine_event(void *opaque, enum machine_event ev)
         s->shutdown_sent = true;
         qmp_event(s, "SHUTDOWN", json_pack("{s:b,s:s}", "guest", 1, "reason", "guest-reset"));
     } else {
-        bool host = s->host_reset;
-        s->host_reset = false;
-        qmp_event(s, "RESET", json_pack("{s:b,s:s}", "guest", !host, "reason",
-                                        host ? "host-qmp-system-reset" : "guest-reset"));
+        if (s->host_reset) {
+            s->host_reset = false;     /* announced when it was asked for */
+        } else {
+            qmp_event(s, "RESET", json_pack("{s:b,s:s}", "guest", 1, "reason", "guest-reset"));
+        }
     }
 }
 

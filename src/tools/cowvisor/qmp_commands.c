@@ -129,6 +129,8 @@ static void cmd_system_reset(struct qmp_server *s, json_t *args, struct qmp_repl
         qmp_event(s, "RESET", json_pack("{s:b,s:s}", "guest", 0, "reason", "host-qmp-system-reset"));
         return;
     }
+    /* QEMU resets at once and says so before it replies. */
+    qmp_event(s, "RESET", json_pack("{s:b,s:s}", "guest", 0, "reason", "host-qmp-system-reset"));
     s->host_reset = true;
     vm_request(&s->m->vm, VM_REQ_RESET, 0);
 }
@@ -165,9 +167,9 @@ static json_t *image_info(const struct disk_layer *l, int n)
         json_object_set_new(img, "cluster-size", json_integer(l->cluster_size));
     }
     if (l->backing_filename) {
-        json_object_set_new(img, "backing-filename", json_string(l->backing_filename));
+        json_object_set_new(img, "backing-filename", qmp_string(l->backing_filename));
         if (n > 1) {
-            json_object_set_new(img, "full-backing-filename", json_string(l[1].filename));
+            json_object_set_new(img, "full-backing-filename", qmp_string(l[1].filename));
             json_object_set_new(img, "backing-image", image_info(l + 1, n - 1));
         }
     }
@@ -190,7 +192,7 @@ static void cmd_query_block(struct qmp_server *s, json_t *args, struct qmp_reply
                                      "drv", layers[0].format, "node-name", name, "backing_file_depth", n - 1,
                                      "encrypted", 0, "image", image_info(layers, n));
         if (layers[0].backing_filename) {
-            json_object_set_new(inserted, "backing_file", json_string(layers[0].backing_filename));
+            json_object_set_new(inserted, "backing_file", qmp_string(layers[0].backing_filename));
         }
         json_array_append_new(list, json_pack("{s:s,s:s,s:b,s:b,s:o,s:s}", "io-status", "ok", "device", name,
                                               "locked", 0, "removable", 0, "inserted", inserted, "type", "unknown"));

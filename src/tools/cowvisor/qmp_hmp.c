@@ -12,7 +12,7 @@ static json_t *text(const char *fmt, const char *a)
 {
     char buf[1200];
     snprintf(buf, sizeof(buf), fmt, a);
-    return json_string(buf);
+    return qmp_string(buf);
 }
 
 static json_t *error_text(const struct error *err)
@@ -35,7 +35,7 @@ static void hmp_savevm(struct qmp_server *s, const char *name, struct qmp_reply 
     bool was_running = qmp_vm_pause_for(s);
     int ret = machine_savevm(s->m, s->snaps, name, &err);
     qmp_vm_resume_after(s, was_running);
-    r->ret = ret < 0 ? error_text(&err) : json_string("");
+    r->ret = ret < 0 ? error_text(&err) : qmp_string("");
 }
 
 static void hmp_loadvm(struct qmp_server *s, const char *name, struct qmp_reply *r)
@@ -45,7 +45,7 @@ static void hmp_loadvm(struct qmp_server *s, const char *name, struct qmp_reply 
     int ret = machine_loadvm(s->m, s->snaps, name, &err);
     /* A failed load leaves the VM in an unknown state: it stays paused. */
     qmp_vm_resume_after(s, was_running && ret == 0);
-    r->ret = ret < 0 ? error_text(&err) : json_string("");
+    r->ret = ret < 0 ? error_text(&err) : qmp_string("");
 }
 
 void qmp_hmp(struct qmp_server *s, json_t *args, struct qmp_reply *r)
@@ -67,33 +67,33 @@ void qmp_hmp(struct qmp_server *s, json_t *args, struct qmp_reply *r)
     char *extra = arg ? strtok_r(NULL, " \t", &save) : NULL;
     struct error err = { 0 };
     if (!cmd) {
-        r->ret = json_string("");
+        r->ret = qmp_string("");
     } else if (extra) {
         r->ret = text("%s: extraneous characters at the end of line\r\n", cmd);
     } else if (strcmp(cmd, "savevm") == 0) {
         hmp_savevm(s, arg, r);
     } else if (strcmp(cmd, "loadvm") == 0 || strcmp(cmd, "delvm") == 0) {
         if (!arg) {
-            r->ret = json_string("Parameter 'name' is missing\r\n");
+            r->ret = qmp_string("Parameter 'name' is missing\r\n");
         } else if (cmd[0] == 'l') {
             hmp_loadvm(s, arg, r);
         } else {
             int ret = machine_delvm(s->m, arg, &err);
-            r->ret = ret < 0 ? error_text(&err) : json_string("");
+            r->ret = ret < 0 ? error_text(&err) : qmp_string("");
         }
     } else if (strcmp(cmd, "info") == 0 && arg && strcmp(arg, "snapshots") == 0) {
         char *out = machine_info_snapshots(s->m, &err);
-        r->ret = out ? json_string(out) : text("%s\r\n", err.msg);
+        r->ret = out ? qmp_string(out) : text("%s\r\n", err.msg);
         free(out);
     } else if (strcmp(cmd, "info") == 0 && arg && strcmp(arg, "status") == 0) {
         r->ret = text("VM status: %s\r\n", s->state == QMP_RUNNING ? "running"
                                           : s->state == QMP_PAUSED ? "paused" : "shutdown");
     } else if (strcmp(cmd, "stop") == 0 && !arg) {
         qmp_vm_stop(s);
-        r->ret = json_string("");
+        r->ret = qmp_string("");
     } else if ((strcmp(cmd, "cont") == 0 || strcmp(cmd, "c") == 0) && !arg) {
         qmp_vm_cont(s);
-        r->ret = json_string("");
+        r->ret = qmp_string("");
     } else if (strcmp(cmd, "info") == 0) {
         r->ret = text("unknown info command: '%s'\r\n", arg ? arg : "");
     } else {

@@ -4,8 +4,17 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <string.h>
 
 #include "qmp.h"
+
+/* util/json.h (linked into every program) has its own json_string and
+ * json_null, which take the place of jansson's at link time: never call
+ * those two here. */
+static inline json_t *qmp_string(const char *s)
+{
+    return json_stringn(s, strlen(s));
+}
 
 #define QMP_MAX_JOBS 16
 
