@@ -26,6 +26,7 @@ static int hostfile_wrap(struct hostfile **out, int fd, const char *filename, bo
     f->filename = strdup(filename);
     f->read_only = read_only;
     f->direct = direct;
+    pthread_rwlock_init(&f->rmw_lock, NULL);
     f->dev = st.st_dev;
     f->ino = st.st_ino;
     *out = f;
@@ -56,16 +57,26 @@ void hostfile_close(struct hostfile *f)
 {
     if (f) {
         close(f->fd);
+        pthread_rwlock_destroy(&f->rmw_lock);
         free(f->filename);
         free(f);
     }
 }
 
-int hostfile_pread(struct hostfile *f, uint64_t off, void *buf, size_t len)
+/* O_DIRECT wants offsets, lengths and buffers aligned to the logical block
+ * size; 4 KiB satisfies every device. */
+#define DIRECT_ALIGN 4096u
+
+static bool is_aligned(uint64_t off, const void *buf, size_t len)
+{
+    return ((off | len | (uintptr_t)buf) & (DIRECT_ALIGN - 1)) == 0;
+}
+
+static int full_pread(int fd, uint64_t off, void *buf, size_t len)
 {
     uint8_t *p = buf;
     while (len > 0) {
-        ssize_t n = pread(f->fd, p, len, (off_t)off);
+        ssize_t n = pread(fd, p, len, (off_t)off);
         if (n < 0) {
             if (errno == EINTR) {
                 continue;
@@ -83,11 +94,11 @@ int hostfile_pread(struct hostfile *f, uint64_t off, void *buf, size_t len)
     return 0;
 }
 
-int hostfile_pwrite(struct hostfile *f, uint64_t off, const void *buf, size_t len)
+static int full_pwrite(int fd, uint64_t off, const void *buf, size_t len)
 {
     const uint8_t *p = buf;
     while (len > 0) {
-        ssize_t n = pwrite(f->fd, p, len, (off_t)off);
+        ssize_t n = pwrite(fd, p, len, (off_t)off);
         if (n < 0) {
             if (errno == EINTR) {
                 continue;
@@ -99,6 +110,70 @@ int hostfile_pwrite(struct hostfile *f, uint64_t off, const void *buf, size_t le
         len -= (size_t)n;
     }
     return 0;
+}
+
+/* The aligned span around [off, off+len) in a bounce buffer. */
+static uint8_t *bounce_span(uint64_t off, size_t len, uint64_t *start, size_t *span)
+{
+    *start = off & ~(uint64_t)(DIRECT_ALIGN - 1);
+    uint64_t end = (off + len + DIRECT_ALIGN - 1) & ~(uint64_t)(DIRECT_ALIGN - 1);
+    *span = (size_t)(end - *start);
+    void *p = NULL;
+    return posix_memalign(&p, DIRECT_ALIGN, *span) == 0 ? p : NULL;
+}
+
+int hostfile_pread(struct hostfile *f, uint64_t off, void *buf, size_t len)
+{
+    if (!f->direct || is_aligned(off, buf, len)) {
+        return full_pread(f->fd, off, buf, len);
+    }
+    uint64_t start;
+    size_t span;
+    uint8_t *bounce = bounce_span(off, len, &start, &span);
+    if (!bounce) {
+        return -ENOMEM;
+    }
+    int ret = full_pread(f->fd, start, bounce, span);
+    if (ret == 0) {
+        memcpy(buf, bounce + (off - start), len);
+    }
+    free(bounce);
+    return ret;
+}
+
+int hostfile_pwrite(struct hostfile *f, uint64_t off, const void *buf, size_t len)
+{
+    if (!f->direct) {
+        return full_pwrite(f->fd, off, buf, len);
+    }
+    if (is_aligned(off, buf, len)) {
+        pthread_rwlock_rdlock(&f->rmw_lock);
+        int ret = full_pwrite(f->fd, off, buf, len);
+        pthread_rwlock_unlock(&f->rmw_lock);
+        return ret;
+    }
+    uint64_t start;
+    size_t span;
+    uint8_t *bounce = bounce_span(off, len, &start, &span);
+    if (!bounce) {
+        return -ENOMEM;
+    }
+    /* Read-modify-write of whole blocks: no other write may slip in between. */
+    pthread_rwlock_wrlock(&f->rmw_lock);
+    int64_t size = hostfile_size(f);
+    int ret = size < 0 ? (int)size : full_pread(f->fd, start, bounce, span);
+    if (ret == 0) {
+        memcpy(bounce + (off - start), buf, len);
+        ret = full_pwrite(f->fd, start, bounce, span);
+    }
+    if (ret == 0 && start + span > (uint64_t)size && start + span > off + len) {
+        /* The padding must not make the file longer than the write did. */
+        uint64_t end = off + len > (uint64_t)size ? off + len : (uint64_t)size;
+        ret = hostfile_truncate(f, end);
+    }
+    pthread_rwlock_unlock(&f->rmw_lock);
+    free(bounce);
+    return ret;
 }
 
 int hostfile_flush(struct hostfile *f)

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <pthread.h>
 #include <sys/types.h>
 
 #include "util/error.h"
@@ -14,7 +15,8 @@ struct hostfile {
     int fd;
     char *filename;
     bool read_only;
-    bool direct;        /* O_DIRECT: buffers and offsets must be aligned */
+    bool direct;        /* O_DIRECT: unaligned requests go through a bounce buffer */
+    pthread_rwlock_t rmw_lock;  /* direct mode: read-modify-write excludes other writes */
     dev_t dev;
     ino_t ino;
 };

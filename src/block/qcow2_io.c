@@ -445,52 +445,74 @@ int qcow2_pwrite_zeroes(struct blockdev *bd, uint64_t off, uint64_t len, unsigne
     return ret;
 }
 
-/* What a discarded cluster becomes: unallocated, or (QEMU's rule for guest
- * discards) reading as zeros when a backing file would otherwise show through
- * or when it held data. */
-static void discarded_entry(struct qcow2 *s, uint64_t entry, uint64_t bitmap, bool make_zero,
-                            uint64_t *new_entry, uint64_t *new_bitmap)
+/* What discarded subclusters [first, last] of a cluster become: unallocated,
+ * or (QEMU's rule for guest discards) reading as zeros when a backing file
+ * would otherwise show through or when they held data. Without subclusters
+ * only whole clusters are discarded. The host cluster is dropped once no
+ * subcluster uses it. Returns false when nothing can be discarded here. */
+static bool discarded_entry(struct qcow2 *s, uint64_t entry, uint64_t bitmap, uint32_t first,
+                            uint32_t last, bool make_zero, uint64_t *new_entry,
+                            uint64_t *new_bitmap)
 {
-    bool allocated = (entry & (QCOW2_L2E_OFFSET_MASK | QCOW2_OFLAG_COMPRESSED)) ||
-                     (bitmap & ALL_SUBCLUSTERS);
-    *new_entry = 0;
-    *new_bitmap = 0;
-    if (make_zero && s->version >= 3 && (s->bd.backing || allocated)) {
-        if (s->extended_l2) {
-            *new_bitmap = ALL_SUBCLUSTERS << 32;
-        } else {
-            *new_entry = QCOW2_OFLAG_ZERO;
-        }
+    bool whole = first == 0 && last == s->subclusters - 1;
+    bool compressed = entry & QCOW2_OFLAG_COMPRESSED;
+    bool host = entry & QCOW2_L2E_OFFSET_MASK;
+    if (!whole && (compressed || (host && !(entry & QCOW2_OFLAG_COPIED)))) {
+        return false;   /* discard is advisory: do not copy a cluster to drop part of it */
     }
+    uint64_t range = sc_range_mask(first, last);
+    bool allocated = compressed || (s->extended_l2 ? (bitmap & range) != 0 : host);
+    bool zero = make_zero && s->version >= 3 && (s->bd.backing || allocated);
+    if (!s->extended_l2) {
+        *new_entry = zero ? QCOW2_OFLAG_ZERO : 0;
+        *new_bitmap = 0;
+        return true;
+    }
+    uint64_t alloc = compressed ? 0 : bitmap & ALL_SUBCLUSTERS & ~range;
+    uint64_t zeros = compressed ? 0 : (bitmap >> 32) & ~range;
+    if (zero) {
+        zeros |= range;
+    }
+    *new_entry = alloc ? entry : 0;
+    *new_bitmap = alloc | (zeros << 32);
+    return true;
 }
 
 int qcow2_discard_locked(struct qcow2 *s, uint64_t off, uint64_t len, bool make_zero,
                          struct error *err)
 {
+    uint64_t granule = s->subcluster_size;
     uint64_t end = off + len;
-    uint64_t pos = (off + s->cluster_size - 1) & ~s->cluster_mask;
-    uint64_t stop = end & ~s->cluster_mask;
+    uint64_t pos = (off + granule - 1) & ~(granule - 1);
+    uint64_t stop = end & ~(granule - 1);
     if (end == s->bd.size) {
-        stop = end;     /* the partial last cluster of the disk */
+        stop = end;     /* the partial last (sub)cluster of the disk */
     }
-    for (; pos < stop; pos += s->cluster_size) {
+    while (pos < stop) {
+        uint64_t cluster_end = qcow2_start_of_cluster(s, pos) + s->cluster_size;
+        uint64_t piece_end = cluster_end < stop ? cluster_end : stop;
+        uint32_t first = (uint32_t)(qcow2_offset_in_cluster(s, pos) >> s->subcluster_bits);
+        uint32_t last = piece_end == cluster_end || piece_end == s->bd.size
+                        ? s->subclusters - 1
+                        : (uint32_t)(qcow2_offset_in_cluster(s, piece_end - 1) >> s->subcluster_bits);
+        pos = piece_end;
         uint64_t entry, bitmap, new_entry, new_bitmap;
-        int ret = qcow2_lookup(s, pos, &entry, &bitmap, err);
+        int ret = qcow2_lookup(s, qcow2_start_of_cluster(s, piece_end - 1), &entry, &bitmap, err);
         if (ret < 0) {
             return ret;
         }
-        discarded_entry(s, entry, bitmap, make_zero, &new_entry, &new_bitmap);
-        if (new_entry == entry && new_bitmap == bitmap) {
+        if (!discarded_entry(s, entry, bitmap, first, last, make_zero, &new_entry, &new_bitmap) ||
+            (new_entry == entry && new_bitmap == bitmap)) {
             continue;
         }
         uint8_t *table;
         uint32_t index;
         /* With allocation: our own copy when the table is shared with a snapshot. */
-        ret = qcow2_get_l2_slot(s, pos, true, &table, &index, err);
+        ret = qcow2_get_l2_slot(s, piece_end - 1, true, &table, &index, err);
         if (ret == 0) {
             ret = qcow2_l2_write_entry(s, table, index, new_entry, new_bitmap, err);
         }
-        if (ret == 0) {
+        if (ret == 0 && (new_entry & QCOW2_L2E_OFFSET_MASK) != (entry & QCOW2_L2E_OFFSET_MASK)) {
             ret = release_old_mapping(s, entry, err);
         }
         if (ret < 0) {

@@ -403,6 +403,97 @@ static void test_read_qemu_chain(void **state)
     free(want);
 }
 
+/* Discard and zero writes at subcluster granularity (2 KiB subclusters of
+ * 64 KiB clusters); qemu-img map agrees, and freeing the last allocated
+ * subcluster frees the host cluster. */
+static void test_subcluster_discard(void **state)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/sc.qcow2", dir);
+    const struct variant v = { 3, 65536, 16, true, QCOW2_COMPRESSION_ZLIB, false };
+    struct blockdev *bd = create_and_open(path, &v, 1 << 20, NULL, NULL);
+    struct error err = { 0 };
+    uint8_t buf[65536];
+    memset(buf, 0x77, sizeof(buf));
+    assert_int_equal(blockdev_pwrite(bd, 0, buf, sizeof(buf), &err), 0);
+    assert_int_equal(blockdev_discard(bd, 4096, 4096, &err), 0);
+    assert_int_equal(blockdev_pwrite_zeroes(bd, 16384, 2048, 0, &err), 0);
+    struct block_status st;
+    assert_int_equal(blockdev_block_status(bd, 0, 65536, &st, &err), 0);
+    assert_true(st.len == 4096 && (st.flags & BDEV_STATUS_DATA));
+    assert_int_equal(blockdev_block_status(bd, 4096, 65536 - 4096, &st, &err), 0);
+    assert_true(st.len == 4096 && !(st.flags & BDEV_STATUS_DATA));
+    assert_int_equal(blockdev_block_status(bd, 16384, 65536 - 16384, &st, &err), 0);
+    assert_true(st.len == 2048 && (st.flags & BDEV_STATUS_ZERO) && (st.flags & BDEV_STATUS_ALLOCATED));
+    memset(buf + 4096, 0, 4096);
+    memset(buf + 16384, 0, 2048);
+    uint8_t *ref = calloc(1, 1 << 20);
+    memcpy(ref, buf, sizeof(buf));
+    verify_all(bd, ref, 1 << 20);
+    blockdev_close(bd);
+    judge_with_qemu(path, ref, 1 << 20);
+    assert_int_equal(run("qemu-img map --output=json %s | grep -q '\"start\": 4096, \"length\": 4096, "
+                         "\"depth\": 0, \"present\": true, \"zero\": true, \"data\": false'", path), 0);
+    /* Discarding every subcluster frees the host cluster. */
+    assert_int_equal(blockdev_open(&bd, path, NULL, &err), 0);
+    assert_int_equal(blockdev_discard(bd, 0, 65536, &err), 0);
+    blockdev_close(bd);
+    memset(ref, 0, 65536);
+    judge_with_qemu(path, ref, 1 << 20);
+    /* qemu-img check prints no "allocated" line when no cluster is allocated */
+    assert_int_equal(run("qemu-img check %s | grep -q 'allocated'", path), 1);
+    free(ref);
+}
+
+/* 512-byte clusters with 64-bit refcounts: 64 clusters per refcount block and
+ * a one-cluster refcount table cover only 2 MiB, so filling 8 MiB moves the
+ * refcount table several times; growing the disk moves the L1 table. */
+static void test_metadata_growth(void **state)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/growth.qcow2", dir);
+    const struct variant v = { 3, 512, 64, false, QCOW2_COMPRESSION_ZLIB, false };
+    struct blockdev *bd = create_and_open(path, &v, 1 << 20, NULL, NULL);
+    struct error err = { 0 };
+    uint8_t *ref = malloc(DISK_SIZE);
+    fill_pattern(ref, DISK_SIZE, 5);
+    assert_int_equal(blockdev_pwrite(bd, 0, ref, 1 << 20, &err), 0);
+    assert_int_equal(blockdev_truncate(bd, DISK_SIZE, false, PREALLOC_OFF, &err), 0);
+    for (uint64_t off = 1 << 20; off < DISK_SIZE; off += 65536) {
+        assert_int_equal(blockdev_pwrite(bd, off, ref + off, 65536, &err), 0);
+    }
+    verify_all(bd, ref, DISK_SIZE);
+    blockdev_close(bd);
+    judge_with_qemu(path, ref, DISK_SIZE);
+    /* the refcount table moved past the start of the file */
+    assert_int_equal(run("test $(od -An -tu8 --endian=big -j48 -N8 %s) -gt 2048", path), 0);
+    free(ref);
+}
+
+/* O_DIRECT (cache=none): unaligned metadata and guest writes go through
+ * aligned bounce buffers; the result is the same image. */
+static void test_direct_io(void **state)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/direct.qcow2", dir);
+    const struct variant v = { 3, 16384, 16, true, QCOW2_COMPRESSION_ZSTD, false };
+    blockdev_close(create_and_open(path, &v, DISK_SIZE, NULL, NULL));
+    struct blockdev *bd;
+    struct error err = { 0 };
+    struct blockdev_open_opts opts = { .flags = BDEV_NO_CACHE };
+    int ret = blockdev_open(&bd, path, &opts, &err);
+    if (ret == -EINVAL) {
+        skip();     /* a file system without O_DIRECT (tmpfs) */
+    }
+    assert_int_equal(ret, 0);
+    uint8_t *ref = calloc(1, DISK_SIZE);
+    random_io(bd, ref, 77, 200);
+    verify_all(bd, ref, DISK_SIZE);
+    blockdev_close(bd);
+    judge_with_qemu(path, ref, DISK_SIZE);
+    free(ref);
+}
+
 static void test_preallocation(void **state)
 {
     static const enum blockdev_prealloc modes[] = { PREALLOC_METADATA, PREALLOC_FALLOC,
@@ -483,6 +574,9 @@ int main(void)
         cmocka_unit_test(test_read_what_qemu_wrote),
         cmocka_unit_test(test_parallel_io),
         cmocka_unit_test(test_read_qemu_chain),
+        cmocka_unit_test(test_subcluster_discard),
+        cmocka_unit_test(test_metadata_growth),
+        cmocka_unit_test(test_direct_io),
         cmocka_unit_test(test_preallocation),
         cmocka_unit_test(test_header_rewrite_keeps_unknown),
     };
