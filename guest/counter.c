@@ -7,7 +7,11 @@
  *  - with a virtio-blk disk: at start it writes sectors whose contents
  *    derive from their number, then at every tick reads one of them into a
  *    buffer only the device writes (so a snapshot must track pages the VMM
- *    wrote) and checks, at the next tick, that the buffer still holds it.
+ *    wrote) and checks, at the next tick, that the buffer still holds it;
+ *    it also keeps a log of 8 blocks after those, writing one at every
+ *    tick with the tick number and reading back the one it wrote 8 ticks
+ *    before: a disk that went back in time without the memory (or the
+ *    other way round) fails that check.
  * Any mismatch prints "FAIL: ..." lines; each tick's line ends in "ok" when
  * every check of that tick passed. Everything is deterministic, so a
  * restored guest prints exactly what the original would have printed. */
@@ -24,7 +28,10 @@
 static uint32_t versions[65536];
 static uint8_t devbuf[BLOCK] __attribute__((aligned(4096)));
 static uint8_t scratch[BLOCK] __attribute__((aligned(4096)));
+static uint8_t logbuf[BLOCK] __attribute__((aligned(4096)));
 static int last_block = -1;
+static uint32_t log_written[8];     /* tick that last wrote each log block */
+#define LOG_FIRST_SECTOR DISK_SECTORS
 static volatile uint64_t spin_sink;
 
 static int word_in(const char *cmdline, const char *word, unsigned *value)
@@ -83,6 +90,14 @@ static void fill_block(uint8_t *p, int block)
     uint32_t *w = (uint32_t *)p;
     for (uint32_t i = 0; i < BLOCK / 4; i++) {
         w[i] = (uint32_t)block * 0x9e3779b9u + i * 7u + 0x1234u;
+    }
+}
+
+static void fill_log(uint8_t *p, int slot, uint32_t tick)
+{
+    uint32_t *w = (uint32_t *)p;
+    for (uint32_t i = 0; i < BLOCK / 4; i++) {
+        w[i] = tick * 0x85ebca6bu + (uint32_t)slot * 0xc2b2ae35u + i;
     }
 }
 
@@ -157,6 +172,26 @@ static long counter_main(void *arg)
                 ok = 0;
             }
             last_block = b;
+            int slot = (int)(tick % 8);
+            uint64_t sector = LOG_FIRST_SECTOR + (uint64_t)slot * 8;
+            if (log_written[slot]) {
+                if (blk_rw(disk, 0, sector, logbuf, 1) != 0) {
+                    printf("FAIL: reading log block %d\n", slot);
+                    ok = 0;
+                } else {
+                    fill_log(scratch, slot, log_written[slot]);
+                    if (memcmp(scratch, logbuf, BLOCK) != 0) {
+                        printf("FAIL: log block %d does not hold tick %u's data\n", slot, log_written[slot]);
+                        ok = 0;
+                    }
+                }
+            }
+            fill_log(scratch, slot, tick);
+            if (blk_rw(disk, 1, sector, scratch, 0) != 0) {
+                printf("FAIL: writing log block %d\n", slot);
+                ok = 0;
+            }
+            log_written[slot] = tick;
         }
         printf("counter %u %s\n", tick, ok ? "ok" : "bad");
     }
