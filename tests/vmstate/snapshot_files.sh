@@ -2,33 +2,41 @@
 # Snapshots to files: a full one and diffs taken over QMP while the test
 # guest counts; restores with --restore continue the count with verified
 # memory (patterns, pages only the VMM's virtio device wrote) and print what
-# the original printed after the same instant.
+# the original printed after the same instant. Snapshots to files do not
+# hold the disks (as with Firecracker): the test copies the disk while the
+# VM is stopped for the snapshot and restores with that copy.
 source "$TESTS_DIR/vmstate/common.sh"
 
 truncate -s 8M "$TMP/disk.img"
 ARGS=(--kernel "$GUEST" --memory 128M --cpus 2 --append counter
       --disk "file=$TMP/disk.img,format=raw,transport=pci")
-snap() {  # snap DIR [type]: returns the QMP output
+VM=a DISK=$TMP/disk.img
+snap() {  # snap DIR [type]: returns the QMP output; $DISK is copied to DIR.disk
     local args="{\"directory\": \"$1\"${2:+, \"type\": \"$2\"}}"
-    $QMP "$TMP/a.sock" qmp_capabilities "{\"execute\": \"x-cowvisor-snapshot-files\", \"arguments\": $args}"
+    $QMP "$TMP/$VM.sock" qmp_capabilities stop "{\"execute\": \"x-cowvisor-snapshot-files\", \"arguments\": $args}"
+    cp "$DISK" "$1.disk"
+    $QMP "$TMP/$VM.sock" qmp_capabilities cont >/dev/null
 }
 
 start_vm a "${ARGS[@]}"
 wait_text "$TMP/a.out" "counter 10 ok"
+out=$($QMP "$TMP/a.sock" qmp_capabilities "{\"execute\": \"x-cowvisor-snapshot-files\", \"arguments\": {\"directory\": \"$TMP/scratch\"}}")
+check "a snapshot of a running VM stops it (STOP, RESUME)" \
+    bash -c 'grep -q "\"event\": \"STOP\"" <<<"$1" && grep -q "\"event\": \"RESUME\"" <<<"$1"' _ "$out"
 before_full=$(counter_lines "$TMP/a.out" | tail -1)
 out=$(snap "$TMP/full")
 check "full snapshot: QMP returns {}" grep -qxF '{"return": {}}' <<<"$out"
-check "full snapshot: STOP then RESUME around it" \
-    bash -c 'grep -q "\"event\": \"STOP\"" <<<"$1" && grep -q "\"event\": \"RESUME\"" <<<"$1"' _ "$out"
 at_full=$(counter_lines "$TMP/a.out" | tail -1)
 wait_text "$TMP/a.out" "counter $((at_full + 15)) "
 before_diff1=$(counter_lines "$TMP/a.out" | tail -1)
-check "diff snapshot after the full one" bash -c "$(declare -f snap); QMP='$QMP' TMP='$TMP' snap '$TMP/diff1' diff | grep -qxF '{\"return\": {}}'"
+out=$(snap "$TMP/diff1" diff)
+check "diff snapshot after the full one" grep -qxF '{"return": {}}' <<<"$out"
 at_diff1=$(counter_lines "$TMP/a.out" | tail -1)
 wait_text "$TMP/a.out" "counter $((at_diff1 + 15)) "
 before_diff2=$(counter_lines "$TMP/a.out" | tail -1)
-check "second diff snapshot (diff of a diff)" bash -c "$(declare -f snap); QMP='$QMP' TMP='$TMP' snap '$TMP/diff2' diff | grep -qxF '{\"return\": {}}'"
 out=$(snap "$TMP/diff2" diff)
+check "second diff snapshot (diff of a diff)" grep -qxF '{"return": {}}' <<<"$out"
+out=$($QMP "$TMP/a.sock" qmp_capabilities "{\"execute\": \"x-cowvisor-snapshot-files\", \"arguments\": {\"directory\": \"$TMP/diff2\", \"type\": \"diff\"}}")
 check "a diff may not replace its own parent" grep -q "cannot replace its parent" <<<"$out"
 at_diff2=$(counter_lines "$TMP/a.out" | tail -1)
 wait_text "$TMP/a.out" "counter $((at_diff2 + 40)) "
@@ -46,7 +54,8 @@ check_eq "memory files have the guest RAM size" 134217728 "$(stat -c %s "$TMP/di
 # was taken after the guest printed counter BEFORE and before AFTER + 1.
 restore_check() {
     local dir=$1 name=$2 before=$3 at=$4
-    timeout 20 "$COWVISOR" "${ARGS[@]}" --restore "$dir" --console "file:$TMP/$name.out" \
+    cp "$dir.disk" "$TMP/$name.img"
+    timeout 20 "$COWVISOR" "${ARGS[@]/$TMP\/disk.img/$TMP/$name.img}" --restore "$dir" --console "file:$TMP/$name.out" \
         --qmp "unix:$TMP/$name.sock,server,nowait" 2>"$TMP/$name.err" &
     local pid=$!
     VM_PIDS+=($pid)
@@ -67,11 +76,12 @@ restore_check "$TMP/diff1" r_diff1 "$before_diff1" "$at_diff1"
 restore_check "$TMP/diff2" r_diff2 "$before_diff2" "$at_diff2"
 
 # A diff snapshot of a restored VM: relative to the snapshot it came from.
-start_vm b "${ARGS[@]}" --restore "$TMP/diff2"
+cp "$TMP/diff2.disk" "$TMP/b.img"
+start_vm b "${ARGS[@]/$TMP\/disk.img/$TMP/b.img}" --restore "$TMP/diff2"
 wait_text "$TMP/b.out" "counter $((at_diff2 + 10)) "
 before_diff3=$(counter_lines "$TMP/b.out" | tail -1)
-out=$($QMP "$TMP/b.sock" qmp_capabilities \
-    "{\"execute\": \"x-cowvisor-snapshot-files\", \"arguments\": {\"directory\": \"$TMP/diff3\", \"type\": \"diff\"}}")
+VM=b DISK=$TMP/b.img
+out=$(snap "$TMP/diff3" diff)
 check "diff snapshot of a restored VM" grep -qxF '{"return": {}}' <<<"$out"
 at_diff3=$(counter_lines "$TMP/b.out" | tail -1)
 wait_text "$TMP/b.out" "counter $((at_diff3 + 30)) "
