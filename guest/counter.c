@@ -14,14 +14,17 @@
  *    other way round) fails that check.
  * Any mismatch prints "FAIL: ..." lines; each tick's line ends in "ok" when
  * every check of that tick passed. Everything is deterministic, so a
- * restored guest prints exactly what the original would have printed. */
+ * restored guest prints exactly what the original would have printed.
+ * spin=N sets the busy loop of a tick (default 40M iterations); "idle"
+ * makes the guest print "idle" and only spin on pause afterwards (for
+ * benchmarks of an idle guest: it dirties no memory). */
 #include "guest.h"
 #include "io.h"
 #include "virtio.h"
 
 #define PATTERN_BASE (32ull << 20)
 #define PAGE 4096
-#define SPIN_PER_TICK 40000000u
+#define DEFAULT_SPIN 40000000u
 #define DISK_SECTORS 64     /* 8-sector blocks read back, one per tick */
 #define BLOCK (8 * 512)
 
@@ -57,7 +60,7 @@ static int word_in(const char *cmdline, const char *word, unsigned *value)
 
 int counter_mode_wanted(const char *cmdline)
 {
-    return word_in(cmdline, "counter", 0);
+    return word_in(cmdline, "counter", 0) || word_in(cmdline, "idle", 0);
 }
 
 static uint32_t pattern_word(uint32_t page, uint32_t version, uint32_t i)
@@ -117,9 +120,16 @@ static int blk_rw(struct gvdev *d, uint32_t type, uint64_t sector, void *buf, in
 static long counter_main(void *arg)
 {
     const char *cmdline = arg;
-    unsigned mb = 16;
+    unsigned mb = 16, spin = DEFAULT_SPIN;
+    if (word_in(cmdline, "idle", 0)) {
+        printf("idle\n");
+        for (;;) {
+            __asm__ volatile("pause");
+        }
+    }
     word_in(cmdline, "pattern_mb", &mb);
-    uint32_t npages = mb * 256;
+    word_in(cmdline, "spin", &spin);
+    uint32_t npages = mb ? mb * 256 : 1;
     if (npages > 65536) {
         npages = 65536;
     }
@@ -145,7 +155,7 @@ static long counter_main(void *arg)
         printf("FAIL: writing the disk blocks\n");
     }
     for (uint32_t tick = 1;; tick++) {
-        for (uint32_t s = 0; s < SPIN_PER_TICK; s++) {
+        for (uint32_t s = 0; s < spin; s++) {
             spin_sink += s;
         }
         ok = 1;

@@ -328,6 +328,13 @@ static void machine_event(void *opaque, enum machine_event ev)
         s->shutdown_sent = true;
         qmp_event(s, "SHUTDOWN", json_pack("{s:b,s:s}", "guest", 1, "reason", "guest-reset"));
     } else {
+        /* The reset reloads the kernel into RAM behind the dirty log's
+         * back: a diff against the last snapshot would miss those pages. */
+        if (s->snaps->dirty_tracking) {
+            ram_dirty_stop(&s->m->vm);
+            s->snaps->dirty_tracking = false;
+            s->snaps->last_dir[0] = 0;
+        }
         if (s->host_reset) {
             s->host_reset = false;     /* announced when it was asked for */
         } else {
