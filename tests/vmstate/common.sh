@@ -26,7 +26,7 @@ trap cleanup_vms EXIT
 start_vm() {
     local name=$1; shift
     rm -f "$TMP/$name.sock" "$TMP/$name.status"
-    ( timeout 60 "$COWVISOR" "$@" --console "file:$TMP/$name.out" \
+    ( timeout 90 "$COWVISOR" "$@" --console "file:$TMP/$name.out" \
           --qmp "unix:$TMP/$name.sock,server,nowait" 2>"$TMP/$name.err"
       echo $? >"$TMP/$name.status" ) &
     VM_PIDS+=($!)

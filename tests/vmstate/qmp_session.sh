@@ -6,7 +6,7 @@
 source "$TESTS_DIR/vmstate/common.sh"
 
 truncate -s 8M "$TMP/disk.img"
-start_vm a --kernel "$GUEST" --memory 128M --cpus 2 --append counter \
+start_vm a --kernel "$GUEST" --memory 128M --cpus 2 --append "counter spin=10000000" \
     --disk "file=$TMP/disk.img,format=raw,transport=pci"
 wait_text "$TMP/a.out" "counter 2 ok"
 
@@ -114,7 +114,7 @@ check_eq "the guest reads its disk through the overlay without failures" 0 "$(gr
 # system_reset: RESET event, the guest boots again.
 out=$($QMP "$TMP/a.sock" qmp_capabilities system_reset)
 check "system_reset: RESET event from the host" grep -qF '"event": "RESET", "data": {"guest": false, "reason": "host-qmp-system-reset"}' <<<"$out"
-wait_text "$TMP/a.out" "counter mode: 32768 pattern pages" && sleep 0.1
+wait_text "$TMP/a.out" "counter mode: 4096 pattern pages" && sleep 0.1
 check_eq "the guest booted again" 2 "$(grep -c 'cowvisor test guest: hello' "$TMP/a.out")"
 
 out=$($QMP "$TMP/a.sock" qmp_capabilities quit)

@@ -5,7 +5,7 @@
 source "$TESTS_DIR/vmstate/common.sh"
 
 truncate -s 8M "$TMP/disk.img"
-ARGS=(--kernel "$GUEST" --memory 64M --append counter
+ARGS=(--kernel "$GUEST" --memory 64M --append "counter spin=10000000"
       --disk "file=$TMP/disk.img,format=raw,transport=mmio" --device virtio-rng,transport=pci)
 start_vm a "${ARGS[@]}"
 wait_text "$TMP/a.out" "counter 3 ok"
@@ -66,17 +66,17 @@ restore_fails short_memory "memory file" "${ARGS[@]}" --restore "$TMP/nomem"
 
 # Another machine than the snapshot's.
 restore_fails memory_size "configuration mismatch: the snapshot was taken with --memory 64 MiB, this VM has --memory 128 MiB" \
-    --kernel "$GUEST" --memory 128M --append counter --disk "file=$TMP/disk.img,format=raw,transport=mmio" \
+    --kernel "$GUEST" --memory 128M --append "counter spin=10000000" --disk "file=$TMP/disk.img,format=raw,transport=mmio" \
     --device virtio-rng,transport=pci --restore "$TMP/snap"
 restore_fails cpus "configuration mismatch: the snapshot was taken with --cpus 1, this VM has --cpus 2" \
     "${ARGS[@]}" --cpus 2 --restore "$TMP/snap"
 restore_fails no_disk "configuration mismatch: the snapshot has 1 disk(s), this VM has 0" \
-    --kernel "$GUEST" --memory 64M --append counter --device virtio-rng,transport=pci --restore "$TMP/snap"
+    --kernel "$GUEST" --memory 64M --append "counter spin=10000000" --device virtio-rng,transport=pci --restore "$TMP/snap"
 restore_fails transport "configuration mismatch: disk 0 was on transport mmio, here it is on pci" \
-    --kernel "$GUEST" --memory 64M --append counter --disk "file=$TMP/disk.img,format=raw,transport=pci" \
+    --kernel "$GUEST" --memory 64M --append "counter spin=10000000" --disk "file=$TMP/disk.img,format=raw,transport=pci" \
     --device virtio-rng,transport=pci --restore "$TMP/snap"
 restore_fails rng "configuration mismatch: the snapshot has 1 virtio-rng device(s), this VM has 0" \
-    --kernel "$GUEST" --memory 64M --append counter --disk "file=$TMP/disk.img,format=raw,transport=mmio" \
+    --kernel "$GUEST" --memory 64M --append "counter spin=10000000" --disk "file=$TMP/disk.img,format=raw,transport=mmio" \
     --restore "$TMP/snap"
 restore_fails missing "nonexistent': No such file or directory" "${ARGS[@]}" --restore "$TMP/nonexistent"
 done_testing

@@ -13,7 +13,7 @@ if ! "$COWIMG" snapshot -c probe "$TMP/probe.qcow2" 2>"$TMP/probe.err"; then
 fi
 
 "$COWIMG" create -f qcow2 "$TMP/disk.qcow2" 16M >/dev/null
-ARGS=(--kernel "$GUEST" --memory 128M --append counter --disk "file=$TMP/disk.qcow2,transport=pci")
+ARGS=(--kernel "$GUEST" --memory 128M --append "counter spin=10000000" --disk "file=$TMP/disk.qcow2,transport=pci")
 hmp() {  # hmp SOCK COMMAND...: the replies of human-monitor-command
     local sock=$1; shift
     local cmds=() c
@@ -79,7 +79,7 @@ check_eq "--loadvm: no failed check" 0 "$(grep -c '^FAIL' "$TMP/b.out")"
 check "--loadvm: prints what the first VM printed after s1" continues "$TMP/a.out" "$TMP/b.out" 20
 
 # Refusals: another machine, a missing snapshot, a raw writable disk.
-timeout 20 "$COWVISOR" --kernel "$GUEST" --memory 64M --append counter --disk "file=$TMP/disk.qcow2,transport=pci" \
+timeout 20 "$COWVISOR" --kernel "$GUEST" --memory 64M --append "counter spin=10000000" --disk "file=$TMP/disk.qcow2,transport=pci" \
     --loadvm s1 --console "file:$TMP/c.out" 2>"$TMP/c.err"
 check_eq "--loadvm with another --memory: status 255" 255 "$?"
 check "... configuration mismatch named" grep -q "configuration mismatch: the snapshot was taken with --memory 128 MiB" "$TMP/c.err"

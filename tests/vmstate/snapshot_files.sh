@@ -8,7 +8,7 @@
 source "$TESTS_DIR/vmstate/common.sh"
 
 truncate -s 8M "$TMP/disk.img"
-ARGS=(--kernel "$GUEST" --memory 128M --cpus 2 --append counter
+ARGS=(--kernel "$GUEST" --memory 128M --cpus 2 --append "counter spin=10000000"
       --disk "file=$TMP/disk.img,format=raw,transport=pci")
 VM=a DISK=$TMP/disk.img
 snap() {  # snap DIR [type]: returns the QMP output; $DISK is copied to DIR.disk
