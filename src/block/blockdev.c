@@ -167,6 +167,12 @@ static int check_writable(struct blockdev *bd, struct error *err)
     return 0;
 }
 
+static int check_write(struct blockdev *bd, uint64_t off, uint64_t len, struct error *err)
+{
+    int ret = check_writable(bd, err);
+    return ret < 0 ? ret : check_range(bd, off, len, err);
+}
+
 int blockdev_pread(struct blockdev *bd, uint64_t off, void *buf, size_t len, struct error *err)
 {
     int ret = check_range(bd, off, len, err);
@@ -178,10 +184,7 @@ int blockdev_pread(struct blockdev *bd, uint64_t off, void *buf, size_t len, str
 
 int blockdev_pwrite(struct blockdev *bd, uint64_t off, const void *buf, size_t len, struct error *err)
 {
-    int ret = check_writable(bd, err);
-    if (ret == 0) {
-        ret = check_range(bd, off, len, err);
-    }
+    int ret = check_write(bd, off, len, err);
     if (ret < 0 || len == 0) {
         return ret;
     }
@@ -191,10 +194,7 @@ int blockdev_pwrite(struct blockdev *bd, uint64_t off, const void *buf, size_t l
 int blockdev_pwrite_zeroes(struct blockdev *bd, uint64_t off, uint64_t len, unsigned flags,
                            struct error *err)
 {
-    int ret = check_writable(bd, err);
-    if (ret == 0) {
-        ret = check_range(bd, off, len, err);
-    }
+    int ret = check_write(bd, off, len, err);
     if (ret < 0 || len == 0) {
         return ret;
     }
@@ -204,10 +204,7 @@ int blockdev_pwrite_zeroes(struct blockdev *bd, uint64_t off, uint64_t len, unsi
 int blockdev_pwrite_compressed(struct blockdev *bd, uint64_t off, const void *buf, size_t len,
                                struct error *err)
 {
-    int ret = check_writable(bd, err);
-    if (ret == 0) {
-        ret = check_range(bd, off, len, err);
-    }
+    int ret = check_write(bd, off, len, err);
     if (ret < 0 || len == 0) {
         return ret;
     }
@@ -220,10 +217,7 @@ int blockdev_pwrite_compressed(struct blockdev *bd, uint64_t off, const void *bu
 
 int blockdev_discard(struct blockdev *bd, uint64_t off, uint64_t len, struct error *err)
 {
-    int ret = check_writable(bd, err);
-    if (ret == 0) {
-        ret = check_range(bd, off, len, err);
-    }
+    int ret = check_write(bd, off, len, err);
     if (ret < 0 || len == 0) {
         return ret;
     }

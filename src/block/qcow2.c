@@ -87,6 +87,7 @@ static int check_open_mode(struct qcow2 *s, const struct blockdev_open_opts *opt
         return error_set(err, -EACCES, "qcow2: Image is corrupt; cannot be opened read/write");
     }
     s->corrupt = s->incompatible_features & QCOW2_INCOMPAT_CORRUPT;
+    s->checking = checking;
     s->lazy_refcounts = writable && (s->compatible_features & QCOW2_COMPAT_LAZY_REFCOUNTS);
     s->dirty_written = s->incompatible_features & QCOW2_INCOMPAT_DIRTY;
     return 0;

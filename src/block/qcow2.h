@@ -36,7 +36,10 @@ bool blockdev_is_qcow2(const struct blockdev *bd);
 int qcow2_change_backing_file(struct blockdev *bd, const char *backing_file,
                               const char *backing_fmt, struct error *err);
 
-/* Internal snapshots (qemu-img snapshot, savevm). */
+/* Internal snapshots (qemu-img snapshot, savevm). Each operation is atomic
+ * on disk (a kill leaves the image before or after it). The caller quiesces
+ * guest I/O on bd first, as QEMU drains it: a request in flight during the
+ * operation may land on either side of it. */
 struct qcow2_snapshot_info {
     char id[128];               /* QEMU assigns "1", "2", ... */
     char *name;

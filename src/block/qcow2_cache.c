@@ -9,47 +9,127 @@
 
 #include "block/qcow2_int.h"
 
+static uint32_t bucket_of(const struct qcow2_cache *c, uint64_t offset)
+{
+    /* Offsets are cluster aligned: mix the high bits down. */
+    uint64_t h = (offset >> 9) * 0x9e3779b97f4a7c15ULL;
+    return (uint32_t)(h >> 32) & c->bucket_mask;
+}
+
+static uint8_t *table_of(const struct qcow2_cache *c, int i)
+{
+    return c->tables + (size_t)i * c->table_size;
+}
+
+static void lru_unlink(struct qcow2_cache *c, int i)
+{
+    struct qcow2_cache_entry *e = &c->entries[i];
+    if (e->lru_prev >= 0) {
+        c->entries[e->lru_prev].lru_next = e->lru_next;
+    } else {
+        c->lru_head = e->lru_next;
+    }
+    if (e->lru_next >= 0) {
+        c->entries[e->lru_next].lru_prev = e->lru_prev;
+    } else {
+        c->lru_tail = e->lru_prev;
+    }
+}
+
+static void lru_push(struct qcow2_cache *c, int i, bool at_head)
+{
+    struct qcow2_cache_entry *e = &c->entries[i];
+    if (at_head) {
+        e->lru_prev = -1;
+        e->lru_next = c->lru_head;
+        if (c->lru_head >= 0) {
+            c->entries[c->lru_head].lru_prev = i;
+        }
+        c->lru_head = i;
+        if (c->lru_tail < 0) {
+            c->lru_tail = i;
+        }
+    } else {
+        e->lru_next = -1;
+        e->lru_prev = c->lru_tail;
+        if (c->lru_tail >= 0) {
+            c->entries[c->lru_tail].lru_next = i;
+        }
+        c->lru_tail = i;
+        if (c->lru_head < 0) {
+            c->lru_head = i;
+        }
+    }
+}
+
+static int hash_find(const struct qcow2_cache *c, uint64_t offset)
+{
+    for (int i = c->buckets[bucket_of(c, offset)]; i >= 0; i = c->entries[i].hash_next) {
+        if (c->entries[i].offset == offset) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+static void hash_remove(struct qcow2_cache *c, int i)
+{
+    int *link = &c->buckets[bucket_of(c, c->entries[i].offset)];
+    while (*link >= 0 && *link != i) {
+        link = &c->entries[*link].hash_next;
+    }
+    if (*link == i) {
+        *link = c->entries[i].hash_next;
+    }
+    c->entries[i].offset = 0;
+    c->entries[i].dirty = false;
+}
+
+static void hash_insert(struct qcow2_cache *c, int i, uint64_t offset)
+{
+    uint32_t b = bucket_of(c, offset);
+    c->entries[i].offset = offset;
+    c->entries[i].hash_next = c->buckets[b];
+    c->buckets[b] = i;
+}
+
 int qcow2_cache_init(struct qcow2_cache *c, int count, uint32_t table_size)
 {
+    memset(c, 0, sizeof(*c));
+    uint32_t nbuckets = 1;
+    while (nbuckets < (uint32_t)count * 2) {
+        nbuckets <<= 1;
+    }
     c->count = count;
     c->table_size = table_size;
-    c->lru_clock = 0;
+    c->bucket_mask = nbuckets - 1;
+    c->tables = malloc((size_t)count * table_size);
     c->entries = calloc((size_t)count, sizeof(*c->entries));
-    if (!c->entries) {
+    c->buckets = malloc(nbuckets * sizeof(*c->buckets));
+    if (!c->tables || !c->entries || !c->buckets) {
         return -ENOMEM;
     }
+    memset(c->buckets, 0xff, nbuckets * sizeof(*c->buckets));
+    c->lru_head = c->lru_tail = -1;
     for (int i = 0; i < count; i++) {
-        c->entries[i].table = malloc(table_size);
-        if (!c->entries[i].table) {
-            return -ENOMEM;
-        }
+        c->entries[i].hash_next = -1;
+        lru_push(c, i, false);
     }
     return 0;
 }
 
 void qcow2_cache_destroy(struct qcow2_cache *c)
 {
-    for (int i = 0; c->entries && i < c->count; i++) {
-        free(c->entries[i].table);
-    }
+    free(c->tables);
     free(c->entries);
-    c->entries = NULL;
+    free(c->buckets);
+    memset(c, 0, sizeof(*c));
 }
 
-static struct qcow2_cache_entry *entry_of(struct qcow2_cache *c, const uint8_t *table)
+static int write_entry(struct qcow2 *s, struct qcow2_cache *c, int i, struct error *err)
 {
-    for (int i = 0; i < c->count; i++) {
-        if (c->entries[i].table == table) {
-            return &c->entries[i];
-        }
-    }
-    return NULL;
-}
-
-static int write_entry(struct qcow2 *s, struct qcow2_cache *c, struct qcow2_cache_entry *e,
-                       struct error *err)
-{
-    int ret = hostfile_pwrite(s->file, e->offset, e->table, c->table_size);
+    struct qcow2_cache_entry *e = &c->entries[i];
+    int ret = hostfile_pwrite(s->file, e->offset, table_of(c, i), c->table_size);
     if (ret < 0) {
         return error_set_errno(err, ret, "Could not write metadata at 0x%" PRIx64, e->offset);
     }
@@ -57,71 +137,54 @@ static int write_entry(struct qcow2 *s, struct qcow2_cache *c, struct qcow2_cach
     return 0;
 }
 
-static struct qcow2_cache_entry *find_victim(struct qcow2_cache *c)
-{
-    struct qcow2_cache_entry *victim = &c->entries[0];
-    for (int i = 0; i < c->count; i++) {
-        if (c->entries[i].offset == 0) {
-            return &c->entries[i];
-        }
-        if (c->entries[i].lru < victim->lru) {
-            victim = &c->entries[i];
-        }
-    }
-    return victim;
-}
-
 int qcow2_cache_get(struct qcow2 *s, struct qcow2_cache *c, uint64_t offset, bool fresh,
                     uint8_t **table, struct error *err)
 {
-    for (int i = 0; i < c->count; i++) {
-        struct qcow2_cache_entry *e = &c->entries[i];
-        if (e->offset == offset) {
-            e->lru = ++c->lru_clock;
-            if (fresh) {
-                memset(e->table, 0, c->table_size);
+    int i = hash_find(c, offset);
+    if (i < 0) {
+        i = c->lru_tail;
+        if (c->entries[i].offset) {
+            if (c->entries[i].dirty) {
+                int ret = write_entry(s, c, i, err);
+                if (ret < 0) {
+                    return ret;
+                }
             }
-            *table = e->table;
-            return 0;
+            hash_remove(c, i);
         }
-    }
-    struct qcow2_cache_entry *e = find_victim(c);
-    if (e->dirty) {
-        int ret = write_entry(s, c, e, err);
-        if (ret < 0) {
-            return ret;
+        if (!fresh) {
+            int ret = hostfile_pread(s->file, offset, table_of(c, i), c->table_size);
+            if (ret < 0) {
+                return error_set_errno(err, ret, "Could not read metadata at 0x%" PRIx64, offset);
+            }
         }
+        hash_insert(c, i, offset);
     }
-    e->offset = 0;
     if (fresh) {
-        memset(e->table, 0, c->table_size);
-    } else {
-        int ret = hostfile_pread(s->file, offset, e->table, c->table_size);
-        if (ret < 0) {
-            return error_set_errno(err, ret, "Could not read metadata at 0x%" PRIx64, offset);
-        }
+        memset(table_of(c, i), 0, c->table_size);
     }
-    e->offset = offset;
-    e->lru = ++c->lru_clock;
-    *table = e->table;
+    lru_unlink(c, i);
+    lru_push(c, i, true);
+    *table = table_of(c, i);
     return 0;
 }
 
 int qcow2_cache_update(struct qcow2 *s, struct qcow2_cache *c, uint8_t *table, uint32_t start,
                        uint32_t len, bool writeback, struct error *err)
 {
-    struct qcow2_cache_entry *e = entry_of(c, table);
-    if (!e || e->offset == 0) {
+    size_t pos = (size_t)(table - c->tables);
+    int i = (int)(pos / c->table_size);
+    if (table < c->tables || i >= c->count || pos % c->table_size || !c->entries[i].offset) {
         return error_set(err, -EINVAL, "internal error: table not in cache");
     }
     if (writeback) {
-        e->dirty = true;
+        c->entries[i].dirty = true;
         return 0;
     }
-    int ret = hostfile_pwrite(s->file, e->offset + start, table + start, len);
+    uint64_t offset = c->entries[i].offset;
+    int ret = hostfile_pwrite(s->file, offset + start, table + start, len);
     if (ret < 0) {
-        return error_set_errno(err, ret, "Could not write metadata at 0x%" PRIx64,
-                               e->offset + start);
+        return error_set_errno(err, ret, "Could not write metadata at 0x%" PRIx64, offset + start);
     }
     return 0;
 }
@@ -130,7 +193,7 @@ int qcow2_cache_flush(struct qcow2 *s, struct qcow2_cache *c, struct error *err)
 {
     for (int i = 0; i < c->count; i++) {
         if (c->entries[i].offset && c->entries[i].dirty) {
-            int ret = write_entry(s, c, &c->entries[i], err);
+            int ret = write_entry(s, c, i, err);
             if (ret < 0) {
                 return ret;
             }
@@ -141,18 +204,19 @@ int qcow2_cache_flush(struct qcow2 *s, struct qcow2_cache *c, struct error *err)
 
 void qcow2_cache_discard(struct qcow2_cache *c, uint64_t offset)
 {
-    for (int i = 0; i < c->count; i++) {
-        if (c->entries[i].offset == offset) {
-            c->entries[i].offset = 0;
-            c->entries[i].dirty = false;
-        }
+    int i = hash_find(c, offset);
+    if (i >= 0) {
+        hash_remove(c, i);
+        lru_unlink(c, i);
+        lru_push(c, i, false);  /* reuse it first */
     }
 }
 
 void qcow2_cache_invalidate(struct qcow2_cache *c)
 {
     for (int i = 0; i < c->count; i++) {
-        c->entries[i].offset = 0;
-        c->entries[i].dirty = false;
+        if (c->entries[i].offset) {
+            hash_remove(c, i);
+        }
     }
 }

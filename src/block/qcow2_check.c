@@ -1,21 +1,554 @@
-/* Consistency check and repair. Placeholder until the check work lands. */
+/* Consistency check and repair (qemu-img check): the references of every
+ * cluster are recomputed from the header, the active and snapshot L1/L2
+ * tables, the snapshot table and the refcount structure, and compared with
+ * the stored refcounts; COPIED flags of the active tables are checked
+ * against them. Counts and messages follow QEMU's check so that both tools
+ * agree on what is wrong with an image.
+ *
+ * Repair writes a complete new refcount structure (and copies of active L2
+ * tables whose COPIED flags were wrong) in one metadata transaction, so a
+ * repair interrupted at any point leaves the image as it was before. */
 #include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "block/qcow2_int.h"
+#include "util/bswap.h"
+#include "util/log.h"
 
-int qcow2_repair_dirty(struct qcow2 *s, struct error *err)
+struct check {
+    struct qcow2 *s;
+    struct qcow2_check_result *res;
+    uint64_t *ref;          /* computed references per cluster */
+    uint64_t *disk;         /* stored refcounts per cluster */
+    uint64_t n;
+    uint64_t file_len;
+    bool rebuild;           /* the refcount structure itself is broken */
+    int refcount_corruptions;   /* found before the COPIED flags were looked at */
+    bool quiet;
+    uint8_t *l2;
+};
+
+static void report(struct check *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void report(struct check *c, const char *fmt, ...)
 {
-    return error_set(err, -ENOTSUP, "The image has the dirty bit set (lazy refcounts after a "
-                     "crash) and cannot be repaired yet; open it read-only");
+    if (c->quiet) {
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+static int grow(struct check *c, uint64_t need)
+{
+    if (need <= c->n) {
+        return 0;
+    }
+    uint64_t *ref = realloc(c->ref, need * 8);
+    if (!ref) {
+        return -ENOMEM;
+    }
+    memset(ref + c->n, 0, (need - c->n) * 8);
+    c->ref = ref;
+    c->n = need;
+    return 0;
+}
+
+/* One more reference to every cluster of [off, off+size). */
+static void inc(struct check *c, uint64_t off, uint64_t size)
+{
+    struct qcow2 *s = c->s;
+    if (size == 0) {
+        return;
+    }
+    if (off > QCOW2_MAX_HOST_OFFSET || size > QCOW2_MAX_HOST_OFFSET ||
+        (off + size > c->file_len && off + size - c->file_len >= s->cluster_size)) {
+        report(c, "ERROR: counting reference for region exceeding the end of the file by one "
+               "cluster or more: offset 0x%" PRIx64 " size 0x%" PRIx64, off, size);
+        c->res->corruptions++;
+        return;
+    }
+    uint64_t first = off >> s->cluster_bits, last = (off + size - 1) >> s->cluster_bits;
+    if (grow(c, last + 1) < 0) {
+        c->res->check_errors++;
+        return;
+    }
+    for (uint64_t k = first; k <= last; k++) {
+        if (c->ref[k] == s->refcount_max) {
+            report(c, "ERROR: overflow cluster offset=0x%" PRIx64, k << s->cluster_bits);
+            c->res->corruptions++;
+            continue;
+        }
+        c->ref[k]++;
+    }
+}
+
+/* QEMU's cluster types, which decide what an entry references. */
+static bool is_compressed(uint64_t e) { return e & QCOW2_OFLAG_COMPRESSED; }
+
+static void check_l2(struct check *c, uint64_t l2_off, bool active)
+{
+    struct qcow2 *s = c->s;
+    if (hostfile_pread(s->file, l2_off, c->l2, s->cluster_size) < 0) {
+        report(c, "ERROR: I/O error in check_refcounts_l2");
+        c->res->check_errors++;
+        return;
+    }
+    uint64_t next_contiguous = 0;
+    for (uint32_t i = 0; i < s->l2_size; i++) {
+        uint64_t e, bm;
+        qcow2_l2_read_entry(s, c->l2, i, &e, &bm);
+        uint64_t host = e & QCOW2_L2E_OFFSET_MASK;
+        if (!is_compressed(e) && (e & QCOW2_L2E_STD_RESERVED)) {
+            report(c, "ERROR found l2 entry with reserved bits set: %" PRIx64, e);
+            c->res->corruptions++;
+        }
+        if (is_compressed(e)) {
+            if (e & QCOW2_OFLAG_COPIED) {
+                report(c, "ERROR: coffset=0x%" PRIx64 ": copied flag must never be set for "
+                       "compressed clusters", e & s->coffset_mask);
+                c->res->corruptions++;
+                e &= ~QCOW2_OFLAG_COPIED;
+            }
+            if (bm) {
+                report(c, "ERROR compressed cluster %u with non-zero subcluster allocation "
+                       "bitmap, entry=0x%" PRIx64, i, e);
+                c->res->corruptions++;
+                continue;
+            }
+            uint64_t c_off;
+            uint32_t c_len;
+            qcow2_compressed_range(s, e, &c_off, &c_len);
+            inc(c, c_off, c_len);
+            if (active) {
+                c->res->allocated_clusters++;
+                c->res->compressed_clusters++;
+                c->res->fragmented_clusters++;
+            }
+        } else if (host) {
+            if ((bm >> 32) & bm) {
+                report(c, "ERROR offset=%" PRIx64 ": Allocated cluster has corrupted "
+                       "subcluster allocation bitmap", host);
+                c->res->corruptions++;
+            }
+            if (host & s->cluster_mask) {
+                report(c, "ERROR offset=%" PRIx64 ": Data cluster is not properly aligned; L2 "
+                       "entry corrupted.", host);
+                c->res->corruptions++;
+            }
+            if (active) {
+                c->res->allocated_clusters++;
+                if (next_contiguous && host != next_contiguous) {
+                    c->res->fragmented_clusters++;
+                }
+                next_contiguous = host + s->cluster_size;
+            }
+            inc(c, host, s->cluster_size);
+        } else if (s->extended_l2 && (bm & 0xffffffffULL)) {
+            report(c, "ERROR: Unallocated cluster has non-zero subcluster allocation map");
+            c->res->corruptions++;
+        }
+    }
+}
+
+static void check_l1(struct check *c, uint64_t l1_off, uint32_t l1_size, bool active)
+{
+    struct qcow2 *s = c->s;
+    if (!l1_size) {
+        return;
+    }
+    inc(c, l1_off, (uint64_t)l1_size * 8);
+    uint64_t *l1;
+    if (qcow2_read_l1(s, l1_off, l1_size, &l1, NULL) < 0) {
+        report(c, "ERROR: I/O error in check_refcounts_l1");
+        c->res->check_errors++;
+        return;
+    }
+    for (uint32_t i = 0; i < l1_size; i++) {
+        if (!l1[i]) {
+            continue;
+        }
+        if (l1[i] & QCOW2_L1E_RESERVED) {
+            report(c, "ERROR found L1 entry with reserved bits set: %" PRIx64, l1[i]);
+            c->res->corruptions++;
+        }
+        uint64_t l2_off = l1[i] & QCOW2_L1E_OFFSET_MASK;
+        inc(c, l2_off, s->cluster_size);
+        if (l2_off & s->cluster_mask) {
+            report(c, "ERROR l2_offset=%" PRIx64 ": Table is not cluster aligned; L1 entry "
+                   "corrupted", l2_off);
+            c->res->corruptions++;
+        }
+        check_l2(c, l2_off, active);
+    }
+    free(l1);
+}
+
+static void check_refblocks(struct check *c)
+{
+    struct qcow2 *s = c->s;
+    for (uint64_t i = 0; i < s->refcount_table_size; i++) {
+        uint64_t off = s->refcount_table[i] & QCOW2_REFT_OFFSET_MASK;
+        uint64_t k = off >> s->cluster_bits;
+        if (s->refcount_table[i] & ~QCOW2_REFT_OFFSET_MASK) {
+            report(c, "ERROR refcount table entry %" PRIu64 " has reserved bits set", i);
+            c->res->corruptions++;
+            c->rebuild = true;
+            continue;
+        }
+        if (off & s->cluster_mask) {
+            report(c, "ERROR refcount block %" PRIu64 " is not cluster aligned; refcount table "
+                   "entry corrupted", i);
+            c->res->corruptions++;
+            c->rebuild = true;
+            continue;
+        }
+        if (off && k >= qcow2_size_to_clusters(s, c->file_len)) {
+            report(c, "ERROR refcount block %" PRIu64 " is outside image", i);
+            c->res->corruptions++;
+            c->rebuild = true;
+            continue;
+        }
+        if (off) {
+            inc(c, off, s->cluster_size);
+            if (k < c->n && c->ref[k] != 1) {
+                report(c, "ERROR refcount block %" PRIu64 " refcount=%" PRIu64, i, c->ref[k]);
+                c->res->corruptions++;
+                c->rebuild = true;
+            }
+        }
+    }
+}
+
+/* Reads the stored refcounts of clusters [0, n); unreadable ones count as errors. */
+static void read_disk_refcounts(struct check *c)
+{
+    struct qcow2 *s = c->s;
+    c->disk = calloc(c->n ? c->n : 1, 8);
+    uint8_t *block = malloc(s->cluster_size);
+    for (uint64_t rt = 0; rt < s->refcount_table_size; rt++) {
+        uint64_t base = rt << s->refblock_bits;
+        if (base >= c->n) {
+            break;
+        }
+        uint64_t off = s->refcount_table[rt] & QCOW2_REFT_OFFSET_MASK;
+        if (!off) {
+            continue;
+        }
+        uint64_t count = c->n - base < s->refblock_size ? c->n - base : s->refblock_size;
+        if ((off & s->cluster_mask) || hostfile_pread(s->file, off, block, s->cluster_size) < 0) {
+            report(c, "Can't get refcount for clusters %" PRIu64 "..%" PRIu64 ": refcount block "
+                   "%" PRIu64 " is invalid", base, base + count - 1, rt);
+            c->res->check_errors += (int)count;
+            continue;
+        }
+        for (uint64_t i = 0; i < count; i++) {
+            c->disk[base + i] = qcow2_refcount_entry_get(s, block, i);
+        }
+    }
+    free(block);
+}
+
+static void compare_refcounts(struct check *c, uint64_t *highest)
+{
+    *highest = 0;
+    for (uint64_t i = 0; i < c->n; i++) {
+        uint64_t stored = c->disk[i], refs = c->ref[i];
+        if (stored || refs) {
+            *highest = i;
+        }
+        if (stored == refs) {
+            continue;
+        }
+        if (stored == 0) {
+            c->rebuild = true;
+        }
+        report(c, "%s cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64,
+               stored < refs ? "ERROR" : "Leaked", i, stored, refs);
+        if (stored < refs) {
+            c->res->corruptions++;
+        } else {
+            c->res->leaks++;
+        }
+    }
+}
+
+static uint64_t stored_refcount(struct check *c, uint64_t off)
+{
+    uint64_t k = off >> c->s->cluster_bits;
+    return k < c->n ? c->disk[k] : 0;
+}
+
+static void check_copied(struct check *c)
+{
+    struct qcow2 *s = c->s;
+    for (uint32_t i = 0; i < s->l1_size; i++) {
+        uint64_t l1e = s->l1_table[i];
+        uint64_t l2_off = l1e & QCOW2_L1E_OFFSET_MASK;
+        if (!l2_off) {
+            continue;
+        }
+        uint64_t rc = stored_refcount(c, l2_off);
+        if ((rc == 1) != !!(l1e & QCOW2_OFLAG_COPIED)) {
+            report(c, "ERROR OFLAG_COPIED L2 cluster: l1_index=%u l1_entry=%" PRIx64
+                   " refcount=%" PRIu64, i, l1e, rc);
+            c->res->corruptions++;
+        }
+        if (hostfile_pread(s->file, l2_off, c->l2, s->cluster_size) < 0) {
+            report(c, "ERROR: Could not read L2 table");
+            c->res->check_errors++;
+            return;
+        }
+        for (uint32_t j = 0; j < s->l2_size; j++) {
+            uint64_t e, bm;
+            qcow2_l2_read_entry(s, c->l2, j, &e, &bm);
+            uint64_t host = e & QCOW2_L2E_OFFSET_MASK;
+            if (is_compressed(e) || !host) {
+                continue;
+            }
+            rc = stored_refcount(c, host);
+            if ((rc == 1) != !!(e & QCOW2_OFLAG_COPIED)) {
+                report(c, "ERROR OFLAG_COPIED data cluster: l2_entry=%" PRIx64 " refcount=%"
+                       PRIu64, e, rc);
+                c->res->corruptions++;
+            }
+        }
+    }
+}
+
+static void check_snapshot_table(struct check *c)
+{
+    struct qcow2 *s = c->s;
+    if (s->snapshots_unreadable) {
+        report(c, "ERROR failed to read the snapshot table");
+        c->res->check_errors++;
+        return;
+    }
+    for (uint32_t i = 0; s->version >= 3 && i < s->nb_snapshots; i++) {
+        if (s->snapshots[i].extra_data_size < 16) {
+            report(c, "ERROR snapshot table entry %u is incomplete", i);
+            c->res->corruptions++;
+        }
+    }
+}
+
+/* One read-only pass over the whole image; fills c and c->res. */
+static int run_check(struct qcow2 *s, struct check *c, struct qcow2_check_result *res, bool quiet)
+{
+    memset(c, 0, sizeof(*c));
+    memset(res, 0, sizeof(*res));
+    c->s = s;
+    c->res = res;
+    c->quiet = quiet;
+    int ret = qcow2_refcount_flush(s, NULL);
+    int64_t file_len = hostfile_size(s->file);
+    if (ret < 0 || file_len < 0) {
+        res->check_errors++;
+        return ret < 0 ? ret : (int)file_len;
+    }
+    c->file_len = (uint64_t)file_len;
+    c->l2 = malloc(s->cluster_size);
+    grow(c, qcow2_size_to_clusters(s, c->file_len));
+    res->total_clusters = qcow2_size_to_clusters(s, s->bd.size);
+
+    check_snapshot_table(c);
+    inc(c, 0, s->cluster_size);
+    check_l1(c, s->l1_table_offset, s->l1_size, true);
+    for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+        const struct qcow2_snapshot *sn = &s->snapshots[i];
+        if (sn->l1_table_offset & s->cluster_mask) {
+            report(c, "ERROR snapshot %s (%s) l1_offset=%#" PRIx64 ": L1 table is not cluster "
+                   "aligned; snapshot table entry corrupted", sn->id, sn->name, sn->l1_table_offset);
+            res->corruptions++;
+            continue;
+        }
+        if (sn->l1_size > QCOW2_MAX_L1_BYTES / 8) {
+            report(c, "ERROR snapshot %s (%s) l1_size=%#" PRIx32 ": L1 table is too large; "
+                   "snapshot table entry corrupted", sn->id, sn->name, sn->l1_size);
+            res->corruptions++;
+            continue;
+        }
+        check_l1(c, sn->l1_table_offset, sn->l1_size, false);
+    }
+    inc(c, s->snapshots_offset, s->snapshots_size);
+    inc(c, s->refcount_table_offset, (uint64_t)s->refcount_table_clusters << s->cluster_bits);
+    check_refblocks(c);
+
+    read_disk_refcounts(c);
+    uint64_t highest;
+    compare_refcounts(c, &highest);
+    c->refcount_corruptions = res->corruptions;
+    check_copied(c);
+    res->image_end_offset = (highest + 1) << s->cluster_bits;
+    return 0;
+}
+
+static void free_check(struct check *c)
+{
+    free(c->ref);
+    free(c->disk);
+    free(c->l2);
+}
+
+/* The refcounts repair writes: computed ones where fixing is allowed. */
+static int stage_repair(struct qcow2 *s, struct check *c, unsigned fix, struct qcow2_txn *t,
+                        int *copied_fixed, struct error *err)
+{
+    *copied_fixed = 0;
+    memset(t, 0, sizeof(*t));
+    t->n = c->n + 1;
+    t->rc = calloc(t->n, 8);
+    t->old_rc = calloc(t->n, 8);
+    for (uint64_t i = 0; i < c->n; i++) {
+        uint64_t stored = c->disk[i], refs = c->ref[i];
+        bool take = (refs < stored && (fix & QCOW2_FIX_LEAKS)) ||
+                    (refs > stored && (fix & QCOW2_FIX_ERRORS));
+        t->rc[i] = take ? refs : stored;
+        /* Nothing in use by either view may be overwritten before the switch. */
+        t->old_rc[i] = stored > refs ? stored : refs;
+    }
+    t->hint = 1;
+    t->size = s->bd.size;
+    t->l1_size = s->l1_size;
+    t->l1_offset = s->l1_table_offset;
+    t->snapshots_offset = s->snapshots_offset;
+    t->nb_snapshots = s->nb_snapshots;
+    int ret = 0;
+    if ((fix & QCOW2_FIX_ERRORS) && s->version >= 3) {
+        bool incomplete = false;
+        for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+            incomplete |= s->snapshots[i].extra_data_size < 16;
+        }
+        if (incomplete) {
+            /* Rewritten with the full extra data (disk size = current size). */
+            struct qcow2_snapshot *l = calloc(s->nb_snapshots, sizeof(*l));
+            for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+                l[i] = s->snapshots[i];
+                l[i].id = strdup(l[i].id);
+                l[i].name = strdup(l[i].name);
+                l[i].unknown_extra = NULL;
+                l[i].unknown_extra_len = 0;
+            }
+            ret = qcow2_txn_set_snapshots(s, t, l, s->nb_snapshots, err);
+        }
+    }
+    if (ret == 0 && (fix & QCOW2_FIX_ERRORS)) {
+        int64_t changed = qcow2_txn_fix_copied(s, t, err);
+        ret = changed < 0 ? (int)changed : 0;
+        *copied_fixed = changed > 0 ? (int)changed : 0;
+    }
+    return ret;
+}
+
+static int mark_clean_and_consistent(struct qcow2 *s, struct error *err)
+{
+    uint64_t bits = QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT;
+    s->corrupt = false;
+    s->dirty_written = false;
+    if (!(s->incompatible_features & bits)) {
+        return 0;
+    }
+    s->incompatible_features &= ~bits;
+    return qcow2_header_write_incompat(s, err);
+}
+
+static int check_locked(struct qcow2 *s, unsigned fix, bool quiet, struct qcow2_check_result *res,
+                        struct error *err)
+{
+    struct check c;
+    int ret = run_check(s, &c, res, quiet);
+    bool broken = res->leaks || res->corruptions;
+    if (ret < 0 || !fix || !broken || s->bd.read_only) {
+        free_check(&c);
+        if (ret < 0) {
+            return error_set_errno(err, ret, "Could not check the image");
+        }
+        if (fix && broken) {
+            return error_set(err, -EACCES, "The image is open read-only: it cannot be repaired");
+        }
+        if (fix && !res->check_errors && !res->corruptions) {
+            return mark_clean_and_consistent(s, err);
+        }
+        return 0;
+    }
+    if (s->snapshots_unreadable) {
+        /* Without the table its snapshots' clusters look leaked: freeing them loses data. */
+        free_check(&c);
+        return error_set(err, -EIO, "The snapshot table cannot be read; not repairing");
+    }
+    if (c.rebuild && !(fix & QCOW2_FIX_ERRORS)) {
+        if (!quiet) {
+            fprintf(stderr, "ERROR need to rebuild refcount structures\n");
+        }
+        res->check_errors++;
+        free_check(&c);
+        return error_set(err, -EIO, "The refcount structure is broken: repair needs -r all");
+    }
+    if (c.rebuild && !quiet) {
+        fprintf(stderr, "Rebuilding refcount structure\n");
+    }
+    struct qcow2_check_result before = *res;
+    int before_refcounts = c.refcount_corruptions;
+    struct qcow2_txn t;
+    bool was_corrupt = s->corrupt;
+    s->corrupt = false;     /* the repair itself must be able to write */
+    int copied_fixed;
+    ret = stage_repair(s, &c, fix, &t, &copied_fixed, err);
+    free_check(&c);
+    ret = ret < 0 ? (qcow2_txn_abort(&t), ret) : qcow2_txn_commit(s, &t, err);
+    if (ret < 0) {
+        s->corrupt = was_corrupt;
+        return ret;
+    }
+    /* What is left is what the repair could not fix. */
+    ret = run_check(s, &c, res, true);
+    free_check(&c);
+    if (ret < 0) {
+        return error_set_errno(err, ret, "Could not check the repaired image");
+    }
+    res->leaks_fixed = before.leaks > res->leaks ? before.leaks - res->leaks : 0;
+    /* Counted as QEMU does: COPIED flags are judged by the repaired refcounts. */
+    int refcounts_fixed = before_refcounts - c.refcount_corruptions;
+    res->corruptions_fixed = (refcounts_fixed > 0 ? refcounts_fixed : 0) + copied_fixed;
+    if (!res->check_errors && !res->corruptions) {
+        return mark_clean_and_consistent(s, err);
+    }
+    s->corrupt = was_corrupt;
+    return 0;
 }
 
 int qcow2_check(struct blockdev *bd, unsigned fix, struct qcow2_check_result *res,
                 struct error *err)
 {
-    return error_set(err, -ENOTSUP, "qcow2 check is not implemented yet");
+    if (!blockdev_is_qcow2(bd)) {
+        return error_set(err, -ENOTSUP, "'%s' is not a qcow2 image", bd->filename);
+    }
+    struct qcow2 *s = qcow2_of(bd);
+    pthread_mutex_lock(&s->lock);
+    int ret = check_locked(s, fix, false, res, err);
+    pthread_mutex_unlock(&s->lock);
+    return ret;
 }
 
-int qcow2_amend(struct blockdev *bd, const struct qcow2_amend_opts *o, struct error *err)
+int qcow2_repair_dirty(struct qcow2 *s, struct error *err)
 {
-    return error_set(err, -ENOTSUP, "qcow2 amend is not implemented yet");
+    struct qcow2_check_result res;
+    pthread_mutex_lock(&s->lock);
+    int ret = check_locked(s, QCOW2_FIX_LEAKS | QCOW2_FIX_ERRORS, true, &res, err);
+    pthread_mutex_unlock(&s->lock);
+    if (ret == 0 && (res.leaks_fixed || res.corruptions_fixed)) {
+        log_warn("%s: repaired the refcounts left by lazy refcounts (%d leaks, %d errors)",
+                 s->bd.filename, res.leaks_fixed, res.corruptions_fixed);
+    }
+    if (ret == 0 && (res.corruptions || res.check_errors)) {
+        ret = error_set(err, -EIO, "The image (dirty after a crash with lazy refcounts) could not "
+                        "be repaired: %d corruptions remain", res.corruptions);
+    }
+    return ret;
 }

@@ -71,19 +71,24 @@ enum qcow2_sc_type {
 };
 
 /* A metadata table cache: cluster-sized tables (L2 tables, refcount blocks)
- * keyed by host offset, least-recently-used replacement. */
+ * keyed by host offset, found through a hash table, least-recently-used
+ * replacement. It may hold thousands of tables (small clusters, large disks),
+ * so nothing in it scans all entries on the I/O path. */
 struct qcow2_cache_entry {
     uint64_t offset;        /* 0: slot unused */
-    uint64_t lru;
     bool dirty;             /* only with lazy refcounts: not yet written */
-    uint8_t *table;
+    int hash_next;          /* next entry in the same hash bucket, -1 ends */
+    int lru_prev, lru_next; /* most recently used at the head */
 };
 
 struct qcow2_cache {
     int count;
     uint32_t table_size;
-    uint64_t lru_clock;
+    uint8_t *tables;        /* count tables, one block: a table's index is its position */
     struct qcow2_cache_entry *entries;
+    int *buckets;           /* heads of hash chains, -1 when empty */
+    uint32_t bucket_mask;
+    int lru_head, lru_tail;
 };
 
 /* Decompressed clusters, so that small sequential reads of one compressed
@@ -170,6 +175,9 @@ struct qcow2 {
     bool corrupt;                       /* refuse writes: see qcow2_signal_corruption */
 
     struct qcow2_snapshot *snapshots;   /* nb_snapshots entries */
+    uint64_t snapshots_size;            /* bytes of the on-disk snapshot table */
+    bool checking;                      /* opened with BDEV_CHECK */
+    bool snapshots_unreadable;          /* (checking) the table could not be loaded */
 };
 
 static inline struct qcow2 *qcow2_of(struct blockdev *bd) { return (struct qcow2 *)bd; }
@@ -304,11 +312,88 @@ int qcow2_discard_locked(struct qcow2 *s, uint64_t off, uint64_t len, bool make_
                          struct error *err);
 
 /* qcow2_snapshot.c */
+#define QCOW2_MAX_SNAPSHOTS 65536
+#define QCOW2_MAX_SNAPSHOTS_BYTES (64u << 20)
+#define QCOW2_MAX_SNAPSHOT_EXTRA 1024
+#define QCOW2_SNAPSHOT_EXTRA_KNOWN 24   /* vm_state_size_large, disk_size, icount */
+
+struct qcow2_snapshot {
+    uint64_t l1_table_offset;
+    uint32_t l1_size;
+    char *id;
+    char *name;
+    uint32_t date_sec, date_nsec;
+    uint64_t vm_clock_nsec;
+    uint64_t vm_state_size;
+    uint64_t disk_size;
+    int64_t icount;                     /* -1: not recorded */
+    uint32_t extra_data_size;           /* as found in the table */
+    uint8_t *unknown_extra;             /* extra data past the known fields, kept */
+    uint32_t unknown_extra_len;
+};
+
+/* Reads and validates the table at snapshots_offset. Opened for check, a
+ * table that cannot be read sets snapshots_unreadable instead of failing. */
 int qcow2_snapshots_load(struct qcow2 *s, struct error *err);
 void qcow2_snapshots_free(struct qcow2 *s);
+void qcow2_snapshot_list_free_internal(struct qcow2_snapshot *list, uint32_t count);
+/* Serializes a snapshot table as QEMU writes it (at least the 24 known bytes
+ * of extra data per entry). */
+int qcow2_snapshots_serialize(const struct qcow2_snapshot *list, uint32_t count, uint8_t **buf,
+                              uint64_t *len, struct error *err);
 
 /* qcow2_check.c */
 /* Rebuilds the refcounts of an image left dirty by lazy refcounts. */
 int qcow2_repair_dirty(struct qcow2 *s, struct error *err);
+
+/* A metadata transaction (qcow2_check.c): a new refcount state computed in
+ * memory, new tables written to clusters that are free both before and after
+ * it, then made live by one header write (bytes 24..71, or ..103 in v3:
+ * size, L1, refcount table, snapshot table, features). A kill at any point
+ * leaves either the old or the new image, consistent and without leaks. */
+struct qcow2_txn {
+    uint64_t *rc;                       /* new refcount of every cluster */
+    uint64_t *old_rc;                   /* refcounts before: never allocate over them */
+    uint64_t n;                         /* entries of both arrays */
+    uint64_t hint;                      /* first cluster that may be free */
+    /* the header to switch to */
+    uint64_t size;
+    uint64_t *l1;                       /* new active L1 (host order), owned; NULL: keep */
+    uint32_t l1_size;
+    uint64_t l1_offset;
+    uint64_t snapshots_offset;
+    uint32_t nb_snapshots;
+    uint64_t snapshots_size;
+    struct qcow2_snapshot *snapshots;   /* new list (owned) when set_snapshots was called */
+    bool new_snapshots;
+};
+
+/* Starts from the on-disk refcounts (writes back lazy ones first). */
+int qcow2_txn_begin(struct qcow2 *s, struct qcow2_txn *t, struct error *err);
+void qcow2_txn_abort(struct qcow2_txn *t);
+/* Adds delta to the count of every cluster overlapping [off, off+len). */
+int qcow2_txn_ref(struct qcow2 *s, struct qcow2_txn *t, uint64_t off, uint64_t len, int delta,
+                  struct error *err);
+/* n contiguous clusters free in both states; their count becomes 1. */
+int64_t qcow2_txn_alloc(struct qcow2 *s, struct qcow2_txn *t, uint64_t n, struct error *err);
+/* Adds delta per reference an L2 table makes (data and compressed clusters). */
+int qcow2_txn_ref_l2_data(struct qcow2 *s, struct qcow2_txn *t, const uint8_t *l2, int delta,
+                          struct error *err);
+/* delta for every L2 table of an L1 table and everything they reference
+ * (the L1 table's own clusters are not counted). */
+int qcow2_txn_ref_l1_tree(struct qcow2 *s, struct qcow2_txn *t, const uint64_t *l1,
+                          uint32_t l1_size, int delta, struct error *err);
+/* Makes t->l1 (or the live L1 when t->l1 is NULL) the new active table with
+ * COPIED flags matching the new counts, copying L2 tables whose flags change.
+ * Returns the number of L1 and L2 entries whose flag was wrong. */
+int64_t qcow2_txn_fix_copied(struct qcow2 *s, struct qcow2_txn *t, struct error *err);
+/* Stages a new snapshot list: it is serialized to fresh clusters, the old table freed. */
+int qcow2_txn_set_snapshots(struct qcow2 *s, struct qcow2_txn *t, struct qcow2_snapshot *list,
+                            uint32_t count, struct error *err);
+/* Writes the new refcount structure and switches the header; ends t either way. */
+int qcow2_txn_commit(struct qcow2 *s, struct qcow2_txn *t, struct error *err);
+/* Reads an L1 table of l1_size entries at offset (host order). */
+int qcow2_read_l1(struct qcow2 *s, uint64_t offset, uint32_t l1_size, uint64_t **out,
+                  struct error *err);
 
 #endif

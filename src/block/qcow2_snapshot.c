@@ -1,58 +1,686 @@
-/* Internal snapshots: the snapshot table. Placeholder until the snapshot
- * work lands: images with snapshots are read and written correctly through
- * refcounts and COPIED flags, but the table is not parsed yet. */
+/* Internal snapshots: the snapshot table, and create / apply / delete /
+ * rename as metadata transactions (qcow2_txn in qcow2_check.c).
+ *
+ * Each operation computes the new refcounts in memory, writes every new
+ * table (L1 copies, L2 copies with new COPIED flags, the snapshot table, the
+ * refcount structure) to clusters that are free before and after, and makes
+ * it all live with one header write. A kill at any moment leaves the image
+ * as it was before or after the operation, with no leak and no COPIED flag
+ * out of step with its refcount (which an in-place update cannot promise:
+ * a refcount and the L2 entry naming it live in different clusters). */
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
 #include "block/qcow2_int.h"
+#include "util/bswap.h"
 
-int qcow2_snapshots_load(struct qcow2 *s, struct error *err)
+#define SNAPSHOT_HEADER_LEN 40
+
+void qcow2_snapshot_list_free_internal(struct qcow2_snapshot *list, uint32_t count)
 {
-    return 0;
+    for (uint32_t i = 0; list && i < count; i++) {
+        free(list[i].id);
+        free(list[i].name);
+        free(list[i].unknown_extra);
+    }
+    free(list);
 }
 
 void qcow2_snapshots_free(struct qcow2 *s)
 {
+    qcow2_snapshot_list_free_internal(s->snapshots, s->nb_snapshots);
+    s->snapshots = NULL;
 }
 
-static int not_yet(struct error *err)
+static int table_error(struct qcow2 *s, struct error *err, int code, const char *fmt,
+                       uint64_t a, uint64_t b)
 {
-    return error_set(err, -ENOTSUP, "Internal snapshots are not implemented yet");
+    char msg[256];
+    snprintf(msg, sizeof(msg), fmt, a, b);
+    return error_set(err, code, "Invalid snapshot table: %s", msg);
+}
+
+/* Checks where a snapshot's L1 table lies (QEMU checks this only when the
+ * snapshot is used; a hostile table is refused at once here). */
+static int validate_snapshot_l1(struct qcow2 *s, const struct qcow2_snapshot *sn, int64_t file_size,
+                                struct error *err)
+{
+    if (sn->l1_size > QCOW2_MAX_L1_BYTES / 8) {
+        return error_set(err, -EFBIG, "Snapshot '%s' (id %s): L1 table too large (%u entries)",
+                         sn->name, sn->id, sn->l1_size);
+    }
+    if (sn->l1_size == 0) {
+        return 0;
+    }
+    if (sn->l1_table_offset & s->cluster_mask || sn->l1_table_offset == 0) {
+        return error_set(err, -EINVAL, "Snapshot '%s' (id %s): L1 table offset 0x%" PRIx64
+                         " is not aligned to a cluster", sn->name, sn->id, sn->l1_table_offset);
+    }
+    if (sn->l1_table_offset > QCOW2_MAX_HOST_OFFSET ||
+        sn->l1_table_offset + (uint64_t)sn->l1_size * 8 > (uint64_t)file_size) {
+        return error_set(err, -EINVAL, "Snapshot '%s' (id %s): L1 table at 0x%" PRIx64
+                         " lies beyond the end of the file", sn->name, sn->id,
+                         sn->l1_table_offset);
+    }
+    return 0;
+}
+
+static int entry_outside(struct qcow2 *s, uint64_t avail, uint32_t index, struct error *err)
+{
+    if (avail == QCOW2_MAX_SNAPSHOTS_BYTES) {
+        return table_error(s, err, -EFBIG, "the table is too big: entry %" PRIu64 " ends past "
+                           "the %" PRIu64 "-byte limit", index, avail);
+    }
+    return table_error(s, err, -EINVAL, "entry %" PRIu64 " lies beyond the end of the file "
+                       "(%" PRIu64 " bytes of table)", index, avail);
+}
+
+/* Parses one entry at buf[*pos]; avail bytes of table were read (the file's
+ * rest, at most the 64 MiB QEMU allows). */
+static int parse_entry(struct qcow2 *s, const uint8_t *buf, uint64_t avail, uint64_t *pos,
+                       uint32_t index, struct qcow2_snapshot *sn, struct error *err)
+{
+    uint64_t p = *pos;
+    if (avail < p + SNAPSHOT_HEADER_LEN) {
+        return entry_outside(s, avail, index, err);
+    }
+    const uint8_t *h = buf + p;
+    sn->l1_table_offset = ld_be64(h);
+    sn->l1_size = ld_be32(h + 8);
+    uint32_t id_len = ld_be16(h + 12);
+    uint32_t name_len = ld_be16(h + 14);
+    sn->date_sec = ld_be32(h + 16);
+    sn->date_nsec = ld_be32(h + 20);
+    sn->vm_clock_nsec = ld_be64(h + 24);
+    sn->vm_state_size = ld_be32(h + 32);
+    sn->extra_data_size = ld_be32(h + 36);
+    if (sn->extra_data_size > QCOW2_MAX_SNAPSHOT_EXTRA) {
+        return table_error(s, err, -EFBIG, "too much extra metadata in entry %" PRIu64
+                           " (%" PRIu64 " bytes, at most 1024)", index, sn->extra_data_size);
+    }
+    p += SNAPSHOT_HEADER_LEN;
+    uint64_t need = (uint64_t)sn->extra_data_size + id_len + name_len;
+    if (avail < p + need) {
+        return entry_outside(s, avail, index, err);
+    }
+    const uint8_t *x = buf + p;
+    uint32_t xs = sn->extra_data_size;
+    if (xs >= 8) {
+        sn->vm_state_size = ld_be64(x);
+    }
+    sn->disk_size = xs >= 16 ? ld_be64(x + 8) : s->bd.size;
+    sn->icount = xs >= 24 ? (int64_t)ld_be64(x + 16) : -1;
+    if (xs > QCOW2_SNAPSHOT_EXTRA_KNOWN) {
+        sn->unknown_extra_len = xs - QCOW2_SNAPSHOT_EXTRA_KNOWN;
+        sn->unknown_extra = malloc(sn->unknown_extra_len);
+        memcpy(sn->unknown_extra, x + QCOW2_SNAPSHOT_EXTRA_KNOWN, sn->unknown_extra_len);
+    }
+    p += xs;
+    sn->id = strndup((const char *)buf + p, id_len);
+    p += id_len;
+    sn->name = strndup((const char *)buf + p, name_len);
+    p += name_len;
+    *pos = p;
+    return 0;
+}
+
+static int load_table(struct qcow2 *s, int64_t file_size, struct error *err)
+{
+    /* The table ends where it ends: read what the file has, up to the limit. */
+    uint64_t avail = (uint64_t)file_size - s->snapshots_offset;
+    if (avail > QCOW2_MAX_SNAPSHOTS_BYTES) {
+        avail = QCOW2_MAX_SNAPSHOTS_BYTES;
+    }
+    uint64_t min_len = (uint64_t)s->nb_snapshots * SNAPSHOT_HEADER_LEN;
+    if (min_len > avail) {
+        return table_error(s, err, -EINVAL, "%" PRIu64 " entries need at least %" PRIu64
+                           " bytes, beyond the end of the file or the 64 MiB limit",
+                           s->nb_snapshots, min_len);
+    }
+    uint8_t *buf = malloc(avail);
+    if (!buf) {
+        return error_set(err, -ENOMEM, "Could not allocate the snapshot table");
+    }
+    int ret = hostfile_pread(s->file, s->snapshots_offset, buf, avail);
+    if (ret < 0) {
+        free(buf);
+        return error_set_errno(err, ret, "Could not read the snapshot table");
+    }
+    s->snapshots = calloc(s->nb_snapshots, sizeof(*s->snapshots));
+    uint64_t pos = 0;
+    for (uint32_t i = 0; i < s->nb_snapshots && ret == 0; i++) {
+        pos = (pos + 7) & ~7ULL;
+        ret = parse_entry(s, buf, avail, &pos, i, &s->snapshots[i], err);
+        if (ret == 0 && pos > QCOW2_MAX_SNAPSHOTS_BYTES) {
+            ret = table_error(s, err, -EFBIG, "the table is too big (%" PRIu64 " bytes after "
+                              "entry %" PRIu64 ", at most 64 MiB)", pos, i);
+        }
+        if (ret == 0 && !s->checking) {
+            /* (check reports a bad L1 table itself, as QEMU does) */
+            ret = validate_snapshot_l1(s, &s->snapshots[i], file_size, err);
+        }
+    }
+    free(buf);
+    s->snapshots_size = pos;
+    return ret;
+}
+
+int qcow2_snapshots_load(struct qcow2 *s, struct error *err)
+{
+    s->snapshots = NULL;
+    s->snapshots_size = 0;
+    if (s->nb_snapshots == 0) {
+        return 0;
+    }
+    int64_t file_size = hostfile_size(s->file);
+    if (file_size < 0) {
+        return error_set_errno(err, (int)file_size, "Could not get the image file size");
+    }
+    struct error local = { 0 };
+    int ret = load_table(s, file_size, &local);
+    if (ret == 0) {
+        return 0;
+    }
+    qcow2_snapshots_free(s);
+    if (s->checking) {
+        /* check reports it; nothing may use the table meanwhile */
+        s->snapshots_unreadable = true;
+        s->nb_snapshots = 0;
+        s->snapshots_size = 0;
+        return 0;
+    }
+    return error_set(err, ret, "%s", local.msg);
+}
+
+int qcow2_snapshots_serialize(const struct qcow2_snapshot *list, uint32_t count, uint8_t **buf,
+                              uint64_t *len, struct error *err)
+{
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        total = (total + 7) & ~7ULL;
+        total += SNAPSHOT_HEADER_LEN + QCOW2_SNAPSHOT_EXTRA_KNOWN + list[i].unknown_extra_len +
+                 strlen(list[i].id) + strlen(list[i].name);
+        if (total > QCOW2_MAX_SNAPSHOTS_BYTES) {
+            return error_set(err, -EFBIG, "The snapshot table would exceed 64 MiB");
+        }
+    }
+    uint8_t *b = calloc(1, total ? total : 1);
+    uint64_t p = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        const struct qcow2_snapshot *sn = &list[i];
+        size_t id_len = strlen(sn->id), name_len = strlen(sn->name);
+        p = (p + 7) & ~7ULL;
+        uint8_t *h = b + p;
+        st_be64(h, sn->l1_table_offset);
+        st_be32(h + 8, sn->l1_size);
+        st_be16(h + 12, (uint16_t)id_len);
+        st_be16(h + 14, (uint16_t)name_len);
+        st_be32(h + 16, sn->date_sec);
+        st_be32(h + 20, sn->date_nsec);
+        st_be64(h + 24, sn->vm_clock_nsec);
+        /* Too big for 32 bits: older readers see a disk-only snapshot, not a truncated one. */
+        st_be32(h + 32, sn->vm_state_size <= UINT32_MAX ? (uint32_t)sn->vm_state_size : 0);
+        st_be32(h + 36, QCOW2_SNAPSHOT_EXTRA_KNOWN + sn->unknown_extra_len);
+        p += SNAPSHOT_HEADER_LEN;
+        st_be64(b + p, sn->vm_state_size);
+        st_be64(b + p + 8, sn->disk_size);
+        st_be64(b + p + 16, (uint64_t)sn->icount);
+        p += QCOW2_SNAPSHOT_EXTRA_KNOWN;
+        if (sn->unknown_extra_len) {
+            memcpy(b + p, sn->unknown_extra, sn->unknown_extra_len);
+            p += sn->unknown_extra_len;
+        }
+        memcpy(b + p, sn->id, id_len);
+        p += id_len;
+        memcpy(b + p, sn->name, name_len);
+        p += name_len;
+    }
+    *buf = b;
+    *len = total;
+    return 0;
+}
+
+/* A deep copy of the current list with room for one more entry. */
+static struct qcow2_snapshot *copy_list(const struct qcow2 *s)
+{
+    struct qcow2_snapshot *l = calloc(s->nb_snapshots + 1, sizeof(*l));
+    for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+        l[i] = s->snapshots[i];
+        l[i].id = strdup(s->snapshots[i].id);
+        l[i].name = strdup(s->snapshots[i].name);
+        if (l[i].unknown_extra_len) {
+            l[i].unknown_extra = malloc(l[i].unknown_extra_len);
+            memcpy(l[i].unknown_extra, s->snapshots[i].unknown_extra, l[i].unknown_extra_len);
+        }
+    }
+    return l;
+}
+
+/* By id first, then by name, as QEMU does. */
+static int find_snapshot(const struct qcow2 *s, const char *id_or_name)
+{
+    for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+        if (!strcmp(s->snapshots[i].id, id_or_name)) {
+            return (int)i;
+        }
+    }
+    for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+        if (!strcmp(s->snapshots[i].name, id_or_name)) {
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+static int not_found(struct blockdev *bd, const char *id_or_name, struct error *err)
+{
+    return error_set(err, -ENOENT, "Can't find the snapshot '%s' in '%s'", id_or_name,
+                     bd->filename);
+}
+
+/* Common start of every snapshot operation: a qcow2 image open for writing. */
+static int begin_op(struct blockdev *bd, bool write, struct error *err)
+{
+    if (!blockdev_is_qcow2(bd)) {
+        return error_set(err, -ENOTSUP, "'%s' is not a qcow2 image: no internal snapshots",
+                         bd->filename);
+    }
+    struct qcow2 *s = qcow2_of(bd);
+    if (s->snapshots_unreadable) {
+        return error_set(err, -EINVAL, "The snapshot table of '%s' is unreadable", bd->filename);
+    }
+    if (write && bd->read_only) {
+        return error_set(err, -EACCES, "'%s' is open read-only", bd->filename);
+    }
+    return 0;
 }
 
 int qcow2_snapshot_list(struct blockdev *bd, struct qcow2_snapshot_info **list, int *count,
                         struct error *err)
 {
-    return not_yet(err);
+    int ret = begin_op(bd, false, err);
+    if (ret < 0) {
+        return ret;
+    }
+    struct qcow2 *s = qcow2_of(bd);
+    pthread_mutex_lock(&s->lock);
+    struct qcow2_snapshot_info *l = calloc(s->nb_snapshots ? s->nb_snapshots : 1, sizeof(*l));
+    for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+        const struct qcow2_snapshot *sn = &s->snapshots[i];
+        snprintf(l[i].id, sizeof(l[i].id), "%s", sn->id);
+        l[i].name = strdup(sn->name);
+        l[i].vm_state_size = sn->vm_state_size;
+        l[i].date_sec = sn->date_sec;
+        l[i].date_nsec = sn->date_nsec;
+        l[i].vm_clock_nsec = sn->vm_clock_nsec;
+        l[i].disk_size = sn->disk_size;
+        l[i].icount = sn->icount;
+    }
+    *count = (int)s->nb_snapshots;
+    *list = l;
+    pthread_mutex_unlock(&s->lock);
+    return 0;
 }
 
 void qcow2_snapshot_list_free(struct qcow2_snapshot_info *list, int count)
 {
+    for (int i = 0; list && i < count; i++) {
+        free(list[i].name);
+    }
+    free(list);
+}
+
+/* id = the largest numeric id + 1, as QEMU assigns them. */
+static void new_snapshot_id(const struct qcow2 *s, char *out, size_t len)
+{
+    unsigned long max = 0;
+    for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+        unsigned long id = strtoul(s->snapshots[i].id, NULL, 10);
+        if (id > max) {
+            max = id;
+        }
+    }
+    snprintf(out, len, "%lu", max + 1);
+}
+
+static int create_locked(struct qcow2 *s, const char *name, const struct qcow2_snapshot_vm *vm,
+                         struct error *err)
+{
+    if (s->nb_snapshots >= QCOW2_MAX_SNAPSHOTS) {
+        return error_set(err, -EFBIG, "Too many snapshots (at most %d)", QCOW2_MAX_SNAPSHOTS);
+    }
+    if (strlen(name) > UINT16_MAX) {
+        return error_set(err, -EINVAL, "Snapshot name too long");
+    }
+    int ret = qcow2_prepare_write(s, err);
+    struct qcow2_txn t;
+    if (ret == 0) {
+        ret = qcow2_txn_begin(s, &t, err);
+    }
+    if (ret < 0) {
+        return ret;
+    }
+    /* The snapshot takes the live L1 table as it is (its COPIED flags do not
+     * matter in an inactive table); the active image gets a copy that
+     * references everything once more, minus the VM state, which now
+     * belongs to the snapshot alone. */
+    t.l1 = calloc(s->l1_size ? s->l1_size : 1, 8);
+    t.l1_size = s->l1_size;
+    uint64_t vm_l1 = qcow2_size_to_l1(s, s->bd.size);
+    for (uint32_t i = 0; i < s->l1_size; i++) {
+        t.l1[i] = vm && i >= vm_l1 ? 0 : s->l1_table[i];
+    }
+    ret = qcow2_txn_ref_l1_tree(s, &t, t.l1, t.l1_size, 1, err);
+    struct qcow2_snapshot *list = copy_list(s);
+    struct qcow2_snapshot *sn = &list[s->nb_snapshots];
+    char id[32];
+    new_snapshot_id(s, id, sizeof(id));
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    *sn = (struct qcow2_snapshot){
+        .l1_table_offset = s->l1_table_offset,
+        .l1_size = s->l1_size,
+        .id = strdup(id),
+        .name = strdup(name),
+        .date_sec = (uint32_t)now.tv_sec,
+        .date_nsec = (uint32_t)now.tv_nsec,
+        .vm_clock_nsec = vm ? vm->vm_clock_nsec : 0,
+        .vm_state_size = vm ? vm->vm_state_size : 0,
+        .disk_size = s->bd.size,
+        .icount = vm ? vm->icount : 0,     /* what qemu-img snapshot -c records */
+        .extra_data_size = QCOW2_SNAPSHOT_EXTRA_KNOWN,
+    };
+    if (ret == 0) {
+        ret = qcow2_txn_set_snapshots(s, &t, list, s->nb_snapshots + 1, err);
+    } else {
+        qcow2_snapshot_list_free_internal(list, s->nb_snapshots + 1);
+    }
+    if (ret == 0) {
+        int64_t changed = qcow2_txn_fix_copied(s, &t, err);
+        ret = changed < 0 ? (int)changed : 0;
+    }
+    if (ret < 0) {
+        qcow2_txn_abort(&t);
+        return ret;
+    }
+    return qcow2_txn_commit(s, &t, err);
 }
 
 int qcow2_snapshot_create(struct blockdev *bd, const char *name, const struct qcow2_snapshot_vm *vm,
                           struct error *err)
 {
-    return not_yet(err);
+    int ret = begin_op(bd, true, err);
+    if (ret < 0) {
+        return ret;
+    }
+    struct qcow2 *s = qcow2_of(bd);
+    pthread_mutex_lock(&s->lock);
+    ret = create_locked(s, name, vm, err);
+    pthread_mutex_unlock(&s->lock);
+    if (ret < 0) {
+        error_prefix(err, "Could not create snapshot '%s'", name);
+    }
+    return ret;
+}
+
+/* Tables loaded for check were not validated: do it before using one. */
+static int usable(struct qcow2 *s, const struct qcow2_snapshot *sn, struct error *err)
+{
+    int64_t file_size = hostfile_size(s->file);
+    if (file_size < 0) {
+        return error_set_errno(err, (int)file_size, "Could not get the image file size");
+    }
+    return validate_snapshot_l1(s, sn, file_size, err);
+}
+
+static int apply_locked(struct qcow2 *s, const struct qcow2_snapshot *sn, struct error *err)
+{
+    int ret = usable(s, sn, err);
+    if (ret < 0) {
+        return ret;
+    }
+    uint64_t needed = qcow2_size_to_l1(s, sn->disk_size);
+    if (needed > QCOW2_MAX_L1_BYTES / 8 || sn->disk_size > INT64_MAX) {
+        return error_set(err, -EFBIG, "The snapshot's disk size %" PRIu64 " is too large",
+                         sn->disk_size);
+    }
+    if (sn->disk_size != s->bd.size && s->version < 3) {
+        return error_set(err, -ENOTSUP, "Can't resize a v2 image which has snapshots");
+    }
+    ret = qcow2_prepare_write(s, err);
+    struct qcow2_txn t;
+    if (ret == 0) {
+        ret = qcow2_txn_begin(s, &t, err);
+    }
+    if (ret < 0) {
+        return ret;
+    }
+    uint64_t *sn_l1 = NULL;
+    ret = qcow2_read_l1(s, sn->l1_table_offset, sn->l1_size, &sn_l1, err);
+    if (ret == 0) {
+        /* The snapshot's whole L1, VM state included, padded to the disk size. */
+        t.l1_size = (uint32_t)(sn->l1_size > needed ? sn->l1_size : needed);
+        t.l1 = calloc(t.l1_size ? t.l1_size : 1, 8);
+        memcpy(t.l1, sn_l1, (size_t)sn->l1_size * 8);
+        t.size = sn->disk_size;
+        ret = qcow2_txn_ref_l1_tree(s, &t, t.l1, t.l1_size, 1, err);
+    }
+    free(sn_l1);
+    if (ret == 0) {
+        ret = qcow2_txn_ref_l1_tree(s, &t, s->l1_table, s->l1_size, -1, err);
+    }
+    if (ret == 0) {
+        ret = qcow2_txn_ref(s, &t, s->l1_table_offset, (uint64_t)s->l1_size * 8, -1, err);
+    }
+    if (ret == 0) {
+        int64_t changed = qcow2_txn_fix_copied(s, &t, err);
+        ret = changed < 0 ? (int)changed : 0;
+    }
+    if (ret < 0) {
+        qcow2_txn_abort(&t);
+        return ret;
+    }
+    return qcow2_txn_commit(s, &t, err);
 }
 
 int qcow2_snapshot_apply(struct blockdev *bd, const char *id_or_name, struct error *err)
 {
-    return not_yet(err);
+    int ret = begin_op(bd, true, err);
+    if (ret < 0) {
+        return ret;
+    }
+    struct qcow2 *s = qcow2_of(bd);
+    pthread_mutex_lock(&s->lock);
+    int i = find_snapshot(s, id_or_name);
+    ret = i < 0 ? not_found(bd, id_or_name, err) : apply_locked(s, &s->snapshots[i], err);
+    pthread_mutex_unlock(&s->lock);
+    if (ret < 0 && i >= 0) {
+        error_prefix(err, "Could not apply snapshot '%s'", id_or_name);
+    }
+    return ret;
+}
+
+static int delete_locked(struct qcow2 *s, uint32_t index, struct error *err)
+{
+    const struct qcow2_snapshot *sn = &s->snapshots[index];
+    int ret = usable(s, sn, err);
+    if (ret == 0) {
+        ret = qcow2_prepare_write(s, err);
+    }
+    struct qcow2_txn t;
+    if (ret == 0) {
+        ret = qcow2_txn_begin(s, &t, err);
+    }
+    if (ret < 0) {
+        return ret;
+    }
+    uint64_t *sn_l1 = NULL;
+    ret = qcow2_read_l1(s, sn->l1_table_offset, sn->l1_size, &sn_l1, err);
+    if (ret == 0) {
+        ret = qcow2_txn_ref_l1_tree(s, &t, sn_l1, sn->l1_size, -1, err);
+    }
+    free(sn_l1);
+    if (ret == 0) {
+        ret = qcow2_txn_ref(s, &t, sn->l1_table_offset, (uint64_t)sn->l1_size * 8, -1, err);
+    }
+    if (ret == 0) {
+        struct qcow2_snapshot *list = copy_list(s);
+        uint32_t n = s->nb_snapshots;
+        free(list[index].id);
+        free(list[index].name);
+        free(list[index].unknown_extra);
+        memmove(&list[index], &list[index + 1], (n - index - 1) * sizeof(*list));
+        ret = qcow2_txn_set_snapshots(s, &t, list, n - 1, err);
+    }
+    if (ret == 0) {
+        int64_t changed = qcow2_txn_fix_copied(s, &t, err);
+        ret = changed < 0 ? (int)changed : 0;
+    }
+    if (ret < 0) {
+        qcow2_txn_abort(&t);
+        return ret;
+    }
+    return qcow2_txn_commit(s, &t, err);
 }
 
 int qcow2_snapshot_delete(struct blockdev *bd, const char *id_or_name, struct error *err)
 {
-    return not_yet(err);
+    int ret = begin_op(bd, true, err);
+    if (ret < 0) {
+        return ret;
+    }
+    struct qcow2 *s = qcow2_of(bd);
+    pthread_mutex_lock(&s->lock);
+    int i = find_snapshot(s, id_or_name);
+    ret = i < 0 ? not_found(bd, id_or_name, err) : delete_locked(s, (uint32_t)i, err);
+    pthread_mutex_unlock(&s->lock);
+    if (ret < 0 && i >= 0) {
+        error_prefix(err, "Could not delete snapshot '%s'", id_or_name);
+    }
+    return ret;
 }
 
 int qcow2_snapshot_rename(struct blockdev *bd, const char *id_or_name, const char *new_name,
                           struct error *err)
 {
-    return not_yet(err);
+    int ret = begin_op(bd, true, err);
+    if (ret < 0) {
+        return ret;
+    }
+    if (strlen(new_name) > UINT16_MAX) {
+        return error_set(err, -EINVAL, "Snapshot name too long");
+    }
+    struct qcow2 *s = qcow2_of(bd);
+    pthread_mutex_lock(&s->lock);
+    int i = find_snapshot(s, id_or_name);
+    struct qcow2_txn t;
+    if (i < 0) {
+        ret = not_found(bd, id_or_name, err);
+    } else {
+        ret = qcow2_prepare_write(s, err);
+        if (ret == 0) {
+            ret = qcow2_txn_begin(s, &t, err);
+        }
+        if (ret == 0) {
+            struct qcow2_snapshot *list = copy_list(s);
+            free(list[i].name);
+            list[i].name = strdup(new_name);
+            ret = qcow2_txn_set_snapshots(s, &t, list, s->nb_snapshots, err);
+            ret = ret < 0 ? (qcow2_txn_abort(&t), ret) : qcow2_txn_commit(s, &t, err);
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    return ret;
+}
+
+/* Reads [off, off+len) of one cluster mapped by a snapshot's L1 table. */
+static int read_snapshot_cluster(struct qcow2 *s, const uint64_t *l1, uint32_t l1_size,
+                                 uint64_t off, uint8_t *buf, size_t len, struct error *err)
+{
+    uint64_t l1_index = off >> (s->cluster_bits + s->l2_bits);
+    uint64_t l2_off = l1_index < l1_size ? l1[l1_index] & QCOW2_L1E_OFFSET_MASK : 0;
+    memset(buf, 0, len);
+    if (!l2_off) {
+        return 0;
+    }
+    if (l2_off & s->cluster_mask) {
+        return error_set(err, -EIO, "Snapshot L2 table offset 0x%" PRIx64 " is unaligned", l2_off);
+    }
+    uint32_t index = (uint32_t)((off >> s->cluster_bits) & (s->l2_size - 1));
+    uint8_t e[16] = { 0 };
+    int ret = hostfile_pread(s->file, l2_off + (uint64_t)index * s->l2_entry_size, e,
+                             s->l2_entry_size);
+    if (ret < 0) {
+        return error_set_errno(err, ret, "Could not read a snapshot L2 table");
+    }
+    uint64_t entry, bitmap;
+    qcow2_l2_read_entry(s, e, 0, &entry, &bitmap);
+    uint32_t in_cluster = (uint32_t)qcow2_offset_in_cluster(s, off);
+    if (entry & QCOW2_OFLAG_COMPRESSED) {
+        return qcow2_read_compressed(s, entry, in_cluster, buf, len, err);
+    }
+    uint64_t host = entry & QCOW2_L2E_OFFSET_MASK;
+    for (size_t done = 0; done < len;) {
+        uint32_t pos = in_cluster + (uint32_t)done;
+        uint32_t sc = pos >> s->subcluster_bits;
+        size_t n = ((uint64_t)(sc + 1) << s->subcluster_bits) - pos;
+        n = n < len - done ? n : len - done;
+        enum qcow2_sc_type type = qcow2_sc_type(s, entry, bitmap, sc);
+        if (type == QCOW2_SC_INVALID || (type == QCOW2_SC_NORMAL && (host & s->cluster_mask))) {
+            return error_set(err, -EIO, "Invalid snapshot L2 entry 0x%" PRIx64, entry);
+        }
+        if (type == QCOW2_SC_NORMAL) {
+            ret = hostfile_pread(s->file, host + pos, buf + done, n);
+            if (ret < 0) {
+                return error_set_errno(err, ret, "Could not read snapshot data");
+            }
+        }
+        done += n;
+    }
+    return 0;
 }
 
 int qcow2_snapshot_vmstate_read(struct blockdev *bd, const char *id_or_name, uint64_t pos,
                                 void *buf, size_t len, struct error *err)
 {
-    return not_yet(err);
+    int ret = begin_op(bd, false, err);
+    if (ret < 0) {
+        return ret;
+    }
+    struct qcow2 *s = qcow2_of(bd);
+    pthread_mutex_lock(&s->lock);
+    int i = find_snapshot(s, id_or_name);
+    uint64_t *l1 = NULL;
+    uint32_t l1_size = 0;
+    uint64_t base = 0;
+    if (i < 0) {
+        ret = not_found(bd, id_or_name, err);
+    } else {
+        const struct qcow2_snapshot *sn = &s->snapshots[i];
+        l1_size = sn->l1_size;
+        base = qcow2_size_to_l1(s, sn->disk_size) << (s->cluster_bits + s->l2_bits);
+        uint64_t limit = (uint64_t)(QCOW2_MAX_L1_BYTES / 8) << (s->cluster_bits + s->l2_bits);
+        if (pos > limit || len > limit - pos || base > limit - pos - len) {
+            ret = error_set(err, -EINVAL, "VM state offset %" PRIu64 " is out of range", pos);
+        } else if ((ret = usable(s, sn, err)) == 0) {
+            ret = qcow2_read_l1(s, sn->l1_table_offset, sn->l1_size, &l1, err);
+        }
+    }
+    uint8_t *p = buf;
+    uint64_t off = base + pos;
+    while (ret == 0 && len > 0) {
+        size_t n = s->cluster_size - qcow2_offset_in_cluster(s, off);
+        n = n < len ? n : len;
+        ret = read_snapshot_cluster(s, l1, l1_size, off, p, n, err);
+        p += n;
+        off += n;
+        len -= n;
+    }
+    pthread_mutex_unlock(&s->lock);
+    free(l1);
+    return ret;
 }
