@@ -5,6 +5,8 @@
  *   poweroff    power off through the ACPI PM1a control port (status 0)
  *   reset       reset through the i8042 once (a CMOS byte counts boots),
  *               then run the checks
+ *   idle        stop at once (interrupts off), for memory measurements
+ *   bench-blk=N N random 4 KiB reads on the first disk (see tests.c)
  *   (default)   all device checks */
 #include "guest.h"
 #include "io.h"
@@ -77,6 +79,12 @@ void guest_main(const struct hvm_start_info *si)
         cmdline = (const char *)(uintptr_t)si->cmdline_paddr;
     }
     printf("command line: '%s'\n", cmdline);
+    if (cmdline_has(cmdline, "idle")) {
+        putstr("idle\n");
+        for (;;) {
+            __asm__ volatile("cli; hlt");
+        }
+    }
     if (cmdline_has(cmdline, "poweroff")) {
         putstr("powering off\n");
         outw(0x604, 0x2000 | (5 << 10));   /* SLP_EN | SLP_TYP 5 */

@@ -10,6 +10,7 @@ packages=(
     clang libclang-rt-14-dev
     # reference peers and guests for the tests
     qemu-utils qemu-system-x86 seabios grub-pc-bin e2fsprogs
+    linux-image-amd64
     # tools the tests use
     xxd util-linux procps
 )

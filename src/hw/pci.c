@@ -77,6 +77,9 @@ static void update_bars(struct pci_device *d)
 uint32_t pci_config_read(struct pci_device *d, uint32_t offset, unsigned size)
 {
     uint32_t v = 0;
+    if (d->ops && d->ops->config_reading) {
+        d->ops->config_reading(d, offset, size);
+    }
     for (unsigned i = 0; i < size && offset + i < 256; i++) {
         v |= (uint32_t)d->config[offset + i] << (8 * i);
     }
@@ -108,6 +111,9 @@ void pci_host_init(struct pci_host *h)
     pci_device_init(&h->bridge, 0x8086, 0x1237, 0x060000, 2, NULL, NULL);
     h->bridge.slot = 0;
     h->slots[0] = &h->bridge;
+    /* The PAM registers firmware programs for BIOS shadowing: plain storage
+     * here, since RAM below 1 MiB is always writable. */
+    memset(h->bridge.wmask + 0x59, 0xff, 7);
 }
 
 void pci_host_destroy(struct pci_host *h)

@@ -45,6 +45,8 @@ struct pci_device_ops {
     void (*bar_remap)(struct pci_device *d, int bar, uint64_t old_addr, uint64_t new_addr);
     /* After the guest wrote config space (the value is already stored). */
     void (*config_written)(struct pci_device *d, uint32_t offset, unsigned size);
+    /* Before the guest reads config space: a chance to refresh the bytes. */
+    void (*config_reading)(struct pci_device *d, uint32_t offset, unsigned size);
 };
 
 struct pci_device {

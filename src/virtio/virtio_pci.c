@@ -15,7 +15,7 @@
 #define MSIX_FUNCTION_MASK 0x4000
 #define NO_VECTOR 0xffff
 
-enum { CAP_COMMON = 1, CAP_NOTIFY = 2, CAP_ISR = 3, CAP_DEVICE = 4 };
+enum { CAP_COMMON = 1, CAP_NOTIFY = 2, CAP_ISR = 3, CAP_DEVICE = 4, CAP_PCI_CFG = 5 };
 
 /* Common configuration structure offsets. */
 enum {
@@ -172,9 +172,45 @@ static void config_written(struct pci_device *d, uint32_t offset, unsigned size)
     }
 }
 
-static const struct pci_device_ops virtio_pci_ops = { bar_remap, config_written };
+/* The PCI configuration access capability: the driver names a BAR 0
+ * window (offset, length 1/2/4) and moves data through pci_cfg_data. */
+static bool pci_cfg_window(struct virtio_pci *p, uint32_t offset, unsigned size, uint32_t *bar_off,
+                           uint32_t *len)
+{
+    uint32_t data = p->pci_cfg_cap + 16u;
+    if (!p->pci_cfg_cap || offset + size <= data || offset >= data + 4) {
+        return false;
+    }
+    const uint8_t *c = p->pci.config + p->pci_cfg_cap;
+    memcpy(bar_off, c + 8, 4);
+    memcpy(len, c + 12, 4);
+    return c[4] == 0 && (*len == 1 || *len == 2 || *len == 4) && *bar_off <= VIRTIO_PCI_BAR_SIZE - *len;
+}
 
-static void add_virtio_cap(struct virtio_pci *p, uint8_t type, uint32_t offset, uint32_t length, uint8_t extra)
+static void pci_cfg_reading(struct pci_device *d, uint32_t offset, unsigned size)
+{
+    struct virtio_pci *p = d->opaque;
+    uint32_t bar_off, len;
+    if (pci_cfg_window(p, offset, size, &bar_off, &len)) {
+        uint32_t v = (uint32_t)virtio_pci_bar_read(p, bar_off, len);
+        memcpy(p->pci.config + p->pci_cfg_cap + 16, &v, 4);
+    }
+}
+
+static void config_written_all(struct pci_device *d, uint32_t offset, unsigned size)
+{
+    struct virtio_pci *p = d->opaque;
+    uint32_t bar_off, len, v;
+    if (pci_cfg_window(p, offset, size, &bar_off, &len)) {
+        memcpy(&v, p->pci.config + p->pci_cfg_cap + 16, 4);
+        virtio_pci_bar_write(p, bar_off, len, v);
+    }
+    config_written(d, offset, size);
+}
+
+static const struct pci_device_ops virtio_pci_ops = { bar_remap, config_written_all, pci_cfg_reading };
+
+static uint8_t add_virtio_cap(struct virtio_pci *p, uint8_t type, uint32_t offset, uint32_t length, uint8_t extra)
 {
     uint8_t at = pci_add_capability(&p->pci, PCI_CAP_ID_VENDOR, (uint8_t)(16 + extra));
     uint8_t *c = p->pci.config + at;
@@ -183,10 +219,11 @@ static void add_virtio_cap(struct virtio_pci *p, uint8_t type, uint32_t offset, 
     c[4] = 0;   /* BAR 0 */
     memcpy(c + 8, &offset, 4);
     memcpy(c + 12, &length, 4);
-    if (extra) {
+    if (type == CAP_NOTIFY) {
         uint32_t mult = VIRTIO_PCI_NOTIFY_MULTIPLIER;
         memcpy(c + 16, &mult, 4);
     }
+    return at;
 }
 
 static void init_config_space(struct virtio_pci *p)
@@ -205,6 +242,10 @@ static void init_config_space(struct virtio_pci *p)
     add_virtio_cap(p, CAP_ISR, VIRTIO_PCI_ISR, 1, 0);
     add_virtio_cap(p, CAP_DEVICE, VIRTIO_PCI_DEVICE, 0x1000, 0);
     add_virtio_cap(p, CAP_NOTIFY, VIRTIO_PCI_NOTIFY, VIRTIO_PCI_NOTIFY_MULTIPLIER * VIRTIO_MAX_QUEUES, 4);
+    p->pci_cfg_cap = add_virtio_cap(p, CAP_PCI_CFG, 0, 0, 4);
+    /* bar, offset, length and data are the driver's to write. */
+    p->pci.wmask[p->pci_cfg_cap + 4] = 0xff;
+    memset(p->pci.wmask + p->pci_cfg_cap + 8, 0xff, 12);
     p->msix_cap = pci_add_capability(&p->pci, PCI_CAP_ID_MSIX, 12);
     uint8_t *c = p->pci.config + p->msix_cap;
     uint16_t table_size = VIRTIO_PCI_VECTORS - 1;

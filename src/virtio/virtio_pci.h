@@ -44,6 +44,7 @@ struct virtio_pci {
     uint16_t msix_config;
     uint8_t isr;
     uint8_t msix_cap;
+    uint8_t pci_cfg_cap;        /* VIRTIO_PCI_CAP_PCI_CFG: BAR access through config space */
     struct msix_entry msix[VIRTIO_PCI_VECTORS];
     uint32_t msix_pending;
     int vector_fd[VIRTIO_PCI_VECTORS];

@@ -51,7 +51,7 @@ static int open_kvm(struct vm *vm, struct error *err)
 
 static int get_supported_cpuid(struct vm *vm, struct error *err)
 {
-    for (int n = 64; n <= 4096; n *= 2) {
+    for (int n = 256; n <= 4096; n *= 2) {
         struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + (size_t)n * sizeof(c->entries[0]));
         if (!c) {
             return error_set(err, -ENOMEM, "out of memory");
@@ -154,6 +154,39 @@ int vm_create(struct vm *vm, int ncpus, uint64_t ram_size, struct error *err)
     return 0;
 }
 
+#define ROM_SLOT 16
+
+int vm_map_rom(struct vm *vm, uint64_t gpa, const void *data, uint64_t len, struct error *err)
+{
+    if (vm->rom && vm->rom_size == len) {
+        memcpy(vm->rom, data, len);     /* a reset reloads the same firmware */
+        return 0;
+    }
+    if (vm->rom) {
+        return error_set(err, -EBUSY, "firmware is already mapped");
+    }
+    if (kvm_check(vm, KVM_CAP_READONLY_MEM) <= 0) {
+        return error_set(err, -ENOTSUP, "KVM lacks read-only memory for firmware");
+    }
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        return error_set_errno(err, -errno, "mapping %llu bytes of firmware", (unsigned long long)len);
+    }
+    memcpy(p, data, len);
+    struct kvm_userspace_memory_region slot = {
+        .slot = ROM_SLOT, .flags = KVM_MEM_READONLY, .guest_phys_addr = gpa, .memory_size = len,
+        .userspace_addr = (uintptr_t)p,
+    };
+    if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0) {
+        int e = -errno;
+        munmap(p, len);
+        return error_set_errno(err, e, "KVM_SET_USER_MEMORY_REGION (firmware at 0x%llx)", (unsigned long long)gpa);
+    }
+    vm->rom = p;
+    vm->rom_size = len;
+    return 0;
+}
+
 void vm_destroy(struct vm *vm)
 {
     vm_stop(vm);
@@ -161,6 +194,10 @@ void vm_destroy(struct vm *vm)
         vcpu_destroy(&vm->vcpus[i]);
     }
     guest_memory_destroy(&vm->mem);
+    if (vm->rom) {
+        munmap(vm->rom, vm->rom_size);
+        vm->rom = NULL;
+    }
     free(vm->cpuid);
     free(vm->routes);
     vm->cpuid = NULL;

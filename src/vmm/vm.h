@@ -51,6 +51,8 @@ struct vm {
     int event_fd;           /* written when a request is pending */
     uint32_t next_gsi;      /* for MSI routes, above the IOAPIC pins */
     struct route_table *routes;     /* KVM's GSI routing table, as last set */
+    uint8_t *rom;                   /* firmware image mapped read-only below 4 GiB */
+    uint64_t rom_size;
     pthread_mutex_t routes_lock;
 
     pthread_mutex_t lock;
@@ -75,6 +77,9 @@ void vm_resume(struct vm *vm);
 /* Posts a lifecycle request from any thread (first one wins). */
 void vm_request(struct vm *vm, enum vm_request req, int exit_code);
 enum vm_request vm_take_request(struct vm *vm, int *exit_code, struct error *err);
+
+/* Maps a copy of data read-only at gpa (firmware); writes exit as MMIO. */
+int vm_map_rom(struct vm *vm, uint64_t gpa, const void *data, uint64_t len, struct error *err);
 
 /* Interrupts. */
 void vm_set_irq(void *vm, unsigned gsi, int level);

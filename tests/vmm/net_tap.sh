@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # virtio-net on a tap device over both transports: the guest broadcasts a
-# "ping" frame, a raw socket on the host's side of the tap answers with a
-# "pong" frame to the guest's MAC, and the guest checks it arrived.
+# "ping" frame (again until answered), a raw socket on the host's side of the
+# tap answers with a "pong" frame to the guest's MAC, and the guest checks it
+# arrived.
 source "$TESTS_DIR/lib.sh"
 COWVISOR=${COWVISOR:-cowvisor}
 GUEST=${COWVISOR_GUEST:?COWVISOR_GUEST must name the test guest}
@@ -18,12 +19,13 @@ trap 'ip link del "$TAP" 2>/dev/null; rm -rf "$TMP"' EXIT
 sysctl -qw "net.ipv6.conf.$TAP.disable_ipv6=1" 2>/dev/null
 ip link set "$TAP" up
 
-responder() {  # answers one ping, prints the sender's MAC
-    timeout 40 python3 - "$TAP" <<'PY'
+responder() {  # answers one ping, prints the sender's MAC; touches $1 once listening
+    timeout 40 python3 - "$TAP" "$1" <<'PY'
 import socket, sys
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x88b5))
 s.bind((sys.argv[1], 0))
 s.settimeout(30)
+open(sys.argv[2], "w").close()
 while True:
     frame = s.recv(2048)
     if frame[12:14] == b"\x88\xb5" and frame[14:31] == b"cowvisor-net-ping":
@@ -35,9 +37,9 @@ PY
 }
 
 for t in pci mmio; do
-    responder >"$TMP/seen.$t" &
+    responder "$TMP/ready.$t" >"$TMP/seen.$t" &
     pid=$!
-    sleep 0.5
+    for _ in $(seq 100); do [[ -e "$TMP/ready.$t" ]] && break; sleep 0.1; done
     timeout 60 "$COWVISOR" --kernel "$GUEST" --memory 64M --net "tap=$TAP,mac=52:54:00:ab:cd:0${#t},transport=$t" \
         >"$TMP/net.$t" 2>&1
     status=$?

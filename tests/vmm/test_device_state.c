@@ -243,6 +243,22 @@ static void test_virtio_pci_round_trip(void **state)
     assert_int_equal(virtio_pci_bar_read(&pb, VIRTIO_PCI_MSIX_TABLE + 24, 4), 0x41);
     assert_int_equal(virtio_pci_bar_read(&pb, VIRTIO_PCI_COMMON + 20, 1), 3);
     assert_int_equal(virtio_pci_bar_read(&pb, VIRTIO_PCI_COMMON + 26, 2), 1);
+
+    /* BAR access through the PCI configuration access capability. */
+    uint32_t cap = pb.pci_cfg_cap;
+    assert_true(cap != 0);
+    assert_int_equal(pci_config_read(&pb.pci, cap + 3, 1), 5);
+    pci_config_write(&pb.pci, cap + 4, 1, 0);       /* BAR 0 */
+    pci_config_write(&pb.pci, cap + 8, 4, 18);      /* num_queues */
+    pci_config_write(&pb.pci, cap + 12, 4, 2);
+    assert_int_equal(pci_config_read(&pb.pci, cap + 16, 4) & 0xffff, 1);
+    pci_config_write(&pb.pci, cap + 8, 4, 20);      /* device status */
+    pci_config_write(&pb.pci, cap + 12, 4, 1);
+    pci_config_write(&pb.pci, cap + 16, 4, 7);
+    assert_int_equal(virtio_pci_bar_read(&pb, VIRTIO_PCI_COMMON + 20, 1), 7);
+    pci_config_write(&pb.pci, cap + 8, 4, VIRTIO_PCI_BAR_SIZE);  /* outside the BAR: ignored */
+    pci_config_write(&pb.pci, cap + 16, 4, 0);
+    assert_int_equal(virtio_pci_bar_read(&pb, VIRTIO_PCI_COMMON + 20, 1), 7);
     state_buf_free(&w);
     virtio_pci_destroy(&pa);
     virtio_pci_destroy(&pb);

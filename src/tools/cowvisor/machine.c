@@ -157,6 +157,32 @@ static int add_pc_devices(struct machine *m, struct error *err)
     return 0;
 }
 
+/* What SeaBIOS needs to know that CMOS cannot tell it. */
+static int setup_fw_cfg(struct machine *m, struct error *err)
+{
+    struct fw_cfg *f = &m->fw_cfg;
+    fw_cfg_init(f);
+    struct { uint64_t addr, size; uint32_t type; } __attribute__((packed)) e820[2];
+    int n = 0;
+    for (int i = 0; i < m->vm.mem.count; i++) {
+        e820[n].addr = m->vm.mem.regions[i].gpa;
+        e820[n].size = m->vm.mem.regions[i].size;
+        e820[n++].type = 1;
+    }
+    uint16_t sercon = UART_COM1_BASE, no_menu = 0;
+    int ret;
+    if ((ret = fw_cfg_add_u64(f, FW_CFG_RAM_SIZE, m->vm.mem.ram_size, err)) < 0 ||
+        (ret = fw_cfg_add_u16(f, FW_CFG_NB_CPUS, (uint16_t)m->vm.ncpus, err)) < 0 ||
+        (ret = fw_cfg_add_u16(f, FW_CFG_MAX_CPUS, (uint16_t)m->vm.ncpus, err)) < 0 ||
+        (ret = fw_cfg_add_u16(f, FW_CFG_NOGRAPHIC, 1, err)) < 0 ||
+        (ret = fw_cfg_add_file(f, "etc/e820", e820, sizeof(e820[0]) * (size_t)n, err)) < 0 ||
+        (ret = fw_cfg_add_file(f, "etc/sercon-port", &sercon, sizeof(sercon), err)) < 0 ||
+        (ret = fw_cfg_add_file(f, "etc/show-boot-menu", &no_menu, sizeof(no_menu), err)) < 0) {
+        return ret;
+    }
+    return register_pio(m, FW_CFG_PORT, 2, fw_cfg_read, fw_cfg_write, f, "fw_cfg", err);
+}
+
 static int load_boot_image(struct machine *m, struct error *err)
 {
     const struct machine_config *cfg = m->cfg;
@@ -229,6 +255,7 @@ int machine_create(struct machine *m, const struct machine_config *cfg, struct e
         (ret = vm_create(&m->vm, cfg->cpus, cfg->memory, err)) < 0 ||
         (ret = save_initial_cpu_state(m, err)) < 0 ||
         (ret = add_pc_devices(m, err)) < 0 ||
+        (cfg->bios && (ret = setup_fw_cfg(m, err)) < 0) ||
         (ret = machine_add_virtio(m, err)) < 0 ||
         (ret = load_boot_image(m, err)) < 0) {
         return ret;
@@ -359,6 +386,9 @@ void machine_destroy(struct machine *m)
     uart_destroy(&m->uart);
     cmos_rtc_destroy(&m->rtc);
     pci_host_destroy(&m->pci);
+    if (m->cfg && m->cfg->bios) {
+        fw_cfg_destroy(&m->fw_cfg);
+    }
     if (m->console_is_tty) {
         tcsetattr(STDIN_FILENO, TCSANOW, &saved_termios);
     }

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "hw/cmos_rtc.h"
+#include "hw/fw_cfg.h"
 #include "hw/pci.h"
 #include "hw/system_ports.h"
 #include "hw/uart.h"
@@ -67,6 +68,7 @@ struct machine {
     struct system_ports sys;
     struct cmos_rtc rtc;
     struct pci_host pci;
+    struct fw_cfg fw_cfg;           /* only with --bios */
     int console_in;
     int console_out;
     int console_listen;

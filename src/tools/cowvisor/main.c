@@ -88,7 +88,7 @@ static int parse_device(struct machine_config *cfg, struct options *o, const cha
         return ret;
     }
     const char *driver = options_get(o, "driver");
-    enum transport t;
+    enum transport t = TRANSPORT_PCI;
     if ((ret = parse_transport(o, &t, err)) < 0 || (ret = options_check_unused(o, "--device", err)) < 0) {
         return ret;
     }
