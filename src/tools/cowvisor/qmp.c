@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -343,6 +344,19 @@ static void machine_event(void *opaque, enum machine_event ev)
     }
 }
 
+/* With "wait", the guest starts once the client is ready for events (it
+ * negotiated capabilities), so it cannot miss what the guest does first;
+ * a client that says nothing for 30 s does not hold the VM back. */
+static void wait_for_negotiation(struct qmp_server *s)
+{
+    for (int waited = 0; s->client_fd >= 0 && !s->negotiated && waited < 300; waited++) {
+        struct pollfd p = { .fd = s->client_fd, .events = POLLIN };
+        if (poll(&p, 1, 100) > 0) {
+            client_input(s, s->client_fd, EPOLLIN);
+        }
+    }
+}
+
 static int parse_spec(struct qmp_server *s, const char *spec, bool *wait, struct error *err)
 {
     if (strncmp(spec, "unix:", 5) != 0) {
@@ -428,6 +442,7 @@ int qmp_server_start(struct qmp_server **out, struct machine *m, struct machine_
             return ret;
         }
         greet(s);
+        wait_for_negotiation(s);
     } else if ((ret = event_loop_add(&m->loop, s->listen_fd, EPOLLIN, client_accept, s, err)) < 0) {
         close(s->listen_fd);
         free(s);

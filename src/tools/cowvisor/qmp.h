@@ -11,7 +11,8 @@
 struct qmp_server;
 
 /* spec is QEMU's -qmp argument: unix:PATH[,server[=on]][,nowait|,wait=off].
- * Without nowait the call waits for the first client, as QEMU does. */
+ * Without nowait the call waits for the first client, as QEMU does, and
+ * until it negotiated capabilities (so it sees every event). */
 int qmp_server_start(struct qmp_server **out, struct machine *m, struct machine_snapshots *snaps,
                      const char *spec, struct error *err);
 /* Sends SHUTDOWN for how the VM ended (if not sent yet) and closes. */
