@@ -51,9 +51,9 @@ open(path, "wb").write(data)
 PY
 }
 # A byte inside the device section's payload.
-variant corrupt 'i = data.find(b"devices"); data[i + 48 + 20] ^= 0x40'
-restore_fails corrupt "VM state section 'devices' is corrupted (checksum mismatch)" "${ARGS[@]}" --restore "$TMP/corrupt"
-variant corrupt_hdr 'i = data.find(b"cpus"); data[i + 37] ^= 1'
+variant corrupt 'i = data.find(b"virtio.0"); data[i + 48 + 20] ^= 0x40'
+restore_fails corrupt "VM state section 'virtio.0' is corrupted (checksum mismatch)" "${ARGS[@]}" --restore "$TMP/corrupt"
+variant corrupt_hdr 'i = data.find(b"vcpu.0"); data[i + 37] ^= 1'
 restore_fails corrupt_hdr "section header at byte" "${ARGS[@]}" --restore "$TMP/corrupt_hdr"
 variant version 'data[8:12] = struct.pack("<I", 2); data[12:16] = struct.pack("<I", zlib.crc32(bytes(data[:12])))'
 restore_fails version "VM state version 2 is not supported (this cowvisor reads version 1)" "${ARGS[@]}" --restore "$TMP/version"

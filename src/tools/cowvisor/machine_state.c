@@ -2,6 +2,7 @@
 #include "machine_state.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,8 +12,6 @@
 #include "virtio/virtio_pci.h"
 
 #define CONFIG_VERSION 1
-#define CPUS_VERSION 1
-#define DEVICES_VERSION 1
 #define PCI_HOST_VERSION 1
 #define MAX_SMALL_SECTION (64u << 20)
 
@@ -151,37 +150,97 @@ static int config_compare(const struct config_image *snap, const struct config_i
     return 0;
 }
 
-/* ---- save ---- */
+/* ---- the sections ---- */
 
-static int put_buf_section(struct vmstate_writer *w, const char *name, uint32_t version, struct state_buf *b,
-                           struct error *err)
+#define KVM_VM_VERSION 1
+#define VCPU_VERSION 1
+#define DEVICE_VERSION 1
+
+/* The section names, in stream order, for this machine. */
+static int section_names(struct machine *m, char names[][VMSTATE_NAME_LEN + 1])
 {
-    int ret = state_buf_error(b, err);
-    if (ret == 0) {
-        ret = vmstate_write_section(w, name, version, b->data, b->len, err);
+    int n = 0;
+    snprintf(names[n++], VMSTATE_NAME_LEN + 1, "kvm-vm");
+    for (int i = 0; i < m->vm.ncpus; i++) {
+        snprintf(names[n++], VMSTATE_NAME_LEN + 1, "vcpu.%d", i);
     }
-    state_buf_free(b);
-    return ret;
-}
-
-static void devices_save(struct machine *m, struct state_buf *b)
-{
-    uart_save(&m->uart, b);
-    cmos_rtc_save(&m->rtc, b);
-    system_ports_save(&m->sys, b);
-    pthread_mutex_lock(&m->pci.lock);
-    state_section_begin(b, "pci-host", PCI_HOST_VERSION);
-    state_put_u32(b, m->pci.address);
-    state_section_end(b);
-    pthread_mutex_unlock(&m->pci.lock);
+    static const char *fixed[] = { "uart", "cmos-rtc", "system-ports", "pci-host" };
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
+        snprintf(names[n++], VMSTATE_NAME_LEN + 1, "%s", fixed[i]);
+    }
     for (int i = 0; i < m->nvirtio; i++) {
-        if (m->mmio[i]) {
-            virtio_mmio_save(m->mmio[i], b);
-        } else if (m->vpci[i]) {
-            virtio_pci_save(m->vpci[i], b);
+        snprintf(names[n++], VMSTATE_NAME_LEN + 1, "virtio.%d", i);
+    }
+    return n;
+}
+
+/* Section k's contents, in the state_buf format the devices use. */
+static int save_one(struct machine *m, int k, struct state_buf *b, struct error *err)
+{
+    if (k == 0) {
+        return vm_save_kvm_state(&m->vm, b, err);
+    }
+    k--;
+    if (k < m->vm.ncpus) {
+        return vcpu_save_state(&m->vm.vcpus[k], b, err);
+    }
+    k -= m->vm.ncpus;
+    switch (k) {
+    case 0: uart_save(&m->uart, b); return 0;
+    case 1: cmos_rtc_save(&m->rtc, b); return 0;
+    case 2: system_ports_save(&m->sys, b); return 0;
+    case 3:
+        pthread_mutex_lock(&m->pci.lock);
+        state_section_begin(b, "pci-host", PCI_HOST_VERSION);
+        state_put_u32(b, m->pci.address);
+        state_section_end(b);
+        pthread_mutex_unlock(&m->pci.lock);
+        return 0;
+    default:
+        k -= 4;
+        if (m->mmio[k]) {
+            virtio_mmio_save(m->mmio[k], b);
+        } else if (m->vpci[k]) {
+            virtio_pci_save(m->vpci[k], b);
         }
+        return 0;
     }
 }
+
+static int load_one(struct machine *m, int k, struct state_buf *b, struct error *err)
+{
+    if (k == 0) {
+        return vm_load_kvm_state(&m->vm, b, err);
+    }
+    k--;
+    if (k < m->vm.ncpus) {
+        return vcpu_load_state(&m->vm.vcpus[k], b, err);
+    }
+    k -= m->vm.ncpus;
+    int ret;
+    switch (k) {
+    case 0: return uart_load(&m->uart, b, err);
+    case 1: return cmos_rtc_load(&m->rtc, b, err);
+    case 2: return system_ports_load(&m->sys, b, err);
+    case 3: {
+        state_section_open(b, "pci-host", PCI_HOST_VERSION);
+        uint32_t address = state_get_u32(b);
+        state_section_close(b);
+        if ((ret = state_buf_error(b, err)) == 0) {
+            pthread_mutex_lock(&m->pci.lock);
+            m->pci.address = address & 0x80fffffcu;
+            pthread_mutex_unlock(&m->pci.lock);
+        }
+        return ret;
+    }
+    default:
+        k -= 4;
+        return m->mmio[k] ? virtio_mmio_load(m->mmio[k], b, err)
+             : m->vpci[k] ? virtio_pci_load(m->vpci[k], b, err) : 0;
+    }
+}
+
+/* ---- save ---- */
 
 int machine_state_save(struct machine *m, struct vmstate_writer *w, struct error *err)
 {
@@ -190,34 +249,32 @@ int machine_state_save(struct machine *m, struct vmstate_writer *w, struct error
     config_of(m, &c);
     state_buf_init(&b);
     config_put(&b, &c);
-    int ret = put_buf_section(w, "config", CONFIG_VERSION, &b, err);
-    if (ret < 0) {
-        return ret;
+    int ret = state_buf_error(&b, err);
+    if (ret == 0) {
+        ret = vmstate_write_section(w, "config", CONFIG_VERSION, b.data, b.len, err);
     }
-    state_buf_init(&b);
-    ret = vm_save_kvm_state(&m->vm, &b, err);
-    for (int i = 0; ret == 0 && i < m->vm.ncpus; i++) {
-        ret = vcpu_save_state(&m->vm.vcpus[i], &b, err);
-    }
-    if (ret < 0) {
+    state_buf_free(&b);
+    static char names[MACHINE_STATE_MAX_SECTIONS][VMSTATE_NAME_LEN + 1];
+    int n = section_names(m, names);
+    for (int k = 0; ret == 0 && k < n; k++) {
+        state_buf_init(&b);
+        if ((ret = save_one(m, k, &b, err)) == 0 && (ret = state_buf_error(&b, err)) == 0) {
+            ret = vmstate_write_section(w, names[k], DEVICE_VERSION, b.data, b.len, err);
+        }
         state_buf_free(&b);
-        return ret;
     }
-    if ((ret = put_buf_section(w, "cpus", CPUS_VERSION, &b, err)) < 0) {
-        return ret;
-    }
-    state_buf_init(&b);
-    devices_save(m, &b);
-    return put_buf_section(w, "devices", DEVICES_VERSION, &b, err);
+    return ret;
 }
 
 /* ---- load ---- */
 
 void machine_state_image_free(struct machine_state_image *img)
 {
-    free(img->cpus);
-    free(img->devices);
-    img->cpus = img->devices = NULL;
+    for (int i = 0; i < img->count; i++) {
+        free(img->data[i]);
+        img->data[i] = NULL;
+    }
+    img->count = 0;
 }
 
 int machine_state_read(struct machine *m, struct vmstate_reader *r, struct machine_state_image *img,
@@ -242,58 +299,35 @@ int machine_state_read(struct machine *m, struct vmstate_reader *r, struct machi
     if ((ret = config_compare(&snap, &now, err)) < 0) {
         return ret;
     }
-    if ((ret = vmstate_read_section(r, "cpus", CPUS_VERSION, MAX_SMALL_SECTION, &img->cpus, &img->cpus_len, NULL,
-                                    err)) < 0 ||
-        (ret = vmstate_read_section(r, "devices", DEVICES_VERSION, MAX_SMALL_SECTION, &img->devices,
-                                    &img->devices_len, NULL, err)) < 0) {
-        machine_state_image_free(img);
-    }
-    return ret;
-}
-
-static int devices_load(struct machine *m, struct state_buf *b, struct error *err)
-{
-    int ret;
-    if ((ret = uart_load(&m->uart, b, err)) < 0 || (ret = cmos_rtc_load(&m->rtc, b, err)) < 0 ||
-        (ret = system_ports_load(&m->sys, b, err)) < 0) {
-        return ret;
-    }
-    state_section_open(b, "pci-host", PCI_HOST_VERSION);
-    uint32_t address = state_get_u32(b);
-    state_section_close(b);
-    if ((ret = state_buf_error(b, err)) < 0) {
-        return ret;
-    }
-    pthread_mutex_lock(&m->pci.lock);
-    m->pci.address = address & 0x80fffffcu;
-    pthread_mutex_unlock(&m->pci.lock);
-    for (int i = 0; i < m->nvirtio; i++) {
-        ret = m->mmio[i] ? virtio_mmio_load(m->mmio[i], b, err)
-            : m->vpci[i] ? virtio_pci_load(m->vpci[i], b, err) : 0;
+    static char names[MACHINE_STATE_MAX_SECTIONS][VMSTATE_NAME_LEN + 1];
+    int n = section_names(m, names);
+    for (int k = 0; k < n; k++) {
+        ret = vmstate_read_section(r, names[k], DEVICE_VERSION, MAX_SMALL_SECTION, &img->data[k], &img->len[k],
+                                   NULL, err);
         if (ret < 0) {
-            error_prefix(err, "virtio device %d (%s)", i, m->virtio[i]->name);
+            machine_state_image_free(img);
             return ret;
         }
+        img->count = k + 1;
     }
     return 0;
 }
 
 int machine_state_apply(struct machine *m, const struct machine_state_image *img, struct error *err)
 {
-    struct state_buf b;
-    state_buf_init_reader(&b, img->cpus, img->cpus_len);
-    int ret = vm_load_kvm_state(&m->vm, &b, err);
-    for (int i = 0; ret == 0 && i < m->vm.ncpus; i++) {
-        ret = vcpu_load_state(&m->vm.vcpus[i], &b, err);
+    static char names[MACHINE_STATE_MAX_SECTIONS][VMSTATE_NAME_LEN + 1];
+    int n = section_names(m, names);
+    if (n != img->count) {
+        return error_set(err, -EINVAL, "VM state has %d sections for this machine's %d", img->count, n);
     }
-    if (ret < 0) {
-        error_prefix(err, "loading vCPU state");
-        return ret;
-    }
-    state_buf_init_reader(&b, img->devices, img->devices_len);
-    if ((ret = devices_load(m, &b, err)) < 0) {
-        error_prefix(err, "loading device state");
-        return ret;
+    for (int k = 0; k < n; k++) {
+        struct state_buf b;
+        state_buf_init_reader(&b, img->data[k], img->len[k]);
+        int ret = load_one(m, k, &b, err);
+        if (ret < 0) {
+            error_prefix(err, "loading VM state section '%s'", names[k]);
+            return ret;
+        }
     }
     /* The guest may have posted requests whose notification the old
      * process never served: look at every ready queue once. */

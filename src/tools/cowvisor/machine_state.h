@@ -22,15 +22,21 @@ struct machine_snapshots {
     uint64_t last_id;
 };
 
-/* Stream sections "config", "cpus" and "devices". */
+/* Stream sections: "config", "kvm-vm" (irqchip, PIT, clock), "vcpu.N"
+ * for each vCPU, then one per device ("uart", "cmos-rtc", "system-ports",
+ * "pci-host", "virtio.N" for each virtio device with its transport), each
+ * with its own checksum. Saving drains disk requests in flight. */
 int machine_state_save(struct machine *m, struct vmstate_writer *w, struct error *err);
 
 /* What machine_state_read found, checked but not yet applied. */
+#define MACHINE_STATE_MAX_SECTIONS (VM_MAX_CPUS + MACHINE_MAX_VIRTIO + 8)
 struct machine_state_image {
-    uint8_t *cpus, *devices;
-    size_t cpus_len, devices_len;
+    int count;
+    uint8_t *data[MACHINE_STATE_MAX_SECTIONS];
+    size_t len[MACHINE_STATE_MAX_SECTIONS];
 };
-/* Reads and checks config (against this machine), cpus and devices. */
+/* Reads and checks config (against this machine), then every CPU and
+ * device section. */
 int machine_state_read(struct machine *m, struct vmstate_reader *r, struct machine_state_image *img,
                        struct error *err);
 /* Loads vCPUs, irqchip, PIT, clock and devices, then lets devices look at
