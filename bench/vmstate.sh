@@ -26,26 +26,29 @@ wait_for() {  # wait_for FILE TEXT
 }
 
 echo "== restore from files to the first guest output (best of 5)"
-for mem in 128M 1G; do
-    pattern=$([[ $mem == 1G ]] && echo 256 || echo 16)
+# The third guest has 256 MiB of data in its memory file: restore maps it,
+# so only the guest's own page faults (before its first output) grow.
+for cfg in 128M:1 1G:1 1G:256; do
+    mem=${cfg%:*} pattern=${cfg#*:}
     args=(--kernel "$GUEST" --memory "$mem" --append "counter pattern_mb=$pattern spin=1000")
-    "$COWVISOR" "${args[@]}" --console "file:$dir/boot-$mem.out" --qmp "unix:$dir/q.sock,server,nowait" \
+    "$COWVISOR" "${args[@]}" --console "file:$dir/boot-$cfg.out" --qmp "unix:$dir/q.sock,server,nowait" \
         2>/dev/null &
     pids+=($!)
-    wait_for "$dir/boot-$mem.out" "counter 100 "
+    wait_for "$dir/boot-$cfg.out" "counter 100 "
     python3 tests/vmstate/qmp.py "$dir/q.sock" qmp_capabilities \
-        "{\"execute\": \"x-cowvisor-snapshot-files\", \"arguments\": {\"directory\": \"$dir/snap-$mem\"}}" quit \
+        "{\"execute\": \"x-cowvisor-snapshot-files\", \"arguments\": {\"directory\": \"$dir/snap-$cfg\"}}" quit \
         >/dev/null
     wait
-    best=
+    best=; best_inner=
     for _ in 1 2 3 4 5; do
         sync
-        ms=$(CONSOLE=$dir/restore.out $HELPER first-output "$COWVISOR" "${args[@]}" --restore "$dir/snap-$mem" \
-             --console "file:$dir/restore.out")
+        read -r ms inner < <(CONSOLE=$dir/restore.out COWVISOR_LOG=info $HELPER first-output "$COWVISOR" \
+             "${args[@]}" --restore "$dir/snap-$cfg" --console "file:$dir/restore.out")
         best=$(awk -v a="$ms" -v b="${best:-1e9}" 'BEGIN { print (a < b) ? a : b }')
+        best_inner=$(awk -v a="$inner" -v b="${best_inner:-1e9}" 'BEGIN { print (a < b) ? a : b }')
     done
-    printf '%-50s %8.2f ms  (memory file %s on disk)\n' "cowvisor --restore, $mem guest" "$best" \
-        "$(du -h "$dir/snap-$mem/memory" | cut -f1)"
+    printf '%-50s %8.2f ms  (exec to first guest output; main() to vCPU start %.2f ms)\n' \
+        "cowvisor --restore, $mem guest, $pattern MiB of data" "$best" "$best_inner"
 done
 
 echo "== savevm / loadvm of an idle 1 GiB guest (qcow2 disk, virtio-blk-pci)"

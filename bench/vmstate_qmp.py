@@ -35,7 +35,8 @@ def first_output(cmd):
     err = p.communicate()[1].decode(errors="replace")
     if ms is None:
         sys.exit("no output: " + err)
-    print("%.2f" % ms)
+    inner = [l.split("ready to run ")[1].split(" ms")[0] for l in err.splitlines() if "ready to run" in l]
+    print("%.2f %s" % (ms, inner[0] if inner else "?"))
 
 
 def hmp(path, commands):

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "machine.h"
@@ -236,8 +237,17 @@ static int parse_args(int argc, char **argv, struct machine_config *cfg, struct 
     return 0;
 }
 
+static double ms_since(const struct timespec *t0)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - t0->tv_sec) * 1e3 + (double)(t.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
 int main(int argc, char **argv)
 {
+    struct timespec t_start;
+    clock_gettime(CLOCK_MONOTONIC, &t_start);
     struct machine_config cfg = { .cpus = 1, .memory = DEFAULT_MEMORY };
     struct error err = { 0 };
     char temp_disks[2][64] = { "", "" };
@@ -264,6 +274,9 @@ int main(int argc, char **argv)
     }
     if (ret == 0 && restore_dir && (ret = machine_restore_files(m, snaps, restore_dir, &err)) < 0) {
         error_prefix(&err, "--restore '%s'", restore_dir);
+    }
+    if (ret == 0 && restore_dir) {
+        log_info("--restore: guest ready to run %.2f ms after main()", ms_since(&t_start));
     }
     if (ret == 0 && loadvm_name && (ret = machine_loadvm(m, snaps, loadvm_name, &err)) < 0) {
         error_prefix(&err, "--loadvm '%s'", loadvm_name);
