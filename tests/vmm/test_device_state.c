@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "hw/cmos_rtc.h"
+#include "hw/fw_cfg.h"
 #include "hw/pci.h"
 #include "hw/system_ports.h"
 #include "hw/uart.h"
@@ -146,6 +147,47 @@ static void test_system_ports_round_trip(void **state)
     debug_exit_write(&b, 0, 1, 3);
     assert_int_equal(seen, 100 + SYSTEM_EVENT_EXIT_CODE);
     state_buf_free(&w);
+}
+
+static void test_fw_cfg_round_trip(void **state)
+{
+    struct fw_cfg a, b;
+    struct state_buf w, r;
+    struct error err = { 0 };
+    fw_cfg_init(&a);
+    fw_cfg_init(&b);
+    assert_int_equal(fw_cfg_add_file(&a, "etc/one", "hello", 5, &err), 0);
+    assert_int_equal(fw_cfg_add_file(&b, "etc/one", "hello", 5, &err), 0);
+    /* The signature, then the directory: one file named etc/one at 0x20. */
+    fw_cfg_write(&a, 0, 2, FW_CFG_SIGNATURE);
+    char sig[5] = { 0 };
+    for (int i = 0; i < 4; i++) {
+        sig[i] = (char)fw_cfg_read(&a, 1, 1);
+    }
+    assert_string_equal(sig, "QEMU");
+    fw_cfg_write(&a, 0, 2, FW_CFG_FILE_DIR);
+    uint8_t dir[12];
+    for (int i = 0; i < 12; i++) {
+        dir[i] = (uint8_t)fw_cfg_read(&a, 1, 1);
+    }
+    assert_int_equal(dir[3], 1);        /* big-endian count */
+    assert_int_equal(dir[7], 5);        /* big-endian size */
+    assert_int_equal(dir[9], 0x20);     /* big-endian select */
+    fw_cfg_write(&a, 0, 2, 0x20);
+    assert_int_equal(fw_cfg_read(&a, 1, 1), 'h');
+    assert_int_equal(fw_cfg_read(&a, 1, 1), 'e');
+    state_buf_init(&w);
+    fw_cfg_save(&a, &w);
+    state_buf_init_reader(&r, w.data, w.len);
+    assert_int_equal(fw_cfg_load(&b, &r, &err), 0);
+    assert_int_equal(fw_cfg_read(&b, 1, 1), 'l');     /* same item, same position */
+    for (int i = 0; i < 2; i++) {
+        fw_cfg_read(&b, 1, 1);
+    }
+    assert_int_equal(fw_cfg_read(&b, 1, 1), 0);       /* past the end reads zeros */
+    state_buf_free(&w);
+    fw_cfg_destroy(&a);
+    fw_cfg_destroy(&b);
 }
 
 static void rng_mmio_setup(struct virtio_mmio *t)
@@ -316,6 +358,7 @@ int main(void)
         cmocka_unit_test(test_uart_round_trip),
         cmocka_unit_test(test_cmos_round_trip),
         cmocka_unit_test(test_system_ports_round_trip),
+        cmocka_unit_test(test_fw_cfg_round_trip),
         cmocka_unit_test(test_virtio_mmio_round_trip),
         cmocka_unit_test(test_virtio_pci_round_trip),
         cmocka_unit_test(test_kvm_round_trip),
