@@ -15,3 +15,17 @@ cowio="$build/src/tools/cowio/cowio"
 echo "base.qcow2 holds 1 MiB of 0xaa; overlay.qcow2 rewrites 4 KiB of it (copy-on-write):"
 echo
 "$cowimg" info --backing-chain "$dir/overlay.qcow2"
+
+cowvisor="$build/src/tools/cowvisor/cowvisor"
+if [[ -x "$cowvisor" ]]; then
+    echo
+    echo "cowvisor with no arguments: the test guest boots on a fresh qcow2 overlay and drives its devices:"
+    echo
+    status=0
+    "$cowvisor" || status=$?
+    # The guest reports through the debug-exit port: 1 is "wrote 0", QEMU's success code.
+    if [[ $status -ne 1 ]]; then
+        echo "cowvisor: the test guest reported failure (exit status $status)" >&2
+        exit 1
+    fi
+fi
