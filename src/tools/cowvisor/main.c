@@ -35,6 +35,8 @@ static void usage(FILE *f)
         "  --qmp unix:PATH,server[,nowait]  QMP monitor (QEMU's protocol) on a UNIX socket\n"
         "  --restore DIR          start from a snapshot to files (same configuration)\n"
         "  --loadvm NAME          start from the internal snapshot NAME of the qcow2 disks\n"
+        "QMP also takes x-cowvisor-snapshot-files {\"directory\": DIR, \"type\": \"full\"|\"diff\"}:\n"
+        "a snapshot of memory and state to DIR (disks are not copied) for --restore.\n"
         "With no arguments, boots the built-in test guest on fresh temporary disks.\n"
         "Exit status: 0 when the guest powers off, (v << 1) | 1 when it writes v to the\n"
         "debug-exit port 0xf4, 255 on errors.\n");
