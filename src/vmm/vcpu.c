@@ -238,6 +238,7 @@ static bool handle_exit(struct vcpu *c)
 void *vcpu_thread(void *opaque)
 {
     struct vcpu *c = opaque;
+    __atomic_store_n(&c->tid, (int)gettid(), __ATOMIC_RELAXED);
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGUSR1);
