@@ -27,9 +27,16 @@ start_vm() {
     local name=$1; shift
     rm -f "$TMP/$name.sock" "$TMP/$name.status"
     ( timeout 90 "$COWVISOR" "$@" --console "file:$TMP/$name.out" \
-          --qmp "unix:$TMP/$name.sock,server,nowait" 2>"$TMP/$name.err"
+          --qmp "unix:$TMP/$name.sock,server,nowait" 2>"$TMP/$name.err" &
+      echo $! >"$TMP/$name.timeout-pid"
+      wait $!
       echo $? >"$TMP/$name.status" ) &
     VM_PIDS+=($!)
+}
+
+# vm_pid NAME: the cowvisor process (the child of its timeout).
+vm_pid() {
+    pgrep -P "$(cat "$TMP/$1.timeout-pid")" | head -1
 }
 
 # wait_vm NAME: waits (at most 30 s) for the VM to end; prints its status.

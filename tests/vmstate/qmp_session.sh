@@ -71,7 +71,10 @@ out=$($QMP "$TMP/a.sock" qmp_capabilities query-cpus-fast query-block)
 check "query-cpus-fast lists both vCPUs" python3 -c '
 import json, sys
 r = [json.loads(l) for l in sys.stdin if "return" in l][1]["return"]
-assert [c["cpu-index"] for c in r] == [0, 1] and all(c["target"] == "x86_64" and "qom-path" in c for c in r), r' <<<"$out"
+assert [c["cpu-index"] for c in r] == [0, 1] and all(c["target"] == "x86_64" and "qom-path" in c for c in r), r
+import os
+tids = [c["thread-id"] for c in r]
+assert len(set(tids)) == 2 and all(os.path.exists("/proc/%s/task/%d" % (sys.argv[1], t)) for t in tids), tids' "$(vm_pid a)" <<<"$out"
 check "query-block describes the disk" python3 -c '
 import json, sys
 r = [json.loads(l) for l in sys.stdin if "return" in l][2]["return"]

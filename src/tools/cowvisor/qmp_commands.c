@@ -209,9 +209,9 @@ static void cmd_query_cpus_fast(struct qmp_server *s, json_t *args, struct qmp_r
     for (int i = 0; i < s->m->vm.ncpus; i++) {
         char path[64];
         snprintf(path, sizeof(path), "/machine/unattached/device[%d]", i);
-        /* vCPU thread ids are not tracked: the process id stands in. */
+        int tid = __atomic_load_n(&s->m->vm.vcpus[i].tid, __ATOMIC_RELAXED);
         json_array_append_new(list, json_pack("{s:I,s:{s:i,s:i,s:i},s:s,s:i,s:s}", "thread-id",
-                                              (json_int_t)getpid(), "props", "core-id", 0, "thread-id", 0,
+                                              (json_int_t)(tid ? tid : getpid()), "props", "core-id", 0, "thread-id", 0,
                                               "socket-id", i, "qom-path", path, "cpu-index", i, "target",
                                               "x86_64"));
     }
