@@ -90,6 +90,41 @@ timeout 20 "$COWVISOR" "${ARGS[@]}" --disk "file=$TMP/raw.img,format=raw" --load
     --console "file:$TMP/e.out" 2>"$TMP/e.err"
 check "--loadvm with a writable raw disk: refused by name" grep -q "is writable but does not support snapshots" "$TMP/e.err"
 
+# Snapshot jobs and HMP answers compared line by line with QEMU's (TCG,
+# stopped guest: only the monitor matters here).
+JOBS=('{"execute": "snapshot-save", "arguments": {"job-id": "j1", "tag": "t2", "vmstate": "disk0", "devices": ["disk0"]}}'
+      '@sleep:1' query-jobs
+      '{"execute": "snapshot-delete", "arguments": {"job-id": "j3", "tag": "nope", "devices": ["disk0"]}}'
+      '@sleep:1' query-jobs
+      '{"execute": "snapshot-load", "arguments": {"job-id": "j4", "tag": "t2", "vmstate": "nodisk", "devices": ["disk0"]}}'
+      '@sleep:1'
+      '{"execute": "job-dismiss", "arguments": {"id": "j9"}}' '{"execute": "job-dismiss", "arguments": {"id": "j1"}}'
+      '{"execute": "human-monitor-command", "arguments": {"command-line": "delvm nope"}}'
+      '{"execute": "human-monitor-command", "arguments": {"command-line": "loadvm nope"}}' quit)
+normalize() {
+    sed -E 's/"timestamp": \{"seconds": [0-9]+, "microseconds": [0-9]+\}/"timestamp": T/; 1d'
+}
+if command -v qemu-system-x86_64 >/dev/null; then
+    "$COWIMG" create -f qcow2 "$TMP/g.qcow2" 16M >/dev/null
+    qemu-img create -q -f qcow2 "$TMP/qemu.qcow2" 16M
+    start_vm g --kernel "$GUEST" --memory 128M --append "counter spin=10000000" --disk "file=$TMP/g.qcow2,transport=pci"
+    wait_text "$TMP/g.out" "counter 2 ok"
+    $QMP "$TMP/g.sock" qmp_capabilities stop >/dev/null     # as QEMU's -S
+    $QMP "$TMP/g.sock" qmp_capabilities "${JOBS[@]}" | normalize >"$TMP/jobs.ours"
+    wait_vm g >/dev/null
+    timeout 30 qemu-system-x86_64 -accel tcg -m 64 -nodefaults -display none -S \
+        -blockdev "driver=file,filename=$TMP/qemu.qcow2,node-name=f0" -blockdev driver=qcow2,file=f0,node-name=disk0 \
+        -device virtio-blk-pci,drive=disk0 -qmp "unix:$TMP/qemu.sock,server,nowait" 2>"$TMP/qemu.err" &
+    VM_PIDS+=($!)
+    $QMP "$TMP/qemu.sock" qmp_capabilities "${JOBS[@]}" | normalize >"$TMP/jobs.qemu"
+    if diff -u "$TMP/jobs.qemu" "$TMP/jobs.ours" >"$TMP/jobs.diff"; then
+        ok "snapshot jobs, job-dismiss, delvm/loadvm errors: as QEMU's ($(wc -l <"$TMP/jobs.ours") lines)"
+    else
+        not_ok "snapshot jobs differ from QEMU's"
+        sed 's/^/# /' "$TMP/jobs.diff" | head -30
+    fi
+fi
+
 start_vm f "${ARGS[@]}"
 wait_text "$TMP/f.out" "counter 2 ok"
 check_eq "delvm s1" '{"return": ""}' "$(hmp "$TMP/f.sock" "delvm s1")"

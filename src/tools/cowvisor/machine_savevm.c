@@ -157,8 +157,12 @@ int machine_savevm(struct machine *m, struct machine_snapshots *s, const char *n
     return 0;
 }
 
-int machine_loadvm(struct machine *m, struct machine_snapshots *s, const char *name, struct error *err)
+int machine_loadvm(struct machine *m, struct machine_snapshots *s, const char *name, bool *changed,
+                   struct error *err)
 {
+    bool dummy;
+    changed = changed ? changed : &dummy;
+    *changed = false;
     int first = snapshot_disks(m, err);
     if (first < 0) {
         return first;
@@ -193,6 +197,7 @@ int machine_loadvm(struct machine *m, struct machine_snapshots *s, const char *n
     }
     for (int i = 0; ret == 0 && i < m->cfg->ndisks; i++) {
         struct blockdev *bd = m->disks[i];
+        *changed = true;
         if (bd && !bd->read_only && (ret = qcow2_snapshot_apply(bd, name, err)) < 0) {
             error_prefix(err, "Could not apply snapshot '%s' on '%s'", name, bd->filename);
         }
@@ -234,7 +239,6 @@ int machine_delvm(struct machine *m, const char *name, struct error *err)
     if (first < 0) {
         return first;
     }
-    int found = 0;
     for (int i = 0; i < m->cfg->ndisks; i++) {
         struct blockdev *bd = m->disks[i];
         if (!bd || bd->read_only) {
@@ -243,16 +247,13 @@ int machine_delvm(struct machine *m, const char *name, struct error *err)
         int ret = has_snapshot(bd, name, NULL, err);
         if (ret > 0) {
             ret = qcow2_snapshot_delete(bd, name, err);
-            found++;
         }
         if (ret < 0) {
             error_prefix(err, "Error while deleting snapshot on '%s'", bd->filename);
             return ret;
         }
     }
-    if (!found) {
-        return error_set(err, -ENOENT, "Snapshot '%s' not found", name);
-    }
+    /* Like QEMU 7.2, deleting a snapshot no disk has is not an error. */
     return 0;
 }
 

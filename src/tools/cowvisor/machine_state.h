@@ -53,7 +53,11 @@ int machine_restore_files(struct machine *m, struct machine_snapshots *s, const 
 
 /* Internal snapshots of the qcow2 disks with the VM state (VM paused). */
 int machine_savevm(struct machine *m, struct machine_snapshots *s, const char *name, struct error *err);
-int machine_loadvm(struct machine *m, struct machine_snapshots *s, const char *name, struct error *err);
+/* *changed tells whether a failure came after the VM or its disks changed
+ * (then the VM cannot go on); NULL when the caller does not care. */
+int machine_loadvm(struct machine *m, struct machine_snapshots *s, const char *name, bool *changed,
+                   struct error *err);
+/* Deleting a name no disk has succeeds, as in QEMU. */
 int machine_delvm(struct machine *m, const char *name, struct error *err);
 /* "info snapshots" text, malloc'd. */
 char *machine_info_snapshots(struct machine *m, struct error *err);

@@ -280,7 +280,7 @@ int main(int argc, char **argv)
     if (ret == 0 && restore_dir) {
         log_info("--restore: guest ready to run %.2f ms after main()", ms_since(&t_start));
     }
-    if (ret == 0 && loadvm_name && (ret = machine_loadvm(m, snaps, loadvm_name, &err)) < 0) {
+    if (ret == 0 && loadvm_name && (ret = machine_loadvm(m, snaps, loadvm_name, NULL, &err)) < 0) {
         error_prefix(&err, "--loadvm '%s'", loadvm_name);
     }
     if (ret == 0 && qmp_spec) {

@@ -153,6 +153,7 @@ static void cmd_quit(struct qmp_server *s, json_t *args, struct qmp_reply *r)
     s->state = QMP_SHUTDOWN;
     s->shutdown_sent = true;
     qmp_event(s, "SHUTDOWN", json_pack("{s:b,s:s}", "guest", 0, "reason", "host-qmp-quit"));
+    qmp_jobs_end(s);
     s->m->exit_status = 0;
     event_loop_stop(&s->m->loop);
 }

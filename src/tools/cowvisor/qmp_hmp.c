@@ -42,9 +42,10 @@ static void hmp_loadvm(struct qmp_server *s, const char *name, struct qmp_reply 
 {
     struct error err = { 0 };
     bool was_running = qmp_vm_pause_for(s);
-    int ret = machine_loadvm(s->m, s->snaps, name, &err);
-    /* A failed load leaves the VM in an unknown state: it stays paused. */
-    qmp_vm_resume_after(s, was_running && ret == 0);
+    bool changed;
+    int ret = machine_loadvm(s->m, s->snaps, name, &changed, &err);
+    /* A load that failed half-way leaves the VM broken: it stays paused. */
+    qmp_vm_resume_after(s, was_running && (ret == 0 || !changed));
     r->ret = ret < 0 ? error_text(&err) : qmp_string("");
 }
 

@@ -88,6 +88,8 @@ void qmp_query_jobs(struct qmp_server *s, json_t *args, struct qmp_reply *r);
 void qmp_job_dismiss(struct qmp_server *s, json_t *args, struct qmp_reply *r);
 /* Runs jobs that were created (after their creation was answered). */
 void qmp_jobs_run(struct qmp_server *s);
+/* At quit: every job goes away (JOB_STATUS_CHANGE null, newest first). */
+void qmp_jobs_end(struct qmp_server *s);
 void qmp_jobs_free(struct qmp_server *s);
 
 #endif

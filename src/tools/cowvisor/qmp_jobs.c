@@ -107,10 +107,11 @@ static void run_job(struct qmp_server *s, struct qmp_job *j)
         if (strcmp(j->type, "snapshot-delete") == 0) {
             ret = machine_delvm(s->m, tag, &err);
         } else {
-            bool was_running = qmp_vm_pause_for(s);
+            bool was_running = qmp_vm_pause_for(s), changed = false;
             ret = strcmp(j->type, "snapshot-save") == 0 ? machine_savevm(s->m, s->snaps, tag, &err)
-                                                        : machine_loadvm(s->m, s->snaps, tag, &err);
-            qmp_vm_resume_after(s, was_running && (ret == 0 || strcmp(j->type, "snapshot-save") == 0));
+                                                        : machine_loadvm(s->m, s->snaps, tag, &changed, &err);
+            /* A load that failed half-way leaves the VM broken: it stays paused. */
+            qmp_vm_resume_after(s, was_running && (ret == 0 || !changed));
         }
         snprintf(msg, sizeof(msg), "%s", err.msg);
     }
@@ -184,6 +185,13 @@ void qmp_job_dismiss(struct qmp_server *s, json_t *args, struct qmp_reply *r)
     free_job(j);
     memmove(&s->jobs[i], &s->jobs[i + 1], (size_t)(s->njobs - i - 1) * sizeof(s->jobs[0]));
     s->njobs--;
+}
+
+void qmp_jobs_end(struct qmp_server *s)
+{
+    for (int i = s->njobs - 1; i >= 0; i--) {
+        set_status(s, &s->jobs[i], "null");
+    }
 }
 
 void qmp_jobs_free(struct qmp_server *s)
