@@ -138,8 +138,20 @@ out=$($QMP "$TMP/b.sock" qmp_capabilities '@wait:SHUTDOWN')
 check "guest power off: SHUTDOWN from the guest" grep -qF '"event": "SHUTDOWN", "data": {"guest": true, "reason": "guest-shutdown"}' <<<"$out"
 check_eq "guest power off: status 0" 0 "$(wait_vm b)"
 
+# The guest resets itself (i8042), then exits: RESET from the guest.
+# QEMU's newer spelling server=on,wait=on works too.
+rm -f "$TMP/c.sock"
+( timeout 30 "$COWVISOR" --kernel "$GUEST" --memory 64M --append "reset exit=0" --console "file:$TMP/c.out" \
+      --qmp "unix:$TMP/c.sock,server=on,wait=on" 2>"$TMP/c.err"; echo $? >"$TMP/c.status" ) &
+VM_PIDS+=($!)
+out=$($QMP "$TMP/c.sock" qmp_capabilities '@wait:RESET')
+check "guest reset: RESET from the guest" grep -qF '"event": "RESET", "data": {"guest": true, "reason": "guest-reset"}' <<<"$out"
+check_eq "guest reset, then debug exit 0: status 1" 1 "$(wait_vm c)"
+
 # Bad --qmp arguments.
 timeout 10 "$COWVISOR" --kernel "$GUEST" --append exit=0 --qmp tcp:localhost:4444 >/dev/null 2>"$TMP/e.err"
 check_eq "--qmp tcp: refused" 255 "$?"
 check "... with a message" grep -q "only unix:PATH" "$TMP/e.err"
+timeout 10 "$COWVISOR" --kernel "$GUEST" --append exit=0 --qmp "unix:$TMP/e.sock,server,bogus" >/dev/null 2>"$TMP/e2.err"
+check "--qmp with an unknown option names it" grep -q "bogus" "$TMP/e2.err"
 done_testing

@@ -380,6 +380,9 @@ static int parse_spec(struct qmp_server *s, const char *spec, bool *wait, struct
     if (ret == 0 && options_get(&o, "wait")) {
         ret = options_get_bool(&o, "wait", wait, err);
     }
+    if (ret == 0) {
+        ret = options_check_unused(&o, "--qmp", err);
+    }
     if (ret == 0 && !server) {
         ret = error_set(err, -ENOTSUP, "--qmp: connecting out (without 'server') is not supported");
     }
@@ -388,7 +391,6 @@ static int parse_spec(struct qmp_server *s, const char *spec, bool *wait, struct
     }
     if (ret == 0) {
         snprintf(s->path, sizeof(s->path), "%s", path);
-        ret = options_check_unused(&o, "--qmp", err);
     }
     options_free(&o);
     return ret;
