@@ -8,6 +8,8 @@ extern int test_failures;
 void check(int ok, const char *what);
 void run_all_tests(const char *cmdline);
 void user_mode_init(void);
+/* Starts the APs; returns how many CPUs run (the BSP included). */
+int start_other_cpus(void);
 /* Runs fn(arg) at CPL 3 (IOPL 3) and returns its result. */
 long run_user(long (*fn)(void *), void *arg);
 void guest_exception(uint64_t vector, const uint64_t *frame);

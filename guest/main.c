@@ -5,6 +5,9 @@
  *   poweroff    power off through the ACPI PM1a control port (status 0)
  *   reset       reset through the i8042 once (a CMOS byte counts boots),
  *               then run the checks
+ *   hostile=T   (first on the line) break the ring of the disk on transport T
+ *               (mmio or pci), see tests.c
+ *   smp         start the other vCPUs (INIT/SIPI) and report how many run
  *   idle        stop at once (interrupts off), for memory measurements
  *   bench-blk=N N random 4 KiB reads on the first disk (see tests.c)
  *   (default)   all device checks */
@@ -101,6 +104,9 @@ void guest_main(const struct hvm_start_info *si)
             for (;;) {
             }
         }
+    }
+    if (cmdline_has(cmdline, "smp")) {
+        printf("CPUs up: %d\n", start_other_cpus());
     }
     int code = cmdline_number(cmdline, "exit");
     if (code >= 0) {

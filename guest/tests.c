@@ -261,6 +261,59 @@ static void bench_blk(struct gvdev *d, int n)
     checkd(errors == 0, "bench-blk reads", d);
 }
 
+/* hostile: break the rules on one disk's ring (a descriptor loop, then a
+ * buffer outside guest memory); the device must say NEEDS_RESET, the other
+ * disk must keep working, and a reset must bring the first one back. */
+static int wait_needs_reset(struct gvdev *d)
+{
+    for (int i = 0; i < 100000; i++) {
+        if (virtio_status(d) & 0x40) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void post_raw(struct gvdev *d, const struct gvq_desc *descs, int n)
+{
+    struct gvq *q = &d->q[0];
+    for (int i = 0; i < n; i++) {
+        q->desc[i] = descs[i];
+    }
+    q->avail[2 + q->avail_idx % q->size] = 0;
+    mb();
+    q->avail_idx++;
+    q->avail[1] = q->avail_idx;
+    mb();
+    if (d->transport == GV_MMIO) {
+        mmio_write32(q->notify_addr, 0);
+    } else {
+        mmio_write16(q->notify_addr, 0);
+    }
+}
+
+static int one_read_works(struct gvdev *d)
+{
+    return virtio_init(d, 1) == 0 && blk_rw(d, BLK_T_IN, 0, back, SECTOR, 1) == 0;
+}
+
+static void test_hostile(struct gvdev *bad, struct gvdev *good)
+{
+    static struct blk_req req = { BLK_T_IN, 0, 0 };
+    uint64_t a = (uint64_t)(uintptr_t)&req;
+    checkd(virtio_init(bad, 1) == 0, "hostile: device set up", bad);
+    struct gvq_desc loop[2] = { { a, 16, 1, 1 }, { a, 16, 1, 0 } };
+    post_raw(bad, loop, 2);
+    checkd(wait_needs_reset(bad), "hostile: a descriptor loop puts the device into NEEDS_RESET", bad);
+    checkd(one_read_works(good), "hostile: the other disk keeps working", good);
+    checkd(one_read_works(bad), "hostile: a reset brings the device back", bad);
+    struct gvq_desc outside[1] = { { 0x40000000000ull, 4096, 2, 0 } };
+    post_raw(bad, outside, 1);
+    checkd(wait_needs_reset(bad), "hostile: a buffer outside guest memory puts the device into NEEDS_RESET", bad);
+    checkd(one_read_works(good), "hostile: the other disk still works", good);
+    checkd(one_read_works(bad), "hostile: reset again", bad);
+}
+
 static int cmdline_value(const char *cmdline, const char *key)
 {
     size_t klen = strlen(key);
@@ -282,6 +335,27 @@ void run_all_tests(const char *cmdline)
     int n = virtio_find_mmio(cmdline, devs, 16);
     n += virtio_find_pci(devs + n, 16 - n);
     printf("found %d virtio device(s)\n", n);
+    if (strncmp(cmdline, "hostile=", 8) == 0) {
+        /* hostile=mmio or hostile=pci: the transport of the disk to break. */
+        enum gvt bad_transport = strncmp(cmdline + 8, "pci", 3) == 0 ? GV_PCI : GV_MMIO;
+        struct gvdev *bad = 0, *good = 0;
+        for (int i = 0; i < n; i++) {
+            if (devs[i].device_id != 2) {
+                continue;
+            }
+            if (devs[i].transport == bad_transport && !bad) {
+                bad = &devs[i];
+            } else if (!good) {
+                good = &devs[i];
+            }
+        }
+        if (bad && good) {
+            test_hostile(bad, good);
+        } else {
+            check(0, "hostile needs two virtio-blk devices, one on the named transport");
+        }
+        return;
+    }
     int bench = cmdline_value(cmdline, "bench-blk");
     if (bench > 0) {
         for (int i = 0; i < n; i++) {

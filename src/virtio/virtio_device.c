@@ -1,6 +1,8 @@
 #include "virtio/virtio_device.h"
 
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "util/log.h"
@@ -10,7 +12,8 @@ void virtio_device_init(struct virtio_device *d, const char *name, uint32_t devi
                         uint64_t features, int nqueues, uint16_t queue_size)
 {
     memset(d, 0, sizeof(*d));
-    d->name = name;
+    snprintf(d->label, sizeof(d->label), "%s", name);
+    d->name = d->label;
     d->device_id = device_id;
     d->ops = ops;
     d->mem = mem;
@@ -20,6 +23,19 @@ void virtio_device_init(struct virtio_device *d, const char *name, uint32_t devi
     for (int i = 0; i < nqueues; i++) {
         virtqueue_init(&d->vqs[i], queue_size);
     }
+}
+
+void virtio_device_set_location(struct virtio_device *d, const char *fmt, ...)
+{
+    size_t n = strlen(d->label);
+    char *at = strchr(d->label, '@');
+    if (at) {
+        n = (size_t)(at - d->label);    /* replace an earlier location */
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(d->label + n, sizeof(d->label) - n, fmt, ap);
+    va_end(ap);
 }
 
 void virtio_device_destroy(struct virtio_device *d)

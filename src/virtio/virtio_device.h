@@ -58,7 +58,8 @@ struct virtio_transport_ops {
 };
 
 struct virtio_device {
-    const char *name;
+    const char *name;               /* points at label */
+    char label[64];                 /* "virtio-blk@pci:00:02.0": names the device in log lines */
     uint32_t device_id;
     const struct virtio_device_ops *ops;
     const struct guest_memory *mem;
@@ -79,6 +80,8 @@ void virtio_device_init(struct virtio_device *d, const char *name, uint32_t devi
                         const struct virtio_device_ops *ops, const struct guest_memory *mem,
                         uint64_t features, int nqueues, uint16_t queue_size);
 void virtio_device_destroy(struct virtio_device *d);
+/* Appends where the device sits ("@mmio:0xd0000000") to its name in logs. */
+void virtio_device_set_location(struct virtio_device *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void virtio_device_set_transport(struct virtio_device *d, const struct virtio_transport_ops *ops, void *opaque);
 
 /* Driver-side operations (called by transports with d->lock held). */

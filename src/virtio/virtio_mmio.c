@@ -77,6 +77,7 @@ int virtio_mmio_create(struct virtio_mmio *t, struct virtio_device *dev, struct 
         t->notify_fd[q] = -1;
     }
     virtio_device_set_transport(dev, &mmio_transport_ops, t);
+    virtio_device_set_location(dev, "@mmio:0x%llx", (unsigned long long)base);
     if (!vm) {
         return 0;
     }

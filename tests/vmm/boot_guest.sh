@@ -22,6 +22,14 @@ check_eq "debug-exit status is (5 << 1) | 1" 11 "$status"
 check "serial shows the guest's hello" grep -q "cowvisor test guest: hello" "$TMP/exit.out"
 check "guest sees our command line" grep -q "command line: 'exit=5'" "$TMP/exit.out"
 
+# SMP: every vCPU thread runs guest code (the guest starts the APs with
+# INIT/SIPI through its local APIC and counts them).
+for n in 1 3; do
+    run "$TMP/smp$n.out" --kernel "$GUEST" --cpus $n --memory 64M --append "smp exit=0"
+    check_eq "--cpus $n: status" 1 "$status"
+    check "--cpus $n: the guest counts $n running CPUs" grep -Eq "CPUs up: $n([^0-9]|$)" "$TMP/smp$n.out"
+done
+
 # Reset through the i8042 reboots the guest (the CMOS keeps its boot count);
 # with --no-reboot a reset ends the VM with status 0, like QEMU's -no-reboot.
 run "$TMP/reset.out" --kernel "$GUEST" --cpus 4 --memory 64M --append "reset exit=3"
@@ -68,6 +76,22 @@ PY
 }
 check "mmio disk holds the guest's pattern and zeroed range" pattern_ok "$TMP/mmio.img" 64 0x1234
 check "pci disk holds the guest's pattern and zeroed range" pattern_ok "$TMP/pci.img" 72 0x1235
+
+# Hostile guest: the guest breaks one disk's ring (descriptor loop, buffer
+# outside guest memory); that device enters NEEDS_RESET with one log line
+# each time, the VMM and the other disk go on, a reset brings it back.
+for bad in mmio pci; do
+    good=$([[ $bad == mmio ]] && echo pci || echo mmio)
+    run "$TMP/hostile.$bad" --kernel "$GUEST" --memory 64M --append "hostile=$bad" \
+        --disk "file=$TMP/mmio.img,format=raw,transport=$bad" --disk "file=$TMP/pci.img,format=raw,transport=$good"
+    check_eq "hostile ring over $bad: the guest's checks pass" 1 "$status"
+    check_eq "hostile ring over $bad: 7 checks passed" 7 "$(grep -c '^PASS: hostile' "$TMP/hostile.$bad")"
+    check_eq "hostile ring over $bad: one log line per violation" 2 "$(grep -c 'device needs reset' "$TMP/hostile.$bad.err")"
+    check_eq "hostile ring over $bad: the log names the broken device" 2 \
+        "$(grep -c "^error: virtio-blk@$bad:.*device needs reset" "$TMP/hostile.$bad.err")"
+    check_eq "hostile ring over $bad: the broken device is the $bad one" 5 \
+        "$(grep -c "^PASS: hostile: .*($bad)" "$TMP/hostile.$bad")"
+done
 
 # 3. A read-only disk: the guest's writes fail, the image stays untouched.
 truncate -s 8M "$TMP/ro.img"

@@ -21,6 +21,9 @@ timeout 60 "$QEMU" -M microvm "${common[@]}" -append "exit=7" >"$TMP/q0.out" 2>&
 check_eq "QEMU microvm: debug-exit status (7 << 1) | 1" 15 "$?"
 check "QEMU microvm: hello on serial" grep -q "cowvisor test guest: hello" "$TMP/q0.out"
 
+timeout 60 "$QEMU" -M microvm -smp 3 "${common[@]}" -append "smp exit=0" >"$TMP/smp.out" 2>&1
+check "QEMU microvm: the guest starts 3 CPUs" grep -q "CPUs up: 3" "$TMP/smp.out"
+
 timeout 60 "$QEMU" -M microvm "${common[@]}" -append microvm -global virtio-mmio.force-legacy=false \
     -drive if=none,id=d1,file="$TMP/a.img",format=raw -device virtio-blk-device,drive=d1,serial=QSER \
     -device virtio-rng-device >"$TMP/q1.out" 2>&1

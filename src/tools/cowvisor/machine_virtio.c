@@ -43,6 +43,9 @@ static int attach(struct machine *m, struct virtio_device *d, enum transport t, 
     if (ret == 0) {
         ret = pci_host_add(&m->pci, &p->pci, err);
     }
+    if (ret == 0) {
+        virtio_device_set_location(d, "@pci:00:%02x.0", p->pci.slot);
+    }
     return ret;
 }
 
