@@ -12,7 +12,7 @@ packages=(
     qemu-utils qemu-system-x86 seabios grub-pc-bin e2fsprogs
     linux-image-amd64
     # tools the tests use
-    xxd util-linux procps
+    xxd util-linux procps iproute2
 )
 
 missing=()

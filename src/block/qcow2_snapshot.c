@@ -347,6 +347,41 @@ static void new_snapshot_id(const struct qcow2 *s, char *out, size_t len)
     snprintf(out, len, "%lu", max + 1);
 }
 
+/* Ends a snapshot transaction: COPIED flags follow the new refcounts, then
+ * one header write switches to the new metadata (or nothing changes). */
+static int finish_txn(struct qcow2 *s, struct qcow2_txn *t, int ret, struct error *err)
+{
+    if (ret == 0) {
+        int64_t changed = qcow2_txn_fix_copied(s, t, err);
+        ret = changed < 0 ? (int)changed : 0;
+    }
+    if (ret < 0) {
+        qcow2_txn_abort(t);
+        return ret;
+    }
+    return qcow2_txn_commit(s, t, err);
+}
+
+/* Runs op on the snapshot named id_or_name with the image locked. */
+static int on_snapshot(struct blockdev *bd, const char *id_or_name, const char *what,
+                       int (*op)(struct qcow2 *s, uint32_t index, struct error *err),
+                       struct error *err)
+{
+    int ret = begin_op(bd, true, err);
+    if (ret < 0) {
+        return ret;
+    }
+    struct qcow2 *s = qcow2_of(bd);
+    pthread_mutex_lock(&s->lock);
+    int i = find_snapshot(s, id_or_name);
+    ret = i < 0 ? not_found(bd, id_or_name, err) : op(s, (uint32_t)i, err);
+    pthread_mutex_unlock(&s->lock);
+    if (ret < 0 && i >= 0) {
+        error_prefix(err, "Could not %s snapshot '%s'", what, id_or_name);
+    }
+    return ret;
+}
+
 static int create_locked(struct qcow2 *s, const char *name, const struct qcow2_snapshot_vm *vm,
                          struct error *err)
 {
@@ -399,15 +434,7 @@ static int create_locked(struct qcow2 *s, const char *name, const struct qcow2_s
     } else {
         qcow2_snapshot_list_free_internal(list, s->nb_snapshots + 1);
     }
-    if (ret == 0) {
-        int64_t changed = qcow2_txn_fix_copied(s, &t, err);
-        ret = changed < 0 ? (int)changed : 0;
-    }
-    if (ret < 0) {
-        qcow2_txn_abort(&t);
-        return ret;
-    }
-    return qcow2_txn_commit(s, &t, err);
+    return finish_txn(s, &t, ret, err);
 }
 
 int qcow2_snapshot_create(struct blockdev *bd, const char *name, const struct qcow2_snapshot_vm *vm,
@@ -437,8 +464,9 @@ static int usable(struct qcow2 *s, const struct qcow2_snapshot *sn, struct error
     return validate_snapshot_l1(s, sn, file_size, err);
 }
 
-static int apply_locked(struct qcow2 *s, const struct qcow2_snapshot *sn, struct error *err)
+static int apply_locked(struct qcow2 *s, uint32_t index, struct error *err)
 {
+    const struct qcow2_snapshot *sn = &s->snapshots[index];
     int ret = usable(s, sn, err);
     if (ret < 0) {
         return ret;
@@ -476,32 +504,12 @@ static int apply_locked(struct qcow2 *s, const struct qcow2_snapshot *sn, struct
     if (ret == 0) {
         ret = qcow2_txn_ref(s, &t, s->l1_table_offset, (uint64_t)s->l1_size * 8, -1, err);
     }
-    if (ret == 0) {
-        int64_t changed = qcow2_txn_fix_copied(s, &t, err);
-        ret = changed < 0 ? (int)changed : 0;
-    }
-    if (ret < 0) {
-        qcow2_txn_abort(&t);
-        return ret;
-    }
-    return qcow2_txn_commit(s, &t, err);
+    return finish_txn(s, &t, ret, err);
 }
 
 int qcow2_snapshot_apply(struct blockdev *bd, const char *id_or_name, struct error *err)
 {
-    int ret = begin_op(bd, true, err);
-    if (ret < 0) {
-        return ret;
-    }
-    struct qcow2 *s = qcow2_of(bd);
-    pthread_mutex_lock(&s->lock);
-    int i = find_snapshot(s, id_or_name);
-    ret = i < 0 ? not_found(bd, id_or_name, err) : apply_locked(s, &s->snapshots[i], err);
-    pthread_mutex_unlock(&s->lock);
-    if (ret < 0 && i >= 0) {
-        error_prefix(err, "Could not apply snapshot '%s'", id_or_name);
-    }
-    return ret;
+    return on_snapshot(bd, id_or_name, "apply", apply_locked, err);
 }
 
 static int delete_locked(struct qcow2 *s, uint32_t index, struct error *err)
@@ -536,32 +544,12 @@ static int delete_locked(struct qcow2 *s, uint32_t index, struct error *err)
         memmove(&list[index], &list[index + 1], (n - index - 1) * sizeof(*list));
         ret = qcow2_txn_set_snapshots(s, &t, list, n - 1, err);
     }
-    if (ret == 0) {
-        int64_t changed = qcow2_txn_fix_copied(s, &t, err);
-        ret = changed < 0 ? (int)changed : 0;
-    }
-    if (ret < 0) {
-        qcow2_txn_abort(&t);
-        return ret;
-    }
-    return qcow2_txn_commit(s, &t, err);
+    return finish_txn(s, &t, ret, err);
 }
 
 int qcow2_snapshot_delete(struct blockdev *bd, const char *id_or_name, struct error *err)
 {
-    int ret = begin_op(bd, true, err);
-    if (ret < 0) {
-        return ret;
-    }
-    struct qcow2 *s = qcow2_of(bd);
-    pthread_mutex_lock(&s->lock);
-    int i = find_snapshot(s, id_or_name);
-    ret = i < 0 ? not_found(bd, id_or_name, err) : delete_locked(s, (uint32_t)i, err);
-    pthread_mutex_unlock(&s->lock);
-    if (ret < 0 && i >= 0) {
-        error_prefix(err, "Could not delete snapshot '%s'", id_or_name);
-    }
-    return ret;
+    return on_snapshot(bd, id_or_name, "delete", delete_locked, err);
 }
 
 int qcow2_snapshot_rename(struct blockdev *bd, const char *id_or_name, const char *new_name,
