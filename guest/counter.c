@@ -15,9 +15,7 @@
  * Any mismatch prints "FAIL: ..." lines; each tick's line ends in "ok" when
  * every check of that tick passed. Everything is deterministic, so a
  * restored guest prints exactly what the original would have printed.
- * spin=N sets the busy loop of a tick (default 40M iterations); "idle"
- * makes the guest print "idle" and only spin on pause afterwards (for
- * benchmarks of an idle guest: it dirties no memory). */
+ * spin=N sets the busy loop of a tick (default 40M iterations). */
 #include "guest.h"
 #include "io.h"
 #include "virtio.h"
@@ -60,7 +58,7 @@ static int word_in(const char *cmdline, const char *word, unsigned *value)
 
 int counter_mode_wanted(const char *cmdline)
 {
-    return word_in(cmdline, "counter", 0) || word_in(cmdline, "idle", 0);
+    return word_in(cmdline, "counter", 0);
 }
 
 static uint32_t pattern_word(uint32_t page, uint32_t version, uint32_t i)
@@ -121,12 +119,6 @@ static long counter_main(void *arg)
 {
     const char *cmdline = arg;
     unsigned mb = 16, spin = DEFAULT_SPIN;
-    if (word_in(cmdline, "idle", 0)) {
-        printf("idle\n");
-        for (;;) {
-            __asm__ volatile("pause");
-        }
-    }
     word_in(cmdline, "pattern_mb", &mb);
     word_in(cmdline, "spin", &spin);
     uint32_t npages = mb ? mb * 256 : 1;
