@@ -77,7 +77,12 @@ echo "iotests: $iotests"
 # Our programs under QEMU's names, so messages and filters see what they expect.
 bin=$(mktemp -d "${TMPDIR:-/tmp}/cowvisor-iotests-bin.XXXXXX")
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/cowvisor-iotests.XXXXXX")
-cleanup() { rm -rf "$bin"; $keep || rm -rf "$scratch"; }
+cleanup() {
+    # Tests exporting images over FUSE may leave a mount behind when they fail.
+    awk -v d="$scratch" 'index($2, d) == 1 { print $2 }' /proc/mounts | xargs -r -n1 umount 2>/dev/null
+    rm -rf "$bin"
+    $keep || rm -rf "$scratch"
+}
 trap cleanup EXIT
 
 pick() {  # pick KIND OURNAME QEMUNAME
@@ -105,7 +110,10 @@ export TEST_DIR=$scratch/test SOCK_DIR=$scratch/sock
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}
 mkdir -p "$TEST_DIR" "$SOCK_DIR"
 
-log=$(dirname "$iotests")/../../last-check.log
+# One log per run: several people may run this at once on the same cache.
+logdir=$(cd "$iotests/../../.." && pwd)/logs
+mkdir -p "$logdir"
+log=$logdir/check-$(date +%Y%m%d-%H%M%S)-$$.log
 (cd "$iotests" && timeout 1800 ./check "-$fmt" "${tests[@]}") >"$log" 2>&1
 status=$?
 
@@ -117,7 +125,7 @@ done < <(tr '\r' '\n' <"$log" | sed -n -E 's/^([0-9]{3}) +(pass|fail|not run).*/
 for t in "${tests[@]}"; do
     r=${result[$t]:-missing}
     case $r in
-    not\ run) r="not run: $(tr '\r' '\n' <"$log" | sed -n -E "s/^$t +not run +.*\]  *(.*)$/\1/p" | head -1)"
+    not\ run) r="not run: $(tr '\r' '\n' <"$log" | sed -n -E "s/^$t +not run +.*\] +(\.\.\. +)?(.*)$/\2/p" | head -1)"
        notrun=$((notrun + 1)) ;;
     pass) pass=$((pass + 1)) ;;
     *) fail=$((fail + 1)) ;;

@@ -254,7 +254,8 @@ int blockdev_block_status(struct blockdev *bd, uint64_t off, uint64_t len, struc
     for (struct blockdev *b = bd; ; b = b->backing, depth++) {
         if (off >= b->size) {
             /* Beyond a shorter backing file: reads as zeros. */
-            *st = (struct block_status){ .len = want, .flags = BDEV_STATUS_ZERO, .depth = depth };
+            *st = (struct block_status){ .len = want, .depth = depth,
+                                         .flags = BDEV_STATUS_ZERO | BDEV_STATUS_PAST_BACKING };
             return 0;
         }
         uint64_t n = want < b->size - off ? want : b->size - off;
@@ -263,7 +264,11 @@ int blockdev_block_status(struct blockdev *bd, uint64_t off, uint64_t len, struc
             return ret;
         }
         st->depth = depth;
-        if ((st->flags & BDEV_STATUS_ALLOCATED) || !b->backing) {
+        if (st->flags & BDEV_STATUS_ALLOCATED) {
+            return 0;
+        }
+        if (!b->backing) {
+            st->flags |= BDEV_STATUS_ZERO;  /* nothing beneath: reads as zeros */
             return 0;
         }
         /* Unallocated here: what lies beneath defines at most this run. */

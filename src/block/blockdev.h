@@ -49,6 +49,7 @@ enum {
     BDEV_STATUS_ALLOCATED   = 1u << 2,  /* defined by this layer, not its backing */
     BDEV_STATUS_OFFSET_VALID = 1u << 3, /* host_offset is where the data lies in file */
     BDEV_STATUS_COMPRESSED  = 1u << 4,
+    BDEV_STATUS_PAST_BACKING = 1u << 5, /* zeros past the end of a shorter backing file */
 };
 
 struct block_status {

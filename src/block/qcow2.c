@@ -171,9 +171,14 @@ static void qcow2_close(struct blockdev *bd)
 static int qcow2_flush(struct blockdev *bd, struct error *err)
 {
     struct qcow2 *s = qcow2_of(bd);
-    pthread_mutex_lock(&s->lock);
-    int ret = qcow2_refcount_flush(s, err);
-    pthread_mutex_unlock(&s->lock);
+    int ret = 0;
+    /* While the dirty bit is set (lazy refcounts), refcounts need not be on
+     * disk: a crash is repaired on open, and close writes them. */
+    if (!s->dirty_written) {
+        pthread_mutex_lock(&s->lock);
+        ret = qcow2_refcount_flush(s, err);
+        pthread_mutex_unlock(&s->lock);
+    }
     if (ret == 0) {
         ret = hostfile_flush(s->file);
         if (ret < 0) {

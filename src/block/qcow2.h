@@ -67,6 +67,9 @@ int qcow2_snapshot_apply(struct blockdev *bd, const char *id_or_name, struct err
 int qcow2_snapshot_delete(struct blockdev *bd, const char *id_or_name, struct error *err);
 int qcow2_snapshot_rename(struct blockdev *bd, const char *id_or_name, const char *new_name,
                           struct error *err);
+/* Makes a read-only image show a snapshot's disk instead of its active one
+ * from now on (qemu-img convert -l); the file is not changed. */
+int qcow2_snapshot_load_tmp(struct blockdev *bd, const char *id_or_name, struct error *err);
 /* Reads the VM state saved with a snapshot (the snapshot's own area). */
 int qcow2_snapshot_vmstate_read(struct blockdev *bd, const char *id_or_name, uint64_t pos,
                                 void *buf, size_t len, struct error *err);

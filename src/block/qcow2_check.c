@@ -540,12 +540,9 @@ int qcow2_repair_dirty(struct qcow2 *s, struct error *err)
 {
     struct qcow2_check_result res;
     pthread_mutex_lock(&s->lock);
-    int ret = check_locked(s, QCOW2_FIX_LEAKS | QCOW2_FIX_ERRORS, true, &res, err);
+    /* Not quiet: like QEMU, the repair says on stderr what it found and fixed. */
+    int ret = check_locked(s, QCOW2_FIX_LEAKS | QCOW2_FIX_ERRORS, false, &res, err);
     pthread_mutex_unlock(&s->lock);
-    if (ret == 0 && (res.leaks_fixed || res.corruptions_fixed)) {
-        log_warn("%s: repaired the refcounts left by lazy refcounts (%d leaks, %d errors)",
-                 s->bd.filename, res.leaks_fixed, res.corruptions_fixed);
-    }
     if (ret == 0 && (res.corruptions || res.check_errors)) {
         ret = error_set(err, -EIO, "The image (dirty after a crash with lazy refcounts) could not "
                         "be repaired: %d corruptions remain", res.corruptions);

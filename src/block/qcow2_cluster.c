@@ -143,11 +143,14 @@ static int allocate_l2(struct qcow2 *s, uint64_t l1_index, uint8_t **table, stru
         memcpy(copy, old, s->cluster_size);
     }
     int64_t new_off = qcow2_alloc_clusters(s, 1, err);
-    if (new_off < 0) {
+    /* Even under lazy refcounts an L2 table is counted on disk before L1
+     * names it (as QEMU does), so a crash never leaves it unaccounted. */
+    int ret = new_off < 0 ? (int)new_off : qcow2_refcount_flush(s, err);
+    if (ret < 0) {
         free(copy);
-        return (int)new_off;
+        return ret;
     }
-    int ret = qcow2_cache_get(s, &s->l2_cache, (uint64_t)new_off, true, table, err);
+    ret = qcow2_cache_get(s, &s->l2_cache, (uint64_t)new_off, true, table, err);
     if (ret == 0) {
         if (copy) {
             memcpy(*table, copy, s->cluster_size);

@@ -71,7 +71,10 @@ static int parse_extensions(struct qcow2 *s, const uint8_t *buf, uint64_t end,
                             const uint8_t **feature_table, uint32_t *feature_len, struct error *err)
 {
     uint64_t off = s->header_length;
-    while (off + 8 <= end) {
+    while (off < end) {
+        if (end - off < 8) {
+            return error_set(err, -EINVAL, "Header extension too large");
+        }
         uint32_t type = ld_be32(buf + off);
         uint32_t len = ld_be32(buf + off + 4);
         off += 8;
@@ -79,8 +82,7 @@ static int parse_extensions(struct qcow2 *s, const uint8_t *buf, uint64_t end,
             return 0;
         }
         if (len > end - off) {
-            return error_set(err, -EINVAL, "Invalid qcow2 header: extension 0x%08x is %u bytes "
-                             "and runs past the header area", type, len);
+            return error_set(err, -EINVAL, "Header extension too large");
         }
         const uint8_t *data = buf + off;
         switch (type) {
@@ -108,27 +110,27 @@ static int parse_extensions(struct qcow2 *s, const uint8_t *buf, uint64_t end,
     return 0;
 }
 
+/* QEMU's wording ("Active L1 table offset invalid") for what QEMU checks;
+ * more detail for what it does not. */
 static int check_table(struct qcow2 *s, uint64_t offset, uint64_t bytes, int64_t file_size,
                        const char *what, struct error *err)
 {
-    if (bytes == 0) {
-        return 0;
+    if ((offset & s->cluster_mask) || offset > INT64_MAX - bytes) {
+        return error_set(err, -EINVAL, "%s offset invalid", what);
     }
-    if (offset & s->cluster_mask) {
-        return error_set(err, -EINVAL, "Invalid qcow2 image: %s offset 0x%" PRIx64
-                         " is not aligned to a cluster", what, offset);
+    if (bytes == 0) {
+        return 0;       /* an empty table may have any aligned offset */
     }
     if (offset == 0) {
-        return error_set(err, -EINVAL, "Invalid qcow2 image: %s overlaps the header", what);
+        return error_set(err, -EINVAL, "%s offset invalid: it overlaps the header", what);
     }
     if (offset > QCOW2_MAX_HOST_OFFSET || bytes > QCOW2_MAX_HOST_OFFSET - offset) {
-        return error_set(err, -EINVAL, "Invalid qcow2 image: %s offset 0x%" PRIx64
-                         " is out of range", what, offset);
+        return error_set(err, -EINVAL, "%s offset invalid: 0x%" PRIx64 " is out of range", what,
+                         offset);
     }
     if (offset >= (uint64_t)file_size) {
-        return error_set(err, -EINVAL, "Invalid qcow2 image: %s at 0x%" PRIx64
-                         " lies beyond the end of the file (%" PRId64 " bytes)", what, offset,
-                         file_size);
+        return error_set(err, -EINVAL, "%s offset invalid: 0x%" PRIx64 " lies beyond the end of "
+                         "the file (%" PRId64 " bytes)", what, offset, file_size);
     }
     return 0;
 }
@@ -172,9 +174,15 @@ static int parse_fixed_fields(struct qcow2 *s, const uint8_t *h, struct error *e
     if (s->refcount_order > 6) {
         return error_set(err, -EINVAL, "Reference count entry width too large; may not exceed 64 bits");
     }
-    if (s->header_length < QCOW2_V3_HEADER_LEN || s->header_length % 8 ||
-        s->header_length > (1u << s->cluster_bits)) {
-        return error_set(err, -EINVAL, "Invalid qcow2 header length %u", s->header_length);
+    if (s->header_length > (1u << s->cluster_bits)) {
+        return error_set(err, -EINVAL, "qcow2 header exceeds cluster size");
+    }
+    if (s->header_length < QCOW2_V3_HEADER_LEN) {
+        return error_set(err, -EINVAL, "qcow2 header too short");
+    }
+    if (s->header_length % 8) {
+        return error_set(err, -EINVAL, "Invalid qcow2 header length %u: not a multiple of 8",
+                         s->header_length);
     }
     return 0;
 }
@@ -217,7 +225,7 @@ static int check_layout(struct qcow2 *s, int64_t file_size, struct error *err)
                          " entries", l1_needed);
     }
     if (s->l1_size > QCOW2_MAX_L1_BYTES / 8) {
-        return error_set(err, -EFBIG, "Active L1 table too large (%u entries)", s->l1_size);
+        return error_set(err, -EFBIG, "Active L1 table too large");
     }
     if (s->l1_size < l1_needed) {
         return error_set(err, -EINVAL, "L1 table is too small: %u entries for a disk that needs %"
@@ -229,12 +237,12 @@ static int check_layout(struct qcow2 *s, int64_t file_size, struct error *err)
         return error_set(err, -EINVAL, "Invalid qcow2 image: the image has no refcount table");
     }
     if (rt_bytes > QCOW2_MAX_REFTABLE_BYTES) {
-        return error_set(err, -EINVAL, "Reference count table too large (%u clusters)",
-                         s->refcount_table_clusters);
+        return error_set(err, -EFBIG, "Reference count table too large");
     }
-    int ret = check_table(s, s->l1_table_offset, l1_bytes, file_size, "L1 table", err);
+    int ret = check_table(s, s->l1_table_offset, l1_bytes, file_size, "Active L1 table", err);
     if (ret == 0) {
-        ret = check_table(s, s->refcount_table_offset, rt_bytes, file_size, "refcount table", err);
+        ret = check_table(s, s->refcount_table_offset, rt_bytes, file_size, "Reference count table",
+                          err);
     }
     if (ret < 0) {
         return ret;
@@ -243,12 +251,10 @@ static int check_layout(struct qcow2 *s, int64_t file_size, struct error *err)
         return error_set(err, -EINVAL, "Invalid qcow2 image: the L1 table overlaps the refcount table");
     }
     if (s->nb_snapshots > 65536) {
-        return error_set(err, -EINVAL, "Too many snapshots (%u)", s->nb_snapshots);
+        return error_set(err, -EFBIG, "Snapshot table too large");
     }
-    if (s->nb_snapshots) {
-        ret = check_table(s, s->snapshots_offset, 1, file_size, "snapshot table", err);
-    }
-    return ret;
+    return check_table(s, s->snapshots_offset, s->nb_snapshots ? 1 : 0, file_size,
+                       "Snapshot table", err);
 }
 
 static int read_backing_name(struct qcow2 *s, const uint8_t *h, const uint8_t *buf,
@@ -259,9 +265,8 @@ static int read_backing_name(struct qcow2 *s, const uint8_t *h, const uint8_t *b
     if (off == 0) {
         return 0;
     }
-    if (len > 1023 || off >= s->cluster_size || len > s->cluster_size - off) {
-        return error_set(err, -EINVAL, "Invalid qcow2 image: backing file name (offset %" PRIu64
-                         ", %u bytes) is outside the header cluster", off, len);
+    if (len > 1023 || len > s->cluster_size - off) {
+        return error_set(err, -EINVAL, "Backing file name too long");
     }
     s->bd.backing_filename = strndup((const char *)buf + off, len);
     return 0;
@@ -295,9 +300,11 @@ int qcow2_header_parse(struct qcow2 *s, struct error *err)
     }
     const uint8_t *feature_table = NULL;
     uint32_t feature_len = 0;
+    /* Extensions end where the backing file name starts. */
     uint64_t ext_end = ld_be64(buf + 8) ? ld_be64(buf + 8) : cluster_size;
     if (ext_end > cluster_size) {
-        ext_end = cluster_size;
+        free(buf);
+        return error_set(err, -EINVAL, "Invalid backing file offset");
     }
     ret = parse_extensions(s, buf, ext_end, &feature_table, &feature_len, err);
     if (ret == 0) {

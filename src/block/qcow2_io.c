@@ -395,40 +395,65 @@ static int write_zero_data(struct qcow2 *s, uint64_t off, uint64_t len, struct e
     return ret;
 }
 
-int qcow2_pwrite_zeroes(struct blockdev *bd, uint64_t off, uint64_t len, unsigned flags,
+/* Whether [off, off+len) reads as zeros by block status, through the chain. */
+static bool reads_as_zero(struct qcow2 *s, uint64_t off, uint64_t len)
+{
+    while (len > 0) {
+        struct block_status st;
+        if (blockdev_block_status(&s->bd, off, len, &st, NULL) < 0 || st.len == 0 ||
+            !(st.flags & BDEV_STATUS_ZERO)) {
+            return false;
+        }
+        uint64_t n = st.len < len ? st.len : len;
+        off += n;
+        len -= n;
+    }
+    return true;
+}
+
+/* Zeroes a piece of one subcluster. As QEMU does, when the rest of the
+ * subcluster already reads as zeros and holds no data, the whole subcluster
+ * becomes a zero subcluster; otherwise zeros are written. */
+static int zero_partial_subcluster(struct qcow2 *s, uint64_t off, uint64_t len, unsigned flags,
+                                   struct error *err)
+{
+    uint64_t start = off & ~((uint64_t)s->subcluster_size - 1);
+    uint64_t end = start + s->subcluster_size < s->bd.size ? start + s->subcluster_size : s->bd.size;
+    if (reads_as_zero(s, start, off - start) && reads_as_zero(s, off + len, end - off - len)) {
+        uint32_t sc = (uint32_t)(qcow2_offset_in_cluster(s, start) >> s->subcluster_bits);
+        uint64_t entry, bitmap;
+        pthread_mutex_lock(&s->lock);
+        int ret = qcow2_prepare_write(s, err);
+        if (ret == 0) {
+            ret = qcow2_lookup(s, start, &entry, &bitmap, err);
+        }
+        if (ret == 0) {
+            enum qcow2_sc_type type = qcow2_sc_type(s, entry, bitmap, sc);
+            ret = type == QCOW2_SC_UNALLOCATED || type == QCOW2_SC_ZERO
+                  ? zero_in_cluster(s, start, sc, sc, flags & BDEV_ZERO_MAY_UNMAP, err) : 1;
+        }
+        pthread_mutex_unlock(&s->lock);
+        if (ret <= 0) {
+            return ret;
+        }
+    }
+    return write_zero_data(s, off, len, err);
+}
+
+/* Zeroes whole subclusters [off, end) through metadata. */
+static int zero_aligned(struct qcow2 *s, uint64_t off, uint64_t end, unsigned flags,
                         struct error *err)
 {
-    struct qcow2 *s = qcow2_of(bd);
-    if (s->version < 3) {
-        /* No zero flag in v2: write zeros (unallocated clusters already read zero
-         * when there is no backing file). */
-        return write_zero_data(s, off, len, err);
-    }
-    uint64_t end = off + len;
-    uint64_t head_end = (off + s->subcluster_size - 1) & ~((uint64_t)s->subcluster_size - 1);
-    uint64_t tail_start = end & ~((uint64_t)s->subcluster_size - 1);
-    if (end == bd->size) {
-        tail_start = end;  /* the partial last subcluster of the disk zeroes whole */
-    }
-    if (head_end >= tail_start) {
-        return write_zero_data(s, off, len, err);
-    }
-    int ret = 0;
-    if (head_end > off) {
-        ret = write_zero_data(s, off, head_end - off, err);
-    }
     pthread_mutex_lock(&s->lock);
-    if (ret == 0) {
-        ret = qcow2_prepare_write(s, err);
-    }
-    uint64_t pos = head_end;
-    while (ret == 0 && pos < tail_start) {
+    int ret = qcow2_prepare_write(s, err);
+    uint64_t pos = off;
+    while (ret == 0 && pos < end) {
         uint64_t cluster_end = qcow2_start_of_cluster(s, pos) + s->cluster_size;
-        uint64_t stop = cluster_end < tail_start ? cluster_end : tail_start;
+        uint64_t stop = cluster_end < end ? cluster_end : end;
         uint32_t first_sc = (uint32_t)(qcow2_offset_in_cluster(s, pos) >> s->subcluster_bits);
         uint32_t last_sc = (uint32_t)((qcow2_offset_in_cluster(s, stop - 1)) >> s->subcluster_bits);
-        if (stop == end && end == bd->size) {
-            last_sc = s->subclusters - 1;
+        if (stop == s->bd.size) {
+            last_sc = s->subclusters - 1;   /* the disk's partial last subcluster */
         }
         ret = zero_in_cluster(s, pos, first_sc, last_sc, flags & BDEV_ZERO_MAY_UNMAP, err);
         if (ret == 1) {
@@ -439,8 +464,36 @@ int qcow2_pwrite_zeroes(struct blockdev *bd, uint64_t off, uint64_t len, unsigne
         pos = stop;
     }
     pthread_mutex_unlock(&s->lock);
-    if (ret == 0 && tail_start < end) {
-        ret = write_zero_data(s, tail_start, end - tail_start, err);
+    return ret;
+}
+
+int qcow2_pwrite_zeroes(struct blockdev *bd, uint64_t off, uint64_t len, unsigned flags,
+                        struct error *err)
+{
+    struct qcow2 *s = qcow2_of(bd);
+    if (s->version < 3) {
+        /* No zero flag in v2: write zeros. */
+        return write_zero_data(s, off, len, err);
+    }
+    uint64_t sc_mask = (uint64_t)s->subcluster_size - 1;
+    uint64_t end = off + len;
+    uint64_t head_end = (off + sc_mask) & ~sc_mask;
+    uint64_t tail_start = end == bd->size ? end : end & ~sc_mask;
+    if (head_end > end) {
+        head_end = end;
+    }
+    if (tail_start < head_end) {
+        tail_start = head_end;
+    }
+    int ret = 0;
+    if (head_end > off) {
+        ret = zero_partial_subcluster(s, off, head_end - off, flags, err);
+    }
+    if (ret == 0 && tail_start > head_end) {
+        ret = zero_aligned(s, head_end, tail_start, flags, err);
+    }
+    if (ret == 0 && end > tail_start) {
+        ret = zero_partial_subcluster(s, tail_start, end - tail_start, flags, err);
     }
     return ret;
 }
@@ -459,6 +512,9 @@ static bool discarded_entry(struct qcow2 *s, uint64_t entry, uint64_t bitmap, ui
     bool host = entry & QCOW2_L2E_OFFSET_MASK;
     if (!whole && (compressed || (host && !(entry & QCOW2_OFLAG_COPIED)))) {
         return false;   /* discard is advisory: do not copy a cluster to drop part of it */
+    }
+    if (make_zero && s->version < 3 && s->bd.backing) {
+        return false;   /* v2 has no zero flag: discarding would expose the backing data */
     }
     uint64_t range = sc_range_mask(first, last);
     bool allocated = compressed || (s->extended_l2 ? (bitmap & range) != 0 : host);

@@ -395,7 +395,8 @@ int64_t qcow2_alloc_clusters(struct qcow2 *s, uint64_t n, struct error *err)
         if (ret < 0) {
             return ret;
         }
-        if (first == s->free_cluster_index || s->free_cluster_index == 0) {
+        /* A single-cluster search saw every cluster below first in use. */
+        if (n == 1 || first <= s->free_cluster_index) {
             s->free_cluster_index = first + n;
         }
         return (int64_t)(first << s->cluster_bits);

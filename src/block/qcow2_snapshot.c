@@ -672,3 +672,31 @@ int qcow2_snapshot_vmstate_read(struct blockdev *bd, const char *id_or_name, uin
     free(l1);
     return ret;
 }
+
+int qcow2_snapshot_load_tmp(struct blockdev *bd, const char *id_or_name, struct error *err)
+{
+    if (!bd->read_only) {
+        return error_set(err, -EINVAL, "Loading a snapshot temporarily needs a read-only image");
+    }
+    int ret = begin_op(bd, false, err);
+    if (ret < 0) {
+        return ret;
+    }
+    struct qcow2 *s = qcow2_of(bd);
+    pthread_mutex_lock(&s->lock);
+    int i = find_snapshot(s, id_or_name);
+    uint64_t *l1 = NULL;
+    if (i < 0) {
+        ret = not_found(bd, id_or_name, err);
+    } else if ((ret = usable(s, &s->snapshots[i], err)) == 0) {
+        ret = qcow2_read_l1(s, s->snapshots[i].l1_table_offset, s->snapshots[i].l1_size, &l1, err);
+    }
+    if (ret == 0) {
+        free(s->l1_table);
+        s->l1_table = l1;
+        s->l1_size = s->snapshots[i].l1_size;
+        bd->size = s->snapshots[i].disk_size;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return ret;
+}

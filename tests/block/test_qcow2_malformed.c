@@ -135,7 +135,11 @@ static void test_bad_header_fields(void **state)
                     "Unknown incompatible feature: 40");
     expect_rejected("crypt", (struct patch[]){ { 32, 4, 1 } }, 1, "Encrypted");
     expect_rejected("backing_name", (struct patch[]){ { 8, 8, 65530 }, { 16, 4, 100 } }, 2,
-                    "backing file name");
+                    "Backing file name too long");
+    expect_rejected("backing_offset", (struct patch[]){ { 8, 8, 65537 }, { 16, 4, 1 } }, 2,
+                    "Invalid backing file offset");
+    expect_rejected("header_too_long", (struct patch[]){ { 100, 4, 0x7fffffff } }, 1,
+                    "qcow2 header exceeds cluster size");
 }
 
 static void test_bad_tables(void **state)
@@ -144,14 +148,14 @@ static void test_bad_tables(void **state)
     expect_rejected("l1_beyond", (struct patch[]){ { 40, 8, 1ULL << 40 } }, 1,
                     "beyond the end of the file");
     expect_rejected("l1_header", (struct patch[]){ { 40, 8, 0 } }, 1, "overlaps the header");
-    expect_rejected("l1_unaligned", (struct patch[]){ { 40, 8, 0x30200 } }, 1, "not aligned");
+    expect_rejected("l1_unaligned", (struct patch[]){ { 40, 8, 0x30200 } }, 1, "Active L1 table offset invalid");
     expect_rejected("l1_huge", (struct patch[]){ { 36, 4, 0x7fffffff } }, 1, "too large");
     expect_rejected("l1_small", (struct patch[]){ { 36, 4, 0 } }, 1, "L1 table is too small");
     expect_rejected("rt_beyond", (struct patch[]){ { 48, 8, 1ULL << 40 } }, 1,
                     "beyond the end of the file");
     expect_rejected("rt_overlap_l1", (struct patch[]){ { 48, 8, 0x30000 } }, 1, "overlaps");
     expect_rejected("rt_empty", (struct patch[]){ { 56, 4, 0 } }, 1, "no refcount table");
-    expect_rejected("snapshots", (struct patch[]){ { 60, 4, 100000 } }, 1, "Too many snapshots");
+    expect_rejected("snapshots", (struct patch[]){ { 60, 4, 100000 } }, 1, "Snapshot table too large");
     expect_rejected("truncated", (struct patch[]){ { 50, 0, 0 } }, 1, "not in qcow2 format");
 }
 

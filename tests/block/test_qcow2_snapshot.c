@@ -416,7 +416,7 @@ static void test_bad_tables(void **state)
     expect_open_error(path, "snapshot table");
     st_be32(b, 70000);                  /* more than QEMU allows */
     poke(path, 60, b, 4);
-    expect_open_error(path, "Too many snapshots");
+    expect_open_error(path, "Snapshot table too large");
     st_be32(b, 1);
     poke(path, 60, b, 4);
 

@@ -40,6 +40,27 @@ compare_io "json: file name" "$img" -c "write -P 9 64k 4k" -c "map" \
     "json:{'driver': 'qcow2', 'file': {'driver': 'file', 'filename': 'IMG'}}"
 compare_io "compress filter" "$img" --image-opts -c "write -P 0xbb 0 200k" -c "read -P 0xbb 0 200k" \
     "driver=compress,file.driver=qcow2,file.file.driver=file,file.file.filename=IMG"
+compare_io "snapshot mode leaves the image alone" "$ovl" -s -c "write -P 3 0 64k" -c "read -P 3 0 64k" \
+    -c "read -P 0xaa 64k 64k" -c "map" IMG
+compare_io "open -s" "$img" -c "open -s IMG" -c "write -z 0 1M" -c "read -P 0 0 1M" -c "map" IMG
+compare_io "cache none, unaligned requests" "$ovl" -t none -c "write -P 1 1 1" -c "read -P 0xaa 2 4k" \
+    -c "read -v 0 8" -c "write -c 64k 64k" -c "map" IMG
+compare_io "qcow2 runtime options" "$img" -c "open -o cache-size=1M,l2-cache-size=2M IMG" \
+    -c "open -o l2-cache-entry-size=4242 IMG" -c "open -o lazy-refcounts=on,l2-cache-size=1M IMG" \
+    -c "read 0 4k" IMG
+compare_io "backing.driver overrides the recorded format" "$ovl" -c "open -o backing.driver=qcow2 IMG" \
+    -c "read -P 0xaa 0 4k" -c "close" -c "open -o backing.driver=raw IMG" -c "read -v 0 16" IMG
+compare_io "reopen with options" "$img" -c "reopen -o lazy-refcounts=on,overlap-check=all" \
+    -c "reopen -o overlap-check.template=none" -c "write -P 3 0 4k" -c "reopen -o lazy-refcounts=42" \
+    -c "reopen -o cache-size=1M,l2-cache-size=2M" -c "reopen -o overlap-check=blubb" \
+    -c "reopen -o cache-clean-interval=-1" -c "read -P 3 0 4k" IMG
+compare_io "reopen refuses what cannot change" "$ovl" -c "reopen -o node-name=foo" -c "reopen -o driver=raw" \
+    -c "reopen -o file.driver=qcow2" -c "reopen -o backing.driver=file" -c "reopen -o driver=qcow2" \
+    -c "reopen -r -o read-only=on" -c "reopen -c none -o cache.direct=on" -c "reopen -o read-only=foo" \
+    -c "reopen -r" -c "write 0 1" -c "reopen -w" -c "write -P 4 0 1" -c "read -P 4 0 1" IMG
+compare_io "protocol drivers check the file type" "$img" -c "open -r -o driver=file,filename=$TMP" \
+    -c "open -o driver=file,filename=$TMP" -c "open -r -o driver=host_device,filename=$TMP" \
+    -c "open -r -o driver=file,filename=/dev/null,locking=off"
 compare_io "qcow2 as raw" "$img" -f raw -c "read -v 0 16" IMG
 compare_io "raw as qcow2" "$TESTS_DIR/lib.sh" -f qcow2 IMG
 "$QEMU_IMG" create -q -f qcow2 -u -b "$TMP/missing.qcow2" -F qcow2 "$TMP/orphan.qcow2" 1M

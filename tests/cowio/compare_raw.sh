@@ -39,6 +39,8 @@ compare_io "compressed and vmstate writes on raw" "$img" -f raw -c "write -c 0 6
     -c "read -b 0 512" IMG
 compare_io "cache modes" "$img" -t writethrough -f raw -c "write 0 4k" -c "read 0 4k" IMG
 compare_io "cache none (O_DIRECT)" "$img" -n -f raw -c "write -P 2 0 4k" -c "read -P 2 0 4k" IMG
+compare_io "cache none, unaligned requests" "$img" -n -f raw -c "write -P 2 1 1" -c "read -v 0 8" \
+    -c "write -P 3 1048570 6" -c "read -v 1048568 8" -c "write -z 3 5000" -c "read -P 0 3 5000" IMG
 compare_io "interactive mode" "$img" -f raw IMG <<'CMDS'
 write -P 0x33 0 512
 read -P 0x33 0 512

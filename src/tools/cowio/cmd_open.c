@@ -6,10 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "block/qcow2.h"
 #include "tools/cowio/cowio.h"
+#include "tools/cowio/image_opts.h"
 #include "tools/cowio/json_opts.h"
-#include "util/options.h"
 
 int cowio_parse_cache_mode(const char *mode, struct cowio_open *o)
 {
@@ -34,105 +36,36 @@ int cowio_parse_cache_mode(const char *mode, struct cowio_open *o)
     return 0;
 }
 
-static int bool_option(struct options *opts, const char *key, bool *out, struct error *err)
+/* Opens the image as asked: the backing file separately when its format is
+ * overridden, the qcow2 tuning checked once the cluster size is known. */
+static int open_requested(struct cowio *io, struct open_request *req, const char *format,
+                          unsigned flags, struct error *err)
 {
-    if (!options_get(opts, key)) {
-        return 0;
-    }
-    return options_get_bool(opts, key, out, err);
-}
-
-/* Runtime options of qemu's qcow2 driver that only tune its caches and
- * checks; the blockdev API has no knob for them, so they are accepted and
- * have no effect (lazy-refcounts included: the image header decides). */
-static const char *const ignored_qcow2_opts[] = {
-    "lazy-refcounts", "pass-discard-request", "pass-discard-snapshot", "pass-discard-other",
-    "discard-no-unref", "cache-size", "l2-cache-size", "l2-cache-entry-size",
-    "refcount-cache-size", "cache-clean-interval", "overlap-check", NULL,
-};
-
-static void mark_ignored(struct options *opts, const char *prefix)
-{
-    for (int i = 0; i < opts->count; i++) {
-        const char *key = opts->items[i].key;
-        size_t n = strlen(prefix);
-        if (strncmp(key, prefix, n) != 0) {
-            continue;
-        }
-        for (const char *const *ig = ignored_qcow2_opts; *ig; ig++) {
-            size_t m = strlen(*ig);
-            if (!strncmp(key + n, *ig, m) && (key[n + m] == '\0' || key[n + m] == '.')) {
-                opts->items[i].used = true;
-            }
-        }
-    }
-}
-
-static const char *layer_get(struct options *opts, const char *prefix, const char *key)
-{
-    char full[256];
-    snprintf(full, sizeof(full), "%s%s", prefix, key);
-    return options_get(opts, full);
-}
-
-/* The subset of qemu's block options cowio understands, as nested layers:
- * [driver=compress,file.]driver=FMT,file.filename=NAME (or file=NAME,
- * file.driver=file), driver=file,filename=NAME, plus read-only,
- * force-share, cache.direct, cache.no-flush at the top. */
-static int apply_image_opts(const char *text, const char *implied_key, const char **filename,
-                            char **format_out, char **filename_out, struct cowio_open *o,
-                            struct error *err)
-{
-    struct options opts = { 0 };
-    int ret = options_parse(&opts, text, implied_key, err);
+    int ret = open_request_check_protocol(req, flags & BDEV_READ_ONLY, err);
     if (ret < 0) {
-        goto out;
+        return ret;
     }
-    bool read_only = false, force_share = false, direct = false, no_flush = false;
-    if ((ret = bool_option(&opts, "read-only", &read_only, err)) < 0 ||
-        (ret = bool_option(&opts, "force-share", &force_share, err)) < 0 ||
-        (ret = bool_option(&opts, "cache.direct", &direct, err)) < 0 ||
-        (ret = bool_option(&opts, "cache.no-flush", &no_flush, err)) < 0) {
-        goto out;
+    bool own_backing = req->backing_format || req->no_backing;
+    struct blockdev_open_opts bopts = {
+        .format = format,
+        .flags = flags | (own_backing ? BDEV_NO_BACKING : 0),
+    };
+    ret = blockdev_open(&io->bd, req->filename, &bopts, err);
+    if (ret == 0) {
+        ret = format_tuning_check(&req->tuning, io->bd, err);
     }
-    o->flags |= (read_only ? BDEV_READ_ONLY : 0) | (force_share ? BDEV_FORCE_SHARE : 0) |
-                (direct ? BDEV_NO_CACHE : 0);
-    o->no_flush |= no_flush;
-
-    char prefix[64] = "";
-    const char *driver = layer_get(&opts, prefix, "driver");
-    if (driver && !strcmp(driver, "compress")) {
-        o->compress = true;
-        snprintf(prefix, sizeof(prefix), "file.");
-        driver = layer_get(&opts, prefix, "driver");
+    if (ret == 0 && req->backing_format && io->bd->backing_filename) {
+        free(io->bd->backing_format);
+        io->bd->backing_format = strdup(req->backing_format);
+        struct blockdev_open_opts backing_opts = { .flags = flags };
+        ret = blockdev_open_backing(io->bd, &backing_opts, err);
     }
-    const char *name;
-    if (driver && (!strcmp(driver, "file") || !strcmp(driver, "host_device"))) {
-        driver = "raw";
-        name = layer_get(&opts, prefix, "filename");
-    } else {
-        mark_ignored(&opts, prefix);
-        name = layer_get(&opts, prefix, "file.filename");
-        if (!name) {
-            name = layer_get(&opts, prefix, "file");
-        }
-        const char *file_driver = layer_get(&opts, prefix, "file.driver");
-        if (file_driver && strcmp(file_driver, "file") != 0 &&
-            strcmp(file_driver, "host_device") != 0) {
-            ret = error_set(err, -ENOTSUP, "Unsupported protocol driver '%s'", file_driver);
-            goto out;
-        }
+    if (ret < 0 && io->bd) {
+        blockdev_close(io->bd);
     }
-    if (driver) {
-        *format_out = strdup(driver);
+    if (ret < 0) {
+        io->bd = NULL;
     }
-    if (name) {
-        *filename_out = strdup(name);
-        *filename = *filename_out;
-    }
-    ret = options_check_unused(&opts, "Block options", err);
-out:
-    options_free(&opts);
     return ret;
 }
 
@@ -160,6 +93,39 @@ static const char *qemu_io_open_message(struct error *err, const char *filename,
     return msg;
 }
 
+/* Snapshot mode (-s): writes go to a temporary qcow2 overlay on top of the
+ * image, which is deleted as soon as it is open, so the image stays as it was. */
+static int open_temporary_overlay(struct cowio *io, const char *filename, unsigned flags,
+                                  struct error *err)
+{
+    char *base = realpath(filename, NULL);
+    const char *dir = getenv("TMPDIR");
+    char tmp[PATH_MAX];
+    snprintf(tmp, sizeof(tmp), "%s/cowio-snapshot.XXXXXX", dir && *dir ? dir : "/var/tmp");
+    int fd = base ? mkstemp(tmp) : -1;
+    if (fd < 0) {
+        int ret = -errno;
+        free(base);
+        return error_set_errno(err, ret, "Could not create a temporary overlay for '%s'", filename);
+    }
+    close(fd);
+    struct qcow2_create_opts co;
+    qcow2_create_opts_init(&co);
+    co.size = blockdev_size(io->bd);
+    co.backing_file = base;
+    co.backing_format = blockdev_format(io->bd);
+    int ret = qcow2_create(tmp, &co, err);
+    free(base);
+    blockdev_close(io->bd);
+    io->bd = NULL;
+    if (ret == 0) {
+        struct blockdev_open_opts bopts = { .format = "qcow2", .flags = flags & ~BDEV_READ_ONLY };
+        ret = blockdev_open(&io->bd, tmp, &bopts, err);
+    }
+    unlink(tmp);
+    return ret;
+}
+
 static void warn_probed_raw(const char *filename)
 {
     fprintf(stderr,
@@ -179,49 +145,49 @@ int cowio_open_image(struct cowio *io, const char *filename, const struct cowio_
     }
     struct cowio_open settings = *o;
     struct error err = { 0 };
-    char *format = NULL, *name_copy = NULL;
+    struct open_request req = { .filename = filename };
     int ret = 0;
-    const char *shown = filename;      /* errors name what the user typed */
     char *json_opts = NULL;
     if (filename && !strncmp(filename, "json:", 5)) {
         ret = json_to_options(filename + 5, &json_opts, &err);
-        filename = NULL;
+        req.filename = NULL;
         if (ret == 0 && image_opts) {
             ret = error_set(&err, -EINVAL, "Cannot combine a json: file name with -o options");
         }
         image_opts = json_opts;
     }
     if (ret == 0 && image_opts) {
-        ret = apply_image_opts(image_opts, filename ? NULL : "file", &filename, &format,
-                               &name_copy, &settings, &err);
+        ret = open_request_parse(&req, image_opts, req.filename ? NULL : "file", &settings, &err);
     }
-    if (ret == 0 && !filename) {
+    if (ret == 0 && !req.filename) {
         ret = error_set(&err, -EINVAL, "A block device must be specified for \"file\"");
     }
+    const char *format = req.format ? req.format : settings.format;
     if (ret == 0) {
-        struct blockdev_open_opts bopts = {
-            .format = format ? format : settings.format,
-            .flags = settings.flags,
-        };
-        ret = blockdev_open(&io->bd, filename, &bopts, &err);
-        if (ret == 0 && !bopts.format && !strcmp(blockdev_format(io->bd), "raw") &&
+        ret = open_requested(io, &req, format,
+                             settings.flags | (settings.snapshot ? BDEV_READ_ONLY : 0), &err);
+        if (ret == 0 && !format && !strcmp(blockdev_format(io->bd), "raw") &&
             !io->bd->read_only) {
-            warn_probed_raw(filename);
+            warn_probed_raw(req.filename);
+        }
+        if (ret == 0 && settings.snapshot) {
+            ret = open_temporary_overlay(io, req.filename, settings.flags, &err);
         }
     }
     if (ret < 0) {
-        io->bd = NULL;
-        if (shown) {
-            cowio_error("can't open device %s: %s", shown,
-                        filename ? qemu_io_open_message(&err, filename, ret) : err.msg);
+        /* errors name what the user typed */
+        if (filename) {
+            cowio_error("can't open device %s: %s", filename,
+                        req.filename ? qemu_io_open_message(&err, req.filename, ret) : err.msg);
         } else {
             cowio_error("can't open: %s", err.msg);
         }
     } else {
         io->open = settings;
+        free(io->open_opts);
+        io->open_opts = image_opts ? strdup(image_opts) : NULL;
     }
-    free(format);
-    free(name_copy);
+    open_request_free(&req);
     free(json_opts);
     return ret < 0 ? 1 : 0;
 }
@@ -231,6 +197,8 @@ void cowio_close_image(struct cowio *io)
     cowio_drain(io);
     blockdev_close(io->bd);
     io->bd = NULL;
+    free(io->open_opts);
+    io->open_opts = NULL;
 }
 
 static int close_f(struct cowio *io, int argc, char **argv)
@@ -273,8 +241,7 @@ static const struct cowio_cmd open_cmd = {
     .oneline = "open the file specified by path", .help = open_help,
 };
 
-/* Appends one -o string to the ones before (options merge like qemu's). */
-static void append_opts(char **all, const char *more)
+void cowio_append_opts(char **all, const char *more)
 {
     if (!*all) {
         *all = strdup(more);
@@ -294,10 +261,7 @@ static int open_f(struct cowio *io, int argc, char **argv)
     int c, ret = 0;
     while ((c = getopt(argc, argv, "snCro:ki:t:d:U")) != -1) {
         switch (c) {
-        case 's':
-            cowio_error("snapshot mode (-s) is not supported");
-            ret = -EINVAL;
-            goto out;
+        case 's': o.snapshot = true; break;
         case 'k':
         case 'i':
         case 'd':
@@ -322,7 +286,7 @@ static int open_f(struct cowio *io, int argc, char **argv)
                 ret = -EINVAL;
                 goto out;
             }
-            append_opts(&opts, optarg);
+            cowio_append_opts(&opts, optarg);
             break;
         default:
             cowio_usage_of(&open_cmd);
@@ -331,7 +295,7 @@ static int open_f(struct cowio *io, int argc, char **argv)
         }
     }
     if (io->image_opts && optind == argc - 1) {
-        append_opts(&opts, argv[optind]);
+        cowio_append_opts(&opts, argv[optind]);
         optind++;
     }
     if (optind == argc - 1) {
@@ -347,83 +311,4 @@ out:
     return ret;
 }
 
-static void reopen_help(void)
-{
-    printf("\n"
-           " Changes the open options of an already opened image\n"
-           "\n"
-           " Example:\n"
-           " 'reopen -o lazy-refcounts=on' - activates lazy refcount writeback on a qcow2 image\n"
-           "\n"
-           " -r, -- Reopen the image read-only\n"
-           " -w, -- Reopen the image read-write\n"
-           " -c, -- Change the cache mode to the given value\n"
-           " -o, -- Changes block driver options (cf. 'open' command)\n"
-           "\n");
-}
-
-static int reopen_f(struct cowio *io, int argc, char **argv);
-static const struct cowio_cmd reopen_cmd = {
-    .name = "reopen", .func = reopen_f, .argmin = 0, .argmax = -1,
-    .args = "[(-r|-w)] [-c cache] [-o options]",
-    .oneline = "reopens an image with new options", .help = reopen_help,
-};
-
-/* A blockdev cannot change its mode in place: reopen closes the image and
- * opens the same file again with the new settings. */
-static int reopen_f(struct cowio *io, int argc, char **argv)
-{
-    struct cowio_open o = io->open;
-    bool has_rw = false;
-    char *opts = NULL;
-    int c, ret = 0;
-    while ((c = getopt(argc, argv, "c:o:rw")) != -1) {
-        switch (c) {
-        case 'c':
-            if (cowio_parse_cache_mode(optarg, &o) < 0) {
-                cowio_error("Invalid cache option: %s", optarg);
-                ret = -EINVAL;
-                goto out;
-            }
-            break;
-        case 'o':
-            append_opts(&opts, optarg);
-            break;
-        case 'r':
-        case 'w':
-            if (has_rw) {
-                cowio_error("Only one -r/-w option may be given");
-                ret = -EINVAL;
-                goto out;
-            }
-            has_rw = true;
-            if (c == 'r') {
-                o.flags |= BDEV_READ_ONLY;
-            } else {
-                o.flags &= ~BDEV_READ_ONLY;
-            }
-            break;
-        default:
-            cowio_usage_of(&reopen_cmd);
-            ret = -EINVAL;
-            goto out;
-        }
-    }
-    if (optind != argc) {
-        cowio_usage_of(&reopen_cmd);
-        ret = -EINVAL;
-        goto out;
-    }
-    char *filename = strdup(io->bd->filename);
-    o.format = strdup(blockdev_format(io->bd));
-    cowio_close_image(io);
-    ret = cowio_open_image(io, filename, &o, opts) ? -EINVAL : 0;
-    free((char *)o.format);
-    io->open.format = NULL;
-    free(filename);
-out:
-    free(opts);
-    return ret;
-}
-
-const struct cowio_cmd *const cowio_file_cmds[] = { &open_cmd, &close_cmd, &reopen_cmd, NULL };
+const struct cowio_cmd *const cowio_file_cmds[] = { &open_cmd, &close_cmd, &cowio_reopen_cmd, NULL };

@@ -9,7 +9,7 @@
 #include "tools/cowio/cowio.h"
 
 static const struct cowio_cmd *const *const tables[] = {
-    cowio_core_cmds, cowio_rw_cmds, cowio_misc_cmds, cowio_file_cmds,
+    cowio_core_cmds, cowio_read_cmds, cowio_write_cmds, cowio_misc_cmds, cowio_file_cmds,
 };
 
 #define MAX_COMMANDS 64

@@ -22,6 +22,7 @@ struct cowio_open {
     bool no_flush;          /* cache=unsafe: flush requests are ignored */
     bool copy_on_read;
     bool compress;          /* driver=compress: data writes go out compressed */
+    bool snapshot;          /* -s: writes go to a temporary overlay */
 };
 
 /* A finished aio request whose report qemu-io would print when its event
@@ -34,6 +35,7 @@ struct cowio_pending {
 struct cowio {
     struct blockdev *bd;            /* NULL when no image is open */
     struct cowio_open open;         /* options of the open image */
+    char *open_opts;                /* its option string (-o, --image-opts), or NULL */
     bool image_opts;                /* --image-opts given */
     bool misalign;
     bool quit;
@@ -65,7 +67,8 @@ void cowio_usage_of(const struct cowio_cmd *cmd);
 const struct cowio_cmd *cowio_find_command(const char *name);
 
 /* Command tables of each file (NULL terminated). */
-extern const struct cowio_cmd *const cowio_rw_cmds[];
+extern const struct cowio_cmd *const cowio_read_cmds[];
+extern const struct cowio_cmd *const cowio_write_cmds[];
 extern const struct cowio_cmd *const cowio_misc_cmds[];
 extern const struct cowio_cmd *const cowio_file_cmds[];
 extern const struct cowio_cmd *const cowio_core_cmds[];
@@ -74,6 +77,9 @@ extern const struct cowio_cmd *const cowio_core_cmds[];
 int cowio_open_image(struct cowio *io, const char *filename, const struct cowio_open *o,
                      const char *image_opts);
 void cowio_close_image(struct cowio *io);
+/* Appends one -o string to the ones before (options merge like qemu's). */
+void cowio_append_opts(char **all, const char *more);
+extern const struct cowio_cmd cowio_reopen_cmd;
 /* Parses a -t cache mode into o; -EINVAL for an unknown one. */
 int cowio_parse_cache_mode(const char *mode, struct cowio_open *o);
 
@@ -97,9 +103,15 @@ void cowio_drain(struct cowio *io);
 void *cowio_alloc(struct cowio *io, size_t len, int fill);
 void cowio_free(struct cowio *io, void *buf);
 
-/* I/O with the open's cache semantics (cmd_rw.c). */
+/* I/O with the open's semantics (io.c). */
 int cowio_do_read(struct cowio *io, uint64_t off, void *buf, size_t len);
 int cowio_do_write(struct cowio *io, uint64_t off, const void *buf, size_t len, bool fua);
 int cowio_after_write(struct cowio *io, bool fua);
+/* Argument checks shared by the data commands; they print qemu-io's complaint. */
+bool cowio_parse_num(const char *arg, int64_t *out);
+bool cowio_sector_aligned(int64_t offset, int64_t count);
+bool cowio_pattern_ok(const uint8_t *buf, int64_t len, int pattern);
+/* The total of a vectored request's length arguments. */
+int cowio_vector_length(char **args, int n, int64_t *total);
 
 #endif

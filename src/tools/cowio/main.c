@@ -23,7 +23,7 @@ static void usage(const char *name)
            "                       from the given string\n"
            "  -f, --format FMT     specifies the block driver to use\n"
            "  -r, --read-only      export read-only\n"
-           "  -s, --snapshot       use snapshot file (not supported: refused)\n"
+           "  -s, --snapshot       use snapshot file\n"
            "  -n, --nocache        disable host cache, short for -t none\n"
            "  -C, --copy-on-read   enable copy-on-read\n"
            "  -m, --misalign       misalign allocations for O_DIRECT\n"
@@ -89,10 +89,7 @@ static int parse_args(int argc, char **argv, struct cmdline *cl, const char *nam
     int c;
     while ((c = getopt_long(argc, argv, "hVc:d:f:rsnCmki:t:T:U", longopts, NULL)) != -1) {
         switch (c) {
-        case 's':
-            /* Writing through to the image would break the promise of -s. */
-            cowio_error("snapshot mode (-s) is not supported");
-            return -1;
+        case 's': cl->open.snapshot = true; break;
         case 'k': case 'T':
             break;
         case 'n':

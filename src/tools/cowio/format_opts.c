@@ -1,0 +1,188 @@
+#include "tools/cowio/format_opts.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/json.h"
+
+static const char *const bool_opts[] = {
+    "lazy-refcounts", "pass-discard-request", "pass-discard-snapshot", "pass-discard-other",
+    "discard-no-unref", "overlap-check.main-header", "overlap-check.active-l1",
+    "overlap-check.active-l2", "overlap-check.refcount-table", "overlap-check.refcount-block",
+    "overlap-check.snapshot-table", "overlap-check.inactive-l1", "overlap-check.inactive-l2",
+    "overlap-check.bitmap-directory", NULL,
+};
+
+static const char *get(struct options *opts, const char *prefix, const char *name)
+{
+    char key[256];
+    snprintf(key, sizeof(key), "%s%s", prefix, name);
+    return options_get(opts, key);
+}
+
+static int get_bool(struct options *opts, const char *prefix, const char *name, bool *out,
+                    struct error *err)
+{
+    char key[256];
+    snprintf(key, sizeof(key), "%s%s", prefix, name);
+    return options_get(opts, key) ? options_get_bool(opts, key, out, err) : 0;
+}
+
+static int get_size(struct options *opts, const char *prefix, const char *name, bool *has,
+                    uint64_t *out, struct error *err)
+{
+    char key[256];
+    snprintf(key, sizeof(key), "%s%s", prefix, name);
+    *has = options_get(opts, key) != NULL;
+    return *has ? options_get_size(opts, key, out, err) : 0;
+}
+
+int format_tuning_parse(struct options *opts, const char *prefix, struct format_tuning *t,
+                        struct error *err)
+{
+    int ret = 0;
+    for (const char *const *b = bool_opts; *b && ret == 0; b++) {
+        bool v = false;
+        ret = get_bool(opts, prefix, *b, &v, err);
+        if (ret == 0 && !strcmp(*b, "lazy-refcounts")) {
+            t->lazy_refcounts_on = v;
+        }
+    }
+    if (ret == 0) {
+        ret = get_size(opts, prefix, "cache-size", &t->has_cache, &t->cache, err);
+    }
+    if (ret == 0) {
+        ret = get_size(opts, prefix, "l2-cache-size", &t->has_l2, &t->l2, err);
+    }
+    if (ret == 0) {
+        ret = get_size(opts, prefix, "refcount-cache-size", &t->has_refcount, &t->refcount, err);
+    }
+    if (ret == 0) {
+        ret = get_size(opts, prefix, "l2-cache-entry-size", &t->has_entry, &t->entry, err);
+    }
+    t->overlap = get(opts, prefix, "overlap-check");
+    t->overlap_template = get(opts, prefix, "overlap-check.template");
+    t->clean_interval = get(opts, prefix, "cache-clean-interval");
+    return ret;
+}
+
+/* What the format's JSON description says about key ("compat", ...). */
+static bool info_says(struct blockdev *bd, const char *member)
+{
+    if (!bd->drv->info_json) {
+        return false;
+    }
+    struct json_writer w;
+    json_writer_init(&w, false);
+    json_object_begin(&w, NULL);
+    bd->drv->info_json(bd, &w);
+    json_object_end(&w);
+    bool found = strstr(json_writer_str(&w), member) != NULL;
+    json_writer_free(&w);
+    return found;
+}
+
+#define MIN_L2_CACHE_TABLES 2
+#define MIN_REFCOUNT_CACHE_TABLES 4
+#define DEFAULT_L2_CACHE_MAX (32ULL << 20)
+
+/* qemu's cache sizing: the explicit sizes, their combinations, and the
+ * resulting table counts, which must fit an int. */
+static int check_cache_sizes(const struct format_tuning *t, struct blockdev *bd, bool extended,
+                             struct error *err)
+{
+    uint64_t cluster = bd->cluster_size;
+    uint64_t entry_bytes = extended ? 16 : 8;
+    uint64_t max_l2 = (bd->size + cluster - 1) / cluster * entry_bytes;
+    max_l2 = (max_l2 + cluster - 1) / cluster * cluster;
+    uint64_t min_refcount = MIN_REFCOUNT_CACHE_TABLES * cluster;
+    uint64_t l2_setting = t->has_l2 ? t->l2 : DEFAULT_L2_CACHE_MAX;
+    uint64_t refcount = t->has_refcount ? t->refcount : 0;
+    uint64_t entry = t->has_entry ? t->entry : cluster;
+    uint64_t l2 = max_l2 < l2_setting ? max_l2 : l2_setting;
+
+    if (t->has_cache) {
+        if (t->has_l2 && t->has_refcount) {
+            return error_set(err, -EINVAL, "cache-size, l2-cache-size and refcount-cache-size "
+                                           "may not be set at the same time");
+        }
+        if (t->has_l2 && l2_setting > t->cache) {
+            return error_set(err, -EINVAL, "l2-cache-size may not exceed cache-size");
+        }
+        if (refcount > t->cache) {
+            return error_set(err, -EINVAL, "refcount-cache-size may not exceed cache-size");
+        }
+        if (t->has_l2) {
+            refcount = t->cache - l2;
+        } else if (t->has_refcount) {
+            l2 = t->cache - refcount;
+        } else if (t->cache >= max_l2 + min_refcount) {
+            l2 = max_l2;
+            refcount = t->cache - l2;
+        } else {
+            refcount = t->cache < min_refcount ? t->cache : min_refcount;
+            l2 = t->cache - refcount;
+        }
+    }
+    if (l2 < max_l2 && !t->has_entry) {
+        entry = cluster < 4096 ? cluster : 4096;
+    }
+    if (entry < 512 || entry > cluster || (entry & (entry - 1))) {
+        return error_set(err, -EINVAL, "L2 cache entry size must be a power of two between 512 "
+                                       "and the cluster size (%u)", bd->cluster_size);
+    }
+    if (l2 / entry > INT_MAX) {
+        return error_set(err, -EINVAL, "L2 cache size too big");
+    }
+    if (refcount / cluster > INT_MAX) {
+        return error_set(err, -EINVAL, "Refcount cache size too big");
+    }
+    return 0;
+}
+
+static int check_overlap(const struct format_tuning *t, struct error *err)
+{
+    if (t->overlap && t->overlap_template && strcmp(t->overlap, t->overlap_template) != 0) {
+        return error_set(err, -EINVAL, "Conflicting values for qcow2 options 'overlap-check' "
+                                       "('%s') and 'overlap-check.template' ('%s')",
+                         t->overlap, t->overlap_template);
+    }
+    const char *mode = t->overlap ? t->overlap : t->overlap_template;
+    if (mode && strcmp(mode, "none") && strcmp(mode, "constant") && strcmp(mode, "cached") &&
+        strcmp(mode, "all")) {
+        return error_set(err, -EINVAL, "Unsupported value '%s' for qcow2 option 'overlap-check'. "
+                                       "Allowed are any of the following: none, constant, "
+                                       "cached, all", mode);
+    }
+    return 0;
+}
+
+int format_tuning_check(const struct format_tuning *t, struct blockdev *bd, struct error *err)
+{
+    if (!bd->cluster_size) {
+        return 0;
+    }
+    int ret = check_cache_sizes(t, bd, info_says(bd, "\"extended-l2\": true"), err);
+    if (ret < 0) {
+        return ret;
+    }
+    if (t->clean_interval) {
+        /* qemu reads it as an unsigned 64-bit number: "-1" wraps around */
+        char *end;
+        unsigned long long v = strtoull(t->clean_interval, &end, 0);
+        if (*end || end == t->clean_interval) {
+            return error_set(err, -EINVAL, "Parameter 'cache-clean-interval' expects a number");
+        }
+        if (v > UINT_MAX) {
+            return error_set(err, -EINVAL, "Cache clean interval too big");
+        }
+    }
+    if (t->lazy_refcounts_on && info_says(bd, "\"compat\": \"0.10\"")) {
+        return error_set(err, -EINVAL, "Lazy refcounts require a qcow2 image with at least "
+                                       "qemu 1.1 compatibility level");
+    }
+    return check_overlap(t, err);
+}

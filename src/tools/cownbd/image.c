@@ -1,0 +1,77 @@
+/* Opening the exported image; -s puts a temporary qcow2 overlay on top so
+ * the image itself is never written (QEMU's BDRV_O_SNAPSHOT). */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "block/qcow2.h"
+#include "cownbd.h"
+
+static void warn_probed_raw(const struct cownbd_opts *o, const struct blockdev *bd)
+{
+    if (!o->format && !(o->open_flags & BDEV_READ_ONLY) && !o->snapshot &&
+        strcmp(blockdev_format(bd), "raw") == 0) {
+        fprintf(stderr, "WARNING: Image format was not specified for '%s' and probing guessed raw.\n"
+                "         Automatically detecting the format is dangerous for raw images, "
+                "write operations on block 0 will be restricted.\n"
+                "         Specify the 'raw' format explicitly to remove the restrictions.\n",
+                o->filename);
+    }
+}
+
+/* Creates the overlay in $TMPDIR (or /var/tmp, like QEMU) and opens it; the
+ * file is unlinked at once, so it goes away with the process. */
+static int open_snapshot(const struct cownbd_opts *o, struct blockdev **out, struct error *err)
+{
+    struct blockdev *base;
+    struct blockdev_open_opts bopts = { .format = o->format, .flags = BDEV_READ_ONLY };
+    int ret = blockdev_open(&base, o->filename, &bopts, err);
+    if (ret < 0) {
+        return ret;
+    }
+    char format[16];
+    snprintf(format, sizeof(format), "%s", blockdev_format(base));
+    uint64_t size = blockdev_size(base);
+    blockdev_close(base);
+
+    char backing[PATH_MAX];
+    if (!realpath(o->filename, backing)) {
+        return error_set_errno(err, -errno, "Could not resolve '%s'", o->filename);
+    }
+    const char *dir = getenv("TMPDIR");
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/cownbd-snapshot.XXXXXX", dir && *dir ? dir : "/var/tmp");
+    int fd = mkstemp(path);
+    if (fd < 0) {
+        return error_set_errno(err, -errno, "Could not get temporary filename");
+    }
+    close(fd);
+    struct qcow2_create_opts copts;
+    qcow2_create_opts_init(&copts);
+    copts.size = size;
+    copts.backing_file = backing;
+    copts.backing_format = format;
+    ret = qcow2_create(path, &copts, err);
+    if (ret == 0) {
+        struct blockdev_open_opts oopts = { .format = "qcow2", .flags = o->open_flags };
+        ret = blockdev_open(out, path, &oopts, err);
+    }
+    unlink(path);
+    return ret;
+}
+
+int cownbd_open_image(const struct cownbd_opts *o, struct blockdev **out, struct error *err)
+{
+    if (o->snapshot) {
+        return open_snapshot(o, out, err);
+    }
+    struct blockdev_open_opts bopts = { .format = o->format, .flags = o->open_flags };
+    int ret = blockdev_open(out, o->filename, &bopts, err);
+    if (ret == 0) {
+        warn_probed_raw(o, *out);
+    }
+    return ret;
+}
