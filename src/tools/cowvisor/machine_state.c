@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "block/blockdev.h"
+#include "machine_disks.h"
 #include "util/size.h"
 #include "virtio/virtio_mmio.h"
 #include "virtio/virtio_pci.h"
@@ -246,6 +247,10 @@ int machine_state_save(struct machine *m, struct vmstate_writer *w, struct error
 {
     struct config_image c;
     struct state_buf b;
+    /* Requests in flight complete now, before any queue index is saved:
+     * virtio_device_save records the indices before its device's own save
+     * (which drains too, too late for them). */
+    machine_disks_drain(m);
     config_of(m, &c);
     state_buf_init(&b);
     config_put(&b, &c);
