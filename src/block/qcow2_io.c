@@ -344,6 +344,17 @@ int qcow2_pwrite(struct blockdev *bd, uint64_t off, const void *buf, size_t len,
 
 /* Zeroes whole subclusters [first_sc, last_sc] of one cluster via metadata
  * (v3 only). Returns 1 when the cluster must be written with zero data instead. */
+/* Part of a compressed or shared cluster cannot be zeroed in its L2 entry:
+ * the cluster must be copied and zeros written. */
+static bool needs_zero_data(const struct qcow2 *s, uint64_t entry, uint32_t first_sc,
+                            uint32_t last_sc)
+{
+    bool whole = first_sc == 0 && last_sc == s->subclusters - 1;
+    bool compressed = entry & QCOW2_OFLAG_COMPRESSED;
+    bool shared = !compressed && (entry & QCOW2_L2E_OFFSET_MASK) && !(entry & QCOW2_OFLAG_COPIED);
+    return !whole && (compressed || shared);
+}
+
 static int zero_in_cluster(struct qcow2 *s, uint64_t off, uint32_t first_sc, uint32_t last_sc,
                            bool may_unmap, struct error *err)
 {
@@ -360,7 +371,7 @@ static int zero_in_cluster(struct qcow2 *s, uint64_t off, uint32_t first_sc, uin
     bool owned = !compressed && host && (entry & QCOW2_OFLAG_COPIED);
     bool whole = first_sc == 0 && last_sc == s->subclusters - 1;
     bool drop = compressed || (host && !owned) || (may_unmap && whole);
-    if (!whole && (compressed || (host && !owned))) {
+    if (needs_zero_data(s, entry, first_sc, last_sc)) {
         return 1;
     }
     uint64_t new_entry, new_bitmap = 0;
@@ -440,21 +451,47 @@ static int zero_partial_subcluster(struct qcow2 *s, uint64_t off, uint64_t len, 
     return write_zero_data(s, off, len, err);
 }
 
+/* The subclusters of the cluster at pos that [pos, end) covers. */
+static void covered_subclusters(const struct qcow2 *s, uint64_t pos, uint64_t end, uint64_t *stop,
+                                uint32_t *first_sc, uint32_t *last_sc)
+{
+    uint64_t cluster_end = qcow2_start_of_cluster(s, pos) + s->cluster_size;
+    *stop = cluster_end < end ? cluster_end : end;
+    *first_sc = (uint32_t)(qcow2_offset_in_cluster(s, pos) >> s->subcluster_bits);
+    *last_sc = (uint32_t)((qcow2_offset_in_cluster(s, *stop - 1)) >> s->subcluster_bits);
+}
+
+/* Whether some cluster of [off, end) needs zero data (lock held). Then, as
+ * QEMU does, the whole request writes zeros rather than a mix. */
+static bool range_needs_zero_data(struct qcow2 *s, uint64_t off, uint64_t end)
+{
+    for (uint64_t pos = off, stop; pos < end; pos = stop) {
+        uint32_t first_sc, last_sc;
+        uint64_t entry, bitmap;
+        covered_subclusters(s, pos, end, &stop, &first_sc, &last_sc);
+        if (qcow2_lookup(s, pos, &entry, &bitmap, NULL) < 0 ||
+            needs_zero_data(s, entry, first_sc, last_sc)) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* Zeroes whole subclusters [off, end) through metadata. */
 static int zero_aligned(struct qcow2 *s, uint64_t off, uint64_t end, unsigned flags,
                         struct error *err)
 {
     pthread_mutex_lock(&s->lock);
     int ret = qcow2_prepare_write(s, err);
+    if (ret == 0 && range_needs_zero_data(s, off, end)) {
+        pthread_mutex_unlock(&s->lock);
+        return write_zero_data(s, off, end - off, err);
+    }
     uint64_t pos = off;
     while (ret == 0 && pos < end) {
-        uint64_t cluster_end = qcow2_start_of_cluster(s, pos) + s->cluster_size;
-        uint64_t stop = cluster_end < end ? cluster_end : end;
-        uint32_t first_sc = (uint32_t)(qcow2_offset_in_cluster(s, pos) >> s->subcluster_bits);
-        uint32_t last_sc = (uint32_t)((qcow2_offset_in_cluster(s, stop - 1)) >> s->subcluster_bits);
-        if (stop == s->bd.size) {
-            last_sc = s->subclusters - 1;   /* the disk's partial last subcluster */
-        }
+        uint64_t stop;
+        uint32_t first_sc, last_sc;
+        covered_subclusters(s, pos, end, &stop, &first_sc, &last_sc);
         ret = zero_in_cluster(s, pos, first_sc, last_sc, flags & BDEV_ZERO_MAY_UNMAP, err);
         if (ret == 1) {
             pthread_mutex_unlock(&s->lock);
