@@ -13,5 +13,8 @@ int start_other_cpus(void);
 /* Runs fn(arg) at CPL 3 (IOPL 3) and returns its result. */
 long run_user(long (*fn)(void *), void *arg);
 void guest_exception(uint64_t vector, const uint64_t *frame);
+/* The snapshot test mode (counter.c). */
+int counter_mode_wanted(const char *cmdline);
+void run_counter_mode(const char *cmdline);
 
 #endif

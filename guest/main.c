@@ -114,6 +114,9 @@ void guest_main(const struct hvm_start_info *si)
         debug_exit((uint8_t)code);
     }
     user_mode_init();
+    if (counter_mode_wanted(cmdline)) {
+        run_counter_mode(cmdline);
+    }
     /* The checks run at CPL 3: see user_mode.S. */
     run_user(run_tests_user, (void *)cmdline);
     printf("guest done: %d failure(s)\n", test_failures);

@@ -81,6 +81,7 @@ static int add_buffer(struct virtqueue *vq, struct virtq_chain *c, const struct 
     }
     c->bufs[c->nout + c->nin] = (struct virtq_buf){ p, len };
     if (writable) {
+        guest_memory_mark_dirty(vq->mem, addr, len);   /* the device will write it */
         c->nin++;
         c->in_len += len;
     } else {

@@ -51,6 +51,7 @@ int guest_memory_create(struct guest_memory *m, uint64_t ram_size, struct error 
 
 void guest_memory_destroy(struct guest_memory *m)
 {
+    guest_memory_dirty_stop(m);
     for (int i = 0; i < m->count; i++) {
         munmap(m->regions[i].hva, m->regions[i].size);
         close(m->regions[i].memfd);

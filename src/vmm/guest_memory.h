@@ -18,6 +18,7 @@ struct guest_region {
     uint64_t size;
     uint8_t *hva;
     int memfd;
+    uint64_t *vmm_dirty;    /* pages the VMM wrote while tracking (NULL: off) */
 };
 
 struct guest_memory {
@@ -35,5 +36,14 @@ void *guest_memory_ptr(const struct guest_memory *m, uint64_t gpa, uint64_t len)
 uint64_t guest_memory_low_size(const struct guest_memory *m);
 int guest_memory_write(const struct guest_memory *m, uint64_t gpa, const void *src, size_t len,
                        struct error *err);
+
+/* Dirty tracking of the VMM's own writes into guest RAM (virtio devices),
+ * which KVM's dirty log cannot see; diff snapshots need both
+ * (guest_memory_dirty.c). */
+int guest_memory_dirty_start(struct guest_memory *m, struct error *err);
+void guest_memory_dirty_stop(struct guest_memory *m);
+void guest_memory_mark_dirty(const struct guest_memory *m, uint64_t gpa, uint64_t len);
+/* ORs region i's bits (one per 4 KiB page) into out and clears them. */
+void guest_memory_dirty_harvest(struct guest_memory *m, int region, uint64_t *out);
 
 #endif

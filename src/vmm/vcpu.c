@@ -153,11 +153,39 @@ static void fail(struct vcpu *c, const char *what, unsigned long long detail)
     vm_request(c->vm, VM_REQ_ERROR, 0);
 }
 
+static bool handle_exit(struct vcpu *c);
+
+/* KVM finishes an I/O or MMIO read only on the next KVM_RUN; until then the
+ * vCPU's registers do not reflect it. Before parking (a snapshot may read
+ * the state) re-enter with immediate_exit so the operation completes and
+ * no guest instruction runs. False when the vCPU must stop. */
+static bool complete_pending_io(struct vcpu *c)
+{
+    for (;;) {
+        __atomic_store_n(&c->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+        int ret = ioctl(c->fd, KVM_RUN, 0);
+        __atomic_store_n(&c->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+        if (ret < 0) {
+            return true;    /* EINTR: nothing left pending */
+        }
+        if (!handle_exit(c)) {  /* a string I/O may need more exits */
+            return false;
+        }
+    }
+}
+
 /* Waits here while a pause is wanted; false when the thread must leave. */
 static bool check_pause(struct vcpu *c)
 {
     struct vm *vm = c->vm;
     pthread_mutex_lock(&vm->lock);
+    if (vm->pause_wanted && !vm->stopping) {
+        pthread_mutex_unlock(&vm->lock);
+        if (!complete_pending_io(c)) {
+            return false;
+        }
+        pthread_mutex_lock(&vm->lock);
+    }
     if (vm->pause_wanted && !vm->stopping) {
         vm->paused_count++;
         pthread_cond_broadcast(&vm->cond);
@@ -210,6 +238,7 @@ static bool handle_exit(struct vcpu *c)
 void *vcpu_thread(void *opaque)
 {
     struct vcpu *c = opaque;
+    __atomic_store_n(&c->tid, (int)gettid(), __ATOMIC_RELAXED);
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGUSR1);

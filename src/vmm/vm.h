@@ -36,6 +36,7 @@ struct vcpu {
     struct kvm_run *run;
     pthread_t thread;
     bool thread_started;
+    int tid;                /* the thread's kernel id (QMP's thread-id), 0 before it runs */
 };
 
 struct vm {

@@ -311,6 +311,9 @@ static void vm_event(void *opaque, int fd, uint32_t events)
     case VM_REQ_NONE:
         return;
     case VM_REQ_POWER_OFF:
+        if (m->event_hook) {
+            m->event_hook(m->event_hook_opaque, MACHINE_EVENT_POWER_OFF);
+        }
         m->exit_status = 0;
         break;
     case VM_REQ_EXIT_CODE:
@@ -320,6 +323,9 @@ static void vm_event(void *opaque, int fd, uint32_t events)
         ctx->ret = ctx->err->code ? ctx->err->code : -EIO;
         break;
     case VM_REQ_RESET:
+        if (m->event_hook) {
+            m->event_hook(m->event_hook_opaque, MACHINE_EVENT_RESET);
+        }
         if (!m->cfg->no_reboot) {
             ctx->ret = reset(m, ctx->err);
             if (ctx->ret == 0) {

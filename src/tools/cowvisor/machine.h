@@ -55,8 +55,13 @@ struct virtio_mmio;
 struct virtio_pci;
 struct blockdev;
 
+/* Lifecycle events the guest causes, for the QMP monitor (its events). */
+enum machine_event { MACHINE_EVENT_POWER_OFF, MACHINE_EVENT_RESET };
+
 struct machine {
     const struct machine_config *cfg;
+    void (*event_hook)(void *opaque, enum machine_event ev);
+    void *event_hook_opaque;
     struct vm vm;
     struct event_loop loop;
     struct uart uart;

@@ -4,9 +4,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "machine.h"
+#include "machine_state.h"
+#include "qmp.h"
 #include "util/log.h"
 #include "util/options.h"
 #include "util/size.h"
@@ -29,6 +32,11 @@ static void usage(FILE *f)
         "  --net tap=NAME[,mac=MAC][,transport=pci|mmio]\n"
         "  --console stdio|file:PATH|unix:PATH\n"
         "  --no-reboot            exit when the guest resets\n"
+        "  --qmp unix:PATH,server[,nowait]  QMP monitor (QEMU's protocol) on a UNIX socket\n"
+        "  --restore DIR          start from a snapshot to files (same configuration)\n"
+        "  --loadvm NAME          start from the internal snapshot NAME of the qcow2 disks\n"
+        "QMP also takes x-cowvisor-snapshot-files {\"directory\": DIR, \"type\": \"full\"|\"diff\"}:\n"
+        "a snapshot of memory and state to DIR (disks are not copied) for --restore.\n"
         "With no arguments, boots the built-in test guest on fresh temporary disks.\n"
         "Exit status: 0 when the guest powers off, (v << 1) | 1 when it writes v to the\n"
         "debug-exit port 0xf4, 255 on errors.\n");
@@ -136,7 +144,7 @@ static int default_config(struct machine_config *cfg, char paths[2][64], struct 
 }
 
 enum { OPT_KERNEL = 256, OPT_INITRD, OPT_APPEND, OPT_BIOS, OPT_CPUS, OPT_MEMORY, OPT_DISK, OPT_DEVICE,
-       OPT_NET, OPT_CONSOLE, OPT_NO_REBOOT, OPT_HELP, OPT_VERSION };
+       OPT_NET, OPT_CONSOLE, OPT_NO_REBOOT, OPT_HELP, OPT_VERSION, OPT_QMP, OPT_RESTORE, OPT_LOADVM };
 
 static const struct option long_options[] = {
     { "kernel", required_argument, NULL, OPT_KERNEL },
@@ -150,12 +158,16 @@ static const struct option long_options[] = {
     { "net", required_argument, NULL, OPT_NET },
     { "console", required_argument, NULL, OPT_CONSOLE },
     { "no-reboot", no_argument, NULL, OPT_NO_REBOOT },
+    { "qmp", required_argument, NULL, OPT_QMP },
+    { "restore", required_argument, NULL, OPT_RESTORE },
+    { "loadvm", required_argument, NULL, OPT_LOADVM },
     { "help", no_argument, NULL, OPT_HELP },
     { "version", no_argument, NULL, OPT_VERSION },
     { NULL, 0, NULL, 0 },
 };
 
 static struct options option_lists[MACHINE_MAX_DISKS + 8];
+static const char *qmp_spec, *restore_dir, *loadvm_name;
 static int noption_lists;
 
 static int parse_args(int argc, char **argv, struct machine_config *cfg, struct error *err)
@@ -173,6 +185,9 @@ static int parse_args(int argc, char **argv, struct machine_config *cfg, struct 
         case OPT_BIOS: cfg->bios = optarg; break;
         case OPT_CONSOLE: cfg->console = optarg; break;
         case OPT_NO_REBOOT: cfg->no_reboot = true; break;
+        case OPT_QMP: qmp_spec = optarg; break;
+        case OPT_RESTORE: restore_dir = optarg; break;
+        case OPT_LOADVM: loadvm_name = optarg; break;
         case OPT_CPUS:
             cfg->cpus = (int)strtol(optarg, &end, 10);
             if (*end || cfg->cpus < 1) {
@@ -224,8 +239,17 @@ static int parse_args(int argc, char **argv, struct machine_config *cfg, struct 
     return 0;
 }
 
+static double ms_since(const struct timespec *t0)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - t0->tv_sec) * 1e3 + (double)(t.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
 int main(int argc, char **argv)
 {
+    struct timespec t_start;
+    clock_gettime(CLOCK_MONOTONIC, &t_start);
     struct machine_config cfg = { .cpus = 1, .memory = DEFAULT_MEMORY };
     struct error err = { 0 };
     char temp_disks[2][64] = { "", "" };
@@ -242,13 +266,35 @@ int main(int argc, char **argv)
     if (ret == 0) {
         ret = machine_create(m, &cfg, &err);
     }
+    struct machine_snapshots *snaps = calloc(1, sizeof(*snaps));
+    struct qmp_server *qmp = NULL;
+    if (ret == 0 && !snaps) {
+        ret = error_set(&err, -ENOMEM, "out of memory");
+    }
+    if (ret == 0 && restore_dir && loadvm_name) {
+        ret = error_set(&err, -EINVAL, "give only one of --restore and --loadvm");
+    }
+    if (ret == 0 && restore_dir && (ret = machine_restore_files(m, snaps, restore_dir, &err)) < 0) {
+        error_prefix(&err, "--restore '%s'", restore_dir);
+    }
+    if (ret == 0 && restore_dir) {
+        log_info("--restore: guest ready to run %.2f ms after main()", ms_since(&t_start));
+    }
+    if (ret == 0 && loadvm_name && (ret = machine_loadvm(m, snaps, loadvm_name, NULL, &err)) < 0) {
+        error_prefix(&err, "--loadvm '%s'", loadvm_name);
+    }
+    if (ret == 0 && qmp_spec) {
+        ret = qmp_server_start(&qmp, m, snaps, qmp_spec, &err);
+    }
     if (ret == 0) {
         ret = machine_run(m, &err);
     }
+    qmp_server_stop(qmp);
     if (m) {
         machine_destroy(m);
         free(m);
     }
+    free(snaps);
     for (int i = 0; i < 2; i++) {
         if (temp_disks[i][0]) {
             unlink(temp_disks[i]);

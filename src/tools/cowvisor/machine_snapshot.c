@@ -1,0 +1,335 @@
+/* Snapshots of the machine to files and into qcow2 disks. */
+#include "machine_state.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "block/blockdev.h"
+#include "block/qcow2.h"
+#include "util/bswap.h"
+#include "util/log.h"
+#include "util/size.h"
+#include "virtio/virtio_device.h"
+
+#define MEMORY_VERSION 1
+#define MAX_CHAIN 64
+
+/* ---- snapshots to files ---- */
+
+/* The "memory" section of a files snapshot: which memory file holds what.
+ *   u64 id | u8 diff | u64 parent id | u32 n + parent directory
+ *   diff only: u32 regions, then per region u64 pages + bitmap words. */
+struct memory_image {
+    uint64_t id, parent_id;
+    bool diff;
+    char parent[PATH_MAX];
+    struct ram_bitmap present;
+};
+
+static int path_in(char *out, size_t n, const char *dir, const char *file, struct error *err)
+{
+    if ((size_t)snprintf(out, n, "%s/%s", dir, file) >= n) {
+        return error_set(err, -ENAMETOOLONG, "snapshot directory name too long");
+    }
+    return 0;
+}
+
+static int write_memory_section(struct vmstate_writer *w, const struct memory_image *mi, struct error *err)
+{
+    size_t plen = strlen(mi->parent);
+    uint64_t len = 8 + 1 + 8 + 4 + plen;
+    if (mi->diff) {
+        len += 4;
+        for (int i = 0; i < mi->present.count; i++) {
+            len += 8 + (mi->present.pages[i] + 63) / 64 * 8;
+        }
+    }
+    uint8_t h[21];
+    st_le64(h, mi->id);
+    h[8] = mi->diff;
+    st_le64(h + 9, mi->parent_id);
+    st_le32(h + 17, (uint32_t)plen);
+    int ret;
+    if ((ret = vmstate_section_begin(w, "memory", MEMORY_VERSION, len, err)) < 0 ||
+        (ret = vmstate_section_write(w, h, sizeof(h), err)) < 0 ||
+        (ret = vmstate_section_write(w, mi->parent, plen, err)) < 0) {
+        return ret;
+    }
+    if (mi->diff) {
+        st_le32(h, (uint32_t)mi->present.count);
+        ret = vmstate_section_write(w, h, 4, err);
+        for (int i = 0; ret == 0 && i < mi->present.count; i++) {
+            st_le64(h, mi->present.pages[i]);
+            ret = vmstate_section_write(w, h, 8, err);
+            for (uint64_t k = 0; ret == 0 && k < (mi->present.pages[i] + 63) / 64; k++) {
+                st_le64(h, mi->present.bits[i][k]);
+                ret = vmstate_section_write(w, h, 8, err);
+            }
+        }
+    }
+    return ret < 0 ? ret : vmstate_section_end(w, err);
+}
+
+/* Reads sections up to and including "memory". */
+static int read_memory_section(struct machine *m, struct vmstate_reader *r, struct memory_image *mi,
+                               struct error *err)
+{
+    int ret;
+    while ((ret = vmstate_next_section(r, err)) == 0 && strcmp(r->section, "memory") != 0) {
+        if ((ret = vmstate_section_finish(r, err)) < 0) {
+            return ret;
+        }
+    }
+    if (ret != 0) {
+        return ret < 0 ? ret : error_set(err, -EINVAL, "VM state has no memory section");
+    }
+    if (r->section_version > MEMORY_VERSION) {
+        return error_set(err, -ENOTSUP, "VM state memory section version %u is not supported", r->section_version);
+    }
+    uint8_t h[21];
+    if ((ret = vmstate_section_read(r, h, sizeof(h), err)) < 0) {
+        return ret;
+    }
+    mi->id = ld_le64(h);
+    mi->diff = h[8];
+    mi->parent_id = ld_le64(h + 9);
+    uint32_t plen = ld_le32(h + 17);
+    if (plen >= sizeof(mi->parent)) {
+        return error_set(err, -EINVAL, "VM state memory section: parent name too long");
+    }
+    if ((ret = vmstate_section_read(r, mi->parent, plen, err)) < 0) {
+        return ret;
+    }
+    mi->parent[plen] = 0;
+    if (mi->diff) {
+        if ((ret = ram_bitmap_init(&mi->present, &m->vm.mem, err)) < 0 ||
+            (ret = vmstate_section_read(r, h, 4, err)) < 0) {
+            return ret;
+        }
+        if (ld_le32(h) != (uint32_t)m->vm.mem.count) {
+            return error_set(err, -EINVAL, "diff snapshot has %u memory regions, this VM %d", ld_le32(h),
+                             m->vm.mem.count);
+        }
+        for (int i = 0; ret == 0 && i < m->vm.mem.count; i++) {
+            if ((ret = vmstate_section_read(r, h, 8, err)) < 0) {
+                break;
+            }
+            if (ld_le64(h) != mi->present.pages[i]) {
+                return error_set(err, -EINVAL, "diff snapshot memory region %d has another size", i);
+            }
+            for (uint64_t k = 0; ret == 0 && k < (mi->present.pages[i] + 63) / 64; k++) {
+                ret = vmstate_section_read(r, h, 8, err);
+                mi->present.bits[i][k] = ld_le64(h);
+            }
+        }
+    }
+    return ret < 0 ? ret : vmstate_section_finish(r, err);
+}
+
+int machine_snapshot_files(struct machine *m, struct machine_snapshots *s, const char *dir, bool diff,
+                           struct error *err)
+{
+    char mem_path[PATH_MAX], state_path[PATH_MAX], tmp_path[PATH_MAX], real[PATH_MAX];
+    struct memory_image mi;
+    memset(&mi, 0, sizeof(mi));
+    if (diff && !s->dirty_tracking) {
+        return error_set(err, -EINVAL, "a diff snapshot needs an earlier snapshot to files (or a restore) of this VM");
+    }
+    if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+        return error_set_errno(err, -errno, "cannot create snapshot directory '%s'", dir);
+    }
+    if (!realpath(dir, real)) {
+        return error_set_errno(err, -errno, "snapshot directory '%s'", dir);
+    }
+    if (diff && strcmp(real, s->last_dir) == 0) {
+        return error_set(err, -EINVAL, "a diff snapshot cannot replace its parent '%s': give another directory", dir);
+    }
+    int ret;
+    if ((ret = path_in(mem_path, sizeof(mem_path), real, "memory", err)) < 0 ||
+        (ret = path_in(state_path, sizeof(state_path), real, "state", err)) < 0 ||
+        (ret = path_in(tmp_path, sizeof(tmp_path), real, "state.tmp", err)) < 0) {
+        return ret;
+    }
+    if (getrandom(&mi.id, sizeof(mi.id), 0) != sizeof(mi.id)) {
+        mi.id = (uint64_t)time(NULL) ^ (uint64_t)getpid() << 32;
+    }
+    mi.diff = diff;
+    if (diff) {
+        mi.parent_id = s->last_id;
+        snprintf(mi.parent, sizeof(mi.parent), "%s", s->last_dir);
+        if ((ret = ram_bitmap_init(&mi.present, &m->vm.mem, err)) < 0) {
+            return ret;
+        }
+    }
+    /* Devices first: saving them drains requests in flight, whose data
+     * must be in the memory file. Nothing new starts until we return to
+     * the main loop. */
+    int fd = open(tmp_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        ret = error_set_errno(err, -errno, "cannot create '%s'", tmp_path);
+    }
+    struct vmstate_writer w;
+    memset(&w, 0, sizeof(w));
+    if (ret == 0 && (ret = vmstate_writer_begin(&w, vmstate_fd_io(&fd), err)) == 0) {
+        ret = machine_state_save(m, &w, err);
+    }
+    if (ret == 0 && diff) {
+        /* Device rings are written by the VMM all the time. */
+        for (int i = 0; i < m->nvirtio; i++) {
+            struct virtio_device *d = m->virtio[i];
+            for (int q = 0; q < d->nqueues; q++) {
+                if (d->vqs[q].ready) {
+                    guest_memory_mark_dirty(&m->vm.mem, d->vqs[q].used_addr, 6ull + 8ull * d->vqs[q].size);
+                }
+            }
+        }
+        ret = ram_dirty_harvest(&m->vm, &mi.present, err);
+    } else if (ret == 0) {
+        ret = ram_dirty_start(&m->vm, err);
+    }
+    if (ret == 0) {
+        ret = ram_file_write(mem_path, &m->vm.mem, &s->backing, diff ? &mi.present : NULL, err);
+    }
+    if (ret == 0 && (ret = write_memory_section(&w, &mi, err)) == 0) {
+        int64_t n = vmstate_writer_finish(&w, err);
+        ret = n < 0 ? (int)n : 0;
+    }
+    vmstate_writer_free(&w);
+    if (fd >= 0 && close(fd) < 0 && ret == 0) {
+        ret = error_set_errno(err, -errno, "writing '%s'", tmp_path);
+    }
+    if (ret == 0 && rename(tmp_path, state_path) < 0) {
+        ret = error_set_errno(err, -errno, "renaming '%s'", tmp_path);
+    }
+    ram_bitmap_free(&mi.present);
+    if (ret < 0) {
+        unlink(tmp_path);
+        return ret;
+    }
+    s->dirty_tracking = true;
+    snprintf(s->last_dir, sizeof(s->last_dir), "%s", real);
+    s->last_id = mi.id;
+    return 0;
+}
+
+static int open_state(const char *dir, int *fd, uint64_t *size, struct error *err)
+{
+    char path[PATH_MAX];
+    int ret = path_in(path, sizeof(path), dir, "state", err);
+    if (ret < 0) {
+        return ret;
+    }
+    *fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (*fd < 0 || fstat(*fd, &st) < 0) {
+        return error_set_errno(err, -errno, "cannot open snapshot state '%s'", path);
+    }
+    *size = (uint64_t)st.st_size;
+    return 0;
+}
+
+/* The memory files from the newest (layers[0]) back to the full one. */
+struct layer {
+    char dir[PATH_MAX];
+    struct memory_image mi;
+};
+
+static int read_chain(struct machine *m, struct layer *layers, int *n, struct error *err)
+{
+    while (layers[*n - 1].mi.diff) {
+        if (*n == MAX_CHAIN) {
+            return error_set(err, -ELOOP, "diff snapshot chain longer than %d", MAX_CHAIN);
+        }
+        struct layer *child = &layers[*n - 1], *l = &layers[*n];
+        memset(l, 0, sizeof(*l));
+        snprintf(l->dir, sizeof(l->dir), "%s", child->mi.parent);
+        int fd = -1;
+        uint64_t size;
+        struct vmstate_reader r;
+        memset(&r, 0, sizeof(r));
+        int ret = open_state(l->dir, &fd, &size, err);
+        if (ret == 0 && (ret = vmstate_reader_begin(&r, vmstate_fd_io(&fd), size, err)) == 0) {
+            ret = read_memory_section(m, &r, &l->mi, err);
+        }
+        vmstate_reader_free(&r);
+        if (fd >= 0) {
+            close(fd);
+        }
+        (*n)++;
+        if (ret < 0) {
+            error_prefix(err, "parent snapshot '%s'", l->dir);
+            return ret;
+        }
+        if (l->mi.id != child->mi.parent_id) {
+            return error_set(err, -EINVAL, "parent snapshot '%s' was replaced by another snapshot since the diff "
+                             "snapshot '%s' was taken", l->dir, child->dir);
+        }
+    }
+    return 0;
+}
+
+int machine_restore_files(struct machine *m, struct machine_snapshots *s, const char *dir, struct error *err)
+{
+    struct layer *layers = calloc(MAX_CHAIN, sizeof(*layers));
+    if (!layers) {
+        return error_set(err, -ENOMEM, "out of memory");
+    }
+    if (!realpath(dir, layers[0].dir)) {
+        free(layers);
+        return error_set_errno(err, -errno, "snapshot directory '%s'", dir);
+    }
+    int n = 1, fd = -1;
+    uint64_t size;
+    struct vmstate_reader r;
+    struct machine_state_image img;
+    memset(&r, 0, sizeof(r));
+    memset(&img, 0, sizeof(img));
+    int ret = open_state(layers[0].dir, &fd, &size, err);
+    if (ret == 0 && (ret = vmstate_reader_begin(&r, vmstate_fd_io(&fd), size, err)) == 0 &&
+        (ret = machine_state_read(m, &r, &img, err)) == 0 &&
+        (ret = read_memory_section(m, &r, &layers[0].mi, err)) == 0) {
+        /* Nothing may follow but the end. */
+        ret = vmstate_next_section(&r, err);
+        if (ret == 0) {
+            ret = error_set(err, -EINVAL, "VM state has an unexpected section '%s'", r.section);
+        } else if (ret == 1) {
+            ret = 0;
+        }
+    }
+    if (ret == 0) {
+        ret = read_chain(m, layers, &n, err);
+    }
+    for (int i = n - 1; ret == 0 && i >= 0; i--) {
+        char mem_path[PATH_MAX];
+        if ((ret = path_in(mem_path, sizeof(mem_path), layers[i].dir, "memory", err)) == 0) {
+            ret = ram_file_map(mem_path, &m->vm.mem, &s->backing, layers[i].mi.diff ? &layers[i].mi.present : NULL,
+                               err);
+        }
+    }
+    if (ret == 0) {
+        ret = machine_state_apply(m, &img, err);
+    }
+    if (ret == 0 && (ret = ram_dirty_start(&m->vm, err)) == 0) {
+        s->dirty_tracking = true;
+        snprintf(s->last_dir, sizeof(s->last_dir), "%s", layers[0].dir);
+        s->last_id = layers[0].mi.id;
+    }
+    for (int i = 0; i < n; i++) {
+        ram_bitmap_free(&layers[i].mi.present);
+    }
+    machine_state_image_free(&img);
+    vmstate_reader_free(&r);
+    if (fd >= 0) {
+        close(fd);
+    }
+    free(layers);
+    return ret;
+}

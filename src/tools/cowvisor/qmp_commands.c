@@ -1,0 +1,362 @@
+/* The QMP commands cowvisor implements, with QEMU's argument names,
+ * return shapes and error classes. */
+#include "qmp_int.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "machine_disks.h"
+
+bool qmp_check_args(json_t *args, const struct qmp_arg *spec, struct qmp_reply *r)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(args, key, v) {
+        const struct qmp_arg *a = spec;
+        while (a->name && strcmp(a->name, key) != 0) {
+            a++;
+        }
+        if (!a->name) {
+            qmp_fail(r, QMP_GENERIC, "Parameter '%s' is unexpected", key);
+            return false;
+        }
+        bool ok = a->type == JSON_STRING ? json_is_string(v)
+                : a->type == JSON_TRUE ? json_is_boolean(v)
+                : a->type == JSON_ARRAY ? json_is_array(v)
+                : a->type == JSON_INTEGER ? json_is_integer(v) : false;
+        if (!ok) {
+            const char *want = a->type == JSON_STRING ? "string" : a->type == JSON_TRUE ? "boolean"
+                             : a->type == JSON_ARRAY ? "array" : "integer";
+            qmp_fail(r, QMP_GENERIC, "Invalid parameter type for '%s', expected: %s", key, want);
+            return false;
+        }
+    }
+    for (const struct qmp_arg *a = spec; a->name; a++) {
+        if (!a->optional && !json_object_get(args, a->name)) {
+            qmp_fail(r, QMP_GENERIC, "Parameter '%s' is missing", a->name);
+            return false;
+        }
+    }
+    return true;
+}
+
+static const struct qmp_arg no_args[] = { { NULL, 0, false } };
+
+/* ---- run state ---- */
+
+void qmp_vm_stop(struct qmp_server *s)
+{
+    if (s->state != QMP_RUNNING) {
+        return;
+    }
+    vm_pause(&s->m->vm);
+    s->state = QMP_PAUSED;
+    qmp_event(s, "STOP", NULL);
+}
+
+void qmp_vm_cont(struct qmp_server *s)
+{
+    if (s->state != QMP_PAUSED) {
+        return;
+    }
+    vm_resume(&s->m->vm);
+    s->state = QMP_RUNNING;
+    qmp_event(s, "RESUME", NULL);
+    if (s->reset_pending) {
+        s->reset_pending = false;
+        s->host_reset = true;
+        vm_request(&s->m->vm, VM_REQ_RESET, 0);
+    }
+}
+
+bool qmp_vm_pause_for(struct qmp_server *s)
+{
+    bool was_running = s->state == QMP_RUNNING;
+    qmp_vm_stop(s);
+    return was_running;
+}
+
+void qmp_vm_resume_after(struct qmp_server *s, bool was_running)
+{
+    if (was_running) {
+        qmp_vm_cont(s);
+    }
+}
+
+static const char *status_name(struct qmp_server *s)
+{
+    switch (s->state) {
+    case QMP_RUNNING: return "running";
+    case QMP_PAUSED: return "paused";
+    default: return "shutdown";
+    }
+}
+
+static void cmd_query_status(struct qmp_server *s, json_t *args, struct qmp_reply *r)
+{
+    if (qmp_check_args(args, no_args, r)) {
+        r->ret = json_pack("{s:s,s:b,s:b}", "status", status_name(s), "singlestep", 0, "running",
+                           s->state == QMP_RUNNING);
+    }
+}
+
+static void cmd_stop(struct qmp_server *s, json_t *args, struct qmp_reply *r)
+{
+    if (qmp_check_args(args, no_args, r)) {
+        qmp_vm_stop(s);
+    }
+}
+
+static void cmd_cont(struct qmp_server *s, json_t *args, struct qmp_reply *r)
+{
+    if (qmp_check_args(args, no_args, r)) {
+        qmp_vm_cont(s);
+    }
+}
+
+static void cmd_system_reset(struct qmp_server *s, json_t *args, struct qmp_reply *r)
+{
+    if (!qmp_check_args(args, no_args, r)) {
+        return;
+    }
+    if (s->state == QMP_PAUSED) {
+        /* A paused VM stays paused: the reset happens when it goes on. */
+        s->reset_pending = true;
+        qmp_event(s, "RESET", json_pack("{s:b,s:s}", "guest", 0, "reason", "host-qmp-system-reset"));
+        return;
+    }
+    /* QEMU resets at once and says so before it replies. */
+    qmp_event(s, "RESET", json_pack("{s:b,s:s}", "guest", 0, "reason", "host-qmp-system-reset"));
+    s->host_reset = true;
+    vm_request(&s->m->vm, VM_REQ_RESET, 0);
+}
+
+static void cmd_system_powerdown(struct qmp_server *s, json_t *args, struct qmp_reply *r)
+{
+    /* QEMU presses the ACPI power button; cowvisor's machine has no ACPI
+     * event to deliver, so, like a guest that ignores the button, the VM
+     * goes on. */
+    if (qmp_check_args(args, no_args, r)) {
+        qmp_event(s, "POWERDOWN", NULL);
+    }
+}
+
+static void cmd_quit(struct qmp_server *s, json_t *args, struct qmp_reply *r)
+{
+    if (!qmp_check_args(args, no_args, r)) {
+        return;
+    }
+    s->state = QMP_SHUTDOWN;
+    s->shutdown_sent = true;
+    qmp_event(s, "SHUTDOWN", json_pack("{s:b,s:s}", "guest", 0, "reason", "host-qmp-quit"));
+    qmp_jobs_end(s);
+    s->m->exit_status = 0;
+    event_loop_stop(&s->m->loop);
+}
+
+/* ---- block ---- */
+
+static json_t *image_info(const struct disk_layer *l, int n)
+{
+    json_t *img = json_pack("{s:I,s:s,s:s,s:b}", "virtual-size", (json_int_t)l->size, "filename", l->filename,
+                            "format", l->format, "dirty-flag", 0);
+    if (l->cluster_size) {
+        json_object_set_new(img, "cluster-size", json_integer(l->cluster_size));
+    }
+    if (l->backing_filename) {
+        json_object_set_new(img, "backing-filename", qmp_string(l->backing_filename));
+        if (n > 1) {
+            json_object_set_new(img, "full-backing-filename", qmp_string(l[1].filename));
+            json_object_set_new(img, "backing-image", image_info(l + 1, n - 1));
+        }
+    }
+    return img;
+}
+
+static void cmd_query_block(struct qmp_server *s, json_t *args, struct qmp_reply *r)
+{
+    if (!qmp_check_args(args, no_args, r)) {
+        return;
+    }
+    json_t *list = json_array();
+    for (int i = 0; i < s->m->cfg->ndisks; i++) {
+        struct disk_layer layers[16];
+        bool ro;
+        int n = machine_disk_chain(s->m, i, layers, 16, &ro);
+        char name[16];
+        snprintf(name, sizeof(name), "disk%d", i);
+        json_t *inserted = json_pack("{s:s,s:b,s:s,s:s,s:i,s:b,s:o}", "file", layers[0].filename, "ro", ro,
+                                     "drv", layers[0].format, "node-name", name, "backing_file_depth", n - 1,
+                                     "encrypted", 0, "image", image_info(layers, n));
+        if (layers[0].backing_filename) {
+            json_object_set_new(inserted, "backing_file", qmp_string(layers[0].backing_filename));
+        }
+        json_array_append_new(list, json_pack("{s:s,s:s,s:b,s:b,s:o,s:s}", "io-status", "ok", "device", name,
+                                              "locked", 0, "removable", 0, "inserted", inserted, "type", "unknown"));
+    }
+    r->ret = list;
+}
+
+static void cmd_query_cpus_fast(struct qmp_server *s, json_t *args, struct qmp_reply *r)
+{
+    if (!qmp_check_args(args, no_args, r)) {
+        return;
+    }
+    json_t *list = json_array();
+    for (int i = 0; i < s->m->vm.ncpus; i++) {
+        char path[64];
+        snprintf(path, sizeof(path), "/machine/unattached/device[%d]", i);
+        int tid = __atomic_load_n(&s->m->vm.vcpus[i].tid, __ATOMIC_RELAXED);
+        json_array_append_new(list, json_pack("{s:I,s:{s:i,s:i,s:i},s:s,s:i,s:s}", "thread-id",
+                                              (json_int_t)(tid ? tid : getpid()), "props", "core-id", 0, "thread-id", 0,
+                                              "socket-id", i, "qom-path", path, "cpu-index", i, "target",
+                                              "x86_64"));
+    }
+    r->ret = list;
+}
+
+/* Index of the disk a device or node name designates, or -1. */
+static int find_disk(struct qmp_server *s, const char *name)
+{
+    int i;
+    if (sscanf(name, "disk%d", &i) == 1 && i >= 0 && i < s->m->cfg->ndisks) {
+        char check[16];
+        snprintf(check, sizeof(check), "disk%d", i);
+        if (strcmp(check, name) == 0) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+/* blockdev-snapshot-sync: an external snapshot. The current image becomes
+ * the read-only backing file of a new qcow2 overlay the disk writes to. */
+static void cmd_blockdev_snapshot_sync(struct qmp_server *s, json_t *args, struct qmp_reply *r)
+{
+    static const struct qmp_arg spec[] = {
+        { "device", JSON_STRING, true }, { "node-name", JSON_STRING, true },
+        { "snapshot-file", JSON_STRING, false }, { "snapshot-node-name", JSON_STRING, true },
+        { "format", JSON_STRING, true }, { "mode", JSON_STRING, true }, { NULL, 0, false },
+    };
+    if (!qmp_check_args(args, spec, r)) {
+        return;
+    }
+    const char *dev = json_string_value(json_object_get(args, "device"));
+    const char *node = json_string_value(json_object_get(args, "node-name"));
+    const char *file = json_string_value(json_object_get(args, "snapshot-file"));
+    const char *format = json_string_value(json_object_get(args, "format"));
+    const char *mode = json_string_value(json_object_get(args, "mode"));
+    if (!dev && !node) {
+        qmp_fail(r, QMP_GENERIC, "Cannot find device= nor node_name=");
+        return;
+    }
+    int i = find_disk(s, dev ? dev : node);
+    if (i < 0) {
+        qmp_fail(r, dev ? QMP_DEVICE_NOT_FOUND : QMP_GENERIC, dev ? "Device '%s' not found"
+                 : "Cannot find device= nor node_name=%s", dev ? dev : node);
+        return;
+    }
+    if (format && strcmp(format, "qcow2") != 0) {
+        qmp_fail(r, QMP_GENERIC, "cowvisor creates qcow2 overlays only, not '%s'", format);
+        return;
+    }
+    if (mode && strcmp(mode, "absolute-paths") != 0) {
+        qmp_fail(r, QMP_GENERIC, "mode '%s' is not supported (absolute-paths only)", mode);
+        return;
+    }
+    struct error err = { 0 };
+    if (machine_disk_overlay(s->m, i, file, &err) < 0) {
+        qmp_fail(r, QMP_GENERIC, "%s", err.msg);
+    }
+}
+
+/* cowvisor's own: a snapshot to files, as Firecracker's snapshot/create. */
+static void cmd_snapshot_files(struct qmp_server *s, json_t *args, struct qmp_reply *r)
+{
+    static const struct qmp_arg spec[] = {
+        { "directory", JSON_STRING, false }, { "type", JSON_STRING, true }, { NULL, 0, false },
+    };
+    if (!qmp_check_args(args, spec, r)) {
+        return;
+    }
+    const char *type = json_string_value(json_object_get(args, "type"));
+    if (type && strcmp(type, "full") != 0 && strcmp(type, "diff") != 0) {
+        qmp_fail(r, QMP_GENERIC, "Parameter 'type' does not accept value '%s' (full, diff)", type);
+        return;
+    }
+    bool was_running = qmp_vm_pause_for(s);
+    struct error err = { 0 };
+    int ret = machine_snapshot_files(s->m, s->snaps, json_string_value(json_object_get(args, "directory")),
+                                     type && strcmp(type, "diff") == 0, &err);
+    qmp_vm_resume_after(s, was_running);
+    if (ret < 0) {
+        qmp_fail(r, QMP_GENERIC, "%s", err.msg);
+    }
+}
+
+static void cmd_snapshot_save(struct qmp_server *s, json_t *args, struct qmp_reply *r)
+{
+    qmp_job_start(s, "snapshot-save", args, r);
+}
+
+static void cmd_snapshot_load(struct qmp_server *s, json_t *args, struct qmp_reply *r)
+{
+    qmp_job_start(s, "snapshot-load", args, r);
+}
+
+static void cmd_snapshot_delete(struct qmp_server *s, json_t *args, struct qmp_reply *r)
+{
+    qmp_job_start(s, "snapshot-delete", args, r);
+}
+
+static void cmd_query_commands(struct qmp_server *s, json_t *args, struct qmp_reply *r);
+
+static const struct {
+    const char *name;
+    qmp_handler fn;
+} commands[] = {
+    { "query-status", cmd_query_status },
+    { "stop", cmd_stop },
+    { "cont", cmd_cont },
+    { "system_reset", cmd_system_reset },
+    { "system_powerdown", cmd_system_powerdown },
+    { "quit", cmd_quit },
+    { "query-block", cmd_query_block },
+    { "query-cpus-fast", cmd_query_cpus_fast },
+    { "human-monitor-command", qmp_hmp },
+    { "snapshot-save", cmd_snapshot_save },
+    { "snapshot-load", cmd_snapshot_load },
+    { "snapshot-delete", cmd_snapshot_delete },
+    { "query-jobs", qmp_query_jobs },
+    { "job-dismiss", qmp_job_dismiss },
+    { "blockdev-snapshot-sync", cmd_blockdev_snapshot_sync },
+    { "x-cowvisor-snapshot-files", cmd_snapshot_files },
+    { "query-commands", cmd_query_commands },
+};
+
+static void cmd_query_commands(struct qmp_server *s, json_t *args, struct qmp_reply *r)
+{
+    if (!qmp_check_args(args, no_args, r)) {
+        return;
+    }
+    json_t *list = json_array();
+    json_array_append_new(list, json_pack("{s:s}", "name", "qmp_capabilities"));
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+        json_array_append_new(list, json_pack("{s:s}", "name", commands[i].name));
+    }
+    r->ret = list;
+}
+
+qmp_handler qmp_find_command(const char *name)
+{
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+        if (strcmp(commands[i].name, name) == 0) {
+            return commands[i].fn;
+        }
+    }
+    return NULL;
+}

@@ -1,0 +1,104 @@
+/* human-monitor-command: the HMP commands QMP clients send through it for
+ * snapshots (savevm, loadvm, delvm, info snapshots) and a few others. The
+ * reply is the text HMP would print, errors included, as QEMU does. */
+#include "qmp_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static json_t *text(const char *fmt, const char *a)
+{
+    char buf[1200];
+    snprintf(buf, sizeof(buf), fmt, a);
+    return qmp_string(buf);
+}
+
+static json_t *error_text(const struct error *err)
+{
+    return text("Error: %s\r\n", err->msg);
+}
+
+static void hmp_savevm(struct qmp_server *s, const char *name, struct qmp_reply *r)
+{
+    char generated[64];
+    if (!name || !*name) {
+        /* QEMU's default name: vm-YYYYMMDDHHMMSS. */
+        time_t t = time(NULL);
+        struct tm tm;
+        localtime_r(&t, &tm);
+        strftime(generated, sizeof(generated), "vm-%Y%m%d%H%M%S", &tm);
+        name = generated;
+    }
+    struct error err = { 0 };
+    bool was_running = qmp_vm_pause_for(s);
+    int ret = machine_savevm(s->m, s->snaps, name, &err);
+    qmp_vm_resume_after(s, was_running);
+    r->ret = ret < 0 ? error_text(&err) : qmp_string("");
+}
+
+static void hmp_loadvm(struct qmp_server *s, const char *name, struct qmp_reply *r)
+{
+    struct error err = { 0 };
+    bool was_running = qmp_vm_pause_for(s);
+    bool changed;
+    int ret = machine_loadvm(s->m, s->snaps, name, &changed, &err);
+    /* A load that failed half-way leaves the VM broken: it stays paused. */
+    qmp_vm_resume_after(s, was_running && (ret == 0 || !changed));
+    r->ret = ret < 0 ? error_text(&err) : qmp_string("");
+}
+
+void qmp_hmp(struct qmp_server *s, json_t *args, struct qmp_reply *r)
+{
+    static const struct qmp_arg spec[] = {
+        { "command-line", JSON_STRING, false }, { "cpu-index", JSON_INTEGER, true }, { NULL, 0, false },
+    };
+    if (!qmp_check_args(args, spec, r)) {
+        return;
+    }
+    char *line = strdup(json_string_value(json_object_get(args, "command-line")));
+    if (!line) {
+        qmp_fail(r, QMP_GENERIC, "out of memory");
+        return;
+    }
+    char *save = NULL;
+    char *cmd = strtok_r(line, " \t", &save);
+    char *arg = cmd ? strtok_r(NULL, " \t", &save) : NULL;
+    char *extra = arg ? strtok_r(NULL, " \t", &save) : NULL;
+    struct error err = { 0 };
+    if (!cmd) {
+        r->ret = qmp_string("");
+    } else if (extra) {
+        r->ret = text("%s: extraneous characters at the end of line\r\n", cmd);
+    } else if (strcmp(cmd, "savevm") == 0) {
+        hmp_savevm(s, arg, r);
+    } else if (strcmp(cmd, "loadvm") == 0 || strcmp(cmd, "delvm") == 0) {
+        if (!arg) {
+            r->ret = qmp_string("Parameter 'name' is missing\r\n");
+        } else if (cmd[0] == 'l') {
+            hmp_loadvm(s, arg, r);
+        } else {
+            int ret = machine_delvm(s->m, arg, &err);
+            r->ret = ret < 0 ? error_text(&err) : qmp_string("");
+        }
+    } else if (strcmp(cmd, "info") == 0 && arg && strcmp(arg, "snapshots") == 0) {
+        char *out = machine_info_snapshots(s->m, &err);
+        r->ret = out ? qmp_string(out) : text("%s\r\n", err.msg);
+        free(out);
+    } else if (strcmp(cmd, "info") == 0 && arg && strcmp(arg, "status") == 0) {
+        r->ret = text("VM status: %s\r\n", s->state == QMP_RUNNING ? "running"
+                                          : s->state == QMP_PAUSED ? "paused" : "shutdown");
+    } else if (strcmp(cmd, "stop") == 0 && !arg) {
+        qmp_vm_stop(s);
+        r->ret = qmp_string("");
+    } else if ((strcmp(cmd, "cont") == 0 || strcmp(cmd, "c") == 0) && !arg) {
+        qmp_vm_cont(s);
+        r->ret = qmp_string("");
+    } else if (strcmp(cmd, "info") == 0) {
+        r->ret = text("unknown info command: '%s'\r\n", arg ? arg : "");
+    } else {
+        r->ret = text("unknown command: '%s'\r\n", cmd);
+    }
+    free(line);
+}
