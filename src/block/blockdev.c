@@ -127,7 +127,7 @@ int blockdev_open_backing(struct blockdev *bd, const struct blockdev_open_opts *
     };
     int ret = blockdev_open(&bd->backing, path, &bopts, err);
     if (ret < 0) {
-        error_prefix(err, "Could not open backing file '%s'", path);
+        error_prefix(err, "Could not open backing file");
     }
     free(path);
     return ret;
@@ -274,6 +274,23 @@ int blockdev_block_status(struct blockdev *bd, uint64_t off, uint64_t len, struc
         /* Unallocated here: what lies beneath defines at most this run. */
         want = st->len;
     }
+}
+
+int blockdev_make_empty(struct blockdev *bd, struct error *err)
+{
+    int ret = check_writable(bd, err);
+    if (ret < 0) {
+        return ret;
+    }
+    if (!bd->drv->make_empty) {
+        return error_set(err, -ENOTSUP, "Format '%s' cannot be emptied", bd->drv->format_name);
+    }
+    return bd->drv->make_empty(bd, err);
+}
+
+int blockdev_invalidate_cache(struct blockdev *bd, struct error *err)
+{
+    return bd->drv->invalidate_cache ? bd->drv->invalidate_cache(bd, err) : 0;
 }
 
 int blockdev_vmstate_read(struct blockdev *bd, uint64_t pos, void *buf, size_t len, struct error *err)

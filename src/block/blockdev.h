@@ -81,6 +81,12 @@ struct blockdev_driver {
     /* Status of this layer only; blockdev_block_status walks the chain. */
     int (*block_status)(struct blockdev *bd, uint64_t off, uint64_t len,
                         struct block_status *st, struct error *err);
+    /* Forgets cached metadata: another open of the same file changed it
+     * (commit writes the base through its own read-write open). */
+    int (*invalidate_cache)(struct blockdev *bd, struct error *err);
+    /* Makes every cluster unallocated again, so reads fall through to the
+     * backing file (commit empties the overlay); NULL when the format cannot. */
+    int (*make_empty)(struct blockdev *bd, struct error *err);
     /* Bytes the image files occupy on the host (qemu-img info "disk size"). */
     int64_t (*allocated_size)(struct blockdev *bd);
     /* Format-specific part of info, as "format-specific" JSON data members. */
@@ -139,6 +145,8 @@ int blockdev_truncate(struct blockdev *bd, uint64_t size, bool shrink_ok,
  * define the range, of the first layer of the chain that does. */
 int blockdev_block_status(struct blockdev *bd, uint64_t off, uint64_t len, struct block_status *st,
                           struct error *err);
+int blockdev_make_empty(struct blockdev *bd, struct error *err);
+int blockdev_invalidate_cache(struct blockdev *bd, struct error *err);
 int blockdev_vmstate_read(struct blockdev *bd, uint64_t pos, void *buf, size_t len, struct error *err);
 int blockdev_vmstate_write(struct blockdev *bd, uint64_t pos, const void *buf, size_t len,
                            struct error *err);

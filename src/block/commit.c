@@ -121,18 +121,9 @@ int block_commit(struct blockdev *top, const struct blockdev *base, struct progr
         ret = blockdev_flush(dst, err);
     }
     blockdev_close(dst);
+    /* The chain's own read-only open of the base cached what it was. */
+    if (ret == 0) {
+        ret = blockdev_invalidate_cache((struct blockdev *)base, err);
+    }
     return ret;
-}
-
-int block_make_empty(struct blockdev *bd, struct error *err)
-{
-    /* Emptying means returning bd's clusters to "unallocated" so that reads
-     * fall through to the backing file again. The blockdev API has no such
-     * operation yet: discard on a qcow2 v3 image leaves zero clusters, which
-     * would hide the backing file and change what bd reads. Until a driver
-     * operation exists, say so; commit then leaves bd as it is (its clusters
-     * now hold what the base holds, so it still reads the same), which is
-     * what qemu-img does for formats that cannot be emptied. */
-    (void)bd;
-    return error_set(err, -ENOTSUP, "Emptying an image is not supported yet");
 }

@@ -16,10 +16,6 @@
 int block_commit(struct blockdev *top, const struct blockdev *base, struct progress *progress,
                  struct error *err);
 
-/* Makes bd's own layer define nothing, so that it reads through to its
- * backing file again (the emptying step of commit). -ENOTSUP when the
- * driver cannot (today: always, see commit.c). */
-int block_make_empty(struct blockdev *bd, struct error *err);
 
 /* The layer of bd's chain (bd itself excluded) that is the file name, or
  * NULL; *depth is set to its depth. A relative name is relative to bd's

@@ -446,6 +446,68 @@ int qcow2_change_backing_file(struct blockdev *bd, const char *backing_file,
     return ret;
 }
 
+/* Reads the tables another open of the file may have changed (size, L1,
+ * refcount table) and drops every cached table. */
+static int qcow2_invalidate_cache(struct blockdev *bd, struct error *err)
+{
+    struct qcow2 *s = qcow2_of(bd);
+    uint8_t h[72];
+    pthread_mutex_lock(&s->lock);
+    int ret = hostfile_pread(s->file, 0, h, sizeof(h));
+    if (ret < 0) {
+        pthread_mutex_unlock(&s->lock);
+        return error_set_errno(err, ret, "Could not reread the qcow2 header");
+    }
+    uint64_t *l1 = s->l1_table, *rt = s->refcount_table;
+    uint32_t l1_size = s->l1_size, rt_clusters = s->refcount_table_clusters;
+    uint64_t l1_off = s->l1_table_offset, rt_off = s->refcount_table_offset, size = bd->size;
+    bd->size = ld_be64(h + 24);
+    s->l1_size = ld_be32(h + 36);
+    s->l1_table_offset = ld_be64(h + 40);
+    s->refcount_table_offset = ld_be64(h + 48);
+    s->refcount_table_clusters = ld_be32(h + 56);
+    ret = load_l1(s, err);
+    if (ret == 0) {
+        ret = qcow2_refcount_init(s, err);
+    }
+    if (ret < 0) {
+        free(s->l1_table);
+        s->l1_table = l1;
+        s->refcount_table = rt;
+        s->l1_size = l1_size;
+        s->l1_table_offset = l1_off;
+        s->refcount_table_offset = rt_off;
+        s->refcount_table_clusters = rt_clusters;
+        bd->size = size;
+    } else {
+        free(l1);
+        free(rt);
+        qcow2_cache_invalidate(&s->l2_cache);
+        qcow2_cache_invalidate(&s->refblock_cache);
+        qcow2_zcache_forget_range(s, 0, UINT64_MAX);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return ret;
+}
+
+static int qcow2_make_empty(struct blockdev *bd, struct error *err)
+{
+    struct qcow2 *s = qcow2_of(bd);
+    pthread_mutex_lock(&s->lock);
+    int ret = qcow2_prepare_write(s, err);
+    if (ret == 0) {
+        ret = qcow2_discard_locked(s, 0, bd->size, false, err);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return ret;
+}
+
+bool qcow2_is_dirty(const struct blockdev *bd)
+{
+    return blockdev_is_qcow2(bd) &&
+           (qcow2_of((struct blockdev *)bd)->incompatible_features & QCOW2_INCOMPAT_DIRTY);
+}
+
 const struct blockdev_driver qcow2_driver = {
     .format_name = "qcow2",
     .probe = qcow2_probe,
@@ -459,6 +521,8 @@ const struct blockdev_driver qcow2_driver = {
     .flush = qcow2_flush,
     .truncate = qcow2_truncate,
     .block_status = qcow2_block_status,
+    .make_empty = qcow2_make_empty,
+    .invalidate_cache = qcow2_invalidate_cache,
     .allocated_size = qcow2_allocated_size,
     .info_json = qcow2_info_json,
     .vmstate_read = qcow2_vmstate_read,

@@ -32,6 +32,8 @@ void qcow2_create_opts_init(struct qcow2_create_opts *o);
 /* Creates (or overwrites) filename as an empty qcow2 image. */
 int qcow2_create(const char *filename, const struct qcow2_create_opts *o, struct error *err);
 bool blockdev_is_qcow2(const struct blockdev *bd);
+/* The dirty bit: refcounts may be stale after a crash under lazy refcounts. */
+bool qcow2_is_dirty(const struct blockdev *bd);
 /* Records a new backing file (NULL: none) in the header; the data is not touched. */
 int qcow2_change_backing_file(struct blockdev *bd, const char *backing_file,
                               const char *backing_fmt, struct error *err);

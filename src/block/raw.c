@@ -32,7 +32,7 @@ static int raw_open(struct blockdev **out, struct hostfile *file, const char *fi
     extern const struct blockdev_driver raw_driver;
     blockdev_init(&s->bd, &raw_driver, filename, file, opts);
     s->file = file;
-    s->bd.size = (uint64_t)size;
+    s->bd.size = ((uint64_t)size + 511) & ~511ULL;    /* whole sectors, as QEMU sees a raw file */
     *out = &s->bd;
     return 0;
 }
@@ -123,6 +123,16 @@ static int raw_block_status(struct blockdev *bd, uint64_t off, uint64_t len,
     return 0;
 }
 
+static int raw_invalidate_cache(struct blockdev *bd, struct error *err)
+{
+    int64_t size = hostfile_size(raw_of(bd)->file);
+    if (size < 0) {
+        return error_set_errno(err, (int)size, "Could not get the size of '%s'", bd->filename);
+    }
+    bd->size = ((uint64_t)size + 511) & ~511ULL;
+    return 0;
+}
+
 static int64_t raw_allocated_size(struct blockdev *bd)
 {
     return hostfile_allocated_bytes(raw_of(bd)->file);
@@ -140,5 +150,6 @@ const struct blockdev_driver raw_driver = {
     .flush = raw_flush,
     .truncate = raw_truncate,
     .block_status = raw_block_status,
+    .invalidate_cache = raw_invalidate_cache,
     .allocated_size = raw_allocated_size,
 };

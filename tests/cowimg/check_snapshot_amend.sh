@@ -111,4 +111,16 @@ check "amended image consistent" "$QEMU_IMG" check -q "$CW/am.qcow2"
 check "amended image keeps its data" "$QEMU_IMG" compare -q "$Q/am.qcow2" "$CW/am.qcow2"
 TWIN_FILTER=
 
+# convert -l: a snapshot's disk, by name, by id and by snapshot.name=
+twin_do "$QEMU_IMG" create -q -f qcow2 sl.qcow2 4M
+twin_do "$QEMU_IO" -c 'write -P 1 0 1M' sl.qcow2
+twin_do "$QEMU_IMG" snapshot -c s1 sl.qcow2
+twin_do "$QEMU_IO" -c 'write -P 2 0 1M' sl.qcow2
+for spec in s1 snapshot.id=1 snapshot.name=s1; do
+    same "convert -l $spec" convert -l "$spec" -O raw sl.qcow2 "sl-$spec.raw"
+    check "convert -l $spec: the snapshot's data" "$QEMU_IO" -f raw -c 'read -P 1 0 1M' \
+        "$CW/sl-$spec.raw"
+done
+same_exit "convert -l of a missing snapshot fails" convert -l nope -O raw sl.qcow2 nope.raw
+
 done_testing

@@ -67,7 +67,7 @@ int cmd_commit(int argc, char **argv)
     if (base) {
         ret = block_commit(top, base, &prog, &err);
         if (ret == 0 && !drop) {
-            ret = block_make_empty(top, &err);
+            ret = blockdev_make_empty(top, &err);
             if (ret == -ENOTSUP) {
                 ret = 0;    /* qemu-img too leaves images it cannot empty as they are */
             }

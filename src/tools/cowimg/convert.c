@@ -2,6 +2,7 @@
  * with N worker threads. Each worker takes the next chunk of the virtual disk,
  * finds what it holds (block status, zero detection), reads it, and writes it
  * out; without -W uncompressed writes happen in disk order, as qemu-img does. */
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -9,7 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "block/qcow2.h"
 #include "cowimg.h"
+#include "util/options.h"
 #include "util/progress.h"
 
 #define CHUNK_SIZE (2u << 20)
@@ -376,12 +379,41 @@ static int check_args(struct convert_args *a)
         report("-o has no effect when skipping image creation");
     } else if (a->target_is_zero && !a->skip_create) {
         report("--target-is-zero requires use of -n flag");
-    } else if (a->snapshot) {
-        report("Converting internal snapshots (-l) is not supported yet");
     } else {
         return 0;
     }
     return -1;
+}
+
+/* -l takes "NAME", "snapshot.id=ID" or "snapshot.name=NAME" (the id wins
+ * when both are given, as QEMU matches ids first). */
+static int load_snapshot(struct blockdev *bd, const char *spec)
+{
+    struct options o = { 0 };
+    struct error err = { 0 };
+    const char *which = spec;
+    if (strchr(spec, '=')) {
+        if (options_parse(&o, spec, NULL, &err) < 0) {
+            report("%s", err.msg);
+            return -1;
+        }
+        const char *id = options_get(&o, "snapshot.id");
+        const char *name = options_get(&o, "snapshot.name");
+        which = id ? id : name;
+        if (!which || options_check_unused(&o, NULL, &err) < 0) {
+            report("Invalid snapshot option '%s'", spec);
+            options_free(&o);
+            return -1;
+        }
+    }
+    int ret = blockdev_is_qcow2(bd) ? qcow2_snapshot_load_tmp(bd, which, &err)
+                                    : error_set(&err, -ENOTSUP, "Snapshots are not supported by "
+                                                "format '%s'", blockdev_format(bd));
+    if (ret < 0) {
+        report("Failed to load snapshot: %s", err.msg);
+    }
+    options_free(&o);
+    return ret;
 }
 
 static int open_sources(struct convert *cv, struct convert_args *a, char **names, int n)
@@ -396,6 +428,10 @@ static int open_sources(struct convert *cv, struct convert_args *a, char **names
     for (int i = 0; i < n; i++) {
         struct blockdev *bd = image_open(names[i], a->fmt, flags);
         if (!bd) {
+            return -1;
+        }
+        if (a->snapshot && load_snapshot(bd, a->snapshot) < 0) {
+            blockdev_close(bd);
             return -1;
         }
         cv->src[cv->nsrc++] = (struct source){ names[i], bd, cv->total };

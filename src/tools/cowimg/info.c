@@ -76,7 +76,7 @@ static void write_info_json(const struct image_info *ii, struct json_writer *w)
         json_string(w, "full-backing-filename", ii->full_backing);
         json_string(w, "backing-filename", bd->backing_filename);
     }
-    json_bool(w, "dirty-flag", false);
+    json_bool(w, "dirty-flag", qcow2_is_dirty(bd));
     json_object_end(w);
 }
 
@@ -95,6 +95,9 @@ static void print_info_human(const struct image_info *ii)
            dsize);
     if (bd->cluster_size) {
         printf("cluster_size: %u\n", bd->cluster_size);
+    }
+    if (qcow2_is_dirty(bd)) {
+        printf("cleanly shut down: no\n");
     }
     if (bd->backing_filename) {
         printf("backing file: %s", bd->backing_filename);
