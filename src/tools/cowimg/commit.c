@@ -25,12 +25,7 @@ int cmd_commit(int argc, char **argv)
         case 'p': show_progress = true; break;
         case 'q': quiet = true; break;
         case 'r': break;    /* rate limit: accepted, not applied */
-        case 'h': print_help();
-        case OPT_OBJECT:
-        case OPT_IMAGE_OPTS:
-            report("%s is not supported", argv[optind - 1]);
-            return EXIT_ERR;
-        default: bad_option(c, argv);
+        default: return common_option(c, argv);
         }
     }
     if (quiet) {

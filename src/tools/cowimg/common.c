@@ -45,6 +45,21 @@ _Noreturn void bad_option(int c, char **argv)
     usage_error("unrecognized option '%s'", argv[optind - 1]);
 }
 
+int common_option(int c, char **argv)
+{
+    extern int optind;
+    switch (c) {
+    case 'h':
+        print_help();
+    case OPT_OBJECT:
+    case OPT_IMAGE_OPTS:
+        report("%s is not supported", argv[optind - 1]);
+        return EXIT_ERR;
+    default:
+        bad_option(c, argv);
+    }
+}
+
 void qprintf(bool quiet, const char *fmt, ...)
 {
     if (quiet) {

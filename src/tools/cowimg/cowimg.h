@@ -33,6 +33,9 @@ void report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 _Noreturn void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* getopt's ':' and '?' results, reported the way qemu-img does. */
 _Noreturn void bad_option(int c, char **argv);
+/* The options every command shares: -h, and the QEMU ones we do not support
+ * (--object, --image-opts); anything else is a usage error. */
+int common_option(int c, char **argv);
 /* The full --help text; exits 0. */
 _Noreturn void print_help(void);
 /* printf unless quiet. */

@@ -82,12 +82,7 @@ int cmd_dd(int argc, char **argv)
         case 'f': fmt = optarg; break;
         case 'O': out_fmt = optarg; break;
         case 'U': share = true; break;
-        case 'h': print_help();
-        case OPT_OBJECT:
-        case OPT_IMAGE_OPTS:
-            report("%s is not supported", argv[optind - 1]);
-            return EXIT_ERR;
-        default: bad_option(c, argv);
+        default: return common_option(c, argv);
         }
     }
     struct dd_args a = { .bs = 512 };

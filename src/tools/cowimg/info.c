@@ -179,12 +179,7 @@ int cmd_info(int argc, char **argv)
         case 'U': share = true; break;
         case OPT_OUTPUT: output = optarg; break;
         case OPT_BACKING_CHAIN: chain = true; break;
-        case 'h': print_help();
-        case OPT_OBJECT:
-        case OPT_IMAGE_OPTS:
-            report("%s is not supported", argv[optind - 1]);
-            return EXIT_ERR;
-        default: bad_option(c, argv);
+        default: return common_option(c, argv);
         }
     }
     if (optind != argc - 1) {

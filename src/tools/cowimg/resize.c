@@ -35,12 +35,7 @@ int cmd_resize(int argc, char **argv)
                 return EXIT_ERR;
             }
             break;
-        case 'h': print_help();
-        case OPT_OBJECT:
-        case OPT_IMAGE_OPTS:
-            report("%s is not supported", argv[optind - 1]);
-            return EXIT_ERR;
-        default: bad_option(c, argv);
+        default: return common_option(c, argv);
         }
     }
     if (optind != argc - 1) {

@@ -73,12 +73,7 @@ int cmd_snapshot(int argc, char **argv)
             break;
         case 'q': quiet = true; break;
         case 'U': share = true; break;
-        case 'h': print_help();
-        case OPT_OBJECT:
-        case OPT_IMAGE_OPTS:
-            report("%s is not supported", argv[optind - 1]);
-            return EXIT_ERR;
-        default: bad_option(c, argv);
+        default: return common_option(c, argv);
         }
     }
     if (optind != argc - 1) {
