@@ -125,7 +125,6 @@ static int qcow2_open(struct blockdev **out, struct hostfile *file, const char *
         ret = blockdev_open_backing(&s->bd, opts, err);
     }
     if (ret < 0) {
-        error_prefix(err, "Could not open '%s'", filename);
         free(s->bd.filename);
         free(s->bd.backing_filename);
         free(s->bd.backing_format);

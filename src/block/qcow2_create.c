@@ -75,7 +75,7 @@ static int backing_size(const char *filename, const struct qcow2_create_opts *o,
     struct blockdev *bd;
     int ret = blockdev_open(&bd, path, &opts, err);
     if (ret < 0) {
-        error_prefix(err, "Could not open backing file '%s'", path);
+        error_prefix(err, "Could not open backing file");
     } else {
         *size = bd->size;
         blockdev_close(bd);

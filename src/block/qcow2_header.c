@@ -43,27 +43,25 @@ void qcow2_geometry_init(struct qcow2 *s)
     s->coffset_mask = (1ULL << s->csize_shift) - 1;
 }
 
-/* Describes unknown incompatible bits by the image's own feature names. */
+/* Describes unknown incompatible bits as QEMU does: the names the image's
+ * own feature table gives them, in table order, then the mask of the rest
+ * ("Unknown incompatible feature: 8000000000000000"). */
 static void describe_unknown_features(uint64_t unknown, const uint8_t *table, uint32_t table_len,
                                       char *out, size_t out_len)
 {
     size_t used = 0;
     out[0] = '\0';
-    for (int bit = 0; bit < 64; bit++) {
-        if (!(unknown & (1ULL << bit))) {
-            continue;
+    for (uint32_t i = 0; table && i + 48 <= table_len && used < out_len; i += 48) {
+        uint64_t bit = table[i + 1] < 64 ? 1ULL << table[i + 1] : 0;
+        if (table[i] == 0 && (unknown & bit)) {
+            used += (size_t)snprintf(out + used, out_len - used, "%s%.46s", used ? ", " : "",
+                                     (const char *)table + i + 2);
+            unknown &= ~bit;
         }
-        char name[64];
-        snprintf(name, sizeof(name), "Unknown incompatible feature: %d", bit);
-        for (uint32_t i = 0; table && i + 48 <= table_len; i += 48) {
-            if (table[i] == 0 && table[i + 1] == bit) {
-                snprintf(name, sizeof(name), "%.46s", (const char *)table + i + 2);
-            }
-        }
-        used += (size_t)snprintf(out + used, out_len - used, "%s%s", used ? ", " : "", name);
-        if (used >= out_len) {
-            break;
-        }
+    }
+    if (unknown && used < out_len) {
+        snprintf(out + used, out_len - used, "%sUnknown incompatible feature: %" PRIx64,
+                 used ? ", " : "", unknown);
     }
 }
 

@@ -132,7 +132,7 @@ static void test_bad_header_fields(void **state)
     expect_rejected("refcount_order", (struct patch[]){ { 96, 4, 7 } }, 1, "may not exceed 64");
     expect_rejected("header_length", (struct patch[]){ { 100, 4, 107 } }, 1, "header length");
     expect_rejected("incompat", (struct patch[]){ { 72, 8, 1ULL << 40 } }, 1,
-                    "Unknown incompatible feature: 40");
+                    "Unknown incompatible feature: 10000000000");
     expect_rejected("crypt", (struct patch[]){ { 32, 4, 1 } }, 1, "Encrypted");
     expect_rejected("backing_name", (struct patch[]){ { 8, 8, 65530 }, { 16, 4, 100 } }, 2,
                     "Backing file name too long");

@@ -69,30 +69,6 @@ static int open_requested(struct cowio *io, struct open_request *req, const char
     return ret;
 }
 
-/* The block layer words open errors for qemu-img ("Could not open 'x': ..."
- * around format errors, "Could not open backing file 'b': ..."); qemu-io
- * shows the format's own words and an unnamed "Could not open backing file". */
-static const char *qemu_io_open_message(struct error *err, const char *filename, int ret)
-{
-    char prefix[PATH_MAX + 32];
-    snprintf(prefix, sizeof(prefix), "Could not open '%s': ", filename);
-    const char *msg = err->msg;
-    size_t n = strlen(prefix);
-    if (!strncmp(msg, prefix, n) && strcmp(msg + n, strerror(-ret)) != 0) {
-        msg += n;
-    }
-    static const char backing[] = "Could not open backing file '";
-    if (!strncmp(msg, backing, sizeof(backing) - 1)) {
-        const char *rest = strstr(msg, "': ");
-        if (rest) {
-            static char text[sizeof(err->msg) + 32];
-            snprintf(text, sizeof(text), "Could not open backing file: %s", rest + 3);
-            return text;
-        }
-    }
-    return msg;
-}
-
 /* Snapshot mode (-s): writes go to a temporary qcow2 overlay on top of the
  * image, which is deleted as soon as it is open, so the image stays as it was. */
 static int open_temporary_overlay(struct cowio *io, const char *filename, unsigned flags,
@@ -178,7 +154,7 @@ int cowio_open_image(struct cowio *io, const char *filename, const struct cowio_
         /* errors name what the user typed */
         if (filename) {
             cowio_error("can't open device %s: %s", filename,
-                        req.filename ? qemu_io_open_message(&err, req.filename, ret) : err.msg);
+                        err.msg);
         } else {
             cowio_error("can't open: %s", err.msg);
         }
