@@ -117,6 +117,11 @@ static int qcow2_open(struct blockdev **out, struct hostfile *file, const char *
     if (ret == 0) {
         ret = qcow2_snapshots_load(s, err);
     }
+    if (ret == 0 && !(opts->flags & BDEV_READ_ONLY) && s->autoclear_features) {
+        /* Like QEMU, a writable open drops the autoclear bits we do not
+         * maintain (e.g. bitmaps) at once: their data may go stale. */
+        ret = qcow2_prepare_write(s, err);
+    }
     if (ret == 0 && s->dirty_written && !(opts->flags & (BDEV_READ_ONLY | BDEV_CHECK))) {
         /* Lazy refcounts left behind by a crash: rebuild them before writing. */
         ret = qcow2_repair_dirty(s, err);

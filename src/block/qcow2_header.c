@@ -51,11 +51,14 @@ static void describe_unknown_features(uint64_t unknown, const uint8_t *table, ui
 {
     size_t used = 0;
     out[0] = '\0';
-    for (uint32_t i = 0; table && i + 48 <= table_len && used < out_len; i += 48) {
-        uint64_t bit = table[i + 1] < 64 ? 1ULL << table[i + 1] : 0;
-        if (table[i] == 0 && (unknown & bit)) {
+    for (uint32_t i = 0; table && i < table_len && used < out_len; i += 48) {
+        /* A short last entry counts, padded with zeros (as QEMU reads it). */
+        uint8_t entry[48] = { 0 };
+        memcpy(entry, table + i, table_len - i < 48 ? table_len - i : 48);
+        uint64_t bit = entry[1] < 64 ? 1ULL << entry[1] : 0;
+        if (entry[0] == 0 && (unknown & bit)) {
             used += (size_t)snprintf(out + used, out_len - used, "%s%.46s", used ? ", " : "",
-                                     (const char *)table + i + 2);
+                                     (const char *)entry + 2);
             unknown &= ~bit;
         }
     }
