@@ -474,8 +474,9 @@ int qcow2_signal_corruption(struct qcow2 *s, struct error *err, const char *fmt,
     vsnprintf(what, sizeof(what), fmt, ap);
     va_end(ap);
     if (!s->corrupt && !s->bd.read_only && s->version >= 3) {
-        log_error("Marking image as corrupt: %s; further corruption events will be suppressed",
-                  what);
+        /* QEMU's wording, which scripts and iotests look for. */
+        fprintf(stderr, "qcow2: Marking image as corrupt: %s; further corruption events will be "
+                "suppressed\n", what);
         s->incompatible_features |= QCOW2_INCOMPAT_CORRUPT;
         qcow2_header_write_incompat(s, NULL);
     }

@@ -36,6 +36,13 @@ static int read_backing(struct qcow2 *s, uint64_t off, uint8_t *buf, size_t len,
     return 0;
 }
 
+/* Where the L2 table mapping guest offset off lies (for messages). */
+static uint64_t l2_table_offset(const struct qcow2 *s, uint64_t off)
+{
+    uint64_t l1_index = off >> (s->cluster_bits + s->l2_bits);
+    return l1_index < s->l1_size ? s->l1_table[l1_index] & QCOW2_L1E_OFFSET_MASK : 0;
+}
+
 static int check_host_offset(struct qcow2 *s, uint64_t entry, uint64_t guest_off,
                              struct error *err)
 {
@@ -83,8 +90,10 @@ static int read_in_cluster(struct qcow2 *s, uint64_t off, uint8_t *buf, size_t l
             ret = read_backing(s, off, buf, n, err);
             break;
         default:
-            ret = qcow2_signal_corruption(s, err, "invalid L2 entry 0x%" PRIx64 " bitmap 0x%" PRIx64
-                                          " for guest offset 0x%" PRIx64, entry, bitmap, off);
+            /* QEMU's two wordings differ by a space; scripts match both. */
+            ret = qcow2_signal_corruption(s, err, "Invalid cluster entry found  (L2 offset: %#"
+                                          PRIx64 ", L2 index: %#x)", l2_table_offset(s, off),
+                                          (unsigned)((off >> s->cluster_bits) & (s->l2_size - 1)));
         }
         if (ret < 0) {
             return ret;
@@ -240,12 +249,22 @@ static int64_t take_cluster(struct qcow2 *s, struct cluster_run *run, struct err
     return qcow2_alloc_clusters(s, 1, err);
 }
 
-/* How many clusters from off on a write of len bytes needs new (lock held). */
+/* How many clusters from off on a write of len bytes needs new (lock held).
+ * The L2 table is allocated first and the run stays within it, so that the
+ * table precedes its data in the file, as with QEMU. */
 static uint64_t clusters_to_allocate(struct qcow2 *s, uint64_t off, size_t len)
 {
+    uint8_t *table;
+    uint32_t index;
+    if (qcow2_get_l2_slot(s, off, true, &table, &index, NULL) < 0) {
+        return 0;
+    }
     uint64_t n = 0;
     uint64_t pos = qcow2_start_of_cluster(s, off);
     uint64_t max = s->refblock_size / 2 - 1 < 256 ? s->refblock_size / 2 - 1 : 256;
+    if (max > s->l2_size - index) {
+        max = s->l2_size - index;
+    }
     for (; pos < off + len && n < max; pos += s->cluster_size, n++) {
         uint64_t entry, bitmap;
         if (qcow2_lookup(s, pos, &entry, &bitmap, NULL) < 0) {
@@ -284,8 +303,9 @@ static int write_in_cluster(struct qcow2 *s, uint64_t off, const uint8_t *buf, s
     for (uint32_t sc = first_sc; sc <= last_sc; sc++) {
         enum qcow2_sc_type t = qcow2_sc_type(s, entry, bitmap, sc);
         if (t == QCOW2_SC_INVALID) {
-            return qcow2_signal_corruption(s, err, "invalid L2 entry 0x%" PRIx64 " for guest "
-                                           "offset 0x%" PRIx64, entry, off);
+            return qcow2_signal_corruption(s, err, "Invalid cluster entry found (L2 offset: %#"
+                                           PRIx64 ", L2 index: %#x)", l2_table_offset(s, off),
+                                           index);
         }
         all_normal &= t == QCOW2_SC_NORMAL;
     }
@@ -448,7 +468,8 @@ static int zero_in_cluster(struct qcow2 *s, uint64_t off, uint32_t first_sc, uin
 
 static int write_zero_data(struct qcow2 *s, uint64_t off, uint64_t len, struct error *err)
 {
-    size_t chunk = s->cluster_size;
+    /* Large pieces, so that clusters allocated for them lie contiguously. */
+    size_t chunk = s->cluster_size > (1u << 20) ? s->cluster_size : (1u << 20);
     uint8_t *zeros = calloc(1, chunk);
     int ret = 0;
     while (ret == 0 && len > 0) {
