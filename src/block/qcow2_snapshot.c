@@ -347,6 +347,13 @@ static void new_snapshot_id(const struct qcow2 *s, char *out, size_t len)
     snprintf(out, len, "%lu", max + 1);
 }
 
+/* Starts a snapshot transaction on an image about to be written. */
+static int begin_txn(struct qcow2 *s, struct qcow2_txn *t, struct error *err)
+{
+    int ret = qcow2_prepare_write(s, err);
+    return ret < 0 ? ret : qcow2_txn_begin(s, t, err);
+}
+
 /* Ends a snapshot transaction: COPIED flags follow the new refcounts, then
  * one header write switches to the new metadata (or nothing changes). */
 static int finish_txn(struct qcow2 *s, struct qcow2_txn *t, int ret, struct error *err)
@@ -391,11 +398,8 @@ static int create_locked(struct qcow2 *s, const char *name, const struct qcow2_s
     if (strlen(name) > UINT16_MAX) {
         return error_set(err, -EINVAL, "Snapshot name too long");
     }
-    int ret = qcow2_prepare_write(s, err);
     struct qcow2_txn t;
-    if (ret == 0) {
-        ret = qcow2_txn_begin(s, &t, err);
-    }
+    int ret = begin_txn(s, &t, err);
     if (ret < 0) {
         return ret;
     }
@@ -479,11 +483,8 @@ static int apply_locked(struct qcow2 *s, uint32_t index, struct error *err)
     if (sn->disk_size != s->bd.size && s->version < 3) {
         return error_set(err, -ENOTSUP, "Can't resize a v2 image which has snapshots");
     }
-    ret = qcow2_prepare_write(s, err);
     struct qcow2_txn t;
-    if (ret == 0) {
-        ret = qcow2_txn_begin(s, &t, err);
-    }
+    ret = begin_txn(s, &t, err);
     if (ret < 0) {
         return ret;
     }
@@ -515,13 +516,10 @@ int qcow2_snapshot_apply(struct blockdev *bd, const char *id_or_name, struct err
 static int delete_locked(struct qcow2 *s, uint32_t index, struct error *err)
 {
     const struct qcow2_snapshot *sn = &s->snapshots[index];
+    struct qcow2_txn t;
     int ret = usable(s, sn, err);
     if (ret == 0) {
-        ret = qcow2_prepare_write(s, err);
-    }
-    struct qcow2_txn t;
-    if (ret == 0) {
-        ret = qcow2_txn_begin(s, &t, err);
+        ret = begin_txn(s, &t, err);
     }
     if (ret < 0) {
         return ret;
@@ -569,10 +567,7 @@ int qcow2_snapshot_rename(struct blockdev *bd, const char *id_or_name, const cha
     if (i < 0) {
         ret = not_found(bd, id_or_name, err);
     } else {
-        ret = qcow2_prepare_write(s, err);
-        if (ret == 0) {
-            ret = qcow2_txn_begin(s, &t, err);
-        }
+        ret = begin_txn(s, &t, err);
         if (ret == 0) {
             struct qcow2_snapshot *list = copy_list(s);
             free(list[i].name);
