@@ -17,6 +17,7 @@ if [[ ! -r $BIOS ]]; then
     echo "1..0 # SKIP $BIOS is missing (apt-get install seabios)"
     exit 0
 fi
+source "$TESTS_DIR/grub_disk.sh"
 cd "$TMP" || exit 1
 
 # Disk 1: the boot sector and the magic it looks for in sector 1.
@@ -46,19 +47,7 @@ cat /hello.txt
 echo "GRUB: done"
 outb 0xf4 0
 CFG
-    truncate -s 16M grub.img
-    python3 - <<'PY'
-import struct
-with open("grub.img", "r+b") as f:
-    f.seek(446)
-    f.write(struct.pack("<B3sB3sII", 0x80, b"\xfe\xff\xff", 0x83, b"\xfe\xff\xff", 2048, 30720) + bytes(48))
-    f.write(b"\x55\xaa")
-PY
-    mke2fs -q -t ext2 -d root -E offset=1048576 grub.img 15M &&
-        grub-mkimage -O i386-pc -o core.img -c early.cfg -p '(hd0,msdos1)/boot/grub' \
-            biosdisk part_msdos ext2 serial terminal cat echo iorw &&
-        dd if="$GRUB_DIR/boot.img" of=grub.img bs=440 count=1 conv=notrunc status=none &&
-        dd if=core.img of=grub.img bs=512 seek=1 conv=notrunc status=none
+    make_grub_disk early.cfg grub.img
     check_eq "GRUB disk image built" 0 "$?"
     timeout 280 "$COWVISOR" --bios "$BIOS" --memory 128M --disk file=grub.img,format=raw >grub.out 2>&1 &
     grub_pid=$!

@@ -12,6 +12,7 @@ if [[ ! -r $BIOS || ! -r $GRUB_DIR/boot.img ]] || ! command -v grub-mkimage mke2
     echo "1..0 # SKIP seabios, grub-pc-bin or e2fsprogs missing (scripts/install-deps.sh installs them)"
     exit 0
 fi
+source "$TESTS_DIR/grub_disk.sh"
 cd "$TMP" || exit 1
 
 # ext2 at 1 MiB holding the file, GRUB's boot.img and core image in front.
@@ -29,20 +30,7 @@ cat /hello.txt
 echo "GRUB: done"
 outb 0xf4 0
 CFG
-truncate -s 16M grub.img
-python3 - <<'PY'
-import struct
-with open("grub.img", "r+b") as f:
-    f.seek(446)
-    f.write(struct.pack("<B3sB3sII", 0x80, b"\xfe\xff\xff", 0x83, b"\xfe\xff\xff", 2048, 30720) + bytes(48))
-    f.write(b"\x55\xaa")
-PY
-mke2fs -q -t ext2 -d root -E offset=1048576 grub.img 15M &&
-    grub-mkimage -O i386-pc -o core.img -c early.cfg -p '(hd0,msdos1)/boot/grub' \
-        biosdisk part_msdos ext2 serial terminal cat echo iorw sleep &&
-    dd if="$GRUB_DIR/boot.img" of=grub.img bs=440 count=1 conv=notrunc status=none &&
-    dd if=core.img of=grub.img bs=512 seek=1 conv=notrunc status=none &&
-    "$COWIMG" convert -O qcow2 grub.img grub.qcow2
+make_grub_disk early.cfg grub.img && "$COWIMG" convert -O qcow2 grub.img grub.qcow2
 check_eq "GRUB disk built (qcow2)" 0 "$?"
 
 VM=(--bios "$BIOS" --memory 128M --disk file=grub.qcow2,format=qcow2,transport=pci)
