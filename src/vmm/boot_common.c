@@ -56,16 +56,35 @@ int boot_read_file(const char *path, size_t max, uint8_t **out, size_t *len, str
     return 0;
 }
 
-int boot_set_protected_mode(struct vm *vm, uint32_t entry, uint32_t ebx, uint32_t esi, struct error *err)
+/* Identity map of the low 4 GiB in 2 MiB pages, for the 64-bit entry. */
+static int write_identity_page_tables(struct vm *vm, struct error *err)
+{
+    uint64_t tables[6][512] = { { 0 } };
+    uint64_t pml4 = BOOT_PAGE_TABLE_ADDR, pdpt = pml4 + 0x1000, pd = pdpt + 0x1000;
+    tables[0][0] = pdpt | 0x3;                                    /* present, writable */
+    for (int g = 0; g < 4; g++) {
+        tables[1][g] = (pd + 0x1000 * (uint64_t)g) | 0x3;
+        for (int i = 0; i < 512; i++) {
+            tables[2 + g][i] = ((uint64_t)g << 30 | (uint64_t)i << 21) | 0x83;  /* 2 MiB page */
+        }
+    }
+    return guest_memory_write(&vm->mem, pml4, tables, sizeof(tables), err);
+}
+
+/* Flat segments with the selectors the boot protocols name (0x10 code, 0x18
+ * data), protected mode or long mode, interrupts off. */
+static int set_flat_mode(struct vm *vm, bool long_mode, struct kvm_regs regs, struct error *err)
 {
     struct vcpu *c = &vm->vcpus[0];
     struct kvm_sregs sregs;
     if (ioctl(c->fd, KVM_GET_SREGS, &sregs) < 0) {
         return error_set_errno(err, -errno, "KVM_GET_SREGS");
     }
-    /* A GDT with the selectors the boot protocols name: 0x10 code, 0x18 data. */
-    static const uint64_t gdt[4] = { 0, 0, 0x00cf9a000000ffffull, 0x00cf92000000ffffull };
+    uint64_t gdt[4] = { 0, 0, long_mode ? 0x00af9a000000ffffull : 0x00cf9a000000ffffull, 0x00cf92000000ffffull };
     int ret = guest_memory_write(&vm->mem, BOOT_GDT_ADDR, gdt, sizeof(gdt), err);
+    if (ret == 0 && long_mode) {
+        ret = write_identity_page_tables(vm, err);
+    }
     if (ret < 0) {
         return ret;
     }
@@ -75,27 +94,46 @@ int boot_set_protected_mode(struct vm *vm, uint32_t entry, uint32_t ebx, uint32_
     sregs.idt.limit = 0;
     struct kvm_segment code = {
         .base = 0, .limit = 0xffffffff, .selector = 0x10, .type = 0xb, .present = 1,
-        .dpl = 0, .db = 1, .s = 1, .l = 0, .g = 1,
+        .dpl = 0, .db = !long_mode, .s = 1, .l = long_mode, .g = 1,
     };
     struct kvm_segment data = code;
     data.selector = 0x18;
     data.type = 0x3;
+    data.db = 1;
+    data.l = 0;
     sregs.cs = code;
     sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = data;
     sregs.tr.type = 0xb;
     sregs.tr.present = 1;
     sregs.tr.limit = 0x67;
     sregs.cr0 = 0x11;   /* PE, ET */
+    sregs.cr3 = 0;
     sregs.cr4 = 0;
     sregs.efer = 0;
+    if (long_mode) {
+        sregs.cr0 |= 0x80000000u;           /* PG */
+        sregs.cr3 = BOOT_PAGE_TABLE_ADDR;
+        sregs.cr4 = 0x20;                   /* PAE */
+        sregs.efer = 0x500;                 /* LME, LMA */
+    }
     if (ioctl(c->fd, KVM_SET_SREGS, &sregs) < 0) {
         return error_set_errno(err, -errno, "KVM_SET_SREGS");
     }
-    struct kvm_regs regs = { .rip = entry, .rbx = ebx, .rsi = esi, .rflags = 0x2 };
+    regs.rflags = 0x2;
     if (ioctl(c->fd, KVM_SET_REGS, &regs) < 0) {
         return error_set_errno(err, -errno, "KVM_SET_REGS");
     }
     return 0;
+}
+
+int boot_set_protected_mode(struct vm *vm, uint32_t entry, uint32_t ebx, uint32_t esi, struct error *err)
+{
+    return set_flat_mode(vm, false, (struct kvm_regs){ .rip = entry, .rbx = ebx, .rsi = esi }, err);
+}
+
+int boot_set_long_mode(struct vm *vm, uint64_t entry, uint64_t rsi, struct error *err)
+{
+    return set_flat_mode(vm, true, (struct kvm_regs){ .rip = entry, .rsi = rsi }, err);
 }
 
 int boot_is_elf(const uint8_t *image, size_t len)

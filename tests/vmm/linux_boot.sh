@@ -2,10 +2,13 @@
 # The Debian kernel (package linux-image-amd64) on cowvisor. Kernel-mode code
 # is emulated on this machine, so the kernel cannot get far: the test stops
 # once it has printed what proves the boot protocol worked.
-#  - PVH: the vmlinux inside the bzImage (it has a PVH note) prints its banner,
-#    our command line and our e820 map.
-#  - bzImage: the decompressor reads our boot_params (command line, e820) and
-#    reports on the serial console; decompressing would take too long here.
+#  - bzImage, decompressed by the host (the default): the kernel prints its
+#    banner, our command line, our e820 map and where our initrd lies.
+#  - PVH: the vmlinux inside the bzImage (it has a PVH note), the same.
+#  - bzImage with --kernel-decompress guest: the kernel's own decompressor
+#    reads our boot_params and reports on the serial console; decompressing
+#    at emulated kernel mode would take far too long here.
+#  - Damaged bzImages are refused with a message naming what is wrong.
 source "$TESTS_DIR/lib.sh"
 COWVISOR=${COWVISOR:-cowvisor}
 if [[ ! -r /dev/kvm || ! -w /dev/kvm ]]; then
@@ -54,22 +57,46 @@ wait_for() {
 }
 
 marker="cowvisor-marker-$$"
+head -c 1M /dev/zero >"$TMP/initrd"
 "$COWVISOR" --kernel "$TMP/vmlinux" --cpus 2 --memory 128M --no-reboot \
     --append "console=ttyS0 earlyprintk=ttyS0 $marker" >"$TMP/pvh.out" 2>&1 &
 pvh=$!
-"$COWVISOR" --kernel "$kernel" --memory 128M --no-reboot \
-    --append "earlyprintk=serial,ttyS0,115200 console=ttyS0" >"$TMP/bz.out" 2>&1 &
+"$COWVISOR" --kernel "$kernel" --initrd "$TMP/initrd" --memory 128M --no-reboot \
+    --append "earlyprintk=serial,ttyS0,115200 console=ttyS0 $marker" >"$TMP/bz.out" 2>&1 &
 bz=$!
 
-wait_for "$TMP/bz.out" "$bz" 120 "KASLR"
-check "bzImage: the decompressor ran and reported on COM1" grep -q "KASLR" "$TMP/bz.out"
+e820_high="BIOS-e820: .*0x0000000000100000-0x0000000007ffffff\] usable"
+wait_for "$TMP/bz.out" "$bz" 200 "Linux version" "Command line:" "$e820_high" "RAMDISK:"
 kill "$bz" 2>/dev/null; wait "$bz" 2>/dev/null
+check "bzImage: the Debian kernel prints its banner" grep -q "Linux version .*Debian" "$TMP/bz.out"
+check "bzImage: it got our command line" \
+    grep -q "Command line: earlyprintk=serial,ttyS0,115200 console=ttyS0 $marker" "$TMP/bz.out"
+check "bzImage: it got our e820 map (low RAM)" \
+    grep -q "BIOS-e820: .*0x0000000000000000-0x000000000009fbff\] usable" "$TMP/bz.out"
+check "bzImage: it got our e820 map (RAM above 1 MiB)" grep -q "$e820_high" "$TMP/bz.out"
+check "bzImage: it found our 1 MiB initrd" grep -q "RAMDISK: \[mem 0x[0-9a-f]*00000-0x[0-9a-f]*fffff\]" "$TMP/bz.out"
 
-wait_for "$TMP/pvh.out" "$pvh" 200 "Linux version" "Command line:" "BIOS-e820: .*0x0000000000100000-0x0000000007ffffff\] usable"
+wait_for "$TMP/pvh.out" "$pvh" 200 "Linux version" "Command line:" "$e820_high"
 kill "$pvh" 2>/dev/null; wait "$pvh" 2>/dev/null
 check "PVH: the Debian kernel prints its banner" grep -q "Linux version .*Debian" "$TMP/pvh.out"
 check "PVH: it got our command line" grep -q "Command line: console=ttyS0 earlyprintk=ttyS0 $marker" "$TMP/pvh.out"
 check "PVH: it got our e820 map (low RAM)" grep -q "BIOS-e820: .*0x0000000000000000-0x000000000009fbff\] usable" "$TMP/pvh.out"
-check "PVH: it got our e820 map (RAM above 1 MiB)" \
-    grep -q "BIOS-e820: .*0x0000000000100000-0x0000000007ffffff\] usable" "$TMP/pvh.out"
+check "PVH: it got our e820 map (RAM above 1 MiB)" grep -q "$e820_high" "$TMP/pvh.out"
+
+"$COWVISOR" --kernel "$kernel" --kernel-decompress guest --memory 128M --no-reboot \
+    --append "earlyprintk=serial,ttyS0,115200 console=ttyS0" >"$TMP/bzg.out" 2>&1 &
+bzg=$!
+wait_for "$TMP/bzg.out" "$bzg" 120 "KASLR"
+kill "$bzg" 2>/dev/null; wait "$bzg" 2>/dev/null
+check "bzImage, guest decompression: the decompressor ran and reported on COM1" grep -q "KASLR" "$TMP/bzg.out"
+
+# Damaged bzImages: cut inside the payload, and a payload with bytes flipped.
+head -c 1M "$kernel" >"$TMP/cut.bz"
+check_fails "a bzImage cut short is refused" "$COWVISOR" --kernel "$TMP/cut.bz" --no-reboot
+check "  ... naming the payload" grep -q "payload .* lies outside the file" "$TMP/.out"
+cp "$kernel" "$TMP/flipped.bz"
+printf '\xde\xad\xbe\xef%.0s' {1..64} | dd of="$TMP/flipped.bz" bs=1 seek=$((4 << 20)) conv=notrunc status=none
+check_fails "a bzImage with a corrupt payload is refused" "$COWVISOR" --kernel "$TMP/flipped.bz" --no-reboot
+check "  ... saying it is corrupt" grep -q "xz payload is corrupt" "$TMP/.out"
+check_fails "--kernel-decompress takes host or guest only" "$COWVISOR" --kernel "$kernel" --kernel-decompress both
 done_testing

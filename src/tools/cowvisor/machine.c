@@ -211,7 +211,7 @@ static int load_boot_image(struct machine *m, struct error *err)
     if (boot_is_elf(image, len)) {
         ret = boot_pvh(&m->vm, image, len, initrd, initrd_len, cmdline, err);
     } else {
-        ret = boot_linux(&m->vm, image, len, initrd, initrd_len, cmdline, err);
+        ret = boot_linux(&m->vm, image, len, initrd, initrd_len, cmdline, cfg->kernel_decompress, err);
     }
     if (ret < 0) {
         error_prefix(err, "--kernel '%s'", cfg->kernel);

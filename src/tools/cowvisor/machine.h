@@ -14,6 +14,7 @@
 #include "hw/uart.h"
 #include "state/state_buf.h"
 #include "util/error.h"
+#include "vmm/boot.h"
 #include "vmm/event_loop.h"
 #include "vmm/vm.h"
 
@@ -34,6 +35,7 @@ struct machine_config {
     const char *kernel;
     const char *initrd;
     const char *append;
+    enum boot_decompress kernel_decompress;
     const char *bios;
     int cpus;
     uint64_t memory;

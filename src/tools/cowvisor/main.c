@@ -24,6 +24,9 @@ static void usage(FILE *f)
         "  --kernel PATH          Linux bzImage or ELF with a PVH entry note\n"
         "  --initrd PATH          initial ramdisk\n"
         "  --append CMDLINE       kernel command line\n"
+        "  --kernel-decompress host|guest\n"
+        "                         who unpacks a bzImage: the host (default; fast, no KASLR)\n"
+        "                         or the kernel's own decompressor in the guest\n"
         "  --bios PATH            firmware (e.g. /usr/share/seabios/bios.bin)\n"
         "  --cpus N               vCPUs (default 1)\n"
         "  --memory SIZE          guest RAM (default 512M)\n"
@@ -144,7 +147,7 @@ static int default_config(struct machine_config *cfg, char paths[2][64], struct 
 }
 
 enum { OPT_KERNEL = 256, OPT_INITRD, OPT_APPEND, OPT_BIOS, OPT_CPUS, OPT_MEMORY, OPT_DISK, OPT_DEVICE,
-       OPT_NET, OPT_CONSOLE, OPT_NO_REBOOT, OPT_HELP, OPT_VERSION, OPT_QMP, OPT_RESTORE, OPT_LOADVM };
+       OPT_NET, OPT_CONSOLE, OPT_NO_REBOOT, OPT_KERNEL_DECOMPRESS, OPT_HELP, OPT_VERSION, OPT_QMP, OPT_RESTORE, OPT_LOADVM };
 
 static const struct option long_options[] = {
     { "kernel", required_argument, NULL, OPT_KERNEL },
@@ -158,6 +161,7 @@ static const struct option long_options[] = {
     { "net", required_argument, NULL, OPT_NET },
     { "console", required_argument, NULL, OPT_CONSOLE },
     { "no-reboot", no_argument, NULL, OPT_NO_REBOOT },
+    { "kernel-decompress", required_argument, NULL, OPT_KERNEL_DECOMPRESS },
     { "qmp", required_argument, NULL, OPT_QMP },
     { "restore", required_argument, NULL, OPT_RESTORE },
     { "loadvm", required_argument, NULL, OPT_LOADVM },
@@ -185,6 +189,12 @@ static int parse_args(int argc, char **argv, struct machine_config *cfg, struct 
         case OPT_BIOS: cfg->bios = optarg; break;
         case OPT_CONSOLE: cfg->console = optarg; break;
         case OPT_NO_REBOOT: cfg->no_reboot = true; break;
+        case OPT_KERNEL_DECOMPRESS:
+            if (strcmp(optarg, "host") != 0 && strcmp(optarg, "guest") != 0) {
+                return error_set(err, -EINVAL, "--kernel-decompress: '%s' is neither host nor guest", optarg);
+            }
+            cfg->kernel_decompress = optarg[0] == 'h' ? BOOT_DECOMPRESS_HOST : BOOT_DECOMPRESS_GUEST;
+            break;
         case OPT_QMP: qmp_spec = optarg; break;
         case OPT_RESTORE: restore_dir = optarg; break;
         case OPT_LOADVM: loadvm_name = optarg; break;
