@@ -182,6 +182,15 @@ int blockdev_pread(struct blockdev *bd, uint64_t off, void *buf, size_t len, str
     return bd->drv->pread(bd, off, buf, len, err);
 }
 
+int blockdev_pread_nowait(struct blockdev *bd, uint64_t off, void *buf, size_t len)
+{
+    int ret = check_range(bd, off, len, NULL);
+    if (ret < 0 || len == 0) {
+        return ret;
+    }
+    return bd->drv->pread_nowait ? bd->drv->pread_nowait(bd, off, buf, len) : -EAGAIN;
+}
+
 int blockdev_pwrite(struct blockdev *bd, uint64_t off, const void *buf, size_t len, struct error *err)
 {
     int ret = check_write(bd, off, len, err);

@@ -68,6 +68,8 @@ struct blockdev_driver {
                 const struct blockdev_open_opts *opts, struct error *err);
     void (*close)(struct blockdev *bd);
     int (*pread)(struct blockdev *bd, uint64_t off, void *buf, size_t len, struct error *err);
+    /* pread that never waits (NULL: the driver cannot): see blockdev_pread_nowait. */
+    int (*pread_nowait)(struct blockdev *bd, uint64_t off, void *buf, size_t len);
     int (*pwrite)(struct blockdev *bd, uint64_t off, const void *buf, size_t len, struct error *err);
     int (*pwrite_zeroes)(struct blockdev *bd, uint64_t off, uint64_t len, unsigned flags,
                          struct error *err);
@@ -133,6 +135,12 @@ static inline const char *blockdev_format(const struct blockdev *bd) { return bd
  * or -EIO for a read past the end like QEMU's "Request out of range"). */
 int blockdev_pread(struct blockdev *bd, uint64_t off, void *buf, size_t len, struct error *err);
 int blockdev_pwrite(struct blockdev *bd, uint64_t off, const void *buf, size_t len, struct error *err);
+/* Reads only when nothing has to wait: metadata and data all cached (the
+ * page cache for data), no lock contended. Any other outcome returns a
+ * negative errno (-EAGAIN mostly) without a message, and the caller reads
+ * with blockdev_pread, which reports real errors; buf may be partly filled.
+ * Lets an event loop serve cached reads without handing them to a thread. */
+int blockdev_pread_nowait(struct blockdev *bd, uint64_t off, void *buf, size_t len);
 int blockdev_pwrite_zeroes(struct blockdev *bd, uint64_t off, uint64_t len, unsigned flags,
                            struct error *err);
 int blockdev_pwrite_compressed(struct blockdev *bd, uint64_t off, const void *buf, size_t len,

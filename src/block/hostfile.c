@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 static int hostfile_wrap(struct hostfile **out, int fd, const char *filename, bool read_only,
@@ -72,11 +73,14 @@ static bool is_aligned(uint64_t off, const void *buf, size_t len)
     return ((off | len | (uintptr_t)buf) & (DIRECT_ALIGN - 1)) == 0;
 }
 
-static int full_pread(int fd, uint64_t off, void *buf, size_t len)
+/* flags: preadv2's (RWF_NOWAIT), 0 for a plain pread (which the fault
+ * injection shim of the tests intercepts). */
+static int full_pread(int fd, uint64_t off, void *buf, size_t len, int flags)
 {
     uint8_t *p = buf;
     while (len > 0) {
-        ssize_t n = pread(fd, p, len, (off_t)off);
+        struct iovec iov = { p, len };
+        ssize_t n = flags ? preadv2(fd, &iov, 1, (off_t)off, flags) : pread(fd, p, len, (off_t)off);
         if (n < 0) {
             if (errno == EINTR) {
                 continue;
@@ -92,6 +96,18 @@ static int full_pread(int fd, uint64_t off, void *buf, size_t len)
         len -= (size_t)n;
     }
     return 0;
+}
+
+int hostfile_pread_nowait(struct hostfile *f, uint64_t off, void *buf, size_t len)
+{
+    if (f->direct || __atomic_load_n(&f->no_nowait, __ATOMIC_RELAXED)) {
+        return -EAGAIN;
+    }
+    int ret = full_pread(f->fd, off, buf, len, RWF_NOWAIT);
+    if (ret == -EOPNOTSUPP || ret == -EINVAL) {
+        __atomic_store_n(&f->no_nowait, true, __ATOMIC_RELAXED);
+    }
+    return ret;
 }
 
 static int full_pwrite(int fd, uint64_t off, const void *buf, size_t len)
@@ -125,7 +141,7 @@ static uint8_t *bounce_span(uint64_t off, size_t len, uint64_t *start, size_t *s
 int hostfile_pread(struct hostfile *f, uint64_t off, void *buf, size_t len)
 {
     if (!f->direct || is_aligned(off, buf, len)) {
-        return full_pread(f->fd, off, buf, len);
+        return full_pread(f->fd, off, buf, len, 0);
     }
     uint64_t start;
     size_t span;
@@ -133,7 +149,7 @@ int hostfile_pread(struct hostfile *f, uint64_t off, void *buf, size_t len)
     if (!bounce) {
         return -ENOMEM;
     }
-    int ret = full_pread(f->fd, start, bounce, span);
+    int ret = full_pread(f->fd, start, bounce, span, 0);
     if (ret == 0) {
         memcpy(buf, bounce + (off - start), len);
     }
@@ -161,7 +177,7 @@ int hostfile_pwrite(struct hostfile *f, uint64_t off, const void *buf, size_t le
     /* Read-modify-write of whole blocks: no other write may slip in between. */
     pthread_rwlock_wrlock(&f->rmw_lock);
     int64_t size = hostfile_size(f);
-    int ret = size < 0 ? (int)size : full_pread(f->fd, start, bounce, span);
+    int ret = size < 0 ? (int)size : full_pread(f->fd, start, bounce, span, 0);
     if (ret == 0) {
         memcpy(bounce + (off - start), buf, len);
         ret = full_pwrite(f->fd, start, bounce, span);

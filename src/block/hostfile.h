@@ -16,6 +16,7 @@ struct hostfile {
     char *filename;
     bool read_only;
     bool direct;        /* O_DIRECT: unaligned requests go through a bounce buffer */
+    bool no_nowait;     /* the kernel refused RWF_NOWAIT once: do not try again */
     pthread_rwlock_t rmw_lock;  /* direct mode: read-modify-write excludes other writes */
     dev_t dev;
     ino_t ino;
@@ -29,6 +30,10 @@ void hostfile_close(struct hostfile *f);
 
 /* Reads past the end of the file return zeros, as a sparse file would. */
 int hostfile_pread(struct hostfile *f, uint64_t off, void *buf, size_t len);
+/* Like hostfile_pread when the page cache holds every byte; -EAGAIN (part of
+ * buf may be filled) when the read would have to wait for the disk, and
+ * always with O_DIRECT. */
+int hostfile_pread_nowait(struct hostfile *f, uint64_t off, void *buf, size_t len);
 int hostfile_pwrite(struct hostfile *f, uint64_t off, const void *buf, size_t len);
 int hostfile_flush(struct hostfile *f);
 int64_t hostfile_size(struct hostfile *f);

@@ -202,6 +202,17 @@ int qcow2_cache_flush(struct qcow2 *s, struct qcow2_cache *c, struct error *err)
     return 0;
 }
 
+uint8_t *qcow2_cache_peek(struct qcow2_cache *c, uint64_t offset)
+{
+    int i = hash_find(c, offset);
+    if (i < 0) {
+        return NULL;
+    }
+    lru_unlink(c, i);
+    lru_push(c, i, true);
+    return table_of(c, i);
+}
+
 void qcow2_cache_discard(struct qcow2_cache *c, uint64_t offset)
 {
     int i = hash_find(c, offset);

@@ -225,3 +225,21 @@ int qcow2_lookup(struct qcow2 *s, uint64_t off, uint64_t *entry, uint64_t *bitma
     qcow2_l2_read_entry(s, table, index, entry, bitmap);
     return 0;
 }
+
+int qcow2_lookup_cached(struct qcow2 *s, uint64_t off, uint64_t *entry, uint64_t *bitmap)
+{
+    uint64_t l1_index = off >> (s->cluster_bits + s->l2_bits);
+    uint64_t l2_off = l1_index < s->l1_size ? s->l1_table[l1_index] & QCOW2_L1E_OFFSET_MASK : 0;
+    *entry = 0;
+    *bitmap = 0;
+    if (!l2_off) {
+        return 0;
+    }
+    uint8_t *table = (l2_off & s->cluster_mask) || l2_off < s->cluster_size
+                         ? NULL : qcow2_cache_peek(&s->l2_cache, l2_off);
+    if (!table) {
+        return -EAGAIN;
+    }
+    qcow2_l2_read_entry(s, table, (uint32_t)((off >> s->cluster_bits) & (s->l2_size - 1)), entry, bitmap);
+    return 0;
+}

@@ -239,6 +239,8 @@ int qcow2_cache_update(struct qcow2 *s, struct qcow2_cache *c, uint8_t *table, u
                        uint32_t len, bool writeback, struct error *err);
 int qcow2_cache_flush(struct qcow2 *s, struct qcow2_cache *c, struct error *err);
 void qcow2_cache_discard(struct qcow2_cache *c, uint64_t offset);
+/* The cached table at offset, or NULL when it is not cached (no I/O). */
+uint8_t *qcow2_cache_peek(struct qcow2_cache *c, uint64_t offset);
 /* Drops every entry (after a snapshot apply or a repair rewrote tables). */
 void qcow2_cache_invalidate(struct qcow2_cache *c);
 
@@ -278,6 +280,9 @@ int qcow2_l2_write_entry(struct qcow2 *s, uint8_t *table, uint32_t index, uint64
 /* Looks up the mapping of guest offset off without allocating anything. */
 int qcow2_lookup(struct qcow2 *s, uint64_t off, uint64_t *entry, uint64_t *bitmap,
                  struct error *err);
+/* The same from cached tables only: -EAGAIN when the L2 table is not cached
+ * or the L1 entry looks wrong (qcow2_lookup then reads or reports it). */
+int qcow2_lookup_cached(struct qcow2 *s, uint64_t off, uint64_t *entry, uint64_t *bitmap);
 int qcow2_grow_l1(struct qcow2 *s, uint64_t min_size, struct error *err);
 /* Host byte range a compressed descriptor points to. */
 void qcow2_compressed_range(const struct qcow2 *s, uint64_t l2_entry, uint64_t *host_off,
@@ -297,6 +302,7 @@ void qcow2_zcache_forget_range(struct qcow2 *s, uint64_t host_off, uint64_t len)
 
 /* qcow2_io.c */
 int qcow2_pread(struct blockdev *bd, uint64_t off, void *buf, size_t len, struct error *err);
+int qcow2_pread_nowait(struct blockdev *bd, uint64_t off, void *buf, size_t len);
 int qcow2_pwrite(struct blockdev *bd, uint64_t off, const void *buf, size_t len,
                  struct error *err);
 int qcow2_pwrite_zeroes(struct blockdev *bd, uint64_t off, uint64_t len, unsigned flags,

@@ -20,14 +20,16 @@ static uint64_t sc_range_mask(uint32_t first, uint32_t last)
     return ((ALL_SUBCLUSTERS >> (31 - last)) >> first) << first;
 }
 
-static int read_backing(struct qcow2 *s, uint64_t off, uint8_t *buf, size_t len,
+/* nowait: see blockdev_pread_nowait (no message, no waiting, no corrupt bit). */
+static int read_backing(struct qcow2 *s, uint64_t off, uint8_t *buf, size_t len, bool nowait,
                         struct error *err)
 {
     struct blockdev *backing = s->bd.backing;
     size_t from_backing = 0;
     if (backing && off < backing->size) {
         from_backing = backing->size - off < len ? (size_t)(backing->size - off) : len;
-        int ret = blockdev_pread(backing, off, buf, from_backing, err);
+        int ret = nowait ? blockdev_pread_nowait(backing, off, buf, from_backing)
+                         : blockdev_pread(backing, off, buf, from_backing, err);
         if (ret < 0) {
             return ret;
         }
@@ -56,11 +58,11 @@ static int check_host_offset(struct qcow2 *s, uint64_t entry, uint64_t guest_off
 
 /* Reads [off, off+len) inside one cluster whose L2 entry is given. Needs no lock. */
 static int read_in_cluster(struct qcow2 *s, uint64_t off, uint8_t *buf, size_t len,
-                           uint64_t entry, uint64_t bitmap, struct error *err)
+                           uint64_t entry, uint64_t bitmap, bool nowait, struct error *err)
 {
     uint32_t in_cluster = (uint32_t)qcow2_offset_in_cluster(s, off);
     if (entry & QCOW2_OFLAG_COMPRESSED) {
-        return qcow2_read_compressed(s, entry, in_cluster, buf, len, err);
+        return nowait ? -EAGAIN : qcow2_read_compressed(s, entry, in_cluster, buf, len, err);
     }
     while (len > 0) {
         uint32_t sc = in_cluster >> s->subcluster_bits;
@@ -75,6 +77,11 @@ static int read_in_cluster(struct qcow2 *s, uint64_t off, uint8_t *buf, size_t l
         int ret = 0;
         switch (type) {
         case QCOW2_SC_NORMAL:
+            if (nowait) {
+                ret = (entry & QCOW2_L2E_OFFSET_MASK & s->cluster_mask) ? -EAGAIN
+                    : hostfile_pread_nowait(s->file, (entry & QCOW2_L2E_OFFSET_MASK) + in_cluster, buf, n);
+                break;
+            }
             ret = check_host_offset(s, entry, off, err);
             if (ret == 0) {
                 ret = hostfile_pread(s->file, (entry & QCOW2_L2E_OFFSET_MASK) + in_cluster, buf, n);
@@ -87,9 +94,12 @@ static int read_in_cluster(struct qcow2 *s, uint64_t off, uint8_t *buf, size_t l
             memset(buf, 0, n);
             break;
         case QCOW2_SC_UNALLOCATED:
-            ret = read_backing(s, off, buf, n, err);
+            ret = read_backing(s, off, buf, n, nowait, err);
             break;
         default:
+            if (nowait) {
+                return -EAGAIN;
+            }
             /* QEMU's two wordings differ by a space; scripts match both. */
             ret = qcow2_signal_corruption(s, err, "Invalid cluster entry found  (L2 offset: %#"
                                           PRIx64 ", L2 index: %#x)", l2_table_offset(s, off),
@@ -141,7 +151,7 @@ static size_t extend_contiguous(struct qcow2 *s, uint64_t off, size_t n, size_t 
     return n;
 }
 
-int qcow2_read_at(struct qcow2 *s, uint64_t off, void *buf, size_t len, struct error *err)
+static int read_at(struct qcow2 *s, uint64_t off, void *buf, size_t len, bool nowait, struct error *err)
 {
     uint8_t *p = buf;
     while (len > 0) {
@@ -151,21 +161,27 @@ int qcow2_read_at(struct qcow2 *s, uint64_t off, void *buf, size_t len, struct e
             n = len;
         }
         uint64_t entry, bitmap;
-        pthread_mutex_lock(&s->lock);
-        int ret = qcow2_lookup(s, off, &entry, &bitmap, err);
+        if (nowait && pthread_mutex_trylock(&s->lock) != 0) {
+            return -EAGAIN;
+        } else if (!nowait) {
+            pthread_mutex_lock(&s->lock);
+        }
+        int ret = nowait ? qcow2_lookup_cached(s, off, &entry, &bitmap) : qcow2_lookup(s, off, &entry, &bitmap, err);
         bool plain = ret == 0 && is_plain_data(s, entry, bitmap, in_cluster, n);
         uint64_t host = (entry & QCOW2_L2E_OFFSET_MASK) + in_cluster;
-        if (plain && n == s->cluster_size - in_cluster) {
+        if (plain && !nowait && n == s->cluster_size - in_cluster) {
             n = extend_contiguous(s, off, n, len, host + n);
         }
         pthread_mutex_unlock(&s->lock);
-        if (plain) {
+        if (plain && nowait) {
+            ret = hostfile_pread_nowait(s->file, host, p, n);
+        } else if (plain) {
             ret = hostfile_pread(s->file, host, p, n);
             if (ret < 0) {
                 error_set_errno(err, ret, "Could not read guest data at 0x%" PRIx64, off);
             }
         } else if (ret == 0) {
-            ret = read_in_cluster(s, off, p, n, entry, bitmap, err);
+            ret = read_in_cluster(s, off, p, n, entry, bitmap, nowait, err);
         }
         if (ret < 0) {
             return ret;
@@ -177,9 +193,19 @@ int qcow2_read_at(struct qcow2 *s, uint64_t off, void *buf, size_t len, struct e
     return 0;
 }
 
+int qcow2_read_at(struct qcow2 *s, uint64_t off, void *buf, size_t len, struct error *err)
+{
+    return read_at(s, off, buf, len, false, err);
+}
+
 int qcow2_pread(struct blockdev *bd, uint64_t off, void *buf, size_t len, struct error *err)
 {
-    return qcow2_read_at(qcow2_of(bd), off, buf, len, err);
+    return read_at(qcow2_of(bd), off, buf, len, false, err);
+}
+
+int qcow2_pread_nowait(struct blockdev *bd, uint64_t off, void *buf, size_t len)
+{
+    return read_at(qcow2_of(bd), off, buf, len, true, NULL);
 }
 
 /* Frees what an L2 entry pointed to, once nothing points there any more. */
@@ -206,11 +232,11 @@ static int merge_old_content(struct qcow2 *s, uint64_t cluster_off, uint32_t sta
 {
     int ret = 0;
     if (w_start > start) {
-        ret = read_in_cluster(s, cluster_off + start, out, w_start - start, entry, bitmap, err);
+        ret = read_in_cluster(s, cluster_off + start, out, w_start - start, entry, bitmap, false, err);
     }
     if (ret == 0 && end > w_end) {
         ret = read_in_cluster(s, cluster_off + w_end, out + (w_end - start), end - w_end, entry,
-                              bitmap, err);
+                              bitmap, false, err);
     }
     memcpy(out + (w_start - start), buf, w_end - w_start);
     return ret;

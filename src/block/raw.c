@@ -52,6 +52,11 @@ static int raw_pread(struct blockdev *bd, uint64_t off, void *buf, size_t len, s
     return 0;
 }
 
+static int raw_pread_nowait(struct blockdev *bd, uint64_t off, void *buf, size_t len)
+{
+    return hostfile_pread_nowait(raw_of(bd)->file, off, buf, len);
+}
+
 static int raw_pwrite(struct blockdev *bd, uint64_t off, const void *buf, size_t len,
                       struct error *err)
 {
@@ -144,6 +149,7 @@ const struct blockdev_driver raw_driver = {
     .open = raw_open,
     .close = raw_close,
     .pread = raw_pread,
+    .pread_nowait = raw_pread_nowait,
     .pwrite = raw_pwrite,
     .pwrite_zeroes = raw_pwrite_zeroes,
     .discard = raw_discard,

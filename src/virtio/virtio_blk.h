@@ -2,7 +2,8 @@
  * discard, write-zeroes, get-id, read-only disks. The main loop takes
  * requests off the queue; a few worker threads serve them in parallel
  * (several requests in flight) straight between guest memory and the block
- * layer, and complete them in whatever order they finish. */
+ * layer, and complete them in whatever order they finish. Reads the page
+ * cache answers are served by the main loop itself (no worker wake-up). */
 #ifndef VIRTIO_VIRTIO_BLK_H
 #define VIRTIO_VIRTIO_BLK_H
 
@@ -22,6 +23,7 @@ struct virtio_blk {
     char serial[20];
     struct virtq_chain *chain;      /* scratch for the chain being taken */
     uint64_t requests;
+    uint64_t cached_reads;          /* of those, served without a worker */
     /* Worker pool: pending requests, in-flight count, both under dev.lock. */
     pthread_t workers[VIRTIO_BLK_WORKERS];
     int nworkers;
