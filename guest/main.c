@@ -13,19 +13,7 @@
  *   (default)   all device checks */
 #include "guest.h"
 #include "io.h"
-
-struct hvm_start_info {
-    uint32_t magic;
-    uint32_t version;
-    uint32_t flags;
-    uint32_t nr_modules;
-    uint64_t modlist_paddr;
-    uint64_t cmdline_paddr;
-    uint64_t rsdp_paddr;
-    uint64_t memmap_paddr;
-    uint32_t memmap_entries;
-    uint32_t reserved;
-};
+#include "vmm/pvh_start_info.h"
 
 int test_failures;
 
@@ -78,7 +66,7 @@ void guest_main(const struct hvm_start_info *si)
     serial_init();
     putstr("cowvisor test guest: hello\n");
     const char *cmdline = "";
-    if (si->magic == 0x336ec578u && si->cmdline_paddr) {
+    if (si->magic == HVM_START_MAGIC && si->cmdline_paddr) {
         cmdline = (const char *)(uintptr_t)si->cmdline_paddr;
     }
     printf("command line: '%s'\n", cmdline);

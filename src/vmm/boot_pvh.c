@@ -6,35 +6,7 @@
 #include <string.h>
 
 #include "vmm/boot.h"
-
-#define HVM_START_MAGIC 0x336ec578u
-
-struct hvm_start_info {
-    uint32_t magic;
-    uint32_t version;
-    uint32_t flags;
-    uint32_t nr_modules;
-    uint64_t modlist_paddr;
-    uint64_t cmdline_paddr;
-    uint64_t rsdp_paddr;
-    uint64_t memmap_paddr;
-    uint32_t memmap_entries;
-    uint32_t reserved;
-};
-
-struct hvm_modlist_entry {
-    uint64_t paddr;
-    uint64_t size;
-    uint64_t cmdline_paddr;
-    uint64_t reserved;
-};
-
-struct hvm_memmap_entry {
-    uint64_t addr;
-    uint64_t size;
-    uint32_t type;
-    uint32_t reserved;
-};
+#include "vmm/pvh_start_info.h"
 
 static int write_start_info(struct vm *vm, const uint8_t *initrd, size_t initrd_len, const char *cmdline,
                             struct error *err)
