@@ -158,12 +158,16 @@ int boot_linux(struct vm *vm, const uint8_t *image, size_t len, const uint8_t *i
     if (ret < 0) {
         return ret;
     }
-    uint64_t kernel_end = elf.end;
+    /* The kernel's footprint: what we loaded, or the bzImage copied to 1 MiB,
+     * and at least init_size from its preferred address (bss, brk and, for
+     * the guest's decompressor, its work area). Saturating: hostile headers. */
+    uint64_t kernel_end = host ? elf.end : KERNEL_LOAD_ADDR + (len - kernel_off);
+    uint64_t pref = version >= 0x20a ? le64(image + HDR_PREF_ADDRESS) : 0;
+    uint64_t init_end = pref > UINT64_MAX - 0xffffffffull ? UINT64_MAX : pref + le32(image + HDR_INIT_SIZE);
+    if (version >= 0x20a && init_end > kernel_end) {
+        kernel_end = init_end;
+    }
     if (!host) {
-        kernel_end = KERNEL_LOAD_ADDR + (len - kernel_off);
-        if (version >= 0x20a && le64(image + HDR_PREF_ADDRESS) + le32(image + HDR_INIT_SIZE) > kernel_end) {
-            kernel_end = le64(image + HDR_PREF_ADDRESS) + le32(image + HDR_INIT_SIZE);
-        }
         ret = guest_memory_write(&vm->mem, KERNEL_LOAD_ADDR, image + kernel_off, len - kernel_off, err);
     }
     if (ret == 0 && initrd) {
