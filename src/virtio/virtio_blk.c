@@ -201,13 +201,18 @@ static void *blk_worker(void *opaque)
 
 /* A read whose data is all in memory (page cache, cached metadata) is served
  * on the thread that took it off the ring, sparing a worker's wake-up; any
- * other outcome leaves it to the workers, which redo it from the start. */
+ * other outcome leaves it to the workers, which redo it from the start.
+ * Only small reads: the device lock is held meanwhile, and a large read that
+ * misses late would be copied twice. */
+#define MAX_CACHED_READ (128u << 10)
+
 static bool serve_cached_read(struct virtio_blk *b, const struct virtq_chain *c, uint32_t *len)
 {
     struct blk_header h;
     uint64_t data_len = c->in_len - 1, done;
-    if (virtq_chain_read(c, 0, &h, sizeof(h)) != sizeof(h) || h.type != T_IN || data_len % SECTOR ||
-        !in_range(b, h.sector, data_len) || transfer(b, c, h.sector * SECTOR, false, true, &done, NULL) < 0) {
+    if (data_len > MAX_CACHED_READ || virtq_chain_read(c, 0, &h, sizeof(h)) != sizeof(h) || h.type != T_IN ||
+        data_len % SECTOR || !in_range(b, h.sector, data_len) ||
+        transfer(b, c, h.sector * SECTOR, false, true, &done, NULL) < 0) {
         return false;
     }
     uint8_t status = S_OK;

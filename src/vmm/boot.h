@@ -68,7 +68,8 @@ int boot_linux(struct vm *vm, const uint8_t *image, size_t len, const uint8_t *i
                const char *cmdline, enum boot_decompress how, struct error *err);
 
 /* Decompresses a bzImage payload (xz, lzma, gzip or zstd, as the kernel's
- * build leaves it: the stream, then its decompressed size in 4 bytes).
+ * build leaves it: the stream, then its decompressed size in 4 bytes, which
+ * for gzip is the stream's own ISIZE field).
  * -ENOTSUP for other formats; at most max_out bytes of output. */
 int boot_payload_decompress(const uint8_t *in, size_t len, size_t max_out, uint8_t **out, size_t *out_len,
                             struct error *err);

@@ -55,11 +55,11 @@ static int place_initrd(struct vm *vm, uint8_t *bp, const uint8_t *initrd, size_
     if (top > max + 1) {
         top = max + 1;
     }
-    if (len > top || top - len < floor) {
+    uint64_t at = len > top ? 0 : (top - len) & ~0xfffull;
+    if (len > top || at < floor) {
         return error_set(err, -EFBIG, "the initrd (%zu bytes) does not fit between the kernel (0x%llx) and 0x%llx",
                          len, (unsigned long long)floor, (unsigned long long)top);
     }
-    uint64_t at = (top - len) & ~0xfffull;
     int ret = guest_memory_write(&vm->mem, at, initrd, len, err);
     put32(bp + HDR_RAMDISK_IMAGE, (uint32_t)at);
     put32(bp + HDR_RAMDISK_SIZE, (uint32_t)len);
@@ -122,6 +122,10 @@ static int load_payload_kernel(struct vm *vm, const uint8_t *image, size_t len, 
     } else if (elf->entry < 0x100000 || elf->entry >= elf->end) {
         ret = error_set(err, -EINVAL, "the kernel's entry point 0x%llx lies outside what it loads",
                         (unsigned long long)elf->entry);
+    } else if (elf->end > 0x100000000ull) {
+        /* The entry state identity-maps the low 4 GiB only. */
+        ret = error_set(err, -EINVAL, "the kernel loads up to 0x%llx, above 4 GiB",
+                        (unsigned long long)elf->end);
     }
     return ret;
 }

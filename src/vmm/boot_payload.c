@@ -1,7 +1,7 @@
 /* The compressed kernel inside a bzImage (setup header payload_offset and
  * payload_length, boot protocol 2.08+): the kernel's build compresses
  * vmlinux (plus its relocations) and appends the decompressed size as four
- * little-endian bytes. Decompressing it here spares the guest its own
+ * little-endian bytes; gzip streams end with that size already (ISIZE). Decompressing it here spares the guest its own
  * decompressor, which runs at kernel mode and so is slow wherever kernel-mode
  * code is emulated. */
 #include <errno.h>
@@ -17,7 +17,10 @@ static int unpack_lzma(const uint8_t *in, size_t len, uint8_t *out, size_t out_l
                        struct error *err)
 {
     lzma_stream s = LZMA_STREAM_INIT;
-    lzma_ret r = xz ? lzma_stream_decoder(&s, UINT64_MAX, 0) : lzma_alone_decoder(&s, UINT64_MAX);
+    /* A dictionary of a few MiB is normal for kernels; a header asking for
+     * more must not make us allocate gigabytes. */
+    const uint64_t memlimit = 512ull << 20;
+    lzma_ret r = xz ? lzma_stream_decoder(&s, memlimit, 0) : lzma_alone_decoder(&s, memlimit);
     if (r != LZMA_OK) {
         return error_set(err, -ENOMEM, "cannot start the %s decoder (liblzma error %d)", xz ? "xz" : "lzma", r);
     }
@@ -91,7 +94,9 @@ int boot_payload_decompress(const uint8_t *in, size_t len, size_t max_out, uint8
     if (!buf) {
         return error_set(err, -ENOMEM, "out of memory for the %zu-byte kernel", size);
     }
-    len -= 4;
+    if (format != GZIP) {
+        len -= 4;
+    }
     int ret = format == GZIP ? unpack_gzip(in, len, buf, size, err)
             : format == ZSTD ? unpack_zstd(in, len, buf, size, err)
                              : unpack_lzma(in, len, buf, size, format == XZ, err);

@@ -8,8 +8,9 @@
 #include "vmm/boot.h"
 #include "vmm/pvh_start_info.h"
 
-static int write_start_info(struct vm *vm, const uint8_t *initrd, size_t initrd_len, const char *cmdline,
-                            struct error *err)
+/* The initrd goes at the top of low RAM, above kernel_end. */
+static int write_start_info(struct vm *vm, const uint8_t *initrd, size_t initrd_len, uint64_t kernel_end,
+                            const char *cmdline, struct error *err)
 {
     struct hvm_start_info si = { .magic = HVM_START_MAGIC, .version = 1 };
     size_t cmdlen = strlen(cmdline ? cmdline : "");
@@ -23,9 +24,10 @@ static int write_start_info(struct vm *vm, const uint8_t *initrd, size_t initrd_
     si.cmdline_paddr = BOOT_CMDLINE_ADDR;
     if (initrd) {
         uint64_t low = guest_memory_low_size(&vm->mem);
-        uint64_t at = (low - initrd_len) & ~0xfffull;
-        if (initrd_len > low / 2) {
-            return error_set(err, -EFBIG, "the initrd (%zu bytes) does not fit in guest RAM", initrd_len);
+        uint64_t at = initrd_len > low ? 0 : (low - initrd_len) & ~0xfffull;
+        if (initrd_len > low || at < kernel_end) {
+            return error_set(err, -EFBIG, "the initrd (%zu bytes) does not fit between the kernel (0x%llx) and 0x%llx",
+                             initrd_len, (unsigned long long)kernel_end, (unsigned long long)low);
         }
         if ((ret = guest_memory_write(&vm->mem, at, initrd, initrd_len, err)) < 0) {
             return ret;
@@ -66,7 +68,7 @@ int boot_pvh(struct vm *vm, const uint8_t *elf, size_t len, const uint8_t *initr
         return error_set(err, -EINVAL, "the PVH entry point 0x%llx is not a 32-bit address",
                          (unsigned long long)info.pvh_entry);
     }
-    if ((ret = write_start_info(vm, initrd, initrd_len, cmdline, err)) < 0 ||
+    if ((ret = write_start_info(vm, initrd, initrd_len, info.end, cmdline, err)) < 0 ||
         (ret = boot_write_mptable(vm, err)) < 0) {
         return ret;
     }

@@ -1,6 +1,6 @@
 /* The bzImage payload decoder: what the kernel's build writes (xz with the
- * x86 BCJ filter, legacy lzma, gzip, zstd, each followed by the decompressed
- * size) comes back byte for byte; corrupt, truncated, oversized and unknown
+ * x86 BCJ filter, legacy lzma, zstd, each followed by the decompressed size;
+ * plain gzip, whose ISIZE trailer is that size) comes back byte for byte; corrupt, truncated, oversized and unknown
  * payloads are refused with an error, never read out of bounds. */
 #include <errno.h>
 #include <lzma.h>
@@ -63,6 +63,7 @@ static size_t make_xz(uint8_t *out, size_t cap, bool legacy_lzma)
     return append_size(out, n);
 }
 
+/* Plain gzip, as the kernel's build writes it: its ISIZE trailer is the size. */
 static size_t make_gzip(uint8_t *out, size_t cap)
 {
     z_stream s = { 0 };
@@ -74,7 +75,7 @@ static size_t make_gzip(uint8_t *out, size_t cap)
     assert_int_equal(deflate(&s, Z_FINISH), Z_STREAM_END);
     size_t n = cap - 4 - s.avail_out;
     deflateEnd(&s);
-    return append_size(out, n);
+    return n;
 }
 
 static size_t make_zstd(uint8_t *out, size_t cap)
