@@ -98,5 +98,13 @@ cp "$kernel" "$TMP/flipped.bz"
 printf '\xde\xad\xbe\xef%.0s' {1..64} | dd of="$TMP/flipped.bz" bs=1 seek=$((4 << 20)) conv=notrunc status=none
 check_fails "a bzImage with a corrupt payload is refused" "$COWVISOR" --kernel "$TMP/flipped.bz" --no-reboot
 check "  ... saying it is corrupt" grep -q "xz payload is corrupt" "$TMP/.out"
+check_fails "a kernel larger than guest RAM is refused" "$COWVISOR" --kernel "$kernel" --memory 32M --no-reboot
+check "  ... saying how much fits" grep -q "unpacks to .* bytes (at most 33554432 fit)" "$TMP/.out"
+head -c 60M /dev/zero >"$TMP/big-initrd"
+check_fails "an initrd that would overlap the kernel is refused" \
+    "$COWVISOR" --kernel "$kernel" --initrd "$TMP/big-initrd" --memory 128M --no-reboot
+check "  ... naming the kernel's end" grep -q "does not fit between the kernel (0x" "$TMP/.out"
+check_fails "the same for PVH" "$COWVISOR" --kernel "$TMP/vmlinux" --initrd "$TMP/big-initrd" --memory 128M
+check "  ... naming the kernel's end" grep -q "does not fit between the kernel (0x" "$TMP/.out"
 check_fails "--kernel-decompress takes host or guest only" "$COWVISOR" --kernel "$kernel" --kernel-decompress both
 done_testing

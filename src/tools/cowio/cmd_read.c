@@ -179,11 +179,33 @@ static const struct cowio_cmd readv_cmd = {
     .oneline = "reads a number of bytes at a specified offset", .help = readv_help,
 };
 
-/* The read commands after their options: runs the read and reports it, now
- * (readv) or when the event loop next runs (aio_read). */
-static int vector_read(struct cowio *io, const struct cowio_cmd *cmd, int argc, char **argv,
-                       bool machine, bool quiet, bool dump, bool check, int pattern, bool async)
+/* readv and aio_read: parses the options (aio_read also takes -i), runs the
+ * read and reports it, now (readv) or when the event loop next runs
+ * (aio_read). */
+static int vector_read(struct cowio *io, const struct cowio_cmd *cmd, int argc, char **argv, bool async)
 {
+    bool machine = false, quiet = false, dump = false, check = false;
+    int pattern = 0, c;
+    while ((c = getopt(argc, argv, async ? "CP:iqv" : "CP:qv")) != -1) {
+        switch (c) {
+        case 'C': machine = true; break;
+        case 'q': quiet = true; break;
+        case 'v': dump = true; break;
+        case 'i':
+            printf("injecting invalid read request\n");
+            return 0;
+        case 'P':
+            check = true;
+            pattern = cowio_parse_pattern(optarg);
+            if (pattern < 0) {
+                return -EINVAL;
+            }
+            break;
+        default:
+            cowio_usage_of(cmd);
+            return -EINVAL;
+        }
+    }
     if (optind > argc - 2) {
         cowio_usage_of(cmd);
         return -EINVAL;
@@ -234,26 +256,7 @@ out:
 
 static int readv_f(struct cowio *io, int argc, char **argv)
 {
-    bool machine = false, quiet = false, dump = false, check = false;
-    int pattern = 0, c;
-    while ((c = getopt(argc, argv, "CP:qv")) != -1) {
-        switch (c) {
-        case 'C': machine = true; break;
-        case 'q': quiet = true; break;
-        case 'v': dump = true; break;
-        case 'P':
-            check = true;
-            pattern = cowio_parse_pattern(optarg);
-            if (pattern < 0) {
-                return -EINVAL;
-            }
-            break;
-        default:
-            cowio_usage_of(&readv_cmd);
-            return -EINVAL;
-        }
-    }
-    return vector_read(io, &readv_cmd, argc, argv, machine, quiet, dump, check, pattern, false);
+    return vector_read(io, &readv_cmd, argc, argv, false);
 }
 
 static void aio_read_help(void)
@@ -288,29 +291,7 @@ static const struct cowio_cmd aio_read_cmd = {
 
 static int aio_read_f(struct cowio *io, int argc, char **argv)
 {
-    bool machine = false, quiet = false, dump = false, check = false;
-    int pattern = 0, c;
-    while ((c = getopt(argc, argv, "CP:iqv")) != -1) {
-        switch (c) {
-        case 'C': machine = true; break;
-        case 'q': quiet = true; break;
-        case 'v': dump = true; break;
-        case 'i':
-            printf("injecting invalid read request\n");
-            return 0;
-        case 'P':
-            check = true;
-            pattern = cowio_parse_pattern(optarg);
-            if (pattern < 0) {
-                return -EINVAL;
-            }
-            break;
-        default:
-            cowio_usage_of(&aio_read_cmd);
-            return -EINVAL;
-        }
-    }
-    return vector_read(io, &aio_read_cmd, argc, argv, machine, quiet, dump, check, pattern, true);
+    return vector_read(io, &aio_read_cmd, argc, argv, true);
 }
 
 const struct cowio_cmd *const cowio_read_cmds[] = { &read_cmd, &readv_cmd, &aio_read_cmd, NULL };
