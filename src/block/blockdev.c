@@ -28,14 +28,19 @@ const struct blockdev_driver *blockdev_find_driver(const char *format)
 
 const struct blockdev_driver *blockdev_probe_file(struct hostfile *file)
 {
-    uint8_t buf[512];
+    uint8_t buf[BLOCKDEV_PROBE_SIZE];
     if (hostfile_pread(file, 0, buf, sizeof(buf)) < 0) {
         return NULL;
     }
+    return blockdev_probe_buf(buf);
+}
+
+const struct blockdev_driver *blockdev_probe_buf(const uint8_t *buf)
+{
     const struct blockdev_driver *best = NULL;
     int best_score = 0;
     for (size_t i = 0; i < sizeof(drivers) / sizeof(drivers[0]); i++) {
-        int score = drivers[i]->probe ? drivers[i]->probe(buf, sizeof(buf)) : 0;
+        int score = drivers[i]->probe ? drivers[i]->probe(buf, BLOCKDEV_PROBE_SIZE) : 0;
         if (score > best_score) {
             best = drivers[i];
             best_score = score;
@@ -61,6 +66,24 @@ static int check_chain(const char *filename, struct hostfile *file,
     return 0;
 }
 
+/* The permissions QEMU's tools and devices take on an image file (a format
+ * node over it never shares write or resize), and what -U changes. */
+static int lock_image(struct hostfile *file, unsigned flags, struct error *err)
+{
+    if (flags & BDEV_NO_LOCK) {
+        return 0;
+    }
+    unsigned perm = HOSTFILE_PERM_READ;
+    unsigned shared = HOSTFILE_PERM_READ | HOSTFILE_PERM_WRITE_UNCHANGED;
+    if (!(flags & BDEV_READ_ONLY)) {
+        perm |= HOSTFILE_PERM_WRITE | HOSTFILE_PERM_RESIZE;
+    }
+    if (flags & BDEV_FORCE_SHARE) {
+        shared = HOSTFILE_PERM_ALL;
+    }
+    return hostfile_lock(file, perm, shared, err);
+}
+
 int blockdev_open(struct blockdev **out, const char *filename, const struct blockdev_open_opts *opts,
                   struct error *err)
 {
@@ -77,16 +100,24 @@ int blockdev_open(struct blockdev **out, const char *filename, const struct bloc
     }
     struct hostfile *file;
     bool read_only = opts->flags & BDEV_READ_ONLY;
+    if ((opts->flags & BDEV_FORCE_SHARE) && !read_only) {
+        return error_set(err, -EINVAL, "force-share=on can only be used with read-only images");
+    }
     int ret = hostfile_open(&file, filename, read_only, opts->flags & BDEV_NO_CACHE, err);
     if (ret < 0) {
         return ret;
     }
     ret = check_chain(filename, file, opts, err);
+    if (ret == 0) {
+        ret = lock_image(file, opts->flags, err);
+    }
+    file->no_flush = opts->flags & BDEV_NO_FLUSH;
     if (ret < 0) {
         hostfile_close(file);
         return ret;
     }
-    if (!drv) {
+    bool probed = !drv;
+    if (probed) {
         drv = blockdev_probe_file(file);
         if (!drv) {
             drv = blockdev_find_driver("raw");
@@ -97,8 +128,25 @@ int blockdev_open(struct blockdev **out, const char *filename, const struct bloc
     if (ret < 0) {
         return ret; /* the driver closed the file */
     }
+    bd->probed = probed;
     *out = bd;
     return 0;
+}
+
+bool blockdev_is_probed_raw(const struct blockdev *bd)
+{
+    return bd->probed && !bd->read_only && strcmp(bd->drv->format_name, "raw") == 0;
+}
+
+void blockdev_warn_probed_raw(const struct blockdev *bd, const char *filename)
+{
+    if (blockdev_is_probed_raw(bd)) {
+        fprintf(stderr, "WARNING: Image format was not specified for '%s' and probing guessed raw.\n"
+                "         Automatically detecting the format is dangerous for raw images, "
+                "write operations on block 0 will be restricted.\n"
+                "         Specify the 'raw' format explicitly to remove the restrictions.\n",
+                filename);
+    }
 }
 
 void blockdev_init(struct blockdev *bd, const struct blockdev_driver *drv, const char *filename,
@@ -122,7 +170,8 @@ int blockdev_open_backing(struct blockdev *bd, const struct blockdev_open_opts *
     struct blockdev_open_opts bopts = {
         .format = bd->backing_format,
         /* Backing files are never written, except by commit which reopens. */
-        .flags = BDEV_READ_ONLY | (opts->flags & (BDEV_FORCE_SHARE | BDEV_NO_CACHE)),
+        .flags = BDEV_READ_ONLY | (opts->flags & (BDEV_FORCE_SHARE | BDEV_NO_CACHE | BDEV_NO_LOCK |
+                                                   BDEV_NO_FLUSH)),
         .parent = bd,
     };
     int ret = blockdev_open(&bd->backing, path, &bopts, err);

@@ -22,6 +22,8 @@ enum {
     BDEV_FORCE_SHARE = 1u << 2,   /* -U: open even if another process holds the image */
     BDEV_NO_CACHE    = 1u << 3,   /* O_DIRECT on the image files (-t none) */
     BDEV_CHECK       = 1u << 4,   /* opened for check/repair: tolerate a corrupt or dirty image */
+    BDEV_NO_LOCK     = 1u << 5,   /* file.locking=off: take and test no image locks */
+    BDEV_NO_FLUSH    = 1u << 6,   /* cache=unsafe: never sync (power loss may corrupt) */
 };
 
 struct blockdev_open_opts {
@@ -105,6 +107,7 @@ struct blockdev {
     uint64_t size;              /* virtual disk size in bytes */
     uint32_t cluster_size;      /* allocation unit; 0 for raw */
     bool read_only;
+    bool probed;                /* the format was guessed, not given */
     dev_t dev;                  /* identity of the image file, for loop detection */
     ino_t ino;
     const struct blockdev *parent;
@@ -126,6 +129,14 @@ int blockdev_open_backing(struct blockdev *bd, const struct blockdev_open_opts *
 void blockdev_close(struct blockdev *bd);
 /* Probe the format of a file (NULL when unknown, then "raw" is the fallback). */
 const struct blockdev_driver *blockdev_probe_file(struct hostfile *file);
+/* The same for the first BLOCKDEV_PROBE_SIZE bytes of an image. */
+#define BLOCKDEV_PROBE_SIZE 512
+const struct blockdev_driver *blockdev_probe_buf(const uint8_t *buf);
+/* A writable image whose format was probed as raw: writes that would make its
+ * first sector probe as another format fail with -EPERM (as in QEMU), and the
+ * programs print QEMU's warning about it (blockdev_warn_probed_raw). */
+bool blockdev_is_probed_raw(const struct blockdev *bd);
+void blockdev_warn_probed_raw(const struct blockdev *bd, const char *filename);
 const struct blockdev_driver *blockdev_find_driver(const char *format);
 
 static inline uint64_t blockdev_size(const struct blockdev *bd) { return bd->size; }

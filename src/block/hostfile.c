@@ -47,16 +47,32 @@ int hostfile_open(struct hostfile **out, const char *filename, bool read_only, b
 
 int hostfile_create(struct hostfile **out, const char *filename, struct error *err)
 {
-    int fd = open(filename, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    /* Truncated only once the lock says nobody else uses the file. */
+    int fd = open(filename, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) {
         return error_set_errno(err, -errno, "Could not create '%s'", filename);
     }
-    return hostfile_wrap(out, fd, filename, false, false, err);
+    struct hostfile *f = NULL;
+    int ret = hostfile_wrap(&f, fd, filename, false, false, err);
+    if (ret == 0) {
+        ret = hostfile_lock(f, HOSTFILE_PERM_WRITE | HOSTFILE_PERM_RESIZE,
+                            HOSTFILE_PERM_ALL & ~HOSTFILE_PERM_RESIZE, err);
+    }
+    if (ret == 0 && (ret = hostfile_truncate(f, 0)) < 0) {
+        error_set_errno(err, ret, "Could not truncate '%s'", filename);
+    }
+    if (ret < 0 && f) {
+        hostfile_close(f);
+        return ret;
+    }
+    *out = f;
+    return ret;
 }
 
 void hostfile_close(struct hostfile *f)
 {
     if (f) {
+        hostfile_unlock(f);
         close(f->fd);
         pthread_rwlock_destroy(&f->rmw_lock);
         free(f->filename);
@@ -194,6 +210,9 @@ int hostfile_pwrite(struct hostfile *f, uint64_t off, const void *buf, size_t le
 
 int hostfile_flush(struct hostfile *f)
 {
+    if (f->no_flush) {
+        return 0;
+    }
     return fdatasync(f->fd) < 0 ? -errno : 0;
 }
 

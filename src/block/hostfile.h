@@ -17,16 +17,35 @@ struct hostfile {
     bool read_only;
     bool direct;        /* O_DIRECT: unaligned requests go through a bounce buffer */
     bool no_nowait;     /* the kernel refused RWF_NOWAIT once: do not try again */
+    bool no_flush;      /* cache=unsafe: hostfile_flush does nothing */
     pthread_rwlock_t rmw_lock;  /* direct mode: read-modify-write excludes other writes */
+    bool locked;        /* registered with hostfile_lock */
     dev_t dev;
     ino_t ino;
 };
 
+/* QEMU's block permissions, as its image locks number them. */
+enum {
+    HOSTFILE_PERM_READ            = 1u << 0,    /* "consistent read" */
+    HOSTFILE_PERM_WRITE           = 1u << 1,
+    HOSTFILE_PERM_WRITE_UNCHANGED = 1u << 2,
+    HOSTFILE_PERM_RESIZE          = 1u << 3,
+    HOSTFILE_PERM_ALL             = 0xf,
+};
+
 int hostfile_open(struct hostfile **out, const char *filename, bool read_only, bool direct,
                   struct error *err);
-/* Creates (or truncates) a file for a new image. */
+/* Creates (or truncates) a file for a new image, locked as QEMU's create
+ * locks it: refused while another process uses the image. */
 int hostfile_create(struct hostfile **out, const char *filename, struct error *err);
 void hostfile_close(struct hostfile *f);
+
+/* Takes QEMU's image locks for using the permissions perm while sharing
+ * shared with other processes; -EAGAIN with QEMU's message ("Failed to get
+ * "write" lock") when another process conflicts. Opens of one inode within
+ * this process never conflict. hostfile_close releases them. */
+int hostfile_lock(struct hostfile *f, unsigned perm, unsigned shared, struct error *err);
+void hostfile_unlock(struct hostfile *f);
 
 /* Reads past the end of the file return zeros, as a sparse file would. */
 int hostfile_pread(struct hostfile *f, uint64_t off, void *buf, size_t len);

@@ -63,6 +63,7 @@ static int init_caches(struct qcow2 *s, struct error *err)
 static void qcow2_free_state(struct qcow2 *s)
 {
     qcow2_cache_destroy(&s->l2_cache);
+    free(s->deferred_frees);
     qcow2_cache_destroy(&s->refblock_cache);
     if (s->zcache.entries) {
         qcow2_zcache_destroy(&s->zcache);

@@ -1,7 +1,9 @@
 /* Cache of cluster-sized metadata tables (L2 tables, refcount blocks).
  * Write-through: an update goes to the file at once, so the order of
- * metadata writes is the order of the code (see qcow2_int.h). Only refcount
- * blocks under lazy refcounts are written back later. */
+ * metadata writes is the order of the code (see qcow2_int.h). Refcount
+ * blocks under lazy refcounts and L2 updates within a batch are written back
+ * later. Every L2 write is a mapping: qcow2_order.c decides if a sync must
+ * precede it. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -126,10 +128,19 @@ void qcow2_cache_destroy(struct qcow2_cache *c)
     memset(c, 0, sizeof(*c));
 }
 
+static int order_write(struct qcow2 *s, struct qcow2_cache *c, struct error *err)
+{
+    return c == &s->l2_cache ? qcow2_order_before_mapping(s, err) : 0;
+}
+
 static int write_entry(struct qcow2 *s, struct qcow2_cache *c, int i, struct error *err)
 {
     struct qcow2_cache_entry *e = &c->entries[i];
-    int ret = hostfile_pwrite(s->file, e->offset, table_of(c, i), c->table_size);
+    int ret = order_write(s, c, err);
+    if (ret < 0) {
+        return ret;
+    }
+    ret = hostfile_pwrite(s->file, e->offset, table_of(c, i), c->table_size);
     if (ret < 0) {
         return error_set_errno(err, ret, "Could not write metadata at 0x%" PRIx64, e->offset);
     }
@@ -182,7 +193,11 @@ int qcow2_cache_update(struct qcow2 *s, struct qcow2_cache *c, uint8_t *table, u
         return 0;
     }
     uint64_t offset = c->entries[i].offset;
-    int ret = hostfile_pwrite(s->file, offset + start, table + start, len);
+    int ret = order_write(s, c, err);
+    if (ret < 0) {
+        return ret;
+    }
+    ret = hostfile_pwrite(s->file, offset + start, table + start, len);
     if (ret < 0) {
         return error_set_errno(err, ret, "Could not write metadata at 0x%" PRIx64, offset + start);
     }

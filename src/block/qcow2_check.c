@@ -19,6 +19,17 @@
 #include "util/bswap.h"
 #include "util/log.h"
 
+/* References past the end of the file (a truncated image) stay unfixable
+ * corruptions, as in QEMU, but a repair must not put new structures where
+ * they point. Protected: the ones within this many clusters of the end (the
+ * only ones a repair's few new clusters could reach), at most this many. */
+#define PAST_EOF_WINDOW 16384
+#define PAST_EOF_MAX    4096
+
+struct past_eof_ref {
+    uint64_t off, len;
+};
+
 struct check {
     struct qcow2 *s;
     struct qcow2_check_result *res;
@@ -26,6 +37,9 @@ struct check {
     uint64_t *disk;         /* stored refcounts per cluster */
     uint64_t n;
     uint64_t file_len;
+    uint64_t counted;           /* compared as QEMU does: clusters references were counted for */
+    struct past_eof_ref *past_eof;
+    size_t n_past_eof;
     bool rebuild;           /* the refcount structure itself is broken */
     int refcount_corruptions;   /* found before the COPIED flags were looked at */
     bool quiet;
@@ -72,6 +86,15 @@ static void inc(struct check *c, uint64_t off, uint64_t size)
         report(c, "ERROR: counting reference for region exceeding the end of the file by one "
                "cluster or more: offset 0x%" PRIx64 " size 0x%" PRIx64, off, size);
         c->res->corruptions++;
+        if (off <= QCOW2_MAX_HOST_OFFSET && size <= QCOW2_MAX_HOST_OFFSET &&
+            c->n_past_eof < PAST_EOF_MAX) {
+            if (!c->past_eof) {
+                c->past_eof = calloc(PAST_EOF_MAX, sizeof(*c->past_eof));
+            }
+            if (c->past_eof) {
+                c->past_eof[c->n_past_eof++] = (struct past_eof_ref){ off, size };
+            }
+        }
         return;
     }
     uint64_t first = off >> s->cluster_bits, last = (off + size - 1) >> s->cluster_bits;
@@ -234,14 +257,15 @@ static void read_disk_refcounts(struct check *c)
     uint8_t *block = malloc(s->cluster_size);
     for (uint64_t rt = 0; rt < s->refcount_table_size; rt++) {
         uint64_t base = rt << s->refblock_bits;
-        if (base >= c->n) {
+        if (base >= c->counted) {
             break;
         }
         uint64_t off = s->refcount_table[rt] & QCOW2_REFT_OFFSET_MASK;
         if (!off) {
             continue;
         }
-        uint64_t count = c->n - base < s->refblock_size ? c->n - base : s->refblock_size;
+        uint64_t count = c->counted - base < s->refblock_size ? c->counted - base
+                                                               : s->refblock_size;
         if ((off & s->cluster_mask) || hostfile_pread(s->file, off, block, s->cluster_size) < 0) {
             report(c, "Can't get refcount for clusters %" PRIu64 "..%" PRIu64 ": refcount block "
                    "%" PRIu64 " is invalid", base, base + count - 1, rt);
@@ -258,7 +282,7 @@ static void read_disk_refcounts(struct check *c)
 static void compare_refcounts(struct check *c, uint64_t *highest)
 {
     *highest = 0;
-    for (uint64_t i = 0; i < c->n; i++) {
+    for (uint64_t i = 0; i < c->counted; i++) {
         uint64_t stored = c->disk[i], refs = c->ref[i];
         if (stored || refs) {
             *highest = i;
@@ -279,10 +303,37 @@ static void compare_refcounts(struct check *c, uint64_t *highest)
     }
 }
 
+/* Past the counted clusters from the refcount structure itself, as QEMU's
+ * COPIED check reads it. */
 static uint64_t stored_refcount(struct check *c, uint64_t off)
 {
-    uint64_t k = off >> c->s->cluster_bits;
-    return k < c->n ? c->disk[k] : 0;
+    uint64_t k = off >> c->s->cluster_bits, rc = 0;
+    if (k < c->counted) {
+        return c->disk[k];
+    }
+    return qcow2_get_refcount(c->s, k, &rc, NULL) == 0 ? rc : 0;
+}
+
+/* Marks the clusters near EOF that references past it point to. */
+static void protect_past_eof(struct check *c)
+{
+    uint64_t window_end = c->counted + PAST_EOF_WINDOW;
+    for (size_t i = 0; i < c->n_past_eof; i++) {
+        uint64_t first = c->past_eof[i].off >> c->s->cluster_bits;
+        uint64_t last = (c->past_eof[i].off + c->past_eof[i].len - 1) >> c->s->cluster_bits;
+        if (first < c->counted) {
+            first = c->counted;
+        }
+        if (last >= window_end) {
+            last = window_end - 1;
+        }
+        if (first > last || grow(c, last + 1) < 0) {
+            continue;
+        }
+        for (uint64_t k = first; k <= last; k++) {
+            c->ref[k] = 1;
+        }
+    }
 }
 
 static void check_copied(struct check *c)
@@ -379,6 +430,8 @@ static int run_check(struct qcow2 *s, struct check *c, struct qcow2_check_result
     inc(c, s->snapshots_offset, s->snapshots_size);
     inc(c, s->refcount_table_offset, (uint64_t)s->refcount_table_clusters << s->cluster_bits);
     check_refblocks(c);
+    c->counted = c->n;
+    protect_past_eof(c);
 
     read_disk_refcounts(c);
     uint64_t highest;
@@ -394,22 +447,33 @@ static void free_check(struct check *c)
     free(c->ref);
     free(c->disk);
     free(c->l2);
+    free(c->past_eof);
 }
 
 /* The refcounts repair writes: computed ones where fixing is allowed. */
 static int stage_repair(struct qcow2 *s, struct check *c, unsigned fix, struct qcow2_txn *t,
-                        int *copied_fixed, struct error *err)
+                        int *copied_fixed, bool *changes, struct error *err)
 {
     *copied_fixed = 0;
+    *changes = false;
     memset(t, 0, sizeof(*t));
     t->n = c->n + 1;
     t->rc = calloc(t->n, 8);
     t->old_rc = calloc(t->n, 8);
     for (uint64_t i = 0; i < c->n; i++) {
+        if (i >= c->counted) {
+            /* Past EOF: kept as stored (QEMU repairs nothing there) and
+             * never allocated while anything references it. */
+            uint64_t stored = stored_refcount(c, i << s->cluster_bits);
+            t->rc[i] = stored;
+            t->old_rc[i] = stored > c->ref[i] ? stored : c->ref[i];
+            continue;
+        }
         uint64_t stored = c->disk[i], refs = c->ref[i];
         bool take = (refs < stored && (fix & QCOW2_FIX_LEAKS)) ||
                     (refs > stored && (fix & QCOW2_FIX_ERRORS));
         t->rc[i] = take ? refs : stored;
+        *changes |= t->rc[i] != stored;
         /* Nothing in use by either view may be overwritten before the switch. */
         t->old_rc[i] = stored > refs ? stored : refs;
     }
@@ -436,12 +500,14 @@ static int stage_repair(struct qcow2 *s, struct check *c, unsigned fix, struct q
                 l[i].unknown_extra_len = 0;
             }
             ret = qcow2_txn_set_snapshots(s, t, l, s->nb_snapshots, err);
+            *changes = true;
         }
     }
     if (ret == 0 && (fix & QCOW2_FIX_ERRORS)) {
         int64_t changed = qcow2_txn_fix_copied(s, t, err);
         ret = changed < 0 ? (int)changed : 0;
         *copied_fixed = changed > 0 ? (int)changed : 0;
+        *changes |= changed > 0;
     }
     return ret;
 }
@@ -499,8 +565,15 @@ static int check_locked(struct qcow2 *s, unsigned fix, bool quiet, struct qcow2_
     bool was_corrupt = s->corrupt;
     s->corrupt = false;     /* the repair itself must be able to write */
     int copied_fixed;
-    ret = stage_repair(s, &c, fix, &t, &copied_fixed, err);
+    bool changes;
+    ret = stage_repair(s, &c, fix, &t, &copied_fixed, &changes, err);
     free_check(&c);
+    if (ret == 0 && !changes && !c.rebuild) {
+        /* Nothing the repair may fix: leave the file as it is, as qemu-img does. */
+        qcow2_txn_abort(&t);
+        s->corrupt = was_corrupt;
+        return 0;
+    }
     ret = ret < 0 ? (qcow2_txn_abort(&t), ret) : qcow2_txn_commit(s, &t, err);
     if (ret < 0) {
         s->corrupt = was_corrupt;

@@ -56,14 +56,18 @@ int qcow2_l2_write_entry(struct qcow2 *s, uint8_t *table, uint32_t index, uint64
         st_be64(p + 8, bitmap);
     }
     return qcow2_cache_update(s, &s->l2_cache, table, index * s->l2_entry_size, s->l2_entry_size,
-                              false, err);
+                              s->l2_batch, err);
 }
 
 static int write_l1_entry(struct qcow2 *s, uint64_t l1_index, struct error *err)
 {
     uint8_t b[8];
     st_be64(b, s->l1_table[l1_index]);
-    int ret = hostfile_pwrite(s->file, s->l1_table_offset + l1_index * 8, b, 8);
+    int ret = qcow2_order_before_mapping(s, err);
+    if (ret < 0) {
+        return ret;
+    }
+    ret = hostfile_pwrite(s->file, s->l1_table_offset + l1_index * 8, b, 8);
     if (ret < 0) {
         return error_set_errno(err, ret, "Could not update the L1 table");
     }
@@ -162,6 +166,7 @@ static int allocate_l2(struct qcow2 *s, uint64_t l1_index, uint8_t **table, stru
         qcow2_cache_discard(&s->l2_cache, (uint64_t)new_off);
         return ret;
     }
+    qcow2_order_note_target(s);
     /* Only now may L1 point to it; the old table loses the active reference after. */
     s->l1_table[l1_index] = (uint64_t)new_off | QCOW2_OFLAG_COPIED;
     ret = write_l1_entry(s, l1_index, err);

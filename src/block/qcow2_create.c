@@ -111,22 +111,24 @@ static int write_initial_metadata(const char *filename, const struct qcow2_creat
     s.refcount_table_clusters = 1;
     s.bd.backing_filename = (char *)o->backing_file;
     s.bd.backing_format = (char *)o->backing_format;
-    ret = qcow2_header_write(&s, err);
 
+    /* The header goes last: a process killed before it leaves a file that
+     * is no qcow2 image at all, never one whose header names a refcount
+     * structure that is not there. */
     uint8_t *buf = calloc(1, s.cluster_size);
-    if (ret == 0) {
-        st_be64(buf, 2ULL * s.cluster_size);  /* refcount table -> block in cluster 2 */
-        ret = hostfile_pwrite(s.file, s.cluster_size, buf, s.cluster_size);
-    }
+    st_be64(buf, 2ULL * s.cluster_size);  /* refcount table -> block in cluster 2 */
+    ret = hostfile_pwrite(s.file, s.cluster_size, buf, s.cluster_size);
     if (ret == 0) {
         memset(buf, 0, s.cluster_size);
         for (int i = 0; i < 3; i++) {  /* header, refcount table, refcount block */
             qcow2_refcount_entry_set(&s, buf, (uint64_t)i, 1);
         }
         ret = hostfile_pwrite(s.file, 2ULL * s.cluster_size, buf, s.cluster_size);
-        if (ret < 0) {
-            error_set_errno(err, ret, "Could not write '%s'", filename);
-        }
+    }
+    if (ret < 0) {
+        error_set_errno(err, ret, "Could not write '%s'", filename);
+    } else {
+        ret = qcow2_header_write(&s, err);
     }
     free(buf);
     hostfile_close(s.file);

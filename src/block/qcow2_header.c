@@ -330,24 +330,37 @@ int qcow2_header_parse(struct qcow2 *s, struct error *err)
     return ret;
 }
 
-static uint32_t put_extension(uint8_t *buf, uint32_t off, uint32_t type, const void *data,
-                              uint32_t len)
+/* The header cluster being assembled: every store is checked against the
+ * cluster, because header_length, unknown extensions and the backing name
+ * all come from the image and may leave no room for what we add. */
+struct header_out {
+    uint8_t *buf;
+    uint32_t cap;
+    uint32_t off;
+    bool full;
+};
+
+static void put_bytes(struct header_out *h, const void *data, uint32_t len, uint32_t padded)
 {
-    st_be32(buf + off, type);
-    st_be32(buf + off + 4, len);
-    memcpy(buf + off + 8, data, len);
-    return off + 8 + ((len + 7) & ~7u);
+    if (h->full || padded > h->cap - h->off) {
+        h->full = true;
+        return;
+    }
+    memcpy(h->buf + h->off, data, len);
+    h->off += padded;
 }
 
-int qcow2_header_write(struct qcow2 *s, struct error *err)
+static void put_extension(struct header_out *h, uint32_t type, const void *data, uint32_t len)
 {
-    uint8_t *buf = calloc(1, s->cluster_size);
-    if (s->version >= 3) {
-        /* QEMU writes the compression_type field (and its padding) always. */
-        if (s->header_length < QCOW2_HEADER_LEN_WITH_COMPRESSION) {
-            s->header_length = QCOW2_HEADER_LEN_WITH_COMPRESSION;
-        }
-    }
+    uint8_t hdr[8];
+    st_be32(hdr, type);
+    st_be32(hdr + 4, len);
+    put_bytes(h, hdr, 8, 8);
+    put_bytes(h, data, len, (uint32_t)(((uint64_t)len + 7) & ~7ull));
+}
+
+static void put_fixed_fields(struct qcow2 *s, uint8_t *buf)
+{
     st_be32(buf, QCOW2_MAGIC);
     st_be32(buf + 4, s->version);
     st_be32(buf + 20, s->cluster_bits);
@@ -372,53 +385,60 @@ int qcow2_header_write(struct qcow2 *s, struct error *err)
             memcpy(buf + QCOW2_HEADER_LEN_WITH_COMPRESSION, s->header_tail, s->header_tail_len);
         }
     }
-    uint32_t off = s->header_length;
+}
+
+static void put_feature_table(struct header_out *h)
+{
+    enum { N = sizeof(known_features) / sizeof(known_features[0]) };
+    uint8_t table[N * 48] = { 0 };
+    for (uint32_t i = 0; i < N; i++) {
+        table[i * 48] = known_features[i].type;
+        table[i * 48 + 1] = known_features[i].bit;
+        memcpy(table + i * 48 + 2, known_features[i].name, strlen(known_features[i].name));
+    }
+    put_extension(h, QCOW2_EXT_FEATURE_TABLE, table, sizeof(table));
+}
+
+int qcow2_header_write(struct qcow2 *s, struct error *err)
+{
+    if (s->version >= 3 && s->header_length < QCOW2_HEADER_LEN_WITH_COMPRESSION) {
+        /* QEMU writes the compression_type field (and its padding) always. */
+        s->header_length = QCOW2_HEADER_LEN_WITH_COMPRESSION;
+    }
+    /* The parser keeps header_length within the cluster; the fixed fields
+     * and the saved tail end there. */
+    struct header_out h = { .buf = calloc(1, s->cluster_size), .cap = s->cluster_size,
+                            .off = s->header_length };
+    put_fixed_fields(s, h.buf);
     if (s->bd.backing_format) {
-        off = put_extension(buf, off, QCOW2_EXT_BACKING_FORMAT, s->bd.backing_format,
-                            (uint32_t)strlen(s->bd.backing_format));
+        put_extension(&h, QCOW2_EXT_BACKING_FORMAT, s->bd.backing_format,
+                      (uint32_t)strlen(s->bd.backing_format));
     }
-    uint32_t n_features = sizeof(known_features) / sizeof(known_features[0]);
     if (s->version >= 3) {
-        uint8_t table[sizeof(known_features) / sizeof(known_features[0]) * 48] = { 0 };
-        for (uint32_t i = 0; i < n_features; i++) {
-            table[i * 48] = known_features[i].type;
-            table[i * 48 + 1] = known_features[i].bit;
-            memcpy(table + i * 48 + 2, known_features[i].name, strlen(known_features[i].name));
-        }
-        off = put_extension(buf, off, QCOW2_EXT_FEATURE_TABLE, table, n_features * 48);
+        put_feature_table(&h);
     }
-    int ret = 0;
-    for (int i = 0; i < s->n_unknown_ext && ret == 0; i++) {
-        if (off + 16 + (uint64_t)s->unknown_ext[i].len > s->cluster_size) {
-            ret = -ENOSPC;
-            break;
-        }
-        off = put_extension(buf, off, s->unknown_ext[i].type, s->unknown_ext[i].data,
-                            s->unknown_ext[i].len);
+    for (int i = 0; i < s->n_unknown_ext; i++) {
+        put_extension(&h, s->unknown_ext[i].type, s->unknown_ext[i].data, s->unknown_ext[i].len);
     }
-    off += 8; /* end-of-extensions marker: zeros */
+    static const uint8_t end_marker[8];
+    put_bytes(&h, end_marker, 8, 8);
     if (s->bd.backing_filename) {
         uint32_t len = (uint32_t)strlen(s->bd.backing_filename);
-        if (len > 1023 || off + (uint64_t)len > s->cluster_size) {
-            ret = -ENOSPC;
-        } else {
-            st_be64(buf + 8, off);
-            st_be32(buf + 16, len);
-            memcpy(buf + off, s->bd.backing_filename, len);
-            off += len;
-        }
+        uint32_t name_off = h.off;
+        put_bytes(&h, s->bd.backing_filename, len, len);
+        h.full |= len > 1023;
+        st_be64(h.buf + 8, name_off);
+        st_be32(h.buf + 16, len);
     }
-    if (ret == 0 && off > s->cluster_size) {
-        ret = -ENOSPC;
-    }
-    if (ret < 0) {
-        free(buf);
-        return error_set(err, ret, "Header extensions and backing file name do not fit in one "
-                         "cluster");
+    if (h.full) {
+        free(h.buf);
+        return error_set(err, -ENOSPC, "Could not update qcow2 header: the header (%u bytes), its "
+                         "extensions and the backing file name do not fit in one cluster (%u bytes)",
+                         s->header_length, s->cluster_size);
     }
     /* Only the used prefix: a small write lands at once, never torn by a kill. */
-    ret = hostfile_pwrite(s->file, 0, buf, off);
-    free(buf);
+    int ret = hostfile_pwrite(s->file, 0, h.buf, h.off);
+    free(h.buf);
     if (ret < 0) {
         return error_set_errno(err, ret, "Could not write the qcow2 header");
     }

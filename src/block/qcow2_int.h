@@ -6,9 +6,11 @@
  * clusters that are already allocated runs with the lock dropped.
  *
  * Crash consistency: metadata caches are write-through (except refcount
- * blocks under lazy refcounts), and every update is ordered so that a kill at
- * any point leaves at worst leaked clusters: a cluster's refcount is raised
- * before anything points to it, and lowered only after nothing does. */
+ * blocks under lazy refcounts, and L2 updates within a batch), and every
+ * update is ordered so that a kill at any point leaves at worst leaked
+ * clusters: a cluster's refcount is raised before anything points to it,
+ * and lowered only after nothing does. qcow2_order.c adds the syncs that
+ * keep this order through a power loss. */
 #ifndef BLOCK_QCOW2_INT_H
 #define BLOCK_QCOW2_INT_H
 
@@ -115,6 +117,13 @@ struct qcow2_unknown_ext {
 
 struct qcow2_snapshot;  /* qcow2_snapshot.c */
 
+/* A refcount decrement held back until the batch's mappings are synced. */
+struct qcow2_deferred_free {
+    uint64_t offset, len;
+    int64_t addend;
+    bool give_back;         /* qcow2_free_clusters: punch freed clusters */
+};
+
 struct qcow2 {
     struct blockdev bd;
     struct hostfile *file;
@@ -173,6 +182,11 @@ struct qcow2 {
     bool dirty_written;                 /* the dirty bit is on disk */
     bool autoclear_cleared;             /* unknown autoclear bits were dropped */
     bool corrupt;                       /* refuse writes: see qcow2_signal_corruption */
+    bool unsynced_targets;              /* qcow2_order.c: raised refcounts or new content */
+    bool unsynced_mappings;             /* qcow2_order.c: mappings written since the last sync */
+    bool l2_batch;                      /* L2 updates stay dirty until the batch ends */
+    struct qcow2_deferred_free *deferred_frees;     /* decrements waiting for the batch end */
+    size_t n_deferred_frees, cap_deferred_frees;
 
     struct qcow2_snapshot *snapshots;   /* nb_snapshots entries */
     uint64_t snapshots_size;            /* bytes of the on-disk snapshot table */
@@ -261,6 +275,16 @@ int64_t qcow2_alloc_bytes(struct qcow2 *s, uint32_t len, struct error *err);
 int qcow2_free_clusters(struct qcow2 *s, uint64_t offset, uint64_t len, struct error *err);
 /* Writes dirty refcount blocks (lazy refcounts) and syncs. */
 int qcow2_refcount_flush(struct qcow2 *s, struct error *err);
+
+/* qcow2_order.c: syncs that keep dependent metadata writes in order. */
+void qcow2_order_note_target(struct qcow2 *s);
+int qcow2_order_before_mapping(struct qcow2 *s, struct error *err);
+int qcow2_order_before_decrement(struct qcow2 *s, struct error *err);
+/* Within a batch: keeps a decrement for the batch end (true) or not (false). */
+bool qcow2_order_defer_free(struct qcow2 *s, uint64_t offset, uint64_t len, int64_t addend,
+                            bool give_back);
+void qcow2_order_batch_begin(struct qcow2 *s);
+int qcow2_order_batch_end(struct qcow2 *s, struct error *err);
 /* Host offset just past the last cluster with a nonzero refcount. */
 int64_t qcow2_refcount_end(struct qcow2 *s, struct error *err);
 

@@ -369,6 +369,9 @@ static int write_in_cluster(struct qcow2 *s, uint64_t off, const uint8_t *buf, s
     if (ret == 0) {
         ret = write_host(s, new_host + start, data, end - start, err);
     }
+    if (ret == 0 && allocated) {
+        qcow2_order_note_target(s);    /* the L2 entry must not land before it */
+    }
     free(data);
     if (ret < 0) {
         if (allocated) {
@@ -392,20 +395,37 @@ static int write_in_cluster(struct qcow2 *s, uint64_t off, const uint8_t *buf, s
     return release_old_mapping(s, entry, err);
 }
 
+/* In-place data changes no metadata: it goes out unlocked, once the batch so
+ * far is written (lock held on entry and on return). */
+static int write_in_place(struct qcow2 *s, uint64_t host, const void *buf, size_t len,
+                          uint64_t guest_off, struct error *err)
+{
+    int ret = qcow2_order_batch_end(s, err);
+    pthread_mutex_unlock(&s->lock);
+    if (ret == 0 && (ret = hostfile_pwrite(s->file, host, buf, len)) < 0) {
+        error_set_errno(err, ret, "Could not write guest data at 0x%" PRIx64, guest_off);
+    }
+    pthread_mutex_lock(&s->lock);
+    qcow2_order_batch_begin(s);
+    return ret;
+}
+
+/* The lock is held through the request, except around in-place data, so
+ * that its L2 updates form one batch (qcow2_order.c) that nobody else sees
+ * half written on the disk. */
 int qcow2_write_at(struct qcow2 *s, uint64_t off, const void *buf, size_t len, struct error *err)
 {
     const uint8_t *p = buf;
     struct cluster_run run = { 0, 0 };
     pthread_mutex_lock(&s->lock);
     int ret = qcow2_prepare_write(s, err);
-    pthread_mutex_unlock(&s->lock);
+    qcow2_order_batch_begin(s);
     while (ret == 0 && len > 0) {
         size_t n = s->cluster_size - qcow2_offset_in_cluster(s, off);
         if (n > len) {
             n = len;
         }
         uint64_t direct_host = 0;
-        pthread_mutex_lock(&s->lock);
         if (run.next == run.end && len > n) {
             uint64_t count = clusters_to_allocate(s, off, len);
             int64_t first = count > 1 ? qcow2_alloc_clusters(s, count, err) : 0;
@@ -417,12 +437,8 @@ int qcow2_write_at(struct qcow2 *s, uint64_t off, const void *buf, size_t len, s
         if (ret == 0) {
             ret = write_in_cluster(s, off, p, n, &run, &direct_host, err);
         }
-        pthread_mutex_unlock(&s->lock);
         if (ret == 1) {
-            ret = hostfile_pwrite(s->file, direct_host, p, n);
-            if (ret < 0) {
-                error_set_errno(err, ret, "Could not write guest data at 0x%" PRIx64, off);
-            }
+            ret = write_in_place(s, direct_host, p, n, off, err);
         }
         p += n;
         off += n;
@@ -430,11 +446,11 @@ int qcow2_write_at(struct qcow2 *s, uint64_t off, const void *buf, size_t len, s
     }
     if (run.next < run.end) {
         /* An error stopped the write: the clusters not used go back. */
-        pthread_mutex_lock(&s->lock);
         qcow2_free_clusters(s, run.next, run.end - run.next, NULL);
-        pthread_mutex_unlock(&s->lock);
     }
-    return ret;
+    int end = qcow2_order_batch_end(s, ret == 0 ? err : NULL);
+    pthread_mutex_unlock(&s->lock);
+    return ret == 0 ? end : ret;
 }
 
 int qcow2_pwrite(struct blockdev *bd, uint64_t off, const void *buf, size_t len,
@@ -589,6 +605,7 @@ static int zero_aligned(struct qcow2 *s, uint64_t off, uint64_t end, unsigned fl
         pthread_mutex_unlock(&s->lock);
         return write_zero_data(s, off, end - off, err);
     }
+    qcow2_order_batch_begin(s);
     uint64_t pos = off;
     while (ret == 0 && pos < end) {
         uint64_t stop;
@@ -596,14 +613,17 @@ static int zero_aligned(struct qcow2 *s, uint64_t off, uint64_t end, unsigned fl
         covered_subclusters(s, pos, end, &stop, &first_sc, &last_sc);
         ret = zero_in_cluster(s, pos, first_sc, last_sc, flags & BDEV_ZERO_MAY_UNMAP, err);
         if (ret == 1) {
+            ret = qcow2_order_batch_end(s, err);
             pthread_mutex_unlock(&s->lock);
-            ret = write_zero_data(s, pos, stop - pos, err);
+            ret = ret < 0 ? ret : write_zero_data(s, pos, stop - pos, err);
             pthread_mutex_lock(&s->lock);
+            qcow2_order_batch_begin(s);
         }
         pos = stop;
     }
+    int batch = qcow2_order_batch_end(s, ret == 0 ? err : NULL);
     pthread_mutex_unlock(&s->lock);
-    return ret;
+    return ret == 0 ? batch : ret;
 }
 
 int qcow2_pwrite_zeroes(struct blockdev *bd, uint64_t off, uint64_t len, unsigned flags,
@@ -723,7 +743,10 @@ int qcow2_discard(struct blockdev *bd, uint64_t off, uint64_t len, struct error 
     pthread_mutex_lock(&s->lock);
     int ret = qcow2_prepare_write(s, err);
     if (ret == 0) {
+        qcow2_order_batch_begin(s);
         ret = qcow2_discard_locked(s, off, len, true, err);
+        int batch = qcow2_order_batch_end(s, ret == 0 ? err : NULL);
+        ret = ret == 0 ? batch : ret;
     }
     pthread_mutex_unlock(&s->lock);
     return ret;
@@ -771,6 +794,8 @@ int qcow2_pwrite_compressed(struct blockdev *bd, uint64_t off, const void *buf, 
         ret = write_host(s, (uint64_t)c_off, out, (size_t)clen, err);
     }
     if (ret == 0) {
+        qcow2_order_note_target(s);
+        qcow2_order_batch_begin(s);
         uint64_t entry, bitmap;
         qcow2_l2_read_entry(s, table, index, &entry, &bitmap);
         uint64_t sectors = (((uint64_t)c_off + (uint64_t)clen - 1) >> 9) - ((uint64_t)c_off >> 9);
@@ -779,6 +804,8 @@ int qcow2_pwrite_compressed(struct blockdev *bd, uint64_t off, const void *buf, 
         if (ret == 0) {
             ret = release_old_mapping(s, entry, err);
         }
+        int batch = qcow2_order_batch_end(s, ret == 0 ? err : NULL);
+        ret = ret == 0 ? batch : ret;
     }
     pthread_mutex_unlock(&s->lock);
     free(out);

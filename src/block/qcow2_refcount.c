@@ -116,7 +116,11 @@ static int write_table_entry(struct qcow2 *s, uint64_t rt_index, struct error *e
 {
     uint8_t b[8];
     st_be64(b, s->refcount_table[rt_index]);
-    int ret = hostfile_pwrite(s->file, s->refcount_table_offset + rt_index * 8, b, 8);
+    int ret = qcow2_order_before_mapping(s, err);
+    if (ret < 0) {
+        return ret;
+    }
+    ret = hostfile_pwrite(s->file, s->refcount_table_offset + rt_index * 8, b, 8);
     if (ret < 0) {
         return error_set_errno(err, ret, "Could not update the refcount table");
     }
@@ -240,6 +244,7 @@ static int ensure_block(struct qcow2 *s, uint64_t cluster_index, bool *created, 
         qcow2_cache_discard(&s->refblock_cache, block_off);
         return ret;
     }
+    qcow2_order_note_target(s);
     s->refcount_table[rt_index] = block_off;
     ret = write_table_entry(s, rt_index, err);
     if (ret < 0) {
@@ -269,14 +274,13 @@ static int update_block(struct qcow2 *s, uint64_t first, uint64_t n, int64_t add
                         struct error *err)
 {
     bool created = false;
-    if (addend > 0) {
-        int ret = ensure_block(s, first, &created, err);
-        if (ret < 0) {
-            return ret;
-        }
+    int ret = addend > 0 ? ensure_block(s, first, &created, err)
+                         : qcow2_order_before_decrement(s, err);
+    if (ret < 0) {
+        return ret;
     }
     uint8_t *block;
-    int ret = get_block(s, first >> s->refblock_bits, &block, err);
+    ret = get_block(s, first >> s->refblock_bits, &block, err);
     if (ret < 0) {
         return ret;
     }
@@ -301,8 +305,12 @@ static int update_block(struct qcow2 *s, uint64_t first, uint64_t n, int64_t add
     uint32_t start, len;
     entry_byte_range(s, base, base + n - 1, &start, &len);
     ret = qcow2_cache_update(s, &s->refblock_cache, block, start, len, s->lazy_refcounts, err);
-    if (ret < 0 || addend > 0) {
+    if (ret < 0) {
         return ret;
+    }
+    if (addend > 0) {
+        qcow2_order_note_target(s);
+        return 0;
     }
     for (uint64_t i = 0; i < n; i++) {
         if (qcow2_refcount_entry_get(s, block, base + i) == 0) {
@@ -316,6 +324,9 @@ int qcow2_update_refcount(struct qcow2 *s, uint64_t offset, uint64_t len, int64_
                           struct error *err)
 {
     if (len == 0 || addend == 0) {
+        return 0;
+    }
+    if (addend < 0 && qcow2_order_defer_free(s, offset, len, addend, false)) {
         return 0;
     }
     uint64_t first = offset >> s->cluster_bits;
@@ -334,6 +345,9 @@ int qcow2_update_refcount(struct qcow2 *s, uint64_t offset, uint64_t len, int64_
 
 int qcow2_free_clusters(struct qcow2 *s, uint64_t offset, uint64_t len, struct error *err)
 {
+    if (len && qcow2_order_defer_free(s, offset, len, -1, true)) {
+        return 0;
+    }
     int ret = qcow2_update_refcount(s, offset, len, -1, err);
     if (ret < 0) {
         return ret;

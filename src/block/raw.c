@@ -1,6 +1,8 @@
 /* The raw format: the virtual disk is the file itself. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "block/blockdev.h"
 #include "block/hostfile.h"
@@ -8,6 +10,9 @@
 struct raw_state {
     struct blockdev bd;
     struct hostfile *file;
+    /* Probed images: a check of the first sector and the write that passed
+     * it happen as one, or two writers could each pass with half a header. */
+    pthread_mutex_t block0_lock;
 };
 
 static struct raw_state *raw_of(struct blockdev *bd)
@@ -32,6 +37,7 @@ static int raw_open(struct blockdev **out, struct hostfile *file, const char *fi
     extern const struct blockdev_driver raw_driver;
     blockdev_init(&s->bd, &raw_driver, filename, file, opts);
     s->file = file;
+    pthread_mutex_init(&s->block0_lock, NULL);
     s->bd.size = ((uint64_t)size + 511) & ~511ULL;    /* whole sectors, as QEMU sees a raw file */
     *out = &s->bd;
     return 0;
@@ -40,7 +46,41 @@ static int raw_open(struct blockdev **out, struct hostfile *file, const char *fi
 static void raw_close(struct blockdev *bd)
 {
     hostfile_close(raw_of(bd)->file);
+    pthread_mutex_destroy(&raw_of(bd)->block0_lock);
     free(bd);
+}
+
+/* Whoever writes the first sector of an image whose format was probed
+ * chooses the format of its next open, and a qcow2 header there names any
+ * host file as its backing file. So, as QEMU does, a write (of data or
+ * zeros; buf NULL) is refused when the sector it leaves would probe as
+ * anything but raw. Called with block0_lock held. */
+static int raw_check_block0(struct blockdev *bd, uint64_t off, const void *buf, size_t len,
+                            struct error *err)
+{
+    uint8_t sector[BLOCKDEV_PROBE_SIZE];
+    int ret = hostfile_pread(raw_of(bd)->file, 0, sector, sizeof(sector));
+    if (ret < 0) {
+        return error_set_errno(err, ret, "Read of '%s' failed", bd->filename);
+    }
+    size_t n = len < sizeof(sector) - off ? len : sizeof(sector) - off;
+    if (buf) {
+        memcpy(sector + off, buf, n);
+    } else {
+        memset(sector + off, 0, n);
+    }
+    extern const struct blockdev_driver raw_driver;
+    if (blockdev_probe_buf(sector) != &raw_driver) {
+        return error_set(err, -EPERM, "Write to block 0 of '%s' refused: the image's format was "
+                         "probed as raw, and the write would make it probe as another format "
+                         "(specify the raw format explicitly to allow it)", bd->filename);
+    }
+    return 0;
+}
+
+static bool raw_guards_block0(struct blockdev *bd, uint64_t off)
+{
+    return bd->probed && off < BLOCKDEV_PROBE_SIZE;
 }
 
 static int raw_pread(struct blockdev *bd, uint64_t off, void *buf, size_t len, struct error *err)
@@ -57,8 +97,8 @@ static int raw_pread_nowait(struct blockdev *bd, uint64_t off, void *buf, size_t
     return hostfile_pread_nowait(raw_of(bd)->file, off, buf, len);
 }
 
-static int raw_pwrite(struct blockdev *bd, uint64_t off, const void *buf, size_t len,
-                      struct error *err)
+static int raw_pwrite_data(struct blockdev *bd, uint64_t off, const void *buf, size_t len,
+                           struct error *err)
 {
     int ret = hostfile_pwrite(raw_of(bd)->file, off, buf, len);
     if (ret < 0) {
@@ -67,10 +107,51 @@ static int raw_pwrite(struct blockdev *bd, uint64_t off, const void *buf, size_t
     return 0;
 }
 
+static int raw_pwrite(struct blockdev *bd, uint64_t off, const void *buf, size_t len,
+                      struct error *err)
+{
+    if (!raw_guards_block0(bd, off)) {
+        return raw_pwrite_data(bd, off, buf, len, err);
+    }
+    struct raw_state *s = raw_of(bd);
+    pthread_mutex_lock(&s->block0_lock);
+    int ret = raw_check_block0(bd, off, buf, len, err);
+    if (ret == 0) {
+        ret = raw_pwrite_data(bd, off, buf, len, err);
+    }
+    pthread_mutex_unlock(&s->block0_lock);
+    return ret;
+}
+
+/* No format we probe has a signature that zeros complete, but the check is
+ * one sector read and keeps the rule "nothing makes block 0 probe as another
+ * format" true for any driver added later. */
+static int raw_zero_guarded(struct blockdev *bd, uint64_t off, uint64_t len, bool may_unmap,
+                            struct error *err)
+{
+    struct raw_state *s = raw_of(bd);
+    bool guard = raw_guards_block0(bd, off);
+    int ret = 0;
+    if (guard) {
+        pthread_mutex_lock(&s->block0_lock);
+        ret = raw_check_block0(bd, off, NULL, len, err);
+    }
+    if (ret == 0) {
+        ret = hostfile_zero_range(s->file, off, len, may_unmap);
+    }
+    if (guard) {
+        pthread_mutex_unlock(&s->block0_lock);
+    }
+    return ret;
+}
+
 static int raw_pwrite_zeroes(struct blockdev *bd, uint64_t off, uint64_t len, unsigned flags,
                              struct error *err)
 {
-    int ret = hostfile_zero_range(raw_of(bd)->file, off, len, flags & BDEV_ZERO_MAY_UNMAP);
+    int ret = raw_zero_guarded(bd, off, len, flags & BDEV_ZERO_MAY_UNMAP, err);
+    if (ret == -EPERM) {
+        return ret;
+    }
     if (ret < 0) {
         return error_set_errno(err, ret, "Writing zeros to '%s' failed", bd->filename);
     }
@@ -80,7 +161,7 @@ static int raw_pwrite_zeroes(struct blockdev *bd, uint64_t off, uint64_t len, un
 static int raw_discard(struct blockdev *bd, uint64_t off, uint64_t len, struct error *err)
 {
     /* Discard is advisory: a file system that cannot punch holes keeps the data. */
-    int ret = hostfile_zero_range(raw_of(bd)->file, off, len, true);
+    int ret = raw_zero_guarded(bd, off, len, true, err);
     return ret == -EOPNOTSUPP ? 0 : ret;
 }
 

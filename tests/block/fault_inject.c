@@ -1,7 +1,9 @@
 /* LD_PRELOAD shim for tests: makes pread/pwrite fail with EIO after a given
  * number of successful calls (FAULT_PREAD_AFTER, FAULT_PWRITE_AFTER), and
  * fdatasync fail when FAULT_FSYNC is set, so tests can check that I/O errors
- * give clear messages and never corrupt an image. */
+ * give clear messages and never corrupt an image. FAULT_EXIT_BEFORE_PWRITE=N
+ * ends the process (status 137, as a SIGKILL) instead of making write N
+ * (counted from 0): a kill at a chosen point. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <stdatomic.h>
@@ -39,8 +41,14 @@ ssize_t pread64(int fd, void *buf, size_t count, off_t offset)
     return real_pread(fd, buf, count, offset);
 }
 
+static atomic_long pwrites_seen;
+
 ssize_t pwrite64(int fd, const void *buf, size_t count, off_t offset)
 {
+    long exit_at = limit("FAULT_EXIT_BEFORE_PWRITE");
+    if (exit_at >= 0 && atomic_fetch_add(&pwrites_seen, 1) == exit_at) {
+        _exit(137);
+    }
     long after = limit("FAULT_PWRITE_AFTER");
     if (after >= 0 && atomic_fetch_add(&pwrites, 1) >= after) {
         errno = EIO;

@@ -88,6 +88,11 @@ static int parse_amend(struct options *o, struct qcow2_amend_opts *a, uint64_t *
     return 0;
 }
 
+static bool str_eq_or_null(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
 static int amend_image(struct blockdev *bd, struct options *o, struct error *err)
 {
     struct qcow2_amend_opts a;
@@ -96,14 +101,18 @@ static int amend_image(struct blockdev *bd, struct options *o, struct error *err
     if (parse_amend(o, &a, &size, &size_given) < 0) {
         return -EINVAL;
     }
+    /* Changing the backing file is rebase's job (it compares the data);
+     * qemu-img accepts only the values the image already records. */
+    const char *backing = options_get(o, "backing_file");
+    const char *backing_fmt = options_get(o, "backing_fmt");
+    if ((backing || backing_fmt) && (!str_eq_or_null(backing, bd->backing_filename) ||
+                                     !str_eq_or_null(backing_fmt, bd->backing_format))) {
+        report("Cannot amend the backing file\nYou can use 'qemu-img rebase' instead.");
+        return -EINVAL;
+    }
     int ret = 0;
     if (a.version || a.lazy_refcounts >= 0 || a.refcount_bits) {
         ret = qcow2_amend(bd, &a, err);
-    }
-    const char *backing = options_get(o, "backing_file");
-    if (ret == 0 && backing) {
-        ret = qcow2_change_backing_file(bd, *backing ? backing : NULL,
-                                        options_get(o, "backing_fmt"), err);
     }
     if (ret == 0 && size_given && size != blockdev_size(bd)) {
         ret = blockdev_truncate(bd, size, true, PREALLOC_OFF, err);

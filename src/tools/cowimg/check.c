@@ -140,7 +140,8 @@ int cmd_check(int argc, char **argv)
         report("Invalid source cache option: %s", cache);
         return CHECK_FAILED;
     }
-    unsigned flags = BDEV_CHECK | BDEV_NO_BACKING | (fix ? 0 : BDEV_READ_ONLY) |
+    /* With the backing chain, as qemu-img: a missing backing file is an error. */
+    unsigned flags = BDEV_CHECK | (fix ? 0 : BDEV_READ_ONLY) |
                      (share ? BDEV_FORCE_SHARE : 0) | (no_cache ? BDEV_NO_CACHE : 0);
     struct blockdev *bd = image_open(filename, fmt, flags);
     if (!bd) {

@@ -149,13 +149,7 @@ struct blockdev *image_open(const char *filename, const char *fmt, unsigned flag
         }
         return NULL;
     }
-    if (!fmt && !(flags & BDEV_READ_ONLY) && strcmp(blockdev_format(bd), "raw") == 0) {
-        fprintf(stderr, "WARNING: Image format was not specified for '%s' and probing guessed raw.\n"
-                "         Automatically detecting the format is dangerous for raw images, "
-                "write operations on block 0 will be restricted.\n"
-                "         Specify the 'raw' format explicitly to remove the restrictions.\n",
-                filename);
-    }
+    blockdev_warn_probed_raw(bd, filename);
     return bd;
 }
 

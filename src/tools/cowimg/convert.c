@@ -472,8 +472,11 @@ static int open_target(struct convert *cv, struct convert_args *a)
         report("Invalid cache option: %s", a->cache);
         return -1;
     }
+    /* "unsafe", convert's default as in qemu-img, syncs nothing, not even
+     * to order metadata: a power loss during a convert loses the target. */
+    bool unsafe = !a->cache || strcmp(a->cache, "unsafe") == 0;
     cv->target = image_open(cv->target_name, a->out_fmt,
-                            no_cache ? BDEV_NO_CACHE : 0);
+                            (no_cache ? BDEV_NO_CACHE : 0) | (unsafe ? BDEV_NO_FLUSH : 0));
     if (!cv->target) {
         return -1;
     }

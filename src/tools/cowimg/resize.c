@@ -60,9 +60,12 @@ int cmd_resize(int argc, char **argv)
     }
     int ret = EXIT_ERR;
     int64_t current = (int64_t)blockdev_size(bd);
-    int64_t total = sign ? current + sign * (int64_t)n : (int64_t)n;
+    int64_t total = (int64_t)n;
+    /* A size beyond int64 either way is what qemu-img calls not positive. */
+    bool overflow = n > INT64_MAX || (sign && __builtin_add_overflow(current, sign * (int64_t)n,
+                                                                    &total));
     struct error err = {0};
-    if (n > INT64_MAX || total <= 0 || (sign > 0 && total < current)) {
+    if (overflow || total <= 0) {
         report("New image size must be positive");
     } else if (total <= current && prealloc != PREALLOC_OFF) {
         report("Preallocation can only be used for growing images");

@@ -102,16 +102,6 @@ static int open_temporary_overlay(struct cowio *io, const char *filename, unsign
     return ret;
 }
 
-static void warn_probed_raw(const char *filename)
-{
-    fprintf(stderr,
-            "WARNING: Image format was not specified for '%s' and probing guessed raw.\n"
-            "         Automatically detecting the format is dangerous for raw images, "
-            "write operations on block 0 will be restricted.\n"
-            "         Specify the 'raw' format explicitly to remove the restrictions.\n",
-            filename);
-}
-
 int cowio_open_image(struct cowio *io, const char *filename, const struct cowio_open *o,
                      const char *image_opts)
 {
@@ -142,9 +132,8 @@ int cowio_open_image(struct cowio *io, const char *filename, const struct cowio_
     if (ret == 0) {
         ret = open_requested(io, &req, format,
                              settings.flags | (settings.snapshot ? BDEV_READ_ONLY : 0), &err);
-        if (ret == 0 && !format && !strcmp(blockdev_format(io->bd), "raw") &&
-            !io->bd->read_only) {
-            warn_probed_raw(req.filename);
+        if (ret == 0) {
+            blockdev_warn_probed_raw(io->bd, req.filename);
         }
         if (ret == 0 && settings.snapshot) {
             ret = open_temporary_overlay(io, req.filename, settings.flags, &err);

@@ -72,7 +72,8 @@ static bool is_protocol(const char *driver)
 
 /* A protocol layer at prefix: the file name and the options files take.
  * driver is NULL when not named (qemu then picks by the file name). */
-static void parse_protocol(struct open_request *req, const char *prefix, const char *driver)
+static int parse_protocol(struct open_request *req, const char *prefix, const char *driver,
+                          struct cowio_open *o, struct error *err)
 {
     struct options *opts = &req->opts;
     req->protocol = dup_or_null(driver);
@@ -81,8 +82,14 @@ static void parse_protocol(struct open_request *req, const char *prefix, const c
         req->name_copy = strdup(name);
         req->filename = req->name_copy;
     }
-    layer_get(opts, prefix, "locking");     /* accepted: cowio takes no locks */
+    const char *locking = layer_get(opts, prefix, "locking");
     layer_get(opts, prefix, "aio");
+    if (locking && !strcmp(locking, "off")) {
+        o->flags |= BDEV_NO_LOCK;
+    } else if (locking && strcmp(locking, "on") && strcmp(locking, "auto")) {
+        return error_set(err, -EINVAL, "Parameter 'locking' does not accept value '%s'", locking);
+    }
+    return 0;
 }
 
 int open_request_parse(struct open_request *req, const char *text, const char *implied_key,
@@ -109,8 +116,8 @@ int open_request_parse(struct open_request *req, const char *text, const char *i
     req->node_name[NODE_BACKING] = dup_or_null(layer_get(opts, "", "backing.node-name"));
     if (is_protocol(driver)) {
         req->format = strdup("raw");
-        parse_protocol(req, prefix, driver);
-        return options_check_unused(opts, "Block options", err);
+        ret = parse_protocol(req, prefix, driver, o, err);
+        return ret < 0 ? ret : options_check_unused(opts, "Block options", err);
     }
     req->format = dup_or_null(driver);
     ret = format_tuning_parse(opts, prefix, &req->tuning, err);
@@ -122,7 +129,10 @@ int open_request_parse(struct open_request *req, const char *text, const char *i
     const char *file_driver = layer_get(opts, prefix, "file.driver");
     const char *name = layer_get(opts, prefix, "file");
     if (file_driver || !name) {
-        parse_protocol(req, file_prefix, file_driver);
+        ret = parse_protocol(req, file_prefix, file_driver, o, err);
+        if (ret < 0) {
+            return ret;
+        }
     } else {
         req->name_copy = strdup(name);
         req->filename = req->name_copy;

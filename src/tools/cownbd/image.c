@@ -10,18 +10,6 @@
 #include "block/qcow2.h"
 #include "cownbd.h"
 
-static void warn_probed_raw(const struct cownbd_opts *o, const struct blockdev *bd)
-{
-    if (!o->format && !(o->open_flags & BDEV_READ_ONLY) && !o->snapshot &&
-        strcmp(blockdev_format(bd), "raw") == 0) {
-        fprintf(stderr, "WARNING: Image format was not specified for '%s' and probing guessed raw.\n"
-                "         Automatically detecting the format is dangerous for raw images, "
-                "write operations on block 0 will be restricted.\n"
-                "         Specify the 'raw' format explicitly to remove the restrictions.\n",
-                o->filename);
-    }
-}
-
 /* Creates the overlay in $TMPDIR (or /var/tmp, like QEMU) and opens it; the
  * file is unlinked at once, so it goes away with the process. */
 static int open_snapshot(const struct cownbd_opts *o, struct blockdev **out, struct error *err)
@@ -71,7 +59,7 @@ int cownbd_open_image(const struct cownbd_opts *o, struct blockdev **out, struct
     struct blockdev_open_opts bopts = { .format = o->format, .flags = o->open_flags };
     int ret = blockdev_open(out, o->filename, &bopts, err);
     if (ret == 0) {
-        warn_probed_raw(o, *out);
+        blockdev_warn_probed_raw(*out, o->filename);
     }
     return ret;
 }

@@ -1,0 +1,98 @@
+/* Write ordering against power loss. A kill leaves every pwrite in the
+ * page cache, but a power loss keeps any subset of the writes since the
+ * last fdatasync. Two dependencies must survive that:
+ *  - a mapping (an L1, L2 or refcount-table entry) may reach the disk only
+ *    after what it points to: the cluster's raised refcount and the
+ *    cluster's new content (copied-on-write data, a new table);
+ *  - a refcount may drop only after the mapping that stopped using the
+ *    cluster is on the disk, or the cluster is reused while a stale
+ *    mapping still points to it.
+ * So the code notes writes that mappings depend on (qcow2_order_note_target)
+ * and mappings written (s->unsynced_mappings), and syncs only when a write
+ * of the other kind is about to follow. Within a batch (one guest request,
+ * lock held throughout) L2 updates stay dirty in the cache and go out
+ * together at the end, behind one sync: one or two syncs per request, not
+ * per cluster. QEMU's cache dependencies do the same. */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "block/qcow2_int.h"
+
+static int sync_file(struct qcow2 *s, struct error *err)
+{
+    int ret = hostfile_flush(s->file);
+    if (ret < 0) {
+        return error_set_errno(err, ret, "Could not flush '%s'", s->bd.filename);
+    }
+    s->unsynced_targets = false;
+    s->unsynced_mappings = false;
+    return 0;
+}
+
+void qcow2_order_note_target(struct qcow2 *s)
+{
+    s->unsynced_targets = true;
+}
+
+int qcow2_order_before_mapping(struct qcow2 *s, struct error *err)
+{
+    int ret = s->unsynced_targets ? sync_file(s, err) : 0;
+    if (ret == 0) {
+        s->unsynced_mappings = true;    /* the caller writes one now */
+    }
+    return ret;
+}
+
+int qcow2_order_before_decrement(struct qcow2 *s, struct error *err)
+{
+    int ret = qcow2_cache_flush(s, &s->l2_cache, err);
+    if (ret == 0 && s->unsynced_mappings) {
+        ret = sync_file(s, err);
+    }
+    return ret;
+}
+
+bool qcow2_order_defer_free(struct qcow2 *s, uint64_t offset, uint64_t len, int64_t addend,
+                            bool give_back)
+{
+    if (!s->l2_batch) {
+        return false;
+    }
+    if (s->n_deferred_frees == s->cap_deferred_frees) {
+        size_t cap = s->cap_deferred_frees ? s->cap_deferred_frees * 2 : 16;
+        struct qcow2_deferred_free *d = realloc(s->deferred_frees, cap * sizeof(*d));
+        if (!d) {
+            return false;       /* then it happens now, behind its own syncs */
+        }
+        s->deferred_frees = d;
+        s->cap_deferred_frees = cap;
+    }
+    s->deferred_frees[s->n_deferred_frees++] =
+        (struct qcow2_deferred_free){ offset, len, addend, give_back };
+    return true;
+}
+
+void qcow2_order_batch_begin(struct qcow2 *s)
+{
+    s->l2_batch = true;
+}
+
+/* The batch's L2 updates go out behind one sync, then (behind another) the
+ * decrements they allow. A failure leaks clusters at worst. */
+int qcow2_order_batch_end(struct qcow2 *s, struct error *err)
+{
+    s->l2_batch = false;
+    int ret = 0;
+    if (s->n_deferred_frees) {
+        ret = qcow2_order_before_decrement(s, err);
+    } else {
+        ret = qcow2_cache_flush(s, &s->l2_cache, err);
+    }
+    for (size_t i = 0; i < s->n_deferred_frees && ret == 0; i++) {
+        const struct qcow2_deferred_free *d = &s->deferred_frees[i];
+        ret = d->give_back ? qcow2_free_clusters(s, d->offset, d->len, err)
+                           : qcow2_update_refcount(s, d->offset, d->len, d->addend, err);
+    }
+    s->n_deferred_frees = 0;
+    return ret;
+}
