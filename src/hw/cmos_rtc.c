@@ -151,3 +151,26 @@ int cmos_rtc_load(struct cmos_rtc *r, struct state_buf *b, struct error *err)
     }
     return ret;
 }
+
+
+static int cmos_rtc_save_op(void *dev, struct state_buf *b, struct error *err)
+{
+    cmos_rtc_save(dev, b);
+    return state_buf_error(b, err);
+}
+
+static int cmos_rtc_load_op(void *dev, struct state_buf *b, struct error *err)
+{
+    return cmos_rtc_load(dev, b, err);
+}
+
+static void cmos_rtc_destroy_op(void *dev)
+{
+    cmos_rtc_destroy(dev);
+}
+
+const struct device_ops cmos_rtc_device_ops = {
+    .save = cmos_rtc_save_op,
+    .load = cmos_rtc_load_op,
+    .destroy = cmos_rtc_destroy_op,
+};

@@ -189,3 +189,26 @@ int fw_cfg_load(struct fw_cfg *f, struct state_buf *b, struct error *err)
     }
     return ret;
 }
+
+
+static int fw_cfg_save_op(void *dev, struct state_buf *b, struct error *err)
+{
+    fw_cfg_save(dev, b);
+    return state_buf_error(b, err);
+}
+
+static int fw_cfg_load_op(void *dev, struct state_buf *b, struct error *err)
+{
+    return fw_cfg_load(dev, b, err);
+}
+
+static void fw_cfg_destroy_op(void *dev)
+{
+    fw_cfg_destroy(dev);
+}
+
+const struct device_ops fw_cfg_device_ops = {
+    .save = fw_cfg_save_op,
+    .load = fw_cfg_load_op,
+    .destroy = fw_cfg_destroy_op,
+};

@@ -220,3 +220,51 @@ int pci_device_load(struct pci_device *d, struct state_buf *b, struct error *err
     }
     return ret;
 }
+
+
+#define PCI_HOST_STATE_VERSION 1
+
+void pci_host_save(struct pci_host *h, struct state_buf *b)
+{
+    pthread_mutex_lock(&h->lock);
+    state_section_begin(b, "pci-host", PCI_HOST_STATE_VERSION);
+    state_put_u32(b, h->address);
+    state_section_end(b);
+    pthread_mutex_unlock(&h->lock);
+}
+
+int pci_host_load(struct pci_host *h, struct state_buf *b, struct error *err)
+{
+    state_section_open(b, "pci-host", PCI_HOST_STATE_VERSION);
+    uint32_t address = state_get_u32(b);
+    state_section_close(b);
+    int ret = state_buf_error(b, err);
+    if (ret == 0) {
+        pthread_mutex_lock(&h->lock);
+        h->address = address & 0x80fffffcu;     /* only what a guest can write */
+        pthread_mutex_unlock(&h->lock);
+    }
+    return ret;
+}
+
+static int pci_host_save_op(void *dev, struct state_buf *b, struct error *err)
+{
+    pci_host_save(dev, b);
+    return state_buf_error(b, err);
+}
+
+static int pci_host_load_op(void *dev, struct state_buf *b, struct error *err)
+{
+    return pci_host_load(dev, b, err);
+}
+
+static void pci_host_destroy_op(void *dev)
+{
+    pci_host_destroy(dev);
+}
+
+const struct device_ops pci_host_device_ops = {
+    .save = pci_host_save_op,
+    .load = pci_host_load_op,
+    .destroy = pci_host_destroy_op,
+};

@@ -137,3 +137,29 @@ int system_ports_load(struct system_ports *s, struct state_buf *b, struct error 
     }
     return ret;
 }
+
+
+/* The i8042 back to power-on; where events go stays. */
+static int system_ports_reset_op(void *dev, struct error *err)
+{
+    struct system_ports *s = dev;
+    system_ports_init(s, s->event, s->opaque);
+    return 0;
+}
+
+static int system_ports_save_op(void *dev, struct state_buf *b, struct error *err)
+{
+    system_ports_save(dev, b);
+    return state_buf_error(b, err);
+}
+
+static int system_ports_load_op(void *dev, struct state_buf *b, struct error *err)
+{
+    return system_ports_load(dev, b, err);
+}
+
+const struct device_ops system_ports_device_ops = {
+    .reset = system_ports_reset_op,
+    .save = system_ports_save_op,
+    .load = system_ports_load_op,
+};

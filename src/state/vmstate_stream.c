@@ -268,9 +268,19 @@ int vmstate_reader_begin(struct vmstate_reader *r, struct vmstate_io io, uint64_
     return 0;
 }
 
+void vmstate_section_unread(struct vmstate_reader *r, int result)
+{
+    r->pending = result + 1;
+}
+
 int vmstate_next_section(struct vmstate_reader *r, struct error *err)
 {
     uint8_t h[VMSTATE_SECTION_HEADER_SIZE];
+    if (r->pending) {
+        int result = r->pending - 1;
+        r->pending = 0;
+        return result;
+    }
     if (r->section_left) {
         return error_set(err, -EINVAL, "VM state section '%s' was not read to its end", r->section);
     }

@@ -71,6 +71,7 @@ struct vmstate_reader {
     uint32_t section_version;
     uint64_t section_left;
     uint32_t crc;
+    int pending;                /* 1 + the result of a header given back, 0: none */
 };
 
 /* limit: bytes available (the file size) or UINT64_MAX. */
@@ -79,6 +80,10 @@ int vmstate_reader_begin(struct vmstate_reader *r, struct vmstate_io io, uint64_
  * end section, <0 on errors. The previous section must have been consumed
  * (or skipped with vmstate_section_skip). */
 int vmstate_next_section(struct vmstate_reader *r, struct error *err);
+/* Gives the section header just read back: the next vmstate_next_section
+ * returns it again. Only before any of its payload was read; lets a reader
+ * of one part of the stream stop where another part begins. */
+void vmstate_section_unread(struct vmstate_reader *r, int result);
 int vmstate_section_read(struct vmstate_reader *r, void *data, size_t len, struct error *err);
 /* Reads what is left of the payload (checking it) and the payload checksum. */
 int vmstate_section_finish(struct vmstate_reader *r, struct error *err);

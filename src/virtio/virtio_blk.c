@@ -296,26 +296,33 @@ static void blk_config_read(struct virtio_device *d, uint32_t offset, void *buf,
     }
 }
 
-/* Called with dev.lock held: let the workers finish what is in flight. */
-static void blk_reset(struct virtio_device *d)
+void virtio_blk_drain_locked(struct virtio_blk *b)
 {
-    struct virtio_blk *b = to_blk(d);
     while (b->in_flight > 0) {
-        pthread_cond_wait(&b->idle, &d->lock);
+        pthread_cond_wait(&b->idle, &b->dev.lock);
     }
+}
+
+/* Called with dev.lock held: let the workers finish what is in flight
+ * (a reset, a pause). The main loop starts requests: until it runs
+ * again, none is added. */
+static void blk_drain(struct virtio_device *d)
+{
+    virtio_blk_drain_locked(to_blk(d));
 }
 
 /* Saving state while requests are in flight would lose them: drain first
  * (called with dev.lock held). Nothing device-specific needs saving. */
 static void blk_save(struct virtio_device *d, struct state_buf *b)
 {
-    blk_reset(d);
+    blk_drain(d);
 }
 
 static const struct virtio_device_ops blk_ops = {
     .queue_notify = blk_queue_notify,
     .config_read = blk_config_read,
-    .reset = blk_reset,
+    .reset = blk_drain,
+    .quiesce = blk_drain,
     .save = blk_save,
 };
 

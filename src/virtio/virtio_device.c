@@ -227,3 +227,28 @@ int virtio_device_load(struct virtio_device *d, struct state_buf *b, struct erro
     pthread_mutex_unlock(&d->lock);
     return ret < 0 ? ret : state_buf_error(b, err);
 }
+
+void virtio_device_quiesce(struct virtio_device *d)
+{
+    pthread_mutex_lock(&d->lock);
+    if (d->ops->quiesce) {
+        d->ops->quiesce(d);
+    }
+    pthread_mutex_unlock(&d->lock);
+}
+
+void virtio_device_resume(struct virtio_device *d)
+{
+    pthread_mutex_lock(&d->lock);
+    if (d->ops->resume) {
+        d->ops->resume(d);
+    }
+    pthread_mutex_unlock(&d->lock);
+}
+
+void virtio_device_kick_queues(struct virtio_device *d)
+{
+    for (int q = 0; q < d->nqueues; q++) {
+        virtio_device_handle_notify(d, q);
+    }
+}

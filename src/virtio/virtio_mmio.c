@@ -102,6 +102,12 @@ int virtio_mmio_create(struct virtio_mmio *t, struct virtio_device *dev, struct 
     return bus_register(&vm->mmio, base, VIRTIO_MMIO_SIZE, virtio_mmio_read, virtio_mmio_write, t, dev->name, err);
 }
 
+void virtio_mmio_reset(struct virtio_mmio *t)
+{
+    t->interrupt_status = 0;
+    t->queue_sel = 0;
+}
+
 void virtio_mmio_destroy(struct virtio_mmio *t)
 {
     if (t->vm) {

@@ -1,5 +1,5 @@
 /* Snapshots of the machine to files and into qcow2 disks. */
-#include "machine_state.h"
+#include "machine/machine_state.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -13,7 +13,6 @@
 #include <unistd.h>
 
 #include "block/blockdev.h"
-#include "block/qcow2.h"
 #include "util/bswap.h"
 #include "util/log.h"
 #include "util/size.h"
@@ -21,6 +20,16 @@
 
 #define MEMORY_VERSION 1
 #define MAX_CHAIN 64
+
+void machine_forget_snapshot_chain(struct machine *m)
+{
+    struct snapshot_chain *s = &m->snaps;
+    if (s->dirty_tracking) {
+        ram_dirty_stop(&m->vm);
+        s->dirty_tracking = false;
+        s->last_dir[0] = 0;
+    }
+}
 
 /* ---- snapshots to files ---- */
 
@@ -134,9 +143,9 @@ static int read_memory_section(struct machine *m, struct vmstate_reader *r, stru
     return ret < 0 ? ret : vmstate_section_finish(r, err);
 }
 
-int machine_snapshot_files(struct machine *m, struct machine_snapshots *s, const char *dir, bool diff,
-                           struct error *err)
+int machine_snapshot_files(struct machine *m, const char *dir, bool diff, struct error *err)
 {
+    struct snapshot_chain *s = &m->snaps;
     char mem_path[PATH_MAX], state_path[PATH_MAX], tmp_path[PATH_MAX], real[PATH_MAX];
     struct memory_image mi;
     memset(&mi, 0, sizeof(mi));
@@ -184,7 +193,7 @@ int machine_snapshot_files(struct machine *m, struct machine_snapshots *s, const
     if (ret == 0 && diff) {
         /* Device rings are written by the VMM all the time. */
         for (int i = 0; i < m->nvirtio; i++) {
-            struct virtio_device *d = m->virtio[i];
+            struct virtio_device *d = m->virtio[i].dev;
             for (int q = 0; q < d->nqueues; q++) {
                 if (d->vqs[q].ready) {
                     guest_memory_mark_dirty(&m->vm.mem, d->vqs[q].used_addr, 6ull + 8ull * d->vqs[q].size);
@@ -276,8 +285,9 @@ static int read_chain(struct machine *m, struct layer *layers, int *n, struct er
     return 0;
 }
 
-int machine_restore_files(struct machine *m, struct machine_snapshots *s, const char *dir, struct error *err)
+int machine_restore_files(struct machine *m, const char *dir, struct error *err)
 {
+    struct snapshot_chain *s = &m->snaps;
     struct layer *layers = calloc(MAX_CHAIN, sizeof(*layers));
     if (!layers) {
         return error_set(err, -ENOMEM, "out of memory");
