@@ -12,7 +12,6 @@
 #include "hw/uart.h"
 #include "machine/device_registry.h"
 #include "machine/machine.h"
-#include "state/guest_ram.h"
 #include "state/state_buf.h"
 #include "vmm/vm.h"
 
@@ -42,10 +41,9 @@ struct console {
     bool is_tty;
 };
 
-/* The files snapshots' chain: the parent of the next diff snapshot. */
+/* The files snapshots' chain: the parent of the next diff snapshot, whose
+ * pages guest memory's dirty tracking has followed since. */
 struct snapshot_chain {
-    struct ram_backing backing;
-    bool dirty_tracking;            /* guest memory's dirty tracking on since then */
     char last_dir[PATH_MAX];
     uint64_t last_id;
 };

@@ -6,13 +6,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <time.h>
 
 #include "block/blockdev.h"
 #include "machine/disk_qcow2.h"
 #include "machine/machine_state.h"
 #include "util/size.h"
+#include "vmm/guest_memory_stream.h"
 
 struct vmstate_area {
     struct blockdev *bd;
@@ -100,19 +100,8 @@ static int has_snapshot(struct blockdev *bd, const char *name, struct qcow2_snap
     return i >= 0;
 }
 
-static uint64_t guest_clock_ns(struct machine *m)
-{
-    struct kvm_clock_data clock;
-    memset(&clock, 0, sizeof(clock));
-    if (ioctl(m->vm.vm_fd, KVM_GET_CLOCK, &clock) < 0) {
-        return 0;
-    }
-    return clock.clock;
-}
-
 int machine_savevm(struct machine *m, const char *name, struct error *err)
 {
-    struct snapshot_chain *s = &m->snaps;
     int first = snapshot_disks(m, err);
     if (first < 0) {
         return first;
@@ -132,7 +121,7 @@ int machine_savevm(struct machine *m, const char *name, struct error *err)
     struct vmstate_io io = { area_write, area_read, &area };
     int64_t size = 0;
     if ((ret = vmstate_writer_begin(&w, io, err)) == 0 && (ret = machine_state_save(m, &w, err)) == 0 &&
-        (ret = ram_section_write(&w, &m->vm.mem, &s->backing, err)) == 0) {
+        (ret = guest_memory_stream_write(&m->vm.mem, &w, err)) == 0) {
         size = vmstate_writer_finish(&w, err);
         ret = size < 0 ? (int)size : 0;
     }
@@ -141,7 +130,8 @@ int machine_savevm(struct machine *m, const char *name, struct error *err)
         error_prefix(err, "Error while writing VM state");
         return ret;
     }
-    uint64_t clock_ns = guest_clock_ns(m);
+    uint64_t clock_ns = 0;
+    vm_clock_ns(&m->vm, &clock_ns, NULL);    /* 0 when unknown, as before */
     for (int i = 0; i < m->cfg->ndisks; i++) {
         struct blockdev *bd = m->disks[i];
         if (!bd || bd->read_only) {
@@ -158,7 +148,6 @@ int machine_savevm(struct machine *m, const char *name, struct error *err)
 
 int machine_loadvm(struct machine *m, const char *name, bool *changed, struct error *err)
 {
-    struct snapshot_chain *s = &m->snaps;
     bool dummy;
     changed = changed ? changed : &dummy;
     *changed = false;
@@ -205,7 +194,7 @@ int machine_loadvm(struct machine *m, const char *name, bool *changed, struct er
     if (ret == 0) {
         ret = vmstate_next_section(&r, err);
         if (ret == 0 && strcmp(r.section, "ram") == 0) {
-            ret = ram_section_load(&r, &m->vm.mem, &s->backing, err);
+            ret = guest_memory_stream_load(&m->vm.mem, &r, err);
         } else if (ret >= 0) {
             ret = error_set(err, -EINVAL, "VM state has section '%s' where 'ram' was expected",
                             ret == 1 ? "end" : r.section);

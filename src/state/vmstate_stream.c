@@ -8,6 +8,7 @@
 #include <zlib.h>
 
 #include "util/bswap.h"
+#include "util/io.h"
 
 #define BUF_SIZE (1u << 20)
 
@@ -26,41 +27,18 @@ static uint32_t crc_update(uint32_t crc, const void *p, size_t len)
 
 static int fd_write(void *opaque, uint64_t pos, const void *buf, size_t len, struct error *err)
 {
-    int fd = *(int *)opaque;
-    const uint8_t *p = buf;
-    while (len) {
-        ssize_t n = pwrite(fd, p, len, (off_t)pos);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            return error_set_errno(err, n < 0 ? -errno : -EIO, "writing VM state");
-        }
-        p += n;
-        pos += (uint64_t)n;
-        len -= (size_t)n;
-    }
-    return 0;
+    int ret = io_pwrite_full(*(int *)opaque, buf, len, (off_t)pos);
+    return ret < 0 ? error_set_errno(err, ret, "writing VM state") : 0;
 }
 
 static int fd_read(void *opaque, uint64_t pos, void *buf, size_t len, struct error *err)
 {
-    int fd = *(int *)opaque;
-    uint8_t *p = buf;
-    while (len) {
-        ssize_t n = pread(fd, p, len, (off_t)pos);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n < 0) {
-            return error_set_errno(err, -errno, "reading VM state");
-        }
-        if (n == 0) {
-            return error_set(err, -EINVAL, "VM state is truncated at byte %llu", (unsigned long long)pos);
-        }
-        p += n;
-        pos += (uint64_t)n;
-        len -= (size_t)n;
+    ssize_t n = io_pread_full(*(int *)opaque, buf, len, (off_t)pos);
+    if (n < 0) {
+        return error_set_errno(err, (int)n, "reading VM state");
+    }
+    if ((size_t)n < len) {
+        return error_set(err, -EINVAL, "VM state is truncated at byte %llu", (unsigned long long)(pos + (uint64_t)n));
     }
     return 0;
 }
