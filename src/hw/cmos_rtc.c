@@ -120,27 +120,21 @@ void cmos_rtc_write(void *opaque, uint64_t offset, unsigned size, uint64_t value
     pthread_mutex_unlock(&r->lock);
 }
 
-#define CMOS_STATE_VERSION 1
-
 void cmos_rtc_save(struct cmos_rtc *r, struct state_buf *b)
 {
     pthread_mutex_lock(&r->lock);
-    state_section_begin(b, "cmos-rtc", CMOS_STATE_VERSION);
     state_put_u8(b, r->index);
     state_put_bytes(b, r->nvram, sizeof(r->nvram));
     state_put_u64(b, (uint64_t)r->offset_sec);
-    state_section_end(b);
     pthread_mutex_unlock(&r->lock);
 }
 
 int cmos_rtc_load(struct cmos_rtc *r, struct state_buf *b, struct error *err)
 {
     uint8_t nvram[128];
-    state_section_open(b, "cmos-rtc", CMOS_STATE_VERSION);
     uint8_t index = state_get_u8(b);
     state_get_bytes(b, nvram, sizeof(nvram));
     int64_t offset = (int64_t)state_get_u64(b);
-    state_section_close(b);
     int ret = state_buf_error(b, err);
     if (ret == 0) {
         pthread_mutex_lock(&r->lock);
@@ -159,7 +153,7 @@ static int cmos_rtc_save_op(void *dev, struct state_buf *b, struct error *err)
     return state_buf_error(b, err);
 }
 
-static int cmos_rtc_load_op(void *dev, struct state_buf *b, struct error *err)
+static int cmos_rtc_load_op(void *dev, struct state_buf *b, uint32_t version, struct error *err)
 {
     return cmos_rtc_load(dev, b, err);
 }
@@ -170,6 +164,7 @@ static void cmos_rtc_destroy_op(void *dev)
 }
 
 const struct device_ops cmos_rtc_device_ops = {
+    .version = CMOS_STATE_VERSION,
     .save = cmos_rtc_save_op,
     .load = cmos_rtc_load_op,
     .destroy = cmos_rtc_destroy_op,

@@ -27,6 +27,7 @@ void cmos_rtc_save(struct cmos_rtc *r, struct state_buf *b);
 int cmos_rtc_load(struct cmos_rtc *r, struct state_buf *b, struct error *err);
 /* For the machine's device registry (dev: struct cmos_rtc). A reset keeps
  * the NVRAM and the clock, as a battery-backed chip does. */
+#define CMOS_STATE_VERSION 1
 extern const struct device_ops cmos_rtc_device_ops;
 
 #endif

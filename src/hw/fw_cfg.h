@@ -55,6 +55,7 @@ int fw_cfg_load(struct fw_cfg *f, struct state_buf *b, struct error *err);
 /* For the machine's device registry (dev: struct fw_cfg). Its items are
  * the machine's configuration, rebuilt by the machine: only the guest's
  * position (selector, offset) is state. */
+#define FW_CFG_STATE_VERSION 1
 extern const struct device_ops fw_cfg_device_ops;
 
 #endif

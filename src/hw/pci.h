@@ -94,6 +94,7 @@ int pci_device_load(struct pci_device *d, struct state_buf *b, struct error *err
 void pci_host_save(struct pci_host *h, struct state_buf *b);
 int pci_host_load(struct pci_host *h, struct state_buf *b, struct error *err);
 /* For the machine's device registry (dev: struct pci_host). */
+#define PCI_HOST_STATE_VERSION 1
 extern const struct device_ops pci_host_device_ops;
 
 #endif

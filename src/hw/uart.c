@@ -197,12 +197,9 @@ size_t uart_receive(struct uart *u, const uint8_t *buf, size_t len)
     return n;
 }
 
-#define UART_STATE_VERSION 1
-
 void uart_save(struct uart *u, struct state_buf *b)
 {
     pthread_mutex_lock(&u->lock);
-    state_section_begin(b, "uart", UART_STATE_VERSION);
     uint8_t regs[] = { u->ier, u->lcr, u->mcr, u->lsr, u->msr, u->scr, u->fcr, u->dll, u->dlm };
     state_put_bytes(b, regs, sizeof(regs));
     state_put_bool(b, u->thr_interrupt);
@@ -210,13 +207,11 @@ void uart_save(struct uart *u, struct state_buf *b)
     for (unsigned i = 0; i < u->rx_count; i++) {
         state_put_u8(b, u->rx[(u->rx_head + i) % UART_RX_FIFO]);
     }
-    state_section_end(b);
     pthread_mutex_unlock(&u->lock);
 }
 
 int uart_load(struct uart *u, struct state_buf *b, struct error *err)
 {
-    state_section_open(b, "uart", UART_STATE_VERSION);
     uint8_t regs[9];
     state_get_bytes(b, regs, sizeof(regs));
     bool thr = state_get_bool(b);
@@ -227,7 +222,6 @@ int uart_load(struct uart *u, struct state_buf *b, struct error *err)
                          count, UART_RX_FIFO);
     }
     state_get_bytes(b, rx, count);
-    state_section_close(b);
     int ret = state_buf_error(b, err);
     if (ret < 0) {
         return ret;
@@ -261,7 +255,7 @@ static int uart_save_op(void *dev, struct state_buf *b, struct error *err)
     return state_buf_error(b, err);
 }
 
-static int uart_load_op(void *dev, struct state_buf *b, struct error *err)
+static int uart_load_op(void *dev, struct state_buf *b, uint32_t version, struct error *err)
 {
     return uart_load(dev, b, err);
 }
@@ -272,6 +266,7 @@ static void uart_destroy_op(void *dev)
 }
 
 const struct device_ops uart_device_ops = {
+    .version = UART_STATE_VERSION,
     .reset = uart_reset_op,
     .save = uart_save_op,
     .load = uart_load_op,

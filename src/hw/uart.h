@@ -42,6 +42,7 @@ bool uart_can_receive(struct uart *u);
 void uart_save(struct uart *u, struct state_buf *b);
 int uart_load(struct uart *u, struct state_buf *b, struct error *err);
 /* For the machine's device registry (dev: struct uart). */
+#define UART_STATE_VERSION 1
 extern const struct device_ops uart_device_ops;
 
 #endif

@@ -101,9 +101,15 @@ int registered_device_save(struct registered_device *d, struct state_buf *b, str
     return ret;
 }
 
-int registered_device_load(struct registered_device *d, struct state_buf *b, struct error *err)
+int registered_device_load(struct registered_device *d, struct state_buf *b, uint32_t version, struct error *err)
 {
-    int ret = d->ops->load ? d->ops->load(d->dev, b, err) : 0;
+    int ret = 0;
+    if (version > d->ops->version) {
+        ret = error_set(err, -ENOTSUP, "its state has version %u; this cowvisor reads up to %u", version,
+                        d->ops->version);
+    } else if (d->ops->load) {
+        ret = d->ops->load(d->dev, b, version, err);
+    }
     if (ret < 0) {
         error_prefix(err, "loading device '%s'", d->name);
     }

@@ -43,8 +43,9 @@ void device_registry_post_load(struct device_registry *r);
 /* Destroys every device (newest first) and empties the registry. */
 void device_registry_destroy(struct device_registry *r);
 
-/* One device's state into b / from b; errors name the device. */
+/* One device's state into b / from b (saved as version); errors name
+ * the device. */
 int registered_device_save(struct registered_device *d, struct state_buf *b, struct error *err);
-int registered_device_load(struct registered_device *d, struct state_buf *b, struct error *err);
+int registered_device_load(struct registered_device *d, struct state_buf *b, uint32_t version, struct error *err);
 
 #endif

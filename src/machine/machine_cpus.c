@@ -12,7 +12,7 @@ static int cpu_save(void *dev, struct state_buf *b, struct error *err)
     return c->vcpu ? vcpu_save_state(c->vcpu, b, err) : vm_save_kvm_state(c->vm, b, err);
 }
 
-static int cpu_load(void *dev, struct state_buf *b, struct error *err)
+static int cpu_load(void *dev, struct state_buf *b, uint32_t version, struct error *err)
 {
     struct cpu_slot *c = dev;
     return c->vcpu ? vcpu_load_state(c->vcpu, b, err) : vm_load_kvm_state(c->vm, b, err);
@@ -23,7 +23,7 @@ static int cpu_reset(void *dev, struct error *err)
     struct cpu_slot *c = dev;
     struct state_buf r;
     state_buf_init_reader(&r, c->initial.data, c->initial.len);
-    return cpu_load(c, &r, err);
+    return cpu_load(c, &r, c->vcpu ? VCPU_STATE_VERSION : VM_STATE_VERSION, err);
 }
 
 static void cpu_destroy(void *dev)
@@ -32,7 +32,16 @@ static void cpu_destroy(void *dev)
     state_buf_free(&c->initial);
 }
 
-static const struct device_ops cpu_ops = {
+static const struct device_ops kvm_vm_ops = {
+    .version = VM_STATE_VERSION,
+    .reset = cpu_reset,
+    .save = cpu_save,
+    .load = cpu_load,
+    .destroy = cpu_destroy,
+};
+
+static const struct device_ops vcpu_ops = {
+    .version = VCPU_STATE_VERSION,
     .reset = cpu_reset,
     .save = cpu_save,
     .load = cpu_load,
@@ -52,7 +61,8 @@ static int add_cpu(struct machine *m, struct cpu_slot *c, int index, struct erro
         state_buf_free(&c->initial);
         return ret;
     }
-    return machine_add_device(m, index >= 0 ? "vcpu" : "kvm-vm", index, &cpu_ops, c, err);
+    return machine_add_device(m, index >= 0 ? "vcpu" : "kvm-vm", index, index >= 0 ? &vcpu_ops : &kvm_vm_ops, c,
+                              err);
 }
 
 int machine_add_cpus(struct machine *m, struct error *err)

@@ -90,7 +90,9 @@ int machine_add_cpus(struct machine *m, struct error *err);
 /* The PC devices and, with firmware, fw_cfg (machine_pc.c). */
 int machine_add_pc_devices(struct machine *m, struct error *err);
 int machine_add_fw_cfg(struct machine *m, struct error *err);
-/* The virtio devices on their transports (machine_virtio.c). */
+/* The virtio devices on their transports (machine_virtio.c); a slot
+ * registers as "virtio.N" with these operations. */
+extern const struct device_ops machine_virtio_slot_ops;
 int machine_add_virtio(struct machine *m, struct error *err);
 /* After the devices that use them are gone. */
 void machine_close_disks(struct machine *m);

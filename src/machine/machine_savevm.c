@@ -118,7 +118,7 @@ int machine_savevm(struct machine *m, const char *name, struct error *err)
     }
     struct vmstate_area area = { m->disks[first], NULL };
     struct vmstate_writer w;
-    struct vmstate_io io = { area_write, area_read, &area };
+    struct vmstate_io io = { area_write, area_read, &area, false };
     int64_t size = 0;
     if ((ret = vmstate_writer_begin(&w, io, err)) == 0 && (ret = machine_state_save(m, &w, err)) == 0 &&
         (ret = guest_memory_stream_write(&m->vm.mem, &w, err)) == 0) {
@@ -177,7 +177,7 @@ int machine_loadvm(struct machine *m, const char *name, bool *changed, struct er
     machine_quiesce(m);
     /* Read and check everything but RAM before the disks change. */
     struct vmstate_area area = { m->disks[first], name };
-    struct vmstate_io io = { area_write, area_read, &area };
+    struct vmstate_io io = { area_write, area_read, &area, false };
     struct vmstate_reader r;
     struct machine_state_image img;
     memset(&img, 0, sizeof(img));

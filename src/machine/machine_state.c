@@ -11,7 +11,6 @@
 #include "util/size.h"
 
 #define CONFIG_VERSION 1
-#define DEVICE_VERSION 1
 #define MAX_SMALL_SECTION (64u << 20)
 
 /* ---- configuration ---- */
@@ -52,7 +51,6 @@ static void config_of(struct machine *m, struct config_image *c)
 
 static void config_put(struct state_buf *b, const struct config_image *c)
 {
-    state_section_begin(b, "config", CONFIG_VERSION);
     state_put_u32(b, c->cpus);
     state_put_u64(b, c->memory);
     state_put_u32(b, c->ndisks);
@@ -66,13 +64,11 @@ static void config_put(struct state_buf *b, const struct config_image *c)
     state_put_u32(b, c->nvconsole);
     state_put_bytes(b, c->vconsole, c->nvconsole);
     state_put_u8(b, c->net);
-    state_section_end(b);
 }
 
 static int config_get(struct state_buf *b, struct config_image *c, struct error *err)
 {
     memset(c, 0, sizeof(*c));
-    state_section_open(b, "config", CONFIG_VERSION);
     c->cpus = state_get_u32(b);
     c->memory = state_get_u64(b);
     c->ndisks = state_get_u32(b);
@@ -95,7 +91,6 @@ static int config_get(struct state_buf *b, struct config_image *c, struct error 
     }
     state_get_bytes(b, c->vconsole, c->nvconsole);
     c->net = state_get_u8(b);
-    state_section_close(b);
     return state_buf_error(b, err);
 }
 
@@ -180,7 +175,7 @@ static int write_device(struct registered_device *d, struct vmstate_writer *w, s
     state_buf_init(&b);
     int ret = registered_device_save(d, &b, err);
     if (ret == 0) {
-        ret = vmstate_write_section(w, d->name, DEVICE_VERSION, b.data, b.len, err);
+        ret = vmstate_write_section(w, d->name, d->ops->version, b.data, b.len, err);
     }
     state_buf_free(&b);
     return ret;
@@ -250,9 +245,9 @@ static int read_device(struct vmstate_reader *r, struct registered_device *d, st
     if (in_image(img, d)) {
         return error_set(err, -EINVAL, "VM state has two sections for device '%s'", d->name);
     }
-    if (r->section_version > DEVICE_VERSION) {
-        return error_set(err, -ENOTSUP, "VM state section '%s' has version %u; this cowvisor reads up to %u",
-                         d->name, r->section_version, DEVICE_VERSION);
+    if (r->section_version > d->ops->version) {
+        return error_set(err, -ENOTSUP, "VM state of device '%s' has version %u; this cowvisor reads up to %u",
+                         d->name, r->section_version, d->ops->version);
     }
     if (r->section_left > MAX_SMALL_SECTION) {
         return error_set(err, -EINVAL, "VM state section '%s' is too large (%llu bytes)", d->name,
@@ -269,6 +264,7 @@ static int read_device(struct vmstate_reader *r, struct registered_device *d, st
         return ret;
     }
     img->device[img->count] = d;
+    img->version[img->count] = r->section_version;
     img->data[img->count] = buf;
     img->len[img->count++] = n;
     return 0;
@@ -329,7 +325,7 @@ int machine_state_apply(struct machine *m, const struct machine_state_image *img
     for (int i = 0; i < img->count; i++) {
         struct state_buf b;
         state_buf_init_reader(&b, img->data[i], img->len[i]);
-        int ret = registered_device_load(img->device[i], &b, err);
+        int ret = registered_device_load(img->device[i], &b, img->version[i], err);
         if (ret < 0) {
             return ret;
         }

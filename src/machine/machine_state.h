@@ -17,6 +17,7 @@ int machine_state_save(struct machine *m, struct vmstate_writer *w, struct error
 struct machine_state_image {
     int count;
     struct registered_device *device[DEVICE_REGISTRY_MAX];
+    uint32_t version[DEVICE_REGISTRY_MAX];
     uint8_t *data[DEVICE_REGISTRY_MAX];
     size_t len[DEVICE_REGISTRY_MAX];
 };

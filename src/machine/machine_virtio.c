@@ -54,7 +54,7 @@ static int slot_save(void *dev, struct state_buf *b, struct error *err)
     return state_buf_error(b, err);
 }
 
-static int slot_load(void *dev, struct state_buf *b, struct error *err)
+static int slot_load(void *dev, struct state_buf *b, uint32_t version, struct error *err)
 {
     struct virtio_slot *s = dev;
     return s->mmio ? virtio_mmio_load(s->mmio, b, err) : virtio_pci_load(s->pci, b, err);
@@ -94,7 +94,8 @@ static void slot_destroy(void *dev)
     memset(s, 0, sizeof(*s));
 }
 
-static const struct device_ops virtio_slot_ops = {
+const struct device_ops machine_virtio_slot_ops = {
+    .version = VIRTIO_STATE_VERSION,
     .reset = slot_reset,
     .quiesce = slot_quiesce,
     .resume = slot_resume,
@@ -146,7 +147,7 @@ static int attach(struct machine *m, struct virtio_device *d, enum transport t, 
     struct virtio_slot *s = &m->virtio[i];
     s->dev = d;
     m->nvirtio++;
-    int ret = machine_add_device(m, "virtio", i, &virtio_slot_ops, s, err);
+    int ret = machine_add_device(m, "virtio", i, &machine_virtio_slot_ops, s, err);
     if (ret < 0) {
         destroy_device(d);
         memset(s, 0, sizeof(*s));

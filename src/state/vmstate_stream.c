@@ -45,7 +45,49 @@ static int fd_read(void *opaque, uint64_t pos, void *buf, size_t len, struct err
 
 struct vmstate_io vmstate_fd_io(int *fd)
 {
-    return (struct vmstate_io){ fd_write, fd_read, fd };
+    return (struct vmstate_io){ fd_write, fd_read, fd, false };
+}
+
+static int pipe_write(void *opaque, uint64_t pos, const void *buf, size_t len, struct error *err)
+{
+    const uint8_t *p = buf;
+    while (len) {
+        ssize_t n = write(*(int *)opaque, p, len);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            return error_set_errno(err, n < 0 ? -errno : -EIO, "writing VM state");
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int pipe_read(void *opaque, uint64_t pos, void *buf, size_t len, struct error *err)
+{
+    uint8_t *p = buf;
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = read(*(int *)opaque, p + done, len - done);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            return error_set_errno(err, -errno, "reading VM state");
+        }
+        if (n == 0) {
+            return error_set(err, -EINVAL, "VM state ends early, at byte %llu", (unsigned long long)(pos + done));
+        }
+        done += (size_t)n;
+    }
+    return 0;
+}
+
+struct vmstate_io vmstate_pipe_io(int *fd)
+{
+    return (struct vmstate_io){ pipe_write, pipe_read, fd, true };
 }
 
 /* ---- writer ---- */
@@ -204,6 +246,9 @@ static int get(struct vmstate_reader *r, void *data, size_t len, struct error *e
             return 0;
         }
         size_t want = r->buf_cap;
+        if (r->io.sequential && len < want) {
+            want = len;     /* a socket may hold nothing beyond the stream */
+        }
         if (r->limit != UINT64_MAX && r->limit - r->pos < want) {
             want = (size_t)(r->limit - r->pos);
         }
@@ -239,6 +284,10 @@ int vmstate_reader_begin(struct vmstate_reader *r, struct vmstate_io io, uint64_
         return error_set(err, -EINVAL, "VM state header is corrupted (checksum mismatch)");
     }
     uint32_t version = ld_le32(h + 8);
+    if (version == 1) {
+        return error_set(err, -ENOTSUP, "VM state version 1 (written before device state had one framing) is not "
+                         "supported (this cowvisor reads version %u)", VMSTATE_VERSION);
+    }
     if (version != VMSTATE_VERSION) {
         return error_set(err, -ENOTSUP, "VM state version %u is not supported (this cowvisor reads version %u)",
                          version, VMSTATE_VERSION);

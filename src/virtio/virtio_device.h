@@ -111,6 +111,9 @@ void virtio_device_resume(struct virtio_device *d);
 /* After a load: serve what the guest posted before the save and the old
  * process never saw notified. */
 void virtio_device_kick_queues(struct virtio_device *d);
+/* The layout of a virtio device's state on its transport (what
+ * virtio_mmio_save and virtio_pci_save write, this part included). */
+#define VIRTIO_STATE_VERSION 1
 void virtio_device_save(struct virtio_device *d, struct state_buf *b);
 int virtio_device_load(struct virtio_device *d, struct state_buf *b, struct error *err);
 

@@ -2,7 +2,12 @@
  * the device defines beside itself (hw/, virtio/) and the machine's device
  * registry calls: reset, pause (quiesce/resume), state (save/load) and
  * teardown. Any operation may be NULL: the device has nothing to do then.
- * dev is the device's own struct, as it was registered. */
+ * dev is the device's own struct, as it was registered.
+ *
+ * A device's state is its fields in a state_buf, with no framing of its
+ * own: the VM-state stream names each device's section and carries its
+ * version (one framing, whether the bytes go to a file, a qcow2 VM-state
+ * area or a socket). */
 #ifndef VMM_DEVICE_H
 #define VMM_DEVICE_H
 
@@ -10,6 +15,10 @@
 #include "util/error.h"
 
 struct device_ops {
+    /* The layout of the state save writes (bumped when it changes): the
+     * stream carries it with the device's name, and load gets the version
+     * the state was saved with (never newer than this). */
+    uint32_t version;
     /* Power-on state again (a guest or host reset). */
     int (*reset)(void *dev, struct error *err);
     /* Stop touching guest memory and finish work in flight (the vCPUs are
@@ -17,7 +26,7 @@ struct device_ops {
     void (*quiesce)(void *dev);
     void (*resume)(void *dev);
     int (*save)(void *dev, struct state_buf *b, struct error *err);
-    int (*load)(void *dev, struct state_buf *b, struct error *err);
+    int (*load)(void *dev, struct state_buf *b, uint32_t version, struct error *err);
     /* Every device is loaded: look at work the guest posted before the save. */
     void (*post_load)(void *dev);
     void (*destroy)(void *dev);

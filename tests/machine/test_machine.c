@@ -16,7 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -287,11 +289,9 @@ static void bad_uart_state(struct state_buf *b)
 {
     static const uint8_t regs[9];
     state_buf_init(b);
-    state_section_begin(b, "uart", 1);
     state_put_bytes(b, regs, sizeof(regs));
     state_put_bool(b, false);
     state_put_u8(b, 200);
-    state_section_end(b);
 }
 
 static void test_load_failure_names_device(void **state)
@@ -324,6 +324,28 @@ static void test_load_failure_names_device(void **state)
     bare_destroy(b);
 }
 
+/* State newer than the device reads is refused before anything loads. */
+static void test_newer_version_refused(void **state)
+{
+    struct machine *a = bare_machine(), *b = bare_machine();
+    struct error err = { 0 };
+    struct stream s;
+    struct vmstate_reader r;
+    struct machine_state_image img;
+    struct device_ops newer = *a->devices.devices[0].ops;
+    newer.version++;
+    a->devices.devices[0].ops = &newer;
+    save_machine(a, &s);
+    assert_int_equal(vmstate_reader_begin(&r, vmstate_fd_io(&s.fd), s.size, &err), 0);
+    assert_int_equal(machine_state_read(b, &r, &img, &err), -ENOTSUP);
+    assert_non_null(strstr(err.msg, "device 'uart' has version 2; this cowvisor reads up to 1"));
+    vmstate_reader_free(&r);
+    close(s.fd);
+    a->devices.devices[0].ops = b->devices.devices[0].ops;
+    bare_destroy(a);
+    bare_destroy(b);
+}
+
 /* A stream without a registered device's section is refused, naming it. */
 static void test_missing_device_refused(void **state)
 {
@@ -340,6 +362,64 @@ static void test_missing_device_refused(void **state)
     assert_non_null(strstr(err.msg, "no section for device 'virtio.0'"));
     vmstate_reader_free(&r);
     close(s.fd);
+    bare_destroy(a);
+    bare_destroy(b);
+}
+
+/* A socket has no offsets: the same stream goes through it front to back
+ * (a writer thread, as a migration source would be another process). */
+struct sender {
+    struct machine *m;
+    int fd;
+    int ret;
+    struct error err;
+};
+
+static void *send_machine(void *opaque)
+{
+    struct sender *s = opaque;
+    struct vmstate_writer w;
+    int64_t n = 0;
+    s->ret = vmstate_writer_begin(&w, vmstate_pipe_io(&s->fd), &s->err);
+    if (s->ret == 0 && (s->ret = machine_state_save(s->m, &w, &s->err)) == 0 &&
+        (s->ret = guest_memory_stream_write(&s->m->vm.mem, &w, &s->err)) == 0) {
+        n = vmstate_writer_finish(&w, &s->err);
+        s->ret = n < 0 ? (int)n : 0;
+    }
+    vmstate_writer_free(&w);
+    close(s->fd);
+    return NULL;
+}
+
+static void test_stream_over_socket(void **state)
+{
+    struct machine *a = bare_machine(), *b = bare_machine();
+    struct error err = { 0 };
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    use_devices(a);
+    struct sender snd = { .m = a, .fd = sv[0] };
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, send_machine, &snd), 0);
+    struct vmstate_reader r;
+    struct machine_state_image img;
+    int ret = vmstate_reader_begin(&r, vmstate_pipe_io(&sv[1]), UINT64_MAX, &err);
+    if (ret == 0 && (ret = machine_state_read(b, &r, &img, &err)) == 0) {
+        if ((ret = vmstate_next_section(&r, &err)) == 0 && (ret = guest_memory_stream_load(&b->vm.mem, &r, &err)) == 0) {
+            ret = machine_state_apply(b, &img, &err);
+        }
+        machine_state_image_free(&img);
+    }
+    if (ret == 0) {
+        ret = vmstate_next_section(&r, &err) == 1 ? 0 : -EINVAL;    /* the end, and nothing after it */
+    }
+    vmstate_reader_free(&r);
+    pthread_join(t, NULL);
+    close(sv[1]);
+    if (ret < 0 || snd.ret < 0) {
+        fail_msg("over a socket: %s%s", err.msg, snd.err.msg);
+    }
+    assert_same_machine(a, b);
     bare_destroy(a);
     bare_destroy(b);
 }
@@ -404,6 +484,8 @@ int main(void)
         cmocka_unit_test(test_reset_through_registry),
         cmocka_unit_test(test_load_failure_names_device),
         cmocka_unit_test(test_missing_device_refused),
+        cmocka_unit_test(test_newer_version_refused),
+        cmocka_unit_test(test_stream_over_socket),
         cmocka_unit_test(test_two_full_machines),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
