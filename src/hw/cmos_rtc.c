@@ -4,6 +4,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "vmm/host_input.h"
+
 enum { SEC = 0, MIN = 2, HOUR = 4, WDAY = 6, MDAY = 7, MON = 8, YEAR = 9,
        REG_A = 10, REG_B = 11, REG_C = 12, REG_D = 13, CENTURY = 0x32 };
 #define REG_B_24H 0x02
@@ -53,7 +55,7 @@ void cmos_rtc_destroy(struct cmos_rtc *r)
 
 static void fill_time(struct cmos_rtc *r)
 {
-    time_t now = time(NULL) + r->offset_sec;
+    time_t now = (time_t)(host_input_clock() + r->offset_sec);
     struct tm tm;
     gmtime_r(&now, &tm);
     r->nvram[SEC] = encode(r, tm.tm_sec);
@@ -77,7 +79,7 @@ static void take_time(struct cmos_rtc *r)
     };
     time_t t = timegm(&tm);
     if (t != (time_t)-1) {
-        r->offset_sec = (int64_t)(t - time(NULL));
+        r->offset_sec = (int64_t)t - host_input_clock();
     }
 }
 

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "util/log.h"
+#include "vmm/host_input.h"
 
 static struct termios saved_termios;
 
@@ -75,7 +76,7 @@ static void console_input(void *opaque, int fd, uint32_t events)
     struct machine *m = opaque;
     uint8_t buf[64];
     /* Take no more than the UART can hold; the rest waits in the fd. */
-    ssize_t n = uart_can_receive(&m->uart) ? read(fd, buf, 16) : 0;
+    ssize_t n = uart_can_receive(&m->uart) ? host_input_console(fd, buf, 16) : 0;
     if (n > 0) {
         uart_receive(&m->uart, buf, (size_t)n);
     } else if (n == 0 && uart_can_receive(&m->uart)) {

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "util/log.h"
+#include "vmm/host_input.h"
 
 #define VIRTIO_NET_F_MAC 5
 #define VIRTIO_NET_F_STATUS 16
@@ -118,7 +119,7 @@ static void receive(struct virtio_net *n)
             continue;
         }
         int k = fill_iov(n->chain, n->chain->nout, n->chain->nin, iov);
-        ssize_t got = readv(n->tap_fd, iov, k);
+        ssize_t got = host_input_net(n->tap_fd, iov, k);
         if (got < 0) {
             /* Nothing to read: give the chain back for later. */
             vq->last_avail_idx--;

@@ -28,6 +28,7 @@
 #include "virtio/virtio_mmio.h"
 #include "virtio/virtio_rng.h"
 #include "vmm/guest_memory_stream.h"
+#include "vmm/host_input.h"
 
 #define MEMORY (16ull << 20)
 
@@ -424,6 +425,36 @@ static void test_stream_over_socket(void **state)
     bare_destroy(b);
 }
 
+/* Host inputs pass the seam, where an observer (a recorder) sees them. */
+static int seen[HOST_INPUT_BLOCK + 1];
+
+static void count_input(void *opaque, enum host_input_source src, const void *data, size_t len)
+{
+    seen[src]++;
+}
+
+static void test_host_inputs_observed(void **state)
+{
+    struct machine *m = bare_machine();
+    int p[2];
+    uint8_t buf[8];
+    memset(seen, 0, sizeof(seen));
+    host_input_set_observer(count_input, NULL);
+    cmos_rtc_write(&m->rtc, 0, 1, 0);               /* the seconds register */
+    cmos_rtc_read(&m->rtc, 1, 1);
+    assert_int_equal(pipe(p), 0);
+    assert_int_equal(write(p[1], "hi", 2), 2);
+    assert_int_equal(host_input_console(p[0], buf, sizeof(buf)), 2);
+    assert_int_equal(host_input_entropy(buf, sizeof(buf)), (ssize_t)sizeof(buf));
+    host_input_set_observer(NULL, NULL);
+    assert_true(seen[HOST_INPUT_CLOCK] >= 1);
+    assert_int_equal(seen[HOST_INPUT_CONSOLE], 1);
+    assert_int_equal(seen[HOST_INPUT_ENTROPY], 1);
+    close(p[0]);
+    close(p[1]);
+    bare_destroy(m);
+}
+
 /* ---- full machines (KVM) ---- */
 
 static bool have_kvm(void)
@@ -486,6 +517,7 @@ int main(void)
         cmocka_unit_test(test_missing_device_refused),
         cmocka_unit_test(test_newer_version_refused),
         cmocka_unit_test(test_stream_over_socket),
+        cmocka_unit_test(test_host_inputs_observed),
         cmocka_unit_test(test_two_full_machines),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
