@@ -173,6 +173,9 @@ static struct options option_lists[MACHINE_MAX_DISKS + 8];
 static const char *qmp_spec, *restore_dir, *loadvm_name;
 static int noption_lists;
 
+/* parse_args: the command line answered itself (--help, --version). */
+#define PARSE_DONE 1
+
 static int parse_args(int argc, char **argv, struct machine_config *cfg, struct error *err)
 {
     int opt;
@@ -228,10 +231,10 @@ static int parse_args(int argc, char **argv, struct machine_config *cfg, struct 
         case OPT_HELP:
         case 'h':
             usage(stdout);
-            exit(0);
+            return PARSE_DONE;
         case OPT_VERSION:
             printf("cowvisor version 0.1.0\n");
-            exit(0);
+            return PARSE_DONE;
         default:
             return error_set(err, -EINVAL, "invalid option (see --help)");
         }
@@ -268,6 +271,12 @@ int main(int argc, char **argv)
                       : strcmp(level, "error") == 0 ? LOG_ERROR : LOG_WARN);
     }
     int ret = argc == 1 ? default_config(&cfg, temp_disks, &err) : parse_args(argc, argv, &cfg, &err);
+    if (ret == PARSE_DONE) {
+        for (int i = 0; i < noption_lists; i++) {
+            options_free(&option_lists[i]);
+        }
+        return 0;
+    }
     struct machine *m = NULL;
     if (ret == 0) {
         ret = machine_create(&m, &cfg, &err);
