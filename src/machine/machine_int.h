@@ -101,7 +101,8 @@ char *machine_kernel_cmdline(struct machine *m);
 /* Kernel or firmware into guest memory and the boot vCPU's registers. */
 int machine_load_boot_image(struct machine *m, struct error *err);
 
-/* Devices stop and start their own work (idempotent). */
+/* Devices finish and stop their own work (again when already quiesced),
+ * and start it again. */
 void machine_quiesce(struct machine *m);
 void machine_unquiesce(struct machine *m);
 /* Power-on state again: vCPUs, devices and the boot image (vCPUs stopped). */

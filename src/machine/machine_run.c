@@ -11,12 +11,12 @@
 
 #include "util/log.h"
 
+/* Always asks the devices: a paused machine may have been handed new
+ * work since (a load kicks the queues), and quiescing twice is harmless. */
 void machine_quiesce(struct machine *m)
 {
-    if (!m->quiesced) {
-        device_registry_quiesce(&m->devices);
-        m->quiesced = true;
-    }
+    device_registry_quiesce(&m->devices);
+    m->quiesced = true;
 }
 
 void machine_unquiesce(struct machine *m)

@@ -22,7 +22,8 @@ struct device_ops {
     /* Power-on state again (a guest or host reset). */
     int (*reset)(void *dev, struct error *err);
     /* Stop touching guest memory and finish work in flight (the vCPUs are
-     * parked): a paused machine can be saved and sees no host input. */
+     * parked): a paused machine can be saved and sees no host input.
+     * May come again while quiesced (before a save): finish what is new. */
     void (*quiesce)(void *dev);
     void (*resume)(void *dev);
     int (*save)(void *dev, struct state_buf *b, struct error *err);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "util/io.h"
+#include "util/zero.h"
 #include "vmm/guest_memory.h"
 
 #define PAGE GUEST_PAGE_SIZE
@@ -24,17 +25,6 @@
 static bool test_bit(const uint64_t *bits, uint64_t i)
 {
     return bits[i / 64] & (1ull << (i % 64));
-}
-
-static bool page_is_zero(const uint8_t *p)
-{
-    const uint64_t *w = (const uint64_t *)p;
-    for (size_t i = 0; i < PAGE / 8; i++) {
-        if (w[i]) {
-            return false;
-        }
-    }
-    return true;
 }
 
 /* A memfd-backed region is only read where the memfd has data: its holes
@@ -56,7 +46,7 @@ void guest_memory_find_data(const struct guest_memory *m, int i, uint64_t *bits)
             }
         }
         for (uint64_t p = (uint64_t)data / PAGE; p * PAGE < (uint64_t)hole; p++) {
-            if (!page_is_zero(r->hva + p * PAGE)) {
+            if (!mem_is_zero(r->hva + p * PAGE, PAGE)) {
                 bits[p / 64] |= 1ull << (p % 64);
             }
         }
