@@ -148,7 +148,6 @@ int cmos_rtc_load(struct cmos_rtc *r, struct state_buf *b, struct error *err)
     return ret;
 }
 
-
 static int cmos_rtc_save_op(void *dev, struct state_buf *b, struct error *err)
 {
     cmos_rtc_save(dev, b);

@@ -184,7 +184,6 @@ int fw_cfg_load(struct fw_cfg *f, struct state_buf *b, struct error *err)
     return ret;
 }
 
-
 static int fw_cfg_save_op(void *dev, struct state_buf *b, struct error *err)
 {
     fw_cfg_save(dev, b);

@@ -215,7 +215,6 @@ int pci_device_load(struct pci_device *d, struct state_buf *b, struct error *err
     return ret;
 }
 
-
 void pci_host_save(struct pci_host *h, struct state_buf *b)
 {
     pthread_mutex_lock(&h->lock);

@@ -132,7 +132,6 @@ int system_ports_load(struct system_ports *s, struct state_buf *b, struct error 
     return ret;
 }
 
-
 /* The i8042 back to power-on; where events go stays. */
 static int system_ports_reset_op(void *dev, struct error *err)
 {

@@ -425,6 +425,65 @@ static void test_stream_over_socket(void **state)
     bare_destroy(b);
 }
 
+/* A device added with one registration takes part in pause and resume. */
+struct probe {
+    int quiesced, resumed;
+};
+
+static void probe_quiesce(void *dev)
+{
+    ((struct probe *)dev)->quiesced++;
+}
+
+static void probe_resume(void *dev)
+{
+    ((struct probe *)dev)->resumed++;
+}
+
+static const struct device_ops probe_ops = { .version = 1, .quiesce = probe_quiesce, .resume = probe_resume };
+
+static enum machine_event events[8];
+static int nevents;
+
+static void record_event(void *opaque, enum machine_event ev, bool guest)
+{
+    if (nevents < 8) {
+        events[nevents++] = ev;
+    }
+}
+
+static void test_pause_and_resume(void **state)
+{
+    struct machine *m = bare_machine();
+    struct error err = { 0 };
+    struct probe probe = { 0 };
+    assert_int_equal(machine_add_device(m, "probe", -1, &probe_ops, &probe, &err), 0);
+    nevents = 0;
+    machine_set_event_hook(m, record_event, NULL);
+    assert_int_equal(machine_run_state(m), MACHINE_RUNNING);
+    machine_pause(m);
+    machine_pause(m);       /* already paused: nothing happens */
+    assert_int_equal(machine_run_state(m), MACHINE_PAUSED);
+    assert_int_equal(probe.quiesced, 1);
+    assert_int_equal(probe.resumed, 0);
+    machine_resume(m);
+    assert_int_equal(machine_run_state(m), MACHINE_RUNNING);
+    assert_int_equal(probe.resumed, 1);
+    assert_int_equal(nevents, 2);
+    assert_int_equal(events[0], MACHINE_EVENT_STOP);
+    assert_int_equal(events[1], MACHINE_EVENT_RESUME);
+    /* A host reset while paused waits for the resume. */
+    machine_pause(m);
+    machine_request_reset(m);
+    assert_true(m->reset_pending);
+    assert_false(m->host_reset);
+    machine_resume(m);
+    assert_false(m->reset_pending);
+    assert_true(m->host_reset);
+    machine_set_event_hook(m, NULL, NULL);
+    bare_destroy(m);
+}
+
 /* Host inputs pass the seam, where an observer (a recorder) sees them. */
 static int seen[HOST_INPUT_BLOCK + 1];
 
@@ -518,6 +577,7 @@ int main(void)
         cmocka_unit_test(test_newer_version_refused),
         cmocka_unit_test(test_stream_over_socket),
         cmocka_unit_test(test_host_inputs_observed),
+        cmocka_unit_test(test_pause_and_resume),
         cmocka_unit_test(test_two_full_machines),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
