@@ -282,8 +282,14 @@ static int check_complete(struct machine *m, const struct machine_state_image *i
     return 0;
 }
 
-/* Device sections until the first one that is not: that one is given
- * back to the reader for whoever reads on. */
+/* Guest RAM follows the devices, as one of these (or the end). */
+static bool is_memory_section(const char *name)
+{
+    return strcmp(name, "memory") == 0 || strcmp(name, "ram") == 0;
+}
+
+/* Device sections up to guest RAM, which is given back to the reader for
+ * whoever reads on. */
 static int read_devices(struct machine *m, struct vmstate_reader *r, struct machine_state_image *img,
                         struct error *err)
 {
@@ -292,10 +298,14 @@ static int read_devices(struct machine *m, struct vmstate_reader *r, struct mach
         if (ret < 0) {
             return ret;
         }
-        struct registered_device *d = ret == 0 ? device_registry_find(&m->devices, r->section) : NULL;
-        if (!d) {
+        if (ret == 1 || is_memory_section(r->section)) {
             vmstate_section_unread(r, ret);
             return 0;
+        }
+        struct registered_device *d = device_registry_find(&m->devices, r->section);
+        if (!d) {
+            return error_set(err, -EINVAL, "VM state has a section for device '%s', which this machine lacks",
+                             r->section);
         }
         if ((ret = read_device(r, d, img, err)) < 0) {
             return ret;

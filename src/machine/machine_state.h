@@ -23,7 +23,7 @@ struct machine_state_image {
 };
 /* Reads and checks config (against this machine), then the device
  * sections, each for a device of this machine and every device once.
- * Stops before the first section that is not a device's. */
+ * Stops before guest RAM ("memory" or "ram") or the end. */
 int machine_state_read(struct machine *m, struct vmstate_reader *r, struct machine_state_image *img,
                        struct error *err);
 /* Loads every device, then lets them look at requests the guest posted

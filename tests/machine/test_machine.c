@@ -325,6 +325,43 @@ static void test_load_failure_names_device(void **state)
     bare_destroy(b);
 }
 
+/* A device added with one registration takes part in pause and resume. */
+struct probe {
+    int quiesced, resumed;
+};
+
+static void probe_quiesce(void *dev)
+{
+    ((struct probe *)dev)->quiesced++;
+}
+
+static void probe_resume(void *dev)
+{
+    ((struct probe *)dev)->resumed++;
+}
+
+static const struct device_ops probe_ops = { .version = 1, .quiesce = probe_quiesce, .resume = probe_resume };
+
+/* A stream with a device this machine lacks is refused, naming it. */
+static void test_extra_device_refused(void **state)
+{
+    struct machine *a = bare_machine(), *b = bare_machine();
+    struct error err = { 0 };
+    struct stream s;
+    struct vmstate_reader r;
+    struct machine_state_image img;
+    struct probe probe = { 0 };
+    assert_int_equal(machine_add_device(a, "probe", 7, &probe_ops, &probe, &err), 0);
+    save_machine(a, &s);
+    assert_int_equal(vmstate_reader_begin(&r, vmstate_fd_io(&s.fd), s.size, &err), 0);
+    assert_int_equal(machine_state_read(b, &r, &img, &err), -EINVAL);
+    assert_non_null(strstr(err.msg, "device 'probe.7', which this machine lacks"));
+    vmstate_reader_free(&r);
+    close(s.fd);
+    bare_destroy(a);
+    bare_destroy(b);
+}
+
 /* State newer than the device reads is refused before anything loads. */
 static void test_newer_version_refused(void **state)
 {
@@ -424,23 +461,6 @@ static void test_stream_over_socket(void **state)
     bare_destroy(a);
     bare_destroy(b);
 }
-
-/* A device added with one registration takes part in pause and resume. */
-struct probe {
-    int quiesced, resumed;
-};
-
-static void probe_quiesce(void *dev)
-{
-    ((struct probe *)dev)->quiesced++;
-}
-
-static void probe_resume(void *dev)
-{
-    ((struct probe *)dev)->resumed++;
-}
-
-static const struct device_ops probe_ops = { .version = 1, .quiesce = probe_quiesce, .resume = probe_resume };
 
 static enum machine_event events[8];
 static int nevents;
@@ -575,6 +595,7 @@ int main(void)
         cmocka_unit_test(test_load_failure_names_device),
         cmocka_unit_test(test_missing_device_refused),
         cmocka_unit_test(test_newer_version_refused),
+        cmocka_unit_test(test_extra_device_refused),
         cmocka_unit_test(test_stream_over_socket),
         cmocka_unit_test(test_host_inputs_observed),
         cmocka_unit_test(test_pause_and_resume),
