@@ -4,6 +4,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "vmm/host_input.h"
+
 enum { SEC = 0, MIN = 2, HOUR = 4, WDAY = 6, MDAY = 7, MON = 8, YEAR = 9,
        REG_A = 10, REG_B = 11, REG_C = 12, REG_D = 13, CENTURY = 0x32 };
 #define REG_B_24H 0x02
@@ -53,7 +55,7 @@ void cmos_rtc_destroy(struct cmos_rtc *r)
 
 static void fill_time(struct cmos_rtc *r)
 {
-    time_t now = time(NULL) + r->offset_sec;
+    time_t now = (time_t)(host_input_clock() + r->offset_sec);
     struct tm tm;
     gmtime_r(&now, &tm);
     r->nvram[SEC] = encode(r, tm.tm_sec);
@@ -77,7 +79,7 @@ static void take_time(struct cmos_rtc *r)
     };
     time_t t = timegm(&tm);
     if (t != (time_t)-1) {
-        r->offset_sec = (int64_t)(t - time(NULL));
+        r->offset_sec = (int64_t)t - host_input_clock();
     }
 }
 
@@ -120,27 +122,21 @@ void cmos_rtc_write(void *opaque, uint64_t offset, unsigned size, uint64_t value
     pthread_mutex_unlock(&r->lock);
 }
 
-#define CMOS_STATE_VERSION 1
-
 void cmos_rtc_save(struct cmos_rtc *r, struct state_buf *b)
 {
     pthread_mutex_lock(&r->lock);
-    state_section_begin(b, "cmos-rtc", CMOS_STATE_VERSION);
     state_put_u8(b, r->index);
     state_put_bytes(b, r->nvram, sizeof(r->nvram));
     state_put_u64(b, (uint64_t)r->offset_sec);
-    state_section_end(b);
     pthread_mutex_unlock(&r->lock);
 }
 
 int cmos_rtc_load(struct cmos_rtc *r, struct state_buf *b, struct error *err)
 {
     uint8_t nvram[128];
-    state_section_open(b, "cmos-rtc", CMOS_STATE_VERSION);
     uint8_t index = state_get_u8(b);
     state_get_bytes(b, nvram, sizeof(nvram));
     int64_t offset = (int64_t)state_get_u64(b);
-    state_section_close(b);
     int ret = state_buf_error(b, err);
     if (ret == 0) {
         pthread_mutex_lock(&r->lock);
@@ -151,3 +147,26 @@ int cmos_rtc_load(struct cmos_rtc *r, struct state_buf *b, struct error *err)
     }
     return ret;
 }
+
+static int cmos_rtc_save_op(void *dev, struct state_buf *b, struct error *err)
+{
+    cmos_rtc_save(dev, b);
+    return state_buf_error(b, err);
+}
+
+static int cmos_rtc_load_op(void *dev, struct state_buf *b, uint32_t version, struct error *err)
+{
+    return cmos_rtc_load(dev, b, err);
+}
+
+static void cmos_rtc_destroy_op(void *dev)
+{
+    cmos_rtc_destroy(dev);
+}
+
+const struct device_ops cmos_rtc_device_ops = {
+    .version = CMOS_STATE_VERSION,
+    .save = cmos_rtc_save_op,
+    .load = cmos_rtc_load_op,
+    .destroy = cmos_rtc_destroy_op,
+};

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "state/state_buf.h"
+#include "vmm/device.h"
 
 #define CMOS_PORT 0x70
 
@@ -24,5 +25,9 @@ uint64_t cmos_rtc_read(void *opaque, uint64_t offset, unsigned size);
 void cmos_rtc_write(void *opaque, uint64_t offset, unsigned size, uint64_t value);
 void cmos_rtc_save(struct cmos_rtc *r, struct state_buf *b);
 int cmos_rtc_load(struct cmos_rtc *r, struct state_buf *b, struct error *err);
+/* For the machine's device registry (dev: struct cmos_rtc). A reset keeps
+ * the NVRAM and the clock, as a battery-backed chip does. */
+#define CMOS_STATE_VERSION 1
+extern const struct device_ops cmos_rtc_device_ops;
 
 #endif

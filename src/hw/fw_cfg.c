@@ -162,24 +162,18 @@ void fw_cfg_write(void *opaque, uint64_t offset, unsigned size, uint64_t value)
     pthread_mutex_unlock(&f->lock);
 }
 
-#define FW_CFG_STATE_VERSION 1
-
 void fw_cfg_save(struct fw_cfg *f, struct state_buf *b)
 {
     pthread_mutex_lock(&f->lock);
-    state_section_begin(b, "fw-cfg", FW_CFG_STATE_VERSION);
     state_put_u16(b, f->selector);
     state_put_u64(b, f->offset);
-    state_section_end(b);
     pthread_mutex_unlock(&f->lock);
 }
 
 int fw_cfg_load(struct fw_cfg *f, struct state_buf *b, struct error *err)
 {
-    state_section_open(b, "fw-cfg", FW_CFG_STATE_VERSION);
     uint16_t sel = state_get_u16(b);
     uint64_t off = state_get_u64(b);
-    state_section_close(b);
     int ret = state_buf_error(b, err);
     if (ret == 0) {
         pthread_mutex_lock(&f->lock);
@@ -189,3 +183,26 @@ int fw_cfg_load(struct fw_cfg *f, struct state_buf *b, struct error *err)
     }
     return ret;
 }
+
+static int fw_cfg_save_op(void *dev, struct state_buf *b, struct error *err)
+{
+    fw_cfg_save(dev, b);
+    return state_buf_error(b, err);
+}
+
+static int fw_cfg_load_op(void *dev, struct state_buf *b, uint32_t version, struct error *err)
+{
+    return fw_cfg_load(dev, b, err);
+}
+
+static void fw_cfg_destroy_op(void *dev)
+{
+    fw_cfg_destroy(dev);
+}
+
+const struct device_ops fw_cfg_device_ops = {
+    .version = FW_CFG_STATE_VERSION,
+    .save = fw_cfg_save_op,
+    .load = fw_cfg_load_op,
+    .destroy = fw_cfg_destroy_op,
+};

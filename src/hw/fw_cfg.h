@@ -11,6 +11,7 @@
 
 #include "state/state_buf.h"
 #include "util/error.h"
+#include "vmm/device.h"
 
 #define FW_CFG_PORT 0x510
 #define FW_CFG_SIGNATURE 0x00
@@ -51,5 +52,10 @@ uint64_t fw_cfg_read(void *opaque, uint64_t offset, unsigned size);
 void fw_cfg_write(void *opaque, uint64_t offset, unsigned size, uint64_t value);
 void fw_cfg_save(struct fw_cfg *f, struct state_buf *b);
 int fw_cfg_load(struct fw_cfg *f, struct state_buf *b, struct error *err);
+/* For the machine's device registry (dev: struct fw_cfg). Its items are
+ * the machine's configuration, rebuilt by the machine: only the guest's
+ * position (selector, offset) is state. */
+#define FW_CFG_STATE_VERSION 1
+extern const struct device_ops fw_cfg_device_ops;
 
 #endif

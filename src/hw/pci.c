@@ -195,21 +195,15 @@ void pci_host_io_write(void *opaque, uint64_t offset, unsigned size, uint64_t va
     pthread_mutex_unlock(&h->lock);
 }
 
-#define PCI_STATE_VERSION 1
-
 void pci_device_save(struct pci_device *d, struct state_buf *b)
 {
-    state_section_begin(b, "pci-device", PCI_STATE_VERSION);
     state_put_bytes(b, d->config, sizeof(d->config));
-    state_section_end(b);
 }
 
 int pci_device_load(struct pci_device *d, struct state_buf *b, struct error *err)
 {
     uint8_t config[256];
-    state_section_open(b, "pci-device", PCI_STATE_VERSION);
     state_get_bytes(b, config, sizeof(config));
-    state_section_close(b);
     int ret = state_buf_error(b, err);
     if (ret == 0) {
         /* Only what the guest could have written; identity stays ours. */
@@ -220,3 +214,45 @@ int pci_device_load(struct pci_device *d, struct state_buf *b, struct error *err
     }
     return ret;
 }
+
+void pci_host_save(struct pci_host *h, struct state_buf *b)
+{
+    pthread_mutex_lock(&h->lock);
+    state_put_u32(b, h->address);
+    pthread_mutex_unlock(&h->lock);
+}
+
+int pci_host_load(struct pci_host *h, struct state_buf *b, struct error *err)
+{
+    uint32_t address = state_get_u32(b);
+    int ret = state_buf_error(b, err);
+    if (ret == 0) {
+        pthread_mutex_lock(&h->lock);
+        h->address = address & 0x80fffffcu;     /* only what a guest can write */
+        pthread_mutex_unlock(&h->lock);
+    }
+    return ret;
+}
+
+static int pci_host_save_op(void *dev, struct state_buf *b, struct error *err)
+{
+    pci_host_save(dev, b);
+    return state_buf_error(b, err);
+}
+
+static int pci_host_load_op(void *dev, struct state_buf *b, uint32_t version, struct error *err)
+{
+    return pci_host_load(dev, b, err);
+}
+
+static void pci_host_destroy_op(void *dev)
+{
+    pci_host_destroy(dev);
+}
+
+const struct device_ops pci_host_device_ops = {
+    .version = PCI_HOST_STATE_VERSION,
+    .save = pci_host_save_op,
+    .load = pci_host_load_op,
+    .destroy = pci_host_destroy_op,
+};

@@ -12,6 +12,7 @@
 
 #include "state/state_buf.h"
 #include "util/error.h"
+#include "vmm/device.h"
 
 #define PCI_CONFIG_ADDRESS_PORT 0xcf8
 #define PCI_CONFIG_DATA_PORT 0xcfc
@@ -88,5 +89,12 @@ void pci_config_write(struct pci_device *d, uint32_t offset, unsigned size, uint
 
 void pci_device_save(struct pci_device *d, struct state_buf *b);
 int pci_device_load(struct pci_device *d, struct state_buf *b, struct error *err);
+/* The host bridge's own state (the config address register); each
+ * device behind it saves its config space itself. */
+void pci_host_save(struct pci_host *h, struct state_buf *b);
+int pci_host_load(struct pci_host *h, struct state_buf *b, struct error *err);
+/* For the machine's device registry (dev: struct pci_host). */
+#define PCI_HOST_STATE_VERSION 1
+extern const struct device_ops pci_host_device_ops;
 
 #endif

@@ -111,23 +111,17 @@ void pm_control_write(void *opaque, uint64_t offset, unsigned size, uint64_t val
     }
 }
 
-#define SYSTEM_PORTS_STATE_VERSION 1
-
 void system_ports_save(struct system_ports *s, struct state_buf *b)
 {
-    state_section_begin(b, "system-ports", SYSTEM_PORTS_STATE_VERSION);
     state_put_u8(b, s->i8042_command_byte);
     state_put_u8(b, s->i8042_output);
     state_put_u8(b, s->i8042_status);
     state_put_u8(b, s->i8042_pending_cmd);
-    state_section_end(b);
 }
 
 int system_ports_load(struct system_ports *s, struct state_buf *b, struct error *err)
 {
-    state_section_open(b, "system-ports", SYSTEM_PORTS_STATE_VERSION);
     uint8_t cmd = state_get_u8(b), out = state_get_u8(b), status = state_get_u8(b), pend = state_get_u8(b);
-    state_section_close(b);
     int ret = state_buf_error(b, err);
     if (ret == 0) {
         s->i8042_command_byte = cmd;
@@ -137,3 +131,29 @@ int system_ports_load(struct system_ports *s, struct state_buf *b, struct error 
     }
     return ret;
 }
+
+/* The i8042 back to power-on; where events go stays. */
+static int system_ports_reset_op(void *dev, struct error *err)
+{
+    struct system_ports *s = dev;
+    system_ports_init(s, s->event, s->opaque);
+    return 0;
+}
+
+static int system_ports_save_op(void *dev, struct state_buf *b, struct error *err)
+{
+    system_ports_save(dev, b);
+    return state_buf_error(b, err);
+}
+
+static int system_ports_load_op(void *dev, struct state_buf *b, uint32_t version, struct error *err)
+{
+    return system_ports_load(dev, b, err);
+}
+
+const struct device_ops system_ports_device_ops = {
+    .version = SYSTEM_PORTS_STATE_VERSION,
+    .reset = system_ports_reset_op,
+    .save = system_ports_save_op,
+    .load = system_ports_load_op,
+};

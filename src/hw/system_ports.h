@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "state/state_buf.h"
+#include "vmm/device.h"
 
 #define DEBUG_EXIT_PORT 0xf4
 #define I8042_DATA_PORT 0x60
@@ -43,5 +44,8 @@ void pm_control_write(void *opaque, uint64_t offset, unsigned size, uint64_t val
 
 void system_ports_save(struct system_ports *s, struct state_buf *b);
 int system_ports_load(struct system_ports *s, struct state_buf *b, struct error *err);
+/* For the machine's device registry (dev: struct system_ports). */
+#define SYSTEM_PORTS_STATE_VERSION 1
+extern const struct device_ops system_ports_device_ops;
 
 #endif

@@ -18,16 +18,32 @@ enum { RBR_THR = 0, IER = 1, IIR_FCR = 2, LCR = 3, MCR = 4, LSR = 5, MSR = 6, SC
 #define MCR_LOOP 0x10
 #define MSR_IDLE 0xb0   /* DCD, DSR, CTS: a cable and a peer are there */
 
+/* Power-on register values; the wiring (irq, out_fd, lock) stays. */
+static void power_on(struct uart *u)
+{
+    u->ier = u->lcr = u->scr = u->fcr = u->dlm = 0;
+    u->thr_interrupt = false;
+    u->rx_head = u->rx_count = 0;
+    u->lsr = LSR_THRE | LSR_TEMT;
+    u->msr = MSR_IDLE;
+    u->mcr = 0x08;  /* OUT2 */
+    u->dll = 12;    /* 9600 baud */
+}
+
 void uart_init(struct uart *u, struct irq_line irq, int out_fd)
 {
     memset(u, 0, sizeof(*u));
     pthread_mutex_init(&u->lock, NULL);
     u->irq = irq;
     u->out_fd = out_fd;
-    u->lsr = LSR_THRE | LSR_TEMT;
-    u->msr = MSR_IDLE;
-    u->mcr = 0x08;  /* OUT2 */
-    u->dll = 12;    /* 9600 baud */
+    power_on(u);
+}
+
+void uart_set_output(struct uart *u, int out_fd)
+{
+    pthread_mutex_lock(&u->lock);
+    u->out_fd = out_fd;
+    pthread_mutex_unlock(&u->lock);
 }
 
 void uart_destroy(struct uart *u)
@@ -181,12 +197,9 @@ size_t uart_receive(struct uart *u, const uint8_t *buf, size_t len)
     return n;
 }
 
-#define UART_STATE_VERSION 1
-
 void uart_save(struct uart *u, struct state_buf *b)
 {
     pthread_mutex_lock(&u->lock);
-    state_section_begin(b, "uart", UART_STATE_VERSION);
     uint8_t regs[] = { u->ier, u->lcr, u->mcr, u->lsr, u->msr, u->scr, u->fcr, u->dll, u->dlm };
     state_put_bytes(b, regs, sizeof(regs));
     state_put_bool(b, u->thr_interrupt);
@@ -194,13 +207,11 @@ void uart_save(struct uart *u, struct state_buf *b)
     for (unsigned i = 0; i < u->rx_count; i++) {
         state_put_u8(b, u->rx[(u->rx_head + i) % UART_RX_FIFO]);
     }
-    state_section_end(b);
     pthread_mutex_unlock(&u->lock);
 }
 
 int uart_load(struct uart *u, struct state_buf *b, struct error *err)
 {
-    state_section_open(b, "uart", UART_STATE_VERSION);
     uint8_t regs[9];
     state_get_bytes(b, regs, sizeof(regs));
     bool thr = state_get_bool(b);
@@ -211,7 +222,6 @@ int uart_load(struct uart *u, struct state_buf *b, struct error *err)
                          count, UART_RX_FIFO);
     }
     state_get_bytes(b, rx, count);
-    state_section_close(b);
     int ret = state_buf_error(b, err);
     if (ret < 0) {
         return ret;
@@ -228,3 +238,37 @@ int uart_load(struct uart *u, struct state_buf *b, struct error *err)
     pthread_mutex_unlock(&u->lock);
     return 0;
 }
+
+static int uart_reset_op(void *dev, struct error *err)
+{
+    struct uart *u = dev;
+    pthread_mutex_lock(&u->lock);
+    power_on(u);
+    u->irq_level = 0;
+    pthread_mutex_unlock(&u->lock);
+    return 0;
+}
+
+static int uart_save_op(void *dev, struct state_buf *b, struct error *err)
+{
+    uart_save(dev, b);
+    return state_buf_error(b, err);
+}
+
+static int uart_load_op(void *dev, struct state_buf *b, uint32_t version, struct error *err)
+{
+    return uart_load(dev, b, err);
+}
+
+static void uart_destroy_op(void *dev)
+{
+    uart_destroy(dev);
+}
+
+const struct device_ops uart_device_ops = {
+    .version = UART_STATE_VERSION,
+    .reset = uart_reset_op,
+    .save = uart_save_op,
+    .load = uart_load_op,
+    .destroy = uart_destroy_op,
+};

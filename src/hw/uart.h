@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "state/state_buf.h"
+#include "vmm/device.h"
 #include "vmm/irq.h"
 
 #define UART_COM1_BASE 0x3f8
@@ -29,6 +30,9 @@ struct uart {
 
 void uart_init(struct uart *u, struct irq_line irq, int out_fd);
 void uart_destroy(struct uart *u);
+/* Where transmitted bytes go from now on (-1: nowhere); a vCPU may be
+ * transmitting, so this takes the lock. */
+void uart_set_output(struct uart *u, int out_fd);
 uint64_t uart_read(void *opaque, uint64_t offset, unsigned size);
 void uart_write(void *opaque, uint64_t offset, unsigned size, uint64_t value);
 /* Feeds input; returns how many bytes fitted in the receive FIFO. */
@@ -37,5 +41,8 @@ bool uart_can_receive(struct uart *u);
 
 void uart_save(struct uart *u, struct state_buf *b);
 int uart_load(struct uart *u, struct state_buf *b, struct error *err);
+/* For the machine's device registry (dev: struct uart). */
+#define UART_STATE_VERSION 1
+extern const struct device_ops uart_device_ops;
 
 #endif

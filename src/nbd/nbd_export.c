@@ -6,6 +6,7 @@
 
 #include "nbd/nbd_export.h"
 #include "nbd/nbd_proto.h"
+#include "util/zero.h"
 
 #define SECTOR 512u
 #define CACHE_CHUNK (1u << 20)
@@ -63,12 +64,6 @@ static uint64_t inside(const struct nbd_export *exp, uint64_t off, uint64_t len)
     return len < disk - off ? len : disk - off;
 }
 
-static bool is_zero(const void *buf, size_t len)
-{
-    const uint8_t *p = buf;
-    return len == 0 || (p[0] == 0 && memcmp(p, p + 1, len - 1) == 0);
-}
-
 int nbd_export_read(const struct nbd_export *exp, uint64_t off, void *buf, size_t len,
                     struct error *err)
 {
@@ -94,11 +89,11 @@ int nbd_export_write(const struct nbd_export *exp, uint64_t off, const void *buf
                      bool fua, struct error *err)
 {
     size_t n = (size_t)inside(exp, off, len);
-    if (!is_zero((const uint8_t *)buf + n, len - n)) {
+    if (!mem_is_zero((const uint8_t *)buf + n, len - n)) {
         return error_set(err, -ENOSPC, "write past the end of the image file");
     }
     int ret;
-    if (exp->detect_zeroes != NBD_DETECT_ZEROES_OFF && is_zero(buf, n)) {
+    if (exp->detect_zeroes != NBD_DETECT_ZEROES_OFF && mem_is_zero(buf, n)) {
         unsigned flags = exp->detect_zeroes == NBD_DETECT_ZEROES_UNMAP && exp->discard_unmap
                          ? BDEV_ZERO_MAY_UNMAP : 0;
         ret = blockdev_pwrite_zeroes(exp->bd, off, n, flags, err);

@@ -6,8 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SECTION_MAGIC 0x53564f43u   /* "COVS" */
-#define NAME_MAX_LEN 32
 
 void state_buf_init(struct state_buf *b)
 {
@@ -19,7 +17,6 @@ void state_buf_init_reader(struct state_buf *b, const void *data, size_t len)
     memset(b, 0, sizeof(*b));
     b->data = (uint8_t *)data;
     b->len = len;
-    b->section_end = len;
 }
 
 void state_buf_free(struct state_buf *b)
@@ -87,32 +84,10 @@ void state_put_u32(struct state_buf *b, uint32_t v) { put_le(b, v, 4); }
 void state_put_u64(struct state_buf *b, uint64_t v) { put_le(b, v, 8); }
 void state_put_bool(struct state_buf *b, bool v) { put_le(b, v ? 1 : 0, 1); }
 
-void state_section_begin(struct state_buf *b, const char *name, uint32_t version)
-{
-    char padded[NAME_MAX_LEN] = { 0 };
-    strncpy(padded, name, NAME_MAX_LEN - 1);
-    state_put_u32(b, SECTION_MAGIC);
-    state_put_bytes(b, padded, NAME_MAX_LEN);
-    state_put_u32(b, version);
-    b->section_start = b->len;
-    state_put_u32(b, 0);    /* length, patched by state_section_end */
-}
-
-void state_section_end(struct state_buf *b)
-{
-    if (b->failed) {
-        return;
-    }
-    uint32_t n = (uint32_t)(b->len - b->section_start - 4);
-    for (unsigned i = 0; i < 4; i++) {
-        b->data[b->section_start + i] = (uint8_t)(n >> (8 * i));
-    }
-}
-
 void state_get_bytes(struct state_buf *b, void *p, size_t n)
 {
-    if (b->failed || n > b->section_end - b->pos) {
-        fail(b, "truncated section (wanted %zu bytes at offset %zu)", n, b->pos);
+    if (b->failed || n > b->len - b->pos) {
+        fail(b, "truncated (wanted %zu bytes at offset %zu)", n, b->pos);
         memset(p, 0, n);
         return;
     }
@@ -136,41 +111,3 @@ uint16_t state_get_u16(struct state_buf *b) { return (uint16_t)get_le(b, 2); }
 uint32_t state_get_u32(struct state_buf *b) { return (uint32_t)get_le(b, 4); }
 uint64_t state_get_u64(struct state_buf *b) { return get_le(b, 8); }
 bool state_get_bool(struct state_buf *b) { return get_le(b, 1) != 0; }
-
-uint32_t state_section_open(struct state_buf *b, const char *name, uint32_t max_version)
-{
-    b->section_end = b->len;
-    if (state_get_u32(b) != SECTION_MAGIC) {
-        fail(b, "no section header where '%s' was expected", name);
-        return 0;
-    }
-    char found[NAME_MAX_LEN + 1] = { 0 };
-    state_get_bytes(b, found, NAME_MAX_LEN);
-    uint32_t version = state_get_u32(b);
-    uint32_t n = state_get_u32(b);
-    if (b->failed) {
-        return 0;
-    }
-    if (strcmp(found, name) != 0) {
-        fail(b, "expected section '%s', found '%s'", name, found);
-        return 0;
-    }
-    if (version == 0 || version > max_version) {
-        fail(b, "section '%s' has version %u, this build reads up to %u", name, version, max_version);
-        return 0;
-    }
-    if (n > b->len - b->pos) {
-        fail(b, "section '%s' claims %u bytes, only %zu left", name, n, b->len - b->pos);
-        return 0;
-    }
-    b->section_end = b->pos + n;
-    return version;
-}
-
-void state_section_close(struct state_buf *b)
-{
-    if (!b->failed) {
-        b->pos = b->section_end;
-    }
-    b->section_end = b->len;
-}

@@ -8,6 +8,7 @@
 #include <zlib.h>
 
 #include "util/bswap.h"
+#include "util/io.h"
 
 #define BUF_SIZE (1u << 20)
 
@@ -26,10 +27,32 @@ static uint32_t crc_update(uint32_t crc, const void *p, size_t len)
 
 static int fd_write(void *opaque, uint64_t pos, const void *buf, size_t len, struct error *err)
 {
-    int fd = *(int *)opaque;
+    int ret = io_pwrite_full(*(int *)opaque, buf, len, (off_t)pos);
+    return ret < 0 ? error_set_errno(err, ret, "writing VM state") : 0;
+}
+
+static int fd_read(void *opaque, uint64_t pos, void *buf, size_t len, struct error *err)
+{
+    ssize_t n = io_pread_full(*(int *)opaque, buf, len, (off_t)pos);
+    if (n < 0) {
+        return error_set_errno(err, (int)n, "reading VM state");
+    }
+    if ((size_t)n < len) {
+        return error_set(err, -EINVAL, "VM state is truncated at byte %llu", (unsigned long long)(pos + (uint64_t)n));
+    }
+    return 0;
+}
+
+struct vmstate_io vmstate_fd_io(int *fd)
+{
+    return (struct vmstate_io){ fd_write, fd_read, fd, false };
+}
+
+static int pipe_write(void *opaque, uint64_t pos, const void *buf, size_t len, struct error *err)
+{
     const uint8_t *p = buf;
     while (len) {
-        ssize_t n = pwrite(fd, p, len, (off_t)pos);
+        ssize_t n = write(*(int *)opaque, p, len);
         if (n < 0 && errno == EINTR) {
             continue;
         }
@@ -37,18 +60,17 @@ static int fd_write(void *opaque, uint64_t pos, const void *buf, size_t len, str
             return error_set_errno(err, n < 0 ? -errno : -EIO, "writing VM state");
         }
         p += n;
-        pos += (uint64_t)n;
         len -= (size_t)n;
     }
     return 0;
 }
 
-static int fd_read(void *opaque, uint64_t pos, void *buf, size_t len, struct error *err)
+static int pipe_read(void *opaque, uint64_t pos, void *buf, size_t len, struct error *err)
 {
-    int fd = *(int *)opaque;
     uint8_t *p = buf;
-    while (len) {
-        ssize_t n = pread(fd, p, len, (off_t)pos);
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = read(*(int *)opaque, p + done, len - done);
         if (n < 0 && errno == EINTR) {
             continue;
         }
@@ -56,18 +78,16 @@ static int fd_read(void *opaque, uint64_t pos, void *buf, size_t len, struct err
             return error_set_errno(err, -errno, "reading VM state");
         }
         if (n == 0) {
-            return error_set(err, -EINVAL, "VM state is truncated at byte %llu", (unsigned long long)pos);
+            return error_set(err, -EINVAL, "VM state ends early, at byte %llu", (unsigned long long)(pos + done));
         }
-        p += n;
-        pos += (uint64_t)n;
-        len -= (size_t)n;
+        done += (size_t)n;
     }
     return 0;
 }
 
-struct vmstate_io vmstate_fd_io(int *fd)
+struct vmstate_io vmstate_pipe_io(int *fd)
 {
-    return (struct vmstate_io){ fd_write, fd_read, fd };
+    return (struct vmstate_io){ pipe_write, pipe_read, fd, true };
 }
 
 /* ---- writer ---- */
@@ -226,6 +246,9 @@ static int get(struct vmstate_reader *r, void *data, size_t len, struct error *e
             return 0;
         }
         size_t want = r->buf_cap;
+        if (r->io.sequential && len < want) {
+            want = len;     /* a socket may hold nothing beyond the stream */
+        }
         if (r->limit != UINT64_MAX && r->limit - r->pos < want) {
             want = (size_t)(r->limit - r->pos);
         }
@@ -261,6 +284,10 @@ int vmstate_reader_begin(struct vmstate_reader *r, struct vmstate_io io, uint64_
         return error_set(err, -EINVAL, "VM state header is corrupted (checksum mismatch)");
     }
     uint32_t version = ld_le32(h + 8);
+    if (version == 1) {
+        return error_set(err, -ENOTSUP, "VM state version 1 (written before device state had one framing) is not "
+                         "supported (this cowvisor reads version %u)", VMSTATE_VERSION);
+    }
     if (version != VMSTATE_VERSION) {
         return error_set(err, -ENOTSUP, "VM state version %u is not supported (this cowvisor reads version %u)",
                          version, VMSTATE_VERSION);
@@ -268,9 +295,19 @@ int vmstate_reader_begin(struct vmstate_reader *r, struct vmstate_io io, uint64_
     return 0;
 }
 
+void vmstate_section_unread(struct vmstate_reader *r, int result)
+{
+    r->pending = result + 1;
+}
+
 int vmstate_next_section(struct vmstate_reader *r, struct error *err)
 {
     uint8_t h[VMSTATE_SECTION_HEADER_SIZE];
+    if (r->pending) {
+        int result = r->pending - 1;
+        r->pending = 0;
+        return result;
+    }
     if (r->section_left) {
         return error_set(err, -EINVAL, "VM state section '%s' was not read to its end", r->section);
     }

@@ -9,7 +9,11 @@
  *   ...      the last section is called "end" and is empty.
  *
  * Readers refuse another magic, another stream version, and any section
- * whose header or payload checksum does not match, naming it. */
+ * whose header or payload checksum does not match, naming it.
+ *
+ * Writers and readers go through the stream once, front to back: a stream
+ * that cannot seek (a pipe, a socket: vmstate_pipe_io) carries the same
+ * bytes as a file. */
 #ifndef STATE_VMSTATE_STREAM_H
 #define STATE_VMSTATE_STREAM_H
 
@@ -20,20 +24,26 @@
 #include "util/error.h"
 
 #define VMSTATE_MAGIC "COWVMSTA"
-#define VMSTATE_VERSION 1
+/* Version 2: each device section holds the device's fields only, its name
+ * and version being the section's (version 1 nested a second header). */
+#define VMSTATE_VERSION 2
 #define VMSTATE_NAME_LEN 32
 #define VMSTATE_HEADER_SIZE 16
 #define VMSTATE_SECTION_HEADER_SIZE 48
 
-/* Where the stream lives: byte-addressed reads and writes. */
+/* Where the stream lives. Writes and reads come in stream order; pos is
+ * where they are in the stream (a sequential stream may ignore it). */
 struct vmstate_io {
     int (*write)(void *opaque, uint64_t pos, const void *buf, size_t len, struct error *err);
     int (*read)(void *opaque, uint64_t pos, void *buf, size_t len, struct error *err);
     void *opaque;
+    bool sequential;        /* reads must not ask for bytes beyond what the reader needs */
 };
 
-/* A file descriptor as a vmstate_io (opaque points at the int). */
+/* A file as a vmstate_io, at offset pos (opaque points at the int). */
 struct vmstate_io vmstate_fd_io(int *fd);
+/* A pipe or socket as a sequential vmstate_io (opaque points at the int). */
+struct vmstate_io vmstate_pipe_io(int *fd);
 
 struct vmstate_writer {
     struct vmstate_io io;
@@ -71,6 +81,7 @@ struct vmstate_reader {
     uint32_t section_version;
     uint64_t section_left;
     uint32_t crc;
+    int pending;                /* 1 + the result of a header given back, 0: none */
 };
 
 /* limit: bytes available (the file size) or UINT64_MAX. */
@@ -79,6 +90,10 @@ int vmstate_reader_begin(struct vmstate_reader *r, struct vmstate_io io, uint64_
  * end section, <0 on errors. The previous section must have been consumed
  * (or skipped with vmstate_section_skip). */
 int vmstate_next_section(struct vmstate_reader *r, struct error *err);
+/* Gives the section header just read back: the next vmstate_next_section
+ * returns it again. Only before any of its payload was read; lets a reader
+ * of one part of the stream stop where another part begins. */
+void vmstate_section_unread(struct vmstate_reader *r, int result);
 int vmstate_section_read(struct vmstate_reader *r, void *data, size_t len, struct error *err);
 /* Reads what is left of the payload (checking it) and the payload checksum. */
 int vmstate_section_finish(struct vmstate_reader *r, struct error *err);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "util/log.h"
+#include "vmm/host_input.h"
 
 #define VIRTIO_BLK_F_SEG_MAX 2
 #define VIRTIO_BLK_F_RO 5
@@ -170,6 +171,14 @@ static struct blk_request *request_from(const struct virtq_chain *c, int q)
     return r;
 }
 
+/* A request is done (dev.lock held): the host input seam sees the
+ * completions in the order the guest will. */
+static void complete(struct virtio_blk *b, int q, uint16_t head, uint32_t len)
+{
+    host_input_block_completion(b, head, len);
+    virtio_device_complete(&b->dev, q, head, len);
+}
+
 static void *blk_worker(void *opaque)
 {
     struct virtio_blk *b = opaque;
@@ -189,7 +198,7 @@ static void *blk_worker(void *opaque)
         pthread_mutex_unlock(&b->dev.lock);
         uint32_t len = serve(b, &r->chain);     /* the block layer is thread-safe */
         pthread_mutex_lock(&b->dev.lock);
-        virtio_device_complete(&b->dev, r->queue, r->chain.head, len);
+        complete(b, r->queue, r->chain.head, len);
         free(r);
         if (--b->in_flight == 0) {
             pthread_cond_broadcast(&b->idle);
@@ -228,12 +237,12 @@ static void dispatch(struct virtio_blk *b, int q)
     uint32_t len;
     if (b->nworkers && serve_cached_read(b, b->chain, &len)) {
         b->cached_reads++;
-        virtio_device_complete(&b->dev, q, b->chain->head, len);
+        complete(b, q, b->chain->head, len);
         return;
     }
     struct blk_request *r = b->nworkers ? request_from(b->chain, q) : NULL;
     if (!r) {
-        virtio_device_complete(&b->dev, q, b->chain->head, serve(b, b->chain));
+        complete(b, q, b->chain->head, serve(b, b->chain));
         return;
     }
     b->in_flight++;
@@ -296,26 +305,33 @@ static void blk_config_read(struct virtio_device *d, uint32_t offset, void *buf,
     }
 }
 
-/* Called with dev.lock held: let the workers finish what is in flight. */
-static void blk_reset(struct virtio_device *d)
+void virtio_blk_drain_locked(struct virtio_blk *b)
 {
-    struct virtio_blk *b = to_blk(d);
     while (b->in_flight > 0) {
-        pthread_cond_wait(&b->idle, &d->lock);
+        pthread_cond_wait(&b->idle, &b->dev.lock);
     }
+}
+
+/* Called with dev.lock held: let the workers finish what is in flight
+ * (a reset, a pause). The main loop starts requests: until it runs
+ * again, none is added. */
+static void blk_drain(struct virtio_device *d)
+{
+    virtio_blk_drain_locked(to_blk(d));
 }
 
 /* Saving state while requests are in flight would lose them: drain first
  * (called with dev.lock held). Nothing device-specific needs saving. */
 static void blk_save(struct virtio_device *d, struct state_buf *b)
 {
-    blk_reset(d);
+    blk_drain(d);
 }
 
 static const struct virtio_device_ops blk_ops = {
     .queue_notify = blk_queue_notify,
     .config_read = blk_config_read,
-    .reset = blk_reset,
+    .reset = blk_drain,
+    .quiesce = blk_drain,
     .save = blk_save,
 };
 

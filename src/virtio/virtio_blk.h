@@ -38,5 +38,7 @@ struct virtio_blk {
 int virtio_blk_init(struct virtio_blk *b, const struct guest_memory *mem, struct blockdev *bdev, bool read_only,
                     const char *serial, struct error *err);
 void virtio_blk_destroy(struct virtio_blk *b);
+/* Waits (with b->dev.lock held) until no request is in flight. */
+void virtio_blk_drain_locked(struct virtio_blk *b);
 
 #endif

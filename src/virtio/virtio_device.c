@@ -147,12 +147,9 @@ void virtio_device_handle_notify(struct virtio_device *d, int q)
     pthread_mutex_unlock(&d->lock);
 }
 
-#define VIRTIO_STATE_VERSION 1
-
 void virtio_device_save(struct virtio_device *d, struct state_buf *b)
 {
     pthread_mutex_lock(&d->lock);
-    state_section_begin(b, "virtio", VIRTIO_STATE_VERSION);
     state_put_u32(b, d->device_id);
     state_put_u64(b, d->guest_features);
     state_put_u8(b, d->status);
@@ -171,7 +168,6 @@ void virtio_device_save(struct virtio_device *d, struct state_buf *b)
         state_put_u16(b, vq->signalled_used);
         state_put_bool(b, vq->signalled_used_valid);
     }
-    state_section_end(b);
     if (d->ops->save) {
         d->ops->save(d, b);
     }
@@ -180,7 +176,6 @@ void virtio_device_save(struct virtio_device *d, struct state_buf *b)
 
 int virtio_device_load(struct virtio_device *d, struct state_buf *b, struct error *err)
 {
-    state_section_open(b, "virtio", VIRTIO_STATE_VERSION);
     uint32_t id = state_get_u32(b);
     uint64_t features = state_get_u64(b);
     uint8_t status = state_get_u8(b);
@@ -220,10 +215,34 @@ int virtio_device_load(struct virtio_device *d, struct state_buf *b, struct erro
         vq->signalled_used = signalled;
         vq->signalled_used_valid = signalled_valid;
     }
-    state_section_close(b);
     if (ret == 0 && d->ops->load) {
         ret = d->ops->load(d, b, err);
     }
     pthread_mutex_unlock(&d->lock);
     return ret < 0 ? ret : state_buf_error(b, err);
+}
+
+void virtio_device_quiesce(struct virtio_device *d)
+{
+    pthread_mutex_lock(&d->lock);
+    if (d->ops->quiesce) {
+        d->ops->quiesce(d);
+    }
+    pthread_mutex_unlock(&d->lock);
+}
+
+void virtio_device_resume(struct virtio_device *d)
+{
+    pthread_mutex_lock(&d->lock);
+    if (d->ops->resume) {
+        d->ops->resume(d);
+    }
+    pthread_mutex_unlock(&d->lock);
+}
+
+void virtio_device_kick_queues(struct virtio_device *d)
+{
+    for (int q = 0; q < d->nqueues; q++) {
+        virtio_device_handle_notify(d, q);
+    }
 }

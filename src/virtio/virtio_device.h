@@ -47,6 +47,10 @@ struct virtio_device_ops {
     /* The driver set DRIVER_OK: start background work (e.g. a tap reader). */
     void (*activate)(struct virtio_device *d);
     void (*destroy)(struct virtio_device *d);
+    /* The machine pauses: finish work in flight and stop taking host input
+     * (with d->lock held); resume undoes it. */
+    void (*quiesce)(struct virtio_device *d);
+    void (*resume)(struct virtio_device *d);
     void (*save)(struct virtio_device *d, struct state_buf *b);
     int (*load)(struct virtio_device *d, struct state_buf *b, struct error *err);
 };
@@ -101,6 +105,15 @@ void virtio_device_complete(struct virtio_device *d, int q, uint16_t head, uint3
 /* Called from the main loop when queue q was notified. */
 void virtio_device_handle_notify(struct virtio_device *d, int q);
 
+/* Pause and resume the device's own work (take d->lock). */
+void virtio_device_quiesce(struct virtio_device *d);
+void virtio_device_resume(struct virtio_device *d);
+/* After a load: serve what the guest posted before the save and the old
+ * process never saw notified. */
+void virtio_device_kick_queues(struct virtio_device *d);
+/* The layout of a virtio device's state on its transport (what
+ * virtio_mmio_save and virtio_pci_save write, this part included). */
+#define VIRTIO_STATE_VERSION 1
 void virtio_device_save(struct virtio_device *d, struct state_buf *b);
 int virtio_device_load(struct virtio_device *d, struct state_buf *b, struct error *err);
 

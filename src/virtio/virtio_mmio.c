@@ -102,6 +102,12 @@ int virtio_mmio_create(struct virtio_mmio *t, struct virtio_device *dev, struct 
     return bus_register(&vm->mmio, base, VIRTIO_MMIO_SIZE, virtio_mmio_read, virtio_mmio_write, t, dev->name, err);
 }
 
+void virtio_mmio_reset(struct virtio_mmio *t)
+{
+    t->interrupt_status = 0;
+    t->queue_sel = 0;
+}
+
 void virtio_mmio_destroy(struct virtio_mmio *t)
 {
     if (t->vm) {
@@ -236,24 +242,18 @@ void virtio_mmio_write(void *opaque, uint64_t offset, unsigned size, uint64_t va
     pthread_mutex_unlock(&d->lock);
 }
 
-#define MMIO_STATE_VERSION 1
-
 void virtio_mmio_save(struct virtio_mmio *t, struct state_buf *b)
 {
-    state_section_begin(b, "virtio-mmio", MMIO_STATE_VERSION);
     state_put_u32(b, t->device_features_sel);
     state_put_u32(b, t->driver_features_sel);
     state_put_u32(b, t->queue_sel);
     state_put_u32(b, __atomic_load_n(&t->interrupt_status, __ATOMIC_SEQ_CST));
-    state_section_end(b);
     virtio_device_save(t->dev, b);
 }
 
 int virtio_mmio_load(struct virtio_mmio *t, struct state_buf *b, struct error *err)
 {
-    state_section_open(b, "virtio-mmio", MMIO_STATE_VERSION);
     uint32_t dsel = state_get_u32(b), drsel = state_get_u32(b), qsel = state_get_u32(b), isr = state_get_u32(b);
-    state_section_close(b);
     int ret = state_buf_error(b, err);
     if (ret < 0) {
         return ret;

@@ -37,6 +37,8 @@ struct virtio_mmio {
 int virtio_mmio_create(struct virtio_mmio *t, struct virtio_device *dev, struct vm *vm, struct event_loop *loop,
                        uint64_t base, struct irq_line irq, struct error *err);
 void virtio_mmio_destroy(struct virtio_mmio *t);
+/* The transport's own registers back to power-on (the device resets apart). */
+void virtio_mmio_reset(struct virtio_mmio *t);
 uint64_t virtio_mmio_read(void *opaque, uint64_t offset, unsigned size);
 void virtio_mmio_write(void *opaque, uint64_t offset, unsigned size, uint64_t value);
 

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "util/log.h"
+#include "vmm/host_input.h"
 
 #define VIRTIO_NET_F_MAC 5
 #define VIRTIO_NET_F_STATUS 16
@@ -33,9 +34,29 @@ static void set_polling(struct virtio_net *n, bool on)
     if (n->polling == on || !n->loop) {
         return;
     }
-    /* epoll_ctl is thread-safe: vCPU threads may get here through a reset. */
-    if (event_loop_modify(n->loop, n->tap_fd, on ? EPOLLIN : 0) == 0) {
+    /* epoll_ctl is thread-safe: vCPU threads may get here through a reset.
+     * While quiesced the tap stays unwatched; resume applies the wish. */
+    if (n->quiesced || event_loop_modify(n->loop, n->tap_fd, on ? EPOLLIN : 0) == 0) {
         n->polling = on;
+    }
+}
+
+/* A paused machine takes no frames: they wait in the tap's queue. */
+static void net_quiesce(struct virtio_device *d)
+{
+    struct virtio_net *n = to_net(d);
+    n->quiesced = true;
+    if (n->loop && n->polling) {
+        event_loop_modify(n->loop, n->tap_fd, 0);
+    }
+}
+
+static void net_resume(struct virtio_device *d)
+{
+    struct virtio_net *n = to_net(d);
+    n->quiesced = false;
+    if (n->loop && n->polling) {
+        event_loop_modify(n->loop, n->tap_fd, EPOLLIN);
     }
 }
 
@@ -83,7 +104,7 @@ static void receive(struct virtio_net *n)
     struct virtqueue *vq = &n->dev.vqs[RXQ];
     struct iovec iov[NET_MAX_IOV];
     struct error err = { 0 };
-    while (virtio_device_running(&n->dev) && vq->ready) {
+    while (!n->quiesced && virtio_device_running(&n->dev) && vq->ready) {
         int ret = virtqueue_pop(vq, n->chain, &err);
         if (ret < 0) {
             virtio_device_fail(&n->dev, &err);
@@ -98,7 +119,7 @@ static void receive(struct virtio_net *n)
             continue;
         }
         int k = fill_iov(n->chain, n->chain->nout, n->chain->nin, iov);
-        ssize_t got = readv(n->tap_fd, iov, k);
+        ssize_t got = host_input_net(n->tap_fd, iov, k);
         if (got < 0) {
             /* Nothing to read: give the chain back for later. */
             vq->last_avail_idx--;
@@ -162,6 +183,8 @@ static const struct virtio_device_ops net_ops = {
     .queue_notify = net_queue_notify,
     .config_read = net_config_read,
     .reset = net_reset,
+    .quiesce = net_quiesce,
+    .resume = net_resume,
 };
 
 int virtio_net_parse_mac(const char *s, uint8_t mac[6])

@@ -15,7 +15,8 @@ struct virtio_net {
     struct virtio_device dev;
     int tap_fd;
     struct event_loop *loop;
-    bool polling;
+    bool polling;           /* the guest has receive buffers: watch the tap */
+    bool quiesced;          /* the machine is paused: leave the tap alone */
     uint8_t mac[6];
     struct virtq_chain *chain;
     uint64_t rx_frames;

@@ -487,12 +487,9 @@ void virtio_pci_bar_write(void *opaque, uint64_t offset, unsigned size, uint64_t
     pthread_mutex_unlock(&d->lock);
 }
 
-#define VIRTIO_PCI_STATE_VERSION 1
-
 void virtio_pci_save(struct virtio_pci *p, struct state_buf *b)
 {
     pci_device_save(&p->pci, b);
-    state_section_begin(b, "virtio-pci", VIRTIO_PCI_STATE_VERSION);
     state_put_u32(b, p->device_features_sel);
     state_put_u32(b, p->driver_features_sel);
     state_put_u16(b, p->queue_sel);
@@ -505,7 +502,6 @@ void virtio_pci_save(struct virtio_pci *p, struct state_buf *b)
         state_put_u32(b, p->msix[v].data);
         state_put_u32(b, p->msix[v].ctrl);
     }
-    state_section_end(b);
     virtio_device_save(p->dev, b);
 }
 
@@ -515,7 +511,6 @@ int virtio_pci_load(struct virtio_pci *p, struct state_buf *b, struct error *err
     if (ret < 0) {
         return ret;
     }
-    state_section_open(b, "virtio-pci", VIRTIO_PCI_STATE_VERSION);
     p->device_features_sel = state_get_u32(b);
     p->driver_features_sel = state_get_u32(b);
     p->queue_sel = state_get_u16(b);
@@ -528,7 +523,6 @@ int virtio_pci_load(struct virtio_pci *p, struct state_buf *b, struct error *err
         p->msix[v].data = state_get_u32(b);
         p->msix[v].ctrl = state_get_u32(b) & 1;
     }
-    state_section_close(b);
     if ((ret = state_buf_error(b, err)) < 0) {
         return ret;
     }

@@ -3,7 +3,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
+
+#include "vmm/host_input.h"
 
 #define RNG_MAX_PER_REQUEST 4096u   /* bounds the host work one guest request causes */
 
@@ -20,7 +21,7 @@ static void rng_queue_notify(struct virtio_device *d, int q)
             if (want > RNG_MAX_PER_REQUEST - filled) {
                 want = RNG_MAX_PER_REQUEST - filled;
             }
-            ssize_t n = getrandom(r->chain->bufs[i].ptr, want, 0);
+            ssize_t n = host_input_entropy(r->chain->bufs[i].ptr, want);
             if (n <= 0) {
                 break;
             }

@@ -1,7 +1,9 @@
 #include "vmm/guest_memory.h"
 
 #include <errno.h>
+#include <linux/kvm.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -34,6 +36,7 @@ static int add_region(struct guest_memory *m, uint64_t gpa, uint64_t size, struc
 int guest_memory_create(struct guest_memory *m, uint64_t ram_size, struct error *err)
 {
     memset(m, 0, sizeof(*m));
+    m->vm_fd = -1;
     if (ram_size < (1u << 20) || (ram_size & 0xfff)) {
         return error_set(err, -EINVAL, "guest memory must be at least 1 MiB and a multiple of 4 KiB");
     }
@@ -51,6 +54,7 @@ int guest_memory_create(struct guest_memory *m, uint64_t ram_size, struct error 
 
 void guest_memory_destroy(struct guest_memory *m)
 {
+    m->vm_fd = -1;      /* its slots go with the VM */
     guest_memory_dirty_stop(m);
     for (int i = 0; i < m->count; i++) {
         munmap(m->regions[i].hva, m->regions[i].size);
@@ -84,5 +88,34 @@ int guest_memory_write(const struct guest_memory *m, uint64_t gpa, const void *s
                          len, (unsigned long long)gpa);
     }
     memcpy(p, src, len);
+    return 0;
+}
+
+int guest_memory_set_slot(struct guest_memory *m, int i, bool log_dirty, struct error *err)
+{
+    struct guest_region *r = &m->regions[i];
+    struct kvm_userspace_memory_region slot = {
+        .slot = (uint32_t)i,
+        .flags = log_dirty ? KVM_MEM_LOG_DIRTY_PAGES : 0,
+        .guest_phys_addr = r->gpa,
+        .memory_size = r->size,
+        .userspace_addr = (uintptr_t)r->hva,
+    };
+    if (ioctl(m->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0) {
+        return error_set_errno(err, -errno, "KVM_SET_USER_MEMORY_REGION (slot %d%s)", i,
+                               log_dirty ? ", dirty log" : "");
+    }
+    return 0;
+}
+
+int guest_memory_add_slots(struct guest_memory *m, int vm_fd, struct error *err)
+{
+    m->vm_fd = vm_fd;
+    for (int i = 0; i < m->count; i++) {
+        int ret = guest_memory_set_slot(m, i, false, err);
+        if (ret < 0) {
+            return ret;
+        }
+    }
     return 0;
 }

@@ -1,9 +1,16 @@
-/* Guest RAM: one memfd per region, mapped shared, so it can later be dumped,
+/* Guest RAM: one memfd per region, mapped shared, so it can be dumped,
  * mapped back or handed to another process. Below 4 GiB RAM stops at the PCI
- * hole; the rest lives above 4 GiB. */
+ * hole; the rest lives above 4 GiB. Region i is KVM memory slot i.
+ *
+ * Guest memory owns everything about its pages: the KVM slots, dirty
+ * tracking (KVM's dirty log plus the pages the VMM's own devices write),
+ * whether a region is still its memfd or a snapshot file mapped over it
+ * (guest_memory_file.c), and its form in a VM-state stream
+ * (guest_memory_stream.c). */
 #ifndef VMM_GUEST_MEMORY_H
 #define VMM_GUEST_MEMORY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -12,6 +19,7 @@
 #define GUEST_PCI_HOLE_START 0xc0000000ull
 #define GUEST_4G             0x100000000ull
 #define GUEST_MEM_MAX_REGIONS 4
+#define GUEST_PAGE_SIZE 4096ull
 
 struct guest_region {
     uint64_t gpa;
@@ -19,12 +27,22 @@ struct guest_region {
     uint8_t *hva;
     int memfd;
     uint64_t *vmm_dirty;    /* pages the VMM wrote while tracking (NULL: off) */
+    bool file_mapped;       /* a snapshot file is mapped over (part of) it */
 };
 
 struct guest_memory {
     uint64_t ram_size;
     int count;
     struct guest_region regions[GUEST_MEM_MAX_REGIONS];
+    int vm_fd;              /* the KVM VM whose slots map it, -1: none */
+    bool dirty_tracking;
+};
+
+/* One bit per 4 KiB page of each region. */
+struct guest_bitmap {
+    int count;
+    uint64_t pages[GUEST_MEM_MAX_REGIONS];
+    uint64_t *bits[GUEST_MEM_MAX_REGIONS];
 };
 
 int guest_memory_create(struct guest_memory *m, uint64_t ram_size, struct error *err);
@@ -37,13 +55,38 @@ uint64_t guest_memory_low_size(const struct guest_memory *m);
 int guest_memory_write(const struct guest_memory *m, uint64_t gpa, const void *src, size_t len,
                        struct error *err);
 
-/* Dirty tracking of the VMM's own writes into guest RAM (virtio devices),
- * which KVM's dirty log cannot see; diff snapshots need both
- * (guest_memory_dirty.c). */
+/* Makes region i KVM memory slot i of vm_fd (dirty-logged or not). */
+int guest_memory_set_slot(struct guest_memory *m, int i, bool log_dirty, struct error *err);
+/* Registers every region with the KVM VM vm_fd. */
+int guest_memory_add_slots(struct guest_memory *m, int vm_fd, struct error *err);
+
+int guest_bitmap_init(struct guest_bitmap *b, const struct guest_memory *m, struct error *err);
+void guest_bitmap_free(struct guest_bitmap *b);
+uint64_t guest_bitmap_count(const struct guest_bitmap *b);
+
+/* Dirty tracking (guest_memory_dirty.c): the pages the guest wrote (KVM's
+ * dirty log, when in a KVM VM) and those the VMM itself wrote (virtio
+ * devices filling the guest's buffers, marked by guest_memory_mark_dirty).
+ * start forgets what was dirty before; harvest ORs what was dirtied since
+ * the last start or harvest into b and clears it. */
 int guest_memory_dirty_start(struct guest_memory *m, struct error *err);
+int guest_memory_dirty_harvest(struct guest_memory *m, struct guest_bitmap *b, struct error *err);
 void guest_memory_dirty_stop(struct guest_memory *m);
 void guest_memory_mark_dirty(const struct guest_memory *m, uint64_t gpa, uint64_t len);
-/* ORs region i's bits (one per 4 KiB page) into out and clears them. */
-void guest_memory_dirty_harvest(struct guest_memory *m, int region, uint64_t *out);
+
+/* Memory files (guest_memory_file.c) hold raw guest RAM, regions one after
+ * another. A full file has every page (zero pages as holes); a diff file
+ * only the pages in dirty, at their place. Written to path atomically. */
+int guest_memory_file_write(struct guest_memory *m, const char *path, const struct guest_bitmap *dirty,
+                            struct error *err);
+/* Maps a memory file over guest RAM, copy-on-write (MAP_PRIVATE): only the
+ * pages in present (all when NULL). Nothing is read until the guest
+ * touches it. */
+int guest_memory_file_map(struct guest_memory *m, const char *path, const struct guest_bitmap *present,
+                          struct error *err);
+/* Region i back to its memfd, all zeros. */
+int guest_memory_region_reset(struct guest_memory *m, int i, struct error *err);
+/* Marks region i's pages that hold data (not zero) in bits. */
+void guest_memory_find_data(const struct guest_memory *m, int i, uint64_t *bits);
 
 #endif

@@ -9,7 +9,6 @@
 #include "util/log.h"
 #include "vmm/vm.h"
 
-#define VCPU_STATE_VERSION 1
 #define MAX_SAVED_MSRS 256
 
 /* Every MSR KVM lists that can actually be read on this vCPU. */
@@ -99,7 +98,6 @@ int vcpu_save_state(struct vcpu *c, struct state_buf *b, struct error *err)
         ret = error_set(err, -EIO, "vCPU %d: reading MSRs", c->index);
         goto out;
     }
-    state_section_begin(b, "vcpu", VCPU_STATE_VERSION);
     state_put_u32(b, (uint32_t)c->index);
     state_put_bytes(b, &s->regs, sizeof(s->regs));
     state_put_bytes(b, &s->sregs, sizeof(s->sregs));
@@ -114,7 +112,6 @@ int vcpu_save_state(struct vcpu *c, struct state_buf *b, struct error *err)
         state_put_u32(b, s->msrs.e[i].index);
         state_put_u64(b, s->msrs.e[i].data);
     }
-    state_section_end(b);
     ret = state_buf_error(b, err);
 out:
     free(s);
@@ -129,7 +126,6 @@ int vcpu_load_state(struct vcpu *c, struct state_buf *b, struct error *err)
     if (!s) {
         return error_set(err, -ENOMEM, "out of memory");
     }
-    state_section_open(b, "vcpu", VCPU_STATE_VERSION);
     uint32_t index = state_get_u32(b);
     state_get_bytes(b, &s->regs, sizeof(s->regs));
     state_get_bytes(b, &s->sregs, sizeof(s->sregs));
@@ -149,7 +145,6 @@ int vcpu_load_state(struct vcpu *c, struct state_buf *b, struct error *err)
         s->msrs.e[i].index = state_get_u32(b);
         s->msrs.e[i].data = state_get_u64(b);
     }
-    state_section_close(b);
     if ((ret = state_buf_error(b, err)) < 0) {
         goto out;
     }

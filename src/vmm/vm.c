@@ -70,23 +70,6 @@ static int get_supported_cpuid(struct vm *vm, struct error *err)
     return error_set(err, -E2BIG, "KVM_GET_SUPPORTED_CPUID: too many entries");
 }
 
-static int add_memory_slots(struct vm *vm, struct error *err)
-{
-    for (int i = 0; i < vm->mem.count; i++) {
-        struct guest_region *r = &vm->mem.regions[i];
-        struct kvm_userspace_memory_region slot = {
-            .slot = (uint32_t)i,
-            .guest_phys_addr = r->gpa,
-            .memory_size = r->size,
-            .userspace_addr = (uintptr_t)r->hva,
-        };
-        if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0) {
-            return error_set_errno(err, -errno, "KVM_SET_USER_MEMORY_REGION (slot %d)", i);
-        }
-    }
-    return 0;
-}
-
 static int create_irqchip(struct vm *vm, struct error *err)
 {
     /* Only VMX needs these; other implementations may refuse them harmlessly. */
@@ -140,7 +123,7 @@ int vm_create(struct vm *vm, int ncpus, uint64_t ram_size, struct error *err)
     }
     if ((ret = get_supported_cpuid(vm, err)) < 0 ||
         (ret = guest_memory_create(&vm->mem, ram_size, err)) < 0 ||
-        (ret = add_memory_slots(vm, err)) < 0 ||
+        (ret = guest_memory_add_slots(&vm->mem, vm->vm_fd, err)) < 0 ||
         (ret = create_irqchip(vm, err)) < 0) {
         return ret;
     }

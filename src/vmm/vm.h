@@ -101,6 +101,10 @@ void *vcpu_thread(void *opaque);
 void vcpu_kick(struct vcpu *vcpu);
 
 /* State of the in-kernel parts (vm_state.c, vcpu_state.c). */
+#define VM_STATE_VERSION 1      /* vm_save_kvm_state's layout */
+#define VCPU_STATE_VERSION 1    /* vcpu_save_state's layout */
+/* The guest's clock (KVM's kvmclock), in nanoseconds. */
+int vm_clock_ns(struct vm *vm, uint64_t *ns, struct error *err);
 int vm_save_kvm_state(struct vm *vm, struct state_buf *b, struct error *err);
 int vm_load_kvm_state(struct vm *vm, struct state_buf *b, struct error *err);
 int vcpu_save_state(struct vcpu *vcpu, struct state_buf *b, struct error *err);

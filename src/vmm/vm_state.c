@@ -6,18 +6,26 @@
 
 #include "vmm/vm.h"
 
-#define VM_STATE_VERSION 1
-
 static const int irqchips[] = { KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE, KVM_IRQCHIP_IOAPIC };
+
+int vm_clock_ns(struct vm *vm, uint64_t *ns, struct error *err)
+{
+    struct kvm_clock_data clock;
+    memset(&clock, 0, sizeof(clock));
+    if (ioctl(vm->vm_fd, KVM_GET_CLOCK, &clock) < 0) {
+        return error_set_errno(err, -errno, "KVM_GET_CLOCK");
+    }
+    *ns = clock.clock;
+    return 0;
+}
 
 int vm_save_kvm_state(struct vm *vm, struct state_buf *b, struct error *err)
 {
     struct kvm_irqchip chips[3];
     struct kvm_pit_state2 pit;
-    struct kvm_clock_data clock;
+    uint64_t clock_ns = 0;
     memset(chips, 0, sizeof(chips));
     memset(&pit, 0, sizeof(pit));
-    memset(&clock, 0, sizeof(clock));
     for (int i = 0; i < 3; i++) {
         chips[i].chip_id = (uint32_t)irqchips[i];
         if (ioctl(vm->vm_fd, KVM_GET_IRQCHIP, &chips[i]) < 0) {
@@ -27,16 +35,15 @@ int vm_save_kvm_state(struct vm *vm, struct state_buf *b, struct error *err)
     if (ioctl(vm->vm_fd, KVM_GET_PIT2, &pit) < 0) {
         return error_set_errno(err, -errno, "KVM_GET_PIT2");
     }
-    if (ioctl(vm->vm_fd, KVM_GET_CLOCK, &clock) < 0) {
-        return error_set_errno(err, -errno, "KVM_GET_CLOCK");
+    int ret = vm_clock_ns(vm, &clock_ns, err);
+    if (ret < 0) {
+        return ret;
     }
-    state_section_begin(b, "kvm-vm", VM_STATE_VERSION);
     for (int i = 0; i < 3; i++) {
         state_put_bytes(b, &chips[i], sizeof(chips[i]));
     }
     state_put_bytes(b, &pit, sizeof(pit));
-    state_put_u64(b, clock.clock);
-    state_section_end(b);
+    state_put_u64(b, clock_ns);
     return state_buf_error(b, err);
 }
 
@@ -46,13 +53,11 @@ int vm_load_kvm_state(struct vm *vm, struct state_buf *b, struct error *err)
     struct kvm_pit_state2 pit;
     struct kvm_clock_data clock;
     memset(&clock, 0, sizeof(clock));
-    state_section_open(b, "kvm-vm", VM_STATE_VERSION);
     for (int i = 0; i < 3; i++) {
         state_get_bytes(b, &chips[i], sizeof(chips[i]));
     }
     state_get_bytes(b, &pit, sizeof(pit));
     clock.clock = state_get_u64(b);
-    state_section_close(b);
     int ret = state_buf_error(b, err);
     if (ret < 0) {
         return ret;

@@ -11,6 +11,44 @@
 #include "util/json.h"
 #include "util/options.h"
 #include "util/size.h"
+#include "util/zero.h"
+#include "util/io.h"
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+/* Every alignment and length, and a non-zero byte in every place. */
+static void test_mem_is_zero(void **state)
+{
+    uint8_t buf[200] = { 0 };
+    for (size_t start = 0; start < 9; start++) {
+        for (size_t len = 0; start + len <= sizeof(buf); len += 7) {
+            assert_true(mem_is_zero(buf + start, len));
+            for (size_t k = 0; k < len; k++) {
+                buf[start + k] = 1;
+                assert_false(mem_is_zero(buf + start, len));
+                buf[start + k] = 0;
+            }
+        }
+    }
+}
+
+/* Whole-buffer I/O: a read stops short at the end of the file only. */
+static void test_io_full(void **state)
+{
+    int fd = memfd_create("io", MFD_CLOEXEC);
+    uint8_t out[10000], in[10000];
+    for (size_t i = 0; i < sizeof(out); i++) {
+        out[i] = (uint8_t)i;
+    }
+    assert_true(fd >= 0);
+    assert_int_equal(io_pwrite_full(fd, out, sizeof(out), 100), 0);
+    assert_int_equal(io_pread_full(fd, in, sizeof(in), 100), (ssize_t)sizeof(in));
+    assert_memory_equal(in, out, sizeof(in));
+    assert_int_equal(io_pread_full(fd, in, sizeof(in), 5100), 5000);
+    assert_int_equal(io_pread_full(-1, in, 1, 0), -EBADF);
+    close(fd);
+}
 
 static void test_error_set_and_prefix(void **state)
 {
@@ -113,6 +151,8 @@ static void test_options(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_mem_is_zero),
+        cmocka_unit_test(test_io_full),
         cmocka_unit_test(test_error_set_and_prefix),
         cmocka_unit_test(test_bswap),
         cmocka_unit_test(test_size_parse),

@@ -55,8 +55,11 @@ variant corrupt 'i = data.find(b"virtio.0"); data[i + 48 + 20] ^= 0x40'
 restore_fails corrupt "VM state section 'virtio.0' is corrupted (checksum mismatch)" "${ARGS[@]}" --restore "$TMP/corrupt"
 variant corrupt_hdr 'i = data.find(b"vcpu.0"); data[i + 37] ^= 1'
 restore_fails corrupt_hdr "section header at byte" "${ARGS[@]}" --restore "$TMP/corrupt_hdr"
-variant version 'data[8:12] = struct.pack("<I", 2); data[12:16] = struct.pack("<I", zlib.crc32(bytes(data[:12])))'
-restore_fails version "VM state version 2 is not supported (this cowvisor reads version 1)" "${ARGS[@]}" --restore "$TMP/version"
+variant version 'data[8:12] = struct.pack("<I", 3); data[12:16] = struct.pack("<I", zlib.crc32(bytes(data[:12])))'
+restore_fails version "VM state version 3 is not supported (this cowvisor reads version 2)" "${ARGS[@]}" --restore "$TMP/version"
+# What cowvisor wrote before device state had one framing.
+variant version1 'data[8:12] = struct.pack("<I", 1); data[12:16] = struct.pack("<I", zlib.crc32(bytes(data[:12])))'
+restore_fails version1 "VM state version 1 (written before device state had one framing) is not supported" "${ARGS[@]}" --restore "$TMP/version1"
 variant magic 'data[0:8] = b"QEVM\0\0\0\3"'
 restore_fails magic "not a cowvisor VM state (bad magic)" "${ARGS[@]}" --restore "$TMP/magic"
 variant truncated 'del data[len(data) // 2:]'

@@ -59,7 +59,7 @@ static void write_stream(struct mem_stream *m)
     for (size_t i = 0; i < sizeof(big); i++) {
         big[i] = (uint8_t)(i * 7 + (i >> 12));
     }
-    assert_int_equal(vmstate_writer_begin(&w, (struct vmstate_io){ mem_write, mem_read, m }, &err), 0);
+    assert_int_equal(vmstate_writer_begin(&w, (struct vmstate_io){ mem_write, mem_read, m, false }, &err), 0);
     assert_int_equal(vmstate_write_section(&w, "alpha", 1, "hello", 5, &err), 0);
     assert_int_equal(vmstate_section_begin(&w, "big", 2, sizeof(big), &err), 0);
     for (size_t off = 0; off < sizeof(big); off += 100000) {
@@ -80,7 +80,7 @@ static int read_stream(struct mem_stream *m, struct error *err)
     uint8_t *data = NULL;
     size_t len;
     uint32_t version;
-    int ret = vmstate_reader_begin(&r, (struct vmstate_io){ mem_write, mem_read, m }, m->len, err);
+    int ret = vmstate_reader_begin(&r, (struct vmstate_io){ mem_write, mem_read, m, false }, m->len, err);
     if (ret == 0 && (ret = vmstate_read_section(&r, "alpha", 1, 1 << 20, &data, &len, &version, err)) == 0) {
         assert_int_equal(len, 5);
         assert_memory_equal(data, "hello", 5);
@@ -151,7 +151,7 @@ static void test_version_and_truncation(void **state)
     v.data[8] = 9;
     st_le32(v.data + 12, (uint32_t)crc32(0, v.data, 12));
     assert_int_equal(read_stream(&v, &err), -ENOTSUP);
-    assert_string_equal(err.msg, "VM state version 9 is not supported (this cowvisor reads version 1)");
+    assert_string_equal(err.msg, "VM state version 9 is not supported (this cowvisor reads version 2)");
     v.data[8] = 1;      /* back to 1 without its checksum: corrupted */
     assert_true(read_stream(&v, &err) < 0);
     assert_non_null(strstr(err.msg, "header is corrupted"));
@@ -166,17 +166,17 @@ static void test_version_and_truncation(void **state)
     struct vmstate_reader r;
     uint8_t *data;
     size_t len;
-    assert_int_equal(vmstate_reader_begin(&r, (struct vmstate_io){ mem_write, mem_read, &m }, m.len, &err), 0);
+    assert_int_equal(vmstate_reader_begin(&r, (struct vmstate_io){ mem_write, mem_read, &m, false }, m.len, &err), 0);
     assert_int_equal(vmstate_read_section(&r, "alpha", 0, 100, &data, &len, NULL, &err), -ENOTSUP);
     assert_non_null(strstr(err.msg, "has version 1; this cowvisor reads up to 0"));
     vmstate_reader_free(&r);
     /* Sections in another order than expected. */
-    assert_int_equal(vmstate_reader_begin(&r, (struct vmstate_io){ mem_write, mem_read, &m }, m.len, &err), 0);
+    assert_int_equal(vmstate_reader_begin(&r, (struct vmstate_io){ mem_write, mem_read, &m, false }, m.len, &err), 0);
     assert_int_equal(vmstate_read_section(&r, "big", 2, 4 << 20, &data, &len, NULL, &err), -EINVAL);
     assert_non_null(strstr(err.msg, "has section 'alpha' where 'big' was expected"));
     vmstate_reader_free(&r);
     /* A section larger than the reader accepts. */
-    assert_int_equal(vmstate_reader_begin(&r, (struct vmstate_io){ mem_write, mem_read, &m }, m.len, &err), 0);
+    assert_int_equal(vmstate_reader_begin(&r, (struct vmstate_io){ mem_write, mem_read, &m, false }, m.len, &err), 0);
     assert_int_equal(vmstate_read_section(&r, "alpha", 1, 4, &data, &len, NULL, &err), -EINVAL);
     assert_non_null(strstr(err.msg, "too large"));
     vmstate_reader_free(&r);
@@ -188,7 +188,7 @@ static void test_writer_refuses_wrong_lengths(void **state)
     struct mem_stream m = { 0 };
     struct error err = { 0 };
     struct vmstate_writer w;
-    assert_int_equal(vmstate_writer_begin(&w, (struct vmstate_io){ mem_write, mem_read, &m }, &err), 0);
+    assert_int_equal(vmstate_writer_begin(&w, (struct vmstate_io){ mem_write, mem_read, &m, false }, &err), 0);
     assert_int_equal(vmstate_section_begin(&w, "short", 1, 10, &err), 0);
     assert_int_equal(vmstate_section_write(&w, "abc", 3, &err), 0);
     assert_true(vmstate_section_end(&w, &err) < 0);
@@ -197,7 +197,7 @@ static void test_writer_refuses_wrong_lengths(void **state)
     vmstate_writer_free(&w);
     free(m.data);
     m = (struct mem_stream){ 0 };
-    assert_int_equal(vmstate_writer_begin(&w, (struct vmstate_io){ mem_write, mem_read, &m }, &err), 0);
+    assert_int_equal(vmstate_writer_begin(&w, (struct vmstate_io){ mem_write, mem_read, &m, false }, &err), 0);
     assert_int_equal(vmstate_section_begin(&w, "long", 1, 2, &err), 0);
     assert_true(vmstate_section_write(&w, "abc", 3, &err) < 0);
     assert_non_null(strstr(err.msg, "longer than announced"));

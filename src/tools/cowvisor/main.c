@@ -7,8 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "machine.h"
-#include "machine_state.h"
+#include "machine/machine.h"
 #include "qmp.h"
 #include "util/log.h"
 #include "util/options.h"
@@ -174,6 +173,9 @@ static struct options option_lists[MACHINE_MAX_DISKS + 8];
 static const char *qmp_spec, *restore_dir, *loadvm_name;
 static int noption_lists;
 
+/* parse_args: the command line answered itself (--help, --version). */
+#define PARSE_DONE 1
+
 static int parse_args(int argc, char **argv, struct machine_config *cfg, struct error *err)
 {
     int opt;
@@ -229,10 +231,10 @@ static int parse_args(int argc, char **argv, struct machine_config *cfg, struct 
         case OPT_HELP:
         case 'h':
             usage(stdout);
-            exit(0);
+            return PARSE_DONE;
         case OPT_VERSION:
             printf("cowvisor version 0.1.0\n");
-            exit(0);
+            return PARSE_DONE;
         default:
             return error_set(err, -EINVAL, "invalid option (see --help)");
         }
@@ -269,42 +271,37 @@ int main(int argc, char **argv)
                       : strcmp(level, "error") == 0 ? LOG_ERROR : LOG_WARN);
     }
     int ret = argc == 1 ? default_config(&cfg, temp_disks, &err) : parse_args(argc, argv, &cfg, &err);
-    struct machine *m = calloc(1, sizeof(*m));
-    if (ret == 0 && !m) {
-        ret = error_set(&err, -ENOMEM, "out of memory");
+    if (ret == PARSE_DONE) {
+        for (int i = 0; i < noption_lists; i++) {
+            options_free(&option_lists[i]);
+        }
+        return 0;
     }
+    struct machine *m = NULL;
     if (ret == 0) {
-        ret = machine_create(m, &cfg, &err);
+        ret = machine_create(&m, &cfg, &err);
     }
-    struct machine_snapshots *snaps = calloc(1, sizeof(*snaps));
     struct qmp_server *qmp = NULL;
-    if (ret == 0 && !snaps) {
-        ret = error_set(&err, -ENOMEM, "out of memory");
-    }
     if (ret == 0 && restore_dir && loadvm_name) {
         ret = error_set(&err, -EINVAL, "give only one of --restore and --loadvm");
     }
-    if (ret == 0 && restore_dir && (ret = machine_restore_files(m, snaps, restore_dir, &err)) < 0) {
+    if (ret == 0 && restore_dir && (ret = machine_restore_files(m, restore_dir, &err)) < 0) {
         error_prefix(&err, "--restore '%s'", restore_dir);
     }
     if (ret == 0 && restore_dir) {
         log_info("--restore: guest ready to run %.2f ms after main()", ms_since(&t_start));
     }
-    if (ret == 0 && loadvm_name && (ret = machine_loadvm(m, snaps, loadvm_name, NULL, &err)) < 0) {
+    if (ret == 0 && loadvm_name && (ret = machine_loadvm(m, loadvm_name, NULL, &err)) < 0) {
         error_prefix(&err, "--loadvm '%s'", loadvm_name);
     }
     if (ret == 0 && qmp_spec) {
-        ret = qmp_server_start(&qmp, m, snaps, qmp_spec, &err);
+        ret = qmp_server_start(&qmp, m, qmp_spec, &err);
     }
     if (ret == 0) {
         ret = machine_run(m, &err);
     }
     qmp_server_stop(qmp);
-    if (m) {
-        machine_destroy(m);
-        free(m);
-    }
-    free(snaps);
+    machine_destroy(m);
     for (int i = 0; i < 2; i++) {
         if (temp_disks[i][0]) {
             unlink(temp_disks[i]);

@@ -234,14 +234,14 @@ static long frame_value(const char *buf, size_t len, size_t *start)
 static void close_client(struct qmp_server *s)
 {
     if (s->client_fd >= 0) {
-        event_loop_remove(&s->m->loop, s->client_fd);
+        event_loop_remove(machine_loop(s->m), s->client_fd);
         close(s->client_fd);
         s->client_fd = -1;
     }
     s->negotiated = false;
     s->in_len = 0;
     if (s->listen_fd >= 0) {
-        event_loop_add(&s->m->loop, s->listen_fd, EPOLLIN, client_accept, s, NULL);
+        event_loop_add(machine_loop(s->m), s->listen_fd, EPOLLIN, client_accept, s, NULL);
     }
 }
 
@@ -308,39 +308,38 @@ static void client_accept(void *opaque, int fd, uint32_t events)
     }
     s->client_fd = c;
     /* One client at a time: the next waits until this one leaves. */
-    event_loop_remove(&s->m->loop, s->listen_fd);
-    if (event_loop_add(&s->m->loop, c, EPOLLIN, client_input, s, NULL) < 0) {
+    event_loop_remove(machine_loop(s->m), s->listen_fd);
+    if (event_loop_add(machine_loop(s->m), c, EPOLLIN, client_input, s, NULL) < 0) {
         close_client(s);
         return;
     }
     greet(s);
 }
 
-/* The machine tells us what the guest did. */
-static void machine_event(void *opaque, enum machine_event ev)
+/* The machine tells us what happened: QMP events. */
+static void machine_event(void *opaque, enum machine_event ev, bool guest)
 {
     struct qmp_server *s = opaque;
-    if (ev == MACHINE_EVENT_POWER_OFF) {
-        s->state = QMP_SHUTDOWN;
+    switch (ev) {
+    case MACHINE_EVENT_STOP:
+        qmp_event(s, "STOP", NULL);
+        break;
+    case MACHINE_EVENT_RESUME:
+        qmp_event(s, "RESUME", NULL);
+        break;
+    case MACHINE_EVENT_POWER_OFF:
         s->shutdown_sent = true;
         qmp_event(s, "SHUTDOWN", json_pack("{s:b,s:s}", "guest", 1, "reason", "guest-shutdown"));
-    } else if (s->m->cfg->no_reboot) {
-        s->state = QMP_SHUTDOWN;
-        s->shutdown_sent = true;
-        qmp_event(s, "SHUTDOWN", json_pack("{s:b,s:s}", "guest", 1, "reason", "guest-reset"));
-    } else {
-        /* The reset reloads the kernel into RAM behind the dirty log's
-         * back: a diff against the last snapshot would miss those pages. */
-        if (s->snaps->dirty_tracking) {
-            ram_dirty_stop(&s->m->vm);
-            s->snaps->dirty_tracking = false;
-            s->snaps->last_dir[0] = 0;
-        }
-        if (s->host_reset) {
-            s->host_reset = false;     /* announced when it was asked for */
-        } else {
+        break;
+    case MACHINE_EVENT_RESET:
+        if (machine_config(s->m)->no_reboot) {
+            s->shutdown_sent = true;
+            qmp_event(s, "SHUTDOWN", json_pack("{s:b,s:s}", "guest", 1, "reason", "guest-reset"));
+        } else if (guest) {
+            /* The host's resets were announced when they were asked for. */
             qmp_event(s, "RESET", json_pack("{s:b,s:s}", "guest", 1, "reason", "guest-reset"));
         }
+        break;
     }
 }
 
@@ -396,15 +395,13 @@ static int parse_spec(struct qmp_server *s, const char *spec, bool *wait, struct
     return ret;
 }
 
-int qmp_server_start(struct qmp_server **out, struct machine *m, struct machine_snapshots *snaps,
-                     const char *spec, struct error *err)
+int qmp_server_start(struct qmp_server **out, struct machine *m, const char *spec, struct error *err)
 {
     struct qmp_server *s = calloc(1, sizeof(*s));
     if (!s) {
         return error_set(err, -ENOMEM, "out of memory");
     }
     s->m = m;
-    s->snaps = snaps;
     s->listen_fd = s->client_fd = -1;
     bool wait;
     int ret = parse_spec(s, spec, &wait, err);
@@ -425,6 +422,8 @@ int qmp_server_start(struct qmp_server **out, struct machine *m, struct machine_
         free(s);
         return ret;
     }
+    /* Before the first client's commands: a stop must be announced. */
+    machine_set_event_hook(m, machine_event, s);
     if (wait) {
         log_info("QMP: waiting for a client on %s", s->path);
         fcntl(s->listen_fd, F_SETFL, fcntl(s->listen_fd, F_GETFL) & ~O_NONBLOCK);
@@ -432,12 +431,14 @@ int qmp_server_start(struct qmp_server **out, struct machine *m, struct machine_
         fcntl(s->listen_fd, F_SETFL, fcntl(s->listen_fd, F_GETFL) | O_NONBLOCK);
         if (c < 0) {
             ret = error_set_errno(err, -errno, "--qmp: accepting a client on '%s'", s->path);
+            machine_set_event_hook(m, NULL, NULL);
             close(s->listen_fd);
             free(s);
             return ret;
         }
         s->client_fd = c;
-        if ((ret = event_loop_add(&m->loop, c, EPOLLIN, client_input, s, err)) < 0) {
+        if ((ret = event_loop_add(machine_loop(m), c, EPOLLIN, client_input, s, err)) < 0) {
+            machine_set_event_hook(m, NULL, NULL);
             close(c);
             close(s->listen_fd);
             free(s);
@@ -445,13 +446,12 @@ int qmp_server_start(struct qmp_server **out, struct machine *m, struct machine_
         }
         greet(s);
         wait_for_negotiation(s);
-    } else if ((ret = event_loop_add(&m->loop, s->listen_fd, EPOLLIN, client_accept, s, err)) < 0) {
+    } else if ((ret = event_loop_add(machine_loop(m), s->listen_fd, EPOLLIN, client_accept, s, err)) < 0) {
+        machine_set_event_hook(m, NULL, NULL);
         close(s->listen_fd);
         free(s);
         return ret;
     }
-    m->event_hook = machine_event;
-    m->event_hook_opaque = s;
     *out = s;
     return 0;
 }
@@ -461,13 +461,13 @@ void qmp_server_stop(struct qmp_server *s)
     if (!s) {
         return;
     }
-    s->m->event_hook = NULL;
+    machine_set_event_hook(s->m, NULL, NULL);
     if (s->client_fd >= 0) {
-        event_loop_remove(&s->m->loop, s->client_fd);
+        event_loop_remove(machine_loop(s->m), s->client_fd);
         close(s->client_fd);
     }
     if (s->listen_fd >= 0) {
-        event_loop_remove(&s->m->loop, s->listen_fd);
+        event_loop_remove(machine_loop(s->m), s->listen_fd);
         close(s->listen_fd);
         unlink(s->path);
     }

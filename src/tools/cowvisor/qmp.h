@@ -4,8 +4,7 @@
 #ifndef COWVISOR_QMP_H
 #define COWVISOR_QMP_H
 
-#include "machine.h"
-#include "machine_state.h"
+#include "machine/machine.h"
 #include "util/error.h"
 
 struct qmp_server;
@@ -13,8 +12,7 @@ struct qmp_server;
 /* spec is QEMU's -qmp argument: unix:PATH[,server[=on]][,nowait|,wait=off].
  * Without nowait the call waits for the first client, as QEMU does, and
  * until it negotiated capabilities (so it sees every event). */
-int qmp_server_start(struct qmp_server **out, struct machine *m, struct machine_snapshots *snaps,
-                     const char *spec, struct error *err);
+int qmp_server_start(struct qmp_server **out, struct machine *m, const char *spec, struct error *err);
 /* Sends SHUTDOWN for how the VM ended (if not sent yet) and closes. */
 void qmp_server_stop(struct qmp_server *s);
 

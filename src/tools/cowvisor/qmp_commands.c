@@ -9,7 +9,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "machine_disks.h"
 
 bool qmp_check_args(json_t *args, const struct qmp_arg *spec, struct qmp_reply *r)
 {
@@ -50,32 +49,17 @@ static const struct qmp_arg no_args[] = { { NULL, 0, false } };
 
 void qmp_vm_stop(struct qmp_server *s)
 {
-    if (s->state != QMP_RUNNING) {
-        return;
-    }
-    vm_pause(&s->m->vm);
-    s->state = QMP_PAUSED;
-    qmp_event(s, "STOP", NULL);
+    machine_pause(s->m);
 }
 
 void qmp_vm_cont(struct qmp_server *s)
 {
-    if (s->state != QMP_PAUSED) {
-        return;
-    }
-    vm_resume(&s->m->vm);
-    s->state = QMP_RUNNING;
-    qmp_event(s, "RESUME", NULL);
-    if (s->reset_pending) {
-        s->reset_pending = false;
-        s->host_reset = true;
-        vm_request(&s->m->vm, VM_REQ_RESET, 0);
-    }
+    machine_resume(s->m);
 }
 
 bool qmp_vm_pause_for(struct qmp_server *s)
 {
-    bool was_running = s->state == QMP_RUNNING;
+    bool was_running = machine_run_state(s->m) == MACHINE_RUNNING;
     qmp_vm_stop(s);
     return was_running;
 }
@@ -87,11 +71,11 @@ void qmp_vm_resume_after(struct qmp_server *s, bool was_running)
     }
 }
 
-static const char *status_name(struct qmp_server *s)
+const char *qmp_status_name(struct qmp_server *s)
 {
-    switch (s->state) {
-    case QMP_RUNNING: return "running";
-    case QMP_PAUSED: return "paused";
+    switch (machine_run_state(s->m)) {
+    case MACHINE_RUNNING: return "running";
+    case MACHINE_PAUSED: return "paused";
     default: return "shutdown";
     }
 }
@@ -99,8 +83,8 @@ static const char *status_name(struct qmp_server *s)
 static void cmd_query_status(struct qmp_server *s, json_t *args, struct qmp_reply *r)
 {
     if (qmp_check_args(args, no_args, r)) {
-        r->ret = json_pack("{s:s,s:b,s:b}", "status", status_name(s), "singlestep", 0, "running",
-                           s->state == QMP_RUNNING);
+        r->ret = json_pack("{s:s,s:b,s:b}", "status", qmp_status_name(s), "singlestep", 0, "running",
+                           machine_run_state(s->m) == MACHINE_RUNNING);
     }
 }
 
@@ -123,16 +107,10 @@ static void cmd_system_reset(struct qmp_server *s, json_t *args, struct qmp_repl
     if (!qmp_check_args(args, no_args, r)) {
         return;
     }
-    if (s->state == QMP_PAUSED) {
-        /* A paused VM stays paused: the reset happens when it goes on. */
-        s->reset_pending = true;
-        qmp_event(s, "RESET", json_pack("{s:b,s:s}", "guest", 0, "reason", "host-qmp-system-reset"));
-        return;
-    }
-    /* QEMU resets at once and says so before it replies. */
+    /* QEMU says so before it replies (and resets at once; a paused VM
+     * stays paused: the machine resets it when it goes on). */
     qmp_event(s, "RESET", json_pack("{s:b,s:s}", "guest", 0, "reason", "host-qmp-system-reset"));
-    s->host_reset = true;
-    vm_request(&s->m->vm, VM_REQ_RESET, 0);
+    machine_request_reset(s->m);
 }
 
 static void cmd_system_powerdown(struct qmp_server *s, json_t *args, struct qmp_reply *r)
@@ -150,12 +128,10 @@ static void cmd_quit(struct qmp_server *s, json_t *args, struct qmp_reply *r)
     if (!qmp_check_args(args, no_args, r)) {
         return;
     }
-    s->state = QMP_SHUTDOWN;
     s->shutdown_sent = true;
     qmp_event(s, "SHUTDOWN", json_pack("{s:b,s:s}", "guest", 0, "reason", "host-qmp-quit"));
     qmp_jobs_end(s);
-    s->m->exit_status = 0;
-    event_loop_stop(&s->m->loop);
+    machine_quit(s->m);
 }
 
 /* ---- block ---- */
@@ -183,7 +159,7 @@ static void cmd_query_block(struct qmp_server *s, json_t *args, struct qmp_reply
         return;
     }
     json_t *list = json_array();
-    for (int i = 0; i < s->m->cfg->ndisks; i++) {
+    for (int i = 0; i < machine_disk_count(s->m); i++) {
         struct disk_layer layers[16];
         bool ro;
         int n = machine_disk_chain(s->m, i, layers, 16, &ro);
@@ -207,10 +183,10 @@ static void cmd_query_cpus_fast(struct qmp_server *s, json_t *args, struct qmp_r
         return;
     }
     json_t *list = json_array();
-    for (int i = 0; i < s->m->vm.ncpus; i++) {
+    for (int i = 0; i < machine_cpu_count(s->m); i++) {
         char path[64];
         snprintf(path, sizeof(path), "/machine/unattached/device[%d]", i);
-        int tid = __atomic_load_n(&s->m->vm.vcpus[i].tid, __ATOMIC_RELAXED);
+        int tid = machine_cpu_thread_id(s->m, i);
         json_array_append_new(list, json_pack("{s:I,s:{s:i,s:i,s:i},s:s,s:i,s:s}", "thread-id",
                                               (json_int_t)(tid ? tid : getpid()), "props", "core-id", 0, "thread-id", 0,
                                               "socket-id", i, "qom-path", path, "cpu-index", i, "target",
@@ -223,7 +199,7 @@ static void cmd_query_cpus_fast(struct qmp_server *s, json_t *args, struct qmp_r
 static int find_disk(struct qmp_server *s, const char *name)
 {
     int i;
-    if (sscanf(name, "disk%d", &i) == 1 && i >= 0 && i < s->m->cfg->ndisks) {
+    if (sscanf(name, "disk%d", &i) == 1 && i >= 0 && i < machine_disk_count(s->m)) {
         char check[16];
         snprintf(check, sizeof(check), "disk%d", i);
         if (strcmp(check, name) == 0) {
@@ -290,7 +266,7 @@ static void cmd_snapshot_files(struct qmp_server *s, json_t *args, struct qmp_re
     }
     bool was_running = qmp_vm_pause_for(s);
     struct error err = { 0 };
-    int ret = machine_snapshot_files(s->m, s->snaps, json_string_value(json_object_get(args, "directory")),
+    int ret = machine_snapshot_files(s->m, json_string_value(json_object_get(args, "directory")),
                                      type && strcmp(type, "diff") == 0, &err);
     qmp_vm_resume_after(s, was_running);
     if (ret < 0) {

@@ -33,7 +33,7 @@ static void hmp_savevm(struct qmp_server *s, const char *name, struct qmp_reply 
     }
     struct error err = { 0 };
     bool was_running = qmp_vm_pause_for(s);
-    int ret = machine_savevm(s->m, s->snaps, name, &err);
+    int ret = machine_savevm(s->m, name, &err);
     qmp_vm_resume_after(s, was_running);
     r->ret = ret < 0 ? error_text(&err) : qmp_string("");
 }
@@ -43,7 +43,7 @@ static void hmp_loadvm(struct qmp_server *s, const char *name, struct qmp_reply 
     struct error err = { 0 };
     bool was_running = qmp_vm_pause_for(s);
     bool changed;
-    int ret = machine_loadvm(s->m, s->snaps, name, &changed, &err);
+    int ret = machine_loadvm(s->m, name, &changed, &err);
     /* A load that failed half-way leaves the VM broken: it stays paused. */
     qmp_vm_resume_after(s, was_running && (ret == 0 || !changed));
     r->ret = ret < 0 ? error_text(&err) : qmp_string("");
@@ -87,8 +87,7 @@ void qmp_hmp(struct qmp_server *s, json_t *args, struct qmp_reply *r)
         r->ret = out ? qmp_string(out) : text("%s\r\n", err.msg);
         free(out);
     } else if (strcmp(cmd, "info") == 0 && arg && strcmp(arg, "status") == 0) {
-        r->ret = text("VM status: %s\r\n", s->state == QMP_RUNNING ? "running"
-                                          : s->state == QMP_PAUSED ? "paused" : "shutdown");
+        r->ret = text("VM status: %s\r\n", qmp_status_name(s));
     } else if (strcmp(cmd, "stop") == 0 && !arg) {
         qmp_vm_stop(s);
         r->ret = qmp_string("");

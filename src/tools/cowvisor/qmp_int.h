@@ -18,8 +18,6 @@ static inline json_t *qmp_string(const char *s)
 
 #define QMP_MAX_JOBS 16
 
-enum qmp_run_state { QMP_RUNNING, QMP_PAUSED, QMP_SHUTDOWN };
-
 struct qmp_job {
     char id[64];
     char type[32];          /* snapshot-save, snapshot-load, snapshot-delete */
@@ -31,16 +29,12 @@ struct qmp_job {
 
 struct qmp_server {
     struct machine *m;
-    struct machine_snapshots *snaps;
     char path[108];
     int listen_fd;
     int client_fd;
     bool negotiated;
     char *in;               /* bytes received, not yet a whole JSON value */
     size_t in_len, in_cap;
-    enum qmp_run_state state;
-    bool reset_pending;     /* system_reset while paused: done at cont */
-    bool host_reset;        /* the next RESET is ours, not the guest's */
     bool shutdown_sent;
     struct qmp_job jobs[QMP_MAX_JOBS];
     int njobs;
@@ -75,9 +69,11 @@ struct qmp_arg {
 };
 bool qmp_check_args(json_t *args, const struct qmp_arg *spec, struct qmp_reply *r);
 
-/* VM control shared by commands, HMP and jobs. */
+/* VM control shared by commands, HMP and jobs: the machine's run state,
+ * whose changes come back as STOP and RESUME events. */
 void qmp_vm_stop(struct qmp_server *s);
 void qmp_vm_cont(struct qmp_server *s);
+const char *qmp_status_name(struct qmp_server *s);
 /* Pauses for an operation and tells whether the VM was running. */
 bool qmp_vm_pause_for(struct qmp_server *s);
 void qmp_vm_resume_after(struct qmp_server *s, bool was_running);

@@ -73,7 +73,7 @@ static int check_devices(struct qmp_server *s, struct qmp_job *j, char *msg, siz
     json_array_foreach(devices, i, d) {
         const char *name = json_string_value(d);
         int k = -1;
-        if (name && sscanf(name, "disk%d", &k) == 1 && k >= 0 && k < s->m->cfg->ndisks) {
+        if (name && sscanf(name, "disk%d", &k) == 1 && k >= 0 && k < machine_disk_count(s->m)) {
             char check[16];
             snprintf(check, sizeof(check), "disk%d", k);
             if (strcmp(check, name) != 0) {
@@ -108,8 +108,8 @@ static void run_job(struct qmp_server *s, struct qmp_job *j)
             ret = machine_delvm(s->m, tag, &err);
         } else {
             bool was_running = qmp_vm_pause_for(s), changed = false;
-            ret = strcmp(j->type, "snapshot-save") == 0 ? machine_savevm(s->m, s->snaps, tag, &err)
-                                                        : machine_loadvm(s->m, s->snaps, tag, &changed, &err);
+            ret = strcmp(j->type, "snapshot-save") == 0 ? machine_savevm(s->m, tag, &err)
+                                                        : machine_loadvm(s->m, tag, &changed, &err);
             /* A load that failed half-way leaves the VM broken: it stays paused. */
             qmp_vm_resume_after(s, was_running && (ret == 0 || !changed));
         }

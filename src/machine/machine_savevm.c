@@ -1,20 +1,18 @@
 /* savevm/loadvm/delvm: internal snapshots of every writable qcow2 disk,
  * with the VM-state stream (RAM included) in the VM-state area of the
  * first one, as QEMU does. */
-#include "machine_state.h"
-
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <time.h>
 
 #include "block/blockdev.h"
-#include "block/qcow2.h"
+#include "machine/disk_qcow2.h"
+#include "machine/machine_state.h"
 #include "util/size.h"
-#include "machine_disks.h"
+#include "vmm/guest_memory_stream.h"
 
 struct vmstate_area {
     struct blockdev *bd;
@@ -31,7 +29,7 @@ static int area_read(void *opaque, uint64_t pos, void *buf, size_t len, struct e
 {
     struct vmstate_area *a = opaque;
     if (a->snapshot) {
-        return qcow2_snapshot_vmstate_read(a->bd, a->snapshot, pos, buf, len, err);
+        return disk_snapshot_vmstate_read(a->bd, a->snapshot, pos, buf, len, err);
     }
     return blockdev_vmstate_read(a->bd, pos, buf, len, err);
 }
@@ -89,7 +87,7 @@ static int has_snapshot(struct blockdev *bd, const char *name, struct qcow2_snap
 {
     struct qcow2_snapshot_info *list = NULL;
     int n = 0;
-    int ret = qcow2_snapshot_list(bd, &list, &n, err);
+    int ret = disk_snapshot_list(bd, &list, &n, err);
     if (ret < 0) {
         return ret;
     }
@@ -98,21 +96,11 @@ static int has_snapshot(struct blockdev *bd, const char *name, struct qcow2_snap
         *out = list[i];
         out->name = NULL;
     }
-    qcow2_snapshot_list_free(list, n);
+    disk_snapshot_list_free(list, n);
     return i >= 0;
 }
 
-static uint64_t guest_clock_ns(struct machine *m)
-{
-    struct kvm_clock_data clock;
-    memset(&clock, 0, sizeof(clock));
-    if (ioctl(m->vm.vm_fd, KVM_GET_CLOCK, &clock) < 0) {
-        return 0;
-    }
-    return clock.clock;
-}
-
-int machine_savevm(struct machine *m, struct machine_snapshots *s, const char *name, struct error *err)
+int machine_savevm(struct machine *m, const char *name, struct error *err)
 {
     int first = snapshot_disks(m, err);
     if (first < 0) {
@@ -123,17 +111,17 @@ int machine_savevm(struct machine *m, struct machine_snapshots *s, const char *n
     for (int i = 0; i < m->cfg->ndisks; i++) {
         struct blockdev *bd = m->disks[i];
         if (bd && !bd->read_only && (ret = has_snapshot(bd, name, NULL, err)) != 0) {
-            if (ret < 0 || (ret = qcow2_snapshot_delete(bd, name, err)) < 0) {
+            if (ret < 0 || (ret = disk_snapshot_delete(bd, name, err)) < 0) {
                 return ret;
             }
         }
     }
     struct vmstate_area area = { m->disks[first], NULL };
     struct vmstate_writer w;
-    struct vmstate_io io = { area_write, area_read, &area };
+    struct vmstate_io io = { area_write, area_read, &area, false };
     int64_t size = 0;
     if ((ret = vmstate_writer_begin(&w, io, err)) == 0 && (ret = machine_state_save(m, &w, err)) == 0 &&
-        (ret = ram_section_write(&w, &m->vm.mem, &s->backing, err)) == 0) {
+        (ret = guest_memory_stream_write(&m->vm.mem, &w, err)) == 0) {
         size = vmstate_writer_finish(&w, err);
         ret = size < 0 ? (int)size : 0;
     }
@@ -142,14 +130,15 @@ int machine_savevm(struct machine *m, struct machine_snapshots *s, const char *n
         error_prefix(err, "Error while writing VM state");
         return ret;
     }
-    struct qcow2_snapshot_vm vm = { (uint64_t)size, guest_clock_ns(m), -1 };
+    uint64_t clock_ns = 0;
+    vm_clock_ns(&m->vm, &clock_ns, NULL);    /* 0 when unknown, as before */
     for (int i = 0; i < m->cfg->ndisks; i++) {
         struct blockdev *bd = m->disks[i];
         if (!bd || bd->read_only) {
             continue;
         }
         if ((ret = blockdev_flush(bd, err)) < 0 ||
-            (ret = qcow2_snapshot_create(bd, name, i == first ? &vm : NULL, err)) < 0) {
+            (ret = disk_snapshot_create(bd, name, i == first ? (uint64_t)size : 0, clock_ns, err)) < 0) {
             error_prefix(err, "Error while creating snapshot on '%s'", bd->filename);
             return ret;
         }
@@ -157,8 +146,7 @@ int machine_savevm(struct machine *m, struct machine_snapshots *s, const char *n
     return 0;
 }
 
-int machine_loadvm(struct machine *m, struct machine_snapshots *s, const char *name, bool *changed,
-                   struct error *err)
+int machine_loadvm(struct machine *m, const char *name, bool *changed, struct error *err)
 {
     bool dummy;
     changed = changed ? changed : &dummy;
@@ -185,10 +173,11 @@ int machine_loadvm(struct machine *m, struct machine_snapshots *s, const char *n
         return error_set(err, -EINVAL, "Snapshot '%s' is a disk-only snapshot. Revert to it offline using qemu-img",
                          name);
     }
-    machine_disks_drain(m);
+    bool was_quiesced = m->quiesced;
+    machine_quiesce(m);
     /* Read and check everything but RAM before the disks change. */
     struct vmstate_area area = { m->disks[first], name };
-    struct vmstate_io io = { area_write, area_read, &area };
+    struct vmstate_io io = { area_write, area_read, &area, false };
     struct vmstate_reader r;
     struct machine_state_image img;
     memset(&img, 0, sizeof(img));
@@ -198,14 +187,14 @@ int machine_loadvm(struct machine *m, struct machine_snapshots *s, const char *n
     for (int i = 0; ret == 0 && i < m->cfg->ndisks; i++) {
         struct blockdev *bd = m->disks[i];
         *changed = true;
-        if (bd && !bd->read_only && (ret = qcow2_snapshot_apply(bd, name, err)) < 0) {
+        if (bd && !bd->read_only && (ret = disk_snapshot_apply(bd, name, err)) < 0) {
             error_prefix(err, "Could not apply snapshot '%s' on '%s'", name, bd->filename);
         }
     }
     if (ret == 0) {
         ret = vmstate_next_section(&r, err);
         if (ret == 0 && strcmp(r.section, "ram") == 0) {
-            ret = ram_section_load(&r, &m->vm.mem, &s->backing, err);
+            ret = guest_memory_stream_load(&m->vm.mem, &r, err);
         } else if (ret >= 0) {
             ret = error_set(err, -EINVAL, "VM state has section '%s' where 'ram' was expected",
                             ret == 1 ? "end" : r.section);
@@ -219,14 +208,15 @@ int machine_loadvm(struct machine *m, struct machine_snapshots *s, const char *n
     if (ret == 0) {
         ret = machine_state_apply(m, &img, err);
     }
-    if (ret == 0 && s->dirty_tracking) {
+    if (ret == 0) {
         /* A later diff snapshot has no parent that matches this RAM. */
-        ram_dirty_stop(&m->vm);
-        s->dirty_tracking = false;
-        s->last_dir[0] = 0;
+        machine_forget_snapshot_chain(m);
     }
     machine_state_image_free(&img);
     vmstate_reader_free(&r);
+    if (!was_quiesced) {
+        machine_unquiesce(m);
+    }
     if (ret < 0) {
         error_prefix(err, "Error while loading VM state");
     }
@@ -246,7 +236,7 @@ int machine_delvm(struct machine *m, const char *name, struct error *err)
         }
         int ret = has_snapshot(bd, name, NULL, err);
         if (ret > 0) {
-            ret = qcow2_snapshot_delete(bd, name, err);
+            ret = disk_snapshot_delete(bd, name, err);
         }
         if (ret < 0) {
             error_prefix(err, "Error while deleting snapshot on '%s'", bd->filename);
@@ -286,7 +276,7 @@ char *machine_info_snapshots(struct machine *m, struct error *err)
     }
     struct qcow2_snapshot_info *list = NULL;
     int n = 0;
-    if (qcow2_snapshot_list(m->disks[first], &list, &n, err) < 0) {
+    if (disk_snapshot_list(m->disks[first], &list, &n, err) < 0) {
         return NULL;
     }
     char *out = NULL;
@@ -312,6 +302,6 @@ char *machine_info_snapshots(struct machine *m, struct error *err)
                    date, clock, "");
         }
     }
-    qcow2_snapshot_list_free(list, n);
+    disk_snapshot_list_free(list, n);
     return out;
 }

@@ -1,5 +1,6 @@
-/* The machine's configuration, vCPUs and devices as stream sections. */
-#include "machine_state.h"
+/* The machine's configuration and its registered devices as stream
+ * sections. */
+#include "machine/machine_state.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -7,13 +8,9 @@
 #include <string.h>
 
 #include "block/blockdev.h"
-#include "machine_disks.h"
 #include "util/size.h"
-#include "virtio/virtio_mmio.h"
-#include "virtio/virtio_pci.h"
 
 #define CONFIG_VERSION 1
-#define PCI_HOST_VERSION 1
 #define MAX_SMALL_SECTION (64u << 20)
 
 /* ---- configuration ---- */
@@ -54,7 +51,6 @@ static void config_of(struct machine *m, struct config_image *c)
 
 static void config_put(struct state_buf *b, const struct config_image *c)
 {
-    state_section_begin(b, "config", CONFIG_VERSION);
     state_put_u32(b, c->cpus);
     state_put_u64(b, c->memory);
     state_put_u32(b, c->ndisks);
@@ -68,13 +64,11 @@ static void config_put(struct state_buf *b, const struct config_image *c)
     state_put_u32(b, c->nvconsole);
     state_put_bytes(b, c->vconsole, c->nvconsole);
     state_put_u8(b, c->net);
-    state_section_end(b);
 }
 
 static int config_get(struct state_buf *b, struct config_image *c, struct error *err)
 {
     memset(c, 0, sizeof(*c));
-    state_section_open(b, "config", CONFIG_VERSION);
     c->cpus = state_get_u32(b);
     c->memory = state_get_u64(b);
     c->ndisks = state_get_u32(b);
@@ -97,7 +91,6 @@ static int config_get(struct state_buf *b, struct config_image *c, struct error 
     }
     state_get_bytes(b, c->vconsole, c->nvconsole);
     c->net = state_get_u8(b);
-    state_section_close(b);
     return state_buf_error(b, err);
 }
 
@@ -151,106 +144,20 @@ static int config_compare(const struct config_image *snap, const struct config_i
     return 0;
 }
 
-/* ---- the sections ---- */
+/* ---- the device sections ---- */
 
-#define KVM_VM_VERSION 1
-#define VCPU_VERSION 1
-#define DEVICE_VERSION 1
-
-/* The section names, in stream order, for this machine. */
-static int section_names(struct machine *m, char names[][VMSTATE_NAME_LEN + 1])
+/* Devices that began to save themselves after snapshots were first
+ * written: such a snapshot has no section for them and they keep their
+ * power-on state (fw-cfg: the firmware is done with it by then). */
+static bool added_later(const struct registered_device *d)
 {
-    int n = 0;
-    snprintf(names[n++], VMSTATE_NAME_LEN + 1, "kvm-vm");
-    for (int i = 0; i < m->vm.ncpus; i++) {
-        snprintf(names[n++], VMSTATE_NAME_LEN + 1, "vcpu.%d", i);
-    }
-    static const char *fixed[] = { "uart", "cmos-rtc", "system-ports", "pci-host" };
-    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
-        snprintf(names[n++], VMSTATE_NAME_LEN + 1, "%s", fixed[i]);
-    }
-    for (int i = 0; i < m->nvirtio; i++) {
-        snprintf(names[n++], VMSTATE_NAME_LEN + 1, "virtio.%d", i);
-    }
-    return n;
+    return strcmp(d->name, "fw-cfg") == 0;
 }
 
-/* Section k's contents, in the state_buf format the devices use. */
-static int save_one(struct machine *m, int k, struct state_buf *b, struct error *err)
-{
-    if (k == 0) {
-        return vm_save_kvm_state(&m->vm, b, err);
-    }
-    k--;
-    if (k < m->vm.ncpus) {
-        return vcpu_save_state(&m->vm.vcpus[k], b, err);
-    }
-    k -= m->vm.ncpus;
-    switch (k) {
-    case 0: uart_save(&m->uart, b); return 0;
-    case 1: cmos_rtc_save(&m->rtc, b); return 0;
-    case 2: system_ports_save(&m->sys, b); return 0;
-    case 3:
-        pthread_mutex_lock(&m->pci.lock);
-        state_section_begin(b, "pci-host", PCI_HOST_VERSION);
-        state_put_u32(b, m->pci.address);
-        state_section_end(b);
-        pthread_mutex_unlock(&m->pci.lock);
-        return 0;
-    default:
-        k -= 4;
-        if (m->mmio[k]) {
-            virtio_mmio_save(m->mmio[k], b);
-        } else if (m->vpci[k]) {
-            virtio_pci_save(m->vpci[k], b);
-        }
-        return 0;
-    }
-}
-
-static int load_one(struct machine *m, int k, struct state_buf *b, struct error *err)
-{
-    if (k == 0) {
-        return vm_load_kvm_state(&m->vm, b, err);
-    }
-    k--;
-    if (k < m->vm.ncpus) {
-        return vcpu_load_state(&m->vm.vcpus[k], b, err);
-    }
-    k -= m->vm.ncpus;
-    int ret;
-    switch (k) {
-    case 0: return uart_load(&m->uart, b, err);
-    case 1: return cmos_rtc_load(&m->rtc, b, err);
-    case 2: return system_ports_load(&m->sys, b, err);
-    case 3: {
-        state_section_open(b, "pci-host", PCI_HOST_VERSION);
-        uint32_t address = state_get_u32(b);
-        state_section_close(b);
-        if ((ret = state_buf_error(b, err)) == 0) {
-            pthread_mutex_lock(&m->pci.lock);
-            m->pci.address = address & 0x80fffffcu;
-            pthread_mutex_unlock(&m->pci.lock);
-        }
-        return ret;
-    }
-    default:
-        k -= 4;
-        return m->mmio[k] ? virtio_mmio_load(m->mmio[k], b, err)
-             : m->vpci[k] ? virtio_pci_load(m->vpci[k], b, err) : 0;
-    }
-}
-
-/* ---- save ---- */
-
-int machine_state_save(struct machine *m, struct vmstate_writer *w, struct error *err)
+static int write_config(struct machine *m, struct vmstate_writer *w, struct error *err)
 {
     struct config_image c;
     struct state_buf b;
-    /* Requests in flight complete now, before any queue index is saved:
-     * virtio_device_save records the indices before its device's own save
-     * (which drains too, too late for them). */
-    machine_disks_drain(m);
     config_of(m, &c);
     state_buf_init(&b);
     config_put(&b, &c);
@@ -259,14 +166,33 @@ int machine_state_save(struct machine *m, struct vmstate_writer *w, struct error
         ret = vmstate_write_section(w, "config", CONFIG_VERSION, b.data, b.len, err);
     }
     state_buf_free(&b);
-    static char names[MACHINE_STATE_MAX_SECTIONS][VMSTATE_NAME_LEN + 1];
-    int n = section_names(m, names);
-    for (int k = 0; ret == 0 && k < n; k++) {
-        state_buf_init(&b);
-        if ((ret = save_one(m, k, &b, err)) == 0 && (ret = state_buf_error(&b, err)) == 0) {
-            ret = vmstate_write_section(w, names[k], DEVICE_VERSION, b.data, b.len, err);
-        }
-        state_buf_free(&b);
+    return ret;
+}
+
+static int write_device(struct registered_device *d, struct vmstate_writer *w, struct error *err)
+{
+    struct state_buf b;
+    state_buf_init(&b);
+    int ret = registered_device_save(d, &b, err);
+    if (ret == 0) {
+        ret = vmstate_write_section(w, d->name, d->ops->version, b.data, b.len, err);
+    }
+    state_buf_free(&b);
+    return ret;
+}
+
+int machine_state_save(struct machine *m, struct vmstate_writer *w, struct error *err)
+{
+    /* Requests in flight complete now, before any queue index is saved
+     * (a paused machine is quiesced already). */
+    bool was_quiesced = m->quiesced;
+    machine_quiesce(m);
+    int ret = write_config(m, w, err);
+    for (int i = 0; ret == 0 && i < m->devices.count; i++) {
+        ret = write_device(&m->devices.devices[i], w, err);
+    }
+    if (!was_quiesced) {
+        machine_unquiesce(m);
     }
     return ret;
 }
@@ -282,10 +208,8 @@ void machine_state_image_free(struct machine_state_image *img)
     img->count = 0;
 }
 
-int machine_state_read(struct machine *m, struct vmstate_reader *r, struct machine_state_image *img,
-                       struct error *err)
+static int read_config(struct machine *m, struct vmstate_reader *r, struct error *err)
 {
-    memset(img, 0, sizeof(*img));
     uint8_t *data;
     size_t len;
     int ret = vmstate_read_section(r, "config", CONFIG_VERSION, MAX_SMALL_SECTION, &data, &len, NULL, err);
@@ -301,45 +225,121 @@ int machine_state_read(struct machine *m, struct vmstate_reader *r, struct machi
         return ret;
     }
     config_of(m, &now);
-    if ((ret = config_compare(&snap, &now, err)) < 0) {
+    return config_compare(&snap, &now, err);
+}
+
+static bool in_image(const struct machine_state_image *img, const struct registered_device *d)
+{
+    for (int i = 0; i < img->count; i++) {
+        if (img->device[i] == d) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The section whose header r just read, for device d. */
+static int read_device(struct vmstate_reader *r, struct registered_device *d, struct machine_state_image *img,
+                       struct error *err)
+{
+    if (in_image(img, d)) {
+        return error_set(err, -EINVAL, "VM state has two sections for device '%s'", d->name);
+    }
+    if (r->section_version > d->ops->version) {
+        return error_set(err, -ENOTSUP, "VM state of device '%s' has version %u; this cowvisor reads up to %u",
+                         d->name, r->section_version, d->ops->version);
+    }
+    if (r->section_left > MAX_SMALL_SECTION) {
+        return error_set(err, -EINVAL, "VM state section '%s' is too large (%llu bytes)", d->name,
+                         (unsigned long long)r->section_left);
+    }
+    size_t n = (size_t)r->section_left;
+    uint8_t *buf = malloc(n ? n : 1);
+    if (!buf) {
+        return error_set(err, -ENOMEM, "out of memory");
+    }
+    int ret;
+    if ((ret = vmstate_section_read(r, buf, n, err)) < 0 || (ret = vmstate_section_finish(r, err)) < 0) {
+        free(buf);
         return ret;
     }
-    static char names[MACHINE_STATE_MAX_SECTIONS][VMSTATE_NAME_LEN + 1];
-    int n = section_names(m, names);
-    for (int k = 0; k < n; k++) {
-        ret = vmstate_read_section(r, names[k], DEVICE_VERSION, MAX_SMALL_SECTION, &img->data[k], &img->len[k],
-                                   NULL, err);
-        if (ret < 0) {
-            machine_state_image_free(img);
-            return ret;
+    img->device[img->count] = d;
+    img->version[img->count] = r->section_version;
+    img->data[img->count] = buf;
+    img->len[img->count++] = n;
+    return 0;
+}
+
+/* Every device of this machine must have had its state saved. */
+static int check_complete(struct machine *m, const struct machine_state_image *img, struct error *err)
+{
+    for (int i = 0; i < m->devices.count; i++) {
+        struct registered_device *d = &m->devices.devices[i];
+        if (!in_image(img, d) && !added_later(d)) {
+            return error_set(err, -EINVAL, "VM state has no section for device '%s' of this machine", d->name);
         }
-        img->count = k + 1;
     }
     return 0;
 }
 
-int machine_state_apply(struct machine *m, const struct machine_state_image *img, struct error *err)
+/* Guest RAM follows the devices, as one of these (or the end). */
+static bool is_memory_section(const char *name)
 {
-    static char names[MACHINE_STATE_MAX_SECTIONS][VMSTATE_NAME_LEN + 1];
-    int n = section_names(m, names);
-    if (n != img->count) {
-        return error_set(err, -EINVAL, "VM state has %d sections for this machine's %d", img->count, n);
-    }
-    for (int k = 0; k < n; k++) {
-        struct state_buf b;
-        state_buf_init_reader(&b, img->data[k], img->len[k]);
-        int ret = load_one(m, k, &b, err);
+    return strcmp(name, "memory") == 0 || strcmp(name, "ram") == 0;
+}
+
+/* Device sections up to guest RAM, which is given back to the reader for
+ * whoever reads on. */
+static int read_devices(struct machine *m, struct vmstate_reader *r, struct machine_state_image *img,
+                        struct error *err)
+{
+    for (;;) {
+        int ret = vmstate_next_section(r, err);
         if (ret < 0) {
-            error_prefix(err, "loading VM state section '%s'", names[k]);
+            return ret;
+        }
+        if (ret == 1 || is_memory_section(r->section)) {
+            vmstate_section_unread(r, ret);
+            return 0;
+        }
+        struct registered_device *d = device_registry_find(&m->devices, r->section);
+        if (!d) {
+            return error_set(err, -EINVAL, "VM state has a section for device '%s', which this machine lacks",
+                             r->section);
+        }
+        if ((ret = read_device(r, d, img, err)) < 0) {
             return ret;
         }
     }
-    /* The guest may have posted requests whose notification the old
-     * process never served: look at every ready queue once. */
-    for (int i = 0; i < m->nvirtio; i++) {
-        for (int q = 0; q < m->virtio[i]->nqueues; q++) {
-            virtio_device_handle_notify(m->virtio[i], q);
+}
+
+int machine_state_read(struct machine *m, struct vmstate_reader *r, struct machine_state_image *img,
+                       struct error *err)
+{
+    memset(img, 0, sizeof(*img));
+    int ret = read_config(m, r, err);
+    if (ret == 0) {
+        ret = read_devices(m, r, img, err);
+    }
+    if (ret == 0) {
+        ret = check_complete(m, img, err);
+    }
+    if (ret < 0) {
+        machine_state_image_free(img);
+    }
+    return ret;
+}
+
+int machine_state_apply(struct machine *m, const struct machine_state_image *img, struct error *err)
+{
+    for (int i = 0; i < img->count; i++) {
+        struct state_buf b;
+        state_buf_init_reader(&b, img->data[i], img->len[i]);
+        int ret = registered_device_load(img->device[i], &b, img->version[i], err);
+        if (ret < 0) {
+            return ret;
         }
     }
+    device_registry_post_load(&m->devices);
     return 0;
 }

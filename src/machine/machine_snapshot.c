@@ -1,5 +1,5 @@
 /* Snapshots of the machine to files and into qcow2 disks. */
-#include "machine_state.h"
+#include "machine/machine_state.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -13,7 +13,6 @@
 #include <unistd.h>
 
 #include "block/blockdev.h"
-#include "block/qcow2.h"
 #include "util/bswap.h"
 #include "util/log.h"
 #include "util/size.h"
@@ -21,6 +20,15 @@
 
 #define MEMORY_VERSION 1
 #define MAX_CHAIN 64
+
+void machine_forget_snapshot_chain(struct machine *m)
+{
+    struct snapshot_chain *s = &m->snaps;
+    if (m->vm.mem.dirty_tracking) {
+        guest_memory_dirty_stop(&m->vm.mem);
+        s->last_dir[0] = 0;
+    }
+}
 
 /* ---- snapshots to files ---- */
 
@@ -31,7 +39,7 @@ struct memory_image {
     uint64_t id, parent_id;
     bool diff;
     char parent[PATH_MAX];
-    struct ram_bitmap present;
+    struct guest_bitmap present;
 };
 
 static int path_in(char *out, size_t n, const char *dir, const char *file, struct error *err)
@@ -110,7 +118,7 @@ static int read_memory_section(struct machine *m, struct vmstate_reader *r, stru
     }
     mi->parent[plen] = 0;
     if (mi->diff) {
-        if ((ret = ram_bitmap_init(&mi->present, &m->vm.mem, err)) < 0 ||
+        if ((ret = guest_bitmap_init(&mi->present, &m->vm.mem, err)) < 0 ||
             (ret = vmstate_section_read(r, h, 4, err)) < 0) {
             return ret;
         }
@@ -134,13 +142,13 @@ static int read_memory_section(struct machine *m, struct vmstate_reader *r, stru
     return ret < 0 ? ret : vmstate_section_finish(r, err);
 }
 
-int machine_snapshot_files(struct machine *m, struct machine_snapshots *s, const char *dir, bool diff,
-                           struct error *err)
+int machine_snapshot_files(struct machine *m, const char *dir, bool diff, struct error *err)
 {
+    struct snapshot_chain *s = &m->snaps;
     char mem_path[PATH_MAX], state_path[PATH_MAX], tmp_path[PATH_MAX], real[PATH_MAX];
     struct memory_image mi;
     memset(&mi, 0, sizeof(mi));
-    if (diff && !s->dirty_tracking) {
+    if (diff && !m->vm.mem.dirty_tracking) {
         return error_set(err, -EINVAL, "a diff snapshot needs an earlier snapshot to files (or a restore) of this VM");
     }
     if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
@@ -165,7 +173,7 @@ int machine_snapshot_files(struct machine *m, struct machine_snapshots *s, const
     if (diff) {
         mi.parent_id = s->last_id;
         snprintf(mi.parent, sizeof(mi.parent), "%s", s->last_dir);
-        if ((ret = ram_bitmap_init(&mi.present, &m->vm.mem, err)) < 0) {
+        if ((ret = guest_bitmap_init(&mi.present, &m->vm.mem, err)) < 0) {
             return ret;
         }
     }
@@ -177,6 +185,7 @@ int machine_snapshot_files(struct machine *m, struct machine_snapshots *s, const
         ret = error_set_errno(err, -errno, "cannot create '%s'", tmp_path);
     }
     struct vmstate_writer w;
+    bool tracking_moved = false;
     memset(&w, 0, sizeof(w));
     if (ret == 0 && (ret = vmstate_writer_begin(&w, vmstate_fd_io(&fd), err)) == 0) {
         ret = machine_state_save(m, &w, err);
@@ -184,19 +193,21 @@ int machine_snapshot_files(struct machine *m, struct machine_snapshots *s, const
     if (ret == 0 && diff) {
         /* Device rings are written by the VMM all the time. */
         for (int i = 0; i < m->nvirtio; i++) {
-            struct virtio_device *d = m->virtio[i];
+            struct virtio_device *d = m->virtio[i].dev;
             for (int q = 0; q < d->nqueues; q++) {
                 if (d->vqs[q].ready) {
                     guest_memory_mark_dirty(&m->vm.mem, d->vqs[q].used_addr, 6ull + 8ull * d->vqs[q].size);
                 }
             }
         }
-        ret = ram_dirty_harvest(&m->vm, &mi.present, err);
+        ret = guest_memory_dirty_harvest(&m->vm.mem, &mi.present, err);
+        tracking_moved = true;
     } else if (ret == 0) {
-        ret = ram_dirty_start(&m->vm, err);
+        ret = guest_memory_dirty_start(&m->vm.mem, err);
+        tracking_moved = true;
     }
     if (ret == 0) {
-        ret = ram_file_write(mem_path, &m->vm.mem, &s->backing, diff ? &mi.present : NULL, err);
+        ret = guest_memory_file_write(&m->vm.mem, mem_path, diff ? &mi.present : NULL, err);
     }
     if (ret == 0 && (ret = write_memory_section(&w, &mi, err)) == 0) {
         int64_t n = vmstate_writer_finish(&w, err);
@@ -209,12 +220,15 @@ int machine_snapshot_files(struct machine *m, struct machine_snapshots *s, const
     if (ret == 0 && rename(tmp_path, state_path) < 0) {
         ret = error_set_errno(err, -errno, "renaming '%s'", tmp_path);
     }
-    ram_bitmap_free(&mi.present);
+    guest_bitmap_free(&mi.present);
     if (ret < 0) {
         unlink(tmp_path);
+        if (tracking_moved) {
+            /* The dirty pages since the parent are gone with this failure. */
+            machine_forget_snapshot_chain(m);
+        }
         return ret;
     }
-    s->dirty_tracking = true;
     snprintf(s->last_dir, sizeof(s->last_dir), "%s", real);
     s->last_id = mi.id;
     return 0;
@@ -276,8 +290,9 @@ static int read_chain(struct machine *m, struct layer *layers, int *n, struct er
     return 0;
 }
 
-int machine_restore_files(struct machine *m, struct machine_snapshots *s, const char *dir, struct error *err)
+int machine_restore_files(struct machine *m, const char *dir, struct error *err)
 {
+    struct snapshot_chain *s = &m->snaps;
     struct layer *layers = calloc(MAX_CHAIN, sizeof(*layers));
     if (!layers) {
         return error_set(err, -ENOMEM, "out of memory");
@@ -310,20 +325,19 @@ int machine_restore_files(struct machine *m, struct machine_snapshots *s, const 
     for (int i = n - 1; ret == 0 && i >= 0; i--) {
         char mem_path[PATH_MAX];
         if ((ret = path_in(mem_path, sizeof(mem_path), layers[i].dir, "memory", err)) == 0) {
-            ret = ram_file_map(mem_path, &m->vm.mem, &s->backing, layers[i].mi.diff ? &layers[i].mi.present : NULL,
+            ret = guest_memory_file_map(&m->vm.mem, mem_path, layers[i].mi.diff ? &layers[i].mi.present : NULL,
                                err);
         }
     }
     if (ret == 0) {
         ret = machine_state_apply(m, &img, err);
     }
-    if (ret == 0 && (ret = ram_dirty_start(&m->vm, err)) == 0) {
-        s->dirty_tracking = true;
-        snprintf(s->last_dir, sizeof(s->last_dir), "%s", layers[0].dir);
+    if (ret == 0 && (ret = guest_memory_dirty_start(&m->vm.mem, err)) == 0) {
+            snprintf(s->last_dir, sizeof(s->last_dir), "%s", layers[0].dir);
         s->last_id = layers[0].mi.id;
     }
     for (int i = 0; i < n; i++) {
-        ram_bitmap_free(&layers[i].mi.present);
+        guest_bitmap_free(&layers[i].mi.present);
     }
     machine_state_image_free(&img);
     vmstate_reader_free(&r);

@@ -1,0 +1,148 @@
+/* The machine's composition from its configuration, its boot image and
+ * its teardown. */
+#include "machine/machine_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/log.h"
+#include "vmm/boot.h"
+
+#define MAX_KERNEL_SIZE (256u << 20)
+#define MAX_FIRMWARE_SIZE (16u << 20)
+
+int machine_add_device(struct machine *m, const char *type, int instance, const struct device_ops *ops, void *dev,
+                       struct error *err)
+{
+    return device_registry_add(&m->devices, type, instance, ops, dev, err);
+}
+
+void machine_emit(struct machine *m, enum machine_event ev, bool guest)
+{
+    if (m->event_hook) {
+        m->event_hook(m->event_hook_opaque, ev, guest);
+    }
+}
+
+static int load_firmware(struct machine *m, struct error *err)
+{
+    uint8_t *image = NULL;
+    size_t len = 0;
+    int ret = boot_read_file(m->cfg->bios, MAX_FIRMWARE_SIZE, &image, &len, err);
+    if (ret == 0) {
+        ret = boot_firmware(&m->vm, image, len, err);
+    }
+    if (ret < 0) {
+        error_prefix(err, "--bios '%s'", m->cfg->bios);
+    }
+    free(image);
+    return ret;
+}
+
+static int load_kernel(struct machine *m, struct error *err)
+{
+    const struct machine_config *cfg = m->cfg;
+    uint8_t *image = NULL, *initrd = NULL;
+    size_t len = 0, initrd_len = 0;
+    int ret;
+    if ((ret = boot_read_file(cfg->kernel, MAX_KERNEL_SIZE, &image, &len, err)) < 0) {
+        return ret;
+    }
+    if (cfg->initrd && (ret = boot_read_file(cfg->initrd, MAX_KERNEL_SIZE, &initrd, &initrd_len, err)) < 0) {
+        free(image);
+        return ret;
+    }
+    char *cmdline = machine_kernel_cmdline(m);
+    if (boot_is_elf(image, len)) {
+        ret = boot_pvh(&m->vm, image, len, initrd, initrd_len, cmdline, err);
+    } else {
+        ret = boot_linux(&m->vm, image, len, initrd, initrd_len, cmdline, cfg->kernel_decompress, err);
+    }
+    if (ret < 0) {
+        error_prefix(err, "--kernel '%s'", cfg->kernel);
+    }
+    free(cmdline);
+    free(image);
+    free(initrd);
+    return ret;
+}
+
+int machine_load_boot_image(struct machine *m, struct error *err)
+{
+    return m->cfg->bios ? load_firmware(m, err) : load_kernel(m, err);
+}
+
+/* Registration order is the order state is saved and devices reset in. */
+static int compose(struct machine *m, struct error *err)
+{
+    const struct machine_config *cfg = m->cfg;
+    int ret;
+    if ((ret = event_loop_init(&m->loop, err)) < 0 ||
+        (ret = machine_console_open(m, err)) < 0 ||
+        (ret = vm_create(&m->vm, cfg->cpus, cfg->memory, err)) < 0 ||
+        (ret = machine_add_cpus(m, err)) < 0 ||
+        (ret = machine_add_pc_devices(m, err)) < 0 ||
+        (cfg->bios && (ret = machine_add_fw_cfg(m, err)) < 0) ||
+        (ret = machine_add_virtio(m, err)) < 0 ||
+        (ret = machine_load_boot_image(m, err)) < 0) {
+        return ret;
+    }
+    return machine_console_start(m, err);
+}
+
+int machine_create(struct machine **out, const struct machine_config *cfg, struct error *err)
+{
+    struct machine *m = calloc(1, sizeof(*m));
+    *out = m;
+    if (!m) {
+        return error_set(err, -ENOMEM, "out of memory");
+    }
+    m->cfg = cfg;
+    m->console.in = m->console.out = m->console.listen = -1;
+    m->loop.epfd = -1;
+    m->vm.vm_fd = m->vm.kvm_fd = m->vm.event_fd = -1;
+    m->run_state = MACHINE_RUNNING;
+    device_registry_init(&m->devices);
+    return compose(m, err);
+}
+
+void machine_destroy(struct machine *m)
+{
+    if (!m) {
+        return;
+    }
+    vm_stop(&m->vm);
+    device_registry_destroy(&m->devices);
+    machine_close_disks(m);
+    event_loop_destroy(&m->loop);
+    vm_destroy(&m->vm);
+    machine_console_close(m);
+    free(m);
+}
+
+const struct machine_config *machine_config(const struct machine *m)
+{
+    return m->cfg;
+}
+
+struct event_loop *machine_loop(struct machine *m)
+{
+    return &m->loop;
+}
+
+void machine_set_event_hook(struct machine *m, machine_event_fn fn, void *opaque)
+{
+    m->event_hook = fn;
+    m->event_hook_opaque = opaque;
+}
+
+int machine_cpu_count(const struct machine *m)
+{
+    return m->vm.ncpus;
+}
+
+int machine_cpu_thread_id(const struct machine *m, int i)
+{
+    return __atomic_load_n(&m->vm.vcpus[i].tid, __ATOMIC_RELAXED);
+}

@@ -1,0 +1,130 @@
+/* The machine: one KVM virtual machine with its PC devices (COM1, CMOS
+ * RTC, i8042, debug exit, PCI host, fw_cfg) and virtio devices, composed
+ * from a machine_config, booted from a kernel or firmware and driven by
+ * one epoll main loop. It owns the run state (running, paused, shut down),
+ * the device registry, snapshots and savevm. Programs see only this
+ * header: no device, vCPU or block-driver detail. */
+#ifndef MACHINE_MACHINE_H
+#define MACHINE_MACHINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "util/error.h"
+#include "vmm/boot.h"
+#include "vmm/event_loop.h"
+
+#define MACHINE_MAX_DISKS 8
+#define MACHINE_MAX_VIRTIO 16
+
+enum transport { TRANSPORT_PCI, TRANSPORT_MMIO };
+
+struct disk_config {
+    const char *file;
+    const char *format;     /* NULL: probe */
+    bool read_only;
+    enum transport transport;
+    const char *serial;
+};
+
+struct machine_config {
+    const char *kernel;
+    const char *initrd;
+    const char *append;
+    enum boot_decompress kernel_decompress;
+    const char *bios;
+    int cpus;
+    uint64_t memory;
+    struct disk_config disks[MACHINE_MAX_DISKS];
+    int ndisks;
+    const char *net_tap;
+    const char *net_mac;
+    enum transport net_transport;
+    const char *console;    /* stdio, file:PATH, unix:PATH */
+    bool no_reboot;
+    enum transport rng[4];          /* --device virtio-rng */
+    int nrng;
+    enum transport vconsole[4];     /* --device virtio-console */
+    int nvconsole;
+};
+
+struct machine;
+
+/* cfg must outlive the machine. */
+int machine_create(struct machine **out, const struct machine_config *cfg, struct error *err);
+/* Starts the vCPUs and runs the main loop until the guest powers off or
+ * exits (or machine_quit); returns the process exit status or <0. */
+int machine_run(struct machine *m, struct error *err);
+void machine_destroy(struct machine *m);
+
+const struct machine_config *machine_config(const struct machine *m);
+/* The main loop, for the program's own file descriptors (a monitor). */
+struct event_loop *machine_loop(struct machine *m);
+
+/* ---- run state ---- */
+
+enum machine_run_state { MACHINE_RUNNING, MACHINE_PAUSED, MACHINE_SHUTDOWN };
+
+enum machine_run_state machine_run_state(const struct machine *m);
+/* Parks the vCPUs and quiesces the devices (disk requests in flight
+ * complete, the network stops receiving). No-op unless running. */
+void machine_pause(struct machine *m);
+/* Undoes machine_pause (and does a reset asked for meanwhile). */
+void machine_resume(struct machine *m);
+/* A reset asked for by the host; while paused it happens at resume. */
+void machine_request_reset(struct machine *m);
+/* Ends machine_run with exit status 0 (the monitor's quit). */
+void machine_quit(struct machine *m);
+
+/* What happened, for a monitor. guest: the guest caused it (not the host
+ * through this API). */
+enum machine_event {
+    MACHINE_EVENT_POWER_OFF,    /* the machine is shut down */
+    MACHINE_EVENT_RESET,        /* with --no-reboot the machine is shut down */
+    MACHINE_EVENT_STOP,         /* paused */
+    MACHINE_EVENT_RESUME,
+};
+typedef void (*machine_event_fn)(void *opaque, enum machine_event ev, bool guest);
+void machine_set_event_hook(struct machine *m, machine_event_fn fn, void *opaque);
+
+/* ---- vCPUs ---- */
+
+int machine_cpu_count(const struct machine *m);
+/* The vCPU thread's kernel id, 0 before it runs. */
+int machine_cpu_thread_id(const struct machine *m, int i);
+
+/* ---- disks ---- */
+
+struct disk_layer {
+    const char *filename;
+    const char *format;
+    const char *backing_filename;   /* as recorded, or NULL */
+    uint64_t size;
+    uint32_t cluster_size;
+};
+
+int machine_disk_count(const struct machine *m);
+/* Layers of disk i from the top; returns how many (at most max). */
+int machine_disk_chain(struct machine *m, int i, struct disk_layer *out, int max, bool *read_only);
+/* Creates a qcow2 overlay at file backed by disk i's image (absolute path)
+ * and switches the disk to it. */
+int machine_disk_overlay(struct machine *m, int i, const char *file, struct error *err);
+
+/* ---- snapshots (the machine paused or not started) ---- */
+
+/* To files (a directory with "state" and "memory"). diff: only the pages
+ * dirtied since the previous files snapshot (or restore) of this VM. */
+int machine_snapshot_files(struct machine *m, const char *dir, bool diff, struct error *err);
+/* --restore DIR, before the vCPUs start. */
+int machine_restore_files(struct machine *m, const char *dir, struct error *err);
+/* Internal snapshots of the qcow2 disks with the VM state (QEMU's savevm). */
+int machine_savevm(struct machine *m, const char *name, struct error *err);
+/* *changed tells whether a failure came after the VM or its disks changed
+ * (then the VM cannot go on); NULL when the caller does not care. */
+int machine_loadvm(struct machine *m, const char *name, bool *changed, struct error *err);
+/* Deleting a name no disk has succeeds, as in QEMU. */
+int machine_delvm(struct machine *m, const char *name, struct error *err);
+/* "info snapshots" text, malloc'd. */
+char *machine_info_snapshots(struct machine *m, struct error *err);
+
+#endif

@@ -1,0 +1,103 @@
+/* The machine's disks as a monitor sees them: their backing chains and
+ * external snapshots (a new qcow2 overlay on top of the current image). */
+#include "machine/machine_int.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "block/blockdev.h"
+#include "machine/disk_qcow2.h"
+#include "virtio/virtio_blk.h"
+
+int machine_disk_count(const struct machine *m)
+{
+    return m->cfg->ndisks;
+}
+
+int machine_disk_chain(struct machine *m, int i, struct disk_layer *out, int max, bool *read_only)
+{
+    int n = 0;
+    *read_only = m->disks[i]->read_only;
+    for (struct blockdev *bd = m->disks[i]; bd && n < max; bd = bd->backing) {
+        out[n++] = (struct disk_layer){ bd->filename, blockdev_format(bd), bd->backing_filename, blockdev_size(bd),
+                                        bd->cluster_size };
+    }
+    return n;
+}
+
+static struct virtio_blk *blk_of(struct machine *m, struct blockdev *bd)
+{
+    for (int i = 0; i < m->nvirtio; i++) {
+        struct virtio_device *d = m->virtio[i].dev;
+        if (d->device_id == VIRTIO_ID_BLOCK && ((struct virtio_blk *)d)->bdev == bd) {
+            return (struct virtio_blk *)d;
+        }
+    }
+    return NULL;
+}
+
+/* Closes the old image and opens the overlay on the drained device (the
+ * main loop starts requests: until it runs again, none is added). The old
+ * image closes before the overlay opens it again as its (read-only)
+ * backing file, so image locks do not collide. */
+static int switch_to_overlay(struct machine *m, int i, struct virtio_blk *blk, const char *file,
+                             const char *backing, struct error *err)
+{
+    struct blockdev *old = m->disks[i];
+    int ret = blockdev_flush(old, err);
+    if (ret < 0) {
+        return ret;
+    }
+    const char *old_fmt = blockdev_format(old);
+    struct blockdev_open_opts opts = { .format = "qcow2" };
+    struct blockdev *top = NULL;
+    blockdev_close(old);
+    ret = blockdev_open(&top, file, &opts, err);
+    if (ret < 0) {
+        /* Put the old image back so the guest keeps its disk. */
+        struct blockdev_open_opts back = { .format = old_fmt };
+        if (blockdev_open(&top, backing, &back, NULL) < 0) {
+            top = NULL;
+        }
+    }
+    m->disks[i] = top;
+    blk->bdev = top;
+    return ret;
+}
+
+int machine_disk_overlay(struct machine *m, int i, const char *file, struct error *err)
+{
+    struct blockdev *old = m->disks[i];
+    if (old->read_only) {
+        return error_set(err, -EROFS, "Device 'disk%d' is read only", i);
+    }
+    struct virtio_blk *blk = blk_of(m, old);
+    if (!blk) {
+        return error_set(err, -ENODEV, "Device 'disk%d' is not attached to a virtio-blk device", i);
+    }
+    char backing[PATH_MAX];
+    if (!realpath(old->filename, backing)) {
+        return error_set_errno(err, -errno, "Could not resolve '%s'", old->filename);
+    }
+    int ret = disk_create_overlay(file, blockdev_size(old), backing, blockdev_format(old), err);
+    if (ret < 0) {
+        return ret;
+    }
+    pthread_mutex_lock(&blk->dev.lock);
+    virtio_blk_drain_locked(blk);
+    ret = switch_to_overlay(m, i, blk, file, backing, err);
+    pthread_mutex_unlock(&blk->dev.lock);
+    return ret;
+}
+
+void machine_close_disks(struct machine *m)
+{
+    for (int i = 0; i < MACHINE_MAX_DISKS; i++) {
+        if (m->disks[i]) {
+            blockdev_close(m->disks[i]);
+            m->disks[i] = NULL;
+        }
+    }
+}

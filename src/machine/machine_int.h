@@ -1,0 +1,113 @@
+/* Inside the machine: its parts and the functions its files share. Only
+ * src/machine and the tests that look into a machine include this. */
+#ifndef MACHINE_MACHINE_INT_H
+#define MACHINE_MACHINE_INT_H
+
+#include <limits.h>
+
+#include "hw/cmos_rtc.h"
+#include "hw/fw_cfg.h"
+#include "hw/pci.h"
+#include "hw/system_ports.h"
+#include "hw/uart.h"
+#include "machine/device_registry.h"
+#include "machine/machine.h"
+#include "state/state_buf.h"
+#include "vmm/vm.h"
+
+struct blockdev;
+struct virtio_device;
+struct virtio_mmio;
+struct virtio_pci;
+
+/* A virtio device on its transport: what the registry sees as "virtio.N". */
+struct virtio_slot {
+    struct virtio_device *dev;
+    struct virtio_mmio *mmio;       /* one of the two */
+    struct virtio_pci *pci;
+};
+
+/* The KVM VM's and each vCPU's state at power-on, loaded again at reset. */
+struct cpu_slot {
+    struct vm *vm;
+    struct vcpu *vcpu;              /* NULL: the VM-wide part (irqchip, PIT, clock) */
+    struct state_buf initial;
+};
+
+struct console {
+    int in;
+    int out;
+    int listen;
+    bool is_tty;
+};
+
+/* The files snapshots' chain: the parent of the next diff snapshot, whose
+ * pages guest memory's dirty tracking has followed since. */
+struct snapshot_chain {
+    char last_dir[PATH_MAX];
+    uint64_t last_id;
+};
+
+struct machine {
+    const struct machine_config *cfg;
+    machine_event_fn event_hook;
+    void *event_hook_opaque;
+    struct vm vm;
+    struct event_loop loop;
+    struct device_registry devices;
+    struct console console;
+    struct uart uart;
+    struct system_ports sys;
+    struct cmos_rtc rtc;
+    struct pci_host pci;
+    struct fw_cfg fw_cfg;           /* only with --bios */
+    struct cpu_slot cpus[VM_MAX_CPUS + 1];
+    struct blockdev *disks[MACHINE_MAX_DISKS];
+    struct virtio_slot virtio[MACHINE_MAX_VIRTIO];
+    int nvirtio;
+    int nmmio;
+    enum machine_run_state run_state;
+    bool quiesced;                  /* devices quiesced (paused, or stopped for a reset) */
+    bool reset_pending;             /* host reset asked for while paused */
+    bool host_reset;                /* the reset now requested is the host's */
+    int exit_status;
+    struct snapshot_chain snaps;
+};
+
+/* Registers one device (machine_int: every part calls this once). */
+int machine_add_device(struct machine *m, const char *type, int instance, const struct device_ops *ops, void *dev,
+                       struct error *err);
+void machine_emit(struct machine *m, enum machine_event ev, bool guest);
+
+/* The console (machine_console.c). */
+int machine_console_open(struct machine *m, struct error *err);
+int machine_console_start(struct machine *m, struct error *err);
+void machine_console_close(struct machine *m);
+
+/* The KVM VM and its vCPUs as devices (machine_cpus.c); their reset loads
+ * the state they had when this was called. */
+int machine_add_cpus(struct machine *m, struct error *err);
+/* The PC devices and, with firmware, fw_cfg (machine_pc.c). */
+int machine_add_pc_devices(struct machine *m, struct error *err);
+int machine_add_fw_cfg(struct machine *m, struct error *err);
+/* The virtio devices on their transports (machine_virtio.c); a slot
+ * registers as "virtio.N" with these operations. */
+extern const struct device_ops machine_virtio_slot_ops;
+int machine_add_virtio(struct machine *m, struct error *err);
+/* After the devices that use them are gone. */
+void machine_close_disks(struct machine *m);
+/* --append plus "virtio_mmio.device=..." for each MMIO device (malloc'd). */
+char *machine_kernel_cmdline(struct machine *m);
+/* Kernel or firmware into guest memory and the boot vCPU's registers. */
+int machine_load_boot_image(struct machine *m, struct error *err);
+
+/* Devices finish and stop their own work (again when already quiesced),
+ * and start it again. */
+void machine_quiesce(struct machine *m);
+void machine_unquiesce(struct machine *m);
+/* Power-on state again: vCPUs, devices and the boot image (vCPUs stopped). */
+int machine_reset(struct machine *m, struct error *err);
+/* Guest memory's dirty tracking off: the next diff snapshot has no parent. */
+void machine_forget_snapshot_chain(struct machine *m);
+
+#endif

@@ -1,0 +1,189 @@
+/* The machine's main loop and run state: what the guest asks for (power
+ * off, reset, exit codes) arrives from vCPU threads through the VM's
+ * eventfd; pause and resume come from the host (a monitor). */
+#include "machine/machine_int.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "util/log.h"
+
+/* Always asks the devices: a paused machine may have been handed new
+ * work since (a load kicks the queues), and quiescing twice is harmless. */
+void machine_quiesce(struct machine *m)
+{
+    device_registry_quiesce(&m->devices);
+    m->quiesced = true;
+}
+
+void machine_unquiesce(struct machine *m)
+{
+    if (m->quiesced) {
+        m->quiesced = false;
+        device_registry_resume(&m->devices);
+    }
+}
+
+enum machine_run_state machine_run_state(const struct machine *m)
+{
+    return m->run_state;
+}
+
+void machine_pause(struct machine *m)
+{
+    if (m->run_state != MACHINE_RUNNING) {
+        return;
+    }
+    /* vCPUs first: once parked they post no new device work. */
+    vm_pause(&m->vm);
+    machine_quiesce(m);
+    m->run_state = MACHINE_PAUSED;
+    machine_emit(m, MACHINE_EVENT_STOP, false);
+}
+
+void machine_resume(struct machine *m)
+{
+    if (m->run_state != MACHINE_PAUSED) {
+        return;
+    }
+    machine_unquiesce(m);
+    vm_resume(&m->vm);
+    m->run_state = MACHINE_RUNNING;
+    machine_emit(m, MACHINE_EVENT_RESUME, false);
+    if (m->reset_pending) {
+        m->reset_pending = false;
+        machine_request_reset(m);
+    }
+}
+
+void machine_request_reset(struct machine *m)
+{
+    if (m->run_state == MACHINE_PAUSED) {
+        m->reset_pending = true;    /* a paused VM stays paused */
+        return;
+    }
+    m->host_reset = true;
+    vm_request(&m->vm, VM_REQ_RESET, 0);
+}
+
+void machine_quit(struct machine *m)
+{
+    m->run_state = MACHINE_SHUTDOWN;
+    m->exit_status = 0;
+    event_loop_stop(&m->loop);
+}
+
+int machine_reset(struct machine *m, struct error *err)
+{
+    log_info("guest reset");
+    vm_stop(&m->vm);
+    /* The reset reloads the kernel into RAM behind the dirty log's back:
+     * a diff against the last snapshot would miss those pages. */
+    machine_forget_snapshot_chain(m);
+    int ret = device_registry_reset(&m->devices, err);
+    if (ret == 0) {
+        ret = machine_load_boot_image(m, err);
+    }
+    if (ret == 0) {
+        ret = vm_start(&m->vm, err);
+    }
+    return ret;
+}
+
+struct run_ctx {
+    struct machine *m;
+    struct error *err;
+    int ret;
+};
+
+/* true: the machine goes on running; false: the loop ends. */
+static bool handle_reset(struct run_ctx *ctx)
+{
+    struct machine *m = ctx->m;
+    bool guest = !m->host_reset;
+    m->host_reset = false;
+    if (m->cfg->no_reboot) {
+        m->run_state = MACHINE_SHUTDOWN;   /* --no-reboot: a reset ends the VM */
+    }
+    machine_emit(m, MACHINE_EVENT_RESET, guest);
+    if (m->cfg->no_reboot) {
+        m->exit_status = 0;
+        return false;
+    }
+    ctx->ret = machine_reset(m, ctx->err);
+    if (ctx->ret < 0) {
+        m->exit_status = 0;
+    }
+    return ctx->ret == 0;
+}
+
+static void vm_event(void *opaque, int fd, uint32_t events)
+{
+    struct run_ctx *ctx = opaque;
+    struct machine *m = ctx->m;
+    int code = 0;
+    switch (vm_take_request(&m->vm, &code, ctx->err)) {
+    case VM_REQ_NONE:
+        return;
+    case VM_REQ_POWER_OFF:
+        m->run_state = MACHINE_SHUTDOWN;
+        machine_emit(m, MACHINE_EVENT_POWER_OFF, true);
+        m->exit_status = 0;
+        break;
+    case VM_REQ_EXIT_CODE:
+        m->run_state = MACHINE_SHUTDOWN;
+        m->exit_status = code;
+        break;
+    case VM_REQ_ERROR:
+        ctx->ret = ctx->err->code ? ctx->err->code : -EIO;
+        break;
+    case VM_REQ_RESET:
+        if (handle_reset(ctx)) {
+            return;
+        }
+        break;
+    }
+    event_loop_stop(&m->loop);
+}
+
+static void signal_event(void *opaque, int fd, uint32_t events)
+{
+    struct run_ctx *ctx = opaque;
+    struct signalfd_siginfo si;
+    if (read(fd, &si, sizeof(si)) == sizeof(si)) {
+        ctx->ret = error_set(ctx->err, -EINTR, "terminated by signal %u", si.ssi_signo);
+        event_loop_stop(&ctx->m->loop);
+    }
+}
+
+int machine_run(struct machine *m, struct error *err)
+{
+    struct run_ctx ctx = { m, err, 0 };
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);     /* vCPU threads inherit the mask */
+    int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    int ret;
+    if (sfd < 0) {
+        return error_set_errno(err, -errno, "signalfd");
+    }
+    if ((ret = event_loop_add(&m->loop, sfd, EPOLLIN, signal_event, &ctx, err)) < 0 ||
+        (ret = event_loop_add(&m->loop, m->vm.event_fd, EPOLLIN, vm_event, &ctx, err)) < 0 ||
+        (ret = vm_start(&m->vm, err)) < 0 ||
+        (ret = event_loop_run(&m->loop, err)) < 0) {
+        vm_stop(&m->vm);
+        close(sfd);
+        return ret;
+    }
+    vm_stop(&m->vm);
+    event_loop_remove(&m->loop, sfd);
+    event_loop_remove(&m->loop, m->vm.event_fd);
+    close(sfd);
+    return ctx.ret < 0 ? ctx.ret : m->exit_status;
+}
