@@ -81,7 +81,26 @@ static int lock_image(struct hostfile *file, unsigned flags, struct error *err)
     if (flags & BDEV_FORCE_SHARE) {
         shared = HOSTFILE_PERM_ALL;
     }
-    return hostfile_lock(file, perm, shared, err);
+    return hostfile_lock(file, perm, shared, flags & BDEV_REOPEN, err);
+}
+
+/* Raw is the fallback, but not for a format we do not read: its container
+ * bytes are not the disk. */
+static int probe_format(struct hostfile *file, const char *filename,
+                        const struct blockdev_driver **drv, struct error *err)
+{
+    uint8_t buf[BLOCKDEV_PROBE_SIZE];
+    int ret = hostfile_pread(file, 0, buf, sizeof(buf));
+    if (ret < 0) {
+        return error_set_errno(err, ret, "Could not read '%s'", filename);
+    }
+    *drv = blockdev_probe_buf(buf);
+    const char *foreign = blockdev_probe_foreign(buf, sizeof(buf));
+    if (foreign && *drv == blockdev_find_driver("raw")) {
+        return error_set(err, -ENOTSUP, "it is a %s image, a format cowvisor does not read "
+                         "(give the raw format explicitly to use its bytes as the disk)", foreign);
+    }
+    return 0;
 }
 
 int blockdev_open(struct blockdev **out, const char *filename, const struct blockdev_open_opts *opts,
@@ -118,9 +137,10 @@ int blockdev_open(struct blockdev **out, const char *filename, const struct bloc
     }
     bool probed = !drv;
     if (probed) {
-        drv = blockdev_probe_file(file);
-        if (!drv) {
-            drv = blockdev_find_driver("raw");
+        ret = probe_format(file, filename, &drv, err);
+        if (ret < 0) {
+            hostfile_close(file);
+            return ret;
         }
     }
     struct blockdev *bd = NULL;

@@ -24,6 +24,7 @@ enum {
     BDEV_CHECK       = 1u << 4,   /* opened for check/repair: tolerate a corrupt or dirty image */
     BDEV_NO_LOCK     = 1u << 5,   /* file.locking=off: take and test no image locks */
     BDEV_NO_FLUSH    = 1u << 6,   /* cache=unsafe: never sync (power loss may corrupt) */
+    BDEV_REOPEN      = 1u << 7,   /* this process uses the image already: no lock conflict */
 };
 
 struct blockdev_open_opts {
@@ -132,6 +133,9 @@ const struct blockdev_driver *blockdev_probe_file(struct hostfile *file);
 /* The same for the first BLOCKDEV_PROBE_SIZE bytes of an image. */
 #define BLOCKDEV_PROBE_SIZE 512
 const struct blockdev_driver *blockdev_probe_buf(const uint8_t *buf);
+/* The name of an image format QEMU recognises in buf but cowvisor does not
+ * read (vmdk, vdi, vhdx, vpc, qed, luks, qcow, ...), or NULL. */
+const char *blockdev_probe_foreign(const uint8_t *buf, size_t len);
 /* A writable image whose format was probed as raw: writes that would make its
  * first sector probe as another format fail with -EPERM (as in QEMU), and the
  * programs print QEMU's warning about it (blockdev_warn_probed_raw). */

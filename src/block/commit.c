@@ -44,7 +44,7 @@ static int open_base_rw(const struct blockdev *base, struct blockdev **out, stru
 {
     struct blockdev_open_opts opts = {
         .format = blockdev_format(base),
-        .flags = BDEV_NO_BACKING,
+        .flags = BDEV_NO_BACKING | BDEV_REOPEN,
     };
     int ret = blockdev_open(out, base->filename, &opts, err);
     if (ret < 0) {

@@ -56,7 +56,7 @@ int hostfile_create(struct hostfile **out, const char *filename, struct error *e
     int ret = hostfile_wrap(&f, fd, filename, false, false, err);
     if (ret == 0) {
         ret = hostfile_lock(f, HOSTFILE_PERM_WRITE | HOSTFILE_PERM_RESIZE,
-                            HOSTFILE_PERM_ALL & ~HOSTFILE_PERM_RESIZE, err);
+                            HOSTFILE_PERM_ALL & ~HOSTFILE_PERM_RESIZE, false, err);
     }
     if (ret == 0 && (ret = hostfile_truncate(f, 0)) < 0) {
         error_set_errno(err, ret, "Could not truncate '%s'", filename);

@@ -42,9 +42,11 @@ void hostfile_close(struct hostfile *f);
 
 /* Takes QEMU's image locks for using the permissions perm while sharing
  * shared with other processes; -EAGAIN with QEMU's message ("Failed to get
- * "write" lock") when another process conflicts. Opens of one inode within
- * this process never conflict. hostfile_close releases them. */
-int hostfile_lock(struct hostfile *f, unsigned perm, unsigned shared, struct error *err);
+ * "write" lock") when another process conflicts, or another user of the file
+ * in this process unless share_own (a reopen of an image this process already
+ * uses). hostfile_close releases them. */
+int hostfile_lock(struct hostfile *f, unsigned perm, unsigned shared, bool share_own,
+                  struct error *err);
 void hostfile_unlock(struct hostfile *f);
 
 /* Reads past the end of the file return zeros, as a sparse file would. */

@@ -4,11 +4,12 @@
  * not let others have permission i. A new user tests the opposite bytes.
  *
  * OFD locks of one open file description never conflict with each other, but
- * two descriptions in the same process do. A program legitimately opens an
- * image twice (commit writes a base the chain reads; savevm reopens a disk),
- * and QEMU would see one node there. So each process keeps one lock
- * descriptor per inode, holding the union of what its users need, and only
- * other processes can conflict. */
+ * two descriptions in the same process do. So each process keeps one lock
+ * descriptor per inode, holding the union of what its users need, and checks
+ * its own users itself: a second open of an image this process uses conflicts
+ * as it would in another process (convert onto its own source), unless the
+ * caller says it reopens the image (commit writes the base its chain reads:
+ * QEMU reopens one node there). */
 #include "block/hostfile.h"
 
 #include <errno.h>
@@ -16,6 +17,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define LOCK_PERM_BASE   100
@@ -129,6 +131,23 @@ static int check_conflicts(int fd, unsigned perm, unsigned unshared, const char 
     return 0;
 }
 
+/* The users of this process, as another process would see them. */
+static int check_own_users(const struct hostfile_lock_inode *n, unsigned perm, unsigned unshared,
+                           const char *filename, struct error *err)
+{
+    unsigned own_perm, own_unshared;
+    union_of_users(n, &own_perm, &own_unshared);
+    for (unsigned i = 0; i < PERM_COUNT; i++) {
+        unsigned bit = 1u << i;
+        if ((perm & own_unshared & bit) || (unshared & own_perm & bit)) {
+            return error_set(err, -EAGAIN, "Failed to get %s\"%s\" lock\n"
+                             "Is another process using the image [%s]?",
+                             (perm & own_unshared & bit) ? "" : "shared ", perm_names[i], filename);
+        }
+    }
+    return 0;
+}
+
 static struct hostfile_lock_inode *find_inode(const struct hostfile *f)
 {
     for (struct hostfile_lock_inode *n = registry; n; n = n->next) {
@@ -146,6 +165,16 @@ static int new_inode(struct hostfile *f, struct hostfile_lock_inode **out, struc
     char path[64];
     snprintf(path, sizeof(path), "/proc/self/fd/%d", f->fd);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0) {
+        /* No /proc (a chroot): by name, if it is still the same file. */
+        fd = open(f->filename, O_RDONLY | O_CLOEXEC);
+        if (fd >= 0 && (fstat(fd, &st) < 0 || st.st_dev != f->dev || st.st_ino != f->ino)) {
+            close(fd);
+            fd = -1;
+            errno = ESTALE;
+        }
+    }
     if (fd < 0) {
         return error_set_errno(err, -errno, "Could not open '%s' for locking", f->filename);
     }
@@ -179,12 +208,18 @@ static bool lock_unsupported(int ret)
     return ret == -EINVAL || ret == -ENOLCK || ret == -EOPNOTSUPP || ret == -ENOSYS;
 }
 
-int hostfile_lock(struct hostfile *f, unsigned perm, unsigned shared, struct error *err)
+int hostfile_lock(struct hostfile *f, unsigned perm, unsigned shared, bool share_own,
+                  struct error *err)
 {
     unsigned unshared = ~shared & HOSTFILE_PERM_ALL;
     pthread_mutex_lock(&registry_lock);
     struct hostfile_lock_inode *n = find_inode(f);
-    int ret = n ? 0 : new_inode(f, &n, err);
+    int ret = n && !share_own ? check_own_users(n, perm, unshared, f->filename, err) : 0;
+    if (ret < 0) {
+        pthread_mutex_unlock(&registry_lock);
+        return ret;
+    }
+    ret = n ? 0 : new_inode(f, &n, err);
     if (ret < 0) {
         pthread_mutex_unlock(&registry_lock);
         return ret;

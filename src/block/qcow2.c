@@ -138,6 +138,8 @@ static int qcow2_open(struct blockdev **out, struct hostfile *file, const char *
         free(s);
         return ret;
     }
+    /* A writable image is one long write batch (qcow2_order.c). */
+    s->l2_writeback = s->l2_batch = !s->bd.read_only;
     *out = &s->bd;
     return 0;
 }
@@ -145,7 +147,7 @@ static int qcow2_open(struct blockdev **out, struct hostfile *file, const char *
 /* Writes back lazy refcounts and clears the dirty bit: the image is consistent. */
 static int mark_clean(struct qcow2 *s, struct error *err)
 {
-    int ret = qcow2_refcount_flush(s, err);
+    int ret = qcow2_refcount_flush(s, err);     /* commits the L2 batch first */
     if (ret == 0 && s->dirty_written && !s->corrupt) {
         ret = hostfile_flush(s->file);
         if (ret == 0) {
@@ -179,11 +181,12 @@ static int qcow2_flush(struct blockdev *bd, struct error *err)
     int ret = 0;
     /* While the dirty bit is set (lazy refcounts), refcounts need not be on
      * disk: a crash is repaired on open, and close writes them. */
-    if (!s->dirty_written) {
-        pthread_mutex_lock(&s->lock);
+    pthread_mutex_lock(&s->lock);
+    ret = qcow2_order_commit(s, err);
+    if (ret == 0 && !s->dirty_written) {
         ret = qcow2_refcount_flush(s, err);
-        pthread_mutex_unlock(&s->lock);
     }
+    pthread_mutex_unlock(&s->lock);
     if (ret == 0) {
         ret = hostfile_flush(s->file);
         if (ret < 0) {
@@ -231,6 +234,7 @@ static int preallocate(struct qcow2 *s, uint64_t start, uint64_t end, enum block
             if (ret < 0) {
                 return error_set_errno(err, ret, "Could not preallocate data");
             }
+            qcow2_order_note_target(s);
         }
         uint64_t new_bitmap = s->extended_l2 ? 0xffffffffULL : 0;
         ret = qcow2_l2_write_entry(s, table, index, (uint64_t)host | QCOW2_OFLAG_COPIED, new_bitmap,
@@ -270,7 +274,9 @@ static int shrink(struct qcow2 *s, uint64_t size, bool shrink_ok, struct error *
                          " bytes; use --shrink to do it anyway", size);
     }
     uint64_t from = (size + s->cluster_size - 1) & ~s->cluster_mask;
+    qcow2_order_batch_begin(s);
     int ret = qcow2_discard_locked(s, from, s->bd.size - from, false, err);
+    ret = qcow2_order_batch_finish(s, ret, err);
     if (ret == 0) {
         ret = write_size(s, size, err);
     }
@@ -307,7 +313,9 @@ static int qcow2_truncate(struct blockdev *bd, uint64_t size, bool shrink_ok,
         uint64_t old = bd->size;
         ret = qcow2_grow_l1(s, qcow2_size_to_l1(s, size), err);
         if (ret == 0 && prealloc != PREALLOC_OFF) {
+            qcow2_order_batch_begin(s);
             ret = preallocate(s, old, size, prealloc, err);
+            ret = qcow2_order_batch_finish(s, ret, err);
         }
         if (ret == 0) {
             ret = write_size(s, size, err);
@@ -501,7 +509,9 @@ static int qcow2_make_empty(struct blockdev *bd, struct error *err)
     pthread_mutex_lock(&s->lock);
     int ret = qcow2_prepare_write(s, err);
     if (ret == 0) {
+        qcow2_order_batch_begin(s);
         ret = qcow2_discard_locked(s, 0, bd->size, false, err);
+        ret = qcow2_order_batch_finish(s, ret, err);
     }
     pthread_mutex_unlock(&s->lock);
     return ret;

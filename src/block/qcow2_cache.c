@@ -195,10 +195,12 @@ int qcow2_cache_update(struct qcow2 *s, struct qcow2_cache *c, uint8_t *table, u
     uint64_t offset = c->entries[i].offset;
     int ret = order_write(s, c, err);
     if (ret < 0) {
+        c->entries[i].dirty = true;
         return ret;
     }
     ret = hostfile_pwrite(s->file, offset + start, table + start, len);
     if (ret < 0) {
+        c->entries[i].dirty = true;     /* memory is ahead of the disk: retried at flush */
         return error_set_errno(err, ret, "Could not write metadata at 0x%" PRIx64, offset + start);
     }
     return 0;

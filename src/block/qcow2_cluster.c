@@ -168,9 +168,14 @@ static int allocate_l2(struct qcow2 *s, uint64_t l1_index, uint8_t **table, stru
     }
     qcow2_order_note_target(s);
     /* Only now may L1 point to it; the old table loses the active reference after. */
+    uint64_t old_l1e = s->l1_table[l1_index];
     s->l1_table[l1_index] = (uint64_t)new_off | QCOW2_OFLAG_COPIED;
     ret = write_l1_entry(s, l1_index, err);
     if (ret < 0) {
+        /* Memory must not run ahead of the disk: later writes would land in
+         * a table no L1 on the disk names. The new table leaks. */
+        s->l1_table[l1_index] = old_l1e;
+        qcow2_cache_discard(&s->l2_cache, (uint64_t)new_off);
         return ret;
     }
     if (old_off) {

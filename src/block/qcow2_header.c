@@ -467,7 +467,12 @@ int qcow2_header_write_l1(struct qcow2 *s, struct error *err)
     uint8_t b[12];
     st_be32(b, s->l1_size);
     st_be64(b + 4, s->l1_table_offset);
-    int ret = hostfile_pwrite(s->file, 36, b, sizeof(b));
+    /* A mapping: the old table may be freed only once this is on the disk. */
+    int ret = qcow2_order_before_mapping(s, err);
+    if (ret < 0) {
+        return ret;
+    }
+    ret = hostfile_pwrite(s->file, 36, b, sizeof(b));
     if (ret < 0) {
         return error_set_errno(err, ret, "Could not update the L1 table location in the header");
     }
@@ -479,7 +484,11 @@ int qcow2_header_write_refcount_table(struct qcow2 *s, struct error *err)
     uint8_t b[12];
     st_be64(b, s->refcount_table_offset);
     st_be32(b + 8, s->refcount_table_clusters);
-    int ret = hostfile_pwrite(s->file, 48, b, sizeof(b));
+    int ret = qcow2_order_before_mapping(s, err);
+    if (ret < 0) {
+        return ret;
+    }
+    ret = hostfile_pwrite(s->file, 48, b, sizeof(b));
     if (ret < 0) {
         return error_set_errno(err, ret, "Could not update the refcount table location in the header");
     }

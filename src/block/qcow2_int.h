@@ -185,6 +185,7 @@ struct qcow2 {
     bool unsynced_targets;              /* qcow2_order.c: raised refcounts or new content */
     bool unsynced_mappings;             /* qcow2_order.c: mappings written since the last sync */
     bool l2_batch;                      /* L2 updates stay dirty until the batch ends */
+    bool l2_writeback;                  /* writable: the batch lasts until a flush */
     struct qcow2_deferred_free *deferred_frees;     /* decrements waiting for the batch end */
     size_t n_deferred_frees, cap_deferred_frees;
 
@@ -285,6 +286,11 @@ bool qcow2_order_defer_free(struct qcow2 *s, uint64_t offset, uint64_t len, int6
                             bool give_back);
 void qcow2_order_batch_begin(struct qcow2 *s);
 int qcow2_order_batch_end(struct qcow2 *s, struct error *err);
+#define QCOW2_MAX_DEFERRED_FREES 1024
+/* Writes every L2 update and deferred decrement now (flush, metadata reads). */
+int qcow2_order_commit(struct qcow2 *s, struct error *err);
+/* Ends the batch; returns ret when it is an error, else the batch's result. */
+int qcow2_order_batch_finish(struct qcow2 *s, int ret, struct error *err);
 /* Host offset just past the last cluster with a nonzero refcount. */
 int64_t qcow2_refcount_end(struct qcow2 *s, struct error *err);
 

@@ -369,8 +369,8 @@ static int write_in_cluster(struct qcow2 *s, uint64_t off, const uint8_t *buf, s
     if (ret == 0) {
         ret = write_host(s, new_host + start, data, end - start, err);
     }
-    if (ret == 0 && allocated) {
-        qcow2_order_note_target(s);    /* the L2 entry must not land before it */
+    if (ret == 0) {
+        qcow2_order_note_target(s);    /* the L2 entry changed below must not land before it */
     }
     free(data);
     if (ret < 0) {

@@ -9,10 +9,12 @@
  *    mapping still points to it.
  * So the code notes writes that mappings depend on (qcow2_order_note_target)
  * and mappings written (s->unsynced_mappings), and syncs only when a write
- * of the other kind is about to follow. Within a batch (one guest request,
- * lock held throughout) L2 updates stay dirty in the cache and go out
- * together at the end, behind one sync: one or two syncs per request, not
- * per cluster. QEMU's cache dependencies do the same. */
+ * of the other kind is about to follow. Within a batch L2 updates stay dirty
+ * in the cache and decrements wait; they go out together behind one or two
+ * syncs. A writable image is one long batch, committed by a flush, a cache
+ * eviction, or anything that reads metadata from the disk (through
+ * qcow2_refcount_flush); a read-only one batches single operations.
+ * QEMU's cache dependencies do the same. */
 #include <errno.h>
 #include <stdlib.h>
 
@@ -77,22 +79,39 @@ void qcow2_order_batch_begin(struct qcow2 *s)
     s->l2_batch = true;
 }
 
-/* The batch's L2 updates go out behind one sync, then (behind another) the
- * decrements they allow. A failure leaks clusters at worst. */
+int qcow2_order_batch_finish(struct qcow2 *s, int ret, struct error *err)
+{
+    int end = qcow2_order_batch_end(s, ret < 0 ? NULL : err);
+    return ret < 0 ? ret : end;
+}
+
+/* Writable images stay in one batch from open to flush: like QEMU's
+ * writeback metadata cache, the syncs come with guest flushes (and cache
+ * evictions), not with every request. A long queue of decrements is
+ * committed early, so discarded space comes back without a guest flush. */
 int qcow2_order_batch_end(struct qcow2 *s, struct error *err)
 {
-    s->l2_batch = false;
-    int ret = 0;
-    if (s->n_deferred_frees) {
-        ret = qcow2_order_before_decrement(s, err);
-    } else {
-        ret = qcow2_cache_flush(s, &s->l2_cache, err);
+    s->l2_batch = s->l2_writeback;
+    if (s->l2_writeback && s->n_deferred_frees < QCOW2_MAX_DEFERRED_FREES) {
+        return 0;
     }
+    return qcow2_order_commit(s, err);
+}
+
+/* The L2 updates go out behind one sync, then (behind another) the
+ * decrements they allow. A failure leaks clusters at worst. */
+int qcow2_order_commit(struct qcow2 *s, struct error *err)
+{
+    int ret = s->n_deferred_frees ? qcow2_order_before_decrement(s, err)
+                                  : qcow2_cache_flush(s, &s->l2_cache, err);
+    bool batch = s->l2_batch;
+    s->l2_batch = false;        /* the decrements below happen now */
     for (size_t i = 0; i < s->n_deferred_frees && ret == 0; i++) {
         const struct qcow2_deferred_free *d = &s->deferred_frees[i];
         ret = d->give_back ? qcow2_free_clusters(s, d->offset, d->len, err)
                            : qcow2_update_refcount(s, d->offset, d->len, d->addend, err);
     }
     s->n_deferred_frees = 0;
+    s->l2_batch = batch;
     return ret;
 }

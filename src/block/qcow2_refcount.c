@@ -436,6 +436,7 @@ static int64_t alloc_area(struct qcow2 *s, uint64_t n, struct error *err)
             ret = hostfile_pwrite(s->file, (start + n + b) << s->cluster_bits, buf, s->cluster_size);
         }
         free(buf);
+        qcow2_order_note_target(s);     /* the table entries below point to them */
         for (uint64_t b = 0; b < blocks && ret == 0; b++) {
             s->refcount_table[first_range + b] = (start + n + b) << s->cluster_bits;
             ret = write_table_entry(s, first_range + b, err);
@@ -529,6 +530,11 @@ int64_t qcow2_alloc_bytes(struct qcow2 *s, uint32_t len, struct error *err)
 
 int qcow2_refcount_flush(struct qcow2 *s, struct error *err)
 {
+    /* Callers want the metadata on the disk complete: the L2 batch too. */
+    int ret = qcow2_order_commit(s, err);
+    if (ret < 0) {
+        return ret;
+    }
     return qcow2_cache_flush(s, &s->refblock_cache, err);
 }
 

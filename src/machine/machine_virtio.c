@@ -165,6 +165,7 @@ static int add_disk(struct machine *m, int i, struct error *err)
         error_prefix(err, "--disk '%s'", dc->file);
         return ret;
     }
+    blockdev_warn_probed_raw(m->disks[i], dc->file);     /* as QEMU's -drive without format= */
     struct virtio_blk *b = calloc(1, sizeof(*b));
     if (!b) {
         return error_set(err, -ENOMEM, "out of memory");

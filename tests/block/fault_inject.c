@@ -3,7 +3,8 @@
  * fdatasync fail when FAULT_FSYNC is set, so tests can check that I/O errors
  * give clear messages and never corrupt an image. FAULT_EXIT_BEFORE_PWRITE=N
  * ends the process (status 137, as a SIGKILL) instead of making write N
- * (counted from 0): a kill at a chosen point. */
+ * (counted from 0): a kill at a chosen point. FAULT_FSYNC_NTH=N makes only
+ * fdatasync number N (from 0) fail, as a disk reports one lost writeback. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <stdatomic.h>
@@ -70,9 +71,12 @@ ssize_t pwrite(int fd, const void *buf, size_t count, off_t offset)
     return pwrite64(fd, buf, count, offset);
 }
 
+static atomic_long syncs_seen;
+
 int fdatasync(int fd)
 {
-    if (getenv("FAULT_FSYNC")) {
+    long nth = limit("FAULT_FSYNC_NTH");
+    if (getenv("FAULT_FSYNC") || (nth >= 0 && atomic_fetch_add(&syncs_seen, 1) == nth)) {
         errno = EIO;
         return -1;
     }

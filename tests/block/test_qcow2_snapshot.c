@@ -63,11 +63,20 @@ static struct blockdev *create_open(const char *path, uint32_t cluster_size, int
 
 static void qemu_check_clean(const char *path)
 {
-    /* -U: we may hold the image open; our metadata is written through */
+    /* -U: we may hold the image open (flushed: see qemu_check_open) */
     if (run("qemu-img check -U -q '%s'", path) != 0) {
         run("qemu-img check -U '%s' >&2", path);
         fail_msg("qemu-img check is not clean for %s", path);
     }
+}
+
+/* An image we hold open is consistent on the disk after a flush, as QEMU's
+ * is: until then its metadata may wait in the cache (qcow2_order.c). */
+static void qemu_check_open(struct blockdev *bd, const char *path)
+{
+    struct error err = { 0 };
+    assert_int_equal(blockdev_flush(bd, &err), 0);
+    qemu_check_clean(path);
 }
 
 static void write_pattern(struct blockdev *bd, uint64_t off, uint64_t len, uint8_t v)
@@ -123,13 +132,13 @@ static void roundtrip(uint32_t cluster_size, int version, bool extended_l2, cons
     assert_int_equal(blockdev_pwrite_compressed(bd, 7u << 20, c, cluster_size, &err), 0);
     free(c);
     snap(bd, "create", "first");
-    qemu_check_clean(path);
+    qemu_check_open(bd, path);
     write_pattern(bd, 0, 512 << 10, 0x21);
     write_pattern(bd, 7u << 20, 4096, 0x22);
     snap(bd, "create", "second");
-    qemu_check_clean(path);
+    qemu_check_open(bd, path);
     write_pattern(bd, 100000, 200000, 0x31);
-    qemu_check_clean(path);
+    qemu_check_open(bd, path);
 
     struct qcow2_snapshot_info *list;
     int n;
@@ -144,22 +153,22 @@ static void roundtrip(uint32_t cluster_size, int version, bool extended_l2, cons
     assert_int_equal(run("qemu-img snapshot -U -l '%s' | grep -q ' second '", path), 0);
 
     snap(bd, "apply", "first");
-    qemu_check_clean(path);
+    qemu_check_open(bd, path);
     expect_pattern(bd, 0, 1 << 20, 0x11);
     expect_pattern(bd, 5 << 20, 300000, 0x12);
     expect_pattern(bd, (7u << 20), cluster_size / 2, 0x13);
     /* writes after apply must not reach the snapshot */
     write_pattern(bd, 0, 4096, 0x41);
-    qemu_check_clean(path);
+    qemu_check_open(bd, path);
     snap(bd, "apply", "2");
     expect_pattern(bd, 0, 512 << 10, 0x21);
     expect_pattern(bd, 512 << 10, 512 << 10, 0x11);
     expect_pattern(bd, 7u << 20, 4096, 0x22);
     snap(bd, "delete", "first");
-    qemu_check_clean(path);
+    qemu_check_open(bd, path);
     expect_pattern(bd, 0, 512 << 10, 0x21);
     snap(bd, "delete", "second");
-    qemu_check_clean(path);
+    qemu_check_open(bd, path);
     expect_pattern(bd, 7u << 20, 4096, 0x22);
     /* with no snapshot left, everything is owned again: in-place writes */
     write_pattern(bd, 0, 4096, 0x51);
@@ -210,9 +219,9 @@ static void test_qemu_snapshots_used_by_us(void **state)
     snap(bd, "apply", "alpha");
     expect_pattern(bd, 0, 2 << 20, 0x61);
     expect_pattern(bd, 2 << 20, 1 << 20, 0);
-    qemu_check_clean(path);
+    qemu_check_open(bd, path);
     snap(bd, "delete", "1");
-    qemu_check_clean(path);
+    qemu_check_open(bd, path);
     /* new id: the largest + 1 */
     snap(bd, "create", "gamma");
     assert_int_equal(qcow2_snapshot_list(bd, &list, &n, &err), 0);
@@ -456,7 +465,7 @@ static void test_many_snapshots_and_resize(void **state)
         snprintf(name, sizeof(name), "%03d-%0120d", i, i);
         snap(bd, "create", name);
     }
-    qemu_check_clean(path);
+    qemu_check_open(bd, path);
     assert_int_equal(run("test $(qemu-img snapshot -U -l '%s' | grep -c '^[0-9]') -eq 30", path), 0);
     /* grow the disk, write past the old end, then go back */
     assert_int_equal(blockdev_truncate(bd, 12 << 20, false, PREALLOC_OFF, &err), 0);
@@ -467,7 +476,7 @@ static void test_many_snapshots_and_resize(void **state)
     assert_int_equal(bd->size, DISK);
     expect_pattern(bd, 5 * 4096, 4096, 6);
     expect_pattern(bd, 6 * 4096, 4096, 0);
-    qemu_check_clean(path);
+    qemu_check_open(bd, path);
     assert_int_equal(run("qemu-img info -U '%s' | grep -q 'virtual size: 8 MiB'", path), 0);
     snap(bd, "apply", "big");
     assert_int_equal(bd->size, 12 << 20);
@@ -502,7 +511,7 @@ static void test_refcount_overflow_refused(void **state)
     snap(bd, "create", "b");
     assert_true(qcow2_snapshot_create(bd, "c", NULL, &err) < 0);
     assert_non_null(strstr(err.msg, "bits"));
-    qemu_check_clean(path);
+    qemu_check_open(bd, path);
     write_pattern(bd, 0, 4096, 0x43);
     expect_pattern(bd, 4096, (1 << 20) - 4096, 0x42);
     blockdev_close(bd);

@@ -36,6 +36,19 @@ same "amend backing_file" amend -o backing_file=other.qcow2 o_IMG.qcow2
 same "amend backing_fmt" amend -o backing_fmt=raw o_IMG.qcow2
 same "amend backing_file to its own value without the format" amend -o backing_file=base.qcow2 o_IMG.qcow2
 same "amend backing_file and format to their own values" amend -o backing_file=base.qcow2,backing_fmt=qcow2 o_IMG.qcow2
+# Images in formats cowvisor does not read are refused, not copied as raw.
+for fmt in vmdk vdi vhdx vpc qed qcow; do
+    "$QEMU_IMG" create -q -f $fmt "x.$fmt" 1M
+    out=$("$COWIMG" convert -O qcow2 "x.$fmt" "out.qcow2" 2>&1); rc=$?
+    if [[ $rc -ne 0 ]] && grep -q "is a $fmt image" <<<"$out" && [[ ! -e out.qcow2 ]]; then
+        ok "convert of a $fmt image is refused, naming the format"
+    else
+        not_ok "convert of a $fmt image is refused, naming the format (exit $rc)"; diag "$out"
+    fi
+    rm -f out.qcow2
+done
+check "with -f raw its bytes are used" "$COWIMG" convert -f raw -O qcow2 x.vmdk out.qcow2
+
 mv base.qcow2 gone.qcow2
 out=$("$COWIMG" check o.qcow2 2>&1); rc=$?
 check_eq "check of an image whose backing file is missing exits 1" 1 "$rc"

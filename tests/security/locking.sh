@@ -69,6 +69,15 @@ expect_refused "the backing file of a served overlay cannot be written" 'Failed 
 check "it can be read by a reader that shares" "$QEMU_IO" -r -c 'read 0 512' "$img"
 stop_servers
 
+# Within one process too: convert onto its own source is refused, as by
+# qemu-img (it used to truncate the source), and -U -s works as in qemu-io.
+"$QEMU_IO" -c 'write -P 0x44 0 64k' "$TMP/top.qcow2" >/dev/null
+expect_refused "cowimg convert onto its own source is refused" 'Failed to get "write" lock' \
+    "$COWIMG" convert -O qcow2 "$TMP/top.qcow2" "$TMP/top.qcow2"
+check "and the source keeps its data" "$QEMU_IO" -r -c 'read -P 0x44 0 64k' "$TMP/top.qcow2"
+check "cowio -U -s writes to its temporary overlay" "$COWIO" -U -s -c 'write 0 4k' "$TMP/top.qcow2"
+check "cowimg commit writes the base its own chain holds" "$COWIMG" commit "$TMP/top.qcow2"
+
 # After every holder is gone, everything opens again; -U needs read-only.
 check "cowio writes once the servers are gone" "$COWIO" -c 'write -P 3 0 4k' "$img"
 out=$("$COWIO" -U -c 'read 0 512' "$img" 2>&1)

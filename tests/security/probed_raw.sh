@@ -23,6 +23,15 @@ compare_io "cowio refuses a qcow2 header in block 0 of a probed raw image" "$dis
     -c "write -s $TMP/evil.sector 0 512" -c "read -P 0 0 512" IMG
 compare_io "a header assembled from two writes is refused too" "$disk" \
     -c "write -s $TMP/magic 0 4" -c "write -s $TMP/version 4 4" -c "read -P 0 4 4" IMG
+# Formats cowvisor does not read count too: a vmdk descriptor names any host
+# file as its extent, a qcow (v1) header any backing file.
+printf '# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="monolithicFlat"\nRW 2048 FLAT "%s" 0\n' \
+    "$secret" >"$TMP/vmdk.desc"
+compare_io "a vmdk descriptor in block 0 is refused" "$disk" \
+    -c "write -s $TMP/vmdk.desc 0 $(stat -c %s "$TMP/vmdk.desc")" IMG
+"$QEMU_IMG" create -q -f qcow -b "$secret" -F raw "$TMP/v1.qcow" 1M
+head -c 512 "$TMP/v1.qcow" >"$TMP/v1.sector"
+compare_io "a qcow (v1) header in block 0 is refused" "$disk" -c "write -s $TMP/v1.sector 0 512" IMG
 compare_io "writes after block 0 are not restricted" "$disk" -c "write -s $TMP/evil.sector 512 512" IMG
 compare_io "an explicit raw format lifts the restriction" "$disk" -f raw \
     -c "write -s $TMP/evil.sector 0 512" IMG

@@ -95,7 +95,9 @@ static int open_temporary_overlay(struct cowio *io, const char *filename, unsign
     blockdev_close(io->bd);
     io->bd = NULL;
     if (ret == 0) {
-        struct blockdev_open_opts bopts = { .format = "qcow2", .flags = flags & ~BDEV_READ_ONLY };
+        /* The overlay is ours alone: -U applies to the image beneath. */
+        struct blockdev_open_opts bopts = { .format = "qcow2",
+                                            .flags = flags & ~(BDEV_READ_ONLY | BDEV_FORCE_SHARE) };
         ret = blockdev_open(&io->bd, tmp, &bopts, err);
     }
     unlink(tmp);
