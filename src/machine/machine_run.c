@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "util/log.h"
+#include "util/sandbox.h"
 
 /* Always asks the devices: a paused machine may have been handed new
  * work since (a load kicks the queues), and quiescing twice is harmless. */
@@ -175,6 +176,7 @@ int machine_run(struct machine *m, struct error *err)
     }
     if ((ret = event_loop_add(&m->loop, sfd, EPOLLIN, signal_event, &ctx, err)) < 0 ||
         (ret = event_loop_add(&m->loop, m->vm.event_fd, EPOLLIN, vm_event, &ctx, err)) < 0 ||
+        (ret = sandbox_enter(SANDBOX_VMM_MAIN, err)) < 0 ||     /* vCPU threads inherit it */
         (ret = vm_start(&m->vm, err)) < 0 ||
         (ret = event_loop_run(&m->loop, err)) < 0) {
         vm_stop(&m->vm);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "util/log.h"
+#include "util/sandbox.h"
 #include "vmm/host_input.h"
 
 #define VIRTIO_BLK_F_SEG_MAX 2
@@ -182,6 +183,11 @@ static void complete(struct virtio_blk *b, int q, uint16_t head, uint32_t len)
 static void *blk_worker(void *opaque)
 {
     struct virtio_blk *b = opaque;
+    struct error err = { 0 };
+    if (sandbox_enter(SANDBOX_IO_WORKER, &err) < 0) {
+        log_error("virtio-blk worker: %s", err.msg);   /* then it serves no request */
+        return NULL;
+    }
     pthread_mutex_lock(&b->dev.lock);
     for (;;) {
         while (!b->pending_head && !b->stop) {

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "util/log.h"
+#include "util/sandbox.h"
 #include "vmm/vm.h"
 
 #define MSR_IA32_MISC_ENABLE 0x000001a0
@@ -239,11 +240,17 @@ void *vcpu_thread(void *opaque)
 {
     struct vcpu *c = opaque;
     __atomic_store_n(&c->tid, (int)gettid(), __ATOMIC_RELAXED);
+    struct error err = { 0 };
+    bool sandboxed = sandbox_enter(SANDBOX_VCPU, &err) == 0;
+    if (!sandboxed) {
+        log_error("vCPU %d: %s", c->index, err.msg);
+        fail(c, "could not enter the sandbox, errno", (unsigned long long)-err.code);
+    }
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGUSR1);
     pthread_sigmask(SIG_UNBLOCK, &set, NULL);
-    while (check_pause(c)) {
+    while (sandboxed && check_pause(c)) {
         int ret = ioctl(c->fd, KVM_RUN, 0);
         if (ret < 0) {
             if (errno == EINTR || errno == EAGAIN) {

@@ -13,6 +13,7 @@
 #include "cownbd.h"
 #include "nbd/nbd_proto.h"
 #include "util/log.h"
+#include "util/sandbox.h"
 
 static const char *progname = "cownbd";
 
@@ -66,6 +67,7 @@ static void usage(void)
            "      --aio=MODE            accepted (native, io_uring or threads); ignored\n"
            "      --discard=MODE        set discard mode (ignore, unmap)\n"
            "      --detect-zeroes=MODE  set detect-zeroes mode (off, on, unmap)\n"
+           "      --sandbox=on|off      seccomp filter on the server threads (default on)\n"
            "\n"
            "Not supported here: -c/--connect and -d/--disconnect (kernel NBD client),\n"
            "-L/--list (use qemu-nbd --list), -o, -l, -B, --image-opts, --object, TLS.\n",
@@ -82,6 +84,7 @@ static void version(void)
 enum {
     OPT_CACHE = 256, OPT_AIO, OPT_DISCARD, OPT_DETECT_ZEROES, OPT_OBJECT, OPT_TLSCREDS,
     OPT_IMAGE_OPTS, OPT_FORK, OPT_TLSAUTHZ, OPT_PID_FILE, OPT_SELINUX_LABEL, OPT_TLSHOSTNAME,
+    OPT_SANDBOX,
 };
 
 static const struct option long_options[] = {
@@ -119,6 +122,7 @@ static const struct option long_options[] = {
     { "fork", no_argument, NULL, OPT_FORK },
     { "pid-file", required_argument, NULL, OPT_PID_FILE },
     { "selinux-label", required_argument, NULL, OPT_SELINUX_LABEL },
+    { "sandbox", required_argument, NULL, OPT_SANDBOX },
     { NULL, 0, NULL, 0 },
 };
 
@@ -271,6 +275,13 @@ static bool parse_option(int ch, struct cownbd_opts *o, struct cmdline *cl)
     case 'v': o->verbose = true; break;
     case 'T': break;    /* tracing: there are no trace points to enable */
     case OPT_FORK: o->fork = true; break;
+    case OPT_SANDBOX:
+        if (strcmp(optarg, "on") && strcmp(optarg, "off")) {
+            cownbd_error("--sandbox takes on or off, not '%s'", optarg);
+            return false;
+        }
+        sandbox_set_enabled(!strcmp(optarg, "on"));
+        break;
     case OPT_PID_FILE: o->pid_file = optarg; break;
     case 'o': cl->unsupported = cl->unsupported ? cl->unsupported : "-o/--offset"; break;
     case 'l': cl->unsupported = cl->unsupported ? cl->unsupported : "-l/--load-snapshot"; break;
@@ -397,6 +408,13 @@ int main(int argc, char **argv)
         if (o.fork) {
             cownbd_daemon_ready();
         }
+        /* From here on only clients' requests: the threads serving them inherit it. */
+        if (sandbox_enter(SANDBOX_NBD, &err) < 0) {
+            cownbd_error("%s", err.msg);
+            rc = 1;
+        }
+    }
+    if (rc == 0) {
         rc = cownbd_serve(listen_fd, &exp, &o);
     }
     close(listen_fd);

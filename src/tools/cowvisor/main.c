@@ -11,6 +11,7 @@
 #include "qmp.h"
 #include "util/log.h"
 #include "util/options.h"
+#include "util/sandbox.h"
 #include "util/size.h"
 
 #define DEFAULT_MEMORY (512ull << 20)
@@ -34,6 +35,7 @@ static void usage(FILE *f)
         "  --net tap=NAME[,mac=MAC][,transport=pci|mmio]\n"
         "  --console stdio|file:PATH|unix:PATH\n"
         "  --no-reboot            exit when the guest resets\n"
+        "  --sandbox on|off       seccomp filters per thread kind (default on)\n"
         "  --qmp unix:PATH,server[,nowait]  QMP monitor (QEMU's protocol) on a UNIX socket\n"
         "  --restore DIR          start from a snapshot to files (same configuration)\n"
         "  --loadvm NAME          start from the internal snapshot NAME of the qcow2 disks\n"
@@ -146,7 +148,8 @@ static int default_config(struct machine_config *cfg, char paths[2][64], struct 
 }
 
 enum { OPT_KERNEL = 256, OPT_INITRD, OPT_APPEND, OPT_BIOS, OPT_CPUS, OPT_MEMORY, OPT_DISK, OPT_DEVICE,
-       OPT_NET, OPT_CONSOLE, OPT_NO_REBOOT, OPT_KERNEL_DECOMPRESS, OPT_HELP, OPT_VERSION, OPT_QMP, OPT_RESTORE, OPT_LOADVM };
+       OPT_NET, OPT_CONSOLE, OPT_NO_REBOOT, OPT_KERNEL_DECOMPRESS, OPT_HELP, OPT_VERSION, OPT_QMP, OPT_RESTORE, OPT_LOADVM,
+       OPT_SANDBOX };
 
 static const struct option long_options[] = {
     { "kernel", required_argument, NULL, OPT_KERNEL },
@@ -160,6 +163,7 @@ static const struct option long_options[] = {
     { "net", required_argument, NULL, OPT_NET },
     { "console", required_argument, NULL, OPT_CONSOLE },
     { "no-reboot", no_argument, NULL, OPT_NO_REBOOT },
+    { "sandbox", required_argument, NULL, OPT_SANDBOX },
     { "kernel-decompress", required_argument, NULL, OPT_KERNEL_DECOMPRESS },
     { "qmp", required_argument, NULL, OPT_QMP },
     { "restore", required_argument, NULL, OPT_RESTORE },
@@ -191,6 +195,12 @@ static int parse_args(int argc, char **argv, struct machine_config *cfg, struct 
         case OPT_BIOS: cfg->bios = optarg; break;
         case OPT_CONSOLE: cfg->console = optarg; break;
         case OPT_NO_REBOOT: cfg->no_reboot = true; break;
+        case OPT_SANDBOX:
+            if (strcmp(optarg, "on") && strcmp(optarg, "off")) {
+                return error_set(err, -EINVAL, "--sandbox takes on or off, not '%s'", optarg);
+            }
+            sandbox_set_enabled(!strcmp(optarg, "on"));
+            break;
         case OPT_KERNEL_DECOMPRESS:
             if (strcmp(optarg, "host") != 0 && strcmp(optarg, "guest") != 0) {
                 return error_set(err, -EINVAL, "--kernel-decompress: '%s' is neither host nor guest", optarg);
