@@ -1,0 +1,398 @@
+/* The receiving side of a migration, on a thread of its own. It checks the
+ * source's configuration and RAM layout against this machine (and says no
+ * on the return path before the source stops), writes pages into guest RAM
+ * while the guest is stopped, then loads the device state with the same
+ * code a snapshot restore uses and lets the guest run. In post-copy the
+ * guest runs as soon as the devices are loaded; pages then arrive through
+ * migration_postcopy.c. A truncated or corrupt stream fails with the
+ * reason and the guest never runs. */
+#include "migration/migration_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "machine/machine_state.h"
+#include "util/bswap.h"
+#include "util/log.h"
+#include "util/zero.h"
+
+struct migration_dest {
+    struct machine *m;
+    struct guest_memory *mem;
+    int fd;
+    struct migration_hooks h;
+    pthread_t thread;
+    bool joined;
+    pthread_mutex_t lock;           /* stats, result, finished */
+    pthread_mutex_t rp_lock;        /* return-path writes: this thread and the fault thread */
+    struct migration_stats st;
+    bool finished;
+    int result;
+    struct error err;
+    struct vmstate_reader r;
+    struct page_bits has_data;      /* pages that may hold non-zero bytes here */
+    struct page_bits received;
+    struct postcopy_dest *pc;
+    uint64_t start_ns;
+    /* post-copy: device state loaded by a thread of its own, since loading
+     * may touch guest pages that only this thread can bring in */
+    pthread_t loader;
+    bool loader_started;
+    struct machine_state_image img;
+    int load_result;
+    struct error load_err;
+};
+
+static void set_status(struct migration_dest *d, enum migration_status st)
+{
+    pthread_mutex_lock(&d->lock);
+    d->st.status = st;
+    pthread_mutex_unlock(&d->lock);
+    if (d->h.status) {
+        d->h.status(d->h.opaque, st);
+    }
+}
+
+static int rp_send(struct migration_dest *d, enum mig_rp_type type, uint64_t arg, const char *text)
+{
+    struct mig_rp_msg msg = { .type = type, .arg = arg };
+    struct error err = { 0 };
+    snprintf(msg.text, sizeof(msg.text), "%s", text ? text : "");
+    pthread_mutex_lock(&d->rp_lock);
+    int ret = mig_rp_send(d->fd, &msg, &err);
+    pthread_mutex_unlock(&d->rp_lock);
+    return ret;
+}
+
+static void start_guest(struct migration_dest *d)
+{
+    if (d->h.start) {
+        d->h.start(d->h.opaque);
+    }
+}
+
+/* ---- page bitmaps ---- */
+
+static int bits_init(struct page_bits *b, const struct guest_memory *mem, struct error *err)
+{
+    memset(b, 0, sizeof(*b));
+    for (int i = 0; i < mem->count; i++) {
+        uint64_t words = (mem->regions[i].size / GUEST_PAGE_SIZE + 63) / 64;
+        if (!(b->bits[i] = calloc(words ? words : 1, sizeof(uint64_t)))) {
+            return error_set(err, -ENOMEM, "out of memory for a page bitmap");
+        }
+    }
+    return 0;
+}
+
+static void bits_free(struct page_bits *b)
+{
+    for (int i = 0; i < GUEST_MEM_MAX_REGIONS; i++) {
+        free(b->bits[i]);
+        b->bits[i] = NULL;
+    }
+}
+
+/* ---- placing pages ---- */
+
+static void count_page(struct migration_dest *d, bool zero)
+{
+    pthread_mutex_lock(&d->lock);
+    if (zero) {
+        d->st.duplicate++;
+    } else {
+        d->st.normal++;
+        d->st.normal_bytes += GUEST_PAGE_SIZE;
+    }
+    d->st.transferred = d->r.pos;
+    pthread_mutex_unlock(&d->lock);
+}
+
+/* Pre-copy: the guest is stopped, so pages are plain writes. A zero page
+ * is written only where this RAM may hold data (the boot image loaded at
+ * start, a page sent earlier): untouched RAM stays unallocated. */
+static int place_precopy(void *opaque, uint64_t gpa, const uint8_t *data, struct error *err)
+{
+    struct migration_dest *d = opaque;
+    int region;
+    uint64_t page;
+    mig_page_index(d->mem, gpa, &region, &page);   /* checked by the reader */
+    uint8_t *p = d->mem->regions[region].hva + page * GUEST_PAGE_SIZE;
+    if (data) {
+        memcpy(p, data, GUEST_PAGE_SIZE);
+        bitmap_set_atomic(d->has_data.bits[region], page);
+    } else if (bitmap_test(d->has_data.bits[region], page)) {
+        if (!mem_is_zero(p, GUEST_PAGE_SIZE)) {
+            memset(p, 0, GUEST_PAGE_SIZE);
+        }
+        bitmap_clear_atomic(d->has_data.bits[region], page);
+    }
+    bitmap_set_atomic(d->received.bits[region], page);
+    count_page(d, !data);
+    return 0;
+}
+
+static int place_postcopy(void *opaque, uint64_t gpa, const uint8_t *data, struct error *err)
+{
+    struct migration_dest *d = opaque;
+    count_page(d, !data);
+    return postcopy_dest_place(d->pc, gpa, data, err);
+}
+
+/* ---- phases ---- */
+
+static int setup(struct migration_dest *d)
+{
+    struct mig_setup su;
+    int ret;
+    if ((ret = vmstate_reader_begin(&d->r, vmstate_pipe_io(&d->fd), UINT64_MAX, &d->err)) < 0 ||
+        (ret = machine_state_check_config(d->m, &d->r, &d->err)) < 0) {
+        return ret;
+    }
+    if ((ret = vmstate_next_section(&d->r, &d->err)) != 0) {
+        return ret < 0 ? ret : error_set(&d->err, -EPROTO, "migration stream ends before its setup");
+    }
+    if ((ret = mig_setup_read(&d->r, d->mem, &su, &d->err)) < 0 ||
+        (ret = bits_init(&d->has_data, d->mem, &d->err)) < 0 ||
+        (ret = bits_init(&d->received, d->mem, &d->err)) < 0) {
+        return ret;
+    }
+    for (int i = 0; i < d->mem->count; i++) {
+        guest_memory_find_data(d->mem, i, d->has_data.bits[i]);
+    }
+    return rp_send(d, MIG_RP_SETUP_OK, 0, NULL);
+}
+
+/* "mig-postcopy": forget the pages the source will send again, then let
+ * every later touch of a missing page fault to the fault thread. */
+static int begin_postcopy(struct migration_dest *d)
+{
+    uint8_t b[8];
+    int ret;
+    if (d->r.section_version != 1 || d->r.section_left < 4 || (ret = vmstate_section_read(&d->r, b, 4, &d->err)) < 0) {
+        return error_set(&d->err, -EPROTO, "migration stream: malformed '%s'", MIG_SECTION_POSTCOPY);
+    }
+    uint32_t n = ld_le32(b);
+    if (d->r.section_left != (uint64_t)n * 8) {
+        return error_set(&d->err, -EPROTO, "migration stream: '%s' announces %u pages in %llu bytes",
+                         MIG_SECTION_POSTCOPY, n, (unsigned long long)d->r.section_left);
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        int region;
+        uint64_t page;
+        if ((ret = vmstate_section_read(&d->r, b, 8, &d->err)) < 0 ||
+            (ret = postcopy_discard(d->mem, ld_le64(b), &d->err)) < 0) {
+            return ret;
+        }
+        mig_page_index(d->mem, ld_le64(b), &region, &page);
+        bitmap_clear_atomic(d->received.bits[region], page);
+    }
+    if ((ret = vmstate_section_finish(&d->r, &d->err)) < 0) {
+        return ret;
+    }
+    struct postcopy_dest *pc;
+    if ((ret = postcopy_dest_start(&pc, d->mem, &d->received, d->fd, &d->rp_lock, &d->err)) < 0) {
+        return ret;
+    }
+    pthread_mutex_lock(&d->lock);
+    d->pc = pc;
+    pthread_mutex_unlock(&d->lock);
+    return 0;
+}
+
+static void *load_main(void *opaque)
+{
+    struct migration_dest *d = opaque;
+    d->load_result = machine_state_apply(d->m, &d->img, &d->load_err);
+    if (d->load_result == 0) {
+        start_guest(d);
+    }
+    return NULL;
+}
+
+/* The device sections (the same a snapshot has), from "config" on. */
+static int load_devices(struct migration_dest *d)
+{
+    vmstate_section_unread(&d->r, 0);
+    int ret = machine_state_read(d->m, &d->r, &d->img, &d->err);
+    if (ret < 0) {
+        return ret;
+    }
+    if (!d->pc) {
+        return machine_state_apply(d->m, &d->img, &d->err);
+    }
+    if (pthread_create(&d->loader, NULL, load_main, d) != 0) {
+        return error_set(&d->err, -EAGAIN, "cannot start the device loader");
+    }
+    d->loader_started = true;
+    set_status(d, MIGRATION_POSTCOPY_ACTIVE);
+    return 0;
+}
+
+static int join_loader(struct migration_dest *d)
+{
+    if (!d->loader_started) {
+        return 0;
+    }
+    pthread_join(d->loader, NULL);
+    d->loader_started = false;
+    if (d->load_result < 0) {
+        d->err = d->load_err;
+    }
+    return d->load_result;
+}
+
+/* Sections until the end: pages, the switch to post-copy, the devices. */
+static int receive(struct migration_dest *d)
+{
+    bool devices = false;
+    for (;;) {
+        int ret = vmstate_next_section(&d->r, &d->err);
+        if (ret < 0) {
+            return ret;
+        }
+        if (ret == 1) {
+            return devices ? 0 : error_set(&d->err, -EPROTO, "migration stream ends before the device state");
+        }
+        if (strcmp(d->r.section, MIG_SECTION_RAM) == 0) {
+            ret = mig_ram_read(&d->r, d->mem, d->pc ? place_postcopy : place_precopy, d, &d->err);
+        } else if (strcmp(d->r.section, MIG_SECTION_POSTCOPY) == 0 && !d->pc && !devices) {
+            ret = begin_postcopy(d);
+        } else if (strcmp(d->r.section, "config") == 0 && !devices) {
+            devices = true;
+            ret = load_devices(d);
+        } else {
+            ret = error_set(&d->err, -EPROTO, "migration stream: unexpected section '%s'", d->r.section);
+        }
+        if (ret < 0) {
+            return ret;
+        }
+        if (devices && !d->pc) {
+            /* Pre-copy: nothing may follow the devices but the end. */
+            ret = vmstate_next_section(&d->r, &d->err);
+            return ret == 1 ? 0 : ret < 0 ? ret
+                 : error_set(&d->err, -EPROTO, "migration stream: '%s' after the device state", d->r.section);
+        }
+    }
+}
+
+static void *dest_main(void *opaque)
+{
+    struct migration_dest *d = opaque;
+    int ret = setup(d);
+    if (ret == 0) {
+        set_status(d, MIGRATION_ACTIVE);
+        ret = receive(d);
+    }
+    int lret = join_loader(d);
+    ret = ret < 0 ? ret : lret;
+    pthread_mutex_lock(&d->lock);
+    struct postcopy_dest *pc = d->pc;
+    d->pc = NULL;
+    if (pc) {
+        d->st.postcopy_requests = postcopy_dest_requests(pc);
+    }
+    pthread_mutex_unlock(&d->lock);
+    postcopy_dest_stop(pc);
+    machine_state_image_free(&d->img);
+    if (ret < 0) {
+        log_error("incoming migration failed: %s", d->err.msg);
+        rp_send(d, MIG_RP_ERROR, (uint64_t)(int64_t)ret, d->err.msg);
+    } else if (rp_send(d, MIG_RP_DONE, 0, NULL) == 0 && d->st.status != MIGRATION_POSTCOPY_ACTIVE) {
+        start_guest(d);     /* pre-copy: the source knows we run */
+    }
+    pthread_mutex_lock(&d->lock);
+    d->result = ret;
+    d->st.total_time_ms = (mig_now_ns() - d->start_ns) / 1000000;
+    if (ret < 0) {
+        memcpy(d->st.error, d->err.msg, sizeof(d->st.error));
+    }
+    pthread_mutex_unlock(&d->lock);
+    set_status(d, ret == 0 ? MIGRATION_COMPLETED : MIGRATION_FAILED);
+    vmstate_reader_free(&d->r);
+    shutdown(d->fd, SHUT_RDWR);
+    pthread_mutex_lock(&d->lock);
+    d->finished = true;
+    pthread_mutex_unlock(&d->lock);
+    return NULL;
+}
+
+/* ---- the interface ---- */
+
+int migration_dest_start(struct migration_dest **out, struct machine *m, int fd, const struct migration_hooks *h,
+                         struct error *err)
+{
+    struct migration_dest *d = calloc(1, sizeof(*d));
+    if (!d) {
+        close(fd);
+        return error_set(err, -ENOMEM, "out of memory");
+    }
+    d->m = m;
+    d->mem = &m->vm.mem;
+    d->fd = fd;
+    if (h) {
+        d->h = *h;
+    }
+    d->start_ns = mig_now_ns();
+    d->st.total = d->mem->ram_size;
+    d->st.status = MIGRATION_SETUP;
+    pthread_mutex_init(&d->lock, NULL);
+    pthread_mutex_init(&d->rp_lock, NULL);
+    if (pthread_create(&d->thread, NULL, dest_main, d) != 0) {
+        close(fd);
+        free(d);
+        return error_set(err, -EAGAIN, "cannot start the incoming migration thread");
+    }
+    *out = d;
+    return 0;
+}
+
+void migration_dest_stats(struct migration_dest *d, struct migration_stats *out)
+{
+    pthread_mutex_lock(&d->lock);
+    *out = d->st;
+    if (d->pc) {
+        out->postcopy_requests = postcopy_dest_requests(d->pc);
+    }
+    pthread_mutex_unlock(&d->lock);
+}
+
+bool migration_dest_done(struct migration_dest *d)
+{
+    pthread_mutex_lock(&d->lock);
+    bool done = d->finished;
+    pthread_mutex_unlock(&d->lock);
+    return done;
+}
+
+int migration_dest_wait(struct migration_dest *d, struct error *err)
+{
+    if (!d->joined) {
+        pthread_join(d->thread, NULL);
+        d->joined = true;
+    }
+    if (d->result < 0 && err) {
+        *err = d->err;
+    }
+    return d->result;
+}
+
+void migration_dest_free(struct migration_dest *d)
+{
+    if (!d) {
+        return;
+    }
+    if (!d->joined) {
+        pthread_join(d->thread, NULL);
+    }
+    bits_free(&d->has_data);
+    bits_free(&d->received);
+    close(d->fd);
+    pthread_mutex_destroy(&d->lock);
+    pthread_mutex_destroy(&d->rp_lock);
+    free(d);
+}
