@@ -149,7 +149,7 @@ static int setup(struct migration_dest *d)
 {
     struct mig_setup su;
     int ret;
-    if ((ret = vmstate_reader_begin(&d->r, vmstate_pipe_io(&d->fd), UINT64_MAX, &d->err)) < 0 ||
+    if ((ret = vmstate_reader_begin(&d->r, mig_socket_io(&d->fd), UINT64_MAX, &d->err)) < 0 ||
         (ret = machine_state_check_config(d->m, &d->r, &d->err)) < 0) {
         return ret;
     }

@@ -310,7 +310,7 @@ static void start_guest(struct migration_source *s)
 static int setup(struct migration_source *s)
 {
     int ret;
-    if ((ret = vmstate_writer_begin(&s->w, vmstate_pipe_io(&s->fd), &s->err)) < 0 ||
+    if ((ret = vmstate_writer_begin(&s->w, mig_socket_io(&s->fd), &s->err)) < 0 ||
         (ret = machine_state_save_config(s->m, &s->w, &s->err)) < 0 ||
         (ret = mig_setup_write(&s->w, s->mem, s->p.postcopy_ram, &s->err)) < 0 ||
         (ret = vmstate_writer_flush(&s->w, &s->err)) < 0) {

@@ -36,6 +36,34 @@ bool mig_page_index(const struct guest_memory *mem, uint64_t gpa, int *region, u
     return false;
 }
 
+/* ---- the socket as a stream ---- */
+
+/* send with MSG_NOSIGNAL: a destination that went away is an error here,
+ * not a SIGPIPE that ends the source's VM. */
+static int sock_write(void *opaque, uint64_t pos, const void *buf, size_t len, struct error *err)
+{
+    const uint8_t *p = buf;
+    while (len) {
+        ssize_t n = send(*(int *)opaque, p, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            return error_set_errno(err, n < 0 ? -errno : -EIO, "sending the migration stream");
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+struct vmstate_io mig_socket_io(int *fd)
+{
+    struct vmstate_io io = vmstate_pipe_io(fd);
+    io.write = sock_write;
+    return io;
+}
+
 /* ---- return path ---- */
 
 int mig_rp_send(int fd, const struct mig_rp_msg *msg, struct error *err)

@@ -33,6 +33,9 @@
 #define MIG_PAGE_FLAGS 0xfffull
 #define MIG_BATCH_PAGES 32
 
+/* The socket as a sequential vmstate_io (no SIGPIPE). */
+struct vmstate_io mig_socket_io(int *fd);
+
 /* Return path: fixed 128-byte messages. */
 enum mig_rp_type {
     MIG_RP_SETUP_OK = 1,        /* the destination accepts the machine */
