@@ -195,6 +195,8 @@ static int begin_postcopy(struct migration_dest *d)
         return ret;
     }
     struct postcopy_dest *pc;
+    int rcvbuf = 64 << 10;     /* see POSTCOPY_SNDBUF: little in flight */
+    setsockopt(d->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
     if ((ret = postcopy_dest_start(&pc, d->mem, &d->received, d->fd, &d->rp_lock, &d->err)) < 0) {
         return ret;
     }

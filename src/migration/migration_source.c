@@ -28,6 +28,7 @@
 #include "util/log.h"
 
 #define REQ_RING 4096
+#define POSTCOPY_SNDBUF (64 << 10)
 
 struct migration_source {
     struct machine *m;
@@ -241,7 +242,9 @@ static int send_pass(struct migration_source *s, bool final)
             if (ret < 0) {
                 return ret;
             }
-            if (s->postcopy && (ret = serve_requests(s)) < 0) {
+            /* Post-copy: a requested page waits behind what is queued
+             * already, so nothing sits in the writer's buffer. */
+            if (s->postcopy && ((ret = vmstate_writer_flush(&s->w, &s->err)) < 0 || (ret = serve_requests(s)) < 0)) {
                 return ret;
             }
             if (!final && (cancelled(s) || postcopy_asked(s))) {
@@ -401,6 +404,10 @@ static int postcopy(struct migration_source *s)
         (ret = machine_state_save(s->m, &s->w, &s->err)) < 0 || (ret = vmstate_writer_flush(&s->w, &s->err)) < 0) {
         return ret;
     }
+    /* Little in flight: a page the destination asks for goes out behind
+     * at most this much of the background stream. */
+    int sndbuf = POSTCOPY_SNDBUF;
+    setsockopt(s->fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
     /* From here the destination runs the guest: there is no going back. */
     pthread_mutex_lock(&s->lock);
     s->postcopy = true;
