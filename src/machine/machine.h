@@ -110,6 +110,11 @@ int machine_disk_chain(struct machine *m, int i, struct disk_layer *out, int max
  * and switches the disk to it. */
 int machine_disk_overlay(struct machine *m, int i, const char *file, struct error *err);
 
+/* ---- guest memory ---- */
+
+/* [gpa, gpa+size) of guest RAM into a new file (QMP pmemsave). */
+int machine_pmemsave(struct machine *m, uint64_t gpa, uint64_t size, const char *path, struct error *err);
+
 /* ---- snapshots (the machine paused or not started) ---- */
 
 /* To files (a directory with "state" and "memory"). diff: only the pages

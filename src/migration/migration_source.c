@@ -509,6 +509,9 @@ int migration_source_start(struct migration_source **out, struct machine *m, int
         close(fd);
         return error_set(err, -ENOMEM, "out of memory");
     }
+    /* The migration takes over guest memory's dirty tracking: the next
+     * diff snapshot to files has no parent. */
+    machine_forget_snapshot_chain(m);
     s->m = m;
     s->mem = &m->vm.mem;
     s->fd = fd;
