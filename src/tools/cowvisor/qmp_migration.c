@@ -47,6 +47,7 @@ static struct {
     struct migration_params params;
     bool cap_events, cap_postcopy, cap_auto_converge, cap_blocktime;
     bool inmigrate, postmigrate;
+    bool finishing;                 /* the source stopped the guest for its last pass */
     bool incoming_failed;
     struct error incoming_err;
     bool loop_gone;                 /* main loop over: ops are dropped */
@@ -129,6 +130,9 @@ static void on_status(enum migration_status st)
     if (st == MIGRATION_COMPLETED && mig.src) {
         mig.postmigrate = true;
     }
+    if (st == MIGRATION_COMPLETED || st == MIGRATION_FAILED || st == MIGRATION_CANCELLED) {
+        mig.finishing = false;
+    }
     if (mig.dst && (st == MIGRATION_COMPLETED || st == MIGRATION_POSTCOPY_ACTIVE)) {
         mig.inmigrate = false;
     }
@@ -157,7 +161,9 @@ static void loop_event(void *opaque, int fd, uint32_t events)
     pthread_mutex_unlock(&mig.lock);
     if (op == OP_STOP) {
         machine_pause(mig.m);
+        mig.finishing = mig.src != NULL;
     } else if (op == OP_START) {
+        mig.finishing = false;
         machine_resume(mig.m);
     }
     if (op != OP_NONE) {
@@ -264,7 +270,7 @@ int qmp_migration_exit_status(struct error *err)
 
 const char *qmp_migration_run_state(void)
 {
-    return mig.inmigrate ? "inmigrate" : mig.postmigrate ? "postmigrate" : NULL;
+    return mig.inmigrate ? "inmigrate" : mig.postmigrate ? "postmigrate" : mig.finishing ? "finish-migrate" : NULL;
 }
 
 bool qmp_migration_refuse_cont(struct qmp_reply *r)
@@ -273,7 +279,7 @@ bool qmp_migration_refuse_cont(struct qmp_reply *r)
         qmp_fail(r, QMP_GENERIC, "The VM was migrated away; it cannot continue here (status postmigrate)");
         return true;
     }
-    if (mig.inmigrate) {
+    if (mig.inmigrate || mig.finishing) {
         qmp_fail(r, QMP_GENERIC, "Migration is not finalized yet");
         return true;
     }
