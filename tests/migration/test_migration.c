@@ -25,7 +25,10 @@
 #include <cmocka.h>
 
 #include "machine/machine_int.h"
+#include "machine/machine_state.h"
 #include "migration/migration.h"
+#include "migration/migration_wire.h"
+#include "util/bswap.h"
 #include "util/log.h"
 #include "virtio/virtio_mmio.h"
 #include "virtio/virtio_rng.h"
@@ -640,6 +643,142 @@ static void test_postcopy_needs_capability(void **state)
     run_free(&r);
 }
 
+/* ---- hostile streams: the destination fails with a reason, never crashes ---- */
+
+typedef void (*stream_body)(struct vmstate_writer *w, struct machine *src);
+
+static void hostile(stream_body body, const char *expect)
+{
+    struct machine *a = bare_machine(&bare_config), *b = bare_machine(&bare_config);
+    struct migration_dest *d;
+    struct error err = { 0 };
+    struct vmstate_writer w;
+    int fds[2];
+    socket_pair(fds);
+    assert_int_equal(migration_dest_start(&d, b, fds[1], NULL, &err), 0);
+    if (vmstate_writer_begin(&w, vmstate_pipe_io(&fds[0]), &err) == 0) {
+        body(&w, a);        /* write errors (the destination gave up) do not matter */
+        vmstate_writer_finish(&w, &err);
+    }
+    vmstate_writer_free(&w);
+    shutdown(fds[0], SHUT_WR);
+    struct error derr = { 0 };
+    assert_true(migration_dest_wait(d, &derr) < 0);
+    if (!strstr(derr.msg, expect)) {
+        fail_msg("destination said '%s', expected '%s'", derr.msg, expect);
+    }
+    migration_dest_free(d);
+    close(fds[0]);
+    bare_destroy(a);
+    bare_destroy(b);
+}
+
+static void good_start(struct vmstate_writer *w, struct machine *src)
+{
+    struct error err = { 0 };
+    machine_state_save_config(src, w, &err);
+    mig_setup_write(w, &src->vm.mem, false, &err);
+}
+
+/* A "mig-ram" section with count pages announced and the given entries. */
+static void ram_section(struct vmstate_writer *w, uint32_t count, const uint64_t *entries, int n, bool data)
+{
+    struct error err = { 0 };
+    uint8_t b[8], page[4096] = { 1 };
+    vmstate_section_begin(w, MIG_SECTION_RAM, 1, 4 + (uint64_t)n * (8 + (data ? 4096 : 0)), &err);
+    st_le32(b, count);
+    vmstate_section_write(w, b, 4, &err);
+    for (int i = 0; i < n; i++) {
+        st_le64(b, entries[i]);
+        vmstate_section_write(w, b, 8, &err);
+        if (data) {
+            vmstate_section_write(w, page, sizeof(page), &err);
+        }
+    }
+    vmstate_section_end(w, &err);
+}
+
+static void body_huge_count(struct vmstate_writer *w, struct machine *m)
+{
+    static const uint64_t e[] = { 0x1000 | MIG_PAGE_ZERO };
+    good_start(w, m);
+    ram_section(w, 0xffffffffu, e, 1, false);
+}
+
+static void body_outside_ram(struct vmstate_writer *w, struct machine *m)
+{
+    static const uint64_t e[] = { MEMORY };
+    good_start(w, m);
+    ram_section(w, 1, e, 1, true);
+}
+
+static void body_unaligned(struct vmstate_writer *w, struct machine *m)
+{
+    static const uint64_t e[] = { 0x1800 | MIG_PAGE_ZERO };
+    good_start(w, m);
+    ram_section(w, 1, e, 1, false);
+}
+
+static void body_trailing_bytes(struct vmstate_writer *w, struct machine *m)
+{
+    static const uint64_t e[] = { 0x1000 | MIG_PAGE_ZERO, 0x2000 | MIG_PAGE_ZERO };
+    good_start(w, m);
+    ram_section(w, 1, e, 2, false);
+}
+
+static void body_no_devices(struct vmstate_writer *w, struct machine *m)
+{
+    good_start(w, m);
+}
+
+static void body_unknown_section(struct vmstate_writer *w, struct machine *m)
+{
+    struct error err = { 0 };
+    good_start(w, m);
+    vmstate_write_section(w, "bogus", 1, "x", 1, &err);
+}
+
+static void body_bad_discard(struct vmstate_writer *w, struct machine *m)
+{
+    struct error err = { 0 };
+    uint8_t b[12];
+    good_start(w, m);
+    st_le32(b, 1000);           /* 1000 pages announced, one given */
+    st_le64(b + 4, 0x1000);
+    vmstate_write_section(w, MIG_SECTION_POSTCOPY, 1, b, sizeof(b), &err);
+}
+
+static void body_other_protocol(struct vmstate_writer *w, struct machine *m)
+{
+    struct error err = { 0 };
+    uint8_t b[9 + 16] = { 0 };
+    machine_state_save_config(m, w, &err);
+    st_le32(b, 99);
+    st_le32(b + 4, 1);
+    vmstate_write_section(w, MIG_SECTION_SETUP, 1, b, sizeof(b), &err);
+}
+
+static void body_devices_twice(struct vmstate_writer *w, struct machine *m)
+{
+    struct error err = { 0 };
+    good_start(w, m);
+    machine_state_save(m, w, &err);
+    machine_state_save(m, w, &err);
+}
+
+static void test_hostile_streams(void **state)
+{
+    hostile(body_huge_count, "shorter than its");
+    hostile(body_outside_ram, "not guest RAM");
+    hostile(body_unaligned, "not guest RAM");
+    hostile(body_trailing_bytes, "after a page batch");
+    hostile(body_no_devices, "ends before the device state");
+    hostile(body_unknown_section, "unexpected section 'bogus'");
+    hostile(body_bad_discard, "announces 1000 pages");
+    hostile(body_other_protocol, "protocol version 99");
+    hostile(body_devices_twice, "section for device 'config'");
+}
+
 static void test_bad_uri(void **state)
 {
     struct error err = { 0 };
@@ -665,6 +804,7 @@ int main(void)
         cmocka_unit_test(test_postcopy_socketpair),
         cmocka_unit_test(test_postcopy_tcp),
         cmocka_unit_test(test_postcopy_needs_capability),
+        cmocka_unit_test(test_hostile_streams),
         cmocka_unit_test(test_bad_uri),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
