@@ -92,6 +92,9 @@ void machine_set_event_hook(struct machine *m, machine_event_fn fn, void *opaque
 int machine_cpu_count(const struct machine *m);
 /* The vCPU thread's kernel id, 0 before it runs. */
 int machine_cpu_thread_id(const struct machine *m, int i);
+/* Each vCPU sleeps percent (0-99) of its time (a migration's
+ * auto-converge); 0 ends it. Safe from any thread. */
+int machine_throttle_cpus(struct machine *m, int percent, struct error *err);
 
 /* ---- disks ---- */
 

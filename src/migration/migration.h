@@ -36,6 +36,9 @@ struct migration_params {
     uint64_t downtime_limit_ms;     /* QEMU's default: 300 */
     uint64_t max_bandwidth;         /* bytes per second, 0: unlimited */
     bool postcopy_ram;              /* the destination must accept post-copy */
+    bool auto_converge;             /* throttle the vCPUs when the guest outruns the link */
+    int throttle_initial;           /* percent: QEMU's cpu-throttle-initial (20) */
+    int throttle_increment;         /* QEMU's cpu-throttle-increment (10) */
 };
 void migration_params_default(struct migration_params *p);
 
@@ -54,6 +57,7 @@ struct migration_stats {
     uint64_t dirty_pages_rate;      /* pages per second, last pass */
     uint64_t dirty_sync_count;      /* dirty-log harvests */
     uint64_t postcopy_requests;     /* pages the destination asked for */
+    int cpu_throttle_percentage;    /* auto-converge's current throttle */
     double mbps;
     char error[1024];               /* failed: why */
 };
@@ -67,6 +71,9 @@ struct migration_hooks {
     void (*start)(void *opaque);
     void (*status)(void *opaque, enum migration_status st);
     void (*pass)(void *opaque, uint64_t pass);
+    /* Auto-converge: the vCPUs get (100 - percent)% of their time; NULL:
+     * machine_throttle_cpus. */
+    void (*throttle)(void *opaque, int percent);
     void *opaque;
 };
 

@@ -56,6 +56,8 @@ struct migration_source {
     struct mig_batch *batch;
     bool guest_stopped;
     uint64_t start_ns, pass_start_ns, pass_bytes, bandwidth;  /* bytes/s */
+    int dirty_high;                     /* passes in a row the guest outran the link */
+    int throttle;                       /* percent now */
     int result;
     struct error err;
 };
@@ -258,6 +260,43 @@ static int send_pass(struct migration_source *s, bool final)
     return send_batch(s);
 }
 
+/* ---- auto-converge ---- */
+
+static void set_throttle(struct migration_source *s, int pct)
+{
+    if (pct == s->throttle) {
+        return;
+    }
+    s->throttle = pct;
+    if (s->h.throttle) {
+        s->h.throttle(s->h.opaque, pct);
+    } else {
+        machine_throttle_cpus(s->m, pct, NULL);
+    }
+    pthread_mutex_lock(&s->lock);
+    s->st.cpu_throttle_percentage = pct;
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* QEMU's rule: when the guest dirtied more than half of what the pass
+ * sent, twice in a row, throttle it harder. */
+static void auto_converge(struct migration_source *s, uint64_t dirty_bytes)
+{
+    if (!s->p.auto_converge) {
+        return;
+    }
+    if (dirty_bytes <= s->pass_bytes / 2) {
+        s->dirty_high = 0;
+        return;
+    }
+    if (++s->dirty_high < 2) {
+        return;
+    }
+    s->dirty_high = 0;
+    int pct = s->throttle ? s->throttle + s->p.throttle_increment : s->p.throttle_initial;
+    set_throttle(s, pct > 99 ? 99 : pct);
+}
+
 /* After a pass: harvest the dirty log into todo and estimate the downtime
  * the rest would take. true: it fits the limit. */
 static int next_pass(struct migration_source *s, uint64_t pass, bool *fits)
@@ -283,6 +322,9 @@ static int next_pass(struct migration_source *s, uint64_t pass, bool *fits)
         s->h.pass(s->h.opaque, pass);
     }
     *fits = expected_ms <= s->p.downtime_limit_ms;
+    if (!*fits) {
+        auto_converge(s, dirty * GUEST_PAGE_SIZE);
+    }
     return 0;
 }
 
@@ -451,6 +493,7 @@ static int precopy(struct migration_source *s)
 static void finish(struct migration_source *s, int ret)
 {
     guest_memory_dirty_stop(s->mem);
+    set_throttle(s, 0);
     if (ret < 0 && s->guest_stopped && !s->postcopy) {
         start_guest(s);     /* the destination never ran: go on here */
     }

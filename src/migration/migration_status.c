@@ -21,4 +21,7 @@ void migration_params_default(struct migration_params *p)
     p->downtime_limit_ms = 300;
     p->max_bandwidth = 128ull << 20;    /* QEMU's MAX_THROTTLE */
     p->postcopy_ram = false;
+    p->auto_converge = false;
+    p->throttle_initial = 20;
+    p->throttle_increment = 10;
 }

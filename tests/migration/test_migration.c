@@ -133,6 +133,7 @@ struct sim_guest {
     pthread_t t;
     uint64_t writes;
     uint64_t max_ns;            /* the longest single write (a post-copy fault) */
+    int throttle;               /* percent of its time it sleeps (auto-converge) */
 };
 
 static uint64_t now_ns(void)
@@ -156,7 +157,9 @@ static void *sim_main(void *opaque)
         g->pos = (g->pos + 1) % RANGE_PAGES;
         g->writes++;
         if (g->rate && ++n % 16 == 0) {
-            uint64_t due = n * 1000000000ull / g->rate, spent = now_ns() - t0;
+            /* Throttled, each write takes 100/(100-throttle) of its time. */
+            int th = __atomic_load_n(&g->throttle, __ATOMIC_ACQUIRE);
+            uint64_t due = n * 1000000000ull / g->rate * 100 / (uint64_t)(100 - th), spent = now_ns() - t0;
             if (due > spent) {
                 struct timespec ts = { 0, (long)(due - spent < 50000000 ? due - spent : 50000000) };
                 nanosleep(&ts, NULL);
@@ -193,6 +196,7 @@ struct side {
     enum migration_status last;
     int passes;
     struct sim_guest *handoff;      /* destination: the source's guest, to go on from */
+    int max_throttle;
 };
 
 static void src_stop(void *opaque)
@@ -209,6 +213,14 @@ static void src_start(void *opaque)
     machine_resume(s->guest.m);
     sim_start(&s->guest);
     s->starts++;
+}
+
+/* Auto-converge: the guest thread gets (100 - percent)% of its time. */
+static void src_throttle(void *opaque, int percent)
+{
+    struct side *s = opaque;
+    __atomic_store_n(&s->guest.throttle, percent, __ATOMIC_RELEASE);
+    s->max_throttle = percent > s->max_throttle ? percent : s->max_throttle;
 }
 
 static void on_status(void *opaque, enum migration_status st)
@@ -234,12 +246,13 @@ static void dst_start(void *opaque)
 
 static struct migration_hooks src_hooks(struct side *s)
 {
-    return (struct migration_hooks){ src_stop, src_start, on_status, on_pass, s };
+    return (struct migration_hooks){ .stop = src_stop, .start = src_start, .status = on_status, .pass = on_pass,
+                                     .throttle = src_throttle, .opaque = s };
 }
 
 static struct migration_hooks dst_hooks(struct side *s)
 {
-    return (struct migration_hooks){ NULL, dst_start, on_status, NULL, s };
+    return (struct migration_hooks){ .start = dst_start, .status = on_status, .opaque = s };
 }
 
 /* ---- checks ---- */
@@ -443,6 +456,31 @@ static void test_precopy_bandwidth_limit(void **state)
     uint64_t min_ms = r.ss.transferred * 1000 / r.p.max_bandwidth;
     assert_true(r.ss.total_time_ms + 5 >= min_ms * 8 / 10);
     assert_true(r.ss.dirty_sync_count >= 2);
+    run_free(&r);
+}
+
+/* Auto-converge: a guest that dirties faster than the link never fits the
+ * downtime limit unthrottled; the throttle rises until it does. */
+static void test_auto_converge(void **state)
+{
+    struct run r;
+    int fds[2];
+    socket_pair(fds);
+    run_init(&r, &bare_config, 40000);              /* 160 MB/s of dirty pages */
+    r.p.max_bandwidth = 64ull << 20;
+    r.p.downtime_limit_ms = 10;
+    r.p.auto_converge = true;
+    r.p.throttle_initial = 20;
+    r.p.throttle_increment = 20;
+    run_start(&r, fds);
+    run_wait(&r);
+    assert_completed(&r);
+    assert_same_ram(r.a, r.b);
+    assert_no_stale_page(r.b);
+    assert_true(r.src.max_throttle >= 20);
+    assert_int_equal(r.src.guest.throttle, 0);      /* lifted at the end */
+    print_message("auto-converge: throttle up to %d%%, %llu passes, downtime %llu ms\n", r.src.max_throttle,
+                  (unsigned long long)r.ss.dirty_sync_count, (unsigned long long)r.ss.downtime_ms);
     run_free(&r);
 }
 
@@ -797,6 +835,7 @@ int main(void)
         cmocka_unit_test(test_precopy_tcp),
         cmocka_unit_test(test_precopy_unix),
         cmocka_unit_test(test_precopy_bandwidth_limit),
+        cmocka_unit_test(test_auto_converge),
         cmocka_unit_test(test_wrong_destination_refused),
         cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_corrupt_stream),

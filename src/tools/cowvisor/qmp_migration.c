@@ -111,7 +111,10 @@ static void hook_pass(void *opaque, uint64_t pass)
     kick();
 }
 
-static const struct migration_hooks hooks = { hook_stop, hook_start, hook_status, hook_pass, NULL };
+/* throttle: NULL, the machine's own vCPU throttle (safe from any thread). */
+static const struct migration_hooks hooks = {
+    .stop = hook_stop, .start = hook_start, .status = hook_status, .pass = hook_pass,
+};
 
 /* ---- the main loop's side ---- */
 
@@ -356,6 +359,7 @@ static void cmd_migrate(struct qmp_server *s, json_t *args, struct qmp_reply *r)
     mig.src = NULL;
     mig.postmigrate = false;
     params()->postcopy_ram = mig.cap_postcopy;
+    params()->auto_converge = mig.cap_auto_converge;
     if (migration_source_start(&mig.src, s->m, fd, params(), &hooks, &err) < 0) {
         qmp_fail(r, QMP_GENERIC, "%s", err.msg);
     }
@@ -419,6 +423,9 @@ static void cmd_query_migrate(struct qmp_server *s, json_t *args, struct qmp_rep
         json_object_set_new(r->ret, "expected-downtime", json_integer((json_int_t)st.expected_downtime_ms));
     }
     put_ram(r->ret, &st);
+    if (st.cpu_throttle_percentage) {
+        json_object_set_new(r->ret, "cpu-throttle-percentage", json_integer(st.cpu_throttle_percentage));
+    }
 }
 
 static void cmd_migrate_cancel(struct qmp_server *s, json_t *args, struct qmp_reply *r)
@@ -499,6 +506,14 @@ static void cmd_set_parameters(struct qmp_server *s, json_t *args, struct qmp_re
         return;
     }
     json_t *dl = json_object_get(args, "downtime-limit"), *bw = json_object_get(args, "max-bandwidth");
+    json_t *t1 = json_object_get(args, "cpu-throttle-initial"), *t2 = json_object_get(args, "cpu-throttle-increment");
+    if ((t1 && (json_integer_value(t1) < 1 || json_integer_value(t1) > 99)) ||
+        (t2 && (json_integer_value(t2) < 1 || json_integer_value(t2) > 99))) {
+        qmp_fail(r, QMP_GENERIC, "Parameter '%s' expects an integer in the range of 1 to 99",
+                 t1 && (json_integer_value(t1) < 1 || json_integer_value(t1) > 99) ? "cpu_throttle_initial"
+                                                                                    : "cpu_throttle_increment");
+        return;
+    }
     if (dl && (json_integer_value(dl) < 0 || json_integer_value(dl) > 2000000)) {
         qmp_fail(r, QMP_GENERIC, "Parameter 'downtime_limit' expects an integer in the range of 0 to 2000 seconds");
         return;
@@ -515,6 +530,13 @@ static void cmd_set_parameters(struct qmp_server *s, json_t *args, struct qmp_re
     if (bw) {
         params()->max_bandwidth = (uint64_t)json_integer_value(bw);
     }
+    json_t *ti = json_object_get(args, "cpu-throttle-initial"), *tinc = json_object_get(args, "cpu-throttle-increment");
+    if (ti) {
+        params()->throttle_initial = (int)json_integer_value(ti);
+    }
+    if (tinc) {
+        params()->throttle_increment = (int)json_integer_value(tinc);
+    }
 }
 
 static void cmd_query_parameters(struct qmp_server *s, json_t *args, struct qmp_reply *r)
@@ -522,7 +544,8 @@ static void cmd_query_parameters(struct qmp_server *s, json_t *args, struct qmp_
     if (qmp_check_args(args, no_args, r)) {
         r->ret = json_pack("{s:I,s:I,s:I,s:I,s:I}", "downtime-limit", (json_int_t)params()->downtime_limit_ms,
                            "max-bandwidth", (json_int_t)params()->max_bandwidth, "cpu-throttle-initial",
-                           (json_int_t)20, "cpu-throttle-increment", (json_int_t)10, "max-postcopy-bandwidth",
+                           (json_int_t)params()->throttle_initial, "cpu-throttle-increment",
+                           (json_int_t)params()->throttle_increment, "max-postcopy-bandwidth",
                            (json_int_t)0);
     }
 }
