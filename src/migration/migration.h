@@ -37,6 +37,7 @@ struct migration_params {
     uint64_t max_bandwidth;         /* bytes per second, 0: unlimited */
     bool postcopy_ram;              /* the destination must accept post-copy */
     bool auto_converge;             /* throttle the vCPUs when the guest outruns the link */
+    bool share_memfd;               /* same host (UNIX socket): pass guest RAM's memfds, copy no page */
     int throttle_initial;           /* percent: QEMU's cpu-throttle-initial (20) */
     int throttle_increment;         /* QEMU's cpu-throttle-increment (10) */
 };

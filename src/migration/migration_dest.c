@@ -161,10 +161,16 @@ static int setup(struct migration_dest *d)
         (ret = bits_init(&d->received, d->mem, &d->err)) < 0) {
         return ret;
     }
-    for (int i = 0; i < d->mem->count; i++) {
-        guest_memory_find_data(d->mem, i, d->has_data.bits[i]);
+    if (!su.memfd) {
+        for (int i = 0; i < d->mem->count; i++) {
+            guest_memory_find_data(d->mem, i, d->has_data.bits[i]);
+        }
     }
-    return rp_send(d, MIG_RP_SETUP_OK, 0, NULL);
+    if ((ret = rp_send(d, MIG_RP_SETUP_OK, 0, NULL)) < 0) {
+        return ret;
+    }
+    /* Same host: guest RAM becomes the source's own pages. */
+    return su.memfd ? mig_recv_memfds(d->fd, d->mem, &d->err) : 0;
 }
 
 /* "mig-postcopy": forget the pages the source will send again, then let

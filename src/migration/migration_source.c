@@ -77,7 +77,7 @@ static void set_status(struct migration_source *s, enum migration_status st)
 static void account(struct migration_source *s, uint64_t bytes)
 {
     pthread_mutex_lock(&s->lock);
-    s->st.transferred += bytes;
+    s->st.transferred = s->w.pos + s->w.buf_len;     /* every byte of the stream so far */
     s->st.duplicate = s->batch->zero;
     s->st.normal = s->batch->normal;
     s->st.normal_bytes = s->batch->normal * GUEST_PAGE_SIZE;
@@ -357,7 +357,8 @@ static int setup(struct migration_source *s)
     int ret;
     if ((ret = vmstate_writer_begin(&s->w, mig_socket_io(&s->fd), &s->err)) < 0 ||
         (ret = machine_state_save_config(s->m, &s->w, &s->err)) < 0 ||
-        (ret = mig_setup_write(&s->w, s->mem, s->p.postcopy_ram, &s->err)) < 0 ||
+        (ret = mig_setup_write(&s->w, s->mem, (s->p.postcopy_ram ? MIG_SETUP_POSTCOPY : 0) |
+                               (s->p.share_memfd ? MIG_SETUP_MEMFD : 0), &s->err)) < 0 ||
         (ret = vmstate_writer_flush(&s->w, &s->err)) < 0) {
         return ret;
     }
@@ -366,8 +367,14 @@ static int setup(struct migration_source *s)
     }
     s->rp_started = true;
     if ((ret = rp_wait(s, &s->rp_setup_ok, "answer to the setup", true)) < 0 ||
-        (ret = guest_bitmap_init(&s->todo, s->mem, &s->err)) < 0 ||
-        (ret = guest_memory_dirty_start(s->mem, &s->err)) < 0) {
+        (ret = guest_bitmap_init(&s->todo, s->mem, &s->err)) < 0) {
+        return ret;
+    }
+    if (s->p.share_memfd) {
+        /* Same host: both sides map the same pages; none is copied. */
+        return mig_send_memfds(s->fd, s->mem, &s->err);
+    }
+    if ((ret = guest_memory_dirty_start(s->mem, &s->err)) < 0) {
         return ret;
     }
     for (int i = 0; i < s->todo.count; i++) {      /* pass 0: every page */
@@ -394,7 +401,7 @@ static int complete(struct migration_source *s)
     uint64_t t0 = mig_now_ns();
     stop_guest(s);
     int ret;
-    if ((ret = guest_memory_dirty_harvest(s->mem, &s->todo, &s->err)) < 0 ||
+    if ((!s->p.share_memfd && (ret = guest_memory_dirty_harvest(s->mem, &s->todo, &s->err)) < 0) ||
         (ret = send_pass(s, true)) < 0 || (ret = machine_state_save(s->m, &s->w, &s->err)) < 0) {
         return ret;
     }
@@ -469,6 +476,9 @@ static int postcopy(struct migration_source *s)
 
 static int precopy(struct migration_source *s)
 {
+    if (s->p.share_memfd) {
+        return complete(s);     /* no page to send: only the device state */
+    }
     for (uint64_t pass = 0;; pass++) {
         int ret = send_pass(s, false);
         bool fits = false;

@@ -22,6 +22,7 @@ void migration_params_default(struct migration_params *p)
     p->max_bandwidth = 128ull << 20;    /* QEMU's MAX_THROTTLE */
     p->postcopy_ram = false;
     p->auto_converge = false;
+    p->share_memfd = false;
     p->throttle_initial = 20;
     p->throttle_increment = 10;
 }

@@ -6,7 +6,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -115,13 +117,13 @@ int mig_rp_recv(int fd, struct mig_rp_msg *msg, struct error *err)
 
 /* ---- setup ---- */
 
-int mig_setup_write(struct vmstate_writer *w, const struct guest_memory *mem, bool postcopy, struct error *err)
+int mig_setup_write(struct vmstate_writer *w, const struct guest_memory *mem, unsigned flags, struct error *err)
 {
     uint8_t buf[4 + 4 + 1 + GUEST_MEM_MAX_REGIONS * 16];
     size_t len = 0;
     st_le32(buf, MIG_PROTOCOL_VERSION);
     st_le32(buf + 4, (uint32_t)mem->count);
-    buf[8] = postcopy;
+    buf[8] = (uint8_t)flags;
     len = 9;
     for (int i = 0; i < mem->count; i++) {
         st_le64(buf + len, mem->regions[i].gpa);
@@ -154,7 +156,11 @@ int mig_setup_read(struct vmstate_reader *r, const struct guest_memory *mem, str
         return error_set(err, -EINVAL, "the source has %u RAM regions, this machine %d", count, mem->count);
     }
     out->count = (int)count;
-    out->postcopy = buf[8] != 0;
+    if (buf[8] & ~(MIG_SETUP_POSTCOPY | MIG_SETUP_MEMFD)) {
+        return error_set(err, -ENOTSUP, "migration setup has unknown flags 0x%x", buf[8]);
+    }
+    out->postcopy = buf[8] & MIG_SETUP_POSTCOPY;
+    out->memfd = buf[8] & MIG_SETUP_MEMFD;
     for (int i = 0; i < out->count; i++) {
         out->gpa[i] = ld_le64(buf + 9 + i * 16);
         out->size[i] = ld_le64(buf + 9 + i * 16 + 8);
@@ -165,6 +171,92 @@ int mig_setup_read(struct vmstate_reader *r, const struct guest_memory *mem, str
         }
     }
     return 0;
+}
+
+/* ---- same-host: memfds ---- */
+
+int mig_send_memfds(int sock, const struct guest_memory *mem, struct error *err)
+{
+    int fds[GUEST_MEM_MAX_REGIONS];
+    for (int i = 0; i < mem->count; i++) {
+        if (mem->regions[i].file_mapped) {
+            return error_set(err, -ENOTSUP, "guest RAM region %d is a snapshot file mapped privately: "
+                             "its memfd does not hold it", i);
+        }
+        fds[i] = mem->regions[i].memfd;
+    }
+    union {
+        char buf[CMSG_SPACE(sizeof(fds))];
+        struct cmsghdr align;
+    } u;
+    memset(&u, 0, sizeof(u));
+    char byte = 'M';
+    struct iovec iov = { &byte, 1 };
+    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+                          .msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)mem->count) };
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)mem->count);
+    memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)mem->count);
+    ssize_t n;
+    do {
+        n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    return n == 1 ? 0 : error_set_errno(err, n < 0 ? -errno : -EIO, "passing guest RAM's memfds");
+}
+
+/* Maps fd over region r (its size checked), in place of its own memfd. */
+static int map_region(struct guest_region *r, int fd, struct error *err)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size < r->size) {
+        return error_set(err, -EINVAL, "the source's guest RAM file is not a %llu-byte file",
+                         (unsigned long long)r->size);
+    }
+    if (mmap(r->hva, r->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED | MAP_NORESERVE, fd, 0) == MAP_FAILED) {
+        return error_set_errno(err, -errno, "mapping the source's guest RAM");
+    }
+    close(r->memfd);
+    r->memfd = fd;
+    return 0;
+}
+
+int mig_recv_memfds(int sock, struct guest_memory *mem, struct error *err)
+{
+    union {
+        char buf[CMSG_SPACE(sizeof(int) * GUEST_MEM_MAX_REGIONS)];
+        struct cmsghdr align;
+    } u;
+    char byte;
+    struct iovec iov = { &byte, 1 };
+    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf) };
+    ssize_t n;
+    do {
+        n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+    } while (n < 0 && errno == EINTR);
+    if (n != 1) {
+        return error_set_errno(err, n < 0 ? -errno : -EPIPE, "receiving guest RAM's memfds");
+    }
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    int fds[GUEST_MEM_MAX_REGIONS], nfds = 0;
+    if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && c->cmsg_len >= CMSG_LEN(0)) {
+        nfds = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+        nfds = nfds > GUEST_MEM_MAX_REGIONS ? GUEST_MEM_MAX_REGIONS : nfds;
+        memcpy(fds, CMSG_DATA(c), sizeof(int) * (size_t)nfds);
+    }
+    int ret = (msg.msg_flags & MSG_CTRUNC) || byte != 'M' || nfds != mem->count
+            ? error_set(err, -EPROTO, "expected %d memfds of guest RAM, got %d", mem->count, nfds) : 0;
+    int i = 0;
+    for (; ret == 0 && i < nfds; i++) {
+        ret = map_region(&mem->regions[i], fds[i], err);
+    }
+    for (i = ret < 0 ? i - 1 : nfds; i < nfds; i++) {
+        if (i >= 0) {
+            close(fds[i]);
+        }
+    }
+    return ret;
 }
 
 /* ---- page batches ---- */

@@ -54,12 +54,19 @@ int mig_rp_send(int fd, const struct mig_rp_msg *msg, struct error *err);
 int mig_rp_recv(int fd, struct mig_rp_msg *msg, struct error *err);
 
 /* ---- setup ---- */
+#define MIG_SETUP_POSTCOPY 1u
+#define MIG_SETUP_MEMFD 2u      /* guest RAM's memfds follow SETUP_OK (SCM_RIGHTS) */
 struct mig_setup {
     int count;
     uint64_t gpa[GUEST_MEM_MAX_REGIONS], size[GUEST_MEM_MAX_REGIONS];
-    bool postcopy;
+    bool postcopy, memfd;
 };
-int mig_setup_write(struct vmstate_writer *w, const struct guest_memory *mem, bool postcopy, struct error *err);
+int mig_setup_write(struct vmstate_writer *w, const struct guest_memory *mem, unsigned flags, struct error *err);
+
+/* Same-host migration: the regions' memfds as SCM_RIGHTS on one byte. */
+int mig_send_memfds(int sock, const struct guest_memory *mem, struct error *err);
+/* Receives them and maps each over this side's region (shared). */
+int mig_recv_memfds(int sock, struct guest_memory *mem, struct error *err);
 /* Reads the section (its header already read) and checks it against mem. */
 int mig_setup_read(struct vmstate_reader *r, const struct guest_memory *mem, struct mig_setup *out,
                    struct error *err);

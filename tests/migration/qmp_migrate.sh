@@ -87,6 +87,18 @@ check "wrong destination: failed with the reason" grep -q '"error-desc": ".*memo
 check "wrong destination: the source still runs" grep -q '"status": "running"' <<<"$out"
 check "the refusing destination exits with an error" test "$(wait_vm f)" != 0
 check "its error names the mismatch" grep -q "incoming migration failed" "$TMP/f.err"
+
+# ---- same host: guest RAM's memfds pass over the UNIX socket (x-ignore-shared) ----
+SHARED='{"execute": "migrate-set-capabilities", "arguments": {"capabilities": [{"capability": "x-ignore-shared", "state": true}]}}'
+start_vm g "${ARGS[@]}" --incoming "unix:$TMP/mig-g"
+out=$($QMP "$TMP/d.sock" qmp_capabilities "$SHARED" "$(migrate "unix:$TMP/mig-g")" '@sleep:2' query-migrate)
+check "same-host: completed" grep -q '"status": "completed"' <<<"$out"
+check "same-host: no page sent" grep -q '"normal": 0,' <<<"$out"
+at=$(counter_lines "$TMP/d.out" | tail -1)
+check "same-host destination goes on counting" wait_text "$TMP/g.out" "counter $((at + 10)) "
+check_eq "same-host: no failed check" 0 "$(grep -c '^FAIL' "$TMP/g.out")"
+$QMP "$TMP/g.sock" qmp_capabilities quit >/dev/null
+wait_vm g >/dev/null
 $QMP "$TMP/d.sock" qmp_capabilities quit >/dev/null
 wait_vm d >/dev/null
 done_testing

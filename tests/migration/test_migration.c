@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -484,6 +485,35 @@ static void test_auto_converge(void **state)
     run_free(&r);
 }
 
+/* Same host: guest RAM's memfds pass over the UNIX socket; no page is
+ * copied and the destination maps the source's very pages. */
+static void test_same_host_memfd(void **state)
+{
+    struct run r;
+    int fds[2];
+    socket_pair(fds);
+    run_init(&r, &bare_config, 20000);
+    r.p.share_memfd = true;
+    run_start(&r, fds);
+    run_wait(&r);
+    assert_completed(&r);
+    assert_same_ram(r.a, r.b);
+    assert_no_stale_page(r.b);
+    assert_int_equal(r.ss.normal + r.ss.duplicate, 0);
+    assert_true(r.ss.transferred > 0 && r.ss.transferred < (64 << 10));   /* the device state */
+    struct stat sa, sb;
+    assert_int_equal(fstat(r.a->vm.mem.regions[0].memfd, &sa), 0);
+    assert_int_equal(fstat(r.b->vm.mem.regions[0].memfd, &sb), 0);
+    assert_true(sa.st_ino == sb.st_ino && sa.st_dev == sb.st_dev);
+    /* One memory: what the destination writes, the source's mapping shows. */
+    uint8_t *pb = guest_memory_ptr(&r.b->vm.mem, 0x300000, 1), *pa = guest_memory_ptr(&r.a->vm.mem, 0x300000, 1);
+    *pb = 0x77;
+    assert_int_equal(*pa, 0x77);
+    print_message("same-host: %llu bytes, downtime %llu ms, total %llu ms\n", (unsigned long long)r.ss.transferred,
+                  (unsigned long long)r.ss.downtime_ms, (unsigned long long)r.ss.total_time_ms);
+    run_free(&r);
+}
+
 /* ---- refusals, cancel, broken streams ---- */
 
 static void test_wrong_destination_refused(void **state)
@@ -836,6 +866,7 @@ int main(void)
         cmocka_unit_test(test_precopy_unix),
         cmocka_unit_test(test_precopy_bandwidth_limit),
         cmocka_unit_test(test_auto_converge),
+        cmocka_unit_test(test_same_host_memfd),
         cmocka_unit_test(test_wrong_destination_refused),
         cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_corrupt_stream),

@@ -45,7 +45,7 @@ static struct {
     struct migration_source *src;
     struct migration_dest *dst;
     struct migration_params params;
-    bool cap_events, cap_postcopy, cap_auto_converge, cap_blocktime;
+    bool cap_events, cap_postcopy, cap_auto_converge, cap_blocktime, cap_ignore_shared;
     bool inmigrate, postmigrate;
     bool finishing;                 /* the source stopped the guest for its last pass */
     bool incoming_failed;
@@ -350,7 +350,14 @@ static void cmd_migrate(struct qmp_server *s, json_t *args, struct qmp_reply *r)
         qmp_fail(r, QMP_GENERIC, "Guest is not in a state to be migrated");
         return;
     }
-    int fd = migration_connect(json_string_value(json_object_get(args, "uri")), &err);
+    const char *uri = json_string_value(json_object_get(args, "uri"));
+    /* x-ignore-shared: guest RAM is not sent but shared; here that means
+     * its memfds pass over a UNIX socket to a process on this host. */
+    if (mig.cap_ignore_shared && strncmp(uri, "unix:", 5) != 0) {
+        qmp_fail(r, QMP_GENERIC, "x-ignore-shared needs a unix: URI (a destination on this host)");
+        return;
+    }
+    int fd = migration_connect(uri, &err);
     if (fd < 0) {
         qmp_fail(r, QMP_GENERIC, "%s", err.msg);
         return;
@@ -360,6 +367,7 @@ static void cmd_migrate(struct qmp_server *s, json_t *args, struct qmp_reply *r)
     mig.postmigrate = false;
     params()->postcopy_ram = mig.cap_postcopy;
     params()->auto_converge = mig.cap_auto_converge;
+    params()->share_memfd = mig.cap_ignore_shared;
     if (migration_source_start(&mig.src, s->m, fd, params(), &hooks, &err) < 0) {
         qmp_fail(r, QMP_GENERIC, "%s", err.msg);
     }
@@ -455,7 +463,8 @@ static bool *capability(const char *name)
     return strcmp(name, "events") == 0 ? &mig.cap_events
          : strcmp(name, "postcopy-ram") == 0 ? &mig.cap_postcopy
          : strcmp(name, "auto-converge") == 0 ? &mig.cap_auto_converge
-         : strcmp(name, "postcopy-blocktime") == 0 ? &mig.cap_blocktime : NULL;
+         : strcmp(name, "postcopy-blocktime") == 0 ? &mig.cap_blocktime
+         : strcmp(name, "x-ignore-shared") == 0 ? &mig.cap_ignore_shared : NULL;
 }
 
 static void cmd_set_capabilities(struct qmp_server *s, json_t *args, struct qmp_reply *r)
@@ -485,7 +494,8 @@ static void cmd_set_capabilities(struct qmp_server *s, json_t *args, struct qmp_
 
 static void cmd_query_capabilities(struct qmp_server *s, json_t *args, struct qmp_reply *r)
 {
-    static const char *names[] = { "events", "postcopy-ram", "auto-converge", "postcopy-blocktime" };
+    static const char *names[] = { "events", "postcopy-ram", "auto-converge", "postcopy-blocktime",
+                                   "x-ignore-shared" };
     if (!qmp_check_args(args, no_args, r)) {
         return;
     }
