@@ -59,6 +59,10 @@ struct migration_stats {
     uint64_t dirty_sync_count;      /* dirty-log harvests */
     uint64_t postcopy_requests;     /* pages the destination asked for */
     int cpu_throttle_percentage;    /* auto-converge's current throttle */
+    /* destination, post-copy: time threads waited for pages from the
+     * source (QEMU's postcopy-blocktime), and the fault-to-page latency */
+    uint64_t postcopy_blocktime_ms;
+    uint64_t postcopy_faults, fault_p50_us, fault_p99_us;   /* bucket bounds (powers of two) */
     double mbps;
     char error[1024];               /* failed: why */
 };

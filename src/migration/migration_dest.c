@@ -288,6 +288,16 @@ static int receive(struct migration_dest *d)
     }
 }
 
+static void latency_stats(struct postcopy_dest *pc, struct migration_stats *st)
+{
+    struct postcopy_latency l;
+    postcopy_dest_latency(pc, &l);
+    st->postcopy_blocktime_ms = l.blocktime_ms;
+    st->postcopy_faults = l.faults;
+    st->fault_p50_us = l.p50_us;
+    st->fault_p99_us = l.p99_us;
+}
+
 static void *dest_main(void *opaque)
 {
     struct migration_dest *d = opaque;
@@ -303,6 +313,7 @@ static void *dest_main(void *opaque)
     d->pc = NULL;
     if (pc) {
         d->st.postcopy_requests = postcopy_dest_requests(pc);
+        latency_stats(pc, &d->st);
     }
     pthread_mutex_unlock(&d->lock);
     postcopy_dest_stop(pc);
@@ -365,6 +376,7 @@ void migration_dest_stats(struct migration_dest *d, struct migration_stats *out)
     *out = d->st;
     if (d->pc) {
         out->postcopy_requests = postcopy_dest_requests(d->pc);
+        latency_stats(d->pc, out);
     }
     pthread_mutex_unlock(&d->lock);
 }

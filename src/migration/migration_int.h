@@ -27,6 +27,11 @@ int postcopy_dest_place(struct postcopy_dest *pc, uint64_t gpa, const uint8_t *d
 /* Every page is here: unregisters guest RAM and ends the fault thread. */
 void postcopy_dest_stop(struct postcopy_dest *pc);
 uint64_t postcopy_dest_requests(struct postcopy_dest *pc);
+/* Faults that waited for the source, from the fault to the page placed. */
+struct postcopy_latency {
+    uint64_t faults, blocktime_ms, p50_us, p99_us;
+};
+void postcopy_dest_latency(struct postcopy_dest *pc, struct postcopy_latency *out);
 /* Drops the pages of guest RAM at gpa (they fault from now on). */
 int postcopy_discard(struct guest_memory *mem, uint64_t gpa, struct error *err);
 

@@ -22,7 +22,15 @@
 
 #include "util/log.h"
 
+/* Faults waiting for their page, for blocktime: gpa and when it faulted. */
+#define WAITING 1024
+#define LAT_BUCKETS 32              /* log2 of microseconds */
+
 struct postcopy_dest {
+    pthread_mutex_t wait_lock;
+    uint64_t wait_gpa[WAITING], wait_ns[WAITING];
+    uint64_t blocktime_ns, resolved;
+    uint64_t lat_hist[LAT_BUCKETS];
     struct guest_memory *mem;
     struct page_bits *received;
     int uffd, stop_fd, rp_fd;
@@ -104,6 +112,61 @@ static int place_page(struct postcopy_dest *pc, void *hva, const void *src, stru
     }
 }
 
+/* ---- blocktime: from a fault to its page placed ---- */
+
+static void wait_begin(struct postcopy_dest *pc, uint64_t gpa)
+{
+    unsigned h = (unsigned)(gpa / GUEST_PAGE_SIZE) % WAITING;
+    pthread_mutex_lock(&pc->wait_lock);
+    if (!pc->wait_ns[h]) {          /* a slot taken by another page: that fault goes unmeasured */
+        pc->wait_gpa[h] = gpa;
+        pc->wait_ns[h] = mig_now_ns();
+    }
+    pthread_mutex_unlock(&pc->wait_lock);
+}
+
+static void wait_end(struct postcopy_dest *pc, uint64_t gpa)
+{
+    unsigned h = (unsigned)(gpa / GUEST_PAGE_SIZE) % WAITING;
+    pthread_mutex_lock(&pc->wait_lock);
+    if (pc->wait_ns[h] && pc->wait_gpa[h] == gpa) {
+        uint64_t ns = mig_now_ns() - pc->wait_ns[h];
+        pc->wait_ns[h] = 0;
+        pc->blocktime_ns += ns;
+        pc->resolved++;
+        int b = 0;
+        for (uint64_t us = ns / 1000; us > 1 && b < LAT_BUCKETS - 1; us >>= 1) {
+            b++;
+        }
+        pc->lat_hist[b]++;
+    }
+    pthread_mutex_unlock(&pc->wait_lock);
+}
+
+/* The bucket's upper bound in microseconds where the share q of faults
+ * (0..1000 per mille) is reached. */
+static uint64_t percentile_us(const struct postcopy_dest *pc, unsigned per_mille)
+{
+    uint64_t seen = 0, want = (pc->resolved * per_mille + 999) / 1000;
+    for (int b = 0; b < LAT_BUCKETS; b++) {
+        seen += pc->lat_hist[b];
+        if (seen >= want && seen) {
+            return 2ull << b;
+        }
+    }
+    return 0;
+}
+
+void postcopy_dest_latency(struct postcopy_dest *pc, struct postcopy_latency *out)
+{
+    pthread_mutex_lock(&pc->wait_lock);
+    out->faults = pc->resolved;
+    out->blocktime_ms = pc->blocktime_ns / 1000000;
+    out->p50_us = percentile_us(pc, 500);
+    out->p99_us = percentile_us(pc, 990);
+    pthread_mutex_unlock(&pc->wait_lock);
+}
+
 /* ---- the fault thread ---- */
 
 static bool hva_to_gpa(const struct guest_memory *mem, uint64_t hva, int *region, uint64_t *page, uint64_t *gpa)
@@ -136,6 +199,7 @@ static void handle_fault(struct postcopy_dest *pc, uint64_t addr)
         return;
     }
     struct mig_rp_msg msg = { .type = MIG_RP_PAGE_REQ, .arg = gpa };
+    wait_begin(pc, gpa);
     pthread_mutex_lock(pc->rp_lock);
     int ret = mig_rp_send(pc->rp_fd, &msg, &err);
     pthread_mutex_unlock(pc->rp_lock);
@@ -194,7 +258,13 @@ int postcopy_dest_start(struct postcopy_dest **out, struct guest_memory *mem, st
         return error_set(err, -ENOMEM, "out of memory");
     }
     memset(zero, 0, GUEST_PAGE_SIZE);
-    *pc = (struct postcopy_dest){ mem, received, -1, -1, rp_fd, rp_lock, 0, 0, zero };
+    pc->mem = mem;
+    pc->received = received;
+    pc->uffd = pc->stop_fd = -1;
+    pc->rp_fd = rp_fd;
+    pc->rp_lock = rp_lock;
+    pc->zero = zero;
+    pthread_mutex_init(&pc->wait_lock, NULL);
     int ret = pc->uffd = uffd_open(err);
     if (ret >= 0 && (ret = uffd_register(pc->uffd, mem, err)) == 0) {
         pc->stop_fd = eventfd(0, EFD_CLOEXEC);
@@ -229,6 +299,7 @@ int postcopy_dest_place(struct postcopy_dest *pc, uint64_t gpa, const uint8_t *d
     int ret = place_page(pc, pc->mem->regions[region].hva + page * GUEST_PAGE_SIZE, data ? data : pc->zero, err);
     if (ret == 0) {
         bitmap_set_atomic(pc->received->bits[region], page);
+        wait_end(pc, gpa);
     }
     return ret;
 }
@@ -251,6 +322,7 @@ void postcopy_dest_stop(struct postcopy_dest *pc)
     uffd_unregister(pc->uffd, pc->mem);
     close(pc->uffd);
     close(pc->stop_fd);
+    pthread_mutex_destroy(&pc->wait_lock);
     free(pc->zero);
     free(pc);
 }

@@ -677,9 +677,13 @@ static void postcopy_over(int fds[2])
     /* Outside the range the guest writes, RAM is the source's. */
     uint8_t *pa = guest_memory_ptr(&r.a->vm.mem, 0, RANGE_BASE), *pb = guest_memory_ptr(&r.b->vm.mem, 0, RANGE_BASE);
     assert_memory_equal(pa, pb, RANGE_BASE);
-    print_message("post-copy: %llu page requests, downtime %llu ms, longest guest write %llu us\n",
+    assert_true(r.ds.postcopy_faults > 0 && r.ds.postcopy_faults <= r.ds.postcopy_requests);
+    assert_true(r.ds.fault_p50_us > 0 && r.ds.fault_p50_us <= r.ds.fault_p99_us);
+    print_message("post-copy: %llu page requests, downtime %llu ms, fault to page: p50 <= %llu us, p99 <= %llu us, "
+                  "blocktime %llu ms, longest guest write %llu us\n",
                   (unsigned long long)r.ds.postcopy_requests, (unsigned long long)r.ss.downtime_ms,
-                  (unsigned long long)(r.dst.guest.max_ns / 1000));
+                  (unsigned long long)r.ds.fault_p50_us, (unsigned long long)r.ds.fault_p99_us,
+                  (unsigned long long)r.ds.postcopy_blocktime_ms, (unsigned long long)(r.dst.guest.max_ns / 1000));
     run_free(&r);
 }
 
