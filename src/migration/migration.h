@@ -117,6 +117,8 @@ int migration_dest_start(struct migration_dest **out, struct machine *m, int fd,
 void migration_dest_stats(struct migration_dest *d, struct migration_stats *out);
 int migration_dest_wait(struct migration_dest *d, struct error *err);
 bool migration_dest_done(struct migration_dest *d);
+/* After a post-copy that broke off, guest RAM stays registered until
+ * this: the guest must be stopped before. */
 void migration_dest_free(struct migration_dest *d);
 
 /* ---- sockets (migration_socket.c) ---- */

@@ -306,18 +306,31 @@ static void *dest_main(void *opaque)
         set_status(d, MIGRATION_ACTIVE);
         ret = receive(d);
     }
-    int lret = join_loader(d);
-    ret = ret < 0 ? ret : lret;
+    if (ret == 0) {
+        ret = join_loader(d);
+    }
     pthread_mutex_lock(&d->lock);
     struct postcopy_dest *pc = d->pc;
-    d->pc = NULL;
     if (pc) {
         d->st.postcopy_requests = postcopy_dest_requests(pc);
         latency_stats(pc, &d->st);
     }
+    /* A post-copy that broke leaves pages the guest may need missing for
+     * good: guest RAM stays registered, so whoever touches one waits
+     * instead of reading zeros, until migration_dest_free (the guest
+     * stopped by then). */
+    if (ret == 0 || !pc) {
+        d->pc = NULL;
+    }
     pthread_mutex_unlock(&d->lock);
-    postcopy_dest_stop(pc);
-    machine_state_image_free(&d->img);
+    if (ret == 0) {
+        postcopy_dest_stop(pc);
+    } else if (pc) {
+        error_prefix(&d->err, "post-copy broke off (the guest here lacks pages and cannot go on)");
+    }
+    if (!d->loader_started) {
+        machine_state_image_free(&d->img);     /* else the loader still has it: freed at free */
+    }
     if (ret < 0) {
         log_error("incoming migration failed: %s", d->err.msg);
         rp_send(d, MIG_RP_ERROR, (uint64_t)(int64_t)ret, d->err.msg);
@@ -409,6 +422,12 @@ void migration_dest_free(struct migration_dest *d)
     if (!d->joined) {
         pthread_join(d->thread, NULL);
     }
+    /* A broken post-copy: waiters (the device loader among them) wake now
+     * and see zeros; nothing may run the guest after this. */
+    postcopy_dest_stop(d->pc);
+    d->pc = NULL;
+    join_loader(d);
+    machine_state_image_free(&d->img);
     bits_free(&d->has_data);
     bits_free(&d->received);
     close(d->fd);

@@ -198,6 +198,7 @@ struct side {
     int passes;
     struct sim_guest *handoff;      /* destination: the source's guest, to go on from */
     int max_throttle;
+    int cut_fd;                     /* >= 0: cut the connection as post-copy begins */
 };
 
 static void src_stop(void *opaque)
@@ -226,7 +227,11 @@ static void src_throttle(void *opaque, int percent)
 
 static void on_status(void *opaque, enum migration_status st)
 {
-    ((struct side *)opaque)->last = st;
+    struct side *s = opaque;
+    s->last = st;
+    if (st == MIGRATION_POSTCOPY_ACTIVE && s->cut_fd >= 0) {
+        shutdown(s->cut_fd, SHUT_RDWR);
+    }
 }
 
 static void on_pass(void *opaque, uint64_t pass)
@@ -342,6 +347,7 @@ static void run_init(struct run *r, const struct machine_config *dst_cfg, uint64
     scribble(r->b);
     r->src.guest = (struct sim_guest){ .m = r->a, .rate = guest_rate };
     r->dst.guest = (struct sim_guest){ .m = r->b, .rate = guest_rate };
+    r->src.cut_fd = r->dst.cut_fd = -1;
     migration_params_default(&r->p);
     sim_start(&r->src.guest);
 }
@@ -701,6 +707,38 @@ static void test_postcopy_tcp(void **state)
     postcopy_over(fds);
 }
 
+/* The connection breaks as post-copy begins: both sides fail, the source
+ * stays stopped (the destination may have run), and the destination's
+ * guest waits on its missing pages instead of reading zeros. */
+static void test_postcopy_broken(void **state)
+{
+    struct run r;
+    int fds[2];
+    struct error err = { 0 };
+    socket_pair(fds);
+    run_init(&r, &bare_config, 0);
+    r.dst.handoff = &r.src.guest;
+    r.p.postcopy_ram = true;
+    r.p.max_bandwidth = 16ull << 20;
+    r.src.cut_fd = fds[0];
+    run_start(&r, fds);
+    assert_int_equal(migration_source_start_postcopy(r.s, &err), 0);
+    r.sret = migration_source_wait(r.s, &r.serr);
+    r.dret = migration_dest_wait(r.d, &r.derr);
+    migration_dest_stats(r.d, &r.ds);
+    assert_true(r.sret < 0);
+    assert_true(r.dret < 0);
+    assert_non_null(strstr(r.derr.msg, "post-copy broke off"));
+    assert_int_equal(r.ds.status, MIGRATION_FAILED);
+    assert_int_equal(r.src.starts, 0);                      /* not resumed: the destination may have run */
+    assert_int_equal(machine_run_state(r.a), MACHINE_PAUSED);
+    /* The guest there is stopped first; then guest RAM is let go. */
+    __atomic_store_n(&r.dst.guest.stop, 1, __ATOMIC_RELEASE);
+    migration_dest_free(r.d);
+    r.d = NULL;
+    run_free(&r);
+}
+
 static void test_postcopy_needs_capability(void **state)
 {
     struct run r;
@@ -877,6 +915,7 @@ int main(void)
         cmocka_unit_test(test_truncated_stream),
         cmocka_unit_test(test_postcopy_socketpair),
         cmocka_unit_test(test_postcopy_tcp),
+        cmocka_unit_test(test_postcopy_broken),
         cmocka_unit_test(test_postcopy_needs_capability),
         cmocka_unit_test(test_hostile_streams),
         cmocka_unit_test(test_bad_uri),
