@@ -39,6 +39,7 @@ static struct {
     enum op op;                     /* asked by the migration thread */
     bool op_done;
     enum migration_status status_q[QUEUE];
+    bool status_dest[QUEUE];        /* the change is the incoming side's */
     int nstatus;
     uint64_t pass_q[QUEUE];
     int npass;
@@ -91,10 +92,13 @@ static void hook_start(void *opaque)
     run_on_loop(OP_START);
 }
 
+static const bool role_source = false, role_dest = true;
+
 static void hook_status(void *opaque, enum migration_status st)
 {
     pthread_mutex_lock(&mig.lock);
     if (mig.nstatus < QUEUE) {
+        mig.status_dest[mig.nstatus] = *(const bool *)opaque;
         mig.status_q[mig.nstatus++] = st;
     }
     pthread_mutex_unlock(&mig.lock);
@@ -112,8 +116,11 @@ static void hook_pass(void *opaque, uint64_t pass)
 }
 
 /* throttle: NULL, the machine's own vCPU throttle (safe from any thread). */
-static const struct migration_hooks hooks = {
-    .stop = hook_stop, .start = hook_start, .status = hook_status, .pass = hook_pass,
+static const struct migration_hooks src_hooks = {
+    .stop = hook_stop, .start = hook_start, .status = hook_status, .pass = hook_pass, .opaque = (void *)&role_source,
+};
+static const struct migration_hooks dest_hooks = {
+    .start = hook_start, .status = hook_status, .opaque = (void *)&role_dest,
 };
 
 /* ---- the main loop's side ---- */
@@ -127,23 +134,46 @@ static void emit(const char *name, json_t *data)
     }
 }
 
-static void on_status(enum migration_status st)
+static void on_source_status(enum migration_status st)
 {
-    emit("MIGRATION", json_pack("{s:s}", "status", migration_status_name(st)));
-    if (st == MIGRATION_COMPLETED && mig.src) {
+    if (st == MIGRATION_COMPLETED) {
         mig.postmigrate = true;
     }
     if (st == MIGRATION_COMPLETED || st == MIGRATION_FAILED || st == MIGRATION_CANCELLED) {
         mig.finishing = false;
     }
-    if (mig.dst && (st == MIGRATION_COMPLETED || st == MIGRATION_POSTCOPY_ACTIVE)) {
+}
+
+static void on_dest_status(enum migration_status st)
+{
+    if (st == MIGRATION_COMPLETED || st == MIGRATION_POSTCOPY_ACTIVE) {
         mig.inmigrate = false;
     }
-    if (mig.dst && st == MIGRATION_FAILED) {
-        /* The guest never ran here: the process ends with the reason. */
-        migration_dest_wait(mig.dst, &mig.incoming_err);
-        mig.incoming_failed = true;
-        machine_quit(mig.m);
+    if (st != MIGRATION_FAILED) {
+        return;
+    }
+    /* The process ends with the reason. After a post-copy that broke
+     * off, vCPUs may wait on missing pages: letting guest RAM go (below)
+     * is what lets them be stopped; ops the loader still asks for are
+     * dropped, since the main loop is ending. */
+    migration_dest_wait(mig.dst, &mig.incoming_err);
+    mig.incoming_failed = true;
+    machine_quit(mig.m);
+    pthread_mutex_lock(&mig.lock);
+    mig.loop_gone = true;
+    pthread_cond_broadcast(&mig.cond);
+    pthread_mutex_unlock(&mig.lock);
+    migration_dest_free(mig.dst);
+    mig.dst = NULL;
+}
+
+static void on_status(enum migration_status st, bool dest)
+{
+    emit("MIGRATION", json_pack("{s:s}", "status", migration_status_name(st)));
+    if (dest && mig.dst) {
+        on_dest_status(st);
+    } else if (!dest) {
+        on_source_status(st);
     }
 }
 
@@ -156,9 +186,11 @@ static void loop_event(void *opaque, int fd, uint32_t events)
     pthread_mutex_lock(&mig.lock);
     enum op op = mig.op_done ? OP_NONE : mig.op;
     enum migration_status st[QUEUE];
+    bool st_dest[QUEUE];
     uint64_t passes[QUEUE];
     int nst = mig.nstatus, np = mig.npass;
     memcpy(st, mig.status_q, sizeof(st[0]) * (size_t)nst);
+    memcpy(st_dest, mig.status_dest, sizeof(st_dest[0]) * (size_t)nst);
     memcpy(passes, mig.pass_q, sizeof(passes[0]) * (size_t)np);
     mig.nstatus = mig.npass = 0;
     pthread_mutex_unlock(&mig.lock);
@@ -179,7 +211,7 @@ static void loop_event(void *opaque, int fd, uint32_t events)
         emit("MIGRATION_PASS", json_pack("{s:I}", "pass", (json_int_t)passes[i]));
     }
     for (int i = 0; i < nst; i++) {
-        on_status(st[i]);
+        on_status(st[i], st_dest[i]);
     }
 }
 
@@ -222,7 +254,7 @@ static void accept_incoming(void *opaque, int fd, uint32_t events)
     event_loop_remove(machine_loop(mig.m), fd);
     close(fd);
     mig.listen_fd = -1;
-    if (migration_dest_start(&mig.dst, mig.m, c, &hooks, &err) < 0) {
+    if (migration_dest_start(&mig.dst, mig.m, c, &dest_hooks, &err) < 0) {
         mig.incoming_err = err;
         mig.incoming_failed = true;
         machine_quit(mig.m);
@@ -368,7 +400,7 @@ static void cmd_migrate(struct qmp_server *s, json_t *args, struct qmp_reply *r)
     params()->postcopy_ram = mig.cap_postcopy;
     params()->auto_converge = mig.cap_auto_converge;
     params()->share_memfd = mig.cap_ignore_shared;
-    if (migration_source_start(&mig.src, s->m, fd, params(), &hooks, &err) < 0) {
+    if (migration_source_start(&mig.src, s->m, fd, params(), &src_hooks, &err) < 0) {
         qmp_fail(r, QMP_GENERIC, "%s", err.msg);
     }
 }
