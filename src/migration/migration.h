@@ -25,6 +25,7 @@ enum migration_status {
     MIGRATION_SETUP,
     MIGRATION_ACTIVE,
     MIGRATION_POSTCOPY_ACTIVE,
+    MIGRATION_POSTCOPY_PAUSED,      /* the connection broke: waiting for a new one */
     MIGRATION_COMPLETED,
     MIGRATION_FAILED,
     MIGRATION_CANCELLING,
@@ -98,6 +99,10 @@ int migration_source_cancel(struct migration_source *s);
 /* Switches to post-copy at the end of the current batch (-EINVAL without
  * postcopy_ram). */
 int migration_source_start_postcopy(struct migration_source *s, struct error *err);
+/* Post-copy paused (the connection broke): goes on over fd, a new
+ * connection to the destination (QMP migrate resume=true). -EINVAL when
+ * not paused. */
+int migration_source_resume(struct migration_source *s, int fd, struct error *err);
 /* Waits for the thread: 0 when completed, <0 (with the reason) otherwise. */
 int migration_source_wait(struct migration_source *s, struct error *err);
 bool migration_source_done(struct migration_source *s);
@@ -115,6 +120,8 @@ struct migration_dest;
 int migration_dest_start(struct migration_dest **out, struct machine *m, int fd, const struct migration_hooks *h,
                          struct error *err);
 void migration_dest_stats(struct migration_dest *d, struct migration_stats *out);
+/* Post-copy paused: goes on over fd (QMP migrate-recover's connection). */
+int migration_dest_resume(struct migration_dest *d, int fd, struct error *err);
 int migration_dest_wait(struct migration_dest *d, struct error *err);
 bool migration_dest_done(struct migration_dest *d);
 /* After a post-copy that broke off, guest RAM stays registered until

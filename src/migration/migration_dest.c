@@ -27,6 +27,9 @@ struct migration_dest {
     struct migration_hooks h;
     pthread_t thread;
     bool joined;
+    pthread_cond_t cond;            /* post-copy paused: a new connection or the end */
+    int new_fd;                     /* under lock */
+    bool abort;                     /* under lock: migration_dest_free gives up waiting */
     pthread_mutex_t lock;           /* stats, result, finished */
     pthread_mutex_t rp_lock;        /* return-path writes: this thread and the fault thread */
     struct migration_stats st;
@@ -254,25 +257,97 @@ static int join_loader(struct migration_dest *d)
     return d->load_result;
 }
 
-/* Sections until the end: pages, the switch to post-copy, the devices. */
-static int receive(struct migration_dest *d)
+/* ---- post-copy recovery ---- */
+
+/* The pages this side lacks, to the source on the new connection. */
+static int send_missing(struct migration_dest *d)
 {
-    bool devices = false;
-    for (;;) {
+    for (int i = 0; i < d->mem->count; i++) {
+        uint64_t pages = d->mem->regions[i].size / GUEST_PAGE_SIZE, words = (pages + 63) / 64;
+        for (uint64_t w = 0; w < words; w += MIG_RP_RESUME_WORDS) {
+            unsigned n = (unsigned)(words - w < MIG_RP_RESUME_WORDS ? words - w : MIG_RP_RESUME_WORDS);
+            struct mig_rp_msg msg = { .type = MIG_RP_RESUME_BITS };
+            bool any = false;
+            for (unsigned k = 0; k < n; k++) {
+                uint64_t missing = ~__atomic_load_n(&d->received.bits[i][w + k], __ATOMIC_ACQUIRE);
+                if ((w + k + 1) * 64 > pages) {
+                    missing &= (1ull << (pages % 64)) - 1;      /* no pages past the region */
+                }
+                any |= missing != 0;
+                st_le64((uint8_t *)msg.text + k * 8, missing);
+            }
+            msg.arg = (uint64_t)i << 56 | (uint64_t)n << 48 | w;
+            struct error err = { 0 };
+            pthread_mutex_lock(&d->rp_lock);
+            int ret = any ? mig_rp_send(d->fd, &msg, &err) : 0;
+            pthread_mutex_unlock(&d->rp_lock);
+            if (ret < 0) {
+                return ret;
+            }
+        }
+    }
+    return rp_send(d, MIG_RP_RESUME_END, 0, NULL);
+}
+
+/* The connection broke while the guest runs here on pages still coming:
+ * waits for migration_dest_resume, tells the source what is missing and
+ * reads on from the new connection. <0 when given up. */
+static int dest_pause(struct migration_dest *d)
+{
+    log_warn("post-copy paused: %s", d->err.msg);
+    shutdown(d->fd, SHUT_RDWR);
+    set_status(d, MIGRATION_POSTCOPY_PAUSED);
+    pthread_mutex_lock(&d->lock);
+    while (d->new_fd < 0 && !d->abort) {
+        pthread_cond_wait(&d->cond, &d->lock);
+    }
+    int fd = d->new_fd;
+    d->new_fd = -1;
+    pthread_mutex_unlock(&d->lock);
+    if (fd < 0) {
+        return d->err.code ? d->err.code : error_set(&d->err, -EPIPE, "post-copy paused, then given up");
+    }
+    pthread_mutex_lock(&d->rp_lock);
+    int old = d->fd;
+    d->fd = fd;
+    postcopy_dest_set_rp(d->pc, fd);
+    pthread_mutex_unlock(&d->rp_lock);
+    close(old);
+    vmstate_reader_free(&d->r);
+    error_clear(&d->err);
+    int ret;
+    /* The source reads the list before it writes anything. */
+    if ((ret = send_missing(d)) < 0 ||
+        (ret = vmstate_reader_begin(&d->r, mig_socket_io(&d->fd), UINT64_MAX, &d->err)) < 0) {
+        error_set(&d->err, ret, "post-copy recovery failed");
+        return dest_pause(d);
+    }
+    postcopy_dest_rerequest(d->pc);
+    set_status(d, MIGRATION_POSTCOPY_ACTIVE);
+    return 0;
+}
+
+/* One section: 0 and on, 1 at the end, <0 on errors. */
+static int receive_section(struct migration_dest *d, bool *devices_)
+{
+    bool devices = *devices_;
+    {
         int ret = vmstate_next_section(&d->r, &d->err);
         if (ret < 0) {
             return ret;
         }
         if (ret == 1) {
-            return devices ? 0 : error_set(&d->err, -EPROTO, "migration stream ends before the device state");
+            return devices ? 1 : error_set(&d->err, -EPROTO, "migration stream ends before the device state");
         }
         if (strcmp(d->r.section, MIG_SECTION_RAM) == 0) {
             ret = mig_ram_read(&d->r, d->mem, d->pc ? place_postcopy : place_precopy, d, &d->err);
         } else if (strcmp(d->r.section, MIG_SECTION_POSTCOPY) == 0 && !d->pc && !devices) {
             ret = begin_postcopy(d);
         } else if (strcmp(d->r.section, "config") == 0 && !devices) {
-            devices = true;
+            /* Only a complete device state counts: a stream cut inside it
+             * fails (the guest never ran here), it does not pause. */
             ret = load_devices(d);
+            *devices_ = devices = ret == 0;
         } else {
             ret = error_set(&d->err, -EPROTO, "migration stream: unexpected section '%s'", d->r.section);
         }
@@ -282,8 +357,28 @@ static int receive(struct migration_dest *d)
         if (devices && !d->pc) {
             /* Pre-copy: nothing may follow the devices but the end. */
             ret = vmstate_next_section(&d->r, &d->err);
-            return ret == 1 ? 0 : ret < 0 ? ret
+            return ret == 1 ? 1 : ret < 0 ? ret
                  : error_set(&d->err, -EPROTO, "migration stream: '%s' after the device state", d->r.section);
+        }
+        return 0;
+    }
+}
+
+/* Sections until the end: pages, the switch to post-copy, the devices.
+ * Once the guest runs here on post-copy, a broken stream pauses. */
+static int receive(struct migration_dest *d)
+{
+    bool devices = false;
+    for (;;) {
+        int ret = receive_section(d, &devices);
+        if (ret == 1) {
+            return 0;
+        }
+        if (ret < 0 && d->pc && devices && (ret = dest_pause(d)) == 0) {
+            continue;
+        }
+        if (ret < 0) {
+            return ret;
         }
     }
 }
@@ -373,6 +468,8 @@ int migration_dest_start(struct migration_dest **out, struct machine *m, int fd,
     d->st.total = d->mem->ram_size;
     d->st.status = MIGRATION_SETUP;
     pthread_mutex_init(&d->lock, NULL);
+    pthread_cond_init(&d->cond, NULL);
+    d->new_fd = -1;
     pthread_mutex_init(&d->rp_lock, NULL);
     if (pthread_create(&d->thread, NULL, dest_main, d) != 0) {
         close(fd);
@@ -392,6 +489,22 @@ void migration_dest_stats(struct migration_dest *d, struct migration_stats *out)
         latency_stats(d->pc, out);
     }
     pthread_mutex_unlock(&d->lock);
+}
+
+int migration_dest_resume(struct migration_dest *d, int fd, struct error *err)
+{
+    pthread_mutex_lock(&d->lock);
+    bool paused = d->st.status == MIGRATION_POSTCOPY_PAUSED && d->new_fd < 0;
+    if (paused) {
+        d->new_fd = fd;
+        pthread_cond_broadcast(&d->cond);
+    }
+    pthread_mutex_unlock(&d->lock);
+    if (!paused) {
+        close(fd);
+        return error_set(err, -EINVAL, "Migrate recover can only be run when postcopy is paused.");
+    }
+    return 0;
 }
 
 bool migration_dest_done(struct migration_dest *d)
@@ -419,8 +532,15 @@ void migration_dest_free(struct migration_dest *d)
     if (!d) {
         return;
     }
+    pthread_mutex_lock(&d->lock);
+    d->abort = true;                /* a paused post-copy gives up */
+    pthread_cond_broadcast(&d->cond);
+    pthread_mutex_unlock(&d->lock);
     if (!d->joined) {
         pthread_join(d->thread, NULL);
+    }
+    if (d->new_fd >= 0) {
+        close(d->new_fd);
     }
     /* A broken post-copy: waiters (the device loader among them) wake now
      * and see zeros; nothing may run the guest after this. */
@@ -432,6 +552,7 @@ void migration_dest_free(struct migration_dest *d)
     bits_free(&d->received);
     close(d->fd);
     pthread_mutex_destroy(&d->lock);
+    pthread_cond_destroy(&d->cond);
     pthread_mutex_destroy(&d->rp_lock);
     free(d);
 }

@@ -27,6 +27,10 @@ int postcopy_dest_place(struct postcopy_dest *pc, uint64_t gpa, const uint8_t *d
 /* Every page is here: unregisters guest RAM and ends the fault thread. */
 void postcopy_dest_stop(struct postcopy_dest *pc);
 uint64_t postcopy_dest_requests(struct postcopy_dest *pc);
+/* Recovery: the return path is a new connection (caller holds rp_lock);
+ * the faults still waiting ask again on it. */
+void postcopy_dest_set_rp(struct postcopy_dest *pc, int rp_fd);
+void postcopy_dest_rerequest(struct postcopy_dest *pc);
 /* Faults that waited for the source, from the fault to the page placed. */
 struct postcopy_latency {
     uint64_t faults, blocktime_ms, p50_us, p99_us;

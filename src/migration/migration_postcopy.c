@@ -304,6 +304,27 @@ int postcopy_dest_place(struct postcopy_dest *pc, uint64_t gpa, const uint8_t *d
     return ret;
 }
 
+void postcopy_dest_set_rp(struct postcopy_dest *pc, int rp_fd)
+{
+    pc->rp_fd = rp_fd;      /* the caller holds rp_lock */
+}
+
+void postcopy_dest_rerequest(struct postcopy_dest *pc)
+{
+    for (unsigned h = 0; h < WAITING; h++) {
+        pthread_mutex_lock(&pc->wait_lock);
+        uint64_t gpa = pc->wait_ns[h] ? pc->wait_gpa[h] : UINT64_MAX;
+        pthread_mutex_unlock(&pc->wait_lock);
+        if (gpa != UINT64_MAX) {
+            struct mig_rp_msg msg = { .type = MIG_RP_PAGE_REQ, .arg = gpa };
+            struct error err = { 0 };
+            pthread_mutex_lock(pc->rp_lock);
+            mig_rp_send(pc->rp_fd, &msg, &err);
+            pthread_mutex_unlock(pc->rp_lock);
+        }
+    }
+}
+
 uint64_t postcopy_dest_requests(struct postcopy_dest *pc)
 {
     return __atomic_load_n(&pc->requests, __ATOMIC_RELAXED);

@@ -46,7 +46,9 @@ struct migration_source {
     bool finished;                      /* the thread is done (under lock) */
     bool thread_started;
     /* the return path (under lock) */
-    bool rp_setup_ok, rp_done, rp_closed;
+    bool rp_setup_ok, rp_done, rp_closed, rp_resume_end;
+    int new_fd;                         /* post-copy paused: the connection to go on with, -1: none */
+    uint64_t bytes_before;              /* stream bytes of connections before this one */
     struct error rp_err;
     uint64_t req[REQ_RING];
     unsigned req_head, req_tail;
@@ -77,7 +79,7 @@ static void set_status(struct migration_source *s, enum migration_status st)
 static void account(struct migration_source *s, uint64_t bytes)
 {
     pthread_mutex_lock(&s->lock);
-    s->st.transferred = s->w.pos + s->w.buf_len;     /* every byte of the stream so far */
+    s->st.transferred = s->bytes_before + s->w.pos + s->w.buf_len;     /* every byte of the stream so far */
     s->st.duplicate = s->batch->zero;
     s->st.normal = s->batch->normal;
     s->st.normal_bytes = s->batch->normal * GUEST_PAGE_SIZE;
@@ -106,6 +108,21 @@ static bool postcopy_asked(struct migration_source *s)
 
 /* ---- the return path ---- */
 
+/* Pages the destination lacks after a break: sent again (under lock; the
+ * sending thread waits for RESUME_END meanwhile). */
+static void resume_bits(struct migration_source *s, const struct mig_rp_msg *msg)
+{
+    unsigned region = (unsigned)(msg->arg >> 56), n = (unsigned)(msg->arg >> 48) & 0xff;
+    uint64_t first = msg->arg & 0xffffffffffffull;
+    if (region >= (unsigned)s->todo.count || n > MIG_RP_RESUME_WORDS ||
+        first + n > (s->todo.pages[region] + 63) / 64) {
+        return;     /* malformed: ignored (the page stays unsent) */
+    }
+    for (unsigned i = 0; i < n; i++) {
+        s->todo.bits[region][first + i] |= ld_le64((const uint8_t *)msg->text + i * 8);
+    }
+}
+
 static void *rp_main(void *opaque)
 {
     struct migration_source *s = opaque;
@@ -126,6 +143,10 @@ static void *rp_main(void *opaque)
         } else if (msg.type == MIG_RP_ERROR) {
             error_set(&s->rp_err, msg.arg && (int64_t)msg.arg < 0 && (int64_t)msg.arg > -4096 ? (int)msg.arg : -EIO,
                       "destination: %s", msg.text);
+        } else if (msg.type == MIG_RP_RESUME_BITS) {
+            resume_bits(s, &msg);
+        } else if (msg.type == MIG_RP_RESUME_END) {
+            s->rp_resume_end = true;
         } else if (s->req_head - s->req_tail < REQ_RING) {
             /* A full ring drops the request: the background stream still
              * brings the page. */
@@ -444,6 +465,58 @@ static int send_discards(struct migration_source *s)
     return ret < 0 ? ret : vmstate_section_end(&s->w, &s->err);
 }
 
+/* ---- post-copy recovery ---- */
+
+static void end_return_path(struct migration_source *s)
+{
+    shutdown(s->fd, SHUT_RDWR);
+    if (s->rp_started) {
+        pthread_join(s->rp_thread, NULL);
+        s->rp_started = false;
+    }
+}
+
+/* The connection broke in post-copy: the destination runs the guest, so
+ * neither side may give up. Waits for migration_source_resume (or a
+ * cancel), then learns from the destination what it still lacks. */
+static int postcopy_pause(struct migration_source *s)
+{
+    log_warn("post-copy paused: %s", s->err.msg);
+    end_return_path(s);
+    s->bytes_before += s->w.pos;
+    vmstate_writer_free(&s->w);
+    set_status(s, MIGRATION_POSTCOPY_PAUSED);
+    pthread_mutex_lock(&s->lock);
+    while (s->new_fd < 0 && !s->cancel) {
+        pthread_cond_wait(&s->cond, &s->lock);
+    }
+    int fd = s->new_fd;
+    s->new_fd = -1;
+    s->rp_done = s->rp_closed = s->rp_resume_end = false;
+    error_clear(&s->rp_err);
+    s->req_tail = s->req_head;      /* requests of before: the destination asks again */
+    pthread_mutex_unlock(&s->lock);
+    if (fd < 0) {
+        return error_set(&s->err, -ECANCELED, "post-copy paused and cancelled: the guest is lost");
+    }
+    close(s->fd);
+    s->fd = fd;
+    error_clear(&s->err);
+    int ret = vmstate_writer_begin(&s->w, mig_socket_io(&s->fd), &s->err);
+    if (ret < 0) {
+        return ret;
+    }
+    if (pthread_create(&s->rp_thread, NULL, rp_main, s) != 0) {
+        return error_set(&s->err, -EAGAIN, "cannot start the return-path thread");
+    }
+    s->rp_started = true;
+    if ((ret = rp_wait(s, &s->rp_resume_end, "list of missing pages", false)) < 0) {
+        return postcopy_pause(s);
+    }
+    set_status(s, MIGRATION_POSTCOPY_ACTIVE);
+    return 0;
+}
+
 static int postcopy(struct migration_source *s)
 {
     uint64_t t0 = mig_now_ns();
@@ -463,15 +536,20 @@ static int postcopy(struct migration_source *s)
     pthread_mutex_unlock(&s->lock);
     set_downtime(s, t0);
     set_status(s, MIGRATION_POSTCOPY_ACTIVE);
-    if ((ret = send_pass(s, true)) < 0) {
-        return ret;
+    for (;;) {
+        ret = send_pass(s, true);
+        if (ret == 0) {
+            int64_t n = vmstate_writer_finish(&s->w, &s->err);
+            ret = n < 0 ? (int)n : 0;
+        }
+        if (ret == 0) {
+            account(s, 0);
+            ret = rp_wait(s, &s->rp_done, "confirmation", false);
+        }
+        if (ret == 0 || (ret = postcopy_pause(s)) < 0) {
+            return ret;
+        }
     }
-    int64_t n = vmstate_writer_finish(&s->w, &s->err);
-    if (n < 0) {
-        return (int)n;
-    }
-    account(s, 0);
-    return rp_wait(s, &s->rp_done, "confirmation", false);
 }
 
 static int precopy(struct migration_source *s)
@@ -519,11 +597,7 @@ static void finish(struct migration_source *s, int ret)
     pthread_mutex_unlock(&s->lock);
     set_status(s, ret == 0 ? MIGRATION_COMPLETED : was_cancel ? MIGRATION_CANCELLED : MIGRATION_FAILED);
     /* Ends the return path (and tells the destination on errors). */
-    shutdown(s->fd, SHUT_RDWR);
-    if (s->rp_started) {
-        pthread_join(s->rp_thread, NULL);
-        s->rp_started = false;
-    }
+    end_return_path(s);
     pthread_mutex_lock(&s->lock);
     s->finished = true;
     pthread_cond_broadcast(&s->cond);
@@ -573,6 +647,7 @@ int migration_source_start(struct migration_source **out, struct machine *m, int
         s->h = *h;
     }
     s->batch = b;
+    s->new_fd = -1;
     b->zero = b->normal = 0;
     mig_batch_reset(b);
     pthread_mutex_init(&s->lock, NULL);
@@ -606,14 +681,15 @@ void migration_source_stats(struct migration_source *s, struct migration_stats *
 int migration_source_cancel(struct migration_source *s)
 {
     pthread_mutex_lock(&s->lock);
-    int ret = s->postcopy || s->committed ? -EBUSY : 0;
+    bool paused = s->st.status == MIGRATION_POSTCOPY_PAUSED;
+    int ret = (s->postcopy && !paused) || s->committed ? -EBUSY : 0;
     bool act = ret == 0 && !s->finished && !s->cancel;
     if (act) {
         s->cancel = true;
         pthread_cond_broadcast(&s->cond);
     }
     pthread_mutex_unlock(&s->lock);
-    if (act) {
+    if (act && !paused) {
         set_status(s, MIGRATION_CANCELLING);
         shutdown(s->fd, SHUT_RDWR);     /* a thread blocked in send wakes */
     }
@@ -628,6 +704,22 @@ int migration_source_start_postcopy(struct migration_source *s, struct error *er
     pthread_mutex_lock(&s->lock);
     s->postcopy_asked = true;
     pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
+int migration_source_resume(struct migration_source *s, int fd, struct error *err)
+{
+    pthread_mutex_lock(&s->lock);
+    bool paused = s->st.status == MIGRATION_POSTCOPY_PAUSED && s->new_fd < 0;
+    if (paused) {
+        s->new_fd = fd;
+        pthread_cond_broadcast(&s->cond);
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (!paused) {
+        close(fd);
+        return error_set(err, -EINVAL, "migrate resume: the migration is not in postcopy-paused");
+    }
     return 0;
 }
 

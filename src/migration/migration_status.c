@@ -8,6 +8,7 @@ const char *migration_status_name(enum migration_status st)
     case MIGRATION_SETUP: return "setup";
     case MIGRATION_ACTIVE: return "active";
     case MIGRATION_POSTCOPY_ACTIVE: return "postcopy-active";
+    case MIGRATION_POSTCOPY_PAUSED: return "postcopy-paused";
     case MIGRATION_COMPLETED: return "completed";
     case MIGRATION_FAILED: return "failed";
     case MIGRATION_CANCELLING: return "cancelling";

@@ -109,7 +109,7 @@ int mig_rp_recv(int fd, struct mig_rp_msg *msg, struct error *err)
     msg->arg = ld_le64(buf + 8);
     memcpy(msg->text, buf + 16, sizeof(msg->text));
     msg->text[sizeof(msg->text) - 1] = 0;
-    if (msg->type < MIG_RP_SETUP_OK || msg->type > MIG_RP_ERROR) {
+    if (msg->type < MIG_RP_SETUP_OK || msg->type > MIG_RP_RESUME_END) {
         return error_set(err, -EPROTO, "migration return path: unknown message type %u", msg->type);
     }
     return 0;

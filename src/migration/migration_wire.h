@@ -42,7 +42,13 @@ enum mig_rp_type {
     MIG_RP_PAGE_REQ = 2,        /* arg: gpa of a page a vCPU waits for */
     MIG_RP_DONE = 3,            /* everything loaded; the guest runs here */
     MIG_RP_ERROR = 4,           /* arg: -errno, text: why */
+    /* Post-copy recovery, on the new connection: the pages the destination
+     * still lacks, as bitmap words (arg: region << 56 | words << 48 | first
+     * word; text: the words), then RESUME_END. */
+    MIG_RP_RESUME_BITS = 5,
+    MIG_RP_RESUME_END = 6,
 };
+#define MIG_RP_RESUME_WORDS 14
 #define MIG_RP_SIZE 128
 struct mig_rp_msg {
     uint32_t type;

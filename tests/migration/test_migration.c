@@ -231,6 +231,7 @@ static void on_status(void *opaque, enum migration_status st)
     s->last = st;
     if (st == MIGRATION_POSTCOPY_ACTIVE && s->cut_fd >= 0) {
         shutdown(s->cut_fd, SHUT_RDWR);
+        s->cut_fd = -1;     /* once: the number may be reused */
     }
 }
 
@@ -707,35 +708,81 @@ static void test_postcopy_tcp(void **state)
     postcopy_over(fds);
 }
 
-/* The connection breaks as post-copy begins: both sides fail, the source
- * stays stopped (the destination may have run), and the destination's
- * guest waits on its missing pages instead of reading zeros. */
-static void test_postcopy_broken(void **state)
+/* Waits (at most 20 s) until both sides report st. */
+static void wait_both(struct run *r, enum migration_status st)
+{
+    for (int i = 0; i < 2000; i++) {
+        migration_source_stats(r->s, &r->ss);
+        migration_dest_stats(r->d, &r->ds);
+        if (r->ss.status == st && r->ds.status == st) {
+            return;
+        }
+        struct timespec ts = { 0, 10000000 };
+        nanosleep(&ts, NULL);
+    }
+    fail_msg("source %s, destination %s; expected both %s", migration_status_name(r->ss.status),
+             migration_status_name(r->ds.status), migration_status_name(st));
+}
+
+/* The connection breaks once post-copy runs: the guest runs on the
+ * destination, so both sides pause (postcopy-paused) instead of failing;
+ * the source stays stopped, and the destination's guest waits on its
+ * missing pages rather than read zeros. */
+static void postcopy_cut(struct run *r, int fds[2])
+{
+    struct error err = { 0 };
+    socket_pair(fds);
+    run_init(r, &bare_config, 0);
+    r->dst.handoff = &r->src.guest;
+    r->p.postcopy_ram = true;
+    r->p.max_bandwidth = 16ull << 20;
+    r->dst.cut_fd = fds[1];    /* once the destination has the devices and runs */
+    run_start(r, fds);
+    assert_int_equal(migration_source_start_postcopy(r->s, &err), 0);
+    wait_both(r, MIGRATION_POSTCOPY_PAUSED);
+    assert_int_equal(r->src.starts, 0);
+    assert_int_equal(machine_run_state(r->a), MACHINE_PAUSED);
+}
+
+/* Nobody recovers: cancelling the paused source gives the guest up. */
+static void test_postcopy_paused_given_up(void **state)
 {
     struct run r;
     int fds[2];
-    struct error err = { 0 };
-    socket_pair(fds);
-    run_init(&r, &bare_config, 0);
-    r.dst.handoff = &r.src.guest;
-    r.p.postcopy_ram = true;
-    r.p.max_bandwidth = 16ull << 20;
-    r.src.cut_fd = fds[0];
-    run_start(&r, fds);
-    assert_int_equal(migration_source_start_postcopy(r.s, &err), 0);
-    r.sret = migration_source_wait(r.s, &r.serr);
-    r.dret = migration_dest_wait(r.d, &r.derr);
-    migration_dest_stats(r.d, &r.ds);
-    assert_true(r.sret < 0);
-    assert_true(r.dret < 0);
-    assert_non_null(strstr(r.derr.msg, "post-copy broke off"));
-    assert_int_equal(r.ds.status, MIGRATION_FAILED);
-    assert_int_equal(r.src.starts, 0);                      /* not resumed: the destination may have run */
-    assert_int_equal(machine_run_state(r.a), MACHINE_PAUSED);
+    postcopy_cut(&r, fds);
+    assert_int_equal(migration_source_cancel(r.s), 0);
+    assert_int_equal(migration_source_wait(r.s, &r.serr), -ECANCELED);
     /* The guest there is stopped first; then guest RAM is let go. */
     __atomic_store_n(&r.dst.guest.stop, 1, __ATOMIC_RELEASE);
     migration_dest_free(r.d);
     r.d = NULL;
+    run_free(&r);
+}
+
+/* migrate-recover + migrate resume=true: a new connection, the
+ * destination's list of missing pages, and the migration completes with no
+ * page lost. */
+static void test_postcopy_recover(void **state)
+{
+    struct run r;
+    int fds[2], again[2];
+    struct error err = { 0 };
+    postcopy_cut(&r, fds);
+    socket_pair(again);
+    /* Destination first (migrate-recover), then the source (resume). */
+    assert_int_equal(migration_dest_resume(r.d, again[1], &err), 0);
+    assert_int_equal(migration_source_resume(r.s, again[0], &err), 0);
+    run_wait(&r);
+    if (r.sret < 0 || r.dret < 0) {
+        fail_msg("recovery failed: source: %s; destination: %s", r.serr.msg, r.derr.msg);
+    }
+    assert_int_equal(r.ss.status, MIGRATION_COMPLETED);
+    assert_int_equal(r.ds.status, MIGRATION_COMPLETED);
+    assert_int_equal(r.src.starts, 0);
+    assert_no_stale_page(r.b);
+    uint8_t *pa = guest_memory_ptr(&r.a->vm.mem, 0, RANGE_BASE), *pb = guest_memory_ptr(&r.b->vm.mem, 0, RANGE_BASE);
+    assert_memory_equal(pa, pb, RANGE_BASE);
+    assert_true(same_device(r.a, r.b, "uart"));
     run_free(&r);
 }
 
@@ -915,7 +962,8 @@ int main(void)
         cmocka_unit_test(test_truncated_stream),
         cmocka_unit_test(test_postcopy_socketpair),
         cmocka_unit_test(test_postcopy_tcp),
-        cmocka_unit_test(test_postcopy_broken),
+        cmocka_unit_test(test_postcopy_paused_given_up),
+        cmocka_unit_test(test_postcopy_recover),
         cmocka_unit_test(test_postcopy_needs_capability),
         cmocka_unit_test(test_hostile_streams),
         cmocka_unit_test(test_bad_uri),
