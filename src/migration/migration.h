@@ -103,6 +103,9 @@ int migration_source_start_postcopy(struct migration_source *s, struct error *er
  * connection to the destination (QMP migrate resume=true). -EINVAL when
  * not paused. */
 int migration_source_resume(struct migration_source *s, int fd, struct error *err);
+/* QMP migrate-pause: breaks the post-copy connection on purpose (it then
+ * pauses as if it broke). -EINVAL outside post-copy. */
+int migration_source_pause(struct migration_source *s, struct error *err);
 /* Waits for the thread: 0 when completed, <0 (with the reason) otherwise. */
 int migration_source_wait(struct migration_source *s, struct error *err);
 bool migration_source_done(struct migration_source *s);

@@ -723,6 +723,17 @@ int migration_source_resume(struct migration_source *s, int fd, struct error *er
     return 0;
 }
 
+int migration_source_pause(struct migration_source *s, struct error *err)
+{
+    pthread_mutex_lock(&s->lock);
+    bool active = s->st.status == MIGRATION_POSTCOPY_ACTIVE;
+    if (active) {
+        shutdown(s->fd, SHUT_RDWR);     /* s->fd changes only while paused */
+    }
+    pthread_mutex_unlock(&s->lock);
+    return active ? 0 : error_set(err, -EINVAL, "migrate-pause is currently only supported during postcopy-active state");
+}
+
 bool migration_source_done(struct migration_source *s)
 {
     pthread_mutex_lock(&s->lock);

@@ -359,6 +359,21 @@ static bool busy(struct qmp_reply *r)
     return running;
 }
 
+/* migrate resume=true: the paused post-copy goes on over a new connection
+ * to the destination's migrate-recover address. */
+static void resume_source(const char *uri, struct qmp_reply *r)
+{
+    struct error err = { 0 };
+    if (!mig.src) {
+        qmp_fail(r, QMP_GENERIC, "Cannot resume if there is no paused migration");
+        return;
+    }
+    int fd = migration_connect(uri, &err);
+    if (fd < 0 || migration_source_resume(mig.src, fd, &err) < 0) {
+        qmp_fail(r, QMP_GENERIC, "%s", err.msg);
+    }
+}
+
 static void cmd_migrate(struct qmp_server *s, json_t *args, struct qmp_reply *r)
 {
     static const struct qmp_arg spec[] = {
@@ -366,15 +381,19 @@ static void cmd_migrate(struct qmp_server *s, json_t *args, struct qmp_reply *r)
         { "detach", JSON_TRUE, true }, { "resume", JSON_TRUE, true }, { NULL, 0, false },
     };
     struct error err = { 0 };
-    if (!qmp_check_args(args, spec, r) || attach(s->m, &err) < 0 || busy(r)) {
+    if (!qmp_check_args(args, spec, r) || attach(s->m, &err) < 0 ||
+        (!json_is_true(json_object_get(args, "resume")) && busy(r))) {
         if (err.code) {
             qmp_fail(r, QMP_GENERIC, "%s", err.msg);
         }
         return;
     }
     mig.qmp = s;
-    if (json_is_true(json_object_get(args, "resume")) || json_is_true(json_object_get(args, "blk")) ||
-        json_is_true(json_object_get(args, "inc"))) {
+    if (json_is_true(json_object_get(args, "resume"))) {
+        resume_source(json_string_value(json_object_get(args, "uri")), r);
+        return;
+    }
+    if (json_is_true(json_object_get(args, "blk")) || json_is_true(json_object_get(args, "inc"))) {
         qmp_fail(r, QMP_GENERIC, "cowvisor does not support this migration option yet");
         return;
     }
@@ -402,6 +421,59 @@ static void cmd_migrate(struct qmp_server *s, json_t *args, struct qmp_reply *r)
     params()->share_memfd = mig.cap_ignore_shared;
     if (migration_source_start(&mig.src, s->m, fd, params(), &src_hooks, &err) < 0) {
         qmp_fail(r, QMP_GENERIC, "%s", err.msg);
+    }
+}
+
+/* ---- post-copy recovery ---- */
+
+static void accept_recovery(void *opaque, int fd, uint32_t events)
+{
+    struct error err = { 0 };
+    int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+    if (c < 0) {
+        return;
+    }
+    event_loop_remove(machine_loop(mig.m), fd);
+    close(fd);
+    mig.listen_fd = -1;
+    if (!mig.dst || migration_dest_resume(mig.dst, c, &err) < 0) {
+        log_warn("migrate-recover: %s", err.msg);
+    }
+}
+
+static void cmd_migrate_recover(struct qmp_server *s, json_t *args, struct qmp_reply *r)
+{
+    static const struct qmp_arg spec[] = { { "uri", JSON_STRING, false }, { NULL, 0, false } };
+    struct error err = { 0 };
+    struct migration_stats st;
+    if (!qmp_check_args(args, spec, r)) {
+        return;
+    }
+    if (mig.dst) {
+        migration_dest_stats(mig.dst, &st);
+    }
+    if (!mig.dst || st.status != MIGRATION_POSTCOPY_PAUSED || mig.listen_fd >= 0) {
+        qmp_fail(r, QMP_GENERIC, "Migrate recover can only be run when postcopy is paused.");
+        return;
+    }
+    int fd = migration_listen(json_string_value(json_object_get(args, "uri")), &err);
+    if (fd < 0 || event_loop_add(machine_loop(mig.m), fd, EPOLLIN, accept_recovery, NULL, &err) < 0) {
+        if (fd >= 0) {
+            close(fd);
+        }
+        qmp_fail(r, QMP_GENERIC, "%s", err.msg);
+        return;
+    }
+    mig.listen_fd = fd;
+}
+
+static void cmd_migrate_pause(struct qmp_server *s, json_t *args, struct qmp_reply *r)
+{
+    struct error err = { 0 };
+    if (qmp_check_args(args, no_args, r) &&
+        (!mig.src || migration_source_pause(mig.src, &err) < 0)) {
+        qmp_fail(r, QMP_GENERIC, "%s", err.code ? err.msg : "migrate-pause is currently only supported during "
+                 "postcopy-active state");
     }
 }
 
@@ -619,6 +691,8 @@ static const struct {
     { "query-migrate", cmd_query_migrate },
     { "migrate_cancel", cmd_migrate_cancel },
     { "migrate-start-postcopy", cmd_migrate_start_postcopy },
+    { "migrate-recover", cmd_migrate_recover },
+    { "migrate-pause", cmd_migrate_pause },
     { "migrate-set-capabilities", cmd_set_capabilities },
     { "query-migrate-capabilities", cmd_query_capabilities },
     { "migrate-set-parameters", cmd_set_parameters },
