@@ -92,6 +92,9 @@ void machine_set_event_hook(struct machine *m, machine_event_fn fn, void *opaque
 int machine_cpu_count(const struct machine *m);
 /* The vCPU thread's kernel id, 0 before it runs. */
 int machine_cpu_thread_id(const struct machine *m, int i);
+/* Each vCPU sleeps percent (0-99) of its time (a migration's
+ * auto-converge); 0 ends it. Safe from any thread. */
+int machine_throttle_cpus(struct machine *m, int percent, struct error *err);
 
 /* ---- disks ---- */
 
@@ -109,6 +112,11 @@ int machine_disk_chain(struct machine *m, int i, struct disk_layer *out, int max
 /* Creates a qcow2 overlay at file backed by disk i's image (absolute path)
  * and switches the disk to it. */
 int machine_disk_overlay(struct machine *m, int i, const char *file, struct error *err);
+
+/* ---- guest memory ---- */
+
+/* [gpa, gpa+size) of guest RAM into a new file (QMP pmemsave). */
+int machine_pmemsave(struct machine *m, uint64_t gpa, uint64_t size, const char *path, struct error *err);
 
 /* ---- snapshots (the machine paused or not started) ---- */
 

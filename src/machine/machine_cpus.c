@@ -74,3 +74,8 @@ int machine_add_cpus(struct machine *m, struct error *err)
     }
     return ret;
 }
+
+int machine_throttle_cpus(struct machine *m, int percent, struct error *err)
+{
+    return vm_throttle_set(&m->vm, percent, err);
+}

@@ -282,10 +282,11 @@ static int check_complete(struct machine *m, const struct machine_state_image *i
     return 0;
 }
 
-/* Guest RAM follows the devices, as one of these (or the end). */
+/* Guest RAM follows the devices, as one of these (or the end); post-copy
+ * migration streams RAM after the devices in "mig-*" sections. */
 static bool is_memory_section(const char *name)
 {
-    return strcmp(name, "memory") == 0 || strcmp(name, "ram") == 0;
+    return strcmp(name, "memory") == 0 || strcmp(name, "ram") == 0 || strncmp(name, "mig-", 4) == 0;
 }
 
 /* Device sections up to guest RAM, which is given back to the reader for
@@ -311,6 +312,16 @@ static int read_devices(struct machine *m, struct vmstate_reader *r, struct mach
             return ret;
         }
     }
+}
+
+int machine_state_save_config(struct machine *m, struct vmstate_writer *w, struct error *err)
+{
+    return write_config(m, w, err);
+}
+
+int machine_state_check_config(struct machine *m, struct vmstate_reader *r, struct error *err)
+{
+    return read_config(m, r, err);
 }
 
 int machine_state_read(struct machine *m, struct vmstate_reader *r, struct machine_state_image *img,

@@ -13,6 +13,11 @@
 /* Saving quiesces the devices (disk requests in flight complete). */
 int machine_state_save(struct machine *m, struct vmstate_writer *w, struct error *err);
 
+/* The "config" section alone: a migration checks it before the source
+ * stops (the full state repeats it). */
+int machine_state_save_config(struct machine *m, struct vmstate_writer *w, struct error *err);
+int machine_state_check_config(struct machine *m, struct vmstate_reader *r, struct error *err);
+
 /* What machine_state_read found, checked but not yet applied. */
 struct machine_state_image {
     int count;
@@ -23,7 +28,8 @@ struct machine_state_image {
 };
 /* Reads and checks config (against this machine), then the device
  * sections, each for a device of this machine and every device once.
- * Stops before guest RAM ("memory" or "ram") or the end. */
+ * Stops before guest RAM ("memory", "ram" or a migration's "mig-*"
+ * sections) or the end. */
 int machine_state_read(struct machine *m, struct vmstate_reader *r, struct machine_state_image *img,
                        struct error *err);
 /* Loads every device, then lets them look at requests the guest posted

@@ -108,6 +108,11 @@ static int flush_buf(struct vmstate_writer *w, struct error *err)
     return 0;
 }
 
+int vmstate_writer_flush(struct vmstate_writer *w, struct error *err)
+{
+    return flush_buf(w, err);
+}
+
 static int put(struct vmstate_writer *w, const void *data, size_t len, struct error *err)
 {
     const uint8_t *p = data;

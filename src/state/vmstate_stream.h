@@ -66,6 +66,9 @@ int vmstate_section_end(struct vmstate_writer *w, struct error *err);
 /* A whole section at once. */
 int vmstate_write_section(struct vmstate_writer *w, const char *name, uint32_t version, const void *data,
                           size_t len, struct error *err);
+/* Sends what is buffered (a migration's requested page must not wait for
+ * the buffer to fill). */
+int vmstate_writer_flush(struct vmstate_writer *w, struct error *err);
 /* Writes the end section and flushes; returns the stream's total size or <0. */
 int64_t vmstate_writer_finish(struct vmstate_writer *w, struct error *err);
 void vmstate_writer_free(struct vmstate_writer *w);

@@ -251,6 +251,7 @@ void *vcpu_thread(void *opaque)
     sigaddset(&set, SIGUSR1);
     pthread_sigmask(SIG_UNBLOCK, &set, NULL);
     while (sandboxed && check_pause(c)) {
+        vcpu_throttle_sleep(c);
         int ret = ioctl(c->fd, KVM_RUN, 0);
         if (ret < 0) {
             if (errno == EINTR || errno == EAGAIN) {

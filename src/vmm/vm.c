@@ -172,6 +172,7 @@ int vm_map_rom(struct vm *vm, uint64_t gpa, const void *data, uint64_t len, stru
 
 void vm_destroy(struct vm *vm)
 {
+    vm_throttle_set(vm, 0, NULL);
     vm_stop(vm);
     for (int i = 0; i < vm->ncpus; i++) {
         vcpu_destroy(&vm->vcpus[i]);

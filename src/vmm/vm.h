@@ -37,6 +37,7 @@ struct vcpu {
     pthread_t thread;
     bool thread_started;
     int tid;                /* the thread's kernel id (QMP's thread-id), 0 before it runs */
+    bool throttle_due;      /* the throttle's kicker asks for a sleep (atomic) */
 };
 
 struct vm {
@@ -64,6 +65,9 @@ struct vm {
     bool stopping;          /* vCPU threads must leave */
     bool pause_wanted;
     int paused_count;
+    int throttle_pct;               /* vcpu_throttle.c (atomic) */
+    bool throttle_running;
+    pthread_t throttle_thread;
 };
 
 int vm_create(struct vm *vm, int ncpus, uint64_t ram_size, struct error *err);
@@ -99,6 +103,13 @@ int vcpu_init(struct vm *vm, int index, struct error *err);
 void vcpu_destroy(struct vcpu *vcpu);
 void *vcpu_thread(void *opaque);
 void vcpu_kick(struct vcpu *vcpu);
+
+/* vCPU throttling (vcpu_throttle.c), for a migration's auto-converge: with
+ * percent > 0 each vCPU sleeps that share of every 10 ms slice (kicked out
+ * of the guest to do so); 0 stops it. */
+int vm_throttle_set(struct vm *vm, int percent, struct error *err);
+/* A vCPU thread's slice sleep, when one is due (vcpu.c calls it). */
+void vcpu_throttle_sleep(struct vcpu *c);
 
 /* State of the in-kernel parts (vm_state.c, vcpu_state.c). */
 #define VM_STATE_VERSION 1      /* vm_save_kvm_state's layout */

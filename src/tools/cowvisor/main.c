@@ -9,6 +9,7 @@
 
 #include "machine/machine.h"
 #include "qmp.h"
+#include "qmp_migration.h"
 #include "util/log.h"
 #include "util/options.h"
 #include "util/sandbox.h"
@@ -39,6 +40,7 @@ static void usage(FILE *f)
         "  --qmp unix:PATH,server[,nowait]  QMP monitor (QEMU's protocol) on a UNIX socket\n"
         "  --restore DIR          start from a snapshot to files (same configuration)\n"
         "  --loadvm NAME          start from the internal snapshot NAME of the qcow2 disks\n"
+        "  --incoming URI         wait for a live migration: tcp:HOST:PORT, unix:PATH or defer\n"
         "QMP also takes x-cowvisor-snapshot-files {\"directory\": DIR, \"type\": \"full\"|\"diff\"}:\n"
         "a snapshot of memory and state to DIR (disks are not copied) for --restore.\n"
         "With no arguments, boots the built-in test guest on fresh temporary disks.\n"
@@ -149,7 +151,7 @@ static int default_config(struct machine_config *cfg, char paths[2][64], struct 
 
 enum { OPT_KERNEL = 256, OPT_INITRD, OPT_APPEND, OPT_BIOS, OPT_CPUS, OPT_MEMORY, OPT_DISK, OPT_DEVICE,
        OPT_NET, OPT_CONSOLE, OPT_NO_REBOOT, OPT_KERNEL_DECOMPRESS, OPT_HELP, OPT_VERSION, OPT_QMP, OPT_RESTORE, OPT_LOADVM,
-       OPT_SANDBOX };
+       OPT_SANDBOX, OPT_INCOMING };
 
 static const struct option long_options[] = {
     { "kernel", required_argument, NULL, OPT_KERNEL },
@@ -168,13 +170,14 @@ static const struct option long_options[] = {
     { "qmp", required_argument, NULL, OPT_QMP },
     { "restore", required_argument, NULL, OPT_RESTORE },
     { "loadvm", required_argument, NULL, OPT_LOADVM },
+    { "incoming", required_argument, NULL, OPT_INCOMING },
     { "help", no_argument, NULL, OPT_HELP },
     { "version", no_argument, NULL, OPT_VERSION },
     { NULL, 0, NULL, 0 },
 };
 
 static struct options option_lists[MACHINE_MAX_DISKS + 8];
-static const char *qmp_spec, *restore_dir, *loadvm_name;
+static const char *qmp_spec, *restore_dir, *loadvm_name, *incoming_uri;
 static int noption_lists;
 
 /* parse_args: the command line answered itself (--help, --version). */
@@ -210,6 +213,7 @@ static int parse_args(int argc, char **argv, struct machine_config *cfg, struct 
         case OPT_QMP: qmp_spec = optarg; break;
         case OPT_RESTORE: restore_dir = optarg; break;
         case OPT_LOADVM: loadvm_name = optarg; break;
+        case OPT_INCOMING: incoming_uri = optarg; break;
         case OPT_CPUS:
             cfg->cpus = (int)strtol(optarg, &end, 10);
             if (*end || cfg->cpus < 1) {
@@ -304,12 +308,20 @@ int main(int argc, char **argv)
     if (ret == 0 && loadvm_name && (ret = machine_loadvm(m, loadvm_name, NULL, &err)) < 0) {
         error_prefix(&err, "--loadvm '%s'", loadvm_name);
     }
+    if (ret == 0 && incoming_uri && (ret = qmp_migration_incoming(m, incoming_uri, &err)) < 0) {
+        error_prefix(&err, "--incoming '%s'", incoming_uri);
+    }
     if (ret == 0 && qmp_spec) {
         ret = qmp_server_start(&qmp, m, qmp_spec, &err);
+        qmp_migration_attach_monitor(qmp);
     }
     if (ret == 0) {
         ret = machine_run(m, &err);
     }
+    if (ret >= 0 && qmp_migration_exit_status(&err) < 0) {
+        ret = err.code;
+    }
+    qmp_migration_end();
     qmp_server_stop(qmp);
     machine_destroy(m);
     for (int i = 0; i < 2; i++) {

@@ -1,6 +1,7 @@
 /* The QMP commands cowvisor implements, with QEMU's argument names,
  * return shapes and error classes. */
 #include "qmp_int.h"
+#include "qmp_migration.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -73,6 +74,9 @@ void qmp_vm_resume_after(struct qmp_server *s, bool was_running)
 
 const char *qmp_status_name(struct qmp_server *s)
 {
+    if (qmp_migration_run_state()) {
+        return qmp_migration_run_state();
+    }
     switch (machine_run_state(s->m)) {
     case MACHINE_RUNNING: return "running";
     case MACHINE_PAUSED: return "paused";
@@ -97,7 +101,7 @@ static void cmd_stop(struct qmp_server *s, json_t *args, struct qmp_reply *r)
 
 static void cmd_cont(struct qmp_server *s, json_t *args, struct qmp_reply *r)
 {
-    if (qmp_check_args(args, no_args, r)) {
+    if (qmp_check_args(args, no_args, r) && !qmp_migration_refuse_cont(r)) {
         qmp_vm_cont(s);
     }
 }
@@ -324,6 +328,7 @@ static void cmd_query_commands(struct qmp_server *s, json_t *args, struct qmp_re
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
         json_array_append_new(list, json_pack("{s:s}", "name", commands[i].name));
     }
+    qmp_migration_list_commands(list);
     r->ret = list;
 }
 
@@ -334,5 +339,5 @@ qmp_handler qmp_find_command(const char *name)
             return commands[i].fn;
         }
     }
-    return NULL;
+    return qmp_migration_command(name);
 }

@@ -60,6 +60,9 @@ void qmp_fail(struct qmp_reply *r, const char *cls, const char *fmt, ...) __attr
 typedef void (*qmp_handler)(struct qmp_server *s, json_t *args, struct qmp_reply *r);
 /* NULL when there is no such command. */
 qmp_handler qmp_find_command(const char *name);
+/* The migration commands (qmp_migration.c). */
+qmp_handler qmp_migration_command(const char *name);
+void qmp_migration_list_commands(json_t *list);
 
 /* Argument helpers: check names, types, missing and unexpected members. */
 struct qmp_arg {

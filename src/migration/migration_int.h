@@ -1,0 +1,42 @@
+/* Inside the migration layer: the machine's parts it works on, and the
+ * destination's post-copy machinery (migration_postcopy.c). */
+#ifndef MIGRATION_MIGRATION_INT_H
+#define MIGRATION_MIGRATION_INT_H
+
+#include <pthread.h>
+
+#include "machine/machine_int.h"
+#include "migration/migration.h"
+#include "migration/migration_wire.h"
+
+/* Pages of the destination's guest RAM, one bit each per region. */
+struct page_bits {
+    uint64_t *bits[GUEST_MEM_MAX_REGIONS];
+};
+
+/* The destination's side of post-copy: guest RAM registered with a
+ * userfaultfd, and a fault thread that asks the source (on the return
+ * path, rp_fd under rp_lock) for each page a thread touches that has not
+ * arrived yet. received: pages whose content is here (present, or known
+ * to be zero). */
+struct postcopy_dest;
+int postcopy_dest_start(struct postcopy_dest **out, struct guest_memory *mem, struct page_bits *received,
+                        int rp_fd, pthread_mutex_t *rp_lock, struct error *err);
+/* Places a page that arrived (data NULL: zero) and wakes its waiters. */
+int postcopy_dest_place(struct postcopy_dest *pc, uint64_t gpa, const uint8_t *data, struct error *err);
+/* Every page is here: unregisters guest RAM and ends the fault thread. */
+void postcopy_dest_stop(struct postcopy_dest *pc);
+uint64_t postcopy_dest_requests(struct postcopy_dest *pc);
+/* Recovery: the return path is a new connection (caller holds rp_lock);
+ * the faults still waiting ask again on it. */
+void postcopy_dest_set_rp(struct postcopy_dest *pc, int rp_fd);
+void postcopy_dest_rerequest(struct postcopy_dest *pc);
+/* Faults that waited for the source, from the fault to the page placed. */
+struct postcopy_latency {
+    uint64_t faults, blocktime_ms, p50_us, p99_us;
+};
+void postcopy_dest_latency(struct postcopy_dest *pc, struct postcopy_latency *out);
+/* Drops the pages of guest RAM at gpa (they fault from now on). */
+int postcopy_discard(struct guest_memory *mem, uint64_t gpa, struct error *err);
+
+#endif

@@ -1,0 +1,349 @@
+/* Post-copy on the destination: guest RAM is registered with a
+ * userfaultfd (missing pages), so a thread (a vCPU, a device) touching a
+ * page that has not arrived blocks in the kernel; the fault thread reads
+ * the fault and asks the source for the page on the return path, and the
+ * receiving thread places it with UFFDIO_COPY, which wakes the waiter.
+ * Pages placed by UFFDIO_COPY appear atomically: nobody sees half a page.
+ * KVM reaches guest memory from the kernel, so the userfaultfd must take
+ * kernel faults too (no UFFD_USER_MODE_ONLY): /dev/userfaultfd gives that
+ * where the syscall is restricted. */
+#include "migration/migration_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "util/log.h"
+
+/* Faults waiting for their page, for blocktime: gpa and when it faulted. */
+#define WAITING 1024
+#define LAT_BUCKETS 32              /* log2 of microseconds */
+
+struct postcopy_dest {
+    pthread_mutex_t wait_lock;
+    uint64_t wait_gpa[WAITING], wait_ns[WAITING];
+    uint64_t blocktime_ns, resolved;
+    uint64_t lat_hist[LAT_BUCKETS];
+    struct guest_memory *mem;
+    struct page_bits *received;
+    int uffd, stop_fd, rp_fd;
+    pthread_mutex_t *rp_lock;
+    pthread_t thread;
+    uint64_t requests;          /* atomic */
+    uint8_t *zero;              /* one zero page, the source of zero placements */
+};
+
+/* ---- the userfaultfd ---- */
+
+static int uffd_open(struct error *err)
+{
+    int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+#ifdef USERFAULTFD_IOC_NEW
+    if (fd < 0 && (errno == EPERM || errno == ENOSYS)) {
+        int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+        if (dev >= 0) {
+            fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+            close(dev);
+        }
+    }
+#endif
+    if (fd < 0) {
+        return error_set_errno(err, -errno, "userfaultfd (post-copy needs it)");
+    }
+    struct uffdio_api api = { .api = UFFD_API };
+    if (ioctl(fd, UFFDIO_API, &api) < 0) {
+        int e = -errno;
+        close(fd);
+        return error_set_errno(err, e, "UFFDIO_API");
+    }
+    return fd;
+}
+
+static int uffd_register(int fd, struct guest_memory *mem, struct error *err)
+{
+    for (int i = 0; i < mem->count; i++) {
+        struct uffdio_register reg = {
+            .range = { (uintptr_t)mem->regions[i].hva, mem->regions[i].size },
+            .mode = UFFDIO_REGISTER_MODE_MISSING,
+        };
+        if (ioctl(fd, UFFDIO_REGISTER, &reg) < 0) {
+            return error_set_errno(err, -errno, "registering guest RAM region %d with userfaultfd", i);
+        }
+        if (!(reg.ioctls & (1ull << _UFFDIO_COPY))) {
+            return error_set(err, -ENOTSUP, "userfaultfd cannot place pages in guest RAM region %d", i);
+        }
+    }
+    return 0;
+}
+
+static void uffd_unregister(int fd, struct guest_memory *mem)
+{
+    for (int i = 0; i < mem->count; i++) {
+        struct uffdio_range r = { (uintptr_t)mem->regions[i].hva, mem->regions[i].size };
+        ioctl(fd, UFFDIO_UNREGISTER, &r);   /* wakes any waiter: the page is ordinary memory again */
+    }
+}
+
+/* UFFDIO_COPY of one page; a page already there (placed twice, or by the
+ * guest's own fault handling) only needs its waiters woken. */
+static int place_page(struct postcopy_dest *pc, void *hva, const void *src, struct error *err)
+{
+    struct uffdio_copy c = { .dst = (uintptr_t)hva, .src = (uintptr_t)src, .len = GUEST_PAGE_SIZE };
+    for (;;) {
+        if (ioctl(pc->uffd, UFFDIO_COPY, &c) == 0) {
+            return 0;
+        }
+        if (errno == EAGAIN || errno == EINTR) {
+            continue;
+        }
+        if (errno == EEXIST) {
+            struct uffdio_range r = { (uintptr_t)hva, GUEST_PAGE_SIZE };
+            ioctl(pc->uffd, UFFDIO_WAKE, &r);
+            return 0;
+        }
+        return error_set_errno(err, -errno, "UFFDIO_COPY");
+    }
+}
+
+/* ---- blocktime: from a fault to its page placed ---- */
+
+static void wait_begin(struct postcopy_dest *pc, uint64_t gpa)
+{
+    unsigned h = (unsigned)(gpa / GUEST_PAGE_SIZE) % WAITING;
+    pthread_mutex_lock(&pc->wait_lock);
+    if (!pc->wait_ns[h]) {          /* a slot taken by another page: that fault goes unmeasured */
+        pc->wait_gpa[h] = gpa;
+        pc->wait_ns[h] = mig_now_ns();
+    }
+    pthread_mutex_unlock(&pc->wait_lock);
+}
+
+static void wait_end(struct postcopy_dest *pc, uint64_t gpa)
+{
+    unsigned h = (unsigned)(gpa / GUEST_PAGE_SIZE) % WAITING;
+    pthread_mutex_lock(&pc->wait_lock);
+    if (pc->wait_ns[h] && pc->wait_gpa[h] == gpa) {
+        uint64_t ns = mig_now_ns() - pc->wait_ns[h];
+        pc->wait_ns[h] = 0;
+        pc->blocktime_ns += ns;
+        pc->resolved++;
+        int b = 0;
+        for (uint64_t us = ns / 1000; us > 1 && b < LAT_BUCKETS - 1; us >>= 1) {
+            b++;
+        }
+        pc->lat_hist[b]++;
+    }
+    pthread_mutex_unlock(&pc->wait_lock);
+}
+
+/* The bucket's upper bound in microseconds where the share q of faults
+ * (0..1000 per mille) is reached. */
+static uint64_t percentile_us(const struct postcopy_dest *pc, unsigned per_mille)
+{
+    uint64_t seen = 0, want = (pc->resolved * per_mille + 999) / 1000;
+    for (int b = 0; b < LAT_BUCKETS; b++) {
+        seen += pc->lat_hist[b];
+        if (seen >= want && seen) {
+            return 2ull << b;
+        }
+    }
+    return 0;
+}
+
+void postcopy_dest_latency(struct postcopy_dest *pc, struct postcopy_latency *out)
+{
+    pthread_mutex_lock(&pc->wait_lock);
+    out->faults = pc->resolved;
+    out->blocktime_ms = pc->blocktime_ns / 1000000;
+    out->p50_us = percentile_us(pc, 500);
+    out->p99_us = percentile_us(pc, 990);
+    pthread_mutex_unlock(&pc->wait_lock);
+}
+
+/* ---- the fault thread ---- */
+
+static bool hva_to_gpa(const struct guest_memory *mem, uint64_t hva, int *region, uint64_t *page, uint64_t *gpa)
+{
+    for (int i = 0; i < mem->count; i++) {
+        const struct guest_region *r = &mem->regions[i];
+        if (hva >= (uintptr_t)r->hva && hva - (uintptr_t)r->hva < r->size) {
+            *region = i;
+            *page = (hva - (uintptr_t)r->hva) / GUEST_PAGE_SIZE;
+            *gpa = r->gpa + *page * GUEST_PAGE_SIZE;
+            return true;
+        }
+    }
+    return false;
+}
+
+static void handle_fault(struct postcopy_dest *pc, uint64_t addr)
+{
+    int region;
+    uint64_t page, gpa;
+    struct error err = { 0 };
+    if (!hva_to_gpa(pc->mem, addr, &region, &page, &gpa)) {
+        return;
+    }
+    if (bitmap_test(pc->received->bits[region], page)) {
+        /* Here already: known zero (never placed) or placed meanwhile. */
+        if (place_page(pc, pc->mem->regions[region].hva + page * GUEST_PAGE_SIZE, pc->zero, &err) < 0) {
+            log_warn("post-copy: %s", err.msg);
+        }
+        return;
+    }
+    struct mig_rp_msg msg = { .type = MIG_RP_PAGE_REQ, .arg = gpa };
+    wait_begin(pc, gpa);
+    pthread_mutex_lock(pc->rp_lock);
+    int ret = mig_rp_send(pc->rp_fd, &msg, &err);
+    pthread_mutex_unlock(pc->rp_lock);
+    if (ret < 0) {
+        log_warn("post-copy: asking for page 0x%llx: %s", (unsigned long long)gpa, err.msg);
+    }
+    __atomic_add_fetch(&pc->requests, 1, __ATOMIC_RELAXED);
+}
+
+static void *fault_main(void *opaque)
+{
+    struct postcopy_dest *pc = opaque;
+    struct pollfd fds[2] = { { pc->uffd, POLLIN, 0 }, { pc->stop_fd, POLLIN, 0 } };
+    for (;;) {
+        if (poll(fds, 2, -1) < 0 && errno != EINTR) {
+            return NULL;
+        }
+        if (fds[1].revents) {
+            return NULL;
+        }
+        struct uffd_msg msg[16];
+        ssize_t n = read(pc->uffd, msg, sizeof(msg));
+        for (ssize_t i = 0; n > 0 && i < n / (ssize_t)sizeof(msg[0]); i++) {
+            if (msg[i].event == UFFD_EVENT_PAGEFAULT) {
+                handle_fault(pc, msg[i].arg.pagefault.address & ~(GUEST_PAGE_SIZE - 1));
+            }
+        }
+    }
+}
+
+/* ---- the interface ---- */
+
+int postcopy_discard(struct guest_memory *mem, uint64_t gpa, struct error *err)
+{
+    int region;
+    uint64_t page;
+    if (!mig_page_index(mem, gpa, &region, &page)) {
+        return error_set(err, -EPROTO, "migration stream: discard of 0x%llx, not guest RAM",
+                         (unsigned long long)gpa);
+    }
+    struct guest_region *r = &mem->regions[region];
+    if (fallocate(r->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(page * GUEST_PAGE_SIZE),
+                  GUEST_PAGE_SIZE) < 0) {
+        return error_set_errno(err, -errno, "discarding guest page 0x%llx", (unsigned long long)gpa);
+    }
+    return 0;
+}
+
+int postcopy_dest_start(struct postcopy_dest **out, struct guest_memory *mem, struct page_bits *received,
+                        int rp_fd, pthread_mutex_t *rp_lock, struct error *err)
+{
+    struct postcopy_dest *pc = calloc(1, sizeof(*pc));
+    void *zero = NULL;
+    if (!pc || posix_memalign(&zero, GUEST_PAGE_SIZE, GUEST_PAGE_SIZE) != 0) {
+        free(pc);
+        return error_set(err, -ENOMEM, "out of memory");
+    }
+    memset(zero, 0, GUEST_PAGE_SIZE);
+    pc->mem = mem;
+    pc->received = received;
+    pc->uffd = pc->stop_fd = -1;
+    pc->rp_fd = rp_fd;
+    pc->rp_lock = rp_lock;
+    pc->zero = zero;
+    pthread_mutex_init(&pc->wait_lock, NULL);
+    int ret = pc->uffd = uffd_open(err);
+    if (ret >= 0 && (ret = uffd_register(pc->uffd, mem, err)) == 0) {
+        pc->stop_fd = eventfd(0, EFD_CLOEXEC);
+        ret = pc->stop_fd < 0 ? error_set_errno(err, -errno, "eventfd") : 0;
+    }
+    if (ret == 0 && pthread_create(&pc->thread, NULL, fault_main, pc) != 0) {
+        ret = error_set(err, -EAGAIN, "cannot start the post-copy fault thread");
+    }
+    if (ret < 0) {
+        if (pc->uffd >= 0) {
+            uffd_unregister(pc->uffd, mem);
+            close(pc->uffd);
+        }
+        if (pc->stop_fd >= 0) {
+            close(pc->stop_fd);
+        }
+        free(pc->zero);
+        free(pc);
+        return ret;
+    }
+    *out = pc;
+    return 0;
+}
+
+int postcopy_dest_place(struct postcopy_dest *pc, uint64_t gpa, const uint8_t *data, struct error *err)
+{
+    int region;
+    uint64_t page;
+    if (!mig_page_index(pc->mem, gpa, &region, &page)) {
+        return error_set(err, -EPROTO, "page 0x%llx is not guest RAM", (unsigned long long)gpa);
+    }
+    int ret = place_page(pc, pc->mem->regions[region].hva + page * GUEST_PAGE_SIZE, data ? data : pc->zero, err);
+    if (ret == 0) {
+        bitmap_set_atomic(pc->received->bits[region], page);
+        wait_end(pc, gpa);
+    }
+    return ret;
+}
+
+void postcopy_dest_set_rp(struct postcopy_dest *pc, int rp_fd)
+{
+    pc->rp_fd = rp_fd;      /* the caller holds rp_lock */
+}
+
+void postcopy_dest_rerequest(struct postcopy_dest *pc)
+{
+    for (unsigned h = 0; h < WAITING; h++) {
+        pthread_mutex_lock(&pc->wait_lock);
+        uint64_t gpa = pc->wait_ns[h] ? pc->wait_gpa[h] : UINT64_MAX;
+        pthread_mutex_unlock(&pc->wait_lock);
+        if (gpa != UINT64_MAX) {
+            struct mig_rp_msg msg = { .type = MIG_RP_PAGE_REQ, .arg = gpa };
+            struct error err = { 0 };
+            pthread_mutex_lock(pc->rp_lock);
+            mig_rp_send(pc->rp_fd, &msg, &err);
+            pthread_mutex_unlock(pc->rp_lock);
+        }
+    }
+}
+
+uint64_t postcopy_dest_requests(struct postcopy_dest *pc)
+{
+    return __atomic_load_n(&pc->requests, __ATOMIC_RELAXED);
+}
+
+void postcopy_dest_stop(struct postcopy_dest *pc)
+{
+    if (!pc) {
+        return;
+    }
+    uint64_t one = 1;
+    if (write(pc->stop_fd, &one, sizeof(one)) != sizeof(one)) {
+        log_warn("post-copy: cannot stop the fault thread");
+    }
+    pthread_join(pc->thread, NULL);
+    uffd_unregister(pc->uffd, pc->mem);
+    close(pc->uffd);
+    close(pc->stop_fd);
+    pthread_mutex_destroy(&pc->wait_lock);
+    free(pc->zero);
+    free(pc);
+}

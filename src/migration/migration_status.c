@@ -1,0 +1,29 @@
+/* Names and defaults as QEMU 7.2 has them (query-migrate's "status",
+ * migrate-set-parameters' defaults). */
+#include "migration/migration.h"
+
+const char *migration_status_name(enum migration_status st)
+{
+    switch (st) {
+    case MIGRATION_SETUP: return "setup";
+    case MIGRATION_ACTIVE: return "active";
+    case MIGRATION_POSTCOPY_ACTIVE: return "postcopy-active";
+    case MIGRATION_POSTCOPY_PAUSED: return "postcopy-paused";
+    case MIGRATION_COMPLETED: return "completed";
+    case MIGRATION_FAILED: return "failed";
+    case MIGRATION_CANCELLING: return "cancelling";
+    case MIGRATION_CANCELLED: return "cancelled";
+    default: return "none";
+    }
+}
+
+void migration_params_default(struct migration_params *p)
+{
+    p->downtime_limit_ms = 300;
+    p->max_bandwidth = 128ull << 20;    /* QEMU's MAX_THROTTLE */
+    p->postcopy_ram = false;
+    p->auto_converge = false;
+    p->share_memfd = false;
+    p->throttle_initial = 20;
+    p->throttle_increment = 10;
+}

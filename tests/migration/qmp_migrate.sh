@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Live migration between two cowvisor processes driven over QMP, as QEMU's
+# users do it: the destination waits with --incoming, the source runs
+# `migrate`; the test guest counts (and checks its pattern pages) on the
+# source and goes on counting on the destination. Pre-copy over UNIX and
+# TCP sockets, post-copy, cancel, a destination with another configuration,
+# query-migrate's shape, MIGRATION events, postmigrate with cont refused,
+# pmemsave. Needs /dev/kvm (skips without: common.sh).
+source "$TESTS_DIR/vmstate/common.sh"
+
+ARGS=(--kernel "$GUEST" --memory 128M --cpus 2 --append "counter spin=10000000")
+EVENTS='{"execute": "migrate-set-capabilities", "arguments": {"capabilities": [{"capability": "events", "state": true}]}}'
+POSTCOPY='{"execute": "migrate-set-capabilities", "arguments": {"capabilities": [{"capability": "postcopy-ram", "state": true}, {"capability": "events", "state": true}]}}'
+migrate() { echo "{\"execute\": \"migrate\", \"arguments\": {\"uri\": \"$1\"}}"; }
+status_of() { $QMP "$TMP/$1.sock" qmp_capabilities query-status | grep -o '"status": "[a-z-]*"' | tail -1; }
+mig_status() { $QMP "$TMP/$1.sock" qmp_capabilities query-migrate | grep -o '"status": "[a-z-]*"' | tail -1; }
+
+# ---- pre-copy over a UNIX socket ----
+start_vm b "${ARGS[@]}" --incoming "unix:$TMP/mig-b"
+check_eq "destination waits in inmigrate" '"status": "inmigrate"' "$(status_of b)"
+out=$($QMP "$TMP/b.sock" qmp_capabilities cont)
+check "cont is refused while incoming" grep -q "Migration is not finalized yet" <<<"$out"
+start_vm a "${ARGS[@]}"
+wait_text "$TMP/a.out" "counter 10 ok"
+out=$($QMP "$TMP/a.sock" qmp_capabilities "$EVENTS" "$(migrate "unix:$TMP/mig-b")" \
+      '@sleep:5' query-migrate)
+check "MIGRATION events: setup, active, completed" \
+    bash -c 'grep -q "\"status\": \"setup\"" <<<"$1" && grep -q "\"status\": \"active\"" <<<"$1" &&
+             grep -q "\"status\": \"completed\"" <<<"$1"' _ "$out"
+check "MIGRATION_PASS events" grep -q '"event": "MIGRATION_PASS"' <<<"$out"
+reply=$(grep '"return": {"' <<<"$out" | tail -1)
+for k in total-time downtime setup-time '"ram"' transferred remaining total duplicate normal mbps \
+         dirty-sync-count postcopy-requests; do
+    check "query-migrate has $k" grep -q -- "$k" <<<"$reply"
+done
+check_eq "source is postmigrate" '"status": "postmigrate"' "$(status_of a)"
+out=$($QMP "$TMP/a.sock" qmp_capabilities cont)
+check "cont refused on the source after migrating away" grep -q '"error"' <<<"$out"
+at=$(counter_lines "$TMP/a.out" | tail -1)
+check "destination goes on counting" wait_text "$TMP/b.out" "counter $((at + 10)) "
+check_eq "destination: no failed check" 0 "$(grep -c '^FAIL' "$TMP/b.out")"
+check_eq "destination runs" '"status": "running"' "$(status_of b)"
+out=$($QMP "$TMP/b.sock" qmp_capabilities "{\"execute\": \"pmemsave\", \"arguments\": {\"val\": 1048576, \"size\": 65536, \"filename\": \"$TMP/b.mem\"}}")
+check "pmemsave writes the range" test "$(stat -c %s "$TMP/b.mem" 2>/dev/null)" = 65536
+$QMP "$TMP/a.sock" qmp_capabilities quit >/dev/null
+check_eq "source quits with 0" 0 "$(wait_vm a)"
+
+# ---- pre-copy over TCP, the destination deferred (migrate-incoming) ----
+PORT=$((20000 + RANDOM % 20000))
+start_vm c "${ARGS[@]}" --incoming defer
+$QMP "$TMP/c.sock" qmp_capabilities "{\"execute\": \"migrate-incoming\", \"arguments\": {\"uri\": \"tcp:127.0.0.1:$PORT\"}}" >/dev/null
+out=$($QMP "$TMP/b.sock" qmp_capabilities "$EVENTS" "$(migrate "tcp:127.0.0.1:$PORT")" '@sleep:5' query-migrate)
+check "over TCP: completed" grep -q '"status": "completed"' <<<"$out"
+at=$(counter_lines "$TMP/b.out" | tail -1)
+check "the twice-migrated guest goes on counting" wait_text "$TMP/c.out" "counter $((at + 10)) "
+check_eq "no failed check after two migrations" 0 "$(grep -c '^FAIL' "$TMP/c.out")"
+$QMP "$TMP/b.sock" qmp_capabilities quit >/dev/null
+wait_vm b >/dev/null
+
+# ---- post-copy ----
+start_vm d "${ARGS[@]}" --incoming "unix:$TMP/mig-d"
+$QMP "$TMP/d.sock" qmp_capabilities "$POSTCOPY" >/dev/null
+out=$($QMP "$TMP/c.sock" qmp_capabilities "$POSTCOPY" '{"execute": "migrate-set-parameters", "arguments": {"max-bandwidth": 1048576}}' \
+      "$(migrate "unix:$TMP/mig-d")" '@sleep:0.5' migrate-start-postcopy '@sleep:10' query-migrate)
+check "post-copy: postcopy-active, then completed" \
+    bash -c 'grep -q "\"status\": \"postcopy-active\"" <<<"$1" && grep -q "\"status\": \"completed\"" <<<"$1"' _ "$out"
+at=$(counter_lines "$TMP/c.out" | tail -1)
+check "post-copy destination goes on counting" wait_text "$TMP/d.out" "counter $((at + 10)) "
+check_eq "post-copy: no failed check" 0 "$(grep -c '^FAIL' "$TMP/d.out")"
+$QMP "$TMP/c.sock" qmp_capabilities quit >/dev/null
+wait_vm c >/dev/null
+
+# ---- cancel: the source goes on ----
+start_vm e "${ARGS[@]}" --incoming "unix:$TMP/mig-e"
+out=$($QMP "$TMP/d.sock" qmp_capabilities '{"execute": "migrate-set-parameters", "arguments": {"max-bandwidth": 1048576}}' \
+      "$(migrate "unix:$TMP/mig-e")" '@sleep:0.5' migrate_cancel '@sleep:1' query-migrate query-status)
+check "cancel: status cancelled" grep -q '"status": "cancelled"' <<<"$out"
+check "cancel: the source still runs" grep -q '"status": "running"' <<<"$out"
+at=$(counter_lines "$TMP/d.out" | tail -1)
+check "cancelled source goes on counting" wait_text "$TMP/d.out" "counter $((at + 5)) "
+check "the destination of a cancelled migration exits with an error" test "$(wait_vm e)" != 0
+
+# ---- a destination with another configuration is refused before the source stops ----
+start_vm f --kernel "$GUEST" --memory 64M --cpus 2 --append "counter spin=10000000" --incoming "unix:$TMP/mig-f"
+out=$($QMP "$TMP/d.sock" qmp_capabilities "$(migrate "unix:$TMP/mig-f")" '@sleep:2' query-migrate query-status)
+check "wrong destination: failed with the reason" grep -q '"error-desc": ".*memory' <<<"$out"
+check "wrong destination: the source still runs" grep -q '"status": "running"' <<<"$out"
+check "the refusing destination exits with an error" test "$(wait_vm f)" != 0
+check "its error names the mismatch" grep -q "incoming migration failed" "$TMP/f.err"
+
+# ---- same host: guest RAM's memfds pass over the UNIX socket (x-ignore-shared) ----
+SHARED='{"execute": "migrate-set-capabilities", "arguments": {"capabilities": [{"capability": "x-ignore-shared", "state": true}]}}'
+start_vm g "${ARGS[@]}" --incoming "unix:$TMP/mig-g"
+out=$($QMP "$TMP/d.sock" qmp_capabilities "$SHARED" "$(migrate "unix:$TMP/mig-g")" '@sleep:2' query-migrate)
+check "same-host: completed" grep -q '"status": "completed"' <<<"$out"
+check "same-host: no page sent" grep -qE '"normal": 0[,}]' <<<"$out"
+at=$(counter_lines "$TMP/d.out" | tail -1)
+check "same-host destination goes on counting" wait_text "$TMP/g.out" "counter $((at + 10)) "
+check_eq "same-host: no failed check" 0 "$(grep -c '^FAIL' "$TMP/g.out")"
+$QMP "$TMP/g.sock" qmp_capabilities quit >/dev/null
+wait_vm g >/dev/null
+$QMP "$TMP/d.sock" qmp_capabilities quit >/dev/null
+wait_vm d >/dev/null
+done_testing
