@@ -3,7 +3,6 @@
  * reads it: header, sections of every name and length, CRCs, the end. The
  * reader must refuse what is malformed, never overrun or allocate what a
  * length field claims. Read both as a file and as a socket (no offsets). */
-#define _GNU_SOURCE
 #include <stdint.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
