@@ -1,4 +1,4 @@
-#include "block/blockdev.h"
+#include "block/block_int.h"
 
 #include <errno.h>
 #include <libgen.h>
@@ -165,6 +165,10 @@ int blockdev_open_backing(struct blockdev *bd, const struct blockdev_open_opts *
 {
     if (!bd->backing_filename || (opts->flags & BDEV_NO_BACKING)) {
         return 0;
+    }
+    if (opts->backing_format) {
+        free(bd->backing_format);
+        bd->backing_format = strdup(opts->backing_format);
     }
     char *path = blockdev_backing_path(bd->filename, bd->backing_filename);
     struct blockdev_open_opts bopts = {
@@ -406,4 +410,173 @@ int blockdev_prealloc_parse(const char *s, enum blockdev_prealloc *out)
 const char *blockdev_prealloc_name(enum blockdev_prealloc mode)
 {
     return prealloc_names[mode];
+}
+
+/* What an open image is. */
+
+uint64_t blockdev_size(const struct blockdev *bd) { return bd->size; }
+const char *blockdev_format(const struct blockdev *bd) { return bd->drv->format_name; }
+const char *blockdev_filename(const struct blockdev *bd) { return bd->filename; }
+uint32_t blockdev_cluster_size(const struct blockdev *bd) { return bd->cluster_size; }
+bool blockdev_is_read_only(const struct blockdev *bd) { return bd->read_only; }
+struct blockdev *blockdev_backing(const struct blockdev *bd) { return bd->backing; }
+const char *blockdev_backing_filename(const struct blockdev *bd) { return bd->backing_filename; }
+const char *blockdev_backing_format(const struct blockdev *bd) { return bd->backing_format; }
+
+bool blockdev_same_file(const struct blockdev *a, const struct blockdev *b)
+{
+    return a->dev == b->dev && a->ino == b->ino;
+}
+
+int64_t blockdev_allocated_size(const struct blockdev *bd)
+{
+    return bd->drv->allocated_size ? bd->drv->allocated_size((struct blockdev *)bd) : -1;
+}
+
+bool blockdev_is_dirty(const struct blockdev *bd)
+{
+    return bd->drv->is_dirty && bd->drv->is_dirty(bd);
+}
+
+bool blockdev_can_compress(const struct blockdev *bd) { return bd->drv->pwrite_compressed != NULL; }
+bool blockdev_has_vmstate(const struct blockdev *bd) { return bd->drv->vmstate_write != NULL; }
+bool blockdev_has_snapshots(const struct blockdev *bd) { return bd->drv->snapshot_list != NULL; }
+
+bool blockdev_format_known(const char *format)
+{
+    return blockdev_find_driver(format) != NULL;
+}
+
+char *blockdev_format_specific_json(struct blockdev *bd)
+{
+    if (!bd->drv->info_json) {
+        return NULL;
+    }
+    struct json_writer w;
+    json_writer_init(&w, false);
+    json_object_begin(&w, NULL);
+    bd->drv->info_json(bd, &w);
+    json_object_end(&w);
+    char *s = strdup(json_writer_str(&w));
+    json_writer_free(&w);
+    return s;
+}
+
+void blockdev_write_format_specific(struct blockdev *bd, struct json_writer *w)
+{
+    if (!bd->drv->info_json) {
+        return;
+    }
+    json_object_begin(w, "format-specific");
+    json_string(w, "type", blockdev_format(bd));
+    json_object_begin(w, "data");
+    bd->drv->info_json(bd, w);
+    json_object_end(w);
+    json_object_end(w);
+}
+
+/* Format operations: dispatched to the driver, -ENOTSUP where it has none. */
+
+static int no_op(const struct blockdev *bd, const char *what, struct error *err)
+{
+    return error_set(err, -ENOTSUP, "Format '%s' does not support %s", bd->drv->format_name, what);
+}
+
+void blockdev_create_opts_init(struct blockdev_create_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->cluster_size = 65536;
+    o->version = 3;
+    o->refcount_bits = 16;
+    o->compression = BDEV_COMPRESSION_ZLIB;
+    o->prealloc = PREALLOC_OFF;
+}
+
+int blockdev_create(const char *filename, const struct blockdev_create_opts *o, struct error *err)
+{
+    const char *format = o->format ? o->format : "qcow2";
+    const struct blockdev_driver *drv = blockdev_find_driver(format);
+    if (!drv || !drv->create) {
+        return error_set(err, -EINVAL, "Unknown file format '%s'", format);
+    }
+    return drv->create(filename, o, err);
+}
+
+int blockdev_change_backing_file(struct blockdev *bd, const char *backing_file,
+                                 const char *backing_fmt, struct error *err)
+{
+    if (!bd->drv->change_backing_file) {
+        return no_op(bd, "backing files", err);
+    }
+    return bd->drv->change_backing_file(bd, backing_file, backing_fmt, err);
+}
+
+int blockdev_snapshot_list(struct blockdev *bd, struct blockdev_snapshot_info **list, int *count,
+                           struct error *err)
+{
+    if (!bd->drv->snapshot_list) {
+        *list = NULL;
+        *count = 0;
+        return no_op(bd, "internal snapshots", err);
+    }
+    return bd->drv->snapshot_list(bd, list, count, err);
+}
+
+void blockdev_snapshot_list_free(struct blockdev_snapshot_info *list, int count)
+{
+    for (int i = 0; list && i < count; i++) {
+        free(list[i].name);
+    }
+    free(list);
+}
+
+int blockdev_snapshot_create(struct blockdev *bd, const char *name,
+                             const struct blockdev_snapshot_vm *vm, struct error *err)
+{
+    return bd->drv->snapshot_create ? bd->drv->snapshot_create(bd, name, vm, err)
+                                    : no_op(bd, "internal snapshots", err);
+}
+
+int blockdev_snapshot_apply(struct blockdev *bd, const char *id_or_name, struct error *err)
+{
+    return bd->drv->snapshot_apply ? bd->drv->snapshot_apply(bd, id_or_name, err)
+                                   : no_op(bd, "internal snapshots", err);
+}
+
+int blockdev_snapshot_delete(struct blockdev *bd, const char *id_or_name, struct error *err)
+{
+    return bd->drv->snapshot_delete ? bd->drv->snapshot_delete(bd, id_or_name, err)
+                                    : no_op(bd, "internal snapshots", err);
+}
+
+int blockdev_snapshot_rename(struct blockdev *bd, const char *id_or_name, const char *new_name,
+                             struct error *err)
+{
+    return bd->drv->snapshot_rename ? bd->drv->snapshot_rename(bd, id_or_name, new_name, err)
+                                    : no_op(bd, "internal snapshots", err);
+}
+
+int blockdev_snapshot_load_tmp(struct blockdev *bd, const char *id_or_name, struct error *err)
+{
+    return bd->drv->snapshot_load_tmp ? bd->drv->snapshot_load_tmp(bd, id_or_name, err)
+                                      : no_op(bd, "internal snapshots", err);
+}
+
+int blockdev_snapshot_vmstate_read(struct blockdev *bd, const char *id_or_name, uint64_t pos,
+                                   void *buf, size_t len, struct error *err)
+{
+    return bd->drv->snapshot_vmstate_read
+        ? bd->drv->snapshot_vmstate_read(bd, id_or_name, pos, buf, len, err)
+        : no_op(bd, "internal snapshots", err);
+}
+
+int blockdev_check(struct blockdev *bd, unsigned fix, struct blockdev_check_result *res,
+                   struct error *err)
+{
+    return bd->drv->check ? bd->drv->check(bd, fix, res, err) : no_op(bd, "checks", err);
+}
+
+int blockdev_amend(struct blockdev *bd, const struct blockdev_amend_opts *o, struct error *err)
+{
+    return bd->drv->amend ? bd->drv->amend(bd, o, err) : no_op(bd, "amend", err);
 }

@@ -1,4 +1,5 @@
 #include "block/commit.h"
+#include "block/block_int.h"
 
 #include <errno.h>
 #include <stdlib.h>

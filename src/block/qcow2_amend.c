@@ -139,7 +139,7 @@ static int downgrade(struct qcow2 *s, struct error *err)
     if (s->refcount_order != 4) {
         return error_set(err, -ENOTSUP, "compat=0.10 requires refcount_bits=16");
     }
-    if (s->extended_l2 || s->compression_type != QCOW2_COMPRESSION_ZLIB) {
+    if (s->extended_l2 || s->compression_type != BDEV_COMPRESSION_ZLIB) {
         return error_set(err, -ENOTSUP, "compat=0.10 supports neither extended L2 entries nor "
                          "zstd compression");
     }
@@ -205,7 +205,7 @@ static int upgrade(struct qcow2 *s, struct error *err)
     return ret;
 }
 
-int qcow2_amend(struct blockdev *bd, const struct qcow2_amend_opts *o, struct error *err)
+int qcow2_amend(struct blockdev *bd, const struct blockdev_amend_opts *o, struct error *err)
 {
     if (!blockdev_is_qcow2(bd)) {
         return error_set(err, -ENOTSUP, "'%s' is not a qcow2 image", bd->filename);

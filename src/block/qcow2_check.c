@@ -32,7 +32,7 @@ struct past_eof_ref {
 
 struct check {
     struct qcow2 *s;
-    struct qcow2_check_result *res;
+    struct blockdev_check_result *res;
     uint64_t *ref;          /* computed references per cluster */
     uint64_t *disk;         /* stored refcounts per cluster */
     uint64_t n;
@@ -390,7 +390,7 @@ static void check_snapshot_table(struct check *c)
 }
 
 /* One read-only pass over the whole image; fills c and c->res. */
-static int run_check(struct qcow2 *s, struct check *c, struct qcow2_check_result *res, bool quiet)
+static int run_check(struct qcow2 *s, struct check *c, struct blockdev_check_result *res, bool quiet)
 {
     memset(c, 0, sizeof(*c));
     memset(res, 0, sizeof(*res));
@@ -470,8 +470,8 @@ static int stage_repair(struct qcow2 *s, struct check *c, unsigned fix, struct q
             continue;
         }
         uint64_t stored = c->disk[i], refs = c->ref[i];
-        bool take = (refs < stored && (fix & QCOW2_FIX_LEAKS)) ||
-                    (refs > stored && (fix & QCOW2_FIX_ERRORS));
+        bool take = (refs < stored && (fix & BDEV_FIX_LEAKS)) ||
+                    (refs > stored && (fix & BDEV_FIX_ERRORS));
         t->rc[i] = take ? refs : stored;
         *changes |= t->rc[i] != stored;
         /* Nothing in use by either view may be overwritten before the switch. */
@@ -484,7 +484,7 @@ static int stage_repair(struct qcow2 *s, struct check *c, unsigned fix, struct q
     t->snapshots_offset = s->snapshots_offset;
     t->nb_snapshots = s->nb_snapshots;
     int ret = 0;
-    if ((fix & QCOW2_FIX_ERRORS) && s->version >= 3) {
+    if ((fix & BDEV_FIX_ERRORS) && s->version >= 3) {
         bool incomplete = false;
         for (uint32_t i = 0; i < s->nb_snapshots; i++) {
             incomplete |= s->snapshots[i].extra_data_size < 16;
@@ -503,7 +503,7 @@ static int stage_repair(struct qcow2 *s, struct check *c, unsigned fix, struct q
             *changes = true;
         }
     }
-    if (ret == 0 && (fix & QCOW2_FIX_ERRORS)) {
+    if (ret == 0 && (fix & BDEV_FIX_ERRORS)) {
         int64_t changed = qcow2_txn_fix_copied(s, t, err);
         ret = changed < 0 ? (int)changed : 0;
         *copied_fixed = changed > 0 ? (int)changed : 0;
@@ -524,7 +524,7 @@ static int mark_clean_and_consistent(struct qcow2 *s, struct error *err)
     return qcow2_header_write_incompat(s, err);
 }
 
-static int check_locked(struct qcow2 *s, unsigned fix, bool quiet, struct qcow2_check_result *res,
+static int check_locked(struct qcow2 *s, unsigned fix, bool quiet, struct blockdev_check_result *res,
                         struct error *err)
 {
     struct check c;
@@ -548,7 +548,7 @@ static int check_locked(struct qcow2 *s, unsigned fix, bool quiet, struct qcow2_
         free_check(&c);
         return error_set(err, -EIO, "The snapshot table cannot be read; not repairing");
     }
-    if (c.rebuild && !(fix & QCOW2_FIX_ERRORS)) {
+    if (c.rebuild && !(fix & BDEV_FIX_ERRORS)) {
         if (!quiet) {
             fprintf(stderr, "ERROR need to rebuild refcount structures\n");
         }
@@ -559,7 +559,7 @@ static int check_locked(struct qcow2 *s, unsigned fix, bool quiet, struct qcow2_
     if (c.rebuild && !quiet) {
         fprintf(stderr, "Rebuilding refcount structure\n");
     }
-    struct qcow2_check_result before = *res;
+    struct blockdev_check_result before = *res;
     int before_refcounts = c.refcount_corruptions;
     struct qcow2_txn t;
     bool was_corrupt = s->corrupt;
@@ -596,7 +596,7 @@ static int check_locked(struct qcow2 *s, unsigned fix, bool quiet, struct qcow2_
     return 0;
 }
 
-int qcow2_check(struct blockdev *bd, unsigned fix, struct qcow2_check_result *res,
+int qcow2_check(struct blockdev *bd, unsigned fix, struct blockdev_check_result *res,
                 struct error *err)
 {
     if (!blockdev_is_qcow2(bd)) {
@@ -611,10 +611,10 @@ int qcow2_check(struct blockdev *bd, unsigned fix, struct qcow2_check_result *re
 
 int qcow2_repair_dirty(struct qcow2 *s, struct error *err)
 {
-    struct qcow2_check_result res;
+    struct blockdev_check_result res;
     pthread_mutex_lock(&s->lock);
     /* Not quiet: like QEMU, the repair says on stderr what it found and fixed. */
-    int ret = check_locked(s, QCOW2_FIX_LEAKS | QCOW2_FIX_ERRORS, false, &res, err);
+    int ret = check_locked(s, BDEV_FIX_LEAKS | BDEV_FIX_ERRORS, false, &res, err);
     pthread_mutex_unlock(&s->lock);
     if (ret == 0 && (res.corruptions || res.check_errors)) {
         ret = error_set(err, -EIO, "The image (dirty after a crash with lazy refcounts) could not "

@@ -119,13 +119,13 @@ static int zstd_decompress(const void *src, size_t src_len, void *dst, size_t ds
 
 int qcow2_compress(int type, const void *src, size_t src_len, void *dst, size_t dst_cap)
 {
-    return type == QCOW2_COMPRESSION_ZSTD ? zstd_compress(src, src_len, dst, dst_cap)
+    return type == BDEV_COMPRESSION_ZSTD ? zstd_compress(src, src_len, dst, dst_cap)
                                           : zlib_compress(src, src_len, dst, dst_cap);
 }
 
 int qcow2_decompress(int type, const void *src, size_t src_len, void *dst, size_t dst_len)
 {
-    return type == QCOW2_COMPRESSION_ZSTD ? zstd_decompress(src, src_len, dst, dst_len)
+    return type == BDEV_COMPRESSION_ZSTD ? zstd_decompress(src, src_len, dst, dst_len)
                                           : zlib_decompress(src, src_len, dst, dst_len);
 }
 

@@ -18,7 +18,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "block/blockdev.h"
+#include "block/block_int.h"
 #include "block/hostfile.h"
 #include "block/qcow2.h"
 
@@ -366,7 +366,7 @@ struct qcow2_snapshot {
  * table that cannot be read sets snapshots_unreadable instead of failing. */
 int qcow2_snapshots_load(struct qcow2 *s, struct error *err);
 void qcow2_snapshots_free(struct qcow2 *s);
-void qcow2_snapshot_list_free_internal(struct qcow2_snapshot *list, uint32_t count);
+void blockdev_snapshot_list_free_internal(struct qcow2_snapshot *list, uint32_t count);
 /* Serializes a snapshot table as QEMU writes it (at least the 24 known bytes
  * of extra data per entry). */
 int qcow2_snapshots_serialize(const struct qcow2_snapshot *list, uint32_t count, uint8_t **buf,

@@ -20,7 +20,7 @@
 
 #define SNAPSHOT_HEADER_LEN 40
 
-void qcow2_snapshot_list_free_internal(struct qcow2_snapshot *list, uint32_t count)
+void blockdev_snapshot_list_free_internal(struct qcow2_snapshot *list, uint32_t count)
 {
     for (uint32_t i = 0; list && i < count; i++) {
         free(list[i].id);
@@ -32,7 +32,7 @@ void qcow2_snapshot_list_free_internal(struct qcow2_snapshot *list, uint32_t cou
 
 void qcow2_snapshots_free(struct qcow2 *s)
 {
-    qcow2_snapshot_list_free_internal(s->snapshots, s->nb_snapshots);
+    blockdev_snapshot_list_free_internal(s->snapshots, s->nb_snapshots);
     s->snapshots = NULL;
 }
 
@@ -299,7 +299,7 @@ static int begin_op(struct blockdev *bd, bool write, struct error *err)
     return 0;
 }
 
-int qcow2_snapshot_list(struct blockdev *bd, struct qcow2_snapshot_info **list, int *count,
+int qcow2_snapshot_list(struct blockdev *bd, struct blockdev_snapshot_info **list, int *count,
                         struct error *err)
 {
     int ret = begin_op(bd, false, err);
@@ -308,7 +308,7 @@ int qcow2_snapshot_list(struct blockdev *bd, struct qcow2_snapshot_info **list, 
     }
     struct qcow2 *s = qcow2_of(bd);
     pthread_mutex_lock(&s->lock);
-    struct qcow2_snapshot_info *l = calloc(s->nb_snapshots ? s->nb_snapshots : 1, sizeof(*l));
+    struct blockdev_snapshot_info *l = calloc(s->nb_snapshots ? s->nb_snapshots : 1, sizeof(*l));
     for (uint32_t i = 0; i < s->nb_snapshots; i++) {
         const struct qcow2_snapshot *sn = &s->snapshots[i];
         snprintf(l[i].id, sizeof(l[i].id), "%s", sn->id);
@@ -324,14 +324,6 @@ int qcow2_snapshot_list(struct blockdev *bd, struct qcow2_snapshot_info **list, 
     *list = l;
     pthread_mutex_unlock(&s->lock);
     return 0;
-}
-
-void qcow2_snapshot_list_free(struct qcow2_snapshot_info *list, int count)
-{
-    for (int i = 0; list && i < count; i++) {
-        free(list[i].name);
-    }
-    free(list);
 }
 
 /* id = the largest numeric id + 1, as QEMU assigns them. */
@@ -389,7 +381,7 @@ static int on_snapshot(struct blockdev *bd, const char *id_or_name, const char *
     return ret;
 }
 
-static int create_locked(struct qcow2 *s, const char *name, const struct qcow2_snapshot_vm *vm,
+static int create_locked(struct qcow2 *s, const char *name, const struct blockdev_snapshot_vm *vm,
                          struct error *err)
 {
     if (s->nb_snapshots >= QCOW2_MAX_SNAPSHOTS) {
@@ -436,12 +428,12 @@ static int create_locked(struct qcow2 *s, const char *name, const struct qcow2_s
     if (ret == 0) {
         ret = qcow2_txn_set_snapshots(s, &t, list, s->nb_snapshots + 1, err);
     } else {
-        qcow2_snapshot_list_free_internal(list, s->nb_snapshots + 1);
+        blockdev_snapshot_list_free_internal(list, s->nb_snapshots + 1);
     }
     return finish_txn(s, &t, ret, err);
 }
 
-int qcow2_snapshot_create(struct blockdev *bd, const char *name, const struct qcow2_snapshot_vm *vm,
+int qcow2_snapshot_create(struct blockdev *bd, const char *name, const struct blockdev_snapshot_vm *vm,
                           struct error *err)
 {
     int ret = begin_op(bd, true, err);

@@ -43,7 +43,7 @@ void qcow2_txn_abort(struct qcow2_txn *t)
     free(t->old_rc);
     free(t->l1);
     if (t->new_snapshots) {
-        qcow2_snapshot_list_free_internal(t->snapshots, t->nb_snapshots);
+        blockdev_snapshot_list_free_internal(t->snapshots, t->nb_snapshots);
     }
     memset(t, 0, sizeof(*t));
 }
@@ -380,7 +380,7 @@ int qcow2_txn_set_snapshots(struct qcow2 *s, struct qcow2_txn *t, struct qcow2_s
         ret = qcow2_txn_ref(s, t, s->snapshots_offset, s->snapshots_size, -1, err);
     }
     if (ret < 0) {
-        qcow2_snapshot_list_free_internal(list, count);
+        blockdev_snapshot_list_free_internal(list, count);
         return ret;
     }
     t->snapshots = list;

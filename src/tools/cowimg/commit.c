@@ -48,7 +48,7 @@ int cmd_commit(int argc, char **argv)
     progress_init(&prog, show_progress, blockdev_size(top));
     struct error err = {0};
     int ret = -1;
-    const struct blockdev *base = top->backing;
+    const struct blockdev *base = blockdev_backing(top);
     int depth = 1;
     if (base_name) {
         base = block_chain_find(top, base_name, &depth);

@@ -127,7 +127,7 @@ int parse_cache_mode(const char *mode, bool *no_cache)
 
 bool format_known(const char *fmt)
 {
-    return blockdev_find_driver(fmt) != NULL;
+    return blockdev_format_known(fmt);
 }
 
 struct blockdev *image_open(const char *filename, const char *fmt, unsigned flags)

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "block/qcow2.h"
+#include "block/blockdev.h"
 #include "cowimg.h"
 #include "util/options.h"
 #include "util/progress.h"
@@ -172,7 +172,7 @@ static int plan_chunk(struct convert *cv, struct chunk_work *w)
             n = w->len - pos;   /* one compressed cluster: read it whole */
         }
         bool defined_here = st.depth == 0 && (st.flags & BDEV_STATUS_ALLOCATED);
-        if (cv->target_has_backing && !defined_here && s->bd->backing) {
+        if (cv->target_has_backing && !defined_here && blockdev_backing(s->bd)) {
             /* The target's backing file provides what the source's backing did
              * (a source without a backing file reads zeros there: written below). */
         } else if (!(st.flags & BDEV_STATUS_DATA) && cv->min_sparse && !cv->compress) {
@@ -406,7 +406,7 @@ static int load_snapshot(struct blockdev *bd, const char *spec)
             return -1;
         }
     }
-    int ret = blockdev_is_qcow2(bd) ? qcow2_snapshot_load_tmp(bd, which, &err)
+    int ret = blockdev_has_snapshots(bd) ? blockdev_snapshot_load_tmp(bd, which, &err)
                                     : error_set(&err, -ENOTSUP, "Snapshots are not supported by "
                                                 "format '%s'", blockdev_format(bd));
     if (ret < 0) {
@@ -484,7 +484,7 @@ static int open_target(struct convert *cv, struct convert_args *a)
         report("output file is smaller than input file");
         return -1;
     }
-    if (a->compress && !cv->target->drv->pwrite_compressed) {
+    if (a->compress && !blockdev_can_compress(cv->target)) {
         report("Compression not supported for this file format");
         return -1;
     }
@@ -548,9 +548,9 @@ int cmd_convert(int argc, char **argv)
     cv->zero_init = (!a.skip_create && !cv->target_has_backing) || a.target_is_zero;
     cv->chunk = CHUNK_SIZE;
     if (cv->compress) {
-        cv->chunk = cv->target->cluster_size;
-    } else if (cv->target->cluster_size > CHUNK_SIZE) {
-        cv->chunk = cv->target->cluster_size;
+        cv->chunk = blockdev_cluster_size(cv->target);
+    } else if (blockdev_cluster_size(cv->target) > CHUNK_SIZE) {
+        cv->chunk = blockdev_cluster_size(cv->target);
     }
     progress_init(&cv->progress, a.show_progress && !a.quiet, cv->total);
     int rc = run_workers(cv, (int)a.workers);

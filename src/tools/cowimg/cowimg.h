@@ -93,8 +93,8 @@ int cmd_check(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
 int cmd_amend(int argc, char **argv);
 
-struct qcow2_snapshot_info;
+struct blockdev_snapshot_info;
 /* "Snapshot list:" and the table, as qemu-img snapshot -l and info print it. */
-void print_snapshot_table(const struct qcow2_snapshot_info *list, int count);
+void print_snapshot_table(const struct blockdev_snapshot_info *list, int count);
 
 #endif

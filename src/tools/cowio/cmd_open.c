@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "block/qcow2.h"
+#include "block/blockdev.h"
 #include "tools/cowio/cowio.h"
 #include "tools/cowio/image_opts.h"
 #include "tools/cowio/json_opts.h"
@@ -45,20 +45,14 @@ static int open_requested(struct cowio *io, struct open_request *req, const char
     if (ret < 0) {
         return ret;
     }
-    bool own_backing = req->backing_format || req->no_backing;
     struct blockdev_open_opts bopts = {
         .format = format,
-        .flags = flags | (own_backing ? BDEV_NO_BACKING : 0),
+        .flags = flags | (req->no_backing ? BDEV_NO_BACKING : 0),
+        .backing_format = req->backing_format,
     };
     ret = blockdev_open(&io->bd, req->filename, &bopts, err);
     if (ret == 0) {
         ret = format_tuning_check(&req->tuning, io->bd, err);
-    }
-    if (ret == 0 && req->backing_format && io->bd->backing_filename) {
-        free(io->bd->backing_format);
-        io->bd->backing_format = strdup(req->backing_format);
-        struct blockdev_open_opts backing_opts = { .flags = flags };
-        ret = blockdev_open_backing(io->bd, &backing_opts, err);
     }
     if (ret < 0 && io->bd) {
         blockdev_close(io->bd);
@@ -85,12 +79,12 @@ static int open_temporary_overlay(struct cowio *io, const char *filename, unsign
         return error_set_errno(err, ret, "Could not create a temporary overlay for '%s'", filename);
     }
     close(fd);
-    struct qcow2_create_opts co;
-    qcow2_create_opts_init(&co);
+    struct blockdev_create_opts co;
+    blockdev_create_opts_init(&co);
     co.size = blockdev_size(io->bd);
     co.backing_file = base;
     co.backing_format = blockdev_format(io->bd);
-    int ret = qcow2_create(tmp, &co, err);
+    int ret = blockdev_create(tmp, &co, err);
     free(base);
     blockdev_close(io->bd);
     io->bd = NULL;

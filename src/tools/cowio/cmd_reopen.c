@@ -55,7 +55,7 @@ static int check_unchangeable(struct cowio *io, const struct open_request *req,
         }
     }
     struct blockdev *bd = io->bd;
-    const char *backing = bd->backing ? blockdev_format(bd->backing) : NULL;
+    const char *backing = blockdev_backing(bd) ? blockdev_format(blockdev_backing(bd)) : NULL;
     if (ret == 0 && (differs(req->format, blockdev_format(bd)) ||
                      differs(req->protocol, old.protocol ? old.protocol : "file") ||
                      differs(req->backing_format, backing))) {
@@ -172,7 +172,7 @@ static char *merge_opts(const char *old, const char *new)
  * fail, with the old ones again). */
 static int reopen_image(struct cowio *io, struct cowio_open *o, const char *opts)
 {
-    char *filename = strdup(io->bd->filename);
+    char *filename = strdup(blockdev_filename(io->bd));
     char *format = strdup(blockdev_format(io->bd));
     struct cowio_open old = io->open;
     char *old_opts = io->open_opts ? strdup(io->open_opts) : NULL;

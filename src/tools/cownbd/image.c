@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "block/qcow2.h"
+#include "block/blockdev.h"
 #include "cownbd.h"
 
 /* Creates the overlay in $TMPDIR (or /var/tmp, like QEMU) and opens it; the
@@ -37,12 +37,12 @@ static int open_snapshot(const struct cownbd_opts *o, struct blockdev **out, str
         return error_set_errno(err, -errno, "Could not get temporary filename");
     }
     close(fd);
-    struct qcow2_create_opts copts;
-    qcow2_create_opts_init(&copts);
+    struct blockdev_create_opts copts;
+    blockdev_create_opts_init(&copts);
     copts.size = size;
     copts.backing_file = backing;
     copts.backing_format = format;
-    ret = qcow2_create(path, &copts, err);
+    ret = blockdev_create(path, &copts, err);
     if (ret == 0) {
         struct blockdev_open_opts oopts = { .format = "qcow2", .flags = o->open_flags };
         ret = blockdev_open(out, path, &oopts, err);
