@@ -1,4 +1,5 @@
 #include "block/hostfile.h"
+#include "util/io.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -89,14 +90,23 @@ static bool is_aligned(uint64_t off, const void *buf, size_t len)
     return ((off | len | (uintptr_t)buf) & (DIRECT_ALIGN - 1)) == 0;
 }
 
-/* flags: preadv2's (RWF_NOWAIT), 0 for a plain pread (which the fault
- * injection shim of the tests intercepts). */
+/* flags: preadv2's (RWF_NOWAIT), 0 for a plain pread (util/io.c's loop,
+ * which the fault injection shim of the tests intercepts). Past the end of
+ * the file reads zeros. */
 static int full_pread(int fd, uint64_t off, void *buf, size_t len, int flags)
 {
+    if (!flags) {
+        ssize_t got = io_pread_full(fd, buf, len, (off_t)off);
+        if (got < 0) {
+            return (int)got;
+        }
+        memset((uint8_t *)buf + got, 0, len - (size_t)got);
+        return 0;
+    }
     uint8_t *p = buf;
     while (len > 0) {
         struct iovec iov = { p, len };
-        ssize_t n = flags ? preadv2(fd, &iov, 1, (off_t)off, flags) : pread(fd, p, len, (off_t)off);
+        ssize_t n = preadv2(fd, &iov, 1, (off_t)off, flags);
         if (n < 0) {
             if (errno == EINTR) {
                 continue;
@@ -128,20 +138,7 @@ int hostfile_pread_nowait(struct hostfile *f, uint64_t off, void *buf, size_t le
 
 static int full_pwrite(int fd, uint64_t off, const void *buf, size_t len)
 {
-    const uint8_t *p = buf;
-    while (len > 0) {
-        ssize_t n = pwrite(fd, p, len, (off_t)off);
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return -errno;
-        }
-        p += n;
-        off += (uint64_t)n;
-        len -= (size_t)n;
-    }
-    return 0;
+    return io_pwrite_full(fd, buf, len, (off_t)off);
 }
 
 /* The aligned span around [off, off+len) in a bounce buffer. */

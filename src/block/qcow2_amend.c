@@ -189,13 +189,8 @@ static int upgrade(struct qcow2 *s, struct error *err)
         struct qcow2_txn t;
         ret = qcow2_txn_begin(s, &t, err);
         if (ret == 0) {
-            struct qcow2_snapshot *l = calloc(s->nb_snapshots, sizeof(*l));
+            struct qcow2_snapshot *l = qcow2_snapshots_copy(s, 0, false);
             for (uint32_t i = 0; i < s->nb_snapshots; i++) {
-                l[i] = s->snapshots[i];
-                l[i].id = strdup(l[i].id);
-                l[i].name = strdup(l[i].name);
-                l[i].unknown_extra = NULL;
-                l[i].unknown_extra_len = 0;
                 l[i].extra_data_size = QCOW2_SNAPSHOT_EXTRA_KNOWN;
             }
             ret = qcow2_txn_set_snapshots(s, &t, l, s->nb_snapshots, err);

@@ -456,7 +456,7 @@ static int stage_repair(struct qcow2 *s, struct check *c, unsigned fix, struct q
 {
     *copied_fixed = 0;
     *changes = false;
-    memset(t, 0, sizeof(*t));
+    qcow2_txn_init(s, t);
     t->n = c->n + 1;
     t->rc = calloc(t->n, 8);
     t->old_rc = calloc(t->n, 8);
@@ -477,12 +477,6 @@ static int stage_repair(struct qcow2 *s, struct check *c, unsigned fix, struct q
         /* Nothing in use by either view may be overwritten before the switch. */
         t->old_rc[i] = stored > refs ? stored : refs;
     }
-    t->hint = 1;
-    t->size = s->bd.size;
-    t->l1_size = s->l1_size;
-    t->l1_offset = s->l1_table_offset;
-    t->snapshots_offset = s->snapshots_offset;
-    t->nb_snapshots = s->nb_snapshots;
     int ret = 0;
     if ((fix & BDEV_FIX_ERRORS) && s->version >= 3) {
         bool incomplete = false;
@@ -491,14 +485,7 @@ static int stage_repair(struct qcow2 *s, struct check *c, unsigned fix, struct q
         }
         if (incomplete) {
             /* Rewritten with the full extra data (disk size = current size). */
-            struct qcow2_snapshot *l = calloc(s->nb_snapshots, sizeof(*l));
-            for (uint32_t i = 0; i < s->nb_snapshots; i++) {
-                l[i] = s->snapshots[i];
-                l[i].id = strdup(l[i].id);
-                l[i].name = strdup(l[i].name);
-                l[i].unknown_extra = NULL;
-                l[i].unknown_extra_len = 0;
-            }
+            struct qcow2_snapshot *l = qcow2_snapshots_copy(s, 0, false);
             ret = qcow2_txn_set_snapshots(s, t, l, s->nb_snapshots, err);
             *changes = true;
         }

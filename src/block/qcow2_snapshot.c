@@ -20,7 +20,7 @@
 
 #define SNAPSHOT_HEADER_LEN 40
 
-void blockdev_snapshot_list_free_internal(struct qcow2_snapshot *list, uint32_t count)
+void qcow2_snapshot_list_free_internal(struct qcow2_snapshot *list, uint32_t count)
 {
     for (uint32_t i = 0; list && i < count; i++) {
         free(list[i].id);
@@ -32,7 +32,7 @@ void blockdev_snapshot_list_free_internal(struct qcow2_snapshot *list, uint32_t 
 
 void qcow2_snapshots_free(struct qcow2 *s)
 {
-    blockdev_snapshot_list_free_internal(s->snapshots, s->nb_snapshots);
+    qcow2_snapshot_list_free_internal(s->snapshots, s->nb_snapshots);
     s->snapshots = NULL;
 }
 
@@ -244,20 +244,28 @@ int qcow2_snapshots_serialize(const struct qcow2_snapshot *list, uint32_t count,
     return 0;
 }
 
-/* A deep copy of the current list with room for one more entry. */
-static struct qcow2_snapshot *copy_list(const struct qcow2 *s)
+struct qcow2_snapshot *qcow2_snapshots_copy(const struct qcow2 *s, uint32_t spare, bool keep_unknown)
 {
-    struct qcow2_snapshot *l = calloc(s->nb_snapshots + 1, sizeof(*l));
+    struct qcow2_snapshot *l = calloc(s->nb_snapshots + spare, sizeof(*l));
     for (uint32_t i = 0; i < s->nb_snapshots; i++) {
         l[i] = s->snapshots[i];
         l[i].id = strdup(s->snapshots[i].id);
         l[i].name = strdup(s->snapshots[i].name);
-        if (l[i].unknown_extra_len) {
+        l[i].unknown_extra = NULL;
+        if (keep_unknown && l[i].unknown_extra_len) {
             l[i].unknown_extra = malloc(l[i].unknown_extra_len);
             memcpy(l[i].unknown_extra, s->snapshots[i].unknown_extra, l[i].unknown_extra_len);
+        } else {
+            l[i].unknown_extra_len = 0;
         }
     }
     return l;
+}
+
+/* A deep copy of the current list with room for one more entry. */
+static struct qcow2_snapshot *copy_list(const struct qcow2 *s)
+{
+    return qcow2_snapshots_copy(s, 1, true);
 }
 
 /* By id first, then by name, as QEMU does. */
@@ -428,7 +436,7 @@ static int create_locked(struct qcow2 *s, const char *name, const struct blockde
     if (ret == 0) {
         ret = qcow2_txn_set_snapshots(s, &t, list, s->nb_snapshots + 1, err);
     } else {
-        blockdev_snapshot_list_free_internal(list, s->nb_snapshots + 1);
+        qcow2_snapshot_list_free_internal(list, s->nb_snapshots + 1);
     }
     return finish_txn(s, &t, ret, err);
 }

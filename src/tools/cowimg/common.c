@@ -153,27 +153,3 @@ struct blockdev *image_open(const char *filename, const char *fmt, unsigned flag
     return bd;
 }
 
-bool buffer_is_zero(const void *buf, size_t len)
-{
-    const unsigned char *p = buf;
-    /* Word-at-a-time over the aligned middle is plenty fast for a tool. */
-    while (len && ((uintptr_t)p & 7)) {
-        if (*p++) {
-            return false;
-        }
-        len--;
-    }
-    const uint64_t *w = (const uint64_t *)(const void *)p;
-    for (; len >= 32; len -= 32, w += 4) {
-        if (w[0] | w[1] | w[2] | w[3]) {
-            return false;
-        }
-    }
-    p = (const unsigned char *)w;
-    while (len--) {
-        if (*p++) {
-            return false;
-        }
-    }
-    return true;
-}

@@ -12,6 +12,7 @@
 
 #include "block/blockdev.h"
 #include "cowimg.h"
+#include "util/zero.h"
 #include "util/options.h"
 #include "util/progress.h"
 
@@ -123,7 +124,7 @@ static void add_data(struct convert *cv, struct chunk_work *w, uint64_t off, uin
                      const uint8_t *buf)
 {
     if (cv->compress) {
-        if (buffer_is_zero(buf, len)) {
+        if (mem_is_zero(buf, len)) {
             add_zero(cv, w, off, len);
         } else {
             add_op(w, OP_COMPRESSED, off, len, buf);
@@ -141,7 +142,7 @@ static void add_data(struct convert *cv, struct chunk_work *w, uint64_t off, uin
             step = len - pos;
         }
         /* A short zero tail is not worth a hole: only whole blocks count. */
-        bool zero = step == cv->min_sparse && buffer_is_zero(buf + pos, step);
+        bool zero = step == cv->min_sparse && mem_is_zero(buf + pos, step);
         if (zero) {
             add_zero(cv, w, off + pos, step);
         } else {

@@ -55,7 +55,6 @@ struct blockdev *image_open(const char *filename, const char *fmt, unsigned flag
 bool format_known(const char *fmt);
 
 /* Whether a buffer is all zeros. */
-bool buffer_is_zero(const void *buf, size_t len);
 
 /* Image creation shared by create and convert. size 0 with a backing file
  * means: take the backing file's size. Prints the "Formatting ..." line
