@@ -96,5 +96,10 @@ const struct blockdev_driver *blockdev_probe_file(struct hostfile *file);
 #define BLOCKDEV_PROBE_SIZE 512
 const struct blockdev_driver *blockdev_probe_buf(const uint8_t *buf);
 const struct blockdev_driver *blockdev_find_driver(const char *format);
+/* The name of a format QEMU knows and this library does not read (vmdk,
+ * vdi, vhdx, vpc, qed, qcow version 1, parallels, dmg, luks, cloop, bochs)
+ * when the first bytes (buf) or the last 512 (tail, may be NULL) carry its
+ * magic; NULL otherwise. */
+const char *blockdev_probe_foreign(const uint8_t *buf, size_t len, const uint8_t *tail, size_t tail_len);
 
 #endif

@@ -49,6 +49,18 @@ const struct blockdev_driver *blockdev_probe_buf(const uint8_t *buf)
     return best;
 }
 
+static const char *probe_foreign_file(struct hostfile *file)
+{
+    uint8_t head[BLOCKDEV_PROBE_SIZE], tail[512];
+    if (hostfile_pread(file, 0, head, sizeof(head)) < 0) {
+        return NULL;
+    }
+    int64_t size = hostfile_size(file);
+    bool have_tail = size >= (int64_t)sizeof(tail) &&
+                     hostfile_pread(file, (uint64_t)size - sizeof(tail), tail, sizeof(tail)) == 0;
+    return blockdev_probe_foreign(head, sizeof(head), have_tail ? tail : NULL, sizeof(tail));
+}
+
 static int check_chain(const char *filename, struct hostfile *file,
                        const struct blockdev_open_opts *opts, struct error *err)
 {
@@ -119,7 +131,14 @@ int blockdev_open(struct blockdev **out, const char *filename, const struct bloc
     bool probed = !drv;
     if (probed) {
         drv = blockdev_probe_file(file);
-        if (!drv) {
+        if (!drv || strcmp(drv->format_name, "raw") == 0) {
+            const char *foreign = probe_foreign_file(file);
+            if (foreign) {
+                hostfile_close(file);
+                return error_set(err, -ENOTSUP, "Image format '%s' is not supported (cowvisor "
+                                 "reads qcow2 and raw images: convert it with qemu-img, or give "
+                                 "the format raw to read the file's bytes as a disk)", foreign);
+            }
             drv = blockdev_find_driver("raw");
         }
     }

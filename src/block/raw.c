@@ -70,7 +70,8 @@ static int raw_check_block0(struct blockdev *bd, uint64_t off, const void *buf, 
         memset(sector + off, 0, n);
     }
     extern const struct blockdev_driver raw_driver;
-    if (blockdev_probe_buf(sector) != &raw_driver) {
+    if (blockdev_probe_buf(sector) != &raw_driver ||
+        blockdev_probe_foreign(sector, sizeof(sector), NULL, 0)) {
         return error_set(err, -EPERM, "Write to block 0 of '%s' refused: the image's format was "
                          "probed as raw, and the write would make it probe as another format "
                          "(specify the raw format explicitly to allow it)", bd->filename);
