@@ -8,6 +8,7 @@
 
 #include "block/blockdev.h"
 #include "block/hostfile.h"
+#include "util/json.h"
 
 struct blockdev_driver {
     const char *format_name;

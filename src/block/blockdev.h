@@ -10,7 +10,8 @@
 #include <sys/types.h>
 
 #include "util/error.h"
-#include "util/json.h"
+struct json_writer;
+#include "util/options.h"
 
 /* An open image: opaque to users. Drivers see block/block_int.h. */
 struct blockdev;
@@ -65,6 +66,52 @@ struct block_status {
 
 int blockdev_open(struct blockdev **out, const char *filename, const struct blockdev_open_opts *opts,
                   struct error *err);
+
+/* QEMU's ways of naming an image, the same in every program: a file name,
+ * "json:{...}" (QEMU's JSON options) or, with options, an option string as
+ * --image-opts takes it ("driver=qcow2,file.filename=a.qcow2,file.locking=off",
+ * a bare leading value is the file). Dotted keys address the layers: the
+ * format node, its protocol child "file" (file, host_device, host_cdrom) and
+ * its "backing" child (backing.driver, or backing=null for none). */
+enum { BDEV_NODE_TOP, BDEV_NODE_FILE, BDEV_NODE_BACKING, BDEV_NODE_LAYERS };
+
+struct blockdev_spec {
+    char *filename;             /* the protocol node's file */
+    char *format;               /* driver of the format node; NULL: probe */
+    char *protocol;             /* "file", "host_device", "host_cdrom" when named */
+    char *backing_format;       /* backing.driver: overrides the image's record */
+    bool no_backing;            /* backing= or backing=null */
+    bool no_lock;               /* file.locking=off */
+    bool compress;              /* driver=compress filter on top */
+    bool json;                  /* given as json:{...} */
+    bool protocol_top;          /* the top node is a protocol (driver=file): raw over it */
+    int read_only, direct, no_flush, force_share;  /* -1 unset, else the option */
+    char format_prefix[16];     /* key prefix of the format node's own options */
+    char *node_name[BDEV_NODE_LAYERS];
+    struct options opts;        /* every option; unread ones are the caller's to check */
+};
+
+/* name: a file name or json:{...} (or NULL with options); options: an
+ * option string or NULL. Zeroes *spec first; free it even on failure. */
+int blockdev_spec_parse(struct blockdev_spec *spec, const char *name, const char *options,
+                        struct error *err);
+void blockdev_spec_free(struct blockdev_spec *spec);
+/* The parts: an empty spec, then option text added to it (qemu-io's reopen -o). */
+void blockdev_spec_init(struct blockdev_spec *spec);
+int blockdev_spec_parse_options(struct blockdev_spec *spec, const char *text,
+                                const char *implied_key, struct error *err);
+/* flags with the spec's read-only, cache, force-share, locking and backing settings. */
+unsigned blockdev_spec_flags(const struct blockdev_spec *spec, unsigned flags);
+/* QEMU's file protocols check what the file is before the format opens it. */
+int blockdev_spec_check_protocol(const struct blockdev_spec *spec, bool read_only,
+                                 struct error *err);
+/* Parses, refuses options nobody takes, and opens: the one open path of the
+ * programs. opts give defaults that the spec overrides. */
+int blockdev_open_spec(struct blockdev **out, const char *name, const char *options,
+                       const struct blockdev_open_opts *opts, struct error *err);
+/* The object of a json: name as a dotted option string (*out to free). */
+int blockdev_json_to_options(const char *json, char **out, struct error *err);
+
 /* Flushes and frees the whole chain. */
 void blockdev_close(struct blockdev *bd);
 /* A writable image whose format was probed as raw: writes that would make its

@@ -154,8 +154,8 @@ int cmd_amend(int argc, char **argv)
         case 'h': print_help();
         case OPT_OBJECT:
         case OPT_IMAGE_OPTS:
-            report("%s is not supported", argv[optind - 1]);
-            goto out;
+            image_opts = true;
+            break;
         default: bad_option(c, argv);
         }
     }

@@ -122,8 +122,8 @@ int cmd_check(int argc, char **argv)
         case 'h': print_help();
         case OPT_OBJECT:
         case OPT_IMAGE_OPTS:
-            report("%s is not supported", argv[optind - 1]);
-            return CHECK_FAILED;
+            image_opts = true;
+            break;
         default: bad_option(c, argv);
         }
     }

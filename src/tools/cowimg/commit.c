@@ -25,6 +25,7 @@ int cmd_commit(int argc, char **argv)
         case 'p': show_progress = true; break;
         case 'q': quiet = true; break;
         case 'r': break;    /* rate limit: accepted, not applied */
+        case OPT_IMAGE_OPTS: image_opts = true; break;
         default: return common_option(c, argv);
         }
     }

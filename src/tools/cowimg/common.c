@@ -51,8 +51,8 @@ int common_option(int c, char **argv)
     switch (c) {
     case 'h':
         print_help();
-    case OPT_OBJECT:
     case OPT_IMAGE_OPTS:
+    case OPT_OBJECT:
         report("%s is not supported", argv[optind - 1]);
         return EXIT_ERR;
     default:
@@ -130,12 +130,19 @@ bool format_known(const char *fmt)
     return blockdev_format_known(fmt);
 }
 
+bool image_opts;
+
 struct blockdev *image_open(const char *filename, const char *fmt, unsigned flags)
 {
     struct error err = {0};
     struct blockdev_open_opts opts = { .format = fmt, .flags = flags };
     struct blockdev *bd;
-    if (blockdev_open(&bd, filename, &opts, &err) < 0) {
+    if (image_opts && fmt) {
+        report("--image-opts and --format are mutually exclusive");
+        return NULL;
+    }
+    if (image_opts ? blockdev_open_spec(&bd, NULL, filename, &opts, &err) < 0
+                   : blockdev_open_spec(&bd, filename, NULL, &opts, &err) < 0) {
         /* A driver that failed on the backing file already names the image;
          * qemu-img names it once there (but twice for a missing image). */
         char prefix[4200];

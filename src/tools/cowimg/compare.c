@@ -178,8 +178,8 @@ int cmd_compare(int argc, char **argv)
         case 'h': print_help();
         case OPT_OBJECT:
         case OPT_IMAGE_OPTS:
-            report("%s is not supported", argv[optind - 1]);
-            return CMP_OPEN_ERR;
+            image_opts = true;
+            break;
         default: bad_option(c, argv);
         }
     }

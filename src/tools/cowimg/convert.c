@@ -357,8 +357,8 @@ static void parse_args(int argc, char **argv, struct convert_args *a)
         case 'r': break;    /* rate limit: accepted, not applied */
         case OPT_TARGET_IS_ZERO: a->target_is_zero = true; break;
         case 'h': print_help();
+        case OPT_IMAGE_OPTS: image_opts = true; break;
         case OPT_OBJECT:
-        case OPT_IMAGE_OPTS:
         case OPT_TARGET_IMAGE_OPTS:
         case OPT_SALVAGE:
         case OPT_BITMAPS:

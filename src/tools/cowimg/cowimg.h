@@ -50,6 +50,8 @@ int parse_output_format(const char *s, enum output_format *out);
 int parse_cache_mode(const char *mode, bool *no_cache);
 
 /* Opens an image like qemu-img's img_open, reporting "Could not open..." */
+/* --image-opts: image names are option strings (driver=...,file.filename=...). */
+extern bool image_opts;
 struct blockdev *image_open(const char *filename, const char *fmt, unsigned flags);
 /* Same for a file that must exist but whose format is checked by the caller. */
 bool format_known(const char *fmt);

@@ -163,6 +163,7 @@ int cmd_info(int argc, char **argv)
         case 'U': share = true; break;
         case OPT_OUTPUT: output = optarg; break;
         case OPT_BACKING_CHAIN: chain = true; break;
+        case OPT_IMAGE_OPTS: image_opts = true; break;
         default: return common_option(c, argv);
         }
     }

@@ -38,8 +38,8 @@ static void parse_args(int argc, char **argv, struct rebase_args *a)
         case 'h': print_help();
         case OPT_OBJECT:
         case OPT_IMAGE_OPTS:
-            report("%s is not supported", argv[optind - 1]);
-            exit(EXIT_ERR);
+            image_opts = true;
+            break;
         default: bad_option(c, argv);
         }
     }

@@ -73,6 +73,7 @@ int cmd_snapshot(int argc, char **argv)
             break;
         case 'q': quiet = true; break;
         case 'U': share = true; break;
+        case OPT_IMAGE_OPTS: image_opts = true; break;
         default: return common_option(c, argv);
         }
     }

@@ -11,7 +11,6 @@
 #include "block/blockdev.h"
 #include "tools/cowio/cowio.h"
 #include "tools/cowio/image_opts.h"
-#include "tools/cowio/json_opts.h"
 
 int cowio_parse_cache_mode(const char *mode, struct cowio_open *o)
 {
@@ -41,16 +40,16 @@ int cowio_parse_cache_mode(const char *mode, struct cowio_open *o)
 static int open_requested(struct cowio *io, struct open_request *req, const char *format,
                           unsigned flags, struct error *err)
 {
-    int ret = open_request_check_protocol(req, flags & BDEV_READ_ONLY, err);
+    int ret = blockdev_spec_check_protocol(&req->spec, flags & BDEV_READ_ONLY, err);
     if (ret < 0) {
         return ret;
     }
     struct blockdev_open_opts bopts = {
         .format = format,
-        .flags = flags | (req->no_backing ? BDEV_NO_BACKING : 0),
-        .backing_format = req->backing_format,
+        .flags = flags | (req->spec.no_backing ? BDEV_NO_BACKING : 0),
+        .backing_format = req->spec.backing_format,
     };
-    ret = blockdev_open(&io->bd, req->filename, &bopts, err);
+    ret = blockdev_open(&io->bd, req->spec.filename, &bopts, err);
     if (ret == 0) {
         ret = format_tuning_check(&req->tuning, io->bd, err);
     }
@@ -105,32 +104,33 @@ int cowio_open_image(struct cowio *io, const char *filename, const struct cowio_
     }
     struct cowio_open settings = *o;
     struct error err = { 0 };
-    struct open_request req = { .filename = filename };
+    struct open_request req = { .spec.filename = filename ? strdup(filename) : NULL };
     int ret = 0;
     char *json_opts = NULL;
     if (filename && !strncmp(filename, "json:", 5)) {
-        ret = json_to_options(filename + 5, &json_opts, &err);
-        req.filename = NULL;
+        ret = blockdev_json_to_options(filename + 5, &json_opts, &err);
+        free(req.spec.filename);
+        req.spec.filename = NULL;
         if (ret == 0 && image_opts) {
             ret = error_set(&err, -EINVAL, "Cannot combine a json: file name with -o options");
         }
         image_opts = json_opts;
     }
     if (ret == 0 && image_opts) {
-        ret = open_request_parse(&req, image_opts, req.filename ? NULL : "file", &settings, &err);
+        ret = open_request_parse(&req, image_opts, req.spec.filename ? NULL : "file", &settings, &err);
     }
-    if (ret == 0 && !req.filename) {
+    if (ret == 0 && !req.spec.filename) {
         ret = error_set(&err, -EINVAL, "A block device must be specified for \"file\"");
     }
-    const char *format = req.format ? req.format : settings.format;
+    const char *format = req.spec.format ? req.spec.format : settings.format;
     if (ret == 0) {
         ret = open_requested(io, &req, format,
                              settings.flags | (settings.snapshot ? BDEV_READ_ONLY : 0), &err);
         if (ret == 0) {
-            blockdev_warn_probed_raw(io->bd, req.filename);
+            blockdev_warn_probed_raw(io->bd, req.spec.filename);
         }
         if (ret == 0 && settings.snapshot) {
-            ret = open_temporary_overlay(io, req.filename, settings.flags, &err);
+            ret = open_temporary_overlay(io, req.spec.filename, settings.flags, &err);
         }
     }
     if (ret < 0) {
