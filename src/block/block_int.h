@@ -97,6 +97,11 @@ const struct blockdev_driver *blockdev_probe_file(struct hostfile *file);
 #define BLOCKDEV_PROBE_SIZE 512
 const struct blockdev_driver *blockdev_probe_buf(const uint8_t *buf);
 const struct blockdev_driver *blockdev_find_driver(const char *format);
+/* NBD names (nbd://, nbd+unix://, nbd:host:port, nbd:unix:path): the
+ * export opened through libnbd as a raw disk (nbd_client.c). */
+bool blockdev_is_nbd_name(const char *filename);
+int blockdev_nbd_open(struct blockdev **out, const char *filename,
+                      const struct blockdev_open_opts *opts, struct error *err);
 /* The name of a format QEMU knows and this library does not read (vmdk,
  * vdi, vhdx, vpc, qed, qcow version 1, parallels, dmg, luks, cloop, bochs)
  * when the first bytes (buf) or the last 512 (tail, may be NULL) carry its

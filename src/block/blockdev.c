@@ -106,6 +106,9 @@ int blockdev_open(struct blockdev **out, const char *filename, const struct bloc
     if (strncmp(filename, "json:", 5) == 0) {
         return blockdev_open_spec(out, filename, NULL, opts, err);
     }
+    if (blockdev_is_nbd_name(filename)) {
+        return blockdev_nbd_open(out, filename, opts, err);
+    }
     const struct blockdev_driver *drv = NULL;
     if (opts->format) {
         drv = blockdev_find_driver(opts->format);
@@ -401,7 +404,7 @@ int blockdev_vmstate_write(struct blockdev *bd, uint64_t pos, const void *buf, s
 char *blockdev_backing_path(const char *image_filename, const char *backing_filename)
 {
     if (backing_filename[0] == '/' || strstr(backing_filename, "://") ||
-        strncmp(backing_filename, "json:", 5) == 0) {
+        strncmp(backing_filename, "json:", 5) == 0 || blockdev_is_nbd_name(backing_filename)) {
         return strdup(backing_filename);
     }
     char *copy = strdup(image_filename);
