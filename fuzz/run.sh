@@ -15,7 +15,7 @@ fi
 if ! clang -std=gnu11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -g -O1 \
         -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
         -I"$here/src" "$here"/src/util/*.c "$here"/src/block/*.c "$here/fuzz/qcow2_open_read.c" \
-        -lz -lzstd -lm -lpthread -o "$work/fuzz-qcow2" 2>"$work/build.log"; then
+        -lz -lzstd -lm -lpthread -ljansson -lnbd -o "$work/fuzz-qcow2" 2>"$work/build.log"; then
     echo "not ok 1 - fuzz target does not build"
     sed 's/^/# /' "$work/build.log" | head -30
     exit 1

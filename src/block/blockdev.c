@@ -106,25 +106,43 @@ int blockdev_open(struct blockdev **out, const char *filename, const struct bloc
     if (strncmp(filename, "json:", 5) == 0) {
         return blockdev_open_spec(out, filename, NULL, opts, err);
     }
+    if (strncmp(filename, "blkdebug:", 9) == 0 && !opts->blkdebug) {
+        /* blkdebug:CONFIG:FILE, as QEMU parses it. */
+        const char *rest = filename + 9;
+        const char *colon = strchr(rest, ':');
+        if (!colon) {
+            return error_set(err, -EINVAL, "Invalid filename '%s'", filename);
+        }
+        char *config = strndup(rest, (size_t)(colon - rest));
+        struct blockdev_open_opts o = *opts;
+        int ret = blkdebug_new(&o.blkdebug, config, NULL, NULL, err);
+        free(config);
+        return ret < 0 ? ret : blockdev_open(out, colon + 1, &o, err);
+    }
     if (blockdev_is_nbd_name(filename)) {
+        blkdebug_free(opts->blkdebug);  /* no file under an NBD node to filter */
         return blockdev_nbd_open(out, filename, opts, err);
     }
     const struct blockdev_driver *drv = NULL;
     if (opts->format) {
         drv = blockdev_find_driver(opts->format);
         if (!drv) {
+            blkdebug_free(opts->blkdebug);
             return error_set(err, -EINVAL, "Unknown driver '%s'", opts->format);
         }
     }
     struct hostfile *file;
     bool read_only = opts->flags & BDEV_READ_ONLY;
     if ((opts->flags & BDEV_FORCE_SHARE) && !read_only) {
+        blkdebug_free(opts->blkdebug);
         return error_set(err, -EINVAL, "force-share=on can only be used with read-only images");
     }
     int ret = hostfile_open(&file, filename, read_only, opts->flags & BDEV_NO_CACHE, err);
     if (ret < 0) {
+        blkdebug_free(opts->blkdebug);
         return ret;
     }
+    file->dbg = opts->blkdebug;
     ret = check_chain(filename, file, opts, err);
     if (ret == 0) {
         ret = lock_image(file, opts->flags, err);

@@ -15,6 +15,7 @@ struct json_writer;
 
 /* An open image: opaque to users. Drivers see block/block_int.h. */
 struct blockdev;
+struct blkdebug;
 
 /* Open flags. */
 enum {
@@ -32,6 +33,8 @@ struct blockdev_open_opts {
     unsigned flags;
     const struct blockdev *parent;      /* set when opening a backing file: loop detection */
     const char *backing_format;         /* backing.driver: overrides the format the image records */
+    struct blkdebug *blkdebug;          /* blkdebug rules over the image file: blockdev_open
+                                         * takes them over (blockdev_spec makes them) */
 };
 
 /* Flags of blockdev_pwrite_zeroes. */
@@ -88,6 +91,7 @@ struct blockdev_spec {
     int read_only, direct, no_flush, force_share;  /* -1 unset, else the option */
     char format_prefix[16];     /* key prefix of the format node's own options */
     char *node_name[BDEV_NODE_LAYERS];
+    struct blkdebug *blkdebug;  /* file.driver=blkdebug: its rules (owned until opened) */
     struct options opts;        /* every option; unread ones are the caller's to check */
 };
 

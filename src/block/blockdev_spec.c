@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "block/blkdebug.h"
 #include "block/blockdev.h"
 
 /* QEMU's JSON parser takes 'single-quoted' strings too; jansson does not:
@@ -64,40 +65,57 @@ static void put_escaped(FILE *f, const char *s)
     }
 }
 
+static int flatten_value(FILE *f, bool *first, const char *name, json_t *v);
+
+/* Arrays flatten as QEMU's qdict_flatten does: list.0.key, list.1.key, ... */
 static int flatten(FILE *f, bool *first, const char *prefix, json_t *obj)
 {
     const char *key;
     json_t *v;
-    json_object_foreach(obj, key, v) {
-        char name[512];
-        snprintf(name, sizeof(name), "%s%s", prefix, key);
-        if (json_is_object(v)) {
-            char nested[520];
-            snprintf(nested, sizeof(nested), "%s.", name);
-            int ret = flatten(f, first, nested, v);
+    if (json_is_array(obj)) {
+        size_t i;
+        json_array_foreach(obj, i, v) {
+            char name[512];
+            snprintf(name, sizeof(name), "%s%zu", prefix, i);
+            int ret = flatten_value(f, first, name, v);
             if (ret < 0) {
                 return ret;
             }
-            continue;
         }
-        if (json_is_array(v)) {
-            return -ENOTSUP;
+        return 0;
+    }
+    json_object_foreach(obj, key, v) {
+        char name[512];
+        snprintf(name, sizeof(name), "%s%s", prefix, key);
+        int ret = flatten_value(f, first, name, v);
+        if (ret < 0) {
+            return ret;
         }
-        fprintf(f, "%s%s=", *first ? "" : ",", name);
-        *first = false;
-        if (json_is_string(v)) {
-            put_escaped(f, json_string_value(v));
-        } else if (json_is_true(v)) {
-            fputs("on", f);
-        } else if (json_is_false(v)) {
-            fputs("off", f);
-        } else if (json_is_null(v)) {
-            fputs("null", f);
-        } else if (json_is_integer(v)) {
-            fprintf(f, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        } else {
-            fprintf(f, "%.17g", json_real_value(v));
-        }
+    }
+    return 0;
+}
+
+static int flatten_value(FILE *f, bool *first, const char *name, json_t *v)
+{
+    if (json_is_object(v) || json_is_array(v)) {
+        char nested[520];
+        snprintf(nested, sizeof(nested), "%s.", name);
+        return flatten(f, first, nested, v);
+    }
+    fprintf(f, "%s%s=", *first ? "" : ",", name);
+    *first = false;
+    if (json_is_string(v)) {
+        put_escaped(f, json_string_value(v));
+    } else if (json_is_true(v)) {
+        fputs("on", f);
+    } else if (json_is_false(v)) {
+        fputs("off", f);
+    } else if (json_is_null(v)) {
+        fputs("null", f);
+    } else if (json_is_integer(v)) {
+        fprintf(f, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    } else {
+        fprintf(f, "%.17g", json_real_value(v));
     }
     return 0;
 }
@@ -121,7 +139,7 @@ int blockdev_json_to_options(const char *json, char **out, struct error *err)
     json_decref(root);
     if (ret < 0) {
         free(buf);
-        return error_set(err, ret, "JSON arrays are not supported in '%s'", json);
+        return error_set(err, ret, "Could not flatten the JSON options: %s", json);
     }
     *out = buf;
     return 0;
@@ -222,7 +240,31 @@ int blockdev_spec_parse_options(struct blockdev_spec *spec, const char *text,
     snprintf(file_prefix, sizeof(file_prefix), "%sfile.", prefix);
     const char *file_driver = layer_get(opts, prefix, "file.driver");
     const char *name = layer_get(opts, prefix, "file");
-    if (file_driver || !name) {
+    if (file_driver && !strcmp(file_driver, "blkdebug")) {
+        /* blkdebug over the file: rules from file.config and file.inject-error.N.*,
+         * the file in file.image (a name) or file.image.filename. */
+        const char *config = layer_get(opts, file_prefix, "config");
+        layer_get(opts, file_prefix, "align");
+        const char *image = layer_get(opts, file_prefix, "image");
+        char image_prefix[96];
+        snprintf(image_prefix, sizeof(image_prefix), "%simage.", file_prefix);
+        const char *image_driver = layer_get(opts, image_prefix, "driver");
+        if (!image) {
+            ret = parse_protocol(spec, image_prefix, image_driver, err);
+            if (ret < 0) {
+                return ret;
+            }
+        } else {
+            free(spec->filename);
+            spec->filename = strdup(image);
+        }
+        blkdebug_free(spec->blkdebug);
+        spec->blkdebug = NULL;
+        ret = blkdebug_new(&spec->blkdebug, config, opts, file_prefix, err);
+        if (ret < 0) {
+            return ret;
+        }
+    } else if (file_driver || !name) {
         ret = parse_protocol(spec, file_prefix, file_driver, err);
         if (ret < 0) {
             return ret;
@@ -273,6 +315,7 @@ void blockdev_spec_free(struct blockdev_spec *spec)
     free(spec->format);
     free(spec->protocol);
     free(spec->backing_format);
+    blkdebug_free(spec->blkdebug);
     for (int i = 0; i < BDEV_NODE_LAYERS; i++) {
         free(spec->node_name[i]);
     }
@@ -354,11 +397,18 @@ int blockdev_open_spec(struct blockdev **out, const char *name, const char *opti
     if (spec.backing_format) {
         o.backing_format = spec.backing_format;
     }
+    if (spec.blkdebug) {
+        blkdebug_free(o.blkdebug);
+        o.blkdebug = spec.blkdebug;     /* blockdev_open takes it over */
+        spec.blkdebug = NULL;
+    }
     if (ret == 0) {
         ret = blockdev_spec_check_protocol(&spec, o.flags & BDEV_READ_ONLY, err);
     }
     if (ret == 0) {
         ret = blockdev_open(out, spec.filename, &o, err);
+    } else {
+        blkdebug_free(o.blkdebug);
     }
     blockdev_spec_free(&spec);
     return ret;

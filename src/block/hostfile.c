@@ -77,6 +77,7 @@ void hostfile_close(struct hostfile *f)
         close(f->fd);
         pthread_rwlock_destroy(&f->rmw_lock);
         free(f->filename);
+        blkdebug_free(f->dbg);
         free(f);
     }
 }
@@ -126,7 +127,7 @@ static int full_pread(int fd, uint64_t off, void *buf, size_t len, int flags)
 
 int hostfile_pread_nowait(struct hostfile *f, uint64_t off, void *buf, size_t len)
 {
-    if (f->direct || __atomic_load_n(&f->no_nowait, __ATOMIC_RELAXED)) {
+    if (f->direct || f->dbg || __atomic_load_n(&f->no_nowait, __ATOMIC_RELAXED)) {
         return -EAGAIN;
     }
     int ret = full_pread(f->fd, off, buf, len, RWF_NOWAIT);
@@ -153,6 +154,10 @@ static uint8_t *bounce_span(uint64_t off, size_t len, uint64_t *start, size_t *s
 
 int hostfile_pread(struct hostfile *f, uint64_t off, void *buf, size_t len)
 {
+    int err = blkdebug_check(f->dbg, BLKDBG_IO_READ, off, len);
+    if (err < 0) {
+        return err;
+    }
     if (!f->direct || is_aligned(off, buf, len)) {
         return full_pread(f->fd, off, buf, len, 0);
     }
@@ -172,6 +177,10 @@ int hostfile_pread(struct hostfile *f, uint64_t off, void *buf, size_t len)
 
 int hostfile_pwrite(struct hostfile *f, uint64_t off, const void *buf, size_t len)
 {
+    int err = blkdebug_check(f->dbg, BLKDBG_IO_WRITE, off, len);
+    if (err < 0) {
+        return err;
+    }
     if (!f->direct) {
         return full_pwrite(f->fd, off, buf, len);
     }
@@ -207,6 +216,10 @@ int hostfile_pwrite(struct hostfile *f, uint64_t off, const void *buf, size_t le
 
 int hostfile_flush(struct hostfile *f)
 {
+    int err = blkdebug_check(f->dbg, BLKDBG_IO_FLUSH, 0, 0);
+    if (err < 0) {
+        return err;
+    }
     if (f->no_flush) {
         return 0;
     }
@@ -261,6 +274,10 @@ int hostfile_zero_range(struct hostfile *f, uint64_t off, uint64_t len, bool may
 {
     if (len == 0) {
         return 0;
+    }
+    int err = blkdebug_check(f->dbg, BLKDBG_IO_WRITE_ZEROES, off, len);
+    if (err < 0) {
+        return err;
     }
     int64_t size = hostfile_size(f);
     if (size >= 0 && off >= (uint64_t)size) {

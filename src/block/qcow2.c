@@ -185,6 +185,7 @@ static int qcow2_flush(struct blockdev *bd, struct error *err)
         pthread_mutex_unlock(&s->lock);
     }
     if (ret == 0) {
+        hostfile_event(s->file, BLKDBG_FLUSH_TO_DISK);
         ret = hostfile_flush(s->file);
         if (ret < 0) {
             error_set_errno(err, ret, "Could not flush '%s'", bd->filename);

@@ -94,7 +94,9 @@ static void test_json_names(void **state)
     assert_string_equal(o, "read-only=on,x=5");
     free(o);
     assert_true(blockdev_json_to_options("{\"driver\": \"raw\"", &o, &err) < 0);
-    assert_true(blockdev_json_to_options("{\"a\": [1]}", &o, &err) < 0);
+    assert_int_equal(blockdev_json_to_options("{\"a\": [1, {\"b\": 2}]}", &o, &err), 0);
+    assert_string_equal(o, "a.0=1,a.1.b=2");
+    free(o);
     assert_true(blockdev_json_to_options("[]", &o, &err) < 0);
     assert_true(blockdev_json_to_options("{'a': 'unterminated}", &o, &err) < 0);
 }

@@ -48,7 +48,9 @@ static int open_requested(struct cowio *io, struct open_request *req, const char
         .format = format,
         .flags = flags | (req->spec.no_backing ? BDEV_NO_BACKING : 0),
         .backing_format = req->spec.backing_format,
+        .blkdebug = req->spec.blkdebug,     /* blockdev_open takes it over */
     };
+    req->spec.blkdebug = NULL;
     ret = blockdev_open(&io->bd, req->spec.filename, &bopts, err);
     if (ret == 0) {
         ret = format_tuning_check(&req->tuning, io->bd, err);
