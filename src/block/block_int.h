@@ -72,6 +72,7 @@ struct blockdev_driver {
 struct blockdev {
     const struct blockdev_driver *drv;
     char *filename;
+    char *open_name;            /* the json:/blkdebug: name it was opened by (reopen), or NULL */
     uint64_t size;              /* virtual disk size in bytes */
     uint32_t cluster_size;      /* allocation unit; 0 for raw */
     bool read_only;

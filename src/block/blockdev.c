@@ -104,7 +104,11 @@ int blockdev_open(struct blockdev **out, const char *filename, const struct bloc
         opts = &no_opts;
     }
     if (strncmp(filename, "json:", 5) == 0) {
-        return blockdev_open_spec(out, filename, NULL, opts, err);
+        int ret = blockdev_open_spec(out, filename, NULL, opts, err);
+        if (ret == 0 && !(*out)->open_name) {
+            (*out)->open_name = strdup(filename);
+        }
+        return ret;
     }
     if (strncmp(filename, "blkdebug:", 9) == 0 && !opts->blkdebug) {
         /* blkdebug:CONFIG:FILE, as QEMU parses it. */
@@ -117,7 +121,11 @@ int blockdev_open(struct blockdev **out, const char *filename, const struct bloc
         struct blockdev_open_opts o = *opts;
         int ret = blkdebug_new(&o.blkdebug, config, NULL, NULL, err);
         free(config);
-        return ret < 0 ? ret : blockdev_open(out, colon + 1, &o, err);
+        ret = ret < 0 ? ret : blockdev_open(out, colon + 1, &o, err);
+        if (ret == 0 && !(*out)->open_name) {
+            (*out)->open_name = strdup(filename);
+        }
+        return ret;
     }
     if (blockdev_is_nbd_name(filename)) {
         blkdebug_free(opts->blkdebug);  /* no file under an NBD node to filter */
@@ -238,7 +246,9 @@ void blockdev_close(struct blockdev *bd)
     char *filename = bd->filename;
     char *backing_filename = bd->backing_filename;
     char *backing_format = bd->backing_format;
+    char *open_name = bd->open_name;
     bd->drv->close(bd);
+    free(open_name);
     free(filename);
     free(backing_filename);
     free(backing_format);

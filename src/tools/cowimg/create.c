@@ -166,7 +166,11 @@ static void print_formatting_line(const struct create_request *req, const struct
                p->compression_text ? p->compression_text : "zlib",
                (unsigned long long)req->size);
         if (req->backing_file) {
-            printf(" backing_file=%s", req->backing_file);
+            /* QEMU prints option values with commas doubled, as they are typed. */
+            printf(" backing_file=");
+            for (const char *c = req->backing_file; *c; c++) {
+                fputs(*c == ',' ? ",," : (char[]){ *c, 0 }, stdout);
+            }
         }
         if (req->backing_format) {
             printf(" backing_fmt=%s", req->backing_format);
