@@ -496,6 +496,23 @@ bool blockdev_can_compress(const struct blockdev *bd) { return bd->drv->pwrite_c
 bool blockdev_has_vmstate(const struct blockdev *bd) { return bd->drv->vmstate_write != NULL; }
 bool blockdev_has_snapshots(const struct blockdev *bd) { return bd->drv->snapshot_list != NULL; }
 
+bool blockdev_qemu_driver_known(const char *name)
+{
+    static const char *const names[] = {
+        "blkdebug", "blklogwrites", "blkverify", "bochs", "cloop", "compress", "copy-before-write",
+        "copy-on-read", "dmg", "file", "ftp", "ftps", "gluster", "host_cdrom", "host_device",
+        "http", "https", "iscsi", "iser", "luks", "nbd", "nfs", "null-aio", "null-co", "nvme",
+        "parallels", "preallocate", "qcow", "qcow2", "qed", "quorum", "raw", "rbd", "replication",
+        "snapshot-access", "ssh", "throttle", "vdi", "vhdx", "vmdk", "vpc", "vvfat",
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (strcmp(names[i], name) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 bool blockdev_format_known(const char *format)
 {
     return blockdev_find_driver(format) != NULL;

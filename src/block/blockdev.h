@@ -125,6 +125,9 @@ bool blockdev_is_probed_raw(const struct blockdev *bd);
 void blockdev_warn_probed_raw(const struct blockdev *bd, const char *filename);
 /* Whether a format is one this library reads and writes ("qcow2", "raw"). */
 bool blockdev_format_known(const char *format);
+/* Whether QEMU 7.2 has a block driver of that name (formats we do not read
+ * and protocols included): what qemu-img accepts as a format to record. */
+bool blockdev_qemu_driver_known(const char *name);
 
 /* What an open image is. */
 uint64_t blockdev_size(const struct blockdev *bd);

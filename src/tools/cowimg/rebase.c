@@ -118,7 +118,7 @@ int cmd_rebase(int argc, char **argv)
     }
     int ret = -1;
     struct blockdev *new_backing = NULL;
-    if (a.backing_fmt && !format_known(a.backing_fmt)) {
+    if (a.backing_fmt && !blockdev_qemu_driver_known(a.backing_fmt)) {
         report("Invalid format name: '%s'", a.backing_fmt);
         goto out;
     }
