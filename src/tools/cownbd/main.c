@@ -68,7 +68,7 @@ static void usage(void)
            "      --detect-zeroes=MODE  set detect-zeroes mode (off, on, unmap)\n"
            "\n"
            "Not supported here: -c/--connect and -d/--disconnect (kernel NBD client),\n"
-           "-L/--list (use qemu-nbd --list), -o, -l, -B, --image-opts, --object, TLS.\n",
+           "-L/--list (use qemu-nbd --list), -o, -l, -B, --object, TLS.\n",
            progname, NBD_DEFAULT_PORT);
 }
 
