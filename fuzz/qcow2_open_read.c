@@ -19,10 +19,10 @@ static void exercise(unsigned flags)
         return;
     }
     static uint8_t buf[1 << 20];
-    uint64_t size = bd->size < sizeof(buf) ? bd->size : sizeof(buf);
+    uint64_t size = blockdev_size(bd) < sizeof(buf) ? blockdev_size(bd) : sizeof(buf);
     blockdev_pread(bd, 0, buf, size, NULL);
-    if (bd->size > sizeof(buf)) {
-        blockdev_pread(bd, bd->size - 4096, buf, 4096, NULL);
+    if (blockdev_size(bd) > sizeof(buf)) {
+        blockdev_pread(bd, blockdev_size(bd) - 4096, buf, 4096, NULL);
     }
     struct block_status st;
     for (uint64_t off = 0; off < size; off += st.len) {

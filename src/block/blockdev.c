@@ -1,4 +1,4 @@
-#include "block/blockdev.h"
+#include "block/block_int.h"
 
 #include <errno.h>
 #include <libgen.h>
@@ -49,6 +49,18 @@ const struct blockdev_driver *blockdev_probe_buf(const uint8_t *buf)
     return best;
 }
 
+static const char *probe_foreign_file(struct hostfile *file)
+{
+    uint8_t head[BLOCKDEV_PROBE_SIZE], tail[512];
+    if (hostfile_pread(file, 0, head, sizeof(head)) < 0) {
+        return NULL;
+    }
+    int64_t size = hostfile_size(file);
+    bool have_tail = size >= (int64_t)sizeof(tail) &&
+                     hostfile_pread(file, (uint64_t)size - sizeof(tail), tail, sizeof(tail)) == 0;
+    return blockdev_probe_foreign(head, sizeof(head), have_tail ? tail : NULL, sizeof(tail));
+}
+
 static int check_chain(const char *filename, struct hostfile *file,
                        const struct blockdev_open_opts *opts, struct error *err)
 {
@@ -84,25 +96,6 @@ static int lock_image(struct hostfile *file, unsigned flags, struct error *err)
     return hostfile_lock(file, perm, shared, flags & BDEV_REOPEN, err);
 }
 
-/* Raw is the fallback, but not for a format we do not read: its container
- * bytes are not the disk. */
-static int probe_format(struct hostfile *file, const char *filename,
-                        const struct blockdev_driver **drv, struct error *err)
-{
-    uint8_t buf[BLOCKDEV_PROBE_SIZE];
-    int ret = hostfile_pread(file, 0, buf, sizeof(buf));
-    if (ret < 0) {
-        return error_set_errno(err, ret, "Could not read '%s'", filename);
-    }
-    *drv = blockdev_probe_buf(buf);
-    const char *foreign = blockdev_probe_foreign(buf, sizeof(buf));
-    if (foreign && *drv == blockdev_find_driver("raw")) {
-        return error_set(err, -ENOTSUP, "it is a %s image, a format cowvisor does not read "
-                         "(give the raw format explicitly to use its bytes as the disk)", foreign);
-    }
-    return 0;
-}
-
 int blockdev_open(struct blockdev **out, const char *filename, const struct blockdev_open_opts *opts,
                   struct error *err)
 {
@@ -110,22 +103,54 @@ int blockdev_open(struct blockdev **out, const char *filename, const struct bloc
     if (!opts) {
         opts = &no_opts;
     }
+    if (strncmp(filename, "json:", 5) == 0) {
+        int ret = blockdev_open_spec(out, filename, NULL, opts, err);
+        if (ret == 0 && !(*out)->open_name) {
+            (*out)->open_name = strdup(filename);
+        }
+        return ret;
+    }
+    if (strncmp(filename, "blkdebug:", 9) == 0 && !opts->blkdebug) {
+        /* blkdebug:CONFIG:FILE, as QEMU parses it. */
+        const char *rest = filename + 9;
+        const char *colon = strchr(rest, ':');
+        if (!colon) {
+            return error_set(err, -EINVAL, "Invalid filename '%s'", filename);
+        }
+        char *config = strndup(rest, (size_t)(colon - rest));
+        struct blockdev_open_opts o = *opts;
+        int ret = blkdebug_new(&o.blkdebug, config, NULL, NULL, err);
+        free(config);
+        ret = ret < 0 ? ret : blockdev_open(out, colon + 1, &o, err);
+        if (ret == 0 && !(*out)->open_name) {
+            (*out)->open_name = strdup(filename);
+        }
+        return ret;
+    }
+    if (blockdev_is_nbd_name(filename)) {
+        blkdebug_free(opts->blkdebug);  /* no file under an NBD node to filter */
+        return blockdev_nbd_open(out, filename, opts, err);
+    }
     const struct blockdev_driver *drv = NULL;
     if (opts->format) {
         drv = blockdev_find_driver(opts->format);
         if (!drv) {
+            blkdebug_free(opts->blkdebug);
             return error_set(err, -EINVAL, "Unknown driver '%s'", opts->format);
         }
     }
     struct hostfile *file;
     bool read_only = opts->flags & BDEV_READ_ONLY;
     if ((opts->flags & BDEV_FORCE_SHARE) && !read_only) {
+        blkdebug_free(opts->blkdebug);
         return error_set(err, -EINVAL, "force-share=on can only be used with read-only images");
     }
     int ret = hostfile_open(&file, filename, read_only, opts->flags & BDEV_NO_CACHE, err);
     if (ret < 0) {
+        blkdebug_free(opts->blkdebug);
         return ret;
     }
+    file->dbg = opts->blkdebug;
     ret = check_chain(filename, file, opts, err);
     if (ret == 0) {
         ret = lock_image(file, opts->flags, err);
@@ -137,10 +162,16 @@ int blockdev_open(struct blockdev **out, const char *filename, const struct bloc
     }
     bool probed = !drv;
     if (probed) {
-        ret = probe_format(file, filename, &drv, err);
-        if (ret < 0) {
-            hostfile_close(file);
-            return ret;
+        drv = blockdev_probe_file(file);
+        if (!drv || strcmp(drv->format_name, "raw") == 0) {
+            const char *foreign = probe_foreign_file(file);
+            if (foreign) {
+                hostfile_close(file);
+                return error_set(err, -ENOTSUP, "Image format '%s' is not supported (cowvisor "
+                                 "reads qcow2 and raw images: convert it with qemu-img, or give "
+                                 "the format raw to read the file's bytes as a disk)", foreign);
+            }
+            drv = blockdev_find_driver("raw");
         }
     }
     struct blockdev *bd = NULL;
@@ -186,6 +217,10 @@ int blockdev_open_backing(struct blockdev *bd, const struct blockdev_open_opts *
     if (!bd->backing_filename || (opts->flags & BDEV_NO_BACKING)) {
         return 0;
     }
+    if (opts->backing_format) {
+        free(bd->backing_format);
+        bd->backing_format = strdup(opts->backing_format);
+    }
     char *path = blockdev_backing_path(bd->filename, bd->backing_filename);
     struct blockdev_open_opts bopts = {
         .format = bd->backing_format,
@@ -211,7 +246,9 @@ void blockdev_close(struct blockdev *bd)
     char *filename = bd->filename;
     char *backing_filename = bd->backing_filename;
     char *backing_format = bd->backing_format;
+    char *open_name = bd->open_name;
     bd->drv->close(bd);
+    free(open_name);
     free(filename);
     free(backing_filename);
     free(backing_format);
@@ -394,7 +431,8 @@ int blockdev_vmstate_write(struct blockdev *bd, uint64_t pos, const void *buf, s
 
 char *blockdev_backing_path(const char *image_filename, const char *backing_filename)
 {
-    if (backing_filename[0] == '/' || strstr(backing_filename, "://")) {
+    if (backing_filename[0] == '/' || strstr(backing_filename, "://") ||
+        strncmp(backing_filename, "json:", 5) == 0 || blockdev_is_nbd_name(backing_filename)) {
         return strdup(backing_filename);
     }
     char *copy = strdup(image_filename);
@@ -426,4 +464,190 @@ int blockdev_prealloc_parse(const char *s, enum blockdev_prealloc *out)
 const char *blockdev_prealloc_name(enum blockdev_prealloc mode)
 {
     return prealloc_names[mode];
+}
+
+/* What an open image is. */
+
+uint64_t blockdev_size(const struct blockdev *bd) { return bd->size; }
+const char *blockdev_format(const struct blockdev *bd) { return bd->drv->format_name; }
+const char *blockdev_filename(const struct blockdev *bd) { return bd->filename; }
+uint32_t blockdev_cluster_size(const struct blockdev *bd) { return bd->cluster_size; }
+bool blockdev_is_read_only(const struct blockdev *bd) { return bd->read_only; }
+struct blockdev *blockdev_backing(const struct blockdev *bd) { return bd->backing; }
+const char *blockdev_backing_filename(const struct blockdev *bd) { return bd->backing_filename; }
+const char *blockdev_backing_format(const struct blockdev *bd) { return bd->backing_format; }
+
+bool blockdev_same_file(const struct blockdev *a, const struct blockdev *b)
+{
+    return a->dev == b->dev && a->ino == b->ino;
+}
+
+int64_t blockdev_allocated_size(const struct blockdev *bd)
+{
+    return bd->drv->allocated_size ? bd->drv->allocated_size((struct blockdev *)bd) : -1;
+}
+
+bool blockdev_is_dirty(const struct blockdev *bd)
+{
+    return bd->drv->is_dirty && bd->drv->is_dirty(bd);
+}
+
+bool blockdev_can_compress(const struct blockdev *bd) { return bd->drv->pwrite_compressed != NULL; }
+bool blockdev_has_vmstate(const struct blockdev *bd) { return bd->drv->vmstate_write != NULL; }
+bool blockdev_has_snapshots(const struct blockdev *bd) { return bd->drv->snapshot_list != NULL; }
+
+bool blockdev_qemu_driver_known(const char *name)
+{
+    static const char *const names[] = {
+        "blkdebug", "blklogwrites", "blkverify", "bochs", "cloop", "compress", "copy-before-write",
+        "copy-on-read", "dmg", "file", "ftp", "ftps", "gluster", "host_cdrom", "host_device",
+        "http", "https", "iscsi", "iser", "luks", "nbd", "nfs", "null-aio", "null-co", "nvme",
+        "parallels", "preallocate", "qcow", "qcow2", "qed", "quorum", "raw", "rbd", "replication",
+        "snapshot-access", "ssh", "throttle", "vdi", "vhdx", "vmdk", "vpc", "vvfat",
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (strcmp(names[i], name) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool blockdev_format_known(const char *format)
+{
+    return blockdev_find_driver(format) != NULL;
+}
+
+char *blockdev_format_specific_json(struct blockdev *bd)
+{
+    if (!bd->drv->info_json) {
+        return NULL;
+    }
+    struct json_writer w;
+    json_writer_init(&w, false);
+    json_object_begin(&w, NULL);
+    bd->drv->info_json(bd, &w);
+    json_object_end(&w);
+    char *s = strdup(json_writer_str(&w));
+    json_writer_free(&w);
+    return s;
+}
+
+void blockdev_write_format_specific(struct blockdev *bd, struct json_writer *w)
+{
+    if (!bd->drv->info_json) {
+        return;
+    }
+    json_object_begin(w, "format-specific");
+    json_string(w, "type", blockdev_format(bd));
+    json_object_begin(w, "data");
+    bd->drv->info_json(bd, w);
+    json_object_end(w);
+    json_object_end(w);
+}
+
+/* Format operations: dispatched to the driver, -ENOTSUP where it has none. */
+
+static int no_op(const struct blockdev *bd, const char *what, struct error *err)
+{
+    return error_set(err, -ENOTSUP, "Format '%s' does not support %s", bd->drv->format_name, what);
+}
+
+void blockdev_create_opts_init(struct blockdev_create_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->cluster_size = 65536;
+    o->version = 3;
+    o->refcount_bits = 16;
+    o->compression = BDEV_COMPRESSION_ZLIB;
+    o->prealloc = PREALLOC_OFF;
+}
+
+int blockdev_create(const char *filename, const struct blockdev_create_opts *o, struct error *err)
+{
+    const char *format = o->format ? o->format : "qcow2";
+    const struct blockdev_driver *drv = blockdev_find_driver(format);
+    if (!drv || !drv->create) {
+        return error_set(err, -EINVAL, "Unknown file format '%s'", format);
+    }
+    return drv->create(filename, o, err);
+}
+
+int blockdev_change_backing_file(struct blockdev *bd, const char *backing_file,
+                                 const char *backing_fmt, struct error *err)
+{
+    if (!bd->drv->change_backing_file) {
+        return no_op(bd, "backing files", err);
+    }
+    return bd->drv->change_backing_file(bd, backing_file, backing_fmt, err);
+}
+
+int blockdev_snapshot_list(struct blockdev *bd, struct blockdev_snapshot_info **list, int *count,
+                           struct error *err)
+{
+    if (!bd->drv->snapshot_list) {
+        *list = NULL;
+        *count = 0;
+        return no_op(bd, "internal snapshots", err);
+    }
+    return bd->drv->snapshot_list(bd, list, count, err);
+}
+
+void blockdev_snapshot_list_free(struct blockdev_snapshot_info *list, int count)
+{
+    for (int i = 0; list && i < count; i++) {
+        free(list[i].name);
+    }
+    free(list);
+}
+
+int blockdev_snapshot_create(struct blockdev *bd, const char *name,
+                             const struct blockdev_snapshot_vm *vm, struct error *err)
+{
+    return bd->drv->snapshot_create ? bd->drv->snapshot_create(bd, name, vm, err)
+                                    : no_op(bd, "internal snapshots", err);
+}
+
+int blockdev_snapshot_apply(struct blockdev *bd, const char *id_or_name, struct error *err)
+{
+    return bd->drv->snapshot_apply ? bd->drv->snapshot_apply(bd, id_or_name, err)
+                                   : no_op(bd, "internal snapshots", err);
+}
+
+int blockdev_snapshot_delete(struct blockdev *bd, const char *id_or_name, struct error *err)
+{
+    return bd->drv->snapshot_delete ? bd->drv->snapshot_delete(bd, id_or_name, err)
+                                    : no_op(bd, "internal snapshots", err);
+}
+
+int blockdev_snapshot_rename(struct blockdev *bd, const char *id_or_name, const char *new_name,
+                             struct error *err)
+{
+    return bd->drv->snapshot_rename ? bd->drv->snapshot_rename(bd, id_or_name, new_name, err)
+                                    : no_op(bd, "internal snapshots", err);
+}
+
+int blockdev_snapshot_load_tmp(struct blockdev *bd, const char *id_or_name, struct error *err)
+{
+    return bd->drv->snapshot_load_tmp ? bd->drv->snapshot_load_tmp(bd, id_or_name, err)
+                                      : no_op(bd, "internal snapshots", err);
+}
+
+int blockdev_snapshot_vmstate_read(struct blockdev *bd, const char *id_or_name, uint64_t pos,
+                                   void *buf, size_t len, struct error *err)
+{
+    return bd->drv->snapshot_vmstate_read
+        ? bd->drv->snapshot_vmstate_read(bd, id_or_name, pos, buf, len, err)
+        : no_op(bd, "internal snapshots", err);
+}
+
+int blockdev_check(struct blockdev *bd, unsigned fix, struct blockdev_check_result *res,
+                   struct error *err)
+{
+    return bd->drv->check ? bd->drv->check(bd, fix, res, err) : no_op(bd, "checks", err);
+}
+
+int blockdev_amend(struct blockdev *bd, const struct blockdev_amend_opts *o, struct error *err)
+{
+    return bd->drv->amend ? bd->drv->amend(bd, o, err) : no_op(bd, "amend", err);
 }

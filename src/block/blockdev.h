@@ -10,10 +10,12 @@
 #include <sys/types.h>
 
 #include "util/error.h"
-#include "util/json.h"
+struct json_writer;
+#include "util/options.h"
 
+/* An open image: opaque to users. Drivers see block/block_int.h. */
 struct blockdev;
-struct hostfile;
+struct blkdebug;
 
 /* Open flags. */
 enum {
@@ -31,6 +33,9 @@ struct blockdev_open_opts {
     const char *format;                 /* "qcow2", "raw", or NULL to probe */
     unsigned flags;
     const struct blockdev *parent;      /* set when opening a backing file: loop detection */
+    const char *backing_format;         /* backing.driver: overrides the format the image records */
+    struct blkdebug *blkdebug;          /* blkdebug rules over the image file: blockdev_open
+                                         * takes them over (blockdev_spec makes them) */
 };
 
 /* Flags of blockdev_pwrite_zeroes. */
@@ -63,88 +68,93 @@ struct block_status {
     int depth;              /* chain depth that defined the range (0 = top) */
 };
 
-struct blockdev_driver {
-    const char *format_name;
-    /* Score how much the first bytes of a file look like this format (0: not). */
-    int (*probe)(const uint8_t *buf, size_t len);
-    int (*open)(struct blockdev **out, struct hostfile *file, const char *filename,
-                const struct blockdev_open_opts *opts, struct error *err);
-    void (*close)(struct blockdev *bd);
-    int (*pread)(struct blockdev *bd, uint64_t off, void *buf, size_t len, struct error *err);
-    /* pread that never waits (NULL: the driver cannot): see blockdev_pread_nowait. */
-    int (*pread_nowait)(struct blockdev *bd, uint64_t off, void *buf, size_t len);
-    int (*pwrite)(struct blockdev *bd, uint64_t off, const void *buf, size_t len, struct error *err);
-    int (*pwrite_zeroes)(struct blockdev *bd, uint64_t off, uint64_t len, unsigned flags,
-                         struct error *err);
-    /* Whole clusters only (the last one may be partial at the end of the disk). */
-    int (*pwrite_compressed)(struct blockdev *bd, uint64_t off, const void *buf, size_t len,
-                             struct error *err);
-    int (*discard)(struct blockdev *bd, uint64_t off, uint64_t len, struct error *err);
-    int (*flush)(struct blockdev *bd, struct error *err);
-    int (*truncate)(struct blockdev *bd, uint64_t size, bool shrink_ok,
-                    enum blockdev_prealloc prealloc, struct error *err);
-    /* Status of this layer only; blockdev_block_status walks the chain. */
-    int (*block_status)(struct blockdev *bd, uint64_t off, uint64_t len,
-                        struct block_status *st, struct error *err);
-    /* Forgets cached metadata: another open of the same file changed it
-     * (commit writes the base through its own read-write open). */
-    int (*invalidate_cache)(struct blockdev *bd, struct error *err);
-    /* Makes every cluster unallocated again, so reads fall through to the
-     * backing file (commit empties the overlay); NULL when the format cannot. */
-    int (*make_empty)(struct blockdev *bd, struct error *err);
-    /* Bytes the image files occupy on the host (qemu-img info "disk size"). */
-    int64_t (*allocated_size)(struct blockdev *bd);
-    /* Format-specific part of info, as "format-specific" JSON data members. */
-    void (*info_json)(struct blockdev *bd, struct json_writer *w);
-    /* VM-state area (qcow2 only; NULL elsewhere). */
-    int (*vmstate_read)(struct blockdev *bd, uint64_t pos, void *buf, size_t len, struct error *err);
-    int (*vmstate_write)(struct blockdev *bd, uint64_t pos, const void *buf, size_t len,
-                         struct error *err);
-};
-
-struct blockdev {
-    const struct blockdev_driver *drv;
-    char *filename;
-    uint64_t size;              /* virtual disk size in bytes */
-    uint32_t cluster_size;      /* allocation unit; 0 for raw */
-    bool read_only;
-    bool probed;                /* the format was guessed, not given */
-    dev_t dev;                  /* identity of the image file, for loop detection */
-    ino_t ino;
-    const struct blockdev *parent;
-    struct blockdev *backing;   /* NULL when there is none or BDEV_NO_BACKING */
-    char *backing_filename;     /* as recorded in the image, or NULL */
-    char *backing_format;       /* as recorded in the image, or NULL */
-};
-
 int blockdev_open(struct blockdev **out, const char *filename, const struct blockdev_open_opts *opts,
                   struct error *err);
-/* For drivers: fills the common fields; call before opening the backing file. */
-void blockdev_init(struct blockdev *bd, const struct blockdev_driver *drv, const char *filename,
-                   const struct hostfile *file, const struct blockdev_open_opts *opts);
-/* For drivers: opens bd->backing_filename (relative to bd's directory) read-only,
- * unless there is none or opts say BDEV_NO_BACKING. */
-int blockdev_open_backing(struct blockdev *bd, const struct blockdev_open_opts *opts,
-                          struct error *err);
+
+/* QEMU's ways of naming an image, the same in every program: a file name,
+ * "json:{...}" (QEMU's JSON options) or, with options, an option string as
+ * --image-opts takes it ("driver=qcow2,file.filename=a.qcow2,file.locking=off",
+ * a bare leading value is the file). Dotted keys address the layers: the
+ * format node, its protocol child "file" (file, host_device, host_cdrom) and
+ * its "backing" child (backing.driver, or backing=null for none). */
+enum { BDEV_NODE_TOP, BDEV_NODE_FILE, BDEV_NODE_BACKING, BDEV_NODE_LAYERS };
+
+struct blockdev_spec {
+    char *filename;             /* the protocol node's file */
+    char *format;               /* driver of the format node; NULL: probe */
+    char *protocol;             /* "file", "host_device", "host_cdrom" when named */
+    char *backing_format;       /* backing.driver: overrides the image's record */
+    bool no_backing;            /* backing= or backing=null */
+    bool no_lock;               /* file.locking=off */
+    bool compress;              /* driver=compress filter on top */
+    bool json;                  /* given as json:{...} */
+    bool protocol_top;          /* the top node is a protocol (driver=file): raw over it */
+    int read_only, direct, no_flush, force_share;  /* -1 unset, else the option */
+    char format_prefix[16];     /* key prefix of the format node's own options */
+    char *node_name[BDEV_NODE_LAYERS];
+    struct blkdebug *blkdebug;  /* file.driver=blkdebug: its rules (owned until opened) */
+    struct options opts;        /* every option; unread ones are the caller's to check */
+};
+
+/* name: a file name or json:{...} (or NULL with options); options: an
+ * option string or NULL. Zeroes *spec first; free it even on failure. */
+int blockdev_spec_parse(struct blockdev_spec *spec, const char *name, const char *options,
+                        struct error *err);
+void blockdev_spec_free(struct blockdev_spec *spec);
+/* The parts: an empty spec, then option text added to it (qemu-io's reopen -o). */
+void blockdev_spec_init(struct blockdev_spec *spec);
+int blockdev_spec_parse_options(struct blockdev_spec *spec, const char *text,
+                                const char *implied_key, struct error *err);
+/* flags with the spec's read-only, cache, force-share, locking and backing settings. */
+unsigned blockdev_spec_flags(const struct blockdev_spec *spec, unsigned flags);
+/* QEMU's file protocols check what the file is before the format opens it. */
+int blockdev_spec_check_protocol(const struct blockdev_spec *spec, bool read_only,
+                                 struct error *err);
+/* Parses, refuses options nobody takes, and opens: the one open path of the
+ * programs. opts give defaults that the spec overrides. */
+int blockdev_open_spec(struct blockdev **out, const char *name, const char *options,
+                       const struct blockdev_open_opts *opts, struct error *err);
+/* The object of a json: name as a dotted option string (*out to free). */
+int blockdev_json_to_options(const char *json, char **out, struct error *err);
+
 /* Flushes and frees the whole chain. */
 void blockdev_close(struct blockdev *bd);
-/* Probe the format of a file (NULL when unknown, then "raw" is the fallback). */
-const struct blockdev_driver *blockdev_probe_file(struct hostfile *file);
-/* The same for the first BLOCKDEV_PROBE_SIZE bytes of an image. */
-#define BLOCKDEV_PROBE_SIZE 512
-const struct blockdev_driver *blockdev_probe_buf(const uint8_t *buf);
-/* The name of an image format QEMU recognises in buf but cowvisor does not
- * read (vmdk, vdi, vhdx, vpc, qed, luks, qcow, ...), or NULL. */
-const char *blockdev_probe_foreign(const uint8_t *buf, size_t len);
 /* A writable image whose format was probed as raw: writes that would make its
  * first sector probe as another format fail with -EPERM (as in QEMU), and the
  * programs print QEMU's warning about it (blockdev_warn_probed_raw). */
 bool blockdev_is_probed_raw(const struct blockdev *bd);
 void blockdev_warn_probed_raw(const struct blockdev *bd, const char *filename);
-const struct blockdev_driver *blockdev_find_driver(const char *format);
+/* Whether a format is one this library reads and writes ("qcow2", "raw"). */
+bool blockdev_format_known(const char *format);
+/* Whether QEMU 7.2 has a block driver of that name (formats we do not read
+ * and protocols included): what qemu-img accepts as a format to record. */
+bool blockdev_qemu_driver_known(const char *name);
 
-static inline uint64_t blockdev_size(const struct blockdev *bd) { return bd->size; }
-static inline const char *blockdev_format(const struct blockdev *bd) { return bd->drv->format_name; }
+/* What an open image is. */
+uint64_t blockdev_size(const struct blockdev *bd);
+const char *blockdev_format(const struct blockdev *bd);
+const char *blockdev_filename(const struct blockdev *bd);
+uint32_t blockdev_cluster_size(const struct blockdev *bd);     /* 0 for raw */
+bool blockdev_is_read_only(const struct blockdev *bd);
+/* The open backing image (NULL: none, or opened with BDEV_NO_BACKING). */
+struct blockdev *blockdev_backing(const struct blockdev *bd);
+/* The backing file name and format as recorded in the image (NULL: none). */
+const char *blockdev_backing_filename(const struct blockdev *bd);
+const char *blockdev_backing_format(const struct blockdev *bd);
+/* Both are opens of the same host file. */
+bool blockdev_same_file(const struct blockdev *a, const struct blockdev *b);
+/* Bytes the image files occupy on the host (-1: unknown; qemu-img info "disk size"). */
+int64_t blockdev_allocated_size(const struct blockdev *bd);
+/* The dirty bit: refcounts may be stale after a crash under lazy refcounts. */
+bool blockdev_is_dirty(const struct blockdev *bd);
+bool blockdev_can_compress(const struct blockdev *bd);
+bool blockdev_has_vmstate(const struct blockdev *bd);
+/* The format-specific information (qemu-img info's "format-specific" data)
+ * as a JSON object text to free, or NULL when the format has none. */
+char *blockdev_format_specific_json(struct blockdev *bd);
+/* Writes it as qemu-img info --output=json does: a "format-specific" member
+ * holding "type" and "data" (nothing when the format has none). */
+void blockdev_write_format_specific(struct blockdev *bd, struct json_writer *w);
 
 /* I/O on the virtual disk. Ranges must lie inside the disk (-EINVAL otherwise,
  * or -EIO for a read past the end like QEMU's "Request out of range"). */
@@ -173,6 +183,106 @@ int blockdev_invalidate_cache(struct blockdev *bd, struct error *err);
 int blockdev_vmstate_read(struct blockdev *bd, uint64_t pos, void *buf, size_t len, struct error *err);
 int blockdev_vmstate_write(struct blockdev *bd, uint64_t pos, const void *buf, size_t len,
                            struct error *err);
+
+/* Creating images. */
+enum blockdev_compression {
+    BDEV_COMPRESSION_ZLIB = 0,
+    BDEV_COMPRESSION_ZSTD = 1,
+};
+
+struct blockdev_create_opts {
+    const char *format;             /* "qcow2" (NULL: qcow2) or "raw" */
+    uint64_t size;                  /* virtual size; 0 with a backing file: take its size */
+    uint32_t cluster_size;          /* 512 .. 2 MiB, a power of two; default 64 KiB */
+    int version;                    /* 2 (compat=0.10) or 3 (compat=1.1, default) */
+    int refcount_bits;              /* 1, 2, 4, ..., 64; default 16 */
+    bool lazy_refcounts;
+    bool extended_l2;
+    enum blockdev_compression compression;
+    enum blockdev_prealloc prealloc;
+    const char *backing_file;       /* NULL for none */
+    const char *backing_format;     /* NULL: not recorded */
+};
+
+void blockdev_create_opts_init(struct blockdev_create_opts *o);
+/* Creates (or overwrites) filename as an empty image. */
+int blockdev_create(const char *filename, const struct blockdev_create_opts *o, struct error *err);
+/* Records a new backing file (NULL: none) in the header; the data is not touched. */
+int blockdev_change_backing_file(struct blockdev *bd, const char *backing_file,
+                                 const char *backing_fmt, struct error *err);
+
+/* Internal snapshots (qemu-img snapshot, savevm). Each operation is atomic
+ * on disk (a kill leaves the image before or after it). The caller quiesces
+ * guest I/O on bd first, as QEMU drains it: a request in flight during the
+ * operation may land on either side of it. Formats without snapshots fail
+ * with -ENOTSUP. */
+struct blockdev_snapshot_info {
+    char id[128];               /* QEMU assigns "1", "2", ... */
+    char *name;
+    uint64_t vm_state_size;     /* bytes of VM state saved with it (0: disk only) */
+    uint32_t date_sec, date_nsec;
+    uint64_t vm_clock_nsec;
+    uint64_t disk_size;         /* virtual disk size when it was taken */
+    int64_t icount;             /* -1 when not recorded */
+};
+
+/* What the VMM records with a snapshot; NULL for a disk-only snapshot. */
+struct blockdev_snapshot_vm {
+    uint64_t vm_state_size;
+    uint64_t vm_clock_nsec;
+    int64_t icount;
+};
+
+bool blockdev_has_snapshots(const struct blockdev *bd);
+int blockdev_snapshot_list(struct blockdev *bd, struct blockdev_snapshot_info **list, int *count,
+                           struct error *err);
+void blockdev_snapshot_list_free(struct blockdev_snapshot_info *list, int count);
+int blockdev_snapshot_create(struct blockdev *bd, const char *name,
+                             const struct blockdev_snapshot_vm *vm, struct error *err);
+/* id_or_name: matches an id first, then a name, as QEMU does. */
+int blockdev_snapshot_apply(struct blockdev *bd, const char *id_or_name, struct error *err);
+int blockdev_snapshot_delete(struct blockdev *bd, const char *id_or_name, struct error *err);
+int blockdev_snapshot_rename(struct blockdev *bd, const char *id_or_name, const char *new_name,
+                             struct error *err);
+/* Makes a read-only image show a snapshot's disk instead of its active one
+ * from now on (qemu-img convert -l); the file is not changed. */
+int blockdev_snapshot_load_tmp(struct blockdev *bd, const char *id_or_name, struct error *err);
+/* Reads the VM state saved with a snapshot (the snapshot's own area). */
+int blockdev_snapshot_vmstate_read(struct blockdev *bd, const char *id_or_name, uint64_t pos,
+                                   void *buf, size_t len, struct error *err);
+
+/* Consistency check and repair (qemu-img check). */
+enum {
+    BDEV_FIX_LEAKS = 1u << 0,
+    BDEV_FIX_ERRORS = 1u << 1,
+};
+
+struct blockdev_check_result {
+    int corruptions;            /* unfixed, after repair */
+    int leaks;
+    int check_errors;           /* I/O errors while checking */
+    int corruptions_fixed;
+    int leaks_fixed;
+    uint64_t image_end_offset;
+    uint64_t total_clusters;    /* guest clusters of the disk */
+    uint64_t allocated_clusters;
+    uint64_t fragmented_clusters;
+    uint64_t compressed_clusters;
+};
+
+/* Open the image with BDEV_CHECK (and read-only unless fix is set).
+ * -ENOTSUP when the format has no check. */
+int blockdev_check(struct blockdev *bd, unsigned fix, struct blockdev_check_result *res,
+                   struct error *err);
+
+/* qemu-img amend: options that can change in place (compat, lazy_refcounts,
+ * refcount_bits); unset fields stay as they are. */
+struct blockdev_amend_opts {
+    int version;                /* 0: keep */
+    int lazy_refcounts;         /* -1: keep, 0/1 */
+    int refcount_bits;          /* 0: keep */
+};
+int blockdev_amend(struct blockdev *bd, const struct blockdev_amend_opts *o, struct error *err);
 
 /* Backing file names are relative to the directory of the image naming them. */
 char *blockdev_backing_path(const char *image_filename, const char *backing_filename);

@@ -1,4 +1,5 @@
 #include "block/commit.h"
+#include "block/block_int.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -46,7 +47,7 @@ static int open_base_rw(const struct blockdev *base, struct blockdev **out, stru
         .format = blockdev_format(base),
         .flags = BDEV_NO_BACKING | BDEV_REOPEN,
     };
-    int ret = blockdev_open(out, base->filename, &opts, err);
+    int ret = blockdev_open(out, base->open_name ? base->open_name : base->filename, &opts, err);
     if (ret < 0) {
         error_prefix(err, "Could not reopen '%s' for writing", base->filename);
     }
@@ -110,6 +111,10 @@ int block_commit(struct blockdev *top, const struct blockdev *base, struct progr
         if ((st.flags & BDEV_STATUS_ALLOCATED) && st.depth < base_depth) {
             bool zero = (st.flags & BDEV_STATUS_ZERO) && !(st.flags & BDEV_STATUS_DATA);
             ret = copy_range(top, dst, off, len, zero, buf, err);
+            if (ret < 0) {
+                /* qemu-img's words for an I/O error of the commit job. */
+                error_set_errno(err, ret, "Block job failed");
+            }
         }
         off += len;
         if (progress) {

@@ -1,4 +1,5 @@
 #include "block/hostfile.h"
+#include "util/io.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -76,6 +77,7 @@ void hostfile_close(struct hostfile *f)
         close(f->fd);
         pthread_rwlock_destroy(&f->rmw_lock);
         free(f->filename);
+        blkdebug_free(f->dbg);
         free(f);
     }
 }
@@ -89,14 +91,23 @@ static bool is_aligned(uint64_t off, const void *buf, size_t len)
     return ((off | len | (uintptr_t)buf) & (DIRECT_ALIGN - 1)) == 0;
 }
 
-/* flags: preadv2's (RWF_NOWAIT), 0 for a plain pread (which the fault
- * injection shim of the tests intercepts). */
+/* flags: preadv2's (RWF_NOWAIT), 0 for a plain pread (util/io.c's loop,
+ * which the fault injection shim of the tests intercepts). Past the end of
+ * the file reads zeros. */
 static int full_pread(int fd, uint64_t off, void *buf, size_t len, int flags)
 {
+    if (!flags) {
+        ssize_t got = io_pread_full(fd, buf, len, (off_t)off);
+        if (got < 0) {
+            return (int)got;
+        }
+        memset((uint8_t *)buf + got, 0, len - (size_t)got);
+        return 0;
+    }
     uint8_t *p = buf;
     while (len > 0) {
         struct iovec iov = { p, len };
-        ssize_t n = flags ? preadv2(fd, &iov, 1, (off_t)off, flags) : pread(fd, p, len, (off_t)off);
+        ssize_t n = preadv2(fd, &iov, 1, (off_t)off, flags);
         if (n < 0) {
             if (errno == EINTR) {
                 continue;
@@ -116,7 +127,7 @@ static int full_pread(int fd, uint64_t off, void *buf, size_t len, int flags)
 
 int hostfile_pread_nowait(struct hostfile *f, uint64_t off, void *buf, size_t len)
 {
-    if (f->direct || __atomic_load_n(&f->no_nowait, __ATOMIC_RELAXED)) {
+    if (f->direct || f->dbg || __atomic_load_n(&f->no_nowait, __ATOMIC_RELAXED)) {
         return -EAGAIN;
     }
     int ret = full_pread(f->fd, off, buf, len, RWF_NOWAIT);
@@ -128,20 +139,7 @@ int hostfile_pread_nowait(struct hostfile *f, uint64_t off, void *buf, size_t le
 
 static int full_pwrite(int fd, uint64_t off, const void *buf, size_t len)
 {
-    const uint8_t *p = buf;
-    while (len > 0) {
-        ssize_t n = pwrite(fd, p, len, (off_t)off);
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return -errno;
-        }
-        p += n;
-        off += (uint64_t)n;
-        len -= (size_t)n;
-    }
-    return 0;
+    return io_pwrite_full(fd, buf, len, (off_t)off);
 }
 
 /* The aligned span around [off, off+len) in a bounce buffer. */
@@ -156,6 +154,10 @@ static uint8_t *bounce_span(uint64_t off, size_t len, uint64_t *start, size_t *s
 
 int hostfile_pread(struct hostfile *f, uint64_t off, void *buf, size_t len)
 {
+    int err = blkdebug_check(f->dbg, BLKDBG_IO_READ, off, len);
+    if (err < 0) {
+        return err;
+    }
     if (!f->direct || is_aligned(off, buf, len)) {
         return full_pread(f->fd, off, buf, len, 0);
     }
@@ -175,6 +177,10 @@ int hostfile_pread(struct hostfile *f, uint64_t off, void *buf, size_t len)
 
 int hostfile_pwrite(struct hostfile *f, uint64_t off, const void *buf, size_t len)
 {
+    int err = blkdebug_check(f->dbg, BLKDBG_IO_WRITE, off, len);
+    if (err < 0) {
+        return err;
+    }
     if (!f->direct) {
         return full_pwrite(f->fd, off, buf, len);
     }
@@ -210,6 +216,10 @@ int hostfile_pwrite(struct hostfile *f, uint64_t off, const void *buf, size_t le
 
 int hostfile_flush(struct hostfile *f)
 {
+    int err = blkdebug_check(f->dbg, BLKDBG_IO_FLUSH, 0, 0);
+    if (err < 0) {
+        return err;
+    }
     if (f->no_flush) {
         return 0;
     }
@@ -264,6 +274,10 @@ int hostfile_zero_range(struct hostfile *f, uint64_t off, uint64_t len, bool may
 {
     if (len == 0) {
         return 0;
+    }
+    int err = blkdebug_check(f->dbg, BLKDBG_IO_WRITE_ZEROES, off, len);
+    if (err < 0) {
+        return err;
     }
     int64_t size = hostfile_size(f);
     if (size >= 0 && off >= (uint64_t)size) {

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <sys/types.h>
 
+#include "block/blkdebug.h"
 #include "util/error.h"
 
 struct hostfile {
@@ -22,7 +23,16 @@ struct hostfile {
     bool locked;        /* registered with hostfile_lock */
     dev_t dev;
     ino_t ino;
+    struct blkdebug *dbg;   /* blkdebug filter over the file (owned), or NULL */
 };
+
+/* A point of the format driver blkdebug rules may react to (BLKDBG_EVENT). */
+static inline void hostfile_event(struct hostfile *f, enum blkdebug_event ev)
+{
+    if (f->dbg) {
+        blkdebug_event(f->dbg, ev);
+    }
+}
 
 /* QEMU's block permissions, as its image locks number them. */
 enum {

@@ -188,6 +188,7 @@ static int qcow2_flush(struct blockdev *bd, struct error *err)
     }
     pthread_mutex_unlock(&s->lock);
     if (ret == 0) {
+        hostfile_event(s->file, BLKDBG_FLUSH_TO_DISK);
         ret = hostfile_flush(s->file);
         if (ret < 0) {
             error_set_errno(err, ret, "Could not flush '%s'", bd->filename);
@@ -543,4 +544,16 @@ const struct blockdev_driver qcow2_driver = {
     .info_json = qcow2_info_json,
     .vmstate_read = qcow2_vmstate_read,
     .vmstate_write = qcow2_vmstate_write,
+    .is_dirty = qcow2_is_dirty,
+    .change_backing_file = qcow2_change_backing_file,
+    .snapshot_list = qcow2_snapshot_list,
+    .snapshot_create = qcow2_snapshot_create,
+    .snapshot_apply = qcow2_snapshot_apply,
+    .snapshot_delete = qcow2_snapshot_delete,
+    .snapshot_rename = qcow2_snapshot_rename,
+    .snapshot_load_tmp = qcow2_snapshot_load_tmp,
+    .snapshot_vmstate_read = qcow2_snapshot_vmstate_read,
+    .check = qcow2_check,
+    .amend = qcow2_amend,
+    .create = qcow2_create,
 };

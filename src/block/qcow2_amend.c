@@ -139,7 +139,7 @@ static int downgrade(struct qcow2 *s, struct error *err)
     if (s->refcount_order != 4) {
         return error_set(err, -ENOTSUP, "compat=0.10 requires refcount_bits=16");
     }
-    if (s->extended_l2 || s->compression_type != QCOW2_COMPRESSION_ZLIB) {
+    if (s->extended_l2 || s->compression_type != BDEV_COMPRESSION_ZLIB) {
         return error_set(err, -ENOTSUP, "compat=0.10 supports neither extended L2 entries nor "
                          "zstd compression");
     }
@@ -189,13 +189,8 @@ static int upgrade(struct qcow2 *s, struct error *err)
         struct qcow2_txn t;
         ret = qcow2_txn_begin(s, &t, err);
         if (ret == 0) {
-            struct qcow2_snapshot *l = calloc(s->nb_snapshots, sizeof(*l));
+            struct qcow2_snapshot *l = qcow2_snapshots_copy(s, 0, false);
             for (uint32_t i = 0; i < s->nb_snapshots; i++) {
-                l[i] = s->snapshots[i];
-                l[i].id = strdup(l[i].id);
-                l[i].name = strdup(l[i].name);
-                l[i].unknown_extra = NULL;
-                l[i].unknown_extra_len = 0;
                 l[i].extra_data_size = QCOW2_SNAPSHOT_EXTRA_KNOWN;
             }
             ret = qcow2_txn_set_snapshots(s, &t, l, s->nb_snapshots, err);
@@ -205,7 +200,7 @@ static int upgrade(struct qcow2 *s, struct error *err)
     return ret;
 }
 
-int qcow2_amend(struct blockdev *bd, const struct qcow2_amend_opts *o, struct error *err)
+int qcow2_amend(struct blockdev *bd, const struct blockdev_amend_opts *o, struct error *err)
 {
     if (!blockdev_is_qcow2(bd)) {
         return error_set(err, -ENOTSUP, "'%s' is not a qcow2 image", bd->filename);

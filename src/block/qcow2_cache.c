@@ -140,6 +140,7 @@ static int write_entry(struct qcow2 *s, struct qcow2_cache *c, int i, struct err
     if (ret < 0) {
         return ret;
     }
+    hostfile_event(s->file, c == &s->l2_cache ? BLKDBG_L2_UPDATE : BLKDBG_REFBLOCK_UPDATE_PART);
     ret = hostfile_pwrite(s->file, e->offset, table_of(c, i), c->table_size);
     if (ret < 0) {
         return error_set_errno(err, ret, "Could not write metadata at 0x%" PRIx64, e->offset);
@@ -164,6 +165,7 @@ int qcow2_cache_get(struct qcow2 *s, struct qcow2_cache *c, uint64_t offset, boo
             hash_remove(c, i);
         }
         if (!fresh) {
+            hostfile_event(s->file, c == &s->l2_cache ? BLKDBG_L2_LOAD : BLKDBG_REFBLOCK_LOAD);
             int ret = hostfile_pread(s->file, offset, table_of(c, i), c->table_size);
             if (ret < 0) {
                 return error_set_errno(err, ret, "Could not read metadata at 0x%" PRIx64, offset);
@@ -198,6 +200,7 @@ int qcow2_cache_update(struct qcow2 *s, struct qcow2_cache *c, uint8_t *table, u
         c->entries[i].dirty = true;
         return ret;
     }
+    hostfile_event(s->file, c == &s->l2_cache ? BLKDBG_L2_UPDATE : BLKDBG_REFBLOCK_UPDATE_PART);
     ret = hostfile_pwrite(s->file, offset + start, table + start, len);
     if (ret < 0) {
         c->entries[i].dirty = true;     /* memory is ahead of the disk: retried at flush */

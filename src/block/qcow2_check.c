@@ -32,7 +32,7 @@ struct past_eof_ref {
 
 struct check {
     struct qcow2 *s;
-    struct qcow2_check_result *res;
+    struct blockdev_check_result *res;
     uint64_t *ref;          /* computed references per cluster */
     uint64_t *disk;         /* stored refcounts per cluster */
     uint64_t n;
@@ -390,7 +390,7 @@ static void check_snapshot_table(struct check *c)
 }
 
 /* One read-only pass over the whole image; fills c and c->res. */
-static int run_check(struct qcow2 *s, struct check *c, struct qcow2_check_result *res, bool quiet)
+static int run_check(struct qcow2 *s, struct check *c, struct blockdev_check_result *res, bool quiet)
 {
     memset(c, 0, sizeof(*c));
     memset(res, 0, sizeof(*res));
@@ -456,7 +456,7 @@ static int stage_repair(struct qcow2 *s, struct check *c, unsigned fix, struct q
 {
     *copied_fixed = 0;
     *changes = false;
-    memset(t, 0, sizeof(*t));
+    qcow2_txn_init(s, t);
     t->n = c->n + 1;
     t->rc = calloc(t->n, 8);
     t->old_rc = calloc(t->n, 8);
@@ -470,40 +470,27 @@ static int stage_repair(struct qcow2 *s, struct check *c, unsigned fix, struct q
             continue;
         }
         uint64_t stored = c->disk[i], refs = c->ref[i];
-        bool take = (refs < stored && (fix & QCOW2_FIX_LEAKS)) ||
-                    (refs > stored && (fix & QCOW2_FIX_ERRORS));
+        bool take = (refs < stored && (fix & BDEV_FIX_LEAKS)) ||
+                    (refs > stored && (fix & BDEV_FIX_ERRORS));
         t->rc[i] = take ? refs : stored;
         *changes |= t->rc[i] != stored;
         /* Nothing in use by either view may be overwritten before the switch. */
         t->old_rc[i] = stored > refs ? stored : refs;
     }
-    t->hint = 1;
-    t->size = s->bd.size;
-    t->l1_size = s->l1_size;
-    t->l1_offset = s->l1_table_offset;
-    t->snapshots_offset = s->snapshots_offset;
-    t->nb_snapshots = s->nb_snapshots;
     int ret = 0;
-    if ((fix & QCOW2_FIX_ERRORS) && s->version >= 3) {
+    if ((fix & BDEV_FIX_ERRORS) && s->version >= 3) {
         bool incomplete = false;
         for (uint32_t i = 0; i < s->nb_snapshots; i++) {
             incomplete |= s->snapshots[i].extra_data_size < 16;
         }
         if (incomplete) {
             /* Rewritten with the full extra data (disk size = current size). */
-            struct qcow2_snapshot *l = calloc(s->nb_snapshots, sizeof(*l));
-            for (uint32_t i = 0; i < s->nb_snapshots; i++) {
-                l[i] = s->snapshots[i];
-                l[i].id = strdup(l[i].id);
-                l[i].name = strdup(l[i].name);
-                l[i].unknown_extra = NULL;
-                l[i].unknown_extra_len = 0;
-            }
+            struct qcow2_snapshot *l = qcow2_snapshots_copy(s, 0, false);
             ret = qcow2_txn_set_snapshots(s, t, l, s->nb_snapshots, err);
             *changes = true;
         }
     }
-    if (ret == 0 && (fix & QCOW2_FIX_ERRORS)) {
+    if (ret == 0 && (fix & BDEV_FIX_ERRORS)) {
         int64_t changed = qcow2_txn_fix_copied(s, t, err);
         ret = changed < 0 ? (int)changed : 0;
         *copied_fixed = changed > 0 ? (int)changed : 0;
@@ -524,7 +511,7 @@ static int mark_clean_and_consistent(struct qcow2 *s, struct error *err)
     return qcow2_header_write_incompat(s, err);
 }
 
-static int check_locked(struct qcow2 *s, unsigned fix, bool quiet, struct qcow2_check_result *res,
+static int check_locked(struct qcow2 *s, unsigned fix, bool quiet, struct blockdev_check_result *res,
                         struct error *err)
 {
     struct check c;
@@ -548,7 +535,7 @@ static int check_locked(struct qcow2 *s, unsigned fix, bool quiet, struct qcow2_
         free_check(&c);
         return error_set(err, -EIO, "The snapshot table cannot be read; not repairing");
     }
-    if (c.rebuild && !(fix & QCOW2_FIX_ERRORS)) {
+    if (c.rebuild && !(fix & BDEV_FIX_ERRORS)) {
         if (!quiet) {
             fprintf(stderr, "ERROR need to rebuild refcount structures\n");
         }
@@ -559,7 +546,7 @@ static int check_locked(struct qcow2 *s, unsigned fix, bool quiet, struct qcow2_
     if (c.rebuild && !quiet) {
         fprintf(stderr, "Rebuilding refcount structure\n");
     }
-    struct qcow2_check_result before = *res;
+    struct blockdev_check_result before = *res;
     int before_refcounts = c.refcount_corruptions;
     struct qcow2_txn t;
     bool was_corrupt = s->corrupt;
@@ -596,7 +583,7 @@ static int check_locked(struct qcow2 *s, unsigned fix, bool quiet, struct qcow2_
     return 0;
 }
 
-int qcow2_check(struct blockdev *bd, unsigned fix, struct qcow2_check_result *res,
+int qcow2_check(struct blockdev *bd, unsigned fix, struct blockdev_check_result *res,
                 struct error *err)
 {
     if (!blockdev_is_qcow2(bd)) {
@@ -611,10 +598,10 @@ int qcow2_check(struct blockdev *bd, unsigned fix, struct qcow2_check_result *re
 
 int qcow2_repair_dirty(struct qcow2 *s, struct error *err)
 {
-    struct qcow2_check_result res;
+    struct blockdev_check_result res;
     pthread_mutex_lock(&s->lock);
     /* Not quiet: like QEMU, the repair says on stderr what it found and fixed. */
-    int ret = check_locked(s, QCOW2_FIX_LEAKS | QCOW2_FIX_ERRORS, false, &res, err);
+    int ret = check_locked(s, BDEV_FIX_LEAKS | BDEV_FIX_ERRORS, false, &res, err);
     pthread_mutex_unlock(&s->lock);
     if (ret == 0 && (res.corruptions || res.check_errors)) {
         ret = error_set(err, -EIO, "The image (dirty after a crash with lazy refcounts) could not "

@@ -67,6 +67,7 @@ static int write_l1_entry(struct qcow2 *s, uint64_t l1_index, struct error *err)
     if (ret < 0) {
         return ret;
     }
+    hostfile_event(s->file, BLKDBG_L1_UPDATE);
     ret = hostfile_pwrite(s->file, s->l1_table_offset + l1_index * 8, b, 8);
     if (ret < 0) {
         return error_set_errno(err, ret, "Could not update the L1 table");
@@ -101,6 +102,7 @@ int qcow2_grow_l1(struct qcow2 *s, uint64_t min_size, struct error *err)
     for (uint64_t i = 0; i < new_size; i++) {
         disk[i] = cpu_to_be64(table[i]);
     }
+    hostfile_event(s->file, BLKDBG_L1_GROW_WRITE_TABLE);
     int ret = hostfile_pwrite(s->file, (uint64_t)new_off, disk, bytes);
     free(disk);
     if (ret == 0) {

@@ -119,13 +119,13 @@ static int zstd_decompress(const void *src, size_t src_len, void *dst, size_t ds
 
 int qcow2_compress(int type, const void *src, size_t src_len, void *dst, size_t dst_cap)
 {
-    return type == QCOW2_COMPRESSION_ZSTD ? zstd_compress(src, src_len, dst, dst_cap)
+    return type == BDEV_COMPRESSION_ZSTD ? zstd_compress(src, src_len, dst, dst_cap)
                                           : zlib_compress(src, src_len, dst, dst_cap);
 }
 
 int qcow2_decompress(int type, const void *src, size_t src_len, void *dst, size_t dst_len)
 {
-    return type == QCOW2_COMPRESSION_ZSTD ? zstd_decompress(src, src_len, dst, dst_len)
+    return type == BDEV_COMPRESSION_ZSTD ? zstd_decompress(src, src_len, dst, dst_len)
                                           : zlib_decompress(src, src_len, dst, dst_len);
 }
 
@@ -220,6 +220,7 @@ int qcow2_read_compressed(struct qcow2 *s, uint64_t l2_entry, uint32_t offset_in
     qcow2_compressed_range(s, l2_entry, &c_off, &c_len);
     uint8_t *in = malloc(c_len);
     uint8_t *out = malloc(s->cluster_size);
+    hostfile_event(s->file, BLKDBG_READ_COMPRESSED);
     int ret = hostfile_pread(s->file, c_off, in, c_len);
     if (ret < 0) {
         error_set_errno(err, ret, "Could not read compressed cluster at 0x%" PRIx64, c_off);

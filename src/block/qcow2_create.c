@@ -9,17 +9,7 @@
 #include "block/qcow2_int.h"
 #include "util/bswap.h"
 
-void qcow2_create_opts_init(struct qcow2_create_opts *o)
-{
-    memset(o, 0, sizeof(*o));
-    o->cluster_size = 65536;
-    o->version = 3;
-    o->refcount_bits = 16;
-    o->compression = QCOW2_COMPRESSION_ZLIB;
-    o->prealloc = PREALLOC_OFF;
-}
-
-static int validate(const struct qcow2_create_opts *o, struct error *err)
+static int validate(const struct blockdev_create_opts *o, struct error *err)
 {
     uint32_t cs = o->cluster_size;
     if (cs < 512 || cs > (2u << 20) || (cs & (cs - 1))) {
@@ -34,7 +24,7 @@ static int validate(const struct qcow2_create_opts *o, struct error *err)
         return error_set(err, -EINVAL, "Invalid compatibility level: '%d'", o->version);
     }
     if (o->version == 2) {
-        if (o->compression != QCOW2_COMPRESSION_ZLIB) {
+        if (o->compression != BDEV_COMPRESSION_ZLIB) {
             return error_set(err, -EINVAL, "Non-zlib compression type is only supported with "
                              "compatibility level 1.1 and above (use version=v3 or greater)");
         }
@@ -66,7 +56,7 @@ static int validate(const struct qcow2_create_opts *o, struct error *err)
 }
 
 /* The size of the backing file, when the new image takes it. */
-static int backing_size(const char *filename, const struct qcow2_create_opts *o, uint64_t *size,
+static int backing_size(const char *filename, const struct blockdev_create_opts *o, uint64_t *size,
                         struct error *err)
 {
     char *path = blockdev_backing_path(filename, o->backing_file);
@@ -84,7 +74,7 @@ static int backing_size(const char *filename, const struct qcow2_create_opts *o,
     return ret;
 }
 
-static int write_initial_metadata(const char *filename, const struct qcow2_create_opts *o,
+static int write_initial_metadata(const char *filename, const struct blockdev_create_opts *o,
                                   struct error *err)
 {
     struct qcow2 s = { 0 };
@@ -97,7 +87,7 @@ static int write_initial_metadata(const char *filename, const struct qcow2_creat
     s.refcount_order = (uint32_t)__builtin_ctz((unsigned)o->refcount_bits);
     s.header_length = o->version == 2 ? QCOW2_V2_HEADER_LEN : QCOW2_HEADER_LEN_WITH_COMPRESSION;
     s.compression_type = (uint8_t)o->compression;
-    if (o->compression != QCOW2_COMPRESSION_ZLIB) {
+    if (o->compression != BDEV_COMPRESSION_ZLIB) {
         s.incompatible_features |= QCOW2_INCOMPAT_COMPRESSION;
     }
     if (o->extended_l2) {
@@ -135,7 +125,7 @@ static int write_initial_metadata(const char *filename, const struct qcow2_creat
     return ret;
 }
 
-int qcow2_create(const char *filename, const struct qcow2_create_opts *o, struct error *err)
+int qcow2_create(const char *filename, const struct blockdev_create_opts *o, struct error *err)
 {
     int ret = validate(o, err);
     if (ret < 0) {

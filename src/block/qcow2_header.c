@@ -205,7 +205,7 @@ static int check_features(struct qcow2 *s, const uint8_t *h, const uint8_t *feat
         s->compression_type = h[104];
     }
     bool has_type_bit = s->incompatible_features & QCOW2_INCOMPAT_COMPRESSION;
-    if (s->compression_type > QCOW2_COMPRESSION_ZSTD) {
+    if (s->compression_type > BDEV_COMPRESSION_ZSTD) {
         return error_set(err, -ENOTSUP, "Unknown compression type %u", s->compression_type);
     }
     if (has_type_bit != (s->compression_type != 0)) {

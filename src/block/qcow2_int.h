@@ -18,7 +18,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "block/blockdev.h"
+#include "block/block_int.h"
 #include "block/hostfile.h"
 #include "block/qcow2.h"
 
@@ -372,6 +372,9 @@ struct qcow2_snapshot {
  * table that cannot be read sets snapshots_unreadable instead of failing. */
 int qcow2_snapshots_load(struct qcow2 *s, struct error *err);
 void qcow2_snapshots_free(struct qcow2 *s);
+/* A deep copy of s's table with spare empty entries at the end; without
+ * keep_unknown, extra data past the known fields is dropped. */
+struct qcow2_snapshot *qcow2_snapshots_copy(const struct qcow2 *s, uint32_t spare, bool keep_unknown);
 void qcow2_snapshot_list_free_internal(struct qcow2_snapshot *list, uint32_t count);
 /* Serializes a snapshot table as QEMU writes it (at least the 24 known bytes
  * of extra data per entry). */
@@ -404,6 +407,8 @@ struct qcow2_txn {
     bool new_snapshots;
 };
 
+/* An empty transaction on s's current layout (no refcounts loaded). */
+void qcow2_txn_init(struct qcow2 *s, struct qcow2_txn *t);
 /* Starts from the on-disk refcounts (writes back lazy ones first). */
 int qcow2_txn_begin(struct qcow2 *s, struct qcow2_txn *t, struct error *err);
 void qcow2_txn_abort(struct qcow2_txn *t);

@@ -84,6 +84,7 @@ static int read_in_cluster(struct qcow2 *s, uint64_t off, uint8_t *buf, size_t l
             }
             ret = check_host_offset(s, entry, off, err);
             if (ret == 0) {
+                hostfile_event(s->file, BLKDBG_READ_AIO);
                 ret = hostfile_pread(s->file, (entry & QCOW2_L2E_OFFSET_MASK) + in_cluster, buf, n);
                 if (ret < 0) {
                     error_set_errno(err, ret, "Could not read guest data at 0x%" PRIx64, off);
@@ -176,6 +177,7 @@ static int read_at(struct qcow2 *s, uint64_t off, void *buf, size_t len, bool no
         if (plain && nowait) {
             ret = hostfile_pread_nowait(s->file, host, p, n);
         } else if (plain) {
+            hostfile_event(s->file, BLKDBG_READ_AIO);
             ret = hostfile_pread(s->file, host, p, n);
             if (ret < 0) {
                 error_set_errno(err, ret, "Could not read guest data at 0x%" PRIx64, off);
@@ -249,6 +251,7 @@ static int write_host(struct qcow2 *s, uint64_t host, const void *buf, size_t le
         return qcow2_signal_corruption(s, err, "data write to host offset 0x%" PRIx64
                                        " would overwrite metadata", host);
     }
+    hostfile_event(s->file, BLKDBG_WRITE_AIO);
     int ret = hostfile_pwrite(s->file, host, buf, len);
     if (ret < 0) {
         return error_set_errno(err, ret, "Could not write guest data");
@@ -402,6 +405,9 @@ static int write_in_place(struct qcow2 *s, uint64_t host, const void *buf, size_
 {
     int ret = qcow2_order_batch_end(s, err);
     pthread_mutex_unlock(&s->lock);
+    if (ret == 0) {
+        hostfile_event(s->file, BLKDBG_WRITE_AIO);
+    }
     if (ret == 0 && (ret = hostfile_pwrite(s->file, host, buf, len)) < 0) {
         error_set_errno(err, ret, "Could not write guest data at 0x%" PRIx64, guest_off);
     }

@@ -22,6 +22,7 @@
 
 static int sync_file(struct qcow2 *s, struct error *err)
 {
+    hostfile_event(s->file, BLKDBG_FLUSH_TO_DISK);
     int ret = hostfile_flush(s->file);
     if (ret < 0) {
         return error_set_errno(err, ret, "Could not flush '%s'", s->bd.filename);

@@ -120,6 +120,7 @@ static int write_table_entry(struct qcow2 *s, uint64_t rt_index, struct error *e
     if (ret < 0) {
         return ret;
     }
+    hostfile_event(s->file, BLKDBG_REFBLOCK_ALLOC_HOOKUP);
     ret = hostfile_pwrite(s->file, s->refcount_table_offset + rt_index * 8, b, 8);
     if (ret < 0) {
         return error_set_errno(err, ret, "Could not update the refcount table");
@@ -172,6 +173,7 @@ static int grow_refcount_table(struct qcow2 *s, uint64_t min_entries, struct err
         for (uint64_t i = 0; i < per_block && b * per_block + i < used; i++) {
             qcow2_refcount_entry_set(s, buf, i, 1);
         }
+        hostfile_event(s->file, BLKDBG_REFBLOCK_ALLOC_WRITE_BLOCKS);
         ret = hostfile_pwrite(s->file, (area + b) << s->cluster_bits, buf, s->cluster_size);
     }
     free(buf);
@@ -186,6 +188,7 @@ static int grow_refcount_table(struct qcow2 *s, uint64_t min_entries, struct err
     }
     uint64_t table_off = (area + blocks) << s->cluster_bits;
     if (ret == 0) {
+        hostfile_event(s->file, BLKDBG_REFBLOCK_ALLOC_WRITE_TABLE);
         ret = hostfile_pwrite(s->file, table_off, disk_table, table_clusters << s->cluster_bits);
     }
     free(disk_table);
@@ -451,6 +454,7 @@ static int64_t alloc_area(struct qcow2 *s, uint64_t n, struct error *err)
 
 int64_t qcow2_alloc_clusters(struct qcow2 *s, uint64_t n, struct error *err)
 {
+    hostfile_event(s->file, BLKDBG_CLUSTER_ALLOC);
     /* Long runs cannot fit between the blocks that new ranges start with. */
     if (n >= s->refblock_size / 2) {
         return alloc_area(s, n, err);
@@ -497,6 +501,7 @@ static bool can_share(struct qcow2 *s, uint64_t off)
 
 int64_t qcow2_alloc_bytes(struct qcow2 *s, uint32_t len, struct error *err)
 {
+    hostfile_event(s->file, BLKDBG_CLUSTER_ALLOC_BYTES);
     uint64_t fbo = s->free_byte_offset;
     if (fbo && !can_share(s, fbo)) {
         fbo = 0;    /* narrow refcounts (e.g. 1 bit) cannot count another user */

@@ -244,20 +244,28 @@ int qcow2_snapshots_serialize(const struct qcow2_snapshot *list, uint32_t count,
     return 0;
 }
 
-/* A deep copy of the current list with room for one more entry. */
-static struct qcow2_snapshot *copy_list(const struct qcow2 *s)
+struct qcow2_snapshot *qcow2_snapshots_copy(const struct qcow2 *s, uint32_t spare, bool keep_unknown)
 {
-    struct qcow2_snapshot *l = calloc(s->nb_snapshots + 1, sizeof(*l));
+    struct qcow2_snapshot *l = calloc(s->nb_snapshots + spare, sizeof(*l));
     for (uint32_t i = 0; i < s->nb_snapshots; i++) {
         l[i] = s->snapshots[i];
         l[i].id = strdup(s->snapshots[i].id);
         l[i].name = strdup(s->snapshots[i].name);
-        if (l[i].unknown_extra_len) {
+        l[i].unknown_extra = NULL;
+        if (keep_unknown && l[i].unknown_extra_len) {
             l[i].unknown_extra = malloc(l[i].unknown_extra_len);
             memcpy(l[i].unknown_extra, s->snapshots[i].unknown_extra, l[i].unknown_extra_len);
+        } else {
+            l[i].unknown_extra_len = 0;
         }
     }
     return l;
+}
+
+/* A deep copy of the current list with room for one more entry. */
+static struct qcow2_snapshot *copy_list(const struct qcow2 *s)
+{
+    return qcow2_snapshots_copy(s, 1, true);
 }
 
 /* By id first, then by name, as QEMU does. */
@@ -299,7 +307,7 @@ static int begin_op(struct blockdev *bd, bool write, struct error *err)
     return 0;
 }
 
-int qcow2_snapshot_list(struct blockdev *bd, struct qcow2_snapshot_info **list, int *count,
+int qcow2_snapshot_list(struct blockdev *bd, struct blockdev_snapshot_info **list, int *count,
                         struct error *err)
 {
     int ret = begin_op(bd, false, err);
@@ -308,7 +316,7 @@ int qcow2_snapshot_list(struct blockdev *bd, struct qcow2_snapshot_info **list, 
     }
     struct qcow2 *s = qcow2_of(bd);
     pthread_mutex_lock(&s->lock);
-    struct qcow2_snapshot_info *l = calloc(s->nb_snapshots ? s->nb_snapshots : 1, sizeof(*l));
+    struct blockdev_snapshot_info *l = calloc(s->nb_snapshots ? s->nb_snapshots : 1, sizeof(*l));
     for (uint32_t i = 0; i < s->nb_snapshots; i++) {
         const struct qcow2_snapshot *sn = &s->snapshots[i];
         snprintf(l[i].id, sizeof(l[i].id), "%s", sn->id);
@@ -324,14 +332,6 @@ int qcow2_snapshot_list(struct blockdev *bd, struct qcow2_snapshot_info **list, 
     *list = l;
     pthread_mutex_unlock(&s->lock);
     return 0;
-}
-
-void qcow2_snapshot_list_free(struct qcow2_snapshot_info *list, int count)
-{
-    for (int i = 0; list && i < count; i++) {
-        free(list[i].name);
-    }
-    free(list);
 }
 
 /* id = the largest numeric id + 1, as QEMU assigns them. */
@@ -389,7 +389,7 @@ static int on_snapshot(struct blockdev *bd, const char *id_or_name, const char *
     return ret;
 }
 
-static int create_locked(struct qcow2 *s, const char *name, const struct qcow2_snapshot_vm *vm,
+static int create_locked(struct qcow2 *s, const char *name, const struct blockdev_snapshot_vm *vm,
                          struct error *err)
 {
     if (s->nb_snapshots >= QCOW2_MAX_SNAPSHOTS) {
@@ -441,7 +441,7 @@ static int create_locked(struct qcow2 *s, const char *name, const struct qcow2_s
     return finish_txn(s, &t, ret, err);
 }
 
-int qcow2_snapshot_create(struct blockdev *bd, const char *name, const struct qcow2_snapshot_vm *vm,
+int qcow2_snapshot_create(struct blockdev *bd, const char *name, const struct blockdev_snapshot_vm *vm,
                           struct error *err)
 {
     int ret = begin_op(bd, true, err);

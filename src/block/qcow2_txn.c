@@ -63,7 +63,7 @@ static int64_t block_offset(struct qcow2 *s, uint64_t rt_index, int64_t file_siz
     return (int64_t)off;
 }
 
-static void txn_init(struct qcow2 *s, struct qcow2_txn *t)
+void qcow2_txn_init(struct qcow2 *s, struct qcow2_txn *t)
 {
     memset(t, 0, sizeof(*t));
     t->hint = 1;
@@ -76,7 +76,7 @@ static void txn_init(struct qcow2 *s, struct qcow2_txn *t)
 
 int qcow2_txn_begin(struct qcow2 *s, struct qcow2_txn *t, struct error *err)
 {
-    txn_init(s, t);
+    qcow2_txn_init(s, t);
     int ret = qcow2_refcount_flush(s, err);
     if (ret < 0) {
         return ret;

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "block/blockdev.h"
+#include "block/block_int.h"
 #include "block/hostfile.h"
 
 struct raw_state {
@@ -71,7 +71,7 @@ static int raw_check_block0(struct blockdev *bd, uint64_t off, const void *buf, 
     }
     extern const struct blockdev_driver raw_driver;
     if (blockdev_probe_buf(sector) != &raw_driver ||
-        blockdev_probe_foreign(sector, sizeof(sector))) {
+        blockdev_probe_foreign(sector, sizeof(sector), NULL, 0)) {
         return error_set(err, -EPERM, "Write to block 0 of '%s' refused: the image's format was "
                          "probed as raw, and the write would make it probe as another format "
                          "(specify the raw format explicitly to allow it)", bd->filename);
@@ -225,7 +225,34 @@ static int64_t raw_allocated_size(struct blockdev *bd)
     return hostfile_allocated_bytes(raw_of(bd)->file);
 }
 
+static int raw_create(const char *filename, const struct blockdev_create_opts *o, struct error *err)
+{
+    uint64_t size = o->size;
+    enum blockdev_prealloc prealloc = o->prealloc;
+    struct hostfile *f;
+    int ret = hostfile_create(&f, filename, err);
+    if (ret < 0) {
+        return ret;
+    }
+    ret = hostfile_truncate(f, size);
+    if (ret == 0 && (prealloc == PREALLOC_FALLOC || prealloc == PREALLOC_FULL) && size) {
+        ret = hostfile_allocate(f, 0, size, prealloc == PREALLOC_FULL);
+    }
+    if (ret == 0 && size) {
+        /* QEMU allocates the first block so that later O_DIRECT opens can probe
+         * the alignment; doing the same keeps map output identical. */
+        static const uint8_t zeros[4096];
+        ret = hostfile_pwrite(f, 0, zeros, size < sizeof(zeros) ? size : sizeof(zeros));
+    }
+    if (ret < 0) {
+        error_set_errno(err, ret, "Could not create '%s'", filename);
+    }
+    hostfile_close(f);
+    return ret;
+}
+
 const struct blockdev_driver raw_driver = {
+    .create = raw_create,
     .format_name = "raw",
     .probe = raw_probe,
     .open = raw_open,

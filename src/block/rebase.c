@@ -1,4 +1,5 @@
 #include "block/rebase.h"
+#include "block/block_int.h"
 
 #include <errno.h>
 #include <stdlib.h>

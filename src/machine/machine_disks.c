@@ -8,7 +8,6 @@
 #include <string.h>
 
 #include "block/blockdev.h"
-#include "machine/disk_qcow2.h"
 #include "virtio/virtio_blk.h"
 
 int machine_disk_count(const struct machine *m)
@@ -19,10 +18,10 @@ int machine_disk_count(const struct machine *m)
 int machine_disk_chain(struct machine *m, int i, struct disk_layer *out, int max, bool *read_only)
 {
     int n = 0;
-    *read_only = m->disks[i]->read_only;
-    for (struct blockdev *bd = m->disks[i]; bd && n < max; bd = bd->backing) {
-        out[n++] = (struct disk_layer){ bd->filename, blockdev_format(bd), bd->backing_filename, blockdev_size(bd),
-                                        bd->cluster_size };
+    *read_only = blockdev_is_read_only(m->disks[i]);
+    for (struct blockdev *bd = m->disks[i]; bd && n < max; bd = blockdev_backing(bd)) {
+        out[n++] = (struct disk_layer){ blockdev_filename(bd), blockdev_format(bd), blockdev_backing_filename(bd), blockdev_size(bd),
+                                        blockdev_cluster_size(bd) };
     }
     return n;
 }
@@ -70,7 +69,7 @@ static int switch_to_overlay(struct machine *m, int i, struct virtio_blk *blk, c
 int machine_disk_overlay(struct machine *m, int i, const char *file, struct error *err)
 {
     struct blockdev *old = m->disks[i];
-    if (old->read_only) {
+    if (blockdev_is_read_only(old)) {
         return error_set(err, -EROFS, "Device 'disk%d' is read only", i);
     }
     struct virtio_blk *blk = blk_of(m, old);
@@ -78,10 +77,15 @@ int machine_disk_overlay(struct machine *m, int i, const char *file, struct erro
         return error_set(err, -ENODEV, "Device 'disk%d' is not attached to a virtio-blk device", i);
     }
     char backing[PATH_MAX];
-    if (!realpath(old->filename, backing)) {
-        return error_set_errno(err, -errno, "Could not resolve '%s'", old->filename);
+    if (!realpath(blockdev_filename(old), backing)) {
+        return error_set_errno(err, -errno, "Could not resolve '%s'", blockdev_filename(old));
     }
-    int ret = disk_create_overlay(file, blockdev_size(old), backing, blockdev_format(old), err);
+    struct blockdev_create_opts o;
+    blockdev_create_opts_init(&o);
+    o.size = blockdev_size(old);
+    o.backing_file = backing;
+    o.backing_format = blockdev_format(old);
+    int ret = blockdev_create(file, &o, err);
     if (ret < 0) {
         return ret;
     }

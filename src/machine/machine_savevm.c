@@ -9,7 +9,6 @@
 #include <time.h>
 
 #include "block/blockdev.h"
-#include "machine/disk_qcow2.h"
 #include "machine/machine_state.h"
 #include "util/size.h"
 #include "vmm/guest_memory_stream.h"
@@ -29,7 +28,7 @@ static int area_read(void *opaque, uint64_t pos, void *buf, size_t len, struct e
 {
     struct vmstate_area *a = opaque;
     if (a->snapshot) {
-        return disk_snapshot_vmstate_read(a->bd, a->snapshot, pos, buf, len, err);
+        return blockdev_snapshot_vmstate_read(a->bd, a->snapshot, pos, buf, len, err);
     }
     return blockdev_vmstate_read(a->bd, pos, buf, len, err);
 }
@@ -49,12 +48,12 @@ static int snapshot_disks(struct machine *m, struct error *err)
     char name[16];
     for (int i = 0; i < m->cfg->ndisks; i++) {
         struct blockdev *bd = m->disks[i];
-        if (!bd || bd->read_only) {
+        if (!bd || blockdev_is_read_only(bd)) {
             continue;
         }
-        if (!blockdev_is_qcow2(bd)) {
+        if (!blockdev_has_snapshots(bd)) {
             return error_set(err, -ENOTSUP, "Device '%s' is writable but does not support snapshots "
-                             "(%s is %s, not qcow2)", disk_name(m, i, name, sizeof(name)), bd->filename,
+                             "(%s is %s, not qcow2)", disk_name(m, i, name, sizeof(name)), blockdev_filename(bd),
                              blockdev_format(bd));
         }
         if (first < 0) {
@@ -68,7 +67,7 @@ static int snapshot_disks(struct machine *m, struct error *err)
 }
 
 /* Index in list of the snapshot called id_or_name (id first), or -1. */
-static int find_snapshot(const struct qcow2_snapshot_info *list, int n, const char *id_or_name)
+static int find_snapshot(const struct blockdev_snapshot_info *list, int n, const char *id_or_name)
 {
     for (int i = 0; i < n; i++) {
         if (strcmp(list[i].id, id_or_name) == 0) {
@@ -83,11 +82,11 @@ static int find_snapshot(const struct qcow2_snapshot_info *list, int n, const ch
     return -1;
 }
 
-static int has_snapshot(struct blockdev *bd, const char *name, struct qcow2_snapshot_info *out, struct error *err)
+static int has_snapshot(struct blockdev *bd, const char *name, struct blockdev_snapshot_info *out, struct error *err)
 {
-    struct qcow2_snapshot_info *list = NULL;
+    struct blockdev_snapshot_info *list = NULL;
     int n = 0;
-    int ret = disk_snapshot_list(bd, &list, &n, err);
+    int ret = blockdev_snapshot_list(bd, &list, &n, err);
     if (ret < 0) {
         return ret;
     }
@@ -96,7 +95,7 @@ static int has_snapshot(struct blockdev *bd, const char *name, struct qcow2_snap
         *out = list[i];
         out->name = NULL;
     }
-    disk_snapshot_list_free(list, n);
+    blockdev_snapshot_list_free(list, n);
     return i >= 0;
 }
 
@@ -110,8 +109,8 @@ int machine_savevm(struct machine *m, const char *name, struct error *err)
     /* Like QEMU, a snapshot of the same name is replaced. */
     for (int i = 0; i < m->cfg->ndisks; i++) {
         struct blockdev *bd = m->disks[i];
-        if (bd && !bd->read_only && (ret = has_snapshot(bd, name, NULL, err)) != 0) {
-            if (ret < 0 || (ret = disk_snapshot_delete(bd, name, err)) < 0) {
+        if (bd && !blockdev_is_read_only(bd) && (ret = has_snapshot(bd, name, NULL, err)) != 0) {
+            if (ret < 0 || (ret = blockdev_snapshot_delete(bd, name, err)) < 0) {
                 return ret;
             }
         }
@@ -134,12 +133,13 @@ int machine_savevm(struct machine *m, const char *name, struct error *err)
     vm_clock_ns(&m->vm, &clock_ns, NULL);    /* 0 when unknown, as before */
     for (int i = 0; i < m->cfg->ndisks; i++) {
         struct blockdev *bd = m->disks[i];
-        if (!bd || bd->read_only) {
+        if (!bd || blockdev_is_read_only(bd)) {
             continue;
         }
+        struct blockdev_snapshot_vm vm = { (uint64_t)size, clock_ns, -1 };
         if ((ret = blockdev_flush(bd, err)) < 0 ||
-            (ret = disk_snapshot_create(bd, name, i == first ? (uint64_t)size : 0, clock_ns, err)) < 0) {
-            error_prefix(err, "Error while creating snapshot on '%s'", bd->filename);
+            (ret = blockdev_snapshot_create(bd, name, i == first && size ? &vm : NULL, err)) < 0) {
+            error_prefix(err, "Error while creating snapshot on '%s'", blockdev_filename(bd));
             return ret;
         }
     }
@@ -155,11 +155,11 @@ int machine_loadvm(struct machine *m, const char *name, bool *changed, struct er
     if (first < 0) {
         return first;
     }
-    struct qcow2_snapshot_info info;
+    struct blockdev_snapshot_info info;
     int ret;
     for (int i = 0; i < m->cfg->ndisks; i++) {
         struct blockdev *bd = m->disks[i];
-        if (bd && !bd->read_only) {
+        if (bd && !blockdev_is_read_only(bd)) {
             ret = has_snapshot(bd, name, i == first ? &info : NULL, err);
             if (ret < 0) {
                 return ret;
@@ -187,8 +187,8 @@ int machine_loadvm(struct machine *m, const char *name, bool *changed, struct er
     for (int i = 0; ret == 0 && i < m->cfg->ndisks; i++) {
         struct blockdev *bd = m->disks[i];
         *changed = true;
-        if (bd && !bd->read_only && (ret = disk_snapshot_apply(bd, name, err)) < 0) {
-            error_prefix(err, "Could not apply snapshot '%s' on '%s'", name, bd->filename);
+        if (bd && !blockdev_is_read_only(bd) && (ret = blockdev_snapshot_apply(bd, name, err)) < 0) {
+            error_prefix(err, "Could not apply snapshot '%s' on '%s'", name, blockdev_filename(bd));
         }
     }
     if (ret == 0) {
@@ -231,15 +231,15 @@ int machine_delvm(struct machine *m, const char *name, struct error *err)
     }
     for (int i = 0; i < m->cfg->ndisks; i++) {
         struct blockdev *bd = m->disks[i];
-        if (!bd || bd->read_only) {
+        if (!bd || blockdev_is_read_only(bd)) {
             continue;
         }
         int ret = has_snapshot(bd, name, NULL, err);
         if (ret > 0) {
-            ret = disk_snapshot_delete(bd, name, err);
+            ret = blockdev_snapshot_delete(bd, name, err);
         }
         if (ret < 0) {
-            error_prefix(err, "Error while deleting snapshot on '%s'", bd->filename);
+            error_prefix(err, "Error while deleting snapshot on '%s'", blockdev_filename(bd));
             return ret;
         }
     }
@@ -274,9 +274,9 @@ char *machine_info_snapshots(struct machine *m, struct error *err)
     if (first < 0) {
         return NULL;
     }
-    struct qcow2_snapshot_info *list = NULL;
+    struct blockdev_snapshot_info *list = NULL;
     int n = 0;
-    if (disk_snapshot_list(m->disks[first], &list, &n, err) < 0) {
+    if (blockdev_snapshot_list(m->disks[first], &list, &n, err) < 0) {
         return NULL;
     }
     char *out = NULL;
@@ -302,6 +302,6 @@ char *machine_info_snapshots(struct machine *m, struct error *err)
                    date, clock, "");
         }
     }
-    disk_snapshot_list_free(list, n);
+    blockdev_snapshot_list_free(list, n);
     return out;
 }

@@ -108,7 +108,7 @@ int nbd_export_write(const struct nbd_export *exp, uint64_t off, const void *buf
  * but has to write the data of partial ones. */
 static bool zeroing_is_fast(const struct nbd_export *exp, uint64_t off, uint64_t len)
 {
-    uint32_t cs = exp->bd->cluster_size;
+    uint32_t cs = blockdev_cluster_size(exp->bd);
     if (cs == 0) {
         return true;
     }

@@ -32,7 +32,16 @@ int size_parse(const char *s, uint64_t *out)
         return -ERANGE;
     }
     double fraction = 0;
-    if (*end == '.') {
+    if (whole == 0 && end > s && (*end == 'x' || *end == 'X')) {
+        /* Hexadecimal, as qemu_strtosz takes it (no fraction). */
+        whole = strtoull(s, &end, 16);
+        if (errno) {
+            return -ERANGE;
+        }
+        if (*end == '.' || end == s + 2) {
+            return -EINVAL;
+        }
+    } else if (*end == '.') {
         char *fend;
         fraction = strtod(end, &fend);
         if (fend == end + 1) {

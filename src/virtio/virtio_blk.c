@@ -347,7 +347,7 @@ int virtio_blk_init(struct virtio_blk *b, const struct guest_memory *mem, struct
     uint64_t features = (1ull << VIRTIO_BLK_F_SEG_MAX) | (1ull << VIRTIO_BLK_F_BLK_SIZE) |
                         (1ull << VIRTIO_BLK_F_FLUSH) | (1ull << VIRTIO_BLK_F_DISCARD) |
                         (1ull << VIRTIO_BLK_F_WRITE_ZEROES);
-    read_only = read_only || bdev->read_only;
+    read_only = read_only || blockdev_is_read_only(bdev);
     if (read_only) {
         features |= 1ull << VIRTIO_BLK_F_RO;
     }

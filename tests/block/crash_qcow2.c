@@ -47,9 +47,9 @@ static void sleep_us(long us)
 
 static void create_image(const char *path, bool lazy, uint32_t cluster_size)
 {
-    struct qcow2_create_opts o;
+    struct blockdev_create_opts o;
     struct error err = { 0 };
-    qcow2_create_opts_init(&o);
+    blockdev_create_opts_init(&o);
     o.size = DISK;
     o.lazy_refcounts = lazy;
     o.cluster_size = cluster_size;
@@ -82,9 +82,9 @@ static void expect_qemu_consistent(const char *path, int trial)
 static void repair_and_verify(const char *path, int trial)
 {
     struct blockdev *bd = open_image(path, BDEV_CHECK);
-    struct qcow2_check_result res;
+    struct blockdev_check_result res;
     struct error err = { 0 };
-    if (qcow2_check(bd, QCOW2_FIX_LEAKS | QCOW2_FIX_ERRORS, &res, &err) < 0) {
+    if (qcow2_check(bd, BDEV_FIX_LEAKS | BDEV_FIX_ERRORS, &res, &err) < 0) {
         fail_msg("trial %d: repair: %s", trial, err.msg);
     }
     blockdev_close(bd);
@@ -145,7 +145,7 @@ static void snapshot_child(const char *path, uint64_t seed, int fd)
     uint8_t *buf = malloc(256 << 10);
     for (int k = 0;; k++) {
         uint64_t r = test_rand(&seed);
-        struct qcow2_snapshot_info *list;
+        struct blockdev_snapshot_info *list;
         int n = 0;
         if (qcow2_snapshot_list(bd, &list, &n, &err) < 0) {
             _exit(3);
@@ -165,7 +165,7 @@ static void snapshot_child(const char *path, uint64_t seed, int fd)
             nt.off = (r >> 32) % (DISK - nt.len);
             nt.seed = test_rand(&seed);
         }
-        qcow2_snapshot_list_free(list, n);
+        blockdev_snapshot_list_free(list, n);
         note(fd, &nt);
         switch (nt.op) {
         case OP_CREATE: ret = qcow2_snapshot_create(bd, nt.name, NULL, &err); break;
@@ -256,7 +256,7 @@ struct names {
 static void image_snapshots(const char *path, struct names *out)
 {
     struct blockdev *bd = open_image(path, BDEV_READ_ONLY);
-    struct qcow2_snapshot_info *list;
+    struct blockdev_snapshot_info *list;
     struct error err = { 0 };
     int n;
     assert_int_equal(qcow2_snapshot_list(bd, &list, &n, &err), 0);
@@ -265,7 +265,7 @@ static void image_snapshots(const char *path, struct names *out)
     for (int i = 0; i < n; i++) {
         snprintf(out->name[i], sizeof(out->name[i]), "%s", list[i].name);
     }
-    qcow2_snapshot_list_free(list, n);
+    blockdev_snapshot_list_free(list, n);
     blockdev_close(bd);
 }
 

@@ -48,8 +48,8 @@ static int setup(void **state)
     fill_pattern(base_ref, BASE_SIZE, 1);
     memset(ref, 0, sizeof(ref));
     memcpy(ref, base_ref, BASE_SIZE);
-    struct qcow2_create_opts o;
-    qcow2_create_opts_init(&o);
+    struct blockdev_create_opts o;
+    blockdev_create_opts_init(&o);
     o.size = DISK_SIZE;
     o.cluster_size = CLUSTER;
     o.backing_file = base;

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "block/blockdev.h"
+#include "block/block_int.h"
 #include "block/qcow2.h"
 #include "qcow2_test_util.h"
 
@@ -20,7 +21,7 @@ struct variant {
     uint32_t cluster_size;
     int refcount_bits;
     bool extended_l2;
-    enum qcow2_compression compression;
+    enum blockdev_compression compression;
     bool lazy_refcounts;
 };
 
@@ -39,9 +40,9 @@ static int teardown(void **state)
 static struct blockdev *create_and_open(const char *path, const struct variant *v, uint64_t size,
                                         const char *backing, const char *backing_fmt)
 {
-    struct qcow2_create_opts o;
+    struct blockdev_create_opts o;
     struct error err = { 0 };
-    qcow2_create_opts_init(&o);
+    blockdev_create_opts_init(&o);
     o.size = size;
     o.version = v->version;
     o.cluster_size = v->cluster_size;
@@ -156,12 +157,12 @@ static void run_variant(const struct variant *v, const char *name)
 
 static void test_v3_default(void **state)
 {
-    run_variant(&(struct variant){ 3, 65536, 16, false, QCOW2_COMPRESSION_ZLIB, false }, "v3");
+    run_variant(&(struct variant){ 3, 65536, 16, false, BDEV_COMPRESSION_ZLIB, false }, "v3");
 }
 
 static void test_v2(void **state)
 {
-    run_variant(&(struct variant){ 2, 65536, 16, false, QCOW2_COMPRESSION_ZLIB, false }, "v2");
+    run_variant(&(struct variant){ 2, 65536, 16, false, BDEV_COMPRESSION_ZLIB, false }, "v2");
 }
 
 static void test_small_clusters_refcount_bits(void **state)
@@ -171,24 +172,24 @@ static void test_small_clusters_refcount_bits(void **state)
         char name[32];
         snprintf(name, sizeof(name), "rb%d", bits[i]);
         run_variant(&(struct variant){ 3, 512 << (i % 4), bits[i], false,
-                                       QCOW2_COMPRESSION_ZLIB, false }, name);
+                                       BDEV_COMPRESSION_ZLIB, false }, name);
     }
 }
 
 static void test_large_clusters(void **state)
 {
-    run_variant(&(struct variant){ 3, 2u << 20, 16, false, QCOW2_COMPRESSION_ZSTD, false }, "2m");
+    run_variant(&(struct variant){ 3, 2u << 20, 16, false, BDEV_COMPRESSION_ZSTD, false }, "2m");
 }
 
 static void test_extended_l2(void **state)
 {
-    run_variant(&(struct variant){ 3, 65536, 16, true, QCOW2_COMPRESSION_ZSTD, false }, "extl2");
-    run_variant(&(struct variant){ 3, 16384, 16, true, QCOW2_COMPRESSION_ZLIB, false }, "extl2-16k");
+    run_variant(&(struct variant){ 3, 65536, 16, true, BDEV_COMPRESSION_ZSTD, false }, "extl2");
+    run_variant(&(struct variant){ 3, 16384, 16, true, BDEV_COMPRESSION_ZLIB, false }, "extl2-16k");
 }
 
 static void test_lazy_refcounts(void **state)
 {
-    run_variant(&(struct variant){ 3, 65536, 16, false, QCOW2_COMPRESSION_ZLIB, true }, "lazy");
+    run_variant(&(struct variant){ 3, 65536, 16, false, BDEV_COMPRESSION_ZLIB, true }, "lazy");
 }
 
 /* top (qcow2) -> mid (qcow2) -> base (raw): reads fall through, writes COW. */
@@ -203,11 +204,11 @@ static void test_backing_chain(void **state)
     memset(ref + DISK_SIZE / 2, 0, DISK_SIZE / 2);
     assert_int_equal(write_file(base, ref, DISK_SIZE / 2), 0); /* shorter than the overlays */
 
-    const struct variant v = { 3, 4096, 16, false, QCOW2_COMPRESSION_ZLIB, false };
+    const struct variant v = { 3, 4096, 16, false, BDEV_COMPRESSION_ZLIB, false };
     struct blockdev *bd = create_and_open(mid, &v, DISK_SIZE, "base.raw", "raw");
     random_io(bd, ref, 7, 100);
     blockdev_close(bd);
-    const struct variant v2 = { 3, 65536, 16, true, QCOW2_COMPRESSION_ZLIB, false };
+    const struct variant v2 = { 3, 65536, 16, true, BDEV_COMPRESSION_ZLIB, false };
     bd = create_and_open(top, &v2, 0, "mid.qcow2", "qcow2");
     assert_true(bd->size == DISK_SIZE);
     assert_non_null(bd->backing);
@@ -335,8 +336,8 @@ static void test_parallel_io(void **state)
     assert_int_equal(write_file(top, ref, DISK_SIZE), 0);
     assert_int_equal(run("qemu-img convert -q -c -f raw -O qcow2 %s %s", top, base), 0);
     const struct variant variants[] = {
-        { 3, 65536, 16, false, QCOW2_COMPRESSION_ZLIB, false },
-        { 3, 65536, 16, true, QCOW2_COMPRESSION_ZLIB, false },
+        { 3, 65536, 16, false, BDEV_COMPRESSION_ZLIB, false },
+        { 3, 65536, 16, true, BDEV_COMPRESSION_ZLIB, false },
     };
     uint8_t *orig = malloc(DISK_SIZE);
     memcpy(orig, ref, DISK_SIZE);
@@ -410,7 +411,7 @@ static void test_subcluster_discard(void **state)
 {
     char path[512];
     snprintf(path, sizeof(path), "%s/sc.qcow2", dir);
-    const struct variant v = { 3, 65536, 16, true, QCOW2_COMPRESSION_ZLIB, false };
+    const struct variant v = { 3, 65536, 16, true, BDEV_COMPRESSION_ZLIB, false };
     struct blockdev *bd = create_and_open(path, &v, 1 << 20, NULL, NULL);
     struct error err = { 0 };
     uint8_t buf[65536];
@@ -452,7 +453,7 @@ static void test_metadata_growth(void **state)
 {
     char path[512];
     snprintf(path, sizeof(path), "%s/growth.qcow2", dir);
-    const struct variant v = { 3, 512, 64, false, QCOW2_COMPRESSION_ZLIB, false };
+    const struct variant v = { 3, 512, 64, false, BDEV_COMPRESSION_ZLIB, false };
     struct blockdev *bd = create_and_open(path, &v, 1 << 20, NULL, NULL);
     struct error err = { 0 };
     uint8_t *ref = malloc(DISK_SIZE);
@@ -490,7 +491,7 @@ static void test_direct_io(void **state)
 {
     char path[512];
     snprintf(path, sizeof(path), "%s/direct.qcow2", dir);
-    const struct variant v = { 3, 16384, 16, true, QCOW2_COMPRESSION_ZSTD, false };
+    const struct variant v = { 3, 16384, 16, true, BDEV_COMPRESSION_ZSTD, false };
     blockdev_close(create_and_open(path, &v, DISK_SIZE, NULL, NULL));
     struct blockdev *bd;
     struct error err = { 0 };
@@ -515,9 +516,9 @@ static void test_preallocation(void **state)
     for (size_t i = 0; i < 3; i++) {
         char path[512];
         snprintf(path, sizeof(path), "%s/prealloc%zu.qcow2", dir, i);
-        struct qcow2_create_opts o;
+        struct blockdev_create_opts o;
         struct error err = { 0 };
-        qcow2_create_opts_init(&o);
+        blockdev_create_opts_init(&o);
         o.size = 3 << 20;
         o.prealloc = modes[i];
         assert_int_equal(qcow2_create(path, &o, &err), 0);

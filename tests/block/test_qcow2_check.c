@@ -61,7 +61,7 @@ static void qemu_counts(const char *path, struct counts *c)
     c->compressed = json_num(json, "compressed-clusters");
 }
 
-static void to_counts(const struct qcow2_check_result *r, struct counts *c)
+static void to_counts(const struct blockdev_check_result *r, struct counts *c)
 {
     c->corruptions = r->corruptions;
     c->leaks = r->leaks;
@@ -73,7 +73,7 @@ static void to_counts(const struct qcow2_check_result *r, struct counts *c)
     c->compressed = (long long)r->compressed_clusters;
 }
 
-static void our_check(const char *path, unsigned fix, struct qcow2_check_result *res)
+static void our_check(const char *path, unsigned fix, struct blockdev_check_result *res)
 {
     struct blockdev *bd;
     struct blockdev_open_opts o = { .flags = BDEV_CHECK | BDEV_NO_BACKING |
@@ -163,7 +163,7 @@ static void make_base(const char *path, bool with_snapshot)
 /* Both tools see the damage alike; both repairs leave the same result. */
 static void judge(const char *path, bool expect_damage)
 {
-    struct qcow2_check_result res;
+    struct blockdev_check_result res;
     struct counts ours, qemu;
     our_check(path, 0, &res);
     to_counts(&res, &ours);
@@ -182,7 +182,7 @@ static void judge(const char *path, bool expect_damage)
     size_t jn = fread(json, 1, sizeof(json) - 1, f);
     pclose(f);
     assert_true(jn > 0);
-    our_check(path, QCOW2_FIX_LEAKS | QCOW2_FIX_ERRORS, &res);
+    our_check(path, BDEV_FIX_LEAKS | BDEV_FIX_ERRORS, &res);
     struct counts after_ours, after_qemu;
     to_counts(&res, &after_ours);
     qemu_counts(copy, &after_qemu);
@@ -202,7 +202,7 @@ static void test_clean_image_counts(void **state)
     snprintf(path, sizeof(path), "%s/clean.qcow2", dir);
     make_base(path, true);
     judge(path, false);
-    struct qcow2_check_result res;
+    struct blockdev_check_result res;
     our_check(path, 0, &res);
     assert_int_equal(res.compressed_clusters, 1);
     assert_true(res.allocated_clusters >= 18);
@@ -289,14 +289,14 @@ static void test_unreadable_snapshot_table(void **state)
     make_base(path, true);
     uint64_t table = peek64(path, 64);
     poke64(path, table + 32, 0x0000000000002000ULL);  /* extra data size 8192 > 1024 */
-    struct qcow2_check_result res;
+    struct blockdev_check_result res;
     our_check(path, 0, &res);
     assert_true(res.check_errors > 0);
     struct blockdev *bd;
     struct blockdev_open_opts o = { .flags = BDEV_CHECK };
     struct error err = { 0 };
     assert_int_equal(blockdev_open(&bd, path, &o, &err), 0);
-    assert_true(qcow2_check(bd, QCOW2_FIX_LEAKS | QCOW2_FIX_ERRORS, &res, &err) < 0);
+    assert_true(qcow2_check(bd, BDEV_FIX_LEAKS | BDEV_FIX_ERRORS, &res, &err) < 0);
     assert_non_null(strstr(err.msg, "snapshot table"));
     blockdev_close(bd);
     poke64(path, table + 32, 24);
@@ -313,7 +313,7 @@ static void test_leak_from_qemu_kill_pattern(void **state)
     assert_int_equal(run("qemu-io -c 'discard -q 0 64k' '%s'", path), 0);
     struct layout l;
     find_layout(path, &l);
-    struct qcow2_check_result res;
+    struct blockdev_check_result res;
     our_check(path, 0, &res);
     uint64_t end = res.image_end_offset / 65536;
     /* find a free cluster below the end and mark it used */
@@ -337,9 +337,9 @@ static void test_repair_dirty(void **state)
 {
     char path[512];
     snprintf(path, sizeof(path), "%s/dirty.qcow2", dir);
-    struct qcow2_create_opts o;
+    struct blockdev_create_opts o;
     struct error err = { 0 };
-    qcow2_create_opts_init(&o);
+    blockdev_create_opts_init(&o);
     o.size = 8 << 20;
     o.lazy_refcounts = true;
     assert_int_equal(qcow2_create(path, &o, &err), 0);
@@ -382,7 +382,7 @@ static void amend(const char *path, int version, int lazy, int bits, bool ok)
     struct blockdev_open_opts o = { 0 };
     struct error err = { 0 };
     assert_int_equal(blockdev_open(&bd, path, &o, &err), 0);
-    struct qcow2_amend_opts a = { .version = version, .lazy_refcounts = lazy, .refcount_bits = bits };
+    struct blockdev_amend_opts a = { .version = version, .lazy_refcounts = lazy, .refcount_bits = bits };
     int ret = qcow2_amend(bd, &a, &err);
     if (ok && ret < 0) {
         fail_msg("amend: %s", err.msg);
@@ -450,7 +450,7 @@ static void test_random_damage(void **state)
         if (blockdev_open(&bd, path, &o, &err) < 0) {
             continue;   /* refused with a message: fine */
         }
-        struct qcow2_check_result res;
+        struct blockdev_check_result res;
         int ret = qcow2_check(bd, 0, &res, &err);
         blockdev_close(bd);
         struct counts qemu;
@@ -466,7 +466,7 @@ static void test_random_damage(void **state)
         snprintf(copy, sizeof(copy), "%s.qemu", path);
         run("cp '%s' '%s' && qemu-img check -q -r all '%s' >/dev/null 2>&1", path, copy, copy);
         assert_int_equal(blockdev_open(&bd, path, &o, &err), 0);
-        assert_int_equal(qcow2_check(bd, QCOW2_FIX_LEAKS | QCOW2_FIX_ERRORS, &res, &err), 0);
+        assert_int_equal(qcow2_check(bd, BDEV_FIX_LEAKS | BDEV_FIX_ERRORS, &res, &err), 0);
         blockdev_close(bd);
         struct counts a, b;
         qemu_counts(path, &a);

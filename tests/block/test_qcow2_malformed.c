@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "block/blockdev.h"
+#include "block/block_int.h"
 #include "block/qcow2.h"
 #include "qcow2_test_util.h"
 #include "util/bswap.h"
@@ -24,8 +25,8 @@ static int setup(void **state)
         return -1;
     }
     snprintf(good, sizeof(good), "%s/good.qcow2", dir);
-    struct qcow2_create_opts o;
-    qcow2_create_opts_init(&o);
+    struct blockdev_create_opts o;
+    blockdev_create_opts_init(&o);
     o.size = 4 << 20;
     if (qcow2_create(good, &o, NULL) < 0) {
         return -1;

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "block/blockdev.h"
+#include "block/block_int.h"
 #include "block/qcow2.h"
 #include "qcow2_test_util.h"
 #include "util/bswap.h"
@@ -48,9 +49,9 @@ static struct blockdev *open_rw(const char *path)
 static struct blockdev *create_open(const char *path, uint32_t cluster_size, int version,
                                     bool extended_l2)
 {
-    struct qcow2_create_opts o;
+    struct blockdev_create_opts o;
     struct error err = { 0 };
-    qcow2_create_opts_init(&o);
+    blockdev_create_opts_init(&o);
     o.size = DISK;
     o.cluster_size = cluster_size;
     o.version = version;
@@ -140,7 +141,7 @@ static void roundtrip(uint32_t cluster_size, int version, bool extended_l2, cons
     write_pattern(bd, 100000, 200000, 0x31);
     qemu_check_open(bd, path);
 
-    struct qcow2_snapshot_info *list;
+    struct blockdev_snapshot_info *list;
     int n;
     assert_int_equal(qcow2_snapshot_list(bd, &list, &n, &err), 0);
     assert_int_equal(n, 2);
@@ -149,7 +150,7 @@ static void roundtrip(uint32_t cluster_size, int version, bool extended_l2, cons
     assert_string_equal(list[1].id, "2");
     assert_string_equal(list[1].name, "second");
     assert_int_equal(list[0].disk_size, DISK);
-    qcow2_snapshot_list_free(list, n);
+    blockdev_snapshot_list_free(list, n);
     assert_int_equal(run("qemu-img snapshot -U -l '%s' | grep -q ' second '", path), 0);
 
     snap(bd, "apply", "first");
@@ -207,7 +208,7 @@ static void test_qemu_snapshots_used_by_us(void **state)
                          path, path, path, path, path, path), 0);
     struct blockdev *bd = open_rw(path);
     struct error err = { 0 };
-    struct qcow2_snapshot_info *list;
+    struct blockdev_snapshot_info *list;
     int n;
     assert_int_equal(qcow2_snapshot_list(bd, &list, &n, &err), 0);
     assert_int_equal(n, 2);
@@ -215,7 +216,7 @@ static void test_qemu_snapshots_used_by_us(void **state)
     assert_string_equal(list[1].id, "2");
     assert_int_equal(list[1].disk_size, 8 << 20);
     assert_true(list[0].date_sec > 1600000000u);
-    qcow2_snapshot_list_free(list, n);
+    blockdev_snapshot_list_free(list, n);
     snap(bd, "apply", "alpha");
     expect_pattern(bd, 0, 2 << 20, 0x61);
     expect_pattern(bd, 2 << 20, 1 << 20, 0);
@@ -227,7 +228,7 @@ static void test_qemu_snapshots_used_by_us(void **state)
     assert_int_equal(qcow2_snapshot_list(bd, &list, &n, &err), 0);
     assert_int_equal(n, 2);
     assert_string_equal(list[1].id, "3");
-    qcow2_snapshot_list_free(list, n);
+    blockdev_snapshot_list_free(list, n);
     assert_int_equal(qcow2_snapshot_rename(bd, "beta", "delta", &err), 0);
     blockdev_close(bd);
     qemu_check_clean(path);
@@ -275,7 +276,7 @@ static void test_vmstate(void **state)
     memset(buf, 0x5a, len);
     write_pattern(bd, 0, 65536, 0x01);
     assert_int_equal(blockdev_vmstate_write(bd, 0, buf, len, &err), 0);
-    struct qcow2_snapshot_vm vm = { .vm_state_size = len, .vm_clock_nsec = 123456789, .icount = -1 };
+    struct blockdev_snapshot_vm vm = { .vm_state_size = len, .vm_clock_nsec = 123456789, .icount = -1 };
     assert_int_equal(qcow2_snapshot_create(bd, "withvm", &vm, &err), 0);
     /* the active VM state went with the snapshot */
     memset(buf, 0xff, len);
@@ -308,14 +309,14 @@ static void test_vmstate(void **state)
         assert_int_equal(buf[i], 0x5a);
         assert_int_equal(buf[65536 + i], 0x3c);
     }
-    struct qcow2_snapshot_info *list;
+    struct blockdev_snapshot_info *list;
     int n;
     assert_int_equal(qcow2_snapshot_list(bd, &list, &n, &err), 0);
     assert_int_equal(n, 2);
     assert_int_equal(list[0].vm_state_size, 200704);
     assert_int_equal(list[0].vm_clock_nsec, 123456789);
     assert_int_equal(list[0].icount, -1);
-    qcow2_snapshot_list_free(list, n);
+    blockdev_snapshot_list_free(list, n);
     /* apply restores the VM state with the disk */
     assert_int_equal(qcow2_snapshot_apply(bd, "withvm", &err), 0);
     assert_int_equal(blockdev_vmstate_read(bd, 0, buf, len, &err), 0);
@@ -499,9 +500,9 @@ static void test_refcount_overflow_refused(void **state)
 {
     char path[512];
     path_of(path, sizeof(path), "narrow.qcow2");
-    struct qcow2_create_opts o;
+    struct blockdev_create_opts o;
     struct error err = { 0 };
-    qcow2_create_opts_init(&o);
+    blockdev_create_opts_init(&o);
     o.size = DISK;
     o.refcount_bits = 2;
     assert_int_equal(qcow2_create(path, &o, &err), 0);
@@ -531,7 +532,7 @@ static void test_qemu_savevm_interop(void **state)
     assert_int_equal(run("printf 'savevm vm1\\nquit\\n' | " QEMU_VM " >/dev/null 2>&1", path), 0);
     struct blockdev *bd = open_rw(path);
     struct error err = { 0 };
-    struct qcow2_snapshot_info *list;
+    struct blockdev_snapshot_info *list;
     int n;
     assert_int_equal(qcow2_snapshot_list(bd, &list, &n, &err), 0);
     assert_int_equal(n, 1);
@@ -540,7 +541,7 @@ static void test_qemu_savevm_interop(void **state)
     uint64_t clock = list[0].vm_clock_nsec;
     assert_true(size > 4096);
     assert_int_equal(list[0].icount, -1);
-    qcow2_snapshot_list_free(list, n);
+    blockdev_snapshot_list_free(list, n);
     uint8_t *vm = malloc(size), *again = malloc(size);
     assert_int_equal(qcow2_snapshot_vmstate_read(bd, "vm1", 0, vm, size, &err), 0);
     assert_memory_equal(vm, "QEVM", 4);     /* QEMU's migration stream magic */
@@ -549,7 +550,7 @@ static void test_qemu_savevm_interop(void **state)
     assert_int_equal(blockdev_vmstate_read(bd, 0, again, size, &err), 0);
     assert_memory_equal(vm, again, size);
     /* store the same state under a snapshot of ours; QEMU must load it */
-    struct qcow2_snapshot_vm info = { .vm_state_size = size, .vm_clock_nsec = clock, .icount = -1 };
+    struct blockdev_snapshot_vm info = { .vm_state_size = size, .vm_clock_nsec = clock, .icount = -1 };
     assert_int_equal(qcow2_snapshot_create(bd, "ours", &info, &err), 0);
     snap(bd, "delete", "vm1");
     blockdev_close(bd);

@@ -32,8 +32,8 @@ static void create(const char *name, const char *backing, uint64_t size)
 {
     char p[128];
     path(p, sizeof(p), name);
-    struct qcow2_create_opts o;
-    qcow2_create_opts_init(&o);
+    struct blockdev_create_opts o;
+    blockdev_create_opts_init(&o);
     o.size = size;
     o.backing_file = backing;
     o.backing_format = backing ? "qcow2" : NULL;
@@ -102,7 +102,7 @@ static void test_commit_into_backing(void **state)
     uint8_t *model = make_chain();
     struct blockdev *top = open_rw("top.qcow2");
     struct error err = {0};
-    assert_int_equal(block_commit(top, top->backing, NULL, &err), 0);
+    assert_int_equal(block_commit(top, blockdev_backing(top), NULL, &err), 0);
     assert_reads(top, model, DISK);
     blockdev_close(top);
     struct blockdev *mid = open_rw("mid.qcow2");
@@ -173,7 +173,7 @@ static void test_rebase_onto_other_base(void **state)
     blockdev_close(bd);
 
     bd = open_rw("ov.qcow2");
-    assert_string_equal(bd->backing_filename, "new.qcow2");
+    assert_string_equal(blockdev_backing_filename(bd), "new.qcow2");
     assert_reads(bd, model, DISK);
     /* Ranges where old and new agreed were not copied: still from the backing. */
     struct block_status st;
@@ -192,7 +192,7 @@ static void test_rebase_to_no_backing(void **state)
     assert_int_equal(qcow2_change_backing_file(top, NULL, NULL, &err), 0);
     blockdev_close(top);
     top = open_rw("top.qcow2");
-    assert_null(top->backing);
+    assert_null(blockdev_backing(top));
     assert_reads(top, model, DISK);
     blockdev_close(top);
     free(model);
@@ -205,7 +205,7 @@ static void test_commit_then_make_empty(void **state)
     uint8_t *model = make_chain();
     struct blockdev *top = open_rw("top.qcow2");
     struct error err = {0};
-    assert_int_equal(block_commit(top, top->backing, NULL, &err), 0);
+    assert_int_equal(block_commit(top, blockdev_backing(top), NULL, &err), 0);
     assert_int_equal(blockdev_make_empty(top, &err), 0);
     struct block_status st;
     for (uint64_t off = 0; off < DISK; off += st.len) {

@@ -14,7 +14,7 @@
 
 #include "tools/cowio/cowio.h"
 #include "tools/cowio/info_dump.h"
-#include "tools/cowio/json_opts.h"
+#include "block/blockdev.h"
 
 static void test_cvtnum(void **state)
 {
@@ -85,18 +85,20 @@ static void test_json_names(void **state)
 {
     char *o = NULL;
     struct error err = { 0 };
-    assert_int_equal(json_to_options("{'driver': 'compress', 'file': {'driver': 'qcow2', "
+    assert_int_equal(blockdev_json_to_options("{'driver': 'compress', 'file': {'driver': 'qcow2', "
                                      "'file': {'driver': 'file', 'filename': 'a,b'}}}", &o, &err), 0);
     assert_string_equal(o, "driver=compress,file.driver=qcow2,file.file.driver=file,"
                            "file.file.filename=a,,b");
     free(o);
-    assert_int_equal(json_to_options("{\"read-only\": true, \"x\": 5}", &o, &err), 0);
+    assert_int_equal(blockdev_json_to_options("{\"read-only\": true, \"x\": 5}", &o, &err), 0);
     assert_string_equal(o, "read-only=on,x=5");
     free(o);
-    assert_true(json_to_options("{\"driver\": \"raw\"", &o, &err) < 0);
-    assert_true(json_to_options("{\"a\": [1]}", &o, &err) < 0);
-    assert_true(json_to_options("[]", &o, &err) < 0);
-    assert_true(json_to_options("{'a': 'unterminated}", &o, &err) < 0);
+    assert_true(blockdev_json_to_options("{\"driver\": \"raw\"", &o, &err) < 0);
+    assert_int_equal(blockdev_json_to_options("{\"a\": [1, {\"b\": 2}]}", &o, &err), 0);
+    assert_string_equal(o, "a.0=1,a.1.b=2");
+    free(o);
+    assert_true(blockdev_json_to_options("[]", &o, &err) < 0);
+    assert_true(blockdev_json_to_options("{'a': 'unterminated}", &o, &err) < 0);
 }
 
 int main(void)

@@ -82,6 +82,9 @@ static void test_size_parse(void **state)
     assert_true(v == 512);
     assert_int_equal(size_parse("64k", &v), 0);
     assert_true(v == 65536);
+    assert_int_equal(size_parse("0x10000", &v), 0);     /* qemu_strtosz takes hex */
+    assert_true(v == 65536);
+    assert_int_equal(size_parse("0x1.5", &v), -EINVAL);
     assert_int_equal(size_parse("1.5G", &v), 0);
     assert_true(v == 1536ULL << 20);
     assert_int_equal(size_parse("2M", &v), 0);

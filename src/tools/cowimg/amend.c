@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "block/qcow2.h"
+#include "block/blockdev.h"
 #include "cowimg.h"
 
 static const char *const create_only[] = {
@@ -29,7 +29,7 @@ static int print_amend_help(const char *fmt)
 }
 
 /* Parses -o into amend options; reports like qemu-img on failure. */
-static int parse_amend(struct options *o, struct qcow2_amend_opts *a, uint64_t *size,
+static int parse_amend(struct options *o, struct blockdev_amend_opts *a, uint64_t *size,
                        bool *size_given)
 {
     struct error err = {0};
@@ -95,7 +95,7 @@ static bool str_eq_or_null(const char *a, const char *b)
 
 static int amend_image(struct blockdev *bd, struct options *o, struct error *err)
 {
-    struct qcow2_amend_opts a;
+    struct blockdev_amend_opts a;
     uint64_t size = 0;
     bool size_given;
     if (parse_amend(o, &a, &size, &size_given) < 0) {
@@ -105,14 +105,14 @@ static int amend_image(struct blockdev *bd, struct options *o, struct error *err
      * qemu-img accepts only the values the image already records. */
     const char *backing = options_get(o, "backing_file");
     const char *backing_fmt = options_get(o, "backing_fmt");
-    if ((backing || backing_fmt) && (!str_eq_or_null(backing, bd->backing_filename) ||
-                                     !str_eq_or_null(backing_fmt, bd->backing_format))) {
+    if ((backing || backing_fmt) && (!str_eq_or_null(backing, blockdev_backing_filename(bd)) ||
+                                     !str_eq_or_null(backing_fmt, blockdev_backing_format(bd)))) {
         report("Cannot amend the backing file\nYou can use 'qemu-img rebase' instead.");
         return -EINVAL;
     }
     int ret = 0;
     if (a.version || a.lazy_refcounts >= 0 || a.refcount_bits) {
-        ret = qcow2_amend(bd, &a, err);
+        ret = blockdev_amend(bd, &a, err);
     }
     if (ret == 0 && size_given && size != blockdev_size(bd)) {
         ret = blockdev_truncate(bd, size, true, PREALLOC_OFF, err);
@@ -154,8 +154,8 @@ int cmd_amend(int argc, char **argv)
         case 'h': print_help();
         case OPT_OBJECT:
         case OPT_IMAGE_OPTS:
-            report("%s is not supported", argv[optind - 1]);
-            goto out;
+            image_opts = true;
+            break;
         default: bad_option(c, argv);
         }
     }
@@ -187,7 +187,7 @@ int cmd_amend(int argc, char **argv)
     }
     if (help) {
         ret = print_amend_help(blockdev_format(bd));
-    } else if (!blockdev_is_qcow2(bd)) {
+    } else if (!(strcmp(blockdev_format(bd), "qcow2") == 0)) {
         report("Format driver '%s' does not support option amendment", blockdev_format(bd));
     } else if (amend_image(bd, &o, &err) == 0) {
         ret = EXIT_OK;

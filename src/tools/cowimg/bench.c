@@ -155,8 +155,8 @@ int cmd_bench(int argc, char **argv)
         case OPT_NO_DRAIN: break;
         case 'h': print_help();
         case OPT_IMAGE_OPTS:
-            report("%s is not supported", argv[optind - 1]);
-            return EXIT_ERR;
+            image_opts = true;
+            break;
         default: bad_option(c, argv);
         }
     }

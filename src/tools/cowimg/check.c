@@ -5,13 +5,13 @@
 #include <getopt.h>
 #include <string.h>
 
-#include "block/qcow2.h"
+#include "block/blockdev.h"
 #include "cowimg.h"
 #include "util/json.h"
 
 enum { CHECK_FAILED = 1, CHECK_CORRUPT = 2, CHECK_LEAKS = 3, CHECK_UNSUPPORTED = 63 };
 
-static void print_check_human(const struct qcow2_check_result *r, bool quiet)
+static void print_check_human(const struct blockdev_check_result *r, bool quiet)
 {
     if (!(r->corruptions || r->leaks || r->check_errors)) {
         qprintf(quiet, "No errors were found on the image.\n");
@@ -45,7 +45,7 @@ static void print_check_human(const struct qcow2_check_result *r, bool quiet)
 
 /* Members in the order qemu-img prints them (its dictionary's hash order);
  * optional ones only when non-zero. */
-static void print_check_json(const struct qcow2_check_result *r, const char *filename,
+static void print_check_json(const struct blockdev_check_result *r, const char *filename,
                              bool quiet)
 {
     struct json_writer w;
@@ -107,9 +107,9 @@ int cmd_check(int argc, char **argv)
         case 'f': fmt = optarg; break;
         case 'r':
             if (!strcmp(optarg, "leaks")) {
-                fix = QCOW2_FIX_LEAKS;
+                fix = BDEV_FIX_LEAKS;
             } else if (!strcmp(optarg, "all")) {
-                fix = QCOW2_FIX_LEAKS | QCOW2_FIX_ERRORS;
+                fix = BDEV_FIX_LEAKS | BDEV_FIX_ERRORS;
             } else {
                 usage_error("Unknown option value for -r (expecting 'leaks' or 'all'): %s",
                             optarg);
@@ -122,8 +122,8 @@ int cmd_check(int argc, char **argv)
         case 'h': print_help();
         case OPT_OBJECT:
         case OPT_IMAGE_OPTS:
-            report("%s is not supported", argv[optind - 1]);
-            return CHECK_FAILED;
+            image_opts = true;
+            break;
         default: bad_option(c, argv);
         }
     }
@@ -148,14 +148,14 @@ int cmd_check(int argc, char **argv)
         return CHECK_FAILED;
     }
     int ret;
-    struct qcow2_check_result r = {0};
+    struct blockdev_check_result r = {0};
     struct error err = {0};
-    if (!blockdev_is_qcow2(bd)) {
+    if (!(strcmp(blockdev_format(bd), "qcow2") == 0)) {
         report("This image format does not support checks");
         ret = CHECK_UNSUPPORTED;
         goto out;
     }
-    int rc = qcow2_check(bd, fix, &r, &err);
+    int rc = blockdev_check(bd, fix, &r, &err);
     if (rc == 0 && (r.corruptions_fixed || r.leaks_fixed)) {
         int leaks_fixed = r.leaks_fixed, corruptions_fixed = r.corruptions_fixed;
         if (ofmt == OUTPUT_HUMAN) {
@@ -164,7 +164,7 @@ int cmd_check(int argc, char **argv)
                     "Double checking the fixed image now...\n", leaks_fixed, corruptions_fixed);
         }
         memset(&r, 0, sizeof(r));
-        rc = qcow2_check(bd, 0, &r, &err);
+        rc = blockdev_check(bd, 0, &r, &err);
         r.leaks_fixed = leaks_fixed;
         r.corruptions_fixed = corruptions_fixed;
     }

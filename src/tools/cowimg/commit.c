@@ -25,6 +25,7 @@ int cmd_commit(int argc, char **argv)
         case 'p': show_progress = true; break;
         case 'q': quiet = true; break;
         case 'r': break;    /* rate limit: accepted, not applied */
+        case OPT_IMAGE_OPTS: image_opts = true; break;
         default: return common_option(c, argv);
         }
     }
@@ -48,7 +49,7 @@ int cmd_commit(int argc, char **argv)
     progress_init(&prog, show_progress, blockdev_size(top));
     struct error err = {0};
     int ret = -1;
-    const struct blockdev *base = top->backing;
+    const struct blockdev *base = blockdev_backing(top);
     int depth = 1;
     if (base_name) {
         base = block_chain_find(top, base_name, &depth);

@@ -51,8 +51,8 @@ int common_option(int c, char **argv)
     switch (c) {
     case 'h':
         print_help();
-    case OPT_OBJECT:
     case OPT_IMAGE_OPTS:
+    case OPT_OBJECT:
         report("%s is not supported", argv[optind - 1]);
         return EXIT_ERR;
     default:
@@ -127,15 +127,22 @@ int parse_cache_mode(const char *mode, bool *no_cache)
 
 bool format_known(const char *fmt)
 {
-    return blockdev_find_driver(fmt) != NULL;
+    return blockdev_format_known(fmt);
 }
+
+bool image_opts;
 
 struct blockdev *image_open(const char *filename, const char *fmt, unsigned flags)
 {
     struct error err = {0};
     struct blockdev_open_opts opts = { .format = fmt, .flags = flags };
     struct blockdev *bd;
-    if (blockdev_open(&bd, filename, &opts, &err) < 0) {
+    if (image_opts && fmt) {
+        report("--image-opts and --format are mutually exclusive");
+        return NULL;
+    }
+    if (image_opts ? blockdev_open_spec(&bd, NULL, filename, &opts, &err) < 0
+                   : blockdev_open_spec(&bd, filename, NULL, &opts, &err) < 0) {
         /* A driver that failed on the backing file already names the image;
          * qemu-img names it once there (but twice for a missing image). */
         char prefix[4200];
@@ -153,27 +160,3 @@ struct blockdev *image_open(const char *filename, const char *fmt, unsigned flag
     return bd;
 }
 
-bool buffer_is_zero(const void *buf, size_t len)
-{
-    const unsigned char *p = buf;
-    /* Word-at-a-time over the aligned middle is plenty fast for a tool. */
-    while (len && ((uintptr_t)p & 7)) {
-        if (*p++) {
-            return false;
-        }
-        len--;
-    }
-    const uint64_t *w = (const uint64_t *)(const void *)p;
-    for (; len >= 32; len -= 32, w += 4) {
-        if (w[0] | w[1] | w[2] | w[3]) {
-            return false;
-        }
-    }
-    p = (const unsigned char *)w;
-    while (len--) {
-        if (*p++) {
-            return false;
-        }
-    }
-    return true;
-}

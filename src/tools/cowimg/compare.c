@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cowimg.h"
+#include "util/zero.h"
 #include "util/progress.h"
 
 #define COMPARE_CHUNK (2u << 20)
@@ -25,7 +26,7 @@ static int64_t first_nonzero_sector(const uint8_t *buf, uint64_t len)
 {
     for (uint64_t i = 0; i < len; i += SECTOR) {
         uint64_t n = len - i < SECTOR ? len - i : SECTOR;
-        if (!buffer_is_zero(buf + i, n)) {
+        if (!mem_is_zero(buf + i, n)) {
             return (int64_t)i;
         }
     }
@@ -177,8 +178,8 @@ int cmd_compare(int argc, char **argv)
         case 'h': print_help();
         case OPT_OBJECT:
         case OPT_IMAGE_OPTS:
-            report("%s is not supported", argv[optind - 1]);
-            return CMP_OPEN_ERR;
+            image_opts = true;
+            break;
         default: bad_option(c, argv);
         }
     }

@@ -10,8 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "block/qcow2.h"
+#include "block/blockdev.h"
 #include "cowimg.h"
+#include "util/zero.h"
 #include "util/options.h"
 #include "util/progress.h"
 
@@ -123,7 +124,7 @@ static void add_data(struct convert *cv, struct chunk_work *w, uint64_t off, uin
                      const uint8_t *buf)
 {
     if (cv->compress) {
-        if (buffer_is_zero(buf, len)) {
+        if (mem_is_zero(buf, len)) {
             add_zero(cv, w, off, len);
         } else {
             add_op(w, OP_COMPRESSED, off, len, buf);
@@ -141,7 +142,7 @@ static void add_data(struct convert *cv, struct chunk_work *w, uint64_t off, uin
             step = len - pos;
         }
         /* A short zero tail is not worth a hole: only whole blocks count. */
-        bool zero = step == cv->min_sparse && buffer_is_zero(buf + pos, step);
+        bool zero = step == cv->min_sparse && mem_is_zero(buf + pos, step);
         if (zero) {
             add_zero(cv, w, off + pos, step);
         } else {
@@ -172,7 +173,7 @@ static int plan_chunk(struct convert *cv, struct chunk_work *w)
             n = w->len - pos;   /* one compressed cluster: read it whole */
         }
         bool defined_here = st.depth == 0 && (st.flags & BDEV_STATUS_ALLOCATED);
-        if (cv->target_has_backing && !defined_here && s->bd->backing) {
+        if (cv->target_has_backing && !defined_here && blockdev_backing(s->bd)) {
             /* The target's backing file provides what the source's backing did
              * (a source without a backing file reads zeros there: written below). */
         } else if (!(st.flags & BDEV_STATUS_DATA) && cv->min_sparse && !cv->compress) {
@@ -356,8 +357,8 @@ static void parse_args(int argc, char **argv, struct convert_args *a)
         case 'r': break;    /* rate limit: accepted, not applied */
         case OPT_TARGET_IS_ZERO: a->target_is_zero = true; break;
         case 'h': print_help();
+        case OPT_IMAGE_OPTS: image_opts = true; break;
         case OPT_OBJECT:
-        case OPT_IMAGE_OPTS:
         case OPT_TARGET_IMAGE_OPTS:
         case OPT_SALVAGE:
         case OPT_BITMAPS:
@@ -406,7 +407,7 @@ static int load_snapshot(struct blockdev *bd, const char *spec)
             return -1;
         }
     }
-    int ret = blockdev_is_qcow2(bd) ? qcow2_snapshot_load_tmp(bd, which, &err)
+    int ret = blockdev_has_snapshots(bd) ? blockdev_snapshot_load_tmp(bd, which, &err)
                                     : error_set(&err, -ENOTSUP, "Snapshots are not supported by "
                                                 "format '%s'", blockdev_format(bd));
     if (ret < 0) {
@@ -484,7 +485,7 @@ static int open_target(struct convert *cv, struct convert_args *a)
         report("output file is smaller than input file");
         return -1;
     }
-    if (a->compress && !cv->target->drv->pwrite_compressed) {
+    if (a->compress && !blockdev_can_compress(cv->target)) {
         report("Compression not supported for this file format");
         return -1;
     }
@@ -548,9 +549,9 @@ int cmd_convert(int argc, char **argv)
     cv->zero_init = (!a.skip_create && !cv->target_has_backing) || a.target_is_zero;
     cv->chunk = CHUNK_SIZE;
     if (cv->compress) {
-        cv->chunk = cv->target->cluster_size;
-    } else if (cv->target->cluster_size > CHUNK_SIZE) {
-        cv->chunk = cv->target->cluster_size;
+        cv->chunk = blockdev_cluster_size(cv->target);
+    } else if (blockdev_cluster_size(cv->target) > CHUNK_SIZE) {
+        cv->chunk = blockdev_cluster_size(cv->target);
     }
     progress_init(&cv->progress, a.show_progress && !a.quiet, cv->total);
     int rc = run_workers(cv, (int)a.workers);

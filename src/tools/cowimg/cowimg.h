@@ -50,12 +50,13 @@ int parse_output_format(const char *s, enum output_format *out);
 int parse_cache_mode(const char *mode, bool *no_cache);
 
 /* Opens an image like qemu-img's img_open, reporting "Could not open..." */
+/* --image-opts: image names are option strings (driver=...,file.filename=...). */
+extern bool image_opts;
 struct blockdev *image_open(const char *filename, const char *fmt, unsigned flags);
 /* Same for a file that must exist but whose format is checked by the caller. */
 bool format_known(const char *fmt);
 
 /* Whether a buffer is all zeros. */
-bool buffer_is_zero(const void *buf, size_t len);
 
 /* Image creation shared by create and convert. size 0 with a backing file
  * means: take the backing file's size. Prints the "Formatting ..." line
@@ -93,8 +94,8 @@ int cmd_check(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
 int cmd_amend(int argc, char **argv);
 
-struct qcow2_snapshot_info;
+struct blockdev_snapshot_info;
 /* "Snapshot list:" and the table, as qemu-img snapshot -l and info print it. */
-void print_snapshot_table(const struct qcow2_snapshot_info *list, int count);
+void print_snapshot_table(const struct blockdev_snapshot_info *list, int count);
 
 #endif

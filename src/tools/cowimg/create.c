@@ -4,8 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "block/hostfile.h"
-#include "block/qcow2.h"
+#include "block/blockdev.h"
 #include "cowimg.h"
 #include "util/size.h"
 
@@ -79,7 +78,7 @@ static bool has_help_option(struct options *o)
 /* Everything an image creation needs, parsed and checked like QEMU does
  * before it prints the "Formatting" line. */
 struct create_plan {
-    struct qcow2_create_opts q;
+    struct blockdev_create_opts q;
     enum blockdev_prealloc prealloc;
     const char *prealloc_text, *compat_text, *compression_text, *lazy_text, *extl2_text;
     uint64_t refcount_bits;
@@ -99,7 +98,7 @@ static int parse_plan(struct create_request *req, struct create_plan *p, struct 
     struct options empty = {0};
     struct options *o = req->opts ? req->opts : &empty;
     bool is_qcow2 = strcmp(req->format, "qcow2") == 0;
-    qcow2_create_opts_init(&p->q);
+    blockdev_create_opts_init(&p->q);
 
     uint64_t size;
     const char *size_text = options_get(o, "size");
@@ -167,7 +166,11 @@ static void print_formatting_line(const struct create_request *req, const struct
                p->compression_text ? p->compression_text : "zlib",
                (unsigned long long)req->size);
         if (req->backing_file) {
-            printf(" backing_file=%s", req->backing_file);
+            /* QEMU prints option values with commas doubled, as they are typed. */
+            printf(" backing_file=");
+            for (const char *c = req->backing_file; *c; c++) {
+                fputs(*c == ',' ? ",," : (char[]){ *c, 0 }, stdout);
+            }
         }
         if (req->backing_format) {
             printf(" backing_fmt=%s", req->backing_format);
@@ -216,9 +219,9 @@ static int check_plan(struct create_request *req, struct create_plan *p, struct 
     }
     if (p->compression_text) {
         if (!strcmp(p->compression_text, "zlib")) {
-            p->q.compression = QCOW2_COMPRESSION_ZLIB;
+            p->q.compression = BDEV_COMPRESSION_ZLIB;
         } else if (!strcmp(p->compression_text, "zstd")) {
-            p->q.compression = QCOW2_COMPRESSION_ZSTD;
+            p->q.compression = BDEV_COMPRESSION_ZSTD;
         } else {
             return error_set(err, -EINVAL,
                              "Parameter 'compression-type' does not accept value '%s'",
@@ -248,7 +251,7 @@ static int check_plan(struct create_request *req, struct create_plan *p, struct 
             return error_set(err, -EINVAL, "Extended L2 entries are only supported with "
                              "compatibility level 1.1 and above (use version=v3 or greater)");
         }
-        if (p->q.compression != QCOW2_COMPRESSION_ZLIB) {
+        if (p->q.compression != BDEV_COMPRESSION_ZLIB) {
             return error_set(err, -EINVAL, "Non-zlib compression type is only supported with "
                              "compatibility level 1.1 and above (use version=v3 or greater)");
         }
@@ -310,31 +313,6 @@ static void detect_backing_format(struct create_request *req)
     free(path);
 }
 
-static int create_raw(const char *filename, uint64_t size, enum blockdev_prealloc prealloc,
-                      struct error *err)
-{
-    struct hostfile *f;
-    int ret = hostfile_create(&f, filename, err);
-    if (ret < 0) {
-        return ret;
-    }
-    ret = hostfile_truncate(f, size);
-    if (ret == 0 && (prealloc == PREALLOC_FALLOC || prealloc == PREALLOC_FULL) && size) {
-        ret = hostfile_allocate(f, 0, size, prealloc == PREALLOC_FULL);
-    }
-    if (ret == 0 && size) {
-        /* QEMU allocates the first block so that later O_DIRECT opens can probe
-         * the alignment; doing the same keeps map output identical. */
-        static const uint8_t zeros[4096];
-        ret = hostfile_pwrite(f, 0, zeros, size < sizeof(zeros) ? size : sizeof(zeros));
-    }
-    if (ret < 0) {
-        error_set_errno(err, ret, "Could not create '%s'", filename);
-    }
-    hostfile_close(f);
-    return ret;
-}
-
 static int do_create(struct create_request *req, struct error *err)
 {
     struct create_plan plan = {0};
@@ -375,9 +353,14 @@ static int do_create(struct create_request *req, struct error *err)
         plan.q.size = req->size;
         plan.q.backing_file = req->backing_file;
         plan.q.backing_format = req->backing_format;
-        return qcow2_create(req->filename, &plan.q, err);
+        return blockdev_create(req->filename, &plan.q, err);
     }
-    return create_raw(req->filename, req->size, plan.prealloc, err);
+    struct blockdev_create_opts raw;
+    blockdev_create_opts_init(&raw);
+    raw.format = "raw";
+    raw.size = req->size;
+    raw.prealloc = plan.prealloc;
+    return blockdev_create(req->filename, &raw, err);
 }
 
 int image_create(struct create_request *req)

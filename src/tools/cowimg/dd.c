@@ -82,6 +82,7 @@ int cmd_dd(int argc, char **argv)
         case 'f': fmt = optarg; break;
         case 'O': out_fmt = optarg; break;
         case 'U': share = true; break;
+        case OPT_IMAGE_OPTS: image_opts = true; break;
         default: return common_option(c, argv);
         }
     }

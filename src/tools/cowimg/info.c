@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "block/qcow2.h"
+#include "block/blockdev.h"
 #include "cowimg.h"
 #include "jsontext.h"
 #include "util/json.h"
@@ -14,7 +14,7 @@ struct image_info {
     struct blockdev *bd;
     char *full_backing;     /* backing path relative to the working directory */
     int64_t actual_size;
-    struct qcow2_snapshot_info *snapshots;
+    struct blockdev_snapshot_info *snapshots;
     int nsnapshots;
 };
 
@@ -22,7 +22,7 @@ static void write_snapshots_json(const struct image_info *ii, struct json_writer
 {
     json_array_begin(w, "snapshots");
     for (int i = 0; i < ii->nsnapshots; i++) {
-        const struct qcow2_snapshot_info *sn = &ii->snapshots[i];
+        const struct blockdev_snapshot_info *sn = &ii->snapshots[i];
         /* Members in qemu-img's (hash) order. */
         json_object_begin(w, NULL);
         if (sn->icount != -1) {
@@ -40,43 +40,31 @@ static void write_snapshots_json(const struct image_info *ii, struct json_writer
     json_array_end(w);
 }
 
-static void write_format_specific(struct blockdev *bd, struct json_writer *w)
-{
-    json_object_begin(w, "format-specific");
-    json_string(w, "type", blockdev_format(bd));
-    json_object_begin(w, "data");
-    bd->drv->info_json(bd, w);
-    json_object_end(w);
-    json_object_end(w);
-}
-
 static void write_info_json(const struct image_info *ii, struct json_writer *w)
 {
     struct blockdev *bd = ii->bd;
     json_object_begin(w, NULL);
-    if (bd->backing_filename && bd->backing_format) {
-        json_string(w, "backing-filename-format", bd->backing_format);
+    if (blockdev_backing_filename(bd) && blockdev_backing_format(bd)) {
+        json_string(w, "backing-filename-format", blockdev_backing_format(bd));
     }
     if (ii->nsnapshots > 0) {
         write_snapshots_json(ii, w);
     }
     json_uint(w, "virtual-size", blockdev_size(bd));
-    json_string(w, "filename", bd->filename);
-    if (bd->cluster_size) {
-        json_uint(w, "cluster-size", bd->cluster_size);
+    json_string(w, "filename", blockdev_filename(bd));
+    if (blockdev_cluster_size(bd)) {
+        json_uint(w, "cluster-size", blockdev_cluster_size(bd));
     }
     json_string(w, "format", blockdev_format(bd));
     if (ii->actual_size >= 0) {
         json_int(w, "actual-size", ii->actual_size);
     }
-    if (bd->drv->info_json) {
-        write_format_specific(bd, w);
-    }
-    if (bd->backing_filename) {
+    blockdev_write_format_specific(bd, w);
+    if (blockdev_backing_filename(bd)) {
         json_string(w, "full-backing-filename", ii->full_backing);
-        json_string(w, "backing-filename", bd->backing_filename);
+        json_string(w, "backing-filename", blockdev_backing_filename(bd));
     }
-    json_bool(w, "dirty-flag", qcow2_is_dirty(bd));
+    json_bool(w, "dirty-flag", blockdev_is_dirty(bd));
     json_object_end(w);
 }
 
@@ -91,39 +79,35 @@ static void print_info_human(const struct image_info *ii)
         snprintf(dsize, sizeof(dsize), "unavailable");
     }
     printf("image: %s\nfile format: %s\nvirtual size: %s (%llu bytes)\ndisk size: %s\n",
-           bd->filename, blockdev_format(bd), vsize, (unsigned long long)blockdev_size(bd),
+           blockdev_filename(bd), blockdev_format(bd), vsize, (unsigned long long)blockdev_size(bd),
            dsize);
-    if (bd->cluster_size) {
-        printf("cluster_size: %u\n", bd->cluster_size);
+    if (blockdev_cluster_size(bd)) {
+        printf("cluster_size: %u\n", blockdev_cluster_size(bd));
     }
-    if (qcow2_is_dirty(bd)) {
+    if (blockdev_is_dirty(bd)) {
         printf("cleanly shut down: no\n");
     }
-    if (bd->backing_filename) {
-        printf("backing file: %s", bd->backing_filename);
-        if (strcmp(bd->backing_filename, ii->full_backing) != 0) {
+    if (blockdev_backing_filename(bd)) {
+        printf("backing file: %s", blockdev_backing_filename(bd));
+        if (strcmp(blockdev_backing_filename(bd), ii->full_backing) != 0) {
             printf(" (actual path: %s)", ii->full_backing);
         }
         printf("\n");
-        if (bd->backing_format) {
-            printf("backing file format: %s\n", bd->backing_format);
+        if (blockdev_backing_format(bd)) {
+            printf("backing file format: %s\n", blockdev_backing_format(bd));
         }
     }
     if (ii->nsnapshots > 0) {
         print_snapshot_table(ii->snapshots, ii->nsnapshots);
     }
-    if (bd->drv->info_json) {
-        struct json_writer w;
-        json_writer_init(&w, false);
-        json_object_begin(&w, NULL);
-        bd->drv->info_json(bd, &w);
-        json_object_end(&w);
+    char *specific = blockdev_format_specific_json(bd);
+    if (specific) {
         printf("Format specific information:\n");
-        if (json_dump_human(stdout, json_writer_str(&w), 1) < 0) {
+        if (json_dump_human(stdout, specific, 1) < 0) {
             report("Malformed format-specific information from the %s driver",
                    blockdev_format(bd));
         }
-        json_writer_free(&w);
+        free(specific);
     }
 }
 
@@ -134,14 +118,14 @@ static int open_info(struct image_info *ii, const char *filename, const char *fm
     if (!ii->bd) {
         return -1;
     }
-    ii->actual_size = ii->bd->drv->allocated_size ? ii->bd->drv->allocated_size(ii->bd) : -1;
-    ii->full_backing = ii->bd->backing_filename ?
-        blockdev_backing_path(filename, ii->bd->backing_filename) : NULL;
+    ii->actual_size = blockdev_allocated_size(ii->bd);
+    ii->full_backing = blockdev_backing_filename(ii->bd) ?
+        blockdev_backing_path(filename, blockdev_backing_filename(ii->bd)) : NULL;
     ii->snapshots = NULL;
     ii->nsnapshots = 0;
-    if (blockdev_is_qcow2(ii->bd)) {
+    if (blockdev_has_snapshots(ii->bd)) {
         /* Without snapshot support in the driver there is simply no list. */
-        if (qcow2_snapshot_list(ii->bd, &ii->snapshots, &ii->nsnapshots, NULL) < 0) {
+        if (blockdev_snapshot_list(ii->bd, &ii->snapshots, &ii->nsnapshots, NULL) < 0) {
             ii->snapshots = NULL;
             ii->nsnapshots = 0;
         }
@@ -151,7 +135,7 @@ static int open_info(struct image_info *ii, const char *filename, const char *fm
 
 static void close_info(struct image_info *ii)
 {
-    qcow2_snapshot_list_free(ii->snapshots, ii->nsnapshots);
+    blockdev_snapshot_list_free(ii->snapshots, ii->nsnapshots);
     blockdev_close(ii->bd);
     free(ii->full_backing);
 }
@@ -179,6 +163,7 @@ int cmd_info(int argc, char **argv)
         case 'U': share = true; break;
         case OPT_OUTPUT: output = optarg; break;
         case OPT_BACKING_CHAIN: chain = true; break;
+        case OPT_IMAGE_OPTS: image_opts = true; break;
         default: return common_option(c, argv);
         }
     }
@@ -200,11 +185,11 @@ int cmd_info(int argc, char **argv)
         }
         n++;
         struct blockdev *bd = infos[n - 1].bd;
-        if (!chain || !bd->backing_filename) {
+        if (!chain || !blockdev_backing_filename(bd)) {
             break;
         }
         for (int i = 0; i < n; i++) {
-            if (infos[i].bd->dev == bd->dev && infos[i].bd->ino == bd->ino && i != n - 1) {
+            if (blockdev_same_file(infos[i].bd, bd) && i != n - 1) {
                 report("Backing file '%s' creates an infinite loop.", infos[n - 1].full_backing);
                 ret = EXIT_ERR;
             }
@@ -217,7 +202,7 @@ int cmd_info(int argc, char **argv)
             break;
         }
         name = infos[n - 1].full_backing;
-        fmt = bd->backing_format;
+        fmt = blockdev_backing_format(bd);
     }
     if (ret == EXIT_OK) {
         if (ofmt == OUTPUT_JSON) {

@@ -111,6 +111,7 @@ int cmd_map(int argc, char **argv)
                 return EXIT_ERR;
             }
             break;
+        case OPT_IMAGE_OPTS: image_opts = true; break;
         default: return common_option(c, argv);
         }
     }

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "block/qcow2.h"
+#include "block/blockdev.h"
 #include "cowimg.h"
 #include "util/json.h"
 
@@ -35,7 +35,7 @@ static uint64_t refcount_metadata_bytes(uint64_t clusters, uint64_t cluster_size
 }
 
 /* Header, L1, L2 and refcount metadata plus every data cluster. */
-static uint64_t qcow2_full_size(uint64_t size, uint64_t cluster_size, uint64_t refcount_bits,
+static uint64_t measure_qcow2_full_size(uint64_t size, uint64_t cluster_size, uint64_t refcount_bits,
                                 bool extended_l2)
 {
     uint64_t l2_entry = extended_l2 ? 16 : 8;
@@ -125,9 +125,9 @@ static int measure_qcow2(struct options *o, uint64_t size, struct blockdev *src,
     if (prealloc && (!strcmp(prealloc, "full") || !strcmp(prealloc, "falloc"))) {
         required = virtual_size;
     }
-    m->fully_allocated = qcow2_full_size(virtual_size, cluster_size, refcount_bits, extended_l2);
+    m->fully_allocated = measure_qcow2_full_size(virtual_size, cluster_size, refcount_bits, extended_l2);
     m->required = m->fully_allocated - virtual_size + required;
-    m->has_bitmaps = version >= 3 && src && blockdev_is_qcow2(src);
+    m->has_bitmaps = version >= 3 && src && (strcmp(blockdev_format(src), "qcow2") == 0);
     return 0;
 }
 
@@ -208,8 +208,8 @@ int cmd_measure(int argc, char **argv)
         case 'h': print_help();
         case OPT_OBJECT:
         case OPT_IMAGE_OPTS:
-            report("%s is not supported", argv[optind - 1]);
-            goto out;
+            image_opts = true;
+            break;
         default: bad_option(c, argv);
         }
     }

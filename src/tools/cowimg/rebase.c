@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "block/qcow2.h"
+#include "block/blockdev.h"
 #include "block/rebase.h"
 #include "cowimg.h"
 
@@ -38,8 +38,8 @@ static void parse_args(int argc, char **argv, struct rebase_args *a)
         case 'h': print_help();
         case OPT_OBJECT:
         case OPT_IMAGE_OPTS:
-            report("%s is not supported", argv[optind - 1]);
-            exit(EXIT_ERR);
+            image_opts = true;
+            break;
         default: bad_option(c, argv);
         }
     }
@@ -48,7 +48,7 @@ static void parse_args(int argc, char **argv, struct rebase_args *a)
 static struct blockdev *open_new_backing(struct blockdev *overlay, const struct rebase_args *a)
 {
     /* The new name is relative to the overlay, as it will be stored. */
-    char *path = blockdev_backing_path(overlay->filename, a->backing);
+    char *path = blockdev_backing_path(blockdev_filename(overlay), a->backing);
     struct blockdev_open_opts opts = {
         .format = a->backing_fmt,
         .flags = BDEV_READ_ONLY | (a->share ? BDEV_FORCE_SHARE : 0),
@@ -72,12 +72,12 @@ static int change_backing(struct blockdev *overlay, const struct rebase_args *a)
                name);
         return -1;
     }
-    if (!blockdev_is_qcow2(overlay)) {
+    if (!(strcmp(blockdev_format(overlay), "qcow2") == 0)) {
         report("Could not change the backing file to '%s': Operation not supported",
                a->backing ? a->backing : "");
         return -1;
     }
-    int ret = qcow2_change_backing_file(overlay, name, name ? a->backing_fmt : NULL, &err);
+    int ret = blockdev_change_backing_file(overlay, name, name ? a->backing_fmt : NULL, &err);
     if (ret == -ENOSPC) {
         report("Could not change the backing file to '%s': No space left in the file header",
                a->backing);
@@ -118,7 +118,7 @@ int cmd_rebase(int argc, char **argv)
     }
     int ret = -1;
     struct blockdev *new_backing = NULL;
-    if (a.backing_fmt && !format_known(a.backing_fmt)) {
+    if (a.backing_fmt && !blockdev_qemu_driver_known(a.backing_fmt)) {
         report("Invalid format name: '%s'", a.backing_fmt);
         goto out;
     }

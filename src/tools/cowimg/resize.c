@@ -35,6 +35,7 @@ int cmd_resize(int argc, char **argv)
                 return EXIT_ERR;
             }
             break;
+        case OPT_IMAGE_OPTS: image_opts = true; break;
         default: return common_option(c, argv);
         }
     }

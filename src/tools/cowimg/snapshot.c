@@ -6,18 +6,18 @@
 #include <string.h>
 #include <time.h>
 
-#include "block/qcow2.h"
+#include "block/blockdev.h"
 #include "cowimg.h"
 #include "util/size.h"
 
 enum snapshot_action { SN_NONE, SN_LIST, SN_CREATE, SN_APPLY, SN_DELETE };
 
-void print_snapshot_table(const struct qcow2_snapshot_info *list, int count)
+void print_snapshot_table(const struct blockdev_snapshot_info *list, int count)
 {
     printf("Snapshot list:\n");
     printf("%-10s%-17s%8s%20s%13s%11s\n", "ID", "TAG", "VM SIZE", "DATE", "VM CLOCK", "ICOUNT");
     for (int i = 0; i < count; i++) {
-        const struct qcow2_snapshot_info *sn = &list[i];
+        const struct blockdev_snapshot_info *sn = &list[i];
         char date[32], clock[64], vmsize[32], icount[32] = "";
         time_t t = (time_t)sn->date_sec;
         struct tm tm;
@@ -73,6 +73,7 @@ int cmd_snapshot(int argc, char **argv)
             break;
         case 'q': quiet = true; break;
         case 'U': share = true; break;
+        case OPT_IMAGE_OPTS: image_opts = true; break;
         default: return common_option(c, argv);
         }
     }
@@ -91,32 +92,32 @@ int cmd_snapshot(int argc, char **argv)
     }
     struct error err = {0};
     int ret = 0;
-    bool qcow2 = blockdev_is_qcow2(bd);
+    bool qcow2 = blockdev_has_snapshots(bd);
     switch (action) {
     case SN_NONE:
         break;
     case SN_LIST:
         if (qcow2) {
-            struct qcow2_snapshot_info *list = NULL;
+            struct blockdev_snapshot_info *list = NULL;
             int count = 0;
-            ret = qcow2_snapshot_list(bd, &list, &count, &err);
+            ret = blockdev_snapshot_list(bd, &list, &count, &err);
             if (ret < 0) {
                 report("%s", err.msg);
             } else if (count > 0) {
                 print_snapshot_table(list, count);
             }
-            qcow2_snapshot_list_free(list, count);
+            blockdev_snapshot_list_free(list, count);
         }
         break;
     case SN_CREATE:
-        ret = qcow2 ? qcow2_snapshot_create(bd, name, NULL, &err)
+        ret = qcow2 ? blockdev_snapshot_create(bd, name, NULL, &err)
                     : error_set(&err, -ENOTSUP, "Operation not supported");
         if (ret < 0) {
             report("Could not create snapshot '%s': %d (%s)", name, ret, strerror(-ret));
         }
         break;
     case SN_APPLY:
-        ret = qcow2 ? qcow2_snapshot_apply(bd, name, &err)
+        ret = qcow2 ? blockdev_snapshot_apply(bd, name, &err)
                     : error_set(&err, -ENOTSUP, "Block driver does not support snapshots");
         if (ret == -ENOENT) {
             report("Could not apply snapshot '%s': Failed to load snapshot: %s", name,
@@ -126,7 +127,7 @@ int cmd_snapshot(int argc, char **argv)
         }
         break;
     case SN_DELETE:
-        ret = qcow2 ? qcow2_snapshot_delete(bd, name, &err) : -ENOENT;
+        ret = qcow2 ? blockdev_snapshot_delete(bd, name, &err) : -ENOENT;
         if (ret == -ENOENT) {
             report("Could not delete snapshot '%s': snapshot not found", name);
         } else if (ret < 0) {

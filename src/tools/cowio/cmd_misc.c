@@ -94,31 +94,22 @@ static const struct cowio_cmd length_cmd = {
  * that the L1 table covers (one L1 entry maps cluster_size * entries-per-L2). */
 static uint64_t vm_state_offset(struct blockdev *bd, bool extended_l2)
 {
-    if (!bd->cluster_size || !bd->drv->vmstate_write) {
+    if (!blockdev_cluster_size(bd) || !blockdev_has_vmstate(bd)) {
         return 0;
     }
-    uint64_t per_l1 = (uint64_t)bd->cluster_size * (bd->cluster_size / (extended_l2 ? 16 : 8));
-    return (bd->size + per_l1 - 1) / per_l1 * per_l1;
+    uint64_t per_l1 = (uint64_t)blockdev_cluster_size(bd) * (blockdev_cluster_size(bd) / (extended_l2 ? 16 : 8));
+    return (blockdev_size(bd) + per_l1 - 1) / per_l1 * per_l1;
 }
 
 static int info_f(struct cowio *io, int argc, char **argv)
 {
     struct blockdev *bd = io->bd;
     printf("format name: %s\n", blockdev_format(bd));
-    char *json = NULL;
-    if (bd->drv->info_json) {
-        struct json_writer w;
-        json_writer_init(&w, false);
-        json_object_begin(&w, NULL);
-        bd->drv->info_json(bd, &w);
-        json_object_end(&w);
-        json = strdup(json_writer_str(&w));
-        json_writer_free(&w);
-    }
+    char *json = blockdev_format_specific_json(bd);
     bool extended = json && (strstr(json, "\"extended-l2\": true") ||
                              strstr(json, "\"extended-l2\":true"));
     char s1[64], s2[64];
-    cowio_cvtstr(bd->cluster_size, s1, sizeof(s1));
+    cowio_cvtstr(blockdev_cluster_size(bd), s1, sizeof(s1));
     cowio_cvtstr((double)vm_state_offset(bd, extended), s2, sizeof(s2));
     printf("cluster size: %s\n", s1);
     printf("vm state offset: %s\n", s2);
@@ -206,12 +197,12 @@ static int discard_f(struct cowio *io, int argc, char **argv)
  * bdrv_is_allocated), and for how many bytes; *num is 0 past the end. */
 static int top_allocated(struct blockdev *bd, uint64_t off, uint64_t len, uint64_t *num)
 {
-    if (off >= bd->size || len == 0) {
+    if (off >= blockdev_size(bd) || len == 0) {
         *num = 0;
         return 0;
     }
-    if (len > bd->size - off) {
-        len = bd->size - off;
+    if (len > blockdev_size(bd) - off) {
+        len = blockdev_size(bd) - off;
     }
     struct block_status st;
     int ret = blockdev_block_status(bd, off, len, &st, NULL);

@@ -8,10 +8,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "block/qcow2.h"
+#include "block/blockdev.h"
 #include "tools/cowio/cowio.h"
 #include "tools/cowio/image_opts.h"
-#include "tools/cowio/json_opts.h"
 
 int cowio_parse_cache_mode(const char *mode, struct cowio_open *o)
 {
@@ -41,24 +40,20 @@ int cowio_parse_cache_mode(const char *mode, struct cowio_open *o)
 static int open_requested(struct cowio *io, struct open_request *req, const char *format,
                           unsigned flags, struct error *err)
 {
-    int ret = open_request_check_protocol(req, flags & BDEV_READ_ONLY, err);
+    int ret = blockdev_spec_check_protocol(&req->spec, flags & BDEV_READ_ONLY, err);
     if (ret < 0) {
         return ret;
     }
-    bool own_backing = req->backing_format || req->no_backing;
     struct blockdev_open_opts bopts = {
         .format = format,
-        .flags = flags | (own_backing ? BDEV_NO_BACKING : 0),
+        .flags = flags | (req->spec.no_backing ? BDEV_NO_BACKING : 0),
+        .backing_format = req->spec.backing_format,
+        .blkdebug = req->spec.blkdebug,     /* blockdev_open takes it over */
     };
-    ret = blockdev_open(&io->bd, req->filename, &bopts, err);
+    req->spec.blkdebug = NULL;
+    ret = blockdev_open(&io->bd, req->spec.filename, &bopts, err);
     if (ret == 0) {
         ret = format_tuning_check(&req->tuning, io->bd, err);
-    }
-    if (ret == 0 && req->backing_format && io->bd->backing_filename) {
-        free(io->bd->backing_format);
-        io->bd->backing_format = strdup(req->backing_format);
-        struct blockdev_open_opts backing_opts = { .flags = flags };
-        ret = blockdev_open_backing(io->bd, &backing_opts, err);
     }
     if (ret < 0 && io->bd) {
         blockdev_close(io->bd);
@@ -85,12 +80,12 @@ static int open_temporary_overlay(struct cowio *io, const char *filename, unsign
         return error_set_errno(err, ret, "Could not create a temporary overlay for '%s'", filename);
     }
     close(fd);
-    struct qcow2_create_opts co;
-    qcow2_create_opts_init(&co);
+    struct blockdev_create_opts co;
+    blockdev_create_opts_init(&co);
     co.size = blockdev_size(io->bd);
     co.backing_file = base;
     co.backing_format = blockdev_format(io->bd);
-    int ret = qcow2_create(tmp, &co, err);
+    int ret = blockdev_create(tmp, &co, err);
     free(base);
     blockdev_close(io->bd);
     io->bd = NULL;
@@ -113,32 +108,33 @@ int cowio_open_image(struct cowio *io, const char *filename, const struct cowio_
     }
     struct cowio_open settings = *o;
     struct error err = { 0 };
-    struct open_request req = { .filename = filename };
+    struct open_request req = { .spec.filename = filename ? strdup(filename) : NULL };
     int ret = 0;
     char *json_opts = NULL;
     if (filename && !strncmp(filename, "json:", 5)) {
-        ret = json_to_options(filename + 5, &json_opts, &err);
-        req.filename = NULL;
+        ret = blockdev_json_to_options(filename + 5, &json_opts, &err);
+        free(req.spec.filename);
+        req.spec.filename = NULL;
         if (ret == 0 && image_opts) {
             ret = error_set(&err, -EINVAL, "Cannot combine a json: file name with -o options");
         }
         image_opts = json_opts;
     }
     if (ret == 0 && image_opts) {
-        ret = open_request_parse(&req, image_opts, req.filename ? NULL : "file", &settings, &err);
+        ret = open_request_parse(&req, image_opts, req.spec.filename ? NULL : "file", &settings, &err);
     }
-    if (ret == 0 && !req.filename) {
+    if (ret == 0 && !req.spec.filename) {
         ret = error_set(&err, -EINVAL, "A block device must be specified for \"file\"");
     }
-    const char *format = req.format ? req.format : settings.format;
+    const char *format = req.spec.format ? req.spec.format : settings.format;
     if (ret == 0) {
         ret = open_requested(io, &req, format,
                              settings.flags | (settings.snapshot ? BDEV_READ_ONLY : 0), &err);
         if (ret == 0) {
-            blockdev_warn_probed_raw(io->bd, req.filename);
+            blockdev_warn_probed_raw(io->bd, req.spec.filename);
         }
         if (ret == 0 && settings.snapshot) {
-            ret = open_temporary_overlay(io, req.filename, settings.flags, &err);
+            ret = open_temporary_overlay(io, req.spec.filename, settings.flags, &err);
         }
     }
     if (ret < 0) {

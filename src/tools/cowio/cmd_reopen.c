@@ -49,16 +49,16 @@ static int check_unchangeable(struct cowio *io, const struct open_request *req,
         open_request_parse(&old, io->open_opts, NULL, &scratch, NULL);
     }
     int ret = 0;
-    for (int i = 0; i < NODE_LAYERS && ret == 0; i++) {
-        if (differs(req->node_name[i], old.node_name[i])) {
+    for (int i = 0; i < BDEV_NODE_LAYERS && ret == 0; i++) {
+        if (differs(req->spec.node_name[i], old.spec.node_name[i])) {
             ret = error_set(err, -EINVAL, "Cannot change the option 'node-name'");
         }
     }
     struct blockdev *bd = io->bd;
-    const char *backing = bd->backing ? blockdev_format(bd->backing) : NULL;
-    if (ret == 0 && (differs(req->format, blockdev_format(bd)) ||
-                     differs(req->protocol, old.protocol ? old.protocol : "file") ||
-                     differs(req->backing_format, backing))) {
+    const char *backing = blockdev_backing(bd) ? blockdev_format(blockdev_backing(bd)) : NULL;
+    if (ret == 0 && (differs(req->spec.format, blockdev_format(bd)) ||
+                     differs(req->spec.protocol, old.spec.protocol ? old.spec.protocol : "file") ||
+                     differs(req->spec.backing_format, backing))) {
         ret = error_set(err, -EINVAL, "Cannot change the option 'driver'");
     }
     open_request_free(&old);
@@ -70,7 +70,7 @@ static int check_request(struct cowio *io, const char *opts, bool has_rw, bool h
 {
     struct open_request req = { 0 };
     int ret = open_request_parse(&req, opts, NULL, o, err);
-    if (ret == 0 && has_rw && req.read_only >= 0) {
+    if (ret == 0 && has_rw && req.spec.read_only >= 0) {
         ret = error_set(err, -EINVAL, "Cannot set both -r/-w and 'read-only'");
     }
     if (ret == 0 && has_cache && req.cache_opts) {
@@ -172,7 +172,7 @@ static char *merge_opts(const char *old, const char *new)
  * fail, with the old ones again). */
 static int reopen_image(struct cowio *io, struct cowio_open *o, const char *opts)
 {
-    char *filename = strdup(io->bd->filename);
+    char *filename = strdup(blockdev_filename(io->bd));
     char *format = strdup(blockdev_format(io->bd));
     struct cowio_open old = io->open;
     char *old_opts = io->open_opts ? strdup(io->open_opts) : NULL;

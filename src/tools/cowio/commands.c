@@ -102,7 +102,7 @@ static int run(struct cowio *io, const struct cowio_cmd *ct, int argc, char **ar
     if (!argc_ok(ct, argv[0], argc - 1)) {
         return -EINVAL;
     }
-    if (ct->wants_write && io->bd && io->bd->read_only) {
+    if (ct->wants_write && io->bd && blockdev_is_read_only(io->bd)) {
         cowio_error("Block node is read-only");
         return -EPERM;
     }

@@ -72,16 +72,9 @@ int format_tuning_parse(struct options *opts, const char *prefix, struct format_
 /* What the format's JSON description says about key ("compat", ...). */
 static bool info_says(struct blockdev *bd, const char *member)
 {
-    if (!bd->drv->info_json) {
-        return false;
-    }
-    struct json_writer w;
-    json_writer_init(&w, false);
-    json_object_begin(&w, NULL);
-    bd->drv->info_json(bd, &w);
-    json_object_end(&w);
-    bool found = strstr(json_writer_str(&w), member) != NULL;
-    json_writer_free(&w);
+    char *json = blockdev_format_specific_json(bd);
+    bool found = json && strstr(json, member) != NULL;
+    free(json);
     return found;
 }
 
@@ -94,9 +87,9 @@ static bool info_says(struct blockdev *bd, const char *member)
 static int check_cache_sizes(const struct format_tuning *t, struct blockdev *bd, bool extended,
                              struct error *err)
 {
-    uint64_t cluster = bd->cluster_size;
+    uint64_t cluster = blockdev_cluster_size(bd);
     uint64_t entry_bytes = extended ? 16 : 8;
-    uint64_t max_l2 = (bd->size + cluster - 1) / cluster * entry_bytes;
+    uint64_t max_l2 = (blockdev_size(bd) + cluster - 1) / cluster * entry_bytes;
     max_l2 = (max_l2 + cluster - 1) / cluster * cluster;
     uint64_t min_refcount = MIN_REFCOUNT_CACHE_TABLES * cluster;
     uint64_t l2_setting = t->has_l2 ? t->l2 : DEFAULT_L2_CACHE_MAX;
@@ -132,7 +125,7 @@ static int check_cache_sizes(const struct format_tuning *t, struct blockdev *bd,
     }
     if (entry < 512 || entry > cluster || (entry & (entry - 1))) {
         return error_set(err, -EINVAL, "L2 cache entry size must be a power of two between 512 "
-                                       "and the cluster size (%u)", bd->cluster_size);
+                                       "and the cluster size (%u)", blockdev_cluster_size(bd));
     }
     if (l2 / entry > INT_MAX) {
         return error_set(err, -EINVAL, "L2 cache size too big");
@@ -162,7 +155,7 @@ static int check_overlap(const struct format_tuning *t, struct error *err)
 
 int format_tuning_check(const struct format_tuning *t, struct blockdev *bd, struct error *err)
 {
-    if (!bd->cluster_size) {
+    if (!blockdev_cluster_size(bd)) {
         return 0;
     }
     int ret = check_cache_sizes(t, bd, info_says(bd, "\"extended-l2\": true"), err);

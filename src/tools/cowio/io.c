@@ -17,11 +17,11 @@
 static int copy_up(struct cowio *io, uint64_t off, size_t len)
 {
     struct blockdev *bd = io->bd;
-    uint64_t unit = bd->cluster_size ? bd->cluster_size : SECTOR;
+    uint64_t unit = blockdev_cluster_size(bd) ? blockdev_cluster_size(bd) : SECTOR;
     uint64_t start = off / unit * unit;
     uint64_t end = (off + len + unit - 1) / unit * unit;
-    if (end > bd->size) {
-        end = bd->size;
+    if (end > blockdev_size(bd)) {
+        end = blockdev_size(bd);
     }
     while (start < end) {
         struct block_status st;
@@ -55,7 +55,7 @@ static int copy_up(struct cowio *io, uint64_t off, size_t len)
 int cowio_do_read(struct cowio *io, uint64_t off, void *buf, size_t len)
 {
     int ret = blockdev_pread(io->bd, off, buf, len, NULL);
-    if (ret == 0 && len && io->open.copy_on_read && io->bd->backing && !io->bd->read_only) {
+    if (ret == 0 && len && io->open.copy_on_read && blockdev_backing(io->bd) && !blockdev_is_read_only(io->bd)) {
         ret = copy_up(io, off, len);
     }
     return ret;
@@ -74,17 +74,17 @@ int cowio_after_write(struct cowio *io, bool fua)
 static int write_compressing(struct cowio *io, uint64_t off, const void *buf, size_t len)
 {
     struct blockdev *bd = io->bd;
-    uint64_t unit = bd->cluster_size;
+    uint64_t unit = blockdev_cluster_size(bd);
     if (!unit) {
         return -ENOTSUP;
     }
-    if (off > bd->size || len > bd->size - off) {
+    if (off > blockdev_size(bd) || len > blockdev_size(bd) - off) {
         return -EIO;
     }
     uint64_t start = off / unit * unit;
     uint64_t end = (off + len + unit - 1) / unit * unit;
-    if (end > bd->size) {
-        end = bd->size;
+    if (end > blockdev_size(bd)) {
+        end = blockdev_size(bd);
     }
     uint8_t *whole = cowio_alloc(io, end - start, 0);
     if (!whole) {

@@ -14,6 +14,7 @@ struct cownbd_opts {
     const char *port;               /* default 10809 */
     const char *socket_path;        /* UNIX socket instead of TCP */
     const char *format;             /* NULL: probe */
+    bool image_opts;                /* --image-opts: filename is an option string */
     const char *pid_file;
     int shared;                     /* clients at once; 0: unlimited */
     bool persistent;

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "block/qcow2.h"
+#include "block/blockdev.h"
 #include "cownbd.h"
 
 /* Creates the overlay in $TMPDIR (or /var/tmp, like QEMU) and opens it; the
@@ -16,19 +16,23 @@ static int open_snapshot(const struct cownbd_opts *o, struct blockdev **out, str
 {
     struct blockdev *base;
     struct blockdev_open_opts bopts = { .format = o->format, .flags = BDEV_READ_ONLY };
-    int ret = blockdev_open(&base, o->filename, &bopts, err);
+    int ret = o->image_opts ? blockdev_open_spec(&base, NULL, o->filename, &bopts, err)
+                            : blockdev_open(&base, o->filename, &bopts, err);
     if (ret < 0) {
         return ret;
     }
     char format[16];
     snprintf(format, sizeof(format), "%s", blockdev_format(base));
     uint64_t size = blockdev_size(base);
-    blockdev_close(base);
-
     char backing[PATH_MAX];
-    if (!realpath(o->filename, backing)) {
-        return error_set_errno(err, -errno, "Could not resolve '%s'", o->filename);
+    char *name = strdup(blockdev_filename(base));
+    blockdev_close(base);
+    if (!realpath(name, backing)) {
+        ret = error_set_errno(err, -errno, "Could not resolve '%s'", name);
+        free(name);
+        return ret;
     }
+    free(name);
     const char *dir = getenv("TMPDIR");
     char path[PATH_MAX];
     snprintf(path, sizeof(path), "%s/cownbd-snapshot.XXXXXX", dir && *dir ? dir : "/var/tmp");
@@ -37,12 +41,12 @@ static int open_snapshot(const struct cownbd_opts *o, struct blockdev **out, str
         return error_set_errno(err, -errno, "Could not get temporary filename");
     }
     close(fd);
-    struct qcow2_create_opts copts;
-    qcow2_create_opts_init(&copts);
+    struct blockdev_create_opts copts;
+    blockdev_create_opts_init(&copts);
     copts.size = size;
     copts.backing_file = backing;
     copts.backing_format = format;
-    ret = qcow2_create(path, &copts, err);
+    ret = blockdev_create(path, &copts, err);
     if (ret == 0) {
         struct blockdev_open_opts oopts = { .format = "qcow2", .flags = o->open_flags };
         ret = blockdev_open(out, path, &oopts, err);
@@ -57,7 +61,8 @@ int cownbd_open_image(const struct cownbd_opts *o, struct blockdev **out, struct
         return open_snapshot(o, out, err);
     }
     struct blockdev_open_opts bopts = { .format = o->format, .flags = o->open_flags };
-    int ret = blockdev_open(out, o->filename, &bopts, err);
+    int ret = o->image_opts ? blockdev_open_spec(out, NULL, o->filename, &bopts, err)
+                            : blockdev_open(out, o->filename, &bopts, err);
     if (ret == 0) {
         blockdev_warn_probed_raw(*out, o->filename);
     }

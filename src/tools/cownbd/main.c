@@ -70,7 +70,7 @@ static void usage(void)
            "      --sandbox=on|off      seccomp filter on the server threads (default on)\n"
            "\n"
            "Not supported here: -c/--connect and -d/--disconnect (kernel NBD client),\n"
-           "-L/--list (use qemu-nbd --list), -o, -l, -B, --image-opts, --object, TLS.\n",
+           "-L/--list (use qemu-nbd --list), -o, -l, -B, --object, TLS.\n",
            progname, NBD_DEFAULT_PORT);
 }
 
@@ -288,7 +288,7 @@ static bool parse_option(int ch, struct cownbd_opts *o, struct cmdline *cl)
     case 'B': cl->unsupported = cl->unsupported ? cl->unsupported : "-B/--bitmap"; break;
     case 'L': cl->unsupported = cl->unsupported ? cl->unsupported : "-L/--list (use qemu-nbd --list)"; break;
     case OPT_OBJECT: cl->unsupported = cl->unsupported ? cl->unsupported : "--object"; break;
-    case OPT_IMAGE_OPTS: cl->unsupported = cl->unsupported ? cl->unsupported : "--image-opts"; break;
+    case OPT_IMAGE_OPTS: o->image_opts = true; break;
     case OPT_TLSCREDS:
     case OPT_TLSAUTHZ:
     case OPT_TLSHOSTNAME:

@@ -1,0 +1,352 @@
+#include "block/blkdebug.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const event_names[BLKDBG_EVENT_MAX] = {
+    "l1_update", "l1_grow_alloc_table", "l1_grow_write_table", "l1_grow_activate_table",
+    "l2_load", "l2_update", "l2_update_compressed", "l2_alloc_cow_read", "l2_alloc_write",
+    "read_aio", "read_backing_aio", "read_compressed", "write_aio", "write_compressed",
+    "vmstate_load", "vmstate_save", "cow_read", "cow_write", "reftable_load", "reftable_grow",
+    "reftable_update", "refblock_load", "refblock_update", "refblock_update_part",
+    "refblock_alloc", "refblock_alloc_hookup", "refblock_alloc_write",
+    "refblock_alloc_write_blocks", "refblock_alloc_write_table", "refblock_alloc_switch_table",
+    "cluster_alloc", "cluster_alloc_bytes", "cluster_free", "flush_to_os", "flush_to_disk",
+    "pwritev_rmw_head", "pwritev_rmw_after_head", "pwritev_rmw_tail", "pwritev_rmw_after_tail",
+    "pwritev", "pwritev_zero", "pwritev_done", "empty_image_prepare", "l1_shrink_write_table",
+    "l1_shrink_free_l2_clusters", "cor_write", "cluster_alloc_space", "none",
+};
+
+enum action { INJECT_ERROR, SET_STATE };
+
+struct rule {
+    struct rule *next;          /* in the event's list */
+    struct rule *active_next;   /* among the injections armed by the last event */
+    enum action action;
+    int event;
+    int state;                  /* 0: any */
+    int error;
+    int64_t offset;             /* -1: any */
+    unsigned iotypes;
+    bool once, immediately;
+    int new_state;
+    bool removed;
+};
+
+struct blkdebug {
+    pthread_mutex_t lock;
+    int state;
+    struct rule *rules[BLKDBG_EVENT_MAX];
+    struct rule *active;
+    struct rule *all;           /* every rule, for freeing (linked by next of a copy list) */
+    struct rule **owned;
+    size_t nowned;
+};
+
+const char *blkdebug_event_name(enum blkdebug_event ev)
+{
+    return ev < BLKDBG_EVENT_MAX ? event_names[ev] : "?";
+}
+
+static int find_event(const char *name)
+{
+    for (int i = 0; i < BLKDBG_EVENT_MAX; i++) {
+        if (strcmp(event_names[i], name) == 0) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+/* One rule from key lookups (a config section or inline options). */
+typedef const char *(*getter)(void *ctx, const char *key);
+
+static int parse_num(const char *s, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 0);
+    if (errno || *end || end == s) {
+        return -EINVAL;
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_bool(const char *s, bool *out)
+{
+    if (!strcmp(s, "on") || !strcmp(s, "true") || !strcmp(s, "yes")) {
+        *out = true;
+    } else if (!strcmp(s, "off") || !strcmp(s, "false") || !strcmp(s, "no")) {
+        *out = false;
+    } else {
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int add_rule(struct blkdebug *d, enum action action, getter get, void *ctx, struct error *err)
+{
+    const char *ev = get(ctx, "event");
+    if (!ev) {
+        return error_set(err, -EINVAL, "Parameter 'event' is missing");
+    }
+    int event = find_event(ev);
+    if (event < 0) {
+        return error_set(err, -EINVAL, "Invalid event name \"%s\"", ev);
+    }
+    struct rule r = { .action = action, .event = event, .error = EIO, .offset = -1,
+                      .iotypes = BLKDBG_IO_ALL };
+    long long v;
+    bool b;
+    const char *s;
+    if ((s = get(ctx, "state"))) {
+        if (parse_num(s, &v) < 0) return error_set(err, -EINVAL, "Invalid state '%s'", s);
+        r.state = (int)v;
+    }
+    if (action == SET_STATE) {
+        if (!(s = get(ctx, "new_state")) || parse_num(s, &v) < 0) {
+            return error_set(err, -EINVAL, "Parameter 'new_state' is missing or invalid");
+        }
+        r.new_state = (int)v;
+    } else {
+        if ((s = get(ctx, "errno"))) {
+            if (parse_num(s, &v) < 0) return error_set(err, -EINVAL, "Invalid errno '%s'", s);
+            r.error = (int)v;
+        }
+        if ((s = get(ctx, "sector"))) {
+            if (parse_num(s, &v) < 0) return error_set(err, -EINVAL, "Invalid sector '%s'", s);
+            r.offset = v < 0 ? -1 : v * 512;
+        }
+        if ((s = get(ctx, "once"))) {
+            if (parse_bool(s, &b) < 0) return error_set(err, -EINVAL, "Invalid once '%s'", s);
+            r.once = b;
+        }
+        if ((s = get(ctx, "immediately"))) {
+            if (parse_bool(s, &b) < 0) return error_set(err, -EINVAL, "Invalid immediately '%s'", s);
+            r.immediately = b;
+        }
+        if ((s = get(ctx, "iotype"))) {
+            static const char *const types[] = { "read", "write", "write-zeroes", "discard",
+                                                 "flush", "block-status" };
+            r.iotypes = 0;
+            for (int i = 0; i < 6; i++) {
+                if (!strcmp(s, types[i])) {
+                    r.iotypes = 1u << i;
+                }
+            }
+            if (!r.iotypes) return error_set(err, -EINVAL, "Invalid iotype '%s'", s);
+        }
+    }
+    struct rule *n = malloc(sizeof(*n));
+    *n = r;
+    /* QEMU inserts at the head of the event's list. */
+    n->next = d->rules[event];
+    d->rules[event] = n;
+    d->owned = realloc(d->owned, (d->nowned + 1) * sizeof(*d->owned));
+    d->owned[d->nowned++] = n;
+    return 0;
+}
+
+/* Config file: "[inject-error]" / "[set-state]" sections of key = "value". */
+struct section {
+    char keys[16][32];
+    char values[16][256];
+    int n;
+};
+
+static const char *section_get(void *ctx, const char *key)
+{
+    struct section *s = ctx;
+    for (int i = 0; i < s->n; i++) {
+        if (!strcmp(s->keys[i], key)) {
+            return s->values[i];
+        }
+    }
+    return NULL;
+}
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s)) s++;
+    char *e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1])) *--e = 0;
+    return s;
+}
+
+static int flush_section(struct blkdebug *d, int kind, struct section *sec, struct error *err)
+{
+    int ret = 0;
+    if (kind >= 0) {
+        ret = add_rule(d, (enum action)kind, section_get, sec, err);
+    }
+    sec->n = 0;
+    return ret;
+}
+
+static int read_config(struct blkdebug *d, const char *path, struct error *err)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        return error_set_errno(err, -errno, "Could not read blkdebug config file");
+    }
+    char line[512];
+    int kind = -1, ret = 0;
+    struct section sec = { .n = 0 };
+    while (ret == 0 && fgets(line, sizeof(line), f)) {
+        char *l = trim(line);
+        if (!*l || *l == '#' || *l == ';') {
+            continue;
+        }
+        if (*l == '[') {
+            ret = flush_section(d, kind, &sec, err);
+            kind = !strcmp(l, "[inject-error]") ? INJECT_ERROR
+                 : !strcmp(l, "[set-state]") ? SET_STATE : -2;
+            if (kind == -2) {
+                ret = error_set(err, -EINVAL, "Unknown blkdebug config section %s", l);
+            }
+            continue;
+        }
+        char *eq = strchr(l, '=');
+        if (!eq || kind < 0 || sec.n == 16) {
+            ret = error_set(err, -EINVAL, "Could not parse blkdebug config line: %s", l);
+            break;
+        }
+        *eq = 0;
+        char *k = trim(l), *v = trim(eq + 1);
+        size_t vl = strlen(v);
+        if (vl >= 2 && v[0] == '"' && v[vl - 1] == '"') {
+            v[vl - 1] = 0;
+            v++;
+        }
+        snprintf(sec.keys[sec.n], sizeof(sec.keys[0]), "%s", k);
+        snprintf(sec.values[sec.n], sizeof(sec.values[0]), "%s", v);
+        sec.n++;
+    }
+    if (ret == 0) {
+        ret = flush_section(d, kind, &sec, err);
+    }
+    fclose(f);
+    return ret;
+}
+
+struct inline_ctx {
+    struct options *opts;
+    char prefix[96];
+};
+
+static const char *inline_get(void *ctx, const char *key)
+{
+    struct inline_ctx *c = ctx;
+    char full[160];
+    snprintf(full, sizeof(full), "%s%s", c->prefix, key);
+    return options_get(c->opts, full);
+}
+
+static bool any_key_with(struct options *opts, const char *prefix)
+{
+    for (int i = 0; i < opts->count; i++) {
+        if (strncmp(opts->items[i].key, prefix, strlen(prefix)) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+int blkdebug_new(struct blkdebug **out, const char *config, struct options *opts,
+                 const char *prefix, struct error *err)
+{
+    struct blkdebug *d = calloc(1, sizeof(*d));
+    pthread_mutex_init(&d->lock, NULL);
+    d->state = 1;
+    int ret = config && *config ? read_config(d, config, err) : 0;
+    static const char *const kinds[] = { "inject-error", "set-state" };
+    for (int k = 0; k < 2 && ret == 0 && opts; k++) {
+        for (int i = 0; ret == 0; i++) {
+            struct inline_ctx c = { .opts = opts };
+            snprintf(c.prefix, sizeof(c.prefix), "%s%s.%d.", prefix ? prefix : "", kinds[k], i);
+            if (!any_key_with(opts, c.prefix)) {
+                break;
+            }
+            ret = add_rule(d, (enum action)k, inline_get, &c, err);
+        }
+    }
+    if (ret < 0) {
+        blkdebug_free(d);
+        return ret;
+    }
+    *out = d;
+    return 0;
+}
+
+void blkdebug_free(struct blkdebug *d)
+{
+    if (!d) {
+        return;
+    }
+    for (size_t i = 0; i < d->nowned; i++) {
+        free(d->owned[i]);
+    }
+    free(d->owned);
+    pthread_mutex_destroy(&d->lock);
+    free(d);
+}
+
+void blkdebug_event(struct blkdebug *d, enum blkdebug_event ev)
+{
+    if (!d || ev >= BLKDBG_EVENT_MAX) {
+        return;
+    }
+    pthread_mutex_lock(&d->lock);
+    int new_state = d->state;
+    bool injected = false;
+    for (struct rule *r = d->rules[ev]; r; r = r->next) {
+        if (r->removed || (r->state && r->state != d->state)) {
+            continue;
+        }
+        if (r->action == SET_STATE) {
+            new_state = r->new_state;
+            continue;
+        }
+        if (!injected) {
+            d->active = NULL;
+            injected = true;
+        }
+        r->active_next = d->active;
+        d->active = r;
+    }
+    d->state = new_state;
+    pthread_mutex_unlock(&d->lock);
+}
+
+int blkdebug_check(struct blkdebug *d, unsigned iotype, uint64_t off, uint64_t len)
+{
+    if (!d) {
+        return 0;
+    }
+    pthread_mutex_lock(&d->lock);
+    struct rule **link = &d->active, *r;
+    for (r = d->active; r; link = &r->active_next, r = r->active_next) {
+        if (!(r->iotypes & iotype)) {
+            continue;
+        }
+        if (r->offset >= 0 && !((uint64_t)r->offset >= off && (uint64_t)r->offset < off + len)) {
+            continue;
+        }
+        break;
+    }
+    int ret = 0;
+    if (r) {
+        ret = -r->error;
+        if (r->once) {
+            *link = r->active_next;
+            r->removed = true;
+        }
+    }
+    pthread_mutex_unlock(&d->lock);
+    return ret;
+}

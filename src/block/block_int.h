@@ -1,0 +1,112 @@
+/* The driver side of the block layer: what a format driver implements and
+ * the common part of every open image. Only src/block includes this; users
+ * of the block layer see block/blockdev.h, where struct blockdev is opaque. */
+#ifndef BLOCK_BLOCK_INT_H
+#define BLOCK_BLOCK_INT_H
+
+#include <sys/types.h>
+
+#include "block/blockdev.h"
+#include "block/hostfile.h"
+#include "util/json.h"
+
+struct blockdev_driver {
+    const char *format_name;
+    /* Score how much the first bytes of a file look like this format (0: not). */
+    int (*probe)(const uint8_t *buf, size_t len);
+    int (*open)(struct blockdev **out, struct hostfile *file, const char *filename,
+                const struct blockdev_open_opts *opts, struct error *err);
+    void (*close)(struct blockdev *bd);
+    int (*pread)(struct blockdev *bd, uint64_t off, void *buf, size_t len, struct error *err);
+    /* pread that never waits (NULL: the driver cannot): see blockdev_pread_nowait. */
+    int (*pread_nowait)(struct blockdev *bd, uint64_t off, void *buf, size_t len);
+    int (*pwrite)(struct blockdev *bd, uint64_t off, const void *buf, size_t len, struct error *err);
+    int (*pwrite_zeroes)(struct blockdev *bd, uint64_t off, uint64_t len, unsigned flags,
+                         struct error *err);
+    /* Whole clusters only (the last one may be partial at the end of the disk). */
+    int (*pwrite_compressed)(struct blockdev *bd, uint64_t off, const void *buf, size_t len,
+                             struct error *err);
+    int (*discard)(struct blockdev *bd, uint64_t off, uint64_t len, struct error *err);
+    int (*flush)(struct blockdev *bd, struct error *err);
+    int (*truncate)(struct blockdev *bd, uint64_t size, bool shrink_ok,
+                    enum blockdev_prealloc prealloc, struct error *err);
+    /* Status of this layer only; blockdev_block_status walks the chain. */
+    int (*block_status)(struct blockdev *bd, uint64_t off, uint64_t len,
+                        struct block_status *st, struct error *err);
+    /* Forgets cached metadata: another open of the same file changed it
+     * (commit writes the base through its own read-write open). */
+    int (*invalidate_cache)(struct blockdev *bd, struct error *err);
+    /* Makes every cluster unallocated again, so reads fall through to the
+     * backing file (commit empties the overlay); NULL when the format cannot. */
+    int (*make_empty)(struct blockdev *bd, struct error *err);
+    /* Bytes the image files occupy on the host (qemu-img info "disk size"). */
+    int64_t (*allocated_size)(struct blockdev *bd);
+    /* Format-specific part of info, as "format-specific" JSON data members. */
+    void (*info_json)(struct blockdev *bd, struct json_writer *w);
+    /* VM-state area (qcow2 only; NULL elsewhere). */
+    int (*vmstate_read)(struct blockdev *bd, uint64_t pos, void *buf, size_t len, struct error *err);
+    int (*vmstate_write)(struct blockdev *bd, uint64_t pos, const void *buf, size_t len,
+                         struct error *err);
+    /* Format operations beyond I/O (NULL: the format has none). */
+    bool (*is_dirty)(const struct blockdev *bd);
+    int (*change_backing_file)(struct blockdev *bd, const char *backing_file,
+                               const char *backing_fmt, struct error *err);
+    int (*snapshot_list)(struct blockdev *bd, struct blockdev_snapshot_info **list, int *count,
+                         struct error *err);
+    int (*snapshot_create)(struct blockdev *bd, const char *name,
+                           const struct blockdev_snapshot_vm *vm, struct error *err);
+    int (*snapshot_apply)(struct blockdev *bd, const char *id_or_name, struct error *err);
+    int (*snapshot_delete)(struct blockdev *bd, const char *id_or_name, struct error *err);
+    int (*snapshot_rename)(struct blockdev *bd, const char *id_or_name, const char *new_name,
+                           struct error *err);
+    int (*snapshot_load_tmp)(struct blockdev *bd, const char *id_or_name, struct error *err);
+    int (*snapshot_vmstate_read)(struct blockdev *bd, const char *id_or_name, uint64_t pos,
+                                 void *buf, size_t len, struct error *err);
+    int (*check)(struct blockdev *bd, unsigned fix, struct blockdev_check_result *res,
+                 struct error *err);
+    int (*amend)(struct blockdev *bd, const struct blockdev_amend_opts *o, struct error *err);
+    /* Creates an image of this format (blockdev_create). */
+    int (*create)(const char *filename, const struct blockdev_create_opts *o, struct error *err);
+};
+
+struct blockdev {
+    const struct blockdev_driver *drv;
+    char *filename;
+    char *open_name;            /* the json:/blkdebug: name it was opened by (reopen), or NULL */
+    uint64_t size;              /* virtual disk size in bytes */
+    uint32_t cluster_size;      /* allocation unit; 0 for raw */
+    bool read_only;
+    bool probed;                /* the format was guessed, not given */
+    dev_t dev;                  /* identity of the image file, for loop detection */
+    ino_t ino;
+    const struct blockdev *parent;
+    struct blockdev *backing;   /* NULL when there is none or BDEV_NO_BACKING */
+    char *backing_filename;     /* as recorded in the image, or NULL */
+    char *backing_format;       /* as recorded in the image, or NULL */
+};
+
+/* For drivers: fills the common fields; call before opening the backing file. */
+void blockdev_init(struct blockdev *bd, const struct blockdev_driver *drv, const char *filename,
+                   const struct hostfile *file, const struct blockdev_open_opts *opts);
+/* For drivers: opens bd->backing_filename (relative to bd's directory) read-only,
+ * unless there is none or opts say BDEV_NO_BACKING. */
+int blockdev_open_backing(struct blockdev *bd, const struct blockdev_open_opts *opts,
+                          struct error *err);
+/* Probe the format of a file (NULL when unknown, then "raw" is the fallback). */
+const struct blockdev_driver *blockdev_probe_file(struct hostfile *file);
+/* The same for the first BLOCKDEV_PROBE_SIZE bytes of an image. */
+#define BLOCKDEV_PROBE_SIZE 512
+const struct blockdev_driver *blockdev_probe_buf(const uint8_t *buf);
+const struct blockdev_driver *blockdev_find_driver(const char *format);
+/* NBD names (nbd://, nbd+unix://, nbd:host:port, nbd:unix:path): the
+ * export opened through libnbd as a raw disk (nbd_client.c). */
+bool blockdev_is_nbd_name(const char *filename);
+int blockdev_nbd_open(struct blockdev **out, const char *filename,
+                      const struct blockdev_open_opts *opts, struct error *err);
+/* The name of a format QEMU knows and this library does not read (vmdk,
+ * vdi, vhdx, vpc, qed, qcow version 1, parallels, dmg, luks, cloop, bochs)
+ * when the first bytes (buf) or the last 512 (tail, may be NULL) carry its
+ * magic; NULL otherwise. */
+const char *blockdev_probe_foreign(const uint8_t *buf, size_t len, const uint8_t *tail, size_t tail_len);
+
+#endif

@@ -1,0 +1,415 @@
+/* QEMU's ways of naming an image, shared by every program: a file name,
+ * "json:{...}" (parsed with jansson, flattened to dotted keys) and option
+ * strings (--image-opts, -o of qemu-io's open and reopen). */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "block/blkdebug.h"
+#include "block/blockdev.h"
+
+/* QEMU's JSON parser takes 'single-quoted' strings too; jansson does not:
+ * rewrite them as double-quoted ones. */
+static char *requote(const char *in)
+{
+    size_t n = strlen(in);
+    char *out = malloc(2 * n + 1), *o = out;
+    char quote = 0;
+    for (const char *p = in; *p; p++) {
+        char c = *p;
+        if (!quote) {
+            if (c == '\'' || c == '"') {
+                quote = c;
+                *o++ = '"';
+                continue;
+            }
+            *o++ = c;
+            continue;
+        }
+        if (c == '\\' && p[1]) {
+            if (p[1] == '\'' && quote == '\'') {
+                *o++ = '\'';
+            } else {
+                *o++ = c;
+                *o++ = p[1];
+            }
+            p++;
+            continue;
+        }
+        if (c == quote) {
+            quote = 0;
+            *o++ = '"';
+            continue;
+        }
+        if (c == '"') {
+            *o++ = '\\';
+        }
+        *o++ = c;
+    }
+    *o = 0;
+    return out;
+}
+
+static void put_escaped(FILE *f, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == ',') {
+            fputc(',', f);
+        }
+        fputc(*s, f);
+    }
+}
+
+static int flatten_value(FILE *f, bool *first, const char *name, json_t *v);
+
+/* Arrays flatten as QEMU's qdict_flatten does: list.0.key, list.1.key, ... */
+static int flatten(FILE *f, bool *first, const char *prefix, json_t *obj)
+{
+    const char *key;
+    json_t *v;
+    if (json_is_array(obj)) {
+        size_t i;
+        json_array_foreach(obj, i, v) {
+            char name[512];
+            snprintf(name, sizeof(name), "%s%zu", prefix, i);
+            int ret = flatten_value(f, first, name, v);
+            if (ret < 0) {
+                return ret;
+            }
+        }
+        return 0;
+    }
+    json_object_foreach(obj, key, v) {
+        char name[512];
+        snprintf(name, sizeof(name), "%s%s", prefix, key);
+        int ret = flatten_value(f, first, name, v);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    return 0;
+}
+
+static int flatten_value(FILE *f, bool *first, const char *name, json_t *v)
+{
+    if (json_is_object(v) || json_is_array(v)) {
+        char nested[520];
+        snprintf(nested, sizeof(nested), "%s.", name);
+        return flatten(f, first, nested, v);
+    }
+    fprintf(f, "%s%s=", *first ? "" : ",", name);
+    *first = false;
+    if (json_is_string(v)) {
+        put_escaped(f, json_string_value(v));
+    } else if (json_is_true(v)) {
+        fputs("on", f);
+    } else if (json_is_false(v)) {
+        fputs("off", f);
+    } else if (json_is_null(v)) {
+        fputs("null", f);
+    } else if (json_is_integer(v)) {
+        fprintf(f, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    } else {
+        fprintf(f, "%.17g", json_real_value(v));
+    }
+    return 0;
+}
+
+int blockdev_json_to_options(const char *json, char **out, struct error *err)
+{
+    char *text = requote(json);
+    json_error_t jerr;
+    json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
+    free(text);
+    if (!root || !json_is_object(root)) {
+        json_decref(root);
+        return error_set(err, -EINVAL, "Could not parse the JSON options: %s", json);
+    }
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    bool first = true;
+    int ret = flatten(f, &first, "", root);
+    fclose(f);
+    json_decref(root);
+    if (ret < 0) {
+        free(buf);
+        return error_set(err, ret, "Could not flatten the JSON options: %s", json);
+    }
+    *out = buf;
+    return 0;
+}
+
+static const char *layer_get(struct options *opts, const char *prefix, const char *key)
+{
+    char full[256];
+    snprintf(full, sizeof(full), "%s%s", prefix, key);
+    return options_get(opts, full);
+}
+
+static int layer_bool(struct options *opts, const char *prefix, const char *key, int *out,
+                      struct error *err)
+{
+    char full[256];
+    snprintf(full, sizeof(full), "%s%s", prefix, key);
+    if (!options_get(opts, full)) {
+        return 0;
+    }
+    bool v;
+    int ret = options_get_bool(opts, full, &v, err);
+    if (ret == 0) {
+        *out = v;
+    }
+    return ret;
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+static bool is_protocol(const char *driver)
+{
+    return driver && (!strcmp(driver, "file") || !strcmp(driver, "host_device") ||
+                      !strcmp(driver, "host_cdrom"));
+}
+
+static int parse_protocol(struct blockdev_spec *spec, const char *prefix, const char *driver,
+                          struct error *err)
+{
+    struct options *opts = &spec->opts;
+    spec->protocol = dup_or_null(driver);
+    const char *name = layer_get(opts, prefix, "filename");
+    if (name) {
+        free(spec->filename);
+        spec->filename = strdup(name);
+    }
+    const char *locking = layer_get(opts, prefix, "locking");
+    layer_get(opts, prefix, "aio");
+    if (locking && !strcmp(locking, "off")) {
+        spec->no_lock = true;
+    } else if (locking && strcmp(locking, "on") && strcmp(locking, "auto")) {
+        return error_set(err, -EINVAL, "Parameter 'locking' does not accept value '%s'", locking);
+    }
+    return 0;
+}
+
+void blockdev_spec_init(struct blockdev_spec *spec)
+{
+    memset(spec, 0, sizeof(*spec));
+    spec->read_only = spec->direct = spec->no_flush = spec->force_share = -1;
+}
+
+int blockdev_spec_parse_options(struct blockdev_spec *spec, const char *text,
+                                const char *implied_key, struct error *err)
+{
+    struct options *opts = &spec->opts;
+    int ret = options_parse(opts, text, implied_key, err);
+    int auto_ro = -1;
+    if (ret < 0 ||
+        (ret = layer_bool(opts, "", "read-only", &spec->read_only, err)) < 0 ||
+        (ret = layer_bool(opts, "", "cache.direct", &spec->direct, err)) < 0 ||
+        (ret = layer_bool(opts, "", "cache.no-flush", &spec->no_flush, err)) < 0 ||
+        (ret = layer_bool(opts, "", "auto-read-only", &auto_ro, err)) < 0 ||
+        (ret = layer_bool(opts, "", "force-share", &spec->force_share, err)) < 0) {
+        return ret;
+    }
+    const char *prefix = "";
+    const char *driver = layer_get(opts, prefix, "driver");
+    if (driver && !strcmp(driver, "compress")) {
+        spec->compress = true;
+        prefix = "file.";
+        driver = layer_get(opts, prefix, "driver");
+    }
+    snprintf(spec->format_prefix, sizeof(spec->format_prefix), "%s", prefix);
+    spec->node_name[BDEV_NODE_TOP] = dup_or_null(layer_get(opts, "", "node-name"));
+    spec->node_name[BDEV_NODE_FILE] = dup_or_null(layer_get(opts, "", "file.node-name"));
+    spec->node_name[BDEV_NODE_BACKING] = dup_or_null(layer_get(opts, "", "backing.node-name"));
+    if (is_protocol(driver)) {
+        spec->protocol_top = true;
+        spec->format = strdup("raw");
+        return parse_protocol(spec, prefix, driver, err);
+    }
+    spec->format = dup_or_null(driver);
+    char file_prefix[64];
+    snprintf(file_prefix, sizeof(file_prefix), "%sfile.", prefix);
+    const char *file_driver = layer_get(opts, prefix, "file.driver");
+    const char *name = layer_get(opts, prefix, "file");
+    if (file_driver && !strcmp(file_driver, "blkdebug")) {
+        /* blkdebug over the file: rules from file.config and file.inject-error.N.*,
+         * the file in file.image (a name) or file.image.filename. */
+        const char *config = layer_get(opts, file_prefix, "config");
+        layer_get(opts, file_prefix, "align");
+        const char *image = layer_get(opts, file_prefix, "image");
+        char image_prefix[96];
+        snprintf(image_prefix, sizeof(image_prefix), "%simage.", file_prefix);
+        const char *image_driver = layer_get(opts, image_prefix, "driver");
+        if (!image) {
+            ret = parse_protocol(spec, image_prefix, image_driver, err);
+            if (ret < 0) {
+                return ret;
+            }
+        } else {
+            free(spec->filename);
+            spec->filename = strdup(image);
+        }
+        blkdebug_free(spec->blkdebug);
+        spec->blkdebug = NULL;
+        ret = blkdebug_new(&spec->blkdebug, config, opts, file_prefix, err);
+        if (ret < 0) {
+            return ret;
+        }
+    } else if (file_driver || !name) {
+        ret = parse_protocol(spec, file_prefix, file_driver, err);
+        if (ret < 0) {
+            return ret;
+        }
+    } else {
+        free(spec->filename);
+        spec->filename = strdup(name);
+    }
+    const char *backing = layer_get(opts, prefix, "backing");
+    spec->no_backing = backing && (!*backing || !strcmp(backing, "null"));
+    spec->backing_format = dup_or_null(layer_get(opts, prefix, "backing.driver"));
+    return 0;
+}
+
+int blockdev_spec_parse(struct blockdev_spec *spec, const char *name, const char *options,
+                        struct error *err)
+{
+    blockdev_spec_init(spec);
+    spec->filename = dup_or_null(name);
+    char *json = NULL;
+    int ret = 0;
+    if (name && !strncmp(name, "json:", 5)) {
+        if (options) {
+            return error_set(err, -EINVAL, "Cannot combine a json: file name with -o options");
+        }
+        ret = blockdev_json_to_options(name + 5, &json, err);
+        if (ret < 0) {
+            return ret;
+        }
+        free(spec->filename);
+        spec->filename = NULL;
+        spec->json = true;
+        options = json;
+    }
+    if (options) {
+        ret = blockdev_spec_parse_options(spec, options, spec->filename ? NULL : "file", err);
+    }
+    free(json);
+    if (ret == 0 && !spec->filename) {
+        ret = error_set(err, -EINVAL, "A block device must be specified for \"file\"");
+    }
+    return ret;
+}
+
+void blockdev_spec_free(struct blockdev_spec *spec)
+{
+    free(spec->filename);
+    free(spec->format);
+    free(spec->protocol);
+    free(spec->backing_format);
+    blkdebug_free(spec->blkdebug);
+    for (int i = 0; i < BDEV_NODE_LAYERS; i++) {
+        free(spec->node_name[i]);
+    }
+    options_free(&spec->opts);
+    memset(spec, 0, sizeof(*spec));
+}
+
+unsigned blockdev_spec_flags(const struct blockdev_spec *spec, unsigned flags)
+{
+    if (spec->read_only >= 0) {
+        flags = spec->read_only ? flags | BDEV_READ_ONLY : flags & ~BDEV_READ_ONLY;
+    }
+    if (spec->direct >= 0) {
+        flags = spec->direct ? flags | BDEV_NO_CACHE : flags & ~BDEV_NO_CACHE;
+    }
+    if (spec->no_flush > 0) {
+        flags |= BDEV_NO_FLUSH;
+    }
+    if (spec->force_share > 0) {
+        flags |= BDEV_FORCE_SHARE;
+    }
+    if (spec->no_lock) {
+        flags |= BDEV_NO_LOCK;
+    }
+    if (spec->no_backing) {
+        flags |= BDEV_NO_BACKING;
+    }
+    return flags;
+}
+
+int blockdev_spec_check_protocol(const struct blockdev_spec *spec, bool read_only,
+                                 struct error *err)
+{
+    if (!spec->protocol || !spec->filename) {
+        return 0;
+    }
+    if (!is_protocol(spec->protocol)) {
+        return error_set(err, -ENOTSUP, "Unsupported protocol driver '%s'", spec->protocol);
+    }
+    bool want_file = !strcmp(spec->protocol, "file");
+    /* Like qemu: open first (a directory fails read-write), then check the type. */
+    int fd = open(spec->filename, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+    if (fd < 0) {
+        return error_set_errno(err, -errno, "Could not open '%s'", spec->filename);
+    }
+    struct stat st;
+    int ret = fstat(fd, &st) < 0 ? -errno : 0;
+    close(fd);
+    if (ret < 0) {
+        return error_set_errno(err, ret, "Could not stat '%s'", spec->filename);
+    }
+    if (want_file && !S_ISREG(st.st_mode)) {
+        return error_set(err, -EINVAL, "'file' driver requires '%s' to be a regular file",
+                         spec->filename);
+    }
+    if (!want_file && !S_ISCHR(st.st_mode) && !S_ISBLK(st.st_mode)) {
+        return error_set(err, -EINVAL, "'%s' driver requires '%s' to be either a character or "
+                                       "block device", spec->protocol, spec->filename);
+    }
+    return 0;
+}
+
+int blockdev_open_spec(struct blockdev **out, const char *name, const char *options,
+                       const struct blockdev_open_opts *opts, struct error *err)
+{
+    struct blockdev_spec spec;
+    int ret = blockdev_spec_parse(&spec, name, options, err);
+    if (ret == 0) {
+        ret = options_check_unused(&spec.opts, "Block options", err);
+    }
+    if (ret == 0 && spec.compress) {
+        ret = error_set(err, -ENOTSUP, "The compress filter is not supported here");
+    }
+    struct blockdev_open_opts o = opts ? *opts : (struct blockdev_open_opts){ 0 };
+    o.flags = blockdev_spec_flags(&spec, o.flags);
+    if (spec.format) {
+        o.format = spec.format;
+    }
+    if (spec.backing_format) {
+        o.backing_format = spec.backing_format;
+    }
+    if (spec.blkdebug) {
+        blkdebug_free(o.blkdebug);
+        o.blkdebug = spec.blkdebug;     /* blockdev_open takes it over */
+        spec.blkdebug = NULL;
+    }
+    if (ret == 0) {
+        ret = blockdev_spec_check_protocol(&spec, o.flags & BDEV_READ_ONLY, err);
+    }
+    if (ret == 0) {
+        ret = blockdev_open(out, spec.filename, &o, err);
+    } else {
+        blkdebug_free(o.blkdebug);
+    }
+    blockdev_spec_free(&spec);
+    return ret;
+}

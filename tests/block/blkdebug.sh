@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# blkdebug as QEMU defines it, side by side with the real qemu-io: a config
+# file, inline rules through json: (arrays flattened like QEMU's) and
+# --image-opts, once, errno, sector, set-state; and in cowimg.
+. "$TESTS_DIR/lib.sh"
+. "$TESTS_DIR/cowio/compare.inc.sh"
+
+img=$TMP/t.qcow2
+"$QEMU_IMG" create -q -f qcow2 "$img" 1M
+fresh=$TMP/fresh.qcow2
+cp "$img" "$fresh"
+"$QEMU_IO" -c "write -P 1 0 64k" -c "write -P 2 64k 64k" "$img" >/dev/null
+
+cat >"$TMP/enospc.conf" <<'CONF'
+[inject-error]
+event = "write_aio"
+errno = "28"
+once = "on"
+CONF
+compare_io "config file: write_aio, errno 28, once" "$fresh" \
+    -c "write -P 3 0 4k" -c "write -P 4 0 4k" -c "read -P 4 0 4k" "blkdebug:$TMP/enospc.conf:IMG"
+
+cat >"$TMP/eio.conf" <<'CONF'
+[inject-error]
+event = "read_aio"
+errno = "5"
+CONF
+compare_io "config file: read_aio without once fails every read" "$img" \
+    -c "read -P 1 0 4k" -c "read -P 2 64k 4k" "blkdebug:$TMP/eio.conf:IMG"
+
+# The second data cluster lies at 0x60000 in both (sector 0x300).
+cat >"$TMP/sector.conf" <<'CONF'
+[inject-error]
+event = "read_aio"
+errno = "5"
+sector = "768"
+CONF
+compare_io "config file: sector restricts the failing requests" "$img" \
+    -c "read -P 1 0 4k" -c "read -P 2 64k 4k" -c "read -P 1 4k 4k" "blkdebug:$TMP/sector.conf:IMG"
+
+cat >"$TMP/state.conf" <<'CONF'
+[set-state]
+event = "write_aio"
+state = "1"
+new_state = "2"
+
+[inject-error]
+event = "read_aio"
+state = "2"
+errno = "5"
+CONF
+compare_io "set-state: reads fail only after a write moved to state 2" "$img" \
+    -c "read -P 1 0 4k" -c "write -P 9 0 4k" -c "read -P 9 0 4k" "blkdebug:$TMP/state.conf:IMG"
+
+compare_io "inline rules in json: (an array of inject-error rules)" "$img" \
+    -c "read -P 1 0 4k" -c "read -P 1 0 4k" \
+    "json:{'driver': 'qcow2', 'file': {'driver': 'blkdebug', 'inject-error': [{'event': 'read_aio', 'errno': 28, 'once': true}], 'image': {'driver': 'file', 'filename': 'IMG'}}}"
+compare_io "inline rules with --image-opts" "$img" --image-opts \
+    -c "read -P 1 0 4k" -c "read -P 2 64k 4k" \
+    "driver=qcow2,file.driver=blkdebug,file.inject-error.0.event=read_aio,file.inject-error.0.errno=5,file.inject-error.0.once=on,file.image.filename=IMG"
+
+out=$("$COWIMG" convert -O raw "blkdebug:$TMP/eio.conf:$img" "$TMP/out.raw" 2>&1)
+[[ $? -ne 0 && $out == *"Input/output error"* ]] && ok "cowimg convert reports an injected read error" ||
+    { not_ok "cowimg convert reports an injected read error"; diag "$out"; }
+out=$("$COWIO" -c "read 0 4k" "blkdebug:$TMP/none.conf:$img" 2>&1)
+[[ $? -ne 0 && $out == *"blkdebug"* ]] && ok "a missing config file is an error" || { not_ok "missing config"; diag "$out"; }
+done_testing
