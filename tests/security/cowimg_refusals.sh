@@ -40,7 +40,7 @@ same "amend backing_file and format to their own values" amend -o backing_file=b
 for fmt in vmdk vdi vhdx vpc qed qcow; do
     "$QEMU_IMG" create -q -f $fmt "x.$fmt" 1M
     out=$("$COWIMG" convert -O qcow2 "x.$fmt" "out.qcow2" 2>&1); rc=$?
-    if [[ $rc -ne 0 ]] && grep -q "is a $fmt image" <<<"$out" && [[ ! -e out.qcow2 ]]; then
+    if [[ $rc -ne 0 ]] && grep -q "format '$fmt' is not supported" <<<"$out" && [[ ! -e out.qcow2 ]]; then
         ok "convert of a $fmt image is refused, naming the format"
     else
         not_ok "convert of a $fmt image is refused, naming the format (exit $rc)"; diag "$out"
