@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "qmp.h"
+#include "qmp_output.h"
+#include "server_socket.h"
 
 /* util/json.h (linked into every program) has its own json_string and
  * json_null, which take the place of jansson's at link time: never call
@@ -29,9 +31,11 @@ struct qmp_job {
 
 struct qmp_server {
     struct machine *m;
-    char path[108];
-    int listen_fd;
+    struct server_socket listen;
     int client_fd;
+    struct qmp_output out;  /* what the client has yet to read */
+    bool client_dead;       /* dropped: closed when control is back in the loop */
+    bool out_watched;       /* EPOLLOUT asked for (output waits) */
     bool negotiated;
     char *in;               /* bytes received, not yet a whole JSON value */
     size_t in_len, in_cap;

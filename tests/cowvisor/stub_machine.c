@@ -1,0 +1,118 @@
+/* A machine without a guest (see stub_machine.h). */
+#include "stub_machine.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct machine {
+    const struct machine_config *cfg;
+    struct event_loop loop;
+    enum machine_run_state state;
+    machine_event_fn hook;
+    void *hook_opaque;
+    int pauses, resumes, resets, quits;
+};
+
+struct machine *stub_machine_create(const struct machine_config *cfg)
+{
+    struct machine *m = calloc(1, sizeof(*m));
+    struct error err = { 0 };
+    if (!m || event_loop_init(&m->loop, &err) < 0) {
+        abort();
+    }
+    m->cfg = cfg;
+    return m;
+}
+
+void stub_machine_destroy(struct machine *m)
+{
+    event_loop_destroy(&m->loop);
+    free(m);
+}
+
+int stub_machine_calls(struct machine *m, const char *what)
+{
+    return strcmp(what, "pause") == 0 ? m->pauses : strcmp(what, "resume") == 0 ? m->resumes
+         : strcmp(what, "reset") == 0 ? m->resets : m->quits;
+}
+
+static void emit(struct machine *m, enum machine_event ev)
+{
+    if (m->hook) {
+        m->hook(m->hook_opaque, ev, false);
+    }
+}
+
+const struct machine_config *machine_config(const struct machine *m) { return m->cfg; }
+struct event_loop *machine_loop(struct machine *m) { return &m->loop; }
+enum machine_run_state machine_run_state(const struct machine *m) { return m->state; }
+
+void machine_pause(struct machine *m)
+{
+    m->pauses++;
+    if (m->state == MACHINE_RUNNING) {
+        m->state = MACHINE_PAUSED;
+        emit(m, MACHINE_EVENT_STOP);
+    }
+}
+
+void machine_resume(struct machine *m)
+{
+    m->resumes++;
+    if (m->state == MACHINE_PAUSED) {
+        m->state = MACHINE_RUNNING;
+        emit(m, MACHINE_EVENT_RESUME);
+    }
+}
+
+void machine_request_reset(struct machine *m) { m->resets++; }
+
+void machine_quit(struct machine *m)
+{
+    m->quits++;
+    event_loop_stop(&m->loop);
+}
+
+void machine_set_event_hook(struct machine *m, machine_event_fn fn, void *opaque)
+{
+    m->hook = fn;
+    m->hook_opaque = opaque;
+}
+
+int machine_cpu_count(const struct machine *m) { return m->cfg->cpus; }
+int machine_cpu_thread_id(const struct machine *m, int i) { return 0; }
+int machine_disk_count(const struct machine *m) { return m->cfg->ndisks; }
+
+int machine_disk_chain(struct machine *m, int i, struct disk_layer *out, int max, bool *read_only)
+{
+    const struct disk_config *d = &m->cfg->disks[i];
+    out[0] = (struct disk_layer){ .filename = d->file, .format = d->format ? d->format : "raw",
+                                  .size = 8u << 20 };
+    *read_only = d->read_only;
+    return 1;
+}
+
+static int no_guest(struct error *err)
+{
+    return error_set(err, -ENOTSUP, "the stub machine has no guest");
+}
+
+int machine_disk_overlay(struct machine *m, int i, const char *file, struct error *err) { return no_guest(err); }
+int machine_snapshot_files(struct machine *m, const char *dir, bool diff, struct error *err) { return no_guest(err); }
+int machine_savevm(struct machine *m, const char *name, struct error *err) { return no_guest(err); }
+int machine_loadvm(struct machine *m, const char *name, bool *changed, struct error *err)
+{
+    if (changed) {
+        *changed = false;
+    }
+    return no_guest(err);
+}
+int machine_delvm(struct machine *m, const char *name, struct error *err) { return no_guest(err); }
+
+char *machine_info_snapshots(struct machine *m, struct error *err)
+{
+    no_guest(err);
+    return NULL;
+}

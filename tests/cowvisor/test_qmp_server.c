@@ -1,0 +1,276 @@
+/* The QMP server against a machine without a guest (stub_machine.c): its
+ * output queue (a client that does not read never stalls the main loop;
+ * issue 16, bug 5), its sockets (UNIX mode 0600, TCP) and hostile input.
+ * The main loop runs in a thread; the test is the clients. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "qmp_client.h"
+#include "stub_machine.h"
+#include "tools/cowvisor/qmp.h"
+
+static const struct machine_config config = {
+    .cpus = 2, .memory = 64ull << 20, .ndisks = 1,
+    .disks = { { .file = "/nonexistent/disk.qcow2", .format = "qcow2" } },
+    .console = "stdio",
+};
+
+/* One server on a stub machine, its loop in a thread, and a heartbeat: a
+ * pipe the loop echoes, which tells whether the loop is free. */
+struct fixture {
+    struct machine *m;
+    struct qmp_server *qmp;
+    pthread_t thread;
+    char dir[64];
+    char path[128];
+    int beat_in[2], beat_out[2];
+};
+
+static void echo_beat(void *opaque, int fd, uint32_t events)
+{
+    struct fixture *f = opaque;
+    char c;
+    if (read(fd, &c, 1) == 1 && write(f->beat_out[1], &c, 1) != 1) {
+        abort();
+    }
+}
+
+static void *loop_thread(void *opaque)
+{
+    struct fixture *f = opaque;
+    struct error err = { 0 };
+    event_loop_run(machine_loop(f->m), &err);
+    return NULL;
+}
+
+/* True when the loop answered a heartbeat within timeout_ms. */
+static bool loop_alive(struct fixture *f, int timeout_ms)
+{
+    char c = 'b';
+    assert_int_equal(write(f->beat_in[1], &c, 1), 1);
+    struct pollfd p = { .fd = f->beat_out[0], .events = POLLIN };
+    return poll(&p, 1, timeout_ms) == 1 && read(f->beat_out[0], &c, 1) == 1;
+}
+
+static struct fixture *start(const char *spec_fmt)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    snprintf(f->dir, sizeof(f->dir), "/tmp/cowvisor-qmp-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->path, sizeof(f->path), "%s/qmp.sock", f->dir);
+    char spec[256];
+    snprintf(spec, sizeof(spec), spec_fmt, f->path);
+    f->m = stub_machine_create(&config);
+    struct error err = { 0 };
+    assert_int_equal(qmp_server_start(&f->qmp, f->m, spec, &err), 0);
+    assert_int_equal(pipe2(f->beat_in, O_CLOEXEC), 0);
+    assert_int_equal(pipe2(f->beat_out, O_CLOEXEC), 0);
+    assert_int_equal(event_loop_add(machine_loop(f->m), f->beat_in[0], EPOLLIN, echo_beat, f, &err), 0);
+    assert_int_equal(pthread_create(&f->thread, NULL, loop_thread, f), 0);
+    return f;
+}
+
+/* Ends the loop through QMP's quit (a fresh client), then the server. */
+static void stop(struct fixture *f, const char *addr)
+{
+    struct qmp_client c;
+    assert_int_equal(qmp_client_open(&c, addr ? addr : f->path), 0);
+    json_t *r = qmp_client_cmd(&c, "{\"execute\":\"quit\"}");
+    assert_non_null(r);
+    json_decref(r);
+    assert_int_equal(pthread_join(f->thread, NULL), 0);
+    qmp_server_stop(f->qmp);
+    qmp_client_close(&c);
+    event_loop_remove(machine_loop(f->m), f->beat_in[0]);
+    stub_machine_destroy(f->m);
+    for (int i = 0; i < 2; i++) {
+        close(f->beat_in[i]);
+        close(f->beat_out[i]);
+    }
+    rmdir(f->dir);
+    free(f);
+}
+
+/* Issue 16, bug 5: a client that sends commands but never reads the
+ * replies. The loop stays free all along (it used to sleep in send() for
+ * ever), the client is dropped once its queue passes the bound, and the
+ * next client is served. */
+static void test_client_that_never_reads(void **state)
+{
+    struct fixture *f = start("unix:%s,server,nowait");
+    struct qmp_client a, b;
+    assert_int_equal(qmp_client_open(&a, f->path), 0);
+    static const char cmd[] = "{\"execute\":\"query-commands\"}\n";
+    bool dropped = false;
+    int sent = 0;
+    for (; sent < 200000 && !dropped; sent++) {
+        if (!qmp_client_write(&a, cmd, 2000)) {
+            dropped = true;     /* the server shut the socket (EPIPE), or stopped reading */
+        }
+        if (sent % 500 == 0) {
+            assert_true(loop_alive(f, 2000));
+        }
+    }
+    assert_true(loop_alive(f, 2000));
+    assert_true(qmp_client_closed(&a, 5000));
+    qmp_client_close(&a);
+    assert_int_equal(qmp_client_open(&b, f->path), 0);
+    json_t *r = qmp_client_cmd(&b, "{\"execute\":\"query-status\",\"id\":7}");
+    assert_non_null(r);
+    assert_int_equal(json_integer_value(json_object_get(r, "id")), 7);
+    assert_non_null(json_object_get(r, "return"));
+    json_decref(r);
+    qmp_client_close(&b);
+    stop(f, NULL);
+}
+
+/* A client that reads slowly is not dropped: a burst of replies bigger than
+ * the socket buffer waits in the queue and arrives whole, in order. */
+static void test_slow_reader_gets_everything(void **state)
+{
+    struct fixture *f = start("unix:%s,server,nowait");
+    struct qmp_client a;
+    assert_int_equal(qmp_client_open(&a, f->path), 0);
+    char line[96];
+    for (int i = 0; i < 2000; i++) {
+        snprintf(line, sizeof(line), "{\"execute\":\"query-commands\",\"id\":%d}\n", i);
+        assert_true(qmp_client_write(&a, line, 5000));
+    }
+    assert_true(loop_alive(f, 2000));
+    for (int i = 0; i < 2000; i++) {
+        json_t *r = qmp_client_read(&a, 5000);
+        assert_non_null(r);
+        assert_int_equal(json_integer_value(json_object_get(r, "id")), i);
+        json_decref(r);
+    }
+    qmp_client_close(&a);
+    stop(f, NULL);
+}
+
+/* Only the owner may connect to the monitor's UNIX socket. */
+static void test_unix_socket_mode(void **state)
+{
+    mode_t old = umask(0);     /* the mode must not depend on the umask */
+    struct fixture *f = start("unix:%s,server,nowait");
+    umask(old);
+    struct stat st;
+    assert_int_equal(stat(f->path, &st), 0);
+    assert_true(S_ISSOCK(st.st_mode));
+    assert_int_equal(st.st_mode & 0777, 0600);
+    stop(f, NULL);
+    assert_int_equal(access(f->path, F_OK), -1);
+}
+
+static void test_tcp(void **state)
+{
+    /* Port 0 would not tell the client where to go: try a few. */
+    struct fixture *f = NULL;
+    char spec[64], addr[64];
+    for (int port = 44321 + (getpid() % 500); !f && port < 46000; port += 7) {
+        snprintf(spec, sizeof(spec), "tcp:127.0.0.1:%d,server,nowait", port);
+        struct machine *m = stub_machine_create(&config);
+        struct qmp_server *q;
+        struct error err = { 0 };
+        if (qmp_server_start(&q, m, spec, &err) == 0) {
+            qmp_server_stop(q);
+            stub_machine_destroy(m);
+            snprintf(addr, sizeof(addr), "tcp:127.0.0.1:%d", port);
+            strcat(spec, "%.0s");
+            f = start(spec);
+        } else {
+            stub_machine_destroy(m);
+        }
+    }
+    assert_non_null(f);
+    struct qmp_client c;
+    assert_int_equal(qmp_client_open(&c, addr), 0);
+    json_t *r = qmp_client_cmd(&c, "{\"execute\":\"query-status\"}");
+    assert_non_null(r);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(r, "return"), "status")), "running");
+    json_decref(r);
+    qmp_client_close(&c);
+    stop(f, addr);
+}
+
+static void test_bad_addresses(void **state)
+{
+    static const char *bad[] = {
+        "unix:", "tcp:", "tcp:127.0.0.1", "tcp:127.0.0.1:1x,server", "udp:1.2.3.4:5,server",
+        "unix:/tmp/x.sock", "unix:/tmp/x.sock,server,bogus=1", "tcp:nonexistent.invalid:4444,server,nowait",
+        "unix:/tmp/x.sock,server,perm=9", NULL,
+    };
+    for (int i = 0; bad[i]; i++) {
+        struct machine *m = stub_machine_create(&config);
+        struct qmp_server *q = NULL;
+        struct error err = { 0 };
+        assert_true(qmp_server_start(&q, m, bad[i], &err) < 0);
+        assert_true(err.msg[0] != 0);
+        stub_machine_destroy(m);
+    }
+}
+
+/* Hostile input gets errors, never a crash, and the session goes on. */
+static void test_hostile_input(void **state)
+{
+    struct fixture *f = start("unix:%s,server,nowait");
+    struct qmp_client c;
+    assert_int_equal(qmp_client_open(&c, f->path), 0);
+    static const char *inputs[] = {
+        "[]", "42", "\"x\"", "{\"execute\":1}", "{\"execute\":\"query-status\",\"arguments\":[]}",
+        "{\"execute\":\"query-status\",\"arguments\":{\"x\":1}}", "{\"bogus\":1}", "{\"id\":{\"a\":[1]}}",
+        "{\"execute\":\"no-such-command\"}", "{\"execute\":\"human-monitor-command\",\"arguments\":{}}",
+        "{\"execute\":\"human-monitor-command\",\"arguments\":{\"command-line\":\"info\"}}",
+        "{\"execute\":\"human-monitor-command\",\"arguments\":{\"command-line\":\"info nope\"}}",
+        "{\"execute\":\"human-monitor-command\",\"arguments\":{\"command-line\":\"savevm a\"}}",
+        "{\"execute\":\"blockdev-snapshot-sync\",\"arguments\":{\"device\":\"disk9\",\"snapshot-file\":\"x\"}}",
+        "{\"execute\":\"query-status\",\"execute\":\"stop\"}", NULL,
+    };
+    for (int i = 0; inputs[i]; i++) {
+        char line[512];
+        snprintf(line, sizeof(line), "%s\n", inputs[i]);   /* a bare scalar ends at white space */
+        json_t *r = qmp_client_cmd(&c, line);
+        if (!r) {
+            fail_msg("no reply to %s", inputs[i]);
+        }
+        json_decref(r);
+    }
+    /* Nesting too deep, then bad UTF-8 and a stray closing bracket. */
+    char deep[400];
+    memset(deep, '[', 200);
+    memset(deep + 200, ']', 200);
+    deep[399] = 0;
+    assert_true(qmp_client_write(&c, deep, 2000));
+    json_t *r = qmp_client_read(&c, 5000);
+    assert_non_null(json_object_get(r, "error"));
+    json_decref(r);
+    qmp_client_close(&c);
+    assert_true(loop_alive(f, 2000));
+    stop(f, NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_client_that_never_reads),
+        cmocka_unit_test(test_slow_reader_gets_everything),
+        cmocka_unit_test(test_unix_socket_mode),
+        cmocka_unit_test(test_tcp),
+        cmocka_unit_test(test_bad_addresses),
+        cmocka_unit_test(test_hostile_input),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
