@@ -46,6 +46,8 @@ struct machine_config {
     int nrng;
     enum transport vconsole[4];     /* --device virtio-console */
     int nvconsole;
+    const char *name;       /* --name, for monitors (NULL: none) */
+    const char *uuid;       /* --uuid (NULL: all zeroes, as QEMU) */
 };
 
 struct machine;
@@ -109,6 +111,26 @@ int machine_disk_chain(struct machine *m, int i, struct disk_layer *out, int max
 /* Creates a qcow2 overlay at file backed by disk i's image (absolute path)
  * and switches the disk to it. */
 int machine_disk_overlay(struct machine *m, int i, const char *file, struct error *err);
+
+/* What the guest asked of disk i (its virtio-blk device), for monitors. */
+struct machine_disk_stats {
+    uint64_t rd_bytes, wr_bytes;
+    uint64_t rd_ops, wr_ops, flush_ops, unmap_ops;
+    uint64_t failed_rd_ops, failed_wr_ops, failed_flush_ops, failed_unmap_ops;
+    uint64_t rd_total_ns, wr_total_ns, flush_total_ns, unmap_total_ns;
+    int64_t idle_ns;        /* since the last request; -1 before the first */
+};
+int machine_disk_stats(struct machine *m, int i, struct machine_disk_stats *out);
+
+/* ---- PCI bus 0, as the guest sees its configuration space ---- */
+
+struct machine_pci_function {
+    int slot;
+    uint8_t config[256];
+    uint32_t bar_size[6];   /* 0: no BAR */
+};
+/* Fills out with the present functions in slot order; returns how many. */
+int machine_pci_list(struct machine *m, struct machine_pci_function *out, int max);
 
 /* ---- snapshots (the machine paused or not started) ---- */
 

@@ -119,8 +119,8 @@ static void greet(struct qmp_server *s)
 {
     /* Clients look at the version to decide what to ask for: we speak
      * QEMU 7.2's protocol. */
-    qmp_send(s, json_pack("{s:{s:{s:{s:i,s:i,s:i},s:s},s:[]}}", "QMP", "version", "qemu", "micro", 0, "minor", 2,
-                          "major", 7, "package", "cowvisor 0.1.0", "capabilities"));
+    qmp_send(s, json_pack("{s:{s:{s:{s:i,s:i,s:i},s:s},s:[]}}", "QMP", "version", "qemu", "micro", 0, "minor",
+                          QMP_QEMU_MINOR, "major", QMP_QEMU_MAJOR, "package", QMP_PACKAGE, "capabilities"));
 }
 
 static void dispatch(struct qmp_server *s, json_t *req)

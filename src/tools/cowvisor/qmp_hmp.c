@@ -49,12 +49,13 @@ static void hmp_loadvm(struct qmp_server *s, const char *name, struct qmp_reply 
     r->ret = ret < 0 ? error_text(&err) : qmp_string("");
 }
 
+const struct qmp_arg qmp_hmp_args[] = {
+    { "command-line", JSON_STRING, false }, { "cpu-index", JSON_INTEGER, true }, { NULL, 0, false },
+};
+
 void qmp_hmp(struct qmp_server *s, json_t *args, struct qmp_reply *r)
 {
-    static const struct qmp_arg spec[] = {
-        { "command-line", JSON_STRING, false }, { "cpu-index", JSON_INTEGER, true }, { NULL, 0, false },
-    };
-    if (!qmp_check_args(args, spec, r)) {
+    if (!qmp_check_args(args, qmp_hmp_args, r)) {
         return;
     }
     char *line = strdup(json_string_value(json_object_get(args, "command-line")));
