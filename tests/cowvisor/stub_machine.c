@@ -89,7 +89,7 @@ int machine_disk_chain(struct machine *m, int i, struct disk_layer *out, int max
 {
     const struct disk_config *d = &m->cfg->disks[i];
     out[0] = (struct disk_layer){ .filename = d->file, .format = d->format ? d->format : "raw",
-                                  .size = 8u << 20 };
+                                  .size = 8u << 20, .cluster_size = 65536 };
     *read_only = d->read_only;
     return 1;
 }
