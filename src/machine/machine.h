@@ -95,6 +95,25 @@ int machine_cpu_count(const struct machine *m);
 /* The vCPU thread's kernel id, 0 before it runs. */
 int machine_cpu_thread_id(const struct machine *m, int i);
 
+/* A vCPU's registers as HMP's info registers shows them. */
+struct machine_segment {
+    uint16_t selector;
+    uint64_t base;
+    uint32_t limit;
+    uint32_t flags;         /* QEMU's descriptor flags word (type, S, DPL, P, AVL, L, DB, G) */
+};
+struct machine_cpu_regs {
+    uint64_t gpr[16];       /* RAX RCX RDX RBX RSP RBP RSI RDI R8..R15 (x86 encoding order) */
+    uint64_t rip, rflags;
+    struct machine_segment es, cs, ss, ds, fs, gs, ldt, tr;
+    uint64_t gdt_base, idt_base;
+    uint16_t gdt_limit, idt_limit;
+    uint64_t cr0, cr2, cr3, cr4, efer;
+    bool halted;
+};
+/* Only while the machine is paused (the vCPUs are out of the guest). */
+int machine_cpu_registers(struct machine *m, int i, struct machine_cpu_regs *out, struct error *err);
+
 /* ---- disks ---- */
 
 struct disk_layer {

@@ -1,9 +1,12 @@
 /* What monitors read about a running machine besides its run state:
- * per-disk request counters and the PCI functions the guest sees. */
+ * per-disk request counters, the PCI functions the guest sees and a paused
+ * vCPU's registers. */
 #include "machine/machine_int.h"
 
 #include <errno.h>
+#include <linux/kvm.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
 
 #include "virtio/virtio_blk.h"
@@ -60,4 +63,43 @@ int machine_pci_list(struct machine *m, struct machine_pci_function *out, int ma
     }
     pthread_mutex_unlock(&m->pci.lock);
     return n;
+}
+
+static struct machine_segment segment(const struct kvm_segment *k)
+{
+    /* QEMU's flags word: the descriptor's attribute bits where the
+     * descriptor keeps them (bits 8-23). */
+    uint32_t flags = (uint32_t)k->type << 8 | (uint32_t)k->s << 12 | (uint32_t)k->dpl << 13 |
+                     (uint32_t)k->present << 15 | (uint32_t)k->avl << 20 | (uint32_t)k->l << 21 |
+                     (uint32_t)k->db << 22 | (uint32_t)k->g << 23;
+    return (struct machine_segment){ k->selector, k->base, k->limit, flags };
+}
+
+int machine_cpu_registers(struct machine *m, int i, struct machine_cpu_regs *out, struct error *err)
+{
+    if (i < 0 || i >= m->vm.ncpus) {
+        return error_set(err, -EINVAL, "no CPU %d", i);
+    }
+    if (m->run_state == MACHINE_RUNNING) {
+        return error_set(err, -EBUSY, "the machine is running (pause it first)");
+    }
+    struct kvm_regs r;
+    struct kvm_sregs sr;
+    struct kvm_mp_state mp = { 0 };
+    int fd = m->vm.vcpus[i].fd;
+    if (ioctl(fd, KVM_GET_REGS, &r) < 0 || ioctl(fd, KVM_GET_SREGS, &sr) < 0) {
+        return error_set_errno(err, -errno, "reading CPU %d's registers", i);
+    }
+    ioctl(fd, KVM_GET_MP_STATE, &mp);
+    *out = (struct machine_cpu_regs){
+        .gpr = { r.rax, r.rcx, r.rdx, r.rbx, r.rsp, r.rbp, r.rsi, r.rdi,
+                 r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15 },
+        .rip = r.rip, .rflags = r.rflags,
+        .es = segment(&sr.es), .cs = segment(&sr.cs), .ss = segment(&sr.ss), .ds = segment(&sr.ds),
+        .fs = segment(&sr.fs), .gs = segment(&sr.gs), .ldt = segment(&sr.ldt), .tr = segment(&sr.tr),
+        .gdt_base = sr.gdt.base, .idt_base = sr.idt.base, .gdt_limit = sr.gdt.limit, .idt_limit = sr.idt.limit,
+        .cr0 = sr.cr0, .cr2 = sr.cr2, .cr3 = sr.cr3, .cr4 = sr.cr4, .efer = sr.efer,
+        .halted = mp.mp_state == KVM_MP_STATE_HALTED,
+    };
+    return 0;
 }

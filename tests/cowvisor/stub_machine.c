@@ -143,3 +143,16 @@ int machine_pci_list(struct machine *m, struct machine_pci_function *out, int ma
     out[1].bar_size[0] = 16384;
     return 2;
 }
+
+/* Registers of a vCPU in 64-bit mode; refused while running, as the
+ * machine does. */
+int machine_cpu_registers(struct machine *m, int i, struct machine_cpu_regs *out, struct error *err)
+{
+    if (m->state == MACHINE_RUNNING) {
+        return error_set(err, -EBUSY, "the machine is running (pause it first)");
+    }
+    *out = (struct machine_cpu_regs){ .rip = 0x100000 + (uint64_t)i, .rflags = 2, .cr0 = 0x80000011,
+                                      .efer = 0x500, .cs = { .selector = 8, .limit = 0xffffffff, .flags = 0xa09b00 } };
+    out->gpr[0] = 0x1234;
+    return 0;
+}

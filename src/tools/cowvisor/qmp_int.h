@@ -103,6 +103,10 @@ void qmp_vm_resume_after(struct qmp_server *s, bool was_running);
 
 void qmp_hmp(struct qmp_server *s, json_t *args, struct qmp_reply *r);
 extern const struct qmp_arg qmp_hmp_args[];
+/* info WHAT (NULL: the list of info commands); cpu: for info registers,
+ * -1 for all. */
+void qmp_hmp_info(struct qmp_server *s, const char *what, int cpu, struct qmp_reply *r);
+void qmp_hmp_help(struct qmp_reply *r);
 extern const struct qmp_arg qmp_snapshot_save_args[], qmp_snapshot_delete_args[], qmp_job_id_args[];
 
 /* Block queries (qmp_block.c). */
