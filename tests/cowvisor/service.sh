@@ -52,7 +52,7 @@ fi
 # With KVM: a daemon named svc, QMP over TCP, a pid file.
 port=$((20000 + $$ % 20000))
 "$V" --daemonize --pidfile d.pid --name svc --console file:console.txt --kernel "$G" \
-    --append counter --qmp "tcp:127.0.0.1:$port,server,nowait"
+    --append "counter spin=10000000" --qmp "tcp:127.0.0.1:$port,server,nowait"
 check_eq "the daemon's parent exits 0 once it is up" 0 $?
 pid=$(cat d.pid 2>/dev/null)
 [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null && ok "the pid file names the running daemon" \

@@ -22,6 +22,7 @@
 #include "qmp_fixture.h"
 #include "stub_machine.h"
 #include "tools/cowvisor/qmp.h"
+#include "util/server_socket.h"
 
 /* Issue 16, bug 5: a client that sends commands but never reads the
  * replies. The loop stays free all along (it used to sleep in send() for
@@ -142,6 +143,33 @@ static void test_bad_addresses(void **state)
     }
 }
 
+/* A console's address: a server without saying so, not waiting; UNIX
+ * sockets mode 0600 there too, perm= to open them up. */
+static void test_console_addresses(void **state)
+{
+    char dir[] = "/tmp/cowvisor-console-XXXXXX", spec[128];
+    assert_non_null(mkdtemp(dir));
+    struct server_socket ss;
+    struct error err = { 0 };
+    snprintf(spec, sizeof(spec), "unix:%s/c.sock", dir);
+    assert_int_equal(server_socket_open(&ss, spec, "--console", true, &err), 0);
+    assert_false(ss.wait);
+    struct stat st;
+    assert_int_equal(stat(ss.path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    server_socket_close(&ss);
+    snprintf(spec, sizeof(spec), "unix:%s/c.sock,perm=0660", dir);
+    assert_int_equal(server_socket_open(&ss, spec, "--console", true, &err), 0);
+    assert_int_equal(stat(ss.path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0660);
+    server_socket_close(&ss);
+    assert_int_equal(server_socket_open(&ss, "tcp:127.0.0.1:0", "--console", true, &err), 0);
+    assert_false(ss.is_unix);
+    server_socket_close(&ss);
+    assert_true(server_socket_open(&ss, "tcp:127.0.0.1:0,perm=0600", "--console", true, &err) < 0);
+    rmdir(dir);
+}
+
 /* Hostile input gets errors, never a crash, and the session goes on. */
 static void test_hostile_input(void **state)
 {
@@ -189,6 +217,7 @@ int main(void)
         cmocka_unit_test(test_unix_socket_mode),
         cmocka_unit_test(test_tcp),
         cmocka_unit_test(test_bad_addresses),
+        cmocka_unit_test(test_console_addresses),
         cmocka_unit_test(test_hostile_input),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -431,7 +431,7 @@ int qmp_server_start(struct qmp_server **out, struct machine *m, const char *spe
     s->m = m;
     s->client_fd = -1;
     qmp_output_init(&s->out);
-    int ret = server_socket_open(&s->listen, spec, "--qmp", err);
+    int ret = server_socket_open(&s->listen, spec, "--qmp", false, err);
     if (ret < 0) {
         free(s);
         return ret;

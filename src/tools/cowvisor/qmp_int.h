@@ -8,7 +8,7 @@
 
 #include "qmp.h"
 #include "qmp_output.h"
-#include "server_socket.h"
+#include "util/server_socket.h"
 
 /* util/json.h (linked into every program) has its own json_string and
  * json_null, which take the place of jansson's at link time: never call

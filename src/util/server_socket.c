@@ -1,5 +1,5 @@
 /* Listening sockets from chardev-style addresses (see server_socket.h). */
-#include "server_socket.h"
+#include "util/server_socket.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -14,11 +14,12 @@
 #include "util/options.h"
 
 /* server, wait/nowait and perm: the options both address kinds take. */
-static int parse_flags(struct options *o, const char *what, bool *wait, mode_t *perm, struct error *err)
+static int parse_flags(struct options *o, const char *what, bool implied, bool *wait, mode_t *perm,
+                       struct error *err)
 {
-    bool server = false;
+    bool server = implied;
     int ret = 0;
-    *wait = true;
+    *wait = !implied;
     if (options_get(o, "server")) {
         ret = options_get_bool(o, "server", &server, err);
     }
@@ -119,7 +120,8 @@ static int open_tcp(struct server_socket *ss, const char *addr, const char *what
     return 0;
 }
 
-int server_socket_open(struct server_socket *ss, const char *spec, const char *what, struct error *err)
+int server_socket_open(struct server_socket *ss, const char *spec, const char *what, bool implied_server,
+                       struct error *err)
 {
     memset(ss, 0, sizeof(*ss));
     ss->fd = -1;
@@ -133,7 +135,7 @@ int server_socket_open(struct server_socket *ss, const char *spec, const char *w
     mode_t perm = 0600;
     const char *addr = ret == 0 ? options_get(&o, "addr") : NULL;
     if (ret == 0) {
-        ret = parse_flags(&o, what, &ss->wait, &perm, err);
+        ret = parse_flags(&o, what, implied_server, &ss->wait, &perm, err);
     }
     if (ret == 0 && !is_unix && options_get(&o, "perm")) {
         ret = error_set(err, -EINVAL, "%s: perm= is for unix: sockets", what);

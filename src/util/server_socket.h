@@ -2,8 +2,8 @@
  * monitor and the console: unix:PATH or tcp:[HOST]:PORT, with server[=on]
  * and nowait / wait=off. UNIX sockets are created mode 0600 (only the
  * owner may drive the VM) unless perm= says otherwise. */
-#ifndef COWVISOR_SERVER_SOCKET_H
-#define COWVISOR_SERVER_SOCKET_H
+#ifndef UTIL_SERVER_SOCKET_H
+#define UTIL_SERVER_SOCKET_H
 
 #include <stdbool.h>
 
@@ -17,8 +17,11 @@ struct server_socket {
     char where[160];        /* for messages: the address as given */
 };
 
-/* what names the option in messages ("--qmp"). */
-int server_socket_open(struct server_socket *ss, const char *spec, const char *what, struct error *err);
+/* what names the option in messages ("--qmp"). implied_server: the
+ * address is a server without saying so, and does not wait (a console's
+ * unix:PATH). */
+int server_socket_open(struct server_socket *ss, const char *spec, const char *what, bool implied_server,
+                       struct error *err);
 void server_socket_close(struct server_socket *ss);
 
 #endif
