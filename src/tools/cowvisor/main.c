@@ -153,8 +153,9 @@ static int demo_guest_path(const char **out, struct error *err)
         *slash = 0;
         int len = COWVISOR_DATA_REL[0] == '/' ? snprintf(path, sizeof(path), "%s/guest.elf", COWVISOR_DATA_REL)
                   : snprintf(path, sizeof(path), "%.3000s/%s/guest.elf", exe, COWVISOR_DATA_REL);
+        static char resolved[PATH_MAX];
         if (len < (int)sizeof(path) && access(path, R_OK) == 0) {
-            *out = path;
+            *out = realpath(path, resolved) ? resolved : path;
             return 0;
         }
     }
