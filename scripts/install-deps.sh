@@ -15,6 +15,8 @@ packages=(
     xxd util-linux procps iproute2
     # a real QMP client library (go-qemu) for the monitor's tests
     golang-go golang-github-digitalocean-go-qemu-dev
+    # man pages; bash completion's install directory
+    scdoc bash-completion
 )
 
 missing=()
