@@ -7,7 +7,7 @@ _cowvisor()
     cur=${COMP_WORDS[COMP_CWORD]}
     prev=${COMP_WORDS[COMP_CWORD-1]}
     case $prev in
-        --kernel|--initrd|--bios|--pidfile|--log)
+        --kernel|--initrd|--bios|--pidfile|--log|--config)
             COMPREPLY=($(compgen -f -- "$cur")); return ;;
         --restore)
             COMPREPLY=($(compgen -d -- "$cur")); return ;;
@@ -28,7 +28,7 @@ _cowvisor()
     esac
     COMPREPLY=($(compgen -W "--kernel --initrd --append --kernel-decompress --bios --cpus --memory --disk
         --device --net --console --no-reboot --qmp --restore --loadvm --name --uuid --daemonize --pidfile --log
-        --log-level --help --version" -- "$cur"))
+        --log-level --config --help --version" -- "$cur"))
 }
 
 _cowimg()

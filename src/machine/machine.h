@@ -151,6 +151,10 @@ struct machine_pci_function {
 /* Fills out with the present functions in slot order; returns how many. */
 int machine_pci_list(struct machine *m, struct machine_pci_function *out, int max);
 
+/* Resizes disk i's image (block_resize) and tells the guest through a
+ * virtio config-change interrupt; requests in flight finish first. */
+int machine_disk_resize(struct machine *m, int i, uint64_t size, struct error *err);
+
 /* ---- snapshots (the machine paused or not started) ---- */
 
 /* To files (a directory with "state" and "memory"). diff: only the pages

@@ -27,6 +27,12 @@ for p in cowvisor cowimg cowio cownbd; do
     [[ -n $comp ]] && ok "bash completion for $p" || not_ok "bash completion for $p"
 done
 
+unit=$(find "$root" -name 'cowvisor@.service' | head -1)
+if [[ -n $unit ]] && grep -q "^ExecStart=.*/cowvisor --config /etc/cowvisor/%i.conf" "$unit"; then
+    ok "the systemd unit template"
+else
+    not_ok "the systemd unit template"
+fi
 # The completion completes.
 comp=$(find "$root" -path "*/bash-completion/completions/cowvisor" | head -1)
 out=$(bash -c 'source "$1"; COMP_WORDS=(cowvisor --log-l); COMP_CWORD=1; _cowvisor; echo "${COMPREPLY[*]}"' _ "$comp")

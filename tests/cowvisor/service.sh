@@ -33,6 +33,20 @@ check_eq "... and the file is left alone" 4242 "$(head -c 4 held.pid)"
 kill "$holder" 2>/dev/null
 wait "$holder" 2>/dev/null
 
+# --config FILE: the options in a file, one per line without the dashes.
+printf '# a VM\nkernel %s\n\nuuid not-a-uuid\n' "$G" >bad-uuid.conf
+check_fails "--config: the file's options are parsed (a bad uuid in it is refused)" "$V" --config bad-uuid.conf
+grep -q "'not-a-uuid' is not a UUID" "$TMP/.out" && ok "... with the option's own message" \
+    || not_ok "... with the option's own message"
+printf 'kernel %s\n--memory 1G\n' "$G" >dashes.conf
+check_fails "--config: a line with dashes is refused" "$V" --config dashes.conf
+grep -q "dashes.conf:2" "$TMP/.out" && ok "... naming the file and line" || not_ok "... naming the file and line"
+check_fails "--config: a missing file" "$V" --config nonexistent.conf
+printf 'kernel %s\ndaemonize\n' "$G" >daemon.conf
+check_fails "--config: the command line comes after the file (--console stdio with daemonize)" \
+    "$V" --config daemon.conf --console stdio
+grep -q "console other than stdio" "$TMP/.out" && ok "... as if typed" || not_ok "... as if typed"
+
 if [[ ! -r /dev/kvm || ! -w /dev/kvm ]]; then
     # The daemon fails when it creates the VM: its parent reports that once,
     # exits 255, and neither a pid file nor a process stays behind.
@@ -49,10 +63,10 @@ if [[ ! -r /dev/kvm || ! -w /dev/kvm ]]; then
     exit $((TEST_FAILED > 0))
 fi
 
-# With KVM: a daemon named svc, QMP over TCP, a pid file.
+# With KVM: a daemon named svc (from a --config file), QMP over TCP, a pid file.
 port=$((20000 + $$ % 20000))
-"$V" --daemonize --pidfile d.pid --name svc --console file:console.txt --kernel "$G" \
-    --append "counter spin=10000000" --qmp "tcp:127.0.0.1:$port,server,nowait"
+printf 'kernel %s\nappend counter spin=10000000\nname svc\nconsole file:console.txt\n' "$G" >svc.conf
+"$V" --config svc.conf --daemonize --pidfile d.pid --qmp "tcp:127.0.0.1:$port,server,nowait"
 check_eq "the daemon's parent exits 0 once it is up" 0 $?
 pid=$(cat d.pid 2>/dev/null)
 [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null && ok "the pid file names the running daemon" \

@@ -13,6 +13,7 @@ struct machine {
     machine_event_fn hook;
     void *hook_opaque;
     int pauses, resumes, resets, quits;
+    uint64_t disk_size[MACHINE_MAX_DISKS];  /* 0: 8 MiB */
 };
 
 struct machine *stub_machine_create(const struct machine_config *cfg)
@@ -89,7 +90,7 @@ int machine_disk_chain(struct machine *m, int i, struct disk_layer *out, int max
 {
     const struct disk_config *d = &m->cfg->disks[i];
     out[0] = (struct disk_layer){ .filename = d->file, .format = d->format ? d->format : "raw",
-                                  .size = 8u << 20, .cluster_size = 65536 };
+                                  .size = m->disk_size[i] ? m->disk_size[i] : 8u << 20, .cluster_size = 65536 };
     *read_only = d->read_only;
     return 1;
 }
@@ -154,5 +155,15 @@ int machine_cpu_registers(struct machine *m, int i, struct machine_cpu_regs *out
     *out = (struct machine_cpu_regs){ .rip = 0x100000 + (uint64_t)i, .rflags = 2, .cr0 = 0x80000011,
                                       .efer = 0x500, .cs = { .selector = 8, .limit = 0xffffffff, .flags = 0xa09b00 } };
     out->gpr[0] = 0x1234;
+    return 0;
+}
+
+/* As a qcow2 image: sizes are whole sectors. */
+int machine_disk_resize(struct machine *m, int i, uint64_t size, struct error *err)
+{
+    if (size % 512) {
+        return error_set(err, -EINVAL, "The new size must be a multiple of 512");
+    }
+    m->disk_size[i] = size;
     return 0;
 }

@@ -271,6 +271,37 @@ static void test_unexpected_arguments(void **state)
     json_decref(r);
 }
 
+/* block_resize changes the size query-block reports; bad requests are
+ * refused with QEMU's messages. */
+static void test_block_resize(void **state)
+{
+    json_t *r = qmp_client_cmd(&c, "{\"execute\":\"block_resize\",\"arguments\":{\"device\":\"disk0\","
+                                   "\"size\":33554432}}");
+    assert_non_null(json_object_get(r, "return"));
+    json_decref(r);
+    json_t *v = run("query-block");
+    json_t *img = json_object_get(json_object_get(json_array_get(v, 0), "inserted"), "image");
+    assert_int_equal(json_integer_value(json_object_get(img, "virtual-size")), 32 << 20);
+    json_decref(v);
+    static const char *const bad[][2] = {
+        { "{\"device\":\"disk7\",\"size\":512}", "Cannot find device=\"disk7\" nor node-name=\"\"" },
+        { "{\"node-name\":\"disk0\",\"size\":-1}", "Parameter 'size' expects a >0 size" },
+        { "{\"device\":\"disk0\",\"size\":1000}", "multiple of 512" },
+        { "{\"size\":512}", "Cannot find device" },
+        { "{\"device\":\"disk0\"}", "Parameter 'size' is missing" },
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char text[256];
+        snprintf(text, sizeof(text), "{\"execute\":\"block_resize\",\"arguments\":%s}", bad[i][0]);
+        r = qmp_client_cmd(&c, text);
+        const char *desc = json_string_value(json_object_get(json_object_get(r, "error"), "desc"));
+        if (!desc || !strstr(desc, bad[i][1])) {
+            fail_msg("%s: got '%s'", bad[i][0], desc ? desc : "no error");
+        }
+        json_decref(r);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -280,6 +311,7 @@ int main(void)
         cmocka_unit_test(test_block),
         cmocka_unit_test(test_introspection),
         cmocka_unit_test(test_unexpected_arguments),
+        cmocka_unit_test(test_block_resize),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

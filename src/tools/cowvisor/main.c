@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "machine/machine.h"
+#include "config_file.h"
 #include "qmp.h"
 #include "service.h"
 #include "util/log.h"
@@ -48,6 +49,8 @@ static void usage(FILE *f)
         "                         (the console must not be stdio)\n"
         "  --pidfile FILE         write the process id to FILE (locked; removed at exit)\n"
         "  --log FILE|syslog      where messages go (default: stderr)\n"
+        "  --config FILE          options from FILE, one per line without the dashes\n"
+        "                         (\"disk file=vm.qcow2\"); the command line's come after\n"
         "  --log-level error|warn|info|debug\n"
         "                         how much is logged (default warn; COWVISOR_LOG sets it too)\n"
         "  --loadvm NAME          start from the internal snapshot NAME of the qcow2 disks\n"
@@ -420,7 +423,11 @@ int main(int argc, char **argv)
     struct service sv;
     service_init(&sv);
     bool demo = argc == 1;
-    int ret = demo ? default_config(&cfg, temp_disks, &err) : parse_args(argc, argv, &cfg, &err);
+    struct config_argv args = { 0 };
+    int ret = demo ? default_config(&cfg, temp_disks, &err) : config_argv_build(&args, argc, argv, &err);
+    if (!demo && ret == 0) {
+        ret = parse_args(args.argc, args.argv, &cfg, &err);
+    }
     int status = 0;
     if (ret == 0) {
         ret = start_service(&cfg, &sv, &status, &err);
@@ -437,6 +444,7 @@ int main(int argc, char **argv)
         options_free(&option_lists[i]);
     }
     if (ret == PARSE_DONE) {
+        config_argv_free(&args);
         return status;      /* --help, --version, or a daemon's parent */
     }
     if (ret < 0) {
@@ -447,9 +455,11 @@ int main(int argc, char **argv)
         }
         service_failed(&sv, 255, msg);
         service_end(&sv);
+        config_argv_free(&args);
         return 255;
     }
     service_end(&sv);
+    config_argv_free(&args);
     /* The demo guest reports its self-tests through debug-exit: v = 0 is
      * (0 << 1) | 1. */
     return demo && ret == 1 ? 0 : ret;

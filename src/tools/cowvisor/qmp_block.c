@@ -1,6 +1,6 @@
 /* Block queries: devices with their image chains (query-block), every
  * node (query-named-block-nodes), the guest's request counters
- * (query-blockstats) and block jobs, in QEMU 7.2's shapes. A disk's top
+ * (query-blockstats) and block jobs, in QEMU 7.2's shapes; block_resize. A disk's top
  * node is "diskN", its backing layers "diskN-backingK". */
 #include "qmp_int.h"
 
@@ -179,5 +179,36 @@ void qmp_query_block_jobs(struct qmp_server *s, json_t *args, struct qmp_reply *
     /* cowvisor runs no block jobs yet (its jobs are snapshot jobs: query-jobs). */
     if (qmp_check_args(args, qmp_no_args, r)) {
         r->ret = json_array();
+    }
+}
+
+const struct qmp_arg qmp_block_resize_args[] = {
+    { "device", JSON_STRING, true }, { "node-name", JSON_STRING, true }, { "size", JSON_INTEGER, false },
+    { NULL, 0, false },
+};
+
+/* block_resize: the image grows (or shrinks) and the guest's virtio-blk
+ * driver learns the new capacity from a config-change interrupt. */
+void qmp_block_resize(struct qmp_server *s, json_t *args, struct qmp_reply *r)
+{
+    if (!qmp_check_args(args, qmp_block_resize_args, r)) {
+        return;
+    }
+    const char *dev = json_string_value(json_object_get(args, "device"));
+    const char *node = json_string_value(json_object_get(args, "node-name"));
+    json_int_t size = json_integer_value(json_object_get(args, "size"));
+    if (size < 0) {
+        qmp_fail(r, QMP_GENERIC, "Parameter 'size' expects a >0 size");
+        return;
+    }
+    /* Backing nodes are read-only: only a disk's top node can be resized. */
+    int i = dev ? qmp_find_disk(s, dev) : node ? qmp_find_disk(s, node) : -1;
+    if (i < 0 || (dev && node && qmp_find_disk(s, node) != i)) {
+        qmp_fail(r, QMP_GENERIC, "Cannot find device=\"%s\" nor node-name=\"%s\"", dev ? dev : "", node ? node : "");
+        return;
+    }
+    struct error err = { 0 };
+    if (machine_disk_resize(s->m, i, (uint64_t)size, &err) < 0) {
+        qmp_fail(r, QMP_GENERIC, "%s", err.msg);
     }
 }

@@ -246,6 +246,7 @@ const struct qmp_command qmp_commands[] = {
     { "query-named-block-nodes", qmp_query_named_block_nodes, qmp_named_block_nodes_args },
     { "query-blockstats", qmp_query_blockstats, qmp_blockstats_args },
     { "query-block-jobs", qmp_query_block_jobs, NULL },
+    { "block_resize", qmp_block_resize, qmp_block_resize_args },
     { "query-cpus-fast", qmp_query_cpus_fast, NULL },
     { "query-hotpluggable-cpus", qmp_query_hotpluggable_cpus, NULL },
     { "query-version", qmp_query_version, NULL },

@@ -116,6 +116,8 @@ extern const struct qmp_arg qmp_named_block_nodes_args[];
 void qmp_query_blockstats(struct qmp_server *s, json_t *args, struct qmp_reply *r);
 extern const struct qmp_arg qmp_blockstats_args[];
 void qmp_query_block_jobs(struct qmp_server *s, json_t *args, struct qmp_reply *r);
+void qmp_block_resize(struct qmp_server *s, json_t *args, struct qmp_reply *r);
+extern const struct qmp_arg qmp_block_resize_args[];
 
 /* The machine and the program (qmp_query.c). */
 void qmp_query_cpus_fast(struct qmp_server *s, json_t *args, struct qmp_reply *r);
