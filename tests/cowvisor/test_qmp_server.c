@@ -206,6 +206,23 @@ static void test_hostile_input(void **state)
     json_decref(r);
     qmp_client_close(&c);
     assert_true(loop_alive(f, 2000));
+    /* More than 1 MiB of input that never completes a value: an error,
+     * then the session ends (and the next client is served). */
+    assert_int_equal(qmp_client_open(&c, f->path), 0);
+    size_t big = (2u << 20) + 100;
+    char *junk = malloc(big + 1);
+    assert_non_null(junk);
+    memcpy(junk, "{\"execute\":\"", 12);
+    memset(junk + 12, 'a', big - 12);
+    junk[big] = 0;
+    qmp_client_write(&c, junk, 5000);    /* may fail part-way: the server hangs up */
+    free(junk);
+    r = qmp_client_read(&c, 5000);
+    assert_non_null(r);
+    assert_non_null(strstr(json_string_value(json_object_get(json_object_get(r, "error"), "desc")), "too long"));
+    json_decref(r);
+    assert_true(qmp_client_closed(&c, 5000));
+    qmp_client_close(&c);
     stop(f, NULL);
 }
 

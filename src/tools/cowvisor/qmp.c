@@ -31,6 +31,9 @@ static void drop_client(struct qmp_server *s)
 {
     if (s->client_fd >= 0 && !s->client_dead) {
         s->client_dead = true;
+        /* What the socket still takes (the error that ends the session)
+         * goes out; the rest is dropped. */
+        qmp_output_flush(&s->out, s->client_fd);
         qmp_output_clear(&s->out);
         shutdown(s->client_fd, SHUT_RDWR);
         s->out_watched = false;
