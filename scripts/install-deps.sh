@@ -17,6 +17,8 @@ packages=(
     golang-go golang-github-digitalocean-go-qemu-dev
     # man pages; bash completion's install directory
     scdoc bash-completion
+    # the Debian package test
+    debhelper dpkg-dev
 )
 
 missing=()
