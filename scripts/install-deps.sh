@@ -14,6 +14,12 @@ packages=(
     linux-image-amd64
     # tools the tests use
     xxd util-linux procps iproute2
+    # a real QMP client library (go-qemu) for the monitor's tests
+    golang-go golang-github-digitalocean-go-qemu-dev
+    # man pages; bash completion's install directory
+    scdoc bash-completion
+    # the Debian package test
+    debhelper dpkg-dev
 )
 
 missing=()

@@ -46,6 +46,8 @@ struct machine_config {
     int nrng;
     enum transport vconsole[4];     /* --device virtio-console */
     int nvconsole;
+    const char *name;       /* --name, for monitors (NULL: none) */
+    const char *uuid;       /* --uuid (NULL: all zeroes, as QEMU) */
 };
 
 struct machine;
@@ -96,6 +98,25 @@ int machine_cpu_thread_id(const struct machine *m, int i);
  * auto-converge); 0 ends it. Safe from any thread. */
 int machine_throttle_cpus(struct machine *m, int percent, struct error *err);
 
+/* A vCPU's registers as HMP's info registers shows them. */
+struct machine_segment {
+    uint16_t selector;
+    uint64_t base;
+    uint32_t limit;
+    uint32_t flags;         /* QEMU's descriptor flags word (type, S, DPL, P, AVL, L, DB, G) */
+};
+struct machine_cpu_regs {
+    uint64_t gpr[16];       /* RAX RCX RDX RBX RSP RBP RSI RDI R8..R15 (x86 encoding order) */
+    uint64_t rip, rflags;
+    struct machine_segment es, cs, ss, ds, fs, gs, ldt, tr;
+    uint64_t gdt_base, idt_base;
+    uint16_t gdt_limit, idt_limit;
+    uint64_t cr0, cr2, cr3, cr4, efer;
+    bool halted;
+};
+/* Only while the machine is paused (the vCPUs are out of the guest). */
+int machine_cpu_registers(struct machine *m, int i, struct machine_cpu_regs *out, struct error *err);
+
 /* ---- disks ---- */
 
 struct disk_layer {
@@ -117,6 +138,30 @@ int machine_disk_overlay(struct machine *m, int i, const char *file, struct erro
 
 /* [gpa, gpa+size) of guest RAM into a new file (QMP pmemsave). */
 int machine_pmemsave(struct machine *m, uint64_t gpa, uint64_t size, const char *path, struct error *err);
+
+/* What the guest asked of disk i (its virtio-blk device), for monitors. */
+struct machine_disk_stats {
+    uint64_t rd_bytes, wr_bytes;
+    uint64_t rd_ops, wr_ops, flush_ops, unmap_ops;
+    uint64_t failed_rd_ops, failed_wr_ops, failed_flush_ops, failed_unmap_ops;
+    uint64_t rd_total_ns, wr_total_ns, flush_total_ns, unmap_total_ns;
+    int64_t idle_ns;        /* since the last request; -1 before the first */
+};
+int machine_disk_stats(struct machine *m, int i, struct machine_disk_stats *out);
+
+/* ---- PCI bus 0, as the guest sees its configuration space ---- */
+
+struct machine_pci_function {
+    int slot;
+    uint8_t config[256];
+    uint32_t bar_size[6];   /* 0: no BAR */
+};
+/* Fills out with the present functions in slot order; returns how many. */
+int machine_pci_list(struct machine *m, struct machine_pci_function *out, int max);
+
+/* Resizes disk i's image (block_resize) and tells the guest through a
+ * virtio config-change interrupt; requests in flight finish first. */
+int machine_disk_resize(struct machine *m, int i, uint64_t size, struct error *err);
 
 /* ---- snapshots (the machine paused or not started) ---- */
 

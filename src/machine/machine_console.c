@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "util/log.h"
+#include "util/server_socket.h"
 #include "vmm/host_input.h"
 
 static struct termios saved_termios;
@@ -23,31 +24,23 @@ static int open_stdio(struct console *c)
     c->out = STDOUT_FILENO;
     if (isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &saved_termios) == 0) {
         struct termios raw = saved_termios;
-        raw.c_lflag &= (tcflag_t) ~(ICANON | ECHO);
+        /* As QEMU's -nographic: Ctrl-C goes to the guest, Ctrl-A x quits. */
+        raw.c_lflag &= (tcflag_t) ~(ICANON | ECHO | ISIG);
         tcsetattr(STDIN_FILENO, TCSANOW, &raw);
         c->is_tty = true;
     }
     return 0;
 }
 
-static int open_listener(struct console *c, const char *path, struct error *err)
+/* unix:PATH or tcp:HOST:PORT (server implied; UNIX sockets mode 0600). */
+static int open_listener(struct console *c, const char *spec, struct error *err)
 {
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    if (strlen(path) >= sizeof(sa.sun_path)) {
-        return error_set(err, -ENAMETOOLONG, "--console: socket path too long");
+    struct server_socket ss;
+    int ret = server_socket_open(&ss, spec, "--console", true, err);
+    if (ret == 0) {
+        c->listen = ss.fd;
     }
-    strcpy(sa.sun_path, path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    unlink(sa.sun_path);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 1) < 0) {
-        int e = -errno;
-        if (fd >= 0) {
-            close(fd);
-        }
-        return error_set_errno(err, e, "--console: cannot listen on '%s'", path);
-    }
-    c->listen = fd;
-    return 0;
+    return ret;
 }
 
 int machine_console_open(struct machine *m, struct error *err)
@@ -65,10 +58,45 @@ int machine_console_open(struct machine *m, struct error *err)
         }
         return 0;
     }
-    if (strncmp(spec, "unix:", 5) == 0) {
-        return open_listener(c, spec + 5, err);
+    if (strncmp(spec, "unix:", 5) == 0 || strncmp(spec, "tcp:", 4) == 0) {
+        return open_listener(c, spec, err);
     }
-    return error_set(err, -EINVAL, "--console must be stdio, file:PATH or unix:PATH, not '%s'", spec);
+    return error_set(err, -EINVAL, "--console must be stdio, file:PATH, unix:PATH or tcp:HOST:PORT, not '%s'", spec);
+}
+
+#define ESCAPE_CHAR 0x01    /* Ctrl-A */
+
+/* The terminal's escapes (QEMU's -nographic): Ctrl-A x quits, Ctrl-A h
+ * prints help, Ctrl-A Ctrl-A sends one Ctrl-A. Returns the bytes left
+ * for the guest, in place. */
+static ssize_t console_escapes(struct machine *m, uint8_t *buf, ssize_t n)
+{
+    ssize_t k = 0;
+    for (ssize_t i = 0; i < n; i++) {
+        if (!m->console.escape) {
+            if (buf[i] == ESCAPE_CHAR) {
+                m->console.escape = true;
+            } else {
+                buf[k++] = buf[i];
+            }
+            continue;
+        }
+        m->console.escape = false;
+        if (buf[i] == 'x') {
+            static const char msg[] = "QEMU: Terminated\r\n";
+            ssize_t ignored = write(m->console.out, msg, sizeof(msg) - 1);
+            (void)ignored;
+            machine_quit(m);
+        } else if (buf[i] == 'h') {
+            static const char help[] = "\r\nC-a h    print this help\r\nC-a x    exit emulator\r\n"
+                                       "C-a C-a  sends C-a\r\n";
+            ssize_t ignored = write(m->console.out, help, sizeof(help) - 1);
+            (void)ignored;
+        } else if (buf[i] == ESCAPE_CHAR) {
+            buf[k++] = ESCAPE_CHAR;
+        }
+    }
+    return k;
 }
 
 static void console_input(void *opaque, int fd, uint32_t events)
@@ -77,6 +105,9 @@ static void console_input(void *opaque, int fd, uint32_t events)
     uint8_t buf[64];
     /* Take no more than the UART can hold; the rest waits in the fd. */
     ssize_t n = uart_can_receive(&m->uart) ? host_input_console(fd, buf, 16) : 0;
+    if (n > 0 && m->console.is_tty && (n = console_escapes(m, buf, n)) == 0) {
+        return;
+    }
     if (n > 0) {
         uart_receive(&m->uart, buf, (size_t)n);
     } else if (n == 0 && uart_can_receive(&m->uart)) {

@@ -96,6 +96,26 @@ int machine_disk_overlay(struct machine *m, int i, const char *file, struct erro
     return ret;
 }
 
+int machine_disk_resize(struct machine *m, int i, uint64_t size, struct error *err)
+{
+    struct blockdev *bd = m->disks[i];
+    if (blockdev_is_read_only(bd)) {
+        return error_set(err, -EROFS, "Device 'disk%d' is read only", i);
+    }
+    struct virtio_blk *blk = blk_of(m, bd);
+    if (!blk) {
+        return blockdev_truncate(bd, size, true, PREALLOC_OFF, err);
+    }
+    pthread_mutex_lock(&blk->dev.lock);
+    virtio_blk_drain_locked(blk);
+    int ret = blockdev_truncate(bd, size, true, PREALLOC_OFF, err);
+    if (ret == 0) {
+        virtio_device_config_changed(&blk->dev);
+    }
+    pthread_mutex_unlock(&blk->dev.lock);
+    return ret;
+}
+
 void machine_close_disks(struct machine *m)
 {
     for (int i = 0; i < MACHINE_MAX_DISKS; i++) {

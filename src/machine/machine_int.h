@@ -39,6 +39,7 @@ struct console {
     int out;
     int listen;
     bool is_tty;
+    bool escape;                    /* Ctrl-A seen on the terminal: the next key is a command */
 };
 
 /* The files snapshots' chain: the parent of the next diff snapshot, whose

@@ -1,12 +1,14 @@
 #include "util/log.h"
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static int current_level = -1;
+static bool use_syslog;
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static enum log_level level_from_env(void)
@@ -21,6 +23,16 @@ static enum log_level level_from_env(void)
         }
     }
     return LOG_WARN;
+}
+
+/* log_syslog.c: apart, as <syslog.h> defines LOG_INFO and LOG_DEBUG. */
+void log_syslog_open(const char *ident);
+void log_syslog_write(int severity, const char *fmt, va_list ap);
+
+void log_to_syslog(const char *ident)
+{
+    log_syslog_open(ident);
+    use_syslog = true;
 }
 
 void log_set_level(enum log_level level)
@@ -44,6 +56,11 @@ void log_msg(enum log_level level, const char *fmt, ...)
     }
     va_list ap;
     va_start(ap, fmt);
+    if (use_syslog) {
+        log_syslog_write((int)level, fmt, ap);
+        va_end(ap);
+        return;
+    }
     /* One lock so that lines from vcpu and I/O threads do not interleave. */
     pthread_mutex_lock(&log_lock);
     fprintf(stderr, "%s: ", tags[level]);

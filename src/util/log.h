@@ -1,4 +1,4 @@
-/* Logging to stderr. The level comes from COWVISOR_LOG (error, warn, info,
+/* Logging to stderr (or syslog). The level comes from COWVISOR_LOG (error, warn, info,
  * debug); the default is warn so tools stay quiet like their QEMU peers. */
 #ifndef UTIL_LOG_H
 #define UTIL_LOG_H
@@ -6,6 +6,8 @@
 enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
 void log_set_level(enum log_level level);
+/* From now on, messages go to syslog (as ident) instead of stderr. */
+void log_to_syslog(const char *ident);
 enum log_level log_get_level(void);
 void log_msg(enum log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "util/log.h"
 #include "util/sandbox.h"
@@ -104,9 +105,55 @@ static uint8_t discard_or_zero(struct virtio_blk *b, const struct virtq_chain *c
     return S_OK;
 }
 
+static uint64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+static void add(uint64_t *counter, uint64_t v)
+{
+    __atomic_fetch_add(counter, v, __ATOMIC_RELAXED);
+}
+
+/* Counts a served request by kind, as QEMU's block accounting does. */
+static void account(struct virtio_blk *b, uint32_t type, uint64_t bytes, uint8_t status, uint64_t t0)
+{
+    struct virtio_blk_stats *st = &b->stats;
+    uint64_t now = now_ns(), ns = now - t0;
+    bool failed = status != S_OK;
+    __atomic_store_n(&st->last_ns, now, __ATOMIC_RELAXED);
+    if (type == T_IN) {
+        add(failed ? &st->failed_rd_ops : &st->rd_ops, 1);
+        add(&st->rd_bytes, failed ? 0 : bytes);
+        add(&st->rd_total_ns, ns);
+    } else if (type == T_OUT) {
+        add(failed ? &st->failed_wr_ops : &st->wr_ops, 1);
+        add(&st->wr_bytes, failed ? 0 : bytes);
+        add(&st->wr_total_ns, ns);
+    } else if (type == T_FLUSH) {
+        add(failed ? &st->failed_flush_ops : &st->flush_ops, 1);
+        add(&st->flush_total_ns, ns);
+    } else if (type == T_DISCARD || type == T_WRITE_ZEROES) {
+        add(failed ? &st->failed_unmap_ops : &st->unmap_ops, 1);
+        add(&st->unmap_total_ns, ns);
+    }
+}
+
+void virtio_blk_get_stats(struct virtio_blk *b, struct virtio_blk_stats *out)
+{
+    const uint64_t *src = (const uint64_t *)&b->stats;
+    uint64_t *dst = (uint64_t *)out;
+    for (size_t i = 0; i < sizeof(*out) / sizeof(uint64_t); i++) {
+        dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+    }
+}
+
 /* Serves one request; returns the bytes written into the guest's buffers. */
 static uint32_t serve(struct virtio_blk *b, const struct virtq_chain *c)
 {
+    uint64_t t0 = now_ns();
     struct blk_header h;
     struct error err = { 0 };
     uint8_t status = S_OK;
@@ -149,6 +196,7 @@ static uint32_t serve(struct virtio_blk *b, const struct virtq_chain *c)
         break;
     }
     virtq_chain_write(c, c->in_len - 1, &status, 1);
+    account(b, h.type, data_len, status, t0);
     return (uint32_t)(done + 1);
 }
 
@@ -232,6 +280,7 @@ static bool serve_cached_read(struct virtio_blk *b, const struct virtq_chain *c,
     }
     uint8_t status = S_OK;
     virtq_chain_write(c, c->in_len - 1, &status, 1);
+    account(b, T_IN, data_len, status, now_ns());
     *len = (uint32_t)(done + 1);
     return true;
 }

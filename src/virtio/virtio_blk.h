@@ -16,6 +16,16 @@
 
 struct blk_request;
 
+/* What the guest asked of the disk, for QMP's query-blockstats; updated
+ * with atomics by whichever thread serves a request. */
+struct virtio_blk_stats {
+    uint64_t rd_bytes, wr_bytes;
+    uint64_t rd_ops, wr_ops, flush_ops, unmap_ops;
+    uint64_t failed_rd_ops, failed_wr_ops, failed_flush_ops, failed_unmap_ops;
+    uint64_t rd_total_ns, wr_total_ns, flush_total_ns, unmap_total_ns;
+    uint64_t last_ns;                /* CLOCK_MONOTONIC of the last request */
+};
+
 struct virtio_blk {
     struct virtio_device dev;
     struct blockdev *bdev;
@@ -24,6 +34,7 @@ struct virtio_blk {
     struct virtq_chain *chain;      /* scratch for the chain being taken */
     uint64_t requests;
     uint64_t cached_reads;          /* of those, served without a worker */
+    struct virtio_blk_stats stats;
     /* Worker pool: pending requests, in-flight count, both under dev.lock. */
     pthread_t workers[VIRTIO_BLK_WORKERS];
     int nworkers;
@@ -38,6 +49,8 @@ struct virtio_blk {
 int virtio_blk_init(struct virtio_blk *b, const struct guest_memory *mem, struct blockdev *bdev, bool read_only,
                     const char *serial, struct error *err);
 void virtio_blk_destroy(struct virtio_blk *b);
+/* A consistent-enough copy of the counters (each read atomically). */
+void virtio_blk_get_stats(struct virtio_blk *b, struct virtio_blk_stats *out);
 /* Waits (with b->dev.lock held) until no request is in flight. */
 void virtio_blk_drain_locked(struct virtio_blk *b);
 

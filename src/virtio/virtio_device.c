@@ -114,6 +114,14 @@ void virtio_device_fail(struct virtio_device *d, const struct error *why)
     }
 }
 
+void virtio_device_config_changed(struct virtio_device *d)
+{
+    d->config_generation++;
+    if (d->transport && (d->status & VIRTIO_STATUS_DRIVER_OK)) {
+        d->transport->notify_config(d->transport_opaque);
+    }
+}
+
 bool virtio_device_running(const struct virtio_device *d)
 {
     return (d->status & VIRTIO_STATUS_DRIVER_OK) && !(d->status & VIRTIO_STATUS_NEEDS_RESET);

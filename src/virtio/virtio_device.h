@@ -99,6 +99,10 @@ void virtio_device_reset(struct virtio_device *d);
 /* For device implementations: a broken guest puts the device into
  * NEEDS_RESET with one log line; it ignores its queues until reset. */
 void virtio_device_fail(struct virtio_device *d, const struct error *why);
+/* The device's configuration changed (e.g. a disk's capacity): a new
+ * config generation and, once the driver is up, a config-change
+ * interrupt. Called with d->lock held. */
+void virtio_device_config_changed(struct virtio_device *d);
 bool virtio_device_running(const struct virtio_device *d);
 /* Pushes and interrupts when the driver asked for it. */
 void virtio_device_complete(struct virtio_device *d, int q, uint16_t head, uint32_t len);

@@ -1,6 +1,8 @@
 /* cowvisor: the KVM virtual machine monitor's command line. */
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,8 +10,10 @@
 #include <unistd.h>
 
 #include "machine/machine.h"
+#include "config_file.h"
 #include "qmp.h"
 #include "qmp_migration.h"
+#include "service.h"
 #include "util/log.h"
 #include "util/options.h"
 #include "util/sandbox.h"
@@ -34,18 +38,32 @@ static void usage(FILE *f)
         "  --disk file=PATH[,format=qcow2|raw][,readonly=on][,transport=pci|mmio][,serial=ID]\n"
         "  --device virtio-rng|virtio-console[,transport=pci|mmio]\n"
         "  --net tap=NAME[,mac=MAC][,transport=pci|mmio]\n"
-        "  --console stdio|file:PATH|unix:PATH\n"
+        "  --console stdio|file:PATH|unix:PATH|tcp:HOST:PORT\n"
+        "                         on stdio (a terminal) Ctrl-C goes to the guest; Ctrl-A x quits,\n"
+        "                         Ctrl-A h lists the escapes; sockets are servers (UNIX: mode 0600)\n"
         "  --no-reboot            exit when the guest resets\n"
         "  --sandbox on|off       seccomp filters per thread kind (default on)\n"
-        "  --qmp unix:PATH,server[,nowait]  QMP monitor (QEMU's protocol) on a UNIX socket\n"
+        "  --qmp unix:PATH,server[,nowait][,perm=0600] | tcp:HOST:PORT,server[,nowait]\n"
+        "                         QMP monitor (QEMU's protocol); UNIX sockets are mode 0600\n"
         "  --restore DIR          start from a snapshot to files (same configuration)\n"
+        "  --name NAME            the VM's name (QMP query-name; the process's name in ps)\n"
+        "  --uuid UUID            the VM's UUID (QMP query-uuid)\n"
+        "  --daemonize            run in the background once the VM and its monitor are up\n"
+        "                         (the console must not be stdio)\n"
+        "  --pidfile FILE         write the process id to FILE (locked; removed at exit)\n"
+        "  --log FILE|syslog      where messages go (default: stderr)\n"
+        "  --config FILE          options from FILE, one per line without the dashes\n"
+        "                         (\"disk file=vm.qcow2\"); the command line's come after\n"
+        "  --log-level error|warn|info|debug\n"
+        "                         how much is logged (default warn; COWVISOR_LOG sets it too)\n"
         "  --loadvm NAME          start from the internal snapshot NAME of the qcow2 disks\n"
         "  --incoming URI         wait for a live migration: tcp:HOST:PORT, unix:PATH or defer\n"
         "QMP also takes x-cowvisor-snapshot-files {\"directory\": DIR, \"type\": \"full\"|\"diff\"}:\n"
         "a snapshot of memory and state to DIR (disks are not copied) for --restore.\n"
-        "With no arguments, boots the built-in test guest on fresh temporary disks.\n"
+        "With no arguments, boots the built-in demo guest (installed with cowvisor) on\n"
+        "fresh temporary disks; it runs its self-tests and exits 0 when they pass.\n"
         "Exit status: 0 when the guest powers off, (v << 1) | 1 when it writes v to the\n"
-        "debug-exit port 0xf4, 255 on errors.\n");
+        "debug-exit port 0xf4 (the demo: 0 for v = 0), 255 on errors.\n");
 }
 
 static int parse_transport(struct options *o, enum transport *t, struct error *err)
@@ -129,11 +147,41 @@ static int parse_net(struct machine_config *cfg, struct options *o, const char *
     return options_check_unused(o, "--net", err);
 }
 
+/* The demo guest: installed beside the program (COWVISOR_DATA_REL from the
+ * binary's directory), else the build tree's, for a build run in place. */
+static int demo_guest_path(const char **out, struct error *err)
+{
+    static char path[PATH_MAX];
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        char *slash = strrchr(exe, '/');
+        *slash = 0;
+        int len = COWVISOR_DATA_REL[0] == '/' ? snprintf(path, sizeof(path), "%s/guest.elf", COWVISOR_DATA_REL)
+                  : snprintf(path, sizeof(path), "%.3000s/%s/guest.elf", exe, COWVISOR_DATA_REL);
+        static char resolved[PATH_MAX];
+        if (len < (int)sizeof(path) && access(path, R_OK) == 0) {
+            *out = realpath(path, resolved) ? resolved : path;
+            return 0;
+        }
+    }
+    if (access(COWVISOR_TEST_GUEST, R_OK) == 0) {
+        *out = COWVISOR_TEST_GUEST;
+        return 0;
+    }
+    return error_set(err, -ENOENT, "the demo guest is not installed (looked for '%s')", path);
+}
+
 /* With no arguments: the test guest on two fresh disks (one per transport)
  * plus rng and console on both transports. */
 static int default_config(struct machine_config *cfg, char paths[2][64], struct error *err)
 {
-    cfg->kernel = COWVISOR_TEST_GUEST;
+    int ret = demo_guest_path(&cfg->kernel, err);
+    if (ret < 0) {
+        return ret;
+    }
+    log_info("demo guest: %s", cfg->kernel);
     for (int i = 0; i < 2; i++) {
         snprintf(paths[i], 64, "/tmp/cowvisor-disk-XXXXXX");
         int fd = mkstemp(paths[i]);
@@ -151,7 +199,7 @@ static int default_config(struct machine_config *cfg, char paths[2][64], struct 
 
 enum { OPT_KERNEL = 256, OPT_INITRD, OPT_APPEND, OPT_BIOS, OPT_CPUS, OPT_MEMORY, OPT_DISK, OPT_DEVICE,
        OPT_NET, OPT_CONSOLE, OPT_NO_REBOOT, OPT_KERNEL_DECOMPRESS, OPT_HELP, OPT_VERSION, OPT_QMP, OPT_RESTORE, OPT_LOADVM,
-       OPT_SANDBOX, OPT_INCOMING };
+       OPT_SANDBOX, OPT_INCOMING, OPT_NAME, OPT_UUID, OPT_DAEMONIZE, OPT_PIDFILE, OPT_LOG, OPT_LOG_LEVEL };
 
 static const struct option long_options[] = {
     { "kernel", required_argument, NULL, OPT_KERNEL },
@@ -171,6 +219,12 @@ static const struct option long_options[] = {
     { "restore", required_argument, NULL, OPT_RESTORE },
     { "loadvm", required_argument, NULL, OPT_LOADVM },
     { "incoming", required_argument, NULL, OPT_INCOMING },
+    { "name", required_argument, NULL, OPT_NAME },
+    { "uuid", required_argument, NULL, OPT_UUID },
+    { "daemonize", no_argument, NULL, OPT_DAEMONIZE },
+    { "pidfile", required_argument, NULL, OPT_PIDFILE },
+    { "log", required_argument, NULL, OPT_LOG },
+    { "log-level", required_argument, NULL, OPT_LOG_LEVEL },
     { "help", no_argument, NULL, OPT_HELP },
     { "version", no_argument, NULL, OPT_VERSION },
     { NULL, 0, NULL, 0 },
@@ -178,10 +232,39 @@ static const struct option long_options[] = {
 
 static struct options option_lists[MACHINE_MAX_DISKS + 8];
 static const char *qmp_spec, *restore_dir, *loadvm_name, *incoming_uri;
+/* Service mode (service.h). */
+static const char *pidfile_path, *log_target;
+static bool daemonize;
 static int noption_lists;
 
 /* parse_args: the command line answered itself (--help, --version). */
 #define PARSE_DONE 1
+
+static bool valid_uuid(const char *u)
+{
+    static const char pattern[] = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx";
+    if (strlen(u) != sizeof(pattern) - 1) {
+        return false;
+    }
+    for (size_t i = 0; pattern[i]; i++) {
+        if (pattern[i] == '-' ? u[i] != '-' : !isxdigit((unsigned char)u[i])) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static int parse_log_level(const char *v, struct error *err)
+{
+    static const char *const names[] = { "error", "warn", "info", "debug" };
+    for (int i = 0; i < 4; i++) {
+        if (strcmp(v, names[i]) == 0) {
+            log_set_level((enum log_level)i);
+            return 0;
+        }
+    }
+    return error_set(err, -EINVAL, "--log-level: '%s' is not error, warn, info or debug", v);
+}
 
 static int parse_args(int argc, char **argv, struct machine_config *cfg, struct error *err)
 {
@@ -214,6 +297,21 @@ static int parse_args(int argc, char **argv, struct machine_config *cfg, struct 
         case OPT_RESTORE: restore_dir = optarg; break;
         case OPT_LOADVM: loadvm_name = optarg; break;
         case OPT_INCOMING: incoming_uri = optarg; break;
+        case OPT_NAME: cfg->name = optarg; break;
+        case OPT_UUID:
+            if (!valid_uuid(optarg)) {
+                return error_set(err, -EINVAL, "--uuid: '%s' is not a UUID (8-4-4-4-12 hex digits)", optarg);
+            }
+            cfg->uuid = optarg;
+            break;
+        case OPT_DAEMONIZE: daemonize = true; break;
+        case OPT_PIDFILE: pidfile_path = optarg; break;
+        case OPT_LOG: log_target = optarg; break;
+        case OPT_LOG_LEVEL:
+            if ((ret = parse_log_level(optarg, err)) < 0) {
+                return ret;
+            }
+            break;
         case OPT_CPUS:
             cfg->cpus = (int)strtol(optarg, &end, 10);
             if (*end || cfg->cpus < 1) {
@@ -262,6 +360,12 @@ static int parse_args(int argc, char **argv, struct machine_config *cfg, struct 
     if ((cfg->initrd || cfg->append) && !cfg->kernel) {
         return error_set(err, -EINVAL, "--initrd and --append need --kernel");
     }
+    if (daemonize && (!cfg->console || strcmp(cfg->console, "stdio") == 0)) {
+        return error_set(err, -EINVAL, "--daemonize needs a --console other than stdio (file:, unix: or tcp:)");
+    }
+    if (daemonize && qmp_spec && !strstr(qmp_spec, "nowait") && !strstr(qmp_spec, "wait=off")) {
+        log_info("--daemonize: the daemon is ready once a QMP client has connected (no 'nowait')");
+    }
     return 0;
 }
 
@@ -272,58 +376,86 @@ static double ms_since(const struct timespec *t0)
     return (double)(t.tv_sec - t0->tv_sec) * 1e3 + (double)(t.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
-int main(int argc, char **argv)
+/* The VM from machine creation to the end of its run. */
+static int run_vm(const struct machine_config *cfg, struct service *sv, struct error *err)
 {
     struct timespec t_start;
     clock_gettime(CLOCK_MONOTONIC, &t_start);
-    struct machine_config cfg = { .cpus = 1, .memory = DEFAULT_MEMORY };
-    struct error err = { 0 };
-    char temp_disks[2][64] = { "", "" };
-    const char *level = getenv("COWVISOR_LOG");
-    if (level) {
-        log_set_level(strcmp(level, "debug") == 0 ? LOG_DEBUG : strcmp(level, "info") == 0 ? LOG_INFO
-                      : strcmp(level, "error") == 0 ? LOG_ERROR : LOG_WARN);
-    }
-    int ret = argc == 1 ? default_config(&cfg, temp_disks, &err) : parse_args(argc, argv, &cfg, &err);
-    if (ret == PARSE_DONE) {
-        for (int i = 0; i < noption_lists; i++) {
-            options_free(&option_lists[i]);
-        }
-        return 0;
-    }
     struct machine *m = NULL;
-    if (ret == 0) {
-        ret = machine_create(&m, &cfg, &err);
-    }
+    int ret = machine_create(&m, cfg, err);
     struct qmp_server *qmp = NULL;
     if (ret == 0 && restore_dir && loadvm_name) {
-        ret = error_set(&err, -EINVAL, "give only one of --restore and --loadvm");
+        ret = error_set(err, -EINVAL, "give only one of --restore and --loadvm");
     }
-    if (ret == 0 && restore_dir && (ret = machine_restore_files(m, restore_dir, &err)) < 0) {
-        error_prefix(&err, "--restore '%s'", restore_dir);
+    if (ret == 0 && restore_dir && (ret = machine_restore_files(m, restore_dir, err)) < 0) {
+        error_prefix(err, "--restore '%s'", restore_dir);
     }
     if (ret == 0 && restore_dir) {
         log_info("--restore: guest ready to run %.2f ms after main()", ms_since(&t_start));
     }
-    if (ret == 0 && loadvm_name && (ret = machine_loadvm(m, loadvm_name, NULL, &err)) < 0) {
-        error_prefix(&err, "--loadvm '%s'", loadvm_name);
+    if (ret == 0 && loadvm_name && (ret = machine_loadvm(m, loadvm_name, NULL, err)) < 0) {
+        error_prefix(err, "--loadvm '%s'", loadvm_name);
     }
-    if (ret == 0 && incoming_uri && (ret = qmp_migration_incoming(m, incoming_uri, &err)) < 0) {
-        error_prefix(&err, "--incoming '%s'", incoming_uri);
+    if (ret == 0 && incoming_uri && (ret = qmp_migration_incoming(m, incoming_uri, err)) < 0) {
+        error_prefix(err, "--incoming '%s'", incoming_uri);
     }
     if (ret == 0 && qmp_spec) {
-        ret = qmp_server_start(&qmp, m, qmp_spec, &err);
+        ret = qmp_server_start(&qmp, m, qmp_spec, err);
         qmp_migration_attach_monitor(qmp);
     }
     if (ret == 0) {
-        ret = machine_run(m, &err);
+        service_ready(sv, log_target && strcmp(log_target, "syslog") != 0);
+        ret = machine_run(m, err);
     }
-    if (ret >= 0 && qmp_migration_exit_status(&err) < 0) {
-        ret = err.code;
+    if (ret >= 0 && qmp_migration_exit_status(err) < 0) {
+        ret = err->code;
     }
     qmp_migration_end();
     qmp_server_stop(qmp);
     machine_destroy(m);
+    return ret;
+}
+
+/* Before the VM: the log, the daemon, its pid file and name. Returns 1 in
+ * a daemon's parent, with *status what the daemon reported. */
+static int start_service(const struct machine_config *cfg, struct service *sv, int *status, struct error *err)
+{
+    int ret = 0;
+    if (log_target && (ret = service_log(log_target, err)) < 0) {
+        return ret;
+    }
+    if (daemonize && (ret = service_daemonize(sv, status, err)) != 0) {
+        return ret;
+    }
+    if (pidfile_path && (ret = service_pidfile(sv, pidfile_path, err)) < 0) {
+        return ret;
+    }
+    if (cfg->name) {
+        service_set_name(cfg->name);
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct machine_config cfg = { .cpus = 1, .memory = DEFAULT_MEMORY };
+    struct error err = { 0 };
+    char temp_disks[2][64] = { "", "" };
+    struct service sv;
+    service_init(&sv);
+    bool demo = argc == 1;
+    struct config_argv args = { 0 };
+    int ret = demo ? default_config(&cfg, temp_disks, &err) : config_argv_build(&args, argc, argv, &err);
+    if (!demo && ret == 0) {
+        ret = parse_args(args.argc, args.argv, &cfg, &err);
+    }
+    int status = 0;
+    if (ret == 0) {
+        ret = start_service(&cfg, &sv, &status, &err);
+    }
+    if (ret == 0) {
+        ret = run_vm(&cfg, &sv, &err);
+    }
     for (int i = 0; i < 2; i++) {
         if (temp_disks[i][0]) {
             unlink(temp_disks[i]);
@@ -332,9 +464,24 @@ int main(int argc, char **argv)
     for (int i = 0; i < noption_lists; i++) {
         options_free(&option_lists[i]);
     }
+    if (ret == PARSE_DONE) {
+        config_argv_free(&args);
+        return status;      /* --help, --version, or a daemon's parent */
+    }
     if (ret < 0) {
-        fprintf(stderr, "cowvisor: %s\n", err.msg[0] ? err.msg : strerror(-ret));
+        const char *msg = err.msg[0] ? err.msg : strerror(-ret);
+        /* A daemon not yet ready has its parent print it (once). */
+        if (sv.ready_fd < 0 || log_target) {
+            fprintf(stderr, "cowvisor: %s\n", msg);
+        }
+        service_failed(&sv, 255, msg);
+        service_end(&sv);
+        config_argv_free(&args);
         return 255;
     }
-    return ret;
+    service_end(&sv);
+    config_argv_free(&args);
+    /* The demo guest reports its self-tests through debug-exit: v = 0 is
+     * (0 << 1) | 1. */
+    return demo && ret == 1 ? 0 : ret;
 }

@@ -1,6 +1,8 @@
-/* The QMP server: one client at a time on a UNIX socket (further clients
- * wait in the backlog, as with QEMU's socket chardev), JSON values framed
- * by bracket counting, capabilities negotiation, dispatch and events. */
+/* The QMP server: one client at a time on a UNIX or TCP socket (further
+ * clients wait in the backlog, as with QEMU's socket chardev), JSON values
+ * framed by bracket counting, capabilities negotiation, dispatch and
+ * events. Nothing here waits for a client: output goes through a bounded
+ * queue (qmp_output.h). */
 #include "qmp_int.h"
 
 #include <errno.h>
@@ -13,16 +15,40 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "util/log.h"
-#include "util/options.h"
 
 #define QMP_MAX_INPUT (1u << 20)
 
-static void client_input(void *opaque, int fd, uint32_t events);
+static void client_io(void *opaque, int fd, uint32_t events);
 static void client_accept(void *opaque, int fd, uint32_t events);
+
+/* Marks the client gone: nothing more is read from it or sent to it. Its
+ * descriptor stays open (callers up the stack may still use the server)
+ * until client_io closes it, back in the main loop. */
+static void drop_client(struct qmp_server *s)
+{
+    if (s->client_fd >= 0 && !s->client_dead) {
+        s->client_dead = true;
+        /* What the socket still takes (the error that ends the session)
+         * goes out; the rest is dropped. */
+        qmp_output_flush(&s->out, s->client_fd);
+        qmp_output_clear(&s->out);
+        shutdown(s->client_fd, SHUT_RDWR);
+        s->out_watched = false;
+        event_loop_modify(machine_loop(s->m), s->client_fd, EPOLLIN);
+    }
+}
+
+/* Asks the loop for EPOLLOUT only while output waits. */
+static void watch_output(struct qmp_server *s, bool pending)
+{
+    if (s->client_fd >= 0 && pending != s->out_watched) {
+        s->out_watched = pending;
+        event_loop_modify(machine_loop(s->m), s->client_fd, EPOLLIN | (pending ? EPOLLOUT : 0));
+    }
+}
 
 void qmp_fail(struct qmp_reply *r, const char *cls, const char *fmt, ...)
 {
@@ -37,33 +63,34 @@ void qmp_fail(struct qmp_reply *r, const char *cls, const char *fmt, ...)
     }
 }
 
+/* Queues msg for the client and sends what the socket takes now; never
+ * waits. A client whose queue passes the bound stopped reading: it is
+ * dropped (its socket shut down at once, closed when control is back in
+ * the main loop), so it cannot hold the VM or the monitor. */
 void qmp_send(struct qmp_server *s, json_t *msg)
 {
     char *text = json_dumps(msg, JSON_PRESERVE_ORDER | JSON_INDENT(0));
     json_decref(msg);
-    if (!text || s->client_fd < 0) {
+    if (!text || s->client_fd < 0 || s->client_dead) {
         free(text);
         return;
     }
     size_t len = strlen(text);
     text[len] = '\n';   /* json_dumps leaves room for the NUL we overwrite */
-    const char *p = text;
-    size_t left = len + 1;
-    while (left) {
-        ssize_t n = send(s->client_fd, p, left, MSG_NOSIGNAL);
-        if (n < 0 && (errno == EINTR || errno == EAGAIN)) {
-            if (errno == EAGAIN) {
-                usleep(1000);   /* a slow client: replies are small */
-            }
-            continue;
-        }
-        if (n <= 0) {
-            break;
-        }
-        p += n;
-        left -= (size_t)n;
-    }
+    int ret = qmp_output_append(&s->out, text, len + 1);
     free(text);
+    if (ret == 0) {
+        ret = qmp_output_flush(&s->out, s->client_fd);
+    }
+    if (ret < 0) {
+        if (ret == -ENOBUFS) {
+            log_warn("QMP: dropping a client that does not read its replies (%zu bytes queued)",
+                     qmp_output_pending(&s->out));
+        }
+        drop_client(s);
+    } else {
+        watch_output(s, ret > 0);
+    }
 }
 
 void qmp_event(struct qmp_server *s, const char *name, json_t *data)
@@ -95,8 +122,8 @@ static void greet(struct qmp_server *s)
 {
     /* Clients look at the version to decide what to ask for: we speak
      * QEMU 7.2's protocol. */
-    qmp_send(s, json_pack("{s:{s:{s:{s:i,s:i,s:i},s:s},s:[]}}", "QMP", "version", "qemu", "micro", 0, "minor", 2,
-                          "major", 7, "package", "cowvisor 0.1.0", "capabilities"));
+    qmp_send(s, json_pack("{s:{s:{s:{s:i,s:i,s:i},s:s},s:[]}}", "QMP", "version", "qemu", "micro", 0, "minor",
+                          QMP_QEMU_MINOR, "major", QMP_QEMU_MAJOR, "package", QMP_PACKAGE, "capabilities"));
 }
 
 static void dispatch(struct qmp_server *s, json_t *req)
@@ -238,10 +265,11 @@ static void close_client(struct qmp_server *s)
         close(s->client_fd);
         s->client_fd = -1;
     }
-    s->negotiated = false;
+    s->client_dead = s->negotiated = s->out_watched = false;
     s->in_len = 0;
-    if (s->listen_fd >= 0) {
-        event_loop_add(machine_loop(s->m), s->listen_fd, EPOLLIN, client_accept, s, NULL);
+    qmp_output_clear(&s->out);
+    if (s->listen.fd >= 0) {
+        event_loop_add(machine_loop(s->m), s->listen.fd, EPOLLIN, client_accept, s, NULL);
     }
 }
 
@@ -249,7 +277,7 @@ static void process_input(struct qmp_server *s)
 {
     size_t start;
     long n;
-    while (s->client_fd >= 0 && (n = frame_value(s->in, s->in_len, &start)) != 0) {
+    while (s->client_fd >= 0 && !s->client_dead && (n = frame_value(s->in, s->in_len, &start)) != 0) {
         size_t used;
         if (n < 0) {
             send_error(s, QMP_GENERIC, "JSON parse error, nesting too deep", NULL);
@@ -273,30 +301,48 @@ static void process_input(struct qmp_server *s)
     }
 }
 
-static void client_input(void *opaque, int fd, uint32_t events)
+static void client_input(struct qmp_server *s)
 {
-    struct qmp_server *s = opaque;
     if (s->in_cap - s->in_len < 4096) {
         size_t cap = s->in_cap ? s->in_cap * 2 : 8192;
         char *in = cap <= QMP_MAX_INPUT ? realloc(s->in, cap) : NULL;
         if (!in) {
             send_error(s, QMP_GENERIC, "JSON parse error, input too long", NULL);
-            close_client(s);
+            drop_client(s);
             return;
         }
         s->in = in;
         s->in_cap = cap;
     }
-    ssize_t n = recv(fd, s->in + s->in_len, s->in_cap - s->in_len, 0);
+    ssize_t n = recv(s->client_fd, s->in + s->in_len, s->in_cap - s->in_len, MSG_DONTWAIT);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
         return;
     }
     if (n <= 0) {
-        close_client(s);
+        drop_client(s);
         return;
     }
     s->in_len += (size_t)n;
     process_input(s);
+}
+
+static void client_io(void *opaque, int fd, uint32_t events)
+{
+    struct qmp_server *s = opaque;
+    if (!s->client_dead && (events & EPOLLOUT)) {
+        int ret = qmp_output_flush(&s->out, fd);
+        if (ret < 0) {
+            drop_client(s);
+        } else {
+            watch_output(s, ret > 0);
+        }
+    }
+    if (!s->client_dead && (events & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
+        client_input(s);
+    }
+    if (s->client_dead) {
+        close_client(s);
+    }
 }
 
 static void client_accept(void *opaque, int fd, uint32_t events)
@@ -308,8 +354,8 @@ static void client_accept(void *opaque, int fd, uint32_t events)
     }
     s->client_fd = c;
     /* One client at a time: the next waits until this one leaves. */
-    event_loop_remove(machine_loop(s->m), s->listen_fd);
-    if (event_loop_add(machine_loop(s->m), c, EPOLLIN, client_input, s, NULL) < 0) {
+    event_loop_remove(machine_loop(s->m), s->listen.fd);
+    if (event_loop_add(machine_loop(s->m), c, EPOLLIN, client_io, s, NULL) < 0) {
         close_client(s);
         return;
     }
@@ -349,50 +395,34 @@ static void machine_event(void *opaque, enum machine_event ev, bool guest)
 static void wait_for_negotiation(struct qmp_server *s)
 {
     for (int waited = 0; s->client_fd >= 0 && !s->negotiated && waited < 300; waited++) {
-        struct pollfd p = { .fd = s->client_fd, .events = POLLIN };
+        struct pollfd p = { .fd = s->client_fd, .events = POLLIN | (s->out_watched ? POLLOUT : 0) };
         if (poll(&p, 1, 100) > 0) {
-            client_input(s, s->client_fd, EPOLLIN);
+            client_io(s, s->client_fd, (uint32_t)p.revents);
         }
     }
 }
 
-static int parse_spec(struct qmp_server *s, const char *spec, bool *wait, struct error *err)
+/* The first client, before the guest starts (QMP's "wait"). */
+static int accept_first(struct qmp_server *s, struct error *err)
 {
-    if (strncmp(spec, "unix:", 5) != 0) {
-        return error_set(err, -EINVAL, "--qmp: only unix:PATH[,server,nowait] is supported, not '%s'", spec);
+    log_info("QMP: waiting for a client on %s", s->listen.where);
+    int fd = s->listen.fd;
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    if (c < 0) {
+        return error_set_errno(err, -errno, "--qmp: accepting a client on '%s'", s->listen.where);
     }
-    struct options o = { 0 };
-    int ret = options_parse(&o, spec + 5, "path", err);
-    bool server = false;
-    *wait = true;
-    const char *path = options_get(&o, "path");
-    if (ret == 0 && (!path || !*path)) {
-        ret = error_set(err, -EINVAL, "--qmp: unix: needs a socket path");
+    s->client_fd = c;
+    int ret = event_loop_add(machine_loop(s->m), c, EPOLLIN, client_io, s, err);
+    if (ret < 0) {
+        close(c);
+        s->client_fd = -1;
+        return ret;
     }
-    if (ret == 0 && options_get(&o, "server")) {
-        ret = options_get_bool(&o, "server", &server, err);
-    }
-    if (ret == 0 && options_get(&o, "nowait")) {
-        *wait = false;
-        options_get(&o, "nowait");
-    }
-    if (ret == 0 && options_get(&o, "wait")) {
-        ret = options_get_bool(&o, "wait", wait, err);
-    }
-    if (ret == 0) {
-        ret = options_check_unused(&o, "--qmp", err);
-    }
-    if (ret == 0 && !server) {
-        ret = error_set(err, -ENOTSUP, "--qmp: connecting out (without 'server') is not supported");
-    }
-    if (ret == 0 && strlen(path) >= sizeof(s->path)) {
-        ret = error_set(err, -ENAMETOOLONG, "--qmp: socket path too long");
-    }
-    if (ret == 0) {
-        snprintf(s->path, sizeof(s->path), "%s", path);
-    }
-    options_free(&o);
-    return ret;
+    greet(s);
+    wait_for_negotiation(s);
+    return 0;
 }
 
 int qmp_server_start(struct qmp_server **out, struct machine *m, const char *spec, struct error *err)
@@ -402,58 +432,44 @@ int qmp_server_start(struct qmp_server **out, struct machine *m, const char *spe
         return error_set(err, -ENOMEM, "out of memory");
     }
     s->m = m;
-    s->listen_fd = s->client_fd = -1;
-    bool wait;
-    int ret = parse_spec(s, spec, &wait, err);
+    s->client_fd = -1;
+    qmp_output_init(&s->out);
+    int ret = server_socket_open(&s->listen, spec, "--qmp", false, err);
     if (ret < 0) {
-        free(s);
-        return ret;
-    }
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    memcpy(sa.sun_path, s->path, strlen(s->path));
-    s->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    unlink(s->path);
-    if (s->listen_fd < 0 || bind(s->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-        listen(s->listen_fd, 4) < 0) {
-        ret = error_set_errno(err, -errno, "--qmp: cannot listen on '%s'", s->path);
-        if (s->listen_fd >= 0) {
-            close(s->listen_fd);
-        }
         free(s);
         return ret;
     }
     /* Before the first client's commands: a stop must be announced. */
     machine_set_event_hook(m, machine_event, s);
-    if (wait) {
-        log_info("QMP: waiting for a client on %s", s->path);
-        fcntl(s->listen_fd, F_SETFL, fcntl(s->listen_fd, F_GETFL) & ~O_NONBLOCK);
-        int c = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-        fcntl(s->listen_fd, F_SETFL, fcntl(s->listen_fd, F_GETFL) | O_NONBLOCK);
-        if (c < 0) {
-            ret = error_set_errno(err, -errno, "--qmp: accepting a client on '%s'", s->path);
-            machine_set_event_hook(m, NULL, NULL);
-            close(s->listen_fd);
-            free(s);
-            return ret;
-        }
-        s->client_fd = c;
-        if ((ret = event_loop_add(machine_loop(m), c, EPOLLIN, client_input, s, err)) < 0) {
-            machine_set_event_hook(m, NULL, NULL);
-            close(c);
-            close(s->listen_fd);
-            free(s);
-            return ret;
-        }
-        greet(s);
-        wait_for_negotiation(s);
-    } else if ((ret = event_loop_add(machine_loop(m), s->listen_fd, EPOLLIN, client_accept, s, err)) < 0) {
+    ret = s->listen.wait ? accept_first(s, err)
+                         : event_loop_add(machine_loop(m), s->listen.fd, EPOLLIN, client_accept, s, err);
+    if (ret < 0) {
         machine_set_event_hook(m, NULL, NULL);
-        close(s->listen_fd);
+        if (s->client_fd >= 0) {
+            event_loop_remove(machine_loop(m), s->client_fd);
+            close(s->client_fd);
+        }
+        server_socket_close(&s->listen);
+        qmp_output_free(&s->out);
+        free(s->in);
         free(s);
         return ret;
     }
     *out = s;
     return 0;
+}
+
+/* At the end, the client gets what is queued (the SHUTDOWN event, the
+ * reply to quit) if it reads within a second: the main loop is over. */
+static void flush_at_exit(struct qmp_server *s)
+{
+    for (int waited = 0; s->client_fd >= 0 && !s->client_dead && qmp_output_pending(&s->out) && waited < 10;
+         waited++) {
+        struct pollfd p = { .fd = s->client_fd, .events = POLLOUT };
+        if (poll(&p, 1, 100) > 0 && qmp_output_flush(&s->out, s->client_fd) < 0) {
+            break;
+        }
+    }
 }
 
 void qmp_server_stop(struct qmp_server *s)
@@ -462,16 +478,17 @@ void qmp_server_stop(struct qmp_server *s)
         return;
     }
     machine_set_event_hook(s->m, NULL, NULL);
+    flush_at_exit(s);
     if (s->client_fd >= 0) {
         event_loop_remove(machine_loop(s->m), s->client_fd);
         close(s->client_fd);
     }
-    if (s->listen_fd >= 0) {
-        event_loop_remove(machine_loop(s->m), s->listen_fd);
-        close(s->listen_fd);
-        unlink(s->path);
+    if (s->listen.fd >= 0) {
+        event_loop_remove(machine_loop(s->m), s->listen.fd);
     }
+    server_socket_close(&s->listen);
     qmp_jobs_free(s);
+    qmp_output_free(&s->out);
     free(s->in);
     free(s);
 }

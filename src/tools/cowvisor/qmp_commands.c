@@ -44,7 +44,7 @@ bool qmp_check_args(json_t *args, const struct qmp_arg *spec, struct qmp_reply *
     return true;
 }
 
-static const struct qmp_arg no_args[] = { { NULL, 0, false } };
+const struct qmp_arg qmp_no_args[] = { { NULL, 0, false } };
 
 /* ---- run state ---- */
 
@@ -86,7 +86,7 @@ const char *qmp_status_name(struct qmp_server *s)
 
 static void cmd_query_status(struct qmp_server *s, json_t *args, struct qmp_reply *r)
 {
-    if (qmp_check_args(args, no_args, r)) {
+    if (qmp_check_args(args, qmp_no_args, r)) {
         r->ret = json_pack("{s:s,s:b,s:b}", "status", qmp_status_name(s), "singlestep", 0, "running",
                            machine_run_state(s->m) == MACHINE_RUNNING);
     }
@@ -94,21 +94,21 @@ static void cmd_query_status(struct qmp_server *s, json_t *args, struct qmp_repl
 
 static void cmd_stop(struct qmp_server *s, json_t *args, struct qmp_reply *r)
 {
-    if (qmp_check_args(args, no_args, r)) {
+    if (qmp_check_args(args, qmp_no_args, r)) {
         qmp_vm_stop(s);
     }
 }
 
 static void cmd_cont(struct qmp_server *s, json_t *args, struct qmp_reply *r)
 {
-    if (qmp_check_args(args, no_args, r) && !qmp_migration_refuse_cont(r)) {
+    if (qmp_check_args(args, qmp_no_args, r) && !qmp_migration_refuse_cont(r)) {
         qmp_vm_cont(s);
     }
 }
 
 static void cmd_system_reset(struct qmp_server *s, json_t *args, struct qmp_reply *r)
 {
-    if (!qmp_check_args(args, no_args, r)) {
+    if (!qmp_check_args(args, qmp_no_args, r)) {
         return;
     }
     /* QEMU says so before it replies (and resets at once; a paused VM
@@ -122,14 +122,14 @@ static void cmd_system_powerdown(struct qmp_server *s, json_t *args, struct qmp_
     /* QEMU presses the ACPI power button; cowvisor's machine has no ACPI
      * event to deliver, so, like a guest that ignores the button, the VM
      * goes on. */
-    if (qmp_check_args(args, no_args, r)) {
+    if (qmp_check_args(args, qmp_no_args, r)) {
         qmp_event(s, "POWERDOWN", NULL);
     }
 }
 
 static void cmd_quit(struct qmp_server *s, json_t *args, struct qmp_reply *r)
 {
-    if (!qmp_check_args(args, no_args, r)) {
+    if (!qmp_check_args(args, qmp_no_args, r)) {
         return;
     }
     s->shutdown_sent = true;
@@ -140,67 +140,7 @@ static void cmd_quit(struct qmp_server *s, json_t *args, struct qmp_reply *r)
 
 /* ---- block ---- */
 
-static json_t *image_info(const struct disk_layer *l, int n)
-{
-    json_t *img = json_pack("{s:I,s:s,s:s,s:b}", "virtual-size", (json_int_t)l->size, "filename", l->filename,
-                            "format", l->format, "dirty-flag", 0);
-    if (l->cluster_size) {
-        json_object_set_new(img, "cluster-size", json_integer(l->cluster_size));
-    }
-    if (l->backing_filename) {
-        json_object_set_new(img, "backing-filename", qmp_string(l->backing_filename));
-        if (n > 1) {
-            json_object_set_new(img, "full-backing-filename", qmp_string(l[1].filename));
-            json_object_set_new(img, "backing-image", image_info(l + 1, n - 1));
-        }
-    }
-    return img;
-}
-
-static void cmd_query_block(struct qmp_server *s, json_t *args, struct qmp_reply *r)
-{
-    if (!qmp_check_args(args, no_args, r)) {
-        return;
-    }
-    json_t *list = json_array();
-    for (int i = 0; i < machine_disk_count(s->m); i++) {
-        struct disk_layer layers[16];
-        bool ro;
-        int n = machine_disk_chain(s->m, i, layers, 16, &ro);
-        char name[16];
-        snprintf(name, sizeof(name), "disk%d", i);
-        json_t *inserted = json_pack("{s:s,s:b,s:s,s:s,s:i,s:b,s:o}", "file", layers[0].filename, "ro", ro,
-                                     "drv", layers[0].format, "node-name", name, "backing_file_depth", n - 1,
-                                     "encrypted", 0, "image", image_info(layers, n));
-        if (layers[0].backing_filename) {
-            json_object_set_new(inserted, "backing_file", qmp_string(layers[0].backing_filename));
-        }
-        json_array_append_new(list, json_pack("{s:s,s:s,s:b,s:b,s:o,s:s}", "io-status", "ok", "device", name,
-                                              "locked", 0, "removable", 0, "inserted", inserted, "type", "unknown"));
-    }
-    r->ret = list;
-}
-
-static void cmd_query_cpus_fast(struct qmp_server *s, json_t *args, struct qmp_reply *r)
-{
-    if (!qmp_check_args(args, no_args, r)) {
-        return;
-    }
-    json_t *list = json_array();
-    for (int i = 0; i < machine_cpu_count(s->m); i++) {
-        char path[64];
-        snprintf(path, sizeof(path), "/machine/unattached/device[%d]", i);
-        int tid = machine_cpu_thread_id(s->m, i);
-        json_array_append_new(list, json_pack("{s:I,s:{s:i,s:i,s:i},s:s,s:i,s:s}", "thread-id",
-                                              (json_int_t)(tid ? tid : getpid()), "props", "core-id", 0, "thread-id", 0,
-                                              "socket-id", i, "qom-path", path, "cpu-index", i, "target",
-                                              "x86_64"));
-    }
-    r->ret = list;
-}
-
-/* Index of the disk a device or node name designates, or -1. */
-static int find_disk(struct qmp_server *s, const char *name)
+int qmp_find_disk(struct qmp_server *s, const char *name)
 {
     int i;
     if (sscanf(name, "disk%d", &i) == 1 && i >= 0 && i < machine_disk_count(s->m)) {
@@ -215,14 +155,15 @@ static int find_disk(struct qmp_server *s, const char *name)
 
 /* blockdev-snapshot-sync: an external snapshot. The current image becomes
  * the read-only backing file of a new qcow2 overlay the disk writes to. */
+static const struct qmp_arg snapshot_sync_args[] = {
+    { "device", JSON_STRING, true }, { "node-name", JSON_STRING, true },
+    { "snapshot-file", JSON_STRING, false }, { "snapshot-node-name", JSON_STRING, true },
+    { "format", JSON_STRING, true }, { "mode", JSON_STRING, true }, { NULL, 0, false },
+};
+
 static void cmd_blockdev_snapshot_sync(struct qmp_server *s, json_t *args, struct qmp_reply *r)
 {
-    static const struct qmp_arg spec[] = {
-        { "device", JSON_STRING, true }, { "node-name", JSON_STRING, true },
-        { "snapshot-file", JSON_STRING, false }, { "snapshot-node-name", JSON_STRING, true },
-        { "format", JSON_STRING, true }, { "mode", JSON_STRING, true }, { NULL, 0, false },
-    };
-    if (!qmp_check_args(args, spec, r)) {
+    if (!qmp_check_args(args, snapshot_sync_args, r)) {
         return;
     }
     const char *dev = json_string_value(json_object_get(args, "device"));
@@ -234,7 +175,7 @@ static void cmd_blockdev_snapshot_sync(struct qmp_server *s, json_t *args, struc
         qmp_fail(r, QMP_GENERIC, "Cannot find device= nor node_name=");
         return;
     }
-    int i = find_disk(s, dev ? dev : node);
+    int i = qmp_find_disk(s, dev ? dev : node);
     if (i < 0) {
         qmp_fail(r, dev ? QMP_DEVICE_NOT_FOUND : QMP_GENERIC, dev ? "Device '%s' not found"
                  : "Cannot find device= nor node_name=%s", dev ? dev : node);
@@ -255,12 +196,13 @@ static void cmd_blockdev_snapshot_sync(struct qmp_server *s, json_t *args, struc
 }
 
 /* cowvisor's own: a snapshot to files, as Firecracker's snapshot/create. */
+static const struct qmp_arg snapshot_files_args[] = {
+    { "directory", JSON_STRING, false }, { "type", JSON_STRING, true }, { NULL, 0, false },
+};
+
 static void cmd_snapshot_files(struct qmp_server *s, json_t *args, struct qmp_reply *r)
 {
-    static const struct qmp_arg spec[] = {
-        { "directory", JSON_STRING, false }, { "type", JSON_STRING, true }, { NULL, 0, false },
-    };
-    if (!qmp_check_args(args, spec, r)) {
+    if (!qmp_check_args(args, snapshot_files_args, r)) {
         return;
     }
     const char *type = json_string_value(json_object_get(args, "type"));
@@ -295,38 +237,55 @@ static void cmd_snapshot_delete(struct qmp_server *s, json_t *args, struct qmp_r
 
 static void cmd_query_commands(struct qmp_server *s, json_t *args, struct qmp_reply *r);
 
-static const struct {
-    const char *name;
-    qmp_handler fn;
-} commands[] = {
-    { "query-status", cmd_query_status },
-    { "stop", cmd_stop },
-    { "cont", cmd_cont },
-    { "system_reset", cmd_system_reset },
-    { "system_powerdown", cmd_system_powerdown },
-    { "quit", cmd_quit },
-    { "query-block", cmd_query_block },
-    { "query-cpus-fast", cmd_query_cpus_fast },
-    { "human-monitor-command", qmp_hmp },
-    { "snapshot-save", cmd_snapshot_save },
-    { "snapshot-load", cmd_snapshot_load },
-    { "snapshot-delete", cmd_snapshot_delete },
-    { "query-jobs", qmp_query_jobs },
-    { "job-dismiss", qmp_job_dismiss },
-    { "blockdev-snapshot-sync", cmd_blockdev_snapshot_sync },
-    { "x-cowvisor-snapshot-files", cmd_snapshot_files },
-    { "query-commands", cmd_query_commands },
+/* Every command, one line each: name, handler, arguments (for
+ * query-qmp-schema; NULL: none). qmp_capabilities is the server's own. */
+const struct qmp_command qmp_commands[] = {
+    { "query-status", cmd_query_status, NULL },
+    { "stop", cmd_stop, NULL },
+    { "cont", cmd_cont, NULL },
+    { "system_reset", cmd_system_reset, NULL },
+    { "system_powerdown", cmd_system_powerdown, NULL },
+    { "quit", cmd_quit, NULL },
+    { "query-block", qmp_query_block, NULL },
+    { "query-named-block-nodes", qmp_query_named_block_nodes, qmp_named_block_nodes_args },
+    { "query-blockstats", qmp_query_blockstats, qmp_blockstats_args },
+    { "query-block-jobs", qmp_query_block_jobs, NULL },
+    { "block_resize", qmp_block_resize, qmp_block_resize_args },
+    { "query-cpus-fast", qmp_query_cpus_fast, NULL },
+    { "query-hotpluggable-cpus", qmp_query_hotpluggable_cpus, NULL },
+    { "query-version", qmp_query_version, NULL },
+    { "query-kvm", qmp_query_kvm, NULL },
+    { "query-name", qmp_query_name, NULL },
+    { "query-uuid", qmp_query_uuid, NULL },
+    { "query-target", qmp_query_target, NULL },
+    { "query-machines", qmp_query_machines, NULL },
+    { "query-memory-size-summary", qmp_query_memory_size_summary, NULL },
+    { "query-chardev", qmp_query_chardev, NULL },
+    { "query-pci", qmp_query_pci, NULL },
+    { "query-iothreads", qmp_query_iothreads, NULL },
+    { "query-events", qmp_query_events, NULL },
+    { "query-qmp-schema", qmp_query_qmp_schema, NULL },
+    { "human-monitor-command", qmp_hmp, qmp_hmp_args },
+    { "snapshot-save", cmd_snapshot_save, qmp_snapshot_save_args },
+    { "snapshot-load", cmd_snapshot_load, qmp_snapshot_save_args },
+    { "snapshot-delete", cmd_snapshot_delete, qmp_snapshot_delete_args },
+    { "query-jobs", qmp_query_jobs, NULL },
+    { "job-dismiss", qmp_job_dismiss, qmp_job_id_args },
+    { "blockdev-snapshot-sync", cmd_blockdev_snapshot_sync, snapshot_sync_args },
+    { "x-cowvisor-snapshot-files", cmd_snapshot_files, snapshot_files_args },
+    { "query-commands", cmd_query_commands, NULL },
+    { NULL, NULL, NULL },
 };
 
 static void cmd_query_commands(struct qmp_server *s, json_t *args, struct qmp_reply *r)
 {
-    if (!qmp_check_args(args, no_args, r)) {
+    if (!qmp_check_args(args, qmp_no_args, r)) {
         return;
     }
     json_t *list = json_array();
     json_array_append_new(list, json_pack("{s:s}", "name", "qmp_capabilities"));
-    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
-        json_array_append_new(list, json_pack("{s:s}", "name", commands[i].name));
+    for (const struct qmp_command *c = qmp_commands; c->name; c++) {
+        json_array_append_new(list, json_pack("{s:s}", "name", c->name));
     }
     qmp_migration_list_commands(list);
     r->ret = list;
@@ -334,9 +293,9 @@ static void cmd_query_commands(struct qmp_server *s, json_t *args, struct qmp_re
 
 qmp_handler qmp_find_command(const char *name)
 {
-    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
-        if (strcmp(commands[i].name, name) == 0) {
-            return commands[i].fn;
+    for (const struct qmp_command *c = qmp_commands; c->name; c++) {
+        if (strcmp(c->name, name) == 0) {
+            return c->fn;
         }
     }
     return qmp_migration_command(name);

@@ -1,6 +1,7 @@
 /* human-monitor-command: the HMP commands QMP clients send through it for
- * snapshots (savevm, loadvm, delvm, info snapshots) and a few others. The
- * reply is the text HMP would print, errors included, as QEMU does. */
+ * snapshots (savevm, loadvm, delvm), run control, help and the info set
+ * (qmp_hmp_info.c). The reply is the text HMP would print, errors
+ * included, as QEMU does. */
 #include "qmp_int.h"
 
 #include <stdio.h>
@@ -49,12 +50,13 @@ static void hmp_loadvm(struct qmp_server *s, const char *name, struct qmp_reply 
     r->ret = ret < 0 ? error_text(&err) : qmp_string("");
 }
 
+const struct qmp_arg qmp_hmp_args[] = {
+    { "command-line", JSON_STRING, false }, { "cpu-index", JSON_INTEGER, true }, { NULL, 0, false },
+};
+
 void qmp_hmp(struct qmp_server *s, json_t *args, struct qmp_reply *r)
 {
-    static const struct qmp_arg spec[] = {
-        { "command-line", JSON_STRING, false }, { "cpu-index", JSON_INTEGER, true }, { NULL, 0, false },
-    };
-    if (!qmp_check_args(args, spec, r)) {
+    if (!qmp_check_args(args, qmp_hmp_args, r)) {
         return;
     }
     char *line = strdup(json_string_value(json_object_get(args, "command-line")));
@@ -67,8 +69,12 @@ void qmp_hmp(struct qmp_server *s, json_t *args, struct qmp_reply *r)
     char *arg = cmd ? strtok_r(NULL, " \t", &save) : NULL;
     char *extra = arg ? strtok_r(NULL, " \t", &save) : NULL;
     struct error err = { 0 };
+    json_t *cpu_index = json_object_get(args, "cpu-index");
     if (!cmd) {
         r->ret = qmp_string("");
+    } else if (strcmp(cmd, "info") == 0 && arg && strcmp(arg, "registers") == 0 && extra &&
+               strcmp(extra, "-a") == 0 && !strtok_r(NULL, " \t", &save)) {
+        qmp_hmp_info(s, arg, -1, r);
     } else if (extra) {
         r->ret = text("%s: extraneous characters at the end of line\r\n", cmd);
     } else if (strcmp(cmd, "savevm") == 0) {
@@ -82,20 +88,25 @@ void qmp_hmp(struct qmp_server *s, json_t *args, struct qmp_reply *r)
             int ret = machine_delvm(s->m, arg, &err);
             r->ret = ret < 0 ? error_text(&err) : qmp_string("");
         }
-    } else if (strcmp(cmd, "info") == 0 && arg && strcmp(arg, "snapshots") == 0) {
-        char *out = machine_info_snapshots(s->m, &err);
-        r->ret = out ? qmp_string(out) : text("%s\r\n", err.msg);
-        free(out);
-    } else if (strcmp(cmd, "info") == 0 && arg && strcmp(arg, "status") == 0) {
-        r->ret = text("VM status: %s\r\n", qmp_status_name(s));
-    } else if (strcmp(cmd, "stop") == 0 && !arg) {
+    } else if (strcmp(cmd, "info") == 0) {
+        json_int_t cpu = cpu_index ? json_integer_value(cpu_index) : 0;
+        if (cpu < 0 || cpu >= machine_cpu_count(s->m)) {
+            qmp_fail(r, QMP_GENERIC, "CPU %lld is not present", (long long)cpu);
+        } else {
+            qmp_hmp_info(s, arg, (int)cpu, r);
+        }
+    } else if ((strcmp(cmd, "help") == 0 || strcmp(cmd, "?") == 0) && (!arg || strcmp(arg, "info") == 0)) {
+        if (arg) {
+            qmp_hmp_info(s, NULL, 0, r);
+        } else {
+            qmp_hmp_help(r);
+        }
+    } else if ((strcmp(cmd, "stop") == 0 || strcmp(cmd, "s") == 0) && !arg) {
         qmp_vm_stop(s);
         r->ret = qmp_string("");
     } else if ((strcmp(cmd, "cont") == 0 || strcmp(cmd, "c") == 0) && !arg) {
         qmp_vm_cont(s);
         r->ret = qmp_string("");
-    } else if (strcmp(cmd, "info") == 0) {
-        r->ret = text("unknown info command: '%s'\r\n", arg ? arg : "");
     } else {
         r->ret = text("unknown command: '%s'\r\n", cmd);
     }

@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "qmp.h"
+#include "qmp_output.h"
+#include "util/server_socket.h"
 
 /* util/json.h (linked into every program) has its own json_string and
  * json_null, which take the place of jansson's at link time: never call
@@ -29,9 +31,11 @@ struct qmp_job {
 
 struct qmp_server {
     struct machine *m;
-    char path[108];
-    int listen_fd;
+    struct server_socket listen;
     int client_fd;
+    struct qmp_output out;  /* what the client has yet to read */
+    bool client_dead;       /* dropped: closed when control is back in the loop */
+    bool out_watched;       /* EPOLLOUT asked for (output waits) */
     bool negotiated;
     char *in;               /* bytes received, not yet a whole JSON value */
     size_t in_len, in_cap;
@@ -67,10 +71,29 @@ void qmp_migration_list_commands(json_t *list);
 /* Argument helpers: check names, types, missing and unexpected members. */
 struct qmp_arg {
     const char *name;
-    int type;               /* JSON_STRING, JSON_TRUE (bool), JSON_ARRAY, JSON_INTEGER */
+    int type;               /* JSON_STRING, JSON_TRUE (bool), JSON_ARRAY (of strings), JSON_INTEGER */
     bool optional;
 };
 bool qmp_check_args(json_t *args, const struct qmp_arg *spec, struct qmp_reply *r);
+extern const struct qmp_arg qmp_no_args[];
+
+/* The command table (qmp_commands.c), ended by a NULL name. */
+struct qmp_command {
+    const char *name;
+    qmp_handler fn;
+    const struct qmp_arg *args;     /* for query-qmp-schema; NULL: none */
+};
+extern const struct qmp_command qmp_commands[];
+
+/* The events this server sends (qmp_schema.c), ended by a NULL name. */
+struct qmp_event_info {
+    const char *name;
+    const struct qmp_arg *data;     /* NULL: no data */
+};
+extern const struct qmp_event_info qmp_events[];
+
+/* Index of the disk a device or node name designates, or -1. */
+int qmp_find_disk(struct qmp_server *s, const char *name);
 
 /* VM control shared by commands, HMP and jobs: the machine's run state,
  * whose changes come back as STOP and RESUME events. */
@@ -82,6 +105,44 @@ bool qmp_vm_pause_for(struct qmp_server *s);
 void qmp_vm_resume_after(struct qmp_server *s, bool was_running);
 
 void qmp_hmp(struct qmp_server *s, json_t *args, struct qmp_reply *r);
+extern const struct qmp_arg qmp_hmp_args[];
+/* info WHAT (NULL: the list of info commands); cpu: for info registers,
+ * -1 for all. */
+void qmp_hmp_info(struct qmp_server *s, const char *what, int cpu, struct qmp_reply *r);
+void qmp_hmp_help(struct qmp_reply *r);
+extern const struct qmp_arg qmp_snapshot_save_args[], qmp_snapshot_delete_args[], qmp_job_id_args[];
+
+/* Block queries (qmp_block.c). */
+void qmp_query_block(struct qmp_server *s, json_t *args, struct qmp_reply *r);
+void qmp_query_named_block_nodes(struct qmp_server *s, json_t *args, struct qmp_reply *r);
+extern const struct qmp_arg qmp_named_block_nodes_args[];
+void qmp_query_blockstats(struct qmp_server *s, json_t *args, struct qmp_reply *r);
+extern const struct qmp_arg qmp_blockstats_args[];
+void qmp_query_block_jobs(struct qmp_server *s, json_t *args, struct qmp_reply *r);
+void qmp_block_resize(struct qmp_server *s, json_t *args, struct qmp_reply *r);
+extern const struct qmp_arg qmp_block_resize_args[];
+
+/* The machine and the program (qmp_query.c). */
+void qmp_query_cpus_fast(struct qmp_server *s, json_t *args, struct qmp_reply *r);
+void qmp_query_hotpluggable_cpus(struct qmp_server *s, json_t *args, struct qmp_reply *r);
+void qmp_query_version(struct qmp_server *s, json_t *args, struct qmp_reply *r);
+void qmp_query_kvm(struct qmp_server *s, json_t *args, struct qmp_reply *r);
+void qmp_query_name(struct qmp_server *s, json_t *args, struct qmp_reply *r);
+void qmp_query_uuid(struct qmp_server *s, json_t *args, struct qmp_reply *r);
+void qmp_query_target(struct qmp_server *s, json_t *args, struct qmp_reply *r);
+void qmp_query_machines(struct qmp_server *s, json_t *args, struct qmp_reply *r);
+void qmp_query_memory_size_summary(struct qmp_server *s, json_t *args, struct qmp_reply *r);
+void qmp_query_chardev(struct qmp_server *s, json_t *args, struct qmp_reply *r);
+void qmp_query_iothreads(struct qmp_server *s, json_t *args, struct qmp_reply *r);
+void qmp_query_events(struct qmp_server *s, json_t *args, struct qmp_reply *r);
+/* PCI (qmp_pci.c) and the schema (qmp_schema.c). */
+void qmp_query_pci(struct qmp_server *s, json_t *args, struct qmp_reply *r);
+void qmp_query_qmp_schema(struct qmp_server *s, json_t *args, struct qmp_reply *r);
+
+/* QEMU 7.2, as the greeting and query-version say. */
+#define QMP_QEMU_MAJOR 7
+#define QMP_QEMU_MINOR 2
+#define QMP_PACKAGE "cowvisor 0.1.0"
 void qmp_job_start(struct qmp_server *s, const char *type, json_t *args, struct qmp_reply *r);
 void qmp_query_jobs(struct qmp_server *s, json_t *args, struct qmp_reply *r);
 void qmp_job_dismiss(struct qmp_server *s, json_t *args, struct qmp_reply *r);

@@ -25,17 +25,20 @@ static int find_job(struct qmp_server *s, const char *id)
     return -1;
 }
 
+const struct qmp_arg qmp_snapshot_save_args[] = {
+    { "job-id", JSON_STRING, false }, { "tag", JSON_STRING, false }, { "vmstate", JSON_STRING, false },
+    { "devices", JSON_ARRAY, false }, { NULL, 0, false },
+};
+const struct qmp_arg qmp_snapshot_delete_args[] = {
+    { "job-id", JSON_STRING, false }, { "tag", JSON_STRING, false }, { "devices", JSON_ARRAY, false },
+    { NULL, 0, false },
+};
+const struct qmp_arg qmp_job_id_args[] = { { "id", JSON_STRING, false }, { NULL, 0, false } };
+
 void qmp_job_start(struct qmp_server *s, const char *type, json_t *args, struct qmp_reply *r)
 {
-    static const struct qmp_arg save_spec[] = {
-        { "job-id", JSON_STRING, false }, { "tag", JSON_STRING, false }, { "vmstate", JSON_STRING, false },
-        { "devices", JSON_ARRAY, false }, { NULL, 0, false },
-    };
-    static const struct qmp_arg delete_spec[] = {
-        { "job-id", JSON_STRING, false }, { "tag", JSON_STRING, false }, { "devices", JSON_ARRAY, false },
-        { NULL, 0, false },
-    };
-    if (!qmp_check_args(args, strcmp(type, "snapshot-delete") == 0 ? delete_spec : save_spec, r)) {
+    if (!qmp_check_args(args, strcmp(type, "snapshot-delete") == 0 ? qmp_snapshot_delete_args
+                                                                    : qmp_snapshot_save_args, r)) {
         return;
     }
     const char *id = json_string_value(json_object_get(args, "job-id"));
@@ -137,8 +140,7 @@ void qmp_jobs_run(struct qmp_server *s)
 
 void qmp_query_jobs(struct qmp_server *s, json_t *args, struct qmp_reply *r)
 {
-    static const struct qmp_arg none[] = { { NULL, 0, false } };
-    if (!qmp_check_args(args, none, r)) {
+    if (!qmp_check_args(args, qmp_no_args, r)) {
         return;
     }
     json_t *list = json_array();
@@ -166,8 +168,7 @@ static void free_job(struct qmp_job *j)
 
 void qmp_job_dismiss(struct qmp_server *s, json_t *args, struct qmp_reply *r)
 {
-    static const struct qmp_arg spec[] = { { "id", JSON_STRING, false }, { NULL, 0, false } };
-    if (!qmp_check_args(args, spec, r)) {
+    if (!qmp_check_args(args, qmp_job_id_args, r)) {
         return;
     }
     const char *id = json_string_value(json_object_get(args, "id"));

@@ -1,0 +1,214 @@
+/* Block queries: devices with their image chains (query-block), every
+ * node (query-named-block-nodes), the guest's request counters
+ * (query-blockstats) and block jobs, in QEMU 7.2's shapes; block_resize. A disk's top
+ * node is "diskN", its backing layers "diskN-backingK". */
+#include "qmp_int.h"
+
+#include <stdio.h>
+#include <sys/stat.h>
+
+#define MAX_LAYERS 16
+
+const struct qmp_arg qmp_named_block_nodes_args[] = { { "flat", JSON_TRUE, true }, { NULL, 0, false } };
+const struct qmp_arg qmp_blockstats_args[] = { { "query-nodes", JSON_TRUE, true }, { NULL, 0, false } };
+
+static void node_name(char *buf, size_t size, int disk, int layer)
+{
+    if (layer == 0) {
+        snprintf(buf, size, "disk%d", disk);
+    } else {
+        snprintf(buf, size, "disk%d-backing%d", disk, layer);
+    }
+}
+
+/* ImageInfo of layer l and, unless flat, its backing chain. */
+static json_t *image_info(const struct disk_layer *l, int n, bool flat)
+{
+    json_t *img = json_pack("{s:I,s:s,s:s,s:b}", "virtual-size", (json_int_t)l->size, "filename", l->filename,
+                            "format", l->format, "dirty-flag", 0);
+    struct stat st;
+    if (stat(l->filename, &st) == 0) {
+        json_object_set_new(img, "actual-size", json_integer((json_int_t)st.st_blocks * 512));
+    }
+    if (l->cluster_size) {
+        json_object_set_new(img, "cluster-size", json_integer(l->cluster_size));
+    }
+    if (l->backing_filename) {
+        json_object_set_new(img, "backing-filename", qmp_string(l->backing_filename));
+        if (n > 1) {
+            json_object_set_new(img, "full-backing-filename", qmp_string(l[1].filename));
+            json_object_set_new(img, "backing-filename-format", qmp_string(l[1].format));
+            if (!flat) {
+                json_object_set_new(img, "backing-image", image_info(l + 1, n - 1, false));
+            }
+        }
+    }
+    return img;
+}
+
+/* BlockDeviceInfo of one node: layer k of disk i's chain (n layers). */
+static json_t *device_info(const struct disk_layer *layers, int n, int k, int disk, bool ro, bool flat)
+{
+    const struct disk_layer *l = &layers[k];
+    char name[48];
+    node_name(name, sizeof(name), disk, k);
+    json_t *o = json_pack("{s:s,s:s,s:b,s:s,s:i,s:b,s:s}", "file", l->filename, "node-name", name, "ro",
+                          ro || k > 0, "drv", l->format, "backing_file_depth", n - k - 1, "encrypted", 0,
+                          "detect_zeroes", "off");
+    if (l->backing_filename) {
+        json_object_set_new(o, "backing_file", qmp_string(l->backing_filename));
+    }
+    /* No I/O throttling: QEMU reports the limits as 0. */
+    static const char *const limits[] = { "bps", "bps_rd", "bps_wr", "iops", "iops_rd", "iops_wr" };
+    for (size_t j = 0; j < sizeof(limits) / sizeof(limits[0]); j++) {
+        json_object_set_new(o, limits[j], json_integer(0));
+    }
+    json_object_set_new(o, "image", image_info(l, n - k, flat));
+    json_object_set_new(o, "write_threshold", json_integer(0));
+    json_object_set_new(o, "cache", json_pack("{s:b,s:b,s:b}", "no-flush", 0, "direct", 0, "writeback", 1));
+    return o;
+}
+
+static json_t *qdev_path(int disk)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/machine/peripheral-anon/device[%d]/virtio-backend", disk);
+    return qmp_string(path);
+}
+
+void qmp_query_block(struct qmp_server *s, json_t *args, struct qmp_reply *r)
+{
+    if (!qmp_check_args(args, qmp_no_args, r)) {
+        return;
+    }
+    json_t *list = json_array();
+    for (int i = 0; i < machine_disk_count(s->m); i++) {
+        struct disk_layer layers[MAX_LAYERS];
+        bool ro;
+        int n = machine_disk_chain(s->m, i, layers, MAX_LAYERS, &ro);
+        char name[16];
+        snprintf(name, sizeof(name), "disk%d", i);
+        json_array_append_new(list, json_pack("{s:s,s:s,s:o,s:b,s:b,s:o,s:s}", "io-status", "ok", "device", name,
+                                              "qdev", qdev_path(i), "locked", 0, "removable", 0, "inserted",
+                                              device_info(layers, n, 0, i, ro, false), "type", "unknown"));
+    }
+    r->ret = list;
+}
+
+void qmp_query_named_block_nodes(struct qmp_server *s, json_t *args, struct qmp_reply *r)
+{
+    if (!qmp_check_args(args, qmp_named_block_nodes_args, r)) {
+        return;
+    }
+    bool flat = json_is_true(json_object_get(args, "flat"));
+    json_t *list = json_array();
+    for (int i = 0; i < machine_disk_count(s->m); i++) {
+        struct disk_layer layers[MAX_LAYERS];
+        bool ro;
+        int n = machine_disk_chain(s->m, i, layers, MAX_LAYERS, &ro);
+        for (int k = 0; k < n; k++) {
+            json_array_append_new(list, device_info(layers, n, k, i, ro, flat));
+        }
+    }
+    r->ret = list;
+}
+
+static json_t *stats_json(const struct machine_disk_stats *st)
+{
+    json_t *o = json_object();
+    const struct {
+        const char *key;
+        uint64_t v;
+    } counters[] = {
+        { "rd_bytes", st->rd_bytes }, { "wr_bytes", st->wr_bytes }, { "unmap_bytes", 0 },
+        { "rd_operations", st->rd_ops }, { "wr_operations", st->wr_ops },
+        { "flush_operations", st->flush_ops }, { "unmap_operations", st->unmap_ops },
+        { "rd_total_time_ns", st->rd_total_ns }, { "wr_total_time_ns", st->wr_total_ns },
+        { "flush_total_time_ns", st->flush_total_ns }, { "unmap_total_time_ns", st->unmap_total_ns },
+        { "wr_highest_offset", 0 }, { "rd_merged", 0 }, { "wr_merged", 0 }, { "unmap_merged", 0 },
+        { "failed_rd_operations", st->failed_rd_ops }, { "failed_wr_operations", st->failed_wr_ops },
+        { "failed_flush_operations", st->failed_flush_ops }, { "failed_unmap_operations", st->failed_unmap_ops },
+        { "invalid_rd_operations", 0 }, { "invalid_wr_operations", 0 }, { "invalid_flush_operations", 0 },
+        { "invalid_unmap_operations", 0 },
+    };
+    for (size_t j = 0; j < sizeof(counters) / sizeof(counters[0]); j++) {
+        json_object_set_new(o, counters[j].key, json_integer((json_int_t)counters[j].v));
+    }
+    if (st->idle_ns >= 0) {
+        json_object_set_new(o, "idle_time_ns", json_integer(st->idle_ns));
+    }
+    json_object_set_new(o, "account_invalid", json_true());
+    json_object_set_new(o, "account_failed", json_true());
+    json_object_set_new(o, "timed_stats", json_array());
+    return o;
+}
+
+/* The guest's requests are counted per device, so the top node has them;
+ * backing nodes (with query-nodes) report zeroes, as in QEMU. */
+void qmp_query_blockstats(struct qmp_server *s, json_t *args, struct qmp_reply *r)
+{
+    if (!qmp_check_args(args, qmp_blockstats_args, r)) {
+        return;
+    }
+    bool nodes = json_is_true(json_object_get(args, "query-nodes"));
+    json_t *list = json_array();
+    for (int i = 0; i < machine_disk_count(s->m); i++) {
+        struct disk_layer layers[MAX_LAYERS];
+        bool ro;
+        int n = nodes ? machine_disk_chain(s->m, i, layers, MAX_LAYERS, &ro) : 1;
+        for (int k = 0; k < n; k++) {
+            struct machine_disk_stats st = { .idle_ns = -1 };
+            if (k == 0) {
+                machine_disk_stats(s->m, i, &st);
+            }
+            char name[48];
+            node_name(name, sizeof(name), i, k);
+            json_t *o = json_pack("{s:s,s:o}", "node-name", name, "stats", stats_json(&st));
+            if (!nodes) {
+                json_object_set_new(o, "device", qmp_string(name));
+                json_object_set_new(o, "qdev", qdev_path(i));
+            }
+            json_array_append_new(list, o);
+        }
+    }
+    r->ret = list;
+}
+
+void qmp_query_block_jobs(struct qmp_server *s, json_t *args, struct qmp_reply *r)
+{
+    /* cowvisor runs no block jobs yet (its jobs are snapshot jobs: query-jobs). */
+    if (qmp_check_args(args, qmp_no_args, r)) {
+        r->ret = json_array();
+    }
+}
+
+const struct qmp_arg qmp_block_resize_args[] = {
+    { "device", JSON_STRING, true }, { "node-name", JSON_STRING, true }, { "size", JSON_INTEGER, false },
+    { NULL, 0, false },
+};
+
+/* block_resize: the image grows (or shrinks) and the guest's virtio-blk
+ * driver learns the new capacity from a config-change interrupt. */
+void qmp_block_resize(struct qmp_server *s, json_t *args, struct qmp_reply *r)
+{
+    if (!qmp_check_args(args, qmp_block_resize_args, r)) {
+        return;
+    }
+    const char *dev = json_string_value(json_object_get(args, "device"));
+    const char *node = json_string_value(json_object_get(args, "node-name"));
+    json_int_t size = json_integer_value(json_object_get(args, "size"));
+    if (size < 0) {
+        qmp_fail(r, QMP_GENERIC, "Parameter 'size' expects a >0 size");
+        return;
+    }
+    /* Backing nodes are read-only: only a disk's top node can be resized. */
+    int i = dev ? qmp_find_disk(s, dev) : node ? qmp_find_disk(s, node) : -1;
+    if (i < 0 || (dev && node && qmp_find_disk(s, node) != i)) {
+        qmp_fail(r, QMP_GENERIC, "Cannot find device=\"%s\" nor node-name=\"%s\"", dev ? dev : "", node ? node : "");
+        return;
+    }
+    struct error err = { 0 };
+    if (machine_disk_resize(s->m, i, (uint64_t)size, &err) < 0) {
+        qmp_fail(r, QMP_GENERIC, "%s", err.msg);
+    }
+}

@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""qemu_compare.py STUB_VMM: asks qemu-system-x86_64 (TCG, paused) and
+cowvisor's QMP server (on a stub machine) the same queries and compares
+the replies' shapes: every member QEMU returns must be in cowvisor's reply
+with the same JSON type, recursively (the first element stands for a
+list), except the optional members listed in OPTIONAL with the reason
+cowvisor leaves them out. A query QEMU no longer has is a skip. Prints TAP."""
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+QUERIES = [
+    "query-version", "query-kvm", "query-name", "query-uuid", "query-target", "query-machines",
+    "query-cpus-fast", "query-hotpluggable-cpus", "query-memory-size-summary", "query-chardev",
+    "query-pci", "query-block", "query-named-block-nodes", "query-blockstats", "query-block-jobs",
+    "query-iothreads", "query-status", "query-events", "query-commands",
+]
+
+# Optional members (QEMU's schema marks them so) that cowvisor omits, with
+# the reason.
+OPTIONAL = {
+    # The machine's disk layers do not carry the qcow2 header's feature
+    # fields (compat, lazy-refcounts, ...) that ImageInfo's format-specific
+    # reports.
+    "query-block": {"format-specific"},
+    "query-named-block-nodes": {"format-specific"},
+    # QEMU's -drive puts a protocol ("file") node under the format node and
+    # reports it as "parent"; cowvisor's images have no such layer.
+    "query-blockstats": {"parent"},
+}
+
+
+def connect(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    for _ in range(200):
+        try:
+            s.connect(path)
+            break
+        except OSError:
+            time.sleep(0.05)
+    else:
+        raise SystemExit("cannot connect to " + path)
+    s.settimeout(30)
+    f = s.makefile("rwb", buffering=0)
+    json.loads(f.readline())
+    return f
+
+
+def ask(f, cmd):
+    f.write(json.dumps({"execute": cmd}).encode() + b"\n")
+    while True:
+        r = json.loads(f.readline())
+        if "event" not in r:
+            return r
+
+
+def kind(v):
+    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer",
+            float: "number", type(None): "null"}[type(v)]
+
+
+def compare(ref, ours, path, skip, out):
+    if kind(ref) != kind(ours):
+        out.append(f"{path}: QEMU has {kind(ref)}, cowvisor {kind(ours)}")
+    elif isinstance(ref, dict):
+        for k, v in ref.items():
+            if k in ours:
+                compare(v, ours[k], f"{path}.{k}", skip, out)
+            elif k not in skip:
+                out.append(f"{path}: member '{k}' missing")
+    elif isinstance(ref, list) and ref and ours:
+        compare(ref[0], ours[0], path + "[0]", skip, out)
+
+
+def main():
+    stub = sys.argv[1]
+    tmp = tempfile.mkdtemp()
+    disk = os.path.join(tmp, "disk.qcow2")
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", disk, "16M"], check=True)
+    qemu = subprocess.Popen([
+        "qemu-system-x86_64", "-M", "pc", "-accel", "tcg", "-S", "-display", "none", "-nodefaults",
+        "-m", "256", "-smp", "2", "-name", "stub", "-serial", "null",
+        "-drive", f"file={disk},if=virtio,format=qcow2",
+        "-qmp", f"unix:{tmp}/qemu.sock,server=on,wait=off"])
+    ours = subprocess.Popen([stub, f"unix:{tmp}/cow.sock,server,nowait", disk])
+    q, c = connect(f"{tmp}/qemu.sock"), connect(f"{tmp}/cow.sock")
+    ask(q, "qmp_capabilities")
+    ask(c, "qmp_capabilities")
+    print(f"1..{len(QUERIES)}")
+    failed = 0
+    for i, cmd in enumerate(QUERIES, 1):
+        rq, rc = ask(q, cmd), ask(c, cmd)
+        if rq.get("error", {}).get("class") == "CommandNotFound" and "return" in rc:
+            print(f"ok {i} - {cmd} # SKIP QEMU 7.2 no longer has it (cowvisor answers for older clients)")
+            continue
+        diffs = []
+        if "return" not in rc:
+            diffs.append(f"cowvisor: {rc}")
+        elif "return" in rq:
+            compare(rq["return"], rc["return"], cmd, OPTIONAL.get(cmd, set()), diffs)
+        else:
+            diffs.append(f"QEMU: {rq}")
+        print(("not ok" if diffs else "ok") + f" {i} - {cmd} has QEMU's shape")
+        for d in diffs:
+            print("# " + d)
+        failed += bool(diffs)
+    ask(q, "quit")
+    ask(c, "quit")
+    qemu.wait(timeout=30)
+    ours.wait(timeout=30)
+    sys.exit(1 if failed else 0)
+
+
+main()

@@ -1,0 +1,169 @@
+/* A machine without a guest (see stub_machine.h). */
+#include "stub_machine.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct machine {
+    const struct machine_config *cfg;
+    struct event_loop loop;
+    enum machine_run_state state;
+    machine_event_fn hook;
+    void *hook_opaque;
+    int pauses, resumes, resets, quits;
+    uint64_t disk_size[MACHINE_MAX_DISKS];  /* 0: 8 MiB */
+};
+
+struct machine *stub_machine_create(const struct machine_config *cfg)
+{
+    struct machine *m = calloc(1, sizeof(*m));
+    struct error err = { 0 };
+    if (!m || event_loop_init(&m->loop, &err) < 0) {
+        abort();
+    }
+    m->cfg = cfg;
+    return m;
+}
+
+void stub_machine_destroy(struct machine *m)
+{
+    event_loop_destroy(&m->loop);
+    free(m);
+}
+
+int stub_machine_calls(struct machine *m, const char *what)
+{
+    return strcmp(what, "pause") == 0 ? m->pauses : strcmp(what, "resume") == 0 ? m->resumes
+         : strcmp(what, "reset") == 0 ? m->resets : m->quits;
+}
+
+static void emit(struct machine *m, enum machine_event ev)
+{
+    if (m->hook) {
+        m->hook(m->hook_opaque, ev, false);
+    }
+}
+
+const struct machine_config *machine_config(const struct machine *m) { return m->cfg; }
+struct event_loop *machine_loop(struct machine *m) { return &m->loop; }
+enum machine_run_state machine_run_state(const struct machine *m) { return m->state; }
+
+void machine_pause(struct machine *m)
+{
+    m->pauses++;
+    if (m->state == MACHINE_RUNNING) {
+        m->state = MACHINE_PAUSED;
+        emit(m, MACHINE_EVENT_STOP);
+    }
+}
+
+void machine_resume(struct machine *m)
+{
+    m->resumes++;
+    if (m->state == MACHINE_PAUSED) {
+        m->state = MACHINE_RUNNING;
+        emit(m, MACHINE_EVENT_RESUME);
+    }
+}
+
+void machine_request_reset(struct machine *m) { m->resets++; }
+
+void machine_quit(struct machine *m)
+{
+    m->quits++;
+    event_loop_stop(&m->loop);
+}
+
+void machine_set_event_hook(struct machine *m, machine_event_fn fn, void *opaque)
+{
+    m->hook = fn;
+    m->hook_opaque = opaque;
+}
+
+int machine_cpu_count(const struct machine *m) { return m->cfg->cpus; }
+int machine_cpu_thread_id(const struct machine *m, int i) { return 0; }
+int machine_disk_count(const struct machine *m) { return m->cfg->ndisks; }
+
+int machine_disk_chain(struct machine *m, int i, struct disk_layer *out, int max, bool *read_only)
+{
+    const struct disk_config *d = &m->cfg->disks[i];
+    out[0] = (struct disk_layer){ .filename = d->file, .format = d->format ? d->format : "raw",
+                                  .size = m->disk_size[i] ? m->disk_size[i] : 8u << 20, .cluster_size = 65536 };
+    *read_only = d->read_only;
+    return 1;
+}
+
+static int no_guest(struct error *err)
+{
+    return error_set(err, -ENOTSUP, "the stub machine has no guest");
+}
+
+int machine_disk_overlay(struct machine *m, int i, const char *file, struct error *err) { return no_guest(err); }
+int machine_snapshot_files(struct machine *m, const char *dir, bool diff, struct error *err) { return no_guest(err); }
+int machine_savevm(struct machine *m, const char *name, struct error *err) { return no_guest(err); }
+int machine_loadvm(struct machine *m, const char *name, bool *changed, struct error *err)
+{
+    if (changed) {
+        *changed = false;
+    }
+    return no_guest(err);
+}
+int machine_delvm(struct machine *m, const char *name, struct error *err) { return no_guest(err); }
+
+char *machine_info_snapshots(struct machine *m, struct error *err)
+{
+    no_guest(err);
+    return NULL;
+}
+
+/* Counters a guest would have made: 3 reads of 4 KiB, 1 write, 1 flush. */
+int machine_disk_stats(struct machine *m, int i, struct machine_disk_stats *out)
+{
+    *out = (struct machine_disk_stats){ .rd_bytes = 12288, .wr_bytes = 4096, .rd_ops = 3, .wr_ops = 1,
+                                        .flush_ops = 1, .idle_ns = 1000 };
+    return 0;
+}
+
+/* The host bridge and one virtio-blk-pci function with a 16 KiB BAR. */
+int machine_pci_list(struct machine *m, struct machine_pci_function *out, int max)
+{
+    static const uint8_t bridge[] = { 0x86, 0x80, 0x37, 0x12 };
+    static const uint8_t blk[] = { 0xf4, 0x1a, 0x42, 0x10 };
+    memset(out, 0, 2 * sizeof(*out));
+    memcpy(out[0].config, bridge, 4);
+    out[0].config[0x0b] = 0x06;
+    out[1].slot = 1;
+    memcpy(out[1].config, blk, 4);
+    out[1].config[0x0b] = 0x01;
+    out[1].config[0x10] = 0x00;
+    out[1].config[0x13] = 0xe0;         /* BAR0 at 0xe0000000 */
+    out[1].config[0x3c] = 11;
+    out[1].config[0x3d] = 1;
+    out[1].bar_size[0] = 16384;
+    return 2;
+}
+
+/* Registers of a vCPU in 64-bit mode; refused while running, as the
+ * machine does. */
+int machine_cpu_registers(struct machine *m, int i, struct machine_cpu_regs *out, struct error *err)
+{
+    if (m->state == MACHINE_RUNNING) {
+        return error_set(err, -EBUSY, "the machine is running (pause it first)");
+    }
+    *out = (struct machine_cpu_regs){ .rip = 0x100000 + (uint64_t)i, .rflags = 2, .cr0 = 0x80000011,
+                                      .efer = 0x500, .cs = { .selector = 8, .limit = 0xffffffff, .flags = 0xa09b00 } };
+    out->gpr[0] = 0x1234;
+    return 0;
+}
+
+/* As a qcow2 image: sizes are whole sectors. */
+int machine_disk_resize(struct machine *m, int i, uint64_t size, struct error *err)
+{
+    if (size % 512) {
+        return error_set(err, -EINVAL, "The new size must be a multiple of 512");
+    }
+    m->disk_size[i] = size;
+    return 0;
+}

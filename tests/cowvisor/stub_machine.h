@@ -1,0 +1,15 @@
+/* A machine without a guest for the QMP server's tests: machine.h's
+ * functions over a main loop and a fixed configuration, so the monitor's
+ * output queue, dispatch and reply shapes are tested where /dev/kvm is
+ * absent. */
+#ifndef TESTS_COWVISOR_STUB_MACHINE_H
+#define TESTS_COWVISOR_STUB_MACHINE_H
+
+#include "machine/machine.h"
+
+struct machine *stub_machine_create(const struct machine_config *cfg);
+void stub_machine_destroy(struct machine *m);
+/* How many times the monitor paused, resumed, reset or quit the machine. */
+int stub_machine_calls(struct machine *m, const char *what);
+
+#endif

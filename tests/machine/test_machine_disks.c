@@ -1,0 +1,115 @@
+/* A machine's disk as the monitor changes it, without a KVM VM: a bare
+ * machine (guest memory, no vCPUs) with one virtio-blk device on a fake
+ * transport. block_resize (machine_disk_resize) grows the image, bumps the
+ * config generation and raises a config-change interrupt only once the
+ * driver is up; the capacity the guest reads is the new one; the guest's
+ * requests are counted (machine_disk_stats) from zero. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "block/blockdev.h"
+#include "machine/machine_int.h"
+#include "virtio/virtio_blk.h"
+
+static int config_interrupts;
+
+static void fake_notify_queue(void *t, int q) {}
+static void fake_notify_config(void *t) { config_interrupts++; }
+static const struct virtio_transport_ops fake_transport = { fake_notify_queue, fake_notify_config };
+
+static const struct machine_config config = { .cpus = 1, .memory = 16ull << 20, .ndisks = 1 };
+
+struct rig {
+    struct machine m;
+    struct virtio_blk blk;
+    char path[64];
+};
+
+static struct rig *rig_create(void)
+{
+    struct rig *r = calloc(1, sizeof(*r));
+    struct error err = { 0 };
+    assert_non_null(r);
+    snprintf(r->path, sizeof(r->path), "/tmp/cowvisor-disk-XXXXXX");
+    int fd = mkstemp(r->path);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, 1 << 20), 0);
+    close(fd);
+    r->m.cfg = &config;
+    assert_int_equal(guest_memory_create(&r->m.vm.mem, config.memory, &err), 0);
+    struct blockdev_open_opts opts = { .format = "raw" };
+    assert_int_equal(blockdev_open(&r->m.disks[0], r->path, &opts, &err), 0);
+    assert_int_equal(virtio_blk_init(&r->blk, &r->m.vm.mem, r->m.disks[0], false, "", &err), 0);
+    r->blk.dev.transport = &fake_transport;
+    r->m.virtio[0].dev = &r->blk.dev;
+    r->m.nvirtio = 1;
+    config_interrupts = 0;
+    return r;
+}
+
+static void rig_destroy(struct rig *r)
+{
+    virtio_blk_destroy(&r->blk);
+    blockdev_close(r->m.disks[0]);
+    guest_memory_destroy(&r->m.vm.mem);
+    unlink(r->path);
+    free(r);
+}
+
+static uint64_t guest_capacity(struct rig *r)
+{
+    uint64_t cap;
+    r->blk.dev.ops->config_read(&r->blk.dev, 0, &cap, sizeof(cap));
+    return cap;
+}
+
+static void test_resize_notifies_the_driver(void **state)
+{
+    struct rig *r = rig_create();
+    struct error err = { 0 };
+    assert_int_equal(guest_capacity(r), (1 << 20) / 512);
+    /* Before the driver is up: the new size, but no interrupt. */
+    uint32_t gen = r->blk.dev.config_generation;
+    assert_int_equal(machine_disk_resize(&r->m, 0, 2 << 20, &err), 0);
+    assert_int_equal(guest_capacity(r), (2 << 20) / 512);
+    assert_int_equal(config_interrupts, 0);
+    assert_int_not_equal(r->blk.dev.config_generation, gen);
+    /* With the driver up: one config-change interrupt per resize. */
+    r->blk.dev.status |= VIRTIO_STATUS_DRIVER_OK;
+    assert_int_equal(machine_disk_resize(&r->m, 0, 4 << 20, &err), 0);
+    assert_int_equal(config_interrupts, 1);
+    assert_int_equal(guest_capacity(r), (4 << 20) / 512);
+    struct disk_layer l;
+    bool ro;
+    assert_int_equal(machine_disk_chain(&r->m, 0, &l, 1, &ro), 1);
+    assert_int_equal(l.size, 4 << 20);
+    rig_destroy(r);
+}
+
+static void test_stats_start_at_zero(void **state)
+{
+    struct rig *r = rig_create();
+    struct machine_disk_stats st;
+    assert_int_equal(machine_disk_stats(&r->m, 0, &st), 0);
+    assert_int_equal(st.rd_ops + st.wr_ops + st.flush_ops + st.rd_bytes + st.wr_bytes, 0);
+    assert_int_equal(st.idle_ns, -1);
+    assert_int_equal(machine_disk_stats(&r->m, 5, &st), -ENOENT);
+    rig_destroy(r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_resize_notifies_the_driver),
+        cmocka_unit_test(test_stats_start_at_zero),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
