@@ -22,6 +22,7 @@
 #include "machine/machine_int.h"
 #include "machine/machine_replay.h"
 #include "replay/replay.h"
+#include "replay/replay_kvm.h"
 #include "replay/replay_log.h"
 #include "virtio/virtio_mmio.h"
 #include "virtio/virtio_rng.h"
@@ -551,6 +552,81 @@ static void test_seam_untouched_when_off(void **state)
     assert_int_equal(host_input_entropy(b, sizeof(b)), 16);
 }
 
+/* The exit record: the same exit gives the same record; a different RIP,
+ * register, port, value or direction a different one. */
+static void test_kvm_exit_record(void **state)
+{
+    static uint8_t page[4096] __attribute__((aligned(64)));
+    struct kvm_run *run = (struct kvm_run *)page;
+    struct kvm_regs regs = { .rip = 0x1234, .rax = 0x41, .rflags = 0x2 | (1u << 16) };
+    struct replay_exit a, b;
+    run->exit_reason = KVM_EXIT_IO;
+    run->io.direction = KVM_EXIT_IO_OUT;
+    run->io.size = 1;
+    run->io.port = 0x3f8;
+    run->io.count = 1;
+    run->io.data_offset = 1024;
+    page[1024] = 'A';
+    replay_kvm_exit(run, &regs, &a);
+    assert_int_equal(a.reason, KVM_EXIT_IO);
+    assert_int_equal(a.rip, 0x1234);
+    assert_int_equal(a.addr, 0x3f8);
+    assert_int_equal(a.size, 1);
+    assert_int_equal(a.value & 0xff, 'A');
+    replay_kvm_exit(run, &regs, &b);
+    assert_memory_equal(&a, &b, sizeof(a));
+    regs.rflags &= ~(1u << 16);                 /* RF does not count */
+    replay_kvm_exit(run, &regs, &b);
+    assert_memory_equal(&a, &b, sizeof(a));
+    regs.rbx = 1;
+    replay_kvm_exit(run, &regs, &b);
+    assert_true(a.reg_hash != b.reg_hash);
+    regs.rbx = 0;
+    page[1024] = 'B';
+    replay_kvm_exit(run, &regs, &b);
+    assert_true(a.value != b.value);
+    page[1024] = 'A';
+    run->io.direction = KVM_EXIT_IO_IN;
+    replay_kvm_exit(run, &regs, &b);
+    assert_true(a.value != b.value);
+
+    memset(page, 0, sizeof(page));
+    run->exit_reason = KVM_EXIT_MMIO;
+    run->mmio.phys_addr = 0xd0000050;
+    run->mmio.len = 4;
+    run->mmio.is_write = 1;
+    memcpy(run->mmio.data, "\x01\x00\x00\x00", 4);
+    replay_kvm_exit(run, &regs, &a);
+    assert_int_equal(a.addr, 0xd0000050);
+    assert_int_equal(a.size, 4);
+    assert_int_equal(a.value, 1ull | 1ull << 63);
+}
+
+static void test_kvm_cpuid_masked(void **state)
+{
+    struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + 6 * sizeof(struct kvm_cpuid_entry2));
+    assert_non_null(c);
+    c->nent = 6;
+    c->entries[0] = (struct kvm_cpuid_entry2){ .function = 1, .ecx = 0xffffffff, .edx = 0xffffffff };
+    c->entries[1] = (struct kvm_cpuid_entry2){ .function = 7, .index = 0, .ebx = 0xffffffff };
+    c->entries[2] = (struct kvm_cpuid_entry2){ .function = 7, .index = 1, .ebx = 0xffffffff };
+    c->entries[3] = (struct kvm_cpuid_entry2){ .function = 0x80000007, .edx = 0xffffffff };
+    c->entries[4] = (struct kvm_cpuid_entry2){ .function = 0x40000001, .eax = 0xffffffff };
+    c->entries[5] = (struct kvm_cpuid_entry2){ .function = 0, .eax = 0xd, .ebx = 0xffffffff };
+    assert_int_equal(replay_kvm_mask_cpuid(c), 1 + 1 + 1 + 7);
+    assert_int_equal(c->entries[0].ecx, 0xffffffff & ~(1u << 30));      /* RDRAND */
+    assert_int_equal(c->entries[0].edx, 0xffffffff);
+    assert_int_equal(c->entries[1].ebx, 0xffffffff & ~(1u << 18));      /* RDSEED */
+    assert_int_equal(c->entries[2].ebx, 0xffffffff);                    /* another subleaf */
+    assert_int_equal(c->entries[3].edx, 0xffffffff & ~(1u << 8));       /* invariant TSC */
+    uint32_t kvm = c->entries[4].eax;
+    assert_int_equal(kvm & (1u << 0 | 1u << 3 | 1u << 24 | 1u << 5 | 1u << 4), 0);
+    assert_true(kvm & (1u << 1));                                       /* NOP_IO_DELAY stays */
+    assert_int_equal(c->entries[5].ebx, 0xffffffff);
+    assert_int_equal(replay_kvm_mask_cpuid(c), 0);                      /* idempotent */
+    free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -560,6 +636,8 @@ int main(void)
         cmocka_unit_test(test_modified_guest_diverges),
         cmocka_unit_test(test_other_configuration_refused),
         cmocka_unit_test(test_corrupt_log_refused),
+        cmocka_unit_test(test_kvm_exit_record),
+        cmocka_unit_test(test_kvm_cpuid_masked),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
