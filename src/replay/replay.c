@@ -102,11 +102,11 @@ static void record_input(void *opaque, enum host_input_source src, const void *d
         len = sizeof(b);
     }
     struct error err = { 0 };
-    if (!rp->failed && (size_t)src < sizeof(kind_of) &&
-        replay_writer_event(&rp->w, kind_of[src], rp->ordinal, data, (uint32_t)len, &err) < 0) {
+    if (rp->failed || (size_t)src >= sizeof(kind_of)) {
+        /* nothing more is logged after a failure */
+    } else if (replay_writer_event(&rp->w, kind_of[src], rp->ordinal, data, (uint32_t)len, &err) < 0) {
         failf(rp, err.code, "%s", err.msg);
-    }
-    if (!rp->failed) {
+    } else {
         rp->events++;
     }
     pthread_mutex_unlock(&rp->lock);

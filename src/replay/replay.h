@@ -49,7 +49,8 @@ int replay_irq(struct replay *rp, uint32_t line, struct error *err);
 
 /* 0, or <0 with the first divergence or log error in err. */
 int replay_status(struct replay *rp, struct error *err);
-/* Ends and frees: record writes the end record; replay checks the log was
+/* Ends and frees (call it with the devices quiesced: no seam input may be
+ * under way, the observer or feeder goes away here): record writes the end record; replay checks the log was
  * used up (events left over are a divergence). Returns the number of
  * events recorded or replayed, or <0. */
 int64_t replay_end(struct replay *rp, struct error *err);

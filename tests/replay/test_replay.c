@@ -368,7 +368,7 @@ static void move_clock(struct replay_event *ev, uint64_t index)
     }
 }
 
-/* The entropy of exit 3 is one byte shorter... and the frame one byte longer than the buffers. */
+/* The value of exit 11 (a port write) changes. */
 static void change_exit_value(struct replay_event *ev, uint64_t index)
 {
     (void)index;
