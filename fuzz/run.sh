@@ -3,7 +3,7 @@
 # bounded time on its seed corpus. Speaks TAP, one test per target.
 #   fuzz/run.sh [seconds per target] [target...]     (default 8 s, all targets)
 #   fuzz/run.sh --seeds                               (rewrites fuzz/corpus/)
-# Targets: qcow2_open_read qcow2_repair virtqueue nbd_server vmstate_stream.
+# Targets: qcow2_open_read qcow2_repair virtqueue nbd_server vmstate_stream replay_log.
 # qcow2 seeds are images qemu-img makes at run time; the others are kept in
 # fuzz/corpus/<target>/ (made by fuzz/make_seeds.c). Findings (crash inputs)
 # are copied to $FUZZ_FINDINGS (default: the work directory, printed).
@@ -11,7 +11,7 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d "${TMPDIR:-/tmp}/cowvisor-fuzz.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-all_targets=(qcow2_open_read qcow2_repair virtqueue nbd_server vmstate_stream)
+all_targets=(qcow2_open_read qcow2_repair virtqueue nbd_server vmstate_stream replay_log)
 
 cflags=(-std=gnu11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -g -O1 -I"$here/src")
 sanitize=(-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined)
@@ -31,7 +31,7 @@ build_objects() {
     export work here
     export cflags_str="${cflags[*]}"
     printf '%s\n' "$here"/src/util/*.c "$here"/src/block/*.c "$here"/src/state/*.c "$here"/src/nbd/*.c \
-        "$here"/src/virtio/*.c "$here"/src/vmm/*.c "$here"/src/hw/*.c |
+        "$here"/src/virtio/*.c "$here"/src/vmm/*.c "$here"/src/hw/*.c "$here"/src/replay/*.c |
         xargs -P "$(nproc)" -I{} bash -c 'cflags=($cflags_str); compile_one "$1"' _ {}
 }
 

@@ -33,6 +33,14 @@ struct host_block_completion {
 typedef void (*host_input_observer)(void *opaque, enum host_input_source src, const void *data, size_t len);
 void host_input_set_observer(host_input_observer fn, void *opaque);
 
+/* Replay: with a feeder set, inputs come from it instead of the host (the
+ * fd arguments are not read). It fills up to len bytes of buf and returns
+ * how many (or a negative errno: the input fails as a host error would).
+ * For HOST_INPUT_BLOCK it gets the completion to check, returns 0 or <0.
+ * The observer is not called for fed inputs. */
+typedef ssize_t (*host_input_feeder)(void *opaque, enum host_input_source src, void *buf, size_t len);
+void host_input_set_feeder(host_input_feeder fn, void *opaque);
+
 /* The wall clock, in seconds since the epoch. */
 int64_t host_input_clock(void);
 /* Up to len random bytes; returns how many (or -errno). */

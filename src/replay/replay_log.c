@@ -1,0 +1,366 @@
+#include "replay/replay_log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#define MAGIC "COWRPLAY"
+#define WBUF (1u << 20)
+#define RBUF (1u << 16)
+#define EVENT_HEAD 13           /* kind, ordinal, len */
+
+static const char *const kind_names[] = {
+    [REPLAY_EV_CLOCK] = "clock", [REPLAY_EV_ENTROPY] = "entropy", [REPLAY_EV_CONSOLE] = "console input",
+    [REPLAY_EV_NET] = "network frame", [REPLAY_EV_BLOCK] = "block completion", [REPLAY_EV_EXIT] = "exit",
+    [REPLAY_EV_IRQ] = "interrupt",
+};
+
+const char *replay_event_kind_name(unsigned kind)
+{
+    if (kind == REPLAY_EV_END) {
+        return "end of log";
+    }
+    if (kind < sizeof(kind_names) / sizeof(kind_names[0]) && kind_names[kind]) {
+        return kind_names[kind];
+    }
+    return "unknown";
+}
+
+uint64_t replay_hash(uint64_t seed, const void *data, size_t len)
+{
+    const uint8_t *p = data;
+    uint64_t h = seed ^ 0x9e3779b97f4a7c15ull ^ (len * 0xff51afd7ed558ccdull);
+    for (size_t i = 0; i < len; i++) {
+        h = (h ^ p[i]) * 0x100000001b3ull;
+    }
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 33;
+    return h;
+}
+
+int replay_hash_file(const char *path, uint64_t *out, struct error *err)
+{
+    *out = 0;
+    if (!path) {
+        return 0;
+    }
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return error_set_errno(err, -errno, "replay: cannot open '%s'", path);
+    }
+    uint8_t *buf = malloc(RBUF);
+    if (!buf) {
+        close(fd);
+        return error_set(err, -ENOMEM, "replay: out of memory");
+    }
+    uint64_t h = 0x636f77;
+    for (;;) {
+        ssize_t n = read(fd, buf, RBUF);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            int e = -errno;
+            free(buf);
+            close(fd);
+            return error_set_errno(err, e, "replay: cannot read '%s'", path);
+        }
+        if (n == 0) {
+            break;
+        }
+        h = replay_hash(h, buf, (size_t)n);
+    }
+    free(buf);
+    close(fd);
+    *out = h;
+    return 0;
+}
+
+static void put_u16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
+static void put_u32(uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i)); }
+static void put_u64(uint8_t *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i)); }
+static uint16_t get_u16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static uint32_t get_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static uint64_t get_u64(const uint8_t *p) { return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32; }
+
+/* ---- writer ---- */
+
+static int write_all(int fd, const uint8_t *p, size_t n)
+{
+    while (n) {
+        ssize_t k = write(fd, p, n);
+        if (k < 0 && errno == EINTR) {
+            continue;
+        }
+        if (k < 0) {
+            return -errno;
+        }
+        p += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+static int flush(struct replay_writer *w, struct error *err)
+{
+    if (!w->failed && w->used) {
+        w->failed = write_all(w->fd, w->buf, w->used);
+    }
+    w->used = 0;
+    if (w->failed) {
+        return error_set_errno(err, w->failed, "replay: cannot write the log");
+    }
+    return 0;
+}
+
+static int append(struct replay_writer *w, const void *data, size_t len, struct error *err)
+{
+    const uint8_t *p = data;
+    while (len) {
+        if (w->used == WBUF && flush(w, err) < 0) {
+            return err ? err->code : -EIO;
+        }
+        size_t n = WBUF - w->used < len ? WBUF - w->used : len;
+        memcpy(w->buf + w->used, p, n);
+        w->used += n;
+        w->bytes += n;
+        p += n;
+        len -= n;
+    }
+    return 0;
+}
+
+int replay_writer_begin(struct replay_writer *w, int fd, const struct replay_header *h, struct error *err)
+{
+    memset(w, 0, sizeof(*w));
+    w->fd = fd;
+    size_t name_len = strnlen(h->name, REPLAY_MAX_NAME + 1);
+    if (name_len > REPLAY_MAX_NAME) {
+        return error_set(err, -ENAMETOOLONG, "replay: the starting point's name is too long");
+    }
+    w->buf = malloc(WBUF);
+    if (!w->buf) {
+        return error_set(err, -ENOMEM, "replay: out of memory");
+    }
+    uint8_t head[8 + 4 + 4 + 24 + 2 + REPLAY_MAX_NAME + 4];
+    memcpy(head, MAGIC, 8);
+    put_u32(head + 8, REPLAY_LOG_VERSION);
+    put_u32(head + 12, h->start);
+    put_u64(head + 16, h->config_hash);
+    put_u64(head + 24, h->kernel_hash);
+    put_u64(head + 32, h->disk_hash);
+    put_u16(head + 40, (uint16_t)name_len);
+    memcpy(head + 42, h->name, name_len);
+    put_u32(head + 42 + name_len, (uint32_t)crc32(0, head, (uInt)(42 + name_len)));
+    return append(w, head, 46 + name_len, err);
+}
+
+int replay_writer_event(struct replay_writer *w, uint8_t kind, uint64_t ordinal, const void *data, uint32_t len,
+                        struct error *err)
+{
+    if (len > REPLAY_MAX_PAYLOAD) {
+        return error_set(err, -EFBIG, "replay: a %s event of %u bytes is too large", replay_event_kind_name(kind),
+                         len);
+    }
+    if (ordinal < w->last_ordinal) {
+        return error_set(err, -EINVAL, "replay: event at exit %llu after exit %llu", (unsigned long long)ordinal,
+                         (unsigned long long)w->last_ordinal);
+    }
+    uint8_t head[EVENT_HEAD], tail[4];
+    head[0] = kind;
+    put_u64(head + 1, ordinal);
+    put_u32(head + 9, len);
+    uLong crc = crc32(0, head, EVENT_HEAD);
+    if (len) {
+        crc = crc32(crc, data, len);
+    }
+    put_u32(tail, (uint32_t)crc);
+    int ret;
+    if ((ret = append(w, head, EVENT_HEAD, err)) < 0 || (ret = append(w, data, len, err)) < 0 ||
+        (ret = append(w, tail, 4, err)) < 0) {
+        return ret;
+    }
+    w->last_ordinal = ordinal;
+    w->events++;
+    return 0;
+}
+
+int replay_writer_finish(struct replay_writer *w, struct error *err)
+{
+    uint8_t count[8];
+    put_u64(count, w->events);
+    int ret = replay_writer_event(w, REPLAY_EV_END, w->last_ordinal, count, 8, err);
+    if (ret == 0) {
+        ret = flush(w, err);
+    }
+    replay_writer_free(w);
+    return ret;
+}
+
+void replay_writer_free(struct replay_writer *w)
+{
+    free(w->buf);
+    w->buf = NULL;
+}
+
+/* ---- reader ---- */
+
+/* Exactly n bytes, or an error naming what was cut short. */
+static int take(struct replay_reader *r, void *out, size_t n, const char *what, struct error *err)
+{
+    uint8_t *o = out;
+    while (n) {
+        if (r->pos == r->have) {
+            if (r->eof) {
+                return error_set(err, -EPROTO, "replay log truncated at byte %llu (in %s)",
+                                 (unsigned long long)r->offset, what);
+            }
+            ssize_t k = read(r->fd, r->buf, RBUF);
+            if (k < 0 && errno == EINTR) {
+                continue;
+            }
+            if (k < 0) {
+                return error_set_errno(err, -errno, "replay: cannot read the log");
+            }
+            r->have = (size_t)k;
+            r->pos = 0;
+            r->eof = k == 0;
+            continue;
+        }
+        size_t m = r->have - r->pos < n ? r->have - r->pos : n;
+        memcpy(o, r->buf + r->pos, m);
+        r->pos += m;
+        r->offset += m;
+        o += m;
+        n -= m;
+    }
+    return 0;
+}
+
+int replay_reader_begin(struct replay_reader *r, int fd, struct replay_header *h, struct error *err)
+{
+    memset(r, 0, sizeof(*r));
+    r->fd = fd;
+    r->buf = malloc(RBUF);
+    r->payload = malloc(REPLAY_MAX_PAYLOAD);
+    if (!r->buf || !r->payload) {
+        return error_set(err, -ENOMEM, "replay: out of memory");
+    }
+    uint8_t head[42 + REPLAY_MAX_NAME + 4];
+    int ret = take(r, head, 42, "the header", err);
+    if (ret < 0) {
+        return ret;
+    }
+    if (memcmp(head, MAGIC, 8) != 0) {
+        return error_set(err, -EPROTO, "not a cowvisor replay log (bad magic)");
+    }
+    memset(h, 0, sizeof(*h));
+    h->version = get_u32(head + 8);
+    if (h->version != REPLAY_LOG_VERSION) {
+        return error_set(err, -EPROTO, "replay log version %u is not supported (this cowvisor reads %u)",
+                         h->version, REPLAY_LOG_VERSION);
+    }
+    h->start = get_u32(head + 12);
+    h->config_hash = get_u64(head + 16);
+    h->kernel_hash = get_u64(head + 24);
+    h->disk_hash = get_u64(head + 32);
+    uint16_t n = get_u16(head + 40);
+    if (n > REPLAY_MAX_NAME) {
+        return error_set(err, -EPROTO, "replay log header: a name of %u bytes is too long", n);
+    }
+    if ((ret = take(r, head + 42, (size_t)n + 4, "the header", err)) < 0) {
+        return ret;
+    }
+    if (get_u32(head + 42 + n) != (uint32_t)crc32(0, head, 42u + n)) {
+        return error_set(err, -EPROTO, "replay log header is corrupt (CRC mismatch)");
+    }
+    if (h->start > REPLAY_START_LOADVM) {
+        return error_set(err, -EPROTO, "replay log header: unknown starting point %u", h->start);
+    }
+    memcpy(h->name, head + 42, n);
+    h->name[n] = 0;
+    if (memchr(h->name, 0, n)) {
+        return error_set(err, -EPROTO, "replay log header: the name contains a NUL byte");
+    }
+    return 0;
+}
+
+int replay_reader_next(struct replay_reader *r, struct replay_event *ev, struct error *err)
+{
+    if (r->ended) {
+        return 0;
+    }
+    uint64_t at = r->offset;
+    uint8_t head[EVENT_HEAD], tail[4];
+    int ret = take(r, head, EVENT_HEAD, "an event", err);
+    if (ret < 0) {
+        return ret;
+    }
+    ev->kind = head[0];
+    ev->ordinal = get_u64(head + 1);
+    ev->len = get_u32(head + 9);
+    ev->data = r->payload;
+    if (ev->len > REPLAY_MAX_PAYLOAD) {
+        return error_set(err, -EPROTO, "replay log corrupt at byte %llu: an event of %u bytes",
+                         (unsigned long long)at, ev->len);
+    }
+    if ((ret = take(r, r->payload, ev->len, "an event", err)) < 0 || (ret = take(r, tail, 4, "an event", err)) < 0) {
+        return ret;
+    }
+    uLong crc = crc32(crc32(0, head, EVENT_HEAD), r->payload, ev->len);
+    if (get_u32(tail) != (uint32_t)crc) {
+        return error_set(err, -EPROTO, "replay log corrupt at byte %llu (event CRC mismatch)", (unsigned long long)at);
+    }
+    if (ev->ordinal < r->last_ordinal) {
+        return error_set(err, -EPROTO, "replay log corrupt at byte %llu: exit %llu after exit %llu",
+                         (unsigned long long)at, (unsigned long long)ev->ordinal,
+                         (unsigned long long)r->last_ordinal);
+    }
+    static const uint32_t fixed[] = {
+        [REPLAY_EV_CLOCK] = 8, [REPLAY_EV_BLOCK] = sizeof(struct replay_block),
+        [REPLAY_EV_EXIT] = sizeof(struct replay_exit), [REPLAY_EV_IRQ] = 4,
+    };
+    switch (ev->kind) {
+    case REPLAY_EV_ENTROPY: case REPLAY_EV_CONSOLE: case REPLAY_EV_NET:
+        break;
+    case REPLAY_EV_CLOCK: case REPLAY_EV_BLOCK: case REPLAY_EV_EXIT: case REPLAY_EV_IRQ:
+        if (ev->len != fixed[ev->kind]) {
+            return error_set(err, -EPROTO, "replay log corrupt at byte %llu: a %s event of %u bytes",
+                             (unsigned long long)at, replay_event_kind_name(ev->kind), ev->len);
+        }
+        break;
+    case REPLAY_EV_END: {
+        uint8_t extra;
+        if (ev->len != 8 || get_u64(r->payload) != r->events) {
+            return error_set(err, -EPROTO, "replay log corrupt at byte %llu: the end record does not count %llu events",
+                             (unsigned long long)at, (unsigned long long)r->events);
+        }
+        if (take(r, &extra, 1, "", NULL) == 0) {
+            return error_set(err, -EPROTO, "replay log has bytes after its end record (at byte %llu)",
+                             (unsigned long long)(r->offset - 1));
+        }
+        r->ended = true;
+        return 0;
+    }
+    default:
+        return error_set(err, -EPROTO, "replay log corrupt at byte %llu: unknown event kind %u",
+                         (unsigned long long)at, ev->kind);
+    }
+    r->last_ordinal = ev->ordinal;
+    r->events++;
+    return 1;
+}
+
+void replay_reader_free(struct replay_reader *r)
+{
+    free(r->buf);
+    free(r->payload);
+    r->buf = r->payload = NULL;
+}

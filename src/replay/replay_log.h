@@ -1,0 +1,119 @@
+/* The replay log: what a recorded run took from the outside world, keyed by
+ * the exit ordinal (the count of synchronous vCPU exits: the replay clock).
+ *
+ * File format, version 1, integers little endian:
+ *   header  "COWRPLAY" | u32 version | u32 start (REPLAY_START_*)
+ *           | u64 config hash | u64 kernel hash | u64 disk hash
+ *           | u16 n | n bytes: the starting point's name (snapshot dir or
+ *             savevm name; empty for boot) | u32 crc32 of all before
+ *   events  u8 kind | u64 exit ordinal | u32 len | len bytes | u32 crc32 of
+ *           the event's bytes before; ordinals never decrease; len is at
+ *           most REPLAY_MAX_PAYLOAD
+ *   end     an event of kind REPLAY_EV_END whose payload is the u64 count
+ *           of events before it; nothing may follow.
+ * A reader refuses anything else with a message naming the byte offset. */
+#ifndef REPLAY_REPLAY_LOG_H
+#define REPLAY_REPLAY_LOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/error.h"
+
+#define REPLAY_LOG_VERSION 1
+#define REPLAY_MAX_NAME 4096
+/* A network frame with its virtio-net header is the largest event. */
+#define REPLAY_MAX_PAYLOAD (65536 + 64)
+
+enum replay_start { REPLAY_START_BOOT = 0, REPLAY_START_RESTORE = 1, REPLAY_START_LOADVM = 2 };
+
+enum replay_event_kind {
+    /* Host inputs through the seam (vmm/host_input.h), in the order devices took them. */
+    REPLAY_EV_CLOCK = 1,        /* i64 seconds */
+    REPLAY_EV_ENTROPY = 2,      /* the bytes */
+    REPLAY_EV_CONSOLE = 3,      /* the bytes */
+    REPLAY_EV_NET = 4,          /* the frame */
+    REPLAY_EV_BLOCK = 5,        /* struct replay_block */
+    /* What the VMM does at an exit. */
+    REPLAY_EV_EXIT = 6,         /* struct replay_exit: checked by replay */
+    REPLAY_EV_IRQ = 7,          /* u32 line or vector the VMM injected at this exit */
+    REPLAY_EV_END = 255,        /* u64 count of events before */
+};
+
+struct replay_header {
+    uint32_t version;
+    uint32_t start;             /* enum replay_start */
+    uint64_t config_hash;
+    uint64_t kernel_hash;
+    uint64_t disk_hash;
+    char name[REPLAY_MAX_NAME + 1];
+};
+
+/* A block completion as logged: devices by order of first completion. */
+struct replay_block {
+    uint32_t device;
+    uint32_t head;
+    uint32_t len;
+};
+
+/* What a synchronous exit looked like: replay compares every field. */
+struct replay_exit {
+    uint32_t reason;            /* KVM_EXIT_* */
+    uint32_t size;              /* access size (0: none) */
+    uint64_t rip;
+    uint64_t reg_hash;          /* of the general registers */
+    uint64_t addr;              /* port or guest-physical address */
+    uint64_t value;             /* written, or returned to the guest */
+};
+
+struct replay_event {
+    uint8_t kind;
+    uint64_t ordinal;
+    uint32_t len;
+    uint8_t *data;              /* the reader's buffer: valid until the next read */
+};
+
+const char *replay_event_kind_name(unsigned kind);
+
+/* A 64-bit hash (not cryptographic) for configurations, images, registers. */
+uint64_t replay_hash(uint64_t seed, const void *data, size_t len);
+/* Of a whole file's content; 0 for path == NULL. */
+int replay_hash_file(const char *path, uint64_t *out, struct error *err);
+
+/* The writer buffers; events go to fd in order. Not thread safe. */
+struct replay_writer {
+    int fd;
+    uint8_t *buf;
+    size_t used;
+    uint64_t events;
+    uint64_t last_ordinal;
+    uint64_t bytes;
+    int failed;                 /* first write error (negative errno) */
+};
+
+int replay_writer_begin(struct replay_writer *w, int fd, const struct replay_header *h, struct error *err);
+int replay_writer_event(struct replay_writer *w, uint8_t kind, uint64_t ordinal, const void *data, uint32_t len,
+                        struct error *err);
+/* Writes the end record and flushes; the writer is freed either way. */
+int replay_writer_finish(struct replay_writer *w, struct error *err);
+void replay_writer_free(struct replay_writer *w);
+
+struct replay_reader {
+    int fd;
+    uint8_t *buf;               /* read buffer */
+    size_t have, pos;
+    uint64_t offset;            /* of buf[pos] in the file */
+    bool eof;
+    bool ended;                 /* the end record was read */
+    uint64_t events;
+    uint64_t last_ordinal;
+    uint8_t *payload;           /* REPLAY_MAX_PAYLOAD bytes */
+};
+
+int replay_reader_begin(struct replay_reader *r, int fd, struct replay_header *h, struct error *err);
+/* 1: *ev is the next event; 0: the end record (valid, nothing after it); <0: refused. */
+int replay_reader_next(struct replay_reader *r, struct replay_event *ev, struct error *err);
+void replay_reader_free(struct replay_reader *r);
+
+#endif
