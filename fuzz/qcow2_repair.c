@@ -8,7 +8,6 @@
 #include <unistd.h>
 
 #include "block/blockdev.h"
-#include "block/qcow2.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -33,8 +32,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct blockdev_open_opts opts = { .format = "qcow2",
                                        .flags = BDEV_CHECK | BDEV_NO_BACKING | BDEV_NO_FLUSH };
     if (blockdev_open(&bd, path, &opts, NULL) == 0) {
-        struct qcow2_check_result res;
-        qcow2_check(bd, QCOW2_FIX_LEAKS | QCOW2_FIX_ERRORS, &res, NULL);
+        struct blockdev_check_result res;
+        blockdev_check(bd, BDEV_FIX_LEAKS | BDEV_FIX_ERRORS, &res, NULL);
         static uint8_t buf[65536];
         uint64_t n = blockdev_size(bd) < sizeof(buf) ? blockdev_size(bd) : sizeof(buf);
         for (size_t i = 0; i < n; i++) {
@@ -45,8 +44,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             blockdev_pwrite(bd, 512, buf, 1000, NULL);
             blockdev_pwrite_zeroes(bd, 1024, n / 2, BDEV_ZERO_MAY_UNMAP, NULL);
             blockdev_discard(bd, 0, n, NULL);
-            blockdev_pwrite_compressed(bd, 0, buf, bd->cluster_size <= n ? bd->cluster_size : n,
-                                       NULL);
+            uint32_t cluster = blockdev_cluster_size(bd);
+            blockdev_pwrite_compressed(bd, 0, buf, cluster <= n ? cluster : n, NULL);
         }
         blockdev_flush(bd, NULL);
         blockdev_close(bd);
