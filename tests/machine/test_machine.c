@@ -22,6 +22,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "bare_machine.h"
 #include "machine/machine_int.h"
 #include "machine/machine_state.h"
 #include "util/log.h"
@@ -35,51 +36,6 @@
 static const struct machine_config bare_config = {
     .cpus = 1, .memory = MEMORY, .nrng = 1, .rng = { TRANSPORT_MMIO },
 };
-
-/* ---- a bare machine ---- */
-
-static void add_rng(struct machine *m)
-{
-    struct error err = { 0 };
-    struct virtio_rng *r = calloc(1, sizeof(*r));
-    struct virtio_slot *s = &m->virtio[0];
-    assert_non_null(r);
-    assert_int_equal(virtio_rng_init(r, &m->vm.mem, &err), 0);
-    s->dev = &r->dev;
-    s->mmio = calloc(1, sizeof(*s->mmio));
-    assert_non_null(s->mmio);
-    assert_int_equal(virtio_mmio_create(s->mmio, s->dev, NULL, NULL, VIRTIO_MMIO_BASE, (struct irq_line){ 0 },
-                                        &err), 0);
-    m->nvirtio = m->nmmio = 1;
-    assert_int_equal(machine_add_device(m, "virtio", 0, &machine_virtio_slot_ops, s, &err), 0);
-}
-
-static struct machine *bare_machine(void)
-{
-    struct error err = { 0 };
-    struct machine *m = calloc(1, sizeof(*m));
-    assert_non_null(m);
-    m->cfg = &bare_config;
-    m->console.in = m->console.out = m->console.listen = -1;
-    m->vm.vm_fd = m->vm.kvm_fd = m->vm.event_fd = -1;
-    bus_init(&m->vm.pio, "port I/O");
-    bus_init(&m->vm.mmio, "MMIO");
-    device_registry_init(&m->devices);
-    assert_int_equal(guest_memory_create(&m->vm.mem, MEMORY, &err), 0);
-    assert_int_equal(machine_add_pc_devices(m, &err), 0);
-    assert_int_equal(machine_add_fw_cfg(m, &err), 0);
-    add_rng(m);
-    return m;
-}
-
-static void bare_destroy(struct machine *m)
-{
-    device_registry_destroy(&m->devices);
-    guest_memory_destroy(&m->vm.mem);
-    bus_destroy(&m->vm.pio);
-    bus_destroy(&m->vm.mmio);
-    free(m);
-}
 
 /* What a running guest would have done to the devices and its memory. */
 static void use_devices(struct machine *m)
@@ -209,7 +165,7 @@ static void assert_same_machine(struct machine *a, struct machine *b)
 
 static void test_two_bare_machines(void **state)
 {
-    struct machine *a = bare_machine(), *b = bare_machine();
+    struct machine *a = bare_machine(&bare_config), *b = bare_machine(&bare_config);
     struct error err = { 0 };
     struct stream s;
     use_devices(a);
@@ -252,7 +208,7 @@ static void assert_sections_match_registry(struct machine *m)
 
 static void test_registry_in_stream(void **state)
 {
-    struct machine *m = bare_machine();
+    struct machine *m = bare_machine(&bare_config);
     /* The PC devices, fw_cfg and the PCI host included. */
     static const char *expected[] = { "uart", "cmos-rtc", "system-ports", "pci-host", "fw-cfg", "virtio.0" };
     assert_int_equal(m->devices.count, 6);
@@ -265,7 +221,7 @@ static void test_registry_in_stream(void **state)
 
 static void test_reset_through_registry(void **state)
 {
-    struct machine *a = bare_machine(), *fresh = bare_machine();
+    struct machine *a = bare_machine(&bare_config), *fresh = bare_machine(&bare_config);
     struct error err = { 0 };
     use_devices(a);
     assert_int_equal(device_registry_reset(&a->devices, &err), 0);
@@ -297,7 +253,7 @@ static void bad_uart_state(struct state_buf *b)
 
 static void test_load_failure_names_device(void **state)
 {
-    struct machine *a = bare_machine(), *b = bare_machine();
+    struct machine *a = bare_machine(&bare_config), *b = bare_machine(&bare_config);
     struct error err = { 0 };
     struct stream s;
     struct vmstate_reader r;
@@ -345,7 +301,7 @@ static const struct device_ops probe_ops = { .version = 1, .quiesce = probe_quie
 /* A stream with a device this machine lacks is refused, naming it. */
 static void test_extra_device_refused(void **state)
 {
-    struct machine *a = bare_machine(), *b = bare_machine();
+    struct machine *a = bare_machine(&bare_config), *b = bare_machine(&bare_config);
     struct error err = { 0 };
     struct stream s;
     struct vmstate_reader r;
@@ -365,7 +321,7 @@ static void test_extra_device_refused(void **state)
 /* State newer than the device reads is refused before anything loads. */
 static void test_newer_version_refused(void **state)
 {
-    struct machine *a = bare_machine(), *b = bare_machine();
+    struct machine *a = bare_machine(&bare_config), *b = bare_machine(&bare_config);
     struct error err = { 0 };
     struct stream s;
     struct vmstate_reader r;
@@ -387,7 +343,7 @@ static void test_newer_version_refused(void **state)
 /* A stream without a registered device's section is refused, naming it. */
 static void test_missing_device_refused(void **state)
 {
-    struct machine *a = bare_machine(), *b = bare_machine();
+    struct machine *a = bare_machine(&bare_config), *b = bare_machine(&bare_config);
     struct error err = { 0 };
     struct stream s;
     struct vmstate_reader r;
@@ -431,7 +387,7 @@ static void *send_machine(void *opaque)
 
 static void test_stream_over_socket(void **state)
 {
-    struct machine *a = bare_machine(), *b = bare_machine();
+    struct machine *a = bare_machine(&bare_config), *b = bare_machine(&bare_config);
     struct error err = { 0 };
     int sv[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
@@ -474,7 +430,7 @@ static void record_event(void *opaque, enum machine_event ev, bool guest)
 
 static void test_pause_and_resume(void **state)
 {
-    struct machine *m = bare_machine();
+    struct machine *m = bare_machine(&bare_config);
     struct error err = { 0 };
     struct probe probe = { 0 };
     assert_int_equal(machine_add_device(m, "probe", -1, &probe_ops, &probe, &err), 0);
@@ -514,7 +470,7 @@ static void count_input(void *opaque, enum host_input_source src, const void *da
 
 static void test_host_inputs_observed(void **state)
 {
-    struct machine *m = bare_machine();
+    struct machine *m = bare_machine(&bare_config);
     int p[2];
     uint8_t buf[8];
     memset(seen, 0, sizeof(seen));

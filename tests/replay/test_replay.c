@@ -19,6 +19,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "../machine/bare_machine.h"
 #include "machine/machine_int.h"
 #include "machine/machine_replay.h"
 #include "replay/replay.h"
@@ -34,51 +35,6 @@
 static const struct machine_config bare_config = {
     .cpus = 1, .memory = MEMORY, .nrng = 1, .rng = { TRANSPORT_MMIO },
 };
-
-/* ---- a bare machine (as in tests/machine) ---- */
-
-static void add_rng(struct machine *m)
-{
-    struct error err = { 0 };
-    struct virtio_rng *r = calloc(1, sizeof(*r));
-    struct virtio_slot *s = &m->virtio[0];
-    assert_non_null(r);
-    assert_int_equal(virtio_rng_init(r, &m->vm.mem, &err), 0);
-    s->dev = &r->dev;
-    s->mmio = calloc(1, sizeof(*s->mmio));
-    assert_non_null(s->mmio);
-    assert_int_equal(virtio_mmio_create(s->mmio, s->dev, NULL, NULL, VIRTIO_MMIO_BASE, (struct irq_line){ 0 },
-                                        &err), 0);
-    m->nvirtio = m->nmmio = 1;
-    assert_int_equal(machine_add_device(m, "virtio", 0, &machine_virtio_slot_ops, s, &err), 0);
-}
-
-static struct machine *bare_machine(void)
-{
-    struct error err = { 0 };
-    struct machine *m = calloc(1, sizeof(*m));
-    assert_non_null(m);
-    m->cfg = &bare_config;
-    m->console.in = m->console.out = m->console.listen = -1;
-    m->vm.vm_fd = m->vm.kvm_fd = m->vm.event_fd = -1;
-    bus_init(&m->vm.pio, "port I/O");
-    bus_init(&m->vm.mmio, "MMIO");
-    device_registry_init(&m->devices);
-    assert_int_equal(guest_memory_create(&m->vm.mem, MEMORY, &err), 0);
-    assert_int_equal(machine_add_pc_devices(m, &err), 0);
-    assert_int_equal(machine_add_fw_cfg(m, &err), 0);
-    add_rng(m);
-    return m;
-}
-
-static void bare_destroy(struct machine *m)
-{
-    device_registry_destroy(&m->devices);
-    guest_memory_destroy(&m->vm.mem);
-    bus_destroy(&m->vm.pio);
-    bus_destroy(&m->vm.mmio);
-    free(m);
-}
 
 static void assert_same_machine(struct machine *a, struct machine *b)
 {
@@ -257,7 +213,7 @@ static int record(struct machine **out, int64_t *events)
     struct error err = { 0 };
     struct replay_header h;
     struct replay *rp;
-    struct machine *m = bare_machine();
+    struct machine *m = bare_machine(&bare_config);
     int cons[2], net[2];
     assert_int_equal(pipe2(cons, O_NONBLOCK | O_CLOEXEC), 0);
     assert_int_equal(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, net), 0);
@@ -295,7 +251,7 @@ static int64_t replay(int log, const struct machine_config *cfg, const struct sc
         *out = NULL;
         return ret;
     }
-    struct machine *m = bare_machine();
+    struct machine *m = bare_machine(&bare_config);
     struct error run_err = { 0 };
     run_guest(m, rp, s, &run_err);
     int64_t n = replay_end(rp, err);

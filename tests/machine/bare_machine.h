@@ -1,0 +1,13 @@
+/* A bare machine for tests that run without /dev/kvm: the machine's own
+ * device composition (PC devices, fw_cfg) plus a virtio-rng on MMIO, over
+ * guest memory of cfg->memory bytes, but no KVM VM. Shared by the machine,
+ * migration and replay tests. Failures are cmocka assertions. */
+#ifndef TESTS_MACHINE_BARE_MACHINE_H
+#define TESTS_MACHINE_BARE_MACHINE_H
+
+#include "machine/machine_int.h"
+
+struct machine *bare_machine(const struct machine_config *cfg);
+void bare_destroy(struct machine *m);
+
+#endif
