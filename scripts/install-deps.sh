@@ -7,7 +7,7 @@ packages=(
     # build
     build-essential meson ninja-build pkg-config python3
     zlib1g-dev libzstd-dev liblzma-dev liburing-dev libseccomp-dev libcmocka-dev libjansson-dev
-    libnbd-dev
+    libnbd-dev libxxhash-dev
     clang libclang-rt-14-dev
     # reference peers and guests for the tests
     qemu-utils qemu-system-x86 seabios grub-pc-bin e2fsprogs

@@ -77,6 +77,13 @@ void machine_resume(struct machine *m);
 void machine_request_reset(struct machine *m);
 /* Ends machine_run with exit status 0 (the monitor's quit). */
 void machine_quit(struct machine *m);
+/* Guest RAM found unreadable (a restored memory file truncated since):
+ * pauses the machine and says so; true when there was such a fault. The
+ * main loop calls it when the memory's fault_fd fires. */
+bool machine_handle_memory_fault(struct machine *m);
+/* After such a fault the guest's memory is gone: resuming needs a reset
+ * first (QEMU's internal-error state). */
+bool machine_needs_reset(const struct machine *m);
 
 /* What happened, for a monitor. guest: the guest caused it (not the host
  * through this API). */

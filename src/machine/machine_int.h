@@ -71,6 +71,7 @@ struct machine {
     bool quiesced;                  /* devices quiesced (paused, or stopped for a reset) */
     bool reset_pending;             /* host reset asked for while paused */
     bool host_reset;                /* the reset now requested is the host's */
+    bool memory_lost;               /* guest RAM was unreadable: only a reset goes on */
     int exit_status;
     struct snapshot_chain snaps;
 };

@@ -47,8 +47,18 @@ void machine_pause(struct machine *m)
 
 void machine_resume(struct machine *m)
 {
-    if (m->run_state != MACHINE_PAUSED) {
+    if (m->run_state != MACHINE_PAUSED || machine_needs_reset(m)) {
         return;
+    }
+    if (m->memory_lost) {
+        /* The reset asked for goes first: no vCPU may run on lost RAM. */
+        struct error err = { 0 };
+        m->reset_pending = false;
+        if (machine_reset(m, &err) < 0) {
+            log_error("reset: %s", err.msg);
+            m->reset_pending = true;
+            return;
+        }
     }
     machine_unquiesce(m);
     vm_resume(&m->vm);
@@ -77,6 +87,29 @@ void machine_quit(struct machine *m)
     event_loop_stop(&m->loop);
 }
 
+bool machine_needs_reset(const struct machine *m)
+{
+    return m->memory_lost && !m->reset_pending;
+}
+
+bool machine_handle_memory_fault(struct machine *m)
+{
+    uint64_t gpa;
+    if (!guest_memory_fault_take(&m->vm.mem, &gpa)) {
+        return false;
+    }
+    if (gpa == GUEST_MEMORY_FAULT_UNKNOWN || gpa == GUEST_MEMORY_NO_FAULT) {
+        log_error("guest memory became unreadable (a vCPU could not access it): the snapshot's memory file was "
+                  "truncated or failed; VM paused, only a reset (system_reset) can run it again");
+    } else {
+        log_error("guest memory at 0x%llx became unreadable: the snapshot's memory file was truncated or failed; "
+                  "VM paused, only a reset (system_reset) can run it again", (unsigned long long)gpa);
+    }
+    m->memory_lost = true;
+    machine_pause(m);
+    return true;
+}
+
 int machine_reset(struct machine *m, struct error *err)
 {
     log_info("guest reset");
@@ -84,7 +117,12 @@ int machine_reset(struct machine *m, struct error *err)
     /* The reset reloads the kernel into RAM behind the dirty log's back:
      * a diff against the last snapshot would miss those pages. */
     machine_forget_snapshot_chain(m);
-    int ret = device_registry_reset(&m->devices, err);
+    /* And it must not write into pages of a memory file that may be gone. */
+    int ret = guest_memory_detach_files(&m->vm.mem, err);
+    if (ret == 0) {
+        m->memory_lost = false;
+        ret = device_registry_reset(&m->devices, err);
+    }
     if (ret == 0) {
         ret = machine_load_boot_image(m, err);
     }
@@ -150,6 +188,12 @@ static void vm_event(void *opaque, int fd, uint32_t events)
     event_loop_stop(&m->loop);
 }
 
+static void memory_fault_event(void *opaque, int fd, uint32_t events)
+{
+    struct run_ctx *ctx = opaque;
+    machine_handle_memory_fault(ctx->m);
+}
+
 static void signal_event(void *opaque, int fd, uint32_t events)
 {
     struct run_ctx *ctx = opaque;
@@ -176,6 +220,7 @@ int machine_run(struct machine *m, struct error *err)
     }
     if ((ret = event_loop_add(&m->loop, sfd, EPOLLIN, signal_event, &ctx, err)) < 0 ||
         (ret = event_loop_add(&m->loop, m->vm.event_fd, EPOLLIN, vm_event, &ctx, err)) < 0 ||
+        (ret = event_loop_add(&m->loop, m->vm.mem.fault_fd, EPOLLIN, memory_fault_event, &ctx, err)) < 0 ||
         (ret = sandbox_enter(SANDBOX_VMM_MAIN, err)) < 0 ||     /* vCPU threads inherit it */
         (ret = vm_start(&m->vm, err)) < 0 ||
         (ret = event_loop_run(&m->loop, err)) < 0) {
@@ -186,6 +231,7 @@ int machine_run(struct machine *m, struct error *err)
     vm_stop(&m->vm);
     event_loop_remove(&m->loop, sfd);
     event_loop_remove(&m->loop, m->vm.event_fd);
+    event_loop_remove(&m->loop, m->vm.mem.fault_fd);
     close(sfd);
     return ctx.ret < 0 ? ctx.ret : m->exit_status;
 }

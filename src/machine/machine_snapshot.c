@@ -18,7 +18,8 @@
 #include "util/size.h"
 #include "virtio/virtio_device.h"
 
-#define MEMORY_VERSION 1
+/* 2: checksums of the memory file follow. */
+#define MEMORY_VERSION 2
 #define MAX_CHAIN 64
 
 void machine_forget_snapshot_chain(struct machine *m)
@@ -34,13 +35,21 @@ void machine_forget_snapshot_chain(struct machine *m)
 
 /* The "memory" section of a files snapshot: which memory file holds what.
  *   u64 id | u8 diff | u64 parent id | u32 n + parent directory
- *   diff only: u32 regions, then per region u64 pages + bitmap words. */
+ *   diff only: u32 regions, then per region u64 pages + bitmap words
+ *   version 2: u64 n + n checksums of the memory file's chunks. */
 struct memory_image {
     uint64_t id, parent_id;
     bool diff;
     char parent[PATH_MAX];
     struct guest_bitmap present;
+    struct guest_memory_sums sums;      /* count 0: none (version 1) */
 };
+
+static void memory_image_free(struct memory_image *mi)
+{
+    guest_bitmap_free(&mi->present);
+    guest_memory_sums_free(&mi->sums);
+}
 
 static int path_in(char *out, size_t n, const char *dir, const char *file, struct error *err)
 {
@@ -53,7 +62,7 @@ static int path_in(char *out, size_t n, const char *dir, const char *file, struc
 static int write_memory_section(struct vmstate_writer *w, const struct memory_image *mi, struct error *err)
 {
     size_t plen = strlen(mi->parent);
-    uint64_t len = 8 + 1 + 8 + 4 + plen;
+    uint64_t len = 8 + 1 + 8 + 4 + plen + 8 + 8 * mi->sums.count;
     if (mi->diff) {
         len += 4;
         for (int i = 0; i < mi->present.count; i++) {
@@ -83,7 +92,41 @@ static int write_memory_section(struct vmstate_writer *w, const struct memory_im
             }
         }
     }
+    if (ret == 0) {
+        st_le64(h, mi->sums.count);
+        ret = vmstate_section_write(w, h, 8, err);
+    }
+    for (uint64_t c = 0; ret == 0 && c < mi->sums.count; c++) {
+        st_le64(h, mi->sums.hash[c]);
+        ret = vmstate_section_write(w, h, 8, err);
+    }
     return ret < 0 ? ret : vmstate_section_end(w, err);
+}
+
+static int read_memory_sums(struct machine *m, struct vmstate_reader *r, struct guest_memory_sums *sums,
+                            struct error *err)
+{
+    uint64_t chunk = 1ull << GUEST_MEMORY_SUM_CHUNK_SHIFT;
+    uint64_t expected = (m->vm.mem.ram_size + chunk - 1) / chunk;
+    uint8_t h[8];
+    int ret = vmstate_section_read(r, h, 8, err);
+    if (ret < 0) {
+        return ret;
+    }
+    if (ld_le64(h) != expected) {
+        return error_set(err, -EINVAL, "VM state memory section: %llu memory file checksums, this VM's RAM needs %llu",
+                         (unsigned long long)ld_le64(h), (unsigned long long)expected);
+    }
+    sums->hash = calloc(expected ? expected : 1, sizeof(*sums->hash));
+    if (!sums->hash) {
+        return error_set(err, -ENOMEM, "out of memory");
+    }
+    sums->count = expected;
+    for (uint64_t c = 0; ret == 0 && c < expected; c++) {
+        ret = vmstate_section_read(r, h, 8, err);
+        sums->hash[c] = ld_le64(h);
+    }
+    return ret;
 }
 
 /* Reads sections up to and including "memory". */
@@ -138,6 +181,9 @@ static int read_memory_section(struct machine *m, struct vmstate_reader *r, stru
                 mi->present.bits[i][k] = ld_le64(h);
             }
         }
+    }
+    if (ret == 0 && r->section_version >= 2) {
+        ret = read_memory_sums(m, r, &mi->sums, err);
     }
     return ret < 0 ? ret : vmstate_section_finish(r, err);
 }
@@ -209,6 +255,9 @@ int machine_snapshot_files(struct machine *m, const char *dir, bool diff, struct
     if (ret == 0) {
         ret = guest_memory_file_write(&m->vm.mem, mem_path, diff ? &mi.present : NULL, err);
     }
+    if (ret == 0) {
+        ret = guest_memory_sums_compute(&m->vm.mem, diff ? &mi.present : NULL, &mi.sums, err);
+    }
     if (ret == 0 && (ret = write_memory_section(&w, &mi, err)) == 0) {
         int64_t n = vmstate_writer_finish(&w, err);
         ret = n < 0 ? (int)n : 0;
@@ -220,7 +269,7 @@ int machine_snapshot_files(struct machine *m, const char *dir, bool diff, struct
     if (ret == 0 && rename(tmp_path, state_path) < 0) {
         ret = error_set_errno(err, -errno, "renaming '%s'", tmp_path);
     }
-    guest_bitmap_free(&mi.present);
+    memory_image_free(&mi);
     if (ret < 0) {
         unlink(tmp_path);
         if (tracking_moved) {
@@ -290,6 +339,18 @@ static int read_chain(struct machine *m, struct layer *layers, int *n, struct er
     return 0;
 }
 
+/* Before the guest runs on the file's pages: they are read only when
+ * touched, and a corrupt page found then could not be refused. */
+static int verify_memory_file(struct machine *m, const char *path, const struct memory_image *mi,
+                              struct error *err)
+{
+    if (mi->sums.count == 0) {
+        log_warn("memory file '%s' has no checksums (a snapshot of an older cowvisor): not verified", path);
+        return 0;
+    }
+    return guest_memory_file_verify(path, m->vm.mem.ram_size, &mi->sums, err);
+}
+
 int machine_restore_files(struct machine *m, const char *dir, struct error *err)
 {
     struct snapshot_chain *s = &m->snaps;
@@ -324,7 +385,8 @@ int machine_restore_files(struct machine *m, const char *dir, struct error *err)
     }
     for (int i = n - 1; ret == 0 && i >= 0; i--) {
         char mem_path[PATH_MAX];
-        if ((ret = path_in(mem_path, sizeof(mem_path), layers[i].dir, "memory", err)) == 0) {
+        if ((ret = path_in(mem_path, sizeof(mem_path), layers[i].dir, "memory", err)) == 0 &&
+            (ret = verify_memory_file(m, mem_path, &layers[i].mi, err)) == 0) {
             ret = guest_memory_file_map(&m->vm.mem, mem_path, layers[i].mi.diff ? &layers[i].mi.present : NULL,
                                err);
         }
@@ -337,7 +399,7 @@ int machine_restore_files(struct machine *m, const char *dir, struct error *err)
         s->last_id = layers[0].mi.id;
     }
     for (int i = 0; i < n; i++) {
-        guest_bitmap_free(&layers[i].mi.present);
+        memory_image_free(&layers[i].mi);
     }
     machine_state_image_free(&img);
     vmstate_reader_free(&r);

@@ -37,12 +37,16 @@ int guest_memory_create(struct guest_memory *m, uint64_t ram_size, struct error 
 {
     memset(m, 0, sizeof(*m));
     m->vm_fd = -1;
+    m->fault_fd = -1;
     if (ram_size < (1u << 20) || (ram_size & 0xfff)) {
         return error_set(err, -EINVAL, "guest memory must be at least 1 MiB and a multiple of 4 KiB");
     }
     m->ram_size = ram_size;
     uint64_t low = ram_size < GUEST_PCI_HOLE_START ? ram_size : GUEST_PCI_HOLE_START;
-    int ret = add_region(m, 0, low, err);
+    int ret = guest_memory_fault_init(m, err);
+    if (ret == 0) {
+        ret = add_region(m, 0, low, err);
+    }
     if (ret == 0 && ram_size > low) {
         ret = add_region(m, GUEST_4G, ram_size - low, err);
     }
@@ -55,6 +59,7 @@ int guest_memory_create(struct guest_memory *m, uint64_t ram_size, struct error 
 void guest_memory_destroy(struct guest_memory *m)
 {
     m->vm_fd = -1;      /* its slots go with the VM */
+    guest_memory_fault_fini(m);
     guest_memory_dirty_stop(m);
     for (int i = 0; i < m->count; i++) {
         munmap(m->regions[i].hva, m->regions[i].size);

@@ -36,6 +36,9 @@ struct guest_memory {
     struct guest_region regions[GUEST_MEM_MAX_REGIONS];
     int vm_fd;              /* the KVM VM whose slots map it, -1: none */
     bool dirty_tracking;
+    int fault_fd;           /* eventfd: RAM was found unreadable (guest_memory_fault.c) */
+    bool fault_registered;
+    uint64_t fault_gpa;     /* the first unreadable address, GUEST_MEMORY_NO_FAULT: none */
 };
 
 /* One bit per 4 KiB page of each region. */
@@ -84,6 +87,38 @@ int guest_memory_file_write(struct guest_memory *m, const char *path, const stru
  * touches it. */
 int guest_memory_file_map(struct guest_memory *m, const char *path, const struct guest_bitmap *present,
                           struct error *err);
+/* Checksums of a memory file (guest_memory_sum.c): one hash per chunk of
+ * 1 << GUEST_MEMORY_SUM_CHUNK_SHIFT bytes of the file. compute hashes what
+ * guest_memory_file_write writes for the same present (NULL: a full file);
+ * verify reads the file and names the first chunk that differs. */
+#define GUEST_MEMORY_SUM_CHUNK_SHIFT 20
+struct guest_memory_sums {
+    uint64_t count;
+    uint64_t *hash;
+};
+int guest_memory_sums_compute(const struct guest_memory *m, const struct guest_bitmap *present,
+                              struct guest_memory_sums *sums, struct error *err);
+int guest_memory_file_verify(const char *path, uint64_t size, const struct guest_memory_sums *sums,
+                             struct error *err);
+void guest_memory_sums_free(struct guest_memory_sums *sums);
+
+/* Unreadable guest RAM (guest_memory_fault.c): a SIGBUS on a page of a
+ * registered memory replaces the page with zeros and latches the fault;
+ * vCPUs report KVM_RUN's EFAULT themselves. take returns whether a fault
+ * happened since the last take, and the first address (or
+ * GUEST_MEMORY_FAULT_UNKNOWN). The memory's owner watches fault_fd. */
+#define GUEST_MEMORY_NO_FAULT UINT64_MAX
+#define GUEST_MEMORY_FAULT_UNKNOWN (UINT64_MAX - 1)
+int guest_memory_fault_init(struct guest_memory *m, struct error *err);
+/* init installs the SIGBUS handler once; again for who replaced it. */
+void guest_memory_fault_install_handler(void);
+void guest_memory_fault_fini(struct guest_memory *m);
+void guest_memory_fault_report(struct guest_memory *m, uint64_t gpa);
+bool guest_memory_fault_take(struct guest_memory *m, uint64_t *gpa);
+/* Regions still backed by a memory file go back to their memfds, zeroed:
+ * a reset must not depend on a file that may be gone. */
+int guest_memory_detach_files(struct guest_memory *m, struct error *err);
+
 /* Region i back to its memfd, all zeros. */
 int guest_memory_region_reset(struct guest_memory *m, int i, struct error *err);
 /* Marks region i's pages that hold data (not zero) in bits. */

@@ -71,6 +71,17 @@ int guest_memory_region_reset(struct guest_memory *m, int i, struct error *err)
     return 0;
 }
 
+int guest_memory_detach_files(struct guest_memory *m, struct error *err)
+{
+    int ret = 0;
+    for (int i = 0; i < m->count && ret == 0; i++) {
+        if (m->regions[i].file_mapped) {
+            ret = guest_memory_region_reset(m, i, err);
+        }
+    }
+    return ret;
+}
+
 /* ---- writing ---- */
 
 static int write_pages(int fd, const struct guest_memory *m, const struct guest_bitmap *dirty)

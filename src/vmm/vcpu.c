@@ -258,6 +258,12 @@ void *vcpu_thread(void *opaque)
                 __atomic_store_n(&c->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
                 continue;
             }
+            if (errno == EFAULT) {
+                /* Guest RAM the kernel cannot supply (a truncated memory
+                 * file): the main loop pauses the VM and says so. */
+                guest_memory_fault_report(&c->vm->mem, GUEST_MEMORY_FAULT_UNKNOWN);
+                break;
+            }
             fail(c, "KVM_RUN failed, errno", (unsigned long long)errno);
             break;
         }

@@ -13,6 +13,7 @@ struct machine {
     machine_event_fn hook;
     void *hook_opaque;
     int pauses, resumes, resets, quits;
+    bool memory_lost;
     uint64_t disk_size[MACHINE_MAX_DISKS];  /* 0: 8 MiB */
 };
 
@@ -68,7 +69,19 @@ void machine_resume(struct machine *m)
     }
 }
 
-void machine_request_reset(struct machine *m) { m->resets++; }
+void machine_request_reset(struct machine *m)
+{
+    m->resets++;
+    __atomic_store_n(&m->memory_lost, false, __ATOMIC_SEQ_CST);
+}
+
+bool machine_needs_reset(const struct machine *m) { return __atomic_load_n(&m->memory_lost, __ATOMIC_SEQ_CST); }
+
+void stub_machine_lose_memory(struct machine *m)
+{
+    machine_pause(m);
+    __atomic_store_n(&m->memory_lost, true, __ATOMIC_SEQ_CST);
+}
 
 void machine_quit(struct machine *m)
 {

@@ -126,6 +126,33 @@ static void test_tcp(void **state)
     stop(f, addr);
 }
 
+/* Guest RAM lost (a truncated memory file): QEMU's internal-error state,
+ * where cont is refused until a reset. */
+static void test_cont_needs_reset_after_memory_loss(void **state)
+{
+    struct fixture *f = start("unix:%s,server,nowait");
+    struct qmp_client c;
+    stub_machine_lose_memory(f->m);
+    assert_int_equal(qmp_client_open(&c, f->path), 0);
+    json_t *r = qmp_client_cmd(&c, "{\"execute\":\"query-status\"}");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(r, "return"), "status")), "internal-error");
+    json_decref(r);
+    r = qmp_client_cmd(&c, "{\"execute\":\"cont\"}");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(r, "error"), "desc")),
+                        "Resetting the Virtual Machine is required");
+    json_decref(r);
+    assert_int_equal(stub_machine_calls(f->m, "resume"), 0);
+    r = qmp_client_cmd(&c, "{\"execute\":\"system_reset\"}");
+    assert_non_null(json_object_get(r, "return"));
+    json_decref(r);
+    r = qmp_client_cmd(&c, "{\"execute\":\"cont\"}");
+    assert_non_null(json_object_get(r, "return"));
+    json_decref(r);
+    assert_int_equal(stub_machine_calls(f->m, "resume"), 1);
+    qmp_client_close(&c);
+    stop(f, NULL);
+}
+
 static void test_bad_addresses(void **state)
 {
     static const char *bad[] = {
@@ -234,6 +261,7 @@ int main(void)
         cmocka_unit_test(test_unix_socket_mode),
         cmocka_unit_test(test_tcp),
         cmocka_unit_test(test_bad_addresses),
+        cmocka_unit_test(test_cont_needs_reset_after_memory_loss),
         cmocka_unit_test(test_console_addresses),
         cmocka_unit_test(test_hostile_input),
     };

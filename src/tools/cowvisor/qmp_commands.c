@@ -79,7 +79,7 @@ const char *qmp_status_name(struct qmp_server *s)
     }
     switch (machine_run_state(s->m)) {
     case MACHINE_RUNNING: return "running";
-    case MACHINE_PAUSED: return "paused";
+    case MACHINE_PAUSED: return machine_needs_reset(s->m) ? "internal-error" : "paused";
     default: return "shutdown";
     }
 }
@@ -101,9 +101,14 @@ static void cmd_stop(struct qmp_server *s, json_t *args, struct qmp_reply *r)
 
 static void cmd_cont(struct qmp_server *s, json_t *args, struct qmp_reply *r)
 {
-    if (qmp_check_args(args, qmp_no_args, r) && !qmp_migration_refuse_cont(r)) {
-        qmp_vm_cont(s);
+    if (!qmp_check_args(args, qmp_no_args, r) || qmp_migration_refuse_cont(r)) {
+        return;
     }
+    if (machine_needs_reset(s->m)) {
+        qmp_fail(r, QMP_GENERIC, "Resetting the Virtual Machine is required");
+        return;
+    }
+    qmp_vm_cont(s);
 }
 
 static void cmd_system_reset(struct qmp_server *s, json_t *args, struct qmp_reply *r)

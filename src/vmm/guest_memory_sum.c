@@ -1,0 +1,104 @@
+/* Checksums of memory files: one XXH3 hash per 1 MiB of the file, computed
+ * from guest RAM when the file is written and compared with the file's
+ * bytes before it is mapped back. A restored VM runs on the file's pages,
+ * so a flipped byte or a file cut short must be caught before the guest
+ * reads it, not after. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "util/io.h"
+#include "vmm/guest_memory.h"
+
+#define PAGE GUEST_PAGE_SIZE
+
+static const uint8_t zero_page[PAGE];
+
+static bool page_present(const struct guest_bitmap *present, int region, uint64_t page)
+{
+    return !present || (present->bits[region][page / 64] & (1ull << (page % 64)));
+}
+
+/* Hashes file bytes [off, off + len) as the file holds them: the region's
+ * page where present, zeros elsewhere (a diff file's holes). */
+static void hash_file_range(XXH3_state_t *st, const struct guest_memory *m, const struct guest_bitmap *present,
+                            uint64_t off, uint64_t len)
+{
+    uint64_t region_start = 0;
+    for (int i = 0; i < m->count && len > 0; i++) {
+        const struct guest_region *r = &m->regions[i];
+        while (len > 0 && off < region_start + r->size) {
+            uint64_t page = (off - region_start) / PAGE;
+            bool have = page_present(present, i, page);
+            XXH3_64bits_update(st, have ? r->hva + page * PAGE : zero_page, PAGE);
+            off += PAGE;
+            len -= PAGE;
+        }
+        region_start += r->size;
+    }
+}
+
+int guest_memory_sums_compute(const struct guest_memory *m, const struct guest_bitmap *present,
+                              struct guest_memory_sums *sums, struct error *err)
+{
+    uint64_t chunk = 1ull << GUEST_MEMORY_SUM_CHUNK_SHIFT;
+    sums->count = (m->ram_size + chunk - 1) / chunk;
+    sums->hash = calloc(sums->count ? sums->count : 1, sizeof(*sums->hash));
+    XXH3_state_t *st = XXH3_createState();
+    if (!sums->hash || !st) {
+        XXH3_freeState(st);
+        guest_memory_sums_free(sums);
+        return error_set(err, -ENOMEM, "out of memory for memory file checksums");
+    }
+    for (uint64_t c = 0; c < sums->count; c++) {
+        uint64_t off = c * chunk, len = m->ram_size - off < chunk ? m->ram_size - off : chunk;
+        XXH3_64bits_reset(st);
+        hash_file_range(st, m, present, off, len);
+        sums->hash[c] = XXH3_64bits_digest(st);
+    }
+    XXH3_freeState(st);
+    return 0;
+}
+
+int guest_memory_file_verify(const char *path, uint64_t size, const struct guest_memory_sums *sums,
+                             struct error *err)
+{
+    uint64_t chunk = 1ull << GUEST_MEMORY_SUM_CHUNK_SHIFT;
+    if (sums->count != (size + chunk - 1) / chunk) {
+        return error_set(err, -EINVAL, "memory file '%s': %llu checksums for %llu bytes", path,
+                         (unsigned long long)sums->count, (unsigned long long)size);
+    }
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return error_set_errno(err, -errno, "cannot open memory file '%s'", path);
+    }
+    uint8_t *buf = malloc(chunk);
+    int ret = buf ? 0 : error_set(err, -ENOMEM, "out of memory");
+    for (uint64_t c = 0; ret == 0 && c < sums->count; c++) {
+        uint64_t off = c * chunk;
+        size_t len = (size_t)(size - off < chunk ? size - off : chunk);
+        ssize_t n = io_pread_full(fd, buf, len, (off_t)off);
+        if (n < 0) {
+            ret = error_set_errno(err, (int)n, "reading memory file '%s'", path);
+        } else if ((size_t)n != len) {
+            ret = error_set(err, -EIO, "memory file '%s' ends at byte %llu, it should hold %llu", path,
+                            (unsigned long long)(off + (uint64_t)n), (unsigned long long)size);
+        } else if (XXH3_64bits(buf, len) != sums->hash[c]) {
+            ret = error_set(err, -EIO, "memory file '%s' is corrupt: checksum mismatch in bytes %llu-%llu", path,
+                            (unsigned long long)off, (unsigned long long)(off + len - 1));
+        }
+    }
+    free(buf);
+    close(fd);
+    return ret;
+}
+
+void guest_memory_sums_free(struct guest_memory_sums *sums)
+{
+    free(sums->hash);
+    sums->hash = NULL;
+    sums->count = 0;
+}
