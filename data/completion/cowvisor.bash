@@ -9,8 +9,12 @@ _cowvisor()
     case $prev in
         --kernel|--initrd|--bios|--pidfile|--log|--config)
             COMPREPLY=($(compgen -f -- "$cur")); return ;;
-        --restore)
+        --restore|--chroot)
             COMPREPLY=($(compgen -d -- "$cur")); return ;;
+        --runas)
+            COMPREPLY=($(compgen -u -- "$cur")); return ;;
+        --sandbox)
+            COMPREPLY=($(compgen -W "on off" -- "$cur")); return ;;
         --kernel-decompress)
             COMPREPLY=($(compgen -W "host guest" -- "$cur")); return ;;
         --log-level)
@@ -28,7 +32,7 @@ _cowvisor()
     esac
     COMPREPLY=($(compgen -W "--kernel --initrd --append --kernel-decompress --bios --cpus --memory --disk
         --device --net --console --no-reboot --qmp --restore --loadvm --name --uuid --daemonize --pidfile --log
-        --log-level --config --help --version" -- "$cur"))
+        --log-level --config --sandbox --runas --chroot --incoming --help --version" -- "$cur"))
 }
 
 _cowimg()

@@ -25,34 +25,40 @@ void machine_emit(struct machine *m, enum machine_event ev, bool guest)
     }
 }
 
+/* The boot files, read once. */
+static int read_boot_files(struct machine *m, struct error *err)
+{
+    const struct machine_config *cfg = m->cfg;
+    const char *path = cfg->bios ? cfg->bios : cfg->kernel;
+    int ret = 0;
+    if (!m->boot_image) {
+        ret = boot_read_file(path, cfg->bios ? MAX_FIRMWARE_SIZE : MAX_KERNEL_SIZE, &m->boot_image,
+                             &m->boot_image_len, err);
+        if (ret < 0 && cfg->bios) {
+            error_prefix(err, "--bios '%s'", path);
+        }
+    }
+    if (ret == 0 && !cfg->bios && cfg->initrd && !m->boot_initrd) {
+        ret = boot_read_file(cfg->initrd, MAX_KERNEL_SIZE, &m->boot_initrd, &m->boot_initrd_len, err);
+    }
+    return ret;
+}
+
 static int load_firmware(struct machine *m, struct error *err)
 {
-    uint8_t *image = NULL;
-    size_t len = 0;
-    int ret = boot_read_file(m->cfg->bios, MAX_FIRMWARE_SIZE, &image, &len, err);
-    if (ret == 0) {
-        ret = boot_firmware(&m->vm, image, len, err);
-    }
+    int ret = boot_firmware(&m->vm, m->boot_image, m->boot_image_len, err);
     if (ret < 0) {
         error_prefix(err, "--bios '%s'", m->cfg->bios);
     }
-    free(image);
     return ret;
 }
 
 static int load_kernel(struct machine *m, struct error *err)
 {
     const struct machine_config *cfg = m->cfg;
-    uint8_t *image = NULL, *initrd = NULL;
-    size_t len = 0, initrd_len = 0;
+    const uint8_t *image = m->boot_image, *initrd = m->boot_initrd;
+    size_t len = m->boot_image_len, initrd_len = m->boot_initrd_len;
     int ret;
-    if ((ret = boot_read_file(cfg->kernel, MAX_KERNEL_SIZE, &image, &len, err)) < 0) {
-        return ret;
-    }
-    if (cfg->initrd && (ret = boot_read_file(cfg->initrd, MAX_KERNEL_SIZE, &initrd, &initrd_len, err)) < 0) {
-        free(image);
-        return ret;
-    }
     char *cmdline = machine_kernel_cmdline(m);
     if (boot_is_elf(image, len)) {
         ret = boot_pvh(&m->vm, image, len, initrd, initrd_len, cmdline, err);
@@ -63,13 +69,15 @@ static int load_kernel(struct machine *m, struct error *err)
         error_prefix(err, "--kernel '%s'", cfg->kernel);
     }
     free(cmdline);
-    free(image);
-    free(initrd);
     return ret;
 }
 
 int machine_load_boot_image(struct machine *m, struct error *err)
 {
+    int ret = read_boot_files(m, err);
+    if (ret < 0) {
+        return ret;
+    }
     return m->cfg->bios ? load_firmware(m, err) : load_kernel(m, err);
 }
 
@@ -118,6 +126,8 @@ void machine_destroy(struct machine *m)
     event_loop_destroy(&m->loop);
     vm_destroy(&m->vm);
     machine_console_close(m);
+    free(m->boot_image);
+    free(m->boot_initrd);
     free(m);
 }
 

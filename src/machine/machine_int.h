@@ -74,6 +74,11 @@ struct machine {
     bool memory_lost;               /* guest RAM was unreadable: only a reset goes on */
     int exit_status;
     struct snapshot_chain snaps;
+    /* The boot files as read at creation: a reset loads these (as QEMU
+     * keeps its ROMs), not whatever the paths hold now, and works after
+     * --chroot. */
+    uint8_t *boot_image, *boot_initrd;
+    size_t boot_image_len, boot_initrd_len;
 };
 
 /* Registers one device (machine_int: every part calls this once). */

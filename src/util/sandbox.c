@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 static bool enabled = true;
+static bool credential_change;
 static __thread const char *thread_kind = "main";
 static __thread int entered = -1;      /* the kind this thread entered, -1: none */
 
@@ -32,6 +33,17 @@ bool sandbox_is_enabled(void)
 {
     return enabled;
 }
+
+void sandbox_allow_credential_change(void)
+{
+    credential_change = true;
+}
+
+/* glibc's setuid and friends make every thread issue the call itself. */
+static const int credential_calls[] = {
+    SCMP_SYS(setuid), SCMP_SYS(setgid), SCMP_SYS(setgroups), SCMP_SYS(setresuid), SCMP_SYS(setresgid),
+    SCMP_SYS(setreuid), SCMP_SYS(setregid),
+};
 
 static const char *const kind_names[] = {
     [SANDBOX_VMM_MAIN] = "main loop", [SANDBOX_VCPU] = "vCPU",
@@ -158,6 +170,9 @@ static scmp_filter_ctx build(enum sandbox_kind kind, int *ret)
     *ret = add_rules(ctx, allowed_base, sizeof(allowed_base) / sizeof(int), SCMP_ACT_ALLOW);
     if (*ret == 0) {
         *ret = allow_threads_only(ctx);
+    }
+    if (*ret == 0 && credential_change) {
+        *ret = add_rules(ctx, credential_calls, sizeof(credential_calls) / sizeof(int), SCMP_ACT_ALLOW);
     }
     if (*ret == 0 && kind == SANDBOX_VCPU) {
         /* KVM_RUN and the register ioctls; devices answer MMIO exits here. */

@@ -16,6 +16,9 @@ enum sandbox_kind {
 
 void sandbox_set_enabled(bool on);
 bool sandbox_is_enabled(void);
+/* Before any thread enters: the allowlists let threads take part in a
+ * privilege drop (-runas), which glibc carries out in every thread. */
+void sandbox_allow_credential_change(void);
 /* Installs the calling thread's filter (threads it creates inherit it). */
 int sandbox_enter(enum sandbox_kind kind, struct error *err);
 

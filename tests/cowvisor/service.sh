@@ -12,6 +12,12 @@ grep -q "console other than stdio" "$TMP/.out" && ok "... saying why" || not_ok 
 check_fails "--uuid must be a UUID" "$V" --uuid 1234 --kernel "$G"
 check_fails "--log-level must be a level" "$V" --log-level loud --kernel "$G"
 check_fails "--log to a file that cannot be opened" "$V" --log /nonexistent/dir/log --kernel "$G"
+check_fails "--runas an unknown user" "$V" --runas no-such-user-cowvisor --kernel "$G"
+grep -q 'User "no-such-user-cowvisor" doesn'"'"'t exist' "$TMP/.out" && ok "... in QEMU's words" \
+    || not_ok "... in QEMU's words"
+check_fails "--chroot to a missing directory" "$V" --chroot /nonexistent/cowvisor --kernel "$G"
+grep -q "chroot '/nonexistent/cowvisor': No such file or directory" "$TMP/.out" && ok "... naming it" \
+    || not_ok "... naming it"
 
 # A pid file another process holds (locked): refused before the VM starts,
 # naming that process; the message goes to the --log file.

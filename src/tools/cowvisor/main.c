@@ -16,6 +16,7 @@
 #include "service.h"
 #include "util/log.h"
 #include "util/options.h"
+#include "util/privilege.h"
 #include "util/sandbox.h"
 #include "util/size.h"
 
@@ -43,6 +44,8 @@ static void usage(FILE *f)
         "                         Ctrl-A h lists the escapes; sockets are servers (UNIX: mode 0600)\n"
         "  --no-reboot            exit when the guest resets\n"
         "  --sandbox on|off       seccomp filters per thread kind (default on)\n"
+        "  --runas USER|UID:GID   drop root for this user once the VM is set up (as QEMU's -runas)\n"
+        "  --chroot DIR           and chroot to DIR first (as QEMU's -chroot)\n"
         "  --qmp unix:PATH,server[,nowait][,perm=0600] | tcp:HOST:PORT,server[,nowait]\n"
         "                         QMP monitor (QEMU's protocol); UNIX sockets are mode 0600\n"
         "  --restore DIR          start from a snapshot to files (same configuration)\n"
@@ -199,7 +202,8 @@ static int default_config(struct machine_config *cfg, char paths[2][64], struct 
 
 enum { OPT_KERNEL = 256, OPT_INITRD, OPT_APPEND, OPT_BIOS, OPT_CPUS, OPT_MEMORY, OPT_DISK, OPT_DEVICE,
        OPT_NET, OPT_CONSOLE, OPT_NO_REBOOT, OPT_KERNEL_DECOMPRESS, OPT_HELP, OPT_VERSION, OPT_QMP, OPT_RESTORE, OPT_LOADVM,
-       OPT_SANDBOX, OPT_INCOMING, OPT_NAME, OPT_UUID, OPT_DAEMONIZE, OPT_PIDFILE, OPT_LOG, OPT_LOG_LEVEL };
+       OPT_SANDBOX, OPT_INCOMING, OPT_NAME, OPT_UUID, OPT_DAEMONIZE, OPT_PIDFILE, OPT_LOG, OPT_LOG_LEVEL,
+       OPT_RUNAS, OPT_CHROOT };
 
 static const struct option long_options[] = {
     { "kernel", required_argument, NULL, OPT_KERNEL },
@@ -214,6 +218,8 @@ static const struct option long_options[] = {
     { "console", required_argument, NULL, OPT_CONSOLE },
     { "no-reboot", no_argument, NULL, OPT_NO_REBOOT },
     { "sandbox", required_argument, NULL, OPT_SANDBOX },
+    { "runas", required_argument, NULL, OPT_RUNAS },
+    { "chroot", required_argument, NULL, OPT_CHROOT },
     { "kernel-decompress", required_argument, NULL, OPT_KERNEL_DECOMPRESS },
     { "qmp", required_argument, NULL, OPT_QMP },
     { "restore", required_argument, NULL, OPT_RESTORE },
@@ -235,6 +241,9 @@ static const char *qmp_spec, *restore_dir, *loadvm_name, *incoming_uri;
 /* Service mode (service.h). */
 static const char *pidfile_path, *log_target;
 static bool daemonize;
+/* --runas and --chroot (privilege.h). */
+static const char *runas_user, *chroot_dir;
+static struct privilege_drop privileges;
 static int noption_lists;
 
 /* parse_args: the command line answered itself (--help, --version). */
@@ -294,6 +303,8 @@ static int parse_args(int argc, char **argv, struct machine_config *cfg, struct 
             cfg->kernel_decompress = optarg[0] == 'h' ? BOOT_DECOMPRESS_HOST : BOOT_DECOMPRESS_GUEST;
             break;
         case OPT_QMP: qmp_spec = optarg; break;
+        case OPT_RUNAS: runas_user = optarg; break;
+        case OPT_CHROOT: chroot_dir = optarg; break;
         case OPT_RESTORE: restore_dir = optarg; break;
         case OPT_LOADVM: loadvm_name = optarg; break;
         case OPT_INCOMING: incoming_uri = optarg; break;
@@ -366,6 +377,13 @@ static int parse_args(int argc, char **argv, struct machine_config *cfg, struct 
     if (daemonize && qmp_spec && !strstr(qmp_spec, "nowait") && !strstr(qmp_spec, "wait=off")) {
         log_info("--daemonize: the daemon is ready once a QMP client has connected (no 'nowait')");
     }
+    int ret = privilege_drop_prepare(&privileges, runas_user, chroot_dir, err);
+    if (ret < 0) {
+        return ret;
+    }
+    if (privilege_drop_wanted(&privileges)) {
+        sandbox_allow_credential_change();
+    }
     return 0;
 }
 
@@ -402,6 +420,10 @@ static int run_vm(const struct machine_config *cfg, struct service *sv, struct e
     if (ret == 0 && qmp_spec) {
         ret = qmp_server_start(&qmp, m, qmp_spec, err);
         qmp_migration_attach_monitor(qmp);
+    }
+    /* Everything is open: from here on the VM runs as the user asked for. */
+    if (ret == 0 && privilege_drop_wanted(&privileges)) {
+        ret = privilege_drop_apply(&privileges, err);
     }
     if (ret == 0) {
         service_ready(sv, log_target && strcmp(log_target, "syslog") != 0);
