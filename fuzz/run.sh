@@ -3,7 +3,7 @@
 # bounded time on its seed corpus. Speaks TAP, one test per target.
 #   fuzz/run.sh [seconds per target] [target...]     (default 8 s, all targets)
 #   fuzz/run.sh --seeds                               (rewrites fuzz/corpus/)
-# Targets: qcow2_open_read qcow2_repair virtqueue nbd_server vmstate_stream replay_log.
+# Targets: qcow2_open_read qcow2_repair virtqueue nbd_server vmstate_stream replay_log qmp_input.
 # qcow2 seeds are images qemu-img makes at run time; the others are kept in
 # fuzz/corpus/<target>/ (made by fuzz/make_seeds.c). Findings (crash inputs)
 # are copied to $FUZZ_FINDINGS (default: the work directory, printed).
@@ -11,11 +11,11 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d "${TMPDIR:-/tmp}/cowvisor-fuzz.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-all_targets=(qcow2_open_read qcow2_repair virtqueue nbd_server vmstate_stream replay_log)
+all_targets=(qcow2_open_read qcow2_repair virtqueue nbd_server vmstate_stream replay_log qmp_input)
 
 cflags=(-std=gnu11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -g -O1 -I"$here/src")
 sanitize=(-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined)
-libs=(-lz -lzstd -llzma -luring -lseccomp -ljansson -lnbd -lm -lpthread)
+libs=(-lz -lzstd -llzma -luring -lseccomp -ljansson -lnbd -lxxhash -lm -lpthread)
 
 # The library once, as objects with fuzzer instrumentation (no main).
 compile_one() {
@@ -35,9 +35,17 @@ build_objects() {
         xargs -P "$(nproc)" -I{} bash -c 'cflags=($cflags_str); compile_one "$1"' _ {}
 }
 
+# The QMP target runs cowvisor's monitor (a program's sources) over the
+# test suite's machine without a guest.
+extra_sources() {
+    [[ $1 == qmp_input ]] || return 0
+    ls "$here"/src/tools/cowvisor/qmp*.c | grep -v qmp_migration.c
+    echo "$here/tests/cowvisor/stub_machine.c" "$here/tests/cowvisor/stub_migration.c"
+}
+
 build_target() {
-    clang "${cflags[@]}" "${sanitize[@]}" "$here/fuzz/$1.c" "$work"/obj/*.o "${libs[@]}" \
-        -o "$work/fuzz-$1" 2>>"$work/build.log"
+    clang "${cflags[@]}" "${sanitize[@]}" -I"$here/tests/cowvisor" "$here/fuzz/$1.c" $(extra_sources "$1") \
+        "$work"/obj/*.o "${libs[@]}" -o "$work/fuzz-$1" 2>>"$work/build.log"
 }
 
 qcow2_seeds() {
