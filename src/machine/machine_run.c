@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -98,13 +99,17 @@ bool machine_handle_memory_fault(struct machine *m)
     if (!guest_memory_fault_take(&m->vm.mem, &gpa)) {
         return false;
     }
-    if (gpa == GUEST_MEMORY_FAULT_UNKNOWN || gpa == GUEST_MEMORY_NO_FAULT) {
-        log_error("guest memory became unreadable (a vCPU could not access it): the snapshot's memory file was "
-                  "truncated or failed; VM paused, only a reset (system_reset) can run it again");
-    } else {
-        log_error("guest memory at 0x%llx became unreadable: the snapshot's memory file was truncated or failed; "
-                  "VM paused, only a reset (system_reset) can run it again", (unsigned long long)gpa);
+    bool from_file = false;
+    for (int i = 0; i < m->vm.mem.count; i++) {
+        from_file |= m->vm.mem.regions[i].file_mapped;
     }
+    char where[64] = "";
+    if (gpa != GUEST_MEMORY_FAULT_UNKNOWN && gpa != GUEST_MEMORY_NO_FAULT) {
+        snprintf(where, sizeof(where), " at 0x%llx", (unsigned long long)gpa);
+    }
+    log_error("guest memory%s became unreadable (%s); VM paused, only a reset (system_reset) can run it again",
+              where, from_file ? "the memory file of the snapshot it was restored from was truncated or failed"
+                               : "the host could not supply it");
     m->memory_lost = true;
     machine_pause(m);
     return true;
