@@ -160,24 +160,11 @@ static void info_registers(struct qmp_server *s, FILE *f, int cpu)
     qmp_vm_resume_after(s, was_running);
 }
 
+/* HMP says "Class" where QEMU has no name for it. */
 static const char *class_name(uint32_t class16)
 {
-    switch (class16) {
-    case 0x0100: return "SCSI controller";
-    case 0x0200: return "Ethernet controller";
-    case 0x0600: return "Host bridge";
-    case 0x0780: return "Communication controller";
-    default: return "Class";
-    }
-}
-
-static uint32_t le(const uint8_t *c, int off, int n)
-{
-    uint32_t v = 0;
-    for (int i = n - 1; i >= 0; i--) {
-        v = v << 8 | c[off + i];
-    }
-    return v;
+    const char *desc = qmp_pci_class_desc(class16);
+    return desc ? desc : "Class";
 }
 
 /* The device tree: the PCI bus's functions (cowvisor's other devices
@@ -194,15 +181,15 @@ static void info_qtree(struct qmp_server *s, FILE *f)
                "      type PCI\n");
     for (int i = 0; i < n; i++) {
         const uint8_t *c = fns[i].config;
-        uint32_t class16 = le(c, PCI_CLASS_PROG + 1, 2);
+        uint32_t class16 = qmp_pci_config_le(c, PCI_CLASS_PROG + 1, 2);
         fprintf(f, "      dev: pci-device, id \"\"\n        addr = %02x.0\n", fns[i].slot);
         fprintf(f, "        class %s, addr 00:%02x.0, pci id %04x:%04x (sub %04x:%04x)\n", class_name(class16),
-                fns[i].slot, le(c, PCI_VENDOR_ID, 2), le(c, PCI_DEVICE_ID, 2), le(c, PCI_SUBSYSTEM_VENDOR_ID, 2),
-                le(c, PCI_SUBSYSTEM_ID, 2));
+                fns[i].slot, qmp_pci_config_le(c, PCI_VENDOR_ID, 2), qmp_pci_config_le(c, PCI_DEVICE_ID, 2),
+                qmp_pci_config_le(c, PCI_SUBSYSTEM_VENDOR_ID, 2), qmp_pci_config_le(c, PCI_SUBSYSTEM_ID, 2));
         for (int bar = 0; bar < PCI_BARS; bar++) {
             if (fns[i].bar_size[bar]) {
-                fprintf(f, "        bar %d: mem at 0x%08x [0x%08x]\n", bar, le(c, PCI_BAR0 + 4 * bar, 4) & ~15u,
-                        (le(c, PCI_BAR0 + 4 * bar, 4) & ~15u) + fns[i].bar_size[bar] - 1);
+                uint32_t base = qmp_pci_config_le(c, PCI_BAR0 + 4 * bar, 4) & ~15u;
+                fprintf(f, "        bar %d: mem at 0x%08x [0x%08x]\n", bar, base, base + fns[i].bar_size[bar] - 1);
             }
         }
     }
@@ -225,7 +212,7 @@ static void info_mtree(struct qmp_server *s, FILE *f)
     int n = fns ? machine_pci_list(s->m, fns, PCI_MAX_SLOTS) : 0;
     for (int i = 0; i < n; i++) {
         for (int bar = 0; bar < PCI_BARS; bar++) {
-            uint32_t base = le(fns[i].config, PCI_BAR0 + 4 * bar, 4) & ~15u;
+            uint32_t base = qmp_pci_config_le(fns[i].config, PCI_BAR0 + 4 * bar, 4) & ~15u;
             if (fns[i].bar_size[bar] && base) {
                 fprintf(f, "    %016" PRIx64 "-%016" PRIx64 " (prio 1, i/o): pci 00:%02x.0 bar %d\n",
                         (uint64_t)base, (uint64_t)base + fns[i].bar_size[bar] - 1, fns[i].slot, bar);

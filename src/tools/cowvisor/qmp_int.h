@@ -137,6 +137,10 @@ void qmp_query_iothreads(struct qmp_server *s, json_t *args, struct qmp_reply *r
 void qmp_query_events(struct qmp_server *s, json_t *args, struct qmp_reply *r);
 /* PCI (qmp_pci.c) and the schema (qmp_schema.c). */
 void qmp_query_pci(struct qmp_server *s, json_t *args, struct qmp_reply *r);
+/* A little-endian field of a function's configuration space. */
+uint32_t qmp_pci_config_le(const uint8_t *config, int off, int size);
+/* QEMU's description of the class cowvisor's devices use, NULL for others. */
+const char *qmp_pci_class_desc(uint32_t class16);
 void qmp_query_qmp_schema(struct qmp_server *s, json_t *args, struct qmp_reply *r);
 
 /* QEMU 7.2, as the greeting and query-version say. */

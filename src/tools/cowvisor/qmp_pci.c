@@ -7,7 +7,7 @@
 
 #include "hw/pci.h"
 
-static uint32_t config_le(const uint8_t *c, int off, int size)
+uint32_t qmp_pci_config_le(const uint8_t *c, int off, int size)
 {
     uint32_t v = 0;
     for (int i = size - 1; i >= 0; i--) {
@@ -16,8 +16,7 @@ static uint32_t config_le(const uint8_t *c, int off, int size)
     return v;
 }
 
-/* QEMU's descriptions of the classes cowvisor's devices use. */
-static const char *class_desc(uint32_t class16)
+const char *qmp_pci_class_desc(uint32_t class16)
 {
     switch (class16) {
     case 0x0100: return "SCSI controller";
@@ -35,7 +34,7 @@ static json_t *regions(const struct machine_pci_function *f)
         if (!f->bar_size[bar]) {
             continue;
         }
-        uint32_t reg = config_le(f->config, PCI_BAR0 + 4 * bar, 4);
+        uint32_t reg = qmp_pci_config_le(f->config, PCI_BAR0 + 4 * bar, 4);
         bool io = reg & 1;
         json_t *o = json_pack("{s:i,s:s,s:I,s:I}", "bar", bar, "type", io ? "io" : "memory", "address",
                               (json_int_t)(reg & (io ? ~3u : ~15u)), "size", (json_int_t)f->bar_size[bar]);
@@ -51,15 +50,16 @@ static json_t *regions(const struct machine_pci_function *f)
 static json_t *device_info(const struct machine_pci_function *f)
 {
     const uint8_t *c = f->config;
-    uint32_t class16 = config_le(c, PCI_CLASS_PROG + 1, 2);
+    uint32_t class16 = qmp_pci_config_le(c, PCI_CLASS_PROG + 1, 2);
     json_t *class_info = json_pack("{s:i}", "class", (int)class16);
-    const char *desc = class_desc(class16);
+    const char *desc = qmp_pci_class_desc(class16);
     if (desc) {
         json_object_set_new(class_info, "desc", qmp_string(desc));
     }
-    json_t *id = json_pack("{s:i,s:i,s:i,s:i}", "device", (int)config_le(c, PCI_DEVICE_ID, 2), "vendor",
-                           (int)config_le(c, PCI_VENDOR_ID, 2), "subsystem", (int)config_le(c, PCI_SUBSYSTEM_ID, 2),
-                           "subsystem-vendor", (int)config_le(c, PCI_SUBSYSTEM_VENDOR_ID, 2));
+    json_t *id = json_pack("{s:i,s:i,s:i,s:i}", "device", (int)qmp_pci_config_le(c, PCI_DEVICE_ID, 2),
+                           "vendor", (int)qmp_pci_config_le(c, PCI_VENDOR_ID, 2),
+                           "subsystem", (int)qmp_pci_config_le(c, PCI_SUBSYSTEM_ID, 2),
+                           "subsystem-vendor", (int)qmp_pci_config_le(c, PCI_SUBSYSTEM_VENDOR_ID, 2));
     json_t *o = json_pack("{s:i,s:i,s:i,s:o,s:o,s:i,s:s,s:o}", "bus", 0, "slot", f->slot, "function", 0,
                           "class_info", class_info, "id", id, "irq_pin", c[PCI_INTERRUPT_PIN], "qdev_id", "",
                           "regions", regions(f));
