@@ -75,4 +75,17 @@ else
     not_ok "--fork: server starts"
 fi
 check "--fork: data written" "$QEMU_IO" -f qcow2 -c "read -P 9 0 4k" "$img"
+
+# In the foreground, sandboxed (the default): the exit after the last
+# client is a clean one, status 0 (a sanitized build's leak check at exit
+# runs inside the sandbox too).
+rm -f "$sock"
+"$COWNBD" -f qcow2 -k "$sock" "$img" 2>"$TMP/fg.err" &
+fg=$!
+for _ in $(seq 200); do [[ -S "$sock" ]] && break; sleep 0.05; done
+check "foreground: serves a client" "$QEMU_IO" -f raw -c "read -P 9 0 4k" "$(nbd_unix "$sock")"
+wait "$fg"
+rc=$?
+[[ $rc == 0 ]] && ok "foreground: exits 0 after its client" ||
+    { not_ok "foreground: exits 0 after its client"; diag "exit $rc: $(cat "$TMP/fg.err")"; }
 done_testing
