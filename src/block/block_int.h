@@ -97,6 +97,16 @@ const struct blockdev_driver *blockdev_probe_file(struct hostfile *file);
 /* The same for the first BLOCKDEV_PROBE_SIZE bytes of an image. */
 #define BLOCKDEV_PROBE_SIZE 512
 const struct blockdev_driver *blockdev_probe_buf(const uint8_t *buf);
+/* Whoever writes the first sector of an image whose format was probed
+ * chooses the format of its next open, and a qcow2 header there names any
+ * host file as its backing file. So, as QEMU does, a write (of data or
+ * zeros: buf NULL) to [off, off + len) with off < BLOCKDEV_PROBE_SIZE is
+ * refused (-EPERM) when sector, the image's first sector now, would then
+ * probe as anything but raw. sector is changed. The caller holds a lock
+ * over the check and its write, or two writers could each pass with half
+ * a header. */
+int blockdev_check_block0_write(const struct blockdev *bd, uint8_t *sector, uint64_t off, const void *buf,
+                                size_t len, struct error *err);
 const struct blockdev_driver *blockdev_find_driver(const char *format);
 /* NBD names (nbd://, nbd+unix://, nbd:host:port, nbd:unix:path): the
  * export opened through libnbd as a raw disk (nbd_client.c). */

@@ -189,8 +189,30 @@ bool blockdev_is_probed_raw(const struct blockdev *bd)
     return bd->probed && !bd->read_only && strcmp(bd->drv->format_name, "raw") == 0;
 }
 
+int blockdev_check_block0_write(const struct blockdev *bd, uint8_t *sector, uint64_t off, const void *buf,
+                                size_t len, struct error *err)
+{
+    size_t n = len < BLOCKDEV_PROBE_SIZE - off ? len : BLOCKDEV_PROBE_SIZE - off;
+    if (buf) {
+        memcpy(sector + off, buf, n);
+    } else {
+        memset(sector + off, 0, n);
+    }
+    const struct blockdev_driver *drv = blockdev_probe_buf(sector);
+    if ((drv && strcmp(drv->format_name, "raw") != 0) ||
+        blockdev_probe_foreign(sector, BLOCKDEV_PROBE_SIZE, NULL, 0)) {
+        return error_set(err, -EPERM, "Write to block 0 of '%s' refused: the image's format was "
+                         "probed as raw, and the write would make it probe as another format "
+                         "(specify the raw format explicitly to allow it)", bd->filename);
+    }
+    return 0;
+}
+
 void blockdev_warn_probed_raw(const struct blockdev *bd, const char *filename)
 {
+    if (blockdev_is_nbd_name(filename)) {
+        filename = bd->filename;    /* QEMU names an NBD node by its URI */
+    }
     if (blockdev_is_probed_raw(bd)) {
         fprintf(stderr, "WARNING: Image format was not specified for '%s' and probing guessed raw.\n"
                 "         Automatically detecting the format is dangerous for raw images, "

@@ -6,6 +6,7 @@
  * NBD is refused. */
 #include <errno.h>
 #include <libnbd.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@ struct nbd_state {
     struct blockdev bd;
     struct nbd_handle *h;
     bool can_zero, can_trim, can_flush;
+    pthread_mutex_t block0_lock;    /* a probed export's first-sector check and write */
 };
 
 static struct nbd_state *nbd_of(struct blockdev *bd)
@@ -65,6 +67,24 @@ static int connect_legacy(struct nbd_handle *h, const char *filename, struct err
 }
 
 static const struct blockdev_driver nbd_driver;
+
+/* The node's name as QEMU spells it in messages: libnbd's URI, with no
+ * path at all when the export name is empty ("nbd+unix://?socket=..."). */
+static char *qemu_filename(struct nbd_handle *h, const char *given)
+{
+    char *uri = nbd_get_uri(h), *export = nbd_get_export_name(h);
+    if (uri && export && !export[0]) {
+        char *p = strstr(uri, ":///?");
+        size_t len = strlen(uri);
+        if (p) {
+            memmove(p + 3, p + 4, strlen(p + 4) + 1);
+        } else if (len > 0 && uri[len - 1] == '/') {
+            uri[len - 1] = 0;
+        }
+    }
+    free(export);
+    return uri ? uri : strdup(given);
+}
 
 int blockdev_nbd_open(struct blockdev **out, const char *filename,
                       const struct blockdev_open_opts *opts, struct error *err)
@@ -118,10 +138,12 @@ int blockdev_nbd_open(struct blockdev **out, const char *filename,
     s->can_flush = nbd_can_flush(h) == 1;
     struct blockdev *bd = &s->bd;
     bd->drv = &nbd_driver;
-    bd->filename = strdup(filename);
+    bd->filename = qemu_filename(h, filename);
     bd->read_only = opts->flags & BDEV_READ_ONLY;
     bd->parent = opts->parent;
     bd->size = (uint64_t)size;
+    bd->probed = !opts->format;
+    pthread_mutex_init(&s->block0_lock, NULL);
     *out = bd;
     return 0;
 }
@@ -134,6 +156,7 @@ static void nbdc_close(struct blockdev *bd)
     }
     nbd_shutdown(s->h, 0);
     nbd_close(s->h);
+    pthread_mutex_destroy(&s->block0_lock);
     free(s);
 }
 
@@ -142,21 +165,60 @@ static int nbdc_pread(struct blockdev *bd, uint64_t off, void *buf, size_t len, 
     return nbd_pread(nbd_of(bd)->h, buf, len, off, 0) < 0 ? nbd_fail(bd, err, "Read") : 0;
 }
 
-static int nbdc_pwrite(struct blockdev *bd, uint64_t off, const void *buf, size_t len,
-                       struct error *err)
+static int nbdc_pwrite_data(struct blockdev *bd, uint64_t off, const void *buf, size_t len,
+                            struct error *err)
 {
     return nbd_pwrite(nbd_of(bd)->h, buf, len, off, 0) < 0 ? nbd_fail(bd, err, "Write") : 0;
 }
 
-static int nbdc_pwrite_zeroes(struct blockdev *bd, uint64_t off, uint64_t len, unsigned flags,
-                              struct error *err)
+/* A probed export is a probed raw image: its first sector is guarded as
+ * raw.c guards a file's. Returns with block0_lock held when it returns 0
+ * and *locked. */
+static int nbdc_guard_block0(struct blockdev *bd, uint64_t off, const void *buf, size_t len, bool *locked,
+                             struct error *err)
+{
+    struct nbd_state *s = nbd_of(bd);
+    *locked = false;
+    if (!bd->probed || off >= BLOCKDEV_PROBE_SIZE || bd->size < BLOCKDEV_PROBE_SIZE) {
+        return 0;
+    }
+    uint8_t sector[BLOCKDEV_PROBE_SIZE];
+    pthread_mutex_lock(&s->block0_lock);
+    int ret = nbd_pread(s->h, sector, sizeof(sector), 0, 0) < 0 ? nbd_fail(bd, err, "Read") : 0;
+    if (ret == 0) {
+        ret = blockdev_check_block0_write(bd, sector, off, buf, len, err);
+    }
+    if (ret < 0) {
+        pthread_mutex_unlock(&s->block0_lock);
+        return ret;
+    }
+    *locked = true;
+    return 0;
+}
+
+static int nbdc_pwrite(struct blockdev *bd, uint64_t off, const void *buf, size_t len,
+                       struct error *err)
+{
+    bool locked;
+    int ret = nbdc_guard_block0(bd, off, buf, len, &locked, err);
+    if (ret == 0) {
+        ret = nbdc_pwrite_data(bd, off, buf, len, err);
+    }
+    if (locked) {
+        pthread_mutex_unlock(&nbd_of(bd)->block0_lock);
+    }
+    return ret;
+}
+
+static int nbdc_write_zeroes(struct blockdev *bd, uint64_t off, uint64_t len, unsigned flags,
+                             struct error *err)
 {
     struct nbd_state *s = nbd_of(bd);
     if (!s->can_zero) {
         static const uint8_t zeros[65536];
         while (len) {
             size_t n = len < sizeof(zeros) ? (size_t)len : sizeof(zeros);
-            int ret = nbdc_pwrite(bd, off, zeros, n, err);
+            int ret = nbdc_pwrite_data(bd, off, zeros, n, err);
             if (ret < 0) {
                 return ret;
             }
@@ -167,6 +229,21 @@ static int nbdc_pwrite_zeroes(struct blockdev *bd, uint64_t off, uint64_t len, u
     }
     uint32_t f = (flags & BDEV_ZERO_MAY_UNMAP) ? 0 : LIBNBD_CMD_FLAG_NO_HOLE;
     return nbd_zero(s->h, len, off, f) < 0 ? nbd_fail(bd, err, "Write zeroes") : 0;
+}
+
+static int nbdc_pwrite_zeroes(struct blockdev *bd, uint64_t off, uint64_t len, unsigned flags,
+                              struct error *err)
+{
+    bool locked;
+    size_t head = len < BLOCKDEV_PROBE_SIZE ? (size_t)len : BLOCKDEV_PROBE_SIZE;
+    int ret = nbdc_guard_block0(bd, off, NULL, head, &locked, err);
+    if (ret == 0) {
+        ret = nbdc_write_zeroes(bd, off, len, flags, err);
+    }
+    if (locked) {
+        pthread_mutex_unlock(&nbd_of(bd)->block0_lock);
+    }
+    return ret;
 }
 
 static int nbdc_discard(struct blockdev *bd, uint64_t off, uint64_t len, struct error *err)

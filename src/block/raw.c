@@ -50,11 +50,7 @@ static void raw_close(struct blockdev *bd)
     free(bd);
 }
 
-/* Whoever writes the first sector of an image whose format was probed
- * chooses the format of its next open, and a qcow2 header there names any
- * host file as its backing file. So, as QEMU does, a write (of data or
- * zeros; buf NULL) is refused when the sector it leaves would probe as
- * anything but raw. Called with block0_lock held. */
+/* Called with block0_lock held (blockdev_check_block0_write). */
 static int raw_check_block0(struct blockdev *bd, uint64_t off, const void *buf, size_t len,
                             struct error *err)
 {
@@ -63,20 +59,7 @@ static int raw_check_block0(struct blockdev *bd, uint64_t off, const void *buf, 
     if (ret < 0) {
         return error_set_errno(err, ret, "Read of '%s' failed", bd->filename);
     }
-    size_t n = len < sizeof(sector) - off ? len : sizeof(sector) - off;
-    if (buf) {
-        memcpy(sector + off, buf, n);
-    } else {
-        memset(sector + off, 0, n);
-    }
-    extern const struct blockdev_driver raw_driver;
-    if (blockdev_probe_buf(sector) != &raw_driver ||
-        blockdev_probe_foreign(sector, sizeof(sector), NULL, 0)) {
-        return error_set(err, -EPERM, "Write to block 0 of '%s' refused: the image's format was "
-                         "probed as raw, and the write would make it probe as another format "
-                         "(specify the raw format explicitly to allow it)", bd->filename);
-    }
-    return 0;
+    return blockdev_check_block0_write(bd, sector, off, buf, len, err);
 }
 
 static bool raw_guards_block0(struct blockdev *bd, uint64_t off)

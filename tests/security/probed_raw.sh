@@ -57,6 +57,32 @@ else
 fi
 stop_servers
 
+# Our own NBD client probing an export (no -f): the same restriction on
+# the client's side, as qemu-io has (the server exports the format raw, so
+# only the client guards). Both clients run on the same export in turn.
+# compare_nbd "description" args...: same output and status from both.
+compare_nbd() {
+    local desc=$1; shift
+    local url out_q out_c rc_q rc_c
+    url=$(nbd_unix "$sock")
+    out_q=$("$QEMU_IO" "$@" "$url" 2>&1 | filter_qemu_io); rc_q=${PIPESTATUS[0]}
+    out_c=$("$COWIO" "$@" "$url" 2>&1 | filter_qemu_io); rc_c=${PIPESTATUS[0]}
+    if [[ $out_q == "$out_c" && $rc_q == "$rc_c" ]]; then
+        ok "$desc: as qemu-io ($rc_c)"
+    else
+        not_ok "$desc: differs from qemu-io"; diag "qemu-io $rc_q: $out_q" "cowio $rc_c: $out_c"
+    fi
+}
+start_server nbd3 "$COWNBD" --persistent -f raw -k "$sock" "$disk"
+compare_nbd "a probed NBD export refuses a qcow2 header in block 0" -c "write -s $TMP/evil.sector 0 512"
+compare_nbd "... and one assembled from two writes" -c "write -s $TMP/magic 0 4" -c "write -s $TMP/version 4 4"
+compare_nbd "... other block-0 writes land" -c "write -P 0x11 0 512" -c "read -P 0x11 0 512"
+compare_nbd "... an explicit raw format lifts it" -f raw -c "write -s $TMP/evil.sector 0 512" \
+    -c "write -P 0 0 512"
+stop_servers
+head -c 512 "$disk" | cmp -s - <(head -c 512 /dev/zero) && ok "block 0 of the export is as the last write left it" ||
+    not_ok "block 0 of the export is as the last write left it"
+
 # The warnings, where qemu-io and qemu-img print them (read-write opens only).
 warned() { "$@" 2>&1 | grep -c "probing guessed raw"; }
 check_eq "cowio warns on a read-write probed open" 1 "$(warned "$COWIO" -c "read 0 512" "$disk")"
