@@ -179,12 +179,14 @@ static int nbdc_guard_block0(struct blockdev *bd, uint64_t off, const void *buf,
 {
     struct nbd_state *s = nbd_of(bd);
     *locked = false;
-    if (!bd->probed || off >= BLOCKDEV_PROBE_SIZE || bd->size < BLOCKDEV_PROBE_SIZE) {
+    if (!bd->probed || off >= BLOCKDEV_PROBE_SIZE) {
         return 0;
     }
-    uint8_t sector[BLOCKDEV_PROBE_SIZE];
+    /* An export shorter than a sector probes by what it has. */
+    uint8_t sector[BLOCKDEV_PROBE_SIZE] = { 0 };
+    size_t have = bd->size < sizeof(sector) ? (size_t)bd->size : sizeof(sector);
     pthread_mutex_lock(&s->block0_lock);
-    int ret = nbd_pread(s->h, sector, sizeof(sector), 0, 0) < 0 ? nbd_fail(bd, err, "Read") : 0;
+    int ret = have && nbd_pread(s->h, sector, have, 0, 0) < 0 ? nbd_fail(bd, err, "Read") : 0;
     if (ret == 0) {
         ret = blockdev_check_block0_write(bd, sector, off, buf, len, err);
     }

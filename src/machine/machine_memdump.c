@@ -13,11 +13,14 @@ int machine_pmemsave(struct machine *m, uint64_t gpa, uint64_t size, const char 
     if (size && gpa + size < gpa) {
         return error_set(err, -EINVAL, "Invalid parameter 'size'");
     }
+    int ret = machine_memory_intact(m, err);
+    if (ret < 0) {
+        return ret;
+    }
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) {
         return error_set_errno(err, -errno, "Could not open '%s'", path);
     }
-    int ret = 0;
     /* Page by page: a range may span regions, but never the PCI hole. */
     for (uint64_t off = 0; ret == 0 && off < size;) {
         uint64_t n = GUEST_PAGE_SIZE - ((gpa + off) & (GUEST_PAGE_SIZE - 1));
@@ -32,5 +35,5 @@ int machine_pmemsave(struct machine *m, uint64_t gpa, uint64_t size, const char 
         off += n;
     }
     close(fd);
-    return ret;
+    return ret < 0 ? ret : machine_memory_intact(m, err);
 }

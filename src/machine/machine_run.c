@@ -46,6 +46,8 @@ void machine_pause(struct machine *m)
     machine_emit(m, MACHINE_EVENT_STOP, false);
 }
 
+static bool perform_reset(struct machine *m, struct error *err, int *ret);
+
 void machine_resume(struct machine *m)
 {
     if (m->run_state != MACHINE_PAUSED || machine_needs_reset(m)) {
@@ -54,10 +56,17 @@ void machine_resume(struct machine *m)
     if (m->memory_lost) {
         /* The reset asked for goes first: no vCPU may run on lost RAM. */
         struct error err = { 0 };
+        int ret = 0;
         m->reset_pending = false;
-        if (machine_reset(m, &err) < 0) {
-            log_error("reset: %s", err.msg);
-            m->reset_pending = true;
+        m->host_reset = true;
+        if (!perform_reset(m, &err, &ret)) {
+            if (ret < 0) {
+                log_error("reset: %s", err.msg);
+                m->reset_pending = true;
+                m->run_state = MACHINE_PAUSED;
+            } else {
+                event_loop_stop(&m->loop);      /* --no-reboot */
+            }
             return;
         }
     }
@@ -115,6 +124,15 @@ bool machine_handle_memory_fault(struct machine *m)
     return true;
 }
 
+int machine_memory_intact(struct machine *m, struct error *err)
+{
+    if (m->memory_lost || __atomic_load_n(&m->vm.mem.fault_gpa, __ATOMIC_SEQ_CST) != GUEST_MEMORY_NO_FAULT) {
+        return error_set(err, -EIO, "guest memory was lost (the memory file of the snapshot the VM was restored "
+                         "from was truncated or failed): reset the VM first");
+    }
+    return 0;
+}
+
 int machine_reset(struct machine *m, struct error *err)
 {
     log_info("guest reset");
@@ -125,6 +143,8 @@ int machine_reset(struct machine *m, struct error *err)
     /* And it must not write into pages of a memory file that may be gone. */
     int ret = guest_memory_detach_files(&m->vm.mem, err);
     if (ret == 0) {
+        uint64_t gpa;
+        guest_memory_fault_take(&m->vm.mem, &gpa);     /* RAM is new: nothing is lost now */
         m->memory_lost = false;
         ret = device_registry_reset(&m->devices, err);
     }
@@ -143,10 +163,11 @@ struct run_ctx {
     int ret;
 };
 
-/* true: the machine goes on running; false: the loop ends. */
-static bool handle_reset(struct run_ctx *ctx)
+/* A requested reset as it happens: the RESET event, and the end of the VM
+ * under --no-reboot. true: the machine goes on; false: it ends (*ret < 0:
+ * the reset failed). */
+static bool perform_reset(struct machine *m, struct error *err, int *ret)
 {
-    struct machine *m = ctx->m;
     bool guest = !m->host_reset;
     m->host_reset = false;
     if (m->cfg->no_reboot) {
@@ -157,11 +178,17 @@ static bool handle_reset(struct run_ctx *ctx)
         m->exit_status = 0;
         return false;
     }
-    ctx->ret = machine_reset(m, ctx->err);
-    if (ctx->ret < 0) {
+    *ret = machine_reset(m, err);
+    if (*ret < 0) {
         m->exit_status = 0;
     }
-    return ctx->ret == 0;
+    return *ret == 0;
+}
+
+/* true: the machine goes on running; false: the loop ends. */
+static bool handle_reset(struct run_ctx *ctx)
+{
+    return perform_reset(ctx->m, ctx->err, &ctx->ret);
 }
 
 static void vm_event(void *opaque, int fd, uint32_t events)

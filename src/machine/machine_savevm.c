@@ -101,6 +101,10 @@ static int has_snapshot(struct blockdev *bd, const char *name, struct blockdev_s
 
 int machine_savevm(struct machine *m, const char *name, struct error *err)
 {
+    int intact = machine_memory_intact(m, err);
+    if (intact < 0) {
+        return intact;
+    }
     int first = snapshot_disks(m, err);
     if (first < 0) {
         return first;
@@ -120,7 +124,7 @@ int machine_savevm(struct machine *m, const char *name, struct error *err)
     struct vmstate_io io = { area_write, area_read, &area, false };
     int64_t size = 0;
     if ((ret = vmstate_writer_begin(&w, io, err)) == 0 && (ret = machine_state_save(m, &w, err)) == 0 &&
-        (ret = guest_memory_stream_write(&m->vm.mem, &w, err)) == 0) {
+        (ret = guest_memory_stream_write(&m->vm.mem, &w, err)) == 0 && (ret = machine_memory_intact(m, err)) == 0) {
         size = vmstate_writer_finish(&w, err);
         ret = size < 0 ? (int)size : 0;
     }

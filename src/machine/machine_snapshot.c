@@ -197,6 +197,10 @@ int machine_snapshot_files(struct machine *m, const char *dir, bool diff, struct
     if (diff && !m->vm.mem.dirty_tracking) {
         return error_set(err, -EINVAL, "a diff snapshot needs an earlier snapshot to files (or a restore) of this VM");
     }
+    int ret = machine_memory_intact(m, err);
+    if (ret < 0) {
+        return ret;
+    }
     if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
         return error_set_errno(err, -errno, "cannot create snapshot directory '%s'", dir);
     }
@@ -206,7 +210,6 @@ int machine_snapshot_files(struct machine *m, const char *dir, bool diff, struct
     if (diff && strcmp(real, s->last_dir) == 0) {
         return error_set(err, -EINVAL, "a diff snapshot cannot replace its parent '%s': give another directory", dir);
     }
-    int ret;
     if ((ret = path_in(mem_path, sizeof(mem_path), real, "memory", err)) < 0 ||
         (ret = path_in(state_path, sizeof(state_path), real, "state", err)) < 0 ||
         (ret = path_in(tmp_path, sizeof(tmp_path), real, "state.tmp", err)) < 0) {
@@ -257,6 +260,9 @@ int machine_snapshot_files(struct machine *m, const char *dir, bool diff, struct
     }
     if (ret == 0) {
         ret = guest_memory_sums_compute(&m->vm.mem, diff ? &mi.present : NULL, &mi.sums, err);
+    }
+    if (ret == 0) {
+        ret = machine_memory_intact(m, err);    /* the file may hold zeros for lost pages */
     }
     if (ret == 0 && (ret = write_memory_section(&w, &mi, err)) == 0) {
         int64_t n = vmstate_writer_finish(&w, err);
@@ -339,18 +345,6 @@ static int read_chain(struct machine *m, struct layer *layers, int *n, struct er
     return 0;
 }
 
-/* Before the guest runs on the file's pages: they are read only when
- * touched, and a corrupt page found then could not be refused. */
-static int verify_memory_file(struct machine *m, const char *path, const struct memory_image *mi,
-                              struct error *err)
-{
-    if (mi->sums.count == 0) {
-        log_warn("memory file '%s' has no checksums (a snapshot of an older cowvisor): not verified", path);
-        return 0;
-    }
-    return guest_memory_file_verify(path, m->vm.mem.ram_size, &mi->sums, err);
-}
-
 int machine_restore_files(struct machine *m, const char *dir, struct error *err)
 {
     struct snapshot_chain *s = &m->snaps;
@@ -385,11 +379,18 @@ int machine_restore_files(struct machine *m, const char *dir, struct error *err)
     }
     for (int i = n - 1; ret == 0 && i >= 0; i--) {
         char mem_path[PATH_MAX];
-        if ((ret = path_in(mem_path, sizeof(mem_path), layers[i].dir, "memory", err)) == 0 &&
-            (ret = verify_memory_file(m, mem_path, &layers[i].mi, err)) == 0) {
-            ret = guest_memory_file_map(&m->vm.mem, mem_path, layers[i].mi.diff ? &layers[i].mi.present : NULL,
-                               err);
+        if ((ret = path_in(mem_path, sizeof(mem_path), layers[i].dir, "memory", err)) < 0) {
+            break;
         }
+        /* Verified before the guest runs on the file's pages: they are read
+         * only when touched, and a corrupt page found then could not be
+         * refused. */
+        if (layers[i].mi.sums.count == 0) {
+            log_warn("memory file '%s' has no checksums (a snapshot of an older cowvisor): not verified",
+                     mem_path);
+        }
+        ret = guest_memory_file_map(&m->vm.mem, mem_path, layers[i].mi.diff ? &layers[i].mi.present : NULL,
+                                    &layers[i].mi.sums, err);
     }
     if (ret == 0) {
         ret = machine_state_apply(m, &img, err);

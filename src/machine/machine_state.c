@@ -352,5 +352,9 @@ int machine_state_apply(struct machine *m, const struct machine_state_image *img
         }
     }
     device_registry_post_load(&m->devices);
+    /* Every caller has replaced all of RAM too: what was lost is gone. */
+    uint64_t gpa;
+    guest_memory_fault_take(&m->vm.mem, &gpa);
+    m->memory_lost = false;
     return 0;
 }

@@ -39,18 +39,30 @@ static int resolve_user(struct privilege_drop *p, const char *user, struct error
     if (pw) {
         p->uid = pw->pw_uid;
         p->gid = pw->pw_gid;
-        p->ngroups = PRIVILEGE_MAX_GROUPS;
-        if (getgrouplist(user, p->gid, p->groups, &p->ngroups) < 0) {
-            return error_set(err, -E2BIG, "User \"%s\" is in more than %d groups", user, PRIVILEGE_MAX_GROUPS);
+        /* getgrouplist says how many when the array is too small. */
+        for (int n = 16;; n = p->ngroups) {
+            gid_t *groups = realloc(p->groups, (size_t)n * sizeof(gid_t));
+            if (!groups) {
+                return error_set(err, -ENOMEM, "out of memory");
+            }
+            p->groups = groups;
+            p->ngroups = n;
+            if (getgrouplist(user, p->gid, p->groups, &p->ngroups) >= 0) {
+                break;
+            }
         }
     } else if (parse_ids(user, &p->uid, &p->gid)) {
+        p->groups = malloc(sizeof(gid_t));
+        if (!p->groups) {
+            return error_set(err, -ENOMEM, "out of memory");
+        }
         p->groups[0] = p->gid;
         p->ngroups = 1;
     } else {
         return error_set(err, -ENOENT, "User \"%s\" doesn't exist", user);
     }
     if (p->uid == 0) {
-        return error_set(err, -EINVAL, "-runas %s: the user is root, nothing would be dropped", user);
+        return error_set(err, -EINVAL, "--runas %s: the user is root, nothing would be dropped", user);
     }
     p->drop_user = true;
     return 0;
@@ -62,16 +74,23 @@ int privilege_drop_prepare(struct privilege_drop *p, const char *user, const cha
     if (chroot_dir) {
         struct stat st;
         if (stat(chroot_dir, &st) < 0) {
-            return error_set_errno(err, -errno, "-chroot '%s'", chroot_dir);
+            return error_set_errno(err, -errno, "--chroot '%s'", chroot_dir);
         }
         if (!S_ISDIR(st.st_mode)) {
-            return error_set(err, -ENOTDIR, "-chroot '%s': not a directory", chroot_dir);
+            return error_set(err, -ENOTDIR, "--chroot '%s': not a directory", chroot_dir);
         }
         if ((size_t)snprintf(p->chroot_dir, sizeof(p->chroot_dir), "%s", chroot_dir) >= sizeof(p->chroot_dir)) {
-            return error_set(err, -ENAMETOOLONG, "-chroot: directory name too long");
+            return error_set(err, -ENAMETOOLONG, "--chroot: directory name too long");
         }
     }
     return user ? resolve_user(p, user, err) : 0;
+}
+
+void privilege_drop_free(struct privilege_drop *p)
+{
+    free(p->groups);
+    p->groups = NULL;
+    p->ngroups = 0;
 }
 
 bool privilege_drop_wanted(const struct privilege_drop *p)

@@ -1,5 +1,6 @@
 /* QEMU's -runas USER|UID:GID and -chroot DIR (see privilege.c). prepare
- * checks the options at start-up (the user exists, the directory is one);
+ * checks the options at start-up (the user exists, the directory is one;
+ * privilege_drop_free frees what it found, also after a failure);
  * apply chroots, then drops to the user's ids and groups, in every thread
  * of the process. A sandbox must let threads that already run take part
  * (sandbox_allow_credential_change). */
@@ -12,13 +13,11 @@
 
 #include "util/error.h"
 
-#define PRIVILEGE_MAX_GROUPS 64
-
 struct privilege_drop {
     bool drop_user;
     uid_t uid;
     gid_t gid;
-    gid_t groups[PRIVILEGE_MAX_GROUPS];
+    gid_t *groups;                  /* the user's supplementary groups */
     int ngroups;
     char chroot_dir[PATH_MAX];      /* "": none */
 };
@@ -26,5 +25,6 @@ struct privilege_drop {
 int privilege_drop_prepare(struct privilege_drop *p, const char *user, const char *chroot_dir, struct error *err);
 bool privilege_drop_wanted(const struct privilege_drop *p);
 int privilege_drop_apply(const struct privilege_drop *p, struct error *err);
+void privilege_drop_free(struct privilege_drop *p);
 
 #endif

@@ -41,6 +41,8 @@ struct guest_memory {
     uint64_t fault_gpa;     /* the first unreadable address, GUEST_MEMORY_NO_FAULT: none */
 };
 
+struct guest_memory_sums;
+
 /* One bit per 4 KiB page of each region. */
 struct guest_bitmap {
     int count;
@@ -83,14 +85,16 @@ void guest_memory_mark_dirty(const struct guest_memory *m, uint64_t gpa, uint64_
 int guest_memory_file_write(struct guest_memory *m, const char *path, const struct guest_bitmap *dirty,
                             struct error *err);
 /* Maps a memory file over guest RAM, copy-on-write (MAP_PRIVATE): only the
- * pages in present (all when NULL). Nothing is read until the guest
- * touches it. */
+ * pages in present (all when NULL). With sums (count > 0) the file is
+ * verified first, through the descriptor it is then mapped from; otherwise
+ * nothing is read until the guest touches it. */
 int guest_memory_file_map(struct guest_memory *m, const char *path, const struct guest_bitmap *present,
-                          struct error *err);
+                          const struct guest_memory_sums *sums, struct error *err);
 /* Checksums of a memory file (guest_memory_sum.c): one hash per chunk of
  * 1 << GUEST_MEMORY_SUM_CHUNK_SHIFT bytes of the file. compute hashes what
  * guest_memory_file_write writes for the same present (NULL: a full file);
- * verify reads the file and names the first chunk that differs. */
+ * verify reads the chunks of fd that hold present pages and names the
+ * first that differs. */
 #define GUEST_MEMORY_SUM_CHUNK_SHIFT 20
 struct guest_memory_sums {
     uint64_t count;
@@ -98,7 +102,8 @@ struct guest_memory_sums {
 };
 int guest_memory_sums_compute(const struct guest_memory *m, const struct guest_bitmap *present,
                               struct guest_memory_sums *sums, struct error *err);
-int guest_memory_file_verify(const char *path, uint64_t size, const struct guest_memory_sums *sums,
+int guest_memory_file_verify(int fd, const char *path, const struct guest_memory *m,
+                             const struct guest_bitmap *present, const struct guest_memory_sums *sums,
                              struct error *err);
 void guest_memory_sums_free(struct guest_memory_sums *sums);
 

@@ -41,11 +41,16 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
     (void)uc;
     uintptr_t addr = (uintptr_t)si->si_addr;
     int saved_errno = errno;
+    if (si->si_code <= 0) {
+        return;     /* sent by a process (kill, sigqueue), not a fault: nothing to mend */
+    }
     for (int k = 0; k < MAX_MEMORIES; k++) {
         struct guest_memory *m = __atomic_load_n(&memories[k], __ATOMIC_ACQUIRE);
         for (int i = 0; m && i < m->count; i++) {
             const struct guest_region *r = &m->regions[i];
-            if (!region_holds(r, addr)) {
+            /* Only a file mapped over RAM can go missing; a memfd region
+             * stays whole (and a private page there would leave it). */
+            if (!region_holds(r, addr) || !r->file_mapped) {
                 continue;
             }
             uintptr_t page = addr & ~(uintptr_t)(GUEST_PAGE_SIZE - 1);

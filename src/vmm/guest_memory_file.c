@@ -207,7 +207,7 @@ static int map_present(int fd, struct guest_region *r, uint64_t file_off, const 
 }
 
 int guest_memory_file_map(struct guest_memory *m, const char *path, const struct guest_bitmap *present,
-                          struct error *err)
+                          const struct guest_memory_sums *sums, struct error *err)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -219,7 +219,7 @@ int guest_memory_file_map(struct guest_memory *m, const char *path, const struct
         return error_set(err, -EINVAL, "memory file '%s' holds %lld bytes, guest RAM is %llu", path,
                          (long long)st.st_size, (unsigned long long)m->ram_size);
     }
-    int ret = 0;
+    int ret = sums && sums->count ? guest_memory_file_verify(fd, path, m, present, sums, err) : 0;
     uint64_t file_off = 0;
     for (int i = 0; i < m->count && ret == 0; i++) {
         struct guest_region *r = &m->regions[i];

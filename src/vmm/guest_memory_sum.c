@@ -4,7 +4,6 @@
  * so a flipped byte or a file cut short must be caught before the guest
  * reads it, not after. */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -63,23 +62,42 @@ int guest_memory_sums_compute(const struct guest_memory *m, const struct guest_b
     return 0;
 }
 
-int guest_memory_file_verify(const char *path, uint64_t size, const struct guest_memory_sums *sums,
+/* Whether any page of file bytes [off, off + len) is present. */
+static bool range_present(const struct guest_memory *m, const struct guest_bitmap *present, uint64_t off,
+                          uint64_t len)
+{
+    uint64_t region_start = 0;
+    for (int i = 0; i < m->count && len > 0; i++) {
+        const struct guest_region *r = &m->regions[i];
+        while (len > 0 && off < region_start + r->size) {
+            if (page_present(present, i, (off - region_start) / PAGE)) {
+                return true;
+            }
+            off += PAGE;
+            len -= PAGE;
+        }
+        region_start += r->size;
+    }
+    return false;
+}
+
+int guest_memory_file_verify(int fd, const char *path, const struct guest_memory *m,
+                             const struct guest_bitmap *present, const struct guest_memory_sums *sums,
                              struct error *err)
 {
-    uint64_t chunk = 1ull << GUEST_MEMORY_SUM_CHUNK_SHIFT;
+    uint64_t chunk = 1ull << GUEST_MEMORY_SUM_CHUNK_SHIFT, size = m->ram_size;
     if (sums->count != (size + chunk - 1) / chunk) {
         return error_set(err, -EINVAL, "memory file '%s': %llu checksums for %llu bytes", path,
                          (unsigned long long)sums->count, (unsigned long long)size);
-    }
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        return error_set_errno(err, -errno, "cannot open memory file '%s'", path);
     }
     uint8_t *buf = malloc(chunk);
     int ret = buf ? 0 : error_set(err, -ENOMEM, "out of memory");
     for (uint64_t c = 0; ret == 0 && c < sums->count; c++) {
         uint64_t off = c * chunk;
         size_t len = (size_t)(size - off < chunk ? size - off : chunk);
+        if (!range_present(m, present, off, len)) {
+            continue;   /* nothing of it is mapped: a diff's holes */
+        }
         ssize_t n = io_pread_full(fd, buf, len, (off_t)off);
         if (n < 0) {
             ret = error_set_errno(err, (int)n, "reading memory file '%s'", path);
@@ -92,7 +110,6 @@ int guest_memory_file_verify(const char *path, uint64_t size, const struct guest
         }
     }
     free(buf);
-    close(fd);
     return ret;
 }
 

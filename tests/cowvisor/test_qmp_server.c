@@ -141,6 +141,10 @@ static void test_cont_needs_reset_after_memory_loss(void **state)
     assert_string_equal(json_string_value(json_object_get(json_object_get(r, "error"), "desc")),
                         "Resetting the Virtual Machine is required");
     json_decref(r);
+    r = qmp_client_cmd(&c, "{\"execute\":\"human-monitor-command\",\"arguments\":{\"command-line\":\"cont\"}}");
+    assert_string_equal(json_string_value(json_object_get(r, "return")),
+                        "Error: Resetting the Virtual Machine is required\r\n");
+    json_decref(r);
     assert_int_equal(stub_machine_calls(f->m, "resume"), 0);
     r = qmp_client_cmd(&c, "{\"execute\":\"system_reset\"}");
     assert_non_null(json_object_get(r, "return"));

@@ -381,7 +381,7 @@ static int parse_args(int argc, char **argv, struct machine_config *cfg, struct 
     if (ret < 0) {
         return ret;
     }
-    if (privilege_drop_wanted(&privileges)) {
+    if (privileges.drop_user) {
         sandbox_allow_credential_change();
     }
     return 0;
@@ -435,6 +435,7 @@ static int run_vm(const struct machine_config *cfg, struct service *sv, struct e
     qmp_migration_end();
     qmp_server_stop(qmp);
     machine_destroy(m);
+    privilege_drop_free(&privileges);
     return ret;
 }
 

@@ -105,8 +105,12 @@ void qmp_hmp(struct qmp_server *s, json_t *args, struct qmp_reply *r)
         qmp_vm_stop(s);
         r->ret = qmp_string("");
     } else if ((strcmp(cmd, "cont") == 0 || strcmp(cmd, "c") == 0) && !arg) {
-        qmp_vm_cont(s);
-        r->ret = qmp_string("");
+        if (machine_needs_reset(s->m)) {
+            r->ret = qmp_string("Error: Resetting the Virtual Machine is required\r\n");
+        } else {
+            qmp_vm_cont(s);
+            r->ret = qmp_string("");
+        }
     } else {
         r->ret = text("unknown command: '%s'\r\n", cmd);
     }
