@@ -88,8 +88,9 @@ static int compose(struct machine *m, struct error *err)
     int ret;
     if ((ret = event_loop_init(&m->loop, err)) < 0 ||
         (ret = machine_console_open(m, err)) < 0 ||
-        (ret = vm_create(&m->vm, cfg->cpus, cfg->memory, err)) < 0 ||
+        (ret = vm_create(&m->vm, cfg->cpus, cfg->memory, cfg->record_replay ? VM_USER_IRQCHIP : 0, err)) < 0 ||
         (ret = machine_add_cpus(m, err)) < 0 ||
+        (cfg->record_replay && (ret = machine_add_replay_devices(m, err)) < 0) ||
         (ret = machine_add_pc_devices(m, err)) < 0 ||
         (cfg->bios && (ret = machine_add_fw_cfg(m, err)) < 0) ||
         (ret = machine_add_virtio(m, err)) < 0 ||
@@ -125,6 +126,7 @@ void machine_destroy(struct machine *m)
     machine_close_disks(m);
     event_loop_destroy(&m->loop);
     vm_destroy(&m->vm);
+    machine_replay_free(m);
     machine_console_close(m);
     free(m->boot_image);
     free(m->boot_initrd);

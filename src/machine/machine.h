@@ -48,6 +48,7 @@ struct machine_config {
     int nvconsole;
     const char *name;       /* --name, for monitors (NULL: none) */
     const char *uuid;       /* --uuid (NULL: all zeroes, as QEMU) */
+    bool record_replay;     /* --record/--replay: one vCPU, user-space PIT and PIC, the exit clock */
 };
 
 struct machine;
@@ -186,5 +187,25 @@ int machine_loadvm(struct machine *m, const char *name, bool *changed, struct er
 int machine_delvm(struct machine *m, const char *name, struct error *err);
 /* "info snapshots" text, malloc'd. */
 char *machine_info_snapshots(struct machine *m, struct error *err);
+
+/* ---- record/replay (issue 13; cfg->record_replay) ---- */
+
+enum machine_replay_mode { MACHINE_REPLAY_OFF, MACHINE_REPLAY_RECORD, MACHINE_REPLAY_PLAY };
+
+/* Before machine_run, after --restore/--loadvm (restore_dir/loadvm_name
+ * name the starting point; NULL both: boot). Record writes file; replay
+ * refuses a log of another configuration, kernel, disk or starting point.
+ * break_at > 0: a replay pauses after exit break_at. */
+int machine_replay_start(struct machine *m, enum machine_replay_mode mode, const char *file,
+                         const char *restore_dir, const char *loadvm_name, uint64_t break_at, struct error *err);
+struct machine_replay_info {
+    enum machine_replay_mode mode;
+    const char *file;       /* NULL when off */
+    uint64_t icount;        /* the exit ordinal */
+};
+void machine_replay_query(struct machine *m, struct machine_replay_info *out);
+/* After machine_run: ends the log. Returns how many events were recorded
+ * or replayed, or <0 (a divergence: err says "diverged" and where). */
+int64_t machine_replay_finish(struct machine *m, struct error *err);
 
 #endif

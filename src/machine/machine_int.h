@@ -16,6 +16,7 @@
 #include "vmm/vm.h"
 
 struct blockdev;
+struct machine_replay;
 struct virtio_device;
 struct virtio_mmio;
 struct virtio_pci;
@@ -79,6 +80,7 @@ struct machine {
      * --chroot. */
     uint8_t *boot_image, *boot_initrd;
     size_t boot_image_len, boot_initrd_len;
+    struct machine_replay *replay;  /* record/replay mode (machine_replay*.c), else NULL */
 };
 
 /* Registers one device (machine_int: every part calls this once). */
@@ -94,6 +96,13 @@ void machine_console_close(struct machine *m);
 /* The KVM VM and its vCPUs as devices (machine_cpus.c); their reset loads
  * the state they had when this was called. */
 int machine_add_cpus(struct machine *m, struct error *err);
+/* Record/replay mode (machine_replay_cpu.c): the user-space PIT and PIC,
+ * and on KVM the CPUID mask, the MSR filter and the exit hook. Before the
+ * PC devices: they take their interrupt lines from machine_irq_line. */
+int machine_add_replay_devices(struct machine *m, struct error *err);
+void machine_replay_free(struct machine *m);
+/* ISA interrupt pin gsi: the user-space PIC's in record/replay mode, else KVM's. */
+struct irq_line machine_irq_line(struct machine *m, unsigned gsi);
 /* The PC devices and, with firmware, fw_cfg (machine_pc.c). */
 int machine_add_pc_devices(struct machine *m, struct error *err);
 int machine_add_fw_cfg(struct machine *m, struct error *err);

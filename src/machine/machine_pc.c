@@ -46,7 +46,7 @@ int machine_add_pc_devices(struct machine *m, struct error *err)
 {
     uint64_t low = guest_memory_low_size(&m->vm.mem);
     int ret;
-    uart_init(&m->uart, vm_irq_line(&m->vm, UART_COM1_IRQ), m->console.out);
+    uart_init(&m->uart, machine_irq_line(m, UART_COM1_IRQ), m->console.out);
     if ((ret = machine_add_device(m, "uart", -1, &uart_device_ops, &m->uart, err)) < 0) {
         return ret;
     }

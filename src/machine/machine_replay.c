@@ -1,7 +1,10 @@
 #include "machine/machine_replay.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "machine/machine_int.h"
 #include "vmm/host_input.h"
@@ -93,4 +96,62 @@ void machine_replay_console(struct machine *m, struct replay *rp)
     if (n > 0) {
         uart_receive(&m->uart, buf, (size_t)n);
     }
+}
+
+/* ---- a run's log (machine.h) ---- */
+
+int machine_replay_start(struct machine *m, enum machine_replay_mode mode, const char *file,
+                         const char *restore_dir, const char *loadvm_name, uint64_t break_at, struct error *err)
+{
+    struct machine_replay *r = m->replay;
+    if (!r) {
+        return error_set(err, -EINVAL, "the machine was not created for record/replay");
+    }
+    enum replay_start start = restore_dir ? REPLAY_START_RESTORE : loadvm_name ? REPLAY_START_LOADVM
+                                                                                : REPLAY_START_BOOT;
+    struct replay_header h;
+    int ret = machine_replay_header(m->cfg, start, restore_dir ? restore_dir : loadvm_name, &h, err);
+    if (ret < 0) {
+        return ret;
+    }
+    bool record = mode == MACHINE_REPLAY_RECORD;
+    int fd = open(file, record ? O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC : O_RDONLY | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        return error_set_errno(err, -errno, "%s '%s'", record ? "--record" : "--replay", file);
+    }
+    ret = record ? replay_record_begin(&r->rp, fd, &h, err) : replay_replay_begin(&r->rp, fd, &h, err);
+    if (ret < 0) {
+        error_prefix(err, "%s '%s'", record ? "--record" : "--replay", file);
+        return ret;
+    }
+    r->file = strdup(file);
+    r->break_at = record ? 0 : break_at;
+    /* Console input reaches the guest only at exits now (machine_replay_console):
+     * recorded from the console, or replayed from the log. */
+    if (m->console.in >= 0) {
+        event_loop_remove(&m->loop, m->console.in);
+    }
+    return 0;
+}
+
+void machine_replay_query(struct machine *m, struct machine_replay_info *out)
+{
+    struct machine_replay *r = m->replay;
+    memset(out, 0, sizeof(*out));
+    if (r && r->rp) {
+        out->mode = replay_mode(r->rp) == REPLAY_RECORD ? MACHINE_REPLAY_RECORD : MACHINE_REPLAY_PLAY;
+        out->file = r->file;
+        out->icount = replay_ordinal(r->rp);
+    }
+}
+
+int64_t machine_replay_finish(struct machine *m, struct error *err)
+{
+    struct machine_replay *r = m->replay;
+    if (!r || !r->rp) {
+        return 0;
+    }
+    int64_t n = replay_end(r->rp, err);
+    r->rp = NULL;
+    return n;
 }

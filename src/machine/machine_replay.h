@@ -4,8 +4,46 @@
 #ifndef MACHINE_MACHINE_REPLAY_H
 #define MACHINE_MACHINE_REPLAY_H
 
+#include <linux/kvm.h>
+
+#include "hw/i8254.h"
+#include "hw/i8259.h"
 #include "machine/machine.h"
+#include "replay/exit_clock.h"
 #include "replay/replay.h"
+
+/* A machine's record/replay part (m->replay). */
+struct machine_replay {
+    struct replay *rp;              /* NULL until machine_replay_start */
+    char *file;
+    struct pit pit;
+    struct pic pic;
+    struct exit_clock clock;
+    uint64_t break_at;              /* 0: none */
+    uint64_t idle_since_ns;         /* record: host time the vCPU went idle (0: not idle) */
+};
+
+/* What the vCPU does after an exit. */
+enum replay_action {
+    REPLAY_ACT_GO,                  /* re-enter the guest */
+    REPLAY_ACT_INJECT,              /* inject *vector (KVM_INTERRUPT), then re-enter */
+    REPLAY_ACT_IDLE,                /* halted, nothing due yet: call machine_replay_idle */
+    REPLAY_ACT_STOP,                /* diverged or the log failed: err says why */
+    REPLAY_ACT_END,                 /* replay: the recorded run ended before this exit */
+};
+
+/* The exit clock at exit run (the buses already handled it; regs are the
+ * vCPU's): answers MSR exits from the clock, counts the exit, moves the
+ * PIT, logs or checks the exit record, delivers console input due and
+ * decides on an interrupt (asking KVM for an interrupt window when the
+ * guest cannot take it now). */
+enum replay_action machine_replay_exit(struct machine *m, struct kvm_run *run, const struct kvm_regs *regs,
+                                       uint8_t *vector, struct error *err);
+/* Halted with nothing to inject: console input due now (record: arriving
+ * before the next timer event, waiting at most max_wait_ms of host time;
+ * replay: where the log has it), else time jumps to the next timer event. */
+enum replay_action machine_replay_idle(struct machine *m, struct kvm_run *run, uint8_t *vector, int max_wait_ms,
+                                       struct error *err);
 
 /* The header a log for cfg starts with: hashes of the machine's shape,
  * of the kernel, initrd and firmware contents, and of the disk images'

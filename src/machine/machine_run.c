@@ -216,6 +216,9 @@ static void vm_event(void *opaque, int fd, uint32_t events)
             return;
         }
         break;
+    case VM_REQ_PAUSE:      /* the vCPU parked itself: the machine follows */
+        machine_pause(m);
+        return;
     }
     event_loop_stop(&m->loop);
 }

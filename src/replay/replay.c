@@ -343,6 +343,14 @@ bool replay_pending(struct replay *rp, enum replay_event_kind kind)
     return yes;
 }
 
+bool replay_log_ended(struct replay *rp)
+{
+    pthread_mutex_lock(&rp->lock);
+    bool yes = rp->mode == REPLAY_REPLAY && !rp->failed && rp->next_state == 0;
+    pthread_mutex_unlock(&rp->lock);
+    return yes;
+}
+
 int replay_irq(struct replay *rp, uint32_t line, struct error *err)
 {
     pthread_mutex_lock(&rp->lock);

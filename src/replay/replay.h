@@ -43,6 +43,9 @@ int replay_exit(struct replay *rp, const struct replay_exit *e, struct error *er
 /* Replay: does the log have an event of kind at the current ordinal next?
  * (The VMM delivers console input and interrupts only then.) */
 bool replay_pending(struct replay *rp, enum replay_event_kind kind);
+/* Replay: the log has no event left (its end record was read) and nothing
+ * diverged: the recorded run ended here. */
+bool replay_log_ended(struct replay *rp);
 /* An interrupt the VMM injects at this exit: record logs it; replay checks
  * that the log has it here. */
 int replay_irq(struct replay *rp, uint32_t line, struct error *err);

@@ -32,6 +32,10 @@ void replay_kvm_exit(const struct kvm_run *run, const struct kvm_regs *regs, str
         uint64_t v = 0;
         memcpy(&v, run->mmio.data, run->mmio.len <= 8 ? run->mmio.len : 8);
         out->value = v | (uint64_t)run->mmio.is_write << 63;
+    } else if (run->exit_reason == KVM_EXIT_X86_RDMSR || run->exit_reason == KVM_EXIT_X86_WRMSR) {
+        out->addr = run->msr.index;
+        out->size = 8;
+        out->value = run->msr.error ? ~0ull : run->msr.data;
     }
 }
 

@@ -15,7 +15,11 @@
 #define MSR_IA32_MISC_ENABLE 0x000001a0
 #define MISC_ENABLE_FAST_STRING 1ull
 
-static int set_cpuid(struct vcpu *c, struct error *err)
+#define CPUID_1_ECX_X2APIC (1u << 21)
+#define CPUID_1_ECX_TSC_DEADLINE (1u << 24)
+#define CPUID_1_EDX_APIC (1u << 9)
+
+int vcpu_set_cpuid(struct vcpu *c, struct error *err)
 {
     const struct kvm_cpuid2 *all = c->vm->cpuid;
     size_t bytes = sizeof(*all) + all->nent * sizeof(all->entries[0]);
@@ -32,6 +36,10 @@ static int set_cpuid(struct vcpu *c, struct error *err)
             e->ecx |= 1u << 31;                     /* running under a hypervisor */
             if (c->vm->ncpus > 1) {
                 e->edx |= 1u << 28;                 /* HTT: the count in EBX is valid */
+            }
+            if (c->vm->user_irqchip) {              /* no local APIC to find */
+                e->edx &= ~CPUID_1_EDX_APIC;
+                e->ecx &= ~(CPUID_1_ECX_X2APIC | CPUID_1_ECX_TSC_DEADLINE);
             }
             break;
         case 0xb:
@@ -78,7 +86,7 @@ int vcpu_init(struct vm *vm, int index, struct error *err)
         c->run = NULL;
         return error_set_errno(err, -errno, "mapping vCPU %d run area", index);
     }
-    int ret = set_cpuid(c, err);
+    int ret = vcpu_set_cpuid(c, err);
     if (ret == 0) {
         ret = set_initial_msrs(c, err);
     }
@@ -105,6 +113,23 @@ void vcpu_kick(struct vcpu *c)
     if (c->thread_started) {
         pthread_kill(c->thread, SIGUSR1);
     }
+}
+
+int vcpu_get_regs(struct vcpu *c, struct kvm_regs *regs, struct error *err)
+{
+    if (ioctl(c->fd, KVM_GET_REGS, regs) < 0) {
+        return error_set_errno(err, -errno, "KVM_GET_REGS (vCPU %d)", c->index);
+    }
+    return 0;
+}
+
+int vcpu_inject_interrupt(struct vcpu *c, uint8_t vector, struct error *err)
+{
+    struct kvm_interrupt irq = { .irq = vector };
+    if (ioctl(c->fd, KVM_INTERRUPT, &irq) < 0) {
+        return error_set_errno(err, -errno, "KVM_INTERRUPT vector 0x%x (vCPU %d)", vector, c->index);
+    }
+    return 0;
 }
 
 static void handle_io(struct vcpu *c)
@@ -156,6 +181,16 @@ static void fail(struct vcpu *c, const char *what, unsigned long long detail)
 
 static bool handle_exit(struct vcpu *c);
 
+/* The exit, then the exit hook's part (record/replay). */
+static bool dispatch_exit(struct vcpu *c)
+{
+    if (!handle_exit(c)) {
+        return false;
+    }
+    const struct vcpu_exit_hook *h = &c->vm->exit_hook;
+    return !h->exit || h->exit(h->opaque, c);
+}
+
 /* KVM finishes an I/O or MMIO read only on the next KVM_RUN; until then the
  * vCPU's registers do not reflect it. Before parking (a snapshot may read
  * the state) re-enter with immediate_exit so the operation completes and
@@ -169,14 +204,13 @@ static bool complete_pending_io(struct vcpu *c)
         if (ret < 0) {
             return true;    /* EINTR: nothing left pending */
         }
-        if (!handle_exit(c)) {  /* a string I/O may need more exits */
+        if (!dispatch_exit(c)) {    /* a string I/O may need more exits */
             return false;
         }
     }
 }
 
-/* Waits here while a pause is wanted; false when the thread must leave. */
-static bool check_pause(struct vcpu *c)
+bool vcpu_wait_if_paused(struct vcpu *c)
 {
     struct vm *vm = c->vm;
     pthread_mutex_lock(&vm->lock);
@@ -210,6 +244,13 @@ static bool handle_exit(struct vcpu *c)
         return true;
     case KVM_EXIT_MMIO:
         handle_mmio(c);
+        return true;
+    case KVM_EXIT_X86_RDMSR:
+    case KVM_EXIT_X86_WRMSR:
+        if (!c->vm->exit_hook.exit) {   /* only a filter set with the hook sends these */
+            fail(c, "unexpected MSR exit for MSR", run->msr.index);
+            return false;
+        }
         return true;
     case KVM_EXIT_HLT:
     case KVM_EXIT_INTR:
@@ -250,7 +291,7 @@ void *vcpu_thread(void *opaque)
     sigemptyset(&set);
     sigaddset(&set, SIGUSR1);
     pthread_sigmask(SIG_UNBLOCK, &set, NULL);
-    while (sandboxed && check_pause(c)) {
+    while (sandboxed && vcpu_wait_if_paused(c)) {
         vcpu_throttle_sleep(c);
         int ret = ioctl(c->fd, KVM_RUN, 0);
         if (ret < 0) {
@@ -267,7 +308,7 @@ void *vcpu_thread(void *opaque)
             fail(c, "KVM_RUN failed, errno", (unsigned long long)errno);
             break;
         }
-        if (!handle_exit(c)) {
+        if (!dispatch_exit(c)) {
             break;
         }
     }

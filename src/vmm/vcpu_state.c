@@ -90,7 +90,9 @@ int vcpu_save_state(struct vcpu *c, struct state_buf *b, struct error *err)
     GET(KVM_GET_SREGS, &s->sregs, "system registers");
     GET(KVM_GET_XSAVE, &s->xsave, "XSAVE area");
     GET(KVM_GET_XCRS, &s->xcrs, "XCRs");
-    GET(KVM_GET_LAPIC, &s->lapic, "local APIC");
+    if (!c->vm->user_irqchip) {     /* no local APIC in the kernel: its place stays zero */
+        GET(KVM_GET_LAPIC, &s->lapic, "local APIC");
+    }
     GET(KVM_GET_VCPU_EVENTS, &s->events, "pending events");
     GET(KVM_GET_MP_STATE, &s->mp, "MP state");
     GET(KVM_GET_DEBUGREGS, &s->debugregs, "debug registers");
@@ -162,7 +164,9 @@ int vcpu_load_state(struct vcpu *c, struct state_buf *b, struct error *err)
         ret = error_set(err, -EIO, "vCPU %d: writing MSRs", c->index);
         goto out;
     }
-    SET(KVM_SET_LAPIC, &s->lapic, "local APIC");
+    if (!c->vm->user_irqchip) {
+        SET(KVM_SET_LAPIC, &s->lapic, "local APIC");
+    }
     SET(KVM_SET_DEBUGREGS, &s->debugregs, "debug registers");
     SET(KVM_SET_VCPU_EVENTS, &s->events, "pending events");
     SET(KVM_SET_MP_STATE, &s->mp, "MP state");

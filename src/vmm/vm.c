@@ -71,12 +71,16 @@ static int get_supported_cpuid(struct vm *vm, struct error *err)
     return error_set(err, -E2BIG, "KVM_GET_SUPPORTED_CPUID: too many entries");
 }
 
-static int create_irqchip(struct vm *vm, struct error *err)
+static void set_vmx_areas(struct vm *vm)
 {
     /* Only VMX needs these; other implementations may refuse them harmlessly. */
     ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)TSS_ADDR);
     uint64_t identity = IDENTITY_MAP_ADDR;
     ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &identity);
+}
+
+static int create_irqchip(struct vm *vm, struct error *err)
+{
     if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0) {
         return error_set_errno(err, -errno, "KVM_CREATE_IRQCHIP");
     }
@@ -92,7 +96,7 @@ static void kick_signal_handler(int sig)
     (void)sig;
 }
 
-int vm_create(struct vm *vm, int ncpus, uint64_t ram_size, struct error *err)
+int vm_create(struct vm *vm, int ncpus, uint64_t ram_size, unsigned flags, struct error *err)
 {
     memset(vm, 0, sizeof(*vm));
     vm->kvm_fd = vm->vm_fd = vm->event_fd = -1;
@@ -106,6 +110,7 @@ int vm_create(struct vm *vm, int ncpus, uint64_t ram_size, struct error *err)
         return error_set(err, -EINVAL, "--cpus must be between 1 and %d", VM_MAX_CPUS);
     }
     vm->ncpus = ncpus;
+    vm->user_irqchip = flags & VM_USER_IRQCHIP;
     int ret = open_kvm(vm, err);
     if (ret < 0) {
         return ret;
@@ -125,9 +130,10 @@ int vm_create(struct vm *vm, int ncpus, uint64_t ram_size, struct error *err)
     if ((ret = get_supported_cpuid(vm, err)) < 0 ||
         (ret = guest_memory_create(&vm->mem, ram_size, err)) < 0 ||
         (ret = guest_memory_add_slots(&vm->mem, vm->vm_fd, err)) < 0 ||
-        (ret = create_irqchip(vm, err)) < 0) {
+        (!vm->user_irqchip && (ret = create_irqchip(vm, err)) < 0)) {
         return ret;
     }
+    set_vmx_areas(vm);
     struct sigaction sa = { .sa_handler = kick_signal_handler };
     sigaction(SIGUSR1, &sa, NULL);
     for (int i = 0; i < ncpus; i++) {
@@ -297,6 +303,57 @@ enum vm_request vm_take_request(struct vm *vm, int *exit_code, struct error *err
     vm->request = VM_REQ_NONE;
     pthread_mutex_unlock(&vm->lock);
     return r;
+}
+
+bool vm_request_pending(struct vm *vm)
+{
+    pthread_mutex_lock(&vm->lock);
+    bool yes = vm->request != VM_REQ_NONE;
+    pthread_mutex_unlock(&vm->lock);
+    return yes;
+}
+
+void vm_request_error(struct vm *vm, const struct error *err)
+{
+    pthread_mutex_lock(&vm->lock);
+    if (vm->request == VM_REQ_NONE) {
+        vm->error = *err;
+    }
+    pthread_mutex_unlock(&vm->lock);
+    vm_request(vm, VM_REQ_ERROR, 0);
+}
+
+void vm_pause_self(struct vm *vm)
+{
+    pthread_mutex_lock(&vm->lock);
+    vm->pause_wanted = true;
+    pthread_mutex_unlock(&vm->lock);
+    vm_request(vm, VM_REQ_PAUSE, 0);
+}
+
+int vm_filter_msrs(struct vm *vm, const uint32_t *msrs, int n, struct error *err)
+{
+    if (n > KVM_MSR_FILTER_MAX_RANGES) {
+        return error_set(err, -E2BIG, "at most %d MSRs can be filtered", KVM_MSR_FILTER_MAX_RANGES);
+    }
+    if (kvm_check(vm, KVM_CAP_X86_MSR_FILTER) <= 0 || kvm_check(vm, KVM_CAP_X86_USER_SPACE_MSR) <= 0) {
+        return error_set(err, -ENOTSUP, "KVM lacks MSR filtering (KVM_X86_SET_MSR_FILTER)");
+    }
+    struct kvm_enable_cap cap = { .cap = KVM_CAP_X86_USER_SPACE_MSR, .args = { KVM_MSR_EXIT_REASON_FILTER } };
+    if (ioctl(vm->vm_fd, KVM_ENABLE_CAP, &cap) < 0) {
+        return error_set_errno(err, -errno, "KVM_ENABLE_CAP (user-space MSRs)");
+    }
+    static uint8_t deny = 0;    /* one bit per MSR: 0 sends it to user space */
+    struct kvm_msr_filter filter = { .flags = KVM_MSR_FILTER_DEFAULT_ALLOW };
+    for (int i = 0; i < n; i++) {
+        filter.ranges[i] = (struct kvm_msr_filter_range){
+            .flags = KVM_MSR_FILTER_READ | KVM_MSR_FILTER_WRITE, .nmsrs = 1, .base = msrs[i], .bitmap = &deny,
+        };
+    }
+    if (ioctl(vm->vm_fd, KVM_X86_SET_MSR_FILTER, &filter) < 0) {
+        return error_set_errno(err, -errno, "KVM_X86_SET_MSR_FILTER");
+    }
+    return 0;
 }
 
 void vm_set_irq(void *opaque, unsigned gsi, int level)

@@ -24,10 +24,25 @@ enum vm_request {
     VM_REQ_RESET,       /* guest asked for a reset (i8042, triple fault, 0xcf9) */
     VM_REQ_EXIT_CODE,   /* debug-exit port: exit with vm->exit_code */
     VM_REQ_ERROR,       /* a vCPU failed: message in vm->error */
+    VM_REQ_PAUSE,       /* a vCPU parked itself (a replay's break point): the machine is paused */
 };
 
 struct vm;
+struct vcpu;
 struct route_table;
+
+/* Record/replay's exit clock (machine/machine_replay_cpu.c): sees every exit
+ * after the buses handled it and answers the MSR exits the filter sends;
+ * false stops the vCPU (the VM has a request posted then). */
+struct vcpu_exit_hook {
+    bool (*exit)(void *opaque, struct vcpu *c);
+    void *opaque;
+};
+
+/* vm_create flags. VM_USER_IRQCHIP: no in-kernel PIC, IOAPIC, LAPIC or PIT
+ * (nothing fires on its own); CPUID shows no APIC; the VMM injects
+ * interrupts (vcpu_inject_interrupt), and irqfd and MSI are unavailable. */
+#define VM_USER_IRQCHIP 1u
 
 struct vcpu {
     struct vm *vm;
@@ -45,6 +60,8 @@ struct vm {
     int vm_fd;
     int run_size;
     int ncpus;
+    bool user_irqchip;      /* VM_USER_IRQCHIP */
+    struct vcpu_exit_hook exit_hook;    /* set before vm_start */
     struct guest_memory mem;
     struct bus pio;
     struct bus mmio;
@@ -70,7 +87,7 @@ struct vm {
     pthread_t throttle_thread;
 };
 
-int vm_create(struct vm *vm, int ncpus, uint64_t ram_size, struct error *err);
+int vm_create(struct vm *vm, int ncpus, uint64_t ram_size, unsigned flags, struct error *err);
 void vm_destroy(struct vm *vm);
 /* Starts the vCPU threads (after the boot loader set up their registers). */
 int vm_start(struct vm *vm, struct error *err);
@@ -82,6 +99,16 @@ void vm_resume(struct vm *vm);
 /* Posts a lifecycle request from any thread (first one wins). */
 void vm_request(struct vm *vm, enum vm_request req, int exit_code);
 enum vm_request vm_take_request(struct vm *vm, int *exit_code, struct error *err);
+/* Is a request posted and not yet taken? */
+bool vm_request_pending(struct vm *vm);
+/* VM_REQ_ERROR with this message (from a vCPU thread). */
+void vm_request_error(struct vm *vm, const struct error *err);
+/* From a vCPU thread: park every vCPU at its next check and tell the main
+ * loop (VM_REQ_PAUSE), so it pauses the machine where the guest stands. */
+void vm_pause_self(struct vm *vm);
+/* Sends the MSRs listed to user space (KVM_EXIT_X86_RDMSR/WRMSR) instead of
+ * KVM's own handling (KVM_X86_SET_MSR_FILTER); at most 16. */
+int vm_filter_msrs(struct vm *vm, const uint32_t *msrs, int n, struct error *err);
 
 /* Maps a copy of data read-only at gpa (firmware); writes exit as MMIO. */
 int vm_map_rom(struct vm *vm, uint64_t gpa, const void *data, uint64_t len, struct error *err);
@@ -103,6 +130,15 @@ int vcpu_init(struct vm *vm, int index, struct error *err);
 void vcpu_destroy(struct vcpu *vcpu);
 void *vcpu_thread(void *opaque);
 void vcpu_kick(struct vcpu *vcpu);
+/* The VM's CPUID table (vm->cpuid, after a caller masked it) to the vCPU,
+ * with its own APIC ids; only before it first runs. */
+int vcpu_set_cpuid(struct vcpu *c, struct error *err);
+int vcpu_get_regs(struct vcpu *c, struct kvm_regs *regs, struct error *err);
+/* With VM_USER_IRQCHIP, when kvm_run says the guest takes one. */
+int vcpu_inject_interrupt(struct vcpu *c, uint8_t vector, struct error *err);
+/* From the vCPU's own thread: waits while a pause is wanted; false when
+ * the thread must leave. */
+bool vcpu_wait_if_paused(struct vcpu *c);
 
 /* vCPU throttling (vcpu_throttle.c), for a migration's auto-converge: with
  * percent > 0 each vCPU sleeps that share of every 10 ms slice (kicked out

@@ -26,13 +26,15 @@ int vm_save_kvm_state(struct vm *vm, struct state_buf *b, struct error *err)
     uint64_t clock_ns = 0;
     memset(chips, 0, sizeof(chips));
     memset(&pit, 0, sizeof(pit));
-    for (int i = 0; i < 3; i++) {
+    /* Without the in-kernel chips (VM_USER_IRQCHIP) their places stay zero:
+     * one layout for both kinds of VM. */
+    for (int i = 0; i < 3 && !vm->user_irqchip; i++) {
         chips[i].chip_id = (uint32_t)irqchips[i];
         if (ioctl(vm->vm_fd, KVM_GET_IRQCHIP, &chips[i]) < 0) {
             return error_set_errno(err, -errno, "KVM_GET_IRQCHIP %d", irqchips[i]);
         }
     }
-    if (ioctl(vm->vm_fd, KVM_GET_PIT2, &pit) < 0) {
+    if (!vm->user_irqchip && ioctl(vm->vm_fd, KVM_GET_PIT2, &pit) < 0) {
         return error_set_errno(err, -errno, "KVM_GET_PIT2");
     }
     int ret = vm_clock_ns(vm, &clock_ns, err);
@@ -62,7 +64,7 @@ int vm_load_kvm_state(struct vm *vm, struct state_buf *b, struct error *err)
     if (ret < 0) {
         return ret;
     }
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 3 && !vm->user_irqchip; i++) {
         if (chips[i].chip_id != (uint32_t)irqchips[i]) {
             return error_set(err, -EINVAL, "irqchip state %d names chip %u", i, chips[i].chip_id);
         }
@@ -70,7 +72,7 @@ int vm_load_kvm_state(struct vm *vm, struct state_buf *b, struct error *err)
             return error_set_errno(err, -errno, "KVM_SET_IRQCHIP %d", irqchips[i]);
         }
     }
-    if (ioctl(vm->vm_fd, KVM_SET_PIT2, &pit) < 0) {
+    if (!vm->user_irqchip && ioctl(vm->vm_fd, KVM_SET_PIT2, &pit) < 0) {
         return error_set_errno(err, -errno, "KVM_SET_PIT2");
     }
     if (ioctl(vm->vm_fd, KVM_SET_CLOCK, &clock) < 0) {

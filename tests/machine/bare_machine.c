@@ -38,6 +38,9 @@ struct machine *bare_machine(const struct machine_config *cfg)
     bus_init(&m->vm.mmio, "MMIO");
     device_registry_init(&m->devices);
     assert_int_equal(guest_memory_create(&m->vm.mem, cfg->memory, &err), 0);
+    if (cfg->record_replay) {
+        assert_int_equal(machine_add_replay_devices(m, &err), 0);
+    }
     assert_int_equal(machine_add_pc_devices(m, &err), 0);
     assert_int_equal(machine_add_fw_cfg(m, &err), 0);
     add_rng(m);
@@ -47,6 +50,7 @@ struct machine *bare_machine(const struct machine_config *cfg)
 void bare_destroy(struct machine *m)
 {
     device_registry_destroy(&m->devices);
+    machine_replay_free(m);
     guest_memory_destroy(&m->vm.mem);
     bus_destroy(&m->vm.pio);
     bus_destroy(&m->vm.mmio);

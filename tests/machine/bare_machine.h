@@ -1,5 +1,6 @@
 /* A bare machine for tests that run without /dev/kvm: the machine's own
- * device composition (PC devices, fw_cfg) plus a virtio-rng on MMIO, over
+ * device composition (PC devices, fw_cfg; with cfg->record_replay the
+ * user-space PIT and PIC first) plus a virtio-rng on MMIO, over
  * guest memory of cfg->memory bytes, but no KVM VM. Shared by the machine,
  * migration and replay tests. Failures are cmocka assertions. */
 #ifndef TESTS_MACHINE_BARE_MACHINE_H

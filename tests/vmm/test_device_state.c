@@ -308,8 +308,8 @@ static void test_kvm_round_trip(void **state)
     close(fd);
     static struct vm a, b;
     struct error err = { 0 };
-    assert_int_equal(vm_create(&a, 2, 16u << 20, &err), 0);
-    assert_int_equal(vm_create(&b, 2, 16u << 20, &err), 0);
+    assert_int_equal(vm_create(&a, 2, 16u << 20, 0, &err), 0);
+    assert_int_equal(vm_create(&b, 2, 16u << 20, 0, &err), 0);
     struct kvm_regs regs;
     assert_int_equal(ioctl(a.vcpus[1].fd, KVM_GET_REGS, &regs), 0);
     regs.rax = 0x1122334455667788ull;

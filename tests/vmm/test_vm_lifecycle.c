@@ -45,7 +45,7 @@ static void test_pause_resume(void **state)
     close(fd);
     static struct vm vm;
     struct error err = { 0 };
-    assert_int_equal(vm_create(&vm, 2, 16u << 20, &err), 0);
+    assert_int_equal(vm_create(&vm, 2, 16u << 20, 0, &err), 0);
     /* 1: inc dword [COUNTER_GPA]; jmp 1b (32-bit code) */
     static const uint8_t loop[] = { 0xff, 0x05, 0x00, 0x20, 0x00, 0x00, 0xeb, 0xf8 };
     assert_int_equal(guest_memory_write(&vm.mem, CODE_GPA, loop, sizeof(loop), &err), 0);

@@ -1,0 +1,267 @@
+/* Record/replay on the vCPU (issue 13): one vCPU whose synchronous exits
+ * are the clock. Nothing in the kernel fires on its own (no in-kernel
+ * irqchip); the user-space PIT runs on the exit clock, the user-space PIC
+ * collects the lines, and interrupts enter the guest only at exits, through
+ * KVM_INTERRUPT. CPUID hides what would read time or randomness behind the
+ * VMM's back; the MSR filter sends the TSC and kvmclock MSRs here. */
+#include "machine/machine_replay.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "machine/machine_int.h"
+#include "replay/replay_kvm.h"
+
+#define IDLE_POLL_MS 50     /* record: how long an idle vCPU waits before checking for a pause */
+
+struct irq_line machine_irq_line(struct machine *m, unsigned gsi)
+{
+    return m->replay ? pic_irq_line(&m->replay->pic, gsi) : vm_irq_line(&m->vm, gsi);
+}
+
+/* ---- the decisions (no ioctl: tests drive them with a fake kvm_run) ---- */
+
+static enum replay_action offer_interrupt(struct machine *m, struct kvm_run *run, uint8_t *vector,
+                                          struct error *err)
+{
+    struct machine_replay *r = m->replay;
+    if (!pic_has_interrupt(&r->pic)) {
+        run->request_interrupt_window = 0;
+        return REPLAY_ACT_GO;
+    }
+    if (!run->ready_for_interrupt_injection || !run->if_flag) {
+        run->request_interrupt_window = 1;  /* an exit when the guest can take it */
+        return REPLAY_ACT_GO;
+    }
+    run->request_interrupt_window = 0;
+    *vector = pic_acknowledge(&r->pic);
+    return replay_irq(r->rp, *vector, err) < 0 ? REPLAY_ACT_STOP : REPLAY_ACT_INJECT;
+}
+
+static void answer_msr(struct machine_replay *r, struct kvm_run *run)
+{
+    int ret;
+    if (run->exit_reason == KVM_EXIT_X86_RDMSR) {
+        uint64_t v = 0;
+        ret = exit_clock_rdmsr(&r->clock, run->msr.index, &v);
+        run->msr.data = v;
+    } else {
+        ret = exit_clock_wrmsr(&r->clock, run->msr.index, run->msr.data);
+    }
+    run->msr.error = ret < 0;   /* not ours: the guest gets #GP, as without the filter */
+}
+
+enum replay_action machine_replay_exit(struct machine *m, struct kvm_run *run, const struct kvm_regs *regs,
+                                       uint8_t *vector, struct error *err)
+{
+    struct machine_replay *r = m->replay;
+    if (!exit_clock_counts(run->exit_reason)) {
+        return REPLAY_ACT_GO;
+    }
+    if (replay_log_ended(r->rp)) {
+        return REPLAY_ACT_END;
+    }
+    if (run->exit_reason == KVM_EXIT_X86_RDMSR || run->exit_reason == KVM_EXIT_X86_WRMSR) {
+        answer_msr(r, run);
+    }
+    replay_advance(r->rp);
+    exit_clock_tick(&r->clock);
+    pit_set_time(&r->pit, r->clock.ticks);
+    struct replay_exit e;
+    replay_kvm_exit(run, regs, &e);
+    if (replay_exit(r->rp, &e, err) < 0) {
+        return REPLAY_ACT_STOP;
+    }
+    machine_replay_console(m, r->rp);
+    enum replay_action act = offer_interrupt(m, run, vector, err);
+    if (act == REPLAY_ACT_GO && run->exit_reason == KVM_EXIT_HLT) {
+        r->idle_since_ns = 0;
+        return REPLAY_ACT_IDLE;
+    }
+    return act;
+}
+
+static uint64_t host_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Record: waits for console input until the timer's deadline (host time
+ * since the vCPU went idle), at most max_wait_ms now. True when the
+ * deadline passed. */
+static bool record_wait(struct machine *m, uint64_t deadline, int max_wait_ms)
+{
+    struct machine_replay *r = m->replay;
+    uint64_t now = host_ns();
+    if (!r->idle_since_ns) {
+        r->idle_since_ns = now;
+    }
+    uint64_t want = deadline == UINT64_MAX ? UINT64_MAX : exit_clock_ns_until(&r->clock, deadline);
+    uint64_t waited = now - r->idle_since_ns;
+    if (want <= waited) {
+        return true;
+    }
+    uint64_t left_ms = (want - waited + 999999) / 1000000;
+    int ms = left_ms < (uint64_t)max_wait_ms ? (int)left_ms : max_wait_ms;
+    if (m->console.in >= 0) {
+        struct pollfd p = { .fd = m->console.in, .events = POLLIN };
+        poll(&p, 1, ms);
+    } else if (ms > 0) {
+        struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+        nanosleep(&ts, NULL);
+    }
+    return host_ns() - r->idle_since_ns >= want;
+}
+
+enum replay_action machine_replay_idle(struct machine *m, struct kvm_run *run, uint8_t *vector, int max_wait_ms,
+                                       struct error *err)
+{
+    struct machine_replay *r = m->replay;
+    /* Only an enabled timer wakes a guest that can take interrupts. */
+    uint64_t deadline = run->if_flag ? pit_next_edge(&r->pit) : UINT64_MAX;
+    bool record = replay_mode(r->rp) == REPLAY_RECORD;
+    bool due = record ? record_wait(m, deadline, max_wait_ms)
+                      : !replay_pending(r->rp, REPLAY_EV_CONSOLE) || !uart_can_receive(&m->uart);
+    /* Console input first: it arrived before the timer fired. */
+    machine_replay_console(m, r->rp);
+    if (replay_status(r->rp, err) < 0) {
+        return REPLAY_ACT_STOP;
+    }
+    if (pic_has_interrupt(&r->pic)) {
+        r->idle_since_ns = 0;
+        return offer_interrupt(m, run, vector, err);
+    }
+    if (due && deadline != UINT64_MAX) {
+        exit_clock_jump(&r->clock, deadline);
+        pit_set_time(&r->pit, r->clock.ticks);
+        r->idle_since_ns = 0;
+        return offer_interrupt(m, run, vector, err);
+    }
+    if (!record && replay_log_ended(r->rp)) {
+        return REPLAY_ACT_END;      /* the recorded run ended while the guest waited */
+    }
+    if (!record) {
+        error_set(err, -EPROTO, "replay diverged at exit %llu: the guest waits for an interrupt nothing raises "
+                  "(no timer, no input in the log here)", (unsigned long long)replay_ordinal(r->rp));
+        return REPLAY_ACT_STOP;
+    }
+    return REPLAY_ACT_IDLE;
+}
+
+/* ---- the vCPU's hook (KVM) ---- */
+
+static bool exit_hook(void *opaque, struct vcpu *c)
+{
+    struct machine *m = opaque;
+    struct machine_replay *r = m->replay;
+    struct error err = { 0 };
+    struct kvm_regs regs;
+    uint8_t vector = 0;
+    if (!r->rp) {
+        return true;                /* not started: machine_run refuses that */
+    }
+    enum replay_action act = REPLAY_ACT_STOP;
+    if (vcpu_get_regs(c, &regs, &err) == 0) {
+        act = machine_replay_exit(m, c->run, &regs, &vector, &err);
+    }
+    while (act == REPLAY_ACT_IDLE) {
+        if (!vcpu_wait_if_paused(c)) {
+            return false;
+        }
+        act = machine_replay_idle(m, c->run, &vector, IDLE_POLL_MS, &err);
+    }
+    if (act == REPLAY_ACT_INJECT && vcpu_inject_interrupt(c, vector, &err) < 0) {
+        act = REPLAY_ACT_STOP;
+    }
+    if (act == REPLAY_ACT_STOP) {
+        vm_request_error(&m->vm, &err);
+        return false;
+    }
+    if (act == REPLAY_ACT_END) {
+        vm_request(&m->vm, VM_REQ_POWER_OFF, 0);
+        return false;
+    }
+    /* A device ended or reset the run at this exit: no further exit may
+     * be recorded (the main loop would stop the vCPU at a random one). */
+    if (vm_request_pending(&m->vm)) {
+        return false;
+    }
+    if (r->break_at && replay_ordinal(r->rp) == r->break_at) {
+        vm_pause_self(&m->vm);
+    }
+    return true;
+}
+
+static int setup_kvm(struct machine *m, struct error *err)
+{
+    struct vm *vm = &m->vm;
+    replay_kvm_mask_cpuid(vm->cpuid);
+    int ret = vcpu_set_cpuid(&vm->vcpus[0], err);
+    if (ret == 0) {
+        ret = vm_filter_msrs(vm, exit_clock_msrs, exit_clock_nmsrs, err);
+    }
+    vm->exit_hook = (struct vcpu_exit_hook){ exit_hook, m };
+    return ret;
+}
+
+/* What record/replay cannot do yet, refused by name. */
+static int check_config(const struct machine_config *cfg, struct error *err)
+{
+    if (cfg->cpus != 1) {
+        return error_set(err, -EINVAL, "--record/--replay need exactly one vCPU (--cpus 1): the exit count of one "
+                         "vCPU is the replay clock");
+    }
+    if (cfg->ndisks || cfg->nrng || cfg->nvconsole || cfg->net_tap) {
+        return error_set(err, -ENOTSUP, "--record/--replay: virtio devices (--disk, --device, --net) are not "
+                         "supported yet: their completions are asynchronous");
+    }
+    if (cfg->console && strncmp(cfg->console, "unix:", 5) == 0) {
+        return error_set(err, -ENOTSUP, "--record/--replay: the console must be stdio or a file");
+    }
+    return 0;
+}
+
+int machine_add_replay_devices(struct machine *m, struct error *err)
+{
+    int ret = check_config(m->cfg, err);
+    if (ret < 0) {
+        return ret;
+    }
+    struct machine_replay *r = calloc(1, sizeof(*r));
+    if (!r) {
+        return error_set(err, -ENOMEM, "out of memory");
+    }
+    m->replay = r;
+    pic_init(&r->pic);
+    pit_init(&r->pit, pic_irq_line(&r->pic, PIT_IRQ));
+    if ((ret = machine_add_device(m, "pit", -1, &pit_device_ops, &r->pit, err)) < 0 ||
+        (ret = machine_add_device(m, "pic", -1, &pic_device_ops, &r->pic, err)) < 0 ||
+        (ret = bus_register(&m->vm.pio, PIT_PORT, 4, pit_read, pit_write, &r->pit, "pit", err)) < 0 ||
+        (ret = bus_register(&m->vm.pio, PIC_MASTER_PORT, 2, pic_master_read, pic_master_write, &r->pic, "pic",
+                            err)) < 0 ||
+        (ret = bus_register(&m->vm.pio, PIC_SLAVE_PORT, 2, pic_slave_read, pic_slave_write, &r->pic, "pic-slave",
+                            err)) < 0) {
+        return ret;
+    }
+    return m->vm.vm_fd >= 0 ? setup_kvm(m, err) : 0;
+}
+
+void machine_replay_free(struct machine *m)
+{
+    struct machine_replay *r = m->replay;
+    if (!r) {
+        return;
+    }
+    if (r->rp) {
+        replay_end(r->rp, NULL);
+    }
+    pic_destroy(&r->pic);
+    free(r->file);
+    free(r);
+    m->replay = NULL;
+}

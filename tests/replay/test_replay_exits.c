@@ -1,0 +1,245 @@
+/* The exit clock on the vCPU's side (issue 13), without KVM: a fake
+ * exit sequence (a kvm_run filled as KVM would, the port exits dispatched
+ * to the machine's bus as the vCPU loop does) drives machine_replay_exit and
+ * machine_replay_idle on a bare machine with the user-space PIT and PIC.
+ * The guest programs a periodic PIT, unmasks IRQ 0, reads the counter and
+ * the TSC, halts, and takes timer interrupts through interrupt windows.
+ * Recorded, then replayed three times: the same decisions, vectors, counter
+ * and TSC values at every exit; a guest that differs at one exit diverges
+ * there; a replay that runs on past the log ends there. */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "../machine/bare_machine.h"
+#include "machine/machine_replay.h"
+
+static const struct machine_config config = { .cpus = 1, .memory = 16ull << 20, .record_replay = true };
+
+enum kind { OUT, IN, RDMSR, WRMSR, HLT, WINDOW };
+
+struct step {
+    enum kind kind;
+    uint32_t port;              /* port or MSR index */
+    uint32_t value;             /* OUT / WRMSR */
+    bool if_flag;               /* the guest's IF at this exit */
+};
+
+#define PIT_PERIOD 36           /* three exits' worth of ticks */
+
+static const struct step script[] = {
+    /* 0-4: the PICs as Linux sets them, only IRQ 0 unmasked. */
+    { OUT, 0x20, 0x11, false }, { OUT, 0x21, 0x20, false }, { OUT, 0x21, 0x04, false }, { OUT, 0x21, 0x01, false },
+    { OUT, 0x21, 0xfe, false },
+    /* 5-7: PIT counter 0 periodic (mode 2); loaded at tick 84, edges at 120, 156, ... */
+    { OUT, 0x43, 0x34, false }, { OUT, 0x40, PIT_PERIOD, false }, { OUT, 0x40, 0, false },
+    /* 8, 9: the live count, LSB then MSB; the first edge comes with exit 9, IF is clear. */
+    { IN, 0x40, 0, false }, { IN, 0x40, 0, false },
+    { RDMSR, 0x10, 0, false },                                  /* 10 */
+    { IN, 0x40, 0, false }, { IN, 0x40, 0, false }, { IN, 0x40, 0, false },
+    { WINDOW, 0, 0, true },                                     /* 14: the window asked for: vector 0x20 */
+    { OUT, 0x20, 0x20, false },                                 /* 15: EOI; the edge at 192 comes with it */
+    { OUT, 0x43, 0x30, false },                                 /* 16: one-shot mode, not yet counting */
+    { WINDOW, 0, 0, true },                                     /* 17: vector 0x20 again */
+    { OUT, 0x20, 0x20, false },                                 /* 18: EOI, nothing pending */
+    { WRMSR, 0x10, 1000000, false }, { RDMSR, 0x10, 0, false }, /* 19, 20: the TSC goes on from a write */
+    { RDMSR, 0x12345, 0, false },                               /* 21: not ours: #GP */
+    { OUT, 0x40, 240, false }, { OUT, 0x40, 0, false },         /* 22, 23: one-shot of 240 ticks from 276 */
+    { HLT, 0, 0, true },                                        /* 24: idle until tick 516, then vector 0x20 */
+    { OUT, 0x20, 0x20, true },
+    { OUT, 0xf4, 0, false },
+};
+#define NSTEPS (int)(sizeof(script) / sizeof(script[0]))
+
+/* What the VMM decided at each exit and what the guest read. */
+struct trace {
+    int action[NSTEPS];
+    uint8_t vector[NSTEPS];
+    uint64_t read[NSTEPS];
+    bool window[NSTEPS];
+};
+
+static void fill_run(struct kvm_run *run, const struct step *s, int n, uint64_t rip_bump, struct kvm_regs *regs)
+{
+    run->if_flag = s->if_flag;
+    run->ready_for_interrupt_injection = s->if_flag;
+    memset(regs, 0, sizeof(*regs));
+    regs->rip = 0x100000 + 4 * (uint64_t)n + rip_bump;
+    regs->rax = s->value;
+    regs->rflags = 2 | (s->if_flag ? 0x200 : 0);
+    switch (s->kind) {
+    case OUT:
+    case IN:
+        run->exit_reason = KVM_EXIT_IO;
+        run->io.direction = s->kind == OUT ? KVM_EXIT_IO_OUT : KVM_EXIT_IO_IN;
+        run->io.port = (uint16_t)s->port;
+        run->io.size = 1;
+        run->io.count = 1;
+        run->io.data_offset = 4096;
+        *((uint8_t *)run + 4096) = (uint8_t)s->value;
+        break;
+    case RDMSR:
+    case WRMSR:
+        run->exit_reason = s->kind == RDMSR ? KVM_EXIT_X86_RDMSR : KVM_EXIT_X86_WRMSR;
+        run->msr.index = s->port;
+        run->msr.data = s->value;
+        run->msr.error = 0;
+        break;
+    case HLT:
+        run->exit_reason = KVM_EXIT_HLT;
+        break;
+    case WINDOW:
+        run->exit_reason = KVM_EXIT_IRQ_WINDOW_OPEN;
+        break;
+    }
+}
+
+/* The vCPU loop's part for one exit: the bus, then the exit clock. */
+static int one_exit(struct machine *m, struct kvm_run *run, int n, uint64_t rip_bump, struct trace *t,
+                    struct error *err)
+{
+    const struct step *s = &script[n];
+    struct kvm_regs regs;
+    fill_run(run, s, n, rip_bump, &regs);
+    uint8_t *data = (uint8_t *)run + 4096;
+    if (s->kind == OUT) {
+        bus_write(&m->vm.pio, s->port, data, 1);
+    } else if (s->kind == IN) {
+        bus_read(&m->vm.pio, s->port, data, 1);
+    }
+    uint8_t vector = 0;
+    enum replay_action act = machine_replay_exit(m, run, &regs, &vector, err);
+    while (act == REPLAY_ACT_IDLE) {
+        act = machine_replay_idle(m, run, &vector, 50, err);
+    }
+    t->action[n] = act;
+    t->vector[n] = vector;
+    t->read[n] = s->kind == IN ? *data : s->kind == RDMSR ? (run->msr.error ? ~0ull : run->msr.data) : 0;
+    t->window[n] = run->request_interrupt_window;
+    return act;
+}
+
+static char log_path[64];
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(log_path, sizeof(log_path), "/tmp/test_replay_exits.XXXXXX");
+    int fd = mkstemp(log_path);
+    assert_true(fd >= 0);
+    close(fd);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    unlink(log_path);
+    return 0;
+}
+
+/* A whole run: nsteps exits; returns the first STOP/END step or nsteps. */
+static int run(enum machine_replay_mode mode, int nsteps, int bump_at, struct trace *t, int64_t *events,
+               struct error *err)
+{
+    struct machine *m = bare_machine(&config);
+    struct kvm_run *kr = calloc(1, 8192);
+    assert_non_null(kr);
+    memset(t, 0, sizeof(*t));
+    assert_int_equal(machine_replay_start(m, mode, log_path, NULL, NULL, 0, err), 0);
+    int n;
+    for (n = 0; n < nsteps; n++) {
+        int act = one_exit(m, kr, n, n == bump_at ? 0x10 : 0, t, err);
+        if (act == REPLAY_ACT_STOP || act == REPLAY_ACT_END) {
+            break;
+        }
+    }
+    struct error end_err = { 0 };
+    *events = machine_replay_finish(m, n < nsteps ? &end_err : err);
+    free(kr);
+    bare_destroy(m);
+    return n;
+}
+
+static void record_then_replay_three_times(void **state)
+{
+    (void)state;
+    struct error err = { 0 };
+    struct trace rec, rep;
+    int64_t recorded, replayed;
+    assert_int_equal(run(MACHINE_REPLAY_RECORD, NSTEPS, -1, &rec, &recorded, &err), NSTEPS);
+    assert_true(recorded > NSTEPS);
+    /* The recording itself did what the PIT and PIC say. */
+    assert_int_equal(rec.read[8] | rec.read[9] << 8, PIT_PERIOD - EXIT_CLOCK_TICKS_PER_EXIT);  /* a device sees the time before its exit counts */
+    assert_true(rec.window[9] && rec.window[13]);       /* IRQ 0 at IF=0: a window asked for */
+    assert_false(rec.window[8]);
+    assert_int_equal(rec.action[14], REPLAY_ACT_INJECT);
+    assert_int_equal(rec.vector[14], 0x20);
+    assert_true(rec.action[15] == REPLAY_ACT_GO && rec.window[15]);
+    assert_int_equal(rec.action[17], REPLAY_ACT_INJECT);
+    assert_int_equal(rec.read[10], (uint64_t)10 * EXIT_CLOCK_TICKS_PER_EXIT * EXIT_CLOCK_TSC_HZ / EXIT_CLOCK_HZ);
+    assert_true(rec.read[20] > 1000000 && rec.read[20] < 1000000 + 100000);  /* the written TSC goes on */
+    assert_int_equal(rec.read[21], ~0ull);
+    assert_int_equal(rec.action[24], REPLAY_ACT_INJECT);    /* woken by the timer */
+    assert_int_equal(rec.vector[24], 0x20);
+    assert_int_equal(rec.action[25], REPLAY_ACT_GO);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(run(MACHINE_REPLAY_PLAY, NSTEPS, -1, &rep, &replayed, &err), NSTEPS);
+        assert_int_equal(replayed, recorded);
+        assert_memory_equal(&rec, &rep, sizeof(rec));
+    }
+}
+
+static void another_rip_diverges_there(void **state)
+{
+    (void)state;
+    struct error err = { 0 };
+    struct trace rec, rep;
+    int64_t events;
+    assert_int_equal(run(MACHINE_REPLAY_RECORD, NSTEPS, -1, &rec, &events, &err), NSTEPS);
+    assert_int_equal(run(MACHINE_REPLAY_PLAY, NSTEPS, 12, &rep, &events, &err), 12);
+    assert_int_equal(rep.action[12], REPLAY_ACT_STOP);
+    assert_non_null(strstr(err.msg, "diverged at exit 13"));   /* ordinals count from 1 */
+    assert_non_null(strstr(err.msg, "rip 0x100030"));
+    assert_non_null(strstr(err.msg, "rip 0x100040"));
+}
+
+static void replay_past_the_log_ends(void **state)
+{
+    (void)state;
+    struct error err = { 0 };
+    struct trace rec, rep;
+    int64_t recorded, replayed;
+    assert_int_equal(run(MACHINE_REPLAY_RECORD, 16, -1, &rec, &recorded, &err), 16);
+    assert_int_equal(run(MACHINE_REPLAY_PLAY, NSTEPS, -1, &rep, &replayed, &err), 16);
+    assert_int_equal(rep.action[16], REPLAY_ACT_END);
+    assert_int_equal(replayed, recorded);
+}
+
+static void non_synchronous_exits_do_not_count(void **state)
+{
+    (void)state;
+    assert_false(exit_clock_counts(KVM_EXIT_INTR));
+    assert_false(exit_clock_counts(KVM_EXIT_FAIL_ENTRY));
+    assert_true(exit_clock_counts(KVM_EXIT_IO));
+    assert_true(exit_clock_counts(KVM_EXIT_X86_RDMSR));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(record_then_replay_three_times, setup, teardown),
+        cmocka_unit_test_setup_teardown(another_rip_diverges_there, setup, teardown),
+        cmocka_unit_test_setup_teardown(replay_past_the_log_ends, setup, teardown),
+        cmocka_unit_test(non_synchronous_exits_do_not_count),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
