@@ -7,7 +7,7 @@ _cowvisor()
     cur=${COMP_WORDS[COMP_CWORD]}
     prev=${COMP_WORDS[COMP_CWORD-1]}
     case $prev in
-        --kernel|--initrd|--bios|--pidfile|--log|--config)
+        --kernel|--initrd|--bios|--pidfile|--log|--config|--record|--replay)
             COMPREPLY=($(compgen -f -- "$cur")); return ;;
         --restore|--chroot)
             COMPREPLY=($(compgen -d -- "$cur")); return ;;
@@ -27,12 +27,12 @@ _cowvisor()
             COMPREPLY=($(compgen -W "virtio-rng virtio-console" -- "$cur")); return ;;
         --disk)
             COMPREPLY=($(compgen -W "file=" -- "$cur")); compopt -o nospace; return ;;
-        --append|--cpus|--memory|--net|--loadvm|--name|--uuid)
+        --append|--cpus|--memory|--net|--loadvm|--name|--uuid|--replay-break)
             return ;;
     esac
     COMPREPLY=($(compgen -W "--kernel --initrd --append --kernel-decompress --bios --cpus --memory --disk
         --device --net --console --no-reboot --qmp --restore --loadvm --name --uuid --daemonize --pidfile --log
-        --log-level --config --sandbox --runas --chroot --incoming --help --version" -- "$cur"))
+        --log-level --config --sandbox --runas --chroot --incoming --record --replay --replay-break --help --version" -- "$cur"))
 }
 
 _cowimg()

@@ -86,7 +86,8 @@ static int compose(struct machine *m, struct error *err)
 {
     const struct machine_config *cfg = m->cfg;
     int ret;
-    if ((ret = event_loop_init(&m->loop, err)) < 0 ||
+    if ((cfg->record_replay && (ret = machine_replay_check_config(cfg, err)) < 0) ||
+        (ret = event_loop_init(&m->loop, err)) < 0 ||
         (ret = machine_console_open(m, err)) < 0 ||
         (ret = vm_create(&m->vm, cfg->cpus, cfg->memory, cfg->record_replay ? VM_USER_IRQCHIP : 0, err)) < 0 ||
         (ret = machine_add_cpus(m, err)) < 0 ||

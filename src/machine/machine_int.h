@@ -100,6 +100,8 @@ int machine_add_cpus(struct machine *m, struct error *err);
  * and on KVM the CPUID mask, the MSR filter and the exit hook. Before the
  * PC devices: they take their interrupt lines from machine_irq_line. */
 int machine_add_replay_devices(struct machine *m, struct error *err);
+/* What record/replay cannot do (yet), refused by name before KVM is touched. */
+int machine_replay_check_config(const struct machine_config *cfg, struct error *err);
 void machine_replay_free(struct machine *m);
 /* ISA interrupt pin gsi: the user-space PIC's in record/replay mode, else KVM's. */
 struct irq_line machine_irq_line(struct machine *m, unsigned gsi);

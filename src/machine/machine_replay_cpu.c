@@ -209,8 +209,7 @@ static int setup_kvm(struct machine *m, struct error *err)
     return ret;
 }
 
-/* What record/replay cannot do yet, refused by name. */
-static int check_config(const struct machine_config *cfg, struct error *err)
+int machine_replay_check_config(const struct machine_config *cfg, struct error *err)
 {
     if (cfg->cpus != 1) {
         return error_set(err, -EINVAL, "--record/--replay need exactly one vCPU (--cpus 1): the exit count of one "
@@ -228,7 +227,7 @@ static int check_config(const struct machine_config *cfg, struct error *err)
 
 int machine_add_replay_devices(struct machine *m, struct error *err)
 {
-    int ret = check_config(m->cfg, err);
+    int ret = machine_replay_check_config(m->cfg, err);
     if (ret < 0) {
         return ret;
     }

@@ -15,6 +15,8 @@ struct machine {
     int pauses, resumes, resets, quits;
     bool memory_lost;
     uint64_t disk_size[MACHINE_MAX_DISKS];  /* 0: 8 MiB */
+    struct machine_replay_info replay;
+    char replay_file[64];
 };
 
 struct machine *stub_machine_create(const struct machine_config *cfg)
@@ -46,6 +48,14 @@ static void emit(struct machine *m, enum machine_event ev)
         m->hook(m->hook_opaque, ev, false);
     }
 }
+
+void stub_machine_set_replay(struct machine *m, enum machine_replay_mode mode, const char *file, uint64_t icount)
+{
+    snprintf(m->replay_file, sizeof(m->replay_file), "%s", file ? file : "");
+    m->replay = (struct machine_replay_info){ mode, file ? m->replay_file : NULL, icount };
+}
+
+void machine_replay_query(struct machine *m, struct machine_replay_info *out) { *out = m->replay; }
 
 const struct machine_config *machine_config(const struct machine *m) { return m->cfg; }
 struct event_loop *machine_loop(struct machine *m) { return &m->loop; }

@@ -13,5 +13,7 @@ void stub_machine_destroy(struct machine *m);
 int stub_machine_calls(struct machine *m, const char *what);
 /* As machine_handle_memory_fault: paused, and only a reset goes on. */
 void stub_machine_lose_memory(struct machine *m);
+/* What machine_replay_query answers from now on (file: a copy is kept). */
+void stub_machine_set_replay(struct machine *m, enum machine_replay_mode mode, const char *file, uint64_t icount);
 
 #endif

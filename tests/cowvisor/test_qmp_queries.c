@@ -13,6 +13,7 @@
 
 #include "qmp_client.h"
 #include "qmp_fixture.h"
+#include "stub_machine.h"
 
 static struct fixture *f;
 static struct qmp_client c;
@@ -208,7 +209,8 @@ static const char *const probes[] = {
     "query-version", "query-commands", "query-qmp-schema", "query-kvm", "query-name", "query-uuid",
     "query-target", "query-machines", "query-cpus-fast", "query-hotpluggable-cpus",
     "query-memory-size-summary", "query-chardev", "query-pci", "query-block", "query-named-block-nodes",
-    "query-blockstats", "query-block-jobs", "query-iothreads", "query-status", "query-events", NULL,
+    "query-blockstats", "query-block-jobs", "query-iothreads", "query-status", "query-events", "query-replay",
+    NULL,
 };
 
 static void test_introspection(void **state)
@@ -302,6 +304,29 @@ static void test_block_resize(void **state)
     }
 }
 
+/* query-replay: QEMU's shape (mode, icount; filename only when there is
+ * a log), the exit ordinal as icount. */
+static void test_replay(void **state)
+{
+    json_t *v = run("query-replay");
+    expect(v, "query-replay", "mode:s icount:i");
+    assert_string_equal(json_string_value(json_object_get(v, "mode")), "none");
+    assert_null(json_object_get(v, "filename"));
+    json_decref(v);
+    stub_machine_set_replay(f->m, MACHINE_REPLAY_PLAY, "run.rplay", 4242);
+    v = run("query-replay");
+    expect(v, "query-replay", "mode:s filename:s icount:i");
+    assert_string_equal(json_string_value(json_object_get(v, "mode")), "play");
+    assert_string_equal(json_string_value(json_object_get(v, "filename")), "run.rplay");
+    assert_int_equal(json_integer_value(json_object_get(v, "icount")), 4242);
+    json_decref(v);
+    stub_machine_set_replay(f->m, MACHINE_REPLAY_RECORD, "rec.rplay", 7);
+    v = run("query-replay");
+    assert_string_equal(json_string_value(json_object_get(v, "mode")), "record");
+    json_decref(v);
+    stub_machine_set_replay(f->m, MACHINE_REPLAY_OFF, NULL, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -312,6 +337,7 @@ int main(void)
         cmocka_unit_test(test_introspection),
         cmocka_unit_test(test_unexpected_arguments),
         cmocka_unit_test(test_block_resize),
+        cmocka_unit_test(test_replay),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -61,6 +61,9 @@ static void usage(FILE *f)
         "                         how much is logged (default warn; COWVISOR_LOG sets it too)\n"
         "  --loadvm NAME          start from the internal snapshot NAME of the qcow2 disks\n"
         "  --incoming URI         wait for a live migration: tcp:HOST:PORT, unix:PATH or defer\n"
+        "  --record FILE          record the run into a replay log (one vCPU, no virtio devices)\n"
+        "  --replay FILE          re-run a recorded log with the same configuration; no outside input\n"
+        "  --replay-break K       with --replay: pause after exit K (QMP query-replay, pmemsave)\n"
         "QMP also takes x-cowvisor-snapshot-files {\"directory\": DIR, \"type\": \"full\"|\"diff\"}:\n"
         "a snapshot of memory and state to DIR (disks are not copied) for --restore.\n"
         "With no arguments, boots the built-in demo guest (installed with cowvisor) on\n"
@@ -203,7 +206,7 @@ static int default_config(struct machine_config *cfg, char paths[2][64], struct 
 enum { OPT_KERNEL = 256, OPT_INITRD, OPT_APPEND, OPT_BIOS, OPT_CPUS, OPT_MEMORY, OPT_DISK, OPT_DEVICE,
        OPT_NET, OPT_CONSOLE, OPT_NO_REBOOT, OPT_KERNEL_DECOMPRESS, OPT_HELP, OPT_VERSION, OPT_QMP, OPT_RESTORE, OPT_LOADVM,
        OPT_SANDBOX, OPT_INCOMING, OPT_NAME, OPT_UUID, OPT_DAEMONIZE, OPT_PIDFILE, OPT_LOG, OPT_LOG_LEVEL,
-       OPT_RUNAS, OPT_CHROOT };
+       OPT_RUNAS, OPT_CHROOT, OPT_RECORD, OPT_REPLAY, OPT_REPLAY_BREAK };
 
 static const struct option long_options[] = {
     { "kernel", required_argument, NULL, OPT_KERNEL },
@@ -231,6 +234,9 @@ static const struct option long_options[] = {
     { "pidfile", required_argument, NULL, OPT_PIDFILE },
     { "log", required_argument, NULL, OPT_LOG },
     { "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+    { "record", required_argument, NULL, OPT_RECORD },
+    { "replay", required_argument, NULL, OPT_REPLAY },
+    { "replay-break", required_argument, NULL, OPT_REPLAY_BREAK },
     { "help", no_argument, NULL, OPT_HELP },
     { "version", no_argument, NULL, OPT_VERSION },
     { NULL, 0, NULL, 0 },
@@ -238,6 +244,10 @@ static const struct option long_options[] = {
 
 static struct options option_lists[MACHINE_MAX_DISKS + 8];
 static const char *qmp_spec, *restore_dir, *loadvm_name, *incoming_uri;
+/* Record/replay: the log, its mode, the replay's break point (0: none). */
+static const char *replay_file;
+static enum machine_replay_mode replay_mode;
+static uint64_t replay_break;
 /* Service mode (service.h). */
 static const char *pidfile_path, *log_target;
 static bool daemonize;
@@ -323,6 +333,22 @@ static int parse_args(int argc, char **argv, struct machine_config *cfg, struct 
                 return ret;
             }
             break;
+        case OPT_RECORD:
+        case OPT_REPLAY:
+            if (replay_file) {
+                return error_set(err, -EINVAL, "give only one of --record and --replay");
+            }
+            replay_file = optarg;
+            replay_mode = opt == OPT_RECORD ? MACHINE_REPLAY_RECORD : MACHINE_REPLAY_PLAY;
+            cfg->record_replay = true;
+            break;
+        case OPT_REPLAY_BREAK:
+            errno = 0;
+            replay_break = strtoull(optarg, &end, 10);
+            if (*end || !*optarg || optarg[0] == '-' || errno || replay_break == 0) {
+                return error_set(err, -EINVAL, "--replay-break: '%s' is not an exit number (1 or more)", optarg);
+            }
+            break;
         case OPT_CPUS:
             cfg->cpus = (int)strtol(optarg, &end, 10);
             if (*end || cfg->cpus < 1) {
@@ -371,6 +397,12 @@ static int parse_args(int argc, char **argv, struct machine_config *cfg, struct 
     if ((cfg->initrd || cfg->append) && !cfg->kernel) {
         return error_set(err, -EINVAL, "--initrd and --append need --kernel");
     }
+    if (replay_break && replay_mode != MACHINE_REPLAY_PLAY) {
+        return error_set(err, -EINVAL, "--replay-break needs --replay");
+    }
+    if (replay_file && incoming_uri) {
+        return error_set(err, -EINVAL, "--record/--replay cannot take an --incoming migration");
+    }
     if (daemonize && (!cfg->console || strcmp(cfg->console, "stdio") == 0)) {
         return error_set(err, -EINVAL, "--daemonize needs a --console other than stdio (file:, unix: or tcp:)");
     }
@@ -394,6 +426,24 @@ static double ms_since(const struct timespec *t0)
     return (double)(t.tv_sec - t0->tv_sec) * 1e3 + (double)(t.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
+/* Ends the log after the run: one line on stderr with the count of events,
+ * or the first divergence (which wins over the run's own status). */
+static int finish_replay(struct machine *m, int ret, struct error *err)
+{
+    struct error ferr = { 0 };
+    int64_t n = machine_replay_finish(m, &ferr);
+    if (ret < 0) {
+        return ret;     /* the run failed first (a divergence stops it: err says so) */
+    }
+    if (n < 0) {
+        *err = ferr;
+        return (int)n;
+    }
+    fprintf(stderr, "cowvisor: %s %lld events %s '%s'\n", replay_mode == MACHINE_REPLAY_RECORD ? "recorded" : "replayed",
+            (long long)n, replay_mode == MACHINE_REPLAY_RECORD ? "into" : "from", replay_file);
+    return ret;
+}
+
 /* The VM from machine creation to the end of its run. */
 static int run_vm(const struct machine_config *cfg, struct service *sv, struct error *err)
 {
@@ -414,6 +464,9 @@ static int run_vm(const struct machine_config *cfg, struct service *sv, struct e
     if (ret == 0 && loadvm_name && (ret = machine_loadvm(m, loadvm_name, NULL, err)) < 0) {
         error_prefix(err, "--loadvm '%s'", loadvm_name);
     }
+    if (ret == 0 && replay_file) {
+        ret = machine_replay_start(m, replay_mode, replay_file, restore_dir, loadvm_name, replay_break, err);
+    }
     if (ret == 0 && incoming_uri && (ret = qmp_migration_incoming(m, incoming_uri, err)) < 0) {
         error_prefix(err, "--incoming '%s'", incoming_uri);
     }
@@ -431,6 +484,9 @@ static int run_vm(const struct machine_config *cfg, struct service *sv, struct e
     }
     if (ret >= 0 && qmp_migration_exit_status(err) < 0) {
         ret = err->code;
+    }
+    if (replay_file && m) {
+        ret = finish_replay(m, ret, err);
     }
     qmp_migration_end();
     qmp_server_stop(qmp);
@@ -458,6 +514,12 @@ static int start_service(const struct machine_config *cfg, struct service *sv, i
     }
     return 0;
 }
+
+/* What a replay cannot reproduce on KVM without a PMU, printed with a divergence. */
+static const char replay_limits[] =
+    "cowvisor: replay on KVM counts exits, not instructions: a guest that reads the TSC with RDTSC or RDTSCP,\n"
+    "  or takes RDRAND/RDSEED values, natively (hidden in CPUID, still executable), or spins on memory\n"
+    "  a device writes asynchronously, runs differently in replay; the first differing exit is reported.\n";
 
 int main(int argc, char **argv)
 {
@@ -496,6 +558,9 @@ int main(int argc, char **argv)
         /* A daemon not yet ready has its parent print it (once). */
         if (sv.ready_fd < 0 || log_target) {
             fprintf(stderr, "cowvisor: %s\n", msg);
+        }
+        if (strstr(msg, "diverged")) {
+            fputs(replay_limits, stderr);
         }
         service_failed(&sv, 255, msg);
         service_end(&sv);

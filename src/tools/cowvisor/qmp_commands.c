@@ -267,6 +267,7 @@ const struct qmp_command qmp_commands[] = {
     { "query-memory-size-summary", qmp_query_memory_size_summary, NULL },
     { "query-chardev", qmp_query_chardev, NULL },
     { "query-pci", qmp_query_pci, NULL },
+    { "query-replay", qmp_query_replay, NULL },
     { "query-iothreads", qmp_query_iothreads, NULL },
     { "query-events", qmp_query_events, NULL },
     { "query-qmp-schema", qmp_query_qmp_schema, NULL },
