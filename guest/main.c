@@ -105,6 +105,9 @@ void guest_main(const struct hvm_start_info *si)
     if (counter_mode_wanted(cmdline)) {
         run_counter_mode(cmdline);
     }
+    if (replay_mode_wanted(cmdline)) {
+        run_replay_mode(cmdline);
+    }
     /* The checks run at CPL 3: see user_mode.S. */
     run_user(run_tests_user, (void *)cmdline);
     printf("guest done: %d failure(s)\n", test_failures);

@@ -43,7 +43,7 @@ static void wrmsr(uint32_t msr, uint64_t v)
     __asm__ volatile("wrmsr" : : "c"(msr), "a"((uint32_t)v), "d"((uint32_t)(v >> 32)));
 }
 
-static void set_gate(int n, uint64_t handler, uint8_t dpl)
+void idt_set_gate(int n, uint64_t handler, uint8_t dpl)
 {
     /* 64-bit interrupt gate, present. */
     idt[n] = (struct idt_entry){ (uint16_t)handler, 0x08, 0, (uint8_t)(0x8e | (dpl << 5)),
@@ -53,7 +53,7 @@ static void set_gate(int n, uint64_t handler, uint8_t dpl)
 void user_mode_init(void)
 {
     for (int i = 0; i < 20; i++) {
-        set_gate(i, exception_stubs[i], 0);
+        idt_set_gate(i, exception_stubs[i], 0);
     }
     struct {
         uint16_t limit;

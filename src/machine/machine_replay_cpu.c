@@ -162,8 +162,11 @@ static bool exit_hook(void *opaque, struct vcpu *c)
     struct error err = { 0 };
     struct kvm_regs regs;
     uint8_t vector = 0;
-    if (!r->rp) {
-        return true;                /* not started: machine_run refuses that */
+    if (!r->rp) {                   /* no log (a library user that never started one) */
+        if (c->run->exit_reason == KVM_EXIT_X86_RDMSR || c->run->exit_reason == KVM_EXIT_X86_WRMSR) {
+            answer_msr(r, c->run);
+        }
+        return true;
     }
     enum replay_action act = REPLAY_ACT_STOP;
     if (vcpu_get_regs(c, &regs, &err) == 0) {
