@@ -105,6 +105,9 @@ int machine_replay_check_config(const struct machine_config *cfg, struct error *
 void machine_replay_free(struct machine *m);
 /* ISA interrupt pin gsi: the user-space PIC's in record/replay mode, else KVM's. */
 struct irq_line machine_irq_line(struct machine *m, unsigned gsi);
+/* The interrupt of virtio-mmio device n: GSI 16 + n on KVM's IOAPIC, a free
+ * ISA pin of the user-space PIC in record/replay mode. */
+unsigned machine_mmio_irq(struct machine *m, int n);
 /* The PC devices and, with firmware, fw_cfg (machine_pc.c). */
 int machine_add_pc_devices(struct machine *m, struct error *err);
 int machine_add_fw_cfg(struct machine *m, struct error *err);

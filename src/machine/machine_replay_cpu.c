@@ -14,12 +14,22 @@
 
 #include "machine/machine_int.h"
 #include "replay/replay_kvm.h"
+#include "virtio/virtio_mmio.h"
 
 #define IDLE_POLL_MS 50     /* record: how long an idle vCPU waits before checking for a pause */
 
 struct irq_line machine_irq_line(struct machine *m, unsigned gsi)
 {
     return m->replay ? pic_irq_line(&m->replay->pic, gsi) : vm_irq_line(&m->vm, gsi);
+}
+
+/* The ISA pins no PC device uses, for virtio-mmio in record/replay mode. */
+static const uint8_t free_isa_pins[] = { 5, 9, 10, 11, 3, 7, 14, 15 };
+#define MAX_REPLAY_MMIO (int)sizeof(free_isa_pins)
+
+unsigned machine_mmio_irq(struct machine *m, int n)
+{
+    return m->replay ? free_isa_pins[n % MAX_REPLAY_MMIO] : VIRTIO_MMIO_FIRST_GSI + (unsigned)n;
 }
 
 /* ---- the decisions (no ioctl: tests drive them with a fake kvm_run) ---- */
@@ -218,9 +228,26 @@ int machine_replay_check_config(const struct machine_config *cfg, struct error *
         return error_set(err, -EINVAL, "--record/--replay need exactly one vCPU (--cpus 1): the exit count of one "
                          "vCPU is the replay clock");
     }
-    if (cfg->ndisks || cfg->nrng || cfg->nvconsole || cfg->net_tap) {
-        return error_set(err, -ENOTSUP, "--record/--replay: virtio devices (--disk, --device, --net) are not "
-                         "supported yet: their completions are asynchronous");
+    if (cfg->net_tap) {
+        return error_set(err, -ENOTSUP, "--record/--replay: --net is not supported yet (frames arrive "
+                         "asynchronously)");
+    }
+    bool pci = false;
+    for (int i = 0; i < cfg->ndisks; i++) {
+        pci = pci || cfg->disks[i].transport == TRANSPORT_PCI;
+    }
+    for (int i = 0; i < cfg->nrng; i++) {
+        pci = pci || cfg->rng[i] == TRANSPORT_PCI;
+    }
+    for (int i = 0; i < cfg->nvconsole; i++) {
+        pci = pci || cfg->vconsole[i] == TRANSPORT_PCI;
+    }
+    if (pci) {
+        return error_set(err, -ENOTSUP, "--record/--replay: virtio devices need transport=mmio (virtio-pci "
+                         "interrupts are MSI-X, which needs KVM's in-kernel irqchip)");
+    }
+    if (cfg->ndisks + cfg->nrng + cfg->nvconsole > MAX_REPLAY_MMIO) {
+        return error_set(err, -ENOTSUP, "--record/--replay: at most %d virtio devices", MAX_REPLAY_MMIO);
     }
     if (cfg->console && strncmp(cfg->console, "unix:", 5) == 0) {
         return error_set(err, -ENOTSUP, "--record/--replay: the console must be stdio or a file");

@@ -115,8 +115,11 @@ static int attach_mmio(struct machine *m, struct virtio_slot *s, struct error *e
         return error_set(err, -ENOMEM, "out of memory");
     }
     m->nmmio++;
-    return virtio_mmio_create(s->mmio, s->dev, &m->vm, &m->loop, VIRTIO_MMIO_BASE + (uint64_t)n * VIRTIO_MMIO_SIZE,
-                              vm_irq_line(&m->vm, VIRTIO_MMIO_FIRST_GSI + (unsigned)n), err);
+    /* Record/replay: no ioeventfd or irqfd, so queue notifies are served at
+     * the vCPU's exit and interrupts go through the user-space PIC. */
+    return virtio_mmio_create(s->mmio, s->dev, m->replay ? NULL : &m->vm, m->replay ? NULL : &m->loop,
+                              VIRTIO_MMIO_BASE + (uint64_t)n * VIRTIO_MMIO_SIZE,
+                              machine_irq_line(m, machine_mmio_irq(m, n)), err);
 }
 
 static int attach_pci(struct machine *m, struct virtio_slot *s, struct error *err)
@@ -174,6 +177,9 @@ static int add_disk(struct machine *m, int i, struct error *err)
         virtio_blk_destroy(b);
         free(b);
         return ret;
+    }
+    if (m->replay) {
+        virtio_blk_make_synchronous(b);
     }
     return attach(m, &b->dev, dc->transport, err);
 }
@@ -255,7 +261,7 @@ char *machine_kernel_cmdline(struct machine *m)
     for (int i = 0; i < m->nmmio; i++) {
         n += (size_t)snprintf(s + n, cap - n, "%svirtio_mmio.device=4K@0x%llx:%u", n ? " " : "",
                               (unsigned long long)(VIRTIO_MMIO_BASE + (uint64_t)i * VIRTIO_MMIO_SIZE),
-                              VIRTIO_MMIO_FIRST_GSI + i);
+                              machine_mmio_irq(m, i));
     }
     return s;
 }

@@ -429,11 +429,10 @@ int virtio_blk_init(struct virtio_blk *b, const struct guest_memory *mem, struct
     return 0;
 }
 
-void virtio_blk_destroy(struct virtio_blk *b)
+/* The workers finish what they hold and leave. */
+static void stop_workers(struct virtio_blk *b)
 {
     pthread_mutex_lock(&b->dev.lock);
-    log_debug("%s: %" PRIu64 " requests, %" PRIu64 " of them reads served from the caches", b->dev.name,
-              b->requests, b->cached_reads);
     b->stop = true;
     pthread_cond_broadcast(&b->work);
     pthread_mutex_unlock(&b->dev.lock);
@@ -441,6 +440,19 @@ void virtio_blk_destroy(struct virtio_blk *b)
         pthread_join(b->workers[i], NULL);
     }
     b->nworkers = 0;
+}
+
+void virtio_blk_make_synchronous(struct virtio_blk *b)
+{
+    stop_workers(b);
+    b->stop = false;
+}
+
+void virtio_blk_destroy(struct virtio_blk *b)
+{
+    log_debug("%s: %" PRIu64 " requests, %" PRIu64 " of them reads served from the caches", b->dev.name,
+              b->requests, b->cached_reads);
+    stop_workers(b);
     pthread_cond_destroy(&b->work);
     pthread_cond_destroy(&b->idle);
     free(b->chain);

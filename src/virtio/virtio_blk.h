@@ -48,6 +48,10 @@ struct virtio_blk {
 
 int virtio_blk_init(struct virtio_blk *b, const struct guest_memory *mem, struct blockdev *bdev, bool read_only,
                     const char *serial, struct error *err);
+/* Before the device is used: every request is served and completed on
+ * the thread that notified the queue, in ring order (record/replay: no
+ * completion may race the vCPU). */
+void virtio_blk_make_synchronous(struct virtio_blk *b);
 void virtio_blk_destroy(struct virtio_blk *b);
 /* A consistent-enough copy of the counters (each read atomically). */
 void virtio_blk_get_stats(struct virtio_blk *b, struct virtio_blk_stats *out);

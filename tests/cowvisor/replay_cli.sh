@@ -29,9 +29,11 @@ refused "--replay-break -1" "is not an exit number" --kernel "$G" --replay a.log
 refused "--record with --incoming" "cannot take an --incoming migration" \
     --kernel "$G" --record a.log --incoming tcp:127.0.0.1:1
 refused "--record with two vCPUs" "need exactly one vCPU" --kernel "$G" --record a.log --cpus 2
-refused "--record with a virtio device" "virtio devices (--disk, --device, --net) are not supported yet" \
+refused "--record with a virtio-pci device" "virtio devices need transport=mmio" \
     --kernel "$G" --record a.log --device virtio-rng
-refused "--replay with a disk" "virtio devices" --kernel "$G" --replay a.log --disk file=/dev/null,format=raw
+refused "--replay with a virtio-pci disk" "virtio devices need transport=mmio" \
+    --kernel "$G" --replay a.log --disk file=/dev/null,format=raw
+refused "--record with a network" "--net is not supported yet" --kernel "$G" --record a.log --net tap=tap0,transport=mmio
 refused "--record with the console on a socket" "the console must be stdio or a file" \
     --kernel "$G" --record a.log --console unix:c.sock
 check "no log was created by a refused --record" test ! -e a.log

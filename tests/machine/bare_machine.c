@@ -50,6 +50,7 @@ struct machine *bare_machine(const struct machine_config *cfg)
 void bare_destroy(struct machine *m)
 {
     device_registry_destroy(&m->devices);
+    machine_close_disks(m);
     machine_replay_free(m);
     guest_memory_destroy(&m->vm.mem);
     bus_destroy(&m->vm.pio);

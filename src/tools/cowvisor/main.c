@@ -61,7 +61,7 @@ static void usage(FILE *f)
         "                         how much is logged (default warn; COWVISOR_LOG sets it too)\n"
         "  --loadvm NAME          start from the internal snapshot NAME of the qcow2 disks\n"
         "  --incoming URI         wait for a live migration: tcp:HOST:PORT, unix:PATH or defer\n"
-        "  --record FILE          record the run into a replay log (one vCPU, no virtio devices)\n"
+        "  --record FILE          record the run into a replay log (one vCPU, virtio on mmio, no --net)\n"
         "  --replay FILE          re-run a recorded log with the same configuration; no outside input\n"
         "  --replay-break K       with --replay: pause after exit K (QMP query-replay, pmemsave)\n"
         "QMP also takes x-cowvisor-snapshot-files {\"directory\": DIR, \"type\": \"full\"|\"diff\"}:\n"
