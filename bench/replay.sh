@@ -63,16 +63,8 @@ echo "cowvisor KVM:  log $bytes bytes ($((bytes / 2)) bytes/guest s, $events eve
 [[ -n $qemu_bytes ]] && echo "log size cowvisor/qemu: $(ratio "$bytes" "$qemu_bytes")"
 
 echo "-- 3. an exit-heavy guest: 200000 port writes"
-cat >"$dir/exits.S" <<'ASM'
-    .section .note.pvh, "a", @note
-    .p2align 2
-    .long 4, 4, 18
-    .asciz "Xen"
-    .long start
-    .code32
-    .text
-    .globl start
-start:
+source "$(dirname "$0")/pvh_elf.bash"
+pvh_elf "$dir/exits.elf" <<'ASM'
     movl $200000, %ecx
 1:  outb %al, $0x80
     decl %ecx
@@ -82,8 +74,6 @@ start:
 2:  hlt
     jmp 2b
 ASM
-gcc -m32 -nostdlib -static -no-pie -Wl,--build-id=none -Wl,-T,"$(dirname "$0")/../guest/guest.ld" \
-    -Wl,--no-warn-rwx-segments -Wl,-e,start -o "$dir/exits.elf" "$dir/exits.S"
 ex=(--kernel "$dir/exits.elf" --memory 64M)
 plain=$(wall "$cowvisor" "${ex[@]}")
 crec=$(wall "$cowvisor" "${ex[@]}" --record "$dir/e.log")

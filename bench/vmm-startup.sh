@@ -12,16 +12,8 @@ build=${1:-build}
 cowvisor="$build/src/tools/cowvisor/cowvisor"
 dir=$(mktemp -d "${TMPDIR:-/tmp}/cowvisor-bench.XXXXXX")
 trap 'rm -rf "$dir"' EXIT
-cat >"$dir/tiny.S" <<'ASM'
-    .section .note.pvh, "a", @note
-    .p2align 2
-    .long 4, 4, 18
-    .asciz "Xen"
-    .long start
-    .code32
-    .text
-    .globl start
-start:
+source "$(dirname "$0")/pvh_elf.bash"
+pvh_elf "$dir/tiny.elf" <<'ASM'
     movb $'!', %al
     movw $0x3f8, %dx
     outb %al, %dx
@@ -30,8 +22,6 @@ start:
 1:  hlt
     jmp 1b
 ASM
-gcc -m32 -nostdlib -static -no-pie -Wl,--build-id=none -Wl,-T,"$(dirname "$0")/../guest/guest.ld" \
-    -Wl,--no-warn-rwx-segments -Wl,-e,start -o "$dir/tiny.elf" "$dir/tiny.S"
 
 median_ms() {  # command...: "first-byte-ms exit-ms" medians of 20 runs
     python3 - "$@" <<'PY'

@@ -251,28 +251,18 @@ static uint64_t chip_read(struct pic *p, int i, uint64_t offset)
     return v;
 }
 
-uint64_t pic_master_read(void *opaque, uint64_t offset, unsigned size)
+uint64_t pic_port_read(void *opaque, uint64_t offset, unsigned size)
 {
     (void)size;
-    return chip_read(opaque, 0, offset);
+    struct pic_port *port = opaque;
+    return chip_read(port->pic, port->chip, offset);
 }
 
-void pic_master_write(void *opaque, uint64_t offset, unsigned size, uint64_t value)
+void pic_port_write(void *opaque, uint64_t offset, unsigned size, uint64_t value)
 {
     (void)size;
-    chip_write(opaque, 0, offset, value);
-}
-
-uint64_t pic_slave_read(void *opaque, uint64_t offset, unsigned size)
-{
-    (void)size;
-    return chip_read(opaque, 1, offset);
-}
-
-void pic_slave_write(void *opaque, uint64_t offset, unsigned size, uint64_t value)
-{
-    (void)size;
-    chip_write(opaque, 1, offset, value);
+    struct pic_port *port = opaque;
+    chip_write(port->pic, port->chip, offset, value);
 }
 
 /* Power-on: nothing initialized, everything unmasked, no requests. */
@@ -287,6 +277,8 @@ static void power_on(struct pic *p)
 void pic_init(struct pic *p)
 {
     pthread_mutex_init(&p->lock, NULL);
+    p->port[0] = (struct pic_port){ p, 0 };
+    p->port[1] = (struct pic_port){ p, 1 };
     power_on(p);
 }
 

@@ -31,9 +31,18 @@ struct pic_chip {
     bool read_isr, poll, special_mask;
 };
 
+struct pic;
+
+/* One chip's two ports as a bus range sees them. */
+struct pic_port {
+    struct pic *pic;
+    int chip;
+};
+
 struct pic {
     pthread_mutex_t lock;       /* lines may be raised from any thread */
     struct pic_chip chip[2];    /* master, slave */
+    struct pic_port port[2];    /* the bus ranges' opaque (not state) */
 };
 
 void pic_init(struct pic *p);
@@ -46,11 +55,10 @@ bool pic_has_interrupt(struct pic *p);
 /* The INTA cycle: the vector of the highest-priority request, now in
  * service (the spurious IR7 vector when the request went away). */
 uint8_t pic_acknowledge(struct pic *p);
-/* Port handlers: opaque is the pair; offset 0 command, 1 data. */
-uint64_t pic_master_read(void *opaque, uint64_t offset, unsigned size);
-void pic_master_write(void *opaque, uint64_t offset, unsigned size, uint64_t value);
-uint64_t pic_slave_read(void *opaque, uint64_t offset, unsigned size);
-void pic_slave_write(void *opaque, uint64_t offset, unsigned size, uint64_t value);
+/* Port handlers: opaque is &pic->port[0] (master) or [1] (slave); offset
+ * 0 is the command port, 1 the data port. */
+uint64_t pic_port_read(void *opaque, uint64_t offset, unsigned size);
+void pic_port_write(void *opaque, uint64_t offset, unsigned size, uint64_t value);
 
 #define PIC_STATE_VERSION 1
 extern const struct device_ops pic_device_ops;

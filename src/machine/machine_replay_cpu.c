@@ -14,6 +14,7 @@
 
 #include "machine/machine_int.h"
 #include "replay/replay_kvm.h"
+#include "util/clock.h"
 #include "virtio/virtio_mmio.h"
 
 #define IDLE_POLL_MS 50     /* record: how long an idle vCPU waits before checking for a pause */
@@ -94,20 +95,13 @@ enum replay_action machine_replay_exit(struct machine *m, struct kvm_run *run, c
     return act;
 }
 
-static uint64_t host_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* Record: waits for console input until the timer's deadline (host time
  * since the vCPU went idle), at most max_wait_ms now. True when the
  * deadline passed. */
 static bool record_wait(struct machine *m, uint64_t deadline, int max_wait_ms)
 {
     struct machine_replay *r = m->replay;
-    uint64_t now = host_ns();
+    uint64_t now = monotonic_ns();
     if (!r->idle_since_ns) {
         r->idle_since_ns = now;
     }
@@ -125,7 +119,7 @@ static bool record_wait(struct machine *m, uint64_t deadline, int max_wait_ms)
         struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
         nanosleep(&ts, NULL);
     }
-    return host_ns() - r->idle_since_ns >= want;
+    return monotonic_ns() - r->idle_since_ns >= want;
 }
 
 enum replay_action machine_replay_idle(struct machine *m, struct kvm_run *run, uint8_t *vector, int max_wait_ms,
@@ -271,10 +265,10 @@ int machine_add_replay_devices(struct machine *m, struct error *err)
     if ((ret = machine_add_device(m, "pit", -1, &pit_device_ops, &r->pit, err)) < 0 ||
         (ret = machine_add_device(m, "pic", -1, &pic_device_ops, &r->pic, err)) < 0 ||
         (ret = bus_register(&m->vm.pio, PIT_PORT, 4, pit_read, pit_write, &r->pit, "pit", err)) < 0 ||
-        (ret = bus_register(&m->vm.pio, PIC_MASTER_PORT, 2, pic_master_read, pic_master_write, &r->pic, "pic",
-                            err)) < 0 ||
-        (ret = bus_register(&m->vm.pio, PIC_SLAVE_PORT, 2, pic_slave_read, pic_slave_write, &r->pic, "pic-slave",
-                            err)) < 0) {
+        (ret = bus_register(&m->vm.pio, PIC_MASTER_PORT, 2, pic_port_read, pic_port_write, &r->pic.port[0],
+                            "pic", err)) < 0 ||
+        (ret = bus_register(&m->vm.pio, PIC_SLAVE_PORT, 2, pic_port_read, pic_port_write, &r->pic.port[1],
+                            "pic-slave", err)) < 0) {
         return ret;
     }
     return m->vm.vm_fd >= 0 ? setup_kvm(m, err) : 0;

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "util/clock.h"
 #include "util/log.h"
 #include "util/sandbox.h"
 #include "vmm/host_input.h"
@@ -105,13 +106,6 @@ static uint8_t discard_or_zero(struct virtio_blk *b, const struct virtq_chain *c
     return S_OK;
 }
 
-static uint64_t now_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
-
 static void add(uint64_t *counter, uint64_t v)
 {
     __atomic_fetch_add(counter, v, __ATOMIC_RELAXED);
@@ -121,7 +115,7 @@ static void add(uint64_t *counter, uint64_t v)
 static void account(struct virtio_blk *b, uint32_t type, uint64_t bytes, uint8_t status, uint64_t t0)
 {
     struct virtio_blk_stats *st = &b->stats;
-    uint64_t now = now_ns(), ns = now - t0;
+    uint64_t now = monotonic_ns(), ns = now - t0;
     bool failed = status != S_OK;
     __atomic_store_n(&st->last_ns, now, __ATOMIC_RELAXED);
     if (type == T_IN) {
@@ -153,7 +147,7 @@ void virtio_blk_get_stats(struct virtio_blk *b, struct virtio_blk_stats *out)
 /* Serves one request; returns the bytes written into the guest's buffers. */
 static uint32_t serve(struct virtio_blk *b, const struct virtq_chain *c)
 {
-    uint64_t t0 = now_ns();
+    uint64_t t0 = monotonic_ns();
     struct blk_header h;
     struct error err = { 0 };
     uint8_t status = S_OK;
@@ -280,7 +274,7 @@ static bool serve_cached_read(struct virtio_blk *b, const struct virtq_chain *c,
     }
     uint8_t status = S_OK;
     virtq_chain_write(c, c->in_len - 1, &status, 1);
-    account(b, T_IN, data_len, status, now_ns());
+    account(b, T_IN, data_len, status, monotonic_ns());
     *len = (uint32_t)(done + 1);
     return true;
 }

@@ -18,11 +18,11 @@ static int setup(void **state)
     (void)state;
     pic_init(&pic);
     const uint8_t master[] = { 0x11, 0x20, 0x04, 0x01 }, slave[] = { 0x11, 0x28, 0x02, 0x01 };
-    pic_master_write(&pic, 0, 1, master[0]);
-    pic_slave_write(&pic, 0, 1, slave[0]);
+    pic_port_write(&pic.port[0], 0, 1, master[0]);
+    pic_port_write(&pic.port[1], 0, 1, slave[0]);
     for (int i = 1; i < 4; i++) {
-        pic_master_write(&pic, 1, 1, master[i]);
-        pic_slave_write(&pic, 1, 1, slave[i]);
+        pic_port_write(&pic.port[0], 1, 1, master[i]);
+        pic_port_write(&pic.port[1], 1, 1, slave[i]);
     }
     return 0;
 }
@@ -42,17 +42,17 @@ static void pulse(unsigned irq)
 
 static uint8_t master_isr(void)
 {
-    pic_master_write(&pic, 0, 1, 0x0b);
-    return (uint8_t)pic_master_read(&pic, 0, 1);
+    pic_port_write(&pic.port[0], 0, 1, 0x0b);
+    return (uint8_t)pic_port_read(&pic.port[0], 0, 1);
 }
 
 static uint8_t master_irr(void)
 {
-    pic_master_write(&pic, 0, 1, 0x0a);
-    return (uint8_t)pic_master_read(&pic, 0, 1);
+    pic_port_write(&pic.port[0], 0, 1, 0x0a);
+    return (uint8_t)pic_port_read(&pic.port[0], 0, 1);
 }
 
-static void eoi_master(void) { pic_master_write(&pic, 0, 1, 0x20); }
+static void eoi_master(void) { pic_port_write(&pic.port[0], 0, 1, 0x20); }
 
 static void request_service_eoi(void **state)
 {
@@ -75,12 +75,12 @@ static void request_service_eoi(void **state)
 static void masked_request_waits_in_irr(void **state)
 {
     (void)state;
-    pic_master_write(&pic, 1, 1, 0xfd);  /* only IRQ 1 open */
-    assert_int_equal(pic_master_read(&pic, 1, 1), 0xfd);
+    pic_port_write(&pic.port[0], 1, 1, 0xfd);  /* only IRQ 1 open */
+    assert_int_equal(pic_port_read(&pic.port[0], 1, 1), 0xfd);
     pulse(3);
     assert_false(pic_has_interrupt(&pic));
     assert_int_equal(master_irr(), 0x08);
-    pic_master_write(&pic, 1, 1, 0x00);
+    pic_port_write(&pic.port[0], 1, 1, 0x00);
     assert_true(pic_has_interrupt(&pic));
     assert_int_equal(pic_acknowledge(&pic), 0x23);
 }
@@ -98,7 +98,7 @@ static void priority_and_nesting(void **state)
     assert_int_equal(master_isr(), 0x03);
     eoi_master();                                   /* non-specific: the highest, IR0 */
     assert_int_equal(master_isr(), 0x02);
-    pic_master_write(&pic, 0, 1, 0x61);             /* specific EOI for IR1 */
+    pic_port_write(&pic.port[0], 0, 1, 0x61);             /* specific EOI for IR1 */
     assert_int_equal(master_isr(), 0x00);
     assert_int_equal(pic_acknowledge(&pic), 0x23);
 }
@@ -110,15 +110,15 @@ static void cascaded_slave(void **state)
     assert_true(pic_has_interrupt(&pic));
     assert_int_equal(pic_acknowledge(&pic), 0x2c);
     assert_int_equal(master_isr(), 0x04);
-    pic_slave_write(&pic, 0, 1, 0x0b);
-    assert_int_equal(pic_slave_read(&pic, 0, 1), 0x10);
+    pic_port_write(&pic.port[1], 0, 1, 0x0b);
+    assert_int_equal(pic_port_read(&pic.port[1], 0, 1), 0x10);
     pulse(8);                                       /* above IR12 on the slave, but the cascade is in service */
     assert_false(pic_has_interrupt(&pic));
-    pic_slave_write(&pic, 0, 1, 0x20);
+    pic_port_write(&pic.port[1], 0, 1, 0x20);
     eoi_master();
     assert_int_equal(pic_acknowledge(&pic), 0x28);
-    pic_slave_write(&pic, 1, 1, 0x01);              /* the slave's mask stops IRQ 8 */
-    pic_slave_write(&pic, 0, 1, 0x20);
+    pic_port_write(&pic.port[1], 1, 1, 0x01);              /* the slave's mask stops IRQ 8 */
+    pic_port_write(&pic.port[1], 0, 1, 0x20);
     eoi_master();
     pulse(8);
     assert_false(pic_has_interrupt(&pic));
@@ -127,21 +127,21 @@ static void cascaded_slave(void **state)
 static void auto_eoi_and_rotation(void **state)
 {
     (void)state;
-    pic_master_write(&pic, 0, 1, 0x11);
-    pic_master_write(&pic, 1, 1, 0x20);
-    pic_master_write(&pic, 1, 1, 0x04);
-    pic_master_write(&pic, 1, 1, 0x03);             /* auto EOI */
+    pic_port_write(&pic.port[0], 0, 1, 0x11);
+    pic_port_write(&pic.port[0], 1, 1, 0x20);
+    pic_port_write(&pic.port[0], 1, 1, 0x04);
+    pic_port_write(&pic.port[0], 1, 1, 0x03);             /* auto EOI */
     pulse(5);
     assert_int_equal(pic_acknowledge(&pic), 0x25);
     assert_int_equal(master_isr(), 0x00);
     /* Set priority: IR3 lowest, so IR4 comes before IR1. */
-    pic_master_write(&pic, 0, 1, 0xc3);
+    pic_port_write(&pic.port[0], 0, 1, 0xc3);
     pulse(1);
     pulse(4);
     assert_int_equal(pic_acknowledge(&pic), 0x24);
     assert_int_equal(pic_acknowledge(&pic), 0x21);
     /* Rotate in auto EOI: the pin just served becomes the lowest. */
-    pic_master_write(&pic, 0, 1, 0x80);
+    pic_port_write(&pic.port[0], 0, 1, 0x80);
     pulse(6);
     assert_int_equal(pic_acknowledge(&pic), 0x26);
     pulse(5);
@@ -154,7 +154,7 @@ static void rotate_on_eoi(void **state)
     (void)state;
     pulse(0);
     assert_int_equal(pic_acknowledge(&pic), 0x20);
-    pic_master_write(&pic, 0, 1, 0xa0);             /* rotate on non-specific EOI: IR0 now lowest */
+    pic_port_write(&pic.port[0], 0, 1, 0xa0);             /* rotate on non-specific EOI: IR0 now lowest */
     pulse(0);
     pulse(5);
     assert_int_equal(pic_acknowledge(&pic), 0x25);
@@ -163,10 +163,10 @@ static void rotate_on_eoi(void **state)
 static void level_triggered_and_spurious(void **state)
 {
     (void)state;
-    pic_master_write(&pic, 0, 1, 0x19);             /* level triggered */
-    pic_master_write(&pic, 1, 1, 0x20);
-    pic_master_write(&pic, 1, 1, 0x04);
-    pic_master_write(&pic, 1, 1, 0x01);
+    pic_port_write(&pic.port[0], 0, 1, 0x19);             /* level triggered */
+    pic_port_write(&pic.port[0], 1, 1, 0x20);
+    pic_port_write(&pic.port[0], 1, 1, 0x04);
+    pic_port_write(&pic.port[0], 1, 1, 0x01);
     pic_set_irq(&pic, 4, 1);
     assert_true(pic_has_interrupt(&pic));
     pic_set_irq(&pic, 4, 0);                        /* gone before the INTA cycle */
@@ -178,11 +178,11 @@ static void level_triggered_and_spurious(void **state)
 static void poll_command(void **state)
 {
     (void)state;
-    pic_master_write(&pic, 0, 1, 0x0c);
-    assert_int_equal(pic_master_read(&pic, 0, 1), 0x00);
+    pic_port_write(&pic.port[0], 0, 1, 0x0c);
+    assert_int_equal(pic_port_read(&pic.port[0], 0, 1), 0x00);
     pulse(6);
-    pic_master_write(&pic, 0, 1, 0x0c);
-    assert_int_equal(pic_master_read(&pic, 0, 1), 0x86);
+    pic_port_write(&pic.port[0], 0, 1, 0x0c);
+    assert_int_equal(pic_port_read(&pic.port[0], 0, 1), 0x86);
     assert_int_equal(master_isr(), 0x40);           /* polled = acknowledged */
     assert_false(pic_has_interrupt(&pic));
 }
@@ -201,7 +201,7 @@ static void state_round_trip_and_refusal(void **state)
     pic_init(&other);
     state_buf_init_reader(&r, s.data, s.len);
     assert_int_equal(pic_device_ops.load(&other, &r, PIC_STATE_VERSION, &err), 0);
-    pic_master_write(&other, 0, 1, 0x20);
+    pic_port_write(&other.port[0], 0, 1, 0x20);
     assert_int_equal(pic_acknowledge(&other), 0x23);
     s.data[6] = 9;                                  /* the master's lowest pin */
     state_buf_init_reader(&r, s.data, s.len);
