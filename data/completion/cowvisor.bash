@@ -32,7 +32,8 @@ _cowvisor()
     esac
     COMPREPLY=($(compgen -W "--kernel --initrd --append --kernel-decompress --bios --cpus --memory --disk
         --device --net --console --no-reboot --qmp --restore --loadvm --name --uuid --daemonize --pidfile --log
-        --log-level --config --sandbox --runas --chroot --incoming --record --replay --replay-break --help --version" -- "$cur"))
+        --log-level --config --sandbox --runas --chroot --incoming --record --replay --replay-break
+        --help --version" -- "$cur"))
 }
 
 _cowimg()
