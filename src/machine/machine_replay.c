@@ -85,19 +85,26 @@ int machine_replay_header(const struct machine_config *cfg, enum replay_start st
     return 0;
 }
 
+bool machine_replay_console_closed(struct machine *m)
+{
+    return m->console.in < 0 || (m->replay && m->replay->console_eof);
+}
+
 void machine_replay_console(struct machine *m, struct replay *rp)
 {
     enum replay_mode mode = replay_mode(rp);
     if (mode == REPLAY_OFF || !uart_can_receive(&m->uart)) {
         return;
     }
-    if (mode == REPLAY_RECORD ? m->console.in < 0 : !replay_pending(rp, REPLAY_EV_CONSOLE)) {
+    if (mode == REPLAY_RECORD ? machine_replay_console_closed(m) : !replay_pending(rp, REPLAY_EV_CONSOLE)) {
         return;
     }
     uint8_t buf[16];
     ssize_t n = host_input_console(m->console.in, buf, sizeof(buf));
     if (n > 0) {
         uart_receive(&m->uart, buf, (size_t)n);
+    } else if (n == 0 && m->replay) {
+        m->replay->console_eof = true;  /* no more reads, and an idle vCPU sleeps instead of polling */
     }
 }
 

@@ -21,6 +21,7 @@ struct machine_replay {
     struct exit_clock clock;
     uint64_t break_at;              /* 0: none */
     uint64_t idle_since_ns;         /* record: host time the vCPU went idle (0: not idle) */
+    bool console_eof;               /* record: the console's input ended */
 };
 
 /* What the vCPU does after an exit. */
@@ -55,5 +56,7 @@ int machine_replay_header(const struct machine_config *cfg, enum replay_start st
  * console fd holds (it must be non-blocking), through the seam; replay:
  * what the log has at this exit. */
 void machine_replay_console(struct machine *m, struct replay *rp);
+/* Record: no console input can come any more (none, or it ended). */
+bool machine_replay_console_closed(struct machine *m);
 
 #endif

@@ -112,7 +112,7 @@ static bool record_wait(struct machine *m, uint64_t deadline, int max_wait_ms)
     }
     uint64_t left_ms = (want - waited + 999999) / 1000000;
     int ms = left_ms < (uint64_t)max_wait_ms ? (int)left_ms : max_wait_ms;
-    if (m->console.in >= 0) {
+    if (!machine_replay_console_closed(m)) {
         struct pollfd p = { .fd = m->console.in, .events = POLLIN };
         poll(&p, 1, ms);
     } else if (ms > 0) {

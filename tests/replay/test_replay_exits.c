@@ -224,6 +224,33 @@ static void replay_past_the_log_ends(void **state)
     assert_int_equal(replayed, recorded);
 }
 
+/* Record: console input that ends (EOF) is not read again, and an idle
+ * vCPU no longer polls it (it would return at once, forever). */
+static void console_end_is_remembered(void **state)
+{
+    (void)state;
+    struct error err = { 0 };
+    struct trace t;
+    int cons[2];
+    assert_int_equal(pipe2(cons, O_NONBLOCK | O_CLOEXEC), 0);
+    struct machine *m = bare_machine(&config);
+    m->console.in = cons[0];
+    assert_int_equal(write(cons[1], "z", 1), 1);
+    close(cons[1]);
+    struct kvm_run *kr = calloc(1, 8192);
+    assert_non_null(kr);
+    assert_int_equal(machine_replay_start(m, MACHINE_REPLAY_RECORD, log_path, NULL, NULL, 0, &err), 0);
+    assert_int_equal(one_exit(m, kr, 0, 0, &t, &err), REPLAY_ACT_GO);
+    assert_false(machine_replay_console_closed(m));     /* "z" was read, the end not yet seen */
+    assert_int_equal(one_exit(m, kr, 1, 0, &t, &err), REPLAY_ACT_GO);
+    assert_true(machine_replay_console_closed(m));
+    assert_true(machine_replay_finish(m, &err) > 0);
+    m->console.in = -1;
+    close(cons[0]);
+    free(kr);
+    bare_destroy(m);
+}
+
 static void non_synchronous_exits_do_not_count(void **state)
 {
     (void)state;
@@ -239,6 +266,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(record_then_replay_three_times, setup, teardown),
         cmocka_unit_test_setup_teardown(another_rip_diverges_there, setup, teardown),
         cmocka_unit_test_setup_teardown(replay_past_the_log_ends, setup, teardown),
+        cmocka_unit_test_setup_teardown(console_end_is_remembered, setup, teardown),
         cmocka_unit_test(non_synchronous_exits_do_not_count),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
