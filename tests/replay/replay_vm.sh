@@ -63,8 +63,9 @@ check "... refused as truncated" grep -q "truncated" short.err
 timeout 60 "$V" --kernel "$G" --memory 64M --append "replay ticks=61" --replay run.log </dev/null >cfg.out 2>cfg.err
 check "another configuration is refused" grep -q "recorded with another configuration" cfg.err
 
-# --replay-break: paused at exit 500, query-replay says so, cont finishes.
-timeout 60 "$V" "${args[@]}" --replay run.log --replay-break 500 --qmp "unix:$TMP/q.sock,server,nowait" \
+# --replay-break: paused at exit 500, query-replay says so, cont finishes (the monitor
+# waits for its client, so the STOP event cannot come before it connects).
+timeout 60 "$V" "${args[@]}" --replay run.log --replay-break 500 --qmp "unix:$TMP/q.sock,server" \
     </dev/null >brk.out 2>brk.err &
 vm=$!
 python3 "$TESTS_DIR/vmstate/qmp.py" "$TMP/q.sock" qmp_capabilities '@wait:STOP' '{"execute":"query-replay"}' \
