@@ -204,6 +204,9 @@ struct machine_replay_info {
     uint64_t icount;        /* the exit ordinal */
 };
 void machine_replay_query(struct machine *m, struct machine_replay_info *out);
+/* Replay only: pause after exit icount (> the current one; replaces the
+ * break point there was, which a hit removes); 0 removes it. Any thread. */
+int machine_replay_set_break(struct machine *m, uint64_t icount, struct error *err);
 /* After machine_run: ends the log. Returns how many events were recorded
  * or replayed, or <0 (a divergence: err says "diverged" and where). */
 int64_t machine_replay_finish(struct machine *m, struct error *err);

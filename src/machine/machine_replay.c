@@ -164,7 +164,7 @@ int machine_replay_start(struct machine *m, enum machine_replay_mode mode, const
         return ret;
     }
     r->file = strdup(file);
-    r->break_at = record ? 0 : break_at;
+    __atomic_store_n(&r->break_at, record ? 0 : break_at, __ATOMIC_RELAXED);
     /* Console input reaches the guest only at exits now (machine_replay_console):
      * recorded from the console, or replayed from the log. */
     if (m->console.in >= 0) {
@@ -182,6 +182,32 @@ void machine_replay_query(struct machine *m, struct machine_replay_info *out)
         out->file = r->file;
         out->icount = replay_ordinal(r->rp);
     }
+}
+
+int machine_replay_set_break(struct machine *m, uint64_t icount, struct error *err)
+{
+    struct machine_replay *r = m->replay;
+    if (!r || !r->rp || replay_mode(r->rp) != REPLAY_REPLAY) {
+        return error_set(err, -EINVAL, "replay break points are allowed only while replaying (--replay)");
+    }
+    uint64_t now = replay_ordinal(r->rp);
+    if (icount && icount <= now) {
+        return error_set(err, -EINVAL, "cannot set a break point at exit %llu: the replay is at exit %llu",
+                         (unsigned long long)icount, (unsigned long long)now);
+    }
+    __atomic_store_n(&r->break_at, icount, __ATOMIC_RELAXED);
+    return 0;
+}
+
+bool machine_replay_at_break(struct machine *m)
+{
+    struct machine_replay *r = m->replay;
+    uint64_t at = __atomic_load_n(&r->break_at, __ATOMIC_RELAXED);
+    if (!at || replay_ordinal(r->rp) != at) {
+        return false;
+    }
+    /* Only if nobody moved it meanwhile. */
+    return __atomic_compare_exchange_n(&r->break_at, &at, 0, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
 }
 
 int64_t machine_replay_finish(struct machine *m, struct error *err)

@@ -19,7 +19,7 @@ struct machine_replay {
     struct pit pit;
     struct pic pic;
     struct exit_clock clock;
-    uint64_t break_at;              /* 0: none */
+    uint64_t break_at;              /* 0: none (atomic: QMP sets it while the vCPU runs) */
     uint64_t idle_since_ns;         /* record: host time the vCPU went idle (0: not idle) */
     bool console_eof;               /* record: the console's input ended */
 };
@@ -40,6 +40,8 @@ enum replay_action {
  * guest cannot take it now). */
 enum replay_action machine_replay_exit(struct machine *m, struct kvm_run *run, const struct kvm_regs *regs,
                                        uint8_t *vector, struct error *err);
+/* After the exit: is this the break point's exit? A hit removes it. */
+bool machine_replay_at_break(struct machine *m);
 /* Halted with nothing to inject: console input due now (record: arriving
  * before the next timer event, waiting at most max_wait_ms of host time;
  * replay: where the log has it), else time jumps to the next timer event. */

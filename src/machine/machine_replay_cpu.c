@@ -198,7 +198,7 @@ static bool exit_hook(void *opaque, struct vcpu *c)
     if (vm_request_pending(&m->vm)) {
         return false;
     }
-    if (r->break_at && replay_ordinal(r->rp) == r->break_at) {
+    if (machine_replay_at_break(m)) {
         vm_pause_self(&m->vm);
     }
     return true;

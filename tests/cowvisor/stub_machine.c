@@ -17,6 +17,7 @@ struct machine {
     uint64_t disk_size[MACHINE_MAX_DISKS];  /* 0: 8 MiB */
     struct machine_replay_info replay;
     char replay_file[64];
+    uint64_t replay_break;
 };
 
 struct machine *stub_machine_create(const struct machine_config *cfg)
@@ -56,6 +57,17 @@ void stub_machine_set_replay(struct machine *m, enum machine_replay_mode mode, c
 }
 
 void machine_replay_query(struct machine *m, struct machine_replay_info *out) { *out = m->replay; }
+
+int machine_replay_set_break(struct machine *m, uint64_t icount, struct error *err)
+{
+    if (m->replay.mode != MACHINE_REPLAY_PLAY) {
+        return error_set(err, -EINVAL, "replay break points are allowed only while replaying (--replay)");
+    }
+    m->replay_break = icount;
+    return 0;
+}
+
+uint64_t stub_machine_replay_break(struct machine *m) { return m->replay_break; }
 
 const struct machine_config *machine_config(const struct machine *m) { return m->cfg; }
 struct event_loop *machine_loop(struct machine *m) { return &m->loop; }

@@ -46,6 +46,35 @@ static json_t *run(const char *cmd)
     return ret;
 }
 
+/* The return value of cmd with arguments (a JSON object's text). */
+static json_t *run_args(const char *cmd, const char *args)
+{
+    char text[256];
+    snprintf(text, sizeof(text), "{\"execute\":\"%s\",\"arguments\":%s}", cmd, args);
+    json_t *r = qmp_client_cmd(&c, text);
+    json_t *ret = r ? json_object_get(r, "return") : NULL;
+    if (!ret) {
+        char *dump = r ? json_dumps(r, 0) : NULL;
+        fail_msg("%s %s: %s", cmd, args, dump ? dump : "no reply");
+    }
+    json_incref(ret);
+    json_decref(r);
+    return ret;
+}
+
+/* cmd with args fails with a GenericError whose text has want. */
+static void expect_error(const char *cmd, const char *args, const char *want)
+{
+    char text[256];
+    snprintf(text, sizeof(text), "{\"execute\":\"%s\",\"arguments\":%s}", cmd, args);
+    json_t *r = qmp_client_cmd(&c, text);
+    const char *desc = json_string_value(json_object_get(json_object_get(r, "error"), "desc"));
+    if (!desc || !strstr(desc, want)) {
+        fail_msg("%s %s: expected an error with '%s', got '%s'", cmd, args, want, desc ? desc : "no error");
+    }
+    json_decref(r);
+}
+
 /* keys: "name:t name:t ...", t one of s (string), i (integer), b (boolean),
  * o (object), a (array). Every one must be there with that type. */
 static void expect(json_t *o, const char *what, const char *keys)
@@ -320,11 +349,21 @@ static void test_replay(void **state)
     assert_string_equal(json_string_value(json_object_get(v, "filename")), "run.rplay");
     assert_int_equal(json_integer_value(json_object_get(v, "icount")), 4242);
     json_decref(v);
+    /* replay-break and replay-delete-break reach the machine, checked. */
+    json_decref(run_args("replay-break", "{\"icount\":5000}"));
+    assert_int_equal(stub_machine_replay_break(f->m), 5000);
+    json_decref(run("replay-delete-break"));
+    assert_int_equal(stub_machine_replay_break(f->m), 0);
+    expect_error("replay-break", "{}", "Parameter 'icount' is missing");
+    expect_error("replay-break", "{\"icount\":\"x\"}", "icount");
+    expect_error("replay-break", "{\"icount\":0}", "expects an exit number");
     stub_machine_set_replay(f->m, MACHINE_REPLAY_RECORD, "rec.rplay", 7);
     v = run("query-replay");
     assert_string_equal(json_string_value(json_object_get(v, "mode")), "record");
     json_decref(v);
+    expect_error("replay-break", "{\"icount\":9}", "only while replaying");
     stub_machine_set_replay(f->m, MACHINE_REPLAY_OFF, NULL, 0);
+    expect_error("replay-delete-break", "{}", "only while replaying");
 }
 
 int main(void)

@@ -224,6 +224,48 @@ static void replay_past_the_log_ends(void **state)
     assert_int_equal(replayed, recorded);
 }
 
+/* Break points (--replay-break, QMP replay-break): only while replaying,
+ * only ahead of the replay; hit once, at their exit. */
+static void break_points(void **state)
+{
+    (void)state;
+    struct error err = { 0 };
+    struct trace t;
+    int64_t events;
+    assert_int_equal(run(MACHINE_REPLAY_RECORD, NSTEPS, -1, &t, &events, &err), NSTEPS);
+    struct machine *m = bare_machine(&config);
+    struct kvm_run *kr = calloc(1, 8192);
+    assert_non_null(kr);
+    assert_int_equal(machine_replay_start(m, MACHINE_REPLAY_PLAY, log_path, NULL, NULL, 3, &err), 0);
+    int hits[NSTEPS] = { 0 };
+    for (int n = 0; n < NSTEPS; n++) {
+        assert_int_not_equal(one_exit(m, kr, n, 0, &t, &err), REPLAY_ACT_STOP);
+        hits[n] = machine_replay_at_break(m);
+        if (n == 5) {
+            assert_true(machine_replay_set_break(m, 6, &err) < 0);     /* exit 6 is behind */
+            assert_non_null(strstr(err.msg, "cannot set a break point at exit 6: the replay is at exit 6"));
+            assert_int_equal(machine_replay_set_break(m, 20, &err), 0);
+        }
+        if (n == 7) {
+            assert_int_equal(machine_replay_set_break(m, 0, &err), 0);     /* deleted */
+            assert_int_equal(machine_replay_set_break(m, 12, &err), 0);
+        }
+    }
+    for (int n = 0; n < NSTEPS; n++) {
+        assert_int_equal(hits[n], n == 2 || n == 11);   /* exits 3 and 12 (ordinals count from 1) */
+    }
+    assert_true(machine_replay_finish(m, &err) > 0);
+    free(kr);
+    bare_destroy(m);
+    /* Not while recording. */
+    m = bare_machine(&config);
+    assert_int_equal(machine_replay_start(m, MACHINE_REPLAY_RECORD, log_path, NULL, NULL, 0, &err), 0);
+    assert_true(machine_replay_set_break(m, 100, &err) < 0);
+    assert_non_null(strstr(err.msg, "only while replaying"));
+    assert_true(machine_replay_finish(m, &err) >= 0);
+    bare_destroy(m);
+}
+
 /* Record: console input that ends (EOF) is not read again, and an idle
  * vCPU no longer polls it (it would return at once, forever). */
 static void console_end_is_remembered(void **state)
@@ -266,6 +308,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(record_then_replay_three_times, setup, teardown),
         cmocka_unit_test_setup_teardown(another_rip_diverges_there, setup, teardown),
         cmocka_unit_test_setup_teardown(replay_past_the_log_ends, setup, teardown),
+        cmocka_unit_test_setup_teardown(break_points, setup, teardown),
         cmocka_unit_test_setup_teardown(console_end_is_remembered, setup, teardown),
         cmocka_unit_test(non_synchronous_exits_do_not_count),
     };

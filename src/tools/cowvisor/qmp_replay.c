@@ -1,6 +1,8 @@
-/* Record/replay's QMP query (issue 13), in QEMU's shape: query-replay
- * {mode: none|record|play, filename (when recording or replaying), icount}.
- * QEMU counts instructions; cowvisor's clock is the vCPU's exit ordinal. */
+/* Record/replay's QMP commands (issue 13), in QEMU's shapes: query-replay
+ * {mode: none|record|play, filename (when recording or replaying), icount},
+ * replay-break {icount} and replay-delete-break. QEMU counts instructions;
+ * cowvisor's clock is the vCPU's exit ordinal. A break point pauses the
+ * machine after that exit (STOP event). */
 #include "qmp_int.h"
 
 void qmp_query_replay(struct qmp_server *s, json_t *args, struct qmp_reply *r)
@@ -16,4 +18,34 @@ void qmp_query_replay(struct qmp_server *s, json_t *args, struct qmp_reply *r)
     r->ret = info.file ? json_pack("{s:s,s:s,s:I}", "mode", modes[info.mode], "filename", info.file, "icount",
                                    (json_int_t)info.icount)
                        : json_pack("{s:s,s:I}", "mode", modes[info.mode], "icount", (json_int_t)info.icount);
+}
+
+const struct qmp_arg qmp_replay_break_args[] = { { "icount", JSON_INTEGER, false }, { NULL, 0, false } };
+
+static void set_break(struct qmp_server *s, uint64_t icount, struct qmp_reply *r)
+{
+    struct error err = { 0 };
+    if (machine_replay_set_break(s->m, icount, &err) < 0) {
+        qmp_fail(r, QMP_GENERIC, "%s", err.msg);
+    }
+}
+
+void qmp_replay_break(struct qmp_server *s, json_t *args, struct qmp_reply *r)
+{
+    if (!qmp_check_args(args, qmp_replay_break_args, r)) {
+        return;
+    }
+    json_int_t icount = json_integer_value(json_object_get(args, "icount"));
+    if (icount <= 0) {
+        qmp_fail(r, QMP_GENERIC, "Parameter 'icount' expects an exit number (1 or more)");
+        return;
+    }
+    set_break(s, (uint64_t)icount, r);
+}
+
+void qmp_replay_delete_break(struct qmp_server *s, json_t *args, struct qmp_reply *r)
+{
+    if (qmp_check_args(args, qmp_no_args, r)) {
+        set_break(s, 0, r);
+    }
 }
