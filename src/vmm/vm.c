@@ -79,8 +79,14 @@ static void set_vmx_areas(struct vm *vm)
     ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &identity);
 }
 
+/* The in-kernel PICs, IOAPIC, LAPICs and PIT; with VM_USER_IRQCHIP none
+ * (the VMX areas still). */
 static int create_irqchip(struct vm *vm, struct error *err)
 {
+    set_vmx_areas(vm);
+    if (vm->user_irqchip) {
+        return 0;
+    }
     if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0) {
         return error_set_errno(err, -errno, "KVM_CREATE_IRQCHIP");
     }
@@ -130,10 +136,9 @@ int vm_create(struct vm *vm, int ncpus, uint64_t ram_size, unsigned flags, struc
     if ((ret = get_supported_cpuid(vm, err)) < 0 ||
         (ret = guest_memory_create(&vm->mem, ram_size, err)) < 0 ||
         (ret = guest_memory_add_slots(&vm->mem, vm->vm_fd, err)) < 0 ||
-        (!vm->user_irqchip && (ret = create_irqchip(vm, err)) < 0)) {
+        (ret = create_irqchip(vm, err)) < 0) {
         return ret;
     }
-    set_vmx_areas(vm);
     struct sigaction sa = { .sa_handler = kick_signal_handler };
     sigaction(SIGUSR1, &sa, NULL);
     for (int i = 0; i < ncpus; i++) {
