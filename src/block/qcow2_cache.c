@@ -64,6 +64,17 @@ static void lru_push(struct qcow2_cache *c, int i, bool at_head)
     }
 }
 
+/* Marks table i most recently used. Every lookup on the read path does this:
+ * a table already at the head (a run of reads in one table) stays put
+ * without writing to the list. */
+static void lru_touch(struct qcow2_cache *c, int i)
+{
+    if (c->lru_head != i) {
+        lru_unlink(c, i);
+        lru_push(c, i, true);
+    }
+}
+
 static int hash_find(const struct qcow2_cache *c, uint64_t offset)
 {
     for (int i = c->buckets[bucket_of(c, offset)]; i >= 0; i = c->entries[i].hash_next) {
@@ -176,8 +187,7 @@ int qcow2_cache_get(struct qcow2 *s, struct qcow2_cache *c, uint64_t offset, boo
     if (fresh) {
         memset(table_of(c, i), 0, c->table_size);
     }
-    lru_unlink(c, i);
-    lru_push(c, i, true);
+    lru_touch(c, i);
     *table = table_of(c, i);
     return 0;
 }
@@ -228,8 +238,7 @@ uint8_t *qcow2_cache_peek(struct qcow2_cache *c, uint64_t offset)
     if (i < 0) {
         return NULL;
     }
-    lru_unlink(c, i);
-    lru_push(c, i, true);
+    lru_touch(c, i);
     return table_of(c, i);
 }
 
