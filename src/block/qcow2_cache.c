@@ -192,6 +192,17 @@ int qcow2_cache_get(struct qcow2 *s, struct qcow2_cache *c, uint64_t offset, boo
     return 0;
 }
 
+uint8_t *qcow2_cache_claim(struct qcow2_cache *c, uint64_t offset)
+{
+    int i = c->lru_tail;
+    if (c->entries[i].offset) {
+        hash_remove(c, i);
+    }
+    hash_insert(c, i, offset);
+    lru_touch(c, i);
+    return table_of(c, i);
+}
+
 int qcow2_cache_update(struct qcow2 *s, struct qcow2_cache *c, uint8_t *table, uint32_t start,
                        uint32_t len, bool writeback, struct error *err)
 {
