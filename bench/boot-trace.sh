@@ -18,16 +18,8 @@ random_reads=${BENCH_RANDOM_READS:-20000}
 dir=$(mktemp -d "${BENCH_DIR:-/var/tmp}/cowvisor-bench.XXXXXX")
 trap 'rm -rf "$dir"' EXIT
 
-python3 - "$dir/data.raw" "$size_mb" <<'PY'
-import random, sys
-random.seed(1)
-words = [b"kernel", b"block", b"cluster", b"qcow2", b"snapshot", b"virtio", b"\x00" * 64, b"\n"]
-chunk = b"".join(random.choice(words) for _ in range(200000))[:1 << 20]
-with open(sys.argv[1], "wb") as f:
-    for i in range(int(sys.argv[2])):
-        f.write(chunk[i % 7:] + chunk[:i % 7])
-PY
-mv "$dir/data.raw" "$dir/disk.raw"
+# Data that compresses like an OS image (the same bytes every run).
+python3 "$(dirname "$0")/os_like_data.py" "$dir/disk.raw" "$size_mb"
 qemu-img convert -f raw -O qcow2 "$dir/disk.raw" "$dir/disk.qcow2"
 qemu-img convert -f raw -O qcow2 -c -o compression_type=zlib "$dir/disk.raw" "$dir/zlib.qcow2"
 qemu-img convert -f raw -O qcow2 -c -o compression_type=zstd "$dir/disk.raw" "$dir/zstd.qcow2"

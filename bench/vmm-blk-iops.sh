@@ -25,16 +25,8 @@ done
 command -v qemu-system-x86_64 >/dev/null || { echo "$0: qemu-system-x86_64 is not installed" >&2; exit 1; }
 dir=$(mktemp -d "${TMPDIR:-/tmp}/cowvisor-bench.XXXXXX")
 trap 'rm -rf "$dir"' EXIT
-# Data that compresses like an OS image: text with some noise.
-python3 - "$dir/disk.raw" 128 <<'PY'
-import random, sys
-random.seed(1)
-words = [b"kernel", b"block", b"cluster", b"qcow2", b"snapshot", b"virtio", b"\x00" * 64, b"\n"]
-chunk = b"".join(random.choice(words) for _ in range(200000))[:1 << 20]
-with open(sys.argv[1], "wb") as f:
-    for i in range(int(sys.argv[2])):
-        f.write(chunk[i % 7:] + chunk[:i % 7])
-PY
+# Data that compresses like an OS image (the same bytes every run).
+python3 "$(dirname "$0")/os_like_data.py" "$dir/disk.raw" 128
 qemu-img convert -f raw -O qcow2 "$dir/disk.raw" "$dir/disk.qcow2"
 qemu-img convert -f raw -O qcow2 -c -o compression_type=zlib "$dir/disk.raw" "$dir/zlib.qcow2"
 qemu-img convert -f raw -O qcow2 -c -o compression_type=zstd "$dir/disk.raw" "$dir/zstd.qcow2"
