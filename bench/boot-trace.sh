@@ -39,18 +39,22 @@ with open(path, "w") as f:
 PY
 done
 
-seconds() {  # trace, then the command: wall time of replaying the trace
+seconds() {  # trace, then the command: "wall cpu" seconds of replaying the trace
     local trace=$1; shift
     python3 - "$trace" "$@" <<'PY'
-import subprocess, sys, time
+import resource, subprocess, sys, time
 with open(sys.argv[1]) as f:
     commands = [a for line in f.read().splitlines() for a in ("-c", line)]
 cmd = sys.argv[2:-1] + commands + sys.argv[-1:]
+r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
 t0 = time.perf_counter()
 p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+t = time.perf_counter() - t0
+r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
 if p.returncode or p.stderr:
     sys.exit(f"{sys.argv[2]} failed: {p.stderr.decode()[:500]}")
-print(f"{time.perf_counter() - t0:.3f}")
+cpu = r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime
+print(f"{t:.3f} {cpu:.3f}")
 PY
 }
 median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
@@ -58,10 +62,12 @@ ratio() { python3 -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2
 
 images=(disk.raw disk.qcow2 zlib.qcow2 zstd.qcow2)
 tools=(cowio qemu-threads qemu-io_uring)
-echo "boot-like trace: 64 MiB in 128 KiB reads, then $random_reads random 4 KiB reads; ${size_mb} MiB images, $(nproc) cores, medians of $rounds"
+echo "boot-like trace: 64 MiB in 128 KiB reads, then $random_reads random 4 KiB reads; ${size_mb} MiB images," \
+     "$(nproc) cores, medians of $rounds; wall seconds, and CPU seconds (user + system, all threads:" \
+     "steadier than wall time on a shared host)"
 for span in disk boot; do
     echo "random reads over the $span ($([[ $span == disk ]] && echo "${size_mb} MiB" || echo "first 64 MiB"))"
-    declare -A all=() med=()
+    declare -A wall=() cpu=()
     for ((r = 0; r < rounds; r++)); do
         for image in "${images[@]}"; do
             order=("${tools[@]}")
@@ -72,25 +78,29 @@ for span in disk boot; do
                 cowio) t=$(seconds "$dir/trace-$span" "$cowio" -f "$fmt" "$dir/$image") ;;
                 qemu-*) t=$(seconds "$dir/trace-$span" qemu-io -f "$fmt" -i "${tool#qemu-}" -t writeback "$dir/$image") ;;
                 esac
-                all[$tool $image]+=" $t"
+                wall[$tool $image]+=" ${t% *}" cpu[$tool $image]+=" ${t#* }"
             done
         done
     done
-    best_qemu() {  # image: "seconds mode" of QEMU's faster AIO mode
-        local t=${med[qemu-threads $1]} u=${med[qemu-io_uring $1]}
-        python3 -c "import sys; t, u = float(sys.argv[1]), float(sys.argv[2]); print(f'{t} threads' if t <= u else f'{u} io_uring')" "$t" "$u"
-    }
-    for image in "${images[@]}"; do
-        for tool in "${tools[@]}"; do
-            med[$tool $image]=$(echo "${all[$tool $image]}" | median)
+    for metric in wall cpu; do
+        declare -n runs=$metric
+        declare -A med=()
+        for key in "${!runs[@]}"; do
+            med[$key]=$(echo "${runs[$key]}" | median)
         done
+        best_qemu() {  # image: "seconds mode" of QEMU's faster AIO mode
+            python3 -c "import sys; t, u = float(sys.argv[1]), float(sys.argv[2]); print(f'{t} threads' if t <= u else f'{u} io_uring')" \
+                "${med[qemu-threads $1]}" "${med[qemu-io_uring $1]}"
+        }
+        read -r q_raw _ <<<"$(best_qemu disk.raw)"
+        for image in "${images[@]}"; do
+            read -r q best <<<"$(best_qemu "$image")"
+            printf '  %-4s %-11s cowio %7.3fs (%sx raw)   qemu-io %7.3fs (aio=%s; %sx raw)   qemu/cowio %sx   cowio runs:%s\n' \
+                "$metric" "$image" "${med[cowio $image]}" "$(ratio "${med[cowio $image]}" "${med[cowio disk.raw]}")" \
+                "$q" "$best" "$(ratio "$q" "$q_raw")" "$(ratio "$q" "${med[cowio $image]}")" "${runs[cowio $image]}"
+        done
+        unset -n runs
+        unset med
     done
-    read -r q_raw _ <<<"$(best_qemu disk.raw)"
-    for image in "${images[@]}"; do
-        read -r q best <<<"$(best_qemu "$image")"
-        printf '  %-11s cowio %7.3fs (%sx raw)   qemu-io %7.3fs (aio=%s; %sx raw)   qemu/cowio %sx   cowio runs:%s\n' \
-            "$image" "${med[cowio $image]}" "$(ratio "${med[cowio $image]}" "${med[cowio disk.raw]}")" \
-            "$q" "$best" "$(ratio "$q" "$q_raw")" "$(ratio "$q" "${med[cowio $image]}")" "${all[cowio $image]}"
-    done
-    unset all med
+    unset wall cpu
 done

@@ -88,8 +88,8 @@ static int init_caches(struct qcow2 *s, const struct blockdev_open_opts *opts, s
     if (ret < 0) {
         return ret;
     }
-    if (qcow2_cache_init(&s->l2_cache, l2_count, s->cluster_size) < 0 ||
-        qcow2_cache_init(&s->refblock_cache, rb_count, s->cluster_size) < 0 ||
+    if (qcow2_cache_init(&s->l2_cache, l2_count, s->cluster_size, false) < 0 ||
+        qcow2_cache_init(&s->refblock_cache, rb_count, s->cluster_size, false) < 0 ||
         qcow2_zcache_init(&s->zcache, z_count, s->cluster_size) < 0) {
         return error_set(err, -ENOMEM, "Could not allocate the qcow2 caches");
     }

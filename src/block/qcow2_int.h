@@ -261,7 +261,9 @@ int qcow2_prepare_write(struct qcow2 *s, struct error *err);
 bool qcow2_overlaps_metadata(struct qcow2 *s, uint64_t off, uint64_t len);
 
 /* qcow2_cache.c */
-int qcow2_cache_init(struct qcow2_cache *c, int count, uint32_t table_size);
+/* huge_pages: a cache filled through quickly (decompressed clusters) gets
+ * its memory in transparent huge pages. */
+int qcow2_cache_init(struct qcow2_cache *c, int count, uint32_t table_size, bool huge_pages);
 void qcow2_cache_destroy(struct qcow2_cache *c);
 /* Returns the table at host offset, reading it on a miss. With fresh, the
  * table is not read but zero-filled (a newly allocated cluster). */

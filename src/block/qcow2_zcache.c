@@ -19,7 +19,7 @@ int qcow2_zcache_init(struct qcow2_zcache *z, int count, uint32_t cluster_size)
     memset(z, 0, sizeof(*z));
     pthread_mutex_init(&z->lock, NULL);
     /* The tables are one allocation: pages never filled are never touched. */
-    return count > 0 ? qcow2_cache_init(&z->slots, count, cluster_size) : 0;
+    return count > 0 ? qcow2_cache_init(&z->slots, count, cluster_size, true) : 0;
 }
 
 void qcow2_zcache_destroy(struct qcow2_zcache *z)
