@@ -10,16 +10,8 @@ size_mb=${BENCH_SIZE_MB:-256}
 dir=$(mktemp -d "${TMPDIR:-/tmp}/cowvisor-bench.XXXXXX")
 trap 'rm -rf "$dir"' EXIT
 
-# Data that compresses like a typical OS image: text with some noise.
-python3 - "$dir/data.raw" "$size_mb" <<'PY'
-import os, sys, random
-random.seed(1)
-words = [b"kernel", b"block", b"cluster", b"qcow2", b"snapshot", b"virtio", b"\x00" * 64, b"\n"]
-chunk = b"".join(random.choice(words) for _ in range(200000))[:1 << 20]
-with open(sys.argv[1], "wb") as f:
-    for i in range(int(sys.argv[2])):
-        f.write(chunk[i % 7:] + chunk[:i % 7])
-PY
+# Data that compresses like an OS image (the same bytes every run).
+python3 "$(dirname "$0")/os_like_data.py" "$dir/data.raw" "$size_mb"
 qemu-img convert -f raw -O qcow2 -c "$dir/data.raw" "$dir/zlib.qcow2"
 qemu-img convert -f raw -O qcow2 -c -o compression_type=zstd "$dir/data.raw" "$dir/zstd.qcow2"
 qemu-img convert -f raw -O qcow2 "$dir/data.raw" "$dir/full.qcow2"

@@ -15,7 +15,7 @@ all_targets=(qcow2_open_read qcow2_repair virtqueue nbd_server vmstate_stream re
 
 cflags=(-std=gnu11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -g -O1 -I"$here/src")
 sanitize=(-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined)
-libs=(-lz -lzstd -llzma -luring -lseccomp -ljansson -lnbd -lxxhash -lm -lpthread)
+libs=(-lz -lzstd -llzma -lseccomp -ljansson -lnbd -lxxhash -lm -lpthread)
 
 # The library once, as objects with fuzzer instrumentation (no main).
 compile_one() {

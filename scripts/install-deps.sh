@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
     # build
     build-essential meson ninja-build pkg-config python3
-    zlib1g-dev libzstd-dev liblzma-dev liburing-dev libseccomp-dev libcmocka-dev libjansson-dev
+    zlib1g-dev libzstd-dev liblzma-dev libseccomp-dev libcmocka-dev libjansson-dev
     libnbd-dev libxxhash-dev
     clang libclang-rt-14-dev
     # reference peers and guests for the tests

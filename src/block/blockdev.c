@@ -174,6 +174,11 @@ int blockdev_open(struct blockdev **out, const char *filename, const struct bloc
             drv = blockdev_find_driver("raw");
         }
     }
+    if (opts->compressed_cache_set && strcmp(drv->format_name, "qcow2") != 0) {
+        hostfile_close(file);
+        return error_set(err, -EINVAL, "Block format '%s' does not support the option "
+                         "'compressed-cache-size'", drv->format_name);
+    }
     struct blockdev *bd = NULL;
     ret = drv->open(&bd, file, filename, opts, err);
     if (ret < 0) {

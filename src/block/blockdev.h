@@ -36,6 +36,8 @@ struct blockdev_open_opts {
     const char *backing_format;         /* backing.driver: overrides the format the image records */
     struct blkdebug *blkdebug;          /* blkdebug rules over the image file: blockdev_open
                                          * takes them over (blockdev_spec makes them) */
+    bool compressed_cache_set;          /* qcow2: compressed_cache_size was given ... */
+    uint64_t compressed_cache_size;     /* ... bytes of decompressed clusters kept (0: none) */
 };
 
 /* Flags of blockdev_pwrite_zeroes. */
@@ -93,6 +95,8 @@ struct blockdev_spec {
     char format_prefix[16];     /* key prefix of the format node's own options */
     char *node_name[BDEV_NODE_LAYERS];
     struct blkdebug *blkdebug;  /* file.driver=blkdebug: its rules (owned until opened) */
+    bool compressed_cache_set;  /* compressed-cache-size= (qcow2; not a QEMU option) */
+    uint64_t compressed_cache_size;
     struct options opts;        /* every option; unread ones are the caller's to check */
 };
 

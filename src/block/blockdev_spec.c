@@ -199,6 +199,16 @@ static int parse_protocol(struct blockdev_spec *spec, const char *prefix, const 
     return 0;
 }
 
+/* The size of qcow2's decompressed-cluster cache, a format node option. */
+static int parse_compressed_cache(struct blockdev_spec *spec, const char *prefix,
+                                  struct error *err)
+{
+    char key[64];
+    snprintf(key, sizeof(key), "%scompressed-cache-size", prefix);
+    spec->compressed_cache_set = options_get(&spec->opts, key) != NULL;
+    return options_get_size(&spec->opts, key, &spec->compressed_cache_size, err);
+}
+
 void blockdev_spec_init(struct blockdev_spec *spec)
 {
     memset(spec, 0, sizeof(*spec));
@@ -236,6 +246,9 @@ int blockdev_spec_parse_options(struct blockdev_spec *spec, const char *text,
         return parse_protocol(spec, prefix, driver, err);
     }
     spec->format = dup_or_null(driver);
+    if ((ret = parse_compressed_cache(spec, prefix, err)) < 0) {
+        return ret;
+    }
     char file_prefix[64];
     snprintf(file_prefix, sizeof(file_prefix), "%sfile.", prefix);
     const char *file_driver = layer_get(opts, prefix, "file.driver");
@@ -396,6 +409,10 @@ int blockdev_open_spec(struct blockdev **out, const char *name, const char *opti
     }
     if (spec.backing_format) {
         o.backing_format = spec.backing_format;
+    }
+    if (spec.compressed_cache_set) {
+        o.compressed_cache_set = true;
+        o.compressed_cache_size = spec.compressed_cache_size;
     }
     if (spec.blkdebug) {
         blkdebug_free(o.blkdebug);

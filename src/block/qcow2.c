@@ -3,6 +3,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "block/qcow2_int.h"
 #include "util/bswap.h"
@@ -11,7 +12,11 @@
 extern const struct blockdev_driver qcow2_driver;
 
 #define L2_CACHE_MAX_BYTES (32u << 20)     /* QEMU's default ceiling */
-#define ZCACHE_BYTES (8u << 20)
+/* Decompressed clusters by default: enough for the hot set of a boot, no
+ * more than the disk, at most 1/64 of the host's memory. Only slots that are
+ * filled take memory: an image without compressed clusters costs nothing. */
+#define ZCACHE_DEFAULT_BYTES (64u << 20)
+#define ZCACHE_MIN_SLOTS 4
 
 bool blockdev_is_qcow2(const struct blockdev *bd)
 {
@@ -40,7 +45,35 @@ static int load_l1(struct qcow2 *s, struct error *err)
     return 0;
 }
 
-static int init_caches(struct qcow2 *s, struct error *err)
+static uint64_t host_memory(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    return pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : UINT64_MAX;
+}
+
+/* Slots of the decompressed-cluster cache: compressed-cache-size, or the default. */
+static int zcache_slots(struct qcow2 *s, const struct blockdev_open_opts *opts, int *slots,
+                        struct error *err)
+{
+    uint64_t disk = (qcow2_size_to_clusters(s, s->bd.size) + 1) << s->cluster_bits;
+    uint64_t bytes = opts->compressed_cache_size;
+    if (!opts->compressed_cache_set) {
+        bytes = ZCACHE_DEFAULT_BYTES < host_memory() / 64 ? ZCACHE_DEFAULT_BYTES : host_memory() / 64;
+        bytes = bytes < (uint64_t)ZCACHE_MIN_SLOTS << s->cluster_bits
+                ? (uint64_t)ZCACHE_MIN_SLOTS << s->cluster_bits : bytes;
+    } else if (bytes && bytes < s->cluster_size) {
+        return error_set(err, -EINVAL, "compressed-cache-size must be 0 (no cache) or at least "
+                         "one cluster (%u bytes), not %" PRIu64, s->cluster_size, bytes);
+    } else if (bytes > host_memory() / 2) {
+        return error_set(err, -EINVAL, "compressed-cache-size %" PRIu64 " is more than half "
+                         "of the host's memory (%" PRIu64 " bytes)", bytes, host_memory());
+    }
+    bytes = bytes < disk ? bytes : disk;     /* more could never be used */
+    *slots = (int)(bytes >> s->cluster_bits);
+    return 0;
+}
+
+static int init_caches(struct qcow2 *s, const struct blockdev_open_opts *opts, struct error *err)
 {
     /* Cover the whole disk (like QEMU's default), at most 32 MiB. */
     uint64_t tables = qcow2_size_to_l1(s, s->bd.size) + 1;
@@ -50,24 +83,30 @@ static int init_caches(struct qcow2 *s, struct error *err)
         l2_count = 4;
     }
     int rb_count = l2_count / 4 < 4 ? 4 : l2_count / 4;
-    int z_count = (int)(ZCACHE_BYTES / s->cluster_size);
-    z_count = z_count < 4 ? 4 : z_count > 64 ? 64 : z_count;
-    if (qcow2_cache_init(&s->l2_cache, l2_count, s->cluster_size) < 0 ||
-        qcow2_cache_init(&s->refblock_cache, rb_count, s->cluster_size) < 0 ||
+    int z_count = 0;
+    int ret = zcache_slots(s, opts, &z_count, err);
+    if (ret < 0) {
+        return ret;
+    }
+    if (qcow2_cache_init(&s->l2_cache, l2_count, s->cluster_size, false) < 0 ||
+        qcow2_cache_init(&s->refblock_cache, rb_count, s->cluster_size, false) < 0 ||
         qcow2_zcache_init(&s->zcache, z_count, s->cluster_size) < 0) {
         return error_set(err, -ENOMEM, "Could not allocate the qcow2 caches");
     }
+    qcow2_readahead_init(s);
+    s->readahead_ready = true;
     return 0;
 }
 
 static void qcow2_free_state(struct qcow2 *s)
 {
+    if (s->readahead_ready) {
+        qcow2_readahead_destroy(s);     /* its workers look tables up */
+    }
     qcow2_cache_destroy(&s->l2_cache);
     free(s->deferred_frees);
     qcow2_cache_destroy(&s->refblock_cache);
-    if (s->zcache.entries) {
-        qcow2_zcache_destroy(&s->zcache);
-    }
+    qcow2_zcache_destroy(&s->zcache);
     for (int i = 0; i < s->n_unknown_ext; i++) {
         free(s->unknown_ext[i].data);
     }
@@ -113,7 +152,7 @@ static int qcow2_open(struct blockdev **out, struct hostfile *file, const char *
         ret = qcow2_refcount_init(s, err);
     }
     if (ret == 0) {
-        ret = init_caches(s, err);
+        ret = init_caches(s, opts, err);
     }
     if (ret == 0) {
         ret = qcow2_snapshots_load(s, err);

@@ -8,6 +8,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "block/qcow2_int.h"
 
@@ -64,6 +65,17 @@ static void lru_push(struct qcow2_cache *c, int i, bool at_head)
     }
 }
 
+/* Marks table i most recently used. Every lookup on the read path does this:
+ * a table already at the head (a run of reads in one table) stays put
+ * without writing to the list. */
+static void lru_touch(struct qcow2_cache *c, int i)
+{
+    if (c->lru_head != i) {
+        lru_unlink(c, i);
+        lru_push(c, i, true);
+    }
+}
+
 static int hash_find(const struct qcow2_cache *c, uint64_t offset)
 {
     for (int i = c->buckets[bucket_of(c, offset)]; i >= 0; i = c->entries[i].hash_next) {
@@ -95,7 +107,27 @@ static void hash_insert(struct qcow2_cache *c, int i, uint64_t offset)
     c->buckets[b] = i;
 }
 
-int qcow2_cache_init(struct qcow2_cache *c, int count, uint32_t table_size)
+#define HUGE_PAGE (2u << 20)
+
+/* The tables in one block. With huge_pages, a large one asks for
+ * transparent huge pages: the first use of each table then costs no page
+ * fault of its own (16 per 64 KiB table otherwise, costly under nested
+ * virtualization), and memory is still only taken, 2 MiB at a time, where
+ * tables are used. */
+static uint8_t *alloc_tables(size_t bytes, bool huge_pages)
+{
+    if (!huge_pages || bytes < HUGE_PAGE) {
+        return malloc(bytes);
+    }
+    size_t rounded = (bytes + HUGE_PAGE - 1) & ~(size_t)(HUGE_PAGE - 1);
+    uint8_t *p = aligned_alloc(HUGE_PAGE, rounded);
+    if (p) {
+        madvise(p, rounded, MADV_HUGEPAGE);     /* advice: failure changes nothing */
+    }
+    return p;
+}
+
+int qcow2_cache_init(struct qcow2_cache *c, int count, uint32_t table_size, bool huge_pages)
 {
     memset(c, 0, sizeof(*c));
     uint32_t nbuckets = 1;
@@ -105,7 +137,7 @@ int qcow2_cache_init(struct qcow2_cache *c, int count, uint32_t table_size)
     c->count = count;
     c->table_size = table_size;
     c->bucket_mask = nbuckets - 1;
-    c->tables = malloc((size_t)count * table_size);
+    c->tables = alloc_tables((size_t)count * table_size, huge_pages);
     c->entries = calloc((size_t)count, sizeof(*c->entries));
     c->buckets = malloc(nbuckets * sizeof(*c->buckets));
     if (!c->tables || !c->entries || !c->buckets) {
@@ -176,10 +208,20 @@ int qcow2_cache_get(struct qcow2 *s, struct qcow2_cache *c, uint64_t offset, boo
     if (fresh) {
         memset(table_of(c, i), 0, c->table_size);
     }
-    lru_unlink(c, i);
-    lru_push(c, i, true);
+    lru_touch(c, i);
     *table = table_of(c, i);
     return 0;
+}
+
+uint8_t *qcow2_cache_claim(struct qcow2_cache *c, uint64_t offset)
+{
+    int i = c->lru_tail;
+    if (c->entries[i].offset) {
+        hash_remove(c, i);
+    }
+    hash_insert(c, i, offset);
+    lru_touch(c, i);
+    return table_of(c, i);
 }
 
 int qcow2_cache_update(struct qcow2 *s, struct qcow2_cache *c, uint8_t *table, uint32_t start,
@@ -228,8 +270,7 @@ uint8_t *qcow2_cache_peek(struct qcow2_cache *c, uint64_t offset)
     if (i < 0) {
         return NULL;
     }
-    lru_unlink(c, i);
-    lru_push(c, i, true);
+    lru_touch(c, i);
     return table_of(c, i);
 }
 

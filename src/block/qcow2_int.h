@@ -93,20 +93,37 @@ struct qcow2_cache {
     int lru_head, lru_tail;
 };
 
-/* Decompressed clusters, so that small sequential reads of one compressed
- * cluster decompress it once (QEMU decompresses on every read). */
-struct qcow2_zcache_entry {
-    uint64_t l2_entry;      /* the compressed descriptor: identifies the data */
-    uint64_t lru;
-    uint8_t *data;          /* one cluster */
-};
-
+/* Decompressed clusters (qcow2_zcache.c), so that reads of a compressed
+ * cluster decompress it once (QEMU decompresses on every read). A cluster is
+ * found by its compressed L2 descriptor, which names the data as long as the
+ * host bytes stay allocated: rewriting the cluster gives it a new descriptor,
+ * and freed host bytes are forgotten before they can be reused. */
 struct qcow2_zcache {
     pthread_mutex_t lock;
-    int count;
-    uint64_t lru_clock;
-    struct qcow2_zcache_entry *entries;
+    struct qcow2_cache slots;   /* descriptor -> cluster; never dirty; count 0: no cache */
+    int used;                   /* slots holding a cluster */
+    uint64_t generation;        /* bumped by each forget: a fill that raced one is dropped */
     uint64_t hits, misses;
+};
+
+/* Read-ahead of compressed clusters (qcow2_readahead.c): a sequential
+ * stream of reads through compressed clusters has the next ones decompressed
+ * into the cache by a few worker threads, on cores the reader leaves idle. */
+#define QCOW2_RA_QUEUE 64
+#define QCOW2_RA_MAX_THREADS 4
+
+struct qcow2_readahead {
+    pthread_mutex_t lock;
+    pthread_cond_t work;
+    pthread_t threads[QCOW2_RA_MAX_THREADS];
+    int nthreads, max_threads;
+    uint32_t window;            /* clusters kept decompressed ahead of a stream; 0: off */
+    uint64_t queue[QCOW2_RA_QUEUE];     /* guest cluster indexes to decompress */
+    int head, count;
+    uint64_t stream_next;       /* the guest cluster a sequential stream reads next */
+    uint64_t queued_to;         /* clusters below this, in the stream, are queued */
+    uint64_t done;              /* clusters decompressed by read-ahead (tests, debug log) */
+    bool stop;
 };
 
 struct qcow2_unknown_ext {
@@ -175,6 +192,8 @@ struct qcow2 {
     struct qcow2_cache l2_cache;
     struct qcow2_cache refblock_cache;
     struct qcow2_zcache zcache;
+    struct qcow2_readahead readahead;
+    bool readahead_ready;               /* initialized: destroy it */
 
     uint64_t free_cluster_index;        /* search hint for the allocator */
     uint64_t free_byte_offset;          /* where the next compressed cluster may go */
@@ -242,7 +261,9 @@ int qcow2_prepare_write(struct qcow2 *s, struct error *err);
 bool qcow2_overlaps_metadata(struct qcow2 *s, uint64_t off, uint64_t len);
 
 /* qcow2_cache.c */
-int qcow2_cache_init(struct qcow2_cache *c, int count, uint32_t table_size);
+/* huge_pages: a cache filled through quickly (decompressed clusters) gets
+ * its memory in transparent huge pages. */
+int qcow2_cache_init(struct qcow2_cache *c, int count, uint32_t table_size, bool huge_pages);
 void qcow2_cache_destroy(struct qcow2_cache *c);
 /* Returns the table at host offset, reading it on a miss. With fresh, the
  * table is not read but zero-filled (a newly allocated cluster). */
@@ -256,6 +277,9 @@ int qcow2_cache_flush(struct qcow2 *s, struct qcow2_cache *c, struct error *err)
 void qcow2_cache_discard(struct qcow2_cache *c, uint64_t offset);
 /* The cached table at offset, or NULL when it is not cached (no I/O). */
 uint8_t *qcow2_cache_peek(struct qcow2_cache *c, uint64_t offset);
+/* For caches whose tables are never dirty: the least recently used table,
+ * now cached for offset; the caller fills it. */
+uint8_t *qcow2_cache_claim(struct qcow2_cache *c, uint64_t offset);
 /* Drops every entry (after a snapshot apply or a repair rewrote tables). */
 void qcow2_cache_invalidate(struct qcow2_cache *c);
 
@@ -322,13 +346,36 @@ void qcow2_compressed_range(const struct qcow2 *s, uint64_t l2_entry, uint64_t *
 /* Returns the compressed length, or -ENOSPC when the data does not shrink. */
 int qcow2_compress(int type, const void *src, size_t src_len, void *dst, size_t dst_cap);
 int qcow2_decompress(int type, const void *src, size_t src_len, void *dst, size_t dst_len);
+
+/* qcow2_zcache.c */
 int qcow2_zcache_init(struct qcow2_zcache *z, int count, uint32_t cluster_size);
 void qcow2_zcache_destroy(struct qcow2_zcache *z);
-/* Copies len bytes at offset_in_cluster of the decompressed cluster. */
-int qcow2_read_compressed(struct qcow2 *s, uint64_t l2_entry, uint32_t offset_in_cluster,
-                          void *buf, size_t len, struct error *err);
+/* Read with s->lock held, when the descriptor is looked up: a fill from a
+ * descriptor read before a forget would cache bytes that may be reused. */
+uint64_t qcow2_zcache_generation(struct qcow2 *s);
+/* Copies len bytes at offset_in_cluster of the decompressed cluster;
+ * generation as read when l2_entry was looked up. */
+int qcow2_read_compressed(struct qcow2 *s, uint64_t l2_entry, uint64_t generation,
+                          uint32_t offset_in_cluster, void *buf, size_t len, struct error *err);
+/* The same from the cache only: -EAGAIN when it does not hold the cluster
+ * or another thread holds the cache's lock. */
+int qcow2_read_compressed_nowait(struct qcow2 *s, uint64_t l2_entry, uint32_t offset_in_cluster,
+                                 void *buf, size_t len);
+/* Decompresses a cluster into the cache unless it is there (read-ahead). */
+int qcow2_zcache_fill(struct qcow2 *s, uint64_t l2_entry, uint64_t generation, struct error *err);
 /* Drops decompressed clusters whose compressed data overlaps a freed host range. */
 void qcow2_zcache_forget_range(struct qcow2 *s, uint64_t host_off, uint64_t len);
+/* Drops one cluster: its descriptor no longer maps guest data (s->lock held). */
+void qcow2_zcache_forget(struct qcow2 *s, uint64_t l2_entry);
+
+/* qcow2_readahead.c */
+void qcow2_readahead_init(struct qcow2 *s);
+/* Stops and joins the workers (before the image's state is freed). */
+void qcow2_readahead_destroy(struct qcow2 *s);
+/* A read of compressed guest cluster guest_cluster: a stream that goes on
+ * sequentially gets the next clusters queued. With nowait, it neither
+ * blocks nor starts threads. */
+void qcow2_readahead_note(struct qcow2 *s, uint64_t guest_cluster, bool nowait);
 
 /* qcow2_io.c */
 int qcow2_pread(struct blockdev *bd, uint64_t off, void *buf, size_t len, struct error *err);

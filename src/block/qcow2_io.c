@@ -56,13 +56,16 @@ static int check_host_offset(struct qcow2 *s, uint64_t entry, uint64_t guest_off
     return 0;
 }
 
-/* Reads [off, off+len) inside one cluster whose L2 entry is given. Needs no lock. */
+/* Reads [off, off+len) inside one cluster whose L2 entry is given. Needs no
+ * lock; generation: the decompressed cache's, read when entry was looked up. */
 static int read_in_cluster(struct qcow2 *s, uint64_t off, uint8_t *buf, size_t len,
-                           uint64_t entry, uint64_t bitmap, bool nowait, struct error *err)
+                           uint64_t entry, uint64_t bitmap, uint64_t generation, bool nowait,
+                           struct error *err)
 {
     uint32_t in_cluster = (uint32_t)qcow2_offset_in_cluster(s, off);
     if (entry & QCOW2_OFLAG_COMPRESSED) {
-        return nowait ? -EAGAIN : qcow2_read_compressed(s, entry, in_cluster, buf, len, err);
+        return nowait ? qcow2_read_compressed_nowait(s, entry, in_cluster, buf, len)
+                      : qcow2_read_compressed(s, entry, generation, in_cluster, buf, len, err);
     }
     while (len > 0) {
         uint32_t sc = in_cluster >> s->subcluster_bits;
@@ -168,12 +171,17 @@ static int read_at(struct qcow2 *s, uint64_t off, void *buf, size_t len, bool no
             pthread_mutex_lock(&s->lock);
         }
         int ret = nowait ? qcow2_lookup_cached(s, off, &entry, &bitmap) : qcow2_lookup(s, off, &entry, &bitmap, err);
+        bool compressed = ret == 0 && (entry & QCOW2_OFLAG_COMPRESSED);
+        uint64_t generation = compressed ? qcow2_zcache_generation(s) : 0;
         bool plain = ret == 0 && is_plain_data(s, entry, bitmap, in_cluster, n);
         uint64_t host = (entry & QCOW2_L2E_OFFSET_MASK) + in_cluster;
         if (plain && !nowait && n == s->cluster_size - in_cluster) {
             n = extend_contiguous(s, off, n, len, host + n);
         }
         pthread_mutex_unlock(&s->lock);
+        if (compressed) {
+            qcow2_readahead_note(s, off >> s->cluster_bits, nowait);
+        }
         if (plain && nowait) {
             ret = hostfile_pread_nowait(s->file, host, p, n);
         } else if (plain) {
@@ -183,7 +191,7 @@ static int read_at(struct qcow2 *s, uint64_t off, void *buf, size_t len, bool no
                 error_set_errno(err, ret, "Could not read guest data at 0x%" PRIx64, off);
             }
         } else if (ret == 0) {
-            ret = read_in_cluster(s, off, p, n, entry, bitmap, nowait, err);
+            ret = read_in_cluster(s, off, p, n, entry, bitmap, generation, nowait, err);
         }
         if (ret < 0) {
             return ret;
@@ -216,6 +224,7 @@ static int release_old_mapping(struct qcow2 *s, uint64_t entry, struct error *er
     if (entry & QCOW2_OFLAG_COMPRESSED) {
         uint64_t c_off;
         uint32_t c_len;
+        qcow2_zcache_forget(s, entry);  /* the data is gone, though its host cluster may stay */
         qcow2_compressed_range(s, entry, &c_off, &c_len);
         return qcow2_update_refcount(s, c_off, c_len, -1, err);
     }
@@ -233,12 +242,14 @@ static int merge_old_content(struct qcow2 *s, uint64_t cluster_off, uint32_t sta
                              uint64_t bitmap, uint8_t *out, struct error *err)
 {
     int ret = 0;
+    uint64_t generation = qcow2_zcache_generation(s);     /* the lock is held */
     if (w_start > start) {
-        ret = read_in_cluster(s, cluster_off + start, out, w_start - start, entry, bitmap, false, err);
+        ret = read_in_cluster(s, cluster_off + start, out, w_start - start, entry, bitmap,
+                              generation, false, err);
     }
     if (ret == 0 && end > w_end) {
         ret = read_in_cluster(s, cluster_off + w_end, out + (w_end - start), end - w_end, entry,
-                              bitmap, false, err);
+                              bitmap, generation, false, err);
     }
     memcpy(out + (w_start - start), buf, w_end - w_start);
     return ret;

@@ -604,7 +604,8 @@ static int read_snapshot_cluster(struct qcow2 *s, const uint64_t *l1, uint32_t l
     qcow2_l2_read_entry(s, e, 0, &entry, &bitmap);
     uint32_t in_cluster = (uint32_t)qcow2_offset_in_cluster(s, off);
     if (entry & QCOW2_OFLAG_COMPRESSED) {
-        return qcow2_read_compressed(s, entry, in_cluster, buf, len, err);
+        return qcow2_read_compressed(s, entry, qcow2_zcache_generation(s), in_cluster, buf, len,
+                                     err);
     }
     uint64_t host = entry & QCOW2_L2E_OFFSET_MASK;
     for (size_t done = 0; done < len;) {

@@ -25,6 +25,8 @@ struct disk_config {
     bool read_only;
     enum transport transport;
     const char *serial;
+    bool compressed_cache_set;      /* qcow2: decompressed clusters kept (blockdev_open_opts) */
+    uint64_t compressed_cache_size;
 };
 
 struct machine_config {

@@ -222,6 +222,15 @@ static void complete(struct virtio_blk *b, int q, uint16_t head, uint32_t len)
     virtio_device_complete(&b->dev, q, head, len);
 }
 
+/* The same for a request served while taking requests off the ring: one
+ * interrupt at the end of the pass covers all of them (blk_queue_notify). */
+static void complete_in_pass(struct virtio_blk *b, int q, uint16_t head, uint32_t len, bool *pushed)
+{
+    host_input_block_completion(b, head, len);
+    virtio_device_push(&b->dev, q, head, len);
+    *pushed = true;
+}
+
 static void *blk_worker(void *opaque)
 {
     struct virtio_blk *b = opaque;
@@ -280,18 +289,19 @@ static bool serve_cached_read(struct virtio_blk *b, const struct virtq_chain *c,
 }
 
 /* Queues a request for the workers; serves it here when there are none or
- * when it is a read the caches answer. */
-static void dispatch(struct virtio_blk *b, int q)
+ * when it is a read the caches answer (*pushed: its completion awaits the
+ * pass's interrupt). */
+static void dispatch(struct virtio_blk *b, int q, bool *pushed)
 {
     uint32_t len;
     if (b->nworkers && serve_cached_read(b, b->chain, &len)) {
         b->cached_reads++;
-        complete(b, q, b->chain->head, len);
+        complete_in_pass(b, q, b->chain->head, len, pushed);
         return;
     }
     struct blk_request *r = b->nworkers ? request_from(b->chain, q) : NULL;
     if (!r) {
-        complete(b, q, b->chain->head, serve(b, b->chain));
+        complete_in_pass(b, q, b->chain->head, serve(b, b->chain), pushed);
         return;
     }
     b->in_flight++;
@@ -311,6 +321,7 @@ static void blk_queue_notify(struct virtio_device *d, int q)
     for (;;) {
         struct error err = { 0 };
         int ret;
+        bool pushed = false;
         while ((ret = virtqueue_pop(vq, b->chain, &err)) == 1) {
             if (b->chain->out_len < HEADER_SIZE || b->chain->in_len < 1) {
                 error_set(&err, -EINVAL, "request %u without header or status byte", b->chain->head);
@@ -318,7 +329,10 @@ static void blk_queue_notify(struct virtio_device *d, int q)
                 break;
             }
             b->requests++;
-            dispatch(b, q);
+            dispatch(b, q, &pushed);
+        }
+        if (pushed) {
+            virtio_device_notify_used(d, q);
         }
         if (ret < 0) {
             virtio_device_fail(d, &err);

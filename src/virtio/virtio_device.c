@@ -137,13 +137,22 @@ void virtio_device_queue_enable(struct virtio_device *d, int q)
     }
 }
 
-void virtio_device_complete(struct virtio_device *d, int q, uint16_t head, uint32_t len)
+void virtio_device_push(struct virtio_device *d, int q, uint16_t head, uint32_t len)
 {
-    struct virtqueue *vq = &d->vqs[q];
-    virtqueue_push(vq, head, len);
-    if (virtqueue_should_notify(vq) && d->transport) {
+    virtqueue_push(&d->vqs[q], head, len);
+}
+
+void virtio_device_notify_used(struct virtio_device *d, int q)
+{
+    if (virtqueue_should_notify(&d->vqs[q]) && d->transport) {
         d->transport->notify_queue(d->transport_opaque, q);
     }
+}
+
+void virtio_device_complete(struct virtio_device *d, int q, uint16_t head, uint32_t len)
+{
+    virtio_device_push(d, q, head, len);
+    virtio_device_notify_used(d, q);
 }
 
 void virtio_device_handle_notify(struct virtio_device *d, int q)

@@ -106,6 +106,10 @@ void virtio_device_config_changed(struct virtio_device *d);
 bool virtio_device_running(const struct virtio_device *d);
 /* Pushes and interrupts when the driver asked for it. */
 void virtio_device_complete(struct virtio_device *d, int q, uint16_t head, uint32_t len);
+/* The same in two steps, for a batch: pushes without an interrupt, then one
+ * interrupt for everything pushed since the last (if the driver wants it). */
+void virtio_device_push(struct virtio_device *d, int q, uint16_t head, uint32_t len);
+void virtio_device_notify_used(struct virtio_device *d, int q);
 /* Called from the main loop when queue q was notified. */
 void virtio_device_handle_notify(struct virtio_device *d, int q);
 

@@ -40,6 +40,23 @@ PY
     check_eq "qcow2 overlay over $t: no pattern mismatch" 0 "$(grep -ci "fail" "io.$t")"
     check "qcow2 overlay over $t: the base image is unchanged" cmp -s base.qcow2 base.before
 done
+# The compressed image as the disk itself, the guest reading and rewriting
+# compressed clusters: through the decompressed-cluster cache (which the
+# nowait path answers from), and with no cache at all.
+for size in 1M 0; do
+    cp base.before direct.qcow2
+    timeout 60 "$COWVISOR" --kernel "$GUEST" --memory 64M \
+        --disk "file=direct.qcow2,format=qcow2,compressed-cache-size=$size" >"direct.$size" 2>&1
+    check_eq "compressed disk, compressed-cache-size=$size: guest checks pass" 1 "$?"
+    check "compressed disk, compressed-cache-size=$size: the guest reads its data" \
+        grep -q "virtio-blk (pci): sector 4096 holds ab ab" "direct.$size"
+    check "compressed disk, compressed-cache-size=$size: qemu-img check is clean" \
+        "$QEMU_IMG" check -q direct.qcow2
+done
+timeout 60 "$COWVISOR" --kernel "$GUEST" --memory 64M --disk "file=direct.qcow2,compressed-cache-size=1k" \
+    >small.out 2>&1
+check "compressed-cache-size below a cluster is refused, naming the option" \
+    grep -q "compressed-cache-size must be 0 (no cache) or at least one cluster" small.out
 timeout 60 "$COWVISOR" --kernel "$GUEST" --memory 64M --append "exit=0" \
     --disk "file=overlay.qcow2,format=qcow2,readonly=on" >ro.out 2>&1
 check_eq "a read-only qcow2 overlay can be opened (debug-exit 0: status 1)" 1 "$?"

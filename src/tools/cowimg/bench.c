@@ -47,9 +47,9 @@ static void *bench_worker(void *opaque)
     uint8_t *buf = aligned_alloc(4096, ((size_t)b->bufsize + 4095) & ~(size_t)4095);
     memset(buf, b->pattern, (size_t)b->bufsize);
     int i;
+    struct error err = {0};     /* 1 KiB: not cleared per request, read only on failure */
     while (take_request(b, &i)) {
         uint64_t off = (b->offset + (uint64_t)i * b->step) % b->image_size;
-        struct error err = {0};
         int ret = b->write ? blockdev_pwrite(b->bd, off, buf, (size_t)b->bufsize, &err)
                            : blockdev_pread(b->bd, off, buf, (size_t)b->bufsize, &err);
         if (ret < 0) {

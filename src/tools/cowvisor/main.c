@@ -37,6 +37,8 @@ static void usage(FILE *f)
         "  --cpus N               vCPUs (default 1)\n"
         "  --memory SIZE          guest RAM (default 512M)\n"
         "  --disk file=PATH[,format=qcow2|raw][,readonly=on][,transport=pci|mmio][,serial=ID]\n"
+        "         [,compressed-cache-size=SIZE]  qcow2: decompressed clusters kept (0: none;\n"
+        "                         default 64M at most, never more than the disk)\n"
         "  --device virtio-rng|virtio-console[,transport=pci|mmio]\n"
         "  --net tap=NAME[,mac=MAC][,transport=pci|mmio]\n"
         "  --console stdio|file:PATH|unix:PATH|tcp:HOST:PORT\n"
@@ -102,7 +104,9 @@ static int parse_disk(struct machine_config *cfg, struct options *o, const char 
     if (!d->file || !*d->file) {
         return error_set(err, -EINVAL, "--disk needs file=PATH");
     }
-    if ((ret = options_get_bool(o, "readonly", &d->read_only, err)) < 0 ||
+    d->compressed_cache_set = options_get(o, "compressed-cache-size") != NULL;
+    if ((ret = options_get_size(o, "compressed-cache-size", &d->compressed_cache_size, err)) < 0 ||
+        (ret = options_get_bool(o, "readonly", &d->read_only, err)) < 0 ||
         (ret = parse_transport(o, &d->transport, err)) < 0 ||
         (ret = options_check_unused(o, "--disk", err)) < 0) {
         return ret;

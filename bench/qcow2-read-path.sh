@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The cost of qcow2 on the read path: 4 KiB reads at depth 16 through
+# `cowimg bench` on raw and on an allocated qcow2 holding the same data, and
+# `qemu-img bench` on both in each of its AIO modes (threads, io_uring) with
+# the same cache mode. Page cache warm (cache=writeback), then O_DIRECT
+# (cache=none), where the reads go to the disk. The host is shared and noisy:
+# every case runs BENCH_ROUNDS times (default 5), the tools alternating, and
+# medians are compared.
+#   bench/qcow2-read-path.sh [build-dir]      (default: build)
+# Ratios: "qcow2/raw" is cowimg's qcow2 time over its raw time (1.00: qcow2
+# costs nothing); "vs qemu" is QEMU's fastest mode's time over cowimg's (above
+# 1 means cowimg is faster).
+set -euo pipefail
+build=${1:-build}
+cowimg="$build/src/tools/cowimg/cowimg"
+size_mb=${BENCH_SIZE_MB:-256}
+rounds=${BENCH_ROUNDS:-5}
+count=${BENCH_COUNT:-65536}
+dir=$(mktemp -d "${BENCH_DIR:-/var/tmp}/cowvisor-bench.XXXXXX")
+trap 'rm -rf "$dir"' EXIT
+head -c "${size_mb}M" /dev/urandom >"$dir/disk.raw"
+qemu-img convert -f raw -O qcow2 "$dir/disk.raw" "$dir/disk.qcow2"
+cat "$dir/disk.raw" "$dir/disk.qcow2" >/dev/null
+
+seconds() {  # one run of a bench command: its "Run completed in X seconds."
+    "$@" | sed -n 's/^Run completed in \([0-9.]*\) seconds\./\1/p'
+}
+median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+ratio() { python3 -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2]):.2f}')" "$1" "$2"; }
+
+# One cache mode: every tool and format once per round, the order alternating.
+run_mode() {  # cache mode (writeback|none)
+    local t=$1 args=(-c "$count" -d 16 -s 4k -t "$1")
+    declare -A all=()
+    local runs=("cowimg raw" "cowimg qcow2" "qemu-threads raw" "qemu-threads qcow2"
+                "qemu-io_uring raw" "qemu-io_uring qcow2")
+    for ((r = 0; r < rounds; r++)); do
+        local order=("${runs[@]}")
+        if ((r % 2)); then
+            order=(); for ((i = ${#runs[@]} - 1; i >= 0; i--)); do order+=("${runs[i]}"); done
+        fi
+        for run in "${order[@]}"; do
+            local tool=${run% *} fmt=${run#* }
+            case $tool in
+            cowimg) all[$run]+=" $(seconds "$cowimg" bench -f "$fmt" "${args[@]}" "$dir/disk.$fmt")" ;;
+            qemu-*) all[$run]+=" $(seconds qemu-img bench -f "$fmt" -i "${tool#qemu-}" "${args[@]}" "$dir/disk.$fmt")" ;;
+            esac
+        done
+    done
+    declare -A med=()
+    for run in "${runs[@]}"; do
+        med[$run]=$(echo "${all[$run]}" | median)
+        printf '  %-20s median %7.3fs   runs:%s\n' "$run" "${med[$run]}" "${all[$run]}"
+    done
+    for fmt in raw qcow2; do
+        local q=${med["qemu-threads $fmt"]} best=threads
+        if python3 -c "import sys; sys.exit(float(sys.argv[1]) >= float(sys.argv[2]))" \
+            "${med["qemu-io_uring $fmt"]}" "$q"; then
+            q=${med["qemu-io_uring $fmt"]} best=io_uring
+        fi
+        printf '  %-5s cowimg vs qemu-img (aio=%s, fastest): %sx\n' "$fmt" "$best" \
+            "$(ratio "$q" "${med["cowimg $fmt"]}")"
+    done
+    printf '  cowimg qcow2/raw: %sx   qemu-img qcow2/raw (threads): %sx\n' \
+        "$(ratio "${med["cowimg qcow2"]}" "${med["cowimg raw"]}")" \
+        "$(ratio "${med["qemu-threads qcow2"]}" "${med["qemu-threads raw"]}")"
+}
+
+echo "4 KiB sequential reads, depth 16, $count requests, ${size_mb} MiB image, $(nproc) cores, medians of $rounds"
+for t in writeback none; do
+    echo "cache=$t"
+    run_mode "$t"
+done
