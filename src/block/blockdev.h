@@ -36,6 +36,8 @@ struct blockdev_open_opts {
     const char *backing_format;         /* backing.driver: overrides the format the image records */
     struct blkdebug *blkdebug;          /* blkdebug rules over the image file: blockdev_open
                                          * takes them over (blockdev_spec makes them) */
+    int lazy_refcounts;                 /* qcow2's lazy-refcounts option: 0 as the image's
+                                         * compat bit says, 1 on, -1 off */
 };
 
 /* Flags of blockdev_pwrite_zeroes. */

@@ -76,6 +76,42 @@ same_exit "check -r all a corrupt image" check -r all corrupt.qcow2
 check "qemu-img finds cowimg's repair sound" "$QEMU_IMG" check -q "$CW/corrupt.qcow2"
 check "repair kept the data" "$QEMU_IMG" compare -q "$CW/clean.qcow2" "$CW/corrupt.qcow2"
 
+# set_data_refcount IMAGE N: the refcount of the first data cluster becomes N.
+set_data_refcount() {
+    python3 - "$1" "$2" <<'PY'
+import struct, sys
+path, value = sys.argv[1], int(sys.argv[2])
+with open(path, 'r+b') as f:
+    hdr = f.read(104)
+    cs = 1 << struct.unpack('>I', hdr[20:24])[0]
+    l1 = struct.unpack('>Q', hdr[40:48])[0]
+    reftable = struct.unpack('>Q', hdr[48:56])[0]
+    f.seek(l1)
+    l2 = struct.unpack('>Q', f.read(8))[0] & 0x00fffffffffffe00
+    f.seek(l2)
+    data = struct.unpack('>Q', f.read(8))[0] & 0x00fffffffffffe00
+    f.seek(reftable)
+    refblock = struct.unpack('>Q', f.read(8))[0]
+    f.seek(refblock + 2 * (data // cs))
+    f.write(struct.pack('>H', value))
+PY
+}
+
+# A repair's per-cluster messages in QEMU's words, in QEMU's order: scripts
+# (and QEMU's iotests 039, 138, 214) read them.
+TWIN_FILTER='s/^Image end offset: .*/Image end offset: X/'
+twin_do cp clean.qcow2 rebuild.qcow2
+twin_do make_corrupt rebuild.qcow2
+same "check -r all: rebuilding the refcount structure, QEMU's messages" check -r all rebuild.qcow2
+twin_do cp clean.qcow2 high.qcow2
+twin_do set_data_refcount high.qcow2 2
+same "check -r all: a refcount too high, QEMU's messages" check -r all high.qcow2
+twin_do cp clean.qcow2 low.qcow2
+twin_do set_data_refcount low.qcow2 3
+twin_do "$QEMU_IO" -c 'write -P 5 0 64k' low.qcow2
+same "check -r all: a shared cluster marked COPIED, QEMU's messages" check -r all low.qcow2
+TWIN_FILTER=
+
 # snapshots: the date column differs between runs
 TWIN_FILTER='s/ [0-9]\{4\}-[0-9][0-9]-[0-9][0-9] [0-9:]\{8\} / DATE /; s/"date-n\{0,1\}sec": [0-9]*/"date": X/; s/^disk size: .*/disk size: X/; s/"actual-size": [0-9]*/"actual-size": X/'
 twin_do "$QEMU_IMG" create -q -f qcow2 sn.qcow2 4M

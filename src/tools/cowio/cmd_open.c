@@ -49,6 +49,7 @@ static int open_requested(struct cowio *io, struct open_request *req, const char
         .flags = flags | (req->spec.no_backing ? BDEV_NO_BACKING : 0),
         .backing_format = req->spec.backing_format,
         .blkdebug = req->spec.blkdebug,     /* blockdev_open takes it over */
+        .lazy_refcounts = req->tuning.lazy_refcounts,
     };
     req->spec.blkdebug = NULL;
     ret = blockdev_open(&io->bd, req->spec.filename, &bopts, err);
