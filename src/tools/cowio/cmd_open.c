@@ -51,6 +51,7 @@ static int open_requested(struct cowio *io, struct open_request *req, const char
         .blkdebug = req->spec.blkdebug,     /* blockdev_open takes it over */
         .lazy_refcounts = req->tuning.lazy_refcounts,
     };
+    blockdev_spec_node_opts(&req->spec, &bopts);
     req->spec.blkdebug = NULL;
     ret = blockdev_open(&io->bd, req->spec.filename, &bopts, err);
     if (ret == 0) {
