@@ -77,6 +77,8 @@ struct blockdev {
     uint32_t cluster_size;      /* allocation unit; 0 for raw */
     bool read_only;
     bool probed;                /* the format was guessed, not given */
+    const char *node_driver;    /* shown as the format when the top node is a protocol
+                                 * (driver=null-co): no format layer in QEMU's graph */
     dev_t dev;                  /* identity of the image file, for loop detection */
     ino_t ino;
     const struct blockdev *parent;

@@ -61,6 +61,21 @@ static const char *probe_foreign_file(struct hostfile *file)
     return blockdev_probe_foreign(head, sizeof(head), have_tail ? tail : NULL, sizeof(tail));
 }
 
+#define NULL_CO_SIZE (1ULL << 30)
+
+static bool is_null_driver(const char *name)
+{
+    return !strcmp(name, "null-co") || !strcmp(name, "null-aio");
+}
+
+static bool is_null_co(const char *filename, const struct blockdev_open_opts *opts)
+{
+    if (opts->protocol) {
+        return is_null_driver(opts->protocol);
+    }
+    return !strncmp(filename, "null-co://", 10) || !strncmp(filename, "null-aio://", 11);
+}
+
 static int check_chain(const char *filename, struct hostfile *file,
                        const struct blockdev_open_opts *opts, struct error *err)
 {
@@ -131,6 +146,14 @@ int blockdev_open(struct blockdev **out, const char *filename, const struct bloc
         blkdebug_free(opts->blkdebug);  /* no file under an NBD node to filter */
         return blockdev_nbd_open(out, filename, opts, err);
     }
+    if (opts->format && is_null_driver(opts->format)) {
+        /* -f null-co: the protocol is the top node. */
+        struct blockdev_open_opts o = *opts;
+        o.protocol = o.protocol ? o.protocol : opts->format;
+        o.protocol_top = true;
+        o.format = "raw";
+        return blockdev_open(out, filename, &o, err);
+    }
     const struct blockdev_driver *drv = NULL;
     if (opts->format) {
         drv = blockdev_find_driver(opts->format);
@@ -145,10 +168,18 @@ int blockdev_open(struct blockdev **out, const char *filename, const struct bloc
         blkdebug_free(opts->blkdebug);
         return error_set(err, -EINVAL, "force-share=on can only be used with read-only images");
     }
-    int ret = hostfile_open(&file, filename, read_only, opts->flags & BDEV_NO_CACHE, err);
+    bool null_co = is_null_co(filename, opts);
+    int ret = null_co ? 0 : hostfile_open(&file, filename, read_only, opts->flags & BDEV_NO_CACHE,
+                                          err);
     if (ret < 0) {
         blkdebug_free(opts->blkdebug);
         return ret;
+    }
+    if (null_co) {
+        file = hostfile_null_co(filename, opts->null_size ? opts->null_size : NULL_CO_SIZE,
+                                opts->null_read_zeroes, read_only);
+        /* What it reads without read-zeroes is undefined: nothing to probe. */
+        drv = drv ? drv : blockdev_find_driver("raw");
     }
     file->dbg = opts->blkdebug;
     ret = check_chain(filename, file, opts, err);
@@ -160,8 +191,8 @@ int blockdev_open(struct blockdev **out, const char *filename, const struct bloc
         hostfile_close(file);
         return ret;
     }
-    bool probed = !drv;
-    if (probed) {
+    bool probed = !drv || (null_co && !opts->format);
+    if (!drv) {
         drv = blockdev_probe_file(file);
         if (!drv || strcmp(drv->format_name, "raw") == 0) {
             const char *foreign = probe_foreign_file(file);
@@ -496,7 +527,11 @@ const char *blockdev_prealloc_name(enum blockdev_prealloc mode)
 /* What an open image is. */
 
 uint64_t blockdev_size(const struct blockdev *bd) { return bd->size; }
-const char *blockdev_format(const struct blockdev *bd) { return bd->drv->format_name; }
+const char *blockdev_format(const struct blockdev *bd)
+{
+    return bd->node_driver ? bd->node_driver : bd->drv->format_name;
+}
+bool blockdev_is_protocol_node(const struct blockdev *bd) { return bd->node_driver != NULL; }
 const char *blockdev_filename(const struct blockdev *bd) { return bd->filename; }
 uint32_t blockdev_cluster_size(const struct blockdev *bd) { return bd->cluster_size; }
 bool blockdev_is_read_only(const struct blockdev *bd) { return bd->read_only; }

@@ -38,6 +38,16 @@ struct blockdev_open_opts {
                                          * takes them over (blockdev_spec makes them) */
     bool compressed_cache_set;          /* qcow2: compressed_cache_size was given ... */
     uint64_t compressed_cache_size;     /* ... bytes of decompressed clusters kept (0: none) */
+    int lazy_refcounts;                 /* qcow2's lazy-refcounts option: 0 as the image's
+                                         * compat bit says, 1 on, -1 off */
+    const char *protocol;               /* "null-co" (or "null-aio"): the protocol node is not
+                                         * a host file; NULL: the file (null-co:// names too) */
+    uint64_t null_size;                 /* null-co's size (0: QEMU's default, 1 GiB) */
+    bool null_read_zeroes;              /* null-co's read-zeroes */
+    uint64_t raw_offset;                /* raw: where the disk starts in its protocol node */
+    uint64_t raw_size;                  /* raw: the disk's size, with raw_has_size */
+    bool raw_has_size;
+    bool protocol_top;                  /* the protocol is the top node (driver=null-co) */
 };
 
 /* Flags of blockdev_pwrite_zeroes. */
@@ -84,7 +94,7 @@ enum { BDEV_NODE_TOP, BDEV_NODE_FILE, BDEV_NODE_BACKING, BDEV_NODE_LAYERS };
 struct blockdev_spec {
     char *filename;             /* the protocol node's file */
     char *format;               /* driver of the format node; NULL: probe */
-    char *protocol;             /* "file", "host_device", "host_cdrom" when named */
+    char *protocol;             /* "file", "host_device", "host_cdrom", "null-co" when named */
     char *backing_format;       /* backing.driver: overrides the image's record */
     bool no_backing;            /* backing= or backing=null */
     bool no_lock;               /* file.locking=off */
@@ -97,6 +107,10 @@ struct blockdev_spec {
     struct blkdebug *blkdebug;  /* file.driver=blkdebug: its rules (owned until opened) */
     bool compressed_cache_set;  /* compressed-cache-size= (qcow2; not a QEMU option) */
     uint64_t compressed_cache_size;
+    uint64_t null_size;         /* null-co's size and read-zeroes options */
+    bool null_read_zeroes;
+    uint64_t raw_offset, raw_size;  /* the raw format's offset and size options */
+    bool raw_has_size;
     struct options opts;        /* every option; unread ones are the caller's to check */
 };
 
@@ -111,6 +125,8 @@ int blockdev_spec_parse_options(struct blockdev_spec *spec, const char *text,
                                 const char *implied_key, struct error *err);
 /* flags with the spec's read-only, cache, force-share, locking and backing settings. */
 unsigned blockdev_spec_flags(const struct blockdev_spec *spec, unsigned flags);
+/* The node options of the spec (protocol, null-co's, raw's) into o. */
+void blockdev_spec_node_opts(const struct blockdev_spec *spec, struct blockdev_open_opts *o);
 /* QEMU's file protocols check what the file is before the format opens it. */
 int blockdev_spec_check_protocol(const struct blockdev_spec *spec, bool read_only,
                                  struct error *err);
@@ -153,6 +169,9 @@ int64_t blockdev_allocated_size(const struct blockdev *bd);
 bool blockdev_is_dirty(const struct blockdev *bd);
 bool blockdev_can_compress(const struct blockdev *bd);
 bool blockdev_has_vmstate(const struct blockdev *bd);
+/* Whether the format layer only passes the protocol's I/O through and has no
+ * information of its own (a protocol node at the top, as driver=null-co). */
+bool blockdev_is_protocol_node(const struct blockdev *bd);
 /* The format-specific information (qemu-img info's "format-specific" data)
  * as a JSON object text to free, or NULL when the format has none. */
 char *blockdev_format_specific_json(struct blockdev *bd);

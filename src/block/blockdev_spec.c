@@ -173,10 +173,66 @@ static char *dup_or_null(const char *s)
     return s ? strdup(s) : NULL;
 }
 
+static bool is_null_co(const char *driver)
+{
+    return driver && (!strcmp(driver, "null-co") || !strcmp(driver, "null-aio"));
+}
+
 static bool is_protocol(const char *driver)
 {
     return driver && (!strcmp(driver, "file") || !strcmp(driver, "host_device") ||
-                      !strcmp(driver, "host_cdrom"));
+                      !strcmp(driver, "host_cdrom") || is_null_co(driver));
+}
+
+static int layer_size(struct options *opts, const char *prefix, const char *key, uint64_t *out,
+                      bool *has, struct error *err)
+{
+    char full[256];
+    snprintf(full, sizeof(full), "%s%s", prefix, key);
+    *has = options_get(opts, full) != NULL;
+    return *has ? options_get_size(opts, full, out, err) : 0;
+}
+
+/* null-co's options: size, read-zeroes (latency-ns is accepted and ignored). */
+static int parse_null_co(struct blockdev_spec *spec, const char *prefix, struct error *err)
+{
+    struct options *opts = &spec->opts;
+    bool has;
+    int zeroes = 0;
+    int ret = layer_size(opts, prefix, "size", &spec->null_size, &has, err);
+    if (ret == 0) {
+        ret = layer_bool(opts, prefix, "read-zeroes", &zeroes, err);
+    }
+    layer_get(opts, prefix, "latency-ns");
+    spec->null_read_zeroes = zeroes > 0;
+    if (ret == 0 && !spec->filename) {
+        spec->filename = strdup("null-co://");
+    }
+    return ret;
+}
+
+/* The raw format's window of its file: offset and size. */
+static int parse_raw(struct blockdev_spec *spec, const char *prefix, struct error *err)
+{
+    bool has;
+    int ret = layer_size(&spec->opts, prefix, "offset", &spec->raw_offset, &has, err);
+    if (ret == 0) {
+        ret = layer_size(&spec->opts, prefix, "size", &spec->raw_size, &spec->raw_has_size, err);
+    }
+    return ret;
+}
+
+void blockdev_spec_node_opts(const struct blockdev_spec *spec, struct blockdev_open_opts *o)
+{
+    if (is_null_co(spec->protocol)) {
+        o->protocol_top = spec->protocol_top;
+        o->protocol = spec->protocol;
+        o->null_size = spec->null_size;
+        o->null_read_zeroes = spec->null_read_zeroes;
+    }
+    o->raw_offset = spec->raw_offset;
+    o->raw_size = spec->raw_size;
+    o->raw_has_size = spec->raw_has_size;
 }
 
 static int parse_protocol(struct blockdev_spec *spec, const char *prefix, const char *driver,
@@ -188,6 +244,9 @@ static int parse_protocol(struct blockdev_spec *spec, const char *prefix, const 
     if (name) {
         free(spec->filename);
         spec->filename = strdup(name);
+    }
+    if (is_null_co(driver)) {
+        return parse_null_co(spec, prefix, err);
     }
     const char *locking = layer_get(opts, prefix, "locking");
     layer_get(opts, prefix, "aio");
@@ -247,6 +306,9 @@ int blockdev_spec_parse_options(struct blockdev_spec *spec, const char *text,
     }
     spec->format = dup_or_null(driver);
     if ((ret = parse_compressed_cache(spec, prefix, err)) < 0) {
+        return ret;
+    }
+    if (driver && !strcmp(driver, "raw") && (ret = parse_raw(spec, prefix, err)) < 0) {
         return ret;
     }
     char file_prefix[64];
@@ -362,7 +424,7 @@ unsigned blockdev_spec_flags(const struct blockdev_spec *spec, unsigned flags)
 int blockdev_spec_check_protocol(const struct blockdev_spec *spec, bool read_only,
                                  struct error *err)
 {
-    if (!spec->protocol || !spec->filename) {
+    if (!spec->protocol || !spec->filename || is_null_co(spec->protocol)) {
         return 0;
     }
     if (!is_protocol(spec->protocol)) {
@@ -414,6 +476,7 @@ int blockdev_open_spec(struct blockdev **out, const char *name, const char *opti
         o.compressed_cache_set = true;
         o.compressed_cache_size = spec.compressed_cache_size;
     }
+    blockdev_spec_node_opts(&spec, &o);
     if (spec.blkdebug) {
         blkdebug_free(o.blkdebug);
         o.blkdebug = spec.blkdebug;     /* blockdev_open takes it over */

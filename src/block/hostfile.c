@@ -1,4 +1,5 @@
 #include "block/hostfile.h"
+#include "block/blockdev.h"
 #include "util/io.h"
 
 #include <errno.h>
@@ -72,7 +73,13 @@ int hostfile_create(struct hostfile **out, const char *filename, struct error *e
 
 void hostfile_close(struct hostfile *f)
 {
-    if (f) {
+    if (f && f->proto) {
+        f->proto->close(f);
+        pthread_rwlock_destroy(&f->rmw_lock);
+        free(f->filename);
+        blkdebug_free(f->dbg);
+        free(f);
+    } else if (f) {
         hostfile_unlock(f);
         close(f->fd);
         pthread_rwlock_destroy(&f->rmw_lock);
@@ -127,7 +134,7 @@ static int full_pread(int fd, uint64_t off, void *buf, size_t len, int flags)
 
 int hostfile_pread_nowait(struct hostfile *f, uint64_t off, void *buf, size_t len)
 {
-    if (f->direct || f->dbg || __atomic_load_n(&f->no_nowait, __ATOMIC_RELAXED)) {
+    if (f->proto || f->direct || f->dbg || __atomic_load_n(&f->no_nowait, __ATOMIC_RELAXED)) {
         return -EAGAIN;
     }
     int ret = full_pread(f->fd, off, buf, len, RWF_NOWAIT);
@@ -158,6 +165,9 @@ int hostfile_pread(struct hostfile *f, uint64_t off, void *buf, size_t len)
     if (err < 0) {
         return err;
     }
+    if (f->proto) {
+        return f->proto->pread(f, off, buf, len);
+    }
     if (!f->direct || is_aligned(off, buf, len)) {
         return full_pread(f->fd, off, buf, len, 0);
     }
@@ -180,6 +190,9 @@ int hostfile_pwrite(struct hostfile *f, uint64_t off, const void *buf, size_t le
     int err = blkdebug_check(f->dbg, BLKDBG_IO_WRITE, off, len);
     if (err < 0) {
         return err;
+    }
+    if (f->proto) {
+        return f->proto->pwrite(f, off, buf, len);
     }
     if (!f->direct) {
         return full_pwrite(f->fd, off, buf, len);
@@ -223,11 +236,17 @@ int hostfile_flush(struct hostfile *f)
     if (f->no_flush) {
         return 0;
     }
+    if (f->proto) {
+        return f->proto->flush(f);
+    }
     return fdatasync(f->fd) < 0 ? -errno : 0;
 }
 
 int64_t hostfile_size(struct hostfile *f)
 {
+    if (f->proto) {
+        return f->proto->size(f);
+    }
     struct stat st;
     if (fstat(f->fd, &st) < 0) {
         return -errno;
@@ -241,6 +260,9 @@ int64_t hostfile_size(struct hostfile *f)
 
 int hostfile_truncate(struct hostfile *f, uint64_t size)
 {
+    if (f->proto) {
+        return f->proto->truncate(f, size);
+    }
     return ftruncate(f->fd, (off_t)size) < 0 ? -errno : 0;
 }
 
@@ -264,6 +286,9 @@ int hostfile_allocate(struct hostfile *f, uint64_t off, uint64_t len, bool full)
     if (full) {
         return write_zeros_slowly(f, off, len);
     }
+    if (f->proto) {
+        return -EOPNOTSUPP;
+    }
     if (fallocate(f->fd, 0, (off_t)off, (off_t)len) == 0) {
         return 0;
     }
@@ -278,6 +303,9 @@ int hostfile_zero_range(struct hostfile *f, uint64_t off, uint64_t len, bool may
     int err = blkdebug_check(f->dbg, BLKDBG_IO_WRITE_ZEROES, off, len);
     if (err < 0) {
         return err;
+    }
+    if (f->proto) {
+        return f->proto->zero_range(f, off, len, may_unmap);
     }
     int64_t size = hostfile_size(f);
     if (size >= 0 && off >= (uint64_t)size) {
@@ -299,6 +327,9 @@ int hostfile_zero_range(struct hostfile *f, uint64_t off, uint64_t len, bool may
 
 int64_t hostfile_allocated_bytes(struct hostfile *f)
 {
+    if (f->proto) {
+        return 0;   /* nothing of the host's file systems */
+    }
     struct stat st;
     if (fstat(f->fd, &st) < 0) {
         return -errno;
@@ -308,6 +339,12 @@ int64_t hostfile_allocated_bytes(struct hostfile *f)
 
 int hostfile_data_run(struct hostfile *f, uint64_t off, uint64_t len, bool *is_data, uint64_t *run)
 {
+    if (f->proto) {
+        unsigned flags = 0;
+        int ret = f->proto->status(f, off, len, &flags, run);
+        *is_data = !(flags & BDEV_STATUS_ZERO);
+        return ret;
+    }
     off_t data = lseek(f->fd, (off_t)off, SEEK_DATA);
     if (data < 0) {
         if (errno == ENXIO) {           /* a hole up to EOF (or past it) */
@@ -331,4 +368,29 @@ int hostfile_data_run(struct hostfile *f, uint64_t off, uint64_t len, bool *is_d
         *run = len;
     }
     return 0;
+}
+
+int hostfile_status(struct hostfile *f, uint64_t off, uint64_t len, unsigned *flags,
+                    uint64_t *run)
+{
+    if (f->proto) {
+        return f->proto->status(f, off, len, flags, run);
+    }
+    bool is_data;
+    int ret = hostfile_data_run(f, off, len, &is_data, run);
+    *flags = is_data ? BDEV_STATUS_DATA : BDEV_STATUS_ZERO;
+    return ret;
+}
+
+struct hostfile *hostfile_new_protocol(const struct hostfile_protocol *proto, void *state,
+                                       const char *filename, bool read_only)
+{
+    struct hostfile *f = calloc(1, sizeof(*f));
+    f->proto = proto;
+    f->proto_state = state;
+    f->fd = -1;
+    f->filename = strdup(filename);
+    f->read_only = read_only;
+    pthread_rwlock_init(&f->rmw_lock, NULL);
+    return f;
 }

@@ -12,7 +12,27 @@
 #include "block/blkdebug.h"
 #include "util/error.h"
 
+struct hostfile;
+
+/* A protocol node that is not a host file (null-co, ...): format drivers
+ * do their I/O through the hostfile_* calls, which hand it to these. */
+struct hostfile_protocol {
+    const char *name;
+    int (*pread)(struct hostfile *f, uint64_t off, void *buf, size_t len);
+    int (*pwrite)(struct hostfile *f, uint64_t off, const void *buf, size_t len);
+    int (*flush)(struct hostfile *f);
+    int64_t (*size)(struct hostfile *f);
+    int (*truncate)(struct hostfile *f, uint64_t size);
+    int (*zero_range)(struct hostfile *f, uint64_t off, uint64_t len, bool may_unmap);
+    /* Block status of the node: BDEV_STATUS_DATA / _ZERO flags for a run. */
+    int (*status)(struct hostfile *f, uint64_t off, uint64_t len, unsigned *flags,
+                  uint64_t *run);
+    void (*close)(struct hostfile *f);
+};
+
 struct hostfile {
+    const struct hostfile_protocol *proto;  /* NULL: a host file (fd) */
+    void *proto_state;
     int fd;
     char *filename;
     bool read_only;
@@ -78,5 +98,17 @@ int hostfile_zero_range(struct hostfile *f, uint64_t off, uint64_t len, bool may
 int64_t hostfile_allocated_bytes(struct hostfile *f);
 /* Whether off starts data or a hole, and how long that run is (SEEK_DATA/HOLE). */
 int hostfile_data_run(struct hostfile *f, uint64_t off, uint64_t len, bool *is_data, uint64_t *run);
+/* The same as BDEV_STATUS_DATA / BDEV_STATUS_ZERO flags: a protocol may
+ * know neither (null-co without read-zeroes reads undefined bytes). */
+int hostfile_status(struct hostfile *f, uint64_t off, uint64_t len, unsigned *flags,
+                    uint64_t *run);
+
+/* A protocol node of proto with its state (taken over: proto->close frees it). */
+struct hostfile *hostfile_new_protocol(const struct hostfile_protocol *proto, void *state,
+                                       const char *filename, bool read_only);
+/* null-co: a node of size bytes that drops writes and reads zeros
+ * (read_zeroes) or leaves the buffer alone, as QEMU's null-co driver. */
+struct hostfile *hostfile_null_co(const char *filename, uint64_t size, bool read_zeroes,
+                                  bool read_only);
 
 #endif

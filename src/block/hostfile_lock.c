@@ -211,6 +211,9 @@ static bool lock_unsupported(int ret)
 int hostfile_lock(struct hostfile *f, unsigned perm, unsigned shared, bool share_own,
                   struct error *err)
 {
+    if (f->proto) {
+        return 0;   /* image locks belong to the file protocol */
+    }
     unsigned unshared = ~shared & HOSTFILE_PERM_ALL;
     pthread_mutex_lock(&registry_lock);
     struct hostfile_lock_inode *n = find_inode(f);

@@ -128,7 +128,14 @@ static int check_open_mode(struct qcow2 *s, const struct blockdev_open_opts *opt
     }
     s->corrupt = s->incompatible_features & QCOW2_INCOMPAT_CORRUPT;
     s->checking = checking;
-    s->lazy_refcounts = writable && (s->compatible_features & QCOW2_COMPAT_LAZY_REFCOUNTS);
+    if (opts->lazy_refcounts > 0 && s->version < 3) {
+        return error_set(err, -EINVAL, "Lazy refcounts require a qcow2 image with at least "
+                                       "qemu 1.1 compatibility level");
+    }
+    /* The runtime option overrides the header's default (QEMU's lazy-refcounts). */
+    bool lazy = opts->lazy_refcounts ? opts->lazy_refcounts > 0
+                                     : s->compatible_features & QCOW2_COMPAT_LAZY_REFCOUNTS;
+    s->lazy_refcounts = writable && lazy;
     s->dirty_written = s->incompatible_features & QCOW2_INCOMPAT_DIRTY;
     return 0;
 }

@@ -43,6 +43,10 @@ struct check {
     bool rebuild;           /* the refcount structure itself is broken */
     int refcount_corruptions;   /* found before the COPIED flags were looked at */
     bool quiet;
+    bool copied_quiet;      /* a repair follows: its COPIED messages come with it */
+    const uint64_t *judge_rc;   /* COPIED flags judged by these refcounts (a repair's), or NULL */
+    uint64_t judge_n;
+    const char *copied_label;   /* "ERROR" or, for flags a repair fixes, "Repairing" */
     uint8_t *l2;
 };
 
@@ -308,6 +312,9 @@ static void compare_refcounts(struct check *c, uint64_t *highest)
 static uint64_t stored_refcount(struct check *c, uint64_t off)
 {
     uint64_t k = off >> c->s->cluster_bits, rc = 0;
+    if (c->judge_rc) {
+        return k < c->judge_n ? c->judge_rc[k] : 0;
+    }
     if (k < c->counted) {
         return c->disk[k];
     }
@@ -336,6 +343,23 @@ static void protect_past_eof(struct check *c)
     }
 }
 
+/* A COPIED flag that disagrees with the refcount (QEMU's words). */
+static void copied_mismatch(struct check *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void copied_mismatch(struct check *c, const char *fmt, ...)
+{
+    c->res->corruptions++;
+    if (c->quiet || c->copied_quiet) {
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s ", c->copied_label ? c->copied_label : "ERROR");
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
 static void check_copied(struct check *c)
 {
     struct qcow2 *s = c->s;
@@ -347,9 +371,8 @@ static void check_copied(struct check *c)
         }
         uint64_t rc = stored_refcount(c, l2_off);
         if ((rc == 1) != !!(l1e & QCOW2_OFLAG_COPIED)) {
-            report(c, "ERROR OFLAG_COPIED L2 cluster: l1_index=%u l1_entry=%" PRIx64
-                   " refcount=%" PRIu64, i, l1e, rc);
-            c->res->corruptions++;
+            copied_mismatch(c, "OFLAG_COPIED L2 cluster: l1_index=%u l1_entry=%" PRIx64
+                            " refcount=%" PRIu64, i, l1e, rc);
         }
         if (hostfile_pread(s->file, l2_off, c->l2, s->cluster_size) < 0) {
             report(c, "ERROR: Could not read L2 table");
@@ -365,9 +388,8 @@ static void check_copied(struct check *c)
             }
             rc = stored_refcount(c, host);
             if ((rc == 1) != !!(e & QCOW2_OFLAG_COPIED)) {
-                report(c, "ERROR OFLAG_COPIED data cluster: l2_entry=%" PRIx64 " refcount=%"
-                       PRIu64, e, rc);
-                c->res->corruptions++;
+                copied_mismatch(c, "OFLAG_COPIED data cluster: l2_entry=%" PRIx64 " refcount=%"
+                                PRIu64, e, rc);
             }
         }
     }
@@ -390,13 +412,17 @@ static void check_snapshot_table(struct check *c)
 }
 
 /* One read-only pass over the whole image; fills c and c->res. */
-static int run_check(struct qcow2 *s, struct check *c, struct blockdev_check_result *res, bool quiet)
+/* fixing: a repair follows, which reports the COPIED flags as it judges
+ * them (by the repaired refcounts), as QEMU's check does. */
+static int run_check(struct qcow2 *s, struct check *c, struct blockdev_check_result *res,
+                     bool quiet, bool fixing)
 {
     memset(c, 0, sizeof(*c));
     memset(res, 0, sizeof(*res));
     c->s = s;
     c->res = res;
     c->quiet = quiet;
+    c->copied_quiet = fixing;
     int ret = qcow2_refcount_flush(s, NULL);
     int64_t file_len = hostfile_size(s->file);
     if (ret < 0 || file_len < 0) {
@@ -450,6 +476,77 @@ static void free_check(struct check *c)
     free(c->past_eof);
 }
 
+/* The refcount mismatches a repair without rebuild fixes in place: QEMU's
+ * second pass names each one it may fix "Repairing". */
+static void report_fixable(struct check *c, unsigned fix)
+{
+    for (uint64_t i = 0; i < c->counted; i++) {
+        uint64_t stored = c->disk[i], refs = c->ref[i];
+        if (stored == refs) {
+            continue;
+        }
+        bool fixed = (stored > refs && (fix & BDEV_FIX_LEAKS)) ||
+                     (stored < refs && (fix & BDEV_FIX_ERRORS));
+        report(c, "%s cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64,
+               fixed ? "Repairing" : stored < refs ? "ERROR" : "Leaked", i, stored, refs);
+    }
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* A rebuild replaces the refcount table and blocks; QEMU then finds the old
+ * ones leaked and frees them, naming each cluster. */
+static void report_old_refcount_structure(struct check *c)
+{
+    struct qcow2 *s = c->s;
+    size_t n = 0, cap = s->refcount_table_clusters + s->refcount_table_size;
+    uint64_t *k = calloc(cap ? cap : 1, sizeof(*k));
+    for (uint32_t i = 0; i < s->refcount_table_clusters; i++) {
+        k[n++] = (s->refcount_table_offset >> s->cluster_bits) + i;
+    }
+    for (uint32_t i = 0; i < s->refcount_table_size; i++) {
+        uint64_t off = s->refcount_table[i] & QCOW2_REFT_OFFSET_MASK;
+        if (off && !(off & s->cluster_mask)) {
+            k[n++] = off >> s->cluster_bits;
+        }
+    }
+    qsort(k, n, sizeof(*k), cmp_u64);
+    for (size_t i = 0; i < n; i++) {
+        if ((i == 0 || k[i] != k[i - 1]) && k[i] < c->counted && c->ref[k[i]]) {
+            report(c, "Repairing cluster %" PRIu64 " refcount=%" PRIu64 " reference=0", k[i],
+                   c->ref[k[i]]);
+        }
+    }
+    free(k);
+}
+
+/* What a staged repair (t) fixes, in the words and order of QEMU's check:
+ * refcounts first, then the COPIED flags judged by the repaired refcounts. */
+static void report_repair(struct check *c, unsigned fix, const struct qcow2_txn *t)
+{
+    if (c->quiet) {
+        return;
+    }
+    if (!c->rebuild) {
+        report_fixable(c, fix);
+    } else if (fix & BDEV_FIX_LEAKS) {
+        report_old_refcount_structure(c);
+    }
+    struct blockdev_check_result counts = *c->res;  /* messages only: the counts stay */
+    struct blockdev_check_result *res = c->res;
+    c->res = &counts;
+    c->judge_rc = t->rc;
+    c->judge_n = t->n;
+    c->copied_label = (fix & BDEV_FIX_ERRORS) ? "Repairing" : "ERROR";
+    c->copied_quiet = false;
+    check_copied(c);
+    c->res = res;
+}
+
 /* The refcounts repair writes: computed ones where fixing is allowed. */
 static int stage_repair(struct qcow2 *s, struct check *c, unsigned fix, struct qcow2_txn *t,
                         int *copied_fixed, bool *changes, struct error *err)
@@ -490,6 +587,10 @@ static int stage_repair(struct qcow2 *s, struct check *c, unsigned fix, struct q
             *changes = true;
         }
     }
+    if (ret == 0) {
+        /* Before the COPIED fix moves any L2 table: judged as QEMU judges. */
+        report_repair(c, fix, t);
+    }
     if (ret == 0 && (fix & BDEV_FIX_ERRORS)) {
         int64_t changed = qcow2_txn_fix_copied(s, t, err);
         ret = changed < 0 ? (int)changed : 0;
@@ -515,7 +616,7 @@ static int check_locked(struct qcow2 *s, unsigned fix, bool quiet, struct blockd
                         struct error *err)
 {
     struct check c;
-    int ret = run_check(s, &c, res, quiet);
+    int ret = run_check(s, &c, res, quiet, fix && !s->bd.read_only);
     bool broken = res->leaks || res->corruptions;
     if (ret < 0 || !fix || !broken || s->bd.read_only) {
         free_check(&c);
@@ -567,7 +668,7 @@ static int check_locked(struct qcow2 *s, unsigned fix, bool quiet, struct blockd
         return ret;
     }
     /* What is left is what the repair could not fix. */
-    ret = run_check(s, &c, res, true);
+    ret = run_check(s, &c, res, true, false);
     free_check(&c);
     if (ret < 0) {
         return error_set_errno(err, ret, "Could not check the repaired image");

@@ -643,13 +643,33 @@ static int zero_aligned(struct qcow2 *s, uint64_t off, uint64_t end, unsigned fl
     return ret == 0 ? batch : ret;
 }
 
+/* v2 has no zero flag: zeros are written, except that without a backing
+ * file whole clusters are discarded, which reads as zeros (QEMU's
+ * qcow2_subcluster_zeroize does the same). */
+static int zero_v2(struct qcow2 *s, uint64_t off, uint64_t len, struct error *err)
+{
+    uint64_t end = off + len;
+    uint64_t first = (off + s->cluster_size - 1) & ~s->cluster_mask;
+    uint64_t last = end == s->bd.size ? end : end & ~s->cluster_mask;
+    if (s->bd.backing_filename || first >= last) {
+        return write_zero_data(s, off, len, err);
+    }
+    int ret = first > off ? write_zero_data(s, off, first - off, err) : 0;
+    if (ret == 0) {
+        ret = qcow2_discard(&s->bd, first, last - first, err);
+    }
+    if (ret == 0 && end > last) {
+        ret = write_zero_data(s, last, end - last, err);
+    }
+    return ret;
+}
+
 int qcow2_pwrite_zeroes(struct blockdev *bd, uint64_t off, uint64_t len, unsigned flags,
                         struct error *err)
 {
     struct qcow2 *s = qcow2_of(bd);
     if (s->version < 3) {
-        /* No zero flag in v2: write zeros. */
-        return write_zero_data(s, off, len, err);
+        return zero_v2(s, off, len, err);
     }
     uint64_t sc_mask = (uint64_t)s->subcluster_size - 1;
     uint64_t end = off + len;

@@ -1,5 +1,6 @@
 /* The raw format: the virtual disk is the file itself. */
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,8 @@
 struct raw_state {
     struct blockdev bd;
     struct hostfile *file;
+    uint64_t offset;            /* where the disk starts in file (QEMU's raw offset option) */
+    bool fixed_size;            /* a size option was given: the disk is a window of file */
     /* Probed images: a check of the first sector and the write that passed
      * it happen as one, or two writers could each pass with half a header. */
     pthread_mutex_t block0_lock;
@@ -33,12 +36,33 @@ static int raw_open(struct blockdev **out, struct hostfile *file, const char *fi
         hostfile_close(file);
         return error_set_errno(err, (int)size, "Could not get the size of '%s'", filename);
     }
+    uint64_t window = (uint64_t)size - (opts->raw_offset < (uint64_t)size ? opts->raw_offset
+                                                                          : (uint64_t)size);
+    if (opts->raw_has_size ? opts->raw_size > window || opts->raw_offset > (uint64_t)size
+                           : opts->raw_offset > (uint64_t)size) {
+        hostfile_close(file);
+        return error_set(err, -EINVAL, "The sum of offset (%" PRIu64 ") and size (%" PRIu64 ") "
+                         "has to be smaller or equal to the  actual size of the containing file "
+                         "(%" PRId64 ")", opts->raw_offset, opts->raw_has_size ? opts->raw_size : 0,
+                         size);
+    }
     struct raw_state *s = calloc(1, sizeof(*s));
     extern const struct blockdev_driver raw_driver;
     blockdev_init(&s->bd, &raw_driver, filename, file, opts);
     s->file = file;
+    s->offset = opts->raw_offset;
+    s->fixed_size = opts->raw_has_size;
+    if (opts->protocol_top && file->proto) {
+        s->bd.node_driver = file->proto->name;
+    }
     pthread_mutex_init(&s->block0_lock, NULL);
-    s->bd.size = ((uint64_t)size + 511) & ~511ULL;    /* whole sectors, as QEMU sees a raw file */
+    if (opts->raw_has_size) {
+        s->bd.size = opts->raw_size;
+    } else if (s->offset) {
+        s->bd.size = window;
+    } else {
+        s->bd.size = ((uint64_t)size + 511) & ~511ULL;  /* whole sectors, as QEMU sees a raw file */
+    }
     *out = &s->bd;
     return 0;
 }
@@ -55,7 +79,7 @@ static int raw_check_block0(struct blockdev *bd, uint64_t off, const void *buf, 
                             struct error *err)
 {
     uint8_t sector[BLOCKDEV_PROBE_SIZE];
-    int ret = hostfile_pread(raw_of(bd)->file, 0, sector, sizeof(sector));
+    int ret = hostfile_pread(raw_of(bd)->file, raw_of(bd)->offset, sector, sizeof(sector));
     if (ret < 0) {
         return error_set_errno(err, ret, "Read of '%s' failed", bd->filename);
     }
@@ -69,7 +93,7 @@ static bool raw_guards_block0(struct blockdev *bd, uint64_t off)
 
 static int raw_pread(struct blockdev *bd, uint64_t off, void *buf, size_t len, struct error *err)
 {
-    int ret = hostfile_pread(raw_of(bd)->file, off, buf, len);
+    int ret = hostfile_pread(raw_of(bd)->file, raw_of(bd)->offset + off, buf, len);
     if (ret < 0) {
         return error_set_errno(err, ret, "Read of '%s' failed", bd->filename);
     }
@@ -78,13 +102,13 @@ static int raw_pread(struct blockdev *bd, uint64_t off, void *buf, size_t len, s
 
 static int raw_pread_nowait(struct blockdev *bd, uint64_t off, void *buf, size_t len)
 {
-    return hostfile_pread_nowait(raw_of(bd)->file, off, buf, len);
+    return hostfile_pread_nowait(raw_of(bd)->file, raw_of(bd)->offset + off, buf, len);
 }
 
 static int raw_pwrite_data(struct blockdev *bd, uint64_t off, const void *buf, size_t len,
                            struct error *err)
 {
-    int ret = hostfile_pwrite(raw_of(bd)->file, off, buf, len);
+    int ret = hostfile_pwrite(raw_of(bd)->file, raw_of(bd)->offset + off, buf, len);
     if (ret < 0) {
         return error_set_errno(err, ret, "Write to '%s' failed", bd->filename);
     }
@@ -121,7 +145,7 @@ static int raw_zero_guarded(struct blockdev *bd, uint64_t off, uint64_t len, boo
         ret = raw_check_block0(bd, off, NULL, len, err);
     }
     if (ret == 0) {
-        ret = hostfile_zero_range(s->file, off, len, may_unmap);
+        ret = hostfile_zero_range(s->file, s->offset + off, len, may_unmap);
     }
     if (guard) {
         pthread_mutex_unlock(&s->block0_lock);
@@ -162,6 +186,9 @@ static int raw_truncate(struct blockdev *bd, uint64_t size, bool shrink_ok,
                         enum blockdev_prealloc prealloc, struct error *err)
 {
     struct raw_state *s = raw_of(bd);
+    if (s->fixed_size || s->offset) {
+        return error_set(err, -ENOTSUP, "Cannot resize fixed-size raw disks");
+    }
     if (size < bd->size && !shrink_ok) {
         return error_set(err, -EINVAL, "Use the --shrink option to perform a shrink operation.");
     }
@@ -180,14 +207,17 @@ static int raw_truncate(struct blockdev *bd, uint64_t size, bool shrink_ok,
 static int raw_block_status(struct blockdev *bd, uint64_t off, uint64_t len,
                             struct block_status *st, struct error *err)
 {
-    bool is_data;
-    uint64_t run;
-    hostfile_data_run(raw_of(bd)->file, off, len, &is_data, &run);
+    unsigned flags;
+    uint64_t run, host = raw_of(bd)->offset + off;
+    hostfile_status(raw_of(bd)->file, host, len, &flags, &run);
+    /* A protocol that knows neither data nor zeros (null-co) allocates nothing. */
+    if (flags) {
+        flags |= BDEV_STATUS_ALLOCATED | BDEV_STATUS_OFFSET_VALID;
+    }
     *st = (struct block_status){
         .len = run,
-        .flags = BDEV_STATUS_ALLOCATED | BDEV_STATUS_OFFSET_VALID |
-                 (is_data ? BDEV_STATUS_DATA : BDEV_STATUS_ZERO),
-        .host_offset = off,
+        .flags = flags,
+        .host_offset = host,
         .file = bd->filename,
     };
     return 0;
@@ -199,7 +229,10 @@ static int raw_invalidate_cache(struct blockdev *bd, struct error *err)
     if (size < 0) {
         return error_set_errno(err, (int)size, "Could not get the size of '%s'", bd->filename);
     }
-    bd->size = ((uint64_t)size + 511) & ~511ULL;
+    struct raw_state *s = raw_of(bd);
+    if (!s->fixed_size) {
+        bd->size = s->offset ? (uint64_t)size - s->offset : ((uint64_t)size + 511) & ~511ULL;
+    }
     return 0;
 }
 

@@ -154,4 +154,30 @@ TWIN_FILTER=
 check "resized qcow2: qemu-img check clean" "$QEMU_IMG" check -q "$CW/rs.qcow2"
 check "resized qcow2: same content as qemu-img's" "$QEMU_IMG" compare -q "$Q/rs.qcow2" "$CW/rs.qcow2"
 
+# convert details QEMU's iotest 122 checks: the same map as qemu-img's.
+TWIN_FILTER='s/"offset": [0-9]*/"offset": X/'
+conv_setup() {
+    "$QEMU_IMG" create -q -f qcow2 -o cluster_size=1024 s1.qcow2 1023k
+    "$QEMU_IMG" create -q -f qcow2 -o cluster_size=1024 s2.qcow2 1023k
+    "$QEMU_IO" -c 'write -P 0x33 1022k 1k' s1.qcow2
+    "$QEMU_IO" -c 'write -P 0x44 0 1k' s2.qcow2
+    "$QEMU_IMG" create -q -f qcow2 -o cluster_size=1k sp.qcow2 1M
+    "$QEMU_IO" -c 'write -P 0 0 64k' -c 'write 0 1k' -c 'write 17k 1k' -c 'write -P 0 65k 1k' sp.qcow2
+    "$QEMU_IMG" create -q -f qcow2 -o compat=0.10 v2.qcow2 4M
+    "$QEMU_IMG" create -q -f qcow2 empty.qcow2 4M
+}
+twin_do conv_setup
+run_twin convert -c -O qcow2 s1.qcow2 s2.qcow2 cat.qcow2
+same "convert -c: a cluster spanning two sources is compressed whole" map --output=json cat.qcow2
+run_twin convert -c -S 0 -O qcow2 s1.qcow2 all.qcow2
+same "convert -c -S 0 writes every cluster" map --output=json all.qcow2
+run_twin convert -O qcow2 -o cluster_size=1k -S 4k sp.qcow2 sp4k.qcow2
+same "convert -S 4k: an all-zero data run is a hole" map --output=json sp4k.qcow2
+run_twin convert -O qcow2 -o cluster_size=1k -c -S 4k sp.qcow2 spc.qcow2
+same "convert -c -S 4k with 1 KiB clusters" map --output=json spc.qcow2
+run_twin convert -n -O qcow2 empty.qcow2 v2.qcow2
+same "convert -n to a compat=0.10 image without backing: zeros are discarded" map --output=json v2.qcow2
+same "convert -n -B without -F" convert -O qcow2 -B empty.qcow2 -n sp.qcow2 v2.qcow2
+TWIN_FILTER=
+
 done_testing

@@ -129,4 +129,23 @@ check "bench -w --pattern wrote the pattern" bash -c \
 same "bench request past the end fails" bench -f raw -c 10 -o 4095k -s 4k src.raw
 TWIN_FILTER=
 
+# The null-co protocol and the raw format's offset and size options (QEMU's
+# iotests 133 and 150 use null-co).
+NULL_RZ="json:{'driver': 'null-co', 'size': 1048576, 'read-zeroes': true}"
+# QEMU names a node opened with options by a json: name of its own making.
+TWIN_FILTER='s/^image: .*/image: X/; s/"filename": .*/"filename": X/'
+same "info of a null-co node" info "json:{'driver': 'null-co', 'size': 65536}"
+same "info of null-co://" info null-co://
+same "map of null-co with read-zeroes" map --output=json "$NULL_RZ"
+run_twin convert -O qcow2 -S 512 "$NULL_RZ" fromnull.qcow2
+same "convert from null-co: nothing allocated" map --output=json fromnull.qcow2
+twin_do "$QEMU_IMG" create -q -f raw win.raw 64k
+twin_do "$QEMU_IO" -f raw -c 'write -P 0x11 0 4k' -c 'write -P 0x22 4k 4k' -c 'write -P 0x33 8k 4k' win.raw
+WIN="json:{'driver': 'raw', 'offset': 4096, 'size': 4096, 'file': {'driver': 'file', 'filename': 'win.raw'}}"
+same "info of a raw window (offset, size)" info --output=json "$WIN"
+same "compare a raw window with its bytes" compare -f raw -F raw "$WIN" win.raw
+same "a raw window past the end of its file" info "json:{'driver': 'raw', 'offset': 61440, 'size': 8192, 'file': {'driver': 'file', 'filename': 'win.raw'}}"
+same "resize of a raw window is refused" resize "$WIN" 8k
+TWIN_FILTER=
+
 done_testing

@@ -61,6 +61,26 @@ compare_io "reopen refuses what cannot change" "$ovl" -c "reopen -o node-name=fo
 compare_io "protocol drivers check the file type" "$img" -c "open -r -o driver=file,filename=$TMP" \
     -c "open -o driver=file,filename=$TMP" -c "open -r -o driver=host_device,filename=$TMP" \
     -c "open -r -o driver=file,filename=/dev/null,locking=off"
+# reopen's lazy-refcounts: a write killed before close leaves the dirty bit
+# exactly when lazy refcounts are on, whatever the image's compat bit says.
+dirty_bit() {  # dirty_bit PROG OPTION: the incompatible features after a killed write
+    "$QEMU_IMG" create -q -f qcow2 -o "compat=1.1,lazy_refcounts=$2" "$TMP/lazy.qcow2" 1M
+    "$1" -c "reopen -o lazy-refcounts=$3" -c "write 0 512" -c "sigraise 9" "$TMP/lazy.qcow2" >/dev/null 2>&1
+    od -An -tx1 -j72 -N8 "$TMP/lazy.qcow2" | tr -d ' '
+}
+for lazy in "off on" "on off"; do
+    set -- $lazy
+    check_eq "reopen -o lazy-refcounts=$2 on a lazy_refcounts=$1 image: dirty bit as qemu-io" \
+        "$(dirty_bit "$QEMU_IO" "$1" "$2")" "$(dirty_bit "$COWIO" "$1" "$2")"
+done
+compare_io "null-co as the top node" "$img" -f null-co -c 'reopen' -c 'info' \
+    "json:{'driver': 'null-co', 'size': 65536}"
+compare_io "null-co with read-zeroes" "$img" -c 'read -P 0 0 64k' -c 'write 0 4k' -c 'map' \
+    "json:{'driver': 'null-co', 'size': 65536, 'read-zeroes': true}"
+"$QEMU_IMG" create -q -f raw "$TMP/win.raw" 64k
+"$QEMU_IO" -f raw -c 'write -P 0x11 0 4k' -c 'write -P 0x22 4k 4k' "$TMP/win.raw" >/dev/null
+compare_io "raw offset and size" "$TMP/win.raw" -c 'read -P 0x22 0 4k' -c 'read 4k 1' -c 'write -P 5 0 512' \
+    -c 'length' "json:{'driver': 'raw', 'offset': 4096, 'size': 4096, 'file': {'driver': 'file', 'filename': 'IMG'}}"
 compare_io "qcow2 as raw" "$img" -f raw -c "read -v 0 16" IMG
 compare_io "raw as qcow2" "$TESTS_DIR/lib.sh" -f qcow2 IMG
 "$QEMU_IMG" create -q -f qcow2 -u -b "$TMP/missing.qcow2" -F qcow2 "$TMP/orphan.qcow2" 1M

@@ -78,14 +78,16 @@ static struct source *source_at(struct convert *cv, uint64_t off)
     return &cv->src[0];
 }
 
-/* Hands out the next chunk; chunks never cross a source boundary. */
+/* Hands out the next chunk; chunks never cross a source boundary, except
+ * compressed ones: a compressed cluster is written whole, whichever
+ * sources it spans. */
 static bool next_chunk(struct convert *cv, struct chunk_work *w)
 {
     pthread_mutex_lock(&cv->lock);
     bool have = !cv->failed && cv->cursor < cv->total;
     if (have) {
         struct source *s = source_at(cv, cv->cursor);
-        uint64_t end = s->start + blockdev_size(s->bd);
+        uint64_t end = cv->compress ? cv->total : s->start + blockdev_size(s->bd);
         uint64_t grid_end = (cv->cursor / cv->chunk + 1) * cv->chunk;
         w->off = cv->cursor;
         w->len = (grid_end < end ? grid_end : end) - cv->cursor;
@@ -124,7 +126,8 @@ static void add_data(struct convert *cv, struct chunk_work *w, uint64_t off, uin
                      const uint8_t *buf)
 {
     if (cv->compress) {
-        if (mem_is_zero(buf, len)) {
+        /* -S 0 writes every cluster, zeros compressed too, as qemu-img does. */
+        if (cv->min_sparse && mem_is_zero(buf, len)) {
             add_zero(cv, w, off, len);
         } else {
             add_op(w, OP_COMPRESSED, off, len, buf);
@@ -133,6 +136,11 @@ static void add_data(struct convert *cv, struct chunk_work *w, uint64_t off, uin
     }
     if (cv->min_sparse == 0) {
         add_op(w, OP_DATA, off, len, buf);
+        return;
+    }
+    if (mem_is_zero(buf, len)) {
+        /* A run read all zeros is a hole however short, as qemu-img sees it. */
+        add_zero(cv, w, off, len);
         return;
     }
     uint64_t pos = 0;
@@ -152,10 +160,36 @@ static void add_data(struct convert *cv, struct chunk_work *w, uint64_t off, uin
     }
 }
 
+/* A compressed chunk that spans sources: read from each, written whole. */
+static int plan_spanning_chunk(struct convert *cv, struct chunk_work *w)
+{
+    for (uint64_t pos = 0; pos < w->len;) {
+        struct source *s = source_at(cv, w->off + pos);
+        uint64_t src_off = w->off + pos - s->start;
+        uint64_t n = blockdev_size(s->bd) - src_off;
+        if (n > w->len - pos) {
+            n = w->len - pos;
+        }
+        struct error err = {0};
+        if (blockdev_pread(s->bd, src_off, w->buf + pos, n, &err) < 0) {
+            report("error while reading at byte %" PRIu64 ": %s", w->off + pos, err.msg);
+            return -1;
+        }
+        pos += n;
+    }
+    add_data(cv, w, w->off, w->len, w->buf);
+    return 0;
+}
+
 /* Phase 1 (parallel): read the chunk and decide what to write. */
 static int plan_chunk(struct convert *cv, struct chunk_work *w)
 {
     struct source *s = source_at(cv, w->off);
+    w->nops = 0;
+    w->overflow = false;
+    if (w->off + w->len > s->start + blockdev_size(s->bd)) {
+        return plan_spanning_chunk(cv, w);
+    }
     uint64_t pos = 0;
     w->nops = 0;
     w->overflow = false;
@@ -241,7 +275,8 @@ static void *worker(void *opaque)
 {
     struct convert *cv = opaque;
     struct chunk_work *w = calloc(1, sizeof(*w));
-    w->buf = aligned_alloc(4096, cv->chunk);
+    /* aligned_alloc wants a multiple of the alignment: chunks may be one 512-byte cluster. */
+    w->buf = aligned_alloc(4096, (cv->chunk + 4095) & ~(size_t)4095);
     w->cap = (int)(cv->chunk / 512) + 64;
     w->ops = calloc((size_t)w->cap, sizeof(*w->ops));
     while (next_chunk(cv, w)) {
@@ -527,7 +562,7 @@ int cmd_convert(int argc, char **argv)
                "multiple input images");
         goto out;
     }
-    if (a.backing && !a.backing_fmt && !options_get(&a.opts, "backing_fmt")) {
+    if (a.backing && !a.skip_create && !a.backing_fmt && !options_get(&a.opts, "backing_fmt")) {
         report("Use of backing file requires explicit backing format");
         goto out;
     }

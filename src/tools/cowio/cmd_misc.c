@@ -105,6 +105,12 @@ static int info_f(struct cowio *io, int argc, char **argv)
 {
     struct blockdev *bd = io->bd;
     printf("format name: %s\n", blockdev_format(bd));
+    if (blockdev_is_protocol_node(bd)) {
+        /* qemu-io names a protocol node by its format and its protocol name, the
+         * same for QEMU's protocol drivers, and has no more to say about it. */
+        printf("format name: %s\n", blockdev_format(bd));
+        return -ENOTSUP;    /* no driver information: qemu-io's exit status says so */
+    }
     char *json = blockdev_format_specific_json(bd);
     bool extended = json && (strstr(json, "\"extended-l2\": true") ||
                              strstr(json, "\"extended-l2\":true"));

@@ -49,7 +49,9 @@ static int open_requested(struct cowio *io, struct open_request *req, const char
         .flags = flags | (req->spec.no_backing ? BDEV_NO_BACKING : 0),
         .backing_format = req->spec.backing_format,
         .blkdebug = req->spec.blkdebug,     /* blockdev_open takes it over */
+        .lazy_refcounts = req->tuning.lazy_refcounts,
     };
+    blockdev_spec_node_opts(&req->spec, &bopts);
     req->spec.blkdebug = NULL;
     ret = blockdev_open(&io->bd, req->spec.filename, &bopts, err);
     if (ret == 0) {

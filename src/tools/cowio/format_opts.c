@@ -49,6 +49,7 @@ int format_tuning_parse(struct options *opts, const char *prefix, struct format_
         ret = get_bool(opts, prefix, *b, &v, err);
         if (ret == 0 && !strcmp(*b, "lazy-refcounts")) {
             t->lazy_refcounts_on = v;
+            t->lazy_refcounts = get(opts, prefix, *b) ? (v ? 1 : -1) : 0;
         }
     }
     if (ret == 0) {

@@ -15,6 +15,7 @@ struct format_tuning {
     bool has_cache, has_l2, has_refcount, has_entry;
     uint64_t cache, l2, refcount, entry;
     bool lazy_refcounts_on;
+    int lazy_refcounts;         /* blockdev_open_opts.lazy_refcounts: 0 unset, 1 on, -1 off */
     const char *overlap, *overlap_template;     /* point into the options */
     const char *clean_interval;
 };
