@@ -136,10 +136,10 @@ static bool must_stop(struct block_job *job)
     return job->cancelled && (job->force || job->status != JOB_STATUS_READY);
 }
 
-int block_job_step(struct block_job *job, uint64_t bytes)
+int block_job_step(struct block_job *job, uint64_t progress, uint64_t bytes)
 {
     pthread_mutex_lock(&job->lock);
-    job->offset += bytes;
+    job->offset += progress;
     if (job->p.speed && bytes) {
         uint64_t now = now_ns();
         if (job->next_ns < now) {

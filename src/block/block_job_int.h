@@ -87,9 +87,10 @@ struct block_job {
 
 /* The job whose thread this is (its own writes pass its notifier). */
 struct block_job *block_job_self(void);
-/* A pause point after bytes of progress: waits for the rate limit and
- * while paused; -ECANCELED once cancelled (force, or not ready). */
-int block_job_step(struct block_job *job, uint64_t bytes);
+/* A pause point after progress bytes done, of which bytes were copied
+ * (the rate limit counts those): waits for the rate limit and while
+ * paused; -ECANCELED once cancelled (force, or not ready). */
+int block_job_step(struct block_job *job, uint64_t progress, uint64_t bytes);
 /* Active commit's idle state: ready until more dirty data (has_work),
  * complete or cancel. Returns true when the job should finish now. */
 bool block_job_ready_wait(struct block_job *job, bool (*has_work)(struct block_job *job));

@@ -115,7 +115,7 @@ static int backup_run(struct block_job *job, struct error *err)
         int ret = copy_granule(job, i, job->buf, err);
         pthread_rwlock_unlock(&job->gate);
         if (ret == 0) {
-            ret = block_job_step(job, job->bitmap.granule);
+            ret = block_job_step(job, job->bitmap.granule, job->bitmap.granule);
         }
         if (ret < 0) {
             return ret;

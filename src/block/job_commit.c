@@ -100,7 +100,7 @@ static bool copy_run(struct block_job *job, uint64_t off, uint64_t len, const st
         }
     }
     if (*ret == 0) {
-        *ret = block_job_step(job, len);
+        *ret = block_job_step(job, len, len);
     }
     return *ret == 0;
 }
@@ -159,9 +159,9 @@ static int commit_run(struct block_job *job, struct error *err)
         bool left;
         ret = copy_dirty(job, &next, &left, err);
         if (ret == 0 && left) {
-            ret = block_job_step(job, job->bitmap.granule);
+            ret = block_job_step(job, job->bitmap.granule, job->bitmap.granule);
         } else if (ret == 0 && block_job_ready_wait(job, has_dirty)) {
-            return block_job_step(job, 0);
+            return block_job_step(job, 0, 0);
         }
     }
     return ret;

@@ -48,8 +48,9 @@ static int stream_setup(struct block_job *job, struct error *err)
     return 0;
 }
 
-/* One chunk at off: *len is how far the status reached. */
-static int stream_chunk(struct block_job *job, uint64_t off, uint64_t *len, struct error *err)
+/* One chunk at off: *len is how far the status reached, *copied whether
+ * it was copied. */
+static int stream_chunk(struct block_job *job, uint64_t off, uint64_t *len, bool *copied, struct error *err)
 {
     uint64_t size = blockdev_size(job->top);
     struct block_status st;
@@ -59,7 +60,8 @@ static int stream_chunk(struct block_job *job, uint64_t off, uint64_t *len, stru
         ret = error_set(err, -EIO, "Block status made no progress at %llu", (unsigned long long)off);
     }
     *len = st.len;
-    if (ret == 0 && (st.flags & BDEV_STATUS_ALLOCATED) && st.depth >= 1 && st.depth < job->p.base_depth) {
+    *copied = ret == 0 && (st.flags & BDEV_STATUS_ALLOCATED) && st.depth >= 1 && st.depth < job->p.base_depth;
+    if (*copied) {
         if ((st.flags & BDEV_STATUS_ZERO) && !(st.flags & BDEV_STATUS_DATA)) {
             ret = blockdev_pwrite_zeroes(job->top, off, st.len, 0, err);
         } else if ((ret = job_read(job, job->top, off, job->buf, st.len, err)) == 0) {
@@ -74,9 +76,10 @@ static int stream_run(struct block_job *job, struct error *err)
 {
     uint64_t size = blockdev_size(job->top);
     for (uint64_t off = 0, len = 0; off < size; off += len) {
-        int ret = stream_chunk(job, off, &len, err);
+        bool copied;
+        int ret = stream_chunk(job, off, &len, &copied, err);
         if (ret == 0) {
-            ret = block_job_step(job, len);
+            ret = block_job_step(job, len, copied ? len : 0);
         }
         if (ret < 0) {
             return ret;

@@ -71,12 +71,7 @@ static const char *path(const char *name)
  * zeros written at 3M-3.5M in mid. model gets what the chain shows. */
 static void make_chain(uint8_t *model)
 {
-    assert_int_equal(run("cd %s && rm -f *.qcow2 && qemu-img create -q -f qcow2 base.qcow2 4M && "
-                         "qemu-io -c 'write -P 1 0 1M' -c 'write -P 7 3M 1M' base.qcow2 >/dev/null && "
-                         "qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 mid.qcow2 && "
-                         "qemu-io -c 'write -P 2 1M 1M' -c 'write -z 3M 512k' mid.qcow2 >/dev/null && "
-                         "qemu-img create -q -f qcow2 -b mid.qcow2 -F qcow2 top.qcow2 && "
-                         "qemu-io -c 'write -P 3 2M 512k' top.qcow2 >/dev/null", dir), 0);
+    assert_int_equal(run("cd %s && rm -f *.qcow2 && cp pristine/*.qcow2 .", dir), 0);
     memset(model, 0, SIZE);
     memset(model, 1, MB);
     memset(model + MB, 2, MB);
@@ -457,9 +452,18 @@ static void test_read_error(void **state)
     free(model);
 }
 
+/* The chain every test starts from, made once by qemu-img and qemu-io. */
 static int setup(void **state)
 {
-    return mkdtemp(dir) ? 0 : -1;
+    if (!mkdtemp(dir)) {
+        return -1;
+    }
+    return run("cd %s && mkdir pristine && cd pristine && qemu-img create -q -f qcow2 base.qcow2 4M && "
+               "qemu-io -c 'write -P 1 0 1M' -c 'write -P 7 3M 1M' base.qcow2 >/dev/null && "
+               "qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 mid.qcow2 && "
+               "qemu-io -c 'write -P 2 1M 1M' -c 'write -z 3M 512k' mid.qcow2 >/dev/null && "
+               "qemu-img create -q -f qcow2 -b mid.qcow2 -F qcow2 top.qcow2 && "
+               "qemu-io -c 'write -P 3 2M 512k' top.qcow2 >/dev/null", dir);
 }
 
 static int teardown(void **state)
