@@ -80,8 +80,12 @@ static int for_each_defined(struct block_job *job, int depth, bool (*fn)(struct 
         if (st.len == 0) {
             return error_set(err, -EIO, "Block status made no progress at %llu", (unsigned long long)off);
         }
-        if ((st.flags & BDEV_STATUS_ALLOCATED) && st.depth < depth && !fn(job, off, st.len, &st, &ret, err)) {
-            return ret;
+        if ((st.flags & BDEV_STATUS_ALLOCATED) && st.depth < depth) {
+            if (!fn(job, off, st.len, &st, &ret, err)) {
+                return ret;
+            }
+        } else if (!is_active(job) && (ret = block_job_step(job, st.len, 0)) < 0) {
+            return ret;             /* nothing to copy there, but progress */
         }
         off += st.len;
     }
