@@ -87,6 +87,39 @@ static void open_disk(struct disk *d, const char *name)
     assert_int_equal(blockdev_open(&d->bd, path(name), &o, &err), 0);
 }
 
+/* The chain copied fresh, its model, and the disk open on its top. */
+static uint8_t *begin(struct disk *d)
+{
+    uint8_t *model = malloc(SIZE);
+    make_chain(model);
+    open_disk(d, "top.qcow2");
+    return model;
+}
+
+static struct block_job *start(struct disk *d, const struct block_job_params *p)
+{
+    static struct block_job_host h;
+    struct block_job *job;
+    struct error err = { 0 };
+    h = host_of(d);
+    if (block_job_start(&job, p, &h, &err) < 0) {
+        fail_msg("block_job_start: %s", err.msg);
+    }
+    return job;
+}
+
+/* A new empty qcow2 image of the disk's size as p's backup target. */
+static void new_target(const char *name, struct block_job_params *p)
+{
+    struct error err = { 0 };
+    struct blockdev_create_opts co;
+    blockdev_create_opts_init(&co);
+    co.size = SIZE;
+    assert_int_equal(blockdev_create(path(name), &co, &err), 0);
+    struct blockdev_open_opts o = { .format = "qcow2" };
+    assert_int_equal(blockdev_open(&p->target, path(name), &o, &err), 0);
+}
+
 static void check_contents(struct blockdev *bd, const uint8_t *model)
 {
     uint8_t *buf = malloc(SIZE);
@@ -193,17 +226,12 @@ static void reference_copy(void)
 
 static void test_stream_with_writes(void **state)
 {
-    uint8_t *model = malloc(SIZE);
     struct disk d;
-    make_chain(model);
-    open_disk(&d, "top.qcow2");
+    uint8_t *model = begin(&d);
     struct block_job_params p = params(BLOCK_JOB_STREAM, 0, 3, 8 * MB);
-    struct block_job_host h = host_of(&d);
-    struct block_job *job;
-    struct error err = { 0 };
     struct writer w;
     writer_start(&w, &d, model);
-    assert_int_equal(block_job_start(&job, &p, &h, &err), 0);
+    struct block_job *job = start(&d, &p);
     char seen[512] = "";
     wait_status(job, JOB_STATUS_NULL, seen, sizeof(seen));
     writer_stop(&w);
@@ -228,10 +256,7 @@ static void test_commit_intermediate(void **state)
     reference_copy();
     open_disk(&d, "top.qcow2");
     struct block_job_params p = params(BLOCK_JOB_COMMIT, 1, 2, 0);
-    struct block_job_host h = host_of(&d);
-    struct block_job *job;
-    struct error err = { 0 };
-    assert_int_equal(block_job_start(&job, &p, &h, &err), 0);
+    struct block_job *job = start(&d, &p);
     wait_status(job, JOB_STATUS_NULL, NULL, 0);
     block_job_free(job);
     check_contents(d.bd, model);
@@ -249,22 +274,18 @@ static void test_commit_intermediate(void **state)
  * the disk to base, which holds everything. */
 static void test_commit_active_with_writes(void **state)
 {
-    uint8_t *model = malloc(SIZE);
     struct disk d;
-    make_chain(model);
-    open_disk(&d, "top.qcow2");
+    uint8_t *model = begin(&d);
     struct block_job_params p = params(BLOCK_JOB_COMMIT, 0, 2, 0);
-    struct block_job_host h = host_of(&d);
-    struct block_job *job;
-    struct error err = { 0 };
     struct writer w;
     writer_start(&w, &d, model);
-    assert_int_equal(block_job_start(&job, &p, &h, &err), 0);
+    struct block_job *job = start(&d, &p);
     char seen[512] = "";
     wait_status(job, JOB_STATUS_READY, seen, sizeof(seen));
     struct timespec ts = { 0, 100000000 };
     nanosleep(&ts, NULL);                       /* writes after ready are mirrored too */
     writer_stop(&w);
+    struct error err = { 0 };
     assert_int_equal(block_job_complete(job, &err), 0);
     wait_status(job, JOB_STATUS_NULL, seen, sizeof(seen));
     assert_string_equal(seen, "created running ready waiting pending concluded null");
@@ -285,18 +306,10 @@ static void test_backup_point_in_time(void **state)
     memcpy(before, model, SIZE);
     reference_copy();
     open_disk(&d, "top.qcow2");
-    struct error err = { 0 };
-    struct blockdev_create_opts co;
-    blockdev_create_opts_init(&co);
-    co.size = SIZE;
-    assert_int_equal(blockdev_create(path("backup.qcow2"), &co, &err), 0);
     struct block_job_params p = params(BLOCK_JOB_BACKUP, 0, 0, 8 * MB);
-    struct blockdev_open_opts o = { .format = "qcow2" };
-    assert_int_equal(blockdev_open(&p.target, path("backup.qcow2"), &o, &err), 0);
-    struct block_job_host h = host_of(&d);
-    struct block_job *job;
+    new_target("backup.qcow2", &p);
     struct writer w;
-    assert_int_equal(block_job_start(&job, &p, &h, &err), 0);
+    struct block_job *job = start(&d, &p);
     writer_start(&w, &d, model);            /* the backup is the disk as the job started */
     wait_status(job, JOB_STATUS_NULL, NULL, 0);
     writer_stop(&w);
@@ -316,24 +329,14 @@ static void test_backup_point_in_time(void **state)
 /* The incremental hook: only the granules given are copied. */
 static void test_backup_granules(void **state)
 {
-    uint8_t *model = malloc(SIZE);
     struct disk d;
-    make_chain(model);
-    open_disk(&d, "top.qcow2");
-    struct error err = { 0 };
-    struct blockdev_create_opts co;
-    blockdev_create_opts_init(&co);
-    co.size = SIZE;
-    assert_int_equal(blockdev_create(path("inc.qcow2"), &co, &err), 0);
+    uint8_t *model = begin(&d);
     struct block_job_params p = params(BLOCK_JOB_BACKUP, 0, 0, 0);
     uint64_t granules[1] = { 1ull << 1 };      /* 1 MiB granules: only [1M, 2M) */
     p.granules = granules;
     p.granule_size = MB;
-    struct blockdev_open_opts o = { .format = "qcow2" };
-    assert_int_equal(blockdev_open(&p.target, path("inc.qcow2"), &o, &err), 0);
-    struct block_job_host h = host_of(&d);
-    struct block_job *job;
-    assert_int_equal(block_job_start(&job, &p, &h, &err), 0);
+    new_target("inc.qcow2", &p);
+    struct block_job *job = start(&d, &p);
     wait_status(job, JOB_STATUS_NULL, NULL, 0);
     block_job_free(job);
     blockdev_close(d.bd);
@@ -348,16 +351,12 @@ static void test_backup_granules(void **state)
 /* Pause holds the copy; resume finishes it; the verbs refused as QEMU does. */
 static void test_pause_resume_verbs(void **state)
 {
-    uint8_t *model = malloc(SIZE);
     struct disk d;
-    make_chain(model);
-    open_disk(&d, "top.qcow2");
+    uint8_t *model = begin(&d);
     struct block_job_params p = params(BLOCK_JOB_STREAM, 0, 2, 2 * MB);
     p.auto_finalize = p.auto_dismiss = false;
-    struct block_job_host h = host_of(&d);
-    struct block_job *job;
+    struct block_job *job = start(&d, &p);
     struct error err = { 0 };
-    assert_int_equal(block_job_start(&job, &p, &h, &err), 0);
     assert_int_equal(block_job_complete(job, &err), -EBUSY);
     assert_string_equal(err.msg, "Job 'job0' in state 'running' cannot accept command verb 'complete'");
     assert_int_equal(block_job_resume(job, &err), -EBUSY);
@@ -394,15 +393,11 @@ static void test_pause_resume_verbs(void **state)
 /* A cancelled stream leaves the chain as it was and says so. */
 static void test_cancel(void **state)
 {
-    uint8_t *model = malloc(SIZE);
     struct disk d;
-    make_chain(model);
-    open_disk(&d, "top.qcow2");
+    uint8_t *model = begin(&d);
     struct block_job_params p = params(BLOCK_JOB_STREAM, 0, 3, 1 * MB);
-    struct block_job_host h = host_of(&d);
-    struct block_job *job;
+    struct block_job *job = start(&d, &p);
     struct error err = { 0 };
-    assert_int_equal(block_job_start(&job, &p, &h, &err), 0);
     assert_int_equal(block_job_cancel(job, false, &err), 0);
     char seen[256] = "";
     wait_status(job, JOB_STATUS_NULL, seen, sizeof(seen));
@@ -430,16 +425,9 @@ static void test_read_error(void **state)
     snprintf(opts, sizeof(opts), "driver=qcow2,file.driver=blkdebug,file.inject-error.0.event=read_aio,"
              "file.inject-error.0.errno=5,file.image.filename=%s", path("top.qcow2"));
     assert_int_equal(blockdev_open_spec(&d.bd, NULL, opts, NULL, &err), 0);
-    assert_int_equal(blockdev_create(path("err.qcow2"), &(struct blockdev_create_opts){ .size = SIZE, .version = 3,
-                                                                                       .refcount_bits = 16,
-                                                                                       .cluster_size = 65536 },
-                                     &err), 0);
     struct block_job_params p = params(BLOCK_JOB_BACKUP, 0, 0, 0);
-    struct blockdev_open_opts o = { .format = "qcow2" };
-    assert_int_equal(blockdev_open(&p.target, path("err.qcow2"), &o, &err), 0);
-    struct block_job_host h = host_of(&d);
-    struct block_job *job;
-    assert_int_equal(block_job_start(&job, &p, &h, &err), 0);
+    new_target("err.qcow2", &p);
+    struct block_job *job = start(&d, &p);
     char seen[256] = "";
     wait_status(job, JOB_STATUS_NULL, seen, sizeof(seen));
     assert_string_equal(seen, "created running ERROR aborting concluded null");

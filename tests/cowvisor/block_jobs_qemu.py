@@ -10,26 +10,18 @@ each records). Prints TAP."""
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import qmp_connect  # noqa: E402
+
 
 class Monitor:
     def __init__(self, path):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        for _ in range(200):
-            try:
-                s.connect(path)
-                break
-            except OSError:
-                time.sleep(0.05)
-        else:
-            raise SystemExit("cannot connect to " + path)
-        s.settimeout(10)
-        self.f = s.makefile("rwb", buffering=0)
+        self.f = qmp_connect.connect(path, timeout=10)
         self.events = []
         json.loads(self.f.readline())
         self.ask("qmp_capabilities")
@@ -150,7 +142,7 @@ def run_session(stub, tmp, n, name, steps, files):
     procs = []
     for side in ("qemu", "cow"):
         d = os.path.join(tmp, f"{n}-{side}")
-        make_chain(d)
+        shutil.copytree(os.path.join(tmp, "chain"), d)
         sock = os.path.join(tmp, f"{n}-{side}.sock")
         if side == "qemu":
             procs.append(subprocess.Popen([
@@ -202,6 +194,7 @@ def main():
     print(f"1..{len(SESSIONS)}")
     failed = 0
     try:
+        make_chain(os.path.join(tmp, "chain"))
         for n, (name, steps, files) in enumerate(SESSIONS, 1):
             diffs = run_session(stub, tmp, n, name, steps, files)
             print(("not ok" if diffs else "ok") + f" {n} - {name}")
