@@ -85,6 +85,8 @@ struct blockdev {
     struct blockdev *backing;   /* NULL when there is none or BDEV_NO_BACKING */
     char *backing_filename;     /* as recorded in the image, or NULL */
     char *backing_format;       /* as recorded in the image, or NULL */
+    /* A block job watching the writes (blockdev_set_write_notifier). */
+    const struct blockdev_write_notifier *_Atomic write_notifier;
 };
 
 /* For drivers: fills the common fields; call before opening the backing file. */
@@ -94,6 +96,9 @@ void blockdev_init(struct blockdev *bd, const struct blockdev_driver *drv, const
  * unless there is none or opts say BDEV_NO_BACKING. */
 int blockdev_open_backing(struct blockdev *bd, const struct blockdev_open_opts *opts,
                           struct error *err);
+/* A handle on a layer of an open chain that may be written (the chain has
+ * it read-only), without its own backing chain: commit's base. */
+int blockdev_reopen_layer_rw(const struct blockdev *layer, struct blockdev **out, struct error *err);
 /* Probe the format of a file (NULL when unknown, then "raw" is the fallback). */
 const struct blockdev_driver *blockdev_probe_file(struct hostfile *file);
 /* The same for the first BLOCKDEV_PROBE_SIZE bytes of an image. */

@@ -355,23 +355,67 @@ int blockdev_pread_nowait(struct blockdev *bd, uint64_t off, void *buf, size_t l
     return bd->drv->pread_nowait ? bd->drv->pread_nowait(bd, off, buf, len) : -EAGAIN;
 }
 
+int blockdev_reopen_layer_rw(const struct blockdev *layer, struct blockdev **out, struct error *err)
+{
+    struct blockdev_open_opts opts = {
+        .format = blockdev_format(layer),
+        .flags = BDEV_NO_BACKING | BDEV_REOPEN,
+    };
+    int ret = blockdev_open(out, layer->open_name ? layer->open_name : layer->filename, &opts, err);
+    if (ret < 0) {
+        error_prefix(err, "Could not reopen '%s' for writing", layer->filename);
+    }
+    return ret;
+}
+
+void blockdev_set_write_notifier(struct blockdev *bd, const struct blockdev_write_notifier *n)
+{
+    bd->write_notifier = n;
+}
+
+/* The notifier's before() for a write that passed its checks; *n is the
+ * notifier that needs its after() (NULL: none). */
+static int notify_before(struct blockdev *bd, uint64_t off, uint64_t len,
+                         const struct blockdev_write_notifier **n, struct error *err)
+{
+    *n = bd->write_notifier;
+    if (!*n || !(*n)->before) {
+        return 0;
+    }
+    int ret = (*n)->before((*n)->opaque, off, len, err);
+    if (ret < 0) {
+        *n = NULL;
+    }
+    return ret;
+}
+
+static int notify_after(const struct blockdev_write_notifier *n, uint64_t off, uint64_t len, int ret)
+{
+    if (n && n->after) {
+        n->after(n->opaque, off, len);
+    }
+    return ret;
+}
+
 int blockdev_pwrite(struct blockdev *bd, uint64_t off, const void *buf, size_t len, struct error *err)
 {
+    const struct blockdev_write_notifier *n;
     int ret = check_write(bd, off, len, err);
-    if (ret < 0 || len == 0) {
+    if (ret < 0 || len == 0 || (ret = notify_before(bd, off, len, &n, err)) < 0) {
         return ret;
     }
-    return bd->drv->pwrite(bd, off, buf, len, err);
+    return notify_after(n, off, len, bd->drv->pwrite(bd, off, buf, len, err));
 }
 
 int blockdev_pwrite_zeroes(struct blockdev *bd, uint64_t off, uint64_t len, unsigned flags,
                            struct error *err)
 {
+    const struct blockdev_write_notifier *n;
     int ret = check_write(bd, off, len, err);
-    if (ret < 0 || len == 0) {
+    if (ret < 0 || len == 0 || (ret = notify_before(bd, off, len, &n, err)) < 0) {
         return ret;
     }
-    return bd->drv->pwrite_zeroes(bd, off, len, flags, err);
+    return notify_after(n, off, len, bd->drv->pwrite_zeroes(bd, off, len, flags, err));
 }
 
 int blockdev_pwrite_compressed(struct blockdev *bd, uint64_t off, const void *buf, size_t len,
@@ -385,16 +429,21 @@ int blockdev_pwrite_compressed(struct blockdev *bd, uint64_t off, const void *bu
         return error_set(err, -ENOTSUP, "Compression is not supported for format '%s'",
                          bd->drv->format_name);
     }
-    return bd->drv->pwrite_compressed(bd, off, buf, len, err);
+    const struct blockdev_write_notifier *n;
+    if ((ret = notify_before(bd, off, len, &n, err)) < 0) {
+        return ret;
+    }
+    return notify_after(n, off, len, bd->drv->pwrite_compressed(bd, off, buf, len, err));
 }
 
 int blockdev_discard(struct blockdev *bd, uint64_t off, uint64_t len, struct error *err)
 {
+    const struct blockdev_write_notifier *n;
     int ret = check_write(bd, off, len, err);
-    if (ret < 0 || len == 0) {
+    if (ret < 0 || len == 0 || (ret = notify_before(bd, off, len, &n, err)) < 0) {
         return ret;
     }
-    return bd->drv->discard(bd, off, len, err);
+    return notify_after(n, off, len, bd->drv->discard(bd, off, len, err));
 }
 
 int blockdev_flush(struct blockdev *bd, struct error *err)

@@ -189,6 +189,19 @@ int blockdev_pwrite(struct blockdev *bd, uint64_t off, const void *buf, size_t l
  * with blockdev_pread, which reports real errors; buf may be partly filled.
  * Lets an event loop serve cached reads without handing them to a thread. */
 int blockdev_pread_nowait(struct blockdev *bd, uint64_t off, void *buf, size_t len);
+/* A block job's view of the writes to one image (its own writes excepted:
+ * they come from the thread the job marked with block_job_self): before()
+ * runs ahead of every write, write-zeroes, compressed write and discard and
+ * may fail it (a backup that could not save the old data first); after()
+ * runs once it is done, whatever the outcome. Either may be NULL. Set or cleared while no write
+ * is in flight (the device drained). */
+struct blockdev_write_notifier {
+    int (*before)(void *opaque, uint64_t off, uint64_t len, struct error *err);
+    void (*after)(void *opaque, uint64_t off, uint64_t len);
+    void *opaque;
+};
+void blockdev_set_write_notifier(struct blockdev *bd, const struct blockdev_write_notifier *n);
+
 int blockdev_pwrite_zeroes(struct blockdev *bd, uint64_t off, uint64_t len, unsigned flags,
                            struct error *err);
 int blockdev_pwrite_compressed(struct blockdev *bd, uint64_t off, const void *buf, size_t len,

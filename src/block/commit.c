@@ -40,20 +40,6 @@ static int depth_of(const struct blockdev *top, const struct blockdev *base)
     return -1;
 }
 
-/* A handle on base that may be written: the chain opened it read-only. */
-static int open_base_rw(const struct blockdev *base, struct blockdev **out, struct error *err)
-{
-    struct blockdev_open_opts opts = {
-        .format = blockdev_format(base),
-        .flags = BDEV_NO_BACKING | BDEV_REOPEN,
-    };
-    int ret = blockdev_open(out, base->open_name ? base->open_name : base->filename, &opts, err);
-    if (ret < 0) {
-        error_prefix(err, "Could not reopen '%s' for writing", base->filename);
-    }
-    return ret;
-}
-
 static int copy_range(struct blockdev *top, struct blockdev *dst, uint64_t off, uint64_t len,
                       bool zero, uint8_t *buf, struct error *err)
 {
@@ -84,7 +70,7 @@ int block_commit(struct blockdev *top, const struct blockdev *base, struct progr
                          base->filename, top->filename);
     }
     struct blockdev *dst;
-    int ret = open_base_rw(base, &dst, err);
+    int ret = blockdev_reopen_layer_rw(base, &dst, err);
     if (ret < 0) {
         return ret;
     }

@@ -144,6 +144,12 @@ int machine_disk_chain(struct machine *m, int i, struct disk_layer *out, int max
  * and switches the disk to it. */
 int machine_disk_overlay(struct machine *m, int i, const char *file, struct error *err);
 
+/* Disk i as the host of a block job (block/block_job.h): its top image,
+ * its virtio-blk device drained around the job's graph changes, and the
+ * switch to another image (the guest's device keeps going on it). */
+struct block_job_host;
+int machine_disk_job_host(struct machine *m, int i, struct block_job_host *out, struct error *err);
+
 /* ---- guest memory ---- */
 
 /* [gpa, gpa+size) of guest RAM into a new file (QMP pmemsave). */

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "block/block_job.h"
 #include "block/blockdev.h"
 #include "virtio/virtio_blk.h"
 
@@ -114,6 +115,71 @@ int machine_disk_resize(struct machine *m, int i, uint64_t size, struct error *e
     }
     pthread_mutex_unlock(&blk->dev.lock);
     return ret;
+}
+
+static struct blockdev *job_top(void *opaque)
+{
+    struct machine_disk_ref *r = opaque;
+    return r->m->disks[r->i];
+}
+
+/* The job's changes happen in the main loop: holding the device's lock
+ * with nothing in flight keeps the workers out, and the loop starts no
+ * request meanwhile. */
+static void job_drain_begin(void *opaque)
+{
+    struct machine_disk_ref *r = opaque;
+    struct virtio_blk *blk = blk_of(r->m, r->m->disks[r->i]);
+    if (blk) {
+        pthread_mutex_lock(&blk->dev.lock);
+        virtio_blk_drain_locked(blk);
+    }
+}
+
+static void job_drain_end(void *opaque)
+{
+    struct machine_disk_ref *r = opaque;
+    struct virtio_blk *blk = blk_of(r->m, r->m->disks[r->i]);
+    if (blk) {
+        pthread_mutex_unlock(&blk->dev.lock);
+    }
+}
+
+static int job_replace(void *opaque, const char *filename, const char *format, struct error *err)
+{
+    struct machine_disk_ref *r = opaque;
+    struct machine *m = r->m;
+    struct blockdev *old = m->disks[r->i], *top = NULL;
+    struct virtio_blk *blk = blk_of(m, old);
+    bool ro = blockdev_is_read_only(old);
+    char *old_name = strdup(blockdev_filename(old)), *old_fmt = strdup(blockdev_format(old));
+    blockdev_close(old);
+    struct blockdev_open_opts opts = { .format = format, .flags = ro ? BDEV_READ_ONLY : 0 };
+    int ret = blockdev_open(&top, filename, &opts, err);
+    if (ret < 0) {
+        /* Put the old image back so the guest keeps its disk. */
+        struct blockdev_open_opts back = { .format = old_fmt, .flags = opts.flags };
+        if (!old_name || !old_fmt || blockdev_open(&top, old_name, &back, NULL) < 0) {
+            top = NULL;
+        }
+    }
+    free(old_name);
+    free(old_fmt);
+    m->disks[r->i] = top;
+    if (blk) {
+        blk->bdev = top;
+    }
+    return ret;
+}
+
+int machine_disk_job_host(struct machine *m, int i, struct block_job_host *out, struct error *err)
+{
+    if (i < 0 || i >= m->cfg->ndisks || !m->disks[i]) {
+        return error_set(err, -ENODEV, "No disk %d", i);
+    }
+    m->disk_refs[i] = (struct machine_disk_ref){ m, i };
+    *out = (struct block_job_host){ job_top, job_drain_begin, job_drain_end, job_replace, &m->disk_refs[i] };
+    return 0;
 }
 
 void machine_close_disks(struct machine *m)

@@ -65,6 +65,7 @@ struct machine {
     struct fw_cfg fw_cfg;           /* only with --bios */
     struct cpu_slot cpus[VM_MAX_CPUS + 1];
     struct blockdev *disks[MACHINE_MAX_DISKS];
+    struct machine_disk_ref { struct machine *m; int i; } disk_refs[MACHINE_MAX_DISKS];  /* block job hosts */
     struct virtio_slot virtio[MACHINE_MAX_VIRTIO];
     int nvirtio;
     int nmmio;

@@ -7,11 +7,12 @@ list), except the optional members listed in OPTIONAL with the reason
 cowvisor leaves them out. A query QEMU no longer has is a skip. Prints TAP."""
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import qmp_connect  # noqa: E402
 
 QUERIES = [
     "query-version", "query-kvm", "query-name", "query-uuid", "query-target", "query-machines",
@@ -35,17 +36,7 @@ OPTIONAL = {
 
 
 def connect(path):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    for _ in range(200):
-        try:
-            s.connect(path)
-            break
-        except OSError:
-            time.sleep(0.05)
-    else:
-        raise SystemExit("cannot connect to " + path)
-    s.settimeout(30)
-    f = s.makefile("rwb", buffering=0)
+    f = qmp_connect.connect(path)
     json.loads(f.readline())
     return f
 

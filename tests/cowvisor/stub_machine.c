@@ -1,6 +1,9 @@
 /* A machine without a guest (see stub_machine.h). */
 #include "stub_machine.h"
 
+#include "block/block_job.h"
+#include "block/blockdev.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +21,24 @@ struct machine {
     struct machine_replay_info replay;
     char replay_file[64];
     uint64_t replay_break;
+    /* Disk files that exist and open are real images (for block jobs);
+     * the others are a fixed 8 MiB qcow2 layer. */
+    struct blockdev *disks[MACHINE_MAX_DISKS];
+    bool tried[MACHINE_MAX_DISKS];
 };
+
+static struct blockdev *real_disk(struct machine *m, int i)
+{
+    const struct disk_config *d = &m->cfg->disks[i];
+    if (!m->tried[i]) {
+        struct blockdev_open_opts o = { .format = d->format, .flags = d->read_only ? BDEV_READ_ONLY : 0 };
+        m->tried[i] = true;
+        if (blockdev_open(&m->disks[i], d->file, &o, NULL) < 0) {
+            m->disks[i] = NULL;
+        }
+    }
+    return m->disks[i];
+}
 
 struct machine *stub_machine_create(const struct machine_config *cfg)
 {
@@ -33,6 +53,9 @@ struct machine *stub_machine_create(const struct machine_config *cfg)
 
 void stub_machine_destroy(struct machine *m)
 {
+    for (int i = 0; i < MACHINE_MAX_DISKS; i++) {
+        blockdev_close(m->disks[i]);
+    }
     event_loop_destroy(&m->loop);
     free(m);
 }
@@ -124,6 +147,15 @@ int machine_disk_count(const struct machine *m) { return m->cfg->ndisks; }
 int machine_disk_chain(struct machine *m, int i, struct disk_layer *out, int max, bool *read_only)
 {
     const struct disk_config *d = &m->cfg->disks[i];
+    if (real_disk(m, i)) {
+        int n = 0;
+        *read_only = blockdev_is_read_only(m->disks[i]);
+        for (struct blockdev *bd = m->disks[i]; bd && n < max; bd = blockdev_backing(bd)) {
+            out[n++] = (struct disk_layer){ blockdev_filename(bd), blockdev_format(bd), blockdev_backing_filename(bd),
+                                            blockdev_size(bd), blockdev_cluster_size(bd) };
+        }
+        return n;
+    }
     out[0] = (struct disk_layer){ .filename = d->file, .format = d->format ? d->format : "raw",
                                   .size = m->disk_size[i] ? m->disk_size[i] : 8u << 20, .cluster_size = 65536 };
     *read_only = d->read_only;
@@ -199,6 +231,45 @@ int machine_disk_resize(struct machine *m, int i, uint64_t size, struct error *e
     if (size % 512) {
         return error_set(err, -EINVAL, "The new size must be a multiple of 512");
     }
+    if (real_disk(m, i)) {
+        return blockdev_truncate(m->disks[i], size, true, PREALLOC_OFF, err);
+    }
     m->disk_size[i] = size;
+    return 0;
+}
+
+/* A block job's host over the real image: no guest to drain. */
+struct disk_ref {
+    struct machine *m;
+    int i;
+};
+static struct disk_ref refs[MACHINE_MAX_DISKS];
+
+static struct blockdev *job_top(void *opaque)
+{
+    struct disk_ref *r = opaque;
+    return r->m->disks[r->i];
+}
+
+static void no_guest_to_drain(void *opaque)
+{
+}
+
+static int job_replace(void *opaque, const char *filename, const char *format, struct error *err)
+{
+    struct disk_ref *r = opaque;
+    blockdev_close(r->m->disks[r->i]);
+    r->m->disks[r->i] = NULL;
+    struct blockdev_open_opts o = { .format = format };
+    return blockdev_open(&r->m->disks[r->i], filename, &o, err);
+}
+
+int machine_disk_job_host(struct machine *m, int i, struct block_job_host *out, struct error *err)
+{
+    if (!real_disk(m, i)) {
+        return error_set(err, -ENODEV, "the stub machine's disk %d is no image it could open", i);
+    }
+    refs[i] = (struct disk_ref){ m, i };
+    *out = (struct block_job_host){ job_top, no_guest_to_drain, no_guest_to_drain, job_replace, &refs[i] };
     return 0;
 }

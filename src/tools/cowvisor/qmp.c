@@ -487,6 +487,7 @@ void qmp_server_stop(struct qmp_server *s)
         event_loop_remove(machine_loop(s->m), s->listen.fd);
     }
     server_socket_close(&s->listen);
+    qmp_block_jobs_free(s);
     qmp_jobs_free(s);
     qmp_output_free(&s->out);
     free(s->in);

@@ -174,14 +174,6 @@ void qmp_query_blockstats(struct qmp_server *s, json_t *args, struct qmp_reply *
     r->ret = list;
 }
 
-void qmp_query_block_jobs(struct qmp_server *s, json_t *args, struct qmp_reply *r)
-{
-    /* cowvisor runs no block jobs yet (its jobs are snapshot jobs: query-jobs). */
-    if (qmp_check_args(args, qmp_no_args, r)) {
-        r->ret = json_array();
-    }
-}
-
 const struct qmp_arg qmp_block_resize_args[] = {
     { "device", JSON_STRING, true }, { "node-name", JSON_STRING, true }, { "size", JSON_INTEGER, false },
     { NULL, 0, false },
@@ -205,6 +197,9 @@ void qmp_block_resize(struct qmp_server *s, json_t *args, struct qmp_reply *r)
     int i = dev ? qmp_find_disk(s, dev) : node ? qmp_find_disk(s, node) : -1;
     if (i < 0 || (dev && node && qmp_find_disk(s, node) != i)) {
         qmp_fail(r, QMP_GENERIC, "Cannot find device=\"%s\" nor node-name=\"%s\"", dev ? dev : "", node ? node : "");
+        return;
+    }
+    if (qmp_disk_has_block_job(s, i, r)) {
         return;
     }
     struct error err = { 0 };

@@ -194,6 +194,9 @@ static void cmd_blockdev_snapshot_sync(struct qmp_server *s, json_t *args, struc
         qmp_fail(r, QMP_GENERIC, "mode '%s' is not supported (absolute-paths only)", mode);
         return;
     }
+    if (qmp_disk_has_block_job(s, i, r)) {
+        return;
+    }
     struct error err = { 0 };
     if (machine_disk_overlay(s->m, i, file, &err) < 0) {
         qmp_fail(r, QMP_GENERIC, "%s", err.msg);
@@ -281,6 +284,8 @@ const struct qmp_command qmp_commands[] = {
     { "job-dismiss", qmp_job_dismiss, qmp_job_id_args },
     { "blockdev-snapshot-sync", cmd_blockdev_snapshot_sync, snapshot_sync_args },
     { "x-cowvisor-snapshot-files", cmd_snapshot_files, snapshot_files_args },
+#define QMP_COMMAND_ENTRY(name, fn, args) { #name, fn, args },
+    QMP_BLOCK_JOB_COMMANDS(QMP_COMMAND_ENTRY)
     { "query-commands", cmd_query_commands, NULL },
     { NULL, NULL, NULL },
 };

@@ -29,6 +29,14 @@ struct qmp_job {
     bool scheduled;
 };
 
+#define QMP_MAX_BLOCK_JOBS 8
+
+struct block_job;
+struct qmp_block_job {
+    struct block_job *job;
+    int disk;
+};
+
 struct qmp_server {
     struct machine *m;
     struct server_socket listen;
@@ -42,6 +50,8 @@ struct qmp_server {
     bool shutdown_sent;
     struct qmp_job jobs[QMP_MAX_JOBS];
     int njobs;
+    struct qmp_block_job block_jobs[QMP_MAX_BLOCK_JOBS];
+    int nblock_jobs;
 };
 
 /* Replies and events (to the connected client, if any). */
@@ -155,6 +165,39 @@ void qmp_query_qmp_schema(struct qmp_server *s, json_t *args, struct qmp_reply *
 void qmp_job_start(struct qmp_server *s, const char *type, json_t *args, struct qmp_reply *r);
 void qmp_query_jobs(struct qmp_server *s, json_t *args, struct qmp_reply *r);
 void qmp_job_dismiss(struct qmp_server *s, json_t *args, struct qmp_reply *r);
+/* Block jobs (qmp_block_jobs.c). */
+#define QMP_BLOCK_JOB_COMMANDS(X) \
+    X(block-commit, qmp_block_commit, qmp_block_commit_args) \
+    X(block-stream, qmp_block_stream, qmp_block_stream_args) \
+    X(drive-backup, qmp_drive_backup, qmp_drive_backup_args) \
+    X(blockdev-backup, qmp_blockdev_backup, qmp_blockdev_backup_args) \
+    X(job-pause, qmp_job_pause, qmp_job_id_args) \
+    X(job-resume, qmp_job_resume, qmp_job_id_args) \
+    X(job-cancel, qmp_job_cancel, qmp_job_id_args) \
+    X(job-complete, qmp_job_complete, qmp_job_id_args) \
+    X(job-finalize, qmp_job_finalize, qmp_job_id_args) \
+    X(block-job-pause, qmp_block_job_pause, qmp_device_args) \
+    X(block-job-resume, qmp_block_job_resume, qmp_device_args) \
+    X(block-job-complete, qmp_block_job_complete, qmp_device_args) \
+    X(block-job-cancel, qmp_block_job_cancel, qmp_block_job_cancel_args) \
+    X(block-job-set-speed, qmp_block_job_set_speed, qmp_block_job_set_speed_args) \
+    X(block-job-finalize, qmp_block_job_finalize, qmp_job_id_args) \
+    X(block-job-dismiss, qmp_block_job_dismiss, qmp_job_id_args)
+#define QMP_DECLARE_COMMAND(name, fn, args) void fn(struct qmp_server *s, json_t *a, struct qmp_reply *r);
+QMP_BLOCK_JOB_COMMANDS(QMP_DECLARE_COMMAND)
+extern const struct qmp_arg qmp_block_commit_args[], qmp_block_stream_args[], qmp_drive_backup_args[],
+    qmp_blockdev_backup_args[], qmp_device_args[], qmp_block_job_cancel_args[], qmp_block_job_set_speed_args[];
+/* Fails the reply and returns true when a block job runs on disk. */
+bool qmp_disk_has_block_job(struct qmp_server *s, int disk, struct qmp_reply *r);
+/* The index of the block job or snapshot job with that id, or -1. */
+int qmp_block_job_find(struct qmp_server *s, const char *id);
+int qmp_snapshot_job_find(struct qmp_server *s, const char *id);
+/* job-dismiss of a block job (false: id is no block job's). */
+bool qmp_block_job_dismiss_id(struct qmp_server *s, json_t *args, struct qmp_reply *r);
+/* query-jobs' entries for the block jobs, newest first. */
+void qmp_block_jobs_list(struct qmp_server *s, json_t *list);
+/* Cancels and frees every block job (at the end, disks still open). */
+void qmp_block_jobs_free(struct qmp_server *s);
 /* Runs jobs that were created (after their creation was answered). */
 void qmp_jobs_run(struct qmp_server *s);
 /* At quit: every job goes away (JOB_STATUS_CHANGE null, newest first). */

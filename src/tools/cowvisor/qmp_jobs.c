@@ -25,6 +25,11 @@ static int find_job(struct qmp_server *s, const char *id)
     return -1;
 }
 
+int qmp_snapshot_job_find(struct qmp_server *s, const char *id)
+{
+    return find_job(s, id);
+}
+
 const struct qmp_arg qmp_snapshot_save_args[] = {
     { "job-id", JSON_STRING, false }, { "tag", JSON_STRING, false }, { "vmstate", JSON_STRING, false },
     { "devices", JSON_ARRAY, false }, { NULL, 0, false },
@@ -42,7 +47,7 @@ void qmp_job_start(struct qmp_server *s, const char *type, json_t *args, struct 
         return;
     }
     const char *id = json_string_value(json_object_get(args, "job-id"));
-    if (find_job(s, id) >= 0) {
+    if (find_job(s, id) >= 0 || qmp_block_job_find(s, id) >= 0) {
         qmp_fail(r, QMP_GENERIC, "Job ID '%s' already in use", id);
         return;
     }
@@ -155,6 +160,7 @@ void qmp_query_jobs(struct qmp_server *s, json_t *args, struct qmp_reply *r)
         }
         json_array_append_new(list, o);
     }
+    qmp_block_jobs_list(s, list);
     r->ret = list;
 }
 
@@ -173,6 +179,9 @@ void qmp_job_dismiss(struct qmp_server *s, json_t *args, struct qmp_reply *r)
     }
     const char *id = json_string_value(json_object_get(args, "id"));
     int i = find_job(s, id);
+    if (i < 0 && qmp_block_job_dismiss_id(s, args, r)) {
+        return;
+    }
     if (i < 0) {
         qmp_fail(r, QMP_GENERIC, "Job not found");
         return;

@@ -12,6 +12,18 @@ static const struct qmp_arg shutdown_data[] = {
 static const struct qmp_arg job_status_data[] = {
     { "id", JSON_STRING, false }, { "status", JSON_STRING, false }, { NULL, 0, false },
 };
+static const struct qmp_arg block_job_data[] = {
+    { "device", JSON_STRING, false }, { "len", JSON_INTEGER, false }, { "offset", JSON_INTEGER, false },
+    { "speed", JSON_INTEGER, false }, { "type", JSON_STRING, false }, { "error", JSON_STRING, true },
+    { NULL, 0, false },
+};
+static const struct qmp_arg block_job_error_data[] = {
+    { "device", JSON_STRING, false }, { "operation", JSON_STRING, false }, { "action", JSON_STRING, false },
+    { NULL, 0, false },
+};
+static const struct qmp_arg block_job_pending_data[] = {
+    { "type", JSON_STRING, false }, { "id", JSON_STRING, false }, { NULL, 0, false },
+};
 static const struct qmp_arg capabilities_args[] = { { "enable", JSON_ARRAY, true }, { NULL, 0, false } };
 
 const struct qmp_event_info qmp_events[] = {
@@ -21,6 +33,11 @@ const struct qmp_event_info qmp_events[] = {
     { "STOP", NULL },
     { "RESUME", NULL },
     { "JOB_STATUS_CHANGE", job_status_data },
+    { "BLOCK_JOB_READY", block_job_data },
+    { "BLOCK_JOB_COMPLETED", block_job_data },
+    { "BLOCK_JOB_CANCELLED", block_job_data },
+    { "BLOCK_JOB_ERROR", block_job_error_data },
+    { "BLOCK_JOB_PENDING", block_job_pending_data },
     { NULL, NULL },
 };
 

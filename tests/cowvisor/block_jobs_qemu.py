@@ -1,0 +1,209 @@
+#!/usr/bin/env python3
+"""block_jobs_qemu.py STUB_VMM: the same block job sessions through
+cowvisor's QMP server (stub machine, real images) and qemu-system-x86_64
+(-M none, the image as a -blockdev node named disk0), each on its own copy
+of one backing chain. Compared: the events in order (name and job status;
+the members of BLOCK_JOB_* events), the error texts of refused verbs, the
+reply shapes of query-block-jobs and query-jobs, and the images left
+behind (qemu-img compare; qemu-img check on cowvisor's; the backing file
+each records). Prints TAP."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import qmp_connect  # noqa: E402
+
+
+class Monitor:
+    def __init__(self, path):
+        self.f = qmp_connect.connect(path, timeout=10)
+        self.events = []
+        json.loads(self.f.readline())
+        self.ask("qmp_capabilities")
+
+    def _read(self):
+        m = json.loads(self.f.readline())
+        if "event" in m:
+            self.events.append(m)
+        return m
+
+    def ask(self, cmd, **args):
+        self.f.write(json.dumps({"execute": cmd, "arguments": args}).encode() + b"\n")
+        while True:
+            m = self._read()
+            if "event" not in m:
+                return m
+
+    def wait(self, event, status=None):
+        """Reads until the event (JOB_STATUS_CHANGE with status) came; the
+        socket's timeout ends a wait for an event that never comes."""
+        def seen():
+            return any(e["event"] == event and (status is None or e["data"].get("status") == status)
+                       for e in self.events)
+        while not seen():
+            self._read()
+
+    def take(self):
+        ev, self.events = self.events, []
+        return ev
+
+
+def make_chain(d):
+    os.makedirs(d)
+    run = lambda *a: subprocess.run(a, check=True, cwd=d, stdout=subprocess.DEVNULL)
+    run("qemu-img", "create", "-q", "-f", "qcow2", "base.qcow2", "4M")
+    run("qemu-io", "-c", "write -P 1 0 1M", "-c", "write -P 7 3M 1M", "base.qcow2")
+    run("qemu-img", "create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", "mid.qcow2")
+    run("qemu-io", "-c", "write -P 2 1M 1M", "-c", "write -z 3M 512k", "mid.qcow2")
+    run("qemu-img", "create", "-q", "-f", "qcow2", "-b", "mid.qcow2", "-F", "qcow2", "top.qcow2")
+    run("qemu-io", "-c", "write -P 3 2M 512k", "top.qcow2")
+
+
+def summary(events):
+    """What must match: event names, job statuses, BLOCK_JOB_* members.
+    QEMU's drive-backup drains the source while it sets up, which pauses
+    the just-started job for a moment (running, paused, running): that
+    pair is left out."""
+    out = []
+    for e in events:
+        d = e.get("data", {})
+        if e["event"] == "JOB_STATUS_CHANGE":
+            out.append(f"JOB_STATUS_CHANGE {d['status']}")
+            if out[-3:] == ["JOB_STATUS_CHANGE running", "JOB_STATUS_CHANGE paused", "JOB_STATUS_CHANGE running"]:
+                del out[-2:]
+        elif e["event"].startswith("BLOCK_JOB"):
+            out.append(f"{e['event']} {sorted(d)} type={d.get('type')} done={d.get('offset') == d.get('len')}")
+        else:
+            out.append(e["event"])
+    return out
+
+
+def shape(v):
+    if isinstance(v, dict):
+        return {k: shape(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [shape(v[0])] if v else []
+    return type(v).__name__
+
+
+def backing(path):
+    info = json.loads(subprocess.run(["qemu-img", "info", "-U", "--output=json", path], check=True,
+                                     capture_output=True, text=True).stdout)
+    return os.path.basename(info.get("backing-filename", "")) or None
+
+
+# Each session: steps (command + arguments, "wait" for an event, or a
+# check of replies), then the files to compare. {dir} is each side's copy.
+SESSIONS = [
+    ("stream everything into the top", [
+        ("block-stream", {"device": "disk0", "job-id": "s"}), ("wait", "JOB_STATUS_CHANGE", "null"),
+    ], ["top.qcow2"]),
+    ("stream down to a base file", [
+        ("block-stream", {"device": "disk0", "job-id": "s", "base": "{dir}/base.qcow2"}),
+        ("wait", "JOB_STATUS_CHANGE", "null"),
+    ], ["top.qcow2"]),
+    ("intermediate commit (mid into base)", [
+        ("block-commit", {"device": "disk0", "job-id": "c", "top": "{dir}/mid.qcow2", "base": "{dir}/base.qcow2"}),
+        ("wait", "JOB_STATUS_CHANGE", "null"),
+    ], ["base.qcow2", "top.qcow2"]),
+    ("active commit: ready, then block-job-complete", [
+        ("block-commit", {"device": "disk0", "job-id": "a"}), ("wait", "BLOCK_JOB_READY", None),
+        ("query-block-jobs", {}), ("block-job-complete", {"device": "a"}), ("wait", "JOB_STATUS_CHANGE", "null"),
+    ], ["base.qcow2"]),
+    ("active commit cancelled once ready: completes without the switch", [
+        ("block-commit", {"device": "disk0", "job-id": "a"}), ("wait", "BLOCK_JOB_READY", None),
+        ("block-job-cancel", {"device": "a"}), ("wait", "JOB_STATUS_CHANGE", "null"),
+    ], ["base.qcow2", "top.qcow2"]),
+    ("drive-backup sync=full", [
+        ("drive-backup", {"device": "disk0", "job-id": "b", "sync": "full", "target": "{dir}/backup.qcow2",
+                          "format": "qcow2", "auto-finalize": False}),
+        ("wait", "JOB_STATUS_CHANGE", "pending"), ("query-jobs", {}), ("job-finalize", {"id": "b"}),
+        ("wait", "JOB_STATUS_CHANGE", "null"),
+    ], ["backup.qcow2"]),
+    ("pause, resume, cancel and dismiss a slow stream; refused verbs", [
+        ("block-stream", {"device": "disk0", "job-id": "s", "speed": 65536, "auto-dismiss": False}),
+        ("block-job-complete", {"device": "s"}), ("block-job-resume", {"device": "s"}),
+        ("job-pause", {"id": "s"}), ("wait", "JOB_STATUS_CHANGE", "paused"), ("job-pause", {"id": "s"}),
+        ("query-block-jobs", {}), ("job-resume", {"id": "s"}), ("block-job-set-speed", {"device": "s", "speed": 1}),
+        ("block-job-cancel", {"device": "s"}), ("wait", "JOB_STATUS_CHANGE", "concluded"),
+        ("query-jobs", {}), ("job-dismiss", {"id": "s"}), ("job-dismiss", {"id": "s"}),
+        ("block-job-pause", {"device": "nojob"}), ("block-stream", {"device": "nodisk"}),
+    ], ["top.qcow2"]),
+]
+
+
+def run_session(stub, tmp, n, name, steps, files):
+    sides = {}
+    procs = []
+    for side in ("qemu", "cow"):
+        d = os.path.join(tmp, f"{n}-{side}")
+        shutil.copytree(os.path.join(tmp, "chain"), d)
+        sock = os.path.join(tmp, f"{n}-{side}.sock")
+        if side == "qemu":
+            procs.append(subprocess.Popen([
+                "qemu-system-x86_64", "-M", "none", "-nodefaults", "-display", "none",
+                "-blockdev", f"driver=qcow2,node-name=disk0,file.driver=file,file.filename={d}/top.qcow2",
+                "-qmp", f"unix:{sock},server=on,wait=off"], stdout=subprocess.DEVNULL))
+        else:
+            procs.append(subprocess.Popen([stub, f"unix:{sock},server,nowait", f"{d}/top.qcow2"]))
+        sides[side] = (d, Monitor(sock), [])
+    for side, (d, mon, log) in sides.items():
+        for step in steps:
+            if step[0] == "wait":
+                try:
+                    mon.wait(step[1], step[2])
+                except TimeoutError:
+                    log.append(f"no {step[1]} {step[2]} after {summary(mon.events)}")
+                    break
+                continue
+            args = json.loads(json.dumps(step[1]).replace("{dir}", d))
+            r = mon.ask(step[0], **args)
+            log.append((step[0], "error", r["error"]["desc"]) if "error" in r else (step[0], shape(r["return"])))
+        time.sleep(0.1)
+        mon.ask("query-status")         # events still on their way
+        log.append(summary(mon.take()))
+        mon.ask("quit")
+    for p in procs:
+        p.wait(timeout=30)
+    diffs = []
+    (qd, _, qlog), (cd, _, clog) = sides["qemu"], sides["cow"]
+    if len(qlog) != len(clog):
+        diffs.append(f"QEMU's session had {len(qlog)} steps, cowvisor's {len(clog)}")
+    for a, b in zip(qlog, clog):
+        if a != b:
+            diffs.append(f"QEMU {a}\n#   cowvisor {b}")
+    for f in files:
+        q, c = os.path.join(qd, f), os.path.join(cd, f)
+        if subprocess.run(["qemu-img", "compare", "-q", q, c]).returncode != 0:
+            diffs.append(f"{f}: contents differ from QEMU's")
+        if subprocess.run(["qemu-img", "check", "-q", c]).returncode != 0:
+            diffs.append(f"{f}: qemu-img check fails on cowvisor's")
+        if backing(q) != backing(c):
+            diffs.append(f"{f}: backing file {backing(c)}, QEMU's {backing(q)}")
+    return diffs
+
+
+def main():
+    stub = sys.argv[1]
+    tmp = tempfile.mkdtemp()
+    print(f"1..{len(SESSIONS)}")
+    failed = 0
+    try:
+        make_chain(os.path.join(tmp, "chain"))
+        for n, (name, steps, files) in enumerate(SESSIONS, 1):
+            diffs = run_session(stub, tmp, n, name, steps, files)
+            print(("not ok" if diffs else "ok") + f" {n} - {name}")
+            for d in diffs:
+                print("# " + d)
+            failed += bool(diffs)
+    finally:
+        shutil.rmtree(tmp)
+    sys.exit(1 if failed else 0)
+
+
+main()
