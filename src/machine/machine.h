@@ -48,6 +48,7 @@ struct machine_config {
     int nvconsole;
     const char *name;       /* --name, for monitors (NULL: none) */
     const char *uuid;       /* --uuid (NULL: all zeroes, as QEMU) */
+    bool incoming;          /* --incoming: disks open inactive until the migration hands them over */
 };
 
 struct machine;
@@ -140,6 +141,12 @@ int machine_disk_chain(struct machine *m, int i, struct disk_layer *out, int max
 /* Creates a qcow2 overlay at file backed by disk i's image (absolute path)
  * and switches the disk to it. */
 int machine_disk_overlay(struct machine *m, int i, const char *file, struct error *err);
+/* Live migration on shared storage: the source hands its disks' images
+ * over at switchover (flushed, locks released, no more writes), the
+ * destination (created with cfg->incoming) takes them over before its
+ * guest runs; a source whose migration failed takes them back. */
+int machine_disks_inactivate(struct machine *m, struct error *err);
+int machine_disks_activate(struct machine *m, struct error *err);
 
 /* ---- guest memory ---- */
 

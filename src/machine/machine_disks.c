@@ -116,6 +116,33 @@ int machine_disk_resize(struct machine *m, int i, uint64_t size, struct error *e
     return ret;
 }
 
+/* Shared storage at a migration's switchover (blockdev_inactivate): the
+ * guest is stopped, so no request is in flight. A failure part way leaves
+ * the disks it reached handed over: the caller activates them again. */
+int machine_disks_inactivate(struct machine *m, struct error *err)
+{
+    for (int i = 0; i < MACHINE_MAX_DISKS; i++) {
+        int ret = m->disks[i] ? blockdev_inactivate(m->disks[i], err) : 0;
+        if (ret < 0) {
+            error_prefix(err, "disk%d", i);
+            return ret;
+        }
+    }
+    return 0;
+}
+
+int machine_disks_activate(struct machine *m, struct error *err)
+{
+    for (int i = 0; i < MACHINE_MAX_DISKS; i++) {
+        int ret = m->disks[i] ? blockdev_activate(m->disks[i], err) : 0;
+        if (ret < 0) {
+            error_prefix(err, "disk%d", i);
+            return ret;
+        }
+    }
+    return 0;
+}
+
 void machine_close_disks(struct machine *m)
 {
     for (int i = 0; i < MACHINE_MAX_DISKS; i++) {

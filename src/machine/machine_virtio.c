@@ -159,7 +159,8 @@ static int attach(struct machine *m, struct virtio_device *d, enum transport t, 
 static int add_disk(struct machine *m, int i, struct error *err)
 {
     const struct disk_config *dc = &m->cfg->disks[i];
-    struct blockdev_open_opts opts = { .format = dc->format, .flags = dc->read_only ? BDEV_READ_ONLY : 0 };
+    struct blockdev_open_opts opts = { .format = dc->format, .flags = (dc->read_only ? BDEV_READ_ONLY : 0) |
+                                                                      (m->cfg->incoming ? BDEV_INACTIVE : 0) };
     int ret = blockdev_open(&m->disks[i], dc->file, &opts, err);
     if (ret < 0) {
         error_prefix(err, "--disk '%s'", dc->file);

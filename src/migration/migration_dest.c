@@ -40,6 +40,7 @@ struct migration_dest {
     struct page_bits has_data;      /* pages that may hold non-zero bytes here */
     struct page_bits received;
     struct postcopy_dest *pc;
+    bool disks_taken;               /* shared storage: the images are ours now */
     uint64_t start_ns;
     /* post-copy: device state loaded by a thread of its own, since loading
      * may touch guest pages that only this thread can bring in */
@@ -231,6 +232,11 @@ static int load_devices(struct migration_dest *d)
     vmstate_section_unread(&d->r, 0);
     int ret = machine_state_read(d->m, &d->r, &d->img, &d->err);
     if (ret < 0) {
+        return ret;
+    }
+    /* The source handed its disks over before it sent its devices. */
+    d->disks_taken = true;
+    if ((ret = machine_disks_activate(d->m, &d->err)) < 0) {
         return ret;
     }
     if (!d->pc) {
@@ -425,6 +431,10 @@ static void *dest_main(void *opaque)
     }
     if (!d->loader_started) {
         machine_state_image_free(&d->img);     /* else the loader still has it: freed at free */
+    }
+    if (ret < 0 && d->disks_taken && !pc) {
+        /* The guest never ran here: the source takes its disks back. */
+        machine_disks_inactivate(d->m, NULL);
     }
     if (ret < 0) {
         log_error("incoming migration failed: %s", d->err.msg);

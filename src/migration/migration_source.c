@@ -57,6 +57,7 @@ struct migration_source {
     struct guest_bitmap todo;
     struct mig_batch *batch;
     bool guest_stopped;
+    bool disks_handed_over;             /* shared storage: the images are the destination's now */
     uint64_t start_ns, pass_start_ns, pass_bytes, bandwidth;  /* bytes/s */
     int dirty_high;                     /* passes in a row the guest outran the link */
     int throttle;                       /* percent now */
@@ -371,6 +372,26 @@ static void start_guest(struct migration_source *s)
     s->guest_stopped = false;
 }
 
+/* ---- disks on shared storage ---- */
+
+/* At switchover, with the guest stopped: the destination takes the images
+ * over before its guest runs. */
+static int hand_disks_over(struct migration_source *s)
+{
+    s->disks_handed_over = true;    /* even part way: finish takes back what went */
+    return machine_disks_inactivate(s->m, &s->err);
+}
+
+/* The destination never ran: the images are this side's again. */
+static void take_disks_back(struct migration_source *s)
+{
+    struct error err = { 0 };
+    if (s->disks_handed_over && machine_disks_activate(s->m, &err) < 0) {
+        log_error("migration failed and the disks cannot be taken back: %s", err.msg);
+    }
+    s->disks_handed_over = false;
+}
+
 /* ---- phases ---- */
 
 static int setup(struct migration_source *s)
@@ -423,7 +444,8 @@ static int complete(struct migration_source *s)
     stop_guest(s);
     int ret;
     if ((!s->p.share_memfd && (ret = guest_memory_dirty_harvest(s->mem, &s->todo, &s->err)) < 0) ||
-        (ret = send_pass(s, true)) < 0 || (ret = machine_state_save(s->m, &s->w, &s->err)) < 0) {
+        (ret = send_pass(s, true)) < 0 || (ret = hand_disks_over(s)) < 0 ||
+        (ret = machine_state_save(s->m, &s->w, &s->err)) < 0) {
         return ret;
     }
     /* The whole stream is out: a cancel no longer stops the destination,
@@ -522,7 +544,8 @@ static int postcopy(struct migration_source *s)
     uint64_t t0 = mig_now_ns();
     stop_guest(s);
     int ret;
-    if ((ret = guest_memory_dirty_harvest(s->mem, &s->todo, &s->err)) < 0 || (ret = send_discards(s)) < 0 ||
+    if ((ret = guest_memory_dirty_harvest(s->mem, &s->todo, &s->err)) < 0 || (ret = hand_disks_over(s)) < 0 ||
+        (ret = send_discards(s)) < 0 ||
         (ret = machine_state_save(s->m, &s->w, &s->err)) < 0 || (ret = vmstate_writer_flush(&s->w, &s->err)) < 0) {
         return ret;
     }
@@ -583,6 +606,7 @@ static void finish(struct migration_source *s, int ret)
     guest_memory_dirty_stop(s->mem);
     set_throttle(s, 0);
     if (ret < 0 && s->guest_stopped && !s->postcopy) {
+        take_disks_back(s);
         start_guest(s);     /* the destination never ran: go on here */
     }
     bool was_cancel = ret == -ECANCELED;
