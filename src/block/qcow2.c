@@ -502,6 +502,7 @@ static int reread_header(struct qcow2 *s, struct error *err)
     }
     free(n->unknown_ext);
     free(n->bd.backing_filename);
+    free(n->bd.backing_format);
     free(n);
     return ret;
 }

@@ -39,6 +39,10 @@ struct migration_params {
     bool postcopy_ram;              /* the destination must accept post-copy */
     bool auto_converge;             /* throttle the vCPUs when the guest outruns the link */
     bool share_memfd;               /* same host (UNIX socket): pass guest RAM's memfds, copy no page */
+    /* QMP migrate blk+inc: every disk is a qcow2 overlay on a base both
+     * hosts have; the overlay's own clusters go at switchover, never the
+     * base's (migration_disk.c). Off: disks are on shared storage. */
+    bool block_incremental;
     int throttle_initial;           /* percent: QEMU's cpu-throttle-initial (20) */
     int throttle_increment;         /* QEMU's cpu-throttle-increment (10) */
 };
@@ -92,6 +96,8 @@ struct migration_source;
  * after success it stays stopped. */
 int migration_source_start(struct migration_source **out, struct machine *m, int fd,
                            const struct migration_params *p, const struct migration_hooks *h, struct error *err);
+/* Whether m can migrate with p (block_incremental: every disk an overlay). */
+int migration_source_check(struct machine *m, const struct migration_params *p, struct error *err);
 void migration_source_stats(struct migration_source *s, struct migration_stats *out);
 /* Asks the thread to stop; a pre-copy that has not finished leaves the
  * guest running. -EBUSY in post-copy (the destination already runs). */

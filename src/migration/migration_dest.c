@@ -40,7 +40,8 @@ struct migration_dest {
     struct page_bits has_data;      /* pages that may hold non-zero bytes here */
     struct page_bits received;
     struct postcopy_dest *pc;
-    bool disks_taken;               /* shared storage: the images are ours now */
+    bool disks_taken;               /* the images are ours now (activated) */
+    struct mig_disk_rx *disk_rx;    /* overlay-only disks: what arrived */
     uint64_t start_ns;
     /* post-copy: device state loaded by a thread of its own, since loading
      * may touch guest pages that only this thread can bring in */
@@ -147,6 +148,44 @@ static int place_postcopy(void *opaque, uint64_t gpa, const uint8_t *data, struc
     return postcopy_dest_place(d->pc, gpa, data, err);
 }
 
+/* ---- disks ---- */
+
+/* The source handed its disks over (shared storage), or sends its
+ * overlays' clusters: they are this side's from now on. */
+static int take_disks(struct migration_dest *d)
+{
+    if (d->disks_taken) {
+        return 0;
+    }
+    d->disks_taken = true;      /* even part way: a failure hands back what was taken */
+    return machine_disks_activate(d->m, &d->err);
+}
+
+static int read_disk_setup(struct migration_dest *d)
+{
+    int ret = vmstate_next_section(&d->r, &d->err);
+    if (ret != 0) {
+        return ret < 0 ? ret : error_set(&d->err, -EPROTO, "migration stream ends before its disks");
+    }
+    if ((ret = mig_disk_setup_read(&d->r, d->m, &d->err)) < 0 || (ret = mig_disk_rx_new(&d->disk_rx, &d->err)) < 0) {
+        return ret;
+    }
+    return 0;
+}
+
+static int receive_disk(struct migration_dest *d, bool end)
+{
+    if (!d->disk_rx) {
+        return error_set(&d->err, -EPROTO, "migration stream: disk data without a disk setup");
+    }
+    int ret = take_disks(d);
+    if (ret < 0) {
+        return ret;
+    }
+    return end ? mig_disk_end_read(&d->r, d->m, d->disk_rx, &d->err)
+               : mig_disk_receive(&d->r, d->m, d->disk_rx, &d->err);
+}
+
 /* ---- phases ---- */
 
 static int setup(struct migration_dest *d)
@@ -161,6 +200,7 @@ static int setup(struct migration_dest *d)
         return ret < 0 ? ret : error_set(&d->err, -EPROTO, "migration stream ends before its setup");
     }
     if ((ret = mig_setup_read(&d->r, d->mem, &su, &d->err)) < 0 ||
+        (su.disks && (ret = read_disk_setup(d)) < 0) ||
         (ret = bits_init(&d->has_data, d->mem, &d->err)) < 0 ||
         (ret = bits_init(&d->received, d->mem, &d->err)) < 0) {
         return ret;
@@ -235,8 +275,7 @@ static int load_devices(struct migration_dest *d)
         return ret;
     }
     /* The source handed its disks over before it sent its devices. */
-    d->disks_taken = true;
-    if ((ret = machine_disks_activate(d->m, &d->err)) < 0) {
+    if ((ret = take_disks(d)) < 0) {
         return ret;
     }
     if (!d->pc) {
@@ -347,6 +386,9 @@ static int receive_section(struct migration_dest *d, bool *devices_)
         }
         if (strcmp(d->r.section, MIG_SECTION_RAM) == 0) {
             ret = mig_ram_read(&d->r, d->mem, d->pc ? place_postcopy : place_precopy, d, &d->err);
+        } else if ((strcmp(d->r.section, MIG_SECTION_DISK) == 0 || strcmp(d->r.section, MIG_SECTION_DISK_END) == 0) &&
+                   !devices) {
+            ret = receive_disk(d, strcmp(d->r.section, MIG_SECTION_DISK_END) == 0);
         } else if (strcmp(d->r.section, MIG_SECTION_POSTCOPY) == 0 && !d->pc && !devices) {
             ret = begin_postcopy(d);
         } else if (strcmp(d->r.section, "config") == 0 && !devices) {
@@ -558,6 +600,7 @@ void migration_dest_free(struct migration_dest *d)
     d->pc = NULL;
     join_loader(d);
     machine_state_image_free(&d->img);
+    mig_disk_rx_free(d->disk_rx);
     bits_free(&d->has_data);
     bits_free(&d->received);
     close(d->fd);

@@ -379,7 +379,11 @@ static void start_guest(struct migration_source *s)
 static int hand_disks_over(struct migration_source *s)
 {
     s->disks_handed_over = true;    /* even part way: finish takes back what went */
-    return machine_disks_inactivate(s->m, &s->err);
+    int ret = machine_disks_inactivate(s->m, &s->err);
+    if (ret == 0 && s->p.block_incremental) {
+        ret = mig_disk_send(&s->w, s->m, &s->err);     /* the overlays are final now */
+    }
+    return ret;
 }
 
 /* The destination never ran: the images are this side's again. */
@@ -400,7 +404,9 @@ static int setup(struct migration_source *s)
     if ((ret = vmstate_writer_begin(&s->w, mig_socket_io(&s->fd), &s->err)) < 0 ||
         (ret = machine_state_save_config(s->m, &s->w, &s->err)) < 0 ||
         (ret = mig_setup_write(&s->w, s->mem, (s->p.postcopy_ram ? MIG_SETUP_POSTCOPY : 0) |
-                               (s->p.share_memfd ? MIG_SETUP_MEMFD : 0), &s->err)) < 0 ||
+                               (s->p.share_memfd ? MIG_SETUP_MEMFD : 0) |
+                               (s->p.block_incremental ? MIG_SETUP_DISKS : 0), &s->err)) < 0 ||
+        (s->p.block_incremental && (ret = mig_disk_setup_write(&s->w, s->m, &s->err)) < 0) ||
         (ret = vmstate_writer_flush(&s->w, &s->err)) < 0) {
         return ret;
     }
@@ -544,8 +550,8 @@ static int postcopy(struct migration_source *s)
     uint64_t t0 = mig_now_ns();
     stop_guest(s);
     int ret;
-    if ((ret = guest_memory_dirty_harvest(s->mem, &s->todo, &s->err)) < 0 || (ret = hand_disks_over(s)) < 0 ||
-        (ret = send_discards(s)) < 0 ||
+    if ((ret = guest_memory_dirty_harvest(s->mem, &s->todo, &s->err)) < 0 || (ret = send_discards(s)) < 0 ||
+        (ret = hand_disks_over(s)) < 0 ||
         (ret = machine_state_save(s->m, &s->w, &s->err)) < 0 || (ret = vmstate_writer_flush(&s->w, &s->err)) < 0) {
         return ret;
     }
@@ -649,9 +655,19 @@ static void *source_main(void *opaque)
 
 /* ---- the interface ---- */
 
+int migration_source_check(struct machine *m, const struct migration_params *p, struct error *err)
+{
+    return p->block_incremental ? mig_disk_check(m, err) : 0;
+}
+
 int migration_source_start(struct migration_source **out, struct machine *m, int fd,
                            const struct migration_params *p, const struct migration_hooks *h, struct error *err)
 {
+    int ret = migration_source_check(m, p, err);
+    if (ret < 0) {
+        close(fd);
+        return ret;
+    }
     struct migration_source *s = calloc(1, sizeof(*s));
     struct mig_batch *b = malloc(sizeof(*b));
     if (!s || !b) {

@@ -9,6 +9,9 @@
  *   "mig-ram" ...   batches of pages (pre-copy passes)
  *   pre-copy end:   "mig-ram" ... (the last pass), "config" + one section
  *                   per device (exactly what a snapshot stores), end
+ *   overlay-only disks (migration_disk.c): "mig-disk-setup" right after
+ *                   "mig-setup"; "mig-disk" ... and "mig-disk-end" after the
+ *                   last pass (or "mig-postcopy"), before the devices
  *   post-copy:      "mig-postcopy" (pages the destination must discard),
  *                   "config" + devices, "mig-ram" ... (requested pages first,
  *                   then the rest), end
@@ -29,6 +32,9 @@
 #define MIG_SECTION_SETUP "mig-setup"
 #define MIG_SECTION_RAM "mig-ram"
 #define MIG_SECTION_POSTCOPY "mig-postcopy"
+#define MIG_SECTION_DISK_SETUP "mig-disk-setup"     /* migration_disk.c */
+#define MIG_SECTION_DISK "mig-disk"
+#define MIG_SECTION_DISK_END "mig-disk-end"
 #define MIG_PAGE_ZERO 1ull
 #define MIG_PAGE_FLAGS 0xfffull
 #define MIG_BATCH_PAGES 32
@@ -62,10 +68,11 @@ int mig_rp_recv(int fd, struct mig_rp_msg *msg, struct error *err);
 /* ---- setup ---- */
 #define MIG_SETUP_POSTCOPY 1u
 #define MIG_SETUP_MEMFD 2u      /* guest RAM's memfds follow SETUP_OK (SCM_RIGHTS) */
+#define MIG_SETUP_DISKS 4u      /* "mig-disk-setup" follows: the overlay-only disk mode */
 struct mig_setup {
     int count;
     uint64_t gpa[GUEST_MEM_MAX_REGIONS], size[GUEST_MEM_MAX_REGIONS];
-    bool postcopy, memfd;
+    bool postcopy, memfd, disks;
 };
 int mig_setup_write(struct vmstate_writer *w, const struct guest_memory *mem, unsigned flags, struct error *err);
 

@@ -4,7 +4,10 @@
  * from the source to the destination, which then reads what the source
  * wrote (no metadata cached before is trusted). The hand-over runs between
  * two processes, so QEMU's qemu-io sees the locks as another host program
- * would. A migration that fails after the hand-over gives the disks back. */
+ * would. A migration that fails after the hand-over gives the disks back.
+ * The overlay-only mode (migrate blk+inc) sends the clusters of a qcow2
+ * overlay and never its base's, and refuses a destination whose base
+ * differs or whose overlay is not empty before the source stops. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -146,6 +149,7 @@ static void test_shared_disk_handover(void **state)
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
+        alarm(30);      /* a parent that failed an assertion never answers */
         close(sv[1]);
         _exit(source_process(sv[0], up[1], down[0]));
     }
@@ -254,11 +258,217 @@ static void test_failed_migration_takes_disks_back(void **state)
     bare_destroy(b);
 }
 
+/* ---- overlay-only disks ---- */
+
+static char base[96], base2[96], src_ovl[96], dst_ovl[96];
+
+static void create_overlay(const char *file, const char *backing)
+{
+    struct blockdev_create_opts o;
+    struct error err = { 0 };
+    blockdev_create_opts_init(&o);
+    o.backing_file = backing;
+    o.backing_format = "qcow2";
+    if (blockdev_create(file, &o, &err) < 0) {
+        fail_msg("create %s: %s", file, err.msg);
+    }
+}
+
+static void create_base(const char *file, uint8_t seed)
+{
+    struct blockdev_create_opts o;
+    struct error err = { 0 };
+    blockdev_create_opts_init(&o);
+    o.size = DISK_SIZE / 2;
+    assert_int_equal(blockdev_create(file, &o, &err), 0);
+    struct blockdev_open_opts oo = { .format = "qcow2" };
+    struct blockdev *bd = NULL;
+    assert_int_equal(blockdev_open(&bd, file, &oo, &err), 0);
+    static uint8_t buf[1 << 20];
+    for (uint64_t off = 0; off < DISK_SIZE / 2; off += sizeof(buf)) {
+        fill(buf, sizeof(buf), (uint8_t)(seed + off / sizeof(buf)));
+        assert_int_equal(blockdev_pwrite(bd, off, buf, sizeof(buf), &err), 0);
+    }
+    blockdev_close(bd);
+}
+
+static int overlay_setup(void **state)
+{
+    setup(state);
+    snprintf(base, sizeof(base), "%s/base.qcow2", dir);
+    snprintf(base2, sizeof(base2), "%s/other-base.qcow2", dir);
+    snprintf(src_ovl, sizeof(src_ovl), "%s/src.qcow2", dir);
+    snprintf(dst_ovl, sizeof(dst_ovl), "%s/dst.qcow2", dir);
+    create_base(base, 1);
+    create_overlay(src_ovl, base);
+    create_overlay(dst_ovl, base);
+    return 0;
+}
+
+static int overlay_teardown(void **state)
+{
+    unlink(base);
+    unlink(base2);
+    unlink(src_ovl);
+    unlink(dst_ovl);
+    return teardown(state);
+}
+
+static struct machine *overlay_machine(struct machine_config *cfg, const char *file, unsigned flags)
+{
+    *cfg = disk_config();
+    cfg->disks[0].file = file;
+    struct machine *m = bare_machine(cfg);
+    struct blockdev_open_opts o = { .format = "qcow2", .flags = flags };
+    struct error err = { 0 };
+    if (blockdev_open(&m->disks[0], file, &o, &err) < 0) {
+        fail_msg("open %s: %s", file, err.msg);
+    }
+    return m;
+}
+
+static uint32_t disk_crc(struct blockdev *bd)
+{
+    static uint8_t buf[1 << 20];
+    struct error err = { 0 };
+    uint32_t crc = 0;
+    for (uint64_t off = 0; off < blockdev_size(bd); off += sizeof(buf)) {
+        assert_int_equal(blockdev_pread(bd, off, buf, sizeof(buf), &err), 0);
+        for (size_t i = 0; i < sizeof(buf); i += 64) {
+            crc = crc * 31 + buf[i] + ((uint32_t)buf[i + 1] << 8);     /* a cheap sum: both sides run it */
+        }
+    }
+    return crc;
+}
+
+/* depth-0 allocated bytes of the overlay */
+static uint64_t overlay_bytes(struct blockdev *bd)
+{
+    struct error err = { 0 };
+    uint64_t n = 0;
+    for (uint64_t off = 0; off < blockdev_size(bd);) {
+        struct block_status st;
+        assert_int_equal(blockdev_block_status(bd, off, blockdev_size(bd) - off, &st, &err), 0);
+        n += st.depth == 0 && (st.flags & BDEV_STATUS_ALLOCATED) ? st.len : 0;
+        off += st.len;
+    }
+    return n;
+}
+
+struct overlay_run {
+    struct machine_config ca, cb;
+    struct machine *a, *b;
+    int sret, dret;
+    struct error serr, derr;
+    struct migration_stats ss;
+};
+
+static void overlay_migrate(struct overlay_run *r)
+{
+    int sv[2];
+    struct error err = { 0 };
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    struct migration_params p;
+    migration_params_default(&p);
+    p.block_incremental = true;
+    struct migration_dest *d = NULL;
+    struct migration_source *s = NULL;
+    assert_int_equal(migration_dest_start(&d, r->b, sv[1], NULL, &err), 0);
+    assert_int_equal(migration_source_start(&s, r->a, sv[0], &p, NULL, &err), 0);
+    r->sret = migration_source_wait(s, &r->serr);
+    r->dret = migration_dest_wait(d, &r->derr);
+    migration_source_stats(s, &r->ss);
+    migration_source_free(s);
+    migration_dest_free(d);
+}
+
+static void overlay_free(struct overlay_run *r)
+{
+    machine_close_disks(r->a);
+    machine_close_disks(r->b);
+    bare_destroy(r->a);
+    bare_destroy(r->b);
+}
+
+static void test_overlay_only(void **state)
+{
+    struct overlay_run r = { 0 };
+    struct error err = { 0 };
+    r.a = overlay_machine(&r.ca, src_ovl, 0);
+    r.b = overlay_machine(&r.cb, dst_ovl, BDEV_INACTIVE);
+    static uint8_t buf[300 << 10];
+    fill(buf, sizeof(buf), 99);
+    struct blockdev *src = r.a->disks[0];
+    assert_int_equal(blockdev_pwrite(src, (1 << 20) + 512, buf, sizeof(buf), &err), 0);
+    assert_int_equal(blockdev_pwrite(src, DISK_SIZE / 2 - 4096, buf, 4096, &err), 0);
+    assert_int_equal(blockdev_pwrite_zeroes(src, 5 << 20, 128 << 10, 0, &err), 0);   /* hides base data */
+    uint64_t allocated = overlay_bytes(src);
+    assert_true(allocated > sizeof(buf) && allocated < (1 << 20));
+    uint32_t want = disk_crc(src);
+
+    overlay_migrate(&r);
+    if (r.sret < 0 || r.dret < 0) {
+        fail_msg("source: %s / destination: %s", r.serr.msg, r.derr.msg);
+    }
+    struct blockdev *dst = r.b->disks[0];
+    assert_false(blockdev_is_inactive(dst));
+    assert_int_equal(disk_crc(dst), want);
+    assert_int_equal(overlay_bytes(dst), allocated);
+    /* The 32 MiB base never went: RAM is almost all zero pages here. */
+    assert_true(r.ss.transferred < allocated + (1 << 20));
+    overlay_free(&r);
+}
+
+/* A destination on another base, or on an overlay already used, is
+ * refused before the source stops; a source disk without a base at once. */
+static void test_overlay_refusals(void **state)
+{
+    struct error err = { 0 };
+    create_base(base2, 2);
+    create_overlay(dst_ovl, base2);
+    struct overlay_run r = { 0 };
+    r.a = overlay_machine(&r.ca, src_ovl, 0);
+    r.b = overlay_machine(&r.cb, dst_ovl, BDEV_INACTIVE);
+    overlay_migrate(&r);
+    assert_true(r.sret < 0 && r.dret < 0);
+    assert_non_null(strstr(r.derr.msg, "differs from the source's"));
+    assert_false(blockdev_is_inactive(r.a->disks[0]));        /* never handed over */
+    overlay_free(&r);
+
+    create_overlay(dst_ovl, base);
+    r.b = overlay_machine(&r.cb, dst_ovl, 0);
+    assert_int_equal(blockdev_pwrite(r.b->disks[0], 0, "x", 1, &err), 0);
+    machine_close_disks(r.b);
+    assert_int_equal(blockdev_open(&r.b->disks[0], dst_ovl, &(struct blockdev_open_opts){ .format = "qcow2",
+                                   .flags = BDEV_INACTIVE }, &err), 0);
+    r.a = overlay_machine(&r.ca, src_ovl, 0);
+    overlay_migrate(&r);
+    assert_true(r.sret < 0 && r.dret < 0);
+    assert_non_null(strstr(r.derr.msg, "is not empty"));
+    overlay_free(&r);
+
+    struct machine_config c = disk_config();
+    struct machine *m = overlay_machine(&c, base, 0);
+    struct migration_params p;
+    migration_params_default(&p);
+    p.block_incremental = true;
+    struct migration_source *s = NULL;
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    assert_int_equal(migration_source_start(&s, m, sv[0], &p, NULL, &err), -EINVAL);
+    assert_non_null(strstr(err.msg, "is not a qcow2 overlay on a base image"));
+    close(sv[1]);
+    machine_close_disks(m);
+    bare_destroy(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_shared_disk_handover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_migration_takes_disks_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_overlay_only, overlay_setup, overlay_teardown),
+        cmocka_unit_test_setup_teardown(test_overlay_refusals, overlay_setup, overlay_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

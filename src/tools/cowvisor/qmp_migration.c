@@ -393,8 +393,12 @@ static void cmd_migrate(struct qmp_server *s, json_t *args, struct qmp_reply *r)
         resume_source(json_string_value(json_object_get(args, "uri")), r);
         return;
     }
-    if (json_is_true(json_object_get(args, "blk")) || json_is_true(json_object_get(args, "inc"))) {
-        qmp_fail(r, QMP_GENERIC, "cowvisor does not support this migration option yet");
+    /* QEMU's block migration: only its incremental form, the overlay-only
+     * mode (the base is on both hosts); without blk, disks are shared. */
+    bool blk = json_is_true(json_object_get(args, "blk")), inc = json_is_true(json_object_get(args, "inc"));
+    if (blk != inc) {
+        qmp_fail(r, QMP_GENERIC, "cowvisor migrates disks either on shared storage (neither blk nor inc) or as "
+                 "qcow2 overlays on a base both hosts have (blk and inc): a full disk copy is not supported");
         return;
     }
     if (machine_run_state(s->m) == MACHINE_SHUTDOWN || mig.inmigrate) {
@@ -406,6 +410,11 @@ static void cmd_migrate(struct qmp_server *s, json_t *args, struct qmp_reply *r)
      * its memfds pass over a UNIX socket to a process on this host. */
     if (mig.cap_ignore_shared && strncmp(uri, "unix:", 5) != 0) {
         qmp_fail(r, QMP_GENERIC, "x-ignore-shared needs a unix: URI (a destination on this host)");
+        return;
+    }
+    params()->block_incremental = inc;
+    if (migration_source_check(s->m, params(), &err) < 0) {
+        qmp_fail(r, QMP_GENERIC, "%s", err.msg);
         return;
     }
     int fd = migration_connect(uri, &err);
