@@ -152,6 +152,9 @@ int machine_disks_activate(struct machine *m, struct error *err);
 
 /* [gpa, gpa+size) of guest RAM into a new file (QMP pmemsave). */
 int machine_pmemsave(struct machine *m, uint64_t gpa, uint64_t size, const char *path, struct error *err);
+/* [va, va+size) as vCPU cpu sees it through its page tables (QMP memsave;
+ * a running vCPU is parked for an instant to read its registers). */
+int machine_memsave(struct machine *m, int cpu, uint64_t va, uint64_t size, const char *path, struct error *err);
 
 /* What the guest asked of disk i (its virtio-blk device), for monitors. */
 struct machine_disk_stats {

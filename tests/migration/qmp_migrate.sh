@@ -5,7 +5,7 @@
 # source and goes on counting on the destination. Pre-copy over UNIX and
 # TCP sockets, post-copy, cancel, a destination with another configuration,
 # query-migrate's shape, MIGRATION events, postmigrate with cont refused,
-# pmemsave. Needs /dev/kvm (skips without: common.sh).
+# pmemsave, memsave. Needs /dev/kvm (skips without: common.sh).
 source "$TESTS_DIR/vmstate/common.sh"
 
 ARGS=(--kernel "$GUEST" --memory 128M --cpus 2 --append "counter spin=10000000")
@@ -42,6 +42,15 @@ check_eq "destination: no failed check" 0 "$(grep -c '^FAIL' "$TMP/b.out")"
 check_eq "destination runs" '"status": "running"' "$(status_of b)"
 out=$($QMP "$TMP/b.sock" qmp_capabilities "{\"execute\": \"pmemsave\", \"arguments\": {\"val\": 1048576, \"size\": 65536, \"filename\": \"$TMP/b.mem\"}}")
 check "pmemsave writes the range" test "$(stat -c %s "$TMP/b.mem" 2>/dev/null)" = 65536
+# memsave walks the vCPU's page tables: the guest maps its first 4 GiB 1:1
+# (guest/pvh_entry.S), so a paused guest's virtual range equals the physical one.
+$QMP "$TMP/b.sock" qmp_capabilities stop \
+    "{\"execute\": \"pmemsave\", \"arguments\": {\"val\": 1048576, \"size\": 65536, \"filename\": \"$TMP/b.pmem\"}}" \
+    "{\"execute\": \"memsave\", \"arguments\": {\"val\": 1048576, \"size\": 65536, \"filename\": \"$TMP/b.vmem\", \"cpu-index\": 1}}" \
+    cont >/dev/null
+check "memsave through the identity map equals pmemsave" cmp -s "$TMP/b.pmem" "$TMP/b.vmem"
+out=$($QMP "$TMP/b.sock" qmp_capabilities "{\"execute\": \"memsave\", \"arguments\": {\"val\": 0, \"size\": 16, \"filename\": \"$TMP/x\", \"cpu-index\": 7}}")
+check "memsave refuses a CPU the machine lacks" grep -q "cpu-index" <<<"$out"
 $QMP "$TMP/a.sock" qmp_capabilities quit >/dev/null
 check_eq "source quits with 0" 0 "$(wait_vm a)"
 

@@ -691,6 +691,25 @@ static void cmd_pmemsave(struct qmp_server *s, json_t *args, struct qmp_reply *r
     }
 }
 
+/* QEMU's memsave: val is a virtual address of vCPU cpu-index (default 0). */
+static void cmd_memsave(struct qmp_server *s, json_t *args, struct qmp_reply *r)
+{
+    static const struct qmp_arg spec[] = {
+        { "val", JSON_INTEGER, false }, { "size", JSON_INTEGER, false }, { "filename", JSON_STRING, false },
+        { "cpu-index", JSON_INTEGER, true }, { NULL, 0, false },
+    };
+    struct error err = { 0 };
+    json_t *cpu = json_object_get(args, "cpu-index");
+    if (qmp_check_args(args, spec, r) &&
+        machine_memsave(s->m, !cpu ? 0 : json_integer_value(cpu) < 0 || json_integer_value(cpu) > 255 ? -1
+                                        : (int)json_integer_value(cpu),
+                        (uint64_t)json_integer_value(json_object_get(args, "val")),
+                        (uint64_t)json_integer_value(json_object_get(args, "size")),
+                        json_string_value(json_object_get(args, "filename")), &err) < 0) {
+        qmp_fail(r, QMP_GENERIC, "%s", err.msg);
+    }
+}
+
 static const struct {
     const char *name;
     qmp_handler fn;
@@ -707,6 +726,7 @@ static const struct {
     { "migrate-set-parameters", cmd_set_parameters },
     { "query-migrate-parameters", cmd_query_parameters },
     { "pmemsave", cmd_pmemsave },
+    { "memsave", cmd_memsave },
 };
 
 qmp_handler qmp_migration_command(const char *name)
