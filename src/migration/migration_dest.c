@@ -42,6 +42,8 @@ struct migration_dest {
     struct postcopy_dest *pc;
     bool disks_taken;               /* the images are ours now (activated) */
     struct mig_disk_rx *disk_rx;    /* overlay-only disks: what arrived */
+    int preempt_fd;                 /* post-copy preempt: the second connection (under lock), -1: none */
+    struct preempt_dest *preempt;   /* its thread, once post-copy began (under lock) */
     uint64_t start_ns;
     /* post-copy: device state loaded by a thread of its own, since loading
      * may touch guest pages that only this thread can bring in */
@@ -186,6 +188,27 @@ static int receive_disk(struct migration_dest *d, bool end)
                : mig_disk_receive(&d->r, d->m, d->disk_rx, &d->err);
 }
 
+/* ---- post-copy preempt ---- */
+
+/* Once post-copy began and the channel is here, whichever comes last. */
+static void start_preempt_locked(struct migration_dest *d)
+{
+    struct error err = { 0 };
+    if (d->pc && d->preempt_fd >= 0 && !d->preempt &&
+        preempt_dest_start(&d->preempt, d->preempt_fd, d->mem, place_postcopy, d, &err) < 0) {
+        log_warn("post-copy: %s; requested pages come on the main stream", err.msg);
+    }
+}
+
+static void stop_preempt(struct migration_dest *d)
+{
+    pthread_mutex_lock(&d->lock);
+    struct preempt_dest *p = d->preempt;
+    d->preempt = NULL;
+    pthread_mutex_unlock(&d->lock);
+    preempt_dest_stop(p);
+}
+
 /* ---- phases ---- */
 
 static int setup(struct migration_dest *d)
@@ -252,6 +275,7 @@ static int begin_postcopy(struct migration_dest *d)
     }
     pthread_mutex_lock(&d->lock);
     d->pc = pc;
+    start_preempt_locked(d);
     pthread_mutex_unlock(&d->lock);
     return 0;
 }
@@ -467,6 +491,7 @@ static void *dest_main(void *opaque)
     }
     pthread_mutex_unlock(&d->lock);
     if (ret == 0) {
+        stop_preempt(d);            /* it places pages: before their home goes */
         postcopy_dest_stop(pc);
     } else if (pc) {
         error_prefix(&d->err, "post-copy broke off (the guest here lacks pages and cannot go on)");
@@ -522,6 +547,7 @@ int migration_dest_start(struct migration_dest **out, struct machine *m, int fd,
     pthread_mutex_init(&d->lock, NULL);
     pthread_cond_init(&d->cond, NULL);
     d->new_fd = -1;
+    d->preempt_fd = -1;
     pthread_mutex_init(&d->rp_lock, NULL);
     if (pthread_create(&d->thread, NULL, dest_main, d) != 0) {
         close(fd);
@@ -541,6 +567,22 @@ void migration_dest_stats(struct migration_dest *d, struct migration_stats *out)
         latency_stats(d->pc, out);
     }
     pthread_mutex_unlock(&d->lock);
+}
+
+int migration_dest_add_channel(struct migration_dest *d, int fd, struct error *err)
+{
+    pthread_mutex_lock(&d->lock);
+    bool busy = d->preempt_fd >= 0;
+    if (!busy) {
+        d->preempt_fd = fd;
+        start_preempt_locked(d);
+    }
+    pthread_mutex_unlock(&d->lock);
+    if (busy) {
+        close(fd);
+        return error_set(err, -EBUSY, "the incoming migration has its second connection already");
+    }
+    return 0;
 }
 
 int migration_dest_resume(struct migration_dest *d, int fd, struct error *err)
@@ -596,9 +638,13 @@ void migration_dest_free(struct migration_dest *d)
     }
     /* A broken post-copy: waiters (the device loader among them) wake now
      * and see zeros; nothing may run the guest after this. */
+    stop_preempt(d);
     postcopy_dest_stop(d->pc);
     d->pc = NULL;
     join_loader(d);
+    if (d->preempt_fd >= 0) {
+        close(d->preempt_fd);
+    }
     machine_state_image_free(&d->img);
     mig_disk_rx_free(d->disk_rx);
     bits_free(&d->has_data);

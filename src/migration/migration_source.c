@@ -57,6 +57,8 @@ struct migration_source {
     struct guest_bitmap todo;
     struct mig_batch *batch;
     bool guest_stopped;
+    int preempt_fd;                     /* post-copy preempt: the second connection, -1: none */
+    struct preempt_src *preempt;        /* its thread, once in post-copy (set under lock) */
     bool disks_handed_over;             /* shared storage: the images are the destination's now */
     uint64_t start_ns, pass_start_ns, pass_bytes, bandwidth;  /* bytes/s */
     int dirty_high;                     /* passes in a row the guest outran the link */
@@ -148,6 +150,8 @@ static void *rp_main(void *opaque)
             resume_bits(s, &msg);
         } else if (msg.type == MIG_RP_RESUME_END) {
             s->rp_resume_end = true;
+        } else if (s->preempt && preempt_src_request(s->preempt, msg.arg)) {
+            s->st.postcopy_requests++;      /* on its own connection at once */
         } else if (s->req_head - s->req_tail < REQ_RING) {
             /* A full ring drops the request: the background stream still
              * brings the page. */
@@ -396,6 +400,56 @@ static void take_disks_back(struct migration_source *s)
     s->disks_handed_over = false;
 }
 
+/* ---- post-copy preempt ---- */
+
+static bool preempt_wanted(const struct migration_source *s)
+{
+    return s->p.postcopy_ram && s->p.postcopy_preempt;
+}
+
+static int open_preempt(struct migration_source *s)
+{
+    if (!preempt_wanted(s)) {
+        return 0;
+    }
+    if (!s->h.open_channel) {
+        return error_set(&s->err, -EINVAL, "postcopy-preempt needs a second connection and the program has none");
+    }
+    s->preempt_fd = s->h.open_channel(s->h.opaque, &s->err);
+    return s->preempt_fd < 0 ? s->preempt_fd : preempt_src_hello(s->preempt_fd, &s->err);
+}
+
+/* The destination runs: requests from now on go to the channel's thread. */
+static void start_preempt(struct migration_source *s)
+{
+    struct preempt_src *p = NULL;
+    struct error err = { 0 };
+    if (s->preempt_fd < 0) {
+        return;
+    }
+    if (preempt_src_start(&p, s->preempt_fd, s->mem, &err) < 0) {
+        log_warn("post-copy: %s; requested pages go on the main stream", err.msg);
+        return;
+    }
+    pthread_mutex_lock(&s->lock);
+    s->preempt = p;
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* After the return path ended: nobody asks the channel for pages. */
+static void stop_preempt(struct migration_source *s)
+{
+    struct preempt_src *p = s->preempt;
+    if (!p) {
+        return;
+    }
+    pthread_mutex_lock(&s->lock);
+    s->st.postcopy_preempt_pages = preempt_src_pages(p);
+    s->preempt = NULL;
+    pthread_mutex_unlock(&s->lock);
+    preempt_src_stop(p);
+}
+
 /* ---- phases ---- */
 
 static int setup(struct migration_source *s)
@@ -405,7 +459,8 @@ static int setup(struct migration_source *s)
         (ret = machine_state_save_config(s->m, &s->w, &s->err)) < 0 ||
         (ret = mig_setup_write(&s->w, s->mem, (s->p.postcopy_ram ? MIG_SETUP_POSTCOPY : 0) |
                                (s->p.share_memfd ? MIG_SETUP_MEMFD : 0) |
-                               (s->p.block_incremental ? MIG_SETUP_DISKS : 0), &s->err)) < 0 ||
+                               (s->p.block_incremental ? MIG_SETUP_DISKS : 0) |
+                               (preempt_wanted(s) ? MIG_SETUP_PREEMPT : 0), &s->err)) < 0 ||
         (s->p.block_incremental && (ret = mig_disk_setup_write(&s->w, s->m, &s->err)) < 0) ||
         (ret = vmstate_writer_flush(&s->w, &s->err)) < 0) {
         return ret;
@@ -415,7 +470,7 @@ static int setup(struct migration_source *s)
     }
     s->rp_started = true;
     if ((ret = rp_wait(s, &s->rp_setup_ok, "answer to the setup", true)) < 0 ||
-        (ret = guest_bitmap_init(&s->todo, s->mem, &s->err)) < 0) {
+        (ret = guest_bitmap_init(&s->todo, s->mem, &s->err)) < 0 || (ret = open_preempt(s)) < 0) {
         return ret;
     }
     if (s->p.share_memfd) {
@@ -563,6 +618,7 @@ static int postcopy(struct migration_source *s)
     pthread_mutex_lock(&s->lock);
     s->postcopy = true;
     pthread_mutex_unlock(&s->lock);
+    start_preempt(s);
     set_downtime(s, t0);
     set_status(s, MIGRATION_POSTCOPY_ACTIVE);
     for (;;) {
@@ -628,6 +684,7 @@ static void finish(struct migration_source *s, int ret)
     set_status(s, ret == 0 ? MIGRATION_COMPLETED : was_cancel ? MIGRATION_CANCELLED : MIGRATION_FAILED);
     /* Ends the return path (and tells the destination on errors). */
     end_return_path(s);
+    stop_preempt(s);
     pthread_mutex_lock(&s->lock);
     s->finished = true;
     pthread_cond_broadcast(&s->cond);
@@ -688,6 +745,7 @@ int migration_source_start(struct migration_source **out, struct machine *m, int
     }
     s->batch = b;
     s->new_fd = -1;
+    s->preempt_fd = -1;
     b->zero = b->normal = 0;
     mig_batch_reset(b);
     pthread_mutex_init(&s->lock, NULL);
@@ -712,6 +770,9 @@ void migration_source_stats(struct migration_source *s, struct migration_stats *
 {
     pthread_mutex_lock(&s->lock);
     *out = s->st;
+    if (s->preempt) {
+        out->postcopy_preempt_pages = preempt_src_pages(s->preempt);
+    }
     if (!s->finished) {
         out->total_time_ms = (mig_now_ns() - s->start_ns) / 1000000;
     }
@@ -807,6 +868,9 @@ void migration_source_free(struct migration_source *s)
     }
     guest_bitmap_free(&s->todo);
     close(s->fd);
+    if (s->preempt_fd >= 0) {
+        close(s->preempt_fd);
+    }
     free(s->batch);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->cond);

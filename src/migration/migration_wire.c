@@ -156,12 +156,13 @@ int mig_setup_read(struct vmstate_reader *r, const struct guest_memory *mem, str
         return error_set(err, -EINVAL, "the source has %u RAM regions, this machine %d", count, mem->count);
     }
     out->count = (int)count;
-    if (buf[8] & ~(MIG_SETUP_POSTCOPY | MIG_SETUP_MEMFD | MIG_SETUP_DISKS)) {
+    if (buf[8] & ~(MIG_SETUP_POSTCOPY | MIG_SETUP_MEMFD | MIG_SETUP_DISKS | MIG_SETUP_PREEMPT)) {
         return error_set(err, -ENOTSUP, "migration setup has unknown flags 0x%x", buf[8]);
     }
     out->postcopy = buf[8] & MIG_SETUP_POSTCOPY;
     out->memfd = buf[8] & MIG_SETUP_MEMFD;
     out->disks = buf[8] & MIG_SETUP_DISKS;
+    out->preempt = buf[8] & MIG_SETUP_PREEMPT;
     for (int i = 0; i < out->count; i++) {
         out->gpa[i] = ld_le64(buf + 9 + i * 16);
         out->size[i] = ld_le64(buf + 9 + i * 16 + 8);

@@ -69,10 +69,11 @@ int mig_rp_recv(int fd, struct mig_rp_msg *msg, struct error *err);
 #define MIG_SETUP_POSTCOPY 1u
 #define MIG_SETUP_MEMFD 2u      /* guest RAM's memfds follow SETUP_OK (SCM_RIGHTS) */
 #define MIG_SETUP_DISKS 4u      /* "mig-disk-setup" follows: the overlay-only disk mode */
+#define MIG_SETUP_PREEMPT 8u    /* post-copy's requested pages come on a second connection */
 struct mig_setup {
     int count;
     uint64_t gpa[GUEST_MEM_MAX_REGIONS], size[GUEST_MEM_MAX_REGIONS];
-    bool postcopy, memfd, disks;
+    bool postcopy, memfd, disks, preempt;
 };
 int mig_setup_write(struct vmstate_writer *w, const struct guest_memory *mem, unsigned flags, struct error *err);
 

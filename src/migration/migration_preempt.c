@@ -1,0 +1,262 @@
+/* Post-copy's preempt channel (QEMU's postcopy-preempt capability): a
+ * second connection that carries only the pages the destination asked
+ * for, so a request never waits behind the bulk stream queued in the main
+ * connection's socket buffers. Each side has a thread on it: the source's
+ * sends each requested page as soon as the return path brings the
+ * request; the destination's places each page as it arrives.
+ *
+ * The channel opens with PREEMPT_MAGIC from the source; then fixed
+ * messages: u64 gpa, u32 crc32 of the page, u32 zero, the 4096 bytes.
+ * The guest is stopped on the source in post-copy, so a page sent here and
+ * again by the bulk stream is the same page (the second placement only
+ * wakes). If the channel breaks, requests go back to the main stream. */
+#include "migration/migration_int.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "util/bswap.h"
+#include "util/log.h"
+
+#define PREEMPT_MAGIC "COWPRMPT"
+#define HEADER 16
+#define MSG (HEADER + GUEST_PAGE_SIZE)
+#define QUEUE 1024
+
+static int send_all(int fd, const void *buf, size_t len)
+{
+    for (size_t done = 0; done < len;) {
+        ssize_t n = send(fd, (const uint8_t *)buf + done, len - done, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            return n < 0 ? -errno : -EPIPE;
+        }
+        done += (size_t)n;
+    }
+    return 0;
+}
+
+static int recv_all(int fd, void *buf, size_t len)
+{
+    for (size_t done = 0; done < len;) {
+        ssize_t n = recv(fd, (uint8_t *)buf + done, len - done, 0);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            return n < 0 ? -errno : -EPIPE;
+        }
+        done += (size_t)n;
+    }
+    return 0;
+}
+
+/* ---- the source ---- */
+
+struct preempt_src {
+    int fd;
+    const struct guest_memory *mem;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    uint64_t queue[QUEUE];
+    unsigned head, tail;        /* under lock */
+    bool stop, broken;          /* under lock */
+    uint64_t pages;             /* under lock */
+};
+
+int preempt_src_hello(int fd, struct error *err)
+{
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));   /* not TCP: no matter */
+    int ret = send_all(fd, PREEMPT_MAGIC, 8);
+    return ret < 0 ? error_set_errno(err, ret, "post-copy preempt channel") : 0;
+}
+
+static int send_page(struct preempt_src *p, uint64_t gpa)
+{
+    uint8_t msg[MSG];
+    const uint8_t *page = guest_memory_ptr(p->mem, gpa, GUEST_PAGE_SIZE);
+    if (!page) {
+        return 0;       /* not RAM: the destination's fault thread never asks for that */
+    }
+    memcpy(msg + HEADER, page, GUEST_PAGE_SIZE);
+    st_le64(msg, gpa);
+    st_le32(msg + 8, (uint32_t)crc32(crc32(0, NULL, 0), msg + HEADER, GUEST_PAGE_SIZE));
+    st_le32(msg + 12, 0);
+    return send_all(p->fd, msg, MSG);
+}
+
+static void *src_main(void *opaque)
+{
+    struct preempt_src *p = opaque;
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        while (p->head == p->tail && !p->stop) {
+            pthread_cond_wait(&p->cond, &p->lock);
+        }
+        if (p->stop) {
+            break;
+        }
+        uint64_t gpa = p->queue[p->tail++ % QUEUE];
+        pthread_mutex_unlock(&p->lock);
+        int ret = send_page(p, gpa);
+        pthread_mutex_lock(&p->lock);
+        if (ret < 0) {
+            log_warn("post-copy preempt channel broke (%s): requests go on the main stream", strerror(-ret));
+            p->broken = true;
+            break;
+        }
+        p->pages++;
+    }
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+int preempt_src_start(struct preempt_src **out, int fd, const struct guest_memory *mem, struct error *err)
+{
+    struct preempt_src *p = calloc(1, sizeof(*p));
+    if (!p) {
+        return error_set(err, -ENOMEM, "out of memory");
+    }
+    p->fd = fd;
+    p->mem = mem;
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->cond, NULL);
+    if (pthread_create(&p->thread, NULL, src_main, p) != 0) {
+        pthread_mutex_destroy(&p->lock);
+        pthread_cond_destroy(&p->cond);
+        free(p);
+        return error_set(err, -EAGAIN, "cannot start the post-copy preempt thread");
+    }
+    *out = p;
+    return 0;
+}
+
+bool preempt_src_request(struct preempt_src *p, uint64_t gpa)
+{
+    pthread_mutex_lock(&p->lock);
+    bool ok = !p->broken && !p->stop && p->head - p->tail < QUEUE;
+    if (ok) {
+        p->queue[p->head++ % QUEUE] = gpa;
+        pthread_cond_signal(&p->cond);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return ok;
+}
+
+uint64_t preempt_src_pages(struct preempt_src *p)
+{
+    pthread_mutex_lock(&p->lock);
+    uint64_t n = p->pages;
+    pthread_mutex_unlock(&p->lock);
+    return n;
+}
+
+/* The fd stays the caller's. */
+void preempt_src_stop(struct preempt_src *p)
+{
+    if (!p) {
+        return;
+    }
+    pthread_mutex_lock(&p->lock);
+    p->stop = true;
+    pthread_cond_signal(&p->cond);
+    pthread_mutex_unlock(&p->lock);
+    shutdown(p->fd, SHUT_WR);       /* a send blocked on a full buffer returns */
+    pthread_join(p->thread, NULL);
+    pthread_mutex_destroy(&p->lock);
+    pthread_cond_destroy(&p->cond);
+    free(p);
+}
+
+/* ---- the destination ---- */
+
+struct preempt_dest {
+    int fd;
+    const struct guest_memory *mem;
+    mig_place_fn place;
+    void *opaque;
+    pthread_t thread;
+};
+
+static int dest_hello(int fd, struct error *err)
+{
+    char magic[8];
+    int ret = recv_all(fd, magic, sizeof(magic));
+    if (ret < 0) {
+        return error_set_errno(err, ret, "post-copy preempt channel");
+    }
+    if (memcmp(magic, PREEMPT_MAGIC, 8) != 0) {
+        return error_set(err, -EPROTO, "post-copy preempt channel: the connection is not one");
+    }
+    return 0;
+}
+
+static int receive_page(struct preempt_dest *p, uint8_t *msg, struct error *err)
+{
+    int ret = recv_all(p->fd, msg, MSG);
+    if (ret < 0) {
+        return ret == -EPIPE ? 1 : error_set_errno(err, ret, "post-copy preempt channel");
+    }
+    uint64_t gpa = ld_le64(msg);
+    int region;
+    uint64_t page;
+    if (!mig_page_index(p->mem, gpa, &region, &page) || ld_le32(msg + 12) != 0 ||
+        ld_le32(msg + 8) != (uint32_t)crc32(crc32(0, NULL, 0), msg + HEADER, GUEST_PAGE_SIZE)) {
+        return error_set(err, -EPROTO, "post-copy preempt channel: malformed page 0x%llx", (unsigned long long)gpa);
+    }
+    return p->place(p->opaque, gpa, msg + HEADER, err);
+}
+
+static void *dest_main(void *opaque)
+{
+    struct preempt_dest *p = opaque;
+    uint8_t *msg = malloc(MSG);
+    struct error err = { 0 };
+    int ret = msg ? dest_hello(p->fd, &err) : error_set(&err, -ENOMEM, "out of memory");
+    while (ret == 0) {
+        ret = receive_page(p, msg, &err);
+    }
+    if (ret < 0) {
+        /* The main stream still brings every page; requests wait longer. */
+        log_warn("post-copy preempt channel: %s", err.msg);
+    }
+    free(msg);
+    return NULL;
+}
+
+int preempt_dest_start(struct preempt_dest **out, int fd, const struct guest_memory *mem, mig_place_fn place,
+                       void *opaque, struct error *err)
+{
+    struct preempt_dest *p = calloc(1, sizeof(*p));
+    if (!p) {
+        return error_set(err, -ENOMEM, "out of memory");
+    }
+    *p = (struct preempt_dest){ .fd = fd, .mem = mem, .place = place, .opaque = opaque };
+    if (pthread_create(&p->thread, NULL, dest_main, p) != 0) {
+        free(p);
+        return error_set(err, -EAGAIN, "cannot start the post-copy preempt thread");
+    }
+    *out = p;
+    return 0;
+}
+
+/* Before the pages' home goes (postcopy_dest_stop); the fd stays the caller's. */
+void preempt_dest_stop(struct preempt_dest *p)
+{
+    if (!p) {
+        return;
+    }
+    shutdown(p->fd, SHUT_RDWR);
+    pthread_join(p->thread, NULL);
+    free(p);
+}
