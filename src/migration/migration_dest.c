@@ -277,6 +277,7 @@ static int begin_postcopy(struct migration_dest *d)
     d->pc = pc;
     start_preempt_locked(d);
     pthread_mutex_unlock(&d->lock);
+    mig_thread_background();       /* this thread places the bulk stream from now on */
     return 0;
 }
 

@@ -85,15 +85,19 @@ static int base_crc(struct blockdev *base, uint32_t *out, struct error *err)
     return 0;
 }
 
-static void disk_info(struct machine *m, int i, uint8_t *p, struct error *err, int *ret)
+static int disk_info(struct machine *m, int i, uint8_t *p, struct error *err)
 {
     struct blockdev *bd = m->disks[i], *base = blockdev_backing(bd);
     uint32_t crc = 0;
-    *ret = base_crc(base, &crc, err);
+    int ret = base_crc(base, &crc, err);
+    if (ret < 0) {
+        return ret;
+    }
     st_le64(p, blockdev_size(bd));
     st_le32(p + 8, blockdev_cluster_size(bd));
     st_le64(p + 12, blockdev_size(base));
     st_le32(p + 20, crc);
+    return 0;
 }
 
 int mig_disk_setup_write(struct vmstate_writer *w, struct machine *m, struct error *err)
@@ -102,7 +106,7 @@ int mig_disk_setup_write(struct vmstate_writer *w, struct machine *m, struct err
     uint8_t buf[4 + MACHINE_MAX_DISKS * DISK_INFO];
     st_le32(buf, (uint32_t)n);
     for (int i = 0; i < n && ret == 0; i++) {
-        disk_info(m, i, buf + 4 + i * DISK_INFO, err, &ret);
+        ret = disk_info(m, i, buf + 4 + i * DISK_INFO, err);
     }
     return ret < 0 ? ret : vmstate_write_section(w, MIG_SECTION_DISK_SETUP, 1, buf, 4 + (size_t)n * DISK_INFO, err);
 }
@@ -129,10 +133,10 @@ static int check_empty(struct blockdev *bd, int i, struct error *err)
 
 static int check_disk(struct machine *m, int i, const uint8_t *theirs, struct error *err)
 {
-    uint8_t ours[DISK_INFO];
+    uint8_t ours[DISK_INFO] = { 0 };
     int ret = check_overlay(m, i, err);
     if (ret == 0) {
-        disk_info(m, i, ours, err, &ret);
+        ret = disk_info(m, i, ours, err);
     }
     if (ret < 0) {
         return ret;

@@ -53,8 +53,8 @@ int mig_disk_end_read(struct vmstate_reader *r, struct machine *m, struct mig_di
 
 /* Post-copy's preempt channel (migration_preempt.c): requested pages on a
  * connection of their own. The source says hello on the new connection,
- * then a thread sends each page asked for (false: the channel is gone,
- * send it on the main stream). The destination's thread checks the hello
+ * then its return-path thread sends each page asked for (false: the
+ * channel is gone, send it on the main stream). The destination's thread checks the hello
  * and places each page through place. Both leave the fd to the caller. */
 struct preempt_src;
 int preempt_src_hello(int fd, struct error *err);

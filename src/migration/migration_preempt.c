@@ -1,9 +1,9 @@
 /* Post-copy's preempt channel (QEMU's postcopy-preempt capability): a
  * second connection that carries only the pages the destination asked
  * for, so a request never waits behind the bulk stream queued in the main
- * connection's socket buffers. Each side has a thread on it: the source's
- * sends each requested page as soon as the return path brings the
- * request; the destination's places each page as it arrives.
+ * connection's socket buffers. The source's return-path thread sends each
+ * requested page on it as soon as it reads the request; a thread of the
+ * destination's places each page as it arrives.
  *
  * The channel opens with PREEMPT_MAGIC from the source; then fixed
  * messages: u64 gpa, u32 crc32 of the page, u32 zero, the 4096 bytes.
@@ -27,7 +27,6 @@
 #define PREEMPT_MAGIC "COWPRMPT"
 #define HEADER 16
 #define MSG (HEADER + GUEST_PAGE_SIZE)
-#define QUEUE 1024
 
 static int send_all(int fd, const void *buf, size_t len)
 {
@@ -61,16 +60,14 @@ static int recv_all(int fd, void *buf, size_t len)
 
 /* ---- the source ---- */
 
+/* No thread of its own: the return-path thread that reads a request
+ * sends the page at once (one thread hop less on the way); only it writes
+ * to the channel. */
 struct preempt_src {
     int fd;
     const struct guest_memory *mem;
-    pthread_t thread;
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    uint64_t queue[QUEUE];
-    unsigned head, tail;        /* under lock */
-    bool stop, broken;          /* under lock */
-    uint64_t pages;             /* under lock */
+    bool broken;
+    uint64_t pages;             /* atomic: read by the statistics */
 };
 
 int preempt_src_hello(int fd, struct error *err)
@@ -81,46 +78,6 @@ int preempt_src_hello(int fd, struct error *err)
     return ret < 0 ? error_set_errno(err, ret, "post-copy preempt channel") : 0;
 }
 
-static int send_page(struct preempt_src *p, uint64_t gpa)
-{
-    uint8_t msg[MSG];
-    const uint8_t *page = guest_memory_ptr(p->mem, gpa, GUEST_PAGE_SIZE);
-    if (!page) {
-        return 0;       /* not RAM: the destination's fault thread never asks for that */
-    }
-    memcpy(msg + HEADER, page, GUEST_PAGE_SIZE);
-    st_le64(msg, gpa);
-    st_le32(msg + 8, (uint32_t)crc32(crc32(0, NULL, 0), msg + HEADER, GUEST_PAGE_SIZE));
-    st_le32(msg + 12, 0);
-    return send_all(p->fd, msg, MSG);
-}
-
-static void *src_main(void *opaque)
-{
-    struct preempt_src *p = opaque;
-    pthread_mutex_lock(&p->lock);
-    for (;;) {
-        while (p->head == p->tail && !p->stop) {
-            pthread_cond_wait(&p->cond, &p->lock);
-        }
-        if (p->stop) {
-            break;
-        }
-        uint64_t gpa = p->queue[p->tail++ % QUEUE];
-        pthread_mutex_unlock(&p->lock);
-        int ret = send_page(p, gpa);
-        pthread_mutex_lock(&p->lock);
-        if (ret < 0) {
-            log_warn("post-copy preempt channel broke (%s): requests go on the main stream", strerror(-ret));
-            p->broken = true;
-            break;
-        }
-        p->pages++;
-    }
-    pthread_mutex_unlock(&p->lock);
-    return NULL;
-}
-
 int preempt_src_start(struct preempt_src **out, int fd, const struct guest_memory *mem, struct error *err)
 {
     struct preempt_src *p = calloc(1, sizeof(*p));
@@ -129,52 +86,39 @@ int preempt_src_start(struct preempt_src **out, int fd, const struct guest_memor
     }
     p->fd = fd;
     p->mem = mem;
-    pthread_mutex_init(&p->lock, NULL);
-    pthread_cond_init(&p->cond, NULL);
-    if (pthread_create(&p->thread, NULL, src_main, p) != 0) {
-        pthread_mutex_destroy(&p->lock);
-        pthread_cond_destroy(&p->cond);
-        free(p);
-        return error_set(err, -EAGAIN, "cannot start the post-copy preempt thread");
-    }
     *out = p;
     return 0;
 }
 
 bool preempt_src_request(struct preempt_src *p, uint64_t gpa)
 {
-    pthread_mutex_lock(&p->lock);
-    bool ok = !p->broken && !p->stop && p->head - p->tail < QUEUE;
-    if (ok) {
-        p->queue[p->head++ % QUEUE] = gpa;
-        pthread_cond_signal(&p->cond);
+    uint8_t msg[MSG];
+    const uint8_t *page = guest_memory_ptr(p->mem, gpa, GUEST_PAGE_SIZE);
+    if (p->broken || !page) {
+        return false;
     }
-    pthread_mutex_unlock(&p->lock);
-    return ok;
+    memcpy(msg + HEADER, page, GUEST_PAGE_SIZE);
+    st_le64(msg, gpa);
+    st_le32(msg + 8, (uint32_t)crc32(crc32(0, NULL, 0), msg + HEADER, GUEST_PAGE_SIZE));
+    st_le32(msg + 12, 0);
+    int ret = send_all(p->fd, msg, MSG);
+    if (ret < 0) {
+        log_warn("post-copy preempt channel broke (%s): requests go on the main stream", strerror(-ret));
+        p->broken = true;
+        return false;
+    }
+    __atomic_add_fetch(&p->pages, 1, __ATOMIC_RELAXED);
+    return true;
 }
 
 uint64_t preempt_src_pages(struct preempt_src *p)
 {
-    pthread_mutex_lock(&p->lock);
-    uint64_t n = p->pages;
-    pthread_mutex_unlock(&p->lock);
-    return n;
+    return __atomic_load_n(&p->pages, __ATOMIC_RELAXED);
 }
 
 /* The fd stays the caller's. */
 void preempt_src_stop(struct preempt_src *p)
 {
-    if (!p) {
-        return;
-    }
-    pthread_mutex_lock(&p->lock);
-    p->stop = true;
-    pthread_cond_signal(&p->cond);
-    pthread_mutex_unlock(&p->lock);
-    shutdown(p->fd, SHUT_WR);       /* a send blocked on a full buffer returns */
-    pthread_join(p->thread, NULL);
-    pthread_mutex_destroy(&p->lock);
-    pthread_cond_destroy(&p->cond);
     free(p);
 }
 

@@ -58,7 +58,7 @@ struct migration_source {
     struct mig_batch *batch;
     bool guest_stopped;
     int preempt_fd;                     /* post-copy preempt: the second connection, -1: none */
-    struct preempt_src *preempt;        /* its thread, once in post-copy (set under lock) */
+    struct preempt_src *preempt;        /* once in post-copy (atomic: the return path reads it) */
     bool disks_handed_over;             /* shared storage: the images are the destination's now */
     uint64_t start_ns, pass_start_ns, pass_bytes, bandwidth;  /* bytes/s */
     int dirty_high;                     /* passes in a row the guest outran the link */
@@ -126,6 +126,20 @@ static void resume_bits(struct migration_source *s, const struct mig_rp_msg *msg
     }
 }
 
+/* Post-copy preempt: the page goes out on its own connection at once,
+ * outside the lock (only this thread writes there). */
+static bool preempt_page(struct migration_source *s, const struct mig_rp_msg *msg)
+{
+    struct preempt_src *p = __atomic_load_n(&s->preempt, __ATOMIC_ACQUIRE);
+    if (msg->type != MIG_RP_PAGE_REQ || !p || !preempt_src_request(p, msg->arg)) {
+        return false;
+    }
+    pthread_mutex_lock(&s->lock);
+    s->st.postcopy_requests++;
+    pthread_mutex_unlock(&s->lock);
+    return true;
+}
+
 static void *rp_main(void *opaque)
 {
     struct migration_source *s = opaque;
@@ -133,6 +147,9 @@ static void *rp_main(void *opaque)
     struct error err = { 0 };
     for (;;) {
         int ret = mig_rp_recv(s->fd, &msg, &err);
+        if (ret == 0 && preempt_page(s, &msg)) {
+            continue;
+        }
         pthread_mutex_lock(&s->lock);
         if (ret < 0) {
             s->rp_closed = true;
@@ -150,8 +167,6 @@ static void *rp_main(void *opaque)
             resume_bits(s, &msg);
         } else if (msg.type == MIG_RP_RESUME_END) {
             s->rp_resume_end = true;
-        } else if (s->preempt && preempt_src_request(s->preempt, msg.arg)) {
-            s->st.postcopy_requests++;      /* on its own connection at once */
         } else if (s->req_head - s->req_tail < REQ_RING) {
             /* A full ring drops the request: the background stream still
              * brings the page. */
@@ -431,9 +446,7 @@ static void start_preempt(struct migration_source *s)
         log_warn("post-copy: %s; requested pages go on the main stream", err.msg);
         return;
     }
-    pthread_mutex_lock(&s->lock);
-    s->preempt = p;
-    pthread_mutex_unlock(&s->lock);
+    __atomic_store_n(&s->preempt, p, __ATOMIC_RELEASE);
 }
 
 /* After the return path ended: nobody asks the channel for pages. */
@@ -619,6 +632,7 @@ static int postcopy(struct migration_source *s)
     s->postcopy = true;
     pthread_mutex_unlock(&s->lock);
     start_preempt(s);
+    mig_thread_background();
     set_downtime(s, t0);
     set_status(s, MIGRATION_POSTCOPY_ACTIVE);
     for (;;) {
@@ -770,8 +784,9 @@ void migration_source_stats(struct migration_source *s, struct migration_stats *
 {
     pthread_mutex_lock(&s->lock);
     *out = s->st;
-    if (s->preempt) {
-        out->postcopy_preempt_pages = preempt_src_pages(s->preempt);
+    struct preempt_src *p = __atomic_load_n(&s->preempt, __ATOMIC_ACQUIRE);
+    if (p) {
+        out->postcopy_preempt_pages = preempt_src_pages(p);     /* freed only under lock */
     }
     if (!s->finished) {
         out->total_time_ms = (mig_now_ns() - s->start_ns) / 1000000;

@@ -7,12 +7,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "util/bswap.h"
+#include "util/log.h"
 #include "util/zero.h"
 
 uint64_t mig_now_ns(void)
@@ -347,4 +349,12 @@ int mig_ram_read(struct vmstate_reader *r, const struct guest_memory *mem, mig_p
                         (unsigned long long)r->section_left);
     }
     return ret < 0 ? ret : vmstate_section_finish(r, err);
+}
+
+void mig_thread_background(void)
+{
+    /* Raising one's own nice value needs no privilege; failing costs only latency. */
+    if (setpriority(PRIO_PROCESS, (id_t)gettid(), 10) < 0) {
+        log_debug("post-copy: cannot lower the bulk thread's priority");
+    }
 }

@@ -40,7 +40,7 @@ static int walk64(const struct guest_memory *mem, uint64_t table, int levels, ui
 {
     for (int level = levels; level >= 1; level--) {
         unsigned shift = 12 + 9 * (unsigned)(level - 1);
-        uint64_t e;
+        uint64_t e = 0;
         int ret = read_entry(mem, table + ((va >> shift) & 511) * 8, 8, va, &e, err);
         if (ret < 0) {
             return ret;
@@ -62,7 +62,7 @@ static int walk64(const struct guest_memory *mem, uint64_t table, int levels, ui
 static int walk_pae(const struct guest_memory *mem, uint64_t cr3, uint64_t va, uint64_t *gpa, uint64_t *page,
                     struct error *err)
 {
-    uint64_t pdpte;
+    uint64_t pdpte = 0;
     int ret = read_entry(mem, (cr3 & 0xffffffe0ull) + ((va >> 30) & 3) * 8, 8, va, &pdpte, err);
     if (ret < 0) {
         return ret;
@@ -78,7 +78,7 @@ static int walk_pae(const struct guest_memory *mem, uint64_t cr3, uint64_t va, u
 static int walk32(const struct guest_memory *mem, const struct x86_paging *pg, uint64_t va, uint64_t *gpa,
                   uint64_t *page, struct error *err)
 {
-    uint64_t pde, pte;
+    uint64_t pde = 0, pte = 0;
     int ret = read_entry(mem, (pg->cr3 & 0xfffff000ull) + ((va >> 22) & 1023) * 4, 4, va, &pde, err);
     if (ret < 0) {
         return ret;

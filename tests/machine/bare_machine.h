@@ -1,7 +1,8 @@
 /* A bare machine for tests that run without /dev/kvm: the machine's own
  * device composition (PC devices, fw_cfg) plus a virtio-rng on MMIO, over
  * guest memory of cfg->memory bytes, but no KVM VM. Shared by the machine,
- * migration and replay tests. Failures are cmocka assertions. */
+ * migration and replay tests and bench/postcopy_latency. Failures abort
+ * with a message. */
 #ifndef TESTS_MACHINE_BARE_MACHINE_H
 #define TESTS_MACHINE_BARE_MACHINE_H
 
