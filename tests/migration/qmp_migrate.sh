@@ -5,7 +5,8 @@
 # source and goes on counting on the destination. Pre-copy over UNIX and
 # TCP sockets, post-copy, cancel, a destination with another configuration,
 # query-migrate's shape, MIGRATION events, postmigrate with cont refused,
-# pmemsave, memsave. Needs /dev/kvm (skips without: common.sh).
+# pmemsave, memsave, post-copy with postcopy-preempt, a disk on shared storage
+# whose image lock passes to the destination. Needs /dev/kvm (skips without: common.sh).
 source "$TESTS_DIR/vmstate/common.sh"
 
 ARGS=(--kernel "$GUEST" --memory 128M --cpus 2 --append "counter spin=10000000")
@@ -106,8 +107,41 @@ check "same-host: no page sent" grep -qE '"normal": 0[,}]' <<<"$out"
 at=$(counter_lines "$TMP/d.out" | tail -1)
 check "same-host destination goes on counting" wait_text "$TMP/g.out" "counter $((at + 10)) "
 check_eq "same-host: no failed check" 0 "$(grep -c '^FAIL' "$TMP/g.out")"
-$QMP "$TMP/g.sock" qmp_capabilities quit >/dev/null
-wait_vm g >/dev/null
 $QMP "$TMP/d.sock" qmp_capabilities quit >/dev/null
 wait_vm d >/dev/null
+
+# ---- post-copy with postcopy-preempt: requested pages on a second connection ----
+PREEMPT='{"execute": "migrate-set-capabilities", "arguments": {"capabilities": [{"capability": "postcopy-ram", "state": true}, {"capability": "postcopy-preempt", "state": true}]}}'
+start_vm h "${ARGS[@]}" --incoming "unix:$TMP/mig-h"
+$QMP "$TMP/h.sock" qmp_capabilities "$PREEMPT" >/dev/null
+out=$($QMP "$TMP/g.sock" qmp_capabilities "$PREEMPT" '{"execute": "migrate-set-parameters", "arguments": {"max-bandwidth": 1048576}}' \
+      "$(migrate "unix:$TMP/mig-h")" '@sleep:0.5' migrate-start-postcopy '@sleep:10' query-migrate)
+check "preempt post-copy: completed" grep -q '"status": "completed"' <<<"$out"
+at=$(counter_lines "$TMP/g.out" | tail -1)
+check "preempt post-copy destination goes on counting" wait_text "$TMP/h.out" "counter $((at + 10)) "
+check_eq "preempt post-copy: no failed check" 0 "$(grep -c '^FAIL' "$TMP/h.out")"
+$QMP "$TMP/g.sock" qmp_capabilities quit >/dev/null
+wait_vm g >/dev/null
+$QMP "$TMP/h.sock" qmp_capabilities quit >/dev/null
+wait_vm h >/dev/null
+
+# ---- a disk on shared storage: the image lock passes to the destination ----
+qemu-img create -q -f qcow2 "$TMP/shared.qcow2" 64M
+start_vm i "${ARGS[@]}" --disk "file=$TMP/shared.qcow2"
+start_vm j "${ARGS[@]}" --disk "file=$TMP/shared.qcow2" --incoming "unix:$TMP/mig-j"
+wait_text "$TMP/i.out" "counter 5 ok"
+check_eq "the destination opened the image the source holds (inactive)" '"status": "inmigrate"' "$(status_of j)"
+out=$($QMP "$TMP/i.sock" qmp_capabilities "{\"execute\": \"migrate\", \"arguments\": {\"uri\": \"unix:$TMP/mig-j\", \"blk\": true}}")
+check "blk without inc (a full disk copy) is refused" grep -q "full disk copy is not supported" <<<"$out"
+out=$($QMP "$TMP/i.sock" qmp_capabilities "$(migrate "unix:$TMP/mig-j")" '@sleep:3' query-migrate)
+check "shared disk: completed" grep -q '"status": "completed"' <<<"$out"
+at=$(counter_lines "$TMP/i.out" | tail -1)
+check "shared disk: the destination goes on" wait_text "$TMP/j.out" "counter $((at + 5)) "
+$QMP "$TMP/i.sock" qmp_capabilities quit >/dev/null
+wait_vm i >/dev/null
+check "shared disk: the destination holds the write lock" \
+    bash -c '! qemu-io -f qcow2 -c "write 0 512" "$1" 2>&1 | grep -q "wrote"' _ "$TMP/shared.qcow2"
+$QMP "$TMP/j.sock" qmp_capabilities quit >/dev/null
+wait_vm j >/dev/null
+check "shared disk: released at exit" bash -c 'qemu-io -f qcow2 -c "write 0 512" "$1" | grep -q wrote' _ "$TMP/shared.qcow2"
 done_testing

@@ -46,7 +46,9 @@ static struct {
     struct migration_source *src;
     struct migration_dest *dst;
     struct migration_params params;
-    bool cap_events, cap_postcopy, cap_auto_converge, cap_blocktime, cap_ignore_shared;
+    bool cap_events, cap_postcopy, cap_auto_converge, cap_blocktime, cap_ignore_shared, cap_preempt;
+    char uri[512];                  /* the source's: postcopy-preempt connects to it again */
+    bool listening_preempt;         /* the incoming listener waits for the second connection */
     bool inmigrate, postmigrate;
     bool finishing;                 /* the source stopped the guest for its last pass */
     bool incoming_failed;
@@ -115,9 +117,16 @@ static void hook_pass(void *opaque, uint64_t pass)
     kick();
 }
 
+/* postcopy-preempt: a second connection to the same URI (on the migration thread). */
+static int hook_open_channel(void *opaque, struct error *err)
+{
+    return migration_connect(mig.uri, err);
+}
+
 /* throttle: NULL, the machine's own vCPU throttle (safe from any thread). */
 static const struct migration_hooks src_hooks = {
-    .stop = hook_stop, .start = hook_start, .status = hook_status, .pass = hook_pass, .opaque = (void *)&role_source,
+    .stop = hook_stop, .start = hook_start, .status = hook_status, .pass = hook_pass,
+    .open_channel = hook_open_channel, .opaque = (void *)&role_source,
 };
 static const struct migration_hooks dest_hooks = {
     .start = hook_start, .status = hook_status, .opaque = (void *)&role_dest,
@@ -251,9 +260,21 @@ static void accept_incoming(void *opaque, int fd, uint32_t events)
     if (c < 0) {
         return;
     }
-    event_loop_remove(machine_loop(mig.m), fd);
-    close(fd);
-    mig.listen_fd = -1;
+    /* With postcopy-preempt the source connects twice: the stream first,
+     * then the channel for requested pages. */
+    bool again = mig.cap_preempt && !mig.dst;
+    if (!again) {
+        event_loop_remove(machine_loop(mig.m), fd);
+        close(fd);
+        mig.listen_fd = -1;
+    }
+    mig.listening_preempt = again;
+    if (mig.dst) {
+        if (migration_dest_add_channel(mig.dst, c, &err) < 0) {
+            log_warn("incoming migration: %s", err.msg);
+        }
+        return;
+    }
     if (migration_dest_start(&mig.dst, mig.m, c, &dest_hooks, &err) < 0) {
         mig.incoming_err = err;
         mig.incoming_failed = true;
@@ -428,6 +449,8 @@ static void cmd_migrate(struct qmp_server *s, json_t *args, struct qmp_reply *r)
     params()->postcopy_ram = mig.cap_postcopy;
     params()->auto_converge = mig.cap_auto_converge;
     params()->share_memfd = mig.cap_ignore_shared;
+    params()->postcopy_preempt = mig.cap_preempt;
+    snprintf(mig.uri, sizeof(mig.uri), "%s", uri);
     if (migration_source_start(&mig.src, s->m, fd, params(), &src_hooks, &err) < 0) {
         qmp_fail(r, QMP_GENERIC, "%s", err.msg);
     }
@@ -460,6 +483,13 @@ static void cmd_migrate_recover(struct qmp_server *s, json_t *args, struct qmp_r
     }
     if (mig.dst) {
         migration_dest_stats(mig.dst, &st);
+    }
+    if (mig.listen_fd >= 0 && mig.listening_preempt) {
+        /* The source never opened its preempt channel: recovery's turn. */
+        event_loop_remove(machine_loop(mig.m), mig.listen_fd);
+        close(mig.listen_fd);
+        mig.listen_fd = -1;
+        mig.listening_preempt = false;
     }
     if (!mig.dst || st.status != MIGRATION_POSTCOPY_PAUSED || mig.listen_fd >= 0) {
         qmp_fail(r, QMP_GENERIC, "Migrate recover can only be run when postcopy is paused.");
@@ -580,7 +610,8 @@ static bool *capability(const char *name)
          : strcmp(name, "postcopy-ram") == 0 ? &mig.cap_postcopy
          : strcmp(name, "auto-converge") == 0 ? &mig.cap_auto_converge
          : strcmp(name, "postcopy-blocktime") == 0 ? &mig.cap_blocktime
-         : strcmp(name, "x-ignore-shared") == 0 ? &mig.cap_ignore_shared : NULL;
+         : strcmp(name, "x-ignore-shared") == 0 ? &mig.cap_ignore_shared
+         : strcmp(name, "postcopy-preempt") == 0 ? &mig.cap_preempt : NULL;
 }
 
 static void cmd_set_capabilities(struct qmp_server *s, json_t *args, struct qmp_reply *r)
@@ -611,7 +642,7 @@ static void cmd_set_capabilities(struct qmp_server *s, json_t *args, struct qmp_
 static void cmd_query_capabilities(struct qmp_server *s, json_t *args, struct qmp_reply *r)
 {
     static const char *names[] = { "events", "postcopy-ram", "auto-converge", "postcopy-blocktime",
-                                   "x-ignore-shared" };
+                                   "x-ignore-shared", "postcopy-preempt" };
     if (!qmp_check_args(args, no_args, r)) {
         return;
     }
