@@ -119,10 +119,10 @@ int machine_disk_resize(struct machine *m, int i, uint64_t size, struct error *e
 /* Shared storage at a migration's switchover (blockdev_inactivate): the
  * guest is stopped, so no request is in flight. A failure part way leaves
  * the disks it reached handed over: the caller activates them again. */
-int machine_disks_inactivate(struct machine *m, struct error *err)
+static int each_disk(struct machine *m, int (*op)(struct blockdev *bd, struct error *err), struct error *err)
 {
     for (int i = 0; i < MACHINE_MAX_DISKS; i++) {
-        int ret = m->disks[i] ? blockdev_inactivate(m->disks[i], err) : 0;
+        int ret = m->disks[i] ? op(m->disks[i], err) : 0;
         if (ret < 0) {
             error_prefix(err, "disk%d", i);
             return ret;
@@ -131,16 +131,14 @@ int machine_disks_inactivate(struct machine *m, struct error *err)
     return 0;
 }
 
+int machine_disks_inactivate(struct machine *m, struct error *err)
+{
+    return each_disk(m, blockdev_inactivate, err);
+}
+
 int machine_disks_activate(struct machine *m, struct error *err)
 {
-    for (int i = 0; i < MACHINE_MAX_DISKS; i++) {
-        int ret = m->disks[i] ? blockdev_activate(m->disks[i], err) : 0;
-        if (ret < 0) {
-            error_prefix(err, "disk%d", i);
-            return ret;
-        }
-    }
-    return 0;
+    return each_disk(m, blockdev_activate, err);
 }
 
 void machine_close_disks(struct machine *m)

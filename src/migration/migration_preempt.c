@@ -28,25 +28,12 @@
 #define HEADER 16
 #define MSG (HEADER + GUEST_PAGE_SIZE)
 
-static int send_all(int fd, const void *buf, size_t len)
+/* Whole messages in or out (out: send), or -errno (-EPIPE at the end). */
+static int transfer_all(int fd, void *buf, size_t len, bool out)
 {
     for (size_t done = 0; done < len;) {
-        ssize_t n = send(fd, (const uint8_t *)buf + done, len - done, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            return n < 0 ? -errno : -EPIPE;
-        }
-        done += (size_t)n;
-    }
-    return 0;
-}
-
-static int recv_all(int fd, void *buf, size_t len)
-{
-    for (size_t done = 0; done < len;) {
-        ssize_t n = recv(fd, (uint8_t *)buf + done, len - done, 0);
+        uint8_t *p = (uint8_t *)buf + done;
+        ssize_t n = out ? send(fd, p, len - done, MSG_NOSIGNAL) : recv(fd, p, len - done, 0);
         if (n < 0 && errno == EINTR) {
             continue;
         }
@@ -74,7 +61,7 @@ int preempt_src_hello(int fd, struct error *err)
 {
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));   /* not TCP: no matter */
-    int ret = send_all(fd, PREEMPT_MAGIC, 8);
+    int ret = transfer_all(fd, (void *)PREEMPT_MAGIC, 8, true);
     return ret < 0 ? error_set_errno(err, ret, "post-copy preempt channel") : 0;
 }
 
@@ -101,7 +88,7 @@ bool preempt_src_request(struct preempt_src *p, uint64_t gpa)
     st_le64(msg, gpa);
     st_le32(msg + 8, (uint32_t)crc32(crc32(0, NULL, 0), msg + HEADER, GUEST_PAGE_SIZE));
     st_le32(msg + 12, 0);
-    int ret = send_all(p->fd, msg, MSG);
+    int ret = transfer_all(p->fd, msg, MSG, true);
     if (ret < 0) {
         log_warn("post-copy preempt channel broke (%s): requests go on the main stream", strerror(-ret));
         p->broken = true;
@@ -135,7 +122,7 @@ struct preempt_dest {
 static int dest_hello(int fd, struct error *err)
 {
     char magic[8];
-    int ret = recv_all(fd, magic, sizeof(magic));
+    int ret = transfer_all(fd, magic, sizeof(magic), false);
     if (ret < 0) {
         return error_set_errno(err, ret, "post-copy preempt channel");
     }
@@ -147,7 +134,7 @@ static int dest_hello(int fd, struct error *err)
 
 static int receive_page(struct preempt_dest *p, uint8_t *msg, struct error *err)
 {
-    int ret = recv_all(p->fd, msg, MSG);
+    int ret = transfer_all(p->fd, msg, MSG, false);
     if (ret < 0) {
         return ret == -EPIPE ? 1 : error_set_errno(err, ret, "post-copy preempt channel");
     }

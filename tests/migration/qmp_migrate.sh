@@ -15,6 +15,13 @@ POSTCOPY='{"execute": "migrate-set-capabilities", "arguments": {"capabilities": 
 migrate() { echo "{\"execute\": \"migrate\", \"arguments\": {\"uri\": \"$1\"}}"; }
 status_of() { $QMP "$TMP/$1.sock" qmp_capabilities query-status | grep -o '"status": "[a-z-]*"' | tail -1; }
 mig_status() { $QMP "$TMP/$1.sock" qmp_capabilities query-migrate | grep -o '"status": "[a-z-]*"' | tail -1; }
+# goes_on SRC DST LABEL [STEPS]: DST's guest counts on from where SRC's stopped, and no check failed.
+goes_on() {
+    local at
+    at=$(counter_lines "$TMP/$1.out" | tail -1)
+    check "$3: the destination goes on counting" wait_text "$TMP/$2.out" "counter $((at + ${4:-10})) "
+    check_eq "$3: no failed check" 0 "$(grep -c '^FAIL' "$TMP/$2.out")"
+}
 
 # ---- pre-copy over a UNIX socket ----
 start_vm b "${ARGS[@]}" --incoming "unix:$TMP/mig-b"
@@ -117,9 +124,7 @@ $QMP "$TMP/h.sock" qmp_capabilities "$PREEMPT" >/dev/null
 out=$($QMP "$TMP/g.sock" qmp_capabilities "$PREEMPT" '{"execute": "migrate-set-parameters", "arguments": {"max-bandwidth": 1048576}}' \
       "$(migrate "unix:$TMP/mig-h")" '@sleep:0.5' migrate-start-postcopy '@sleep:10' query-migrate)
 check "preempt post-copy: completed" grep -q '"status": "completed"' <<<"$out"
-at=$(counter_lines "$TMP/g.out" | tail -1)
-check "preempt post-copy destination goes on counting" wait_text "$TMP/h.out" "counter $((at + 10)) "
-check_eq "preempt post-copy: no failed check" 0 "$(grep -c '^FAIL' "$TMP/h.out")"
+goes_on g h "preempt post-copy"
 $QMP "$TMP/g.sock" qmp_capabilities quit >/dev/null
 wait_vm g >/dev/null
 $QMP "$TMP/h.sock" qmp_capabilities quit >/dev/null
@@ -135,8 +140,7 @@ out=$($QMP "$TMP/i.sock" qmp_capabilities "{\"execute\": \"migrate\", \"argument
 check "blk without inc (a full disk copy) is refused" grep -q "full disk copy is not supported" <<<"$out"
 out=$($QMP "$TMP/i.sock" qmp_capabilities "$(migrate "unix:$TMP/mig-j")" '@sleep:3' query-migrate)
 check "shared disk: completed" grep -q '"status": "completed"' <<<"$out"
-at=$(counter_lines "$TMP/i.out" | tail -1)
-check "shared disk: the destination goes on" wait_text "$TMP/j.out" "counter $((at + 5)) "
+goes_on i j "shared disk" 5
 $QMP "$TMP/i.sock" qmp_capabilities quit >/dev/null
 wait_vm i >/dev/null
 check "shared disk: the destination holds the write lock" \
