@@ -36,6 +36,13 @@ struct blockdev_driver {
     /* Forgets cached metadata: another open of the same file changed it
      * (commit writes the base through its own read-write open). */
     int (*invalidate_cache)(struct blockdev *bd, struct error *err);
+    /* Migration's hand-over of an image between two processes
+     * (blockdev_inactivate/_activate): inactivate writes back what only
+     * this process knows (lazy refcounts, the dirty bit); activate reads
+     * again everything the other process may have changed. NULL: nothing
+     * to do (activate then falls back to invalidate_cache). */
+    int (*inactivate)(struct blockdev *bd, struct error *err);
+    int (*activate)(struct blockdev *bd, struct error *err);
     /* Makes every cluster unallocated again, so reads fall through to the
      * backing file (commit empties the overlay); NULL when the format cannot. */
     int (*make_empty)(struct blockdev *bd, struct error *err);
@@ -87,11 +94,18 @@ struct blockdev {
     char *backing_format;       /* as recorded in the image, or NULL */
     /* A block job watching the writes (blockdev_set_write_notifier). */
     const struct blockdev_write_notifier *_Atomic write_notifier;
+    struct hostfile *file;      /* the image file (NULL: NBD), for its locks */
+    unsigned open_flags;        /* BDEV_* as opened */
+    bool inactive;              /* another process may write the image: no writes, no locks */
 };
 
 /* For drivers: fills the common fields; call before opening the backing file. */
 void blockdev_init(struct blockdev *bd, const struct blockdev_driver *drv, const char *filename,
-                   const struct hostfile *file, const struct blockdev_open_opts *opts);
+                   struct hostfile *file, const struct blockdev_open_opts *opts);
+/* Takes the image locks an open with flags needs (BDEV_INACTIVE: none, and
+ * every permission shared, as QEMU's inactive nodes); a second call
+ * replaces the first call's locks (blockdev_activate.c). */
+int blockdev_lock_file(struct hostfile *file, unsigned flags, struct error *err);
 /* For drivers: opens bd->backing_filename (relative to bd's directory) read-only,
  * unless there is none or opts say BDEV_NO_BACKING. */
 int blockdev_open_backing(struct blockdev *bd, const struct blockdev_open_opts *opts,

@@ -93,24 +93,6 @@ static int check_chain(const char *filename, struct hostfile *file,
     return 0;
 }
 
-/* The permissions QEMU's tools and devices take on an image file (a format
- * node over it never shares write or resize), and what -U changes. */
-static int lock_image(struct hostfile *file, unsigned flags, struct error *err)
-{
-    if (flags & BDEV_NO_LOCK) {
-        return 0;
-    }
-    unsigned perm = HOSTFILE_PERM_READ;
-    unsigned shared = HOSTFILE_PERM_READ | HOSTFILE_PERM_WRITE_UNCHANGED;
-    if (!(flags & BDEV_READ_ONLY)) {
-        perm |= HOSTFILE_PERM_WRITE | HOSTFILE_PERM_RESIZE;
-    }
-    if (flags & BDEV_FORCE_SHARE) {
-        shared = HOSTFILE_PERM_ALL;
-    }
-    return hostfile_lock(file, perm, shared, flags & BDEV_REOPEN, err);
-}
-
 int blockdev_open(struct blockdev **out, const char *filename, const struct blockdev_open_opts *opts,
                   struct error *err)
 {
@@ -184,7 +166,7 @@ int blockdev_open(struct blockdev **out, const char *filename, const struct bloc
     file->dbg = opts->blkdebug;
     ret = check_chain(filename, file, opts, err);
     if (ret == 0) {
-        ret = lock_image(file, opts->flags, err);
+        ret = blockdev_lock_file(file, opts->flags, err);
     }
     file->no_flush = opts->flags & BDEV_NO_FLUSH;
     if (ret < 0) {
@@ -259,9 +241,12 @@ void blockdev_warn_probed_raw(const struct blockdev *bd, const char *filename)
 }
 
 void blockdev_init(struct blockdev *bd, const struct blockdev_driver *drv, const char *filename,
-                   const struct hostfile *file, const struct blockdev_open_opts *opts)
+                   struct hostfile *file, const struct blockdev_open_opts *opts)
 {
     bd->drv = drv;
+    bd->file = file;
+    bd->open_flags = opts->flags;
+    bd->inactive = opts->flags & BDEV_INACTIVE;
     bd->filename = strdup(filename);
     bd->read_only = opts->flags & BDEV_READ_ONLY;
     bd->dev = file->dev;
@@ -284,7 +269,7 @@ int blockdev_open_backing(struct blockdev *bd, const struct blockdev_open_opts *
         .format = bd->backing_format,
         /* Backing files are never written, except by commit which reopens. */
         .flags = BDEV_READ_ONLY | (opts->flags & (BDEV_FORCE_SHARE | BDEV_NO_CACHE | BDEV_NO_LOCK |
-                                                   BDEV_NO_FLUSH)),
+                                                   BDEV_NO_FLUSH | BDEV_INACTIVE)),
         .parent = bd,
     };
     int ret = blockdev_open(&bd->backing, path, &bopts, err);
@@ -327,6 +312,10 @@ static int check_writable(struct blockdev *bd, struct error *err)
 {
     if (bd->read_only) {
         return error_set(err, -EACCES, "Block node is read-only");
+    }
+    if (bd->inactive) {
+        return error_set(err, -EPERM, "Block node '%s' is inactive: an incoming migration has not "
+                         "handed it over yet, or it was handed to the destination", bd->filename);
     }
     return 0;
 }
@@ -448,7 +437,7 @@ int blockdev_discard(struct blockdev *bd, uint64_t off, uint64_t len, struct err
 
 int blockdev_flush(struct blockdev *bd, struct error *err)
 {
-    if (bd->read_only) {
+    if (bd->read_only || bd->inactive) {
         return 0;
     }
     return bd->drv->flush(bd, err);

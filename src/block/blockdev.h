@@ -27,6 +27,7 @@ enum {
     BDEV_NO_LOCK     = 1u << 5,   /* file.locking=off: take and test no image locks */
     BDEV_NO_FLUSH    = 1u << 6,   /* cache=unsafe: never sync (power loss may corrupt) */
     BDEV_REOPEN      = 1u << 7,   /* this process uses the image already: no lock conflict */
+    BDEV_INACTIVE    = 1u << 8,   /* an incoming migration's image: see blockdev_activate */
 };
 
 struct blockdev_open_opts {
@@ -216,6 +217,22 @@ int blockdev_block_status(struct blockdev *bd, uint64_t off, uint64_t len, struc
                           struct error *err);
 int blockdev_make_empty(struct blockdev *bd, struct error *err);
 int blockdev_invalidate_cache(struct blockdev *bd, struct error *err);
+
+/* Migration on shared storage, as QEMU hands an image over: the
+ * destination opens it inactive (BDEV_INACTIVE: no image locks taken and
+ * every permission shared, writes refused, nothing written at open, not
+ * even a repair), while the source still runs on it. At switchover the
+ * source inactivates (flushes, writes back lazy refcounts and clears the
+ * dirty bit, releases its locks), then the destination activates (takes
+ * the locks an open with its flags takes, and reads the metadata again:
+ * qcow2 header, L1 and refcount tables, snapshots; cached tables dropped).
+ * A failed migration activates the source again. Both walk the backing
+ * chain; calling either on an image already in that state does nothing.
+ * Activation fails with QEMU's lock message while another process still
+ * holds the image, and the image then stays inactive. */
+int blockdev_inactivate(struct blockdev *bd, struct error *err);
+int blockdev_activate(struct blockdev *bd, struct error *err);
+bool blockdev_is_inactive(const struct blockdev *bd);
 int blockdev_vmstate_read(struct blockdev *bd, uint64_t pos, void *buf, size_t len, struct error *err);
 int blockdev_vmstate_write(struct blockdev *bd, uint64_t pos, const void *buf, size_t len,
                            struct error *err);

@@ -140,6 +140,21 @@ static int check_open_mode(struct qcow2 *s, const struct blockdev_open_opts *opt
     return 0;
 }
 
+/* What a writable open writes at once. Like QEMU, it drops the autoclear
+ * bits we do not maintain (e.g. bitmaps): their data may go stale; and it
+ * rebuilds lazy refcounts a crash left behind before anything is written. */
+static int open_writable(struct qcow2 *s, const struct blockdev_open_opts *opts, struct error *err)
+{
+    int ret = 0;
+    if (s->autoclear_features) {
+        ret = qcow2_prepare_write(s, err);
+    }
+    if (ret == 0 && s->dirty_written && !(opts->flags & BDEV_CHECK)) {
+        ret = qcow2_repair_dirty(s, err);
+    }
+    return ret;
+}
+
 static int qcow2_open(struct blockdev **out, struct hostfile *file, const char *filename,
                       const struct blockdev_open_opts *opts, struct error *err)
 {
@@ -164,14 +179,8 @@ static int qcow2_open(struct blockdev **out, struct hostfile *file, const char *
     if (ret == 0) {
         ret = qcow2_snapshots_load(s, err);
     }
-    if (ret == 0 && !(opts->flags & BDEV_READ_ONLY) && s->autoclear_features) {
-        /* Like QEMU, a writable open drops the autoclear bits we do not
-         * maintain (e.g. bitmaps) at once: their data may go stale. */
-        ret = qcow2_prepare_write(s, err);
-    }
-    if (ret == 0 && s->dirty_written && !(opts->flags & (BDEV_READ_ONLY | BDEV_CHECK))) {
-        /* Lazy refcounts left behind by a crash: rebuild them before writing. */
-        ret = qcow2_repair_dirty(s, err);
+    if (ret == 0 && !(opts->flags & (BDEV_READ_ONLY | BDEV_INACTIVE))) {
+        ret = open_writable(s, opts, err);     /* inactive: done at activation */
     }
     if (ret == 0) {
         ret = blockdev_open_backing(&s->bd, opts, err);
@@ -208,7 +217,7 @@ static int mark_clean(struct qcow2 *s, struct error *err)
 static void qcow2_close(struct blockdev *bd)
 {
     struct qcow2 *s = qcow2_of(bd);
-    if (!bd->read_only) {
+    if (!bd->read_only && !bd->inactive) {      /* inactive: the file is another process's */
         struct error err = { 0 };
         pthread_mutex_lock(&s->lock);
         if (mark_clean(s, &err) < 0) {
@@ -506,22 +515,57 @@ int qcow2_change_backing_file(struct blockdev *bd, const char *backing_file,
     return ret;
 }
 
-/* Reads the tables another open of the file may have changed (size, L1,
- * refcount table) and drops every cached table. */
-static int qcow2_invalidate_cache(struct blockdev *bd, struct error *err)
+/* The header fields a writer of the image changes as it runs (size, L1 and
+ * refcount tables, snapshots, feature bits), read again through a full,
+ * checked parse of the header into scratch state. */
+static int reread_header(struct qcow2 *s, struct error *err)
 {
-    struct qcow2 *s = qcow2_of(bd);
+    struct qcow2 *n = calloc(1, sizeof(*n));
+    if (!n) {
+        return error_set(err, -ENOMEM, "out of memory");
+    }
+    n->file = s->file;
+    n->bd.filename = s->bd.filename;     /* for messages only */
+    int ret = qcow2_header_parse(n, err);
+    if (ret == 0 && n->cluster_bits != s->cluster_bits) {
+        ret = error_set(err, -EINVAL, "The image's cluster size changed from %u to %u bytes",
+                        s->cluster_size, 1u << n->cluster_bits);
+    }
+    if (ret == 0) {
+        s->bd.size = n->bd.size;
+        s->l1_size = n->l1_size;
+        s->l1_table_offset = n->l1_table_offset;
+        s->refcount_table_offset = n->refcount_table_offset;
+        s->refcount_table_clusters = n->refcount_table_clusters;
+        s->nb_snapshots = n->nb_snapshots;
+        s->snapshots_offset = n->snapshots_offset;
+        s->incompatible_features = n->incompatible_features;
+        s->compatible_features = n->compatible_features;
+        s->autoclear_features = n->autoclear_features;
+    }
+    for (int i = 0; i < n->n_unknown_ext; i++) {
+        free(n->unknown_ext[i].data);
+    }
+    free(n->unknown_ext);
+    free(n->bd.backing_filename);
+    free(n->bd.backing_format);
+    free(n);
+    return ret;
+}
+
+/* Reads the tables another open of the file may have changed (size, L1,
+ * refcount table) and drops every cached table. Called with s->lock. */
+static int reload_tables(struct qcow2 *s, struct error *err)
+{
     uint8_t h[72];
-    pthread_mutex_lock(&s->lock);
     int ret = hostfile_pread(s->file, 0, h, sizeof(h));
     if (ret < 0) {
-        pthread_mutex_unlock(&s->lock);
         return error_set_errno(err, ret, "Could not reread the qcow2 header");
     }
     uint64_t *l1 = s->l1_table, *rt = s->refcount_table;
     uint32_t l1_size = s->l1_size, rt_clusters = s->refcount_table_clusters;
-    uint64_t l1_off = s->l1_table_offset, rt_off = s->refcount_table_offset, size = bd->size;
-    bd->size = ld_be64(h + 24);
+    uint64_t l1_off = s->l1_table_offset, rt_off = s->refcount_table_offset, size = s->bd.size;
+    s->bd.size = ld_be64(h + 24);
     s->l1_size = ld_be32(h + 36);
     s->l1_table_offset = ld_be64(h + 40);
     s->refcount_table_offset = ld_be64(h + 48);
@@ -538,13 +582,61 @@ static int qcow2_invalidate_cache(struct blockdev *bd, struct error *err)
         s->l1_table_offset = l1_off;
         s->refcount_table_offset = rt_off;
         s->refcount_table_clusters = rt_clusters;
-        bd->size = size;
+        s->bd.size = size;
     } else {
         free(l1);
         free(rt);
         qcow2_cache_invalidate(&s->l2_cache);
         qcow2_cache_invalidate(&s->refblock_cache);
         qcow2_zcache_forget_range(s, 0, UINT64_MAX);
+    }
+    return ret;
+}
+
+static int qcow2_invalidate_cache(struct blockdev *bd, struct error *err)
+{
+    struct qcow2 *s = qcow2_of(bd);
+    pthread_mutex_lock(&s->lock);
+    int ret = reload_tables(s, err);
+    pthread_mutex_unlock(&s->lock);
+    return ret;
+}
+
+/* The source hands the image over: what it kept in memory only (lazy
+ * refcounts, the dirty bit) goes to the file, as QEMU's qcow2_inactivate. */
+static int qcow2_inactivate(struct blockdev *bd, struct error *err)
+{
+    struct qcow2 *s = qcow2_of(bd);
+    pthread_mutex_lock(&s->lock);
+    int ret = mark_clean(s, err);
+    pthread_mutex_unlock(&s->lock);
+    if (ret == 0 && (ret = hostfile_flush(s->file)) < 0) {
+        error_set_errno(err, ret, "Could not flush '%s'", bd->filename);
+    }
+    return ret;
+}
+
+/* The destination takes the image over: nothing read while the source
+ * still wrote is trusted; then what a writable open does (drop autoclear
+ * bits, repair a dirty image) that the inactive open left out. */
+static int qcow2_activate(struct blockdev *bd, struct error *err)
+{
+    struct qcow2 *s = qcow2_of(bd);
+    struct blockdev_open_opts opts = { .flags = bd->open_flags & ~BDEV_INACTIVE };
+    pthread_mutex_lock(&s->lock);
+    int ret = reread_header(s, err);
+    if (ret == 0) {
+        ret = check_open_mode(s, &opts, err);
+    }
+    if (ret == 0) {
+        ret = reload_tables(s, err);
+    }
+    if (ret == 0) {
+        qcow2_snapshots_free(s);
+        ret = qcow2_snapshots_load(s, err);
+    }
+    if (ret == 0 && !bd->read_only) {
+        ret = open_writable(s, &opts, err);
     }
     pthread_mutex_unlock(&s->lock);
     return ret;
@@ -586,6 +678,8 @@ const struct blockdev_driver qcow2_driver = {
     .block_status = qcow2_block_status,
     .make_empty = qcow2_make_empty,
     .invalidate_cache = qcow2_invalidate_cache,
+    .inactivate = qcow2_inactivate,
+    .activate = qcow2_activate,
     .allocated_size = qcow2_allocated_size,
     .info_json = qcow2_info_json,
     .vmstate_read = qcow2_vmstate_read,

@@ -51,6 +51,7 @@ struct machine_config {
     const char *name;       /* --name, for monitors (NULL: none) */
     const char *uuid;       /* --uuid (NULL: all zeroes, as QEMU) */
     bool record_replay;     /* --record/--replay: one vCPU, user-space PIT and PIC, the exit clock */
+    bool incoming;          /* --incoming: disks open inactive until the migration hands them over */
 };
 
 struct machine;
@@ -143,6 +144,12 @@ int machine_disk_chain(struct machine *m, int i, struct disk_layer *out, int max
 /* Creates a qcow2 overlay at file backed by disk i's image (absolute path)
  * and switches the disk to it. */
 int machine_disk_overlay(struct machine *m, int i, const char *file, struct error *err);
+/* Live migration on shared storage: the source hands its disks' images
+ * over at switchover (flushed, locks released, no more writes), the
+ * destination (created with cfg->incoming) takes them over before its
+ * guest runs; a source whose migration failed takes them back. */
+int machine_disks_inactivate(struct machine *m, struct error *err);
+int machine_disks_activate(struct machine *m, struct error *err);
 
 /* Disk i as the host of a block job (block/block_job.h): its top image,
  * its virtio-blk device drained around the job's graph changes, and the
@@ -154,6 +161,9 @@ int machine_disk_job_host(struct machine *m, int i, struct block_job_host *out, 
 
 /* [gpa, gpa+size) of guest RAM into a new file (QMP pmemsave). */
 int machine_pmemsave(struct machine *m, uint64_t gpa, uint64_t size, const char *path, struct error *err);
+/* [va, va+size) as vCPU cpu sees it through its page tables (QMP memsave;
+ * a running vCPU is parked for an instant to read its registers). */
+int machine_memsave(struct machine *m, int cpu, uint64_t va, uint64_t size, const char *path, struct error *err);
 
 /* What the guest asked of disk i (its virtio-blk device), for monitors. */
 struct machine_disk_stats {

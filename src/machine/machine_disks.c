@@ -182,6 +182,31 @@ int machine_disk_job_host(struct machine *m, int i, struct block_job_host *out, 
     return 0;
 }
 
+/* Shared storage at a migration's switchover (blockdev_inactivate): the
+ * guest is stopped, so no request is in flight. A failure part way leaves
+ * the disks it reached handed over: the caller activates them again. */
+static int each_disk(struct machine *m, int (*op)(struct blockdev *bd, struct error *err), struct error *err)
+{
+    for (int i = 0; i < MACHINE_MAX_DISKS; i++) {
+        int ret = m->disks[i] ? op(m->disks[i], err) : 0;
+        if (ret < 0) {
+            error_prefix(err, "disk%d", i);
+            return ret;
+        }
+    }
+    return 0;
+}
+
+int machine_disks_inactivate(struct machine *m, struct error *err)
+{
+    return each_disk(m, blockdev_inactivate, err);
+}
+
+int machine_disks_activate(struct machine *m, struct error *err)
+{
+    return each_disk(m, blockdev_activate, err);
+}
+
 void machine_close_disks(struct machine *m)
 {
     for (int i = 0; i < MACHINE_MAX_DISKS; i++) {

@@ -135,5 +135,10 @@ int machine_reset(struct machine *m, struct error *err);
 int machine_memory_intact(struct machine *m, struct error *err);
 /* Guest memory's dirty tracking off: the next diff snapshot has no parent. */
 void machine_forget_snapshot_chain(struct machine *m);
+/* machine_memsave with the paging registers given (machine_memdump.c;
+ * tests walk hand-built page tables without a vCPU). */
+struct x86_paging;
+int machine_memsave_paging(struct machine *m, const struct x86_paging *pg, uint64_t va, uint64_t size,
+                           const char *path, struct error *err);
 
 #endif

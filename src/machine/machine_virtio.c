@@ -162,7 +162,9 @@ static int attach(struct machine *m, struct virtio_device *d, enum transport t, 
 static int add_disk(struct machine *m, int i, struct error *err)
 {
     const struct disk_config *dc = &m->cfg->disks[i];
-    struct blockdev_open_opts opts = { .format = dc->format, .flags = dc->read_only ? BDEV_READ_ONLY : 0,
+    struct blockdev_open_opts opts = { .format = dc->format,
+                                       .flags = (dc->read_only ? BDEV_READ_ONLY : 0) |
+                                                (m->cfg->incoming ? BDEV_INACTIVE : 0),
                                        .compressed_cache_set = dc->compressed_cache_set,
                                        .compressed_cache_size = dc->compressed_cache_size };
     int ret = blockdev_open(&m->disks[i], dc->file, &opts, err);

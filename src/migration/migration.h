@@ -38,7 +38,14 @@ struct migration_params {
     uint64_t max_bandwidth;         /* bytes per second, 0: unlimited */
     bool postcopy_ram;              /* the destination must accept post-copy */
     bool auto_converge;             /* throttle the vCPUs when the guest outruns the link */
+    /* QEMU's postcopy-preempt: requested pages on a second connection
+     * (hooks->open_channel), never behind the bulk stream */
+    bool postcopy_preempt;
     bool share_memfd;               /* same host (UNIX socket): pass guest RAM's memfds, copy no page */
+    /* QMP migrate blk+inc: every disk is a qcow2 overlay on a base both
+     * hosts have; the overlay's own clusters go at switchover, never the
+     * base's (migration_disk.c). Off: disks are on shared storage. */
+    bool block_incremental;
     int throttle_initial;           /* percent: QEMU's cpu-throttle-initial (20) */
     int throttle_increment;         /* QEMU's cpu-throttle-increment (10) */
 };
@@ -59,6 +66,7 @@ struct migration_stats {
     uint64_t dirty_pages_rate;      /* pages per second, last pass */
     uint64_t dirty_sync_count;      /* dirty-log harvests */
     uint64_t postcopy_requests;     /* pages the destination asked for */
+    uint64_t postcopy_preempt_pages;    /* source: of those, sent on the preempt channel */
     int cpu_throttle_percentage;    /* auto-converge's current throttle */
     /* destination, post-copy: time threads waited for pages from the
      * source (QEMU's postcopy-blocktime), and the fault-to-page latency */
@@ -80,6 +88,9 @@ struct migration_hooks {
     /* Auto-converge: the vCPUs get (100 - percent)% of their time; NULL:
      * machine_throttle_cpus. */
     void (*throttle)(void *opaque, int percent);
+    /* postcopy_preempt: a second connection to the destination (the
+     * program connects to the same URI again), or <0 with the reason. */
+    int (*open_channel)(void *opaque, struct error *err);
     void *opaque;
 };
 
@@ -92,6 +103,8 @@ struct migration_source;
  * after success it stays stopped. */
 int migration_source_start(struct migration_source **out, struct machine *m, int fd,
                            const struct migration_params *p, const struct migration_hooks *h, struct error *err);
+/* Whether m can migrate with p (block_incremental: every disk an overlay). */
+int migration_source_check(struct machine *m, const struct migration_params *p, struct error *err);
 void migration_source_stats(struct migration_source *s, struct migration_stats *out);
 /* Asks the thread to stop; a pre-copy that has not finished leaves the
  * guest running. -EBUSY in post-copy (the destination already runs). */
@@ -123,6 +136,9 @@ struct migration_dest;
 int migration_dest_start(struct migration_dest **out, struct machine *m, int fd, const struct migration_hooks *h,
                          struct error *err);
 void migration_dest_stats(struct migration_dest *d, struct migration_stats *out);
+/* A further connection for this migration (post-copy preempt): taken over.
+ * -EBUSY when it has one already. */
+int migration_dest_add_channel(struct migration_dest *d, int fd, struct error *err);
 /* Post-copy paused: goes on over fd (QMP migrate-recover's connection). */
 int migration_dest_resume(struct migration_dest *d, int fd, struct error *err);
 int migration_dest_wait(struct migration_dest *d, struct error *err);

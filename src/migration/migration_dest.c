@@ -40,6 +40,10 @@ struct migration_dest {
     struct page_bits has_data;      /* pages that may hold non-zero bytes here */
     struct page_bits received;
     struct postcopy_dest *pc;
+    bool disks_taken;               /* the images are ours now (activated) */
+    struct mig_disk_rx *disk_rx;    /* overlay-only disks: what arrived */
+    int preempt_fd;                 /* post-copy preempt: the second connection (under lock), -1: none */
+    struct preempt_dest *preempt;   /* its thread, once post-copy began (under lock) */
     uint64_t start_ns;
     /* post-copy: device state loaded by a thread of its own, since loading
      * may touch guest pages that only this thread can bring in */
@@ -146,6 +150,65 @@ static int place_postcopy(void *opaque, uint64_t gpa, const uint8_t *data, struc
     return postcopy_dest_place(d->pc, gpa, data, err);
 }
 
+/* ---- disks ---- */
+
+/* The source handed its disks over (shared storage), or sends its
+ * overlays' clusters: they are this side's from now on. */
+static int take_disks(struct migration_dest *d)
+{
+    if (d->disks_taken) {
+        return 0;
+    }
+    d->disks_taken = true;      /* even part way: a failure hands back what was taken */
+    return machine_disks_activate(d->m, &d->err);
+}
+
+static int read_disk_setup(struct migration_dest *d)
+{
+    int ret = vmstate_next_section(&d->r, &d->err);
+    if (ret != 0) {
+        return ret < 0 ? ret : error_set(&d->err, -EPROTO, "migration stream ends before its disks");
+    }
+    if ((ret = mig_disk_setup_read(&d->r, d->m, &d->err)) < 0 || (ret = mig_disk_rx_new(&d->disk_rx, &d->err)) < 0) {
+        return ret;
+    }
+    return 0;
+}
+
+static int receive_disk(struct migration_dest *d, bool end)
+{
+    if (!d->disk_rx) {
+        return error_set(&d->err, -EPROTO, "migration stream: disk data without a disk setup");
+    }
+    int ret = take_disks(d);
+    if (ret < 0) {
+        return ret;
+    }
+    return end ? mig_disk_end_read(&d->r, d->m, d->disk_rx, &d->err)
+               : mig_disk_receive(&d->r, d->m, d->disk_rx, &d->err);
+}
+
+/* ---- post-copy preempt ---- */
+
+/* Once post-copy began and the channel is here, whichever comes last. */
+static void start_preempt_locked(struct migration_dest *d)
+{
+    struct error err = { 0 };
+    if (d->pc && d->preempt_fd >= 0 && !d->preempt &&
+        preempt_dest_start(&d->preempt, d->preempt_fd, d->mem, place_postcopy, d, &err) < 0) {
+        log_warn("post-copy: %s; requested pages come on the main stream", err.msg);
+    }
+}
+
+static void stop_preempt(struct migration_dest *d)
+{
+    pthread_mutex_lock(&d->lock);
+    struct preempt_dest *p = d->preempt;
+    d->preempt = NULL;
+    pthread_mutex_unlock(&d->lock);
+    preempt_dest_stop(p);
+}
+
 /* ---- phases ---- */
 
 static int setup(struct migration_dest *d)
@@ -160,6 +223,7 @@ static int setup(struct migration_dest *d)
         return ret < 0 ? ret : error_set(&d->err, -EPROTO, "migration stream ends before its setup");
     }
     if ((ret = mig_setup_read(&d->r, d->mem, &su, &d->err)) < 0 ||
+        (su.disks && (ret = read_disk_setup(d)) < 0) ||
         (ret = bits_init(&d->has_data, d->mem, &d->err)) < 0 ||
         (ret = bits_init(&d->received, d->mem, &d->err)) < 0) {
         return ret;
@@ -211,7 +275,9 @@ static int begin_postcopy(struct migration_dest *d)
     }
     pthread_mutex_lock(&d->lock);
     d->pc = pc;
+    start_preempt_locked(d);
     pthread_mutex_unlock(&d->lock);
+    mig_thread_background();       /* this thread places the bulk stream from now on */
     return 0;
 }
 
@@ -231,6 +297,10 @@ static int load_devices(struct migration_dest *d)
     vmstate_section_unread(&d->r, 0);
     int ret = machine_state_read(d->m, &d->r, &d->img, &d->err);
     if (ret < 0) {
+        return ret;
+    }
+    /* The source handed its disks over before it sent its devices. */
+    if ((ret = take_disks(d)) < 0) {
         return ret;
     }
     if (!d->pc) {
@@ -341,6 +411,9 @@ static int receive_section(struct migration_dest *d, bool *devices_)
         }
         if (strcmp(d->r.section, MIG_SECTION_RAM) == 0) {
             ret = mig_ram_read(&d->r, d->mem, d->pc ? place_postcopy : place_precopy, d, &d->err);
+        } else if ((strcmp(d->r.section, MIG_SECTION_DISK) == 0 || strcmp(d->r.section, MIG_SECTION_DISK_END) == 0) &&
+                   !devices) {
+            ret = receive_disk(d, strcmp(d->r.section, MIG_SECTION_DISK_END) == 0);
         } else if (strcmp(d->r.section, MIG_SECTION_POSTCOPY) == 0 && !d->pc && !devices) {
             ret = begin_postcopy(d);
         } else if (strcmp(d->r.section, "config") == 0 && !devices) {
@@ -419,12 +492,17 @@ static void *dest_main(void *opaque)
     }
     pthread_mutex_unlock(&d->lock);
     if (ret == 0) {
+        stop_preempt(d);            /* it places pages: before their home goes */
         postcopy_dest_stop(pc);
     } else if (pc) {
         error_prefix(&d->err, "post-copy broke off (the guest here lacks pages and cannot go on)");
     }
     if (!d->loader_started) {
         machine_state_image_free(&d->img);     /* else the loader still has it: freed at free */
+    }
+    if (ret < 0 && d->disks_taken && !pc) {
+        /* The guest never ran here: the source takes its disks back. */
+        machine_disks_inactivate(d->m, NULL);
     }
     if (ret < 0) {
         log_error("incoming migration failed: %s", d->err.msg);
@@ -470,6 +548,7 @@ int migration_dest_start(struct migration_dest **out, struct machine *m, int fd,
     pthread_mutex_init(&d->lock, NULL);
     pthread_cond_init(&d->cond, NULL);
     d->new_fd = -1;
+    d->preempt_fd = -1;
     pthread_mutex_init(&d->rp_lock, NULL);
     if (pthread_create(&d->thread, NULL, dest_main, d) != 0) {
         close(fd);
@@ -489,6 +568,22 @@ void migration_dest_stats(struct migration_dest *d, struct migration_stats *out)
         latency_stats(d->pc, out);
     }
     pthread_mutex_unlock(&d->lock);
+}
+
+int migration_dest_add_channel(struct migration_dest *d, int fd, struct error *err)
+{
+    pthread_mutex_lock(&d->lock);
+    bool busy = d->preempt_fd >= 0;
+    if (!busy) {
+        d->preempt_fd = fd;
+        start_preempt_locked(d);
+    }
+    pthread_mutex_unlock(&d->lock);
+    if (busy) {
+        close(fd);
+        return error_set(err, -EBUSY, "the incoming migration has its second connection already");
+    }
+    return 0;
 }
 
 int migration_dest_resume(struct migration_dest *d, int fd, struct error *err)
@@ -544,10 +639,15 @@ void migration_dest_free(struct migration_dest *d)
     }
     /* A broken post-copy: waiters (the device loader among them) wake now
      * and see zeros; nothing may run the guest after this. */
+    stop_preempt(d);
     postcopy_dest_stop(d->pc);
     d->pc = NULL;
     join_loader(d);
+    if (d->preempt_fd >= 0) {
+        close(d->preempt_fd);
+    }
     machine_state_image_free(&d->img);
+    mig_disk_rx_free(d->disk_rx);
     bits_free(&d->has_data);
     bits_free(&d->received);
     close(d->fd);

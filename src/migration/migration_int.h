@@ -36,6 +36,37 @@ struct postcopy_latency {
     uint64_t faults, blocktime_ms, p50_us, p99_us;
 };
 void postcopy_dest_latency(struct postcopy_dest *pc, struct postcopy_latency *out);
+/* The overlay-only disk mode (migration_disk.c). The source: every disk a
+ * qcow2 overlay on an open base (checked when the migration starts); its
+ * description, then at switchover its overlay's clusters and checksums. */
+int mig_disk_check(struct machine *m, struct error *err);
+int mig_disk_setup_write(struct vmstate_writer *w, struct machine *m, struct error *err);
+int mig_disk_send(struct vmstate_writer *w, struct machine *m, struct error *err);
+/* The destination: refuses a different base or a non-empty overlay; then
+ * writes each "mig-disk" section (disks active) and checks the sums. */
+struct mig_disk_rx;
+int mig_disk_setup_read(struct vmstate_reader *r, struct machine *m, struct error *err);
+int mig_disk_rx_new(struct mig_disk_rx **out, struct error *err);
+void mig_disk_rx_free(struct mig_disk_rx *rx);
+int mig_disk_receive(struct vmstate_reader *r, struct machine *m, struct mig_disk_rx *rx, struct error *err);
+int mig_disk_end_read(struct vmstate_reader *r, struct machine *m, struct mig_disk_rx *rx, struct error *err);
+
+/* Post-copy's preempt channel (migration_preempt.c): requested pages on a
+ * connection of their own. The source says hello on the new connection,
+ * then its return-path thread sends each page asked for (false: the
+ * channel is gone, send it on the main stream). The destination's thread checks the hello
+ * and places each page through place. Both leave the fd to the caller. */
+struct preempt_src;
+int preempt_src_hello(int fd, struct error *err);
+int preempt_src_start(struct preempt_src **out, int fd, const struct guest_memory *mem, struct error *err);
+bool preempt_src_request(struct preempt_src *p, uint64_t gpa);
+uint64_t preempt_src_pages(struct preempt_src *p);
+void preempt_src_stop(struct preempt_src *p);
+struct preempt_dest;
+int preempt_dest_start(struct preempt_dest **out, int fd, const struct guest_memory *mem, mig_place_fn place,
+                       void *opaque, struct error *err);
+void preempt_dest_stop(struct preempt_dest *p);
+
 /* Drops the pages of guest RAM at gpa (they fault from now on). */
 int postcopy_discard(struct guest_memory *mem, uint64_t gpa, struct error *err);
 

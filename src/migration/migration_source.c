@@ -57,6 +57,9 @@ struct migration_source {
     struct guest_bitmap todo;
     struct mig_batch *batch;
     bool guest_stopped;
+    int preempt_fd;                     /* post-copy preempt: the second connection, -1: none */
+    struct preempt_src *preempt;        /* once in post-copy (atomic: the return path reads it) */
+    bool disks_handed_over;             /* shared storage: the images are the destination's now */
     uint64_t start_ns, pass_start_ns, pass_bytes, bandwidth;  /* bytes/s */
     int dirty_high;                     /* passes in a row the guest outran the link */
     int throttle;                       /* percent now */
@@ -123,6 +126,20 @@ static void resume_bits(struct migration_source *s, const struct mig_rp_msg *msg
     }
 }
 
+/* Post-copy preempt: the page goes out on its own connection at once,
+ * outside the lock (only this thread writes there). */
+static bool preempt_page(struct migration_source *s, const struct mig_rp_msg *msg)
+{
+    struct preempt_src *p = __atomic_load_n(&s->preempt, __ATOMIC_ACQUIRE);
+    if (msg->type != MIG_RP_PAGE_REQ || !p || !preempt_src_request(p, msg->arg)) {
+        return false;
+    }
+    pthread_mutex_lock(&s->lock);
+    s->st.postcopy_requests++;
+    pthread_mutex_unlock(&s->lock);
+    return true;
+}
+
 static void *rp_main(void *opaque)
 {
     struct migration_source *s = opaque;
@@ -130,6 +147,9 @@ static void *rp_main(void *opaque)
     struct error err = { 0 };
     for (;;) {
         int ret = mig_rp_recv(s->fd, &msg, &err);
+        if (ret == 0 && preempt_page(s, &msg)) {
+            continue;
+        }
         pthread_mutex_lock(&s->lock);
         if (ret < 0) {
             s->rp_closed = true;
@@ -371,6 +391,78 @@ static void start_guest(struct migration_source *s)
     s->guest_stopped = false;
 }
 
+/* ---- disks on shared storage ---- */
+
+/* At switchover, with the guest stopped: the destination takes the images
+ * over before its guest runs. */
+static int hand_disks_over(struct migration_source *s)
+{
+    s->disks_handed_over = true;    /* even part way: finish takes back what went */
+    int ret = machine_disks_inactivate(s->m, &s->err);
+    if (ret == 0 && s->p.block_incremental) {
+        ret = mig_disk_send(&s->w, s->m, &s->err);     /* the overlays are final now */
+    }
+    return ret;
+}
+
+/* The destination never ran: the images are this side's again. */
+static void take_disks_back(struct migration_source *s)
+{
+    struct error err = { 0 };
+    if (s->disks_handed_over && machine_disks_activate(s->m, &err) < 0) {
+        log_error("migration failed and the disks cannot be taken back: %s", err.msg);
+    }
+    s->disks_handed_over = false;
+}
+
+/* ---- post-copy preempt ---- */
+
+static bool preempt_wanted(const struct migration_source *s)
+{
+    return s->p.postcopy_ram && s->p.postcopy_preempt;
+}
+
+static int open_preempt(struct migration_source *s)
+{
+    if (!preempt_wanted(s)) {
+        return 0;
+    }
+    if (!s->h.open_channel) {
+        return error_set(&s->err, -EINVAL, "postcopy-preempt needs a second connection and the program has none");
+    }
+    s->preempt_fd = s->h.open_channel(s->h.opaque, &s->err);
+    return s->preempt_fd < 0 ? s->preempt_fd : preempt_src_hello(s->preempt_fd, &s->err);
+}
+
+/* The destination runs: requests from now on go to the channel's thread. */
+static void start_preempt(struct migration_source *s)
+{
+    struct preempt_src *p = NULL;
+    struct error err = { 0 };
+    if (s->preempt_fd < 0) {
+        return;
+    }
+    if (preempt_src_start(&p, s->preempt_fd, s->mem, &err) < 0) {
+        log_warn("post-copy: %s; requested pages go on the main stream", err.msg);
+        return;
+    }
+    __atomic_store_n(&s->preempt, p, __ATOMIC_RELEASE);
+}
+
+/* After the return path ended: nobody asks the channel for pages. */
+static void stop_preempt(struct migration_source *s)
+{
+    struct preempt_src *p = s->preempt;
+    if (!p) {
+        return;
+    }
+    pthread_mutex_lock(&s->lock);
+    s->st.postcopy_preempt_pages = preempt_src_pages(p);
+    s->preempt = NULL;
+    pthread_mutex_unlock(&s->lock);
+    preempt_src_stop(p);
+}
+
 /* ---- phases ---- */
 
 static int setup(struct migration_source *s)
@@ -379,7 +471,10 @@ static int setup(struct migration_source *s)
     if ((ret = vmstate_writer_begin(&s->w, mig_socket_io(&s->fd), &s->err)) < 0 ||
         (ret = machine_state_save_config(s->m, &s->w, &s->err)) < 0 ||
         (ret = mig_setup_write(&s->w, s->mem, (s->p.postcopy_ram ? MIG_SETUP_POSTCOPY : 0) |
-                               (s->p.share_memfd ? MIG_SETUP_MEMFD : 0), &s->err)) < 0 ||
+                               (s->p.share_memfd ? MIG_SETUP_MEMFD : 0) |
+                               (s->p.block_incremental ? MIG_SETUP_DISKS : 0) |
+                               (preempt_wanted(s) ? MIG_SETUP_PREEMPT : 0), &s->err)) < 0 ||
+        (s->p.block_incremental && (ret = mig_disk_setup_write(&s->w, s->m, &s->err)) < 0) ||
         (ret = vmstate_writer_flush(&s->w, &s->err)) < 0) {
         return ret;
     }
@@ -388,7 +483,7 @@ static int setup(struct migration_source *s)
     }
     s->rp_started = true;
     if ((ret = rp_wait(s, &s->rp_setup_ok, "answer to the setup", true)) < 0 ||
-        (ret = guest_bitmap_init(&s->todo, s->mem, &s->err)) < 0) {
+        (ret = guest_bitmap_init(&s->todo, s->mem, &s->err)) < 0 || (ret = open_preempt(s)) < 0) {
         return ret;
     }
     if (s->p.share_memfd) {
@@ -423,7 +518,8 @@ static int complete(struct migration_source *s)
     stop_guest(s);
     int ret;
     if ((!s->p.share_memfd && (ret = guest_memory_dirty_harvest(s->mem, &s->todo, &s->err)) < 0) ||
-        (ret = send_pass(s, true)) < 0 || (ret = machine_state_save(s->m, &s->w, &s->err)) < 0) {
+        (ret = send_pass(s, true)) < 0 || (ret = hand_disks_over(s)) < 0 ||
+        (ret = machine_state_save(s->m, &s->w, &s->err)) < 0) {
         return ret;
     }
     /* The whole stream is out: a cancel no longer stops the destination,
@@ -523,6 +619,7 @@ static int postcopy(struct migration_source *s)
     stop_guest(s);
     int ret;
     if ((ret = guest_memory_dirty_harvest(s->mem, &s->todo, &s->err)) < 0 || (ret = send_discards(s)) < 0 ||
+        (ret = hand_disks_over(s)) < 0 ||
         (ret = machine_state_save(s->m, &s->w, &s->err)) < 0 || (ret = vmstate_writer_flush(&s->w, &s->err)) < 0) {
         return ret;
     }
@@ -534,6 +631,8 @@ static int postcopy(struct migration_source *s)
     pthread_mutex_lock(&s->lock);
     s->postcopy = true;
     pthread_mutex_unlock(&s->lock);
+    start_preempt(s);
+    mig_thread_background();
     set_downtime(s, t0);
     set_status(s, MIGRATION_POSTCOPY_ACTIVE);
     for (;;) {
@@ -583,6 +682,7 @@ static void finish(struct migration_source *s, int ret)
     guest_memory_dirty_stop(s->mem);
     set_throttle(s, 0);
     if (ret < 0 && s->guest_stopped && !s->postcopy) {
+        take_disks_back(s);
         start_guest(s);     /* the destination never ran: go on here */
     }
     bool was_cancel = ret == -ECANCELED;
@@ -598,6 +698,7 @@ static void finish(struct migration_source *s, int ret)
     set_status(s, ret == 0 ? MIGRATION_COMPLETED : was_cancel ? MIGRATION_CANCELLED : MIGRATION_FAILED);
     /* Ends the return path (and tells the destination on errors). */
     end_return_path(s);
+    stop_preempt(s);
     pthread_mutex_lock(&s->lock);
     s->finished = true;
     pthread_cond_broadcast(&s->cond);
@@ -625,9 +726,19 @@ static void *source_main(void *opaque)
 
 /* ---- the interface ---- */
 
+int migration_source_check(struct machine *m, const struct migration_params *p, struct error *err)
+{
+    return p->block_incremental ? mig_disk_check(m, err) : 0;
+}
+
 int migration_source_start(struct migration_source **out, struct machine *m, int fd,
                            const struct migration_params *p, const struct migration_hooks *h, struct error *err)
 {
+    int ret = migration_source_check(m, p, err);
+    if (ret < 0) {
+        close(fd);
+        return ret;
+    }
     struct migration_source *s = calloc(1, sizeof(*s));
     struct mig_batch *b = malloc(sizeof(*b));
     if (!s || !b) {
@@ -648,6 +759,7 @@ int migration_source_start(struct migration_source **out, struct machine *m, int
     }
     s->batch = b;
     s->new_fd = -1;
+    s->preempt_fd = -1;
     b->zero = b->normal = 0;
     mig_batch_reset(b);
     pthread_mutex_init(&s->lock, NULL);
@@ -672,6 +784,10 @@ void migration_source_stats(struct migration_source *s, struct migration_stats *
 {
     pthread_mutex_lock(&s->lock);
     *out = s->st;
+    struct preempt_src *p = __atomic_load_n(&s->preempt, __ATOMIC_ACQUIRE);
+    if (p) {
+        out->postcopy_preempt_pages = preempt_src_pages(p);     /* freed only under lock */
+    }
     if (!s->finished) {
         out->total_time_ms = (mig_now_ns() - s->start_ns) / 1000000;
     }
@@ -767,6 +883,9 @@ void migration_source_free(struct migration_source *s)
     }
     guest_bitmap_free(&s->todo);
     close(s->fd);
+    if (s->preempt_fd >= 0) {
+        close(s->preempt_fd);
+    }
     free(s->batch);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->cond);

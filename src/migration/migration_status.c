@@ -24,6 +24,8 @@ void migration_params_default(struct migration_params *p)
     p->postcopy_ram = false;
     p->auto_converge = false;
     p->share_memfd = false;
+    p->block_incremental = false;
+    p->postcopy_preempt = false;
     p->throttle_initial = 20;
     p->throttle_increment = 10;
 }

@@ -7,12 +7,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "util/bswap.h"
+#include "util/log.h"
 #include "util/zero.h"
 
 uint64_t mig_now_ns(void)
@@ -156,11 +158,13 @@ int mig_setup_read(struct vmstate_reader *r, const struct guest_memory *mem, str
         return error_set(err, -EINVAL, "the source has %u RAM regions, this machine %d", count, mem->count);
     }
     out->count = (int)count;
-    if (buf[8] & ~(MIG_SETUP_POSTCOPY | MIG_SETUP_MEMFD)) {
+    if (buf[8] & ~(MIG_SETUP_POSTCOPY | MIG_SETUP_MEMFD | MIG_SETUP_DISKS | MIG_SETUP_PREEMPT)) {
         return error_set(err, -ENOTSUP, "migration setup has unknown flags 0x%x", buf[8]);
     }
     out->postcopy = buf[8] & MIG_SETUP_POSTCOPY;
     out->memfd = buf[8] & MIG_SETUP_MEMFD;
+    out->disks = buf[8] & MIG_SETUP_DISKS;
+    out->preempt = buf[8] & MIG_SETUP_PREEMPT;
     for (int i = 0; i < out->count; i++) {
         out->gpa[i] = ld_le64(buf + 9 + i * 16);
         out->size[i] = ld_le64(buf + 9 + i * 16 + 8);
@@ -345,4 +349,12 @@ int mig_ram_read(struct vmstate_reader *r, const struct guest_memory *mem, mig_p
                         (unsigned long long)r->section_left);
     }
     return ret < 0 ? ret : vmstate_section_finish(r, err);
+}
+
+void mig_thread_background(void)
+{
+    /* Raising one's own nice value needs no privilege; failing costs only latency. */
+    if (setpriority(PRIO_PROCESS, (id_t)gettid(), 10) < 0) {
+        log_debug("post-copy: cannot lower the bulk thread's priority");
+    }
 }

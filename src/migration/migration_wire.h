@@ -9,6 +9,9 @@
  *   "mig-ram" ...   batches of pages (pre-copy passes)
  *   pre-copy end:   "mig-ram" ... (the last pass), "config" + one section
  *                   per device (exactly what a snapshot stores), end
+ *   overlay-only disks (migration_disk.c): "mig-disk-setup" right after
+ *                   "mig-setup"; "mig-disk" ... and "mig-disk-end" after the
+ *                   last pass (or "mig-postcopy"), before the devices
  *   post-copy:      "mig-postcopy" (pages the destination must discard),
  *                   "config" + devices, "mig-ram" ... (requested pages first,
  *                   then the rest), end
@@ -29,6 +32,9 @@
 #define MIG_SECTION_SETUP "mig-setup"
 #define MIG_SECTION_RAM "mig-ram"
 #define MIG_SECTION_POSTCOPY "mig-postcopy"
+#define MIG_SECTION_DISK_SETUP "mig-disk-setup"     /* migration_disk.c */
+#define MIG_SECTION_DISK "mig-disk"
+#define MIG_SECTION_DISK_END "mig-disk-end"
 #define MIG_PAGE_ZERO 1ull
 #define MIG_PAGE_FLAGS 0xfffull
 #define MIG_BATCH_PAGES 32
@@ -62,10 +68,12 @@ int mig_rp_recv(int fd, struct mig_rp_msg *msg, struct error *err);
 /* ---- setup ---- */
 #define MIG_SETUP_POSTCOPY 1u
 #define MIG_SETUP_MEMFD 2u      /* guest RAM's memfds follow SETUP_OK (SCM_RIGHTS) */
+#define MIG_SETUP_DISKS 4u      /* "mig-disk-setup" follows: the overlay-only disk mode */
+#define MIG_SETUP_PREEMPT 8u    /* post-copy's requested pages come on a second connection */
 struct mig_setup {
     int count;
     uint64_t gpa[GUEST_MEM_MAX_REGIONS], size[GUEST_MEM_MAX_REGIONS];
-    bool postcopy, memfd;
+    bool postcopy, memfd, disks, preempt;
 };
 int mig_setup_write(struct vmstate_writer *w, const struct guest_memory *mem, unsigned flags, struct error *err);
 
@@ -103,6 +111,9 @@ int mig_ram_read(struct vmstate_reader *r, const struct guest_memory *mem, mig_p
 
 /* ---- small helpers ---- */
 uint64_t mig_now_ns(void);
+/* Post-copy: the calling thread moves the bulk stream; it yields the CPU
+ * to the threads a faulting vCPU waits for (nice +10, this thread only). */
+void mig_thread_background(void);
 /* Region and page index of gpa; false when gpa is not a RAM page. */
 bool mig_page_index(const struct guest_memory *mem, uint64_t gpa, int *region, uint64_t *page);
 

@@ -1,48 +1,53 @@
 #include "bare_machine.h"
 
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
-#include <cmocka.h>
 
 #include "virtio/virtio_mmio.h"
 #include "virtio/virtio_rng.h"
+
+/* Not cmocka's asserts: bench/ builds this too, without the test suite. */
+static void must(int ret, const char *what, const struct error *err)
+{
+    if (ret != 0) {
+        fprintf(stderr, "bare machine: %s failed: %s\n", what, err ? err->msg : "out of memory");
+        abort();
+    }
+}
 
 static void add_rng(struct machine *m)
 {
     struct error err = { 0 };
     struct virtio_rng *r = calloc(1, sizeof(*r));
     struct virtio_slot *s = &m->virtio[0];
-    assert_non_null(r);
-    assert_int_equal(virtio_rng_init(r, &m->vm.mem, &err), 0);
+    must(!r, "allocating virtio-rng", NULL);
+    must(virtio_rng_init(r, &m->vm.mem, &err), "virtio_rng_init", &err);
     s->dev = &r->dev;
     s->mmio = calloc(1, sizeof(*s->mmio));
-    assert_non_null(s->mmio);
-    assert_int_equal(virtio_mmio_create(s->mmio, s->dev, NULL, NULL, VIRTIO_MMIO_BASE, (struct irq_line){ 0 },
-                                        &err), 0);
+    must(!s->mmio, "allocating its transport", NULL);
+    must(virtio_mmio_create(s->mmio, s->dev, NULL, NULL, VIRTIO_MMIO_BASE, (struct irq_line){ 0 }, &err),
+         "virtio_mmio_create", &err);
     m->nvirtio = m->nmmio = 1;
-    assert_int_equal(machine_add_device(m, "virtio", 0, &machine_virtio_slot_ops, s, &err), 0);
+    must(machine_add_device(m, "virtio", 0, &machine_virtio_slot_ops, s, &err), "registering virtio.0", &err);
 }
 
 struct machine *bare_machine(const struct machine_config *cfg)
 {
     struct error err = { 0 };
     struct machine *m = calloc(1, sizeof(*m));
-    assert_non_null(m);
+    must(!m, "allocating the machine", NULL);
     m->cfg = cfg;
     m->console.in = m->console.out = m->console.listen = -1;
     m->vm.vm_fd = m->vm.kvm_fd = m->vm.event_fd = -1;
     bus_init(&m->vm.pio, "port I/O");
     bus_init(&m->vm.mmio, "MMIO");
     device_registry_init(&m->devices);
-    assert_int_equal(guest_memory_create(&m->vm.mem, cfg->memory, &err), 0);
+    must(guest_memory_create(&m->vm.mem, cfg->memory, &err), "guest_memory_create", &err);
     if (cfg->record_replay) {
-        assert_int_equal(machine_add_replay_devices(m, &err), 0);
+        must(machine_add_replay_devices(m, &err), "machine_add_replay_devices", &err);
     }
-    assert_int_equal(machine_add_pc_devices(m, &err), 0);
-    assert_int_equal(machine_add_fw_cfg(m, &err), 0);
+    must(machine_add_pc_devices(m, &err), "machine_add_pc_devices", &err);
+    must(machine_add_fw_cfg(m, &err), "machine_add_fw_cfg", &err);
     add_rng(m);
     return m;
 }

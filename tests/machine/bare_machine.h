@@ -2,7 +2,8 @@
  * device composition (PC devices, fw_cfg; with cfg->record_replay the
  * user-space PIT and PIC first) plus a virtio-rng on MMIO, over
  * guest memory of cfg->memory bytes, but no KVM VM. Shared by the machine,
- * migration and replay tests. Failures are cmocka assertions. */
+ * migration and replay tests and bench/postcopy_latency. Failures abort
+ * with a message. */
 #ifndef TESTS_MACHINE_BARE_MACHINE_H
 #define TESTS_MACHINE_BARE_MACHINE_H
 

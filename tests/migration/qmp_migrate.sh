@@ -5,7 +5,8 @@
 # source and goes on counting on the destination. Pre-copy over UNIX and
 # TCP sockets, post-copy, cancel, a destination with another configuration,
 # query-migrate's shape, MIGRATION events, postmigrate with cont refused,
-# pmemsave. Needs /dev/kvm (skips without: common.sh).
+# pmemsave, memsave, post-copy with postcopy-preempt, a disk on shared storage
+# whose image lock passes to the destination. Needs /dev/kvm (skips without: common.sh).
 source "$TESTS_DIR/vmstate/common.sh"
 
 ARGS=(--kernel "$GUEST" --memory 128M --cpus 2 --append "counter spin=10000000")
@@ -14,6 +15,13 @@ POSTCOPY='{"execute": "migrate-set-capabilities", "arguments": {"capabilities": 
 migrate() { echo "{\"execute\": \"migrate\", \"arguments\": {\"uri\": \"$1\"}}"; }
 status_of() { $QMP "$TMP/$1.sock" qmp_capabilities query-status | grep -o '"status": "[a-z-]*"' | tail -1; }
 mig_status() { $QMP "$TMP/$1.sock" qmp_capabilities query-migrate | grep -o '"status": "[a-z-]*"' | tail -1; }
+# goes_on SRC DST LABEL [STEPS]: DST's guest counts on from where SRC's stopped, and no check failed.
+goes_on() {
+    local at
+    at=$(counter_lines "$TMP/$1.out" | tail -1)
+    check "$3: the destination goes on counting" wait_text "$TMP/$2.out" "counter $((at + ${4:-10})) "
+    check_eq "$3: no failed check" 0 "$(grep -c '^FAIL' "$TMP/$2.out")"
+}
 
 # ---- pre-copy over a UNIX socket ----
 start_vm b "${ARGS[@]}" --incoming "unix:$TMP/mig-b"
@@ -42,6 +50,15 @@ check_eq "destination: no failed check" 0 "$(grep -c '^FAIL' "$TMP/b.out")"
 check_eq "destination runs" '"status": "running"' "$(status_of b)"
 out=$($QMP "$TMP/b.sock" qmp_capabilities "{\"execute\": \"pmemsave\", \"arguments\": {\"val\": 1048576, \"size\": 65536, \"filename\": \"$TMP/b.mem\"}}")
 check "pmemsave writes the range" test "$(stat -c %s "$TMP/b.mem" 2>/dev/null)" = 65536
+# memsave walks the vCPU's page tables: the guest maps its first 4 GiB 1:1
+# (guest/pvh_entry.S), so a paused guest's virtual range equals the physical one.
+$QMP "$TMP/b.sock" qmp_capabilities stop \
+    "{\"execute\": \"pmemsave\", \"arguments\": {\"val\": 1048576, \"size\": 65536, \"filename\": \"$TMP/b.pmem\"}}" \
+    "{\"execute\": \"memsave\", \"arguments\": {\"val\": 1048576, \"size\": 65536, \"filename\": \"$TMP/b.vmem\", \"cpu-index\": 1}}" \
+    cont >/dev/null
+check "memsave through the identity map equals pmemsave" cmp -s "$TMP/b.pmem" "$TMP/b.vmem"
+out=$($QMP "$TMP/b.sock" qmp_capabilities "{\"execute\": \"memsave\", \"arguments\": {\"val\": 0, \"size\": 16, \"filename\": \"$TMP/x\", \"cpu-index\": 7}}")
+check "memsave refuses a CPU the machine lacks" grep -q "cpu-index" <<<"$out"
 $QMP "$TMP/a.sock" qmp_capabilities quit >/dev/null
 check_eq "source quits with 0" 0 "$(wait_vm a)"
 
@@ -97,8 +114,38 @@ check "same-host: no page sent" grep -qE '"normal": 0[,}]' <<<"$out"
 at=$(counter_lines "$TMP/d.out" | tail -1)
 check "same-host destination goes on counting" wait_text "$TMP/g.out" "counter $((at + 10)) "
 check_eq "same-host: no failed check" 0 "$(grep -c '^FAIL' "$TMP/g.out")"
-$QMP "$TMP/g.sock" qmp_capabilities quit >/dev/null
-wait_vm g >/dev/null
 $QMP "$TMP/d.sock" qmp_capabilities quit >/dev/null
 wait_vm d >/dev/null
+
+# ---- post-copy with postcopy-preempt: requested pages on a second connection ----
+PREEMPT='{"execute": "migrate-set-capabilities", "arguments": {"capabilities": [{"capability": "postcopy-ram", "state": true}, {"capability": "postcopy-preempt", "state": true}]}}'
+start_vm h "${ARGS[@]}" --incoming "unix:$TMP/mig-h"
+$QMP "$TMP/h.sock" qmp_capabilities "$PREEMPT" >/dev/null
+out=$($QMP "$TMP/g.sock" qmp_capabilities "$PREEMPT" '{"execute": "migrate-set-parameters", "arguments": {"max-bandwidth": 1048576}}' \
+      "$(migrate "unix:$TMP/mig-h")" '@sleep:0.5' migrate-start-postcopy '@sleep:10' query-migrate)
+check "preempt post-copy: completed" grep -q '"status": "completed"' <<<"$out"
+goes_on g h "preempt post-copy"
+$QMP "$TMP/g.sock" qmp_capabilities quit >/dev/null
+wait_vm g >/dev/null
+$QMP "$TMP/h.sock" qmp_capabilities quit >/dev/null
+wait_vm h >/dev/null
+
+# ---- a disk on shared storage: the image lock passes to the destination ----
+qemu-img create -q -f qcow2 "$TMP/shared.qcow2" 64M
+start_vm i "${ARGS[@]}" --disk "file=$TMP/shared.qcow2"
+start_vm j "${ARGS[@]}" --disk "file=$TMP/shared.qcow2" --incoming "unix:$TMP/mig-j"
+wait_text "$TMP/i.out" "counter 5 ok"
+check_eq "the destination opened the image the source holds (inactive)" '"status": "inmigrate"' "$(status_of j)"
+out=$($QMP "$TMP/i.sock" qmp_capabilities "{\"execute\": \"migrate\", \"arguments\": {\"uri\": \"unix:$TMP/mig-j\", \"blk\": true}}")
+check "blk without inc (a full disk copy) is refused" grep -q "full disk copy is not supported" <<<"$out"
+out=$($QMP "$TMP/i.sock" qmp_capabilities "$(migrate "unix:$TMP/mig-j")" '@sleep:3' query-migrate)
+check "shared disk: completed" grep -q '"status": "completed"' <<<"$out"
+goes_on i j "shared disk" 5
+$QMP "$TMP/i.sock" qmp_capabilities quit >/dev/null
+wait_vm i >/dev/null
+check "shared disk: the destination holds the write lock" \
+    bash -c '! qemu-io -f qcow2 -c "write 0 512" "$1" 2>&1 | grep -q "wrote"' _ "$TMP/shared.qcow2"
+$QMP "$TMP/j.sock" qmp_capabilities quit >/dev/null
+wait_vm j >/dev/null
+check "shared disk: released at exit" bash -c 'qemu-io -f qcow2 -c "write 0 512" "$1" | grep -q wrote' _ "$TMP/shared.qcow2"
 done_testing

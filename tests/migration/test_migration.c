@@ -155,6 +155,7 @@ struct side {
     struct sim_guest *handoff;      /* destination: the source's guest, to go on from */
     int max_throttle;
     int cut_fd;                     /* >= 0: cut the connection as post-copy begins */
+    int channel_fd;                 /* post-copy preempt: the second connection to hand over */
 };
 
 static void src_stop(void *opaque)
@@ -664,6 +665,52 @@ static void test_postcopy_tcp(void **state)
     postcopy_over(fds);
 }
 
+/* postcopy-preempt: the source's open_channel hook hands over the second
+ * connection (a socketpair here, made in advance). */
+static int preset_channel(void *opaque, struct error *err)
+{
+    struct side *s = opaque;
+    int fd = s->channel_fd;
+    s->channel_fd = -1;
+    return fd >= 0 ? fd : error_set(err, -ENOTCONN, "no second connection");
+}
+
+/* Requested pages come on their own connection; the guest's pages all
+ * arrive as in plain post-copy. */
+static void test_postcopy_preempt(void **state)
+{
+    int fds[2], ch[2];
+    struct run r;
+    struct error err = { 0 };
+    socket_pair(fds);
+    socket_pair(ch);
+    run_init(&r, &bare_config, 0);
+    r.dst.handoff = &r.src.guest;
+    r.p.postcopy_ram = r.p.postcopy_preempt = true;
+    r.p.downtime_limit_ms = 1;
+    r.src.channel_fd = ch[0];
+    struct migration_hooks sh = src_hooks(&r.src), dh = dst_hooks(&r.dst);
+    sh.open_channel = preset_channel;
+    assert_int_equal(migration_dest_start(&r.d, r.b, fds[1], &dh, &err), 0);
+    assert_int_equal(migration_dest_add_channel(r.d, ch[1], &err), 0);
+    assert_int_equal(migration_source_start(&r.s, r.a, fds[0], &r.p, &sh, &err), 0);
+    struct timespec ts = { 0, 100000000 };
+    nanosleep(&ts, NULL);
+    assert_int_equal(migration_source_start_postcopy(r.s, &err), 0);
+    run_wait(&r);
+    if (r.sret < 0 || r.dret < 0) {
+        fail_msg("post-copy failed: source: %s; destination: %s", r.serr.msg, r.derr.msg);
+    }
+    assert_no_stale_page(r.b);
+    assert_true(r.ss.postcopy_preempt_pages > 0);
+    assert_true(r.ss.postcopy_preempt_pages <= r.ss.postcopy_requests);
+    print_message("post-copy preempt: %llu requests, %llu on the channel, fault to page: p50 <= %llu us, "
+                  "p99 <= %llu us, blocktime %llu ms\n", (unsigned long long)r.ds.postcopy_requests,
+                  (unsigned long long)r.ss.postcopy_preempt_pages, (unsigned long long)r.ds.fault_p50_us,
+                  (unsigned long long)r.ds.fault_p99_us, (unsigned long long)r.ds.postcopy_blocktime_ms);
+    run_free(&r);
+}
+
 /* Waits (at most 20 s) until both sides report st. */
 static void wait_both(struct run *r, enum migration_status st)
 {
@@ -918,6 +965,7 @@ int main(void)
         cmocka_unit_test(test_truncated_stream),
         cmocka_unit_test(test_postcopy_socketpair),
         cmocka_unit_test(test_postcopy_tcp),
+        cmocka_unit_test(test_postcopy_preempt),
         cmocka_unit_test(test_postcopy_paused_given_up),
         cmocka_unit_test(test_postcopy_recover),
         cmocka_unit_test(test_postcopy_needs_capability),

@@ -321,7 +321,7 @@ static int parse_args(int argc, char **argv, struct machine_config *cfg, struct 
         case OPT_CHROOT: chroot_dir = optarg; break;
         case OPT_RESTORE: restore_dir = optarg; break;
         case OPT_LOADVM: loadvm_name = optarg; break;
-        case OPT_INCOMING: incoming_uri = optarg; break;
+        case OPT_INCOMING: incoming_uri = optarg; cfg->incoming = true; break;
         case OPT_NAME: cfg->name = optarg; break;
         case OPT_UUID:
             if (!valid_uuid(optarg)) {

@@ -46,7 +46,9 @@ static struct {
     struct migration_source *src;
     struct migration_dest *dst;
     struct migration_params params;
-    bool cap_events, cap_postcopy, cap_auto_converge, cap_blocktime, cap_ignore_shared;
+    bool cap_events, cap_postcopy, cap_auto_converge, cap_blocktime, cap_ignore_shared, cap_preempt;
+    char uri[512];                  /* the source's: postcopy-preempt connects to it again */
+    bool listening_preempt;         /* the incoming listener waits for the second connection */
     bool inmigrate, postmigrate;
     bool finishing;                 /* the source stopped the guest for its last pass */
     bool incoming_failed;
@@ -115,9 +117,16 @@ static void hook_pass(void *opaque, uint64_t pass)
     kick();
 }
 
+/* postcopy-preempt: a second connection to the same URI (on the migration thread). */
+static int hook_open_channel(void *opaque, struct error *err)
+{
+    return migration_connect(mig.uri, err);
+}
+
 /* throttle: NULL, the machine's own vCPU throttle (safe from any thread). */
 static const struct migration_hooks src_hooks = {
-    .stop = hook_stop, .start = hook_start, .status = hook_status, .pass = hook_pass, .opaque = (void *)&role_source,
+    .stop = hook_stop, .start = hook_start, .status = hook_status, .pass = hook_pass,
+    .open_channel = hook_open_channel, .opaque = (void *)&role_source,
 };
 static const struct migration_hooks dest_hooks = {
     .start = hook_start, .status = hook_status, .opaque = (void *)&role_dest,
@@ -251,9 +260,21 @@ static void accept_incoming(void *opaque, int fd, uint32_t events)
     if (c < 0) {
         return;
     }
-    event_loop_remove(machine_loop(mig.m), fd);
-    close(fd);
-    mig.listen_fd = -1;
+    /* With postcopy-preempt the source connects twice: the stream first,
+     * then the channel for requested pages. */
+    bool again = mig.cap_preempt && !mig.dst;
+    if (!again) {
+        event_loop_remove(machine_loop(mig.m), fd);
+        close(fd);
+        mig.listen_fd = -1;
+    }
+    mig.listening_preempt = again;
+    if (mig.dst) {
+        if (migration_dest_add_channel(mig.dst, c, &err) < 0) {
+            log_warn("incoming migration: %s", err.msg);
+        }
+        return;
+    }
     if (migration_dest_start(&mig.dst, mig.m, c, &dest_hooks, &err) < 0) {
         mig.incoming_err = err;
         mig.incoming_failed = true;
@@ -393,8 +414,12 @@ static void cmd_migrate(struct qmp_server *s, json_t *args, struct qmp_reply *r)
         resume_source(json_string_value(json_object_get(args, "uri")), r);
         return;
     }
-    if (json_is_true(json_object_get(args, "blk")) || json_is_true(json_object_get(args, "inc"))) {
-        qmp_fail(r, QMP_GENERIC, "cowvisor does not support this migration option yet");
+    /* QEMU's block migration: only its incremental form, the overlay-only
+     * mode (the base is on both hosts); without blk, disks are shared. */
+    bool blk = json_is_true(json_object_get(args, "blk")), inc = json_is_true(json_object_get(args, "inc"));
+    if (blk != inc) {
+        qmp_fail(r, QMP_GENERIC, "cowvisor migrates disks either on shared storage (neither blk nor inc) or as "
+                 "qcow2 overlays on a base both hosts have (blk and inc): a full disk copy is not supported");
         return;
     }
     if (machine_run_state(s->m) == MACHINE_SHUTDOWN || mig.inmigrate) {
@@ -408,6 +433,11 @@ static void cmd_migrate(struct qmp_server *s, json_t *args, struct qmp_reply *r)
         qmp_fail(r, QMP_GENERIC, "x-ignore-shared needs a unix: URI (a destination on this host)");
         return;
     }
+    params()->block_incremental = inc;
+    if (migration_source_check(s->m, params(), &err) < 0) {
+        qmp_fail(r, QMP_GENERIC, "%s", err.msg);
+        return;
+    }
     int fd = migration_connect(uri, &err);
     if (fd < 0) {
         qmp_fail(r, QMP_GENERIC, "%s", err.msg);
@@ -419,6 +449,8 @@ static void cmd_migrate(struct qmp_server *s, json_t *args, struct qmp_reply *r)
     params()->postcopy_ram = mig.cap_postcopy;
     params()->auto_converge = mig.cap_auto_converge;
     params()->share_memfd = mig.cap_ignore_shared;
+    params()->postcopy_preempt = mig.cap_preempt;
+    snprintf(mig.uri, sizeof(mig.uri), "%s", uri);
     if (migration_source_start(&mig.src, s->m, fd, params(), &src_hooks, &err) < 0) {
         qmp_fail(r, QMP_GENERIC, "%s", err.msg);
     }
@@ -451,6 +483,13 @@ static void cmd_migrate_recover(struct qmp_server *s, json_t *args, struct qmp_r
     }
     if (mig.dst) {
         migration_dest_stats(mig.dst, &st);
+    }
+    if (mig.listen_fd >= 0 && mig.listening_preempt) {
+        /* The source never opened its preempt channel: recovery's turn. */
+        event_loop_remove(machine_loop(mig.m), mig.listen_fd);
+        close(mig.listen_fd);
+        mig.listen_fd = -1;
+        mig.listening_preempt = false;
     }
     if (!mig.dst || st.status != MIGRATION_POSTCOPY_PAUSED || mig.listen_fd >= 0) {
         qmp_fail(r, QMP_GENERIC, "Migrate recover can only be run when postcopy is paused.");
@@ -571,7 +610,8 @@ static bool *capability(const char *name)
          : strcmp(name, "postcopy-ram") == 0 ? &mig.cap_postcopy
          : strcmp(name, "auto-converge") == 0 ? &mig.cap_auto_converge
          : strcmp(name, "postcopy-blocktime") == 0 ? &mig.cap_blocktime
-         : strcmp(name, "x-ignore-shared") == 0 ? &mig.cap_ignore_shared : NULL;
+         : strcmp(name, "x-ignore-shared") == 0 ? &mig.cap_ignore_shared
+         : strcmp(name, "postcopy-preempt") == 0 ? &mig.cap_preempt : NULL;
 }
 
 static void cmd_set_capabilities(struct qmp_server *s, json_t *args, struct qmp_reply *r)
@@ -602,7 +642,7 @@ static void cmd_set_capabilities(struct qmp_server *s, json_t *args, struct qmp_
 static void cmd_query_capabilities(struct qmp_server *s, json_t *args, struct qmp_reply *r)
 {
     static const char *names[] = { "events", "postcopy-ram", "auto-converge", "postcopy-blocktime",
-                                   "x-ignore-shared" };
+                                   "x-ignore-shared", "postcopy-preempt" };
     if (!qmp_check_args(args, no_args, r)) {
         return;
     }
@@ -682,6 +722,25 @@ static void cmd_pmemsave(struct qmp_server *s, json_t *args, struct qmp_reply *r
     }
 }
 
+/* QEMU's memsave: val is a virtual address of vCPU cpu-index (default 0). */
+static void cmd_memsave(struct qmp_server *s, json_t *args, struct qmp_reply *r)
+{
+    static const struct qmp_arg spec[] = {
+        { "val", JSON_INTEGER, false }, { "size", JSON_INTEGER, false }, { "filename", JSON_STRING, false },
+        { "cpu-index", JSON_INTEGER, true }, { NULL, 0, false },
+    };
+    struct error err = { 0 };
+    json_t *cpu = json_object_get(args, "cpu-index");
+    if (qmp_check_args(args, spec, r) &&
+        machine_memsave(s->m, !cpu ? 0 : json_integer_value(cpu) < 0 || json_integer_value(cpu) > 255 ? -1
+                                        : (int)json_integer_value(cpu),
+                        (uint64_t)json_integer_value(json_object_get(args, "val")),
+                        (uint64_t)json_integer_value(json_object_get(args, "size")),
+                        json_string_value(json_object_get(args, "filename")), &err) < 0) {
+        qmp_fail(r, QMP_GENERIC, "%s", err.msg);
+    }
+}
+
 static const struct {
     const char *name;
     qmp_handler fn;
@@ -698,6 +757,7 @@ static const struct {
     { "migrate-set-parameters", cmd_set_parameters },
     { "query-migrate-parameters", cmd_query_parameters },
     { "pmemsave", cmd_pmemsave },
+    { "memsave", cmd_memsave },
 };
 
 qmp_handler qmp_migration_command(const char *name)
