@@ -114,6 +114,7 @@ static void qcow2_free_state(struct qcow2 *s)
     free(s->l1_table);
     free(s->refcount_table);
     qcow2_snapshots_free(s);
+    qcow2_bitmaps_free(s);
     hostfile_close(s->file);
     pthread_mutex_destroy(&s->lock);
 }
@@ -164,9 +165,9 @@ static int qcow2_open(struct blockdev **out, struct hostfile *file, const char *
     if (ret == 0) {
         ret = qcow2_snapshots_load(s, err);
     }
-    if (ret == 0 && !(opts->flags & BDEV_READ_ONLY) && s->autoclear_features) {
+    if (ret == 0 && !(opts->flags & BDEV_READ_ONLY) && (s->autoclear_features || s->bitmaps_stale)) {
         /* Like QEMU, a writable open drops the autoclear bits we do not
-         * maintain (e.g. bitmaps) at once: their data may go stale. */
+         * maintain (and a stale bitmaps extension) at once. */
         ret = qcow2_prepare_write(s, err);
     }
     if (ret == 0 && s->dirty_written && !(opts->flags & (BDEV_READ_ONLY | BDEV_CHECK))) {
@@ -174,9 +175,13 @@ static int qcow2_open(struct blockdev **out, struct hostfile *file, const char *
         ret = qcow2_repair_dirty(s, err);
     }
     if (ret == 0) {
+        ret = qcow2_bitmaps_open(s, opts->flags, err);
+    }
+    if (ret == 0) {
         ret = blockdev_open_backing(&s->bd, opts, err);
     }
     if (ret < 0) {
+        blockdev_bitmaps_free(&s->bd);
         free(s->bd.filename);
         free(s->bd.backing_filename);
         free(s->bd.backing_format);
@@ -445,6 +450,7 @@ static void qcow2_info_json(struct blockdev *bd, struct json_writer *w)
     if (s->version >= 3) {
         json_bool(w, "lazy-refcounts", s->compatible_features & QCOW2_COMPAT_LAZY_REFCOUNTS);
     }
+    qcow2_bitmaps_info_json(s, w);
     json_uint(w, "refcount-bits", s->refcount_bits);
     if (s->version >= 3) {
         json_bool(w, "corrupt", s->incompatible_features & QCOW2_INCOMPAT_CORRUPT);
@@ -602,4 +608,7 @@ const struct blockdev_driver qcow2_driver = {
     .check = qcow2_check,
     .amend = qcow2_amend,
     .create = qcow2_create,
+    .bitmap_can_store = qcow2_bitmap_can_store,
+    .bitmap_remove = qcow2_bitmap_remove,
+    .bitmaps_store = qcow2_bitmaps_store,
 };
