@@ -93,6 +93,7 @@ int cmd_rebase(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
 int cmd_amend(int argc, char **argv);
+int cmd_bitmap(int argc, char **argv);
 
 struct blockdev_snapshot_info;
 /* "Snapshot list:" and the table, as qemu-img snapshot -l and info print it. */
