@@ -9,7 +9,7 @@
  * new data, tables and directory to fresh clusters and switches the header
  * to them in one write; only then are the old clusters freed, so a kill at
  * any point leaves the old or the new bitmaps, at worst with leaks. */
-#include <errno.h>
+#include <errno.h>  /* program_invocation_short_name */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,9 +52,10 @@ int qcow2_bitmaps_parse_ext(struct qcow2 *s, const uint8_t *data, uint32_t len, 
         return error_set(err, -EINVAL, "bitmaps_ext: Invalid extension length");
     }
     if (!(s->autoclear_features & QCOW2_AUTOCLEAR_BITMAPS)) {
-        /* Written by a program that did not keep them up to date. */
-        fprintf(stderr, "%s\nSome clusters may be leaked, run 'qemu-img check -r' on the image "
-                "file to fix.\n", s->version < 3
+        /* Written by a program that did not keep them up to date. QEMU's
+         * words, with its program name and without the final newline. */
+        fprintf(stderr, "%s: %s\nSome clusters may be leaked, run 'qemu-img check -r' on the "
+                "image file to fix.", program_invocation_short_name, s->version < 3
                 ? "warning: This qcow2 v2 image contains bitmaps, but they may have been modified "
                   "by a program without persistent bitmap support; so now they must all be "
                   "considered inconsistent"
