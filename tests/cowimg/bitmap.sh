@@ -180,4 +180,30 @@ same "a writable open drops the stale extension" resize stale.qcow2 20M
 "$COWIMG" check -q -r leaks "$CW/stale.qcow2"
 check "check -r then repairs the leaked bitmap clusters" qemu_clean "$CW/stale.qcow2"
 
+# 9. measure counts bitmaps; convert --bitmaps copies them.
+twin_do cp "$TMP/q.qcow2" m.qcow2
+same "measure counts the bitmaps" measure -O qcow2 m.qcow2
+same "measure --output=json counts the bitmaps" measure --output=json -O qcow2 -o cluster_size=512k m.qcow2
+same "measure of a source without bitmaps" measure -O qcow2 v2.qcow2
+"$COWIMG" convert --bitmaps -O qcow2 q.qcow2 conv.qcow2
+for b in b1 b2 b3; do
+    check_eq "convert --bitmaps copies $b's dirty ranges" "$(dirty_map q.qcow2 $b)" \
+        "$(dirty_map conv.qcow2 $b)"
+done
+"$QEMU_IMG" info --output=json q.qcow2 | python3 -c \
+    'import json,sys; print(json.load(sys.stdin)["format-specific"]["data"]["bitmaps"])' >q.bm
+"$QEMU_IMG" info --output=json conv.qcow2 | python3 -c \
+    'import json,sys; print(json.load(sys.stdin)["format-specific"]["data"]["bitmaps"])' >c.bm
+check "convert --bitmaps keeps names, granularities and enabled states" diff q.bm c.bm
+check "qemu-img check is clean on the converted image" qemu_clean conv.qcow2
+same "--skip-broken-bitmaps needs --bitmaps" convert --skip-broken-bitmaps -O qcow2 m.qcow2 o.qcow2
+same "bitmaps into raw are refused" convert --bitmaps -O raw m.qcow2 o.raw
+same "bitmaps from two sources are refused" convert --bitmaps -O qcow2 m.qcow2 m.qcow2 o.qcow2
+same "bitmaps from a v2 source are refused" convert --bitmaps -O qcow2 v2.qcow2 o.qcow2
+twin_do cp "$TMP/u.qcow2" broken.qcow2
+twin_do "$QEMU_IMG" bitmap --add broken.qcow2 good
+same "an inconsistent bitmap is not copied" convert --bitmaps -O qcow2 broken.qcow2 o2.qcow2
+same "--skip-broken-bitmaps skips it" convert --bitmaps --skip-broken-bitmaps -O qcow2 broken.qcow2 o3.qcow2
+TWIN_FILTER='/^disk size:/d' same "and copies the rest" info o3.qcow2
+
 done_testing
