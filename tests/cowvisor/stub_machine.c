@@ -5,6 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "block/blockdev.h"
 
 struct machine {
     const struct machine_config *cfg;
@@ -18,6 +21,7 @@ struct machine {
     struct machine_replay_info replay;
     char replay_file[64];
     uint64_t replay_break;
+    struct blockdev *disk[MACHINE_MAX_DISKS];   /* the image, opened when first asked for */
 };
 
 struct machine *stub_machine_create(const struct machine_config *cfg)
@@ -33,6 +37,9 @@ struct machine *stub_machine_create(const struct machine_config *cfg)
 
 void stub_machine_destroy(struct machine *m)
 {
+    for (int i = 0; i < MACHINE_MAX_DISKS; i++) {
+        blockdev_close(m->disk[i]);
+    }
     event_loop_destroy(&m->loop);
     free(m);
 }
@@ -121,11 +128,26 @@ int machine_cpu_count(const struct machine *m) { return m->cfg->cpus; }
 int machine_cpu_thread_id(const struct machine *m, int i) { return 0; }
 int machine_disk_count(const struct machine *m) { return m->cfg->ndisks; }
 
+/* The real image when the disk's file exists (dirty bitmap commands use it). */
+static struct blockdev *stub_disk(struct machine *m, int i)
+{
+    const struct disk_config *d = &m->cfg->disks[i];
+    if (!m->disk[i] && access(d->file, F_OK) == 0) {
+        struct blockdev_open_opts o = { .format = d->format,
+                                        .flags = d->read_only ? BDEV_READ_ONLY : 0 };
+        if (blockdev_open(&m->disk[i], d->file, &o, NULL) < 0) {
+            m->disk[i] = NULL;
+        }
+    }
+    return m->disk[i];
+}
+
 int machine_disk_chain(struct machine *m, int i, struct disk_layer *out, int max, bool *read_only)
 {
     const struct disk_config *d = &m->cfg->disks[i];
     out[0] = (struct disk_layer){ .filename = d->file, .format = d->format ? d->format : "raw",
-                                  .size = m->disk_size[i] ? m->disk_size[i] : 8u << 20, .cluster_size = 65536 };
+                                  .size = m->disk_size[i] ? m->disk_size[i] : 8u << 20, .cluster_size = 65536,
+                                  .bd = stub_disk(m, i) };
     *read_only = d->read_only;
     return 1;
 }
