@@ -96,12 +96,10 @@ static int add_locked(struct blockdev *bd, struct bdev_bitmaps *bms, const char 
     bm->recording = recording;
     bm->persistent = persistent;
     bm->readonly = persistent && bd->read_only;
-    /* Kept in creation order: the order QEMU stores and lists them in. */
-    struct bdev_bitmap **tail = &bms->head;
-    while (*tail) {
-        tail = &(*tail)->next;
-    }
-    *tail = bm;
+    /* Newest first, as QEMU keeps them: the order it lists them in and
+     * appends new ones to the image's directory in. */
+    bm->next = bms->head;
+    bms->head = bm;
     return 0;
 }
 

@@ -14,8 +14,13 @@
 
 #define MAX_LAYERS 16
 
+/* QEMU's two lookups word a missing node differently: bdrv_lookup_bs
+ * (add) and block_dirty_bitmap_lookup (the others). */
+enum lookup { LOOKUP_DEVICE, LOOKUP_NODE };
+
 /* The open layer a node name designates, or NULL after failing r. */
-static struct blockdev *find_node(struct qmp_server *s, const char *node, struct qmp_reply *r)
+static struct blockdev *find_node(struct qmp_server *s, const char *node, enum lookup how,
+                                  struct qmp_reply *r)
 {
     for (int i = 0; i < machine_disk_count(s->m); i++) {
         struct disk_layer layers[MAX_LAYERS];
@@ -29,7 +34,8 @@ static struct blockdev *find_node(struct qmp_server *s, const char *node, struct
             }
         }
     }
-    qmp_fail(r, QMP_GENERIC, "Cannot find device=\"%s\" nor node-name=\"%s\"", node, node);
+    qmp_fail(r, QMP_GENERIC, how == LOOKUP_NODE ? "Node '%s' not found"
+             : "Cannot find device='%s' nor node-name='%s'", node, node);
     return NULL;
 }
 
@@ -61,7 +67,7 @@ void qmp_bitmap_add(struct qmp_server *s, json_t *args, struct qmp_reply *r)
         qmp_fail(r, QMP_GENERIC, "Bitmap name cannot be empty");
         return;
     }
-    struct blockdev *bd = find_node(s, arg_str(args, "node"), r);
+    struct blockdev *bd = find_node(s, arg_str(args, "node"), LOOKUP_DEVICE, r);
     if (!bd) {
         return;
     }
@@ -93,7 +99,7 @@ static void bitmap_op(struct qmp_server *s, json_t *args, struct qmp_reply *r, e
     if (!qmp_check_args(args, qmp_bitmap_args, r)) {
         return;
     }
-    struct blockdev *bd = find_node(s, arg_str(args, "node"), r);
+    struct blockdev *bd = find_node(s, arg_str(args, "node"), LOOKUP_NODE, r);
     if (!bd) {
         return;
     }
@@ -146,7 +152,7 @@ static int merge_one(struct qmp_server *s, struct blockdev *bd, const char *targ
                      "{\"node\": ..., \"name\": ...}");
             return -1;
         }
-        if (!(src_bd = find_node(s, node, r))) {
+        if (!(src_bd = find_node(s, node, LOOKUP_NODE, r))) {
             return -1;
         }
     } else if (!name) {
@@ -167,7 +173,7 @@ void qmp_bitmap_merge(struct qmp_server *s, json_t *args, struct qmp_reply *r)
     if (!qmp_check_args(args, qmp_bitmap_merge_args, r)) {
         return;
     }
-    struct blockdev *bd = find_node(s, arg_str(args, "node"), r);
+    struct blockdev *bd = find_node(s, arg_str(args, "node"), LOOKUP_NODE, r);
     if (!bd) {
         return;
     }
@@ -197,8 +203,7 @@ json_t *qmp_dirty_bitmaps_info(struct blockdev *bd)
         return NULL;
     }
     json_t *a = json_array();
-    /* QEMU lists the newest first. */
-    for (int i = n - 1; i >= 0; i--) {
+    for (int i = 0; i < n; i++) {
         json_t *o = json_pack("{s:s,s:I,s:I,s:b,s:b,s:b}", "name", list[i].name, "count",
                               (json_int_t)list[i].count, "granularity",
                               (json_int_t)list[i].granularity, "recording", list[i].recording,
