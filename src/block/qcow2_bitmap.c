@@ -76,7 +76,8 @@ int qcow2_bitmaps_parse_ext(struct qcow2 *s, const uint8_t *data, uint32_t len, 
     if (nb == 0) {
         return error_set(err, -EINVAL, "found bitmaps extension with zero bitmaps");
     }
-    if (dir_offset & s->cluster_mask) {
+    /* (the geometry is derived after the extensions are parsed) */
+    if (dir_offset & ((1ULL << s->cluster_bits) - 1)) {
         return error_set(err, -EINVAL, "bitmaps_ext: invalid bitmap directory offset");
     }
     if (dir_size > MAX_DIR_SIZE) {
@@ -393,16 +394,31 @@ int qcow2_bitmaps_open(struct qcow2 *s, unsigned flags, struct error *err)
 
 /* Storing                                                                */
 
+/* Frees the clusters of [off, off+len) that are in use. A table read from
+ * the image may point past the file or at nothing allocated: freeing that
+ * would mark the image corrupt for what is only a leak-free bad pointer. */
+static void free_in_use(struct qcow2 *s, uint64_t off, uint64_t len)
+{
+    int64_t file_size = hostfile_size(s->file);
+    for (uint64_t pos = qcow2_start_of_cluster(s, off); pos < off + len; pos += s->cluster_size) {
+        uint64_t rc;
+        if (file_size >= 0 && pos < (uint64_t)file_size &&
+            qcow2_get_refcount(s, pos >> s->cluster_bits, &rc, NULL) == 0 && rc > 0) {
+            qcow2_free_clusters(s, pos, s->cluster_size, NULL);
+        }
+    }
+}
+
 /* Frees a table's data clusters and the table (t in host order). */
 static void free_table_clusters(struct qcow2 *s, const uint64_t *t, uint32_t n, uint64_t table_off)
 {
     for (uint32_t i = 0; t && i < n; i++) {
         if (t[i] & TABLE_OFFSET_MASK) {
-            qcow2_free_clusters(s, t[i] & TABLE_OFFSET_MASK, s->cluster_size, NULL);
+            free_in_use(s, t[i] & TABLE_OFFSET_MASK, s->cluster_size);
         }
     }
     if (table_off) {
-        qcow2_free_clusters(s, table_off, (uint64_t)n * 8, NULL);
+        free_in_use(s, table_off, (uint64_t)n * 8);
     }
 }
 
