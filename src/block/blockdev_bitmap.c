@@ -163,7 +163,7 @@ int blockdev_bitmap_add(struct blockdev *bd, const char *name,
         return error_set(err, -ENOMEM, "Could not allocate bitmap '%s'", name);
     }
     pthread_mutex_lock(&bms->lock);
-    uint32_t granularity;
+    uint32_t granularity = 0;
     int ret = check_new(bd, name, o, &granularity, err);
     if (ret == 0) {
         struct dirty_bitmap *bits = dirty_bitmap_new(bd->size, granularity);
@@ -196,32 +196,34 @@ int blockdev_bitmap_remove(struct blockdev *bd, const char *name, struct error *
     return ret;
 }
 
-int blockdev_bitmap_clear(struct blockdev *bd, const char *name, struct error *err)
+/* clear (QEMU refuses it on read-only and inconsistent bitmaps) or
+ * enable/disable (only on consistent ones). */
+enum change { CHANGE_CLEAR, CHANGE_ENABLE, CHANGE_DISABLE };
+
+static int change(struct blockdev *bd, const char *name, enum change what, struct error *err)
 {
     struct bdev_bitmap *bm = lookup_locked(bd, name, err);
     if (!bm) {
         return err ? err->code : -ENOENT;
     }
-    int ret = check_usable(bm, USE_DEFAULT, err);
-    if (ret == 0) {
+    int ret = check_usable(bm, what == CHANGE_CLEAR ? USE_DEFAULT : USE_INCONSISTENT, err);
+    if (ret == 0 && what == CHANGE_CLEAR) {
         dirty_bitmap_clear(bm->bits);
+    } else if (ret == 0) {
+        bm->recording = what == CHANGE_ENABLE;
     }
     unlock(bd);
     return ret;
 }
 
+int blockdev_bitmap_clear(struct blockdev *bd, const char *name, struct error *err)
+{
+    return change(bd, name, CHANGE_CLEAR, err);
+}
+
 int blockdev_bitmap_enable(struct blockdev *bd, const char *name, bool enable, struct error *err)
 {
-    struct bdev_bitmap *bm = lookup_locked(bd, name, err);
-    if (!bm) {
-        return err ? err->code : -ENOENT;
-    }
-    int ret = check_usable(bm, USE_INCONSISTENT, err);
-    if (ret == 0) {
-        bm->recording = enable;
-    }
-    unlock(bd);
-    return ret;
+    return change(bd, name, enable ? CHANGE_ENABLE : CHANGE_DISABLE, err);
 }
 
 /* src's bits copied out, so that two devices' locks are never held together. */

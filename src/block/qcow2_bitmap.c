@@ -375,7 +375,7 @@ int qcow2_bitmaps_open(struct qcow2 *s, unsigned flags, struct error *err)
     bool writable = !(flags & BDEV_READ_ONLY), update = false;
     for (uint32_t i = 0; i < s->nb_bitmaps; i++) {
         struct qcow2_bitmap *e = &s->bitmap_dir[i];
-        struct dirty_bitmap *bits;
+        struct dirty_bitmap *bits = NULL;
         ret = load_bitmap(s, e, &bits, err);
         if (ret == 0) {
             ret = blockdev_bitmap_attach(&s->bd, e->name, bits, e->flags & QCOW2_BME_AUTO,

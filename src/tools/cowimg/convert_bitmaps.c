@@ -4,6 +4,17 @@
 
 #include "cowimg.h"
 
+/* The source's bitmaps; -1 after reporting. */
+static int list_bitmaps(struct blockdev *src, struct blockdev_bitmap_info **list, int *n)
+{
+    struct error err = { 0 };
+    if (blockdev_bitmap_list(src, list, n, &err) < 0) {
+        report("%s", err.msg);
+        return -1;
+    }
+    return 0;
+}
+
 int convert_check_bitmaps(struct blockdev *src, bool skip_broken)
 {
     if (!blockdev_supports_persistent_bitmaps(src)) {
@@ -12,9 +23,7 @@ int convert_check_bitmaps(struct blockdev *src, bool skip_broken)
     }
     struct blockdev_bitmap_info *list;
     int n, ret = 0;
-    struct error err = { 0 };
-    if (blockdev_bitmap_list(src, &list, &n, &err) < 0) {
-        report("%s", err.msg);
+    if (list_bitmaps(src, &list, &n) < 0) {
         return -1;
     }
     for (int i = 0; i < n && ret == 0; i++) {
@@ -52,9 +61,7 @@ int convert_copy_bitmaps(struct blockdev *src, struct blockdev *dst, bool skip_b
 {
     struct blockdev_bitmap_info *list;
     int n, ret = 0;
-    struct error err = { 0 };
-    if (blockdev_bitmap_list(src, &list, &n, &err) < 0) {
-        report("%s", err.msg);
+    if (list_bitmaps(src, &list, &n) < 0) {
         return -1;
     }
     for (int i = 0; i < n && ret == 0; i++) {
