@@ -1,5 +1,6 @@
 /* libFuzzer target: any bytes as a qcow2 image file; open it, read it, map
- * it, write to it. The block layer must answer with errors, never crash. */
+ * it and its dirty bitmaps, write to it, add a bitmap (stored on close).
+ * The block layer must answer with errors, never crash. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,26 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static char path[64];
+
+static void map_bitmaps(struct blockdev *bd, uint64_t size)
+{
+    struct blockdev_bitmap_info *list;
+    int n;
+    if (blockdev_bitmap_list(bd, &list, &n, NULL) < 0) {
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        uint64_t len = 1;
+        bool dirty;
+        for (uint64_t off = 0; off < size; off += len) {
+            len = size - off;
+            if (blockdev_bitmap_status(bd, list[i].name, off, &len, &dirty, NULL) < 0 || !len) {
+                break;
+            }
+        }
+    }
+    blockdev_bitmap_list_free(list, n);
+}
 
 static void exercise(unsigned flags)
 {
@@ -29,6 +50,11 @@ static void exercise(unsigned flags)
         if (blockdev_block_status(bd, off, size - off, &st, NULL) < 0 || st.len == 0) {
             break;
         }
+    }
+    map_bitmaps(bd, size);
+    if (!(flags & BDEV_READ_ONLY)) {
+        struct blockdev_bitmap_add_opts bo = { .granularity = 512, .persistent = true };
+        blockdev_bitmap_add(bd, "fuzz", &bo, NULL);
     }
     if (!(flags & BDEV_READ_ONLY) && size >= 8192) {
         blockdev_pwrite(bd, 4096, buf, 4096, NULL);

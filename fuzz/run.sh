@@ -60,6 +60,12 @@ qcow2_seeds() {
             "$img" >/dev/null 2>&1
     done
     qemu-img snapshot -c snap "$dir/seed1.qcow2"
+    # Persistent dirty bitmaps: the extension, directory, tables and data.
+    qemu-img bitmap --add --disable "$dir/seed1.qcow2" off
+    qemu-img bitmap --add "$dir/seed1.qcow2" on
+    qemu-img bitmap --add -g 512 "$dir/seed6.qcow2" fine
+    qemu-io -f qcow2 -c "write 0 4k" "$dir/seed1.qcow2" >/dev/null 2>&1
+    qemu-io -f qcow2 -c "write 1k 9k" "$dir/seed6.qcow2" >/dev/null 2>&1
 }
 
 if ! command -v clang >/dev/null; then

@@ -4,10 +4,12 @@
 #ifndef BLOCK_BLOCK_INT_H
 #define BLOCK_BLOCK_INT_H
 
+#include <pthread.h>
 #include <sys/types.h>
 
 #include "block/blockdev.h"
 #include "block/hostfile.h"
+#include "util/dirty_bitmap.h"
 #include "util/json.h"
 
 struct blockdev_driver {
@@ -72,6 +74,14 @@ struct blockdev_driver {
     int (*check)(struct blockdev *bd, unsigned fix, struct blockdev_check_result *res,
                  struct error *err);
     int (*amend)(struct blockdev *bd, const struct blockdev_amend_opts *o, struct error *err);
+    /* Persistent dirty bitmaps (NULL: the format stores none). can_store
+     * vets a new one (name NULL: whether this image can hold any), remove
+     * drops it from the image at once, store writes every persistent bitmap
+     * of bd->bitmaps. All are called with the bitmaps' lock held. */
+    int (*bitmap_can_store)(struct blockdev *bd, const char *name, uint32_t granularity,
+                            struct error *err);
+    int (*bitmap_remove)(struct blockdev *bd, const char *name, struct error *err);
+    int (*bitmaps_store)(struct blockdev *bd, struct error *err);
     /* Creates an image of this format (blockdev_create). */
     int (*create)(const char *filename, const struct blockdev_create_opts *o, struct error *err);
 };
@@ -97,7 +107,36 @@ struct blockdev {
     struct hostfile *file;      /* the image file (NULL: NBD), for its locks */
     unsigned open_flags;        /* BDEV_* as opened */
     bool inactive;              /* another process may write the image: no writes, no locks */
+    struct bdev_bitmaps *bitmaps;   /* dirty bitmaps (blockdev_bitmap.c), NULL until the first */
 };
+
+/* A named dirty bitmap of an open image. */
+struct bdev_bitmap {
+    char *name;
+    struct dirty_bitmap *bits;
+    bool recording, persistent, inconsistent, readonly;
+    struct bdev_bitmap *next;
+};
+
+struct bdev_bitmaps {
+    pthread_mutex_t lock;       /* the list and every bitmap's bits */
+    struct bdev_bitmap *head;
+};
+
+/* For drivers: adds a bitmap loaded from the image (takes bits). */
+int blockdev_bitmap_attach(struct blockdev *bd, const char *name, struct dirty_bitmap *bits,
+                           bool recording, bool inconsistent, struct error *err);
+/* For blockdev.c: marks [off, off+len) in every recording bitmap. */
+void blockdev_bitmaps_mark(struct blockdev *bd, uint64_t off, uint64_t len);
+/* Refusals before whole-disk operations, in QEMU's words: a snapshot switch
+ * with any bitmap, a resize with bitmaps that cannot follow. */
+int blockdev_bitmaps_check_apply(struct blockdev *bd, struct error *err);
+int blockdev_bitmaps_check_resize(struct blockdev *bd, struct error *err);
+void blockdev_bitmaps_resize(struct blockdev *bd, uint64_t size);
+/* Stores persistent bitmaps (writable images) and frees them all (close). */
+void blockdev_bitmaps_close(struct blockdev *bd);
+/* Frees them without storing (a failed open). */
+void blockdev_bitmaps_free(struct blockdev *bd);
 
 /* For drivers: fills the common fields; call before opening the backing file. */
 void blockdev_init(struct blockdev *bd, const struct blockdev_driver *drv, const char *filename,

@@ -290,6 +290,7 @@ void blockdev_close(struct blockdev *bd)
     char *backing_filename = bd->backing_filename;
     char *backing_format = bd->backing_format;
     char *open_name = bd->open_name;
+    blockdev_bitmaps_close(bd);
     bd->drv->close(bd);
     free(open_name);
     free(filename);
@@ -393,7 +394,10 @@ int blockdev_pwrite(struct blockdev *bd, uint64_t off, const void *buf, size_t l
     if (ret < 0 || len == 0 || (ret = notify_before(bd, off, len, &n, err)) < 0) {
         return ret;
     }
-    return notify_after(n, off, len, bd->drv->pwrite(bd, off, buf, len, err));
+    ret = notify_after(n, off, len, bd->drv->pwrite(bd, off, buf, len, err));
+    /* Even a failed write may have changed part of the range. */
+    blockdev_bitmaps_mark(bd, off, len);
+    return ret;
 }
 
 int blockdev_pwrite_zeroes(struct blockdev *bd, uint64_t off, uint64_t len, unsigned flags,
@@ -404,7 +408,9 @@ int blockdev_pwrite_zeroes(struct blockdev *bd, uint64_t off, uint64_t len, unsi
     if (ret < 0 || len == 0 || (ret = notify_before(bd, off, len, &n, err)) < 0) {
         return ret;
     }
-    return notify_after(n, off, len, bd->drv->pwrite_zeroes(bd, off, len, flags, err));
+    ret = notify_after(n, off, len, bd->drv->pwrite_zeroes(bd, off, len, flags, err));
+    blockdev_bitmaps_mark(bd, off, len);
+    return ret;
 }
 
 int blockdev_pwrite_compressed(struct blockdev *bd, uint64_t off, const void *buf, size_t len,
@@ -422,7 +428,9 @@ int blockdev_pwrite_compressed(struct blockdev *bd, uint64_t off, const void *bu
     if ((ret = notify_before(bd, off, len, &n, err)) < 0) {
         return ret;
     }
-    return notify_after(n, off, len, bd->drv->pwrite_compressed(bd, off, buf, len, err));
+    ret = notify_after(n, off, len, bd->drv->pwrite_compressed(bd, off, buf, len, err));
+    blockdev_bitmaps_mark(bd, off, len);
+    return ret;
 }
 
 int blockdev_discard(struct blockdev *bd, uint64_t off, uint64_t len, struct error *err)
@@ -432,7 +440,9 @@ int blockdev_discard(struct blockdev *bd, uint64_t off, uint64_t len, struct err
     if (ret < 0 || len == 0 || (ret = notify_before(bd, off, len, &n, err)) < 0) {
         return ret;
     }
-    return notify_after(n, off, len, bd->drv->discard(bd, off, len, err));
+    ret = notify_after(n, off, len, bd->drv->discard(bd, off, len, err));
+    blockdev_bitmaps_mark(bd, off, len);
+    return ret;
 }
 
 int blockdev_flush(struct blockdev *bd, struct error *err)
@@ -447,10 +457,17 @@ int blockdev_truncate(struct blockdev *bd, uint64_t size, bool shrink_ok,
                       enum blockdev_prealloc prealloc, struct error *err)
 {
     int ret = check_writable(bd, err);
+    if (ret == 0) {
+        ret = blockdev_bitmaps_check_resize(bd, err);
+    }
     if (ret < 0) {
         return ret;
     }
-    return bd->drv->truncate(bd, size, shrink_ok, prealloc, err);
+    ret = bd->drv->truncate(bd, size, shrink_ok, prealloc, err);
+    if (ret == 0) {
+        blockdev_bitmaps_resize(bd, bd->size);
+    }
+    return ret;
 }
 
 int blockdev_block_status(struct blockdev *bd, uint64_t off, uint64_t len, struct block_status *st,
@@ -496,7 +513,9 @@ int blockdev_make_empty(struct blockdev *bd, struct error *err)
     if (!bd->drv->make_empty) {
         return error_set(err, -ENOTSUP, "Format '%s' cannot be emptied", bd->drv->format_name);
     }
-    return bd->drv->make_empty(bd, err);
+    ret = bd->drv->make_empty(bd, err);
+    blockdev_bitmaps_mark(bd, 0, bd->size);
+    return ret;
 }
 
 int blockdev_invalidate_cache(struct blockdev *bd, struct error *err)
@@ -710,6 +729,10 @@ int blockdev_snapshot_create(struct blockdev *bd, const char *name,
 
 int blockdev_snapshot_apply(struct blockdev *bd, const char *id_or_name, struct error *err)
 {
+    int ret = blockdev_bitmaps_check_apply(bd, err);
+    if (ret < 0) {
+        return ret;
+    }
     return bd->drv->snapshot_apply ? bd->drv->snapshot_apply(bd, id_or_name, err)
                                    : no_op(bd, "internal snapshots", err);
 }

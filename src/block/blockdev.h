@@ -337,6 +337,53 @@ struct blockdev_amend_opts {
 };
 int blockdev_amend(struct blockdev *bd, const struct blockdev_amend_opts *o, struct error *err);
 
+/* Dirty bitmaps (QEMU's block-dirty-bitmap-* and qemu-img bitmap): named
+ * bitmaps over the virtual disk that record which ranges were written,
+ * discarded or zeroed while they are enabled. Persistent ones live in the
+ * image (qcow2 v3: loaded on open, stored on close)
+ * and are flagged in use in the image while it is open for writing (so,
+ * as in QEMU, they are written on close only: until then the image says
+ * they are not saved). Errors
+ * use QEMU's words. */
+#define BDEV_BITMAP_NAME_MAX 1023
+
+struct blockdev_bitmap_info {
+    char *name;
+    uint32_t granularity;
+    bool recording;             /* enabled: writes mark it ('auto' in qcow2) */
+    bool persistent;
+    bool inconsistent;          /* found in use in the image: only removal is allowed */
+    bool readonly;              /* the image is open read-only */
+    uint64_t count;             /* dirty bytes */
+};
+
+struct blockdev_bitmap_add_opts {
+    uint32_t granularity;       /* 0: the default (the cluster size within 4k..64k) */
+    bool persistent;
+    bool disabled;
+};
+
+int blockdev_bitmap_list(struct blockdev *bd, struct blockdev_bitmap_info **list, int *count,
+                         struct error *err);
+void blockdev_bitmap_list_free(struct blockdev_bitmap_info *list, int count);
+int blockdev_bitmap_add(struct blockdev *bd, const char *name,
+                        const struct blockdev_bitmap_add_opts *o, struct error *err);
+int blockdev_bitmap_remove(struct blockdev *bd, const char *name, struct error *err);
+int blockdev_bitmap_clear(struct blockdev *bd, const char *name, struct error *err);
+int blockdev_bitmap_enable(struct blockdev *bd, const char *name, bool enable, struct error *err);
+/* dst_name |= src_name (of src, which may be bd itself). */
+int blockdev_bitmap_merge(struct blockdev *bd, const char *dst_name, struct blockdev *src,
+                          const char *src_name, struct error *err);
+/* Whether [off, off+*len) starts dirty in the bitmap, and how long that
+ * lasts (*len shrinks to the run). */
+int blockdev_bitmap_status(struct blockdev *bd, const char *name, uint64_t off, uint64_t *len,
+                           bool *dirty, struct error *err);
+/* The bytes persistent bitmaps of src would take in a new image of that
+ * cluster size (qemu-img measure's "bitmaps size"). */
+uint64_t blockdev_bitmaps_measure(struct blockdev *src, uint32_t cluster_size);
+/* Whether the format stores bitmaps in the image (qcow2 v3). */
+bool blockdev_supports_persistent_bitmaps(const struct blockdev *bd);
+
 /* Backing file names are relative to the directory of the image naming them. */
 char *blockdev_backing_path(const char *image_filename, const char *backing_filename);
 

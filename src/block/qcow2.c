@@ -114,6 +114,7 @@ static void qcow2_free_state(struct qcow2 *s)
     free(s->l1_table);
     free(s->refcount_table);
     qcow2_snapshots_free(s);
+    qcow2_bitmaps_free(s);
     hostfile_close(s->file);
     pthread_mutex_destroy(&s->lock);
 }
@@ -146,7 +147,9 @@ static int check_open_mode(struct qcow2 *s, const struct blockdev_open_opts *opt
 static int open_writable(struct qcow2 *s, const struct blockdev_open_opts *opts, struct error *err)
 {
     int ret = 0;
-    if (s->autoclear_features) {
+    if (s->autoclear_features || s->bitmaps_stale) {
+        /* Like QEMU, a writable open drops the autoclear bits we do not
+         * maintain (and a stale bitmaps extension) at once. */
         ret = qcow2_prepare_write(s, err);
     }
     if (ret == 0 && s->dirty_written && !(opts->flags & BDEV_CHECK)) {
@@ -183,9 +186,16 @@ static int qcow2_open(struct blockdev **out, struct hostfile *file, const char *
         ret = open_writable(s, opts, err);     /* inactive: done at activation */
     }
     if (ret == 0) {
+        /* An inactive image is not ours to write: its bitmaps load as on a
+         * read-only open. */
+        unsigned flags = opts->flags & BDEV_INACTIVE ? opts->flags | BDEV_READ_ONLY : opts->flags;
+        ret = qcow2_bitmaps_open(s, flags, err);
+    }
+    if (ret == 0) {
         ret = blockdev_open_backing(&s->bd, opts, err);
     }
     if (ret < 0) {
+        blockdev_bitmaps_free(&s->bd);
         free(s->bd.filename);
         free(s->bd.backing_filename);
         free(s->bd.backing_format);
@@ -454,6 +464,7 @@ static void qcow2_info_json(struct blockdev *bd, struct json_writer *w)
     if (s->version >= 3) {
         json_bool(w, "lazy-refcounts", s->compatible_features & QCOW2_COMPAT_LAZY_REFCOUNTS);
     }
+    qcow2_bitmaps_info_json(s, w);
     json_uint(w, "refcount-bits", s->refcount_bits);
     if (s->version >= 3) {
         json_bool(w, "corrupt", s->incompatible_features & QCOW2_INCOMPAT_CORRUPT);
@@ -696,4 +707,7 @@ const struct blockdev_driver qcow2_driver = {
     .check = qcow2_check,
     .amend = qcow2_amend,
     .create = qcow2_create,
+    .bitmap_can_store = qcow2_bitmap_can_store,
+    .bitmap_remove = qcow2_bitmap_remove,
+    .bitmaps_store = qcow2_bitmaps_store,
 };

@@ -116,6 +116,8 @@ static void inc(struct check *c, uint64_t off, uint64_t size)
     }
 }
 
+static void inc_ref(void *check, uint64_t off, uint64_t size) { inc(check, off, size); }
+
 /* QEMU's cluster types, which decide what an entry references. */
 static bool is_compressed(uint64_t e) { return e & QCOW2_OFLAG_COMPRESSED; }
 
@@ -454,6 +456,7 @@ static int run_check(struct qcow2 *s, struct check *c, struct blockdev_check_res
         check_l1(c, sn->l1_table_offset, sn->l1_size, false);
     }
     inc(c, s->snapshots_offset, s->snapshots_size);
+    res->corruptions += qcow2_bitmaps_count_refs(s, inc_ref, c);
     inc(c, s->refcount_table_offset, (uint64_t)s->refcount_table_clusters << s->cluster_bits);
     check_refblocks(c);
     c->counted = c->n;

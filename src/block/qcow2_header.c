@@ -95,8 +95,15 @@ static int parse_extensions(struct qcow2 *s, const uint8_t *buf, uint64_t end,
             *feature_table = data;
             *feature_len = len;
             break;
+        case QCOW2_EXT_BITMAPS: {
+            int ret = qcow2_bitmaps_parse_ext(s, data, len, err);
+            if (ret < 0) {
+                return ret;
+            }
+            break;
+        }
         default: {
-            /* Unknown (and bitmap) extensions survive header rewrites. */
+            /* Unknown extensions survive header rewrites. */
             s->unknown_ext = realloc(s->unknown_ext, sizeof(*s->unknown_ext) * (s->n_unknown_ext + 1));
             struct qcow2_unknown_ext *e = &s->unknown_ext[s->n_unknown_ext++];
             e->type = type;
@@ -417,6 +424,13 @@ int qcow2_header_write(struct qcow2 *s, struct error *err)
     if (s->version >= 3) {
         put_feature_table(&h);
     }
+    if (s->nb_bitmaps) {
+        uint8_t ext[24] = { 0 };
+        st_be32(ext, s->nb_bitmaps);
+        st_be64(ext + 8, s->bitmap_dir_size);
+        st_be64(ext + 16, s->bitmap_dir_offset);
+        put_extension(&h, QCOW2_EXT_BITMAPS, ext, sizeof(ext));
+    }
     for (int i = 0; i < s->n_unknown_ext; i++) {
         put_extension(&h, s->unknown_ext[i].type, s->unknown_ext[i].data, s->unknown_ext[i].len);
     }
@@ -521,9 +535,12 @@ int qcow2_prepare_write(struct qcow2 *s, struct error *err)
     }
     if (!s->autoclear_cleared) {
         s->autoclear_cleared = true;
-        if (s->autoclear_features) {
-            /* We maintain none of these (e.g. bitmaps): they would go stale. */
-            s->autoclear_features = 0;
+        /* Bitmaps are kept up to date (qcow2_bitmap.c); the other bits
+         * promise what we do not maintain. A stale bitmaps extension goes. */
+        uint64_t keep = s->nb_bitmaps ? QCOW2_AUTOCLEAR_BITMAPS : 0;
+        if ((s->autoclear_features & ~keep) || s->bitmaps_stale) {
+            s->autoclear_features &= keep;
+            s->bitmaps_stale = false;
             int ret = qcow2_header_write(s, err);
             if (ret < 0) {
                 return ret;

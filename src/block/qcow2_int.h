@@ -43,7 +43,9 @@
                               QCOW2_INCOMPAT_COMPRESSION | QCOW2_INCOMPAT_EXTL2)
 /* compatible_features */
 #define QCOW2_COMPAT_LAZY_REFCOUNTS (1ULL << 0)
-/* autoclear_features: none is supported, so all are cleared on first write. */
+/* autoclear_features: bitmaps is kept while we maintain them (qcow2_bitmap.c);
+ * the others are cleared on the first write. */
+#define QCOW2_AUTOCLEAR_BITMAPS     (1ULL << 0)
 
 /* Header extension types */
 #define QCOW2_EXT_END            0x00000000U
@@ -134,6 +136,17 @@ struct qcow2_unknown_ext {
 
 struct qcow2_snapshot;  /* qcow2_snapshot.c */
 
+/* A bitmap directory entry as on disk (qcow2_bitmap.c). */
+#define QCOW2_BME_IN_USE (1u << 0)
+#define QCOW2_BME_AUTO   (1u << 1)
+struct qcow2_bitmap {
+    uint64_t table_offset;
+    uint32_t table_size;                /* entries */
+    uint32_t flags;
+    uint8_t granularity_bits;
+    char *name;
+};
+
 /* A refcount decrement held back until the batch's mappings are synced. */
 struct qcow2_deferred_free {
     uint64_t offset, len;
@@ -212,6 +225,12 @@ struct qcow2 {
     uint64_t snapshots_size;            /* bytes of the on-disk snapshot table */
     bool checking;                      /* opened with BDEV_CHECK */
     bool snapshots_unreadable;          /* (checking) the table could not be loaded */
+
+    /* the bitmaps extension and the directory as on disk (qcow2_bitmap.c) */
+    uint32_t nb_bitmaps;
+    uint64_t bitmap_dir_offset, bitmap_dir_size;
+    struct qcow2_bitmap *bitmap_dir;    /* nb_bitmaps entries once loaded */
+    bool bitmaps_stale;                 /* extension without its autoclear bit: dropped */
 };
 
 static inline struct qcow2 *qcow2_of(struct blockdev *bd) { return (struct qcow2 *)bd; }
@@ -427,6 +446,23 @@ void qcow2_snapshot_list_free_internal(struct qcow2_snapshot *list, uint32_t cou
  * of extra data per entry). */
 int qcow2_snapshots_serialize(const struct qcow2_snapshot *list, uint32_t count, uint8_t **buf,
                               uint64_t *len, struct error *err);
+
+/* qcow2_bitmap.c: persistent dirty bitmaps (the bitmaps extension). */
+/* The extension's data, from the header parser. */
+int qcow2_bitmaps_parse_ext(struct qcow2 *s, const uint8_t *data, uint32_t len, struct error *err);
+/* Loads the bitmaps into s->bd (opened for check: the directory only, and
+ * a broken one is left to check); a writable open flags them in use. */
+int qcow2_bitmaps_open(struct qcow2 *s, unsigned flags, struct error *err);
+void qcow2_bitmaps_free(struct qcow2 *s);
+/* Calls ref for every host range the bitmaps use (directory, tables,
+ * data); returns the number of corrupt entries found. */
+int qcow2_bitmaps_count_refs(struct qcow2 *s, void (*ref)(void *opaque, uint64_t off, uint64_t len),
+                             void *opaque);
+void qcow2_bitmaps_info_json(struct qcow2 *s, struct json_writer *w);
+int qcow2_bitmap_can_store(struct blockdev *bd, const char *name, uint32_t granularity,
+                           struct error *err);
+int qcow2_bitmap_remove(struct blockdev *bd, const char *name, struct error *err);
+int qcow2_bitmaps_store(struct blockdev *bd, struct error *err);
 
 /* qcow2_check.c */
 /* Rebuilds the refcounts of an image left dirty by lazy refcounts. */

@@ -136,6 +136,7 @@ struct disk_layer {
     const char *backing_filename;   /* as recorded, or NULL */
     uint64_t size;
     uint32_t cluster_size;
+    struct blockdev *bd;            /* the open layer (dirty bitmaps); NULL if none */
 };
 
 int machine_disk_count(const struct machine *m);

@@ -22,7 +22,7 @@ int machine_disk_chain(struct machine *m, int i, struct disk_layer *out, int max
     *read_only = blockdev_is_read_only(m->disks[i]);
     for (struct blockdev *bd = m->disks[i]; bd && n < max; bd = blockdev_backing(bd)) {
         out[n++] = (struct disk_layer){ blockdev_filename(bd), blockdev_format(bd), blockdev_backing_filename(bd), blockdev_size(bd),
-                                        blockdev_cluster_size(bd) };
+                                        blockdev_cluster_size(bd), bd };
     }
     return n;
 }

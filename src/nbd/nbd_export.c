@@ -11,6 +11,44 @@
 #define SECTOR 512u
 #define CACHE_CHUNK (1u << 20)
 
+/* Finds the bitmap in the chain, top first, with qemu-nbd's checks. */
+static int add_bitmap(struct nbd_export *exp, const char *name, bool read_only, struct error *err)
+{
+    if (exp->n_bitmaps == NBD_MAX_EXPORT_BITMAPS) {
+        return error_set(err, -EINVAL, "Too many bitmaps (at most %d)", NBD_MAX_EXPORT_BITMAPS);
+    }
+    for (struct blockdev *b = exp->bd; b; b = blockdev_backing(b)) {
+        struct blockdev_bitmap_info *list;
+        int n;
+        int ret = blockdev_bitmap_list(b, &list, &n, err);
+        if (ret < 0) {
+            return ret;
+        }
+        for (int i = 0; i < n && ret == 0; i++) {
+            if (strcmp(list[i].name, name) != 0) {
+                continue;
+            }
+            if (read_only && !blockdev_is_read_only(b) && list[i].recording) {
+                ret = error_set(err, -EINVAL, "Enabled bitmap '%s' incompatible with readonly "
+                                "export", name);
+            } else if (list[i].inconsistent) {
+                /* qemu-nbd prints no hint here. */
+                ret = error_set(err, -EINVAL, "Bitmap '%s' is inconsistent and cannot be used",
+                                name);
+            } else {
+                exp->bitmaps[exp->n_bitmaps] = strdup(name);
+                exp->bitmap_bd[exp->n_bitmaps++] = b;
+                ret = 1;
+            }
+        }
+        blockdev_bitmap_list_free(list, n);
+        if (ret != 0) {
+            return ret < 0 ? ret : 0;
+        }
+    }
+    return error_set(err, -ENOENT, "Bitmap '%s' is not found", name);
+}
+
 int nbd_export_init(struct nbd_export *exp, struct blockdev *bd, const struct nbd_export_opts *o,
                     struct error *err)
 {
@@ -43,7 +81,14 @@ int nbd_export_init(struct nbd_export *exp, struct blockdev *bd, const struct nb
     } else {
         exp->flags |= NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES | NBD_FLAG_SEND_FAST_ZERO;
     }
-    return 0;
+    int ret = 0;
+    for (int i = 0; ret == 0 && i < o->n_bitmaps; i++) {
+        ret = add_bitmap(exp, o->bitmaps[i], o->read_only, err);
+    }
+    if (ret < 0) {
+        nbd_export_destroy(exp);
+    }
+    return ret;
 }
 
 void nbd_export_destroy(struct nbd_export *exp)
@@ -51,6 +96,10 @@ void nbd_export_destroy(struct nbd_export *exp)
     free(exp->name);
     free(exp->description);
     exp->name = exp->description = NULL;
+    for (int i = 0; i < exp->n_bitmaps; i++) {
+        free(exp->bitmaps[i]);
+    }
+    exp->n_bitmaps = 0;
 }
 
 /* Bytes of [off, off + len) that lie inside the image (the rest is the
@@ -188,4 +237,16 @@ int nbd_export_status(const struct nbd_export *exp, uint64_t off, uint64_t len,
         .depth = allocated || beyond_backing ? (uint32_t)bs.depth + 1 : 0,
     };
     return 0;
+}
+
+int nbd_export_bitmap_status(const struct nbd_export *exp, int i, uint64_t off, uint64_t *len,
+                             bool *dirty, struct error *err)
+{
+    uint64_t n = inside(exp, off, *len);
+    if (n == 0) {
+        *dirty = false;     /* the padding to the next sector was never written */
+        return 0;
+    }
+    *len = n;
+    return blockdev_bitmap_status(exp->bitmap_bd[i], exp->bitmaps[i], off, len, dirty, err);
 }

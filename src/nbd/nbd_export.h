@@ -24,7 +24,11 @@ struct nbd_export_opts {
     bool no_flush;                  /* cache=unsafe: flushes do nothing */
     bool discard_unmap;             /* --discard=unmap (default: ignore) */
     enum nbd_detect_zeroes detect_zeroes;
+    const char *const *bitmaps;     /* dirty bitmaps offered as qemu:dirty-bitmap:NAME */
+    int n_bitmaps;
 };
+
+#define NBD_MAX_EXPORT_BITMAPS 32
 
 struct nbd_export {
     struct blockdev *bd;
@@ -37,6 +41,9 @@ struct nbd_export {
     bool no_flush;
     bool discard_unmap;
     enum nbd_detect_zeroes detect_zeroes;
+    int n_bitmaps;
+    char *bitmaps[NBD_MAX_EXPORT_BITMAPS];
+    struct blockdev *bitmap_bd[NBD_MAX_EXPORT_BITMAPS];    /* the layer holding each */
 };
 
 /* The export takes no ownership of bd. */
@@ -67,5 +74,8 @@ struct nbd_status {
 };
 int nbd_export_status(const struct nbd_export *exp, uint64_t off, uint64_t len,
                       struct nbd_status *st, struct error *err);
+/* Whether the run at off is dirty in exported bitmap i, and its length (*len shrinks). */
+int nbd_export_bitmap_status(const struct nbd_export *exp, int i, uint64_t off, uint64_t *len,
+                             bool *dirty, struct error *err);
 
 #endif

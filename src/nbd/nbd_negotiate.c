@@ -260,10 +260,32 @@ static int handle_info(struct nbd_session *s, struct error *err)
 struct meta_choice {
     bool base_allocation;
     bool allocation_depth;
+    uint32_t bitmaps;
 };
 
-/* One query: "base:allocation", "qemu:allocation-depth", and for LIST
- * the namespace wildcards "base:" and "qemu:". Unknown ones select nothing. */
+static uint32_t all_bitmaps(const struct nbd_export *exp)
+{
+    return exp->n_bitmaps ? (uint32_t)((1ULL << exp->n_bitmaps) - 1) : 0;
+}
+
+/* "dirty-bitmap:NAME" (the part after "qemu:"); LIST takes "dirty-bitmap:" for all. */
+static void meta_query_bitmap(const struct nbd_session *s, const char *q, bool list,
+                              struct meta_choice *c)
+{
+    if (!*q) {
+        c->bitmaps |= list ? all_bitmaps(s->exp) : 0;
+        return;
+    }
+    for (int i = 0; i < s->exp->n_bitmaps; i++) {
+        if (strcmp(q, s->exp->bitmaps[i]) == 0) {
+            c->bitmaps |= 1u << i;
+        }
+    }
+}
+
+/* One query: "base:allocation", "qemu:allocation-depth",
+ * "qemu:dirty-bitmap:NAME", and for LIST the wildcards "base:", "qemu:" and
+ * "qemu:dirty-bitmap:". Unknown ones select nothing. */
 static void meta_query(const struct nbd_session *s, const char *q, struct meta_choice *c)
 {
     bool list = s->opt == NBD_OPT_LIST_META_CONTEXT;
@@ -277,13 +299,18 @@ static void meta_query(const struct nbd_session *s, const char *q, struct meta_c
         if ((list && !*q) || strcmp(q, "allocation-depth") == 0) {
             c->allocation_depth |= s->exp->allocation_depth;
         }
+        if (list && !*q) {
+            c->bitmaps |= all_bitmaps(s->exp);
+        } else if (strncmp(q, "dirty-bitmap:", 13) == 0) {
+            meta_query_bitmap(s, q + 13, list, c);
+        }
     }
 }
 
 static int send_meta_context(struct nbd_session *s, const char *name, uint32_t id,
                              struct error *err)
 {
-    uint8_t buf[4 + 64];
+    uint8_t buf[4 + 32 + NBD_MAX_STRING_SIZE];
     size_t len = strlen(name);
     /* LIST replies carry id 0: the ids only mean something after SET. */
     st_be32(buf, s->opt == NBD_OPT_LIST_META_CONTEXT ? 0 : id);
@@ -336,6 +363,7 @@ static int handle_meta_context(struct nbd_session *s, struct error *err)
     if (set) {
         /* A SET replaces the previous choice, even when it fails. */
         s->meta_base_allocation = s->meta_allocation_depth = false;
+        s->meta_bitmaps = 0;
     }
     char *name;
     int ret = opt_read_string(s, &name, NULL, err);
@@ -359,6 +387,7 @@ static int handle_meta_context(struct nbd_session *s, struct error *err)
     if (!set && count == 0) {
         c.base_allocation = true;
         c.allocation_depth = s->exp->allocation_depth;
+        c.bitmaps = all_bitmaps(s->exp);
     } else {
         ret = read_queries(s, count, &c, err);
         if (ret <= 0) {
@@ -374,12 +403,20 @@ static int handle_meta_context(struct nbd_session *s, struct error *err)
     if (ret >= 0 && c.allocation_depth) {
         ret = send_meta_context(s, "qemu:allocation-depth", NBD_META_ID_ALLOCATION_DEPTH, err);
     }
+    for (int i = 0; ret >= 0 && i < s->exp->n_bitmaps; i++) {
+        if (c.bitmaps & (1u << i)) {
+            char context[32 + NBD_MAX_STRING_SIZE];
+            snprintf(context, sizeof(context), "qemu:dirty-bitmap:%s", s->exp->bitmaps[i]);
+            ret = send_meta_context(s, context, NBD_META_ID_DIRTY_BITMAP + (uint32_t)i, err);
+        }
+    }
     if (ret >= 0) {
         ret = send_rep(s, NBD_REP_ACK, NULL, 0, err);
     }
     if (ret >= 0 && set) {
         s->meta_base_allocation = c.base_allocation;
         s->meta_allocation_depth = c.allocation_depth;
+        s->meta_bitmaps = c.bitmaps;
     }
     return ret < 0 ? ret : 0;
 }

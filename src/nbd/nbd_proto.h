@@ -105,10 +105,13 @@ enum {
 /* base:allocation extent flags. */
 #define NBD_STATE_HOLE              (1u << 0)
 #define NBD_STATE_ZERO              (1u << 1)
+/* qemu:dirty-bitmap: extent flag. */
+#define NBD_STATE_DIRTY             (1u << 0)
 
 /* Meta context ids this server hands out (as QEMU numbers them). */
 #define NBD_META_ID_BASE_ALLOCATION 0
 #define NBD_META_ID_ALLOCATION_DEPTH 1
+#define NBD_META_ID_DIRTY_BITMAP    2   /* + the bitmap's index */
 
 /* Error values on the wire. */
 #define NBD_EPERM                   1

@@ -34,6 +34,7 @@ struct nbd_session {
     bool structured_reply;
     bool meta_base_allocation;      /* contexts selected by SET_META_CONTEXT */
     bool meta_allocation_depth;
+    uint32_t meta_bitmaps;          /* bit i: qemu:dirty-bitmap: of exported bitmap i */
 
     /* Transmission: replies of concurrent requests must not interleave
      * within a message. */

@@ -206,6 +206,25 @@ static uint32_t context_flags(uint32_t context, const struct nbd_status *st)
     return (st->data ? 0 : NBD_STATE_HOLE) | (st->zero ? NBD_STATE_ZERO : 0);
 }
 
+/* One run of a context's status at off: its length (at most len) and flags. */
+static int context_status(struct nbd_session *s, uint32_t context, uint64_t off, uint64_t len,
+                          uint64_t *run, uint32_t *flags, struct error *err)
+{
+    if (context >= NBD_META_ID_DIRTY_BITMAP) {
+        bool dirty = false;
+        *run = len;
+        int ret = nbd_export_bitmap_status(s->exp, (int)(context - NBD_META_ID_DIRTY_BITMAP), off,
+                                           run, &dirty, err);
+        *flags = dirty ? NBD_STATE_DIRTY : 0;
+        return ret;
+    }
+    struct nbd_status st;
+    int ret = nbd_export_status(s->exp, off, len, &st, err);
+    *run = st.len;
+    *flags = ret < 0 ? 0 : context_flags(context, &st);
+    return ret;
+}
+
 static int send_block_status(struct nbd_session *s, const struct nbd_request *r, uint32_t context,
                              bool last, struct error *err)
 {
@@ -217,16 +236,17 @@ static int send_block_status(struct nbd_session *s, const struct nbd_request *r,
         return send_error_chunk(s, r, ENOMEM, "can't get block status", err);
     }
     while (done < r->len) {
-        struct nbd_status st;
+        uint64_t run;
+        uint32_t flags;
         struct error ioerr = {0};
-        ret = nbd_export_status(s->exp, r->from + done, r->len - done, &st, &ioerr);
+        ret = context_status(s, context, r->from + done, r->len - done, &run, &flags, &ioerr);
         if (ret < 0) {
             break;
         }
-        if (!extents_add(&e, st.len, context_flags(context, &st))) {
+        if (!extents_add(&e, run, flags)) {
             break;
         }
-        done += st.len;
+        done += run;
     }
     if (ret < 0) {
         ret = send_error_chunk(s, r, -ret, "can't get block status", err);
@@ -246,15 +266,26 @@ static int cmd_block_status(struct nbd_session *s, const struct nbd_request *r, 
     if (!r->len) {
         return send_generic(s, r, EINVAL, "need non-zero length", err);
     }
-    if (!s->meta_base_allocation && !s->meta_allocation_depth) {
+    /* The selected contexts in id order; the last reply chunk says done. */
+    uint32_t ids[2 + NBD_MAX_EXPORT_BITMAPS];
+    int n = 0;
+    if (s->meta_base_allocation) {
+        ids[n++] = NBD_META_ID_BASE_ALLOCATION;
+    }
+    if (s->meta_allocation_depth) {
+        ids[n++] = NBD_META_ID_ALLOCATION_DEPTH;
+    }
+    for (int i = 0; i < s->exp->n_bitmaps; i++) {
+        if (s->meta_bitmaps & (1u << i)) {
+            ids[n++] = NBD_META_ID_DIRTY_BITMAP + (uint32_t)i;
+        }
+    }
+    if (n == 0) {
         return send_generic(s, r, EINVAL, "CMD_BLOCK_STATUS not negotiated", err);
     }
     int ret = 0;
-    if (s->meta_base_allocation) {
-        ret = send_block_status(s, r, NBD_META_ID_BASE_ALLOCATION, !s->meta_allocation_depth, err);
-    }
-    if (ret == 0 && s->meta_allocation_depth) {
-        ret = send_block_status(s, r, NBD_META_ID_ALLOCATION_DEPTH, true, err);
+    for (int i = 0; i < n && ret == 0; i++) {
+        ret = send_block_status(s, r, ids[i], i == n - 1, err);
     }
     return ret;
 }

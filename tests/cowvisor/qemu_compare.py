@@ -41,12 +41,16 @@ def connect(path):
     return f
 
 
-def ask(f, cmd):
-    f.write(json.dumps({"execute": cmd}).encode() + b"\n")
+def ask_args(f, cmd, args):
+    f.write(json.dumps({"execute": cmd, "arguments": args}).encode() + b"\n")
     while True:
         r = json.loads(f.readline())
         if "event" not in r:
             return r
+
+
+def ask(f, cmd):
+    return ask_args(f, cmd, {})
 
 
 def kind(v):
@@ -106,4 +110,5 @@ def main():
     sys.exit(1 if failed else 0)
 
 
-main()
+if __name__ == "__main__":
+    main()

@@ -52,6 +52,11 @@ bool loop_alive(struct fixture *f, int timeout_ms)
 
 struct fixture *start(const char *spec_fmt)
 {
+    return start_config(&qmp_fixture_config, spec_fmt);
+}
+
+struct fixture *start_config(const struct machine_config *cfg, const char *spec_fmt)
+{
     struct fixture *f = calloc(1, sizeof(*f));
     assert_non_null(f);
     snprintf(f->dir, sizeof(f->dir), "/tmp/cowvisor-qmp-XXXXXX");
@@ -59,7 +64,7 @@ struct fixture *start(const char *spec_fmt)
     snprintf(f->path, sizeof(f->path), "%s/qmp.sock", f->dir);
     char spec[256];
     snprintf(spec, sizeof(spec), spec_fmt, f->path);
-    f->m = stub_machine_create(&qmp_fixture_config);
+    f->m = stub_machine_create(cfg);
     struct error err = { 0 };
     assert_int_equal(qmp_server_start(&f->qmp, f->m, spec, &err), 0);
     assert_int_equal(pipe2(f->beat_in, O_CLOEXEC), 0);

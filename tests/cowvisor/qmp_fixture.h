@@ -24,6 +24,8 @@ extern const struct machine_config qmp_fixture_config;
 
 /* spec_fmt: the --qmp argument with %s for a fresh socket path. */
 struct fixture *start(const char *spec_fmt);
+/* The same on another machine configuration (it must outlive the fixture). */
+struct fixture *start_config(const struct machine_config *cfg, const char *spec_fmt);
 /* Ends the loop with QMP's quit through a fresh client on addr (NULL: the
  * UNIX socket), then frees everything. */
 void stop(struct fixture *f, const char *addr);

@@ -8,6 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "block/blockdev.h"
 
 struct machine {
     const struct machine_config *cfg;
@@ -144,6 +147,13 @@ int machine_cpu_count(const struct machine *m) { return m->cfg->cpus; }
 int machine_cpu_thread_id(const struct machine *m, int i) { return 0; }
 int machine_disk_count(const struct machine *m) { return m->cfg->ndisks; }
 
+/* The real image when the disk's file exists (dirty bitmap commands and
+ * block jobs use it). */
+static struct blockdev *stub_disk(struct machine *m, int i)
+{
+    return real_disk(m, i);
+}
+
 int machine_disk_chain(struct machine *m, int i, struct disk_layer *out, int max, bool *read_only)
 {
     const struct disk_config *d = &m->cfg->disks[i];
@@ -152,12 +162,13 @@ int machine_disk_chain(struct machine *m, int i, struct disk_layer *out, int max
         *read_only = blockdev_is_read_only(m->disks[i]);
         for (struct blockdev *bd = m->disks[i]; bd && n < max; bd = blockdev_backing(bd)) {
             out[n++] = (struct disk_layer){ blockdev_filename(bd), blockdev_format(bd), blockdev_backing_filename(bd),
-                                            blockdev_size(bd), blockdev_cluster_size(bd) };
+                                            blockdev_size(bd), blockdev_cluster_size(bd), bd };
         }
         return n;
     }
     out[0] = (struct disk_layer){ .filename = d->file, .format = d->format ? d->format : "raw",
-                                  .size = m->disk_size[i] ? m->disk_size[i] : 8u << 20, .cluster_size = 65536 };
+                                  .size = m->disk_size[i] ? m->disk_size[i] : 8u << 20, .cluster_size = 65536,
+                                  .bd = stub_disk(m, i) };
     *read_only = d->read_only;
     return 1;
 }

@@ -322,7 +322,7 @@ struct convert_args {
     const char *fmt, *out_fmt, *backing, *backing_fmt, *cache, *src_cache, *snapshot;
     struct options opts;
     bool has_opts, compress, skip_create, quiet, show_progress, share, target_is_zero;
-    bool out_of_order, copy_offload, sparse_given;
+    bool out_of_order, copy_offload, sparse_given, bitmaps, skip_broken;
     int64_t min_sparse;
     long workers;
 };
@@ -338,6 +338,7 @@ static void parse_args(int argc, char **argv, struct convert_args *a)
         { "target-image-opts", no_argument, NULL, OPT_TARGET_IMAGE_OPTS },
         { "salvage", no_argument, NULL, OPT_SALVAGE },
         { "bitmaps", no_argument, NULL, OPT_BITMAPS },
+        { "skip-broken-bitmaps", no_argument, NULL, OPT_SKIP_BROKEN },
         { NULL, 0, NULL, 0 },
     };
     int c;
@@ -395,8 +396,9 @@ static void parse_args(int argc, char **argv, struct convert_args *a)
         case OPT_IMAGE_OPTS: image_opts = true; break;
         case OPT_OBJECT:
         case OPT_TARGET_IMAGE_OPTS:
+        case OPT_BITMAPS: a->bitmaps = true; break;
+        case OPT_SKIP_BROKEN: a->skip_broken = true; break;
         case OPT_SALVAGE:
-        case OPT_BITMAPS:
             report("%s is not supported", argv[optind - 1]);
             exit(EXIT_ERR);
         default: bad_option(c, argv);
@@ -407,7 +409,9 @@ static void parse_args(int argc, char **argv, struct convert_args *a)
 /* Checks of option combinations, in qemu-img's order. */
 static int check_args(struct convert_args *a)
 {
-    if (a->copy_offload && a->compress) {
+    if (a->skip_broken && !a->bitmaps) {
+        report("Use of --skip-broken-bitmaps requires --bitmaps");
+    } else if (a->copy_offload && a->compress) {
         report("Cannot enable copy offloading when -c is used");
     } else if (a->copy_offload && a->sparse_given) {
         report("Cannot enable copy offloading when -S is used");
@@ -570,11 +574,22 @@ int cmd_convert(int argc, char **argv)
         report("Cannot use --target-is-zero when the destination image has a backing file");
         goto out;
     }
+    if (a.bitmaps && nsrc > 1) {
+        report("Copying bitmaps only possible with single source");
+        goto out;
+    }
+    if (a.bitmaps && convert_check_bitmaps(cv->src[0].bd, a.skip_broken) < 0) {
+        goto out;
+    }
     if (!a.skip_create && !format_known(a.out_fmt)) {
         report("Unknown file format '%s'", a.out_fmt);
         goto out;
     }
     if (create_target(cv, &a) < 0 || open_target(cv, &a) < 0) {
+        goto out;
+    }
+    if (a.bitmaps && !blockdev_supports_persistent_bitmaps(cv->target)) {
+        report("Format driver '%s' does not support bitmaps", blockdev_format(cv->target));
         goto out;
     }
     cv->compress = a.compress;
@@ -595,6 +610,10 @@ int cmd_convert(int argc, char **argv)
     bool unsafe = !a.cache || strcmp(a.cache, "unsafe") == 0;
     if (rc == 0 && !unsafe && blockdev_flush(cv->target, &err) < 0) {
         report("%s", err.msg);
+        rc = -1;
+    }
+    if (rc == 0 && a.bitmaps && convert_copy_bitmaps(cv->src[0].bd, cv->target,
+                                                    a.skip_broken) < 0) {
         rc = -1;
     }
     if (rc == 0) {

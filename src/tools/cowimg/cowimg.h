@@ -20,7 +20,7 @@ enum {
     OPT_OUTPUT = 256, OPT_BACKING_CHAIN, OPT_OBJECT, OPT_IMAGE_OPTS, OPT_SHRINK,
     OPT_PREALLOCATION, OPT_PATTERN, OPT_FLUSH_INTERVAL, OPT_NO_DRAIN, OPT_START_OFFSET,
     OPT_MAX_LENGTH, OPT_SIZE, OPT_TARGET_IS_ZERO, OPT_SALVAGE, OPT_FORCE, OPT_BITMAPS,
-    OPT_TARGET_IMAGE_OPTS,
+    OPT_TARGET_IMAGE_OPTS, OPT_SKIP_BROKEN,
 };
 
 enum output_format { OUTPUT_HUMAN, OUTPUT_JSON };
@@ -93,6 +93,11 @@ int cmd_rebase(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
 int cmd_amend(int argc, char **argv);
+int cmd_bitmap(int argc, char **argv);
+
+/* convert --bitmaps (convert_bitmaps.c): -1 after reporting. */
+int convert_check_bitmaps(struct blockdev *src, bool skip_broken);
+int convert_copy_bitmaps(struct blockdev *src, struct blockdev *dst, bool skip_broken);
 
 struct blockdev_snapshot_info;
 /* "Snapshot list:" and the table, as qemu-img snapshot -l and info print it. */

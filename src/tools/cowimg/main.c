@@ -13,6 +13,9 @@ struct command {
 
 static const struct command commands[] = {
     { "amend", cmd_amend, "amend [-p] [-q] [-f fmt] [-t cache] [--force] -o options filename" },
+    { "bitmap", cmd_bitmap, "bitmap (--merge SOURCE | --add | --remove | --clear | --enable | "
+      "--disable)... [-b source_file [-F source_fmt]] [-g granularity] [--object objectdef] "
+      "[--image-opts | -f fmt] filename bitmap" },
     { "bench", cmd_bench, "bench [-c count] [-d depth] [-f fmt] [--flush-interval=flush_interval] "
       "[-n] [--no-drain] [-o offset] [--pattern=pattern] [-q] [-s buffer_size] [-S step_size] "
       "[-t cache] [-w] [-U] filename" },

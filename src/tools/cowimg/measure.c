@@ -11,6 +11,7 @@
 
 struct measure {
     uint64_t required, fully_allocated;
+    uint64_t bitmaps;           /* bytes for the source's persistent bitmaps */
     bool has_bitmaps;
 };
 
@@ -127,7 +128,9 @@ static int measure_qcow2(struct options *o, uint64_t size, struct blockdev *src,
     }
     m->fully_allocated = measure_qcow2_full_size(virtual_size, cluster_size, refcount_bits, extended_l2);
     m->required = m->fully_allocated - virtual_size + required;
-    m->has_bitmaps = version >= 3 && src && (strcmp(blockdev_format(src), "qcow2") == 0);
+    /* Shown when both the source and the target can hold bitmaps. */
+    m->has_bitmaps = version >= 3 && src && blockdev_supports_persistent_bitmaps(src);
+    m->bitmaps = m->has_bitmaps ? blockdev_bitmaps_measure(src, cluster_size) : 0;
     return 0;
 }
 
@@ -151,7 +154,7 @@ static void print_measure(const struct measure *m, enum output_format ofmt)
         printf("required size: %" PRIu64 "\nfully allocated size: %" PRIu64 "\n", m->required,
                m->fully_allocated);
         if (m->has_bitmaps) {
-            printf("bitmaps size: 0\n");
+            printf("bitmaps size: %" PRIu64 "\n", m->bitmaps);
         }
         return;
     }
@@ -159,7 +162,7 @@ static void print_measure(const struct measure *m, enum output_format ofmt)
     json_writer_init(&w, true);
     json_object_begin(&w, NULL);
     if (m->has_bitmaps) {
-        json_uint(&w, "bitmaps", 0);
+        json_uint(&w, "bitmaps", m->bitmaps);
     }
     json_uint(&w, "required", m->required);
     json_uint(&w, "fully-allocated", m->fully_allocated);

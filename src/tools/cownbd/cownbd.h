@@ -23,6 +23,7 @@ struct cownbd_opts {
     bool verbose;
     unsigned open_flags;            /* BDEV_READ_ONLY, BDEV_NO_CACHE */
     struct nbd_export_opts exp;
+    const char *bitmaps[NBD_MAX_EXPORT_BITMAPS];   /* -B, the last first (as qemu-nbd) */
 };
 
 /* "cownbd: message" on stderr, like QEMU's error_report. */

@@ -47,6 +47,7 @@ static void usage(void)
            "\n"
            "Exposing part of the image:\n"
            "  -A, --allocation-depth    expose the allocation depth\n"
+           "  -B, --bitmap=NAME         expose a persistent dirty bitmap\n"
            "\n"
            "General purpose options:\n"
            "  -T, --trace [...]         accepted and ignored (no trace points)\n"
@@ -285,7 +286,17 @@ static bool parse_option(int ch, struct cownbd_opts *o, struct cmdline *cl)
     case OPT_PID_FILE: o->pid_file = optarg; break;
     case 'o': cl->unsupported = cl->unsupported ? cl->unsupported : "-o/--offset"; break;
     case 'l': cl->unsupported = cl->unsupported ? cl->unsupported : "-l/--load-snapshot"; break;
-    case 'B': cl->unsupported = cl->unsupported ? cl->unsupported : "-B/--bitmap"; break;
+    case 'B':
+        if (o->exp.n_bitmaps == NBD_MAX_EXPORT_BITMAPS) {
+            cownbd_error("Too many bitmaps (at most %d)", NBD_MAX_EXPORT_BITMAPS);
+            return false;
+        }
+        /* qemu-nbd prepends each -B: the last one comes first. */
+        memmove(&o->bitmaps[1], &o->bitmaps[0], (size_t)o->exp.n_bitmaps * sizeof(o->bitmaps[0]));
+        o->bitmaps[0] = optarg;
+        o->exp.n_bitmaps++;
+        o->exp.bitmaps = o->bitmaps;
+        break;
     case 'L': cl->unsupported = cl->unsupported ? cl->unsupported : "-L/--list (use qemu-nbd --list)"; break;
     case OPT_OBJECT: cl->unsupported = cl->unsupported ? cl->unsupported : "--object"; break;
     case OPT_IMAGE_OPTS: o->image_opts = true; break;

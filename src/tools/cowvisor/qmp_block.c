@@ -63,6 +63,10 @@ static json_t *device_info(const struct disk_layer *layers, int n, int k, int di
     for (size_t j = 0; j < sizeof(limits) / sizeof(limits[0]); j++) {
         json_object_set_new(o, limits[j], json_integer(0));
     }
+    json_t *bitmaps = qmp_dirty_bitmaps_info(l->bd);
+    if (bitmaps) {
+        json_object_set_new(o, "dirty-bitmaps", bitmaps);
+    }
     json_object_set_new(o, "image", image_info(l, n - k, flat));
     json_object_set_new(o, "write_threshold", json_integer(0));
     json_object_set_new(o, "cache", json_pack("{s:b,s:b,s:b}", "no-flush", 0, "direct", 0, "writeback", 1));

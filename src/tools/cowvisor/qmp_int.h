@@ -130,6 +130,17 @@ void qmp_query_blockstats(struct qmp_server *s, json_t *args, struct qmp_reply *
 extern const struct qmp_arg qmp_blockstats_args[];
 void qmp_query_block_jobs(struct qmp_server *s, json_t *args, struct qmp_reply *r);
 void qmp_block_resize(struct qmp_server *s, json_t *args, struct qmp_reply *r);
+
+/* qmp_bitmap.c */
+extern const struct qmp_arg qmp_bitmap_add_args[], qmp_bitmap_args[], qmp_bitmap_merge_args[];
+void qmp_bitmap_add(struct qmp_server *s, json_t *args, struct qmp_reply *r);
+void qmp_bitmap_remove(struct qmp_server *s, json_t *args, struct qmp_reply *r);
+void qmp_bitmap_clear(struct qmp_server *s, json_t *args, struct qmp_reply *r);
+void qmp_bitmap_enable(struct qmp_server *s, json_t *args, struct qmp_reply *r);
+void qmp_bitmap_disable(struct qmp_server *s, json_t *args, struct qmp_reply *r);
+void qmp_bitmap_merge(struct qmp_server *s, json_t *args, struct qmp_reply *r);
+/* BlockDirtyInfo list of a node's bitmaps, or NULL when it has none. */
+json_t *qmp_dirty_bitmaps_info(struct blockdev *bd);
 extern const struct qmp_arg qmp_block_resize_args[];
 
 /* The machine and the program (qmp_query.c). */
