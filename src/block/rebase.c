@@ -20,14 +20,7 @@ static int read_new(struct blockdev *nb, uint64_t off, uint8_t *buf, uint64_t le
     return blockdev_pread(nb, off, buf, min_u64(len, blockdev_size(nb) - off), err);
 }
 
-static bool all_zero(const uint8_t *p, uint64_t len)
-{
-    return len == 0 || (p[0] == 0 && memcmp(p, p + 1, len - 1) == 0);
-}
-
-/* Writes the runs of sectors where old and new differ; runs where the old
- * backing read zeros become zero writes (zero clusters, as qemu-img's
- * rebase makes them) rather than allocated zero data. */
+/* Writes the runs of sectors where old and new differ. */
 static int write_differences(struct blockdev *overlay, uint64_t off, const uint8_t *old_buf,
                              const uint8_t *new_buf, uint64_t len, struct error *err)
 {
@@ -46,9 +39,7 @@ static int write_differences(struct blockdev *overlay, uint64_t off, const uint8
             }
             pos += n;
         }
-        int ret = all_zero(old_buf + start, pos - start)
-                      ? blockdev_pwrite_zeroes(overlay, off + start, pos - start, 0, err)
-                      : blockdev_pwrite(overlay, off + start, old_buf + start, pos - start, err);
+        int ret = blockdev_pwrite(overlay, off + start, old_buf + start, pos - start, err);
         if (ret < 0) {
             return ret;
         }

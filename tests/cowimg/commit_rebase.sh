@@ -76,16 +76,4 @@ same "rebase onto a missing file" rebase -b nonexist.qcow2 -F qcow2 ov.qcow2
 same "rebase with an unknown format" rebase -b new.qcow2 -F vmdkx ov.qcow2
 same "rebase without -b or -u" rebase ov.qcow2
 
-# Where the old base read zeros and the new one has data, the overlay gets
-# zero clusters, not allocated zero data (QEMU's iotest 252).
-zero_setup() {
-    "$QEMU_IMG" create -q -f qcow2 zov.qcow2 256k
-    "$QEMU_IMG" create -q -f qcow2 znew.qcow2 256k
-    "$QEMU_IO" -c 'write -P 0x22 0 64k' zov.qcow2
-    "$QEMU_IO" -c 'write -P 0x11 128k 64k' znew.qcow2
-}
-twin_do zero_setup
-run_twin rebase -b znew.qcow2 -F qcow2 zov.qcow2
-same "rebase writes zero clusters where the old base read zeros" map --output=json zov.qcow2
-
 done_testing
