@@ -88,6 +88,10 @@ bool machine_handle_memory_fault(struct machine *m);
 /* After such a fault the guest's memory is gone: resuming needs a reset
  * first (QEMU's internal-error state). */
 bool machine_needs_reset(const struct machine *m);
+/* -EIO when guest RAM was found unreadable (machine_handle_memory_fault),
+ * now or since the last reset or load: what reads RAM must not save the
+ * zeros that stand in for lost pages. Checked before and after reading. */
+int machine_memory_intact(struct machine *m, struct error *err);
 
 /* What happened, for a monitor. guest: the guest caused it (not the host
  * through this API). */

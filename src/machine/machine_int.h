@@ -129,10 +129,6 @@ void machine_quiesce(struct machine *m);
 void machine_unquiesce(struct machine *m);
 /* Power-on state again: vCPUs, devices and the boot image (vCPUs stopped). */
 int machine_reset(struct machine *m, struct error *err);
-/* -EIO when guest RAM was found unreadable (machine_handle_memory_fault),
- * now or since the last reset or load: what reads RAM must not save the
- * zeros that stand in for lost pages. Checked before and after reading. */
-int machine_memory_intact(struct machine *m, struct error *err);
 /* Guest memory's dirty tracking off: the next diff snapshot has no parent. */
 void machine_forget_snapshot_chain(struct machine *m);
 /* machine_memsave with the paging registers given (machine_memdump.c;

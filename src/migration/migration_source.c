@@ -518,7 +518,8 @@ static int complete(struct migration_source *s)
     stop_guest(s);
     int ret;
     if ((!s->p.share_memfd && (ret = guest_memory_dirty_harvest(s->mem, &s->todo, &s->err)) < 0) ||
-        (ret = send_pass(s, true)) < 0 || (ret = hand_disks_over(s)) < 0 ||
+        (ret = send_pass(s, true)) < 0 || (ret = machine_memory_intact(s->m, &s->err)) < 0 ||
+        (ret = hand_disks_over(s)) < 0 ||
         (ret = machine_state_save(s->m, &s->w, &s->err)) < 0) {
         return ret;
     }
@@ -728,7 +729,11 @@ static void *source_main(void *opaque)
 
 int migration_source_check(struct machine *m, const struct migration_params *p, struct error *err)
 {
-    return p->block_incremental ? mig_disk_check(m, err) : 0;
+    int ret = machine_memory_intact(m, err);     /* lost pages would go out as zeros */
+    if (ret == 0 && p->block_incremental) {
+        ret = mig_disk_check(m, err);
+    }
+    return ret;
 }
 
 int migration_source_start(struct migration_source **out, struct machine *m, int fd,

@@ -15,6 +15,7 @@
 
 #include "bare_machine.h"
 #include "machine/machine_int.h"
+#include "migration/migration.h"
 
 static const struct machine_config config = {
     .memory = 16 << 20,
@@ -209,6 +210,10 @@ static void test_snapshot_of_lost_memory_refused(void **state)
     assert_non_null(strstr(err.msg, "guest memory was lost"));
     error_clear(&err);
     assert_true(machine_pmemsave(b, 0, 4096, "/dev/null", &err) < 0);
+    error_clear(&err);
+    struct migration_params mp = { 0 };
+    assert_true(migration_source_check(b, &mp, &err) < 0);     /* nor migrates them */
+    assert_non_null(strstr(err.msg, "guest memory was lost"));
     bare_destroy(a);
     bare_destroy(b);
 }
