@@ -78,7 +78,10 @@ int machine_load_boot_image(struct machine *m, struct error *err)
     if (ret < 0) {
         return ret;
     }
-    return m->cfg->bios ? load_firmware(m, err) : load_kernel(m, err);
+    if (m->cfg->bios) {
+        return load_firmware(m, err);
+    }
+    return (ret = load_kernel(m, err)) < 0 ? ret : machine_write_acpi(m, err);
 }
 
 /* Registration order is the order state is saved and devices reset in. */
@@ -93,8 +96,10 @@ static int compose(struct machine *m, struct error *err)
         (ret = machine_add_cpus(m, err)) < 0 ||
         (cfg->record_replay && (ret = machine_add_replay_devices(m, err)) < 0) ||
         (ret = machine_add_pc_devices(m, err)) < 0 ||
+        (ret = machine_add_acpi(m, err)) < 0 ||
         (cfg->bios && (ret = machine_add_fw_cfg(m, err)) < 0) ||
         (ret = machine_add_virtio(m, err)) < 0 ||
+        (ret = machine_build_acpi(m, err)) < 0 ||
         (ret = machine_load_boot_image(m, err)) < 0) {
         return ret;
     }
@@ -131,6 +136,7 @@ void machine_destroy(struct machine *m)
     machine_console_close(m);
     free(m->boot_image);
     free(m->boot_initrd);
+    free(m->acpi_image);
     free(m);
 }
 

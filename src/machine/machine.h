@@ -79,6 +79,9 @@ void machine_pause(struct machine *m);
 void machine_resume(struct machine *m);
 /* A reset asked for by the host; while paused it happens at resume. */
 void machine_request_reset(struct machine *m);
+/* Presses the ACPI power button (QMP system_powerdown): a guest that
+ * handles it powers off (its S5), one that does not goes on. */
+void machine_power_button(struct machine *m);
 /* Ends machine_run with exit status 0 (the monitor's quit). */
 void machine_quit(struct machine *m);
 /* Guest RAM found unreadable (a restored memory file truncated since):

@@ -5,6 +5,8 @@
 
 #include <limits.h>
 
+#include "hw/acpi_pcihp.h"
+#include "hw/acpi_pm.h"
 #include "hw/cmos_rtc.h"
 #include "hw/fw_cfg.h"
 #include "hw/pci.h"
@@ -63,6 +65,10 @@ struct machine {
     struct cmos_rtc rtc;
     struct pci_host pci;
     struct fw_cfg fw_cfg;           /* only with --bios */
+    struct acpi_pm acpi_pm;
+    struct acpi_pcihp pcihp;
+    uint8_t *acpi_image;            /* RSDP and tables for a kernel boot (machine_acpi.c) */
+    size_t acpi_image_len;
     struct cpu_slot cpus[VM_MAX_CPUS + 1];
     struct blockdev *disks[MACHINE_MAX_DISKS];
     struct machine_disk_ref { struct machine *m; int i; } disk_refs[MACHINE_MAX_DISKS];  /* block job hosts */
@@ -112,6 +118,13 @@ unsigned machine_mmio_irq(struct machine *m, int n);
 /* The PC devices and, with firmware, fw_cfg (machine_pc.c). */
 int machine_add_pc_devices(struct machine *m, struct error *err);
 int machine_add_fw_cfg(struct machine *m, struct error *err);
+/* The ACPI PM device and PCI hotplug registers (machine_acpi.c); the
+ * tables once every cold-plugged device is there (to fw_cfg with
+ * firmware, kept for the kernel's boot otherwise), written into guest
+ * memory at each kernel (re)load. */
+int machine_add_acpi(struct machine *m, struct error *err);
+int machine_build_acpi(struct machine *m, struct error *err);
+int machine_write_acpi(struct machine *m, struct error *err);
 /* The virtio devices on their transports (machine_virtio.c); a slot
  * registers as "virtio.N" with these operations. */
 extern const struct device_ops machine_virtio_slot_ops;

@@ -18,7 +18,7 @@ struct machine {
     enum machine_run_state state;
     machine_event_fn hook;
     void *hook_opaque;
-    int pauses, resumes, resets, quits;
+    int pauses, resumes, resets, quits, power_buttons;
     bool memory_lost;
     uint64_t disk_size[MACHINE_MAX_DISKS];  /* 0: 8 MiB */
     struct machine_replay_info replay;
@@ -66,7 +66,8 @@ void stub_machine_destroy(struct machine *m)
 int stub_machine_calls(struct machine *m, const char *what)
 {
     return strcmp(what, "pause") == 0 ? m->pauses : strcmp(what, "resume") == 0 ? m->resumes
-         : strcmp(what, "reset") == 0 ? m->resets : m->quits;
+         : strcmp(what, "reset") == 0 ? m->resets : strcmp(what, "power-button") == 0 ? m->power_buttons
+         : m->quits;
 }
 
 static void emit(struct machine *m, enum machine_event ev)
@@ -129,6 +130,11 @@ void stub_machine_lose_memory(struct machine *m)
 {
     machine_pause(m);
     __atomic_store_n(&m->memory_lost, true, __ATOMIC_SEQ_CST);
+}
+
+void machine_power_button(struct machine *m)
+{
+    m->power_buttons++;
 }
 
 void machine_quit(struct machine *m)

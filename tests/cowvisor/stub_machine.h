@@ -9,7 +9,8 @@
 
 struct machine *stub_machine_create(const struct machine_config *cfg);
 void stub_machine_destroy(struct machine *m);
-/* How many times the monitor paused, resumed, reset or quit the machine. */
+/* How many times the monitor paused, resumed, reset or quit the machine
+ * or pressed its power button ("power-button"). */
 int stub_machine_calls(struct machine *m, const char *what);
 /* As machine_handle_memory_fault: paused, and only a reset goes on. */
 void stub_machine_lose_memory(struct machine *m);

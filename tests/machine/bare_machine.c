@@ -47,8 +47,10 @@ struct machine *bare_machine(const struct machine_config *cfg)
         must(machine_add_replay_devices(m, &err), "machine_add_replay_devices", &err);
     }
     must(machine_add_pc_devices(m, &err), "machine_add_pc_devices", &err);
+    must(machine_add_acpi(m, &err), "machine_add_acpi", &err);
     must(machine_add_fw_cfg(m, &err), "machine_add_fw_cfg", &err);
     add_rng(m);
+    must(machine_build_acpi(m, &err), "machine_build_acpi", &err);
     return m;
 }
 
@@ -60,5 +62,6 @@ void bare_destroy(struct machine *m)
     guest_memory_destroy(&m->vm.mem);
     bus_destroy(&m->vm.pio);
     bus_destroy(&m->vm.mmio);
+    free(m->acpi_image);
     free(m);
 }

@@ -124,11 +124,11 @@ static void cmd_system_reset(struct qmp_server *s, json_t *args, struct qmp_repl
 
 static void cmd_system_powerdown(struct qmp_server *s, json_t *args, struct qmp_reply *r)
 {
-    /* QEMU presses the ACPI power button; cowvisor's machine has no ACPI
-     * event to deliver, so, like a guest that ignores the button, the VM
-     * goes on. */
+    /* As QEMU: the event, then the ACPI power button; a guest that handles
+     * it powers off (SHUTDOWN follows), one that does not goes on. */
     if (qmp_check_args(args, qmp_no_args, r)) {
         qmp_event(s, "POWERDOWN", NULL);
+        machine_power_button(s->m);
     }
 }
 
