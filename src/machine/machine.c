@@ -129,6 +129,7 @@ void machine_destroy(struct machine *m)
     }
     vm_stop(&m->vm);
     device_registry_destroy(&m->devices);
+    block_nodes_close_all(&m->nodes);
     machine_close_disks(m);
     event_loop_destroy(&m->loop);
     vm_destroy(&m->vm);

@@ -12,6 +12,7 @@
 #include "hw/pci.h"
 #include "hw/system_ports.h"
 #include "hw/uart.h"
+#include "machine/block_nodes.h"
 #include "machine/device_registry.h"
 #include "machine/machine.h"
 #include "state/state_buf.h"
@@ -72,6 +73,7 @@ struct machine {
     struct cpu_slot cpus[VM_MAX_CPUS + 1];
     struct blockdev *disks[MACHINE_MAX_DISKS];
     struct machine_disk_ref { struct machine *m; int i; } disk_refs[MACHINE_MAX_DISKS];  /* block job hosts */
+    struct block_node_table nodes;  /* blockdev-add's named nodes */
     struct virtio_slot virtio[MACHINE_MAX_VIRTIO];
     int nvirtio;
     int nmmio;

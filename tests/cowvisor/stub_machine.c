@@ -3,6 +3,7 @@
 
 #include "block/block_job.h"
 #include "block/blockdev.h"
+#include "machine/block_nodes.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -28,7 +29,10 @@ struct machine {
      * the others are a fixed 8 MiB qcow2 layer. */
     struct blockdev *disks[MACHINE_MAX_DISKS];
     bool tried[MACHINE_MAX_DISKS];
+    struct block_node_table nodes;
 };
+
+struct block_node_table *machine_block_nodes(struct machine *m) { return &m->nodes; }
 
 static struct blockdev *real_disk(struct machine *m, int i)
 {
@@ -56,6 +60,7 @@ struct machine *stub_machine_create(const struct machine_config *cfg)
 
 void stub_machine_destroy(struct machine *m)
 {
+    block_nodes_close_all(&m->nodes);
     for (int i = 0; i < MACHINE_MAX_DISKS; i++) {
         blockdev_close(m->disks[i]);
     }

@@ -259,6 +259,8 @@ const struct qmp_command qmp_commands[] = {
     { "query-blockstats", qmp_query_blockstats, qmp_blockstats_args },
     { "query-block-jobs", qmp_query_block_jobs, NULL },
     { "block_resize", qmp_block_resize, qmp_block_resize_args },
+    { "blockdev-add", qmp_blockdev_add, NULL },
+    { "blockdev-del", qmp_blockdev_del, qmp_blockdev_del_args },
     { "block-dirty-bitmap-add", qmp_bitmap_add, qmp_bitmap_add_args },
     { "block-dirty-bitmap-remove", qmp_bitmap_remove, qmp_bitmap_args },
     { "block-dirty-bitmap-clear", qmp_bitmap_clear, qmp_bitmap_args },

@@ -130,6 +130,10 @@ void qmp_query_blockstats(struct qmp_server *s, json_t *args, struct qmp_reply *
 extern const struct qmp_arg qmp_blockstats_args[];
 void qmp_query_block_jobs(struct qmp_server *s, json_t *args, struct qmp_reply *r);
 void qmp_block_resize(struct qmp_server *s, json_t *args, struct qmp_reply *r);
+/* blockdev-add, blockdev-del (qmp_blockdev.c). */
+void qmp_blockdev_add(struct qmp_server *s, json_t *args, struct qmp_reply *r);
+void qmp_blockdev_del(struct qmp_server *s, json_t *args, struct qmp_reply *r);
+extern const struct qmp_arg qmp_blockdev_del_args[];
 
 /* qmp_bitmap.c */
 extern const struct qmp_arg qmp_bitmap_add_args[], qmp_bitmap_args[], qmp_bitmap_merge_args[];
