@@ -1,7 +1,7 @@
 /* The machine's ACPI: the PM device (power button, S5) and the PCI
  * hotplug registers on their ports, and the tables describing the machine
  * as composed, given to a kernel in the BIOS area or to firmware through
- * fw_cfg's table loader. */
+ * fw_cfg's table loader. The hotplug registers: machine_hotplug.c. */
 #include "machine/machine_int.h"
 
 #include <errno.h>
@@ -30,11 +30,6 @@ int machine_add_acpi(struct machine *m, struct error *err)
         acpi_pm_destroy(&m->acpi_pm);
         return ret;
     }
-    acpi_pcihp_init(&m->pcihp, &m->acpi_pm, NULL, m);
-    if ((ret = machine_add_device(m, "acpi-pcihp", -1, &acpi_pcihp_device_ops, &m->pcihp, err)) < 0) {
-        acpi_pcihp_destroy(&m->pcihp);
-        return ret;
-    }
     struct bus *pio = &m->vm.pio;
     if ((ret = bus_register(pio, ACPI_PM1_EVT_PORT, ACPI_PM_BLOCK_LEN, acpi_pm_read, acpi_pm_write, &m->acpi_pm,
                             "acpi-pm", err)) < 0 ||
@@ -42,8 +37,7 @@ int machine_add_acpi(struct machine *m, struct error *err)
                             "acpi-gpe0", err)) < 0) {
         return ret;
     }
-    return bus_register(pio, ACPI_PCIHP_PORT, ACPI_PCIHP_LEN, acpi_pcihp_read, acpi_pcihp_write, &m->pcihp,
-                        "acpi-pcihp", err);
+    return machine_add_pci_hotplug(m, err);
 }
 
 /* What the tables say, from the machine as composed: the slots still free

@@ -31,6 +31,17 @@ struct virtio_slot {
     struct virtio_pci *pci;
 };
 
+/* A device_add'ed virtio-blk-pci ("virtio-hotplug.<PCI slot>" in the
+ * registry) over a named block node (machine_hotplug.c). */
+#define MACHINE_MAX_HOTPLUG 8
+struct hotplugged {
+    int pci_slot;                   /* 0: this entry is free */
+    char id[64];
+    struct virtio_slot slot;
+    struct block_node *node;
+    bool unplug_requested;
+};
+
 /* The KVM VM's and each vCPU's state at power-on, loaded again at reset. */
 struct cpu_slot {
     struct vm *vm;
@@ -70,6 +81,11 @@ struct machine {
     struct acpi_pcihp pcihp;
     uint8_t *acpi_image;            /* RSDP and tables for a kernel boot (machine_acpi.c) */
     size_t acpi_image_len;
+    struct hotplugged hotplug[MACHINE_MAX_HOTPLUG];
+    uint32_t ejected_slots;         /* the guest ejected them; the main loop removes (atomic) */
+    int eject_fd;                   /* wakes the main loop for that */
+    machine_device_deleted_fn device_deleted_hook;
+    void *device_deleted_opaque;
     struct cpu_slot cpus[VM_MAX_CPUS + 1];
     struct blockdev *disks[MACHINE_MAX_DISKS];
     struct machine_disk_ref { struct machine *m; int i; } disk_refs[MACHINE_MAX_DISKS];  /* block job hosts */
@@ -127,6 +143,10 @@ int machine_add_fw_cfg(struct machine *m, struct error *err);
 int machine_add_acpi(struct machine *m, struct error *err);
 int machine_build_acpi(struct machine *m, struct error *err);
 int machine_write_acpi(struct machine *m, struct error *err);
+/* The hotplug registers with the guest's ejects served in the main loop
+ * (machine_hotplug.c); tests without a main loop serve them directly. */
+int machine_add_pci_hotplug(struct machine *m, struct error *err);
+void machine_pci_process_ejects(struct machine *m);
 /* The virtio devices on their transports (machine_virtio.c); a slot
  * registers as "virtio.N" with these operations. */
 extern const struct device_ops machine_virtio_slot_ops;

@@ -42,6 +42,7 @@ struct machine *bare_machine(const struct machine_config *cfg)
     bus_init(&m->vm.pio, "port I/O");
     bus_init(&m->vm.mmio, "MMIO");
     device_registry_init(&m->devices);
+    must(event_loop_init(&m->loop, &err), "event_loop_init", &err);
     must(guest_memory_create(&m->vm.mem, cfg->memory, &err), "guest_memory_create", &err);
     if (cfg->record_replay) {
         must(machine_add_replay_devices(m, &err), "machine_add_replay_devices", &err);
@@ -57,8 +58,10 @@ struct machine *bare_machine(const struct machine_config *cfg)
 void bare_destroy(struct machine *m)
 {
     device_registry_destroy(&m->devices);
+    block_nodes_close_all(&m->nodes);
     machine_close_disks(m);
     machine_replay_free(m);
+    event_loop_destroy(&m->loop);
     guest_memory_destroy(&m->vm.mem);
     bus_destroy(&m->vm.pio);
     bus_destroy(&m->vm.mmio);
