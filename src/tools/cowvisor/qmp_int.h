@@ -135,6 +135,12 @@ void qmp_blockdev_add(struct qmp_server *s, json_t *args, struct qmp_reply *r);
 void qmp_blockdev_del(struct qmp_server *s, json_t *args, struct qmp_reply *r);
 extern const struct qmp_arg qmp_blockdev_del_args[];
 
+/* device_add, device_del (qmp_device.c); the machine's device-deleted hook. */
+void qmp_device_add(struct qmp_server *s, json_t *args, struct qmp_reply *r);
+void qmp_device_del(struct qmp_server *s, json_t *args, struct qmp_reply *r);
+extern const struct qmp_arg qmp_device_add_args[], qmp_device_del_args[];
+void qmp_device_deleted(void *opaque, const char *id);
+
 /* qmp_bitmap.c */
 extern const struct qmp_arg qmp_bitmap_add_args[], qmp_bitmap_args[], qmp_bitmap_merge_args[];
 void qmp_bitmap_add(struct qmp_server *s, json_t *args, struct qmp_reply *r);
