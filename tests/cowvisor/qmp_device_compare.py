@@ -16,7 +16,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from qemu_compare import ask_args, connect  # noqa: E402
+from qemu_compare import ask_args, compare_steps, connect  # noqa: E402
 
 BLK = "virtio-blk-pci"
 STEPS = [
@@ -39,7 +39,7 @@ STEPS = [
 ]
 
 
-def normalize(r):
+def normalize(cmd, r):
     if "error" in r:
         return {"error": r["error"]["class"], "desc": r["error"]["desc"]}
     return r["return"]
@@ -71,17 +71,7 @@ def main():
     ask_args(q, "qmp_capabilities", {})
     ask_args(c, "qmp_capabilities", {})
     print(f"1..{len(STEPS) + 1}")
-    failed = 0
-    evq, evc = [], []
-    for i, (cmd, args) in enumerate(STEPS, 1):
-        rq = normalize(ask_args(q, cmd, args))
-        rc = normalize(ask_args(c, cmd, args))
-        same = rq == rc
-        print(("ok" if same else "not ok") + f" {i} - {cmd} {json.dumps(args)[:70]}: as QEMU")
-        if not same:
-            print(f"# QEMU:     {json.dumps(rq)[-400:]}")
-            print(f"# cowvisor: {json.dumps(rc)[-400:]}")
-        failed += not same
+    failed = compare_steps(q, c, STEPS, normalize)
     # Neither paused guest ejected anything: no DEVICE_DELETED, one POWERDOWN.
     evq = [e for e in events(q, "POWERDOWN")] + [("deleted", e) for e in events(q, "DEVICE_DELETED")]
     evc = [e for e in events(c, "POWERDOWN")] + [("deleted", e) for e in events(c, "DEVICE_DELETED")]

@@ -11,16 +11,22 @@
 #include <unistd.h>
 
 
+const struct qmp_arg *qmp_arg_find(const struct qmp_arg *spec, const char *key)
+{
+    const struct qmp_arg *a = spec;
+    while (a->name && strcmp(a->name, key) != 0) {
+        a++;
+    }
+    return a->name ? a : NULL;
+}
+
 bool qmp_check_args(json_t *args, const struct qmp_arg *spec, struct qmp_reply *r)
 {
     const char *key;
     json_t *v;
     json_object_foreach(args, key, v) {
-        const struct qmp_arg *a = spec;
-        while (a->name && strcmp(a->name, key) != 0) {
-            a++;
-        }
-        if (!a->name) {
+        const struct qmp_arg *a = qmp_arg_find(spec, key);
+        if (!a) {
             qmp_fail(r, QMP_GENERIC, "Parameter '%s' is unexpected", key);
             return false;
         }

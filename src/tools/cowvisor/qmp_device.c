@@ -16,24 +16,20 @@ const struct qmp_arg qmp_device_add_args[] = {
 };
 const struct qmp_arg qmp_device_del_args[] = { { "id", JSON_STRING, false }, { NULL, 0, false } };
 
-/* The properties of ours we take; QEMU's words for others. */
+/* The properties of ours we take (QEMU's words for others), then their
+ * types as for any command. */
 static bool check_properties(json_t *args, struct qmp_reply *r)
 {
     const char *key;
     json_t *v;
     json_object_foreach(args, key, v) {
-        const struct qmp_arg *a = qmp_device_add_args;
-        while (a->name && strcmp(a->name, key) != 0) {
-            a++;
-        }
-        if (!a->name) {
+        if (!qmp_arg_find(qmp_device_add_args, key)) {
             qmp_fail(r, QMP_GENERIC, "Property '%s.%s' not found", HOTPLUG_DRIVER, key);
             return false;
         }
-        if (!json_is_string(v)) {
-            qmp_fail(r, QMP_GENERIC, "Parameter '%s' expects a string", key);
-            return false;
-        }
+    }
+    if (!qmp_check_args(args, qmp_device_add_args, r)) {
+        return false;
     }
     const char *bus = json_string_value(json_object_get(args, "bus"));
     if (bus && strcmp(bus, "pci.0") != 0) {
@@ -45,14 +41,9 @@ static bool check_properties(json_t *args, struct qmp_reply *r)
 
 void qmp_device_add(struct qmp_server *s, json_t *args, struct qmp_reply *r)
 {
-    json_t *driver = json_object_get(args, "driver");
-    if (!json_is_string(driver)) {
-        qmp_fail(r, QMP_GENERIC, driver ? "Invalid parameter type for 'driver', expected: string"
-                                        : "Parameter 'driver' is missing");
-        return;
-    }
-    if (strcmp(json_string_value(driver), HOTPLUG_DRIVER) != 0) {
-        qmp_fail(r, QMP_GENERIC, "'%s' is not a valid device model name", json_string_value(driver));
+    const char *driver = json_string_value(json_object_get(args, "driver"));
+    if (driver && strcmp(driver, HOTPLUG_DRIVER) != 0) {
+        qmp_fail(r, QMP_GENERIC, "'%s' is not a valid device model name", driver);
         return;
     }
     if (!check_properties(args, r)) {

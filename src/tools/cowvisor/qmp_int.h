@@ -85,6 +85,8 @@ struct qmp_arg {
     bool optional;
 };
 bool qmp_check_args(json_t *args, const struct qmp_arg *spec, struct qmp_reply *r);
+/* spec's member named key, or NULL. */
+const struct qmp_arg *qmp_arg_find(const struct qmp_arg *spec, const char *key);
 extern const struct qmp_arg qmp_no_args[];
 
 /* The command table (qmp_commands.c), ended by a NULL name. */
