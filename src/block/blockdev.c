@@ -658,7 +658,7 @@ void blockdev_write_format_specific(struct blockdev *bd, struct json_writer *w)
         return;
     }
     json_object_begin(w, "format-specific");
-    json_string(w, "type", blockdev_format(bd));
+    json_write_string(w, "type", blockdev_format(bd));
     json_object_begin(w, "data");
     bd->drv->info_json(bd, w);
     json_object_end(w);

@@ -459,16 +459,16 @@ static int64_t qcow2_allocated_size(struct blockdev *bd)
 static void qcow2_info_json(struct blockdev *bd, struct json_writer *w)
 {
     struct qcow2 *s = qcow2_of(bd);
-    json_string(w, "compat", s->version >= 3 ? "1.1" : "0.10");
-    json_string(w, "compression-type", s->compression_type ? "zstd" : "zlib");
+    json_write_string(w, "compat", s->version >= 3 ? "1.1" : "0.10");
+    json_write_string(w, "compression-type", s->compression_type ? "zstd" : "zlib");
     if (s->version >= 3) {
-        json_bool(w, "lazy-refcounts", s->compatible_features & QCOW2_COMPAT_LAZY_REFCOUNTS);
+        json_write_bool(w, "lazy-refcounts", s->compatible_features & QCOW2_COMPAT_LAZY_REFCOUNTS);
     }
     qcow2_bitmaps_info_json(s, w);
-    json_uint(w, "refcount-bits", s->refcount_bits);
+    json_write_uint(w, "refcount-bits", s->refcount_bits);
     if (s->version >= 3) {
-        json_bool(w, "corrupt", s->incompatible_features & QCOW2_INCOMPAT_CORRUPT);
-        json_bool(w, "extended-l2", s->extended_l2);
+        json_write_bool(w, "corrupt", s->incompatible_features & QCOW2_INCOMPAT_CORRUPT);
+        json_write_bool(w, "extended-l2", s->extended_l2);
     }
 }
 

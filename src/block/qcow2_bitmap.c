@@ -774,14 +774,14 @@ void qcow2_bitmaps_info_json(struct qcow2 *s, struct json_writer *w)
         json_object_begin(w, NULL);
         json_array_begin(w, "flags");
         if (e->flags & QCOW2_BME_IN_USE) {
-            json_string(w, NULL, "in-use");
+            json_write_string(w, NULL, "in-use");
         }
         if (e->flags & QCOW2_BME_AUTO) {
-            json_string(w, NULL, "auto");
+            json_write_string(w, NULL, "auto");
         }
         json_array_end(w);
-        json_string(w, "name", e->name);
-        json_uint(w, "granularity", 1ULL << e->granularity_bits);
+        json_write_string(w, "name", e->name);
+        json_write_uint(w, "granularity", 1ULL << e->granularity_bits);
         json_object_end(w);
     }
     json_array_end(w);

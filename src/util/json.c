@@ -132,37 +132,37 @@ void json_object_end(struct json_writer *w) { close_container(w, "}"); }
 void json_array_begin(struct json_writer *w, const char *key) { open_container(w, key, "["); }
 void json_array_end(struct json_writer *w) { close_container(w, "]"); }
 
-void json_int(struct json_writer *w, const char *key, int64_t v)
+void json_write_int(struct json_writer *w, const char *key, int64_t v)
 {
     begin_value(w, key);
     putf(w, "%lld", (long long)v);
 }
 
-void json_uint(struct json_writer *w, const char *key, uint64_t v)
+void json_write_uint(struct json_writer *w, const char *key, uint64_t v)
 {
     begin_value(w, key);
     putf(w, "%llu", (unsigned long long)v);
 }
 
-void json_bool(struct json_writer *w, const char *key, bool v)
+void json_write_bool(struct json_writer *w, const char *key, bool v)
 {
     begin_value(w, key);
     put(w, v ? "true" : "false");
 }
 
-void json_string(struct json_writer *w, const char *key, const char *v)
+void json_write_string(struct json_writer *w, const char *key, const char *v)
 {
     begin_value(w, key);
     put_quoted(w, v);
 }
 
-void json_null(struct json_writer *w, const char *key)
+void json_write_null(struct json_writer *w, const char *key)
 {
     begin_value(w, key);
     put(w, "null");
 }
 
-void json_double(struct json_writer *w, const char *key, double v)
+void json_write_double(struct json_writer *w, const char *key, double v)
 {
     begin_value(w, key);
     putf(w, "%.17g", v);

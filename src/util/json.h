@@ -29,11 +29,11 @@ void json_object_begin(struct json_writer *w, const char *key);
 void json_object_end(struct json_writer *w);
 void json_array_begin(struct json_writer *w, const char *key);
 void json_array_end(struct json_writer *w);
-void json_int(struct json_writer *w, const char *key, int64_t v);
-void json_uint(struct json_writer *w, const char *key, uint64_t v);
-void json_bool(struct json_writer *w, const char *key, bool v);
-void json_string(struct json_writer *w, const char *key, const char *v);
-void json_null(struct json_writer *w, const char *key);
-void json_double(struct json_writer *w, const char *key, double v);
+void json_write_int(struct json_writer *w, const char *key, int64_t v);
+void json_write_uint(struct json_writer *w, const char *key, uint64_t v);
+void json_write_bool(struct json_writer *w, const char *key, bool v);
+void json_write_string(struct json_writer *w, const char *key, const char *v);
+void json_write_null(struct json_writer *w, const char *key);
+void json_write_double(struct json_writer *w, const char *key, double v);
 
 #endif

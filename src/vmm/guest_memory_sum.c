@@ -21,23 +21,36 @@ static bool page_present(const struct guest_bitmap *present, int region, uint64_
     return !present || (present->bits[region][page / 64] & (1ull << (page % 64)));
 }
 
-/* Hashes file bytes [off, off + len) as the file holds them: the region's
- * page where present, zeros elsewhere (a diff file's holes). */
-static void hash_file_range(XXH3_state_t *st, const struct guest_memory *m, const struct guest_bitmap *present,
-                            uint64_t off, uint64_t len)
+/* Calls visit on each page of file bytes [off, off + len), the file being
+ * the regions laid end to end, until visit returns false. */
+static void walk_file_pages(const struct guest_memory *m, uint64_t off, uint64_t len,
+                            bool (*visit)(const struct guest_region *r, int region, uint64_t page, void *ctx),
+                            void *ctx)
 {
     uint64_t region_start = 0;
     for (int i = 0; i < m->count && len > 0; i++) {
         const struct guest_region *r = &m->regions[i];
-        while (len > 0 && off < region_start + r->size) {
-            uint64_t page = (off - region_start) / PAGE;
-            bool have = page_present(present, i, page);
-            XXH3_64bits_update(st, have ? r->hva + page * PAGE : zero_page, PAGE);
-            off += PAGE;
-            len -= PAGE;
+        for (; len > 0 && off < region_start + r->size; off += PAGE, len -= PAGE) {
+            if (!visit(r, i, (off - region_start) / PAGE, ctx)) {
+                return;
+            }
         }
         region_start += r->size;
     }
+}
+
+struct hash_walk {
+    XXH3_state_t *st;
+    const struct guest_bitmap *present;
+};
+
+/* Hashes a page as the file holds it: the region's page where present,
+ * zeros elsewhere (a diff file's holes). */
+static bool hash_page(const struct guest_region *r, int region, uint64_t page, void *ctx)
+{
+    struct hash_walk *h = ctx;
+    XXH3_64bits_update(h->st, page_present(h->present, region, page) ? r->hva + page * PAGE : zero_page, PAGE);
+    return true;
 }
 
 int guest_memory_sums_compute(const struct guest_memory *m, const struct guest_bitmap *present,
@@ -55,30 +68,33 @@ int guest_memory_sums_compute(const struct guest_memory *m, const struct guest_b
     for (uint64_t c = 0; c < sums->count; c++) {
         uint64_t off = c * chunk, len = m->ram_size - off < chunk ? m->ram_size - off : chunk;
         XXH3_64bits_reset(st);
-        hash_file_range(st, m, present, off, len);
+        walk_file_pages(m, off, len, hash_page, &(struct hash_walk){ st, present });
         sums->hash[c] = XXH3_64bits_digest(st);
     }
     XXH3_freeState(st);
     return 0;
 }
 
+struct present_walk {
+    const struct guest_bitmap *present;
+    bool found;
+};
+
+static bool find_present_page(const struct guest_region *r, int region, uint64_t page, void *ctx)
+{
+    struct present_walk *p = ctx;
+    (void)r;
+    p->found = page_present(p->present, region, page);
+    return !p->found;
+}
+
 /* Whether any page of file bytes [off, off + len) is present. */
 static bool range_present(const struct guest_memory *m, const struct guest_bitmap *present, uint64_t off,
                           uint64_t len)
 {
-    uint64_t region_start = 0;
-    for (int i = 0; i < m->count && len > 0; i++) {
-        const struct guest_region *r = &m->regions[i];
-        while (len > 0 && off < region_start + r->size) {
-            if (page_present(present, i, (off - region_start) / PAGE)) {
-                return true;
-            }
-            off += PAGE;
-            len -= PAGE;
-        }
-        region_start += r->size;
-    }
-    return false;
+    struct present_walk p = { present, false };
+    walk_file_pages(m, off, len, find_present_page, &p);
+    return p.found;
 }
 
 int guest_memory_file_verify(int fd, const char *path, const struct guest_memory *m,

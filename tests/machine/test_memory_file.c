@@ -121,6 +121,23 @@ static void test_short_file_refused(void **state)
 
 /* The parent of a diff snapshot is verified too, as what the diff's pages
  * are laid over. */
+/* A file that cannot be read is refused, naming it and the error. */
+static void test_unreadable_file_refused(void **state)
+{
+    struct error err = { 0 };
+    struct machine *m = bare_machine(&config);
+    struct guest_memory_sums sums = { 0 };
+    assert_int_equal(guest_memory_sums_compute(&m->vm.mem, NULL, &sums, &err), 0);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);     /* pread fails with EISDIR */
+    assert_true(fd >= 0);
+    assert_int_equal(guest_memory_file_verify(fd, dir, &m->vm.mem, NULL, &sums, &err), -EISDIR);
+    assert_non_null(strstr(err.msg, "reading memory file"));
+    assert_non_null(strstr(err.msg, dir));
+    close(fd);
+    guest_memory_sums_free(&sums);
+    bare_destroy(m);
+}
+
 static void test_diff_chain_verified(void **state)
 {
     struct error err = { 0 };
@@ -223,6 +240,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_flipped_byte_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_short_file_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unreadable_file_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_diff_chain_verified, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncated_under_running_machine, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_of_lost_memory_refused, setup, teardown),

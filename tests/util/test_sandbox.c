@@ -95,6 +95,15 @@ static void worker_opens(void)
     _exit(0);
 }
 
+/* Nothing uses io_uring since liburing was dropped; a worker that tries is
+ * not doing its work. */
+static void worker_enters_io_uring(void)
+{
+    enter(SANDBOX_IO_WORKER);
+    syscall(SYS_io_uring_enter, -1, 0, 0, 0, NULL, 0);
+    _exit(0);
+}
+
 static void main_loop_execs(void)
 {
     enter(SANDBOX_VMM_MAIN);
@@ -163,6 +172,11 @@ static void test_worker_cannot_open_files(void **state)
     expect_killed(worker_opens, "openat", "I/O worker");
 }
 
+static void test_worker_cannot_use_io_uring(void **state)
+{
+    expect_killed(worker_enters_io_uring, "io_uring_enter", "I/O worker");
+}
+
 static void test_main_loop_cannot_exec(void **state)
 {
     expect_killed(main_loop_execs, "execve", "main loop");
@@ -197,6 +211,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_worker_does_its_work),
         cmocka_unit_test(test_worker_cannot_open_files),
+        cmocka_unit_test(test_worker_cannot_use_io_uring),
         cmocka_unit_test(test_main_loop_cannot_exec),
         cmocka_unit_test(test_nbd_cannot_fork),
         cmocka_unit_test(test_main_loop_does_its_work),

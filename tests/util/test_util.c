@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "util/bswap.h"
 #include "util/error.h"
@@ -116,17 +117,35 @@ static void test_json_pretty(void **state)
     struct json_writer w;
     json_writer_init(&w, true);
     json_object_begin(&w, NULL);
-    json_uint(&w, "virtual-size", 1048576);
-    json_string(&w, "filename", "a \"b\".qcow2");
+    json_write_uint(&w, "virtual-size", 1048576);
+    json_write_string(&w, "filename", "a \"b\".qcow2");
     json_array_begin(&w, "list");
-    json_int(&w, NULL, -1);
-    json_bool(&w, NULL, true);
+    json_write_int(&w, NULL, -1);
+    json_write_bool(&w, NULL, true);
     json_array_end(&w);
     json_object_end(&w);
     assert_string_equal(json_writer_str(&w),
                         "{\n    \"virtual-size\": 1048576,\n    \"filename\": \"a \\\"b\\\".qcow2\",\n"
                         "    \"list\": [\n        -1,\n        true\n    ]\n}");
     json_writer_free(&w);
+}
+
+/* The writer's names once were json_string and json_null, which took the
+ * place of jansson's at link time: jansson callers got our functions. */
+static void test_json_writer_leaves_jansson_alone(void **state)
+{
+    json_t *s = json_string("x");
+    json_t *n = json_null();
+    json_t *packed = json_pack("{s:s, s:n}", "a", "b", "c");
+    assert_non_null(s);
+    assert_true(json_is_string(s));
+    assert_string_equal(json_string_value(s), "x");
+    assert_true(json_is_null(n));
+    assert_non_null(packed);
+    assert_string_equal(json_string_value(json_object_get(packed, "a")), "b");
+    assert_true(json_is_null(json_object_get(packed, "c")));
+    json_decref(s);
+    json_decref(packed);
 }
 
 static void test_options(void **state)
@@ -161,6 +180,7 @@ int main(void)
         cmocka_unit_test(test_size_parse),
         cmocka_unit_test(test_size_format),
         cmocka_unit_test(test_json_pretty),
+        cmocka_unit_test(test_json_writer_leaves_jansson_alone),
         cmocka_unit_test(test_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -52,34 +52,34 @@ static void print_check_json(const struct blockdev_check_result *r, const char *
     json_writer_init(&w, true);
     json_object_begin(&w, NULL);
     if (r->image_end_offset) {
-        json_uint(&w, "image-end-offset", r->image_end_offset);
+        json_write_uint(&w, "image-end-offset", r->image_end_offset);
     }
     if (r->compressed_clusters) {
-        json_uint(&w, "compressed-clusters", r->compressed_clusters);
+        json_write_uint(&w, "compressed-clusters", r->compressed_clusters);
     }
     if (r->total_clusters) {
-        json_uint(&w, "total-clusters", r->total_clusters);
+        json_write_uint(&w, "total-clusters", r->total_clusters);
     }
     if (r->corruptions) {
-        json_int(&w, "corruptions", r->corruptions);
+        json_write_int(&w, "corruptions", r->corruptions);
     }
     if (r->corruptions_fixed) {
-        json_int(&w, "corruptions-fixed", r->corruptions_fixed);
+        json_write_int(&w, "corruptions-fixed", r->corruptions_fixed);
     }
-    json_int(&w, "check-errors", r->check_errors);
+    json_write_int(&w, "check-errors", r->check_errors);
     if (r->leaks) {
-        json_int(&w, "leaks", r->leaks);
+        json_write_int(&w, "leaks", r->leaks);
     }
     if (r->leaks_fixed) {
-        json_int(&w, "leaks-fixed", r->leaks_fixed);
+        json_write_int(&w, "leaks-fixed", r->leaks_fixed);
     }
     if (r->allocated_clusters) {
-        json_uint(&w, "allocated-clusters", r->allocated_clusters);
+        json_write_uint(&w, "allocated-clusters", r->allocated_clusters);
     }
-    json_string(&w, "filename", filename);
-    json_string(&w, "format", "qcow2");
+    json_write_string(&w, "filename", filename);
+    json_write_string(&w, "format", "qcow2");
     if (r->fragmented_clusters) {
-        json_uint(&w, "fragmented-clusters", r->fragmented_clusters);
+        json_write_uint(&w, "fragmented-clusters", r->fragmented_clusters);
     }
     json_object_end(&w);
     qprintf(quiet, "%s\n", json_writer_str(&w));

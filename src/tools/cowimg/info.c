@@ -26,15 +26,15 @@ static void write_snapshots_json(const struct image_info *ii, struct json_writer
         /* Members in qemu-img's (hash) order. */
         json_object_begin(w, NULL);
         if (sn->icount != -1) {
-            json_int(w, "icount", sn->icount);
+            json_write_int(w, "icount", sn->icount);
         }
-        json_uint(w, "vm-clock-nsec", sn->vm_clock_nsec % 1000000000ull);
-        json_string(w, "name", sn->name ? sn->name : "");
-        json_uint(w, "date-sec", sn->date_sec);
-        json_uint(w, "date-nsec", sn->date_nsec);
-        json_uint(w, "vm-clock-sec", sn->vm_clock_nsec / 1000000000ull);
-        json_string(w, "id", sn->id);
-        json_uint(w, "vm-state-size", sn->vm_state_size);
+        json_write_uint(w, "vm-clock-nsec", sn->vm_clock_nsec % 1000000000ull);
+        json_write_string(w, "name", sn->name ? sn->name : "");
+        json_write_uint(w, "date-sec", sn->date_sec);
+        json_write_uint(w, "date-nsec", sn->date_nsec);
+        json_write_uint(w, "vm-clock-sec", sn->vm_clock_nsec / 1000000000ull);
+        json_write_string(w, "id", sn->id);
+        json_write_uint(w, "vm-state-size", sn->vm_state_size);
         json_object_end(w);
     }
     json_array_end(w);
@@ -45,26 +45,26 @@ static void write_info_json(const struct image_info *ii, struct json_writer *w)
     struct blockdev *bd = ii->bd;
     json_object_begin(w, NULL);
     if (blockdev_backing_filename(bd) && blockdev_backing_format(bd)) {
-        json_string(w, "backing-filename-format", blockdev_backing_format(bd));
+        json_write_string(w, "backing-filename-format", blockdev_backing_format(bd));
     }
     if (ii->nsnapshots > 0) {
         write_snapshots_json(ii, w);
     }
-    json_uint(w, "virtual-size", blockdev_size(bd));
-    json_string(w, "filename", blockdev_filename(bd));
+    json_write_uint(w, "virtual-size", blockdev_size(bd));
+    json_write_string(w, "filename", blockdev_filename(bd));
     if (blockdev_cluster_size(bd)) {
-        json_uint(w, "cluster-size", blockdev_cluster_size(bd));
+        json_write_uint(w, "cluster-size", blockdev_cluster_size(bd));
     }
-    json_string(w, "format", blockdev_format(bd));
+    json_write_string(w, "format", blockdev_format(bd));
     if (ii->actual_size >= 0) {
-        json_int(w, "actual-size", ii->actual_size);
+        json_write_int(w, "actual-size", ii->actual_size);
     }
     blockdev_write_format_specific(bd, w);
     if (blockdev_backing_filename(bd)) {
-        json_string(w, "full-backing-filename", ii->full_backing);
-        json_string(w, "backing-filename", blockdev_backing_filename(bd));
+        json_write_string(w, "full-backing-filename", ii->full_backing);
+        json_write_string(w, "backing-filename", blockdev_backing_filename(bd));
     }
-    json_bool(w, "dirty-flag", blockdev_is_dirty(bd));
+    json_write_bool(w, "dirty-flag", blockdev_is_dirty(bd));
     json_object_end(w);
 }
 

@@ -162,10 +162,10 @@ static void print_measure(const struct measure *m, enum output_format ofmt)
     json_writer_init(&w, true);
     json_object_begin(&w, NULL);
     if (m->has_bitmaps) {
-        json_uint(&w, "bitmaps", m->bitmaps);
+        json_write_uint(&w, "bitmaps", m->bitmaps);
     }
-    json_uint(&w, "required", m->required);
-    json_uint(&w, "fully-allocated", m->fully_allocated);
+    json_write_uint(&w, "required", m->required);
+    json_write_uint(&w, "fully-allocated", m->fully_allocated);
     json_object_end(&w);
     printf("%s\n", json_writer_str(&w));
     json_writer_free(&w);

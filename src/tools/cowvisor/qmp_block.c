@@ -43,10 +43,10 @@ static json_t *image_info(const struct disk_layer *l, int n, bool flat)
     }
     free(specific);
     if (l->backing_filename) {
-        json_object_set_new(img, "backing-filename", qmp_string(l->backing_filename));
+        json_object_set_new(img, "backing-filename", json_string(l->backing_filename));
         if (n > 1) {
-            json_object_set_new(img, "full-backing-filename", qmp_string(l[1].filename));
-            json_object_set_new(img, "backing-filename-format", qmp_string(l[1].format));
+            json_object_set_new(img, "full-backing-filename", json_string(l[1].filename));
+            json_object_set_new(img, "backing-filename-format", json_string(l[1].format));
             if (!flat) {
                 json_object_set_new(img, "backing-image", image_info(l + 1, n - 1, false));
             }
@@ -63,7 +63,7 @@ static json_t *device_info(const struct disk_layer *layers, int n, int k, const 
                           ro || k > 0, "drv", l->format, "backing_file_depth", n - k - 1, "encrypted", 0,
                           "detect_zeroes", "off");
     if (l->backing_filename) {
-        json_object_set_new(o, "backing_file", qmp_string(l->backing_filename));
+        json_object_set_new(o, "backing_file", json_string(l->backing_filename));
     }
     /* No I/O throttling: QEMU reports the limits as 0. */
     static const char *const limits[] = { "bps", "bps_rd", "bps_wr", "iops", "iops_rd", "iops_wr" };
@@ -84,7 +84,7 @@ static json_t *qdev_path(int disk)
 {
     char path[64];
     snprintf(path, sizeof(path), "/machine/peripheral-anon/device[%d]/virtio-backend", disk);
-    return qmp_string(path);
+    return json_string(path);
 }
 
 void qmp_query_block(struct qmp_server *s, json_t *args, struct qmp_reply *r)
@@ -203,7 +203,7 @@ void qmp_query_blockstats(struct qmp_server *s, json_t *args, struct qmp_reply *
             node_name(name, sizeof(name), i, k);
             json_t *o = json_pack("{s:s,s:o}", "node-name", name, "stats", stats_json(&st));
             if (!nodes) {
-                json_object_set_new(o, "device", qmp_string(name));
+                json_object_set_new(o, "device", json_string(name));
                 json_object_set_new(o, "qdev", qdev_path(i));
             }
             json_array_append_new(list, o);

@@ -50,7 +50,7 @@ static void announce(struct qmp_server *s, struct block_job *job, const struct b
     if (e->status == JOB_STATUS_CONCLUDED) {
         json_t *d = job_data(&info, e);
         if (!e->cancelled && e->error[0]) {
-            json_object_set_new(d, "error", qmp_string(e->error));
+            json_object_set_new(d, "error", json_string(e->error));
         }
         qmp_event(s, e->cancelled ? "BLOCK_JOB_CANCELLED" : "BLOCK_JOB_COMPLETED", d);
     }
@@ -536,7 +536,7 @@ void qmp_query_block_jobs(struct qmp_server *s, json_t *args, struct qmp_reply *
                               (json_int_t)i.offset, "status", block_job_status_name(i.status), "paused", i.paused,
                               "speed", (json_int_t)i.speed, "ready", i.ready, "type", block_job_type_name(i.type));
         if (i.error[0]) {
-            json_object_set_new(o, "error", qmp_string(i.error));
+            json_object_set_new(o, "error", json_string(i.error));
         }
         json_array_append_new(list, o);
     }
@@ -552,7 +552,7 @@ void qmp_block_jobs_list(struct qmp_server *s, json_t *list)
                               block_job_status_name(i.status), "total-progress", (json_int_t)i.len, "type",
                               block_job_type_name(i.type), "id", i.id);
         if (i.error[0]) {
-            json_object_set_new(o, "error", qmp_string(i.error));
+            json_object_set_new(o, "error", json_string(i.error));
         }
         json_array_append_new(list, o);
     }

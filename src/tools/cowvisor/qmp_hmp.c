@@ -13,7 +13,7 @@ static json_t *text(const char *fmt, const char *a)
 {
     char buf[1200];
     snprintf(buf, sizeof(buf), fmt, a);
-    return qmp_string(buf);
+    return json_string(buf);
 }
 
 static json_t *error_text(const struct error *err)
@@ -36,7 +36,7 @@ static void hmp_savevm(struct qmp_server *s, const char *name, struct qmp_reply 
     bool was_running = qmp_vm_pause_for(s);
     int ret = machine_savevm(s->m, name, &err);
     qmp_vm_resume_after(s, was_running);
-    r->ret = ret < 0 ? error_text(&err) : qmp_string("");
+    r->ret = ret < 0 ? error_text(&err) : json_string("");
 }
 
 static void hmp_loadvm(struct qmp_server *s, const char *name, struct qmp_reply *r)
@@ -47,7 +47,7 @@ static void hmp_loadvm(struct qmp_server *s, const char *name, struct qmp_reply 
     int ret = machine_loadvm(s->m, name, &changed, &err);
     /* A load that failed half-way leaves the VM broken: it stays paused. */
     qmp_vm_resume_after(s, was_running && (ret == 0 || !changed));
-    r->ret = ret < 0 ? error_text(&err) : qmp_string("");
+    r->ret = ret < 0 ? error_text(&err) : json_string("");
 }
 
 const struct qmp_arg qmp_hmp_args[] = {
@@ -71,7 +71,7 @@ void qmp_hmp(struct qmp_server *s, json_t *args, struct qmp_reply *r)
     struct error err = { 0 };
     json_t *cpu_index = json_object_get(args, "cpu-index");
     if (!cmd) {
-        r->ret = qmp_string("");
+        r->ret = json_string("");
     } else if (strcmp(cmd, "info") == 0 && arg && strcmp(arg, "registers") == 0 && extra &&
                strcmp(extra, "-a") == 0 && !strtok_r(NULL, " \t", &save)) {
         qmp_hmp_info(s, arg, -1, r);
@@ -81,12 +81,12 @@ void qmp_hmp(struct qmp_server *s, json_t *args, struct qmp_reply *r)
         hmp_savevm(s, arg, r);
     } else if (strcmp(cmd, "loadvm") == 0 || strcmp(cmd, "delvm") == 0) {
         if (!arg) {
-            r->ret = qmp_string("Parameter 'name' is missing\r\n");
+            r->ret = json_string("Parameter 'name' is missing\r\n");
         } else if (cmd[0] == 'l') {
             hmp_loadvm(s, arg, r);
         } else {
             int ret = machine_delvm(s->m, arg, &err);
-            r->ret = ret < 0 ? error_text(&err) : qmp_string("");
+            r->ret = ret < 0 ? error_text(&err) : json_string("");
         }
     } else if (strcmp(cmd, "info") == 0) {
         json_int_t cpu = cpu_index ? json_integer_value(cpu_index) : 0;
@@ -103,13 +103,13 @@ void qmp_hmp(struct qmp_server *s, json_t *args, struct qmp_reply *r)
         }
     } else if ((strcmp(cmd, "stop") == 0 || strcmp(cmd, "s") == 0) && !arg) {
         qmp_vm_stop(s);
-        r->ret = qmp_string("");
+        r->ret = json_string("");
     } else if ((strcmp(cmd, "cont") == 0 || strcmp(cmd, "c") == 0) && !arg) {
         if (machine_needs_reset(s->m)) {
-            r->ret = qmp_string("Error: Resetting the Virtual Machine is required\r\n");
+            r->ret = json_string("Error: Resetting the Virtual Machine is required\r\n");
         } else {
             qmp_vm_cont(s);
-            r->ret = qmp_string("");
+            r->ret = json_string("");
         }
     } else {
         r->ret = text("unknown command: '%s'\r\n", cmd);

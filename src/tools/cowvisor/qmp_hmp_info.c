@@ -28,7 +28,7 @@ static void out_open(struct hmp_out *o)
 static json_t *out_close(struct hmp_out *o)
 {
     if (!o->f) {
-        return qmp_string("out of memory\r\n");
+        return json_string("out of memory\r\n");
     }
     fclose(o->f);
     size_t lines = 0;
@@ -38,7 +38,7 @@ static json_t *out_close(struct hmp_out *o)
     char *crlf = malloc(o->len + lines + 1);
     json_t *ret;
     if (!crlf) {
-        ret = qmp_string("out of memory\r\n");
+        ret = json_string("out of memory\r\n");
     } else {
         size_t k = 0;
         for (size_t i = 0; i < o->len; i++) {
@@ -48,7 +48,7 @@ static json_t *out_close(struct hmp_out *o)
             crlf[k++] = o->buf[i];
         }
         crlf[k] = 0;
-        ret = qmp_string(crlf);
+        ret = json_string(crlf);
         free(crlf);
     }
     free(o->buf);
@@ -270,7 +270,7 @@ void qmp_hmp_info(struct qmp_server *s, const char *what, int cpu, struct qmp_re
     struct hmp_out o;
     out_open(&o);
     if (!o.f) {
-        r->ret = qmp_string("out of memory\r\n");
+        r->ret = json_string("out of memory\r\n");
         return;
     }
     size_t i = 0;

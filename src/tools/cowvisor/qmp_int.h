@@ -10,14 +10,6 @@
 #include "qmp_output.h"
 #include "util/server_socket.h"
 
-/* util/json.h (linked into every program) has its own json_string and
- * json_null, which take the place of jansson's at link time: never call
- * those two here. */
-static inline json_t *qmp_string(const char *s)
-{
-    return json_stringn(s, strlen(s));
-}
-
 #define QMP_MAX_JOBS 16
 
 struct qmp_job {

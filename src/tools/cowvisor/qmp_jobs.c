@@ -156,7 +156,7 @@ void qmp_query_jobs(struct qmp_server *s, json_t *args, struct qmp_reply *r)
         json_t *o = json_pack("{s:i,s:s,s:i,s:s,s:s}", "current-progress", done ? 1 : 0, "status", j->status,
                               "total-progress", 1, "type", j->type, "id", j->id);
         if (j->error) {
-            json_object_set_new(o, "error", qmp_string(j->error));
+            json_object_set_new(o, "error", json_string(j->error));
         }
         json_array_append_new(list, o);
     }

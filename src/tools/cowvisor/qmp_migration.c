@@ -558,9 +558,9 @@ static void cmd_query_migrate(struct qmp_server *s, json_t *args, struct qmp_rep
     } else {
         return;     /* QEMU: {} before any migration */
     }
-    json_object_set_new(r->ret, "status", qmp_string(migration_status_name(st.status)));
+    json_object_set_new(r->ret, "status", json_string(migration_status_name(st.status)));
     if (st.status == MIGRATION_FAILED && st.error[0]) {
-        json_object_set_new(r->ret, "error-desc", qmp_string(st.error));
+        json_object_set_new(r->ret, "error-desc", json_string(st.error));
     }
     if (mig.dst && mig.cap_blocktime && st.postcopy_faults) {
         json_object_set_new(r->ret, "postcopy-blocktime", json_integer((json_int_t)st.postcopy_blocktime_ms));

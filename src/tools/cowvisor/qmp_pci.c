@@ -54,7 +54,7 @@ static json_t *device_info(const struct machine_pci_function *f)
     json_t *class_info = json_pack("{s:i}", "class", (int)class16);
     const char *desc = qmp_pci_class_desc(class16);
     if (desc) {
-        json_object_set_new(class_info, "desc", qmp_string(desc));
+        json_object_set_new(class_info, "desc", json_string(desc));
     }
     json_t *id = json_pack("{s:i,s:i,s:i,s:i}", "device", (int)qmp_pci_config_le(c, PCI_DEVICE_ID, 2),
                            "vendor", (int)qmp_pci_config_le(c, PCI_VENDOR_ID, 2),

@@ -76,7 +76,7 @@ static json_t *cpu_path(int i)
 {
     char path[64];
     snprintf(path, sizeof(path), "/machine/unattached/device[%d]", i);
-    return qmp_string(path);
+    return json_string(path);
 }
 
 void qmp_query_cpus_fast(struct qmp_server *s, json_t *args, struct qmp_reply *r)
@@ -125,7 +125,7 @@ static json_t *socket_filename(const struct server_socket *ss)
     } else {
         snprintf(buf, sizeof(buf), "%s", ss->where);
     }
-    return qmp_string(buf);
+    return json_string(buf);
 }
 
 void qmp_query_chardev(struct qmp_server *s, json_t *args, struct qmp_reply *r)

@@ -14,7 +14,6 @@ void qmp_query_replay(struct qmp_server *s, json_t *args, struct qmp_reply *r)
                                          [MACHINE_REPLAY_PLAY] = "play" };
     struct machine_replay_info info;
     machine_replay_query(s->m, &info);
-    /* json_pack, not json_string: util/json.h has a json_string of its own. */
     r->ret = info.file ? json_pack("{s:s,s:s,s:I}", "mode", modes[info.mode], "filename", info.file, "icount",
                                    (json_int_t)info.icount)
                        : json_pack("{s:s,s:I}", "mode", modes[info.mode], "icount", (json_int_t)info.icount);

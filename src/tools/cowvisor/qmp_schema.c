@@ -64,7 +64,7 @@ static json_t *object_type(const char *name, const struct qmp_arg *spec)
     for (const struct qmp_arg *a = spec; a && a->name; a++) {
         json_t *m = json_pack("{s:s,s:s}", "name", a->name, "type", type_name(a->type));
         if (a->optional) {
-            json_object_set_new(m, "default", json_pack("n"));  /* jansson's json_null is shadowed */
+            json_object_set_new(m, "default", json_null());
         }
         json_array_append_new(members, m);
     }
@@ -82,7 +82,7 @@ static void add_entity(json_t *list, const char *meta, const char *name, const s
     }
     json_t *e = json_pack("{s:s,s:s,s:s}", "name", name, "meta-type", meta, "arg-type", type);
     if (meta[0] == 'c') {
-        json_object_set_new(e, "ret-type", qmp_string("any"));
+        json_object_set_new(e, "ret-type", json_string("any"));
     }
     json_array_append_new(list, e);
 }
