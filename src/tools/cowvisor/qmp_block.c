@@ -122,8 +122,8 @@ static void append_added_nodes(struct qmp_server *s, json_t *list, bool flat)
         }
         json_t *o = device_info(layers, n, 0, node->name, blockdev_is_read_only(node->node.bd), flat);
         /* A protocol node (file, nbd) is raw over its file here: QEMU names its driver. */
-        json_object_set_new(o, "drv", qmp_string(node->node.driver));
-        json_object_set_new(json_object_get(o, "image"), "format", qmp_string(node->node.driver));
+        json_object_set_new(o, "drv", json_string(node->node.driver));
+        json_object_set_new(json_object_get(o, "image"), "format", json_string(node->node.driver));
         json_object_set_new(o, "cache", json_pack("{s:b,s:b,s:b}", "no-flush", node->node.no_flush, "direct",
                                                   node->node.direct, "writeback", 1));
         json_array_append_new(list, o);
