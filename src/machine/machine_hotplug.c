@@ -74,20 +74,24 @@ static int node_in_use(struct block_node *n, const char *id, struct error *err)
 static int create_device(struct machine *m, struct hotplugged *h, struct error *err)
 {
     struct virtio_blk *b = calloc(1, sizeof(*b));
-    h->slot.pci = calloc(1, sizeof(*h->slot.pci));
-    if (!b || !h->slot.pci) {
+    struct virtio_pci *p = calloc(1, sizeof(*p));
+    struct blockdev *bd = h->node->node.bd;
+    if (!b || !p) {
         free(b);
+        free(p);
         return error_set(err, -ENOMEM, "out of memory");
     }
-    struct blockdev *bd = h->node->node.bd;
     int ret = virtio_blk_init(b, &m->vm.mem, bd, blockdev_is_read_only(bd), NULL, err);
     if (ret < 0) {
         virtio_blk_destroy(b);
         free(b);
+        free(p);
         return ret;
     }
+    /* From here the slot owns both (release destroys them). */
     h->slot.dev = &b->dev;
-    return virtio_pci_create(h->slot.pci, &b->dev, &m->vm, &m->loop, err);
+    h->slot.pci = p;
+    return virtio_pci_create(p, &b->dev, &m->vm, &m->loop, err);
 }
 
 /* Into the slot, unmapped (memory decode off) until the guest's driver
@@ -114,7 +118,7 @@ static int plug(struct machine *m, struct hotplugged *h, struct error *err)
 
 static void release(struct hotplugged *h)
 {
-    if (h->slot.dev || h->slot.pci) {
+    if (h->slot.dev) {
         machine_virtio_slot_ops.destroy(&h->slot);
     }
     if (h->node) {
@@ -125,6 +129,10 @@ static void release(struct hotplugged *h)
 
 int machine_device_add_virtio_blk(struct machine *m, const char *id, const char *drive, struct error *err)
 {
+    if (m->replay) {
+        /* Its log has no such event, and replay has no virtio-pci. */
+        return error_set(err, -ENOTSUP, "device_add is not supported in record/replay mode");
+    }
     if (find_id(m, id)) {
         return error_set(err, -EEXIST, "Duplicate device ID '%s'", id);
     }

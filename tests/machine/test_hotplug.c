@@ -133,11 +133,24 @@ static void test_errors_in_qemus_words(void **state)
     bare_destroy(m);
 }
 
+/* Record/replay has no virtio-pci and its log no hotplug: refused. */
+static void test_refused_in_replay_mode(void **state)
+{
+    static const struct machine_config cfg = { .cpus = 1, .memory = 16 << 20, .record_replay = true };
+    struct machine *m = bare_machine(&cfg);
+    struct error err = { 0 };
+    add_node(m, "n1");
+    assert_int_equal(machine_device_add_virtio_blk(m, "d1", "n1", &err), -ENOTSUP);
+    assert_string_equal(err.msg, "device_add is not supported in record/replay mode");
+    bare_destroy(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_add_then_guest_ejects),
         cmocka_unit_test(test_errors_in_qemus_words),
+        cmocka_unit_test(test_refused_in_replay_mode),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
