@@ -14,6 +14,8 @@ packages=(
     linux-image-amd64
     # tools the tests use
     xxd util-linux procps iproute2
+    # iasl and acpiexec: the ACPI tables' tests
+    acpica-tools
     # libnbd's nbdinfo: the NBD client the dirty bitmap tests read maps with
     libnbd-bin
     # a real QMP client library (go-qemu) for the monitor's tests

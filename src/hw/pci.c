@@ -153,6 +153,29 @@ int pci_host_add(struct pci_host *h, struct pci_device *d, struct error *err)
     return 0;
 }
 
+int pci_host_free_slot(struct pci_host *h)
+{
+    pthread_mutex_lock(&h->lock);
+    int slot = 1;
+    while (slot < PCI_MAX_SLOTS && h->slots[slot]) {
+        slot++;
+    }
+    pthread_mutex_unlock(&h->lock);
+    return slot < PCI_MAX_SLOTS ? slot : -ENOSPC;
+}
+
+void pci_host_remove(struct pci_host *h, struct pci_device *d)
+{
+    pthread_mutex_lock(&h->lock);
+    if (d->slot > 0 && d->slot < PCI_MAX_SLOTS && h->slots[d->slot] == d) {
+        d->config[PCI_COMMAND] &= (uint8_t)~PCI_COMMAND_MEMORY;
+        update_bars(d);
+        h->slots[d->slot] = NULL;
+        d->slot = -1;
+    }
+    pthread_mutex_unlock(&h->lock);
+}
+
 /* Config address: enable bit 31, bus 23:16, device 15:11, function 10:8, register 7:2. */
 static struct pci_device *addressed_device(struct pci_host *h)
 {

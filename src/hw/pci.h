@@ -83,6 +83,11 @@ void pci_set_bar(struct pci_device *d, int bar, uint32_t size);
 /* Places d in the first free slot and pre-assigns its BARs. */
 int pci_host_add(struct pci_host *h, struct pci_device *d, struct error *err);
 
+/* The first free slot (-ENOSPC when none), and taking d out of its slot
+ * (hot-unplug: its BARs are unmapped first). */
+int pci_host_free_slot(struct pci_host *h);
+void pci_host_remove(struct pci_host *h, struct pci_device *d);
+
 /* Config access as the guest does it (also used by tests). */
 uint32_t pci_config_read(struct pci_device *d, uint32_t offset, unsigned size);
 void pci_config_write(struct pci_device *d, uint32_t offset, unsigned size, uint32_t value);

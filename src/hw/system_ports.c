@@ -97,20 +97,6 @@ void reset_control_write(void *opaque, uint64_t offset, unsigned size, uint64_t 
     }
 }
 
-uint64_t pm_control_read(void *opaque, uint64_t offset, unsigned size)
-{
-    return 0;
-}
-
-void pm_control_write(void *opaque, uint64_t offset, unsigned size, uint64_t value)
-{
-    struct system_ports *s = opaque;
-    const uint64_t slp_en = 1u << 13;
-    if (offset == 0 && (value & slp_en) && ((value >> 10) & 7) == 5) {
-        s->event(s->opaque, SYSTEM_EVENT_POWER_OFF, 0);
-    }
-}
-
 void system_ports_save(struct system_ports *s, struct state_buf *b)
 {
     state_put_u8(b, s->i8042_command_byte);

@@ -3,9 +3,8 @@
  *    of v ends the VM with exit status (v << 1) | 1, exactly as QEMU does, so a
  *    guest writing 0 exits with 1 and scripts can tell it from a clean power off (0);
  *  - i8042 keyboard controller (0x60, 0x64): command 0xfe pulses the reset line;
- *  - reset control register 0xcf9 (write 0x06 or 0x0e resets);
- *  - power off: ACPI PM1a control 0x604 (QEMU q35's address), SLP_EN with
- *    SLP_TYP 5 powers off, so firmware-less guests can power off too. */
+ *  - reset control register 0xcf9 (write 0x06 or 0x0e resets).
+ * Power off is the ACPI PM device's (acpi_pm.h). */
 #ifndef HW_SYSTEM_PORTS_H
 #define HW_SYSTEM_PORTS_H
 
@@ -18,9 +17,8 @@
 #define I8042_DATA_PORT 0x60
 #define I8042_CMD_PORT 0x64
 #define RESET_CONTROL_PORT 0xcf9
-#define PM1A_CONTROL_PORT 0x604
 
-enum system_event { SYSTEM_EVENT_RESET, SYSTEM_EVENT_POWER_OFF, SYSTEM_EVENT_EXIT_CODE };
+enum system_event { SYSTEM_EVENT_RESET, SYSTEM_EVENT_EXIT_CODE };
 
 struct system_ports {
     void (*event)(void *opaque, enum system_event ev, int exit_code);
@@ -39,8 +37,6 @@ uint64_t i8042_read(void *opaque, uint64_t offset, unsigned size);
 void i8042_write(void *opaque, uint64_t offset, unsigned size, uint64_t value);
 uint64_t reset_control_read(void *opaque, uint64_t offset, unsigned size);
 void reset_control_write(void *opaque, uint64_t offset, unsigned size, uint64_t value);
-uint64_t pm_control_read(void *opaque, uint64_t offset, unsigned size);
-void pm_control_write(void *opaque, uint64_t offset, unsigned size, uint64_t value);
 
 void system_ports_save(struct system_ports *s, struct state_buf *b);
 int system_ports_load(struct system_ports *s, struct state_buf *b, struct error *err);

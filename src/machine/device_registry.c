@@ -32,6 +32,18 @@ int device_registry_add(struct device_registry *r, const char *type, int instanc
     return 0;
 }
 
+bool device_registry_remove(struct device_registry *r, void *dev)
+{
+    for (int i = 0; i < r->count; i++) {
+        if (r->devices[i].dev == dev) {
+            memmove(&r->devices[i], &r->devices[i + 1], sizeof(r->devices[0]) * (size_t)(r->count - i - 1));
+            r->count--;
+            return true;
+        }
+    }
+    return false;
+}
+
 struct registered_device *device_registry_find(struct device_registry *r, const char *name)
 {
     for (int i = 0; i < r->count; i++) {

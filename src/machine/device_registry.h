@@ -10,6 +10,8 @@
 #ifndef MACHINE_DEVICE_REGISTRY_H
 #define MACHINE_DEVICE_REGISTRY_H
 
+#include <stdbool.h>
+
 #include "state/vmstate_stream.h"
 #include "vmm/device.h"
 
@@ -32,6 +34,9 @@ void device_registry_init(struct device_registry *r);
 /* instance < 0: the name is type itself, else "type.instance". */
 int device_registry_add(struct device_registry *r, const char *type, int instance, const struct device_ops *ops,
                         void *dev, struct error *err);
+/* Unregisters dev (a hot-unplugged device) without destroying it; the
+ * others keep their order. False when dev is not registered. */
+bool device_registry_remove(struct device_registry *r, void *dev);
 /* The device registered under name, or NULL. */
 struct registered_device *device_registry_find(struct device_registry *r, const char *name);
 

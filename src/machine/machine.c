@@ -78,7 +78,10 @@ int machine_load_boot_image(struct machine *m, struct error *err)
     if (ret < 0) {
         return ret;
     }
-    return m->cfg->bios ? load_firmware(m, err) : load_kernel(m, err);
+    if (m->cfg->bios) {
+        return load_firmware(m, err);
+    }
+    return (ret = load_kernel(m, err)) < 0 ? ret : machine_write_acpi(m, err);
 }
 
 /* Registration order is the order state is saved and devices reset in. */
@@ -93,8 +96,10 @@ static int compose(struct machine *m, struct error *err)
         (ret = machine_add_cpus(m, err)) < 0 ||
         (cfg->record_replay && (ret = machine_add_replay_devices(m, err)) < 0) ||
         (ret = machine_add_pc_devices(m, err)) < 0 ||
+        (ret = machine_add_acpi(m, err)) < 0 ||
         (cfg->bios && (ret = machine_add_fw_cfg(m, err)) < 0) ||
         (ret = machine_add_virtio(m, err)) < 0 ||
+        (ret = machine_build_acpi(m, err)) < 0 ||
         (ret = machine_load_boot_image(m, err)) < 0) {
         return ret;
     }
@@ -124,6 +129,7 @@ void machine_destroy(struct machine *m)
     }
     vm_stop(&m->vm);
     device_registry_destroy(&m->devices);
+    block_nodes_close_all(&m->nodes);
     machine_close_disks(m);
     event_loop_destroy(&m->loop);
     vm_destroy(&m->vm);
@@ -131,6 +137,7 @@ void machine_destroy(struct machine *m)
     machine_console_close(m);
     free(m->boot_image);
     free(m->boot_initrd);
+    free(m->acpi_image);
     free(m);
 }
 

@@ -79,6 +79,9 @@ void machine_pause(struct machine *m);
 void machine_resume(struct machine *m);
 /* A reset asked for by the host; while paused it happens at resume. */
 void machine_request_reset(struct machine *m);
+/* Presses the ACPI power button (QMP system_powerdown): a guest that
+ * handles it powers off (its S5), one that does not goes on. */
+void machine_power_button(struct machine *m);
 /* Ends machine_run with exit status 0 (the monitor's quit). */
 void machine_quit(struct machine *m);
 /* Guest RAM found unreadable (a restored memory file truncated since):
@@ -193,6 +196,20 @@ int machine_pci_list(struct machine *m, struct machine_pci_function *out, int ma
 /* Resizes disk i's image (block_resize) and tells the guest through a
  * virtio config-change interrupt; requests in flight finish first. */
 int machine_disk_resize(struct machine *m, int i, uint64_t size, struct error *err);
+
+/* ---- PCI hotplug (ACPI, as QEMU's pc machine) ---- */
+
+/* device_add virtio-blk-pci: a virtio-blk device over the named block
+ * node drive (block_nodes.h) in the first free slot of bus 0; the guest
+ * is notified through its ACPI GPE. Errors in QEMU's words (duplicate id,
+ * unknown node, node in use, no free slot). */
+int machine_device_add_virtio_blk(struct machine *m, const char *id, const char *drive, struct error *err);
+/* device_del: asks the guest to eject the device (-ENODEV: no device has
+ * that id; -EALREADY: asked already). It goes when the guest ejects it. */
+int machine_device_del(struct machine *m, const char *id, struct error *err);
+/* Called in the main loop once a device the guest ejected is gone. */
+typedef void (*machine_device_deleted_fn)(void *opaque, const char *id);
+void machine_set_device_deleted_hook(struct machine *m, machine_device_deleted_fn fn, void *opaque);
 
 /* ---- snapshots (the machine paused or not started) ---- */
 

@@ -11,6 +11,11 @@
 #include "block/blockdev.h"
 #include "virtio/virtio_blk.h"
 
+struct block_node_table *machine_block_nodes(struct machine *m)
+{
+    return &m->nodes;
+}
+
 int machine_disk_count(const struct machine *m)
 {
     return m->cfg->ndisks;

@@ -5,11 +5,14 @@
 
 #include <limits.h>
 
+#include "hw/acpi_pcihp.h"
+#include "hw/acpi_pm.h"
 #include "hw/cmos_rtc.h"
 #include "hw/fw_cfg.h"
 #include "hw/pci.h"
 #include "hw/system_ports.h"
 #include "hw/uart.h"
+#include "machine/block_nodes.h"
 #include "machine/device_registry.h"
 #include "machine/machine.h"
 #include "state/state_buf.h"
@@ -26,6 +29,17 @@ struct virtio_slot {
     struct virtio_device *dev;
     struct virtio_mmio *mmio;       /* one of the two */
     struct virtio_pci *pci;
+};
+
+/* A device_add'ed virtio-blk-pci ("virtio-hotplug.<PCI slot>" in the
+ * registry) over a named block node (machine_hotplug.c). */
+#define MACHINE_MAX_HOTPLUG 8
+struct hotplugged {
+    int pci_slot;                   /* 0: this entry is free */
+    char id[64];
+    struct virtio_slot slot;
+    struct block_node *node;
+    bool unplug_requested;
 };
 
 /* The KVM VM's and each vCPU's state at power-on, loaded again at reset. */
@@ -63,9 +77,19 @@ struct machine {
     struct cmos_rtc rtc;
     struct pci_host pci;
     struct fw_cfg fw_cfg;           /* only with --bios */
+    struct acpi_pm acpi_pm;
+    struct acpi_pcihp pcihp;
+    uint8_t *acpi_image;            /* RSDP and tables for a kernel boot (machine_acpi.c) */
+    size_t acpi_image_len;
+    struct hotplugged hotplug[MACHINE_MAX_HOTPLUG];
+    uint32_t ejected_slots;         /* the guest ejected them; the main loop removes (atomic) */
+    int eject_fd;                   /* wakes the main loop for that */
+    machine_device_deleted_fn device_deleted_hook;
+    void *device_deleted_opaque;
     struct cpu_slot cpus[VM_MAX_CPUS + 1];
     struct blockdev *disks[MACHINE_MAX_DISKS];
     struct machine_disk_ref { struct machine *m; int i; } disk_refs[MACHINE_MAX_DISKS];  /* block job hosts */
+    struct block_node_table nodes;  /* blockdev-add's named nodes */
     struct virtio_slot virtio[MACHINE_MAX_VIRTIO];
     int nvirtio;
     int nmmio;
@@ -112,6 +136,17 @@ unsigned machine_mmio_irq(struct machine *m, int n);
 /* The PC devices and, with firmware, fw_cfg (machine_pc.c). */
 int machine_add_pc_devices(struct machine *m, struct error *err);
 int machine_add_fw_cfg(struct machine *m, struct error *err);
+/* The ACPI PM device and PCI hotplug registers (machine_acpi.c); the
+ * tables once every cold-plugged device is there (to fw_cfg with
+ * firmware, kept for the kernel's boot otherwise), written into guest
+ * memory at each kernel (re)load. */
+int machine_add_acpi(struct machine *m, struct error *err);
+int machine_build_acpi(struct machine *m, struct error *err);
+int machine_write_acpi(struct machine *m, struct error *err);
+/* The hotplug registers with the guest's ejects served in the main loop
+ * (machine_hotplug.c); tests without a main loop serve them directly. */
+int machine_add_pci_hotplug(struct machine *m, struct error *err);
+void machine_pci_process_ejects(struct machine *m);
 /* The virtio devices on their transports (machine_virtio.c); a slot
  * registers as "virtio.N" with these operations. */
 extern const struct device_ops machine_virtio_slot_ops;

@@ -10,7 +10,6 @@ static void system_event(void *opaque, enum system_event ev, int code)
     struct machine *m = opaque;
     switch (ev) {
     case SYSTEM_EVENT_RESET: vm_request(&m->vm, VM_REQ_RESET, 0); break;
-    case SYSTEM_EVENT_POWER_OFF: vm_request(&m->vm, VM_REQ_POWER_OFF, 0); break;
     case SYSTEM_EVENT_EXIT_CODE: vm_request(&m->vm, VM_REQ_EXIT_CODE, code); break;
     }
 }
@@ -65,7 +64,6 @@ int machine_add_pc_devices(struct machine *m, struct error *err)
     if ((ret = register_pio(m, UART_COM1_BASE, 8, uart_read, uart_write, &m->uart, "COM1", err)) < 0 ||
         (ret = register_pio(m, DEBUG_EXIT_PORT, 4, debug_exit_read, debug_exit_write, &m->sys, "debug-exit", err)) < 0 ||
         (ret = register_pio(m, I8042_DATA_PORT, 5, i8042_read, i8042_write, &m->sys, "i8042", err)) < 0 ||
-        (ret = register_pio(m, PM1A_CONTROL_PORT, 2, pm_control_read, pm_control_write, &m->sys, "pm", err)) < 0 ||
         (ret = register_pio(m, CMOS_PORT, 2, cmos_rtc_read, cmos_rtc_write, &m->rtc, "cmos", err)) < 0 ||
         (ret = register_pio(m, PCI_CONFIG_ADDRESS_PORT, 8, pci_or_reset_read, pci_or_reset_write, m, "pci", err)) < 0) {
         return ret;

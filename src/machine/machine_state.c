@@ -148,10 +148,11 @@ static int config_compare(const struct config_image *snap, const struct config_i
 
 /* Devices that began to save themselves after snapshots were first
  * written: such a snapshot has no section for them and they keep their
- * power-on state (fw-cfg: the firmware is done with it by then). */
+ * power-on state (fw-cfg: the firmware is done with it by then; the ACPI
+ * devices: nothing pending, as before they existed). */
 static bool added_later(const struct registered_device *d)
 {
-    return strcmp(d->name, "fw-cfg") == 0;
+    return strcmp(d->name, "fw-cfg") == 0 || strcmp(d->name, "acpi-pm") == 0 || strcmp(d->name, "acpi-pcihp") == 0;
 }
 
 static int write_config(struct machine *m, struct vmstate_writer *w, struct error *err)

@@ -20,6 +20,10 @@
 #define BOOT_CMDLINE_ADDR    0x20000
 #define BOOT_CMDLINE_MAX     0x10000
 #define BOOT_E820_MAX        16
+/* The machine's ACPI tables (the RSDP first) in the BIOS area below the MP
+ * table, where Linux also scans for the RSDP; the boot protocols point at it. */
+#define BOOT_ACPI_ADDR       0xe0000
+#define BOOT_ACPI_SIZE       0x10000
 
 struct boot_e820 {
     uint64_t addr;

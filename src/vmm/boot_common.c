@@ -17,7 +17,7 @@ int boot_memory_map(const struct vm *vm, struct boot_e820 *out, int max)
     }
     out[n++] = (struct boot_e820){ 0, 0x9fc00, 1 };
     out[n++] = (struct boot_e820){ 0x9fc00, 0x400, 2 };
-    out[n++] = (struct boot_e820){ 0xf0000, 0x10000, 2 };
+    out[n++] = (struct boot_e820){ BOOT_ACPI_ADDR, 0x100000 - BOOT_ACPI_ADDR, 2 };   /* ACPI tables, MP table */
     out[n++] = (struct boot_e820){ 0x100000, low - 0x100000, 1 };
     if (vm->mem.count > 1) {
         out[n++] = (struct boot_e820){ vm->mem.regions[1].gpa, vm->mem.regions[1].size, 1 };

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/bswap.h"
 #include "util/log.h"
 #include "vmm/boot.h"
 
@@ -32,6 +33,7 @@
 #define HDR_PAYLOAD_LENGTH 0x24c
 #define HDR_PREF_ADDRESS 0x258
 #define HDR_INIT_SIZE 0x260
+#define BP_ACPI_RSDP_ADDR 0x070
 #define BP_E820_ENTRIES 0x1e8
 #define BP_E820_TABLE 0x2d0
 #define BP_E820_MAX 128
@@ -89,6 +91,7 @@ static int make_boot_params(struct vm *vm, const uint8_t *image, uint8_t *bp, co
     struct boot_e820 map[BOOT_E820_MAX];
     int n = boot_memory_map(vm, map, BOOT_E820_MAX);
     bp[BP_E820_ENTRIES] = (uint8_t)n;
+    st_le64(bp + BP_ACPI_RSDP_ADDR, BOOT_ACPI_ADDR);
     for (int i = 0; i < n && i < BP_E820_MAX; i++) {
         uint8_t *e = bp + BP_E820_TABLE + 20 * i;
         memcpy(e, &map[i].addr, 8);

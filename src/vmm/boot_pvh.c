@@ -49,6 +49,7 @@ static int write_start_info(struct vm *vm, const uint8_t *initrd, size_t initrd_
         }
     }
     si.memmap_paddr = BOOT_MEMMAP_ADDR;
+    si.rsdp_paddr = BOOT_ACPI_ADDR;
     si.memmap_entries = (uint32_t)n;
     return guest_memory_write(&vm->mem, BOOT_START_INFO_ADDR, &si, sizeof(si), err);
 }

@@ -62,6 +62,12 @@ def make_chain(d):
     run("qemu-io", "-c", "write -P 2 1M 1M", "-c", "write -z 3M 512k", "mid.qcow2")
     run("qemu-img", "create", "-q", "-f", "qcow2", "-b", "mid.qcow2", "-F", "qcow2", "top.qcow2")
     run("qemu-io", "-c", "write -P 3 2M 512k", "top.qcow2")
+    # Images outside disk0's chain, for blockdev-add.
+    run("qemu-img", "create", "-q", "-f", "qcow2", "extra.qcow2", "4M")
+    run("qemu-img", "create", "-q", "-f", "qcow2", "xbase.qcow2", "4M")
+    run("qemu-io", "-c", "write -P 5 0 1M", "xbase.qcow2")
+    run("qemu-img", "create", "-q", "-f", "qcow2", "-b", "xbase.qcow2", "-F", "qcow2", "xtop.qcow2")
+    run("qemu-img", "create", "-q", "-f", "raw", "r.img", "1M")
 
 
 def summary(events):
@@ -89,6 +95,19 @@ def shape(v):
     if isinstance(v, list):
         return [shape(v[0])] if v else []
     return type(v).__name__
+
+
+def named_nodes(reply):
+    """query-named-block-nodes' nodes that blockdev-add named (not the
+    disk's, not QEMU's implicit #blockNNN ones): what must match."""
+    out = []
+    for n in reply["return"]:
+        if n["node-name"].startswith(("#", "disk")):
+            continue
+        img = n["image"]
+        out.append((n["node-name"], n["drv"], n["ro"], img["format"], img["virtual-size"], sorted(n),
+                    sorted(b["name"] for b in n.get("dirty-bitmaps", []))))
+    return sorted(out)
 
 
 def backing(path):
@@ -134,6 +153,45 @@ SESSIONS = [
         ("query-jobs", {}), ("job-dismiss", {"id": "s"}), ("job-dismiss", {"id": "s"}),
         ("block-job-pause", {"device": "nojob"}), ("block-stream", {"device": "nodisk"}),
     ], ["top.qcow2"]),
+    ("blockdev-add and blockdev-del: QEMU's successes, errors and nodes", [
+        ("blockdev-add", {"driver": "file", "node-name": "f0", "filename": "{dir}/extra.qcow2"}),
+        ("blockdev-add", {"driver": "qcow2", "node-name": "n2", "file": "f0"}),
+        ("blockdev-del", {"node-name": "f0"}),
+        ("blockdev-add", {"driver": "qcow2", "node-name": "xb", "read-only": True,
+                          "file": {"driver": "file", "filename": "{dir}/xbase.qcow2"}}),
+        ("blockdev-add", {"driver": "qcow2", "node-name": "xt", "backing": "xb",
+                          "file": {"driver": "file", "filename": "{dir}/xtop.qcow2"}}),
+        ("blockdev-del", {"node-name": "xb"}),
+        ("blockdev-add", {"driver": "raw", "node-name": "r1", "read-only": True,
+                          "file": {"driver": "file", "filename": "{dir}/r.img"}}),
+        ("blockdev-add", {"driver": "null-co", "node-name": "z1", "size": 1048576}),
+        ("nodes",),
+        ("blockdev-add", {"driver": "qcow2", "node-name": "n2", "file": "f0"}),
+        ("blockdev-add", {"driver": "foo", "node-name": "n4", "file": "f0"}),
+        ("blockdev-add", {"driver": "file", "node-name": "n5"}),
+        ("blockdev-add", {"driver": "qcow2", "node-name": "n6"}),
+        ("blockdev-add", {"driver": "qcow2", "node-name": "n6", "file": "nosuch"}),
+        ("blockdev-add", {"driver": "file", "node-name": "n7", "filename": "{dir}/nosuch"}),
+        ("blockdev-add", {"driver": "qcow2", "file": {"driver": "file", "filename": "{dir}/r.img"}}),
+        ("blockdev-add", {"driver": "qcow2", "node-name": "b@d", "file": "f0"}),
+        ("blockdev-add", {"driver": "qcow2", "node-name": "n9", "file": "f0", "bogus": 1}),
+        ("blockdev-add", {"driver": "qcow2", "node-name": "n9", "file": {"driver": "file"}}),
+        ("blockdev-add", {"driver": "qcow2", "node-name": "n9", "file": "f0", "read-only": "yes"}),
+        ("blockdev-add", {"driver": "qcow2", "node-name": "n9", "file": "f0", "discard": "sometimes"}),
+        ("blockdev-del", {"node-name": "nosuch"}), ("blockdev-del", {"node-name": "xt"}),
+        ("blockdev-del", {"node-name": "xb"}), ("blockdev-del", {"node-name": "n2"}),
+        ("blockdev-del", {"node-name": "f0"}), ("nodes",),
+    ], ["xtop.qcow2"]),
+    ("a dirty bitmap on an added node, stored when the node goes", [
+        ("blockdev-add", {"driver": "qcow2", "node-name": "n1", "discard": "unmap",
+                          "cache": {"direct": False, "no-flush": False},
+                          "file": {"driver": "file", "filename": "{dir}/extra.qcow2"}}),
+        ("block-dirty-bitmap-add", {"node": "n1", "name": "b0", "persistent": True}),
+        ("block-dirty-bitmap-add", {"node": "n1", "name": "b0"}), ("nodes",),
+        ("blockdev-del", {"node-name": "n1"}),
+        ("blockdev-add", {"driver": "qcow2", "node-name": "n1",
+                          "file": {"driver": "file", "filename": "{dir}/extra.qcow2"}}), ("nodes",),
+    ], ["extra.qcow2"]),
 ]
 
 
@@ -161,9 +219,13 @@ def run_session(stub, tmp, n, name, steps, files):
                     log.append(f"no {step[1]} {step[2]} after {summary(mon.events)}")
                     break
                 continue
+            if step[0] == "nodes":
+                log.append(named_nodes(mon.ask("query-named-block-nodes", flat=True)))
+                continue
             args = json.loads(json.dumps(step[1]).replace("{dir}", d))
             r = mon.ask(step[0], **args)
-            log.append((step[0], "error", r["error"]["desc"]) if "error" in r else (step[0], shape(r["return"])))
+            log.append((step[0], "error", r["error"]["desc"].replace(d, "{dir}")) if "error" in r
+                       else (step[0], shape(r["return"])))
         time.sleep(0.1)
         mon.ask("query-status")         # events still on their way
         log.append(summary(mon.take()))

@@ -53,6 +53,22 @@ def ask(f, cmd):
     return ask_args(f, cmd, {})
 
 
+def compare_steps(q, c, steps, normalize):
+    """Each (command, arguments) to QEMU (q) and cowvisor (c): a TAP line
+    saying whether normalize(command, reply) agrees; returns the failures."""
+    failed = 0
+    for i, (cmd, args) in enumerate(steps, 1):
+        rq = normalize(cmd, ask_args(q, cmd, args))
+        rc = normalize(cmd, ask_args(c, cmd, args))
+        same = rq == rc
+        print(("ok" if same else "not ok") + f" {i} - {cmd} {json.dumps(args)[:70]}: as QEMU")
+        if not same:
+            print(f"# QEMU:     {json.dumps(rq)[-400:]}")
+            print(f"# cowvisor: {json.dumps(rc)[-400:]}")
+        failed += not same
+    return failed
+
+
 def kind(v):
     return {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer",
             float: "number", type(None): "null"}[type(v)]

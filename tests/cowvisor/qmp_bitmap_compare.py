@@ -12,7 +12,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from qemu_compare import ask_args, connect  # noqa: E402
+from qemu_compare import ask_args, compare_steps, connect  # noqa: E402
 
 BM = "block-dirty-bitmap-"
 STEPS = [
@@ -79,16 +79,7 @@ def main():
     ask_args(q, "qmp_capabilities", {})
     ask_args(c, "qmp_capabilities", {})
     print(f"1..{len(STEPS) + 1}")
-    failed = 0
-    for i, (cmd, args) in enumerate(STEPS, 1):
-        rq = normalize(cmd, ask_args(q, cmd, args))
-        rc = normalize(cmd, ask_args(c, cmd, args))
-        same = rq == rc
-        print(("ok" if same else "not ok") + f" {i} - {cmd} {json.dumps(args)[:60]}: as QEMU")
-        if not same:
-            print(f"# QEMU:     {json.dumps(rq)[-300:]}")
-            print(f"# cowvisor: {json.dumps(rc)[-300:]}")
-        failed += not same
+    failed = compare_steps(q, c, STEPS, normalize)
     ask_args(q, "quit", {})
     ask_args(c, "quit", {})
     qemu.wait(timeout=30)

@@ -3,11 +3,14 @@
 
 #include "block/block_job.h"
 #include "block/blockdev.h"
+#include "machine/block_nodes.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "block/blockdev.h"
@@ -18,7 +21,7 @@ struct machine {
     enum machine_run_state state;
     machine_event_fn hook;
     void *hook_opaque;
-    int pauses, resumes, resets, quits;
+    int pauses, resumes, resets, quits, power_buttons;
     bool memory_lost;
     uint64_t disk_size[MACHINE_MAX_DISKS];  /* 0: 8 MiB */
     struct machine_replay_info replay;
@@ -28,7 +31,17 @@ struct machine {
      * the others are a fixed 8 MiB qcow2 layer. */
     struct blockdev *disks[MACHINE_MAX_DISKS];
     bool tried[MACHINE_MAX_DISKS];
+    struct block_node_table nodes;
+    /* device_add'ed devices: their ids and nodes, and whether the guest
+     * was asked to eject them. */
+    struct { char id[64]; struct block_node *node; bool unplugging; } hotplug[8];
+    machine_device_deleted_fn deleted_hook;
+    void *deleted_opaque;
+    int eject_fd;               /* the guest's eject, served in the main loop as the machine's */
+    char eject_id[64];
 };
+
+struct block_node_table *machine_block_nodes(struct machine *m) { return &m->nodes; }
 
 static struct blockdev *real_disk(struct machine *m, int i)
 {
@@ -43,6 +56,24 @@ static struct blockdev *real_disk(struct machine *m, int i)
     return m->disks[i];
 }
 
+static void eject_in_loop(void *opaque, int fd, uint32_t events)
+{
+    struct machine *m = opaque;
+    uint64_t v;
+    if (read(fd, &v, sizeof(v)) != sizeof(v)) {
+        return;
+    }
+    for (int i = 0; i < 8; i++) {
+        if (m->hotplug[i].id[0] && strcmp(m->hotplug[i].id, m->eject_id) == 0) {
+            block_node_detach(m->hotplug[i].node);
+            memset(&m->hotplug[i], 0, sizeof(m->hotplug[i]));
+            if (m->deleted_hook) {
+                m->deleted_hook(m->deleted_opaque, m->eject_id);
+            }
+        }
+    }
+}
+
 struct machine *stub_machine_create(const struct machine_config *cfg)
 {
     struct machine *m = calloc(1, sizeof(*m));
@@ -51,14 +82,21 @@ struct machine *stub_machine_create(const struct machine_config *cfg)
         abort();
     }
     m->cfg = cfg;
+    m->eject_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (m->eject_fd < 0 || event_loop_add(&m->loop, m->eject_fd, EPOLLIN, eject_in_loop, m, &err) < 0) {
+        abort();
+    }
     return m;
 }
 
 void stub_machine_destroy(struct machine *m)
 {
+    block_nodes_close_all(&m->nodes);
     for (int i = 0; i < MACHINE_MAX_DISKS; i++) {
         blockdev_close(m->disks[i]);
     }
+    event_loop_remove(&m->loop, m->eject_fd);
+    close(m->eject_fd);
     event_loop_destroy(&m->loop);
     free(m);
 }
@@ -66,7 +104,8 @@ void stub_machine_destroy(struct machine *m)
 int stub_machine_calls(struct machine *m, const char *what)
 {
     return strcmp(what, "pause") == 0 ? m->pauses : strcmp(what, "resume") == 0 ? m->resumes
-         : strcmp(what, "reset") == 0 ? m->resets : m->quits;
+         : strcmp(what, "reset") == 0 ? m->resets : strcmp(what, "power-button") == 0 ? m->power_buttons
+         : m->quits;
 }
 
 static void emit(struct machine *m, enum machine_event ev)
@@ -129,6 +168,69 @@ void stub_machine_lose_memory(struct machine *m)
 {
     machine_pause(m);
     __atomic_store_n(&m->memory_lost, true, __ATOMIC_SEQ_CST);
+}
+
+/* The bare machine's test (tests/machine/test_hotplug.c) checks the real
+ * rules; this keeps what QMP needs: ids, nodes, the pending eject. */
+int machine_device_add_virtio_blk(struct machine *m, const char *id, const char *drive, struct error *err)
+{
+    int free_entry = -1;
+    for (int i = 0; i < 8; i++) {
+        if (m->hotplug[i].id[0] && strcmp(m->hotplug[i].id, id) == 0) {
+            return error_set(err, -EEXIST, "Duplicate device ID '%s'", id);
+        }
+        if (!m->hotplug[i].id[0] && free_entry < 0) {
+            free_entry = i;
+        }
+    }
+    struct block_node *n = machine_block_node_find(m, drive);
+    if (!n) {
+        return error_set(err, -ENOENT, "Property 'virtio-blk-device.drive' can't find value '%s'", drive);
+    }
+    if (free_entry < 0) {
+        return error_set(err, -ENOSPC, "PCI: no slot/function available for virtio-blk-pci, all in use or reserved");
+    }
+    int ret = block_node_attach(n, id, err);
+    if (ret == 0) {
+        snprintf(m->hotplug[free_entry].id, sizeof(m->hotplug[0].id), "%s", id);
+        m->hotplug[free_entry].node = n;
+        m->hotplug[free_entry].unplugging = false;
+    }
+    return ret;
+}
+
+int machine_device_del(struct machine *m, const char *id, struct error *err)
+{
+    for (int i = 0; i < 8; i++) {
+        if (m->hotplug[i].id[0] && strcmp(m->hotplug[i].id, id) == 0) {
+            if (m->hotplug[i].unplugging) {
+                return error_set(err, -EALREADY, "Device %s is already in the process of unplug", id);
+            }
+            m->hotplug[i].unplugging = true;
+            return 0;
+        }
+    }
+    return error_set(err, -ENODEV, "Device '%s' not found", id);
+}
+
+void machine_set_device_deleted_hook(struct machine *m, machine_device_deleted_fn fn, void *opaque)
+{
+    m->deleted_hook = fn;
+    m->deleted_opaque = opaque;
+}
+
+void stub_machine_guest_eject(struct machine *m, const char *id)
+{
+    uint64_t one = 1;
+    snprintf(m->eject_id, sizeof(m->eject_id), "%s", id);
+    if (write(m->eject_fd, &one, sizeof(one)) != sizeof(one)) {
+        abort();
+    }
+}
+
+void machine_power_button(struct machine *m)
+{
+    m->power_buttons++;
 }
 
 void machine_quit(struct machine *m)

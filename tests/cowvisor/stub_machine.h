@@ -9,12 +9,16 @@
 
 struct machine *stub_machine_create(const struct machine_config *cfg);
 void stub_machine_destroy(struct machine *m);
-/* How many times the monitor paused, resumed, reset or quit the machine. */
+/* How many times the monitor paused, resumed, reset or quit the machine
+ * or pressed its power button ("power-button"). */
 int stub_machine_calls(struct machine *m, const char *what);
 /* As machine_handle_memory_fault: paused, and only a reset goes on. */
 void stub_machine_lose_memory(struct machine *m);
 /* What machine_replay_query answers from now on (file: a copy is kept). */
 void stub_machine_set_replay(struct machine *m, enum machine_replay_mode mode, const char *file, uint64_t icount);
+/* The guest ejects the device_add'ed device id (as its _EJ0 would): it
+ * goes in the main loop, which tells the monitor. Any thread. */
+void stub_machine_guest_eject(struct machine *m, const char *id);
 /* The break point replay-break set (0: none). */
 uint64_t stub_machine_replay_break(struct machine *m);
 

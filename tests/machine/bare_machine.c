@@ -42,23 +42,29 @@ struct machine *bare_machine(const struct machine_config *cfg)
     bus_init(&m->vm.pio, "port I/O");
     bus_init(&m->vm.mmio, "MMIO");
     device_registry_init(&m->devices);
+    must(event_loop_init(&m->loop, &err), "event_loop_init", &err);
     must(guest_memory_create(&m->vm.mem, cfg->memory, &err), "guest_memory_create", &err);
     if (cfg->record_replay) {
         must(machine_add_replay_devices(m, &err), "machine_add_replay_devices", &err);
     }
     must(machine_add_pc_devices(m, &err), "machine_add_pc_devices", &err);
+    must(machine_add_acpi(m, &err), "machine_add_acpi", &err);
     must(machine_add_fw_cfg(m, &err), "machine_add_fw_cfg", &err);
     add_rng(m);
+    must(machine_build_acpi(m, &err), "machine_build_acpi", &err);
     return m;
 }
 
 void bare_destroy(struct machine *m)
 {
     device_registry_destroy(&m->devices);
+    block_nodes_close_all(&m->nodes);
     machine_close_disks(m);
     machine_replay_free(m);
+    event_loop_destroy(&m->loop);
     guest_memory_destroy(&m->vm.mem);
     bus_destroy(&m->vm.pio);
     bus_destroy(&m->vm.mmio);
+    free(m->acpi_image);
     free(m);
 }

@@ -1,5 +1,5 @@
 /* A bare machine for tests that run without /dev/kvm: the machine's own
- * device composition (PC devices, fw_cfg; with cfg->record_replay the
+ * device composition (PC devices, ACPI, fw_cfg; with cfg->record_replay the
  * user-space PIT and PIC first) plus a virtio-rng on MMIO, over
  * guest memory of cfg->memory bytes, but no KVM VM. Shared by the machine,
  * migration and replay tests and bench/postcopy_latency. Failures abort

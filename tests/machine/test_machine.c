@@ -209,9 +209,10 @@ static void assert_sections_match_registry(struct machine *m)
 static void test_registry_in_stream(void **state)
 {
     struct machine *m = bare_machine(&bare_config);
-    /* The PC devices, fw_cfg and the PCI host included. */
-    static const char *expected[] = { "uart", "cmos-rtc", "system-ports", "pci-host", "fw-cfg", "virtio.0" };
-    assert_int_equal(m->devices.count, 6);
+    /* The PC devices, ACPI, fw_cfg and the PCI host included. */
+    static const char *expected[] = { "uart", "cmos-rtc", "system-ports", "pci-host", "acpi-pm", "acpi-pcihp",
+                                      "fw-cfg", "virtio.0" };
+    assert_int_equal(m->devices.count, 8);
     for (size_t i = 0; i < sizeof(expected) / sizeof(expected[0]); i++) {
         assert_string_equal(m->devices.devices[i].name, expected[i]);
     }

@@ -441,10 +441,12 @@ int qmp_server_start(struct qmp_server **out, struct machine *m, const char *spe
     }
     /* Before the first client's commands: a stop must be announced. */
     machine_set_event_hook(m, machine_event, s);
+    machine_set_device_deleted_hook(m, qmp_device_deleted, s);
     ret = s->listen.wait ? accept_first(s, err)
                          : event_loop_add(machine_loop(m), s->listen.fd, EPOLLIN, client_accept, s, err);
     if (ret < 0) {
         machine_set_event_hook(m, NULL, NULL);
+        machine_set_device_deleted_hook(m, NULL, NULL);
         if (s->client_fd >= 0) {
             event_loop_remove(machine_loop(m), s->client_fd);
             close(s->client_fd);
@@ -478,6 +480,7 @@ void qmp_server_stop(struct qmp_server *s)
         return;
     }
     machine_set_event_hook(s->m, NULL, NULL);
+    machine_set_device_deleted_hook(s->m, NULL, NULL);
     flush_at_exit(s);
     if (s->client_fd >= 0) {
         event_loop_remove(machine_loop(s->m), s->client_fd);

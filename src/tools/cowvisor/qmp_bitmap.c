@@ -1,6 +1,6 @@
 /* Dirty bitmap commands in QEMU 7.2's shapes: block-dirty-bitmap-add,
- * -remove, -clear, -enable, -disable, -merge on a node ("diskN", or
- * "diskN-backingK" for a backing layer), and the "dirty-bitmaps" list of
+ * -remove, -clear, -enable, -disable, -merge on a node ("diskN",
+ * "diskN-backingK" for a backing layer, or a blockdev-add node), and the "dirty-bitmaps" list of
  * query-block's nodes. Persistent bitmaps reach the image when the disk
  * closes (quit); enabled ones record the guest's writes meanwhile. */
 #include "qmp_int.h"
@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "block/blockdev.h"
+#include "machine/block_nodes.h"
 #include "machine/machine.h"
 
 #define MAX_LAYERS 16
@@ -33,6 +34,10 @@ static struct blockdev *find_node(struct qmp_server *s, const char *node, enum l
                 return layers[k].bd;
             }
         }
+    }
+    struct block_node *added = machine_block_node_find(s->m, node);
+    if (added && added->node.bd) {
+        return added->node.bd;
     }
     qmp_fail(r, QMP_GENERIC, how == LOOKUP_NODE ? "Node '%s' not found"
              : "Cannot find device='%s' nor node-name='%s'", node, node);

@@ -5,7 +5,10 @@
 #include "qmp_int.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/stat.h>
+
+#include "machine/block_nodes.h"
 
 #define MAX_LAYERS 16
 
@@ -33,6 +36,12 @@ static json_t *image_info(const struct disk_layer *l, int n, bool flat)
     if (l->cluster_size) {
         json_object_set_new(img, "cluster-size", json_integer(l->cluster_size));
     }
+    char *specific = l->bd ? blockdev_format_specific_json(l->bd) : NULL;
+    json_t *spec = specific ? json_loads(specific, 0, NULL) : NULL;
+    if (spec) {
+        json_object_set_new(img, "format-specific", json_pack("{s:s,s:o}", "type", l->format, "data", spec));
+    }
+    free(specific);
     if (l->backing_filename) {
         json_object_set_new(img, "backing-filename", json_string(l->backing_filename));
         if (n > 1) {
@@ -46,12 +55,10 @@ static json_t *image_info(const struct disk_layer *l, int n, bool flat)
     return img;
 }
 
-/* BlockDeviceInfo of one node: layer k of disk i's chain (n layers). */
-static json_t *device_info(const struct disk_layer *layers, int n, int k, int disk, bool ro, bool flat)
+/* BlockDeviceInfo of one node: layer k of a chain of n layers. */
+static json_t *device_info(const struct disk_layer *layers, int n, int k, const char *name, bool ro, bool flat)
 {
     const struct disk_layer *l = &layers[k];
-    char name[48];
-    node_name(name, sizeof(name), disk, k);
     json_t *o = json_pack("{s:s,s:s,s:b,s:s,s:i,s:b,s:s}", "file", l->filename, "node-name", name, "ro",
                           ro || k > 0, "drv", l->format, "backing_file_depth", n - k - 1, "encrypted", 0,
                           "detect_zeroes", "off");
@@ -94,9 +101,33 @@ void qmp_query_block(struct qmp_server *s, json_t *args, struct qmp_reply *r)
         snprintf(name, sizeof(name), "disk%d", i);
         json_array_append_new(list, json_pack("{s:s,s:s,s:o,s:b,s:b,s:o,s:s}", "io-status", "ok", "device", name,
                                               "qdev", qdev_path(i), "locked", 0, "removable", 0, "inserted",
-                                              device_info(layers, n, 0, i, ro, false), "type", "unknown"));
+                                              device_info(layers, n, 0, name, ro, false), "type", "unknown"));
     }
     r->ret = list;
+}
+
+/* blockdev-add's nodes, newest first as QEMU lists them; the layers
+ * their images open below them have no names of their own here. */
+static void append_added_nodes(struct qmp_server *s, json_t *list, bool flat)
+{
+    struct block_node_table *t = machine_block_nodes(s->m);
+    for (int i = t->count - 1; i >= 0; i--) {
+        const struct block_node *node = t->nodes[i];
+        struct disk_layer layers[MAX_LAYERS];
+        int n = 0;
+        for (struct blockdev *bd = node->node.bd; bd && n < MAX_LAYERS; bd = blockdev_backing(bd)) {
+            layers[n++] = (struct disk_layer){ blockdev_filename(bd), blockdev_format(bd),
+                                               blockdev_backing_filename(bd), blockdev_size(bd),
+                                               blockdev_cluster_size(bd), bd };
+        }
+        json_t *o = device_info(layers, n, 0, node->name, blockdev_is_read_only(node->node.bd), flat);
+        /* A protocol node (file, nbd) is raw over its file here: QEMU names its driver. */
+        json_object_set_new(o, "drv", json_string(node->node.driver));
+        json_object_set_new(json_object_get(o, "image"), "format", json_string(node->node.driver));
+        json_object_set_new(o, "cache", json_pack("{s:b,s:b,s:b}", "no-flush", node->node.no_flush, "direct",
+                                                  node->node.direct, "writeback", 1));
+        json_array_append_new(list, o);
+    }
 }
 
 void qmp_query_named_block_nodes(struct qmp_server *s, json_t *args, struct qmp_reply *r)
@@ -111,9 +142,12 @@ void qmp_query_named_block_nodes(struct qmp_server *s, json_t *args, struct qmp_
         bool ro;
         int n = machine_disk_chain(s->m, i, layers, MAX_LAYERS, &ro);
         for (int k = 0; k < n; k++) {
-            json_array_append_new(list, device_info(layers, n, k, i, ro, flat));
+            char name[48];
+            node_name(name, sizeof(name), i, k);
+            json_array_append_new(list, device_info(layers, n, k, name, ro, flat));
         }
     }
+    append_added_nodes(s, list, flat);
     r->ret = list;
 }
 

@@ -11,16 +11,22 @@
 #include <unistd.h>
 
 
+const struct qmp_arg *qmp_arg_find(const struct qmp_arg *spec, const char *key)
+{
+    const struct qmp_arg *a = spec;
+    while (a->name && strcmp(a->name, key) != 0) {
+        a++;
+    }
+    return a->name ? a : NULL;
+}
+
 bool qmp_check_args(json_t *args, const struct qmp_arg *spec, struct qmp_reply *r)
 {
     const char *key;
     json_t *v;
     json_object_foreach(args, key, v) {
-        const struct qmp_arg *a = spec;
-        while (a->name && strcmp(a->name, key) != 0) {
-            a++;
-        }
-        if (!a->name) {
+        const struct qmp_arg *a = qmp_arg_find(spec, key);
+        if (!a) {
             qmp_fail(r, QMP_GENERIC, "Parameter '%s' is unexpected", key);
             return false;
         }
@@ -124,11 +130,11 @@ static void cmd_system_reset(struct qmp_server *s, json_t *args, struct qmp_repl
 
 static void cmd_system_powerdown(struct qmp_server *s, json_t *args, struct qmp_reply *r)
 {
-    /* QEMU presses the ACPI power button; cowvisor's machine has no ACPI
-     * event to deliver, so, like a guest that ignores the button, the VM
-     * goes on. */
+    /* As QEMU: the event, then the ACPI power button; a guest that handles
+     * it powers off (SHUTDOWN follows), one that does not goes on. */
     if (qmp_check_args(args, qmp_no_args, r)) {
         qmp_event(s, "POWERDOWN", NULL);
+        machine_power_button(s->m);
     }
 }
 
@@ -259,6 +265,10 @@ const struct qmp_command qmp_commands[] = {
     { "query-blockstats", qmp_query_blockstats, qmp_blockstats_args },
     { "query-block-jobs", qmp_query_block_jobs, NULL },
     { "block_resize", qmp_block_resize, qmp_block_resize_args },
+    { "blockdev-add", qmp_blockdev_add, NULL },
+    { "blockdev-del", qmp_blockdev_del, qmp_blockdev_del_args },
+    { "device_add", qmp_device_add, qmp_device_add_args },
+    { "device_del", qmp_device_del, qmp_device_del_args },
     { "block-dirty-bitmap-add", qmp_bitmap_add, qmp_bitmap_add_args },
     { "block-dirty-bitmap-remove", qmp_bitmap_remove, qmp_bitmap_args },
     { "block-dirty-bitmap-clear", qmp_bitmap_clear, qmp_bitmap_args },

@@ -77,6 +77,8 @@ struct qmp_arg {
     bool optional;
 };
 bool qmp_check_args(json_t *args, const struct qmp_arg *spec, struct qmp_reply *r);
+/* spec's member named key, or NULL. */
+const struct qmp_arg *qmp_arg_find(const struct qmp_arg *spec, const char *key);
 extern const struct qmp_arg qmp_no_args[];
 
 /* The command table (qmp_commands.c), ended by a NULL name. */
@@ -122,6 +124,16 @@ void qmp_query_blockstats(struct qmp_server *s, json_t *args, struct qmp_reply *
 extern const struct qmp_arg qmp_blockstats_args[];
 void qmp_query_block_jobs(struct qmp_server *s, json_t *args, struct qmp_reply *r);
 void qmp_block_resize(struct qmp_server *s, json_t *args, struct qmp_reply *r);
+/* blockdev-add, blockdev-del (qmp_blockdev.c). */
+void qmp_blockdev_add(struct qmp_server *s, json_t *args, struct qmp_reply *r);
+void qmp_blockdev_del(struct qmp_server *s, json_t *args, struct qmp_reply *r);
+extern const struct qmp_arg qmp_blockdev_del_args[];
+
+/* device_add, device_del (qmp_device.c); the machine's device-deleted hook. */
+void qmp_device_add(struct qmp_server *s, json_t *args, struct qmp_reply *r);
+void qmp_device_del(struct qmp_server *s, json_t *args, struct qmp_reply *r);
+extern const struct qmp_arg qmp_device_add_args[], qmp_device_del_args[];
+void qmp_device_deleted(void *opaque, const char *id);
 
 /* qmp_bitmap.c */
 extern const struct qmp_arg qmp_bitmap_add_args[], qmp_bitmap_args[], qmp_bitmap_merge_args[];

@@ -24,6 +24,9 @@ static const struct qmp_arg block_job_error_data[] = {
 static const struct qmp_arg block_job_pending_data[] = {
     { "type", JSON_STRING, false }, { "id", JSON_STRING, false }, { NULL, 0, false },
 };
+static const struct qmp_arg device_deleted_data[] = {
+    { "device", JSON_STRING, true }, { "path", JSON_STRING, false }, { NULL, 0, false },
+};
 static const struct qmp_arg capabilities_args[] = { { "enable", JSON_ARRAY, true }, { NULL, 0, false } };
 
 const struct qmp_event_info qmp_events[] = {
@@ -38,6 +41,7 @@ const struct qmp_event_info qmp_events[] = {
     { "BLOCK_JOB_CANCELLED", block_job_data },
     { "BLOCK_JOB_ERROR", block_job_error_data },
     { "BLOCK_JOB_PENDING", block_job_pending_data },
+    { "DEVICE_DELETED", device_deleted_data },
     { NULL, NULL },
 };
 

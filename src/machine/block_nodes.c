@@ -1,0 +1,190 @@
+/* The table of named block nodes (block_nodes.h). A node's users are
+ * counted where QEMU counts them, so blockdev-del refuses with QEMU's
+ * words: a device ("Node x is in use"), a node using it as its backing
+ * child (the op blocker's "is busy"), a job or a parent through "file"
+ * (a reference more: "Block device x is in use"). */
+#include "machine/block_nodes.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "block/block_job.h"
+
+struct block_node *machine_block_node_find(struct machine *m, const char *name)
+{
+    struct block_node_table *t = machine_block_nodes(m);
+    for (int i = 0; t && i < t->count; i++) {
+        if (!strcmp(t->nodes[i]->name, name)) {
+            return t->nodes[i];
+        }
+    }
+    return NULL;
+}
+
+static int find_index(struct block_node_table *t, const char *name)
+{
+    for (int i = 0; i < t->count; i++) {
+        if (!strcmp(t->nodes[i]->name, name)) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+static json_t *options_of(void *opaque, const char *name)
+{
+    struct block_node_table *t = opaque;
+    int i = find_index(t, name);
+    return i < 0 ? NULL : t->nodes[i]->options;
+}
+
+static struct blockdev *image_of(void *opaque, const char *name)
+{
+    struct block_node_table *t = opaque;
+    int i = find_index(t, name);
+    return i < 0 ? NULL : t->nodes[i]->node.bd;
+}
+
+int block_nodes_add(struct block_node_table *t, json_t *args, struct error *err)
+{
+    const char *name = json_string_value(json_object_get(args, "node-name"));
+    if (name && find_index(t, name) >= 0) {
+        return error_set(err, -EEXIST, "Duplicate nodes with node-name='%s'", name);
+    }
+    if (t->count == BLOCK_NODES_MAX) {
+        return error_set(err, -ENOSPC, "Too many block nodes (cowvisor keeps %d)", BLOCK_NODES_MAX);
+    }
+    struct block_node *n = calloc(1, sizeof(*n));
+    if (!n) {
+        return error_set(err, -ENOMEM, "Out of memory");
+    }
+    struct blockdev_add_children children = { options_of, image_of, t };
+    int ret = blockdev_add_open(args, &children, &n->node, err);
+    if (ret < 0) {
+        free(n);
+        return ret;
+    }
+    snprintf(n->name, sizeof(n->name), "%s", name);
+    n->options = json_deep_copy(args);
+    t->nodes[t->count++] = n;
+    return 0;
+}
+
+/* The parent that uses name as its child (key "file" or "backing"), if any. */
+static struct block_node *parent_of(struct block_node_table *t, const char *name, bool backing)
+{
+    for (int i = 0; i < t->count; i++) {
+        const char *child = backing ? t->nodes[i]->node.backing_child : t->nodes[i]->node.file_child;
+        if (!strcmp(child, name)) {
+            return t->nodes[i];
+        }
+    }
+    return NULL;
+}
+
+static void node_free(struct block_node *n)
+{
+    blockdev_close(n->node.bd);
+    json_decref(n->options);
+    free(n);
+}
+
+int block_nodes_del(struct block_node_table *t, const char *name, struct error *err)
+{
+    int i = find_index(t, name);
+    if (i < 0) {
+        return error_set(err, -ENOENT, "Failed to find node with node-name='%s'", name);
+    }
+    struct block_node *n = t->nodes[i], *parent;
+    if (n->device[0]) {
+        return error_set(err, -EBUSY, "Node %s is in use", name);
+    }
+    if ((parent = parent_of(t, name, true))) {
+        return error_set(err, -EBUSY, "Node '%s' is busy: node is used as backing hd of '%s'", name, parent->name);
+    }
+    if (n->jobs || parent_of(t, name, false)) {
+        return error_set(err, -EBUSY, "Block device %s is in use", name);
+    }
+    node_free(n);
+    memmove(&t->nodes[i], &t->nodes[i + 1], (size_t)(t->count - i - 1) * sizeof(t->nodes[0]));
+    t->count--;
+    return 0;
+}
+
+void block_nodes_close_all(struct block_node_table *t)
+{
+    /* Parents were added after their children: newest first. */
+    while (t->count > 0) {
+        node_free(t->nodes[--t->count]);
+    }
+}
+
+int block_node_attach(struct block_node *n, const char *device, struct error *err)
+{
+    if (n->device[0]) {
+        return error_set(err, -EBUSY, "Node '%s' is already in use by '%s'", n->name, n->device);
+    }
+    snprintf(n->device, sizeof(n->device), "%s", device);
+    return 0;
+}
+
+void block_node_detach(struct block_node *n)
+{
+    n->device[0] = 0;
+    n->drain_begin = n->drain_end = NULL;
+    n->drain_opaque = NULL;
+}
+
+static struct blockdev *job_top(void *opaque)
+{
+    struct block_node *n = opaque;
+    return n->node.bd;
+}
+
+static void job_drain_begin(void *opaque)
+{
+    struct block_node *n = opaque;
+    if (n->drain_begin) {
+        n->drain_begin(n->drain_opaque);
+    }
+}
+
+static void job_drain_end(void *opaque)
+{
+    struct block_node *n = opaque;
+    if (n->drain_end) {
+        n->drain_end(n->drain_opaque);
+    }
+}
+
+/* The node's image becomes filename (an active commit's base, a stream's
+ * rewritten top); a device attached sees it through the node. */
+static int job_replace(void *opaque, const char *filename, const char *format, struct error *err)
+{
+    struct block_node *n = opaque;
+    struct blockdev *old = n->node.bd, *top = NULL;
+    unsigned flags = (blockdev_is_read_only(old) ? BDEV_READ_ONLY : 0) |
+                     (n->node.file_child[0] || n->node.backing_child[0] ? BDEV_REOPEN : 0);
+    char *old_name = strdup(blockdev_filename(old)), *old_fmt = strdup(blockdev_format(old));
+    blockdev_close(old);
+    struct blockdev_open_opts opts = { .format = format, .flags = flags };
+    int ret = blockdev_open(&top, filename, &opts, err);
+    if (ret < 0) {
+        /* The old image back, so the node keeps an image. */
+        struct blockdev_open_opts back = { .format = old_fmt, .flags = flags };
+        if (!old_name || !old_fmt || blockdev_open(&top, old_name, &back, NULL) < 0) {
+            top = NULL;
+        }
+    }
+    free(old_name);
+    free(old_fmt);
+    n->node.bd = top;
+    return ret;
+}
+
+void block_node_job_host(struct block_node *n, struct block_job_host *out)
+{
+    *out = (struct block_job_host){ job_top, job_drain_begin, job_drain_end, job_replace, n };
+}

@@ -1,0 +1,56 @@
+/* The machine's named block nodes: what blockdev-add opened, found by
+ * node-name by whatever uses a node (a device's drive=, a block job,
+ * another node naming it as its "file" or "backing" child), and removed by
+ * blockdev-del only while nothing uses it. Not thread-safe: the monitor's
+ * thread (the main loop) owns it. */
+#ifndef MACHINE_BLOCK_NODES_H
+#define MACHINE_BLOCK_NODES_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "block/blockdev_add.h"
+
+#define BLOCK_NODES_MAX 32
+
+struct block_node {
+    char name[BLOCKDEV_NODE_NAME_MAX];
+    struct blockdev_added node;     /* the open image and what blockdev-add asked */
+    json_t *options;                /* as added: what a parent naming it opens */
+    char device[64];                /* the device using it ("": none) */
+    int jobs;                       /* block jobs using it */
+    /* The device's requests stop while a job changes the node's image
+     * (set by the device that attaches; NULL: no device). */
+    void (*drain_begin)(void *opaque);
+    void (*drain_end)(void *opaque);
+    void *drain_opaque;
+};
+
+struct block_node_table {
+    struct block_node *nodes[BLOCK_NODES_MAX];
+    int count;
+};
+
+struct machine;
+/* The machine's table (the stub machine of the tests has one too). */
+struct block_node_table *machine_block_nodes(struct machine *m);
+/* The one lookup by node-name: NULL when no node has that name. */
+struct block_node *machine_block_node_find(struct machine *m, const char *name);
+
+/* blockdev-add: args as QMP gives them (QEMU's error words). */
+int block_nodes_add(struct block_node_table *t, json_t *args, struct error *err);
+/* blockdev-del: refused while a device, a job or a parent node uses it. */
+int block_nodes_del(struct block_node_table *t, const char *name, struct error *err);
+/* At the machine's end: every node closed, parents first. */
+void block_nodes_close_all(struct block_node_table *t);
+
+/* A device takes the node (drive=) and gives it back. -EBUSY with QEMU's
+ * words when another device has it. */
+int block_node_attach(struct block_node *n, const char *device, struct error *err);
+void block_node_detach(struct block_node *n);
+
+/* A block job's host over the node's image (block/block_job.h). */
+struct block_job_host;
+void block_node_job_host(struct block_node *n, struct block_job_host *out);
+
+#endif

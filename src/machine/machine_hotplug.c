@@ -1,0 +1,272 @@
+/* PCI hotplug of virtio-blk-pci (QMP device_add/device_del) through ACPI,
+ * as QEMU's pc machine: device_add puts the device in a free slot of bus 0
+ * and raises the hotplug GPE; device_del asks the guest to eject it; the
+ * guest's _EJ0 write (a vCPU thread) is served in the main loop, which
+ * takes the device out and tells the monitor (DEVICE_DELETED). A device's
+ * disk is a named block node (block_nodes.h), taken while it lives. */
+#include "machine/machine_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "block/blockdev.h"
+#include "virtio/virtio_blk.h"
+#include "virtio/virtio_pci.h"
+
+#define HOTPLUG_DRIVER "virtio-blk-pci"
+
+static struct hotplugged *find_id(struct machine *m, const char *id)
+{
+    for (int i = 0; i < MACHINE_MAX_HOTPLUG; i++) {
+        if (m->hotplug[i].pci_slot > 0 && strcmp(m->hotplug[i].id, id) == 0) {
+            return &m->hotplug[i];
+        }
+    }
+    return NULL;
+}
+
+static struct hotplugged *find_slot(struct machine *m, int pci_slot)
+{
+    for (int i = 0; i < MACHINE_MAX_HOTPLUG; i++) {
+        if (m->hotplug[i].pci_slot == pci_slot) {
+            return &m->hotplug[i];
+        }
+    }
+    return NULL;
+}
+
+/* ---- a block job on the node: the device stops around its changes ---- */
+
+static void node_drain_begin(void *opaque)
+{
+    struct hotplugged *h = opaque;
+    struct virtio_blk *blk = (struct virtio_blk *)h->slot.dev;
+    pthread_mutex_lock(&blk->dev.lock);
+    virtio_blk_drain_locked(blk);
+}
+
+/* A job may have replaced the node's image: the device goes on with it. */
+static void node_drain_end(void *opaque)
+{
+    struct hotplugged *h = opaque;
+    struct virtio_blk *blk = (struct virtio_blk *)h->slot.dev;
+    blk->bdev = h->node->node.bd;
+    pthread_mutex_unlock(&blk->dev.lock);
+}
+
+/* ---- device_add ---- */
+
+/* QEMU's words when another device has the node. */
+static int node_in_use(struct block_node *n, const char *id, struct error *err)
+{
+    return error_set(err, -EBUSY,
+                     "Permission conflict on node '%s': permissions 'write' are both required by block device "
+                     "'/machine/peripheral/%s/virtio-backend' (uses node '%s' as 'root' child) and unshared by "
+                     "block device '/machine/peripheral/%s/virtio-backend' (uses node '%s' as 'root' child).",
+                     n->name, n->device, n->name, id, n->name);
+}
+
+static int create_device(struct machine *m, struct hotplugged *h, struct error *err)
+{
+    struct virtio_blk *b = calloc(1, sizeof(*b));
+    struct virtio_pci *p = calloc(1, sizeof(*p));
+    struct blockdev *bd = h->node->node.bd;
+    if (!b || !p) {
+        free(b);
+        free(p);
+        return error_set(err, -ENOMEM, "out of memory");
+    }
+    int ret = virtio_blk_init(b, &m->vm.mem, bd, blockdev_is_read_only(bd), NULL, err);
+    if (ret < 0) {
+        virtio_blk_destroy(b);
+        free(b);
+        free(p);
+        return ret;
+    }
+    /* From here the slot owns both (release destroys them). */
+    h->slot.dev = &b->dev;
+    h->slot.pci = p;
+    return virtio_pci_create(p, &b->dev, &m->vm, &m->loop, err);
+}
+
+/* Into the slot, unmapped (memory decode off) until the guest's driver
+ * enables it, as a freshly powered slot; then the guest is told. */
+static int plug(struct machine *m, struct hotplugged *h, struct error *err)
+{
+    struct pci_device *d = &h->slot.pci->pci;
+    int ret = pci_host_add(&m->pci, d, err);
+    if (ret < 0) {
+        return ret;
+    }
+    pci_config_write(d, PCI_COMMAND, 2, 0);
+    h->pci_slot = d->slot;
+    virtio_device_set_location(h->slot.dev, "@pci:00:%02x.0", d->slot);
+    ret = machine_add_device(m, "virtio-hotplug", d->slot, &machine_virtio_slot_ops, &h->slot, err);
+    if (ret < 0) {
+        pci_host_remove(&m->pci, d);
+        h->pci_slot = 0;
+        return ret;
+    }
+    acpi_pcihp_plug(&m->pcihp, d->slot);
+    return 0;
+}
+
+static void release(struct hotplugged *h)
+{
+    if (h->slot.dev) {
+        machine_virtio_slot_ops.destroy(&h->slot);
+    }
+    if (h->node) {
+        block_node_detach(h->node);
+    }
+    memset(h, 0, sizeof(*h));
+}
+
+int machine_device_add_virtio_blk(struct machine *m, const char *id, const char *drive, struct error *err)
+{
+    if (m->replay) {
+        /* Its log has no such event, and replay has no virtio-pci. */
+        return error_set(err, -ENOTSUP, "device_add is not supported in record/replay mode");
+    }
+    if (find_id(m, id)) {
+        return error_set(err, -EEXIST, "Duplicate device ID '%s'", id);
+    }
+    struct block_node *n = machine_block_node_find(m, drive);
+    if (!n) {
+        return error_set(err, -ENOENT, "Property 'virtio-blk-device.drive' can't find value '%s'", drive);
+    }
+    if (n->device[0]) {
+        return node_in_use(n, id, err);
+    }
+    struct hotplugged *h = find_slot(m, 0);
+    if (!h || pci_host_free_slot(&m->pci) < 0) {
+        return error_set(err, -ENOSPC, "PCI: no slot/function available for %s, all in use or reserved",
+                         HOTPLUG_DRIVER);
+    }
+    snprintf(h->id, sizeof(h->id), "%s", id);
+    int ret = block_node_attach(n, id, err);
+    if (ret < 0) {
+        memset(h, 0, sizeof(*h));
+        return ret;
+    }
+    h->node = n;
+    if ((ret = create_device(m, h, err)) < 0 || (ret = plug(m, h, err)) < 0) {
+        release(h);
+        return ret;
+    }
+    n->drain_begin = node_drain_begin;
+    n->drain_end = node_drain_end;
+    n->drain_opaque = h;
+    return 0;
+}
+
+/* ---- device_del and the guest's eject ---- */
+
+int machine_device_del(struct machine *m, const char *id, struct error *err)
+{
+    struct hotplugged *h = find_id(m, id);
+    if (!h) {
+        return error_set(err, -ENODEV, "Device '%s' not found", id);
+    }
+    if (h->unplug_requested) {
+        return error_set(err, -EALREADY, "Device %s is already in the process of unplug", id);
+    }
+    h->unplug_requested = true;
+    acpi_pcihp_unplug_request(&m->pcihp, h->pci_slot);
+    return 0;
+}
+
+/* The main loop's side of an eject: the device out of the bus, the
+ * registry and the node, then the monitor is told. */
+static void remove_device(struct machine *m, struct hotplugged *h)
+{
+    char id[sizeof(h->id)];
+    snprintf(id, sizeof(id), "%s", h->id);
+    virtio_device_quiesce(h->slot.dev);
+    pci_host_remove(&m->pci, &h->slot.pci->pci);
+    device_registry_remove(&m->devices, &h->slot);
+    acpi_pcihp_removed(&m->pcihp, h->pci_slot);
+    release(h);
+    if (m->device_deleted_hook) {
+        m->device_deleted_hook(m->device_deleted_opaque, id);
+    }
+}
+
+void machine_pci_process_ejects(struct machine *m)
+{
+    uint32_t slots = __atomic_exchange_n(&m->ejected_slots, 0, __ATOMIC_SEQ_CST);
+    for (int slot = 1; slot < PCI_MAX_SLOTS; slot++) {
+        struct hotplugged *h = (slots & (1u << slot)) ? find_slot(m, slot) : NULL;
+        if (h) {
+            remove_device(m, h);
+        }
+    }
+}
+
+static void ejects_pending(void *opaque, int fd, uint32_t events)
+{
+    uint64_t v;
+    if (read(fd, &v, sizeof(v)) == sizeof(v)) {
+        machine_pci_process_ejects(opaque);
+    }
+}
+
+/* On the vCPU thread that wrote the eject register. */
+static void guest_ejected(void *opaque, int slot)
+{
+    struct machine *m = opaque;
+    uint64_t one = 1;
+    __atomic_fetch_or(&m->ejected_slots, 1u << slot, __ATOMIC_SEQ_CST);
+    if (write(m->eject_fd, &one, sizeof(one)) < 0) {
+        /* The counter is full: a wake-up is pending anyway. */
+    }
+}
+
+void machine_set_device_deleted_hook(struct machine *m, machine_device_deleted_fn fn, void *opaque)
+{
+    m->device_deleted_hook = fn;
+    m->device_deleted_opaque = opaque;
+}
+
+/* ---- the hotplug registers as a registered device ---- */
+
+static void pcihp_destroy(void *dev)
+{
+    struct machine *m = (struct machine *)((char *)dev - offsetof(struct machine, pcihp));
+    if (m->eject_fd >= 0) {
+        event_loop_remove(&m->loop, m->eject_fd);
+        close(m->eject_fd);
+        m->eject_fd = -1;
+    }
+    acpi_pcihp_device_ops.destroy(dev);
+}
+
+static struct device_ops pcihp_ops;
+
+int machine_add_pci_hotplug(struct machine *m, struct error *err)
+{
+    pcihp_ops = acpi_pcihp_device_ops;
+    pcihp_ops.destroy = pcihp_destroy;
+    acpi_pcihp_init(&m->pcihp, &m->acpi_pm, guest_ejected, m);
+    m->eject_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (m->eject_fd < 0) {
+        acpi_pcihp_destroy(&m->pcihp);
+        return error_set_errno(err, -errno, "eventfd");
+    }
+    int ret = machine_add_device(m, "acpi-pcihp", -1, &pcihp_ops, &m->pcihp, err);
+    if (ret < 0) {
+        close(m->eject_fd);
+        acpi_pcihp_destroy(&m->pcihp);
+        return ret;
+    }
+    if ((ret = event_loop_add(&m->loop, m->eject_fd, EPOLLIN, ejects_pending, m, err)) < 0) {
+        return ret;
+    }
+    return bus_register(&m->vm.pio, ACPI_PCIHP_PORT, ACPI_PCIHP_LEN, acpi_pcihp_read, acpi_pcihp_write, &m->pcihp,
+                        "acpi-pcihp", err);
+}

@@ -1,0 +1,92 @@
+/* device_add and device_del for virtio-blk-pci, the PCI hotplug the
+ * machine does through ACPI (machine.h), with QEMU 7.2's arguments,
+ * errors and DEVICE_DELETED events. */
+#include "qmp_int.h"
+
+#include <errno.h>
+
+#include "machine/machine.h"
+
+#define HOTPLUG_DRIVER "virtio-blk-pci"
+
+/* What QMP's schema declares (device_add takes any device property). */
+const struct qmp_arg qmp_device_add_args[] = {
+    { "driver", JSON_STRING, false }, { "id", JSON_STRING, true }, { "bus", JSON_STRING, true },
+    { "drive", JSON_STRING, true }, { NULL, 0, false },
+};
+const struct qmp_arg qmp_device_del_args[] = { { "id", JSON_STRING, false }, { NULL, 0, false } };
+
+/* The properties of ours we take (QEMU's words for others), then their
+ * types as for any command. */
+static bool check_properties(json_t *args, struct qmp_reply *r)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(args, key, v) {
+        if (!qmp_arg_find(qmp_device_add_args, key)) {
+            qmp_fail(r, QMP_GENERIC, "Property '%s.%s' not found", HOTPLUG_DRIVER, key);
+            return false;
+        }
+    }
+    if (!qmp_check_args(args, qmp_device_add_args, r)) {
+        return false;
+    }
+    const char *bus = json_string_value(json_object_get(args, "bus"));
+    if (bus && strcmp(bus, "pci.0") != 0) {
+        qmp_fail(r, QMP_GENERIC, "Bus '%s' not found", bus);
+        return false;
+    }
+    return true;
+}
+
+void qmp_device_add(struct qmp_server *s, json_t *args, struct qmp_reply *r)
+{
+    const char *driver = json_string_value(json_object_get(args, "driver"));
+    if (driver && strcmp(driver, HOTPLUG_DRIVER) != 0) {
+        qmp_fail(r, QMP_GENERIC, "'%s' is not a valid device model name", driver);
+        return;
+    }
+    if (!check_properties(args, r)) {
+        return;
+    }
+    const char *id = json_string_value(json_object_get(args, "id"));
+    const char *drive = json_string_value(json_object_get(args, "drive"));
+    if (!drive) {
+        qmp_fail(r, QMP_GENERIC, "drive property not set");
+        return;
+    }
+    if (!id) {
+        /* QEMU would name it in /machine/peripheral-anon; device_del
+         * needs an id, so one is asked for here. */
+        qmp_fail(r, QMP_GENERIC, "Parameter 'id' is missing");
+        return;
+    }
+    struct error err = { 0 };
+    if (machine_device_add_virtio_blk(s->m, id, drive, &err) < 0) {
+        qmp_fail(r, QMP_GENERIC, "%s", err.msg);
+    }
+}
+
+void qmp_device_del(struct qmp_server *s, json_t *args, struct qmp_reply *r)
+{
+    if (!qmp_check_args(args, qmp_device_del_args, r)) {
+        return;
+    }
+    struct error err = { 0 };
+    int ret = machine_device_del(s->m, json_string_value(json_object_get(args, "id")), &err);
+    if (ret < 0) {
+        qmp_fail(r, ret == -ENODEV ? QMP_DEVICE_NOT_FOUND : QMP_GENERIC, "%s", err.msg);
+    }
+}
+
+/* As QEMU: the virtio backend inside the proxy goes first, then the
+ * device the user named. */
+void qmp_device_deleted(void *opaque, const char *id)
+{
+    struct qmp_server *s = opaque;
+    char path[128];
+    snprintf(path, sizeof(path), "/machine/peripheral/%s/virtio-backend", id);
+    qmp_event(s, "DEVICE_DELETED", json_pack("{s:s}", "path", path));
+    snprintf(path, sizeof(path), "/machine/peripheral/%s", id);
+    qmp_event(s, "DEVICE_DELETED", json_pack("{s:s,s:s}", "device", id, "path", path));
+}

@@ -1,0 +1,156 @@
+/* device_add/device_del of virtio-blk-pci on a bare machine, driven as
+ * QMP and the guest drive it: the device lands in a free slot, the guest's
+ * view of the hotplug registers (through the port bus) shows it, QEMU's
+ * errors for what cannot be done, and a guest-style eject write takes the
+ * device out and reports it deleted, freeing its node for another device. */
+#include <jansson.h>
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "bare_machine.h"
+
+static char deleted[8][64];
+static int ndeleted;
+
+static void on_deleted(void *opaque, const char *id)
+{
+    snprintf(deleted[ndeleted++ % 8], sizeof(deleted[0]), "%s", id);
+}
+
+static void add_node(struct machine *m, const char *name)
+{
+    struct error err = { 0 };
+    json_t *args = json_pack("{s:s,s:s,s:I}", "driver", "null-co", "node-name", name, "size", (json_int_t)(1 << 20));
+    if (block_nodes_add(machine_block_nodes(m), args, &err) < 0) {
+        fail_msg("blockdev-add %s: %s", name, err.msg);
+    }
+    json_decref(args);
+}
+
+static uint32_t port_read32(struct machine *m, uint16_t port)
+{
+    uint32_t v = 0;
+    assert_true(bus_read(&m->vm.pio, port, &v, 4));
+    return v;
+}
+
+static void port_write32(struct machine *m, uint16_t port, uint32_t v)
+{
+    assert_true(bus_write(&m->vm.pio, port, &v, 4));
+}
+
+static struct machine *hotplug_machine(void)
+{
+    static const struct machine_config cfg = { .cpus = 1, .memory = 16 << 20 };
+    struct machine *m = bare_machine(&cfg);
+    machine_set_device_deleted_hook(m, on_deleted, NULL);
+    ndeleted = 0;
+    return m;
+}
+
+static void test_add_then_guest_ejects(void **state)
+{
+    struct machine *m = hotplug_machine();
+    struct error err = { 0 };
+    add_node(m, "n1");
+    /* The guest's ACPI driver enables the hotplug GPE. */
+    uint8_t gpe_en = 1u << ACPI_PCIHP_GPE_BIT;
+    assert_true(bus_write(&m->vm.pio, ACPI_GPE0_PORT + 2, &gpe_en, 1));
+    assert_int_equal(machine_device_add_virtio_blk(m, "d1", "n1", &err), 0);
+    int slot = m->hotplug[0].pci_slot;
+    assert_int_equal(slot, 1);          /* the bare machine's bus is empty */
+    assert_non_null(m->pci.slots[slot]);
+    assert_non_null(device_registry_find(&m->devices, "virtio-hotplug.1"));
+    /* The SCI is up and the GPE handler's reads see the slot. */
+    assert_true(m->acpi_pm.sci_level);
+    assert_int_equal(port_read32(m, ACPI_GPE0_PORT) & 0xffff, 1u << ACPI_PCIHP_GPE_BIT);
+    assert_int_equal(port_read32(m, ACPI_PCIHP_PORT + ACPI_PCIHP_UP), 1u << slot);
+    assert_int_equal(port_read32(m, ACPI_PCIHP_PORT + ACPI_PCIHP_REMOVABLE), 1u << slot);
+    /* The guest sees a virtio-blk function there (vendor 0x1af4, device 0x1042). */
+    port_write32(m, PCI_CONFIG_ADDRESS_PORT, 0x80000000u | (uint32_t)slot << 11);
+    assert_int_equal(port_read32(m, PCI_CONFIG_DATA_PORT), 0x10421af4u);
+    /* device_del: the guest is asked, nothing goes yet. */
+    assert_int_equal(machine_device_del(m, "d1", &err), 0);
+    assert_int_equal(port_read32(m, ACPI_PCIHP_PORT + ACPI_PCIHP_DOWN), 1u << slot);
+    assert_int_equal(ndeleted, 0);
+    assert_int_equal(machine_device_del(m, "d1", &err), -EALREADY);
+    assert_string_equal(err.msg, "Device d1 is already in the process of unplug");
+    /* _EJ0: the eject write; the main loop's part removes it. */
+    port_write32(m, ACPI_PCIHP_PORT + ACPI_PCIHP_EJECT, 1u << slot);
+    machine_pci_process_ejects(m);
+    assert_int_equal(ndeleted, 1);
+    assert_string_equal(deleted[0], "d1");
+    assert_null(m->pci.slots[slot]);
+    assert_null(device_registry_find(&m->devices, "virtio-hotplug.1"));
+    assert_int_equal(port_read32(m, ACPI_PCIHP_PORT + ACPI_PCIHP_DOWN), 0);
+    assert_int_equal(port_read32(m, PCI_CONFIG_DATA_PORT), 0xffffffffu);
+    assert_int_equal(machine_device_del(m, "d1", &err), -ENODEV);
+    /* The node is free again: the same id and node work once more. */
+    assert_int_equal(machine_device_add_virtio_blk(m, "d1", "n1", &err), 0);
+    bare_destroy(m);
+}
+
+static void test_errors_in_qemus_words(void **state)
+{
+    struct machine *m = hotplug_machine();
+    struct error err = { 0 };
+    add_node(m, "n1");
+    add_node(m, "n2");
+    assert_int_equal(machine_device_add_virtio_blk(m, "d1", "nope", &err), -ENOENT);
+    assert_string_equal(err.msg, "Property 'virtio-blk-device.drive' can't find value 'nope'");
+    assert_int_equal(machine_device_add_virtio_blk(m, "d1", "n1", &err), 0);
+    assert_int_equal(machine_device_add_virtio_blk(m, "d1", "n2", &err), -EEXIST);
+    assert_string_equal(err.msg, "Duplicate device ID 'd1'");
+    assert_int_equal(machine_device_add_virtio_blk(m, "d2", "n1", &err), -EBUSY);
+    assert_string_equal(err.msg, "Permission conflict on node 'n1': permissions 'write' are both required by block "
+                                 "device '/machine/peripheral/d1/virtio-backend' (uses node 'n1' as 'root' child) "
+                                 "and unshared by block device '/machine/peripheral/d2/virtio-backend' (uses node "
+                                 "'n1' as 'root' child).");
+    assert_int_equal(machine_device_del(m, "d9", &err), -ENODEV);
+    assert_string_equal(err.msg, "Device 'd9' not found");
+    /* A slot the host did not plug is not the guest's to eject. */
+    port_write32(m, ACPI_PCIHP_PORT + ACPI_PCIHP_EJECT, 1u << 7);
+    machine_pci_process_ejects(m);
+    assert_int_equal(ndeleted, 0);
+    /* Fill the bus: the error names the driver as QEMU does. */
+    int added = 1;
+    char id[16], node[16];
+    for (; added < 40; added++) {
+        snprintf(id, sizeof(id), "x%d", added);
+        snprintf(node, sizeof(node), "m%d", added);
+        add_node(m, node);
+        if (machine_device_add_virtio_blk(m, id, node, &err) < 0) {
+            break;
+        }
+    }
+    assert_string_equal(err.msg, "PCI: no slot/function available for virtio-blk-pci, all in use or reserved");
+    assert_true(added >= MACHINE_MAX_HOTPLUG);
+    bare_destroy(m);
+}
+
+/* Record/replay has no virtio-pci and its log no hotplug: refused. */
+static void test_refused_in_replay_mode(void **state)
+{
+    static const struct machine_config cfg = { .cpus = 1, .memory = 16 << 20, .record_replay = true };
+    struct machine *m = bare_machine(&cfg);
+    struct error err = { 0 };
+    add_node(m, "n1");
+    assert_int_equal(machine_device_add_virtio_blk(m, "d1", "n1", &err), -ENOTSUP);
+    assert_string_equal(err.msg, "device_add is not supported in record/replay mode");
+    bare_destroy(m);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_add_then_guest_ejects),
+        cmocka_unit_test(test_errors_in_qemus_words),
+        cmocka_unit_test(test_refused_in_replay_mode),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
