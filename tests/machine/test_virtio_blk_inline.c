@@ -72,7 +72,7 @@ static struct rig *rig_create(void)
     assert_int_equal(guest_memory_create(&r->mem, MEM_SIZE, &err), 0);
     struct blockdev_open_opts opts = { .format = "qcow2", .flags = BDEV_READ_ONLY };
     assert_int_equal(blockdev_open(&r->bd, r->path, &opts, &err), 0);
-    assert_int_equal(virtio_blk_init(&r->blk, &r->mem, r->bd, true, "", &err), 0);
+    assert_int_equal(virtio_blk_init(&r->blk, &r->mem, r->bd, true, "", 1, &err), 0);
     r->blk.dev.transport = &fake_transport;
     r->blk.dev.status = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK |
                         VIRTIO_STATUS_DRIVER_OK;
