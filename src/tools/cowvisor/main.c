@@ -38,7 +38,7 @@ static void usage(FILE *f)
         "  --memory SIZE          guest RAM (default 512M)\n"
         "  --disk file=PATH[,format=qcow2|raw][,readonly=on][,transport=pci|mmio][,serial=ID]\n"
         "         [,compressed-cache-size=SIZE]  qcow2: decompressed clusters kept (0: none;\n"
-        "                         default 64M at most, never more than the disk)\n"
+        "                         default 256M or RAM/64 at most, never more than the disk)\n"
         "         [,num-queues=N]  virtio-blk request queues (default: one per vCPU, at most 8)\n"
         "  --device virtio-rng|virtio-console[,transport=pci|mmio]\n"
         "  --net tap=NAME[,mac=MAC][,transport=pci|mmio]\n"
