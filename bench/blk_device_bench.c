@@ -18,6 +18,7 @@
 
 #include "block/blockdev.h"
 #include "virtio/virtio_blk.h"
+#include "../tests/machine/fake_driver.h"
 
 #define QSIZE 64
 #define MAX_DEPTH 16
@@ -119,15 +120,7 @@ static int setup(struct driver *d, struct blockdev *bd, uint32_t size, struct er
         (ret = virtio_blk_init(&d->blk, &d->mem, bd, false, "", 1, err)) < 0) {
         return ret;
     }
-    virtio_device_set_transport(&d->blk.dev, &transport, d);
-    d->blk.dev.status = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK |
-                        VIRTIO_STATUS_DRIVER_OK;
-    struct virtqueue *vq = &d->blk.dev.vqs[0];
-    vq->size = QSIZE;
-    vq->desc_addr = DESC_GPA;
-    vq->avail_addr = AVAIL_GPA;
-    vq->used_addr = USED_GPA;
-    return virtqueue_enable(vq, &d->mem, false, err);
+    return fake_driver_start(&d->blk.dev, &transport, d, 0, QSIZE, DESC_GPA, AVAIL_GPA, USED_GPA, err);
 }
 
 int main(int argc, char **argv)
