@@ -5,7 +5,8 @@
  * ring, nobody else's) with queue 2's MSI-X vector; queue indexes and queue
  * counts out of range are refused; and the state of all the queues survives
  * a save and load. Vectors stay masked (no VM to deliver them), so a fired
- * vector shows as its pending bit in the PBA. */
+ * vector shows as its pending bit in the PBA. On virtio-mmio every queue
+ * raises the device's one interrupt line. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,6 +20,7 @@
 
 #include "block/blockdev.h"
 #include "virtio/virtio_blk.h"
+#include "virtio/virtio_mmio.h"
 #include "virtio/virtio_pci.h"
 
 #define MEM_SIZE (4u << 20)
@@ -121,8 +123,8 @@ static void drive(struct rig *r)
     common_write(r, STATUS, 1, 15);                     /* | DRIVER_OK */
 }
 
-/* A 4 KiB read of disk byte offset off on queue q, then the queue's notify. */
-static void read_on_queue(struct rig *r, int q, uint64_t off)
+/* A 4 KiB read of disk byte offset off made available on queue q. */
+static void post_read(struct rig *r, int q, uint64_t off)
 {
     struct virtq_desc *d = guest_memory_ptr(&r->mem, RING_GPA(q), 3 * sizeof(*d));
     struct virtq_avail *a = guest_memory_ptr(&r->mem, RING_GPA(q) + 0x1000, 4 + 2 * QSIZE);
@@ -135,11 +137,30 @@ static void read_on_queue(struct rig *r, int q, uint64_t off)
     d[2] = (struct virtq_desc){ STATUS_GPA, 1, VIRTQ_DESC_F_WRITE, 0 };
     a->ring[r->next_avail[q] % QSIZE] = 0;
     __atomic_store_n(&a->idx, ++r->next_avail[q], __ATOMIC_RELEASE);
-    virtio_pci_bar_write(&r->pci, VIRTIO_PCI_NOTIFY + (uint64_t)q * VIRTIO_PCI_NOTIFY_MULTIPLIER, 2,
-                         (uint64_t)q);
+}
+
+static void drain(struct rig *r)
+{
     pthread_mutex_lock(&r->blk.dev.lock);
     virtio_blk_drain_locked(&r->blk);
     pthread_mutex_unlock(&r->blk.dev.lock);
+}
+
+/* The read, notified on the PCI notify structure, and waited for. */
+static void read_on_queue(struct rig *r, int q, uint64_t off)
+{
+    post_read(r, q, off);
+    virtio_pci_bar_write(&r->pci, VIRTIO_PCI_NOTIFY + (uint64_t)q * VIRTIO_PCI_NOTIFY_MULTIPLIER, 2,
+                         (uint64_t)q);
+    drain(r);
+}
+
+/* The same through virtio-mmio's QueueNotify register. */
+static void read_on_queue_mmio(struct rig *r, struct virtio_mmio *t, int q, uint64_t off)
+{
+    post_read(r, q, off);
+    virtio_mmio_write(t, 0x050, 4, (uint64_t)q);
+    drain(r);
 }
 
 static uint16_t used_idx(struct rig *r, int q)
@@ -284,6 +305,42 @@ static void test_queues_survive_save_and_load(void **state)
     rig_destroy(a);
 }
 
+static int line_pulses;
+
+static void count_pulse(void *opaque, unsigned gsi, int level)
+{
+    line_pulses += level;
+}
+
+static void test_mmio_one_line(void **state)
+{
+    struct rig *r = rig_create(QUEUES);
+    struct virtio_mmio t;
+    struct error err = { 0 };
+    /* The device moves to virtio-mmio (its PCI function stays, unused). */
+    assert_int_equal(virtio_mmio_create(&t, &r->blk.dev, NULL, NULL, VIRTIO_MMIO_BASE,
+                                        (struct irq_line){ count_pulse, NULL, 5 }, &err), 0);
+    assert_int_equal(virtio_mmio_read(&t, 0x100 + CONFIG_NUM_QUEUES, 2), QUEUES);
+    virtio_mmio_write(&t, 0x030, 4, QUEUES);                /* QueueSel past the last */
+    assert_int_equal(virtio_mmio_read(&t, 0x034, 4), 0);    /* QueueNumMax: no such queue */
+    r->blk.dev.status = 15;
+    struct virtqueue *vq = &r->blk.dev.vqs[2];
+    vq->size = QSIZE;
+    vq->desc_addr = RING_GPA(2);
+    vq->avail_addr = RING_GPA(2) + 0x1000;
+    vq->used_addr = RING_GPA(2) + 0x2000;
+    assert_int_equal(virtqueue_enable(vq, &r->mem, false, &err), 0);
+    vq->ready = true;
+    line_pulses = 0;
+    read_on_queue_mmio(r, &t, 2, 8192);
+    assert_read_ok(r, 8192);
+    assert_int_equal(used_idx(r, 2), 1);
+    assert_int_equal(line_pulses, 1);
+    assert_int_equal(virtio_mmio_read(&t, 0x060, 4), 1);    /* InterruptStatus: used buffer */
+    virtio_mmio_destroy(&t);
+    rig_destroy(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -291,6 +348,7 @@ int main(void)
         cmocka_unit_test(test_request_completes_on_its_queue),
         cmocka_unit_test(test_hostile_queues_refused),
         cmocka_unit_test(test_queues_survive_save_and_load),
+        cmocka_unit_test(test_mmio_one_line),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
