@@ -48,8 +48,10 @@ static void checkd(int ok, const char *what, const struct gvdev *d)
     check(ok, buf);
 }
 
-/* One request: header, optional data, status byte. Returns the status or -1. */
-static int blk_rw(struct gvdev *d, uint32_t type, uint64_t sector, void *buf, uint32_t len, int device_writes)
+/* One request on queue q: header, optional data, status byte. Returns the
+ * status or -1 (no completion on that queue). */
+static int blk_rw_on(struct gvdev *d, int q, uint32_t type, uint64_t sector, void *buf, uint32_t len,
+                     int device_writes)
 {
     static struct blk_req req;
     static uint8_t status;
@@ -62,8 +64,13 @@ static int blk_rw(struct gvdev *d, uint32_t type, uint64_t sector, void *buf, ui
         b[n++] = (struct gvbuf){ buf, len, device_writes };
     }
     b[n++] = (struct gvbuf){ &status, 1, 1 };
-    int used = virtio_submit(d, 0, b, n);
+    int used = virtio_submit(d, q, b, n);
     return used < 0 ? used : status;
+}
+
+static int blk_rw(struct gvdev *d, uint32_t type, uint64_t sector, void *buf, uint32_t len, int device_writes)
+{
+    return blk_rw_on(d, 0, type, sector, buf, len, device_writes);
 }
 
 static void fill_pattern(uint8_t *p, uint32_t len, uint32_t seed)
@@ -82,6 +89,32 @@ static int all_zero(const uint8_t *p, uint32_t len)
         }
     }
     return 1;
+}
+
+#define BLK_F_MQ (1u << 12)
+
+/* With VIRTIO_BLK_F_MQ (a disk with num-queues > 1): the config space says
+ * how many queues, and a read posted on queue 1 completes on queue 1 (the
+ * driver polls that queue's used ring only). The first 4 KiB at `base`
+ * hold the pattern test_blk wrote. */
+static void test_blk_queues(struct gvdev *d, uint64_t base)
+{
+    if (!(virtio_features_lo(d) & BLK_F_MQ)) {
+        printf("virtio-blk (%s): one queue\n", virtio_transport_name(d));
+        return;
+    }
+    unsigned queues = virtio_config32(d, 32) >> 16;    /* num_queues: le16 at 34 */
+    printf("virtio-blk (%s): %u queues\n", virtio_transport_name(d), queues);
+    checkd(queues >= 2, "virtio-blk multiqueue: num_queues of 2 or more", d);
+    if (virtio_init_features(d, 2, BLK_F_MQ) < 0) {
+        checkd(0, "virtio-blk multiqueue: init with two queues", d);
+        return;
+    }
+    memset(back, 0, 4096);
+    checkd(blk_rw_on(d, 1, BLK_T_IN, base, back, 4096, 1) == 0 && memcmp(back, data, 4096) == 0,
+           "virtio-blk multiqueue: a read on queue 1 completes there", d);
+    checkd(blk_rw(d, BLK_T_IN, base, back, 4096, 1) == 0 && memcmp(back, data, 4096) == 0,
+           "virtio-blk multiqueue: queue 0 still serves", d);
 }
 
 static void test_blk(struct gvdev *d, int index)
@@ -147,6 +180,7 @@ static void test_blk(struct gvdev *d, int index)
     int st = blk_rw(d, BLK_T_GET_ID, 0, id, sizeof(id), 1);
     printf("virtio-blk (%s): serial '%s'\n", virtio_transport_name(d), id);
     checkd(st == 0, "virtio-blk get id", d);
+    test_blk_queues(d, base);
 }
 
 static void test_rng(struct gvdev *d)
@@ -224,41 +258,92 @@ static void test_net(struct gvdev *d)
     checkd(ok, "virtio-net received the host's answer", d);
 }
 
-/* bench-blk=N: N random 4 KiB reads, four in flight, on the first disk.
+/* The disk benchmarks, four requests in flight on the first disk:
+ *   bench-blk=N           N random 4 KiB reads
+ *   bench-blk-write=N     N random 4 KiB writes, a flush after every 64
+ *   bench-blk-seqread=N   N sequential 1 MiB reads (wrapping at the disk's end)
+ *   bench-blk-seqwrite=N  N sequential 1 MiB writes
  * The host times the lines "bench-blk: start" and "bench-blk: end". */
-static void bench_blk(struct gvdev *d, int n)
+struct blk_bench {
+    const char *key;
+    uint32_t type;
+    uint32_t size;
+    int random;
+    int flush_every;
+    const char *what;
+};
+
+static const struct blk_bench blk_benches[] = {
+    { "bench-blk", BLK_T_IN, 4096, 1, 0, "random reads of 4 KiB" },
+    { "bench-blk-write", BLK_T_OUT, 4096, 1, 64, "random writes of 4 KiB, a flush every 64" },
+    { "bench-blk-seqread", BLK_T_IN, 1u << 20, 0, 0, "sequential reads of 1 MiB" },
+    { "bench-blk-seqwrite", BLK_T_OUT, 1u << 20, 0, 0, "sequential writes of 1 MiB" },
+};
+
+#define BENCH_DEPTH 4
+static uint8_t bench_bufs[BENCH_DEPTH][1u << 20] __attribute__((aligned(4096)));
+
+static int bench_flush(struct gvdev *d)
+{
+    return blk_rw(d, BLK_T_FLUSH, 0, 0, 0, 0) == 0 ? 0 : 1;
+}
+
+static void bench_blk(struct gvdev *d, const struct blk_bench *b, int n)
 {
     if (virtio_init(d, 1) < 0) {
         checkd(0, "virtio-blk init", d);
         return;
     }
     uint64_t sectors = ((uint64_t)virtio_config32(d, 4) << 32) | virtio_config32(d, 0);
-    uint64_t blocks = sectors / 8, seed = 12345;
-    static struct blk_req reqs[4];
-    static uint8_t stats[4];
-    struct gvbuf bufs[12];
-    int counts[4] = { 3, 3, 3, 3 }, lens[4];
-    int errors = 0;
-    printf("bench-blk: start %d reads of 4 KiB\n", n);
-    for (int i = 0; i < n; i += 4) {
-        for (int k = 0; k < 4; k++) {
+    uint64_t step = b->size / SECTOR, blocks = sectors / step, seed = 12345, next = 0;
+    static struct blk_req reqs[BENCH_DEPTH];
+    static uint8_t stats[BENCH_DEPTH];
+    struct gvbuf bufs[3 * BENCH_DEPTH];
+    int counts[BENCH_DEPTH] = { 3, 3, 3, 3 }, lens[BENCH_DEPTH];
+    int errors = 0, since_flush = 0;
+    printf("bench-blk: start %d %s\n", n, b->what);
+    for (int i = 0; i < n && !errors; i += BENCH_DEPTH) {
+        for (int k = 0; k < BENCH_DEPTH; k++) {
             seed = seed * 6364136223846793005ull + 1442695040888963407ull;
-            reqs[k] = (struct blk_req){ BLK_T_IN, 0, ((seed >> 33) % blocks) * 8 };
+            uint64_t block = b->random ? (seed >> 33) % blocks : next++ % blocks;
+            reqs[k] = (struct blk_req){ b->type, 0, block * step };
             stats[k] = 0xff;
             bufs[3 * k] = (struct gvbuf){ &reqs[k], sizeof(reqs[k]), 0 };
-            bufs[3 * k + 1] = (struct gvbuf){ back + 4096 * k, 4096, 1 };
+            bufs[3 * k + 1] = (struct gvbuf){ bench_bufs[k], b->size, b->type == BLK_T_IN };
             bufs[3 * k + 2] = (struct gvbuf){ &stats[k], 1, 1 };
         }
-        if (virtio_submit_many(d, 0, bufs, counts, 4, lens) < 0) {
+        if (virtio_submit_many(d, 0, bufs, counts, BENCH_DEPTH, lens) < 0) {
             errors++;
             break;
         }
-        for (int k = 0; k < 4; k++) {
+        for (int k = 0; k < BENCH_DEPTH; k++) {
             errors += stats[k] != 0;
         }
+        since_flush += BENCH_DEPTH;
+        if (b->flush_every && since_flush >= b->flush_every) {
+            errors += bench_flush(d);
+            since_flush = 0;
+        }
+    }
+    if (b->type == BLK_T_OUT) {
+        errors += bench_flush(d);
     }
     printf("bench-blk: end\n");
-    checkd(errors == 0, "bench-blk reads", d);
+    checkd(errors == 0, "bench-blk requests", d);
+}
+
+static int cmdline_value(const char *cmdline, const char *key);
+
+/* The benchmark the command line asks for, or NULL (*n: its count). */
+static const struct blk_bench *blk_bench_wanted(const char *cmdline, int *n)
+{
+    for (unsigned i = 0; i < sizeof(blk_benches) / sizeof(blk_benches[0]); i++) {
+        *n = cmdline_value(cmdline, blk_benches[i].key);
+        if (*n > 0) {
+            return &blk_benches[i];
+        }
+    }
+    return NULL;
 }
 
 /* hostile: break the rules on one disk's ring (a descriptor loop, then a
@@ -356,11 +441,12 @@ void run_all_tests(const char *cmdline)
         }
         return;
     }
-    int bench = cmdline_value(cmdline, "bench-blk");
-    if (bench > 0) {
+    int bench = 0;
+    const struct blk_bench *which = blk_bench_wanted(cmdline, &bench);
+    if (which) {
         for (int i = 0; i < n; i++) {
             if (devs[i].device_id == 2) {
-                bench_blk(&devs[i], bench);
+                bench_blk(&devs[i], which, bench);
                 return;
             }
         }

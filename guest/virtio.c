@@ -272,6 +272,16 @@ static int setup_queue(struct gvdev *d, int i)
 
 int virtio_init(struct gvdev *d, int nqueues)
 {
+    return virtio_init_features(d, nqueues, 0);
+}
+
+uint32_t virtio_features_lo(struct gvdev *d)
+{
+    return features(d, 0);
+}
+
+int virtio_init_features(struct gvdev *d, int nqueues, uint32_t wanted_lo)
+{
     set_status(d, 0);
     set_status(d, STATUS_ACK);
     set_status(d, STATUS_ACK | STATUS_DRIVER);
@@ -279,10 +289,13 @@ int virtio_init(struct gvdev *d, int nqueues)
     if (!(hi & F_VERSION_1_HI)) {
         return -1;
     }
-    set_features(d, 0, lo & F_EVENT_IDX);
+    set_features(d, 0, lo & (F_EVENT_IDX | wanted_lo));
     set_features(d, 1, F_VERSION_1_HI);
     set_status(d, STATUS_ACK | STATUS_DRIVER | STATUS_FEATURES_OK);
     if (!(virtio_status(d) & STATUS_FEATURES_OK)) {
+        return -1;
+    }
+    if (nqueues > GVQ_MAX_QUEUES) {
         return -1;
     }
     d->nq = nqueues;

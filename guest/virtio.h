@@ -51,6 +51,10 @@ int virtio_find_mmio(const char *cmdline, struct gvdev *out, int max);
 int virtio_find_pci(struct gvdev *out, int max);
 /* Feature negotiation and queue setup; 0 on success. */
 int virtio_init(struct gvdev *d, int nqueues);
+/* The same, accepting the device-specific features of wanted_lo it offers. */
+int virtio_init_features(struct gvdev *d, int nqueues, uint32_t wanted_lo);
+/* Feature bits 0-31 the device offers. */
+uint32_t virtio_features_lo(struct gvdev *d);
 uint8_t virtio_status(struct gvdev *d);
 /* Device config space. */
 uint32_t virtio_config32(struct gvdev *d, uint32_t off);

@@ -93,27 +93,38 @@ static int zstd_compress(const void *src, size_t src_len, void *dst, size_t dst_
     return ZSTD_isError(n) ? -ENOSPC : (int)n;
 }
 
+/* Frame by frame (a cluster may hold several), stopping once the cluster is
+ * complete: the bytes after it belong to others. */
+static int zstd_decompress_stream(ZSTD_DCtx *dctx, const void *src, size_t src_len, void *dst,
+                                  size_t dst_len)
+{
+    ZSTD_DCtx_reset(dctx, ZSTD_reset_session_only);
+    ZSTD_inBuffer in = { src, src_len, 0 };
+    ZSTD_outBuffer out = { dst, dst_len, 0 };
+    while (out.pos < out.size && in.pos < in.size) {
+        size_t r = ZSTD_decompressStream(dctx, &out, &in);
+        if (ZSTD_isError(r)) {
+            return -EIO;
+        }
+    }
+    return out.pos == out.size ? 0 : -EIO;
+}
+
 static int zstd_decompress(const void *src, size_t src_len, void *dst, size_t dst_len)
 {
     struct zstd_contexts *c = zstd_thread_contexts();
     if (!c || (!c->dctx && !(c->dctx = ZSTD_createDCtx()))) {
         return -ENOMEM;
     }
-    ZSTD_DCtx *zstd_dctx = c->dctx;
-    ZSTD_DCtx_reset(zstd_dctx, ZSTD_reset_session_only);
-    ZSTD_inBuffer in = { src, src_len, 0 };
-    ZSTD_outBuffer out = { dst, dst_len, 0 };
-    /* Stop once the cluster is complete: trailing bytes belong to others. */
-    while (out.pos < out.size) {
-        size_t r = ZSTD_decompressStream(zstd_dctx, &out, &in);
-        if (ZSTD_isError(r)) {
-            return -EIO;
-        }
-        if (r == 0 || in.pos == in.size) {
-            break;
-        }
+    /* The usual cluster, one frame that knows its size (what QEMU writes), is
+     * decompressed in one call straight into dst; the streaming API would
+     * go through its own window buffer and copy. */
+    size_t frame = ZSTD_findFrameCompressedSize(src, src_len);
+    if (!ZSTD_isError(frame) && ZSTD_getFrameContentSize(src, frame) == dst_len) {
+        size_t n = ZSTD_decompressDCtx(c->dctx, dst, dst_len, src, frame);
+        return !ZSTD_isError(n) && n == dst_len ? 0 : -EIO;
     }
-    return out.pos == out.size ? 0 : -EIO;
+    return zstd_decompress_stream(c->dctx, src, src_len, dst, dst_len);
 }
 
 int qcow2_compress(int type, const void *src, size_t src_len, void *dst, size_t dst_cap)

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "block/qcow2_int.h"
+#include "util/log.h"
 
 int qcow2_zcache_init(struct qcow2_zcache *z, int count, uint32_t cluster_size)
 {
@@ -24,6 +25,10 @@ int qcow2_zcache_init(struct qcow2_zcache *z, int count, uint32_t cluster_size)
 
 void qcow2_zcache_destroy(struct qcow2_zcache *z)
 {
+    if (z->hits || z->misses) {
+        log_debug("decompressed-cluster cache: %" PRIu64 " hits, %" PRIu64 " misses, %d of %d "
+                  "slots used", z->hits, z->misses, z->used, z->slots.count);
+    }
     qcow2_cache_destroy(&z->slots);
     pthread_mutex_destroy(&z->lock);
 }

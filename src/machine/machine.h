@@ -27,6 +27,7 @@ struct disk_config {
     const char *serial;
     bool compressed_cache_set;      /* qcow2: decompressed clusters kept (blockdev_open_opts) */
     uint64_t compressed_cache_size;
+    int num_queues;                 /* virtio-blk request queues; 0: one per vCPU */
 };
 
 struct machine_config {

@@ -177,7 +177,9 @@ static int add_disk(struct machine *m, int i, struct error *err)
     if (!b) {
         return error_set(err, -ENOMEM, "out of memory");
     }
-    if ((ret = virtio_blk_init(b, &m->vm.mem, m->disks[i], dc->read_only, dc->serial, err)) < 0) {
+    int queues = dc->num_queues ? dc->num_queues : virtio_blk_default_queues(m->cfg->cpus);
+    if ((ret = virtio_blk_init(b, &m->vm.mem, m->disks[i], dc->read_only, dc->serial, queues, err)) < 0) {
+        error_prefix(err, "--disk '%s'", dc->file);
         virtio_blk_destroy(b);
         free(b);
         return ret;

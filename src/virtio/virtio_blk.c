@@ -15,6 +15,7 @@
 #define VIRTIO_BLK_F_RO 5
 #define VIRTIO_BLK_F_BLK_SIZE 6
 #define VIRTIO_BLK_F_FLUSH 9
+#define VIRTIO_BLK_F_MQ 12
 #define VIRTIO_BLK_F_DISCARD 13
 #define VIRTIO_BLK_F_WRITE_ZEROES 14
 
@@ -353,9 +354,11 @@ static void blk_config_read(struct virtio_device *d, uint32_t offset, void *buf,
     uint64_t capacity = blockdev_size(b->bdev) / SECTOR;
     uint32_t seg_max = 128, blk_size = SECTOR, max_discard = MAX_DISCARD_SECTORS, max_seg = MAX_SEGMENTS;
     uint32_t align = 1;
+    uint16_t num_queues = (uint16_t)d->nqueues;
     memcpy(cfg + 0, &capacity, 8);
     memcpy(cfg + 12, &seg_max, 4);
     memcpy(cfg + 20, &blk_size, 4);
+    memcpy(cfg + 34, &num_queues, 2);
     memcpy(cfg + 36, &max_discard, 4);
     memcpy(cfg + 40, &max_seg, 4);
     memcpy(cfg + 44, &align, 4);
@@ -398,9 +401,19 @@ static const struct virtio_device_ops blk_ops = {
     .save = blk_save,
 };
 
-int virtio_blk_init(struct virtio_blk *b, const struct guest_memory *mem, struct blockdev *bdev, bool read_only,
-                    const char *serial, struct error *err)
+int virtio_blk_default_queues(int vcpus)
 {
+    return vcpus < 1 ? 1 : vcpus > VIRTIO_BLK_MAX_QUEUES ? VIRTIO_BLK_MAX_QUEUES : vcpus;
+}
+
+int virtio_blk_init(struct virtio_blk *b, const struct guest_memory *mem, struct blockdev *bdev, bool read_only,
+                    const char *serial, int num_queues, struct error *err)
+{
+    memset(b, 0, sizeof(*b));
+    if (num_queues < 1 || num_queues > VIRTIO_BLK_MAX_QUEUES) {
+        return error_set(err, -EINVAL, "virtio-blk num-queues must be 1 to %d, not %d", VIRTIO_BLK_MAX_QUEUES,
+                         num_queues);
+    }
     uint64_t features = (1ull << VIRTIO_BLK_F_SEG_MAX) | (1ull << VIRTIO_BLK_F_BLK_SIZE) |
                         (1ull << VIRTIO_BLK_F_FLUSH) | (1ull << VIRTIO_BLK_F_DISCARD) |
                         (1ull << VIRTIO_BLK_F_WRITE_ZEROES);
@@ -408,7 +421,11 @@ int virtio_blk_init(struct virtio_blk *b, const struct guest_memory *mem, struct
     if (read_only) {
         features |= 1ull << VIRTIO_BLK_F_RO;
     }
-    virtio_device_init(&b->dev, "virtio-blk", VIRTIO_ID_BLOCK, &blk_ops, mem, features, 1, VIRTIO_BLK_QUEUE_SIZE);
+    if (num_queues > 1) {
+        features |= 1ull << VIRTIO_BLK_F_MQ;    /* as QEMU: a single queue is offered without it */
+    }
+    virtio_device_init(&b->dev, "virtio-blk", VIRTIO_ID_BLOCK, &blk_ops, mem, features, num_queues,
+                       VIRTIO_BLK_QUEUE_SIZE);
     b->bdev = bdev;
     b->read_only = read_only;
     b->requests = 0;
@@ -458,6 +475,9 @@ void virtio_blk_make_synchronous(struct virtio_blk *b)
 
 void virtio_blk_destroy(struct virtio_blk *b)
 {
+    if (!b->dev.ops) {
+        return;     /* virtio_blk_init refused its arguments: nothing was set up */
+    }
     log_debug("%s: %" PRIu64 " requests, %" PRIu64 " of them reads served from the caches", b->dev.name,
               b->requests, b->cached_reads);
     stop_workers(b);

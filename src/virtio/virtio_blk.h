@@ -14,6 +14,12 @@
 
 #define VIRTIO_BLK_WORKERS 4
 
+/* Request queues (VIRTIO_BLK_F_MQ): 1 .. VIRTIO_MAX_QUEUES; with more than
+ * one the driver may post on any of them (Linux: one per vCPU), and each
+ * request completes on the queue it came from, with that queue's interrupt
+ * (its own MSI-X vector on virtio-pci). */
+#define VIRTIO_BLK_MAX_QUEUES VIRTIO_MAX_QUEUES
+
 struct blk_request;
 
 /* What the guest asked of the disk, for QMP's query-blockstats; updated
@@ -47,7 +53,9 @@ struct virtio_blk {
 };
 
 int virtio_blk_init(struct virtio_blk *b, const struct guest_memory *mem, struct blockdev *bdev, bool read_only,
-                    const char *serial, struct error *err);
+                    const char *serial, int num_queues, struct error *err);
+/* The queues a disk gets unless told: one per vCPU, as QEMU's num-queues. */
+int virtio_blk_default_queues(int vcpus);
 /* Before the device is used: every request is served and completed on
  * the thread that notified the queue, in ring order (record/replay: no
  * completion may race the vCPU). */

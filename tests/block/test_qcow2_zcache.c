@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "block/blockdev.h"
@@ -358,9 +359,37 @@ static void test_option_errors(void **state)
     blockdev_close(bd);
 }
 
+/* Without the option: the whole of a 192 MiB disk (more than the old 64 MiB
+ * default), and no more than 256 MiB of a 1 GiB disk; never over 1/64 of
+ * the host's memory. */
+static void test_default_size(void **state)
+{
+    (void)state;
+    uint64_t budget = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE) / 64;
+    uint64_t sizes[] = { 192ull << 20, 1ull << 30 };
+    for (int i = 0; i < 2; i++) {
+        char path[160];
+        snprintf(path, sizeof(path), "%s/default-%d.qcow2", dir, i);
+        struct blockdev_create_opts o;
+        blockdev_create_opts_init(&o);
+        o.size = sizes[i];
+        struct error err = { 0 };
+        assert_int_equal(blockdev_create(path, &o, &err), 0);
+        struct blockdev *bd = NULL;
+        struct blockdev_open_opts opts = { .format = "qcow2", .flags = BDEV_READ_ONLY };
+        assert_int_equal(blockdev_open(&bd, path, &opts, &err), 0);
+        uint64_t want = sizes[i] + CLUSTER < (256ull << 20) ? sizes[i] + CLUSTER : 256ull << 20;
+        want = want < budget ? want : budget;
+        assert_int_equal(qcow2_of(bd)->zcache.slots.count, want / CLUSTER);
+        blockdev_close(bd);
+        unlink(path);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_default_size),
         cmocka_unit_test_setup(test_nowait_serves_cached, rewrite_compressed),
         cmocka_unit_test(test_no_cache),
         cmocka_unit_test(test_eviction_bound),

@@ -37,4 +37,12 @@ out=$("$COWIO" -f raw -c "write 0 2147483136" -c "read 0 8E" "$img" 2>&1); rc=$?
 check_eq "huge requests fail without a crash (exit 1)" 1 "$rc"
 grep -q "write failed: Input/output error" <<<"$out" && ok "huge write is out of range" ||
     { not_ok "huge write is out of range"; diag "$out"; }
+# compressed-cache-size (not a qemu-io option) reaches the qcow2 driver, which refuses a bad one.
+qcow=$TMP/base.qcow2
+qemu-img create -q -f qcow2 "$qcow" 1M
+out=$("$COWIO" --image-opts "driver=qcow2,compressed-cache-size=5,file.filename=$qcow" \
+      -c "read 0 512" 2>&1); rc=$?
+check_eq "a too small compressed-cache-size is refused" 1 "$rc"
+grep -q "compressed-cache-size must be 0 (no cache) or at least one cluster" <<<"$out" &&
+    ok "the refusal names compressed-cache-size" || { not_ok "the refusal names compressed-cache-size"; diag "$out"; }
 done_testing

@@ -47,7 +47,7 @@ static struct rig *rig_create(void)
     assert_int_equal(guest_memory_create(&r->m.vm.mem, config.memory, &err), 0);
     struct blockdev_open_opts opts = { .format = "raw" };
     assert_int_equal(blockdev_open(&r->m.disks[0], r->path, &opts, &err), 0);
-    assert_int_equal(virtio_blk_init(&r->blk, &r->m.vm.mem, r->m.disks[0], false, "", &err), 0);
+    assert_int_equal(virtio_blk_init(&r->blk, &r->m.vm.mem, r->m.disks[0], false, "", 1, &err), 0);
     r->blk.dev.transport = &fake_transport;
     r->m.virtio[0].dev = &r->blk.dev;
     r->m.nvirtio = 1;

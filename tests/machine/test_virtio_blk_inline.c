@@ -18,6 +18,7 @@
 
 #include "block/blockdev.h"
 #include "virtio/virtio_blk.h"
+#include "fake_driver.h"
 
 #define MEM_SIZE (4u << 20)
 #define QSIZE 16
@@ -72,17 +73,9 @@ static struct rig *rig_create(void)
     assert_int_equal(guest_memory_create(&r->mem, MEM_SIZE, &err), 0);
     struct blockdev_open_opts opts = { .format = "qcow2", .flags = BDEV_READ_ONLY };
     assert_int_equal(blockdev_open(&r->bd, r->path, &opts, &err), 0);
-    assert_int_equal(virtio_blk_init(&r->blk, &r->mem, r->bd, true, "", &err), 0);
-    r->blk.dev.transport = &fake_transport;
-    r->blk.dev.status = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK |
-                        VIRTIO_STATUS_DRIVER_OK;
-    struct virtqueue *vq = &r->blk.dev.vqs[0];
-    vq->size = QSIZE;
-    vq->desc_addr = DESC_GPA;
-    vq->avail_addr = AVAIL_GPA;
-    vq->used_addr = USED_GPA;
-    vq->ready = true;
-    assert_int_equal(virtqueue_enable(vq, &r->mem, false, &err), 0);
+    assert_int_equal(virtio_blk_init(&r->blk, &r->mem, r->bd, true, "", 1, &err), 0);
+    assert_int_equal(fake_driver_start(&r->blk.dev, &fake_transport, NULL, 0, QSIZE, DESC_GPA, AVAIL_GPA,
+                                       USED_GPA, &err), 0);
     return r;
 }
 

@@ -72,7 +72,7 @@ static void add_disk(struct machine *m)
     assert_int_equal(blockdev_open(&m->disks[0], image, &opts, &err), 0);
     struct virtio_blk *b = calloc(1, sizeof(*b));
     assert_non_null(b);
-    assert_int_equal(virtio_blk_init(b, &m->vm.mem, m->disks[0], false, "", &err), 0);
+    assert_int_equal(virtio_blk_init(b, &m->vm.mem, m->disks[0], false, "", 1, &err), 0);
     virtio_blk_make_synchronous(b);
     struct virtio_slot *s = &m->virtio[1];
     s->dev = &b->dev;

@@ -50,6 +50,8 @@ static int open_requested(struct cowio *io, struct open_request *req, const char
         .backing_format = req->spec.backing_format,
         .blkdebug = req->spec.blkdebug,     /* blockdev_open takes it over */
         .lazy_refcounts = req->tuning.lazy_refcounts,
+        .compressed_cache_set = req->spec.compressed_cache_set,
+        .compressed_cache_size = req->spec.compressed_cache_size,
     };
     blockdev_spec_node_opts(&req->spec, &bopts);
     req->spec.blkdebug = NULL;
