@@ -121,7 +121,18 @@ struct bdev_bitmap {
 struct bdev_bitmaps {
     pthread_mutex_t lock;       /* the list and every bitmap's bits */
     struct bdev_bitmap *head;
+    struct blockdev_tracker *trackers;  /* unnamed ones (blockdev_tracker.c), under lock too */
 };
+
+/* An unnamed bitmap's place in the list. */
+struct blockdev_tracker {
+    struct blockdev *bd;
+    struct dirty_bitmap *bits;
+    struct blockdev_tracker *next;
+};
+/* The device's bitmap list (create: make one when there is none yet; NULL
+ * then means out of memory). */
+struct bdev_bitmaps *blockdev_bitmaps_of(struct blockdev *bd, bool create);
 
 /* For drivers: adds a bitmap loaded from the image (takes bits). */
 int blockdev_bitmap_attach(struct blockdev *bd, const char *name, struct dirty_bitmap *bits,

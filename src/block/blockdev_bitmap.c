@@ -32,6 +32,11 @@ static struct bdev_bitmaps *bitmaps_of(struct blockdev *bd, bool create)
     return bms;
 }
 
+struct bdev_bitmaps *blockdev_bitmaps_of(struct blockdev *bd, bool create)
+{
+    return bitmaps_of(bd, create);
+}
+
 static struct bdev_bitmap *find(struct bdev_bitmaps *bms, const char *name)
 {
     for (struct bdev_bitmap *bm = bms ? bms->head : NULL; bm; bm = bm->next) {
@@ -352,6 +357,9 @@ void blockdev_bitmaps_mark(struct blockdev *bd, uint64_t off, uint64_t len)
             dirty_bitmap_set(bm->bits, off, len);
         }
     }
+    for (struct blockdev_tracker *t = bms->trackers; t; t = t->next) {
+        dirty_bitmap_set(t->bits, off, len);
+    }
     pthread_mutex_unlock(&bms->lock);
 }
 
@@ -393,6 +401,10 @@ void blockdev_bitmaps_resize(struct blockdev *bd, uint64_t size)
                       bd->filename, bm->name);
             bm->inconsistent = true;
         }
+    }
+    for (struct blockdev_tracker *t = bms->trackers; t; t = t->next) {
+        dirty_bitmap_resize(t->bits, size);
+        dirty_bitmap_set(t->bits, 0, size);     /* the owner must look at everything again */
     }
     pthread_mutex_unlock(&bms->lock);
 }
@@ -444,6 +456,9 @@ void blockdev_bitmaps_free(struct blockdev *bd)
         struct bdev_bitmap *bm = bms->head;
         bms->head = bm->next;
         bitmap_free(bm);
+    }
+    for (struct blockdev_tracker *t = bms->trackers; t; t = t->next) {
+        t->bd = NULL;       /* closed under its owner: its takes find nothing more */
     }
     pthread_mutex_destroy(&bms->lock);
     free(bms);

@@ -43,8 +43,9 @@ struct migration_params {
     bool postcopy_preempt;
     bool share_memfd;               /* same host (UNIX socket): pass guest RAM's memfds, copy no page */
     /* QMP migrate blk+inc: every disk is a qcow2 overlay on a base both
-     * hosts have; the overlay's own clusters go at switchover, never the
-     * base's (migration_disk.c). Off: disks are on shared storage. */
+     * hosts have; the overlay's own clusters go while the guest runs, the
+     * ones it writes meanwhile again, never the base's (migration_disk.c).
+     * Off: disks are on shared storage. */
     bool block_incremental;
     int throttle_initial;           /* percent: QEMU's cpu-throttle-initial (20) */
     int throttle_increment;         /* QEMU's cpu-throttle-increment (10) */
@@ -65,6 +66,9 @@ struct migration_stats {
     uint64_t normal_bytes;
     uint64_t dirty_pages_rate;      /* pages per second, last pass */
     uint64_t dirty_sync_count;      /* dirty-log harvests */
+    /* overlay-only disks (QEMU's "disk"): bytes of disk ranges sent, marked
+     * for the next pass, and the disks' virtual sizes */
+    uint64_t disk_transferred, disk_remaining, disk_total;
     uint64_t postcopy_requests;     /* pages the destination asked for */
     uint64_t postcopy_preempt_pages;    /* source: of those, sent on the preempt channel */
     int cpu_throttle_percentage;    /* auto-converge's current throttle */
