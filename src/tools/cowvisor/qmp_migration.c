@@ -544,6 +544,24 @@ static void put_ram(json_t *o, const struct migration_stats *st)
         (json_int_t)st->dirty_pages_rate, "multifd-bytes", (json_int_t)0));
 }
 
+/* QEMU's "disk" (block migration): a MigrationStats of which only the byte
+ * counts mean anything; the overlay-only mode fills it. QEMU shows it only
+ * while the copy runs. */
+static void put_disk(json_t *o, const struct migration_stats *st)
+{
+    json_t *d = json_pack("{s:I,s:I,s:I}", "transferred", (json_int_t)st->disk_transferred, "remaining",
+                          (json_int_t)st->disk_remaining, "total", (json_int_t)st->disk_total);
+    static const char *zeros[] = { "duplicate", "skipped", "normal", "normal-bytes", "dirty-pages-rate",
+                                   "dirty-sync-count", "postcopy-requests", "page-size", "multifd-bytes",
+                                   "pages-per-second", "precopy-bytes", "downtime-bytes", "postcopy-bytes",
+                                   "dirty-sync-missed-zero-copy" };
+    for (size_t i = 0; i < sizeof(zeros) / sizeof(zeros[0]); i++) {
+        json_object_set_new(d, zeros[i], json_integer(0));
+    }
+    json_object_set_new(d, "mbps", json_real(0));
+    json_object_set_new(o, "disk", d);
+}
+
 static void cmd_query_migrate(struct qmp_server *s, json_t *args, struct qmp_reply *r)
 {
     if (!qmp_check_args(args, no_args, r)) {
@@ -577,6 +595,9 @@ static void cmd_query_migrate(struct qmp_server *s, json_t *args, struct qmp_rep
         json_object_set_new(r->ret, "expected-downtime", json_integer((json_int_t)st.expected_downtime_ms));
     }
     put_ram(r->ret, &st);
+    if (st.disk_total && st.status != MIGRATION_COMPLETED) {
+        put_disk(r->ret, &st);
+    }
     if (st.cpu_throttle_percentage) {
         json_object_set_new(r->ret, "cpu-throttle-percentage", json_integer(st.cpu_throttle_percentage));
     }
