@@ -148,6 +148,13 @@ void blockdev_bitmaps_resize(struct blockdev *bd, uint64_t size);
 void blockdev_bitmaps_close(struct blockdev *bd);
 /* Frees them without storing (a failed open). */
 void blockdev_bitmaps_free(struct blockdev *bd);
+/* Migration on shared storage, as QEMU hands bitmaps over with the image:
+ * inactivation stores the persistent bitmaps (no longer in use) and drops
+ * them from memory; activation drops any in memory before the driver loads
+ * the image's (what the other side stored). Unnamed and non-persistent
+ * bitmaps stay. */
+int blockdev_bitmaps_inactivate(struct blockdev *bd, struct error *err);
+void blockdev_bitmaps_drop_persistent(struct blockdev *bd);
 
 /* For drivers: fills the common fields; call before opening the backing file. */
 void blockdev_init(struct blockdev *bd, const struct blockdev_driver *drv, const char *filename,

@@ -446,6 +446,36 @@ void blockdev_bitmaps_close(struct blockdev *bd)
     blockdev_bitmaps_free(bd);
 }
 
+void blockdev_bitmaps_drop_persistent(struct blockdev *bd)
+{
+    struct bdev_bitmaps *bms = bitmaps_of(bd, false);
+    if (!bms) {
+        return;
+    }
+    pthread_mutex_lock(&bms->lock);
+    for (struct bdev_bitmap **p = &bms->head; *p;) {
+        struct bdev_bitmap *bm = *p;
+        if (bm->persistent) {
+            *p = bm->next;
+            bitmap_free(bm);
+        } else {
+            p = &bm->next;
+        }
+    }
+    pthread_mutex_unlock(&bms->lock);
+}
+
+int blockdev_bitmaps_inactivate(struct blockdev *bd, struct error *err)
+{
+    int ret = store(bd, err);
+    if (ret < 0) {
+        error_prefix(err, "Persistent bitmaps are lost for node '%s'", bd->filename);
+        return ret;
+    }
+    blockdev_bitmaps_drop_persistent(bd);
+    return 0;
+}
+
 void blockdev_bitmaps_free(struct blockdev *bd)
 {
     struct bdev_bitmaps *bms = bd->bitmaps;

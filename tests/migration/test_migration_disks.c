@@ -96,6 +96,16 @@ static int qemu_io_write(void)
     return st;
 }
 
+static int run_cmd(const char *fmt, ...)
+{
+    char cmd[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    return system(cmd);
+}
+
 static void put_byte(int fd, uint8_t b)
 {
     assert_int_equal(write(fd, &b, 1), 1);
@@ -257,6 +267,87 @@ static void test_failed_migration_takes_disks_back(void **state)
     machine_close_disks(b);
     bare_destroy(a);
     bare_destroy(b);
+}
+
+/* ---- persistent bitmaps on shared storage ---- */
+
+#define BM_SRC_OFF (3ull << 20)     /* written by the source before the migration */
+#define BM_DST_OFF (9ull << 20)     /* by the destination after it */
+
+static bool bitmap_dirty_at(struct blockdev *bd, uint64_t off)
+{
+    struct error err = { 0 };
+    uint64_t len = 512;
+    bool dirty = false;
+    if (blockdev_bitmap_status(bd, "b0", off, &len, &dirty, &err) < 0) {
+        fail_msg("bitmap b0 at %llu: %s", (unsigned long long)off, err.msg);
+    }
+    return dirty;
+}
+
+/* qemu-img info's view of bitmap b0: its flags, e.g. ["auto"]. */
+static void qemu_img_bitmap_flags(char *out, size_t size)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "qemu-img info --output=json %s | python3 -c 'import json,sys; "
+             "b=json.load(sys.stdin)[\"format-specific\"][\"data\"].get(\"bitmaps\",[]); "
+             "print(\",\".join(f for x in b if x[\"name\"]==\"b0\" for f in x[\"flags\"]) if b else \"none\")'",
+             image);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(out, 1, size - 1, p);
+    out[n] = '\0';
+    pclose(p);
+}
+
+/* The source records writes in an enabled persistent bitmap; after the
+ * hand-over the destination goes on recording and stores it on close: the
+ * image then holds both sides' bits, not flagged in use, and is clean. */
+static void test_bitmap_handover(void **state)
+{
+    struct machine_config cfg = disk_config();
+    struct machine *a = bare_machine(&cfg), *b = bare_machine(&cfg);
+    struct error err = { 0 };
+    a->disks[0] = open_disk(0);
+    struct blockdev_bitmap_add_opts bo = { .persistent = true };
+    assert_int_equal(blockdev_bitmap_add(a->disks[0], "b0", &bo, &err), 0);
+    b->disks[0] = open_disk(BDEV_INACTIVE);
+    uint8_t buf[4096];
+    fill(buf, sizeof(buf), 5);
+    assert_int_equal(blockdev_pwrite(a->disks[0], BM_SRC_OFF, buf, sizeof(buf), &err), 0);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    struct migration_params p;
+    migration_params_default(&p);
+    struct migration_dest *d = NULL;
+    struct migration_source *s = NULL;
+    assert_int_equal(migration_dest_start(&d, b, sv[1], NULL, &err), 0);
+    assert_int_equal(migration_source_start(&s, a, sv[0], &p, NULL, &err), 0);
+    if (migration_source_wait(s, &err) < 0 || migration_dest_wait(d, &err) < 0) {
+        fail_msg("migration: %s", err.msg);
+    }
+    migration_source_free(s);
+    migration_dest_free(d);
+    /* The destination has the source's bits and records its own writes. */
+    assert_true(bitmap_dirty_at(b->disks[0], BM_SRC_OFF));
+    assert_int_equal(blockdev_pwrite(b->disks[0], BM_DST_OFF, buf, sizeof(buf), &err), 0);
+    assert_true(bitmap_dirty_at(b->disks[0], BM_DST_OFF));
+    machine_close_disks(a);         /* the source goes first: it must not write the image now */
+    bare_destroy(a);
+    machine_close_disks(b);
+    bare_destroy(b);
+
+    char flags[256];
+    qemu_img_bitmap_flags(flags, sizeof(flags));
+    assert_string_equal(flags, "auto\n");       /* stored, not in-use */
+    assert_int_equal(run_cmd("qemu-img check -q %s", image), 0);
+    struct blockdev *bd = NULL;
+    struct blockdev_open_opts o = { .format = "qcow2", .flags = BDEV_READ_ONLY };
+    assert_int_equal(blockdev_open(&bd, image, &o, &err), 0);
+    assert_true(bitmap_dirty_at(bd, BM_SRC_OFF));
+    assert_true(bitmap_dirty_at(bd, BM_DST_OFF));
+    assert_false(bitmap_dirty_at(bd, 0));
+    blockdev_close(bd);
 }
 
 /* ---- overlay-only disks ---- */
@@ -486,16 +577,6 @@ static void live_stop(void *opaque)
     machine_pause(w->m);
 }
 
-static int run_cmd(const char *fmt, ...)
-{
-    char cmd[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof(cmd), fmt, ap);
-    va_end(ap);
-    return system(cmd);
-}
-
 static void test_overlay_live(void **state)
 {
     struct overlay_run r = { 0 };
@@ -586,6 +667,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_shared_disk_handover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_migration_takes_disks_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bitmap_handover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_overlay_only, overlay_setup, overlay_teardown),
         cmocka_unit_test_setup_teardown(test_overlay_live, overlay_setup, overlay_teardown),
         cmocka_unit_test_setup_teardown(test_overlay_refusals, overlay_setup, overlay_teardown),
