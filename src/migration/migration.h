@@ -36,6 +36,9 @@ const char *migration_status_name(enum migration_status st);
 struct migration_params {
     uint64_t downtime_limit_ms;     /* QEMU's default: 300 */
     uint64_t max_bandwidth;         /* bytes per second, 0: unlimited */
+    /* QEMU's max-postcopy-bandwidth: the background stream of post-copy,
+     * bytes per second (0: unlimited); requested pages are not held back */
+    uint64_t max_postcopy_bandwidth;
     bool postcopy_ram;              /* the destination must accept post-copy */
     bool auto_converge;             /* throttle the vCPUs when the guest outruns the link */
     /* QEMU's postcopy-preempt: requested pages on a second connection

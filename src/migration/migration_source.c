@@ -270,6 +270,48 @@ static int serve_requests(struct migration_source *s)
     }
 }
 
+/* Waits up to ns for a page request (or the return path to end). */
+static void wait_request(struct migration_source *s, uint64_t ns)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);     /* the condition's clock */
+    uint64_t at = (uint64_t)ts.tv_nsec + ns;
+    ts.tv_sec += (time_t)(at / 1000000000ull);
+    ts.tv_nsec = (long)(at % 1000000000ull);
+    pthread_mutex_lock(&s->lock);
+    while (s->req_tail == s->req_head && !s->rp_closed &&
+           pthread_cond_timedwait(&s->cond, &s->lock, &ts) == 0) {
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+static bool rp_closed(struct migration_source *s)
+{
+    pthread_mutex_lock(&s->lock);
+    bool c = s->rp_closed;
+    pthread_mutex_unlock(&s->lock);
+    return c;
+}
+
+/* max-postcopy-bandwidth: the background stream waits until this pass's
+ * bytes are within the limit; a page asked for meanwhile goes at once. */
+static int postcopy_pace(struct migration_source *s)
+{
+    uint64_t bw = s->p.max_postcopy_bandwidth;
+    while (bw && !rp_closed(s)) {
+        uint64_t due = s->pass_bytes * 1000000000ull / bw, spent = mig_now_ns() - s->pass_start_ns;
+        if (due <= spent) {
+            return 0;
+        }
+        wait_request(s, due - spent);
+        int ret = serve_requests(s);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    return 0;
+}
+
 /* Sends the pages in todo (clearing them). A pre-copy pass stops early when
  * post-copy or a cancel is asked for; the rest stays in todo. */
 static int send_pass(struct migration_source *s, bool final)
@@ -304,6 +346,8 @@ static int send_pass(struct migration_source *s, bool final)
             }
             if (!s->postcopy) {
                 throttle(s);
+            } else if ((ret = postcopy_pace(s)) < 0) {
+                return ret;
             }
         }
     }

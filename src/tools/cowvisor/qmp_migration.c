@@ -708,6 +708,10 @@ static void cmd_set_parameters(struct qmp_server *s, json_t *args, struct qmp_re
     if (bw) {
         params()->max_bandwidth = (uint64_t)json_integer_value(bw);
     }
+    json_t *pbw = json_object_get(args, "max-postcopy-bandwidth");
+    if (pbw && json_integer_value(pbw) >= 0) {
+        params()->max_postcopy_bandwidth = (uint64_t)json_integer_value(pbw);
+    }
     json_t *ti = json_object_get(args, "cpu-throttle-initial"), *tinc = json_object_get(args, "cpu-throttle-increment");
     if (ti) {
         params()->throttle_initial = (int)json_integer_value(ti);
@@ -724,7 +728,7 @@ static void cmd_query_parameters(struct qmp_server *s, json_t *args, struct qmp_
                            "max-bandwidth", (json_int_t)params()->max_bandwidth, "cpu-throttle-initial",
                            (json_int_t)params()->throttle_initial, "cpu-throttle-increment",
                            (json_int_t)params()->throttle_increment, "max-postcopy-bandwidth",
-                           (json_int_t)0);
+                           (json_int_t)params()->max_postcopy_bandwidth);
     }
 }
 
