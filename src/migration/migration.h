@@ -69,6 +69,11 @@ struct migration_stats {
     uint64_t normal_bytes;
     uint64_t dirty_pages_rate;      /* pages per second, last pass */
     uint64_t dirty_sync_count;      /* dirty-log harvests */
+    /* RAM bytes on the wire by phase (QEMU's precopy-bytes, downtime-bytes,
+     * postcopy-bytes: the guest running here, stopped on both sides, running
+     * there; post-copy's include the preempt channel's pages) */
+    uint64_t precopy_bytes, downtime_bytes, postcopy_bytes;
+    uint64_t pages_per_second;      /* pages sent, last pass */
     /* overlay-only disks (QEMU's "disk"): bytes of disk ranges sent, marked
      * for the next pass, and the disks' virtual sizes */
     uint64_t disk_transferred, disk_remaining, disk_total;

@@ -62,6 +62,7 @@ struct migration_source {
     bool disks_handed_over;             /* shared storage: the images are the destination's now */
     struct mig_disk_tx *disks;          /* overlay-only disks: the live copy */
     uint64_t start_ns, pass_start_ns, pass_bytes, bandwidth;  /* bytes/s */
+    uint64_t pages_before;              /* pages sent before this pass */
     int dirty_high;                     /* passes in a row the guest outran the link */
     int throttle;                       /* percent now */
     int result;
@@ -212,6 +213,16 @@ static int rp_wait(struct migration_source *s, bool *flag, const char *what, boo
 
 /* ---- sending pages ---- */
 
+/* RAM bytes by phase, as QEMU counts them. */
+static void count_ram_bytes(struct migration_source *s, uint64_t n)
+{
+    pthread_mutex_lock(&s->lock);
+    uint64_t *phase = s->postcopy ? &s->st.postcopy_bytes : s->guest_stopped ? &s->st.downtime_bytes
+                                                                              : &s->st.precopy_bytes;
+    *phase += n;
+    pthread_mutex_unlock(&s->lock);
+}
+
 static int send_batch(struct migration_source *s)
 {
     if (s->batch->count == 0) {
@@ -222,6 +233,7 @@ static int send_batch(struct migration_source *s)
     if (n < 0) {
         return (int)n;
     }
+    count_ram_bytes(s, (uint64_t)n);
     account(s, (uint64_t)n);
     return 0;
 }
@@ -416,6 +428,9 @@ static int next_pass(struct migration_source *s, uint64_t pass, bool *fits)
     s->st.remaining = dirty * GUEST_PAGE_SIZE;
     s->st.expected_downtime_ms = expected_ms;
     s->st.dirty_pages_rate = ns ? dirty * 1000000000ull / ns : 0;
+    uint64_t pages = s->batch->zero + s->batch->normal;
+    s->st.pages_per_second = ns ? (pages - s->pages_before) * 1000000000ull / ns : 0;
+    s->pages_before = pages;
     pthread_mutex_unlock(&s->lock);
     if (s->h.pass) {
         s->h.pass(s->h.opaque, pass);
@@ -891,6 +906,7 @@ void migration_source_stats(struct migration_source *s, struct migration_stats *
     if (p) {
         out->postcopy_preempt_pages = preempt_src_pages(p);     /* freed only under lock */
     }
+    out->postcopy_bytes += out->postcopy_preempt_pages * GUEST_PAGE_SIZE;
     if (!s->finished) {
         out->total_time_ms = (mig_now_ns() - s->start_ns) / 1000000;
     }

@@ -542,6 +542,12 @@ static void put_ram(json_t *o, const struct migration_stats *st)
         "dirty-sync-count", (json_int_t)st->dirty_sync_count, "postcopy-requests",
         (json_int_t)st->postcopy_requests, "page-size", (json_int_t)4096, "dirty-pages-rate",
         (json_int_t)st->dirty_pages_rate, "multifd-bytes", (json_int_t)0));
+    json_t *ram = json_object_get(o, "ram");
+    json_object_set_new(ram, "pages-per-second", json_integer((json_int_t)st->pages_per_second));
+    json_object_set_new(ram, "precopy-bytes", json_integer((json_int_t)st->precopy_bytes));
+    json_object_set_new(ram, "downtime-bytes", json_integer((json_int_t)st->downtime_bytes));
+    json_object_set_new(ram, "postcopy-bytes", json_integer((json_int_t)st->postcopy_bytes));
+    json_object_set_new(ram, "dirty-sync-missed-zero-copy", json_integer(0));     /* no zero-copy send */
 }
 
 /* QEMU's "disk" (block migration): a MigrationStats of which only the byte
