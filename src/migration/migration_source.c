@@ -103,20 +103,23 @@ static void disk_stats_locked(struct migration_source *s)
     s->st.disk_total = ds.total;
 }
 
-static bool cancelled(struct migration_source *s)
+/* A flag other threads set, read under the lock. */
+static bool read_flag(struct migration_source *s, const bool *flag)
 {
     pthread_mutex_lock(&s->lock);
-    bool c = s->cancel;
+    bool c = *flag;
     pthread_mutex_unlock(&s->lock);
     return c;
 }
 
+static bool cancelled(struct migration_source *s)
+{
+    return read_flag(s, &s->cancel);
+}
+
 static bool postcopy_asked(struct migration_source *s)
 {
-    pthread_mutex_lock(&s->lock);
-    bool c = s->postcopy_asked;
-    pthread_mutex_unlock(&s->lock);
-    return c;
+    return read_flag(s, &s->postcopy_asked);
 }
 
 /* ---- the return path ---- */
@@ -297,20 +300,12 @@ static void wait_request(struct migration_source *s, uint64_t ns)
     pthread_mutex_unlock(&s->lock);
 }
 
-static bool rp_closed(struct migration_source *s)
-{
-    pthread_mutex_lock(&s->lock);
-    bool c = s->rp_closed;
-    pthread_mutex_unlock(&s->lock);
-    return c;
-}
-
 /* max-postcopy-bandwidth: the background stream waits until this pass's
  * bytes are within the limit; a page asked for meanwhile goes at once. */
 static int postcopy_pace(struct migration_source *s)
 {
     uint64_t bw = s->p.max_postcopy_bandwidth;
-    while (bw && !rp_closed(s)) {
+    while (bw && !read_flag(s, &s->rp_closed)) {
         uint64_t due = s->pass_bytes * 1000000000ull / bw, spent = mig_now_ns() - s->pass_start_ns;
         if (due <= spent) {
             return 0;
