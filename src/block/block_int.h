@@ -121,7 +121,18 @@ struct bdev_bitmap {
 struct bdev_bitmaps {
     pthread_mutex_t lock;       /* the list and every bitmap's bits */
     struct bdev_bitmap *head;
+    struct blockdev_tracker *trackers;  /* unnamed ones (blockdev_tracker.c), under lock too */
 };
+
+/* An unnamed bitmap's place in the list. */
+struct blockdev_tracker {
+    struct blockdev *bd;
+    struct dirty_bitmap *bits;
+    struct blockdev_tracker *next;
+};
+/* The device's bitmap list (create: make one when there is none yet; NULL
+ * then means out of memory). */
+struct bdev_bitmaps *blockdev_bitmaps_of(struct blockdev *bd, bool create);
 
 /* For drivers: adds a bitmap loaded from the image (takes bits). */
 int blockdev_bitmap_attach(struct blockdev *bd, const char *name, struct dirty_bitmap *bits,
@@ -137,6 +148,13 @@ void blockdev_bitmaps_resize(struct blockdev *bd, uint64_t size);
 void blockdev_bitmaps_close(struct blockdev *bd);
 /* Frees them without storing (a failed open). */
 void blockdev_bitmaps_free(struct blockdev *bd);
+/* Migration on shared storage, as QEMU hands bitmaps over with the image:
+ * inactivation stores the persistent bitmaps (no longer in use) and drops
+ * them from memory; activation drops any in memory before the driver loads
+ * the image's (what the other side stored). Unnamed and non-persistent
+ * bitmaps stay. */
+int blockdev_bitmaps_inactivate(struct blockdev *bd, struct error *err);
+void blockdev_bitmaps_drop_persistent(struct blockdev *bd);
 
 /* For drivers: fills the common fields; call before opening the backing file. */
 void blockdev_init(struct blockdev *bd, const struct blockdev_driver *drv, const char *filename,

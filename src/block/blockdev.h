@@ -384,6 +384,20 @@ uint64_t blockdev_bitmaps_measure(struct blockdev *src, uint32_t cluster_size);
 /* Whether the format stores bitmaps in the image (qcow2 v3). */
 bool blockdev_supports_persistent_bitmaps(const struct blockdev *bd);
 
+/* An unnamed dirty bitmap (QEMU's anonymous ones, one per disk in its
+ * block migration): it records every write like an enabled bitmap, but is
+ * never listed, stored or found by name. Freed by its owner before the
+ * image closes. */
+struct blockdev_tracker;
+struct dirty_bitmap;
+int blockdev_tracker_new(struct blockdev *bd, uint32_t granularity, struct blockdev_tracker **out,
+                         struct error *err);
+/* into |= the bits recorded since the last take, which are cleared: a write
+ * that completes after this shows in the next take. into must be of the
+ * disk's size. */
+void blockdev_tracker_take(struct blockdev_tracker *t, struct dirty_bitmap *into);
+void blockdev_tracker_free(struct blockdev_tracker *t);
+
 /* Backing file names are relative to the directory of the image naming them. */
 char *blockdev_backing_path(const char *image_filename, const char *backing_filename);
 

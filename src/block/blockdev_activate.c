@@ -49,6 +49,9 @@ int blockdev_inactivate(struct blockdev *bd, struct error *err)
             continue;
         }
         int ret = blockdev_flush(bd, err);
+        if (ret == 0 && !bd->read_only) {
+            ret = blockdev_bitmaps_inactivate(bd, err);
+        }
         if (ret == 0 && !bd->read_only && bd->drv->inactivate) {
             ret = bd->drv->inactivate(bd, err);
         }

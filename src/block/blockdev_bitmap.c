@@ -32,6 +32,11 @@ static struct bdev_bitmaps *bitmaps_of(struct blockdev *bd, bool create)
     return bms;
 }
 
+struct bdev_bitmaps *blockdev_bitmaps_of(struct blockdev *bd, bool create)
+{
+    return bitmaps_of(bd, create);
+}
+
 static struct bdev_bitmap *find(struct bdev_bitmaps *bms, const char *name)
 {
     for (struct bdev_bitmap *bm = bms ? bms->head : NULL; bm; bm = bm->next) {
@@ -352,6 +357,9 @@ void blockdev_bitmaps_mark(struct blockdev *bd, uint64_t off, uint64_t len)
             dirty_bitmap_set(bm->bits, off, len);
         }
     }
+    for (struct blockdev_tracker *t = bms->trackers; t; t = t->next) {
+        dirty_bitmap_set(t->bits, off, len);
+    }
     pthread_mutex_unlock(&bms->lock);
 }
 
@@ -394,6 +402,10 @@ void blockdev_bitmaps_resize(struct blockdev *bd, uint64_t size)
             bm->inconsistent = true;
         }
     }
+    for (struct blockdev_tracker *t = bms->trackers; t; t = t->next) {
+        dirty_bitmap_resize(t->bits, size);
+        dirty_bitmap_set(t->bits, 0, size);     /* the owner must look at everything again */
+    }
     pthread_mutex_unlock(&bms->lock);
 }
 
@@ -434,6 +446,36 @@ void blockdev_bitmaps_close(struct blockdev *bd)
     blockdev_bitmaps_free(bd);
 }
 
+void blockdev_bitmaps_drop_persistent(struct blockdev *bd)
+{
+    struct bdev_bitmaps *bms = bitmaps_of(bd, false);
+    if (!bms) {
+        return;
+    }
+    pthread_mutex_lock(&bms->lock);
+    for (struct bdev_bitmap **p = &bms->head; *p;) {
+        struct bdev_bitmap *bm = *p;
+        if (bm->persistent) {
+            *p = bm->next;
+            bitmap_free(bm);
+        } else {
+            p = &bm->next;
+        }
+    }
+    pthread_mutex_unlock(&bms->lock);
+}
+
+int blockdev_bitmaps_inactivate(struct blockdev *bd, struct error *err)
+{
+    int ret = store(bd, err);
+    if (ret < 0) {
+        error_prefix(err, "Persistent bitmaps are lost for node '%s'", bd->filename);
+        return ret;
+    }
+    blockdev_bitmaps_drop_persistent(bd);
+    return 0;
+}
+
 void blockdev_bitmaps_free(struct blockdev *bd)
 {
     struct bdev_bitmaps *bms = bd->bitmaps;
@@ -444,6 +486,9 @@ void blockdev_bitmaps_free(struct blockdev *bd)
         struct bdev_bitmap *bm = bms->head;
         bms->head = bm->next;
         bitmap_free(bm);
+    }
+    for (struct blockdev_tracker *t = bms->trackers; t; t = t->next) {
+        t->bd = NULL;       /* closed under its owner: its takes find nothing more */
     }
     pthread_mutex_destroy(&bms->lock);
     free(bms);

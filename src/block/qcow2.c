@@ -151,12 +151,13 @@ static int check_open_mode(struct qcow2 *s, const struct blockdev_open_opts *opt
 static int open_writable(struct qcow2 *s, const struct blockdev_open_opts *opts, struct error *err)
 {
     int ret = 0;
+    bool found_dirty = s->dirty_written;    /* not the bit the write below may set */
     if (s->autoclear_features || s->bitmaps_stale) {
         /* Like QEMU, a writable open drops the autoclear bits we do not
          * maintain (and a stale bitmaps extension) at once. */
         ret = qcow2_prepare_write(s, err);
     }
-    if (ret == 0 && s->dirty_written && !(opts->flags & BDEV_CHECK)) {
+    if (ret == 0 && found_dirty && !(opts->flags & BDEV_CHECK)) {
         ret = qcow2_repair_dirty(s, err);
     }
     return ret;
@@ -189,11 +190,10 @@ static int qcow2_open(struct blockdev **out, struct hostfile *file, const char *
     if (ret == 0 && !(opts->flags & (BDEV_READ_ONLY | BDEV_INACTIVE))) {
         ret = open_writable(s, opts, err);     /* inactive: done at activation */
     }
-    if (ret == 0) {
-        /* An inactive image is not ours to write: its bitmaps load as on a
-         * read-only open. */
-        unsigned flags = opts->flags & BDEV_INACTIVE ? opts->flags | BDEV_READ_ONLY : opts->flags;
-        ret = qcow2_bitmaps_open(s, flags, err);
+    if (ret == 0 && !(opts->flags & BDEV_INACTIVE)) {
+        /* An inactive image's bitmaps are still the source's: they load
+         * when it is taken over (qcow2_activate), as in QEMU. */
+        ret = qcow2_bitmaps_open(s, opts->flags, err);
     }
     if (ret == 0) {
         ret = blockdev_open_backing(&s->bd, opts, err);
@@ -557,6 +557,10 @@ static int reread_header(struct qcow2 *s, struct error *err)
         s->incompatible_features = n->incompatible_features;
         s->compatible_features = n->compatible_features;
         s->autoclear_features = n->autoclear_features;
+        s->nb_bitmaps = n->nb_bitmaps;      /* the caller freed the old directory */
+        s->bitmap_dir_offset = n->bitmap_dir_offset;
+        s->bitmap_dir_size = n->bitmap_dir_size;
+        s->bitmaps_stale = n->bitmaps_stale;
     }
     for (int i = 0; i < n->n_unknown_ext; i++) {
         free(n->unknown_ext[i].data);
@@ -639,6 +643,7 @@ static int qcow2_activate(struct blockdev *bd, struct error *err)
     struct qcow2 *s = qcow2_of(bd);
     struct blockdev_open_opts opts = { .flags = bd->open_flags & ~BDEV_INACTIVE };
     pthread_mutex_lock(&s->lock);
+    qcow2_bitmaps_free(s);
     int ret = reread_header(s, err);
     if (ret == 0) {
         ret = check_open_mode(s, &opts, err);
@@ -650,10 +655,18 @@ static int qcow2_activate(struct blockdev *bd, struct error *err)
         qcow2_snapshots_free(s);
         ret = qcow2_snapshots_load(s, err);
     }
+    pthread_mutex_unlock(&s->lock);
+    /* Unlocked: a repair takes the lock itself; nothing else uses the
+     * image before it is active. */
     if (ret == 0 && !bd->read_only) {
         ret = open_writable(s, &opts, err);
     }
-    pthread_mutex_unlock(&s->lock);
+    if (ret == 0) {
+        /* The bitmaps the source stored as it let go, flagged in use now
+         * that they are this side's. Any copy in memory is older. */
+        blockdev_bitmaps_drop_persistent(bd);
+        ret = qcow2_bitmaps_open(s, opts.flags, err);
+    }
     return ret;
 }
 

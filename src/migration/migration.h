@@ -36,6 +36,9 @@ const char *migration_status_name(enum migration_status st);
 struct migration_params {
     uint64_t downtime_limit_ms;     /* QEMU's default: 300 */
     uint64_t max_bandwidth;         /* bytes per second, 0: unlimited */
+    /* QEMU's max-postcopy-bandwidth: the background stream of post-copy,
+     * bytes per second (0: unlimited); requested pages are not held back */
+    uint64_t max_postcopy_bandwidth;
     bool postcopy_ram;              /* the destination must accept post-copy */
     bool auto_converge;             /* throttle the vCPUs when the guest outruns the link */
     /* QEMU's postcopy-preempt: requested pages on a second connection
@@ -43,8 +46,9 @@ struct migration_params {
     bool postcopy_preempt;
     bool share_memfd;               /* same host (UNIX socket): pass guest RAM's memfds, copy no page */
     /* QMP migrate blk+inc: every disk is a qcow2 overlay on a base both
-     * hosts have; the overlay's own clusters go at switchover, never the
-     * base's (migration_disk.c). Off: disks are on shared storage. */
+     * hosts have; the overlay's own clusters go while the guest runs, the
+     * ones it writes meanwhile again, never the base's (migration_disk.c).
+     * Off: disks are on shared storage. */
     bool block_incremental;
     int throttle_initial;           /* percent: QEMU's cpu-throttle-initial (20) */
     int throttle_increment;         /* QEMU's cpu-throttle-increment (10) */
@@ -65,6 +69,14 @@ struct migration_stats {
     uint64_t normal_bytes;
     uint64_t dirty_pages_rate;      /* pages per second, last pass */
     uint64_t dirty_sync_count;      /* dirty-log harvests */
+    /* RAM bytes on the wire by phase (QEMU's precopy-bytes, downtime-bytes,
+     * postcopy-bytes: the guest running here, stopped on both sides, running
+     * there; post-copy's include the preempt channel's pages) */
+    uint64_t precopy_bytes, downtime_bytes, postcopy_bytes;
+    uint64_t pages_per_second;      /* pages sent, last pass */
+    /* overlay-only disks (QEMU's "disk"): bytes of disk ranges sent, marked
+     * for the next pass, and the disks' virtual sizes */
+    uint64_t disk_transferred, disk_remaining, disk_total;
     uint64_t postcopy_requests;     /* pages the destination asked for */
     uint64_t postcopy_preempt_pages;    /* source: of those, sent on the preempt channel */
     int cpu_throttle_percentage;    /* auto-converge's current throttle */

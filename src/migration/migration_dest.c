@@ -299,7 +299,12 @@ static int load_devices(struct migration_dest *d)
     if (ret < 0) {
         return ret;
     }
-    /* The source handed its disks over before it sent its devices. */
+    /* The source handed its disks over before it sent its devices; an
+     * overlay copy ends with its checksums. */
+    if (d->disk_rx && !mig_disk_rx_complete(d->disk_rx)) {
+        return error_set(&d->err, -EPROTO, "migration stream: the device state came before the disks' '%s'",
+                         MIG_SECTION_DISK_END);
+    }
     if ((ret = take_disks(d)) < 0) {
         return ret;
     }

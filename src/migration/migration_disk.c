@@ -11,7 +11,7 @@
  *                     base differs or whose overlay is not empty, before
  *                     the source stops
  *   "mig-disk"        u32 disk, u64 offset, u32 length, u8 zero, then the
- *                     data unless zero
+ *                     data unless zero; a range may come again, newer
  *   "mig-disk-end"    per disk u64 bytes, u32 crc32 of every chunk's
  *                     header and data: the destination reads each chunk
  *                     back after writing it and compares its own sum. */
@@ -26,15 +26,15 @@
 #include "util/bswap.h"
 #include "util/zero.h"
 
-#define CHUNK (1u << 20)
-#define CHUNK_HEADER 17
+#define CHUNK MIG_DISK_CHUNK
+#define CHUNK_HEADER MIG_DISK_CHUNK_HEADER
 #define BASE_SAMPLES 64
 #define SAMPLE_LEN 4096u
 #define DISK_INFO 24
 
 /* ---- what both sides check ---- */
 
-static int disk_count(const struct machine *m)
+int mig_disk_count(const struct machine *m)
 {
     int n = 0;
     for (int i = 0; i < MACHINE_MAX_DISKS; i++) {
@@ -56,13 +56,13 @@ static int check_overlay(struct machine *m, int i, struct error *err)
 
 int mig_disk_check(struct machine *m, struct error *err)
 {
-    for (int i = 0; i < disk_count(m); i++) {
+    for (int i = 0; i < mig_disk_count(m); i++) {
         int ret = check_overlay(m, i, err);
         if (ret < 0) {
             return ret;
         }
     }
-    return disk_count(m) ? 0 : error_set(err, -EINVAL, "migrate blk+inc: the machine has no disk");
+    return mig_disk_count(m) ? 0 : error_set(err, -EINVAL, "migrate blk+inc: the machine has no disk");
 }
 
 /* Samples spread over the base: a base that differs between the hosts is
@@ -102,7 +102,7 @@ static int disk_info(struct machine *m, int i, uint8_t *p, struct error *err)
 
 int mig_disk_setup_write(struct vmstate_writer *w, struct machine *m, struct error *err)
 {
-    int n = disk_count(m), ret = 0;
+    int n = mig_disk_count(m), ret = 0;
     uint8_t buf[4 + MACHINE_MAX_DISKS * DISK_INFO];
     st_le32(buf, (uint32_t)n);
     for (int i = 0; i < n && ret == 0; i++) {
@@ -167,9 +167,9 @@ int mig_disk_setup_read(struct vmstate_reader *r, struct machine *m, struct erro
         return ret;
     }
     uint32_t n = ld_le32(buf);
-    if (n != (uint32_t)disk_count(m) || len != 4 + n * DISK_INFO) {
+    if (n != (uint32_t)mig_disk_count(m) || len != 4 + n * DISK_INFO) {
         return error_set(err, -EINVAL, "the source migrates %u disk(s) overlay-only, this machine has %d", n,
-                         disk_count(m));
+                         mig_disk_count(m));
     }
     for (uint32_t i = 0; i < n && ret == 0; i++) {
         ret = check_disk(m, (int)i, buf + 4 + i * DISK_INFO, err);
@@ -177,84 +177,30 @@ int mig_disk_setup_read(struct vmstate_reader *r, struct machine *m, struct erro
     return ret;
 }
 
-/* ---- the source ---- */
+/* ---- the chunks' checksum, on both sides ---- */
 
-struct disk_sum {
-    uint64_t bytes;
-    uLong crc;
-};
-
-static void sum_chunk(struct disk_sum *s, const uint8_t *head, const uint8_t *data, uint32_t len)
+void mig_disk_sum_add(struct mig_disk_sum *s, const uint8_t *head, const uint8_t *data, uint32_t len)
 {
-    s->crc = crc32(s->crc, head, CHUNK_HEADER);
+    uLong crc = crc32(s->crc, head, MIG_DISK_CHUNK_HEADER);
     if (data) {
-        s->crc = crc32(s->crc, data, len);
+        crc = crc32(crc, data, len);
     }
+    s->crc = (uint32_t)crc;
     s->bytes += len;
 }
 
-static void chunk_header(uint8_t *h, int disk, uint64_t off, uint32_t len, bool zero)
+void mig_disk_sum_init(struct mig_disk_sum *s)
 {
-    st_le32(h, (uint32_t)disk);
-    st_le64(h + 4, off);
-    st_le32(h + 12, len);
-    h[16] = zero;
-}
-
-static int send_chunk(struct vmstate_writer *w, struct blockdev *bd, int disk, uint64_t off, uint32_t len, bool zero,
-                      uint8_t *buf, struct disk_sum *sum, struct error *err)
-{
-    uint8_t *h = buf, *data = buf + CHUNK_HEADER;
-    chunk_header(h, disk, off, len, zero);
-    int ret = zero ? 0 : blockdev_pread(bd, off, data, len, err);
-    if (ret < 0) {
-        return ret;
-    }
-    sum_chunk(sum, h, zero ? NULL : data, len);
-    return vmstate_write_section(w, MIG_SECTION_DISK, 1, buf, CHUNK_HEADER + (zero ? 0 : len), err);
-}
-
-/* The clusters the overlay itself defines, in runs of at most CHUNK. */
-static int send_overlay(struct vmstate_writer *w, struct blockdev *bd, int disk, uint8_t *buf, struct disk_sum *sum,
-                        struct error *err)
-{
-    uint64_t size = blockdev_size(bd);
-    for (uint64_t off = 0; off < size;) {
-        struct block_status st;
-        uint64_t want = size - off < CHUNK ? size - off : CHUNK;
-        int ret = blockdev_block_status(bd, off, want, &st, err);
-        if (ret < 0) {
-            return ret;
-        }
-        if (st.depth == 0 && (st.flags & BDEV_STATUS_ALLOCATED) &&
-            (ret = send_chunk(w, bd, disk, off, (uint32_t)st.len, st.flags & BDEV_STATUS_ZERO, buf, sum, err)) < 0) {
-            return ret;
-        }
-        off += st.len;
-    }
-    return 0;
-}
-
-int mig_disk_send(struct vmstate_writer *w, struct machine *m, struct error *err)
-{
-    uint8_t *buf = malloc(CHUNK_HEADER + CHUNK);
-    uint8_t end[MACHINE_MAX_DISKS * 12];
-    int n = disk_count(m), ret = buf ? 0 : error_set(err, -ENOMEM, "out of memory");
-    for (int i = 0; i < n && ret == 0; i++) {
-        struct disk_sum sum = { 0, crc32(0, NULL, 0) };
-        ret = send_overlay(w, m->disks[i], i, buf, &sum, err);
-        st_le64(end + i * 12, sum.bytes);
-        st_le32(end + i * 12 + 8, (uint32_t)sum.crc);
-    }
-    free(buf);
-    return ret < 0 ? ret : vmstate_write_section(w, MIG_SECTION_DISK_END, 1, end, (size_t)n * 12, err);
+    s->bytes = 0;
+    s->crc = (uint32_t)crc32(0, NULL, 0);
 }
 
 /* ---- the destination ---- */
 
 struct mig_disk_rx {
-    struct disk_sum sum[MACHINE_MAX_DISKS];
+    struct mig_disk_sum sum[MACHINE_MAX_DISKS];
     uint8_t *buf;
+    bool ended;                 /* the sums came and matched */
 };
 
 int mig_disk_rx_new(struct mig_disk_rx **out, struct error *err)
@@ -265,7 +211,7 @@ int mig_disk_rx_new(struct mig_disk_rx **out, struct error *err)
         return error_set(err, -ENOMEM, "out of memory");
     }
     for (int i = 0; i < MACHINE_MAX_DISKS; i++) {
-        rx->sum[i].crc = crc32(0, NULL, 0);
+        mig_disk_sum_init(&rx->sum[i]);
     }
     *out = rx;
     return 0;
@@ -280,7 +226,8 @@ void mig_disk_rx_free(struct mig_disk_rx *rx)
 }
 
 /* Writes the chunk, then sums what the overlay now reads back there. */
-static int place_chunk(struct blockdev *bd, const uint8_t *h, uint8_t *data, struct disk_sum *sum, struct error *err)
+static int place_chunk(struct blockdev *bd, const uint8_t *h, uint8_t *data, struct mig_disk_sum *sum,
+                       struct error *err)
 {
     uint64_t off = ld_le64(h + 4);
     uint32_t len = ld_le32(h + 12);
@@ -296,7 +243,7 @@ static int place_chunk(struct blockdev *bd, const uint8_t *h, uint8_t *data, str
         return error_set(err, -EIO, "disk: zeros written at %llu do not read back as zeros",
                          (unsigned long long)off);
     }
-    sum_chunk(sum, h, zero ? NULL : data, len);
+    mig_disk_sum_add(sum, h, zero ? NULL : data, len);
     return 0;
 }
 
@@ -312,6 +259,9 @@ int mig_disk_receive(struct vmstate_reader *r, struct machine *m, struct mig_dis
     uint32_t disk = ld_le32(h), len = ld_le32(h + 12);
     uint64_t off = ld_le64(h + 4);
     struct blockdev *bd = disk < MACHINE_MAX_DISKS ? m->disks[disk] : NULL;
+    if (rx->ended) {
+        return error_set(err, -EPROTO, "migration stream: '%s' after '%s'", MIG_SECTION_DISK, MIG_SECTION_DISK_END);
+    }
     if (!bd || len == 0 || len > CHUNK || off > blockdev_size(bd) || len > blockdev_size(bd) - off ||
         h[16] > 1 || left - CHUNK_HEADER != (h[16] ? 0 : len)) {
         return error_set(err, -EPROTO, "migration stream: malformed '%s' (disk %u, %u bytes at %llu)",
@@ -331,7 +281,7 @@ int mig_disk_receive(struct vmstate_reader *r, struct machine *m, struct mig_dis
 int mig_disk_end_read(struct vmstate_reader *r, struct machine *m, struct mig_disk_rx *rx, struct error *err)
 {
     uint8_t end[MACHINE_MAX_DISKS * 12];
-    int n = disk_count(m), ret;
+    int n = mig_disk_count(m), ret;
     if (r->section_left != (uint64_t)n * 12) {
         return error_set(err, -EPROTO, "migration stream: malformed '%s'", MIG_SECTION_DISK_END);
     }
@@ -339,12 +289,18 @@ int mig_disk_end_read(struct vmstate_reader *r, struct machine *m, struct mig_di
         return ret;
     }
     for (int i = 0; i < n; i++) {
-        if (ld_le64(end + i * 12) != rx->sum[i].bytes || ld_le32(end + i * 12 + 8) != (uint32_t)rx->sum[i].crc) {
+        if (ld_le64(end + i * 12) != rx->sum[i].bytes || ld_le32(end + i * 12 + 8) != rx->sum[i].crc) {
             return error_set(err, -EIO, "disk%d: the overlay's clusters do not match the source's (%llu bytes, "
                              "checksum %08x here; %llu, %08x there)", i, (unsigned long long)rx->sum[i].bytes,
-                             (uint32_t)rx->sum[i].crc, (unsigned long long)ld_le64(end + i * 12),
+                             rx->sum[i].crc, (unsigned long long)ld_le64(end + i * 12),
                              ld_le32(end + i * 12 + 8));
         }
     }
+    rx->ended = true;
     return 0;
+}
+
+bool mig_disk_rx_complete(const struct mig_disk_rx *rx)
+{
+    return rx->ended;
 }

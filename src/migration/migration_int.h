@@ -38,10 +38,40 @@ struct postcopy_latency {
 void postcopy_dest_latency(struct postcopy_dest *pc, struct postcopy_latency *out);
 /* The overlay-only disk mode (migration_disk.c). The source: every disk a
  * qcow2 overlay on an open base (checked when the migration starts); its
- * description, then at switchover its overlay's clusters and checksums. */
+ * description, then its overlay's clusters and checksums. */
+int mig_disk_count(const struct machine *m);
 int mig_disk_check(struct machine *m, struct error *err);
 int mig_disk_setup_write(struct vmstate_writer *w, struct machine *m, struct error *err);
-int mig_disk_send(struct vmstate_writer *w, struct machine *m, struct error *err);
+/* Each "mig-disk" chunk: MIG_DISK_CHUNK_HEADER bytes, then at most
+ * MIG_DISK_CHUNK of data; a crc32 over every chunk sent, per disk. */
+#define MIG_DISK_CHUNK (1u << 20)
+#define MIG_DISK_CHUNK_HEADER 17
+struct mig_disk_sum {
+    uint64_t bytes;
+    uint32_t crc;
+};
+void mig_disk_sum_init(struct mig_disk_sum *s);
+void mig_disk_sum_add(struct mig_disk_sum *s, const uint8_t *head, const uint8_t *data, uint32_t len);
+/* The source's live copy (migration_disk_src.c): tracking the guest's
+ * writes starts at new; each pass sends what is marked (all the overlay's
+ * clusters first), harvest marks what the guest wrote since, finish (guest
+ * stopped) sends the rest and the checksums. progress gets the stream
+ * bytes of each chunk (bandwidth accounting and max-bandwidth). */
+struct mig_disk_tx;
+typedef void (*mig_disk_progress_fn)(void *opaque, uint64_t bytes);
+struct mig_disk_tx_stats {
+    uint64_t transferred;   /* bytes of disk ranges sent (zero ranges count) */
+    uint64_t remaining;     /* bytes marked for the next pass */
+    uint64_t total;         /* the disks' virtual sizes, as QEMU counts */
+};
+int mig_disk_tx_new(struct mig_disk_tx **out, struct machine *m, mig_disk_progress_fn progress, void *opaque,
+                    struct error *err);
+int mig_disk_tx_pass(struct mig_disk_tx *tx, struct vmstate_writer *w, struct error *err);
+uint64_t mig_disk_tx_harvest(struct mig_disk_tx *tx);
+uint64_t mig_disk_tx_dirty(const struct mig_disk_tx *tx);
+struct mig_disk_tx_stats mig_disk_tx_stats(const struct mig_disk_tx *tx);
+int mig_disk_tx_finish(struct mig_disk_tx *tx, struct vmstate_writer *w, struct error *err);
+void mig_disk_tx_free(struct mig_disk_tx *tx);
 /* The destination: refuses a different base or a non-empty overlay; then
  * writes each "mig-disk" section (disks active) and checks the sums. */
 struct mig_disk_rx;
@@ -50,6 +80,8 @@ int mig_disk_rx_new(struct mig_disk_rx **out, struct error *err);
 void mig_disk_rx_free(struct mig_disk_rx *rx);
 int mig_disk_receive(struct vmstate_reader *r, struct machine *m, struct mig_disk_rx *rx, struct error *err);
 int mig_disk_end_read(struct vmstate_reader *r, struct machine *m, struct mig_disk_rx *rx, struct error *err);
+/* Whether the checksums came (and matched): the devices may load. */
+bool mig_disk_rx_complete(const struct mig_disk_rx *rx);
 
 /* Post-copy's preempt channel (migration_preempt.c): requested pages on a
  * connection of their own. The source says hello on the new connection,

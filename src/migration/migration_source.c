@@ -60,7 +60,9 @@ struct migration_source {
     int preempt_fd;                     /* post-copy preempt: the second connection, -1: none */
     struct preempt_src *preempt;        /* once in post-copy (atomic: the return path reads it) */
     bool disks_handed_over;             /* shared storage: the images are the destination's now */
+    struct mig_disk_tx *disks;          /* overlay-only disks: the live copy */
     uint64_t start_ns, pass_start_ns, pass_bytes, bandwidth;  /* bytes/s */
+    uint64_t pages_before;              /* pages sent before this pass */
     int dirty_high;                     /* passes in a row the guest outran the link */
     int throttle;                       /* percent now */
     int result;
@@ -93,20 +95,31 @@ static void account(struct migration_source *s, uint64_t bytes)
     s->pass_bytes += bytes;
 }
 
-static bool cancelled(struct migration_source *s)
+static void disk_stats_locked(struct migration_source *s)
+{
+    struct mig_disk_tx_stats ds = mig_disk_tx_stats(s->disks);
+    s->st.disk_transferred = ds.transferred;
+    s->st.disk_remaining = ds.remaining;
+    s->st.disk_total = ds.total;
+}
+
+/* A flag other threads set, read under the lock. */
+static bool read_flag(struct migration_source *s, const bool *flag)
 {
     pthread_mutex_lock(&s->lock);
-    bool c = s->cancel;
+    bool c = *flag;
     pthread_mutex_unlock(&s->lock);
     return c;
 }
 
+static bool cancelled(struct migration_source *s)
+{
+    return read_flag(s, &s->cancel);
+}
+
 static bool postcopy_asked(struct migration_source *s)
 {
-    pthread_mutex_lock(&s->lock);
-    bool c = s->postcopy_asked;
-    pthread_mutex_unlock(&s->lock);
-    return c;
+    return read_flag(s, &s->postcopy_asked);
 }
 
 /* ---- the return path ---- */
@@ -203,6 +216,16 @@ static int rp_wait(struct migration_source *s, bool *flag, const char *what, boo
 
 /* ---- sending pages ---- */
 
+/* RAM bytes by phase, as QEMU counts them. */
+static void count_ram_bytes(struct migration_source *s, uint64_t n)
+{
+    pthread_mutex_lock(&s->lock);
+    uint64_t *phase = s->postcopy ? &s->st.postcopy_bytes : s->guest_stopped ? &s->st.downtime_bytes
+                                                                              : &s->st.precopy_bytes;
+    *phase += n;
+    pthread_mutex_unlock(&s->lock);
+}
+
 static int send_batch(struct migration_source *s)
 {
     if (s->batch->count == 0) {
@@ -213,6 +236,7 @@ static int send_batch(struct migration_source *s)
     if (n < 0) {
         return (int)n;
     }
+    count_ram_bytes(s, (uint64_t)n);
     account(s, (uint64_t)n);
     return 0;
 }
@@ -261,6 +285,40 @@ static int serve_requests(struct migration_source *s)
     }
 }
 
+/* Waits up to ns for a page request (or the return path to end). */
+static void wait_request(struct migration_source *s, uint64_t ns)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);     /* the condition's clock */
+    uint64_t at = (uint64_t)ts.tv_nsec + ns;
+    ts.tv_sec += (time_t)(at / 1000000000ull);
+    ts.tv_nsec = (long)(at % 1000000000ull);
+    pthread_mutex_lock(&s->lock);
+    while (s->req_tail == s->req_head && !s->rp_closed &&
+           pthread_cond_timedwait(&s->cond, &s->lock, &ts) == 0) {
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* max-postcopy-bandwidth: the background stream waits until this pass's
+ * bytes are within the limit; a page asked for meanwhile goes at once. */
+static int postcopy_pace(struct migration_source *s)
+{
+    uint64_t bw = s->p.max_postcopy_bandwidth;
+    while (bw && !read_flag(s, &s->rp_closed)) {
+        uint64_t due = s->pass_bytes * 1000000000ull / bw, spent = mig_now_ns() - s->pass_start_ns;
+        if (due <= spent) {
+            return 0;
+        }
+        wait_request(s, due - spent);
+        int ret = serve_requests(s);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    return 0;
+}
+
 /* Sends the pages in todo (clearing them). A pre-copy pass stops early when
  * post-copy or a cancel is asked for; the rest stays in todo. */
 static int send_pass(struct migration_source *s, bool final)
@@ -295,6 +353,8 @@ static int send_pass(struct migration_source *s, bool final)
             }
             if (!s->postcopy) {
                 throttle(s);
+            } else if ((ret = postcopy_pace(s)) < 0) {
+                return ret;
             }
         }
     }
@@ -348,16 +408,24 @@ static int next_pass(struct migration_source *s, uint64_t pass, bool *fits)
         return ret;
     }
     uint64_t dirty = guest_bitmap_count(&s->todo);
+    uint64_t disk_dirty = s->disks ? mig_disk_tx_harvest(s->disks) : 0;
     if (ns >= 1000000 && s->pass_bytes) {   /* too short a pass measures nothing */
         s->bandwidth = s->pass_bytes * 1000000000ull / ns;
     }
     uint64_t bw = s->bandwidth ? s->bandwidth : 1;
-    uint64_t expected_ms = dirty * GUEST_PAGE_SIZE * 1000 / bw;
+    /* The downtime sends the last pages and the last disk ranges. */
+    uint64_t expected_ms = (dirty * GUEST_PAGE_SIZE + disk_dirty) * 1000 / bw;
     pthread_mutex_lock(&s->lock);
+    if (s->disks) {
+        disk_stats_locked(s);
+    }
     s->st.dirty_sync_count++;
     s->st.remaining = dirty * GUEST_PAGE_SIZE;
     s->st.expected_downtime_ms = expected_ms;
     s->st.dirty_pages_rate = ns ? dirty * 1000000000ull / ns : 0;
+    uint64_t pages = s->batch->zero + s->batch->normal;
+    s->st.pages_per_second = ns ? (pages - s->pages_before) * 1000000000ull / ns : 0;
+    s->pages_before = pages;
     pthread_mutex_unlock(&s->lock);
     if (s->h.pass) {
         s->h.pass(s->h.opaque, pass);
@@ -391,16 +459,49 @@ static void start_guest(struct migration_source *s)
     s->guest_stopped = false;
 }
 
-/* ---- disks on shared storage ---- */
+/* ---- disks ---- */
+
+/* A chunk of an overlay went: counted into the pass's bandwidth, and held
+ * to max-bandwidth as pages are. */
+static void disk_progress(void *opaque, uint64_t bytes)
+{
+    struct migration_source *s = opaque;
+    account(s, bytes);
+    pthread_mutex_lock(&s->lock);
+    disk_stats_locked(s);
+    pthread_mutex_unlock(&s->lock);
+    throttle(s);
+}
+
+static int start_disks(struct migration_source *s)
+{
+    if (!s->p.block_incremental) {
+        return 0;
+    }
+    int ret = mig_disk_tx_new(&s->disks, s->m, disk_progress, s, &s->err);
+    if (ret == 0) {
+        pthread_mutex_lock(&s->lock);
+        disk_stats_locked(s);
+        pthread_mutex_unlock(&s->lock);
+    }
+    return ret;
+}
+
+/* A pre-copy pass over the overlays, after the pages' (the guest runs). */
+static int send_disks(struct migration_source *s)
+{
+    return s->disks ? mig_disk_tx_pass(s->disks, &s->w, &s->err) : 0;
+}
 
 /* At switchover, with the guest stopped: the destination takes the images
- * over before its guest runs. */
+ * over before its guest runs (shared storage), or gets the overlays'
+ * clusters the guest wrote since the last pass. */
 static int hand_disks_over(struct migration_source *s)
 {
     s->disks_handed_over = true;    /* even part way: finish takes back what went */
     int ret = machine_disks_inactivate(s->m, &s->err);
-    if (ret == 0 && s->p.block_incremental) {
-        ret = mig_disk_send(&s->w, s->m, &s->err);     /* the overlays are final now */
+    if (ret == 0 && s->disks) {
+        ret = mig_disk_tx_finish(s->disks, &s->w, &s->err);     /* the overlays are final now */
     }
     return ret;
 }
@@ -487,10 +588,12 @@ static int setup(struct migration_source *s)
         return ret;
     }
     if (s->p.share_memfd) {
-        /* Same host: both sides map the same pages; none is copied. */
-        return mig_send_memfds(s->fd, s->mem, &s->err);
+        /* Same host: both sides map the same pages; none is copied (the
+         * overlays go whole at switchover). */
+        ret = mig_send_memfds(s->fd, s->mem, &s->err);
+        return ret < 0 ? ret : start_disks(s);
     }
-    if ((ret = guest_memory_dirty_start(s->mem, &s->err)) < 0) {
+    if ((ret = guest_memory_dirty_start(s->mem, &s->err)) < 0 || (ret = start_disks(s)) < 0) {
         return ret;
     }
     for (int i = 0; i < s->todo.count; i++) {      /* pass 0: every page */
@@ -660,6 +763,9 @@ static int precopy(struct migration_source *s)
     for (uint64_t pass = 0;; pass++) {
         int ret = send_pass(s, false);
         bool fits = false;
+        if (ret == 0 && !cancelled(s) && !postcopy_asked(s)) {
+            ret = send_disks(s);
+        }
         if (ret < 0) {
             return ret;
         }
@@ -681,6 +787,8 @@ static int precopy(struct migration_source *s)
 static void finish(struct migration_source *s, int ret)
 {
     guest_memory_dirty_stop(s->mem);
+    mig_disk_tx_free(s->disks);     /* its trackers go before the images may close */
+    s->disks = NULL;
     set_throttle(s, 0);
     if (ret < 0 && s->guest_stopped && !s->postcopy) {
         take_disks_back(s);
@@ -793,6 +901,7 @@ void migration_source_stats(struct migration_source *s, struct migration_stats *
     if (p) {
         out->postcopy_preempt_pages = preempt_src_pages(p);     /* freed only under lock */
     }
+    out->postcopy_bytes += out->postcopy_preempt_pages * GUEST_PAGE_SIZE;
     if (!s->finished) {
         out->total_time_ms = (mig_now_ns() - s->start_ns) / 1000000;
     }

@@ -19,13 +19,11 @@ const char *migration_status_name(enum migration_status st)
 
 void migration_params_default(struct migration_params *p)
 {
-    p->downtime_limit_ms = 300;
-    p->max_bandwidth = 128ull << 20;    /* QEMU's MAX_THROTTLE */
-    p->postcopy_ram = false;
-    p->auto_converge = false;
-    p->share_memfd = false;
-    p->block_incremental = false;
-    p->postcopy_preempt = false;
-    p->throttle_initial = 20;
-    p->throttle_increment = 10;
+    /* Every field not named is off or unlimited (0), new ones included. */
+    *p = (struct migration_params){
+        .downtime_limit_ms = 300,
+        .max_bandwidth = 128ull << 20,  /* QEMU's MAX_THROTTLE */
+        .throttle_initial = 20,
+        .throttle_increment = 10,
+    };
 }

@@ -372,6 +372,12 @@ static void precopy_over(int fds[2])
     assert_true(r.ss.dirty_sync_count >= 1);
     assert_int_equal(r.src.passes, (int)r.ss.dirty_sync_count);
     assert_true(r.ss.remaining == 0);
+    /* QEMU's byte counts by phase: the guest ran while most went; the
+     * last pass went during the downtime; nothing after. */
+    assert_true(r.ss.precopy_bytes > r.ss.downtime_bytes && r.ss.downtime_bytes > 0);
+    assert_int_equal(r.ss.postcopy_bytes, 0);
+    assert_true(r.ss.precopy_bytes + r.ss.downtime_bytes <= r.ss.transferred);
+    assert_true(r.ss.pages_per_second > 0);
     print_message("pre-copy: %llu passes, %llu bytes, %llu zero pages, downtime %llu ms, total %llu ms\n",
                   (unsigned long long)r.ss.dirty_sync_count, (unsigned long long)r.ss.transferred,
                   (unsigned long long)r.ss.duplicate, (unsigned long long)r.ss.downtime_ms,
@@ -618,6 +624,11 @@ static void postcopy_over(int fds[2])
     r.dst.handoff = &r.src.guest;       /* the destination's guest goes on */
     r.p.postcopy_ram = true;
     r.p.max_bandwidth = 16ull << 20;
+    /* The background stream takes about a second over the guest's range:
+     * the destination's guest faults on a page before it arrives, however
+     * late it is scheduled on a loaded host (unlimited, the stream could
+     * bring every page first and no fault would happen). */
+    r.p.max_postcopy_bandwidth = 8ull << 20;
     r.p.downtime_limit_ms = 1;
     run_start(&r, fds);
     struct timespec ts = { 0, 100000000 };
@@ -642,6 +653,8 @@ static void postcopy_over(int fds[2])
     uint8_t *pa = guest_memory_ptr(&r.a->vm.mem, 0, RANGE_BASE), *pb = guest_memory_ptr(&r.b->vm.mem, 0, RANGE_BASE);
     assert_memory_equal(pa, pb, RANGE_BASE);
     assert_true(r.ds.postcopy_faults > 0 && r.ds.postcopy_faults <= r.ds.postcopy_requests);
+    assert_true(r.ss.precopy_bytes > 0 && r.ss.postcopy_bytes > 0);
+    assert_true(r.ss.precopy_bytes + r.ss.downtime_bytes + r.ss.postcopy_bytes <= r.ss.transferred);
     assert_true(r.ds.fault_p50_us > 0 && r.ds.fault_p50_us <= r.ds.fault_p99_us);
     print_message("post-copy: %llu page requests, downtime %llu ms, fault to page: p50 <= %llu us, p99 <= %llu us, "
                   "blocktime %llu ms, longest guest write %llu us\n",
@@ -704,6 +717,7 @@ static void test_postcopy_preempt(void **state)
     assert_no_stale_page(r.b);
     assert_true(r.ss.postcopy_preempt_pages > 0);
     assert_true(r.ss.postcopy_preempt_pages <= r.ss.postcopy_requests);
+    assert_true(r.ss.postcopy_bytes >= r.ss.postcopy_preempt_pages * 4096);     /* the channel's pages count */
     print_message("post-copy preempt: %llu requests, %llu on the channel, fault to page: p50 <= %llu us, "
                   "p99 <= %llu us, blocktime %llu ms\n", (unsigned long long)r.ds.postcopy_requests,
                   (unsigned long long)r.ss.postcopy_preempt_pages, (unsigned long long)r.ds.fault_p50_us,

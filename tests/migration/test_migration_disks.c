@@ -9,6 +9,7 @@
  * overlay and never its base's, and refuses a destination whose base
  * differs or whose overlay is not empty before the source stops. */
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -93,6 +94,16 @@ static int qemu_io_write(void)
         fail_msg("qemu-io failed otherwise: %s", out);
     }
     return st;
+}
+
+static int run_cmd(const char *fmt, ...)
+{
+    char cmd[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    return system(cmd);
 }
 
 static void put_byte(int fd, uint8_t b)
@@ -258,6 +269,87 @@ static void test_failed_migration_takes_disks_back(void **state)
     bare_destroy(b);
 }
 
+/* ---- persistent bitmaps on shared storage ---- */
+
+#define BM_SRC_OFF (3ull << 20)     /* written by the source before the migration */
+#define BM_DST_OFF (9ull << 20)     /* by the destination after it */
+
+static bool bitmap_dirty_at(struct blockdev *bd, uint64_t off)
+{
+    struct error err = { 0 };
+    uint64_t len = 512;
+    bool dirty = false;
+    if (blockdev_bitmap_status(bd, "b0", off, &len, &dirty, &err) < 0) {
+        fail_msg("bitmap b0 at %llu: %s", (unsigned long long)off, err.msg);
+    }
+    return dirty;
+}
+
+/* qemu-img info's view of bitmap b0: its flags, e.g. ["auto"]. */
+static void qemu_img_bitmap_flags(char *out, size_t size)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "qemu-img info --output=json %s | python3 -c 'import json,sys; "
+             "b=json.load(sys.stdin)[\"format-specific\"][\"data\"].get(\"bitmaps\",[]); "
+             "print(\",\".join(f for x in b if x[\"name\"]==\"b0\" for f in x[\"flags\"]) if b else \"none\")'",
+             image);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(out, 1, size - 1, p);
+    out[n] = '\0';
+    pclose(p);
+}
+
+/* The source records writes in an enabled persistent bitmap; after the
+ * hand-over the destination goes on recording and stores it on close: the
+ * image then holds both sides' bits, not flagged in use, and is clean. */
+static void test_bitmap_handover(void **state)
+{
+    struct machine_config cfg = disk_config();
+    struct machine *a = bare_machine(&cfg), *b = bare_machine(&cfg);
+    struct error err = { 0 };
+    a->disks[0] = open_disk(0);
+    struct blockdev_bitmap_add_opts bo = { .persistent = true };
+    assert_int_equal(blockdev_bitmap_add(a->disks[0], "b0", &bo, &err), 0);
+    b->disks[0] = open_disk(BDEV_INACTIVE);
+    uint8_t buf[4096];
+    fill(buf, sizeof(buf), 5);
+    assert_int_equal(blockdev_pwrite(a->disks[0], BM_SRC_OFF, buf, sizeof(buf), &err), 0);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    struct migration_params p;
+    migration_params_default(&p);
+    struct migration_dest *d = NULL;
+    struct migration_source *s = NULL;
+    assert_int_equal(migration_dest_start(&d, b, sv[1], NULL, &err), 0);
+    assert_int_equal(migration_source_start(&s, a, sv[0], &p, NULL, &err), 0);
+    if (migration_source_wait(s, &err) < 0 || migration_dest_wait(d, &err) < 0) {
+        fail_msg("migration: %s", err.msg);
+    }
+    migration_source_free(s);
+    migration_dest_free(d);
+    /* The destination has the source's bits and records its own writes. */
+    assert_true(bitmap_dirty_at(b->disks[0], BM_SRC_OFF));
+    assert_int_equal(blockdev_pwrite(b->disks[0], BM_DST_OFF, buf, sizeof(buf), &err), 0);
+    assert_true(bitmap_dirty_at(b->disks[0], BM_DST_OFF));
+    machine_close_disks(a);         /* the source goes first: it must not write the image now */
+    bare_destroy(a);
+    machine_close_disks(b);
+    bare_destroy(b);
+
+    char flags[256];
+    qemu_img_bitmap_flags(flags, sizeof(flags));
+    assert_string_equal(flags, "auto\n");       /* stored, not in-use */
+    assert_int_equal(run_cmd("qemu-img check -q %s", image), 0);
+    struct blockdev *bd = NULL;
+    struct blockdev_open_opts o = { .format = "qcow2", .flags = BDEV_READ_ONLY };
+    assert_int_equal(blockdev_open(&bd, image, &o, &err), 0);
+    assert_true(bitmap_dirty_at(bd, BM_SRC_OFF));
+    assert_true(bitmap_dirty_at(bd, BM_DST_OFF));
+    assert_false(bitmap_dirty_at(bd, 0));
+    blockdev_close(bd);
+}
+
 /* ---- overlay-only disks ---- */
 
 static char base[96], base2[96], src_ovl[96], dst_ovl[96];
@@ -363,23 +455,32 @@ struct overlay_run {
     struct migration_stats ss;
 };
 
-static void overlay_migrate(struct overlay_run *r)
+static void overlay_migrate_with(struct overlay_run *r, const struct migration_params *p,
+                                 const struct migration_hooks *h, struct migration_source **started)
 {
     int sv[2];
     struct error err = { 0 };
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-    struct migration_params p;
-    migration_params_default(&p);
-    p.block_incremental = true;
     struct migration_dest *d = NULL;
     struct migration_source *s = NULL;
     assert_int_equal(migration_dest_start(&d, r->b, sv[1], NULL, &err), 0);
-    assert_int_equal(migration_source_start(&s, r->a, sv[0], &p, NULL, &err), 0);
+    assert_int_equal(migration_source_start(&s, r->a, sv[0], p, h, &err), 0);
+    if (started) {
+        __atomic_store_n(started, s, __ATOMIC_RELEASE);
+    }
     r->sret = migration_source_wait(s, &r->serr);
     r->dret = migration_dest_wait(d, &r->derr);
     migration_source_stats(s, &r->ss);
     migration_source_free(s);
     migration_dest_free(d);
+}
+
+static void overlay_migrate(struct overlay_run *r)
+{
+    struct migration_params p;
+    migration_params_default(&p);
+    p.block_incremental = true;
+    overlay_migrate_with(r, &p, NULL, NULL);
 }
 
 static void overlay_free(struct overlay_run *r)
@@ -417,6 +518,105 @@ static void test_overlay_only(void **state)
     /* The 32 MiB base never went: RAM is almost all zero pages here. */
     assert_true(r.ss.transferred < allocated + (1 << 20));
     overlay_free(&r);
+}
+
+/* ---- the live copy: a guest writes the overlay while it goes ---- */
+
+#define LIVE_DATA_OFF (1ull << 20)      /* allocated before the migration */
+#define LIVE_DATA_LEN (4ull << 20)
+#define WRITER_OFF (2ull << 20)         /* rewritten during it */
+#define WRITER_LEN (1ull << 20)
+#define WRITER_NEW_OFF (20ull << 20)    /* base data, first written during it */
+#define WRITER_WRITES 300
+
+struct live_writer {
+    struct machine *m;
+    struct migration_source *s;
+    pthread_t thread;
+    int writes;
+    struct migration_stats at_stop;
+};
+
+/* Writes of 4-64 KiB into allocated and new clusters, some of them zero
+ * writes, a little apart so the passes overlap them. */
+static void *writer_main(void *opaque)
+{
+    struct live_writer *w = opaque;
+    static uint8_t buf[64 << 10];
+    struct error err = { 0 };
+    unsigned seed = 12345;
+    for (int i = 0; i < WRITER_WRITES; i++) {
+        uint32_t len = (uint32_t)(4096u << (rand_r(&seed) % 5));
+        bool fresh = i % 10 == 9;
+        uint64_t area = fresh ? WRITER_NEW_OFF : WRITER_OFF;
+        uint64_t off = area + (uint64_t)(rand_r(&seed) % ((WRITER_LEN - len) / 512)) * 512;
+        fill(buf, len, (uint8_t)i);
+        int ret = i % 7 == 3 ? blockdev_pwrite_zeroes(w->m->disks[0], off, len, 0, &err)
+                             : blockdev_pwrite(w->m->disks[0], off, buf, len, &err);
+        if (ret < 0) {
+            fprintf(stderr, "writer: %s\n", err.msg);
+            abort();
+        }
+        w->writes++;
+        usleep(1000);
+    }
+    return NULL;
+}
+
+/* Switchover: the guest's writes are done (all of them during the
+ * migration); what the disk stats say now was sent while it ran. */
+static void live_stop(void *opaque)
+{
+    struct live_writer *w = opaque;
+    pthread_join(w->thread, NULL);
+    struct migration_source *s;
+    while (!(s = __atomic_load_n(&w->s, __ATOMIC_ACQUIRE))) {
+        usleep(1000);
+    }
+    migration_source_stats(s, &w->at_stop);
+    machine_pause(w->m);
+}
+
+static void test_overlay_live(void **state)
+{
+    struct overlay_run r = { 0 };
+    struct error err = { 0 };
+    r.a = overlay_machine(&r.ca, src_ovl, 0);
+    r.b = overlay_machine(&r.cb, dst_ovl, BDEV_INACTIVE);
+    static uint8_t buf[LIVE_DATA_LEN];
+    fill(buf, sizeof(buf), 42);
+    assert_int_equal(blockdev_pwrite(r.a->disks[0], LIVE_DATA_OFF, buf, sizeof(buf), &err), 0);
+    uint64_t allocated = overlay_bytes(r.a->disks[0]);
+
+    struct live_writer w = { .m = r.a };
+    struct migration_hooks h = { .stop = live_stop, .opaque = &w };
+    struct migration_params p;
+    migration_params_default(&p);
+    p.block_incremental = true;
+    p.downtime_limit_ms = 1;        /* passes go on while the guest writes */
+    assert_int_equal(pthread_create(&w.thread, NULL, writer_main, &w), 0);
+    overlay_migrate_with(&r, &p, &h, &w.s);
+    if (r.sret < 0 || r.dret < 0) {
+        fail_msg("source: %s / destination: %s", r.serr.msg, r.derr.msg);
+    }
+    assert_int_equal(w.writes, WRITER_WRITES);
+    assert_true(r.ss.dirty_sync_count >= 1);
+    /* Sent while the guest ran: the first pass at least; at switchover,
+     * only what the guest wrote after the last pass (at most the writer's
+     * areas), never the whole overlay again. */
+    assert_true(w.at_stop.disk_transferred >= allocated);
+    uint64_t downtime_bytes = r.ss.disk_transferred - w.at_stop.disk_transferred;
+    assert_true(downtime_bytes <= 2 * WRITER_LEN);
+    assert_true(r.ss.disk_transferred > allocated);             /* rewritten clusters went again */
+    assert_int_equal(r.ss.disk_remaining, 0);
+    assert_int_equal(r.ss.disk_total, DISK_SIZE / 2);
+    assert_int_equal(overlay_bytes(r.b->disks[0]), overlay_bytes(r.a->disks[0]));
+    /* The base's 32 MiB never went. */
+    assert_true(r.ss.transferred < allocated + 4 * WRITER_LEN + (1 << 20));
+    overlay_free(&r);
+    assert_int_equal(run_cmd("qemu-img compare -q -f qcow2 -F qcow2 %s %s", src_ovl, dst_ovl), 0);
+    assert_int_equal(run_cmd("qemu-img check -q %s", dst_ovl), 0);
+    assert_int_equal(run_cmd("qemu-img check -q %s", src_ovl), 0);
 }
 
 /* A destination on another base, or on an overlay already used, is
@@ -467,7 +667,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_shared_disk_handover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_migration_takes_disks_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bitmap_handover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_overlay_only, overlay_setup, overlay_teardown),
+        cmocka_unit_test_setup_teardown(test_overlay_live, overlay_setup, overlay_teardown),
         cmocka_unit_test_setup_teardown(test_overlay_refusals, overlay_setup, overlay_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -12,6 +12,7 @@
  * process, as in QEMU: the state is this file's. */
 #include "qmp_int.h"
 #include "qmp_migration.h"
+#include "qmp_migration_info.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -533,17 +534,6 @@ static void cmd_migrate_incoming(struct qmp_server *s, json_t *args, struct qmp_
     }
 }
 
-static void put_ram(json_t *o, const struct migration_stats *st)
-{
-    json_object_set_new(o, "ram", json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:I,s:I,s:I,s:I,s:I}",
-        "transferred", (json_int_t)st->transferred, "remaining", (json_int_t)st->remaining,
-        "total", (json_int_t)st->total, "duplicate", (json_int_t)st->duplicate, "skipped", (json_int_t)0,
-        "normal", (json_int_t)st->normal, "normal-bytes", (json_int_t)st->normal_bytes, "mbps", st->mbps,
-        "dirty-sync-count", (json_int_t)st->dirty_sync_count, "postcopy-requests",
-        (json_int_t)st->postcopy_requests, "page-size", (json_int_t)4096, "dirty-pages-rate",
-        (json_int_t)st->dirty_pages_rate, "multifd-bytes", (json_int_t)0));
-}
-
 static void cmd_query_migrate(struct qmp_server *s, json_t *args, struct qmp_reply *r)
 {
     if (!qmp_check_args(args, no_args, r)) {
@@ -576,7 +566,7 @@ static void cmd_query_migrate(struct qmp_server *s, json_t *args, struct qmp_rep
     } else {
         json_object_set_new(r->ret, "expected-downtime", json_integer((json_int_t)st.expected_downtime_ms));
     }
-    put_ram(r->ret, &st);
+    qmp_migration_put_stats(r->ret, &st);
     if (st.cpu_throttle_percentage) {
         json_object_set_new(r->ret, "cpu-throttle-percentage", json_integer(st.cpu_throttle_percentage));
     }
@@ -687,6 +677,10 @@ static void cmd_set_parameters(struct qmp_server *s, json_t *args, struct qmp_re
     if (bw) {
         params()->max_bandwidth = (uint64_t)json_integer_value(bw);
     }
+    json_t *pbw = json_object_get(args, "max-postcopy-bandwidth");
+    if (pbw && json_integer_value(pbw) >= 0) {
+        params()->max_postcopy_bandwidth = (uint64_t)json_integer_value(pbw);
+    }
     json_t *ti = json_object_get(args, "cpu-throttle-initial"), *tinc = json_object_get(args, "cpu-throttle-increment");
     if (ti) {
         params()->throttle_initial = (int)json_integer_value(ti);
@@ -703,7 +697,7 @@ static void cmd_query_parameters(struct qmp_server *s, json_t *args, struct qmp_
                            "max-bandwidth", (json_int_t)params()->max_bandwidth, "cpu-throttle-initial",
                            (json_int_t)params()->throttle_initial, "cpu-throttle-increment",
                            (json_int_t)params()->throttle_increment, "max-postcopy-bandwidth",
-                           (json_int_t)0);
+                           (json_int_t)params()->max_postcopy_bandwidth);
     }
 }
 

@@ -1,0 +1,13 @@
+/* query-migrate's "ram" and "disk" members from a migration's statistics
+ * (qmp_migration_info.c), apart from the commands so that a test can check
+ * them against QEMU's without a machine. */
+#ifndef COWVISOR_QMP_MIGRATION_INFO_H
+#define COWVISOR_QMP_MIGRATION_INFO_H
+
+#include <jansson.h>
+
+#include "migration/migration.h"
+
+void qmp_migration_put_stats(json_t *o, const struct migration_stats *st);
+
+#endif
