@@ -212,7 +212,7 @@ json_t *qmp_dirty_bitmaps_info(struct blockdev *bd)
         json_t *o = json_pack("{s:s,s:I,s:I,s:b,s:b,s:b}", "name", list[i].name, "count",
                               (json_int_t)list[i].count, "granularity",
                               (json_int_t)list[i].granularity, "recording", list[i].recording,
-                              "busy", 0, "persistent", list[i].persistent);
+                              "busy", list[i].busy, "persistent", list[i].persistent);
         if (list[i].inconsistent) {
             json_object_set_new(o, "inconsistent", json_true());
         }

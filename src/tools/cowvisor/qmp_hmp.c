@@ -1,6 +1,6 @@
 /* human-monitor-command: the HMP commands QMP clients send through it for
- * snapshots (savevm, loadvm, delvm), run control, help and the info set
- * (qmp_hmp_info.c). The reply is the text HMP would print, errors
+ * snapshots (savevm, loadvm, delvm), run control, help, the info set
+ * (qmp_hmp_info.c) and qemu-io (qmp_hmp_qemu_io.c). The reply is the text HMP would print, errors
  * included, as QEMU does. */
 #include "qmp_int.h"
 
@@ -62,6 +62,11 @@ void qmp_hmp(struct qmp_server *s, json_t *args, struct qmp_reply *r)
     char *line = strdup(json_string_value(json_object_get(args, "command-line")));
     if (!line) {
         qmp_fail(r, QMP_GENERIC, "out of memory");
+        return;
+    }
+    if (!strncmp(line, "qemu-io ", 8)) {
+        qmp_hmp_qemu_io(s, line + 8, r);
+        free(line);
         return;
     }
     char *save = NULL;

@@ -24,9 +24,22 @@ struct qmp_job {
 #define QMP_MAX_BLOCK_JOBS 8
 
 struct block_job;
+struct block_node;
+struct dirty_bitmap;
+/* A backup's hold on its source's dirty bitmap (bitmap, incremental). */
+enum qmp_bitmap_mode { QMP_BITMAP_ON_SUCCESS, QMP_BITMAP_NEVER, QMP_BITMAP_ALWAYS };
+struct qmp_bitmap_hold {
+    struct blockdev *bd;        /* NULL: the job holds no bitmap */
+    char name[1024];
+    struct dirty_bitmap *taken; /* its bits when the job started */
+    enum qmp_bitmap_mode mode;
+};
 struct qmp_block_job {
     struct block_job *job;
-    int disk;
+    int disk;                   /* the disk it runs on, or -1 ... */
+    struct block_node *node;    /* ... the blockdev-add node */
+    struct block_node *target;  /* blockdev-backup's target node, or NULL */
+    struct qmp_bitmap_hold bitmap;
 };
 
 struct qmp_server {
@@ -114,6 +127,8 @@ extern const struct qmp_arg qmp_hmp_args[];
  * -1 for all. */
 void qmp_hmp_info(struct qmp_server *s, const char *what, int cpu, struct qmp_reply *r);
 void qmp_hmp_help(struct qmp_reply *r);
+/* qemu-io DEVICE "COMMAND" (rest: what follows "qemu-io", modified). */
+void qmp_hmp_qemu_io(struct qmp_server *s, char *rest, struct qmp_reply *r);
 extern const struct qmp_arg qmp_snapshot_save_args[], qmp_snapshot_delete_args[], qmp_job_id_args[];
 
 /* Block queries (qmp_block.c). */
