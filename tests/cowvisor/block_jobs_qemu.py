@@ -19,41 +19,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import qmp_connect  # noqa: E402
 
 
-class Monitor:
-    def __init__(self, path):
-        self.f = qmp_connect.connect(path, timeout=10)
-        self.events = []
-        json.loads(self.f.readline())
-        self.ask("qmp_capabilities")
-
-    def _read(self):
-        m = json.loads(self.f.readline())
-        if "event" in m:
-            self.events.append(m)
-        return m
-
-    def ask(self, cmd, **args):
-        self.f.write(json.dumps({"execute": cmd, "arguments": args}).encode() + b"\n")
-        while True:
-            m = self._read()
-            if "event" not in m:
-                return m
-
-    def wait(self, event, status=None, job=None):
-        """Reads until the event (JOB_STATUS_CHANGE with status, of job if
-        given) came; the socket's timeout ends a wait for an event that
-        never comes."""
-        def seen():
-            return any(e["event"] == event and (status is None or e["data"].get("status") == status)
-                       and (job is None or e["data"].get("id") == job) for e in self.events)
-        while not seen():
-            self._read()
-
-    def take(self):
-        ev, self.events = self.events, []
-        return ev
-
-
 def make_chain(d):
     os.makedirs(d)
     run = lambda *a: subprocess.run(a, check=True, cwd=d, stdout=subprocess.DEVNULL)
@@ -311,7 +276,7 @@ def run_session(stub, tmp, n, name, steps, files):
                 "-qmp", f"unix:{sock},server=on,wait=off"], stdout=subprocess.DEVNULL))
         else:
             procs.append(subprocess.Popen([stub, f"unix:{sock},server,nowait", f"{d}/top.qcow2"]))
-        sides[side] = (d, Monitor(sock), [])
+        sides[side] = (d, qmp_connect.Monitor(sock), [])
     for side, (d, mon, log) in sides.items():
         for step in steps:
             if step[0] == "wait":

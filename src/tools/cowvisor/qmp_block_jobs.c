@@ -217,6 +217,33 @@ bool qmp_disk_has_block_job(struct qmp_server *s, int disk, struct qmp_reply *r)
     return has_block_job(s, &j, r);
 }
 
+bool qmp_block_job_running(struct qmp_server *s, struct qmp_reply *r)
+{
+    for (int k = 0; k < s->nblock_jobs; k++) {
+        struct block_job_info info;
+        block_job_info(s->block_jobs[k].job, &info);
+        if (info.status != JOB_STATUS_CONCLUDED && info.status != JOB_STATUS_NULL) {
+            char name[48];
+            snprintf(name, sizeof(name), "disk%d", s->block_jobs[k].disk);
+            qmp_fail(r, QMP_GENERIC, "Node '%s' is busy: block device is in use by block job: %s",
+                     s->block_jobs[k].node ? s->block_jobs[k].node->name : name, block_job_type_name(info.type));
+            return true;
+        }
+    }
+    return false;
+}
+
+bool qmp_block_jobs_refuse(struct qmp_server *s, const char *command, struct qmp_reply *r)
+{
+    static const char *const refused[] = { "migrate", "snapshot-save", "snapshot-load" };
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        if (strcmp(command, refused[i]) == 0) {
+            return qmp_block_job_running(s, r);
+        }
+    }
+    return false;
+}
+
 /* "diskN", "diskN-backingK" (the disk and the depth) or an added node. */
 static struct subject parse_node(struct qmp_server *s, const char *name, int *depth)
 {

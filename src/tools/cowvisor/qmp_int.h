@@ -217,6 +217,14 @@ void qmp_job_dismiss(struct qmp_server *s, json_t *args, struct qmp_reply *r);
 QMP_BLOCK_JOB_COMMANDS(QMP_DECLARE_COMMAND)
 extern const struct qmp_arg qmp_block_commit_args[], qmp_block_stream_args[], qmp_drive_backup_args[],
     qmp_blockdev_backup_args[], qmp_device_args[], qmp_block_job_cancel_args[], qmp_block_job_set_speed_args[];
+/* Fails the reply (with QEMU's op blocker words) and returns true while
+ * any block job has not concluded: a snapshot, a snapshot load or a
+ * migration would save, replace or hand over images the job is changing
+ * (QEMU 7.2 lets them run alongside a backup; cowvisor does not). */
+bool qmp_block_job_running(struct qmp_server *s, struct qmp_reply *r);
+/* The same for the commands that do so (migrate, snapshot-save,
+ * snapshot-load); false for every other command. */
+bool qmp_block_jobs_refuse(struct qmp_server *s, const char *command, struct qmp_reply *r);
 /* Fails the reply and returns true when a block job runs on disk. */
 bool qmp_disk_has_block_job(struct qmp_server *s, int disk, struct qmp_reply *r);
 /* The index of the block job or snapshot job with that id, or -1. */
