@@ -244,6 +244,16 @@ SESSIONS = [
         ("block-stream", {"device": "xs", "job-id": "st"}), ("wait", "JOB_STATUS_CHANGE", "null", "st"),
         ("blockdev-del", {"node-name": "tg"}), ("blockdev-del", {"node-name": "xs"}), ("nodes",),
     ], ["bt.qcow2", "xtop.qcow2", ("equal", "bt.qcow2", "xtop.qcow2")]),
+    ("blockdev-add over NBD: a qemu-nbd export as a protocol node and as raw's file", [
+        ("blockdev-add", {"driver": "nbd", "node-name": "nb", "export": "ex", "read-only": True,
+                          "server": {"type": "unix", "path": "{tmp}/nbd.sock"}}),
+        ("blockdev-add", {"driver": "raw", "node-name": "nr", "read-only": True,
+                          "file": {"driver": "nbd", "export": "ex", "server": {"type": "unix", "path": "{tmp}/nbd.sock"}}}),
+        ("blockdev-add", {"driver": "nbd", "node-name": "nx", "server": {"type": "inet"}}),
+        ("blockdev-add", {"driver": "nbd", "node-name": "nx", "server": {"type": "unix"}}),
+        ("blockdev-add", {"driver": "nbd", "node-name": "nx", "server": {"type": "carrier-pigeon"}}),
+        ("nodes",), ("blockdev-del", {"node-name": "nr"}), ("blockdev-del", {"node-name": "nb"}), ("nodes",),
+    ], []),
 ]
 
 
@@ -292,7 +302,7 @@ def run_session(stub, tmp, n, name, steps, files):
             if step[0] == "bitmaps":
                 log.append(bitmaps(mon.ask("query-named-block-nodes", flat=True), *step[1:]))
                 continue
-            args = json.loads(json.dumps(step[1]).replace("{dir}", d))
+            args = json.loads(json.dumps(step[1]).replace("{dir}", d).replace("{tmp}", tmp))
             r = mon.ask(step[0], **args)
             log.append((step[0], "error", r["error"]["desc"].replace(d, "{dir}")) if "error" in r
                        else (step[0], shape(r["return"])))
@@ -328,8 +338,13 @@ def main():
     tmp = tempfile.mkdtemp()
     print(f"1..{len(SESSIONS)}")
     failed = 0
+    nbd = None
     try:
         make_chain(os.path.join(tmp, "chain"))
+        # One export both sides read (its own image, up to 8 clients).
+        shutil.copy(os.path.join(tmp, "chain", "xbase.qcow2"), os.path.join(tmp, "export.qcow2"))
+        nbd = subprocess.Popen(["qemu-nbd", "-k", os.path.join(tmp, "nbd.sock"), "-f", "qcow2", "-x", "ex", "-e", "8",
+                                "-r", "--persistent", os.path.join(tmp, "export.qcow2")])
         for n, (name, steps, files) in enumerate(SESSIONS, 1):
             diffs = run_session(stub, tmp, n, name, steps, files)
             print(("not ok" if diffs else "ok") + f" {n} - {name}")
@@ -337,6 +352,9 @@ def main():
                 print("# " + d)
             failed += bool(diffs)
     finally:
+        if nbd:
+            nbd.terminate()
+            nbd.wait()
         shutil.rmtree(tmp)
     sys.exit(1 if failed else 0)
 
