@@ -384,6 +384,11 @@ struct dirty_bitmap;
 int blockdev_bitmap_backup_begin(struct blockdev *bd, const char *name, struct dirty_bitmap **taken,
                                  struct error *err);
 void blockdev_bitmap_backup_end(struct blockdev *bd, const char *name, struct dirty_bitmap *taken, bool merge_back);
+/* A clear that can be undone (a transaction's): the bits go to *taken;
+ * untake merges them back (undo) or not (commit) and frees taken. */
+int blockdev_bitmap_clear_taking(struct blockdev *bd, const char *name, struct dirty_bitmap **taken,
+                                 struct error *err);
+void blockdev_bitmap_untake(struct blockdev *bd, const char *name, struct dirty_bitmap *taken, bool merge_back);
 /* Whether [off, off+*len) starts dirty in the bitmap, and how long that
  * lasts (*len shrinks to the run). */
 int blockdev_bitmap_status(struct blockdev *bd, const char *name, uint64_t off, uint64_t *len,

@@ -285,15 +285,17 @@ int blockdev_bitmap_merge(struct blockdev *bd, const char *dst_name, struct bloc
     return ret;
 }
 
-int blockdev_bitmap_backup_begin(struct blockdev *bd, const char *name, struct dirty_bitmap **taken,
-                                 struct error *err)
+/* The bits out into *taken, the bitmap empty; busy: a backup holds it. */
+static int take_bits(struct blockdev *bd, const char *name, struct dirty_bitmap **taken, bool busy,
+                     struct error *err)
 {
     struct bdev_bitmap *bm = lookup_locked(bd, name, err);
     if (!bm) {
         return err ? err->code : -ENOENT;
     }
-    /* QEMU's BDRV_BITMAP_ALLOW_RO: a read-only bitmap can drive a backup. */
-    int ret = check_usable(bm, USE_INCONSISTENT | USE_BUSY, err);
+    /* QEMU's BDRV_BITMAP_ALLOW_RO: a read-only bitmap can drive a backup;
+     * a clear needs a writable one. */
+    int ret = check_usable(bm, busy ? USE_INCONSISTENT | USE_BUSY : USE_DEFAULT, err);
     struct dirty_bitmap *fresh = NULL;
     if (ret == 0) {
         fresh = dirty_bitmap_new(dirty_bitmap_size(bm->bits), dirty_bitmap_granularity(bm->bits));
@@ -302,25 +304,50 @@ int blockdev_bitmap_backup_begin(struct blockdev *bd, const char *name, struct d
     if (ret == 0) {
         *taken = bm->bits;
         bm->bits = fresh;
-        bm->busy = true;
-        bm->frozen = *taken;
+        bm->busy = busy;
+        bm->frozen = busy ? *taken : NULL;
     }
     unlock(bd);
     return ret;
 }
 
-void blockdev_bitmap_backup_end(struct blockdev *bd, const char *name, struct dirty_bitmap *taken, bool merge_back)
+static void give_back(struct blockdev *bd, const char *name, struct dirty_bitmap *taken, bool merge_back,
+                      bool end_busy)
 {
     struct bdev_bitmap *bm = lookup_locked(bd, name, NULL);
     if (bm) {
         if (merge_back) {
             dirty_bitmap_merge(bm->bits, taken);
         }
-        bm->busy = false;
-        bm->frozen = NULL;
+        if (end_busy) {
+            bm->busy = false;
+            bm->frozen = NULL;
+        }
         unlock(bd);
     }
     dirty_bitmap_free(taken);
+}
+
+int blockdev_bitmap_backup_begin(struct blockdev *bd, const char *name, struct dirty_bitmap **taken,
+                                 struct error *err)
+{
+    return take_bits(bd, name, taken, true, err);
+}
+
+void blockdev_bitmap_backup_end(struct blockdev *bd, const char *name, struct dirty_bitmap *taken, bool merge_back)
+{
+    give_back(bd, name, taken, merge_back, true);
+}
+
+int blockdev_bitmap_clear_taking(struct blockdev *bd, const char *name, struct dirty_bitmap **taken,
+                                 struct error *err)
+{
+    return take_bits(bd, name, taken, false, err);
+}
+
+void blockdev_bitmap_untake(struct blockdev *bd, const char *name, struct dirty_bitmap *taken, bool merge_back)
+{
+    give_back(bd, name, taken, merge_back, false);
 }
 
 int blockdev_bitmap_status(struct blockdev *bd, const char *name, uint64_t off, uint64_t *len,

@@ -44,6 +44,11 @@ static struct blockdev *find_node(struct qmp_server *s, const char *node, enum l
     return NULL;
 }
 
+struct blockdev *qmp_bitmap_node(struct qmp_server *s, const char *node, struct qmp_reply *r)
+{
+    return find_node(s, node, LOOKUP_NODE, r);
+}
+
 /* QMP's desc carries the error without the hint lines QEMU's CLI prints. */
 static void fail_with(struct qmp_reply *r, const struct error *err)
 {

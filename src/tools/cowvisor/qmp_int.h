@@ -158,6 +158,11 @@ void qmp_bitmap_clear(struct qmp_server *s, json_t *args, struct qmp_reply *r);
 void qmp_bitmap_enable(struct qmp_server *s, json_t *args, struct qmp_reply *r);
 void qmp_bitmap_disable(struct qmp_server *s, json_t *args, struct qmp_reply *r);
 void qmp_bitmap_merge(struct qmp_server *s, json_t *args, struct qmp_reply *r);
+/* The open layer a node name designates, or NULL after failing r as
+ * block-dirty-bitmap-clear does. */
+struct blockdev *qmp_bitmap_node(struct qmp_server *s, const char *node, struct qmp_reply *r);
+/* transaction (qmp_transaction.c). */
+void qmp_transaction(struct qmp_server *s, json_t *args, struct qmp_reply *r);
 /* BlockDirtyInfo list of a node's bitmaps, or NULL when it has none. */
 json_t *qmp_dirty_bitmaps_info(struct blockdev *bd);
 extern const struct qmp_arg qmp_block_resize_args[];
