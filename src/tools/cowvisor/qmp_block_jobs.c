@@ -639,6 +639,21 @@ static void backup_ranges(struct block_job_params *p, int sync, const struct qmp
     }
 }
 
+/* What both backups check and copy; false: r failed. */
+static bool backup_params(struct qmp_server *s, const struct subject *j, json_t *args, struct block_job_params *p,
+                          struct qmp_bitmap_hold *hold, struct qmp_reply *r)
+{
+    if (bool_arg(args, "compress", false)) {
+        qmp_fail(r, QMP_GENERIC, "compress is not supported yet");
+        return false;
+    }
+    int sync = backup_sync(s, j, args, hold, r);
+    if (sync >= 0) {
+        backup_ranges(p, sync, hold);
+    }
+    return sync >= 0;
+}
+
 void qmp_drive_backup(struct qmp_server *s, json_t *args, struct qmp_reply *r)
 {
     struct block_job_params p;
@@ -646,16 +661,10 @@ void qmp_drive_backup(struct qmp_server *s, json_t *args, struct qmp_reply *r)
     if (!qmp_check_args(args, qmp_drive_backup_args, r) || !common_params(s, args, BLOCK_JOB_BACKUP, &p, &j, r)) {
         return;
     }
-    if (bool_arg(args, "compress", false)) {
-        qmp_fail(r, QMP_GENERIC, "compress is not supported yet");
-        return;
-    }
     struct qmp_bitmap_hold hold = { 0 };
-    int sync = backup_sync(s, &j, args, &hold, r);
-    if (sync < 0) {
+    if (!backup_params(s, &j, args, &p, &hold, r)) {
         return;
     }
-    backup_ranges(&p, sync, &hold);
     struct error err = { 0 };
     if (open_backup_target(s, &j, args, p.top_only, &p.target, &err) < 0) {
         release_bitmap(&hold, false);
@@ -712,16 +721,10 @@ void qmp_blockdev_backup(struct qmp_server *s, json_t *args, struct qmp_reply *r
     if (!common_params(s, args, BLOCK_JOB_BACKUP, &p, &j, r)) {
         return;
     }
-    if (bool_arg(args, "compress", false)) {
-        qmp_fail(r, QMP_GENERIC, "compress is not supported yet");
-        return;
-    }
     struct qmp_bitmap_hold hold = { 0 };
-    int sync = backup_sync(s, &j, args, &hold, r);
-    if (sync < 0) {
+    if (!backup_params(s, &j, args, &p, &hold, r)) {
         return;
     }
-    backup_ranges(&p, sync, &hold);
     struct block_node *target = backup_target_node(s, target_name, &p.target, r);
     if (!target) {
         release_bitmap(&hold, false);
