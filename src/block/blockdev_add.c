@@ -286,7 +286,7 @@ static int rewrite_nbd(json_t *obj, struct error *err)
     for (size_t i = 0; i < sizeof(gone) / sizeof(gone[0]); i++) {
         json_object_del(obj, gone[i]);
     }
-    json_object_set_new(obj, "filename", json_stringn(url, strlen(url)));
+    json_object_set_new(obj, "filename", json_string(url));
     return 0;
 }
 

@@ -79,7 +79,7 @@ void qmp_hmp_qemu_io(struct qmp_server *s, char *rest, struct qmp_reply *r)
     char *cmd = device ? strtok_r(NULL, "", &save) : NULL;
     struct blockdev *bd = device ? image_named(s, device) : NULL;
     if (!bd) {
-        r->ret = qmp_string("Error: Cannot find device\r\n");
+        r->ret = json_string("Error: Cannot find device\r\n");
         return;
     }
     /* The command comes quoted, as HMP takes it. */
@@ -93,6 +93,6 @@ void qmp_hmp_qemu_io(struct qmp_server *s, char *rest, struct qmp_reply *r)
     }
     char *out = argc && !strcmp(argv[0], "write") ? run_write(bd, argv, argc)
                                                    : strdup("qemu-io: only 'write' is supported here\r\n");
-    r->ret = qmp_string(out);
+    r->ret = json_string(out);
     free(out);
 }
