@@ -81,7 +81,7 @@ static int create_device(struct machine *m, struct hotplugged *h, struct error *
         free(p);
         return error_set(err, -ENOMEM, "out of memory");
     }
-    int ret = virtio_blk_init(b, &m->vm.mem, bd, blockdev_is_read_only(bd), NULL, err);
+    int ret = virtio_blk_init(b, &m->vm.mem, bd, blockdev_is_read_only(bd), NULL, 1, err);  /* one queue */
     if (ret < 0) {
         virtio_blk_destroy(b);
         free(b);
