@@ -31,14 +31,12 @@ build_objects() {
     export work here
     export cflags_str="${cflags[*]}"
     printf '%s\n' "$here"/src/util/*.c "$here"/src/block/*.c "$here"/src/state/*.c "$here"/src/nbd/*.c \
-        "$here"/src/virtio/*.c "$here"/src/vmm/*.c "$here"/src/hw/*.c "$here"/src/replay/*.c \
-        "$here"/src/machine/block_nodes.c |
+        "$here"/src/virtio/*.c "$here"/src/vmm/*.c "$here"/src/hw/*.c "$here"/src/replay/*.c |
         xargs -P "$(nproc)" -I{} bash -c 'cflags=($cflags_str); compile_one "$1"' _ {}
 }
 
 # The QMP target runs cowvisor's monitor (a program's sources) over the
-# test suite's machine without a guest (and the machine's table of named
-# block nodes, which the monitor's blockdev-add fills).
+# test suite's machine without a guest.
 extra_sources() {
     [[ $1 == qmp_input ]] || return 0
     ls "$here"/src/tools/cowvisor/qmp*.c | grep -v qmp_migration.c
