@@ -115,6 +115,8 @@ struct bdev_bitmap {
     char *name;
     struct dirty_bitmap *bits;
     bool recording, persistent, inconsistent, readonly;
+    bool busy;                  /* a backup holds it (blockdev_bitmap_backup_begin) ... */
+    const struct dirty_bitmap *frozen;  /* ... with these bits, which it shows meanwhile */
     struct bdev_bitmap *next;
 };
 

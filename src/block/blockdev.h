@@ -354,6 +354,7 @@ struct blockdev_bitmap_info {
     bool persistent;
     bool inconsistent;          /* found in use in the image: only removal is allowed */
     bool readonly;              /* the image is open read-only */
+    bool busy;                  /* a backup holds it */
     uint64_t count;             /* dirty bytes */
 };
 
@@ -374,6 +375,20 @@ int blockdev_bitmap_enable(struct blockdev *bd, const char *name, bool enable, s
 /* dst_name |= src_name (of src, which may be bd itself). */
 int blockdev_bitmap_merge(struct blockdev *bd, const char *dst_name, struct blockdev *src,
                           const char *src_name, struct error *err);
+/* A backup's hold on a bitmap (QEMU's successor bitmap): its bits are
+ * taken out (*taken) and it starts empty, recording the writes made from
+ * now on; it is busy (QEMU's "in use by another operation") until
+ * backup_end, which merges taken back into it or not (the bitmap then
+ * holds only what was written since begin) and frees taken. */
+struct dirty_bitmap;
+int blockdev_bitmap_backup_begin(struct blockdev *bd, const char *name, struct dirty_bitmap **taken,
+                                 struct error *err);
+void blockdev_bitmap_backup_end(struct blockdev *bd, const char *name, struct dirty_bitmap *taken, bool merge_back);
+/* A clear that can be undone (a transaction's): the bits go to *taken;
+ * untake merges them back (undo) or not (commit) and frees taken. */
+int blockdev_bitmap_clear_taking(struct blockdev *bd, const char *name, struct dirty_bitmap **taken,
+                                 struct error *err);
+void blockdev_bitmap_untake(struct blockdev *bd, const char *name, struct dirty_bitmap *taken, bool merge_back);
 /* Whether [off, off+*len) starts dirty in the bitmap, and how long that
  * lasts (*len shrinks to the run). */
 int blockdev_bitmap_status(struct blockdev *bd, const char *name, uint64_t off, uint64_t *len,

@@ -185,23 +185,43 @@ static int check_node(json_t *obj, const char *prefix, struct error *err)
 }
 
 /* nbd's server (SocketAddress) and export as the URL the NBD client opens. */
+static const char *server_member(json_t *server, const char *key, struct error *err)
+{
+    const char *v = json_string_value(json_object_get(server, key));
+    if (!v) {
+        error_set(err, -EINVAL, "Parameter 'server.%s' is missing", key);
+    }
+    return v;
+}
+
 static int nbd_url(json_t *obj, char *url, size_t size, struct error *err)
 {
     json_t *server = json_object_get(obj, "server");
-    const char *type = json_string_value(json_object_get(server, "type"));
     const char *export = json_string_value(json_object_get(obj, "export"));
     export = export ? export : "";
-    if (type && !strcmp(type, "unix") && json_string_value(json_object_get(server, "path"))) {
-        snprintf(url, size, "nbd+unix:///%s?socket=%s", export, json_string_value(json_object_get(server, "path")));
+    const char *type = server_member(server, "type", err), *path, *host, *port;
+    if (!type) {
+        return -EINVAL;
+    }
+    if (!strcmp(type, "unix")) {
+        if (!(path = server_member(server, "path", err))) {
+            return -EINVAL;
+        }
+        snprintf(url, size, "nbd+unix:///%s?socket=%s", export, path);
         return 0;
     }
-    const char *host = json_string_value(json_object_get(server, "host"));
-    const char *port = json_string_value(json_object_get(server, "port"));
-    if (type && !strcmp(type, "inet") && host) {
-        snprintf(url, size, "nbd://%s:%s/%s", host, port ? port : "10809", export);
+    if (!strcmp(type, "inet")) {
+        if (!(host = server_member(server, "host", err)) || !(port = server_member(server, "port", err))) {
+            return -EINVAL;
+        }
+        snprintf(url, size, "nbd://%s:%s/%s", host, port, export);
         return 0;
     }
-    return error_set(err, -EINVAL, "Parameter 'server' must be a unix (path) or inet (host, port) address");
+    if (!strcmp(type, "vsock") || !strcmp(type, "fd")) {
+        return error_set(err, -ENOTSUP, "cowvisor's NBD client takes unix and inet servers, not %s", type);
+    }
+    /* QEMU names this member without its "server." prefix. */
+    return error_set(err, -EINVAL, "Parameter 'type' does not accept value '%s'", type);
 }
 
 /* The members QMP has and the open path does not take: what they ask of
@@ -266,7 +286,7 @@ static int rewrite_nbd(json_t *obj, struct error *err)
     for (size_t i = 0; i < sizeof(gone) / sizeof(gone[0]); i++) {
         json_object_del(obj, gone[i]);
     }
-    json_object_set_new(obj, "filename", json_stringn(url, strlen(url)));
+    json_object_set_new(obj, "filename", json_string(url));
     return 0;
 }
 
@@ -283,14 +303,13 @@ static int check_backing(const struct blockdev_add_children *c, struct blockdev_
                                     "('%s' is not)", out->backing_child);
 }
 
+/* obj as resolved (an nbd top node is its URL in "filename" by now). */
 static int open_resolved(json_t *obj, struct blockdev_added *out, struct error *err)
 {
-    const char *drv = json_string_value(json_object_get(obj, "driver"));
-    snprintf(out->driver, sizeof(out->driver), "%s", drv);
     char *text = json_dumps(obj, JSON_COMPACT), *options = NULL;
     int ret = text ? blockdev_json_to_options(text, &options, err) : error_set(err, -ENOMEM, "Out of memory");
     free(text);
-    if (ret == 0 && !strcmp(drv, "nbd")) {
+    if (ret == 0 && !strcmp(out->driver, "nbd")) {
         /* A protocol node alone: its URL, raw over it. */
         struct blockdev_open_opts o = { .format = "raw", .flags = out->read_only ? BDEV_READ_ONLY : 0 };
         ret = blockdev_open(&out->bd, json_string_value(json_object_get(obj, "filename")), &o, err);
@@ -318,6 +337,7 @@ int blockdev_add_open(json_t *args, const struct blockdev_add_children *children
     if ((ret = blockdev_node_name_check(node_name, err)) < 0) {
         return ret;
     }
+    snprintf(out->driver, sizeof(out->driver), "%s", json_string_value(json_object_get(args, "driver")));
     json_t *obj = json_deep_copy(args);
     json_object_del(obj, "node-name");
     if ((ret = take_qmp_members(obj, out, err)) == 0 &&

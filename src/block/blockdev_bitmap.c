@@ -55,11 +55,15 @@ static void bitmap_free(struct bdev_bitmap *bm)
 }
 
 /* QEMU's bdrv_dirty_bitmap_check: what each operation may not touch. */
-enum { USE_RO = 1, USE_INCONSISTENT = 2 };
-#define USE_DEFAULT (USE_RO | USE_INCONSISTENT)
+enum { USE_RO = 1, USE_INCONSISTENT = 2, USE_BUSY = 4 };
+#define USE_DEFAULT (USE_RO | USE_INCONSISTENT | USE_BUSY)
 
 static int check_usable(const struct bdev_bitmap *bm, unsigned what, struct error *err)
 {
+    if ((what & USE_BUSY) && bm->busy) {
+        return error_set(err, -EBUSY, "Bitmap '%s' is currently in use by another operation and cannot be used",
+                         bm->name);
+    }
     if ((what & USE_RO) && bm->readonly) {
         return error_set(err, -EPERM, "Bitmap '%s' is readonly and cannot be modified", bm->name);
     }
@@ -185,7 +189,7 @@ int blockdev_bitmap_remove(struct blockdev *bd, const char *name, struct error *
     if (!bm) {
         return err ? err->code : -ENOENT;
     }
-    int ret = check_usable(bm, USE_RO, err);
+    int ret = check_usable(bm, USE_RO | USE_BUSY, err);
     if (ret == 0 && bm->persistent && bd->drv->bitmap_remove) {
         ret = bd->drv->bitmap_remove(bd, name, err);
     }
@@ -211,7 +215,7 @@ static int change(struct blockdev *bd, const char *name, enum change what, struc
     if (!bm) {
         return err ? err->code : -ENOENT;
     }
-    int ret = check_usable(bm, what == CHANGE_CLEAR ? USE_DEFAULT : USE_INCONSISTENT, err);
+    int ret = check_usable(bm, what == CHANGE_CLEAR ? USE_DEFAULT : USE_INCONSISTENT | USE_BUSY, err);
     if (ret == 0 && what == CHANGE_CLEAR) {
         dirty_bitmap_clear(bm->bits);
     } else if (ret == 0) {
@@ -239,7 +243,7 @@ static int copy_source(struct blockdev *src, const char *src_name, struct dirty_
     if (!bm) {
         return err ? err->code : -ENOENT;
     }
-    int ret = check_usable(bm, USE_INCONSISTENT, err);
+    int ret = check_usable(bm, USE_INCONSISTENT | USE_BUSY, err);
     if (ret == 0) {
         uint64_t size = dirty_bitmap_size(bm->bits);
         *out = dirty_bitmap_new(size, dirty_bitmap_granularity(bm->bits));
@@ -286,6 +290,71 @@ int blockdev_bitmap_merge(struct blockdev *bd, const char *dst_name, struct bloc
     return ret;
 }
 
+/* The bits out into *taken, the bitmap empty; busy: a backup holds it. */
+static int take_bits(struct blockdev *bd, const char *name, struct dirty_bitmap **taken, bool busy,
+                     struct error *err)
+{
+    struct bdev_bitmap *bm = lookup_locked(bd, name, err);
+    if (!bm) {
+        return err ? err->code : -ENOENT;
+    }
+    /* QEMU's BDRV_BITMAP_ALLOW_RO: a read-only bitmap can drive a backup;
+     * a clear needs a writable one. */
+    int ret = check_usable(bm, busy ? USE_INCONSISTENT | USE_BUSY : USE_DEFAULT, err);
+    struct dirty_bitmap *fresh = NULL;
+    if (ret == 0) {
+        fresh = dirty_bitmap_new(dirty_bitmap_size(bm->bits), dirty_bitmap_granularity(bm->bits));
+        ret = fresh ? 0 : error_set(err, -ENOMEM, "Could not allocate a successor of bitmap '%s'", name);
+    }
+    if (ret == 0) {
+        *taken = bm->bits;
+        bm->bits = fresh;
+        bm->busy = busy;
+        bm->frozen = busy ? *taken : NULL;
+    }
+    unlock(bd);
+    return ret;
+}
+
+static void give_back(struct blockdev *bd, const char *name, struct dirty_bitmap *taken, bool merge_back,
+                      bool end_busy)
+{
+    struct bdev_bitmap *bm = lookup_locked(bd, name, NULL);
+    if (bm) {
+        if (merge_back) {
+            dirty_bitmap_merge(bm->bits, taken);
+        }
+        if (end_busy) {
+            bm->busy = false;
+            bm->frozen = NULL;
+        }
+        unlock(bd);
+    }
+    dirty_bitmap_free(taken);
+}
+
+int blockdev_bitmap_backup_begin(struct blockdev *bd, const char *name, struct dirty_bitmap **taken,
+                                 struct error *err)
+{
+    return take_bits(bd, name, taken, true, err);
+}
+
+void blockdev_bitmap_backup_end(struct blockdev *bd, const char *name, struct dirty_bitmap *taken, bool merge_back)
+{
+    give_back(bd, name, taken, merge_back, true);
+}
+
+int blockdev_bitmap_clear_taking(struct blockdev *bd, const char *name, struct dirty_bitmap **taken,
+                                 struct error *err)
+{
+    return take_bits(bd, name, taken, false, err);
+}
+
+void blockdev_bitmap_untake(struct blockdev *bd, const char *name, struct dirty_bitmap *taken, bool merge_back)
+{
+    give_back(bd, name, taken, merge_back, false);
+}
+
 int blockdev_bitmap_status(struct blockdev *bd, const char *name, uint64_t off, uint64_t *len,
                            bool *dirty, struct error *err)
 {
@@ -325,7 +394,8 @@ int blockdev_bitmap_list(struct blockdev *bd, struct blockdev_bitmap_info **list
             .persistent = bm->persistent,
             .inconsistent = bm->inconsistent,
             .readonly = bm->readonly,
-            .count = dirty_bitmap_count(bm->bits),
+            .busy = bm->busy,
+            .count = dirty_bitmap_count(bm->frozen ? bm->frozen : bm->bits),  /* QEMU shows the frozen parent */
         };
     }
     pthread_mutex_unlock(&bms->lock);

@@ -72,6 +72,24 @@ int block_nodes_add(struct block_node_table *t, json_t *args, struct error *err)
     return 0;
 }
 
+struct blockdev *block_node_take_image(struct block_node *n)
+{
+    struct blockdev *bd = n->node.bd;
+    n->node.bd = NULL;
+    return bd;
+}
+
+int block_nodes_reopen(struct block_node_table *t, struct block_node *n, struct error *err)
+{
+    struct blockdev_add_children children = { options_of, image_of, t };
+    struct blockdev_added again;
+    int ret = blockdev_add_open(n->options, &children, &again, err);
+    if (ret == 0) {
+        n->node = again;
+    }
+    return ret;
+}
+
 /* The parent that uses name as its child (key "file" or "backing"), if any. */
 static struct block_node *parent_of(struct block_node_table *t, const char *name, bool backing)
 {
@@ -103,6 +121,10 @@ int block_nodes_del(struct block_node_table *t, const char *name, struct error *
     }
     if ((parent = parent_of(t, name, true))) {
         return error_set(err, -EBUSY, "Node '%s' is busy: node is used as backing hd of '%s'", name, parent->name);
+    }
+    if (n->job_target[0]) {
+        return error_set(err, -EBUSY, "Node '%s' is busy: block device is in use by block job: %s", name,
+                         n->job_target);
     }
     if (n->jobs || parent_of(t, name, false)) {
         return error_set(err, -EBUSY, "Block device %s is in use", name);

@@ -19,6 +19,7 @@ struct block_node {
     json_t *options;                /* as added: what a parent naming it opens */
     char device[64];                /* the device using it ("": none) */
     int jobs;                       /* block jobs using it */
+    char job_target[16];            /* the type of the job writing to it ("": none) */
     /* The device's requests stop while a job changes the node's image
      * (set by the device that attaches; NULL: no device). */
     void (*drain_begin)(void *opaque);
@@ -48,6 +49,12 @@ void block_nodes_close_all(struct block_node_table *t);
  * words when another device has it. */
 int block_node_attach(struct block_node *n, const char *device, struct error *err);
 void block_node_detach(struct block_node *n);
+
+/* A backup job takes the node's image as its target and closes it (a
+ * second open of an image someone writes would go stale): the node has
+ * none (node.bd NULL) until block_nodes_reopen opens it again as added. */
+struct blockdev *block_node_take_image(struct block_node *n);
+int block_nodes_reopen(struct block_node_table *t, struct block_node *n, struct error *err);
 
 /* A block job's host over the node's image (block/block_job.h). */
 struct block_job_host;

@@ -47,6 +47,7 @@ void dirty_bitmap_free(struct dirty_bitmap *b)
 }
 
 uint64_t dirty_bitmap_size(const struct dirty_bitmap *b) { return b->size; }
+const uint64_t *dirty_bitmap_words(const struct dirty_bitmap *b) { return b->words; }
 uint32_t dirty_bitmap_granularity(const struct dirty_bitmap *b) { return 1u << b->gran_bits; }
 
 static bool bit_get(const struct dirty_bitmap *b, uint64_t n)

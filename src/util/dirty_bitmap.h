@@ -32,6 +32,10 @@ uint64_t dirty_bitmap_run(const struct dirty_bitmap *b, uint64_t off, uint64_t m
 /* Byte offset of the first dirty granule at or after off, or -1. */
 int64_t dirty_bitmap_next_dirty(const struct dirty_bitmap *b, uint64_t off);
 
+/* The bits: bit n % 64 of word n / 64 is granule n (what a backup job's
+ * granules are). */
+const uint64_t *dirty_bitmap_words(const struct dirty_bitmap *b);
+
 /* Changes the disk size; bits past the old end start clean. -ENOMEM on failure. */
 int dirty_bitmap_resize(struct dirty_bitmap *b, uint64_t size);
 /* dst |= src for disks of the same size, whatever the two granularities. */

@@ -19,40 +19,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import qmp_connect  # noqa: E402
 
 
-class Monitor:
-    def __init__(self, path):
-        self.f = qmp_connect.connect(path, timeout=10)
-        self.events = []
-        json.loads(self.f.readline())
-        self.ask("qmp_capabilities")
-
-    def _read(self):
-        m = json.loads(self.f.readline())
-        if "event" in m:
-            self.events.append(m)
-        return m
-
-    def ask(self, cmd, **args):
-        self.f.write(json.dumps({"execute": cmd, "arguments": args}).encode() + b"\n")
-        while True:
-            m = self._read()
-            if "event" not in m:
-                return m
-
-    def wait(self, event, status=None):
-        """Reads until the event (JOB_STATUS_CHANGE with status) came; the
-        socket's timeout ends a wait for an event that never comes."""
-        def seen():
-            return any(e["event"] == event and (status is None or e["data"].get("status") == status)
-                       for e in self.events)
-        while not seen():
-            self._read()
-
-    def take(self):
-        ev, self.events = self.events, []
-        return ev
-
-
 def make_chain(d):
     os.makedirs(d)
     run = lambda *a: subprocess.run(a, check=True, cwd=d, stdout=subprocess.DEVNULL)
@@ -68,6 +34,13 @@ def make_chain(d):
     run("qemu-io", "-c", "write -P 5 0 1M", "xbase.qcow2")
     run("qemu-img", "create", "-q", "-f", "qcow2", "-b", "xbase.qcow2", "-F", "qcow2", "xtop.qcow2")
     run("qemu-img", "create", "-q", "-f", "raw", "r.img", "1M")
+    # Backup targets that must exist: an incremental one over the full
+    # backup a session makes first, and plain ones.
+    run("qemu-img", "create", "-q", "-f", "qcow2", "-u", "-b", "full.qcow2", "-F", "qcow2", "inc.qcow2", "4M")
+    run("qemu-img", "create", "-q", "-f", "qcow2", "t.qcow2", "4M")
+    run("qemu-img", "create", "-q", "-f", "qcow2", "bt.qcow2", "4M")
+    with open(os.path.join(d, "eio.conf"), "w") as f:
+        f.write('[inject-error]\nevent = "write_aio"\nerrno = "5"\n')
 
 
 def summary(events):
@@ -108,6 +81,24 @@ def named_nodes(reply):
         out.append((n["node-name"], n["drv"], n["ro"], img["format"], img["virtual-size"], sorted(n),
                     sorted(b["name"] for b in n.get("dirty-bitmaps", []))))
     return sorted(out)
+
+
+def bitmaps(reply, node="disk0"):
+    """The dirty bitmaps of a node: name, dirty bytes, busy, recording.
+    QEMU also lists a running backup's internal bitmaps (its successor and
+    block-copy's), which have no name: those are left out."""
+    for n in reply["return"]:
+        if n["node-name"] == node:
+            return sorted((b["name"], b["count"], b["busy"], b["recording"])
+                          for b in n.get("dirty-bitmaps", []) if "name" in b)
+    return None
+
+
+def allocation(path):
+    """The ranges an image's own layer defines (qemu-img map, depth 0)."""
+    out = subprocess.run(["qemu-img", "map", "-U", "--output=json", path], check=True, capture_output=True,
+                         text=True).stdout
+    return [(m["start"], m["length"], m["data"]) for m in json.loads(out) if m["depth"] == 0]
 
 
 def backing(path):
@@ -192,7 +183,113 @@ SESSIONS = [
         ("blockdev-add", {"driver": "qcow2", "node-name": "n1",
                           "file": {"driver": "file", "filename": "{dir}/extra.qcow2"}}), ("nodes",),
     ], ["extra.qcow2"]),
+    ("incremental backup: full with the bitmap, writes, incremental into an overlay of the full one", [
+        ("block-dirty-bitmap-add", {"node": "disk0", "name": "b0"}),
+        ("drive-backup", {"device": "disk0", "job-id": "f", "sync": "full", "target": "{dir}/full.qcow2",
+                          "format": "qcow2", "bitmap": "b0", "bitmap-mode": "on-success"}),
+        ("wait", "JOB_STATUS_CHANGE", "null", "f"), ("bitmaps",),
+        ("human-monitor-command", {"command-line": 'qemu-io disk0 "write -P 0x33 1M 64k"'}),
+        ("human-monitor-command", {"command-line": 'qemu-io disk0 "write -P 0x44 3200k 128k"'}),
+        ("bitmaps",),
+        ("drive-backup", {"device": "disk0", "job-id": "i", "sync": "incremental", "bitmap": "b0",
+                          "target": "{dir}/inc.qcow2", "mode": "existing", "format": "qcow2"}),
+        ("wait", "JOB_STATUS_CHANGE", "null", "i"), ("bitmaps",),
+    ], ["full.qcow2", "inc.qcow2", ("equal", "inc.qcow2", "top.qcow2"), ("map", "inc.qcow2")]),
+    ("bitmap modes never and always, a busy bitmap, QEMU's refusals", [
+        ("block-dirty-bitmap-add", {"node": "disk0", "name": "b0"}),
+        ("human-monitor-command", {"command-line": 'qemu-io disk0 "write -P 0x33 1M 64k"'}),
+        ("drive-backup", {"device": "disk0", "job-id": "n", "sync": "bitmap", "bitmap": "b0",
+                          "bitmap-mode": "never", "target": "{dir}/b1.qcow2", "format": "qcow2"}),
+        ("wait", "JOB_STATUS_CHANGE", "null", "n"), ("bitmaps",),
+        ("drive-backup", {"device": "disk0", "job-id": "a", "sync": "bitmap", "bitmap": "b0",
+                          "bitmap-mode": "always", "target": "{dir}/b2.qcow2", "format": "qcow2",
+                          "auto-finalize": False}),
+        ("wait", "JOB_STATUS_CHANGE", "pending", "a"), ("bitmaps",),
+        ("block-dirty-bitmap-remove", {"node": "disk0", "name": "b0"}),
+        ("block-dirty-bitmap-clear", {"node": "disk0", "name": "b0"}),
+        ("job-finalize", {"id": "a"}), ("wait", "JOB_STATUS_CHANGE", "null", "a"), ("bitmaps",),
+        ("drive-backup", {"device": "disk0", "sync": "incremental", "target": "{dir}/x.qcow2"}),
+        ("drive-backup", {"device": "disk0", "sync": "incremental", "bitmap": "b0", "bitmap-mode": "never",
+                          "target": "{dir}/x.qcow2"}),
+        ("drive-backup", {"device": "disk0", "sync": "bitmap", "bitmap": "b0", "target": "{dir}/x.qcow2"}),
+        ("drive-backup", {"device": "disk0", "sync": "bitmap", "bitmap": "nosuch", "bitmap-mode": "always",
+                          "target": "{dir}/x.qcow2"}),
+        ("drive-backup", {"device": "disk0", "sync": "full", "bitmap-mode": "always", "target": "{dir}/x.qcow2"}),
+        ("drive-backup", {"device": "disk0", "sync": "full", "bitmap": "b0", "bitmap-mode": "never",
+                          "target": "{dir}/x.qcow2"}),
+        ("drive-backup", {"device": "disk0", "sync": "sometimes", "target": "{dir}/x.qcow2"}),
+        ("drive-backup", {"device": "disk0", "sync": "bitmap", "bitmap": "b0", "bitmap-mode": "maybe",
+                          "target": "{dir}/x.qcow2"}),
+    ], ["b1.qcow2", "b2.qcow2", ("map", "b1.qcow2")]),
+    ("a backup that fails (blkdebug EIO on the target) leaves the bitmap whole", [
+        ("block-dirty-bitmap-add", {"node": "disk0", "name": "b0"}),
+        ("human-monitor-command", {"command-line": 'qemu-io disk0 "write -P 0x33 1M 64k"'}),
+        ("drive-backup", {"device": "disk0", "job-id": "e", "sync": "incremental", "bitmap": "b0", "mode": "existing",
+                          "target": "blkdebug:{dir}/eio.conf:{dir}/t.qcow2", "format": "qcow2"}),
+        ("wait", "JOB_STATUS_CHANGE", "null", "e"), ("bitmaps",),
+    ], []),
+    ("blockdev-backup between added nodes, a stream on an added node, nodes busy meanwhile", [
+        ("blockdev-add", {"driver": "qcow2", "node-name": "xs",
+                          "file": {"driver": "file", "filename": "{dir}/xtop.qcow2"}}),
+        ("blockdev-add", {"driver": "qcow2", "node-name": "tg",
+                          "file": {"driver": "file", "filename": "{dir}/bt.qcow2"}}),
+        ("block-dirty-bitmap-add", {"node": "xs", "name": "b1"}),
+        ("human-monitor-command", {"command-line": 'qemu-io xs "write -P 0x66 2M 64k"'}),
+        ("blockdev-backup", {"device": "xs", "target": "tg", "job-id": "bb", "sync": "full", "bitmap": "b1",
+                             "bitmap-mode": "on-success", "auto-finalize": False}),
+        ("wait", "JOB_STATUS_CHANGE", "pending", "bb"),
+        ("blockdev-del", {"node-name": "xs"}), ("blockdev-del", {"node-name": "tg"}),
+        ("blockdev-backup", {"device": "xs", "target": "nosuch", "sync": "full"}),
+        ("job-finalize", {"id": "bb"}), ("wait", "JOB_STATUS_CHANGE", "null", "bb"), ("bitmaps", "xs"),
+        ("block-stream", {"device": "xs", "job-id": "st"}), ("wait", "JOB_STATUS_CHANGE", "null", "st"),
+        ("blockdev-del", {"node-name": "tg"}), ("blockdev-del", {"node-name": "xs"}), ("nodes",),
+    ], ["bt.qcow2", "xtop.qcow2", ("equal", "bt.qcow2", "xtop.qcow2")]),
+    ("transaction: bitmap add with the full backup, all or nothing; then an incremental one", [
+        ("transaction", {"actions": [{"type": "block-dirty-bitmap-add", "data": {"node": "disk0", "name": "b1"}},
+                                     {"type": "drive-backup", "data": {"device": "disk0", "sync": "full",
+                                                                       "target": "{dir}/nodir/x.qcow2"}}]}),
+        ("transaction", {"actions": [{"type": "block-dirty-bitmap-add", "data": {"node": "disk0", "name": "b1"}},
+                                     {"type": "abort", "data": {}}]}),
+        ("transaction", {"actions": [{"type": "nosuch", "data": {}}]}), ("bitmaps",),
+        ("transaction", {"actions": [{"type": "block-dirty-bitmap-add", "data": {"node": "disk0", "name": "b0"}},
+                                     {"type": "drive-backup", "data": {"device": "disk0", "job-id": "f",
+                                      "sync": "full", "target": "{dir}/full.qcow2", "format": "qcow2"}}]}),
+        ("wait", "JOB_STATUS_CHANGE", "null", "f"),
+        ("human-monitor-command", {"command-line": 'qemu-io disk0 "write -P 0x55 512k 64k"'}),
+        ("transaction", {"actions": [{"type": "block-dirty-bitmap-clear", "data": {"node": "disk0", "name": "b0"}},
+                                     {"type": "abort", "data": {}}]}),
+        ("bitmaps",),
+        ("drive-backup", {"device": "disk0", "job-id": "i", "sync": "incremental", "bitmap": "b0",
+                          "target": "{dir}/inc.qcow2", "mode": "existing", "format": "qcow2"}),
+        ("wait", "JOB_STATUS_CHANGE", "null", "i"), ("bitmaps",),
+    ], ["full.qcow2", "inc.qcow2", ("equal", "inc.qcow2", "top.qcow2"), ("map", "inc.qcow2")]),
+    ("blockdev-add over NBD: a qemu-nbd export as a protocol node and as raw's file", [
+        ("blockdev-add", {"driver": "nbd", "node-name": "nb", "export": "ex", "read-only": True,
+                          "server": {"type": "unix", "path": "{tmp}/nbd.sock"}}),
+        ("blockdev-add", {"driver": "raw", "node-name": "nr", "read-only": True,
+                          "file": {"driver": "nbd", "export": "ex",
+                                   "server": {"type": "unix", "path": "{tmp}/nbd.sock"}}}),
+        ("blockdev-add", {"driver": "nbd", "node-name": "nx", "server": {"type": "inet"}}),
+        ("blockdev-add", {"driver": "nbd", "node-name": "nx", "server": {"type": "unix"}}),
+        ("blockdev-add", {"driver": "nbd", "node-name": "nx", "server": {"type": "carrier-pigeon"}}),
+        ("nodes",), ("blockdev-del", {"node-name": "nr"}), ("blockdev-del", {"node-name": "nb"}), ("nodes",),
+    ], []),
 ]
+
+
+def same_side_checks(qd, cd, check):
+    """("equal", a, b): a and b have the same contents on each side;
+    ("map", a): a's own layer allocates the same ranges on both sides."""
+    diffs = []
+    if check[0] == "equal":
+        for side, d in (("QEMU", qd), ("cowvisor", cd)):
+            a, b = os.path.join(d, check[1]), os.path.join(d, check[2])
+            if subprocess.run(["qemu-img", "compare", "-U", "-q", a, b]).returncode != 0:
+                diffs.append(f"{side}: {check[1]} differs from {check[2]}")
+    elif allocation(os.path.join(qd, check[1])) != allocation(os.path.join(cd, check[1])):
+        diffs.append(f"{check[1]}: allocated {allocation(os.path.join(cd, check[1]))}, "
+                     f"QEMU's {allocation(os.path.join(qd, check[1]))}")
+    return diffs
 
 
 def run_session(stub, tmp, n, name, steps, files):
@@ -209,12 +306,12 @@ def run_session(stub, tmp, n, name, steps, files):
                 "-qmp", f"unix:{sock},server=on,wait=off"], stdout=subprocess.DEVNULL))
         else:
             procs.append(subprocess.Popen([stub, f"unix:{sock},server,nowait", f"{d}/top.qcow2"]))
-        sides[side] = (d, Monitor(sock), [])
+        sides[side] = (d, qmp_connect.Monitor(sock), [])
     for side, (d, mon, log) in sides.items():
         for step in steps:
             if step[0] == "wait":
                 try:
-                    mon.wait(step[1], step[2])
+                    mon.wait(*step[1:])
                 except TimeoutError:
                     log.append(f"no {step[1]} {step[2]} after {summary(mon.events)}")
                     break
@@ -222,7 +319,10 @@ def run_session(stub, tmp, n, name, steps, files):
             if step[0] == "nodes":
                 log.append(named_nodes(mon.ask("query-named-block-nodes", flat=True)))
                 continue
-            args = json.loads(json.dumps(step[1]).replace("{dir}", d))
+            if step[0] == "bitmaps":
+                log.append(bitmaps(mon.ask("query-named-block-nodes", flat=True), *step[1:]))
+                continue
+            args = json.loads(json.dumps(step[1]).replace("{dir}", d).replace("{tmp}", tmp))
             r = mon.ask(step[0], **args)
             log.append((step[0], "error", r["error"]["desc"].replace(d, "{dir}")) if "error" in r
                        else (step[0], shape(r["return"])))
@@ -240,6 +340,9 @@ def run_session(stub, tmp, n, name, steps, files):
         if a != b:
             diffs.append(f"QEMU {a}\n#   cowvisor {b}")
     for f in files:
+        if isinstance(f, tuple):
+            diffs += same_side_checks(qd, cd, f)
+            continue
         q, c = os.path.join(qd, f), os.path.join(cd, f)
         if subprocess.run(["qemu-img", "compare", "-q", q, c]).returncode != 0:
             diffs.append(f"{f}: contents differ from QEMU's")
@@ -255,8 +358,13 @@ def main():
     tmp = tempfile.mkdtemp()
     print(f"1..{len(SESSIONS)}")
     failed = 0
+    nbd = None
     try:
         make_chain(os.path.join(tmp, "chain"))
+        # One export both sides read (its own image, up to 8 clients).
+        shutil.copy(os.path.join(tmp, "chain", "xbase.qcow2"), os.path.join(tmp, "export.qcow2"))
+        nbd = subprocess.Popen(["qemu-nbd", "-k", os.path.join(tmp, "nbd.sock"), "-f", "qcow2", "-x", "ex", "-e", "8",
+                                "-r", "--persistent", os.path.join(tmp, "export.qcow2")])
         for n, (name, steps, files) in enumerate(SESSIONS, 1):
             diffs = run_session(stub, tmp, n, name, steps, files)
             print(("not ok" if diffs else "ok") + f" {n} - {name}")
@@ -264,6 +372,9 @@ def main():
                 print("# " + d)
             failed += bool(diffs)
     finally:
+        if nbd:
+            nbd.terminate()
+            nbd.wait()
         shutil.rmtree(tmp)
     sys.exit(1 if failed else 0)
 

@@ -184,6 +184,12 @@ static void dispatch(struct qmp_server *s, json_t *req)
         send_error(s, QMP_NOT_FOUND, "Expecting capabilities negotiation with 'qmp_capabilities'", id);
         return;
     }
+    struct qmp_reply r = { 0 };
+    /* Before the lookup: the stub machine of the tests has no migrate. */
+    if (qmp_block_jobs_refuse(s, name, &r)) {
+        send_error(s, r.err_class, r.err_desc, id);
+        return;
+    }
     qmp_handler h = qmp_find_command(name);
     if (!h) {
         snprintf(desc, sizeof(desc), "The command %s has not been found", name);
@@ -194,7 +200,6 @@ static void dispatch(struct qmp_server *s, json_t *req)
     if (!args) {
         args = empty = json_object();
     }
-    struct qmp_reply r = { 0 };
     h(s, args, &r);
     json_decref(empty);
     if (r.err_class) {

@@ -44,6 +44,11 @@ static struct blockdev *find_node(struct qmp_server *s, const char *node, enum l
     return NULL;
 }
 
+struct blockdev *qmp_bitmap_node(struct qmp_server *s, const char *node, struct qmp_reply *r)
+{
+    return find_node(s, node, LOOKUP_NODE, r);
+}
+
 /* QMP's desc carries the error without the hint lines QEMU's CLI prints. */
 static void fail_with(struct qmp_reply *r, const struct error *err)
 {
@@ -212,7 +217,7 @@ json_t *qmp_dirty_bitmaps_info(struct blockdev *bd)
         json_t *o = json_pack("{s:s,s:I,s:I,s:b,s:b,s:b}", "name", list[i].name, "count",
                               (json_int_t)list[i].count, "granularity",
                               (json_int_t)list[i].granularity, "recording", list[i].recording,
-                              "busy", 0, "persistent", list[i].persistent);
+                              "busy", list[i].busy, "persistent", list[i].persistent);
         if (list[i].inconsistent) {
             json_object_set_new(o, "inconsistent", json_true());
         }

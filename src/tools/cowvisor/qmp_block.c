@@ -113,6 +113,9 @@ static void append_added_nodes(struct qmp_server *s, json_t *list, bool flat)
     struct block_node_table *t = machine_block_nodes(s->m);
     for (int i = t->count - 1; i >= 0; i--) {
         const struct block_node *node = t->nodes[i];
+        if (!node->node.bd) {
+            continue;           /* a backup's target: the job has its image */
+        }
         struct disk_layer layers[MAX_LAYERS];
         int n = 0;
         for (struct blockdev *bd = node->node.bd; bd && n < MAX_LAYERS; bd = blockdev_backing(bd)) {

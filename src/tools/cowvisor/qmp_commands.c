@@ -269,6 +269,7 @@ const struct qmp_command qmp_commands[] = {
     { "blockdev-del", qmp_blockdev_del, qmp_blockdev_del_args },
     { "device_add", qmp_device_add, qmp_device_add_args },
     { "device_del", qmp_device_del, qmp_device_del_args },
+    { "transaction", qmp_transaction, NULL },
     { "block-dirty-bitmap-add", qmp_bitmap_add, qmp_bitmap_add_args },
     { "block-dirty-bitmap-remove", qmp_bitmap_remove, qmp_bitmap_args },
     { "block-dirty-bitmap-clear", qmp_bitmap_clear, qmp_bitmap_args },

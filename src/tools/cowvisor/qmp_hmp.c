@@ -1,6 +1,6 @@
 /* human-monitor-command: the HMP commands QMP clients send through it for
- * snapshots (savevm, loadvm, delvm), run control, help and the info set
- * (qmp_hmp_info.c). The reply is the text HMP would print, errors
+ * snapshots (savevm, loadvm, delvm), run control, help, the info set
+ * (qmp_hmp_info.c) and qemu-io (qmp_hmp_qemu_io.c). The reply is the text HMP would print, errors
  * included, as QEMU does. */
 #include "qmp_int.h"
 
@@ -21,8 +21,22 @@ static json_t *error_text(const struct error *err)
     return text("Error: %s\r\n", err->msg);
 }
 
+/* HMP prints a running block job's refusal as its error. */
+static bool refused_by_block_job(struct qmp_server *s, struct qmp_reply *r)
+{
+    struct qmp_reply jr = { 0 };
+    if (!qmp_block_job_running(s, &jr)) {
+        return false;
+    }
+    r->ret = text("Error: %s\r\n", jr.err_desc);
+    return true;
+}
+
 static void hmp_savevm(struct qmp_server *s, const char *name, struct qmp_reply *r)
 {
+    if (refused_by_block_job(s, r)) {
+        return;
+    }
     char generated[64];
     if (!name || !*name) {
         /* QEMU's default name: vm-YYYYMMDDHHMMSS. */
@@ -41,6 +55,9 @@ static void hmp_savevm(struct qmp_server *s, const char *name, struct qmp_reply 
 
 static void hmp_loadvm(struct qmp_server *s, const char *name, struct qmp_reply *r)
 {
+    if (refused_by_block_job(s, r)) {
+        return;
+    }
     struct error err = { 0 };
     bool was_running = qmp_vm_pause_for(s);
     bool changed;
@@ -62,6 +79,11 @@ void qmp_hmp(struct qmp_server *s, json_t *args, struct qmp_reply *r)
     char *line = strdup(json_string_value(json_object_get(args, "command-line")));
     if (!line) {
         qmp_fail(r, QMP_GENERIC, "out of memory");
+        return;
+    }
+    if (!strncmp(line, "qemu-io ", 8)) {
+        qmp_hmp_qemu_io(s, line + 8, r);
+        free(line);
         return;
     }
     char *save = NULL;

@@ -24,9 +24,22 @@ struct qmp_job {
 #define QMP_MAX_BLOCK_JOBS 8
 
 struct block_job;
+struct block_node;
+struct dirty_bitmap;
+/* A backup's hold on its source's dirty bitmap (bitmap, incremental). */
+enum qmp_bitmap_mode { QMP_BITMAP_ON_SUCCESS, QMP_BITMAP_NEVER, QMP_BITMAP_ALWAYS };
+struct qmp_bitmap_hold {
+    struct blockdev *bd;        /* NULL: the job holds no bitmap */
+    char name[1024];
+    struct dirty_bitmap *taken; /* its bits when the job started */
+    enum qmp_bitmap_mode mode;
+};
 struct qmp_block_job {
     struct block_job *job;
-    int disk;
+    int disk;                   /* the disk it runs on, or -1 ... */
+    struct block_node *node;    /* ... the blockdev-add node */
+    struct block_node *target;  /* blockdev-backup's target node, or NULL */
+    struct qmp_bitmap_hold bitmap;
 };
 
 struct qmp_server {
@@ -114,6 +127,8 @@ extern const struct qmp_arg qmp_hmp_args[];
  * -1 for all. */
 void qmp_hmp_info(struct qmp_server *s, const char *what, int cpu, struct qmp_reply *r);
 void qmp_hmp_help(struct qmp_reply *r);
+/* qemu-io DEVICE "COMMAND" (rest: what follows "qemu-io", modified). */
+void qmp_hmp_qemu_io(struct qmp_server *s, char *rest, struct qmp_reply *r);
 extern const struct qmp_arg qmp_snapshot_save_args[], qmp_snapshot_delete_args[], qmp_job_id_args[];
 
 /* Block queries (qmp_block.c). */
@@ -143,6 +158,11 @@ void qmp_bitmap_clear(struct qmp_server *s, json_t *args, struct qmp_reply *r);
 void qmp_bitmap_enable(struct qmp_server *s, json_t *args, struct qmp_reply *r);
 void qmp_bitmap_disable(struct qmp_server *s, json_t *args, struct qmp_reply *r);
 void qmp_bitmap_merge(struct qmp_server *s, json_t *args, struct qmp_reply *r);
+/* The open layer a node name designates, or NULL after failing r as
+ * block-dirty-bitmap-clear does. */
+struct blockdev *qmp_bitmap_node(struct qmp_server *s, const char *node, struct qmp_reply *r);
+/* transaction (qmp_transaction.c). */
+void qmp_transaction(struct qmp_server *s, json_t *args, struct qmp_reply *r);
 /* BlockDirtyInfo list of a node's bitmaps, or NULL when it has none. */
 json_t *qmp_dirty_bitmaps_info(struct blockdev *bd);
 extern const struct qmp_arg qmp_block_resize_args[];
@@ -202,6 +222,14 @@ void qmp_job_dismiss(struct qmp_server *s, json_t *args, struct qmp_reply *r);
 QMP_BLOCK_JOB_COMMANDS(QMP_DECLARE_COMMAND)
 extern const struct qmp_arg qmp_block_commit_args[], qmp_block_stream_args[], qmp_drive_backup_args[],
     qmp_blockdev_backup_args[], qmp_device_args[], qmp_block_job_cancel_args[], qmp_block_job_set_speed_args[];
+/* Fails the reply (with QEMU's op blocker words) and returns true while
+ * any block job has not concluded: a snapshot, a snapshot load or a
+ * migration would save, replace or hand over images the job is changing
+ * (QEMU 7.2 lets them run alongside a backup; cowvisor does not). */
+bool qmp_block_job_running(struct qmp_server *s, struct qmp_reply *r);
+/* The same for the commands that do so (migrate, snapshot-save,
+ * snapshot-load); false for every other command. */
+bool qmp_block_jobs_refuse(struct qmp_server *s, const char *command, struct qmp_reply *r);
 /* Fails the reply and returns true when a block job runs on disk. */
 bool qmp_disk_has_block_job(struct qmp_server *s, int disk, struct qmp_reply *r);
 /* The index of the block job or snapshot job with that id, or -1. */
