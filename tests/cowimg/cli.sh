@@ -109,6 +109,15 @@ for c in "${cases[@]}"; do
     fi
 done
 
+# Backing chains that loop: the error names the file met twice (iotest 043).
+twin_do "$QEMU_IMG" create -q -f qcow2 l1 1M
+twin_do "$QEMU_IMG" create -q -f qcow2 -b l1 -F qcow2 l2
+twin_do "$QEMU_IMG" create -q -f qcow2 -b l2 -F qcow2 l3
+twin_do "$QEMU_IMG" rebase -u -b l2 -F qcow2 l1
+same "info --backing-chain, ancestor references another" info --backing-chain l3
+twin_do "$QEMU_IMG" rebase -u -b l3 -F qcow2 l2
+same "info --backing-chain, parent references self" info --backing-chain l3
+
 # --help exits 0 and lists every command cowimg implements.
 out=$("$COWIMG" --help)
 check_eq "--help exits 0" 0 $?
