@@ -258,6 +258,27 @@ static int parse_protocol(struct blockdev_spec *spec, const char *prefix, const 
     return 0;
 }
 
+/* qcow2's metadata cache tuning (QEMU's l2-cache-size and kin): checked as
+ * sizes, then unused, since our table caches size themselves. Scripts pass
+ * them (iotest 061), and refusing them would refuse working commands. */
+static int parse_qcow2_cache_tuning(struct options *opts, const char *prefix, struct error *err)
+{
+    static const char *const keys[] = {
+        "l2-cache-size", "l2-cache-entry-size", "refcount-cache-size", "cache-size",
+        "cache-clean-interval", NULL,
+    };
+    for (int i = 0; keys[i]; i++) {
+        char key[96];
+        uint64_t unused;
+        snprintf(key, sizeof(key), "%s%s", prefix, keys[i]);
+        int ret = options_get_size(opts, key, &unused, err);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    return 0;
+}
+
 /* The size of qcow2's decompressed-cluster cache, a format node option. */
 static int parse_compressed_cache(struct blockdev_spec *spec, const char *prefix,
                                   struct error *err)
@@ -306,6 +327,10 @@ int blockdev_spec_parse_options(struct blockdev_spec *spec, const char *text,
     }
     spec->format = dup_or_null(driver);
     if ((ret = parse_compressed_cache(spec, prefix, err)) < 0) {
+        return ret;
+    }
+    if ((!driver || !strcmp(driver, "qcow2")) &&
+        (ret = parse_qcow2_cache_tuning(opts, prefix, err)) < 0) {
         return ret;
     }
     if (driver && !strcmp(driver, "raw") && (ret = parse_raw(spec, prefix, err)) < 0) {
