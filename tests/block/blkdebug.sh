@@ -62,6 +62,10 @@ compare_io "inline rules with --image-opts" "$img" --image-opts \
 out=$("$COWIMG" convert -O raw "blkdebug:$TMP/eio.conf:$img" "$TMP/out.raw" 2>&1)
 [[ $? -ne 0 && $out == *"Input/output error"* ]] && ok "cowimg convert reports an injected read error" ||
     { not_ok "cowimg convert reports an injected read error"; diag "$out"; }
+# compare names only the errno, as qemu-img does (iotest 074).
+q=$("$QEMU_IMG" compare "blkdebug:$TMP/eio.conf:$img" "$img" 2>&1)
+c=$("$COWIMG" compare "blkdebug:$TMP/eio.conf:$img" "$img" 2>&1)
+check_eq "cowimg compare words an injected read error as qemu-img" "$q" "${c/cowimg:/qemu-img:}"
 out=$("$COWIO" -c "read 0 4k" "blkdebug:$TMP/none.conf:$img" 2>&1)
 [[ $? -ne 0 && $out == *"blkdebug"* ]] && ok "a missing config file is an error" || { not_ok "missing config"; diag "$out"; }
 done_testing
