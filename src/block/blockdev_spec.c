@@ -152,6 +152,38 @@ static const char *layer_get(struct options *opts, const char *prefix, const cha
     return options_get(opts, full);
 }
 
+static bool is_format_driver(const char *driver)
+{
+    return !strcmp(driver, "qcow2") || !strcmp(driver, "raw");
+}
+
+/* The options under prefix, without it, as an option string (commas in
+ * values doubled); they count as used here. */
+static char *layer_options(struct options *opts, const char *prefix)
+{
+    size_t plen = strlen(prefix), cap = 1, n = 0;
+    char *out = calloc(1, cap);
+    for (int i = 0; i < opts->count; i++) {
+        struct option_pair *p = &opts->items[i];
+        if (strncmp(p->key, prefix, plen) != 0) {
+            continue;
+        }
+        p->used = true;
+        const char *v = p->value ? p->value : "";
+        cap += strlen(p->key) + 2 * strlen(v) + 3;
+        out = realloc(out, cap);
+        n += (size_t)sprintf(out + n, "%s%s=", n ? "," : "", p->key + plen);
+        for (; *v; v++) {
+            out[n++] = *v;
+            if (*v == ',') {
+                out[n++] = ',';
+            }
+        }
+        out[n] = 0;
+    }
+    return out;
+}
+
 static int layer_bool(struct options *opts, const char *prefix, const char *key, int *out,
                       struct error *err)
 {
@@ -364,6 +396,12 @@ int blockdev_spec_parse_options(struct blockdev_spec *spec, const char *text,
         if (ret < 0) {
             return ret;
         }
+    } else if (file_driver && is_format_driver(file_driver)) {
+        /* A format node over another format node (qcow2 over qcow2): the
+         * child is a spec of its own, opened first. */
+        spec->child_options = layer_options(opts, file_prefix);
+        free(spec->filename);
+        spec->filename = dup_or_null(layer_get(opts, file_prefix, "file.filename"));
     } else if (file_driver || !name) {
         ret = parse_protocol(spec, file_prefix, file_driver, err);
         if (ret < 0) {
@@ -415,6 +453,7 @@ void blockdev_spec_free(struct blockdev_spec *spec)
     free(spec->format);
     free(spec->protocol);
     free(spec->backing_format);
+    free(spec->child_options);
     blkdebug_free(spec->blkdebug);
     for (int i = 0; i < BDEV_NODE_LAYERS; i++) {
         free(spec->node_name[i]);
@@ -449,7 +488,7 @@ unsigned blockdev_spec_flags(const struct blockdev_spec *spec, unsigned flags)
 int blockdev_spec_check_protocol(const struct blockdev_spec *spec, bool read_only,
                                  struct error *err)
 {
-    if (!spec->protocol || !spec->filename || is_null_co(spec->protocol)) {
+    if (!spec->protocol || !spec->filename || is_null_co(spec->protocol) || spec->child_options) {
         return 0;
     }
     if (!is_protocol(spec->protocol)) {
@@ -476,6 +515,21 @@ int blockdev_spec_check_protocol(const struct blockdev_spec *spec, bool read_onl
                                        "block device", spec->protocol, spec->filename);
     }
     return 0;
+}
+
+int blockdev_spec_open_child(struct blockdev_spec *spec, struct blockdev_open_opts *o,
+                             struct error *err)
+{
+    if (!spec->child_options) {
+        return 0;
+    }
+    /* With the parent's flags: QEMU's children inherit read-only and cache modes. */
+    struct blockdev_open_opts child_opts = { .flags = o->flags & ~BDEV_NO_BACKING };
+    int ret = blockdev_open_spec(&o->file_child, NULL, spec->child_options, &child_opts, err);
+    if (ret == 0 && !spec->filename) {
+        spec->filename = strdup(blockdev_filename(o->file_child));
+    }
+    return ret;
 }
 
 int blockdev_open_spec(struct blockdev **out, const char *name, const char *options,
@@ -509,6 +563,9 @@ int blockdev_open_spec(struct blockdev **out, const char *name, const char *opti
     }
     if (ret == 0) {
         ret = blockdev_spec_check_protocol(&spec, o.flags & BDEV_READ_ONLY, err);
+    }
+    if (ret == 0) {
+        ret = blockdev_spec_open_child(&spec, &o, err);
     }
     if (ret == 0) {
         ret = blockdev_open(out, spec.filename, &o, err);

@@ -48,12 +48,16 @@ static int open_requested(struct cowio *io, struct open_request *req, const char
         .format = format,
         .flags = flags | (req->spec.no_backing ? BDEV_NO_BACKING : 0),
         .backing_format = req->spec.backing_format,
-        .blkdebug = req->spec.blkdebug,     /* blockdev_open takes it over */
         .lazy_refcounts = req->tuning.lazy_refcounts,
         .compressed_cache_set = req->spec.compressed_cache_set,
         .compressed_cache_size = req->spec.compressed_cache_size,
     };
     blockdev_spec_node_opts(&req->spec, &bopts);
+    ret = blockdev_spec_open_child(&req->spec, &bopts, err);
+    if (ret < 0) {
+        return ret;
+    }
+    bopts.blkdebug = req->spec.blkdebug;     /* blockdev_open takes it over */
     req->spec.blkdebug = NULL;
     ret = blockdev_open(&io->bd, req->spec.filename, &bopts, err);
     if (ret == 0) {
