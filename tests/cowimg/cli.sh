@@ -32,6 +32,8 @@ cases=(
     "create -f qcow2 -b nonexist x"
     "create -f qcow2 -b nonexist x 1M"
     "create -f qcow2 -b a.raw x 1M"
+    "create -f qcow2 -o size=10M x 20M"
+    "create -f raw -o size=10M x 20M"
     "map --start-offset=abc a.raw"
     "map --max-length=-1 a.raw"
     "convert -S 17M -O raw a.raw z"
@@ -108,6 +110,8 @@ for c in "${cases[@]}"; do
         not_ok "cowimg ${c} crashed"
     fi
 done
+
+same "create with an empty backing file name" create -f qcow2 -b '' x 1M
 
 # Backing chains that loop: the error names the file met twice (iotest 043).
 twin_do "$QEMU_IMG" create -q -f qcow2 l1 1M

@@ -499,7 +499,7 @@ static int create_target(struct convert *cv, struct convert_args *a)
              a->out_fmt);
     struct create_request req = {
         .filename = cv->target_name, .format = a->out_fmt, .size = cv->total,
-        .size_given = true, .backing_file = a->backing, .backing_format = a->backing_fmt,
+        .size_given = true, .size_wins = true, .backing_file = a->backing, .backing_format = a->backing_fmt,
         .opts = &a->opts, .quiet = true, .error_context = context,
     };
     return image_create(&req);

@@ -106,6 +106,9 @@ static int parse_plan(struct create_request *req, struct create_plan *p, struct 
         if (options_get_size(o, "size", &size, err) < 0) {
             return -EINVAL;
         }
+        if (req->size_given && !req->size_wins) {
+            return error_set(err, -EINVAL, "The image size must be specified only once");
+        }
         if (!req->size_given) {
             req->size = size;
             req->size_given = true;
@@ -333,6 +336,9 @@ static int do_create(struct create_request *req, struct error *err)
     if (ret < 0) {
         req->options_invalid = true;
         return ret;
+    }
+    if (req->backing_file && !*req->backing_file) {
+        return error_set(err, -EINVAL, "Expected backing file name, got empty string");
     }
     if (req->backing_file && strcmp(req->backing_file, req->filename) == 0) {
         return error_set(err, -EINVAL, "Error: Trying to create an image with the same filename "
