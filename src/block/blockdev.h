@@ -144,6 +144,10 @@ int blockdev_open_spec(struct blockdev **out, const char *name, const char *opti
                        const struct blockdev_open_opts *opts, struct error *err);
 /* The object of a json: name as a dotted option string (*out to free). */
 int blockdev_json_to_options(const char *json, char **out, struct error *err);
+/* A "json:{...}" name as an option string, with options (or NULL) given
+ * beside it, which win as in QEMU. */
+int blockdev_json_with_options(const char *name, const char *options, char **out,
+                               struct error *err);
 
 /* Flushes and frees the whole chain. */
 void blockdev_close(struct blockdev *bd);

@@ -417,6 +417,22 @@ int blockdev_spec_parse_options(struct blockdev_spec *spec, const char *text,
     return 0;
 }
 
+int blockdev_json_with_options(const char *name, const char *options, char **out,
+                               struct error *err)
+{
+    char *json;
+    int ret = blockdev_json_to_options(name + 5, &json, err);
+    if (ret < 0 || !options) {
+        *out = ret < 0 ? NULL : json;
+        return ret;
+    }
+    /* Options given beside win over the json: ones, as in QEMU (iotest
+     * 089): the last occurrence of a key counts. */
+    ret = asprintf(out, "%s,%s", json, options) < 0 ? -ENOMEM : 0;
+    free(json);
+    return ret < 0 ? error_set(err, ret, "Out of memory") : 0;
+}
+
 int blockdev_spec_parse(struct blockdev_spec *spec, const char *name, const char *options,
                         struct error *err)
 {
@@ -425,10 +441,7 @@ int blockdev_spec_parse(struct blockdev_spec *spec, const char *name, const char
     char *json = NULL;
     int ret = 0;
     if (name && !strncmp(name, "json:", 5)) {
-        if (options) {
-            return error_set(err, -EINVAL, "Cannot combine a json: file name with -o options");
-        }
-        ret = blockdev_json_to_options(name + 5, &json, err);
+        ret = blockdev_json_with_options(name, options, &json, err);
         if (ret < 0) {
             return ret;
         }

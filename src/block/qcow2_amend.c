@@ -83,6 +83,22 @@ static bool zero_flagged(const struct qcow2 *s, uint64_t entry, uint64_t bitmap)
     return s->extended_l2 ? (bitmap >> 32) != 0 : (entry & QCOW2_OFLAG_ZERO) != 0;
 }
 
+/* A zero cluster becomes zero data; one with no host cluster in an image
+ * with no backing file just becomes unallocated, as qemu-img does it
+ * (iotest 061): it reads as zeros either way. */
+static int expand_zero_cluster(struct qcow2 *s, uint64_t off, uint64_t entry,
+                               const uint8_t *zeros, struct error *err)
+{
+    if ((entry & QCOW2_L2E_OFFSET_MASK) || s->bd.backing_filename || off >= s->bd.size) {
+        return qcow2_write_at(s, off, zeros, s->cluster_size, err);
+    }
+    uint64_t len = s->bd.size - off < s->cluster_size ? s->bd.size - off : s->cluster_size;
+    pthread_mutex_lock(&s->lock);
+    int ret = qcow2_discard_locked(s, off, len, false, err);
+    pthread_mutex_unlock(&s->lock);
+    return ret;
+}
+
 /* Zero clusters of the active image become clusters of zero data. */
 static int expand_zero_clusters(struct qcow2 *s, struct error *err)
 {
@@ -95,7 +111,7 @@ static int expand_zero_clusters(struct qcow2 *s, struct error *err)
         ret = qcow2_lookup(s, off, &entry, &bitmap, err);
         pthread_mutex_unlock(&s->lock);
         if (ret == 0 && zero_flagged(s, entry, bitmap)) {
-            ret = qcow2_write_at(s, off, zeros, s->cluster_size, err);
+            ret = expand_zero_cluster(s, off, entry, zeros, err);
         }
     }
     free(zeros);

@@ -16,6 +16,11 @@ compare_io "qcow2 over qcow2 with open -o" "$TMP/nested.qcow2" \
 compare_io "qcow2 over qcow2 in json:" "$TMP/nested.qcow2" -c 'read -P 42 0 512' \
     "json:{\"driver\": \"qcow2\", \"file\": {\"driver\": \"qcow2\", \"file\": {\"filename\": \"IMG\"}}}"
 
+# Options beside a json: name win over its own (iotest 089).
+compare_io "open -o driver=qcow2 over json: driver=raw" "$TMP/inner.qcow2" \
+    -c "open -o driver=qcow2 json:{\"driver\":\"raw\",\"file.filename\":\"IMG\"}" \
+    -c 'read -P 42 0 512'
+
 # Writes reach the inner image, which qemu-img then finds consistent.
 cp "$TMP/nested.qcow2" "$TMP/w.qcow2"
 "$COWIO" -c "open -o driver=qcow2,file.driver=qcow2,file.file.filename=$TMP/w.qcow2" \

@@ -134,6 +134,7 @@ twin_do "$QEMU_IO" -c 'write -z 0 128k' lz.qcow2
 same "amend compat=0.10 of a lazy-refcounts image" amend -o compat=0.10 --image-opts \
     driver=qcow2,file.filename=lz.qcow2,l2-cache-entry-size=4096
 same "info after that downgrade" info lz.qcow2
+same "zero clusters with no backing file become unallocated" map --output=json lz.qcow2
 check "downgraded image consistent" "$QEMU_IMG" check -q "$CW/lz.qcow2"
 twin_do "$QEMU_IMG" create -q -f qcow2 lz2.qcow2 4M
 same "amend compat=0.10,lazy_refcounts=on is refused" amend -o compat=0.10,lazy_refcounts=on lz2.qcow2

@@ -120,12 +120,9 @@ int cowio_open_image(struct cowio *io, const char *filename, const struct cowio_
     int ret = 0;
     char *json_opts = NULL;
     if (filename && !strncmp(filename, "json:", 5)) {
-        ret = blockdev_json_to_options(filename + 5, &json_opts, &err);
+        ret = blockdev_json_with_options(filename, image_opts, &json_opts, &err);
         free(req.spec.filename);
         req.spec.filename = NULL;
-        if (ret == 0 && image_opts) {
-            ret = error_set(&err, -EINVAL, "Cannot combine a json: file name with -o options");
-        }
         image_opts = json_opts;
     }
     if (ret == 0 && image_opts) {
