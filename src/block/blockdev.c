@@ -253,6 +253,11 @@ int blockdev_open(struct blockdev **out, const char *filename, const struct bloc
     return 0;
 }
 
+struct blkdebug *blockdev_blkdebug(struct blockdev *bd)
+{
+    return bd->file ? bd->file->dbg : NULL;
+}
+
 bool blockdev_is_probed_raw(const struct blockdev *bd)
 {
     return bd->probed && !bd->read_only && strcmp(bd->drv->format_name, "raw") == 0;

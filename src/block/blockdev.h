@@ -227,6 +227,9 @@ int blockdev_truncate(struct blockdev *bd, uint64_t size, bool shrink_ok,
 int blockdev_block_status(struct blockdev *bd, uint64_t off, uint64_t len, struct block_status *st,
                           struct error *err);
 int blockdev_make_empty(struct blockdev *bd, struct error *err);
+/* The blkdebug filter over the image's file, or NULL: its breakpoints are
+ * driven through blkdebug.h (qemu-io's break, resume, wait_break). */
+struct blkdebug *blockdev_blkdebug(struct blockdev *bd);
 int blockdev_invalidate_cache(struct blockdev *bd, struct error *err);
 
 /* Migration on shared storage, as QEMU hands an image over: the

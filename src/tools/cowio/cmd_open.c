@@ -162,6 +162,7 @@ int cowio_open_image(struct cowio *io, const char *filename, const struct cowio_
 
 void cowio_close_image(struct cowio *io)
 {
+    cowio_aio_join(io, true);
     cowio_drain(io);
     blockdev_close(io->bd);
     io->bd = NULL;
