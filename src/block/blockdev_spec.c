@@ -361,10 +361,7 @@ int blockdev_spec_parse_options(struct blockdev_spec *spec, const char *text,
     if ((ret = parse_compressed_cache(spec, prefix, err)) < 0) {
         return ret;
     }
-    if ((!driver || !strcmp(driver, "qcow2")) &&
-        (ret = parse_qcow2_cache_tuning(opts, prefix, err)) < 0) {
-        return ret;
-    }
+
     if (driver && !strcmp(driver, "raw") && (ret = parse_raw(spec, prefix, err)) < 0) {
         return ret;
     }
@@ -400,8 +397,12 @@ int blockdev_spec_parse_options(struct blockdev_spec *spec, const char *text,
         /* A format node over another format node (qcow2 over qcow2): the
          * child is a spec of its own, opened first. */
         spec->child_options = layer_options(opts, file_prefix);
-        free(spec->filename);
-        spec->filename = dup_or_null(layer_get(opts, file_prefix, "file.filename"));
+        spec->protocol = strdup(file_driver);   /* the child's driver (reopen compares it) */
+        const char *inner = layer_get(opts, file_prefix, "file.filename");
+        if (inner) {
+            free(spec->filename);
+            spec->filename = strdup(inner);
+        }
     } else if (file_driver || !name) {
         ret = parse_protocol(spec, file_prefix, file_driver, err);
         if (ret < 0) {
@@ -550,6 +551,10 @@ int blockdev_open_spec(struct blockdev **out, const char *name, const char *opti
 {
     struct blockdev_spec spec;
     int ret = blockdev_spec_parse(&spec, name, options, err);
+    if (ret == 0 && !spec.protocol_top && (!spec.format || !strcmp(spec.format, "qcow2"))) {
+        /* cowio checks these itself (format_opts.c); the other programs here. */
+        ret = parse_qcow2_cache_tuning(&spec.opts, spec.format_prefix, err);
+    }
     if (ret == 0) {
         ret = options_check_unused(&spec.opts, "Block options", err);
     }
