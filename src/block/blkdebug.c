@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static const char *const event_names[BLKDBG_EVENT_MAX] = {
     "l1_update", "l1_grow_alloc_table", "l1_grow_write_table", "l1_grow_activate_table",
@@ -37,8 +38,25 @@ struct rule {
     bool removed;
 };
 
+/* A breakpoint (qemu-io's break): the next request reaching the event
+ * stops there, under its tag, until resumed. */
+struct breakpoint {
+    struct breakpoint *next;
+    int event;
+    char *tag;
+};
+
+struct suspended {
+    struct suspended *next;
+    char *tag;
+    bool resume;
+};
+
 struct blkdebug {
     pthread_mutex_t lock;
+    pthread_cond_t suspend_cv;      /* a request stopped or was told to go on */
+    struct breakpoint *breakpoints;
+    struct suspended *suspended;
     int state;
     struct rule *rules[BLKDBG_EVENT_MAX];
     struct rule *active;
@@ -262,6 +280,7 @@ int blkdebug_new(struct blkdebug **out, const char *config, struct options *opts
 {
     struct blkdebug *d = calloc(1, sizeof(*d));
     pthread_mutex_init(&d->lock, NULL);
+    pthread_cond_init(&d->suspend_cv, NULL);
     d->state = 1;
     int ret = config && *config ? read_config(d, config, err) : 0;
     static const char *const kinds[] = { "inject-error", "set-state" };
@@ -292,8 +311,140 @@ void blkdebug_free(struct blkdebug *d)
         free(d->owned[i]);
     }
     free(d->owned);
+    while (d->breakpoints) {
+        struct breakpoint *b = d->breakpoints;
+        d->breakpoints = b->next;
+        free(b->tag);
+        free(b);
+    }
+    pthread_cond_destroy(&d->suspend_cv);
     pthread_mutex_destroy(&d->lock);
     free(d);
+}
+
+/* Lock held. The request stops here while its tag is suspended: other
+ * threads go on (and wait for it where they depend on it), as coroutines
+ * do around a suspended one in QEMU. */
+static void suspend_at_breakpoint(struct blkdebug *d, enum blkdebug_event ev)
+{
+    struct breakpoint **link = &d->breakpoints, *b;
+    while ((b = *link) && b->event != (int)ev) {
+        link = &b->next;
+    }
+    if (!b) {
+        return;
+    }
+    *link = b->next;    /* a breakpoint stops one request */
+    struct suspended me = { .next = d->suspended, .tag = b->tag };
+    free(b);
+    d->suspended = &me;
+    printf("blkdebug: Suspended request '%s'\n", me.tag);
+    fflush(stdout);
+    pthread_cond_broadcast(&d->suspend_cv);
+    while (!me.resume) {
+        pthread_cond_wait(&d->suspend_cv, &d->lock);
+    }
+    for (struct suspended **l = &d->suspended; *l; l = &(*l)->next) {
+        if (*l == &me) {
+            *l = me.next;
+            break;
+        }
+    }
+    free(me.tag);
+}
+
+int blkdebug_break(struct blkdebug *d, const char *event, const char *tag)
+{
+    int ev = find_event(event);
+    if (ev < 0) {
+        return -ENOENT;
+    }
+    struct breakpoint *b = calloc(1, sizeof(*b));
+    b->event = ev;
+    b->tag = strdup(tag);
+    pthread_mutex_lock(&d->lock);
+    b->next = d->breakpoints;
+    d->breakpoints = b;
+    pthread_mutex_unlock(&d->lock);
+    return 0;
+}
+
+int blkdebug_remove_break(struct blkdebug *d, const char *tag)
+{
+    int ret = -ENOENT;
+    pthread_mutex_lock(&d->lock);
+    for (struct breakpoint **l = &d->breakpoints, *b; (b = *l);) {
+        if (strcmp(b->tag, tag) == 0) {
+            *l = b->next;
+            free(b->tag);
+            free(b);
+            ret = 0;
+        } else {
+            l = &b->next;
+        }
+    }
+    pthread_mutex_unlock(&d->lock);
+    return ret;
+}
+
+static struct suspended *find_suspended(struct blkdebug *d, const char *tag)
+{
+    struct suspended *r = d->suspended;
+    while (r && (r->resume || (tag && strcmp(r->tag, tag) != 0))) {
+        r = r->next;
+    }
+    return r;
+}
+
+int blkdebug_resume(struct blkdebug *d, const char *tag)
+{
+    pthread_mutex_lock(&d->lock);
+    struct suspended *r = find_suspended(d, tag);
+    if (r) {
+        printf("blkdebug: Resuming request '%s'\n", r->tag);
+        fflush(stdout);
+        r->resume = true;
+        pthread_cond_broadcast(&d->suspend_cv);
+    }
+    pthread_mutex_unlock(&d->lock);
+    return r ? 0 : -ENOENT;
+}
+
+void blkdebug_resume_all(struct blkdebug *d)
+{
+    pthread_mutex_lock(&d->lock);
+    for (struct suspended *r = d->suspended; r; r = r->next) {
+        r->resume = true;
+    }
+    pthread_cond_broadcast(&d->suspend_cv);
+    pthread_mutex_unlock(&d->lock);
+}
+
+bool blkdebug_has_breakpoints(struct blkdebug *d)
+{
+    pthread_mutex_lock(&d->lock);
+    bool any = d->breakpoints != NULL;
+    pthread_mutex_unlock(&d->lock);
+    return any;
+}
+
+bool blkdebug_wait_suspended(struct blkdebug *d, const char *tag, bool (*gone)(void *),
+                             void *opaque)
+{
+    pthread_mutex_lock(&d->lock);
+    bool found;
+    while (!(found = find_suspended(d, tag) != NULL) && !(gone && gone(opaque))) {
+        struct timespec t;
+        clock_gettime(CLOCK_REALTIME, &t);
+        t.tv_nsec += 10 * 1000 * 1000;  /* recheck gone: requests end without a signal */
+        if (t.tv_nsec >= 1000000000) {
+            t.tv_sec++;
+            t.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&d->suspend_cv, &d->lock, &t);
+    }
+    pthread_mutex_unlock(&d->lock);
+    return found;
 }
 
 void blkdebug_event(struct blkdebug *d, enum blkdebug_event ev)
@@ -320,6 +471,7 @@ void blkdebug_event(struct blkdebug *d, enum blkdebug_event ev)
         d->active = r;
     }
     d->state = new_state;
+    suspend_at_breakpoint(d, ev);
     pthread_mutex_unlock(&d->lock);
 }
 

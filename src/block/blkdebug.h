@@ -54,4 +54,17 @@ void blkdebug_event(struct blkdebug *d, enum blkdebug_event ev);
 int blkdebug_check(struct blkdebug *d, unsigned iotype, uint64_t off, uint64_t len);
 const char *blkdebug_event_name(enum blkdebug_event ev);
 
+/* Breakpoints, as qemu-io's break/resume drive them: the next request
+ * reaching event stops there under tag (printing QEMU's "Suspended request"
+ * line) until blkdebug_resume. -ENOENT for an unknown event or tag. */
+int blkdebug_break(struct blkdebug *d, const char *event, const char *tag);
+int blkdebug_remove_break(struct blkdebug *d, const char *tag);
+int blkdebug_resume(struct blkdebug *d, const char *tag);
+void blkdebug_resume_all(struct blkdebug *d);
+bool blkdebug_has_breakpoints(struct blkdebug *d);
+/* Waits until a request is stopped under tag (true), or gone(opaque) says
+ * no request is left that could stop (false). */
+bool blkdebug_wait_suspended(struct blkdebug *d, const char *tag, bool (*gone)(void *),
+                             void *opaque);
+
 #endif

@@ -190,6 +190,10 @@ int blockdev_check_block0_write(const struct blockdev *bd, uint8_t *sector, uint
 const struct blockdev_driver *blockdev_find_driver(const char *format);
 /* NBD names (nbd://, nbd+unix://, nbd:host:port, nbd:unix:path): the
  * export opened through libnbd as a raw disk (nbd_client.c). */
+/* A protocol node over the block node child (taken over: closing the
+ * file closes it), for a format node on top of another node. */
+struct hostfile *hostfile_over_node(struct blockdev *child);
+
 bool blockdev_is_nbd_name(const char *filename);
 int blockdev_nbd_open(struct blockdev **out, const char *filename,
                       const struct blockdev_open_opts *opts, struct error *err);

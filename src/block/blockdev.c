@@ -93,6 +93,47 @@ static int check_chain(const char *filename, struct hostfile *file,
     return 0;
 }
 
+/* Whether an NBD export holds a qcow2 image: its first sector probes so. */
+static bool nbd_export_is_qcow2(struct blockdev *node)
+{
+    uint8_t buf[BLOCKDEV_PROBE_SIZE];
+    struct error err = {0};
+    if (blockdev_size(node) < sizeof(buf) || blockdev_pread(node, 0, buf, sizeof(buf), &err) < 0) {
+        return false;
+    }
+    const struct blockdev_driver *drv = blockdev_probe_buf(buf);
+    return drv && strcmp(drv->format_name, "qcow2") == 0;
+}
+
+/* An NBD export is the disk (raw), or holds an image of the format given or
+ * probed: then that format node sits on the export's node, as in QEMU. */
+static int open_nbd(struct blockdev **out, const char *filename,
+                    const struct blockdev_open_opts *opts, struct error *err)
+{
+    if (opts->format && strcmp(opts->format, "raw") == 0) {
+        return blockdev_nbd_open(out, filename, opts, err);
+    }
+    struct blockdev_open_opts o = *opts;
+    o.blkdebug = NULL;
+    o.format = "raw";
+    struct blockdev *node;
+    int ret = blockdev_nbd_open(&node, filename, &o, err);
+    if (ret < 0) {
+        return ret;
+    }
+    if (!opts->format && !nbd_export_is_qcow2(node)) {
+        blockdev_close(node);   /* a probed raw export keeps its block-0 guard */
+        return blockdev_nbd_open(out, filename, opts, err);
+    }
+    o.format = opts->format ? opts->format : "qcow2";
+    o.file_child = node;
+    ret = blockdev_open(out, filename, &o, err);
+    if (ret == 0 && !opts->format) {
+        (*out)->probed = true;
+    }
+    return ret;
+}
+
 int blockdev_open(struct blockdev **out, const char *filename, const struct blockdev_open_opts *opts,
                   struct error *err)
 {
@@ -100,14 +141,14 @@ int blockdev_open(struct blockdev **out, const char *filename, const struct bloc
     if (!opts) {
         opts = &no_opts;
     }
-    if (strncmp(filename, "json:", 5) == 0) {
+    if (strncmp(filename, "json:", 5) == 0 && !opts->file_child) {
         int ret = blockdev_open_spec(out, filename, NULL, opts, err);
         if (ret == 0 && !(*out)->open_name) {
             (*out)->open_name = strdup(filename);
         }
         return ret;
     }
-    if (strncmp(filename, "blkdebug:", 9) == 0 && !opts->blkdebug) {
+    if (strncmp(filename, "blkdebug:", 9) == 0 && !opts->blkdebug && !opts->file_child) {
         /* blkdebug:CONFIG:FILE, as QEMU parses it. */
         const char *rest = filename + 9;
         const char *colon = strchr(rest, ':');
@@ -124,9 +165,9 @@ int blockdev_open(struct blockdev **out, const char *filename, const struct bloc
         }
         return ret;
     }
-    if (blockdev_is_nbd_name(filename)) {
+    if (blockdev_is_nbd_name(filename) && !opts->file_child) {
         blkdebug_free(opts->blkdebug);  /* no file under an NBD node to filter */
-        return blockdev_nbd_open(out, filename, opts, err);
+        return open_nbd(out, filename, opts, err);
     }
     if (opts->format && is_null_driver(opts->format)) {
         /* -f null-co: the protocol is the top node. */
@@ -141,6 +182,9 @@ int blockdev_open(struct blockdev **out, const char *filename, const struct bloc
         drv = blockdev_find_driver(opts->format);
         if (!drv) {
             blkdebug_free(opts->blkdebug);
+            if (opts->file_child) {
+                blockdev_close(opts->file_child);
+            }
             return error_set(err, -EINVAL, "Unknown driver '%s'", opts->format);
         }
     }
@@ -148,14 +192,21 @@ int blockdev_open(struct blockdev **out, const char *filename, const struct bloc
     bool read_only = opts->flags & BDEV_READ_ONLY;
     if ((opts->flags & BDEV_FORCE_SHARE) && !read_only) {
         blkdebug_free(opts->blkdebug);
+        if (opts->file_child) {
+            blockdev_close(opts->file_child);
+        }
         return error_set(err, -EINVAL, "force-share=on can only be used with read-only images");
     }
     bool null_co = is_null_co(filename, opts);
-    int ret = null_co ? 0 : hostfile_open(&file, filename, read_only, opts->flags & BDEV_NO_CACHE,
-                                          err);
+    bool on_node = opts->file_child != NULL;
+    int ret = null_co || on_node ? 0 : hostfile_open(&file, filename, read_only,
+                                                     opts->flags & BDEV_NO_CACHE, err);
     if (ret < 0) {
         blkdebug_free(opts->blkdebug);
         return ret;
+    }
+    if (on_node) {
+        file = hostfile_over_node(opts->file_child);
     }
     if (null_co) {
         file = hostfile_null_co(filename, opts->null_size ? opts->null_size : NULL_CO_SIZE,
@@ -165,7 +216,7 @@ int blockdev_open(struct blockdev **out, const char *filename, const struct bloc
     }
     file->dbg = opts->blkdebug;
     ret = check_chain(filename, file, opts, err);
-    if (ret == 0) {
+    if (ret == 0 && !on_node) {     /* a child node holds its own locks */
         ret = blockdev_lock_file(file, opts->flags, err);
     }
     file->no_flush = opts->flags & BDEV_NO_FLUSH;
@@ -200,6 +251,11 @@ int blockdev_open(struct blockdev **out, const char *filename, const struct bloc
     bd->probed = probed;
     *out = bd;
     return 0;
+}
+
+struct blkdebug *blockdev_blkdebug(struct blockdev *bd)
+{
+    return bd->file ? bd->file->dbg : NULL;
 }
 
 bool blockdev_is_probed_raw(const struct blockdev *bd)

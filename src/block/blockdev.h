@@ -49,6 +49,8 @@ struct blockdev_open_opts {
     uint64_t raw_size;                  /* raw: the disk's size, with raw_has_size */
     bool raw_has_size;
     bool protocol_top;                  /* the protocol is the top node (driver=null-co) */
+    struct blockdev *file_child;        /* a node the format sits on instead of a file
+                                         * (qcow2 over qcow2, over NBD): taken over */
 };
 
 /* Flags of blockdev_pwrite_zeroes. */
@@ -112,6 +114,7 @@ struct blockdev_spec {
     bool null_read_zeroes;
     uint64_t raw_offset, raw_size;  /* the raw format's offset and size options */
     bool raw_has_size;
+    char *child_options;        /* file.driver is a format: the child node's options */
     struct options opts;        /* every option; unread ones are the caller's to check */
 };
 
@@ -128,6 +131,10 @@ int blockdev_spec_parse_options(struct blockdev_spec *spec, const char *text,
 unsigned blockdev_spec_flags(const struct blockdev_spec *spec, unsigned flags);
 /* The node options of the spec (protocol, null-co's, raw's) into o. */
 void blockdev_spec_node_opts(const struct blockdev_spec *spec, struct blockdev_open_opts *o);
+/* A nested spec (file.driver=qcow2): opens the child format node into
+ * o->file_child; nothing to do for other specs. */
+int blockdev_spec_open_child(struct blockdev_spec *spec, struct blockdev_open_opts *o,
+                             struct error *err);
 /* QEMU's file protocols check what the file is before the format opens it. */
 int blockdev_spec_check_protocol(const struct blockdev_spec *spec, bool read_only,
                                  struct error *err);
@@ -137,6 +144,10 @@ int blockdev_open_spec(struct blockdev **out, const char *name, const char *opti
                        const struct blockdev_open_opts *opts, struct error *err);
 /* The object of a json: name as a dotted option string (*out to free). */
 int blockdev_json_to_options(const char *json, char **out, struct error *err);
+/* A "json:{...}" name as an option string, with options (or NULL) given
+ * beside it, which win as in QEMU. */
+int blockdev_json_with_options(const char *name, const char *options, char **out,
+                               struct error *err);
 
 /* Flushes and frees the whole chain. */
 void blockdev_close(struct blockdev *bd);
@@ -216,6 +227,9 @@ int blockdev_truncate(struct blockdev *bd, uint64_t size, bool shrink_ok,
 int blockdev_block_status(struct blockdev *bd, uint64_t off, uint64_t len, struct block_status *st,
                           struct error *err);
 int blockdev_make_empty(struct blockdev *bd, struct error *err);
+/* The blkdebug filter over the image's file, or NULL: its breakpoints are
+ * driven through blkdebug.h (qemu-io's break, resume, wait_break). */
+struct blkdebug *blockdev_blkdebug(struct blockdev *bd);
 int blockdev_invalidate_cache(struct blockdev *bd, struct error *err);
 
 /* Migration on shared storage, as QEMU hands an image over: the

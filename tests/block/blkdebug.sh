@@ -62,6 +62,40 @@ compare_io "inline rules with --image-opts" "$img" --image-opts \
 out=$("$COWIMG" convert -O raw "blkdebug:$TMP/eio.conf:$img" "$TMP/out.raw" 2>&1)
 [[ $? -ne 0 && $out == *"Input/output error"* ]] && ok "cowimg convert reports an injected read error" ||
     { not_ok "cowimg convert reports an injected read error"; diag "$out"; }
+# Breakpoints (iotest 046): a request stopped at write_aio while later
+# requests to the same cluster wait for its allocation; all land after resume.
+"$QEMU_IMG" create -q -f qcow2 "$TMP/bb.qcow2" 8M
+"$QEMU_IO" -c "write -P 1 0 1M" "$TMP/bb.qcow2" >/dev/null
+"$QEMU_IMG" create -q -f qcow2 -b "$TMP/bb.qcow2" -F qcow2 "$TMP/bo.qcow2" 8M
+script='break write_aio A
+aio_write -P 10 0x18000 0x2000
+wait_break A
+aio_write -P 11 0x12000 0x2000
+aio_write -P 12 0x1c000 0x2000
+resume A
+aio_flush
+read -P 1 0x10000 0x2000
+read -P 11 0x12000 0x2000
+read -P 1 0x14000 0x4000
+read -P 10 0x18000 0x2000
+read -P 12 0x1c000 0x2000
+read -P 1 0x1e000 0x2000'
+out=$(timeout 60 "$COWIO" "blkdebug::$TMP/bo.qcow2" <<<"$script" 2>&1 | filter_qemu_io)
+events=$(grep -E '^(blkdebug|wrote)' <<<"$out" | sed 's/ at offset.*//' | tr '\n' '|')
+check_eq "break/wait_break/resume: stopped, resumed, then the three writes complete" \
+    "blkdebug: Suspended request 'A'|blkdebug: Resuming request 'A'|wrote 8192/8192 bytes|wrote 8192/8192 bytes|wrote 8192/8192 bytes|" \
+    "$events"
+check "the data around the stopped allocation is right" bash -c "! grep -q 'verification failed' <<<\"\$1\" && [[ \$(grep -c '^read' <<<\"\$1\") == 6 ]]" _ "$out"
+check "qemu-img check is clean after it" "$QEMU_IMG" check -q "$TMP/bo.qcow2"
+for cmds in "break nosuchevent A" "resume A" "remove_break A"; do
+    compare_io "$cmds on a blkdebug node" "$fresh" -c "$cmds" "blkdebug::IMG"
+done
+compare_io "break without blkdebug" "$fresh" -c "break write_aio A" IMG
+
+# compare names only the errno, as qemu-img does (iotest 074).
+q=$("$QEMU_IMG" compare "blkdebug:$TMP/eio.conf:$img" "$img" 2>&1)
+c=$("$COWIMG" compare "blkdebug:$TMP/eio.conf:$img" "$img" 2>&1)
+check_eq "cowimg compare words an injected read error as qemu-img" "$q" "${c/cowimg:/qemu-img:}"
 out=$("$COWIO" -c "read 0 4k" "blkdebug:$TMP/none.conf:$img" 2>&1)
 [[ $? -ne 0 && $out == *"blkdebug"* ]] && ok "a missing config file is an error" || { not_ok "missing config"; diag "$out"; }
 done_testing

@@ -130,6 +130,10 @@ static void test_bad_header_fields(void **state)
     expect_rejected("cbits22", (struct patch[]){ { 20, 4, 22 } }, 1, "Unsupported cluster size");
     expect_rejected("cbits63", (struct patch[]){ { 20, 4, 63 } }, 1, "Unsupported cluster size");
     expect_rejected("hugesize", (struct patch[]){ { 24, 8, 1ULL << 62 } }, 1, "too big");
+    /* Needs 2^23 L1 entries: more than an L1 table may hold, but QEMU calls
+     * that a small L1 table, not a big image (iotest 054). */
+    expect_rejected("bigsize", (struct patch[]){ { 24, 8, 1ULL << 52 } }, 1,
+                    "L1 table is too small");
     expect_rejected("refcount_order", (struct patch[]){ { 96, 4, 7 } }, 1, "may not exceed 64");
     expect_rejected("header_length", (struct patch[]){ { 100, 4, 107 } }, 1, "header length");
     expect_rejected("incompat", (struct patch[]){ { 72, 8, 1ULL << 40 } }, 1,

@@ -127,6 +127,17 @@ same "amend refcount_bits=64" amend -o refcount_bits=64 am.qcow2
 same "amend size=8M" amend -o size=8M am.qcow2
 same "info after amends" info --output=json am.qcow2
 same "amend cluster_size is refused" amend -o cluster_size=4k am.qcow2
+# A downgrade drops lazy refcounts, as qemu-img's does (iotest 061); cache
+# tuning options are accepted.
+twin_do "$QEMU_IMG" create -q -f qcow2 -o compat=1.1,lazy_refcounts=on lz.qcow2 4M
+twin_do "$QEMU_IO" -c 'write -z 0 128k' lz.qcow2
+same "amend compat=0.10 of a lazy-refcounts image" amend -o compat=0.10 --image-opts \
+    driver=qcow2,file.filename=lz.qcow2,l2-cache-entry-size=4096
+same "info after that downgrade" info lz.qcow2
+same "zero clusters with no backing file become unallocated" map --output=json lz.qcow2
+check "downgraded image consistent" "$QEMU_IMG" check -q "$CW/lz.qcow2"
+twin_do "$QEMU_IMG" create -q -f qcow2 lz2.qcow2 4M
+same "amend compat=0.10,lazy_refcounts=on is refused" amend -o compat=0.10,lazy_refcounts=on lz2.qcow2
 check "amend -f qcow2 -o help lists what can change" bash -c \
     "'$COWIMG' amend -f qcow2 -o help | grep -q '^  refcount_bits=<num>'"
 check "amended image consistent" "$QEMU_IMG" check -q "$CW/am.qcow2"

@@ -29,6 +29,11 @@ cases=(
     "create -f qcow2 -o compat=0.10,refcount_bits=8 x 1M"
     "create -f qcow2 -o compat=0.10,compression_type=zstd x 1M"
     "create -f qcow2 -b x x 1M"
+    "create -f qcow2 -b nonexist x"
+    "create -f qcow2 -b nonexist x 1M"
+    "create -f qcow2 -b a.raw x 1M"
+    "create -f qcow2 -o size=10M x 20M"
+    "create -f raw -o size=10M x 20M"
     "map --start-offset=abc a.raw"
     "map --max-length=-1 a.raw"
     "convert -S 17M -O raw a.raw z"
@@ -105,6 +110,17 @@ for c in "${cases[@]}"; do
         not_ok "cowimg ${c} crashed"
     fi
 done
+
+same "create with an empty backing file name" create -f qcow2 -b '' x 1M
+
+# Backing chains that loop: the error names the file met twice (iotest 043).
+twin_do "$QEMU_IMG" create -q -f qcow2 l1 1M
+twin_do "$QEMU_IMG" create -q -f qcow2 -b l1 -F qcow2 l2
+twin_do "$QEMU_IMG" create -q -f qcow2 -b l2 -F qcow2 l3
+twin_do "$QEMU_IMG" rebase -u -b l2 -F qcow2 l1
+same "info --backing-chain, ancestor references another" info --backing-chain l3
+twin_do "$QEMU_IMG" rebase -u -b l3 -F qcow2 l2
+same "info --backing-chain, parent references self" info --backing-chain l3
 
 # --help exits 0 and lists every command cowimg implements.
 out=$("$COWIMG" --help)

@@ -180,4 +180,9 @@ same "convert -n to a compat=0.10 image without backing: zeros are discarded" ma
 same "convert -n -B without -F" convert -O qcow2 -B empty.qcow2 -n sp.qcow2 v2.qcow2
 TWIN_FILTER=
 
+# convert -p counts the data it copies, as qemu-img's progress does (iotest 086).
+twin_do "$QEMU_IMG" create -q -f qcow2 pg.qcow2 128M
+twin_do "$QEMU_IO" -c 'write 0 1M' -c 'write 2M 1M' -c 'write 4M 1M' -c 'write 32M 1M' pg.qcow2
+same "convert -p prints qemu-img's steps" convert -p -O qcow2 -f qcow2 pg.qcow2 pg2.qcow2
+
 done_testing

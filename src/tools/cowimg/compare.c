@@ -36,8 +36,10 @@ static int64_t first_nonzero_sector(const uint8_t *buf, uint64_t len)
 static int read_side(struct side *s, uint64_t off, uint64_t len)
 {
     struct error err = {0};
-    if (blockdev_pread(s->bd, off, s->buf, len, &err) < 0) {
-        report("Error while reading offset %" PRIu64 " of %s: %s", off, s->name, err.msg);
+    int ret = blockdev_pread(s->bd, off, s->buf, len, &err);
+    if (ret < 0) {
+        /* qemu-img names only the errno here (iotest 074). */
+        report("Error while reading offset %" PRIu64 " of %s: %s", off, s->name, strerror(-ret));
         return CMP_READ_ERR;
     }
     return CMP_SAME;

@@ -58,6 +58,7 @@ struct chunk_work {
     struct write_op *ops;
     int nops, cap;
     bool overflow;
+    uint64_t copied;            /* bytes of the runs qemu-img's progress counts */
 };
 
 static void fail(struct convert *cv)
@@ -178,7 +179,55 @@ static int plan_spanning_chunk(struct convert *cv, struct chunk_work *w)
         pos += n;
     }
     add_data(cv, w, w->off, w->len, w->buf);
+    w->copied = w->len;
     return 0;
+}
+
+/* What plan_chunk does with a run of a source, by its block status. */
+enum run_action { RUN_FROM_BACKING, RUN_ZERO, RUN_COPY };
+
+static enum run_action run_action(const struct convert *cv, const struct source *s,
+                                  const struct block_status *st)
+{
+    bool defined_here = st->depth == 0 && (st->flags & BDEV_STATUS_ALLOCATED);
+    if (cv->target_has_backing && !defined_here && blockdev_backing(s->bd)) {
+        /* The target's backing file provides what the source's backing did
+         * (a source without a backing file reads zeros there: written below). */
+        return RUN_FROM_BACKING;
+    }
+    if (!(st->flags & BDEV_STATUS_DATA) && cv->min_sparse && !cv->compress) {
+        return RUN_ZERO;
+    }
+    return RUN_COPY;
+}
+
+/* qemu-img's progress counts the runs it copies as data (zeros too with
+ * -S 0), so scripts see the same steps (iotest 086). */
+static bool run_counts(const struct convert *cv, const struct block_status *st,
+                       enum run_action action)
+{
+    return action == RUN_COPY && ((st->flags & BDEV_STATUS_DATA) || !cv->min_sparse);
+}
+
+/* The bytes progress counts, found as qemu-img does: a pass over the
+ * sources' block status before copying. */
+static uint64_t progress_total(struct convert *cv)
+{
+    uint64_t total = 0;
+    for (int i = 0; i < cv->nsrc; i++) {
+        struct source *s = &cv->src[i];
+        uint64_t size = blockdev_size(s->bd);
+        for (uint64_t off = 0; off < size;) {
+            struct block_status st;
+            struct error err = {0};
+            if (blockdev_block_status(s->bd, off, size - off, &st, &err) < 0 || st.len == 0) {
+                return cv->total;   /* the copy reports the error */
+            }
+            total += run_counts(cv, &st, run_action(cv, s, &st)) ? st.len : 0;
+            off += st.len;
+        }
+    }
+    return total;
 }
 
 /* Phase 1 (parallel): read the chunk and decide what to write. */
@@ -193,6 +242,7 @@ static int plan_chunk(struct convert *cv, struct chunk_work *w)
     uint64_t pos = 0;
     w->nops = 0;
     w->overflow = false;
+    w->copied = 0;
     while (pos < w->len) {
         uint64_t src_off = w->off - s->start + pos;
         struct block_status st;
@@ -206,13 +256,11 @@ static int plan_chunk(struct convert *cv, struct chunk_work *w)
         if (cv->compress && n < w->len - pos) {
             n = w->len - pos;   /* one compressed cluster: read it whole */
         }
-        bool defined_here = st.depth == 0 && (st.flags & BDEV_STATUS_ALLOCATED);
-        if (cv->target_has_backing && !defined_here && blockdev_backing(s->bd)) {
-            /* The target's backing file provides what the source's backing did
-             * (a source without a backing file reads zeros there: written below). */
-        } else if (!(st.flags & BDEV_STATUS_DATA) && cv->min_sparse && !cv->compress) {
+        enum run_action action = run_action(cv, s, &st);
+        w->copied += run_counts(cv, &st, action) ? n : 0;
+        if (action == RUN_ZERO) {
             add_zero(cv, w, w->off + pos, n);
-        } else {
+        } else if (action == RUN_COPY) {
             if (blockdev_pread(s->bd, src_off, w->buf + pos, n, &err) < 0) {
                 report("error while reading at byte %" PRIu64 ": %s", w->off + pos, err.msg);
                 return -1;
@@ -290,7 +338,7 @@ static void *worker(void *opaque)
             fail(cv);
             break;
         }
-        progress_add(&cv->progress, w->len);
+        progress_add(&cv->progress, w->copied);
     }
     free(w->ops);
     free(w->buf);
@@ -499,7 +547,7 @@ static int create_target(struct convert *cv, struct convert_args *a)
              a->out_fmt);
     struct create_request req = {
         .filename = cv->target_name, .format = a->out_fmt, .size = cv->total,
-        .size_given = true, .backing_file = a->backing, .backing_format = a->backing_fmt,
+        .size_given = true, .size_wins = true, .backing_file = a->backing, .backing_format = a->backing_fmt,
         .opts = &a->opts, .quiet = true, .error_context = context,
     };
     return image_create(&req);
@@ -603,7 +651,8 @@ int cmd_convert(int argc, char **argv)
     } else if (blockdev_cluster_size(cv->target) > CHUNK_SIZE) {
         cv->chunk = blockdev_cluster_size(cv->target);
     }
-    progress_init(&cv->progress, a.show_progress && !a.quiet, cv->total);
+    bool show_progress = a.show_progress && !a.quiet;
+    progress_init(&cv->progress, show_progress, show_progress ? progress_total(cv) : cv->total);
     int rc = run_workers(cv, (int)a.workers);
     struct error err = {0};
     /* convert's default cache mode is "unsafe", as in qemu-img: no sync. */

@@ -66,6 +66,7 @@ struct create_request {
     const char *format;
     uint64_t size;
     bool size_given;
+    bool size_wins;             /* convert: size beats -o size (qemu-img's), else both refused */
     const char *backing_file;
     const char *backing_format;
     struct options *opts;       /* -o options; may be NULL */

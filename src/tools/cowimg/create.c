@@ -106,6 +106,9 @@ static int parse_plan(struct create_request *req, struct create_plan *p, struct 
         if (options_get_size(o, "size", &size, err) < 0) {
             return -EINVAL;
         }
+        if (req->size_given && !req->size_wins) {
+            return error_set(err, -EINVAL, "The image size must be specified only once");
+        }
         if (!req->size_given) {
             req->size = size;
             req->size_given = true;
@@ -274,20 +277,31 @@ static int check_plan(struct create_request *req, struct create_plan *p, struct 
     return 0;
 }
 
-/* Opens the backing file to learn its size (and that it exists). */
-static int probe_backing(struct create_request *req, struct error *err)
+/* Opens the backing file as qemu-img create does, with its message when it
+ * cannot. */
+static int open_backing(struct create_request *req, unsigned flags, struct blockdev **bd,
+                        struct error *err)
 {
     char *path = blockdev_backing_path(req->filename, req->backing_file);
     struct blockdev_open_opts opts = {
         .format = req->backing_format,
-        .flags = BDEV_READ_ONLY | BDEV_FORCE_SHARE,     /* with its chain, as qemu-img */
+        .flags = BDEV_READ_ONLY | BDEV_FORCE_SHARE | flags,
     };
-    struct blockdev *bd;
-    int ret = blockdev_open(&bd, path, &opts, err);
+    int ret = blockdev_open(bd, path, &opts, err);
     free(path);
     if (ret < 0) {
         size_t n = strlen(err->msg);
         snprintf(err->msg + n, sizeof(err->msg) - n, "\nCould not open backing image.");
+    }
+    return ret;
+}
+
+/* Opens the backing file (with its chain, as qemu-img) to learn its size. */
+static int probe_backing(struct create_request *req, struct error *err)
+{
+    struct blockdev *bd;
+    int ret = open_backing(req, 0, &bd, err);
+    if (ret < 0) {
         return ret;
     }
     if (!req->size_given) {
@@ -298,19 +312,18 @@ static int probe_backing(struct create_request *req, struct error *err)
     return 0;
 }
 
-/* For the hint after "Backing file specified without backing format". */
-static void detect_backing_format(struct create_request *req)
+/* For the hint after "Backing file specified without backing format"; a
+ * backing file that cannot be opened is the error then (iotest 111). */
+static int detect_backing_format(struct create_request *req, struct error *err)
 {
-    char *path = blockdev_backing_path(req->filename, req->backing_file);
-    struct blockdev_open_opts opts = {
-        .flags = BDEV_READ_ONLY | BDEV_FORCE_SHARE | BDEV_NO_BACKING,
-    };
     struct blockdev *bd;
-    if (blockdev_open(&bd, path, &opts, NULL) == 0) {
-        snprintf(req->detected_format, sizeof(req->detected_format), "%s", blockdev_format(bd));
-        blockdev_close(bd);
+    int ret = open_backing(req, BDEV_NO_BACKING, &bd, err);
+    if (ret < 0) {
+        return ret;
     }
-    free(path);
+    snprintf(req->detected_format, sizeof(req->detected_format), "%s", blockdev_format(bd));
+    blockdev_close(bd);
+    return 0;
 }
 
 static int do_create(struct create_request *req, struct error *err)
@@ -324,19 +337,25 @@ static int do_create(struct create_request *req, struct error *err)
         req->options_invalid = true;
         return ret;
     }
+    if (req->backing_file && !*req->backing_file) {
+        return error_set(err, -EINVAL, "Expected backing file name, got empty string");
+    }
     if (req->backing_file && strcmp(req->backing_file, req->filename) == 0) {
         return error_set(err, -EINVAL, "Error: Trying to create an image with the same filename "
                          "as the backing file");
     }
-    if (req->backing_file && !req->backing_format) {
-        detect_backing_format(req);
-        return error_set(err, -EINVAL, "Backing file specified without backing format");
-    }
-    if (req->backing_file && !req->unsafe) {
+    if (req->backing_file && !req->unsafe && req->backing_format) {
         ret = probe_backing(req, err);
         if (ret < 0) {
             return ret;
         }
+    }
+    if (req->backing_file && !req->backing_format) {
+        ret = req->unsafe ? 0 : detect_backing_format(req, err);
+        if (ret < 0) {
+            return ret;
+        }
+        return error_set(err, -EINVAL, "Backing file specified without backing format");
     }
     if (!req->size_given) {
         return error_set(err, -EINVAL, "Image creation needs a size parameter");

@@ -190,7 +190,8 @@ int cmd_info(int argc, char **argv)
         }
         for (int i = 0; i < n; i++) {
             if (blockdev_same_file(infos[i].bd, bd) && i != n - 1) {
-                report("Backing file '%s' creates an infinite loop.", infos[n - 1].full_backing);
+                /* Named as qemu-img does: the file met a second time. */
+                report("Backing file '%s' creates an infinite loop.", name);
                 ret = EXIT_ERR;
             }
         }

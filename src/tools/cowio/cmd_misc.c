@@ -10,6 +10,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "block/blkdebug.h"
+#include "block/blockdev.h"
 #include "tools/cowio/cowio.h"
 #include "tools/cowio/info_dump.h"
 
@@ -368,45 +370,68 @@ static const struct cowio_cmd sleep_cmd = {
 
 /* Breakpoints belong to qemu's blkdebug driver; on any other image qemu-io
  * reports that they are not supported, and so does cowio. */
+/* qemu-io's breakpoint commands, on the image's blkdebug filter: without
+ * one they fail as qemu-io's do (ENOTSUP). */
+static struct blkdebug *debug_of(struct cowio *io)
+{
+    return blockdev_blkdebug(io->bd);
+}
+
 static int break_f(struct cowio *io, int argc, char **argv)
 {
-    printf("Could not set breakpoint: %s\n", strerror(ENOTSUP));
-    return -ENOTSUP;
+    struct blkdebug *d = debug_of(io);
+    int ret = d ? blkdebug_break(d, argv[1], argv[2]) : -ENOTSUP;
+    if (ret < 0) {
+        printf("Could not set breakpoint: %s\n", strerror(-ret));
+    }
+    return ret;
 }
 
 static int remove_break_f(struct cowio *io, int argc, char **argv)
 {
-    printf("Could not remove breakpoint %s: %s\n", argv[1], strerror(ENOTSUP));
-    return -ENOTSUP;
+    struct blkdebug *d = debug_of(io);
+    int ret = d ? blkdebug_remove_break(d, argv[1]) : -ENOTSUP;
+    if (ret < 0) {
+        printf("Could not remove breakpoint %s: %s\n", argv[1], strerror(-ret));
+    }
+    return ret;
 }
 
 static int resume_f(struct cowio *io, int argc, char **argv)
 {
-    printf("Could not resume request: %s\n", strerror(ENOTSUP));
-    return -ENOTSUP;
+    struct blkdebug *d = debug_of(io);
+    int ret = d ? blkdebug_resume(d, argv[1]) : -ENOTSUP;
+    if (ret < 0) {
+        printf("Could not resume request: %s\n", strerror(-ret));
+    }
+    return ret;
 }
 
 static int wait_break_f(struct cowio *io, int argc, char **argv)
 {
-    /* qemu would wait forever for a request that can never be suspended */
-    printf("Could not wait for breakpoint %s: %s\n", argv[1], strerror(ENOTSUP));
-    return -ENOTSUP;
+    struct blkdebug *d = debug_of(io);
+    /* qemu-io would wait forever for a request that can never stop there. */
+    if (!d || !blkdebug_wait_suspended(d, argv[1], cowio_aio_all_done, io)) {
+        printf("Could not wait for breakpoint %s: %s\n", argv[1], strerror(d ? ENOENT : ENOTSUP));
+        return d ? -ENOENT : -ENOTSUP;
+    }
+    return 0;
 }
 
 static const struct cowio_cmd break_cmd = {
-    .name = "break", .func = break_f, .argmin = 2, .argmax = 2, .args = "event tag",
+    .name = "break", .func = break_f, .argmin = 2, .argmax = 2, .no_drain = true, .args = "event tag",
     .oneline = "sets a breakpoint on event and tags the stopped request as tag",
 };
 static const struct cowio_cmd remove_break_cmd = {
-    .name = "remove_break", .func = remove_break_f, .argmin = 1, .argmax = 1, .args = "tag",
+    .name = "remove_break", .func = remove_break_f, .argmin = 1, .argmax = 1, .no_drain = true, .args = "tag",
     .oneline = "remove a breakpoint by tag",
 };
 static const struct cowio_cmd resume_cmd = {
-    .name = "resume", .func = resume_f, .argmin = 1, .argmax = 1, .args = "tag",
+    .name = "resume", .func = resume_f, .argmin = 1, .argmax = 1, .no_drain = true, .args = "tag",
     .oneline = "resumes the request tagged as tag",
 };
 static const struct cowio_cmd wait_break_cmd = {
-    .name = "wait_break", .func = wait_break_f, .argmin = 1, .argmax = 1, .args = "tag",
+    .name = "wait_break", .func = wait_break_f, .argmin = 1, .argmax = 1, .no_drain = true, .args = "tag",
     .oneline = "waits for the suspension of a request",
 };
 

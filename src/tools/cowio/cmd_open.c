@@ -48,12 +48,16 @@ static int open_requested(struct cowio *io, struct open_request *req, const char
         .format = format,
         .flags = flags | (req->spec.no_backing ? BDEV_NO_BACKING : 0),
         .backing_format = req->spec.backing_format,
-        .blkdebug = req->spec.blkdebug,     /* blockdev_open takes it over */
         .lazy_refcounts = req->tuning.lazy_refcounts,
         .compressed_cache_set = req->spec.compressed_cache_set,
         .compressed_cache_size = req->spec.compressed_cache_size,
     };
     blockdev_spec_node_opts(&req->spec, &bopts);
+    ret = blockdev_spec_open_child(&req->spec, &bopts, err);
+    if (ret < 0) {
+        return ret;
+    }
+    bopts.blkdebug = req->spec.blkdebug;     /* blockdev_open takes it over */
     req->spec.blkdebug = NULL;
     ret = blockdev_open(&io->bd, req->spec.filename, &bopts, err);
     if (ret == 0) {
@@ -116,12 +120,9 @@ int cowio_open_image(struct cowio *io, const char *filename, const struct cowio_
     int ret = 0;
     char *json_opts = NULL;
     if (filename && !strncmp(filename, "json:", 5)) {
-        ret = blockdev_json_to_options(filename + 5, &json_opts, &err);
+        ret = blockdev_json_with_options(filename, image_opts, &json_opts, &err);
         free(req.spec.filename);
         req.spec.filename = NULL;
-        if (ret == 0 && image_opts) {
-            ret = error_set(&err, -EINVAL, "Cannot combine a json: file name with -o options");
-        }
         image_opts = json_opts;
     }
     if (ret == 0 && image_opts) {
@@ -161,6 +162,7 @@ int cowio_open_image(struct cowio *io, const char *filename, const struct cowio_
 
 void cowio_close_image(struct cowio *io)
 {
+    cowio_aio_join(io, true);
     cowio_drain(io);
     blockdev_close(io->bd);
     io->bd = NULL;

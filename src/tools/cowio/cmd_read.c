@@ -221,6 +221,7 @@ static int vector_read(struct cowio *io, const struct cowio_cmd *cmd, int argc, 
     if (!buf) {
         return -ENOMEM;
     }
+    cowio_aio_begin();
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     int ret = cowio_do_read(io, (uint64_t)offset, buf, (size_t)count);
@@ -285,6 +286,7 @@ static void aio_read_help(void)
 static int aio_read_f(struct cowio *io, int argc, char **argv);
 static const struct cowio_cmd aio_read_cmd = {
     .name = "aio_read", .func = aio_read_f, .argmin = 2, .argmax = -1, .no_drain = true,
+    .aio = true,
     .args = "[-Ciqv] [-P pattern] off len [len..]",
     .oneline = "asynchronously reads a number of bytes", .help = aio_read_help,
 };

@@ -297,7 +297,7 @@ static void aio_write_help(void)
 static int aio_write_f(struct cowio *io, int argc, char **argv);
 static const struct cowio_cmd aio_write_cmd = {
     .name = "aio_write", .func = aio_write_f, .argmin = 2, .argmax = -1, .wants_write = true,
-    .no_drain = true, .args = "[-Cfiquz] [-P pattern] off len [len..]",
+    .no_drain = true, .aio = true, .args = "[-Cfiquz] [-P pattern] off len [len..]",
     .oneline = "asynchronously writes a number of bytes", .help = aio_write_help,
 };
 
@@ -356,6 +356,7 @@ static int aio_write_f(struct cowio *io, int argc, char **argv)
             return -ENOMEM;
         }
     }
+    cowio_aio_begin();
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     int ret;

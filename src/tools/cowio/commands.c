@@ -110,6 +110,9 @@ static int run(struct cowio *io, const struct cowio_cmd *ct, int argc, char **ar
         cowio_drain(io);
     }
     optind = 0;     /* glibc: restart getopt for this command's argv */
+    if (ct->aio && cowio_aio_wanted(io)) {
+        return cowio_aio_spawn(io, ct, argc, argv);
+    }
     return ct->func(io, argc, argv);
 }
 

@@ -40,6 +40,7 @@ struct cowio {
     bool misalign;
     bool quit;
     struct cowio_pending *pending;  /* newest first */
+    struct cowio_aio *aio;          /* requests on their own threads (aio_thread.c) */
 };
 
 extern const char *cowio_progname;
@@ -56,6 +57,7 @@ struct cowio_cmd {
     bool global;                /* runs without an open image (help, quit, open) */
     bool wants_write;           /* needs a writable image */
     bool no_drain;              /* does not run the event loop (pending aio stays pending) */
+    bool aio;                   /* an aio request: may run on its own thread */
     const char *args;
     const char *oneline;
     void (*help)(void);
@@ -96,6 +98,15 @@ void cowio_dump_buffer(FILE *out, const void *buf, int64_t offset, int64_t len);
 struct timespec cowio_elapsed(const struct timespec *start);
 /* Queues printf-formatted text for the next cowio_drain. */
 void cowio_defer(struct cowio *io, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* aio requests on threads while blkdebug breakpoints are in play
+ * (aio_thread.c). A command calls cowio_aio_begin once parsed. */
+bool cowio_aio_wanted(struct cowio *io);
+int cowio_aio_spawn(struct cowio *io, const struct cowio_cmd *ct, int argc, char **argv);
+void cowio_aio_begin(void);
+bool cowio_aio_all_done(void *io);
+/* Waits for them all; resume: first lets stopped ones go on (closing). */
+void cowio_aio_join(struct cowio *io, bool resume);
+
 /* Prints the queued aio reports. */
 void cowio_drain(struct cowio *io);
 

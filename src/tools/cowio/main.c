@@ -205,6 +205,7 @@ int main(int argc, char **argv)
     } else {
         last_error = interactive(&io);
     }
+    cowio_aio_join(&io, true);
     cowio_drain(&io);
     if (io.bd) {
         cowio_close_image(&io);

@@ -2,6 +2,7 @@
  * hex dumps, and the deferred reports of aio requests. */
 #include <ctype.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -113,6 +114,8 @@ struct timespec cowio_elapsed(const struct timespec *start)
     return now;
 }
 
+static pthread_mutex_t pending_lock = PTHREAD_MUTEX_INITIALIZER;
+
 void cowio_defer(struct cowio *io, const char *fmt, ...)
 {
     char *text = NULL;
@@ -127,12 +130,15 @@ void cowio_defer(struct cowio *io, const char *fmt, ...)
      * thread pool completions are LIFO lists), so the reports stack up. */
     struct cowio_pending *p = calloc(1, sizeof(*p));
     p->text = text;
+    pthread_mutex_lock(&pending_lock);     /* aio threads queue reports too */
     p->next = io->pending;
     io->pending = p;
+    pthread_mutex_unlock(&pending_lock);
 }
 
 void cowio_drain(struct cowio *io)
 {
+    cowio_aio_join(io, false);
     while (io->pending) {
         struct cowio_pending *p = io->pending;
         io->pending = p->next;
