@@ -949,6 +949,26 @@ static void body_bad_discard(struct vmstate_writer *w, struct machine *m)
     vmstate_write_section(w, MIG_SECTION_POSTCOPY, 1, b, sizeof(b), &err);
 }
 
+/* Post-copy that forgets a page and ends without sending it: the
+ * destination must not complete (its guest would read zeros there). */
+static void body_page_never_sent(struct vmstate_writer *w, struct machine *m)
+{
+    struct error err = { 0 };
+    uint8_t b[12];
+    uint64_t zero[MIG_BATCH_PAGES];
+    good_start(w, m);
+    for (uint64_t gpa = 0; gpa < MEMORY; gpa += sizeof(zero) / 8 * 4096) {      /* pre-copy: every page */
+        for (unsigned i = 0; i < MIG_BATCH_PAGES; i++) {
+            zero[i] = (gpa + i * 4096) | MIG_PAGE_ZERO;
+        }
+        ram_section(w, MIG_BATCH_PAGES, zero, MIG_BATCH_PAGES, false);
+    }
+    st_le32(b, 1);
+    st_le64(b + 4, 0x1000);
+    vmstate_write_section(w, MIG_SECTION_POSTCOPY, 1, b, sizeof(b), &err);
+    machine_state_save(m, w, &err);
+}
+
 static void body_other_protocol(struct vmstate_writer *w, struct machine *m)
 {
     struct error err = { 0 };
@@ -976,6 +996,7 @@ static void test_hostile_streams(void **state)
     hostile(body_no_devices, "ends before the device state");
     hostile(body_unknown_section, "unexpected section 'bogus'");
     hostile(body_bad_discard, "announces 1000 pages");
+    hostile(body_page_never_sent, "pages missing (1, the first at 0x1000)");
     hostile(body_other_protocol, "protocol version 99");
     hostile(body_devices_twice, "section for device 'config'");
 }
