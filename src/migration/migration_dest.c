@@ -402,6 +402,27 @@ static int dest_pause(struct migration_dest *d)
     return 0;
 }
 
+/* The end of a post-copy stream: every page must be here by now. One a
+ * source lost track of would read as zeros once guest RAM is unregistered;
+ * failing keeps RAM registered, so whoever touches it waits instead. */
+static int check_all_received(struct migration_dest *d)
+{
+    uint64_t missing = 0, first = 0;
+    for (int i = 0; i < d->mem->count; i++) {
+        uint64_t pages = d->mem->regions[i].size / GUEST_PAGE_SIZE;
+        for (uint64_t p = 0; p < pages; p++) {
+            if (!bitmap_test(d->received.bits[i], p) && missing++ == 0) {
+                first = d->mem->regions[i].gpa + p * GUEST_PAGE_SIZE;
+            }
+        }
+    }
+    if (!missing) {
+        return 0;
+    }
+    return error_set(&d->err, -EPROTO, "post-copy: the stream ended with pages missing (%llu, the first at 0x%llx)",
+                     (unsigned long long)missing, (unsigned long long)first);
+}
+
 /* One section: 0 and on, 1 at the end, <0 on errors. */
 static int receive_section(struct migration_dest *d, bool *devices_)
 {
@@ -450,7 +471,7 @@ static int receive(struct migration_dest *d)
     for (;;) {
         int ret = receive_section(d, &devices);
         if (ret == 1) {
-            return 0;
+            return d->pc ? check_all_received(d) : 0;
         }
         if (ret < 0 && d->pc && devices && (ret = dest_pause(d)) == 0) {
             continue;

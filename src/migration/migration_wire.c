@@ -75,7 +75,10 @@ int mig_rp_send(int fd, const struct mig_rp_msg *msg, struct error *err)
     uint8_t buf[MIG_RP_SIZE] = { 0 };
     st_le32(buf, msg->type);
     st_le64(buf + 8, msg->arg);
-    memcpy(buf + 16, msg->text, strnlen(msg->text, sizeof(msg->text) - 1));
+    /* All of text, as bytes: RESUME_BITS carries bitmap words there, whose
+     * zero bytes are data (cut at the first one, the source never learnt
+     * of pages lost in flight, issue #12). */
+    memcpy(buf + 16, msg->text, sizeof(msg->text));
     size_t done = 0;
     while (done < sizeof(buf)) {
         ssize_t n = send(fd, buf + done, sizeof(buf) - done, MSG_NOSIGNAL);
@@ -110,7 +113,9 @@ int mig_rp_recv(int fd, struct mig_rp_msg *msg, struct error *err)
     msg->type = ld_le32(buf);
     msg->arg = ld_le64(buf + 8);
     memcpy(msg->text, buf + 16, sizeof(msg->text));
-    msg->text[sizeof(msg->text) - 1] = 0;
+    if (msg->type == MIG_RP_ERROR) {
+        msg->text[sizeof(msg->text) - 1] = 0;      /* the only text that is a string */
+    }
     if (msg->type < MIG_RP_SETUP_OK || msg->type > MIG_RP_RESUME_END) {
         return error_set(err, -EPROTO, "migration return path: unknown message type %u", msg->type);
     }

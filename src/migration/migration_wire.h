@@ -56,6 +56,7 @@ enum mig_rp_type {
 };
 #define MIG_RP_RESUME_WORDS 14
 #define MIG_RP_SIZE 128
+/* text goes whole, as bytes (initialize it all); ERROR's is a string. */
 struct mig_rp_msg {
     uint32_t type;
     uint64_t arg;
