@@ -44,8 +44,14 @@ static struct virtio_blk *to_blk(struct virtio_device *d)
     return (struct virtio_blk *)d;
 }
 
+/* A device can be left without an image (a failed switch to an overlay or
+ * a job's new top, where the old image could not be reopened either): then
+ * nothing is in range and every request fails, as with no medium. */
 static bool in_range(struct virtio_blk *b, uint64_t sector, uint64_t bytes)
 {
+    if (!b->bdev) {
+        return false;
+    }
     uint64_t size = blockdev_size(b->bdev);
     return sector <= size / SECTOR && bytes <= size - sector * SECTOR;
 }
@@ -171,7 +177,9 @@ static uint32_t serve(struct virtio_blk *b, const struct virtq_chain *c)
         }
         break;
     case T_FLUSH:
-        if (blockdev_flush(b->bdev, &err) < 0) {
+        if (!b->bdev) {
+            status = S_IOERR;
+        } else if (blockdev_flush(b->bdev, &err) < 0) {
             log_warn("%s: flush: %s", b->dev.name, err.msg);
             status = S_IOERR;
         }
@@ -351,7 +359,7 @@ static void blk_config_read(struct virtio_device *d, uint32_t offset, void *buf,
 {
     struct virtio_blk *b = to_blk(d);
     uint8_t cfg[64] = { 0 };
-    uint64_t capacity = blockdev_size(b->bdev) / SECTOR;
+    uint64_t capacity = b->bdev ? blockdev_size(b->bdev) / SECTOR : 0;
     uint32_t seg_max = 128, blk_size = SECTOR, max_discard = MAX_DISCARD_SECTORS, max_seg = MAX_SEGMENTS;
     uint32_t align = 1;
     uint16_t num_queues = (uint16_t)d->nqueues;

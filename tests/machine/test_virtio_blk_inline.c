@@ -165,11 +165,29 @@ static void test_one_interrupt_per_pass(void **state)
     rig_destroy(r);
 }
 
+/* A device left without an image (both the new and the old image failed to
+ * open in a switch) fails the guest's requests instead of crashing. */
+static void test_no_image_fails_requests(void **state)
+{
+    struct rig *r = rig_create();
+    r->blk.bdev = NULL;
+    post_read(r, 0, CLUSTER);
+    virtio_device_handle_notify(&r->blk.dev, 0);
+    pthread_mutex_lock(&r->blk.dev.lock);
+    virtio_blk_drain_locked(&r->blk);
+    pthread_mutex_unlock(&r->blk.dev.lock);
+    assert_int_equal(used_idx(r), 1);
+    assert_int_equal(*(uint8_t *)guest_memory_ptr(&r->mem, STATUS_GPA, 1), 1 /* VIRTIO_BLK_S_IOERR */);
+    r->blk.bdev = r->bd;
+    rig_destroy(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cached_compressed_read_served_inline),
         cmocka_unit_test(test_one_interrupt_per_pass),
+        cmocka_unit_test(test_no_image_fails_requests),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
