@@ -7,24 +7,16 @@ server sends back until the reply to that command (events included), one
 JSON document per line. '@wait:EVENT' waits for an event; '@sleep:S' sleeps;
 '@wait_output:FILE:TEXT' waits until FILE contains TEXT."""
 import json
-import socket
+import os
 import sys
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cowvisor"))
+from qmp_connect import connect  # noqa: E402  (one connect loop for every Python test)
+
 
 def main():
-    path = sys.argv[1]
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    for _ in range(200):
-        try:
-            s.connect(path)
-            break
-        except OSError:
-            time.sleep(0.05)
-    else:
-        sys.exit("cannot connect to " + path)
-    s.settimeout(60)
-    f = s.makefile("rwb", buffering=0)
+    f = connect(sys.argv[1], timeout=60)
 
     def readline():
         line = f.readline()
