@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include <seccomp.h>
 
 #include "util/privilege.h"
 #include "util/sandbox.h"
@@ -182,6 +183,64 @@ static void test_drop_by_ids(void **state)
     run_drop("4242:4343", false, 4242, 4343);
 }
 
+/* The drop's failures, made to happen with a seccomp filter in a child:
+ * the call named answers errno_value (0: "succeeds" without running).
+ * arg0 >= 0 restricts the rule to that first argument. */
+static int drop_failing(int syscall_nr, int errno_value, long arg0, int want_ret, const char *want_msg)
+{
+    struct privilege_drop p;
+    struct error err = { 0 };
+    if (privilege_drop_prepare(&p, "4242:4343", NULL, &err) < 0) {
+        return 1;
+    }
+    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+    int rc = arg0 < 0 ? seccomp_rule_add(ctx, SCMP_ACT_ERRNO(errno_value), syscall_nr, 0)
+                      : seccomp_rule_add(ctx, SCMP_ACT_ERRNO(errno_value), syscall_nr, 1,
+                                         SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)arg0));
+    if (!ctx || rc < 0 || seccomp_load(ctx) < 0) {
+        return 2;
+    }
+    seccomp_release(ctx);
+    if (privilege_drop_apply(&p, &err) != want_ret) {
+        fprintf(stderr, "apply returned: %s\n", err.msg);
+        return 3;
+    }
+    if (!strstr(err.msg, want_msg)) {
+        fprintf(stderr, "message '%s' lacks '%s'\n", err.msg, want_msg);
+        return 4;
+    }
+    privilege_drop_free(&p);
+    return 0;
+}
+
+static void expect_drop_failure(int syscall_nr, int errno_value, long arg0, int want_ret, const char *want_msg)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        _exit(drop_failing(syscall_nr, errno_value, arg0, want_ret, want_msg));
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        fail_msg("expected '%s': check %d failed (signal %d)", want_msg, WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+                 WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    }
+}
+
+/* Each step that fails stops the drop with its own error; a kernel that
+ * lets setuid(0) succeed afterwards is caught, not trusted. */
+static void test_drop_failures(void **state)
+{
+    if (geteuid() != 0) {
+        skip();
+    }
+    expect_drop_failure(SCMP_SYS(setgid), EPERM, -1, -EPERM, "Failed to setgid(4343)");
+    expect_drop_failure(SCMP_SYS(setgroups), EINVAL, -1, -EINVAL, "supplementary groups of uid 4242");
+    expect_drop_failure(SCMP_SYS(setuid), EAGAIN, 4242, -EAGAIN, "Failed to setuid(4242)");
+    expect_drop_failure(SCMP_SYS(setuid), 0, 0, -EPERM, "setuid(0) still succeeds");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -189,6 +248,7 @@ int main(void)
         cmocka_unit_test(test_bad_chroot),
         cmocka_unit_test(test_drop_by_name),
         cmocka_unit_test(test_drop_by_ids),
+        cmocka_unit_test(test_drop_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
