@@ -235,10 +235,38 @@ static void test_snapshot_of_lost_memory_refused(void **state)
     bare_destroy(b);
 }
 
+/* A process holds at most 8 guest memories the SIGBUS handler watches:
+ * one more is refused with a message (not watched silently), and a slot
+ * given back is taken again. */
+static void test_fault_slots_exhausted(void **state)
+{
+    (void)state;
+    struct guest_memory ms[9];
+    struct error err = { 0 };
+    int n = 0;
+    memset(ms, 0, sizeof(ms));
+    while (n < 9 && guest_memory_fault_init(&ms[n], &err) == 0) {
+        n++;
+    }
+    assert_true(n < 9);
+    assert_int_equal(err.code, -EMFILE);
+    assert_non_null(strstr(err.msg, "more than 8 guest memories"));
+    assert_int_equal(ms[n].fault_fd, -1);
+    assert_false(ms[n].fault_registered);
+    error_clear(&err);
+    guest_memory_fault_fini(&ms[0]);
+    assert_int_equal(guest_memory_fault_init(&ms[n], &err), 0);
+    assert_true(ms[n].fault_registered);
+    for (int i = 1; i <= n; i++) {
+        guest_memory_fault_fini(&ms[i]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_flipped_byte_refused, setup, teardown),
+        cmocka_unit_test(test_fault_slots_exhausted),
         cmocka_unit_test_setup_teardown(test_short_file_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unreadable_file_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_diff_chain_verified, setup, teardown),
