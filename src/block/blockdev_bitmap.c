@@ -384,7 +384,11 @@ int blockdev_bitmap_list(struct blockdev *bd, struct blockdev_bitmap_info **list
     for (struct bdev_bitmap *bm = bms->head; bm; bm = bm->next) {
         n++;
     }
-    struct blockdev_bitmap_info *l = calloc((size_t)n + 1, sizeof(*l));
+    if (n == 0) {
+        pthread_mutex_unlock(&bms->lock);
+        return 0;       /* no list to free: callers may stop at a count of 0 */
+    }
+    struct blockdev_bitmap_info *l = calloc((size_t)n, sizeof(*l));
     int i = 0;
     for (struct bdev_bitmap *bm = bms->head; l && bm; bm = bm->next, i++) {
         l[i] = (struct blockdev_bitmap_info){

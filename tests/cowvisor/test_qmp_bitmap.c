@@ -112,6 +112,32 @@ static void test_tracking(void **state)
     assert_int_equal(count_of("inc"), 4096 + 8192 + 4096);
 }
 
+/* A node whose bitmaps were all removed lists none (found by the QMP
+ * fuzzer: the empty list leaked on every query-named-block-nodes, which
+ * LeakSanitizer reports when the test ends). */
+static void test_all_removed_lists_none(void **state)
+{
+    cmd_ok("{\"execute\":\"blockdev-add\",\"arguments\":{\"driver\":\"null-co\",\"node-name\":\"n0\"}}");
+    cmd_ok("{\"execute\":\"block-dirty-bitmap-add\",\"arguments\":{\"node\":\"n0\",\"name\":\"b\"}}");
+    cmd_ok("{\"execute\":\"block-dirty-bitmap-remove\",\"arguments\":{\"node\":\"n0\",\"name\":\"b\"}}");
+    for (int i = 0; i < 3; i++) {
+        json_t *r = qmp_client_cmd(&c, "{\"execute\":\"query-named-block-nodes\"}");
+        json_t *nodes = json_object_get(r, "return");
+        size_t k;
+        json_t *node;
+        bool seen = false;
+        json_array_foreach(nodes, k, node) {
+            if (strcmp(json_string_value(json_object_get(node, "node-name")), "n0") == 0) {
+                seen = true;
+                assert_null(json_object_get(node, "dirty-bitmaps"));
+            }
+        }
+        assert_true(seen);
+        json_decref(r);
+    }
+    cmd_ok("{\"execute\":\"blockdev-del\",\"arguments\":{\"node-name\":\"n0\"}}");
+}
+
 /* quit closes the disk: the persistent bitmap is stored with its ranges,
  * the other one is gone, and the image is consistent for QEMU. */
 static void test_stored_on_quit(void **state)
@@ -140,6 +166,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tracking),
+        cmocka_unit_test(test_all_removed_lists_none),
         cmocka_unit_test(test_stored_on_quit),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
