@@ -83,6 +83,17 @@ static void release_bitmap(struct qmp_bitmap_hold *h, bool success)
     }
 }
 
+/* A backup target's image was taken by the job, which closed it (at its
+ * end, or when it failed to start): the node opens it again. */
+static void give_back_target(struct qmp_server *s, struct block_node *target)
+{
+    struct error err = { 0 };
+    if (block_nodes_reopen(machine_block_nodes(s->m), target, &err) < 0) {
+        fprintf(stderr, "cowvisor: node '%s' could not reopen its image after a backup: %s\n", target->name,
+                err.msg);
+    }
+}
+
 static void remove_job(struct qmp_server *s, int k)
 {
     struct qmp_block_job *bj = &s->block_jobs[k];
@@ -91,14 +102,9 @@ static void remove_job(struct qmp_server *s, int k)
         bj->node->jobs--;
     }
     if (bj->target) {
-        /* The job closed the image it took: the node opens it again. */
-        struct error err = { 0 };
         bj->target->jobs--;
         bj->target->job_target[0] = 0;
-        if (block_nodes_reopen(machine_block_nodes(s->m), bj->target, &err) < 0) {
-            fprintf(stderr, "cowvisor: node '%s' could not reopen its image after a backup: %s\n",
-                    bj->target->name, err.msg);
-        }
+        give_back_target(s, bj->target);
     }
     event_loop_remove(machine_loop(s->m), block_job_event_fd(s->block_jobs[k].job));
     block_job_free(s->block_jobs[k].job);
@@ -425,6 +431,9 @@ static void start_backup(struct qmp_server *s, const struct subject *j, struct b
     }
     if (ret < 0) {
         release_bitmap(hold, false);
+        if (target) {
+            give_back_target(s, target);
+        }
         qmp_fail(r, QMP_GENERIC, "%s", err.msg);
         return;
     }
@@ -716,6 +725,10 @@ void qmp_blockdev_backup(struct qmp_server *s, json_t *args, struct qmp_reply *r
                    target_node = parse_node(s, target_name, &depth);
     if (subject_found(&source) && !subject_found(&target_node)) {
         qmp_fail(r, QMP_GENERIC, "Cannot find device='%s' nor node-name='%s'", target_name, target_name);
+        return;
+    }
+    if (source.node && source.node == target_node.node) {
+        qmp_fail(r, QMP_GENERIC, "Source and target cannot be the same");
         return;
     }
     if (!common_params(s, args, BLOCK_JOB_BACKUP, &p, &j, r)) {

@@ -9,6 +9,7 @@
 
 #include "block/block_job.h"
 #include "block/blockdev.h"
+#include "util/dirty_bitmap.h"
 
 #define MAX_ACTIONS 32
 
@@ -24,7 +25,8 @@ static const char *const our_actions[] = {
 
 /* How to undo one action that went through. */
 struct undo {
-    struct blockdev *bd;            /* bitmap actions: the node's image */
+    const char *node;               /* bitmap actions: the node, found again when undoing (a backup
+                                     * later in the list may have taken and closed its image) */
     const char *bitmap;
     struct dirty_bitmap *cleared;   /* a clear's bits, NULL for an add */
     struct block_job *job;          /* a backup started */
@@ -83,7 +85,7 @@ static void run_bitmap_clear(struct qmp_server *s, json_t *data, struct undo *u,
     if (bd && blockdev_bitmap_clear_taking(bd, name, &u->cleared, &err) < 0) {
         qmp_fail(r, QMP_GENERIC, "%s", err.msg);
     } else if (bd) {
-        *u = (struct undo){ bd, name, u->cleared, NULL };
+        *u = (struct undo){ json_string_value(json_object_get(data, "node")), name, u->cleared, NULL };
     }
 }
 
@@ -100,7 +102,7 @@ static void run_action(struct qmp_server *s, json_t *action, struct undo *u, str
     } else if (!strcmp(type, "block-dirty-bitmap-add")) {
         qmp_bitmap_add(s, data, r);
         if (!r->err_class) {
-            *u = (struct undo){ qmp_bitmap_node(s, json_string_value(json_object_get(data, "node")), r),
+            *u = (struct undo){ json_string_value(json_object_get(data, "node")),
                                 json_string_value(json_object_get(data, "name")), NULL, NULL };
         }
     } else if (!strcmp(type, "block-dirty-bitmap-clear")) {
@@ -114,12 +116,24 @@ static void run_action(struct qmp_server *s, json_t *action, struct undo *u, str
     json_decref(empty);
 }
 
-static void undo(struct undo *u, bool commit)
+/* The node's image now, NULL when a job holds it. */
+static struct blockdev *undo_image(struct qmp_server *s, const struct undo *u)
 {
-    if (u->cleared) {
-        blockdev_bitmap_untake(u->bd, u->bitmap, u->cleared, !commit);
-    } else if (u->bd && !commit) {
-        blockdev_bitmap_remove(u->bd, u->bitmap, NULL);
+    struct qmp_reply scratch = { 0 };
+    struct blockdev *bd = u->node ? qmp_bitmap_node(s, u->node, &scratch) : NULL;
+    json_decref(scratch.ret);
+    return bd;
+}
+
+static void undo(struct qmp_server *s, struct undo *u, bool commit)
+{
+    struct blockdev *bd = undo_image(s, u);
+    if (u->cleared && bd) {
+        blockdev_bitmap_untake(bd, u->bitmap, u->cleared, !commit);
+    } else if (u->cleared) {
+        dirty_bitmap_free(u->cleared);      /* the image went with its bitmap */
+    } else if (bd && !commit) {
+        blockdev_bitmap_remove(bd, u->bitmap, NULL);
     }
     if (u->job && !commit) {
         block_job_cancel(u->job, true, NULL);
@@ -147,6 +161,6 @@ void qmp_transaction(struct qmp_server *s, json_t *args, struct qmp_reply *r)
     }
     bool commit = !r->err_class;
     for (size_t i = done; i-- > 0;) {
-        undo(&undos[i], commit);
+        undo(s, &undos[i], commit);
     }
 }
