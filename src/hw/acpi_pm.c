@@ -45,10 +45,12 @@ static uint32_t timer(struct acpi_pm *pm)
     return (uint32_t)ticks & 0xffffff;  /* 24 bits, as the FADT says (TMR_VAL_EXT clear) */
 }
 
-/* The block as 12 bytes: PM1_STS, PM1_EN, PM1_CNT, reserved, PM_TMR. */
-static uint8_t block_byte(struct acpi_pm *pm, uint64_t offset)
+/* The block as 12 bytes: PM1_STS, PM1_EN, PM1_CNT, reserved, PM_TMR.
+ * tmr is sampled once per access: a byte-wise sample would tear a 32-bit
+ * read across a carry (0xff then 0x100 read as 0x1ff), and Linux's
+ * acpi_pm clocksource would see time jump and go back. */
+static uint8_t block_byte(const struct acpi_pm *pm, uint64_t offset, uint32_t tmr)
 {
-    uint32_t tmr = offset >= 8 ? timer(pm) : 0;
     switch (offset) {
     case 0: case 1: return (uint8_t)(pm->pm1_sts >> (8 * offset));
     case 2: case 3: return (uint8_t)(pm->pm1_en >> (8 * (offset - 2)));
@@ -63,8 +65,9 @@ uint64_t acpi_pm_read(void *opaque, uint64_t offset, unsigned size)
     struct acpi_pm *pm = opaque;
     uint64_t v = 0;
     pthread_mutex_lock(&pm->lock);
+    uint32_t tmr = offset + size > 8 ? timer(pm) : 0;
     for (unsigned i = 0; i < size && offset + i < ACPI_PM_BLOCK_LEN; i++) {
-        v |= (uint64_t)block_byte(pm, offset + i) << (8 * i);
+        v |= (uint64_t)block_byte(pm, offset + i, tmr) << (8 * i);
     }
     pthread_mutex_unlock(&pm->lock);
     return v;

@@ -35,10 +35,12 @@ static void power_off(void *opaque)
     ((struct probe *)opaque)->power_offs++;
 }
 
-static uint64_t fake_ns;
+static uint64_t fake_ns, fake_step_ns;
 static uint64_t fake_clock(void)
 {
-    return fake_ns;
+    uint64_t now = fake_ns;
+    fake_ns += fake_step_ns;
+    return now;
 }
 
 static void init(struct acpi_pm *pm, struct probe *p)
@@ -130,6 +132,22 @@ static void test_gpe_and_timer(void **state)
     acpi_pm_destroy(&pm);
 }
 
+/* A 32-bit read of the timer is one sample: with a clock that moves one
+ * tick per look, from tick 255, a byte-wise read gave 0x1ff (the low byte
+ * before the carry, the next one after it). */
+static void test_timer_read_not_torn(void **state)
+{
+    struct acpi_pm pm;
+    struct probe p;
+    init(&pm, &p);
+    fake_ns = 71300;                        /* tick 255; 280 ns later, tick 256 */
+    fake_step_ns = 280;
+    uint64_t v = acpi_pm_read(&pm, 8, 4);
+    fake_step_ns = 0;
+    assert_true(v == 0xff || v == 0x100);
+    acpi_pm_destroy(&pm);
+}
+
 static void ejected(void *opaque, int slot)
 {
     struct probe *p = opaque;
@@ -201,6 +219,7 @@ int main(void)
         cmocka_unit_test(test_s5_powers_off),
         cmocka_unit_test(test_power_button_raises_sci),
         cmocka_unit_test(test_gpe_and_timer),
+        cmocka_unit_test(test_timer_read_not_torn),
         cmocka_unit_test(test_hotplug_registers),
         cmocka_unit_test(test_bare_machine_s5),
     };
