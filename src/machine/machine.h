@@ -158,6 +158,11 @@ int machine_disk_overlay(struct machine *m, int i, const char *file, struct erro
  * destination (created with cfg->incoming) takes them over before its
  * guest runs; a source whose migration failed takes them back. */
 int machine_disks_inactivate(struct machine *m, struct error *err);
+/* An outgoing migration runs from start to its thread's end: meanwhile
+ * what would change the devices or disks it sends (device_add/_del, disk
+ * jobs, overlays, resizes) is refused, as QEMU refuses it. */
+void machine_set_migrating(struct machine *m, bool on);
+bool machine_migrating(const struct machine *m);
 int machine_disks_activate(struct machine *m, struct error *err);
 
 /* Disk i as the host of a block job (block/block_job.h): its top image,

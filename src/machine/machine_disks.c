@@ -72,9 +72,32 @@ static int switch_to_overlay(struct machine *m, int i, struct virtio_blk *blk, c
     return ret;
 }
 
+void machine_set_migrating(struct machine *m, bool on)
+{
+    __atomic_store_n(&m->migrating, on, __ATOMIC_SEQ_CST);
+}
+
+bool machine_migrating(const struct machine *m)
+{
+    return __atomic_load_n(&m->migrating, __ATOMIC_SEQ_CST);
+}
+
+/* QEMU's op blocker words for a node a migration holds. */
+static int refuse_while_migrating(struct machine *m, int i, struct error *err)
+{
+    if (!machine_migrating(m)) {
+        return 0;
+    }
+    return error_set(err, -EBUSY, "Node 'disk%d' is busy: block device is in use by migration", i);
+}
+
 int machine_disk_overlay(struct machine *m, int i, const char *file, struct error *err)
 {
     struct blockdev *old = m->disks[i];
+    int busy = refuse_while_migrating(m, i, err);
+    if (busy < 0) {
+        return busy;
+    }
     if (blockdev_is_read_only(old)) {
         return error_set(err, -EROFS, "Device 'disk%d' is read only", i);
     }
@@ -105,6 +128,10 @@ int machine_disk_overlay(struct machine *m, int i, const char *file, struct erro
 int machine_disk_resize(struct machine *m, int i, uint64_t size, struct error *err)
 {
     struct blockdev *bd = m->disks[i];
+    int busy = refuse_while_migrating(m, i, err);
+    if (busy < 0) {
+        return busy;
+    }
     if (blockdev_is_read_only(bd)) {
         return error_set(err, -EROFS, "Device 'disk%d' is read only", i);
     }
@@ -181,6 +208,10 @@ int machine_disk_job_host(struct machine *m, int i, struct block_job_host *out, 
 {
     if (i < 0 || i >= m->cfg->ndisks || !m->disks[i]) {
         return error_set(err, -ENODEV, "No disk %d", i);
+    }
+    int busy = refuse_while_migrating(m, i, err);
+    if (busy < 0) {
+        return busy;
     }
     m->disk_refs[i] = (struct machine_disk_ref){ m, i };
     *out = (struct block_job_host){ job_top, job_drain_begin, job_drain_end, job_replace, &m->disk_refs[i] };

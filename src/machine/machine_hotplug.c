@@ -134,6 +134,9 @@ int machine_device_add_virtio_blk(struct machine *m, const char *id, const char 
         /* Its log has no such event, and replay has no virtio-pci. */
         return error_set(err, -ENOTSUP, "device_add is not supported in record/replay mode");
     }
+    if (machine_migrating(m)) {
+        return error_set(err, -EBUSY, "device_add not allowed while migrating");
+    }
     if (find_id(m, id)) {
         return error_set(err, -EEXIST, "Duplicate device ID '%s'", id);
     }
@@ -173,6 +176,9 @@ int machine_device_del(struct machine *m, const char *id, struct error *err)
     struct hotplugged *h = find_id(m, id);
     if (!h) {
         return error_set(err, -ENODEV, "Device '%s' not found", id);
+    }
+    if (machine_migrating(m)) {
+        return error_set(err, -EBUSY, "device_del not allowed while migrating");
     }
     if (h->unplug_requested) {
         return error_set(err, -EALREADY, "Device %s is already in the process of unplug", id);

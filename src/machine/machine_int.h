@@ -98,6 +98,7 @@ struct machine {
     bool reset_pending;             /* host reset asked for while paused */
     bool host_reset;                /* the reset now requested is the host's */
     bool memory_lost;               /* guest RAM was unreadable: only a reset goes on */
+    bool migrating;                 /* an outgoing migration runs (atomic: its thread ends it) */
     int exit_status;
     struct snapshot_chain snaps;
     /* The boot files as read at creation: a reset loads these (as QEMU

@@ -786,6 +786,7 @@ static int precopy(struct migration_source *s)
 
 static void finish(struct migration_source *s, int ret)
 {
+    machine_set_migrating(s->m, false);
     guest_memory_dirty_stop(s->mem);
     mig_disk_tx_free(s->disks);     /* its trackers go before the images may close */
     s->disks = NULL;
@@ -883,7 +884,9 @@ int migration_source_start(struct migration_source **out, struct machine *m, int
     if (s->h.status) {
         s->h.status(s->h.opaque, MIGRATION_SETUP);
     }
+    machine_set_migrating(m, true);
     if (pthread_create(&s->thread, NULL, source_main, s) != 0) {
+        machine_set_migrating(m, false);
         s->finished = true;
         migration_source_free(s);
         return error_set(err, -EAGAIN, "cannot start the migration thread");

@@ -527,6 +527,32 @@ static void test_cancel(void **state)
     run_free(&r);
 }
 
+/* While the migration runs, what would change the devices it sends is
+ * refused with QEMU's words; once it is over, not any more (disks:
+ * test_migration_disks). */
+static void test_changes_refused_while_migrating(void **state)
+{
+    struct run r;
+    struct error err = { 0 };
+    int fds[2];
+    socket_pair(fds);
+    run_init(&r, &bare_config, 1000);
+    r.p.max_bandwidth = 4ull << 20;     /* 8 MiB of data: about 2 s */
+    run_start(&r, fds);
+    assert_true(machine_migrating(r.a));
+    assert_int_equal(machine_device_add_virtio_blk(r.a, "hd1", "n0", &err), -EBUSY);
+    assert_string_equal(err.msg, "device_add not allowed while migrating");
+    error_clear(&err);
+    assert_int_equal(machine_device_del(r.a, "nothing", &err), -ENODEV);     /* QEMU looks it up first */
+    error_clear(&err);
+    assert_int_equal(migration_source_cancel(r.s), 0);
+    run_wait(&r);
+    assert_false(machine_migrating(r.a));
+    assert_int_equal(machine_device_add_virtio_blk(r.a, "hd1", "n0", &err), -ENOENT);   /* no such node */
+    error_clear(&err);
+    run_free(&r);
+}
+
 /* A relay between source and destination that corrupts one byte of the
  * forward stream at offset at, or cuts it there. */
 struct relay {
@@ -1027,6 +1053,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_same_host_memfd),
         cmocka_unit_test(test_wrong_destination_refused),
         cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_changes_refused_while_migrating),
         cmocka_unit_test(test_corrupt_stream),
         cmocka_unit_test(test_truncated_stream),
         cmocka_unit_test(test_postcopy_socketpair),

@@ -23,6 +23,7 @@
 #include <cmocka.h>
 
 #include "../machine/bare_machine.h"
+#include "block/block_job.h"
 #include "block/blockdev.h"
 #include "migration/migration.h"
 
@@ -267,6 +268,37 @@ static void test_failed_migration_takes_disks_back(void **state)
     machine_close_disks(b);
     bare_destroy(a);
     bare_destroy(b);
+}
+
+/* A disk a migration sends is not changed under it: jobs, overlays and
+ * resizes are refused with QEMU's op blocker words while the machine
+ * migrates (test_migration checks a migration sets that), and go again
+ * after. */
+static void test_disk_changes_refused_while_migrating(void **state)
+{
+    struct machine_config cfg = disk_config();
+    struct machine *a = bare_machine(&cfg);
+    struct error err = { 0 };
+    struct block_job_host host;
+    char overlay[128];
+    a->disks[0] = open_disk(0);
+    snprintf(overlay, sizeof(overlay), "%s/refused-overlay.qcow2", dir);
+    machine_set_migrating(a, true);
+    const char *busy = "Node 'disk0' is busy: block device is in use by migration";
+    assert_int_equal(machine_disk_job_host(a, 0, &host, &err), -EBUSY);
+    assert_string_equal(err.msg, busy);
+    error_clear(&err);
+    assert_int_equal(machine_disk_resize(a, 0, 64ull << 20, &err), -EBUSY);
+    assert_string_equal(err.msg, busy);
+    error_clear(&err);
+    assert_int_equal(machine_disk_overlay(a, 0, overlay, &err), -EBUSY);
+    assert_string_equal(err.msg, busy);
+    error_clear(&err);
+    assert_int_equal(access(overlay, F_OK), -1);       /* nothing created */
+    machine_set_migrating(a, false);
+    assert_int_equal(machine_disk_job_host(a, 0, &host, &err), 0);
+    machine_close_disks(a);
+    bare_destroy(a);
 }
 
 /* ---- persistent bitmaps on shared storage ---- */
@@ -667,6 +699,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_shared_disk_handover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_migration_takes_disks_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_disk_changes_refused_while_migrating, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bitmap_handover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_overlay_only, overlay_setup, overlay_teardown),
         cmocka_unit_test_setup_teardown(test_overlay_live, overlay_setup, overlay_teardown),
