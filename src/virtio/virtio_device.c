@@ -158,7 +158,9 @@ void virtio_device_complete(struct virtio_device *d, int q, uint16_t head, uint3
 void virtio_device_handle_notify(struct virtio_device *d, int q)
 {
     pthread_mutex_lock(&d->lock);
-    if (q >= 0 && q < d->nqueues && virtio_device_running(d) && d->vqs[q].ready) {
+    if (q >= 0 && q < d->nqueues && d->quiesced) {
+        d->notified_while_quiesced |= 1ull << q;
+    } else if (q >= 0 && q < d->nqueues && virtio_device_running(d) && d->vqs[q].ready) {
         d->ops->queue_notify(d, q);
     }
     pthread_mutex_unlock(&d->lock);
@@ -242,6 +244,7 @@ int virtio_device_load(struct virtio_device *d, struct state_buf *b, struct erro
 void virtio_device_quiesce(struct virtio_device *d)
 {
     pthread_mutex_lock(&d->lock);
+    d->quiesced = true;
     if (d->ops->quiesce) {
         d->ops->quiesce(d);
     }
@@ -251,10 +254,18 @@ void virtio_device_quiesce(struct virtio_device *d)
 void virtio_device_resume(struct virtio_device *d)
 {
     pthread_mutex_lock(&d->lock);
+    d->quiesced = false;
+    uint64_t notified = d->notified_while_quiesced;
+    d->notified_while_quiesced = 0;
     if (d->ops->resume) {
         d->ops->resume(d);
     }
     pthread_mutex_unlock(&d->lock);
+    for (int q = 0; q < d->nqueues; q++) {
+        if (notified & (1ull << q)) {
+            virtio_device_handle_notify(d, q);
+        }
+    }
 }
 
 void virtio_device_kick_queues(struct virtio_device *d)

@@ -75,6 +75,11 @@ struct virtio_device {
     uint32_t config_generation;
     int nqueues;
     struct virtqueue vqs[VIRTIO_MAX_QUEUES];
+    /* Paused with its machine: notified requests are left in the rings
+     * (a migration sends them as they are) and the queues notified
+     * meanwhile (a bit each) are served at resume. */
+    bool quiesced;
+    uint64_t notified_while_quiesced;
 
     const struct virtio_transport_ops *transport;
     void *transport_opaque;

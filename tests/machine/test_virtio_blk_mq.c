@@ -219,6 +219,30 @@ static void test_request_completes_on_its_queue(void **state)
     rig_destroy(r);
 }
 
+/* A paused machine's device takes no request: one notified while it is
+ * quiesced stays in the ring (a migration sends it as it is, and the
+ * saved last_avail_idx does not count it) and is served at resume. It
+ * used to be served at once, after the migration had sent the RAM it
+ * writes to. */
+static void test_quiesced_device_leaves_requests(void **state)
+{
+    struct rig *r = rig_create(2);
+    drive(r);
+    virtio_device_quiesce(&r->blk.dev);
+    post_read(r, 1, 12288);
+    virtio_pci_bar_write(&r->pci, VIRTIO_PCI_NOTIFY + 1u * VIRTIO_PCI_NOTIFY_MULTIPLIER, 2, 1);
+    drain(r);
+    assert_int_equal(used_idx(r, 1), 0);
+    assert_int_equal(r->blk.dev.vqs[1].last_avail_idx, 0);
+    assert_int_equal(*(uint8_t *)guest_memory_ptr(&r->mem, STATUS_GPA, 1), 0xff);
+    virtio_device_resume(&r->blk.dev);
+    drain(r);
+    assert_int_equal(used_idx(r, 1), 1);
+    assert_int_equal(used_idx(r, 0), 0);
+    assert_read_ok(r, 12288);
+    rig_destroy(r);
+}
+
 static void test_hostile_queues_refused(void **state)
 {
     struct virtio_blk b;
@@ -346,6 +370,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_features_and_config),
         cmocka_unit_test(test_request_completes_on_its_queue),
+        cmocka_unit_test(test_quiesced_device_leaves_requests),
         cmocka_unit_test(test_hostile_queues_refused),
         cmocka_unit_test(test_queues_survive_save_and_load),
         cmocka_unit_test(test_mmio_one_line),
