@@ -243,7 +243,10 @@ static int take_qmp_members(json_t *obj, struct blockdev_added *out, struct erro
     return 0;
 }
 
-/* Replaces a child given by node name with that node's options. */
+/* Replaces a child given by node name with that node's options, and the
+ * children that node names itself with theirs, down to its protocol node
+ * (a node names only nodes added before it: no cycle). Its "backing" by
+ * name goes: it is its image's own, checked when it was added. */
 static int resolve_child(json_t *obj, const char *key, const struct blockdev_add_children *c, char *name_out,
                          struct error *err)
 {
@@ -258,6 +261,15 @@ static int resolve_child(json_t *obj, const char *key, const struct blockdev_add
     snprintf(name_out, BLOCKDEV_NODE_NAME_MAX, "%s", name);
     json_t *copy = json_deep_copy(opts);
     json_object_del(copy, "node-name");
+    if (json_is_string(json_object_get(copy, "backing"))) {
+        json_object_del(copy, "backing");
+    }
+    char inner[BLOCKDEV_NODE_NAME_MAX];
+    int ret = resolve_child(copy, "file", c, inner, err);
+    if (ret < 0) {
+        json_decref(copy);
+        return ret;
+    }
     json_object_set_new(obj, key, copy);
     return 0;
 }
