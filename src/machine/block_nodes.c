@@ -47,6 +47,50 @@ static struct blockdev *image_of(void *opaque, const char *name)
     return i < 0 ? NULL : t->nodes[i]->node.bd;
 }
 
+/* The parent that uses name as its child (key "file" or "backing"), if any. */
+static struct block_node *parent_of(struct block_node_table *t, const char *name, bool backing)
+{
+    for (int i = 0; i < t->count; i++) {
+        const char *child = backing ? t->nodes[i]->node.backing_child : t->nodes[i]->node.file_child;
+        if (!strcmp(child, name)) {
+            return t->nodes[i];
+        }
+    }
+    return NULL;
+}
+
+int block_nodes_check_writer(struct block_node_table *t, const struct block_node *n, const char *user,
+                             const char *role, struct error *err)
+{
+    const struct block_node *p = parent_of(t, n->name, false);
+    if (p && !p->node.read_only) {
+        return error_set(err, -EPERM, "Permission conflict on node '%s': permissions '%s' are both required by "
+                         "node '%s' (uses node '%s' as 'file' child) and unshared by %s (uses node '%s' as '%s' "
+                         "child).", n->name, strcmp(role, "file") ? "write" : "write, resize", p->name, n->name,
+                         user, n->name, role);
+    }
+    if (n->device[0]) {
+        return error_set(err, -EPERM, "Permission conflict on node '%s': permissions 'write' are both required by "
+                         "block device '/machine/peripheral/%s/virtio-backend' (uses node '%s' as 'root' child) "
+                         "and unshared by %s (uses node '%s' as '%s' child).", n->name, n->device, n->name, user,
+                         n->name, role);
+    }
+    return 0;
+}
+
+/* A writable node over a named file child: nobody else may write that. */
+static int check_file_child(struct block_node_table *t, json_t *args, const char *name, struct error *err)
+{
+    const char *file = json_string_value(json_object_get(args, "file"));
+    int i = file ? find_index(t, file) : -1;
+    if (i < 0 || json_is_true(json_object_get(args, "read-only"))) {
+        return 0;
+    }
+    char user[BLOCKDEV_NODE_NAME_MAX + 16];
+    snprintf(user, sizeof(user), "node '%s'", name);
+    return block_nodes_check_writer(t, t->nodes[i], user, "file", err);
+}
+
 int block_nodes_add(struct block_node_table *t, json_t *args, struct error *err)
 {
     const char *name = json_string_value(json_object_get(args, "node-name"));
@@ -62,6 +106,9 @@ int block_nodes_add(struct block_node_table *t, json_t *args, struct error *err)
     }
     struct blockdev_add_children children = { options_of, image_of, t };
     int ret = blockdev_add_open(args, &children, &n->node, err);
+    if (ret == 0 && (ret = check_file_child(t, args, name, err)) < 0) {
+        blockdev_close(n->node.bd);
+    }
     if (ret < 0) {
         free(n);
         return ret;
@@ -90,17 +137,6 @@ int block_nodes_reopen(struct block_node_table *t, struct block_node *n, struct 
     return ret;
 }
 
-/* The parent that uses name as its child (key "file" or "backing"), if any. */
-static struct block_node *parent_of(struct block_node_table *t, const char *name, bool backing)
-{
-    for (int i = 0; i < t->count; i++) {
-        const char *child = backing ? t->nodes[i]->node.backing_child : t->nodes[i]->node.file_child;
-        if (!strcmp(child, name)) {
-            return t->nodes[i];
-        }
-    }
-    return NULL;
-}
 
 static void node_free(struct block_node *n)
 {
@@ -143,10 +179,16 @@ void block_nodes_close_all(struct block_node_table *t)
     }
 }
 
-int block_node_attach(struct block_node *n, const char *device, struct error *err)
+int block_node_attach(struct block_node_table *t, struct block_node *n, const char *device, struct error *err)
 {
     if (n->device[0]) {
         return error_set(err, -EBUSY, "Node '%s' is already in use by '%s'", n->name, n->device);
+    }
+    char user[160];
+    snprintf(user, sizeof(user), "block device '/machine/peripheral/%s/virtio-backend'", device);
+    int conflict = n->node.read_only ? 0 : block_nodes_check_writer(t, n, user, "root", err);
+    if (conflict < 0) {
+        return conflict;
     }
     snprintf(n->device, sizeof(n->device), "%s", device);
     return 0;

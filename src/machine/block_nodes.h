@@ -45,9 +45,17 @@ int block_nodes_del(struct block_node_table *t, const char *name, struct error *
 /* At the machine's end: every node closed, parents first. */
 void block_nodes_close_all(struct block_node_table *t);
 
+/* QEMU's permission conflict when user ("node 'q1'", "block device
+ * '/machine/peripheral/d1/virtio-backend'"), using n as its role ("file",
+ * "root") child, would write n while a writable parent node or a device
+ * writes it: two writers of one node corrupt it (two qcow2 allocators on
+ * one file, guest writes inside an image's file). */
+int block_nodes_check_writer(struct block_node_table *t, const struct block_node *n, const char *user,
+                             const char *role, struct error *err);
+
 /* A device takes the node (drive=) and gives it back. -EBUSY with QEMU's
- * words when another device has it. */
-int block_node_attach(struct block_node *n, const char *device, struct error *err);
+ * words when another device has it, -EPERM when a parent node writes it. */
+int block_node_attach(struct block_node_table *t, struct block_node *n, const char *device, struct error *err);
 void block_node_detach(struct block_node *n);
 
 /* A backup job takes the node's image as its target and closes it (a

@@ -153,7 +153,7 @@ int machine_device_add_virtio_blk(struct machine *m, const char *id, const char 
                          HOTPLUG_DRIVER);
     }
     snprintf(h->id, sizeof(h->id), "%s", id);
-    int ret = block_node_attach(n, id, err);
+    int ret = block_node_attach(machine_block_nodes(m), n, id, err);
     if (ret < 0) {
         memset(h, 0, sizeof(*h));
         return ret;

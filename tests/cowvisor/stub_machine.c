@@ -190,7 +190,7 @@ int machine_device_add_virtio_blk(struct machine *m, const char *id, const char 
     if (free_entry < 0) {
         return error_set(err, -ENOSPC, "PCI: no slot/function available for virtio-blk-pci, all in use or reserved");
     }
-    int ret = block_node_attach(n, id, err);
+    int ret = block_node_attach(machine_block_nodes(m), n, id, err);
     if (ret == 0) {
         snprintf(m->hotplug[free_entry].id, sizeof(m->hotplug[0].id), "%s", id);
         m->hotplug[free_entry].node = n;
