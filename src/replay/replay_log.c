@@ -15,7 +15,7 @@
 static const char *const kind_names[] = {
     [REPLAY_EV_CLOCK] = "clock", [REPLAY_EV_ENTROPY] = "entropy", [REPLAY_EV_CONSOLE] = "console input",
     [REPLAY_EV_NET] = "network frame", [REPLAY_EV_BLOCK] = "block completion", [REPLAY_EV_EXIT] = "exit",
-    [REPLAY_EV_IRQ] = "interrupt",
+    [REPLAY_EV_IRQ] = "interrupt", [REPLAY_EV_SNAPSHOT] = "snapshot", [REPLAY_EV_STATUS] = "exit status",
 };
 
 const char *replay_event_kind_name(unsigned kind)
@@ -263,10 +263,11 @@ int replay_reader_begin(struct replay_reader *r, int fd, struct replay_header *h
     }
     memset(h, 0, sizeof(*h));
     h->version = get_u32(head + 8);
-    if (h->version != REPLAY_LOG_VERSION) {
-        return error_set(err, -EPROTO, "replay log version %u is not supported (this cowvisor reads %u)",
+    if (h->version < 1 || h->version > REPLAY_LOG_VERSION) {
+        return error_set(err, -EPROTO, "replay log version %u is not supported (this cowvisor reads 1 to %u)",
                          h->version, REPLAY_LOG_VERSION);
     }
+    r->version = h->version;
     h->start = get_u32(head + 12);
     h->config_hash = get_u64(head + 16);
     h->kernel_hash = get_u64(head + 24);
@@ -329,6 +330,16 @@ int replay_reader_next(struct replay_reader *r, struct replay_event *ev, struct 
     };
     switch (ev->kind) {
     case REPLAY_EV_ENTROPY: case REPLAY_EV_CONSOLE: case REPLAY_EV_NET:
+        break;
+    case REPLAY_EV_SNAPSHOT: case REPLAY_EV_STATUS:
+        if (r->version < 2) {
+            return error_set(err, -EPROTO, "replay log corrupt at byte %llu: a %s event in a version 1 log",
+                             (unsigned long long)at, replay_event_kind_name(ev->kind));
+        }
+        if (ev->len < 8 - 4 * (ev->kind == REPLAY_EV_STATUS) || ev->len > 8 + REPLAY_MAX_NAME) {
+            return error_set(err, -EPROTO, "replay log corrupt at byte %llu: a %s event of %u bytes",
+                             (unsigned long long)at, replay_event_kind_name(ev->kind), ev->len);
+        }
         break;
     case REPLAY_EV_CLOCK: case REPLAY_EV_BLOCK: case REPLAY_EV_EXIT: case REPLAY_EV_IRQ:
         if (ev->len != fixed[ev->kind]) {

@@ -163,7 +163,7 @@ static int run(enum machine_replay_mode mode, int nsteps, int bump_at, struct tr
         }
     }
     struct error end_err = { 0 };
-    *events = machine_replay_finish(m, n < nsteps ? &end_err : err);
+    *events = machine_replay_finish(m, &(int){ 0 }, n < nsteps ? &end_err : err);
     free(kr);
     bare_destroy(m);
     return n;
@@ -254,7 +254,7 @@ static void break_points(void **state)
     for (int n = 0; n < NSTEPS; n++) {
         assert_int_equal(hits[n], n == 2 || n == 11);   /* exits 3 and 12 (ordinals count from 1) */
     }
-    assert_true(machine_replay_finish(m, &err) > 0);
+    assert_true(machine_replay_finish(m, &(int){ 0 }, &err) > 0);
     free(kr);
     bare_destroy(m);
     /* Not while recording. */
@@ -262,7 +262,7 @@ static void break_points(void **state)
     assert_int_equal(machine_replay_start(m, MACHINE_REPLAY_RECORD, log_path, NULL, NULL, 0, &err), 0);
     assert_true(machine_replay_set_break(m, 100, &err) < 0);
     assert_non_null(strstr(err.msg, "only while replaying"));
-    assert_true(machine_replay_finish(m, &err) >= 0);
+    assert_true(machine_replay_finish(m, &(int){ 0 }, &err) >= 0);
     bare_destroy(m);
 }
 
@@ -286,7 +286,7 @@ static void console_end_is_remembered(void **state)
     assert_false(machine_replay_console_closed(m));     /* "z" was read, the end not yet seen */
     assert_int_equal(one_exit(m, kr, 1, 0, &t, &err), REPLAY_ACT_GO);
     assert_true(machine_replay_console_closed(m));
-    assert_true(machine_replay_finish(m, &err) > 0);
+    assert_true(machine_replay_finish(m, &(int){ 0 }, &err) > 0);
     m->console.in = -1;
     close(cons[0]);
     free(kr);
