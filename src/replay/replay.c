@@ -169,6 +169,12 @@ static bool next_is(struct replay *rp, uint8_t kind)
     return !rp->failed && rp->next_state == 1 && rp->next.kind == kind && rp->next.ordinal == rp->ordinal;
 }
 
+/* Lock held: nothing is left but how the run ended. */
+static bool log_used_up(struct replay *rp)
+{
+    return !rp->failed && (rp->next_state == 0 || (rp->next_state == 1 && rp->next.kind == REPLAY_EV_STATUS));
+}
+
 /* Lock held: what the log has next, for a divergence message. */
 static void describe_next(struct replay *rp, char *buf, size_t size)
 {
@@ -199,6 +205,15 @@ static ssize_t feed_input(void *opaque, enum host_input_source src, void *buf, s
     uint8_t kind = kind_of[src];
     pthread_mutex_lock(&rp->lock);
     if (rp->failed) {
+        goto out;
+    }
+    if (log_used_up(rp) && src != HOST_INPUT_CONSOLE && src != HOST_INPUT_NET) {
+        /* The recorded run stopped here (a signal, a quit), before this
+         * exit: the vCPU stops at it, so the guest never sees the value. */
+        if (src != HOST_INPUT_BLOCK) {
+            memset(buf, 0, len);
+        }
+        ret = src == HOST_INPUT_BLOCK ? 0 : (ssize_t)len;
         goto out;
     }
     if (!next_is(rp, kind)) {
@@ -368,8 +383,7 @@ bool replay_pending(struct replay *rp, enum replay_event_kind kind)
 bool replay_log_ended(struct replay *rp)
 {
     pthread_mutex_lock(&rp->lock);
-    bool yes = rp->mode == REPLAY_REPLAY && !rp->failed &&
-               (rp->next_state == 0 || (rp->next_state == 1 && rp->next.kind == REPLAY_EV_STATUS));
+    bool yes = rp->mode == REPLAY_REPLAY && log_used_up(rp);
     pthread_mutex_unlock(&rp->lock);
     return yes;
 }
@@ -445,7 +459,7 @@ int replay_find_snapshot(int fd, uint64_t before, struct replay_snapshot_ref *ou
     struct replay_event ev;
     int found = 0;
     int ret = replay_reader_begin(&r, fd, &h, err);
-    while (ret == 0 && (ret = replay_reader_next(&r, &ev, err)) == 1 && ev.ordinal < before) {
+    while (ret >= 0 && (ret = replay_reader_next(&r, &ev, err)) == 1 && ev.ordinal < before) {
         if (ev.kind != REPLAY_EV_SNAPSHOT) {
             continue;
         }
