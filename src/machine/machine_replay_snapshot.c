@@ -154,10 +154,12 @@ int machine_replay_snapshots_begin(struct machine *m, const char *log_file, stru
 bool machine_replay_snapshot_due(struct machine *m)
 {
     struct machine_replay *r = m->replay;
-    if (!r->snapshot_every || replay_mode(r->rp) != REPLAY_RECORD || replay_ordinal(r->rp) < r->snapshot_next) {
+    /* Once: exits the vCPU finishes before it parks must not ask again. */
+    if (!r->snapshot_every || replay_mode(r->rp) != REPLAY_RECORD || replay_ordinal(r->rp) < r->snapshot_next ||
+        __atomic_load_n(&r->snapshot_wanted, __ATOMIC_ACQUIRE)) {
         return false;
     }
-    __atomic_store_n(&r->snapshot_wanted, true, __ATOMIC_RELAXED);
+    __atomic_store_n(&r->snapshot_wanted, true, __ATOMIC_RELEASE);
     return true;
 }
 
@@ -170,27 +172,33 @@ int machine_replay_snapshot(struct machine *m, struct error *err)
     snprintf(path, sizeof(path), "%s/%" PRIu64, r->snap_dir, at);
     /* A diff only on our own last one (a QMP snapshot meanwhile moved the chain). */
     bool diff = r->snapshots % FULL_EVERY != 0 && strcmp(m->snaps.last_dir, r->last_snapshot) == 0;
+    int ret = 0;
     if (mkdir(r->snap_dir, 0755) < 0 && errno != EEXIST) {
-        return error_set_errno(err, -errno, "cannot create the snapshot directory '%s'", r->snap_dir);
+        ret = error_set_errno(err, -errno, "cannot create the snapshot directory '%s'", r->snap_dir);
     }
-    int ret = machine_snapshot_files(m, path, diff, err);
+    if (ret == 0) {
+        ret = machine_snapshot_files(m, path, diff, err);
+    }
     if (ret == 0) {
         ret = replay_note_snapshot(r->rp, r->recording_id, name, err);
     }
     if (ret < 0) {
         error_prefix(err, "the time-travel snapshot at exit %" PRIu64, at);
+        r->snapshot_every = 0;      /* no more: the chain may be broken */
+        __atomic_store_n(&r->snapshot_wanted, false, __ATOMIC_RELEASE);
         return ret;
     }
     snprintf(r->last_snapshot, sizeof(r->last_snapshot), "%s", m->snaps.last_dir);
     r->snapshots++;
     r->snapshot_next = at + r->snapshot_every;
+    __atomic_store_n(&r->snapshot_wanted, false, __ATOMIC_RELEASE);
     return 0;
 }
 
 bool machine_replay_snapshot_pause(struct machine *m)
 {
     struct machine_replay *r = m->replay;
-    if (!r || !__atomic_exchange_n(&r->snapshot_wanted, false, __ATOMIC_RELAXED)) {
+    if (!r || !__atomic_load_n(&r->snapshot_wanted, __ATOMIC_ACQUIRE)) {
         return false;
     }
     bool running = m->run_state == MACHINE_RUNNING;
@@ -199,7 +207,6 @@ bool machine_replay_snapshot_pause(struct machine *m)
     struct error err = { 0 };
     if (machine_replay_snapshot(m, &err) < 0) {
         log_warn("--record: %s; no more time-travel snapshots", err.msg);
-        r->snapshot_every = 0;
     }
     if (running) {
         machine_unquiesce(m);
@@ -243,6 +250,7 @@ int machine_replay_travel(struct machine *m, const char *log_file, uint64_t befo
         return ret;
     }
     pit_set_time(&r->pit, r->clock.ticks);
+    machine_forget_snapshot_chain(m);   /* a replay takes no snapshots: no dirty logging */
     if (m->vm.vm_fd >= 0) {
         m->vm.vcpus[0].run->request_interrupt_window = r->window;
     }

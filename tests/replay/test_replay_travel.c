@@ -280,6 +280,31 @@ static void snapshots_are_optional(void **state)
     assert_int_equal(rep.events, rec.events);
 }
 
+/* A snapshot that cannot be written ends the snapshots, not the recording. */
+static void a_failed_snapshot_stops_snapshots(void **state)
+{
+    (void)state;
+    struct error err = { 0 };
+    char path[160];
+    snprintf(path, sizeof(path), "%s/run.log.snap", dir);
+    struct machine *m = started(MACHINE_REPLAY_RECORD, 0, EVERY);
+    FILE *f = fopen(path, "w");     /* in the way of the snapshots' directory */
+    assert_non_null(f);
+    fclose(f);
+    for (int i = 0; i < EVERY; i++) {
+        replay_advance(m->replay->rp);
+    }
+    assert_true(machine_replay_snapshot_due(m));
+    assert_true(machine_replay_snapshot(m, &err) < 0);
+    assert_non_null(strstr(err.msg, "the time-travel snapshot at exit 5"));
+    for (int i = 0; i < 2 * EVERY; i++) {
+        replay_advance(m->replay->rp);
+    }
+    assert_false(machine_replay_snapshot_due(m));
+    assert_int_equal(machine_replay_finish(m, &(int){ 0 }, &err), 0);    /* no inputs, no exits */
+    bare_destroy(m);
+}
+
 /* The replay exits as the recorded run did. */
 static void the_recorded_status_comes_back(void **state)
 {
@@ -318,6 +343,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(break_point_replays_from_the_last_snapshot, setup, teardown),
         cmocka_unit_test_setup_teardown(bad_snapshots_are_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(snapshots_are_optional, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_failed_snapshot_stops_snapshots, setup, teardown),
         cmocka_unit_test_setup_teardown(the_recorded_status_comes_back, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
