@@ -116,7 +116,8 @@ struct replay_reader {
     uint32_t version;           /* the header's */
     uint64_t events;
     uint64_t last_ordinal;
-    uint8_t *payload;           /* REPLAY_MAX_PAYLOAD bytes */
+    uint8_t *event;             /* an event's head and payload, one CRC over them */
+    uint8_t *payload;           /* in event: REPLAY_MAX_PAYLOAD bytes */
 };
 
 int replay_reader_begin(struct replay_reader *r, int fd, struct replay_header *h, struct error *err);
