@@ -24,6 +24,7 @@
 #include <cmocka.h>
 
 #include "../machine/bare_machine.h"
+#include "../machine/file_damage.h"
 #include "fake_exits.h"
 #include "vmm/host_input.h"
 
@@ -216,42 +217,34 @@ static void refused(uint64_t break_at, const char *want1, const char *want2)
     bare_destroy(m);
 }
 
-static void flip_byte(const char *path, off_t off)
+/* Recorded twice: part of the second recording's snapshots ("" for all)
+ * replaced by the first one's. */
+static void record_with_old(const char *part)
 {
-    int fd = open(path, O_RDWR);
-    uint8_t b;
-    assert_true(fd >= 0);
-    assert_int_equal(pread(fd, &b, 1, off), 1);
-    b ^= 0x40;
-    assert_int_equal(pwrite(fd, &b, 1, off), 1);
-    close(fd);
+    char cmd[400];
+    record(0);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s/old.snap && cp -r %s/run.log.snap %s/old.snap", dir, dir, dir);
+    assert_int_equal(system(cmd), 0);
+    record(0);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s/run.log.snap%s && mv %s/old.snap%s %s/run.log.snap%s", dir, part, dir, part,
+             dir, part);
+    assert_int_equal(system(cmd), 0);
 }
 
 static void bad_snapshots_are_refused(void **state)
 {
     (void)state;
-    char path[192], cmd[400];
-    record(0);
+    char path[192];
     /* Another recording's snapshots in their place (the same guest, the
-     * same exits). */
-    snprintf(cmd, sizeof(cmd), "cp -r %s/run.log.snap %s/old.snap", dir, dir);
-    assert_int_equal(system(cmd), 0);
-    record(0);
-    snprintf(cmd, sizeof(cmd), "rm -rf %s/run.log.snap && mv %s/old.snap %s/run.log.snap", dir, dir, dir);
-    assert_int_equal(system(cmd), 0);
+     * same exits), or only the diff parent of exit 15's. */
+    record_with_old("");
     refused(BREAK_AT, "the snapshot taken at exit 15", "holds exit 15 of another recording");
-    /* Its diff parent replaced. */
-    record(0);
-    snprintf(cmd, sizeof(cmd), "cp -r %s/run.log.snap %s/old.snap", dir, dir);
-    assert_int_equal(system(cmd), 0);
-    record(0);
-    snprintf(cmd, sizeof(cmd), "rm -rf %s/run.log.snap/10 && mv %s/old.snap/10 %s/run.log.snap/10", dir, dir, dir);
-    assert_int_equal(system(cmd), 0);
+    record_with_old("/10");
     refused(BREAK_AT, "the snapshot taken at exit 15", "was replaced by another snapshot");
 
     record(0);
     snprintf(path, sizeof(path), "%s/memory", snap15);
-    flip_byte(path, ENTROPY_GPA + 4096 * 12 + 3);     /* written between exits 10 and 15 */
+    file_flip_byte(path, ENTROPY_GPA + 4096 * 12 + 3);     /* written between exits 10 and 15 */
     refused(BREAK_AT, "the snapshot taken at exit 15", "checksum");
 
     record(0);
@@ -264,7 +257,7 @@ static void bad_snapshots_are_refused(void **state)
     snprintf(path, sizeof(path), "%s/run.log", dir);
     struct stat st;
     assert_int_equal(stat(path, &st), 0);
-    flip_byte(path, st.st_size / 2);
+    file_flip_byte(path, st.st_size / 2);
     refused(BREAK_AT, "replay log corrupt", "CRC");
 }
 
