@@ -11,6 +11,11 @@
 #     without recording, --record and --replay; QEMU with KVM (no recording
 #     possible there) and QEMU TCG record. Ratios: cowvisor record/plain
 #     (target <= 1.2), replay/record (target <= 1), QEMU TCG record/cowvisor record.
+#  4. Time travel (no KVM needed): a bare machine's full snapshot, a diff after
+#     1% of the pages changed, and a replay's travel to it (restore + log
+#     scan), with RAM written all over and untouched; beside it QEMU 7.2's
+#     savevm and -loadvm of an untouched guest of the same size (its record/
+#     replay snapshots are savevm snapshots), each minus QEMU's start-up.
 #   bench/replay.sh [build-dir]      (default: build)
 set -euo pipefail
 build=${1:-build}
@@ -35,6 +40,25 @@ print("%.3f" % statistics.median(t))
 PY
 }
 ratio() { python3 -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); print('%.2f' % (a / b) if b else 'n/a')" "$1" "$2"; }
+
+travel() {  # section 4, before the KVM-only parts
+    echo "-- 4. time travel: snapshots and the travel to one (512 MiB of RAM)"
+    "$build/bench/replay_travel_bench" 512 "$dir"
+    "$build/bench/replay_travel_bench" 512 "$dir" untouched
+    if command -v "$QEMU" >/dev/null && command -v qemu-img >/dev/null; then
+        qemu-img create -q -f qcow2 "$dir/vm.qcow2" 64M
+        local q=("$QEMU" -M pc -m 512 -nodefaults -display none -S -drive "file=$dir/vm.qcow2,if=virtio")
+        local base save load
+        base=$(wall bash -c "echo quit | ${q[*]} -monitor stdio")
+        save=$(wall bash -c "printf 'savevm tt\\nquit\\n' | ${q[*]} -monitor stdio")
+        load=$(wall bash -c "echo quit | ${q[*]} -loadvm tt -monitor stdio")
+        echo "qemu untouched RAM 512 MiB: savevm $(python3 -c "print('%.3f' % ($save - $base))")s" \
+             " -loadvm $(python3 -c "print('%.3f' % ($load - $base))")s (start-up ${base}s subtracted)"
+    else
+        echo "qemu: $QEMU or qemu-img not installed"
+    fi
+}
+travel
 
 echo "-- 2. the test guest's replay mode, 2 guest seconds"
 qemu_pc=(-M pc -nodefaults -display none -device isa-debug-exit,iobase=0xf4,iosize=4 -m 64 -no-reboot

@@ -27,12 +27,12 @@ _cowvisor()
             COMPREPLY=($(compgen -W "virtio-rng virtio-console" -- "$cur")); return ;;
         --disk)
             COMPREPLY=($(compgen -W "file=" -- "$cur")); compopt -o nospace; return ;;
-        --append|--cpus|--memory|--net|--loadvm|--name|--uuid|--replay-break)
+        --append|--cpus|--memory|--net|--loadvm|--name|--uuid|--replay-break|--record-snapshots)
             return ;;
     esac
     COMPREPLY=($(compgen -W "--kernel --initrd --append --kernel-decompress --bios --cpus --memory --disk
         --device --net --console --no-reboot --qmp --restore --loadvm --name --uuid --daemonize --pidfile --log
-        --log-level --config --sandbox --runas --chroot --incoming --record --replay --replay-break
+        --log-level --config --sandbox --runas --chroot --incoming --record --replay --replay-break --record-snapshots
         --help --version" -- "$cur"))
 }
 

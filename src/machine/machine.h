@@ -253,8 +253,17 @@ void machine_replay_query(struct machine *m, struct machine_replay_info *out);
 /* Replay only: pause after exit icount (> the current one; replaces the
  * break point there was, which a hit removes); 0 removes it. Any thread. */
 int machine_replay_set_break(struct machine *m, uint64_t icount, struct error *err);
-/* After machine_run: ends the log. Returns how many events were recorded
- * or replayed, or <0 (a divergence: err says "diverged" and where). */
-int64_t machine_replay_finish(struct machine *m, struct error *err);
+/* Record, before machine_replay_start: a time-travel snapshot every exits
+ * exits (0: none; MACHINE_REPLAY_SNAPSHOT_EVERY by default), in FILE.snap
+ * beside the log; a replay's break point starts from the last one before it. */
+#define MACHINE_REPLAY_SNAPSHOT_EVERY 1000000
+void machine_replay_set_snapshot_interval(struct machine *m, uint64_t exits);
+/* After machine_run: ends the log. *status is the run's result (>= 0: its
+ * exit status; < 0: it failed, err says why). Record logs it. Replay sets
+ * *status to the recorded run's (with its message in err when < 0): the
+ * replay exits as the recording did; a run that ended by itself with
+ * another status diverged. Returns how many events were recorded or
+ * replayed, or <0 (a divergence: err says "diverged" and where). */
+int64_t machine_replay_finish(struct machine *m, int *status, struct error *err);
 
 #endif

@@ -129,6 +129,9 @@ int machine_add_replay_devices(struct machine *m, struct error *err);
 /* What record/replay cannot do (yet), refused by name before KVM is touched. */
 int machine_replay_check_config(const struct machine_config *cfg, struct error *err);
 void machine_replay_free(struct machine *m);
+/* The main loop, when a vCPU parked itself: a time-travel snapshot it
+ * waits for is taken and the machine goes on (true), else false. */
+bool machine_replay_snapshot_pause(struct machine *m);
 /* ISA interrupt pin gsi: the user-space PIC's in record/replay mode, else KVM's. */
 struct irq_line machine_irq_line(struct machine *m, unsigned gsi);
 /* The interrupt of virtio-mmio device n: GSI 16 + n on KVM's IOAPIC, a free

@@ -154,6 +154,9 @@ int machine_replay_start(struct machine *m, enum machine_replay_mode mode, const
         return ret;
     }
     bool record = mode == MACHINE_REPLAY_RECORD;
+    if (record && (ret = machine_replay_snapshots_begin(m, file, err)) < 0) {
+        return ret;
+    }
     int fd = open(file, record ? O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC : O_RDONLY | O_CLOEXEC, 0644);
     if (fd < 0) {
         return error_set_errno(err, -errno, "%s '%s'", record ? "--record" : "--replay", file);
@@ -164,6 +167,12 @@ int machine_replay_start(struct machine *m, enum machine_replay_mode mode, const
         return ret;
     }
     r->file = strdup(file);
+    for (int i = 0; i < m->nvirtio; i++) {
+        replay_name_block_device(r->rp, m->virtio[i].dev);  /* block completions name their slot */
+    }
+    if (!record && break_at && (ret = machine_replay_travel(m, file, break_at, err)) < 0) {
+        return ret;
+    }
     __atomic_store_n(&r->break_at, record ? 0 : break_at, __ATOMIC_RELAXED);
     /* Console input reaches the guest only at exits now (machine_replay_console):
      * recorded from the console, or replayed from the log. */
@@ -210,13 +219,44 @@ bool machine_replay_at_break(struct machine *m)
     return __atomic_compare_exchange_n(&r->break_at, &at, 0, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
 }
 
-int64_t machine_replay_finish(struct machine *m, struct error *err)
+/* Replay: the recorded run's end against this one's. */
+static int replay_status_end(struct machine_replay *r, int *status, struct error *err)
+{
+    int recorded;
+    char msg[sizeof(err->msg)];
+    if (!replay_take_status(r->rp, &recorded, msg, sizeof(msg))) {
+        return 0;       /* a version 1 log: nothing to compare */
+    }
+    if (!r->ended_by_log && *status >= 0 && *status != recorded) {
+        return error_set(err, -EPROTO, "replay diverged at exit %llu: the recorded run ended with status %d, "
+                         "this one with status %d", (unsigned long long)replay_ordinal(r->rp), recorded, *status);
+    }
+    if (r->ended_by_log) {
+        *status = recorded;
+        if (recorded < 0) {
+            error_set(err, recorded, "the recorded run ended here: %s", msg);
+        }
+    }
+    return 0;
+}
+
+int64_t machine_replay_finish(struct machine *m, int *status, struct error *err)
 {
     struct machine_replay *r = m->replay;
     if (!r || !r->rp) {
         return 0;
     }
+    struct error serr = { 0 };
+    int ret = replay_mode(r->rp) == REPLAY_RECORD ? replay_note_status(r->rp, *status, err->msg, &serr)
+                                                   : replay_status_end(r, status, &serr);
     int64_t n = replay_end(r->rp, err);
     r->rp = NULL;
+    if (n >= 0 && ret < 0) {
+        *err = serr;
+        return ret;
+    }
+    if (n >= 0 && *status < 0 && serr.msg[0]) {
+        *err = serr;    /* the recorded run's failure */
+    }
     return n;
 }

@@ -4,6 +4,7 @@
 #ifndef MACHINE_MACHINE_REPLAY_H
 #define MACHINE_MACHINE_REPLAY_H
 
+#include <limits.h>
 #include <linux/kvm.h>
 
 #include "hw/i8254.h"
@@ -22,7 +23,34 @@ struct machine_replay {
     uint64_t break_at;              /* 0: none (atomic: QMP sets it while the vCPU runs) */
     uint64_t idle_since_ns;         /* record: host time the vCPU went idle (0: not idle) */
     bool console_eof;               /* record: the console's input ended */
+    bool window;                    /* the interrupt window asked of KVM at the last exit */
+    bool ended_by_log;              /* replay: the log's end stopped the run (REPLAY_ACT_END) */
+    /* Time travel (machine_replay_snapshot.c). */
+    uint64_t recording_id;          /* record: ties the snapshots to this log */
+    uint64_t snapshot_every;        /* record: exits between snapshots (0: none) */
+    uint64_t snapshot_next;         /* record: the exit the next one is due at */
+    bool snapshot_wanted;           /* record: the vCPU waits for one (atomic) */
+    int snapshots;                  /* record: taken so far */
+    char *snap_dir, *snap_rel;      /* record: FILE.snap, and relative to the log's directory */
+    char last_snapshot[PATH_MAX];   /* record: the last one's directory (the diffs' parent) */
+    struct { uint64_t id, ordinal; } snapshot_of;   /* the recording and exit of a restored snapshot */
 };
+
+/* Every snapshot of a record/replay machine holds its part (the exit clock,
+ * the interrupt window, the recording and exit it was taken at). */
+extern const struct device_ops machine_replay_device_ops;
+/* Record, at the start: the snapshots' directory (emptied), the recording's id. */
+int machine_replay_snapshots_begin(struct machine *m, const char *log_file, struct error *err);
+/* Record, on the vCPU after an exit: is a time-travel snapshot due? Then
+ * the vCPU parks and the main loop takes it (machine_replay_snapshot_pause). */
+bool machine_replay_snapshot_due(struct machine *m);
+/* The machine paused at the exit: the snapshot, referenced from the log. */
+int machine_replay_snapshot(struct machine *m, struct error *err);
+/* Replay, before the first exit: restores the last snapshot before exit
+ * `before` and moves the replay to it. 1: done; 0: the log has none (the
+ * replay starts from the beginning); <0: refused (a missing, corrupt or
+ * foreign snapshot; the machine may be half restored). */
+int machine_replay_travel(struct machine *m, const char *log_file, uint64_t before, struct error *err);
 
 /* What the vCPU does after an exit. */
 enum replay_action {

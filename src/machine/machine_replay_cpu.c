@@ -39,15 +39,12 @@ static enum replay_action offer_interrupt(struct machine *m, struct kvm_run *run
                                           struct error *err)
 {
     struct machine_replay *r = m->replay;
-    if (!pic_has_interrupt(&r->pic)) {
-        run->request_interrupt_window = 0;
+    /* Mirrored: a snapshot keeps it (kvm_run is not saved state). */
+    r->window = pic_has_interrupt(&r->pic) && (!run->ready_for_interrupt_injection || !run->if_flag);
+    run->request_interrupt_window = r->window;  /* an exit when the guest can take it */
+    if (!pic_has_interrupt(&r->pic) || r->window) {
         return REPLAY_ACT_GO;
     }
-    if (!run->ready_for_interrupt_injection || !run->if_flag) {
-        run->request_interrupt_window = 1;  /* an exit when the guest can take it */
-        return REPLAY_ACT_GO;
-    }
-    run->request_interrupt_window = 0;
     *vector = pic_acknowledge(&r->pic);
     return replay_irq(r->rp, *vector, err) < 0 ? REPLAY_ACT_STOP : REPLAY_ACT_INJECT;
 }
@@ -73,6 +70,7 @@ enum replay_action machine_replay_exit(struct machine *m, struct kvm_run *run, c
         return REPLAY_ACT_GO;
     }
     if (replay_log_ended(r->rp)) {
+        r->ended_by_log = true;
         return REPLAY_ACT_END;
     }
     if (run->exit_reason == KVM_EXIT_X86_RDMSR || run->exit_reason == KVM_EXIT_X86_WRMSR) {
@@ -147,6 +145,7 @@ enum replay_action machine_replay_idle(struct machine *m, struct kvm_run *run, u
         return offer_interrupt(m, run, vector, err);
     }
     if (!record && replay_log_ended(r->rp)) {
+        r->ended_by_log = true;
         return REPLAY_ACT_END;      /* the recorded run ended while the guest waited */
     }
     if (!record) {
@@ -198,7 +197,7 @@ static bool exit_hook(void *opaque, struct vcpu *c)
     if (vm_request_pending(&m->vm)) {
         return false;
     }
-    if (machine_replay_at_break(m)) {
+    if (machine_replay_at_break(m) || machine_replay_snapshot_due(m)) {
         vm_pause_self(&m->vm);
     }
     return true;
@@ -259,11 +258,13 @@ int machine_add_replay_devices(struct machine *m, struct error *err)
     if (!r) {
         return error_set(err, -ENOMEM, "out of memory");
     }
+    r->snapshot_every = MACHINE_REPLAY_SNAPSHOT_EVERY;
     m->replay = r;
     pic_init(&r->pic);
     pit_init(&r->pit, pic_irq_line(&r->pic, PIT_IRQ));
     if ((ret = machine_add_device(m, "pit", -1, &pit_device_ops, &r->pit, err)) < 0 ||
         (ret = machine_add_device(m, "pic", -1, &pic_device_ops, &r->pic, err)) < 0 ||
+        (ret = machine_add_device(m, "replay", -1, &machine_replay_device_ops, r, err)) < 0 ||
         (ret = bus_register(&m->vm.pio, PIT_PORT, 4, pit_read, pit_write, &r->pit, "pit", err)) < 0 ||
         (ret = bus_register(&m->vm.pio, PIC_MASTER_PORT, 2, pic_port_read, pic_port_write, &r->pic.port[0],
                             "pic", err)) < 0 ||
@@ -285,6 +286,8 @@ void machine_replay_free(struct machine *m)
     }
     pic_destroy(&r->pic);
     free(r->file);
+    free(r->snap_dir);
+    free(r->snap_rel);
     free(r);
     m->replay = NULL;
 }

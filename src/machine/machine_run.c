@@ -217,7 +217,9 @@ static void vm_event(void *opaque, int fd, uint32_t events)
         }
         break;
     case VM_REQ_PAUSE:      /* the vCPU parked itself: the machine follows */
-        machine_pause(m);
+        if (!machine_replay_snapshot_pause(m)) {
+            machine_pause(m);
+        }
         return;
     }
     event_loop_stop(&m->loop);

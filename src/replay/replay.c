@@ -21,7 +21,9 @@ struct replay {
     struct replay_writer w;
     struct replay_reader r;
     struct replay_event next;
+    uint64_t next_index;            /* next's place among the log's events */
     int next_state;                 /* 1: next holds an event; 0: the end; <0: a log error */
+    struct { uint64_t index, ordinal, id; } passed;     /* the last snapshot event read */
     int failed;                     /* the first divergence or error, in fail */
     struct error fail;
     const void *blockdev[MAX_BLOCK_DEVICES];
@@ -132,11 +134,30 @@ int replay_record_begin(struct replay **out, int fd, const struct replay_header 
 
 /* ---- replay ---- */
 
-/* Lock held. */
+static uint64_t payload_u64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) {
+        v = v << 8 | p[i];
+    }
+    return v;
+}
+
+/* Lock held. Snapshot events are not replayed: they say where time travel
+ * may start (replay_skip_to_snapshot checks it passed the right one). */
 static void load_next(struct replay *rp)
 {
     struct error err = { 0 };
-    rp->next_state = replay_reader_next(&rp->r, &rp->next, &err);
+    for (;;) {
+        rp->next_state = replay_reader_next(&rp->r, &rp->next, &err);
+        if (rp->next_state != 1 || rp->next.kind != REPLAY_EV_SNAPSHOT) {
+            break;
+        }
+        rp->passed.index = rp->r.events;
+        rp->passed.ordinal = rp->next.ordinal;
+        rp->passed.id = payload_u64(rp->next.data);
+    }
+    rp->next_index = rp->r.events;
     if (rp->next_state < 0) {
         failf(rp, rp->next_state, "%s", err.msg);
     }
@@ -146,6 +167,12 @@ static void load_next(struct replay *rp)
 static bool next_is(struct replay *rp, uint8_t kind)
 {
     return !rp->failed && rp->next_state == 1 && rp->next.kind == kind && rp->next.ordinal == rp->ordinal;
+}
+
+/* Lock held: nothing is left but how the run ended. */
+static bool log_used_up(struct replay *rp)
+{
+    return !rp->failed && (rp->next_state == 0 || (rp->next_state == 1 && rp->next.kind == REPLAY_EV_STATUS));
 }
 
 /* Lock held: what the log has next, for a divergence message. */
@@ -178,6 +205,15 @@ static ssize_t feed_input(void *opaque, enum host_input_source src, void *buf, s
     uint8_t kind = kind_of[src];
     pthread_mutex_lock(&rp->lock);
     if (rp->failed) {
+        goto out;
+    }
+    if (log_used_up(rp) && src != HOST_INPUT_CONSOLE && src != HOST_INPUT_NET) {
+        /* The recorded run stopped here (a signal, a quit), before this
+         * exit: the vCPU stops at it, so the guest never sees the value. */
+        if (src != HOST_INPUT_BLOCK) {
+            memset(buf, 0, len);
+        }
+        ret = src == HOST_INPUT_BLOCK ? 0 : (ssize_t)len;
         goto out;
     }
     if (!next_is(rp, kind)) {
@@ -283,7 +319,8 @@ uint64_t replay_events(struct replay *rp)
 void replay_advance(struct replay *rp)
 {
     pthread_mutex_lock(&rp->lock);
-    if (rp->mode == REPLAY_REPLAY && !rp->failed && rp->next_state == 1 && rp->next.ordinal <= rp->ordinal) {
+    if (rp->mode == REPLAY_REPLAY && !rp->failed && rp->next_state == 1 && rp->next.kind != REPLAY_EV_STATUS &&
+        rp->next.ordinal <= rp->ordinal) {
         failf(rp, -EPROTO, "replay diverged at exit %" PRIu64 ": expected %s (%u bytes), actual none",
               rp->ordinal, replay_event_kind_name(rp->next.kind), rp->next.len);
     }
@@ -346,7 +383,7 @@ bool replay_pending(struct replay *rp, enum replay_event_kind kind)
 bool replay_log_ended(struct replay *rp)
 {
     pthread_mutex_lock(&rp->lock);
-    bool yes = rp->mode == REPLAY_REPLAY && !rp->failed && rp->next_state == 0;
+    bool yes = rp->mode == REPLAY_REPLAY && log_used_up(rp);
     pthread_mutex_unlock(&rp->lock);
     return yes;
 }
@@ -376,6 +413,126 @@ int replay_irq(struct replay *rp, uint32_t line, struct error *err)
     int ret = rp->failed ? error_set(err, rp->failed, "%s", rp->fail.msg) : 0;
     pthread_mutex_unlock(&rp->lock);
     return ret;
+}
+
+void replay_name_block_device(struct replay *rp, const void *device)
+{
+    pthread_mutex_lock(&rp->lock);
+    block_device_id(rp, device);
+    pthread_mutex_unlock(&rp->lock);
+}
+
+/* Record, lock held: an event the engine does not count as an input. */
+static int note(struct replay *rp, uint8_t kind, const void *data, uint32_t len, struct error *err)
+{
+    struct error werr = { 0 };
+    if (rp->mode != REPLAY_RECORD) {
+        return error_set(err, -EINVAL, "replay: a %s is noted only while recording", replay_event_kind_name(kind));
+    }
+    if (!rp->failed && replay_writer_event(&rp->w, kind, rp->ordinal, data, len, &werr) < 0) {
+        failf(rp, werr.code, "%s", werr.msg);
+    }
+    return rp->failed ? error_set(err, rp->failed, "%s", rp->fail.msg) : 0;
+}
+
+int replay_note_snapshot(struct replay *rp, uint64_t id, const char *name, struct error *err)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > REPLAY_MAX_NAME) {
+        return error_set(err, -ENAMETOOLONG, "replay: a snapshot name of %zu bytes", n);
+    }
+    uint8_t buf[8 + REPLAY_MAX_NAME];
+    for (int i = 0; i < 8; i++) {
+        buf[i] = (uint8_t)(id >> (8 * i));
+    }
+    memcpy(buf + 8, name, n);
+    pthread_mutex_lock(&rp->lock);
+    int ret = note(rp, REPLAY_EV_SNAPSHOT, buf, (uint32_t)(8 + n), err);
+    pthread_mutex_unlock(&rp->lock);
+    return ret;
+}
+
+int replay_find_snapshot(int fd, uint64_t before, struct replay_snapshot_ref *out, struct error *err)
+{
+    struct replay_reader r;
+    struct replay_header h;
+    struct replay_event ev;
+    int found = 0;
+    int ret = replay_reader_begin(&r, fd, &h, err);
+    while (ret >= 0 && (ret = replay_reader_next(&r, &ev, err)) == 1 && ev.ordinal < before) {
+        if (ev.kind != REPLAY_EV_SNAPSHOT) {
+            continue;
+        }
+        size_t n = ev.len - 8;
+        if (memchr(ev.data + 8, 0, n) || n == 0) {
+            ret = error_set(err, -EPROTO, "replay log: the snapshot event at exit %llu has a bad name",
+                            (unsigned long long)ev.ordinal);
+            break;
+        }
+        out->ordinal = ev.ordinal;
+        out->id = payload_u64(ev.data);
+        out->index = r.events;
+        memcpy(out->name, ev.data + 8, n);
+        out->name[n] = 0;
+        found = 1;
+    }
+    replay_reader_free(&r);
+    return ret < 0 ? ret : found;
+}
+
+int replay_skip_to_snapshot(struct replay *rp, const struct replay_snapshot_ref *ref, struct error *err)
+{
+    pthread_mutex_lock(&rp->lock);
+    int ret = 0;
+    if (rp->mode != REPLAY_REPLAY || rp->ordinal != 0) {
+        ret = error_set(err, -EINVAL, "replay: time travel starts a replay, before its first exit");
+    }
+    while (ret == 0 && !rp->failed && rp->next_state == 1 && rp->next_index < ref->index) {
+        rp->events++;       /* the snapshot holds what these inputs did */
+        load_next(rp);
+    }
+    if (ret == 0 && rp->failed) {
+        ret = error_set(err, rp->failed, "%s", rp->fail.msg);
+    } else if (ret == 0 && (rp->passed.index != ref->index || rp->passed.ordinal != ref->ordinal ||
+                            rp->passed.id != ref->id)) {
+        ret = error_set(err, -EPROTO, "replay log: no snapshot event at exit %llu where the log's index has one",
+                        (unsigned long long)ref->ordinal);
+    } else if (ret == 0) {
+        rp->ordinal = ref->ordinal;
+    }
+    pthread_mutex_unlock(&rp->lock);
+    return ret;
+}
+
+int replay_note_status(struct replay *rp, int status, const char *msg, struct error *err)
+{
+    uint8_t buf[4 + REPLAY_MAX_NAME];
+    size_t n = status < 0 && msg ? strnlen(msg, REPLAY_MAX_NAME) : 0;
+    for (int i = 0; i < 4; i++) {
+        buf[i] = (uint8_t)((uint32_t)status >> (8 * i));
+    }
+    memcpy(buf + 4, msg ? msg : "", n);
+    pthread_mutex_lock(&rp->lock);
+    int ret = note(rp, REPLAY_EV_STATUS, buf, (uint32_t)(4 + n), err);
+    pthread_mutex_unlock(&rp->lock);
+    return ret;
+}
+
+int replay_take_status(struct replay *rp, int *status, char *msg, size_t size)
+{
+    pthread_mutex_lock(&rp->lock);
+    int found = rp->mode == REPLAY_REPLAY && !rp->failed && rp->next_state == 1 &&
+                rp->next.kind == REPLAY_EV_STATUS;
+    if (found) {
+        const uint8_t *p = rp->next.data;
+        *status = (int)((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24);
+        size_t n = rp->next.len - 4 < size - 1 ? rp->next.len - 4 : size - 1;
+        memcpy(msg, p + 4, n);
+        msg[n] = 0;
+        load_next(rp);
+    }
+    pthread_mutex_unlock(&rp->lock);
+    return found;
 }
 
 int replay_status(struct replay *rp, struct error *err)

@@ -43,12 +43,47 @@ int replay_exit(struct replay *rp, const struct replay_exit *e, struct error *er
 /* Replay: does the log have an event of kind at the current ordinal next?
  * (The VMM delivers console input and interrupts only then.) */
 bool replay_pending(struct replay *rp, enum replay_event_kind kind);
-/* Replay: the log has no event left (its end record was read) and nothing
- * diverged: the recorded run ended here. */
+/* Replay: the log has no event left but how the run ended (its end record
+ * was read, or its exit status is next) and nothing diverged: the recorded
+ * run ended here. */
 bool replay_log_ended(struct replay *rp);
 /* An interrupt the VMM injects at this exit: record logs it; replay checks
  * that the log has it here. */
 int replay_irq(struct replay *rp, uint32_t line, struct error *err);
+
+/* Block completions name their device by a number: devices named here
+ * first (the machine names its virtio devices in slot order, so the number
+ * is the same in every process), then others by order of first completion. */
+void replay_name_block_device(struct replay *rp, const void *device);
+
+/* ---- time travel: snapshots of the machine referenced from the log ---- */
+
+/* Record: a snapshot of the machine (in directory name, relative to the
+ * log's) was taken at this exit and this point of the log; id ties it to
+ * this recording. */
+int replay_note_snapshot(struct replay *rp, uint64_t id, const char *name, struct error *err);
+struct replay_snapshot_ref {
+    uint64_t ordinal;               /* the exit it was taken at */
+    uint64_t id;
+    uint64_t index;                 /* its place among the log's events (from 1) */
+    char name[REPLAY_MAX_NAME + 1];
+};
+/* The last snapshot the log in fd (the caller's; read from its start)
+ * references before exit `before`: 1 with *out, 0 when it has none. */
+int replay_find_snapshot(int fd, uint64_t before, struct replay_snapshot_ref *out, struct error *err);
+/* Replay: takes the log's events up to the snapshot ref as if replayed, so
+ * the replay goes on from the exit the snapshot was taken at (the caller
+ * restores the machine from it). Before any exit. */
+int replay_skip_to_snapshot(struct replay *rp, const struct replay_snapshot_ref *ref, struct error *err);
+
+/* ---- how the run ended ---- */
+
+/* Record: the run ended with status (>= 0: the exit status; < 0: a
+ * negative errno, it failed with msg). */
+int replay_note_status(struct replay *rp, int status, const char *msg, struct error *err);
+/* Replay: the recorded run's end, when the log has it next: 1 with *status
+ * and msg (taken); 0 when it has none (a version 1 log). */
+int replay_take_status(struct replay *rp, int *status, char *msg, size_t size);
 
 /* 0, or <0 with the first divergence or log error in err. */
 int replay_status(struct replay *rp, struct error *err);

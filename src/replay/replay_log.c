@@ -11,11 +11,12 @@
 #define WBUF (1u << 20)
 #define RBUF (1u << 16)
 #define EVENT_HEAD 13           /* kind, ordinal, len */
+#define SMALL_EVENT 256
 
 static const char *const kind_names[] = {
     [REPLAY_EV_CLOCK] = "clock", [REPLAY_EV_ENTROPY] = "entropy", [REPLAY_EV_CONSOLE] = "console input",
     [REPLAY_EV_NET] = "network frame", [REPLAY_EV_BLOCK] = "block completion", [REPLAY_EV_EXIT] = "exit",
-    [REPLAY_EV_IRQ] = "interrupt",
+    [REPLAY_EV_IRQ] = "interrupt", [REPLAY_EV_SNAPSHOT] = "snapshot", [REPLAY_EV_STATUS] = "exit status",
 };
 
 const char *replay_event_kind_name(unsigned kind)
@@ -173,18 +174,26 @@ int replay_writer_event(struct replay_writer *w, uint8_t kind, uint64_t ordinal,
         return error_set(err, -EINVAL, "replay: event at exit %llu after exit %llu", (unsigned long long)ordinal,
                          (unsigned long long)w->last_ordinal);
     }
-    uint8_t head[EVENT_HEAD], tail[4];
+    /* Most events are small: built whole, so zlib's crc32 (whose cost is
+     * mostly per call at these sizes) runs once. */
+    uint8_t small[EVENT_HEAD + SMALL_EVENT + 4], *head = small, tail[4];
     head[0] = kind;
     put_u64(head + 1, ordinal);
     put_u32(head + 9, len);
-    uLong crc = crc32(0, head, EVENT_HEAD);
-    if (len) {
-        crc = crc32(crc, data, len);
-    }
-    put_u32(tail, (uint32_t)crc);
     int ret;
-    if ((ret = append(w, head, EVENT_HEAD, err)) < 0 || (ret = append(w, data, len, err)) < 0 ||
-        (ret = append(w, tail, 4, err)) < 0) {
+    if (len <= SMALL_EVENT) {
+        if (len) {
+            memcpy(small + EVENT_HEAD, data, len);
+        }
+        put_u32(small + EVENT_HEAD + len, (uint32_t)crc32(0, small, EVENT_HEAD + len));
+        ret = append(w, small, EVENT_HEAD + len + 4, err);
+    } else {
+        put_u32(tail, (uint32_t)crc32(crc32(0, head, EVENT_HEAD), data, len));
+        if ((ret = append(w, head, EVENT_HEAD, err)) == 0 && (ret = append(w, data, len, err)) == 0) {
+            ret = append(w, tail, 4, err);
+        }
+    }
+    if (ret < 0) {
         return ret;
     }
     w->last_ordinal = ordinal;
@@ -249,8 +258,9 @@ int replay_reader_begin(struct replay_reader *r, int fd, struct replay_header *h
     memset(r, 0, sizeof(*r));
     r->fd = fd;
     r->buf = malloc(RBUF);
-    r->payload = malloc(REPLAY_MAX_PAYLOAD);
-    if (!r->buf || !r->payload) {
+    r->event = malloc(EVENT_HEAD + REPLAY_MAX_PAYLOAD);
+    r->payload = r->event ? r->event + EVENT_HEAD : NULL;
+    if (!r->buf || !r->event) {
         return error_set(err, -ENOMEM, "replay: out of memory");
     }
     uint8_t head[42 + REPLAY_MAX_NAME + 4];
@@ -263,10 +273,11 @@ int replay_reader_begin(struct replay_reader *r, int fd, struct replay_header *h
     }
     memset(h, 0, sizeof(*h));
     h->version = get_u32(head + 8);
-    if (h->version != REPLAY_LOG_VERSION) {
-        return error_set(err, -EPROTO, "replay log version %u is not supported (this cowvisor reads %u)",
+    if (h->version < 1 || h->version > REPLAY_LOG_VERSION) {
+        return error_set(err, -EPROTO, "replay log version %u is not supported (this cowvisor reads 1 to %u)",
                          h->version, REPLAY_LOG_VERSION);
     }
+    r->version = h->version;
     h->start = get_u32(head + 12);
     h->config_hash = get_u64(head + 16);
     h->kernel_hash = get_u64(head + 24);
@@ -298,7 +309,7 @@ int replay_reader_next(struct replay_reader *r, struct replay_event *ev, struct 
         return 0;
     }
     uint64_t at = r->offset;
-    uint8_t head[EVENT_HEAD], tail[4];
+    uint8_t *head = r->event, tail[4];
     int ret = take(r, head, EVENT_HEAD, "an event", err);
     if (ret < 0) {
         return ret;
@@ -314,7 +325,7 @@ int replay_reader_next(struct replay_reader *r, struct replay_event *ev, struct 
     if ((ret = take(r, r->payload, ev->len, "an event", err)) < 0 || (ret = take(r, tail, 4, "an event", err)) < 0) {
         return ret;
     }
-    uLong crc = crc32(crc32(0, head, EVENT_HEAD), r->payload, ev->len);
+    uLong crc = crc32(0, r->event, EVENT_HEAD + ev->len);   /* once: its cost is mostly per call */
     if (get_u32(tail) != (uint32_t)crc) {
         return error_set(err, -EPROTO, "replay log corrupt at byte %llu (event CRC mismatch)", (unsigned long long)at);
     }
@@ -329,6 +340,16 @@ int replay_reader_next(struct replay_reader *r, struct replay_event *ev, struct 
     };
     switch (ev->kind) {
     case REPLAY_EV_ENTROPY: case REPLAY_EV_CONSOLE: case REPLAY_EV_NET:
+        break;
+    case REPLAY_EV_SNAPSHOT: case REPLAY_EV_STATUS:
+        if (r->version < 2) {
+            return error_set(err, -EPROTO, "replay log corrupt at byte %llu: a %s event in a version 1 log",
+                             (unsigned long long)at, replay_event_kind_name(ev->kind));
+        }
+        if (ev->len < 8 - 4 * (ev->kind == REPLAY_EV_STATUS) || ev->len > 8 + REPLAY_MAX_NAME) {
+            return error_set(err, -EPROTO, "replay log corrupt at byte %llu: a %s event of %u bytes",
+                             (unsigned long long)at, replay_event_kind_name(ev->kind), ev->len);
+        }
         break;
     case REPLAY_EV_CLOCK: case REPLAY_EV_BLOCK: case REPLAY_EV_EXIT: case REPLAY_EV_IRQ:
         if (ev->len != fixed[ev->kind]) {
@@ -361,6 +382,6 @@ int replay_reader_next(struct replay_reader *r, struct replay_event *ev, struct 
 void replay_reader_free(struct replay_reader *r)
 {
     free(r->buf);
-    free(r->payload);
-    r->buf = r->payload = NULL;
+    free(r->event);
+    r->buf = r->event = r->payload = NULL;
 }

@@ -1,7 +1,8 @@
 /* The replay log: what a recorded run took from the outside world, keyed by
  * the exit ordinal (the count of synchronous vCPU exits: the replay clock).
  *
- * File format, version 1, integers little endian:
+ * File format, version 2 (version 1: without SNAPSHOT and STATUS events; still
+ * read), integers little endian:
  *   header  "COWRPLAY" | u32 version | u32 start (REPLAY_START_*)
  *           | u64 config hash | u64 kernel hash | u64 disk hash
  *           | u16 n | n bytes: the starting point's name (snapshot dir or
@@ -21,7 +22,7 @@
 
 #include "util/error.h"
 
-#define REPLAY_LOG_VERSION 1
+#define REPLAY_LOG_VERSION 2
 #define REPLAY_MAX_NAME 4096
 /* A network frame with its virtio-net header is the largest event. */
 #define REPLAY_MAX_PAYLOAD (65536 + 64)
@@ -38,6 +39,12 @@ enum replay_event_kind {
     /* What the VMM does at an exit. */
     REPLAY_EV_EXIT = 6,         /* struct replay_exit: checked by replay */
     REPLAY_EV_IRQ = 7,          /* u32 line or vector the VMM injected at this exit */
+    /* Time travel: a snapshot of the machine at this exit and this point of
+     * the log. u64 recording id | its directory, relative to the log's. */
+    REPLAY_EV_SNAPSHOT = 8,
+    /* How the recorded run ended: i32 exit status (<0: a negative errno,
+     * the run failed) | the failure's message. Last before the end. */
+    REPLAY_EV_STATUS = 9,
     REPLAY_EV_END = 255,        /* u64 count of events before */
 };
 
@@ -106,9 +113,11 @@ struct replay_reader {
     uint64_t offset;            /* of buf[pos] in the file */
     bool eof;
     bool ended;                 /* the end record was read */
+    uint32_t version;           /* the header's */
     uint64_t events;
     uint64_t last_ordinal;
-    uint8_t *payload;           /* REPLAY_MAX_PAYLOAD bytes */
+    uint8_t *event;             /* an event's head and payload, one CRC over them */
+    uint8_t *payload;           /* in event: REPLAY_MAX_PAYLOAD bytes */
 };
 
 int replay_reader_begin(struct replay_reader *r, int fd, struct replay_header *h, struct error *err);

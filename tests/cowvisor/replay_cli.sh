@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# cowvisor's --record, --replay and --replay-break (issue 13): what the
+# cowvisor's --record, --replay, --replay-break and --record-snapshots (issue 13): what the
 # command line refuses, and why, before any VM is created (no /dev/kvm needed).
 source "$TESTS_DIR/lib.sh"
 V=$COWVISOR
@@ -26,6 +26,11 @@ refused "--replay-break takes a number" "--replay-break: 'abc' is not an exit nu
     --kernel "$G" --replay a.log --replay-break abc
 refused "--replay-break 0" "--replay-break: '0' is not an exit number" --kernel "$G" --replay a.log --replay-break 0
 refused "--replay-break -1" "is not an exit number" --kernel "$G" --replay a.log --replay-break -1
+refused "--record-snapshots without --record" "--record-snapshots needs --record" \
+    --kernel "$G" --replay a.log --record-snapshots 10
+refused "--record-snapshots takes a number" "--record-snapshots: 'x1' is not a number of exits" \
+    --kernel "$G" --record a.log --record-snapshots x1
+refused "--record-snapshots -5" "is not a number of exits" --kernel "$G" --record a.log --record-snapshots -5
 refused "--record with --incoming" "cannot take an --incoming migration" \
     --kernel "$G" --record a.log --incoming tcp:127.0.0.1:1
 refused "--record with two vCPUs" "need exactly one vCPU" --kernel "$G" --record a.log --cpus 2
@@ -38,6 +43,6 @@ refused "--record with the console on a socket" "the console must be stdio or a 
     --kernel "$G" --record a.log --console unix:c.sock
 check "no log was created by a refused --record" test ! -e a.log
 "$V" --help >help.txt
-check "--help names --record, --replay and --replay-break" \
-    bash -c "grep -q -- '--record FILE' help.txt && grep -q -- '--replay FILE' help.txt && grep -q -- '--replay-break K' help.txt"
+check "--help names --record, --replay, --replay-break and --record-snapshots" \
+    bash -c "grep -q -- '--record FILE' help.txt && grep -q -- '--replay FILE' help.txt && grep -q -- '--replay-break K' help.txt && grep -q -- '--record-snapshots N' help.txt"
 done_testing

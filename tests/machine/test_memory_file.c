@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "bare_machine.h"
+#include "file_damage.h"
 #include "machine/machine_int.h"
 #include "migration/migration.h"
 
@@ -65,17 +66,6 @@ static struct machine *saved_machine(void)
     return m;
 }
 
-static void flip_byte(const char *path, off_t off)
-{
-    int fd = open(path, O_RDWR);
-    uint8_t b;
-    assert_true(fd >= 0);
-    assert_int_equal(pread(fd, &b, 1, off), 1);
-    b ^= 0x40;
-    assert_int_equal(pwrite(fd, &b, 1, off), 1);
-    close(fd);
-}
-
 static void assert_same_ram(struct machine *a, struct machine *b)
 {
     for (int i = 0; i < a->vm.mem.count; i++) {
@@ -87,18 +77,18 @@ static void test_flipped_byte_refused(void **state)
 {
     struct error err = { 0 };
     struct machine *a = saved_machine(), *b = bare_machine(&config);
-    flip_byte(mem_path, (9 << 20) + 100);
+    file_flip_byte(mem_path, (9 << 20) + 100);
     assert_true(machine_restore_files(b, dir, &err) < 0);
     if (!strstr(err.msg, "checksum mismatch in bytes 9437184-10485759") || !strstr(err.msg, mem_path)) {
         fail_msg("unexpected message: %s", err.msg);
     }
     /* A zero page (a hole of the file) counts as much as data. */
     error_clear(&err);
-    flip_byte(mem_path, (9 << 20) + 100);
-    flip_byte(mem_path, 5 << 20);
+    file_flip_byte(mem_path, (9 << 20) + 100);
+    file_flip_byte(mem_path, 5 << 20);
     assert_true(machine_restore_files(b, dir, &err) < 0);
     assert_non_null(strstr(err.msg, "checksum mismatch in bytes 5242880-6291455"));
-    flip_byte(mem_path, 5 << 20);
+    file_flip_byte(mem_path, 5 << 20);
     error_clear(&err);
     if (machine_restore_files(b, dir, &err) < 0) {
         fail_msg("restore of the intact file: %s", err.msg);
@@ -152,20 +142,20 @@ static void test_diff_chain_verified(void **state)
     assert_same_ram(a, b);
     bare_destroy(b);
     b = bare_machine(&config);
-    flip_byte(mem_path, (1 << 20) + 7);
+    file_flip_byte(mem_path, (1 << 20) + 7);
     assert_true(machine_restore_files(b, diff_dir, &err) < 0);
     assert_non_null(strstr(err.msg, mem_path));
     assert_non_null(strstr(err.msg, "checksum mismatch in bytes 1048576-2097151"));
     /* The diff's own pages are verified; its holes are never mapped, so
      * what they hold does not matter (and is not read). */
     error_clear(&err);
-    flip_byte(mem_path, (1 << 20) + 7);
-    flip_byte(diff_mem_path, (9 << 20) + 5);
+    file_flip_byte(mem_path, (1 << 20) + 7);
+    file_flip_byte(diff_mem_path, (9 << 20) + 5);
     assert_true(machine_restore_files(b, diff_dir, &err) < 0);
     assert_non_null(strstr(err.msg, diff_mem_path));
     assert_non_null(strstr(err.msg, "checksum mismatch in bytes 9437184-10485759"));
-    flip_byte(diff_mem_path, (9 << 20) + 5);
-    flip_byte(diff_mem_path, 3 << 20);
+    file_flip_byte(diff_mem_path, (9 << 20) + 5);
+    file_flip_byte(diff_mem_path, 3 << 20);
     bare_destroy(b);
     b = bare_machine(&config);
     if (machine_restore_files(b, diff_dir, &err) < 0) {

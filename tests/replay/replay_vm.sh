@@ -6,7 +6,9 @@
 # and the same event count. A log with one exit's RIP changed diverges at
 # that exit; a truncated log and another configuration are refused;
 # --replay-break pauses at the exit asked for (QMP query-replay) and cont
-# finishes the run. Needs /dev/kvm (never ran on the machine it was written on).
+# finishes the run, also from a time-travel snapshot; a recording stopped by
+# a signal replays to that point and fails the same way. Needs /dev/kvm
+# (never ran on the machine it was written on).
 source "$TESTS_DIR/lib.sh"
 V=$COWVISOR
 G=$COWVISOR_GUEST
@@ -74,4 +76,35 @@ wait $vm
 check "--replay-break: query-replay gives mode play at exit 500" \
     grep -q '"mode": *"play".*"icount": *500\|"icount": *500.*"mode": *"play"' qmp.out
 check "--replay-break: cont finishes the same run" cmp rec.out brk.out
+# Time travel: snapshots every 200 exits; a break at exit 500 replays from
+# the one of exit 400; cont ends the run as recorded (the console output
+# from exit 400 on is the recording's tail).
+timeout 60 "$V" "${args[@]}" --record tt.log --record-snapshots 200 </dev/null >tt.out 2>tt.err
+check_eq "record with snapshots: the guest exits through debug-exit 0" 1 $?
+check "... snapshots beside the log" test -s tt.log.snap/400/state
+timeout 60 "$V" "${args[@]}" --replay tt.log --replay-break 500 --log-level info \
+    --qmp "unix:$TMP/q2.sock,server" </dev/null >tt-brk.out 2>tt-brk.err &
+vm=$!
+python3 "$TESTS_DIR/vmstate/qmp.py" "$TMP/q2.sock" qmp_capabilities '@wait:STOP' '{"execute":"query-replay"}' \
+    '{"execute":"cont"}' >qmp2.out
+wait $vm
+check_eq "--replay-break from a snapshot: the recorded exit status" 1 $?
+check "... started from the snapshot of exit 400" grep -q "replaying from the snapshot taken at exit 400" tt-brk.err
+check "... paused at exit 500" grep -q '"icount": *500' qmp2.out
+check "... the rest of the console output is the recording's" \
+    bash -c "test -s tt-brk.out && cmp <(tail -c $(stat -c %s tt-brk.out) tt.out) tt-brk.out"
+printf 'x' >>tt.log.snap/400/memory
+timeout 60 "$V" "${args[@]}" --replay tt.log --replay-break 500 </dev/null >/dev/null 2>tt-bad.err
+check_eq "a damaged snapshot: status 255" 255 $?
+check "... refused naming it" grep -q "the snapshot taken at exit 400" tt-bad.err
+
+# A recording stopped by a signal: the replay ends there and fails as it did.
+timeout -s INT 0.5 "$V" --kernel "$G" --memory 64M --append "replay ticks=100000" --record sig.log \
+    </dev/null >sig.out 2>sig.err
+check_eq "a recording stopped by SIGINT: status 255" 255 $?
+timeout 120 "$V" --kernel "$G" --memory 64M --append "replay ticks=100000" --replay sig.log </dev/null \
+    >sig-rep.out 2>sig-rep.err
+check_eq "... its replay exits the same way" 255 $?
+check "... saying the recorded run ended there" grep -q "the recorded run ended here: terminated by signal 2" sig-rep.err
+check "... after the recorded console output" cmp sig.out sig-rep.out
 done_testing

@@ -172,7 +172,7 @@ static int64_t run(enum machine_replay_mode mode, uint8_t back[512])
         fail_msg("start: %s", err.msg);
     }
     run_guest(m, back);
-    int64_t n = machine_replay_finish(m, &err);
+    int64_t n = machine_replay_finish(m, &(int){ 0 }, &err);
     if (n < 0) {
         fail_msg("finish: %s", err.msg);
     }

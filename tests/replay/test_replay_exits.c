@@ -1,12 +1,8 @@
-/* The exit clock on the vCPU's side (issue 13), without KVM: a fake
- * exit sequence (a kvm_run filled as KVM would, the port exits dispatched
- * to the machine's bus as the vCPU loop does) drives machine_replay_exit and
- * machine_replay_idle on a bare machine with the user-space PIT and PIC.
- * The guest programs a periodic PIT, unmasks IRQ 0, reads the counter and
- * the TSC, halts, and takes timer interrupts through interrupt windows.
- * Recorded, then replayed three times: the same decisions, vectors, counter
- * and TSC values at every exit; a guest that differs at one exit diverges
- * there; a replay that runs on past the log ends there. */
+/* The exit clock on the vCPU's side (issue 13), without KVM, on the fake
+ * exit sequence of fake_exits.h. Recorded, then replayed three times: the
+ * same decisions, vectors, counter and TSC values at every exit; a guest
+ * that differs at one exit diverges there; a replay that runs on past the
+ * log ends there. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -20,112 +16,9 @@
 #include <cmocka.h>
 
 #include "../machine/bare_machine.h"
-#include "machine/machine_replay.h"
+#include "fake_exits.h"
 
 static const struct machine_config config = { .cpus = 1, .memory = 16ull << 20, .record_replay = true };
-
-enum kind { OUT, IN, RDMSR, WRMSR, HLT, WINDOW };
-
-struct step {
-    enum kind kind;
-    uint32_t port;              /* port or MSR index */
-    uint32_t value;             /* OUT / WRMSR */
-    bool if_flag;               /* the guest's IF at this exit */
-};
-
-#define PIT_PERIOD 36           /* three exits' worth of ticks */
-
-static const struct step script[] = {
-    /* 0-4: the PICs as Linux sets them, only IRQ 0 unmasked. */
-    { OUT, 0x20, 0x11, false }, { OUT, 0x21, 0x20, false }, { OUT, 0x21, 0x04, false }, { OUT, 0x21, 0x01, false },
-    { OUT, 0x21, 0xfe, false },
-    /* 5-7: PIT counter 0 periodic (mode 2); loaded at tick 84, edges at 120, 156, ... */
-    { OUT, 0x43, 0x34, false }, { OUT, 0x40, PIT_PERIOD, false }, { OUT, 0x40, 0, false },
-    /* 8, 9: the live count, LSB then MSB; the first edge comes with exit 9, IF is clear. */
-    { IN, 0x40, 0, false }, { IN, 0x40, 0, false },
-    { RDMSR, 0x10, 0, false },                                  /* 10 */
-    { IN, 0x40, 0, false }, { IN, 0x40, 0, false }, { IN, 0x40, 0, false },
-    { WINDOW, 0, 0, true },                                     /* 14: the window asked for: vector 0x20 */
-    { OUT, 0x20, 0x20, false },                                 /* 15: EOI; the edge at 192 comes with it */
-    { OUT, 0x43, 0x30, false },                                 /* 16: one-shot mode, not yet counting */
-    { WINDOW, 0, 0, true },                                     /* 17: vector 0x20 again */
-    { OUT, 0x20, 0x20, false },                                 /* 18: EOI, nothing pending */
-    { WRMSR, 0x10, 1000000, false }, { RDMSR, 0x10, 0, false }, /* 19, 20: the TSC goes on from a write */
-    { RDMSR, 0x12345, 0, false },                               /* 21: not ours: #GP */
-    { OUT, 0x40, 240, false }, { OUT, 0x40, 0, false },         /* 22, 23: one-shot of 240 ticks from 276 */
-    { HLT, 0, 0, true },                                        /* 24: idle until tick 516, then vector 0x20 */
-    { OUT, 0x20, 0x20, true },
-    { OUT, 0xf4, 0, false },
-};
-#define NSTEPS (int)(sizeof(script) / sizeof(script[0]))
-
-/* What the VMM decided at each exit and what the guest read. */
-struct trace {
-    int action[NSTEPS];
-    uint8_t vector[NSTEPS];
-    uint64_t read[NSTEPS];
-    bool window[NSTEPS];
-};
-
-static void fill_run(struct kvm_run *run, const struct step *s, int n, uint64_t rip_bump, struct kvm_regs *regs)
-{
-    run->if_flag = s->if_flag;
-    run->ready_for_interrupt_injection = s->if_flag;
-    memset(regs, 0, sizeof(*regs));
-    regs->rip = 0x100000 + 4 * (uint64_t)n + rip_bump;
-    regs->rax = s->value;
-    regs->rflags = 2 | (s->if_flag ? 0x200 : 0);
-    switch (s->kind) {
-    case OUT:
-    case IN:
-        run->exit_reason = KVM_EXIT_IO;
-        run->io.direction = s->kind == OUT ? KVM_EXIT_IO_OUT : KVM_EXIT_IO_IN;
-        run->io.port = (uint16_t)s->port;
-        run->io.size = 1;
-        run->io.count = 1;
-        run->io.data_offset = 4096;
-        *((uint8_t *)run + 4096) = (uint8_t)s->value;
-        break;
-    case RDMSR:
-    case WRMSR:
-        run->exit_reason = s->kind == RDMSR ? KVM_EXIT_X86_RDMSR : KVM_EXIT_X86_WRMSR;
-        run->msr.index = s->port;
-        run->msr.data = s->value;
-        run->msr.error = 0;
-        break;
-    case HLT:
-        run->exit_reason = KVM_EXIT_HLT;
-        break;
-    case WINDOW:
-        run->exit_reason = KVM_EXIT_IRQ_WINDOW_OPEN;
-        break;
-    }
-}
-
-/* The vCPU loop's part for one exit: the bus, then the exit clock. */
-static int one_exit(struct machine *m, struct kvm_run *run, int n, uint64_t rip_bump, struct trace *t,
-                    struct error *err)
-{
-    const struct step *s = &script[n];
-    struct kvm_regs regs;
-    fill_run(run, s, n, rip_bump, &regs);
-    uint8_t *data = (uint8_t *)run + 4096;
-    if (s->kind == OUT) {
-        bus_write(&m->vm.pio, s->port, data, 1);
-    } else if (s->kind == IN) {
-        bus_read(&m->vm.pio, s->port, data, 1);
-    }
-    uint8_t vector = 0;
-    enum replay_action act = machine_replay_exit(m, run, &regs, &vector, err);
-    while (act == REPLAY_ACT_IDLE) {
-        act = machine_replay_idle(m, run, &vector, 50, err);
-    }
-    t->action[n] = act;
-    t->vector[n] = vector;
-    t->read[n] = s->kind == IN ? *data : s->kind == RDMSR ? (run->msr.error ? ~0ull : run->msr.data) : 0;
-    t->window[n] = run->request_interrupt_window;
-    return act;
-}
 
 static char log_path[64];
 
@@ -163,7 +56,7 @@ static int run(enum machine_replay_mode mode, int nsteps, int bump_at, struct tr
         }
     }
     struct error end_err = { 0 };
-    *events = machine_replay_finish(m, n < nsteps ? &end_err : err);
+    *events = machine_replay_finish(m, &(int){ 0 }, n < nsteps ? &end_err : err);
     free(kr);
     bare_destroy(m);
     return n;
@@ -254,7 +147,7 @@ static void break_points(void **state)
     for (int n = 0; n < NSTEPS; n++) {
         assert_int_equal(hits[n], n == 2 || n == 11);   /* exits 3 and 12 (ordinals count from 1) */
     }
-    assert_true(machine_replay_finish(m, &err) > 0);
+    assert_true(machine_replay_finish(m, &(int){ 0 }, &err) > 0);
     free(kr);
     bare_destroy(m);
     /* Not while recording. */
@@ -262,7 +155,7 @@ static void break_points(void **state)
     assert_int_equal(machine_replay_start(m, MACHINE_REPLAY_RECORD, log_path, NULL, NULL, 0, &err), 0);
     assert_true(machine_replay_set_break(m, 100, &err) < 0);
     assert_non_null(strstr(err.msg, "only while replaying"));
-    assert_true(machine_replay_finish(m, &err) >= 0);
+    assert_true(machine_replay_finish(m, &(int){ 0 }, &err) >= 0);
     bare_destroy(m);
 }
 
@@ -286,7 +179,7 @@ static void console_end_is_remembered(void **state)
     assert_false(machine_replay_console_closed(m));     /* "z" was read, the end not yet seen */
     assert_int_equal(one_exit(m, kr, 1, 0, &t, &err), REPLAY_ACT_GO);
     assert_true(machine_replay_console_closed(m));
-    assert_true(machine_replay_finish(m, &err) > 0);
+    assert_true(machine_replay_finish(m, &(int){ 0 }, &err) > 0);
     m->console.in = -1;
     close(cons[0]);
     free(kr);

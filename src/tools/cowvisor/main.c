@@ -66,7 +66,10 @@ static void usage(FILE *f)
         "  --incoming URI         wait for a live migration: tcp:HOST:PORT, unix:PATH or defer\n"
         "  --record FILE          record the run into a replay log (one vCPU, virtio on mmio, no --net)\n"
         "  --replay FILE          re-run a recorded log with the same configuration; no outside input\n"
-        "  --replay-break K       with --replay: pause after exit K (QMP query-replay, pmemsave)\n"
+        "  --replay-break K       with --replay: pause after exit K (QMP query-replay, pmemsave),\n"
+        "                         replaying from the last time-travel snapshot before K\n"
+        "  --record-snapshots N   with --record: a time-travel snapshot every N exits in FILE.snap\n"
+        "                         (default 1000000; 0: none)\n"
         "QMP also takes x-cowvisor-snapshot-files {\"directory\": DIR, \"type\": \"full\"|\"diff\"}:\n"
         "a snapshot of memory and state to DIR (disks are not copied) for --restore.\n"
         "With no arguments, boots the built-in demo guest (installed with cowvisor) on\n"
@@ -225,7 +228,8 @@ static int default_config(struct machine_config *cfg, char paths[2][64], struct 
 enum { OPT_KERNEL = 256, OPT_INITRD, OPT_APPEND, OPT_BIOS, OPT_CPUS, OPT_MEMORY, OPT_DISK, OPT_DEVICE,
        OPT_NET, OPT_CONSOLE, OPT_NO_REBOOT, OPT_KERNEL_DECOMPRESS, OPT_HELP, OPT_VERSION, OPT_QMP, OPT_RESTORE, OPT_LOADVM,
        OPT_SANDBOX, OPT_INCOMING, OPT_NAME, OPT_UUID, OPT_DAEMONIZE, OPT_PIDFILE, OPT_LOG, OPT_LOG_LEVEL,
-       OPT_RUNAS, OPT_CHROOT, OPT_RECORD, OPT_REPLAY, OPT_REPLAY_BREAK };
+       OPT_RUNAS, OPT_CHROOT, OPT_RECORD, OPT_REPLAY, OPT_REPLAY_BREAK,
+       OPT_RECORD_SNAPSHOTS };
 
 static const struct option long_options[] = {
     { "kernel", required_argument, NULL, OPT_KERNEL },
@@ -256,6 +260,7 @@ static const struct option long_options[] = {
     { "record", required_argument, NULL, OPT_RECORD },
     { "replay", required_argument, NULL, OPT_REPLAY },
     { "replay-break", required_argument, NULL, OPT_REPLAY_BREAK },
+    { "record-snapshots", required_argument, NULL, OPT_RECORD_SNAPSHOTS },
     { "help", no_argument, NULL, OPT_HELP },
     { "version", no_argument, NULL, OPT_VERSION },
     { NULL, 0, NULL, 0 },
@@ -267,6 +272,8 @@ static const char *qmp_spec, *restore_dir, *loadvm_name, *incoming_uri;
 static const char *replay_file;
 static enum machine_replay_mode replay_mode;
 static uint64_t replay_break;
+static uint64_t record_snapshots = MACHINE_REPLAY_SNAPSHOT_EVERY;
+static bool record_snapshots_given;
 /* Service mode (service.h). */
 static const char *pidfile_path, *log_target;
 static bool daemonize;
@@ -368,6 +375,14 @@ static int parse_args(int argc, char **argv, struct machine_config *cfg, struct 
                 return error_set(err, -EINVAL, "--replay-break: '%s' is not an exit number (1 or more)", optarg);
             }
             break;
+        case OPT_RECORD_SNAPSHOTS:
+            errno = 0;
+            record_snapshots = strtoull(optarg, &end, 10);
+            if (*end || !*optarg || optarg[0] == '-' || errno) {
+                return error_set(err, -EINVAL, "--record-snapshots: '%s' is not a number of exits", optarg);
+            }
+            record_snapshots_given = true;
+            break;
         case OPT_CPUS:
             cfg->cpus = (int)strtol(optarg, &end, 10);
             if (*end || cfg->cpus < 1) {
@@ -419,6 +434,9 @@ static int parse_args(int argc, char **argv, struct machine_config *cfg, struct 
     if (replay_break && replay_mode != MACHINE_REPLAY_PLAY) {
         return error_set(err, -EINVAL, "--replay-break needs --replay");
     }
+    if (record_snapshots_given && replay_mode != MACHINE_REPLAY_RECORD) {
+        return error_set(err, -EINVAL, "--record-snapshots needs --record");
+    }
     if (replay_file && incoming_uri) {
         return error_set(err, -EINVAL, "--record/--replay cannot take an --incoming migration");
     }
@@ -446,11 +464,13 @@ static double ms_since(const struct timespec *t0)
 }
 
 /* Ends the log after the run: one line on stderr with the count of events,
- * or the first divergence (which wins over the run's own status). */
+ * or the first divergence (which wins over the run's own status). A replay
+ * exits with the recorded run's status. */
 static int finish_replay(struct machine *m, int ret, struct error *err)
 {
-    struct error ferr = { 0 };
-    int64_t n = machine_replay_finish(m, &ferr);
+    struct error ferr = *err;       /* a failed run's message: record logs it */
+    int status = ret;
+    int64_t n = machine_replay_finish(m, &status, &ferr);
     if (ret < 0) {
         return ret;     /* the run failed first (a divergence stops it: err says so) */
     }
@@ -460,7 +480,10 @@ static int finish_replay(struct machine *m, int ret, struct error *err)
     }
     fprintf(stderr, "cowvisor: %s %lld events %s '%s'\n", replay_mode == MACHINE_REPLAY_RECORD ? "recorded" : "replayed",
             (long long)n, replay_mode == MACHINE_REPLAY_RECORD ? "into" : "from", replay_file);
-    return ret;
+    if (status < 0) {
+        *err = ferr;
+    }
+    return status;
 }
 
 /* The VM from machine creation to the end of its run. */
@@ -484,6 +507,7 @@ static int run_vm(const struct machine_config *cfg, struct service *sv, struct e
         error_prefix(err, "--loadvm '%s'", loadvm_name);
     }
     if (ret == 0 && replay_file) {
+        machine_replay_set_snapshot_interval(m, record_snapshots);
         ret = machine_replay_start(m, replay_mode, replay_file, restore_dir, loadvm_name, replay_break, err);
     }
     if (ret == 0 && incoming_uri && (ret = qmp_migration_incoming(m, incoming_uri, err)) < 0) {
