@@ -829,6 +829,71 @@ static void test_postcopy_recover(void **state)
     run_free(&r);
 }
 
+/* A destination standing in for one that fails in post-copy: it drains
+ * the stream, accepts the setup, and once post-copy runs says its stream
+ * ended with pages missing (what migration_dest sends in that case). */
+static void *drain_main(void *opaque)
+{
+    int fd = *(int *)opaque;
+    char buf[65536];
+    while (read(fd, buf, sizeof(buf)) > 0) {
+    }
+    return NULL;
+}
+
+static void send_rp(int fd, enum mig_rp_type type, int64_t arg, const char *text)
+{
+    struct mig_rp_msg msg = { .type = type, .arg = (uint64_t)arg };
+    struct error err = { 0 };
+    snprintf(msg.text, sizeof(msg.text), "%s", text);
+    assert_int_equal(mig_rp_send(fd, &msg, &err), 0);
+}
+
+/* The destination failed in post-copy (it cannot go on; nothing will
+ * recover it): the source fails too, with the destination's reason,
+ * instead of pausing until cancelled; its guest stays stopped. */
+static void test_postcopy_dest_error_fails_source(void **state)
+{
+    struct run r;
+    int fds[2];
+    struct error err = { 0 };
+    pthread_t drain;
+    socket_pair(fds);
+    run_init(&r, &bare_config, 0);
+    r.p.postcopy_ram = true;
+    r.p.downtime_limit_ms = 1;
+    r.p.max_postcopy_bandwidth = 4ull << 20;
+    struct migration_hooks sh = src_hooks(&r.src);
+    assert_int_equal(pthread_create(&drain, NULL, drain_main, &fds[1]), 0);
+    assert_int_equal(migration_source_start(&r.s, r.a, fds[0], &r.p, &sh, &err), 0);
+    assert_int_equal(migration_source_start_postcopy(r.s, &err), 0);
+    send_rp(fds[1], MIG_RP_SETUP_OK, 0, "");
+    for (int i = 0; i < 2000 && (migration_source_stats(r.s, &r.ss), r.ss.status != MIGRATION_POSTCOPY_ACTIVE); i++) {
+        struct timespec ts = { 0, 10000000 };
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(r.ss.status, MIGRATION_POSTCOPY_ACTIVE);
+    send_rp(fds[1], MIG_RP_ERROR, -EPROTO, "post-copy: the stream ended with pages missing (1, the first at 0x1000)");
+    for (int i = 0; i < 1000 && !migration_source_done(r.s); i++) {
+        struct timespec ts = { 0, 10000000 };
+        nanosleep(&ts, NULL);
+    }
+    migration_source_stats(r.s, &r.ss);
+    if (!migration_source_done(r.s)) {
+        fail_msg("the source is still %s 10 s after the destination failed", migration_status_name(r.ss.status));
+    }
+    assert_int_equal(migration_source_wait(r.s, &r.serr), -EPROTO);
+    assert_int_equal(r.ss.status, MIGRATION_FAILED);
+    assert_int_equal(r.src.last, MIGRATION_FAILED);        /* the MIGRATION event */
+    assert_non_null(strstr(r.ss.error, "destination: post-copy: the stream ended with pages missing"));
+    assert_int_equal(r.src.starts, 0);
+    assert_int_equal(machine_run_state(r.a), MACHINE_PAUSED);
+    shutdown(fds[1], SHUT_RDWR);
+    pthread_join(drain, NULL);
+    close(fds[1]);
+    run_free(&r);
+}
+
 /* The list of missing pages is binary: words with zero bytes (pages that
  * arrived), the last byte of the message included, must reach the source
  * whole, or the pages lost in flight at the break are never sent again
@@ -1061,6 +1126,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_postcopy_preempt),
         cmocka_unit_test(test_postcopy_paused_given_up),
         cmocka_unit_test(test_postcopy_recover),
+        cmocka_unit_test(test_postcopy_dest_error_fails_source),
         cmocka_unit_test(test_return_path_bitmap_bytes),
         cmocka_unit_test(test_postcopy_needs_capability),
         cmocka_unit_test(test_hostile_streams),
