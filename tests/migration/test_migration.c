@@ -727,6 +727,9 @@ static void test_postcopy_preempt(void **state)
     r.dst.handoff = &r.src.guest;
     r.p.postcopy_ram = r.p.postcopy_preempt = true;
     r.p.downtime_limit_ms = 1;
+    /* As in postcopy_over: unlimited, the stream could bring every page
+     * before the guest faults on one (seen under load). */
+    r.p.max_postcopy_bandwidth = 8ull << 20;
     r.src.channel_fd = ch[0];
     struct migration_hooks sh = src_hooks(&r.src), dh = dst_hooks(&r.dst);
     sh.open_channel = preset_channel;
