@@ -25,9 +25,6 @@
 /* Faults waiting for their page, for blocktime: gpa and when it faulted. */
 #define WAITING 1024
 #define LAT_BUCKETS 32              /* log2 of microseconds */
-/* Threads that faulted (vCPUs, device workers), given a short slice until
- * the end of post-copy; more than this go as they are. */
-#define FAULTERS 64
 
 struct postcopy_dest {
     pthread_mutex_t wait_lock;
@@ -41,15 +38,11 @@ struct postcopy_dest {
     pthread_t thread;
     uint64_t requests;          /* atomic */
     uint8_t *zero;              /* one zero page, the source of zero placements */
-    int faulter[FAULTERS];      /* the fault thread's own */
-    int faulters;
 };
 
 /* ---- the userfaultfd ---- */
 
-/* features: UFFDIO_API's wishes; a kernel without them gets a fresh fd
- * without (the API can be set once per fd). */
-static int uffd_open_with(uint64_t features, struct error *err)
+static int uffd_open(struct error *err)
 {
     int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
 #ifdef USERFAULTFD_IOC_NEW
@@ -64,22 +57,11 @@ static int uffd_open_with(uint64_t features, struct error *err)
     if (fd < 0) {
         return error_set_errno(err, -errno, "userfaultfd (post-copy needs it)");
     }
-    struct uffdio_api api = { .api = UFFD_API, .features = features };
+    struct uffdio_api api = { .api = UFFD_API };
     if (ioctl(fd, UFFDIO_API, &api) < 0) {
         int e = -errno;
         close(fd);
         return error_set_errno(err, e, "UFFDIO_API");
-    }
-    return fd;
-}
-
-/* With the faulting thread's id in each fault where the kernel has it. */
-static int uffd_open(struct error *err)
-{
-    int fd = uffd_open_with(UFFD_FEATURE_THREAD_ID, err);
-    if (fd == -EINVAL) {
-        error_clear(err);
-        fd = uffd_open_with(0, err);
     }
     return fd;
 }
@@ -227,27 +209,11 @@ static void handle_fault(struct postcopy_dest *pc, uint64_t addr)
     __atomic_add_fetch(&pc->requests, 1, __ATOMIC_RELAXED);
 }
 
-/* A thread that waits for pages wakes as soon as one is placed. */
-static void note_faulter(struct postcopy_dest *pc, int tid)
-{
-    if (tid <= 0 || pc->faulters == FAULTERS) {
-        return;
-    }
-    for (int i = 0; i < pc->faulters; i++) {
-        if (pc->faulter[i] == tid) {
-            return;
-        }
-    }
-    if (mig_thread_latency(tid) == 0) {
-        pc->faulter[pc->faulters++] = tid;
-    }
-}
-
 static void *fault_main(void *opaque)
 {
     struct postcopy_dest *pc = opaque;
     struct pollfd fds[2] = { { pc->uffd, POLLIN, 0 }, { pc->stop_fd, POLLIN, 0 } };
-    mig_thread_latency(0);
+    mig_thread_latency();
     for (;;) {
         if (poll(fds, 2, -1) < 0 && errno != EINTR) {
             return NULL;
@@ -260,7 +226,6 @@ static void *fault_main(void *opaque)
         for (ssize_t i = 0; n > 0 && i < n / (ssize_t)sizeof(msg[0]); i++) {
             if (msg[i].event == UFFD_EVENT_PAGEFAULT) {
                 handle_fault(pc, msg[i].arg.pagefault.address & ~(GUEST_PAGE_SIZE - 1));
-                note_faulter(pc, (int)msg[i].arg.pagefault.feat.ptid);
             }
         }
     }
@@ -376,9 +341,6 @@ void postcopy_dest_stop(struct postcopy_dest *pc)
         log_warn("post-copy: cannot stop the fault thread");
     }
     pthread_join(pc->thread, NULL);
-    for (int i = 0; i < pc->faulters; i++) {
-        mig_thread_latency_end(pc->faulter[i]);
-    }
     uffd_unregister(pc->uffd, pc->mem);
     close(pc->uffd);
     close(pc->stop_fd);

@@ -5,14 +5,12 @@
  * for up to a whole time slice (milliseconds), so those threads ask for
  * a short slice: the fair scheduler (EEVDF, Linux 6.12 and later) then
  * lets a waking thread with a short slice preempt the running one. Needs
- * no privilege for one's own threads; older kernels ignore the slice, and
- * nothing fails. The bulk stream's threads step back instead (nice +10). */
+ * no privilege; older kernels ignore the slice, and nothing fails. The
+ * bulk stream's threads step back instead (nice +10). */
 #include "migration/migration_wire.h"
 
-#include <errno.h>
 #include <linux/sched.h>
 #include <linux/sched/types.h>
-#include <string.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -30,33 +28,10 @@ void mig_thread_background(void)
     }
 }
 
-/* The thread's slice (0: the kernel's default), its policy and nice value
- * kept; real-time and deadline threads are left alone. */
-static int set_slice(int tid, uint64_t ns)
+void mig_thread_latency(void)
 {
-    struct sched_attr a = { 0 };
-    if (syscall(SYS_sched_getattr, tid, &a, sizeof(a), 0) < 0) {
-        return -errno;
+    struct sched_attr a = { .size = sizeof(a), .sched_policy = SCHED_NORMAL, .sched_runtime = LATENCY_SLICE_NS };
+    if (syscall(SYS_sched_setattr, 0, &a, 0) < 0) {
+        log_debug("post-copy: no short time slice for a latency-critical thread");
     }
-    if (a.sched_policy != SCHED_NORMAL && a.sched_policy != SCHED_BATCH) {
-        return -EPERM;
-    }
-    a.size = sizeof(a);
-    a.sched_flags = 0;
-    a.sched_runtime = ns;
-    return syscall(SYS_sched_setattr, tid, &a, 0) < 0 ? -errno : 0;
-}
-
-int mig_thread_latency(int tid)
-{
-    int ret = set_slice(tid, LATENCY_SLICE_NS);
-    if (ret < 0) {
-        log_debug("post-copy: no short time slice for thread %d: %s", tid, strerror(-ret));
-    }
-    return ret;
-}
-
-void mig_thread_latency_end(int tid)
-{
-    set_slice(tid, 0);      /* a thread gone meanwhile: nothing to undo */
 }

@@ -116,13 +116,10 @@ uint64_t mig_now_ns(void);
  * moves the bulk stream: it yields the CPU to the threads a faulting vCPU
  * waits for (nice +10, this thread only). */
 void mig_thread_background(void);
-/* Thread tid (0: the caller) is on a faulting vCPU's way (it faults,
- * reads the fault, carries the request or places the page): it gets a
- * short slice, so its wakeups preempt what runs instead of queueing.
- * <0 when the kernel refuses (the thread runs as before). _end gives the
- * thread the default slice again. */
-int mig_thread_latency(int tid);
-void mig_thread_latency_end(int tid);
+/* The calling thread is on a faulting vCPU's way (it reads the fault,
+ * carries the request or places the page): it asks the scheduler for a
+ * short slice, so its wakeups preempt what runs instead of queueing. */
+void mig_thread_latency(void);
 /* Region and page index of gpa; false when gpa is not a RAM page. */
 bool mig_page_index(const struct guest_memory *mem, uint64_t gpa, int *region, uint64_t *page);
 
