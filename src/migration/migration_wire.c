@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -353,4 +354,12 @@ int mig_ram_read(struct vmstate_reader *r, const struct guest_memory *mem, mig_p
                         (unsigned long long)r->section_left);
     }
     return ret < 0 ? ret : vmstate_section_finish(r, err);
+}
+
+void mig_thread_background(void)
+{
+    /* Raising one's own nice value needs no privilege; failing costs only latency. */
+    if (setpriority(PRIO_PROCESS, (id_t)gettid(), 10) < 0) {
+        log_debug("post-copy: cannot lower the bulk thread's priority");
+    }
 }

@@ -112,14 +112,9 @@ int mig_ram_read(struct vmstate_reader *r, const struct guest_memory *mem, mig_p
 
 /* ---- small helpers ---- */
 uint64_t mig_now_ns(void);
-/* Post-copy's threads (migration_thread_sched.c). The calling thread
- * moves the bulk stream: it yields the CPU to the threads a faulting vCPU
- * waits for (nice +10, this thread only). */
+/* Post-copy: the calling thread moves the bulk stream; it yields the CPU
+ * to the threads a faulting vCPU waits for (nice +10, this thread only). */
 void mig_thread_background(void);
-/* The calling thread is on a faulting vCPU's way (it reads the fault,
- * carries the request or places the page): it asks the scheduler for a
- * short slice, so its wakeups preempt what runs instead of queueing. */
-void mig_thread_latency(void);
 /* Region and page index of gpa; false when gpa is not a RAM page. */
 bool mig_page_index(const struct guest_memory *mem, uint64_t gpa, int *region, uint64_t *page);
 

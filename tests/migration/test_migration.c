@@ -19,9 +19,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <sys/utsname.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <time.h>
@@ -940,53 +937,6 @@ static void test_return_path_bitmap_bytes(void **state)
     close(fds[1]);
 }
 
-/* Post-copy's threads: those on a faulting vCPU's way get the shortest
- * slice (a waking one preempts instead of queueing behind a busy CPU),
- * the bulk stream's step back. Each on a thread of its own, as in use. */
-struct sched_attr_v0 {         /* the kernel's, first version (its header clashes with glibc's) */
-    uint32_t size, policy;
-    uint64_t flags;
-    int32_t nice;
-    uint32_t priority;
-    uint64_t runtime, deadline, period;
-};
-
-struct sched_seen {
-    uint64_t latency_slice_ns;
-    int background_nice;
-};
-
-static void *sched_probe(void *opaque)
-{
-    struct sched_seen *seen = opaque;
-    struct sched_attr_v0 a = { 0 };
-    mig_thread_latency();
-    assert_int_equal(syscall(SYS_sched_getattr, 0, &a, sizeof(a), 0), 0);
-    seen->latency_slice_ns = a.runtime;
-    mig_thread_background();
-    errno = 0;
-    seen->background_nice = getpriority(PRIO_PROCESS, (id_t)gettid());
-    return NULL;
-}
-
-static void test_postcopy_thread_sched(void **state)
-{
-    struct sched_seen seen = { 0 };
-    pthread_t t;
-    struct utsname u;
-    int major = 0, minor = 0;
-    assert_int_equal(pthread_create(&t, NULL, sched_probe, &seen), 0);
-    pthread_join(t, NULL);
-    assert_int_equal(seen.background_nice, 10);
-    assert_int_equal(uname(&u), 0);
-    sscanf(u.release, "%d.%d", &major, &minor);
-    if (major < 6 || (major == 6 && minor < 12)) {
-        print_message("kernel %s has no per-thread slices (6.12): only the nice value checked\n", u.release);
-        return;
-    }
-    assert_int_equal(seen.latency_slice_ns, 100000);
-}
-
 static void test_postcopy_needs_capability(void **state)
 {
     struct run r;
@@ -1195,7 +1145,6 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_postcopy_dest_error_fails_source),
         cmocka_unit_test(test_return_path_bitmap_bytes),
         cmocka_unit_test(test_postcopy_needs_capability),
-        cmocka_unit_test(test_postcopy_thread_sched),
         cmocka_unit_test(test_hostile_streams),
         cmocka_unit_test(test_bad_uri),
     };
