@@ -652,20 +652,34 @@ static int complete(struct migration_source *s)
 static int send_discards(struct migration_source *s)
 {
     uint64_t n = guest_bitmap_count(&s->todo);
-    uint8_t b[8];
-    int ret = vmstate_section_begin(&s->w, MIG_SECTION_POSTCOPY, 1, 4 + n * 8, &s->err);
-    st_le32(b, (uint32_t)n);
+    /* The guest is stopped on both sides meanwhile: the entries go in
+     * chunks, not one write each (131072 of them for 512 MiB took 0.3 to
+     * 1.2 s under load). */
+    enum { CHUNK = 8192 };
+    uint8_t *b = malloc(CHUNK * 8);
+    size_t len = 0;
+    int ret = b ? vmstate_section_begin(&s->w, MIG_SECTION_POSTCOPY, 1, 4 + n * 8, &s->err)
+                : error_set(&s->err, -ENOMEM, "out of memory");
     if (ret == 0) {
+        st_le32(b, (uint32_t)n);
         ret = vmstate_section_write(&s->w, b, 4, &s->err);
     }
     for (int i = 0; ret == 0 && i < s->todo.count; i++) {
         for (uint64_t p = 0; ret == 0 && p < s->todo.pages[i]; p++) {
             if (s->todo.bits[i][p / 64] >> (p % 64) & 1) {
-                st_le64(b, s->mem->regions[i].gpa + p * GUEST_PAGE_SIZE);
-                ret = vmstate_section_write(&s->w, b, 8, &s->err);
+                st_le64(b + len, s->mem->regions[i].gpa + p * GUEST_PAGE_SIZE);
+                len += 8;
+            }
+            if (len == CHUNK * 8) {
+                ret = vmstate_section_write(&s->w, b, len, &s->err);
+                len = 0;
             }
         }
     }
+    if (ret == 0 && len) {
+        ret = vmstate_section_write(&s->w, b, len, &s->err);
+    }
+    free(b);
     return ret < 0 ? ret : vmstate_section_end(&s->w, &s->err);
 }
 

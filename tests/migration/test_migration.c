@@ -717,6 +717,29 @@ static void test_postcopy_tcp(void **state)
     postcopy_over(fds);
 }
 
+/* Post-copy from the start: nearly every page is discarded on the
+ * destination, in long runs (one call each) broken by the few pages
+ * sent before the switch. Whatever the destination held before (all of
+ * its RAM scribbled over here) must be gone: after completion its RAM is
+ * the source's, page for page. */
+static void test_postcopy_discards_all_stale(void **state)
+{
+    struct run r;
+    int fds[2];
+    struct error err = { 0 };
+    socket_pair(fds);
+    run_init(&r, &bare_config, 0);
+    memset(guest_memory_ptr(&r.b->vm.mem, 0, MEMORY), 0xee, MEMORY);
+    r.p.postcopy_ram = true;
+    run_start(&r, fds);
+    assert_int_equal(migration_source_start_postcopy(r.s, &err), 0);
+    run_wait(&r);
+    assert_completed(&r);
+    assert_same_ram(r.a, r.b);
+    assert_no_stale_page(r.b);
+    run_free(&r);
+}
+
 /* postcopy-preempt: the source's open_channel hook hands over the second
  * connection (a socketpair here, made in advance). */
 static int preset_channel(void *opaque, struct error *err)
@@ -1140,6 +1163,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_postcopy_socketpair),
         cmocka_unit_test(test_postcopy_tcp),
         cmocka_unit_test(test_postcopy_preempt),
+        cmocka_unit_test(test_postcopy_discards_all_stale),
         cmocka_unit_test(test_postcopy_paused_given_up),
         cmocka_unit_test(test_postcopy_recover),
         cmocka_unit_test(test_postcopy_dest_error_fails_source),
