@@ -8,7 +8,9 @@
  * the placement, to the thread running again (fault-to-resume). Run once
  * with requested pages on the main stream and once with the preempt
  * channel; prints p50/p99/max, the destination's postcopy-blocktime and
- * the ratio. Usage: postcopy_latency [memory-MiB] [faults] */
+ * the ratio, and the switch to post-copy (the source's downtime: the
+ * guest stopped there until it runs here, the discards of every page not
+ * yet sent included). Usage: postcopy_latency [memory-MiB] [faults] */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +25,7 @@
 
 struct result {
     uint64_t faults, skipped, wrong, p50_ns, p99_ns, max_ns, blocktime_ms, requests, preempt_pages;
+    uint64_t switch_ms;     /* the source's downtime: stop to the destination running */
 };
 
 static uint64_t now_ns(void)
@@ -148,6 +151,7 @@ static int run(bool preempt, uint64_t memory, uint64_t want, struct result *res)
         res->blocktime_ms = ds.postcopy_blocktime_ms;
         res->requests = ds.postcopy_requests;
         res->preempt_pages = ss.postcopy_preempt_pages;
+        res->switch_ms = ss.downtime_ms;
     }
     if (!preempt) {
         close(ch[0]);
@@ -179,15 +183,15 @@ int main(int argc, char **argv)
     printf("post-copy fault-to-resume latency, bare machines, %llu MiB of data, bulk stream running "
            "(socketpair, one process); %ld CPUs, load average %s (latency is scheduling on a busy host)\n",
            (unsigned long long)(memory >> 20), sysconf(_SC_NPROCESSORS_ONLN), load);
-    printf("%-16s %7s %8s %8s %9s %13s %9s %8s\n", "requested pages", "faults", "p50 us", "p99 us", "max us",
-           "blocktime ms", "requests", "wrong");
+    printf("%-16s %7s %8s %8s %9s %13s %9s %8s %10s\n", "requested pages", "faults", "p50 us", "p99 us", "max us",
+           "blocktime ms", "requests", "wrong", "switch ms");
     for (int i = 0; i < 2; i++) {
         if (run(i == 1, memory, want, &r[i]) < 0) {
             return 1;
         }
-        printf("%-16s %7llu %8.1f %8.1f %9.1f %13llu %9llu %8llu\n", name[i], (unsigned long long)r[i].faults,
+        printf("%-16s %7llu %8.1f %8.1f %9.1f %13llu %9llu %8llu %10llu\n", name[i], (unsigned long long)r[i].faults,
                r[i].p50_ns / 1e3, r[i].p99_ns / 1e3, r[i].max_ns / 1e3, (unsigned long long)r[i].blocktime_ms,
-               (unsigned long long)r[i].requests, (unsigned long long)r[i].wrong);
+               (unsigned long long)r[i].requests, (unsigned long long)r[i].wrong, (unsigned long long)r[i].switch_ms);
     }
     if (r[1].p50_ns && r[1].p99_ns) {
         printf("ratio main/preempt: p50 %.1fx, p99 %.1fx (> 1: the preempt channel is faster); "

@@ -7,6 +7,7 @@
  * the caller's granules (an incremental backup's dirty bitmap). */
 #include "block/block_job_int.h"
 #include "block/block_int.h"
+#include "block/blockdev_top_ranges.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -50,26 +51,31 @@ static int copy_before_write(void *opaque, uint64_t off, uint64_t len, struct er
     return ret;
 }
 
-/* sync=top: only what the top layer defines is copied. */
+/* Granules wholly inside [from, to) leave the set. */
+static void drop_granules(struct block_job *job, uint64_t from, uint64_t to)
+{
+    uint64_t g = job->bitmap.granule;
+    for (uint64_t i = (from + g - 1) / g; i < to / g; i++) {
+        job_bitmap_put(&job->bitmap, i, false);
+    }
+}
+
+/* sync=top: only what the top layer defines is copied; granules partly
+ * the top's stay in the set. */
 static int keep_top_ranges(struct block_job *job, struct error *err)
 {
-    uint64_t size = blockdev_size(job->top);
-    for (uint64_t off = 0; off < size; ) {
-        struct block_status st;
-        int ret = blockdev_block_status(job->top, off, size - off, &st, err);
-        if (ret < 0) {
-            return ret;
-        }
-        if (st.depth > 0 || !(st.flags & BDEV_STATUS_ALLOCATED)) {
-            /* Granules partly the top's stay in the set. */
-            uint64_t g = job->bitmap.granule, first = (off + g - 1) / g, end = (off + st.len) / g;
-            for (uint64_t i = first; i < end; i++) {
-                job_bitmap_put(&job->bitmap, i, false);
-            }
-        }
-        off += st.len;
+    struct blockdev_top_ranges it;
+    uint64_t off, len, gap = 0;     /* gap: where the top's last range ended */
+    int ret;
+    blockdev_top_ranges_init(&it, job->top);
+    while ((ret = blockdev_top_ranges_next(&it, &off, &len, err)) == 1) {
+        drop_granules(job, gap, off);
+        gap = off + len;
     }
-    return 0;
+    if (ret == 0) {
+        drop_granules(job, gap, blockdev_size(job->top));
+    }
+    return ret;
 }
 
 static uint64_t granules_set(const struct job_bitmap *b)

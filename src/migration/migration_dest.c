@@ -240,6 +240,46 @@ static int setup(struct migration_dest *d)
     return su.memfd ? mig_recv_memfds(d->fd, d->mem, &d->err) : 0;
 }
 
+/* The n pages of "mig-postcopy"'s list: each run of consecutive pages in
+ * one region goes in one call (the whole of RAM, when post-copy starts
+ * at once, in a few), while the guest waits to start. */
+static int discard_pages(struct migration_dest *d, uint32_t n)
+{
+    enum { CHUNK = 8192 };      /* entries read at once */
+    uint8_t *b = malloc(CHUNK * 8);
+    uint64_t run_gpa = 0, run_pages = 0;
+    int run_region = -1, ret = b ? 0 : error_set(&d->err, -ENOMEM, "out of memory");
+    for (uint32_t i = 0; i <= n && ret == 0; i++) {
+        int region = -1;
+        uint64_t gpa = 0, page;
+        if (i < n) {
+            uint32_t k = i % CHUNK;
+            if (k == 0 && (ret = vmstate_section_read(&d->r, b, (n - i < CHUNK ? n - i : CHUNK) * 8, &d->err)) < 0) {
+                break;
+            }
+            gpa = ld_le64(b + k * 8);
+            if (!mig_page_index(d->mem, gpa, &region, &page)) {
+                ret = error_set(&d->err, -EPROTO, "migration stream: discard of 0x%llx, not guest RAM",
+                                (unsigned long long)gpa);
+                break;
+            }
+            bitmap_clear_atomic(d->received.bits[region], page);
+            if (region == run_region && gpa == run_gpa + run_pages * GUEST_PAGE_SIZE) {
+                run_pages++;
+                continue;
+            }
+        }
+        if (run_pages) {
+            ret = postcopy_discard(d->mem, run_gpa, run_pages, &d->err);
+        }
+        run_gpa = gpa;
+        run_pages = 1;
+        run_region = region;
+    }
+    free(b);
+    return ret;
+}
+
 /* "mig-postcopy": forget the pages the source will send again, then let
  * every later touch of a missing page fault to the fault thread. */
 static int begin_postcopy(struct migration_dest *d)
@@ -254,17 +294,7 @@ static int begin_postcopy(struct migration_dest *d)
         return error_set(&d->err, -EPROTO, "migration stream: '%s' announces %u pages in %llu bytes",
                          MIG_SECTION_POSTCOPY, n, (unsigned long long)d->r.section_left);
     }
-    for (uint32_t i = 0; i < n; i++) {
-        int region;
-        uint64_t page;
-        if ((ret = vmstate_section_read(&d->r, b, 8, &d->err)) < 0 ||
-            (ret = postcopy_discard(d->mem, ld_le64(b), &d->err)) < 0) {
-            return ret;
-        }
-        mig_page_index(d->mem, ld_le64(b), &region, &page);
-        bitmap_clear_atomic(d->received.bits[region], page);
-    }
-    if ((ret = vmstate_section_finish(&d->r, &d->err)) < 0) {
+    if ((ret = discard_pages(d, n)) < 0 || (ret = vmstate_section_finish(&d->r, &d->err)) < 0) {
         return ret;
     }
     struct postcopy_dest *pc;

@@ -23,6 +23,7 @@
 #include <zlib.h>
 
 #include "block/blockdev.h"
+#include "block/blockdev_top_ranges.h"
 #include "util/bswap.h"
 #include "util/zero.h"
 
@@ -115,20 +116,16 @@ int mig_disk_setup_write(struct vmstate_writer *w, struct machine *m, struct err
  * show wherever the source's overlay defines nothing. */
 static int check_empty(struct blockdev *bd, int i, struct error *err)
 {
-    for (uint64_t off = 0; off < blockdev_size(bd);) {
-        struct block_status st;
-        int ret = blockdev_block_status(bd, off, blockdev_size(bd) - off, &st, err);
-        if (ret < 0) {
-            return ret;
-        }
-        if (st.depth == 0 && (st.flags & BDEV_STATUS_ALLOCATED)) {
-            return error_set(err, -EEXIST, "disk%d: the destination's overlay %s is not empty (offset %llu): "
-                             "create a new one on the base for an overlay-only migration", i,
-                             blockdev_filename(bd), (unsigned long long)off);
-        }
-        off += st.len;
+    struct blockdev_top_ranges it;
+    uint64_t off, len;
+    blockdev_top_ranges_init(&it, bd);
+    int ret = blockdev_top_ranges_next(&it, &off, &len, err);
+    if (ret == 1) {
+        return error_set(err, -EEXIST, "disk%d: the destination's overlay %s is not empty (offset %llu): "
+                         "create a new one on the base for an overlay-only migration", i,
+                         blockdev_filename(bd), (unsigned long long)off);
     }
-    return 0;
+    return ret;
 }
 
 static int check_disk(struct machine *m, int i, const uint8_t *theirs, struct error *err)

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 
 #include "block/blockdev.h"
+#include "block/blockdev_top_ranges.h"
 #include "util/bswap.h"
 #include "util/dirty_bitmap.h"
 
@@ -34,19 +35,14 @@ struct mig_disk_tx {
 /* The clusters the overlay itself defines: the first pass's work. */
 static int mark_overlay(struct disk_tx *d, struct error *err)
 {
-    uint64_t size = blockdev_size(d->bd);
-    for (uint64_t off = 0; off < size;) {
-        struct block_status st;
-        int ret = blockdev_block_status(d->bd, off, size - off, &st, err);
-        if (ret < 0) {
-            return ret;
-        }
-        if (st.depth == 0 && (st.flags & BDEV_STATUS_ALLOCATED)) {
-            dirty_bitmap_set(d->todo, off, st.len);
-        }
-        off += st.len;
+    struct blockdev_top_ranges it;
+    uint64_t off, len;
+    int ret;
+    blockdev_top_ranges_init(&it, d->bd);
+    while ((ret = blockdev_top_ranges_next(&it, &off, &len, err)) == 1) {
+        dirty_bitmap_set(d->todo, off, len);
     }
-    return 0;
+    return ret;
 }
 
 static int disk_tx_init(struct disk_tx *d, struct blockdev *bd, struct error *err)

@@ -99,7 +99,8 @@ int preempt_dest_start(struct preempt_dest **out, int fd, const struct guest_mem
                        void *opaque, struct error *err);
 void preempt_dest_stop(struct preempt_dest *p);
 
-/* Drops the pages of guest RAM at gpa (they fault from now on). */
-int postcopy_discard(struct guest_memory *mem, uint64_t gpa, struct error *err);
+/* Drops pages pages of guest RAM from gpa on, all in one region (they
+ * fault from now on). */
+int postcopy_discard(struct guest_memory *mem, uint64_t gpa, uint64_t pages, struct error *err);
 
 #endif

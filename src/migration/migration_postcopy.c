@@ -232,18 +232,19 @@ static void *fault_main(void *opaque)
 
 /* ---- the interface ---- */
 
-int postcopy_discard(struct guest_memory *mem, uint64_t gpa, struct error *err)
+int postcopy_discard(struct guest_memory *mem, uint64_t gpa, uint64_t pages, struct error *err)
 {
-    int region;
-    uint64_t page;
-    if (!mig_page_index(mem, gpa, &region, &page)) {
-        return error_set(err, -EPROTO, "migration stream: discard of 0x%llx, not guest RAM",
-                         (unsigned long long)gpa);
+    int region, last_region;
+    uint64_t page, last;
+    if (!pages || !mig_page_index(mem, gpa, &region, &page) ||
+        !mig_page_index(mem, gpa + (pages - 1) * GUEST_PAGE_SIZE, &last_region, &last) || last_region != region) {
+        return error_set(err, -EPROTO, "migration stream: discard of %llu pages at 0x%llx, not guest RAM",
+                         (unsigned long long)pages, (unsigned long long)gpa);
     }
     struct guest_region *r = &mem->regions[region];
     if (fallocate(r->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(page * GUEST_PAGE_SIZE),
-                  GUEST_PAGE_SIZE) < 0) {
-        return error_set_errno(err, -errno, "discarding guest page 0x%llx", (unsigned long long)gpa);
+                  (off_t)(pages * GUEST_PAGE_SIZE)) < 0) {
+        return error_set_errno(err, -errno, "discarding guest pages at 0x%llx", (unsigned long long)gpa);
     }
     return 0;
 }

@@ -47,6 +47,7 @@ struct migration_source {
     bool thread_started;
     /* the return path (under lock) */
     bool rp_setup_ok, rp_done, rp_closed, rp_resume_end;
+    bool dest_failed;                   /* the destination gave up (MIG_RP_ERROR): nothing to resume */
     int new_fd;                         /* post-copy paused: the connection to go on with, -1: none */
     uint64_t bytes_before;              /* stream bytes of connections before this one */
     struct error rp_err;
@@ -176,6 +177,9 @@ static void *rp_main(void *opaque)
         } else if (msg.type == MIG_RP_ERROR) {
             error_set(&s->rp_err, msg.arg && (int64_t)msg.arg < 0 && (int64_t)msg.arg > -4096 ? (int)msg.arg : -EIO,
                       "destination: %s", msg.text);
+            s->dest_failed = true;
+            /* Nobody reads on there: a send blocked on it fails now. */
+            shutdown(s->fd, SHUT_RDWR);
         } else if (msg.type == MIG_RP_RESUME_BITS) {
             resume_bits(s, &msg);
         } else if (msg.type == MIG_RP_RESUME_END) {
@@ -648,20 +652,34 @@ static int complete(struct migration_source *s)
 static int send_discards(struct migration_source *s)
 {
     uint64_t n = guest_bitmap_count(&s->todo);
-    uint8_t b[8];
-    int ret = vmstate_section_begin(&s->w, MIG_SECTION_POSTCOPY, 1, 4 + n * 8, &s->err);
-    st_le32(b, (uint32_t)n);
+    /* The guest is stopped on both sides meanwhile: the entries go in
+     * chunks, not one write each (131072 of them for 512 MiB took 0.3 to
+     * 1.2 s under load). */
+    enum { CHUNK = 8192 };
+    uint8_t *b = malloc(CHUNK * 8);
+    size_t len = 0;
+    int ret = b ? vmstate_section_begin(&s->w, MIG_SECTION_POSTCOPY, 1, 4 + n * 8, &s->err)
+                : error_set(&s->err, -ENOMEM, "out of memory");
     if (ret == 0) {
+        st_le32(b, (uint32_t)n);
         ret = vmstate_section_write(&s->w, b, 4, &s->err);
     }
     for (int i = 0; ret == 0 && i < s->todo.count; i++) {
         for (uint64_t p = 0; ret == 0 && p < s->todo.pages[i]; p++) {
             if (s->todo.bits[i][p / 64] >> (p % 64) & 1) {
-                st_le64(b, s->mem->regions[i].gpa + p * GUEST_PAGE_SIZE);
-                ret = vmstate_section_write(&s->w, b, 8, &s->err);
+                st_le64(b + len, s->mem->regions[i].gpa + p * GUEST_PAGE_SIZE);
+                len += 8;
+            }
+            if (len == CHUNK * 8) {
+                ret = vmstate_section_write(&s->w, b, len, &s->err);
+                len = 0;
             }
         }
     }
+    if (ret == 0 && len) {
+        ret = vmstate_section_write(&s->w, b, len, &s->err);
+    }
+    free(b);
     return ret < 0 ? ret : vmstate_section_end(&s->w, &s->err);
 }
 
@@ -676,11 +694,30 @@ static void end_return_path(struct migration_source *s)
     }
 }
 
+/* The destination said it failed (it will not recover): its reason is
+ * the migration's. */
+static int dest_failure(struct migration_source *s)
+{
+    pthread_mutex_lock(&s->lock);
+    int ret = 0;
+    if (s->dest_failed) {
+        s->err = s->rp_err;
+        ret = s->err.code;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return ret;
+}
+
 /* The connection broke in post-copy: the destination runs the guest, so
  * neither side may give up. Waits for migration_source_resume (or a
- * cancel), then learns from the destination what it still lacks. */
+ * cancel), then learns from the destination what it still lacks. A
+ * destination that failed instead fails the migration here too. */
 static int postcopy_pause(struct migration_source *s)
 {
+    int failed = dest_failure(s);
+    if (failed < 0) {
+        return failed;
+    }
     log_warn("post-copy paused: %s", s->err.msg);
     end_return_path(s);
     s->bytes_before += s->w.pos;
@@ -825,6 +862,8 @@ static void *source_main(void *opaque)
     }
     if (ret < 0 && cancelled(s)) {
         ret = error_set(&s->err, -ECANCELED, "migration cancelled");
+    } else if (ret < 0 && dest_failure(s) < 0) {
+        ret = s->err.code;      /* the destination's reason, not the broken pipe it left */
     }
     if (ret < 0) {
         log_warn("migration failed: %s", s->err.msg);

@@ -14,6 +14,7 @@
 
 #include "block/block_job.h"
 #include "block/blockdev.h"
+#include "block/blockdev_top_ranges.h"
 #include "qcow2_test_util.h"
 
 #define SIZE (4u << 20)
@@ -348,6 +349,35 @@ static void test_backup_granules(void **state)
     free(model);
 }
 
+/* sync=top: only what the top layer itself defines ([2M, 2.5M)) is
+ * copied; the target allocates exactly the top's ranges. */
+static void test_backup_sync_top(void **state)
+{
+    struct disk d;
+    uint8_t *model = begin(&d);
+    struct block_job_params p = params(BLOCK_JOB_BACKUP, 0, 0, 0);
+    p.top_only = true;
+    new_target("top-only.qcow2", &p);
+    struct block_job *job = start(&d, &p);
+    wait_status(job, JOB_STATUS_NULL, NULL, 0);
+    block_job_free(job);
+    blockdev_close(d.bd);
+    memset(model, 0, 2 * MB);
+    memset(model + 2 * MB + MB / 2, 0, MB + MB / 2);
+    open_disk(&d, "top-only.qcow2");
+    check_contents(d.bd, model);
+    struct blockdev_top_ranges it;
+    uint64_t off, len;
+    struct error err = { 0 };
+    blockdev_top_ranges_init(&it, d.bd);
+    assert_int_equal(blockdev_top_ranges_next(&it, &off, &len, &err), 1);
+    assert_int_equal(off, 2 * MB);
+    assert_int_equal(len, MB / 2);
+    assert_int_equal(blockdev_top_ranges_next(&it, &off, &len, &err), 0);
+    blockdev_close(d.bd);
+    free(model);
+}
+
 /* Pause holds the copy; resume finishes it; the verbs refused as QEMU does. */
 static void test_pause_resume_verbs(void **state)
 {
@@ -467,6 +497,7 @@ int main(void)
         cmocka_unit_test(test_commit_active_with_writes),
         cmocka_unit_test(test_backup_point_in_time),
         cmocka_unit_test(test_backup_granules),
+        cmocka_unit_test(test_backup_sync_top),
         cmocka_unit_test(test_pause_resume_verbs),
         cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_read_error),

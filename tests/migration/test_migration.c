@@ -100,19 +100,25 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* One write of the guest: the next page goes up by one. */
+static void sim_step(struct sim_guest *g)
+{
+    uint8_t *base = guest_memory_ptr(&g->m->vm.mem, RANGE_BASE, RANGE_PAGES * 4096ull);
+    uint64_t t = now_ns();
+    base[g->pos * 4096]++;
+    guest_memory_mark_dirty(&g->m->vm.mem, RANGE_BASE + g->pos * 4096, 1);
+    t = now_ns() - t;
+    g->max_ns = t > g->max_ns ? t : g->max_ns;
+    g->pos = (g->pos + 1) % RANGE_PAGES;
+    g->writes++;
+}
+
 static void *sim_main(void *opaque)
 {
     struct sim_guest *g = opaque;
     uint64_t t0 = now_ns(), n = 0;
-    uint8_t *base = guest_memory_ptr(&g->m->vm.mem, RANGE_BASE, RANGE_PAGES * 4096ull);
     while (!__atomic_load_n(&g->stop, __ATOMIC_ACQUIRE)) {
-        uint64_t t = now_ns();
-        base[g->pos * 4096]++;
-        guest_memory_mark_dirty(&g->m->vm.mem, RANGE_BASE + g->pos * 4096, 1);
-        t = now_ns() - t;
-        g->max_ns = t > g->max_ns ? t : g->max_ns;
-        g->pos = (g->pos + 1) % RANGE_PAGES;
-        g->writes++;
+        sim_step(g);
         if (g->rate && ++n % 16 == 0) {
             /* Throttled, each write takes 100/(100-throttle) of its time. */
             int th = __atomic_load_n(&g->throttle, __ATOMIC_ACQUIRE);
@@ -161,7 +167,14 @@ struct side {
 static void src_stop(void *opaque)
 {
     struct side *s = opaque;
+    bool was_running = s->guest.running;
     sim_stop(&s->guest);
+    if (was_running) {
+        /* A last write as it stops, as a vCPU has: the stop always finds a
+         * page dirty, however little the guest thread ran on a loaded host
+         * since the last pass (the downtime's bytes are then never 0). */
+        sim_step(&s->guest);
+    }
     machine_pause(s->guest.m);
     s->stops++;
 }
@@ -704,6 +717,29 @@ static void test_postcopy_tcp(void **state)
     postcopy_over(fds);
 }
 
+/* Post-copy from the start: nearly every page is discarded on the
+ * destination, in long runs (one call each) broken by the few pages
+ * sent before the switch. Whatever the destination held before (all of
+ * its RAM scribbled over here) must be gone: after completion its RAM is
+ * the source's, page for page. */
+static void test_postcopy_discards_all_stale(void **state)
+{
+    struct run r;
+    int fds[2];
+    struct error err = { 0 };
+    socket_pair(fds);
+    run_init(&r, &bare_config, 0);
+    memset(guest_memory_ptr(&r.b->vm.mem, 0, MEMORY), 0xee, MEMORY);
+    r.p.postcopy_ram = true;
+    run_start(&r, fds);
+    assert_int_equal(migration_source_start_postcopy(r.s, &err), 0);
+    run_wait(&r);
+    assert_completed(&r);
+    assert_same_ram(r.a, r.b);
+    assert_no_stale_page(r.b);
+    run_free(&r);
+}
+
 /* postcopy-preempt: the source's open_channel hook hands over the second
  * connection (a socketpair here, made in advance). */
 static int preset_channel(void *opaque, struct error *err)
@@ -727,6 +763,9 @@ static void test_postcopy_preempt(void **state)
     r.dst.handoff = &r.src.guest;
     r.p.postcopy_ram = r.p.postcopy_preempt = true;
     r.p.downtime_limit_ms = 1;
+    /* As in postcopy_over: unlimited, the stream could bring every page
+     * before the guest faults on one (seen under load). */
+    r.p.max_postcopy_bandwidth = 8ull << 20;
     r.src.channel_fd = ch[0];
     struct migration_hooks sh = src_hooks(&r.src), dh = dst_hooks(&r.dst);
     sh.open_channel = preset_channel;
@@ -826,6 +865,71 @@ static void test_postcopy_recover(void **state)
     uint8_t *pa = guest_memory_ptr(&r.a->vm.mem, 0, RANGE_BASE), *pb = guest_memory_ptr(&r.b->vm.mem, 0, RANGE_BASE);
     assert_memory_equal(pa, pb, RANGE_BASE);
     assert_true(same_device(r.a, r.b, "uart"));
+    run_free(&r);
+}
+
+/* A destination standing in for one that fails in post-copy: it drains
+ * the stream, accepts the setup, and once post-copy runs says its stream
+ * ended with pages missing (what migration_dest sends in that case). */
+static void *drain_main(void *opaque)
+{
+    int fd = *(int *)opaque;
+    char buf[65536];
+    while (read(fd, buf, sizeof(buf)) > 0) {
+    }
+    return NULL;
+}
+
+static void send_rp(int fd, enum mig_rp_type type, int64_t arg, const char *text)
+{
+    struct mig_rp_msg msg = { .type = type, .arg = (uint64_t)arg };
+    struct error err = { 0 };
+    snprintf(msg.text, sizeof(msg.text), "%s", text);
+    assert_int_equal(mig_rp_send(fd, &msg, &err), 0);
+}
+
+/* The destination failed in post-copy (it cannot go on; nothing will
+ * recover it): the source fails too, with the destination's reason,
+ * instead of pausing until cancelled; its guest stays stopped. */
+static void test_postcopy_dest_error_fails_source(void **state)
+{
+    struct run r;
+    int fds[2];
+    struct error err = { 0 };
+    pthread_t drain;
+    socket_pair(fds);
+    run_init(&r, &bare_config, 0);
+    r.p.postcopy_ram = true;
+    r.p.downtime_limit_ms = 1;
+    r.p.max_postcopy_bandwidth = 4ull << 20;
+    struct migration_hooks sh = src_hooks(&r.src);
+    assert_int_equal(pthread_create(&drain, NULL, drain_main, &fds[1]), 0);
+    assert_int_equal(migration_source_start(&r.s, r.a, fds[0], &r.p, &sh, &err), 0);
+    assert_int_equal(migration_source_start_postcopy(r.s, &err), 0);
+    send_rp(fds[1], MIG_RP_SETUP_OK, 0, "");
+    for (int i = 0; i < 2000 && (migration_source_stats(r.s, &r.ss), r.ss.status != MIGRATION_POSTCOPY_ACTIVE); i++) {
+        struct timespec ts = { 0, 10000000 };
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(r.ss.status, MIGRATION_POSTCOPY_ACTIVE);
+    send_rp(fds[1], MIG_RP_ERROR, -EPROTO, "post-copy: the stream ended with pages missing (1, the first at 0x1000)");
+    for (int i = 0; i < 1000 && !migration_source_done(r.s); i++) {
+        struct timespec ts = { 0, 10000000 };
+        nanosleep(&ts, NULL);
+    }
+    migration_source_stats(r.s, &r.ss);
+    if (!migration_source_done(r.s)) {
+        fail_msg("the source is still %s 10 s after the destination failed", migration_status_name(r.ss.status));
+    }
+    assert_int_equal(migration_source_wait(r.s, &r.serr), -EPROTO);
+    assert_int_equal(r.ss.status, MIGRATION_FAILED);
+    assert_int_equal(r.src.last, MIGRATION_FAILED);        /* the MIGRATION event */
+    assert_non_null(strstr(r.ss.error, "destination: post-copy: the stream ended with pages missing"));
+    assert_int_equal(r.src.starts, 0);
+    assert_int_equal(machine_run_state(r.a), MACHINE_PAUSED);
+    shutdown(fds[1], SHUT_RDWR);
+    pthread_join(drain, NULL);
+    close(fds[1]);
     run_free(&r);
 }
 
@@ -1059,8 +1163,10 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_postcopy_socketpair),
         cmocka_unit_test(test_postcopy_tcp),
         cmocka_unit_test(test_postcopy_preempt),
+        cmocka_unit_test(test_postcopy_discards_all_stale),
         cmocka_unit_test(test_postcopy_paused_given_up),
         cmocka_unit_test(test_postcopy_recover),
+        cmocka_unit_test(test_postcopy_dest_error_fails_source),
         cmocka_unit_test(test_return_path_bitmap_bytes),
         cmocka_unit_test(test_postcopy_needs_capability),
         cmocka_unit_test(test_hostile_streams),
