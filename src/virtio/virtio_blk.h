@@ -3,7 +3,8 @@
  * requests off the queue; a few worker threads serve them in parallel
  * (several requests in flight) straight between guest memory and the block
  * layer, and complete them in whatever order they finish. Reads the page
- * cache answers are served by the main loop itself (no worker wake-up). */
+ * cache answers, and writes it takes in place, are served by the main loop
+ * itself (no worker wake-up). */
 #ifndef VIRTIO_VIRTIO_BLK_H
 #define VIRTIO_VIRTIO_BLK_H
 
@@ -40,6 +41,8 @@ struct virtio_blk {
     struct virtq_chain *chain;      /* scratch for the chain being taken */
     uint64_t requests;
     uint64_t cached_reads;          /* of those, served without a worker */
+    uint64_t inline_writes;         /* the same for writes the page cache took */
+    uint64_t inline_unflushed;      /* bytes written inline since the last flush (atomic) */
     struct virtio_blk_stats stats;
     /* Worker pool: pending requests, in-flight count, both under dev.lock. */
     pthread_t workers[VIRTIO_BLK_WORKERS];
