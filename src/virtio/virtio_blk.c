@@ -231,21 +231,32 @@ static struct blk_request *request_from(const struct virtq_chain *c, int q)
     return r;
 }
 
-/* A request is done (dev.lock held): the host input seam sees the
- * completions in the order the guest will. */
+/* A request is done (a worker's): under the queue's lock, the host input
+ * seam sees the completions in the order the guest will. */
 static void complete(struct virtio_blk *b, int q, uint16_t head, uint32_t len)
 {
+    pthread_mutex_lock(&b->queue_lock[q]);
     host_input_block_completion(b, head, len);
     virtio_device_complete(&b->dev, q, head, len);
+    pthread_mutex_unlock(&b->queue_lock[q]);
 }
 
 /* The same for a request served while taking requests off the ring: one
  * interrupt at the end of the pass covers all of them (blk_queue_notify). */
 static void complete_in_pass(struct virtio_blk *b, int q, uint16_t head, uint32_t len, bool *pushed)
 {
+    pthread_mutex_lock(&b->queue_lock[q]);
     host_input_block_completion(b, head, len);
     virtio_device_push(&b->dev, q, head, len);
+    pthread_mutex_unlock(&b->queue_lock[q]);
     *pushed = true;
+}
+
+static void notify_pass(struct virtio_blk *b, int q)
+{
+    pthread_mutex_lock(&b->queue_lock[q]);
+    virtio_device_notify_used(&b->dev, q);
+    pthread_mutex_unlock(&b->queue_lock[q]);
 }
 
 static void *blk_worker(void *opaque)
@@ -256,10 +267,10 @@ static void *blk_worker(void *opaque)
         log_error("virtio-blk worker: %s", err.msg);   /* then it serves no request */
         return NULL;
     }
-    pthread_mutex_lock(&b->dev.lock);
+    pthread_mutex_lock(&b->pool_lock);
     for (;;) {
         while (!b->pending_head && !b->stop) {
-            pthread_cond_wait(&b->work, &b->dev.lock);
+            pthread_cond_wait(&b->work, &b->pool_lock);
         }
         if (!b->pending_head) {
             break;
@@ -269,16 +280,16 @@ static void *blk_worker(void *opaque)
         if (!b->pending_head) {
             b->pending_tail = NULL;
         }
-        pthread_mutex_unlock(&b->dev.lock);
+        pthread_mutex_unlock(&b->pool_lock);
         uint32_t len = serve(b, &r->chain);     /* the block layer is thread-safe */
-        pthread_mutex_lock(&b->dev.lock);
         complete(b, r->queue, r->chain.head, len);
         free(r);
+        pthread_mutex_lock(&b->pool_lock);
         if (--b->in_flight == 0) {
             pthread_cond_broadcast(&b->idle);
         }
     }
-    pthread_mutex_unlock(&b->dev.lock);
+    pthread_mutex_unlock(&b->pool_lock);
     return NULL;
 }
 
@@ -338,6 +349,7 @@ static void dispatch(struct virtio_blk *b, int q, bool *pushed)
         complete_in_pass(b, q, b->chain->head, serve(b, b->chain), pushed);
         return;
     }
+    pthread_mutex_lock(&b->pool_lock);
     b->in_flight++;
     if (b->pending_tail) {
         b->pending_tail->next = r;
@@ -346,6 +358,7 @@ static void dispatch(struct virtio_blk *b, int q, bool *pushed)
     }
     b->pending_tail = r;
     pthread_cond_signal(&b->work);
+    pthread_mutex_unlock(&b->pool_lock);
 }
 
 static void blk_queue_notify(struct virtio_device *d, int q)
@@ -366,7 +379,7 @@ static void blk_queue_notify(struct virtio_device *d, int q)
             dispatch(b, q, &pushed);
         }
         if (pushed) {
-            virtio_device_notify_used(d, q);
+            notify_pass(b, q);
         }
         if (ret < 0) {
             virtio_device_fail(d, &err);
@@ -406,9 +419,11 @@ static void blk_config_read(struct virtio_device *d, uint32_t offset, void *buf,
 
 void virtio_blk_drain_locked(struct virtio_blk *b)
 {
+    pthread_mutex_lock(&b->pool_lock);
     while (b->in_flight > 0) {
-        pthread_cond_wait(&b->idle, &b->dev.lock);
+        pthread_cond_wait(&b->idle, &b->pool_lock);
     }
+    pthread_mutex_unlock(&b->pool_lock);
 }
 
 /* Called with dev.lock held: let the workers finish what is in flight
@@ -466,6 +481,10 @@ int virtio_blk_init(struct virtio_blk *b, const struct guest_memory *mem, struct
     if (serial) {
         memcpy(b->serial, serial, strnlen(serial, sizeof(b->serial)));
     }
+    for (int q = 0; q < VIRTIO_BLK_MAX_QUEUES; q++) {
+        pthread_mutex_init(&b->queue_lock[q], NULL);
+    }
+    pthread_mutex_init(&b->pool_lock, NULL);
     pthread_cond_init(&b->work, NULL);
     pthread_cond_init(&b->idle, NULL);
     b->pending_head = b->pending_tail = NULL;
@@ -490,10 +509,10 @@ int virtio_blk_init(struct virtio_blk *b, const struct guest_memory *mem, struct
 /* The workers finish what they hold and leave. */
 static void stop_workers(struct virtio_blk *b)
 {
-    pthread_mutex_lock(&b->dev.lock);
+    pthread_mutex_lock(&b->pool_lock);
     b->stop = true;
     pthread_cond_broadcast(&b->work);
-    pthread_mutex_unlock(&b->dev.lock);
+    pthread_mutex_unlock(&b->pool_lock);
     for (int i = 0; i < b->nworkers; i++) {
         pthread_join(b->workers[i], NULL);
     }
@@ -516,6 +535,10 @@ void virtio_blk_destroy(struct virtio_blk *b)
     stop_workers(b);
     pthread_cond_destroy(&b->work);
     pthread_cond_destroy(&b->idle);
+    pthread_mutex_destroy(&b->pool_lock);
+    for (int q = 0; q < VIRTIO_BLK_MAX_QUEUES; q++) {
+        pthread_mutex_destroy(&b->queue_lock[q]);
+    }
     free(b->chain);
     b->chain = NULL;
     virtio_device_destroy(&b->dev);

@@ -44,7 +44,14 @@ struct virtio_blk {
     uint64_t inline_writes;         /* the same for writes the page cache took */
     uint64_t inline_unflushed;      /* bytes written inline since the last flush (atomic) */
     struct virtio_blk_stats stats;
-    /* Worker pool: pending requests, in-flight count, both under dev.lock. */
+    /* Each queue's completions (the used ring and its interrupt) under the
+     * queue's own lock, so that workers finishing requests neither wait for
+     * the device lock (held while the main loop takes requests off a ring)
+     * nor for each other across queues. The rings' avail side stays the
+     * main loop's, under dev.lock. */
+    pthread_mutex_t queue_lock[VIRTIO_BLK_MAX_QUEUES];
+    /* Worker pool: pending requests, in-flight count, stop, under pool_lock. */
+    pthread_mutex_t pool_lock;
     pthread_t workers[VIRTIO_BLK_WORKERS];
     int nworkers;
     pthread_cond_t work;            /* a request was queued, or stop */
@@ -66,7 +73,8 @@ void virtio_blk_make_synchronous(struct virtio_blk *b);
 void virtio_blk_destroy(struct virtio_blk *b);
 /* A consistent-enough copy of the counters (each read atomically). */
 void virtio_blk_get_stats(struct virtio_blk *b, struct virtio_blk_stats *out);
-/* Waits (with b->dev.lock held) until no request is in flight. */
+/* Waits (with b->dev.lock held, so that the main loop starts no request)
+ * until no request is in flight. */
 void virtio_blk_drain_locked(struct virtio_blk *b);
 
 #endif

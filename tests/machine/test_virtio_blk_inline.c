@@ -8,7 +8,8 @@
  * cache takes in place are served so too; writes that need the qcow2 write
  * path (a compressed cluster, one shared with a snapshot) are not, and a
  * flush reaches the disk after every write completed before it (the file's
- * pwrite and fdatasync calls are logged through the linker's --wrap). */
+ * pwrite and fdatasync calls are logged through the linker's --wrap).
+ * Workers complete requests without the device lock. */
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -355,6 +356,25 @@ static void test_write_to_snapshot_shared_cluster_not_inline(void **state)
     rig_destroy(r);
 }
 
+/* A worker completes its request on the queue's own lock: it does not wait
+ * for the device lock, which the main loop holds while it takes requests
+ * off any of the rings. (The deadline only ends a failing run.) */
+static void test_worker_completes_while_device_lock_held(void **state)
+{
+    struct rig *r = rig_create();
+    post_read(r, 0, CLUSTER + 8192);   /* not cached yet: a worker decompresses it */
+    virtio_device_handle_notify(&r->blk.dev, 0);
+    pthread_mutex_lock(&r->blk.dev.lock);
+    for (int waited_ms = 0; used_idx(r) != 1 && waited_ms < 20000; waited_ms++) {
+        usleep(1000);
+    }
+    uint16_t completed = used_idx(r);
+    pthread_mutex_unlock(&r->blk.dev.lock);
+    assert_int_equal(completed, 1);
+    assert_read_ok(r, 0, 8192);
+    rig_destroy(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -364,6 +384,7 @@ int main(void)
         cmocka_unit_test(test_allocated_writes_served_inline_and_flushed_after),
         cmocka_unit_test(test_write_to_compressed_cluster_not_inline),
         cmocka_unit_test(test_write_to_snapshot_shared_cluster_not_inline),
+        cmocka_unit_test(test_worker_completes_while_device_lock_held),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
