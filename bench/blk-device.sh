@@ -14,7 +14,8 @@
 # taken off its CPU time. Each case runs
 # BENCH_ROUNDS times (default 5), alternating, and medians count: requests
 # per second (wall) and CPU microseconds per request (user + system, all
-# threads), steadier on a shared host.
+# threads), steadier on a shared host. BENCH_WORKLOADS picks workloads by
+# name (e.g. "write-4096"; default: all four).
 #   bench/blk-device.sh [build-dir]      (default: build)
 set -euo pipefail
 build=${1:-build}
@@ -57,6 +58,7 @@ startup_cpu() {  # qemu-img bench arguments: CPU seconds of a one-request run (s
 echo "virtio-blk device path (no KVM) vs qemu-img bench; 128 MiB images, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), medians of $rounds"
 for workload in "read 4096 40000 0" "write 4096 20000 64" "read 1048576 512 0" "write 1048576 512 0"; do
     read -r op size count flush <<<"$workload"
+    [[ -z ${BENCH_WORKLOADS:-} || " $BENCH_WORKLOADS " == *" $op-$size "* ]] || continue
     for image in disk.raw disk.qcow2; do
         fmt=${image#*.}
         declare -A rate=() us=() start=()

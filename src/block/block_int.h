@@ -23,6 +23,8 @@ struct blockdev_driver {
     /* pread that never waits (NULL: the driver cannot): see blockdev_pread_nowait. */
     int (*pread_nowait)(struct blockdev *bd, uint64_t off, void *buf, size_t len);
     int (*pwrite)(struct blockdev *bd, uint64_t off, const void *buf, size_t len, struct error *err);
+    /* pwrite that only the page cache serves (NULL: the driver cannot): see blockdev_pwrite_nowait. */
+    int (*pwrite_nowait)(struct blockdev *bd, uint64_t off, const void *buf, size_t len);
     int (*pwrite_zeroes)(struct blockdev *bd, uint64_t off, uint64_t len, unsigned flags,
                          struct error *err);
     /* Whole clusters only (the last one may be partial at the end of the disk). */

@@ -456,6 +456,20 @@ int blockdev_pwrite(struct blockdev *bd, uint64_t off, const void *buf, size_t l
     return ret;
 }
 
+int blockdev_pwrite_nowait(struct blockdev *bd, uint64_t off, const void *buf, size_t len)
+{
+    int ret = check_write(bd, off, len, NULL);
+    if (ret < 0 || len == 0) {
+        return ret;
+    }
+    if (bd->write_notifier || !bd->drv->pwrite_nowait) {
+        return -EAGAIN;     /* a job's before() may copy data out: not for a nowait caller */
+    }
+    ret = bd->drv->pwrite_nowait(bd, off, buf, len);
+    blockdev_bitmaps_mark(bd, off, len);
+    return ret;
+}
+
 int blockdev_pwrite_zeroes(struct blockdev *bd, uint64_t off, uint64_t len, unsigned flags,
                            struct error *err)
 {

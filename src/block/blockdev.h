@@ -201,6 +201,12 @@ int blockdev_pwrite(struct blockdev *bd, uint64_t off, const void *buf, size_t l
  * with blockdev_pread, which reports real errors; buf may be partly filled.
  * Lets an event loop serve cached reads without handing them to a thread. */
 int blockdev_pread_nowait(struct blockdev *bd, uint64_t off, void *buf, size_t len);
+/* The same for a write: only when the metadata is cached and says the data
+ * goes in place (no allocation, no copy on write), the page cache takes it
+ * (hostfile_pwrite_nowait) and no block job watches the writes. Otherwise
+ * a negative errno without a message, and the caller writes the whole
+ * range again with blockdev_pwrite (part of it may have been written). */
+int blockdev_pwrite_nowait(struct blockdev *bd, uint64_t off, const void *buf, size_t len);
 /* A block job's view of the writes to one image (its own writes excepted:
  * they come from the thread the job marked with block_job_self): before()
  * runs ahead of every write, write-zeroes, compressed write and discard and

@@ -149,6 +149,45 @@ static int full_pwrite(int fd, uint64_t off, const void *buf, size_t len)
     return io_pwrite_full(fd, buf, len, (off_t)off);
 }
 
+static int full_pwrite_nowait(int fd, uint64_t off, const void *buf, size_t len)
+{
+    const uint8_t *p = buf;
+    while (len > 0) {
+        struct iovec iov = { (void *)p, len };
+        ssize_t n = pwritev2(fd, &iov, 1, (off_t)off, RWF_NOWAIT);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            return n < 0 ? -errno : -EAGAIN;
+        }
+        p += n;
+        off += (uint64_t)n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+#define PAGE_BYTES 4096u
+
+int hostfile_pwrite_nowait(struct hostfile *f, uint64_t off, const void *buf, size_t len)
+{
+    if (f->proto || f->direct || f->dbg || f->read_only) {
+        return -EAGAIN;
+    }
+    if (!__atomic_load_n(&f->no_nowait_write, __ATOMIC_RELAXED)) {
+        int ret = full_pwrite_nowait(f->fd, off, buf, len);
+        if (ret != -EOPNOTSUPP && ret != -EINVAL) {
+            return ret;
+        }
+        __atomic_store_n(&f->no_nowait_write, true, __ATOMIC_RELAXED);
+    }
+    if ((off | len) & (PAGE_BYTES - 1)) {
+        return -EAGAIN;     /* a partial page may have to be read first */
+    }
+    return full_pwrite(f->fd, off, buf, len);
+}
+
 /* The aligned span around [off, off+len) in a bounce buffer. */
 static uint8_t *bounce_span(uint64_t off, size_t len, uint64_t *start, size_t *span)
 {

@@ -38,6 +38,7 @@ struct hostfile {
     bool read_only;
     bool direct;        /* O_DIRECT: unaligned requests go through a bounce buffer */
     bool no_nowait;     /* the kernel refused RWF_NOWAIT once: do not try again */
+    bool no_nowait_write;   /* the same for buffered writes */
     bool no_flush;      /* cache=unsafe: hostfile_flush does nothing */
     pthread_rwlock_t rmw_lock;  /* direct mode: read-modify-write excludes other writes */
     bool locked;        /* registered with hostfile_lock */
@@ -86,6 +87,13 @@ int hostfile_pread(struct hostfile *f, uint64_t off, void *buf, size_t len);
  * always with O_DIRECT. */
 int hostfile_pread_nowait(struct hostfile *f, uint64_t off, void *buf, size_t len);
 int hostfile_pwrite(struct hostfile *f, uint64_t off, const void *buf, size_t len);
+/* Like hostfile_pwrite when the page cache takes the write: RWF_NOWAIT
+ * where the filesystem honours it on buffered writes. Where it does not
+ * (ext4 answers -EOPNOTSUPP, remembered), whole pages only, written
+ * plainly: they need no read of the old page, and wait at most on the
+ * kernel's dirty-page throttling, as any buffered writer. -EAGAIN for the
+ * rest and always with O_DIRECT; part of the range may be written. */
+int hostfile_pwrite_nowait(struct hostfile *f, uint64_t off, const void *buf, size_t len);
 int hostfile_flush(struct hostfile *f);
 int64_t hostfile_size(struct hostfile *f);
 int hostfile_truncate(struct hostfile *f, uint64_t size);

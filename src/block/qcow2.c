@@ -697,6 +697,7 @@ const struct blockdev_driver qcow2_driver = {
     .close = qcow2_close,
     .pread = qcow2_pread,
     .pread_nowait = qcow2_pread_nowait,
+    .pwrite_nowait = qcow2_pwrite_nowait,
     .pwrite = qcow2_pwrite,
     .pwrite_zeroes = qcow2_pwrite_zeroes,
     .pwrite_compressed = qcow2_pwrite_compressed,

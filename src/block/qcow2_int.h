@@ -399,6 +399,7 @@ void qcow2_readahead_note(struct qcow2 *s, uint64_t guest_cluster, bool nowait);
 /* qcow2_io.c */
 int qcow2_pread(struct blockdev *bd, uint64_t off, void *buf, size_t len, struct error *err);
 int qcow2_pread_nowait(struct blockdev *bd, uint64_t off, void *buf, size_t len);
+int qcow2_pwrite_nowait(struct blockdev *bd, uint64_t off, const void *buf, size_t len);
 int qcow2_pwrite(struct blockdev *bd, uint64_t off, const void *buf, size_t len,
                  struct error *err);
 int qcow2_pwrite_zeroes(struct blockdev *bd, uint64_t off, uint64_t len, unsigned flags,

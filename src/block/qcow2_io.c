@@ -476,6 +476,46 @@ int qcow2_pwrite(struct blockdev *bd, uint64_t off, const void *buf, size_t len,
     return qcow2_write_at(qcow2_of(bd), off, buf, len, err);
 }
 
+/* Whether a write may go in place without the write path: nothing left for
+ * qcow2_prepare_write to do, and the range is owned plain data. Lock held. */
+static bool writes_in_place(struct qcow2 *s, uint64_t entry, uint64_t bitmap, uint32_t in_cluster, size_t len)
+{
+    uint64_t host = (entry & QCOW2_L2E_OFFSET_MASK) + in_cluster;
+    return !s->corrupt && s->autoclear_cleared && (!s->lazy_refcounts || s->dirty_written) &&
+           (entry & QCOW2_OFLAG_COPIED) && is_plain_data(s, entry, bitmap, in_cluster, len) &&
+           !qcow2_overlaps_metadata(s, host, len);
+}
+
+/* One cluster's piece of a nowait write. */
+static int write_piece_nowait(struct qcow2 *s, uint64_t off, const uint8_t *p, size_t n)
+{
+    uint32_t in_cluster = (uint32_t)qcow2_offset_in_cluster(s, off);
+    uint64_t entry, bitmap;
+    if (pthread_mutex_trylock(&s->lock) != 0) {
+        return -EAGAIN;
+    }
+    bool ok = qcow2_lookup_cached(s, off, &entry, &bitmap) == 0 && writes_in_place(s, entry, bitmap, in_cluster, n);
+    pthread_mutex_unlock(&s->lock);
+    return ok ? hostfile_pwrite_nowait(s->file, (entry & QCOW2_L2E_OFFSET_MASK) + in_cluster, p, n) : -EAGAIN;
+}
+
+/* The in-place case of qcow2_write_at from cached metadata, lock only
+ * tried: see blockdev_pwrite_nowait. */
+int qcow2_pwrite_nowait(struct blockdev *bd, uint64_t off, const void *buf, size_t len)
+{
+    struct qcow2 *s = qcow2_of(bd);
+    const uint8_t *p = buf;
+    for (size_t n; len > 0; p += n, off += n, len -= n) {
+        n = s->cluster_size - qcow2_offset_in_cluster(s, off);
+        n = n < len ? n : len;
+        int ret = write_piece_nowait(s, off, p, n);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    return 0;
+}
+
 /* Zeroes whole subclusters [first_sc, last_sc] of one cluster via metadata
  * (v3 only). Returns 1 when the cluster must be written with zero data instead. */
 /* Part of a compressed or shared cluster cannot be zeroed in its L2 entry:

@@ -105,6 +105,15 @@ static int raw_pread_nowait(struct blockdev *bd, uint64_t off, void *buf, size_t
     return hostfile_pread_nowait(raw_of(bd)->file, raw_of(bd)->offset + off, buf, len);
 }
 
+/* Block 0's guard reads: such writes take the ordinary path. */
+static int raw_pwrite_nowait(struct blockdev *bd, uint64_t off, const void *buf, size_t len)
+{
+    if (raw_guards_block0(bd, off)) {
+        return -EAGAIN;
+    }
+    return hostfile_pwrite_nowait(raw_of(bd)->file, raw_of(bd)->offset + off, buf, len);
+}
+
 static int raw_pwrite_data(struct blockdev *bd, uint64_t off, const void *buf, size_t len,
                            struct error *err)
 {
@@ -275,6 +284,7 @@ const struct blockdev_driver raw_driver = {
     .close = raw_close,
     .pread = raw_pread,
     .pread_nowait = raw_pread_nowait,
+    .pwrite_nowait = raw_pwrite_nowait,
     .pwrite = raw_pwrite,
     .pwrite_zeroes = raw_pwrite_zeroes,
     .discard = raw_discard,

@@ -58,7 +58,7 @@ static bool in_range(struct virtio_blk *b, uint64_t sector, uint64_t bytes)
 
 /* Moves data between the chain's buffers (after the header, before the
  * status byte) and the disk, buffer by buffer, without a bounce copy.
- * nowait (reads): see blockdev_pread_nowait. */
+ * nowait: see blockdev_pread_nowait and blockdev_pwrite_nowait. */
 static int transfer(struct virtio_blk *b, const struct virtq_chain *c, uint64_t off, bool write, bool nowait,
                     uint64_t *done, struct error *err)
 {
@@ -78,9 +78,11 @@ static int transfer(struct virtio_blk *b, const struct virtq_chain *c, uint64_t 
         if (len > total - *done) {
             len = total - *done;
         }
-        int ret = write ? blockdev_pwrite(b->bdev, off + *done, c->bufs[i].ptr + start, len, err)
-                : nowait ? blockdev_pread_nowait(b->bdev, off + *done, c->bufs[i].ptr + start, len)
-                         : blockdev_pread(b->bdev, off + *done, c->bufs[i].ptr + start, len, err);
+        uint8_t *p = c->bufs[i].ptr + start;
+        int ret = write ? (nowait ? blockdev_pwrite_nowait(b->bdev, off + *done, p, len)
+                                  : blockdev_pwrite(b->bdev, off + *done, p, len, err))
+                        : (nowait ? blockdev_pread_nowait(b->bdev, off + *done, p, len)
+                                  : blockdev_pread(b->bdev, off + *done, p, len, err));
         if (ret < 0) {
             return ret;
         }
@@ -179,9 +181,15 @@ static uint32_t serve(struct virtio_blk *b, const struct virtq_chain *c)
     case T_FLUSH:
         if (!b->bdev) {
             status = S_IOERR;
-        } else if (blockdev_flush(b->bdev, &err) < 0) {
-            log_warn("%s: flush: %s", b->dev.name, err.msg);
-            status = S_IOERR;
+        } else {
+            /* Taken before: writes served inline meanwhile are not covered. */
+            uint64_t unflushed = __atomic_load_n(&b->inline_unflushed, __ATOMIC_RELAXED);
+            if (blockdev_flush(b->bdev, &err) < 0) {
+                log_warn("%s: flush: %s", b->dev.name, err.msg);
+                status = S_IOERR;
+            } else {
+                __atomic_fetch_sub(&b->inline_unflushed, unflushed, __ATOMIC_RELAXED);
+            }
         }
         break;
     case T_GET_ID:
@@ -223,21 +231,32 @@ static struct blk_request *request_from(const struct virtq_chain *c, int q)
     return r;
 }
 
-/* A request is done (dev.lock held): the host input seam sees the
- * completions in the order the guest will. */
+/* A request is done (a worker's): under the queue's lock, the host input
+ * seam sees the completions in the order the guest will. */
 static void complete(struct virtio_blk *b, int q, uint16_t head, uint32_t len)
 {
+    pthread_mutex_lock(&b->queue_lock[q]);
     host_input_block_completion(b, head, len);
     virtio_device_complete(&b->dev, q, head, len);
+    pthread_mutex_unlock(&b->queue_lock[q]);
 }
 
 /* The same for a request served while taking requests off the ring: one
  * interrupt at the end of the pass covers all of them (blk_queue_notify). */
 static void complete_in_pass(struct virtio_blk *b, int q, uint16_t head, uint32_t len, bool *pushed)
 {
+    pthread_mutex_lock(&b->queue_lock[q]);
     host_input_block_completion(b, head, len);
     virtio_device_push(&b->dev, q, head, len);
+    pthread_mutex_unlock(&b->queue_lock[q]);
     *pushed = true;
+}
+
+static void notify_pass(struct virtio_blk *b, int q)
+{
+    pthread_mutex_lock(&b->queue_lock[q]);
+    virtio_device_notify_used(&b->dev, q);
+    pthread_mutex_unlock(&b->queue_lock[q]);
 }
 
 static void *blk_worker(void *opaque)
@@ -248,10 +267,10 @@ static void *blk_worker(void *opaque)
         log_error("virtio-blk worker: %s", err.msg);   /* then it serves no request */
         return NULL;
     }
-    pthread_mutex_lock(&b->dev.lock);
+    pthread_mutex_lock(&b->pool_lock);
     for (;;) {
         while (!b->pending_head && !b->stop) {
-            pthread_cond_wait(&b->work, &b->dev.lock);
+            pthread_cond_wait(&b->work, &b->pool_lock);
         }
         if (!b->pending_head) {
             break;
@@ -261,38 +280,56 @@ static void *blk_worker(void *opaque)
         if (!b->pending_head) {
             b->pending_tail = NULL;
         }
-        pthread_mutex_unlock(&b->dev.lock);
+        pthread_mutex_unlock(&b->pool_lock);
         uint32_t len = serve(b, &r->chain);     /* the block layer is thread-safe */
-        pthread_mutex_lock(&b->dev.lock);
         complete(b, r->queue, r->chain.head, len);
         free(r);
+        pthread_mutex_lock(&b->pool_lock);
         if (--b->in_flight == 0) {
             pthread_cond_broadcast(&b->idle);
         }
     }
-    pthread_mutex_unlock(&b->dev.lock);
+    pthread_mutex_unlock(&b->pool_lock);
     return NULL;
 }
 
-/* A read whose data is all in memory (page cache, cached metadata) is served
- * on the thread that took it off the ring, sparing a worker's wake-up; any
- * other outcome leaves it to the workers, which redo it from the start.
- * Only small reads: the device lock is held meanwhile, and a large read that
- * misses late would be copied twice. */
-#define MAX_CACHED_READ (128u << 10)
+/* A read whose data is all in memory (page cache, cached metadata), or a
+ * write the page cache takes in place, is served on the thread that took it
+ * off the ring, sparing a worker's wake-up; any other outcome leaves it to
+ * the workers, which redo it from the start. Only small requests: the
+ * device lock is held meanwhile, and a large one that misses late would be
+ * done twice. Writes served so stop at MAX_INLINE_UNFLUSHED bytes since the
+ * last flush, so that a guest that never flushes does not make this thread
+ * wait on the kernel's dirty-page throttling. A flush still goes to a
+ * worker: every write completed before it is already in the page cache. */
+#define MAX_INLINE_IO (128u << 10)
+#define MAX_INLINE_UNFLUSHED (64ull << 20)
 
-static bool serve_cached_read(struct virtio_blk *b, const struct virtq_chain *c, uint32_t *len)
+static bool serve_inline(struct virtio_blk *b, const struct virtq_chain *c, uint32_t *len)
 {
     struct blk_header h;
-    uint64_t data_len = c->in_len - 1, done;
-    if (data_len > MAX_CACHED_READ || virtq_chain_read(c, 0, &h, sizeof(h)) != sizeof(h) || h.type != T_IN ||
-        data_len % SECTOR || !in_range(b, h.sector, data_len) ||
-        transfer(b, c, h.sector * SECTOR, false, true, &done, NULL) < 0) {
+    uint64_t done;
+    if (virtq_chain_read(c, 0, &h, sizeof(h)) != sizeof(h) || (h.type != T_IN && h.type != T_OUT)) {
         return false;
+    }
+    bool write = h.type == T_OUT;
+    uint64_t data_len = write ? c->out_len - HEADER_SIZE : c->in_len - 1;
+    if (data_len > MAX_INLINE_IO || data_len % SECTOR || !in_range(b, h.sector, data_len) ||
+        (write && (b->read_only ||
+                   __atomic_load_n(&b->inline_unflushed, __ATOMIC_RELAXED) + data_len > MAX_INLINE_UNFLUSHED)) ||
+        transfer(b, c, h.sector * SECTOR, write, true, &done, NULL) < 0) {
+        return false;
+    }
+    if (write) {
+        __atomic_fetch_add(&b->inline_unflushed, data_len, __ATOMIC_RELAXED);
+        b->inline_writes++;
+        done = 0;
+    } else {
+        b->cached_reads++;
     }
     uint8_t status = S_OK;
     virtq_chain_write(c, c->in_len - 1, &status, 1);
-    account(b, T_IN, data_len, status, monotonic_ns());
+    account(b, h.type, data_len, status, monotonic_ns());
     *len = (uint32_t)(done + 1);
     return true;
 }
@@ -303,8 +340,7 @@ static bool serve_cached_read(struct virtio_blk *b, const struct virtq_chain *c,
 static void dispatch(struct virtio_blk *b, int q, bool *pushed)
 {
     uint32_t len;
-    if (b->nworkers && serve_cached_read(b, b->chain, &len)) {
-        b->cached_reads++;
+    if (b->nworkers && serve_inline(b, b->chain, &len)) {
         complete_in_pass(b, q, b->chain->head, len, pushed);
         return;
     }
@@ -313,6 +349,7 @@ static void dispatch(struct virtio_blk *b, int q, bool *pushed)
         complete_in_pass(b, q, b->chain->head, serve(b, b->chain), pushed);
         return;
     }
+    pthread_mutex_lock(&b->pool_lock);
     b->in_flight++;
     if (b->pending_tail) {
         b->pending_tail->next = r;
@@ -321,6 +358,7 @@ static void dispatch(struct virtio_blk *b, int q, bool *pushed)
     }
     b->pending_tail = r;
     pthread_cond_signal(&b->work);
+    pthread_mutex_unlock(&b->pool_lock);
 }
 
 static void blk_queue_notify(struct virtio_device *d, int q)
@@ -341,7 +379,7 @@ static void blk_queue_notify(struct virtio_device *d, int q)
             dispatch(b, q, &pushed);
         }
         if (pushed) {
-            virtio_device_notify_used(d, q);
+            notify_pass(b, q);
         }
         if (ret < 0) {
             virtio_device_fail(d, &err);
@@ -381,9 +419,11 @@ static void blk_config_read(struct virtio_device *d, uint32_t offset, void *buf,
 
 void virtio_blk_drain_locked(struct virtio_blk *b)
 {
+    pthread_mutex_lock(&b->pool_lock);
     while (b->in_flight > 0) {
-        pthread_cond_wait(&b->idle, &b->dev.lock);
+        pthread_cond_wait(&b->idle, &b->pool_lock);
     }
+    pthread_mutex_unlock(&b->pool_lock);
 }
 
 /* Called with dev.lock held: let the workers finish what is in flight
@@ -441,6 +481,10 @@ int virtio_blk_init(struct virtio_blk *b, const struct guest_memory *mem, struct
     if (serial) {
         memcpy(b->serial, serial, strnlen(serial, sizeof(b->serial)));
     }
+    for (int q = 0; q < VIRTIO_BLK_MAX_QUEUES; q++) {
+        pthread_mutex_init(&b->queue_lock[q], NULL);
+    }
+    pthread_mutex_init(&b->pool_lock, NULL);
     pthread_cond_init(&b->work, NULL);
     pthread_cond_init(&b->idle, NULL);
     b->pending_head = b->pending_tail = NULL;
@@ -465,10 +509,10 @@ int virtio_blk_init(struct virtio_blk *b, const struct guest_memory *mem, struct
 /* The workers finish what they hold and leave. */
 static void stop_workers(struct virtio_blk *b)
 {
-    pthread_mutex_lock(&b->dev.lock);
+    pthread_mutex_lock(&b->pool_lock);
     b->stop = true;
     pthread_cond_broadcast(&b->work);
-    pthread_mutex_unlock(&b->dev.lock);
+    pthread_mutex_unlock(&b->pool_lock);
     for (int i = 0; i < b->nworkers; i++) {
         pthread_join(b->workers[i], NULL);
     }
@@ -486,11 +530,15 @@ void virtio_blk_destroy(struct virtio_blk *b)
     if (!b->dev.ops) {
         return;     /* virtio_blk_init refused its arguments: nothing was set up */
     }
-    log_debug("%s: %" PRIu64 " requests, %" PRIu64 " of them reads served from the caches", b->dev.name,
-              b->requests, b->cached_reads);
+    log_debug("%s: %" PRIu64 " requests, of them %" PRIu64 " reads served from the caches and %" PRIu64
+              " writes served inline", b->dev.name, b->requests, b->cached_reads, b->inline_writes);
     stop_workers(b);
     pthread_cond_destroy(&b->work);
     pthread_cond_destroy(&b->idle);
+    pthread_mutex_destroy(&b->pool_lock);
+    for (int q = 0; q < VIRTIO_BLK_MAX_QUEUES; q++) {
+        pthread_mutex_destroy(&b->queue_lock[q]);
+    }
     free(b->chain);
     b->chain = NULL;
     virtio_device_destroy(&b->dev);

@@ -3,7 +3,8 @@
  * requests off the queue; a few worker threads serve them in parallel
  * (several requests in flight) straight between guest memory and the block
  * layer, and complete them in whatever order they finish. Reads the page
- * cache answers are served by the main loop itself (no worker wake-up). */
+ * cache answers, and writes it takes in place, are served by the main loop
+ * itself (no worker wake-up). */
 #ifndef VIRTIO_VIRTIO_BLK_H
 #define VIRTIO_VIRTIO_BLK_H
 
@@ -40,8 +41,17 @@ struct virtio_blk {
     struct virtq_chain *chain;      /* scratch for the chain being taken */
     uint64_t requests;
     uint64_t cached_reads;          /* of those, served without a worker */
+    uint64_t inline_writes;         /* the same for writes the page cache took */
+    uint64_t inline_unflushed;      /* bytes written inline since the last flush (atomic) */
     struct virtio_blk_stats stats;
-    /* Worker pool: pending requests, in-flight count, both under dev.lock. */
+    /* Each queue's completions (the used ring and its interrupt) under the
+     * queue's own lock, so that workers finishing requests neither wait for
+     * the device lock (held while the main loop takes requests off a ring)
+     * nor for each other across queues. The rings' avail side stays the
+     * main loop's, under dev.lock. */
+    pthread_mutex_t queue_lock[VIRTIO_BLK_MAX_QUEUES];
+    /* Worker pool: pending requests, in-flight count, stop, under pool_lock. */
+    pthread_mutex_t pool_lock;
     pthread_t workers[VIRTIO_BLK_WORKERS];
     int nworkers;
     pthread_cond_t work;            /* a request was queued, or stop */
@@ -63,7 +73,8 @@ void virtio_blk_make_synchronous(struct virtio_blk *b);
 void virtio_blk_destroy(struct virtio_blk *b);
 /* A consistent-enough copy of the counters (each read atomically). */
 void virtio_blk_get_stats(struct virtio_blk *b, struct virtio_blk_stats *out);
-/* Waits (with b->dev.lock held) until no request is in flight. */
+/* Waits (with b->dev.lock held, so that the main loop starts no request)
+ * until no request is in flight. */
 void virtio_blk_drain_locked(struct virtio_blk *b);
 
 #endif
