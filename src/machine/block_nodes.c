@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "block/block_job.h"
+#include "machine/image_swap.h"
 
 struct block_node *machine_block_node_find(struct machine *m, const char *name)
 {
@@ -186,24 +187,9 @@ static void job_drain_end(void *opaque)
 static int job_replace(void *opaque, const char *filename, const char *format, struct error *err)
 {
     struct block_node *n = opaque;
-    struct blockdev *old = n->node.bd, *top = NULL;
-    unsigned flags = (blockdev_is_read_only(old) ? BDEV_READ_ONLY : 0) |
+    unsigned flags = (blockdev_is_read_only(n->node.bd) ? BDEV_READ_ONLY : 0) |
                      (n->node.file_child[0] || n->node.backing_child[0] ? BDEV_REOPEN : 0);
-    char *old_name = strdup(blockdev_filename(old)), *old_fmt = strdup(blockdev_format(old));
-    blockdev_close(old);
-    struct blockdev_open_opts opts = { .format = format, .flags = flags };
-    int ret = blockdev_open(&top, filename, &opts, err);
-    if (ret < 0) {
-        /* The old image back, so the node keeps an image. */
-        struct blockdev_open_opts back = { .format = old_fmt, .flags = flags };
-        if (!old_name || !old_fmt || blockdev_open(&top, old_name, &back, NULL) < 0) {
-            top = NULL;
-        }
-    }
-    free(old_name);
-    free(old_fmt);
-    n->node.bd = top;
-    return ret;
+    return image_swap(&n->node.bd, filename, format, flags, err);
 }
 
 void block_node_job_host(struct block_node *n, struct block_job_host *out)

@@ -11,7 +11,7 @@
 
 #include "block/blockdev_add.h"
 
-#define BLOCK_NODES_MAX 32
+#define BLOCK_NODES_MAX 64
 
 struct block_node {
     char name[BLOCKDEV_NODE_NAME_MAX];

@@ -33,7 +33,7 @@ struct virtio_slot {
 
 /* A device_add'ed virtio-blk-pci ("virtio-hotplug.<PCI slot>" in the
  * registry) over a named block node (machine_hotplug.c). */
-#define MACHINE_MAX_HOTPLUG 8
+#define MACHINE_MAX_HOTPLUG (PCI_MAX_SLOTS - 1)     /* every slot but the host bridge's */
 struct hotplugged {
     int pci_slot;                   /* 0: this entry is free */
     char id[64];

@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "bare_machine.h"
+#include "virtio/virtio_pci.h"
 
 static char deleted[8][64];
 static int ndeleted;
@@ -133,6 +134,85 @@ static void test_errors_in_qemus_words(void **state)
     bare_destroy(m);
 }
 
+/* ---- PCI memory: BAR space comes back at unplug ---- */
+
+static int slot_of(struct machine *m, const char *id)
+{
+    for (int i = 0; i < MACHINE_MAX_HOTPLUG; i++) {
+        if (m->hotplug[i].pci_slot > 0 && strcmp(m->hotplug[i].id, id) == 0) {
+            return m->hotplug[i].pci_slot;
+        }
+    }
+    fail_msg("no device '%s'", id);
+    return -1;
+}
+
+static uint64_t bar0_of(struct machine *m, const char *id)
+{
+    return pci_config_read(m->pci.slots[slot_of(m, id)], PCI_BAR0, 4) & ~0xfu;
+}
+
+/* device_del and the guest's _EJ0, as the guest answers. */
+static void unplug(struct machine *m, const char *id)
+{
+    struct error err = { 0 };
+    int slot = slot_of(m, id);
+    assert_int_equal(machine_device_del(m, id, &err), 0);
+    port_write32(m, ACPI_PCIHP_PORT + ACPI_PCIHP_EJECT, 1u << slot);
+    machine_pci_process_ejects(m);
+    assert_null(m->pci.slots[slot]);
+}
+
+/* A window with room for two BARs: a third device is refused with an
+ * error naming the window; an unplug makes room again, many times over. */
+static void test_unplug_gives_pci_memory_back(void **state)
+{
+    struct machine *m = hotplug_machine();
+    struct error err = { 0 };
+    add_node(m, "n1");
+    add_node(m, "n2");
+    add_node(m, "n3");
+    m->pci.mmio_end = m->pci.mmio_start + 2 * VIRTIO_PCI_BAR_SIZE;
+    assert_int_equal(machine_device_add_virtio_blk(m, "a", "n1", &err), 0);
+    assert_int_equal(machine_device_add_virtio_blk(m, "b", "n2", &err), 0);
+    assert_int_equal(machine_device_add_virtio_blk(m, "c", "n3", &err), -ENOSPC);
+    char want[160];
+    snprintf(want, sizeof(want), "PCI memory window 0x%llx-0x%llx is full: no room for a %u-byte BAR",
+             (unsigned long long)m->pci.mmio_start, (unsigned long long)m->pci.mmio_end - 1, VIRTIO_PCI_BAR_SIZE);
+    assert_string_equal(err.msg, want);
+    /* The refusal left nothing behind: the node is free, no slot taken. */
+    assert_int_equal(machine_block_node_find(m, "n3")->device[0], 0);
+    uint64_t a_bar = bar0_of(m, "a");
+    for (int cycle = 0; cycle < 30; cycle++) {
+        unplug(m, cycle ? "c" : "a");
+        assert_int_equal(machine_device_add_virtio_blk(m, "c", "n3", &err), 0);
+        assert_int_equal(bar0_of(m, "c"), a_bar);
+    }
+    assert_int_not_equal(bar0_of(m, "b"), a_bar);
+    bare_destroy(m);
+}
+
+/* Space the guest (firmware) moved a BAR to is taken: a new device goes
+ * elsewhere, never overlapping. */
+static void test_bars_the_guest_moved_are_avoided(void **state)
+{
+    struct machine *m = hotplug_machine();
+    struct error err = { 0 };
+    add_node(m, "n1");
+    add_node(m, "n2");
+    assert_int_equal(machine_device_add_virtio_blk(m, "a", "n1", &err), 0);
+    uint64_t start = m->pci.mmio_start;
+    assert_int_equal(bar0_of(m, "a"), start);
+    pci_config_write(m->pci.slots[slot_of(m, "a")], PCI_BAR0, 4, (uint32_t)(start + VIRTIO_PCI_BAR_SIZE));
+    assert_int_equal(machine_device_add_virtio_blk(m, "b", "n2", &err), 0);
+    assert_int_equal(bar0_of(m, "b"), start);
+    unplug(m, "b");
+    assert_int_equal(machine_device_add_virtio_blk(m, "b", "n2", &err), 0);
+    uint64_t b = bar0_of(m, "b"), a = bar0_of(m, "a");
+    assert_true(b + VIRTIO_PCI_BAR_SIZE <= a || a + VIRTIO_PCI_BAR_SIZE <= b);
+    bare_destroy(m);
+}
+
 /* Record/replay has no virtio-pci and its log no hotplug: refused. */
 static void test_refused_in_replay_mode(void **state)
 {
@@ -151,6 +231,8 @@ int main(void)
         cmocka_unit_test(test_add_then_guest_ejects),
         cmocka_unit_test(test_errors_in_qemus_words),
         cmocka_unit_test(test_refused_in_replay_mode),
+        cmocka_unit_test(test_unplug_gives_pci_memory_back),
+        cmocka_unit_test(test_bars_the_guest_moved_are_avoided),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

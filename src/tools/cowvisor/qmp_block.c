@@ -99,9 +99,12 @@ void qmp_query_block(struct qmp_server *s, json_t *args, struct qmp_reply *r)
         int n = machine_disk_chain(s->m, i, layers, MAX_LAYERS, &ro);
         char name[16];
         snprintf(name, sizeof(name), "disk%d", i);
-        json_array_append_new(list, json_pack("{s:s,s:s,s:o,s:b,s:b,s:o,s:s}", "io-status", "ok", "device", name,
-                                              "qdev", qdev_path(i), "locked", 0, "removable", 0, "inserted",
-                                              device_info(layers, n, 0, name, ro, false), "type", "unknown"));
+        json_t *o = json_pack("{s:s,s:s,s:o,s:b,s:b,s:s}", "io-status", "ok", "device", name, "qdev", qdev_path(i),
+                              "locked", 0, "removable", 0, "type", "unknown");
+        if (n > 0) {            /* none only when memory ran out in an image switch */
+            json_object_set_new(o, "inserted", device_info(layers, n, 0, name, ro, false));
+        }
+        json_array_append_new(list, o);
     }
     r->ret = list;
 }

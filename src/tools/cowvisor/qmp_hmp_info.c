@@ -79,6 +79,10 @@ static void info_block(struct qmp_server *s, FILE *f)
         struct disk_layer l[16];
         bool ro;
         int n = machine_disk_chain(s->m, i, l, 16, &ro);
+        if (n == 0) {
+            fprintf(f, "%sdisk%d: [not inserted]\n", i ? "\n" : "", i);
+            continue;
+        }
         fprintf(f, "%sdisk%d: %s (%s%s)\n", i ? "\n" : "", i, l[0].filename, l[0].format, ro ? ", read-only" : "");
         fprintf(f, "    Attached to:      /machine/peripheral-anon/device[%d]/virtio-backend\n", i);
         fprintf(f, "    Cache mode:       writeback\n");
