@@ -68,6 +68,10 @@ int block_nodes_add(struct block_node_table *t, json_t *args, struct error *err)
         return ret;
     }
     snprintf(n->name, sizeof(n->name), "%s", name);
+    json_t *file = json_object_get(args, "file");
+    if (json_is_string(json_object_get(file, "filename")) && !json_object_get(file, "node-name")) {
+        snprintf(n->implicit_file, sizeof(n->implicit_file), "#block%03u", t->implicit_names++);
+    }
     n->options = json_deep_copy(args);
     t->nodes[t->count++] = n;
     return 0;

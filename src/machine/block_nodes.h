@@ -15,9 +15,12 @@
 
 struct block_node {
     char name[BLOCKDEV_NODE_NAME_MAX];
+    /* The protocol node an inline "file": {"filename": ...} opened, named
+     * as QEMU names nodes it creates ("#block007"; "": none). */
+    char implicit_file[BLOCKDEV_NODE_NAME_MAX];
     struct blockdev_added node;     /* the open image and what blockdev-add asked */
     json_t *options;                /* as added: what a parent naming it opens */
-    char device[64];                /* the device using it ("": none) */
+    char device[128];               /* the QOM path of the device using it ("": none) */
     int jobs;                       /* block jobs using it */
     char job_target[16];            /* the type of the job writing to it ("": none) */
     /* The device's requests stop while a job changes the node's image
@@ -30,6 +33,7 @@ struct block_node {
 struct block_node_table {
     struct block_node *nodes[BLOCK_NODES_MAX];
     int count;
+    unsigned implicit_names;        /* how many were named "#blockNNN" */
 };
 
 struct machine;

@@ -36,7 +36,8 @@ struct virtio_slot {
 #define MACHINE_MAX_HOTPLUG (PCI_MAX_SLOTS - 1)     /* every slot but the host bridge's */
 struct hotplugged {
     int pci_slot;                   /* 0: this entry is free */
-    char id[64];
+    char id[64];                    /* "": added without one */
+    char path[MACHINE_QOM_PATH_MAX];    /* /machine/peripheral/ID or /machine/peripheral-anon/device[N] */
     struct virtio_slot slot;
     struct block_node *node;
     bool unplug_requested;
@@ -158,6 +159,10 @@ void machine_close_disks(struct machine *m);
 char *machine_kernel_cmdline(struct machine *m);
 /* Kernel or firmware into guest memory and the boot vCPU's registers. */
 int machine_load_boot_image(struct machine *m, struct error *err);
+
+/* A virtio-blk device's request counters as monitors show them. */
+struct virtio_blk;
+void machine_blk_stats(struct virtio_blk *b, struct machine_disk_stats *out);
 
 /* Devices finish and stop their own work (again when already quiesced),
  * and start it again. */

@@ -15,12 +15,14 @@
 #include "bare_machine.h"
 #include "virtio/virtio_pci.h"
 
-static char deleted[8][64];
+static char deleted[8][64];       /* their ids ("(none)" when anonymous) */
+static char deleted_path[8][MACHINE_QOM_PATH_MAX];
 static int ndeleted;
 
-static void on_deleted(void *opaque, const char *id)
+static void on_deleted(void *opaque, const char *id, const char *path)
 {
-    snprintf(deleted[ndeleted++ % 8], sizeof(deleted[0]), "%s", id);
+    snprintf(deleted_path[ndeleted % 8], sizeof(deleted_path[0]), "%s", path);
+    snprintf(deleted[ndeleted++ % 8], sizeof(deleted[0]), "%s", id ? id : "(none)");
 }
 
 static void add_node(struct machine *m, const char *name)
@@ -139,8 +141,9 @@ static void test_errors_in_qemus_words(void **state)
 static int slot_of(struct machine *m, const char *id)
 {
     for (int i = 0; i < MACHINE_MAX_HOTPLUG; i++) {
-        if (m->hotplug[i].pci_slot > 0 && strcmp(m->hotplug[i].id, id) == 0) {
-            return m->hotplug[i].pci_slot;
+        struct hotplugged *h = &m->hotplug[i];
+        if (h->pci_slot > 0 && (strcmp(h->id, id) == 0 || strcmp(h->path, id) == 0)) {
+            return h->pci_slot;
         }
     }
     fail_msg("no device '%s'", id);
@@ -213,6 +216,53 @@ static void test_bars_the_guest_moved_are_avoided(void **state)
     bare_destroy(m);
 }
 
+/* device_add without an id, as QEMU allows: the device is
+ * /machine/peripheral-anon/device[N] (the lowest N free), listed for
+ * query-block, and device_del takes that path (any device's path, in
+ * fact), as QEMU 7.2 does. */
+static void test_anonymous_device_by_qom_path(void **state)
+{
+    struct machine *m = hotplug_machine();
+    struct error err = { 0 };
+    add_node(m, "n1");
+    add_node(m, "n2");
+    add_node(m, "n3");
+    assert_int_equal(machine_device_add_virtio_blk(m, NULL, "n1", &err), 0);
+    assert_int_equal(machine_device_add_virtio_blk(m, NULL, "n2", &err), 0);
+    assert_int_equal(machine_device_add_virtio_blk(m, "d3", "n3", &err), 0);
+    struct machine_hotplugged_disk hot[4];
+    assert_int_equal(machine_hotplugged_disks(m, hot, 4), 3);
+    assert_null(hot[0].id);
+    assert_string_equal(hot[0].path, "/machine/peripheral-anon/device[0]");
+    assert_string_equal(hot[0].node, "n1");
+    assert_string_equal(hot[1].path, "/machine/peripheral-anon/device[1]");
+    assert_string_equal(hot[2].id, "d3");
+    assert_string_equal(hot[2].path, "/machine/peripheral/d3");
+    assert_int_equal(hot[2].stats.rd_ops, 0);
+    /* The node's user is named by its path in QEMU's words. */
+    assert_int_equal(machine_device_add_virtio_blk(m, NULL, "n1", &err), -EBUSY);
+    assert_non_null(strstr(err.msg, "'/machine/peripheral-anon/device[0]/virtio-backend' (uses node 'n1'"));
+    assert_non_null(strstr(err.msg, "'/machine/peripheral-anon/device[2]/virtio-backend'"));
+    assert_int_equal(machine_device_del(m, "device[0]", &err), -ENODEV);
+    assert_string_equal(err.msg, "Device 'device[0]' not found");
+    assert_int_equal(machine_device_del(m, "/machine/peripheral-anon/device[0]/virtio-backend", &err), -ENOTSUP);
+    assert_string_equal(err.msg, "Bus 'virtio-bus' does not support hotplugging");
+    unplug(m, "/machine/peripheral-anon/device[0]");
+    assert_int_equal(ndeleted, 1);
+    assert_string_equal(deleted[0], "(none)");
+    assert_string_equal(deleted_path[0], "/machine/peripheral-anon/device[0]");
+    assert_int_equal(machine_device_del(m, "/machine/peripheral-anon/device[1]", &err), 0);
+    assert_int_equal(machine_device_del(m, "/machine/peripheral-anon/device[1]", &err), -EALREADY);
+    assert_string_equal(err.msg, "Device /machine/peripheral-anon/device[1] is already in the process of unplug");
+    /* The lowest free index again; a device with an id by its path too. */
+    assert_int_equal(machine_device_add_virtio_blk(m, NULL, "n1", &err), 0);
+    assert_int_equal(machine_hotplugged_disks(m, hot, 4), 3);
+    assert_string_equal(hot[0].path, "/machine/peripheral-anon/device[0]");
+    unplug(m, "/machine/peripheral/d3");
+    assert_string_equal(deleted[1], "d3");
+    bare_destroy(m);
+}
+
 /* Record/replay has no virtio-pci and its log no hotplug: refused. */
 static void test_refused_in_replay_mode(void **state)
 {
@@ -233,6 +283,7 @@ int main(void)
         cmocka_unit_test(test_refused_in_replay_mode),
         cmocka_unit_test(test_unplug_gives_pci_memory_back),
         cmocka_unit_test(test_bars_the_guest_moved_are_avoided),
+        cmocka_unit_test(test_anonymous_device_by_qom_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,6 +3,7 @@
  * errors and DEVICE_DELETED events. */
 #include "qmp_int.h"
 
+#include <ctype.h>
 #include <errno.h>
 
 #include "machine/machine.h"
@@ -39,6 +40,20 @@ static bool check_properties(json_t *args, struct qmp_reply *r)
     return true;
 }
 
+/* QEMU's id_wellformed: a letter, then letters, digits, '-', '.', '_'. */
+static bool id_wellformed(const char *id)
+{
+    if (!isalpha((unsigned char)id[0])) {
+        return false;
+    }
+    for (const char *c = id + 1; *c; c++) {
+        if (!isalnum((unsigned char)*c) && !strchr("-._", *c)) {
+            return false;
+        }
+    }
+    return true;
+}
+
 void qmp_device_add(struct qmp_server *s, json_t *args, struct qmp_reply *r)
 {
     const char *driver = json_string_value(json_object_get(args, "driver"));
@@ -55,12 +70,12 @@ void qmp_device_add(struct qmp_server *s, json_t *args, struct qmp_reply *r)
         qmp_fail(r, QMP_GENERIC, "drive property not set");
         return;
     }
-    if (!id) {
-        /* QEMU would name it in /machine/peripheral-anon; device_del
-         * needs an id, so one is asked for here. */
-        qmp_fail(r, QMP_GENERIC, "Parameter 'id' is missing");
+    if (id && !id_wellformed(id)) {
+        qmp_fail(r, QMP_GENERIC, "Parameter 'id' expects an identifier");
         return;
     }
+    /* Without an id it is /machine/peripheral-anon/device[N] (device_del
+     * takes that path). */
     struct error err = { 0 };
     if (machine_device_add_virtio_blk(s->m, id, drive, &err) < 0) {
         qmp_fail(r, QMP_GENERIC, "%s", err.msg);
@@ -80,13 +95,13 @@ void qmp_device_del(struct qmp_server *s, json_t *args, struct qmp_reply *r)
 }
 
 /* As QEMU: the virtio backend inside the proxy goes first, then the
- * device the user named. */
-void qmp_device_deleted(void *opaque, const char *id)
+ * device the user added (named only when it has an id). */
+void qmp_device_deleted(void *opaque, const char *id, const char *path)
 {
     struct qmp_server *s = opaque;
-    char path[128];
-    snprintf(path, sizeof(path), "/machine/peripheral/%s/virtio-backend", id);
-    qmp_event(s, "DEVICE_DELETED", json_pack("{s:s}", "path", path));
-    snprintf(path, sizeof(path), "/machine/peripheral/%s", id);
-    qmp_event(s, "DEVICE_DELETED", json_pack("{s:s,s:s}", "device", id, "path", path));
+    char backend[MACHINE_QOM_PATH_MAX + 32];
+    snprintf(backend, sizeof(backend), "%s/virtio-backend", path);
+    qmp_event(s, "DEVICE_DELETED", json_pack("{s:s}", "path", backend));
+    qmp_event(s, "DEVICE_DELETED", id ? json_pack("{s:s,s:s}", "device", id, "path", path)
+                                       : json_pack("{s:s}", "path", path));
 }
