@@ -203,25 +203,9 @@ int machine_device_add_virtio_blk(struct machine *m, const char *id, const char 
 
 /* ---- device_del and the guest's eject ---- */
 
-/* The virtio device inside a proxy (QEMU's ".../virtio-backend") sits on
- * a virtio bus, which QEMU cannot hot-unplug from. */
-static bool is_backend_of_ours(struct machine *m, const char *name)
-{
-    const char *slash = strrchr(name, '/');
-    if (!slash || strcmp(slash, "/virtio-backend") != 0) {
-        return false;
-    }
-    char path[MACHINE_QOM_PATH_MAX];
-    snprintf(path, sizeof(path), "%.*s", (int)(slash - name), name);
-    return path[0] == '/' && find_device(m, path);
-}
-
 int machine_device_del(struct machine *m, const char *id, struct error *err)
 {
     struct hotplugged *h = find_device(m, id);
-    if (!h && is_backend_of_ours(m, id)) {
-        return error_set(err, -ENOTSUP, "Bus 'virtio-bus' does not support hotplugging");
-    }
     if (!h) {
         return error_set(err, -ENODEV, "Device '%s' not found", id);
     }

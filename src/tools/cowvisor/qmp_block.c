@@ -163,7 +163,9 @@ static json_t *implicit_file_info(const struct block_node *node)
     const char *filename = json_string_value(json_object_get(file, "filename"));
     struct stat st = { 0 };
     stat(filename, &st);
-    struct disk_layer l = { filename, driver ? driver : "file", NULL, (uint64_t)st.st_size, 0, NULL };
+    /* QEMU counts a file's length in whole sectors. */
+    uint64_t size = ((uint64_t)st.st_size + 511) & ~511ull;
+    struct disk_layer l = { filename, driver ? driver : "file", NULL, size, 0, NULL };
     json_t *o = device_info(&l, 1, 0, node->implicit_file, blockdev_is_read_only(node->node.bd), true);
     json_object_set_new(o, "cache", json_pack("{s:b,s:b,s:b}", "no-flush", node->node.no_flush, "direct",
                                               node->node.direct, "writeback", 1));

@@ -82,13 +82,36 @@ void qmp_device_add(struct qmp_server *s, json_t *args, struct qmp_reply *r)
     }
 }
 
+/* QOM path is a device's virtio backend (".../virtio-backend"), which
+ * sits on a virtio bus. */
+static bool is_virtio_backend(struct qmp_server *s, const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash || strcmp(slash, "/virtio-backend") != 0) {
+        return false;
+    }
+    struct machine_hotplugged_disk hot[QMP_MAX_HOTPLUGGED];
+    int n = machine_hotplugged_disks(s->m, hot, QMP_MAX_HOTPLUGGED);
+    for (int k = 0; k < n; k++) {
+        if (strlen(hot[k].path) == (size_t)(slash - path) && !strncmp(hot[k].path, path, (size_t)(slash - path))) {
+            return true;
+        }
+    }
+    return false;
+}
+
 void qmp_device_del(struct qmp_server *s, json_t *args, struct qmp_reply *r)
 {
     if (!qmp_check_args(args, qmp_device_del_args, r)) {
         return;
     }
+    const char *id = json_string_value(json_object_get(args, "id"));
+    if (is_virtio_backend(s, id)) {
+        qmp_fail(r, QMP_GENERIC, "Bus 'virtio-bus' does not support hotplugging");
+        return;
+    }
     struct error err = { 0 };
-    int ret = machine_device_del(s->m, json_string_value(json_object_get(args, "id")), &err);
+    int ret = machine_device_del(s->m, id, &err);
     if (ret < 0) {
         qmp_fail(r, ret == -ENODEV ? QMP_DEVICE_NOT_FOUND : QMP_GENERIC, "%s", err.msg);
     }
