@@ -148,7 +148,8 @@ struct disk_layer {
 };
 
 int machine_disk_count(const struct machine *m);
-/* Layers of disk i from the top; returns how many (at most max). */
+/* Layers of disk i from the top; returns how many (at most max), or
+ * -ENODEV once the guest ejected the disk (device_del). */
 int machine_disk_chain(struct machine *m, int i, struct disk_layer *out, int max, bool *read_only);
 /* Creates a qcow2 overlay at file backed by disk i's image (absolute path)
  * and switches the disk to it. */

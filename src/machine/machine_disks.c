@@ -25,6 +25,9 @@ int machine_disk_count(const struct machine *m)
 int machine_disk_chain(struct machine *m, int i, struct disk_layer *out, int max, bool *read_only)
 {
     int n = 0;
+    if (m->disk_unplug[i] == DISK_UNPLUGGED) {
+        return -ENODEV;
+    }
     *read_only = m->disks[i] ? blockdev_is_read_only(m->disks[i]) : m->cfg->disks[i].read_only;
     for (struct blockdev *bd = m->disks[i]; bd && n < max; bd = blockdev_backing(bd)) {
         out[n++] = (struct disk_layer){ blockdev_filename(bd), blockdev_format(bd), blockdev_backing_filename(bd), blockdev_size(bd),
@@ -36,8 +39,8 @@ int machine_disk_chain(struct machine *m, int i, struct disk_layer *out, int max
 static struct virtio_blk *blk_of(struct machine *m, struct blockdev *bd)
 {
     for (int i = 0; i < m->nvirtio; i++) {
-        struct virtio_device *d = m->virtio[i].dev;
-        if (d->device_id == VIRTIO_ID_BLOCK && ((struct virtio_blk *)d)->bdev == bd) {
+        struct virtio_device *d = m->virtio[i].dev;    /* NULL: an ejected disk's */
+        if (d && d->device_id == VIRTIO_ID_BLOCK && ((struct virtio_blk *)d)->bdev == bd) {
             return (struct virtio_blk *)d;
         }
     }

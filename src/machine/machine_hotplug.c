@@ -40,12 +40,13 @@ static bool anon_index_taken(struct machine *m, int n)
 {
     char path[MACHINE_QOM_PATH_MAX];
     snprintf(path, sizeof(path), PERIPHERAL_ANON "%d]", n);
-    return n < m->cfg->ndisks || find_device(m, path);
+    return (n < m->cfg->ndisks && m->disk_unplug[n] != DISK_UNPLUGGED) || find_device(m, path);
 }
 
 /* QEMU's QOM path: /machine/peripheral/ID, or without an id
  * /machine/peripheral-anon/device[N] with the lowest N free (the
- * cold-plugged disks hold 0 to ndisks-1, as query-block shows them). */
+ * cold-plugged disks hold 0 to ndisks-1 until ejected, as query-block
+ * shows them). */
 static void name_device(struct machine *m, struct hotplugged *h, const char *id)
 {
     if (id) {
@@ -203,9 +204,85 @@ int machine_device_add_virtio_blk(struct machine *m, const char *id, const char 
 
 /* ---- device_del and the guest's eject ---- */
 
+/* ---- cold-plugged disks: ejected as QEMU's pc ejects -drive if=virtio ---- */
+
+struct virtio_slot *machine_disk_pci_slot(struct machine *m, int i)
+{
+    for (int k = 0; m->disks[i] && k < m->nvirtio; k++) {
+        struct virtio_slot *s = &m->virtio[k];
+        if (s->pci && s->dev->device_id == VIRTIO_ID_BLOCK && ((struct virtio_blk *)s->dev)->bdev == m->disks[i]) {
+            return s;
+        }
+    }
+    return NULL;
+}
+
+/* The cold-plugged disk path names (/machine/peripheral-anon/device[i]), or -1. */
+static int find_cold_disk(struct machine *m, const char *path)
+{
+    for (int i = 0; i < m->cfg->ndisks; i++) {
+        char name[MACHINE_QOM_PATH_MAX];
+        snprintf(name, sizeof(name), PERIPHERAL_ANON "%d]", i);
+        if (m->disk_unplug[i] != DISK_UNPLUGGED && !strcmp(name, path)) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+static int cold_disk_del(struct machine *m, int i, const char *id, struct error *err)
+{
+    struct virtio_slot *s = machine_disk_pci_slot(m, i);
+    if (!s) {
+        return error_set(err, -ENOTSUP, "Bus 'virtio-mmio-bus' does not support hotplugging");
+    }
+    if (m->disk_unplug[i] == DISK_UNPLUG_REQUESTED) {
+        return error_set(err, -EALREADY, "Device %s is already in the process of unplug", id);
+    }
+    m->disk_unplug[i] = DISK_UNPLUG_REQUESTED;
+    acpi_pcihp_unplug_request(&m->pcihp, s->pci->pci.slot);
+    return 0;
+}
+
+/* The guest ejected it: out of the bus and the registry, its image closed;
+ * the disk's number stays taken (monitors skip it). */
+static void remove_cold_disk(struct machine *m, int i, struct virtio_slot *s)
+{
+    int slot = s->pci->pci.slot;
+    char path[MACHINE_QOM_PATH_MAX];
+    snprintf(path, sizeof(path), PERIPHERAL_ANON "%d]", i);
+    virtio_device_quiesce(s->dev);
+    pci_host_remove(&m->pci, &s->pci->pci);
+    device_registry_remove(&m->devices, s);
+    acpi_pcihp_removed(&m->pcihp, slot);
+    machine_virtio_slot_ops.destroy(s);
+    blockdev_close(m->disks[i]);
+    m->disks[i] = NULL;
+    m->disk_unplug[i] = DISK_UNPLUGGED;
+    if (m->device_deleted_hook) {
+        m->device_deleted_hook(m->device_deleted_opaque, NULL, path);
+    }
+}
+
+static bool eject_cold_disk(struct machine *m, int slot)
+{
+    for (int i = 0; i < m->cfg->ndisks; i++) {
+        struct virtio_slot *s = machine_disk_pci_slot(m, i);
+        if (s && s->pci->pci.slot == slot) {
+            remove_cold_disk(m, i, s);
+            return true;
+        }
+    }
+    return false;
+}
+
 int machine_device_del(struct machine *m, const char *id, struct error *err)
 {
     struct hotplugged *h = find_device(m, id);
+    int cold = h ? -1 : find_cold_disk(m, id);
+    if (cold >= 0) {
+        return cold_disk_del(m, cold, id, err);
+    }
     if (!h) {
         return error_set(err, -ENODEV, "Device '%s' not found", id);
     }
@@ -259,6 +336,8 @@ void machine_pci_process_ejects(struct machine *m)
         struct hotplugged *h = (slots & (1u << slot)) ? find_slot(m, slot) : NULL;
         if (h) {
             remove_device(m, h);
+        } else if (slots & (1u << slot)) {
+            eject_cold_disk(m, slot);
         }
     }
 }

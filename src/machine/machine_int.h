@@ -88,7 +88,9 @@ struct machine {
     machine_device_deleted_fn device_deleted_hook;
     void *device_deleted_opaque;
     struct cpu_slot cpus[VM_MAX_CPUS + 1];
-    struct blockdev *disks[MACHINE_MAX_DISKS];
+    struct blockdev *disks[MACHINE_MAX_DISKS];   /* NULL once ejected (disk_unplug) */
+    /* A cold-plugged disk on PCI asked to go (device_del), and gone. */
+    enum disk_unplug { DISK_PLUGGED, DISK_UNPLUG_REQUESTED, DISK_UNPLUGGED } disk_unplug[MACHINE_MAX_DISKS];
     struct machine_disk_ref { struct machine *m; int i; } disk_refs[MACHINE_MAX_DISKS];  /* block job hosts */
     struct block_node_table nodes;  /* blockdev-add's named nodes */
     struct virtio_slot virtio[MACHINE_MAX_VIRTIO];
@@ -148,6 +150,8 @@ int machine_write_acpi(struct machine *m, struct error *err);
 /* The hotplug registers with the guest's ejects served in the main loop
  * (machine_hotplug.c); tests without a main loop serve them directly. */
 int machine_add_pci_hotplug(struct machine *m, struct error *err);
+/* Cold-plugged disk i on PCI: its virtio slot, or NULL (on MMIO, or gone). */
+struct virtio_slot *machine_disk_pci_slot(struct machine *m, int i);
 void machine_pci_process_ejects(struct machine *m);
 /* The virtio devices on their transports (machine_virtio.c); a slot
  * registers as "virtio.N" with these operations. */

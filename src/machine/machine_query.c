@@ -26,7 +26,7 @@ int machine_disk_stats(struct machine *m, int i, struct machine_disk_stats *out)
 {
     memset(out, 0, sizeof(*out));
     out->idle_ns = -1;
-    if (i < 0 || i >= m->cfg->ndisks) {
+    if (i < 0 || i >= m->cfg->ndisks || m->disk_unplug[i] == DISK_UNPLUGGED) {
         return -ENOENT;
     }
     struct virtio_blk *b = disk_device(m, i);

@@ -9,7 +9,9 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "bare_machine.h"
@@ -47,13 +49,18 @@ static void port_write32(struct machine *m, uint16_t port, uint32_t v)
     assert_true(bus_write(&m->vm.pio, port, &v, 4));
 }
 
-static struct machine *hotplug_machine(void)
+static struct machine *hotplug_machine_with(const struct machine_config *cfg)
 {
-    static const struct machine_config cfg = { .cpus = 1, .memory = 16 << 20 };
-    struct machine *m = bare_machine(&cfg);
+    struct machine *m = bare_machine(cfg);
     machine_set_device_deleted_hook(m, on_deleted, NULL);
     ndeleted = 0;
     return m;
+}
+
+static struct machine *hotplug_machine(void)
+{
+    static const struct machine_config cfg = { .cpus = 1, .memory = 16 << 20 };
+    return hotplug_machine_with(&cfg);
 }
 
 static void test_add_then_guest_ejects(void **state)
@@ -261,6 +268,74 @@ static void test_anonymous_device_by_qom_path(void **state)
     bare_destroy(m);
 }
 
+/* ---- cold-plugged disks ---- */
+
+static char cold_image[64];
+static struct machine_config cold_config = { .cpus = 1, .memory = 16 << 20, .ndisks = 1 };
+
+/* A bare machine with one --disk on PCI, composed as the machine composes
+ * it, and its ACPI tables made again with the disk there. */
+static struct machine *cold_disk_machine(void)
+{
+    struct error err = { 0 };
+    snprintf(cold_image, sizeof(cold_image), "/tmp/cowvisor-cold-XXXXXX");
+    int fd = mkstemp(cold_image);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, 1 << 20), 0);
+    close(fd);
+    cold_config.disks[0] = (struct disk_config){ .file = cold_image, .format = "raw", .transport = TRANSPORT_PCI };
+    struct machine *m = hotplug_machine_with(&cold_config);
+    if (machine_add_virtio(m, &err) < 0) {
+        fail_msg("machine_add_virtio: %s", err.msg);
+    }
+    free(m->acpi_image);
+    m->acpi_image = NULL;
+    assert_int_equal(machine_build_acpi(m, &err), 0);
+    return m;
+}
+
+/* As QEMU's pc machine: the guest may eject a cold-plugged virtio-blk-pci
+ * disk (device_del with its QOM path), its slot is in the DSDT, and once
+ * gone the slot and the anonymous name are free for device_add. */
+static void test_cold_plugged_disk_ejects(void **state)
+{
+    struct machine *m = cold_disk_machine();
+    struct error err = { 0 };
+    struct virtio_slot *vs = machine_disk_pci_slot(m, 0);
+    assert_non_null(vs);
+    int slot = vs->pci->pci.slot;
+    assert_int_equal(slot, 1);
+    assert_non_null(memmem(m->acpi_image, m->acpi_image_len, "S08_", 4));     /* slot 1's Device(S08) */
+    assert_int_equal(port_read32(m, ACPI_PCIHP_PORT + ACPI_PCIHP_REMOVABLE), 1u << slot);
+    const char *path = "/machine/peripheral-anon/device[0]";
+    assert_int_equal(machine_device_del(m, path, &err), 0);
+    assert_int_equal(port_read32(m, ACPI_PCIHP_PORT + ACPI_PCIHP_DOWN), 1u << slot);
+    assert_int_equal(machine_device_del(m, path, &err), -EALREADY);
+    port_write32(m, ACPI_PCIHP_PORT + ACPI_PCIHP_EJECT, 1u << slot);
+    machine_pci_process_ejects(m);
+    assert_int_equal(ndeleted, 1);
+    assert_string_equal(deleted[0], "(none)");
+    assert_string_equal(deleted_path[0], path);
+    assert_null(m->pci.slots[slot]);
+    assert_null(m->disks[0]);
+    assert_null(device_registry_find(&m->devices, "virtio.1"));
+    struct disk_layer l;
+    bool ro;
+    struct machine_disk_stats st;
+    assert_int_equal(machine_disk_chain(m, 0, &l, 1, &ro), -ENODEV);
+    assert_int_equal(machine_disk_stats(m, 0, &st), -ENOENT);
+    assert_int_equal(machine_device_del(m, path, &err), -ENODEV);
+    /* Its slot and its name serve a new device. */
+    add_node(m, "n1");
+    assert_int_equal(machine_device_add_virtio_blk(m, NULL, "n1", &err), 0);
+    struct machine_hotplugged_disk hot[2];
+    assert_int_equal(machine_hotplugged_disks(m, hot, 2), 1);
+    assert_string_equal(hot[0].path, path);
+    assert_int_equal(slot_of(m, path), slot);
+    bare_destroy(m);
+    unlink(cold_image);
+}
+
 /* Record/replay has no virtio-pci and its log no hotplug: refused. */
 static void test_refused_in_replay_mode(void **state)
 {
@@ -282,6 +357,7 @@ int main(void)
         cmocka_unit_test(test_unplug_gives_pci_memory_back),
         cmocka_unit_test(test_bars_the_guest_moved_are_avoided),
         cmocka_unit_test(test_anonymous_device_by_qom_path),
+        cmocka_unit_test(test_cold_plugged_disk_ejects),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -122,6 +122,9 @@ void qmp_query_block(struct qmp_server *s, json_t *args, struct qmp_reply *r)
         struct disk_layer layers[MAX_LAYERS];
         bool ro;
         int n = machine_disk_chain(s->m, i, layers, MAX_LAYERS, &ro);
+        if (n < 0) {
+            continue;           /* ejected */
+        }
         char name[16];
         snprintf(name, sizeof(name), "disk%d", i);
         json_t *o = json_pack("{s:s,s:s,s:o,s:b,s:b,s:s}", "io-status", "ok", "device", name, "qdev", qdev_path(i),
@@ -253,7 +256,8 @@ void qmp_query_blockstats(struct qmp_server *s, json_t *args, struct qmp_reply *
     for (int i = 0; i < machine_disk_count(s->m); i++) {
         struct disk_layer layers[MAX_LAYERS];
         bool ro;
-        int n = nodes ? machine_disk_chain(s->m, i, layers, MAX_LAYERS, &ro) : 1;
+        int n = machine_disk_chain(s->m, i, layers, MAX_LAYERS, &ro);
+        n = nodes || n < 0 ? n : 1;     /* ejected disks: none */
         for (int k = 0; k < n; k++) {
             struct machine_disk_stats st = { .idle_ns = -1 };
             if (k == 0) {

@@ -94,16 +94,20 @@ static void info_hotplugged_block(struct qmp_server *s, FILE *f, const struct ma
 
 static void info_block(struct qmp_server *s, FILE *f)
 {
-    int i = 0;
-    for (; i < machine_disk_count(s->m); i++) {
+    int shown = 0;
+    for (int i = 0; i < machine_disk_count(s->m); i++) {
         struct disk_layer l[16];
         bool ro;
         int n = machine_disk_chain(s->m, i, l, 16, &ro);
+        if (n < 0) {
+            continue;           /* ejected */
+        }
         if (n == 0) {
-            fprintf(f, "%sdisk%d: [not inserted]\n", i ? "\n" : "", i);
+            fprintf(f, "%sdisk%d: [not inserted]\n", shown++ ? "\n" : "", i);
             continue;
         }
-        fprintf(f, "%sdisk%d: %s (%s%s)\n", i ? "\n" : "", i, l[0].filename, l[0].format, ro ? ", read-only" : "");
+        fprintf(f, "%sdisk%d: %s (%s%s)\n", shown++ ? "\n" : "", i, l[0].filename, l[0].format,
+                ro ? ", read-only" : "");
         fprintf(f, "    Attached to:      /machine/peripheral-anon/device[%d]/virtio-backend\n", i);
         fprintf(f, "    Cache mode:       writeback\n");
         if (l[0].backing_filename) {
@@ -113,7 +117,7 @@ static void info_block(struct qmp_server *s, FILE *f)
     struct machine_hotplugged_disk hot[QMP_MAX_HOTPLUGGED];
     int nhot = machine_hotplugged_disks(s->m, hot, QMP_MAX_HOTPLUGGED);
     for (int k = 0; k < nhot; k++) {
-        info_hotplugged_block(s, f, &hot[k], i + k == 0);
+        info_hotplugged_block(s, f, &hot[k], shown++ == 0);
     }
 }
 
@@ -132,7 +136,9 @@ static void info_blockstats(struct qmp_server *s, FILE *f)
     for (int i = 0; i < machine_disk_count(s->m); i++) {
         struct machine_disk_stats st;
         char name[16];
-        machine_disk_stats(s->m, i, &st);
+        if (machine_disk_stats(s->m, i, &st) < 0) {
+            continue;           /* ejected */
+        }
         snprintf(name, sizeof(name), "disk%d", i);
         blockstats_line(f, name, &st);
     }
