@@ -134,9 +134,12 @@ int machine_replay_check_config(const struct machine_config *cfg, struct error *
 void machine_replay_free(struct machine *m);
 /* ISA interrupt pin gsi: the user-space PIC's in record/replay mode, else KVM's. */
 struct irq_line machine_irq_line(struct machine *m, unsigned gsi);
-/* The interrupt of virtio-mmio device n: GSI 16 + n on KVM's IOAPIC, a free
- * ISA pin of the user-space PIC in record/replay mode. */
+/* The interrupt of virtio-mmio device n: GSI 16-19 then free ISA pins on
+ * KVM's IOAPIC (apart from PCI's INTx GSIs 20-23), a free ISA pin of the
+ * user-space PIC in record/replay mode; each device its own, for up to
+ * machine_mmio_max devices. */
 unsigned machine_mmio_irq(struct machine *m, int n);
+int machine_mmio_max(struct machine *m);
 /* The PC devices and, with firmware, fw_cfg (machine_pc.c). */
 int machine_add_pc_devices(struct machine *m, struct error *err);
 int machine_add_fw_cfg(struct machine *m, struct error *err);
