@@ -17,7 +17,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from qemu_compare import ask_args, connect  # noqa: E402
+from qemu_compare import ask_args, start_pair, stop_pair  # noqa: E402
 
 BLK = "virtio-blk-pci"
 ANON = "/machine/peripheral-anon/device[0]"
@@ -86,18 +86,11 @@ def main():
     if not shutil.which("qemu-system-x86_64") or not shutil.which("qemu-img"):
         print("1..0 # SKIP qemu-system-x86_64 or qemu-img is not installed (scripts/install-deps.sh)")
         return
-    stub = sys.argv[1]
     tmp = tempfile.mkdtemp()
     for side in ("q", "c"):
         os.mkdir(f"{tmp}/{side}")
         subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", f"{tmp}/{side}/a.qcow2", "16M"], check=True)
-    qemu = subprocess.Popen([
-        "qemu-system-x86_64", "-M", "pc", "-accel", "tcg", "-S", "-display", "none", "-nodefaults",
-        "-m", "256", "-serial", "null", "-qmp", f"unix:{tmp}/qemu.sock,server=on,wait=off"])
-    ours = subprocess.Popen([stub, f"unix:{tmp}/cow.sock,server,nowait"])
-    q, c = connect(f"{tmp}/qemu.sock"), connect(f"{tmp}/cow.sock")
-    ask_args(q, "qmp_capabilities", {})
-    ask_args(c, "qmp_capabilities", {})
+    procs, q, c = start_pair(sys.argv[1], tmp)
     # Each side works on its own image; the answers are compared scrubbed.
     rq = [scrub(normalize(cmd, ask_args(q, cmd, args)), f"{tmp}/q") for cmd, args in steps(f"{tmp}/q/a.qcow2")]
     rc = [scrub(normalize(cmd, ask_args(c, cmd, args)), f"{tmp}/c") for cmd, args in steps(f"{tmp}/c/a.qcow2")]
@@ -110,11 +103,7 @@ def main():
             print(f"# QEMU:     {json.dumps(rq[i - 1])[:1500]}")
             print(f"# cowvisor: {json.dumps(rc[i - 1])[:1500]}")
         failed += not same
-    ask_args(q, "quit", {})
-    ask_args(c, "quit", {})
-    qemu.wait(timeout=30)
-    ours.wait(timeout=30)
-    shutil.rmtree(tmp, ignore_errors=True)
+    stop_pair(procs, q, c, tmp)
     sys.exit(1 if failed else 0)
 
 

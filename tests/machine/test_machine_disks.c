@@ -3,7 +3,10 @@
  * transport. block_resize (machine_disk_resize) grows the image, bumps the
  * config generation and raises a config-change interrupt only once the
  * driver is up; the capacity the guest reads is the new one; the guest's
- * requests are counted (machine_disk_stats) from zero. */
+ * requests are counted (machine_disk_stats) from zero. An image switch (a
+ * block job's replace) that fails puts the old image back, and when that
+ * fails too leaves a placeholder failing every request, for a disk and for
+ * a blockdev-add node alike: never no image. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
