@@ -202,8 +202,6 @@ int machine_device_add_virtio_blk(struct machine *m, const char *id, const char 
     return 0;
 }
 
-/* ---- device_del and the guest's eject ---- */
-
 /* ---- cold-plugged disks: ejected as QEMU's pc ejects -drive if=virtio ---- */
 
 struct virtio_slot *machine_disk_pci_slot(struct machine *m, int i)
@@ -275,6 +273,8 @@ static bool eject_cold_disk(struct machine *m, int slot)
     }
     return false;
 }
+
+/* ---- device_del and the guest's eject ---- */
 
 int machine_device_del(struct machine *m, const char *id, struct error *err)
 {

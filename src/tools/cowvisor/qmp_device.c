@@ -5,6 +5,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
 
 #include "machine/machine.h"
 
@@ -108,6 +109,12 @@ void qmp_device_del(struct qmp_server *s, json_t *args, struct qmp_reply *r)
     const char *id = json_string_value(json_object_get(args, "id"));
     if (is_virtio_backend(s, id)) {
         qmp_fail(r, QMP_GENERIC, "Bus 'virtio-bus' does not support hotplugging");
+        return;
+    }
+    /* A cold-plugged disk's block job works on the image its eject closes. */
+    int disk, used = 0;
+    if (sscanf(id, "/machine/peripheral-anon/device[%d]%n", &disk, &used) == 1 && used == (int)strlen(id) &&
+        disk < machine_disk_count(s->m) && qmp_disk_has_block_job(s, disk, r)) {
         return;
     }
     struct error err = { 0 };
