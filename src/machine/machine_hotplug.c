@@ -280,14 +280,14 @@ int machine_device_del(struct machine *m, const char *id, struct error *err)
 {
     struct hotplugged *h = find_device(m, id);
     int cold = h ? -1 : find_cold_disk(m, id);
-    if (cold >= 0) {
-        return cold_disk_del(m, cold, id, err);
-    }
-    if (!h) {
+    if (!h && cold < 0) {
         return error_set(err, -ENODEV, "Device '%s' not found", id);
     }
     if (machine_migrating(m)) {
         return error_set(err, -EBUSY, "device_del not allowed while migrating");
+    }
+    if (cold >= 0) {
+        return cold_disk_del(m, cold, id, err);
     }
     if (h->unplug_requested) {
         return error_set(err, -EALREADY, "Device %s is already in the process of unplug", id);

@@ -308,6 +308,10 @@ static void test_cold_plugged_disk_ejects(void **state)
     assert_non_null(memmem(m->acpi_image, m->acpi_image_len, "S08_", 4));     /* slot 1's Device(S08) */
     assert_int_equal(port_read32(m, ACPI_PCIHP_PORT + ACPI_PCIHP_REMOVABLE), 1u << slot);
     const char *path = "/machine/peripheral-anon/device[0]";
+    machine_set_migrating(m, true);     /* as a hot-plugged device: not while a migration walks the devices */
+    assert_int_equal(machine_device_del(m, path, &err), -EBUSY);
+    assert_string_equal(err.msg, "device_del not allowed while migrating");
+    machine_set_migrating(m, false);
     assert_int_equal(machine_device_del(m, path, &err), 0);
     assert_int_equal(port_read32(m, ACPI_PCIHP_PORT + ACPI_PCIHP_DOWN), 1u << slot);
     assert_int_equal(machine_device_del(m, path, &err), -EALREADY);
