@@ -41,8 +41,9 @@ extra_sources() {
     [[ $1 == qmp_input ]] || return 0
     ls "$here"/src/tools/cowvisor/qmp*.c | grep -v qmp_migration.c
     echo "$here/tests/cowvisor/stub_machine.c" "$here/tests/cowvisor/stub_migration.c"
-    # The named block nodes' table, which the stub machine keeps too.
-    echo "$here/src/machine/block_nodes.c"
+    # The named block nodes' table, which the stub machine keeps too, and
+    # the image swap its block jobs use.
+    echo "$here/src/machine/block_nodes.c" "$here/src/machine/image_swap.c"
 }
 
 build_target() {

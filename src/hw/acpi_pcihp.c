@@ -54,7 +54,7 @@ void acpi_pcihp_write(void *opaque, uint64_t offset, unsigned size, uint64_t val
     if (offset == ACPI_PCIHP_BUS_SELECT && size == 4) {
         h->bus_select = (uint32_t)value;
     } else if (offset == ACPI_PCIHP_EJECT && size == 4 && h->bus_select == 0) {
-        /* Only what may go: a slot the host hot-plugged. */
+        /* Only what may go: a hot-plugged device or an ejectable cold one. */
         eject = (uint32_t)value & h->removable;
         h->down &= ~eject;
         h->up &= ~eject;
@@ -66,6 +66,13 @@ void acpi_pcihp_write(void *opaque, uint64_t offset, unsigned size, uint64_t val
             h->eject(h->opaque, slot);
         }
     }
+}
+
+void acpi_pcihp_set_removable(struct acpi_pcihp *h, int slot)
+{
+    pthread_mutex_lock(&h->lock);
+    h->removable |= 1u << slot;
+    pthread_mutex_unlock(&h->lock);
 }
 
 void acpi_pcihp_plug(struct acpi_pcihp *h, int slot)

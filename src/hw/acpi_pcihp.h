@@ -44,6 +44,9 @@ void acpi_pcihp_init(struct acpi_pcihp *h, struct acpi_pm *pm, void (*eject)(voi
 void acpi_pcihp_destroy(struct acpi_pcihp *h);
 uint64_t acpi_pcihp_read(void *opaque, uint64_t offset, unsigned size);
 void acpi_pcihp_write(void *opaque, uint64_t offset, unsigned size, uint64_t value);
+/* A device present from the start in slot may be ejected (QEMU's pc lets
+ * the guest eject cold-plugged devices in hotpluggable slots). */
+void acpi_pcihp_set_removable(struct acpi_pcihp *h, int slot);
 /* The host plugged a device into slot / asks the guest to release it. */
 void acpi_pcihp_plug(struct acpi_pcihp *h, int slot);
 void acpi_pcihp_unplug_request(struct acpi_pcihp *h, int slot);

@@ -106,7 +106,8 @@ void pci_host_init(struct pci_host *h)
 {
     memset(h, 0, sizeof(*h));
     pthread_mutex_init(&h->lock, NULL);
-    h->mmio_next = PCI_MMIO_WINDOW_START;
+    h->mmio_start = PCI_MMIO_WINDOW_START;
+    h->mmio_end = PCI_MMIO_WINDOW_END;
     /* An i440FX-like host bridge in slot 0, which firmware looks for. */
     pci_device_init(&h->bridge, 0x8086, 0x1237, 0x060000, 2, NULL, NULL);
     h->bridge.slot = 0;
@@ -121,6 +122,41 @@ void pci_host_destroy(struct pci_host *h)
     pthread_mutex_destroy(&h->lock);
 }
 
+/* The end of a BAR of d (its first nbars) overlapping [addr, addr+size),
+ * or 0. Where the BAR points counts even with memory decode off: the
+ * guest may turn it on at any time. */
+static uint64_t bar_overlap_end(const struct pci_device *d, int nbars, uint64_t addr, uint64_t size)
+{
+    for (int bar = 0; bar < nbars; bar++) {
+        uint64_t start = get32(d->config + PCI_BAR0 + 4 * bar) & ~0xfu, len = d->bar_size[bar];
+        if (len && start < addr + size && addr < start + len) {
+            return start + len;
+        }
+    }
+    return 0;
+}
+
+/* The lowest free address for BAR bar of d in the window, past the BARs of
+ * the devices on the bus (wherever they or firmware put them) and those
+ * already given to d: what an unplugged device held is free again. */
+static int find_bar_space(struct pci_host *h, struct pci_device *d, int bar, uint64_t *out)
+{
+    uint64_t size = d->bar_size[bar];
+    uint64_t addr = (h->mmio_start + size - 1) & ~(size - 1);
+    while (addr + size <= h->mmio_end) {
+        uint64_t end = bar_overlap_end(d, bar, addr, size);
+        for (int slot = 1; slot < PCI_MAX_SLOTS && !end; slot++) {
+            end = h->slots[slot] ? bar_overlap_end(h->slots[slot], PCI_BARS, addr, size) : 0;
+        }
+        if (!end) {
+            *out = addr;
+            return 0;
+        }
+        addr = (end + size - 1) & ~(size - 1);
+    }
+    return -ENOSPC;
+}
+
 int pci_host_add(struct pci_host *h, struct pci_device *d, struct error *err)
 {
     pthread_mutex_lock(&h->lock);
@@ -133,16 +169,16 @@ int pci_host_add(struct pci_host *h, struct pci_device *d, struct error *err)
         return error_set(err, -ENOSPC, "PCI bus 0 is full (%d slots)", PCI_MAX_SLOTS);
     }
     for (int bar = 0; bar < PCI_BARS; bar++) {
-        uint32_t size = d->bar_size[bar];
-        if (!size) {
+        uint64_t addr;
+        if (!d->bar_size[bar]) {
             continue;
         }
-        uint64_t addr = (h->mmio_next + size - 1) & ~(uint64_t)(size - 1);
-        if (addr + size > PCI_MMIO_WINDOW_END) {
+        if (find_bar_space(h, d, bar, &addr) < 0) {
             pthread_mutex_unlock(&h->lock);
-            return error_set(err, -ENOSPC, "PCI MMIO window exhausted");
+            return error_set(err, -ENOSPC, "PCI memory window 0x%llx-0x%llx is full: no room for a %u-byte BAR",
+                             (unsigned long long)h->mmio_start, (unsigned long long)h->mmio_end - 1,
+                             d->bar_size[bar]);
         }
-        h->mmio_next = addr + size;
         put32(d->config + PCI_BAR0 + 4 * bar, (uint32_t)addr);
     }
     d->slot = slot;

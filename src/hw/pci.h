@@ -66,7 +66,7 @@ struct pci_host {
     uint32_t address;
     struct pci_device *slots[PCI_MAX_SLOTS];
     struct pci_device bridge;
-    uint64_t mmio_next;
+    uint64_t mmio_start, mmio_end;  /* where BARs are assigned: [start, end) */
 };
 
 void pci_host_init(struct pci_host *h);
@@ -80,7 +80,9 @@ void pci_device_init(struct pci_device *d, uint16_t vendor, uint16_t device, uin
 uint8_t pci_add_capability(struct pci_device *d, uint8_t id, uint8_t len);
 /* Declares a 32-bit memory BAR (size a power of two >= 4 KiB). */
 void pci_set_bar(struct pci_device *d, int bar, uint32_t size);
-/* Places d in the first free slot and pre-assigns its BARs. */
+/* Places d in the first free slot and pre-assigns its BARs in the lowest
+ * free space of the window (-ENOSPC when full); space a removed device's
+ * BARs held is reused. */
 int pci_host_add(struct pci_host *h, struct pci_device *d, struct error *err);
 
 /* The first free slot (-ENOSPC when none), and taking d out of its slot

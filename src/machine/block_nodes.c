@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "block/block_job.h"
+#include "machine/image_swap.h"
 
 struct block_node *machine_block_node_find(struct machine *m, const char *name)
 {
@@ -71,7 +72,7 @@ int block_nodes_check_writer(struct block_node_table *t, const struct block_node
     }
     if (n->device[0]) {
         return error_set(err, -EPERM, "Permission conflict on node '%s': permissions 'write' are both required by "
-                         "block device '/machine/peripheral/%s/virtio-backend' (uses node '%s' as 'root' child) "
+                         "block device '%s/virtio-backend' (uses node '%s' as 'root' child) "
                          "and unshared by %s (uses node '%s' as '%s' child).", n->name, n->device, n->name, user,
                          n->name, role);
     }
@@ -114,6 +115,10 @@ int block_nodes_add(struct block_node_table *t, json_t *args, struct error *err)
         return ret;
     }
     snprintf(n->name, sizeof(n->name), "%s", name);
+    json_t *file = json_object_get(args, "file");
+    if (json_is_string(json_object_get(file, "filename")) && !json_object_get(file, "node-name")) {
+        snprintf(n->implicit_file, sizeof(n->implicit_file), "#block%03u", t->implicit_names++);
+    }
     n->options = json_deep_copy(args);
     t->nodes[t->count++] = n;
     return 0;
@@ -185,7 +190,7 @@ int block_node_attach(struct block_node_table *t, struct block_node *n, const ch
         return error_set(err, -EBUSY, "Node '%s' is already in use by '%s'", n->name, n->device);
     }
     char user[160];
-    snprintf(user, sizeof(user), "block device '/machine/peripheral/%s/virtio-backend'", device);
+    snprintf(user, sizeof(user), "block device '%s/virtio-backend'", device);
     int conflict = n->node.read_only ? 0 : block_nodes_check_writer(t, n, user, "root", err);
     if (conflict < 0) {
         return conflict;
@@ -228,24 +233,9 @@ static void job_drain_end(void *opaque)
 static int job_replace(void *opaque, const char *filename, const char *format, struct error *err)
 {
     struct block_node *n = opaque;
-    struct blockdev *old = n->node.bd, *top = NULL;
-    unsigned flags = (blockdev_is_read_only(old) ? BDEV_READ_ONLY : 0) |
+    unsigned flags = (blockdev_is_read_only(n->node.bd) ? BDEV_READ_ONLY : 0) |
                      (n->node.file_child[0] || n->node.backing_child[0] ? BDEV_REOPEN : 0);
-    char *old_name = strdup(blockdev_filename(old)), *old_fmt = strdup(blockdev_format(old));
-    blockdev_close(old);
-    struct blockdev_open_opts opts = { .format = format, .flags = flags };
-    int ret = blockdev_open(&top, filename, &opts, err);
-    if (ret < 0) {
-        /* The old image back, so the node keeps an image. */
-        struct blockdev_open_opts back = { .format = old_fmt, .flags = flags };
-        if (!old_name || !old_fmt || blockdev_open(&top, old_name, &back, NULL) < 0) {
-            top = NULL;
-        }
-    }
-    free(old_name);
-    free(old_fmt);
-    n->node.bd = top;
-    return ret;
+    return image_swap(&n->node.bd, filename, format, flags, err);
 }
 
 void block_node_job_host(struct block_node *n, struct block_job_host *out)

@@ -11,13 +11,16 @@
 
 #include "block/blockdev_add.h"
 
-#define BLOCK_NODES_MAX 32
+#define BLOCK_NODES_MAX 64
 
 struct block_node {
     char name[BLOCKDEV_NODE_NAME_MAX];
+    /* The protocol node an inline "file": {"filename": ...} opened, named
+     * as QEMU names nodes it creates ("#block007"; "": none). */
+    char implicit_file[BLOCKDEV_NODE_NAME_MAX];
     struct blockdev_added node;     /* the open image and what blockdev-add asked */
     json_t *options;                /* as added: what a parent naming it opens */
-    char device[64];                /* the device using it ("": none) */
+    char device[128];               /* the QOM path of the device using it ("": none) */
     int jobs;                       /* block jobs using it */
     char job_target[16];            /* the type of the job writing to it ("": none) */
     /* The device's requests stop while a job changes the node's image
@@ -30,6 +33,7 @@ struct block_node {
 struct block_node_table {
     struct block_node *nodes[BLOCK_NODES_MAX];
     int count;
+    unsigned implicit_names;        /* how many were named "#blockNNN" */
 };
 
 struct machine;
@@ -53,8 +57,9 @@ void block_nodes_close_all(struct block_node_table *t);
 int block_nodes_check_writer(struct block_node_table *t, const struct block_node *n, const char *user,
                              const char *role, struct error *err);
 
-/* A device takes the node (drive=) and gives it back. -EBUSY with QEMU's
- * words when another device has it, -EPERM when a parent node writes it. */
+/* A device (its QOM path) takes the node (drive=) and gives it back.
+ * -EBUSY with QEMU's words when another device has it, -EPERM when a
+ * parent node writes it. */
 int block_node_attach(struct block_node_table *t, struct block_node *n, const char *device, struct error *err);
 void block_node_detach(struct block_node *n);
 

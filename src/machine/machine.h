@@ -148,7 +148,8 @@ struct disk_layer {
 };
 
 int machine_disk_count(const struct machine *m);
-/* Layers of disk i from the top; returns how many (at most max). */
+/* Layers of disk i from the top; returns how many (at most max), or
+ * -ENODEV once the guest ejected the disk (device_del). */
 int machine_disk_chain(struct machine *m, int i, struct disk_layer *out, int max, bool *read_only);
 /* Creates a qcow2 overlay at file backed by disk i's image (absolute path)
  * and switches the disk to it. */
@@ -205,17 +206,33 @@ int machine_disk_resize(struct machine *m, int i, uint64_t size, struct error *e
 
 /* ---- PCI hotplug (ACPI, as QEMU's pc machine) ---- */
 
+#define MACHINE_QOM_PATH_MAX 128
+
 /* device_add virtio-blk-pci: a virtio-blk device over the named block
  * node drive (block_nodes.h) in the first free slot of bus 0; the guest
- * is notified through its ACPI GPE. Errors in QEMU's words (duplicate id,
- * unknown node, node in use, no free slot). */
+ * is notified through its ACPI GPE. id NULL: an anonymous device, named
+ * /machine/peripheral-anon/device[N] as QEMU names it. Errors in QEMU's
+ * words (duplicate id, unknown node, node in use, no free slot). */
 int machine_device_add_virtio_blk(struct machine *m, const char *id, const char *drive, struct error *err);
-/* device_del: asks the guest to eject the device (-ENODEV: no device has
- * that id; -EALREADY: asked already). It goes when the guest ejects it. */
+/* device_del: asks the guest to eject the device named by its id or QOM
+ * path (-ENODEV: no such device; -EALREADY: asked already). It goes when
+ * the guest ejects it. */
 int machine_device_del(struct machine *m, const char *id, struct error *err);
-/* Called in the main loop once a device the guest ejected is gone. */
-typedef void (*machine_device_deleted_fn)(void *opaque, const char *id);
+/* Called in the main loop once a device the guest ejected is gone (id
+ * NULL for an anonymous device). */
+typedef void (*machine_device_deleted_fn)(void *opaque, const char *id, const char *path);
 void machine_set_device_deleted_hook(struct machine *m, machine_device_deleted_fn fn, void *opaque);
+
+/* The device_add'ed virtio-blk-pci devices, for monitors (query-block). */
+struct machine_hotplugged_disk {
+    const char *id;         /* NULL: anonymous */
+    const char *path;       /* its QOM path */
+    const char *node;       /* the block node it uses */
+    struct machine_disk_stats stats;
+};
+/* Fills out in slot order (the strings last until the next device_add or
+ * eject: the monitor's thread); returns how many. */
+int machine_hotplugged_disks(struct machine *m, struct machine_hotplugged_disk *out, int max);
 
 /* ---- snapshots (the machine paused or not started) ---- */
 

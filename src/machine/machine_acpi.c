@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "hw/acpi_tables.h"
+#include "virtio/virtio_pci.h"
 #include "util/clock.h"
 #include "vmm/boot.h"
 
@@ -40,8 +41,21 @@ int machine_add_acpi(struct machine *m, struct error *err)
     return machine_add_pci_hotplug(m, err);
 }
 
+/* The slots of the cold-plugged disks on PCI: ejectable, as QEMU's pc
+ * machine lets a guest eject -drive if=virtio disks. */
+static uint32_t cold_disk_slots(struct machine *m)
+{
+    uint32_t slots = 0;
+    for (int i = 0; i < m->cfg->ndisks; i++) {
+        struct virtio_slot *s = machine_disk_pci_slot(m, i);
+        slots |= s ? 1u << s->pci->pci.slot : 0;
+    }
+    return slots;
+}
+
 /* What the tables say, from the machine as composed: the slots still free
- * are the ones device_add may fill and the guest may eject. */
+ * are the ones device_add may fill, and the guest may eject what is there
+ * or what the cold-plugged disks hold. */
 static void describe(struct machine *m, struct acpi_config *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));
@@ -49,6 +63,7 @@ static void describe(struct machine *m, struct acpi_config *cfg)
     cfg->ioapic_id = (uint8_t)cfg->ncpus;       /* as the MP table */
     cfg->pci_mem_start = guest_memory_low_size(&m->vm.mem);
     cfg->pci_mem_end = PCI_MMIO_WINDOW_END;
+    cfg->hotplug_slots = cold_disk_slots(m);
     for (int slot = 1; slot < PCI_MAX_SLOTS; slot++) {
         if (!m->pci.slots[slot]) {
             cfg->hotplug_slots |= 1u << slot;
@@ -95,6 +110,12 @@ int machine_build_acpi(struct machine *m, struct error *err)
 {
     struct acpi_config cfg;
     struct acpi_blob b;
+    uint32_t cold = cold_disk_slots(m);
+    for (int slot = 1; slot < PCI_MAX_SLOTS; slot++) {
+        if (cold & (1u << slot)) {
+            acpi_pcihp_set_removable(&m->pcihp, slot);
+        }
+    }
     describe(m, &cfg);
     int ret = acpi_build(&b, &cfg, err);
     if (ret < 0) {

@@ -9,6 +9,7 @@
 
 #include "block/block_job.h"
 #include "block/blockdev.h"
+#include "machine/image_swap.h"
 #include "virtio/virtio_blk.h"
 
 struct block_node_table *machine_block_nodes(struct machine *m)
@@ -24,7 +25,10 @@ int machine_disk_count(const struct machine *m)
 int machine_disk_chain(struct machine *m, int i, struct disk_layer *out, int max, bool *read_only)
 {
     int n = 0;
-    *read_only = blockdev_is_read_only(m->disks[i]);
+    if (m->disk_unplug[i] == DISK_UNPLUGGED) {
+        return -ENODEV;
+    }
+    *read_only = m->disks[i] ? blockdev_is_read_only(m->disks[i]) : m->cfg->disks[i].read_only;
     for (struct blockdev *bd = m->disks[i]; bd && n < max; bd = blockdev_backing(bd)) {
         out[n++] = (struct disk_layer){ blockdev_filename(bd), blockdev_format(bd), blockdev_backing_filename(bd), blockdev_size(bd),
                                         blockdev_cluster_size(bd), bd };
@@ -35,41 +39,18 @@ int machine_disk_chain(struct machine *m, int i, struct disk_layer *out, int max
 static struct virtio_blk *blk_of(struct machine *m, struct blockdev *bd)
 {
     for (int i = 0; i < m->nvirtio; i++) {
-        struct virtio_device *d = m->virtio[i].dev;
-        if (d->device_id == VIRTIO_ID_BLOCK && ((struct virtio_blk *)d)->bdev == bd) {
+        struct virtio_device *d = m->virtio[i].dev;    /* NULL: an ejected disk's */
+        if (d && d->device_id == VIRTIO_ID_BLOCK && ((struct virtio_blk *)d)->bdev == bd) {
             return (struct virtio_blk *)d;
         }
     }
     return NULL;
 }
 
-/* Closes the old image and opens the overlay on the drained device (the
- * main loop starts requests: until it runs again, none is added). The old
- * image closes before the overlay opens it again as its (read-only)
- * backing file, so image locks do not collide. */
-static int switch_to_overlay(struct machine *m, int i, struct virtio_blk *blk, const char *file,
-                             const char *backing, struct error *err)
+/* Only without memory for even a placeholder (image_swap.h). */
+static int no_image(int i, struct error *err)
 {
-    struct blockdev *old = m->disks[i];
-    int ret = blockdev_flush(old, err);
-    if (ret < 0) {
-        return ret;
-    }
-    const char *old_fmt = blockdev_format(old);
-    struct blockdev_open_opts opts = { .format = "qcow2" };
-    struct blockdev *top = NULL;
-    blockdev_close(old);
-    ret = blockdev_open(&top, file, &opts, err);
-    if (ret < 0) {
-        /* Put the old image back so the guest keeps its disk. */
-        struct blockdev_open_opts back = { .format = old_fmt };
-        if (blockdev_open(&top, backing, &back, NULL) < 0) {
-            top = NULL;
-        }
-    }
-    m->disks[i] = top;
-    blk->bdev = top;
-    return ret;
+    return error_set(err, -ENOMEDIUM, "Device 'disk%d' has no medium", i);
 }
 
 void machine_set_migrating(struct machine *m, bool on)
@@ -98,6 +79,9 @@ int machine_disk_overlay(struct machine *m, int i, const char *file, struct erro
     if (busy < 0) {
         return busy;
     }
+    if (!old) {
+        return no_image(i, err);
+    }
     if (blockdev_is_read_only(old)) {
         return error_set(err, -EROFS, "Device 'disk%d' is read only", i);
     }
@@ -118,9 +102,13 @@ int machine_disk_overlay(struct machine *m, int i, const char *file, struct erro
     if (ret < 0) {
         return ret;
     }
+    /* The main loop starts requests: until it runs again, none is added. */
     pthread_mutex_lock(&blk->dev.lock);
     virtio_blk_drain_locked(blk);
-    ret = switch_to_overlay(m, i, blk, file, backing, err);
+    if ((ret = blockdev_flush(old, err)) == 0) {
+        ret = image_swap(&m->disks[i], file, "qcow2", 0, err);
+        blk->bdev = m->disks[i];
+    }
     pthread_mutex_unlock(&blk->dev.lock);
     return ret;
 }
@@ -131,6 +119,9 @@ int machine_disk_resize(struct machine *m, int i, uint64_t size, struct error *e
     int busy = refuse_while_migrating(m, i, err);
     if (busy < 0) {
         return busy;
+    }
+    if (!bd) {
+        return no_image(i, err);
     }
     if (blockdev_is_read_only(bd)) {
         return error_set(err, -EROFS, "Device 'disk%d' is read only", i);
@@ -181,25 +172,11 @@ static int job_replace(void *opaque, const char *filename, const char *format, s
 {
     struct machine_disk_ref *r = opaque;
     struct machine *m = r->m;
-    struct blockdev *old = m->disks[r->i], *top = NULL;
-    struct virtio_blk *blk = blk_of(m, old);
-    bool ro = blockdev_is_read_only(old);
-    char *old_name = strdup(blockdev_filename(old)), *old_fmt = strdup(blockdev_format(old));
-    blockdev_close(old);
-    struct blockdev_open_opts opts = { .format = format, .flags = ro ? BDEV_READ_ONLY : 0 };
-    int ret = blockdev_open(&top, filename, &opts, err);
-    if (ret < 0) {
-        /* Put the old image back so the guest keeps its disk. */
-        struct blockdev_open_opts back = { .format = old_fmt, .flags = opts.flags };
-        if (!old_name || !old_fmt || blockdev_open(&top, old_name, &back, NULL) < 0) {
-            top = NULL;
-        }
-    }
-    free(old_name);
-    free(old_fmt);
-    m->disks[r->i] = top;
+    struct virtio_blk *blk = blk_of(m, m->disks[r->i]);
+    unsigned flags = m->cfg->disks[r->i].read_only ? BDEV_READ_ONLY : 0;
+    int ret = image_swap(&m->disks[r->i], filename, format, flags, err);
     if (blk) {
-        blk->bdev = top;
+        blk->bdev = m->disks[r->i];
     }
     return ret;
 }

@@ -20,14 +20,45 @@
 
 #define HOTPLUG_DRIVER "virtio-blk-pci"
 
-static struct hotplugged *find_id(struct machine *m, const char *id)
+#define PERIPHERAL "/machine/peripheral/"
+#define PERIPHERAL_ANON "/machine/peripheral-anon/device["
+
+/* The device name designates: its id, or its QOM path (QEMU's device_del
+ * takes either). */
+static struct hotplugged *find_device(struct machine *m, const char *name)
 {
     for (int i = 0; i < MACHINE_MAX_HOTPLUG; i++) {
-        if (m->hotplug[i].pci_slot > 0 && strcmp(m->hotplug[i].id, id) == 0) {
-            return &m->hotplug[i];
+        struct hotplugged *h = &m->hotplug[i];
+        if (h->pci_slot > 0 && ((h->id[0] && !strcmp(h->id, name)) || !strcmp(h->path, name))) {
+            return h;
         }
     }
     return NULL;
+}
+
+static bool anon_index_taken(struct machine *m, int n)
+{
+    char path[MACHINE_QOM_PATH_MAX];
+    snprintf(path, sizeof(path), PERIPHERAL_ANON "%d]", n);
+    return (n < m->cfg->ndisks && m->disk_unplug[n] != DISK_UNPLUGGED) || find_device(m, path);
+}
+
+/* QEMU's QOM path: /machine/peripheral/ID, or without an id
+ * /machine/peripheral-anon/device[N] with the lowest N free (the
+ * cold-plugged disks hold 0 to ndisks-1 until ejected, as query-block
+ * shows them). */
+static void name_device(struct machine *m, struct hotplugged *h, const char *id)
+{
+    if (id) {
+        snprintf(h->id, sizeof(h->id), "%s", id);
+        snprintf(h->path, sizeof(h->path), PERIPHERAL "%s", id);
+        return;
+    }
+    int n = 0;
+    while (anon_index_taken(m, n)) {
+        n++;
+    }
+    snprintf(h->path, sizeof(h->path), PERIPHERAL_ANON "%d]", n);
 }
 
 static struct hotplugged *find_slot(struct machine *m, int pci_slot)
@@ -62,13 +93,13 @@ static void node_drain_end(void *opaque)
 /* ---- device_add ---- */
 
 /* QEMU's words when another device has the node. */
-static int node_in_use(struct block_node *n, const char *id, struct error *err)
+static int node_in_use(struct block_node *n, const char *path, struct error *err)
 {
     return error_set(err, -EBUSY,
                      "Permission conflict on node '%s': permissions 'write' are both required by block device "
-                     "'/machine/peripheral/%s/virtio-backend' (uses node '%s' as 'root' child) and unshared by "
-                     "block device '/machine/peripheral/%s/virtio-backend' (uses node '%s' as 'root' child).",
-                     n->name, n->device, n->name, id, n->name);
+                     "'%s/virtio-backend' (uses node '%s' as 'root' child) and unshared by "
+                     "block device '%s/virtio-backend' (uses node '%s' as 'root' child).",
+                     n->name, n->device, n->name, path, n->name);
 }
 
 static int create_device(struct machine *m, struct hotplugged *h, struct error *err)
@@ -137,23 +168,25 @@ int machine_device_add_virtio_blk(struct machine *m, const char *id, const char 
     if (machine_migrating(m)) {
         return error_set(err, -EBUSY, "device_add not allowed while migrating");
     }
-    if (find_id(m, id)) {
+    if (id && find_device(m, id)) {
         return error_set(err, -EEXIST, "Duplicate device ID '%s'", id);
     }
     struct block_node *n = machine_block_node_find(m, drive);
     if (!n) {
         return error_set(err, -ENOENT, "Property 'virtio-blk-device.drive' can't find value '%s'", drive);
     }
-    if (n->device[0]) {
-        return node_in_use(n, id, err);
-    }
     struct hotplugged *h = find_slot(m, 0);
     if (!h || pci_host_free_slot(&m->pci) < 0) {
         return error_set(err, -ENOSPC, "PCI: no slot/function available for %s, all in use or reserved",
                          HOTPLUG_DRIVER);
     }
-    snprintf(h->id, sizeof(h->id), "%s", id);
-    int ret = block_node_attach(machine_block_nodes(m), n, id, err);
+    name_device(m, h, id);
+    if (n->device[0]) {
+        int ret = node_in_use(n, h->path, err);
+        memset(h, 0, sizeof(*h));
+        return ret;
+    }
+    int ret = block_node_attach(machine_block_nodes(m), n, h->path, err);
     if (ret < 0) {
         memset(h, 0, sizeof(*h));
         return ret;
@@ -169,16 +202,92 @@ int machine_device_add_virtio_blk(struct machine *m, const char *id, const char 
     return 0;
 }
 
+/* ---- cold-plugged disks: ejected as QEMU's pc ejects -drive if=virtio ---- */
+
+struct virtio_slot *machine_disk_pci_slot(struct machine *m, int i)
+{
+    for (int k = 0; m->disks[i] && k < m->nvirtio; k++) {
+        struct virtio_slot *s = &m->virtio[k];
+        if (s->pci && s->dev->device_id == VIRTIO_ID_BLOCK && ((struct virtio_blk *)s->dev)->bdev == m->disks[i]) {
+            return s;
+        }
+    }
+    return NULL;
+}
+
+/* The cold-plugged disk path names (/machine/peripheral-anon/device[i]), or -1. */
+static int find_cold_disk(struct machine *m, const char *path)
+{
+    for (int i = 0; i < m->cfg->ndisks; i++) {
+        char name[MACHINE_QOM_PATH_MAX];
+        snprintf(name, sizeof(name), PERIPHERAL_ANON "%d]", i);
+        if (m->disk_unplug[i] != DISK_UNPLUGGED && !strcmp(name, path)) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+static int cold_disk_del(struct machine *m, int i, const char *id, struct error *err)
+{
+    struct virtio_slot *s = machine_disk_pci_slot(m, i);
+    if (!s) {
+        return error_set(err, -ENOTSUP, "Bus 'virtio-mmio-bus' does not support hotplugging");
+    }
+    if (m->disk_unplug[i] == DISK_UNPLUG_REQUESTED) {
+        return error_set(err, -EALREADY, "Device %s is already in the process of unplug", id);
+    }
+    m->disk_unplug[i] = DISK_UNPLUG_REQUESTED;
+    acpi_pcihp_unplug_request(&m->pcihp, s->pci->pci.slot);
+    return 0;
+}
+
+/* The guest ejected it: out of the bus and the registry, its image closed;
+ * the disk's number stays taken (monitors skip it). */
+static void remove_cold_disk(struct machine *m, int i, struct virtio_slot *s)
+{
+    int slot = s->pci->pci.slot;
+    char path[MACHINE_QOM_PATH_MAX];
+    snprintf(path, sizeof(path), PERIPHERAL_ANON "%d]", i);
+    virtio_device_quiesce(s->dev);
+    pci_host_remove(&m->pci, &s->pci->pci);
+    device_registry_remove(&m->devices, s);
+    acpi_pcihp_removed(&m->pcihp, slot);
+    machine_virtio_slot_ops.destroy(s);
+    blockdev_close(m->disks[i]);
+    m->disks[i] = NULL;
+    m->disk_unplug[i] = DISK_UNPLUGGED;
+    if (m->device_deleted_hook) {
+        m->device_deleted_hook(m->device_deleted_opaque, NULL, path);
+    }
+}
+
+static bool eject_cold_disk(struct machine *m, int slot)
+{
+    for (int i = 0; i < m->cfg->ndisks; i++) {
+        struct virtio_slot *s = machine_disk_pci_slot(m, i);
+        if (s && s->pci->pci.slot == slot) {
+            remove_cold_disk(m, i, s);
+            return true;
+        }
+    }
+    return false;
+}
+
 /* ---- device_del and the guest's eject ---- */
 
 int machine_device_del(struct machine *m, const char *id, struct error *err)
 {
-    struct hotplugged *h = find_id(m, id);
-    if (!h) {
+    struct hotplugged *h = find_device(m, id);
+    int cold = h ? -1 : find_cold_disk(m, id);
+    if (!h && cold < 0) {
         return error_set(err, -ENODEV, "Device '%s' not found", id);
     }
     if (machine_migrating(m)) {
         return error_set(err, -EBUSY, "device_del not allowed while migrating");
+    }
+    if (cold >= 0) {
+        return cold_disk_del(m, cold, id, err);
     }
     if (h->unplug_requested) {
         return error_set(err, -EALREADY, "Device %s is already in the process of unplug", id);
@@ -188,19 +297,35 @@ int machine_device_del(struct machine *m, const char *id, struct error *err)
     return 0;
 }
 
+int machine_hotplugged_disks(struct machine *m, struct machine_hotplugged_disk *out, int max)
+{
+    int n = 0;
+    for (int slot = 1; slot < PCI_MAX_SLOTS && n < max; slot++) {
+        struct hotplugged *h = find_slot(m, slot);
+        if (h) {
+            out[n] = (struct machine_hotplugged_disk){ .id = h->id[0] ? h->id : NULL, .path = h->path,
+                                                       .node = h->node->name };
+            machine_blk_stats((struct virtio_blk *)h->slot.dev, &out[n].stats);
+            n++;
+        }
+    }
+    return n;
+}
+
 /* The main loop's side of an eject: the device out of the bus, the
  * registry and the node, then the monitor is told. */
 static void remove_device(struct machine *m, struct hotplugged *h)
 {
-    char id[sizeof(h->id)];
+    char id[sizeof(h->id)], path[sizeof(h->path)];
     snprintf(id, sizeof(id), "%s", h->id);
+    snprintf(path, sizeof(path), "%s", h->path);
     virtio_device_quiesce(h->slot.dev);
     pci_host_remove(&m->pci, &h->slot.pci->pci);
     device_registry_remove(&m->devices, &h->slot);
     acpi_pcihp_removed(&m->pcihp, h->pci_slot);
     release(h);
     if (m->device_deleted_hook) {
-        m->device_deleted_hook(m->device_deleted_opaque, id);
+        m->device_deleted_hook(m->device_deleted_opaque, id[0] ? id : NULL, path);
     }
 }
 
@@ -211,6 +336,8 @@ void machine_pci_process_ejects(struct machine *m)
         struct hotplugged *h = (slots & (1u << slot)) ? find_slot(m, slot) : NULL;
         if (h) {
             remove_device(m, h);
+        } else if (slots & (1u << slot)) {
+            eject_cold_disk(m, slot);
         }
     }
 }

@@ -33,10 +33,11 @@ struct virtio_slot {
 
 /* A device_add'ed virtio-blk-pci ("virtio-hotplug.<PCI slot>" in the
  * registry) over a named block node (machine_hotplug.c). */
-#define MACHINE_MAX_HOTPLUG 8
+#define MACHINE_MAX_HOTPLUG (PCI_MAX_SLOTS - 1)     /* every slot but the host bridge's */
 struct hotplugged {
     int pci_slot;                   /* 0: this entry is free */
-    char id[64];
+    char id[64];                    /* "": added without one */
+    char path[MACHINE_QOM_PATH_MAX];    /* /machine/peripheral/ID or /machine/peripheral-anon/device[N] */
     struct virtio_slot slot;
     struct block_node *node;
     bool unplug_requested;
@@ -87,7 +88,9 @@ struct machine {
     machine_device_deleted_fn device_deleted_hook;
     void *device_deleted_opaque;
     struct cpu_slot cpus[VM_MAX_CPUS + 1];
-    struct blockdev *disks[MACHINE_MAX_DISKS];
+    struct blockdev *disks[MACHINE_MAX_DISKS];   /* NULL once ejected (disk_unplug) */
+    /* A cold-plugged disk on PCI asked to go (device_del), and gone. */
+    enum disk_unplug { DISK_PLUGGED, DISK_UNPLUG_REQUESTED, DISK_UNPLUGGED } disk_unplug[MACHINE_MAX_DISKS];
     struct machine_disk_ref { struct machine *m; int i; } disk_refs[MACHINE_MAX_DISKS];  /* block job hosts */
     struct block_node_table nodes;  /* blockdev-add's named nodes */
     struct virtio_slot virtio[MACHINE_MAX_VIRTIO];
@@ -134,9 +137,12 @@ void machine_replay_free(struct machine *m);
 bool machine_replay_snapshot_pause(struct machine *m);
 /* ISA interrupt pin gsi: the user-space PIC's in record/replay mode, else KVM's. */
 struct irq_line machine_irq_line(struct machine *m, unsigned gsi);
-/* The interrupt of virtio-mmio device n: GSI 16 + n on KVM's IOAPIC, a free
- * ISA pin of the user-space PIC in record/replay mode. */
+/* The interrupt of virtio-mmio device n: GSI 16-19 then free ISA pins on
+ * KVM's IOAPIC (apart from PCI's INTx GSIs 20-23), a free ISA pin of the
+ * user-space PIC in record/replay mode; each device its own, for up to
+ * machine_mmio_max devices. */
 unsigned machine_mmio_irq(struct machine *m, int n);
+int machine_mmio_max(struct machine *m);
 /* The PC devices and, with firmware, fw_cfg (machine_pc.c). */
 int machine_add_pc_devices(struct machine *m, struct error *err);
 int machine_add_fw_cfg(struct machine *m, struct error *err);
@@ -150,6 +156,8 @@ int machine_write_acpi(struct machine *m, struct error *err);
 /* The hotplug registers with the guest's ejects served in the main loop
  * (machine_hotplug.c); tests without a main loop serve them directly. */
 int machine_add_pci_hotplug(struct machine *m, struct error *err);
+/* Cold-plugged disk i on PCI: its virtio slot, or NULL (on MMIO, or gone). */
+struct virtio_slot *machine_disk_pci_slot(struct machine *m, int i);
 void machine_pci_process_ejects(struct machine *m);
 /* The virtio devices on their transports (machine_virtio.c); a slot
  * registers as "virtio.N" with these operations. */
@@ -161,6 +169,10 @@ void machine_close_disks(struct machine *m);
 char *machine_kernel_cmdline(struct machine *m);
 /* Kernel or firmware into guest memory and the boot vCPU's registers. */
 int machine_load_boot_image(struct machine *m, struct error *err);
+
+/* A virtio-blk device's request counters as monitors show them. */
+struct virtio_blk;
+void machine_blk_stats(struct virtio_blk *b, struct machine_disk_stats *out);
 
 /* Devices finish and stop their own work (again when already quiesced),
  * and start it again. */

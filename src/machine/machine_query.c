@@ -26,13 +26,18 @@ int machine_disk_stats(struct machine *m, int i, struct machine_disk_stats *out)
 {
     memset(out, 0, sizeof(*out));
     out->idle_ns = -1;
-    if (i < 0 || i >= m->cfg->ndisks) {
+    if (i < 0 || i >= m->cfg->ndisks || m->disk_unplug[i] == DISK_UNPLUGGED) {
         return -ENOENT;
     }
     struct virtio_blk *b = disk_device(m, i);
-    if (!b) {
-        return 0;   /* not attached (yet): nothing was asked */
+    if (b) {        /* else not attached (yet): nothing was asked */
+        machine_blk_stats(b, out);
     }
+    return 0;
+}
+
+void machine_blk_stats(struct virtio_blk *b, struct machine_disk_stats *out)
+{
     struct virtio_blk_stats st;
     virtio_blk_get_stats(b, &st);
     *out = (struct machine_disk_stats){
@@ -45,7 +50,6 @@ int machine_disk_stats(struct machine *m, int i, struct machine_disk_stats *out)
         clock_gettime(CLOCK_MONOTONIC, &t);
         out->idle_ns = (int64_t)((uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec - st.last_ns);
     }
-    return 0;
 }
 
 int machine_pci_list(struct machine *m, struct machine_pci_function *out, int max)

@@ -28,9 +28,23 @@ struct irq_line machine_irq_line(struct machine *m, unsigned gsi)
 static const uint8_t free_isa_pins[] = { 5, 9, 10, 11, 3, 7, 14, 15 };
 #define MAX_REPLAY_MMIO (int)sizeof(free_isa_pins)
 
+/* On KVM's IOAPIC: GSIs 16-19, then ISA pins no PC device uses (not 9,
+ * the SCI), never GSIs 20-23, which the DSDT's _PRT gives PCI's INTA-D. */
+#define MMIO_OWN_GSIS 4
+static const uint8_t mmio_isa_pins[] = { 5, 10, 11, 3, 7, 6, 14, 15 };
+
 unsigned machine_mmio_irq(struct machine *m, int n)
 {
-    return m->replay ? free_isa_pins[n % MAX_REPLAY_MMIO] : VIRTIO_MMIO_FIRST_GSI + (unsigned)n;
+    if (m->replay) {
+        return free_isa_pins[n % MAX_REPLAY_MMIO];
+    }
+    return n < MMIO_OWN_GSIS ? VIRTIO_MMIO_FIRST_GSI + (unsigned)n
+                             : mmio_isa_pins[(size_t)(n - MMIO_OWN_GSIS) % sizeof(mmio_isa_pins)];
+}
+
+int machine_mmio_max(struct machine *m)
+{
+    return m->replay ? MAX_REPLAY_MMIO : MMIO_OWN_GSIS + (int)sizeof(mmio_isa_pins);
 }
 
 /* ---- the decisions (no ioctl: tests drive them with a fake kvm_run) ---- */

@@ -242,8 +242,8 @@ int machine_snapshot_files(struct machine *m, const char *dir, bool diff, struct
     if (ret == 0 && diff) {
         /* Device rings are written by the VMM all the time. */
         for (int i = 0; i < m->nvirtio; i++) {
-            struct virtio_device *d = m->virtio[i].dev;
-            for (int q = 0; q < d->nqueues; q++) {
+            struct virtio_device *d = m->virtio[i].dev;    /* NULL: an ejected disk's */
+            for (int q = 0; d && q < d->nqueues; q++) {
                 if (d->vqs[q].ready) {
                     guest_memory_mark_dirty(&m->vm.mem, d->vqs[q].used_addr, 6ull + 8ull * d->vqs[q].size);
                 }

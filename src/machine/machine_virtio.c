@@ -110,6 +110,10 @@ const struct device_ops machine_virtio_slot_ops = {
 static int attach_mmio(struct machine *m, struct virtio_slot *s, struct error *err)
 {
     int n = m->nmmio;
+    if (n == machine_mmio_max(m)) {
+        return error_set(err, -E2BIG, "at most %d virtio-mmio devices (one interrupt each); put more on PCI "
+                         "(transport=pci)", machine_mmio_max(m));
+    }
     s->mmio = calloc(1, sizeof(*s->mmio));
     if (!s->mmio) {
         return error_set(err, -ENOMEM, "out of memory");

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """block_jobs_refuse.py STUB_VMM: while a block job runs, cowvisor refuses
-what would snapshot, load or hand over the images it changes (migrate,
-snapshot-save, snapshot-load, HMP savevm and loadvm) with QEMU's op
+what would snapshot, load, hand over or close the images it changes
+(migrate, snapshot-save, snapshot-load, HMP savevm and loadvm, device_del
+of the disk) with QEMU's op
 blocker words, and takes them again once the job is gone. The stub
 machine has no guest (its savevm fails for that) and no migrate command:
 what is checked is the refusal, which comes first. QEMU 7.2 itself lets
@@ -39,6 +40,10 @@ def main():
             r = mon.ask(cmd, **args)
             checks.append((f"{cmd} refused while the backup runs",
                            r.get("error", {}).get("desc") == BUSY and r["error"]["class"] == "GenericError", r))
+        # The disk's eject would close the image under the job.
+        r = mon.ask("device_del", id="/machine/peripheral-anon/device[0]")
+        checks.append(("device_del of the disk refused while the backup runs",
+                       r.get("error", {}).get("desc") == BUSY, r))
         for line in ("savevm t", "loadvm t"):
             r = mon.ask("human-monitor-command", **{"command-line": line})
             checks.append((f"HMP {line} refused while the backup runs", r.get("return") == f"Error: {BUSY}\r\n", r))

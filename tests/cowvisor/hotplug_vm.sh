@@ -4,8 +4,11 @@
 # tables (no ACPI error, the PCI root bridge, every vCPU from the MADT);
 # device_add of a virtio-blk-pci reaches it through the hotplug GPE and it
 # finds the disk; device_del is ejected by the kernel's acpiphp, then
-# DEVICE_DELETED; the shell's poweroff -f is ACPI S5: cowvisor exits 0 with
-# SHUTDOWN. Needs /dev/kvm (never ran where it was written: no KVM there).
+# DEVICE_DELETED; a device_add without an id is listed by query-block and
+# ejected by its QOM path; the cold-plugged --disk (PCI) is ejected with
+# device_del /machine/peripheral-anon/device[0]; the shell's poweroff -f is
+# ACPI S5: cowvisor exits 0 with SHUTDOWN. Needs /dev/kvm (never ran where
+# it was written: no KVM there).
 source "$TESTS_DIR/lib.sh"
 COWVISOR=${COWVISOR:-cowvisor}
 if [[ ! -r /dev/kvm || ! -w /dev/kvm ]]; then
@@ -20,7 +23,10 @@ if [[ -z $kernel || -z $initrd ]]; then
 fi
 cd "$TMP"
 qemu-img create -q -f qcow2 hot.qcow2 16M
+qemu-img create -q -f qcow2 anon.qcow2 16M
+qemu-img create -q -f qcow2 cold.qcow2 16M
 "$COWVISOR" --kernel "$kernel" --initrd "$initrd" --cpus 2 --memory 512M \
+    --disk "file=$TMP/cold.qcow2,format=qcow2,transport=pci" \
     --append "console=ttyS0 break=premount root=/dev/vdz" --console "unix:$TMP/con.sock" \
     --qmp "unix:$TMP/q.sock,server,nowait" >vm.out 2>&1 &
 vm=$!
@@ -67,10 +73,22 @@ print("shell:", console("(initramfs)", 240))
 print("add:", json.dumps(run("blockdev-add", driver="qcow2", **{"node-name": "hot"},
                              file={"driver": "file", "filename": tmp + "/hot.qcow2"})))
 print("device_add:", json.dumps(run("device_add", driver="virtio-blk-pci", id="hd1", drive="hot")))
-print("disk:", console("[vda]", 60))
+print("disk:", console("[vdb]", 60))
 print("device_del:", json.dumps(run("device_del", id="hd1")))
 print("deleted:", json.dumps(wait_event("DEVICE_DELETED", 60)))
 print("blockdev-del:", json.dumps(run("blockdev-del", **{"node-name": "hot"})))
+events.clear()
+run("blockdev-add", driver="qcow2", **{"node-name": "anon"}, file={"driver": "file", "filename": tmp + "/anon.qcow2"})
+print("anon add:", json.dumps(run("device_add", driver="virtio-blk-pci", drive="anon")))
+print("anon disk:", console("[vdc]", 60) or console("[vdb]", 5))
+qdevs = [b["qdev"] for b in run("query-block")["return"]]
+print("anon listed:", "/machine/peripheral-anon/device[1]/virtio-backend" in qdevs)
+print("anon del:", json.dumps(run("device_del", id="/machine/peripheral-anon/device[1]")))
+print("anon deleted:", json.dumps(wait_event("DEVICE_DELETED", 60)))
+events.clear()
+print("cold del:", json.dumps(run("device_del", id="/machine/peripheral-anon/device[0]")))
+print("cold deleted:", json.dumps(wait_event("DEVICE_DELETED", 60)))
+print("cold gone:", [b["device"] for b in run("query-block")["return"]] == [])
 con.sendall(b"poweroff -f\n")
 print("shutdown:", json.dumps(wait_event("SHUTDOWN", 60)))
 PY
@@ -85,6 +103,14 @@ check "the guest found the hot-plugged disk" grep -q "^disk: True" session.txt
 check "device_del succeeded" grep -q '^device_del: {"return": {}}' session.txt
 check "the guest ejected it: DEVICE_DELETED for hd1" grep -q '"device": "hd1", "path": "/machine/peripheral/hd1"' session.txt
 check "the node was free again" grep -q '^blockdev-del: {"return": {}}' session.txt
+check "device_add without an id succeeded" grep -q '^anon add: {"return": {}}' session.txt
+check "the guest found the anonymous disk" grep -q "^anon disk: True" session.txt
+check "query-block lists it by its QOM path" grep -q "^anon listed: True" session.txt
+check "device_del by QOM path succeeded" grep -q '^anon del: {"return": {}}' session.txt
+check "the guest ejected it" grep -q '"path": "/machine/peripheral-anon/device\[1\]"}' session.txt
+check "device_del of the cold-plugged disk succeeded" grep -q '^cold del: {"return": {}}' session.txt
+check "the guest ejected the cold-plugged disk" grep -q '"path": "/machine/peripheral-anon/device\[0\]"}' session.txt
+check "query-block no longer lists it" grep -q "^cold gone: True" session.txt
 check "poweroff -f (ACPI S5): SHUTDOWN guest-shutdown" grep -q '"reason": "guest-shutdown"' session.txt
 check "cowvisor exited 0" test "$status" = 0
 done_testing

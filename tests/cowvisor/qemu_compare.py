@@ -7,6 +7,7 @@ list), except the optional members listed in OPTIONAL with the reason
 cowvisor leaves them out. A query QEMU no longer has is a skip. Prints TAP."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -51,6 +52,29 @@ def ask_args(f, cmd, args):
 
 def ask(f, cmd):
     return ask_args(f, cmd, {})
+
+
+def start_pair(stub, tmp, machine="pc"):
+    """qemu-system-x86_64 -M machine (TCG, paused, no default devices) and
+    cowvisor's QMP server on the stub machine, both negotiated: returns the
+    processes and their sockets (QEMU's, ours)."""
+    qemu = subprocess.Popen([
+        "qemu-system-x86_64", "-M", machine, "-accel", "tcg", "-S", "-display", "none", "-nodefaults",
+        "-m", "256", "-serial", "null", "-qmp", f"unix:{tmp}/qemu.sock,server=on,wait=off"])
+    ours = subprocess.Popen([stub, f"unix:{tmp}/cow.sock,server,nowait"])
+    q, c = connect(f"{tmp}/qemu.sock"), connect(f"{tmp}/cow.sock")
+    ask_args(q, "qmp_capabilities", {})
+    ask_args(c, "qmp_capabilities", {})
+    return (qemu, ours), q, c
+
+
+def stop_pair(procs, q, c, tmp):
+    """Both quit, then tmp goes."""
+    ask_args(q, "quit", {})
+    ask_args(c, "quit", {})
+    for proc in procs:
+        proc.wait(timeout=30)
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def compare_steps(q, c, steps, normalize):

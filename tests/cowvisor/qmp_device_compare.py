@@ -11,12 +11,11 @@ tests/machine/test_hotplug.c and hotplug_vm.sh. Prints TAP."""
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from qemu_compare import ask_args, compare_steps, connect  # noqa: E402
+from qemu_compare import compare_steps, start_pair, stop_pair  # noqa: E402
 
 BLK = "virtio-blk-pci"
 STEPS = [
@@ -61,15 +60,8 @@ def main():
     if not shutil.which("qemu-system-x86_64"):
         print("1..0 # SKIP qemu-system-x86_64 is not installed (scripts/install-deps.sh)")
         return
-    stub = sys.argv[1]
     tmp = tempfile.mkdtemp()
-    qemu = subprocess.Popen([
-        "qemu-system-x86_64", "-M", "pc", "-accel", "tcg", "-S", "-display", "none", "-nodefaults",
-        "-m", "256", "-serial", "null", "-qmp", f"unix:{tmp}/qemu.sock,server=on,wait=off"])
-    ours = subprocess.Popen([stub, f"unix:{tmp}/cow.sock,server,nowait"])
-    q, c = connect(f"{tmp}/qemu.sock"), connect(f"{tmp}/cow.sock")
-    ask_args(q, "qmp_capabilities", {})
-    ask_args(c, "qmp_capabilities", {})
+    procs, q, c = start_pair(sys.argv[1], tmp)
     print(f"1..{len(STEPS) + 1}")
     failed = compare_steps(q, c, STEPS, normalize)
     # Neither paused guest ejected anything: no DEVICE_DELETED, one POWERDOWN.
@@ -80,11 +72,7 @@ def main():
     if not same:
         print(f"# QEMU: {evq}\n# cowvisor: {evc}")
     failed += not same
-    ask_args(q, "quit", {})
-    ask_args(c, "quit", {})
-    qemu.wait(timeout=30)
-    ours.wait(timeout=30)
-    shutil.rmtree(tmp, ignore_errors=True)
+    stop_pair(procs, q, c, tmp)
     sys.exit(1 if failed else 0)
 
 

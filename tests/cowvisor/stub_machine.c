@@ -34,7 +34,7 @@ struct machine {
     struct block_node_table nodes;
     /* device_add'ed devices: their ids and nodes, and whether the guest
      * was asked to eject them. */
-    struct { char id[64]; struct block_node *node; bool unplugging; } hotplug[8];
+    struct { char id[64]; char path[MACHINE_QOM_PATH_MAX]; struct block_node *node; bool unplugging; } hotplug[8];
     machine_device_deleted_fn deleted_hook;
     void *deleted_opaque;
     int eject_fd;               /* the guest's eject, served in the main loop as the machine's */
@@ -56,6 +56,17 @@ static struct blockdev *real_disk(struct machine *m, int i)
     return m->disks[i];
 }
 
+/* The entry id (or QOM path) names, or -1. */
+static int find_device(struct machine *m, const char *name)
+{
+    for (int i = 0; i < 8; i++) {
+        if (m->hotplug[i].path[0] && (!strcmp(m->hotplug[i].id, name) || !strcmp(m->hotplug[i].path, name))) {
+            return i;
+        }
+    }
+    return -1;
+}
+
 static void eject_in_loop(void *opaque, int fd, uint32_t events)
 {
     struct machine *m = opaque;
@@ -63,13 +74,15 @@ static void eject_in_loop(void *opaque, int fd, uint32_t events)
     if (read(fd, &v, sizeof(v)) != sizeof(v)) {
         return;
     }
-    for (int i = 0; i < 8; i++) {
-        if (m->hotplug[i].id[0] && strcmp(m->hotplug[i].id, m->eject_id) == 0) {
-            block_node_detach(m->hotplug[i].node);
-            memset(&m->hotplug[i], 0, sizeof(m->hotplug[i]));
-            if (m->deleted_hook) {
-                m->deleted_hook(m->deleted_opaque, m->eject_id);
-            }
+    int i = find_device(m, m->eject_id);
+    if (i >= 0) {
+        char id[64], path[MACHINE_QOM_PATH_MAX];
+        snprintf(id, sizeof(id), "%s", m->hotplug[i].id);
+        snprintf(path, sizeof(path), "%s", m->hotplug[i].path);
+        block_node_detach(m->hotplug[i].node);
+        memset(&m->hotplug[i], 0, sizeof(m->hotplug[i]));
+        if (m->deleted_hook) {
+            m->deleted_hook(m->deleted_opaque, id[0] ? id : NULL, path);
         }
     }
 }
@@ -174,14 +187,12 @@ void stub_machine_lose_memory(struct machine *m)
  * rules; this keeps what QMP needs: ids, nodes, the pending eject. */
 int machine_device_add_virtio_blk(struct machine *m, const char *id, const char *drive, struct error *err)
 {
+    if (id && find_device(m, id) >= 0) {
+        return error_set(err, -EEXIST, "Duplicate device ID '%s'", id);
+    }
     int free_entry = -1;
-    for (int i = 0; i < 8; i++) {
-        if (m->hotplug[i].id[0] && strcmp(m->hotplug[i].id, id) == 0) {
-            return error_set(err, -EEXIST, "Duplicate device ID '%s'", id);
-        }
-        if (!m->hotplug[i].id[0] && free_entry < 0) {
-            free_entry = i;
-        }
+    for (int i = 0; i < 8 && free_entry < 0; i++) {
+        free_entry = m->hotplug[i].path[0] ? -1 : i;
     }
     struct block_node *n = machine_block_node_find(m, drive);
     if (!n) {
@@ -190,9 +201,18 @@ int machine_device_add_virtio_blk(struct machine *m, const char *id, const char 
     if (free_entry < 0) {
         return error_set(err, -ENOSPC, "PCI: no slot/function available for virtio-blk-pci, all in use or reserved");
     }
-    int ret = block_node_attach(machine_block_nodes(m), n, id, err);
+    char path[MACHINE_QOM_PATH_MAX];
+    snprintf(path, sizeof(path), "/machine/peripheral/%s", id ? id : "");
+    for (int k = 0; !id; k++) {     /* the lowest free index, as the machine */
+        snprintf(path, sizeof(path), "/machine/peripheral-anon/device[%d]", k);
+        if (find_device(m, path) < 0) {
+            break;
+        }
+    }
+    int ret = block_node_attach(machine_block_nodes(m), n, path, err);
     if (ret == 0) {
-        snprintf(m->hotplug[free_entry].id, sizeof(m->hotplug[0].id), "%s", id);
+        snprintf(m->hotplug[free_entry].id, sizeof(m->hotplug[0].id), "%s", id ? id : "");
+        snprintf(m->hotplug[free_entry].path, sizeof(m->hotplug[0].path), "%s", path);
         m->hotplug[free_entry].node = n;
         m->hotplug[free_entry].unplugging = false;
     }
@@ -201,16 +221,29 @@ int machine_device_add_virtio_blk(struct machine *m, const char *id, const char 
 
 int machine_device_del(struct machine *m, const char *id, struct error *err)
 {
-    for (int i = 0; i < 8; i++) {
-        if (m->hotplug[i].id[0] && strcmp(m->hotplug[i].id, id) == 0) {
-            if (m->hotplug[i].unplugging) {
-                return error_set(err, -EALREADY, "Device %s is already in the process of unplug", id);
-            }
-            m->hotplug[i].unplugging = true;
-            return 0;
+    int i = find_device(m, id);
+    if (i < 0) {
+        return error_set(err, -ENODEV, "Device '%s' not found", id);
+    }
+    if (m->hotplug[i].unplugging) {
+        return error_set(err, -EALREADY, "Device %s is already in the process of unplug", id);
+    }
+    m->hotplug[i].unplugging = true;
+    return 0;
+}
+
+int machine_hotplugged_disks(struct machine *m, struct machine_hotplugged_disk *out, int max)
+{
+    int n = 0;
+    for (int i = 0; i < 8 && n < max; i++) {
+        if (m->hotplug[i].path[0]) {
+            out[n++] = (struct machine_hotplugged_disk){ .id = m->hotplug[i].id[0] ? m->hotplug[i].id : NULL,
+                                                         .path = m->hotplug[i].path,
+                                                         .node = m->hotplug[i].node->name,
+                                                         .stats = { .idle_ns = -1 } };
         }
     }
-    return error_set(err, -ENODEV, "Device '%s' not found", id);
+    return n;
 }
 
 void machine_set_device_deleted_hook(struct machine *m, machine_device_deleted_fn fn, void *opaque)

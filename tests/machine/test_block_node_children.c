@@ -119,19 +119,19 @@ static void test_two_writers_refused(void **state)
                         "as 'file' child).");
     error_clear(&err);
     assert_int_equal(t.count, 2);
-    assert_int_equal(block_node_attach(&t, node(&t, "f0"), "d1", &err), -EPERM);
+    assert_int_equal(block_node_attach(&t, node(&t, "f0"), "/machine/peripheral/d1", &err), -EPERM);
     assert_string_equal(err.msg, "Permission conflict on node 'f0': permissions 'write' are both required by node "
                         "'q0' (uses node 'f0' as 'file' child) and unshared by block device "
                         "'/machine/peripheral/d1/virtio-backend' (uses node 'f0' as 'root' child).");
     error_clear(&err);
     add(&t, "{\"driver\":\"qcow2\",\"node-name\":\"r1\",\"file\":\"f0\",\"read-only\":true}");
-    assert_int_equal(block_node_attach(&t, node(&t, "q0"), "d2", &err), 0);
+    assert_int_equal(block_node_attach(&t, node(&t, "q0"), "/machine/peripheral/d2", &err), 0);
 
     snprintf(cmd, sizeof(cmd), "qemu-img create -q -f qcow2 %s.second 1M", path);
     assert_int_equal(system(cmd), 0);
     snprintf(json, sizeof(json), "{\"driver\":\"file\",\"node-name\":\"f1\",\"filename\":\"%s.second\"}", path);
     add(&t, json);
-    assert_int_equal(block_node_attach(&t, node(&t, "f1"), "d3", &err), 0);
+    assert_int_equal(block_node_attach(&t, node(&t, "f1"), "/machine/peripheral/d3", &err), 0);
     assert_int_equal(add_error(&t, "{\"driver\":\"qcow2\",\"node-name\":\"q2\",\"file\":\"f1\"}", &err), -EPERM);
     assert_string_equal(err.msg, "Permission conflict on node 'f1': permissions 'write' are both required by block "
                         "device '/machine/peripheral/d3/virtio-backend' (uses node 'f1' as 'root' child) and "

@@ -9,17 +9,22 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "bare_machine.h"
+#include "virtio/virtio_pci.h"
 
-static char deleted[8][64];
+static char deleted[8][64];       /* their ids ("(none)" when anonymous) */
+static char deleted_path[8][MACHINE_QOM_PATH_MAX];
 static int ndeleted;
 
-static void on_deleted(void *opaque, const char *id)
+static void on_deleted(void *opaque, const char *id, const char *path)
 {
-    snprintf(deleted[ndeleted++ % 8], sizeof(deleted[0]), "%s", id);
+    snprintf(deleted_path[ndeleted % 8], sizeof(deleted_path[0]), "%s", path);
+    snprintf(deleted[ndeleted++ % 8], sizeof(deleted[0]), "%s", id ? id : "(none)");
 }
 
 static void add_node(struct machine *m, const char *name)
@@ -44,13 +49,18 @@ static void port_write32(struct machine *m, uint16_t port, uint32_t v)
     assert_true(bus_write(&m->vm.pio, port, &v, 4));
 }
 
-static struct machine *hotplug_machine(void)
+static struct machine *hotplug_machine_with(const struct machine_config *cfg)
 {
-    static const struct machine_config cfg = { .cpus = 1, .memory = 16 << 20 };
-    struct machine *m = bare_machine(&cfg);
+    struct machine *m = bare_machine(cfg);
     machine_set_device_deleted_hook(m, on_deleted, NULL);
     ndeleted = 0;
     return m;
+}
+
+static struct machine *hotplug_machine(void)
+{
+    static const struct machine_config cfg = { .cpus = 1, .memory = 16 << 20 };
+    return hotplug_machine_with(&cfg);
 }
 
 static void test_add_then_guest_ejects(void **state)
@@ -133,6 +143,203 @@ static void test_errors_in_qemus_words(void **state)
     bare_destroy(m);
 }
 
+/* ---- PCI memory: BAR space comes back at unplug ---- */
+
+static int slot_of(struct machine *m, const char *id)
+{
+    for (int i = 0; i < MACHINE_MAX_HOTPLUG; i++) {
+        struct hotplugged *h = &m->hotplug[i];
+        if (h->pci_slot > 0 && (strcmp(h->id, id) == 0 || strcmp(h->path, id) == 0)) {
+            return h->pci_slot;
+        }
+    }
+    fail_msg("no device '%s'", id);
+    return -1;
+}
+
+static uint64_t bar0_of(struct machine *m, const char *id)
+{
+    return pci_config_read(m->pci.slots[slot_of(m, id)], PCI_BAR0, 4) & ~0xfu;
+}
+
+/* device_del and the guest's _EJ0, as the guest answers. */
+static void unplug(struct machine *m, const char *id)
+{
+    struct error err = { 0 };
+    int slot = slot_of(m, id);
+    assert_int_equal(machine_device_del(m, id, &err), 0);
+    port_write32(m, ACPI_PCIHP_PORT + ACPI_PCIHP_EJECT, 1u << slot);
+    machine_pci_process_ejects(m);
+    assert_null(m->pci.slots[slot]);
+}
+
+/* A window with room for two BARs: a third device is refused with an
+ * error naming the window; an unplug makes room again, many times over. */
+static void test_unplug_gives_pci_memory_back(void **state)
+{
+    struct machine *m = hotplug_machine();
+    struct error err = { 0 };
+    add_node(m, "n1");
+    add_node(m, "n2");
+    add_node(m, "n3");
+    m->pci.mmio_end = m->pci.mmio_start + 2 * VIRTIO_PCI_BAR_SIZE;
+    assert_int_equal(machine_device_add_virtio_blk(m, "a", "n1", &err), 0);
+    assert_int_equal(machine_device_add_virtio_blk(m, "b", "n2", &err), 0);
+    assert_int_equal(machine_device_add_virtio_blk(m, "c", "n3", &err), -ENOSPC);
+    char want[160];
+    snprintf(want, sizeof(want), "PCI memory window 0x%llx-0x%llx is full: no room for a %u-byte BAR",
+             (unsigned long long)m->pci.mmio_start, (unsigned long long)m->pci.mmio_end - 1, VIRTIO_PCI_BAR_SIZE);
+    assert_string_equal(err.msg, want);
+    /* The refusal left nothing behind: the node is free, no slot taken. */
+    assert_int_equal(machine_block_node_find(m, "n3")->device[0], 0);
+    uint64_t a_bar = bar0_of(m, "a");
+    for (int cycle = 0; cycle < 30; cycle++) {
+        unplug(m, cycle ? "c" : "a");
+        assert_int_equal(machine_device_add_virtio_blk(m, "c", "n3", &err), 0);
+        assert_int_equal(bar0_of(m, "c"), a_bar);
+    }
+    assert_int_not_equal(bar0_of(m, "b"), a_bar);
+    bare_destroy(m);
+}
+
+/* Space the guest (firmware) moved a BAR to is taken: a new device goes
+ * elsewhere, never overlapping. */
+static void test_bars_the_guest_moved_are_avoided(void **state)
+{
+    struct machine *m = hotplug_machine();
+    struct error err = { 0 };
+    add_node(m, "n1");
+    add_node(m, "n2");
+    assert_int_equal(machine_device_add_virtio_blk(m, "a", "n1", &err), 0);
+    uint64_t start = m->pci.mmio_start;
+    assert_int_equal(bar0_of(m, "a"), start);
+    pci_config_write(m->pci.slots[slot_of(m, "a")], PCI_BAR0, 4, (uint32_t)(start + VIRTIO_PCI_BAR_SIZE));
+    assert_int_equal(machine_device_add_virtio_blk(m, "b", "n2", &err), 0);
+    assert_int_equal(bar0_of(m, "b"), start);
+    unplug(m, "b");
+    assert_int_equal(machine_device_add_virtio_blk(m, "b", "n2", &err), 0);
+    uint64_t b = bar0_of(m, "b"), a = bar0_of(m, "a");
+    assert_true(b + VIRTIO_PCI_BAR_SIZE <= a || a + VIRTIO_PCI_BAR_SIZE <= b);
+    bare_destroy(m);
+}
+
+/* device_add without an id, as QEMU allows: the device is
+ * /machine/peripheral-anon/device[N] (the lowest N free), listed for
+ * query-block, and device_del takes that path (any device's path, in
+ * fact), as QEMU 7.2 does. */
+static void test_anonymous_device_by_qom_path(void **state)
+{
+    struct machine *m = hotplug_machine();
+    struct error err = { 0 };
+    add_node(m, "n1");
+    add_node(m, "n2");
+    add_node(m, "n3");
+    assert_int_equal(machine_device_add_virtio_blk(m, NULL, "n1", &err), 0);
+    assert_int_equal(machine_device_add_virtio_blk(m, NULL, "n2", &err), 0);
+    assert_int_equal(machine_device_add_virtio_blk(m, "d3", "n3", &err), 0);
+    struct machine_hotplugged_disk hot[4];
+    assert_int_equal(machine_hotplugged_disks(m, hot, 4), 3);
+    assert_null(hot[0].id);
+    assert_string_equal(hot[0].path, "/machine/peripheral-anon/device[0]");
+    assert_string_equal(hot[0].node, "n1");
+    assert_string_equal(hot[1].path, "/machine/peripheral-anon/device[1]");
+    assert_string_equal(hot[2].id, "d3");
+    assert_string_equal(hot[2].path, "/machine/peripheral/d3");
+    assert_int_equal(hot[2].stats.rd_ops, 0);
+    /* The node's user is named by its path in QEMU's words. */
+    assert_int_equal(machine_device_add_virtio_blk(m, NULL, "n1", &err), -EBUSY);
+    assert_non_null(strstr(err.msg, "'/machine/peripheral-anon/device[0]/virtio-backend' (uses node 'n1'"));
+    assert_non_null(strstr(err.msg, "'/machine/peripheral-anon/device[2]/virtio-backend'"));
+    assert_int_equal(machine_device_del(m, "device[0]", &err), -ENODEV);
+    assert_string_equal(err.msg, "Device 'device[0]' not found");
+    unplug(m, "/machine/peripheral-anon/device[0]");
+    assert_int_equal(ndeleted, 1);
+    assert_string_equal(deleted[0], "(none)");
+    assert_string_equal(deleted_path[0], "/machine/peripheral-anon/device[0]");
+    assert_int_equal(machine_device_del(m, "/machine/peripheral-anon/device[1]", &err), 0);
+    assert_int_equal(machine_device_del(m, "/machine/peripheral-anon/device[1]", &err), -EALREADY);
+    assert_string_equal(err.msg, "Device /machine/peripheral-anon/device[1] is already in the process of unplug");
+    /* The lowest free index again; a device with an id by its path too. */
+    assert_int_equal(machine_device_add_virtio_blk(m, NULL, "n1", &err), 0);
+    assert_int_equal(machine_hotplugged_disks(m, hot, 4), 3);
+    assert_string_equal(hot[0].path, "/machine/peripheral-anon/device[0]");
+    unplug(m, "/machine/peripheral/d3");
+    assert_string_equal(deleted[1], "d3");
+    bare_destroy(m);
+}
+
+/* ---- cold-plugged disks ---- */
+
+static char cold_image[64];
+static struct machine_config cold_config = { .cpus = 1, .memory = 16 << 20, .ndisks = 1 };
+
+/* A bare machine with one --disk on PCI, composed as the machine composes
+ * it, and its ACPI tables made again with the disk there. */
+static struct machine *cold_disk_machine(void)
+{
+    struct error err = { 0 };
+    snprintf(cold_image, sizeof(cold_image), "/tmp/cowvisor-cold-XXXXXX");
+    int fd = mkstemp(cold_image);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, 1 << 20), 0);
+    close(fd);
+    cold_config.disks[0] = (struct disk_config){ .file = cold_image, .format = "raw", .transport = TRANSPORT_PCI };
+    struct machine *m = hotplug_machine_with(&cold_config);
+    if (machine_add_virtio(m, &err) < 0) {
+        fail_msg("machine_add_virtio: %s", err.msg);
+    }
+    free(m->acpi_image);
+    m->acpi_image = NULL;
+    assert_int_equal(machine_build_acpi(m, &err), 0);
+    return m;
+}
+
+/* As QEMU's pc machine: the guest may eject a cold-plugged virtio-blk-pci
+ * disk (device_del with its QOM path), its slot is in the DSDT, and once
+ * gone the slot and the anonymous name are free for device_add. */
+static void test_cold_plugged_disk_ejects(void **state)
+{
+    struct machine *m = cold_disk_machine();
+    struct error err = { 0 };
+    struct virtio_slot *vs = machine_disk_pci_slot(m, 0);
+    assert_non_null(vs);
+    int slot = vs->pci->pci.slot;
+    assert_int_equal(slot, 1);
+    assert_non_null(memmem(m->acpi_image, m->acpi_image_len, "S08_", 4));     /* slot 1's Device(S08) */
+    assert_int_equal(port_read32(m, ACPI_PCIHP_PORT + ACPI_PCIHP_REMOVABLE), 1u << slot);
+    const char *path = "/machine/peripheral-anon/device[0]";
+    machine_set_migrating(m, true);     /* as a hot-plugged device: not while a migration walks the devices */
+    assert_int_equal(machine_device_del(m, path, &err), -EBUSY);
+    assert_string_equal(err.msg, "device_del not allowed while migrating");
+    machine_set_migrating(m, false);
+    assert_int_equal(machine_device_del(m, path, &err), 0);
+    assert_int_equal(port_read32(m, ACPI_PCIHP_PORT + ACPI_PCIHP_DOWN), 1u << slot);
+    assert_int_equal(machine_device_del(m, path, &err), -EALREADY);
+    port_write32(m, ACPI_PCIHP_PORT + ACPI_PCIHP_EJECT, 1u << slot);
+    machine_pci_process_ejects(m);
+    assert_int_equal(ndeleted, 1);
+    assert_string_equal(deleted[0], "(none)");
+    assert_string_equal(deleted_path[0], path);
+    assert_null(m->pci.slots[slot]);
+    assert_null(m->disks[0]);
+    assert_null(device_registry_find(&m->devices, "virtio.1"));
+    struct disk_layer l;
+    bool ro;
+    struct machine_disk_stats st;
+    assert_int_equal(machine_disk_chain(m, 0, &l, 1, &ro), -ENODEV);
+    assert_int_equal(machine_disk_stats(m, 0, &st), -ENOENT);
+    assert_int_equal(machine_device_del(m, path, &err), -ENODEV);
+    /* Its slot and its name serve a new device. */
+    add_node(m, "n1");
+    assert_int_equal(machine_device_add_virtio_blk(m, NULL, "n1", &err), 0);
+    struct machine_hotplugged_disk hot[2];
+    assert_int_equal(machine_hotplugged_disks(m, hot, 2), 1);
+    assert_string_equal(hot[0].path, path);
+    assert_int_equal(slot_of(m, path), slot);
+    bare_destroy(m);
+    unlink(cold_image);
+}
+
 /* Record/replay has no virtio-pci and its log no hotplug: refused. */
 static void test_refused_in_replay_mode(void **state)
 {
@@ -151,6 +358,10 @@ int main(void)
         cmocka_unit_test(test_add_then_guest_ejects),
         cmocka_unit_test(test_errors_in_qemus_words),
         cmocka_unit_test(test_refused_in_replay_mode),
+        cmocka_unit_test(test_unplug_gives_pci_memory_back),
+        cmocka_unit_test(test_bars_the_guest_moved_are_avoided),
+        cmocka_unit_test(test_anonymous_device_by_qom_path),
+        cmocka_unit_test(test_cold_plugged_disk_ejects),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

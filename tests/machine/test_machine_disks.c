@@ -3,7 +3,10 @@
  * transport. block_resize (machine_disk_resize) grows the image, bumps the
  * config generation and raises a config-change interrupt only once the
  * driver is up; the capacity the guest reads is the new one; the guest's
- * requests are counted (machine_disk_stats) from zero. */
+ * requests are counted (machine_disk_stats) from zero. An image switch (a
+ * block job's replace) that fails puts the old image back, and when that
+ * fails too leaves a placeholder failing every request, for a disk and for
+ * a blockdev-add node alike: never no image. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,6 +18,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "block/block_job.h"
 #include "block/blockdev.h"
 #include "machine/machine_int.h"
 #include "virtio/virtio_blk.h"
@@ -105,11 +109,89 @@ static void test_stats_start_at_zero(void **state)
     rig_destroy(r);
 }
 
+/* ---- an image switch (a block job's replace) that fails ---- */
+
+static void assert_fails_requests(struct blockdev *bd)
+{
+    char buf[512];
+    struct error err = { 0 };
+    assert_non_null(bd);
+    assert_int_equal(blockdev_pread(bd, 0, buf, sizeof(buf), &err), -EIO);
+    assert_int_equal(blockdev_size(bd), 1 << 20);
+}
+
+/* The new image fails and the old one is back: the guest keeps its disk. */
+static void test_failed_switch_puts_the_old_image_back(void **state)
+{
+    struct rig *r = rig_create();
+    struct block_job_host host;
+    struct error err = { 0 };
+    char buf[512];
+    assert_int_equal(machine_disk_job_host(&r->m, 0, &host, &err), 0);
+    assert_true(host.replace(host.opaque, "/nonexistent/top.qcow2", "qcow2", &err) < 0);
+    assert_non_null(r->m.disks[0]);
+    assert_ptr_equal(r->blk.bdev, r->m.disks[0]);
+    assert_string_equal(blockdev_filename(r->m.disks[0]), r->path);
+    assert_int_equal(blockdev_pread(r->m.disks[0], 0, buf, sizeof(buf), &err), 0);
+    rig_destroy(r);
+}
+
+/* Both fail (the old file removed meanwhile): the disk is a placeholder
+ * of the old size failing every request, never NULL; monitors still see
+ * a disk. */
+static void test_both_reopens_failing_leave_a_failing_image(void **state)
+{
+    struct rig *r = rig_create();
+    struct block_job_host host;
+    struct error err = { 0 };
+    assert_int_equal(machine_disk_job_host(&r->m, 0, &host, &err), 0);
+    assert_int_equal(unlink(r->path), 0);
+    assert_true(host.replace(host.opaque, "/nonexistent/top.qcow2", "qcow2", &err) < 0);
+    assert_non_null(strstr(err.msg, "could not be opened again"));
+    assert_ptr_equal(r->blk.bdev, r->m.disks[0]);
+    assert_fails_requests(r->m.disks[0]);
+    assert_int_equal(guest_capacity(r), (1 << 20) / 512);
+    struct disk_layer l;
+    bool ro;
+    assert_int_equal(machine_disk_chain(&r->m, 0, &l, 1, &ro), 1);
+    /* A job can start on it again, and a switch away from it works. */
+    assert_int_equal(machine_disk_job_host(&r->m, 0, &host, &err), 0);
+    rig_destroy(r);
+}
+
+/* The same for a blockdev-add node: one swap serves both. */
+static void test_node_keeps_a_failing_image(void **state)
+{
+    struct rig *r = rig_create();
+    struct error err = { 0 };
+    char path[64] = "/tmp/cowvisor-node-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, 1 << 20), 0);
+    close(fd);
+    json_t *args = json_pack("{s:s,s:s,s:{s:s,s:s}}", "driver", "raw", "node-name", "n0", "file", "driver", "file",
+                             "filename", path);
+    int ret = block_nodes_add(&r->m.nodes, args, &err);
+    json_decref(args);
+    assert_int_equal(ret, 0);
+    struct block_node *n = machine_block_node_find(&r->m, "n0");
+    struct block_job_host host;
+    block_node_job_host(n, &host);
+    assert_int_equal(unlink(path), 0);
+    assert_true(host.replace(host.opaque, "/nonexistent/top.qcow2", "qcow2", &err) < 0);
+    assert_fails_requests(n->node.bd);
+    block_nodes_close_all(&r->m.nodes);
+    rig_destroy(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_resize_notifies_the_driver),
         cmocka_unit_test(test_stats_start_at_zero),
+        cmocka_unit_test(test_failed_switch_puts_the_old_image_back),
+        cmocka_unit_test(test_both_reopens_failing_leave_a_failing_image),
+        cmocka_unit_test(test_node_keeps_a_failing_image),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

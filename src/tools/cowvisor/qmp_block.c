@@ -11,7 +11,6 @@
 #include "machine/block_nodes.h"
 
 #define MAX_LAYERS 16
-
 const struct qmp_arg qmp_named_block_nodes_args[] = { { "flat", JSON_TRUE, true }, { NULL, 0, false } };
 const struct qmp_arg qmp_blockstats_args[] = { { "query-nodes", JSON_TRUE, true }, { NULL, 0, false } };
 
@@ -87,6 +86,32 @@ static json_t *qdev_path(int disk)
     return json_string(path);
 }
 
+static json_t *node_info(const struct block_node *node, bool flat);
+
+static json_t *backend_path(const char *device_path)
+{
+    char path[MACHINE_QOM_PATH_MAX + 32];
+    snprintf(path, sizeof(path), "%s/virtio-backend", device_path);
+    return json_string(path);
+}
+
+/* device_add'ed disks: over a blockdev-add node, so no device name
+ * ("device": ""), as QEMU lists them. */
+static void append_hotplugged(struct qmp_server *s, json_t *list)
+{
+    struct machine_hotplugged_disk hot[QMP_MAX_HOTPLUGGED];
+    int n = machine_hotplugged_disks(s->m, hot, QMP_MAX_HOTPLUGGED);
+    for (int k = 0; k < n; k++) {
+        const struct block_node *node = machine_block_node_find(s->m, hot[k].node);
+        json_t *o = json_pack("{s:s,s:s,s:o,s:b,s:b,s:s}", "io-status", "ok", "device", "", "qdev",
+                              backend_path(hot[k].path), "locked", 0, "removable", 0, "type", "unknown");
+        if (node && node->node.bd) {
+            json_object_set_new(o, "inserted", node_info(node, false));
+        }
+        json_array_append_new(list, o);
+    }
+}
+
 void qmp_query_block(struct qmp_server *s, json_t *args, struct qmp_reply *r)
 {
     if (!qmp_check_args(args, qmp_no_args, r)) {
@@ -97,17 +122,62 @@ void qmp_query_block(struct qmp_server *s, json_t *args, struct qmp_reply *r)
         struct disk_layer layers[MAX_LAYERS];
         bool ro;
         int n = machine_disk_chain(s->m, i, layers, MAX_LAYERS, &ro);
+        if (n < 0) {
+            continue;           /* ejected */
+        }
         char name[16];
         snprintf(name, sizeof(name), "disk%d", i);
-        json_array_append_new(list, json_pack("{s:s,s:s,s:o,s:b,s:b,s:o,s:s}", "io-status", "ok", "device", name,
-                                              "qdev", qdev_path(i), "locked", 0, "removable", 0, "inserted",
-                                              device_info(layers, n, 0, name, ro, false), "type", "unknown"));
+        json_t *o = json_pack("{s:s,s:s,s:o,s:b,s:b,s:s}", "io-status", "ok", "device", name, "qdev", qdev_path(i),
+                              "locked", 0, "removable", 0, "type", "unknown");
+        if (n > 0) {            /* none only when memory ran out in an image switch */
+            json_object_set_new(o, "inserted", device_info(layers, n, 0, name, ro, false));
+        }
+        json_array_append_new(list, o);
     }
+    append_hotplugged(s, list);
     r->ret = list;
 }
 
-/* blockdev-add's nodes, newest first as QEMU lists them; the layers
- * their images open below them have no names of their own here. */
+/* BlockDeviceInfo of a blockdev-add node (with an image: not a backup's
+ * target, whose image the job has). */
+static json_t *node_info(const struct block_node *node, bool flat)
+{
+    struct disk_layer layers[MAX_LAYERS];
+    int n = 0;
+    for (struct blockdev *bd = node->node.bd; bd && n < MAX_LAYERS; bd = blockdev_backing(bd)) {
+        layers[n++] = (struct disk_layer){ blockdev_filename(bd), blockdev_format(bd), blockdev_backing_filename(bd),
+                                           blockdev_size(bd), blockdev_cluster_size(bd), bd };
+    }
+    json_t *o = device_info(layers, n, 0, node->name, blockdev_is_read_only(node->node.bd), flat);
+    /* A protocol node (file, nbd) is raw over its file here: QEMU names its driver. */
+    json_object_set_new(o, "drv", json_string(node->node.driver));
+    json_object_set_new(json_object_get(o, "image"), "format", json_string(node->node.driver));
+    json_object_set_new(o, "cache", json_pack("{s:b,s:b,s:b}", "no-flush", node->node.no_flush, "direct",
+                                              node->node.direct, "writeback", 1));
+    return o;
+}
+
+/* The protocol node of an inline "file" (QEMU's implicit "#blockNNN"):
+ * the host file itself, its size the file's. */
+static json_t *implicit_file_info(const struct block_node *node)
+{
+    json_t *file = json_object_get(node->options, "file");
+    const char *driver = json_string_value(json_object_get(file, "driver"));
+    const char *filename = json_string_value(json_object_get(file, "filename"));
+    struct stat st = { 0 };
+    stat(filename, &st);
+    /* QEMU counts a file's length in whole sectors. */
+    uint64_t size = ((uint64_t)st.st_size + 511) & ~511ull;
+    struct disk_layer l = { filename, driver ? driver : "file", NULL, size, 0, NULL };
+    json_t *o = device_info(&l, 1, 0, node->implicit_file, blockdev_is_read_only(node->node.bd), true);
+    json_object_set_new(o, "cache", json_pack("{s:b,s:b,s:b}", "no-flush", node->node.no_flush, "direct",
+                                              node->node.direct, "writeback", 1));
+    return o;
+}
+
+/* blockdev-add's nodes, newest first as QEMU lists them, each followed by
+ * the file node it created (made just before it); the layers their images
+ * open below them have no names of their own here. */
 static void append_added_nodes(struct qmp_server *s, json_t *list, bool flat)
 {
     struct block_node_table *t = machine_block_nodes(s->m);
@@ -116,20 +186,10 @@ static void append_added_nodes(struct qmp_server *s, json_t *list, bool flat)
         if (!node->node.bd) {
             continue;           /* a backup's target: the job has its image */
         }
-        struct disk_layer layers[MAX_LAYERS];
-        int n = 0;
-        for (struct blockdev *bd = node->node.bd; bd && n < MAX_LAYERS; bd = blockdev_backing(bd)) {
-            layers[n++] = (struct disk_layer){ blockdev_filename(bd), blockdev_format(bd),
-                                               blockdev_backing_filename(bd), blockdev_size(bd),
-                                               blockdev_cluster_size(bd), bd };
+        json_array_append_new(list, node_info(node, flat));
+        if (node->implicit_file[0]) {
+            json_array_append_new(list, implicit_file_info(node));
         }
-        json_t *o = device_info(layers, n, 0, node->name, blockdev_is_read_only(node->node.bd), flat);
-        /* A protocol node (file, nbd) is raw over its file here: QEMU names its driver. */
-        json_object_set_new(o, "drv", json_string(node->node.driver));
-        json_object_set_new(json_object_get(o, "image"), "format", json_string(node->node.driver));
-        json_object_set_new(o, "cache", json_pack("{s:b,s:b,s:b}", "no-flush", node->node.no_flush, "direct",
-                                                  node->node.direct, "writeback", 1));
-        json_array_append_new(list, o);
     }
 }
 
@@ -196,7 +256,8 @@ void qmp_query_blockstats(struct qmp_server *s, json_t *args, struct qmp_reply *
     for (int i = 0; i < machine_disk_count(s->m); i++) {
         struct disk_layer layers[MAX_LAYERS];
         bool ro;
-        int n = nodes ? machine_disk_chain(s->m, i, layers, MAX_LAYERS, &ro) : 1;
+        int n = machine_disk_chain(s->m, i, layers, MAX_LAYERS, &ro);
+        n = nodes || n < 0 ? n : 1;     /* ejected disks: none */
         for (int k = 0; k < n; k++) {
             struct machine_disk_stats st = { .idle_ns = -1 };
             if (k == 0) {
@@ -211,6 +272,12 @@ void qmp_query_blockstats(struct qmp_server *s, json_t *args, struct qmp_reply *
             }
             json_array_append_new(list, o);
         }
+    }
+    struct machine_hotplugged_disk hot[QMP_MAX_HOTPLUGGED];
+    int n = nodes ? 0 : machine_hotplugged_disks(s->m, hot, QMP_MAX_HOTPLUGGED);
+    for (int k = 0; k < n; k++) {
+        json_array_append_new(list, json_pack("{s:s,s:s,s:o,s:o}", "device", "", "node-name", hot[k].node, "qdev",
+                                              backend_path(hot[k].path), "stats", stats_json(&hot[k].stats)));
     }
     r->ret = list;
 }

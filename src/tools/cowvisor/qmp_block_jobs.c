@@ -250,6 +250,15 @@ bool qmp_block_jobs_refuse(struct qmp_server *s, const char *command, struct qmp
     return false;
 }
 
+/* disk, or -1 when it has no image (memory ran out in an image switch):
+ * a job has nothing to work on. */
+static int disk_with_image(struct qmp_server *s, int disk)
+{
+    struct disk_layer top;
+    bool ro;
+    return disk >= 0 && machine_disk_chain(s->m, disk, &top, 1, &ro) == 1 ? disk : -1;
+}
+
 /* "diskN", "diskN-backingK" (the disk and the depth) or an added node. */
 static struct subject parse_node(struct qmp_server *s, const char *name, int *depth)
 {
@@ -260,11 +269,11 @@ static struct subject parse_node(struct qmp_server *s, const char *name, int *de
     if (sscanf(name, "disk%d-backing%d%n", &disk, &k, &used) == 2 && used == (int)strlen(name) && k > 0) {
         snprintf(check, sizeof(check), "disk%d-backing%d", disk, k);
         *depth = k;
-        j.disk = strcmp(check, name) == 0 && disk < machine_disk_count(s->m) ? disk : -1;
+        j.disk = strcmp(check, name) == 0 && disk < machine_disk_count(s->m) ? disk_with_image(s, disk) : -1;
         snprintf(j.name, sizeof(j.name), "disk%d", disk);
         return j;
     }
-    j.disk = qmp_find_disk(s, name);
+    j.disk = disk_with_image(s, qmp_find_disk(s, name));
     j.node = j.disk < 0 ? machine_block_node_find(s->m, name) : NULL;
     snprintf(j.name, sizeof(j.name), "%s", name);
     return j;

@@ -156,9 +156,11 @@ int qmp_find_disk(struct qmp_server *s, const char *name)
     int i;
     if (sscanf(name, "disk%d", &i) == 1 && i >= 0 && i < machine_disk_count(s->m)) {
         char check[16];
+        struct disk_layer top;
+        bool ro;
         snprintf(check, sizeof(check), "disk%d", i);
-        if (strcmp(check, name) == 0) {
-            return i;
+        if (strcmp(check, name) == 0 && machine_disk_chain(s->m, i, &top, 1, &ro) >= 0) {
+            return i;       /* not ejected */
         }
     }
     return -1;

@@ -3,7 +3,9 @@
  * errors and DEVICE_DELETED events. */
 #include "qmp_int.h"
 
+#include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
 
 #include "machine/machine.h"
 
@@ -39,6 +41,20 @@ static bool check_properties(json_t *args, struct qmp_reply *r)
     return true;
 }
 
+/* QEMU's id_wellformed: a letter, then letters, digits, '-', '.', '_'. */
+static bool id_wellformed(const char *id)
+{
+    if (!isalpha((unsigned char)id[0])) {
+        return false;
+    }
+    for (const char *c = id + 1; *c; c++) {
+        if (!isalnum((unsigned char)*c) && !strchr("-._", *c)) {
+            return false;
+        }
+    }
+    return true;
+}
+
 void qmp_device_add(struct qmp_server *s, json_t *args, struct qmp_reply *r)
 {
     const char *driver = json_string_value(json_object_get(args, "driver"));
@@ -55,16 +71,34 @@ void qmp_device_add(struct qmp_server *s, json_t *args, struct qmp_reply *r)
         qmp_fail(r, QMP_GENERIC, "drive property not set");
         return;
     }
-    if (!id) {
-        /* QEMU would name it in /machine/peripheral-anon; device_del
-         * needs an id, so one is asked for here. */
-        qmp_fail(r, QMP_GENERIC, "Parameter 'id' is missing");
+    if (id && !id_wellformed(id)) {
+        qmp_fail(r, QMP_GENERIC, "Parameter 'id' expects an identifier");
         return;
     }
+    /* Without an id it is /machine/peripheral-anon/device[N] (device_del
+     * takes that path). */
     struct error err = { 0 };
     if (machine_device_add_virtio_blk(s->m, id, drive, &err) < 0) {
         qmp_fail(r, QMP_GENERIC, "%s", err.msg);
     }
+}
+
+/* QOM path is a device's virtio backend (".../virtio-backend"), which
+ * sits on a virtio bus. */
+static bool is_virtio_backend(struct qmp_server *s, const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash || strcmp(slash, "/virtio-backend") != 0) {
+        return false;
+    }
+    struct machine_hotplugged_disk hot[QMP_MAX_HOTPLUGGED];
+    int n = machine_hotplugged_disks(s->m, hot, QMP_MAX_HOTPLUGGED);
+    for (int k = 0; k < n; k++) {
+        if (strlen(hot[k].path) == (size_t)(slash - path) && !strncmp(hot[k].path, path, (size_t)(slash - path))) {
+            return true;
+        }
+    }
+    return false;
 }
 
 void qmp_device_del(struct qmp_server *s, json_t *args, struct qmp_reply *r)
@@ -72,21 +106,32 @@ void qmp_device_del(struct qmp_server *s, json_t *args, struct qmp_reply *r)
     if (!qmp_check_args(args, qmp_device_del_args, r)) {
         return;
     }
+    const char *id = json_string_value(json_object_get(args, "id"));
+    if (is_virtio_backend(s, id)) {
+        qmp_fail(r, QMP_GENERIC, "Bus 'virtio-bus' does not support hotplugging");
+        return;
+    }
+    /* A cold-plugged disk's block job works on the image its eject closes. */
+    int disk, used = 0;
+    if (sscanf(id, "/machine/peripheral-anon/device[%d]%n", &disk, &used) == 1 && used == (int)strlen(id) &&
+        disk < machine_disk_count(s->m) && qmp_disk_has_block_job(s, disk, r)) {
+        return;
+    }
     struct error err = { 0 };
-    int ret = machine_device_del(s->m, json_string_value(json_object_get(args, "id")), &err);
+    int ret = machine_device_del(s->m, id, &err);
     if (ret < 0) {
         qmp_fail(r, ret == -ENODEV ? QMP_DEVICE_NOT_FOUND : QMP_GENERIC, "%s", err.msg);
     }
 }
 
 /* As QEMU: the virtio backend inside the proxy goes first, then the
- * device the user named. */
-void qmp_device_deleted(void *opaque, const char *id)
+ * device the user added (named only when it has an id). */
+void qmp_device_deleted(void *opaque, const char *id, const char *path)
 {
     struct qmp_server *s = opaque;
-    char path[128];
-    snprintf(path, sizeof(path), "/machine/peripheral/%s/virtio-backend", id);
-    qmp_event(s, "DEVICE_DELETED", json_pack("{s:s}", "path", path));
-    snprintf(path, sizeof(path), "/machine/peripheral/%s", id);
-    qmp_event(s, "DEVICE_DELETED", json_pack("{s:s,s:s}", "device", id, "path", path));
+    char backend[MACHINE_QOM_PATH_MAX + 32];
+    snprintf(backend, sizeof(backend), "%s/virtio-backend", path);
+    qmp_event(s, "DEVICE_DELETED", json_pack("{s:s}", "path", backend));
+    qmp_event(s, "DEVICE_DELETED", id ? json_pack("{s:s,s:s}", "device", id, "path", path)
+                                       : json_pack("{s:s}", "path", path));
 }

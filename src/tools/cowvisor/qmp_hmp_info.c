@@ -8,7 +8,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "block/blockdev.h"
 #include "hw/pci.h"
+#include "machine/block_nodes.h"
 
 /* Text built with open_memstream; CRLF line ends added by hmp_text. */
 struct hmp_out {
@@ -73,31 +75,77 @@ static void info_name(struct qmp_server *s, FILE *f)
     }
 }
 
+/* A device_add'ed disk: named by its node, as QEMU names a device without
+ * a drive name. */
+static void info_hotplugged_block(struct qmp_server *s, FILE *f, const struct machine_hotplugged_disk *hot,
+                                  bool first)
+{
+    const struct block_node *node = machine_block_node_find(s->m, hot->node);
+    struct blockdev *bd = node ? node->node.bd : NULL;
+    if (!bd) {
+        fprintf(f, "%s%s: [not inserted]\n", first ? "" : "\n", hot->node);
+    } else {
+        fprintf(f, "%s%s: %s (%s%s)\n", first ? "" : "\n", hot->node, blockdev_filename(bd), node->node.driver,
+                blockdev_is_read_only(bd) ? ", read-only" : "");
+    }
+    fprintf(f, "    Attached to:      %s/virtio-backend\n", hot->path);
+    fprintf(f, "    Cache mode:       writeback\n");
+}
+
 static void info_block(struct qmp_server *s, FILE *f)
 {
+    int shown = 0;
     for (int i = 0; i < machine_disk_count(s->m); i++) {
         struct disk_layer l[16];
         bool ro;
         int n = machine_disk_chain(s->m, i, l, 16, &ro);
-        fprintf(f, "%sdisk%d: %s (%s%s)\n", i ? "\n" : "", i, l[0].filename, l[0].format, ro ? ", read-only" : "");
+        if (n < 0) {
+            continue;           /* ejected */
+        }
+        if (n == 0) {
+            fprintf(f, "%sdisk%d: [not inserted]\n", shown++ ? "\n" : "", i);
+            continue;
+        }
+        fprintf(f, "%sdisk%d: %s (%s%s)\n", shown++ ? "\n" : "", i, l[0].filename, l[0].format,
+                ro ? ", read-only" : "");
         fprintf(f, "    Attached to:      /machine/peripheral-anon/device[%d]/virtio-backend\n", i);
         fprintf(f, "    Cache mode:       writeback\n");
         if (l[0].backing_filename) {
             fprintf(f, "    Backing file:     %s (chain depth: %d)\n", l[0].backing_filename, n - 1);
         }
     }
+    struct machine_hotplugged_disk hot[QMP_MAX_HOTPLUGGED];
+    int nhot = machine_hotplugged_disks(s->m, hot, QMP_MAX_HOTPLUGGED);
+    for (int k = 0; k < nhot; k++) {
+        info_hotplugged_block(s, f, &hot[k], shown++ == 0);
+    }
+}
+
+/* One device's line; a device_add'ed one has no drive name (QEMU's ": ..."). */
+static void blockstats_line(FILE *f, const char *name, const struct machine_disk_stats *st)
+{
+    fprintf(f, "%s: rd_bytes=%" PRIu64 " wr_bytes=%" PRIu64 " rd_operations=%" PRIu64 " wr_operations=%" PRIu64
+            " flush_operations=%" PRIu64 " wr_total_time_ns=%" PRIu64 " rd_total_time_ns=%" PRIu64
+            " flush_total_time_ns=%" PRIu64 " rd_merged=0 wr_merged=0 idle_time_ns=%" PRId64 "\n", name,
+            st->rd_bytes, st->wr_bytes, st->rd_ops, st->wr_ops, st->flush_ops, st->wr_total_ns, st->rd_total_ns,
+            st->flush_total_ns, st->idle_ns < 0 ? 0 : st->idle_ns);
 }
 
 static void info_blockstats(struct qmp_server *s, FILE *f)
 {
     for (int i = 0; i < machine_disk_count(s->m); i++) {
         struct machine_disk_stats st;
-        machine_disk_stats(s->m, i, &st);
-        fprintf(f, "disk%d: rd_bytes=%" PRIu64 " wr_bytes=%" PRIu64 " rd_operations=%" PRIu64
-                " wr_operations=%" PRIu64 " flush_operations=%" PRIu64 " wr_total_time_ns=%" PRIu64
-                " rd_total_time_ns=%" PRIu64 " flush_total_time_ns=%" PRIu64 " rd_merged=0 wr_merged=0"
-                " idle_time_ns=%" PRId64 "\n", i, st.rd_bytes, st.wr_bytes, st.rd_ops, st.wr_ops, st.flush_ops,
-                st.wr_total_ns, st.rd_total_ns, st.flush_total_ns, st.idle_ns < 0 ? 0 : st.idle_ns);
+        char name[16];
+        if (machine_disk_stats(s->m, i, &st) < 0) {
+            continue;           /* ejected */
+        }
+        snprintf(name, sizeof(name), "disk%d", i);
+        blockstats_line(f, name, &st);
+    }
+    struct machine_hotplugged_disk hot[QMP_MAX_HOTPLUGGED];
+    int nhot = machine_hotplugged_disks(s->m, hot, QMP_MAX_HOTPLUGGED);
+    for (int k = 0; k < nhot; k++) {
+        blockstats_line(f, "", &hot[k].stats);
     }
 }
 

@@ -144,11 +144,13 @@ void qmp_blockdev_add(struct qmp_server *s, json_t *args, struct qmp_reply *r);
 void qmp_blockdev_del(struct qmp_server *s, json_t *args, struct qmp_reply *r);
 extern const struct qmp_arg qmp_blockdev_del_args[];
 
-/* device_add, device_del (qmp_device.c); the machine's device-deleted hook. */
+/* device_add, device_del (qmp_device.c); the machine's device-deleted hook.
+ * The device_add'ed disks a query lists: as many as PCI slots. */
+#define QMP_MAX_HOTPLUGGED 32
 void qmp_device_add(struct qmp_server *s, json_t *args, struct qmp_reply *r);
 void qmp_device_del(struct qmp_server *s, json_t *args, struct qmp_reply *r);
 extern const struct qmp_arg qmp_device_add_args[], qmp_device_del_args[];
-void qmp_device_deleted(void *opaque, const char *id);
+void qmp_device_deleted(void *opaque, const char *id, const char *path);
 
 /* qmp_bitmap.c */
 extern const struct qmp_arg qmp_bitmap_add_args[], qmp_bitmap_args[], qmp_bitmap_merge_args[];
