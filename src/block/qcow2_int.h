@@ -102,7 +102,9 @@ struct qcow2_cache {
  * and freed host bytes are forgotten before they can be reused. */
 struct qcow2_zcache {
     pthread_mutex_t lock;
-    struct qcow2_cache slots;   /* descriptor -> cluster; never dirty; count 0: no cache */
+    struct qcow2_cache slots;   /* descriptor -> cluster; never dirty; count 0: none yet */
+    int capacity;               /* slots allocated at the first fill; 0: no cache */
+    uint32_t cluster_size;
     int used;                   /* slots holding a cluster */
     uint64_t generation;        /* bumped by each forget: a fill that raced one is dropped */
     uint64_t hits, misses;
