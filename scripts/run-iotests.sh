@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Runs QEMU's own qemu-iotests (tests/qemu-iotests/check -qcow2) with our
 # tools standing in for qemu-io and qemu-img. Run by hand, and by the test
-# suite on the tests that pass (tests/interop/iotests.sh). QEMU's source comes from `apt-get source qemu` into a cache
-# directory outside the repository; nothing of QEMU is built (the check
-# script only needs the installed qemu-system-x86_64, qemu-nbd and
-# qemu-storage-daemon for the few things our tools do not replace).
+# suite on the tests that pass (tests/interop/iotests.sh). QEMU's source
+# comes from `apt-get source qemu` into a cache directory outside the
+# repository; nothing of QEMU is built (the check script only needs the
+# installed qemu-system-x86_64, qemu-nbd and qemu-storage-daemon for the few
+# things our tools do not replace).
 #
 # usage: scripts/run-iotests.sh [--build DIR] [--io cow|real] [--img cow|real]
 #                               [--fmt FMT] [-j JOBS] [--keep] [TEST...]
@@ -35,7 +36,7 @@ while [[ $# -gt 0 ]]; do
     --keep) keep=true; shift ;;
     -j|--jobs) jobs=$2; shift 2 ;;
     --fmt) fmt=$2; shift 2 ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     -*) echo "unknown option: $1" >&2; exit 2 ;;
     *) tests+=("$1"); shift ;;
     esac
