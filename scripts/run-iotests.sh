@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Runs QEMU's own qemu-iotests (tests/qemu-iotests/check -qcow2) with our
-# tools standing in for qemu-io and qemu-img. Not part of the test suite:
-# run by hand. QEMU's source comes from `apt-get source qemu` into a cache
-# directory outside the repository; nothing of QEMU is built (the check
-# script only needs the installed qemu-system-x86_64, qemu-nbd and
-# qemu-storage-daemon for the few things our tools do not replace).
+# tools standing in for qemu-io and qemu-img. Run by hand, and by the test
+# suite on the tests that pass (tests/interop/iotests.sh). QEMU's source
+# comes from `apt-get source qemu` into a cache directory outside the
+# repository; nothing of QEMU is built (the check script only needs the
+# installed qemu-system-x86_64, qemu-nbd and qemu-storage-daemon for the few
+# things our tools do not replace).
 #
 # usage: scripts/run-iotests.sh [--build DIR] [--io cow|real] [--img cow|real]
-#                               [--fmt FMT] [--keep] [TEST...]
+#                               [--fmt FMT] [-j JOBS] [--keep] [TEST...]
 #   --build DIR   build directory holding cowio/cowimg (default: build, else build-san)
 #   --io, --img   which qemu-io / qemu-img to test with (default: cow when built)
 #   --fmt FMT     image format the tests run on (default: qcow2)
+#   -j JOBS       run JOBS tests at once (QEMU's check -j; each test gets its own
+#                 TEST_DIR and SOCK_DIR below the scratch directory)
 #   --keep        keep the scratch directory
 #   TEST...       iotest numbers (default: the qcow2 list below)
 # Environment: COWVISOR_CACHE (default ~/.cache/cowvisor) holds the source.
@@ -23,6 +26,7 @@ io_kind=cow
 img_kind=cow
 keep=false
 fmt=qcow2
+jobs=1
 tests=()
 while [[ $# -gt 0 ]]; do
     case $1 in
@@ -30,12 +34,14 @@ while [[ $# -gt 0 ]]; do
     --io) io_kind=$2; shift 2 ;;
     --img) img_kind=$2; shift 2 ;;
     --keep) keep=true; shift ;;
+    -j|--jobs) jobs=$2; shift 2 ;;
     --fmt) fmt=$2; shift 2 ;;
     -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     -*) echo "unknown option: $1" >&2; exit 2 ;;
     *) tests+=("$1"); shift ;;
     esac
 done
+[[ $jobs =~ ^[1-9][0-9]*$ ]] || { echo "-j wants a number of jobs (1 or more), not '$jobs'" >&2; exit 2; }
 [[ ${#tests[@]} -gt 0 ]] || read -r -a tests <<<"$DEFAULT_TESTS"
 if [[ -z $build ]]; then
     build=$repo/build
@@ -114,7 +120,7 @@ mkdir -p "$TEST_DIR" "$SOCK_DIR"
 logdir=$(cd "$iotests/../../.." && pwd)/logs
 mkdir -p "$logdir"
 log=$logdir/check-$(date +%Y%m%d-%H%M%S)-$$.log
-(cd "$iotests" && timeout 1800 ./check "-$fmt" "${tests[@]}") >"$log" 2>&1
+(cd "$iotests" && timeout 1800 ./check -j "$jobs" "-$fmt" "${tests[@]}") >"$log" 2>&1
 status=$?
 
 pass=0 fail=0 notrun=0

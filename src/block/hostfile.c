@@ -224,8 +224,14 @@ int hostfile_pread(struct hostfile *f, uint64_t off, void *buf, size_t len)
     return ret;
 }
 
+static void note_write(struct hostfile *f)
+{
+    __atomic_add_fetch(&f->write_gen, 1, __ATOMIC_ACQ_REL);
+}
+
 int hostfile_pwrite(struct hostfile *f, uint64_t off, const void *buf, size_t len)
 {
+    note_write(f);
     int err = blkdebug_check(f->dbg, BLKDBG_IO_WRITE, off, len);
     if (err < 0) {
         return err;
@@ -266,7 +272,7 @@ int hostfile_pwrite(struct hostfile *f, uint64_t off, const void *buf, size_t le
     return ret;
 }
 
-int hostfile_flush(struct hostfile *f)
+static int flush_now(struct hostfile *f)
 {
     int err = blkdebug_check(f->dbg, BLKDBG_IO_FLUSH, 0, 0);
     if (err < 0) {
@@ -279,6 +285,22 @@ int hostfile_flush(struct hostfile *f)
         return f->proto->flush(f);
     }
     return fdatasync(f->fd) < 0 ? -errno : 0;
+}
+
+int hostfile_flush(struct hostfile *f)
+{
+    uint64_t gen = __atomic_load_n(&f->write_gen, __ATOMIC_ACQUIRE);
+    uint64_t flushed = __atomic_load_n(&f->flushed_gen, __ATOMIC_ACQUIRE);
+    if (gen == flushed) {
+        return 0;
+    }
+    int ret = flush_now(f);
+    /* Concurrent flushes: the count only moves forward. */
+    while (ret == 0 && flushed < gen &&
+           !__atomic_compare_exchange_n(&f->flushed_gen, &flushed, gen, false, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE)) {
+    }
+    return ret;
 }
 
 int64_t hostfile_size(struct hostfile *f)
@@ -299,6 +321,7 @@ int64_t hostfile_size(struct hostfile *f)
 
 int hostfile_truncate(struct hostfile *f, uint64_t size)
 {
+    note_write(f);
     if (f->proto) {
         return f->proto->truncate(f, size);
     }
@@ -322,6 +345,7 @@ static int write_zeros_slowly(struct hostfile *f, uint64_t off, uint64_t len)
 
 int hostfile_allocate(struct hostfile *f, uint64_t off, uint64_t len, bool full)
 {
+    note_write(f);
     if (full) {
         return write_zeros_slowly(f, off, len);
     }
@@ -339,6 +363,7 @@ int hostfile_zero_range(struct hostfile *f, uint64_t off, uint64_t len, bool may
     if (len == 0) {
         return 0;
     }
+    note_write(f);
     int err = blkdebug_check(f->dbg, BLKDBG_IO_WRITE_ZEROES, off, len);
     if (err < 0) {
         return err;

@@ -45,6 +45,10 @@ struct hostfile {
     dev_t dev;
     ino_t ino;
     struct blkdebug *dbg;   /* blkdebug filter over the file (owned), or NULL */
+    /* Writes begun, and the count a successful flush last covered: a flush
+     * with nothing written since is skipped, as QEMU does (a tool that only
+     * read an image does not fdatasync it at close). Atomic. */
+    uint64_t write_gen, flushed_gen;
 };
 
 /* A point of the format driver blkdebug rules may react to (BLKDBG_EVENT). */

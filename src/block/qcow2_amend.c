@@ -210,7 +210,7 @@ static int upgrade(struct qcow2 *s, struct error *err)
         struct qcow2_txn t;
         ret = qcow2_txn_begin(s, &t, err);
         if (ret == 0) {
-            struct qcow2_snapshot *l = qcow2_snapshots_copy(s, 0, false);
+            struct qcow2_snapshot *l = qcow2_snapshots_copy(s, 0);
             for (uint32_t i = 0; i < s->nb_snapshots; i++) {
                 l[i].extra_data_size = QCOW2_SNAPSHOT_EXTRA_KNOWN;
             }

@@ -585,7 +585,7 @@ static int stage_repair(struct qcow2 *s, struct check *c, unsigned fix, struct q
         }
         if (incomplete) {
             /* Rewritten with the full extra data (disk size = current size). */
-            struct qcow2_snapshot *l = qcow2_snapshots_copy(s, 0, false);
+            struct qcow2_snapshot *l = qcow2_snapshots_copy(s, 0);
             ret = qcow2_txn_set_snapshots(s, t, l, s->nb_snapshots, err);
             *changes = true;
         }

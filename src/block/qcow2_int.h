@@ -102,7 +102,9 @@ struct qcow2_cache {
  * and freed host bytes are forgotten before they can be reused. */
 struct qcow2_zcache {
     pthread_mutex_t lock;
-    struct qcow2_cache slots;   /* descriptor -> cluster; never dirty; count 0: no cache */
+    struct qcow2_cache slots;   /* descriptor -> cluster; never dirty; count 0: none yet */
+    int capacity;               /* slots allocated at the first fill; 0: no cache */
+    uint32_t cluster_size;
     int used;                   /* slots holding a cluster */
     uint64_t generation;        /* bumped by each forget: a fill that raced one is dropped */
     uint64_t hits, misses;
@@ -439,9 +441,10 @@ struct qcow2_snapshot {
  * table that cannot be read sets snapshots_unreadable instead of failing. */
 int qcow2_snapshots_load(struct qcow2 *s, struct error *err);
 void qcow2_snapshots_free(struct qcow2 *s);
-/* A deep copy of s's table with spare empty entries at the end; without
- * keep_unknown, extra data past the known fields is dropped. */
-struct qcow2_snapshot *qcow2_snapshots_copy(const struct qcow2 *s, uint32_t spare, bool keep_unknown);
+/* A deep copy of s's table with spare empty entries at the end. Extra data
+ * past the fields we know is kept, as QEMU keeps it: another program wrote
+ * it, and a rewrite of the table (upgrade, repair) must not lose it. */
+struct qcow2_snapshot *qcow2_snapshots_copy(const struct qcow2 *s, uint32_t spare);
 void qcow2_snapshot_list_free_internal(struct qcow2_snapshot *list, uint32_t count);
 /* Serializes a snapshot table as QEMU writes it (at least the 24 known bytes
  * of extra data per entry). */

@@ -26,7 +26,7 @@ void qcow2_readahead_init(struct qcow2 *s)
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     ra->max_threads = cpus - 1 < 1 ? 1 : cpus - 1 > QCOW2_RA_MAX_THREADS ? QCOW2_RA_MAX_THREADS
                                                                         : (int)cpus - 1;
-    uint32_t quarter = (uint32_t)s->zcache.slots.count / 4;
+    uint32_t quarter = (uint32_t)s->zcache.capacity / 4;
     ra->window = quarter < MAX_WINDOW ? quarter : MAX_WINDOW;
     ra->stream_next = UINT64_MAX;   /* the first read is no stream yet */
 }

@@ -244,7 +244,7 @@ int qcow2_snapshots_serialize(const struct qcow2_snapshot *list, uint32_t count,
     return 0;
 }
 
-struct qcow2_snapshot *qcow2_snapshots_copy(const struct qcow2 *s, uint32_t spare, bool keep_unknown)
+struct qcow2_snapshot *qcow2_snapshots_copy(const struct qcow2 *s, uint32_t spare)
 {
     struct qcow2_snapshot *l = calloc(s->nb_snapshots + spare, sizeof(*l));
     for (uint32_t i = 0; i < s->nb_snapshots; i++) {
@@ -252,11 +252,9 @@ struct qcow2_snapshot *qcow2_snapshots_copy(const struct qcow2 *s, uint32_t spar
         l[i].id = strdup(s->snapshots[i].id);
         l[i].name = strdup(s->snapshots[i].name);
         l[i].unknown_extra = NULL;
-        if (keep_unknown && l[i].unknown_extra_len) {
+        if (l[i].unknown_extra_len) {
             l[i].unknown_extra = malloc(l[i].unknown_extra_len);
             memcpy(l[i].unknown_extra, s->snapshots[i].unknown_extra, l[i].unknown_extra_len);
-        } else {
-            l[i].unknown_extra_len = 0;
         }
     }
     return l;
@@ -265,7 +263,7 @@ struct qcow2_snapshot *qcow2_snapshots_copy(const struct qcow2 *s, uint32_t spar
 /* A deep copy of the current list with room for one more entry. */
 static struct qcow2_snapshot *copy_list(const struct qcow2 *s)
 {
-    return qcow2_snapshots_copy(s, 1, true);
+    return qcow2_snapshots_copy(s, 1);
 }
 
 /* By id first, then by name, as QEMU does. */

@@ -15,12 +15,30 @@
 #include "block/qcow2_int.h"
 #include "util/log.h"
 
+/* The slots are allocated at the first fill, not here: most opens never
+ * read a compressed cluster, and a large allocation is not free even when
+ * its pages stay untouched (a sanitizer poisons all of it, at every open of
+ * every tool). */
 int qcow2_zcache_init(struct qcow2_zcache *z, int count, uint32_t cluster_size)
 {
     memset(z, 0, sizeof(*z));
     pthread_mutex_init(&z->lock, NULL);
-    /* The tables are one allocation: pages never filled are never touched. */
-    return count > 0 ? qcow2_cache_init(&z->slots, count, cluster_size, true) : 0;
+    z->capacity = count > 0 ? count : 0;
+    z->cluster_size = cluster_size;
+    return 0;
+}
+
+/* Lock held. False when there is no cache; a failed allocation leaves none. */
+static bool slots_ready(struct qcow2_zcache *z)
+{
+    if (!z->slots.count && z->capacity > 0 &&
+        qcow2_cache_init(&z->slots, z->capacity, z->cluster_size, true) < 0) {
+        log_debug("no memory for the decompressed-cluster cache (%d slots): running without",
+                  z->capacity);
+        qcow2_cache_destroy(&z->slots);
+        z->capacity = 0;
+    }
+    return z->slots.count > 0;
 }
 
 void qcow2_zcache_destroy(struct qcow2_zcache *z)
@@ -94,7 +112,7 @@ static bool copy_out(struct qcow2_zcache *z, uint64_t l2_entry, uint32_t off, vo
 static void insert(struct qcow2_zcache *z, uint64_t l2_entry, uint64_t generation,
                    const uint8_t *data)
 {
-    if (!z->slots.count || __atomic_load_n(&z->generation, __ATOMIC_RELAXED) != generation ||
+    if (!slots_ready(z) || __atomic_load_n(&z->generation, __ATOMIC_RELAXED) != generation ||
         qcow2_cache_peek(&z->slots, l2_entry)) {
         return;     /* no cache, stale, or another thread was faster */
     }
@@ -179,7 +197,7 @@ int qcow2_zcache_fill(struct qcow2 *s, uint64_t l2_entry, uint64_t generation, s
 {
     struct qcow2_zcache *z = &s->zcache;
     pthread_mutex_lock(&z->lock);
-    bool cached = !z->slots.count || qcow2_cache_peek(&z->slots, l2_entry);
+    bool cached = !z->capacity || (z->slots.count && qcow2_cache_peek(&z->slots, l2_entry));
     pthread_mutex_unlock(&z->lock);
     return cached ? 0 : fill(s, l2_entry, generation, 0, NULL, 0, err);
 }

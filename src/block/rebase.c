@@ -20,9 +20,13 @@ static int read_new(struct blockdev *nb, uint64_t off, uint8_t *buf, uint64_t le
     return blockdev_pread(nb, off, buf, min_u64(len, blockdev_size(nb) - off), err);
 }
 
-/* Writes the runs of sectors where old and new differ. */
+/* Writes the runs of sectors where old and new differ. Past the end of the
+ * old backing file (or with none) the old view is zeros by definition, and
+ * they are written as zeros, as qemu-img does; within it, what the old
+ * backing file holds is written as data, even where it reads as zeros. */
 static int write_differences(struct blockdev *overlay, uint64_t off, const uint8_t *old_buf,
-                             const uint8_t *new_buf, uint64_t len, struct error *err)
+                             const uint8_t *new_buf, uint64_t len, bool old_is_zero,
+                             struct error *err)
 {
     uint64_t pos = 0;
     while (pos < len) {
@@ -39,7 +43,9 @@ static int write_differences(struct blockdev *overlay, uint64_t off, const uint8
             }
             pos += n;
         }
-        int ret = blockdev_pwrite(overlay, off + start, old_buf + start, pos - start, err);
+        int ret = old_is_zero
+                  ? blockdev_pwrite_zeroes(overlay, off + start, pos - start, 0, err)
+                  : blockdev_pwrite(overlay, off + start, old_buf + start, pos - start, err);
         if (ret < 0) {
             return ret;
         }
@@ -56,6 +62,8 @@ int block_rebase_copy(struct blockdev *overlay, struct blockdev *new_backing,
     if (step < 65536) {
         step = 65536;
     }
+    struct blockdev *old_backing = blockdev_backing(overlay);
+    uint64_t old_size = old_backing ? blockdev_size(old_backing) : 0;
     uint8_t *old_buf = malloc(step), *new_buf = malloc(step);
     int ret = 0;
     if (progress) {
@@ -72,6 +80,9 @@ int block_rebase_copy(struct blockdev *overlay, struct blockdev *new_backing,
             break;
         }
         uint64_t len = min_u64(min_u64(st.len, step), size - off);
+        if (off < old_size) {
+            len = min_u64(len, old_size - off);     /* no chunk straddles its end */
+        }
         bool own = st.depth == 0 && (st.flags & BDEV_STATUS_ALLOCATED);
         if (!own) {
             ret = blockdev_pread(overlay, off, old_buf, len, err);
@@ -79,7 +90,8 @@ int block_rebase_copy(struct blockdev *overlay, struct blockdev *new_backing,
                 ret = read_new(new_backing, off, new_buf, len, err);
             }
             if (ret == 0) {
-                ret = write_differences(overlay, off, old_buf, new_buf, len, err);
+                ret = write_differences(overlay, off, old_buf, new_buf, len, off >= old_size,
+                                        err);
             }
         }
         off += len;

@@ -59,6 +59,18 @@ compare_io "inline rules with --image-opts" "$img" --image-opts \
     -c "read -P 1 0 4k" -c "read -P 2 64k 4k" \
     "driver=qcow2,file.driver=blkdebug,file.inject-error.0.event=read_aio,file.inject-error.0.errno=5,file.inject-error.0.once=on,file.image.filename=IMG"
 
+# A flush with nothing written since the last one reaches no driver, as in
+# QEMU: an injected flush error stays unseen, and a tool that only read an
+# image does not fdatasync it at close.
+compare_io "a flush with nothing written is skipped (flush error armed by a read)" "$img" \
+    --image-opts -c "read -P 1 0 4k" -c "flush" \
+    "driver=qcow2,file.driver=blkdebug,file.inject-error.0.event=read_aio,file.inject-error.0.iotype=flush,file.inject-error.0.errno=5,file.image.filename=IMG"
+cp "$img" "$TMP/flush.qcow2"
+check_fails() { ! "$@" >/dev/null 2>&1; }
+check "a flush after a write still fails with the injected error" check_fails "$COWIO" \
+    --cache writeback --image-opts -c "read -P 1 0 4k" -c "write -P 5 0 4k" -c "flush" \
+    "driver=qcow2,file.driver=blkdebug,file.inject-error.0.event=read_aio,file.inject-error.0.iotype=flush,file.inject-error.0.errno=5,file.image.filename=$TMP/flush.qcow2"
+
 out=$("$COWIMG" convert -O raw "blkdebug:$TMP/eio.conf:$img" "$TMP/out.raw" 2>&1)
 [[ $? -ne 0 && $out == *"Input/output error"* ]] && ok "cowimg convert reports an injected read error" ||
     { not_ok "cowimg convert reports an injected read error"; diag "$out"; }

@@ -156,4 +156,56 @@ for spec in s1 snapshot.id=1 snapshot.name=s1; do
 done
 same_exit "convert -l of a missing snapshot fails" convert -l nope -O raw sl.qcow2 nope.raw
 
+# Extra data in a snapshot entry past the fields we know was written by
+# another program: a table rewrite keeps it, as QEMU does (iotest 261).
+# sn0 gets no extra data (a v3 upgrade must complete it), sn1 50 bytes of
+# which the last 26 are unknown.
+# snapshot_table IMAGE [rewrite]: prints each entry's extra data (hex);
+# with rewrite, first replaces the table in place with the entries above.
+snapshot_table() {
+    python3 - "$@" <<'PY'
+import struct, sys
+path = sys.argv[1]
+with open(path, 'r+b') as f:
+    hdr = f.read(72)
+    nb, off = struct.unpack('>IQ', hdr[60:72])
+    entries, pos = [], off
+    for i in range(nb):
+        f.seek(pos)
+        head = bytearray(f.read(40))
+        id_len, name_len = struct.unpack('>HH', head[12:16])
+        eds = struct.unpack('>I', head[36:40])[0]
+        extra = f.read(eds)
+        names = f.read(id_len + name_len)
+        entries.append((head, extra, names))
+        pos += (40 + eds + id_len + name_len + 7) // 8 * 8
+    if len(sys.argv) > 2:
+        entries[0] = (entries[0][0], b'', entries[0][2])
+        entries[1] = (entries[1][0], entries[1][1][:24].ljust(24, b'\0') +
+                      b'very important data'.ljust(26, b'\0'), entries[1][2])
+        table = b''
+        for head, extra, names in entries:
+            head[36:40] = struct.pack('>I', len(extra))
+            e = bytes(head) + extra + names
+            table += e.ljust((len(e) + 7) // 8 * 8, b'\0')
+        f.seek(off)
+        f.write(table)
+    for head, extra, names in entries:
+        print(len(extra), extra[24:].hex())
+PY
+}
+unknown_extra_setup() {
+    rm -f ux.qcow2
+    "$QEMU_IMG" create -q -f qcow2 -o compat=0.10 ux.qcow2 1M
+    "$QEMU_IMG" snapshot -c sn0 ux.qcow2
+    "$QEMU_IMG" snapshot -c sn1 ux.qcow2
+    snapshot_table ux.qcow2 rewrite >/dev/null
+}
+twin_do unknown_extra_setup
+same "amend -o compat=1.1 completes a snapshot entry" amend -o compat=1.1 ux.qcow2
+check_eq "the upgrade keeps unknown snapshot extra data as qemu-img does" \
+    "$(snapshot_table "$Q/ux.qcow2")" "$(snapshot_table "$CW/ux.qcow2")"
+check_eq "the unknown extra data is there" "50 $(printf 'very important data' | od -An -tx1 | tr -d ' \n')00000000000000" \
+    "$(snapshot_table "$CW/ux.qcow2" | sed -n 2p)"
+
 done_testing

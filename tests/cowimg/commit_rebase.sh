@@ -76,4 +76,18 @@ same "rebase onto a missing file" rebase -b nonexist.qcow2 -F qcow2 ov.qcow2
 same "rebase with an unknown format" rebase -b new.qcow2 -F vmdkx ov.qcow2
 same "rebase without -b or -u" rebase ov.qcow2
 
+# From no backing file (iotest 252): the old view is zeros by definition, so
+# where the new base has data a zero cluster is written, not zero data.
+unbacked_setup() {
+    rm -f ov.qcow2 new.qcow2
+    "$QEMU_IMG" create -q -f qcow2 ov.qcow2 384k
+    "$QEMU_IMG" create -q -f qcow2 new.qcow2 384k
+    "$QEMU_IO" -c 'write -P 0x22 0 128k' -c 'write -P 0x11 128k 128k' ov.qcow2 >/dev/null
+    "$QEMU_IO" -c 'write -P 0x11 0 64k' -c 'write -P 0x11 128k 64k' -c 'write -P 0x11 256k 64k' \
+        new.qcow2 >/dev/null
+}
+twin_do unbacked_setup
+same "rebase from no backing file" rebase -b new.qcow2 -F qcow2 ov.qcow2
+same "rebase from no backing file: zero clusters where the new base has data" map --output=json ov.qcow2
+
 done_testing
