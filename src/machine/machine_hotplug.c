@@ -329,9 +329,17 @@ static void remove_device(struct machine *m, struct hotplugged *h)
     }
 }
 
+/* The vCPUs park while devices leave: the bus hands a vCPU the range of a
+ * BAR and calls its handler outside the bus lock, so a vCPU could still be
+ * in the handlers of a device being freed (ejects are rare; a paused
+ * machine's vCPUs are parked already). */
 void machine_pci_process_ejects(struct machine *m)
 {
     uint32_t slots = __atomic_exchange_n(&m->ejected_slots, 0, __ATOMIC_SEQ_CST);
+    bool park = slots && m->run_state == MACHINE_RUNNING;
+    if (park) {
+        vm_pause(&m->vm);
+    }
     for (int slot = 1; slot < PCI_MAX_SLOTS; slot++) {
         struct hotplugged *h = (slots & (1u << slot)) ? find_slot(m, slot) : NULL;
         if (h) {
@@ -339,6 +347,9 @@ void machine_pci_process_ejects(struct machine *m)
         } else if (slots & (1u << slot)) {
             eject_cold_disk(m, slot);
         }
+    }
+    if (park) {
+        vm_resume(&m->vm);
     }
 }
 
