@@ -282,7 +282,10 @@ int virtio_pci_create(struct virtio_pci *p, struct virtio_device *dev, struct vm
         if (p->vector_fd[v] < 0) {
             return error_set_errno(err, -errno, "eventfd");
         }
-        p->vector_gsi[v] = vm_alloc_gsi(vm);
+        int ret = vm_alloc_gsi(vm, &p->vector_gsi[v], err);
+        if (ret < 0) {
+            return ret;
+        }
     }
     for (int q = 0; q < dev->nqueues; q++) {
         p->notify_fd[q] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -316,6 +319,7 @@ void virtio_pci_destroy(struct virtio_pci *p)
             }
             close(p->vector_fd[v]);
             p->vector_fd[v] = -1;
+            vm_free_gsi(p->vm, p->vector_gsi[v]);
         }
     }
     pthread_mutex_destroy(&p->msix_lock);

@@ -106,7 +106,6 @@ int vm_create(struct vm *vm, int ncpus, uint64_t ram_size, unsigned flags, struc
 {
     memset(vm, 0, sizeof(*vm));
     vm->kvm_fd = vm->vm_fd = vm->event_fd = -1;
-    vm->next_gsi = IOAPIC_PINS;
     pthread_mutex_init(&vm->lock, NULL);
     pthread_mutex_init(&vm->routes_lock, NULL);
     pthread_cond_init(&vm->cond, NULL);
@@ -399,9 +398,35 @@ int vm_ioeventfd(struct vm *vm, int fd, uint64_t addr, unsigned len, bool mmio, 
     return 0;
 }
 
-uint32_t vm_alloc_gsi(struct vm *vm)
+int vm_alloc_gsi(struct vm *vm, uint32_t *gsi, struct error *err)
 {
-    return __atomic_fetch_add(&vm->next_gsi, 1, __ATOMIC_SEQ_CST);
+    pthread_mutex_lock(&vm->routes_lock);
+    for (uint32_t i = 0; i < VM_MSI_GSIS; i++) {
+        if (!(vm->msi_gsi_used[i / 64] & (1ull << (i % 64)))) {
+            vm->msi_gsi_used[i / 64] |= 1ull << (i % 64);
+            pthread_mutex_unlock(&vm->routes_lock);
+            *gsi = IOAPIC_PINS + i;
+            return 0;
+        }
+    }
+    pthread_mutex_unlock(&vm->routes_lock);
+    return error_set(err, -ENOSPC, "all %d GSIs for MSI routes are in use", VM_MSI_GSIS);
+}
+
+static void drop_msi_route(struct route_table *t, uint32_t gsi);
+
+void vm_free_gsi(struct vm *vm, uint32_t gsi)
+{
+    if (gsi < IOAPIC_PINS || gsi >= IOAPIC_PINS + VM_MSI_GSIS) {
+        return;     /* never allocated */
+    }
+    uint32_t i = gsi - IOAPIC_PINS;
+    pthread_mutex_lock(&vm->routes_lock);
+    vm->msi_gsi_used[i / 64] &= ~(1ull << (i % 64));
+    if (vm->routes) {
+        drop_msi_route(vm->routes, gsi);
+    }
+    pthread_mutex_unlock(&vm->routes_lock);
 }
 
 /* KVM replaces the whole routing table at once, so we keep a copy: the
@@ -438,6 +463,16 @@ static struct route_table *routes_for(struct vm *vm)
     return table;
 }
 
+static void drop_msi_route(struct route_table *t, uint32_t gsi)
+{
+    for (uint32_t i = 0; i < t->hdr.nr; i++) {
+        if (t->e[i].gsi == gsi && t->e[i].type == KVM_IRQ_ROUTING_MSI) {
+            t->e[i] = t->e[--t->hdr.nr];
+            return;
+        }
+    }
+}
+
 int vm_set_msi_route(struct vm *vm, uint32_t gsi, uint64_t addr, uint32_t data, struct error *err)
 {
     pthread_mutex_lock(&vm->routes_lock);
@@ -452,6 +487,7 @@ int vm_set_msi_route(struct vm *vm, uint32_t gsi, uint64_t addr, uint32_t data, 
             r = &t->e[i];
         }
     }
+    bool added = !r;
     if (!r) {
         if (t->hdr.nr == MAX_ROUTES) {
             pthread_mutex_unlock(&vm->routes_lock);
@@ -459,6 +495,7 @@ int vm_set_msi_route(struct vm *vm, uint32_t gsi, uint64_t addr, uint32_t data, 
         }
         r = &t->e[t->hdr.nr++];
     }
+    struct kvm_irq_routing_entry before = *r;
     memset(r, 0, sizeof(*r));
     r->gsi = gsi;
     r->type = KVM_IRQ_ROUTING_MSI;
@@ -467,6 +504,11 @@ int vm_set_msi_route(struct vm *vm, uint32_t gsi, uint64_t addr, uint32_t data, 
     r->u.msi.data = data;
     int ret = ioctl(vm->vm_fd, KVM_SET_GSI_ROUTING, &t->hdr);
     int e = errno;
+    if (ret < 0 && added) {
+        drop_msi_route(t, gsi);     /* a route KVM refused would make every later update fail */
+    } else if (ret < 0) {
+        *r = before;
+    }
     pthread_mutex_unlock(&vm->routes_lock);
     if (ret < 0) {
         return error_set_errno(err, -e, "KVM_SET_GSI_ROUTING");

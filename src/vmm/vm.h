@@ -17,6 +17,7 @@
 #include "vmm/irq.h"
 
 #define VM_MAX_CPUS 64
+#define VM_MSI_GSIS 960     /* MSI routes: with the 39 IOAPIC/PIC ones within the 1024-entry table */
 
 enum vm_request {
     VM_REQ_NONE,
@@ -68,7 +69,7 @@ struct vm {
     struct vcpu vcpus[VM_MAX_CPUS];
     struct kvm_cpuid2 *cpuid;
     int event_fd;           /* written when a request is pending */
-    uint32_t next_gsi;      /* for MSI routes, above the IOAPIC pins */
+    uint64_t msi_gsi_used[VM_MSI_GSIS / 64];    /* MSI routes' GSIs above the IOAPIC pins (routes_lock) */
     struct route_table *routes;     /* KVM's GSI routing table, as last set */
     uint8_t *rom;                   /* firmware image mapped read-only below 4 GiB */
     uint64_t rom_size;
@@ -120,8 +121,12 @@ int vm_irqfd(struct vm *vm, int fd, unsigned gsi, bool assign, struct error *err
 /* datamatch < 0: any value written signals fd. */
 int vm_ioeventfd(struct vm *vm, int fd, uint64_t addr, unsigned len, bool mmio, int64_t datamatch,
                  bool assign, struct error *err);
+/* A GSI for an MSI route: the lowest free one above the IOAPIC pins,
+ * -ENOSPC when all VM_MSI_GSIS are taken. vm_free_gsi gives it back (a
+ * device unplugged) and drops its route, so plug cycles never run out. */
+int vm_alloc_gsi(struct vm *vm, uint32_t *gsi, struct error *err);
+void vm_free_gsi(struct vm *vm, uint32_t gsi);
 /* Routes gsi (allocated with vm_alloc_gsi) to an MSI message. */
-uint32_t vm_alloc_gsi(struct vm *vm);
 int vm_set_msi_route(struct vm *vm, uint32_t gsi, uint64_t addr, uint32_t data, struct error *err);
 int vm_signal_msi(struct vm *vm, uint64_t addr, uint32_t data);
 
