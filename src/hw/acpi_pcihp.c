@@ -133,6 +133,18 @@ static int acpi_pcihp_load_op(void *dev, struct state_buf *b, uint32_t version, 
     return ret;
 }
 
+/* As QEMU's acpi_pcihp_reset: no insertion or removal is pending after a
+ * reset (the guest enumerates the slots again); removable stays. */
+static int acpi_pcihp_reset_op(void *dev, struct error *err)
+{
+    struct acpi_pcihp *h = dev;
+    pthread_mutex_lock(&h->lock);
+    h->up = h->down = 0;
+    h->bus_select = 0;
+    pthread_mutex_unlock(&h->lock);
+    return 0;
+}
+
 static void acpi_pcihp_destroy_op(void *dev)
 {
     acpi_pcihp_destroy(dev);
@@ -140,6 +152,7 @@ static void acpi_pcihp_destroy_op(void *dev)
 
 const struct device_ops acpi_pcihp_device_ops = {
     .version = ACPI_PCIHP_STATE_VERSION,
+    .reset = acpi_pcihp_reset_op,
     .save = acpi_pcihp_save_op,
     .load = acpi_pcihp_load_op,
     .destroy = acpi_pcihp_destroy_op,

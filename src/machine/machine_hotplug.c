@@ -391,12 +391,30 @@ static void pcihp_destroy(void *dev)
     acpi_pcihp_device_ops.destroy(dev);
 }
 
+/* A reset drops the pending unplug requests with the registers' down
+ * bits: device_del may be sent again (it was refused as "already in the
+ * process of unplug" for ever, the guest never told). */
+static int pcihp_reset(void *dev, struct error *err)
+{
+    struct machine *m = (struct machine *)((char *)dev - offsetof(struct machine, pcihp));
+    for (int i = 0; i < MACHINE_MAX_HOTPLUG; i++) {
+        m->hotplug[i].unplug_requested = false;
+    }
+    for (int i = 0; i < MACHINE_MAX_DISKS; i++) {
+        if (m->disk_unplug[i] == DISK_UNPLUG_REQUESTED) {
+            m->disk_unplug[i] = DISK_PLUGGED;
+        }
+    }
+    return acpi_pcihp_device_ops.reset(dev, err);
+}
+
 static struct device_ops pcihp_ops;
 
 int machine_add_pci_hotplug(struct machine *m, struct error *err)
 {
     pcihp_ops = acpi_pcihp_device_ops;
     pcihp_ops.destroy = pcihp_destroy;
+    pcihp_ops.reset = pcihp_reset;
     acpi_pcihp_init(&m->pcihp, &m->acpi_pm, guest_ejected, m);
     m->eject_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (m->eject_fd < 0) {

@@ -352,10 +352,38 @@ static void test_refused_in_replay_mode(void **state)
     bare_destroy(m);
 }
 
+/* A reset while an unplug is pending (the guest never ejected): as
+ * QEMU, no removal is pending afterwards, and device_del can ask the guest
+ * again; it was refused as "already in the process of unplug" for good. */
+static void test_reset_drops_pending_unplug(void **state)
+{
+    struct machine *m = hotplug_machine();
+    struct error err = { 0 };
+    add_node(m, "n1");
+    uint8_t gpe_en = 1u << ACPI_PCIHP_GPE_BIT;
+    assert_true(bus_write(&m->vm.pio, ACPI_GPE0_PORT + 2, &gpe_en, 1));
+    assert_int_equal(machine_device_add_virtio_blk(m, "d1", "n1", &err), 0);
+    int slot = m->hotplug[0].pci_slot;
+    assert_int_equal(machine_device_del(m, "d1", &err), 0);
+    assert_int_equal(port_read32(m, ACPI_PCIHP_PORT + ACPI_PCIHP_DOWN), 1u << slot);
+    assert_int_equal(device_registry_reset(&m->devices, &err), 0);
+    assert_int_equal(port_read32(m, ACPI_PCIHP_PORT + ACPI_PCIHP_DOWN), 0);
+    assert_int_equal(port_read32(m, ACPI_PCIHP_PORT + ACPI_PCIHP_REMOVABLE), 1u << slot);
+    assert_true(bus_write(&m->vm.pio, ACPI_GPE0_PORT + 2, &gpe_en, 1));   /* the guest's driver again */
+    assert_int_equal(machine_device_del(m, "d1", &err), 0);
+    assert_int_equal(port_read32(m, ACPI_PCIHP_PORT + ACPI_PCIHP_DOWN), 1u << slot);
+    assert_true(m->acpi_pm.sci_level);
+    port_write32(m, ACPI_PCIHP_PORT + ACPI_PCIHP_EJECT, 1u << slot);
+    machine_pci_process_ejects(m);
+    assert_int_equal(ndeleted, 1);
+    bare_destroy(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_add_then_guest_ejects),
+        cmocka_unit_test(test_reset_drops_pending_unplug),
         cmocka_unit_test(test_errors_in_qemus_words),
         cmocka_unit_test(test_refused_in_replay_mode),
         cmocka_unit_test(test_unplug_gives_pci_memory_back),
