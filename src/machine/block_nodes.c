@@ -60,11 +60,23 @@ static struct block_node *parent_of(struct block_node_table *t, const char *name
     return NULL;
 }
 
+/* A parent that writes name as its file child: read-only parents share
+ * writes, so any of several parents may be the writer. */
+static const struct block_node *writable_file_parent(struct block_node_table *t, const char *name)
+{
+    for (int i = 0; i < t->count; i++) {
+        if (!strcmp(t->nodes[i]->node.file_child, name) && !t->nodes[i]->node.read_only) {
+            return t->nodes[i];
+        }
+    }
+    return NULL;
+}
+
 int block_nodes_check_writer(struct block_node_table *t, const struct block_node *n, const char *user,
                              const char *role, struct error *err)
 {
-    const struct block_node *p = parent_of(t, n->name, false);
-    if (p && !p->node.read_only) {
+    const struct block_node *p = writable_file_parent(t, n->name);
+    if (p) {
         return error_set(err, -EPERM, "Permission conflict on node '%s': permissions '%s' are both required by "
                          "node '%s' (uses node '%s' as 'file' child) and unshared by %s (uses node '%s' as '%s' "
                          "child).", n->name, strcmp(role, "file") ? "write" : "write, resize", p->name, n->name,

@@ -127,6 +127,16 @@ static void test_two_writers_refused(void **state)
     add(&t, "{\"driver\":\"qcow2\",\"node-name\":\"r1\",\"file\":\"f0\",\"read-only\":true}");
     assert_int_equal(block_node_attach(&t, node(&t, "q0"), "/machine/peripheral/d2", &err), 0);
 
+    /* A read-only parent first does not hide a writable one after it. */
+    snprintf(cmd, sizeof(cmd), "qemu-img create -q -f qcow2 %s.third 1M", path);
+    assert_int_equal(system(cmd), 0);
+    snprintf(json, sizeof(json), "{\"driver\":\"file\",\"node-name\":\"f2\",\"filename\":\"%s.third\"}", path);
+    add(&t, json);
+    add(&t, "{\"driver\":\"qcow2\",\"node-name\":\"ro2\",\"file\":\"f2\",\"read-only\":true}");
+    add(&t, "{\"driver\":\"qcow2\",\"node-name\":\"q3\",\"file\":\"f2\"}");
+    assert_int_equal(block_node_attach(&t, node(&t, "f2"), "/machine/peripheral/d4", &err), -EPERM);
+    assert_non_null(strstr(err.msg, "required by node 'q3'"));
+    error_clear(&err);
     snprintf(cmd, sizeof(cmd), "qemu-img create -q -f qcow2 %s.second 1M", path);
     assert_int_equal(system(cmd), 0);
     snprintf(json, sizeof(json), "{\"driver\":\"file\",\"node-name\":\"f1\",\"filename\":\"%s.second\"}", path);
@@ -142,6 +152,8 @@ static void test_two_writers_refused(void **state)
     block_nodes_close_all(&t);
     unlink(path);
     snprintf(cmd, sizeof(cmd), "%s.second", path);
+    unlink(cmd);
+    snprintf(cmd, sizeof(cmd), "%s.third", path);
     unlink(cmd);
 }
 
