@@ -56,17 +56,19 @@ grep -q "console other than stdio" "$TMP/.out" && ok "... as if typed" || not_ok
 if [[ ! -r /dev/kvm || ! -w /dev/kvm ]]; then
     # The daemon fails when it creates the VM: its parent reports that once,
     # exits 255, and neither a pid file nor a process stays behind.
-    "$V" --daemonize --pidfile d.pid --name svc --console file:console.txt --kernel "$G" 2>err
+    # A name of this run's own, so a parallel run's daemon is not taken for ours.
+    name=svc-$$
+    "$V" --daemonize --pidfile d.pid --name "$name" --console file:console.txt --kernel "$G" 2>err
     check_eq "a daemon that fails: its parent exits 255" 255 $?
     check_eq "... printing the daemon's error once" 1 "$(grep -c '/dev/kvm' err)"
     [[ ! -e d.pid ]] && ok "... removing the pid file" || not_ok "... removing the pid file"
     # The daemon may still be tearing down (an ASan build exits slowly) when
     # its parent has reported: give it a few seconds to be gone.
     for _ in $(seq 50); do
-        pgrep -f "name svc --console file:console.txt" >/dev/null || break
+        pgrep -f "name $name --console file:console.txt" >/dev/null || break
         sleep 0.1
     done
-    pgrep -f "name svc --console file:console.txt" >/dev/null && not_ok "... leaving no process" \
+    pgrep -f "name $name --console file:console.txt" >/dev/null && not_ok "... leaving no process" \
         || ok "... leaving no process"
     echo "# /dev/kvm is not available: the running daemon, TCP QMP and demo tests are skipped"
     echo "ok $((TEST_NUM + 1)) # SKIP the running daemon needs /dev/kvm"
