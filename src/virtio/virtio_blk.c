@@ -441,12 +441,19 @@ static void blk_save(struct virtio_device *d, struct state_buf *b)
     blk_drain(d);
 }
 
+/* Without MQ the driver knows one queue only. */
+static int blk_queues_usable(const struct virtio_device *d, uint64_t features)
+{
+    return features & (1ull << VIRTIO_BLK_F_MQ) ? d->nqueues : 1;
+}
+
 static const struct virtio_device_ops blk_ops = {
     .queue_notify = blk_queue_notify,
     .config_read = blk_config_read,
     .reset = blk_drain,
     .quiesce = blk_drain,
     .save = blk_save,
+    .queues_usable = blk_queues_usable,
 };
 
 int virtio_blk_default_queues(int vcpus)

@@ -193,6 +193,17 @@ void virtio_device_save(struct virtio_device *d, struct state_buf *b)
     pthread_mutex_unlock(&d->lock);
 }
 
+/* The saved queue count is ours, or fewer where the saved driver could not
+ * have used more (a snapshot taken before virtio-blk offered MQ). */
+static bool saved_queues_fit(const struct virtio_device *d, uint32_t nqueues, uint64_t features)
+{
+    if (nqueues == (uint32_t)d->nqueues) {
+        return true;
+    }
+    return d->ops->queues_usable && nqueues >= 1 && nqueues < (uint32_t)d->nqueues &&
+           nqueues >= (uint32_t)d->ops->queues_usable(d, features);
+}
+
 int virtio_device_load(struct virtio_device *d, struct state_buf *b, struct error *err)
 {
     uint32_t id = state_get_u32(b);
@@ -204,7 +215,7 @@ int virtio_device_load(struct virtio_device *d, struct state_buf *b, struct erro
     if (ret < 0) {
         return ret;
     }
-    if (id != d->device_id || nqueues != (uint32_t)d->nqueues) {
+    if (id != d->device_id || !saved_queues_fit(d, nqueues, features)) {
         return error_set(err, -EINVAL, "%s: state is for device id %u with %u queues", d->name, id, nqueues);
     }
     if (features & ~d->host_features) {
@@ -215,7 +226,10 @@ int virtio_device_load(struct virtio_device *d, struct state_buf *b, struct erro
     d->guest_features = features;
     d->status = status;
     d->config_generation = generation;
-    for (int i = 0; i < d->nqueues && ret == 0; i++) {
+    for (int i = (int)nqueues; i < d->nqueues; i++) {
+        virtqueue_reset(&d->vqs[i]);        /* queues the saved device did not have */
+    }
+    for (int i = 0; i < (int)nqueues && ret == 0; i++) {
         struct virtqueue *vq = &d->vqs[i];
         vq->size = state_get_u16(b);
         bool ready = state_get_bool(b);

@@ -53,6 +53,11 @@ struct virtio_device_ops {
     void (*resume)(struct virtio_device *d);
     void (*save)(struct virtio_device *d, struct state_buf *b);
     int (*load)(struct virtio_device *d, struct state_buf *b, struct error *err);
+    /* How many queues a driver that negotiated `features` can use, for a
+     * device whose queue count depends on a feature (virtio-blk's MQ):
+     * state saved by a device with fewer queues loads when the driver could
+     * not have used more. NULL: the count must match. */
+    int (*queues_usable)(const struct virtio_device *d, uint64_t features);
 };
 
 /* What the transport provides to the device. */
