@@ -170,7 +170,16 @@ static int full_pwrite_nowait(int fd, uint64_t off, const void *buf, size_t len)
 
 #define PAGE_BYTES 4096u
 
-int hostfile_pwrite_nowait(struct hostfile *f, uint64_t off, const void *buf, size_t len)
+/* Counted once the write has reached the file (when it returns, whatever it
+ * returns): a flush that read the count before a write finished must not
+ * stand for it, or the next flush would skip its fdatasync. */
+static int counted(struct hostfile *f, int ret)
+{
+    __atomic_add_fetch(&f->write_gen, 1, __ATOMIC_ACQ_REL);
+    return ret;
+}
+
+static int pwrite_nowait_uncounted(struct hostfile *f, uint64_t off, const void *buf, size_t len)
 {
     if (f->proto || f->direct || f->dbg || f->read_only) {
         return -EAGAIN;
@@ -186,6 +195,12 @@ int hostfile_pwrite_nowait(struct hostfile *f, uint64_t off, const void *buf, si
         return -EAGAIN;     /* a partial page may have to be read first */
     }
     return full_pwrite(f->fd, off, buf, len);
+}
+
+int hostfile_pwrite_nowait(struct hostfile *f, uint64_t off, const void *buf, size_t len)
+{
+    int ret = pwrite_nowait_uncounted(f, off, buf, len);
+    return ret == -EAGAIN ? ret : counted(f, ret);  /* -EAGAIN: nothing written, a worker redoes it */
 }
 
 /* The aligned span around [off, off+len) in a bounce buffer. */
@@ -224,14 +239,8 @@ int hostfile_pread(struct hostfile *f, uint64_t off, void *buf, size_t len)
     return ret;
 }
 
-static void note_write(struct hostfile *f)
+static int pwrite_uncounted(struct hostfile *f, uint64_t off, const void *buf, size_t len)
 {
-    __atomic_add_fetch(&f->write_gen, 1, __ATOMIC_ACQ_REL);
-}
-
-int hostfile_pwrite(struct hostfile *f, uint64_t off, const void *buf, size_t len)
-{
-    note_write(f);
     int err = blkdebug_check(f->dbg, BLKDBG_IO_WRITE, off, len);
     if (err < 0) {
         return err;
@@ -270,6 +279,11 @@ int hostfile_pwrite(struct hostfile *f, uint64_t off, const void *buf, size_t le
     pthread_rwlock_unlock(&f->rmw_lock);
     free(bounce);
     return ret;
+}
+
+int hostfile_pwrite(struct hostfile *f, uint64_t off, const void *buf, size_t len)
+{
+    return counted(f, pwrite_uncounted(f, off, buf, len));
 }
 
 static int flush_now(struct hostfile *f)
@@ -319,13 +333,17 @@ int64_t hostfile_size(struct hostfile *f)
     return st.st_size;
 }
 
-int hostfile_truncate(struct hostfile *f, uint64_t size)
+static int truncate_uncounted(struct hostfile *f, uint64_t size)
 {
-    note_write(f);
     if (f->proto) {
         return f->proto->truncate(f, size);
     }
     return ftruncate(f->fd, (off_t)size) < 0 ? -errno : 0;
+}
+
+int hostfile_truncate(struct hostfile *f, uint64_t size)
+{
+    return counted(f, truncate_uncounted(f, size));
 }
 
 static int write_zeros_slowly(struct hostfile *f, uint64_t off, uint64_t len)
@@ -343,9 +361,8 @@ static int write_zeros_slowly(struct hostfile *f, uint64_t off, uint64_t len)
     return 0;
 }
 
-int hostfile_allocate(struct hostfile *f, uint64_t off, uint64_t len, bool full)
+static int allocate_uncounted(struct hostfile *f, uint64_t off, uint64_t len, bool full)
 {
-    note_write(f);
     if (full) {
         return write_zeros_slowly(f, off, len);
     }
@@ -358,12 +375,13 @@ int hostfile_allocate(struct hostfile *f, uint64_t off, uint64_t len, bool full)
     return -errno;
 }
 
-int hostfile_zero_range(struct hostfile *f, uint64_t off, uint64_t len, bool may_unmap)
+int hostfile_allocate(struct hostfile *f, uint64_t off, uint64_t len, bool full)
 {
-    if (len == 0) {
-        return 0;
-    }
-    note_write(f);
+    return counted(f, allocate_uncounted(f, off, len, full));
+}
+
+static int zero_range_uncounted(struct hostfile *f, uint64_t off, uint64_t len, bool may_unmap)
+{
     int err = blkdebug_check(f->dbg, BLKDBG_IO_WRITE_ZEROES, off, len);
     if (err < 0) {
         return err;
@@ -387,6 +405,11 @@ int hostfile_zero_range(struct hostfile *f, uint64_t off, uint64_t len, bool may
         return 0;
     }
     return write_zeros_slowly(f, off, len);
+}
+
+int hostfile_zero_range(struct hostfile *f, uint64_t off, uint64_t len, bool may_unmap)
+{
+    return len == 0 ? 0 : counted(f, zero_range_uncounted(f, off, len, may_unmap));
 }
 
 int64_t hostfile_allocated_bytes(struct hostfile *f)
