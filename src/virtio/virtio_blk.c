@@ -451,6 +451,7 @@ static const struct virtio_device_ops blk_ops = {
     .queue_notify = blk_queue_notify,
     .config_read = blk_config_read,
     .reset = blk_drain,
+    .drain = blk_drain,
     .quiesce = blk_drain,
     .save = blk_save,
     .queues_usable = blk_queues_usable,

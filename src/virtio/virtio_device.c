@@ -63,6 +63,17 @@ void virtio_device_set_driver_features(struct virtio_device *d, unsigned word, u
     d->guest_features = (d->guest_features & ~mask) | (((uint64_t)value << (32 * word)) & d->host_features);
 }
 
+void virtio_device_queue_disable(struct virtio_device *d, int q)
+{
+    if (!d->vqs[q].ready) {
+        return;
+    }
+    if (d->ops->drain) {
+        d->ops->drain(d);
+    }
+    d->vqs[q].ready = false;
+}
+
 void virtio_device_reset(struct virtio_device *d)
 {
     /* The device first finishes what it has in flight (it may wait on

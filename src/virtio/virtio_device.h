@@ -44,6 +44,9 @@ struct virtio_device_ops {
     void (*config_write)(struct virtio_device *d, uint32_t offset, const void *buf, unsigned len);
     /* The driver reset the device. */
     void (*reset)(struct virtio_device *d);
+    /* Finish the requests in flight (with d->lock held), for devices that
+     * complete them off d->lock: a queue is about to change under them. */
+    void (*drain)(struct virtio_device *d);
     /* The driver set DRIVER_OK: start background work (e.g. a tap reader). */
     void (*activate)(struct virtio_device *d);
     void (*destroy)(struct virtio_device *d);
@@ -104,6 +107,9 @@ void virtio_device_set_driver_features(struct virtio_device *d, unsigned word, u
 uint32_t virtio_device_get_features(struct virtio_device *d, unsigned word);
 /* Enables queue q with the addresses the driver gave; may enter NEEDS_RESET. */
 void virtio_device_queue_enable(struct virtio_device *d, int q);
+/* Disables queue q (virtio-mmio QueueReady = 0) once nothing is in flight
+ * on it, so its size and addresses may change. */
+void virtio_device_queue_disable(struct virtio_device *d, int q);
 void virtio_device_reset(struct virtio_device *d);
 
 /* For device implementations: a broken guest puts the device into

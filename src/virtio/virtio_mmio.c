@@ -218,7 +218,7 @@ void virtio_mmio_write(void *opaque, uint64_t offset, unsigned size, uint64_t va
         if (vq && v == 1 && !vq->ready) {
             virtio_device_queue_enable(d, (int)t->queue_sel);
         } else if (vq && v == 0) {
-            vq->ready = false;
+            virtio_device_queue_disable(d, (int)t->queue_sel);
         }
         break;
     case INTERRUPT_ACK: __atomic_fetch_and(&t->interrupt_status, ~v, __ATOMIC_SEQ_CST); break;

@@ -139,6 +139,9 @@ int virtqueue_pop(struct virtqueue *vq, struct virtq_chain *c, struct error *err
 
 void virtqueue_push(struct virtqueue *vq, uint16_t head, uint32_t len)
 {
+    if (!vq->ready || vq->size == 0) {
+        return;     /* the driver took the queue away: nowhere to complete */
+    }
     struct virtq_used_elem *e = &vq->used->ring[vq->used_idx % vq->size];
     __atomic_store_n(&e->id, head, __ATOMIC_RELAXED);
     __atomic_store_n(&e->len, len, __ATOMIC_RELAXED);

@@ -8,6 +8,7 @@
  * vector shows as its pending bit in the PBA. On virtio-mmio every queue
  * raises the device's one interrupt line. */
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -410,6 +411,60 @@ static void test_mmio_one_line(void **state)
     rig_destroy(r);
 }
 
+/* The completing worker, held back a while as a slow disk would. */
+static void *hold_queue_lock(void *lock)
+{
+    pthread_mutex_lock(lock);
+    usleep(300 * 1000);
+    pthread_mutex_unlock(lock);
+    return NULL;
+}
+
+/* The guest turns a queue off (QueueReady = 0) and shrinks it to nothing
+ * while a worker still has a request of it: the queue goes off only once the
+ * request has completed onto the ring it was taken from (the worker divided
+ * by the new size 0, or wrote past a ring checked for another size). Found
+ * by review. */
+static void test_mmio_queue_off_waits_for_requests(void **state)
+{
+    struct rig *r = rig_create(1);
+    struct virtio_mmio t;
+    struct error err = { 0 };
+    assert_int_equal(virtio_mmio_create(&t, &r->blk.dev, NULL, NULL, VIRTIO_MMIO_BASE,
+                                        (struct irq_line){ count_pulse, NULL, 5 }, &err), 0);
+    r->blk.dev.status = 15;
+    struct virtqueue *vq = &r->blk.dev.vqs[0];
+    vq->size = QSIZE;
+    vq->desc_addr = RING_GPA(0);
+    vq->avail_addr = RING_GPA(0) + 0x1000;
+    vq->used_addr = RING_GPA(0) + 0x2000;
+    assert_int_equal(virtqueue_enable(vq, &r->mem, false, &err), 0);
+    vq->ready = true;
+    struct virtq_desc *d = guest_memory_ptr(&r->mem, RING_GPA(0), 2 * sizeof(*d));
+    struct virtq_avail *a = guest_memory_ptr(&r->mem, RING_GPA(0) + 0x1000, 4 + 2 * QSIZE);
+    uint32_t header[4] = { 4 /* FLUSH: always a worker's */, 0, 0, 0 };
+    memcpy(guest_memory_ptr(&r->mem, HEADER_GPA, sizeof(header)), header, sizeof(header));
+    *(uint8_t *)guest_memory_ptr(&r->mem, STATUS_GPA, 1) = 0xff;
+    d[0] = (struct virtq_desc){ HEADER_GPA, 16, VIRTQ_DESC_F_NEXT, 1 };
+    d[1] = (struct virtq_desc){ STATUS_GPA, 1, VIRTQ_DESC_F_WRITE, 0 };
+    a->ring[0] = 0;
+    __atomic_store_n(&a->idx, 1, __ATOMIC_RELEASE);
+    pthread_t slow;
+    assert_int_equal(pthread_create(&slow, NULL, hold_queue_lock, &r->blk.queue_lock[0]), 0);
+    usleep(50 * 1000);
+    virtio_mmio_write(&t, 0x050, 4, 0);             /* QueueNotify */
+    virtio_mmio_write(&t, 0x030, 4, 0);             /* QueueSel 0 */
+    virtio_mmio_write(&t, 0x044, 4, 0);             /* QueueReady 0 */
+    assert_int_equal(used_idx(r, 0), 1);            /* the flush completed first */
+    assert_int_equal(*(uint8_t *)guest_memory_ptr(&r->mem, STATUS_GPA, 1), 0);
+    virtio_mmio_write(&t, 0x038, 4, 0x10000);       /* QueueNum: too big, so 0 */
+    assert_int_equal(vq->size, 0);
+    pthread_join(slow, NULL);
+    drain(r);
+    virtio_mmio_destroy(&t);
+    rig_destroy(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -420,6 +475,7 @@ int main(void)
         cmocka_unit_test(test_queues_survive_save_and_load),
         cmocka_unit_test(test_one_queue_state_loads_into_more),
         cmocka_unit_test(test_mmio_one_line),
+        cmocka_unit_test(test_mmio_queue_off_waits_for_requests),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
