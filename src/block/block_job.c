@@ -238,6 +238,14 @@ static const struct block_job_driver *driver_of(enum block_job_type t)
                                                                              : &job_backup_driver;
 }
 
+static void release_host(const struct block_job_host *host)
+{
+    if (host->release) {
+        host->release(host->opaque);
+    }
+}
+
+/* Also gives the disk back: every job ends here. */
 static void destroy(struct block_job *job)
 {
     if (job->efd >= 0) {
@@ -246,6 +254,7 @@ static void destroy(struct block_job *job)
     pthread_mutex_destroy(&job->lock);
     pthread_cond_destroy(&job->cond);
     free(job->backing_file);
+    release_host(&job->host);
     free(job);
 }
 
@@ -273,6 +282,7 @@ int block_job_start(struct block_job **out, const struct block_job_params *p, co
 {
     struct block_job *job = calloc(1, sizeof(*job));
     if (!job) {
+        release_host(host);
         return error_set(err, -ENOMEM, "out of memory");
     }
     job->p = *p;

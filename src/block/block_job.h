@@ -41,6 +41,9 @@ struct block_job_host {
      * read-only; called drained. On failure the disk keeps a usable image
      * if it can (the old one reopened). */
     int (*replace)(void *opaque, const char *filename, const char *format, struct error *err);
+    /* The job is done with the disk (freed, or it failed to start); NULL:
+     * nothing to give back. */
+    void (*release)(void *opaque);
     void *opaque;
 };
 

@@ -252,5 +252,6 @@ static int job_replace(void *opaque, const char *filename, const char *format, s
 
 void block_node_job_host(struct block_node *n, struct block_job_host *out)
 {
-    *out = (struct block_job_host){ job_top, job_drain_begin, job_drain_end, job_replace, n };
+    *out = (struct block_job_host){ .top = job_top, .drain_begin = job_drain_begin, .drain_end = job_drain_end,
+                                    .replace = job_replace, .opaque = n };
 }

@@ -168,7 +168,9 @@ int machine_disks_activate(struct machine *m, struct error *err);
 
 /* Disk i as the host of a block job (block/block_job.h): its top image,
  * its virtio-blk device drained around the job's graph changes, and the
- * switch to another image (the guest's device keeps going on it). */
+ * switch to another image (the guest's device keeps going on it). Hand it
+ * to block_job_start: until the job is freed, a guest's eject of the disk
+ * waits (the job reads its image). */
 struct block_job_host;
 int machine_disk_job_host(struct machine *m, int i, struct block_job_host *out, struct error *err);
 

@@ -56,6 +56,9 @@ static int no_image(int i, struct error *err)
 void machine_set_migrating(struct machine *m, bool on)
 {
     __atomic_store_n(&m->migrating, on, __ATOMIC_SEQ_CST);
+    if (!on) {
+        machine_ejects_resume(m);
+    }
 }
 
 bool machine_migrating(const struct machine *m)
@@ -181,6 +184,15 @@ static int job_replace(void *opaque, const char *filename, const char *format, s
     return ret;
 }
 
+/* A guest eject of the disk waits for its jobs (machine_hotplug.c). */
+static void job_release(void *opaque)
+{
+    struct machine_disk_ref *r = opaque;
+    if (__atomic_sub_fetch(&r->m->disk_jobs[r->i], 1, __ATOMIC_SEQ_CST) == 0) {
+        machine_ejects_resume(r->m);
+    }
+}
+
 int machine_disk_job_host(struct machine *m, int i, struct block_job_host *out, struct error *err)
 {
     if (i < 0 || i >= m->cfg->ndisks || !m->disks[i]) {
@@ -191,7 +203,9 @@ int machine_disk_job_host(struct machine *m, int i, struct block_job_host *out, 
         return busy;
     }
     m->disk_refs[i] = (struct machine_disk_ref){ m, i };
-    *out = (struct block_job_host){ job_top, job_drain_begin, job_drain_end, job_replace, &m->disk_refs[i] };
+    __atomic_add_fetch(&m->disk_jobs[i], 1, __ATOMIC_SEQ_CST);
+    *out = (struct block_job_host){ .top = job_top, .drain_begin = job_drain_begin, .drain_end = job_drain_end,
+                                    .replace = job_replace, .release = job_release, .opaque = &m->disk_refs[i] };
     return 0;
 }
 

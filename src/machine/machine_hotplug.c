@@ -333,9 +333,51 @@ static void remove_device(struct machine *m, struct hotplugged *h)
  * BAR and calls its handler outside the bus lock, so a vCPU could still be
  * in the handlers of a device being freed (ejects are rare; a paused
  * machine's vCPUs are parked already). */
+/* Slots whose removal must wait: every one while a migration sends the
+ * devices and disks, and a cold disk's while a block job reads its image
+ * (the image closes with the device; a hot-plugged device leaves its node
+ * open). QEMU's jobs keep a reference on the node instead. */
+static uint32_t ejects_to_defer(struct machine *m, uint32_t slots)
+{
+    if (machine_migrating(m)) {
+        return slots;
+    }
+    uint32_t defer = 0;
+    for (int i = 0; i < m->cfg->ndisks; i++) {
+        struct virtio_slot *s = machine_disk_pci_slot(m, i);
+        if (s && __atomic_load_n(&m->disk_jobs[i], __ATOMIC_SEQ_CST) > 0) {
+            defer |= slots & (1u << s->pci->pci.slot);
+        }
+    }
+    return defer;
+}
+
+void machine_ejects_resume(struct machine *m)
+{
+    uint32_t slots = __atomic_exchange_n(&m->deferred_ejects, 0, __ATOMIC_SEQ_CST);
+    if (slots) {
+        __atomic_fetch_or(&m->ejected_slots, slots, __ATOMIC_SEQ_CST);
+        uint64_t one = 1;
+        if (m->eject_fd >= 0 && write(m->eject_fd, &one, sizeof(one)) < 0) {
+            /* The counter is full: a wake-up is pending anyway. */
+        }
+    }
+}
+
 void machine_pci_process_ejects(struct machine *m)
 {
     uint32_t slots = __atomic_exchange_n(&m->ejected_slots, 0, __ATOMIC_SEQ_CST);
+    uint32_t later = ejects_to_defer(m, slots);
+    if (later) {
+        __atomic_fetch_or(&m->deferred_ejects, later, __ATOMIC_SEQ_CST);
+        slots &= ~later;
+        /* A job or the migration may have ended meanwhile, its resume
+         * finding nothing deferred yet: try again (what still waits is
+         * deferred again). */
+        if (ejects_to_defer(m, later) != later) {
+            machine_ejects_resume(m);
+        }
+    }
     bool park = slots && m->run_state == MACHINE_RUNNING;
     if (park) {
         vm_pause(&m->vm);

@@ -84,6 +84,7 @@ struct machine {
     size_t acpi_image_len;
     struct hotplugged hotplug[MACHINE_MAX_HOTPLUG];
     uint32_t ejected_slots;         /* the guest ejected them; the main loop removes (atomic) */
+    uint32_t deferred_ejects;       /* ejected while a migration or job used them (atomic) */
     int eject_fd;                   /* wakes the main loop for that */
     machine_device_deleted_fn device_deleted_hook;
     void *device_deleted_opaque;
@@ -92,6 +93,7 @@ struct machine {
     /* A cold-plugged disk on PCI asked to go (device_del), and gone. */
     enum disk_unplug { DISK_PLUGGED, DISK_UNPLUG_REQUESTED, DISK_UNPLUGGED } disk_unplug[MACHINE_MAX_DISKS];
     struct machine_disk_ref { struct machine *m; int i; } disk_refs[MACHINE_MAX_DISKS];  /* block job hosts */
+    int disk_jobs[MACHINE_MAX_DISKS];   /* jobs holding the disk's image (atomic) */
     struct block_node_table nodes;  /* blockdev-add's named nodes */
     struct virtio_slot virtio[MACHINE_MAX_VIRTIO];
     int nvirtio;
@@ -159,6 +161,9 @@ int machine_add_pci_hotplug(struct machine *m, struct error *err);
 /* Cold-plugged disk i on PCI: its virtio slot, or NULL (on MMIO, or gone). */
 struct virtio_slot *machine_disk_pci_slot(struct machine *m, int i);
 void machine_pci_process_ejects(struct machine *m);
+/* Ejects held back while a migration or block job used the disk are
+ * served now (any thread: the main loop is woken). */
+void machine_ejects_resume(struct machine *m);
 /* The virtio devices on their transports (machine_virtio.c); a slot
  * registers as "virtio.N" with these operations. */
 extern const struct device_ops machine_virtio_slot_ops;

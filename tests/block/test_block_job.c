@@ -56,7 +56,8 @@ static int disk_replace(void *opaque, const char *filename, const char *format, 
 
 static struct block_job_host host_of(struct disk *d)
 {
-    return (struct block_job_host){ disk_top, drain_begin, drain_end, disk_replace, d };
+    return (struct block_job_host){ .top = disk_top, .drain_begin = drain_begin, .drain_end = drain_end,
+                                    .replace = disk_replace, .opaque = d };
 }
 
 static const char *path(const char *name)

@@ -416,6 +416,7 @@ int machine_disk_job_host(struct machine *m, int i, struct block_job_host *out, 
         return error_set(err, -ENODEV, "the stub machine's disk %d is no image it could open", i);
     }
     refs[i] = (struct disk_ref){ m, i };
-    *out = (struct block_job_host){ job_top, no_guest_to_drain, no_guest_to_drain, job_replace, &refs[i] };
+    *out = (struct block_job_host){ .top = job_top, .drain_begin = no_guest_to_drain, .drain_end = no_guest_to_drain,
+                                    .replace = job_replace, .opaque = &refs[i] };
     return 0;
 }

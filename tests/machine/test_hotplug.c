@@ -15,6 +15,8 @@
 #include <cmocka.h>
 
 #include "bare_machine.h"
+#include "block/block_job.h"
+#include "block/blockdev.h"
 #include "virtio/virtio_pci.h"
 
 static char deleted[8][64];       /* their ids ("(none)" when anonymous) */
@@ -340,6 +342,65 @@ static void test_cold_plugged_disk_ejects(void **state)
     unlink(cold_image);
 }
 
+/* A slow backup of disk 0 into a scratch file, started as QMP starts it. */
+static struct block_job *start_slow_backup(struct machine *m, char *target_path)
+{
+    struct error err = { 0 };
+    int fd = mkstemp(target_path);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, 1 << 20), 0);
+    close(fd);
+    struct blockdev *target = NULL;
+    assert_int_equal(blockdev_open(&target, target_path, &(struct blockdev_open_opts){ .format = "raw" }, &err), 0);
+    struct block_job_host host;
+    assert_int_equal(machine_disk_job_host(m, 0, &host, &err), 0);
+    struct block_job_params p = { .type = BLOCK_JOB_BACKUP, .speed = 64 << 10, .target = target };
+    snprintf(p.id, sizeof(p.id), "slow");
+    struct block_job *job = NULL;
+    if (block_job_start(&job, &p, &host, &err) < 0) {
+        fail_msg("block_job_start: %s", err.msg);
+    }
+    return job;
+}
+
+/* The guest ejects a cold-plugged disk (it needs no device_del) while a
+ * block job reads its image, or while a migration sends the devices: the
+ * device stays until the job is freed or the migration ends, then goes (its
+ * image was closed under the job's thread: a use-after-free). Found by
+ * review. */
+static void test_eject_waits_for_job_and_migration(void **state)
+{
+    struct machine *m = cold_disk_machine();
+    int slot = machine_disk_pci_slot(m, 0)->pci->pci.slot;
+    char target_path[] = "/tmp/cowvisor-eject-target-XXXXXX";
+    struct block_job *job = start_slow_backup(m, target_path);
+    port_write32(m, ACPI_PCIHP_PORT + ACPI_PCIHP_EJECT, 1u << slot);
+    machine_pci_process_ejects(m);
+    assert_int_equal(ndeleted, 0);
+    assert_non_null(m->disks[0]);
+    assert_non_null(m->pci.slots[slot]);
+    block_job_free(job);                    /* the job gives the disk back */
+    machine_pci_process_ejects(m);          /* what the main loop's wake-up does */
+    assert_int_equal(ndeleted, 1);
+    assert_null(m->disks[0]);
+    bare_destroy(m);
+    unlink(cold_image);
+
+    m = cold_disk_machine();
+    machine_set_migrating(m, true);
+    port_write32(m, ACPI_PCIHP_PORT + ACPI_PCIHP_EJECT, 1u << slot);
+    machine_pci_process_ejects(m);
+    assert_int_equal(ndeleted, 0);
+    assert_non_null(m->disks[0]);
+    machine_set_migrating(m, false);
+    machine_pci_process_ejects(m);
+    assert_int_equal(ndeleted, 1);
+    assert_null(m->disks[0]);
+    bare_destroy(m);
+    unlink(cold_image);
+    unlink(target_path);
+}
+
 /* Record/replay has no virtio-pci and its log no hotplug: refused. */
 static void test_refused_in_replay_mode(void **state)
 {
@@ -390,6 +451,7 @@ int main(void)
         cmocka_unit_test(test_bars_the_guest_moved_are_avoided),
         cmocka_unit_test(test_anonymous_device_by_qom_path),
         cmocka_unit_test(test_cold_plugged_disk_ejects),
+        cmocka_unit_test(test_eject_waits_for_job_and_migration),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
