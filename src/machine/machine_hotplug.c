@@ -168,6 +168,10 @@ int machine_device_add_virtio_blk(struct machine *m, const char *id, const char 
     if (machine_migrating(m)) {
         return error_set(err, -EBUSY, "device_add not allowed while migrating");
     }
+    if (id && strlen(id) >= sizeof(m->hotplug[0].id)) {
+        /* Kept cut short, it would match no device_del and allow duplicates. */
+        return error_set(err, -EINVAL, "Parameter 'id' is longer than %zu characters", sizeof(m->hotplug[0].id) - 1);
+    }
     if (id && find_device(m, id)) {
         return error_set(err, -EEXIST, "Duplicate device ID '%s'", id);
     }
