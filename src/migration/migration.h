@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "migration/migration_converge.h"
 #include "util/error.h"
 
 struct machine;
@@ -34,13 +35,14 @@ enum migration_status {
 const char *migration_status_name(enum migration_status st);
 
 struct migration_params {
-    uint64_t downtime_limit_ms;     /* QEMU's default: 300 */
+    /* downtime-limit and auto-converge (QEMU's defaults: 300 ms; off,
+     * 20% then +10% up to 99% when a pass dirties over 50% of what it sent) */
+    struct converge_params converge;
     uint64_t max_bandwidth;         /* bytes per second, 0: unlimited */
     /* QEMU's max-postcopy-bandwidth: the background stream of post-copy,
      * bytes per second (0: unlimited); requested pages are not held back */
     uint64_t max_postcopy_bandwidth;
     bool postcopy_ram;              /* the destination must accept post-copy */
-    bool auto_converge;             /* throttle the vCPUs when the guest outruns the link */
     /* QEMU's postcopy-preempt: requested pages on a second connection
      * (hooks->open_channel), never behind the bulk stream */
     bool postcopy_preempt;
@@ -50,10 +52,10 @@ struct migration_params {
      * ones it writes meanwhile again, never the base's (migration_disk.c).
      * Off: disks are on shared storage. */
     bool block_incremental;
-    int throttle_initial;           /* percent: QEMU's cpu-throttle-initial (20) */
-    int throttle_increment;         /* QEMU's cpu-throttle-increment (10) */
 };
 void migration_params_default(struct migration_params *p);
+/* QEMU's range checks (migrate-set-parameters), its words included. */
+int migration_params_check(const struct migration_params *p, struct error *err);
 
 struct migration_stats {
     enum migration_status status;
@@ -121,6 +123,10 @@ void migration_source_stats(struct migration_source *s, struct migration_stats *
 /* Asks the thread to stop; a pre-copy that has not finished leaves the
  * guest running. -EBUSY in post-copy (the destination already runs). */
 int migration_source_cancel(struct migration_source *s);
+/* migrate-set-parameters during a migration: downtime-limit, the throttle
+ * settings, max-bandwidth and max-postcopy-bandwidth apply from the next
+ * batch on, as in QEMU (the capabilities stay). -EINVAL: out of range. */
+int migration_source_set_params(struct migration_source *s, const struct migration_params *p, struct error *err);
 /* Switches to post-copy at the end of the current batch (-EINVAL without
  * postcopy_ram). */
 int migration_source_start_postcopy(struct migration_source *s, struct error *err);

@@ -62,10 +62,16 @@ struct migration_source {
     struct preempt_src *preempt;        /* once in post-copy (atomic: the return path reads it) */
     bool disks_handed_over;             /* shared storage: the images are the destination's now */
     struct mig_disk_tx *disks;          /* overlay-only disks: the live copy */
-    uint64_t start_ns, pass_start_ns, pass_bytes, bandwidth;  /* bytes/s */
+    uint64_t start_ns, pass_start_ns, pass_bytes;
+    /* max-bandwidth's window: from the pass's start or the last change of
+     * the limit (a lower one must not make up for a whole pass at once) */
+    uint64_t pace_start_ns, pace_bytes;
     uint64_t pages_before;              /* pages sent before this pass */
-    int dirty_high;                     /* passes in a row the guest outran the link */
-    int throttle;                       /* percent now */
+    struct converge_state conv;
+    int throttle;                       /* percent applied now */
+    /* migrate-set-parameters while running: the new values (under lock) */
+    struct migration_params new_p;
+    bool params_changed;
     int result;
     struct error err;
 };
@@ -94,6 +100,7 @@ static void account(struct migration_source *s, uint64_t bytes)
     s->st.mbps = ms ? (double)s->st.transferred * 8 / 1e6 / ((double)ms / 1000) : 0;
     pthread_mutex_unlock(&s->lock);
     s->pass_bytes += bytes;
+    s->pace_bytes += bytes;
 }
 
 static void disk_stats_locked(struct migration_source *s)
@@ -245,16 +252,36 @@ static int send_batch(struct migration_source *s)
     return 0;
 }
 
-/* max-bandwidth: sleeps until this pass's bytes are within the limit. */
+static void pace_restart(struct migration_source *s)
+{
+    s->pace_start_ns = mig_now_ns();
+    s->pace_bytes = 0;
+}
+
+/* Parameters changed while running take effect here, between batches:
+ * the ones QEMU applies to a running migration (downtime-limit, the
+ * bandwidths, the throttle's); capabilities stay as they were. */
+static void apply_new_params(struct migration_source *s)
+{
+    pthread_mutex_lock(&s->lock);
+    if (s->params_changed) {
+        bool auto_converge = s->p.converge.auto_converge;
+        s->p.converge = s->new_p.converge;
+        s->p.converge.auto_converge = auto_converge;
+        s->p.max_bandwidth = s->new_p.max_bandwidth;
+        s->p.max_postcopy_bandwidth = s->new_p.max_postcopy_bandwidth;
+        s->params_changed = false;
+        pace_restart(s);
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* max-bandwidth: sleeps until the bytes sent are within the limit. */
 static void throttle(struct migration_source *s)
 {
-    if (!s->p.max_bandwidth) {
-        return;
-    }
-    uint64_t due = s->pass_bytes * 1000000000ull / s->p.max_bandwidth;
-    uint64_t spent = mig_now_ns() - s->pass_start_ns;
-    if (due > spent) {
-        uint64_t ns = due - spent;
+    apply_new_params(s);
+    uint64_t ns = converge_pace_ns(s->pace_bytes, mig_now_ns() - s->pace_start_ns, s->p.max_bandwidth);
+    if (ns) {
         struct timespec ts = { (time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull) };
         nanosleep(&ts, NULL);
     }
@@ -289,7 +316,8 @@ static int serve_requests(struct migration_source *s)
     }
 }
 
-/* Waits up to ns for a page request (or the return path to end). */
+/* Waits up to ns for a page request (or the return path to end, or new
+ * parameters). */
 static void wait_request(struct migration_source *s, uint64_t ns)
 {
     struct timespec ts;
@@ -298,7 +326,7 @@ static void wait_request(struct migration_source *s, uint64_t ns)
     ts.tv_sec += (time_t)(at / 1000000000ull);
     ts.tv_nsec = (long)(at % 1000000000ull);
     pthread_mutex_lock(&s->lock);
-    while (s->req_tail == s->req_head && !s->rp_closed &&
+    while (s->req_tail == s->req_head && !s->rp_closed && !s->params_changed &&
            pthread_cond_timedwait(&s->cond, &s->lock, &ts) == 0) {
     }
     pthread_mutex_unlock(&s->lock);
@@ -308,13 +336,13 @@ static void wait_request(struct migration_source *s, uint64_t ns)
  * bytes are within the limit; a page asked for meanwhile goes at once. */
 static int postcopy_pace(struct migration_source *s)
 {
-    uint64_t bw = s->p.max_postcopy_bandwidth;
-    while (bw && !read_flag(s, &s->rp_closed)) {
-        uint64_t due = s->pass_bytes * 1000000000ull / bw, spent = mig_now_ns() - s->pass_start_ns;
-        if (due <= spent) {
+    apply_new_params(s);
+    while (!read_flag(s, &s->rp_closed)) {
+        uint64_t ns = converge_pace_ns(s->pace_bytes, mig_now_ns() - s->pace_start_ns, s->p.max_postcopy_bandwidth);
+        if (!ns) {
             return 0;
         }
-        wait_request(s, due - spent);
+        wait_request(s, ns);
         int ret = serve_requests(s);
         if (ret < 0) {
             return ret;
@@ -329,6 +357,7 @@ static int send_pass(struct migration_source *s, bool final)
 {
     s->pass_start_ns = mig_now_ns();
     s->pass_bytes = 0;
+    pace_restart(s);
     for (int i = 0; i < s->todo.count; i++) {
         uint64_t *bits = s->todo.bits[i];
         for (uint64_t p = 0; p < s->todo.pages[i]; p++) {
@@ -383,27 +412,9 @@ static void set_throttle(struct migration_source *s, int pct)
     pthread_mutex_unlock(&s->lock);
 }
 
-/* QEMU's rule: when the guest dirtied more than half of what the pass
- * sent, twice in a row, throttle it harder. */
-static void auto_converge(struct migration_source *s, uint64_t dirty_bytes)
-{
-    if (!s->p.auto_converge) {
-        return;
-    }
-    if (dirty_bytes <= s->pass_bytes / 2) {
-        s->dirty_high = 0;
-        return;
-    }
-    if (++s->dirty_high < 2) {
-        return;
-    }
-    s->dirty_high = 0;
-    int pct = s->throttle ? s->throttle + s->p.throttle_increment : s->p.throttle_initial;
-    set_throttle(s, pct > 99 ? 99 : pct);
-}
-
-/* After a pass: harvest the dirty log into todo and estimate the downtime
- * the rest would take. true: it fits the limit. */
+/* After a pass: harvest the dirty log into todo; the convergence rules
+ * (migration_converge.c) say whether the rest fits the downtime limit,
+ * and how hard to throttle the guest if not. */
 static int next_pass(struct migration_source *s, uint64_t pass, bool *fits)
 {
     uint64_t ns = mig_now_ns() - s->pass_start_ns;
@@ -411,21 +422,20 @@ static int next_pass(struct migration_source *s, uint64_t pass, bool *fits)
     if (ret < 0) {
         return ret;
     }
+    apply_new_params(s);
     uint64_t dirty = guest_bitmap_count(&s->todo);
     uint64_t disk_dirty = s->disks ? mig_disk_tx_harvest(s->disks) : 0;
-    if (ns >= 1000000 && s->pass_bytes) {   /* too short a pass measures nothing */
-        s->bandwidth = s->pass_bytes * 1000000000ull / ns;
-    }
-    uint64_t bw = s->bandwidth ? s->bandwidth : 1;
     /* The downtime sends the last pages and the last disk ranges. */
-    uint64_t expected_ms = (dirty * GUEST_PAGE_SIZE + disk_dirty) * 1000 / bw;
+    struct converge_pass cp = { .sent_bytes = s->pass_bytes, .ns = ns,
+                                .dirty_bytes = dirty * GUEST_PAGE_SIZE + disk_dirty };
+    struct converge_decision d = converge_after_pass(&s->conv, &s->p.converge, &cp);
     pthread_mutex_lock(&s->lock);
     if (s->disks) {
         disk_stats_locked(s);
     }
     s->st.dirty_sync_count++;
     s->st.remaining = dirty * GUEST_PAGE_SIZE;
-    s->st.expected_downtime_ms = expected_ms;
+    s->st.expected_downtime_ms = d.expected_downtime_ms;
     s->st.dirty_pages_rate = ns ? dirty * 1000000000ull / ns : 0;
     uint64_t pages = s->batch->zero + s->batch->normal;
     s->st.pages_per_second = ns ? (pages - s->pages_before) * 1000000000ull / ns : 0;
@@ -434,10 +444,8 @@ static int next_pass(struct migration_source *s, uint64_t pass, bool *fits)
     if (s->h.pass) {
         s->h.pass(s->h.opaque, pass);
     }
-    *fits = expected_ms <= s->p.downtime_limit_ms;
-    if (!*fits) {
-        auto_converge(s, dirty * GUEST_PAGE_SIZE);
-    }
+    set_throttle(s, d.throttle);
+    *fits = d.stop;
     return 0;
 }
 
@@ -887,7 +895,10 @@ int migration_source_check(struct machine *m, const struct migration_params *p, 
 int migration_source_start(struct migration_source **out, struct machine *m, int fd,
                            const struct migration_params *p, const struct migration_hooks *h, struct error *err)
 {
-    int ret = migration_source_check(m, p, err);
+    int ret = migration_params_check(p, err);
+    if (ret == 0) {
+        ret = migration_source_check(m, p, err);
+    }
     if (ret < 0) {
         close(fd);
         return ret;
@@ -966,6 +977,20 @@ int migration_source_cancel(struct migration_source *s)
         shutdown(s->fd, SHUT_RDWR);     /* a thread blocked in send wakes */
     }
     return ret;
+}
+
+int migration_source_set_params(struct migration_source *s, const struct migration_params *p, struct error *err)
+{
+    int ret = migration_params_check(p, err);
+    if (ret < 0) {
+        return ret;
+    }
+    pthread_mutex_lock(&s->lock);
+    s->new_p = *p;
+    s->params_changed = true;
+    pthread_cond_broadcast(&s->cond);   /* post-copy's pacing waits on it */
+    pthread_mutex_unlock(&s->lock);
+    return 0;
 }
 
 int migration_source_start_postcopy(struct migration_source *s, struct error *err)

@@ -21,9 +21,13 @@ void migration_params_default(struct migration_params *p)
 {
     /* Every field not named is off or unlimited (0), new ones included. */
     *p = (struct migration_params){
-        .downtime_limit_ms = 300,
+        .converge = { .downtime_limit_ms = 300, .throttle_initial = 20, .throttle_increment = 10,
+                      .throttle_max = 99, .trigger_threshold = 50 },
         .max_bandwidth = 128ull << 20,  /* QEMU's MAX_THROTTLE */
-        .throttle_initial = 20,
-        .throttle_increment = 10,
     };
+}
+
+int migration_params_check(const struct migration_params *p, struct error *err)
+{
+    return converge_params_check(&p->converge, err);
 }

@@ -138,7 +138,7 @@ static int source(const char *uri, bool postcopy)
     struct migration_params p;
     migration_params_default(&p);
     p.postcopy_ram = postcopy;
-    p.downtime_limit_ms = 5;
+    p.converge.downtime_limit_ms = 5;
     struct migration_hooks h = { .stop = stop_guest, .opaque = m };
     struct migration_source *s = NULL;
     int ret = migration_source_start(&s, m, fd, &p, &h, &err);

@@ -372,7 +372,7 @@ static void precopy_over(int fds[2])
     struct run r;
     run_init(&r, &bare_config, 20000);
     r.p.max_bandwidth = 256ull << 20;
-    r.p.downtime_limit_ms = 20;
+    r.p.converge.downtime_limit_ms = 20;
     run_start(&r, fds);
     run_wait(&r);
     assert_completed(&r);
@@ -431,7 +431,7 @@ static void test_precopy_bandwidth_limit(void **state)
     socket_pair(fds);
     run_init(&r, &bare_config, 4000);
     r.p.max_bandwidth = 32ull << 20;
-    r.p.downtime_limit_ms = 5;
+    r.p.converge.downtime_limit_ms = 5;
     run_start(&r, fds);
     run_wait(&r);
     assert_completed(&r);
@@ -452,10 +452,10 @@ static void test_auto_converge(void **state)
     socket_pair(fds);
     run_init(&r, &bare_config, 40000);              /* 160 MB/s of dirty pages */
     r.p.max_bandwidth = 64ull << 20;
-    r.p.downtime_limit_ms = 10;
-    r.p.auto_converge = true;
-    r.p.throttle_initial = 20;
-    r.p.throttle_increment = 20;
+    r.p.converge.downtime_limit_ms = 10;
+    r.p.converge.auto_converge = true;
+    r.p.converge.throttle_initial = 20;
+    r.p.converge.throttle_increment = 20;
     run_start(&r, fds);
     run_wait(&r);
     assert_completed(&r);
@@ -668,7 +668,7 @@ static void postcopy_over(int fds[2])
      * late it is scheduled on a loaded host (unlimited, the stream could
      * bring every page first and no fault would happen). */
     r.p.max_postcopy_bandwidth = 8ull << 20;
-    r.p.downtime_limit_ms = 1;
+    r.p.converge.downtime_limit_ms = 1;
     run_start(&r, fds);
     struct timespec ts = { 0, 100000000 };
     nanosleep(&ts, NULL);
@@ -762,7 +762,7 @@ static void test_postcopy_preempt(void **state)
     run_init(&r, &bare_config, 0);
     r.dst.handoff = &r.src.guest;
     r.p.postcopy_ram = r.p.postcopy_preempt = true;
-    r.p.downtime_limit_ms = 1;
+    r.p.converge.downtime_limit_ms = 1;
     /* As in postcopy_over: unlimited, the stream could bring every page
      * before the guest faults on one (seen under load). */
     r.p.max_postcopy_bandwidth = 8ull << 20;
@@ -900,7 +900,7 @@ static void test_postcopy_dest_error_fails_source(void **state)
     socket_pair(fds);
     run_init(&r, &bare_config, 0);
     r.p.postcopy_ram = true;
-    r.p.downtime_limit_ms = 1;
+    r.p.converge.downtime_limit_ms = 1;
     r.p.max_postcopy_bandwidth = 4ull << 20;
     struct migration_hooks sh = src_hooks(&r.src);
     assert_int_equal(pthread_create(&drain, NULL, drain_main, &fds[1]), 0);

@@ -625,7 +625,7 @@ static void test_overlay_live(void **state)
     struct migration_params p;
     migration_params_default(&p);
     p.block_incremental = true;
-    p.downtime_limit_ms = 1;        /* passes go on while the guest writes */
+    p.converge.downtime_limit_ms = 1;        /* passes go on while the guest writes */
     assert_int_equal(pthread_create(&w.thread, NULL, writer_main, &w), 0);
     overlay_migrate_with(&r, &p, &h, &w.s);
     if (r.sret < 0 || r.dret < 0) {

@@ -13,6 +13,7 @@
 #include "qmp_int.h"
 #include "qmp_migration.h"
 #include "qmp_migration_info.h"
+#include "qmp_migration_params.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -448,7 +449,7 @@ static void cmd_migrate(struct qmp_server *s, json_t *args, struct qmp_reply *r)
     mig.src = NULL;
     mig.postmigrate = false;
     params()->postcopy_ram = mig.cap_postcopy;
-    params()->auto_converge = mig.cap_auto_converge;
+    params()->converge.auto_converge = mig.cap_auto_converge;
     params()->share_memfd = mig.cap_ignore_shared;
     params()->postcopy_preempt = mig.cap_preempt;
     snprintf(mig.uri, sizeof(mig.uri), "%s", uri);
@@ -561,7 +562,9 @@ static void cmd_query_migrate(struct qmp_server *s, json_t *args, struct qmp_rep
     }
     json_object_set_new(r->ret, "total-time", json_integer((json_int_t)st.total_time_ms));
     json_object_set_new(r->ret, "setup-time", json_integer((json_int_t)st.setup_time_ms));
-    if (st.status == MIGRATION_COMPLETED || st.status == MIGRATION_POSTCOPY_ACTIVE) {
+    /* QEMU's populate_time_info: the downtime once completed, the one
+     * expected before (post-copy included) */
+    if (st.status == MIGRATION_COMPLETED) {
         json_object_set_new(r->ret, "downtime", json_integer((json_int_t)st.downtime_ms));
     } else {
         json_object_set_new(r->ret, "expected-downtime", json_integer((json_int_t)st.expected_downtime_ms));
@@ -642,62 +645,22 @@ static void cmd_query_capabilities(struct qmp_server *s, json_t *args, struct qm
     }
 }
 
+/* Taken by the next migration, and by the running one (as QEMU does: a
+ * larger downtime-limit is how a migration that does not converge is
+ * made to). */
 static void cmd_set_parameters(struct qmp_server *s, json_t *args, struct qmp_reply *r)
 {
-    static const struct qmp_arg spec[] = {
-        { "downtime-limit", JSON_INTEGER, true }, { "max-bandwidth", JSON_INTEGER, true },
-        { "cpu-throttle-initial", JSON_INTEGER, true }, { "cpu-throttle-increment", JSON_INTEGER, true },
-        { "max-postcopy-bandwidth", JSON_INTEGER, true }, { NULL, 0, false },
-    };
-    if (!qmp_check_args(args, spec, r)) {
-        return;
-    }
-    json_t *dl = json_object_get(args, "downtime-limit"), *bw = json_object_get(args, "max-bandwidth");
-    json_t *t1 = json_object_get(args, "cpu-throttle-initial"), *t2 = json_object_get(args, "cpu-throttle-increment");
-    if ((t1 && (json_integer_value(t1) < 1 || json_integer_value(t1) > 99)) ||
-        (t2 && (json_integer_value(t2) < 1 || json_integer_value(t2) > 99))) {
-        qmp_fail(r, QMP_GENERIC, "Parameter '%s' expects an integer in the range of 1 to 99",
-                 t1 && (json_integer_value(t1) < 1 || json_integer_value(t1) > 99) ? "cpu_throttle_initial"
-                                                                                    : "cpu_throttle_increment");
-        return;
-    }
-    if (dl && (json_integer_value(dl) < 0 || json_integer_value(dl) > 2000000)) {
-        qmp_fail(r, QMP_GENERIC, "Parameter 'downtime_limit' expects an integer in the range of 0 to 2000 seconds");
-        return;
-    }
-    if (bw && json_integer_value(bw) < 0) {
-        qmp_fail(r, QMP_GENERIC, "Parameter 'max_bandwidth' expects an integer in the range of 0 to %llu bytes/second",
-                 (unsigned long long)INT64_MAX);
-        return;
-    }
-    /* Taken by the next migration (the running one keeps its own). */
-    if (dl) {
-        params()->downtime_limit_ms = (uint64_t)json_integer_value(dl);
-    }
-    if (bw) {
-        params()->max_bandwidth = (uint64_t)json_integer_value(bw);
-    }
-    json_t *pbw = json_object_get(args, "max-postcopy-bandwidth");
-    if (pbw && json_integer_value(pbw) >= 0) {
-        params()->max_postcopy_bandwidth = (uint64_t)json_integer_value(pbw);
-    }
-    json_t *ti = json_object_get(args, "cpu-throttle-initial"), *tinc = json_object_get(args, "cpu-throttle-increment");
-    if (ti) {
-        params()->throttle_initial = (int)json_integer_value(ti);
-    }
-    if (tinc) {
-        params()->throttle_increment = (int)json_integer_value(tinc);
+    struct error err = { 0 };
+    if (qmp_migration_params_set(args, params(), &err) < 0 ||
+        (mig.src && !migration_source_done(mig.src) && migration_source_set_params(mig.src, params(), &err) < 0)) {
+        qmp_fail(r, QMP_GENERIC, "%s", err.msg);
     }
 }
 
 static void cmd_query_parameters(struct qmp_server *s, json_t *args, struct qmp_reply *r)
 {
     if (qmp_check_args(args, no_args, r)) {
-        r->ret = json_pack("{s:I,s:I,s:I,s:I,s:I}", "downtime-limit", (json_int_t)params()->downtime_limit_ms,
-                           "max-bandwidth", (json_int_t)params()->max_bandwidth, "cpu-throttle-initial",
-                           (json_int_t)params()->throttle_initial, "cpu-throttle-increment",
-                           (json_int_t)params()->throttle_increment, "max-postcopy-bandwidth",
-                           (json_int_t)params()->max_postcopy_bandwidth);
+        r->ret = qmp_migration_params_query(params());
     }
 }
 
