@@ -1,22 +1,35 @@
 /* vCPU throttling, as QEMU's auto-converge does it: a guest that dirties
  * memory faster than a migration can send it gets less CPU. A kicker
- * thread marks every vCPU every 10 ms and kicks it out of KVM_RUN; the
- * vCPU thread then sleeps pct/(100-pct) of the slice before it runs again.
- * The sleep waits on the VM's condition, so a pause or a stop is not held
- * up by it. */
+ * thread marks every vCPU once a period and kicks it out of KVM_RUN; the
+ * vCPU thread then sleeps its share of the period (vcpu_throttle_cycle)
+ * and runs the rest. The sleep waits on the VM's condition, so a pause or
+ * a stop is not held up by it. */
+#include "vmm/vcpu_throttle.h"
 #include "vmm/vm.h"
 
 #include <errno.h>
 #include <time.h>
 
-#define SLICE_NS 10000000ll
+struct vcpu_throttle_cycle vcpu_throttle_cycle(int percent)
+{
+    percent = percent < 0 ? 0 : percent > 99 ? 99 : percent;
+    if (percent == 0) {
+        return (struct vcpu_throttle_cycle){ 0, 0 };
+    }
+    /* A fixed period with a growing sleep would leave no time to run from
+     * 50% on: the next kick would come while the vCPU still slept. */
+    int64_t period = VCPU_THROTTLE_SLICE_NS * 100 / (100 - percent);
+    return (struct vcpu_throttle_cycle){ period, period - VCPU_THROTTLE_SLICE_NS };
+}
 
 static void *kicker_main(void *opaque)
 {
     struct vm *vm = opaque;
-    struct timespec slice = { 0, SLICE_NS };
-    while (__atomic_load_n(&vm->throttle_pct, __ATOMIC_ACQUIRE) > 0) {
-        nanosleep(&slice, NULL);
+    int pct;
+    while ((pct = __atomic_load_n(&vm->throttle_pct, __ATOMIC_ACQUIRE)) > 0) {
+        int64_t ns = vcpu_throttle_cycle(pct).period_ns;
+        struct timespec period = { (time_t)(ns / 1000000000ll), (long)(ns % 1000000000ll) };
+        nanosleep(&period, NULL);
         pthread_mutex_lock(&vm->lock);
         /* vm_stop sets stopping under the lock before it joins: never kick
          * a thread being joined. */
@@ -56,11 +69,10 @@ void vcpu_throttle_sleep(struct vcpu *c)
     if (!__atomic_exchange_n(&c->throttle_due, false, __ATOMIC_ACQ_REL)) {
         return;
     }
-    long long pct = __atomic_load_n(&vm->throttle_pct, __ATOMIC_ACQUIRE);
-    if (pct <= 0) {
+    long long ns = vcpu_throttle_cycle(__atomic_load_n(&vm->throttle_pct, __ATOMIC_ACQUIRE)).sleep_ns;
+    if (ns <= 0) {
         return;
     }
-    long long ns = SLICE_NS * pct / (100 - pct);
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
     until.tv_sec += (time_t)((until.tv_nsec + ns) / 1000000000ll);

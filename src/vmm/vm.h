@@ -146,8 +146,8 @@ int vcpu_inject_interrupt(struct vcpu *c, uint8_t vector, struct error *err);
 bool vcpu_wait_if_paused(struct vcpu *c);
 
 /* vCPU throttling (vcpu_throttle.c), for a migration's auto-converge: with
- * percent > 0 each vCPU sleeps that share of every 10 ms slice (kicked out
- * of the guest to do so); 0 stops it. */
+ * percent > 0 each vCPU sleeps that share of its time, kicked out of the
+ * guest once a period (vcpu_throttle.h); 0 stops it. */
 int vm_throttle_set(struct vm *vm, int percent, struct error *err);
 /* A vCPU thread's slice sleep, when one is due (vcpu.c calls it). */
 void vcpu_throttle_sleep(struct vcpu *c);

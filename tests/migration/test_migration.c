@@ -162,6 +162,7 @@ struct side {
     int max_throttle;
     int cut_fd;                     /* >= 0: cut the connection as post-copy begins */
     int channel_fd;                 /* post-copy preempt: the second connection to hand over */
+    bool dirty_every_pass;          /* a page dirty at every pass's end, however little the guest ran */
 };
 
 static void src_stop(void *opaque)
@@ -207,7 +208,11 @@ static void on_status(void *opaque, enum migration_status st)
 
 static void on_pass(void *opaque, uint64_t pass)
 {
-    ((struct side *)opaque)->passes++;
+    struct side *s = opaque;
+    s->passes++;
+    if (s->dirty_every_pass) {
+        guest_memory_mark_dirty(&s->guest.m->vm.mem, RANGE_BASE, 1);
+    }
 }
 
 /* The destination's guest goes on where the source's stopped. */
@@ -465,6 +470,66 @@ static void test_auto_converge(void **state)
     assert_int_equal(r.src.guest.throttle, 0);      /* lifted at the end */
     print_message("auto-converge: throttle up to %d%%, %llu passes, downtime %llu ms\n", r.src.max_throttle,
                   (unsigned long long)r.ss.dirty_sync_count, (unsigned long long)r.ss.downtime_ms);
+    run_free(&r);
+}
+
+/* Waits until the source has done passes dirty-log passes (or ended). */
+static void wait_passes(struct run *r, uint64_t passes)
+{
+    struct migration_stats st;
+    for (int i = 0; i < 3000; i++) {
+        migration_source_stats(r->s, &st);
+        if (st.dirty_sync_count >= passes || migration_source_done(r->s)) {
+            return;
+        }
+        struct timespec ts = { 0, 10000000 };
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* migrate-set-parameters reaches a running migration, as in QEMU: with
+ * downtime-limit 0 a guest that keeps writing never lets pre-copy stop
+ * (each pass finds a page dirty, even when the guest thread did not run
+ * on a loaded host); raised meanwhile, the migration completes on its next
+ * pass. */
+static void test_downtime_limit_raised_while_running(void **state)
+{
+    struct run r;
+    struct error err = { 0 };
+    int fds[2];
+    socket_pair(fds);
+    run_init(&r, &bare_config, 20000);
+    r.p.max_bandwidth = 64ull << 20;
+    r.p.converge.downtime_limit_ms = 0;
+    r.src.dirty_every_pass = true;
+    run_start(&r, fds);
+    wait_passes(&r, 4);
+    assert_false(migration_source_done(r.s));
+    struct migration_stats st;
+    migration_source_stats(r.s, &st);
+    assert_int_equal(st.status, MIGRATION_ACTIVE);
+    assert_true(st.dirty_sync_count >= 4);
+    /* Out of range: refused, the migration goes on unchanged. */
+    struct migration_params p = r.p;
+    p.converge.downtime_limit_ms = CONVERGE_MAX_DOWNTIME_MS + 1;
+    assert_int_equal(migration_source_set_params(r.s, &p, &err), -EINVAL);
+    assert_string_equal(err.msg, "Parameter 'downtime_limit' expects an integer in the range of 0 to (2000 * 1000) ms");
+    p.converge.downtime_limit_ms = CONVERGE_MAX_DOWNTIME_MS;
+    assert_int_equal(migration_source_set_params(r.s, &p, &err), 0);
+    /* A deadline, not a measure: without the change it never ends. */
+    wait_passes(&r, UINT64_MAX);
+    if (!migration_source_done(r.s)) {
+        migration_source_cancel(r.s);
+        run_wait(&r);
+        fail_msg("pre-copy did not stop after downtime-limit was raised (%llu passes)",
+                 (unsigned long long)r.ss.dirty_sync_count);
+    }
+    run_wait(&r);
+    assert_completed(&r);
+    assert_same_ram(r.a, r.b);
+    assert_no_stale_page(r.b);
+    print_message("downtime-limit raised after %llu passes, completed after %llu\n",
+                  (unsigned long long)st.dirty_sync_count, (unsigned long long)r.ss.dirty_sync_count);
     run_free(&r);
 }
 
@@ -1154,6 +1219,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_precopy_unix),
         cmocka_unit_test(test_precopy_bandwidth_limit),
         cmocka_unit_test(test_auto_converge),
+        cmocka_unit_test(test_downtime_limit_raised_while_running),
         cmocka_unit_test(test_same_host_memfd),
         cmocka_unit_test(test_wrong_destination_refused),
         cmocka_unit_test(test_cancel),
