@@ -564,16 +564,19 @@ static void test_same_host_memfd(void **state)
 
 /* ---- refusals, cancel, broken streams ---- */
 
-static void test_wrong_destination_refused(void **state)
+static void wrong_destination_refused(const struct machine_config *dst_cfg, const char *why)
 {
     struct run r;
     int fds[2];
     socket_pair(fds);
-    run_init(&r, &small_config, 1000);
+    run_init(&r, dst_cfg, 1000);
     run_start(&r, fds);
     run_wait(&r);
     assert_int_equal(r.sret, -EINVAL);
     assert_non_null(strstr(r.serr.msg, "destination:"));
+    if (!strstr(r.serr.msg, why)) {
+        fail_msg("refused for '%s', not for what differs ('%s')", r.serr.msg, why);
+    }
     assert_int_equal(r.ss.status, MIGRATION_FAILED);
     assert_int_equal(r.ds.status, MIGRATION_FAILED);
     /* The source never stopped; the destination never ran. */
@@ -582,6 +585,20 @@ static void test_wrong_destination_refused(void **state)
     assert_int_equal(r.dst.starts, 0);
     assert_int_equal(machine_run_state(r.a), MACHINE_RUNNING);
     run_free(&r);
+}
+
+/* A destination built otherwise (memory size, vCPUs, devices) refuses
+ * before the source stops, naming what differs. */
+static void test_wrong_destination_refused(void **state)
+{
+    wrong_destination_refused(&small_config, "--memory 32 MiB, this VM has --memory 16 MiB");
+    struct machine_config cfg = bare_config;
+    cfg.cpus = 2;
+    wrong_destination_refused(&cfg, "--cpus 1, this VM has --cpus 2");
+    cfg = bare_config;
+    cfg.nrng = 2;
+    cfg.rng[1] = TRANSPORT_MMIO;
+    wrong_destination_refused(&cfg, "1 virtio-rng device(s), this VM has 2");
 }
 
 static void test_cancel(void **state)
