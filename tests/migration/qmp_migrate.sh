@@ -127,6 +127,29 @@ check "preempt post-copy: completed" grep -q '"status": "completed"' <<<"$out"
 goes_on g h "preempt post-copy"
 $QMP "$TMP/g.sock" qmp_capabilities quit >/dev/null
 wait_vm g >/dev/null
+
+# ---- parameters changed on a running migration, as QEMU applies them ----
+start_vm k "${ARGS[@]}" --incoming "unix:$TMP/mig-k"
+for _ in $(seq 40); do     # h's own incoming post-copy must be over before it migrates on
+    [ "$(mig_status h)" = '"status": "completed"' ] && break
+    sleep 0.5
+done
+CONVERGE='{"execute": "migrate-set-capabilities", "arguments": {"capabilities": [{"capability": "auto-converge", "state": true}, {"capability": "postcopy-ram", "state": false}, {"capability": "postcopy-preempt", "state": false}]}}'
+out=$($QMP "$TMP/h.sock" qmp_capabilities "$CONVERGE" \
+      '{"execute": "migrate-set-parameters", "arguments": {"max-bandwidth": 1048576, "cpu-throttle-initial": 30}}' \
+      "$(migrate "unix:$TMP/mig-k")" '@sleep:1' query-migrate \
+      '{"execute": "migrate-set-parameters", "arguments": {"max-cpu-throttle": 10}}' \
+      '{"execute": "migrate-set-parameters", "arguments": {"max-bandwidth": 0, "downtime-limit": 2000}}' '@sleep:5' \
+      query-migrate query-migrate-parameters)
+check "a running migration reports expected-downtime" grep -q '"expected-downtime"' <<<"$out"
+check "max-cpu-throttle under cpu-throttle-initial: QEMU's words" \
+    grep -q "Parameter 'max_cpu_throttle' expects an integer in the range of cpu_throttle_initial to 99" <<<"$out"
+check "unlimited bandwidth set while running (128 MiB at 1 MiB/s otherwise): completed" \
+    grep -q '"status": "completed"' <<<"$out"
+check "query-migrate-parameters shows the new limit" grep -q '"downtime-limit": 2000' <<<"$out"
+goes_on h k "parameters changed while migrating"
+$QMP "$TMP/k.sock" qmp_capabilities quit >/dev/null
+wait_vm k >/dev/null
 $QMP "$TMP/h.sock" qmp_capabilities quit >/dev/null
 wait_vm h >/dev/null
 
