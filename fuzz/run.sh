@@ -36,10 +36,11 @@ build_objects() {
 }
 
 # The QMP target runs cowvisor's monitor (a program's sources) over the
-# test suite's machine without a guest.
+# test suite's machine without a guest (and stub_migration.c instead of the
+# migration commands, qmp_migration.c and its parameters' translation).
 extra_sources() {
     [[ $1 == qmp_input ]] || return 0
-    ls "$here"/src/tools/cowvisor/qmp*.c | grep -v qmp_migration.c
+    ls "$here"/src/tools/cowvisor/qmp*.c | grep -v -e qmp_migration.c -e qmp_migration_params.c
     echo "$here/tests/cowvisor/stub_machine.c" "$here/tests/cowvisor/stub_migration.c"
     # The named block nodes' table, which the stub machine keeps too, and
     # the image swap its block jobs use.
