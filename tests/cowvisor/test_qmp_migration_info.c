@@ -104,6 +104,28 @@ static void test_disk_only_while_copying(void **state)
     json_decref(o);
 }
 
+/* QEMU shows the downtime once completed and the expected one before,
+ * post-copy included (cowvisor showed the downtime in postcopy-active). */
+static void test_downtime_or_expected(void **state)
+{
+    const enum migration_status before[] = { MIGRATION_ACTIVE, MIGRATION_POSTCOPY_ACTIVE, MIGRATION_POSTCOPY_PAUSED };
+    for (size_t i = 0; i < sizeof(before) / sizeof(before[0]); i++) {
+        struct migration_stats st = { .status = before[i], .expected_downtime_ms = 42, .downtime_ms = 7 };
+        json_t *o = json_object();
+        qmp_migration_put_times(o, &st);
+        assert_int_equal(json_integer_value(json_object_get(o, "expected-downtime")), 42);
+        assert_null(json_object_get(o, "downtime"));
+        assert_non_null(json_object_get(o, "total-time"));
+        json_decref(o);
+    }
+    struct migration_stats st = { .status = MIGRATION_COMPLETED, .expected_downtime_ms = 42, .downtime_ms = 7 };
+    json_t *o = json_object();
+    qmp_migration_put_times(o, &st);
+    assert_int_equal(json_integer_value(json_object_get(o, "downtime")), 7);
+    assert_null(json_object_get(o, "expected-downtime"));
+    json_decref(o);
+}
+
 static int setup(void **state)
 {
     snprintf(dir, sizeof(dir), "/tmp/cowvisor-miginfo.XXXXXX");
@@ -123,6 +145,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_members_match_qemu),
         cmocka_unit_test(test_disk_only_while_copying),
+        cmocka_unit_test(test_downtime_or_expected),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

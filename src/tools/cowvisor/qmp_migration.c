@@ -560,15 +560,7 @@ static void cmd_query_migrate(struct qmp_server *s, json_t *args, struct qmp_rep
         st.status == MIGRATION_CANCELLED) {
         return;
     }
-    json_object_set_new(r->ret, "total-time", json_integer((json_int_t)st.total_time_ms));
-    json_object_set_new(r->ret, "setup-time", json_integer((json_int_t)st.setup_time_ms));
-    /* QEMU's populate_time_info: the downtime once completed, the one
-     * expected before (post-copy included) */
-    if (st.status == MIGRATION_COMPLETED) {
-        json_object_set_new(r->ret, "downtime", json_integer((json_int_t)st.downtime_ms));
-    } else {
-        json_object_set_new(r->ret, "expected-downtime", json_integer((json_int_t)st.expected_downtime_ms));
-    }
+    qmp_migration_put_times(r->ret, &st);
     qmp_migration_put_stats(r->ret, &st);
     if (st.cpu_throttle_percentage) {
         json_object_set_new(r->ret, "cpu-throttle-percentage", json_integer(st.cpu_throttle_percentage));

@@ -37,6 +37,19 @@ static void put_disk(json_t *o, const struct migration_stats *st)
     json_object_set_new(o, "disk", d);
 }
 
+void qmp_migration_put_times(json_t *o, const struct migration_stats *st)
+{
+    json_object_set_new(o, "total-time", json_integer((json_int_t)st->total_time_ms));
+    json_object_set_new(o, "setup-time", json_integer((json_int_t)st->setup_time_ms));
+    /* QEMU's populate_time_info: the downtime once completed, the one
+     * expected before (post-copy included) */
+    if (st->status == MIGRATION_COMPLETED) {
+        json_object_set_new(o, "downtime", json_integer((json_int_t)st->downtime_ms));
+    } else {
+        json_object_set_new(o, "expected-downtime", json_integer((json_int_t)st->expected_downtime_ms));
+    }
+}
+
 void qmp_migration_put_stats(json_t *o, const struct migration_stats *st)
 {
     put_ram(o, st);
