@@ -643,8 +643,12 @@ static void test_overlay_live(void **state)
     assert_int_equal(r.ss.disk_remaining, 0);
     assert_int_equal(r.ss.disk_total, DISK_SIZE / 2);
     assert_int_equal(overlay_bytes(r.b->disks[0]), overlay_bytes(r.a->disks[0]));
-    /* The base's 32 MiB never went. */
-    assert_true(r.ss.transferred < allocated + 4 * WRITER_LEN + (1 << 20));
+    /* The base's 32 MiB never went: the overlay once, then per pass at most
+     * the writer's two areas again (how many passes there are depends on
+     * how fast this machine runs the writer: a fixed bound failed under
+     * load). */
+    assert_true(r.ss.disk_transferred <= allocated + (r.ss.dirty_sync_count + 1) * 2 * WRITER_LEN);
+    assert_true(r.ss.disk_transferred < DISK_SIZE / 2);
     overlay_free(&r);
     assert_int_equal(run_cmd("qemu-img compare -q -f qcow2 -F qcow2 %s %s", src_ovl, dst_ovl), 0);
     assert_int_equal(run_cmd("qemu-img check -q %s", dst_ovl), 0);
