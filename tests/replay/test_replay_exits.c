@@ -17,6 +17,7 @@
 
 #include "../machine/bare_machine.h"
 #include "fake_exits.h"
+#include "hw/acpi_tables.h"
 
 static const struct machine_config config = { .cpus = 1, .memory = 16ull << 20, .record_replay = true };
 
@@ -186,6 +187,50 @@ static void console_end_is_remembered(void **state)
     bare_destroy(m);
 }
 
+static void pio_out(struct machine *m, uint16_t port, uint8_t v)
+{
+    bus_write(&m->vm.pio, port, &v, 1);
+}
+
+/* Record/replay's virtio-mmio devices each have an 8259 pin of their own:
+ * with the ACPI SCI holding its pin high (an event the guest has not
+ * cleared yet), every device's rising line is still an interrupt (a device
+ * sharing pin 9 with the SCI made no edge: lost). */
+static void mmio_pins_are_not_the_sci(void **state)
+{
+    (void)state;
+    struct machine *m = bare_machine(&config);
+    /* Both 8259s as Linux sets them up, every pin unmasked. */
+    static const uint8_t init[][2] = { { 0x20, 0x11 }, { 0x21, 0x20 }, { 0x21, 0x04 }, { 0x21, 0x01 },
+                                       { 0xa0, 0x11 }, { 0xa1, 0x28 }, { 0xa1, 0x02 }, { 0xa1, 0x01 },
+                                       { 0x21, 0x00 }, { 0xa1, 0x00 } };
+    for (size_t i = 0; i < sizeof(init) / sizeof(init[0]); i++) {
+        pio_out(m, init[i][0], init[i][1]);
+    }
+    struct irq_line sci = machine_irq_line(m, ACPI_SCI_IRQ);
+    irq_line_set(&sci, 1);
+    assert_int_equal(pic_acknowledge(&m->replay->pic), 0x28 + ACPI_SCI_IRQ - 8);
+    pio_out(m, 0xa0, 0x20);
+    pio_out(m, 0x20, 0x20);
+    assert_false(pic_has_interrupt(&m->replay->pic));
+    for (int n = 0; n < machine_mmio_max(m); n++) {
+        unsigned pin = machine_mmio_irq(m, n);
+        assert_true(pin < 16);
+        struct irq_line line = machine_irq_line(m, pin);
+        irq_line_set(&line, 1);
+        assert_true(pic_has_interrupt(&m->replay->pic));
+        uint8_t vector = pic_acknowledge(&m->replay->pic);
+        assert_int_equal(vector, (pin < 8 ? 0x20 : 0x28) + (pin & 7));
+        irq_line_set(&line, 0);
+        if (pin >= 8) {
+            pio_out(m, 0xa0, 0x20);
+        }
+        pio_out(m, 0x20, 0x20);
+    }
+    irq_line_set(&sci, 0);
+    bare_destroy(m);
+}
+
 static void non_synchronous_exits_do_not_count(void **state)
 {
     (void)state;
@@ -204,6 +249,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(break_points, setup, teardown),
         cmocka_unit_test_setup_teardown(console_end_is_remembered, setup, teardown),
         cmocka_unit_test(non_synchronous_exits_do_not_count),
+        cmocka_unit_test(mmio_pins_are_not_the_sci),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
