@@ -197,12 +197,15 @@ int machine_replay_set_break(struct machine *m, uint64_t icount, struct error *e
 {
     struct machine_replay *r = m->replay;
     if (!r || !r->rp || replay_mode(r->rp) != REPLAY_REPLAY) {
-        return error_set(err, -EINVAL, "replay break points are allowed only while replaying (--replay)");
+        /* QEMU's words, then ours. */
+        return error_set(err, -EINVAL, "%s (while replaying: --replay)",
+                         icount ? "setting the breakpoint is allowed only in play mode"
+                                : "replay breakpoints are allowed only in play mode");
     }
     uint64_t now = replay_ordinal(r->rp);
     if (icount && icount <= now) {
-        return error_set(err, -EINVAL, "cannot set a break point at exit %llu: the replay is at exit %llu",
-                         (unsigned long long)icount, (unsigned long long)now);
+        return error_set(err, -EINVAL, "cannot set breakpoint at the instruction in the past (exit %llu: the "
+                         "replay is at exit %llu)", (unsigned long long)icount, (unsigned long long)now);
     }
     __atomic_store_n(&r->break_at, icount, __ATOMIC_RELAXED);
     return 0;

@@ -137,7 +137,7 @@ static void break_points(void **state)
         hits[n] = machine_replay_at_break(m);
         if (n == 5) {
             assert_true(machine_replay_set_break(m, 6, &err) < 0);     /* exit 6 is behind */
-            assert_non_null(strstr(err.msg, "cannot set a break point at exit 6: the replay is at exit 6"));
+            assert_non_null(strstr(err.msg, "cannot set breakpoint at the instruction in the past (exit 6: the replay is at exit 6)"));
             assert_int_equal(machine_replay_set_break(m, 20, &err), 0);
         }
         if (n == 7) {
@@ -155,7 +155,7 @@ static void break_points(void **state)
     m = bare_machine(&config);
     assert_int_equal(machine_replay_start(m, MACHINE_REPLAY_RECORD, log_path, NULL, NULL, 0, &err), 0);
     assert_true(machine_replay_set_break(m, 100, &err) < 0);
-    assert_non_null(strstr(err.msg, "only while replaying"));
+    assert_non_null(strstr(err.msg, "setting the breakpoint is allowed only in play mode"));
     assert_true(machine_replay_finish(m, &(int){ 0 }, &err) >= 0);
     bare_destroy(m);
 }
