@@ -8,7 +8,8 @@
  * to be the same: the exit clock, the interrupt window the VMM asked KVM for
  * at that exit (kvm_run is no saved state) and which recording and exit it
  * belongs to: the "replay" device below. The log's position is the place of
- * the snapshot's event in it. */
+ * the snapshot's event in it. The writable disks' content at that exit is an
+ * internal snapshot of their recording overlays (machine_replay_disks.c). */
 #include "machine/machine_replay.h"
 
 #include <dirent.h>
@@ -79,9 +80,19 @@ static bool all_digits(const char *s)
     return *s && strspn(s, "0123456789") == strlen(s);
 }
 
+/* disk<digits>.qcow2: a recording's disk overlay (machine_replay_disks.c). */
+static bool is_disk_overlay(const char *name)
+{
+    size_t n = strlen(name);
+    if (strncmp(name, "disk", 4) != 0 || n < 11 || strcmp(name + n - 6, ".qcow2") != 0) {
+        return false;
+    }
+    return strspn(name + 4, "0123456789") == n - 10;
+}
+
 /* A new recording under an old name: the old recording's snapshots go
- * (only what this file makes: <digits>/{state,memory}, then the directory
- * if nothing else is in it); the first snapshot makes it again. */
+ * (only what this file makes: <digits>/{state,memory}, disk<digits>.qcow2,
+ * then the directory if nothing else is in it). */
 static void clear_snapshot_dir(const char *dir)
 {
     DIR *d = opendir(dir);
@@ -90,6 +101,11 @@ static void clear_snapshot_dir(const char *dir)
     }
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
+        if (is_disk_overlay(e->d_name)) {
+            char path[PATH_MAX];
+            snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+            unlink(path);
+        }
         if (!all_digits(e->d_name)) {
             continue;
         }
@@ -104,16 +120,6 @@ static void clear_snapshot_dir(const char *dir)
     }
     closedir(d);
     rmdir(dir);
-}
-
-static bool has_writable_disk(struct machine *m)
-{
-    for (int i = 0; i < m->cfg->ndisks && i < MACHINE_MAX_DISKS; i++) {
-        if (m->disks[i] && !blockdev_is_read_only(m->disks[i])) {
-            return true;
-        }
-    }
-    return false;
 }
 
 void machine_replay_set_snapshot_interval(struct machine *m, uint64_t exits)
@@ -132,12 +138,6 @@ int machine_replay_snapshots_begin(struct machine *m, const char *log_file, stru
     if (!r->snapshot_every) {
         return 0;
     }
-    if (has_writable_disk(m)) {
-        log_warn("--record: no time-travel snapshots (a writable disk's content is not in them yet): "
-                 "--replay-break replays from the start");
-        r->snapshot_every = 0;
-        return 0;
-    }
     const char *slash = strrchr(log_file, '/');
     r->snap_rel = malloc(strlen(slash ? slash + 1 : log_file) + 6);
     r->snap_dir = malloc(strlen(log_file) + 6);
@@ -148,6 +148,9 @@ int machine_replay_snapshots_begin(struct machine *m, const char *log_file, stru
     sprintf(r->snap_dir, "%s.snap", log_file);
     r->snapshot_next = r->snapshot_every;
     clear_snapshot_dir(r->snap_dir);
+    if (mkdir(r->snap_dir, 0755) < 0) {
+        return error_set_errno(err, -errno, "cannot create the snapshot directory '%s'", r->snap_dir);
+    }
     return 0;
 }
 
@@ -178,6 +181,9 @@ int machine_replay_snapshot(struct machine *m, struct error *err)
     }
     if (ret == 0) {
         ret = machine_snapshot_files(m, path, diff, err);
+    }
+    if (ret == 0) {
+        ret = machine_replay_snapshot_disks(m, at, err);
     }
     if (ret == 0) {
         ret = replay_note_snapshot(r->rp, r->recording_id, name, err);
@@ -246,6 +252,12 @@ static int travel_to(struct machine *m, const char *log_file, const struct repla
     int ret = machine_restore_files(m, path, err);
     if (ret == 0 && (r->snapshot_of.id != ref->id || r->snapshot_of.ordinal != ref->ordinal)) {
         ret = error_set(err, -EINVAL, "it holds exit %" PRIu64 " of another recording", r->snapshot_of.ordinal);
+    }
+    if (ret == 0) {
+        char dir[PATH_MAX];     /* the disk overlays are beside the snapshots */
+        const char *end = strrchr(path, '/');
+        snprintf(dir, sizeof(dir), "%.*s", end ? (int)(end - path) : 1, end ? path : ".");
+        ret = machine_replay_travel_disks(m, dir, ref->ordinal, err);
     }
     if (ret == 0) {
         ret = replay_skip_to_snapshot(r->rp, ref, err);

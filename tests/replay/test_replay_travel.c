@@ -279,9 +279,9 @@ static void a_failed_snapshot_stops_snapshots(void **state)
     (void)state;
     struct error err = { 0 };
     char path[160];
-    snprintf(path, sizeof(path), "%s/run.log.snap", dir);
+    snprintf(path, sizeof(path), "%s/run.log.snap/%d", dir, EVERY);
     struct machine *m = started(MACHINE_REPLAY_RECORD, 0, EVERY);
-    FILE *f = fopen(path, "w");     /* in the way of the snapshots' directory */
+    FILE *f = fopen(path, "w");     /* in the way of the first snapshot's directory */
     assert_non_null(f);
     fclose(f);
     for (int i = 0; i < EVERY; i++) {
