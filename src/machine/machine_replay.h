@@ -20,6 +20,7 @@ struct machine_replay {
     struct pit pit;
     struct pic pic;
     struct exit_clock clock;
+    uint8_t port_b;                 /* port 0x61's writable bits (machine_replay_port_b.c) */
     uint64_t break_at;              /* 0: none (atomic: QMP sets it while the vCPU runs) */
     uint64_t idle_since_ns;         /* record: host time the vCPU went idle (0: not idle) */
     bool console_eof;               /* record: the console's input ended */
@@ -67,6 +68,9 @@ int machine_replay_snapshot_disks(struct machine *m, uint64_t at, struct error *
 /* Replay, paused: each writable disk on a temporary copy of the
  * recording's overlay in snap_dir as it was at exit at. */
 int machine_replay_travel_disks(struct machine *m, const char *snap_dir, uint64_t at, struct error *err);
+
+/* Port 0x61's value now (machine_replay_port_b.c). */
+uint8_t machine_replay_port_b_value(const struct machine_replay *r);
 
 /* What the vCPU does after an exit. */
 enum replay_action {

@@ -231,6 +231,102 @@ static void mmio_pins_are_not_the_sci(void **state)
     bare_destroy(m);
 }
 
+static uint8_t pio_in(struct machine *m, uint16_t port)
+{
+    uint8_t v = 0;
+    bus_read(&m->vm.pio, port, &v, 1);
+    return v;
+}
+
+/* Port 0x61 in record/replay mode: bits 0-3 as written, the refresh bit
+ * toggling every 18 ticks of the exit clock, counter 2's output in bit 5,
+ * the i8042 beside it still answering. */
+static void port_b_follows_the_exit_clock(void **state)
+{
+    (void)state;
+    struct machine *m = bare_machine(&config);
+    struct machine_replay *r = m->replay;
+    pio_out(m, 0x61, 0xf3);
+    assert_int_equal(pio_in(m, 0x61) & 0xcf, 0x03);
+    uint8_t first = pio_in(m, 0x61) & 0x10;
+    r->clock.ticks += 18;
+    assert_int_not_equal(pio_in(m, 0x61) & 0x10, first);
+    r->clock.ticks += 18;
+    assert_int_equal(pio_in(m, 0x61) & 0x10, first);
+    /* Counter 2, mode 0, 100 ticks: OUT2 low until they passed. */
+    pit_set_time(&r->pit, r->clock.ticks);
+    pio_out(m, 0x43, 0xb0);
+    pio_out(m, 0x42, 100);
+    pio_out(m, 0x42, 0);
+    pit_set_time(&r->pit, r->clock.ticks + 99);
+    assert_int_equal(pio_in(m, 0x61) & 0x20, 0);
+    pit_set_time(&r->pit, r->clock.ticks + 100);
+    assert_int_equal(pio_in(m, 0x61) & 0x20, 0x20);
+    assert_int_equal(pio_in(m, 0x64) & 0x01, 0);       /* the i8042's status: no output byte */
+    bare_destroy(m);
+}
+
+/* One exit reading port 0x61 at rip, through the exit clock. */
+static int port_b_exit(struct machine *m, struct kvm_run *run, uint64_t rip, uint8_t *value, struct error *err)
+{
+    memset(run, 0, 8192);
+    run->exit_reason = KVM_EXIT_IO;
+    run->io.direction = KVM_EXIT_IO_IN;
+    run->io.port = 0x61;
+    run->io.size = 1;
+    run->io.count = 1;
+    run->io.data_offset = 4096;
+    bus_read(&m->vm.pio, 0x61, (uint8_t *)run + 4096, 1);
+    *value = *((uint8_t *)run + 4096);
+    struct kvm_regs regs = { .rip = rip, .rflags = 2 };
+    uint8_t vector;
+    return machine_replay_exit(m, run, &regs, &vector, err);
+}
+
+/* The values a guest reads from port 0x61 (the refresh bit toggling with
+ * the exits) are logged with each exit and come back in replay; a replay
+ * that reads another value there diverges at that exit, naming the port. */
+static void port_b_reads_replay(void **state)
+{
+    (void)state;
+    struct error err = { 0 };
+    struct kvm_run *kr = calloc(1, 8192);
+    assert_non_null(kr);
+    uint8_t rec[12], rep[12];
+    for (int pass = 0; pass < 3; pass++) {
+        struct machine *m = bare_machine(&config);
+        enum machine_replay_mode mode = pass == 0 ? MACHINE_REPLAY_RECORD : MACHINE_REPLAY_PLAY;
+        assert_int_equal(machine_replay_start(m, mode, log_path, NULL, NULL, 0, &err), 0);
+        uint8_t *out = pass == 0 ? rec : rep;
+        int act = REPLAY_ACT_GO;
+        for (int n = 0; n < 12 && act == REPLAY_ACT_GO; n++) {
+            if (pass == 2 && n == 7) {
+                m->replay->port_b = 0x01;           /* a replay whose port reads differently */
+            }
+            act = port_b_exit(m, kr, 0x2000 + (uint64_t)n, &out[n], &err);
+        }
+        if (pass < 2) {
+            assert_int_equal(act, REPLAY_ACT_GO);
+            assert_true(machine_replay_finish(m, &(int){ 0 }, &err) > 0);
+        } else {
+            assert_int_equal(act, REPLAY_ACT_STOP);
+            assert_non_null(strstr(err.msg, "diverged at exit 8"));
+            assert_non_null(strstr(err.msg, "addr 0x61"));
+            machine_replay_finish(m, &(int){ 0 }, &err);
+        }
+        bare_destroy(m);
+        if (pass == 1) {
+            assert_memory_equal(rec, rep, sizeof(rec));
+        }
+    }
+    bool toggled = false;
+    for (int n = 1; n < 12; n++) {
+        toggled = toggled || ((rec[n] ^ rec[0]) & 0x10);
+    }
+    assert_true(toggled);
+    free(kr);
+}
+
 static void non_synchronous_exits_do_not_count(void **state)
 {
     (void)state;
@@ -250,6 +346,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(console_end_is_remembered, setup, teardown),
         cmocka_unit_test(non_synchronous_exits_do_not_count),
         cmocka_unit_test(mmio_pins_are_not_the_sci),
+        cmocka_unit_test(port_b_follows_the_exit_clock),
+        cmocka_unit_test_setup_teardown(port_b_reads_replay, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
