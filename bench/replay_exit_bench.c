@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "../tests/machine/bare_machine.h"
-#include "machine/machine_replay.h"
+#include "../tests/replay/fake_exits.h"
 
 static const struct machine_config config = { .cpus = 1, .memory = 16ull << 20, .record_replay = true };
 
@@ -38,14 +38,9 @@ static double run(enum machine_replay_mode mode, const char *log, uint64_t exits
         fprintf(stderr, "start: %s\n", err.msg);
         return -1;
     }
-    run->exit_reason = KVM_EXIT_IO;
-    run->io.direction = KVM_EXIT_IO_OUT;
-    run->io.port = 0x80;
-    run->io.size = 1;
-    run->io.count = 1;
-    run->io.data_offset = 4096;
+    fake_io_exit(run, false, 0x80);
     struct kvm_regs regs = { .rip = 0x100000, .rflags = 2 };
-    uint8_t *data = (uint8_t *)run + 4096, vector;
+    uint8_t *data = (uint8_t *)run + FAKE_IO_DATA, vector;
     double t0 = now();
     for (uint64_t n = 0; n < exits; n++) {
         regs.rcx = exits - n;       /* the loop counter: every register hash differs */

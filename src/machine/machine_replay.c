@@ -225,8 +225,11 @@ int64_t machine_replay_finish(struct machine *m, int *status, struct error *err)
         return 0;
     }
     struct error serr = { 0 };
-    int ret = replay_mode(r->rp) == REPLAY_RECORD ? replay_note_status(r->rp, *status, err->msg, &serr)
-                                                   : replay_status_end(r, status, &serr);
+    bool record = replay_mode(r->rp) == REPLAY_RECORD;
+    int ret = record ? replay_note_status(r->rp, *status, err->msg, &serr) : replay_status_end(r, status, &serr);
+    if (record) {
+        machine_replay_drop_unused_overlays(m);
+    }
     int64_t n = replay_end(r->rp, err);
     r->rp = NULL;
     if (n >= 0 && ret < 0) {

@@ -63,6 +63,9 @@ int machine_replay_travel(struct machine *m, const char *log_file, uint64_t befo
  * a temporary one (keep_dir NULL), or the recording's, kept in keep_dir
  * for time travel. */
 int machine_replay_protect_disks(struct machine *m, const char *keep_dir, struct error *err);
+/* Record, at its end: with no time-travel snapshot taken, the recording's
+ * overlays are of no use to a replay: they go, and FILE.snap if empty. */
+void machine_replay_drop_unused_overlays(struct machine *m);
 /* Record, paused at exit at: the overlays' internal snapshots of it. */
 int machine_replay_snapshot_disks(struct machine *m, uint64_t at, struct error *err);
 /* Replay, paused: each writable disk on a temporary copy of the

@@ -186,3 +186,18 @@ int machine_replay_travel_disks(struct machine *m, const char *snap_dir, uint64_
     }
     return 0;
 }
+
+void machine_replay_drop_unused_overlays(struct machine *m)
+{
+    struct machine_replay *r = m->replay;
+    if (r->snapshots > 0 || !r->snap_dir) {
+        return;
+    }
+    for (int i = 0; i < MACHINE_MAX_DISKS; i++) {
+        char path[PATH_MAX];
+        if (r->disk[i].overlaid && overlay_path(r->snap_dir, i, path, sizeof(path), NULL) == 0) {
+            unlink(path);       /* still open: the disk goes on until the machine goes */
+        }
+    }
+    rmdir(r->snap_dir);
+}

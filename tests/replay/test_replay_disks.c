@@ -215,6 +215,9 @@ static void disk_writes_replay_on_an_overlay(void **state)
     assert_memory_not_equal(rec, zero, sizeof(zero));   /* entropy, read back from the disk */
     assert_true(image_is_zero());                       /* the user's image was not written */
     assert_int_equal(files_in_tmpdir(), 0);             /* the overlay's file is gone */
+    char snap[160];
+    snprintf(snap, sizeof(snap), "%s.snap", log_path);
+    assert_int_equal(access(snap, F_OK), -1);           /* no snapshot taken: no overlay kept beside the log */
     for (int i = 0; i < 2; i++) {
         assert_int_equal(run(MACHINE_REPLAY_PLAY, rep), recorded);
         assert_memory_equal(rec, rep, sizeof(rec));

@@ -270,14 +270,9 @@ static void port_b_follows_the_exit_clock(void **state)
 static int port_b_exit(struct machine *m, struct kvm_run *run, uint64_t rip, uint8_t *value, struct error *err)
 {
     memset(run, 0, 8192);
-    run->exit_reason = KVM_EXIT_IO;
-    run->io.direction = KVM_EXIT_IO_IN;
-    run->io.port = 0x61;
-    run->io.size = 1;
-    run->io.count = 1;
-    run->io.data_offset = 4096;
-    bus_read(&m->vm.pio, 0x61, (uint8_t *)run + 4096, 1);
-    *value = *((uint8_t *)run + 4096);
+    fake_io_exit(run, true, 0x61);
+    bus_read(&m->vm.pio, 0x61, (uint8_t *)run + FAKE_IO_DATA, 1);
+    *value = *((uint8_t *)run + FAKE_IO_DATA);
     struct kvm_regs regs = { .rip = rip, .rflags = 2 };
     uint8_t vector;
     return machine_replay_exit(m, run, &regs, &vector, err);
