@@ -2,6 +2,10 @@
 # Record/replay (issue 13): the log's size and the cost of recording.
 #  1. The engine alone (bench/replay_log_bench, no guest, no KVM): an idle
 #     and a busy exit stream recorded and replayed: bytes per exit, rates.
+#     Then the VMM's whole per-exit step on a bare machine (bench/
+#     replay_exit_bench: bus dispatch alone, + recording, + replaying): the
+#     ns each adds to an exit, which a KVM exit (its round trip is not in it)
+#     pays on top.
 #  2. The test guest's "replay" mode (PIT at 100 Hz, 200 ticks: 2 guest
 #     seconds of timer interrupts, RTC and PIT reads) recorded and replayed
 #     by QEMU 7.2 under TCG (-icount rr=record/replay: QEMU needs TCG) and,
@@ -27,6 +31,7 @@ trap 'rm -rf "$dir"' EXIT
 
 echo "-- 1. the log engine alone (1000000 exits per profile)"
 "$build/bench/replay_log_bench" 1000000 "$dir"
+"$build/bench/replay_exit_bench" 1000000 "$dir"
 
 wall() {  # command...: seconds, median of 5 runs (status ignored)
     python3 - "$@" <<'PY'

@@ -272,6 +272,12 @@ void machine_replay_query(struct machine *m, struct machine_replay_info *out);
 /* Replay only: pause after exit icount (> the current one; replaces the
  * break point there was, which a hit removes); 0 removes it. Any thread. */
 int machine_replay_set_break(struct machine *m, uint64_t icount, struct error *err);
+/* Replay only (QMP replay-seek): to exit icount, back or forward, from the
+ * last time-travel snapshot at or before it when the replay is not between
+ * that snapshot and icount already: the machine pauses, is restored, runs
+ * on to icount and pauses there (the break point). Refused ("cannot seek")
+ * back to before the first snapshot. */
+int machine_replay_seek(struct machine *m, uint64_t icount, struct error *err);
 /* Record, before machine_replay_start: a time-travel snapshot every exits
  * exits (0: none; MACHINE_REPLAY_SNAPSHOT_EVERY by default), in FILE.snap
  * beside the log; a replay's break point starts from the last one before it. */

@@ -137,6 +137,10 @@ void machine_replay_free(struct machine *m);
 /* The main loop, when a vCPU parked itself: a time-travel snapshot it
  * waits for is taken and the machine goes on (true), else false. */
 bool machine_replay_snapshot_pause(struct machine *m);
+/* Record/replay mode, for the PC devices: port 0x61 (system control port
+ * B) answered from the exit clock and the PIT, on one bus range with the
+ * i8042's ports around it (0x60-0x64), registered with the machine. */
+int machine_replay_add_i8042_port_b(struct machine *m, struct error *err);
 /* ISA interrupt pin gsi: the user-space PIC's in record/replay mode, else KVM's. */
 struct irq_line machine_irq_line(struct machine *m, unsigned gsi);
 /* The interrupt of virtio-mmio device n: GSI 16-19 then free ISA pins on

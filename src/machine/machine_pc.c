@@ -63,7 +63,9 @@ int machine_add_pc_devices(struct machine *m, struct error *err)
     }
     if ((ret = register_pio(m, UART_COM1_BASE, 8, uart_read, uart_write, &m->uart, "COM1", err)) < 0 ||
         (ret = register_pio(m, DEBUG_EXIT_PORT, 4, debug_exit_read, debug_exit_write, &m->sys, "debug-exit", err)) < 0 ||
-        (ret = register_pio(m, I8042_DATA_PORT, 5, i8042_read, i8042_write, &m->sys, "i8042", err)) < 0 ||
+        /* Record/replay answers port 0x61, inside the i8042's range, from the exit clock. */
+        (ret = m->replay ? machine_replay_add_i8042_port_b(m, err)
+                         : register_pio(m, I8042_DATA_PORT, 5, i8042_read, i8042_write, &m->sys, "i8042", err)) < 0 ||
         (ret = register_pio(m, CMOS_PORT, 2, cmos_rtc_read, cmos_rtc_write, &m->rtc, "cmos", err)) < 0 ||
         (ret = register_pio(m, PCI_CONFIG_ADDRESS_PORT, 8, pci_or_reset_read, pci_or_reset_write, m, "pci", err)) < 0) {
         return ret;

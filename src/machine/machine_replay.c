@@ -110,35 +110,6 @@ void machine_replay_console(struct machine *m, struct replay *rp)
 
 /* ---- a run's log (machine.h) ---- */
 
-/* Record and replay run each writable disk on a temporary qcow2 overlay
- * (its file deleted once open; the image below it is opened read-only):
- * the user's images are never written, so every replay starts from the
- * content the recording started from (the log's disk hash) and replays the
- * guest's writes onto it. */
-static int protect_disks(struct machine *m, struct error *err)
-{
-    const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-    for (int i = 0; i < m->cfg->ndisks && i < MACHINE_MAX_DISKS; i++) {
-        if (!m->disks[i] || blockdev_is_read_only(m->disks[i])) {
-            continue;
-        }
-        char path[PATH_MAX];
-        snprintf(path, sizeof(path), "%s/cowvisor-replay-XXXXXX", dir);
-        int fd = mkstemp(path);
-        if (fd < 0) {
-            return error_set_errno(err, -errno, "creating a temporary overlay in %s", dir);
-        }
-        close(fd);
-        int ret = machine_disk_overlay(m, i, path, err);
-        unlink(path);
-        if (ret < 0) {
-            error_prefix(err, "--disk '%s': its temporary overlay", m->cfg->disks[i].file);
-            return ret;
-        }
-    }
-    return 0;
-}
-
 int machine_replay_start(struct machine *m, enum machine_replay_mode mode, const char *file,
                          const char *restore_dir, const char *loadvm_name, uint64_t break_at, struct error *err)
 {
@@ -150,11 +121,15 @@ int machine_replay_start(struct machine *m, enum machine_replay_mode mode, const
                                                                                 : REPLAY_START_BOOT;
     struct replay_header h;
     int ret = machine_replay_header(m->cfg, start, restore_dir ? restore_dir : loadvm_name, &h, err);
-    if (ret < 0 || (ret = protect_disks(m, err)) < 0) {
+    if (ret < 0) {
         return ret;
     }
     bool record = mode == MACHINE_REPLAY_RECORD;
     if (record && (ret = machine_replay_snapshots_begin(m, file, err)) < 0) {
+        return ret;
+    }
+    /* A recording with time-travel snapshots keeps its overlays beside them. */
+    if ((ret = machine_replay_protect_disks(m, record && r->snapshot_every ? r->snap_dir : NULL, err)) < 0) {
         return ret;
     }
     int fd = open(file, record ? O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC : O_RDONLY | O_CLOEXEC, 0644);
@@ -197,12 +172,15 @@ int machine_replay_set_break(struct machine *m, uint64_t icount, struct error *e
 {
     struct machine_replay *r = m->replay;
     if (!r || !r->rp || replay_mode(r->rp) != REPLAY_REPLAY) {
-        return error_set(err, -EINVAL, "replay break points are allowed only while replaying (--replay)");
+        /* QEMU's words, then ours. */
+        return error_set(err, -EINVAL, "%s (while replaying: --replay)",
+                         icount ? "setting the breakpoint is allowed only in play mode"
+                                : "replay breakpoints are allowed only in play mode");
     }
     uint64_t now = replay_ordinal(r->rp);
     if (icount && icount <= now) {
-        return error_set(err, -EINVAL, "cannot set a break point at exit %llu: the replay is at exit %llu",
-                         (unsigned long long)icount, (unsigned long long)now);
+        return error_set(err, -EINVAL, "cannot set breakpoint at the instruction in the past (exit %llu: the "
+                         "replay is at exit %llu)", (unsigned long long)icount, (unsigned long long)now);
     }
     __atomic_store_n(&r->break_at, icount, __ATOMIC_RELAXED);
     return 0;
@@ -247,8 +225,11 @@ int64_t machine_replay_finish(struct machine *m, int *status, struct error *err)
         return 0;
     }
     struct error serr = { 0 };
-    int ret = replay_mode(r->rp) == REPLAY_RECORD ? replay_note_status(r->rp, *status, err->msg, &serr)
-                                                   : replay_status_end(r, status, &serr);
+    bool record = replay_mode(r->rp) == REPLAY_RECORD;
+    int ret = record ? replay_note_status(r->rp, *status, err->msg, &serr) : replay_status_end(r, status, &serr);
+    if (record) {
+        machine_replay_drop_unused_overlays(m);
+    }
     int64_t n = replay_end(r->rp, err);
     r->rp = NULL;
     if (n >= 0 && ret < 0) {

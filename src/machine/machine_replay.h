@@ -20,6 +20,7 @@ struct machine_replay {
     struct pit pit;
     struct pic pic;
     struct exit_clock clock;
+    uint8_t port_b;                 /* port 0x61's writable bits (machine_replay_port_b.c) */
     uint64_t break_at;              /* 0: none (atomic: QMP sets it while the vCPU runs) */
     uint64_t idle_since_ns;         /* record: host time the vCPU went idle (0: not idle) */
     bool console_eof;               /* record: the console's input ended */
@@ -34,6 +35,12 @@ struct machine_replay {
     char *snap_dir, *snap_rel;      /* record: FILE.snap, and relative to the log's directory */
     char last_snapshot[PATH_MAX];   /* record: the last one's directory (the diffs' parent) */
     struct { uint64_t id, ordinal; } snapshot_of;   /* the recording and exit of a restored snapshot */
+    /* The writable disks (machine_replay_disks.c), on overlays over these. */
+    struct {
+        bool overlaid;
+        char backing[PATH_MAX];     /* the user's image */
+        char format[16];
+    } disk[MACHINE_MAX_DISKS];
 };
 
 /* Every snapshot of a record/replay machine holds its part (the exit clock,
@@ -51,6 +58,22 @@ int machine_replay_snapshot(struct machine *m, struct error *err);
  * replay starts from the beginning); <0: refused (a missing, corrupt or
  * foreign snapshot; the machine may be half restored). */
 int machine_replay_travel(struct machine *m, const char *log_file, uint64_t before, struct error *err);
+
+/* Each writable disk on a qcow2 overlay over its image, opened read-only:
+ * a temporary one (keep_dir NULL), or the recording's, kept in keep_dir
+ * for time travel. */
+int machine_replay_protect_disks(struct machine *m, const char *keep_dir, struct error *err);
+/* Record, at its end: with no time-travel snapshot taken, the recording's
+ * overlays are of no use to a replay: they go, and FILE.snap if empty. */
+void machine_replay_drop_unused_overlays(struct machine *m);
+/* Record, paused at exit at: the overlays' internal snapshots of it. */
+int machine_replay_snapshot_disks(struct machine *m, uint64_t at, struct error *err);
+/* Replay, paused: each writable disk on a temporary copy of the
+ * recording's overlay in snap_dir as it was at exit at. */
+int machine_replay_travel_disks(struct machine *m, const char *snap_dir, uint64_t at, struct error *err);
+
+/* Port 0x61's value now (machine_replay_port_b.c). */
+uint8_t machine_replay_port_b_value(const struct machine_replay *r);
 
 /* What the vCPU does after an exit. */
 enum replay_action {

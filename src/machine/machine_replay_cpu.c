@@ -24,19 +24,24 @@ struct irq_line machine_irq_line(struct machine *m, unsigned gsi)
     return m->replay ? pic_irq_line(&m->replay->pic, gsi) : vm_irq_line(&m->vm, gsi);
 }
 
-/* The ISA pins no PC device uses, for virtio-mmio in record/replay mode. */
-static const uint8_t free_isa_pins[] = { 5, 9, 10, 11, 3, 7, 14, 15 };
-#define MAX_REPLAY_MMIO (int)sizeof(free_isa_pins)
-
-/* On KVM's IOAPIC: GSIs 16-19, then ISA pins no PC device uses (not 9,
- * the SCI), never GSIs 20-23, which the DSDT's _PRT gives PCI's INTA-D. */
-#define MMIO_OWN_GSIS 4
+/* ISA pins no PC device uses (not 9: the ACPI SCI's), for virtio-mmio past
+ * KVM's GSIs 16-19 and for every virtio-mmio device in record/replay mode,
+ * where the user-space 8259 has only pins 0-15. Sharing the SCI's pin there
+ * would lose interrupts: the 8259 keeps one level per pin, not a wired-OR of
+ * its devices (the SCI lowering it hid a virtio device's raised line), and
+ * it is edge-triggered (no ELCR), so a second device rising while the first
+ * holds the pin high makes no edge. */
 static const uint8_t mmio_isa_pins[] = { 5, 10, 11, 3, 7, 6, 14, 15 };
+#define MAX_REPLAY_MMIO (int)sizeof(mmio_isa_pins)
+
+/* On KVM's IOAPIC: GSIs 16-19, then the ISA pins above, never GSIs 20-23,
+ * which the DSDT's _PRT gives PCI's INTA-D. */
+#define MMIO_OWN_GSIS 4
 
 unsigned machine_mmio_irq(struct machine *m, int n)
 {
     if (m->replay) {
-        return free_isa_pins[n % MAX_REPLAY_MMIO];
+        return mmio_isa_pins[n % MAX_REPLAY_MMIO];
     }
     return n < MMIO_OWN_GSIS ? VIRTIO_MMIO_FIRST_GSI + (unsigned)n
                              : mmio_isa_pins[(size_t)(n - MMIO_OWN_GSIS) % sizeof(mmio_isa_pins)];

@@ -8,7 +8,8 @@
  * to be the same: the exit clock, the interrupt window the VMM asked KVM for
  * at that exit (kvm_run is no saved state) and which recording and exit it
  * belongs to: the "replay" device below. The log's position is the place of
- * the snapshot's event in it. */
+ * the snapshot's event in it. The writable disks' content at that exit is an
+ * internal snapshot of their recording overlays (machine_replay_disks.c). */
 #include "machine/machine_replay.h"
 
 #include <dirent.h>
@@ -79,9 +80,19 @@ static bool all_digits(const char *s)
     return *s && strspn(s, "0123456789") == strlen(s);
 }
 
+/* disk<digits>.qcow2: a recording's disk overlay (machine_replay_disks.c). */
+static bool is_disk_overlay(const char *name)
+{
+    size_t n = strlen(name);
+    if (strncmp(name, "disk", 4) != 0 || n < 11 || strcmp(name + n - 6, ".qcow2") != 0) {
+        return false;
+    }
+    return strspn(name + 4, "0123456789") == n - 10;
+}
+
 /* A new recording under an old name: the old recording's snapshots go
- * (only what this file makes: <digits>/{state,memory}, then the directory
- * if nothing else is in it); the first snapshot makes it again. */
+ * (only what this file makes: <digits>/{state,memory}, disk<digits>.qcow2,
+ * then the directory if nothing else is in it). */
 static void clear_snapshot_dir(const char *dir)
 {
     DIR *d = opendir(dir);
@@ -90,6 +101,11 @@ static void clear_snapshot_dir(const char *dir)
     }
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
+        if (is_disk_overlay(e->d_name)) {
+            char path[PATH_MAX];
+            snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+            unlink(path);
+        }
         if (!all_digits(e->d_name)) {
             continue;
         }
@@ -104,16 +120,6 @@ static void clear_snapshot_dir(const char *dir)
     }
     closedir(d);
     rmdir(dir);
-}
-
-static bool has_writable_disk(struct machine *m)
-{
-    for (int i = 0; i < m->cfg->ndisks && i < MACHINE_MAX_DISKS; i++) {
-        if (m->disks[i] && !blockdev_is_read_only(m->disks[i])) {
-            return true;
-        }
-    }
-    return false;
 }
 
 void machine_replay_set_snapshot_interval(struct machine *m, uint64_t exits)
@@ -132,12 +138,6 @@ int machine_replay_snapshots_begin(struct machine *m, const char *log_file, stru
     if (!r->snapshot_every) {
         return 0;
     }
-    if (has_writable_disk(m)) {
-        log_warn("--record: no time-travel snapshots (a writable disk's content is not in them yet): "
-                 "--replay-break replays from the start");
-        r->snapshot_every = 0;
-        return 0;
-    }
     const char *slash = strrchr(log_file, '/');
     r->snap_rel = malloc(strlen(slash ? slash + 1 : log_file) + 6);
     r->snap_dir = malloc(strlen(log_file) + 6);
@@ -148,6 +148,9 @@ int machine_replay_snapshots_begin(struct machine *m, const char *log_file, stru
     sprintf(r->snap_dir, "%s.snap", log_file);
     r->snapshot_next = r->snapshot_every;
     clear_snapshot_dir(r->snap_dir);
+    if (mkdir(r->snap_dir, 0755) < 0) {
+        return error_set_errno(err, -errno, "cannot create the snapshot directory '%s'", r->snap_dir);
+    }
     return 0;
 }
 
@@ -178,6 +181,9 @@ int machine_replay_snapshot(struct machine *m, struct error *err)
     }
     if (ret == 0) {
         ret = machine_snapshot_files(m, path, diff, err);
+    }
+    if (ret == 0) {
+        ret = machine_replay_snapshot_disks(m, at, err);
     }
     if (ret == 0) {
         ret = replay_note_snapshot(r->rp, r->recording_id, name, err);
@@ -217,36 +223,47 @@ bool machine_replay_snapshot_pause(struct machine *m)
 
 /* ---- replay ---- */
 
-int machine_replay_travel(struct machine *m, const char *log_file, uint64_t before, struct error *err)
+/* The last snapshot the log references before exit `before`: 1 with *ref,
+ * 0 when it has none. */
+static int find_snapshot(const char *log_file, uint64_t before, struct replay_snapshot_ref *ref, struct error *err)
 {
-    struct machine_replay *r = m->replay;
-    struct replay_snapshot_ref ref;
     int fd = open(log_file, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         return error_set_errno(err, -errno, "--replay '%s'", log_file);
     }
-    int ret = replay_find_snapshot(fd, before, &ref, err);
+    int ret = replay_find_snapshot(fd, before, ref, err);
     close(fd);
-    if (ret <= 0) {
-        return ret;     /* none: from the start */
-    }
+    return ret;
+}
+
+/* Restores the machine from the snapshot ref and moves the replay, which is
+ * before its first exit, to it. */
+static int travel_to(struct machine *m, const char *log_file, const struct replay_snapshot_ref *ref,
+                     struct error *err)
+{
+    struct machine_replay *r = m->replay;
     const char *slash = strrchr(log_file, '/');
     char path[PATH_MAX];
     if ((size_t)snprintf(path, sizeof(path), "%.*s%s", slash ? (int)(slash - log_file + 1) : 0, log_file,
-                         ref.name) >= sizeof(path)) {
+                         ref->name) >= sizeof(path)) {
         return error_set(err, -ENAMETOOLONG, "the snapshot directory's name is too long");
     }
     r->snapshot_of.id = 0;
-    ret = machine_restore_files(m, path, err);
-    if (ret == 0 && (r->snapshot_of.id != ref.id || r->snapshot_of.ordinal != ref.ordinal)) {
+    int ret = machine_restore_files(m, path, err);
+    if (ret == 0 && (r->snapshot_of.id != ref->id || r->snapshot_of.ordinal != ref->ordinal)) {
         ret = error_set(err, -EINVAL, "it holds exit %" PRIu64 " of another recording", r->snapshot_of.ordinal);
     }
     if (ret == 0) {
-        ret = replay_skip_to_snapshot(r->rp, &ref, err);
+        char dir[PATH_MAX];     /* the disk overlays are beside the snapshots */
+        const char *end = strrchr(path, '/');
+        snprintf(dir, sizeof(dir), "%.*s", end ? (int)(end - path) : 1, end ? path : ".");
+        ret = machine_replay_travel_disks(m, dir, ref->ordinal, err);
+    }
+    if (ret == 0) {
+        ret = replay_skip_to_snapshot(r->rp, ref, err);
     }
     if (ret < 0) {
-        error_prefix(err, "--replay-break %" PRIu64 ": the snapshot taken at exit %" PRIu64 " ('%s')", before,
-                     ref.ordinal, path);
+        error_prefix(err, "the snapshot taken at exit %" PRIu64 " ('%s')", ref->ordinal, path);
         return ret;
     }
     pit_set_time(&r->pit, r->clock.ticks);
@@ -254,6 +271,65 @@ int machine_replay_travel(struct machine *m, const char *log_file, uint64_t befo
     if (m->vm.vm_fd >= 0) {
         m->vm.vcpus[0].run->request_interrupt_window = r->window;
     }
-    log_info("--replay-break %" PRIu64 ": replaying from the snapshot taken at exit %" PRIu64, before, ref.ordinal);
-    return 1;
+    return 0;
+}
+
+int machine_replay_travel(struct machine *m, const char *log_file, uint64_t before, struct error *err)
+{
+    struct replay_snapshot_ref ref;
+    int ret = find_snapshot(log_file, before, &ref, err);
+    if (ret > 0 && (ret = travel_to(m, log_file, &ref, err)) == 0) {
+        log_info("--replay-break %" PRIu64 ": replaying from the snapshot taken at exit %" PRIu64, before,
+                 ref.ordinal);
+        return 1;
+    }
+    if (ret < 0) {
+        error_prefix(err, "--replay-break %" PRIu64, before);
+    }
+    return ret;     /* 0: none, from the start */
+}
+
+/* Paused: back or forward to the snapshot ref. A failure leaves the
+ * machine half restored: the replay is failed, so it cannot go on. */
+static int seek_to_snapshot(struct machine *m, const struct replay_snapshot_ref *ref, struct error *err)
+{
+    struct machine_replay *r = m->replay;
+    int ret = replay_rewind(r->rp, err);
+    if (ret == 0) {
+        ret = travel_to(m, r->file, ref, err);
+    }
+    if (ret < 0) {
+        replay_fail(r->rp, ret, err->msg);
+    }
+    return ret;
+}
+
+int machine_replay_seek(struct machine *m, uint64_t icount, struct error *err)
+{
+    struct machine_replay *r = m->replay;
+    if (!r || !r->rp || replay_mode(r->rp) != REPLAY_REPLAY) {
+        return error_set(err, -EINVAL, "replay must be enabled to seek");
+    }
+    struct replay_snapshot_ref ref;
+    int found = find_snapshot(r->file, icount + 1, &ref, err);
+    if (found < 0) {
+        return found;
+    }
+    machine_pause(m);
+    uint64_t now = replay_ordinal(r->rp);
+    int ret = 0;
+    if (found && (icount < now || now < ref.ordinal)) {
+        ret = seek_to_snapshot(m, &ref, err);
+        now = ret == 0 ? ref.ordinal : now;
+    } else if (icount < now) {
+        ret = error_set(err, -ERANGE, "cannot seek to the specified instruction count: the replay is at exit "
+                        "%" PRIu64 " and no time-travel snapshot was taken at or before exit %" PRIu64, now,
+                        icount);
+    }
+    if (ret < 0 || now == icount) {
+        return ret;     /* paused there (or where it failed) */
+    }
+    __atomic_store_n(&r->break_at, icount, __ATOMIC_RELAXED);
+    machine_resume(m);
+    return 0;
 }

@@ -504,6 +504,42 @@ int replay_skip_to_snapshot(struct replay *rp, const struct replay_snapshot_ref 
     return ret;
 }
 
+void replay_fail(struct replay *rp, int code, const char *msg)
+{
+    pthread_mutex_lock(&rp->lock);
+    failf(rp, code, "%s", msg);
+    pthread_mutex_unlock(&rp->lock);
+}
+
+int replay_rewind(struct replay *rp, struct error *err)
+{
+    pthread_mutex_lock(&rp->lock);
+    int ret = 0;
+    struct replay_header h;
+    if (rp->mode != REPLAY_REPLAY) {
+        ret = error_set(err, -EINVAL, "replay: only a replay rewinds");
+    } else if (lseek(rp->fd, 0, SEEK_SET) < 0) {
+        ret = error_set_errno(err, -errno, "replay log: cannot read it again");
+    }
+    if (ret == 0) {
+        replay_reader_free(&rp->r);
+        ret = replay_reader_begin(&rp->r, rp->fd, &h, err);
+    }
+    if (ret == 0) {
+        /* The log was checked against this machine when the replay began. */
+        rp->ordinal = rp->events = 0;
+        rp->passed.index = rp->passed.ordinal = rp->passed.id = 0;
+        rp->failed = 0;
+        memset(&rp->fail, 0, sizeof(rp->fail));
+        load_next(rp);
+        ret = rp->failed ? error_set(err, rp->failed, "%s", rp->fail.msg) : 0;
+    } else if (rp->mode == REPLAY_REPLAY) {
+        failf(rp, ret, "%s", err->msg);     /* no log to go on with */
+    }
+    pthread_mutex_unlock(&rp->lock);
+    return ret;
+}
+
 int replay_note_status(struct replay *rp, int status, const char *msg, struct error *err)
 {
     uint8_t buf[4 + REPLAY_MAX_NAME];

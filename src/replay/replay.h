@@ -76,6 +76,16 @@ int replay_find_snapshot(int fd, uint64_t before, struct replay_snapshot_ref *ou
  * restores the machine from it). Before any exit. */
 int replay_skip_to_snapshot(struct replay *rp, const struct replay_snapshot_ref *ref, struct error *err);
 
+/* Replay: back to before the first exit (the log read again from its
+ * start, a divergence forgotten), for time travel to an earlier snapshot:
+ * replay_skip_to_snapshot next. A log that cannot be read again fails the
+ * replay. */
+int replay_rewind(struct replay *rp, struct error *err);
+
+/* The replay cannot go on (the machine could not follow it): every later
+ * exit stops with msg, and replay_end returns it. */
+void replay_fail(struct replay *rp, int code, const char *msg);
+
 /* ---- how the run ended ---- */
 
 /* Record: the run ended with status (>= 0: the exit status; < 0: a

@@ -27,6 +27,7 @@ struct machine {
     struct machine_replay_info replay;
     char replay_file[64];
     uint64_t replay_break;
+    uint64_t replay_seek;
     /* Disk files that exist and open are real images (for block jobs);
      * the others are a fixed 8 MiB qcow2 layer. */
     struct blockdev *disks[MACHINE_MAX_DISKS];
@@ -139,11 +140,22 @@ void machine_replay_query(struct machine *m, struct machine_replay_info *out) { 
 int machine_replay_set_break(struct machine *m, uint64_t icount, struct error *err)
 {
     if (m->replay.mode != MACHINE_REPLAY_PLAY) {
-        return error_set(err, -EINVAL, "replay break points are allowed only while replaying (--replay)");
+        return error_set(err, -EINVAL, "setting the breakpoint is allowed only in play mode");
     }
     m->replay_break = icount;
     return 0;
 }
+
+int machine_replay_seek(struct machine *m, uint64_t icount, struct error *err)
+{
+    if (m->replay.mode != MACHINE_REPLAY_PLAY) {
+        return error_set(err, -EINVAL, "replay must be enabled to seek");
+    }
+    m->replay_seek = icount;
+    return 0;
+}
+
+uint64_t stub_machine_replay_seek(struct machine *m) { return m->replay_seek; }
 
 uint64_t stub_machine_replay_break(struct machine *m) { return m->replay_break; }
 

@@ -21,5 +21,7 @@ void stub_machine_set_replay(struct machine *m, enum machine_replay_mode mode, c
 void stub_machine_guest_eject(struct machine *m, const char *id);
 /* The break point replay-break set (0: none). */
 uint64_t stub_machine_replay_break(struct machine *m);
+/* The exit replay-seek asked for (0: none). */
+uint64_t stub_machine_replay_seek(struct machine *m);
 
 #endif

@@ -357,13 +357,19 @@ static void test_replay(void **state)
     expect_error("replay-break", "{}", "Parameter 'icount' is missing");
     expect_error("replay-break", "{\"icount\":\"x\"}", "icount");
     expect_error("replay-break", "{\"icount\":0}", "expects an exit number");
+    /* replay-seek reaches the machine with its exit; its refusals come back. */
+    json_decref(run_args("replay-seek", "{\"icount\":17}"));
+    assert_int_equal(stub_machine_replay_seek(f->m), 17);
+    expect_error("replay-seek", "{}", "Parameter 'icount' is missing");
+    expect_error("replay-seek", "{\"icount\":-3}", "expects an exit number");
     stub_machine_set_replay(f->m, MACHINE_REPLAY_RECORD, "rec.rplay", 7);
     v = run("query-replay");
     assert_string_equal(json_string_value(json_object_get(v, "mode")), "record");
     json_decref(v);
-    expect_error("replay-break", "{\"icount\":9}", "only while replaying");
+    expect_error("replay-break", "{\"icount\":9}", "setting the breakpoint is allowed only in play mode");
+    expect_error("replay-seek", "{\"icount\":9}", "replay must be enabled to seek");
     stub_machine_set_replay(f->m, MACHINE_REPLAY_OFF, NULL, 0);
-    expect_error("replay-delete-break", "{}", "only while replaying");
+    expect_error("replay-delete-break", "{}", "only in play mode");
 }
 
 int main(void)

@@ -28,6 +28,16 @@ const struct step script[NSTEPS] = {
 };
 _Static_assert(sizeof(script) / sizeof(script[0]) == NSTEPS, "NSTEPS counts the script");
 
+void fake_io_exit(struct kvm_run *run, bool in, uint16_t port)
+{
+    run->exit_reason = KVM_EXIT_IO;
+    run->io.direction = in ? KVM_EXIT_IO_IN : KVM_EXIT_IO_OUT;
+    run->io.port = port;
+    run->io.size = 1;
+    run->io.count = 1;
+    run->io.data_offset = FAKE_IO_DATA;
+}
+
 static void fill_run(struct kvm_run *run, const struct step *s, int n, uint64_t rip_bump, struct kvm_regs *regs)
 {
     run->if_flag = s->if_flag;
@@ -39,13 +49,8 @@ static void fill_run(struct kvm_run *run, const struct step *s, int n, uint64_t 
     switch (s->kind) {
     case OUT:
     case IN:
-        run->exit_reason = KVM_EXIT_IO;
-        run->io.direction = s->kind == OUT ? KVM_EXIT_IO_OUT : KVM_EXIT_IO_IN;
-        run->io.port = (uint16_t)s->port;
-        run->io.size = 1;
-        run->io.count = 1;
-        run->io.data_offset = 4096;
-        *((uint8_t *)run + 4096) = (uint8_t)s->value;
+        fake_io_exit(run, s->kind == IN, (uint16_t)s->port);
+        *((uint8_t *)run + FAKE_IO_DATA) = (uint8_t)s->value;
         break;
     case RDMSR:
     case WRMSR:

@@ -35,6 +35,11 @@ struct trace {
     bool window[NSTEPS];
 };
 
+/* run as KVM fills it for a one-byte port access (in: a read), its data
+ * at FAKE_IO_DATA bytes into run. */
+#define FAKE_IO_DATA 4096
+void fake_io_exit(struct kvm_run *run, bool in, uint16_t port);
+
 /* The vCPU loop's part for exit n of the script (rip_bump: a guest that
  * differs there): the bus, then the exit clock; what happened goes to t. */
 int one_exit(struct machine *m, struct kvm_run *run, int n, uint64_t rip_bump, struct trace *t, struct error *err);

@@ -6,8 +6,9 @@
 # and the same event count. A log with one exit's RIP changed diverges at
 # that exit; a truncated log and another configuration are refused;
 # --replay-break pauses at the exit asked for (QMP query-replay) and cont
-# finishes the run, also from a time-travel snapshot; a recording stopped by
-# a signal replays to that point and fails the same way. Needs /dev/kvm
+# finishes the run, also from a time-travel snapshot; replay-seek goes back
+# to an earlier exit; a writable disk's overlay goes with the snapshots; a
+# recording stopped by a signal replays to that point and fails the same way. Needs /dev/kvm
 # (never ran on the machine it was written on).
 source "$TESTS_DIR/lib.sh"
 V=$COWVISOR
@@ -97,6 +98,35 @@ printf 'x' >>tt.log.snap/400/memory
 timeout 60 "$V" "${args[@]}" --replay tt.log --replay-break 500 </dev/null >/dev/null 2>tt-bad.err
 check_eq "a damaged snapshot: status 255" 255 $?
 check "... refused naming it" grep -q "the snapshot taken at exit 400" tt-bad.err
+
+# replay-seek over QMP: paused at exit 700, back to exit 300 (from the
+# snapshot of exit 200), query-replay says 300, cont ends as recorded.
+timeout 60 "$V" "${args[@]}" --replay tt.log --replay-break 700 --qmp "unix:$TMP/q3.sock,server" \
+    </dev/null >tt-seek.out 2>tt-seek.err &
+vm=$!
+python3 "$TESTS_DIR/vmstate/qmp.py" "$TMP/q3.sock" qmp_capabilities '@wait:STOP' \
+    '{"execute":"replay-seek","arguments":{"icount":300}}' '@wait:STOP' '{"execute":"query-replay"}' \
+    '{"execute":"cont"}' >qmp3.out
+wait $vm
+check_eq "replay-seek back to exit 300: the recorded exit status" 1 $?
+check "... paused at exit 300" grep -q '"icount": *300' qmp3.out
+
+# A writable disk with time-travel snapshots: its overlay is kept beside
+# them, a break replays from a snapshot, the image is never written.
+truncate -s 1M user.img
+cp user.img user0.img
+dargs=("${args[@]}" --disk file=user.img,format=raw,transport=mmio)
+timeout 60 "$V" "${dargs[@]}" --record td.log --record-snapshots 200 </dev/null >td.out 2>td.err
+check_eq "record with a disk and snapshots: the guest exits through debug-exit 0" 1 $?
+check "... the disk's overlay beside the snapshots" test -s td.log.snap/disk0.qcow2
+timeout 60 "$V" "${dargs[@]}" --replay td.log --replay-break 500 --log-level info \
+    --qmp "unix:$TMP/q4.sock,server" </dev/null >td-brk.out 2>td-brk.err &
+vm=$!
+python3 "$TESTS_DIR/vmstate/qmp.py" "$TMP/q4.sock" qmp_capabilities '@wait:STOP' '{"execute":"cont"}' >qmp4.out
+wait $vm
+check_eq "... a break replayed from a snapshot: the recorded exit status" 1 $?
+check "... started from the snapshot of exit 400" grep -q "replaying from the snapshot taken at exit 400" td-brk.err
+check "... the user's image never written" cmp user.img user0.img
 
 # A recording stopped by a signal: the replay ends there and fails as it did.
 timeout -s INT 0.5 "$V" --kernel "$G" --memory 64M --append "replay ticks=100000" --record sig.log \

@@ -3,7 +3,12 @@
  * that writes entropy to the disk and reads it back. machine_replay_start
  * puts the disk on a temporary overlay: the user's image is never written,
  * the overlay's file is gone at once, and every replay starts from the same
- * content and ends with the same guest memory and device state. */
+ * content and ends with the same guest memory and device state.
+ *
+ * Time travel with the disk: a recording with snapshots keeps its overlay
+ * with an internal snapshot per time-travel snapshot; a replay that starts
+ * at a snapshot (--replay-break) or seeks back to one reads the disk as it
+ * was at that exit. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -61,6 +66,7 @@ static uint8_t *gmem(struct machine *m, uint64_t gpa, uint64_t len)
 {
     uint8_t *p = guest_memory_ptr(&m->vm.mem, gpa, len);
     assert_non_null(p);
+    guest_memory_mark_dirty(&m->vm.mem, gpa, len);     /* as KVM's dirty log would: diff snapshots */
     return p;
 }
 
@@ -209,6 +215,9 @@ static void disk_writes_replay_on_an_overlay(void **state)
     assert_memory_not_equal(rec, zero, sizeof(zero));   /* entropy, read back from the disk */
     assert_true(image_is_zero());                       /* the user's image was not written */
     assert_int_equal(files_in_tmpdir(), 0);             /* the overlay's file is gone */
+    char snap[160];
+    snprintf(snap, sizeof(snap), "%s.snap", log_path);
+    assert_int_equal(access(snap, F_OK), -1);           /* no snapshot taken: no overlay kept beside the log */
     for (int i = 0; i < 2; i++) {
         assert_int_equal(run(MACHINE_REPLAY_PLAY, rep), recorded);
         assert_memory_equal(rec, rep, sizeof(rec));
@@ -217,10 +226,139 @@ static void disk_writes_replay_on_an_overlay(void **state)
     }
 }
 
+/* ---- time travel with a disk ---- */
+
+#define ROUNDS 4
+#define SNAP_EVERY 3
+
+/* Exit n (from 1) of a guest that, each round of three exits, takes 512
+ * bytes of entropy, reads sector 3 (what the last round wrote) and writes
+ * the entropy there; then a time-travel snapshot when one is due. */
+static void round_exit(struct machine *m, int n)
+{
+    struct error err = { 0 };
+    int r = (n - 1) / 3, ret = 0;
+    switch ((n - 1) % 3) {
+    case 0:
+        put_desc(m, 0x10000, 0, DATA, 512, 2, 0);
+        make_available(m, 0x10000, (uint16_t)r, 0);
+        ret = notify_exit(m, 0, 0x100 + (uint32_t)n, &err);
+        break;
+    case 1:
+        ret = blk_request(m, (uint16_t)(2 * r), 0, 3, BACK + 512 * (uint64_t)r, &err);
+        break;
+    default:
+        ret = blk_request(m, (uint16_t)(2 * r + 1), 1, 3, DATA, &err);
+        break;
+    }
+    if (ret < 0 || (machine_replay_snapshot_due(m) && machine_replay_snapshot(m, &err) < 0)) {
+        fail_msg("exit %d: %s", n, err.msg);
+    }
+}
+
+static struct machine *start(enum machine_replay_mode mode, uint64_t every, uint64_t break_at)
+{
+    struct error err = { 0 };
+    struct machine *m = bare_machine(&config);
+    add_disk(m);
+    machine_replay_set_snapshot_interval(m, every);
+    if (machine_replay_start(m, mode, log_path, NULL, NULL, break_at, &err) < 0) {
+        fail_msg("start: %s", err.msg);
+    }
+    if (replay_ordinal(m->replay->rp) == 0) {
+        setup_queue(m, 0, 0x10000);
+        setup_queue(m, 1, 0x20000);
+    }
+    return m;
+}
+
+static void run_to(struct machine *m, int last)
+{
+    for (int n = (int)replay_ordinal(m->replay->rp) + 1; n <= last; n++) {
+        round_exit(m, n);
+    }
+}
+
+static void sector3(struct machine *m, uint8_t out[512])
+{
+    struct error err = { 0 };
+    assert_int_equal(blockdev_pread(m->disks[0], 3 * 512, out, 512, &err), 0);
+}
+
+static int64_t finish(struct machine *m)
+{
+    struct error err = { 0 };
+    int64_t n = machine_replay_finish(m, &(int){ 0 }, &err);
+    if (n < 0) {
+        fail_msg("finish: %s", err.msg);
+    }
+    bare_destroy(m);
+    return n;
+}
+
+static void disk_content_travels_with_snapshots(void **state)
+{
+    (void)state;
+    struct error err = { 0 };
+    static uint8_t reads[ROUNDS * 512], written[ROUNDS][512];
+    uint8_t now[512];
+    char path[160];
+    struct machine *m = start(MACHINE_REPLAY_RECORD, SNAP_EVERY, 0);
+    for (int r = 0; r < ROUNDS; r++) {
+        run_to(m, 3 * r + 3);
+        memcpy(written[r], gmem(m, DATA, 512), 512);
+    }
+    memcpy(reads, gmem(m, BACK, sizeof(reads)), sizeof(reads));
+    int64_t recorded = finish(m);
+    snprintf(path, sizeof(path), "%s.snap/disk0.qcow2", log_path);
+    assert_int_equal(access(path, R_OK), 0);            /* the recording's overlay, kept */
+    assert_true(image_is_zero());
+    assert_int_equal(files_in_tmpdir(), 0);
+    for (int r = 1; r < ROUNDS; r++) {
+        assert_memory_equal(reads + 512 * r, written[r - 1], 512);     /* the guest read its last write */
+    }
+
+    /* --replay-break 8: from the snapshot of exit 6, round 1's write on the disk. */
+    m = start(MACHINE_REPLAY_PLAY, 0, 8);
+    assert_int_equal(replay_ordinal(m->replay->rp), 6);
+    sector3(m, now);
+    assert_memory_equal(now, written[1], 512);
+    run_to(m, 12);
+    assert_memory_equal(gmem(m, BACK, sizeof(reads)), reads, sizeof(reads));
+    /* Seek back to exit 5: from the snapshot of exit 3, round 0's write. */
+    assert_int_equal(machine_replay_seek(m, 5, &err), 0);
+    assert_int_equal(replay_ordinal(m->replay->rp), 3);
+    sector3(m, now);
+    assert_memory_equal(now, written[0], 512);
+    memset(gmem(m, BACK + 512, 512), 0, 512);
+    run_to(m, 5);
+    assert_memory_equal(gmem(m, BACK + 512, 512), reads + 512, 512);
+    run_to(m, 12);
+    assert_int_equal(finish(m), recorded);
+    assert_true(image_is_zero());
+    assert_int_equal(files_in_tmpdir(), 0);             /* the copies are gone */
+
+    /* Without the recording's overlay the travel is refused, naming it. */
+    snprintf(path, sizeof(path), "%s.snap/disk0.qcow2", log_path);
+    assert_int_equal(unlink(path), 0);
+    m = bare_machine(&config);
+    add_disk(m);
+    assert_true(machine_replay_start(m, MACHINE_REPLAY_PLAY, log_path, NULL, NULL, 8, &err) < 0);
+    if (!strstr(err.msg, "cannot open the disk overlay") || !strstr(err.msg, "disk0.qcow2")) {
+        fail_msg("unexpected: %s", err.msg);
+    }
+    machine_replay_finish(m, &(int){ 0 }, &err);
+    bare_destroy(m);
+    assert_int_equal(files_in_tmpdir(), 0);
+    snprintf(path, sizeof(path), "rm -rf %s.snap", log_path);
+    assert_int_equal(system(path), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(disk_writes_replay_on_an_overlay, setup, teardown),
+        cmocka_unit_test_setup_teardown(disk_content_travels_with_snapshots, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

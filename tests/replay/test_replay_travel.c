@@ -279,9 +279,9 @@ static void a_failed_snapshot_stops_snapshots(void **state)
     (void)state;
     struct error err = { 0 };
     char path[160];
-    snprintf(path, sizeof(path), "%s/run.log.snap", dir);
+    snprintf(path, sizeof(path), "%s/run.log.snap/%d", dir, EVERY);
     struct machine *m = started(MACHINE_REPLAY_RECORD, 0, EVERY);
-    FILE *f = fopen(path, "w");     /* in the way of the snapshots' directory */
+    FILE *f = fopen(path, "w");     /* in the way of the first snapshot's directory */
     assert_non_null(f);
     fclose(f);
     for (int i = 0; i < EVERY; i++) {
@@ -330,6 +330,89 @@ static void the_recorded_status_comes_back(void **state)
     assert_int_equal(rep.err.code, 0);
 }
 
+/* Drives a replay through steps [first, last): no stop, no end. */
+static void replay_steps(struct machine *m, struct kvm_run *kr, int first, int last, struct trace *t)
+{
+    struct error err = { 0 };
+    for (int n = first; n < last; n++) {
+        int act = step(m, kr, n, t, &err);
+        if (act == REPLAY_ACT_STOP || act == REPLAY_ACT_END) {
+            fail_msg("exit %d: %s", n + 1, err.msg);
+        }
+    }
+}
+
+static void seek(struct machine *m, uint64_t icount, uint64_t restored_at)
+{
+    struct error err = { 0 };
+    if (machine_replay_seek(m, icount, &err) < 0) {
+        fail_msg("replay-seek %llu: %s", (unsigned long long)icount, err.msg);
+    }
+    assert_int_equal(replay_ordinal(m->replay->rp), restored_at);
+}
+
+/* QMP replay-seek: back to exit 12 from exit 20 (restored from the snapshot
+ * of exit 10, then replayed to the break point), forward to 22 (from the
+ * snapshot of 20, ahead of the replay), to 23 (no snapshot between: run
+ * on); each time in the very state a replay from the start has there. Back
+ * before the first snapshot is refused in QEMU's words, and so is a seek
+ * while recording. */
+static void seek_goes_back_and_forth(void **state)
+{
+    (void)state;
+    struct run_result rec = { 0 };
+    struct error err = { 0 };
+    struct kvm_run *kr = calloc(1, 8192);
+    assert_non_null(kr);
+    run(started(MACHINE_REPLAY_RECORD, 0, EVERY), 0, 0, &rec);
+    struct image ref[NSTEPS + 1], im;
+    struct machine *m = started(MACHINE_REPLAY_PLAY, 0, 0);
+    struct trace t;
+    for (int n = 0; n < 23; n++) {
+        replay_steps(m, kr, n, n + 1, &t);
+        image_of(m, &ref[n + 1]);
+    }
+    assert_true(machine_replay_finish(m, &(int){ 0 }, &err) < 0);  /* stopped early: events left */
+    bare_destroy(m);
+
+    m = started(MACHINE_REPLAY_PLAY, 0, 0);
+    replay_steps(m, kr, 0, 20, &t);
+    seek(m, 12, 10);
+    replay_steps(m, kr, 10, 12, &t);
+    assert_true(machine_replay_at_break(m));
+    image_of(m, &im);
+    assert_same_image(&ref[12], &im);
+    seek(m, 22, 20);
+    replay_steps(m, kr, 20, 22, &t);
+    assert_true(machine_replay_at_break(m));
+    image_of(m, &im);
+    assert_same_image(&ref[22], &im);
+    seek(m, 23, 22);
+    replay_steps(m, kr, 22, 23, &t);
+    assert_true(machine_replay_at_break(m));
+    image_of(m, &im);
+    assert_same_image(&ref[23], &im);
+    assert_true(machine_replay_seek(m, 4, &err) < 0);
+    assert_non_null(strstr(err.msg, "cannot seek to the specified instruction count"));
+    assert_non_null(strstr(err.msg, "no time-travel snapshot was taken at or before exit 4"));
+    assert_int_equal(replay_ordinal(m->replay->rp), 23);
+    replay_steps(m, kr, 23, NSTEPS, &t);        /* and on to the end, as recorded */
+    assert_int_equal(machine_replay_finish(m, &(int){ 0 }, &err), rec.events);
+    bare_destroy(m);
+    for (int n = 1; n <= 23; n++) {
+        if (n != 12 && n != 22 && n != 23) {
+            state_buf_free(&ref[n].devices);
+        }
+    }
+
+    m = started(MACHINE_REPLAY_RECORD, 0, 0);
+    assert_true(machine_replay_seek(m, 3, &err) < 0);
+    assert_string_equal(err.msg, "replay must be enabled to seek");
+    machine_replay_finish(m, &(int){ 0 }, &err);
+    bare_destroy(m);
+    free(kr);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -338,6 +421,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(snapshots_are_optional, setup, teardown),
         cmocka_unit_test_setup_teardown(a_failed_snapshot_stops_snapshots, setup, teardown),
         cmocka_unit_test_setup_teardown(the_recorded_status_comes_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(seek_goes_back_and_forth, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -292,6 +292,7 @@ const struct qmp_command qmp_commands[] = {
     { "query-replay", qmp_query_replay, NULL },
     { "replay-break", qmp_replay_break, qmp_replay_break_args },
     { "replay-delete-break", qmp_replay_delete_break, NULL },
+    { "replay-seek", qmp_replay_seek, qmp_replay_break_args },
     { "query-iothreads", qmp_query_iothreads, NULL },
     { "query-events", qmp_query_events, NULL },
     { "query-qmp-schema", qmp_query_qmp_schema, NULL },

@@ -187,6 +187,7 @@ void qmp_query_replay(struct qmp_server *s, json_t *args, struct qmp_reply *r);
 void qmp_replay_break(struct qmp_server *s, json_t *args, struct qmp_reply *r);
 extern const struct qmp_arg qmp_replay_break_args[];
 void qmp_replay_delete_break(struct qmp_server *s, json_t *args, struct qmp_reply *r);
+void qmp_replay_seek(struct qmp_server *s, json_t *args, struct qmp_reply *r);
 /* PCI (qmp_pci.c) and the schema (qmp_schema.c). */
 void qmp_query_pci(struct qmp_server *s, json_t *args, struct qmp_reply *r);
 /* A little-endian field of a function's configuration space. */
