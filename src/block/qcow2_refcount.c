@@ -96,6 +96,8 @@ static int get_block(struct qcow2 *s, uint64_t rt_index, uint8_t **block, struct
         return qcow2_signal_corruption(s, err, "refcount block %" PRIu64 " overlaps the header",
                                        rt_index);
     }
+    /* QEMU reports it for every lookup, cached or not (load_refcount_block). */
+    hostfile_event(s->file, BLKDBG_REFBLOCK_LOAD);
     return qcow2_cache_get(s, &s->refblock_cache, off, false, block, err);
 }
 
@@ -277,6 +279,8 @@ static int update_block(struct qcow2 *s, uint64_t first, uint64_t n, int64_t add
                         struct error *err)
 {
     bool created = false;
+    /* QEMU reports it for every block an update looks up, present or new. */
+    hostfile_event(s->file, BLKDBG_REFBLOCK_ALLOC);
     int ret = addend > 0 ? ensure_block(s, first, &created, err)
                          : qcow2_order_before_decrement(s, err);
     if (ret < 0) {

@@ -6,6 +6,10 @@
 . "$TESTS_DIR/lib.sh"
 . "$TESTS_DIR/cowio/compare.inc.sh"
 
+# cowio under qemu-io's name: close reports its failures with the program name.
+ln -s "$COWIO" "$TMP/qemu-io"
+COWIO=$TMP/qemu-io
+
 "$QEMU_IMG" create -q -f qcow2 -o cluster_size=1024 "$TMP/fresh.qcow2" 1G
 
 # check_consistent image: qemu-img check exits 0 (clean) or 3 (leaks only).
@@ -20,18 +24,38 @@ check_consistent() {
     fi
 }
 
-for event in l1_update; do
-    for errno in 5 28; do
+# Each event of iotest 026's first part, failing once or for good, in a
+# guest write (and in a VM-state write, -b, where writethrough flushes too). With once=off, close fails to
+# write back too and says so in QEMU's words. l2_update needs the L2 table to
+# exist already.
+for event in l1_update l2_update l2_alloc_write write_aio refblock_load refblock_update_part \
+             refblock_alloc cluster_alloc; do
+    base=$TMP/fresh.qcow2
+    if [[ $event == l2_update ]]; then
+        cp "$TMP/fresh.qcow2" "$TMP/l2.qcow2"
+        "$QEMU_IO" -c "write 0 512" "$TMP/l2.qcow2" >/dev/null
+        base=$TMP/l2.qcow2
+    fi
+    for once in on off; do
+        # QEMU has the refcount block cached from its open when the first
+        # lookup reports refblock_load, so a later write fails and close
+        # reports; ours reads it then and fails before writing anything.
+        [[ $event-$once == refblock_load-off ]] && continue
         cat >"$TMP/rule.conf" <<CONF
 [inject-error]
 event = "$event"
-errno = "$errno"
+errno = "28"
 immediately = "off"
-once = "on"
+once = "$once"
 CONF
-        compare_io "$event errno $errno once: the allocating write fails" "$TMP/fresh.qcow2" \
-            --cache writethrough -c "write 0 128k" "blkdebug:$TMP/rule.conf:IMG"
-        check_consistent "$TMP/ours.qcow2" "$event errno $errno once"
+        vmstates=("")
+        [[ $event == l2_update ]] && vmstates+=(-b)
+        for vmstate in "${vmstates[@]}"; do
+            what="$event once=$once write $vmstate"
+            compare_io "$what" "$base" --cache writethrough -c "write $vmstate 0 128k" \
+                "blkdebug:$TMP/rule.conf:IMG"
+            check_consistent "$TMP/ours.qcow2" "$what"
+        done
     done
 done
 done_testing
