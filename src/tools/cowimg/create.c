@@ -430,8 +430,8 @@ int cmd_create(int argc, char **argv)
         case 'u': req.unsafe = true; break;
         case 'h': print_help();
         case OPT_OBJECT:
-            report("--object is not supported");
-            goto out;
+            object_option(optarg);
+            break;
         default: bad_option(c, argv);
         }
     }
