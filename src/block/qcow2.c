@@ -229,30 +229,32 @@ static int mark_clean(struct qcow2 *s, struct error *err)
     return ret;
 }
 
+/* One write-back step of close and the flush after it; a failure is
+ * reported in QEMU's words: close has no caller to return it to, and
+ * scripts (iotest 026) read them. Lock held. */
+static int close_step(struct qcow2 *s, int (*step)(struct qcow2 *, struct error *),
+                      const char *what)
+{
+    struct error err = { 0 };
+    int ret = step(s, &err);
+    if (ret == 0) {
+        ret = hostfile_flush(s->file);
+    }
+    if (ret < 0) {
+        fprintf(stderr, "%s: Failed to flush the %s: %s\n", program_invocation_short_name, what,
+                strerror(-ret));
+    }
+    return ret;
+}
+
 /* Writes back what close finds in memory in QEMU's two steps (the L2
- * batch, then the refcount blocks, each followed by a flush of the file),
- * reporting a failure in QEMU's words: close has no caller to return it to,
- * and scripts (iotest 026) read them. The image is marked clean only when
+ * batch, then the refcount blocks); the image is marked clean only when
  * both went out. Lock held. */
 static void close_write_back(struct qcow2 *s)
 {
     struct error err = { 0 };
-    int l2 = qcow2_order_commit(s, &err);
-    if (l2 == 0) {
-        l2 = hostfile_flush(s->file);
-    }
-    if (l2 < 0) {
-        fprintf(stderr, "%s: Failed to flush the L2 table cache: %s\n",
-                program_invocation_short_name, strerror(-l2));
-    }
-    int rb = qcow2_refcount_flush(s, &err);
-    if (rb == 0) {
-        rb = hostfile_flush(s->file);
-    }
-    if (rb < 0) {
-        fprintf(stderr, "%s: Failed to flush the refcount block cache: %s\n",
-                program_invocation_short_name, strerror(-rb));
-    }
+    int l2 = close_step(s, qcow2_order_commit, "L2 table cache");
+    int rb = close_step(s, qcow2_refcount_flush, "refcount block cache");
     if (l2 == 0 && rb == 0 && mark_clean(s, &err) < 0) {
         log_error("%s: %s", s->bd.filename, err.msg);
     }

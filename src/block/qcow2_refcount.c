@@ -205,6 +205,7 @@ static int grow_refcount_table(struct qcow2 *s, uint64_t min_entries, struct err
     uint64_t old_clusters = s->refcount_table_clusters;
     s->refcount_table_offset = table_off;
     s->refcount_table_clusters = (uint32_t)table_clusters;
+    hostfile_event(s->file, BLKDBG_REFBLOCK_ALLOC_SWITCH_TABLE);
     ret = qcow2_header_write_refcount_table(s, err);
     if (ret < 0) {
         s->refcount_table_offset = old_off;
@@ -244,6 +245,7 @@ static int ensure_block(struct qcow2 *s, uint64_t cluster_index, bool *created, 
         return ret;
     }
     qcow2_refcount_entry_set(s, block, 0, 1);
+    hostfile_event(s->file, BLKDBG_REFBLOCK_ALLOC_WRITE);
     ret = qcow2_cache_update(s, &s->refblock_cache, block, 0, s->cluster_size, false, err);
     if (ret < 0) {
         qcow2_cache_discard(&s->refblock_cache, block_off);

@@ -58,4 +58,11 @@ CONF
         done
     done
 done
+# A new refcount block (026's second part, smaller): 512-byte clusters
+# need one per 128 KiB of the file.
+"$QEMU_IMG" create -q -f qcow2 -o cluster_size=512 "$TMP/small.qcow2" 1G
+printf '[inject-error]\nevent = "refblock_alloc_write"\nerrno = "28"\nonce = "on"\n' >"$TMP/rule.conf"
+compare_io "refblock_alloc_write once=on write" "$TMP/small.qcow2" --cache writethrough \
+    -c "write 0 1M" "blkdebug:$TMP/rule.conf:IMG"
+check_consistent "$TMP/ours.qcow2" "refblock_alloc_write once=on"
 done_testing
