@@ -134,12 +134,11 @@ static int parse_args(int argc, char **argv, struct cmdline *cl, const char *nam
         case OPT_OBJECT: {
             struct error err = { 0 };
             int ret = object_add(optarg, &err);
-            if (ret > 0) {
-                exit(0);    /* --object help */
-            }
             if (ret < 0) {
                 cowio_error("%s", err.msg);
-                return -1;
+            }
+            if (ret != 0) {     /* an error, or --object help answered */
+                exit(ret < 0);
             }
             break;
         }

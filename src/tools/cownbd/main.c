@@ -302,12 +302,12 @@ static bool parse_option(int ch, struct cownbd_opts *o, struct cmdline *cl)
     case OPT_OBJECT: {
         struct error err = { 0 };
         int ret = object_add(optarg, &err);
-        if (ret > 0) {
-            exit(0);    /* --object help */
-        }
         if (ret < 0) {
             cownbd_error("%s", err.msg);
             return false;
+        }
+        if (ret > 0) {
+            exit(0);    /* --object help answered */
         }
         break;
     }
