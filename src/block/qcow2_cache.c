@@ -197,7 +197,9 @@ int qcow2_cache_get(struct qcow2 *s, struct qcow2_cache *c, uint64_t offset, boo
             hash_remove(c, i);
         }
         if (!fresh) {
-            hostfile_event(s->file, c == &s->l2_cache ? BLKDBG_L2_LOAD : BLKDBG_REFBLOCK_LOAD);
+            if (c == &s->l2_cache) {
+                hostfile_event(s->file, BLKDBG_L2_LOAD);   /* refblock_load: at every lookup */
+            }
             int ret = hostfile_pread(s->file, offset, table_of(c, i), c->table_size);
             if (ret < 0) {
                 return error_set_errno(err, ret, "Could not read metadata at 0x%" PRIx64, offset);

@@ -141,6 +141,7 @@ static int allocate_l2(struct qcow2 *s, uint64_t l1_index, uint8_t **table, stru
     uint8_t *copy = NULL;
     if (old_off) {
         uint8_t *old;
+        hostfile_event(s->file, BLKDBG_L2_ALLOC_COW_READ);
         int ret = qcow2_cache_get(s, &s->l2_cache, old_off, false, &old, err);
         if (ret < 0) {
             return ret;
@@ -161,6 +162,7 @@ static int allocate_l2(struct qcow2 *s, uint64_t l1_index, uint8_t **table, stru
         if (copy) {
             memcpy(*table, copy, s->cluster_size);
         }
+        hostfile_event(s->file, BLKDBG_L2_ALLOC_WRITE);
         ret = qcow2_cache_update(s, &s->l2_cache, *table, 0, s->cluster_size, false, err);
     }
     free(copy);

@@ -291,13 +291,18 @@ static int64_t take_cluster(struct qcow2 *s, struct cluster_run *run, struct err
 
 /* How many clusters from off on a write of len bytes needs new (lock held).
  * The L2 table is allocated first and the run stays within it, so that the
- * table precedes its data in the file, as with QEMU. */
-static uint64_t clusters_to_allocate(struct qcow2 *s, uint64_t off, size_t len)
+ * table precedes its data in the file, as with QEMU. A failure to allocate
+ * it is the write's error: retried by the write, a table whose L1 update
+ * failed would be allocated twice (one leaked) and the error lost. */
+static int clusters_to_allocate(struct qcow2 *s, uint64_t off, size_t len, uint64_t *count,
+                                struct error *err)
 {
     uint8_t *table;
     uint32_t index;
-    if (qcow2_get_l2_slot(s, off, true, &table, &index, NULL) < 0) {
-        return 0;
+    *count = 0;
+    int ret = qcow2_get_l2_slot(s, off, true, &table, &index, err);
+    if (ret < 0) {
+        return ret;
     }
     uint64_t n = 0;
     uint64_t pos = qcow2_start_of_cluster(s, off);
@@ -316,7 +321,8 @@ static uint64_t clusters_to_allocate(struct qcow2 *s, uint64_t off, size_t len)
             break;
         }
     }
-    return n;
+    *count = n;
+    return 0;
 }
 
 static int write_in_cluster(struct qcow2 *s, uint64_t off, const uint8_t *buf, size_t len,
@@ -444,9 +450,10 @@ int qcow2_write_at(struct qcow2 *s, uint64_t off, const void *buf, size_t len, s
         }
         uint64_t direct_host = 0;
         if (run.next == run.end && len > n) {
-            uint64_t count = clusters_to_allocate(s, off, len);
-            int64_t first = count > 1 ? qcow2_alloc_clusters(s, count, err) : 0;
-            ret = first < 0 ? (int)first : 0;
+            uint64_t count;
+            ret = clusters_to_allocate(s, off, len, &count, err);
+            int64_t first = ret == 0 && count > 1 ? qcow2_alloc_clusters(s, count, err) : 0;
+            ret = first < 0 ? (int)first : ret;
             if (first > 0) {
                 run = (struct cluster_run){ (uint64_t)first, (uint64_t)first + (count << s->cluster_bits) };
             }

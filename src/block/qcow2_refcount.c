@@ -96,6 +96,8 @@ static int get_block(struct qcow2 *s, uint64_t rt_index, uint8_t **block, struct
         return qcow2_signal_corruption(s, err, "refcount block %" PRIu64 " overlaps the header",
                                        rt_index);
     }
+    /* QEMU reports it for every lookup, cached or not (load_refcount_block). */
+    hostfile_event(s->file, BLKDBG_REFBLOCK_LOAD);
     return qcow2_cache_get(s, &s->refblock_cache, off, false, block, err);
 }
 
@@ -203,6 +205,7 @@ static int grow_refcount_table(struct qcow2 *s, uint64_t min_entries, struct err
     uint64_t old_clusters = s->refcount_table_clusters;
     s->refcount_table_offset = table_off;
     s->refcount_table_clusters = (uint32_t)table_clusters;
+    hostfile_event(s->file, BLKDBG_REFBLOCK_ALLOC_SWITCH_TABLE);
     ret = qcow2_header_write_refcount_table(s, err);
     if (ret < 0) {
         s->refcount_table_offset = old_off;
@@ -242,6 +245,7 @@ static int ensure_block(struct qcow2 *s, uint64_t cluster_index, bool *created, 
         return ret;
     }
     qcow2_refcount_entry_set(s, block, 0, 1);
+    hostfile_event(s->file, BLKDBG_REFBLOCK_ALLOC_WRITE);
     ret = qcow2_cache_update(s, &s->refblock_cache, block, 0, s->cluster_size, false, err);
     if (ret < 0) {
         qcow2_cache_discard(&s->refblock_cache, block_off);
@@ -277,6 +281,8 @@ static int update_block(struct qcow2 *s, uint64_t first, uint64_t n, int64_t add
                         struct error *err)
 {
     bool created = false;
+    /* QEMU reports it for every block an update looks up, present or new. */
+    hostfile_event(s->file, BLKDBG_REFBLOCK_ALLOC);
     int ret = addend > 0 ? ensure_block(s, first, &created, err)
                          : qcow2_order_before_decrement(s, err);
     if (ret < 0) {

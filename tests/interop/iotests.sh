@@ -12,7 +12,7 @@ PASSING="017 018 019 020 024 025 029 031 036 039 097 122 138 190 214 252 287 133
          043 046 054 072 074 086 089 111"
 # Named in issue #14 and still failing, with why.
 declare -A FAILING=(
-    [026]="blkdebug on metadata writes: our L2/L1 updates are batched until flush, so the injected error surfaces at close, not in the write"
+    [026]="blkdebug on metadata writes: the first part matches QEMU except refblock_load once=off (QEMU has the refcount block cached from its open, so its close reports flush failures); the refcount-table growth part was not run in full since refblock_alloc_write/_switch_table were added; the whole test takes over 15 min under ASan on a loaded host"
     [080]="corrupt-image checks: the test pokes QEMU's layout (snapshot table at 0x70000; our transactional snapshot create puts it elsewhere), and QEMU checks snapshot L1 tables only when used, in its words"
     [217]="snapshot delete is one atomic transaction: an injected cluster_free error leaves no leaked clusters behind"
     [261]="check -r all repairs of the snapshot table (incomplete entries, too much extra data, a table too big, too many snapshots) and QEMU's open messages for them"

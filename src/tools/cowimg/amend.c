@@ -153,6 +153,8 @@ int cmd_amend(int argc, char **argv)
         case OPT_FORCE: break;
         case 'h': print_help();
         case OPT_OBJECT:
+            object_option(optarg);
+            break;
         case OPT_IMAGE_OPTS:
             image_opts = true;
             break;

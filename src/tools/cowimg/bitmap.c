@@ -60,6 +60,7 @@ static void parse_args(int argc, char **argv, struct bitmap_args *a)
             a->merge |= c == OPT_MERGE;
             break;
         case OPT_IMAGE_OPTS: image_opts = true; break;
+        case OPT_OBJECT: object_option(optarg); break;
         default: exit(common_option(c, argv));
         }
     }

@@ -121,6 +121,8 @@ int cmd_check(int argc, char **argv)
         case 'U': share = true; break;
         case 'h': print_help();
         case OPT_OBJECT:
+            object_option(optarg);
+            break;
         case OPT_IMAGE_OPTS:
             image_opts = true;
             break;

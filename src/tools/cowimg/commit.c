@@ -26,6 +26,7 @@ int cmd_commit(int argc, char **argv)
         case 'q': quiet = true; break;
         case 'r': break;    /* rate limit: accepted, not applied */
         case OPT_IMAGE_OPTS: image_opts = true; break;
+        case OPT_OBJECT: object_option(optarg); break;
         default: return common_option(c, argv);
         }
     }

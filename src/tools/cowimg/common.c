@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "block/object_secret.h"
 #include "util/size.h"
 
 const char *progname = "cowimg";
@@ -52,11 +53,23 @@ int common_option(int c, char **argv)
     case 'h':
         print_help();
     case OPT_IMAGE_OPTS:
-    case OPT_OBJECT:
         report("%s is not supported", argv[optind - 1]);
         return EXIT_ERR;
     default:
         bad_option(c, argv);
+    }
+}
+
+void object_option(const char *spec)
+{
+    struct error err = { 0 };
+    int ret = object_add(spec, &err);
+    if (ret < 0) {
+        report("%s", err.msg);
+        exit(EXIT_ERR);
+    }
+    if (ret > 0) {
+        exit(0);
     }
 }
 

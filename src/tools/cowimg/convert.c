@@ -442,7 +442,7 @@ static void parse_args(int argc, char **argv, struct convert_args *a)
         case OPT_TARGET_IS_ZERO: a->target_is_zero = true; break;
         case 'h': print_help();
         case OPT_IMAGE_OPTS: image_opts = true; break;
-        case OPT_OBJECT:
+        case OPT_OBJECT: object_option(optarg); break;
         case OPT_TARGET_IMAGE_OPTS:
         case OPT_BITMAPS: a->bitmaps = true; break;
         case OPT_SKIP_BROKEN: a->skip_broken = true; break;

@@ -34,8 +34,11 @@ _Noreturn void usage_error(const char *fmt, ...) __attribute__((format(printf, 1
 /* getopt's ':' and '?' results, reported the way qemu-img does. */
 _Noreturn void bad_option(int c, char **argv);
 /* The options every command shares: -h, and the QEMU ones we do not support
- * (--object, --image-opts); anything else is a usage error. */
+ * (--image-opts); anything else is a usage error. */
 int common_option(int c, char **argv);
+/* --object: adds the object (block/object_secret.h) or reports and exits 1;
+ * "help" lists the types and exits 0. */
+void object_option(const char *spec);
 /* The full --help text; exits 0. */
 _Noreturn void print_help(void);
 /* printf unless quiet. */

@@ -81,6 +81,7 @@ struct create_plan {
     struct blockdev_create_opts q;
     enum blockdev_prealloc prealloc;
     const char *prealloc_text, *compat_text, *compression_text, *lazy_text, *extl2_text;
+    const char *encryption_text;
     uint64_t refcount_bits;
     bool refcount_given;
 };
@@ -129,6 +130,14 @@ static int parse_plan(struct create_request *req, struct create_plan *p, struct 
             return -EINVAL;
         }
         p->q.cluster_size = cs > UINT32_MAX ? 0 : (uint32_t)cs;
+        bool encrypted = false;
+        if (parse_bool_text(o, "encryption", &encrypted, &p->encryption_text, err) < 0) {
+            return -EINVAL;
+        }
+        if (encrypted || options_get(o, "encrypt.format")) {
+            return error_set(err, -ENOTSUP, "Encrypted qcow2 images are not supported: cowimg "
+                             "creates none (encryption=on, encrypt.format)");
+        }
         p->compat_text = options_get(o, "compat");
         p->compression_text = options_get(o, "compression_type");
         if (parse_bool_text(o, "lazy_refcounts", &p->q.lazy_refcounts, &p->lazy_text, err) < 0 ||
@@ -160,6 +169,9 @@ static void print_formatting_line(const struct create_request *req, const struct
     }
     printf("Formatting '%s', fmt=%s", req->filename, req->format);
     if (strcmp(req->format, "qcow2") == 0) {
+        if (p->encryption_text) {
+            printf(" encryption=%s", p->encryption_text);
+        }
         printf(" cluster_size=%u extended_l2=%s", p->q.cluster_size,
                p->extl2_text ? p->extl2_text : "off");
         if (p->prealloc_text) {
@@ -430,8 +442,8 @@ int cmd_create(int argc, char **argv)
         case 'u': req.unsafe = true; break;
         case 'h': print_help();
         case OPT_OBJECT:
-            report("--object is not supported");
-            goto out;
+            object_option(optarg);
+            break;
         default: bad_option(c, argv);
         }
     }

@@ -83,6 +83,7 @@ int cmd_dd(int argc, char **argv)
         case 'O': out_fmt = optarg; break;
         case 'U': share = true; break;
         case OPT_IMAGE_OPTS: image_opts = true; break;
+        case OPT_OBJECT: object_option(optarg); break;
         default: return common_option(c, argv);
         }
     }

@@ -164,6 +164,7 @@ int cmd_info(int argc, char **argv)
         case OPT_OUTPUT: output = optarg; break;
         case OPT_BACKING_CHAIN: chain = true; break;
         case OPT_IMAGE_OPTS: image_opts = true; break;
+        case OPT_OBJECT: object_option(optarg); break;
         default: return common_option(c, argv);
         }
     }

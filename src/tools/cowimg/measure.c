@@ -210,6 +210,8 @@ int cmd_measure(int argc, char **argv)
             break;
         case 'h': print_help();
         case OPT_OBJECT:
+            object_option(optarg);
+            break;
         case OPT_IMAGE_OPTS:
             image_opts = true;
             break;

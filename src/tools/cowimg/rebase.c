@@ -37,6 +37,8 @@ static void parse_args(int argc, char **argv, struct rebase_args *a)
         case 'U': a->share = true; break;
         case 'h': print_help();
         case OPT_OBJECT:
+            object_option(optarg);
+            break;
         case OPT_IMAGE_OPTS:
             image_opts = true;
             break;

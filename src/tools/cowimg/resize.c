@@ -36,6 +36,7 @@ int cmd_resize(int argc, char **argv)
             }
             break;
         case OPT_IMAGE_OPTS: image_opts = true; break;
+        case OPT_OBJECT: object_option(optarg); break;
         default: return common_option(c, argv);
         }
     }

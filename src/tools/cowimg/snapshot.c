@@ -74,6 +74,7 @@ int cmd_snapshot(int argc, char **argv)
         case 'q': quiet = true; break;
         case 'U': share = true; break;
         case OPT_IMAGE_OPTS: image_opts = true; break;
+        case OPT_OBJECT: object_option(optarg); break;
         default: return common_option(c, argv);
         }
     }

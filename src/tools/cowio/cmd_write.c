@@ -166,6 +166,9 @@ static int write_f(struct cowio *io, int argc, char **argv)
     clock_gettime(CLOCK_MONOTONIC, &t0);
     if (o.vmstate) {
         ret = blockdev_vmstate_write(io->bd, (uint64_t)offset, buf, (size_t)count, NULL);
+        if (ret == 0) {
+            ret = cowio_after_write(io, false);  /* writethrough flushes it too (blk_save_vmstate) */
+        }
     } else if (o.zero) {
         ret = blockdev_pwrite_zeroes(io->bd, (uint64_t)offset, (uint64_t)count,
                                      o.unmap ? BDEV_ZERO_MAY_UNMAP : 0, NULL);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "block/object_secret.h"
 #include "tools/cowio/cowio.h"
 
 #define MAX_LINE 1024
@@ -130,9 +131,17 @@ static int parse_args(int argc, char **argv, struct cmdline *cl, const char *nam
         case 'h':
             usage(name);
             exit(0);
-        case OPT_OBJECT:
-            cowio_error("--object is not supported");
-            return -1;
+        case OPT_OBJECT: {
+            struct error err = { 0 };
+            int ret = object_add(optarg, &err);
+            if (ret < 0) {
+                cowio_error("%s", err.msg);
+            }
+            if (ret != 0) {     /* an error, or --object help answered */
+                exit(ret < 0);
+            }
+            break;
+        }
         default:
             usage(name);
             return -1;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cownbd.h"
+#include "block/object_secret.h"
 #include "nbd/nbd_proto.h"
 #include "util/log.h"
 #include "util/sandbox.h"
@@ -71,7 +72,7 @@ static void usage(void)
            "      --sandbox=on|off      seccomp filter on the server threads (default on)\n"
            "\n"
            "Not supported here: -c/--connect and -d/--disconnect (kernel NBD client),\n"
-           "-L/--list (use qemu-nbd --list), -o, -l, -B, --object, TLS.\n",
+           "-L/--list (use qemu-nbd --list), -o, -l, --object other than secret, TLS.\n",
            progname, NBD_DEFAULT_PORT);
 }
 
@@ -298,7 +299,18 @@ static bool parse_option(int ch, struct cownbd_opts *o, struct cmdline *cl)
         o->exp.bitmaps = o->bitmaps;
         break;
     case 'L': cl->unsupported = cl->unsupported ? cl->unsupported : "-L/--list (use qemu-nbd --list)"; break;
-    case OPT_OBJECT: cl->unsupported = cl->unsupported ? cl->unsupported : "--object"; break;
+    case OPT_OBJECT: {
+        struct error err = { 0 };
+        int ret = object_add(optarg, &err);
+        if (ret < 0) {
+            cownbd_error("%s", err.msg);
+            return false;
+        }
+        if (ret > 0) {
+            exit(0);    /* --object help answered */
+        }
+        break;
+    }
     case OPT_IMAGE_OPTS: o->image_opts = true; break;
     case OPT_TLSCREDS:
     case OPT_TLSAUTHZ:
