@@ -451,6 +451,29 @@ void qcow2_snapshot_list_free_internal(struct qcow2_snapshot *list, uint32_t cou
 int qcow2_snapshots_serialize(const struct qcow2_snapshot *list, uint32_t count, uint8_t **buf,
                               uint64_t *len, struct error *err);
 
+/* qcow2_snapshot_refs.c: snapshot metadata updated in place, in QEMU's
+ * order (so clusters land where QEMU puts them); a kill leaves at worst leaks. */
+/* Writes out batched updates and turns batching off until qcow2_inplace_end. */
+int qcow2_inplace_begin(struct qcow2 *s, bool *batch, struct error *err);
+void qcow2_inplace_end(struct qcow2 *s, bool batch);
+/* Writes the whole in-memory active L1 table to its place. */
+int qcow2_inplace_write_l1(struct qcow2 *s, struct error *err);
+/* Whether everything active L1 entries [0, limit) reference can take one
+ * more reference (refused before anything changes otherwise). */
+int qcow2_inplace_check_room(struct qcow2 *s, uint32_t limit, struct error *err);
+/* A new snapshot shares active L1 entries [0, limit): +1 on their L2 tables
+ * and everything these reference, COPIED flags cleared. */
+int qcow2_inplace_share_active(struct qcow2 *s, uint32_t limit, struct error *err);
+/* A deleted snapshot's L1 table (at l1_offset) and its tree: -1 on all. */
+int qcow2_inplace_release(struct qcow2 *s, const uint64_t *l1, uint32_t l1_size,
+                          uint64_t l1_offset, struct error *err);
+/* COPIED flags of the active tables set where the refcount is 1. */
+int qcow2_inplace_fix_copied(struct qcow2 *s, struct error *err);
+/* Writes list (taken over) to new clusters, switches the header to it and
+ * frees the old table (a failure there leaks it, reported as QEMU does). */
+int qcow2_inplace_write_snapshots(struct qcow2 *s, struct qcow2_snapshot *list, uint32_t count,
+                                  struct error *err);
+
 /* qcow2_bitmap.c: persistent dirty bitmaps (the bitmaps extension). */
 /* The extension's data, from the header parser. */
 int qcow2_bitmaps_parse_ext(struct qcow2 *s, const uint8_t *data, uint32_t len, struct error *err);

@@ -1,13 +1,12 @@
 /* Internal snapshots: the snapshot table, and create / apply / delete /
- * rename as metadata transactions (qcow2_txn in qcow2_check.c).
+ * rename.
  *
- * Each operation computes the new refcounts in memory, writes every new
- * table (L1 copies, L2 copies with new COPIED flags, the snapshot table, the
- * refcount structure) to clusters that are free before and after, and makes
- * it all live with one header write. A kill at any moment leaves the image
- * as it was before or after the operation, with no leak and no COPIED flag
- * out of step with its refcount (which an in-place update cannot promise:
- * a refcount and the L2 entry naming it live in different clusters). */
+ * Create, delete and rename update the image in place in QEMU's order
+ * (qcow2_snapshot_refs.c), so that clusters land where qemu-img puts them;
+ * a kill leaves at worst leaked clusters. Apply is a metadata transaction
+ * (qcow2_txn.c): every new table goes to clusters free before and after, and
+ * one header write makes it all live, so a kill leaves the image as it was
+ * before or after (the active L1 table is replaced as a whole). */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -387,39 +386,16 @@ static int on_snapshot(struct blockdev *bd, const char *id_or_name, const char *
     return ret;
 }
 
-static int create_locked(struct qcow2 *s, const char *name, const struct blockdev_snapshot_vm *vm,
-                         struct error *err)
+/* The new entry for the current state, its L1 copy at l1_offset. */
+static void fill_entry(struct qcow2 *s, struct qcow2_snapshot *sn, const char *name,
+                       const struct blockdev_snapshot_vm *vm, uint64_t l1_offset)
 {
-    if (s->nb_snapshots >= QCOW2_MAX_SNAPSHOTS) {
-        return error_set(err, -EFBIG, "Too many snapshots (at most %d)", QCOW2_MAX_SNAPSHOTS);
-    }
-    if (strlen(name) > UINT16_MAX) {
-        return error_set(err, -EINVAL, "Snapshot name too long");
-    }
-    struct qcow2_txn t;
-    int ret = begin_txn(s, &t, err);
-    if (ret < 0) {
-        return ret;
-    }
-    /* The snapshot takes the live L1 table as it is (its COPIED flags do not
-     * matter in an inactive table); the active image gets a copy that
-     * references everything once more, minus the VM state, which now
-     * belongs to the snapshot alone. */
-    t.l1 = calloc(s->l1_size ? s->l1_size : 1, 8);
-    t.l1_size = s->l1_size;
-    uint64_t vm_l1 = qcow2_size_to_l1(s, s->bd.size);
-    for (uint32_t i = 0; i < s->l1_size; i++) {
-        t.l1[i] = vm && i >= vm_l1 ? 0 : s->l1_table[i];
-    }
-    ret = qcow2_txn_ref_l1_tree(s, &t, t.l1, t.l1_size, 1, err);
-    struct qcow2_snapshot *list = copy_list(s);
-    struct qcow2_snapshot *sn = &list[s->nb_snapshots];
     char id[32];
     new_snapshot_id(s, id, sizeof(id));
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     *sn = (struct qcow2_snapshot){
-        .l1_table_offset = s->l1_table_offset,
+        .l1_table_offset = l1_offset,
         .l1_size = s->l1_size,
         .id = strdup(id),
         .name = strdup(name),
@@ -431,12 +407,70 @@ static int create_locked(struct qcow2 *s, const char *name, const struct blockde
         .icount = vm ? vm->icount : 0,     /* what qemu-img snapshot -c records */
         .extra_data_size = QCOW2_SNAPSHOT_EXTRA_KNOWN,
     };
-    if (ret == 0) {
-        ret = qcow2_txn_set_snapshots(s, &t, list, s->nb_snapshots + 1, err);
-    } else {
-        qcow2_snapshot_list_free_internal(list, s->nb_snapshots + 1);
+}
+
+/* A copy of the active L1 table for the snapshot, in new clusters. */
+static int64_t copy_active_l1(struct qcow2 *s, struct error *err)
+{
+    if (s->l1_size == 0) {
+        return 0;
     }
-    return finish_txn(s, &t, ret, err);
+    int64_t off = qcow2_alloc_clusters(s, qcow2_size_to_clusters(s, (uint64_t)s->l1_size * 8),
+                                       err);
+    if (off < 0) {
+        return off;
+    }
+    uint64_t *disk = malloc((size_t)s->l1_size * 8);
+    for (uint32_t i = 0; i < s->l1_size; i++) {
+        disk[i] = cpu_to_be64(s->l1_table[i]);
+    }
+    int ret = hostfile_pwrite(s->file, (uint64_t)off, disk, (size_t)s->l1_size * 8);
+    free(disk);
+    return ret < 0 ? error_set_errno(err, ret, "Could not write the snapshot's L1 table") : off;
+}
+
+/* QEMU's order: the L1 copy, the refcounts it adds, then the table naming it.
+ * The VM state (past the disk) goes to the snapshot alone: the active L1
+ * drops it before the table is written, which leaks it at worst. */
+static int create_inplace(struct qcow2 *s, const char *name, const struct blockdev_snapshot_vm *vm,
+                          struct error *err)
+{
+    uint64_t vm_l1 = qcow2_size_to_l1(s, s->bd.size);
+    uint32_t shared = vm && vm_l1 < s->l1_size ? (uint32_t)vm_l1 : s->l1_size;
+    int ret = qcow2_inplace_check_room(s, shared, err);
+    int64_t l1_off = ret < 0 ? ret : copy_active_l1(s, err);
+    if (l1_off < 0) {
+        return (int)l1_off;
+    }
+    ret = qcow2_inplace_share_active(s, shared, err);
+    if (ret == 0 && shared < s->l1_size) {
+        memset(&s->l1_table[shared], 0, (size_t)(s->l1_size - shared) * 8);
+        ret = qcow2_inplace_write_l1(s, err);
+    }
+    if (ret < 0) {
+        return ret;
+    }
+    struct qcow2_snapshot *list = copy_list(s);
+    fill_entry(s, &list[s->nb_snapshots], name, vm, (uint64_t)l1_off);
+    return qcow2_inplace_write_snapshots(s, list, s->nb_snapshots + 1, err);
+}
+
+static int create_locked(struct qcow2 *s, const char *name, const struct blockdev_snapshot_vm *vm,
+                         struct error *err)
+{
+    if (s->nb_snapshots >= QCOW2_MAX_SNAPSHOTS) {
+        return error_set(err, -EFBIG, "Too many snapshots (at most %d)", QCOW2_MAX_SNAPSHOTS);
+    }
+    if (strlen(name) > UINT16_MAX) {
+        return error_set(err, -EINVAL, "Snapshot name too long");
+    }
+    bool batch;
+    int ret = qcow2_inplace_begin(s, &batch, err);
+    if (ret == 0) {
+        ret = create_inplace(s, name, vm, err);
+    }
+    qcow2_inplace_end(s, batch);
+    return ret;
 }
 
 int qcow2_snapshot_create(struct blockdev *bd, const char *name, const struct blockdev_snapshot_vm *vm,
@@ -511,36 +545,56 @@ int qcow2_snapshot_apply(struct blockdev *bd, const char *id_or_name, struct err
     return on_snapshot(bd, id_or_name, "apply", apply_locked, err);
 }
 
+/* QEMU's order: the table without the entry first, then the snapshot's
+ * clusters are released (a failure there leaks them), then the active
+ * tables get COPIED back where they are no longer shared. */
+static int delete_inplace(struct qcow2 *s, uint32_t index, const uint64_t *sn_l1,
+                          struct error *err)
+{
+    const struct qcow2_snapshot *sn = &s->snapshots[index];
+    uint64_t l1_offset = sn->l1_table_offset;
+    uint32_t l1_size = sn->l1_size;
+    struct qcow2_snapshot *list = copy_list(s);
+    uint32_t n = s->nb_snapshots;
+    free(list[index].id);
+    free(list[index].name);
+    free(list[index].unknown_extra);
+    memmove(&list[index], &list[index + 1], (n - index - 1) * sizeof(*list));
+    int ret = qcow2_inplace_write_snapshots(s, list, n - 1, err);
+    if (ret < 0) {
+        return ret;
+    }
+    struct error local = { 0 };
+    ret = qcow2_inplace_release(s, sn_l1, l1_size, l1_offset, &local);
+    if (ret < 0) {
+        return error_set_errno(err, ret, "Failed to free the cluster and L1 table");
+    }
+    ret = qcow2_inplace_fix_copied(s, &local);
+    if (ret < 0) {
+        return error_set_errno(err, ret, "Failed to update snapshot status in disk");
+    }
+    return 0;
+}
+
 static int delete_locked(struct qcow2 *s, uint32_t index, struct error *err)
 {
     const struct qcow2_snapshot *sn = &s->snapshots[index];
-    struct qcow2_txn t;
+    uint64_t *sn_l1 = NULL;
     int ret = usable(s, sn, err);
     if (ret == 0) {
-        ret = begin_txn(s, &t, err);
+        ret = qcow2_read_l1(s, sn->l1_table_offset, sn->l1_size, &sn_l1, err);
     }
     if (ret < 0) {
         return ret;
     }
-    uint64_t *sn_l1 = NULL;
-    ret = qcow2_read_l1(s, sn->l1_table_offset, sn->l1_size, &sn_l1, err);
+    bool batch;
+    ret = qcow2_inplace_begin(s, &batch, err);
     if (ret == 0) {
-        ret = qcow2_txn_ref_l1_tree(s, &t, sn_l1, sn->l1_size, -1, err);
+        ret = delete_inplace(s, index, sn_l1, err);
     }
+    qcow2_inplace_end(s, batch);
     free(sn_l1);
-    if (ret == 0) {
-        ret = qcow2_txn_ref(s, &t, sn->l1_table_offset, (uint64_t)sn->l1_size * 8, -1, err);
-    }
-    if (ret == 0) {
-        struct qcow2_snapshot *list = copy_list(s);
-        uint32_t n = s->nb_snapshots;
-        free(list[index].id);
-        free(list[index].name);
-        free(list[index].unknown_extra);
-        memmove(&list[index], &list[index + 1], (n - index - 1) * sizeof(*list));
-        ret = qcow2_txn_set_snapshots(s, &t, list, n - 1, err);
-    }
-    return finish_txn(s, &t, ret, err);
+    return ret;
 }
 
 int qcow2_snapshot_delete(struct blockdev *bd, const char *id_or_name, struct error *err)
@@ -561,18 +615,18 @@ int qcow2_snapshot_rename(struct blockdev *bd, const char *id_or_name, const cha
     struct qcow2 *s = qcow2_of(bd);
     pthread_mutex_lock(&s->lock);
     int i = find_snapshot(s, id_or_name);
-    struct qcow2_txn t;
     if (i < 0) {
         ret = not_found(bd, id_or_name, err);
     } else {
-        ret = begin_txn(s, &t, err);
+        bool batch;
+        ret = qcow2_inplace_begin(s, &batch, err);
         if (ret == 0) {
             struct qcow2_snapshot *list = copy_list(s);
             free(list[i].name);
             list[i].name = strdup(new_name);
-            ret = qcow2_txn_set_snapshots(s, &t, list, s->nb_snapshots, err);
-            ret = ret < 0 ? (qcow2_txn_abort(&t), ret) : qcow2_txn_commit(s, &t, err);
+            ret = qcow2_inplace_write_snapshots(s, list, s->nb_snapshots, err);
         }
+        qcow2_inplace_end(s, batch);
     }
     pthread_mutex_unlock(&s->lock);
     return ret;
