@@ -529,7 +529,8 @@ static void report_old_refcount_structure(struct check *c)
 
 /* What a staged repair (t) fixes, in the words and order of QEMU's check:
  * refcounts first, then the COPIED flags judged by the repaired refcounts. */
-static void report_repair(struct check *c, unsigned fix, const struct qcow2_txn *t)
+static void report_repair(struct check *c, unsigned fix, bool fix_copied,
+                          const struct qcow2_txn *t)
 {
     if (c->quiet) {
         return;
@@ -544,7 +545,7 @@ static void report_repair(struct check *c, unsigned fix, const struct qcow2_txn 
     c->res = &counts;
     c->judge_rc = t->rc;
     c->judge_n = t->n;
-    c->copied_label = (fix & BDEV_FIX_ERRORS) ? "Repairing" : "ERROR";
+    c->copied_label = fix_copied ? "Repairing" : "ERROR";
     c->copied_quiet = false;
     check_copied(c);
     c->res = res;
@@ -590,11 +591,16 @@ static int stage_repair(struct qcow2 *s, struct check *c, unsigned fix, struct q
             *changes = true;
         }
     }
+    /* As QEMU: COPIED flags are errors, but with -r leaks they are fixed
+     * too when the refcounts they are judged by are sound after the repair. */
+    bool fix_copied = (fix & BDEV_FIX_ERRORS) ||
+                      ((fix & BDEV_FIX_LEAKS) && !c->rebuild && !c->res->check_errors &&
+                       c->refcount_corruptions == 0);
     if (ret == 0) {
         /* Before the COPIED fix moves any L2 table: judged as QEMU judges. */
-        report_repair(c, fix, t);
+        report_repair(c, fix, fix_copied, t);
     }
-    if (ret == 0 && (fix & BDEV_FIX_ERRORS)) {
+    if (ret == 0 && fix_copied) {
         int64_t changed = qcow2_txn_fix_copied(s, t, err);
         ret = changed < 0 ? (int)changed : 0;
         *copied_fixed = changed > 0 ? (int)changed : 0;

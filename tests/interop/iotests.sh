@@ -9,12 +9,11 @@ source "$(dirname "$0")/../lib.sh"
 # then the second line: qcow2 tests that pass with QEMU's own tools):
 # a failure of any of these is a regression.
 PASSING="017 018 019 020 024 025 029 031 036 039 097 122 138 190 214 252 287 133 150
-         043 046 054 072 074 086 089 111"
+         043 046 054 072 074 086 089 111 217"
 # Named in issue #14 and still failing, with why.
 declare -A FAILING=(
     [026]="blkdebug on metadata writes: our L2/L1 updates are batched until flush, so the injected error surfaces at close, not in the write"
     [080]="corrupt-image checks: the test pokes QEMU's layout (snapshot table at 0x70000; our transactional snapshot create puts it elsewhere), and QEMU checks snapshot L1 tables only when used, in its words"
-    [217]="snapshot delete is one atomic transaction: an injected cluster_free error leaves no leaked clusters behind"
     [261]="check -r all repairs of the snapshot table (incomplete entries, too much extra data, a table too big, too many snapshots) and QEMU's open messages for them"
     [271]="extended L2 subcluster allocation: other host offsets and bitmaps than QEMU's (break/resume itself works)"
 )
