@@ -19,12 +19,17 @@
 
 #define SNAPSHOT_HEADER_LEN 40
 
+static void free_entry(struct qcow2_snapshot *sn)
+{
+    free(sn->id);
+    free(sn->name);
+    free(sn->unknown_extra);
+}
+
 void qcow2_snapshot_list_free_internal(struct qcow2_snapshot *list, uint32_t count)
 {
     for (uint32_t i = 0; list && i < count; i++) {
-        free(list[i].id);
-        free(list[i].name);
-        free(list[i].unknown_extra);
+        free_entry(&list[i]);
     }
     free(list);
 }
@@ -68,14 +73,58 @@ static int validate_snapshot_l1(struct qcow2 *s, const struct qcow2_snapshot *sn
     return 0;
 }
 
+const char *qcow2_img_tool(void)
+{
+    return strncmp(program_invocation_short_name, "qemu-", 5) == 0 ? "qemu-img" : "cowimg";
+}
+
+/* QEMU's words, with its hint on the next line (iotest 261). */
+static int too_big(uint32_t nb, uint32_t index, struct error *err)
+{
+    return error_set(err, -EFBIG, "Snapshot table is too big\nYou can force-remove all %u "
+                     "overhanging snapshots with %s check -r all", nb - index, qcow2_img_tool());
+}
+
+static int too_much_extra(uint32_t index, struct error *err)
+{
+    return error_set(err, -EFBIG, "Too much extra metadata in snapshot table entry %u\nYou can "
+                     "force-remove this extra metadata with %s check -r all", index,
+                     qcow2_img_tool());
+}
+
 static int entry_outside(struct qcow2 *s, uint64_t avail, uint32_t index, struct error *err)
 {
     if (avail == QCOW2_MAX_SNAPSHOTS_BYTES) {
-        return table_error(s, err, -EFBIG, "the table is too big: entry %" PRIu64 " ends past "
-                           "the %" PRIu64 "-byte limit", index, avail);
+        return too_big(s->nb_snapshots, index, err);
     }
     return table_error(s, err, -EINVAL, "entry %" PRIu64 " lies beyond the end of the file "
                        "(%" PRIu64 " bytes of table)", index, avail);
+}
+
+/* The fixed 40 bytes of an entry. */
+static void decode_header(const uint8_t *h, struct qcow2_snapshot *sn, uint32_t *id_len,
+                          uint32_t *name_len)
+{
+    sn->l1_table_offset = ld_be64(h);
+    sn->l1_size = ld_be32(h + 8);
+    *id_len = ld_be16(h + 12);
+    *name_len = ld_be16(h + 14);
+    sn->date_sec = ld_be32(h + 16);
+    sn->date_nsec = ld_be32(h + 20);
+    sn->vm_clock_nsec = ld_be64(h + 24);
+    sn->vm_state_size = ld_be32(h + 32);
+    sn->extra_data_size = ld_be32(h + 36);
+}
+
+/* The known fields among the first xs bytes of extra data at x. */
+static void decode_known_extra(struct qcow2 *s, const uint8_t *x, uint32_t xs,
+                               struct qcow2_snapshot *sn)
+{
+    if (xs >= 8) {
+        sn->vm_state_size = ld_be64(x);
+    }
+    sn->disk_size = xs >= 16 ? ld_be64(x + 8) : s->bd.size;
+    sn->icount = xs >= 24 ? (int64_t)ld_be64(x + 16) : -1;
 }
 
 /* Parses one entry at buf[*pos]; avail bytes of table were read (the file's
@@ -87,19 +136,10 @@ static int parse_entry(struct qcow2 *s, const uint8_t *buf, uint64_t avail, uint
     if (avail < p + SNAPSHOT_HEADER_LEN) {
         return entry_outside(s, avail, index, err);
     }
-    const uint8_t *h = buf + p;
-    sn->l1_table_offset = ld_be64(h);
-    sn->l1_size = ld_be32(h + 8);
-    uint32_t id_len = ld_be16(h + 12);
-    uint32_t name_len = ld_be16(h + 14);
-    sn->date_sec = ld_be32(h + 16);
-    sn->date_nsec = ld_be32(h + 20);
-    sn->vm_clock_nsec = ld_be64(h + 24);
-    sn->vm_state_size = ld_be32(h + 32);
-    sn->extra_data_size = ld_be32(h + 36);
+    uint32_t id_len, name_len;
+    decode_header(buf + p, sn, &id_len, &name_len);
     if (sn->extra_data_size > QCOW2_MAX_SNAPSHOT_EXTRA) {
-        return table_error(s, err, -EFBIG, "too much extra metadata in entry %" PRIu64
-                           " (%" PRIu64 " bytes, at most 1024)", index, sn->extra_data_size);
+        return too_much_extra(index, err);
     }
     p += SNAPSHOT_HEADER_LEN;
     uint64_t need = (uint64_t)sn->extra_data_size + id_len + name_len;
@@ -108,11 +148,7 @@ static int parse_entry(struct qcow2 *s, const uint8_t *buf, uint64_t avail, uint
     }
     const uint8_t *x = buf + p;
     uint32_t xs = sn->extra_data_size;
-    if (xs >= 8) {
-        sn->vm_state_size = ld_be64(x);
-    }
-    sn->disk_size = xs >= 16 ? ld_be64(x + 8) : s->bd.size;
-    sn->icount = xs >= 24 ? (int64_t)ld_be64(x + 16) : -1;
+    decode_known_extra(s, x, xs, sn);
     if (xs > QCOW2_SNAPSHOT_EXTRA_KNOWN) {
         sn->unknown_extra_len = xs - QCOW2_SNAPSHOT_EXTRA_KNOWN;
         sn->unknown_extra = malloc(sn->unknown_extra_len);
@@ -155,8 +191,7 @@ static int load_table(struct qcow2 *s, int64_t file_size, struct error *err)
         pos = (pos + 7) & ~7ULL;
         ret = parse_entry(s, buf, avail, &pos, i, &s->snapshots[i], err);
         if (ret == 0 && pos > QCOW2_MAX_SNAPSHOTS_BYTES) {
-            ret = table_error(s, err, -EFBIG, "the table is too big (%" PRIu64 " bytes after "
-                              "entry %" PRIu64 ", at most 64 MiB)", pos, i);
+            ret = too_big(s->nb_snapshots, i, err);
         }
         if (ret == 0 && !s->checking) {
             /* (check reports a bad L1 table itself, as QEMU does) */
@@ -168,26 +203,41 @@ static int load_table(struct qcow2 *s, int64_t file_size, struct error *err)
     return ret;
 }
 
+/* QEMU's checks of the header's count and offset, in its words (iotest 080). */
+static int check_location(struct qcow2 *s, uint32_t nb, int64_t file_size, struct error *err)
+{
+    if (nb > QCOW2_MAX_SNAPSHOTS) {
+        return error_set(err, -EFBIG, "Snapshot table too large");
+    }
+    return qcow2_check_table_location(s, s->snapshots_offset, nb ? 1 : 0, file_size,
+                                      "Snapshot table", err);
+}
+
 int qcow2_snapshots_load(struct qcow2 *s, struct error *err)
 {
     s->snapshots = NULL;
     s->snapshots_size = 0;
-    if (s->nb_snapshots == 0) {
-        return 0;
-    }
     int64_t file_size = hostfile_size(s->file);
     if (file_size < 0) {
         return error_set_errno(err, (int)file_size, "Could not get the image file size");
     }
     struct error local = { 0 };
-    int ret = load_table(s, file_size, &local);
+    int ret = check_location(s, s->nb_snapshots, file_size, &local);
+    bool bad_location = ret < 0;
+    if (ret == 0 && s->nb_snapshots) {
+        ret = load_table(s, file_size, &local);
+    }
     if (ret == 0) {
         return 0;
     }
     qcow2_snapshots_free(s);
     if (s->checking) {
-        /* check reports it; nothing may use the table meanwhile */
+        /* check reports it (and check -r all reads what it can); nothing
+         * may use the table meanwhile */
         s->snapshots_unreadable = true;
+        s->snapshots_bad_location = bad_location;
+        s->snapshots_err = local;
+        s->nb_snapshots_header = s->nb_snapshots;
         s->nb_snapshots = 0;
         s->snapshots_size = 0;
         return 0;
@@ -195,7 +245,106 @@ int qcow2_snapshots_load(struct qcow2 *s, struct error *err)
     return error_set(err, ret, "%s", local.msg);
 }
 
-int qcow2_snapshots_serialize(const struct qcow2_snapshot *list, uint32_t count, uint8_t **buf,
+/* Reads len bytes of the table at *pos and moves past them. */
+static int read_at(struct qcow2 *s, uint64_t *pos, void *buf, size_t len, struct error *err)
+{
+    int ret = len ? hostfile_pread(s->file, *pos, buf, len) : 0;
+    if (ret < 0) {
+        return error_set_errno(err, ret, "Failed to read snapshot table");
+    }
+    *pos += len;
+    return 0;
+}
+
+/* One entry as QEMU's repair reads it: more than 1 KiB of extra data is cut
+ * to 1 KiB (the entry still ends where it ended). */
+/* *len: the entry's length as QEMU counts it against the 64 MiB limit (with
+ * the extra data cut, the header's id and name lengths). */
+static int read_entry_repairing(struct qcow2 *s, uint64_t *pos, uint32_t index,
+                                struct qcow2_snapshot *sn, uint64_t *len, uint32_t *discarded,
+                                struct error *err)
+{
+    uint8_t h[SNAPSHOT_HEADER_LEN], x[QCOW2_SNAPSHOT_EXTRA_KNOWN] = { 0 };
+    uint32_t id_len, name_len;
+    int ret = read_at(s, pos, h, sizeof(h), err);
+    if (ret < 0) {
+        return ret;
+    }
+    decode_header(h, sn, &id_len, &name_len);
+    uint32_t xs = sn->extra_data_size;
+    *len = SNAPSHOT_HEADER_LEN + (uint64_t)id_len + name_len +
+           (xs > QCOW2_MAX_SNAPSHOT_EXTRA ? QCOW2_MAX_SNAPSHOT_EXTRA : xs);
+    if (xs > QCOW2_MAX_SNAPSHOT_EXTRA) {
+        fprintf(stderr, "Discarding too much extra metadata in snapshot table entry %u "
+                "(%u > %u)\n", index, xs, QCOW2_MAX_SNAPSHOT_EXTRA);
+        (*discarded)++;
+        sn->extra_data_size = QCOW2_MAX_SNAPSHOT_EXTRA;
+    }
+    uint32_t known = xs < sizeof(x) ? xs : (uint32_t)sizeof(x);
+    ret = read_at(s, pos, x, known, err);
+    decode_known_extra(s, x, xs, sn);
+    if (ret == 0 && xs > known) {
+        uint64_t end = *pos + xs - known;
+        sn->unknown_extra_len = sn->extra_data_size - known;
+        sn->unknown_extra = malloc(sn->unknown_extra_len);
+        ret = read_at(s, pos, sn->unknown_extra, sn->unknown_extra_len, err);
+        *pos = end;
+    }
+    sn->id = calloc(1, id_len + 1);
+    sn->name = calloc(1, name_len + 1);
+    if (ret == 0) {
+        ret = read_at(s, pos, sn->id, id_len, err);
+    }
+    return ret == 0 ? read_at(s, pos, sn->name, name_len, err) : ret;
+}
+
+/* QEMU's repair reading (qcow2_check_read_snapshot_table): too many
+ * entries, too much extra data and a table past 64 MiB are cut, saying so. */
+int qcow2_snapshots_load_repairing(struct qcow2 *s, struct error *err)
+{
+    uint32_t n = s->nb_snapshots_header, discarded = 0;
+    if (n > QCOW2_MAX_SNAPSHOTS) {
+        fprintf(stderr, "Discarding %u overhanging snapshots\n", n - QCOW2_MAX_SNAPSHOTS);
+        discarded = n - QCOW2_MAX_SNAPSHOTS;
+        n = QCOW2_MAX_SNAPSHOTS;
+    }
+    int64_t file_size = hostfile_size(s->file);
+    int ret = file_size < 0 ? error_set_errno(err, (int)file_size, "Could not get the file size")
+                            : check_location(s, n, file_size, err);
+    struct qcow2_snapshot *list = calloc(n ? n : 1, sizeof(*list));
+    uint64_t start = s->snapshots_offset, pos = start, table_len = 0;
+    uint32_t i = 0;
+    while (i < n && ret == 0) {
+        uint64_t pre = pos;
+        pos = (pos + 7) & ~7ULL;
+        table_len = (table_len + 7) & ~7ULL;
+        uint64_t len = 0;
+        ret = read_entry_repairing(s, &pos, i, &list[i], &len, &discarded, err);
+        table_len += len;
+        if (ret == 0 && (table_len > QCOW2_MAX_SNAPSHOTS_BYTES || pos - start > INT32_MAX)) {
+            fprintf(stderr, "Discarding %u overhanging snapshots (snapshot table is too big)\n",
+                    n - i);
+            discarded += n - i;
+            free_entry(&list[i]);
+            memset(&list[i], 0, sizeof(list[i]));
+            pos = pre;
+            break;
+        }
+        i++;
+    }
+    if (ret < 0) {
+        qcow2_snapshot_list_free_internal(list, i < n ? i + 1 : n);
+        return ret;
+    }
+    s->snapshots = list;
+    s->nb_snapshots = i;
+    s->snapshots_size = pos - start;
+    s->snapshots_unreadable = false;
+    s->snapshots_discarded = discarded;
+    return 0;
+}
+
+int qcow2_snapshots_serialize(struct qcow2_snapshot *list, uint32_t count, uint8_t **buf,
                               uint64_t *len, struct error *err)
 {
     uint64_t total = 0;
@@ -210,8 +359,9 @@ int qcow2_snapshots_serialize(const struct qcow2_snapshot *list, uint32_t count,
     uint8_t *b = calloc(1, total ? total : 1);
     uint64_t p = 0;
     for (uint32_t i = 0; i < count; i++) {
-        const struct qcow2_snapshot *sn = &list[i];
+        struct qcow2_snapshot *sn = &list[i];
         size_t id_len = strlen(sn->id), name_len = strlen(sn->name);
+        sn->extra_data_size = QCOW2_SNAPSHOT_EXTRA_KNOWN + sn->unknown_extra_len;
         p = (p + 7) & ~7ULL;
         uint8_t *h = b + p;
         st_be64(h, sn->l1_table_offset);
@@ -223,7 +373,7 @@ int qcow2_snapshots_serialize(const struct qcow2_snapshot *list, uint32_t count,
         st_be64(h + 24, sn->vm_clock_nsec);
         /* Too big for 32 bits: older readers see a disk-only snapshot, not a truncated one. */
         st_be32(h + 32, sn->vm_state_size <= UINT32_MAX ? (uint32_t)sn->vm_state_size : 0);
-        st_be32(h + 36, QCOW2_SNAPSHOT_EXTRA_KNOWN + sn->unknown_extra_len);
+        st_be32(h + 36, sn->extra_data_size);
         p += SNAPSHOT_HEADER_LEN;
         st_be64(b + p, sn->vm_state_size);
         st_be64(b + p + 8, sn->disk_size);
@@ -554,9 +704,7 @@ static int delete_inplace(struct qcow2 *s, uint32_t index, const uint64_t *sn_l1
     uint32_t l1_size = sn->l1_size;
     struct qcow2_snapshot *list = copy_list(s);
     uint32_t n = s->nb_snapshots;
-    free(list[index].id);
-    free(list[index].name);
-    free(list[index].unknown_extra);
+    free_entry(&list[index]);
     memmove(&list[index], &list[index + 1], (n - index - 1) * sizeof(*list));
     int ret = qcow2_inplace_write_snapshots(s, list, n - 1, err);
     if (ret < 0) {

@@ -306,9 +306,6 @@ int qcow2_inplace_write_snapshots(struct qcow2 *s, struct qcow2_snapshot *list, 
     s->nb_snapshots = count;
     s->snapshots_offset = (uint64_t)off;
     s->snapshots_size = len;
-    for (uint32_t i = 0; i < count; i++) {
-        list[i].extra_data_size = QCOW2_SNAPSHOT_EXTRA_KNOWN + list[i].unknown_extra_len;
-    }
     if (had_table) {
         ret = sync_all(s, err);
         ret = ret == 0 ? qcow2_free_clusters(s, old_off, old_size, err) : ret;

@@ -255,4 +255,34 @@ TWIN_FILTER='s/^Image end offset: .*/Image end offset: X/'
 same "check -r leaks repairs leaks, then COPIED flags" check -r leaks fr.qcow2
 TWIN_FILTER=
 
+# A snapshot table QEMU cannot read either (iotest 261): open and check fail
+# in QEMU's words, check -r all reads it as QEMU's repair does and rewrites it.
+# extra_data IMAGE N SIZE: entry N claims SIZE bytes of extra data.
+extra_data() {
+    python3 - "$@" <<'PY'
+import struct, sys
+path, target, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+with open(path, 'r+b') as f:
+    nb, pos = struct.unpack('>IQ', f.read(72)[60:72])
+    for i in range(nb):
+        f.seek(pos)
+        e = f.read(40)
+        id_len, name_len = struct.unpack('>HH', e[12:16])
+        eds = struct.unpack('>I', e[36:40])[0]
+        if i == target:
+            f.seek(pos + 36)
+            f.write(struct.pack('>I', size))
+        pos += (40 + eds + id_len + name_len + 7) // 8 * 8
+PY
+}
+twin_do "$QEMU_IMG" create -q -f qcow2 xd.qcow2 64M
+for sn in sn0 sn1 sn2 sn3; do twin_do "$QEMU_IMG" snapshot -c $sn xd.qcow2; done
+twin_do extra_data xd.qcow2 3 65536
+TWIN_FILTER="s/cowimg check -r all/qemu-img check -r all/; s/^Image end offset: .*/Image end offset: X/"
+same "too much snapshot extra data: open refused in QEMU's words" info xd.qcow2
+same "too much snapshot extra data: check fails in QEMU's words" check xd.qcow2
+same "too much snapshot extra data: check -r all repairs as QEMU's" check -r all xd.qcow2
+same "too much snapshot extra data: the repaired image" check xd.qcow2
+TWIN_FILTER=
+
 done_testing
