@@ -423,7 +423,7 @@ static int check_snapshot_table(struct check *c)
     if (s->snapshots_unreadable && c->fix_errors) {
         int ret = qcow2_snapshots_load_repairing(s, &s->snapshots_err);
         if (ret == 0) {
-            c->res->corruptions += (int)s->snapshots_discarded;
+            c->res->corruptions += (int)(s->snapshots_discarded + s->snapshots_extra_cut);
         }
     }
     if (s->snapshots_unreadable) {
@@ -612,7 +612,11 @@ static int stage_repair(struct qcow2 *s, struct check *c, unsigned fix, struct q
     }
     int ret = 0;
     if (fix & BDEV_FIX_ERRORS) {
-        bool incomplete = s->snapshots_discarded > 0;   /* read cut short: written anew */
+        /* As QEMU's repair: entries cut short are written anew; dropped
+         * entries only leave the header's count (txn_init took the new one)
+         * and the table's tail to the leak repair. */
+        bool incomplete = s->snapshots_extra_cut > 0;
+        *changes |= s->snapshots_discarded > 0;
         for (uint32_t i = 0; s->version >= 3 && i < s->nb_snapshots; i++) {
             incomplete |= s->snapshots[i].extra_data_size < 16;
         }
@@ -709,6 +713,7 @@ static int check_locked(struct qcow2 *s, unsigned fix, bool quiet, struct blockd
         return ret;
     }
     s->snapshots_discarded = 0;     /* the table as read is the one on disk now */
+    s->snapshots_extra_cut = 0;
     /* What is left is what the repair could not fix. */
     ret = run_check(s, &c, res, true, 0);
     free_check(&c);

@@ -10,7 +10,9 @@
  * update is ordered so that a kill at any point leaves at worst leaked
  * clusters: a cluster's refcount is raised before anything points to it,
  * and lowered only after nothing does. qcow2_order.c adds the syncs that
- * keep this order through a power loss. */
+ * keep this order through a power loss. (Snapshot create and delete, done
+ * in QEMU's order, may also leave COPIED flags out of step with refcounts,
+ * as QEMU does: harmless, repaired by check.) */
 #ifndef BLOCK_QCOW2_INT_H
 #define BLOCK_QCOW2_INT_H
 
@@ -230,7 +232,8 @@ struct qcow2 {
     uint32_t nb_snapshots_header;       /* (checking) the header's count of that table */
     bool snapshots_bad_location;        /* (checking) its count or offset is invalid */
     struct error snapshots_err;         /* (checking) why, in QEMU's open words */
-    uint32_t snapshots_discarded;       /* (check -r all) entries and extra data dropped */
+    uint32_t snapshots_discarded;       /* (check -r all) entries dropped */
+    uint32_t snapshots_extra_cut;       /* (check -r all) entries whose extra data was cut */
 
     /* the bitmaps extension and the directory as on disk (qcow2_bitmap.c) */
     uint32_t nb_bitmaps;
@@ -450,7 +453,7 @@ int qcow2_snapshots_load(struct qcow2 *s, struct error *err);
 void qcow2_snapshots_free(struct qcow2 *s);
 /* check -r all on a table that could not be loaded: reads it as QEMU's
  * repair does, dropping what is too much (saying so on stderr, in QEMU's
- * words); snapshots_discarded counts what went. */
+ * words); snapshots_discarded and snapshots_extra_cut count what went. */
 int qcow2_snapshots_load_repairing(struct qcow2 *s, struct error *err);
 /* The image tool to name in hints: qemu-img when we stand in for it. */
 const char *qcow2_img_tool(void);

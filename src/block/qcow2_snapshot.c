@@ -261,7 +261,7 @@ static int read_at(struct qcow2 *s, uint64_t *pos, void *buf, size_t len, struct
 /* *len: the entry's length as QEMU counts it against the 64 MiB limit (with
  * the extra data cut, the header's id and name lengths). */
 static int read_entry_repairing(struct qcow2 *s, uint64_t *pos, uint32_t index,
-                                struct qcow2_snapshot *sn, uint64_t *len, uint32_t *discarded,
+                                struct qcow2_snapshot *sn, uint64_t *len, uint32_t *cut,
                                 struct error *err)
 {
     uint8_t h[SNAPSHOT_HEADER_LEN], x[QCOW2_SNAPSHOT_EXTRA_KNOWN] = { 0 };
@@ -277,7 +277,7 @@ static int read_entry_repairing(struct qcow2 *s, uint64_t *pos, uint32_t index,
     if (xs > QCOW2_MAX_SNAPSHOT_EXTRA) {
         fprintf(stderr, "Discarding too much extra metadata in snapshot table entry %u "
                 "(%u > %u)\n", index, xs, QCOW2_MAX_SNAPSHOT_EXTRA);
-        (*discarded)++;
+        (*cut)++;
         sn->extra_data_size = QCOW2_MAX_SNAPSHOT_EXTRA;
     }
     uint32_t known = xs < sizeof(x) ? xs : (uint32_t)sizeof(x);
@@ -302,7 +302,7 @@ static int read_entry_repairing(struct qcow2 *s, uint64_t *pos, uint32_t index,
  * entries, too much extra data and a table past 64 MiB are cut, saying so. */
 int qcow2_snapshots_load_repairing(struct qcow2 *s, struct error *err)
 {
-    uint32_t n = s->nb_snapshots_header, discarded = 0;
+    uint32_t n = s->nb_snapshots_header, discarded = 0, cut = 0;
     if (n > QCOW2_MAX_SNAPSHOTS) {
         fprintf(stderr, "Discarding %u overhanging snapshots\n", n - QCOW2_MAX_SNAPSHOTS);
         discarded = n - QCOW2_MAX_SNAPSHOTS;
@@ -319,7 +319,7 @@ int qcow2_snapshots_load_repairing(struct qcow2 *s, struct error *err)
         pos = (pos + 7) & ~7ULL;
         table_len = (table_len + 7) & ~7ULL;
         uint64_t len = 0;
-        ret = read_entry_repairing(s, &pos, i, &list[i], &len, &discarded, err);
+        ret = read_entry_repairing(s, &pos, i, &list[i], &len, &cut, err);
         table_len += len;
         if (ret == 0 && (table_len > QCOW2_MAX_SNAPSHOTS_BYTES || pos - start > INT32_MAX)) {
             fprintf(stderr, "Discarding %u overhanging snapshots (snapshot table is too big)\n",
@@ -341,6 +341,7 @@ int qcow2_snapshots_load_repairing(struct qcow2 *s, struct error *err)
     s->snapshots_size = pos - start;
     s->snapshots_unreadable = false;
     s->snapshots_discarded = discarded;
+    s->snapshots_extra_cut = cut;
     return 0;
 }
 
