@@ -206,17 +206,15 @@ static int upgrade(struct qcow2 *s, struct error *err)
         incomplete |= s->snapshots[i].extra_data_size < 16;
     }
     if (ret == 0 && incomplete) {
-        /* v3 wants the disk size in every snapshot: rewrite the table. */
-        struct qcow2_txn t;
-        ret = qcow2_txn_begin(s, &t, err);
+        /* v3 wants the disk size in every snapshot: rewrite the table
+         * where QEMU would (serializing adds the known extra data). */
+        bool batch;
+        ret = qcow2_inplace_begin(s, &batch, err);
         if (ret == 0) {
-            struct qcow2_snapshot *l = qcow2_snapshots_copy(s, 0);
-            for (uint32_t i = 0; i < s->nb_snapshots; i++) {
-                l[i].extra_data_size = QCOW2_SNAPSHOT_EXTRA_KNOWN;
-            }
-            ret = qcow2_txn_set_snapshots(s, &t, l, s->nb_snapshots, err);
-            ret = ret < 0 ? (qcow2_txn_abort(&t), ret) : qcow2_txn_commit(s, &t, err);
+            ret = qcow2_inplace_write_snapshots(s, qcow2_snapshots_copy(s, 0), s->nb_snapshots,
+                                                err);
         }
+        qcow2_inplace_end(s, batch);
     }
     return ret;
 }

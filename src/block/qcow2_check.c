@@ -44,6 +44,7 @@ struct check {
     int refcount_corruptions;   /* found before the COPIED flags were looked at */
     bool quiet;
     bool copied_quiet;      /* a repair follows: its COPIED messages come with it */
+    bool fix_errors;        /* check -r all: what it will fix is reported as "Repairing" */
     const uint64_t *judge_rc;   /* COPIED flags judged by these refcounts (a repair's), or NULL */
     uint64_t judge_n;
     const char *copied_label;   /* "ERROR" or, for flags a repair fixes, "Repairing" */
@@ -397,34 +398,62 @@ static void check_copied(struct check *c)
     }
 }
 
-static void check_snapshot_table(struct check *c)
+/* A table that could not be loaded, in QEMU's words: its place or count
+ * (qcow2_validate_table's message), or its content. */
+static void report_unreadable_table(struct qcow2 *s)
+{
+    const char *msg = s->snapshots_err.msg;
+    if (s->snapshots_bad_location && !strncmp(msg, "Snapshot table", 14)) {
+        fprintf(stderr, "%s: ERROR snapshot table%s\n", program_invocation_short_name, msg + 14);
+        if (s->nb_snapshots_header > QCOW2_MAX_SNAPSHOTS) {
+            fprintf(stderr, "You can force-remove all %u overhanging snapshots with %s check "
+                    "-r all\n", s->nb_snapshots_header - QCOW2_MAX_SNAPSHOTS, qcow2_img_tool());
+        }
+        return;
+    }
+    fprintf(stderr, "%s: ERROR failed to read the snapshot table: %s\n",
+            program_invocation_short_name, msg);
+}
+
+/* Fails the check (as QEMU's does) when the table cannot be read; check -r
+ * all reads it as QEMU's repair does, dropping what is too much. */
+static int check_snapshot_table(struct check *c)
 {
     struct qcow2 *s = c->s;
+    if (s->snapshots_unreadable && c->fix_errors) {
+        int ret = qcow2_snapshots_load_repairing(s, &s->snapshots_err);
+        if (ret == 0) {
+            c->res->corruptions += (int)(s->snapshots_discarded + s->snapshots_extra_cut);
+        }
+    }
     if (s->snapshots_unreadable) {
-        report(c, "ERROR failed to read the snapshot table");
+        report_unreadable_table(s);
         c->res->check_errors++;
-        return;
+        return s->snapshots_err.code < 0 ? s->snapshots_err.code : -EINVAL;
     }
     for (uint32_t i = 0; s->version >= 3 && i < s->nb_snapshots; i++) {
         if (s->snapshots[i].extra_data_size < 16) {
-            report(c, "ERROR snapshot table entry %u is incomplete", i);
+            report(c, "%s snapshot table entry %u is incomplete",
+                   c->fix_errors ? "Repairing" : "ERROR", i);
             c->res->corruptions++;
         }
     }
+    return 0;
 }
 
 /* One read-only pass over the whole image; fills c and c->res. */
 /* fixing: a repair follows, which reports the COPIED flags as it judges
  * them (by the repaired refcounts), as QEMU's check does. */
 static int run_check(struct qcow2 *s, struct check *c, struct blockdev_check_result *res,
-                     bool quiet, bool fixing)
+                     bool quiet, unsigned fix)
 {
     memset(c, 0, sizeof(*c));
     memset(res, 0, sizeof(*res));
     c->s = s;
     c->res = res;
     c->quiet = quiet;
-    c->copied_quiet = fixing;
+    c->copied_quiet = fix != 0;
+    c->fix_errors = fix & BDEV_FIX_ERRORS;
     int ret = qcow2_refcount_flush(s, NULL);
     int64_t file_len = hostfile_size(s->file);
     if (ret < 0 || file_len < 0) {
@@ -436,7 +465,10 @@ static int run_check(struct qcow2 *s, struct check *c, struct blockdev_check_res
     grow(c, qcow2_size_to_clusters(s, c->file_len));
     res->total_clusters = qcow2_size_to_clusters(s, s->bd.size);
 
-    check_snapshot_table(c);
+    ret = check_snapshot_table(c);
+    if (ret < 0) {
+        return ret;
+    }
     inc(c, 0, s->cluster_size);
     check_l1(c, s->l1_table_offset, s->l1_size, true);
     for (uint32_t i = 0; i < s->nb_snapshots; i++) {
@@ -529,7 +561,8 @@ static void report_old_refcount_structure(struct check *c)
 
 /* What a staged repair (t) fixes, in the words and order of QEMU's check:
  * refcounts first, then the COPIED flags judged by the repaired refcounts. */
-static void report_repair(struct check *c, unsigned fix, const struct qcow2_txn *t)
+static void report_repair(struct check *c, unsigned fix, bool fix_copied,
+                          const struct qcow2_txn *t)
 {
     if (c->quiet) {
         return;
@@ -544,7 +577,7 @@ static void report_repair(struct check *c, unsigned fix, const struct qcow2_txn 
     c->res = &counts;
     c->judge_rc = t->rc;
     c->judge_n = t->n;
-    c->copied_label = (fix & BDEV_FIX_ERRORS) ? "Repairing" : "ERROR";
+    c->copied_label = fix_copied ? "Repairing" : "ERROR";
     c->copied_quiet = false;
     check_copied(c);
     c->res = res;
@@ -578,9 +611,13 @@ static int stage_repair(struct qcow2 *s, struct check *c, unsigned fix, struct q
         t->old_rc[i] = stored > refs ? stored : refs;
     }
     int ret = 0;
-    if ((fix & BDEV_FIX_ERRORS) && s->version >= 3) {
-        bool incomplete = false;
-        for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+    if (fix & BDEV_FIX_ERRORS) {
+        /* As QEMU's repair: entries cut short are written anew; dropped
+         * entries only leave the header's count (txn_init took the new one)
+         * and the table's tail to the leak repair. */
+        bool incomplete = s->snapshots_extra_cut > 0;
+        *changes |= s->snapshots_discarded > 0;
+        for (uint32_t i = 0; s->version >= 3 && i < s->nb_snapshots; i++) {
             incomplete |= s->snapshots[i].extra_data_size < 16;
         }
         if (incomplete) {
@@ -590,11 +627,16 @@ static int stage_repair(struct qcow2 *s, struct check *c, unsigned fix, struct q
             *changes = true;
         }
     }
+    /* As QEMU: COPIED flags are errors, but with -r leaks they are fixed
+     * too when the refcounts they are judged by are sound after the repair. */
+    bool fix_copied = (fix & BDEV_FIX_ERRORS) ||
+                      ((fix & BDEV_FIX_LEAKS) && !c->rebuild && !c->res->check_errors &&
+                       c->refcount_corruptions == 0);
     if (ret == 0) {
         /* Before the COPIED fix moves any L2 table: judged as QEMU judges. */
-        report_repair(c, fix, t);
+        report_repair(c, fix, fix_copied, t);
     }
-    if (ret == 0 && (fix & BDEV_FIX_ERRORS)) {
+    if (ret == 0 && fix_copied) {
         int64_t changed = qcow2_txn_fix_copied(s, t, err);
         ret = changed < 0 ? (int)changed : 0;
         *copied_fixed = changed > 0 ? (int)changed : 0;
@@ -619,12 +661,12 @@ static int check_locked(struct qcow2 *s, unsigned fix, bool quiet, struct blockd
                         struct error *err)
 {
     struct check c;
-    int ret = run_check(s, &c, res, quiet, fix && !s->bd.read_only);
+    int ret = run_check(s, &c, res, quiet, s->bd.read_only ? 0 : fix);
     bool broken = res->leaks || res->corruptions;
     if (ret < 0 || !fix || !broken || s->bd.read_only) {
         free_check(&c);
         if (ret < 0) {
-            return error_set_errno(err, ret, "Could not check the image");
+            return error_set(err, ret, "%s", strerror(-ret));   /* "Check failed: <why>" */
         }
         if (fix && broken) {
             return error_set(err, -EACCES, "The image is open read-only: it cannot be repaired");
@@ -670,8 +712,10 @@ static int check_locked(struct qcow2 *s, unsigned fix, bool quiet, struct blockd
         s->corrupt = was_corrupt;
         return ret;
     }
+    s->snapshots_discarded = 0;     /* the table as read is the one on disk now */
+    s->snapshots_extra_cut = 0;
     /* What is left is what the repair could not fix. */
-    ret = run_check(s, &c, res, true, false);
+    ret = run_check(s, &c, res, true, 0);
     free_check(&c);
     if (ret < 0) {
         return error_set_errno(err, ret, "Could not check the repaired image");

@@ -10,7 +10,9 @@
  * update is ordered so that a kill at any point leaves at worst leaked
  * clusters: a cluster's refcount is raised before anything points to it,
  * and lowered only after nothing does. qcow2_order.c adds the syncs that
- * keep this order through a power loss. */
+ * keep this order through a power loss. (Snapshot create and delete, done
+ * in QEMU's order, may also leave COPIED flags out of step with refcounts,
+ * as QEMU does: harmless, repaired by check.) */
 #ifndef BLOCK_QCOW2_INT_H
 #define BLOCK_QCOW2_INT_H
 
@@ -227,6 +229,11 @@ struct qcow2 {
     uint64_t snapshots_size;            /* bytes of the on-disk snapshot table */
     bool checking;                      /* opened with BDEV_CHECK */
     bool snapshots_unreadable;          /* (checking) the table could not be loaded */
+    uint32_t nb_snapshots_header;       /* (checking) the header's count of that table */
+    bool snapshots_bad_location;        /* (checking) its count or offset is invalid */
+    struct error snapshots_err;         /* (checking) why, in QEMU's open words */
+    uint32_t snapshots_discarded;       /* (check -r all) entries dropped */
+    uint32_t snapshots_extra_cut;       /* (check -r all) entries whose extra data was cut */
 
     /* the bitmaps extension and the directory as on disk (qcow2_bitmap.c) */
     uint32_t nb_bitmaps;
@@ -263,6 +270,9 @@ static inline uint64_t qcow2_vmstate_offset(const struct qcow2 *s)
 
 /* qcow2_header.c */
 int qcow2_header_parse(struct qcow2 *s, struct error *err);
+/* Where a table of bytes bytes at offset may lie ("<what> offset invalid"). */
+int qcow2_check_table_location(struct qcow2 *s, uint64_t offset, uint64_t bytes,
+                               int64_t file_size, const char *what, struct error *err);
 /* Rewrites the header cluster: fields, extensions, backing file name. */
 int qcow2_header_write(struct qcow2 *s, struct error *err);
 /* Writes just incompatible_features (dirty and corrupt bits). */
@@ -441,15 +451,44 @@ struct qcow2_snapshot {
  * table that cannot be read sets snapshots_unreadable instead of failing. */
 int qcow2_snapshots_load(struct qcow2 *s, struct error *err);
 void qcow2_snapshots_free(struct qcow2 *s);
+/* check -r all on a table that could not be loaded: reads it as QEMU's
+ * repair does, dropping what is too much (saying so on stderr, in QEMU's
+ * words); snapshots_discarded and snapshots_extra_cut count what went. */
+int qcow2_snapshots_load_repairing(struct qcow2 *s, struct error *err);
+/* The image tool to name in hints: qemu-img when we stand in for it. */
+const char *qcow2_img_tool(void);
 /* A deep copy of s's table with spare empty entries at the end. Extra data
  * past the fields we know is kept, as QEMU keeps it: another program wrote
  * it, and a rewrite of the table (upgrade, repair) must not lose it. */
 struct qcow2_snapshot *qcow2_snapshots_copy(const struct qcow2 *s, uint32_t spare);
 void qcow2_snapshot_list_free_internal(struct qcow2_snapshot *list, uint32_t count);
 /* Serializes a snapshot table as QEMU writes it (at least the 24 known bytes
- * of extra data per entry). */
-int qcow2_snapshots_serialize(const struct qcow2_snapshot *list, uint32_t count, uint8_t **buf,
+ * of extra data per entry; each entry's extra_data_size becomes what is written). */
+int qcow2_snapshots_serialize(struct qcow2_snapshot *list, uint32_t count, uint8_t **buf,
                               uint64_t *len, struct error *err);
+
+/* qcow2_snapshot_refs.c: snapshot metadata updated in place, in QEMU's
+ * order (so clusters land where QEMU puts them); a kill leaves at worst leaks. */
+/* Writes out batched updates and turns batching off until qcow2_inplace_end. */
+int qcow2_inplace_begin(struct qcow2 *s, bool *batch, struct error *err);
+void qcow2_inplace_end(struct qcow2 *s, bool batch);
+/* Writes the whole in-memory active L1 table to its place. */
+int qcow2_inplace_write_l1(struct qcow2 *s, struct error *err);
+/* Whether everything active L1 entries [0, limit) reference can take one
+ * more reference (refused before anything changes otherwise). */
+int qcow2_inplace_check_room(struct qcow2 *s, uint32_t limit, struct error *err);
+/* A new snapshot shares active L1 entries [0, limit): +1 on their L2 tables
+ * and everything these reference, COPIED flags cleared. */
+int qcow2_inplace_share_active(struct qcow2 *s, uint32_t limit, struct error *err);
+/* A deleted snapshot's L1 table (at l1_offset) and its tree: -1 on all. */
+int qcow2_inplace_release(struct qcow2 *s, const uint64_t *l1, uint32_t l1_size,
+                          uint64_t l1_offset, struct error *err);
+/* COPIED flags of the active tables set where the refcount is 1. */
+int qcow2_inplace_fix_copied(struct qcow2 *s, struct error *err);
+/* Writes list (taken over) to new clusters, switches the header to it and
+ * frees the old table (a failure there leaks it, reported as QEMU does). */
+int qcow2_inplace_write_snapshots(struct qcow2 *s, struct qcow2_snapshot *list, uint32_t count,
+                                  struct error *err);
 
 /* qcow2_bitmap.c: persistent dirty bitmaps (the bitmaps extension). */
 /* The extension's data, from the header parser. */

@@ -357,6 +357,7 @@ int qcow2_free_clusters(struct qcow2 *s, uint64_t offset, uint64_t len, struct e
     if (len && qcow2_order_defer_free(s, offset, len, -1, true)) {
         return 0;
     }
+    hostfile_event(s->file, BLKDBG_CLUSTER_FREE);
     int ret = qcow2_update_refcount(s, offset, len, -1, err);
     if (ret < 0) {
         return ret;

@@ -1,13 +1,12 @@
 /* Internal snapshots: the snapshot table, and create / apply / delete /
- * rename as metadata transactions (qcow2_txn in qcow2_check.c).
+ * rename.
  *
- * Each operation computes the new refcounts in memory, writes every new
- * table (L1 copies, L2 copies with new COPIED flags, the snapshot table, the
- * refcount structure) to clusters that are free before and after, and makes
- * it all live with one header write. A kill at any moment leaves the image
- * as it was before or after the operation, with no leak and no COPIED flag
- * out of step with its refcount (which an in-place update cannot promise:
- * a refcount and the L2 entry naming it live in different clusters). */
+ * Create, delete and rename update the image in place in QEMU's order
+ * (qcow2_snapshot_refs.c), so that clusters land where qemu-img puts them;
+ * a kill leaves at worst leaked clusters. Apply is a metadata transaction
+ * (qcow2_txn.c): every new table goes to clusters free before and after, and
+ * one header write makes it all live, so a kill leaves the image as it was
+ * before or after (the active L1 table is replaced as a whole). */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -20,12 +19,17 @@
 
 #define SNAPSHOT_HEADER_LEN 40
 
+static void free_entry(struct qcow2_snapshot *sn)
+{
+    free(sn->id);
+    free(sn->name);
+    free(sn->unknown_extra);
+}
+
 void qcow2_snapshot_list_free_internal(struct qcow2_snapshot *list, uint32_t count)
 {
     for (uint32_t i = 0; list && i < count; i++) {
-        free(list[i].id);
-        free(list[i].name);
-        free(list[i].unknown_extra);
+        free_entry(&list[i]);
     }
     free(list);
 }
@@ -69,14 +73,58 @@ static int validate_snapshot_l1(struct qcow2 *s, const struct qcow2_snapshot *sn
     return 0;
 }
 
+const char *qcow2_img_tool(void)
+{
+    return strncmp(program_invocation_short_name, "qemu-", 5) == 0 ? "qemu-img" : "cowimg";
+}
+
+/* QEMU's words, with its hint on the next line (iotest 261). */
+static int too_big(uint32_t nb, uint32_t index, struct error *err)
+{
+    return error_set(err, -EFBIG, "Snapshot table is too big\nYou can force-remove all %u "
+                     "overhanging snapshots with %s check -r all", nb - index, qcow2_img_tool());
+}
+
+static int too_much_extra(uint32_t index, struct error *err)
+{
+    return error_set(err, -EFBIG, "Too much extra metadata in snapshot table entry %u\nYou can "
+                     "force-remove this extra metadata with %s check -r all", index,
+                     qcow2_img_tool());
+}
+
 static int entry_outside(struct qcow2 *s, uint64_t avail, uint32_t index, struct error *err)
 {
     if (avail == QCOW2_MAX_SNAPSHOTS_BYTES) {
-        return table_error(s, err, -EFBIG, "the table is too big: entry %" PRIu64 " ends past "
-                           "the %" PRIu64 "-byte limit", index, avail);
+        return too_big(s->nb_snapshots, index, err);
     }
     return table_error(s, err, -EINVAL, "entry %" PRIu64 " lies beyond the end of the file "
                        "(%" PRIu64 " bytes of table)", index, avail);
+}
+
+/* The fixed 40 bytes of an entry. */
+static void decode_header(const uint8_t *h, struct qcow2_snapshot *sn, uint32_t *id_len,
+                          uint32_t *name_len)
+{
+    sn->l1_table_offset = ld_be64(h);
+    sn->l1_size = ld_be32(h + 8);
+    *id_len = ld_be16(h + 12);
+    *name_len = ld_be16(h + 14);
+    sn->date_sec = ld_be32(h + 16);
+    sn->date_nsec = ld_be32(h + 20);
+    sn->vm_clock_nsec = ld_be64(h + 24);
+    sn->vm_state_size = ld_be32(h + 32);
+    sn->extra_data_size = ld_be32(h + 36);
+}
+
+/* The known fields among the first xs bytes of extra data at x. */
+static void decode_known_extra(struct qcow2 *s, const uint8_t *x, uint32_t xs,
+                               struct qcow2_snapshot *sn)
+{
+    if (xs >= 8) {
+        sn->vm_state_size = ld_be64(x);
+    }
+    sn->disk_size = xs >= 16 ? ld_be64(x + 8) : s->bd.size;
+    sn->icount = xs >= 24 ? (int64_t)ld_be64(x + 16) : -1;
 }
 
 /* Parses one entry at buf[*pos]; avail bytes of table were read (the file's
@@ -88,19 +136,10 @@ static int parse_entry(struct qcow2 *s, const uint8_t *buf, uint64_t avail, uint
     if (avail < p + SNAPSHOT_HEADER_LEN) {
         return entry_outside(s, avail, index, err);
     }
-    const uint8_t *h = buf + p;
-    sn->l1_table_offset = ld_be64(h);
-    sn->l1_size = ld_be32(h + 8);
-    uint32_t id_len = ld_be16(h + 12);
-    uint32_t name_len = ld_be16(h + 14);
-    sn->date_sec = ld_be32(h + 16);
-    sn->date_nsec = ld_be32(h + 20);
-    sn->vm_clock_nsec = ld_be64(h + 24);
-    sn->vm_state_size = ld_be32(h + 32);
-    sn->extra_data_size = ld_be32(h + 36);
+    uint32_t id_len, name_len;
+    decode_header(buf + p, sn, &id_len, &name_len);
     if (sn->extra_data_size > QCOW2_MAX_SNAPSHOT_EXTRA) {
-        return table_error(s, err, -EFBIG, "too much extra metadata in entry %" PRIu64
-                           " (%" PRIu64 " bytes, at most 1024)", index, sn->extra_data_size);
+        return too_much_extra(index, err);
     }
     p += SNAPSHOT_HEADER_LEN;
     uint64_t need = (uint64_t)sn->extra_data_size + id_len + name_len;
@@ -109,11 +148,7 @@ static int parse_entry(struct qcow2 *s, const uint8_t *buf, uint64_t avail, uint
     }
     const uint8_t *x = buf + p;
     uint32_t xs = sn->extra_data_size;
-    if (xs >= 8) {
-        sn->vm_state_size = ld_be64(x);
-    }
-    sn->disk_size = xs >= 16 ? ld_be64(x + 8) : s->bd.size;
-    sn->icount = xs >= 24 ? (int64_t)ld_be64(x + 16) : -1;
+    decode_known_extra(s, x, xs, sn);
     if (xs > QCOW2_SNAPSHOT_EXTRA_KNOWN) {
         sn->unknown_extra_len = xs - QCOW2_SNAPSHOT_EXTRA_KNOWN;
         sn->unknown_extra = malloc(sn->unknown_extra_len);
@@ -156,8 +191,7 @@ static int load_table(struct qcow2 *s, int64_t file_size, struct error *err)
         pos = (pos + 7) & ~7ULL;
         ret = parse_entry(s, buf, avail, &pos, i, &s->snapshots[i], err);
         if (ret == 0 && pos > QCOW2_MAX_SNAPSHOTS_BYTES) {
-            ret = table_error(s, err, -EFBIG, "the table is too big (%" PRIu64 " bytes after "
-                              "entry %" PRIu64 ", at most 64 MiB)", pos, i);
+            ret = too_big(s->nb_snapshots, i, err);
         }
         if (ret == 0 && !s->checking) {
             /* (check reports a bad L1 table itself, as QEMU does) */
@@ -169,26 +203,41 @@ static int load_table(struct qcow2 *s, int64_t file_size, struct error *err)
     return ret;
 }
 
+/* QEMU's checks of the header's count and offset, in its words (iotest 080). */
+static int check_location(struct qcow2 *s, uint32_t nb, int64_t file_size, struct error *err)
+{
+    if (nb > QCOW2_MAX_SNAPSHOTS) {
+        return error_set(err, -EFBIG, "Snapshot table too large");
+    }
+    return qcow2_check_table_location(s, s->snapshots_offset, nb ? 1 : 0, file_size,
+                                      "Snapshot table", err);
+}
+
 int qcow2_snapshots_load(struct qcow2 *s, struct error *err)
 {
     s->snapshots = NULL;
     s->snapshots_size = 0;
-    if (s->nb_snapshots == 0) {
-        return 0;
-    }
     int64_t file_size = hostfile_size(s->file);
     if (file_size < 0) {
         return error_set_errno(err, (int)file_size, "Could not get the image file size");
     }
     struct error local = { 0 };
-    int ret = load_table(s, file_size, &local);
+    int ret = check_location(s, s->nb_snapshots, file_size, &local);
+    bool bad_location = ret < 0;
+    if (ret == 0 && s->nb_snapshots) {
+        ret = load_table(s, file_size, &local);
+    }
     if (ret == 0) {
         return 0;
     }
     qcow2_snapshots_free(s);
     if (s->checking) {
-        /* check reports it; nothing may use the table meanwhile */
+        /* check reports it (and check -r all reads what it can); nothing
+         * may use the table meanwhile */
         s->snapshots_unreadable = true;
+        s->snapshots_bad_location = bad_location;
+        s->snapshots_err = local;
+        s->nb_snapshots_header = s->nb_snapshots;
         s->nb_snapshots = 0;
         s->snapshots_size = 0;
         return 0;
@@ -196,7 +245,107 @@ int qcow2_snapshots_load(struct qcow2 *s, struct error *err)
     return error_set(err, ret, "%s", local.msg);
 }
 
-int qcow2_snapshots_serialize(const struct qcow2_snapshot *list, uint32_t count, uint8_t **buf,
+/* Reads len bytes of the table at *pos and moves past them. */
+static int read_at(struct qcow2 *s, uint64_t *pos, void *buf, size_t len, struct error *err)
+{
+    int ret = len ? hostfile_pread(s->file, *pos, buf, len) : 0;
+    if (ret < 0) {
+        return error_set_errno(err, ret, "Failed to read snapshot table");
+    }
+    *pos += len;
+    return 0;
+}
+
+/* One entry as QEMU's repair reads it: more than 1 KiB of extra data is cut
+ * to 1 KiB (the entry still ends where it ended). */
+/* *len: the entry's length as QEMU counts it against the 64 MiB limit (with
+ * the extra data cut, the header's id and name lengths). */
+static int read_entry_repairing(struct qcow2 *s, uint64_t *pos, uint32_t index,
+                                struct qcow2_snapshot *sn, uint64_t *len, uint32_t *cut,
+                                struct error *err)
+{
+    uint8_t h[SNAPSHOT_HEADER_LEN], x[QCOW2_SNAPSHOT_EXTRA_KNOWN] = { 0 };
+    uint32_t id_len, name_len;
+    int ret = read_at(s, pos, h, sizeof(h), err);
+    if (ret < 0) {
+        return ret;
+    }
+    decode_header(h, sn, &id_len, &name_len);
+    uint32_t xs = sn->extra_data_size;
+    *len = SNAPSHOT_HEADER_LEN + (uint64_t)id_len + name_len +
+           (xs > QCOW2_MAX_SNAPSHOT_EXTRA ? QCOW2_MAX_SNAPSHOT_EXTRA : xs);
+    if (xs > QCOW2_MAX_SNAPSHOT_EXTRA) {
+        fprintf(stderr, "Discarding too much extra metadata in snapshot table entry %u "
+                "(%u > %u)\n", index, xs, QCOW2_MAX_SNAPSHOT_EXTRA);
+        (*cut)++;
+        sn->extra_data_size = QCOW2_MAX_SNAPSHOT_EXTRA;
+    }
+    uint32_t known = xs < sizeof(x) ? xs : (uint32_t)sizeof(x);
+    ret = read_at(s, pos, x, known, err);
+    decode_known_extra(s, x, xs, sn);
+    if (ret == 0 && xs > known) {
+        uint64_t end = *pos + xs - known;
+        sn->unknown_extra_len = sn->extra_data_size - known;
+        sn->unknown_extra = malloc(sn->unknown_extra_len);
+        ret = read_at(s, pos, sn->unknown_extra, sn->unknown_extra_len, err);
+        *pos = end;
+    }
+    sn->id = calloc(1, id_len + 1);
+    sn->name = calloc(1, name_len + 1);
+    if (ret == 0) {
+        ret = read_at(s, pos, sn->id, id_len, err);
+    }
+    return ret == 0 ? read_at(s, pos, sn->name, name_len, err) : ret;
+}
+
+/* QEMU's repair reading (qcow2_check_read_snapshot_table): too many
+ * entries, too much extra data and a table past 64 MiB are cut, saying so. */
+int qcow2_snapshots_load_repairing(struct qcow2 *s, struct error *err)
+{
+    uint32_t n = s->nb_snapshots_header, discarded = 0, cut = 0;
+    if (n > QCOW2_MAX_SNAPSHOTS) {
+        fprintf(stderr, "Discarding %u overhanging snapshots\n", n - QCOW2_MAX_SNAPSHOTS);
+        discarded = n - QCOW2_MAX_SNAPSHOTS;
+        n = QCOW2_MAX_SNAPSHOTS;
+    }
+    int64_t file_size = hostfile_size(s->file);
+    int ret = file_size < 0 ? error_set_errno(err, (int)file_size, "Could not get the file size")
+                            : check_location(s, n, file_size, err);
+    struct qcow2_snapshot *list = calloc(n ? n : 1, sizeof(*list));
+    uint64_t start = s->snapshots_offset, pos = start, table_len = 0;
+    uint32_t i = 0;
+    while (i < n && ret == 0) {
+        uint64_t pre = pos;
+        pos = (pos + 7) & ~7ULL;
+        table_len = (table_len + 7) & ~7ULL;
+        uint64_t len = 0;
+        ret = read_entry_repairing(s, &pos, i, &list[i], &len, &cut, err);
+        table_len += len;
+        if (ret == 0 && (table_len > QCOW2_MAX_SNAPSHOTS_BYTES || pos - start > INT32_MAX)) {
+            fprintf(stderr, "Discarding %u overhanging snapshots (snapshot table is too big)\n",
+                    n - i);
+            discarded += n - i;
+            free_entry(&list[i]);
+            memset(&list[i], 0, sizeof(list[i]));
+            pos = pre;
+            break;
+        }
+        i++;
+    }
+    if (ret < 0) {
+        qcow2_snapshot_list_free_internal(list, i < n ? i + 1 : n);
+        return ret;
+    }
+    s->snapshots = list;
+    s->nb_snapshots = i;
+    s->snapshots_size = pos - start;
+    s->snapshots_unreadable = false;
+    s->snapshots_discarded = discarded;
+    s->snapshots_extra_cut = cut;
+    return 0;
+}
+
+int qcow2_snapshots_serialize(struct qcow2_snapshot *list, uint32_t count, uint8_t **buf,
                               uint64_t *len, struct error *err)
 {
     uint64_t total = 0;
@@ -211,8 +360,9 @@ int qcow2_snapshots_serialize(const struct qcow2_snapshot *list, uint32_t count,
     uint8_t *b = calloc(1, total ? total : 1);
     uint64_t p = 0;
     for (uint32_t i = 0; i < count; i++) {
-        const struct qcow2_snapshot *sn = &list[i];
+        struct qcow2_snapshot *sn = &list[i];
         size_t id_len = strlen(sn->id), name_len = strlen(sn->name);
+        sn->extra_data_size = QCOW2_SNAPSHOT_EXTRA_KNOWN + sn->unknown_extra_len;
         p = (p + 7) & ~7ULL;
         uint8_t *h = b + p;
         st_be64(h, sn->l1_table_offset);
@@ -224,7 +374,7 @@ int qcow2_snapshots_serialize(const struct qcow2_snapshot *list, uint32_t count,
         st_be64(h + 24, sn->vm_clock_nsec);
         /* Too big for 32 bits: older readers see a disk-only snapshot, not a truncated one. */
         st_be32(h + 32, sn->vm_state_size <= UINT32_MAX ? (uint32_t)sn->vm_state_size : 0);
-        st_be32(h + 36, QCOW2_SNAPSHOT_EXTRA_KNOWN + sn->unknown_extra_len);
+        st_be32(h + 36, sn->extra_data_size);
         p += SNAPSHOT_HEADER_LEN;
         st_be64(b + p, sn->vm_state_size);
         st_be64(b + p + 8, sn->disk_size);
@@ -381,45 +531,20 @@ static int on_snapshot(struct blockdev *bd, const char *id_or_name, const char *
     int i = find_snapshot(s, id_or_name);
     ret = i < 0 ? not_found(bd, id_or_name, err) : op(s, (uint32_t)i, err);
     pthread_mutex_unlock(&s->lock);
-    if (ret < 0 && i >= 0) {
-        error_prefix(err, "Could not %s snapshot '%s'", what, id_or_name);
-    }
+    (void)what;     /* callers say what failed, as qemu-img does ("Could not delete snapshot") */
     return ret;
 }
 
-static int create_locked(struct qcow2 *s, const char *name, const struct blockdev_snapshot_vm *vm,
-                         struct error *err)
+/* The new entry for the current state, its L1 copy at l1_offset. */
+static void fill_entry(struct qcow2 *s, struct qcow2_snapshot *sn, const char *name,
+                       const struct blockdev_snapshot_vm *vm, uint64_t l1_offset)
 {
-    if (s->nb_snapshots >= QCOW2_MAX_SNAPSHOTS) {
-        return error_set(err, -EFBIG, "Too many snapshots (at most %d)", QCOW2_MAX_SNAPSHOTS);
-    }
-    if (strlen(name) > UINT16_MAX) {
-        return error_set(err, -EINVAL, "Snapshot name too long");
-    }
-    struct qcow2_txn t;
-    int ret = begin_txn(s, &t, err);
-    if (ret < 0) {
-        return ret;
-    }
-    /* The snapshot takes the live L1 table as it is (its COPIED flags do not
-     * matter in an inactive table); the active image gets a copy that
-     * references everything once more, minus the VM state, which now
-     * belongs to the snapshot alone. */
-    t.l1 = calloc(s->l1_size ? s->l1_size : 1, 8);
-    t.l1_size = s->l1_size;
-    uint64_t vm_l1 = qcow2_size_to_l1(s, s->bd.size);
-    for (uint32_t i = 0; i < s->l1_size; i++) {
-        t.l1[i] = vm && i >= vm_l1 ? 0 : s->l1_table[i];
-    }
-    ret = qcow2_txn_ref_l1_tree(s, &t, t.l1, t.l1_size, 1, err);
-    struct qcow2_snapshot *list = copy_list(s);
-    struct qcow2_snapshot *sn = &list[s->nb_snapshots];
     char id[32];
     new_snapshot_id(s, id, sizeof(id));
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     *sn = (struct qcow2_snapshot){
-        .l1_table_offset = s->l1_table_offset,
+        .l1_table_offset = l1_offset,
         .l1_size = s->l1_size,
         .id = strdup(id),
         .name = strdup(name),
@@ -431,12 +556,70 @@ static int create_locked(struct qcow2 *s, const char *name, const struct blockde
         .icount = vm ? vm->icount : 0,     /* what qemu-img snapshot -c records */
         .extra_data_size = QCOW2_SNAPSHOT_EXTRA_KNOWN,
     };
-    if (ret == 0) {
-        ret = qcow2_txn_set_snapshots(s, &t, list, s->nb_snapshots + 1, err);
-    } else {
-        qcow2_snapshot_list_free_internal(list, s->nb_snapshots + 1);
+}
+
+/* A copy of the active L1 table for the snapshot, in new clusters. */
+static int64_t copy_active_l1(struct qcow2 *s, struct error *err)
+{
+    if (s->l1_size == 0) {
+        return 0;
     }
-    return finish_txn(s, &t, ret, err);
+    int64_t off = qcow2_alloc_clusters(s, qcow2_size_to_clusters(s, (uint64_t)s->l1_size * 8),
+                                       err);
+    if (off < 0) {
+        return off;
+    }
+    uint64_t *disk = malloc((size_t)s->l1_size * 8);
+    for (uint32_t i = 0; i < s->l1_size; i++) {
+        disk[i] = cpu_to_be64(s->l1_table[i]);
+    }
+    int ret = hostfile_pwrite(s->file, (uint64_t)off, disk, (size_t)s->l1_size * 8);
+    free(disk);
+    return ret < 0 ? error_set_errno(err, ret, "Could not write the snapshot's L1 table") : off;
+}
+
+/* QEMU's order: the L1 copy, the refcounts it adds, then the table naming it.
+ * The VM state (past the disk) goes to the snapshot alone: the active L1
+ * drops it before the table is written, which leaks it at worst. */
+static int create_inplace(struct qcow2 *s, const char *name, const struct blockdev_snapshot_vm *vm,
+                          struct error *err)
+{
+    uint64_t vm_l1 = qcow2_size_to_l1(s, s->bd.size);
+    uint32_t shared = vm && vm_l1 < s->l1_size ? (uint32_t)vm_l1 : s->l1_size;
+    int ret = qcow2_inplace_check_room(s, shared, err);
+    int64_t l1_off = ret < 0 ? ret : copy_active_l1(s, err);
+    if (l1_off < 0) {
+        return (int)l1_off;
+    }
+    ret = qcow2_inplace_share_active(s, shared, err);
+    if (ret == 0 && shared < s->l1_size) {
+        memset(&s->l1_table[shared], 0, (size_t)(s->l1_size - shared) * 8);
+        ret = qcow2_inplace_write_l1(s, err);
+    }
+    if (ret < 0) {
+        return ret;
+    }
+    struct qcow2_snapshot *list = copy_list(s);
+    fill_entry(s, &list[s->nb_snapshots], name, vm, (uint64_t)l1_off);
+    return qcow2_inplace_write_snapshots(s, list, s->nb_snapshots + 1, err);
+}
+
+static int create_locked(struct qcow2 *s, const char *name, const struct blockdev_snapshot_vm *vm,
+                         struct error *err)
+{
+    if (s->nb_snapshots >= QCOW2_MAX_SNAPSHOTS) {
+        return error_set(err, -EFBIG, "Too many snapshots (at most %d)", QCOW2_MAX_SNAPSHOTS);
+    }
+    if (strlen(name) > UINT16_MAX) {
+        return error_set(err, -EINVAL, "Snapshot name too long");
+    }
+    bool batch;
+    int ret = qcow2_inplace_begin(s, &batch, err);
+    if (ret == 0) {
+        ret = create_inplace(s, name, vm, err);
+    }
+    qcow2_inplace_end(s, batch);
+    return ret;
 }
 
 int qcow2_snapshot_create(struct blockdev *bd, const char *name, const struct blockdev_snapshot_vm *vm,
@@ -511,36 +694,54 @@ int qcow2_snapshot_apply(struct blockdev *bd, const char *id_or_name, struct err
     return on_snapshot(bd, id_or_name, "apply", apply_locked, err);
 }
 
+/* QEMU's order: the table without the entry first, then the snapshot's
+ * clusters are released (a failure there leaks them), then the active
+ * tables get COPIED back where they are no longer shared. */
+static int delete_inplace(struct qcow2 *s, uint32_t index, const uint64_t *sn_l1,
+                          struct error *err)
+{
+    const struct qcow2_snapshot *sn = &s->snapshots[index];
+    uint64_t l1_offset = sn->l1_table_offset;
+    uint32_t l1_size = sn->l1_size;
+    struct qcow2_snapshot *list = copy_list(s);
+    uint32_t n = s->nb_snapshots;
+    free_entry(&list[index]);
+    memmove(&list[index], &list[index + 1], (n - index - 1) * sizeof(*list));
+    int ret = qcow2_inplace_write_snapshots(s, list, n - 1, err);
+    if (ret < 0) {
+        return ret;
+    }
+    struct error local = { 0 };
+    ret = qcow2_inplace_release(s, sn_l1, l1_size, l1_offset, &local);
+    if (ret < 0) {
+        return error_set_errno(err, ret, "Failed to free the cluster and L1 table");
+    }
+    ret = qcow2_inplace_fix_copied(s, &local);
+    if (ret < 0) {
+        return error_set_errno(err, ret, "Failed to update snapshot status in disk");
+    }
+    return 0;
+}
+
 static int delete_locked(struct qcow2 *s, uint32_t index, struct error *err)
 {
     const struct qcow2_snapshot *sn = &s->snapshots[index];
-    struct qcow2_txn t;
+    uint64_t *sn_l1 = NULL;
     int ret = usable(s, sn, err);
     if (ret == 0) {
-        ret = begin_txn(s, &t, err);
+        ret = qcow2_read_l1(s, sn->l1_table_offset, sn->l1_size, &sn_l1, err);
     }
     if (ret < 0) {
         return ret;
     }
-    uint64_t *sn_l1 = NULL;
-    ret = qcow2_read_l1(s, sn->l1_table_offset, sn->l1_size, &sn_l1, err);
+    bool batch;
+    ret = qcow2_inplace_begin(s, &batch, err);
     if (ret == 0) {
-        ret = qcow2_txn_ref_l1_tree(s, &t, sn_l1, sn->l1_size, -1, err);
+        ret = delete_inplace(s, index, sn_l1, err);
     }
+    qcow2_inplace_end(s, batch);
     free(sn_l1);
-    if (ret == 0) {
-        ret = qcow2_txn_ref(s, &t, sn->l1_table_offset, (uint64_t)sn->l1_size * 8, -1, err);
-    }
-    if (ret == 0) {
-        struct qcow2_snapshot *list = copy_list(s);
-        uint32_t n = s->nb_snapshots;
-        free(list[index].id);
-        free(list[index].name);
-        free(list[index].unknown_extra);
-        memmove(&list[index], &list[index + 1], (n - index - 1) * sizeof(*list));
-        ret = qcow2_txn_set_snapshots(s, &t, list, n - 1, err);
-    }
-    return finish_txn(s, &t, ret, err);
+    return ret;
 }
 
 int qcow2_snapshot_delete(struct blockdev *bd, const char *id_or_name, struct error *err)
@@ -561,18 +762,18 @@ int qcow2_snapshot_rename(struct blockdev *bd, const char *id_or_name, const cha
     struct qcow2 *s = qcow2_of(bd);
     pthread_mutex_lock(&s->lock);
     int i = find_snapshot(s, id_or_name);
-    struct qcow2_txn t;
     if (i < 0) {
         ret = not_found(bd, id_or_name, err);
     } else {
-        ret = begin_txn(s, &t, err);
+        bool batch;
+        ret = qcow2_inplace_begin(s, &batch, err);
         if (ret == 0) {
             struct qcow2_snapshot *list = copy_list(s);
             free(list[i].name);
             list[i].name = strdup(new_name);
-            ret = qcow2_txn_set_snapshots(s, &t, list, s->nb_snapshots, err);
-            ret = ret < 0 ? (qcow2_txn_abort(&t), ret) : qcow2_txn_commit(s, &t, err);
+            ret = qcow2_inplace_write_snapshots(s, list, s->nb_snapshots, err);
         }
+        qcow2_inplace_end(s, batch);
     }
     pthread_mutex_unlock(&s->lock);
     return ret;

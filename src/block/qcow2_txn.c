@@ -1,6 +1,7 @@
 /* Metadata transactions: a whole new refcount state computed in memory and
  * made live with one header write (see struct qcow2_txn in qcow2_int.h).
- * Used by snapshot create / apply / delete / rename, repair and amend.
+ * Used by snapshot apply, repair and amend (create, delete and rename are
+ * done in place, in QEMU's order: qcow2_snapshot_refs.c).
  *
  * Every cluster written by a transaction is free both in the old state and
  * in the new one, so until the header write the old image is untouched, and

@@ -208,4 +208,81 @@ check_eq "the upgrade keeps unknown snapshot extra data as qemu-img does" \
 check_eq "the unknown extra data is there" "50 $(printf 'very important data' | od -An -tx1 | tr -d ' \n')00000000000000" \
     "$(snapshot_table "$CW/ux.qcow2" | sed -n 2p)"
 
+# Snapshot create and delete put every table where qemu-img puts it, cluster
+# for cluster (QEMU's iotests 080, 217 and 261 poke that layout).
+# layout IMAGE: the header's L1, refcount and snapshot table pointers, and
+# where each snapshot's L1 table is.
+layout() {
+    python3 - "$1" <<'PY'
+import struct, sys
+with open(sys.argv[1], 'rb') as f:
+    hdr = f.read(72)
+    print(hdr[32:72].hex())
+    nb, off = struct.unpack('>IQ', hdr[60:72])
+    for i in range(nb):
+        f.seek(off)
+        head = f.read(40)
+        print(head[:12].hex())
+        id_len, name_len = struct.unpack('>HH', head[12:16])
+        eds = struct.unpack('>I', head[36:40])[0]
+        off += (40 + eds + id_len + name_len + 7) // 8 * 8
+PY
+}
+twin_do "$QEMU_IMG" create -q -f qcow2 lay.qcow2 8M
+twin_do "$QEMU_IO" -c 'write -P 1 0 64k' -c 'write -P 2 1M 4k' lay.qcow2
+same "snapshot -c s1 (layout)" snapshot -c s1 lay.qcow2
+twin_do "$QEMU_IO" -c 'write -P 3 0 4k' lay.qcow2
+same "snapshot -c s2 (layout)" snapshot -c s2 lay.qcow2
+check_eq "snapshot create places its tables where qemu-img does" \
+    "$(layout "$Q/lay.qcow2")" "$(layout "$CW/lay.qcow2")"
+same "snapshot -d s1 (layout)" snapshot -d s1 lay.qcow2
+check_eq "snapshot delete leaves the layout qemu-img leaves" \
+    "$(layout "$Q/lay.qcow2")" "$(layout "$CW/lay.qcow2")"
+same "check after snapshots (layout)" check lay.qcow2
+
+# A delete whose frees fail (blkdebug) has already dropped the snapshot: only
+# leaks remain, and check -r leaks repairs them and then the COPIED flags,
+# as qemu-img does (iotest 217).
+twin_do "$QEMU_IMG" create -q -f qcow2 fr.qcow2 8M
+twin_do "$QEMU_IO" -c 'write 0 64k' fr.qcow2
+twin_do "$QEMU_IMG" snapshot -c foo fr.qcow2
+twin_do sh -c 'printf "[inject-error]\nevent = \"cluster_free\"\nerrno = \"5\"\n" >fr.conf'
+same "snapshot -d failing to free: QEMU's messages" snapshot -d foo blkdebug:fr.conf:fr.qcow2
+same "after a failed delete: the snapshot is gone" snapshot -l fr.qcow2
+same "after a failed delete: leaks only" check fr.qcow2
+# (where the repair puts the new refcount structure is the driver's choice)
+TWIN_FILTER='s/^Image end offset: .*/Image end offset: X/'
+same "check -r leaks repairs leaks, then COPIED flags" check -r leaks fr.qcow2
+TWIN_FILTER=
+
+# A snapshot table QEMU cannot read either (iotest 261): open and check fail
+# in QEMU's words, check -r all reads it as QEMU's repair does and rewrites it.
+# extra_data IMAGE N SIZE: entry N claims SIZE bytes of extra data.
+extra_data() {
+    python3 - "$@" <<'PY'
+import struct, sys
+path, target, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+with open(path, 'r+b') as f:
+    nb, pos = struct.unpack('>IQ', f.read(72)[60:72])
+    for i in range(nb):
+        f.seek(pos)
+        e = f.read(40)
+        id_len, name_len = struct.unpack('>HH', e[12:16])
+        eds = struct.unpack('>I', e[36:40])[0]
+        if i == target:
+            f.seek(pos + 36)
+            f.write(struct.pack('>I', size))
+        pos += (40 + eds + id_len + name_len + 7) // 8 * 8
+PY
+}
+twin_do "$QEMU_IMG" create -q -f qcow2 xd.qcow2 64M
+for sn in sn0 sn1 sn2 sn3; do twin_do "$QEMU_IMG" snapshot -c $sn xd.qcow2; done
+twin_do extra_data xd.qcow2 3 65536
+TWIN_FILTER="s/cowimg check -r all/qemu-img check -r all/; s/^Image end offset: .*/Image end offset: X/"
+same "too much snapshot extra data: open refused in QEMU's words" info xd.qcow2
+same "too much snapshot extra data: check fails in QEMU's words" check xd.qcow2
+same "too much snapshot extra data: check -r all repairs as QEMU's" check -r all xd.qcow2
+same "too much snapshot extra data: the repaired image" check xd.qcow2
+TWIN_FILTER=
+
 done_testing

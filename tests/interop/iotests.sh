@@ -9,14 +9,18 @@ source "$(dirname "$0")/../lib.sh"
 # then the second line: qcow2 tests that pass with QEMU's own tools):
 # a failure of any of these is a regression.
 PASSING="017 018 019 020 024 025 029 031 036 039 097 122 138 190 214 252 287 133 150
-         043 046 054 072 074 086 089 111"
+         043 046 054 072 074 086 089 111 217"
 # Named in issue #14 and still failing, with why.
 declare -A FAILING=(
     [026]="blkdebug on metadata writes: the first part matches QEMU except refblock_load once=off (QEMU has the refcount block cached from its open, so its close reports flush failures); the refcount-table growth part was not run in full since refblock_alloc_write/_switch_table were added; the whole test takes over 15 min under ASan on a loaded host"
-    [080]="corrupt-image checks: the test pokes QEMU's layout (snapshot table at 0x70000; our transactional snapshot create puts it elsewhere), and QEMU checks snapshot L1 tables only when used, in its words"
-    [217]="snapshot delete is one atomic transaction: an injected cluster_free error leaves no leaked clusters behind"
-    [261]="check -r all repairs of the snapshot table (incomplete entries, too much extra data, a table too big, too many snapshots) and QEMU's open messages for them"
+    [080]="corrupt-image checks: the layout now matches QEMU's; left: a snapshot table past the end of the file reads as zeros in QEMU (we refuse it), QEMU checks snapshot L1 tables only when used (convert -l, amend, apply, delete, qemu-io's overlap-check.inactive-l2), in its words, and its -EAGAIN for an L2 entry 1 TB out"
     [271]="extended L2 subcluster allocation: other host offsets and bitmaps than QEMU's (break/resume itself works)"
+)
+# Named in issue #14, too slow for the suite: QEMU's own script spends
+# minutes in dd and poke loops (5 to 8 min under ASan on 2 cores). Run it by
+# hand: scripts/run-iotests.sh 261.
+declare -A SLOW=(
+    [261]="passes (whole run, 20:42-20:54 UTC), but takes 5 to 12 min of QEMU's dd loops: run by hand"
 )
 
 repo=$(cd "$TESTS_DIR/.." && pwd)
@@ -38,7 +42,7 @@ if grep -q "could not fetch QEMU's source" "$out"; then
     echo "1..0 # SKIP QEMU's source is not cached and apt-get source qemu failed"
     exit 0
 fi
-plan $(( ${#passing[@]} + ${#FAILING[@]} ))
+plan $(( ${#passing[@]} + ${#FAILING[@]} + ${#SLOW[@]} ))
 diag "the ${#passing[@]} passing iotests took $((SECONDS - start)) s"
 for t in "${passing[@]}"; do
     line=$(grep -E "^$t " "$out" | head -1)
@@ -52,6 +56,9 @@ for t in "${passing[@]}"; do
 done
 for t in $(printf '%s\n' "${!FAILING[@]}" | sort); do
     ok "iotest $t # SKIP still failing, not run: ${FAILING[$t]}"
+done
+for t in $(printf '%s\n' "${!SLOW[@]}" | sort); do
+    ok "iotest $t # SKIP ${SLOW[$t]}"
 done
 grep -E "passed, .* failed" "$out" | sed 's/^/# /'
 [[ $TEST_FAILED -eq 0 ]]
