@@ -316,9 +316,9 @@ static void test_queues_in_parallel_lose_nothing(void **state)
 /* A write completed on queue 0, then a read of the block posted on queue 3
  * and a flush on queue 2: the read sees the write, the flush comes after it
  * on the disk. */
-static void test_completed_write_seen_across_queues(void **state)
+static void completed_write_seen_across_queues(bool threads)
 {
-    struct rig *r = rig_create(true);
+    struct rig *r = rig_create(threads);
     struct lane w = { .r = r, .q = 0 }, rd = { .r = r, .q = 3 }, fl = { .r = r, .q = 2 };
     for (int i = 0; i < 20; i++) {
         uint8_t fill = (uint8_t)(0x40 + i);
@@ -340,6 +340,17 @@ static void test_completed_write_seen_across_queues(void **state)
     assert_string_equal(rd.failure, "");
     assert_string_equal(fl.failure, "");
     rig_destroy(r);
+}
+
+static void test_completed_write_seen_across_queues(void **state)
+{
+    completed_write_seen_across_queues(true);
+}
+
+/* The same served on the notifying thread (the main loop's way). */
+static void test_completed_write_seen_across_queues_unthreaded(void **state)
+{
+    completed_write_seen_across_queues(false);
 }
 
 /* Every request a queue thread took off a ring is completed once a drain
@@ -402,6 +413,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_queues_in_parallel_lose_nothing),
         cmocka_unit_test(test_completed_write_seen_across_queues),
+        cmocka_unit_test(test_completed_write_seen_across_queues_unthreaded),
         cmocka_unit_test(test_drain_leaves_nothing_taken),
         cmocka_unit_test(test_paused_device_serves_at_resume),
         cmocka_unit_test(test_synchronous_device_refuses_threads),
