@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The cost of qcow2 on the read path: 4 KiB reads at depth 16 through
 # `cowimg bench` on raw and on an allocated qcow2 holding the same data, and
-# `qemu-img bench` on both in each of its AIO modes (threads, io_uring) with
-# the same cache mode. Page cache warm (cache=writeback), then O_DIRECT
+# `qemu-img bench` on both in each of its AIO modes (threads, io_uring, and
+# with O_DIRECT native Linux AIO) with the same cache mode. Page cache warm (cache=writeback), then O_DIRECT
 # (cache=none), where the reads go to the disk. The host is shared and noisy:
 # every case runs BENCH_ROUNDS times (default 5), the tools alternating, and
 # medians are compared.
@@ -34,6 +34,11 @@ run_mode() {  # cache mode (writeback|none)
     declare -A all=()
     local runs=("cowimg raw" "cowimg qcow2" "qemu-threads raw" "qemu-threads qcow2"
                 "qemu-io_uring raw" "qemu-io_uring qcow2")
+    local modes=(threads io_uring)
+    if [[ $t == none ]]; then   # native AIO needs O_DIRECT
+        runs+=("qemu-native raw" "qemu-native qcow2")
+        modes+=(native)
+    fi
     for ((r = 0; r < rounds; r++)); do
         local order=("${runs[@]}")
         if ((r % 2)); then
@@ -53,13 +58,16 @@ run_mode() {  # cache mode (writeback|none)
         printf '  %-20s median %7.3fs   runs:%s\n' "$run" "${med[$run]}" "${all[$run]}"
     done
     for fmt in raw qcow2; do
-        local q=${med["qemu-threads $fmt"]} best=threads
-        if python3 -c "import sys; sys.exit(float(sys.argv[1]) >= float(sys.argv[2]))" \
-            "${med["qemu-io_uring $fmt"]}" "$q"; then
-            q=${med["qemu-io_uring $fmt"]} best=io_uring
-        fi
-        printf '  %-5s cowimg vs qemu-img (aio=%s, fastest): %sx\n' "$fmt" "$best" \
-            "$(ratio "$q" "${med["cowimg $fmt"]}")"
+        local q=${med["qemu-threads $fmt"]} best=threads each=""
+        for mode in "${modes[@]}"; do
+            each+=" $mode $(ratio "${med["qemu-$mode $fmt"]}" "${med["cowimg $fmt"]}")x"
+            if python3 -c "import sys; sys.exit(float(sys.argv[1]) >= float(sys.argv[2]))" \
+                "${med["qemu-$mode $fmt"]}" "$q"; then
+                q=${med["qemu-$mode $fmt"]} best=$mode
+            fi
+        done
+        printf '  %-5s cowimg vs qemu-img (aio=%s, fastest): %sx   (each:%s)\n' "$fmt" "$best" \
+            "$(ratio "$q" "${med["cowimg $fmt"]}")" "$each"
     done
     printf '  cowimg qcow2/raw: %sx   qemu-img qcow2/raw (threads): %sx\n' \
         "$(ratio "${med["cowimg qcow2"]}" "${med["cowimg raw"]}")" \
