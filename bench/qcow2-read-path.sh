@@ -22,11 +22,7 @@ head -c "${size_mb}M" /dev/urandom >"$dir/disk.raw"
 qemu-img convert -f raw -O qcow2 "$dir/disk.raw" "$dir/disk.qcow2"
 cat "$dir/disk.raw" "$dir/disk.qcow2" >/dev/null
 
-seconds() {  # one run of a bench command: its "Run completed in X seconds."
-    "$@" | sed -n 's/^Run completed in \([0-9.]*\) seconds\./\1/p'
-}
-median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-ratio() { python3 -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2]):.2f}')" "$1" "$2"; }
+source "$(dirname "$0")/lib.sh"
 
 # One cache mode: every tool and format once per round, the order alternating.
 run_mode() {  # cache mode (writeback|none)
@@ -58,14 +54,12 @@ run_mode() {  # cache mode (writeback|none)
         printf '  %-20s median %7.3fs   runs:%s\n' "$run" "${med[$run]}" "${all[$run]}"
     done
     for fmt in raw qcow2; do
-        local q=${med["qemu-threads $fmt"]} best=threads each=""
+        local q best each="" pairs=()
         for mode in "${modes[@]}"; do
             each+=" $mode $(ratio "${med["qemu-$mode $fmt"]}" "${med["cowimg $fmt"]}")x"
-            if python3 -c "import sys; sys.exit(float(sys.argv[1]) >= float(sys.argv[2]))" \
-                "${med["qemu-$mode $fmt"]}" "$q"; then
-                q=${med["qemu-$mode $fmt"]} best=$mode
-            fi
+            pairs+=("${med["qemu-$mode $fmt"]}" "$mode")
         done
+        read -r q best <<<"$(fastest "${pairs[@]}")"
         printf '  %-5s cowimg vs qemu-img (aio=%s, fastest): %sx   (each:%s)\n' "$fmt" "$best" \
             "$(ratio "$q" "${med["cowimg $fmt"]}")" "$each"
     done
