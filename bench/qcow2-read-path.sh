@@ -16,13 +16,11 @@ cowimg="$build/src/tools/cowimg/cowimg"
 size_mb=${BENCH_SIZE_MB:-256}
 rounds=${BENCH_ROUNDS:-5}
 count=${BENCH_COUNT:-65536}
-dir=$(mktemp -d "${BENCH_DIR:-/var/tmp}/cowvisor-bench.XXXXXX")
-trap 'rm -rf "$dir"' EXIT
+source "$(dirname "$0")/lib.sh"
+scratch_dir
 head -c "${size_mb}M" /dev/urandom >"$dir/disk.raw"
 qemu-img convert -f raw -O qcow2 "$dir/disk.raw" "$dir/disk.qcow2"
 cat "$dir/disk.raw" "$dir/disk.qcow2" >/dev/null
-
-source "$(dirname "$0")/lib.sh"
 
 # One cache mode: every tool and format once per round, the order alternating.
 run_mode() {  # cache mode (writeback|none)

@@ -16,13 +16,11 @@ build=${1:-build}
 cowimg="$build/src/tools/cowimg/cowimg"
 size_mb=${BENCH_SIZE_MB:-256}
 rounds=${BENCH_ROUNDS:-5}
-dir=$(mktemp -d "${BENCH_DIR:-/var/tmp}/cowvisor-bench.XXXXXX")
-trap 'rm -rf "$dir"' EXIT
+source "$(dirname "$0")/lib.sh"
+scratch_dir
 python3 "$(dirname "$0")/os_like_data.py" "$dir/disk.raw" "$size_mb"
 qemu-img convert -f raw -O qcow2 "$dir/disk.raw" "$dir/disk.qcow2"
 qemu-img create -q -f qcow2 "$dir/empty.qcow2" "${size_mb}M"
-
-source "$(dirname "$0")/lib.sh"
 fresh() {  # image: a synced copy to write into
     cp "$dir/$1" "$dir/w.${1#*.}"
     sync "$dir/w.${1#*.}"
@@ -54,9 +52,7 @@ for w in 4k-flush 1m-seq; do
         done
     done
     declare -A med=()
-    for key in "${!all[@]}"; do
-        med[$key]=$(echo "${all[$key]}" | median)
-    done
+    medians all med
     echo "$w (${workloads[$w]})"
     for image in "${images[@]}"; do
         read -r q best <<<"$(fastest "${med[qemu-threads $image]}" threads "${med[qemu-io_uring $image]}" io_uring)"
