@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The cost of qcow2 on the read path: 4 KiB reads at depth 16 through
 # `cowimg bench` on raw and on an allocated qcow2 holding the same data, and
-# `qemu-img bench` on both in each of its AIO modes (threads, io_uring) with
-# the same cache mode. Page cache warm (cache=writeback), then O_DIRECT
+# `qemu-img bench` on both in each of its AIO modes (threads, io_uring, and
+# with O_DIRECT native Linux AIO) with the same cache mode. Page cache warm (cache=writeback), then O_DIRECT
 # (cache=none), where the reads go to the disk. The host is shared and noisy:
 # every case runs BENCH_ROUNDS times (default 5), the tools alternating, and
 # medians are compared.
@@ -16,17 +16,11 @@ cowimg="$build/src/tools/cowimg/cowimg"
 size_mb=${BENCH_SIZE_MB:-256}
 rounds=${BENCH_ROUNDS:-5}
 count=${BENCH_COUNT:-65536}
-dir=$(mktemp -d "${BENCH_DIR:-/var/tmp}/cowvisor-bench.XXXXXX")
-trap 'rm -rf "$dir"' EXIT
+source "$(dirname "$0")/lib.sh"
+scratch_dir
 head -c "${size_mb}M" /dev/urandom >"$dir/disk.raw"
 qemu-img convert -f raw -O qcow2 "$dir/disk.raw" "$dir/disk.qcow2"
 cat "$dir/disk.raw" "$dir/disk.qcow2" >/dev/null
-
-seconds() {  # one run of a bench command: its "Run completed in X seconds."
-    "$@" | sed -n 's/^Run completed in \([0-9.]*\) seconds\./\1/p'
-}
-median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-ratio() { python3 -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2]):.2f}')" "$1" "$2"; }
 
 # One cache mode: every tool and format once per round, the order alternating.
 run_mode() {  # cache mode (writeback|none)
@@ -34,6 +28,11 @@ run_mode() {  # cache mode (writeback|none)
     declare -A all=()
     local runs=("cowimg raw" "cowimg qcow2" "qemu-threads raw" "qemu-threads qcow2"
                 "qemu-io_uring raw" "qemu-io_uring qcow2")
+    local modes=(threads io_uring)
+    if [[ $t == none ]]; then   # native AIO needs O_DIRECT
+        runs+=("qemu-native raw" "qemu-native qcow2")
+        modes+=(native)
+    fi
     for ((r = 0; r < rounds; r++)); do
         local order=("${runs[@]}")
         if ((r % 2)); then
@@ -53,13 +52,14 @@ run_mode() {  # cache mode (writeback|none)
         printf '  %-20s median %7.3fs   runs:%s\n' "$run" "${med[$run]}" "${all[$run]}"
     done
     for fmt in raw qcow2; do
-        local q=${med["qemu-threads $fmt"]} best=threads
-        if python3 -c "import sys; sys.exit(float(sys.argv[1]) >= float(sys.argv[2]))" \
-            "${med["qemu-io_uring $fmt"]}" "$q"; then
-            q=${med["qemu-io_uring $fmt"]} best=io_uring
-        fi
-        printf '  %-5s cowimg vs qemu-img (aio=%s, fastest): %sx\n' "$fmt" "$best" \
-            "$(ratio "$q" "${med["cowimg $fmt"]}")"
+        local q best each="" pairs=()
+        for mode in "${modes[@]}"; do
+            each+=" $mode $(ratio "${med["qemu-$mode $fmt"]}" "${med["cowimg $fmt"]}")x"
+            pairs+=("${med["qemu-$mode $fmt"]}" "$mode")
+        done
+        read -r q best <<<"$(fastest "${pairs[@]}")"
+        printf '  %-5s cowimg vs qemu-img (aio=%s, fastest): %sx   (each:%s)\n' "$fmt" "$best" \
+            "$(ratio "$q" "${med["cowimg $fmt"]}")" "$each"
     done
     printf '  cowimg qcow2/raw: %sx   qemu-img qcow2/raw (threads): %sx\n' \
         "$(ratio "${med["cowimg qcow2"]}" "${med["cowimg raw"]}")" \

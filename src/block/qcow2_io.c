@@ -137,16 +137,19 @@ static bool is_plain_data(const struct qcow2 *s, uint64_t entry, uint64_t bitmap
 }
 
 /* Extends a plain-data piece over following clusters stored right after it
- * on the host, so that a large read becomes one host read. Lock held. */
+ * on the host, so that a large read becomes one host read; for a write
+ * (in_place), only over clusters it may write in place: owned (COPIED),
+ * clear of metadata. Lock held. */
 static size_t extend_contiguous(struct qcow2 *s, uint64_t off, size_t n, size_t len,
-                                uint64_t host_end)
+                                uint64_t host_end, bool in_place)
 {
     while (n < len) {
         uint64_t entry, bitmap;
         size_t step = len - n < s->cluster_size ? len - n : s->cluster_size;
         if (qcow2_lookup(s, off + n, &entry, &bitmap, NULL) < 0 ||
             !is_plain_data(s, entry, bitmap, 0, step) ||
-            (entry & QCOW2_L2E_OFFSET_MASK) != host_end) {
+            (entry & QCOW2_L2E_OFFSET_MASK) != host_end ||
+            (in_place && (!(entry & QCOW2_OFLAG_COPIED) || qcow2_overlaps_metadata(s, host_end, step)))) {
             break;
         }
         n += step;
@@ -176,7 +179,7 @@ static int read_at(struct qcow2 *s, uint64_t off, void *buf, size_t len, bool no
         bool plain = ret == 0 && is_plain_data(s, entry, bitmap, in_cluster, n);
         uint64_t host = (entry & QCOW2_L2E_OFFSET_MASK) + in_cluster;
         if (plain && !nowait && n == s->cluster_size - in_cluster) {
-            n = extend_contiguous(s, off, n, len, host + n);
+            n = extend_contiguous(s, off, n, len, host + n, false);
         }
         pthread_mutex_unlock(&s->lock);
         if (compressed) {
@@ -462,6 +465,9 @@ int qcow2_write_at(struct qcow2 *s, uint64_t off, const void *buf, size_t len, s
             ret = write_in_cluster(s, off, p, n, &run, &direct_host, err);
         }
         if (ret == 1) {
+            if (n == s->cluster_size - qcow2_offset_in_cluster(s, off)) {
+                n = extend_contiguous(s, off, n, len, direct_host + n, true);    /* one host write */
+            }
             ret = write_in_place(s, direct_host, p, n, off, err);
         }
         p += n;

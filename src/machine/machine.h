@@ -28,6 +28,7 @@ struct disk_config {
     bool compressed_cache_set;      /* qcow2: decompressed clusters kept (blockdev_open_opts) */
     uint64_t compressed_cache_size;
     int num_queues;                 /* virtio-blk request queues; 0: one per vCPU */
+    bool queue_threads;             /* each queue served by its own thread, off the main loop */
 };
 
 struct machine_config {

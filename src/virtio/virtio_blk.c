@@ -1,4 +1,5 @@
 #include "virtio/virtio_blk.h"
+#include "virtio/virtio_blk_int.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -252,7 +253,7 @@ static void complete_in_pass(struct virtio_blk *b, int q, uint16_t head, uint32_
     *pushed = true;
 }
 
-static void notify_pass(struct virtio_blk *b, int q)
+void virtio_blk_notify_pass(struct virtio_blk *b, int q)
 {
     pthread_mutex_lock(&b->queue_lock[q]);
     virtio_device_notify_used(&b->dev, q);
@@ -321,11 +322,11 @@ static bool serve_inline(struct virtio_blk *b, const struct virtq_chain *c, uint
         return false;
     }
     if (write) {
-        __atomic_fetch_add(&b->inline_unflushed, data_len, __ATOMIC_RELAXED);
-        b->inline_writes++;
+        add(&b->inline_unflushed, data_len);
+        add(&b->inline_writes, 1);      /* atomics: queue threads serve in parallel */
         done = 0;
     } else {
-        b->cached_reads++;
+        add(&b->cached_reads, 1);
     }
     uint8_t status = S_OK;
     virtq_chain_write(c, c->in_len - 1, &status, 1);
@@ -337,16 +338,16 @@ static bool serve_inline(struct virtio_blk *b, const struct virtq_chain *c, uint
 /* Queues a request for the workers; serves it here when there are none or
  * when it is a read the caches answer (*pushed: its completion awaits the
  * pass's interrupt). */
-static void dispatch(struct virtio_blk *b, int q, bool *pushed)
+void virtio_blk_dispatch(struct virtio_blk *b, int q, const struct virtq_chain *c, bool *pushed)
 {
     uint32_t len;
-    if (b->nworkers && serve_inline(b, b->chain, &len)) {
-        complete_in_pass(b, q, b->chain->head, len, pushed);
+    if (b->nworkers && serve_inline(b, c, &len)) {
+        complete_in_pass(b, q, c->head, len, pushed);
         return;
     }
-    struct blk_request *r = b->nworkers ? request_from(b->chain, q) : NULL;
+    struct blk_request *r = b->nworkers ? request_from(c, q) : NULL;
     if (!r) {
-        complete_in_pass(b, q, b->chain->head, serve(b, b->chain), pushed);
+        complete_in_pass(b, q, c->head, serve(b, c), pushed);
         return;
     }
     pthread_mutex_lock(&b->pool_lock);
@@ -361,25 +362,35 @@ static void dispatch(struct virtio_blk *b, int q, bool *pushed)
     pthread_mutex_unlock(&b->pool_lock);
 }
 
+int virtio_blk_pop(struct virtio_blk *b, struct virtqueue *vq, struct virtq_chain *c, struct error *err)
+{
+    int ret = virtqueue_pop(vq, c, err);
+    if (ret == 1 && (c->out_len < HEADER_SIZE || c->in_len < 1)) {
+        return error_set(err, -EINVAL, "request %u without header or status byte", c->head);
+    }
+    if (ret == 1) {
+        add(&b->requests, 1);
+    }
+    return ret;
+}
+
 static void blk_queue_notify(struct virtio_device *d, int q)
 {
     struct virtio_blk *b = to_blk(d);
     struct virtqueue *vq = &d->vqs[q];
+    if (b->queue_threads) {
+        virtio_blk_kick_queue_thread(b, q);
+        return;
+    }
     for (;;) {
         struct error err = { 0 };
         int ret;
         bool pushed = false;
-        while ((ret = virtqueue_pop(vq, b->chain, &err)) == 1) {
-            if (b->chain->out_len < HEADER_SIZE || b->chain->in_len < 1) {
-                error_set(&err, -EINVAL, "request %u without header or status byte", b->chain->head);
-                ret = -EINVAL;
-                break;
-            }
-            b->requests++;
-            dispatch(b, q, &pushed);
+        while ((ret = virtio_blk_pop(b, vq, b->chain, &err)) == 1) {
+            virtio_blk_dispatch(b, q, b->chain, &pushed);
         }
         if (pushed) {
-            notify_pass(b, q);
+            virtio_blk_notify_pass(b, q);
         }
         if (ret < 0) {
             virtio_device_fail(d, &err);
@@ -447,8 +458,14 @@ static int blk_queues_usable(const struct virtio_device *d, uint64_t features)
     return features & (1ull << VIRTIO_BLK_F_MQ) ? d->nqueues : 1;
 }
 
+static int blk_notify_fd(struct virtio_device *d, int q)
+{
+    return virtio_blk_queue_notify_fd(to_blk(d), q);
+}
+
 static const struct virtio_device_ops blk_ops = {
     .queue_notify = blk_queue_notify,
+    .notify_fd = blk_notify_fd,
     .config_read = blk_config_read,
     .reset = blk_drain,
     .drain = blk_drain,
@@ -529,6 +546,7 @@ static void stop_workers(struct virtio_blk *b)
 
 void virtio_blk_make_synchronous(struct virtio_blk *b)
 {
+    virtio_blk_stop_queue_threads(b);
     stop_workers(b);
     b->stop = false;
 }
@@ -540,6 +558,7 @@ void virtio_blk_destroy(struct virtio_blk *b)
     }
     log_debug("%s: %" PRIu64 " requests, of them %" PRIu64 " reads served from the caches and %" PRIu64
               " writes served inline", b->dev.name, b->requests, b->cached_reads, b->inline_writes);
+    virtio_blk_stop_queue_threads(b);
     stop_workers(b);
     pthread_cond_destroy(&b->work);
     pthread_cond_destroy(&b->idle);

@@ -22,6 +22,7 @@
 #define VIRTIO_BLK_MAX_QUEUES VIRTIO_MAX_QUEUES
 
 struct blk_request;
+struct blk_queue_thread;
 
 /* What the guest asked of the disk, for QMP's query-blockstats; updated
  * with atomics by whichever thread serves a request. */
@@ -60,6 +61,9 @@ struct virtio_blk {
     struct blk_request *pending_tail;
     int in_flight;
     bool stop;
+    /* With virtio_blk_serve_queues_in_threads: one thread per queue. */
+    struct blk_queue_thread *queue_threads;
+    bool queue_threads_stop;
 };
 
 int virtio_blk_init(struct virtio_blk *b, const struct guest_memory *mem, struct blockdev *bdev, bool read_only,
@@ -70,6 +74,13 @@ int virtio_blk_default_queues(int vcpus);
  * the thread that notified the queue, in ring order (record/replay: no
  * completion may race the vCPU). */
 void virtio_blk_make_synchronous(struct virtio_blk *b);
+/* Before the device is used: each queue is served by a thread of its own
+ * (QEMU's iothread, one per queue) instead of the thread that notified it
+ * (the main loop, or a vCPU without ioeventfd). */
+int virtio_blk_serve_queues_in_threads(struct virtio_blk *b, struct error *err);
+/* The eventfd a queue's thread waits on, for the transport to bind to the
+ * queue's notify address (KVM ioeventfd); -1 without queue threads. */
+int virtio_blk_queue_notify_fd(struct virtio_blk *b, int q);
 void virtio_blk_destroy(struct virtio_blk *b);
 /* A consistent-enough copy of the counters (each read atomically). */
 void virtio_blk_get_stats(struct virtio_blk *b, struct virtio_blk_stats *out);

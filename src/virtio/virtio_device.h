@@ -54,6 +54,10 @@ struct virtio_device_ops {
      * (with d->lock held); resume undoes it. */
     void (*quiesce)(struct virtio_device *d);
     void (*resume)(struct virtio_device *d);
+    /* An eventfd the device reads itself for queue q's notifies (its own
+     * thread serves the queue), or -1: the transport binds it to the
+     * notify address in place of one the main loop polls. Optional. */
+    int (*notify_fd)(struct virtio_device *d, int q);
     void (*save)(struct virtio_device *d, struct state_buf *b);
     int (*load)(struct virtio_device *d, struct state_buf *b, struct error *err);
     /* How many queues a driver that negotiated `features` can use, for a

@@ -1,6 +1,7 @@
 #include "virtio/virtio_pci.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -288,6 +289,14 @@ int virtio_pci_create(struct virtio_pci *p, struct virtio_device *dev, struct vm
         }
     }
     for (int q = 0; q < dev->nqueues; q++) {
+        int own = dev->ops->notify_fd ? dev->ops->notify_fd(dev, q) : -1;
+        if (own >= 0) {     /* KVM wakes the device's queue thread directly */
+            p->notify_fd[q] = fcntl(own, F_DUPFD_CLOEXEC, 0);
+            if (p->notify_fd[q] < 0) {
+                return error_set_errno(err, -errno, "dup");
+            }
+            continue;
+        }
         p->notify_fd[q] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (p->notify_fd[q] < 0) {
             return error_set_errno(err, -errno, "eventfd");

@@ -4,7 +4,9 @@
 # names the queue count, and a read the guest posts on queue 1 completes on
 # queue 1; over virtio-pci (a vector per queue) and virtio-mmio (one
 # interrupt line). A single queue is offered without F_MQ, as QEMU does, and
-# a num-queues the device cannot have is refused with a message.
+# a num-queues the device cannot have is refused with a message. With
+# queue-threads=on the queues are served by their own threads (the notify
+# eventfd bound by KVM straight to them).
 source "$TESTS_DIR/lib.sh"
 COWVISOR=${COWVISOR:-cowvisor}
 GUEST=${COWVISOR_GUEST:?COWVISOR_GUEST must name the test guest}
@@ -14,6 +16,8 @@ truncate -s 8M disk.raw
 "$COWVISOR" --kernel "$GUEST" --memory 64M --disk "file=disk.raw,format=raw,num-queues=two" >bad.out 2>&1
 check "num-queues=two is refused before any VM is made" \
     grep -q "num-queues must be a positive number, not 'two'" bad.out
+"$COWVISOR" --kernel "$GUEST" --memory 64M --disk "file=disk.raw,format=raw,queue-threads=maybe" >qt.out 2>&1
+check "queue-threads=maybe is refused, naming the option" grep -q "queue-threads" qt.out
 if [[ ! -r /dev/kvm || ! -w /dev/kvm ]]; then
     ok "the in-guest multiqueue checks # SKIP /dev/kvm is not available: they need KVM"
     done_testing
@@ -30,6 +34,10 @@ for t in pci mmio; do
     check_eq "num-queues=4 over $t: the multiqueue checks passed" 3 \
         "$(grep -c "^PASS: virtio-blk multiqueue.*($t)" "mq.$t")"
 done
+timeout 60 "$COWVISOR" --kernel "$GUEST" --memory 64M --cpus 2 \
+    --disk "file=disk.raw,format=raw,num-queues=4,queue-threads=on" >threads.out 2>&1
+check_eq "queue-threads=on: guest checks pass" 1 "$?"
+check_eq "queue-threads=on: the multiqueue checks passed" 3 "$(grep -c "^PASS: virtio-blk multiqueue" threads.out)"
 timeout 60 "$COWVISOR" --kernel "$GUEST" --memory 64M --cpus 2 --disk "file=disk.raw,format=raw" >cpus2.out 2>&1
 check_eq "two vCPUs: guest checks pass" 1 "$?"
 check "two vCPUs: one queue per vCPU by default" grep -q "virtio-blk (pci): 2 queues" cpus2.out

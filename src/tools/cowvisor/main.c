@@ -40,6 +40,8 @@ static void usage(FILE *f)
         "         [,compressed-cache-size=SIZE]  qcow2: decompressed clusters kept (0: none;\n"
         "                         default 256M or RAM/64 at most, never more than the disk)\n"
         "         [,num-queues=N]  virtio-blk request queues (default: one per vCPU, at most 8)\n"
+        "         [,queue-threads=on]  each queue served by a thread of its own (as QEMU's\n"
+        "                         iothread) rather than the main loop\n"
         "  --device virtio-rng|virtio-console[,transport=pci|mmio]\n"
         "  --net tap=NAME[,mac=MAC][,transport=pci|mmio]\n"
         "  --console stdio|file:PATH|unix:PATH|tcp:HOST:PORT\n"
@@ -126,6 +128,7 @@ static int parse_disk(struct machine_config *cfg, struct options *o, const char 
         (ret = options_get_bool(o, "readonly", &d->read_only, err)) < 0 ||
         (ret = parse_transport(o, &d->transport, err)) < 0 ||
         (ret = parse_num_queues(o, &d->num_queues, err)) < 0 ||
+        (ret = options_get_bool(o, "queue-threads", &d->queue_threads, err)) < 0 ||
         (ret = options_check_unused(o, "--disk", err)) < 0) {
         return ret;
     }
