@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "block/blockdev.h"
 #include "util/error.h"
 #include "vmm/boot.h"
 #include "vmm/event_loop.h"
@@ -28,6 +29,8 @@ struct disk_config {
     bool compressed_cache_set;      /* qcow2: decompressed clusters kept (blockdev_open_opts) */
     uint64_t compressed_cache_size;
     int num_queues;                 /* virtio-blk request queues; 0: one per vCPU */
+    enum blockdev_detect_zeroes detect_zeroes;
+    bool discard_unmap;             /* discard=unmap|on (QEMU's -drive default: ignore) */
 };
 
 struct machine_config {

@@ -54,13 +54,22 @@ static json_t *image_info(const struct disk_layer *l, int n, bool flat)
     return img;
 }
 
+/* The node's detect-zeroes as QAPI names it (a file node without an image
+ * of its own here: off). */
+static const char *detect_zeroes_name(struct blockdev *bd)
+{
+    static const char *const names[] = { [BDEV_DETECT_ZEROES_OFF] = "off", [BDEV_DETECT_ZEROES_ON] = "on",
+                                         [BDEV_DETECT_ZEROES_UNMAP] = "unmap" };
+    return bd ? names[blockdev_detect_zeroes(bd)] : "off";
+}
+
 /* BlockDeviceInfo of one node: layer k of a chain of n layers. */
 static json_t *device_info(const struct disk_layer *layers, int n, int k, const char *name, bool ro, bool flat)
 {
     const struct disk_layer *l = &layers[k];
     json_t *o = json_pack("{s:s,s:s,s:b,s:s,s:i,s:b,s:s}", "file", l->filename, "node-name", name, "ro",
                           ro || k > 0, "drv", l->format, "backing_file_depth", n - k - 1, "encrypted", 0,
-                          "detect_zeroes", "off");
+                          "detect_zeroes", detect_zeroes_name(l->bd));
     if (l->backing_filename) {
         json_object_set_new(o, "backing_file", json_string(l->backing_filename));
     }
