@@ -247,8 +247,9 @@ static int cold_disk_del(struct machine *m, int i, const char *id, struct error 
 }
 
 /* The guest ejected it: out of the bus and the registry, its image closed;
- * the disk's number stays taken (monitors skip it). */
-static void remove_cold_disk(struct machine *m, int i, struct virtio_slot *s)
+ * the disk's number stays taken (monitors skip it). A restore removes it
+ * quietly (event false): that guest saw it go long ago. */
+static void remove_cold_disk(struct machine *m, int i, struct virtio_slot *s, bool event)
 {
     int slot = s->pci->pci.slot;
     char path[MACHINE_QOM_PATH_MAX];
@@ -261,9 +262,19 @@ static void remove_cold_disk(struct machine *m, int i, struct virtio_slot *s)
     blockdev_close(m->disks[i]);
     m->disks[i] = NULL;
     m->disk_unplug[i] = DISK_UNPLUGGED;
-    if (m->device_deleted_hook) {
+    if (event && m->device_deleted_hook) {
         m->device_deleted_hook(m->device_deleted_opaque, NULL, path);
     }
+}
+
+int machine_cold_disk_eject_now(struct machine *m, int i, struct error *err)
+{
+    struct virtio_slot *s = machine_disk_pci_slot(m, i);
+    if (!s) {
+        return error_set(err, -ENODEV, "disk %d is not a virtio-blk-pci device that can be ejected", i);
+    }
+    remove_cold_disk(m, i, s, false);
+    return 0;
 }
 
 static bool eject_cold_disk(struct machine *m, int slot)
@@ -271,7 +282,7 @@ static bool eject_cold_disk(struct machine *m, int slot)
     for (int i = 0; i < m->cfg->ndisks; i++) {
         struct virtio_slot *s = machine_disk_pci_slot(m, i);
         if (s && s->pci->pci.slot == slot) {
-            remove_cold_disk(m, i, s);
+            remove_cold_disk(m, i, s, true);
             return true;
         }
     }
