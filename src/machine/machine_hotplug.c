@@ -20,7 +20,6 @@
 
 #define HOTPLUG_DRIVER "virtio-blk-pci"
 
-#define PERIPHERAL "/machine/peripheral/"
 #define PERIPHERAL_ANON "/machine/peripheral-anon/device["
 
 /* The device name designates: its id, or its QOM path (QEMU's device_del
@@ -36,29 +35,20 @@ static struct hotplugged *find_device(struct machine *m, const char *name)
     return NULL;
 }
 
-static bool anon_index_taken(struct machine *m, int n)
+static int find_cold_disk(struct machine *m, const char *path);
+
+/* The cold-plugged disks hold device[0] to device[ndisks-1] until ejected,
+ * as query-block shows them. */
+static bool path_taken(void *opaque, const char *path)
 {
-    char path[MACHINE_QOM_PATH_MAX];
-    snprintf(path, sizeof(path), PERIPHERAL_ANON "%d]", n);
-    return (n < m->cfg->ndisks && m->disk_unplug[n] != DISK_UNPLUGGED) || find_device(m, path);
+    struct machine *m = opaque;
+    return find_cold_disk(m, path) >= 0 || find_device(m, path);
 }
 
-/* QEMU's QOM path: /machine/peripheral/ID, or without an id
- * /machine/peripheral-anon/device[N] with the lowest N free (the
- * cold-plugged disks hold 0 to ndisks-1 until ejected, as query-block
- * shows them). */
 static void name_device(struct machine *m, struct hotplugged *h, const char *id)
 {
-    if (id) {
-        snprintf(h->id, sizeof(h->id), "%s", id);
-        snprintf(h->path, sizeof(h->path), PERIPHERAL "%s", id);
-        return;
-    }
-    int n = 0;
-    while (anon_index_taken(m, n)) {
-        n++;
-    }
-    snprintf(h->path, sizeof(h->path), PERIPHERAL_ANON "%d]", n);
+    snprintf(h->id, sizeof(h->id), "%s", id ? id : "");
+    machine_device_path(h->path, sizeof(h->path), id, path_taken, m);
 }
 
 static struct hotplugged *find_slot(struct machine *m, int pci_slot)
