@@ -43,8 +43,8 @@ extra_sources() {
     ls "$here"/src/tools/cowvisor/qmp*.c | grep -v -e qmp_migration.c -e qmp_migration_params.c
     echo "$here/tests/cowvisor/stub_machine.c" "$here/tests/cowvisor/stub_migration.c"
     # The named block nodes' table, which the stub machine keeps too, and
-    # the image swap its block jobs use.
-    echo "$here/src/machine/block_nodes.c" "$here/src/machine/image_swap.c"
+    # the image swap its block jobs use, and the machine's device naming.
+    echo "$here/src/machine/block_nodes.c" "$here/src/machine/image_swap.c" "$here/src/machine/device_path.c"
 }
 
 build_target() {

@@ -110,6 +110,8 @@ struct blockdev {
     unsigned open_flags;        /* BDEV_* as opened */
     bool inactive;              /* another process may write the image: no writes, no locks */
     struct bdev_bitmaps *bitmaps;   /* dirty bitmaps (blockdev_bitmap.c), NULL until the first */
+    enum blockdev_detect_zeroes detect_zeroes;  /* blockdev_set_write_options */
+    bool discard_ignore;
 };
 
 /* A named dirty bitmap of an open image. */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "block/hostfile.h"
+#include "util/zero.h"
 
 
 extern const struct blockdev_driver qcow2_driver;
@@ -443,9 +444,35 @@ static int notify_after(const struct blockdev_write_notifier *n, uint64_t off, u
     return ret;
 }
 
+void blockdev_set_write_options(struct blockdev *bd, enum blockdev_detect_zeroes detect_zeroes, bool discard_ignore)
+{
+    bd->detect_zeroes = detect_zeroes;
+    bd->discard_ignore = discard_ignore;
+}
+
+enum blockdev_detect_zeroes blockdev_detect_zeroes(const struct blockdev *bd)
+{
+    return bd->detect_zeroes;
+}
+
+bool blockdev_discard_ignored(const struct blockdev *bd)
+{
+    return bd->discard_ignore;
+}
+
+/* detect-zeroes: this write is one to turn into a write-zeroes. */
+static bool detected_zeroes(const struct blockdev *bd, const void *buf, size_t len)
+{
+    return bd->detect_zeroes != BDEV_DETECT_ZEROES_OFF && mem_is_zero(buf, len);
+}
+
 int blockdev_pwrite(struct blockdev *bd, uint64_t off, const void *buf, size_t len, struct error *err)
 {
     const struct blockdev_write_notifier *n;
+    if (len && detected_zeroes(bd, buf, len)) {
+        unsigned flags = bd->detect_zeroes == BDEV_DETECT_ZEROES_UNMAP ? BDEV_ZERO_MAY_UNMAP : 0;
+        return blockdev_pwrite_zeroes(bd, off, len, flags, err);
+    }
     int ret = check_write(bd, off, len, err);
     if (ret < 0 || len == 0 || (ret = notify_before(bd, off, len, &n, err)) < 0) {
         return ret;
@@ -465,6 +492,9 @@ int blockdev_pwrite_nowait(struct blockdev *bd, uint64_t off, const void *buf, s
     if (bd->write_notifier || !bd->drv->pwrite_nowait) {
         return -EAGAIN;     /* a job's before() may copy data out: not for a nowait caller */
     }
+    if (detected_zeroes(bd, buf, len)) {
+        return -EAGAIN;     /* blockdev_pwrite makes it a write-zeroes */
+    }
     ret = bd->drv->pwrite_nowait(bd, off, buf, len);
     blockdev_bitmaps_mark(bd, off, len);
     return ret;
@@ -477,6 +507,9 @@ int blockdev_pwrite_zeroes(struct blockdev *bd, uint64_t off, uint64_t len, unsi
     int ret = check_write(bd, off, len, err);
     if (ret < 0 || len == 0 || (ret = notify_before(bd, off, len, &n, err)) < 0) {
         return ret;
+    }
+    if (bd->discard_ignore) {
+        flags &= ~BDEV_ZERO_MAY_UNMAP;
     }
     ret = notify_after(n, off, len, bd->drv->pwrite_zeroes(bd, off, len, flags, err));
     blockdev_bitmaps_mark(bd, off, len);
@@ -507,7 +540,7 @@ int blockdev_discard(struct blockdev *bd, uint64_t off, uint64_t len, struct err
 {
     const struct blockdev_write_notifier *n;
     int ret = check_write(bd, off, len, err);
-    if (ret < 0 || len == 0 || (ret = notify_before(bd, off, len, &n, err)) < 0) {
+    if (ret < 0 || len == 0 || bd->discard_ignore || (ret = notify_before(bd, off, len, &n, err)) < 0) {
         return ret;
     }
     ret = notify_after(n, off, len, bd->drv->discard(bd, off, len, err));

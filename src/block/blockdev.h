@@ -220,6 +220,17 @@ struct blockdev_write_notifier {
 };
 void blockdev_set_write_notifier(struct blockdev *bd, const struct blockdev_write_notifier *n);
 
+/* QEMU's node options for the writes a user (a guest) sends, kept with the
+ * open image. detect-zeroes: a write of only zero bytes becomes a
+ * write-zeroes (with UNMAP one that may deallocate, when discards are
+ * allowed). discard=ignore (discard_ignore): discards succeed doing
+ * nothing and write-zeroes never deallocate. Defaults: off, discards
+ * allowed (what the image tools want). */
+enum blockdev_detect_zeroes { BDEV_DETECT_ZEROES_OFF, BDEV_DETECT_ZEROES_ON, BDEV_DETECT_ZEROES_UNMAP };
+void blockdev_set_write_options(struct blockdev *bd, enum blockdev_detect_zeroes detect_zeroes, bool discard_ignore);
+enum blockdev_detect_zeroes blockdev_detect_zeroes(const struct blockdev *bd);
+bool blockdev_discard_ignored(const struct blockdev *bd);
+
 int blockdev_pwrite_zeroes(struct blockdev *bd, uint64_t off, uint64_t len, unsigned flags,
                            struct error *err);
 int blockdev_pwrite_compressed(struct blockdev *bd, uint64_t off, const void *buf, size_t len,

@@ -229,11 +229,15 @@ static int nbd_url(json_t *obj, char *url, size_t size, struct error *err)
 static int take_qmp_members(json_t *obj, struct blockdev_added *out, struct error *err)
 {
     const char *zeroes = json_string_value(json_object_get(obj, "detect-zeroes"));
-    if (zeroes && strcmp(zeroes, "off")) {
-        return error_set(err, -ENOTSUP, "detect-zeroes=%s is not supported by cowvisor (only 'off')", zeroes);
-    }
     const char *discard = json_string_value(json_object_get(obj, "discard"));
     out->discard_unmap = discard && !strcmp(discard, "unmap");
+    out->detect_zeroes = !zeroes || !strcmp(zeroes, "off") ? BDEV_DETECT_ZEROES_OFF
+                         : !strcmp(zeroes, "on")           ? BDEV_DETECT_ZEROES_ON
+                                                           : BDEV_DETECT_ZEROES_UNMAP;
+    if (out->detect_zeroes == BDEV_DETECT_ZEROES_UNMAP && !out->discard_unmap) {
+        return error_set(err, -EINVAL, "setting detect-zeroes to unmap is not allowed without setting discard "
+                                       "operation to unmap");
+    }
     json_t *cache = json_object_get(obj, "cache");
     out->direct = json_is_true(json_object_get(cache, "direct"));
     out->no_flush = json_is_true(json_object_get(cache, "no-flush"));
@@ -366,6 +370,9 @@ int blockdev_add_open(json_t *args, const struct blockdev_add_children *children
     if (ret == 0 && out->backing_child[0] && (ret = check_backing(children, out, err)) < 0) {
         blockdev_close(out->bd);
         out->bd = NULL;
+    }
+    if (ret == 0) {
+        blockdev_set_write_options(out->bd, out->detect_zeroes, !out->discard_unmap);
     }
     json_decref(obj);
     return ret;

@@ -33,7 +33,8 @@ struct blockdev_added {
     char file_child[BLOCKDEV_NODE_NAME_MAX];     /* "file" given as a node name ("" none) */
     char backing_child[BLOCKDEV_NODE_NAME_MAX];  /* "backing" given as a node name ("" none) */
     bool read_only;
-    bool discard_unmap;         /* discard=unmap|on: guest discards reach the image */
+    bool discard_unmap;         /* discard=unmap: guest discards reach the image */
+    enum blockdev_detect_zeroes detect_zeroes;
     bool direct, no_flush;      /* cache.direct, cache.no-flush */
 };
 

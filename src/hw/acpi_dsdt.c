@@ -12,8 +12,6 @@
 #include "util/bswap.h"
 
 #define DSDT_REVISION 2         /* 64-bit integers */
-#define PCI_PINS 4
-#define INTX_FIRST_GSI 20       /* INTA-D of slot s: GSI 20 + (s + pin) % 4, as QEMU q35's GSI mode */
 #define NOTIFY_BUS_CHECK 1
 #define NOTIFY_EJECT_REQUEST 3
 
@@ -80,14 +78,14 @@ static void root_bridge_crs(struct aml *a, const struct acpi_config *cfg)
 static void prt(struct aml *a)
 {
     aml_name_decl(a, "_PRT");
-    aml_package(a, (PCI_MAX_SLOTS - 1) * PCI_PINS);
+    aml_package(a, (PCI_MAX_SLOTS - 1) * PCI_INTX_PINS);
     for (unsigned slot = 1; slot < PCI_MAX_SLOTS; slot++) {
-        for (unsigned pin = 0; pin < PCI_PINS; pin++) {
+        for (unsigned pin = 0; pin < PCI_INTX_PINS; pin++) {
             aml_package(a, 4);
             aml_int(a, (uint64_t)slot << 16 | 0xffff);
-            aml_int(a, pin);
+            aml_int(a, pin);    /* 0: INTA */
             aml_int(a, 0);      /* no link device: the GSI follows */
-            aml_int(a, INTX_FIRST_GSI + (slot + pin) % PCI_PINS);
+            aml_int(a, pci_intx_gsi((int)slot, (int)pin + 1));
             aml_close(a);
         }
     }

@@ -74,6 +74,49 @@ static void update_bars(struct pci_device *d)
     }
 }
 
+unsigned pci_intx_gsi(int slot, int pin)
+{
+    return PCI_INTX_FIRST_GSI + (unsigned)(slot + pin - 1) % PCI_INTX_PINS;
+}
+
+/* Only changes reach the host: it counts the devices driving a line. */
+static void drive_intx(struct pci_device *d)
+{
+    int level = __atomic_load_n(&d->intx_level, __ATOMIC_SEQ_CST);
+    uint16_t command = (uint16_t)(d->config[PCI_COMMAND] | d->config[PCI_COMMAND + 1] << 8);
+    int out = level && !(command & PCI_COMMAND_INTX_DISABLE);
+    if (__atomic_exchange_n(&d->intx_out, out, __ATOMIC_SEQ_CST) != out) {
+        irq_line_set(&d->intx, out);
+    }
+}
+
+/* One device's pin changed: the shared line is the OR of its drivers'. */
+static void host_intx_set(void *opaque, unsigned gsi, int level)
+{
+    struct pci_host *h = opaque;
+    unsigned i = gsi - PCI_INTX_FIRST_GSI;
+    pthread_mutex_lock(&h->intx_lock);
+    h->intx_count[i] += level ? 1 : -1;
+    irq_line_set(&h->intx_lines[i], h->intx_count[i] > 0);
+    pthread_mutex_unlock(&h->intx_lock);
+}
+
+void pci_host_set_intx_lines(struct pci_host *h, const struct irq_line lines[PCI_INTX_PINS])
+{
+    memcpy(h->intx_lines, lines, sizeof(h->intx_lines));
+}
+
+void pci_set_intx(struct pci_device *d, int level)
+{
+    __atomic_store_n(&d->intx_level, level, __ATOMIC_SEQ_CST);
+    if (level) {
+        __atomic_fetch_or(&d->config[PCI_STATUS], PCI_STATUS_INTERRUPT, __ATOMIC_SEQ_CST);
+    } else {
+        __atomic_fetch_and(&d->config[PCI_STATUS], (uint8_t)~PCI_STATUS_INTERRUPT, __ATOMIC_SEQ_CST);
+    }
+    drive_intx(d);
+}
+
 uint32_t pci_config_read(struct pci_device *d, uint32_t offset, unsigned size)
 {
     uint32_t v = 0;
@@ -100,12 +143,16 @@ void pci_config_write(struct pci_device *d, uint32_t offset, unsigned size, uint
         (offset <= PCI_COMMAND && offset + size > PCI_COMMAND)) {
         update_bars(d);
     }
+    if (offset <= PCI_COMMAND + 1 && offset + size > PCI_COMMAND + 1) {
+        drive_intx(d);      /* INTx Disable may have changed */
+    }
 }
 
 void pci_host_init(struct pci_host *h)
 {
     memset(h, 0, sizeof(*h));
     pthread_mutex_init(&h->lock, NULL);
+    pthread_mutex_init(&h->intx_lock, NULL);
     h->mmio_start = PCI_MMIO_WINDOW_START;
     h->mmio_end = PCI_MMIO_WINDOW_END;
     /* An i440FX-like host bridge in slot 0, which firmware looks for. */
@@ -120,6 +167,7 @@ void pci_host_init(struct pci_host *h)
 void pci_host_destroy(struct pci_host *h)
 {
     pthread_mutex_destroy(&h->lock);
+    pthread_mutex_destroy(&h->intx_lock);
 }
 
 /* The end of a BAR of d (its first nbars) overlapping [addr, addr+size),
@@ -183,6 +231,10 @@ int pci_host_add(struct pci_host *h, struct pci_device *d, struct error *err)
     }
     d->slot = slot;
     h->slots[slot] = d;
+    int pin = d->config[PCI_INTERRUPT_PIN];
+    if (pin >= 1 && pin <= PCI_INTX_PINS) {
+        d->intx = (struct irq_line){ host_intx_set, h, pci_intx_gsi(slot, pin) };
+    }
     d->config[PCI_COMMAND] |= PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER;
     update_bars(d);
     pthread_mutex_unlock(&h->lock);
@@ -206,6 +258,8 @@ void pci_host_remove(struct pci_host *h, struct pci_device *d)
     if (d->slot > 0 && d->slot < PCI_MAX_SLOTS && h->slots[d->slot] == d) {
         d->config[PCI_COMMAND] &= (uint8_t)~PCI_COMMAND_MEMORY;
         update_bars(d);
+        pci_set_intx(d, 0);     /* a device that leaves stops driving the shared line */
+        d->intx = (struct irq_line){ 0 };
         h->slots[d->slot] = NULL;
         d->slot = -1;
     }

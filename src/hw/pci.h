@@ -13,6 +13,7 @@
 #include "state/state_buf.h"
 #include "util/error.h"
 #include "vmm/device.h"
+#include "vmm/irq.h"
 
 #define PCI_CONFIG_ADDRESS_PORT 0xcf8
 #define PCI_CONFIG_DATA_PORT 0xcfc
@@ -37,7 +38,15 @@
 #define PCI_COMMAND_IO 0x1
 #define PCI_COMMAND_MEMORY 0x2
 #define PCI_COMMAND_MASTER 0x4
+#define PCI_COMMAND_INTX_DISABLE 0x400
+#define PCI_STATUS_INTERRUPT 0x08
 #define PCI_STATUS_CAP_LIST 0x10
+#define PCI_INTX_PINS 4
+#define PCI_INTX_FIRST_GSI 20   /* the IOAPIC inputs INTA-D reach (the DSDT's _PRT) */
+
+/* The GSI that pin (1 = INTA .. 4 = INTD) of a device in slot reaches:
+ * 20 + (slot + pin - 1) % 4, as QEMU q35's GSI mode swizzles. */
+unsigned pci_intx_gsi(int slot, int pin);
 
 struct pci_device;
 
@@ -59,6 +68,11 @@ struct pci_device {
     void *opaque;
     int slot;
     uint8_t cap_end;                /* where the next capability goes */
+    /* Legacy INTx (a driver without MSI-X): the host's shared line its
+     * pin reaches from its slot (set by pci_host_add). */
+    struct irq_line intx;
+    int intx_level;                 /* what the device asks (atomic) */
+    int intx_out;                   /* what it drives now (atomic) */
 };
 
 struct pci_host {
@@ -67,15 +81,28 @@ struct pci_host {
     struct pci_device *slots[PCI_MAX_SLOTS];
     struct pci_device bridge;
     uint64_t mmio_start, mmio_end;  /* where BARs are assigned: [start, end) */
+    /* INTA-D's four IOAPIC inputs, each shared by the devices whose pins
+     * reach it: high while any of them drives it (intx_count). */
+    struct irq_line intx_lines[PCI_INTX_PINS];
+    int intx_count[PCI_INTX_PINS];
+    pthread_mutex_t intx_lock;
 };
 
 void pci_host_init(struct pci_host *h);
+/* The interrupt lines GSIs 20-23 are (lines[i]: GSI 20 + i); devices
+ * added later drive them through their pins. */
+void pci_host_set_intx_lines(struct pci_host *h, const struct irq_line lines[PCI_INTX_PINS]);
 void pci_host_destroy(struct pci_host *h);
 uint64_t pci_host_io_read(void *opaque, uint64_t offset, unsigned size);
 void pci_host_io_write(void *opaque, uint64_t offset, unsigned size, uint64_t value);
 
 void pci_device_init(struct pci_device *d, uint16_t vendor, uint16_t device, uint32_t class_code,
                      uint8_t revision, const struct pci_device_ops *ops, void *opaque);
+/* The device raises (1) or lowers (0) its INTx pin: the line follows
+ * unless the command register's INTx Disable is set; the status
+ * register's Interrupt Status shows it either way (PCI 3.0 6.2.2-3). */
+void pci_set_intx(struct pci_device *d, int level);
+
 /* Adds a capability of len bytes (id and next pointer included); returns its offset or 0. */
 uint8_t pci_add_capability(struct pci_device *d, uint8_t id, uint8_t len);
 /* Declares a 32-bit memory BAR (size a power of two >= 4 KiB). */

@@ -91,6 +91,18 @@ int block_nodes_check_writer(struct block_node_table *t, const struct block_node
     return 0;
 }
 
+int block_nodes_check_backup_target(struct block_node_table *t, const struct block_node *n, struct error *err)
+{
+    const struct block_node *p = writable_file_parent(t, n->name);
+    if (!p || strcmp(p->node.driver, "qcow2")) {
+        return 0;       /* raw over a file shares resizing it */
+    }
+    /* QEMU names the job's filter node as it names every node it makes. */
+    return error_set(err, -EPERM, "Could not create node: Permission conflict on node '%s': permissions 'resize' are "
+                     "both required by node '%s' (uses node '%s' as 'file' child) and unshared by node '#block%03u' "
+                     "(uses node '%s' as 'target' child).", n->name, p->name, n->name, t->implicit_names++, n->name);
+}
+
 /* A writable node over a named file child: nobody else may write that. */
 static int check_file_child(struct block_node_table *t, json_t *args, const char *name, struct error *err)
 {
@@ -240,6 +252,37 @@ static void job_drain_end(void *opaque)
     }
 }
 
+/* After a job's switch the node's options describe its new image, so that
+ * reopening the node (after a backup used it as its target) opens that
+ * image: the members every driver takes kept, the format's own dropped, a
+ * new file inline. Its chain comes from the image's header now: a
+ * "backing" given by name no longer applies. */
+static void record_image(struct block_node *n, const char *old_file)
+{
+    static const char *const kept[] = { "node-name", "discard", "cache", "read-only", "auto-read-only",
+                                        "force-share", "detect-zeroes" };
+    const char *file = blockdev_filename(n->node.bd);
+    json_object_del(n->options, "backing");
+    n->node.backing_child[0] = 0;
+    if (!strcmp(file, old_file)) {
+        return;         /* a stream's rewritten top: the same file */
+    }
+    json_t *opts = json_pack("{s:s,s:{s:s,s:s}}", "driver", blockdev_format(n->node.bd), "file", "driver", "file",
+                             "filename", file);
+    for (size_t i = 0; opts && i < sizeof(kept) / sizeof(kept[0]); i++) {
+        json_t *v = json_object_get(n->options, kept[i]);
+        if (v) {
+            json_object_set(opts, kept[i], v);
+        }
+    }
+    if (opts) {
+        json_decref(n->options);
+        n->options = opts;
+        snprintf(n->node.driver, sizeof(n->node.driver), "%s", blockdev_format(n->node.bd));
+        n->node.file_child[0] = 0;
+    }
+}
+
 /* The node's image becomes filename (an active commit's base, a stream's
  * rewritten top); a device attached sees it through the node. */
 static int job_replace(void *opaque, const char *filename, const char *format, struct error *err)
@@ -247,7 +290,16 @@ static int job_replace(void *opaque, const char *filename, const char *format, s
     struct block_node *n = opaque;
     unsigned flags = (blockdev_is_read_only(n->node.bd) ? BDEV_READ_ONLY : 0) |
                      (n->node.file_child[0] || n->node.backing_child[0] ? BDEV_REOPEN : 0);
-    return image_swap(&n->node.bd, filename, format, flags, err);
+    char *old_file = strdup(blockdev_filename(n->node.bd));
+    if (!old_file) {
+        return error_set(err, -ENOMEM, "Out of memory");
+    }
+    int ret = image_swap(&n->node.bd, filename, format, flags, err);
+    if (ret == 0) {
+        record_image(n, old_file);
+    }
+    free(old_file);
+    return ret;
 }
 
 void block_node_job_host(struct block_node *n, struct block_job_host *out)

@@ -57,6 +57,10 @@ void block_nodes_close_all(struct block_node_table *t);
 int block_nodes_check_writer(struct block_node_table *t, const struct block_node *n, const char *user,
                              const char *role, struct error *err);
 
+/* A backup's target that a writable qcow2 node has as its file child:
+ * the job would resize what qcow2 grows (QEMU's permission conflict). */
+int block_nodes_check_backup_target(struct block_node_table *t, const struct block_node *n, struct error *err);
+
 /* A device (its QOM path) takes the node (drive=) and gives it back.
  * -EBUSY with QEMU's words when another device has it, -EPERM when a
  * parent node writes it. */

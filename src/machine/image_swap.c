@@ -47,6 +47,9 @@ int image_swap(struct blockdev **img, const char *filename, const char *format, 
     }
     char *old_name = strdup(blockdev_filename(old)), *old_fmt = strdup(blockdev_format(old));
     uint64_t size = blockdev_size(old);
+    /* detect-zeroes and discard are the node's, whichever image it has. */
+    enum blockdev_detect_zeroes detect_zeroes = blockdev_detect_zeroes(old);
+    bool discard_ignore = blockdev_discard_ignored(old);
     blockdev_close(old);
     struct blockdev_open_opts opts = { .format = format, .flags = flags };
     int ret = blockdev_open(&now, filename, &opts, err);
@@ -66,6 +69,9 @@ int image_swap(struct blockdev **img, const char *filename, const char *format, 
     }
     free(old_name);
     free(old_fmt);
+    if (now) {
+        blockdev_set_write_options(now, detect_zeroes, discard_ignore);
+    }
     *img = now;
     return ret;
 }

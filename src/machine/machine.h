@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "block/blockdev.h"
 #include "util/error.h"
 #include "vmm/boot.h"
 #include "vmm/event_loop.h"
@@ -29,6 +30,8 @@ struct disk_config {
     uint64_t compressed_cache_size;
     int num_queues;                 /* virtio-blk request queues; 0: one per vCPU */
     bool queue_threads;             /* each queue served by its own thread, off the main loop */
+    enum blockdev_detect_zeroes detect_zeroes;
+    bool discard_unmap;             /* discard=unmap|on (QEMU's -drive default: ignore) */
 };
 
 struct machine_config {
@@ -221,6 +224,11 @@ int machine_device_add_virtio_blk(struct machine *m, const char *id, const char 
  * path (-ENODEV: no such device; -EALREADY: asked already). It goes when
  * the guest ejects it. */
 int machine_device_del(struct machine *m, const char *id, struct error *err);
+/* QEMU's QOM path for a new device: /machine/peripheral/ID, or without an
+ * id /machine/peripheral-anon/device[N] with the lowest N whose path
+ * taken() says no device has. */
+void machine_device_path(char *out, size_t size, const char *id, bool (*taken)(void *opaque, const char *path),
+                         void *opaque);
 /* Called in the main loop once a device the guest ejected is gone (id
  * NULL for an anonymous device). */
 typedef void (*machine_device_deleted_fn)(void *opaque, const char *id, const char *path);

@@ -20,7 +20,6 @@
 
 #define HOTPLUG_DRIVER "virtio-blk-pci"
 
-#define PERIPHERAL "/machine/peripheral/"
 #define PERIPHERAL_ANON "/machine/peripheral-anon/device["
 
 /* The device name designates: its id, or its QOM path (QEMU's device_del
@@ -36,29 +35,20 @@ static struct hotplugged *find_device(struct machine *m, const char *name)
     return NULL;
 }
 
-static bool anon_index_taken(struct machine *m, int n)
+static int find_cold_disk(struct machine *m, const char *path);
+
+/* The cold-plugged disks hold device[0] to device[ndisks-1] until ejected,
+ * as query-block shows them. */
+static bool path_taken(void *opaque, const char *path)
 {
-    char path[MACHINE_QOM_PATH_MAX];
-    snprintf(path, sizeof(path), PERIPHERAL_ANON "%d]", n);
-    return (n < m->cfg->ndisks && m->disk_unplug[n] != DISK_UNPLUGGED) || find_device(m, path);
+    struct machine *m = opaque;
+    return find_cold_disk(m, path) >= 0 || find_device(m, path);
 }
 
-/* QEMU's QOM path: /machine/peripheral/ID, or without an id
- * /machine/peripheral-anon/device[N] with the lowest N free (the
- * cold-plugged disks hold 0 to ndisks-1 until ejected, as query-block
- * shows them). */
 static void name_device(struct machine *m, struct hotplugged *h, const char *id)
 {
-    if (id) {
-        snprintf(h->id, sizeof(h->id), "%s", id);
-        snprintf(h->path, sizeof(h->path), PERIPHERAL "%s", id);
-        return;
-    }
-    int n = 0;
-    while (anon_index_taken(m, n)) {
-        n++;
-    }
-    snprintf(h->path, sizeof(h->path), PERIPHERAL_ANON "%d]", n);
+    snprintf(h->id, sizeof(h->id), "%s", id ? id : "");
+    machine_device_path(h->path, sizeof(h->path), id, path_taken, m);
 }
 
 static struct hotplugged *find_slot(struct machine *m, int pci_slot)
@@ -247,8 +237,9 @@ static int cold_disk_del(struct machine *m, int i, const char *id, struct error 
 }
 
 /* The guest ejected it: out of the bus and the registry, its image closed;
- * the disk's number stays taken (monitors skip it). */
-static void remove_cold_disk(struct machine *m, int i, struct virtio_slot *s)
+ * the disk's number stays taken (monitors skip it). A restore removes it
+ * quietly (event false): that guest saw it go long ago. */
+static void remove_cold_disk(struct machine *m, int i, struct virtio_slot *s, bool event)
 {
     int slot = s->pci->pci.slot;
     char path[MACHINE_QOM_PATH_MAX];
@@ -261,9 +252,19 @@ static void remove_cold_disk(struct machine *m, int i, struct virtio_slot *s)
     blockdev_close(m->disks[i]);
     m->disks[i] = NULL;
     m->disk_unplug[i] = DISK_UNPLUGGED;
-    if (m->device_deleted_hook) {
+    if (event && m->device_deleted_hook) {
         m->device_deleted_hook(m->device_deleted_opaque, NULL, path);
     }
+}
+
+int machine_cold_disk_eject_now(struct machine *m, int i, struct error *err)
+{
+    struct virtio_slot *s = machine_disk_pci_slot(m, i);
+    if (!s) {
+        return error_set(err, -ENODEV, "disk %d is not a virtio-blk-pci device that can be ejected", i);
+    }
+    remove_cold_disk(m, i, s, false);
+    return 0;
 }
 
 static bool eject_cold_disk(struct machine *m, int slot)
@@ -271,7 +272,7 @@ static bool eject_cold_disk(struct machine *m, int slot)
     for (int i = 0; i < m->cfg->ndisks; i++) {
         struct virtio_slot *s = machine_disk_pci_slot(m, i);
         if (s && s->pci->pci.slot == slot) {
-            remove_cold_disk(m, i, s);
+            remove_cold_disk(m, i, s, true);
             return true;
         }
     }

@@ -168,6 +168,9 @@ void machine_pci_process_ejects(struct machine *m);
 /* Ejects held back while a migration or block job used the disk are
  * served now (any thread: the main loop is woken). */
 void machine_ejects_resume(struct machine *m);
+/* Cold-plugged disk i leaves its slot as if the guest had ejected it, but
+ * without a DEVICE_DELETED event: a restored snapshot's guest had. */
+int machine_cold_disk_eject_now(struct machine *m, int i, struct error *err);
 /* The virtio devices on their transports (machine_virtio.c); a slot
  * registers as "virtio.N" with these operations. */
 extern const struct device_ops machine_virtio_slot_ops;

@@ -41,6 +41,17 @@ static void pci_or_reset_write(void *opaque, uint64_t offset, unsigned size, uin
     }
 }
 
+/* The IOAPIC inputs the DSDT's _PRT gives PCI's INTA-D. Record/replay has
+ * no PCI devices (virtio on MMIO) and a PIC without those inputs. */
+static void connect_pci_intx(struct machine *m)
+{
+    struct irq_line lines[PCI_INTX_PINS] = { { 0 } };
+    for (unsigned i = 0; !m->replay && i < PCI_INTX_PINS; i++) {
+        lines[i] = machine_irq_line(m, PCI_INTX_FIRST_GSI + i);
+    }
+    pci_host_set_intx_lines(&m->pci, lines);
+}
+
 int machine_add_pc_devices(struct machine *m, struct error *err)
 {
     uint64_t low = guest_memory_low_size(&m->vm.mem);
@@ -58,6 +69,7 @@ int machine_add_pc_devices(struct machine *m, struct error *err)
         return ret;
     }
     pci_host_init(&m->pci);
+    connect_pci_intx(m);
     if ((ret = machine_add_device(m, "pci-host", -1, &pci_host_device_ops, &m->pci, err)) < 0) {
         return ret;
     }

@@ -10,7 +10,8 @@
 #include "block/blockdev.h"
 #include "util/size.h"
 
-#define CONFIG_VERSION 1
+/* 2: which cold-plugged disks the guest ejected (1 had none ejected). */
+#define CONFIG_VERSION 2
 #define MAX_SMALL_SECTION (64u << 20)
 
 /* ---- configuration ---- */
@@ -20,7 +21,7 @@ struct config_image {
     uint32_t cpus;
     uint64_t memory;
     uint32_t ndisks;
-    struct { uint8_t transport, read_only; uint64_t size; } disks[MACHINE_MAX_DISKS];
+    struct { uint8_t transport, read_only, ejected; uint64_t size; } disks[MACHINE_MAX_DISKS];
     uint32_t nrng, nvconsole;
     uint8_t rng[4], vconsole[4];
     uint8_t net;
@@ -37,6 +38,7 @@ static void config_of(struct machine *m, struct config_image *c)
         c->disks[i].transport = (uint8_t)cfg->disks[i].transport;
         c->disks[i].read_only = cfg->disks[i].read_only;
         c->disks[i].size = m->disks[i] ? blockdev_size(m->disks[i]) : 0;
+        c->disks[i].ejected = m->disk_unplug[i] == DISK_UNPLUGGED;
     }
     c->nrng = (uint32_t)cfg->nrng;
     c->nvconsole = (uint32_t)cfg->nvconsole;
@@ -64,9 +66,12 @@ static void config_put(struct state_buf *b, const struct config_image *c)
     state_put_u32(b, c->nvconsole);
     state_put_bytes(b, c->vconsole, c->nvconsole);
     state_put_u8(b, c->net);
+    for (uint32_t i = 0; i < c->ndisks; i++) {
+        state_put_u8(b, c->disks[i].ejected);
+    }
 }
 
-static int config_get(struct state_buf *b, struct config_image *c, struct error *err)
+static int config_get(struct state_buf *b, uint32_t version, struct config_image *c, struct error *err)
 {
     memset(c, 0, sizeof(*c));
     c->cpus = state_get_u32(b);
@@ -91,6 +96,9 @@ static int config_get(struct state_buf *b, struct config_image *c, struct error 
     }
     state_get_bytes(b, c->vconsole, c->nvconsole);
     c->net = state_get_u8(b);
+    for (uint32_t i = 0; version >= 2 && i < c->ndisks; i++) {
+        c->disks[i].ejected = state_get_u8(b) != 0;
+    }
     return state_buf_error(b, err);
 }
 
@@ -124,7 +132,15 @@ static int config_compare(const struct config_image *snap, const struct config_i
             return MISMATCH("disk %u was %s, here it is %s", i, snap->disks[i].read_only ? "read-only" : "writable",
                             now->disks[i].read_only ? "read-only" : "writable");
         }
-        if (snap->disks[i].size != now->disks[i].size) {
+        /* A disk the snapshot's guest ejected goes here too (eject_as_saved);
+         * one ejected here cannot come back. */
+        if (!snap->disks[i].ejected && now->disks[i].ejected) {
+            return MISMATCH("disk %u was there, here it is ejected", i);
+        }
+        if (snap->disks[i].ejected && now->disks[i].transport != TRANSPORT_PCI) {
+            return MISMATCH("disk %u was ejected, here it is on mmio and cannot be", i);
+        }
+        if (!snap->disks[i].ejected && snap->disks[i].size != now->disks[i].size) {
             return MISMATCH("disk %u had %llu bytes, here it has %llu", i,
                             (unsigned long long)snap->disks[i].size, (unsigned long long)now->disks[i].size);
         }
@@ -209,24 +225,46 @@ void machine_state_image_free(struct machine_state_image *img)
     img->count = 0;
 }
 
+/* A machine made from the same command line still has the cold-plugged
+ * disks the snapshot's guest had ejected: once the configurations agree
+ * they go, so the device set is the snapshot's (its state has no section
+ * for them). */
+static int eject_as_saved(struct machine *m, const struct config_image *snap, const struct config_image *now,
+                          struct error *err)
+{
+    for (uint32_t i = 0; i < snap->ndisks; i++) {
+        if (snap->disks[i].ejected && !now->disks[i].ejected) {
+            int ret = machine_cold_disk_eject_now(m, (int)i, err);
+            if (ret < 0) {
+                return ret;
+            }
+        }
+    }
+    return 0;
+}
+
 static int read_config(struct machine *m, struct vmstate_reader *r, struct error *err)
 {
     uint8_t *data;
     size_t len;
-    int ret = vmstate_read_section(r, "config", CONFIG_VERSION, MAX_SMALL_SECTION, &data, &len, NULL, err);
+    uint32_t version;
+    int ret = vmstate_read_section(r, "config", CONFIG_VERSION, MAX_SMALL_SECTION, &data, &len, &version, err);
     if (ret < 0) {
         return ret;
     }
     struct config_image snap, now;
     struct state_buf b;
     state_buf_init_reader(&b, data, len);
-    ret = config_get(&b, &snap, err);
+    ret = config_get(&b, version, &snap, err);
     free(data);
     if (ret < 0) {
         return ret;
     }
     config_of(m, &now);
-    return config_compare(&snap, &now, err);
+    if ((ret = config_compare(&snap, &now, err)) < 0) {
+        return ret;
+    }
+    return eject_as_saved(m, &snap, &now, err);
 }
 
 static bool in_image(const struct machine_state_image *img, const struct registered_device *d)

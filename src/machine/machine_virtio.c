@@ -177,6 +177,7 @@ static int add_disk(struct machine *m, int i, struct error *err)
         return ret;
     }
     blockdev_warn_probed_raw(m->disks[i], dc->file);     /* as QEMU's -drive without format= */
+    blockdev_set_write_options(m->disks[i], dc->detect_zeroes, !dc->discard_unmap);
     struct virtio_blk *b = calloc(1, sizeof(*b));
     if (!b) {
         return error_set(err, -ENOMEM, "out of memory");

@@ -85,7 +85,23 @@ static void interrupt(struct virtio_pci *p, uint8_t isr_bit, uint16_t vector)
         }
         return;
     }
+    /* A driver without MSI-X: the ISR bit and the INTx line rise together
+     * and fall together when the driver reads the ISR (the lock keeps a
+     * read from lowering the line over a bit set after it). */
+    pthread_mutex_lock(&p->msix_lock);
     __atomic_fetch_or(&p->isr, isr_bit, __ATOMIC_SEQ_CST);
+    pci_set_intx(&p->pci, 1);
+    pthread_mutex_unlock(&p->msix_lock);
+}
+
+/* The driver's ISR read: the bits, cleared, and the line lowered. */
+static uint8_t take_isr(struct virtio_pci *p)
+{
+    pthread_mutex_lock(&p->msix_lock);
+    uint8_t v = __atomic_exchange_n(&p->isr, 0, __ATOMIC_SEQ_CST);
+    pci_set_intx(&p->pci, 0);
+    pthread_mutex_unlock(&p->msix_lock);
+    return v;
 }
 
 static void notify_queue(void *opaque, int q)
@@ -339,7 +355,7 @@ void virtio_pci_reset(struct virtio_pci *p)
     p->device_features_sel = p->driver_features_sel = 0;
     p->queue_sel = 0;
     p->msix_config = NO_VECTOR;
-    p->isr = 0;
+    take_isr(p);
 }
 
 static uint64_t common_read(struct virtio_pci *p, uint64_t off, unsigned size)
@@ -462,7 +478,7 @@ uint64_t virtio_pci_bar_read(void *opaque, uint64_t offset, unsigned size)
     if (offset < VIRTIO_PCI_COMMON + COMMON_SIZE) {
         v = common_read(p, offset - VIRTIO_PCI_COMMON, size);
     } else if (offset == VIRTIO_PCI_ISR) {
-        v = __atomic_exchange_n(&p->isr, 0, __ATOMIC_SEQ_CST);     /* reading clears */
+        v = take_isr(p);
     } else if (offset >= VIRTIO_PCI_DEVICE && offset < VIRTIO_PCI_NOTIFY) {
         uint8_t buf[8] = { 0 };
         d->ops->config_read(d, (uint32_t)(offset - VIRTIO_PCI_DEVICE), buf, size);
@@ -529,6 +545,7 @@ int virtio_pci_load(struct virtio_pci *p, struct state_buf *b, struct error *err
     p->queue_sel = state_get_u16(b);
     p->msix_config = valid_vector(state_get_u16(b));
     p->isr = state_get_u8(b);
+    pci_set_intx(&p->pci, p->isr != 0);     /* a pending INTx stays asserted */
     p->msix_pending = state_get_u32(b) & ((1u << VIRTIO_PCI_VECTORS) - 1);
     for (int v = 0; v < VIRTIO_PCI_VECTORS; v++) {
         p->msix[v].addr_lo = state_get_u32(b);

@@ -7,6 +7,7 @@ left the node without one for good (a second try said "read-only", a
 device on it crashed), and a transaction undoing a bitmap on that node
 used the closed image. Prints TAP."""
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,6 +24,29 @@ def node(mon, name):
         if n["node-name"] == name:
             return n
     return None
+
+
+# qemu-system-x86_64 7.2's words (its filter node's number taken out).
+CONFLICT = ("Could not create node: Permission conflict on node 'f0': permissions 'resize' are both required by "
+            "node 'q0' (uses node 'f0' as 'file' child) and unshared by node '#blockN' (uses node 'f0' as "
+            "'target' child).")
+
+
+def file_child_target(mon, tmp):
+    """A backup onto the file node a writable qcow2 node stands on is
+    refused (the job would write under qcow2's allocator)."""
+    img = os.path.join(tmp, "t.qcow2")
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", img, "1M"], check=True)
+    size = os.path.getsize(img)
+    mon.ask("blockdev-add", driver="null-co", **{"node-name": "src2", "size": size})
+    mon.ask("blockdev-add", driver="file", filename=img, **{"node-name": "f0"})
+    mon.ask("blockdev-add", driver="qcow2", file="f0", **{"node-name": "q0"})
+    r = mon.ask("blockdev-backup", device="src2", target="f0", sync="full")
+    desc = re.sub(r"#block[0-9]+", "#blockN", r.get("error", {}).get("desc", ""))
+    checks = [("a backup onto a writable qcow2 node's file is refused with QEMU's words", desc == CONFLICT, r)]
+    n = node(mon, "f0")
+    checks.append(("the file node keeps its image", n is not None and "image" in n, n))
+    return checks
 
 
 def main():
@@ -52,6 +76,7 @@ def main():
         checks.append(("its bitmap is undone", n is not None and not n.get("dirty-bitmaps"), n))
         r = mon.ask("device_add", driver="virtio-blk-pci", id="d1", drive="tgt")
         checks.append(("a device can use the target afterwards", r == {"return": {}}, r))
+        checks += file_child_target(mon, tmp)
         r = mon.ask("query-status")
         checks.append(("the VMM is still there", "return" in r, r))
         mon.ask("quit")

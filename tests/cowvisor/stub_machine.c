@@ -195,8 +195,23 @@ void stub_machine_lose_memory(struct machine *m)
     __atomic_store_n(&m->memory_lost, true, __ATOMIC_SEQ_CST);
 }
 
+/* A device's path, or a cold-plugged disk's (device[i], never ejected here). */
+static bool path_taken(void *opaque, const char *path)
+{
+    struct machine *m = opaque;
+    for (int i = 0; i < m->cfg->ndisks; i++) {
+        char cold[MACHINE_QOM_PATH_MAX];
+        snprintf(cold, sizeof(cold), "/machine/peripheral-anon/device[%d]", i);
+        if (!strcmp(cold, path)) {
+            return true;
+        }
+    }
+    return find_device(m, path) >= 0;
+}
+
 /* The bare machine's test (tests/machine/test_hotplug.c) checks the real
- * rules; this keeps what QMP needs: ids, nodes, the pending eject. */
+ * rules; this keeps what QMP needs: ids, nodes, the pending eject, and
+ * names devices with the machine's own rule (machine_device_path). */
 int machine_device_add_virtio_blk(struct machine *m, const char *id, const char *drive, struct error *err)
 {
     if (id && find_device(m, id) >= 0) {
@@ -214,13 +229,7 @@ int machine_device_add_virtio_blk(struct machine *m, const char *id, const char 
         return error_set(err, -ENOSPC, "PCI: no slot/function available for virtio-blk-pci, all in use or reserved");
     }
     char path[MACHINE_QOM_PATH_MAX];
-    snprintf(path, sizeof(path), "/machine/peripheral/%s", id ? id : "");
-    for (int k = 0; !id; k++) {     /* the lowest free index, as the machine */
-        snprintf(path, sizeof(path), "/machine/peripheral-anon/device[%d]", k);
-        if (find_device(m, path) < 0) {
-            break;
-        }
-    }
+    machine_device_path(path, sizeof(path), id, path_taken, m);
     int ret = block_node_attach(machine_block_nodes(m), n, path, err);
     if (ret == 0) {
         snprintf(m->hotplug[free_entry].id, sizeof(m->hotplug[0].id), "%s", id ? id : "");

@@ -1,8 +1,13 @@
 #include "bare_machine.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
 
+#include "machine/machine_state.h"
+#include "vmm/guest_memory_stream.h"
 #include "virtio/virtio_mmio.h"
 #include "virtio/virtio_rng.h"
 
@@ -67,4 +72,44 @@ void bare_destroy(struct machine *m)
     bus_destroy(&m->vm.mmio);
     free(m->acpi_image);
     free(m);
+}
+
+void bare_save(struct machine *m, struct bare_stream *s)
+{
+    struct error err = { 0 };
+    struct vmstate_writer w;
+    s->fd = memfd_create("vmstate", MFD_CLOEXEC);
+    must(s->fd < 0, "memfd_create", NULL);
+    must(vmstate_writer_begin(&w, vmstate_fd_io(&s->fd), &err), "vmstate_writer_begin", &err);
+    must(machine_state_save(m, &w, &err), "machine_state_save", &err);
+    must(guest_memory_stream_write(&m->vm.mem, &w, &err), "guest_memory_stream_write", &err);
+    int64_t n = vmstate_writer_finish(&w, &err);
+    must(n <= 0, "vmstate_writer_finish", &err);
+    s->size = (uint64_t)n;
+    vmstate_writer_free(&w);
+}
+
+int bare_load(struct machine *m, struct bare_stream *s, struct error *err)
+{
+    struct vmstate_reader r;
+    struct machine_state_image img;
+    int ret = vmstate_reader_begin(&r, vmstate_fd_io(&s->fd), s->size, err);
+    if (ret == 0) {
+        ret = machine_state_read(m, &r, &img, err);
+    }
+    if (ret == 0) {
+        ret = vmstate_next_section(&r, err);
+        if (ret == 0 && strcmp(r.section, "ram")) {
+            ret = error_set(err, -EINVAL, "section '%s' where RAM was expected", r.section);
+        }
+        if (ret == 0) {
+            ret = guest_memory_stream_load(&m->vm.mem, &r, err);
+        }
+        if (ret == 0) {
+            ret = machine_state_apply(m, &img, err);
+        }
+        machine_state_image_free(&img);
+    }
+    vmstate_reader_free(&r);
+    return ret;
 }

@@ -12,4 +12,13 @@
 struct machine *bare_machine(const struct machine_config *cfg);
 void bare_destroy(struct machine *m);
 
+/* A machine's state (devices, then RAM) in a memfd, as a snapshot holds it. */
+struct bare_stream {
+    int fd;
+    uint64_t size;
+};
+void bare_save(struct machine *m, struct bare_stream *s);
+/* Reads s into m (all of it: devices and RAM); QEMU-style errors in err. */
+int bare_load(struct machine *m, struct bare_stream *s, struct error *err);
+
 #endif

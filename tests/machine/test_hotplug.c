@@ -59,20 +59,38 @@ static struct machine *hotplug_machine_with(const struct machine_config *cfg)
     return m;
 }
 
-static struct machine *hotplug_machine(void)
+/* A bare machine with null-co nodes "n1" .. "n<nodes>" to plug. */
+static struct machine *hotplug_machine(int nodes)
 {
     static const struct machine_config cfg = { .cpus = 1, .memory = 16 << 20 };
-    return hotplug_machine_with(&cfg);
+    struct machine *m = hotplug_machine_with(&cfg);
+    for (int i = 1; i <= nodes; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "n%d", i);
+        add_node(m, name);
+    }
+    return m;
+}
+
+/* The guest's ACPI driver enables the hotplug GPE. */
+static void guest_enables_gpe(struct machine *m)
+{
+    uint8_t gpe_en = 1u << ACPI_PCIHP_GPE_BIT;
+    assert_true(bus_write(&m->vm.pio, ACPI_GPE0_PORT + 2, &gpe_en, 1));
+}
+
+/* The guest's _EJ0 for slot, and the main loop's part that removes it. */
+static void guest_ejects(struct machine *m, int slot)
+{
+    port_write32(m, ACPI_PCIHP_PORT + ACPI_PCIHP_EJECT, 1u << slot);
+    machine_pci_process_ejects(m);
 }
 
 static void test_add_then_guest_ejects(void **state)
 {
-    struct machine *m = hotplug_machine();
+    struct machine *m = hotplug_machine(1);
     struct error err = { 0 };
-    add_node(m, "n1");
-    /* The guest's ACPI driver enables the hotplug GPE. */
-    uint8_t gpe_en = 1u << ACPI_PCIHP_GPE_BIT;
-    assert_true(bus_write(&m->vm.pio, ACPI_GPE0_PORT + 2, &gpe_en, 1));
+    guest_enables_gpe(m);
     assert_int_equal(machine_device_add_virtio_blk(m, "d1", "n1", &err), 0);
     int slot = m->hotplug[0].pci_slot;
     assert_int_equal(slot, 1);          /* the bare machine's bus is empty */
@@ -92,9 +110,7 @@ static void test_add_then_guest_ejects(void **state)
     assert_int_equal(ndeleted, 0);
     assert_int_equal(machine_device_del(m, "d1", &err), -EALREADY);
     assert_string_equal(err.msg, "Device d1 is already in the process of unplug");
-    /* _EJ0: the eject write; the main loop's part removes it. */
-    port_write32(m, ACPI_PCIHP_PORT + ACPI_PCIHP_EJECT, 1u << slot);
-    machine_pci_process_ejects(m);
+    guest_ejects(m, slot);
     assert_int_equal(ndeleted, 1);
     assert_string_equal(deleted[0], "d1");
     assert_null(m->pci.slots[slot]);
@@ -109,10 +125,8 @@ static void test_add_then_guest_ejects(void **state)
 
 static void test_errors_in_qemus_words(void **state)
 {
-    struct machine *m = hotplug_machine();
+    struct machine *m = hotplug_machine(2);
     struct error err = { 0 };
-    add_node(m, "n1");
-    add_node(m, "n2");
     assert_int_equal(machine_device_add_virtio_blk(m, "d1", "nope", &err), -ENOENT);
     assert_string_equal(err.msg, "Property 'virtio-blk-device.drive' can't find value 'nope'");
     assert_int_equal(machine_device_add_virtio_blk(m, "d1", "n1", &err), 0);
@@ -126,8 +140,7 @@ static void test_errors_in_qemus_words(void **state)
     assert_int_equal(machine_device_del(m, "d9", &err), -ENODEV);
     assert_string_equal(err.msg, "Device 'd9' not found");
     /* A slot the host did not plug is not the guest's to eject. */
-    port_write32(m, ACPI_PCIHP_PORT + ACPI_PCIHP_EJECT, 1u << 7);
-    machine_pci_process_ejects(m);
+    guest_ejects(m, 7);
     assert_int_equal(ndeleted, 0);
     /* Fill the bus: the error names the driver as QEMU does. */
     int added = 1;
@@ -170,8 +183,7 @@ static void unplug(struct machine *m, const char *id)
     struct error err = { 0 };
     int slot = slot_of(m, id);
     assert_int_equal(machine_device_del(m, id, &err), 0);
-    port_write32(m, ACPI_PCIHP_PORT + ACPI_PCIHP_EJECT, 1u << slot);
-    machine_pci_process_ejects(m);
+    guest_ejects(m, slot);
     assert_null(m->pci.slots[slot]);
 }
 
@@ -179,11 +191,8 @@ static void unplug(struct machine *m, const char *id)
  * error naming the window; an unplug makes room again, many times over. */
 static void test_unplug_gives_pci_memory_back(void **state)
 {
-    struct machine *m = hotplug_machine();
+    struct machine *m = hotplug_machine(3);
     struct error err = { 0 };
-    add_node(m, "n1");
-    add_node(m, "n2");
-    add_node(m, "n3");
     m->pci.mmio_end = m->pci.mmio_start + 2 * VIRTIO_PCI_BAR_SIZE;
     assert_int_equal(machine_device_add_virtio_blk(m, "a", "n1", &err), 0);
     assert_int_equal(machine_device_add_virtio_blk(m, "b", "n2", &err), 0);
@@ -208,10 +217,8 @@ static void test_unplug_gives_pci_memory_back(void **state)
  * elsewhere, never overlapping. */
 static void test_bars_the_guest_moved_are_avoided(void **state)
 {
-    struct machine *m = hotplug_machine();
+    struct machine *m = hotplug_machine(2);
     struct error err = { 0 };
-    add_node(m, "n1");
-    add_node(m, "n2");
     assert_int_equal(machine_device_add_virtio_blk(m, "a", "n1", &err), 0);
     uint64_t start = m->pci.mmio_start;
     assert_int_equal(bar0_of(m, "a"), start);
@@ -231,11 +238,8 @@ static void test_bars_the_guest_moved_are_avoided(void **state)
  * fact), as QEMU 7.2 does. */
 static void test_anonymous_device_by_qom_path(void **state)
 {
-    struct machine *m = hotplug_machine();
+    struct machine *m = hotplug_machine(3);
     struct error err = { 0 };
-    add_node(m, "n1");
-    add_node(m, "n2");
-    add_node(m, "n3");
     assert_int_equal(machine_device_add_virtio_blk(m, NULL, "n1", &err), 0);
     assert_int_equal(machine_device_add_virtio_blk(m, NULL, "n2", &err), 0);
     assert_int_equal(machine_device_add_virtio_blk(m, "d3", "n3", &err), 0);
@@ -272,28 +276,38 @@ static void test_anonymous_device_by_qom_path(void **state)
 
 /* ---- cold-plugged disks ---- */
 
-static char cold_image[64];
-static struct machine_config cold_config = { .cpus = 1, .memory = 16 << 20, .ndisks = 1 };
+/* A bare machine with one --disk on PCI (its own image), composed as the
+ * machine composes it, and its ACPI tables made again with the disk there. */
+struct cold_rig {
+    struct machine_config cfg;
+    char image[64];
+    struct machine *m;
+};
 
-/* A bare machine with one --disk on PCI, composed as the machine composes
- * it, and its ACPI tables made again with the disk there. */
-static struct machine *cold_disk_machine(void)
+static struct machine *cold_disk_machine(struct cold_rig *r)
 {
     struct error err = { 0 };
-    snprintf(cold_image, sizeof(cold_image), "/tmp/cowvisor-cold-XXXXXX");
-    int fd = mkstemp(cold_image);
+    snprintf(r->image, sizeof(r->image), "/tmp/cowvisor-cold-XXXXXX");
+    int fd = mkstemp(r->image);
     assert_true(fd >= 0);
     assert_int_equal(ftruncate(fd, 1 << 20), 0);
     close(fd);
-    cold_config.disks[0] = (struct disk_config){ .file = cold_image, .format = "raw", .transport = TRANSPORT_PCI };
-    struct machine *m = hotplug_machine_with(&cold_config);
-    if (machine_add_virtio(m, &err) < 0) {
+    r->cfg = (struct machine_config){ .cpus = 1, .memory = 16 << 20, .ndisks = 1 };
+    r->cfg.disks[0] = (struct disk_config){ .file = r->image, .format = "raw", .transport = TRANSPORT_PCI };
+    r->m = hotplug_machine_with(&r->cfg);
+    if (machine_add_virtio(r->m, &err) < 0) {
         fail_msg("machine_add_virtio: %s", err.msg);
     }
-    free(m->acpi_image);
-    m->acpi_image = NULL;
-    assert_int_equal(machine_build_acpi(m, &err), 0);
-    return m;
+    free(r->m->acpi_image);
+    r->m->acpi_image = NULL;
+    assert_int_equal(machine_build_acpi(r->m, &err), 0);
+    return r->m;
+}
+
+static void cold_rig_destroy(struct cold_rig *r)
+{
+    bare_destroy(r->m);
+    unlink(r->image);
 }
 
 /* As QEMU's pc machine: the guest may eject a cold-plugged virtio-blk-pci
@@ -301,7 +315,8 @@ static struct machine *cold_disk_machine(void)
  * gone the slot and the anonymous name are free for device_add. */
 static void test_cold_plugged_disk_ejects(void **state)
 {
-    struct machine *m = cold_disk_machine();
+    struct cold_rig r;
+    struct machine *m = cold_disk_machine(&r);
     struct error err = { 0 };
     struct virtio_slot *vs = machine_disk_pci_slot(m, 0);
     assert_non_null(vs);
@@ -317,8 +332,7 @@ static void test_cold_plugged_disk_ejects(void **state)
     assert_int_equal(machine_device_del(m, path, &err), 0);
     assert_int_equal(port_read32(m, ACPI_PCIHP_PORT + ACPI_PCIHP_DOWN), 1u << slot);
     assert_int_equal(machine_device_del(m, path, &err), -EALREADY);
-    port_write32(m, ACPI_PCIHP_PORT + ACPI_PCIHP_EJECT, 1u << slot);
-    machine_pci_process_ejects(m);
+    guest_ejects(m, slot);
     assert_int_equal(ndeleted, 1);
     assert_string_equal(deleted[0], "(none)");
     assert_string_equal(deleted_path[0], path);
@@ -338,17 +352,49 @@ static void test_cold_plugged_disk_ejects(void **state)
     assert_int_equal(machine_hotplugged_disks(m, hot, 2), 1);
     assert_string_equal(hot[0].path, path);
     assert_int_equal(slot_of(m, path), slot);
-    bare_destroy(m);
-    unlink(cold_image);
+    cold_rig_destroy(&r);
+}
+
+/* The snapshot records which cold-plugged disks the guest ejected: a
+ * machine made again from the same command line drops them on restore
+ * (no DEVICE_DELETED: that guest saw it long ago), and a snapshot with the
+ * disk cannot be restored where it is gone. */
+static void test_ejected_disk_stays_ejected_across_restore(void **state)
+{
+    struct cold_rig ra, rb;
+    struct machine *a = cold_disk_machine(&ra), *b = cold_disk_machine(&rb);
+    struct error err = { 0 };
+    int slot = machine_disk_pci_slot(a, 0)->pci->pci.slot;
+    assert_int_equal(machine_device_del(a, "/machine/peripheral-anon/device[0]", &err), 0);
+    guest_ejects(a, slot);
+    assert_null(a->disks[0]);
+    struct bare_stream with, without;
+    bare_save(b, &with);
+    bare_save(a, &without);
+    ndeleted = 0;
+    assert_int_equal(bare_load(b, &without, &err), 0);
+    assert_null(b->disks[0]);
+    assert_null(b->pci.slots[slot]);
+    assert_null(device_registry_find(&b->devices, "virtio.1"));
+    struct disk_layer l;
+    bool ro;
+    assert_int_equal(machine_disk_chain(b, 0, &l, 1, &ro), -ENODEV);
+    assert_int_equal(ndeleted, 0);
+    /* Gone for good: a snapshot that has the disk does not fit any more. */
+    assert_int_equal(bare_load(b, &with, &err), -EINVAL);
+    assert_string_equal(err.msg, "configuration mismatch: disk 0 was there, here it is ejected");
+    close(with.fd);
+    close(without.fd);
+    cold_rig_destroy(&ra);
+    cold_rig_destroy(&rb);
 }
 
 /* An id too long to keep whole is refused: cut short, a second device took
  * the same id and device_del found neither. Found by review. */
 static void test_long_id_refused(void **state)
 {
-    struct machine *m = hotplug_machine();
+    struct machine *m = hotplug_machine(1);
     struct error err = { 0 };
-    add_node(m, "n1");
     char long_id[101];
     memset(long_id, 'a', 100);
     long_id[100] = 0;
@@ -388,12 +434,12 @@ static struct block_job *start_slow_backup(struct machine *m, char *target_path)
  * review. */
 static void test_eject_waits_for_job_and_migration(void **state)
 {
-    struct machine *m = cold_disk_machine();
+    struct cold_rig r;
+    struct machine *m = cold_disk_machine(&r);
     int slot = machine_disk_pci_slot(m, 0)->pci->pci.slot;
     char target_path[] = "/tmp/cowvisor-eject-target-XXXXXX";
     struct block_job *job = start_slow_backup(m, target_path);
-    port_write32(m, ACPI_PCIHP_PORT + ACPI_PCIHP_EJECT, 1u << slot);
-    machine_pci_process_ejects(m);
+    guest_ejects(m, slot);
     assert_int_equal(ndeleted, 0);
     assert_non_null(m->disks[0]);
     assert_non_null(m->pci.slots[slot]);
@@ -401,21 +447,18 @@ static void test_eject_waits_for_job_and_migration(void **state)
     machine_pci_process_ejects(m);          /* what the main loop's wake-up does */
     assert_int_equal(ndeleted, 1);
     assert_null(m->disks[0]);
-    bare_destroy(m);
-    unlink(cold_image);
+    cold_rig_destroy(&r);
 
-    m = cold_disk_machine();
+    m = cold_disk_machine(&r);
     machine_set_migrating(m, true);
-    port_write32(m, ACPI_PCIHP_PORT + ACPI_PCIHP_EJECT, 1u << slot);
-    machine_pci_process_ejects(m);
+    guest_ejects(m, slot);
     assert_int_equal(ndeleted, 0);
     assert_non_null(m->disks[0]);
     machine_set_migrating(m, false);
     machine_pci_process_ejects(m);
     assert_int_equal(ndeleted, 1);
     assert_null(m->disks[0]);
-    bare_destroy(m);
-    unlink(cold_image);
+    cold_rig_destroy(&r);
     unlink(target_path);
 }
 
@@ -436,11 +479,9 @@ static void test_refused_in_replay_mode(void **state)
  * again; it was refused as "already in the process of unplug" for good. */
 static void test_reset_drops_pending_unplug(void **state)
 {
-    struct machine *m = hotplug_machine();
+    struct machine *m = hotplug_machine(1);
     struct error err = { 0 };
-    add_node(m, "n1");
-    uint8_t gpe_en = 1u << ACPI_PCIHP_GPE_BIT;
-    assert_true(bus_write(&m->vm.pio, ACPI_GPE0_PORT + 2, &gpe_en, 1));
+    guest_enables_gpe(m);
     assert_int_equal(machine_device_add_virtio_blk(m, "d1", "n1", &err), 0);
     int slot = m->hotplug[0].pci_slot;
     assert_int_equal(machine_device_del(m, "d1", &err), 0);
@@ -448,12 +489,11 @@ static void test_reset_drops_pending_unplug(void **state)
     assert_int_equal(device_registry_reset(&m->devices, &err), 0);
     assert_int_equal(port_read32(m, ACPI_PCIHP_PORT + ACPI_PCIHP_DOWN), 0);
     assert_int_equal(port_read32(m, ACPI_PCIHP_PORT + ACPI_PCIHP_REMOVABLE), 1u << slot);
-    assert_true(bus_write(&m->vm.pio, ACPI_GPE0_PORT + 2, &gpe_en, 1));   /* the guest's driver again */
+    guest_enables_gpe(m);   /* the guest's driver again */
     assert_int_equal(machine_device_del(m, "d1", &err), 0);
     assert_int_equal(port_read32(m, ACPI_PCIHP_PORT + ACPI_PCIHP_DOWN), 1u << slot);
     assert_true(m->acpi_pm.sci_level);
-    port_write32(m, ACPI_PCIHP_PORT + ACPI_PCIHP_EJECT, 1u << slot);
-    machine_pci_process_ejects(m);
+    guest_ejects(m, slot);
     assert_int_equal(ndeleted, 1);
     bare_destroy(m);
 }
@@ -471,6 +511,7 @@ int main(void)
         cmocka_unit_test(test_anonymous_device_by_qom_path),
         cmocka_unit_test(test_cold_plugged_disk_ejects),
         cmocka_unit_test(test_eject_waits_for_job_and_migration),
+        cmocka_unit_test(test_ejected_disk_stays_ejected_across_restore),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -69,49 +69,6 @@ static void use_devices(struct machine *m)
     }
 }
 
-/* ---- streams in a memfd ---- */
-
-struct stream {
-    int fd;
-    uint64_t size;
-};
-
-static void save_machine(struct machine *m, struct stream *s)
-{
-    struct error err = { 0 };
-    struct vmstate_writer w;
-    s->fd = memfd_create("vmstate", MFD_CLOEXEC);
-    assert_true(s->fd >= 0);
-    assert_int_equal(vmstate_writer_begin(&w, vmstate_fd_io(&s->fd), &err), 0);
-    assert_int_equal(machine_state_save(m, &w, &err), 0);
-    assert_int_equal(guest_memory_stream_write(&m->vm.mem, &w, &err), 0);
-    int64_t n = vmstate_writer_finish(&w, &err);
-    assert_true(n > 0);
-    s->size = (uint64_t)n;
-    vmstate_writer_free(&w);
-}
-
-static int load_machine(struct machine *m, struct stream *s, struct error *err)
-{
-    struct vmstate_reader r;
-    struct machine_state_image img;
-    int ret = vmstate_reader_begin(&r, vmstate_fd_io(&s->fd), s->size, err);
-    if (ret == 0) {
-        ret = machine_state_read(m, &r, &img, err);
-    }
-    if (ret == 0) {
-        ret = vmstate_next_section(&r, err);
-        assert_int_equal(ret, 0);
-        assert_string_equal(r.section, "ram");
-        ret = guest_memory_stream_load(&m->vm.mem, &r, err);
-        if (ret == 0) {
-            ret = machine_state_apply(m, &img, err);
-        }
-        machine_state_image_free(&img);
-    }
-    vmstate_reader_free(&r);
-    return ret;
-}
 
 /* ---- comparing machines ---- */
 
@@ -167,11 +124,11 @@ static void test_two_bare_machines(void **state)
 {
     struct machine *a = bare_machine(&bare_config), *b = bare_machine(&bare_config);
     struct error err = { 0 };
-    struct stream s;
+    struct bare_stream s;
     use_devices(a);
     assert_false(same_device_state(a, b, "uart"));
-    save_machine(a, &s);
-    assert_int_equal(load_machine(b, &s, &err), 0);
+    bare_save(a, &s);
+    assert_int_equal(bare_load(b, &s, &err), 0);
     assert_same_machine(a, b);
     close(s.fd);
     bare_destroy(a);
@@ -183,9 +140,9 @@ static void test_two_bare_machines(void **state)
 static void assert_sections_match_registry(struct machine *m)
 {
     struct error err = { 0 };
-    struct stream s;
+    struct bare_stream s;
     struct vmstate_reader r;
-    save_machine(m, &s);
+    bare_save(m, &s);
     assert_int_equal(vmstate_reader_begin(&r, vmstate_fd_io(&s.fd), s.size, &err), 0);
     assert_int_equal(vmstate_next_section(&r, &err), 0);
     assert_string_equal(r.section, "config");
@@ -256,10 +213,10 @@ static void test_load_failure_names_device(void **state)
 {
     struct machine *a = bare_machine(&bare_config), *b = bare_machine(&bare_config);
     struct error err = { 0 };
-    struct stream s;
+    struct bare_stream s;
     struct vmstate_reader r;
     struct machine_state_image img;
-    save_machine(a, &s);
+    bare_save(a, &s);
     assert_int_equal(vmstate_reader_begin(&r, vmstate_fd_io(&s.fd), s.size, &err), 0);
     assert_int_equal(machine_state_read(b, &r, &img, &err), 0);
     struct state_buf bad;
@@ -304,12 +261,12 @@ static void test_extra_device_refused(void **state)
 {
     struct machine *a = bare_machine(&bare_config), *b = bare_machine(&bare_config);
     struct error err = { 0 };
-    struct stream s;
+    struct bare_stream s;
     struct vmstate_reader r;
     struct machine_state_image img;
     struct probe probe = { 0 };
     assert_int_equal(machine_add_device(a, "probe", 7, &probe_ops, &probe, &err), 0);
-    save_machine(a, &s);
+    bare_save(a, &s);
     assert_int_equal(vmstate_reader_begin(&r, vmstate_fd_io(&s.fd), s.size, &err), 0);
     assert_int_equal(machine_state_read(b, &r, &img, &err), -EINVAL);
     assert_non_null(strstr(err.msg, "device 'probe.7', which this machine lacks"));
@@ -324,13 +281,13 @@ static void test_newer_version_refused(void **state)
 {
     struct machine *a = bare_machine(&bare_config), *b = bare_machine(&bare_config);
     struct error err = { 0 };
-    struct stream s;
+    struct bare_stream s;
     struct vmstate_reader r;
     struct machine_state_image img;
     struct device_ops newer = *a->devices.devices[0].ops;
     newer.version++;
     a->devices.devices[0].ops = &newer;
-    save_machine(a, &s);
+    bare_save(a, &s);
     assert_int_equal(vmstate_reader_begin(&r, vmstate_fd_io(&s.fd), s.size, &err), 0);
     assert_int_equal(machine_state_read(b, &r, &img, &err), -ENOTSUP);
     assert_non_null(strstr(err.msg, "device 'uart' has version 2; this cowvisor reads up to 1"));
@@ -346,11 +303,11 @@ static void test_missing_device_refused(void **state)
 {
     struct machine *a = bare_machine(&bare_config), *b = bare_machine(&bare_config);
     struct error err = { 0 };
-    struct stream s;
+    struct bare_stream s;
     struct vmstate_reader r;
     struct machine_state_image img;
     a->devices.count--;     /* a saves without its virtio-rng */
-    save_machine(a, &s);
+    bare_save(a, &s);
     a->devices.count++;
     assert_int_equal(vmstate_reader_begin(&r, vmstate_fd_io(&s.fd), s.size, &err), 0);
     assert_int_equal(machine_state_read(b, &r, &img, &err), -EINVAL);
@@ -520,7 +477,7 @@ static void test_two_full_machines(void **state)
     struct machine_config cfg = full_config();
     struct machine *a = NULL, *b = NULL;
     struct error err = { 0 };
-    struct stream s;
+    struct bare_stream s;
     if (machine_create(&a, &cfg, &err) < 0 || machine_create(&b, &cfg, &err) < 0) {
         fail_msg("machine_create: %s", err.msg);
     }
@@ -528,8 +485,8 @@ static void test_two_full_machines(void **state)
     memset(p, 0x3c, 4096);
     uart_write(&a->uart, 7, 1, 0x77);
     assert_sections_match_registry(a);
-    save_machine(a, &s);
-    if (load_machine(b, &s, &err) < 0) {
+    bare_save(a, &s);
+    if (bare_load(b, &s, &err) < 0) {
         fail_msg("load: %s", err.msg);
     }
     assert_same_machine(a, b);

@@ -184,6 +184,45 @@ static void test_node_keeps_a_failing_image(void **state)
     rig_destroy(r);
 }
 
+static void make_qcow2(const char *path, const char *backing)
+{
+    struct error err = { 0 };
+    struct blockdev_create_opts o;
+    blockdev_create_opts_init(&o);
+    o.size = 1 << 20;
+    o.backing_file = backing;
+    o.backing_format = backing ? "qcow2" : NULL;
+    assert_int_equal(blockdev_create(path, &o, &err), 0);
+}
+
+/* After an active commit switched a node to its base, a reopen (a backup
+ * gives its target back) opens the base, not the top it was added with. */
+static void test_node_reopens_the_image_a_job_left(void **state)
+{
+    struct block_node_table t = { 0 };
+    struct error err = { 0 };
+    char base[64] = "/tmp/cowvisor-base-XXXXXX", top[64] = "/tmp/cowvisor-top-XXXXXX";
+    close(mkstemp(base));
+    close(mkstemp(top));
+    make_qcow2(base, NULL);
+    make_qcow2(top, base);
+    json_t *args = json_pack("{s:s,s:s,s:s,s:{s:s,s:s}}", "driver", "qcow2", "node-name", "n0", "discard", "unmap",
+                             "file", "driver", "file", "filename", top);
+    assert_int_equal(block_nodes_add(&t, args, &err), 0);
+    json_decref(args);
+    struct block_node *n = t.nodes[0];
+    struct block_job_host host;
+    block_node_job_host(n, &host);
+    assert_int_equal(host.replace(host.opaque, base, "qcow2", &err), 0);
+    blockdev_close(block_node_take_image(n));
+    assert_int_equal(block_nodes_reopen(&t, n, &err), 0);
+    assert_string_equal(blockdev_filename(n->node.bd), base);
+    assert_false(blockdev_discard_ignored(n->node.bd));     /* what blockdev-add asked stays */
+    block_nodes_close_all(&t);
+    unlink(top);
+    unlink(base);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -192,6 +231,7 @@ int main(void)
         cmocka_unit_test(test_failed_switch_puts_the_old_image_back),
         cmocka_unit_test(test_both_reopens_failing_leave_a_failing_image),
         cmocka_unit_test(test_node_keeps_a_failing_image),
+        cmocka_unit_test(test_node_reopens_the_image_a_job_left),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

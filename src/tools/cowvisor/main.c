@@ -42,6 +42,9 @@ static void usage(FILE *f)
         "         [,num-queues=N]  virtio-blk request queues (default: one per vCPU, at most 8)\n"
         "         [,queue-threads=on]  each queue served by a thread of its own (as QEMU's\n"
         "                         iothread) rather than the main loop\n"
+        "         [,discard=ignore|unmap]  guest discards reach the image (default ignore)\n"
+        "         [,detect-zeroes=off|on|unmap]  zero writes become write-zeroes (unmap: deallocate,\n"
+        "                         with discard=unmap)\n"
         "  --device virtio-rng|virtio-console[,transport=pci|mmio]\n"
         "  --net tap=NAME[,mac=MAC][,transport=pci|mmio]\n"
         "  --console stdio|file:PATH|unix:PATH|tcp:HOST:PORT\n"
@@ -106,6 +109,28 @@ static int parse_num_queues(struct options *o, int *out, struct error *err)
     return 0;
 }
 
+/* -drive's discard= and detect-zeroes= with QEMU's values and words. */
+static int parse_disk_writes(struct options *o, struct disk_config *d, struct error *err)
+{
+    const char *discard = options_get(o, "discard");
+    const char *zeroes = options_get(o, "detect-zeroes");
+    d->discard_unmap = discard && (!strcmp(discard, "unmap") || !strcmp(discard, "on"));
+    if (discard && !d->discard_unmap && strcmp(discard, "ignore") && strcmp(discard, "off")) {
+        return error_set(err, -EINVAL, "--disk: Invalid discard option '%s' (ignore, off, unmap or on)", discard);
+    }
+    if (!zeroes || !strcmp(zeroes, "off")) {
+        d->detect_zeroes = BDEV_DETECT_ZEROES_OFF;
+    } else if (!strcmp(zeroes, "on")) {
+        d->detect_zeroes = BDEV_DETECT_ZEROES_ON;
+    } else if (!strcmp(zeroes, "unmap")) {
+        /* Without discard=unmap QEMU's -drive takes it and never unmaps. */
+        d->detect_zeroes = BDEV_DETECT_ZEROES_UNMAP;
+    } else {
+        return error_set(err, -EINVAL, "--disk detect-zeroes: invalid parameter value: %s (off, on or unmap)", zeroes);
+    }
+    return 0;
+}
+
 /* Values point into o, which the caller keeps for the program's lifetime. */
 static int parse_disk(struct machine_config *cfg, struct options *o, const char *text, struct error *err)
 {
@@ -129,6 +154,7 @@ static int parse_disk(struct machine_config *cfg, struct options *o, const char 
         (ret = parse_transport(o, &d->transport, err)) < 0 ||
         (ret = parse_num_queues(o, &d->num_queues, err)) < 0 ||
         (ret = options_get_bool(o, "queue-threads", &d->queue_threads, err)) < 0 ||
+        (ret = parse_disk_writes(o, d, err)) < 0 ||
         (ret = options_check_unused(o, "--disk", err)) < 0) {
         return ret;
     }

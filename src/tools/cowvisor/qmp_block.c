@@ -6,6 +6,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 
 #include "machine/block_nodes.h"
@@ -54,13 +55,22 @@ static json_t *image_info(const struct disk_layer *l, int n, bool flat)
     return img;
 }
 
+/* The node's detect-zeroes as QAPI names it (a file node without an image
+ * of its own here: off). */
+static const char *detect_zeroes_name(struct blockdev *bd)
+{
+    static const char *const names[] = { [BDEV_DETECT_ZEROES_OFF] = "off", [BDEV_DETECT_ZEROES_ON] = "on",
+                                         [BDEV_DETECT_ZEROES_UNMAP] = "unmap" };
+    return bd ? names[blockdev_detect_zeroes(bd)] : "off";
+}
+
 /* BlockDeviceInfo of one node: layer k of a chain of n layers. */
 static json_t *device_info(const struct disk_layer *layers, int n, int k, const char *name, bool ro, bool flat)
 {
     const struct disk_layer *l = &layers[k];
     json_t *o = json_pack("{s:s,s:s,s:b,s:s,s:i,s:b,s:s}", "file", l->filename, "node-name", name, "ro",
                           ro || k > 0, "drv", l->format, "backing_file_depth", n - k - 1, "encrypted", 0,
-                          "detect_zeroes", "off");
+                          "detect_zeroes", detect_zeroes_name(l->bd));
     if (l->backing_filename) {
         json_object_set_new(o, "backing_file", json_string(l->backing_filename));
     }
@@ -214,8 +224,13 @@ void qmp_query_named_block_nodes(struct qmp_server *s, json_t *args, struct qmp_
     r->ret = list;
 }
 
-static json_t *stats_json(const struct machine_disk_stats *st)
+/* BlockDeviceStats: a device's counters (st), or a node's below or
+ * without a device (st NULL): zeros, accounting off, as QEMU reports a
+ * node without its BlockBackend. */
+static json_t *stats_json(const struct machine_disk_stats *device)
 {
+    static const struct machine_disk_stats none = { .idle_ns = -1 };
+    const struct machine_disk_stats *st = device ? device : &none;
     json_t *o = json_object();
     const struct {
         const char *key;
@@ -238,14 +253,82 @@ static json_t *stats_json(const struct machine_disk_stats *st)
     if (st->idle_ns >= 0) {
         json_object_set_new(o, "idle_time_ns", json_integer(st->idle_ns));
     }
-    json_object_set_new(o, "account_invalid", json_true());
-    json_object_set_new(o, "account_failed", json_true());
+    json_object_set_new(o, "account_invalid", json_boolean(device != NULL));
+    json_object_set_new(o, "account_failed", json_boolean(device != NULL));
     json_object_set_new(o, "timed_stats", json_array());
     return o;
 }
 
-/* The guest's requests are counted per device, so the top node has them;
- * backing nodes (with query-nodes) report zeroes, as in QEMU. */
+/* A file node's own statistics (file-posix's discard counters; this
+ * library sends a node no discard of its own). */
+static json_t *file_driver_stats(const char *driver)
+{
+    if (strcmp(driver, "file") && strcmp(driver, "host_device")) {
+        return NULL;
+    }
+    return json_pack("{s:s,s:i,s:i,s:i}", "driver", driver, "discard-nb-ok", 0, "discard-nb-failed", 0,
+                     "discard-bytes-ok", 0);
+}
+
+static json_t *added_node_stats(struct block_node_table *t, const struct block_node *n);
+
+/* BlockStats of the node a blockdev-add node stores its data in (QEMU's
+ * "parent"): its inline file (named "#blockNNN") or the node it names as
+ * "file"; NULL: none (a protocol node). No request is counted below the
+ * device, as in QEMU: zeros. */
+static json_t *file_child_stats(struct block_node_table *t, const struct block_node *n)
+{
+    if (n->implicit_file[0]) {
+        json_t *file = json_object_get(n->options, "file");
+        const char *driver = json_string_value(json_object_get(file, "driver"));
+        json_t *o = json_pack("{s:s,s:o}", "node-name", n->implicit_file, "stats", stats_json(NULL));
+        json_t *specific = file_driver_stats(driver ? driver : "file");
+        if (specific) {
+            json_object_set_new(o, "driver-specific", specific);
+        }
+        return o;
+    }
+    for (int i = 0; n->node.file_child[0] && i < t->count; i++) {
+        if (!strcmp(t->nodes[i]->name, n->node.file_child)) {
+            return added_node_stats(t, t->nodes[i]);
+        }
+    }
+    return NULL;
+}
+
+/* A blockdev-add node's BlockStats at node level (query-nodes, and below a device). */
+static json_t *added_node_stats(struct block_node_table *t, const struct block_node *n)
+{
+    json_t *o = json_pack("{s:s,s:o}", "node-name", n->name, "stats", stats_json(NULL));
+    json_t *specific = file_driver_stats(n->node.driver);
+    if (specific) {
+        json_object_set_new(o, "driver-specific", specific);
+    }
+    json_t *parent = file_child_stats(t, n);
+    if (parent) {
+        json_object_set_new(o, "parent", parent);
+    }
+    return o;
+}
+
+/* query-nodes: every blockdev-add node in the order QEMU made them (an
+ * inline file just before its parent). */
+static void append_added_node_stats(struct qmp_server *s, json_t *list)
+{
+    struct block_node_table *t = machine_block_nodes(s->m);
+    for (int i = 0; i < t->count; i++) {
+        const struct block_node *n = t->nodes[i];
+        json_t *node = added_node_stats(t, n);
+        json_t *parent = json_object_get(node, "parent");
+        if (n->implicit_file[0] && parent) {
+            json_array_append(list, parent);
+        }
+        json_array_append_new(list, node);
+    }
+}
+
+/* The guest's requests are counted per device: its entry has them; every
+ * node with query-nodes reports zeros, as in QEMU (node level). */
 void qmp_query_blockstats(struct qmp_server *s, json_t *args, struct qmp_reply *r)
 {
     if (!qmp_check_args(args, qmp_blockstats_args, r)) {
@@ -260,12 +343,11 @@ void qmp_query_blockstats(struct qmp_server *s, json_t *args, struct qmp_reply *
         n = nodes || n < 0 ? n : 1;     /* ejected disks: none */
         for (int k = 0; k < n; k++) {
             struct machine_disk_stats st = { .idle_ns = -1 };
-            if (k == 0) {
-                machine_disk_stats(s->m, i, &st);
-            }
+            machine_disk_stats(s->m, i, &st);
             char name[48];
             node_name(name, sizeof(name), i, k);
-            json_t *o = json_pack("{s:s,s:o}", "node-name", name, "stats", stats_json(&st));
+            /* query-nodes is node level: QEMU shows no device's counters there. */
+            json_t *o = json_pack("{s:s,s:o}", "node-name", name, "stats", stats_json(nodes ? NULL : &st));
             if (!nodes) {
                 json_object_set_new(o, "device", json_string(name));
                 json_object_set_new(o, "qdev", qdev_path(i));
@@ -273,11 +355,22 @@ void qmp_query_blockstats(struct qmp_server *s, json_t *args, struct qmp_reply *
             json_array_append_new(list, o);
         }
     }
+    if (nodes) {
+        append_added_node_stats(s, list);
+        r->ret = list;
+        return;
+    }
     struct machine_hotplugged_disk hot[QMP_MAX_HOTPLUGGED];
-    int n = nodes ? 0 : machine_hotplugged_disks(s->m, hot, QMP_MAX_HOTPLUGGED);
+    int n = machine_hotplugged_disks(s->m, hot, QMP_MAX_HOTPLUGGED);
     for (int k = 0; k < n; k++) {
-        json_array_append_new(list, json_pack("{s:s,s:s,s:o,s:o}", "device", "", "node-name", hot[k].node, "qdev",
-                                              backend_path(hot[k].path), "stats", stats_json(&hot[k].stats)));
+        json_t *o = json_pack("{s:s,s:s,s:o,s:o}", "device", "", "node-name", hot[k].node, "qdev",
+                              backend_path(hot[k].path), "stats", stats_json(&hot[k].stats));
+        const struct block_node *node = machine_block_node_find(s->m, hot[k].node);
+        json_t *parent = node ? file_child_stats(machine_block_nodes(s->m), node) : NULL;
+        if (parent) {
+            json_object_set_new(o, "parent", parent);
+        }
+        json_array_append_new(list, o);
     }
     r->ret = list;
 }

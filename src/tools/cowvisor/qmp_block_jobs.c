@@ -716,6 +716,11 @@ static struct block_node *backup_target_node(struct qmp_server *s, const char *t
         qmp_fail(r, QMP_GENERIC, "Node '%s' is read-only: it cannot be a backup target", target);
         return NULL;
     }
+    struct error err = { 0 };
+    if (block_nodes_check_backup_target(machine_block_nodes(s->m), t.node, &err) < 0) {
+        qmp_fail(r, QMP_GENERIC, "%s", err.msg);
+        return NULL;
+    }
     *out = block_node_take_image(t.node);
     return t.node;
 }
