@@ -11,6 +11,7 @@
 #include "util/sandbox.h"
 
 #include <errno.h>
+#include <linux/kvm.h>
 #include <linux/sched.h>
 #include <seccomp.h>
 #include <signal.h>
@@ -203,6 +204,11 @@ static scmp_filter_ctx build(enum sandbox_kind kind, int *ret)
     if (*ret == 0 && kind == SANDBOX_VCPU) {
         /* KVM_RUN and the register ioctls; devices answer MMIO exits here. */
         *ret = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 0);
+    }
+    if (*ret == 0 && kind == SANDBOX_IO_WORKER) {
+        /* A completion raises a level-triggered line (virtio-pci INTx when
+         * the guest runs without MSI-X): that ioctl only. */
+        *ret = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1, SCMP_A1(SCMP_CMP_EQ, KVM_IRQ_LINE));
     }
     return ctx;
 }
