@@ -62,6 +62,7 @@ static int switch_disk(struct machine *m, int i, const char *file, struct error 
     host.drain_begin(host.opaque);
     ret = host.replace(host.opaque, file, "qcow2", err);
     host.drain_end(host.opaque);
+    host.release(host.opaque);      /* no job: the disk is ours again at once */
     return ret;
 }
 

@@ -330,6 +330,7 @@ static void disk_content_travels_with_snapshots(void **state)
     assert_int_equal(replay_ordinal(m->replay->rp), 3);
     sector3(m, now);
     assert_memory_equal(now, written[0], 512);
+    assert_int_equal(m->disk_jobs[0], 0);   /* each travel's switch gave the disk back (an eject waited for ever) */
     memset(gmem(m, BACK + 512, 512), 0, 512);
     run_to(m, 5);
     assert_memory_equal(gmem(m, BACK + 512, 512), reads + 512, 512);
