@@ -82,6 +82,11 @@ static void destroy_device(struct virtio_device *d)
 static void slot_destroy(void *dev)
 {
     struct virtio_slot *s = dev;
+    if (s->dev) {
+        /* Nothing may complete onto the transport freed below: a queue
+         * thread or worker could be mid-request at shutdown. */
+        virtio_device_quiesce(s->dev);
+    }
     if (s->mmio) {
         virtio_mmio_destroy(s->mmio);
         free(s->mmio);
