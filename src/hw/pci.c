@@ -79,15 +79,27 @@ unsigned pci_intx_gsi(int slot, int pin)
     return PCI_INTX_FIRST_GSI + (unsigned)(slot + pin - 1) % PCI_INTX_PINS;
 }
 
-/* Only changes reach the host: it counts the devices driving a line. */
-static void drive_intx(struct pci_device *d)
+static int intx_wanted(struct pci_device *d)
 {
     int level = __atomic_load_n(&d->intx_level, __ATOMIC_SEQ_CST);
-    uint16_t command = (uint16_t)(d->config[PCI_COMMAND] | d->config[PCI_COMMAND + 1] << 8);
-    int out = level && !(command & PCI_COMMAND_INTX_DISABLE);
-    if (__atomic_exchange_n(&d->intx_out, out, __ATOMIC_SEQ_CST) != out) {
-        irq_line_set(&d->intx, out);
-    }
+    uint16_t command = (uint16_t)(__atomic_load_n(&d->config[PCI_COMMAND], __ATOMIC_SEQ_CST) |
+                                  __atomic_load_n(&d->config[PCI_COMMAND + 1], __ATOMIC_SEQ_CST) << 8);
+    return level && !(command & PCI_COMMAND_INTX_DISABLE);
+}
+
+/* Only changes reach the host: it counts the devices driving a line. A
+ * completion (any thread) and a config write (a vCPU) may race: whoever
+ * changed the output last looks again, so a stale value computed before
+ * the other's change cannot stay on the line. */
+static void drive_intx(struct pci_device *d)
+{
+    int out;
+    do {
+        out = intx_wanted(d);
+        if (__atomic_exchange_n(&d->intx_out, out, __ATOMIC_SEQ_CST) != out) {
+            irq_line_set(&d->intx, out);
+        }
+    } while (intx_wanted(d) != out);
 }
 
 /* One device's pin changed: the shared line is the OR of its drivers'. */
