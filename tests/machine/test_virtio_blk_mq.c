@@ -290,23 +290,32 @@ static void test_hostile_queues_refused(void **state)
     rig_destroy(r);
 }
 
+/* a's device state saved, and loaded into a new device with `queues`
+ * queues that has a's guest memory too, as in a migration. */
+static struct rig *moved_rig(struct rig *a, int queues)
+{
+    struct state_buf w, rd;
+    struct error err = { 0 };
+    state_buf_init(&w);
+    virtio_pci_save(&a->pci, &w);
+    struct rig *b = rig_create(queues);
+    memcpy(guest_memory_ptr(&b->mem, 0, MEM_SIZE), guest_memory_ptr(&a->mem, 0, MEM_SIZE), MEM_SIZE);
+    state_buf_init_reader(&rd, w.data, w.len);
+    if (virtio_pci_load(&b->pci, &rd, &err) < 0) {
+        fail_msg("virtio_pci_load: %s", err.msg);
+    }
+    state_buf_free(&w);
+    memcpy(b->next_avail, a->next_avail, sizeof(b->next_avail));
+    return b;
+}
+
 static void test_queues_survive_save_and_load(void **state)
 {
     struct rig *a = rig_create(QUEUES);
     drive(a);
     read_on_queue(a, 2, 8192);
     read_on_queue(a, 2, 12288);
-    struct state_buf w, rd;
-    struct error err = { 0 };
-    state_buf_init(&w);
-    virtio_pci_save(&a->pci, &w);
-
-    /* The destination gets the guest's memory too, as in a migration. */
-    struct rig *b = rig_create(QUEUES);
-    memcpy(guest_memory_ptr(&b->mem, 0, MEM_SIZE), guest_memory_ptr(&a->mem, 0, MEM_SIZE), MEM_SIZE);
-    state_buf_init_reader(&rd, w.data, w.len);
-    assert_int_equal(virtio_pci_load(&b->pci, &rd, &err), 0);
-    memcpy(b->next_avail, a->next_avail, sizeof(b->next_avail));
+    struct rig *b = moved_rig(a, QUEUES);
     for (int q = 0; q < QUEUES; q++) {
         common_write(b, Q_SELECT, 2, (uint64_t)q);
         assert_int_equal(common_read(b, Q_MSIX, 2), q + 1);
@@ -318,9 +327,12 @@ static void test_queues_survive_save_and_load(void **state)
     assert_int_equal(used_idx(b, 2), 3);
 
     /* A device with another number of queues refuses the state. */
+    struct state_buf w, rd;
+    struct error err = { 0 };
+    state_buf_init(&w);
+    virtio_pci_save(&a->pci, &w);
     struct rig *c = rig_create(2);
     state_buf_init_reader(&rd, w.data, w.len);
-    err = (struct error){ 0 };
     assert_true(virtio_pci_load(&c->pci, &rd, &err) < 0);
     assert_non_null(strstr(err.msg, "queues"));
     rig_destroy(c);
@@ -340,16 +352,7 @@ static void test_one_queue_state_loads_into_more(void **state)
     struct rig *a = rig_create(1);
     drive(a);
     read_on_queue(a, 0, 4096);
-    struct state_buf w, rd;
-    struct error err = { 0 };
-    state_buf_init(&w);
-    virtio_pci_save(&a->pci, &w);
-
-    struct rig *b = rig_create(QUEUES);
-    memcpy(guest_memory_ptr(&b->mem, 0, MEM_SIZE), guest_memory_ptr(&a->mem, 0, MEM_SIZE), MEM_SIZE);
-    state_buf_init_reader(&rd, w.data, w.len);
-    assert_int_equal(virtio_pci_load(&b->pci, &rd, &err), 0);
-    b->next_avail[0] = a->next_avail[0];
+    struct rig *b = moved_rig(a, QUEUES);
     common_write(b, Q_SELECT, 2, 0);
     assert_int_equal(common_read(b, Q_ENABLE, 2), 1);
     common_write(b, Q_SELECT, 2, 1);
@@ -357,15 +360,15 @@ static void test_one_queue_state_loads_into_more(void **state)
     read_on_queue(b, 0, 8192);
     assert_read_ok(b, 8192);
     assert_int_equal(used_idx(b, 0), 2);
-    state_buf_free(&w);
 
     struct rig *two = rig_create(2);
     drive(two);                                         /* negotiates MQ */
+    struct state_buf w, rd;
+    struct error err = { 0 };
     state_buf_init(&w);
     virtio_pci_save(&two->pci, &w);
     struct rig *c = rig_create(QUEUES);
     state_buf_init_reader(&rd, w.data, w.len);
-    err = (struct error){ 0 };
     assert_true(virtio_pci_load(&c->pci, &rd, &err) < 0);
     assert_non_null(strstr(err.msg, "2 queues"));
     state_buf_free(&w);
