@@ -29,6 +29,16 @@ out=$("$COWIMG" info --image-opts -f qcow2 "driver=qcow2,file.filename=$base" 2>
 out=$("$COWIMG" info --image-opts "driver=qcow2,file.filename=$base,bogus=1" 2>&1)
 [[ $? -ne 0 && $out == *bogus* ]] && ok "an unknown option is refused by name" || { not_ok "unknown option"; diag "$out"; }
 
+# convert --target-image-opts: the target is named by options (it was
+# taken for --bitmaps); it needs -n, as qemu-img says.
+"$QEMU_IMG" create -q -f qcow2 "$TMP/target.qcow2" 1M
+check "convert --target-image-opts -n into an existing qcow2" \
+    "$COWIMG" convert -n --target-image-opts "$base" "driver=qcow2,file.filename=$TMP/target.qcow2"
+check "... holds the disk (qemu-img compare)" "$QEMU_IMG" compare -q "$base" "$TMP/target.qcow2"
+a=$("$COWIMG" convert --target-image-opts "$base" "driver=qcow2,file.filename=$TMP/t2.qcow2" 2>&1)
+b=$("$QEMU_IMG" convert --target-image-opts "$base" "driver=qcow2,file.filename=$TMP/t2.qcow2" 2>&1)
+check_eq "... without -n: qemu-img's refusal" "${b//qemu-img/cowimg}" "$a"
+
 # A backing file named by json: (as qemu-img records it).
 over=$TMP/over.qcow2
 "$QEMU_IMG" create -q -f qcow2 -u -F qcow2 \

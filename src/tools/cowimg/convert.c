@@ -371,6 +371,7 @@ struct convert_args {
     struct options opts;
     bool has_opts, compress, skip_create, quiet, show_progress, share, target_is_zero;
     bool out_of_order, copy_offload, sparse_given, bitmaps, skip_broken;
+    bool target_image_opts, out_fmt_given;
     int64_t min_sparse;
     long workers;
 };
@@ -395,7 +396,7 @@ static void parse_args(int argc, char **argv, struct convert_args *a)
                             NULL)) != -1) {
         switch (c) {
         case 'f': a->fmt = optarg; break;
-        case 'O': a->out_fmt = optarg; break;
+        case 'O': a->out_fmt = optarg; a->out_fmt_given = true; break;
         case 'B': a->backing = optarg; break;
         case 'F': a->backing_fmt = optarg; break;
         case 'C': a->copy_offload = true; break;
@@ -443,7 +444,7 @@ static void parse_args(int argc, char **argv, struct convert_args *a)
         case 'h': print_help();
         case OPT_IMAGE_OPTS: image_opts = true; break;
         case OPT_OBJECT: object_option(optarg); break;
-        case OPT_TARGET_IMAGE_OPTS:
+        case OPT_TARGET_IMAGE_OPTS: a->target_image_opts = true; break;
         case OPT_BITMAPS: a->bitmaps = true; break;
         case OPT_SKIP_BROKEN: a->skip_broken = true; break;
         case OPT_SALVAGE:
@@ -463,6 +464,8 @@ static int check_args(struct convert_args *a)
         report("Cannot enable copy offloading when -c is used");
     } else if (a->copy_offload && a->sparse_given) {
         report("Cannot enable copy offloading when -S is used");
+    } else if (a->target_image_opts && !a->skip_create) {
+        report("--target-image-opts requires use of -n flag");
     } else if (a->skip_create && a->has_opts) {
         report("-o has no effect when skipping image creation");
     } else if (a->target_is_zero && !a->skip_create) {
@@ -563,8 +566,13 @@ static int open_target(struct convert *cv, struct convert_args *a)
     /* "unsafe", convert's default as in qemu-img, syncs nothing, not even
      * to order metadata: a power loss during a convert loses the target. */
     bool unsafe = !a->cache || strcmp(a->cache, "unsafe") == 0;
-    cv->target = image_open(cv->target_name, a->out_fmt,
+    /* --target-image-opts: the target name is options, as --image-opts
+     * makes the sources' (and -O is then refused as -f is there). */
+    bool sources_as_opts = image_opts;
+    image_opts = a->target_image_opts;
+    cv->target = image_open(cv->target_name, a->target_image_opts && !a->out_fmt_given ? NULL : a->out_fmt,
                             (no_cache ? BDEV_NO_CACHE : 0) | (unsafe ? BDEV_NO_FLUSH : 0));
+    image_opts = sources_as_opts;
     if (!cv->target) {
         return -1;
     }
