@@ -385,6 +385,23 @@ static void count_pulse(void *opaque, unsigned gsi, int level)
     line_pulses += level;
 }
 
+/* Queue q laid out and enabled, the driver up, as a virtio-mmio driver
+ * would leave it (set directly: the transport's registers are not what
+ * these tests are about). */
+static struct virtqueue *enable_queue_directly(struct rig *r, int q)
+{
+    struct error err = { 0 };
+    r->blk.dev.status = 15;
+    struct virtqueue *vq = &r->blk.dev.vqs[q];
+    vq->size = QSIZE;
+    vq->desc_addr = RING_GPA(q);
+    vq->avail_addr = RING_GPA(q) + 0x1000;
+    vq->used_addr = RING_GPA(q) + 0x2000;
+    assert_int_equal(virtqueue_enable(vq, &r->mem, false, &err), 0);
+    vq->ready = true;
+    return vq;
+}
+
 static void test_mmio_one_line(void **state)
 {
     struct rig *r = rig_create(QUEUES);
@@ -396,14 +413,7 @@ static void test_mmio_one_line(void **state)
     assert_int_equal(virtio_mmio_read(&t, 0x100 + CONFIG_NUM_QUEUES, 2), QUEUES);
     virtio_mmio_write(&t, 0x030, 4, QUEUES);                /* QueueSel past the last */
     assert_int_equal(virtio_mmio_read(&t, 0x034, 4), 0);    /* QueueNumMax: no such queue */
-    r->blk.dev.status = 15;
-    struct virtqueue *vq = &r->blk.dev.vqs[2];
-    vq->size = QSIZE;
-    vq->desc_addr = RING_GPA(2);
-    vq->avail_addr = RING_GPA(2) + 0x1000;
-    vq->used_addr = RING_GPA(2) + 0x2000;
-    assert_int_equal(virtqueue_enable(vq, &r->mem, false, &err), 0);
-    vq->ready = true;
+    enable_queue_directly(r, 2);
     line_pulses = 0;
     read_on_queue_mmio(r, &t, 2, 8192);
     assert_read_ok(r, 8192);
@@ -435,14 +445,7 @@ static void test_mmio_queue_off_waits_for_requests(void **state)
     struct error err = { 0 };
     assert_int_equal(virtio_mmio_create(&t, &r->blk.dev, NULL, NULL, VIRTIO_MMIO_BASE,
                                         (struct irq_line){ count_pulse, NULL, 5 }, &err), 0);
-    r->blk.dev.status = 15;
-    struct virtqueue *vq = &r->blk.dev.vqs[0];
-    vq->size = QSIZE;
-    vq->desc_addr = RING_GPA(0);
-    vq->avail_addr = RING_GPA(0) + 0x1000;
-    vq->used_addr = RING_GPA(0) + 0x2000;
-    assert_int_equal(virtqueue_enable(vq, &r->mem, false, &err), 0);
-    vq->ready = true;
+    struct virtqueue *vq = enable_queue_directly(r, 0);
     struct virtq_desc *d = guest_memory_ptr(&r->mem, RING_GPA(0), 2 * sizeof(*d));
     struct virtq_avail *a = guest_memory_ptr(&r->mem, RING_GPA(0) + 0x1000, 4 + 2 * QSIZE);
     uint32_t header[4] = { 4 /* FLUSH: always a worker's */, 0, 0, 0 };
