@@ -75,6 +75,9 @@ int qcow2_inplace_write_l1(struct qcow2 *s, struct error *err)
         return 0;
     }
     uint64_t *disk = malloc((size_t)s->l1_size * 8);
+    if (!disk) {
+        return error_set(err, -ENOMEM, "out of memory for the L1 table");
+    }
     for (uint32_t i = 0; i < s->l1_size; i++) {
         disk[i] = cpu_to_be64(s->l1_table[i]);
     }
@@ -160,32 +163,40 @@ static int check_room_l2(struct qcow2 *s, uint64_t l2_off, uint8_t *l2, struct e
     return ret == 0 ? check_room(s, l2_off, s->cluster_size, err) : ret;
 }
 
-int qcow2_inplace_check_room(struct qcow2 *s, uint32_t limit, struct error *err)
+/* fn on each L2 table the first n entries of l1 name, with one table-sized
+ * buffer for all, until one fails. */
+static int each_l2_table(struct qcow2 *s, const uint64_t *l1, uint32_t n,
+                         int (*fn)(struct qcow2 *s, uint64_t l2_off, uint8_t *l2, struct error *err),
+                         struct error *err)
 {
     uint8_t *l2 = malloc(s->cluster_size);
+    if (!l2) {
+        return error_set(err, -ENOMEM, "out of memory for an L2 table");
+    }
     int ret = 0;
-    for (uint32_t i = 0; i < limit && ret == 0; i++) {
-        uint64_t l2_off = s->l1_table[i] & QCOW2_L1E_OFFSET_MASK;
+    for (uint32_t i = 0; i < n && ret == 0; i++) {
+        uint64_t l2_off = l1[i] & QCOW2_L1E_OFFSET_MASK;
         if (l2_off) {
-            ret = check_room_l2(s, l2_off, l2, err);
+            ret = fn(s, l2_off, l2, err);
         }
     }
     free(l2);
     return ret;
 }
 
+int qcow2_inplace_check_room(struct qcow2 *s, uint32_t limit, struct error *err)
+{
+    return each_l2_table(s, s->l1_table, limit, check_room_l2, err);
+}
+
 int qcow2_inplace_share_active(struct qcow2 *s, uint32_t limit, struct error *err)
 {
-    uint8_t *l2 = malloc(s->cluster_size);
-    int ret = 0;
-    for (uint32_t i = 0; i < limit && ret == 0; i++) {
-        uint64_t l2_off = s->l1_table[i] & QCOW2_L1E_OFFSET_MASK;
-        if (l2_off) {
-            ret = share_l2(s, l2_off, l2, err);
-            s->l1_table[i] &= ~QCOW2_OFLAG_COPIED;
-        }
+    int ret = each_l2_table(s, s->l1_table, limit, share_l2, err);
+    /* Shared now, or perhaps (a failure part way): no longer ours alone.
+     * Dropping COPIED costs at worst a copy on the next write. */
+    for (uint32_t i = 0; i < limit; i++) {
+        s->l1_table[i] &= ~QCOW2_OFLAG_COPIED;
     }
-    free(l2);
     return ret == 0 ? qcow2_inplace_write_l1(s, err) : ret;
 }
 
@@ -205,15 +216,7 @@ static int unshare_l2(struct qcow2 *s, uint64_t l2_off, uint8_t *l2, struct erro
 int qcow2_inplace_release(struct qcow2 *s, const uint64_t *l1, uint32_t l1_size,
                           uint64_t l1_offset, struct error *err)
 {
-    uint8_t *l2 = malloc(s->cluster_size);
-    int ret = 0;
-    for (uint32_t i = 0; i < l1_size && ret == 0; i++) {
-        uint64_t l2_off = l1[i] & QCOW2_L1E_OFFSET_MASK;
-        if (l2_off) {
-            ret = unshare_l2(s, l2_off, l2, err);
-        }
-    }
-    free(l2);
+    int ret = each_l2_table(s, l1, l1_size, unshare_l2, err);
     if (ret == 0 && l1_size) {
         ret = qcow2_free_clusters(s, l1_offset, (uint64_t)l1_size * 8, err);
     }
@@ -249,6 +252,9 @@ static int fix_l2_copied(struct qcow2 *s, uint64_t l2_off, uint8_t *l2, struct e
 int qcow2_inplace_fix_copied(struct qcow2 *s, struct error *err)
 {
     uint8_t *l2 = malloc(s->cluster_size);
+    if (!l2) {
+        return error_set(err, -ENOMEM, "out of memory for an L2 table");
+    }
     bool changed = false;
     int ret = 0;
     for (uint32_t i = 0; i < s->l1_size && ret == 0; i++) {
