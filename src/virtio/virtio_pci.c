@@ -178,6 +178,12 @@ static void config_written(struct pci_device *d, uint32_t offset, unsigned size)
         for (unsigned v = 0; v < VIRTIO_PCI_VECTORS; v++) {
             route_vector(p, v);
         }
+        /* A driver that switches to MSI-X never reads the ISR again: an
+         * INTx left asserted would hold the shared line high (as QEMU's
+         * msix_write_config, the line drops; the ISR bits stay). */
+        if (msix_enabled(p)) {
+            pci_set_intx(&p->pci, 0);
+        }
         uint32_t pending = p->msix_pending;
         p->msix_pending = 0;
         pthread_mutex_unlock(&p->msix_lock);
@@ -545,7 +551,8 @@ int virtio_pci_load(struct virtio_pci *p, struct state_buf *b, struct error *err
     p->queue_sel = state_get_u16(b);
     p->msix_config = valid_vector(state_get_u16(b));
     p->isr = state_get_u8(b);
-    pci_set_intx(&p->pci, p->isr != 0);     /* a pending INTx stays asserted */
+    /* a pending INTx stays asserted, unless the driver uses MSI-X */
+    pci_set_intx(&p->pci, p->isr != 0 && !msix_enabled(p));
     p->msix_pending = state_get_u32(b) & ((1u << VIRTIO_PCI_VECTORS) - 1);
     for (int v = 0; v < VIRTIO_PCI_VECTORS; v++) {
         p->msix[v].addr_lo = state_get_u32(b);

@@ -70,6 +70,7 @@ void bare_destroy(struct machine *m)
     guest_memory_destroy(&m->vm.mem);
     bus_destroy(&m->vm.pio);
     bus_destroy(&m->vm.mmio);
+    free(m->vm.routes);     /* MSI routes a driver's MSI-X enable set up */
     free(m->acpi_image);
     free(m);
 }

@@ -151,6 +151,22 @@ static void test_shared_line_is_the_or_of_its_devices(void **state)
     bare_destroy(m);
 }
 
+/* The driver switches to MSI-X with an INTx request pending (the
+ * ISR not read) lowers the line, as QEMU's msix_write_config does. Before,
+ * the shared line stayed high with nobody left to read the ISR. Found by review. */
+static void test_msix_enable_lowers_intx(void **state)
+{
+    static const struct machine_config cfg = { .cpus = 1, .memory = 16 << 20, .nrng = 1, .rng = { TRANSPORT_PCI } };
+    struct machine *m = intx_machine(&cfg);
+    struct virtio_pci *p = pci_device(m, 0);
+    int *line = line_of(p);
+    virtio_device_config_changed(p->dev);
+    assert_int_equal(*line, 1);
+    pci_config_write(&p->pci, p->msix_cap + 2u, 2, 0x8000);     /* MSI-X Enable */
+    assert_int_equal(*line, 0);
+    bare_destroy(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -158,6 +174,7 @@ int main(void)
         cmocka_unit_test(test_one_mmio_device_too_many_is_refused),
         cmocka_unit_test(test_intx_rises_and_falls_with_the_isr),
         cmocka_unit_test(test_shared_line_is_the_or_of_its_devices),
+        cmocka_unit_test(test_msix_enable_lowers_intx),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
