@@ -146,7 +146,12 @@ void pci_config_write(struct pci_device *d, uint32_t offset, unsigned size, uint
     for (unsigned i = 0; i < size && offset + i < 256; i++) {
         uint8_t m = d->wmask[offset + i];
         uint8_t b = (uint8_t)(value >> (8 * i));
-        d->config[offset + i] = (uint8_t)((d->config[offset + i] & ~m) | (b & m));
+        /* Read-only bytes are left alone: the status byte's Interrupt
+         * Status is set by workers atomically, and a read-modify-write
+         * here could lose their update. */
+        if (m) {
+            d->config[offset + i] = (uint8_t)((d->config[offset + i] & ~m) | (b & m));
+        }
     }
     if (d->ops && d->ops->config_written) {
         d->ops->config_written(d, offset, size);
