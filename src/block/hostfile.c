@@ -298,7 +298,15 @@ static int flush_now(struct hostfile *f)
     if (f->proto) {
         return f->proto->flush(f);
     }
-    return fdatasync(f->fd) < 0 ? -errno : 0;
+    if (__atomic_load_n(&f->sync_failed, __ATOMIC_ACQUIRE)) {
+        return -EIO;
+    }
+    if (fdatasync(f->fd) < 0) {
+        int ret = -errno;
+        __atomic_store_n(&f->sync_failed, true, __ATOMIC_RELEASE);
+        return ret;
+    }
+    return 0;
 }
 
 int hostfile_flush(struct hostfile *f)

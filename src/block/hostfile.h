@@ -45,10 +45,15 @@ struct hostfile {
     dev_t dev;
     ino_t ino;
     struct blkdebug *dbg;   /* blkdebug filter over the file (owned), or NULL */
-    /* Writes begun, and the count a successful flush last covered: a flush
-     * with nothing written since is skipped, as QEMU does (a tool that only
-     * read an image does not fdatasync it at close). Atomic. */
+    /* Writes that reached the file, and the count a successful flush last
+     * covered: a flush with nothing written since is skipped, as QEMU does
+     * (a tool that only read an image does not fdatasync it at close).
+     * Atomic. */
     uint64_t write_gen, flushed_gen;
+    /* A failed fdatasync, for good: the kernel reports a writeback error
+     * once, so a retry would succeed over lost writes. As QEMU's
+     * file-posix (page_cache_inconsistent), every later flush fails. */
+    bool sync_failed;
 };
 
 /* A point of the format driver blkdebug rules may react to (BLKDBG_EVENT). */
