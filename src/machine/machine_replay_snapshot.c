@@ -304,6 +304,12 @@ static int seek_to_snapshot(struct machine *m, const struct replay_snapshot_ref 
     return ret;
 }
 
+static int refuse_seek(uint64_t now, uint64_t icount, struct error *err)
+{
+    return error_set(err, -ERANGE, "cannot seek to the specified instruction count: the replay is at exit "
+                     "%" PRIu64 " and no time-travel snapshot was taken at or before exit %" PRIu64, now, icount);
+}
+
 int machine_replay_seek(struct machine *m, uint64_t icount, struct error *err)
 {
     struct machine_replay *r = m->replay;
@@ -315,16 +321,25 @@ int machine_replay_seek(struct machine *m, uint64_t icount, struct error *err)
     if (found < 0) {
         return found;
     }
+    /* A seek that must be refused leaves a running replay running, as
+     * QEMU's does: the exit count only grows, so a count already behind
+     * stays behind. */
+    if (!found && icount < replay_ordinal(r->rp)) {
+        return refuse_seek(replay_ordinal(r->rp), icount, err);
+    }
+    bool was_running = machine_run_state(m) == MACHINE_RUNNING;
     machine_pause(m);
     uint64_t now = replay_ordinal(r->rp);
     int ret = 0;
     if (found && (icount < now || now < ref.ordinal)) {
         ret = seek_to_snapshot(m, &ref, err);
         now = ret == 0 ? ref.ordinal : now;
-    } else if (icount < now) {
-        ret = error_set(err, -ERANGE, "cannot seek to the specified instruction count: the replay is at exit "
-                        "%" PRIu64 " and no time-travel snapshot was taken at or before exit %" PRIu64, now,
-                        icount);
+    } else if (icount < now) {      /* it ran past icount before it paused */
+        ret = refuse_seek(now, icount, err);
+        if (was_running) {
+            machine_resume(m);
+        }
+        return ret;
     }
     if (ret < 0 || now == icount) {
         return ret;     /* paused there (or where it failed) */

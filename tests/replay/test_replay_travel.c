@@ -413,6 +413,26 @@ static void seek_goes_back_and_forth(void **state)
     free(kr);
 }
 
+/* A refused replay-seek (back before any snapshot) leaves a running replay
+ * running, as QEMU's does; it used to pause it. Found by review. */
+static void refused_seek_leaves_replay_running(void **state)
+{
+    (void)state;
+    struct run_result rec = { 0 };
+    struct error err = { 0 };
+    struct kvm_run *kr = calloc(1, 8192);
+    run(started(MACHINE_REPLAY_RECORD, 0, 0), 0, 0, &rec);     /* no time-travel snapshots */
+    struct machine *m = started(MACHINE_REPLAY_PLAY, 0, 0);
+    struct trace t;
+    replay_steps(m, kr, 0, 10, &t);
+    m->run_state = MACHINE_RUNNING;
+    assert_true(machine_replay_seek(m, 4, &err) < 0);
+    assert_int_equal(m->run_state, MACHINE_RUNNING);
+    machine_replay_finish(m, &(int){ 0 }, &err);
+    bare_destroy(m);
+    free(kr);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -422,6 +442,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_failed_snapshot_stops_snapshots, setup, teardown),
         cmocka_unit_test_setup_teardown(the_recorded_status_comes_back, setup, teardown),
         cmocka_unit_test_setup_teardown(seek_goes_back_and_forth, setup, teardown),
+        cmocka_unit_test_setup_teardown(refused_seek_leaves_replay_running, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
