@@ -831,7 +831,6 @@ static int precopy(struct migration_source *s)
 
 static void finish(struct migration_source *s, int ret)
 {
-    machine_set_migrating(s->m, false);
     guest_memory_dirty_stop(s->mem);
     mig_disk_tx_free(s->disks);     /* its trackers go before the images may close */
     s->disks = NULL;
@@ -840,6 +839,9 @@ static void finish(struct migration_source *s, int ret)
         take_disks_back(s);
         start_guest(s);     /* the destination never ran: go on here */
     }
+    /* Last of the machine's use: ending the migrating state serves the
+     * ejects deferred meanwhile, which close disks on the main loop. */
+    machine_set_migrating(s->m, false);
     bool was_cancel = ret == -ECANCELED;
     pthread_mutex_lock(&s->lock);
     s->result = ret;
