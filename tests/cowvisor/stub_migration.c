@@ -26,3 +26,8 @@ bool qmp_migration_refuse_cont(struct qmp_reply *r)
     (void)r;
     return false;
 }
+
+void qmp_migration_hmp_parameters(FILE *f)
+{
+    (void)f;
+}

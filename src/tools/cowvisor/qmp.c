@@ -17,6 +17,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "qmp_json_u64.h"
 #include "util/log.h"
 
 #define QMP_MAX_INPUT (1u << 20)
@@ -69,7 +70,7 @@ void qmp_fail(struct qmp_reply *r, const char *cls, const char *fmt, ...)
  * the main loop), so it cannot hold the VM or the monitor. */
 void qmp_send(struct qmp_server *s, json_t *msg)
 {
-    char *text = json_dumps(msg, JSON_PRESERVE_ORDER | JSON_INDENT(0));
+    char *text = qmp_json_dumps(msg, JSON_PRESERVE_ORDER | JSON_INDENT(0));
     json_decref(msg);
     if (!text || s->client_fd < 0 || s->client_dead) {
         free(text);

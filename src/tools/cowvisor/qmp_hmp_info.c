@@ -11,6 +11,7 @@
 #include "block/blockdev.h"
 #include "hw/pci.h"
 #include "machine/block_nodes.h"
+#include "qmp_migration.h"
 
 /* Text built with open_memstream; CRLF line ends added by hmp_text. */
 struct hmp_out {
@@ -278,6 +279,11 @@ static void info_migrate(struct qmp_server *s, FILE *f)
                "send-section-footer: on\ndecompress-error-check: on\nclear-bitmap-shift: 18\n");
 }
 
+static void info_migrate_parameters(struct qmp_server *s, FILE *f)
+{
+    qmp_migration_hmp_parameters(f);
+}
+
 static void info_snapshots(struct qmp_server *s, FILE *f)
 {
     struct error err = { 0 };
@@ -304,6 +310,7 @@ static const struct {
     { "blockstats", info_blockstats, "show block device statistics" },
     { "cpus", info_cpus, "show infos for each CPU" },
     { "migrate", info_migrate, "show migration status" },
+    { "migrate_parameters", info_migrate_parameters, "show current migration parameters" },
     { "mtree", info_mtree, "show memory tree" },
     { "name", info_name, "show the current VM name" },
     { "qtree", info_qtree, "show device tree" },

@@ -649,6 +649,11 @@ static void cmd_set_parameters(struct qmp_server *s, json_t *args, struct qmp_re
     }
 }
 
+void qmp_migration_hmp_parameters(FILE *f)
+{
+    qmp_migration_params_hmp(params(), f);
+}
+
 static void cmd_query_parameters(struct qmp_server *s, json_t *args, struct qmp_reply *r)
 {
     if (qmp_check_args(args, no_args, r)) {

@@ -5,6 +5,7 @@
 #define COWVISOR_QMP_MIGRATION_H
 
 #include <stdbool.h>
+#include <stdio.h>
 
 #include "machine/machine.h"
 #include "util/error.h"
@@ -24,6 +25,8 @@ void qmp_migration_end(void);
 
 /* "inmigrate", "postmigrate" or NULL (the machine's own state applies). */
 const char *qmp_migration_run_state(void);
+/* HMP's "info migrate_parameters". */
+void qmp_migration_hmp_parameters(FILE *f);
 /* true (and r filled) when cont must be refused. */
 bool qmp_migration_refuse_cont(struct qmp_reply *r);
 #endif

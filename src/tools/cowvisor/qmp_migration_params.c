@@ -6,8 +6,11 @@
 #include "qmp_migration_params.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stddef.h>
 #include <string.h>
+
+#include "qmp_json_u64.h"
 
 enum param_type { PARAM_U8, PARAM_U64, PARAM_BOOL };
 
@@ -92,7 +95,18 @@ json_t *qmp_migration_params_query(const struct migration_params *p)
         json_object_set_new(o, params[i].name,
                             params[i].type == PARAM_BOOL ? json_boolean(*(const bool *)field)
                             : params[i].type == PARAM_U8 ? json_integer(*(const int *)field)
-                                                         : json_integer((json_int_t)*(const uint64_t *)field));
+                                                         : qmp_json_u64(*(const uint64_t *)field));
     }
     return o;
+}
+
+void qmp_migration_params_hmp(const struct migration_params *p, FILE *f)
+{
+    const struct converge_params *c = &p->converge;
+    fprintf(f, "throttle-trigger-threshold: %d\ncpu-throttle-initial: %d\ncpu-throttle-increment: %d\n"
+               "cpu-throttle-tailslow: %s\nmax-cpu-throttle: %d\n", c->trigger_threshold, c->throttle_initial,
+            c->throttle_increment, c->tailslow ? "on" : "off", c->throttle_max);
+    fprintf(f, "max-bandwidth: %" PRIu64 " bytes/second\ndowntime-limit: %" PRIu64 " ms\n", p->max_bandwidth,
+            (uint64_t)c->downtime_limit_ms);
+    fprintf(f, "max-postcopy-bandwidth: %" PRIu64 "\n", p->max_postcopy_bandwidth);
 }

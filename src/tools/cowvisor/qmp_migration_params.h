@@ -6,6 +6,7 @@
 #define COWVISOR_QMP_MIGRATION_PARAMS_H
 
 #include <jansson.h>
+#include <stdio.h>
 
 #include "migration/migration.h"
 
@@ -14,5 +15,8 @@
 int qmp_migration_params_set(json_t *args, struct migration_params *p, struct error *err);
 /* query-migrate-parameters' reply. */
 json_t *qmp_migration_params_query(const struct migration_params *p);
+/* HMP's "info migrate_parameters" lines for these members, in QEMU's
+ * order and words. */
+void qmp_migration_params_hmp(const struct migration_params *p, FILE *f);
 
 #endif
