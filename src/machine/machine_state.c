@@ -227,23 +227,18 @@ void machine_state_image_free(struct machine_state_image *img)
 
 /* A machine made from the same command line still has the cold-plugged
  * disks the snapshot's guest had ejected: once the configurations agree
- * they go, so the device set is the snapshot's (its state has no section
- * for them). */
-static int eject_as_saved(struct machine *m, const struct config_image *snap, const struct config_image *now,
-                          struct error *err)
+ * they are marked in eject, and go before the devices load, so the device
+ * set is the snapshot's (its state has no section for them). */
+static void mark_ejects(const struct config_image *snap, const struct config_image *now, bool *eject)
 {
     for (uint32_t i = 0; i < snap->ndisks; i++) {
-        if (snap->disks[i].ejected && !now->disks[i].ejected) {
-            int ret = machine_cold_disk_eject_now(m, (int)i, err);
-            if (ret < 0) {
-                return ret;
-            }
-        }
+        eject[i] = snap->disks[i].ejected && !now->disks[i].ejected;
     }
-    return 0;
 }
 
-static int read_config(struct machine *m, struct vmstate_reader *r, struct error *err)
+/* Checks the "config" section against this machine; eject (NULL: not
+ * wanted) gets the disks to drop. */
+static int read_config(struct machine *m, struct vmstate_reader *r, bool *eject, struct error *err)
 {
     uint8_t *data;
     size_t len;
@@ -264,7 +259,22 @@ static int read_config(struct machine *m, struct vmstate_reader *r, struct error
     if ((ret = config_compare(&snap, &now, err)) < 0) {
         return ret;
     }
-    return eject_as_saved(m, &snap, &now, err);
+    if (eject) {
+        mark_ejects(&snap, &now, eject);
+    }
+    return 0;
+}
+
+/* The device of a disk machine_state_eject_saved will drop. */
+static bool to_eject(struct machine *m, const struct machine_state_image *img, const struct registered_device *d)
+{
+    for (int i = 0; i < MACHINE_MAX_DISKS; i++) {
+        struct virtio_slot *s = img->eject[i] ? machine_disk_pci_slot(m, i) : NULL;
+        if (s && d->dev == (void *)s) {
+            return true;
+        }
+    }
+    return false;
 }
 
 static bool in_image(const struct machine_state_image *img, const struct registered_device *d)
@@ -314,7 +324,7 @@ static int check_complete(struct machine *m, const struct machine_state_image *i
 {
     for (int i = 0; i < m->devices.count; i++) {
         struct registered_device *d = &m->devices.devices[i];
-        if (!in_image(img, d) && !added_later(d)) {
+        if (!in_image(img, d) && !added_later(d) && !to_eject(m, img, d)) {
             return error_set(err, -EINVAL, "VM state has no section for device '%s' of this machine", d->name);
         }
     }
@@ -360,14 +370,14 @@ int machine_state_save_config(struct machine *m, struct vmstate_writer *w, struc
 
 int machine_state_check_config(struct machine *m, struct vmstate_reader *r, struct error *err)
 {
-    return read_config(m, r, err);
+    return read_config(m, r, NULL, err);
 }
 
 int machine_state_read(struct machine *m, struct vmstate_reader *r, struct machine_state_image *img,
                        struct error *err)
 {
     memset(img, 0, sizeof(*img));
-    int ret = read_config(m, r, err);
+    int ret = read_config(m, r, img->eject, err);
     if (ret == 0) {
         ret = read_devices(m, r, img, err);
     }
@@ -380,12 +390,37 @@ int machine_state_read(struct machine *m, struct vmstate_reader *r, struct machi
     return ret;
 }
 
+bool machine_state_changes_devices(const struct machine_state_image *img)
+{
+    for (int i = 0; i < MACHINE_MAX_DISKS; i++) {
+        if (img->eject[i]) {
+            return true;
+        }
+    }
+    return false;
+}
+
+int machine_state_eject_saved(struct machine *m, const struct machine_state_image *img, struct error *err)
+{
+    for (int i = 0; i < MACHINE_MAX_DISKS; i++) {
+        int ret = img->eject[i] && m->disk_unplug[i] != DISK_UNPLUGGED ? machine_cold_disk_eject_now(m, i, err) : 0;
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    return 0;
+}
+
 int machine_state_apply(struct machine *m, const struct machine_state_image *img, struct error *err)
 {
+    int ret = machine_state_eject_saved(m, img, err);
+    if (ret < 0) {
+        return ret;
+    }
     for (int i = 0; i < img->count; i++) {
         struct state_buf b;
         state_buf_init_reader(&b, img->data[i], img->len[i]);
-        int ret = registered_device_load(img->device[i], &b, img->version[i], err);
+        ret = registered_device_load(img->device[i], &b, img->version[i], err);
         if (ret < 0) {
             return ret;
         }

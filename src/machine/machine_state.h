@@ -25,6 +25,7 @@ struct machine_state_image {
     uint32_t version[DEVICE_REGISTRY_MAX];
     uint8_t *data[DEVICE_REGISTRY_MAX];
     size_t len[DEVICE_REGISTRY_MAX];
+    bool eject[MACHINE_MAX_DISKS];  /* cold-plugged disks the saved guest had ejected, still here */
 };
 /* Reads and checks config (against this machine), then the device
  * sections, each for a device of this machine and every device once.
@@ -32,8 +33,14 @@ struct machine_state_image {
  * sections) or the end. */
 int machine_state_read(struct machine *m, struct vmstate_reader *r, struct machine_state_image *img,
                        struct error *err);
-/* Loads every device, then lets them look at requests the guest posted
- * before the snapshot. */
+/* Whether applying img drops devices (disks the saved guest had ejected). */
+bool machine_state_changes_devices(const struct machine_state_image *img);
+/* Drops those disks (quietly: that guest saw them go long ago). It changes
+ * the device set: run it where nothing else uses the devices (the main
+ * loop; an incoming migration hands it there). Done once: apply skips it. */
+int machine_state_eject_saved(struct machine *m, const struct machine_state_image *img, struct error *err);
+/* Drops the disks img ejects (if still here), loads every device, then
+ * lets them look at requests the guest posted before the snapshot. */
 int machine_state_apply(struct machine *m, const struct machine_state_image *img, struct error *err);
 void machine_state_image_free(struct machine_state_image *img);
 

@@ -105,6 +105,11 @@ struct migration_hooks {
     /* postcopy_preempt: a second connection to the destination (the
      * program connects to the same URI again), or <0 with the reason. */
     int (*open_channel)(void *opaque, struct error *err);
+    /* The destination: runs fn(arg) where the machine's device set may
+     * change (the program's main loop, which otherwise may be using the
+     * devices) and waits for it; NULL: fn runs on the migration's thread
+     * (nothing else touches the machine). */
+    int (*on_main_loop)(void *opaque, int (*fn)(void *arg, struct error *err), void *arg, struct error *err);
     void *opaque;
 };
 

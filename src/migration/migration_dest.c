@@ -321,11 +321,22 @@ static void *load_main(void *opaque)
     return NULL;
 }
 
-/* The device sections (the same a snapshot has), from "config" on. */
+static int eject_saved(void *opaque, struct error *err)
+{
+    struct migration_dest *d = opaque;
+    return machine_state_eject_saved(d->m, &d->img, err);
+}
+
+/* The device sections (the same a snapshot has), from "config" on. The
+ * disks the source's guest had ejected go on the main loop, which may be
+ * using them (QMP's query-block) until then. */
 static int load_devices(struct migration_dest *d)
 {
     vmstate_section_unread(&d->r, 0);
     int ret = machine_state_read(d->m, &d->r, &d->img, &d->err);
+    if (ret == 0 && machine_state_changes_devices(&d->img)) {
+        ret = d->h.on_main_loop ? d->h.on_main_loop(d->h.opaque, eject_saved, d, &d->err) : eject_saved(d, &d->err);
+    }
     if (ret < 0) {
         return ret;
     }

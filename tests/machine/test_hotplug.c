@@ -11,12 +11,15 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <cmocka.h>
 
 #include "bare_machine.h"
 #include "block/block_job.h"
 #include "block/blockdev.h"
+#include "migration/migration.h"
 #include "virtio/virtio_pci.h"
 
 static char deleted[8][64];       /* their ids ("(none)" when anonymous) */
@@ -389,6 +392,88 @@ static void test_ejected_disk_stays_ejected_across_restore(void **state)
     cold_rig_destroy(&rb);
 }
 
+/* The migration thread's stand-in for the main loop: it asks, the test's
+ * thread (the main loop) runs the call when it chooses. */
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int (*fn)(void *arg, struct error *err);
+    void *arg;
+    bool asked, done;
+    int ret;
+} loop_call = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+
+static int on_main_loop(void *opaque, int (*fn)(void *arg, struct error *err), void *arg, struct error *err)
+{
+    pthread_mutex_lock(&loop_call.lock);
+    loop_call.fn = fn;
+    loop_call.arg = arg;
+    loop_call.asked = true;
+    pthread_cond_broadcast(&loop_call.cond);
+    while (!loop_call.done) {
+        pthread_cond_wait(&loop_call.cond, &loop_call.lock);
+    }
+    int ret = loop_call.ret;
+    pthread_mutex_unlock(&loop_call.lock);
+    return ret;
+}
+
+/* The migration's destination leaves a disk its source's guest ejected
+ * alone until the main loop drops it: until then the main loop may be
+ * using it (QMP's query-block), so the migration thread must not close it
+ * under its feet. Found by review. */
+static void test_incoming_eject_waits_for_main_loop(void **state)
+{
+    struct cold_rig ra, rb;
+    struct machine *a = cold_disk_machine(&ra), *b = cold_disk_machine(&rb);
+    struct error err = { 0 };
+    int slot = machine_disk_pci_slot(a, 0)->pci->pci.slot, fds[2];
+    assert_int_equal(machine_device_del(a, "/machine/peripheral-anon/device[0]", &err), 0);
+    guest_ejects(a, slot);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+    struct migration_params p;
+    migration_params_default(&p);
+    p.max_bandwidth = 0;
+    struct migration_hooks dh = { .on_main_loop = on_main_loop };
+    struct migration_source *src = NULL;
+    struct migration_dest *dst = NULL;
+    loop_call.asked = loop_call.done = false;
+    assert_int_equal(migration_dest_start(&dst, b, fds[1], &dh, &err), 0);
+    assert_int_equal(migration_source_start(&src, a, fds[0], &p, NULL, &err), 0);
+    pthread_mutex_lock(&loop_call.lock);
+    for (int i = 0; i < 3000 && !loop_call.asked && !migration_dest_done(dst); i++) {
+        pthread_mutex_unlock(&loop_call.lock);
+        usleep(10000);
+        pthread_mutex_lock(&loop_call.lock);
+    }
+    bool asked = loop_call.asked;
+    pthread_mutex_unlock(&loop_call.lock);
+    if (!asked) {
+        fail_msg("the incoming migration dropped the ejected disk without the main loop (disk %s)",
+                 b->disks[0] ? "still here" : "closed on the migration thread");
+    }
+    /* The migration waits: the main loop still has the disk to use. */
+    struct disk_layer l;
+    bool ro;
+    assert_non_null(b->disks[0]);
+    assert_int_equal(machine_disk_chain(b, 0, &l, 1, &ro), 1);
+    pthread_mutex_lock(&loop_call.lock);
+    loop_call.ret = loop_call.fn(loop_call.arg, &err);
+    loop_call.done = true;
+    pthread_cond_broadcast(&loop_call.cond);
+    pthread_mutex_unlock(&loop_call.lock);
+    assert_int_equal(loop_call.ret, 0);
+    if (migration_source_wait(src, &err) < 0 || migration_dest_wait(dst, &err) < 0) {
+        fail_msg("migration: %s", err.msg);
+    }
+    assert_null(b->disks[0]);
+    assert_null(device_registry_find(&b->devices, "virtio.1"));
+    migration_source_free(src);
+    migration_dest_free(dst);
+    cold_rig_destroy(&ra);
+    cold_rig_destroy(&rb);
+}
+
 /* An id too long to keep whole is refused: cut short, a second device took
  * the same id and device_del found neither. Found by review. */
 static void test_long_id_refused(void **state)
@@ -512,6 +597,7 @@ int main(void)
         cmocka_unit_test(test_cold_plugged_disk_ejects),
         cmocka_unit_test(test_eject_waits_for_job_and_migration),
         cmocka_unit_test(test_ejected_disk_stays_ejected_across_restore),
+        cmocka_unit_test(test_incoming_eject_waits_for_main_loop),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

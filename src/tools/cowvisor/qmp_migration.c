@@ -28,7 +28,7 @@
 #include "migration/migration.h"
 #include "util/log.h"
 
-enum op { OP_NONE, OP_STOP, OP_START };
+enum op { OP_NONE, OP_STOP, OP_START, OP_CALL };
 
 #define QUEUE 64
 
@@ -40,6 +40,10 @@ static struct {
     pthread_cond_t cond;
     enum op op;                     /* asked by the migration thread */
     bool op_done;
+    int (*call_fn)(void *arg, struct error *err);   /* OP_CALL's function, its argument and result */
+    void *call_arg;
+    int call_ret;
+    struct error call_err;
     enum migration_status status_q[QUEUE];
     bool status_dest[QUEUE];        /* the change is the incoming side's */
     int nstatus;
@@ -71,8 +75,8 @@ static void kick(void)
     }
 }
 
-/* Runs op on the main loop and waits for it. */
-static void run_on_loop(enum op op)
+/* Runs op on the main loop and waits for it; false: the loop is gone. */
+static bool run_on_loop(enum op op)
 {
     pthread_mutex_lock(&mig.lock);
     mig.op = op;
@@ -83,7 +87,9 @@ static void run_on_loop(enum op op)
     while (!mig.op_done && !mig.loop_gone) {
         pthread_cond_wait(&mig.cond, &mig.lock);
     }
+    bool done = mig.op_done;
     pthread_mutex_unlock(&mig.lock);
+    return done;
 }
 
 static void hook_stop(void *opaque)
@@ -94,6 +100,20 @@ static void hook_stop(void *opaque)
 static void hook_start(void *opaque)
 {
     run_on_loop(OP_START);
+}
+
+/* The destination's device-set changes, where QMP's handlers use the devices. */
+static int hook_on_main_loop(void *opaque, int (*fn)(void *arg, struct error *err), void *arg, struct error *err)
+{
+    mig.call_fn = fn;       /* one migration thread asks at a time; read by the loop after the kick */
+    mig.call_arg = arg;
+    if (!run_on_loop(OP_CALL)) {
+        return error_set(err, -ECANCELED, "the main loop ended before the device state could load");
+    }
+    if (mig.call_ret < 0) {
+        *err = mig.call_err;
+    }
+    return mig.call_ret;
 }
 
 static const bool role_source = false, role_dest = true;
@@ -131,7 +151,7 @@ static const struct migration_hooks src_hooks = {
     .open_channel = hook_open_channel, .opaque = (void *)&role_source,
 };
 static const struct migration_hooks dest_hooks = {
-    .start = hook_start, .status = hook_status, .opaque = (void *)&role_dest,
+    .start = hook_start, .status = hook_status, .on_main_loop = hook_on_main_loop, .opaque = (void *)&role_dest,
 };
 
 /* ---- the main loop's side ---- */
@@ -211,6 +231,9 @@ static void loop_event(void *opaque, int fd, uint32_t events)
     } else if (op == OP_START) {
         mig.finishing = false;
         machine_resume(mig.m);
+    } else if (op == OP_CALL) {
+        error_clear(&mig.call_err);
+        mig.call_ret = mig.call_fn(mig.call_arg, &mig.call_err);
     }
     if (op != OP_NONE) {
         pthread_mutex_lock(&mig.lock);
