@@ -311,32 +311,40 @@ static int begin_postcopy(struct migration_dest *d)
     return 0;
 }
 
-static void *load_main(void *opaque)
-{
-    struct migration_dest *d = opaque;
-    d->load_result = machine_state_apply(d->m, &d->img, &d->load_err);
-    if (d->load_result == 0) {
-        start_guest(d);
-    }
-    return NULL;
-}
-
 static int eject_saved(void *opaque, struct error *err)
 {
     struct migration_dest *d = opaque;
     return machine_state_eject_saved(d->m, &d->img, err);
 }
 
-/* The device sections (the same a snapshot has), from "config" on. The
- * disks the source's guest had ejected go on the main loop, which may be
- * using them (QMP's query-block) until then. */
+/* The disks the source's guest had ejected go on the main loop, which may
+ * be using them (QMP's query-block) until then; then the devices load. In
+ * post-copy this runs on the loader: the receiving thread goes on placing
+ * pages meanwhile, should the main loop touch a missing one. */
+static int apply_state(struct migration_dest *d, struct error *err)
+{
+    int ret = 0;
+    if (machine_state_changes_devices(&d->img)) {
+        ret = d->h.on_main_loop ? d->h.on_main_loop(d->h.opaque, eject_saved, d, err) : eject_saved(d, err);
+    }
+    return ret < 0 ? ret : machine_state_apply(d->m, &d->img, err);
+}
+
+static void *load_main(void *opaque)
+{
+    struct migration_dest *d = opaque;
+    d->load_result = apply_state(d, &d->load_err);
+    if (d->load_result == 0) {
+        start_guest(d);
+    }
+    return NULL;
+}
+
+/* The device sections (the same a snapshot has), from "config" on. */
 static int load_devices(struct migration_dest *d)
 {
     vmstate_section_unread(&d->r, 0);
     int ret = machine_state_read(d->m, &d->r, &d->img, &d->err);
-    if (ret == 0 && machine_state_changes_devices(&d->img)) {
-        ret = d->h.on_main_loop ? d->h.on_main_loop(d->h.opaque, eject_saved, d, &d->err) : eject_saved(d, &d->err);
-    }
     if (ret < 0) {
         return ret;
     }
@@ -350,7 +358,7 @@ static int load_devices(struct migration_dest *d)
         return ret;
     }
     if (!d->pc) {
-        return machine_state_apply(d->m, &d->img, &d->err);
+        return apply_state(d, &d->err);
     }
     if (pthread_create(&d->loader, NULL, load_main, d) != 0) {
         return error_set(&d->err, -EAGAIN, "cannot start the device loader");

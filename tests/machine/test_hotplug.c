@@ -421,8 +421,8 @@ static int on_main_loop(void *opaque, int (*fn)(void *arg, struct error *err), v
 /* The migration's destination leaves a disk its source's guest ejected
  * alone until the main loop drops it: until then the main loop may be
  * using it (QMP's query-block), so the migration thread must not close it
- * under its feet. Found by review. */
-static void test_incoming_eject_waits_for_main_loop(void **state)
+ * under its feet. Found by review. Post-copy: the device loader asks. */
+static void incoming_eject(bool postcopy)
 {
     struct cold_rig ra, rb;
     struct machine *a = cold_disk_machine(&ra), *b = cold_disk_machine(&rb);
@@ -433,13 +433,17 @@ static void test_incoming_eject_waits_for_main_loop(void **state)
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
     struct migration_params p;
     migration_params_default(&p);
-    p.max_bandwidth = 0;
+    p.max_bandwidth = postcopy ? 8 << 20 : 0;     /* post-copy: asked for in the first pass */
+    p.postcopy_ram = postcopy;
     struct migration_hooks dh = { .on_main_loop = on_main_loop };
     struct migration_source *src = NULL;
     struct migration_dest *dst = NULL;
     loop_call.asked = loop_call.done = false;
     assert_int_equal(migration_dest_start(&dst, b, fds[1], &dh, &err), 0);
     assert_int_equal(migration_source_start(&src, a, fds[0], &p, NULL, &err), 0);
+    if (postcopy) {
+        assert_int_equal(migration_source_start_postcopy(src, &err), 0);
+    }
     pthread_mutex_lock(&loop_call.lock);
     for (int i = 0; i < 3000 && !loop_call.asked && !migration_dest_done(dst); i++) {
         pthread_mutex_unlock(&loop_call.lock);
@@ -450,7 +454,7 @@ static void test_incoming_eject_waits_for_main_loop(void **state)
     pthread_mutex_unlock(&loop_call.lock);
     if (!asked) {
         fail_msg("the incoming migration dropped the ejected disk without the main loop (disk %s)",
-                 b->disks[0] ? "still here" : "closed on the migration thread");
+                 b->disks[0] ? "still here" : "closed by a migration thread");
     }
     /* The migration waits: the main loop still has the disk to use. */
     struct disk_layer l;
@@ -468,10 +472,23 @@ static void test_incoming_eject_waits_for_main_loop(void **state)
     }
     assert_null(b->disks[0]);
     assert_null(device_registry_find(&b->devices, "virtio.1"));
+    struct migration_stats ss;
+    migration_source_stats(src, &ss);
+    assert_true(!postcopy || ss.postcopy_bytes > 0);     /* it did run as post-copy */
     migration_source_free(src);
     migration_dest_free(dst);
     cold_rig_destroy(&ra);
     cold_rig_destroy(&rb);
+}
+
+static void test_incoming_eject_waits_for_main_loop(void **state)
+{
+    incoming_eject(false);
+}
+
+static void test_incoming_eject_waits_for_main_loop_postcopy(void **state)
+{
+    incoming_eject(true);
 }
 
 /* An id too long to keep whole is refused: cut short, a second device took
@@ -598,6 +615,7 @@ int main(void)
         cmocka_unit_test(test_eject_waits_for_job_and_migration),
         cmocka_unit_test(test_ejected_disk_stays_ejected_across_restore),
         cmocka_unit_test(test_incoming_eject_waits_for_main_loop),
+        cmocka_unit_test(test_incoming_eject_waits_for_main_loop_postcopy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
