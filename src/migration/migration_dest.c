@@ -106,17 +106,32 @@ static void bits_free(struct page_bits *b)
 
 /* ---- placing pages ---- */
 
+/* Atomics, no lock: in post-copy the preempt receiver counts too, and
+ * must not wait for the niced receiving thread preempted holding d->lock
+ * (a fault waits for that page). The receiving thread alone moves
+ * transferred (its reader's position). */
 static void count_page(struct migration_dest *d, bool zero)
 {
-    pthread_mutex_lock(&d->lock);
     if (zero) {
-        d->st.duplicate++;
+        __atomic_add_fetch(&d->st.duplicate, 1, __ATOMIC_RELAXED);
     } else {
-        d->st.normal++;
-        d->st.normal_bytes += GUEST_PAGE_SIZE;
+        __atomic_add_fetch(&d->st.normal, 1, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&d->st.normal_bytes, GUEST_PAGE_SIZE, __ATOMIC_RELAXED);
     }
-    d->st.transferred = d->r.pos;
-    pthread_mutex_unlock(&d->lock);
+}
+
+static void count_transferred(struct migration_dest *d)
+{
+    __atomic_store_n(&d->st.transferred, d->r.pos, __ATOMIC_RELAXED);
+}
+
+/* The counters count_page moves, read as atomics too. */
+static void read_counters(struct migration_dest *d, struct migration_stats *out)
+{
+    out->duplicate = __atomic_load_n(&d->st.duplicate, __ATOMIC_RELAXED);
+    out->normal = __atomic_load_n(&d->st.normal, __ATOMIC_RELAXED);
+    out->normal_bytes = __atomic_load_n(&d->st.normal_bytes, __ATOMIC_RELAXED);
+    out->transferred = __atomic_load_n(&d->st.transferred, __ATOMIC_RELAXED);
 }
 
 /* Pre-copy: the guest is stopped, so pages are plain writes. A zero page
@@ -486,6 +501,7 @@ static int receive_section(struct migration_dest *d, bool *devices_)
         }
         if (strcmp(d->r.section, MIG_SECTION_RAM) == 0) {
             ret = mig_ram_read(&d->r, d->mem, d->pc ? place_postcopy : place_precopy, d, &d->err);
+            count_transferred(d);
         } else if ((strcmp(d->r.section, MIG_SECTION_DISK) == 0 || strcmp(d->r.section, MIG_SECTION_DISK_END) == 0) &&
                    !devices) {
             ret = receive_disk(d, strcmp(d->r.section, MIG_SECTION_DISK_END) == 0);
@@ -638,6 +654,7 @@ void migration_dest_stats(struct migration_dest *d, struct migration_stats *out)
 {
     pthread_mutex_lock(&d->lock);
     *out = d->st;
+    read_counters(d, out);
     if (d->pc) {
         out->postcopy_requests = postcopy_dest_requests(d->pc);
         latency_stats(d->pc, out);

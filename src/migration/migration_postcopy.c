@@ -120,18 +120,24 @@ static void wait_begin(struct postcopy_dest *pc, uint64_t gpa)
     pthread_mutex_lock(&pc->wait_lock);
     if (!pc->wait_ns[h]) {          /* a slot taken by another page: that fault goes unmeasured */
         pc->wait_gpa[h] = gpa;
-        pc->wait_ns[h] = mig_now_ns();
+        __atomic_store_n(&pc->wait_ns[h], mig_now_ns(), __ATOMIC_RELEASE);
     }
     pthread_mutex_unlock(&pc->wait_lock);
 }
 
+/* Called for every page placed: the bulk stream's (a niced thread, often
+ * preempted) skips the lock unless a fault waits in its slot, so the fault
+ * thread and the preempt receiver rarely wait for it to run again. */
 static void wait_end(struct postcopy_dest *pc, uint64_t gpa)
 {
     unsigned h = (unsigned)(gpa / GUEST_PAGE_SIZE) % WAITING;
+    if (!__atomic_load_n(&pc->wait_ns[h], __ATOMIC_ACQUIRE)) {
+        return;
+    }
     pthread_mutex_lock(&pc->wait_lock);
     if (pc->wait_ns[h] && pc->wait_gpa[h] == gpa) {
         uint64_t ns = mig_now_ns() - pc->wait_ns[h];
-        pc->wait_ns[h] = 0;
+        __atomic_store_n(&pc->wait_ns[h], 0, __ATOMIC_RELAXED);
         pc->blocktime_ns += ns;
         pc->resolved++;
         int b = 0;
