@@ -19,3 +19,16 @@ scratch_dir() {  # a directory for the images, removed at exit (sets dir)
     dir=$(mktemp -d "${BENCH_DIR:-/var/tmp}/cowvisor-bench.XXXXXX")
     trap 'rm -rf "$dir"' EXIT
 }
+migrate_until_done() {  # QMP-SOCKET COMMAND...: sends the commands, then polls query-migrate until
+    # "completed" (30 s at most); prints the source's "total-time downtime" in ms
+    local sock=$1 out
+    shift
+    local cmds=("$@")
+    for _ in $(seq 600); do
+        out=$(python3 tests/vmstate/qmp.py "$sock" "${cmds[@]}" query-migrate | tail -1)
+        cmds=(qmp_capabilities)
+        grep -q '"status": "completed"' <<<"$out" && break
+        sleep 0.05
+    done
+    python3 -c 'import json,sys; r=json.loads(sys.argv[1])["return"]; print(r.get("total-time",0), r.get("downtime",0))' "$out"
+}

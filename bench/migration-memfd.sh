@@ -12,6 +12,7 @@ build=${1:-build}
 gib=${2:-4}
 runs=${3:-3}
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 QEMU=${QEMU:-qemu-system-x86_64}
 QMP="python3 tests/vmstate/qmp.py"
 dir=$(mktemp -d "${TMPDIR:-/tmp}/memfd-bench.XXXXXX")
@@ -39,15 +40,8 @@ qemu_one() {
     wait_sock "$dir/src.sock"
     local caps='{"execute": "migrate-set-capabilities", "arguments": {"capabilities": [{"capability": "x-ignore-shared", "state": true}]}}'
     $QMP "$dir/dst.sock" qmp_capabilities "$caps" >/dev/null
-    local cmds=(qmp_capabilities "$caps" "{\"execute\": \"migrate\", \"arguments\": {\"uri\": \"unix:$dir/mig\"}}") out
-    for _ in $(seq 600); do
-        out=$($QMP "$dir/src.sock" "${cmds[@]}" query-migrate | tail -1)
-        cmds=(qmp_capabilities)
-        grep -q '"status": "completed"' <<<"$out" && break
-        sleep 0.05
-    done
-    python3 -c 'import json,sys; r=json.loads(sys.argv[1])["return"]; print(r.get("total-time",0), r.get("downtime",0))' \
-        "$out" >"$dir/qemu.txt"
+    migrate_until_done "$dir/src.sock" qmp_capabilities "$caps" \
+        "{\"execute\": \"migrate\", \"arguments\": {\"uri\": \"unix:$dir/mig\"}}" >"$dir/qemu.txt"
     $QMP "$dir/src.sock" qmp_capabilities quit >/dev/null || true
     $QMP "$dir/dst.sock" qmp_capabilities quit >/dev/null || true
     wait

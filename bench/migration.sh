@@ -9,6 +9,7 @@
 set -euo pipefail
 build=${1:-build}
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 COWVISOR=${COWVISOR:-$build/src/tools/cowvisor/cowvisor}
 GUEST=${GUEST:-$build/guest/guest.elf}
 QEMU=${QEMU:-qemu-system-x86_64}
@@ -54,14 +55,7 @@ one() {
     $QMP "$dir/dst.sock" qmp_capabilities "$CAPS" >/dev/null
     local cmds=(qmp_capabilities "$CAPS" "$PARAMS" "{\"execute\": \"migrate\", \"arguments\": {\"uri\": \"unix:$dir/mig\"}}")
     [[ $mode == postcopy ]] && cmds+=(migrate-start-postcopy)
-    local out
-    for _ in $(seq 300); do
-        out=$($QMP "$dir/src.sock" "${cmds[@]}" query-migrate | tail -1)
-        cmds=(qmp_capabilities)
-        grep -q '"status": "completed"' <<<"$out" && break
-        sleep 0.1
-    done
-    python3 -c 'import json,sys; r=json.loads(sys.argv[1])["return"]; print(r.get("total-time",0), r.get("downtime",0))' "$out"
+    migrate_until_done "$dir/src.sock" "${cmds[@]}"
     $QMP "$dir/src.sock" qmp_capabilities quit >/dev/null || true
     $QMP "$dir/dst.sock" qmp_capabilities quit >/dev/null || true
     wait
