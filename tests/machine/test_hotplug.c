@@ -491,6 +491,32 @@ static void test_incoming_eject_waits_for_main_loop_postcopy(void **state)
     incoming_eject(true);
 }
 
+/* A restore refused after its configuration was read leaves the machine as
+ * it was: the disk the snapshot had ejected is still here (it was ejected
+ * while the state was read, before the checks). Found by review. */
+static int extra_save(void *dev, struct state_buf *b, struct error *err) { (void)dev; (void)b; (void)err; return 0; }
+static int extra_load(void *dev, struct state_buf *b, uint32_t v, struct error *err) { (void)dev; (void)b; (void)v; (void)err; return 0; }
+static const struct device_ops extra_ops = { .version = 1, .save = extra_save, .load = extra_load };
+static void test_refused_restore_keeps_the_disk(void **state)
+{
+    struct cold_rig ra, rb;
+    struct machine *a = cold_disk_machine(&ra), *b = cold_disk_machine(&rb);
+    struct error err = { 0 };
+    int slot = machine_disk_pci_slot(a, 0)->pci->pci.slot;
+    assert_int_equal(machine_device_del(a, "/machine/peripheral-anon/device[0]", &err), 0);
+    guest_ejects(a, slot);
+    struct bare_stream without;
+    bare_save(a, &without);
+    static int dummy;
+    assert_true(machine_add_device(b, "extra-device", -1, &extra_ops, &dummy, &err) >= 0);
+    int ret = bare_load(b, &without, &err);
+    assert_true(ret < 0);
+    assert_non_null(b->disks[0]);
+    close(without.fd);
+    cold_rig_destroy(&ra);
+    cold_rig_destroy(&rb);
+}
+
 /* An id too long to keep whole is refused: cut short, a second device took
  * the same id and device_del found neither. Found by review. */
 static void test_long_id_refused(void **state)
@@ -614,6 +640,7 @@ int main(void)
         cmocka_unit_test(test_cold_plugged_disk_ejects),
         cmocka_unit_test(test_eject_waits_for_job_and_migration),
         cmocka_unit_test(test_ejected_disk_stays_ejected_across_restore),
+        cmocka_unit_test(test_refused_restore_keeps_the_disk),
         cmocka_unit_test(test_incoming_eject_waits_for_main_loop),
         cmocka_unit_test(test_incoming_eject_waits_for_main_loop_postcopy),
     };
