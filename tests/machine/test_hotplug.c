@@ -491,12 +491,13 @@ static void test_incoming_eject_waits_for_main_loop_postcopy(void **state)
     incoming_eject(true);
 }
 
-/* A restore refused after its configuration was read leaves the machine as
- * it was: the disk the snapshot had ejected is still here (it was ejected
- * while the state was read, before the checks). Found by review. */
+/* A device the snapshot has no section for: the restore is refused. */
 static int extra_save(void *dev, struct state_buf *b, struct error *err) { (void)dev; (void)b; (void)err; return 0; }
 static int extra_load(void *dev, struct state_buf *b, uint32_t v, struct error *err) { (void)dev; (void)b; (void)v; (void)err; return 0; }
 static const struct device_ops extra_ops = { .version = 1, .save = extra_save, .load = extra_load };
+/* A restore refused after its configuration was read leaves the machine as
+ * it was: the disk the snapshot had ejected is still here (it was ejected
+ * while the state was read, before the checks). Found by review. */
 static void test_refused_restore_keeps_the_disk(void **state)
 {
     struct cold_rig ra, rb;
