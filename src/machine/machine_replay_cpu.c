@@ -99,7 +99,7 @@ enum replay_action machine_replay_exit(struct machine *m, struct kvm_run *run, c
     exit_clock_tick(&r->clock);
     pit_set_time(&r->pit, r->clock.ticks);
     struct replay_exit e;
-    replay_kvm_exit(run, regs, &e);
+    replay_kvm_exit(run, regs, r->hash, &e);
     if (replay_exit(r->rp, &e, err) < 0) {
         return REPLAY_ACT_STOP;
     }

@@ -204,7 +204,7 @@ static int reopen(int fd)
 static void header_for(const struct machine_config *cfg, struct replay_header *h)
 {
     struct error err = { 0 };
-    assert_int_equal(machine_replay_header(cfg, REPLAY_START_BOOT, NULL, h, &err), 0);
+    assert_int_equal(machine_replay_header(cfg, REPLAY_START_BOOT, NULL, REPLAY_LOG_VERSION, h, &err), 0);
 }
 
 /* Records the script on a fresh machine into a new memfd (returned); *events: how many. */
@@ -416,7 +416,7 @@ static void test_other_configuration_refused(void **state)
     struct replay_header h;
     struct replay *rp;
     error_clear(&err);
-    assert_int_equal(machine_replay_header(&bare_config, REPLAY_START_LOADVM, "snap1", &h, &err), 0);
+    assert_int_equal(machine_replay_header(&bare_config, REPLAY_START_LOADVM, "snap1", REPLAY_LOG_VERSION, &h, &err), 0);
     assert_true(replay_replay_begin(&rp, reopen(log), &h, &err) < 0);
     assert_non_null(strstr(err.msg, "starts from boot, this run from --loadvm snap1"));
 
@@ -428,9 +428,9 @@ static void test_other_configuration_refused(void **state)
     struct machine_config k = bare_config;
     k.kernel = path;
     struct replay_header h1, h2;
-    assert_int_equal(machine_replay_header(&k, REPLAY_START_BOOT, NULL, &h1, &err), 0);
+    assert_int_equal(machine_replay_header(&k, REPLAY_START_BOOT, NULL, REPLAY_LOG_VERSION, &h1, &err), 0);
     assert_int_equal(pwrite(kfd, "2", 1, 7), 1);
-    assert_int_equal(machine_replay_header(&k, REPLAY_START_BOOT, NULL, &h2, &err), 0);
+    assert_int_equal(machine_replay_header(&k, REPLAY_START_BOOT, NULL, REPLAY_LOG_VERSION, &h2, &err), 0);
     assert_int_equal(h1.config_hash, h2.config_hash);
     assert_true(h1.kernel_hash != h2.kernel_hash);
     close(kfd);
@@ -523,27 +523,27 @@ static void test_kvm_exit_record(void **state)
     run->io.count = 1;
     run->io.data_offset = 1024;
     page[1024] = 'A';
-    replay_kvm_exit(run, &regs, &a);
+    replay_kvm_exit(run, &regs, replay_hash, &a);
     assert_int_equal(a.reason, KVM_EXIT_IO);
     assert_int_equal(a.rip, 0x1234);
     assert_int_equal(a.addr, 0x3f8);
     assert_int_equal(a.size, 1);
     assert_int_equal(a.value & 0xff, 'A');
-    replay_kvm_exit(run, &regs, &b);
+    replay_kvm_exit(run, &regs, replay_hash, &b);
     assert_memory_equal(&a, &b, sizeof(a));
     regs.rflags &= ~(1u << 16);                 /* RF does not count */
-    replay_kvm_exit(run, &regs, &b);
+    replay_kvm_exit(run, &regs, replay_hash, &b);
     assert_memory_equal(&a, &b, sizeof(a));
     regs.rbx = 1;
-    replay_kvm_exit(run, &regs, &b);
+    replay_kvm_exit(run, &regs, replay_hash, &b);
     assert_true(a.reg_hash != b.reg_hash);
     regs.rbx = 0;
     page[1024] = 'B';
-    replay_kvm_exit(run, &regs, &b);
+    replay_kvm_exit(run, &regs, replay_hash, &b);
     assert_true(a.value != b.value);
     page[1024] = 'A';
     run->io.direction = KVM_EXIT_IO_IN;
-    replay_kvm_exit(run, &regs, &b);
+    replay_kvm_exit(run, &regs, replay_hash, &b);
     assert_true(a.value != b.value);
 
     memset(page, 0, sizeof(page));
@@ -552,7 +552,7 @@ static void test_kvm_exit_record(void **state)
     run->mmio.len = 4;
     run->mmio.is_write = 1;
     memcpy(run->mmio.data, "\x01\x00\x00\x00", 4);
-    replay_kvm_exit(run, &regs, &a);
+    replay_kvm_exit(run, &regs, replay_hash, &a);
     assert_int_equal(a.addr, 0xd0000050);
     assert_int_equal(a.size, 4);
     assert_int_equal(a.value, 1ull | 1ull << 63);

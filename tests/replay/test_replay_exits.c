@@ -92,6 +92,45 @@ static void record_then_replay_three_times(void **state)
     }
 }
 
+static uint32_t log_version(const char *path)
+{
+    uint8_t head[12];
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    assert_int_equal(fread(head, 1, sizeof(head), f), sizeof(head));
+    fclose(f);
+    return (uint32_t)head[8] | (uint32_t)head[9] << 8 | (uint32_t)head[10] << 16 | (uint32_t)head[11] << 24;
+}
+
+static void copy_to_log(const char *from)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", from, log_path);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* The script recorded by the version 2 writer (crc32 checks, hashes a byte
+ * at a time) replays: the same decisions as a version 3 recording. */
+static void a_version_2_log_replays(void **state)
+{
+    (void)state;
+    struct error err = { 0 };
+    struct trace rec, rep;
+    int64_t recorded, replayed;
+    assert_int_equal(run(MACHINE_REPLAY_RECORD, NSTEPS, -1, &rec, &recorded, &err), NSTEPS);
+    assert_int_equal(log_version(log_path), REPLAY_LOG_VERSION);
+    copy_to_log(FIXTURES "/exits-v2.log");
+    assert_int_equal(log_version(log_path), 2);
+    if (run(MACHINE_REPLAY_PLAY, NSTEPS, -1, &rep, &replayed, &err) != NSTEPS || replayed < 0) {
+        fail_msg("the version 2 log: %s", err.msg);
+    }
+    assert_int_equal(replayed, recorded);
+    assert_memory_equal(&rec, &rep, sizeof(rec));
+    /* Its register hashes are version 2's: another guest still diverges. */
+    assert_int_equal(run(MACHINE_REPLAY_PLAY, NSTEPS, 12, &rep, &replayed, &err), 12);
+    assert_non_null(strstr(err.msg, "diverged at exit 13"));
+}
+
 static void another_rip_diverges_there(void **state)
 {
     (void)state;
@@ -336,6 +375,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(record_then_replay_three_times, setup, teardown),
         cmocka_unit_test_setup_teardown(another_rip_diverges_there, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_version_2_log_replays, setup, teardown),
         cmocka_unit_test_setup_teardown(replay_past_the_log_ends, setup, teardown),
         cmocka_unit_test_setup_teardown(break_points, setup, teardown),
         cmocka_unit_test_setup_teardown(console_end_is_remembered, setup, teardown),
