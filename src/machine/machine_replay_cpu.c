@@ -59,9 +59,10 @@ static enum replay_action offer_interrupt(struct machine *m, struct kvm_run *run
 {
     struct machine_replay *r = m->replay;
     /* Mirrored: a snapshot keeps it (kvm_run is not saved state). */
-    r->window = pic_has_interrupt(&r->pic) && (!run->ready_for_interrupt_injection || !run->if_flag);
+    bool pending = pic_has_interrupt(&r->pic);
+    r->window = pending && (!run->ready_for_interrupt_injection || !run->if_flag);
     run->request_interrupt_window = r->window;  /* an exit when the guest can take it */
-    if (!pic_has_interrupt(&r->pic) || r->window) {
+    if (!pending || r->window) {
         return REPLAY_ACT_GO;
     }
     *vector = pic_acknowledge(&r->pic);
@@ -95,12 +96,11 @@ enum replay_action machine_replay_exit(struct machine *m, struct kvm_run *run, c
     if (run->exit_reason == KVM_EXIT_X86_RDMSR || run->exit_reason == KVM_EXIT_X86_WRMSR) {
         answer_msr(r, run);
     }
-    replay_advance(r->rp);
     exit_clock_tick(&r->clock);
     pit_set_time(&r->pit, r->clock.ticks);
     struct replay_exit e;
     replay_kvm_exit(run, regs, r->hash, &e);
-    if (replay_exit(r->rp, &e, err) < 0) {
+    if (replay_next_exit(r->rp, &e, err) < 0) {
         return REPLAY_ACT_STOP;
     }
     machine_replay_console(m, r->rp);
