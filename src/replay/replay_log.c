@@ -12,7 +12,7 @@
 #define WBUF (1u << 20)
 #define RBUF (1u << 16)
 #define EVENT_HEAD 13           /* kind, ordinal, len */
-#define FILE_CHUNK (4u << 20)  /* reads of a disk image to hash */
+#define FILE_CHUNK (1u << 20)  /* reads of a disk image to hash: stays in cache, fewer syscalls than 64 KiB */
 #define FILE_SEED 0x636f77
 
 static const char *const kind_names[] = {
