@@ -29,8 +29,8 @@ struct irq_line machine_irq_line(struct machine *m, unsigned gsi)
  * where the user-space 8259 has only pins 0-15. Sharing the SCI's pin there
  * would lose interrupts: the 8259 keeps one level per pin, not a wired-OR of
  * its devices (the SCI lowering it hid a virtio device's raised line), and
- * it is edge-triggered (no ELCR), so a second device rising while the first
- * holds the pin high makes no edge. */
+ * an edge-triggered pin (ELCR bit clear) makes no edge for a second device
+ * rising while the first holds it high. */
 static const uint8_t mmio_isa_pins[] = { 5, 10, 11, 3, 7, 6, 14, 15 };
 #define MAX_REPLAY_MMIO (int)sizeof(mmio_isa_pins)
 
@@ -288,7 +288,9 @@ int machine_add_replay_devices(struct machine *m, struct error *err)
         (ret = bus_register(&m->vm.pio, PIC_MASTER_PORT, 2, pic_port_read, pic_port_write, &r->pic.port[0],
                             "pic", err)) < 0 ||
         (ret = bus_register(&m->vm.pio, PIC_SLAVE_PORT, 2, pic_port_read, pic_port_write, &r->pic.port[1],
-                            "pic-slave", err)) < 0) {
+                            "pic-slave", err)) < 0 ||
+        (ret = bus_register(&m->vm.pio, PIC_ELCR_PORT, 2, pic_elcr_read, pic_elcr_write, &r->pic, "elcr",
+                            err)) < 0) {
         return ret;
     }
     return m->vm.vm_fd >= 0 ? setup_kvm(m, err) : 0;
