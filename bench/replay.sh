@@ -55,6 +55,15 @@ travel() {  # section 4, before the KVM-only parts
     echo "-- 4. time travel: snapshots and the travel to one (512 MiB of RAM)"
     "$build/bench/replay_travel_bench" 512 "$dir"
     "$build/bench/replay_travel_bench" 512 "$dir" untouched
+    "$build/bench/replay_disk_travel_bench" 256 "$dir"
+    if command -v qemu-img >/dev/null && command -v qemu-io >/dev/null; then
+        # QEMU's replay snapshots revert the image in place (loadvm), losing what came after.
+        qemu-img create -q -f qcow2 "$dir/qd.qcow2" 256M
+        qemu-io -c "write -P 1 0 256M" "$dir/qd.qcow2" >/dev/null
+        qemu-img snapshot -c exit-1 "$dir/qd.qcow2"
+        echo "qemu-img snapshot -a of a 256 MiB overlay (in place): $(wall qemu-img snapshot -a exit-1 "$dir/qd.qcow2")s"
+        rm -f "$dir/qd.qcow2"
+    fi
     if command -v "$QEMU" >/dev/null && command -v qemu-img >/dev/null; then
         qemu-img create -q -f qcow2 "$dir/vm.qcow2" 64M
         local q=("$QEMU" -M pc -m 512 -nodefaults -display none -S -drive "file=$dir/vm.qcow2,if=virtio")
