@@ -500,6 +500,48 @@ static void test_corrupt_log_refused(void **state)
 }
 
 /* Without a feeder or an observer the seam reads the host as before. */
+/* A disk image's hash covers all of it, read in pieces: a byte changed past
+ * the first read changes it, put back gives the same hash again. Version 2
+ * hashes otherwise (its logs are checked against their own hash). */
+static void test_file_hash_covers_the_whole_file(void **state)
+{
+    (void)state;
+    struct error err = { 0 };
+    char path[] = "/tmp/test_replay_hash.XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    size_t size = (5u << 19) + 17;                       /* 2.5 MiB + 17: several reads of either size */
+    uint8_t *buf = malloc(size);
+    assert_non_null(buf);
+    for (size_t i = 0; i < size; i++) {
+        buf[i] = (uint8_t)(i * 131 + (i >> 12));
+    }
+    assert_int_equal(pwrite(fd, buf, size, 0), (ssize_t)size);
+    uint64_t h3, h2, again;
+    assert_int_equal(replay_hash_file(path, REPLAY_LOG_VERSION, &h3, &err), 0);
+    assert_int_equal(replay_hash_file(path, 2, &h2, &err), 0);
+    assert_true(h3 != h2 && h3 != 0);
+    {
+        size_t at = (2u << 20) + 5;
+        uint8_t flipped = buf[at] ^ 1;
+        assert_int_equal(pwrite(fd, &flipped, 1, (off_t)at), 1);
+        assert_int_equal(replay_hash_file(path, REPLAY_LOG_VERSION, &again, &err), 0);
+        assert_true(again != h3);
+        assert_int_equal(replay_hash_file(path, 2, &again, &err), 0);
+        assert_true(again != h2);
+        assert_int_equal(pwrite(fd, &buf[at], 1, (off_t)at), 1);
+    }
+    assert_int_equal(replay_hash_file(path, REPLAY_LOG_VERSION, &again, &err), 0);
+    assert_int_equal(again, h3);
+    assert_int_equal(replay_hash_file(NULL, REPLAY_LOG_VERSION, &again, &err), 0);
+    assert_int_equal(again, 0);
+    unlink(path);
+    assert_true(replay_hash_file(path, REPLAY_LOG_VERSION, &again, &err) < 0);
+    assert_non_null(strstr(err.msg, path));
+    close(fd);
+    free(buf);
+}
+
 static void test_seam_untouched_when_off(void **state)
 {
     int64_t t = host_input_clock();
@@ -587,6 +629,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_seam_untouched_when_off),
+        cmocka_unit_test(test_file_hash_covers_the_whole_file),
         cmocka_unit_test(test_record_replay_identical),
         cmocka_unit_test(test_tampered_log_diverges),
         cmocka_unit_test(test_modified_guest_diverges),
