@@ -1,5 +1,7 @@
 #include "replay/replay_log.h"
 
+#include "replay/replay_exit_code.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -11,7 +13,8 @@
 #define MAGIC "COWRPLAY"
 #define WBUF (1u << 20)
 #define RBUF (1u << 16)
-#define EVENT_HEAD 13           /* kind, ordinal, len */
+#define EVENT_HEAD 13           /* version 2: kind, u64 ordinal, u32 len */
+#define EVENT_HEAD_MAX (1 + REPLAY_VARINT_MAX + 5)     /* version 3: kind, varint step, varint len */
 #define FILE_CHUNK (1u << 20)  /* reads of a disk image to hash: stays in cache, fewer syscalls than 64 KiB */
 #define FILE_SEED 0x636f77
 
@@ -228,20 +231,33 @@ int replay_writer_event(struct replay_writer *w, uint8_t kind, uint64_t ordinal,
     }
     /* Built in place in the buffer, so its check runs once over contiguous
      * bytes and the payload is copied once. */
-    size_t size = EVENT_HEAD + (size_t)len + 4;
-    if (WBUF - w->used < size && flush(w, err) < 0) {
+    if (kind == REPLAY_EV_EXIT && len != sizeof(struct replay_exit)) {
+        return error_set(err, -EINVAL, "replay: an exit record of %u bytes", len);
+    }
+    bool exit = kind == REPLAY_EV_EXIT;
+    size_t most = EVENT_HEAD_MAX + (exit ? REPLAY_EXIT_CODE_MAX : len) + 4;
+    if (WBUF - w->used < most && flush(w, err) < 0) {
         return err ? err->code : -EIO;
     }
-    uint8_t *p = w->buf + w->used;
+    uint8_t *p = w->buf + w->used, code[REPLAY_EXIT_CODE_MAX];
+    size_t n = 1;
     p[0] = kind;
-    put_u64(p + 1, ordinal);
-    put_u32(p + 9, len);
-    if (len) {
-        memcpy(p + EVENT_HEAD, data, len);
+    n += replay_varint_put(p + n, ordinal - w->last_ordinal);
+    if (exit) {
+        struct replay_exit e;
+        memcpy(&e, data, sizeof(e));
+        len = (uint32_t)replay_exit_encode(&e, &w->last_rip, code);
+        data = code;
     }
-    put_u32(p + EVENT_HEAD + len, check_of(REPLAY_LOG_VERSION, p, EVENT_HEAD + len));
-    w->used += size;
-    w->bytes += size;
+    n += replay_varint_put(p + n, len);
+    if (len) {
+        memcpy(p + n, data, len);
+    }
+    n += len;
+    put_u32(p + n, check_of(REPLAY_LOG_VERSION, p, n));
+    n += 4;
+    w->used += n;
+    w->bytes += n;
     w->last_ordinal = ordinal;
     w->events++;
     return 0;
@@ -304,8 +320,7 @@ int replay_reader_begin(struct replay_reader *r, int fd, struct replay_header *h
     memset(r, 0, sizeof(*r));
     r->fd = fd;
     r->buf = malloc(RBUF);
-    r->event = malloc(EVENT_HEAD + REPLAY_MAX_PAYLOAD);
-    r->payload = r->event ? r->event + EVENT_HEAD : NULL;
+    r->event = malloc(EVENT_HEAD_MAX + REPLAY_MAX_PAYLOAD);
     if (!r->buf || !r->event) {
         return error_set(err, -ENOMEM, "replay: out of memory");
     }
@@ -349,12 +364,20 @@ int replay_reader_begin(struct replay_reader *r, int fd, struct replay_header *h
     return 0;
 }
 
-int replay_reader_next(struct replay_reader *r, struct replay_event *ev, struct error *err)
+static int corrupt_size(uint64_t at, unsigned kind, uint32_t len, struct error *err)
 {
-    if (r->ended) {
-        return 0;
-    }
-    uint64_t at = r->offset;
+    return error_set(err, -EPROTO, "replay log corrupt at byte %llu: a %s event of %u bytes", (unsigned long long)at,
+                     replay_event_kind_name(kind), len);
+}
+
+static int checksum_mismatch(uint64_t at, struct error *err)
+{
+    return error_set(err, -EPROTO, "replay log corrupt at byte %llu (event checksum mismatch)", (unsigned long long)at);
+}
+
+/* Version 2's event at byte at: fixed head, payload as stored. */
+static int next_v2(struct replay_reader *r, struct replay_event *ev, uint64_t at, struct error *err)
+{
     uint8_t *head = r->event, tail[4];
     int ret = take(r, head, EVENT_HEAD, "an event", err);
     if (ret < 0) {
@@ -363,17 +386,81 @@ int replay_reader_next(struct replay_reader *r, struct replay_event *ev, struct 
     ev->kind = head[0];
     ev->ordinal = get_u64(head + 1);
     ev->len = get_u32(head + 9);
-    ev->data = r->payload;
+    ev->data = r->event + EVENT_HEAD;
     if (ev->len > REPLAY_MAX_PAYLOAD) {
         return error_set(err, -EPROTO, "replay log corrupt at byte %llu: an event of %u bytes",
                          (unsigned long long)at, ev->len);
     }
-    if ((ret = take(r, r->payload, ev->len, "an event", err)) < 0 || (ret = take(r, tail, 4, "an event", err)) < 0) {
+    if ((ret = take(r, ev->data, ev->len, "an event", err)) < 0 || (ret = take(r, tail, 4, "an event", err)) < 0) {
         return ret;
     }
-    if (get_u32(tail) != check_of(r->version, r->event, EVENT_HEAD + ev->len)) {
-        return error_set(err, -EPROTO, "replay log corrupt at byte %llu (event checksum mismatch)",
-                         (unsigned long long)at);
+    return get_u32(tail) == check_of(r->version, r->event, EVENT_HEAD + ev->len) ? 0 : checksum_mismatch(at, err);
+}
+
+/* A varint of the event being read, kept in r->event at *n for its check. */
+static int take_varint(struct replay_reader *r, size_t *n, uint64_t *v, uint64_t at, struct error *err)
+{
+    uint64_t x = 0;
+    for (unsigned shift = 0; shift < 64; shift += 7) {
+        uint8_t *b = r->event + *n;
+        int ret = take(r, b, 1, "an event", err);
+        if (ret < 0) {
+            return ret;
+        }
+        (*n)++;
+        x |= (uint64_t)(*b & 0x7f) << shift;
+        if (!(*b & 0x80)) {
+            *v = x;
+            return 0;
+        }
+    }
+    return error_set(err, -EPROTO, "replay log corrupt at byte %llu: a number of more than 64 bits",
+                     (unsigned long long)at);
+}
+
+/* Version 3's event at byte at: the ordinal as a step, an exit's record coded. */
+static int next_v3(struct replay_reader *r, struct replay_event *ev, uint64_t at, struct error *err)
+{
+    uint64_t step = 0, len = 0;
+    uint8_t tail[4];
+    size_t n = 1;
+    int ret = take(r, r->event, 1, "an event", err);
+    if (ret < 0 || (ret = take_varint(r, &n, &step, at, err)) < 0 || (ret = take_varint(r, &n, &len, at, err)) < 0) {
+        return ret;
+    }
+    if (len > REPLAY_MAX_PAYLOAD) {
+        return error_set(err, -EPROTO, "replay log corrupt at byte %llu: an event of %llu bytes",
+                         (unsigned long long)at, (unsigned long long)len);
+    }
+    ev->kind = r->event[0];
+    ev->ordinal = r->last_ordinal + step;
+    ev->len = (uint32_t)len;
+    ev->data = r->event + n;
+    if ((ret = take(r, ev->data, ev->len, "an event", err)) < 0 || (ret = take(r, tail, 4, "an event", err)) < 0) {
+        return ret;
+    }
+    if (get_u32(tail) != check_of(r->version, r->event, n + ev->len)) {
+        return checksum_mismatch(at, err);
+    }
+    if (ev->kind == REPLAY_EV_EXIT) {
+        if (replay_exit_decode(ev->data, ev->len, &r->last_rip, &r->exit) < 0) {
+            return corrupt_size(at, ev->kind, ev->len, err);
+        }
+        ev->data = (uint8_t *)&r->exit;
+        ev->len = sizeof(r->exit);
+    }
+    return 0;
+}
+
+int replay_reader_next(struct replay_reader *r, struct replay_event *ev, struct error *err)
+{
+    if (r->ended) {
+        return 0;
+    }
+    uint64_t at = r->offset;
+    int ret = r->version >= 3 ? next_v3(r, ev, at, err) : next_v2(r, ev, at, err);
+    if (ret < 0) {
+        return ret;
     }
     if (ev->ordinal < r->last_ordinal) {
         return error_set(err, -EPROTO, "replay log corrupt at byte %llu: exit %llu after exit %llu",
@@ -393,19 +480,17 @@ int replay_reader_next(struct replay_reader *r, struct replay_event *ev, struct 
                              (unsigned long long)at, replay_event_kind_name(ev->kind));
         }
         if (ev->len < 8 - 4 * (ev->kind == REPLAY_EV_STATUS) || ev->len > 8 + REPLAY_MAX_NAME) {
-            return error_set(err, -EPROTO, "replay log corrupt at byte %llu: a %s event of %u bytes",
-                             (unsigned long long)at, replay_event_kind_name(ev->kind), ev->len);
+            return corrupt_size(at, ev->kind, ev->len, err);
         }
         break;
     case REPLAY_EV_CLOCK: case REPLAY_EV_BLOCK: case REPLAY_EV_EXIT: case REPLAY_EV_IRQ:
         if (ev->len != fixed[ev->kind]) {
-            return error_set(err, -EPROTO, "replay log corrupt at byte %llu: a %s event of %u bytes",
-                             (unsigned long long)at, replay_event_kind_name(ev->kind), ev->len);
+            return corrupt_size(at, ev->kind, ev->len, err);
         }
         break;
     case REPLAY_EV_END: {
         uint8_t extra;
-        if (ev->len != 8 || get_u64(r->payload) != r->events) {
+        if (ev->len != 8 || get_u64(ev->data) != r->events) {
             return error_set(err, -EPROTO, "replay log corrupt at byte %llu: the end record does not count %llu events",
                              (unsigned long long)at, (unsigned long long)r->events);
         }
@@ -429,5 +514,5 @@ void replay_reader_free(struct replay_reader *r)
 {
     free(r->buf);
     free(r->event);
-    r->buf = r->event = r->payload = NULL;
+    r->buf = r->event = NULL;
 }

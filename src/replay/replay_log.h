@@ -6,16 +6,20 @@
  *           | u64 config hash | u64 kernel hash | u64 disk hash
  *           | u16 n | n bytes: the starting point's name (snapshot dir or
  *             savevm name; empty for boot) | u32 check of all before
- *   events  u8 kind | u64 exit ordinal | u32 len | len bytes | u32 check of
- *           the event's bytes before; ordinals never decrease; len is at
- *           most REPLAY_MAX_PAYLOAD
+ *   events  u8 kind | varint exit ordinal - the previous event's | varint
+ *           len | len bytes | u32 check of the event's bytes before; len is
+ *           at most REPLAY_MAX_PAYLOAD; an exit's payload is its record
+ *           coded as replay_exit_code.h says (the reader gives it back as a
+ *           struct replay_exit), the others' as below
  *   end     an event of kind REPLAY_EV_END whose payload is the u64 count
  *           of events before it; nothing may follow.
  * Version 3's checks are the low 32 bits of XXH3-64, and its hashes (the
  * header's, an exit's register hash) are replay_hash: XXH3, a word at a
- * time. Version 2 (still read and replayed) has zlib's crc32 as its checks
- * and replay_hash_v2 (a byte at a time) as its hashes; version 1 is version
- * 2 without SNAPSHOT and STATUS events. This cowvisor writes version 3.
+ * time. Version 2 (still read and replayed): events are u8 kind | u64 exit
+ * ordinal | u32 len | len bytes (an exit: struct replay_exit as it is in
+ * memory) | u32 check, its checks zlib's crc32 and its hashes
+ * replay_hash_v2 (a byte at a time); version 1 is version 2 without
+ * SNAPSHOT and STATUS events. This cowvisor writes version 3.
  * A reader refuses anything else with a message naming the byte offset. */
 #ifndef REPLAY_REPLAY_LOG_H
 #define REPLAY_REPLAY_LOG_H
@@ -110,6 +114,7 @@ struct replay_writer {
     size_t used;
     uint64_t events;
     uint64_t last_ordinal;
+    uint64_t last_rip;          /* of the last exit: the next one's is coded as the step */
     uint64_t bytes;
     int failed;                 /* first write error (negative errno) */
 };
@@ -131,8 +136,9 @@ struct replay_reader {
     uint32_t version;           /* the header's */
     uint64_t events;
     uint64_t last_ordinal;
-    uint8_t *event;             /* an event's head and payload, one check over them */
-    uint8_t *payload;           /* in event: REPLAY_MAX_PAYLOAD bytes */
+    uint64_t last_rip;          /* version 3: of the last exit */
+    uint8_t *event;             /* an event's head and payload as stored, one check over them */
+    struct replay_exit exit;    /* version 3: the last exit record, decoded */
 };
 
 int replay_reader_begin(struct replay_reader *r, int fd, struct replay_header *h, struct error *err);
