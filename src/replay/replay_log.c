@@ -403,9 +403,14 @@ static int take_varint(struct replay_reader *r, size_t *n, uint64_t *v, uint64_t
     uint64_t x = 0;
     for (unsigned shift = 0; shift < 64; shift += 7) {
         uint8_t *b = r->event + *n;
-        int ret = take(r, b, 1, "an event", err);
-        if (ret < 0) {
-            return ret;
+        if (r->pos < r->have) {         /* most bytes: no call */
+            *b = r->buf[r->pos++];
+            r->offset++;
+        } else {
+            int ret = take(r, b, 1, "an event", err);
+            if (ret < 0) {
+                return ret;
+            }
         }
         (*n)++;
         x |= (uint64_t)(*b & 0x7f) << shift;

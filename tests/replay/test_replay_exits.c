@@ -63,14 +63,22 @@ static int run(enum machine_replay_mode mode, int nsteps, int bump_at, struct tr
     return n;
 }
 
+/* The whole script recorded into log_path: its events. */
+static int64_t record_script(struct trace *rec)
+{
+    struct error err = { 0 };
+    int64_t recorded;
+    assert_int_equal(run(MACHINE_REPLAY_RECORD, NSTEPS, -1, rec, &recorded, &err), NSTEPS);
+    assert_true(recorded > NSTEPS);
+    return recorded;
+}
+
 static void record_then_replay_three_times(void **state)
 {
     (void)state;
     struct error err = { 0 };
     struct trace rec, rep;
-    int64_t recorded, replayed;
-    assert_int_equal(run(MACHINE_REPLAY_RECORD, NSTEPS, -1, &rec, &recorded, &err), NSTEPS);
-    assert_true(recorded > NSTEPS);
+    int64_t replayed, recorded = record_script(&rec);
     /* The recording itself did what the PIT and PIC say. */
     assert_int_equal(rec.read[8] | rec.read[9] << 8, PIT_PERIOD - EXIT_CLOCK_TICKS_PER_EXIT);  /* a device sees the time before its exit counts */
     assert_true(rec.window[9] && rec.window[13]);       /* IRQ 0 at IF=0: a window asked for */
@@ -116,8 +124,7 @@ static void a_version_2_log_replays(void **state)
     (void)state;
     struct error err = { 0 };
     struct trace rec, rep;
-    int64_t recorded, replayed;
-    assert_int_equal(run(MACHINE_REPLAY_RECORD, NSTEPS, -1, &rec, &recorded, &err), NSTEPS);
+    int64_t replayed, recorded = record_script(&rec);
     assert_int_equal(log_version(log_path), REPLAY_LOG_VERSION);
     copy_to_log(FIXTURES "/exits-v2.log");
     assert_int_equal(log_version(log_path), 2);
