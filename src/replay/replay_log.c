@@ -1,7 +1,5 @@
 #include "replay/replay_log.h"
 
-#include "replay/replay_exit_code.h"
-
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -9,6 +7,8 @@
 #include <unistd.h>
 #include <xxhash.h>
 #include <zlib.h>
+
+#include "replay/replay_exit_code.h"
 
 #define MAGIC "COWRPLAY"
 #define WBUF (1u << 20)
