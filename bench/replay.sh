@@ -5,7 +5,8 @@
 #     Then the VMM's whole per-exit step on a bare machine (bench/
 #     replay_exit_bench: bus dispatch alone, + recording, + replaying): the
 #     ns each adds to an exit, which a KVM exit (its round trip is not in it)
-#     pays on top.
+#     pays on top. Then the header's disk hash of a 1 GiB image (XXH3
+#     streamed, log version 3, against version 2's byte-wise hash).
 #  2. The test guest's "replay" mode (PIT at 100 Hz, 200 ticks: 2 guest
 #     seconds of timer interrupts, RTC and PIT reads) recorded and replayed
 #     by QEMU 7.2 under TCG (-icount rr=record/replay: QEMU needs TCG) and,
@@ -32,6 +33,10 @@ trap 'rm -rf "$dir"' EXIT
 echo "-- 1. the log engine alone (1000000 exits per profile)"
 "$build/bench/replay_log_bench" 1000000 "$dir"
 "$build/bench/replay_exit_bench" 1000000 "$dir"
+# The log's header hashes every disk image: a 1 GiB one, as versions 3 and 2 do.
+head -c 1G /dev/urandom >"$dir/disk.img"
+"$build/bench/replay_hash_bench" "$dir/disk.img"
+rm -f "$dir/disk.img"
 
 wall() {  # command...: seconds, median of 5 runs (status ignored)
     python3 - "$@" <<'PY'
@@ -50,6 +55,15 @@ travel() {  # section 4, before the KVM-only parts
     echo "-- 4. time travel: snapshots and the travel to one (512 MiB of RAM)"
     "$build/bench/replay_travel_bench" 512 "$dir"
     "$build/bench/replay_travel_bench" 512 "$dir" untouched
+    "$build/bench/replay_disk_travel_bench" 256 "$dir"
+    if command -v qemu-img >/dev/null && command -v qemu-io >/dev/null; then
+        # QEMU's replay snapshots revert the image in place (loadvm), losing what came after.
+        qemu-img create -q -f qcow2 "$dir/qd.qcow2" 256M
+        qemu-io -c "write -P 1 0 256M" "$dir/qd.qcow2" >/dev/null
+        qemu-img snapshot -c exit-1 "$dir/qd.qcow2"
+        echo "qemu-img snapshot -a of a 256 MiB overlay (in place): $(wall qemu-img snapshot -a exit-1 "$dir/qd.qcow2")s"
+        rm -f "$dir/qd.qcow2"
+    fi
     if command -v "$QEMU" >/dev/null && command -v qemu-img >/dev/null; then
         qemu-img create -q -f qcow2 "$dir/vm.qcow2" 64M
         local q=("$QEMU" -M pc -m 512 -nodefaults -display none -S -drive "file=$dir/vm.qcow2,if=virtio")

@@ -9,6 +9,15 @@
 
 #define NO_REQUEST 8
 
+/* The pins the ELCR may make level-triggered: not the timer, keyboard,
+ * cascade, RTC or FPU pins (the PIIX's, as QEMU has them). */
+static const uint8_t elcr_mask[2] = { 0xf8, 0xde };
+
+static bool pin_is_level(const struct pic_chip *c, uint8_t bit)
+{
+    return c->level_triggered || (c->elcr & bit);
+}
+
 /* The priority level (0 highest) of the highest-priority pin set in mask,
  * or NO_REQUEST. */
 static int highest_level(const struct pic_chip *c, uint8_t mask)
@@ -42,7 +51,7 @@ static int chip_request(const struct pic_chip *c)
 static void chip_set_line(struct pic_chip *c, int pin, int level)
 {
     uint8_t bit = (uint8_t)(1u << pin);
-    if (c->level_triggered) {
+    if (pin_is_level(c, bit)) {
         c->irr = level ? c->irr | bit : c->irr & ~bit;
     } else if (level && !(c->line & bit)) {
         c->irr |= bit;          /* a rising edge latches until acknowledged */
@@ -85,8 +94,8 @@ bool pic_has_interrupt(struct pic *p)
 static void chip_ack(struct pic_chip *c, int pin)
 {
     uint8_t bit = (uint8_t)(1u << pin);
-    if (!c->level_triggered) {
-        c->irr &= ~bit;
+    if (!pin_is_level(c, bit)) {
+        c->irr &= ~bit;     /* a level request stays while its line is high */
     }
     if (c->auto_eoi) {
         if (c->rotate_on_auto_eoi) {
@@ -177,12 +186,15 @@ static void write_ocw3(struct pic_chip *c, uint8_t v)
     }
 }
 
-/* ICW1: starts initialization; the edge-sense latches and the mask clear. */
+/* ICW1: starts initialization; the edge-sense latches and the mask clear.
+ * The ELCR is not the 8259's: it stays, and so do its level requests. */
 static void write_icw1(struct pic_chip *c, uint8_t v)
 {
-    uint8_t base = c->vector_base;
+    uint8_t base = c->vector_base, elcr = c->elcr, irr = c->irr & c->elcr;
     memset(c, 0, sizeof(*c));
     c->vector_base = base;
+    c->elcr = elcr;
+    c->irr = irr;
     c->lowest = 7;
     c->init_step = 2;
     c->icw4_wanted = v & 0x01;
@@ -265,6 +277,32 @@ void pic_port_write(void *opaque, uint64_t offset, unsigned size, uint64_t value
     chip_write(port->pic, port->chip, offset, value);
 }
 
+uint64_t pic_elcr_read(void *opaque, uint64_t offset, unsigned size)
+{
+    (void)size;
+    struct pic *p = opaque;
+    pthread_mutex_lock(&p->lock);
+    uint8_t v = p->chip[offset & 1].elcr;
+    pthread_mutex_unlock(&p->lock);
+    return v;
+}
+
+/* A pin made level-triggered requests while its line is high (the input's
+ * level, not an edge, counts from now on); one made edge keeps its request. */
+void pic_elcr_write(void *opaque, uint64_t offset, unsigned size, uint64_t value)
+{
+    (void)size;
+    struct pic *p = opaque;
+    struct pic_chip *c = &p->chip[offset & 1];
+    pthread_mutex_lock(&p->lock);
+    c->elcr = (uint8_t)value & elcr_mask[offset & 1];
+    if (!c->level_triggered) {
+        c->irr = (uint8_t)((c->irr & ~c->elcr) | (c->line & c->elcr));
+    }
+    cascade(p);
+    pthread_mutex_unlock(&p->lock);
+}
+
 /* Power-on: nothing initialized, everything unmasked, no requests. */
 static void power_on(struct pic *p)
 {
@@ -314,13 +352,30 @@ static int pic_save_op(void *dev, struct state_buf *b, struct error *err)
         uint8_t bytes[8] = { c->irr, c->isr, c->imr, c->line, c->vector_base, c->init_step, c->lowest, flags_of(c) };
         state_put_bytes(b, bytes, sizeof(bytes));
     }
+    uint8_t elcr[2] = { p->chip[0].elcr, p->chip[1].elcr };     /* version 2 */
+    state_put_bytes(b, elcr, sizeof(elcr));
     pthread_mutex_unlock(&p->lock);
+    return state_buf_error(b, err);
+}
+
+/* Version 2's ELCRs (version 1: none, every pin edge). */
+static int load_elcr(struct pic_chip chips[2], struct state_buf *b, uint32_t version, struct error *err)
+{
+    uint8_t elcr[2] = { 0, 0 };
+    if (version >= 2) {
+        state_get_bytes(b, elcr, sizeof(elcr));
+    }
+    for (int i = 0; i < 2 && state_buf_error(b, NULL) == 0; i++) {
+        if (elcr[i] & ~elcr_mask[i]) {
+            return error_set(err, -EINVAL, "PIC %d: ELCR 0x%02x makes edge-only pins level-triggered", i, elcr[i]);
+        }
+        chips[i].elcr = elcr[i];
+    }
     return state_buf_error(b, err);
 }
 
 static int pic_load_op(void *dev, struct state_buf *b, uint32_t version, struct error *err)
 {
-    (void)version;
     struct pic *p = dev;
     struct pic_chip chips[2];
     memset(chips, 0, sizeof(chips));
@@ -338,6 +393,9 @@ static int pic_load_op(void *dev, struct state_buf *b, uint32_t version, struct 
         c->rotate_on_auto_eoi = v[7] & 16, c->read_isr = v[7] & 32, c->poll = v[7] & 64, c->special_mask = v[7] & 128;
     }
     int ret = state_buf_error(b, err);
+    if (ret == 0) {
+        ret = load_elcr(chips, b, version, err);
+    }
     if (ret == 0) {
         pthread_mutex_lock(&p->lock);
         memcpy(p->chip, chips, sizeof(chips));

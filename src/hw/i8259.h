@@ -4,8 +4,10 @@
  * the guest can take it, acknowledges it (the INTA cycle) and injects the
  * vector itself. ICW1-4 (edge or level triggered, single or cascade, auto
  * EOI), OCW1 (mask), OCW2 (non-specific, specific and rotating EOI, set
- * priority), OCW3 (IRR/ISR read, poll, special mask mode). Not modelled:
- * the ELCR ports, special fully nested mode, buffered mode. */
+ * priority), OCW3 (IRR/ISR read, poll, special mask mode), and the PIIX's
+ * ELCR (ports 0x4d0/0x4d1: edge or level per pin, as QEMU's i8259 has it;
+ * pins 0-2, 8 and 13 are always edge). Not modelled: special fully nested
+ * mode, buffered mode. */
 #ifndef HW_I8259_H
 #define HW_I8259_H
 
@@ -20,6 +22,7 @@
 #define PIC_MASTER_PORT 0x20
 #define PIC_SLAVE_PORT 0xa0
 #define PIC_CASCADE_PIN 2
+#define PIC_ELCR_PORT 0x4d0     /* the master's ELCR; the slave's at 0x4d1 */
 
 struct pic_chip {
     uint8_t irr, isr, imr;
@@ -27,6 +30,7 @@ struct pic_chip {
     uint8_t vector_base;        /* ICW2 */
     uint8_t init_step;          /* 0: running; 2, 3, 4: the ICW expected next */
     uint8_t lowest;             /* the pin with the lowest priority (rotation) */
+    uint8_t elcr;               /* level-triggered pins (ICW1's LTIM makes them all so) */
     bool icw4_wanted, single, level_triggered, auto_eoi, rotate_on_auto_eoi;
     bool read_isr, poll, special_mask;
 };
@@ -59,8 +63,13 @@ uint8_t pic_acknowledge(struct pic *p);
  * 0 is the command port, 1 the data port. */
 uint64_t pic_port_read(void *opaque, uint64_t offset, unsigned size);
 void pic_port_write(void *opaque, uint64_t offset, unsigned size, uint64_t value);
+/* The ELCR ports: opaque is the pic; offset 0 the master's, 1 the slave's.
+ * Power-on and reset clear them; ICW1 does not. */
+uint64_t pic_elcr_read(void *opaque, uint64_t offset, unsigned size);
+void pic_elcr_write(void *opaque, uint64_t offset, unsigned size, uint64_t value);
 
-#define PIC_STATE_VERSION 1
+/* Version 2 adds the ELCRs (a version 1 state loads with every pin edge). */
+#define PIC_STATE_VERSION 2
 extern const struct device_ops pic_device_ops;
 
 #endif

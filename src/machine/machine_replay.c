@@ -12,51 +12,65 @@
 #include "machine/machine_int.h"
 #include "vmm/host_input.h"
 
-static uint64_t hash_str(uint64_t h, const char *s)
+static uint64_t hash_str(replay_hash_fn *hash, uint64_t h, const char *s)
 {
-    return s ? replay_hash(h, s, strlen(s) + 1) : replay_hash(h, "", 0);
+    return s ? hash(h, s, strlen(s) + 1) : hash(h, "", 0);
 }
 
-static uint64_t hash_u64(uint64_t h, uint64_t v)
+static uint64_t hash_u64(replay_hash_fn *hash, uint64_t h, uint64_t v)
 {
-    return replay_hash(h, &v, sizeof(v));
+    return hash(h, &v, sizeof(v));
 }
 
 /* What the guest can see of the configuration; not file names (a copy of
  * an image replays), their contents are hashed apart. */
-static uint64_t config_hash(const struct machine_config *c)
+static uint64_t config_hash(const struct machine_config *c, replay_hash_fn *f)
 {
-    uint64_t h = hash_u64(0x72706c79, (uint64_t)c->cpus);
-    h = hash_u64(h, c->memory);
-    h = hash_u64(h, (uint64_t)c->kernel_decompress);
-    h = hash_str(h, c->append);
-    h = hash_u64(h, (uint64_t)(c->kernel != NULL) | (uint64_t)(c->initrd != NULL) << 1 |
-                        (uint64_t)(c->bios != NULL) << 2 | (uint64_t)c->no_reboot << 3);
-    h = hash_u64(h, (uint64_t)c->ndisks);
+    uint64_t h = hash_u64(f, 0x72706c79, (uint64_t)c->cpus);
+    h = hash_u64(f, h, c->memory);
+    h = hash_u64(f, h, (uint64_t)c->kernel_decompress);
+    h = hash_str(f, h, c->append);
+    h = hash_u64(f, h, (uint64_t)(c->kernel != NULL) | (uint64_t)(c->initrd != NULL) << 1 |
+                           (uint64_t)(c->bios != NULL) << 2 | (uint64_t)c->no_reboot << 3);
+    h = hash_u64(f, h, (uint64_t)c->ndisks);
     for (int i = 0; i < c->ndisks && i < MACHINE_MAX_DISKS; i++) {
         const struct disk_config *d = &c->disks[i];
-        h = hash_str(h, d->format);
-        h = hash_u64(h, (uint64_t)d->read_only << 8 | (uint64_t)d->transport);
-        h = hash_str(h, d->serial);
+        h = hash_str(f, h, d->format);
+        h = hash_u64(f, h, (uint64_t)d->read_only << 8 | (uint64_t)d->transport);
+        h = hash_str(f, h, d->serial);
     }
-    h = hash_u64(h, (uint64_t)(c->net_tap != NULL) << 8 | (uint64_t)c->net_transport);
-    h = hash_str(h, c->net_mac);
-    h = hash_u64(h, (uint64_t)c->nrng);
+    h = hash_u64(f, h, (uint64_t)(c->net_tap != NULL) << 8 | (uint64_t)c->net_transport);
+    h = hash_str(f, h, c->net_mac);
+    h = hash_u64(f, h, (uint64_t)c->nrng);
     for (int i = 0; i < c->nrng && i < 4; i++) {
-        h = hash_u64(h, (uint64_t)c->rng[i]);
+        h = hash_u64(f, h, (uint64_t)c->rng[i]);
     }
-    h = hash_u64(h, (uint64_t)c->nvconsole);
+    h = hash_u64(f, h, (uint64_t)c->nvconsole);
     for (int i = 0; i < c->nvconsole && i < 4; i++) {
-        h = hash_u64(h, (uint64_t)c->vconsole[i]);
+        h = hash_u64(f, h, (uint64_t)c->vconsole[i]);
     }
     return h;
 }
 
+/* The contents of files, one hash: each file's, chained. */
+static int hash_files(const char *const *files, size_t n, uint32_t version, uint64_t *out, struct error *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint64_t fh;
+        int ret = replay_hash_file(files[i], version, &fh, err);
+        if (ret < 0) {
+            return ret;
+        }
+        *out = hash_u64(replay_hash_of(version), *out, fh);
+    }
+    return 0;
+}
+
 int machine_replay_header(const struct machine_config *cfg, enum replay_start start, const char *name,
-                          struct replay_header *h, struct error *err)
+                          uint32_t version, struct replay_header *h, struct error *err)
 {
     memset(h, 0, sizeof(*h));
-    h->version = REPLAY_LOG_VERSION;
+    h->version = version;
     h->start = start;
     if (name) {
         if (strlen(name) > REPLAY_MAX_NAME) {
@@ -64,25 +78,15 @@ int machine_replay_header(const struct machine_config *cfg, enum replay_start st
         }
         strcpy(h->name, name);
     }
-    h->config_hash = config_hash(cfg);
+    h->config_hash = config_hash(cfg, replay_hash_of(version));
     const char *files[] = { cfg->kernel, cfg->initrd, cfg->bios };
-    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-        uint64_t fh;
-        int ret = replay_hash_file(files[i], &fh, err);
-        if (ret < 0) {
-            return ret;
-        }
-        h->kernel_hash = hash_u64(h->kernel_hash, fh);
-    }
+    const char *disks[MACHINE_MAX_DISKS];
+    int ndisks = 0;
     for (int i = 0; i < cfg->ndisks && i < MACHINE_MAX_DISKS; i++) {
-        uint64_t fh;
-        int ret = replay_hash_file(cfg->disks[i].file, &fh, err);
-        if (ret < 0) {
-            return ret;
-        }
-        h->disk_hash = hash_u64(h->disk_hash, fh);
+        disks[ndisks++] = cfg->disks[i].file;
     }
-    return 0;
+    int ret = hash_files(files, sizeof(files) / sizeof(files[0]), version, &h->kernel_hash, err);
+    return ret < 0 ? ret : hash_files(disks, (size_t)ndisks, version, &h->disk_hash, err);
 }
 
 bool machine_replay_console_closed(struct machine *m)
@@ -119,12 +123,15 @@ int machine_replay_start(struct machine *m, enum machine_replay_mode mode, const
     }
     enum replay_start start = restore_dir ? REPLAY_START_RESTORE : loadvm_name ? REPLAY_START_LOADVM
                                                                                 : REPLAY_START_BOOT;
+    bool record = mode == MACHINE_REPLAY_RECORD;
+    /* A replay hashes as its log was written (version 2 logs replay). */
+    uint32_t version = record ? REPLAY_LOG_VERSION : replay_log_version_of(file);
     struct replay_header h;
-    int ret = machine_replay_header(m->cfg, start, restore_dir ? restore_dir : loadvm_name, &h, err);
+    int ret = machine_replay_header(m->cfg, start, restore_dir ? restore_dir : loadvm_name, version, &h, err);
     if (ret < 0) {
         return ret;
     }
-    bool record = mode == MACHINE_REPLAY_RECORD;
+    r->hash = replay_hash_of(version);
     if (record && (ret = machine_replay_snapshots_begin(m, file, err)) < 0) {
         return ret;
     }

@@ -16,6 +16,7 @@
 /* A machine's record/replay part (m->replay). */
 struct machine_replay {
     struct replay *rp;              /* NULL until machine_replay_start */
+    replay_hash_fn *hash;           /* of the log's version: an exit's registers */
     char *file;
     struct pit pit;
     struct pic pic;
@@ -101,9 +102,10 @@ enum replay_action machine_replay_idle(struct machine *m, struct kvm_run *run, u
 
 /* The header a log for cfg starts with: hashes of the machine's shape,
  * of the kernel, initrd and firmware contents, and of the disk images'
- * contents. start/name: boot, or --restore DIR / --loadvm NAME. */
+ * contents. start/name: boot, or --restore DIR / --loadvm NAME; hashed as
+ * a log of that version does. */
 int machine_replay_header(const struct machine_config *cfg, enum replay_start start, const char *name,
-                          struct replay_header *h, struct error *err);
+                          uint32_t version, struct replay_header *h, struct error *err);
 
 /* At an exit: console input due now reaches the UART. Record: what the
  * console fd holds (it must be non-blocking), through the seam; replay:

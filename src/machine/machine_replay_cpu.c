@@ -29,8 +29,8 @@ struct irq_line machine_irq_line(struct machine *m, unsigned gsi)
  * where the user-space 8259 has only pins 0-15. Sharing the SCI's pin there
  * would lose interrupts: the 8259 keeps one level per pin, not a wired-OR of
  * its devices (the SCI lowering it hid a virtio device's raised line), and
- * it is edge-triggered (no ELCR), so a second device rising while the first
- * holds the pin high makes no edge. */
+ * an edge-triggered pin (ELCR bit clear) makes no edge for a second device
+ * rising while the first holds it high. */
 static const uint8_t mmio_isa_pins[] = { 5, 10, 11, 3, 7, 6, 14, 15 };
 #define MAX_REPLAY_MMIO (int)sizeof(mmio_isa_pins)
 
@@ -59,9 +59,10 @@ static enum replay_action offer_interrupt(struct machine *m, struct kvm_run *run
 {
     struct machine_replay *r = m->replay;
     /* Mirrored: a snapshot keeps it (kvm_run is not saved state). */
-    r->window = pic_has_interrupt(&r->pic) && (!run->ready_for_interrupt_injection || !run->if_flag);
+    bool pending = pic_has_interrupt(&r->pic);
+    r->window = pending && (!run->ready_for_interrupt_injection || !run->if_flag);
     run->request_interrupt_window = r->window;  /* an exit when the guest can take it */
-    if (!pic_has_interrupt(&r->pic) || r->window) {
+    if (!pending || r->window) {
         return REPLAY_ACT_GO;
     }
     *vector = pic_acknowledge(&r->pic);
@@ -95,12 +96,11 @@ enum replay_action machine_replay_exit(struct machine *m, struct kvm_run *run, c
     if (run->exit_reason == KVM_EXIT_X86_RDMSR || run->exit_reason == KVM_EXIT_X86_WRMSR) {
         answer_msr(r, run);
     }
-    replay_advance(r->rp);
     exit_clock_tick(&r->clock);
     pit_set_time(&r->pit, r->clock.ticks);
     struct replay_exit e;
-    replay_kvm_exit(run, regs, &e);
-    if (replay_exit(r->rp, &e, err) < 0) {
+    replay_kvm_exit(run, regs, r->hash, &e);
+    if (replay_next_exit(r->rp, &e, err) < 0) {
         return REPLAY_ACT_STOP;
     }
     machine_replay_console(m, r->rp);
@@ -288,7 +288,9 @@ int machine_add_replay_devices(struct machine *m, struct error *err)
         (ret = bus_register(&m->vm.pio, PIC_MASTER_PORT, 2, pic_port_read, pic_port_write, &r->pic.port[0],
                             "pic", err)) < 0 ||
         (ret = bus_register(&m->vm.pio, PIC_SLAVE_PORT, 2, pic_port_read, pic_port_write, &r->pic.port[1],
-                            "pic-slave", err)) < 0) {
+                            "pic-slave", err)) < 0 ||
+        (ret = bus_register(&m->vm.pio, PIC_ELCR_PORT, 2, pic_elcr_read, pic_elcr_write, &r->pic, "elcr",
+                            err)) < 0) {
         return ret;
     }
     return m->vm.vm_fd >= 0 ? setup_kvm(m, err) : 0;

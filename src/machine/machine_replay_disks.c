@@ -9,9 +9,14 @@
  * FILE.snap/disk<i>.qcow2 and each time-travel snapshot at exit K takes an
  * internal qcow2 snapshot "exit-K" of it (the disk as it was at that exit,
  * kept copy-on-write by qcow2's refcounts). A replay that travels to exit K
- * runs on a temporary copy of that overlay reverted to "exit-K", its
- * backing file pointed at this replay's image: the recording's files are
- * not written either, so the same replay can travel again. */
+ * runs on a new empty temporary overlay whose backing file is the
+ * recording's overlay, opened read-only with "exit-K" loaded (viewed, not
+ * applied): nothing is copied, whatever the overlay's size. When the
+ * recording's overlay has another image below it than this replay's (the
+ * replay runs on a copy of the image elsewhere), the travel runs on a
+ * temporary copy of the overlay reverted to "exit-K", its backing file
+ * pointed at this replay's image. Either way the recording's files are
+ * not written, so the same replay can travel again. */
 #include "machine/machine_replay.h"
 
 #include <errno.h>
@@ -51,8 +56,10 @@ static int overlay_path(const char *snap_dir, int i, char *path, size_t size, st
     return 0;
 }
 
-/* Disk i switched to the image in file (its backing chain below it). */
-static int switch_disk(struct machine *m, int i, const char *file, struct error *err)
+/* Disk i switched to the image in file (its backing chain below it); with
+ * view, its backing file shows that internal snapshot (loaded read-only)
+ * before any request reaches the disk. */
+static int switch_disk(struct machine *m, int i, const char *file, const char *view, struct error *err)
 {
     struct block_job_host host;
     int ret = machine_disk_job_host(m, i, &host, err);
@@ -61,6 +68,11 @@ static int switch_disk(struct machine *m, int i, const char *file, struct error 
     }
     host.drain_begin(host.opaque);
     ret = host.replace(host.opaque, file, "qcow2", err);
+    if (ret == 0 && view) {
+        struct blockdev *below = blockdev_backing(m->disks[i]);
+        ret = below ? blockdev_snapshot_load_tmp(below, view, err)
+                    : error_set(err, -EIO, "the travel's overlay '%s' lost its backing file", file);
+    }
     host.drain_end(host.opaque);
     host.release(host.opaque);      /* no job: the disk is ours again at once */
     return ret;
@@ -158,6 +170,75 @@ static int revert_copy(const char *file, const char *overlay, uint64_t at, const
     return ret;
 }
 
+/* The travel of disk i on a reverted copy of the recording's overlay. */
+static int travel_on_copy(struct machine *m, int i, const char *overlay, uint64_t at, struct error *err)
+{
+    char copy[PATH_MAX];
+    int fd = temp_file(copy, sizeof(copy), err);
+    if (fd < 0) {
+        return fd;
+    }
+    int ret = copy_file(overlay, fd, err);
+    close(fd);
+    if (ret == 0) {
+        ret = revert_copy(copy, overlay, at, m->replay->disk[i].backing, m->replay->disk[i].format, err);
+    }
+    if (ret == 0) {
+        ret = switch_disk(m, i, copy, NULL, err);
+    }
+    unlink(copy);
+    return ret;
+}
+
+/* The recording's overlay has the snapshot of exit at: 1 when this
+ * replay's image is below it (a view of it serves), 0 when another is. */
+static int check_overlay(const char *overlay, uint64_t at, const char *image, struct error *err)
+{
+    char name[32], below[PATH_MAX];
+    snapshot_name(name, sizeof(name), at);
+    struct blockdev *bd;
+    struct blockdev_open_opts opts = { .format = "qcow2", .flags = BDEV_READ_ONLY | BDEV_NO_BACKING };
+    int ret = blockdev_open(&bd, overlay, &opts, err);
+    if (ret < 0) {
+        error_prefix(err, "cannot open the disk overlay '%s'", overlay);
+        return ret;
+    }
+    if ((ret = blockdev_snapshot_load_tmp(bd, name, err)) < 0) {
+        error_prefix(err, "the disk overlay '%s' has no snapshot of exit %" PRIu64, overlay, at);
+    } else {
+        const char *file = blockdev_backing_filename(bd);
+        ret = file && realpath(file, below) && strcmp(below, image) == 0;
+    }
+    blockdev_close(bd);
+    return ret;
+}
+
+/* The travel of disk i on a new overlay over the recording's, viewed at exit at. */
+static int travel_on_view(struct machine *m, int i, const char *overlay, uint64_t at, struct error *err)
+{
+    char top[PATH_MAX], below[PATH_MAX], name[32];
+    snapshot_name(name, sizeof(name), at);
+    if (!realpath(overlay, below)) {
+        return error_set_errno(err, -errno, "cannot open the disk overlay '%s'", overlay);
+    }
+    int fd = temp_file(top, sizeof(top), err);
+    if (fd < 0) {
+        return fd;
+    }
+    close(fd);
+    struct blockdev_create_opts o;
+    blockdev_create_opts_init(&o);
+    o.size = blockdev_size(m->disks[i]);
+    o.backing_file = below;
+    o.backing_format = "qcow2";
+    int ret = blockdev_create(top, &o, err);
+    if (ret == 0) {
+        ret = switch_disk(m, i, top, name, err);
+    }
+    unlink(top);
+    return ret;
+}
+
 int machine_replay_travel_disks(struct machine *m, const char *snap_dir, uint64_t at, struct error *err)
 {
     struct machine_replay *r = m->replay;
@@ -165,21 +246,14 @@ int machine_replay_travel_disks(struct machine *m, const char *snap_dir, uint64_
         if (!r->disk[i].overlaid) {
             continue;
         }
-        char overlay[PATH_MAX], copy[PATH_MAX];
+        char overlay[PATH_MAX];
         int ret = overlay_path(snap_dir, i, overlay, sizeof(overlay), err);
-        int fd = ret < 0 ? ret : temp_file(copy, sizeof(copy), err);
-        if (fd < 0) {
-            return fd;
-        }
-        ret = copy_file(overlay, fd, err);
-        close(fd);
         if (ret == 0) {
-            ret = revert_copy(copy, overlay, at, r->disk[i].backing, r->disk[i].format, err);
+            ret = check_overlay(overlay, at, r->disk[i].backing, err);
         }
-        if (ret == 0) {
-            ret = switch_disk(m, i, copy, err);
+        if (ret >= 0) {
+            ret = ret ? travel_on_view(m, i, overlay, at, err) : travel_on_copy(m, i, overlay, at, err);
         }
-        unlink(copy);
         if (ret < 0) {
             error_prefix(err, "disk %d", i);
             return ret;

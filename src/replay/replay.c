@@ -316,15 +316,21 @@ uint64_t replay_events(struct replay *rp)
     return n;
 }
 
-void replay_advance(struct replay *rp)
+/* Lock held. */
+static void advance(struct replay *rp)
 {
-    pthread_mutex_lock(&rp->lock);
     if (rp->mode == REPLAY_REPLAY && !rp->failed && rp->next_state == 1 && rp->next.kind != REPLAY_EV_STATUS &&
         rp->next.ordinal <= rp->ordinal) {
         failf(rp, -EPROTO, "replay diverged at exit %" PRIu64 ": expected %s (%u bytes), actual none",
               rp->ordinal, replay_event_kind_name(rp->next.kind), rp->next.len);
     }
     rp->ordinal++;
+}
+
+void replay_advance(struct replay *rp)
+{
+    pthread_mutex_lock(&rp->lock);
+    advance(rp);
     pthread_mutex_unlock(&rp->lock);
 }
 
@@ -334,9 +340,9 @@ static void format_exit(char *buf, size_t size, const struct replay_exit *e)
              " size %u", e->reason, e->rip, e->reg_hash, e->addr, e->value, e->size);
 }
 
-int replay_exit(struct replay *rp, const struct replay_exit *e, struct error *err)
+/* Lock held: record logs e, replay compares it. */
+static void check_exit(struct replay *rp, const struct replay_exit *e)
 {
-    pthread_mutex_lock(&rp->lock);
     struct error werr = { 0 };
     if (rp->failed) {
         /* reported below */
@@ -367,6 +373,22 @@ int replay_exit(struct replay *rp, const struct replay_exit *e, struct error *er
             load_next(rp);
         }
     }
+}
+
+int replay_exit(struct replay *rp, const struct replay_exit *e, struct error *err)
+{
+    pthread_mutex_lock(&rp->lock);
+    check_exit(rp, e);
+    int ret = rp->failed ? error_set(err, rp->failed, "%s", rp->fail.msg) : 0;
+    pthread_mutex_unlock(&rp->lock);
+    return ret;
+}
+
+int replay_next_exit(struct replay *rp, const struct replay_exit *e, struct error *err)
+{
+    pthread_mutex_lock(&rp->lock);      /* once per exit: this is the hot path */
+    advance(rp);
+    check_exit(rp, e);
     int ret = rp->failed ? error_set(err, rp->failed, "%s", rp->fail.msg) : 0;
     pthread_mutex_unlock(&rp->lock);
     return ret;
@@ -374,6 +396,9 @@ int replay_exit(struct replay *rp, const struct replay_exit *e, struct error *er
 
 bool replay_pending(struct replay *rp, enum replay_event_kind kind)
 {
+    if (rp->mode != REPLAY_REPLAY) {
+        return false;       /* the mode never changes: no lock */
+    }
     pthread_mutex_lock(&rp->lock);
     bool yes = rp->mode == REPLAY_REPLAY && next_is(rp, (uint8_t)kind);
     pthread_mutex_unlock(&rp->lock);
@@ -382,6 +407,9 @@ bool replay_pending(struct replay *rp, enum replay_event_kind kind)
 
 bool replay_log_ended(struct replay *rp)
 {
+    if (rp->mode != REPLAY_REPLAY) {
+        return false;
+    }
     pthread_mutex_lock(&rp->lock);
     bool yes = rp->mode == REPLAY_REPLAY && log_used_up(rp);
     pthread_mutex_unlock(&rp->lock);

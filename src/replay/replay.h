@@ -40,6 +40,8 @@ uint64_t replay_events(struct replay *rp);
 void replay_advance(struct replay *rp);
 /* The exit being handled: record logs it, replay compares it. */
 int replay_exit(struct replay *rp, const struct replay_exit *e, struct error *err);
+/* replay_advance then replay_exit, under one lock (the vCPU's per-exit call). */
+int replay_next_exit(struct replay *rp, const struct replay_exit *e, struct error *err);
 /* Replay: does the log have an event of kind at the current ordinal next?
  * (The VMM delivers console input and interrupts only then.) */
 bool replay_pending(struct replay *rp, enum replay_event_kind kind);

@@ -4,7 +4,8 @@
 #include <stddef.h>
 #include <string.h>
 
-void replay_kvm_exit(const struct kvm_run *run, const struct kvm_regs *regs, struct replay_exit *out)
+void replay_kvm_exit(const struct kvm_run *run, const struct kvm_regs *regs, replay_hash_fn *hash,
+                     struct replay_exit *out)
 {
     memset(out, 0, sizeof(*out));
     out->reason = run->exit_reason;
@@ -15,7 +16,7 @@ void replay_kvm_exit(const struct kvm_run *run, const struct kvm_regs *regs, str
         regs->r8, regs->r9, regs->r10, regs->r11, regs->r12, regs->r13, regs->r14, regs->r15,
         regs->rflags & ~(1ull << 16),
     };
-    out->reg_hash = replay_hash(0, gpr, sizeof(gpr));
+    out->reg_hash = hash(0, gpr, sizeof(gpr));
     if (run->exit_reason == KVM_EXIT_IO) {
         out->addr = run->io.port;
         out->size = run->io.size;

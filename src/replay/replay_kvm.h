@@ -12,8 +12,10 @@
  * registers and, for port I/O and MMIO, the port or address, the size and
  * the value (written by the guest, or, for a read, the value the VMM put
  * in kvm_run: call it after the device answered); for MSR exits the index
- * and the value (all ones when the guest got #GP). */
-void replay_kvm_exit(const struct kvm_run *run, const struct kvm_regs *regs, struct replay_exit *out);
+ * and the value (all ones when the guest got #GP). The registers are hashed
+ * with hash: the log's version's (replay_hash_of). */
+void replay_kvm_exit(const struct kvm_run *run, const struct kvm_regs *regs, replay_hash_fn *hash,
+                     struct replay_exit *out);
 
 /* Hides what would let the guest read time or randomness behind the VMM's
  * back: kvmclock, steal time and async page faults in KVM's leaf, RDRAND,

@@ -1,17 +1,25 @@
 /* The replay log: what a recorded run took from the outside world, keyed by
  * the exit ordinal (the count of synchronous vCPU exits: the replay clock).
  *
- * File format, version 2 (version 1: without SNAPSHOT and STATUS events; still
- * read), integers little endian:
+ * File format, version 3, integers little endian:
  *   header  "COWRPLAY" | u32 version | u32 start (REPLAY_START_*)
  *           | u64 config hash | u64 kernel hash | u64 disk hash
  *           | u16 n | n bytes: the starting point's name (snapshot dir or
- *             savevm name; empty for boot) | u32 crc32 of all before
- *   events  u8 kind | u64 exit ordinal | u32 len | len bytes | u32 crc32 of
- *           the event's bytes before; ordinals never decrease; len is at
- *           most REPLAY_MAX_PAYLOAD
+ *             savevm name; empty for boot) | u32 check of all before
+ *   events  u8 kind | varint exit ordinal - the previous event's | varint
+ *           len | len bytes | u32 check of the event's bytes before; len is
+ *           at most REPLAY_MAX_PAYLOAD; an exit's payload is its record
+ *           coded as replay_exit_code.h says (the reader gives it back as a
+ *           struct replay_exit), the others' as below
  *   end     an event of kind REPLAY_EV_END whose payload is the u64 count
  *           of events before it; nothing may follow.
+ * Version 3's checks are the low 32 bits of XXH3-64, and its hashes (the
+ * header's, an exit's register hash) are replay_hash: XXH3, a word at a
+ * time. Version 2 (still read and replayed): events are u8 kind | u64 exit
+ * ordinal | u32 len | len bytes (an exit: struct replay_exit as it is in
+ * memory) | u32 check, its checks zlib's crc32 and its hashes
+ * replay_hash_v2 (a byte at a time); version 1 is version 2 without
+ * SNAPSHOT and STATUS events. This cowvisor writes version 3.
  * A reader refuses anything else with a message naming the byte offset. */
 #ifndef REPLAY_REPLAY_LOG_H
 #define REPLAY_REPLAY_LOG_H
@@ -22,7 +30,7 @@
 
 #include "util/error.h"
 
-#define REPLAY_LOG_VERSION 2
+#define REPLAY_LOG_VERSION 3
 #define REPLAY_MAX_NAME 4096
 /* A network frame with its virtio-net header is the largest event. */
 #define REPLAY_MAX_PAYLOAD (65536 + 64)
@@ -83,10 +91,21 @@ struct replay_event {
 
 const char *replay_event_kind_name(unsigned kind);
 
-/* A 64-bit hash (not cryptographic) for configurations, images, registers. */
+/* A 64-bit hash (not cryptographic) for configurations, images, registers:
+ * version 3's (XXH3). */
 uint64_t replay_hash(uint64_t seed, const void *data, size_t len);
-/* Of a whole file's content; 0 for path == NULL. */
-int replay_hash_file(const char *path, uint64_t *out, struct error *err);
+/* Versions 1 and 2's, a byte at a time: only to replay their logs. */
+uint64_t replay_hash_v2(uint64_t seed, const void *data, size_t len);
+typedef uint64_t replay_hash_fn(uint64_t seed, const void *data, size_t len);
+/* The hash a log of this version was written with. */
+replay_hash_fn *replay_hash_of(uint32_t version);
+/* Of a whole file's content, as a log of this version hashes it; 0 for
+ * path == NULL. */
+int replay_hash_file(const char *path, uint32_t version, uint64_t *out, struct error *err);
+/* The version of the log in the file at path, to hash this run's
+ * configuration and exits as it did; REPLAY_LOG_VERSION when the file is
+ * no log this cowvisor reads (the reader refuses it, saying why). */
+uint32_t replay_log_version_of(const char *path);
 
 /* The writer buffers; events go to fd in order. Not thread safe. */
 struct replay_writer {
@@ -95,6 +114,7 @@ struct replay_writer {
     size_t used;
     uint64_t events;
     uint64_t last_ordinal;
+    uint64_t last_rip;          /* of the last exit: the next one's is coded as the step */
     uint64_t bytes;
     int failed;                 /* first write error (negative errno) */
 };
@@ -116,8 +136,9 @@ struct replay_reader {
     uint32_t version;           /* the header's */
     uint64_t events;
     uint64_t last_ordinal;
-    uint8_t *event;             /* an event's head and payload, one CRC over them */
-    uint8_t *payload;           /* in event: REPLAY_MAX_PAYLOAD bytes */
+    uint64_t last_rip;          /* version 3: of the last exit */
+    uint8_t *event;             /* an event's head and payload as stored, one check over them */
+    struct replay_exit exit;    /* version 3: the last exit record, decoded */
 };
 
 int replay_reader_begin(struct replay_reader *r, int fd, struct replay_header *h, struct error *err);

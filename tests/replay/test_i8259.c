@@ -1,6 +1,7 @@
 /* The user-space 8259A pair (record/replay's interrupt controller) against
  * the datasheet: initialization words, IRR/ISR/IMR, priorities, EOI kinds,
- * rotation, the cascade, auto EOI, poll and spurious interrupts. */
+ * rotation, the cascade, auto EOI, poll and spurious interrupts; the ELCR
+ * (edge or level per pin) and its place in the saved state. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,10 +14,8 @@
 static struct pic pic;
 
 /* As Linux and SeaBIOS program it: edge, cascade, ICW4; vectors 0x20 and 0x28. */
-static int setup(void **state)
+static void initialize(void)
 {
-    (void)state;
-    pic_init(&pic);
     const uint8_t master[] = { 0x11, 0x20, 0x04, 0x01 }, slave[] = { 0x11, 0x28, 0x02, 0x01 };
     pic_port_write(&pic.port[0], 0, 1, master[0]);
     pic_port_write(&pic.port[1], 0, 1, slave[0]);
@@ -24,6 +23,13 @@ static int setup(void **state)
         pic_port_write(&pic.port[0], 1, 1, master[i]);
         pic_port_write(&pic.port[1], 1, 1, slave[i]);
     }
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    pic_init(&pic);
+    initialize();
     return 0;
 }
 
@@ -187,6 +193,96 @@ static void poll_command(void **state)
     assert_false(pic_has_interrupt(&pic));
 }
 
+/* Takes the next request and ends it: its vector. */
+static uint8_t serve(void)
+{
+    uint8_t v = pic_acknowledge(&pic);
+    eoi_master();
+    return v;
+}
+
+static void elcr_level_pins(void **state)
+{
+    (void)state;
+    /* Written as a guest does; the always-edge pins (0-2, 8, 13) stay clear. */
+    pic_elcr_write(&pic, 0, 1, 0xff);
+    pic_elcr_write(&pic, 1, 1, 0xff);
+    assert_int_equal(pic_elcr_read(&pic, 0, 1), 0xf8);
+    assert_int_equal(pic_elcr_read(&pic, 1, 1), 0xde);
+    pic_elcr_write(&pic, 1, 1, 0);
+    pic_elcr_write(&pic, 0, 1, 0x10);                   /* IRQ 4 level, 3 edge */
+    assert_int_equal(pic_elcr_read(&pic, 0, 1), 0x10);
+    /* A level pin held high asks again after its EOI; an edge pin does not. */
+    pic_set_irq(&pic, 3, 1);
+    pic_set_irq(&pic, 4, 1);
+    assert_int_equal(serve(), 0x23);
+    assert_int_equal(serve(), 0x24);
+    assert_int_equal(serve(), 0x24);
+    pic_set_irq(&pic, 4, 0);
+    assert_false(pic_has_interrupt(&pic));
+    pic_set_irq(&pic, 3, 0);
+    /* Lowered before its acknowledge, a level request is gone (an edge one latches). */
+    pulse(4);
+    pulse(3);
+    assert_int_equal(serve(), 0x23);
+    assert_false(pic_has_interrupt(&pic));
+    /* Made level while its line is high, a pin asks at once. */
+    pic_set_irq(&pic, 5, 1);
+    assert_int_equal(serve(), 0x25);
+    assert_false(pic_has_interrupt(&pic));
+    pic_elcr_write(&pic, 0, 1, 0x30);
+    assert_int_equal(serve(), 0x25);
+    pic_set_irq(&pic, 5, 0);
+    assert_false(pic_has_interrupt(&pic));
+}
+
+/* ICW1 resets the 8259, not the ELCR beside it (as in QEMU); a reset clears it. */
+static void elcr_survives_icw1(void **state)
+{
+    (void)state;
+    struct error err = { 0 };
+    pic_elcr_write(&pic, 0, 1, 0x10);
+    pic_elcr_write(&pic, 1, 1, 0x04);
+    pic_set_irq(&pic, 4, 1);
+    initialize();                                       /* ICW1-4 again */
+    assert_int_equal(pic_elcr_read(&pic, 0, 1), 0x10);
+    assert_int_equal(pic_elcr_read(&pic, 1, 1), 0x04);
+    assert_int_equal(serve(), 0x24);                    /* the level request stayed */
+    assert_int_equal(serve(), 0x24);
+    pic_set_irq(&pic, 4, 0);
+    assert_int_equal(pic_device_ops.reset(&pic, &err), 0);
+    assert_int_equal(pic_elcr_read(&pic, 0, 1) | pic_elcr_read(&pic, 1, 1), 0);
+}
+
+static void elcr_in_state(void **state)
+{
+    (void)state;
+    struct error err = { 0 };
+    pic_elcr_write(&pic, 0, 1, 0x20);
+    pic_elcr_write(&pic, 1, 1, 0x0c);
+    struct state_buf s, r;
+    state_buf_init(&s);
+    assert_int_equal(pic_device_ops.save(&pic, &s, &err), 0);
+    assert_int_equal(s.len, 18);
+    struct pic other;
+    pic_init(&other);
+    state_buf_init_reader(&r, s.data, s.len);
+    assert_int_equal(pic_device_ops.load(&other, &r, PIC_STATE_VERSION, &err), 0);
+    assert_int_equal(pic_elcr_read(&other, 0, 1), 0x20);
+    assert_int_equal(pic_elcr_read(&other, 1, 1), 0x0c);
+    /* A version 1 state (no ELCR bytes) loads with every pin edge. */
+    state_buf_init_reader(&r, s.data, 16);
+    assert_int_equal(pic_device_ops.load(&other, &r, 1, &err), 0);
+    assert_int_equal(pic_elcr_read(&other, 0, 1) | pic_elcr_read(&other, 1, 1), 0);
+    /* An ELCR making an edge-only pin level is refused, naming it. */
+    s.data[17] = 0x21;
+    state_buf_init_reader(&r, s.data, s.len);
+    assert_true(pic_device_ops.load(&other, &r, PIC_STATE_VERSION, &err) < 0);
+    assert_non_null(strstr(err.msg, "ELCR"));
+    pic_destroy(&other);
+    state_buf_free(&s);
+}
+
 static void state_round_trip_and_refusal(void **state)
 {
     (void)state;
@@ -225,6 +321,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(level_triggered_and_spurious, setup, teardown),
         cmocka_unit_test_setup_teardown(poll_command, setup, teardown),
         cmocka_unit_test_setup_teardown(state_round_trip_and_refusal, setup, teardown),
+        cmocka_unit_test_setup_teardown(elcr_level_pins, setup, teardown),
+        cmocka_unit_test_setup_teardown(elcr_survives_icw1, setup, teardown),
+        cmocka_unit_test_setup_teardown(elcr_in_state, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -204,7 +204,7 @@ static int reopen(int fd)
 static void header_for(const struct machine_config *cfg, struct replay_header *h)
 {
     struct error err = { 0 };
-    assert_int_equal(machine_replay_header(cfg, REPLAY_START_BOOT, NULL, h, &err), 0);
+    assert_int_equal(machine_replay_header(cfg, REPLAY_START_BOOT, NULL, REPLAY_LOG_VERSION, h, &err), 0);
 }
 
 /* Records the script on a fresh machine into a new memfd (returned); *events: how many. */
@@ -416,7 +416,7 @@ static void test_other_configuration_refused(void **state)
     struct replay_header h;
     struct replay *rp;
     error_clear(&err);
-    assert_int_equal(machine_replay_header(&bare_config, REPLAY_START_LOADVM, "snap1", &h, &err), 0);
+    assert_int_equal(machine_replay_header(&bare_config, REPLAY_START_LOADVM, "snap1", REPLAY_LOG_VERSION, &h, &err), 0);
     assert_true(replay_replay_begin(&rp, reopen(log), &h, &err) < 0);
     assert_non_null(strstr(err.msg, "starts from boot, this run from --loadvm snap1"));
 
@@ -428,9 +428,9 @@ static void test_other_configuration_refused(void **state)
     struct machine_config k = bare_config;
     k.kernel = path;
     struct replay_header h1, h2;
-    assert_int_equal(machine_replay_header(&k, REPLAY_START_BOOT, NULL, &h1, &err), 0);
+    assert_int_equal(machine_replay_header(&k, REPLAY_START_BOOT, NULL, REPLAY_LOG_VERSION, &h1, &err), 0);
     assert_int_equal(pwrite(kfd, "2", 1, 7), 1);
-    assert_int_equal(machine_replay_header(&k, REPLAY_START_BOOT, NULL, &h2, &err), 0);
+    assert_int_equal(machine_replay_header(&k, REPLAY_START_BOOT, NULL, REPLAY_LOG_VERSION, &h2, &err), 0);
     assert_int_equal(h1.config_hash, h2.config_hash);
     assert_true(h1.kernel_hash != h2.kernel_hash);
     close(kfd);
@@ -500,6 +500,48 @@ static void test_corrupt_log_refused(void **state)
 }
 
 /* Without a feeder or an observer the seam reads the host as before. */
+/* A disk image's hash covers all of it, read in pieces: a byte changed past
+ * the first read changes it, put back gives the same hash again. Version 2
+ * hashes otherwise (its logs are checked against their own hash). */
+static void test_file_hash_covers_the_whole_file(void **state)
+{
+    (void)state;
+    struct error err = { 0 };
+    char path[] = "/tmp/test_replay_hash.XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    size_t size = (5u << 19) + 17;                       /* 2.5 MiB + 17: several reads of either size */
+    uint8_t *buf = malloc(size);
+    assert_non_null(buf);
+    for (size_t i = 0; i < size; i++) {
+        buf[i] = (uint8_t)(i * 131 + (i >> 12));
+    }
+    assert_int_equal(pwrite(fd, buf, size, 0), (ssize_t)size);
+    uint64_t h3, h2, again;
+    assert_int_equal(replay_hash_file(path, REPLAY_LOG_VERSION, &h3, &err), 0);
+    assert_int_equal(replay_hash_file(path, 2, &h2, &err), 0);
+    assert_true(h3 != h2 && h3 != 0);
+    {
+        size_t at = (2u << 20) + 5;
+        uint8_t flipped = buf[at] ^ 1;
+        assert_int_equal(pwrite(fd, &flipped, 1, (off_t)at), 1);
+        assert_int_equal(replay_hash_file(path, REPLAY_LOG_VERSION, &again, &err), 0);
+        assert_true(again != h3);
+        assert_int_equal(replay_hash_file(path, 2, &again, &err), 0);
+        assert_true(again != h2);
+        assert_int_equal(pwrite(fd, &buf[at], 1, (off_t)at), 1);
+    }
+    assert_int_equal(replay_hash_file(path, REPLAY_LOG_VERSION, &again, &err), 0);
+    assert_int_equal(again, h3);
+    assert_int_equal(replay_hash_file(NULL, REPLAY_LOG_VERSION, &again, &err), 0);
+    assert_int_equal(again, 0);
+    unlink(path);
+    assert_true(replay_hash_file(path, REPLAY_LOG_VERSION, &again, &err) < 0);
+    assert_non_null(strstr(err.msg, path));
+    close(fd);
+    free(buf);
+}
+
 static void test_seam_untouched_when_off(void **state)
 {
     int64_t t = host_input_clock();
@@ -523,27 +565,27 @@ static void test_kvm_exit_record(void **state)
     run->io.count = 1;
     run->io.data_offset = 1024;
     page[1024] = 'A';
-    replay_kvm_exit(run, &regs, &a);
+    replay_kvm_exit(run, &regs, replay_hash, &a);
     assert_int_equal(a.reason, KVM_EXIT_IO);
     assert_int_equal(a.rip, 0x1234);
     assert_int_equal(a.addr, 0x3f8);
     assert_int_equal(a.size, 1);
     assert_int_equal(a.value & 0xff, 'A');
-    replay_kvm_exit(run, &regs, &b);
+    replay_kvm_exit(run, &regs, replay_hash, &b);
     assert_memory_equal(&a, &b, sizeof(a));
     regs.rflags &= ~(1u << 16);                 /* RF does not count */
-    replay_kvm_exit(run, &regs, &b);
+    replay_kvm_exit(run, &regs, replay_hash, &b);
     assert_memory_equal(&a, &b, sizeof(a));
     regs.rbx = 1;
-    replay_kvm_exit(run, &regs, &b);
+    replay_kvm_exit(run, &regs, replay_hash, &b);
     assert_true(a.reg_hash != b.reg_hash);
     regs.rbx = 0;
     page[1024] = 'B';
-    replay_kvm_exit(run, &regs, &b);
+    replay_kvm_exit(run, &regs, replay_hash, &b);
     assert_true(a.value != b.value);
     page[1024] = 'A';
     run->io.direction = KVM_EXIT_IO_IN;
-    replay_kvm_exit(run, &regs, &b);
+    replay_kvm_exit(run, &regs, replay_hash, &b);
     assert_true(a.value != b.value);
 
     memset(page, 0, sizeof(page));
@@ -552,7 +594,7 @@ static void test_kvm_exit_record(void **state)
     run->mmio.len = 4;
     run->mmio.is_write = 1;
     memcpy(run->mmio.data, "\x01\x00\x00\x00", 4);
-    replay_kvm_exit(run, &regs, &a);
+    replay_kvm_exit(run, &regs, replay_hash, &a);
     assert_int_equal(a.addr, 0xd0000050);
     assert_int_equal(a.size, 4);
     assert_int_equal(a.value, 1ull | 1ull << 63);
@@ -587,6 +629,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_seam_untouched_when_off),
+        cmocka_unit_test(test_file_hash_covers_the_whole_file),
         cmocka_unit_test(test_record_replay_identical),
         cmocka_unit_test(test_tampered_log_diverges),
         cmocka_unit_test(test_modified_guest_diverges),

@@ -323,6 +323,10 @@ static void disk_content_travels_with_snapshots(void **state)
     assert_int_equal(replay_ordinal(m->replay->rp), 6);
     sector3(m, now);
     assert_memory_equal(now, written[1], 512);
+    /* Nothing was copied: a new overlay over the recording's (viewed at exit 6). */
+    char overlay[PATH_MAX];
+    assert_non_null(realpath(path, overlay));
+    assert_string_equal(blockdev_backing_filename(m->disks[0]), overlay);
     run_to(m, 12);
     assert_memory_equal(gmem(m, BACK, sizeof(reads)), reads, sizeof(reads));
     /* Seek back to exit 5: from the snapshot of exit 3, round 0's write. */
@@ -338,6 +342,24 @@ static void disk_content_travels_with_snapshots(void **state)
     assert_int_equal(finish(m), recorded);
     assert_true(image_is_zero());
     assert_int_equal(files_in_tmpdir(), 0);             /* the copies are gone */
+
+    /* The image moved: the recording's overlay is not over this replay's
+     * image, so the travel runs on a copy of it pointed at the image. */
+    char moved[sizeof(image)], orig[sizeof(image)];
+    snprintf(orig, sizeof(orig), "%s", image);
+    snprintf(moved, sizeof(moved), "%s/moved.img", tmpdir);
+    assert_int_equal(rename(orig, moved), 0);
+    snprintf(image, sizeof(image), "%s", moved);       /* config.disks[0].file too */
+    m = start(MACHINE_REPLAY_PLAY, 0, 8);
+    sector3(m, now);
+    assert_memory_equal(now, written[1], 512);
+    assert_string_equal(blockdev_backing_filename(m->disks[0]), moved);
+    run_to(m, 12);
+    assert_memory_equal(gmem(m, BACK, sizeof(reads)), reads, sizeof(reads));
+    assert_int_equal(finish(m), recorded);
+    assert_int_equal(rename(moved, orig), 0);
+    snprintf(image, sizeof(image), "%s", orig);
+    assert_int_equal(files_in_tmpdir(), 0);
 
     /* Without the recording's overlay the travel is refused, naming it. */
     snprintf(path, sizeof(path), "%s.snap/disk0.qcow2", log_path);

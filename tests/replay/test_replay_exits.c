@@ -63,14 +63,22 @@ static int run(enum machine_replay_mode mode, int nsteps, int bump_at, struct tr
     return n;
 }
 
+/* The whole script recorded into log_path: its events. */
+static int64_t record_script(struct trace *rec)
+{
+    struct error err = { 0 };
+    int64_t recorded;
+    assert_int_equal(run(MACHINE_REPLAY_RECORD, NSTEPS, -1, rec, &recorded, &err), NSTEPS);
+    assert_true(recorded > NSTEPS);
+    return recorded;
+}
+
 static void record_then_replay_three_times(void **state)
 {
     (void)state;
     struct error err = { 0 };
     struct trace rec, rep;
-    int64_t recorded, replayed;
-    assert_int_equal(run(MACHINE_REPLAY_RECORD, NSTEPS, -1, &rec, &recorded, &err), NSTEPS);
-    assert_true(recorded > NSTEPS);
+    int64_t replayed, recorded = record_script(&rec);
     /* The recording itself did what the PIT and PIC say. */
     assert_int_equal(rec.read[8] | rec.read[9] << 8, PIT_PERIOD - EXIT_CLOCK_TICKS_PER_EXIT);  /* a device sees the time before its exit counts */
     assert_true(rec.window[9] && rec.window[13]);       /* IRQ 0 at IF=0: a window asked for */
@@ -90,6 +98,44 @@ static void record_then_replay_three_times(void **state)
         assert_int_equal(replayed, recorded);
         assert_memory_equal(&rec, &rep, sizeof(rec));
     }
+}
+
+static uint32_t log_version(const char *path)
+{
+    uint8_t head[12];
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    assert_int_equal(fread(head, 1, sizeof(head), f), sizeof(head));
+    fclose(f);
+    return (uint32_t)head[8] | (uint32_t)head[9] << 8 | (uint32_t)head[10] << 16 | (uint32_t)head[11] << 24;
+}
+
+static void copy_to_log(const char *from)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", from, log_path);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* The script recorded by the version 2 writer (crc32 checks, hashes a byte
+ * at a time) replays: the same decisions as a version 3 recording. */
+static void a_version_2_log_replays(void **state)
+{
+    (void)state;
+    struct error err = { 0 };
+    struct trace rec, rep;
+    int64_t replayed, recorded = record_script(&rec);
+    assert_int_equal(log_version(log_path), REPLAY_LOG_VERSION);
+    copy_to_log(FIXTURES "/exits-v2.log");
+    assert_int_equal(log_version(log_path), 2);
+    if (run(MACHINE_REPLAY_PLAY, NSTEPS, -1, &rep, &replayed, &err) != NSTEPS || replayed < 0) {
+        fail_msg("the version 2 log: %s", err.msg);
+    }
+    assert_int_equal(replayed, recorded);
+    assert_memory_equal(&rec, &rep, sizeof(rec));
+    /* Its register hashes are version 2's: another guest still diverges. */
+    assert_int_equal(run(MACHINE_REPLAY_PLAY, NSTEPS, 12, &rep, &replayed, &err), 12);
+    assert_non_null(strstr(err.msg, "diverged at exit 13"));
 }
 
 static void another_rip_diverges_there(void **state)
@@ -322,6 +368,93 @@ static void port_b_reads_replay(void **state)
     free(kr);
 }
 
+/* One port access by a guest that can take interrupts, through the bus and
+ * the exit clock: the clock's decision, *io the byte read or written. */
+static int guest_io(struct machine *m, struct kvm_run *run, bool in, uint16_t port, uint8_t *io, uint64_t rip,
+                    uint8_t *vector, struct error *err)
+{
+    memset(run, 0, 8192);
+    fake_io_exit(run, in, port);
+    run->if_flag = 1;
+    run->ready_for_interrupt_injection = 1;
+    uint8_t *data = (uint8_t *)run + FAKE_IO_DATA;
+    *data = *io;
+    if (in) {
+        bus_read(&m->vm.pio, port, data, 1);
+        *io = *data;
+    } else {
+        bus_write(&m->vm.pio, port, data, 1);
+    }
+    struct kvm_regs regs = { .rip = rip, .rflags = 0x202 };
+    *vector = 0;
+    return machine_replay_exit(m, run, &regs, vector, err);
+}
+
+/* A guest sets IRQ 5 level-triggered in the ELCR (port 0x4d0) while a device
+ * holds the line high: it is injected again after each EOI until the line
+ * drops. Recorded and replayed twice with the same decisions; a replay
+ * whose ELCR write differs diverges at that exit. */
+static void elcr_replays(void **state)
+{
+    (void)state;
+    struct error err = { 0 };
+    struct kvm_run *kr = calloc(1, 8192);
+    assert_non_null(kr);
+    static const struct { bool in; uint16_t port; uint8_t value; } steps[] = {
+        { false, 0x20, 0x11 }, { false, 0x21, 0x20 }, { false, 0x21, 0x04 }, { false, 0x21, 0x01 },
+        { false, 0x21, 0xdf },                          /* only IRQ 5 unmasked */
+        { false, 0x4d0, 0x20 }, { true, 0x4d0, 0 },     /* 6: the device raises IRQ 5 after this exit */
+        { false, 0x20, 0x20 }, { false, 0x20, 0x20 },   /* EOIs: 9 lowers the line after its EOI */
+        { false, 0x20, 0x20 }, { false, 0x80, 0 },
+    };
+    enum { N = sizeof(steps) / sizeof(steps[0]) };
+    int rec[N], rep[N];
+    uint8_t rec_vec[N], rep_vec[N], read_back = 0;
+    for (int pass = 0; pass < 4; pass++) {
+        struct machine *m = bare_machine(&config);
+        struct irq_line line = machine_irq_line(m, 5);
+        enum machine_replay_mode mode = pass == 0 ? MACHINE_REPLAY_RECORD : MACHINE_REPLAY_PLAY;
+        assert_int_equal(machine_replay_start(m, mode, log_path, NULL, NULL, 0, &err), 0);
+        int *act = pass == 0 ? rec : rep;
+        uint8_t *vec = pass == 0 ? rec_vec : rep_vec;
+        int n;
+        for (n = 0; n < N; n++) {
+            uint8_t io = pass == 3 && n == 5 ? 0x00 : steps[n].value;   /* pass 3: the ELCR left edge */
+            act[n] = guest_io(m, kr, steps[n].in, steps[n].port, &io, 0x3000 + (uint64_t)n, &vec[n], &err);
+            if (act[n] == REPLAY_ACT_STOP) {
+                break;
+            }
+            read_back = n == 6 ? io : read_back;
+            if (n == 6 || n == 9) {
+                irq_line_set(&line, n == 6);
+            }
+        }
+        if (pass < 3) {
+            assert_int_equal(n, N);
+            assert_int_equal(read_back, 0x20);
+            assert_true(machine_replay_finish(m, &(int){ 0 }, &err) > 0);
+        } else {
+            assert_int_equal(n, 5);
+            assert_non_null(strstr(err.msg, "diverged at exit 6"));
+            assert_non_null(strstr(err.msg, "addr 0x4d0"));
+            machine_replay_finish(m, &(int){ 0 }, &err);
+        }
+        bare_destroy(m);
+        if (pass == 1 || pass == 2) {
+            assert_memory_equal(rec, rep, sizeof(rec));
+            assert_memory_equal(rec_vec, rep_vec, sizeof(rec_vec));
+        }
+    }
+    /* Raised after step 6 (the read back), injected at 7, again after each EOI while high (8, 9), not after it dropped. */
+    assert_int_equal(rec[6], REPLAY_ACT_GO);
+    for (int n = 7; n <= 9; n++) {
+        assert_int_equal(rec[n], REPLAY_ACT_INJECT);
+        assert_int_equal(rec_vec[n], 0x25);
+    }
+    assert_int_equal(rec[10], REPLAY_ACT_GO);
+    free(kr);
+}
+
 static void non_synchronous_exits_do_not_count(void **state)
 {
     (void)state;
@@ -336,10 +469,12 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(record_then_replay_three_times, setup, teardown),
         cmocka_unit_test_setup_teardown(another_rip_diverges_there, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_version_2_log_replays, setup, teardown),
         cmocka_unit_test_setup_teardown(replay_past_the_log_ends, setup, teardown),
         cmocka_unit_test_setup_teardown(break_points, setup, teardown),
         cmocka_unit_test_setup_teardown(console_end_is_remembered, setup, teardown),
         cmocka_unit_test(non_synchronous_exits_do_not_count),
+        cmocka_unit_test_setup_teardown(elcr_replays, setup, teardown),
         cmocka_unit_test(mmio_pins_are_not_the_sci),
         cmocka_unit_test(port_b_follows_the_exit_clock),
         cmocka_unit_test_setup_teardown(port_b_reads_replay, setup, teardown),

@@ -258,7 +258,7 @@ static void bad_snapshots_are_refused(void **state)
     struct stat st;
     assert_int_equal(stat(path, &st), 0);
     file_flip_byte(path, st.st_size / 2);
-    refused(BREAK_AT, "replay log corrupt", "CRC");
+    refused(BREAK_AT, "replay log corrupt", "checksum mismatch");
 }
 
 static void snapshots_are_optional(void **state)
