@@ -23,7 +23,7 @@ not_ok() {
     echo "not ok $TEST_NUM - $*"
 }
 
-diag() { printf '# %s\n' "$@"; }
+diag() { printf '%s\n' "$@" | sed 's/^/# /'; }   # every line a comment, for TAP
 
 # check "description" command...: ok when the command succeeds; on failure its
 # output goes to the TAP stream as diagnostics.
