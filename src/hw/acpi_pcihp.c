@@ -59,6 +59,7 @@ void acpi_pcihp_write(void *opaque, uint64_t offset, unsigned size, uint64_t val
         h->down &= ~eject;
         h->up &= ~eject;
         h->removable &= ~eject;
+        h->ejected |= eject;
     }
     pthread_mutex_unlock(&h->lock);
     for (int slot = 0; slot < 32; slot++) {
@@ -99,6 +100,7 @@ void acpi_pcihp_removed(struct acpi_pcihp *h, int slot)
     h->up &= ~(1u << slot);
     h->down &= ~(1u << slot);
     h->removable &= ~(1u << slot);
+    h->ejected &= ~(1u << slot);
     pthread_mutex_unlock(&h->lock);
 }
 
@@ -112,6 +114,7 @@ static int acpi_pcihp_save_op(void *dev, struct state_buf *b, struct error *err)
     state_put_u32(b, h->down);
     state_put_u32(b, h->removable);
     state_put_u32(b, h->bus_select);
+    state_put_u32(b, h->ejected);
     pthread_mutex_unlock(&h->lock);
     return state_buf_error(b, err);
 }
@@ -121,6 +124,7 @@ static int acpi_pcihp_load_op(void *dev, struct state_buf *b, uint32_t version, 
     struct acpi_pcihp *h = dev;
     uint32_t up = state_get_u32(b), down = state_get_u32(b), removable = state_get_u32(b);
     uint32_t bus = state_get_u32(b);
+    uint32_t ejected = version >= 2 ? state_get_u32(b) : 0;
     int ret = state_buf_error(b, err);
     if (ret == 0) {
         pthread_mutex_lock(&h->lock);
@@ -128,9 +132,24 @@ static int acpi_pcihp_load_op(void *dev, struct state_buf *b, uint32_t version, 
         h->down = down;
         h->removable = removable;
         h->bus_select = bus;
+        h->ejected = ejected;
         pthread_mutex_unlock(&h->lock);
     }
     return ret;
+}
+
+/* The saved guest's ejects the owner had not carried out: again, now. */
+static void acpi_pcihp_post_load_op(void *dev)
+{
+    struct acpi_pcihp *h = dev;
+    pthread_mutex_lock(&h->lock);
+    uint32_t ejected = h->ejected;
+    pthread_mutex_unlock(&h->lock);
+    for (int slot = 0; slot < 32; slot++) {
+        if ((ejected & (1u << slot)) && h->eject) {
+            h->eject(h->opaque, slot);
+        }
+    }
 }
 
 /* As QEMU's acpi_pcihp_reset: no insertion or removal is pending after a
@@ -155,5 +174,6 @@ const struct device_ops acpi_pcihp_device_ops = {
     .reset = acpi_pcihp_reset_op,
     .save = acpi_pcihp_save_op,
     .load = acpi_pcihp_load_op,
+    .post_load = acpi_pcihp_post_load_op,
     .destroy = acpi_pcihp_destroy_op,
 };

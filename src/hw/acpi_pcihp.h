@@ -38,6 +38,10 @@ struct acpi_pcihp {
     void *opaque;
     uint32_t up, down, removable;
     uint32_t bus_select;
+    /* Ejected by the guest, not yet removed by the owner (it may wait for
+     * a block job or a migration): saved, so a machine loading the state
+     * removes them too (the guest let them go). */
+    uint32_t ejected;
 };
 
 void acpi_pcihp_init(struct acpi_pcihp *h, struct acpi_pm *pm, void (*eject)(void *, int), void *opaque);
@@ -53,7 +57,8 @@ void acpi_pcihp_unplug_request(struct acpi_pcihp *h, int slot);
 /* The device in slot is gone (ejected): nothing is pending for it. */
 void acpi_pcihp_removed(struct acpi_pcihp *h, int slot);
 
-#define ACPI_PCIHP_STATE_VERSION 1
+/* 2: the ejected slots not yet removed. */
+#define ACPI_PCIHP_STATE_VERSION 2
 extern const struct device_ops acpi_pcihp_device_ops;
 
 #endif

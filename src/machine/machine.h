@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "block/blockdev.h"
+#include "machine/console_mux.h"
 #include "util/error.h"
 #include "vmm/boot.h"
 #include "vmm/event_loop.h"
@@ -111,6 +112,8 @@ enum machine_event {
 };
 typedef void (*machine_event_fn)(void *opaque, enum machine_event ev, bool guest);
 void machine_set_event_hook(struct machine *m, machine_event_fn fn, void *opaque);
+/* The monitor behind Ctrl-A c on a stdio terminal (NULL: none). */
+void machine_set_console_monitor(struct machine *m, console_monitor_fn fn, void *opaque);
 
 /* ---- vCPUs ---- */
 

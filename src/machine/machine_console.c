@@ -22,13 +22,7 @@ static int open_stdio(struct console *c)
 {
     c->in = STDIN_FILENO;
     c->out = STDOUT_FILENO;
-    if (isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &saved_termios) == 0) {
-        struct termios raw = saved_termios;
-        /* As QEMU's -nographic: Ctrl-C goes to the guest, Ctrl-A x quits. */
-        raw.c_lflag &= (tcflag_t) ~(ICANON | ECHO | ISIG);
-        tcsetattr(STDIN_FILENO, TCSANOW, &raw);
-        c->is_tty = true;
-    }
+    c->is_tty = console_tty_raw(STDIN_FILENO, &saved_termios);
     return 0;
 }
 
@@ -48,6 +42,7 @@ int machine_console_open(struct machine *m, struct error *err)
     struct console *c = &m->console;
     const char *spec = m->cfg->console ? m->cfg->console : "stdio";
     c->in = c->out = c->listen = -1;
+    console_mux_init(&c->mux, STDOUT_FILENO);
     if (strcmp(spec, "stdio") == 0) {
         return open_stdio(c);
     }
@@ -64,49 +59,21 @@ int machine_console_open(struct machine *m, struct error *err)
     return error_set(err, -EINVAL, "--console must be stdio, file:PATH, unix:PATH or tcp:HOST:PORT, not '%s'", spec);
 }
 
-#define ESCAPE_CHAR 0x01    /* Ctrl-A */
-
-/* The terminal's escapes (QEMU's -nographic): Ctrl-A x quits, Ctrl-A h
- * prints help, Ctrl-A Ctrl-A sends one Ctrl-A. Returns the bytes left
- * for the guest, in place. */
-static ssize_t console_escapes(struct machine *m, uint8_t *buf, ssize_t n)
-{
-    ssize_t k = 0;
-    for (ssize_t i = 0; i < n; i++) {
-        if (!m->console.escape) {
-            if (buf[i] == ESCAPE_CHAR) {
-                m->console.escape = true;
-            } else {
-                buf[k++] = buf[i];
-            }
-            continue;
-        }
-        m->console.escape = false;
-        if (buf[i] == 'x') {
-            static const char msg[] = "QEMU: Terminated\r\n";
-            ssize_t ignored = write(m->console.out, msg, sizeof(msg) - 1);
-            (void)ignored;
-            machine_quit(m);
-        } else if (buf[i] == 'h') {
-            static const char help[] = "\r\nC-a h    print this help\r\nC-a x    exit emulator\r\n"
-                                       "C-a C-a  sends C-a\r\n";
-            ssize_t ignored = write(m->console.out, help, sizeof(help) - 1);
-            (void)ignored;
-        } else if (buf[i] == ESCAPE_CHAR) {
-            buf[k++] = ESCAPE_CHAR;
-        }
-    }
-    return k;
-}
-
 static void console_input(void *opaque, int fd, uint32_t events)
 {
     struct machine *m = opaque;
     uint8_t buf[64];
     /* Take no more than the UART can hold; the rest waits in the fd. */
     ssize_t n = uart_can_receive(&m->uart) ? host_input_console(fd, buf, 16) : 0;
-    if (n > 0 && m->console.is_tty && (n = console_escapes(m, buf, n)) == 0) {
-        return;
+    if (n > 0 && m->console.is_tty) {
+        bool quit = false;
+        n = (ssize_t)console_mux_input(&m->console.mux, buf, (size_t)n, &quit);
+        if (quit) {
+            machine_quit(m);
+        }
+        if (n == 0) {
+            return;
+        }
     }
     if (n > 0) {
         uart_receive(&m->uart, buf, (size_t)n);
@@ -153,11 +120,16 @@ int machine_console_start(struct machine *m, struct error *err)
     return 0;
 }
 
+void machine_set_console_monitor(struct machine *m, console_monitor_fn fn, void *opaque)
+{
+    console_mux_set_monitor(&m->console.mux, fn, opaque);
+}
+
 void machine_console_close(struct machine *m)
 {
     struct console *c = &m->console;
     if (c->is_tty) {
-        tcsetattr(STDIN_FILENO, TCSANOW, &saved_termios);
+        console_tty_restore(STDIN_FILENO, &saved_termios);
     }
     if (c->out > STDERR_FILENO) {
         close(c->out);

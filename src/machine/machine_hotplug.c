@@ -455,6 +455,17 @@ static int pcihp_reset(void *dev, struct error *err)
     return acpi_pcihp_device_ops.reset(dev, err);
 }
 
+/* The loaded state's ejects are the ones to carry out (the registers'
+ * post_load raises them again): those this machine's guest asked for
+ * before are forgotten with the rest of its state. */
+static int pcihp_load(void *dev, struct state_buf *b, uint32_t version, struct error *err)
+{
+    struct machine *m = (struct machine *)((char *)dev - offsetof(struct machine, pcihp));
+    __atomic_store_n(&m->deferred_ejects, 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&m->ejected_slots, 0, __ATOMIC_SEQ_CST);
+    return acpi_pcihp_device_ops.load(dev, b, version, err);
+}
+
 static struct device_ops pcihp_ops;
 
 int machine_add_pci_hotplug(struct machine *m, struct error *err)
@@ -462,6 +473,7 @@ int machine_add_pci_hotplug(struct machine *m, struct error *err)
     pcihp_ops = acpi_pcihp_device_ops;
     pcihp_ops.destroy = pcihp_destroy;
     pcihp_ops.reset = pcihp_reset;
+    pcihp_ops.load = pcihp_load;
     acpi_pcihp_init(&m->pcihp, &m->acpi_pm, guest_ejected, m);
     m->eject_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (m->eject_fd < 0) {

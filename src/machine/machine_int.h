@@ -13,6 +13,7 @@
 #include "hw/system_ports.h"
 #include "hw/uart.h"
 #include "machine/block_nodes.h"
+#include "machine/console_mux.h"
 #include "machine/device_registry.h"
 #include "machine/machine.h"
 #include "state/state_buf.h"
@@ -55,7 +56,7 @@ struct console {
     int out;
     int listen;
     bool is_tty;
-    bool escape;                    /* Ctrl-A seen on the terminal: the next key is a command */
+    struct console_mux mux;         /* a terminal's escapes and monitor (is_tty) */
 };
 
 /* The files snapshots' chain: the parent of the next diff snapshot, whose

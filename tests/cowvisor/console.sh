@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The console as operators use it (issue 17): over TCP, and on a terminal
-# where Ctrl-C goes to the guest (the VM keeps running) and Ctrl-A x quits
+# where Ctrl-C goes to the guest (the VM keeps running), Ctrl-A c shows the
+# monitor and Ctrl-A x quits
 # with status 0, as QEMU's -nographic. Needs /dev/kvm.
 source "$TESTS_DIR/lib.sh"
 if [[ ! -r /dev/kvm || ! -w /dev/kvm ]]; then
@@ -56,6 +57,10 @@ os.write(fd, b"\x03")
 read_for(2)
 alive = os.waitpid(pid, os.WNOHANG) == (0, 0)
 print("alive after ctrl-c" if alive else "killed by ctrl-c")
+os.write(fd, b"\x01cinfo status\r")
+print("monitor: running" if b"VM status: running" in read_for(2) else "no monitor")
+os.write(fd, b"\x01c")
+read_for(0.5)
 os.write(fd, b"\x01x")
 for _ in range(100):
     done, status = os.waitpid(pid, os.WNOHANG)
@@ -65,6 +70,7 @@ for _ in range(100):
 print("status", os.waitstatus_to_exitcode(status) if done else "still running")
 PY
 check_eq "Ctrl-C on the terminal does not kill the VM" "alive after ctrl-c" "$(sed -n 1p pty.out)"
-check_eq "Ctrl-A x quits with status 0" "status 0" "$(sed -n 2p pty.out)"
+check_eq "Ctrl-A c shows the monitor, which runs info status" "monitor: running" "$(sed -n 2p pty.out)"
+check_eq "Ctrl-A x quits with status 0" "status 0" "$(sed -n 3p pty.out)"
 echo "1..$TEST_NUM"
 exit $((TEST_FAILED > 0))

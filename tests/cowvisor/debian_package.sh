@@ -24,7 +24,8 @@ root=$TMP/root
 check "dpkg -x into a scratch root" dpkg -x "$deb" "$root"
 for f in usr/bin/cowvisor usr/bin/cowimg usr/bin/cowio usr/bin/cownbd usr/share/cowvisor/guest.elf \
          usr/share/man/man1/cowvisor.1.gz usr/share/bash-completion/completions/cowvisor \
-         lib/systemd/system/cowvisor@.service; do
+         lib/systemd/system/cowvisor@.service lib/systemd/system/cownbd@.service \
+         lib/systemd/system/cownbd@.socket; do
     [[ -e $root/$f ]] && ok "packaged: $f" || not_ok "packaged: $f"
 done
 check_eq "cowimg --version from the package" "cowimg version 7.2.0 (cowvisor 0.1.0)" \

@@ -33,6 +33,13 @@ if [[ -n $unit ]] && grep -q "^ExecStart=.*/cowvisor --config /etc/cowvisor/%i.c
 else
     not_ok "the systemd unit template"
 fi
+unit=$(find "$root" -name 'cownbd@.service' | head -1)
+if [[ -n $unit ]] && grep -q "^ExecStart=/.*/cownbd --persistent \$OPTIONS \${IMAGE}" "$unit" \
+    && grep -q '^ListenStream=/run/cownbd/%i.sock' "$(dirname "$unit")/cownbd@.socket"; then
+    ok "the cownbd socket-activated unit pair"
+else
+    not_ok "the cownbd socket-activated unit pair"
+fi
 # The completion completes.
 comp=$(find "$root" -path "*/bash-completion/completions/cowvisor" | head -1)
 out=$(bash -c 'source "$1"; COMP_WORDS=(cowvisor --log-l); COMP_CWORD=1; _cowvisor; echo "${COMPREPLY[*]}"' _ "$comp")

@@ -11,7 +11,10 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <termios.h>
 #include <unistd.h>
+
+#include "machine/console_mux.h"
 
 #include "block/blockdev.h"
 
@@ -40,6 +43,9 @@ struct machine {
     void *deleted_opaque;
     int eject_fd;               /* the guest's eject, served in the main loop as the machine's */
     char eject_id[64];
+    struct console_mux mux;     /* stub_machine_console_stdio */
+    bool console_tty;
+    struct termios saved_termios;
 };
 
 struct block_node_table *machine_block_nodes(struct machine *m) { return &m->nodes; }
@@ -96,6 +102,7 @@ struct machine *stub_machine_create(const struct machine_config *cfg)
         abort();
     }
     m->cfg = cfg;
+    console_mux_init(&m->mux, STDOUT_FILENO);
     m->eject_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (m->eject_fd < 0 || event_loop_add(&m->loop, m->eject_fd, EPOLLIN, eject_in_loop, m, &err) < 0) {
         abort();
@@ -103,8 +110,49 @@ struct machine *stub_machine_create(const struct machine_config *cfg)
     return m;
 }
 
+static void console_in(void *opaque, int fd, uint32_t events)
+{
+    struct machine *m = opaque;
+    uint8_t buf[64];
+    ssize_t n = read(fd, buf, sizeof(buf));
+    if (n <= 0) {
+        event_loop_remove(&m->loop, fd);
+        return;
+    }
+    bool quit = false;
+    size_t k = console_mux_input(&m->mux, buf, (size_t)n, &quit);
+    if (k && write(STDOUT_FILENO, buf, k) < 0) {
+        /* the terminal is gone: nothing to echo to */
+    }
+    if (quit) {
+        machine_quit(m);
+    }
+}
+
+bool stub_machine_console_stdio(struct machine *m)
+{
+    struct error err = { 0 };
+    if (!console_tty_raw(STDIN_FILENO, &m->saved_termios)) {
+        return false;
+    }
+    m->console_tty = true;
+    if (event_loop_add(&m->loop, STDIN_FILENO, EPOLLIN, console_in, m, &err) < 0) {
+        abort();
+    }
+    return true;
+}
+
+void machine_set_console_monitor(struct machine *m, console_monitor_fn fn, void *opaque)
+{
+    console_mux_set_monitor(&m->mux, fn, opaque);
+}
+
 void stub_machine_destroy(struct machine *m)
 {
+    if (m->console_tty) {
+        event_loop_remove(&m->loop, STDIN_FILENO);
+        console_tty_restore(STDIN_FILENO, &m->saved_termios);
+    }
     block_nodes_close_all(&m->nodes);
     for (int i = 0; i < MACHINE_MAX_DISKS; i++) {
         blockdev_close(m->disks[i]);

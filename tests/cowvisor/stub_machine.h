@@ -19,6 +19,10 @@ void stub_machine_set_replay(struct machine *m, enum machine_replay_mode mode, c
 /* The guest ejects the device_add'ed device id (as its _EJ0 would): it
  * goes in the main loop, which tells the monitor. Any thread. */
 void stub_machine_guest_eject(struct machine *m, const char *id);
+/* The terminal on stdin/stdout as the machine's console (raw, with the
+ * Ctrl-A escapes and the monitor); the stub's guest echoes what it gets.
+ * Undone by stub_machine_destroy. Returns false if stdin is no terminal. */
+bool stub_machine_console_stdio(struct machine *m);
 /* The break point replay-break set (0: none). */
 uint64_t stub_machine_replay_break(struct machine *m);
 /* The exit replay-seek asked for (0: none). */

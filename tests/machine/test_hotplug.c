@@ -591,6 +591,57 @@ static void test_eject_waits_for_job_and_migration(void **state)
     unlink(target_path);
 }
 
+/* An eject that waits (here for a migration) is part of the state: the
+ * machine that loads it removes the disk too (the guest let it go, and the
+ * registers say so: the slot is no longer removable). It was lost: the
+ * loading machine kept a disk its guest had ejected. Found by review. */
+static void test_deferred_eject_travels_with_the_state(void **state)
+{
+    struct cold_rig ra, rb;
+    struct machine *a = cold_disk_machine(&ra), *b = cold_disk_machine(&rb);
+    struct error err = { 0 };
+    int slot = machine_disk_pci_slot(a, 0)->pci->pci.slot;
+    machine_set_migrating(a, true);
+    guest_ejects(a, slot);
+    assert_non_null(a->disks[0]);       /* waits for the migration */
+    struct bare_stream s;
+    bare_save(a, &s);
+    ndeleted = 0;
+    assert_int_equal(bare_load(b, &s, &err), 0);
+    machine_pci_process_ejects(b);      /* what the main loop's wake-up does */
+    assert_null(b->disks[0]);
+    assert_null(b->pci.slots[slot]);
+    assert_int_equal(ndeleted, 1);
+    assert_int_equal(port_read32(b, ACPI_PCIHP_PORT + ACPI_PCIHP_REMOVABLE), 0);
+    close(s.fd);
+    cold_rig_destroy(&ra);
+    cold_rig_destroy(&rb);
+}
+
+/* The other way: a machine whose own eject waits loads a state taken
+ * before its guest ejected: that guest still has the disk, which stays
+ * when the wait ends. */
+static void test_loaded_state_drops_own_deferred_eject(void **state)
+{
+    struct cold_rig r;
+    struct machine *m = cold_disk_machine(&r);
+    struct error err = { 0 };
+    int slot = machine_disk_pci_slot(m, 0)->pci->pci.slot;
+    struct bare_stream before;
+    bare_save(m, &before);
+    machine_set_migrating(m, true);
+    guest_ejects(m, slot);
+    assert_int_equal(bare_load(m, &before, &err), 0);
+    machine_set_migrating(m, false);
+    machine_ejects_resume(m);
+    machine_pci_process_ejects(m);
+    assert_non_null(m->disks[0]);
+    assert_non_null(m->pci.slots[slot]);
+    assert_int_equal(port_read32(m, ACPI_PCIHP_PORT + ACPI_PCIHP_REMOVABLE), 1u << slot);
+    close(before.fd);
+    cold_rig_destroy(&r);
+}
+
 /* Record/replay has no virtio-pci and its log no hotplug: refused. */
 static void test_refused_in_replay_mode(void **state)
 {
@@ -640,6 +691,8 @@ int main(void)
         cmocka_unit_test(test_anonymous_device_by_qom_path),
         cmocka_unit_test(test_cold_plugged_disk_ejects),
         cmocka_unit_test(test_eject_waits_for_job_and_migration),
+        cmocka_unit_test(test_deferred_eject_travels_with_the_state),
+        cmocka_unit_test(test_loaded_state_drops_own_deferred_eject),
         cmocka_unit_test(test_ejected_disk_stays_ejected_across_restore),
         cmocka_unit_test(test_refused_restore_keeps_the_disk),
         cmocka_unit_test(test_incoming_eject_waits_for_main_loop),

@@ -13,6 +13,7 @@ struct cownbd_opts {
     const char *bind;               /* default 0.0.0.0 */
     const char *port;               /* default 10809 */
     const char *socket_path;        /* UNIX socket instead of TCP */
+    int activated_fd;               /* a service manager's listening socket, or -1 */
     const char *format;             /* NULL: probe */
     bool image_opts;                /* --image-opts: filename is an option string */
     const char *pid_file;

@@ -15,6 +15,7 @@
 #include "nbd/nbd_proto.h"
 #include "util/log.h"
 #include "util/sandbox.h"
+#include "util/socket_activation.h"
 
 static const char *progname = "cownbd";
 
@@ -327,6 +328,30 @@ static bool parse_option(int ch, struct cownbd_opts *o, struct cmdline *cl)
     return true;
 }
 
+/* A service manager's listening socket (LISTEN_FDS), as qemu-nbd takes it:
+ * only one, and no address of our own. */
+static int check_socket_activation(struct cownbd_opts *o)
+{
+    struct error err = {0};
+    int n = socket_activation_fds(&err);
+    const char *refused = n <= 0 ? NULL
+                        : o->socket_path ? "Unix socket can't be set when using socket activation"
+                        : o->bind ? "The interface can't be set when using socket activation"
+                        : o->port ? "TCP port number can't be set when using socket activation"
+                        : NULL;
+    if (n < 0) {
+        cownbd_error("%s", err.msg);
+    } else if (refused) {
+        cownbd_error("%s", refused);
+    } else if (n > 1) {
+        cownbd_error("%s does not support socket activation with LISTEN_FDS > 1", progname);
+    } else {
+        o->activated_fd = n ? SOCKET_ACTIVATION_FIRST_FD : -1;
+        return 0;
+    }
+    return -1;
+}
+
 static int parse_command_line(int argc, char **argv, struct cownbd_opts *o)
 {
     struct cmdline cl = {0};
@@ -360,7 +385,10 @@ static int parse_command_line(int argc, char **argv, struct cownbd_opts *o)
         return -ENOTSUP;
     }
     o->filename = argv[optind];
-    if (!o->socket_path) {
+    if (check_socket_activation(o) < 0) {
+        return -EINVAL;
+    }
+    if (!o->socket_path && o->activated_fd < 0) {
         o->bind = o->bind ? o->bind : "0.0.0.0";
         o->port = o->port ? o->port : "10809";
     }
@@ -389,7 +417,7 @@ int main(int argc, char **argv)
     const char *slash = strrchr(argv[0], '/');
     progname = slash ? slash + 1 : argv[0];
     argv[0] = (char *)progname;     /* getopt's messages name the program alike */
-    struct cownbd_opts o = { .shared = 1 };
+    struct cownbd_opts o = { .shared = 1, .activated_fd = -1 };
     if (parse_command_line(argc, argv, &o) < 0) {
         return 1;
     }
@@ -404,7 +432,7 @@ int main(int argc, char **argv)
     }
     int backlog = (o.persistent || o.shared == 0) ? SOMAXCONN
                   : (o.shared < SOMAXCONN ? o.shared : SOMAXCONN);
-    int listen_fd = cownbd_listen(&o, backlog, &err);
+    int listen_fd = o.activated_fd >= 0 ? o.activated_fd : cownbd_listen(&o, backlog, &err);
     if (listen_fd < 0) {
         cownbd_error("%s", err.msg);
         return 1;

@@ -49,7 +49,8 @@ static void usage(FILE *f)
         "  --net tap=NAME[,mac=MAC][,transport=pci|mmio]\n"
         "  --console stdio|file:PATH|unix:PATH|tcp:HOST:PORT\n"
         "                         on stdio (a terminal) Ctrl-C goes to the guest; Ctrl-A x quits,\n"
-        "                         Ctrl-A h lists the escapes; sockets are servers (UNIX: mode 0600)\n"
+        "                         Ctrl-A c toggles the monitor (HMP), Ctrl-A h lists the escapes;\n"
+        "                         sockets are servers (UNIX: mode 0600)\n"
         "  --no-reboot            exit when the guest resets\n"
         "  --sandbox on|off       seccomp filters per thread kind (default on)\n"
         "  --runas USER|UID:GID   drop root for this user once the VM is set up (as QEMU's -runas)\n"
@@ -542,7 +543,8 @@ static int run_vm(const struct machine_config *cfg, struct service *sv, struct e
     if (ret == 0 && incoming_uri && (ret = qmp_migration_incoming(m, incoming_uri, err)) < 0) {
         error_prefix(err, "--incoming '%s'", incoming_uri);
     }
-    if (ret == 0 && qmp_spec) {
+    /* The monitor serves QMP clients and a terminal's Ctrl-A c. */
+    if (ret == 0 && (qmp_spec || !cfg->console || strcmp(cfg->console, "stdio") == 0)) {
         ret = qmp_server_start(&qmp, m, qmp_spec, err);
         qmp_migration_attach_monitor(qmp);
     }

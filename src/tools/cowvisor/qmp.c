@@ -440,7 +440,8 @@ int qmp_server_start(struct qmp_server **out, struct machine *m, const char *spe
     s->m = m;
     s->client_fd = -1;
     qmp_output_init(&s->out);
-    int ret = server_socket_open(&s->listen, spec, "--qmp", false, err);
+    s->listen.fd = -1;
+    int ret = spec ? server_socket_open(&s->listen, spec, "--qmp", false, err) : 0;
     if (ret < 0) {
         free(s);
         return ret;
@@ -448,11 +449,15 @@ int qmp_server_start(struct qmp_server **out, struct machine *m, const char *spe
     /* Before the first client's commands: a stop must be announced. */
     machine_set_event_hook(m, machine_event, s);
     machine_set_device_deleted_hook(m, qmp_device_deleted, s);
-    ret = s->listen.wait ? accept_first(s, err)
-                         : event_loop_add(machine_loop(m), s->listen.fd, EPOLLIN, client_accept, s, err);
+    machine_set_console_monitor(m, qmp_console_monitor_line, s);
+    if (s->listen.fd >= 0) {
+        ret = s->listen.wait ? accept_first(s, err)
+                             : event_loop_add(machine_loop(m), s->listen.fd, EPOLLIN, client_accept, s, err);
+    }
     if (ret < 0) {
         machine_set_event_hook(m, NULL, NULL);
         machine_set_device_deleted_hook(m, NULL, NULL);
+        machine_set_console_monitor(m, NULL, NULL);
         if (s->client_fd >= 0) {
             event_loop_remove(machine_loop(m), s->client_fd);
             close(s->client_fd);
@@ -487,6 +492,7 @@ void qmp_server_stop(struct qmp_server *s)
     }
     machine_set_event_hook(s->m, NULL, NULL);
     machine_set_device_deleted_hook(s->m, NULL, NULL);
+    machine_set_console_monitor(s->m, NULL, NULL);
     flush_at_exit(s);
     if (s->client_fd >= 0) {
         event_loop_remove(machine_loop(s->m), s->client_fd);

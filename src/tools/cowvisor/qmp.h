@@ -11,7 +11,8 @@ struct qmp_server;
 
 /* spec is QEMU's -qmp argument: unix:PATH[,server[=on]][,nowait|,wait=off].
  * Without nowait the call waits for the first client, as QEMU does, and
- * until it negotiated capabilities (so it sees every event). */
+ * until it negotiated capabilities (so it sees every event). A NULL spec
+ * serves no socket: the monitor only behind the stdio console's Ctrl-A c. */
 int qmp_server_start(struct qmp_server **out, struct machine *m, const char *spec, struct error *err);
 /* Sends SHUTDOWN for how the VM ended (if not sent yet) and closes. */
 void qmp_server_stop(struct qmp_server *s);

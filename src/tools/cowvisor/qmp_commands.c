@@ -138,15 +138,19 @@ static void cmd_system_powerdown(struct qmp_server *s, json_t *args, struct qmp_
     }
 }
 
-static void cmd_quit(struct qmp_server *s, json_t *args, struct qmp_reply *r)
+void qmp_vm_quit(struct qmp_server *s)
 {
-    if (!qmp_check_args(args, qmp_no_args, r)) {
-        return;
-    }
     s->shutdown_sent = true;
     qmp_event(s, "SHUTDOWN", json_pack("{s:b,s:s}", "guest", 0, "reason", "host-qmp-quit"));
     qmp_jobs_end(s);
     machine_quit(s->m);
+}
+
+static void cmd_quit(struct qmp_server *s, json_t *args, struct qmp_reply *r)
+{
+    if (qmp_check_args(args, qmp_no_args, r)) {
+        qmp_vm_quit(s);
+    }
 }
 
 /* ---- block ---- */

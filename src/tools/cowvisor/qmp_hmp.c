@@ -1,5 +1,5 @@
 /* human-monitor-command: the HMP commands QMP clients send through it for
- * snapshots (savevm, loadvm, delvm), run control, help, the info set
+ * snapshots (savevm, loadvm, delvm), run control (stop, cont, quit), help, the info set
  * (qmp_hmp_info.c) and qemu-io (qmp_hmp_qemu_io.c). The reply is the text HMP would print, errors
  * included, as QEMU does. */
 #include "qmp_int.h"
@@ -123,6 +123,9 @@ void qmp_hmp(struct qmp_server *s, json_t *args, struct qmp_reply *r)
         } else {
             qmp_hmp_help(r);
         }
+    } else if ((strcmp(cmd, "quit") == 0 || strcmp(cmd, "q") == 0) && !arg) {
+        qmp_vm_quit(s);
+        r->ret = json_string("");
     } else if ((strcmp(cmd, "stop") == 0 || strcmp(cmd, "s") == 0) && !arg) {
         qmp_vm_stop(s);
         r->ret = json_string("");

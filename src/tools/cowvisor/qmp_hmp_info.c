@@ -356,6 +356,7 @@ void qmp_hmp_help(struct qmp_reply *r)
                      "help|? [cmd] -- show the help\n"
                      "info [subcommand] -- show various information about the system state\n"
                      "loadvm tag -- restore a VM snapshot from its tag\n"
+                     "quit|q  -- quit the emulator\n"
                      "savevm [tag] -- save a VM snapshot. If no tag is provided, a new snapshot is created\n"
                      "stop|s  -- stop emulation\n");
     }

@@ -122,6 +122,10 @@ bool qmp_vm_pause_for(struct qmp_server *s);
 void qmp_vm_resume_after(struct qmp_server *s, bool was_running);
 
 void qmp_hmp(struct qmp_server *s, json_t *args, struct qmp_reply *r);
+/* A line typed at the console's monitor (qmp_console.c): a console_monitor_fn. */
+char *qmp_console_monitor_line(void *opaque, const char *line);
+/* QMP's and HMP's quit: SHUTDOWN (host-qmp-quit), then the loop ends. */
+void qmp_vm_quit(struct qmp_server *s);
 extern const struct qmp_arg qmp_hmp_args[];
 /* info WHAT (NULL: the list of info commands); cpu: for info registers,
  * -1 for all. */
