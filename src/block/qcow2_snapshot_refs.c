@@ -112,7 +112,6 @@ static bool entry_range(struct qcow2 *s, uint64_t entry, uint64_t *off, uint64_t
 static int share_l2(struct qcow2 *s, uint64_t l2_off, uint8_t *l2, void *opaque,
                     struct error *err)
 {
-    (void)opaque;
     int ret = read_table(s, l2_off, l2, err);
     bool changed = false;
     for (uint32_t i = 0; i < s->l2_size && ret == 0; i++) {
@@ -164,7 +163,6 @@ static int add_refs(struct qcow2 *s, struct ref_list *l, uint64_t off, uint64_t 
 static int collect_l2_refs(struct qcow2 *s, uint64_t l2_off, uint8_t *l2, void *opaque,
                            struct error *err)
 {
-    (void)opaque;
     int ret = read_table(s, l2_off, l2, err);
     for (uint32_t i = 0; i < s->l2_size && ret == 0; i++) {
         uint64_t off, len;
