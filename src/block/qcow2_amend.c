@@ -129,6 +129,11 @@ static int check_snapshots_allow_v2(struct qcow2 *s, struct error *err)
             break;
         }
         uint64_t *l1 = NULL;
+        ret = qcow2_snapshot_check_l1_reported(s, sn, "Failed to turn zero into data clusters",
+                                               err);
+        if (ret < 0) {
+            break;
+        }
         ret = qcow2_read_l1(s, sn->l1_table_offset, sn->l1_size, &l1, err);
         for (uint32_t j = 0; ret == 0 && j < sn->l1_size; j++) {
             uint64_t l2_off = l1[j] & QCOW2_L1E_OFFSET_MASK;

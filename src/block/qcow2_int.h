@@ -447,7 +447,8 @@ struct qcow2_snapshot {
     uint32_t unknown_extra_len;
 };
 
-/* Reads and validates the table at snapshots_offset. Opened for check, a
+/* Reads the table at snapshots_offset (past the end of the file: zeros, as
+ * QEMU reads it); the L1 tables are checked on use. Opened for check, a
  * table that cannot be read sets snapshots_unreadable instead of failing. */
 int qcow2_snapshots_load(struct qcow2 *s, struct error *err);
 void qcow2_snapshots_free(struct qcow2 *s);
@@ -455,6 +456,14 @@ void qcow2_snapshots_free(struct qcow2 *s);
  * repair does, dropping what is too much (saying so on stderr, in QEMU's
  * words); snapshots_discarded and snapshots_extra_cut count what went. */
 int qcow2_snapshots_load_repairing(struct qcow2 *s, struct error *err);
+/* QEMU's check of a snapshot's L1 table, made when the snapshot is used
+ * (not at open: a bad entry leaves the rest of the image usable). */
+int qcow2_snapshot_check_l1(struct qcow2 *s, const struct qcow2_snapshot *sn, struct error *err);
+/* The same where QEMU reports the table on stderr (error_report) and fails
+ * the operation with "<failure>: <strerror>": both lines, as scripts read
+ * them (iotest 080). */
+int qcow2_snapshot_check_l1_reported(struct qcow2 *s, const struct qcow2_snapshot *sn,
+                                     const char *failure, struct error *err);
 /* The image tool to name in hints: qemu-img when we stand in for it. */
 const char *qcow2_img_tool(void);
 /* A deep copy of s's table with spare empty entries at the end. Extra data

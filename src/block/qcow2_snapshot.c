@@ -40,37 +40,33 @@ void qcow2_snapshots_free(struct qcow2 *s)
     s->snapshots = NULL;
 }
 
-static int table_error(struct qcow2 *s, struct error *err, int code, const char *fmt,
-                       uint64_t a, uint64_t b)
-{
-    char msg[256];
-    snprintf(msg, sizeof(msg), fmt, a, b);
-    return error_set(err, code, "Invalid snapshot table: %s", msg);
-}
-
-/* Checks where a snapshot's L1 table lies (QEMU checks this only when the
- * snapshot is used; a hostile table is refused at once here). */
-static int validate_snapshot_l1(struct qcow2 *s, const struct qcow2_snapshot *sn, int64_t file_size,
-                                struct error *err)
+/* QEMU's check of a snapshot's L1 table (qcow2_validate_table), in its
+ * words, made only when the snapshot is used, as QEMU does (iotest 080: a
+ * bad entry does not keep the image from opening). A table past the end of
+ * the file reads as zeros, as in QEMU; one over the header is refused too. */
+int qcow2_snapshot_check_l1(struct qcow2 *s, const struct qcow2_snapshot *sn, struct error *err)
 {
     if (sn->l1_size > QCOW2_MAX_L1_BYTES / 8) {
-        return error_set(err, -EFBIG, "Snapshot '%s' (id %s): L1 table too large (%u entries)",
-                         sn->name, sn->id, sn->l1_size);
+        return error_set(err, -EFBIG, "Snapshot L1 table too large");
     }
-    if (sn->l1_size == 0) {
-        return 0;
-    }
-    if (sn->l1_table_offset & s->cluster_mask || sn->l1_table_offset == 0) {
-        return error_set(err, -EINVAL, "Snapshot '%s' (id %s): L1 table offset 0x%" PRIx64
-                         " is not aligned to a cluster", sn->name, sn->id, sn->l1_table_offset);
-    }
-    if (sn->l1_table_offset > QCOW2_MAX_HOST_OFFSET ||
-        sn->l1_table_offset + (uint64_t)sn->l1_size * 8 > (uint64_t)file_size) {
-        return error_set(err, -EINVAL, "Snapshot '%s' (id %s): L1 table at 0x%" PRIx64
-                         " lies beyond the end of the file", sn->name, sn->id,
-                         sn->l1_table_offset);
+    if ((sn->l1_table_offset & s->cluster_mask) ||
+        INT64_MAX - (uint64_t)sn->l1_size * 8 < sn->l1_table_offset ||
+        (sn->l1_size && sn->l1_table_offset == 0)) {
+        return error_set(err, -EINVAL, "Snapshot L1 table offset invalid");
     }
     return 0;
+}
+
+int qcow2_snapshot_check_l1_reported(struct qcow2 *s, const struct qcow2_snapshot *sn,
+                                     const char *failure, struct error *err)
+{
+    struct error local = { 0 };
+    int ret = qcow2_snapshot_check_l1(s, sn, &local);
+    if (ret < 0) {
+        fprintf(stderr, "%s: %s\n", program_invocation_short_name, local.msg);
+        error_set_errno(err, ret, "%s", failure);
+    }
+    return ret;
 }
 
 const char *qcow2_img_tool(void)
@@ -92,13 +88,34 @@ static int too_much_extra(uint32_t index, struct error *err)
                      qcow2_img_tool());
 }
 
-static int entry_outside(struct qcow2 *s, uint64_t avail, uint32_t index, struct error *err)
+/* The table as read so far: the file's bytes from the table on (at most
+ * QEMU's 64 MiB), then zeros where the file ends, as QEMU reads it. */
+struct table_buf {
+    uint8_t *b;
+    uint64_t len;
+};
+
+/* Makes the first need bytes of the table readable. */
+static int table_reach(struct qcow2 *s, struct table_buf *t, uint64_t need, uint32_t index,
+                       struct error *err)
 {
-    if (avail == QCOW2_MAX_SNAPSHOTS_BYTES) {
+    if (need <= t->len) {
+        return 0;
+    }
+    if (need > QCOW2_MAX_SNAPSHOTS_BYTES) {
         return too_big(s->nb_snapshots, index, err);
     }
-    return table_error(s, err, -EINVAL, "entry %" PRIu64 " lies beyond the end of the file "
-                       "(%" PRIu64 " bytes of table)", index, avail);
+    /* Doubling: a table of many entries past the end grows one at a time. */
+    uint64_t len = t->len * 2 > need ? t->len * 2 : need;
+    len = len < QCOW2_MAX_SNAPSHOTS_BYTES ? len : QCOW2_MAX_SNAPSHOTS_BYTES;
+    uint8_t *grown = realloc(t->b, len);
+    if (!grown) {
+        return error_set(err, -ENOMEM, "Could not allocate the snapshot table");
+    }
+    memset(grown + t->len, 0, len - t->len);
+    t->b = grown;
+    t->len = len;
+    return 0;
 }
 
 /* The fixed 40 bytes of an entry. */
@@ -129,24 +146,26 @@ static void decode_known_extra(struct qcow2 *s, const uint8_t *x, uint32_t xs,
 
 /* Parses one entry at buf[*pos]; avail bytes of table were read (the file's
  * rest, at most the 64 MiB QEMU allows). */
-static int parse_entry(struct qcow2 *s, const uint8_t *buf, uint64_t avail, uint64_t *pos,
-                       uint32_t index, struct qcow2_snapshot *sn, struct error *err)
+static int parse_entry(struct qcow2 *s, struct table_buf *t, uint64_t *pos, uint32_t index,
+                       struct qcow2_snapshot *sn, struct error *err)
 {
     uint64_t p = *pos;
-    if (avail < p + SNAPSHOT_HEADER_LEN) {
-        return entry_outside(s, avail, index, err);
+    int ret = table_reach(s, t, p + SNAPSHOT_HEADER_LEN, index, err);
+    if (ret < 0) {
+        return ret;
     }
     uint32_t id_len, name_len;
-    decode_header(buf + p, sn, &id_len, &name_len);
+    decode_header(t->b + p, sn, &id_len, &name_len);
     if (sn->extra_data_size > QCOW2_MAX_SNAPSHOT_EXTRA) {
         return too_much_extra(index, err);
     }
     p += SNAPSHOT_HEADER_LEN;
     uint64_t need = (uint64_t)sn->extra_data_size + id_len + name_len;
-    if (avail < p + need) {
-        return entry_outside(s, avail, index, err);
+    ret = table_reach(s, t, p + need, index, err);
+    if (ret < 0) {
+        return ret;
     }
-    const uint8_t *x = buf + p;
+    const uint8_t *buf = t->b, *x = buf + p;
     uint32_t xs = sn->extra_data_size;
     decode_known_extra(s, x, xs, sn);
     if (xs > QCOW2_SNAPSHOT_EXTRA_KNOWN) {
@@ -165,52 +184,42 @@ static int parse_entry(struct qcow2 *s, const uint8_t *buf, uint64_t avail, uint
 
 static int load_table(struct qcow2 *s, int64_t file_size, struct error *err)
 {
-    /* The table ends where it ends: read what the file has, up to the limit. */
-    uint64_t avail = (uint64_t)file_size - s->snapshots_offset;
-    if (avail > QCOW2_MAX_SNAPSHOTS_BYTES) {
-        avail = QCOW2_MAX_SNAPSHOTS_BYTES;
+    struct table_buf t = { 0 };
+    uint64_t in_file = (uint64_t)file_size > s->snapshots_offset
+                       ? (uint64_t)file_size - s->snapshots_offset : 0;
+    int ret = table_reach(s, &t, in_file < QCOW2_MAX_SNAPSHOTS_BYTES ? in_file
+                                                                     : QCOW2_MAX_SNAPSHOTS_BYTES,
+                          0, err);
+    if (ret == 0 && t.len) {
+        ret = hostfile_pread(s->file, s->snapshots_offset, t.b, t.len);
+        ret = ret < 0 ? error_set_errno(err, ret, "Could not read the snapshot table") : 0;
     }
-    uint64_t min_len = (uint64_t)s->nb_snapshots * SNAPSHOT_HEADER_LEN;
-    if (min_len > avail) {
-        return table_error(s, err, -EINVAL, "%" PRIu64 " entries need at least %" PRIu64
-                           " bytes, beyond the end of the file or the 64 MiB limit",
-                           s->nb_snapshots, min_len);
+    s->snapshots = ret < 0 ? NULL : calloc(s->nb_snapshots, sizeof(*s->snapshots));
+    if (ret == 0 && !s->snapshots) {
+        ret = error_set(err, -ENOMEM, "Could not allocate the snapshot list");
     }
-    uint8_t *buf = malloc(avail);
-    if (!buf) {
-        return error_set(err, -ENOMEM, "Could not allocate the snapshot table");
-    }
-    int ret = hostfile_pread(s->file, s->snapshots_offset, buf, avail);
-    if (ret < 0) {
-        free(buf);
-        return error_set_errno(err, ret, "Could not read the snapshot table");
-    }
-    s->snapshots = calloc(s->nb_snapshots, sizeof(*s->snapshots));
     uint64_t pos = 0;
     for (uint32_t i = 0; i < s->nb_snapshots && ret == 0; i++) {
         pos = (pos + 7) & ~7ULL;
-        ret = parse_entry(s, buf, avail, &pos, i, &s->snapshots[i], err);
+        ret = parse_entry(s, &t, &pos, i, &s->snapshots[i], err);
         if (ret == 0 && pos > QCOW2_MAX_SNAPSHOTS_BYTES) {
             ret = too_big(s->nb_snapshots, i, err);
         }
-        if (ret == 0 && !s->checking) {
-            /* (check reports a bad L1 table itself, as QEMU does) */
-            ret = validate_snapshot_l1(s, &s->snapshots[i], file_size, err);
-        }
     }
-    free(buf);
+    free(t.b);
     s->snapshots_size = pos;
     return ret;
 }
 
 /* QEMU's checks of the header's count and offset, in its words (iotest 080). */
-static int check_location(struct qcow2 *s, uint32_t nb, int64_t file_size, struct error *err)
+static int check_location(struct qcow2 *s, uint32_t nb, struct error *err)
 {
     if (nb > QCOW2_MAX_SNAPSHOTS) {
         return error_set(err, -EFBIG, "Snapshot table too large");
     }
-    return qcow2_check_table_location(s, s->snapshots_offset, nb ? 1 : 0, file_size,
-                                      "Snapshot table", err);
+    /* Past the end of the file is no error: QEMU reads zeros there. */
+    return qcow2_check_table_location(s, s->snapshots_offset, (uint64_t)nb * SNAPSHOT_HEADER_LEN,
+                                      INT64_MAX, "Snapshot table", err);
 }
 
 int qcow2_snapshots_load(struct qcow2 *s, struct error *err)
@@ -222,7 +231,7 @@ int qcow2_snapshots_load(struct qcow2 *s, struct error *err)
         return error_set_errno(err, (int)file_size, "Could not get the image file size");
     }
     struct error local = { 0 };
-    int ret = check_location(s, s->nb_snapshots, file_size, &local);
+    int ret = check_location(s, s->nb_snapshots, &local);
     bool bad_location = ret < 0;
     if (ret == 0 && s->nb_snapshots) {
         ret = load_table(s, file_size, &local);
@@ -308,9 +317,7 @@ int qcow2_snapshots_load_repairing(struct qcow2 *s, struct error *err)
         discarded = n - QCOW2_MAX_SNAPSHOTS;
         n = QCOW2_MAX_SNAPSHOTS;
     }
-    int64_t file_size = hostfile_size(s->file);
-    int ret = file_size < 0 ? error_set_errno(err, (int)file_size, "Could not get the file size")
-                            : check_location(s, n, file_size, err);
+    int ret = check_location(s, n, err);
     struct qcow2_snapshot *list = calloc(n ? n : 1, sizeof(*list));
     uint64_t start = s->snapshots_offset, pos = start, table_len = 0;
     uint32_t i = 0;
@@ -639,20 +646,10 @@ int qcow2_snapshot_create(struct blockdev *bd, const char *name, const struct bl
     return ret;
 }
 
-/* Tables loaded for check were not validated: do it before using one. */
-static int usable(struct qcow2 *s, const struct qcow2_snapshot *sn, struct error *err)
-{
-    int64_t file_size = hostfile_size(s->file);
-    if (file_size < 0) {
-        return error_set_errno(err, (int)file_size, "Could not get the image file size");
-    }
-    return validate_snapshot_l1(s, sn, file_size, err);
-}
-
 static int apply_locked(struct qcow2 *s, uint32_t index, struct error *err)
 {
     const struct qcow2_snapshot *sn = &s->snapshots[index];
-    int ret = usable(s, sn, err);
+    int ret = qcow2_snapshot_check_l1_reported(s, sn, "Failed to load snapshot", err);
     if (ret < 0) {
         return ret;
     }
@@ -727,7 +724,7 @@ static int delete_locked(struct qcow2 *s, uint32_t index, struct error *err)
 {
     const struct qcow2_snapshot *sn = &s->snapshots[index];
     uint64_t *sn_l1 = NULL;
-    int ret = usable(s, sn, err);
+    int ret = qcow2_snapshot_check_l1(s, sn, err);
     if (ret == 0) {
         ret = qcow2_read_l1(s, sn->l1_table_offset, sn->l1_size, &sn_l1, err);
     }
@@ -849,7 +846,7 @@ int qcow2_snapshot_vmstate_read(struct blockdev *bd, const char *id_or_name, uin
         uint64_t limit = (uint64_t)(QCOW2_MAX_L1_BYTES / 8) << (s->cluster_bits + s->l2_bits);
         if (pos > limit || len > limit - pos || base > limit - pos - len) {
             ret = error_set(err, -EINVAL, "VM state offset %" PRIu64 " is out of range", pos);
-        } else if ((ret = usable(s, sn, err)) == 0) {
+        } else if ((ret = qcow2_snapshot_check_l1(s, sn, err)) == 0) {
             ret = qcow2_read_l1(s, sn->l1_table_offset, sn->l1_size, &l1, err);
         }
     }
@@ -883,7 +880,7 @@ int qcow2_snapshot_load_tmp(struct blockdev *bd, const char *id_or_name, struct 
     uint64_t *l1 = NULL;
     if (i < 0) {
         ret = not_found(bd, id_or_name, err);
-    } else if ((ret = usable(s, &s->snapshots[i], err)) == 0) {
+    } else if ((ret = qcow2_snapshot_check_l1(s, &s->snapshots[i], err)) == 0) {
         ret = qcow2_read_l1(s, s->snapshots[i].l1_table_offset, s->snapshots[i].l1_size, &l1, err);
     }
     if (ret == 0) {

@@ -109,7 +109,8 @@ static bool entry_range(struct qcow2 *s, uint64_t entry, uint64_t *off, uint64_t
 
 /* +1 on everything the L2 table at l2_off references, then on the table;
  * its COPIED flags go (everything is shared now). */
-static int share_l2(struct qcow2 *s, uint64_t l2_off, uint8_t *l2, struct error *err)
+static int share_l2(struct qcow2 *s, uint64_t l2_off, uint8_t *l2, void *opaque,
+                    struct error *err)
 {
     int ret = read_table(s, l2_off, l2, err);
     bool changed = false;
@@ -133,41 +134,82 @@ static int share_l2(struct qcow2 *s, uint64_t l2_off, uint8_t *l2, struct error 
     return ret;
 }
 
-/* Refused before anything changes: a refcount that cannot take one more. */
-static int check_room(struct qcow2 *s, uint64_t off, uint64_t len, struct error *err)
+/* One element per reference a snapshot create adds: a cluster named by
+ * several entries (compressed clusters packed into one, or a corrupt image
+ * naming a cluster twice) is in it that many times. */
+struct ref_list {
+    uint64_t *cluster;
+    size_t n, cap;
+};
+
+static int add_refs(struct qcow2 *s, struct ref_list *l, uint64_t off, uint64_t len,
+                    struct error *err)
 {
     for (uint64_t c = off >> s->cluster_bits; c <= (off + len - 1) >> s->cluster_bits; c++) {
-        uint64_t rc = 0;
-        int ret = qcow2_get_refcount(s, c, &rc, err);
-        if (ret < 0) {
-            return ret;
+        if (l->n == l->cap) {
+            size_t cap = l->cap ? l->cap * 2 : 1024;
+            uint64_t *grown = realloc(l->cluster, cap * sizeof(*grown));
+            if (!grown) {
+                return error_set(err, -ENOMEM, "out of memory for the refcount room check");
+            }
+            l->cluster = grown;
+            l->cap = cap;
         }
-        if (rc >= s->refcount_max) {
-            return error_set(err, -ERANGE, "Refcount of cluster 0x%" PRIx64 " would exceed %u "
-                             "bits (raise refcount_bits with amend)", c << s->cluster_bits,
-                             s->refcount_bits);
-        }
+        l->cluster[l->n++] = c;
     }
     return 0;
 }
 
-static int check_room_l2(struct qcow2 *s, uint64_t l2_off, uint8_t *l2, struct error *err)
+static int collect_l2_refs(struct qcow2 *s, uint64_t l2_off, uint8_t *l2, void *opaque,
+                           struct error *err)
 {
     int ret = read_table(s, l2_off, l2, err);
     for (uint32_t i = 0; i < s->l2_size && ret == 0; i++) {
         uint64_t off, len;
         if (entry_range(s, ld_be64(l2 + (size_t)i * s->l2_entry_size), &off, &len)) {
-            ret = check_room(s, off, len, err);
+            ret = add_refs(s, opaque, off, len, err);
         }
     }
-    return ret == 0 ? check_room(s, l2_off, s->cluster_size, err) : ret;
+    return ret == 0 ? add_refs(s, opaque, l2_off, s->cluster_size, err) : ret;
+}
+
+static int by_cluster(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Whether cluster c can take count more references. A cluster without a
+ * refcount block is referenced but counted nowhere (a corrupt image): QEMU
+ * allocates the block and fails with -EAGAIN, or -EFBIG when the refcount
+ * table could not grow that far (iotest 080); we fail alike, changing nothing. */
+static int room_for(struct qcow2 *s, uint64_t c, uint64_t count, struct error *err)
+{
+    uint64_t rt_index = c >> s->refblock_bits;
+    if (rt_index >= s->refcount_table_size ||
+        !(s->refcount_table[rt_index] & QCOW2_REFT_OFFSET_MASK)) {
+        uint64_t blocks = (c + s->refblock_size - 1) >> s->refblock_bits;
+        return error_set(err, blocks > QCOW2_MAX_REFTABLE_BYTES / 8 ? -EFBIG : -EAGAIN,
+                         "Cluster 0x%" PRIx64 " is referenced but has no refcount block",
+                         c << s->cluster_bits);
+    }
+    uint64_t rc = 0;
+    int ret = qcow2_get_refcount(s, c, &rc, err);
+    if (ret == 0 && count > s->refcount_max - rc) {
+        /* -EINVAL: QEMU's update_refcount fails so (qemu-img prints the code) */
+        ret = error_set(err, -EINVAL, "Refcount of cluster 0x%" PRIx64 " would exceed %u bits "
+                        "(raise refcount_bits with amend)", c << s->cluster_bits,
+                        s->refcount_bits);
+    }
+    return ret;
 }
 
 /* fn on each L2 table the first n entries of l1 name, with one table-sized
  * buffer for all, until one fails. */
 static int each_l2_table(struct qcow2 *s, const uint64_t *l1, uint32_t n,
-                         int (*fn)(struct qcow2 *s, uint64_t l2_off, uint8_t *l2, struct error *err),
-                         struct error *err)
+                         int (*fn)(struct qcow2 *s, uint64_t l2_off, uint8_t *l2, void *opaque,
+                                   struct error *err),
+                         void *opaque, struct error *err)
 {
     uint8_t *l2 = malloc(s->cluster_size);
     if (!l2) {
@@ -177,21 +219,35 @@ static int each_l2_table(struct qcow2 *s, const uint64_t *l1, uint32_t n,
     for (uint32_t i = 0; i < n && ret == 0; i++) {
         uint64_t l2_off = l1[i] & QCOW2_L1E_OFFSET_MASK;
         if (l2_off) {
-            ret = fn(s, l2_off, l2, err);
+            ret = fn(s, l2_off, l2, opaque, err);
         }
     }
     free(l2);
     return ret;
 }
 
+/* Refused before anything changes: a cluster whose refcount cannot take
+ * all the references the snapshot adds to it (counted together: checked one
+ * by one, a cluster named twice overflowed half way, leaking the rest). */
 int qcow2_inplace_check_room(struct qcow2 *s, uint32_t limit, struct error *err)
 {
-    return each_l2_table(s, s->l1_table, limit, check_room_l2, err);
+    struct ref_list refs = { 0 };
+    int ret = each_l2_table(s, s->l1_table, limit, collect_l2_refs, &refs, err);
+    if (ret == 0 && refs.n) {
+        qsort(refs.cluster, refs.n, sizeof(*refs.cluster), by_cluster);
+    }
+    for (size_t i = 0, run; ret == 0 && i < refs.n; i += run) {
+        for (run = 1; i + run < refs.n && refs.cluster[i + run] == refs.cluster[i]; run++) {
+        }
+        ret = room_for(s, refs.cluster[i], run, err);
+    }
+    free(refs.cluster);
+    return ret;
 }
 
 int qcow2_inplace_share_active(struct qcow2 *s, uint32_t limit, struct error *err)
 {
-    int ret = each_l2_table(s, s->l1_table, limit, share_l2, err);
+    int ret = each_l2_table(s, s->l1_table, limit, share_l2, NULL, err);
     /* Shared now, or perhaps (a failure part way): no longer ours alone.
      * Dropping COPIED costs at worst a copy on the next write. */
     for (uint32_t i = 0; i < limit; i++) {
@@ -201,7 +257,8 @@ int qcow2_inplace_share_active(struct qcow2 *s, uint32_t limit, struct error *er
 }
 
 /* -1 on everything the L2 table at l2_off references, then on the table. */
-static int unshare_l2(struct qcow2 *s, uint64_t l2_off, uint8_t *l2, struct error *err)
+static int unshare_l2(struct qcow2 *s, uint64_t l2_off, uint8_t *l2, void *opaque,
+                      struct error *err)
 {
     int ret = read_table(s, l2_off, l2, err);
     for (uint32_t i = 0; i < s->l2_size && ret == 0; i++) {
@@ -216,7 +273,7 @@ static int unshare_l2(struct qcow2 *s, uint64_t l2_off, uint8_t *l2, struct erro
 int qcow2_inplace_release(struct qcow2 *s, const uint64_t *l1, uint32_t l1_size,
                           uint64_t l1_offset, struct error *err)
 {
-    int ret = each_l2_table(s, l1, l1_size, unshare_l2, err);
+    int ret = each_l2_table(s, l1, l1_size, unshare_l2, NULL, err);
     if (ret == 0 && l1_size) {
         ret = qcow2_free_clusters(s, l1_offset, (uint64_t)l1_size * 8, err);
     }
@@ -275,6 +332,19 @@ int qcow2_inplace_fix_copied(struct qcow2 *s, struct error *err)
     return ret == 0 && changed ? qcow2_inplace_write_l1(s, err) : ret;
 }
 
+/* The replaced table's clusters go. A table read from past the end of the
+ * file (iotest 080) was never counted: QEMU's update_refcount refuses to
+ * take its count below zero with -EINVAL, freeing nothing and flagging no
+ * corruption; so do we. */
+static int free_old_table(struct qcow2 *s, uint64_t off, uint64_t len, struct error *err)
+{
+    int64_t file_size = hostfile_size(s->file);
+    if (file_size >= 0 && off >= (uint64_t)file_size) {
+        return error_set(err, -EINVAL, "The old snapshot table lies past the end of the file");
+    }
+    return qcow2_free_clusters(s, off, len, err);
+}
+
 int qcow2_inplace_write_snapshots(struct qcow2 *s, struct qcow2_snapshot *list, uint32_t count,
                                   struct error *err)
 {
@@ -314,7 +384,7 @@ int qcow2_inplace_write_snapshots(struct qcow2 *s, struct qcow2_snapshot *list, 
     s->snapshots_size = len;
     if (had_table) {
         ret = sync_all(s, err);
-        ret = ret == 0 ? qcow2_free_clusters(s, old_off, old_size, err) : ret;
+        ret = ret == 0 ? free_old_table(s, old_off, old_size, err) : ret;
         if (ret < 0) {
             /* QEMU's words: the old table is leaked, the new one is in place. */
             fprintf(stderr, "qcow2_free_clusters failed: %s\n", strerror(-ret));

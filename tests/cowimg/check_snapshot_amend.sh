@@ -285,4 +285,46 @@ same "too much snapshot extra data: check -r all repairs as QEMU's" check -r all
 same "too much snapshot extra data: the repaired image" check xd.qcow2
 TWIN_FILTER=
 
+# A snapshot whose L1 table entry is bad (iotest 080): the image opens, and
+# each use of the snapshot fails in QEMU's words; check reports the entry.
+# snap_l1 IMAGE OFFSET SIZE: the first snapshot's L1 offset and size.
+snap_l1() {
+    python3 - "$@" <<'PY'
+import struct, sys
+path, off, size = sys.argv[1], int(sys.argv[2], 0), int(sys.argv[3], 0)
+with open(path, 'r+b') as f:
+    table = struct.unpack('>Q', f.read(72)[64:72])[0]
+    f.seek(table)
+    old_off, old_size = struct.unpack('>QI', f.read(12))
+    f.seek(table)
+    f.write(struct.pack('>QI', off or old_off, size or old_size))
+PY
+}
+for bad in "0x400200 0" "0 0x10000000"; do
+    twin_do rm -f sl1.qcow2 sl1.snap
+    twin_do "$QEMU_IMG" create -q -f qcow2 sl1.qcow2 64M
+    twin_do "$QEMU_IO" -c "write 0 512" sl1.qcow2
+    twin_do "$QEMU_IMG" snapshot -c test sl1.qcow2
+    # shellcheck disable=SC2086 # offset and size, split on purpose
+    twin_do snap_l1 sl1.qcow2 $bad
+    same "bad snapshot L1 ($bad): the image opens" info sl1.qcow2
+    same "bad snapshot L1 ($bad): convert -l" convert -l test sl1.qcow2 sl1.snap
+    same "bad snapshot L1 ($bad): amend -o compat=0.10" amend -o compat=0.10 sl1.qcow2
+    same "bad snapshot L1 ($bad): snapshot -a" snapshot -a test sl1.qcow2
+    same "bad snapshot L1 ($bad): snapshot -d" snapshot -d test sl1.qcow2
+    same "bad snapshot L1 ($bad): check" check sl1.qcow2
+done
+
+# A snapshot table past the end of the file reads as zeros (iotest 080):
+# three empty entries. (080 has 65536 of them, which QEMU reads in 20 s.)
+twin_do "$QEMU_IMG" create -q -f qcow2 far.qcow2 64M
+twin_do python3 -c "
+import struct
+with open('far.qcow2', 'r+b') as f:
+    f.seek(60)
+    f.write(struct.pack('>IQ', 3, 16 << 20))"
+same "snapshot table past the end of the file: listed" snapshot -l far.qcow2
+same "snapshot table past the end of the file: snapshot -c" snapshot -c test far.qcow2
+same "snapshot table past the end of the file: check after" check far.qcow2
+
 done_testing
