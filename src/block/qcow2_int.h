@@ -308,9 +308,15 @@ int qcow2_cache_flush(struct qcow2 *s, struct qcow2_cache *c, struct error *err)
 void qcow2_cache_discard(struct qcow2_cache *c, uint64_t offset);
 /* The cached table at offset, or NULL when it is not cached (no I/O). */
 uint8_t *qcow2_cache_peek(struct qcow2_cache *c, uint64_t offset);
-/* For caches whose tables are never dirty: the least recently used table,
- * now cached for offset; the caller fills it. */
-uint8_t *qcow2_cache_claim(struct qcow2_cache *c, uint64_t offset);
+/* For caches whose tables are never dirty, filled outside their lock
+ * (decompressed clusters): reserve takes the least recently used table out
+ * of the cache, its content dropped (-1: every table is reserved); nothing
+ * finds or reuses it until publish caches it for offset or release gives it
+ * back unused. The caller fills qcow2_cache_table(c, i) meanwhile. */
+int qcow2_cache_reserve(struct qcow2_cache *c);
+uint8_t *qcow2_cache_table(const struct qcow2_cache *c, int i);
+void qcow2_cache_publish(struct qcow2_cache *c, int i, uint64_t offset);
+void qcow2_cache_release(struct qcow2_cache *c, int i);
 /* Drops every entry (after a snapshot apply or a repair rewrote tables). */
 void qcow2_cache_invalidate(struct qcow2_cache *c);
 
