@@ -37,6 +37,8 @@ static bool slots_ready(struct qcow2_zcache *z)
                   z->capacity);
         qcow2_cache_destroy(&z->slots);
         z->capacity = 0;
+    } else if (z->slots.count) {
+        qcow2_zcache_populate_start(z);
     }
     return z->slots.count > 0;
 }
@@ -47,6 +49,7 @@ void qcow2_zcache_destroy(struct qcow2_zcache *z)
         log_debug("decompressed-cluster cache: %" PRIu64 " hits, %" PRIu64 " misses, %d of %d "
                   "slots used", z->hits, z->misses, z->used, z->slots.count);
     }
+    qcow2_zcache_populate_stop(z);     /* it touches the slots */
     qcow2_cache_destroy(&z->slots);
     pthread_mutex_destroy(&z->lock);
 }
@@ -117,7 +120,11 @@ static int reserve_slot(struct qcow2_zcache *z)
     }
     int tail = z->slots.lru_tail;
     z->used -= tail >= 0 && z->slots.entries[tail].offset;    /* evicted */
-    return qcow2_cache_reserve(&z->slots);
+    int i = qcow2_cache_reserve(&z->slots);
+    if (i >= 0) {
+        qcow2_zcache_populate_note(z, i);
+    }
+    return i;
 }
 
 /* Lock held. The reserved slot, filled (ok) from l2_entry as it was at
