@@ -30,6 +30,7 @@ struct disk_config {
     uint64_t compressed_cache_size;
     int num_queues;                 /* virtio-blk request queues; 0: one per vCPU */
     bool queue_threads;             /* each queue served by its own thread, off the main loop */
+    uint64_t poll_max_ns;           /* queue threads spin on the ring this long (0: never) */
     enum blockdev_detect_zeroes detect_zeroes;
     bool discard_unmap;             /* discard=unmap|on (QEMU's -drive default: ignore) */
 };
