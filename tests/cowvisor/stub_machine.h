@@ -19,6 +19,8 @@ void stub_machine_set_replay(struct machine *m, enum machine_replay_mode mode, c
 /* The guest ejects the device_add'ed device id (as its _EJ0 would): it
  * goes in the main loop, which tells the monitor. Any thread. */
 void stub_machine_guest_eject(struct machine *m, const char *id);
+/* The serving options device_add gave device id (false: no such device). */
+bool stub_machine_device_serving(struct machine *m, const char *id, struct machine_blk_options *o);
 /* The break point replay-break set (0: none). */
 uint64_t stub_machine_replay_break(struct machine *m);
 /* The exit replay-seek asked for (0: none). */
