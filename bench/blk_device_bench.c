@@ -5,9 +5,9 @@
  * wrap, as `qemu-img bench` does, so that bench/blk-device.sh can set the
  * two side by side: QEMU's figure is its block layer alone, ours includes
  * the device (ring walk, completions, interrupts).
- * Usage: blk_device_bench FORMAT IMAGE read|write SIZE COUNT DEPTH FLUSH_INTERVAL [queue-threads]
+ * Usage: blk_device_bench FORMAT IMAGE read|write SIZE COUNT DEPTH FLUSH_INTERVAL [queue-threads[=POLL_NS]]
  * With queue-threads the queue is served by its own thread (--disk
- * queue-threads=on): here that adds a wake-up to each kick, which the
+ * queue-threads=on, poll-max-ns=POLL_NS, default as there): here that adds a wake-up to each kick, which the
  * default (served on the kicking thread, as a vCPU without ioeventfd) does
  * not have; in a VM both take one (main loop, or the queue's thread).
  * Prints "requests wall_seconds cpu_seconds". */
@@ -114,7 +114,8 @@ static double wall_seconds(void)
     return (double)t.tv_sec + t.tv_nsec / 1e9;
 }
 
-static int setup(struct driver *d, struct blockdev *bd, uint32_t size, bool threads, struct error *err)
+static int setup(struct driver *d, struct blockdev *bd, uint32_t size, bool threads, uint64_t poll_ns,
+                 struct error *err)
 {
     int ret;
     memset(d, 0, sizeof(*d));
@@ -125,15 +126,17 @@ static int setup(struct driver *d, struct blockdev *bd, uint32_t size, bool thre
         return ret;
     }
     ret = fake_driver_start(&d->blk.dev, &transport, d, 0, QSIZE, DESC_GPA, AVAIL_GPA, USED_GPA, err);
-    return ret < 0 || !threads ? ret : virtio_blk_serve_queues_in_threads(&d->blk, err);
+    return ret < 0 || !threads ? ret : virtio_blk_serve_queues_in_threads(&d->blk, poll_ns, err);
 }
 
 int main(int argc, char **argv)
 {
-    bool threads = argc == 9 && strcmp(argv[8], "queue-threads") == 0;
+    bool threads = argc == 9 && strncmp(argv[8], "queue-threads", 13) == 0 &&
+                   (!argv[8][13] || argv[8][13] == '=');
+    uint64_t poll_ns = threads && argv[8][13] ? strtoull(argv[8] + 14, NULL, 0) : VIRTIO_BLK_POLL_MAX_NS_DEFAULT;
     if (argc != 8 && !threads) {
-        fprintf(stderr, "usage: %s FORMAT IMAGE read|write SIZE COUNT DEPTH FLUSH_INTERVAL [queue-threads]\n",
-                argv[0]);
+        fprintf(stderr, "usage: %s FORMAT IMAGE read|write SIZE COUNT DEPTH FLUSH_INTERVAL "
+                "[queue-threads[=POLL_NS]]\n", argv[0]);
         return 2;
     }
     bool write = strcmp(argv[3], "write") == 0;
@@ -148,7 +151,7 @@ int main(int argc, char **argv)
     struct blockdev *bd = NULL;
     struct blockdev_open_opts opts = { .format = argv[1] };
     static struct driver d;
-    if (blockdev_open(&bd, argv[2], &opts, &err) < 0 || setup(&d, bd, size, threads, &err) < 0) {
+    if (blockdev_open(&bd, argv[2], &opts, &err) < 0 || setup(&d, bd, size, threads, poll_ns, &err) < 0) {
         fprintf(stderr, "%s: %s\n", argv[0], err.msg);
         return 1;
     }

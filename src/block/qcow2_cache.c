@@ -215,15 +215,33 @@ int qcow2_cache_get(struct qcow2 *s, struct qcow2_cache *c, uint64_t offset, boo
     return 0;
 }
 
-uint8_t *qcow2_cache_claim(struct qcow2_cache *c, uint64_t offset)
+uint8_t *qcow2_cache_table(const struct qcow2_cache *c, int i)
+{
+    return table_of(c, i);
+}
+
+int qcow2_cache_reserve(struct qcow2_cache *c)
 {
     int i = c->lru_tail;
+    if (i < 0) {
+        return -1;
+    }
     if (c->entries[i].offset) {
         hash_remove(c, i);
     }
+    lru_unlink(c, i);
+    return i;
+}
+
+void qcow2_cache_publish(struct qcow2_cache *c, int i, uint64_t offset)
+{
     hash_insert(c, i, offset);
-    lru_touch(c, i);
-    return table_of(c, i);
+    lru_push(c, i, true);
+}
+
+void qcow2_cache_release(struct qcow2_cache *c, int i)
+{
+    lru_push(c, i, false);  /* reuse it first */
 }
 
 int qcow2_cache_update(struct qcow2 *s, struct qcow2_cache *c, uint8_t *table, uint32_t start,

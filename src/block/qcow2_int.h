@@ -110,6 +110,7 @@ struct qcow2_zcache {
     int used;                   /* slots holding a cluster */
     uint64_t generation;        /* bumped by each forget: a fill that raced one is dropped */
     uint64_t hits, misses;
+    struct qcow2_zcache_populate *populate;     /* NULL: slots fault in as they are filled */
 };
 
 /* Read-ahead of compressed clusters (qcow2_readahead.c): a sequential
@@ -308,9 +309,15 @@ int qcow2_cache_flush(struct qcow2 *s, struct qcow2_cache *c, struct error *err)
 void qcow2_cache_discard(struct qcow2_cache *c, uint64_t offset);
 /* The cached table at offset, or NULL when it is not cached (no I/O). */
 uint8_t *qcow2_cache_peek(struct qcow2_cache *c, uint64_t offset);
-/* For caches whose tables are never dirty: the least recently used table,
- * now cached for offset; the caller fills it. */
-uint8_t *qcow2_cache_claim(struct qcow2_cache *c, uint64_t offset);
+/* For caches whose tables are never dirty, filled outside their lock
+ * (decompressed clusters): reserve takes the least recently used table out
+ * of the cache, its content dropped (-1: every table is reserved); nothing
+ * finds or reuses it until publish caches it for offset or release gives it
+ * back unused. The caller fills qcow2_cache_table(c, i) meanwhile. */
+int qcow2_cache_reserve(struct qcow2_cache *c);
+uint8_t *qcow2_cache_table(const struct qcow2_cache *c, int i);
+void qcow2_cache_publish(struct qcow2_cache *c, int i, uint64_t offset);
+void qcow2_cache_release(struct qcow2_cache *c, int i);
 /* Drops every entry (after a snapshot apply or a repair rewrote tables). */
 void qcow2_cache_invalidate(struct qcow2_cache *c);
 
@@ -398,6 +405,18 @@ int qcow2_zcache_fill(struct qcow2 *s, uint64_t l2_entry, uint64_t generation, s
 void qcow2_zcache_forget_range(struct qcow2 *s, uint64_t host_off, uint64_t len);
 /* Drops one cluster: its descriptor no longer maps guest data (s->lock held). */
 void qcow2_zcache_forget(struct qcow2 *s, uint64_t l2_entry);
+
+/* qcow2_zcache_populate.c: the slots' memory faulted in ahead of use by a
+ * thread of its own, so that filling a fresh slot does not wait for the
+ * kernel to zero its pages; at most QCOW2_ZCACHE_POPULATE_AHEAD bytes
+ * beyond the slots used so far. Caches smaller than that get no thread. */
+#define QCOW2_ZCACHE_POPULATE_AHEAD (8u << 20)
+void qcow2_zcache_populate_start(struct qcow2_zcache *z);
+/* Lock held: slot i, taken to be filled, may be a fresh one. */
+void qcow2_zcache_populate_note(struct qcow2_zcache *z, int i);
+/* Bytes of the slots populated so far (tests). */
+size_t qcow2_zcache_populated(struct qcow2_zcache *z);
+void qcow2_zcache_populate_stop(struct qcow2_zcache *z);
 
 /* qcow2_readahead.c */
 void qcow2_readahead_init(struct qcow2 *s);

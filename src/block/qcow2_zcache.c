@@ -37,6 +37,8 @@ static bool slots_ready(struct qcow2_zcache *z)
                   z->capacity);
         qcow2_cache_destroy(&z->slots);
         z->capacity = 0;
+    } else if (z->slots.count) {
+        qcow2_zcache_populate_start(z);
     }
     return z->slots.count > 0;
 }
@@ -47,6 +49,7 @@ void qcow2_zcache_destroy(struct qcow2_zcache *z)
         log_debug("decompressed-cluster cache: %" PRIu64 " hits, %" PRIu64 " misses, %d of %d "
                   "slots used", z->hits, z->misses, z->used, z->slots.count);
     }
+    qcow2_zcache_populate_stop(z);     /* it touches the slots */
     qcow2_cache_destroy(&z->slots);
     pthread_mutex_destroy(&z->lock);
 }
@@ -108,16 +111,35 @@ static bool copy_out(struct qcow2_zcache *z, uint64_t l2_entry, uint32_t off, vo
     return data != NULL;
 }
 
-/* Lock held. Unless a forget came between the lookup and now. */
-static void insert(struct qcow2_zcache *z, uint64_t l2_entry, uint64_t generation,
-                   const uint8_t *data)
+/* Lock held. A slot to decompress into, out of the cache meanwhile (its
+ * old cluster, if any, evicted); -1: no cache, or every slot is being filled. */
+static int reserve_slot(struct qcow2_zcache *z)
 {
-    if (!slots_ready(z) || __atomic_load_n(&z->generation, __ATOMIC_RELAXED) != generation ||
-        qcow2_cache_peek(&z->slots, l2_entry)) {
-        return;     /* no cache, stale, or another thread was faster */
+    if (!slots_ready(z)) {
+        return -1;
     }
-    z->used += !z->slots.entries[z->slots.lru_tail].offset;
-    memcpy(qcow2_cache_claim(&z->slots, l2_entry), data, z->slots.table_size);
+    int tail = z->slots.lru_tail;
+    z->used -= tail >= 0 && z->slots.entries[tail].offset;    /* evicted */
+    int i = qcow2_cache_reserve(&z->slots);
+    if (i >= 0) {
+        qcow2_zcache_populate_note(z, i);
+    }
+    return i;
+}
+
+/* Lock held. The reserved slot, filled (ok) from l2_entry as it was at
+ * generation, is cached, unless a forget came between the lookup and now
+ * or another thread cached the cluster first. */
+static void keep_slot(struct qcow2_zcache *z, int i, uint64_t l2_entry, uint64_t generation,
+                      bool ok)
+{
+    if (ok && __atomic_load_n(&z->generation, __ATOMIC_RELAXED) == generation &&
+        !qcow2_cache_peek(&z->slots, l2_entry)) {
+        qcow2_cache_publish(&z->slots, i, l2_entry);
+        z->used++;
+    } else {
+        qcow2_cache_release(&z->slots, i);
+    }
 }
 
 /* Reads and decompresses the cluster into out (cluster_size bytes). */
@@ -148,25 +170,31 @@ static int decompress_cluster(struct qcow2 *s, uint64_t l2_entry, uint8_t *out,
 }
 
 /* Decompresses a cluster, caches it, and copies [off, off+len) of it to buf
- * (buf NULL: only cache it). */
+ * (buf NULL: only cache it). Decompression goes straight into a cache slot,
+ * reserved meanwhile: no cluster-sized buffer to allocate, no copy; with
+ * no slot free, into a buffer of its own. */
 static int fill(struct qcow2 *s, uint64_t l2_entry, uint64_t generation, uint32_t off, void *buf,
                 size_t len, struct error *err)
 {
     struct qcow2_zcache *z = &s->zcache;
-    uint8_t *out = malloc(s->cluster_size);
+    pthread_mutex_lock(&z->lock);
+    int slot = reserve_slot(z);
+    pthread_mutex_unlock(&z->lock);
+    uint8_t *out = slot >= 0 ? qcow2_cache_table(&z->slots, slot) : malloc(s->cluster_size);
     if (!out) {
         return error_set(err, -ENOMEM, "Could not allocate a cluster to decompress into");
     }
     int ret = decompress_cluster(s, l2_entry, out, err);
-    if (ret == 0) {
-        if (buf) {
-            memcpy(buf, out + off, len);
-        }
-        pthread_mutex_lock(&z->lock);
-        insert(z, l2_entry, generation, out);
-        pthread_mutex_unlock(&z->lock);
+    if (ret == 0 && buf) {
+        memcpy(buf, out + off, len);
     }
-    free(out);
+    if (slot < 0) {
+        free(out);
+        return ret;
+    }
+    pthread_mutex_lock(&z->lock);
+    keep_slot(z, slot, l2_entry, generation, ret == 0);
+    pthread_mutex_unlock(&z->lock);
     return ret;
 }
 

@@ -31,6 +31,7 @@ struct disk_config {
     uint64_t compressed_cache_size;
     int num_queues;                 /* virtio-blk request queues; 0: one per vCPU */
     bool queue_threads;             /* each queue served by its own thread, off the main loop */
+    uint64_t poll_max_ns;           /* queue threads spin on the ring this long (0: never) */
     enum blockdev_detect_zeroes detect_zeroes;
     bool discard_unmap;             /* discard=unmap|on (QEMU's -drive default: ignore) */
 };
@@ -223,6 +224,15 @@ int machine_disk_resize(struct machine *m, int i, uint64_t size, struct error *e
  * /machine/peripheral-anon/device[N] as QEMU names it. Errors in QEMU's
  * words (duplicate id, unknown node, node in use, no free slot). */
 int machine_device_add_virtio_blk(struct machine *m, const char *id, const char *drive, struct error *err);
+/* The same with the device's serving options (--disk's queue-threads= and
+ * poll-max-ns=); machine_device_add_virtio_blk takes the defaults (the
+ * queues served on the main loop). */
+struct machine_blk_options {
+    bool queue_threads;
+    uint64_t poll_max_ns;
+};
+int machine_device_add_virtio_blk_with(struct machine *m, const char *id, const char *drive,
+                                       const struct machine_blk_options *o, struct error *err);
 /* device_del: asks the guest to eject the device named by its id or QOM
  * path (-ENODEV: no such device; -EALREADY: asked already). It goes when
  * the guest ejects it. */

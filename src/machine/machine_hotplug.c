@@ -92,7 +92,8 @@ static int node_in_use(struct block_node *n, const char *path, struct error *err
                      n->name, n->device, n->name, path, n->name);
 }
 
-static int create_device(struct machine *m, struct hotplugged *h, struct error *err)
+static int create_device(struct machine *m, struct hotplugged *h, const struct machine_blk_options *o,
+                         struct error *err)
 {
     struct virtio_blk *b = calloc(1, sizeof(*b));
     struct virtio_pci *p = calloc(1, sizeof(*p));
@@ -104,6 +105,9 @@ static int create_device(struct machine *m, struct hotplugged *h, struct error *
     }
     int ret = virtio_blk_init(b, &m->vm.mem, bd, blockdev_is_read_only(bd), NULL,
                               virtio_blk_default_queues(m->cfg->cpus), err);
+    if (ret == 0 && o->queue_threads) {
+        ret = virtio_blk_serve_queues_in_threads(b, o->poll_max_ns, err);   /* before virtio-pci takes their eventfds */
+    }
     if (ret < 0) {
         virtio_blk_destroy(b);
         free(b);
@@ -151,6 +155,12 @@ static void release(struct hotplugged *h)
 
 int machine_device_add_virtio_blk(struct machine *m, const char *id, const char *drive, struct error *err)
 {
+    return machine_device_add_virtio_blk_with(m, id, drive, &(struct machine_blk_options){ 0 }, err);
+}
+
+int machine_device_add_virtio_blk_with(struct machine *m, const char *id, const char *drive,
+                                       const struct machine_blk_options *o, struct error *err)
+{
     if (m->replay) {
         /* Its log has no such event, and replay has no virtio-pci. */
         return error_set(err, -ENOTSUP, "device_add is not supported in record/replay mode");
@@ -186,7 +196,7 @@ int machine_device_add_virtio_blk(struct machine *m, const char *id, const char 
         return ret;
     }
     h->node = n;
-    if ((ret = create_device(m, h, err)) < 0 || (ret = plug(m, h, err)) < 0) {
+    if ((ret = create_device(m, h, o, err)) < 0 || (ret = plug(m, h, err)) < 0) {
         release(h);
         return ret;
     }

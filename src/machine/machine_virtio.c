@@ -196,7 +196,7 @@ static int add_disk(struct machine *m, int i, struct error *err)
     }
     if (m->replay) {
         virtio_blk_make_synchronous(b);
-    } else if (dc->queue_threads && (ret = virtio_blk_serve_queues_in_threads(b, err)) < 0) {
+    } else if (dc->queue_threads && (ret = virtio_blk_serve_queues_in_threads(b, dc->poll_max_ns, err)) < 0) {
         error_prefix(err, "--disk '%s'", dc->file);
         virtio_blk_destroy(b);
         free(b);

@@ -77,7 +77,11 @@ void virtio_blk_make_synchronous(struct virtio_blk *b);
 /* Before the device is used: each queue is served by a thread of its own
  * (QEMU's iothread, one per queue) instead of the thread that notified it
  * (the main loop, or a vCPU without ioeventfd). */
-int virtio_blk_serve_queues_in_threads(struct virtio_blk *b, struct error *err);
+/* poll_max_ns: after a pass, a queue's thread spins on the avail ring for up
+ * to this long before it sleeps on the notify eventfd (QEMU's iothread
+ * poll-max-ns; adaptive below it; 0: never spins). */
+#define VIRTIO_BLK_POLL_MAX_NS_DEFAULT 32768
+int virtio_blk_serve_queues_in_threads(struct virtio_blk *b, uint64_t poll_max_ns, struct error *err);
 /* The eventfd a queue's thread waits on, for the transport to bind to the
  * queue's notify address (KVM ioeventfd); -1 without queue threads. */
 int virtio_blk_queue_notify_fd(struct virtio_blk *b, int q);

@@ -16,6 +16,12 @@ void virtio_blk_notify_pass(struct virtio_blk *b, int q);
 
 /* Queue q was notified (dev.lock held): wake its thread. */
 void virtio_blk_kick_queue_thread(struct virtio_blk *b, int q);
+/* A queue thread's next spin (ns), from its last one: found says whether
+ * the spin saw a request, slept_ns how long the sleep after a fruitless
+ * spin lasted. As QEMU's adaptive polling: a request that came soon after
+ * the spin gave up makes it longer, a long idle period ends it, a found
+ * request keeps it. */
+uint64_t virtio_blk_poll_adapt(uint64_t poll_ns, uint64_t max_ns, bool found, uint64_t slept_ns);
 /* The queue threads finish their pass and leave. */
 void virtio_blk_stop_queue_threads(struct virtio_blk *b);
 

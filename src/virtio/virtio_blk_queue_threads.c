@@ -12,11 +12,21 @@
  * that lock, wait for them), then serves them without the lock: the
  * page cache's answers in this thread, the rest queued for the workers.
  * The queues' passes thus overlap; each completes on its own used ring
- * under its own lock (virtio_blk_dispatch). */
+ * under its own lock (virtio_blk_dispatch).
+ *
+ * Poll mode (QEMU's iothread poll-max-ns): after a pass the thread spins on
+ * the avail index, with the driver's notifications off, before it sleeps:
+ * a guest posting again soon is served with no notify (no VM exit, no
+ * eventfd wake-up). The spin reads guest memory without the device lock
+ * (the rings stay mapped for the machine's life): what it sees is only a
+ * hint, the pass that follows looks again under the lock. Its length
+ * adapts (virtio_blk_poll_adapt) between 0 and poll_max_ns. */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "util/log.h"
@@ -31,8 +41,12 @@ struct blk_queue_thread {
     int kick_fd;                    /* the queue's notify eventfd */
     pthread_t thread;
     bool started;
+    uint64_t poll_max_ns, poll_ns;  /* the spin's bound and its current length */
+    uint64_t polled;                /* requests a spin found (tests, debug log) */
     struct virtq_chain chains[BATCH];
 };
+
+#define POLL_GROW_FROM_NS 4000      /* QEMU's first step from no spin */
 
 static bool stopping(struct virtio_blk *b)
 {
@@ -111,6 +125,73 @@ static void serve_queue(struct blk_queue_thread *t)
     }
 }
 
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t virtio_blk_poll_adapt(uint64_t poll_ns, uint64_t max_ns, bool found, uint64_t slept_ns)
+{
+    if (found) {
+        return poll_ns;
+    }
+    if (slept_ns > max_ns) {
+        return 0;   /* idle: spinning would only burn the core */
+    }
+    uint64_t grown = poll_ns ? poll_ns * 2 : POLL_GROW_FROM_NS;
+    return grown < max_ns ? grown : max_ns;
+}
+
+/* Spins up to t->poll_ns on the avail index (see the top): whether the
+ * driver posted meanwhile. Notifications are off during the spin only, then
+ * back on, with a last look for a request that raced that. */
+static bool poll_ring(struct blk_queue_thread *t)
+{
+    struct virtio_blk *b = t->blk;
+    struct virtqueue *vq = &b->dev.vqs[t->q];
+    if (!t->poll_ns) {
+        return false;
+    }
+    pthread_mutex_lock(&b->dev.lock);
+    bool live = !b->dev.quiesced && virtio_device_running(&b->dev) && vq->ready;
+    const uint16_t *avail_idx = live ? &vq->avail->idx : NULL;
+    uint16_t seen = vq->last_avail_idx;
+    if (live) {
+        virtqueue_disable_notify(vq);
+    }
+    pthread_mutex_unlock(&b->dev.lock);
+    if (!live) {
+        return false;
+    }
+    bool found = false;
+    uint64_t deadline = now_ns() + t->poll_ns;
+    while (!found && !stopping(b) && now_ns() < deadline) {
+        found = __atomic_load_n(avail_idx, __ATOMIC_ACQUIRE) != seen;
+        __builtin_ia32_pause();
+    }
+    pthread_mutex_lock(&b->dev.lock);
+    virtqueue_enable_notify(vq);    /* never left off outside a spin: a pass may not follow */
+    found = found || virtqueue_has_work(vq);
+    pthread_mutex_unlock(&b->dev.lock);
+    t->polled += found;
+    return found;
+}
+
+/* Sleeps until the queue is notified (or the device stops): how long it slept. */
+static int wait_notify(struct blk_queue_thread *t, uint64_t *slept_ns)
+{
+    uint64_t v, start = now_ns();
+    ssize_t got = read(t->kick_fd, &v, sizeof(v));
+    *slept_ns = now_ns() - start;
+    if (got < 0 && errno != EINTR && errno != EAGAIN) {
+        log_error("virtio-blk queue %d: notify eventfd: %s", t->q, strerror(errno));
+        return -errno;
+    }
+    return 0;
+}
+
 static void *queue_thread(void *opaque)
 {
     struct blk_queue_thread *t = opaque;
@@ -120,13 +201,16 @@ static void *queue_thread(void *opaque)
         return NULL;
     }
     while (!stopping(t->blk)) {
-        uint64_t v;
-        ssize_t got = read(t->kick_fd, &v, sizeof(v));
-        if (got < 0 && errno != EINTR && errno != EAGAIN) {
-            log_error("virtio-blk queue %d: notify eventfd: %s", t->q, strerror(errno));
+        uint64_t slept_ns = 0;
+        bool found = poll_ring(t);
+        if (!found && wait_notify(t, &slept_ns) < 0) {
             return NULL;
         }
+        t->poll_ns = virtio_blk_poll_adapt(t->poll_ns, t->poll_max_ns, found, slept_ns);
         serve_queue(t);
+    }
+    if (t->polled) {
+        log_debug("virtio-blk queue %d: %" PRIu64 " passes started by polling", t->q, t->polled);
     }
     return NULL;
 }
@@ -171,7 +255,7 @@ void virtio_blk_stop_queue_threads(struct virtio_blk *b)
     free(ts);
 }
 
-int virtio_blk_serve_queues_in_threads(struct virtio_blk *b, struct error *err)
+int virtio_blk_serve_queues_in_threads(struct virtio_blk *b, uint64_t poll_max_ns, struct error *err)
 {
     if (b->queue_threads) {
         return error_set(err, -EEXIST, "%s: the queues already have their threads", b->dev.name);
@@ -186,7 +270,8 @@ int virtio_blk_serve_queues_in_threads(struct virtio_blk *b, struct error *err)
     }
     b->queue_threads_stop = false;
     for (int q = 0; q < b->dev.nqueues; q++) {
-        ts[q] = (struct blk_queue_thread){ .blk = b, .q = q, .kick_fd = eventfd(0, EFD_CLOEXEC) };
+        ts[q] = (struct blk_queue_thread){ .blk = b, .q = q, .kick_fd = eventfd(0, EFD_CLOEXEC),
+                                           .poll_max_ns = poll_max_ns, .poll_ns = poll_max_ns };
     }
     b->queue_threads = ts;
     for (int q = 0; q < b->dev.nqueues; q++) {

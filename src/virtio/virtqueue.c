@@ -162,6 +162,13 @@ void virtqueue_enable_notify(struct virtqueue *vq)
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
 }
 
+void virtqueue_disable_notify(struct virtqueue *vq)
+{
+    if (vq->ready && !vq->event_idx) {
+        __atomic_store_n(&vq->used->flags, VIRTQ_USED_F_NO_NOTIFY, __ATOMIC_RELAXED);
+    }
+}
+
 bool virtqueue_should_notify(struct virtqueue *vq)
 {
     if (!vq->ready) {

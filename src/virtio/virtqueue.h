@@ -95,6 +95,9 @@ void virtqueue_push(struct virtqueue *vq, uint16_t head, uint32_t len);
 bool virtqueue_should_notify(struct virtqueue *vq);
 /* Tells the driver to notify us again from the current avail index on. */
 void virtqueue_enable_notify(struct virtqueue *vq);
+/* While the device polls the ring: the driver need not notify (without
+ * EVENT_IDX; with it, as QEMU, the next request may still notify once). */
+void virtqueue_disable_notify(struct virtqueue *vq);
 bool virtqueue_has_work(struct virtqueue *vq);
 
 /* Copies between a chain's buffers and flat memory. */

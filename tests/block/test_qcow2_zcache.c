@@ -1,7 +1,8 @@
 /* The decompressed-cluster cache and read-ahead of compressed clusters:
  * the nowait path serves cached compressed clusters, the cache never holds
  * more than compressed-cache-size, read-ahead fills it ahead of a sequential
- * stream, a read never returns a compressed cluster's data from before a
+ * stream, slots are faulted in ahead of fills but only a window ahead, a
+ * read never returns a compressed cluster's data from before a
  * write that finished before it started, and bad option values are refused
  * with a message naming them. White-box: looks at struct qcow2's counters. */
 #include <errno.h>
@@ -10,8 +11,10 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/mman.h>
 #include <cmocka.h>
 
 #include "block/blockdev.h"
@@ -207,6 +210,66 @@ static void test_readahead(void **state)
         assert_cluster_reads(bd, c, 0, true);
     }
     blockdev_close(bd);
+}
+
+/* Waits (bounded) until the populate-ahead thread has populated n bytes. */
+static bool wait_populated(struct qcow2_zcache *z, size_t n)
+{
+    for (int i = 0; i < 10000 && qcow2_zcache_populated(z) < n; i++) {
+        nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+    }
+    return qcow2_zcache_populated(z) >= n;
+}
+
+/* Whether every page of [p, p+len) is resident (mincore), or none is. */
+static bool resident(const uint8_t *p, size_t len, bool all)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    size_t pages = len / (size_t)page;
+    unsigned char *vec = calloc(pages, 1);
+    assert_non_null(vec);
+    assert_int_equal(mincore((void *)p, pages * (size_t)page, vec), 0);
+    size_t in = 0;
+    for (size_t i = 0; i < pages; i++) {
+        in += vec[i] & 1;
+    }
+    free(vec);
+    return all ? in == pages : in == 0;
+}
+
+/* A 32 MiB cache (larger than the populate-ahead window): the first fill
+ * has the slots ahead of it faulted in by the cache's thread, but no more
+ * than the window (the memory budget holds: resident is what is used and
+ * a window ahead, not the whole cache). */
+static void test_populate_ahead(void **state)
+{
+    (void)state;
+    char path[160];
+    snprintf(path, sizeof(path), "%s/populate.qcow2", dir);
+    struct blockdev_create_opts o;
+    blockdev_create_opts_init(&o);
+    o.size = 64u << 20;
+    o.cluster_size = CLUSTER;
+    struct error err = { 0 };
+    assert_int_equal(qcow2_create(path, &o, &err), 0);
+    char options[256];
+    snprintf(options, sizeof(options), "driver=qcow2,file.filename=%s,compressed-cache-size=32M", path);
+    struct blockdev *bd = open_spec(options, 0);
+    static uint8_t buf[CLUSTER];
+    version_data(buf, 0, 0);
+    assert_int_equal(blockdev_pwrite_compressed(bd, 0, buf, CLUSTER, &err), 0);
+    assert_cluster_reads(bd, 0, 0, false);
+    struct qcow2_zcache *z = &qcow2_of(bd)->zcache;
+    size_t slab = (size_t)z->slots.count * CLUSTER;
+    assert_int_equal(slab, 32u << 20);
+    assert_true(wait_populated(z, QCOW2_ZCACHE_POPULATE_AHEAD));
+    size_t populated = qcow2_zcache_populated(z);
+    assert_true(populated <= QCOW2_ZCACHE_POPULATE_AHEAD + (4u << 20));
+    assert_true(resident(z->slots.tables + slab - populated, populated, true));
+    /* Below the window, past the first pages a sanitizer's malloc may fill. */
+    assert_true(resident(z->slots.tables + (2u << 20), slab - populated - (4u << 20), false));
+    blockdev_close(bd);
+    unlink(path);
 }
 
 /* Readers check that no read returns a version older than the last one
@@ -411,6 +474,7 @@ int main(void)
         cmocka_unit_test(test_slots_allocated_at_first_read),
         cmocka_unit_test(test_eviction_bound),
         cmocka_unit_test(test_readahead),
+        cmocka_unit_test(test_populate_ahead),
         cmocka_unit_test(test_concurrent_rewrites),
         cmocka_unit_test(test_descriptor_reuse),
         cmocka_unit_test(test_option_errors),

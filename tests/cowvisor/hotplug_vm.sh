@@ -2,7 +2,7 @@
 # ACPI on a running Linux guest (the Debian kernel and its initramfs,
 # stopped at its premount shell with udev running): the kernel takes our
 # tables (no ACPI error, the PCI root bridge, every vCPU from the MADT);
-# device_add of a virtio-blk-pci reaches it through the hotplug GPE and it
+# device_add of a virtio-blk-pci (queue threads, polling) reaches it through the hotplug GPE and it
 # finds the disk; device_del is ejected by the kernel's acpiphp, then
 # DEVICE_DELETED; a device_add without an id is listed by query-block and
 # ejected by its QOM path; the cold-plugged --disk (PCI) is ejected with
@@ -72,7 +72,8 @@ run("qmp_capabilities")
 print("shell:", console("(initramfs)", 240))
 print("add:", json.dumps(run("blockdev-add", driver="qcow2", **{"node-name": "hot"},
                              file={"driver": "file", "filename": tmp + "/hot.qcow2"})))
-print("device_add:", json.dumps(run("device_add", driver="virtio-blk-pci", id="hd1", drive="hot")))
+print("device_add:", json.dumps(run("device_add", driver="virtio-blk-pci", id="hd1", drive="hot",
+                                    **{"queue-threads": True, "poll-max-ns": 50000})))
 print("disk:", console("[vdb]", 60))
 print("device_del:", json.dumps(run("device_del", id="hd1")))
 print("deleted:", json.dumps(wait_event("DEVICE_DELETED", 60)))
@@ -98,8 +99,8 @@ check "the kernel reached its initramfs shell" grep -q "^shell: True" session.tx
 check_fails "no ACPI error from our tables" grep -E "ACPI (BIOS )?Error|ACPI Warning" console.txt
 check "the kernel found the PCI root bridge in the DSDT" grep -q "ACPI: PCI Root Bridge \[PCI0\]" console.txt
 check "the kernel counted 2 vCPUs from the MADT" grep -qE "smpboot: Allowing 2 CPUs|Brought up 1 node, 2 CPUs" console.txt
-check "device_add succeeded" grep -q '^device_add: {"return": {}}' session.txt
-check "the guest found the hot-plugged disk" grep -q "^disk: True" session.txt
+check "device_add (queue threads, polling) succeeded" grep -q '^device_add: {"return": {}}' session.txt
+check "the guest found the hot-plugged disk (served by its queue threads)" grep -q "^disk: True" session.txt
 check "device_del succeeded" grep -q '^device_del: {"return": {}}' session.txt
 check "the guest ejected it: DEVICE_DELETED for hd1" grep -q '"device": "hd1", "path": "/machine/peripheral/hd1"' session.txt
 check "the node was free again" grep -q '^blockdev-del: {"return": {}}' session.txt

@@ -38,7 +38,13 @@ struct machine {
     struct block_node_table nodes;
     /* device_add'ed devices: their ids and nodes, and whether the guest
      * was asked to eject them. */
-    struct { char id[64]; char path[MACHINE_QOM_PATH_MAX]; struct block_node *node; bool unplugging; } hotplug[8];
+    struct {
+        char id[64];
+        char path[MACHINE_QOM_PATH_MAX];
+        struct block_node *node;
+        bool unplugging;
+        struct machine_blk_options serving;
+    } hotplug[8];
     machine_device_deleted_fn deleted_hook;
     void *deleted_opaque;
     int eject_fd;               /* the guest's eject, served in the main loop as the machine's */
@@ -262,6 +268,12 @@ static bool path_taken(void *opaque, const char *path)
  * names devices with the machine's own rule (machine_device_path). */
 int machine_device_add_virtio_blk(struct machine *m, const char *id, const char *drive, struct error *err)
 {
+    return machine_device_add_virtio_blk_with(m, id, drive, &(struct machine_blk_options){ 0 }, err);
+}
+
+int machine_device_add_virtio_blk_with(struct machine *m, const char *id, const char *drive,
+                                       const struct machine_blk_options *o, struct error *err)
+{
     if (id && find_device(m, id) >= 0) {
         return error_set(err, -EEXIST, "Duplicate device ID '%s'", id);
     }
@@ -284,8 +296,18 @@ int machine_device_add_virtio_blk(struct machine *m, const char *id, const char 
         snprintf(m->hotplug[free_entry].path, sizeof(m->hotplug[0].path), "%s", path);
         m->hotplug[free_entry].node = n;
         m->hotplug[free_entry].unplugging = false;
+        m->hotplug[free_entry].serving = *o;
     }
     return ret;
+}
+
+bool stub_machine_device_serving(struct machine *m, const char *id, struct machine_blk_options *o)
+{
+    int i = find_device(m, id);
+    if (i >= 0) {
+        *o = m->hotplug[i].serving;
+    }
+    return i >= 0;
 }
 
 int machine_device_del(struct machine *m, const char *id, struct error *err)

@@ -23,6 +23,8 @@ void stub_machine_guest_eject(struct machine *m, const char *id);
  * Ctrl-A escapes and the monitor); the stub's guest echoes what it gets.
  * Undone by stub_machine_destroy. Returns false if stdin is no terminal. */
 bool stub_machine_console_stdio(struct machine *m);
+/* The serving options device_add gave device id (false: no such device). */
+bool stub_machine_device_serving(struct machine *m, const char *id, struct machine_blk_options *o);
 /* The break point replay-break set (0: none). */
 uint64_t stub_machine_replay_break(struct machine *m);
 /* The exit replay-seek asked for (0: none). */

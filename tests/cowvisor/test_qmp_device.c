@@ -98,6 +98,36 @@ static void test_device_add_del(void **state)
     stop(f, NULL);
 }
 
+/* queue-threads and poll-max-ns (ours, as --disk's) reach the machine;
+ * a poll-max-ns out of range or without queue threads is refused, named. */
+static void test_device_add_serving_options(void **state)
+{
+    f = start("unix:%s,server,nowait");
+    assert_int_equal(qmp_client_open(&c, f->path), 0);
+    expect_ok("{\"execute\":\"blockdev-add\",\"arguments\":{\"driver\":\"null-co\",\"node-name\":\"n1\"}}");
+    expect_ok("{\"execute\":\"blockdev-add\",\"arguments\":{\"driver\":\"null-co\",\"node-name\":\"n2\"}}");
+    expect_error("{\"execute\":\"device_add\",\"arguments\":{\"driver\":\"virtio-blk-pci\",\"id\":\"d1\",\"drive\":\"n1\","
+                 "\"poll-max-ns\":1000}}", "GenericError",
+                 "Property 'virtio-blk-pci.poll-max-ns' needs queue-threads=true (only queue threads poll)");
+    expect_error("{\"execute\":\"device_add\",\"arguments\":{\"driver\":\"virtio-blk-pci\",\"id\":\"d1\",\"drive\":\"n1\","
+                 "\"queue-threads\":true,\"poll-max-ns\":-1}}", "GenericError",
+                 "Property 'virtio-blk-pci.poll-max-ns' must be 0 to 1000000000 nanoseconds, not -1");
+    expect_error("{\"execute\":\"device_add\",\"arguments\":{\"driver\":\"virtio-blk-pci\",\"id\":\"d1\",\"drive\":\"n1\","
+                 "\"queue-threads\":\"yes\"}}", "GenericError",
+                 "Invalid parameter type for 'queue-threads', expected: boolean");
+    expect_ok("{\"execute\":\"device_add\",\"arguments\":{\"driver\":\"virtio-blk-pci\",\"id\":\"d1\",\"drive\":\"n1\","
+              "\"queue-threads\":true,\"poll-max-ns\":5000}}");
+    expect_ok("{\"execute\":\"device_add\",\"arguments\":{\"driver\":\"virtio-blk-pci\",\"id\":\"d2\",\"drive\":\"n2\"}}");
+    struct machine_blk_options o;
+    assert_true(stub_machine_device_serving(f->m, "d1", &o));
+    assert_true(o.queue_threads);
+    assert_int_equal(o.poll_max_ns, 5000);
+    assert_true(stub_machine_device_serving(f->m, "d2", &o));
+    assert_false(o.queue_threads);
+    qmp_client_close(&c);
+    stop(f, NULL);
+}
+
 static void test_system_powerdown_presses_the_button(void **state)
 {
     f = start("unix:%s,server,nowait");
@@ -116,6 +146,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_device_add_del),
+        cmocka_unit_test(test_device_add_serving_options),
         cmocka_unit_test(test_system_powerdown_presses_the_button),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

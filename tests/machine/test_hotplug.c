@@ -20,6 +20,7 @@
 #include "block/block_job.h"
 #include "block/blockdev.h"
 #include "migration/migration.h"
+#include "virtio/virtio_blk.h"
 #include "virtio/virtio_pci.h"
 
 static char deleted[8][64];       /* their ids ("(none)" when anonymous) */
@@ -87,6 +88,26 @@ static void guest_ejects(struct machine *m, int slot)
 {
     port_write32(m, ACPI_PCIHP_PORT + ACPI_PCIHP_EJECT, 1u << slot);
     machine_pci_process_ejects(m);
+}
+
+/* device_add with queue threads: the hot-plugged device's queues have
+ * their threads (each queue's notify eventfd, which virtio-pci hands to
+ * KVM), as --disk queue-threads=on gives a cold-plugged one; without, none. */
+static void test_add_with_queue_threads(void **state)
+{
+    struct machine *m = hotplug_machine(2);
+    struct error err = { 0 };
+    guest_enables_gpe(m);
+    struct machine_blk_options threads = { .queue_threads = true, .poll_max_ns = 1000 };
+    assert_int_equal(machine_device_add_virtio_blk_with(m, "d1", "n1", &threads, &err), 0);
+    assert_int_equal(machine_device_add_virtio_blk(m, "d2", "n2", &err), 0);
+    struct virtio_blk *b1 = (struct virtio_blk *)m->hotplug[0].slot.dev;
+    struct virtio_blk *b2 = (struct virtio_blk *)m->hotplug[1].slot.dev;
+    assert_true(virtio_blk_queue_notify_fd(b1, 0) >= 0);
+    assert_int_equal(virtio_blk_queue_notify_fd(b2, 0), -1);
+    guest_ejects(m, m->hotplug[0].pci_slot);    /* the threads stop with the device */
+    assert_int_equal(ndeleted, 1);
+    bare_destroy(m);
 }
 
 static void test_add_then_guest_ejects(void **state)
@@ -682,6 +703,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_add_then_guest_ejects),
+        cmocka_unit_test(test_add_with_queue_threads),
         cmocka_unit_test(test_reset_drops_pending_unplug),
         cmocka_unit_test(test_errors_in_qemus_words),
         cmocka_unit_test(test_long_id_refused),

@@ -8,7 +8,8 @@
  * completed on the others (the file's pwrite and fdatasync calls are logged
  * through the linker's --wrap); a drain leaves no request taken off a ring
  * without its completion; a paused device leaves requests in the rings and
- * serves them at resume; a synchronous device (record/replay) refuses
+ * serves them at resume; in poll mode a queue's thread serves a request
+ * posted with no notify, and its spin adapts; a synchronous device (record/replay) refuses
  * queue threads with a message. */
 #include <errno.h>
 #include <pthread.h>
@@ -26,6 +27,7 @@
 
 #include "block/blockdev.h"
 #include "virtio/virtio_blk.h"
+#include "virtio/virtio_blk_int.h"
 #include "fake_driver.h"
 
 #define MEM_SIZE (8u << 20)
@@ -110,7 +112,7 @@ static void *gpa(struct rig *r, uint64_t addr, uint64_t len)
     return guest_memory_ptr(&r->mem, addr, len);
 }
 
-static struct rig *rig_create(bool threads)
+static struct rig *rig_create_polling(bool threads, uint64_t poll_max_ns)
 {
     struct rig *r = calloc(1, sizeof(*r));
     struct error err = { 0 };
@@ -130,10 +132,15 @@ static struct rig *rig_create(bool threads)
                                            RING_GPA(q) + 0x1000, RING_GPA(q) + 0x2000, &err), 0);
     }
     if (threads) {
-        assert_int_equal(virtio_blk_serve_queues_in_threads(&r->blk, &err), 0);
+        assert_int_equal(virtio_blk_serve_queues_in_threads(&r->blk, poll_max_ns, &err), 0);
         assert_true(virtio_blk_queue_notify_fd(&r->blk, QUEUES - 1) >= 0);
     }
     return r;
+}
+
+static struct rig *rig_create(bool threads)
+{
+    return rig_create_polling(threads, VIRTIO_BLK_POLL_MAX_NS_DEFAULT);
 }
 
 static void rig_destroy(struct rig *r)
@@ -397,13 +404,63 @@ static void test_paused_device_serves_at_resume(void **state)
     rig_destroy(r);
 }
 
+/* Whether the device tells the driver not to notify, within 10 s. */
+static bool driver_told_not_to_notify(struct rig *r, int q)
+{
+    struct virtq_used *u = gpa(r, RING_GPA(q) + 0x2000, 4);
+    for (int i = 0; i < 10000; i++) {
+        if (__atomic_load_n(&u->flags, __ATOMIC_ACQUIRE) & VIRTQ_USED_F_NO_NOTIFY) {
+            return true;
+        }
+        usleep(1000);
+    }
+    return false;
+}
+
+/* Poll mode: after a pass the queue's thread spins on the ring (here for
+ * up to 5 s), telling the driver it need not notify (without EVENT_IDX), and
+ * serves a request posted with no notify at all. */
+static void test_poll_serves_unnotified(void **state)
+{
+    struct rig *r = rig_create_polling(true, 5000000000ull);
+    struct lane l = { .r = r, .q = 1 };
+    post(&l, 0, T_OUT, REGION, 0x5a);
+    kick(&l);
+    assert_true(wait_batch(&l, 1, T_OUT));
+    if (!r->blk.dev.vqs[1].event_idx) {
+        assert_true(driver_told_not_to_notify(r, 1));
+    }
+    post(&l, 0, T_IN, REGION, 0);      /* no kick */
+    assert_true(wait_batch(&l, 1, T_IN));
+    assert_string_equal(l.failure, "");
+    uint8_t *data = gpa(r, DATA_GPA(1, 0), 4096);
+    for (int i = 0; i < 4096; i++) {
+        assert_int_equal(data[i], 0x5a);
+    }
+    rig_destroy(r);
+}
+
+/* The spin's length: kept while it finds requests, grown (from 4 us,
+ * doubling, up to the bound) when a request came soon after it gave up,
+ * ended by an idle period longer than the bound; a bound of 0 never spins. */
+static void test_poll_adapts(void **state)
+{
+    uint64_t max = 32768;
+    assert_int_equal(virtio_blk_poll_adapt(8000, max, true, 0), 8000);
+    assert_int_equal(virtio_blk_poll_adapt(8000, max, false, 20000), 16000);
+    assert_int_equal(virtio_blk_poll_adapt(0, max, false, 1000), 4000);
+    assert_int_equal(virtio_blk_poll_adapt(30000, max, false, 1000), max);
+    assert_int_equal(virtio_blk_poll_adapt(max, max, false, max + 1), 0);
+    assert_int_equal(virtio_blk_poll_adapt(0, 0, false, 10), 0);
+}
+
 static void test_synchronous_device_refuses_threads(void **state)
 {
     struct rig *r = rig_create(false);
     struct error err = { 0 };
     assert_int_equal(virtio_blk_queue_notify_fd(&r->blk, 0), -1);
     virtio_blk_make_synchronous(&r->blk);
-    assert_int_equal(virtio_blk_serve_queues_in_threads(&r->blk, &err), -EINVAL);
+    assert_int_equal(virtio_blk_serve_queues_in_threads(&r->blk, VIRTIO_BLK_POLL_MAX_NS_DEFAULT, &err), -EINVAL);
     assert_non_null(strstr(err.msg, "queue threads need the device's workers"));
     rig_destroy(r);
 }
@@ -416,6 +473,8 @@ int main(void)
         cmocka_unit_test(test_completed_write_seen_across_queues_unthreaded),
         cmocka_unit_test(test_drain_leaves_nothing_taken),
         cmocka_unit_test(test_paused_device_serves_at_resume),
+        cmocka_unit_test(test_poll_serves_unnotified),
+        cmocka_unit_test(test_poll_adapts),
         cmocka_unit_test(test_synchronous_device_refuses_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

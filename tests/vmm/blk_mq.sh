@@ -6,7 +6,8 @@
 # interrupt line). A single queue is offered without F_MQ, as QEMU does, and
 # a num-queues the device cannot have is refused with a message. With
 # queue-threads=on the queues are served by their own threads (the notify
-# eventfd bound by KVM straight to them).
+# eventfd bound by KVM straight to them), polling the rings or not
+# (poll-max-ns), and a bad poll-max-ns is refused.
 source "$TESTS_DIR/lib.sh"
 COWVISOR=${COWVISOR:-cowvisor}
 GUEST=${COWVISOR_GUEST:?COWVISOR_GUEST must name the test guest}
@@ -18,6 +19,10 @@ check "num-queues=two is refused before any VM is made" \
     grep -q "num-queues must be a positive number, not 'two'" bad.out
 "$COWVISOR" --kernel "$GUEST" --memory 64M --disk "file=disk.raw,format=raw,queue-threads=maybe" >qt.out 2>&1
 check "queue-threads=maybe is refused, naming the option" grep -q "queue-threads" qt.out
+"$COWVISOR" --kernel "$GUEST" --memory 64M --disk "file=disk.raw,format=raw,queue-threads=on,poll-max-ns=-5" >poll.out 2>&1
+check "poll-max-ns=-5 is refused, naming the option" grep -q "poll-max-ns must be a number of nanoseconds" poll.out
+"$COWVISOR" --kernel "$GUEST" --memory 64M --disk "file=disk.raw,format=raw,poll-max-ns=1000" >poll2.out 2>&1
+check "poll-max-ns without queue-threads=on is refused" grep -q "poll-max-ns needs queue-threads=on" poll2.out
 if [[ ! -r /dev/kvm || ! -w /dev/kvm ]]; then
     ok "the in-guest multiqueue checks # SKIP /dev/kvm is not available: they need KVM"
     done_testing
@@ -38,6 +43,13 @@ timeout 60 "$COWVISOR" --kernel "$GUEST" --memory 64M --cpus 2 \
     --disk "file=disk.raw,format=raw,num-queues=4,queue-threads=on" >threads.out 2>&1
 check_eq "queue-threads=on: guest checks pass" 1 "$?"
 check_eq "queue-threads=on: the multiqueue checks passed" 3 "$(grep -c "^PASS: virtio-blk multiqueue" threads.out)"
+for ns in 0 1000000; do   # never polls; polls up to 1 ms (the KVM notify path with the spin)
+    timeout 60 "$COWVISOR" --kernel "$GUEST" --memory 64M --cpus 2 \
+        --disk "file=disk.raw,format=raw,num-queues=4,queue-threads=on,poll-max-ns=$ns" >"poll.$ns" 2>&1
+    check_eq "queue-threads=on,poll-max-ns=$ns: guest checks pass" 1 "$?"
+    check_eq "queue-threads=on,poll-max-ns=$ns: the multiqueue checks passed" 3 \
+        "$(grep -c "^PASS: virtio-blk multiqueue" "poll.$ns")"
+done
 timeout 60 "$COWVISOR" --kernel "$GUEST" --memory 64M --cpus 2 --disk "file=disk.raw,format=raw" >cpus2.out 2>&1
 check_eq "two vCPUs: guest checks pass" 1 "$?"
 check "two vCPUs: one queue per vCPU by default" grep -q "virtio-blk (pci): 2 queues" cpus2.out

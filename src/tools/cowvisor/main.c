@@ -19,6 +19,7 @@
 #include "util/privilege.h"
 #include "util/sandbox.h"
 #include "util/size.h"
+#include "virtio/virtio_blk.h"
 
 #define DEFAULT_MEMORY (512ull << 20)
 #define DEFAULT_DISK_SIZE (8u << 20)
@@ -42,6 +43,8 @@ static void usage(FILE *f)
         "         [,num-queues=N]  virtio-blk request queues (default: one per vCPU, at most 8)\n"
         "         [,queue-threads=on]  each queue served by a thread of its own (as QEMU's\n"
         "                         iothread) rather than the main loop\n"
+        "         [,poll-max-ns=NS]  queue threads spin on the ring up to NS before sleeping\n"
+        "                         (QEMU's iothread poll-max-ns; default 32768; 0: never)\n"
         "         [,discard=ignore|unmap]  guest discards reach the image (default ignore)\n"
         "         [,detect-zeroes=off|on|unmap]  zero writes become write-zeroes (unmap: deallocate,\n"
         "                         with discard=unmap)\n"
@@ -110,6 +113,23 @@ static int parse_num_queues(struct options *o, int *out, struct error *err)
     return 0;
 }
 
+static int parse_poll_max_ns(struct options *o, struct disk_config *d, struct error *err)
+{
+    const char *v = options_get(o, "poll-max-ns");
+    char *end;
+    errno = 0;
+    unsigned long long n = v ? strtoull(v, &end, 10) : VIRTIO_BLK_POLL_MAX_NS_DEFAULT;
+    if (v && (!*v || *end || *v == '-' || errno || n > 1000000000ull)) {
+        return error_set(err, -EINVAL, "--disk poll-max-ns must be a number of nanoseconds up to "
+                         "1000000000, not '%s'", v);
+    }
+    if (v && !d->queue_threads) {
+        return error_set(err, -EINVAL, "--disk poll-max-ns needs queue-threads=on (only queue threads poll)");
+    }
+    d->poll_max_ns = n;
+    return 0;
+}
+
 /* -drive's discard= and detect-zeroes= with QEMU's values and words. */
 static int parse_disk_writes(struct options *o, struct disk_config *d, struct error *err)
 {
@@ -155,6 +175,7 @@ static int parse_disk(struct machine_config *cfg, struct options *o, const char 
         (ret = parse_transport(o, &d->transport, err)) < 0 ||
         (ret = parse_num_queues(o, &d->num_queues, err)) < 0 ||
         (ret = options_get_bool(o, "queue-threads", &d->queue_threads, err)) < 0 ||
+        (ret = parse_poll_max_ns(o, d, err)) < 0 ||
         (ret = parse_disk_writes(o, d, err)) < 0 ||
         (ret = options_check_unused(o, "--disk", err)) < 0) {
         return ret;

@@ -8,13 +8,16 @@
 #include <stdio.h>
 
 #include "machine/machine.h"
+#include "virtio/virtio_blk.h"
 
 #define HOTPLUG_DRIVER "virtio-blk-pci"
 
 /* What QMP's schema declares (device_add takes any device property). */
 const struct qmp_arg qmp_device_add_args[] = {
     { "driver", JSON_STRING, false }, { "id", JSON_STRING, true }, { "bus", JSON_STRING, true },
-    { "drive", JSON_STRING, true }, { NULL, 0, false },
+    { "drive", JSON_STRING, true },
+    /* Ours, as --disk's: each queue served by a thread of its own, polling. */
+    { "queue-threads", JSON_TRUE, true }, { "poll-max-ns", JSON_INTEGER, true }, { NULL, 0, false },
 };
 const struct qmp_arg qmp_device_del_args[] = { { "id", JSON_STRING, false }, { NULL, 0, false } };
 
@@ -41,6 +44,28 @@ static bool check_properties(json_t *args, struct qmp_reply *r)
     return true;
 }
 
+/* queue-threads and poll-max-ns (types checked already). */
+static bool serving_options(json_t *args, struct machine_blk_options *o, struct qmp_reply *r)
+{
+    json_t *poll = json_object_get(args, "poll-max-ns");
+    o->queue_threads = json_is_true(json_object_get(args, "queue-threads"));
+    o->poll_max_ns = VIRTIO_BLK_POLL_MAX_NS_DEFAULT;
+    if (poll && !o->queue_threads) {
+        qmp_fail(r, QMP_GENERIC, "Property '%s.poll-max-ns' needs queue-threads=true (only queue "
+                 "threads poll)", HOTPLUG_DRIVER);
+        return false;
+    }
+    if (poll && (json_integer_value(poll) < 0 || json_integer_value(poll) > 1000000000)) {
+        qmp_fail(r, QMP_GENERIC, "Property '%s.poll-max-ns' must be 0 to 1000000000 nanoseconds, "
+                 "not %" JSON_INTEGER_FORMAT, HOTPLUG_DRIVER, json_integer_value(poll));
+        return false;
+    }
+    if (poll) {
+        o->poll_max_ns = (uint64_t)json_integer_value(poll);
+    }
+    return true;
+}
+
 /* QEMU's id_wellformed: a letter, then letters, digits, '-', '.', '_'. */
 static bool id_wellformed(const char *id)
 {
@@ -62,7 +87,8 @@ void qmp_device_add(struct qmp_server *s, json_t *args, struct qmp_reply *r)
         qmp_fail(r, QMP_GENERIC, "'%s' is not a valid device model name", driver);
         return;
     }
-    if (!check_properties(args, r)) {
+    struct machine_blk_options serving;
+    if (!check_properties(args, r) || !serving_options(args, &serving, r)) {
         return;
     }
     const char *id = json_string_value(json_object_get(args, "id"));
@@ -78,7 +104,7 @@ void qmp_device_add(struct qmp_server *s, json_t *args, struct qmp_reply *r)
     /* Without an id it is /machine/peripheral-anon/device[N] (device_del
      * takes that path). */
     struct error err = { 0 };
-    if (machine_device_add_virtio_blk(s->m, id, drive, &err) < 0) {
+    if (machine_device_add_virtio_blk_with(s->m, id, drive, &serving, &err) < 0) {
         qmp_fail(r, QMP_GENERIC, "%s", err.msg);
     }
 }
