@@ -62,7 +62,7 @@ static int validate(const struct blockdev_create_opts *o, struct error *err)
     if (o->backing_format && !o->backing_file) {
         return error_set(err, -EINVAL, "Backing format cannot be used without backing file");
     }
-    if (o->backing_file && o->prealloc != PREALLOC_OFF) {
+    if (o->backing_file && o->prealloc != PREALLOC_OFF && !o->extended_l2) {
         return error_set(err, -EINVAL, "Backing file and preallocation can only be used at the "
                          "same time if extended_l2 is on");
     }

@@ -422,6 +422,9 @@ int qcow2_discard(struct blockdev *bd, uint64_t off, uint64_t len, struct error 
 /* The same, at any guest offset (the VM-state area lies past the disk). */
 int qcow2_read_at(struct qcow2 *s, uint64_t off, void *buf, size_t len, struct error *err);
 int qcow2_write_at(struct qcow2 *s, uint64_t off, const void *buf, size_t len, struct error *err);
+/* After growing from old to size over a longer backing file: the new area
+ * reads as zeros (v3; QEMU zeroes it the same way). Lock not held. */
+int qcow2_zero_grown_area(struct qcow2 *s, uint64_t old, uint64_t size, struct error *err);
 /* Discards whole clusters of [off, off+len); the lock is held by the caller. */
 int qcow2_discard_locked(struct qcow2 *s, uint64_t off, uint64_t len, bool make_zero,
                          struct error *err);

@@ -696,6 +696,28 @@ static int zero_aligned(struct qcow2 *s, uint64_t off, uint64_t end, unsigned fl
     return ret == 0 ? batch : ret;
 }
 
+int qcow2_zero_grown_area(struct qcow2 *s, uint64_t old, uint64_t size, struct error *err)
+{
+    uint64_t zero_start = (old + s->subcluster_size - 1) & ~((uint64_t)s->subcluster_size - 1);
+    uint64_t old_size = s->bd.size;
+    s->bd.size = size;      /* the writes below reach up to the new end */
+    int ret = 0;
+    if (zero_start > old) {
+        ret = write_zero_data(s, old, (zero_start < size ? zero_start : size) - old, err);
+    }
+    if (ret == 0 && size > zero_start) {
+        /* As QEMU's qcow2_subcluster_zeroize: the last cluster, partial at
+         * the end of the image, becomes a whole zero cluster. */
+        uint64_t end = qcow2_start_of_cluster(s, size + s->cluster_mask);
+        ret = zero_aligned(s, zero_start, end, 0, err);
+    }
+    s->bd.size = old_size;
+    if (ret < 0) {
+        error_prefix(err, "Failed to zero out the new area");
+    }
+    return ret;
+}
+
 /* v2 has no zero flag: zeros are written, except that without a backing
  * file whole clusters are discarded, which reads as zeros (QEMU's
  * qcow2_subcluster_zeroize does the same). */
@@ -764,6 +786,9 @@ static bool discarded_entry(struct qcow2 *s, uint64_t entry, uint64_t bitmap, ui
     }
     if (make_zero && s->version < 3 && s->bd.backing) {
         return false;   /* v2 has no zero flag: discarding would expose the backing data */
+    }
+    if (make_zero && !s->bd.backing && !compressed && !host) {
+        return false;   /* reads as zeros already: QEMU leaves the entry (and its zero bits) */
     }
     uint64_t range = sc_range_mask(first, last);
     bool allocated = compressed || (s->extended_l2 ? (bitmap & range) != 0 : host);

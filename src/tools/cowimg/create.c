@@ -283,7 +283,7 @@ static int check_plan(struct create_request *req, struct create_plan *p, struct 
         return error_set(err, -EFBIG, "The image size is too large for file format 'qcow2' "
                          "(try using a larger cluster size)");
     }
-    if (req->backing_file && p->prealloc != PREALLOC_OFF) {
+    if (req->backing_file && p->prealloc != PREALLOC_OFF && !p->q.extended_l2) {
         return error_set(err, -EINVAL, "Backing file and preallocation can only be used at "
                          "the same time if extended_l2 is on");
     }
