@@ -328,6 +328,19 @@ static int clusters_to_allocate(struct qcow2 *s, uint64_t off, size_t len, uint6
     return 0;
 }
 
+/* Widens the written subclusters [*first_sc, *last_sc] of a cluster moving
+ * to a new host cluster over the allocated ones it must take along. */
+static void copied_subclusters(uint64_t bitmap, uint32_t *first_sc, uint32_t *last_sc)
+{
+    uint32_t alloc = (uint32_t)(bitmap & ALL_SUBCLUSTERS);
+    if (alloc) {
+        uint32_t first_alloc = (uint32_t)__builtin_ctz(alloc);
+        uint32_t last_alloc = 31 - (uint32_t)__builtin_clz(alloc);
+        *first_sc = first_alloc < *first_sc ? first_alloc : *first_sc;
+        *last_sc = last_alloc > *last_sc ? last_alloc : *last_sc;
+    }
+}
+
 static int write_in_cluster(struct qcow2 *s, uint64_t off, const uint8_t *buf, size_t len,
                             struct cluster_run *run, uint64_t *direct_host, struct error *err)
 {
@@ -374,8 +387,13 @@ static int write_in_cluster(struct qcow2 *s, uint64_t off, const uint8_t *buf, s
     }
 
     /* The range written: whole subclusters, or the whole cluster when old
-     * data must move to a new cluster. */
-    bool whole = !s->extended_l2 || compressed || (host && !owned);
+     * data must move to a new cluster; with subclusters only from the first
+     * to the last allocated one (QEMU's calculate_l2_meta), the others stay
+     * zero or unallocated in the new cluster. */
+    bool whole = !s->extended_l2 || compressed;
+    if (s->extended_l2 && host && !owned && !compressed) {
+        copied_subclusters(bitmap, &first_sc, &last_sc);
+    }
     uint32_t start = whole ? 0 : first_sc << s->subcluster_bits;
     uint32_t end = whole ? s->cluster_size : (last_sc + 1) << s->subcluster_bits;
     uint8_t *data = malloc(end - start);

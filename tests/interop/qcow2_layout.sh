@@ -119,4 +119,21 @@ discard_unallocated() {
 twin "discard of an unallocated entry without a backing file keeps its zero bits" \
     discard_unallocated
 
+# A write to a cluster shared with a snapshot copies, into the new cluster,
+# the subclusters from the first to the last allocated one (and the ones
+# written); the others stay zero or unallocated (QEMU's calculate_l2_meta).
+cow_snapshot() {
+    $IMG create -q -f qcow2 -o extended_l2=on t.qcow2 1M
+    local c
+    for c in 0 1 2 3; do
+        $IO -c "write -q -z $((64 * c + 14))k 2k" -c "write -q -P 1 $((64 * c + 26))k 2k" \
+            -c "write -q -P 2 $((64 * c + 36))k 2k" t.qcow2
+    done
+    $IMG snapshot -c snap1 t.qcow2
+    $IO -c 'write -q -P 3 30k 1k' -c 'write -q -P 4 84k 1k' -c 'write -q -P 5 168k 1k' \
+        -c 'write -q -z 218k 1k' t.qcow2
+    $IO -c 'read -q -P 3 30k 1k' -c 'read -q -P 1 26k 2k' -c 'read -q -P 2 164k 2k' t.qcow2
+}
+twin "copy-on-write of a snapshot's cluster with subclusters" cow_snapshot
+
 done_testing
