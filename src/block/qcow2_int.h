@@ -224,6 +224,8 @@ struct qcow2 {
     bool l2_writeback;                  /* writable: the batch lasts until a flush */
     struct qcow2_deferred_free *deferred_frees;     /* decrements waiting for the batch end */
     size_t n_deferred_frees, cap_deferred_frees;
+    bool deferred_may_free;             /* a deferred decrement may free a cluster ... */
+    uint64_t deferred_free_low;         /* ... at this host offset or above */
 
     struct qcow2_snapshot *snapshots;   /* nb_snapshots entries */
     uint64_t snapshots_size;            /* bytes of the on-disk snapshot table */
@@ -339,6 +341,10 @@ int qcow2_order_before_decrement(struct qcow2 *s, struct error *err);
 /* Within a batch: keeps a decrement for the batch end (true) or not (false). */
 bool qcow2_order_defer_free(struct qcow2 *s, uint64_t offset, uint64_t len, int64_t addend,
                             bool give_back);
+/* Before allocating host clusters below end: when a deferred decrement
+ * may free one of them, commits the batch so that the allocator can reuse
+ * it (as QEMU reuses freed clusters at once) and returns 1: search again. */
+int qcow2_order_before_reuse(struct qcow2 *s, uint64_t end, struct error *err);
 void qcow2_order_batch_begin(struct qcow2 *s);
 int qcow2_order_batch_end(struct qcow2 *s, struct error *err);
 #define QCOW2_MAX_DEFERRED_FREES 1024

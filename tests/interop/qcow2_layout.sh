@@ -136,4 +136,25 @@ cow_snapshot() {
 }
 twin "copy-on-write of a snapshot's cluster with subclusters" cow_snapshot
 
+# Clusters freed by a request are reused by the next allocation of the same
+# process, as QEMU reuses them (iotest 271's zero + unmap of compressed
+# clusters: the compressed data freed by the head's copy-on-write holds the
+# two clusters allocated next).
+reuse_freed() {
+    base_ff 2083k
+    $IMG create -q -f qcow2 -o extended_l2=on -F raw -b base.raw t.qcow2 2083k
+    local cmd c
+    for cmd in "write -q -P 1 576k 576k" "write -q -z -u 576k 192k" "write -q -z -u 800k 128k" \
+               "write -q -z -u 991k 128k"; do
+        $IO -c "$cmd" t.qcow2
+    done
+    for c in $(seq 18 26); do
+        $IO -c "write -q -c -P 3 $((c * 64))k 64k" t.qcow2
+    done
+    for cmd in "write -q -z -u 1152k 192k" "write -q -z -u 1376k 128k" "write -q -z -u 1567k 129k"; do
+        $IO -c "$cmd" t.qcow2
+    done
+}
+twin "clusters freed in a request are reused at once" reuse_freed
+
 done_testing
