@@ -50,8 +50,10 @@ static int check_host_offset(struct qcow2 *s, uint64_t entry, uint64_t guest_off
 {
     uint64_t host = entry & QCOW2_L2E_OFFSET_MASK;
     if (host & s->cluster_mask) {
-        return qcow2_signal_corruption(s, err, "cluster allocation offset 0x%" PRIx64
-                                       " unaligned (guest offset 0x%" PRIx64 ")", host, guest_off);
+        return qcow2_signal_corruption(s, err, "Cluster allocation offset %#" PRIx64
+                                       " unaligned (L2 offset: %#" PRIx64 ", L2 index: %#x)",
+                                       host, l2_table_offset(s, guest_off),
+                                       (unsigned)((guest_off >> s->cluster_bits) & (s->l2_size - 1)));
     }
     return 0;
 }
@@ -67,6 +69,15 @@ static int read_in_cluster(struct qcow2 *s, uint64_t off, uint8_t *buf, size_t l
         return nowait ? qcow2_read_compressed_nowait(s, entry, in_cluster, buf, len)
                       : qcow2_read_compressed(s, entry, generation, in_cluster, buf, len, err);
     }
+    /* As QEMU, an unaligned host offset is corruption whatever the
+     * subclusters read: zero and unallocated ones too. */
+    if ((entry & QCOW2_L2E_OFFSET_MASK & s->cluster_mask) && nowait) {
+        return -EAGAIN;
+    }
+    int checked = check_host_offset(s, entry, off, err);
+    if (checked < 0) {
+        return checked;
+    }
     while (len > 0) {
         uint32_t sc = in_cluster >> s->subcluster_bits;
         enum qcow2_sc_type type = qcow2_sc_type(s, entry, bitmap, sc);
@@ -81,17 +92,13 @@ static int read_in_cluster(struct qcow2 *s, uint64_t off, uint8_t *buf, size_t l
         switch (type) {
         case QCOW2_SC_NORMAL:
             if (nowait) {
-                ret = (entry & QCOW2_L2E_OFFSET_MASK & s->cluster_mask) ? -EAGAIN
-                    : hostfile_pread_nowait(s->file, (entry & QCOW2_L2E_OFFSET_MASK) + in_cluster, buf, n);
+                ret = hostfile_pread_nowait(s->file, (entry & QCOW2_L2E_OFFSET_MASK) + in_cluster, buf, n);
                 break;
             }
-            ret = check_host_offset(s, entry, off, err);
-            if (ret == 0) {
-                hostfile_event(s->file, BLKDBG_READ_AIO);
-                ret = hostfile_pread(s->file, (entry & QCOW2_L2E_OFFSET_MASK) + in_cluster, buf, n);
-                if (ret < 0) {
-                    error_set_errno(err, ret, "Could not read guest data at 0x%" PRIx64, off);
-                }
+            hostfile_event(s->file, BLKDBG_READ_AIO);
+            ret = hostfile_pread(s->file, (entry & QCOW2_L2E_OFFSET_MASK) + in_cluster, buf, n);
+            if (ret < 0) {
+                error_set_errno(err, ret, "Could not read guest data at 0x%" PRIx64, off);
             }
             break;
         case QCOW2_SC_ZERO:

@@ -157,4 +157,16 @@ reuse_freed() {
 }
 twin "clusters freed in a request are reused at once" reuse_freed
 
+# An unaligned host offset in an L2 entry is corruption even where the
+# subcluster read is not allocated, in QEMU's words.
+unaligned_host() {
+    base_ff 128k
+    $IMG create -q -f qcow2 -o extended_l2=on -F raw -b base.raw t.qcow2
+    $IO -c 'write -q -P 1 4k 2k' t.qcow2
+    printf '\x02' | dd of=t.qcow2 bs=1 seek=$((0x40006)) conv=notrunc status=none
+    $IO -c 'read -q 0 2k' t.qcow2
+    $IMG info t.qcow2 | grep corrupt
+}
+twin "unaligned host offset: corruption on the read of an unallocated subcluster" unaligned_host
+
 done_testing
