@@ -289,6 +289,9 @@ struct blockdev_create_opts {
 };
 
 void blockdev_create_opts_init(struct blockdev_create_opts *o);
+/* Whether a qcow2 cluster size is valid (with extended L2, at least 32
+ * subclusters of 512 bytes), in qemu-img's words: create and measure share it. */
+int blockdev_qcow2_check_cluster_size(uint64_t cluster_size, bool extended_l2, struct error *err);
 /* Creates (or overwrites) filename as an empty image. */
 int blockdev_create(const char *filename, const struct blockdev_create_opts *o, struct error *err);
 /* Records a new backing file (NULL: none) in the header; the data is not touched. */

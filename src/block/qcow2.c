@@ -324,6 +324,9 @@ static int preallocate(struct qcow2 *s, uint64_t start, uint64_t end, enum block
         if (entry & (QCOW2_L2E_OFFSET_MASK | QCOW2_OFLAG_COMPRESSED)) {
             continue;
         }
+        if (pos < start && s->bd.backing && !s->extended_l2) {
+            continue;   /* a data cluster would hide the backing data before start */
+        }
         int64_t host = qcow2_alloc_clusters(s, 1, err);
         if (host < 0) {
             return (int)host;
@@ -335,8 +338,9 @@ static int preallocate(struct qcow2 *s, uint64_t start, uint64_t end, enum block
             }
             qcow2_order_note_target(s);
         }
-        uint64_t new_bitmap = s->extended_l2 ? 0xffffffffULL : 0;
-        ret = qcow2_l2_write_entry(s, table, index, (uint64_t)host | QCOW2_OFLAG_COPIED, new_bitmap,
+        /* With subclusters the bitmap stays (as QEMU leaves it): unallocated
+         * subclusters still read from the backing file, or as zeros. */
+        ret = qcow2_l2_write_entry(s, table, index, (uint64_t)host | QCOW2_OFLAG_COPIED, bitmap,
                                    err);
         if (ret < 0) {
             return ret;
@@ -350,6 +354,13 @@ static int preallocate(struct qcow2 *s, uint64_t start, uint64_t end, enum block
         return hostfile_truncate(s->file, file_end);
     }
     return 0;
+}
+
+/* Whether growing from old to size would show backing data in the new
+ * area: the backing file is longer than the image was. */
+static bool backing_shows_through(struct qcow2 *s, uint64_t old, uint64_t size)
+{
+    return size > old && s->bd.backing && blockdev_size(s->bd.backing) > old;
 }
 
 static bool data_beyond(struct qcow2 *s, uint64_t size)
@@ -404,17 +415,27 @@ static int qcow2_truncate(struct blockdev *bd, uint64_t size, bool shrink_ok,
         return error_set(err, -EFBIG, "Image size %" PRIu64 " is too large for this cluster size",
                          size);
     }
+    uint64_t old = bd->size;
+    bool hide_backing = size > old && backing_shows_through(s, old, size);
+    if (hide_backing && s->version < 3 && size > qcow2_start_of_cluster(s, old + s->cluster_mask)) {
+        /* v2 has no zero clusters (QEMU fails the same way, after growing L1) */
+        return error_set_errno(err, -ENOTSUP, "Failed to zero out new clusters");
+    }
     pthread_mutex_lock(&s->lock);
     int ret = qcow2_prepare_write(s, err);
-    if (ret == 0 && size < bd->size) {
+    if (ret == 0 && size < old) {
         ret = shrink(s, size, shrink_ok, err);
-    } else if (ret == 0 && size > bd->size) {
-        uint64_t old = bd->size;
+    } else if (ret == 0 && size > old) {
         ret = qcow2_grow_l1(s, qcow2_size_to_l1(s, size), err);
         if (ret == 0 && prealloc != PREALLOC_OFF) {
             qcow2_order_batch_begin(s);
             ret = preallocate(s, old, size, prealloc, err);
             ret = qcow2_order_batch_finish(s, ret, err);
+        }
+        if (ret == 0 && hide_backing) {
+            pthread_mutex_unlock(&s->lock);
+            ret = qcow2_zero_grown_area(s, old, size, err);
+            pthread_mutex_lock(&s->lock);
         }
         if (ret == 0) {
             ret = write_size(s, size, err);

@@ -9,11 +9,25 @@
 #include "block/qcow2_int.h"
 #include "util/bswap.h"
 
+int blockdev_qcow2_check_cluster_size(uint64_t cluster_size, bool extended_l2, struct error *err)
+{
+    uint64_t cs = cluster_size;
+    if (cs < 512 || cs > (2u << 20) || (cs & (cs - 1))) {
+        return error_set(err, -EINVAL, "Cluster size must be a power of two between 512 and 2048k");
+    }
+    if (extended_l2 && cs < 16384) {
+        return error_set(err, -EINVAL, "Extended L2 entries are only supported with cluster sizes "
+                         "of at least 16384 bytes");
+    }
+    return 0;
+}
+
 static int validate(const struct blockdev_create_opts *o, struct error *err)
 {
     uint32_t cs = o->cluster_size;
-    if (cs < 512 || cs > (2u << 20) || (cs & (cs - 1))) {
-        return error_set(err, -EINVAL, "Cluster size must be a power of two between 512 and 2048k");
+    int ret = blockdev_qcow2_check_cluster_size(cs, false, err);
+    if (ret < 0) {
+        return ret;
     }
     int rb = o->refcount_bits;
     if (rb < 1 || rb > 64 || (rb & (rb - 1))) {
@@ -41,14 +55,14 @@ static int validate(const struct blockdev_create_opts *o, struct error *err)
                              "compatibility level 1.1 and above (use version=v3 or greater)");
         }
     }
-    if (o->extended_l2 && cs < 16384) {
-        return error_set(err, -EINVAL, "Extended L2 entries are only supported with cluster sizes "
-                         "of at least 16384 bytes");
+    ret = blockdev_qcow2_check_cluster_size(cs, o->extended_l2, err);
+    if (ret < 0) {
+        return ret;
     }
     if (o->backing_format && !o->backing_file) {
         return error_set(err, -EINVAL, "Backing format cannot be used without backing file");
     }
-    if (o->backing_file && o->prealloc != PREALLOC_OFF) {
+    if (o->backing_file && o->prealloc != PREALLOC_OFF && !o->extended_l2) {
         return error_set(err, -EINVAL, "Backing file and preallocation can only be used at the "
                          "same time if extended_l2 is on");
     }

@@ -225,6 +225,8 @@ struct qcow2 {
     bool l2_writeback;                  /* writable: the batch lasts until a flush */
     struct qcow2_deferred_free *deferred_frees;     /* decrements waiting for the batch end */
     size_t n_deferred_frees, cap_deferred_frees;
+    bool deferred_may_free;             /* a deferred decrement may free a cluster ... */
+    uint64_t deferred_free_low;         /* ... at this host offset or above */
 
     struct qcow2_snapshot *snapshots;   /* nb_snapshots entries */
     uint64_t snapshots_size;            /* bytes of the on-disk snapshot table */
@@ -346,6 +348,10 @@ int qcow2_order_before_decrement(struct qcow2 *s, struct error *err);
 /* Within a batch: keeps a decrement for the batch end (true) or not (false). */
 bool qcow2_order_defer_free(struct qcow2 *s, uint64_t offset, uint64_t len, int64_t addend,
                             bool give_back);
+/* Before allocating host clusters below end: when a deferred decrement
+ * may free one of them, commits the batch so that the allocator can reuse
+ * it (as QEMU reuses freed clusters at once) and returns 1: search again. */
+int qcow2_order_before_reuse(struct qcow2 *s, uint64_t end, struct error *err);
 void qcow2_order_batch_begin(struct qcow2 *s);
 int qcow2_order_batch_end(struct qcow2 *s, struct error *err);
 #define QCOW2_MAX_DEFERRED_FREES 1024
@@ -441,6 +447,9 @@ int qcow2_discard(struct blockdev *bd, uint64_t off, uint64_t len, struct error 
 /* The same, at any guest offset (the VM-state area lies past the disk). */
 int qcow2_read_at(struct qcow2 *s, uint64_t off, void *buf, size_t len, struct error *err);
 int qcow2_write_at(struct qcow2 *s, uint64_t off, const void *buf, size_t len, struct error *err);
+/* After growing from old to size over a longer backing file: the new area
+ * reads as zeros (v3; QEMU zeroes it the same way). Lock not held. */
+int qcow2_zero_grown_area(struct qcow2 *s, uint64_t old, uint64_t size, struct error *err);
 /* Discards whole clusters of [off, off+len); the lock is held by the caller. */
 int qcow2_discard_locked(struct qcow2 *s, uint64_t off, uint64_t len, bool make_zero,
                          struct error *err);

@@ -50,8 +50,10 @@ static int check_host_offset(struct qcow2 *s, uint64_t entry, uint64_t guest_off
 {
     uint64_t host = entry & QCOW2_L2E_OFFSET_MASK;
     if (host & s->cluster_mask) {
-        return qcow2_signal_corruption(s, err, "cluster allocation offset 0x%" PRIx64
-                                       " unaligned (guest offset 0x%" PRIx64 ")", host, guest_off);
+        return qcow2_signal_corruption(s, err, "Cluster allocation offset %#" PRIx64
+                                       " unaligned (L2 offset: %#" PRIx64 ", L2 index: %#x)",
+                                       host, l2_table_offset(s, guest_off),
+                                       (unsigned)((guest_off >> s->cluster_bits) & (s->l2_size - 1)));
     }
     return 0;
 }
@@ -67,6 +69,15 @@ static int read_in_cluster(struct qcow2 *s, uint64_t off, uint8_t *buf, size_t l
         return nowait ? qcow2_read_compressed_nowait(s, entry, in_cluster, buf, len)
                       : qcow2_read_compressed(s, entry, generation, in_cluster, buf, len, err);
     }
+    /* As QEMU, an unaligned host offset is corruption whatever the
+     * subclusters read: zero and unallocated ones too. */
+    if ((entry & QCOW2_L2E_OFFSET_MASK & s->cluster_mask) && nowait) {
+        return -EAGAIN;
+    }
+    int checked = check_host_offset(s, entry, off, err);
+    if (checked < 0) {
+        return checked;
+    }
     while (len > 0) {
         uint32_t sc = in_cluster >> s->subcluster_bits;
         enum qcow2_sc_type type = qcow2_sc_type(s, entry, bitmap, sc);
@@ -81,17 +92,13 @@ static int read_in_cluster(struct qcow2 *s, uint64_t off, uint8_t *buf, size_t l
         switch (type) {
         case QCOW2_SC_NORMAL:
             if (nowait) {
-                ret = (entry & QCOW2_L2E_OFFSET_MASK & s->cluster_mask) ? -EAGAIN
-                    : hostfile_pread_nowait(s->file, (entry & QCOW2_L2E_OFFSET_MASK) + in_cluster, buf, n);
+                ret = hostfile_pread_nowait(s->file, (entry & QCOW2_L2E_OFFSET_MASK) + in_cluster, buf, n);
                 break;
             }
-            ret = check_host_offset(s, entry, off, err);
-            if (ret == 0) {
-                hostfile_event(s->file, BLKDBG_READ_AIO);
-                ret = hostfile_pread(s->file, (entry & QCOW2_L2E_OFFSET_MASK) + in_cluster, buf, n);
-                if (ret < 0) {
-                    error_set_errno(err, ret, "Could not read guest data at 0x%" PRIx64, off);
-                }
+            hostfile_event(s->file, BLKDBG_READ_AIO);
+            ret = hostfile_pread(s->file, (entry & QCOW2_L2E_OFFSET_MASK) + in_cluster, buf, n);
+            if (ret < 0) {
+                error_set_errno(err, ret, "Could not read guest data at 0x%" PRIx64, off);
             }
             break;
         case QCOW2_SC_ZERO:
@@ -328,6 +335,19 @@ static int clusters_to_allocate(struct qcow2 *s, uint64_t off, size_t len, uint6
     return 0;
 }
 
+/* Widens the written subclusters [*first_sc, *last_sc] of a cluster moving
+ * to a new host cluster over the allocated ones it must take along. */
+static void copied_subclusters(uint64_t bitmap, uint32_t *first_sc, uint32_t *last_sc)
+{
+    uint32_t alloc = (uint32_t)(bitmap & ALL_SUBCLUSTERS);
+    if (alloc) {
+        uint32_t first_alloc = (uint32_t)__builtin_ctz(alloc);
+        uint32_t last_alloc = 31 - (uint32_t)__builtin_clz(alloc);
+        *first_sc = first_alloc < *first_sc ? first_alloc : *first_sc;
+        *last_sc = last_alloc > *last_sc ? last_alloc : *last_sc;
+    }
+}
+
 static int write_in_cluster(struct qcow2 *s, uint64_t off, const uint8_t *buf, size_t len,
                             struct cluster_run *run, uint64_t *direct_host, struct error *err)
 {
@@ -374,8 +394,13 @@ static int write_in_cluster(struct qcow2 *s, uint64_t off, const uint8_t *buf, s
     }
 
     /* The range written: whole subclusters, or the whole cluster when old
-     * data must move to a new cluster. */
-    bool whole = !s->extended_l2 || compressed || (host && !owned);
+     * data must move to a new cluster; with subclusters only from the first
+     * to the last allocated one (QEMU's calculate_l2_meta), the others stay
+     * zero or unallocated in the new cluster. */
+    bool whole = !s->extended_l2 || compressed;
+    if (s->extended_l2 && host && !owned && !compressed) {
+        copied_subclusters(bitmap, &first_sc, &last_sc);
+    }
     uint32_t start = whole ? 0 : first_sc << s->subcluster_bits;
     uint32_t end = whole ? s->cluster_size : (last_sc + 1) << s->subcluster_bits;
     uint8_t *data = malloc(end - start);
@@ -696,6 +721,28 @@ static int zero_aligned(struct qcow2 *s, uint64_t off, uint64_t end, unsigned fl
     return ret == 0 ? batch : ret;
 }
 
+int qcow2_zero_grown_area(struct qcow2 *s, uint64_t old, uint64_t size, struct error *err)
+{
+    uint64_t zero_start = (old + s->subcluster_size - 1) & ~((uint64_t)s->subcluster_size - 1);
+    uint64_t old_size = s->bd.size;
+    s->bd.size = size;      /* the writes below reach up to the new end */
+    int ret = 0;
+    if (zero_start > old) {
+        ret = write_zero_data(s, old, (zero_start < size ? zero_start : size) - old, err);
+    }
+    if (ret == 0 && size > zero_start) {
+        /* As QEMU's qcow2_subcluster_zeroize: the last cluster, partial at
+         * the end of the image, becomes a whole zero cluster. */
+        uint64_t end = qcow2_start_of_cluster(s, size + s->cluster_mask);
+        ret = zero_aligned(s, zero_start, end, 0, err);
+    }
+    s->bd.size = old_size;
+    if (ret < 0) {
+        error_prefix(err, "Failed to zero out the new area");
+    }
+    return ret;
+}
+
 /* v2 has no zero flag: zeros are written, except that without a backing
  * file whole clusters are discarded, which reads as zeros (QEMU's
  * qcow2_subcluster_zeroize does the same). */
@@ -764,6 +811,9 @@ static bool discarded_entry(struct qcow2 *s, uint64_t entry, uint64_t bitmap, ui
     }
     if (make_zero && s->version < 3 && s->bd.backing) {
         return false;   /* v2 has no zero flag: discarding would expose the backing data */
+    }
+    if (make_zero && !s->bd.backing && !compressed && !host) {
+        return false;   /* reads as zeros already: QEMU leaves the entry (and its zero bits) */
     }
     uint64_t range = sc_range_mask(first, last);
     bool allocated = compressed || (s->extended_l2 ? (bitmap & range) != 0 : host);

@@ -55,6 +55,25 @@ int qcow2_order_before_decrement(struct qcow2 *s, struct error *err)
     return ret;
 }
 
+/* Whether the decrement deferred for [offset, offset+len) may bring a
+ * cluster's refcount to zero (other decrements of the same cluster pending
+ * are not counted: such a cluster is then reused after the next commit). */
+static void note_may_free(struct qcow2 *s, uint64_t offset, uint64_t len, int64_t addend)
+{
+    uint64_t last = (offset + len - 1) >> s->cluster_bits;
+    for (uint64_t ci = offset >> s->cluster_bits; ci <= last; ci++) {
+        uint64_t rc;
+        if (qcow2_get_refcount(s, ci, &rc, NULL) < 0 || rc <= (uint64_t)-addend) {
+            uint64_t off = ci << s->cluster_bits;
+            if (!s->deferred_may_free || off < s->deferred_free_low) {
+                s->deferred_free_low = off;
+            }
+            s->deferred_may_free = true;
+            return;
+        }
+    }
+}
+
 bool qcow2_order_defer_free(struct qcow2 *s, uint64_t offset, uint64_t len, int64_t addend,
                             bool give_back)
 {
@@ -72,7 +91,17 @@ bool qcow2_order_defer_free(struct qcow2 *s, uint64_t offset, uint64_t len, int6
     }
     s->deferred_frees[s->n_deferred_frees++] =
         (struct qcow2_deferred_free){ offset, len, addend, give_back };
+    note_may_free(s, offset, len, addend);
     return true;
+}
+
+int qcow2_order_before_reuse(struct qcow2 *s, uint64_t end, struct error *err)
+{
+    if (!s->deferred_may_free || s->deferred_free_low >= end) {
+        return 0;
+    }
+    int ret = qcow2_order_commit(s, err);
+    return ret < 0 ? ret : 1;
 }
 
 void qcow2_order_batch_begin(struct qcow2 *s)
@@ -113,6 +142,7 @@ int qcow2_order_commit(struct qcow2 *s, struct error *err)
                            : qcow2_update_refcount(s, d->offset, d->len, d->addend, err);
     }
     s->n_deferred_frees = 0;
+    s->deferred_may_free = false;
     s->l2_batch = batch;
     return ret;
 }

@@ -472,8 +472,14 @@ int64_t qcow2_alloc_clusters(struct qcow2 *s, uint64_t n, struct error *err)
         }
         uint64_t first = 0;
         int ret = find_free_run(s, n, &first, err);
+        if (ret == 0) {
+            ret = qcow2_order_before_reuse(s, (first + n) << s->cluster_bits, err);
+        }
         if (ret < 0) {
             return ret;
+        }
+        if (ret == 1) {
+            continue;   /* clusters below the run were freed: search again */
         }
         /* Creating refcount blocks may take clusters of the run: search again. */
         bool created = false;

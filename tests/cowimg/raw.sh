@@ -115,6 +115,8 @@ same "measure --size json" measure --output=json --size 1000
 same "measure -O qcow2 --size" measure -O qcow2 --size 10G
 same "measure -O qcow2 with options" measure -O qcow2 -o cluster_size=4k,refcount_bits=1 --size 100G
 same "measure -O qcow2 extended_l2 prealloc" measure -O qcow2 -o extended_l2=on,preallocation=full --size 3G
+same "measure -O qcow2 extended_l2 refuses 8k clusters" measure -O qcow2 -o cluster_size=8k,extended_l2=on --size 1M
+same "measure -O qcow2 refuses a cluster size not a power of two" measure -O qcow2 -o cluster_size=3k --size 1M
 same "measure raw file" measure -f raw src.raw
 same "measure raw file -O qcow2" measure --output=json -f raw -O qcow2 src.raw
 same "measure raw file -O qcow2 with a backing file" measure -f raw -O qcow2 -o backing_file=x src.raw

@@ -244,8 +244,9 @@ static int check_plan(struct create_request *req, struct create_plan *p, struct 
         }
     }
     uint32_t cs = p->q.cluster_size;
-    if (cs < 512 || cs > 2 * 1024 * 1024 || (cs & (cs - 1))) {
-        return error_set(err, -EINVAL, "Cluster size must be a power of two between 512 and 2048k");
+    int ret = blockdev_qcow2_check_cluster_size(cs, false, err);
+    if (ret < 0) {
+        return ret;
     }
     uint64_t rb = p->refcount_bits;
     if (rb == 0 || rb > 64 || (rb & (rb - 1))) {
@@ -271,9 +272,9 @@ static int check_plan(struct create_request *req, struct create_plan *p, struct 
                              "compatibility level 1.1 and above (use version=v3 or greater)");
         }
     }
-    if (p->q.extended_l2 && cs < 16384) {
-        return error_set(err, -EINVAL, "Extended L2 entries are only supported with cluster "
-                         "sizes of at least 16384 bytes");
+    ret = blockdev_qcow2_check_cluster_size(cs, p->q.extended_l2, err);
+    if (ret < 0) {
+        return ret;
     }
     /* The L1 table may span at most 32 MiB of 8-byte entries. */
     uint64_t l2_entries = cs / (p->q.extended_l2 ? 16 : 8);
@@ -282,7 +283,7 @@ static int check_plan(struct create_request *req, struct create_plan *p, struct 
         return error_set(err, -EFBIG, "The image size is too large for file format 'qcow2' "
                          "(try using a larger cluster size)");
     }
-    if (req->backing_file && p->prealloc != PREALLOC_OFF) {
+    if (req->backing_file && p->prealloc != PREALLOC_OFF && !p->q.extended_l2) {
         return error_set(err, -EINVAL, "Backing file and preallocation can only be used at "
                          "the same time if extended_l2 is on");
     }

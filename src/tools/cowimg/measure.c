@@ -85,8 +85,8 @@ static int measure_qcow2(struct options *o, uint64_t size, struct blockdev *src,
         report("%s", err.msg);
         return -1;
     }
-    if (cluster_size < 512 || cluster_size > (2u << 20) || (cluster_size & (cluster_size - 1))) {
-        report("Cluster size must be a power of two between 512 and 2048k");
+    if (blockdev_qcow2_check_cluster_size(cluster_size, extended_l2, &err) < 0) {
+        report("%s", err.msg);
         return -1;
     }
     const char *rb = options_get(o, "refcount_bits");
