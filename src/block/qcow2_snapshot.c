@@ -26,6 +26,11 @@ static void free_entry(struct qcow2_snapshot *sn)
     free(sn->unknown_extra);
 }
 
+static int no_memory(struct error *err)
+{
+    return error_set(err, -ENOMEM, "Could not allocate memory for the snapshot table");
+}
+
 void qcow2_snapshot_list_free_internal(struct qcow2_snapshot *list, uint32_t count)
 {
     for (uint32_t i = 0; list && i < count; i++) {
@@ -171,6 +176,9 @@ static int parse_entry(struct qcow2 *s, struct table_buf *t, uint64_t *pos, uint
     if (xs > QCOW2_SNAPSHOT_EXTRA_KNOWN) {
         sn->unknown_extra_len = xs - QCOW2_SNAPSHOT_EXTRA_KNOWN;
         sn->unknown_extra = malloc(sn->unknown_extra_len);
+        if (!sn->unknown_extra) {
+            return no_memory(err);
+        }
         memcpy(sn->unknown_extra, x + QCOW2_SNAPSHOT_EXTRA_KNOWN, sn->unknown_extra_len);
     }
     p += xs;
@@ -179,7 +187,7 @@ static int parse_entry(struct qcow2 *s, struct table_buf *t, uint64_t *pos, uint
     sn->name = strndup((const char *)buf + p, name_len);
     p += name_len;
     *pos = p;
-    return 0;
+    return sn->id && sn->name ? 0 : no_memory(err);
 }
 
 static int load_table(struct qcow2 *s, int64_t file_size, struct error *err)
@@ -296,11 +304,15 @@ static int read_entry_repairing(struct qcow2 *s, uint64_t *pos, uint32_t index,
         uint64_t end = *pos + xs - known;
         sn->unknown_extra_len = sn->extra_data_size - known;
         sn->unknown_extra = malloc(sn->unknown_extra_len);
-        ret = read_at(s, pos, sn->unknown_extra, sn->unknown_extra_len, err);
+        ret = sn->unknown_extra ? read_at(s, pos, sn->unknown_extra, sn->unknown_extra_len, err)
+                                : no_memory(err);
         *pos = end;
     }
     sn->id = calloc(1, id_len + 1);
     sn->name = calloc(1, name_len + 1);
+    if (ret == 0 && (!sn->id || !sn->name)) {
+        ret = no_memory(err);
+    }
     if (ret == 0) {
         ret = read_at(s, pos, sn->id, id_len, err);
     }
@@ -319,6 +331,9 @@ int qcow2_snapshots_load_repairing(struct qcow2 *s, struct error *err)
     }
     int ret = check_location(s, n, err);
     struct qcow2_snapshot *list = calloc(n ? n : 1, sizeof(*list));
+    if (ret == 0 && !list) {
+        ret = no_memory(err);
+    }
     uint64_t start = s->snapshots_offset, pos = start, table_len = 0;
     uint32_t i = 0;
     while (i < n && ret == 0) {
@@ -365,6 +380,9 @@ int qcow2_snapshots_serialize(struct qcow2_snapshot *list, uint32_t count, uint8
         }
     }
     uint8_t *b = calloc(1, total ? total : 1);
+    if (!b) {
+        return no_memory(err);
+    }
     uint64_t p = 0;
     for (uint32_t i = 0; i < count; i++) {
         struct qcow2_snapshot *sn = &list[i];
@@ -404,13 +422,16 @@ int qcow2_snapshots_serialize(struct qcow2_snapshot *list, uint32_t count, uint8
 struct qcow2_snapshot *qcow2_snapshots_copy(const struct qcow2 *s, uint32_t spare)
 {
     struct qcow2_snapshot *l = calloc(s->nb_snapshots + spare, sizeof(*l));
-    for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+    for (uint32_t i = 0; l && i < s->nb_snapshots; i++) {
         l[i] = s->snapshots[i];
         l[i].id = strdup(s->snapshots[i].id);
         l[i].name = strdup(s->snapshots[i].name);
-        l[i].unknown_extra = NULL;
+        l[i].unknown_extra = l[i].unknown_extra_len ? malloc(l[i].unknown_extra_len) : NULL;
+        if (!l[i].id || !l[i].name || (l[i].unknown_extra_len && !l[i].unknown_extra)) {
+            qcow2_snapshot_list_free_internal(l, i + 1);
+            return NULL;
+        }
         if (l[i].unknown_extra_len) {
-            l[i].unknown_extra = malloc(l[i].unknown_extra_len);
             memcpy(l[i].unknown_extra, s->snapshots[i].unknown_extra, l[i].unknown_extra_len);
         }
     }
@@ -472,10 +493,15 @@ int qcow2_snapshot_list(struct blockdev *bd, struct blockdev_snapshot_info **lis
     struct qcow2 *s = qcow2_of(bd);
     pthread_mutex_lock(&s->lock);
     struct blockdev_snapshot_info *l = calloc(s->nb_snapshots ? s->nb_snapshots : 1, sizeof(*l));
-    for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+    for (uint32_t i = 0; l && i < s->nb_snapshots; i++) {
         const struct qcow2_snapshot *sn = &s->snapshots[i];
         snprintf(l[i].id, sizeof(l[i].id), "%s", sn->id);
         l[i].name = strdup(sn->name);
+        if (!l[i].name) {
+            blockdev_snapshot_list_free(l, (int)i);
+            l = NULL;
+            break;
+        }
         l[i].vm_state_size = sn->vm_state_size;
         l[i].date_sec = sn->date_sec;
         l[i].date_nsec = sn->date_nsec;
@@ -483,9 +509,12 @@ int qcow2_snapshot_list(struct blockdev *bd, struct blockdev_snapshot_info **lis
         l[i].disk_size = sn->disk_size;
         l[i].icount = sn->icount;
     }
+    pthread_mutex_unlock(&s->lock);
+    if (!l) {
+        return no_memory(err);
+    }
     *count = (int)s->nb_snapshots;
     *list = l;
-    pthread_mutex_unlock(&s->lock);
     return 0;
 }
 
@@ -577,6 +606,9 @@ static int64_t copy_active_l1(struct qcow2 *s, struct error *err)
         return off;
     }
     uint64_t *disk = malloc((size_t)s->l1_size * 8);
+    if (!disk) {
+        return error_set(err, -ENOMEM, "Could not allocate the snapshot's L1 table");
+    }
     for (uint32_t i = 0; i < s->l1_size; i++) {
         disk[i] = cpu_to_be64(s->l1_table[i]);
     }
@@ -593,22 +625,25 @@ static int create_inplace(struct qcow2 *s, const char *name, const struct blockd
 {
     uint64_t vm_l1 = qcow2_size_to_l1(s, s->bd.size);
     uint32_t shared = vm && vm_l1 < s->l1_size ? (uint32_t)vm_l1 : s->l1_size;
-    int ret = qcow2_inplace_check_room(s, shared, err);
-    int64_t l1_off = ret < 0 ? ret : copy_active_l1(s, err);
-    if (l1_off < 0) {
-        return (int)l1_off;
+    uint32_t n = s->nb_snapshots;
+    /* Memory first: nothing may fail for want of it once refcounts rise. */
+    struct qcow2_snapshot *list = copy_list(s);
+    if (list) {
+        fill_entry(s, &list[n], name, vm, 0);
     }
-    ret = qcow2_inplace_share_active(s, shared, err);
+    int ret = list && list[n].id && list[n].name ? qcow2_inplace_check_room(s, shared, err) : no_memory(err);
+    int64_t l1_off = ret < 0 ? ret : copy_active_l1(s, err);
+    ret = l1_off < 0 ? (int)l1_off : qcow2_inplace_share_active(s, shared, err);
     if (ret == 0 && shared < s->l1_size) {
         memset(&s->l1_table[shared], 0, (size_t)(s->l1_size - shared) * 8);
         ret = qcow2_inplace_write_l1(s, err);
     }
     if (ret < 0) {
+        qcow2_snapshot_list_free_internal(list, n + 1);
         return ret;
     }
-    struct qcow2_snapshot *list = copy_list(s);
-    fill_entry(s, &list[s->nb_snapshots], name, vm, (uint64_t)l1_off);
-    return qcow2_inplace_write_snapshots(s, list, s->nb_snapshots + 1, err);
+    list[n].l1_table_offset = (uint64_t)l1_off;
+    return qcow2_inplace_write_snapshots(s, list, n + 1, err);
 }
 
 static int create_locked(struct qcow2 *s, const char *name, const struct blockdev_snapshot_vm *vm,
@@ -701,6 +736,9 @@ static int delete_inplace(struct qcow2 *s, uint32_t index, const uint64_t *sn_l1
     uint64_t l1_offset = sn->l1_table_offset;
     uint32_t l1_size = sn->l1_size;
     struct qcow2_snapshot *list = copy_list(s);
+    if (!list) {
+        return no_memory(err);
+    }
     uint32_t n = s->nb_snapshots;
     free_entry(&list[index]);
     memmove(&list[index], &list[index + 1], (n - index - 1) * sizeof(*list));
@@ -766,9 +804,16 @@ int qcow2_snapshot_rename(struct blockdev *bd, const char *id_or_name, const cha
         ret = qcow2_inplace_begin(s, &batch, err);
         if (ret == 0) {
             struct qcow2_snapshot *list = copy_list(s);
-            free(list[i].name);
-            list[i].name = strdup(new_name);
-            ret = qcow2_inplace_write_snapshots(s, list, s->nb_snapshots, err);
+            char *renamed = strdup(new_name);
+            if (!list || !renamed) {
+                qcow2_snapshot_list_free_internal(list, list ? s->nb_snapshots : 0);
+                free(renamed);
+                ret = no_memory(err);
+            } else {
+                free(list[i].name);
+                list[i].name = renamed;
+                ret = qcow2_inplace_write_snapshots(s, list, s->nb_snapshots, err);
+            }
         }
         qcow2_inplace_end(s, batch);
     }

@@ -351,6 +351,9 @@ int qcow2_inplace_write_snapshots(struct qcow2 *s, struct qcow2_snapshot *list, 
     uint8_t *buf = NULL;
     uint64_t len = 0;
     int64_t off = 0;
+    if (!list) {    /* a copy that failed for want of memory */
+        return error_set(err, -ENOMEM, "Could not allocate memory for the snapshot table");
+    }
     int ret = qcow2_snapshots_serialize(list, count, &buf, &len, err);
     if (ret == 0 && count) {
         off = qcow2_alloc_clusters(s, qcow2_size_to_clusters(s, len), err);

@@ -364,6 +364,9 @@ int qcow2_txn_set_snapshots(struct qcow2 *s, struct qcow2_txn *t, struct qcow2_s
 {
     uint8_t *buf = NULL;
     uint64_t len = 0;
+    if (!list) {    /* a copy that failed for want of memory */
+        return error_set(err, -ENOMEM, "Could not allocate memory for the snapshot table");
+    }
     int ret = qcow2_snapshots_serialize(list, count, &buf, &len, err);
     int64_t off = 0;
     if (ret == 0 && count) {
