@@ -30,16 +30,23 @@ int __wrap_fdatasync(int fd)
     return __real_fdatasync(fd);
 }
 
-static void test_failed_sync_fails_every_later_flush(void **state)
+/* A new empty file from the mkstemp template path, opened writable. */
+static struct hostfile *open_temp(char *path)
 {
-    (void)state;
-    char path[] = "/tmp/cowvisor-hostfile-flush-XXXXXX";
     int fd = mkstemp(path);
     assert_true(fd >= 0);
     close(fd);
     struct hostfile *f = NULL;
     struct error err = { 0 };
     assert_int_equal(hostfile_open(&f, path, false, false, &err), 0);
+    return f;
+}
+
+static void test_failed_sync_fails_every_later_flush(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/cowvisor-hostfile-flush-XXXXXX";
+    struct hostfile *f = open_temp(path);
     char buf[4096] = { 1 };
     syncs = 0;
     assert_int_equal(hostfile_pwrite(f, 0, buf, sizeof(buf)), 0);
@@ -58,12 +65,7 @@ static void test_good_syncs_are_not_affected(void **state)
 {
     (void)state;
     char path[] = "/tmp/cowvisor-hostfile-flush-XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    close(fd);
-    struct hostfile *f = NULL;
-    struct error err = { 0 };
-    assert_int_equal(hostfile_open(&f, path, false, false, &err), 0);
+    struct hostfile *f = open_temp(path);
     char buf[4096] = { 2 };
     syncs = 0;
     assert_int_equal(hostfile_pwrite(f, 0, buf, sizeof(buf)), 0);

@@ -379,6 +379,17 @@ static void test_cold_plugged_disk_ejects(void **state)
     cold_rig_destroy(&r);
 }
 
+/* A cold-disk machine whose guest has ejected its disk after device_del. */
+static struct machine *machine_with_ejected_disk(struct cold_rig *r)
+{
+    struct machine *m = cold_disk_machine(r);
+    struct error err = { 0 };
+    int slot = machine_disk_pci_slot(m, 0)->pci->pci.slot;
+    assert_int_equal(machine_device_del(m, "/machine/peripheral-anon/device[0]", &err), 0);
+    guest_ejects(m, slot);
+    return m;
+}
+
 /* The snapshot records which cold-plugged disks the guest ejected: a
  * machine made again from the same command line drops them on restore
  * (no DEVICE_DELETED: that guest saw it long ago), and a snapshot with the
@@ -386,11 +397,9 @@ static void test_cold_plugged_disk_ejects(void **state)
 static void test_ejected_disk_stays_ejected_across_restore(void **state)
 {
     struct cold_rig ra, rb;
-    struct machine *a = cold_disk_machine(&ra), *b = cold_disk_machine(&rb);
+    struct machine *a = machine_with_ejected_disk(&ra), *b = cold_disk_machine(&rb);
     struct error err = { 0 };
-    int slot = machine_disk_pci_slot(a, 0)->pci->pci.slot;
-    assert_int_equal(machine_device_del(a, "/machine/peripheral-anon/device[0]", &err), 0);
-    guest_ejects(a, slot);
+    int slot = machine_disk_pci_slot(b, 0)->pci->pci.slot;     /* the same on both */
     assert_null(a->disks[0]);
     struct bare_stream with, without;
     bare_save(b, &with);
@@ -522,11 +531,8 @@ static const struct device_ops extra_ops = { .version = 1, .save = extra_save, .
 static void test_refused_restore_keeps_the_disk(void **state)
 {
     struct cold_rig ra, rb;
-    struct machine *a = cold_disk_machine(&ra), *b = cold_disk_machine(&rb);
+    struct machine *a = machine_with_ejected_disk(&ra), *b = cold_disk_machine(&rb);
     struct error err = { 0 };
-    int slot = machine_disk_pci_slot(a, 0)->pci->pci.slot;
-    assert_int_equal(machine_device_del(a, "/machine/peripheral-anon/device[0]", &err), 0);
-    guest_ejects(a, slot);
     struct bare_stream without;
     bare_save(a, &without);
     static int dummy;

@@ -102,14 +102,24 @@ static int *line_of(struct virtio_pci *p)
     return &intx_level[gsi - PCI_INTX_FIRST_GSI];
 }
 
-static void test_intx_rises_and_falls_with_the_isr(void **state)
+/* One virtio-rng on PCI, its driver without MSI-X, with a config change
+ * raised: its INTx line is up. */
+static struct machine *rng_with_config_change(struct virtio_pci **out)
 {
     static const struct machine_config cfg = { .cpus = 1, .memory = 16 << 20, .nrng = 1, .rng = { TRANSPORT_PCI } };
     struct machine *m = intx_machine(&cfg);
     struct virtio_pci *p = pci_device(m, 0);
-    int *line = line_of(p);
     virtio_device_config_changed(p->dev);
-    assert_int_equal(*line, 1);
+    assert_int_equal(*line_of(p), 1);
+    *out = p;
+    return m;
+}
+
+static void test_intx_rises_and_falls_with_the_isr(void **state)
+{
+    struct virtio_pci *p;
+    struct machine *m = rng_with_config_change(&p);
+    int *line = line_of(p);
     assert_true(p->pci.config[PCI_STATUS] & PCI_STATUS_INTERRUPT);
     assert_int_equal(virtio_pci_bar_read(p, VIRTIO_PCI_ISR, 1), 2);    /* config change */
     assert_int_equal(*line, 0);
@@ -156,12 +166,9 @@ static void test_shared_line_is_the_or_of_its_devices(void **state)
  * the shared line stayed high with nobody left to read the ISR. Found by review. */
 static void test_msix_enable_lowers_intx(void **state)
 {
-    static const struct machine_config cfg = { .cpus = 1, .memory = 16 << 20, .nrng = 1, .rng = { TRANSPORT_PCI } };
-    struct machine *m = intx_machine(&cfg);
-    struct virtio_pci *p = pci_device(m, 0);
+    struct virtio_pci *p;
+    struct machine *m = rng_with_config_change(&p);
     int *line = line_of(p);
-    virtio_device_config_changed(p->dev);
-    assert_int_equal(*line, 1);
     pci_config_write(&p->pci, p->msix_cap + 2u, 2, 0x8000);     /* MSI-X Enable */
     assert_int_equal(*line, 0);
     bare_destroy(m);
