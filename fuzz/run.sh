@@ -43,8 +43,10 @@ extra_sources() {
     ls "$here"/src/tools/cowvisor/qmp*.c | grep -v -e qmp_migration.c -e qmp_migration_params.c
     echo "$here/tests/cowvisor/stub_machine.c" "$here/tests/cowvisor/stub_migration.c"
     # The named block nodes' table, which the stub machine keeps too, and
-    # the image swap its block jobs use, and the machine's device naming.
-    echo "$here/src/machine/block_nodes.c" "$here/src/machine/image_swap.c" "$here/src/machine/device_path.c"
+    # the image swap its block jobs use, the machine's device naming, and
+    # the console's Ctrl-A escapes (the stub's stdio console).
+    echo "$here/src/machine/block_nodes.c" "$here/src/machine/image_swap.c" "$here/src/machine/device_path.c" \
+        "$here/src/machine/console_mux.c"
 }
 
 build_target() {
