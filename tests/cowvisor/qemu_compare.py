@@ -57,11 +57,13 @@ def ask(f, cmd):
 def start_pair(stub, tmp, machine="pc"):
     """qemu-system-x86_64 -M machine (TCG, paused, no default devices) and
     cowvisor's QMP server on the stub machine, both negotiated: returns the
-    processes and their sockets (QEMU's, ours)."""
+    processes and their sockets (QEMU's, ours). Their standard output (HMP
+    qemu-io's text goes there) stays out of the test's TAP stream."""
     qemu = subprocess.Popen([
         "qemu-system-x86_64", "-M", machine, "-accel", "tcg", "-S", "-display", "none", "-nodefaults",
-        "-m", "256", "-serial", "null", "-qmp", f"unix:{tmp}/qemu.sock,server=on,wait=off"])
-    ours = subprocess.Popen([stub, f"unix:{tmp}/cow.sock,server,nowait"])
+        "-m", "256", "-serial", "null", "-qmp", f"unix:{tmp}/qemu.sock,server=on,wait=off"],
+        stdout=subprocess.DEVNULL)
+    ours = subprocess.Popen([stub, f"unix:{tmp}/cow.sock,server,nowait"], stdout=subprocess.DEVNULL)
     q, c = connect(f"{tmp}/qemu.sock"), connect(f"{tmp}/cow.sock")
     ask_args(q, "qmp_capabilities", {})
     ask_args(c, "qmp_capabilities", {})
