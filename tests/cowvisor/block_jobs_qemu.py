@@ -305,7 +305,8 @@ def run_session(stub, tmp, n, name, steps, files):
                 "-blockdev", f"driver=qcow2,node-name=disk0,file.driver=file,file.filename={d}/top.qcow2",
                 "-qmp", f"unix:{sock},server=on,wait=off"], stdout=subprocess.DEVNULL))
         else:
-            procs.append(subprocess.Popen([stub, f"unix:{sock},server,nowait", f"{d}/top.qcow2"]))
+            procs.append(subprocess.Popen([stub, f"unix:{sock},server,nowait", f"{d}/top.qcow2"],
+                                          stdout=subprocess.DEVNULL))  # HMP qemu-io text
         sides[side] = (d, qmp_connect.Monitor(sock), [])
     for side, (d, mon, log) in sides.items():
         for step in steps:

@@ -26,7 +26,7 @@ def main():
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", disk, "8M"], check=True)
     subprocess.run(["qemu-io", "-c", "write -P 1 0 4M", disk], check=True, stdout=subprocess.DEVNULL)
     sock = os.path.join(tmp, "qmp.sock")
-    proc = subprocess.Popen([stub, f"unix:{sock},server,nowait", disk])
+    proc = subprocess.Popen([stub, f"unix:{sock},server,nowait", disk], stdout=subprocess.DEVNULL)
     checks = []
     try:
         mon = qmp_connect.Monitor(sock)
