@@ -11,15 +11,26 @@ status=$?
 python3 - "$build/meson-logs/testlog.json" <<'PY'
 import json, sys
 counts = {"passed": 0, "failed": 0, "skipped": 0}
+failures = []
 with open(sys.argv[1]) as f:
     for line in f:
-        r = json.loads(line)["result"]
+        test = json.loads(line)
+        r = test["result"]
         if r in ("OK", "EXPECTEDFAIL"):
             counts["passed"] += 1
         elif r == "SKIP":
             counts["skipped"] += 1
         else:
             counts["failed"] += 1
+            failures.append(test)
+# CI keeps only the end of the output: repeat each failure's first failing
+# subtests and its last lines here, after meson's long logs.
+for test in failures:
+    lines = (test.get("stdout") or "").splitlines()
+    bad = [l for l in lines if l.startswith("not ok")][:5]
+    print(f'FAILED {test["name"]} ({test["result"]}):')
+    for l in bad + ["..."] + lines[-6:]:
+        print("  " + l[:200])
 print(f'{counts["passed"]} passed, {counts["failed"]} failed, {counts["skipped"]} skipped')
 PY
 exit $status
