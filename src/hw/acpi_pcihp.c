@@ -1,5 +1,6 @@
 #include "hw/acpi_pcihp.h"
 
+#include <errno.h>
 #include <string.h>
 
 void acpi_pcihp_init(struct acpi_pcihp *h, struct acpi_pm *pm, void (*eject)(void *, int), void *opaque)
@@ -69,10 +70,13 @@ void acpi_pcihp_write(void *opaque, uint64_t offset, unsigned size, uint64_t val
     }
 }
 
+/* A device put in a slot is not the one an earlier eject there was for:
+ * the slot's eject is no longer pending (nor carried into saved state). */
 void acpi_pcihp_set_removable(struct acpi_pcihp *h, int slot)
 {
     pthread_mutex_lock(&h->lock);
     h->removable |= 1u << slot;
+    h->ejected &= ~(1u << slot);
     pthread_mutex_unlock(&h->lock);
 }
 
@@ -82,6 +86,7 @@ void acpi_pcihp_plug(struct acpi_pcihp *h, int slot)
     h->up |= 1u << slot;
     h->down &= ~(1u << slot);
     h->removable |= 1u << slot;
+    h->ejected &= ~(1u << slot);
     pthread_mutex_unlock(&h->lock);
     acpi_pm_gpe(h->pm, ACPI_PCIHP_GPE_BIT);
 }
@@ -126,6 +131,11 @@ static int acpi_pcihp_load_op(void *dev, struct state_buf *b, uint32_t version, 
     uint32_t bus = state_get_u32(b);
     uint32_t ejected = version >= 2 ? state_get_u32(b) : 0;
     int ret = state_buf_error(b, err);
+    /* An eject clears the slot's removable bit: both at once is no state
+     * this device saves, and post_load would eject what may not go. */
+    if (ret == 0 && (ejected & removable)) {
+        ret = error_set(err, -EINVAL, "slots 0x%x both ejected and removable", ejected & removable);
+    }
     if (ret == 0) {
         pthread_mutex_lock(&h->lock);
         h->up = up;

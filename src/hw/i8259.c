@@ -277,27 +277,36 @@ void pic_port_write(void *opaque, uint64_t offset, unsigned size, uint64_t value
     chip_write(port->pic, port->chip, offset, value);
 }
 
+/* Ports 0x4d0 (master) and 0x4d1 (slave): a 16-bit access covers both, as
+ * in QEMU, where they are two 1-byte regions. */
 uint64_t pic_elcr_read(void *opaque, uint64_t offset, unsigned size)
 {
-    (void)size;
     struct pic *p = opaque;
+    uint64_t v = 0;
     pthread_mutex_lock(&p->lock);
-    uint8_t v = p->chip[offset & 1].elcr;
+    for (unsigned i = 0; i < size && offset + i < 2; i++) {
+        v |= (uint64_t)p->chip[offset + i].elcr << (8 * i);
+    }
     pthread_mutex_unlock(&p->lock);
     return v;
 }
 
 /* A pin made level-triggered requests while its line is high (the input's
  * level, not an edge, counts from now on); one made edge keeps its request. */
-void pic_elcr_write(void *opaque, uint64_t offset, unsigned size, uint64_t value)
+static void elcr_set(struct pic_chip *c, unsigned index, uint8_t value)
 {
-    (void)size;
-    struct pic *p = opaque;
-    struct pic_chip *c = &p->chip[offset & 1];
-    pthread_mutex_lock(&p->lock);
-    c->elcr = (uint8_t)value & elcr_mask[offset & 1];
+    c->elcr = value & elcr_mask[index];
     if (!c->level_triggered) {
         c->irr = (uint8_t)((c->irr & ~c->elcr) | (c->line & c->elcr));
+    }
+}
+
+void pic_elcr_write(void *opaque, uint64_t offset, unsigned size, uint64_t value)
+{
+    struct pic *p = opaque;
+    pthread_mutex_lock(&p->lock);
+    for (unsigned i = 0; i < size && offset + i < 2; i++) {
+        elcr_set(&p->chip[offset + i], (unsigned)(offset + i), (uint8_t)(value >> (8 * i)));
     }
     cascade(p);
     pthread_mutex_unlock(&p->lock);

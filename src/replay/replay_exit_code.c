@@ -20,6 +20,9 @@ static int varint_get(const uint8_t *p, size_t end, size_t *at, uint64_t *v)
     uint64_t x = 0;
     for (unsigned shift = 0; *at < end && shift < 64; shift += 7) {
         uint8_t b = p[(*at)++];
+        if (shift == 63 && b > 1) {
+            return -1;      /* bits past the 64th */
+        }
         x |= (uint64_t)(b & 0x7f) << shift;
         if (!(b & 0x80)) {
             *v = x;

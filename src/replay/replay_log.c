@@ -14,7 +14,8 @@
 #define WBUF (1u << 20)
 #define RBUF (1u << 16)
 #define EVENT_HEAD 13           /* version 2: kind, u64 ordinal, u32 len */
-#define EVENT_HEAD_MAX (1 + REPLAY_VARINT_MAX + 5)     /* version 3: kind, varint step, varint len */
+#define LEN_VARINT_MAX 5         /* a payload length is at most 32 bits */
+#define EVENT_HEAD_MAX (1 + REPLAY_VARINT_MAX + LEN_VARINT_MAX)     /* version 3: kind, step, len */
 #define FILE_CHUNK (1u << 20)  /* reads of a disk image to hash: stays in cache, fewer syscalls than 64 KiB */
 #define FILE_SEED 0x636f77
 
@@ -397,11 +398,14 @@ static int next_v2(struct replay_reader *r, struct replay_event *ev, uint64_t at
     return get_u32(tail) == check_of(r->version, r->event, EVENT_HEAD + ev->len) ? 0 : checksum_mismatch(at, err);
 }
 
-/* A varint of the event being read, kept in r->event at *n for its check. */
-static int take_varint(struct replay_reader *r, size_t *n, uint64_t *v, uint64_t at, struct error *err)
+/* A varint of at most max bytes of the event being read, kept in r->event
+ * at *n for its check. Longer (padded) ones are refused: they would run past
+ * the event buffer, whose head has room for canonical numbers only. */
+static int take_varint(struct replay_reader *r, size_t *n, uint64_t *v, unsigned max, uint64_t at,
+                       struct error *err)
 {
     uint64_t x = 0;
-    for (unsigned shift = 0; shift < 64; shift += 7) {
+    for (unsigned i = 0, shift = 0; i < max; i++, shift += 7) {
         uint8_t *b = r->event + *n;
         if (r->pos < r->have) {         /* most bytes: no call */
             *b = r->buf[r->pos++];
@@ -413,14 +417,17 @@ static int take_varint(struct replay_reader *r, size_t *n, uint64_t *v, uint64_t
             }
         }
         (*n)++;
+        if (shift == 63 && *b > 1) {
+            break;                      /* bits past the 64th */
+        }
         x |= (uint64_t)(*b & 0x7f) << shift;
         if (!(*b & 0x80)) {
             *v = x;
             return 0;
         }
     }
-    return error_set(err, -EPROTO, "replay log corrupt at byte %llu: a number of more than 64 bits",
-                     (unsigned long long)at);
+    return error_set(err, -EPROTO, "replay log corrupt at byte %llu: a number longer than %u bytes or of "
+                     "more than 64 bits", (unsigned long long)at, max);
 }
 
 /* Version 3's event at byte at: the ordinal as a step, an exit's record coded. */
@@ -430,7 +437,8 @@ static int next_v3(struct replay_reader *r, struct replay_event *ev, uint64_t at
     uint8_t tail[4];
     size_t n = 1;
     int ret = take(r, r->event, 1, "an event", err);
-    if (ret < 0 || (ret = take_varint(r, &n, &step, at, err)) < 0 || (ret = take_varint(r, &n, &len, at, err)) < 0) {
+    if (ret < 0 || (ret = take_varint(r, &n, &step, REPLAY_VARINT_MAX, at, err)) < 0 ||
+        (ret = take_varint(r, &n, &len, LEN_VARINT_MAX, at, err)) < 0) {
         return ret;
     }
     if (len > REPLAY_MAX_PAYLOAD) {

@@ -237,6 +237,18 @@ static void elcr_level_pins(void **state)
 }
 
 /* ICW1 resets the 8259, not the ELCR beside it (as in QEMU); a reset clears it. */
+/* A 16-bit access to port 0x4d0 reaches both chips, low byte the master's. */
+static void elcr_word_access(void **state)
+{
+    (void)state;
+    pic_elcr_write(&pic, 0, 2, 0x0ca0);
+    assert_int_equal(pic_elcr_read(&pic, 0, 1), 0xa0);
+    assert_int_equal(pic_elcr_read(&pic, 1, 1), 0x0c);
+    assert_int_equal(pic_elcr_read(&pic, 0, 2), 0x0ca0);
+    pic_elcr_write(&pic, 1, 1, 0xff);
+    assert_int_equal(pic_elcr_read(&pic, 0, 2), 0xdea0);
+}
+
 static void elcr_survives_icw1(void **state)
 {
     (void)state;
@@ -322,6 +334,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(poll_command, setup, teardown),
         cmocka_unit_test_setup_teardown(state_round_trip_and_refusal, setup, teardown),
         cmocka_unit_test_setup_teardown(elcr_level_pins, setup, teardown),
+        cmocka_unit_test_setup_teardown(elcr_word_access, setup, teardown),
         cmocka_unit_test_setup_teardown(elcr_survives_icw1, setup, teardown),
         cmocka_unit_test_setup_teardown(elcr_in_state, setup, teardown),
     };

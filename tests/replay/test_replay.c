@@ -499,6 +499,66 @@ static void test_corrupt_log_refused(void **state)
     close(log);
 }
 
+/* An event of REPLAY_MAX_PAYLOAD bytes whose numbers are padded to their
+ * longest (10 bytes each, still decoding to small values) and whose check
+ * is right: refused, not read past the reader's event buffer (ASan). And a
+ * number with bits past the 64th. */
+static void test_padded_numbers_refused(void **state)
+{
+    (void)state;
+    int64_t recorded;
+    struct machine *a;
+    int log = record(&a, &recorded);
+    struct error err = { 0 };
+    struct replay_reader r;
+    struct replay_header h;
+    int fd = reopen(log);
+    assert_int_equal(replay_reader_begin(&r, fd, &h, &err), 0);
+    size_t header = (size_t)r.offset;
+    replay_reader_free(&r);
+    close(fd);
+
+    uint8_t *head = malloc(header);
+    size_t most = header + 1 + 20 + REPLAY_MAX_PAYLOAD + 4;
+    uint8_t *bad = calloc(1, most);
+    assert_non_null(head);
+    assert_non_null(bad);
+    assert_int_equal(pread(log, head, header, 0), (ssize_t)header);
+    for (int variant = 0; variant < 2; variant++) {
+        memcpy(bad, head, header);
+        uint8_t *ev = bad + header, *p = ev;
+        *p++ = REPLAY_EV_ENTROPY;
+        uint64_t len = variant == 0 ? REPLAY_MAX_PAYLOAD : 1;
+        for (int i = 0; i < 9; i++) {           /* step 0, padded; or bits past 64 */
+            *p++ = 0x80;
+        }
+        *p++ = variant == 0 ? 0x00 : 0x7f;
+        for (int i = 0; i < 9; i++, len >>= 7) {
+            *p++ = (uint8_t)(len & 0x7f) | 0x80;
+        }
+        *p++ = (uint8_t)len;
+        p += variant == 0 ? REPLAY_MAX_PAYLOAD : 1;
+        uint32_t check = (uint32_t)replay_hash(0, ev, (size_t)(p - ev));
+        memcpy(p, &check, 4);                   /* little-endian, as the log */
+        p += 4;
+        fd = new_log();
+        assert_int_equal(write(fd, bad, (size_t)(p - bad)), (ssize_t)(p - bad));
+        lseek(fd, 0, SEEK_SET);
+        struct replay_event e;
+        error_clear(&err);
+        assert_int_equal(replay_reader_begin(&r, fd, &h, &err), 0);
+        assert_true(replay_reader_next(&r, &e, &err) < 0);
+        assert_non_null(strstr(err.msg, "corrupt"));
+        assert_non_null(strstr(err.msg, "64 bits"));
+        replay_reader_free(&r);
+        close(fd);
+    }
+    free(bad);
+    free(head);
+    bare_destroy(a);
+    close(log);
+}
+
 /* Without a feeder or an observer the seam reads the host as before. */
 /* A disk image's hash covers all of it, read in pieces: a byte changed past
  * the first read changes it, put back gives the same hash again. Version 2
@@ -635,6 +695,7 @@ int main(void)
         cmocka_unit_test(test_modified_guest_diverges),
         cmocka_unit_test(test_other_configuration_refused),
         cmocka_unit_test(test_corrupt_log_refused),
+        cmocka_unit_test(test_padded_numbers_refused),
         cmocka_unit_test(test_kvm_exit_record),
         cmocka_unit_test(test_kvm_cpuid_masked),
     };
