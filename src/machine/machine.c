@@ -114,7 +114,7 @@ int machine_create(struct machine **out, const struct machine_config *cfg, struc
         return error_set(err, -ENOMEM, "out of memory");
     }
     m->cfg = cfg;
-    m->console.in = m->console.out = m->console.listen = -1;
+    m->console.in = m->console.out = m->console.listen = m->console.retry_timer = -1;
     m->loop.epfd = -1;
     m->vm.vm_fd = m->vm.kvm_fd = m->vm.event_fd = -1;
     m->run_state = MACHINE_RUNNING;

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <sys/un.h>
 #include <termios.h>
 #include <unistd.h>
@@ -41,7 +42,7 @@ int machine_console_open(struct machine *m, struct error *err)
 {
     struct console *c = &m->console;
     const char *spec = m->cfg->console ? m->cfg->console : "stdio";
-    c->in = c->out = c->listen = -1;
+    c->in = c->out = c->listen = c->retry_timer = -1;
     console_mux_init(&c->mux, STDOUT_FILENO);
     if (strcmp(spec, "stdio") == 0) {
         return open_stdio(c);
@@ -59,35 +60,99 @@ int machine_console_open(struct machine *m, struct error *err)
     return error_set(err, -EINVAL, "--console must be stdio, file:PATH, unix:PATH or tcp:HOST:PORT, not '%s'", spec);
 }
 
-static void console_input(void *opaque, int fd, uint32_t events)
+/* Hands the UART what fits of the bytes typed for the guest. */
+static void feed_guest(struct machine *m)
+{
+    struct console *c = &m->console;
+    size_t n = c->pending_len ? uart_receive(&m->uart, c->pending, c->pending_len) : 0;
+    memmove(c->pending, c->pending + n, c->pending_len - n);
+    c->pending_len -= n;
+}
+
+static void end_of_input(struct machine *m, int fd)
+{
+    event_loop_remove(&m->loop, fd);
+    if (fd != STDIN_FILENO) {
+        close(fd);
+        /* A vCPU may be transmitting to it right now. */
+        uart_set_output(&m->uart, -1);
+        m->console.in = -1;
+    }
+}
+
+/* Nothing more can be read for the guest: stop watching the input (it
+ * would be ready again at once, a busy loop) and look again from time to
+ * time, as the guest drains its FIFO. */
+static void pause_input(struct machine *m, int fd)
+{
+    struct console *c = &m->console;
+    struct itimerspec every = { .it_interval = { 0, 10000000 }, .it_value = { 0, 10000000 } };
+    if (c->retry_timer >= 0 && event_loop_modify(&m->loop, fd, 0) == 0) {
+        timerfd_settime(c->retry_timer, 0, &every, NULL);
+        c->input_paused = true;
+    }
+}
+
+static void retry_input(void *opaque, int fd, uint32_t events)
 {
     struct machine *m = opaque;
-    uint8_t buf[64];
-    /* Take no more than the UART can hold; the rest waits in the fd. */
-    ssize_t n = uart_can_receive(&m->uart) ? host_input_console(fd, buf, 16) : 0;
-    if (n > 0 && m->console.is_tty) {
+    struct console *c = &m->console;
+    uint64_t ticks;
+    (void)events;
+    if (read(fd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN) {
+        return;
+    }
+    feed_guest(m);
+    if (c->input_paused && c->pending_len < sizeof(c->pending) && c->in >= 0) {
+        struct itimerspec off = { { 0, 0 }, { 0, 0 } };
+        timerfd_settime(fd, 0, &off, NULL);
+        event_loop_modify(&m->loop, c->in, EPOLLIN);
+        c->input_paused = false;
+    }
+}
+
+void machine_console_input(struct machine *m, int fd)
+{
+    struct console *c = &m->console;
+    feed_guest(m);
+    size_t room = sizeof(c->pending) - c->pending_len;
+    /* With the guest's buffer full, a key still reaches the monitor or
+     * completes an escape (a byte at a time: one key switches focus). */
+    bool to_mux = c->is_tty && (c->mux.monitor_focus || c->mux.escape);
+    size_t want = room ? room : to_mux ? 1 : 0;
+    if (want == 0) {
+        pause_input(m, fd);
+        return;
+    }
+    uint8_t buf[sizeof(c->pending)];
+    ssize_t n = host_input_console(fd, buf, want);
+    if (n == 0) {
+        end_of_input(m, fd);
+        return;
+    }
+    if (n < 0) {
+        if (errno != EAGAIN && errno != EINTR) {
+            event_loop_remove(&m->loop, fd);
+        }
+        return;
+    }
+    if (c->is_tty) {
         bool quit = false;
-        n = (ssize_t)console_mux_input(&m->console.mux, buf, (size_t)n, &quit);
+        n = (ssize_t)console_mux_input(&c->mux, buf, (size_t)n, &quit);
         if (quit) {
             machine_quit(m);
         }
-        if (n == 0) {
-            return;
-        }
     }
-    if (n > 0) {
-        uart_receive(&m->uart, buf, (size_t)n);
-    } else if (n == 0 && uart_can_receive(&m->uart)) {
-        event_loop_remove(&m->loop, fd);    /* end of input */
-        if (fd != STDIN_FILENO) {
-            close(fd);
-            /* A vCPU may be transmitting to it right now. */
-            uart_set_output(&m->uart, -1);
-            m->console.in = -1;
-        }
-    } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
-        event_loop_remove(&m->loop, fd);
-    }
+    size_t take = (size_t)n < room ? (size_t)n : room;     /* room 0: a Ctrl-A Ctrl-A too many */
+    memcpy(c->pending + c->pending_len, buf, take);
+    c->pending_len += take;
+    feed_guest(m);
+}
+
+static void console_input(void *opaque, int fd, uint32_t events)
+{
+    (void)events;
+    machine_console_input(opaque, fd);
 }
 
 static void console_accept(void *opaque, int fd, uint32_t events)
@@ -108,6 +173,11 @@ static void console_accept(void *opaque, int fd, uint32_t events)
 int machine_console_start(struct machine *m, struct error *err)
 {
     struct console *c = &m->console;
+    c->retry_timer = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    int ret = c->retry_timer < 0 ? 0 : event_loop_add(&m->loop, c->retry_timer, EPOLLIN, retry_input, m, err);
+    if (ret < 0) {
+        return ret;
+    }
     if (c->in >= 0) {
         fcntl(c->in, F_SETFL, fcntl(c->in, F_GETFL) | O_NONBLOCK);
         if (event_loop_add(&m->loop, c->in, EPOLLIN, console_input, m, NULL) < 0) {
@@ -139,5 +209,9 @@ void machine_console_close(struct machine *m)
     }
     if (c->listen >= 0) {
         close(c->listen);
+    }
+    if (c->retry_timer >= 0) {
+        close(c->retry_timer);
+        c->retry_timer = -1;
     }
 }

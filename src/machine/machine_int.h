@@ -57,6 +57,13 @@ struct console {
     int listen;
     bool is_tty;
     struct console_mux mux;         /* a terminal's escapes and monitor (is_tty) */
+    /* Typed for the guest, not yet taken by the UART's FIFO (as QEMU's mux
+     * buffer): what is read is never dropped, and the monitor keeps reading
+     * while the guest takes nothing. */
+    uint8_t pending[64];
+    size_t pending_len;
+    bool input_paused;              /* in unwatched until the guest takes some */
+    int retry_timer;                /* timerfd: looks again while paused */
 };
 
 /* The files snapshots' chain: the parent of the next diff snapshot, whose
@@ -123,6 +130,8 @@ void machine_emit(struct machine *m, enum machine_event ev, bool guest);
 /* The console (machine_console.c). */
 int machine_console_open(struct machine *m, struct error *err);
 int machine_console_start(struct machine *m, struct error *err);
+/* Reads what the console's input fd has for the guest or the monitor. */
+void machine_console_input(struct machine *m, int fd);
 void machine_console_close(struct machine *m);
 
 /* The KVM VM and its vCPUs as devices (machine_cpus.c); their reset loads

@@ -42,7 +42,7 @@ struct machine *bare_machine(const struct machine_config *cfg)
     struct machine *m = calloc(1, sizeof(*m));
     must(!m, "allocating the machine", NULL);
     m->cfg = cfg;
-    m->console.in = m->console.out = m->console.listen = -1;
+    m->console.in = m->console.out = m->console.listen = m->console.retry_timer = -1;
     m->vm.vm_fd = m->vm.kvm_fd = m->vm.event_fd = -1;
     bus_init(&m->vm.pio, "port I/O");
     bus_init(&m->vm.mmio, "MMIO");
