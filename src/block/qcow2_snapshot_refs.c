@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "block/cluster_tally.h"
 #include "block/qcow2_int.h"
 #include "util/bswap.h"
 
@@ -134,51 +135,6 @@ static int share_l2(struct qcow2 *s, uint64_t l2_off, uint8_t *l2, void *opaque,
     return ret;
 }
 
-/* One element per reference a snapshot create adds: a cluster named by
- * several entries (compressed clusters packed into one, or a corrupt image
- * naming a cluster twice) is in it that many times. */
-struct ref_list {
-    uint64_t *cluster;
-    size_t n, cap;
-};
-
-static int add_refs(struct qcow2 *s, struct ref_list *l, uint64_t off, uint64_t len,
-                    struct error *err)
-{
-    for (uint64_t c = off >> s->cluster_bits; c <= (off + len - 1) >> s->cluster_bits; c++) {
-        if (l->n == l->cap) {
-            size_t cap = l->cap ? l->cap * 2 : 1024;
-            uint64_t *grown = realloc(l->cluster, cap * sizeof(*grown));
-            if (!grown) {
-                return error_set(err, -ENOMEM, "out of memory for the refcount room check");
-            }
-            l->cluster = grown;
-            l->cap = cap;
-        }
-        l->cluster[l->n++] = c;
-    }
-    return 0;
-}
-
-static int collect_l2_refs(struct qcow2 *s, uint64_t l2_off, uint8_t *l2, void *opaque,
-                           struct error *err)
-{
-    int ret = read_table(s, l2_off, l2, err);
-    for (uint32_t i = 0; i < s->l2_size && ret == 0; i++) {
-        uint64_t off, len;
-        if (entry_range(s, ld_be64(l2 + (size_t)i * s->l2_entry_size), &off, &len)) {
-            ret = add_refs(s, opaque, off, len, err);
-        }
-    }
-    return ret == 0 ? add_refs(s, opaque, l2_off, s->cluster_size, err) : ret;
-}
-
-static int by_cluster(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* Whether cluster c can take count more references. A cluster without a
  * refcount block is referenced but counted nowhere (a corrupt image): QEMU
  * allocates the block and fails with -EAGAIN, or -EFBIG when the refcount
@@ -226,22 +182,51 @@ static int each_l2_table(struct qcow2 *s, const uint64_t *l1, uint32_t n,
     return ret;
 }
 
+/* One more reference to each cluster of off..off+len, checked as it is met
+ * against all the references met so far: QEMU's order, without QEMU's
+ * leak when a cluster named twice overflows half way. */
+static int add_refs(struct qcow2 *s, struct cluster_tally *tally, uint64_t off, uint64_t len,
+                    struct error *err)
+{
+    int ret = 0;
+    for (uint64_t c = off >> s->cluster_bits;
+         c <= (off + len - 1) >> s->cluster_bits && ret == 0; c++) {
+        if ((c >> s->refblock_bits) >= s->refcount_table_size) {
+            return room_for(s, c, 1, err);      /* uncounted: fails */
+        }
+        uint64_t count = cluster_tally_meet(tally, c);
+        ret = count ? room_for(s, c, count, err)
+                    : error_set(err, -ENOMEM, "out of memory for the refcount room check");
+    }
+    return ret;
+}
+
+static int collect_l2_refs(struct qcow2 *s, uint64_t l2_off, uint8_t *l2, void *opaque,
+                           struct error *err)
+{
+    int ret = read_table(s, l2_off, l2, err);
+    for (uint32_t i = 0; i < s->l2_size && ret == 0; i++) {
+        uint64_t off, len;
+        if (entry_range(s, ld_be64(l2 + (size_t)i * s->l2_entry_size), &off, &len)) {
+            ret = add_refs(s, opaque, off, len, err);
+        }
+    }
+    return ret == 0 ? add_refs(s, opaque, l2_off, s->cluster_size, err) : ret;
+}
+
 /* Refused before anything changes: a cluster whose refcount cannot take
  * all the references the snapshot adds to it (counted together: checked one
- * by one, a cluster named twice overflowed half way, leaking the rest). */
+ * by one, a cluster named twice overflowed half way, leaking the rest).
+ * The tally's memory follows the clusters met, not the references. */
 int qcow2_inplace_check_room(struct qcow2 *s, uint32_t limit, struct error *err)
 {
-    struct ref_list refs = { 0 };
-    int ret = each_l2_table(s, s->l1_table, limit, collect_l2_refs, &refs, err);
-    if (ret == 0 && refs.n) {
-        qsort(refs.cluster, refs.n, sizeof(*refs.cluster), by_cluster);
+    struct cluster_tally tally;
+    int ret = cluster_tally_init(&tally, s->refcount_table_size, s->refblock_bits);
+    if (ret < 0) {
+        return error_set(err, ret, "out of memory for the refcount room check");
     }
-    for (size_t i = 0, run; ret == 0 && i < refs.n; i += run) {
-        for (run = 1; i + run < refs.n && refs.cluster[i + run] == refs.cluster[i]; run++) {
-        }
-        ret = room_for(s, refs.cluster[i], run, err);
-    }
-    free(refs.cluster);
+    ret = each_l2_table(s, s->l1_table, limit, collect_l2_refs, &tally, err);
+    cluster_tally_free(&tally);
     return ret;
 }
 

@@ -3,7 +3,13 @@
  * strdup and strndup wrapped with --wrap). Each must fail cleanly: an
  * error, no crash, and an image qemu-img check calls free of corruption
  * (a leak is allowed, as with QEMU, when it fails after refcounts rose).
- * Found a NULL store in qcow2_snapshots_serialize. */
+ * Found a NULL store in qcow2_snapshots_serialize.
+ *
+ * And the memory a snapshot create takes (the bytes asked of malloc,
+ * calloc and realloc, counted): a hostile image whose L1 entries all name
+ * one full L2 table has millions of references to three clusters; the
+ * refcount room check once kept one word per reference (16 MiB for 256
+ * entries, 2 GiB for a legit 16 TiB image). */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,10 +25,12 @@
 
 void *__real_malloc(size_t n);
 void *__real_calloc(size_t n, size_t size);
+void *__real_realloc(void *p, size_t n);
 char *__real_strdup(const char *s);
 char *__real_strndup(const char *s, size_t n);
 void *__wrap_malloc(size_t n);
 void *__wrap_calloc(size_t n, size_t size);
+void *__wrap_realloc(void *p, size_t n);
 char *__wrap_strdup(const char *s);
 char *__wrap_strndup(const char *s, size_t n);
 
@@ -41,8 +49,17 @@ static bool fail_now(void)
     return false;
 }
 
-void *__wrap_malloc(size_t n) { return fail_now() ? NULL : __real_malloc(n); }
-void *__wrap_calloc(size_t n, size_t size) { return fail_now() ? NULL : __real_calloc(n, size); }
+static size_t asked;             /* bytes asked for since it was zeroed */
+
+static size_t count(size_t n)
+{
+    __atomic_add_fetch(&asked, n, __ATOMIC_RELAXED);
+    return n;
+}
+
+void *__wrap_malloc(size_t n) { return fail_now() ? NULL : __real_malloc(count(n)); }
+void *__wrap_calloc(size_t n, size_t size) { return fail_now() ? NULL : __real_calloc(count(n), size); }
+void *__wrap_realloc(void *p, size_t n) { return __real_realloc(p, count(n)); }
 char *__wrap_strdup(const char *s) { return fail_now() ? NULL : __real_strdup(s); }
 char *__wrap_strndup(const char *s, size_t n) { return fail_now() ? NULL : __real_strndup(s, n); }
 
@@ -131,6 +148,82 @@ static void test_create_out_of_memory(void **state) { (void)state; every_allocat
 static void test_rename_out_of_memory(void **state) { (void)state; every_allocation_fails_cleanly(RENAME); }
 static void test_delete_out_of_memory(void **state) { (void)state; every_allocation_fails_cleanly(DELETE); }
 
+static void put_be(uint8_t *p, uint64_t v, int bytes)
+{
+    for (int i = bytes - 1; i >= 0; i--, v >>= 8) {
+        p[i] = (uint8_t)v;
+    }
+}
+
+/* 64 KiB clusters, 16-bit refcounts: header, refcount table, refcount
+ * block, the L1 table (n entries, each naming the one L2 table), the L2
+ * table (every entry naming the one data cluster), the data cluster. */
+static void make_hostile_image(const char *path, uint32_t n)
+{
+    const uint64_t cs = 65536;
+    uint64_t l1 = 3, l2 = l1 + (n * 8 + cs - 1) / cs, data = l2 + 1, total = data + 1;
+    uint8_t *img = calloc(total, cs);
+    assert_non_null(img);
+    static const uint64_t header[][2] = {
+        { 0x514649fb, 4 }, { 3, 4 }, { 0, 8 }, { 0, 4 }, { 16, 4 }, { 0, 8 },  /* size below */
+        { 0, 4 }, { 0, 4 }, { 0, 8 }, { 65536, 8 }, { 1, 4 }, { 0, 4 }, { 0, 8 },
+        { 0, 8 }, { 0, 8 }, { 0, 8 }, { 4, 4 }, { 104, 4 },
+    };
+    size_t pos = 0;
+    for (size_t i = 0; i < sizeof(header) / sizeof(header[0]); pos += header[i][1], i++) {
+        put_be(img + pos, header[i][0], (int)header[i][1]);
+    }
+    put_be(img + 24, (uint64_t)n * (cs / 8) * cs, 8);      /* the size n L1 entries cover */
+    put_be(img + 36, n, 4);
+    put_be(img + 40, l1 * cs, 8);
+    put_be(img + cs, 2 * cs, 8);
+    for (uint64_t c = 0; c < total; c++) {
+        put_be(img + 2 * cs + 2 * c, 1, 2);
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        put_be(img + l1 * cs + 8 * i, (l2 * cs) | 1ull << 63, 8);
+    }
+    for (uint64_t i = 0; i < cs / 8; i++) {
+        put_be(img + l2 * cs + 8 * i, (data * cs) | 1ull << 63, 8);
+    }
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(img, cs, total, f), total);
+    assert_int_equal(fclose(f), 0);
+    free(img);
+}
+
+/* 256 L1 entries, 2 million references to one data cluster whose 16-bit
+ * refcount overflows at the 65535th: refused as QEMU refuses it (-EINVAL,
+ * nothing changed), in a few hundred KiB. */
+static void test_many_references_little_memory(void **state)
+{
+    char path[256], orig[256], copy[256];
+    snprintf(path, sizeof(path), "%s/hostile.qcow2", dir);
+    snprintf(orig, sizeof(orig), "%s/hostile-orig.qcow2", dir);
+    snprintf(copy, sizeof(copy), "%s/hostile-qemu.qcow2", dir);
+    make_hostile_image(path, 256);
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd), "cp '%s' '%s' && cp '%s' '%s' && qemu-img snapshot -c s1 '%s' 2>&1 | "
+             "grep -q -- '-22 (Invalid argument)'", path, orig, path, copy, copy);
+    assert_int_equal(system(cmd), 0);
+    struct blockdev *bd = NULL;
+    struct blockdev_open_opts oo = { 0 };
+    struct error err = { 0 };
+    assert_int_equal(blockdev_open(&bd, path, &oo, &err), 0);
+    __atomic_store_n(&asked, 0, __ATOMIC_RELAXED);
+    int ret = blockdev_snapshot_create(bd, "s1", NULL, &err);
+    size_t used = __atomic_load_n(&asked, __ATOMIC_RELAXED);
+    blockdev_close(bd);
+    assert_int_equal(ret, -EINVAL);
+    assert_non_null(strstr(err.msg, "would exceed 16 bits"));
+    if (used > (1u << 20)) {
+        fail_msg("the snapshot create asked for %zu bytes (at most 1 MiB expected)", used);
+    }
+    snprintf(cmd, sizeof(cmd), "cmp -s '%s' '%s'", path, orig);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     if (!mkdtemp(dir)) {
@@ -140,6 +233,7 @@ int main(void)
         cmocka_unit_test(test_create_out_of_memory),
         cmocka_unit_test(test_rename_out_of_memory),
         cmocka_unit_test(test_delete_out_of_memory),
+        cmocka_unit_test(test_many_references_little_memory),
     };
     int ret = cmocka_run_group_tests(tests, NULL, NULL);
     sh("rm -rf '%s'", dir);
