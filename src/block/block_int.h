@@ -109,6 +109,9 @@ struct blockdev {
     struct hostfile *file;      /* the image file (NULL: NBD), for its locks */
     unsigned open_flags;        /* BDEV_* as opened */
     bool inactive;              /* another process may write the image: no writes, no locks */
+    bool snapshot_view;         /* shows an internal snapshot (blockdev_snapshot_load_tmp), not
+                                 * its file's active disk: never reopened for writing, never
+                                 * re-read from the file */
     struct bdev_bitmaps *bitmaps;   /* dirty bitmaps (blockdev_bitmap.c), NULL until the first */
     enum blockdev_detect_zeroes detect_zeroes;  /* blockdev_set_write_options */
     bool discard_ignore;

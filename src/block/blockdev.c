@@ -402,8 +402,20 @@ int blockdev_pread_nowait(struct blockdev *bd, uint64_t off, void *buf, size_t l
     return bd->drv->pread_nowait ? bd->drv->pread_nowait(bd, off, buf, len) : -EAGAIN;
 }
 
+/* A layer showing a snapshot loaded read-only: a reopen for writing
+ * would write its file's active disk (a block commit into a replay's
+ * recording), a cache invalidation would drop the snapshot for it. */
+static int refuse_snapshot_view(const struct blockdev *bd, struct error *err)
+{
+    return error_set(err, -EPERM, "Node '%s' is read only: it shows an internal snapshot loaded "
+                     "temporarily, not the image's active disk", bd->filename);
+}
+
 int blockdev_reopen_layer_rw(const struct blockdev *layer, struct blockdev **out, struct error *err)
 {
+    if (layer->snapshot_view) {
+        return refuse_snapshot_view(layer, err);
+    }
     struct blockdev_open_opts opts = {
         .format = blockdev_format(layer),
         .flags = BDEV_NO_BACKING | BDEV_REOPEN,
@@ -623,6 +635,9 @@ int blockdev_make_empty(struct blockdev *bd, struct error *err)
 
 int blockdev_invalidate_cache(struct blockdev *bd, struct error *err)
 {
+    if (bd->snapshot_view) {
+        return refuse_snapshot_view(bd, err);
+    }
     return bd->drv->invalidate_cache ? bd->drv->invalidate_cache(bd, err) : 0;
 }
 
@@ -855,8 +870,12 @@ int blockdev_snapshot_rename(struct blockdev *bd, const char *id_or_name, const 
 
 int blockdev_snapshot_load_tmp(struct blockdev *bd, const char *id_or_name, struct error *err)
 {
-    return bd->drv->snapshot_load_tmp ? bd->drv->snapshot_load_tmp(bd, id_or_name, err)
-                                      : no_op(bd, "internal snapshots", err);
+    int ret = bd->drv->snapshot_load_tmp ? bd->drv->snapshot_load_tmp(bd, id_or_name, err)
+                                         : no_op(bd, "internal snapshots", err);
+    if (ret == 0) {
+        bd->snapshot_view = true;
+    }
+    return ret;
 }
 
 int blockdev_snapshot_vmstate_read(struct blockdev *bd, const char *id_or_name, uint64_t pos,

@@ -247,6 +247,8 @@ int blockdev_make_empty(struct blockdev *bd, struct error *err);
 /* The blkdebug filter over the image's file, or NULL: its breakpoints are
  * driven through blkdebug.h (qemu-io's break, resume, wait_break). */
 struct blkdebug *blockdev_blkdebug(struct blockdev *bd);
+/* Re-reads the image's metadata from its file (another wrote it); -EPERM
+ * on an image showing a snapshot (blockdev_snapshot_load_tmp). */
 int blockdev_invalidate_cache(struct blockdev *bd, struct error *err);
 
 /* Migration on shared storage, as QEMU hands an image over: the
@@ -332,7 +334,8 @@ int blockdev_snapshot_delete(struct blockdev *bd, const char *id_or_name, struct
 int blockdev_snapshot_rename(struct blockdev *bd, const char *id_or_name, const char *new_name,
                              struct error *err);
 /* Makes a read-only image show a snapshot's disk instead of its active one
- * from now on (qemu-img convert -l); the file is not changed. */
+ * from now on (qemu-img convert -l); the file is not changed. From then on
+ * it is not reopened for writing (a commit into it) nor re-read (-EPERM). */
 int blockdev_snapshot_load_tmp(struct blockdev *bd, const char *id_or_name, struct error *err);
 /* Reads the VM state saved with a snapshot (the snapshot's own area). */
 int blockdev_snapshot_vmstate_read(struct blockdev *bd, const char *id_or_name, uint64_t pos,

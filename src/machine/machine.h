@@ -178,7 +178,8 @@ int machine_disks_activate(struct machine *m, struct error *err);
  * its virtio-blk device drained around the job's graph changes, and the
  * switch to another image (the guest's device keeps going on it). Hand it
  * to block_job_start: until the job is freed, a guest's eject of the disk
- * waits (the job reads its image). */
+ * waits (the job reads its image). Refused (-EBUSY) during a migration and
+ * a record or replay. */
 struct block_job_host;
 int machine_disk_job_host(struct machine *m, int i, struct block_job_host *out, struct error *err);
 

@@ -193,7 +193,7 @@ static void job_release(void *opaque)
     }
 }
 
-int machine_disk_job_host(struct machine *m, int i, struct block_job_host *out, struct error *err)
+int machine_disk_switch_host(struct machine *m, int i, struct block_job_host *out, struct error *err)
 {
     if (i < 0 || i >= m->cfg->ndisks || !m->disks[i]) {
         return error_set(err, -ENODEV, "No disk %d", i);
@@ -207,6 +207,18 @@ int machine_disk_job_host(struct machine *m, int i, struct block_job_host *out, 
     *out = (struct block_job_host){ .top = job_top, .drain_begin = job_drain_begin, .drain_end = job_drain_end,
                                     .replace = job_replace, .release = job_release, .opaque = &m->disk_refs[i] };
     return 0;
+}
+
+/* A record or replay owns its disks' chains (machine_replay_disks.c): a
+ * commit would write the recording's overlay (or the user's image below
+ * it) and drop a travel's view of it; a stream or a backup would read and
+ * write behind the replay's back. */
+int machine_disk_job_host(struct machine *m, int i, struct block_job_host *out, struct error *err)
+{
+    if (m->replay) {
+        return error_set(err, -EBUSY, "Node 'disk%d' is busy: block device is in use by record/replay", i);
+    }
+    return machine_disk_switch_host(m, i, out, err);
 }
 
 /* Shared storage at a migration's switchover (blockdev_inactivate): the

@@ -200,6 +200,9 @@ void machine_blk_stats(struct virtio_blk *b, struct machine_disk_stats *out);
  * and start it again. */
 void machine_quiesce(struct machine *m);
 void machine_unquiesce(struct machine *m);
+/* machine_disk_job_host for the record/replay's own switches of disk i
+ * (machine_replay_disks.c), which that refuses to anyone else. */
+int machine_disk_switch_host(struct machine *m, int i, struct block_job_host *out, struct error *err);
 /* Power-on state again: vCPUs, devices and the boot image (vCPUs stopped). */
 int machine_reset(struct machine *m, struct error *err);
 /* Guest memory's dirty tracking off: the next diff snapshot has no parent. */

@@ -62,7 +62,7 @@ static int overlay_path(const char *snap_dir, int i, char *path, size_t size, st
 static int switch_disk(struct machine *m, int i, const char *file, const char *view, struct error *err)
 {
     struct block_job_host host;
-    int ret = machine_disk_job_host(m, i, &host, err);
+    int ret = machine_disk_switch_host(m, i, &host, err);
     if (ret < 0) {
         return ret;
     }

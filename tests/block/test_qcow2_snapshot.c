@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "block/blockdev.h"
+#include "block/commit.h"
 #include "block/block_int.h"
 #include "block/qcow2.h"
 #include "qcow2_test_util.h"
@@ -549,6 +550,41 @@ static void test_refcount_overflow_refused(void **state)
     assert_int_equal(run("test $(qemu-img snapshot -l '%s' | grep -c '^[0-9]') -eq 2", path), 0);
 }
 
+/* A backing file showing an internal snapshot (a replay's travel: a new
+ * top over the recording's overlay viewed at "exit-1"): a commit into it
+ * would reopen the file for writing and write its active disk (the
+ * recording's), then re-read it and lose the view. Both are refused, the
+ * file is not written and the view stays. */
+static void test_snapshot_view_not_written(void **state)
+{
+    char path[512], top[512];
+    path_of(path, sizeof(path), "viewed.qcow2");
+    path_of(top, sizeof(top), "viewed-top.qcow2");
+    struct blockdev *bd = create_open(path, 65536, 3, false);
+    write_pattern(bd, 0, 65536, 0x11);
+    snap(bd, "create", "exit-1");
+    write_pattern(bd, 0, 65536, 0x22);
+    blockdev_close(bd);
+    assert_int_equal(run("cp '%s' '%s.orig' && qemu-img create -q -f qcow2 -b '%s' -F qcow2 '%s'",
+                         path, path, path, top), 0);
+    struct blockdev *t = open_rw(top);
+    struct blockdev *below = blockdev_backing(t);
+    struct error err = { 0 };
+    assert_non_null(below);
+    assert_int_equal(blockdev_snapshot_load_tmp(below, "exit-1", &err), 0);
+    expect_pattern(t, 0, 65536, 0x11);
+    write_pattern(t, 65536, 4096, 0x33);
+    assert_int_equal(block_commit(t, below, NULL, &err), -EPERM);
+    assert_non_null(strstr(err.msg, "read only"));
+    struct blockdev *rw = NULL;
+    assert_int_equal(blockdev_reopen_layer_rw(below, &rw, &err), -EPERM);
+    assert_null(rw);
+    assert_int_equal(blockdev_invalidate_cache(below, &err), -EPERM);
+    expect_pattern(t, 0, 65536, 0x11);
+    blockdev_close(t);
+    assert_int_equal(run("cmp -s '%s' '%s.orig'", path, path), 0);
+}
+
 /* Two compressed clusters packed into one host cluster count it twice: a
  * snapshot adds two references at once, which 2-bit refcounts cannot hold.
  * Refused before anything changes (checked one reference at a time, the
@@ -661,6 +697,7 @@ int main(void)
         cmocka_unit_test(test_many_snapshots_and_resize),
         cmocka_unit_test(test_refcount_overflow_refused),
         cmocka_unit_test(test_packed_compressed_overflow_refused),
+        cmocka_unit_test(test_snapshot_view_not_written),
         cmocka_unit_test(test_uncounted_cluster_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

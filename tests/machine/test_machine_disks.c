@@ -6,7 +6,8 @@
  * requests are counted (machine_disk_stats) from zero. An image switch (a
  * block job's replace) that fails puts the old image back, and when that
  * fails too leaves a placeholder failing every request, for a disk and for
- * a blockdev-add node alike: never no image. */
+ * a blockdev-add node alike: never no image. During a record or replay a
+ * block job on a disk is refused (the replay's own switches are not). */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -21,6 +22,7 @@
 #include "block/block_job.h"
 #include "block/blockdev.h"
 #include "machine/machine_int.h"
+#include "machine/machine_replay.h"
 #include "virtio/virtio_blk.h"
 
 static int config_interrupts;
@@ -159,6 +161,27 @@ static void test_both_reopens_failing_leave_a_failing_image(void **state)
     rig_destroy(r);
 }
 
+/* A record or replay owns its disks: a commit, stream or backup job (all
+ * start through machine_disk_job_host) is refused with QEMU's words for a
+ * busy node; the replay's own switch of the disk (a time travel) goes on. */
+static void test_replay_refuses_block_jobs(void **state)
+{
+    struct rig *r = rig_create();
+    struct block_job_host host;
+    struct error err = { 0 };
+    r->m.replay = calloc(1, sizeof(*r->m.replay));
+    assert_non_null(r->m.replay);
+    assert_int_equal(machine_disk_job_host(&r->m, 0, &host, &err), -EBUSY);
+    assert_string_equal(err.msg, "Node 'disk0' is busy: block device is in use by record/replay");
+    assert_int_equal(machine_disk_switch_host(&r->m, 0, &host, &err), 0);
+    host.release(host.opaque);
+    free(r->m.replay);
+    r->m.replay = NULL;
+    assert_int_equal(machine_disk_job_host(&r->m, 0, &host, &err), 0);
+    host.release(host.opaque);
+    rig_destroy(r);
+}
+
 /* The same for a blockdev-add node: one swap serves both. */
 static void test_node_keeps_a_failing_image(void **state)
 {
@@ -230,6 +253,7 @@ int main(void)
         cmocka_unit_test(test_stats_start_at_zero),
         cmocka_unit_test(test_failed_switch_puts_the_old_image_back),
         cmocka_unit_test(test_both_reopens_failing_leave_a_failing_image),
+        cmocka_unit_test(test_replay_refuses_block_jobs),
         cmocka_unit_test(test_node_keeps_a_failing_image),
         cmocka_unit_test(test_node_reopens_the_image_a_job_left),
     };

@@ -8,7 +8,9 @@
  * Time travel with the disk: a recording with snapshots keeps its overlay
  * with an internal snapshot per time-travel snapshot; a replay that starts
  * at a snapshot (--replay-break) or seeks back to one reads the disk as it
- * was at that exit. */
+ * was at that exit. Block jobs on a replayed disk are refused: a commit
+ * into the recording's overlay viewed at an exit would write the
+ * recording and drop the view. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -23,7 +25,9 @@
 #include <cmocka.h>
 
 #include "../machine/bare_machine.h"
+#include "block/block_job.h"
 #include "block/blockdev.h"
+#include "block/commit.h"
 #include "machine/machine_replay.h"
 #include "virtio/virtio_blk.h"
 #include "virtio/virtio_mmio.h"
@@ -296,6 +300,28 @@ static int64_t finish(struct machine *m)
     return n;
 }
 
+/* A commit of the travel's top into the recording's overlay (what a
+ * block-commit job does, were it allowed to start) is refused, and the
+ * overlay's file is not written; the disk still shows the exit. */
+static void refuses_block_jobs(struct machine *m, const char *overlay)
+{
+    struct error err = { 0 };
+    struct block_job_host host;
+    uint8_t before[512], after[512];
+    char cmd[PATH_MAX * 2 + 32];
+    sector3(m, before);
+    assert_int_equal(machine_disk_job_host(m, 0, &host, &err), -EBUSY);
+    assert_non_null(strstr(err.msg, "in use by record/replay"));
+    snprintf(cmd, sizeof(cmd), "cp '%s' '%s.orig'", overlay, log_path);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(block_commit(m->disks[0], blockdev_backing(m->disks[0]), NULL, &err), -EPERM);
+    assert_int_equal(blockdev_invalidate_cache(blockdev_backing(m->disks[0]), &err), -EPERM);
+    snprintf(cmd, sizeof(cmd), "cmp -s '%s' '%s.orig' && rm '%s.orig'", overlay, log_path, log_path);
+    assert_int_equal(system(cmd), 0);
+    sector3(m, after);
+    assert_memory_equal(after, before, 512);
+}
+
 static void disk_content_travels_with_snapshots(void **state)
 {
     (void)state;
@@ -327,6 +353,7 @@ static void disk_content_travels_with_snapshots(void **state)
     char overlay[PATH_MAX];
     assert_non_null(realpath(path, overlay));
     assert_string_equal(blockdev_backing_filename(m->disks[0]), overlay);
+    refuses_block_jobs(m, overlay);
     run_to(m, 12);
     assert_memory_equal(gmem(m, BACK, sizeof(reads)), reads, sizeof(reads));
     /* Seek back to exit 5: from the snapshot of exit 3, round 0's write. */
