@@ -197,12 +197,15 @@ struct virtio_blk;
 void machine_blk_stats(struct virtio_blk *b, struct machine_disk_stats *out);
 
 /* Devices finish and stop their own work (again when already quiesced),
- * and start it again. */
+ * and start it again. Quiescing marks the virtio rings dirty (below). */
 void machine_quiesce(struct machine *m);
 void machine_unquiesce(struct machine *m);
 /* machine_disk_job_host for the record/replay's own switches of disk i
  * (machine_replay_disks.c), which that refuses to anyone else. */
 int machine_disk_switch_host(struct machine *m, int i, struct block_job_host *out, struct error *err);
+/* Every ready virtio queue's used ring marked dirty in guest memory's
+ * tracking (machine_dirty_rings.c): the VMM writes them around KVM's log. */
+void machine_mark_rings_dirty(struct machine *m);
 /* Power-on state again: vCPUs, devices and the boot image (vCPUs stopped). */
 int machine_reset(struct machine *m, struct error *err);
 /* Guest memory's dirty tracking off: the next diff snapshot has no parent. */

@@ -19,6 +19,8 @@ void machine_quiesce(struct machine *m)
 {
     device_registry_quiesce(&m->devices);
     m->quiesced = true;
+    /* Their last writes to the rings reach a migration's final pass. */
+    machine_mark_rings_dirty(m);
 }
 
 void machine_unquiesce(struct machine *m)

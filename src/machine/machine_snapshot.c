@@ -16,7 +16,6 @@
 #include "util/bswap.h"
 #include "util/log.h"
 #include "util/size.h"
-#include "virtio/virtio_device.h"
 
 /* 2: checksums of the memory file follow. */
 #define MEMORY_VERSION 2
@@ -241,14 +240,7 @@ int machine_snapshot_files(struct machine *m, const char *dir, bool diff, struct
     }
     if (ret == 0 && diff) {
         /* Device rings are written by the VMM all the time. */
-        for (int i = 0; i < m->nvirtio; i++) {
-            struct virtio_device *d = m->virtio[i].dev;    /* NULL: an ejected disk's */
-            for (int q = 0; d && q < d->nqueues; q++) {
-                if (d->vqs[q].ready) {
-                    guest_memory_mark_dirty(&m->vm.mem, d->vqs[q].used_addr, 6ull + 8ull * d->vqs[q].size);
-                }
-            }
-        }
+        machine_mark_rings_dirty(m);
         ret = guest_memory_dirty_harvest(&m->vm.mem, &mi.present, err);
         tracking_moved = true;
     } else if (ret == 0) {

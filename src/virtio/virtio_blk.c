@@ -445,6 +445,14 @@ static void blk_drain(struct virtio_device *d)
     virtio_blk_drain_locked(to_blk(d));
 }
 
+/* Paused (dev.lock held): requests in flight complete, and a queue
+ * thread's spin leaves the used ring as the driver expects it. */
+static void blk_quiesce(struct virtio_device *d)
+{
+    blk_drain(d);
+    virtio_blk_end_polls(to_blk(d));
+}
+
 /* Saving state while requests are in flight would lose them: drain first
  * (called with dev.lock held). Nothing device-specific needs saving. */
 static void blk_save(struct virtio_device *d, struct state_buf *b)
@@ -469,7 +477,7 @@ static const struct virtio_device_ops blk_ops = {
     .config_read = blk_config_read,
     .reset = blk_drain,
     .drain = blk_drain,
-    .quiesce = blk_drain,
+    .quiesce = blk_quiesce,
     .save = blk_save,
     .queues_usable = blk_queues_usable,
 };

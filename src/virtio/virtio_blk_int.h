@@ -24,5 +24,9 @@ void virtio_blk_kick_queue_thread(struct virtio_blk *b, int q);
 uint64_t virtio_blk_poll_adapt(uint64_t poll_ns, uint64_t max_ns, bool found, uint64_t slept_ns);
 /* The queue threads finish their pass and leave. */
 void virtio_blk_stop_queue_threads(struct virtio_blk *b);
+/* Quiescing (dev.lock held, dev.quiesced set): the queue threads' spins
+ * end and the driver's notifications are on again, as outside a spin;
+ * nothing writes the rings until the resume, which looks at every queue. */
+void virtio_blk_end_polls(struct virtio_blk *b);
 
 #endif

@@ -167,16 +167,30 @@ static bool poll_ring(struct blk_queue_thread *t)
     }
     bool found = false;
     uint64_t deadline = now_ns() + t->poll_ns;
-    while (!found && !stopping(b) && now_ns() < deadline) {
+    while (!found && !stopping(b) && !__atomic_load_n(&b->dev.quiesced, __ATOMIC_ACQUIRE) &&
+           now_ns() < deadline) {
         found = __atomic_load_n(avail_idx, __ATOMIC_ACQUIRE) != seen;
         __builtin_ia32_pause();
     }
     pthread_mutex_lock(&b->dev.lock);
-    virtqueue_enable_notify(vq);    /* never left off outside a spin: a pass may not follow */
-    found = found || virtqueue_has_work(vq);
+    if (!b->dev.quiesced) {
+        /* never left off outside a spin: a pass may not follow. Quiesced,
+         * the quiesce turned them on (virtio_blk_end_polls): no write now. */
+        virtqueue_enable_notify(vq);
+        found = found || virtqueue_has_work(vq);
+    }
     pthread_mutex_unlock(&b->dev.lock);
     t->polled += found;
     return found;
+}
+
+void virtio_blk_end_polls(struct virtio_blk *b)
+{
+    for (int q = 0; b->queue_threads && q < b->dev.nqueues; q++) {
+        virtqueue_enable_notify(&b->dev.vqs[q]);
+        /* The driver may have posted unnotified while a spin was on. */
+        b->dev.notified_while_quiesced |= 1ull << q;
+    }
 }
 
 /* Sleeps until the queue is notified (or the device stops): how long it slept. */

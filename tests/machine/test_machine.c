@@ -418,6 +418,33 @@ static void test_pause_and_resume(void **state)
     bare_destroy(m);
 }
 
+/* The pause a migration stops the guest with marks every ready used ring
+ * dirty (the VMM writes them around KVM's dirty log): the final pass
+ * sends their last content. Only they: guest memory is otherwise clean. */
+static void test_pause_marks_used_rings_dirty(void **state)
+{
+    struct machine *m = bare_machine(&bare_config);
+    struct error err = { 0 };
+    struct virtqueue *vq = &m->virtio[0].dev->vqs[0];
+    const uint64_t used = 0x22000;
+    vq->size = 16;
+    vq->desc_addr = 0x20000;
+    vq->avail_addr = 0x21000;
+    vq->used_addr = used;
+    assert_int_equal(virtqueue_enable(vq, &m->vm.mem, false, &err), 0);
+    struct guest_bitmap dirty;
+    assert_int_equal(guest_bitmap_init(&dirty, &m->vm.mem, &err), 0);
+    assert_int_equal(guest_memory_dirty_start(&m->vm.mem, &err), 0);
+    machine_pause(m);
+    assert_int_equal(guest_memory_dirty_harvest(&m->vm.mem, &dirty, &err), 0);
+    assert_int_equal(guest_bitmap_count(&dirty), 1);
+    assert_true(dirty.bits[0][(used >> 12) / 64] & 1ull << ((used >> 12) % 64));
+    machine_resume(m);
+    guest_memory_dirty_stop(&m->vm.mem);
+    guest_bitmap_free(&dirty);
+    bare_destroy(m);
+}
+
 /* Host inputs pass the seam, where an observer (a recorder) sees them. */
 static int seen[HOST_INPUT_BLOCK + 1];
 
@@ -513,6 +540,7 @@ int main(void)
         cmocka_unit_test(test_stream_over_socket),
         cmocka_unit_test(test_host_inputs_observed),
         cmocka_unit_test(test_pause_and_resume),
+        cmocka_unit_test(test_pause_marks_used_rings_dirty),
         cmocka_unit_test(test_two_full_machines),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -9,7 +9,8 @@
  * through the linker's --wrap); a drain leaves no request taken off a ring
  * without its completion; a paused device leaves requests in the rings and
  * serves them at resume; in poll mode a queue's thread serves a request
- * posted with no notify, and its spin adapts; a synchronous device (record/replay) refuses
+ * posted with no notify, and its spin adapts, and a pause ends its spin
+ * with the driver's notifications on; a synchronous device (record/replay) refuses
  * queue threads with a message. */
 #include <errno.h>
 #include <pthread.h>
@@ -440,6 +441,31 @@ static void test_poll_serves_unnotified(void **state)
     rig_destroy(r);
 }
 
+/* A pause (a migration's stop) ends a spin: the flag that told the driver
+ * not to notify is clear once the pause returns, and stays so (a ring page
+ * sent with it set would leave the destination's driver never notifying).
+ * A request posted unnotified meanwhile is served at the resume. */
+static void test_pause_ends_the_spin(void **state)
+{
+    struct rig *r = rig_create_polling(true, 5000000000ull);
+    struct lane l = { .r = r, .q = 1 };
+    struct virtq_used *u = gpa(r, RING_GPA(1) + 0x2000, 4);
+    post(&l, 0, T_OUT, REGION, 0x5a);
+    kick(&l);
+    assert_true(wait_batch(&l, 1, T_OUT));
+    assert_true(driver_told_not_to_notify(r, 1));
+    virtio_device_quiesce(&r->blk.dev);
+    assert_int_equal(__atomic_load_n(&u->flags, __ATOMIC_ACQUIRE), 0);
+    post(&l, 0, T_IN, REGION, 0);      /* no kick */
+    usleep(50 * 1000);                  /* time for the thread to (wrongly) write the ring */
+    assert_int_equal(__atomic_load_n(&u->flags, __ATOMIC_ACQUIRE), 0);
+    assert_int_equal(used_idx(r, 1), 1);
+    virtio_device_resume(&r->blk.dev);
+    assert_true(wait_batch(&l, 1, T_IN));
+    assert_string_equal(l.failure, "");
+    rig_destroy(r);
+}
+
 /* The spin's length: kept while it finds requests, grown (from 4 us,
  * doubling, up to the bound) when a request came soon after it gave up,
  * ended by an idle period longer than the bound; a bound of 0 never spins. */
@@ -474,6 +500,7 @@ int main(void)
         cmocka_unit_test(test_drain_leaves_nothing_taken),
         cmocka_unit_test(test_paused_device_serves_at_resume),
         cmocka_unit_test(test_poll_serves_unnotified),
+        cmocka_unit_test(test_pause_ends_the_spin),
         cmocka_unit_test(test_poll_adapts),
         cmocka_unit_test(test_synchronous_device_refuses_threads),
     };
