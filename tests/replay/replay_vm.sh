@@ -146,14 +146,18 @@ dargs=("${args[@]}" --disk file=user.img,format=raw,transport=mmio)
 timeout 60 "$V" "${dargs[@]}" --record td.log --record-snapshots 200 </dev/null >td.out 2>td.err
 check_eq "record with a disk and snapshots: the guest exits through debug-exit 0" 1 $?
 check "... the disk's overlay beside the snapshots" test -s td.log.snap/disk0.qcow2
+cp td.log.snap/disk0.qcow2 td-overlay0.qcow2
 timeout 60 "$V" "${dargs[@]}" --replay td.log --replay-break 500 --log-level info \
     --qmp "unix:$TMP/q4.sock,server" </dev/null >td-brk.out 2>td-brk.err &
 vm=$!
-python3 "$TESTS_DIR/vmstate/qmp.py" "$TMP/q4.sock" qmp_capabilities '@wait:STOP' '{"execute":"cont"}' >qmp4.out
+python3 "$TESTS_DIR/vmstate/qmp.py" "$TMP/q4.sock" qmp_capabilities '@wait:STOP' \
+    '{"execute":"block-commit","arguments":{"device":"disk0","job-id":"c"}}' '{"execute":"cont"}' >qmp4.out
 wait $vm
 check_eq "... a break replayed from a snapshot: the recorded exit status" 1 $?
 check "... started from the snapshot of exit 400" grep -q "replaying from the snapshot taken at exit 400" td-brk.err
 check "... the user's image never written" cmp user.img user0.img
+check "... a block-commit refused: the disk is in use by record/replay" grep -q "in use by record/replay" qmp4.out
+check "... the recording's overlay never written" cmp td.log.snap/disk0.qcow2 td-overlay0.qcow2
 
 # A recording stopped by a signal: the replay ends there and fails as it did.
 timeout -s INT 0.5 "$V" --kernel "$G" --memory 64M --append "replay ticks=100000" --record sig.log \
