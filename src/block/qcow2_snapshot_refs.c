@@ -135,6 +135,23 @@ static int share_l2(struct qcow2 *s, uint64_t l2_off, uint8_t *l2, void *opaque,
     return ret;
 }
 
+/* fn on the host range of each entry of the L2 table at l2_off (read into
+ * l2), then on the table itself, until one fails. */
+static int each_reference(struct qcow2 *s, uint64_t l2_off, uint8_t *l2,
+                          int (*fn)(struct qcow2 *s, void *opaque, uint64_t off, uint64_t len,
+                                    struct error *err),
+                          void *opaque, struct error *err)
+{
+    int ret = read_table(s, l2_off, l2, err);
+    for (uint32_t i = 0; i < s->l2_size && ret == 0; i++) {
+        uint64_t off, len;
+        if (entry_range(s, ld_be64(l2 + (size_t)i * s->l2_entry_size), &off, &len)) {
+            ret = fn(s, opaque, off, len, err);
+        }
+    }
+    return ret == 0 ? fn(s, opaque, l2_off, s->cluster_size, err) : ret;
+}
+
 /* Whether cluster c can take count more references. A cluster without a
  * refcount block is referenced but counted nowhere (a corrupt image): QEMU
  * allocates the block and fails with -EAGAIN, or -EFBIG when the refcount
@@ -185,8 +202,7 @@ static int each_l2_table(struct qcow2 *s, const uint64_t *l1, uint32_t n,
 /* One more reference to each cluster of off..off+len, checked as it is met
  * against all the references met so far: QEMU's order, without QEMU's
  * leak when a cluster named twice overflows half way. */
-static int add_refs(struct qcow2 *s, struct cluster_tally *tally, uint64_t off, uint64_t len,
-                    struct error *err)
+static int add_refs(struct qcow2 *s, void *tally, uint64_t off, uint64_t len, struct error *err)
 {
     int ret = 0;
     for (uint64_t c = off >> s->cluster_bits;
@@ -204,14 +220,7 @@ static int add_refs(struct qcow2 *s, struct cluster_tally *tally, uint64_t off, 
 static int collect_l2_refs(struct qcow2 *s, uint64_t l2_off, uint8_t *l2, void *opaque,
                            struct error *err)
 {
-    int ret = read_table(s, l2_off, l2, err);
-    for (uint32_t i = 0; i < s->l2_size && ret == 0; i++) {
-        uint64_t off, len;
-        if (entry_range(s, ld_be64(l2 + (size_t)i * s->l2_entry_size), &off, &len)) {
-            ret = add_refs(s, opaque, off, len, err);
-        }
-    }
-    return ret == 0 ? add_refs(s, opaque, l2_off, s->cluster_size, err) : ret;
+    return each_reference(s, l2_off, l2, add_refs, opaque, err);
 }
 
 /* Refused before anything changes: a cluster whose refcount cannot take
@@ -241,18 +250,16 @@ int qcow2_inplace_share_active(struct qcow2 *s, uint32_t limit, struct error *er
     return ret == 0 ? qcow2_inplace_write_l1(s, err) : ret;
 }
 
+static int free_ref(struct qcow2 *s, void *opaque, uint64_t off, uint64_t len, struct error *err)
+{
+    return qcow2_free_clusters(s, off, len, err);
+}
+
 /* -1 on everything the L2 table at l2_off references, then on the table. */
 static int unshare_l2(struct qcow2 *s, uint64_t l2_off, uint8_t *l2, void *opaque,
                       struct error *err)
 {
-    int ret = read_table(s, l2_off, l2, err);
-    for (uint32_t i = 0; i < s->l2_size && ret == 0; i++) {
-        uint64_t off, len;
-        if (entry_range(s, ld_be64(l2 + (size_t)i * s->l2_entry_size), &off, &len)) {
-            ret = qcow2_free_clusters(s, off, len, err);
-        }
-    }
-    return ret == 0 ? qcow2_free_clusters(s, l2_off, s->cluster_size, err) : ret;
+    return each_reference(s, l2_off, l2, free_ref, NULL, err);
 }
 
 int qcow2_inplace_release(struct qcow2 *s, const uint64_t *l1, uint32_t l1_size,
