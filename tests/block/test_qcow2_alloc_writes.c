@@ -3,6 +3,7 @@
  * under it, or zero clusters), the rest is zeroed on the host and only the
  * guest's bytes are written, as QEMU's handle_alloc_space does; where old
  * data shows through (a backing file, a snapshot's cluster) it is copied.
+ * The whole clusters of a run of new ones are written in one host write.
  * Every case is judged by reading back, by qemu-img check, and by
  * qemu-img compare against a raw file written with the same data.
  * The image file's pwrite calls are logged through the linker's --wrap. */
@@ -142,6 +143,27 @@ static void test_backing_data_is_copied_zero_clusters_are_not(void **state)
     assert_image_is_model();
 }
 
+/* A write over several clusters that need new ones (empty, compressed)
+ * sends the whole clusters' data in one host write; one starting inside a
+ * cluster, cluster by cluster. */
+static void test_run_of_new_clusters_is_one_write(void **state)
+{
+    memset(model, 0, DISK);
+    memset(model, 0x11, CLUSTER);
+    memset(model + (3u << 20), 0x22, CLUSTER);
+    assert_int_equal(run("qemu-img create -q -f qcow2 %s 4M && qemu-io -f qcow2 -c 'write -P 0x11 0 64k' "
+                         "-c 'write -c -P 0x22 3M 64k' %s >/dev/null", img, img), 0);
+    struct blockdev *bd = open_image();
+    write_logged(bd, 1u << 20, 1u << 20, 10);
+    assert_int_equal(largest_write(), 1u << 20);
+    write_logged(bd, 3u << 20, 8 * CLUSTER, 11);            /* over the compressed cluster */
+    assert_int_equal(largest_write(), 8 * CLUSTER);
+    write_logged(bd, (2u << 20) + 4096, 4 * CLUSTER, 12);  /* inside a cluster: piece by piece */
+    assert_true(largest_write() <= CLUSTER);
+    blockdev_close(bd);
+    assert_image_is_model();
+}
+
 /* Extended L2 entries: only the written subclusters get data; the others
  * of the cluster stay unallocated (or zero), as QEMU leaves them. */
 static void test_subclusters(void **state)
@@ -178,6 +200,7 @@ int main(void)
         cmocka_unit_test(test_small_write_into_empty_cluster_writes_only_its_bytes),
         cmocka_unit_test(test_reused_cluster_reads_zero_around_new_bytes),
         cmocka_unit_test(test_backing_data_is_copied_zero_clusters_are_not),
+        cmocka_unit_test(test_run_of_new_clusters_is_one_write),
         cmocka_unit_test(test_subclusters),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
