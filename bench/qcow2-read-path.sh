@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The cost of qcow2 on the read path: 4 KiB reads at depth 16 through
+# The cost of qcow2 on the read path: 4 KiB and 1 MiB sequential reads at depth 16 through
 # `cowimg bench` on raw and on an allocated qcow2 holding the same data, and
 # `qemu-img bench` on both in each of its AIO modes (threads, io_uring, and
 # with O_DIRECT native Linux AIO) with the same cache mode. Page cache warm (cache=writeback), then O_DIRECT
@@ -15,7 +15,8 @@ build=${1:-build}
 cowimg="$build/src/tools/cowimg/cowimg"
 size_mb=${BENCH_SIZE_MB:-256}
 rounds=${BENCH_ROUNDS:-5}
-count=${BENCH_COUNT:-65536}
+count=${BENCH_COUNT:-65536}         # 4 KiB reads
+count_1m=${BENCH_COUNT_1M:-2048}    # 1 MiB reads (the image read 8 times over)
 source "$(dirname "$0")/lib.sh"
 scratch_dir
 head -c "${size_mb}M" /dev/urandom >"$dir/disk.raw"
@@ -23,8 +24,8 @@ qemu-img convert -f raw -O qcow2 "$dir/disk.raw" "$dir/disk.qcow2"
 cat "$dir/disk.raw" "$dir/disk.qcow2" >/dev/null
 
 # One cache mode: every tool and format once per round, the order alternating.
-run_mode() {  # cache mode (writeback|none)
-    local t=$1 args=(-c "$count" -d 16 -s 4k -t "$1")
+run_mode() {  # cache mode (writeback|none), request size, count
+    local t=$1 args=(-c "$3" -d 16 -s "$2" -t "$1")
     declare -A all=()
     local runs=("cowimg raw" "cowimg qcow2" "qemu-threads raw" "qemu-threads qcow2"
                 "qemu-io_uring raw" "qemu-io_uring qcow2")
@@ -66,8 +67,10 @@ run_mode() {  # cache mode (writeback|none)
         "$(ratio "${med["qemu-threads qcow2"]}" "${med["qemu-threads raw"]}")"
 }
 
-echo "4 KiB sequential reads, depth 16, $count requests, ${size_mb} MiB image, $(nproc) cores, medians of $rounds"
+echo "sequential reads, depth 16, ${size_mb} MiB image, $(nproc) cores, medians of $rounds"
 for t in writeback none; do
-    echo "cache=$t"
-    run_mode "$t"
+    echo "4 KiB x $count, cache=$t"
+    run_mode "$t" 4k "$count"
+    echo "1 MiB x $count_1m, cache=$t"
+    run_mode "$t" 1M "$count_1m"
 done

@@ -271,6 +271,16 @@ int qcow2_cache_update(struct qcow2 *s, struct qcow2_cache *c, uint8_t *table, u
     return 0;
 }
 
+bool qcow2_cache_dirty(const struct qcow2_cache *c)
+{
+    for (int i = 0; i < c->count; i++) {
+        if (c->entries[i].offset && c->entries[i].dirty) {
+            return true;
+        }
+    }
+    return false;
+}
+
 int qcow2_cache_flush(struct qcow2 *s, struct qcow2_cache *c, struct error *err)
 {
     for (int i = 0; i < c->count; i++) {

@@ -308,6 +308,8 @@ int qcow2_cache_get(struct qcow2 *s, struct qcow2_cache *c, uint64_t offset, boo
 int qcow2_cache_update(struct qcow2 *s, struct qcow2_cache *c, uint8_t *table, uint32_t start,
                        uint32_t len, bool writeback, struct error *err);
 int qcow2_cache_flush(struct qcow2 *s, struct qcow2_cache *c, struct error *err);
+/* Whether some cached table is dirty (not yet written). */
+bool qcow2_cache_dirty(const struct qcow2_cache *c);
 void qcow2_cache_discard(struct qcow2_cache *c, uint64_t offset);
 /* The cached table at offset, or NULL when it is not cached (no I/O). */
 uint8_t *qcow2_cache_peek(struct qcow2_cache *c, uint64_t offset);

@@ -287,6 +287,7 @@ static int write_host(struct qcow2 *s, uint64_t host, const void *buf, size_t le
  * so that they lie contiguously in the file (as QEMU places them). */
 struct cluster_run {
     uint64_t next, end;
+    uint64_t written;   /* clusters of the run below it already hold their data */
 };
 
 static int64_t take_cluster(struct qcow2 *s, struct cluster_run *run, struct error *err)
@@ -348,6 +349,87 @@ static void copied_subclusters(uint64_t bitmap, uint32_t *first_sc, uint32_t *la
     }
 }
 
+/* Whether [off, off+len) of bd reads as zeros by block status, through its chain. */
+static bool reads_as_zero(struct blockdev *bd, uint64_t off, uint64_t len)
+{
+    while (len > 0) {
+        struct block_status st;
+        if (blockdev_block_status(bd, off, len, &st, NULL) < 0 || st.len == 0 ||
+            !(st.flags & BDEV_STATUS_ZERO)) {
+            return false;
+        }
+        uint64_t n = st.len < len ? st.len : len;
+        off += n;
+        len -= n;
+    }
+    return true;
+}
+
+/* Whether [from, to) of the cluster at cluster_off reads as zeros without
+ * reading data: zero subclusters, or unallocated ones over a backing file
+ * whose block status says zeros there (or none). Plain entries only. */
+static bool reads_as_zero_unread(struct qcow2 *s, uint64_t cluster_off, uint64_t entry,
+                                 uint64_t bitmap, uint32_t from, uint32_t to)
+{
+    struct blockdev *backing = s->bd.backing;
+    uint32_t unalloc_from = to, unalloc_to = from;     /* the span the backing file shows in */
+    for (uint32_t pos = from; pos < to; pos = ((pos >> s->subcluster_bits) + 1) << s->subcluster_bits) {
+        enum qcow2_sc_type t = qcow2_sc_type(s, entry, bitmap, pos >> s->subcluster_bits);
+        if (t != QCOW2_SC_ZERO && t != QCOW2_SC_UNALLOCATED) {
+            return false;
+        }
+        if (t == QCOW2_SC_UNALLOCATED) {
+            uint32_t sc_end = ((pos >> s->subcluster_bits) + 1) << s->subcluster_bits;
+            unalloc_from = pos < unalloc_from ? pos : unalloc_from;
+            unalloc_to = sc_end < to ? sc_end : to;
+        }
+    }
+    uint64_t start = cluster_off + unalloc_from, end = cluster_off + unalloc_to;
+    if (!backing || unalloc_from >= unalloc_to || start >= backing->size) {
+        return true;
+    }
+    /* The backing file's lock is taken under ours, as read_backing does. */
+    return reads_as_zero(backing, start, (end < backing->size ? end : backing->size) - start);
+}
+
+/* Writes the new content of [start, end) of a cluster moving to (or
+ * rewritten at) new_host: the guest's bytes over [w_start, w_end), the old
+ * content around them. When the old content around reads as zeros, as
+ * QEMU's handle_alloc_space the range is zeroed on the host (past the end
+ * of the file: only the size grows) and only the guest's bytes are written,
+ * instead of a cluster-sized buffer mostly of zeros. */
+static int write_new_content(struct qcow2 *s, uint64_t cluster_off, uint64_t new_host,
+                             uint32_t start, uint32_t end, uint32_t w_start, uint32_t w_end,
+                             const uint8_t *buf, uint64_t entry, uint64_t bitmap,
+                             struct error *err)
+{
+    bool around = w_start > start || end > w_end;
+    if (around && reads_as_zero_unread(s, cluster_off, entry, bitmap, start, w_start) &&
+        reads_as_zero_unread(s, cluster_off, entry, bitmap, w_end, end) &&
+        !qcow2_overlaps_metadata(s, new_host + start, end - start)) {
+        hostfile_event(s->file, BLKDBG_CLUSTER_ALLOC_SPACE);
+        int ret = hostfile_zero_range(s->file, new_host + start, end - start, false);
+        if (ret < 0) {
+            return error_set_errno(err, ret, "Could not zero guest data at host offset 0x%"
+                                   PRIx64, new_host + start);
+        }
+        return write_host(s, new_host + w_start, buf, w_end - w_start, err);
+    }
+    uint8_t *data = around ? malloc(end - start) : (uint8_t *)buf;
+    if (!data) {
+        return error_set(err, -ENOMEM, "Out of memory for a copy-on-write of %u bytes", end - start);
+    }
+    int ret = around ? merge_old_content(s, cluster_off, start, end, w_start, w_end, buf, entry,
+                                         bitmap, data, err) : 0;
+    if (ret == 0) {
+        ret = write_host(s, new_host + start, data, end - start, err);
+    }
+    if (data != buf) {
+        free(data);
+    }
+    return ret;
+}
+
 static int write_in_cluster(struct qcow2 *s, uint64_t off, const uint8_t *buf, size_t len,
                             struct cluster_run *run, uint64_t *direct_host, struct error *err)
 {
@@ -403,24 +485,23 @@ static int write_in_cluster(struct qcow2 *s, uint64_t off, const uint8_t *buf, s
     }
     uint32_t start = whole ? 0 : first_sc << s->subcluster_bits;
     uint32_t end = whole ? s->cluster_size : (last_sc + 1) << s->subcluster_bits;
-    uint8_t *data = malloc(end - start);
-    ret = merge_old_content(s, cluster_off, start, end, w_start, w_end, buf, entry, bitmap, data,
-                            err);
     uint64_t new_host = host;
     bool allocated = false;
-    if (ret == 0 && !owned) {
+    if (!owned) {
         int64_t alloc = take_cluster(s, run, err);
         ret = alloc < 0 ? (int)alloc : 0;
         new_host = (uint64_t)alloc;
         allocated = ret == 0;
     }
-    if (ret == 0) {
-        ret = write_host(s, new_host + start, data, end - start, err);
+    bool written = allocated && new_host + s->cluster_size <= run->written && start == 0 &&
+                   w_start == 0 && w_end == s->cluster_size;
+    if (ret == 0 && !written) {
+        ret = write_new_content(s, cluster_off, new_host, start, end, w_start, w_end, buf, entry,
+                                bitmap, err);
     }
     if (ret == 0) {
         qcow2_order_note_target(s);    /* the L2 entry changed below must not land before it */
     }
-    free(data);
     if (ret < 0) {
         if (allocated) {
             qcow2_free_clusters(s, new_host, s->cluster_size, NULL);
@@ -441,6 +522,26 @@ static int write_in_cluster(struct qcow2 *s, uint64_t off, const uint8_t *buf, s
         return ret;
     }
     return release_old_mapping(s, entry, err);
+}
+
+/* The whole clusters a run of new clusters starts with get their data in
+ * one host write, before their pieces are mapped one by one (a 1 MiB
+ * allocating write was 16 writes). Every piece of the run takes the run's
+ * next cluster, so the k-th whole cluster's data is at the k-th cluster. */
+static int write_run_data(struct qcow2 *s, struct cluster_run *run, uint64_t off,
+                          const uint8_t *buf, size_t len, struct error *err)
+{
+    uint64_t whole = (uint64_t)len & ~s->cluster_mask;
+    uint64_t n = whole < run->end - run->next ? whole : run->end - run->next;
+    if (qcow2_offset_in_cluster(s, off) || n < 2 * (uint64_t)s->cluster_size) {
+        return 0;   /* one cluster goes out with its piece */
+    }
+    int ret = write_host(s, run->next, buf, n, err);
+    if (ret == 0) {
+        run->written = run->next + n;
+        qcow2_order_note_target(s);
+    }
+    return ret;
 }
 
 /* In-place data changes no metadata: it goes out unlocked, once the batch so
@@ -467,7 +568,7 @@ static int write_in_place(struct qcow2 *s, uint64_t host, const void *buf, size_
 int qcow2_write_at(struct qcow2 *s, uint64_t off, const void *buf, size_t len, struct error *err)
 {
     const uint8_t *p = buf;
-    struct cluster_run run = { 0, 0 };
+    struct cluster_run run = { 0, 0, 0 };
     pthread_mutex_lock(&s->lock);
     int ret = qcow2_prepare_write(s, err);
     qcow2_order_batch_begin(s);
@@ -483,7 +584,8 @@ int qcow2_write_at(struct qcow2 *s, uint64_t off, const void *buf, size_t len, s
             int64_t first = ret == 0 && count > 1 ? qcow2_alloc_clusters(s, count, err) : 0;
             ret = first < 0 ? (int)first : ret;
             if (first > 0) {
-                run = (struct cluster_run){ (uint64_t)first, (uint64_t)first + (count << s->cluster_bits) };
+                run = (struct cluster_run){ (uint64_t)first, (uint64_t)first + (count << s->cluster_bits), 0 };
+                ret = write_run_data(s, &run, off, p, len, err);
             }
         }
         if (ret == 0) {
@@ -619,22 +721,6 @@ static int write_zero_data(struct qcow2 *s, uint64_t off, uint64_t len, struct e
     return ret;
 }
 
-/* Whether [off, off+len) reads as zeros by block status, through the chain. */
-static bool reads_as_zero(struct qcow2 *s, uint64_t off, uint64_t len)
-{
-    while (len > 0) {
-        struct block_status st;
-        if (blockdev_block_status(&s->bd, off, len, &st, NULL) < 0 || st.len == 0 ||
-            !(st.flags & BDEV_STATUS_ZERO)) {
-            return false;
-        }
-        uint64_t n = st.len < len ? st.len : len;
-        off += n;
-        len -= n;
-    }
-    return true;
-}
-
 /* Zeroes a piece of one subcluster. As QEMU does, when the rest of the
  * subcluster already reads as zeros and holds no data, the whole subcluster
  * becomes a zero subcluster; otherwise zeros are written. */
@@ -643,7 +729,7 @@ static int zero_partial_subcluster(struct qcow2 *s, uint64_t off, uint64_t len, 
 {
     uint64_t start = off & ~((uint64_t)s->subcluster_size - 1);
     uint64_t end = start + s->subcluster_size < s->bd.size ? start + s->subcluster_size : s->bd.size;
-    if (reads_as_zero(s, start, off - start) && reads_as_zero(s, off + len, end - off - len)) {
+    if (reads_as_zero(&s->bd, start, off - start) && reads_as_zero(&s->bd, off + len, end - off - len)) {
         uint32_t sc = (uint32_t)(qcow2_offset_in_cluster(s, start) >> s->subcluster_bits);
         uint64_t entry, bitmap;
         pthread_mutex_lock(&s->lock);

@@ -37,9 +37,24 @@ void qcow2_order_note_target(struct qcow2 *s)
     s->unsynced_targets = true;
 }
 
+/* Raised refcounts left dirty in the cache within a batch are targets of
+ * the mapping about to be written: they go out first (under lazy refcounts
+ * they wait for close, and a crash is repaired on open). */
+static int write_raised_refcounts(struct qcow2 *s, struct error *err)
+{
+    if (s->lazy_refcounts || !qcow2_cache_dirty(&s->refblock_cache)) {
+        return 0;
+    }
+    s->unsynced_targets = true;
+    return qcow2_cache_flush(s, &s->refblock_cache, err);
+}
+
 int qcow2_order_before_mapping(struct qcow2 *s, struct error *err)
 {
-    int ret = s->unsynced_targets ? sync_file(s, err) : 0;
+    int ret = write_raised_refcounts(s, err);
+    if (ret == 0 && s->unsynced_targets) {
+        ret = sync_file(s, err);
+    }
     if (ret == 0) {
         s->unsynced_mappings = true;    /* the caller writes one now */
     }

@@ -37,8 +37,6 @@ static bool slots_ready(struct qcow2_zcache *z)
                   z->capacity);
         qcow2_cache_destroy(&z->slots);
         z->capacity = 0;
-    } else if (z->slots.count) {
-        qcow2_zcache_populate_start(z);
     }
     return z->slots.count > 0;
 }

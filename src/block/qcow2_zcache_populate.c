@@ -98,6 +98,12 @@ void qcow2_zcache_populate_start(struct qcow2_zcache *z)
 
 void qcow2_zcache_populate_note(struct qcow2_zcache *z, int i)
 {
+    /* Started once the fills have used a window's worth of fresh slots: a
+     * short run (a tool reading a few compressed clusters) pays for no
+     * thread, and for no memory populated ahead of fills that never come. */
+    if (!z->populate && (size_t)(z->slots.count - i) * z->slots.table_size > QCOW2_ZCACHE_POPULATE_AHEAD) {
+        qcow2_zcache_populate_start(z);
+    }
     struct qcow2_zcache_populate *p = z->populate;
     size_t want = p ? target(z, i) : 0;
     if (p && want < p->want_from) {

@@ -113,6 +113,8 @@ void cowio_drain(struct cowio *io);
 /* Buffers aligned for O_DIRECT (and misaligned on purpose with -m). */
 void *cowio_alloc(struct cowio *io, size_t len, int fill);
 void cowio_free(struct cowio *io, void *buf);
+/* Frees the buffer cowio_free keeps for reuse (at exit). */
+void cowio_free_spare(void);
 
 /* I/O with the open's semantics (io.c). */
 int cowio_do_read(struct cowio *io, uint64_t off, void *buf, size_t len);

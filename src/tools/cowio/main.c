@@ -219,6 +219,7 @@ int main(int argc, char **argv)
     if (io.bd) {
         cowio_close_image(&io);
     }
+    cowio_free_spare();
     free(cl.commands);
     return last_error < 0 ? 1 : 0;
 }

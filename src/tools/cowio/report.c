@@ -2,6 +2,7 @@
  * hex dumps, and the deferred reports of aio requests. */
 #include <ctype.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -151,11 +152,30 @@ void cowio_drain(struct cowio *io)
 #define BUF_ALIGN 4096
 #define MISALIGN_BY 16
 
+/* One freed buffer is kept for the next command: a trace of 128 KiB reads
+ * otherwise maps, faults in and unmaps each buffer (glibc serves blocks
+ * this large with mmap), which cost more than the reads. Aio commands
+ * allocate and free on their own threads. */
+static pthread_mutex_t spare_lock = PTHREAD_MUTEX_INITIALIZER;
+static void *spare;
+
+static void *take_spare(size_t size)
+{
+    pthread_mutex_lock(&spare_lock);
+    void *p = spare && malloc_usable_size(spare) >= size ? spare : NULL;
+    if (p) {
+        spare = NULL;
+    }
+    pthread_mutex_unlock(&spare_lock);
+    return p;
+}
+
 void *cowio_alloc(struct cowio *io, size_t len, int fill)
 {
     size_t extra = io->misalign ? MISALIGN_BY : 0;
-    void *p = NULL;
-    if (posix_memalign(&p, BUF_ALIGN, len + extra ? len + extra : 1) != 0) {
+    size_t size = len + extra ? len + extra : 1;
+    void *p = take_spare(size);
+    if (!p && posix_memalign(&p, BUF_ALIGN, size) != 0) {
         return NULL;
     }
     memset(p, fill, len + extra);
@@ -164,7 +184,24 @@ void *cowio_alloc(struct cowio *io, size_t len, int fill)
 
 void cowio_free(struct cowio *io, void *buf)
 {
-    if (buf) {
-        free((uint8_t *)buf - (io->misalign ? MISALIGN_BY : 0));
+    if (!buf) {
+        return;
     }
+    void *p = (uint8_t *)buf - (io->misalign ? MISALIGN_BY : 0);
+    pthread_mutex_lock(&spare_lock);
+    if (!spare || malloc_usable_size(spare) < malloc_usable_size(p)) {
+        void *smaller = spare;      /* the larger one serves more commands */
+        spare = p;
+        p = smaller;
+    }
+    pthread_mutex_unlock(&spare_lock);
+    free(p);
+}
+
+void cowio_free_spare(void)
+{
+    pthread_mutex_lock(&spare_lock);
+    free(spare);
+    spare = NULL;
+    pthread_mutex_unlock(&spare_lock);
 }
