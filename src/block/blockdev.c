@@ -724,6 +724,17 @@ int64_t blockdev_allocated_size(const struct blockdev *bd)
     return bd->drv->allocated_size ? bd->drv->allocated_size((struct blockdev *)bd) : -1;
 }
 
+void blockdev_file_discard_stats(const struct blockdev *bd, struct blockdev_discard_stats *out)
+{
+    struct hostfile *f = bd->file;
+    *out = (struct blockdev_discard_stats){ 0 };
+    if (f) {
+        out->nb_ok = __atomic_load_n(&f->discard_nb_ok, __ATOMIC_RELAXED);
+        out->nb_failed = __atomic_load_n(&f->discard_nb_failed, __ATOMIC_RELAXED);
+        out->bytes_ok = __atomic_load_n(&f->discard_bytes_ok, __ATOMIC_RELAXED);
+    }
+}
+
 bool blockdev_is_dirty(const struct blockdev *bd)
 {
     return bd->drv->is_dirty && bd->drv->is_dirty(bd);

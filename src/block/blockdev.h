@@ -177,6 +177,12 @@ const char *blockdev_backing_format(const struct blockdev *bd);
 bool blockdev_same_file(const struct blockdev *a, const struct blockdev *b);
 /* Bytes the image files occupy on the host (-1: unknown; qemu-img info "disk size"). */
 int64_t blockdev_allocated_size(const struct blockdev *bd);
+/* Discards the image's host file took (ok, bytes) and refused: QEMU's
+ * file node statistics (all zero for an image over no host file). */
+struct blockdev_discard_stats {
+    uint64_t nb_ok, nb_failed, bytes_ok;
+};
+void blockdev_file_discard_stats(const struct blockdev *bd, struct blockdev_discard_stats *out);
 /* The dirty bit: refcounts may be stale after a crash under lazy refcounts. */
 bool blockdev_is_dirty(const struct blockdev *bd);
 bool blockdev_can_compress(const struct blockdev *bd);

@@ -420,6 +420,18 @@ int hostfile_zero_range(struct hostfile *f, uint64_t off, uint64_t len, bool may
     return len == 0 ? 0 : counted(f, zero_range_uncounted(f, off, len, may_unmap));
 }
 
+int hostfile_discard(struct hostfile *f, uint64_t off, uint64_t len)
+{
+    int ret = hostfile_zero_range(f, off, len, true);
+    if (ret < 0) {
+        __atomic_add_fetch(&f->discard_nb_failed, 1, __ATOMIC_RELAXED);
+    } else if (len) {
+        __atomic_add_fetch(&f->discard_nb_ok, 1, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&f->discard_bytes_ok, len, __ATOMIC_RELAXED);
+    }
+    return ret;
+}
+
 int64_t hostfile_allocated_bytes(struct hostfile *f)
 {
     if (f->proto) {

@@ -54,6 +54,9 @@ struct hostfile {
      * once, so a retry would succeed over lost writes. As QEMU's
      * file-posix (page_cache_inconsistent), every later flush fails. */
     bool sync_failed;
+    /* Discards the file took or refused (hostfile_discard), as QEMU's
+     * file-posix counts them for query-blockstats. Atomic. */
+    uint64_t discard_nb_ok, discard_nb_failed, discard_bytes_ok;
 };
 
 /* A point of the format driver blkdebug rules may react to (BLKDBG_EVENT). */
@@ -111,6 +114,9 @@ int hostfile_truncate(struct hostfile *f, uint64_t size);
 int hostfile_allocate(struct hostfile *f, uint64_t off, uint64_t len, bool full);
 /* Makes a range read as zeros; may deallocate it. */
 int hostfile_zero_range(struct hostfile *f, uint64_t off, uint64_t len, bool may_unmap);
+/* A format driver gives a range back to the host (it reads as zeros
+ * after), counted as a discard. */
+int hostfile_discard(struct hostfile *f, uint64_t off, uint64_t len);
 /* Bytes of the host file system the file occupies. */
 int64_t hostfile_allocated_bytes(struct hostfile *f);
 /* Whether off starts data or a hole, and how long that run is (SEEK_DATA/HOLE). */

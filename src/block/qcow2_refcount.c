@@ -373,7 +373,7 @@ int qcow2_free_clusters(struct qcow2 *s, uint64_t offset, uint64_t len, struct e
     for (uint64_t ci = first; ci <= last; ci++) {
         uint64_t rc;
         if (qcow2_get_refcount(s, ci, &rc, NULL) == 0 && rc == 0) {
-            hostfile_zero_range(s->file, ci << s->cluster_bits, s->cluster_size, true);
+            hostfile_discard(s->file, ci << s->cluster_bits, s->cluster_size);
         }
     }
     return 0;

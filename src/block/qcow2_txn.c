@@ -599,7 +599,7 @@ static void switch_memory(struct qcow2 *s, struct qcow2_txn *t, const uint64_t *
         if (end > c) {
             uint64_t len = (end - c) << s->cluster_bits;
             qcow2_zcache_forget_range(s, c << s->cluster_bits, len);
-            hostfile_zero_range(s->file, c << s->cluster_bits, len, true);
+            hostfile_discard(s->file, c << s->cluster_bits, len);
             c = end;
         }
     }

@@ -116,6 +116,32 @@ static int check_file_child(struct block_node_table *t, json_t *args, const char
     return block_nodes_check_writer(t, t->nodes[i], user, "file", err);
 }
 
+static void name_implicit(struct block_node_table *t, char name[BLOCKDEV_NODE_NAME_MAX])
+{
+    snprintf(name, BLOCKDEV_NODE_NAME_MAX, "#block%03u", t->implicit_names++);
+}
+
+/* The names QEMU gives the nodes a blockdev-add creates without one, in
+ * the order it creates them: an inline "file" object's node, then for
+ * each backing layer the image's header names (when "backing" is not
+ * given) its file's node and its format node. */
+static void name_implicit_nodes(struct block_node_table *t, struct block_node *n, json_t *args)
+{
+    json_t *file = json_object_get(args, "file");
+    if (json_is_object(file) && !json_object_get(file, "node-name")) {
+        name_implicit(t, n->implicit_file);
+    }
+    if (json_object_get(args, "backing")) {
+        return;     /* a node named, or none (null) */
+    }
+    struct blockdev *bd = n->node.bd ? blockdev_backing(n->node.bd) : NULL;
+    for (; bd && n->backing_layers < BLOCK_NODE_BACKING_MAX; bd = blockdev_backing(bd)) {
+        struct block_node_layer_names *l = &n->backing[n->backing_layers++];
+        name_implicit(t, l->file);
+        name_implicit(t, l->format);
+    }
+}
+
 int block_nodes_add(struct block_node_table *t, json_t *args, struct error *err)
 {
     const char *name = json_string_value(json_object_get(args, "node-name"));
@@ -139,10 +165,7 @@ int block_nodes_add(struct block_node_table *t, json_t *args, struct error *err)
         return ret;
     }
     snprintf(n->name, sizeof(n->name), "%s", name);
-    json_t *file = json_object_get(args, "file");
-    if (json_is_string(json_object_get(file, "filename")) && !json_object_get(file, "node-name")) {
-        snprintf(n->implicit_file, sizeof(n->implicit_file), "#block%03u", t->implicit_names++);
-    }
+    name_implicit_nodes(t, n, args);
     n->options = json_deep_copy(args);
     t->nodes[t->count++] = n;
     return 0;

@@ -13,11 +13,26 @@
 
 #define BLOCK_NODES_MAX 64
 
+#define BLOCK_NODE_BACKING_MAX 16
+
+/* A backing layer QEMU opens from an image's header: a format node over
+ * the protocol node of its file, each named as QEMU names the nodes it
+ * creates ("#block007"). */
+struct block_node_layer_names {
+    char format[BLOCKDEV_NODE_NAME_MAX];
+    char file[BLOCKDEV_NODE_NAME_MAX];
+};
+
 struct block_node {
     char name[BLOCKDEV_NODE_NAME_MAX];
-    /* The protocol node an inline "file": {"filename": ...} opened, named
-     * as QEMU names nodes it creates ("#block007"; "": none). */
+    /* The protocol node an inline "file" object opened (a host file, an
+     * NBD export, ...), named as QEMU names nodes it creates ("#block007";
+     * "": none). */
     char implicit_file[BLOCKDEV_NODE_NAME_MAX];
+    /* The layers of the image's own backing chain (no "backing" given),
+     * nearest first: node.bd's blockdev_backing chain. */
+    struct block_node_layer_names backing[BLOCK_NODE_BACKING_MAX];
+    int backing_layers;
     struct blockdev_added node;     /* the open image and what blockdev-add asked */
     json_t *options;                /* as added: what a parent naming it opens */
     char device[128];               /* the QOM path of the device using it ("": none) */

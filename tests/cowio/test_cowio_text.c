@@ -12,8 +12,8 @@
 
 #include <cmocka.h>
 
-#include "tools/cowio/cowio.h"
-#include "tools/cowio/info_dump.h"
+#include "qemu_io/qemu_io.h"
+#include "qemu_io/info_dump.h"
 #include "block/blockdev.h"
 
 static void test_cvtnum(void **state)

@@ -3,7 +3,8 @@
 # inherited listening socket serves the export (nbdinfo, nbdcopy), side by
 # side with qemu-nbd; the same refusals in the same words (program name
 # aside): -k or -p with activation (-b is refused alike), more than one socket; a passed fd
-# that is no listening socket is a clear error. With systemd-socket-activate
+# that is no listening socket, or none at all, is a clear error; a socket
+# shut down under a running cownbd ends it (no busy loop). With systemd-socket-activate
 # (package systemd) the real activator too.
 . "$TESTS_DIR/lib.sh"
 . "$TESTS_DIR/cownbd/nbd.inc.sh"
@@ -56,6 +57,23 @@ out=$(timeout 10 $ACTIVATE "$TMP/f.sock" file "$COWNBD" -f raw "$img" 2>&1)
 rc=$?
 check_eq "a passed fd that is a file: a clear error" \
     "1 cownbd: Failed to use socket activation: fd 3: Socket operation on non-socket" "$rc ${out//$COWNBD/cownbd}"
+
+out=$(timeout 10 $ACTIVATE "$TMP/c.sock" closed "$COWNBD" -f raw "$img" 2>&1)
+check_eq "LISTEN_FDS=1 with no fd 3: a clear error" \
+    "1 cownbd: Socket activation failed: invalid file descriptor fd = 3: Bad file descriptor" "$? ${out//$COWNBD/cownbd}"
+
+# The manager shuts the passed socket down while cownbd waits on it: poll
+# then says "ready" forever and accept fails each time. cownbd must end
+# with a message, not spin (qemu-nbd 7.2 spins: no comparison). Its CPU
+# time is a second, loose check (a busy loop on a loaded machine may get
+# little of a core; the exit is what decides).
+out=$(timeout 10 $ACTIVATE "$TMP/s.sock" shutdown "$COWNBD" -f raw "$img" 2>&1)
+rc=$?
+check_eq "a listening socket shut down under cownbd: it exits with a clear error" \
+    "1 cownbd: The listening socket can no longer accept clients (it was shut down)" \
+    "$rc $(grep -v '^cpu ' <<<"${out//$COWNBD/cownbd}")"
+cpu=$(sed -n 's/^cpu //p' <<<"$out")
+check_eq "... and uses under 0.5 s of CPU meanwhile (used $cpu s)" yes "$(awk -v c="$cpu" 'BEGIN { print (c != "" && c < 0.5) ? "yes" : "no" }')"
 
 if command -v systemd-socket-activate >/dev/null; then
     sock=$TMP/sd.sock

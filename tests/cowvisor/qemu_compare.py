@@ -54,16 +54,18 @@ def ask(f, cmd):
     return ask_args(f, cmd, {})
 
 
-def start_pair(stub, tmp, machine="pc"):
+def start_pair(stub, tmp, machine="pc", outputs=(None, None)):
     """qemu-system-x86_64 -M machine (TCG, paused, no default devices) and
     cowvisor's QMP server on the stub machine, both negotiated: returns the
     processes and their sockets (QEMU's, ours). Their standard output (HMP
-    qemu-io's text goes there) stays out of the test's TAP stream."""
+    qemu-io's text goes there) stays out of the test's TAP stream: it goes
+    to the files outputs names (QEMU's, ours), or nowhere."""
+    out = [open(path, "w") if path else subprocess.DEVNULL for path in outputs]
     qemu = subprocess.Popen([
         "qemu-system-x86_64", "-M", machine, "-accel", "tcg", "-S", "-display", "none", "-nodefaults",
         "-m", "256", "-serial", "null", "-qmp", f"unix:{tmp}/qemu.sock,server=on,wait=off"],
-        stdout=subprocess.DEVNULL)
-    ours = subprocess.Popen([stub, f"unix:{tmp}/cow.sock,server,nowait"], stdout=subprocess.DEVNULL)
+        stdout=out[0])
+    ours = subprocess.Popen([stub, f"unix:{tmp}/cow.sock,server,nowait"], stdout=out[1])
     q, c = connect(f"{tmp}/qemu.sock"), connect(f"{tmp}/cow.sock")
     ask_args(q, "qmp_capabilities", {})
     ask_args(c, "qmp_capabilities", {})

@@ -42,7 +42,7 @@ def steps(image):
         ("device_del", {"id": ANON}),
         ("device_del", {"id": ANON}),
         ("device_del", {"id": "/machine/peripheral/vd1"}),
-    ] + detect_zeroes_steps(image)
+    ] + detect_zeroes_steps(image) + backing_chain_steps(image)
 
 
 def qemu_io(node, command):
@@ -74,6 +74,23 @@ def detect_zeroes_steps(image):
     ]
 
 
+def backing_chain_steps(image):
+    """A node over an image with a backing file (d over base): QEMU opens
+    the backing layer as a format node over a file node, both named
+    "#blockNNN"; query-blockstats nests them under the device as
+    "backing" (and "parent"), query-nodes lists each."""
+    d = image.replace("a.qcow2", "d.qcow2")
+    return [
+        ("blockdev-add", {"driver": "qcow2", "node-name": "bk", "file": {"driver": "file", "filename": d}}),
+        ("query-named-block-nodes", {"flat": True}),
+        ("query-named-block-nodes", {}),
+        ("device_add", {"driver": BLK, "id": "vd2", "drive": "bk"}),
+        ("query-blockstats", {}),
+        ("query-blockstats", {"query-nodes": True}),
+        ("device_del", {"id": "vd2"}),
+    ]
+
+
 def image_map(path):
     """qemu-img map of an image, whether each range has a host offset in
     place of the offset itself (allocation order may differ)."""
@@ -84,7 +101,8 @@ def image_map(path):
 
 # What each side's answer is compared on: the members that say what the
 # device is and what it uses (sizes on disk and timings differ by nature).
-INSERTED = ("node-name", "drv", "ro", "file", "backing_file_depth", "detect_zeroes", "encrypted", "cache")
+INSERTED = ("node-name", "drv", "ro", "file", "backing_file", "backing_file_depth", "detect_zeroes", "encrypted",
+            "cache")
 IMAGE = ("filename", "format", "virtual-size", "cluster-size")
 
 
@@ -107,8 +125,9 @@ def blockstats(b):
     if "driver-specific" in b:
         out["driver-specific"] = sorted(b["driver-specific"])
     out["stats"] = {k: v for k, v in b["stats"].items() if k != "wr_highest_offset"}
-    if "parent" in b:
-        out["parent"] = blockstats(b["parent"])
+    for child in ("parent", "backing"):
+        if child in b:
+            out[child] = blockstats(b[child])
     return out
 
 
@@ -141,8 +160,10 @@ def main():
     tmp = tempfile.mkdtemp()
     for side in ("q", "c"):
         os.mkdir(f"{tmp}/{side}")
-        for name in ("a", "b", "c"):
+        for name in ("a", "b", "c", "base"):
             subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", f"{tmp}/{side}/{name}.qcow2", "16M"], check=True)
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2",
+                        f"{tmp}/{side}/d.qcow2"], check=True)
     procs, q, c = start_pair(sys.argv[1], tmp)
     # Each side works on its own image; the answers are compared scrubbed.
     rq = [scrub(normalize(cmd, ask_args(q, cmd, args)), f"{tmp}/q") for cmd, args in steps(f"{tmp}/q/a.qcow2")]

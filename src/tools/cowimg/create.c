@@ -1,11 +1,14 @@
 /* cowimg create, and the image creation convert shares with it. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "block/blockdev.h"
 #include "cowimg.h"
+#include "util/log.h"
 #include "util/size.h"
 
 /* The options each format accepts, in the order -o help lists them. */
@@ -339,6 +342,28 @@ static int detect_backing_format(struct create_request *req, struct error *err)
     return 0;
 }
 
+/* The target after the format's checks failed, as qemu-img leaves it:
+ * its qcow2 driver creates (or truncates) the file before it checks the
+ * format's values (cluster size, version, preallocation, ...) and deletes
+ * it when one is wrong, a file that was there before too; its raw driver
+ * truncates the file before refusing preallocation=metadata and leaves it
+ * empty. cowimg checks first; the outcome is made the same. Failures
+ * before the "Formatting" line (options, backing file, size) leave the
+ * file alone in both. */
+static void leave_target_as_qemu_img(const struct create_request *req, const struct create_plan *p)
+{
+    if (strcmp(req->format, "qcow2") == 0) {
+        if (unlink(req->filename) < 0 && errno != ENOENT) {
+            log_warn("could not delete '%s': %s", req->filename, strerror(errno));
+        }
+    } else if (p->prealloc == PREALLOC_METADATA) {
+        int fd = open(req->filename, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd >= 0) {
+            close(fd);
+        }
+    }
+}
+
 static int do_create(struct create_request *req, struct error *err)
 {
     struct create_plan plan = {0};
@@ -379,6 +404,7 @@ static int do_create(struct create_request *req, struct error *err)
     print_formatting_line(req, &plan);
     ret = check_plan(req, &plan, err);
     if (ret < 0) {
+        leave_target_as_qemu_img(req, &plan);
         return ret;
     }
     if (strcmp(req->format, "qcow2") == 0) {

@@ -158,6 +158,19 @@ static int parse_args(int argc, char **argv, struct cmdline *cl, const char *nam
     return optind;
 }
 
+static int quit_f(struct cowio *io, int argc, char **argv)
+{
+    io->quit = true;
+    return 0;
+}
+
+static const struct cowio_cmd quit_cmd = {
+    .name = "quit", .altname = "q", .func = quit_f, .argmin = -1, .argmax = -1,
+    .global = true, .no_drain = true, .oneline = "exit the program",
+};
+
+static const struct cowio_cmd *const program_cmds[] = { &quit_cmd, NULL };
+
 /* Reads commands after a prompt until quit or end of input. */
 static int interactive(struct cowio *io)
 {
@@ -184,6 +197,8 @@ int main(int argc, char **argv)
     const char *name = basename(argv[0]);
     struct cmdline cl = { .open.writethrough = true };
     struct cowio io = { 0 };
+    cowio_add_commands(program_cmds);
+    cowio_add_commands(cowio_file_cmds);
 
     int first = parse_args(argc, argv, &cl, name);
     if (first < 0) {

@@ -186,9 +186,51 @@ static int install_signals(void)
     return 0;
 }
 
+/* The listening socket is ready (or broken): a client is started, or a
+ * passing failure waits a little. A socket that can no longer accept (shut
+ * down or closed by whoever passed it, an error) ends the server with a
+ * message: polling it again would return at once, forever (a busy loop). */
+static int accept_client(struct server *srv, int listen_fd, short revents)
+{
+    if (revents & (POLLHUP | POLLERR | POLLNVAL)) {
+        /* A listening socket hangs up only once shut down; accept then
+         * fails (or finds nothing) every time. */
+        cownbd_error("The listening socket can no longer accept clients (%s)",
+                     revents & POLLNVAL ? "it was closed" : revents & POLLHUP ? "it was shut down" : "socket error");
+        return -1;
+    }
+    int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd >= 0) {
+        start_client(srv, fd);
+        return 0;
+    }
+    switch (errno) {
+    case EINTR:
+    case EAGAIN:
+    case ECONNABORTED:
+    case EPROTO:
+        return 0;
+    case EMFILE:
+    case ENFILE:
+    case ENOBUFS:
+    case ENOMEM:
+        /* Out of descriptors or memory for now: try again once clients leave. */
+        log_warn("accept failed: %s", strerror(errno));
+        poll(&(struct pollfd){ .fd = wake_pipe[0], .events = POLLIN }, 1, 100);
+        return 0;
+    default:
+        cownbd_error("Failed to accept a client on the listening socket: %s", strerror(errno));
+        return -1;
+    }
+}
+
 int cownbd_serve(int listen_fd, const struct nbd_export *exp, const struct cownbd_opts *o)
 {
     struct server srv = { .exp = exp, .opts = o };
+    int rc = 0;
+    /* A wake-up with no client left (it went away, or an error is all
+     * there is) must not block in accept: the loop has signals to see. */
+    fcntl(listen_fd, F_SETFL, fcntl(listen_fd, F_GETFL) | O_NONBLOCK);
     pthread_mutex_init(&srv.lock, NULL);
     if (install_signals() < 0) {
         return 1;
@@ -212,18 +254,14 @@ int cownbd_serve(int listen_fd, const struct nbd_export *exp, const struct cownb
         if (pfd[0].revents) {
             drain_wake_pipe();
         }
-        if (pfd[1].revents & POLLIN) {
-            int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
-            if (fd >= 0) {
-                start_client(&srv, fd);
-            } else if (errno != EINTR && errno != EAGAIN && errno != ECONNABORTED) {
-                log_warn("accept failed: %s", strerror(errno));
-            }
+        if (pfd[1].revents && accept_client(&srv, listen_fd, pfd[1].revents) < 0) {
+            rc = 1;
+            break;
         }
     }
     stop_all_clients(&srv);
     pthread_mutex_destroy(&srv.lock);
     close(wake_pipe[0]);
     close(wake_pipe[1]);
-    return 0;
+    return rc;
 }

@@ -68,11 +68,13 @@ static const char *detect_zeroes_name(struct blockdev *bd)
 static json_t *device_info(const struct disk_layer *layers, int n, int k, const char *name, bool ro, bool flat)
 {
     const struct disk_layer *l = &layers[k];
+    /* QEMU counts the depth only where it lists the chain (not flat), and
+     * names the backing node's file, not the name the header records. */
     json_t *o = json_pack("{s:s,s:s,s:b,s:s,s:i,s:b,s:s}", "file", l->filename, "node-name", name, "ro",
-                          ro || k > 0, "drv", l->format, "backing_file_depth", n - k - 1, "encrypted", 0,
-                          "detect_zeroes", detect_zeroes_name(l->bd));
+                          ro || k > 0, "drv", l->format, "backing_file_depth", flat ? 0 : n - k - 1, "encrypted",
+                          0, "detect_zeroes", detect_zeroes_name(l->bd));
     if (l->backing_filename) {
-        json_object_set_new(o, "backing_file", json_string(l->backing_filename));
+        json_object_set_new(o, "backing_file", json_string(k + 1 < n ? layers[k + 1].filename : l->backing_filename));
     }
     /* No I/O throttling: QEMU reports the limits as 0. */
     static const char *const limits[] = { "bps", "bps_rd", "bps_wr", "iops", "iops_rd", "iops_wr" };
@@ -148,46 +150,83 @@ void qmp_query_block(struct qmp_server *s, json_t *args, struct qmp_reply *r)
     r->ret = list;
 }
 
-/* BlockDeviceInfo of a blockdev-add node (with an image: not a backup's
- * target, whose image the job has). */
-static json_t *node_info(const struct block_node *node, bool flat)
+/* The image chain of a blockdev-add node: its image, then the backing
+ * layers it opened. */
+static int node_layers(const struct block_node *node, struct disk_layer layers[MAX_LAYERS])
 {
-    struct disk_layer layers[MAX_LAYERS];
     int n = 0;
     for (struct blockdev *bd = node->node.bd; bd && n < MAX_LAYERS; bd = blockdev_backing(bd)) {
         layers[n++] = (struct disk_layer){ blockdev_filename(bd), blockdev_format(bd), blockdev_backing_filename(bd),
                                            blockdev_size(bd), blockdev_cluster_size(bd), bd };
     }
+    return n;
+}
+
+static json_t *node_cache(const struct block_node *node)
+{
+    return json_pack("{s:b,s:b,s:b}", "no-flush", node->node.no_flush, "direct", node->node.direct, "writeback", 1);
+}
+
+/* BlockDeviceInfo of a blockdev-add node (with an image: not a backup's
+ * target, whose image the job has). */
+static json_t *node_info(const struct block_node *node, bool flat)
+{
+    struct disk_layer layers[MAX_LAYERS];
+    int n = node_layers(node, layers);
     json_t *o = device_info(layers, n, 0, node->name, blockdev_is_read_only(node->node.bd), flat);
     /* A protocol node (file, nbd) is raw over its file here: QEMU names its driver. */
     json_object_set_new(o, "drv", json_string(node->node.driver));
     json_object_set_new(json_object_get(o, "image"), "format", json_string(node->node.driver));
-    json_object_set_new(o, "cache", json_pack("{s:b,s:b,s:b}", "no-flush", node->node.no_flush, "direct",
-                                              node->node.direct, "writeback", 1));
+    json_object_set_new(o, "cache", node_cache(node));
     return o;
 }
 
-/* The protocol node of an inline "file" (QEMU's implicit "#blockNNN"):
- * the host file itself, its size the file's. */
+/* A protocol node QEMU names itself ("#blockNNN"): the host file (or
+ * export) of one of the node's images, its size the file's. */
+static json_t *file_node_info(const struct block_node *node, const char *name, const char *driver,
+                              const char *filename, bool ro)
+{
+    struct stat st = { 0 };
+    stat(filename, &st);
+    /* QEMU counts a file's length in whole sectors. */
+    uint64_t size = ((uint64_t)st.st_size + 511) & ~511ull;
+    struct disk_layer l = { filename, driver, NULL, size, 0, NULL };
+    json_t *o = device_info(&l, 1, 0, name, ro, true);
+    json_object_set_new(o, "cache", node_cache(node));
+    return o;
+}
+
+/* The protocol node of an inline "file" object. */
 static json_t *implicit_file_info(const struct block_node *node)
 {
     json_t *file = json_object_get(node->options, "file");
     const char *driver = json_string_value(json_object_get(file, "driver"));
     const char *filename = json_string_value(json_object_get(file, "filename"));
-    struct stat st = { 0 };
-    stat(filename, &st);
-    /* QEMU counts a file's length in whole sectors. */
-    uint64_t size = ((uint64_t)st.st_size + 511) & ~511ull;
-    struct disk_layer l = { filename, driver ? driver : "file", NULL, size, 0, NULL };
-    json_t *o = device_info(&l, 1, 0, node->implicit_file, blockdev_is_read_only(node->node.bd), true);
-    json_object_set_new(o, "cache", json_pack("{s:b,s:b,s:b}", "no-flush", node->node.no_flush, "direct",
-                                              node->node.direct, "writeback", 1));
-    return o;
+    return file_node_info(node, node->implicit_file, driver ? driver : "file",
+                          filename ? filename : blockdev_filename(node->node.bd),
+                          blockdev_is_read_only(node->node.bd));
 }
 
-/* blockdev-add's nodes, newest first as QEMU lists them, each followed by
- * the file node it created (made just before it); the layers their images
- * open below them have no names of their own here. */
+/* The backing layers the node's image opened, deepest first (QEMU's newest
+ * first), each its format node then its file's node: read-only. */
+static void append_backing_layers(const struct block_node *node, json_t *list, bool flat)
+{
+    struct disk_layer layers[MAX_LAYERS];
+    int n = node_layers(node, layers);
+    for (int k = node->backing_layers; k >= 1; k--) {
+        if (k >= n) {
+            continue;   /* the chain is shorter than when it was added */
+        }
+        json_t *o = device_info(layers, n, k, node->backing[k - 1].format, true, flat);
+        json_object_set_new(o, "cache", node_cache(node));
+        json_array_append_new(list, o);
+        json_array_append_new(list, file_node_info(node, node->backing[k - 1].file, "file", layers[k].filename, true));
+    }
+}
+
+/* blockdev-add's nodes, newest first as QEMU lists them: each node's
+ * backing layers (opened after it), the node, then the file node it
+ * created (made just before it). */
 static void append_added_nodes(struct qmp_server *s, json_t *list, bool flat)
 {
     struct block_node_table *t = machine_block_nodes(s->m);
@@ -196,6 +235,7 @@ static void append_added_nodes(struct qmp_server *s, json_t *list, bool flat)
         if (!node->node.bd) {
             continue;           /* a backup's target: the job has its image */
         }
+        append_backing_layers(node, list, flat);
         json_array_append_new(list, node_info(node, flat));
         if (node->implicit_file[0]) {
             json_array_append_new(list, implicit_file_info(node));
@@ -259,34 +299,43 @@ static json_t *stats_json(const struct machine_disk_stats *device)
     return o;
 }
 
-/* A file node's own statistics (file-posix's discard counters; this
- * library sends a node no discard of its own). */
-static json_t *file_driver_stats(const char *driver)
+/* A file node's own statistics: file-posix's discard counters, of the
+ * host file under bd (the image stored in it). */
+static json_t *file_driver_stats(const char *driver, const struct blockdev *bd)
 {
     if (strcmp(driver, "file") && strcmp(driver, "host_device")) {
         return NULL;
     }
-    return json_pack("{s:s,s:i,s:i,s:i}", "driver", driver, "discard-nb-ok", 0, "discard-nb-failed", 0,
-                     "discard-bytes-ok", 0);
+    struct blockdev_discard_stats d = { 0 };
+    if (bd) {
+        blockdev_file_discard_stats(bd, &d);
+    }
+    return json_pack("{s:s,s:I,s:I,s:I}", "driver", driver, "discard-nb-ok", (json_int_t)d.nb_ok,
+                     "discard-nb-failed", (json_int_t)d.nb_failed, "discard-bytes-ok", (json_int_t)d.bytes_ok);
+}
+
+/* BlockStats of a node without a device (no request counted there, as in
+ * QEMU: zeros), with its driver's own when it has some. */
+static json_t *plain_node_stats(const char *name, const char *driver, const struct blockdev *bd)
+{
+    json_t *o = json_pack("{s:s,s:o}", "node-name", name, "stats", stats_json(NULL));
+    json_t *specific = file_driver_stats(driver, bd);
+    if (specific) {
+        json_object_set_new(o, "driver-specific", specific);
+    }
+    return o;
 }
 
 static json_t *added_node_stats(struct block_node_table *t, const struct block_node *n);
 
 /* BlockStats of the node a blockdev-add node stores its data in (QEMU's
  * "parent"): its inline file (named "#blockNNN") or the node it names as
- * "file"; NULL: none (a protocol node). No request is counted below the
- * device, as in QEMU: zeros. */
+ * "file"; NULL: none (a protocol node). */
 static json_t *file_child_stats(struct block_node_table *t, const struct block_node *n)
 {
     if (n->implicit_file[0]) {
-        json_t *file = json_object_get(n->options, "file");
-        const char *driver = json_string_value(json_object_get(file, "driver"));
-        json_t *o = json_pack("{s:s,s:o}", "node-name", n->implicit_file, "stats", stats_json(NULL));
-        json_t *specific = file_driver_stats(driver ? driver : "file");
-        if (specific) {
-            json_object_set_new(o, "driver-specific", specific);
-        }
-        return o;
+        const char *driver = json_string_value(json_object_get(json_object_get(n->options, "file"), "driver"));
+        return plain_node_stats(n->implicit_file, driver ? driver : "file", n->node.bd);
     }
     for (int i = 0; n->node.file_child[0] && i < t->count; i++) {
         if (!strcmp(t->nodes[i]->name, n->node.file_child)) {
@@ -299,11 +348,7 @@ static json_t *file_child_stats(struct block_node_table *t, const struct block_n
 /* A blockdev-add node's BlockStats at node level (query-nodes, and below a device). */
 static json_t *added_node_stats(struct block_node_table *t, const struct block_node *n)
 {
-    json_t *o = json_pack("{s:s,s:o}", "node-name", n->name, "stats", stats_json(NULL));
-    json_t *specific = file_driver_stats(n->node.driver);
-    if (specific) {
-        json_object_set_new(o, "driver-specific", specific);
-    }
+    json_t *o = plain_node_stats(n->name, n->node.driver, n->node.bd);
     json_t *parent = file_child_stats(t, n);
     if (parent) {
         json_object_set_new(o, "parent", parent);
@@ -311,8 +356,28 @@ static json_t *added_node_stats(struct block_node_table *t, const struct block_n
     return o;
 }
 
+/* Backing layer k (1: the nearest) of a node's image: its format node
+ * with its file's node as "parent"; at device level (blk_level) the
+ * layers below as "backing", as QEMU nests them. NULL: no such layer. */
+static json_t *backing_layer_stats(const struct block_node *n, int k, bool blk_level)
+{
+    struct disk_layer layers[MAX_LAYERS];
+    int count = node_layers(n, layers);
+    if (k > n->backing_layers || k >= count) {
+        return NULL;
+    }
+    json_t *o = plain_node_stats(n->backing[k - 1].format, layers[k].format, layers[k].bd);
+    json_object_set_new(o, "parent", plain_node_stats(n->backing[k - 1].file, "file", layers[k].bd));
+    json_t *below = blk_level ? backing_layer_stats(n, k + 1, true) : NULL;
+    if (below) {
+        json_object_set_new(o, "backing", below);
+    }
+    return o;
+}
+
 /* query-nodes: every blockdev-add node in the order QEMU made them (an
- * inline file just before its parent). */
+ * inline file just before its parent, the backing layers after it, each
+ * layer's file before its format node). */
 static void append_added_node_stats(struct qmp_server *s, json_t *list)
 {
     struct block_node_table *t = machine_block_nodes(s->m);
@@ -324,7 +389,29 @@ static void append_added_node_stats(struct qmp_server *s, json_t *list)
             json_array_append(list, parent);
         }
         json_array_append_new(list, node);
+        json_t *layer;
+        for (int k = 1; (layer = backing_layer_stats(n, k, false)); k++) {
+            json_array_append(list, json_object_get(layer, "parent"));
+            json_array_append_new(list, layer);
+        }
     }
+}
+
+/* A machine disk's backing layers at device level: nested "backing"
+ * entries (its layers have no file node of their own here). */
+static json_t *disk_backing_stats(int disk, int k, int n)
+{
+    if (k >= n) {
+        return NULL;
+    }
+    char name[48];
+    node_name(name, sizeof(name), disk, k);
+    json_t *o = json_pack("{s:s,s:o}", "node-name", name, "stats", stats_json(NULL));
+    json_t *below = disk_backing_stats(disk, k + 1, n);
+    if (below) {
+        json_object_set_new(o, "backing", below);
+    }
+    return o;
 }
 
 /* The guest's requests are counted per device: its entry has them; every
@@ -340,6 +427,7 @@ void qmp_query_blockstats(struct qmp_server *s, json_t *args, struct qmp_reply *
         struct disk_layer layers[MAX_LAYERS];
         bool ro;
         int n = machine_disk_chain(s->m, i, layers, MAX_LAYERS, &ro);
+        int depth = n;
         n = nodes || n < 0 ? n : 1;     /* ejected disks: none */
         for (int k = 0; k < n; k++) {
             struct machine_disk_stats st = { .idle_ns = -1 };
@@ -351,6 +439,10 @@ void qmp_query_blockstats(struct qmp_server *s, json_t *args, struct qmp_reply *
             if (!nodes) {
                 json_object_set_new(o, "device", json_string(name));
                 json_object_set_new(o, "qdev", qdev_path(i));
+                json_t *backing = disk_backing_stats(i, 1, depth);
+                if (backing) {
+                    json_object_set_new(o, "backing", backing);
+                }
             }
             json_array_append_new(list, o);
         }
@@ -369,6 +461,10 @@ void qmp_query_blockstats(struct qmp_server *s, json_t *args, struct qmp_reply *
         json_t *parent = node ? file_child_stats(machine_block_nodes(s->m), node) : NULL;
         if (parent) {
             json_object_set_new(o, "parent", parent);
+        }
+        json_t *backing = node ? backing_layer_stats(node, 1, true) : NULL;
+        if (backing) {
+            json_object_set_new(o, "backing", backing);
         }
         json_array_append_new(list, o);
     }

@@ -13,22 +13,14 @@
 #include "machine/block_nodes.h"
 #include "qmp_migration.h"
 
-/* Text built with open_memstream; CRLF line ends added by hmp_text. */
-struct hmp_out {
-    char *buf;
-    size_t len;
-    FILE *f;
-};
-
-static void out_open(struct hmp_out *o)
+void qmp_hmp_out_open(struct hmp_out *o)
 {
     o->buf = NULL;
     o->len = 0;
     o->f = open_memstream(&o->buf, &o->len);
 }
 
-/* The reply: each \n becomes \r\n. */
-static json_t *out_close(struct hmp_out *o)
+json_t *qmp_hmp_out_close(struct hmp_out *o)
 {
     if (!o->f) {
         return json_string("out of memory\r\n");
@@ -323,7 +315,7 @@ static const struct {
 void qmp_hmp_info(struct qmp_server *s, const char *what, int cpu, struct qmp_reply *r)
 {
     struct hmp_out o;
-    out_open(&o);
+    qmp_hmp_out_open(&o);
     if (!o.f) {
         r->ret = json_string("out of memory\r\n");
         return;
@@ -343,13 +335,13 @@ void qmp_hmp_info(struct qmp_server *s, const char *what, int cpu, struct qmp_re
     } else {
         infos[i].fn(s, o.f);
     }
-    r->ret = out_close(&o);
+    r->ret = qmp_hmp_out_close(&o);
 }
 
 void qmp_hmp_help(struct qmp_reply *r)
 {
     struct hmp_out o;
-    out_open(&o);
+    qmp_hmp_out_open(&o);
     if (o.f) {
         fprintf(o.f, "cont|c  -- resume emulation\n"
                      "delvm tag -- delete a VM snapshot from its tag\n"
@@ -360,5 +352,5 @@ void qmp_hmp_help(struct qmp_reply *r)
                      "savevm [tag] -- save a VM snapshot. If no tag is provided, a new snapshot is created\n"
                      "stop|s  -- stop emulation\n");
     }
-    r->ret = out_close(&o);
+    r->ret = qmp_hmp_out_close(&o);
 }

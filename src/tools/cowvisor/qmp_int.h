@@ -4,6 +4,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "qmp.h"
@@ -131,6 +132,16 @@ extern const struct qmp_arg qmp_hmp_args[];
  * -1 for all. */
 void qmp_hmp_info(struct qmp_server *s, const char *what, int cpu, struct qmp_reply *r);
 void qmp_hmp_help(struct qmp_reply *r);
+/* An HMP reply's text, built with stdio (open_memstream). */
+struct hmp_out {
+    char *buf;
+    size_t len;
+    FILE *f;
+};
+void qmp_hmp_out_open(struct hmp_out *o);
+/* The reply: each \n becomes \r\n, as HMP's lines end. */
+json_t *qmp_hmp_out_close(struct hmp_out *o);
+
 /* qemu-io DEVICE "COMMAND" (rest: what follows "qemu-io", modified). */
 void qmp_hmp_qemu_io(struct qmp_server *s, char *rest, struct qmp_reply *r);
 extern const struct qmp_arg qmp_snapshot_save_args[], qmp_snapshot_delete_args[], qmp_job_id_args[];

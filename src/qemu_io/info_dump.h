@@ -1,6 +1,6 @@
 /* Prints a JSON object the way qemu prints format-specific image data. */
-#ifndef TOOLS_COWIO_INFO_DUMP_H
-#define TOOLS_COWIO_INFO_DUMP_H
+#ifndef QEMU_IO_INFO_DUMP_H
+#define QEMU_IO_INFO_DUMP_H
 
 #include <stdbool.h>
 #include <stdio.h>

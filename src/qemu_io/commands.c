@@ -6,19 +6,28 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tools/cowio/cowio.h"
+#include "qemu_io/qemu_io.h"
 
-static const struct cowio_cmd *const *const tables[] = {
-    cowio_core_cmds, cowio_read_cmds, cowio_write_cmds, cowio_misc_cmds, cowio_file_cmds,
-};
-
+#define MAX_TABLES 8
 #define MAX_COMMANDS 64
+
+static const struct cowio_cmd *const *tables[MAX_TABLES] = {
+    cowio_core_cmds, cowio_read_cmds, cowio_write_cmds, cowio_misc_cmds,
+};
+static size_t n_tables = 4;
+
+void cowio_add_commands(const struct cowio_cmd *const *table)
+{
+    if (n_tables < MAX_TABLES) {
+        tables[n_tables++] = table;
+    }
+}
 
 /* All commands sorted by name, as help lists them. */
 static int sorted_commands(const struct cowio_cmd **out)
 {
     int n = 0;
-    for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++) {
+    for (size_t t = 0; t < n_tables; t++) {
         for (const struct cowio_cmd *const *c = tables[t]; *c && n < MAX_COMMANDS; c++) {
             int i = n++;
             while (i > 0 && strcmp(out[i - 1]->name, (*c)->name) > 0) {
@@ -168,21 +177,10 @@ static int help_f(struct cowio *io, int argc, char **argv)
     return 0;
 }
 
-static int quit_f(struct cowio *io, int argc, char **argv)
-{
-    io->quit = true;
-    return 0;
-}
-
 static const struct cowio_cmd help_cmd = {
     .name = "help", .altname = "?", .func = help_f, .argmin = 0, .argmax = 1,
     .global = true, .no_drain = true, .args = "[command]",
     .oneline = "help for one or all commands",
 };
 
-static const struct cowio_cmd quit_cmd = {
-    .name = "quit", .altname = "q", .func = quit_f, .argmin = -1, .argmax = -1,
-    .global = true, .no_drain = true, .oneline = "exit the program",
-};
-
-const struct cowio_cmd *const cowio_core_cmds[] = { &help_cmd, &quit_cmd, NULL };
+const struct cowio_cmd *const cowio_core_cmds[] = { &help_cmd, NULL };

@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "tools/cowio/info_dump.h"
+#include "qemu_io/info_dump.h"
 
 static void skip_space(const char **p)
 {

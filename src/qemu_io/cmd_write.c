@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tools/cowio/cowio.h"
+#include "qemu_io/qemu_io.h"
 
 /* ---- write ---- */
 

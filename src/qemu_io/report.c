@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tools/cowio/cowio.h"
+#include "qemu_io/qemu_io.h"
 
 const char *cowio_progname = "qemu-io";
 

@@ -12,8 +12,8 @@
 
 #include "block/blkdebug.h"
 #include "block/blockdev.h"
-#include "tools/cowio/cowio.h"
-#include "tools/cowio/info_dump.h"
+#include "qemu_io/qemu_io.h"
+#include "qemu_io/info_dump.h"
 
 static int flush_f(struct cowio *io, int argc, char **argv)
 {
@@ -123,7 +123,7 @@ static int info_f(struct cowio *io, int argc, char **argv)
     printf("vm state offset: %s\n", s2);
     if (json && strcmp(json, "{}") != 0) {
         printf("Format specific information:\n");
-        info_dump_json_tree(stdout, json, 1);
+        info_dump_json_tree(io->monitor ? io->monitor : stdout, json, 1);
     }
     free(json);
     return 0;

@@ -9,7 +9,7 @@
 
 #include "block/blkdebug.h"
 #include "block/blockdev.h"
-#include "tools/cowio/cowio.h"
+#include "qemu_io/qemu_io.h"
 
 struct cowio_aio {
     struct cowio_aio *next;
