@@ -31,7 +31,7 @@ build_objects() {
     export work here
     export cflags_str="${cflags[*]}"
     printf '%s\n' "$here"/src/util/*.c "$here"/src/block/*.c "$here"/src/state/*.c "$here"/src/nbd/*.c \
-        "$here"/src/virtio/*.c "$here"/src/vmm/*.c "$here"/src/hw/*.c "$here"/src/replay/*.c |
+        "$here"/src/virtio/*.c "$here"/src/vmm/*.c "$here"/src/hw/*.c "$here"/src/replay/*.c "$here"/src/qemu_io/*.c |
         xargs -P "$(nproc)" -I{} bash -c 'cflags=($cflags_str); compile_one "$1"' _ {}
 }
 

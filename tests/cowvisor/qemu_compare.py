@@ -97,6 +97,20 @@ def compare_steps(q, c, steps, normalize):
     return failed
 
 
+def report_steps(steps, rq, rc, what="as QEMU"):
+    """A TAP line per (command, arguments) of steps: whether QEMU's
+    normalized reply (rq) and cowvisor's (rc) agree; returns the failures."""
+    failed = 0
+    for i, (cmd, args) in enumerate(steps, 1):
+        same = rq[i - 1] == rc[i - 1]
+        print(("ok" if same else "not ok") + f" {i} - {cmd} {json.dumps(args)[:60]}: {what}")
+        if not same:
+            print(f"# QEMU:     {json.dumps(rq[i - 1])[:1500]}")
+            print(f"# cowvisor: {json.dumps(rc[i - 1])[:1500]}")
+        failed += not same
+    return failed
+
+
 def kind(v):
     return {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer",
             float: "number", type(None): "null"}[type(v)]

@@ -19,7 +19,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from qemu_compare import ask_args, start_pair, stop_pair  # noqa: E402
+from qemu_compare import ask_args, report_steps, start_pair, stop_pair  # noqa: E402
 
 BLK = "virtio-blk-pci"
 ANON = "/machine/peripheral-anon/device[0]"
@@ -170,14 +170,7 @@ def main():
     rc = [scrub(normalize(cmd, ask_args(c, cmd, args)), f"{tmp}/c") for cmd, args in steps(f"{tmp}/c/a.qcow2")]
     maps = [(image_map(f"{tmp}/q/{n}.qcow2"), image_map(f"{tmp}/c/{n}.qcow2")) for n in ("b", "c")]
     print(f"1..{len(rq) + len(maps)}")
-    failed = 0
-    for i, (cmd, args) in enumerate(steps("DIR/a.qcow2"), 1):
-        same = rq[i - 1] == rc[i - 1]
-        print(("ok" if same else "not ok") + f" {i} - {cmd} {json.dumps(args)[:60]}: as QEMU")
-        if not same:
-            print(f"# QEMU:     {json.dumps(rq[i - 1])[:1500]}")
-            print(f"# cowvisor: {json.dumps(rc[i - 1])[:1500]}")
-        failed += not same
+    failed = report_steps(steps("DIR/a.qcow2"), rq, rc)
     for i, (mq, mc) in enumerate(maps, len(rq) + 1):
         print(("ok" if mq == mc else "not ok") + f" {i} - the map of the image a detect-zeroes node wrote: as QEMU's")
         if mq != mc:

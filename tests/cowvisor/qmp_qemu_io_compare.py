@@ -17,7 +17,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from qemu_compare import ask_args, start_pair, stop_pair  # noqa: E402
+from qemu_compare import ask_args, report_steps, start_pair  # noqa: E402
 
 COMMANDS = [
     "write -P 0x5a 0 128k", "read -P 0x5a 0 64k", "read -P 0x11 0 512", "read -v 65536 48",
@@ -78,14 +78,7 @@ def main():
     oq, oc = output(f"{tmp}/q.out", f"{tmp}/q"), output(f"{tmp}/c.out", f"{tmp}/c")
     shutil.rmtree(tmp, ignore_errors=True)
     print(f"1..{len(rq) + 1}")
-    failed = 0
-    for i, (cmd, args) in enumerate(steps("DIR/a.qcow2"), 1):
-        same = rq[i - 1] == rc[i - 1]
-        print(("ok" if same else "not ok") + f" {i} - {cmd} {json.dumps(args)[:60]}: the monitor's reply as QEMU's")
-        if not same:
-            print(f"# QEMU:     {json.dumps(rq[i - 1])[:1500]}")
-            print(f"# cowvisor: {json.dumps(rc[i - 1])[:1500]}")
-        failed += not same
+    failed = report_steps(steps("DIR/a.qcow2"), rq, rc, "the monitor's reply as QEMU's")
     same = oq == oc
     print(("ok" if same else "not ok") + f" {len(rq) + 1} - what the {len(COMMANDS)} qemu-io commands printed"
           f" ({len(oq)} lines): as QEMU's")
