@@ -16,8 +16,6 @@
  * guest stopped there until it runs here, the discards of every page not
  * yet sent included). Usage: postcopy_latency [memory-MiB] [faults] */
 #include <errno.h>
-#include <setjmp.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +25,7 @@
 #include <unistd.h>
 
 #include "../tests/machine/bare_machine.h"
+#include "../tests/migration/view_reader.h"
 #include "migration/migration.h"
 
 struct result {
@@ -73,53 +72,6 @@ static void fill(struct machine *m)
     }
 }
 
-/* The self-fetching reader: a SIGBUS on the view returns to the read's
- * sigsetjmp with the address, as KVM_RUN returns -EFAULT to a vCPU. */
-static __thread sigjmp_buf *volatile miss_jmp;   /* volatile: the handler reads it */
-static __thread volatile uintptr_t miss_addr;
-static struct sigaction other_sigbus;     /* the machine's own (guest_memory_fault.c) */
-
-static void on_sigbus(int sig, siginfo_t *si, void *uc)
-{
-    if (miss_jmp) {
-        miss_addr = (uintptr_t)si->si_addr;
-        siglongjmp(*miss_jmp, 1);
-    }
-    if (other_sigbus.sa_flags & SA_SIGINFO) {
-        other_sigbus.sa_sigaction(sig, si, uc);     /* not ours */
-        return;
-    }
-    signal(sig, SIG_DFL);
-    raise(sig);
-}
-
-/* After the machines: they install their own handler, which gets what is not ours. */
-static void catch_misses(void)
-{
-    struct sigaction sa = { .sa_sigaction = on_sigbus, .sa_flags = SA_SIGINFO | SA_NODEFER };
-    struct sigaction old;
-    sigaction(SIGBUS, &sa, &old);
-    if (old.sa_sigaction != on_sigbus) {
-        other_sigbus = old;
-    }
-}
-
-/* One byte of gpa through the view, fetching the page on a miss. */
-static uint8_t read_self(struct migration_dest *d, volatile uint8_t *view, uint64_t gpa)
-{
-    sigjmp_buf env;
-    if (sigsetjmp(env, 1)) {
-        miss_jmp = NULL;
-        if (migration_dest_fetch(d, gpa + (miss_addr - (uintptr_t)view)) < 0) {
-            return 0;
-        }
-    }
-    miss_jmp = &env;
-    uint8_t v = *view;
-    miss_jmp = NULL;
-    return v;
-}
-
 static bool resident(void *page)
 {
     unsigned char v = 0;
@@ -138,9 +90,9 @@ static void touch(struct machine *m, struct migration_dest *self, uint64_t want,
             res->skipped++;
             continue;
         }
-        uint8_t *view = self ? migration_dest_view(self, gpa) : NULL;
+        unsigned fetched = 0;
         uint64_t t0 = now_ns();
-        uint8_t v = view ? read_self(self, view + 100, gpa) : p[100];
+        uint8_t v = self ? (uint8_t)view_read(self, gpa + 100, &fetched) : p[100];
         lat[res->faults++] = now_ns() - t0;
         res->wrong += v != (uint8_t)(gpa / 4096 % 251 + 1);
     }
@@ -188,7 +140,7 @@ static int run(bool preempt, bool self, uint64_t memory, uint64_t want, struct r
         if (self && !migration_dest_view(d, 0)) {
             fprintf(stderr, "postcopy_latency: no self-fetch view (see the log): the fault thread serves all\n");
         }
-        catch_misses();
+        view_reader_install();
         touch(b, self ? d : NULL, want, lat, res);
         ret = migration_source_wait(s, &err);
     }

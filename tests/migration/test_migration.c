@@ -34,6 +34,7 @@
 #include "util/log.h"
 #include "virtio/virtio_mmio.h"
 #include "virtio/virtio_rng.h"
+#include "view_reader.h"
 
 #define MEMORY (32ull << 20)
 #define RANGE_BASE (4ull << 20)
@@ -890,6 +891,80 @@ static void test_postcopy_preempt(void **state)
     run_free(&r);
 }
 
+/* A vCPU of the destination fetching its own pages: it reads every page
+ * through the self-fetch view while the background stream is held to
+ * 4 MB/s, so most reads miss and ask for their page themselves. Each page
+ * read is the source's (nothing lost, nothing stale, none placed twice
+ * with other bytes), and the migration completes with the same RAM. */
+struct view_check {
+    struct run *r;
+    unsigned fetched, wrong, unreadable;
+    uint64_t first_gpa, last_gpa;
+    int done;       /* atomic */
+};
+
+static void *view_check_main(void *opaque)
+{
+    struct view_check *c = opaque;
+    for (uint64_t gpa = c->first_gpa; gpa < c->last_gpa; gpa += 4096) {
+        const uint8_t *want = guest_memory_ptr(&c->r->a->vm.mem, gpa, 4096);    /* the stopped source's */
+        int v = view_read(c->r->d, gpa + 7, &c->fetched);
+        c->unreadable += v < 0;
+        c->wrong += v >= 0 && v != want[7];
+    }
+    __atomic_store_n(&c->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+static void postcopy_with_view(struct run *r, int fds[2], int ch[2])
+{
+    struct error err = { 0 };
+    run_init(r, &bare_config, 0);
+    scribble(r->a);
+    r->p.postcopy_ram = r->p.postcopy_preempt = true;
+    r->p.converge.downtime_limit_ms = 1;
+    r->p.max_postcopy_bandwidth = 4ull << 20;
+    r->src.channel_fd = ch[0];
+    struct migration_hooks sh = src_hooks(&r->src), dh = dst_hooks(&r->dst);
+    sh.open_channel = preset_channel;
+    assert_int_equal(migration_dest_start(&r->d, r->b, fds[1], &dh, &err), 0);
+    assert_int_equal(migration_dest_add_channel(r->d, ch[1], &err), 0);
+    assert_int_equal(migration_source_start(&r->s, r->a, fds[0], &r->p, &sh, &err), 0);
+    assert_int_equal(migration_source_start_postcopy(r->s, &err), 0);
+    for (int i = 0; i < 2000 && !r->dst.starts; i++) {
+        struct timespec ts = { 0, 10000000 };
+        nanosleep(&ts, NULL);
+    }
+    assert_true(r->dst.starts > 0);
+    view_reader_install();
+}
+
+static void test_postcopy_self_fetch(void **state)
+{
+    int fds[2], ch[2];
+    struct run r;
+    socket_pair(fds);
+    socket_pair(ch);
+    postcopy_with_view(&r, fds, ch);
+    if (!migration_dest_view(r.d, 0)) {
+        skip();     /* the kernel refused a SIGBUS userfaultfd: the fault thread serves every miss */
+    }
+    struct view_check c = { .r = &r, .first_gpa = 0, .last_gpa = MEMORY };
+    view_check_main(&c);
+    run_wait(&r);
+    if (r.sret < 0 || r.dret < 0) {
+        fail_msg("post-copy failed: source: %s; destination: %s", r.serr.msg, r.derr.msg);
+    }
+    assert_int_equal(c.unreadable, 0);
+    assert_int_equal(c.wrong, 0);
+    assert_true(c.fetched > 0);
+    assert_true(r.ds.postcopy_requests >= c.fetched / 2);   /* a fetch of a page that came meanwhile sends none */
+    assert_same_ram(r.a, r.b);
+    print_message("self-fetch: %u of %u pages fetched by the reader, %llu requests\n", c.fetched,
+                  (unsigned)(MEMORY / 4096), (unsigned long long)r.ds.postcopy_requests);
+    run_free(&r);
+}
+
 /* Waits (at most 20 s) until both sides report st. */
 static void wait_both(struct run *r, enum migration_status st)
 {
@@ -965,6 +1040,41 @@ static void test_postcopy_recover(void **state)
     uint8_t *pa = guest_memory_ptr(&r.a->vm.mem, 0, RANGE_BASE), *pb = guest_memory_ptr(&r.b->vm.mem, 0, RANGE_BASE);
     assert_memory_equal(pa, pb, RANGE_BASE);
     assert_true(same_device(r.a, r.b, "uart"));
+    run_free(&r);
+}
+
+/* A vCPU fetching its own page when the connection breaks: its request
+ * is lost with the old connection, it waits through the pause, asks again
+ * after the recovery and reads the source's bytes. */
+static void test_postcopy_self_fetch_recover(void **state)
+{
+    struct run r;
+    int fds[2], again[2];
+    struct error err = { 0 };
+    pthread_t t;
+    postcopy_cut(&r, fds);
+    if (!migration_dest_view(r.d, 0)) {
+        skip();
+    }
+    view_reader_install();
+    /* Past the range the destination's guest writes: the source's bytes. */
+    struct view_check c = { .r = &r, .first_gpa = RANGE_BASE + RANGE_PAGES * 4096ull, .last_gpa = MEMORY };
+    assert_int_equal(pthread_create(&t, NULL, view_check_main, &c), 0);
+    struct timespec ts = { 0, 200000000 };
+    nanosleep(&ts, NULL);
+    assert_int_equal(__atomic_load_n(&c.done, __ATOMIC_ACQUIRE), 0);     /* waiting on a page while paused */
+    socket_pair(again);
+    assert_int_equal(migration_dest_resume(r.d, again[1], &err), 0);
+    assert_int_equal(migration_source_resume(r.s, again[0], &err), 0);
+    pthread_join(t, NULL);
+    run_wait(&r);
+    if (r.sret < 0 || r.dret < 0) {
+        fail_msg("recovery failed: source: %s; destination: %s", r.serr.msg, r.derr.msg);
+    }
+    assert_int_equal(c.unreadable, 0);
+    assert_int_equal(c.wrong, 0);
+    assert_true(c.fetched > 0);
+    assert_no_stale_page(r.b);
     run_free(&r);
 }
 
@@ -1264,9 +1374,11 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_postcopy_socketpair),
         cmocka_unit_test(test_postcopy_tcp),
         cmocka_unit_test(test_postcopy_preempt),
+        cmocka_unit_test(test_postcopy_self_fetch),
         cmocka_unit_test(test_postcopy_discards_all_stale),
         cmocka_unit_test(test_postcopy_paused_given_up),
         cmocka_unit_test(test_postcopy_recover),
+        cmocka_unit_test(test_postcopy_self_fetch_recover),
         cmocka_unit_test(test_postcopy_dest_error_fails_source),
         cmocka_unit_test(test_return_path_bitmap_bytes),
         cmocka_unit_test(test_postcopy_needs_capability),
