@@ -218,8 +218,15 @@ int migration_dest_fetch(struct migration_dest *d, uint64_t gpa)
     }
 }
 
+/* A vCPU whose KVM_RUN failed on a page missing from the view. */
+static int vcpu_fetch(void *opaque, uint64_t gpa)
+{
+    return migration_dest_fetch(opaque, gpa);
+}
+
 /* The view, when the kernel allows it: without one the fault thread
- * serves every miss, as before. */
+ * serves every miss, as before. On a KVM VM the vCPUs' slots move onto
+ * it (guest_memory_view.c). */
 static void open_view(struct migration_dest *d)
 {
     struct selffetch *sf = NULL;
@@ -229,6 +236,23 @@ static void open_view(struct migration_dest *d)
         return;
     }
     __atomic_store_n(&d->sf, sf, __ATOMIC_RELEASE);
+    if (d->mem->vm_fd < 0) {
+        return;         /* bare machine: threads reach the view by migration_dest_view */
+    }
+    if (selffetch_give_to_kvm(sf, d->mem, &err) < 0) {
+        log_info("post-copy: the vCPUs fault through the fault thread: %s", err.msg);
+        return;
+    }
+    guest_memory_set_fetch(d->mem, vcpu_fetch, d);
+}
+
+/* Post-copy is over (or given up): the view is ordinary memory again. */
+static void release_view(struct migration_dest *d)
+{
+    if (d->sf) {
+        guest_memory_set_fetch(d->mem, NULL, NULL);
+        selffetch_release(d->sf);
+    }
 }
 
 /* ---- disks ---- */
@@ -638,6 +662,11 @@ static void *dest_main(void *opaque)
     if (ret == 0) {
         ret = join_loader(d);
     }
+    if (ret == 0) {
+        /* It places pages (requested twice, all here by now) through d->pc:
+         * it stops before d->pc goes, or it may find it NULL. */
+        stop_preempt(d);
+    }
     pthread_mutex_lock(&d->lock);
     struct postcopy_dest *pc = d->pc;
     if (pc) {
@@ -653,11 +682,8 @@ static void *dest_main(void *opaque)
     }
     pthread_mutex_unlock(&d->lock);
     if (ret == 0) {
-        stop_preempt(d);            /* it places pages: before their home goes */
         postcopy_dest_stop(pc);
-        if (d->sf) {
-            selffetch_release(d->sf);
-        }
+        release_view(d);
     } else if (pc) {
         error_prefix(&d->err, "post-copy broke off (the guest here lacks pages and cannot go on)");
     }
@@ -807,6 +833,7 @@ void migration_dest_free(struct migration_dest *d)
     stop_preempt(d);
     postcopy_dest_stop(d->pc);
     d->pc = NULL;
+    release_view(d);
     selffetch_close(d->sf);
     join_loader(d);
     if (d->preempt_fd >= 0) {

@@ -35,6 +35,7 @@ struct selffetch {
     uint32_t stopping;      /* atomic */
     uint32_t kicks;         /* atomic: recoveries, after which waiters ask again */
     uint8_t *zero;          /* a zero page, for pages known to be zero */
+    bool given;             /* the views belong to guest memory now (KVM's slots map them) */
 };
 
 static int sigbus_uffd(struct error *err)
@@ -87,7 +88,7 @@ void selffetch_close(struct selffetch *sf)
         return;
     }
     selffetch_release(sf);
-    for (int i = 0; i < sf->mem->count; i++) {
+    for (int i = 0; i < sf->mem->count && !sf->given; i++) {
         if (sf->view[i]) {
             munmap(sf->view[i], sf->mem->regions[i].size);
         }
@@ -122,6 +123,15 @@ int selffetch_open(struct selffetch **out, const struct guest_memory *mem, struc
     }
     *out = sf;
     return 0;
+}
+
+int selffetch_give_to_kvm(struct selffetch *sf, struct guest_memory *mem, struct error *err)
+{
+    if (!guest_memory_kvm_reports_faults(mem)) {
+        return error_set(err, -ENOTSUP, "KVM does not say where its faults are (KVM_CAP_MEMORY_FAULT_INFO)");
+    }
+    sf->given = true;       /* from the first slot moved on: unmapped with guest memory */
+    return guest_memory_slots_on_view(mem, sf->view, err);
 }
 
 uint8_t *selffetch_view(const struct selffetch *sf, int region)

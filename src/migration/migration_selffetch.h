@@ -12,6 +12,10 @@ struct selffetch;
  * a SIGBUS-mode userfaultfd; -ENOTSUP (or the kernel's error) when it
  * cannot: post-copy then goes on with the fault thread alone. */
 int selffetch_open(struct selffetch **out, const struct guest_memory *mem, struct error *err);
+/* A KVM VM: its memory slots move onto the views (the vCPUs paused), and
+ * guest memory owns them from then on. -ENOTSUP when KVM cannot say which
+ * page a vCPU missed: the vCPUs keep the main mapping (the fault thread). */
+int selffetch_give_to_kvm(struct selffetch *sf, struct guest_memory *mem, struct error *err);
 /* Where region's view starts. */
 uint8_t *selffetch_view(const struct selffetch *sf, int region);
 /* Sleeps until bit page of bits (the received pages) is set: 0, -EAGAIN
