@@ -13,9 +13,9 @@
  * puts them in the memfd's page cache), which both mappings share: a page
  * is placed once whoever asked, and the view's next access finds it. */
 #include "migration/migration_selffetch.h"
+#include "migration/migration_int.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <linux/userfaultfd.h>
@@ -37,30 +37,6 @@ struct selffetch {
     uint8_t *zero;          /* a zero page, for pages known to be zero */
     bool given;             /* the views belong to guest memory now (KVM's slots map them) */
 };
-
-static int sigbus_uffd(struct error *err)
-{
-    int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-#ifdef USERFAULTFD_IOC_NEW
-    if (fd < 0 && (errno == EPERM || errno == ENOSYS)) {
-        int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-        if (dev >= 0) {
-            fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
-            close(dev);
-        }
-    }
-#endif
-    if (fd < 0) {
-        return error_set_errno(err, -errno, "userfaultfd for the self-fetch view");
-    }
-    struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_SIGBUS };
-    if (ioctl(fd, UFFDIO_API, &api) < 0) {
-        int e = -errno;
-        close(fd);
-        return error_set_errno(err, e, "UFFDIO_API with UFFD_FEATURE_SIGBUS");
-    }
-    return fd;
-}
 
 static int map_views(struct selffetch *sf, struct error *err)
 {
@@ -113,7 +89,7 @@ int selffetch_open(struct selffetch **out, const struct guest_memory *mem, struc
         return error_set(err, -ENOMEM, "out of memory");
     }
     sf->zero = memset(zero, 0, GUEST_PAGE_SIZE);
-    int ret = sf->uffd = sigbus_uffd(err);
+    int ret = sf->uffd = mig_uffd_open(UFFD_FEATURE_SIGBUS, err);
     if (ret >= 0) {
         ret = map_views(sf, err);
     }

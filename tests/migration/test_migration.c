@@ -916,6 +916,19 @@ static void *view_check_main(void *opaque)
     return NULL;
 }
 
+/* The migration completes, and the reader fetched pages and read each
+ * as the source has it. */
+static void assert_view_check_ends_well(struct view_check *c, const char *what)
+{
+    run_wait(c->r);
+    if (c->r->sret < 0 || c->r->dret < 0) {
+        fail_msg("%s failed: source: %s; destination: %s", what, c->r->serr.msg, c->r->derr.msg);
+    }
+    assert_int_equal(c->unreadable, 0);
+    assert_int_equal(c->wrong, 0);
+    assert_true(c->fetched > 0);
+}
+
 static void postcopy_with_view(struct run *r, int fds[2], int ch[2])
 {
     struct error err = { 0 };
@@ -951,13 +964,7 @@ static void test_postcopy_self_fetch(void **state)
     }
     struct view_check c = { .r = &r, .first_gpa = 0, .last_gpa = MEMORY };
     view_check_main(&c);
-    run_wait(&r);
-    if (r.sret < 0 || r.dret < 0) {
-        fail_msg("post-copy failed: source: %s; destination: %s", r.serr.msg, r.derr.msg);
-    }
-    assert_int_equal(c.unreadable, 0);
-    assert_int_equal(c.wrong, 0);
-    assert_true(c.fetched > 0);
+    assert_view_check_ends_well(&c, "post-copy");
     assert_true(r.ds.postcopy_requests >= c.fetched / 2);   /* a fetch of a page that came meanwhile sends none */
     assert_same_ram(r.a, r.b);
     print_message("self-fetch: %u of %u pages fetched by the reader, %llu requests\n", c.fetched,
@@ -1067,13 +1074,7 @@ static void test_postcopy_self_fetch_recover(void **state)
     assert_int_equal(migration_dest_resume(r.d, again[1], &err), 0);
     assert_int_equal(migration_source_resume(r.s, again[0], &err), 0);
     pthread_join(t, NULL);
-    run_wait(&r);
-    if (r.sret < 0 || r.dret < 0) {
-        fail_msg("recovery failed: source: %s; destination: %s", r.serr.msg, r.derr.msg);
-    }
-    assert_int_equal(c.unreadable, 0);
-    assert_int_equal(c.wrong, 0);
-    assert_true(c.fetched > 0);
+    assert_view_check_ends_well(&c, "recovery");
     assert_no_stale_page(r.b);
     run_free(&r);
 }
