@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Post-copy page-fault latency, fault to the faulting thread running again,
 # on bare machines (runs without /dev/kvm): requested pages on the main
-# stream against the preempt channel, with the bulk stream running; p50,
+# stream against the preempt channel against self-fetch (the faulting
+# thread asks for its own page: UFFD_FEATURE_SIGBUS view), with the bulk stream running; p50,
 # p99, max and postcopy-blocktime (bench/postcopy_latency.c). QEMU's peer
 # needs a KVM guest for post-copy: bench/migration.sh runs it side by side
 # where /dev/kvm exists; here QEMU's best published figure is printed for

@@ -162,6 +162,16 @@ void migration_dest_stats(struct migration_dest *d, struct migration_stats *out)
 /* A further connection for this migration (post-copy preempt): taken over.
  * -EBUSY when it has one already. */
 int migration_dest_add_channel(struct migration_dest *d, int fd, struct error *err);
+/* Post-copy's self-fetch view (migration_selffetch.c): guest RAM mapped a
+ * second time, where a missing page fails at once (SIGBUS in a user-space
+ * thread, KVM_RUN -EFAULT in a vCPU whose slots use it) instead of waiting
+ * for the fault thread. gpa's address there, NULL without a view (not in
+ * post-copy, or the kernel refused). */
+uint8_t *migration_dest_view(struct migration_dest *d, uint64_t gpa);
+/* The calling thread missed gpa on the view: asks the source itself and
+ * sleeps until the page is here (0; the access can be retried), or until
+ * post-copy ends without it (-ECANCELED: the view reads zeros then). */
+int migration_dest_fetch(struct migration_dest *d, uint64_t gpa);
 /* Post-copy paused: goes on over fd (QMP migrate-recover's connection). */
 int migration_dest_resume(struct migration_dest *d, int fd, struct error *err);
 int migration_dest_wait(struct migration_dest *d, struct error *err);

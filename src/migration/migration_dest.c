@@ -7,6 +7,7 @@
  * migration_postcopy.c. A truncated or corrupt stream fails with the
  * reason and the guest never runs. */
 #include "migration/migration_int.h"
+#include "migration/migration_selffetch.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -40,6 +41,8 @@ struct migration_dest {
     struct page_bits has_data;      /* pages that may hold non-zero bytes here */
     struct page_bits received;
     struct postcopy_dest *pc;
+    struct selffetch *sf;           /* post-copy's self-fetch view (set once, under lock), NULL: none */
+    uint64_t self_requests;         /* atomic: pages asked for by the threads that missed them */
     bool disks_taken;               /* the images are ours now (activated) */
     struct mig_disk_rx *disk_rx;    /* overlay-only disks: what arrived */
     int preempt_fd;                 /* post-copy preempt: the second connection (under lock), -1: none */
@@ -162,7 +165,94 @@ static int place_postcopy(void *opaque, uint64_t gpa, const uint8_t *data, struc
 {
     struct migration_dest *d = opaque;
     count_page(d, !data);
-    return postcopy_dest_place(d->pc, gpa, data, err);
+    int ret = postcopy_dest_place(d->pc, gpa, data, err);
+    if (ret == 0 && d->sf) {
+        selffetch_placed(d->sf);
+    }
+    return ret;
+}
+
+/* ---- self-fetch (migration_selffetch.c) ---- */
+
+uint8_t *migration_dest_view(struct migration_dest *d, uint64_t gpa)
+{
+    struct selffetch *sf = __atomic_load_n(&d->sf, __ATOMIC_ACQUIRE);
+    int region;
+    uint64_t page;
+    if (!sf || !mig_page_index(d->mem, gpa, &region, &page)) {
+        return NULL;
+    }
+    return selffetch_view(sf, region) + page * GUEST_PAGE_SIZE;
+}
+
+int migration_dest_fetch(struct migration_dest *d, uint64_t gpa)
+{
+    struct selffetch *sf = __atomic_load_n(&d->sf, __ATOMIC_ACQUIRE);
+    int region;
+    uint64_t page;
+    gpa &= ~(GUEST_PAGE_SIZE - 1);
+    if (!sf || !mig_page_index(d->mem, gpa, &region, &page)) {
+        return -EINVAL;
+    }
+    for (;;) {
+        struct error err = { 0 };
+        if (bitmap_test(d->received.bits[region], page)) {
+            /* Here (the view's next access finds it) or known zero. */
+            int ret = selffetch_fill_zero(sf, region, page, &err);
+            if (ret < 0) {
+                log_warn("post-copy: %s", err.msg);
+            }
+            return ret;
+        }
+        struct mig_rp_msg msg = { .type = MIG_RP_PAGE_REQ, .arg = gpa };
+        pthread_mutex_lock(&d->rp_lock);
+        int ret = mig_rp_send(d->fd, &msg, &err);    /* paused: the recovery's kick asks again */
+        pthread_mutex_unlock(&d->rp_lock);
+        if (ret == 0) {
+            __atomic_add_fetch(&d->self_requests, 1, __ATOMIC_RELAXED);
+        }
+        ret = selffetch_wait(sf, d->received.bits[region], page);
+        if (ret != -EAGAIN) {
+            return ret;
+        }
+    }
+}
+
+/* A vCPU whose KVM_RUN failed on a page missing from the view. */
+static int vcpu_fetch(void *opaque, uint64_t gpa)
+{
+    return migration_dest_fetch(opaque, gpa);
+}
+
+/* The view, when the kernel allows it: without one the fault thread
+ * serves every miss, as before. On a KVM VM the vCPUs' slots move onto
+ * it (guest_memory_view.c). */
+static void open_view(struct migration_dest *d)
+{
+    struct selffetch *sf = NULL;
+    struct error err = { 0 };
+    if (selffetch_open(&sf, d->mem, &err) < 0) {
+        log_info("post-copy without the self-fetch view: %s", err.msg);
+        return;
+    }
+    __atomic_store_n(&d->sf, sf, __ATOMIC_RELEASE);
+    if (d->mem->vm_fd < 0) {
+        return;         /* bare machine: threads reach the view by migration_dest_view */
+    }
+    if (selffetch_give_to_kvm(sf, d->mem, &err) < 0) {
+        log_info("post-copy: the vCPUs fault through the fault thread: %s", err.msg);
+        return;
+    }
+    guest_memory_set_fetch(d->mem, vcpu_fetch, d);
+}
+
+/* Post-copy is over (or given up): the view is ordinary memory again. */
+static void release_view(struct migration_dest *d)
+{
+    if (d->sf) {
+        guest_memory_set_fetch(d->mem, NULL, NULL);
+        selffetch_release(d->sf);
+    }
 }
 
 /* ---- disks ---- */
@@ -318,6 +408,7 @@ static int begin_postcopy(struct migration_dest *d)
     if ((ret = postcopy_dest_start(&pc, d->mem, &d->received, d->fd, &d->rp_lock, &d->err)) < 0) {
         return ret;
     }
+    open_view(d);
     pthread_mutex_lock(&d->lock);
     d->pc = pc;
     start_preempt_locked(d);
@@ -462,6 +553,9 @@ static int dest_pause(struct migration_dest *d)
         return dest_pause(d);
     }
     postcopy_dest_rerequest(d->pc);
+    if (d->sf) {
+        selffetch_kick(d->sf);
+    }
     set_status(d, MIGRATION_POSTCOPY_ACTIVE);
     return 0;
 }
@@ -568,10 +662,15 @@ static void *dest_main(void *opaque)
     if (ret == 0) {
         ret = join_loader(d);
     }
+    if (ret == 0) {
+        /* It places pages (requested twice, all here by now) through d->pc:
+         * it stops before d->pc goes, or it may find it NULL. */
+        stop_preempt(d);
+    }
     pthread_mutex_lock(&d->lock);
     struct postcopy_dest *pc = d->pc;
     if (pc) {
-        d->st.postcopy_requests = postcopy_dest_requests(pc);
+        d->st.postcopy_requests = postcopy_dest_requests(pc) + __atomic_load_n(&d->self_requests, __ATOMIC_RELAXED);
         latency_stats(pc, &d->st);
     }
     /* A post-copy that broke leaves pages the guest may need missing for
@@ -583,8 +682,8 @@ static void *dest_main(void *opaque)
     }
     pthread_mutex_unlock(&d->lock);
     if (ret == 0) {
-        stop_preempt(d);            /* it places pages: before their home goes */
         postcopy_dest_stop(pc);
+        release_view(d);
     } else if (pc) {
         error_prefix(&d->err, "post-copy broke off (the guest here lacks pages and cannot go on)");
     }
@@ -656,7 +755,7 @@ void migration_dest_stats(struct migration_dest *d, struct migration_stats *out)
     *out = d->st;
     read_counters(d, out);
     if (d->pc) {
-        out->postcopy_requests = postcopy_dest_requests(d->pc);
+        out->postcopy_requests = postcopy_dest_requests(d->pc) + __atomic_load_n(&d->self_requests, __ATOMIC_RELAXED);
         latency_stats(d->pc, out);
     }
     pthread_mutex_unlock(&d->lock);
@@ -734,6 +833,8 @@ void migration_dest_free(struct migration_dest *d)
     stop_preempt(d);
     postcopy_dest_stop(d->pc);
     d->pc = NULL;
+    release_view(d);
+    selffetch_close(d->sf);
     join_loader(d);
     if (d->preempt_fd >= 0) {
         close(d->preempt_fd);

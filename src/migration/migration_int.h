@@ -20,6 +20,9 @@ struct page_bits {
  * arrived yet. received: pages whose content is here (present, or known
  * to be zero). */
 struct postcopy_dest;
+/* A userfaultfd with the UFFD_FEATURE_* features asked for, taking kernel
+ * faults too (from /dev/userfaultfd where the syscall is restricted). */
+int mig_uffd_open(uint64_t features, struct error *err);
 int postcopy_dest_start(struct postcopy_dest **out, struct guest_memory *mem, struct page_bits *received,
                         int rp_fd, pthread_mutex_t *rp_lock, struct error *err);
 /* Places a page that arrived (data NULL: zero) and wakes its waiters. */

@@ -42,7 +42,7 @@ struct postcopy_dest {
 
 /* ---- the userfaultfd ---- */
 
-static int uffd_open(struct error *err)
+int mig_uffd_open(uint64_t features, struct error *err)
 {
     int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
 #ifdef USERFAULTFD_IOC_NEW
@@ -57,11 +57,11 @@ static int uffd_open(struct error *err)
     if (fd < 0) {
         return error_set_errno(err, -errno, "userfaultfd (post-copy needs it)");
     }
-    struct uffdio_api api = { .api = UFFD_API };
+    struct uffdio_api api = { .api = UFFD_API, .features = features };
     if (ioctl(fd, UFFDIO_API, &api) < 0) {
         int e = -errno;
         close(fd);
-        return error_set_errno(err, e, "UFFDIO_API");
+        return error_set_errno(err, e, "UFFDIO_API (features 0x%llx)", (unsigned long long)features);
     }
     return fd;
 }
@@ -272,7 +272,7 @@ int postcopy_dest_start(struct postcopy_dest **out, struct guest_memory *mem, st
     pc->rp_lock = rp_lock;
     pc->zero = zero;
     pthread_mutex_init(&pc->wait_lock, NULL);
-    int ret = pc->uffd = uffd_open(err);
+    int ret = pc->uffd = mig_uffd_open(0, err);
     if (ret >= 0 && (ret = uffd_register(pc->uffd, mem, err)) == 0) {
         pc->stop_fd = eventfd(0, EFD_CLOEXEC);
         ret = pc->stop_fd < 0 ? error_set_errno(err, -errno, "eventfd") : 0;

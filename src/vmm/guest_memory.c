@@ -63,6 +63,10 @@ void guest_memory_destroy(struct guest_memory *m)
     guest_memory_dirty_stop(m);
     for (int i = 0; i < m->count; i++) {
         munmap(m->regions[i].hva, m->regions[i].size);
+        if (m->regions[i].slot_hva) {
+            munmap(m->regions[i].slot_hva, m->regions[i].size);
+            m->regions[i].slot_hva = NULL;
+        }
         close(m->regions[i].memfd);
     }
     m->count = 0;
@@ -104,7 +108,7 @@ int guest_memory_set_slot(struct guest_memory *m, int i, bool log_dirty, struct 
         .flags = log_dirty ? KVM_MEM_LOG_DIRTY_PAGES : 0,
         .guest_phys_addr = r->gpa,
         .memory_size = r->size,
-        .userspace_addr = (uintptr_t)r->hva,
+        .userspace_addr = (uintptr_t)(r->slot_hva ? r->slot_hva : r->hva),
     };
     if (ioctl(m->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0) {
         return error_set_errno(err, -errno, "KVM_SET_USER_MEMORY_REGION (slot %d%s)", i,

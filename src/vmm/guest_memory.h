@@ -28,6 +28,7 @@ struct guest_region {
     int memfd;
     uint64_t *vmm_dirty;    /* pages the VMM wrote while tracking (NULL: off) */
     bool file_mapped;       /* a snapshot file is mapped over (part of) it */
+    uint8_t *slot_hva;      /* what KVM's slot maps when not hva: post-copy's self-fetch view (owned) */
 };
 
 struct guest_memory {
@@ -39,6 +40,10 @@ struct guest_memory {
     int fault_fd;           /* eventfd: RAM was found unreadable (guest_memory_fault.c) */
     bool fault_registered;
     uint64_t fault_gpa;     /* the first unreadable address, GUEST_MEMORY_NO_FAULT: none */
+    /* post-copy's self-fetch (guest_memory_view.c): a vCPU that KVM_RUN
+     * leaves with a memory fault on a missing page calls it (atomic) */
+    int (*fetch)(void *opaque, uint64_t gpa);
+    void *fetch_opaque;
 };
 
 struct guest_memory_sums;
@@ -64,6 +69,19 @@ int guest_memory_write(const struct guest_memory *m, uint64_t gpa, const void *s
 int guest_memory_set_slot(struct guest_memory *m, int i, bool log_dirty, struct error *err);
 /* Registers every region with the KVM VM vm_fd. */
 int guest_memory_add_slots(struct guest_memory *m, int vm_fd, struct error *err);
+
+/* guest_memory_view.c: KVM's slots on a second mapping of the regions'
+ * memfds (post-copy's self-fetch view, taken over: unmapped with the
+ * memory), where a missing page makes KVM_RUN fail with -EFAULT and
+ * KVM_EXIT_MEMORY_FAULT; the vCPU thread then calls the fetch hook with
+ * the address and runs again. Only while the vCPUs are paused. */
+int guest_memory_slots_on_view(struct guest_memory *m, uint8_t *const view[], struct error *err);
+/* Whether KVM says where its -EFAULTs are (KVM_CAP_MEMORY_FAULT_INFO):
+ * without it a vCPU could not tell which page to fetch. */
+bool guest_memory_kvm_reports_faults(const struct guest_memory *m);
+void guest_memory_set_fetch(struct guest_memory *m, int (*fetch)(void *opaque, uint64_t gpa), void *opaque);
+/* The vCPU side: 0 when the page at gpa is here now (run again). */
+int guest_memory_fetch(struct guest_memory *m, uint64_t gpa);
 
 int guest_bitmap_init(struct guest_bitmap *b, const struct guest_memory *m, struct error *err);
 void guest_bitmap_free(struct guest_bitmap *b);

@@ -277,6 +277,28 @@ static bool handle_exit(struct vcpu *c)
     }
 }
 
+#ifndef KVM_EXIT_MEMORY_FAULT
+#define KVM_EXIT_MEMORY_FAULT 39        /* Linux 6.8; older headers lack it */
+#endif
+
+/* Post-copy's self-fetch: KVM_RUN failed with -EFAULT on a page missing
+ * from the view the slots map (guest_memory_view.c) and says where
+ * (KVM_EXIT_MEMORY_FAULT's gpa, in the exit union); this thread asks for
+ * the page itself and runs again, with no hop through the fault thread.
+ * Never run here (no /dev/kvm). */
+static bool fetch_missing_page(struct vcpu *c)
+{
+    if (c->run->exit_reason != KVM_EXIT_MEMORY_FAULT) {
+        return false;
+    }
+    uint64_t gpa;
+    memcpy(&gpa, (const uint8_t *)&c->run->padding + 8, sizeof(gpa));     /* { flags, gpa, size } */
+    int e = errno;
+    bool here = guest_memory_fetch(&c->vm->mem, gpa & ~(GUEST_PAGE_SIZE - 1)) == 0;
+    errno = e;
+    return here;
+}
+
 void *vcpu_thread(void *opaque)
 {
     struct vcpu *c = opaque;
@@ -297,6 +319,9 @@ void *vcpu_thread(void *opaque)
         if (ret < 0) {
             if (errno == EINTR || errno == EAGAIN) {
                 __atomic_store_n(&c->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+                continue;
+            }
+            if (errno == EFAULT && fetch_missing_page(c)) {
                 continue;
             }
             if (errno == EFAULT) {

@@ -48,6 +48,13 @@ static const char *const cases[] = {
     "{\"bogus\":1}",
     "{\"bogus\":1,\"downtime-limit\":\"x\"}",
     "{\"max-bandwidth\":1048576,\"max-postcopy-bandwidth\":4096,\"downtime-limit\":123}",
+    /* Input past INT64_MAX: uint64 up to 2^64-1, a double beyond (QEMU's parser) */
+    "{\"max-bandwidth\":18446744073709551615}",
+    "{\"max-bandwidth\":18446744073709551616}",
+    "{\"max-bandwidth\":-9223372036854775809}",
+    "{\"max-postcopy-bandwidth\":9223372036854775808}",
+    "{\"downtime-limit\":18446744073709551615}",
+    "{\"cpu-throttle-initial\":18446744073709551615}",
     /* uint64 members past INT64_MAX: QEMU prints 18446744073709551615 */
     "{\"max-bandwidth\":-1,\"max-postcopy-bandwidth\":-2}",
 };
@@ -166,6 +173,18 @@ static void assert_hmp_lines_match(const char *qemu, const struct migration_para
     free(text);
 }
 
+/* A command's arguments as the QMP server reads them (qmp.c). */
+static json_t *load_marked(const char *text)
+{
+    bool oom;
+    size_t len;
+    char *marked = qmp_json_mark_input(text, strlen(text), &len, &oom);
+    assert_false(oom);
+    json_t *j = json_loadb(marked ? marked : text, marked ? len : strlen(text), 0, NULL);
+    free(marked);
+    return j;
+}
+
 static void test_same_as_qemu(void **state)
 {
     if (system("command -v qemu-system-x86_64 >/dev/null") != 0) {
@@ -181,7 +200,7 @@ static void test_same_as_qemu(void **state)
     assert_values_match(q.before, ours, "defaults");
     json_decref(ours);
     for (size_t i = 0; i < NCASES; i++) {
-        json_t *args = json_loads(cases[i], 0, NULL);
+        json_t *args = load_marked(cases[i]);
         assert_non_null(args);
         struct error err = { 0 };
         int ret = qmp_migration_params_set(args, &p, &err);
@@ -223,12 +242,38 @@ static void test_u64_text(void **state)
     json_decref(o);
 }
 
+/* The input's rewrite touches numbers past int64 only, never strings'
+ * text, and reads them back as QEMU's visitor does. */
+static void test_u64_input(void **state)
+{
+    json_t *j = load_marked("{\"a\":18446744073709551615,\"b\":\"18446744073709551615\",\"c\":[-1,"
+                            "18446744073709551616,1e3,\"x\\\"9223372036854775808\"]}");
+    assert_non_null(j);
+    uint64_t v = 0;
+    assert_true(qmp_json_get_u64(json_object_get(j, "a"), &v));
+    assert_true(v == UINT64_MAX);
+    assert_false(qmp_json_get_u64(json_object_get(j, "b"), &v));
+    assert_string_equal(json_string_value(json_object_get(j, "b")), "18446744073709551615");
+    json_t *c = json_object_get(j, "c");
+    assert_true(qmp_json_get_u64(json_array_get(c, 0), &v));
+    assert_true(v == UINT64_MAX);
+    assert_true(json_is_real(json_array_get(c, 1)));
+    assert_false(qmp_json_get_u64(json_array_get(c, 1), &v));
+    assert_true(json_is_real(json_array_get(c, 2)));
+    assert_string_equal(json_string_value(json_array_get(c, 3)), "x\"9223372036854775808");
+    char *text = qmp_json_dumps(json_object_get(j, "a"), JSON_ENCODE_ANY);
+    assert_string_equal(text, "18446744073709551615");
+    free(text);
+    json_decref(j);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_same_as_qemu),
         cmocka_unit_test(test_refused_changes_nothing),
         cmocka_unit_test(test_u64_text),
+        cmocka_unit_test(test_u64_input),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

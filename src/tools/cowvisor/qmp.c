@@ -279,6 +279,23 @@ static void close_client(struct qmp_server *s)
     }
 }
 
+/* One command's text as jansson reads it, integers past int64 typed as
+ * QEMU's parser types them first (qmp_json_u64.h). */
+static json_t *load_request(const char *text, size_t len, json_error_t *jerr)
+{
+    const size_t flags = JSON_REJECT_DUPLICATES | JSON_DECODE_ANY;
+    bool oom;
+    size_t marked_len;
+    char *marked = qmp_json_mark_input(text, len, &marked_len, &oom);
+    if (oom) {
+        snprintf(jerr->text, sizeof(jerr->text), "out of memory");
+        return NULL;
+    }
+    json_t *req = marked ? json_loadb(marked, marked_len, flags, jerr) : json_loadb(text, len, flags, jerr);
+    free(marked);
+    return req;
+}
+
 static void process_input(struct qmp_server *s)
 {
     size_t start;
@@ -290,7 +307,7 @@ static void process_input(struct qmp_server *s)
             used = s->in_len;
         } else {
             json_error_t jerr;
-            json_t *req = json_loadb(s->in + start, (size_t)n, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+            json_t *req = load_request(s->in + start, (size_t)n, &jerr);
             if (!req) {
                 char desc[256];
                 snprintf(desc, sizeof(desc), "JSON parse error, %s", jerr.text);

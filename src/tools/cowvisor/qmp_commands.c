@@ -1,6 +1,7 @@
 /* The QMP commands cowvisor implements, with QEMU's argument names,
  * return shapes and error classes. */
 #include "qmp_int.h"
+#include "qmp_json_u64.h"
 #include "qmp_migration.h"
 
 #include <errno.h>
@@ -30,7 +31,8 @@ bool qmp_check_args(json_t *args, const struct qmp_arg *spec, struct qmp_reply *
             qmp_fail(r, QMP_GENERIC, "Parameter '%s' is unexpected", key);
             return false;
         }
-        bool ok = a->type == JSON_STRING ? json_is_string(v)
+        uint64_t big;   /* a number past INT64_MAX, marked as a string (qmp_json_u64.h) is no string */
+        bool ok = a->type == JSON_STRING ? json_is_string(v) && !qmp_json_get_u64(v, &big)
                 : a->type == JSON_TRUE ? json_is_boolean(v)
                 : a->type == JSON_ARRAY ? json_is_array(v)
                 : a->type == JSON_INTEGER ? json_is_integer(v) : false;

@@ -4,6 +4,7 @@
  * its marked string: the text is rewritten in place. */
 #include "qmp_json_u64.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,4 +56,144 @@ char *qmp_json_dumps(const json_t *j, size_t flags)
         p += n;
     }
     return text;
+}
+
+/* ---- input ---- */
+
+/* The integer token at text[0..len): -1 when it fits int64 (jansson reads
+ * it), 0 when it fits uint64 (the mark), 1 when it is beyond both (a real). */
+static int big_integer_kind(const char *text, size_t len)
+{
+    char digits[32];
+    if (len >= sizeof(digits)) {
+        return 1;
+    }
+    memcpy(digits, text, len);
+    digits[len] = 0;
+    errno = 0;
+    (void)strtoll(digits, NULL, 10);
+    if (errno != ERANGE) {
+        return -1;
+    }
+    if (digits[0] == '-') {
+        return 1;
+    }
+    errno = 0;
+    (void)strtoull(digits, NULL, 10);
+    return errno == ERANGE ? 1 : 0;
+}
+
+/* Length of the number token at p (JSON's grammar: -?digits[.digits][e[+-]digits]),
+ * and whether it is an integer. */
+static size_t number_token(const char *p, const char *end, bool *integer)
+{
+    const char *q = p + (*p == '-');
+    q += strspn(q, "0123456789");
+    *integer = true;
+    while (q < end && strchr(".eE+-0123456789", *q)) {
+        *integer = false;
+        q++;
+    }
+    return (size_t)(q - p);
+}
+
+struct text_out {
+    char *buf;
+    size_t len, cap;
+    bool oom;
+};
+
+static void out_add(struct text_out *o, const char *s, size_t n)
+{
+    if (o->oom) {
+        return;
+    }
+    if (o->len + n + 1 > o->cap) {
+        size_t cap = (o->len + n + 1) * 2;
+        char *b = realloc(o->buf, cap);
+        if (!b) {
+            o->oom = true;
+            return;
+        }
+        o->buf = b;
+        o->cap = cap;
+    }
+    memcpy(o->buf + o->len, s, n);
+    o->len += n;
+    o->buf[o->len] = 0;
+}
+
+/* A number past int64 at p: as the marked string or with ".0". */
+static void out_big_number(struct text_out *o, const char *p, size_t n, int kind)
+{
+    if (kind > 0) {
+        out_add(o, p, n);
+        out_add(o, ".0", 2);
+        return;
+    }
+    out_add(o, "\"\\u0001", 7);
+    out_add(o, tag(), strlen(tag()));
+    out_add(o, p, n);
+    out_add(o, "\"", 1);
+}
+
+char *qmp_json_mark_input(const char *text, size_t len, size_t *out_len, bool *oom)
+{
+    struct text_out o = { 0 };
+    const char *end = text + len, *copied = text;
+    bool in_string = false, escaped = false;
+    *oom = false;
+    for (const char *p = text; p < end; p++) {
+        if (in_string) {
+            if (escaped) {
+                escaped = false;
+            } else if (*p == '\\') {
+                escaped = true;
+            } else if (*p == '"') {
+                in_string = false;
+            }
+            continue;
+        }
+        if (*p == '"') {
+            in_string = true;
+            continue;
+        }
+        if (*p != '-' && (*p < '0' || *p > '9')) {
+            continue;
+        }
+        bool integer;
+        size_t n = number_token(p, end, &integer);
+        int kind = integer ? big_integer_kind(p, n) : -1;
+        if (kind >= 0) {
+            out_add(&o, copied, (size_t)(p - copied));
+            out_big_number(&o, p, n, kind);
+            copied = p + n;
+        }
+        p += n - 1;
+    }
+    if (!o.buf && !o.oom) {
+        return NULL;
+    }
+    out_add(&o, copied, (size_t)(end - copied));
+    if (o.oom) {
+        free(o.buf);
+        *oom = true;
+        return NULL;
+    }
+    *out_len = o.len;
+    return o.buf;
+}
+
+bool qmp_json_get_u64(const json_t *v, uint64_t *out)
+{
+    if (json_is_integer(v)) {
+        *out = (uint64_t)json_integer_value(v);
+        return true;
+    }
+    const char *s = json_string_value(v), *t = tag();
+    if (!s || s[0] != '\x01' || strncmp(s + 1, t, strlen(t)) != 0) {
+        return false;
+    }
+    *out = strtoull(s + 1 + strlen(t), NULL, 10);
+    return true;
 }

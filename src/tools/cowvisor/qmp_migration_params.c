@@ -45,10 +45,10 @@ static int read_param(const struct param *pa, json_t *v, struct migration_params
         *(bool *)field = json_is_true(v);
         return 0;
     }
-    if (!json_is_integer(v)) {
+    uint64_t n;
+    if (!qmp_json_get_u64(v, &n)) {
         return error_set(err, -EINVAL, "Parameter '%s' expects uint64", pa->name);
     }
-    uint64_t n = (uint64_t)json_integer_value(v);
     if (pa->type == PARAM_U64) {
         *(uint64_t *)field = n;
     } else if (n > 255) {
