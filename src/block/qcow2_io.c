@@ -268,12 +268,12 @@ static int merge_old_content(struct qcow2 *s, uint64_t cluster_off, uint32_t sta
 static int write_host(struct qcow2 *s, uint64_t host, const void *buf, size_t len,
                       struct error *err)
 {
-    if (qcow2_overlaps_metadata(s, host, len)) {
-        return qcow2_signal_corruption(s, err, "data write to host offset 0x%" PRIx64
-                                       " would overwrite metadata", host);
+    int ret = qcow2_pre_write_overlap_check(s, 0, host, len, err);
+    if (ret < 0) {
+        return ret;
     }
     hostfile_event(s->file, BLKDBG_WRITE_AIO);
-    int ret = hostfile_pwrite(s->file, host, buf, len);
+    ret = hostfile_pwrite(s->file, host, buf, len);
     if (ret < 0) {
         return error_set_errno(err, ret, "Could not write guest data");
     }
@@ -466,9 +466,9 @@ static int write_in_cluster(struct qcow2 *s, uint64_t off, const uint8_t *buf, s
             return ret;
         }
         if (all_normal) {
-            if (qcow2_overlaps_metadata(s, host + w_start, len)) {
-                return qcow2_signal_corruption(s, err, "data write to host offset 0x%" PRIx64
-                                               " would overwrite metadata", host + w_start);
+            ret = qcow2_pre_write_overlap_check(s, 0, host + w_start, len, err);
+            if (ret < 0) {
+                return ret;
             }
             *direct_host = host + w_start;
             return 1;
