@@ -41,6 +41,9 @@ struct blockdev_open_opts {
     uint64_t compressed_cache_size;     /* ... bytes of decompressed clusters kept (0: none) */
     int lazy_refcounts;                 /* qcow2's lazy-refcounts option: 0 as the image's
                                          * compat bit says, 1 on, -1 off */
+    bool overlap_checks_set;            /* qcow2: overlap_checks was given ... */
+    unsigned overlap_checks;            /* ... BDEV_OL_* (block/overlap_check.h); unset:
+                                         * BDEV_OL_CACHED, QEMU's default */
     const char *protocol;               /* "null-co" (or "null-aio"): the protocol node is not
                                          * a host file; NULL: the file (null-co:// names too) */
     uint64_t null_size;                 /* null-co's size (0: QEMU's default, 1 GiB) */

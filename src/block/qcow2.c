@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "block/overlap_check.h"
 #include "block/qcow2_int.h"
 #include "util/bswap.h"
 #include "util/log.h"
@@ -142,6 +143,7 @@ static int check_open_mode(struct qcow2 *s, const struct blockdev_open_opts *opt
     bool lazy = opts->lazy_refcounts ? opts->lazy_refcounts > 0
                                      : s->compatible_features & QCOW2_COMPAT_LAZY_REFCOUNTS;
     s->lazy_refcounts = writable && lazy;
+    s->overlap_checks = opts->overlap_checks_set ? opts->overlap_checks : BDEV_OL_CACHED;
     s->dirty_written = s->incompatible_features & QCOW2_INCOMPAT_DIRTY;
     return 0;
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "block/overlap_check.h"
 #include "block/qcow2_int.h"
 
 static uint32_t bucket_of(const struct qcow2_cache *c, uint64_t offset)
@@ -160,15 +161,24 @@ void qcow2_cache_destroy(struct qcow2_cache *c)
     memset(c, 0, sizeof(*c));
 }
 
-static int order_write(struct qcow2 *s, struct qcow2_cache *c, struct error *err)
+/* What must precede writing len bytes at offset of a table of c: the
+ * overlap check (the table itself is no overlap) and the order of writes. */
+static int before_write(struct qcow2 *s, struct qcow2_cache *c, uint64_t offset, uint32_t len,
+                        struct error *err)
 {
-    return c == &s->l2_cache ? qcow2_order_before_mapping(s, err) : 0;
+    bool l2 = c == &s->l2_cache;
+    int ret = qcow2_pre_write_overlap_check(s, l2 ? BDEV_OL_ACTIVE_L2 : BDEV_OL_REFCOUNT_BLOCK,
+                                            offset, len, err);
+    if (ret < 0) {
+        return ret;
+    }
+    return l2 ? qcow2_order_before_mapping(s, err) : 0;
 }
 
 static int write_entry(struct qcow2 *s, struct qcow2_cache *c, int i, struct error *err)
 {
     struct qcow2_cache_entry *e = &c->entries[i];
-    int ret = order_write(s, c, err);
+    int ret = before_write(s, c, e->offset, c->table_size, err);
     if (ret < 0) {
         return ret;
     }
@@ -257,7 +267,7 @@ int qcow2_cache_update(struct qcow2 *s, struct qcow2_cache *c, uint8_t *table, u
         return 0;
     }
     uint64_t offset = c->entries[i].offset;
-    int ret = order_write(s, c, err);
+    int ret = before_write(s, c, offset + start, len, err);
     if (ret < 0) {
         c->entries[i].dirty = true;
         return ret;

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "block/overlap_check.h"
 #include "block/qcow2_int.h"
 #include "util/bswap.h"
 #include "util/log.h"
@@ -48,6 +49,7 @@ struct check {
     const uint64_t *judge_rc;   /* COPIED flags judged by these refcounts (a repair's), or NULL */
     uint64_t judge_n;
     const char *copied_label;   /* "ERROR" or, for flags a repair fixes, "Repairing" */
+    int entries_fixed;      /* L2 entries check -r all rewrote in place as it went */
     uint8_t *l2;
 };
 
@@ -122,6 +124,49 @@ static void inc_ref(void *check, uint64_t off, uint64_t size) { inc(check, off, 
 /* QEMU's cluster types, which decide what an entry references. */
 static bool is_compressed(uint64_t e) { return e & QCOW2_OFLAG_COMPRESSED; }
 
+/* Whether an allocated entry's cluster holds data (some subcluster, or
+ * the cluster, is not a zero one). */
+static bool holds_data(const struct qcow2 *s, uint64_t e, uint64_t bm)
+{
+    return s->extended_l2 ? (bm & 0xffffffffULL) != 0 : !(e & QCOW2_OFLAG_ZERO);
+}
+
+/* An entry with an unaligned host offset whose cluster holds no data: QEMU
+ * names it, and check -r all makes it a zero entry in place (its
+ * cluster is then leaked, and freed by the leak repair). Returns whether
+ * the entry was fixed. */
+static bool fix_unaligned_prealloc(struct check *c, uint64_t l2_off, uint32_t i, uint64_t host,
+                                   uint64_t bm, bool active)
+{
+    struct qcow2 *s = c->s;
+    report(c, "%s offset=%" PRIx64 ": Preallocated cluster is not properly aligned; L2 entry "
+           "corrupted.", c->fix_errors ? "Repairing" : "ERROR", host);
+    if (!c->fix_errors) {
+        return false;
+    }
+    uint64_t entry_off = l2_off + (uint64_t)i * s->l2_entry_size;
+    uint8_t *p = c->l2 + (size_t)i * s->l2_entry_size;
+    st_be64(p, s->extended_l2 ? 0 : QCOW2_OFLAG_ZERO);
+    if (s->extended_l2) {
+        st_be64(p + 8, bm & ~0xffffffffULL);    /* no allocated subcluster: zero ones stay */
+    }
+    int ret = qcow2_pre_write_overlap_check(s, active ? BDEV_OL_ACTIVE_L2 : BDEV_OL_INACTIVE_L2,
+                                            entry_off, s->l2_entry_size, NULL);
+    if (ret < 0) {
+        report(c, "ERROR: Overlap check failed");
+    } else if ((ret = hostfile_pwrite(s->file, entry_off, p, s->l2_entry_size)) < 0 ||
+               (ret = hostfile_flush(s->file)) < 0) {
+        report(c, "ERROR: Failed to overwrite L2 table entry: %s", strerror(-ret));
+    }
+    if (ret < 0) {
+        c->res->check_errors++;
+        return false;
+    }
+    qcow2_cache_discard(&s->l2_cache, l2_off);      /* the cached copy is stale */
+    c->entries_fixed++;
+    return true;
+}
+
 static void check_l2(struct check *c, uint64_t l2_off, bool active)
 {
     struct qcow2 *s = c->s;
@@ -168,9 +213,15 @@ static void check_l2(struct check *c, uint64_t l2_off, bool active)
                 c->res->corruptions++;
             }
             if (host & s->cluster_mask) {
-                report(c, "ERROR offset=%" PRIx64 ": Data cluster is not properly aligned; L2 "
-                       "entry corrupted.", host);
                 c->res->corruptions++;
+                if (!holds_data(s, e, bm)) {
+                    if (fix_unaligned_prealloc(c, l2_off, i, host, bm, active)) {
+                        continue;   /* the cluster is referenced no more */
+                    }
+                } else {
+                    report(c, "ERROR offset=%" PRIx64 ": Data cluster is not properly aligned; "
+                           "L2 entry corrupted.", host);
+                }
             }
             if (active) {
                 c->res->allocated_clusters++;
@@ -441,6 +492,51 @@ static int check_snapshot_table(struct check *c)
     return 0;
 }
 
+static void free_check(struct check *c)
+{
+    free(c->ref);
+    free(c->disk);
+    free(c->l2);
+    free(c->past_eof);
+}
+
+/* The references of the active and the snapshots' L1 tables. */
+static void check_l1_tables(struct check *c)
+{
+    struct qcow2 *s = c->s;
+    check_l1(c, s->l1_table_offset, s->l1_size, true);
+    for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+        const struct qcow2_snapshot *sn = &s->snapshots[i];
+        if (sn->l1_table_offset & s->cluster_mask) {
+            report(c, "ERROR snapshot %s (%s) l1_offset=%#" PRIx64 ": L1 table is not cluster "
+                   "aligned; snapshot table entry corrupted", sn->id, sn->name, sn->l1_table_offset);
+            c->res->corruptions++;
+            continue;
+        }
+        if (sn->l1_size > QCOW2_MAX_L1_BYTES / 8) {
+            report(c, "ERROR snapshot %s (%s) l1_size=%#" PRIx32 ": L1 table is too large; "
+                   "snapshot table entry corrupted", sn->id, sn->name, sn->l1_size);
+            c->res->corruptions++;
+            continue;
+        }
+        check_l1(c, sn->l1_table_offset, sn->l1_size, false);
+    }
+}
+
+/* QEMU counts the references again once it has rebuilt the refcount
+ * structure, and so says again what is wrong in the tables: the same
+ * messages, from a scratch pass that changes nothing. */
+static void report_tables_again(struct check *c)
+{
+    struct blockdev_check_result scratch_res = { 0 };
+    struct check scratch = { .s = c->s, .res = &scratch_res, .file_len = c->file_len };
+    scratch.l2 = malloc(c->s->cluster_size);
+    if (scratch.l2) {
+        check_l1_tables(&scratch);
+    }
+    free_check(&scratch);
+}
+
 /* One read-only pass over the whole image; fills c and c->res. */
 /* fixing: a repair follows, which reports the COPIED flags as it judges
  * them (by the repaired refcounts), as QEMU's check does. */
@@ -470,23 +566,7 @@ static int run_check(struct qcow2 *s, struct check *c, struct blockdev_check_res
         return ret;
     }
     inc(c, 0, s->cluster_size);
-    check_l1(c, s->l1_table_offset, s->l1_size, true);
-    for (uint32_t i = 0; i < s->nb_snapshots; i++) {
-        const struct qcow2_snapshot *sn = &s->snapshots[i];
-        if (sn->l1_table_offset & s->cluster_mask) {
-            report(c, "ERROR snapshot %s (%s) l1_offset=%#" PRIx64 ": L1 table is not cluster "
-                   "aligned; snapshot table entry corrupted", sn->id, sn->name, sn->l1_table_offset);
-            res->corruptions++;
-            continue;
-        }
-        if (sn->l1_size > QCOW2_MAX_L1_BYTES / 8) {
-            report(c, "ERROR snapshot %s (%s) l1_size=%#" PRIx32 ": L1 table is too large; "
-                   "snapshot table entry corrupted", sn->id, sn->name, sn->l1_size);
-            res->corruptions++;
-            continue;
-        }
-        check_l1(c, sn->l1_table_offset, sn->l1_size, false);
-    }
+    check_l1_tables(c);
     inc(c, s->snapshots_offset, s->snapshots_size);
     res->corruptions += qcow2_bitmaps_count_refs(s, inc_ref, c);
     inc(c, s->refcount_table_offset, (uint64_t)s->refcount_table_clusters << s->cluster_bits);
@@ -501,14 +581,6 @@ static int run_check(struct qcow2 *s, struct check *c, struct blockdev_check_res
     check_copied(c);
     res->image_end_offset = (highest + 1) << s->cluster_bits;
     return 0;
-}
-
-static void free_check(struct check *c)
-{
-    free(c->ref);
-    free(c->disk);
-    free(c->l2);
-    free(c->past_eof);
 }
 
 /* The refcount mismatches a repair without rebuild fixes in place: QEMU's
@@ -569,8 +641,11 @@ static void report_repair(struct check *c, unsigned fix, bool fix_copied,
     }
     if (!c->rebuild) {
         report_fixable(c, fix);
-    } else if (fix & BDEV_FIX_LEAKS) {
-        report_old_refcount_structure(c);
+    } else {
+        report_tables_again(c);
+        if (fix & BDEV_FIX_LEAKS) {
+            report_old_refcount_structure(c);
+        }
     }
     struct blockdev_check_result counts = *c->res;  /* messages only: the counts stay */
     struct blockdev_check_result *res = c->res;
@@ -700,6 +775,7 @@ static int check_locked(struct qcow2 *s, unsigned fix, bool quiet, struct blockd
     int copied_fixed;
     bool changes;
     ret = stage_repair(s, &c, fix, &t, &copied_fixed, &changes, err);
+    changes |= c.entries_fixed > 0;     /* recounted below, as what was fixed */
     free_check(&c);
     if (ret == 0 && !changes && !c.rebuild) {
         /* Nothing the repair may fix: leave the file as it is, as qemu-img does. */

@@ -553,22 +553,3 @@ int qcow2_prepare_write(struct qcow2 *s, struct error *err)
     }
     return 0;
 }
-
-static bool overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
-{
-    return alen && blen && a < b + blen && b < a + alen;
-}
-
-bool qcow2_overlaps_metadata(struct qcow2 *s, uint64_t off, uint64_t len)
-{
-    if (overlap(off, len, 0, s->cluster_size) ||
-        overlap(off, len, s->l1_table_offset, (uint64_t)s->l1_size * 8) ||
-        overlap(off, len, s->refcount_table_offset,
-                (uint64_t)s->refcount_table_clusters << s->cluster_bits)) {
-        return true;
-    }
-    if (s->nb_snapshots && overlap(off, len, s->snapshots_offset, s->cluster_size)) {
-        return true;
-    }
-    return false;
-}

@@ -219,6 +219,7 @@ struct qcow2 {
     bool dirty_written;                 /* the dirty bit is on disk */
     bool autoclear_cleared;             /* unknown autoclear bits were dropped */
     bool corrupt;                       /* refuse writes: see qcow2_signal_corruption */
+    unsigned overlap_checks;            /* BDEV_OL_*: what a write is checked against */
     bool unsynced_targets;              /* qcow2_order.c: raised refcounts or new content */
     bool unsynced_mappings;             /* qcow2_order.c: mappings written since the last sync */
     bool l2_batch;                      /* L2 updates stay dirty until the batch ends */
@@ -289,10 +290,19 @@ int qcow2_signal_corruption(struct qcow2 *s, struct error *err, const char *fmt,
     __attribute__((format(printf, 3, 4)));
 /* Before the first write: clear autoclear bits, set the dirty bit (lazy refcounts). */
 int qcow2_prepare_write(struct qcow2 *s, struct error *err);
-/* Whether a host range overlaps the header, the L1, refcount or snapshot
- * tables: a data write there is corruption. Constant time, as it guards
- * every in-place write; check() finds the rest. */
+
+/* qcow2_overlap.c */
+/* Whether a data write to a host range must take the checked path: it
+ * overlaps metadata the overlap checks cover, or they read snapshot tables
+ * (inactive L2), which the lock-free fast path does not. */
 bool qcow2_overlaps_metadata(struct qcow2 *s, uint64_t off, uint64_t len);
+/* QEMU's check before a write to the image file: when [off, off+len) would
+ * overwrite one of the structures the overlap-check options chose (less
+ * ignore: the structure being written), marks the image corrupt and fails
+ * with -EIO; when the check cannot be made (a snapshot's L1 table is
+ * invalid, for the inactive-L2 check), fails with that error. */
+int qcow2_pre_write_overlap_check(struct qcow2 *s, unsigned ignore, uint64_t off, uint64_t len,
+                                  struct error *err);
 
 /* qcow2_cache.c */
 /* huge_pages: a cache filled through quickly (decompressed clusters) gets

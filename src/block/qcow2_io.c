@@ -268,12 +268,12 @@ static int merge_old_content(struct qcow2 *s, uint64_t cluster_off, uint32_t sta
 static int write_host(struct qcow2 *s, uint64_t host, const void *buf, size_t len,
                       struct error *err)
 {
-    if (qcow2_overlaps_metadata(s, host, len)) {
-        return qcow2_signal_corruption(s, err, "data write to host offset 0x%" PRIx64
-                                       " would overwrite metadata", host);
+    int ret = qcow2_pre_write_overlap_check(s, 0, host, len, err);
+    if (ret < 0) {
+        return ret;
     }
     hostfile_event(s->file, BLKDBG_WRITE_AIO);
-    int ret = hostfile_pwrite(s->file, host, buf, len);
+    ret = hostfile_pwrite(s->file, host, buf, len);
     if (ret < 0) {
         return error_set_errno(err, ret, "Could not write guest data");
     }
@@ -466,9 +466,9 @@ static int write_in_cluster(struct qcow2 *s, uint64_t off, const uint8_t *buf, s
             return ret;
         }
         if (all_normal) {
-            if (qcow2_overlaps_metadata(s, host + w_start, len)) {
-                return qcow2_signal_corruption(s, err, "data write to host offset 0x%" PRIx64
-                                               " would overwrite metadata", host + w_start);
+            ret = qcow2_pre_write_overlap_check(s, 0, host + w_start, len, err);
+            if (ret < 0) {
+                return ret;
             }
             *direct_host = host + w_start;
             return 1;
@@ -658,15 +658,15 @@ int qcow2_pwrite_nowait(struct blockdev *bd, uint64_t off, const void *buf, size
 
 /* Zeroes whole subclusters [first_sc, last_sc] of one cluster via metadata
  * (v3 only). Returns 1 when the cluster must be written with zero data instead. */
-/* Part of a compressed or shared cluster cannot be zeroed in its L2 entry:
- * the cluster must be copied and zeros written. */
+/* Part of a compressed cluster cannot be zeroed in its L2 entry: the
+ * cluster must be copied and zeros written. (Part of a shared one can: as
+ * in QEMU, the entry in this layer's L2 table keeps the shared cluster,
+ * its subclusters marked zero.) */
 static bool needs_zero_data(const struct qcow2 *s, uint64_t entry, uint32_t first_sc,
                             uint32_t last_sc)
 {
     bool whole = first_sc == 0 && last_sc == s->subclusters - 1;
-    bool compressed = entry & QCOW2_OFLAG_COMPRESSED;
-    bool shared = !compressed && (entry & QCOW2_L2E_OFFSET_MASK) && !(entry & QCOW2_OFLAG_COPIED);
-    return !whole && (compressed || shared);
+    return !whole && (entry & QCOW2_OFLAG_COMPRESSED);
 }
 
 static int zero_in_cluster(struct qcow2 *s, uint64_t off, uint32_t first_sc, uint32_t last_sc,
@@ -684,7 +684,7 @@ static int zero_in_cluster(struct qcow2 *s, uint64_t off, uint32_t first_sc, uin
     bool compressed = entry & QCOW2_OFLAG_COMPRESSED;
     bool owned = !compressed && host && (entry & QCOW2_OFLAG_COPIED);
     bool whole = first_sc == 0 && last_sc == s->subclusters - 1;
-    bool drop = compressed || (host && !owned) || (may_unmap && whole);
+    bool drop = compressed || (whole && ((host && !owned) || may_unmap));
     if (needs_zero_data(s, entry, first_sc, last_sc)) {
         return 1;
     }

@@ -169,4 +169,22 @@ unaligned_host() {
 }
 twin "unaligned host offset: corruption on the read of an unallocated subcluster" unaligned_host
 
+# Zero writes to clusters shared with a snapshot (iotest 271): whole
+# subclusters become zero ones in this layer's copy of the L2 table, which
+# keeps the shared host offset; only a piece of an allocated subcluster
+# copies the cluster.
+zero_shared() {
+    $IMG create -q -f qcow2 -o extended_l2=on t.qcow2 1M
+    for c in 0 1 2 3; do
+        $IO -c "write -q -P 1 $((c * 64 + 26))k 2k" -c "write -q -P 2 $((c * 64 + 36))k 2k" t.qcow2
+    done
+    $IMG snapshot -c s1 t.qcow2
+    $IO -c "write -q -z 30k 3k" -c "write -q -z 90k 2k" -c "write -q -z 154k 1k" \
+        -c "write -q -z 204k 1k" t.qcow2
+    $IO -c "read -q -P 1 26k 2k" -c "read -q -P 0 90k 2k" -c "read -q -P 0 154k 1k" \
+        -c "read -q -P 1 155k 1k" t.qcow2
+    $IMG check t.qcow2 | head -1
+}
+twin "zero writes to shared clusters keep the shared host offset" zero_shared
+
 done_testing

@@ -49,6 +49,8 @@ static int open_requested(struct cowio *io, struct open_request *req, const char
         .flags = flags | (req->spec.no_backing ? BDEV_NO_BACKING : 0),
         .backing_format = req->spec.backing_format,
         .lazy_refcounts = req->tuning.lazy_refcounts,
+        .overlap_checks_set = req->tuning.has_overlap,
+        .overlap_checks = req->tuning.overlap_checks,
         .compressed_cache_set = req->spec.compressed_cache_set,
         .compressed_cache_size = req->spec.compressed_cache_size,
     };

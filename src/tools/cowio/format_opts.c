@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "block/overlap_check.h"
 #include "util/json.h"
 
 static const char *const bool_opts[] = {
@@ -64,8 +65,13 @@ int format_tuning_parse(struct options *opts, const char *prefix, struct format_
     if (ret == 0) {
         ret = get_size(opts, prefix, "l2-cache-entry-size", &t->has_entry, &t->entry, err);
     }
-    t->overlap = get(opts, prefix, "overlap-check");
-    t->overlap_template = get(opts, prefix, "overlap-check.template");
+    if (ret == 0) {
+        /* The flags' syntax is checked above; a bad mode is reported
+         * after the cache sizes (qemu's order). */
+        t->overlap_ret = blockdev_overlap_checks_parse(opts, prefix, &t->overlap_checks,
+                                                       &t->overlap_err);
+        t->has_overlap = t->overlap_ret == 0;
+    }
     t->clean_interval = get(opts, prefix, "cache-clean-interval");
     return ret;
 }
@@ -137,23 +143,6 @@ static int check_cache_sizes(const struct format_tuning *t, struct blockdev *bd,
     return 0;
 }
 
-static int check_overlap(const struct format_tuning *t, struct error *err)
-{
-    if (t->overlap && t->overlap_template && strcmp(t->overlap, t->overlap_template) != 0) {
-        return error_set(err, -EINVAL, "Conflicting values for qcow2 options 'overlap-check' "
-                                       "('%s') and 'overlap-check.template' ('%s')",
-                         t->overlap, t->overlap_template);
-    }
-    const char *mode = t->overlap ? t->overlap : t->overlap_template;
-    if (mode && strcmp(mode, "none") && strcmp(mode, "constant") && strcmp(mode, "cached") &&
-        strcmp(mode, "all")) {
-        return error_set(err, -EINVAL, "Unsupported value '%s' for qcow2 option 'overlap-check'. "
-                                       "Allowed are any of the following: none, constant, "
-                                       "cached, all", mode);
-    }
-    return 0;
-}
-
 int format_tuning_check(const struct format_tuning *t, struct blockdev *bd, struct error *err)
 {
     if (!blockdev_cluster_size(bd)) {
@@ -178,5 +167,8 @@ int format_tuning_check(const struct format_tuning *t, struct blockdev *bd, stru
         return error_set(err, -EINVAL, "Lazy refcounts require a qcow2 image with at least "
                                        "qemu 1.1 compatibility level");
     }
-    return check_overlap(t, err);
+    if (t->overlap_ret < 0 && err) {
+        *err = t->overlap_err;
+    }
+    return t->overlap_ret;
 }

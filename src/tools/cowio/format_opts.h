@@ -1,7 +1,7 @@
 /* qemu's qcow2 runtime options (cache sizes, lazy-refcounts, overlap
- * checks, discard passing). The blockdev API has no knob for them: cowio
- * checks them as qemu's driver does, so bad values fail with qemu's words,
- * and otherwise they have no effect. */
+ * checks, discard passing). cowio checks them as qemu's driver does, so bad
+ * values fail with qemu's words; lazy-refcounts and the overlap checks go
+ * to the block layer, the others have no effect. */
 #ifndef TOOLS_COWIO_FORMAT_OPTS_H
 #define TOOLS_COWIO_FORMAT_OPTS_H
 
@@ -16,7 +16,10 @@ struct format_tuning {
     uint64_t cache, l2, refcount, entry;
     bool lazy_refcounts_on;
     int lazy_refcounts;         /* blockdev_open_opts.lazy_refcounts: 0 unset, 1 on, -1 off */
-    const char *overlap, *overlap_template;     /* point into the options */
+    bool has_overlap;           /* parsed: blockdev_open_opts.overlap_checks ... */
+    unsigned overlap_checks;
+    int overlap_ret;            /* ... unless their options are bad: why (reported by */
+    struct error overlap_err;   /* format_tuning_check, in qemu's order) */
     const char *clean_interval;
 };
 
