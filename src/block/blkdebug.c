@@ -2,6 +2,8 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,6 +65,7 @@ struct blkdebug {
     struct rule *all;           /* every rule, for freeing (linked by next of a copy list) */
     struct rule **owned;
     size_t nowned;
+    uint64_t align;             /* the file's request alignment (QEMU's align option), or 0 */
 };
 
 const char *blkdebug_event_name(enum blkdebug_event ev)
@@ -275,6 +278,28 @@ static bool any_key_with(struct options *opts, const char *prefix)
     return false;
 }
 
+/* QEMU's align option: the request alignment blkdebug imposes on the node
+ * above. Its block layer widens each request to it before blkdebug sees it,
+ * so a rule's sector matches the widened request (blkdebug_check). */
+static int parse_align(struct blkdebug *d, struct options *opts, const char *prefix,
+                       struct error *err)
+{
+    char key[160];
+    snprintf(key, sizeof(key), "%salign", prefix ? prefix : "");
+    if (!opts) {
+        return 0;
+    }
+    if (options_get_size(opts, key, &d->align, err) < 0) {
+        /* QEMU names the node's own option, without the path to the node */
+        return error_set(err, -EINVAL, "Parameter 'align' expects a non-negative number "
+                         "below 2^64");
+    }
+    if (d->align && (d->align >= INT_MAX || (d->align & (d->align - 1)))) {
+        return error_set(err, -EINVAL, "Cannot meet constraints with align %" PRIu64, d->align);
+    }
+    return 0;
+}
+
 int blkdebug_new(struct blkdebug **out, const char *config, struct options *opts,
                  const char *prefix, struct error *err)
 {
@@ -282,7 +307,10 @@ int blkdebug_new(struct blkdebug **out, const char *config, struct options *opts
     pthread_mutex_init(&d->lock, NULL);
     pthread_cond_init(&d->suspend_cv, NULL);
     d->state = 1;
-    int ret = config && *config ? read_config(d, config, err) : 0;
+    int ret = parse_align(d, opts, prefix, err);
+    if (ret == 0 && config && *config) {
+        ret = read_config(d, config, err);
+    }
     static const char *const kinds[] = { "inject-error", "set-state" };
     for (int k = 0; k < 2 && ret == 0 && opts; k++) {
         for (int i = 0; ret == 0; i++) {
@@ -300,6 +328,18 @@ int blkdebug_new(struct blkdebug **out, const char *config, struct options *opts
     }
     *out = d;
     return 0;
+}
+
+int blkdebug_split_name(const char *name, char **config, const char **file, struct error *err)
+{
+    const char *rest = name + strlen("blkdebug:");
+    const char *colon = strchr(rest, ':');
+    if (!colon) {
+        return error_set(err, -EINVAL, "Invalid filename '%s'", name);
+    }
+    *config = strndup(rest, (size_t)(colon - rest));
+    *file = colon + 1;
+    return *config ? 0 : error_set(err, -ENOMEM, "Out of memory");
 }
 
 void blkdebug_free(struct blkdebug *d)
@@ -479,6 +519,11 @@ int blkdebug_check(struct blkdebug *d, unsigned iotype, uint64_t off, uint64_t l
 {
     if (!d) {
         return 0;
+    }
+    if (d->align) {
+        uint64_t end = (off + len + d->align - 1) & ~(d->align - 1);
+        off &= ~(d->align - 1);
+        len = end - off;
     }
     pthread_mutex_lock(&d->lock);
     struct rule **link = &d->active, *r;

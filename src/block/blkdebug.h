@@ -3,7 +3,8 @@
  * states (set-state). Rules come from a config file in QEMU's format
  * ([inject-error] / [set-state] sections of key = "value" lines) or inline
  * options (inject-error.N.event, .errno, .once, .immediately, .state,
- * .sector, .iotype; set-state.N.event, .state, .new_state). Driver-internal:
+ * .sector, .iotype; set-state.N.event, .state, .new_state), and align, the
+ * request alignment rules see requests widened to. Driver-internal:
  * users name it as QEMU does (blkdebug:CONFIG:FILE, file.driver=blkdebug). */
 #ifndef BLOCK_BLKDEBUG_H
 #define BLOCK_BLKDEBUG_H
@@ -48,6 +49,9 @@ struct blkdebug;
 int blkdebug_new(struct blkdebug **out, const char *config, struct options *opts,
                  const char *prefix, struct error *err);
 void blkdebug_free(struct blkdebug *d);
+/* QEMU's blkdebug:CONFIG:FILE name: *config (allocated; "" for none) and
+ * *file, which points into name. */
+int blkdebug_split_name(const char *name, char **config, const char **file, struct error *err);
 /* The format driver reached a point QEMU's names (BLKDBG_EVENT). */
 void blkdebug_event(struct blkdebug *d, enum blkdebug_event ev);
 /* 0, or the negative errno an active rule injects into this request. */

@@ -151,16 +151,16 @@ int blockdev_open(struct blockdev **out, const char *filename, const struct bloc
     }
     if (strncmp(filename, "blkdebug:", 9) == 0 && !opts->blkdebug && !opts->file_child) {
         /* blkdebug:CONFIG:FILE, as QEMU parses it. */
-        const char *rest = filename + 9;
-        const char *colon = strchr(rest, ':');
-        if (!colon) {
-            return error_set(err, -EINVAL, "Invalid filename '%s'", filename);
+        char *config;
+        const char *file;
+        int ret = blkdebug_split_name(filename, &config, &file, err);
+        if (ret < 0) {
+            return ret;
         }
-        char *config = strndup(rest, (size_t)(colon - rest));
         struct blockdev_open_opts o = *opts;
-        int ret = blkdebug_new(&o.blkdebug, config, NULL, NULL, err);
+        ret = blkdebug_new(&o.blkdebug, config, NULL, NULL, err);
         free(config);
-        ret = ret < 0 ? ret : blockdev_open(out, colon + 1, &o, err);
+        ret = ret < 0 ? ret : blockdev_open(out, file, &o, err);
         if (ret == 0 && !(*out)->open_name) {
             (*out)->open_name = strdup(filename);
         }

@@ -297,6 +297,8 @@ struct blockdev_create_opts {
     enum blockdev_prealloc prealloc;
     const char *backing_file;       /* NULL for none */
     const char *backing_format;     /* NULL: not recorded */
+    bool encrypt_aes;               /* qcow2 crypt_method 1 (QEMU's legacy AES-CBC): the
+                                     * key is no part of the image, only the method is */
 };
 
 void blockdev_create_opts_init(struct blockdev_create_opts *o);

@@ -290,6 +290,33 @@ static int parse_protocol(struct blockdev_spec *spec, const char *prefix, const 
     return 0;
 }
 
+static bool is_blkdebug_name(const char *filename)
+{
+    return filename && !strncmp(filename, "blkdebug:", 9);
+}
+
+/* A blkdebug:CONFIG:FILE name with options for its node (file.align=...,
+ * file.inject-error.0.event=...): one blkdebug node takes both, as QEMU
+ * merges the name's parts into the node's options. */
+static int parse_blkdebug_name(struct blockdev_spec *spec, const char *file_prefix,
+                               struct error *err)
+{
+    char *config;
+    const char *file;
+    int ret = blkdebug_split_name(spec->filename, &config, &file, err);
+    if (ret < 0) {
+        return ret;
+    }
+    blkdebug_free(spec->blkdebug);
+    spec->blkdebug = NULL;
+    ret = blkdebug_new(&spec->blkdebug, config, &spec->opts, file_prefix, err);
+    free(config);
+    char *image = strdup(file);
+    free(spec->filename);
+    spec->filename = image;
+    return ret;
+}
+
 /* qcow2's metadata cache tuning (QEMU's l2-cache-size and kin): checked as
  * sizes, then unused, since our table caches size themselves. Scripts pass
  * them (iotest 061), and refusing them would refuse working commands. */
@@ -373,7 +400,6 @@ int blockdev_spec_parse_options(struct blockdev_spec *spec, const char *text,
         /* blkdebug over the file: rules from file.config and file.inject-error.N.*,
          * the file in file.image (a name) or file.image.filename. */
         const char *config = layer_get(opts, file_prefix, "config");
-        layer_get(opts, file_prefix, "align");
         const char *image = layer_get(opts, file_prefix, "image");
         char image_prefix[96];
         snprintf(image_prefix, sizeof(image_prefix), "%simage.", file_prefix);
@@ -390,6 +416,11 @@ int blockdev_spec_parse_options(struct blockdev_spec *spec, const char *text,
         blkdebug_free(spec->blkdebug);
         spec->blkdebug = NULL;
         ret = blkdebug_new(&spec->blkdebug, config, opts, file_prefix, err);
+        if (ret < 0) {
+            return ret;
+        }
+    } else if (!file_driver && !name && is_blkdebug_name(spec->filename)) {
+        ret = parse_blkdebug_name(spec, file_prefix, err);
         if (ret < 0) {
             return ret;
         }

@@ -139,6 +139,25 @@ static int write_initial_metadata(const char *filename, const struct blockdev_cr
     return ret;
 }
 
+/* Records QEMU's legacy AES method in a finished image. It comes last because
+ * our driver opens no encrypted image, and the creation above opens it. */
+static int mark_aes_encrypted(const char *filename, struct error *err)
+{
+    struct hostfile *f;
+    int ret = hostfile_open(&f, filename, false, false, err);
+    if (ret < 0) {
+        return ret;
+    }
+    uint8_t method[4];
+    st_be32(method, QCOW2_CRYPT_AES);
+    ret = hostfile_pwrite(f, 32, method, sizeof(method));
+    if (ret == 0) {
+        ret = hostfile_flush(f);
+    }
+    hostfile_close(f);
+    return ret < 0 ? error_set_errno(err, ret, "Could not write encryption header") : 0;
+}
+
 int qcow2_create(const char *filename, const struct blockdev_create_opts *o, struct error *err)
 {
     int ret = validate(o, err);
@@ -168,5 +187,8 @@ int qcow2_create(const char *filename, const struct blockdev_create_opts *o, str
         ret = blockdev_flush(bd, err);
     }
     blockdev_close(bd);
+    if (ret == 0 && o->encrypt_aes) {
+        ret = mark_aes_encrypted(filename, err);
+    }
     return ret;
 }

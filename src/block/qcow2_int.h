@@ -34,6 +34,8 @@
 #define QCOW2_V3_HEADER_LEN 104
 #define QCOW2_HEADER_LEN_WITH_COMPRESSION 112
 #define QCOW2_SECTOR 512u
+/* crypt_method values of the header; we create AES (1) images, open none. */
+#define QCOW2_CRYPT_AES 1u
 
 /* incompatible_features */
 #define QCOW2_INCOMPAT_DIRTY       (1ULL << 0)

@@ -143,6 +143,28 @@ static bool is_plain_data(const struct qcow2 *s, uint64_t entry, uint64_t bitmap
     return !((entry & QCOW2_L2E_OFFSET_MASK) & s->cluster_mask);
 }
 
+/* An owned cluster that reads as zeros by its L2 entry though it keeps its
+ * host cluster (QEMU's ZERO_ALLOC), written whole: QEMU writes it in place,
+ * in one host write with its neighbours, and then drops the zero flags
+ * (clear_zero_flags); copying it to a new cluster would split the write and
+ * leave the old cluster's place unused. */
+static bool is_zero_alloc_overwrite(const struct qcow2 *s, uint64_t entry, uint64_t bitmap,
+                                    uint32_t in_cluster, size_t len)
+{
+    uint64_t host = entry & QCOW2_L2E_OFFSET_MASK;
+    if (in_cluster != 0 || len != s->cluster_size || !host || (host & s->cluster_mask) ||
+        (entry & QCOW2_OFLAG_COMPRESSED) || !(entry & QCOW2_OFLAG_COPIED)) {
+        return false;
+    }
+    for (uint32_t sc = 0; sc < s->subclusters; sc++) {
+        enum qcow2_sc_type t = qcow2_sc_type(s, entry, bitmap, sc);
+        if (t != QCOW2_SC_NORMAL && t != QCOW2_SC_ZERO) {
+            return false;
+        }
+    }
+    return true;
+}
+
 /* Extends a plain-data piece over following clusters stored right after it
  * on the host, so that a large read becomes one host read; for a write
  * (in_place), only over clusters it may write in place: owned (COPIED),
@@ -154,7 +176,8 @@ static size_t extend_contiguous(struct qcow2 *s, uint64_t off, size_t n, size_t 
         uint64_t entry, bitmap;
         size_t step = len - n < s->cluster_size ? len - n : s->cluster_size;
         if (qcow2_lookup(s, off + n, &entry, &bitmap, NULL) < 0 ||
-            !is_plain_data(s, entry, bitmap, 0, step) ||
+            !(is_plain_data(s, entry, bitmap, 0, step) ||
+              (in_place && is_zero_alloc_overwrite(s, entry, bitmap, 0, step))) ||
             (entry & QCOW2_L2E_OFFSET_MASK) != host_end ||
             (in_place && (!(entry & QCOW2_OFLAG_COPIED) || qcow2_overlaps_metadata(s, host_end, step)))) {
             break;
@@ -473,6 +496,11 @@ static int write_in_cluster(struct qcow2 *s, uint64_t off, const uint8_t *buf, s
             *direct_host = host + w_start;
             return 1;
         }
+        if (is_zero_alloc_overwrite(s, entry, bitmap, w_start, len) &&
+            !qcow2_overlaps_metadata(s, host, len)) {
+            *direct_host = host;
+            return 1;
+        }
     }
 
     /* The range written: whole subclusters, or the whole cluster when old
@@ -562,6 +590,39 @@ static int write_in_place(struct qcow2 *s, uint64_t host, const void *buf, size_
     return ret;
 }
 
+/* After an in-place write over [off, off + len): the clusters it overwrote
+ * whole that were zeros by their L2 entries now hold the data written. The
+ * entries change after the data is on the disk (qcow2_order.c). */
+static int clear_zero_flags(struct qcow2 *s, uint64_t off, size_t len, struct error *err)
+{
+    /* Only whole clusters are written over zeros (is_zero_alloc_overwrite);
+     * a partly written one at either end may keep zero subclusters. */
+    uint64_t first = qcow2_start_of_cluster(s, off + s->cluster_size - 1);
+    for (uint64_t pos = first; pos + s->cluster_size <= off + len; pos += s->cluster_size) {
+        uint8_t *table;
+        uint32_t index;
+        uint64_t entry, bitmap;
+        int ret = qcow2_lookup(s, pos, &entry, &bitmap, err);
+        if (ret < 0) {
+            return ret;
+        }
+        if (is_plain_data(s, entry, bitmap, 0, s->cluster_size)) {
+            continue;
+        }
+        ret = qcow2_get_l2_slot(s, pos, true, &table, &index, err);
+        if (ret < 0) {
+            return ret;
+        }
+        qcow2_order_note_target(s);
+        ret = qcow2_l2_write_entry(s, table, index, entry & ~QCOW2_OFLAG_ZERO,
+                                   s->extended_l2 ? ALL_SUBCLUSTERS : 0, err);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    return 0;
+}
+
 /* The lock is held through the request, except around in-place data, so
  * that its L2 updates form one batch (qcow2_order.c) that nobody else sees
  * half written on the disk. */
@@ -596,6 +657,9 @@ int qcow2_write_at(struct qcow2 *s, uint64_t off, const void *buf, size_t len, s
                 n = extend_contiguous(s, off, n, len, direct_host + n, true);    /* one host write */
             }
             ret = write_in_place(s, direct_host, p, n, off, err);
+            if (ret == 0) {
+                ret = clear_zero_flags(s, off, n, err);
+            }
         }
         p += n;
         off += n;

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "block/blockdev.h"
+#include "block/object_secret.h"
 #include "cowimg.h"
 #include "util/log.h"
 #include "util/size.h"
@@ -84,7 +85,8 @@ struct create_plan {
     struct blockdev_create_opts q;
     enum blockdev_prealloc prealloc;
     const char *prealloc_text, *compat_text, *compression_text, *lazy_text, *extl2_text;
-    const char *encryption_text;
+    const char *encryption_text, *encrypt_format, *key_secret;
+    bool encrypted;
     uint64_t refcount_bits;
     bool refcount_given;
 };
@@ -133,14 +135,11 @@ static int parse_plan(struct create_request *req, struct create_plan *p, struct 
             return -EINVAL;
         }
         p->q.cluster_size = cs > UINT32_MAX ? 0 : (uint32_t)cs;
-        bool encrypted = false;
-        if (parse_bool_text(o, "encryption", &encrypted, &p->encryption_text, err) < 0) {
+        if (parse_bool_text(o, "encryption", &p->encrypted, &p->encryption_text, err) < 0) {
             return -EINVAL;
         }
-        if (encrypted || options_get(o, "encrypt.format")) {
-            return error_set(err, -ENOTSUP, "Encrypted qcow2 images are not supported: cowimg "
-                             "creates none (encryption=on, encrypt.format)");
-        }
+        p->encrypt_format = options_get(o, "encrypt.format");
+        p->key_secret = options_get(o, "encrypt.key-secret");
         p->compat_text = options_get(o, "compat");
         p->compression_text = options_get(o, "compression_type");
         if (parse_bool_text(o, "lazy_refcounts", &p->q.lazy_refcounts, &p->lazy_text, err) < 0 ||
@@ -175,6 +174,12 @@ static void print_formatting_line(const struct create_request *req, const struct
         if (p->encryption_text) {
             printf(" encryption=%s", p->encryption_text);
         }
+        if (p->encrypt_format) {
+            printf(" encrypt.format=%s", p->encrypt_format);
+        }
+        if (p->key_secret) {
+            printf(" encrypt.key-secret=%s", p->key_secret);
+        }
         printf(" cluster_size=%u extended_l2=%s", p->q.cluster_size,
                p->extl2_text ? p->extl2_text : "off");
         if (p->prealloc_text) {
@@ -208,6 +213,46 @@ static void print_formatting_line(const struct create_request *req, const struct
     fflush(stdout);     /* before any error of the format's checks, as qemu-img */
 }
 
+/* The encryption method, checked where QEMU checks it: encryption=on is
+ * QEMU's old name of encrypt.format=aes. Only AES is created (its key is no
+ * part of the image); LUKS needs a key header we do not write. */
+static int check_encrypt_format(struct create_plan *p, struct error *err)
+{
+    if (p->encryption_text && p->encrypt_format) {
+        return error_set(err, -EINVAL,
+                         "'encrypt.format' and its alias 'encryption' can't be used at the same time");
+    }
+    const char *fmt = p->encrypted ? "aes" : p->encrypt_format;
+    if (!fmt) {
+        return 0;
+    }
+    if (!strcmp(fmt, "luks")) {
+        return error_set(err, -ENOTSUP, "cowimg cannot create LUKS-encrypted qcow2 images "
+                         "(encrypt.format=luks); encrypt.format=aes is supported");
+    }
+    if (strcmp(fmt, "aes") != 0 && strcmp(fmt, "qcow") != 0) {
+        return error_set(err, -EINVAL, "Parameter 'format' does not accept value '%s'", fmt);
+    }
+    p->q.encrypt_aes = true;
+    return 0;
+}
+
+/* The AES key comes from a secret object, which must exist even though
+ * nothing of it is stored: QEMU sets up the cipher when it creates. */
+static int check_encrypt_key(struct create_plan *p, struct error *err)
+{
+    if (!p->q.encrypt_aes) {
+        return 0;
+    }
+    if (!p->key_secret) {
+        return error_set(err, -EINVAL, "Parameter 'encrypt.key-secret' is required for cipher");
+    }
+    const char *data;
+    size_t len;
+    int base64;
+    return object_secret_lookup(p->key_secret, &data, &len, &base64, err);
+}
+
 /* Stage 2: values the format checks after "Formatting" is printed. */
 static int check_plan(struct create_request *req, struct create_plan *p, struct error *err)
 {
@@ -225,6 +270,10 @@ static int check_plan(struct create_request *req, struct create_plan *p, struct 
         return 0;
     }
     p->q.prealloc = p->prealloc;
+    int ret = check_encrypt_format(p, err);
+    if (ret < 0) {
+        return ret;
+    }
     if (p->compat_text) {
         if (!strcmp(p->compat_text, "0.10") || !strcmp(p->compat_text, "v2")) {
             p->q.version = 2;
@@ -247,7 +296,7 @@ static int check_plan(struct create_request *req, struct create_plan *p, struct 
         }
     }
     uint32_t cs = p->q.cluster_size;
-    int ret = blockdev_qcow2_check_cluster_size(cs, false, err);
+    ret = blockdev_qcow2_check_cluster_size(cs, false, err);
     if (ret < 0) {
         return ret;
     }
@@ -290,7 +339,7 @@ static int check_plan(struct create_request *req, struct create_plan *p, struct 
         return error_set(err, -EINVAL, "Backing file and preallocation can only be used at "
                          "the same time if extended_l2 is on");
     }
-    return 0;
+    return check_encrypt_key(p, err);
 }
 
 /* Opens the backing file as qemu-img create does, with its message when it
