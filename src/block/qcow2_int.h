@@ -219,6 +219,7 @@ struct qcow2 {
     bool dirty_written;                 /* the dirty bit is on disk */
     bool autoclear_cleared;             /* unknown autoclear bits were dropped */
     bool corrupt;                       /* refuse writes: see qcow2_signal_corruption */
+    bool broken;                        /* an emptying failed half-way: write nothing more */
     bool unsynced_targets;              /* qcow2_order.c: raised refcounts or new content */
     bool unsynced_mappings;             /* qcow2_order.c: mappings written since the last sync */
     bool l2_batch;                      /* L2 updates stay dirty until the batch ends */
@@ -453,6 +454,10 @@ int qcow2_zero_grown_area(struct qcow2 *s, uint64_t old, uint64_t size, struct e
 /* Discards whole clusters of [off, off+len); the lock is held by the caller. */
 int qcow2_discard_locked(struct qcow2 *s, uint64_t off, uint64_t len, bool make_zero,
                          struct error *err);
+
+/* qcow2_empty.c: emptying after a commit, as QEMU's make_completely_empty */
+bool qcow2_can_empty_completely(const struct qcow2 *s, uint32_t l1_clusters);
+int qcow2_empty_completely(struct qcow2 *s, uint32_t l1_clusters, struct error *err);
 
 /* qcow2_snapshot.c */
 #define QCOW2_MAX_SNAPSHOTS 65536
