@@ -573,6 +573,13 @@ struct qcow2_txn {
     uint64_t snapshots_size;
     struct qcow2_snapshot *snapshots;   /* new list (owned) when set_snapshots was called */
     bool new_snapshots;
+    /* amend of the refcount width: a refcount too large for it is refused
+     * in qemu-img's words, and each pass of the layout is reported, numbered
+     * as QEMU numbers its walks over the refcount table (iotest 112) */
+    bool width_change;
+    void (*passes)(void *opaque, uint64_t done, uint64_t total);
+    void *passes_opaque;
+    int layout_passes;                  /* passes the layout took (set by the commit) */
 };
 
 /* An empty transaction on s's current layout (no refcounts loaded). */

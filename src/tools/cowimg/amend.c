@@ -6,6 +6,7 @@
 
 #include "block/blockdev.h"
 #include "cowimg.h"
+#include "util/progress.h"
 
 static const char *const create_only[] = {
     "cluster_size", "compression_type", "extended_l2", "preallocation", NULL,
@@ -93,9 +94,15 @@ static bool str_eq_or_null(const char *a, const char *b)
     return a == b || (a && b && strcmp(a, b) == 0);
 }
 
-static int amend_image(struct blockdev *bd, struct options *o, struct error *err)
+static void amend_progress(void *opaque, uint64_t done, uint64_t total)
 {
-    struct blockdev_amend_opts a;
+    progress_set(opaque, done, total);
+}
+
+static int amend_image(struct blockdev *bd, struct options *o, struct progress *prog,
+                       struct error *err)
+{
+    struct blockdev_amend_opts a = { .progress = amend_progress, .progress_opaque = prog };
     uint64_t size = 0;
     bool size_given;
     if (parse_amend(o, &a, &size, &size_given) < 0) {
@@ -161,8 +168,9 @@ int cmd_amend(int argc, char **argv)
         default: bad_option(c, argv);
         }
     }
-    (void)quiet;
-    (void)show_progress;    /* amend runs in one step: nothing to show */
+    if (quiet) {
+        show_progress = false;
+    }
     if (!has_opts) {
         usage_error("Must specify options (-o)");
     }
@@ -191,8 +199,13 @@ int cmd_amend(int argc, char **argv)
         ret = print_amend_help(blockdev_format(bd));
     } else if (!(strcmp(blockdev_format(bd), "qcow2") == 0)) {
         report("Format driver '%s' does not support option amendment", blockdev_format(bd));
-    } else if (amend_image(bd, &o, &err) == 0) {
-        ret = EXIT_OK;
+    } else {
+        struct progress prog;
+        progress_init(&prog, show_progress, 1);
+        if (amend_image(bd, &o, &prog, &err) == 0) {
+            ret = EXIT_OK;
+        }
+        progress_finish(&prog);
     }
     blockdev_close(bd);
 out:
