@@ -12,23 +12,6 @@ static const char *const create_only[] = {
     "cluster_size", "compression_type", "extended_l2", "preallocation", NULL,
 };
 
-static int print_amend_help(const char *fmt)
-{
-    if (strcmp(fmt, "qcow2") != 0) {
-        report(format_known(fmt) ? "Format driver '%s' does not support option amendment"
-                                 : "Unknown file format '%s'", fmt);
-        return EXIT_ERR;
-    }
-    printf("Amend options for 'qcow2':\n"
-           "  backing_file=<str>     - File name of a base image\n"
-           "  backing_fmt=<str>      - Image format of the base image\n"
-           "  compat=<str>           - Compatibility level (v2 [0.10] or v3 [1.1])\n"
-           "  lazy_refcounts=<bool (on/off)> - Postpone refcount updates\n"
-           "  refcount_bits=<num>    - Width of a reference count entry in bits\n"
-           "  size=<size>            - Virtual disk size\n");
-    return EXIT_OK;
-}
-
 /* Parses -o into amend options; reports like qemu-img on failure. */
 static int parse_amend(struct options *o, struct blockdev_amend_opts *a, uint64_t *size,
                        bool *size_given)
@@ -179,7 +162,7 @@ int cmd_amend(int argc, char **argv)
         help |= !strcmp(o.items[i].key, "help") || !strcmp(o.items[i].key, "?");
     }
     if (help && fmt) {
-        ret = print_amend_help(fmt);
+        ret = print_amend_options_help(fmt);
         goto out;
     }
     if (optind != argc - 1) {
@@ -196,7 +179,7 @@ int cmd_amend(int argc, char **argv)
         goto out;
     }
     if (help) {
-        ret = print_amend_help(blockdev_format(bd));
+        ret = print_amend_options_help(blockdev_format(bd));
     } else if (!(strcmp(blockdev_format(bd), "qcow2") == 0)) {
         report("Format driver '%s' does not support option amendment", blockdev_format(bd));
     } else {

@@ -82,6 +82,7 @@ struct create_request {
 int image_create(struct create_request *req);
 /* -o help for a format; filename is the image named on the command line, if any. */
 int print_create_options_help(const char *format, const char *filename);
+int print_amend_options_help(const char *format);
 
 int cmd_create(int argc, char **argv);
 int cmd_info(int argc, char **argv);
