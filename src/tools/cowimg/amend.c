@@ -130,8 +130,7 @@ int cmd_amend(int argc, char **argv)
     while ((c = getopt_long(argc, argv, ":ho:f:t:pq", long_opts, NULL)) != -1) {
         switch (c) {
         case 'o':
-            if (options_parse(&o, optarg, NULL, &err) < 0) {
-                report("Invalid option list: %s", optarg);
+            if (add_option_list(&o, optarg) < 0) {
                 goto out;
             }
             has_opts = true;

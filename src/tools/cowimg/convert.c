@@ -391,7 +391,6 @@ static void parse_args(int argc, char **argv, struct convert_args *a)
         { NULL, 0, NULL, 0 },
     };
     int c;
-    struct error err = {0};
     while ((c = getopt_long(argc, argv, ":hf:O:B:CcF:o:l:S:pt:T:qnm:WUr:", long_opts,
                             NULL)) != -1) {
         switch (c) {
@@ -402,8 +401,7 @@ static void parse_args(int argc, char **argv, struct convert_args *a)
         case 'C': a->copy_offload = true; break;
         case 'c': a->compress = true; break;
         case 'o':
-            if (options_parse(&a->opts, optarg, NULL, &err) < 0) {
-                report("Invalid option list: %s", optarg);
+            if (add_option_list(&a->opts, optarg) < 0) {
                 exit(EXIT_ERR);
             }
             a->has_opts = true;

@@ -369,7 +369,6 @@ int cmd_create(int argc, char **argv)
     };
     struct create_request req = { .format = "raw" };
     struct options opts = {0};
-    struct error err = {0};
     int c, ret = EXIT_ERR;
     while ((c = getopt_long(argc, argv, ":F:b:f:ho:qu", long_opts, NULL)) != -1) {
         switch (c) {
@@ -377,8 +376,7 @@ int cmd_create(int argc, char **argv)
         case 'b': req.backing_file = optarg; break;
         case 'f': req.format = optarg; break;
         case 'o':
-            if (options_parse(&opts, optarg, NULL, &err) < 0) {
-                report("Invalid option list: %s", optarg);
+            if (add_option_list(&opts, optarg) < 0) {
                 goto out;
             }
             break;
