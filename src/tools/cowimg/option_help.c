@@ -55,22 +55,20 @@ static const struct option_help qcow2_options[] = {
     { NULL, NULL, NULL },
 };
 
-static const struct option_help qcow2_amend_options[] = {
-    { "backing_file", "<str>", "File name of a base image" },
-    { "backing_fmt", "<str>", "Image format of the base image" },
-    { "compat", "<str>", "Compatibility level (v2 [0.10] or v3 [1.1])" },
-    { "data_file", "<str>", "File name of an external data file" },
-    { "data_file_raw", "<bool (on/off)>", "The external data file must stay valid as a raw image" },
-    { "encrypt.iter-time", "<num>", "Time to spend in PBKDF in milliseconds" },
+/* Amend takes some of create's options and the LUKS keyslot ones. */
+static const struct option_help qcow2_amend_only[] = {
     { "encrypt.keyslot", "<num>", "Select a single keyslot to modify explicitly" },
     { "encrypt.new-secret", "<str>",
       "New secret to set in the matching keyslots. Empty string to erase" },
     { "encrypt.old-secret", "<str>", "Select all keyslots that match this password" },
     { "encrypt.state", "<str>", "Select new state of affected keyslots (active/inactive)" },
-    { "lazy_refcounts", "<bool (on/off)>", "Postpone refcount updates" },
-    { "refcount_bits", "<num>", "Width of a reference count entry in bits" },
-    { "size", "<size>", "Virtual disk size" },
     { NULL, NULL, NULL },
+};
+
+static const char *const qcow2_amend_names[] = {
+    "backing_file", "backing_fmt", "compat", "data_file", "data_file_raw", "encrypt.iter-time",
+    "encrypt.keyslot", "encrypt.new-secret", "encrypt.old-secret", "encrypt.state",
+    "lazy_refcounts", "refcount_bits", "size", NULL,
 };
 
 /* Formats QEMU reads but never writes: its drivers have no create or
@@ -87,14 +85,19 @@ static void print_option(const struct option_help *o)
     printf("  %-22s - %s\n", left, o->help);
 }
 
-static bool listed(const struct option_help *list, const char *name)
+static const struct option_help *find(const struct option_help *list, const char *name)
 {
     for (; list->name; list++) {
         if (!strcmp(list->name, name)) {
-            return true;
+            return list;
         }
     }
-    return false;
+    return NULL;
+}
+
+static bool listed(const struct option_help *list, const char *name)
+{
+    return find(list, name) != NULL;
 }
 
 /* Both lists are sorted by name; on a name in both, the format's entry is
@@ -145,8 +148,9 @@ int print_amend_options_help(const char *format)
         return EXIT_ERR;
     }
     printf("Amend options for 'qcow2':\n");
-    for (const struct option_help *o = qcow2_amend_options; o->name; o++) {
-        print_option(o);
+    for (int i = 0; qcow2_amend_names[i]; i++) {
+        const struct option_help *o = find(qcow2_options, qcow2_amend_names[i]);
+        print_option(o ? o : find(qcow2_amend_only, qcow2_amend_names[i]));
     }
     return EXIT_OK;
 }
