@@ -265,7 +265,8 @@ static void close_write_back(struct qcow2 *s)
 static void qcow2_close(struct blockdev *bd)
 {
     struct qcow2 *s = qcow2_of(bd);
-    if (!bd->read_only && !bd->inactive) {      /* inactive: the file is another process's */
+    /* inactive: the file is another process's; broken: the next open repairs it */
+    if (!bd->read_only && !bd->inactive && !s->broken) {
         pthread_mutex_lock(&s->lock);
         close_write_back(s);
         pthread_mutex_unlock(&s->lock);
@@ -726,8 +727,12 @@ static int qcow2_make_empty(struct blockdev *bd, struct error *err)
 {
     struct qcow2 *s = qcow2_of(bd);
     pthread_mutex_lock(&s->lock);
+    uint32_t l1_clusters = (uint32_t)(((uint64_t)s->l1_size * 8 + s->cluster_size - 1) >>
+                                      s->cluster_bits);
     int ret = qcow2_prepare_write(s, err);
-    if (ret == 0) {
+    if (ret == 0 && qcow2_can_empty_completely(s, l1_clusters)) {
+        ret = qcow2_empty_completely(s, l1_clusters, err);
+    } else if (ret == 0) {
         qcow2_order_batch_begin(s);
         ret = qcow2_discard_locked(s, 0, bd->size, false, err);
         ret = qcow2_order_batch_finish(s, ret, err);

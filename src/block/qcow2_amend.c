@@ -13,14 +13,17 @@
 
 #include "block/qcow2_int.h"
 
-static int change_refcount_bits(struct qcow2 *s, int bits, struct error *err)
+/* new_version: the version the amend leaves the image at. */
+static int change_refcount_bits(struct qcow2 *s, const struct blockdev_amend_opts *o,
+                                int new_version, struct error *err)
 {
+    int bits = o->refcount_bits;
     if (bits < 1 || bits > 64 || (bits & (bits - 1))) {
         return error_set(err, -EINVAL, "Refcount width must be a power of two and may not exceed "
                          "64 bits");
     }
-    if (s->version < 3 && bits != 16) {
-        return error_set(err, -EINVAL, "Different refcount widths than 16 bits require "
+    if (new_version < 3 && bits != 16) {
+        return error_set(err, -EINVAL, "Refcount widths other than 16 bits require "
                          "compatibility level 1.1 or above (use compat=1.1 or greater)");
     }
     uint32_t order = (uint32_t)__builtin_ctz((unsigned)bits);
@@ -32,6 +35,9 @@ static int change_refcount_bits(struct qcow2 *s, int bits, struct error *err)
     if (ret < 0) {
         return ret;
     }
+    t.width_change = true;
+    t.passes = o->progress;
+    t.passes_opaque = o->progress_opaque;
     uint32_t old_order = s->refcount_order;
     /* The transaction writes the blocks in the geometry of the new width. */
     s->refcount_order = order;
@@ -241,11 +247,12 @@ int qcow2_amend(struct blockdev *bd, const struct blockdev_amend_opts *o, struct
     if (ret == 0 && o->version == 3 && s->version == 2) {
         ret = upgrade(s, err);
     }
+    int new_version = o->version ? o->version : (int)s->version;
     if (ret == 0 && o->lazy_refcounts >= 0) {
-        ret = set_lazy_refcounts(s, o->lazy_refcounts, o->version ? o->version : (int)s->version, err);
+        ret = set_lazy_refcounts(s, o->lazy_refcounts, new_version, err);
     }
     if (ret == 0 && o->refcount_bits) {
-        ret = change_refcount_bits(s, o->refcount_bits, err);
+        ret = change_refcount_bits(s, o, new_version, err);
     }
     pthread_mutex_unlock(&s->lock);
     if (ret == 0 && o->version == 2 && s->version == 3) {

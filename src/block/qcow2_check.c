@@ -112,6 +112,8 @@ static void inc(struct check *c, uint64_t off, uint64_t size)
     for (uint64_t k = first; k <= last; k++) {
         if (c->ref[k] == s->refcount_max) {
             report(c, "ERROR: overflow cluster offset=0x%" PRIx64, k << s->cluster_bits);
+            report(c, "Use qemu-img amend to increase the refcount entry width or qemu-img "
+                   "convert to create a clean copy if the image cannot be opened for writing");
             c->res->corruptions++;
             continue;
         }

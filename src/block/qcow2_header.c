@@ -529,6 +529,10 @@ int qcow2_prepare_write(struct qcow2 *s, struct error *err)
         return error_set(err, -EACCES, "qcow2 image is marked corrupt and can only be repaired "
                          "(cowimg check -r all)");
     }
+    if (s->broken) {
+        return error_set(err, -EIO, "qcow2 image was left inconsistent by a failed emptying "
+                         "and must be reopened (the open repairs it)");
+    }
     if (!s->autoclear_cleared) {
         s->autoclear_cleared = true;
         /* Bitmaps are kept up to date (qcow2_bitmap.c); the other bits

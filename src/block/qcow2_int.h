@@ -222,6 +222,7 @@ struct qcow2 {
     bool autoclear_cleared;             /* unknown autoclear bits were dropped */
     bool corrupt;                       /* refuse writes: see qcow2_signal_corruption */
     unsigned overlap_checks;            /* BDEV_OL_*: what a write is checked against */
+    bool broken;                        /* an emptying failed half-way: write nothing more */
     bool unsynced_targets;              /* qcow2_order.c: raised refcounts or new content */
     bool unsynced_mappings;             /* qcow2_order.c: mappings written since the last sync */
     bool l2_batch;                      /* L2 updates stay dirty until the batch ends */
@@ -468,6 +469,10 @@ int qcow2_zero_grown_area(struct qcow2 *s, uint64_t old, uint64_t size, struct e
 int qcow2_discard_locked(struct qcow2 *s, uint64_t off, uint64_t len, bool make_zero,
                          struct error *err);
 
+/* qcow2_empty.c: emptying after a commit, as QEMU's make_completely_empty */
+bool qcow2_can_empty_completely(const struct qcow2 *s, uint32_t l1_clusters);
+int qcow2_empty_completely(struct qcow2 *s, uint32_t l1_clusters, struct error *err);
+
 /* qcow2_snapshot.c */
 #define QCOW2_MAX_SNAPSHOTS 65536
 #define QCOW2_MAX_SNAPSHOTS_BYTES (64u << 20)
@@ -582,6 +587,13 @@ struct qcow2_txn {
     uint64_t snapshots_size;
     struct qcow2_snapshot *snapshots;   /* new list (owned) when set_snapshots was called */
     bool new_snapshots;
+    /* amend of the refcount width: a refcount too large for it is refused
+     * in qemu-img's words, and each pass of the layout is reported, numbered
+     * as QEMU numbers its walks over the refcount table (iotest 112) */
+    bool width_change;
+    void (*passes)(void *opaque, uint64_t done, uint64_t total);
+    void *passes_opaque;
+    int layout_passes;                  /* passes the layout took (set by the commit) */
 };
 
 /* An empty transaction on s's current layout (no refcounts loaded). */

@@ -631,9 +631,15 @@ static int create_inplace(struct qcow2 *s, const char *name, const struct blockd
     if (list) {
         fill_entry(s, &list[n], name, vm, 0);
     }
-    int ret = list && list[n].id && list[n].name ? qcow2_inplace_check_room(s, shared, err) : no_memory(err);
+    int ret = list && list[n].id && list[n].name ? 0 : no_memory(err);
+    /* The copy before the room check, as QEMU: a refcount that cannot take
+     * one more reference leaves the copy leaked, which qemu-img check then
+     * reports (iotest 112); no refcount has risen yet. */
     int64_t l1_off = ret < 0 ? ret : copy_active_l1(s, err);
-    ret = l1_off < 0 ? (int)l1_off : qcow2_inplace_share_active(s, shared, err);
+    ret = l1_off < 0 ? (int)l1_off : qcow2_inplace_check_room(s, shared, err);
+    if (ret == 0) {
+        ret = qcow2_inplace_share_active(s, shared, err);
+    }
     if (ret == 0 && shared < s->l1_size) {
         memset(&s->l1_table[shared], 0, (size_t)(s->l1_size - shared) * 8);
         ret = qcow2_inplace_write_l1(s, err);

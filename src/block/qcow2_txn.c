@@ -426,6 +426,13 @@ static bool range_used(const struct qcow2_txn *t, uint64_t first, uint64_t count
 
 /* Places refcount blocks for every range with a nonzero count, and a table
  * big enough for them; both count themselves. */
+static void report_pass(struct qcow2_txn *t, uint64_t done, uint64_t total)
+{
+    if (t->passes) {
+        t->passes(t->passes_opaque, done, total);
+    }
+}
+
 static int layout_refcounts(struct qcow2 *s, struct qcow2_txn *t, uint64_t **blocks_out,
                             uint64_t *entries_out, uint64_t *table_off, uint64_t *table_clusters,
                             struct error *err)
@@ -434,6 +441,9 @@ static int layout_refcounts(struct qcow2 *s, struct qcow2_txn *t, uint64_t **blo
     uint64_t *blocks = NULL;
     int64_t toff = -1;
     for (int iter = 0; iter < 1000; iter++) {
+        /* This pass, and at least one more to find the layout stable, and
+         * the one that writes it: QEMU's count of walks. */
+        report_pass(t, iter, iter + 2 > 3 ? iter + 2 : 3);
         bool placed = false;
         uint64_t ranges = (t->n + s->refblock_size - 1) >> s->refblock_bits;
         if (ranges > cap) {
@@ -458,7 +468,9 @@ static int layout_refcounts(struct qcow2 *s, struct qcow2_txn *t, uint64_t **blo
                 last = r + 1;
             }
         }
+        report_pass(t, iter + 1, iter + 2 > 3 ? iter + 2 : 3);
         if (toff >= 0 && last <= entries && !placed) {
+            t->layout_passes = iter + 1;
             if (entries > cap) {
                 blocks = realloc(blocks, entries * 8);
                 memset(blocks + cap, 0, (entries - cap) * 8);
@@ -611,14 +623,22 @@ int qcow2_txn_commit(struct qcow2 *s, struct qcow2_txn *t, struct error *err)
     uint64_t *blocks = NULL, entries = 0, table_off = 0, table_clusters = 0;
     int ret = layout_refcounts(s, t, &blocks, &entries, &table_off, &table_clusters, err);
     for (uint64_t c = 0; ret == 0 && c < t->n; c++) {
-        if (t->rc[c] > s->refcount_max) {
+        if (t->rc[c] > s->refcount_max && t->width_change) {
+            ret = error_set(err, -EINVAL, "Cannot decrease refcount entry width to %u bits: "
+                            "Cluster at offset %#" PRIx64 " has a refcount of %" PRIu64,
+                            s->refcount_bits, c << s->cluster_bits, t->rc[c]);
+        } else if (t->rc[c] > s->refcount_max) {
             ret = error_set(err, -ERANGE, "Refcount of cluster 0x%" PRIx64 " would exceed %u "
                             "bits (raise refcount_bits with amend)", c << s->cluster_bits,
                             s->refcount_bits);
         }
     }
     if (ret == 0) {
+        report_pass(t, t->layout_passes, t->layout_passes + 1);
         ret = write_refcounts(s, t, blocks, entries, table_off, table_clusters, err);
+    }
+    if (ret == 0) {
+        report_pass(t, t->layout_passes + 1, t->layout_passes + 1);
     }
     if (ret == 0) {
         ret = switch_header(s, t, table_off, table_clusters, err);

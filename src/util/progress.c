@@ -27,6 +27,21 @@ void progress_set_total(struct progress *p, uint64_t total)
     pthread_mutex_unlock(&p->lock);
 }
 
+void progress_set(struct progress *p, uint64_t done, uint64_t total)
+{
+    pthread_mutex_lock(&p->lock);
+    p->done = done;
+    p->total = total;
+    if (p->enabled && total) {
+        double percent = 100.0 * (double)done / (double)total;
+        /* qemu_progress_print's rule: a change of more than 1% either way */
+        if (percent > p->last_printed + 1.0 || percent < p->last_printed - 1.0) {
+            progress_print(p, percent);
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
+}
+
 void progress_add(struct progress *p, uint64_t done)
 {
     pthread_mutex_lock(&p->lock);

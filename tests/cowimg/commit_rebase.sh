@@ -20,9 +20,27 @@ same "commit into the immediate backing file" commit top.qcow2
 check "commit: mid now reads as top did" "$QEMU_IMG" compare -q "$CW/mid.qcow2" "$CW/expect.raw"
 check "commit: top still reads the same" "$QEMU_IMG" compare -q "$CW/top.qcow2" "$CW/expect.raw"
 check "commit: mid is consistent" "$QEMU_IMG" check -q "$CW/mid.qcow2"
-# Not asserted yet: that top was emptied (block_make_empty needs a driver
-# operation that turns clusters back to unallocated; see src/block/commit.c).
 check "commit: same result as qemu-img" "$QEMU_IMG" compare -q "$Q/mid.qcow2" "$CW/mid.qcow2"
+# The top image is cut back to header, refcount table and block, and L1
+# table, as qemu-img's make_completely_empty leaves it.
+same "commit: the top image is emptied as by qemu-img" map --output=json top.qcow2
+check_eq "commit: the emptied top file has qemu-img's size" "$(stat -c %s "$Q/top.qcow2")" \
+    "$(stat -c %s "$CW/top.qcow2")"
+
+# A write failing at each step of the emptying (blkdebug on the top image):
+# the error names the image, and what is left on disk is what qemu-img
+# leaves, as QEMU's own qemu-io sees it when its open repairs the image.
+for event in l1_update empty_image_prepare reftable_update refblock_alloc; do
+    twin_do rm -f base.qcow2 mid.qcow2 top.qcow2
+    twin_do make_chain
+    printf '[inject-error]\nevent = "%s"\n' "$event" >"$TMP/blkdebug.conf"
+    same "commit failing at $event: qemu-img's error" commit "blkdebug:$TMP/blkdebug.conf:top.qcow2"
+    (cd "$Q" && "$QEMU_IO" -c close top.qcow2 >"$TMP/q.repair" 2>&1)
+    (cd "$CW" && "$QEMU_IO" -c close top.qcow2 >"$TMP/c.repair" 2>&1)
+    check "commit failing at $event: the open repairs the same damage" \
+        cmp "$TMP/q.repair" "$TMP/c.repair"
+    check "commit failing at $event: the repaired image is clean" "$QEMU_IMG" check -q "$CW/top.qcow2"
+done
 
 twin_do rm -f base.qcow2 mid.qcow2 top.qcow2
 twin_do make_chain

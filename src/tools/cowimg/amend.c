@@ -6,27 +6,11 @@
 
 #include "block/blockdev.h"
 #include "cowimg.h"
+#include "util/progress.h"
 
 static const char *const create_only[] = {
     "cluster_size", "compression_type", "extended_l2", "preallocation", NULL,
 };
-
-static int print_amend_help(const char *fmt)
-{
-    if (strcmp(fmt, "qcow2") != 0) {
-        report(format_known(fmt) ? "Format driver '%s' does not support option amendment"
-                                 : "Unknown file format '%s'", fmt);
-        return EXIT_ERR;
-    }
-    printf("Amend options for 'qcow2':\n"
-           "  backing_file=<str>     - File name of a base image\n"
-           "  backing_fmt=<str>      - Image format of the base image\n"
-           "  compat=<str>           - Compatibility level (v2 [0.10] or v3 [1.1])\n"
-           "  lazy_refcounts=<bool (on/off)> - Postpone refcount updates\n"
-           "  refcount_bits=<num>    - Width of a reference count entry in bits\n"
-           "  size=<size>            - Virtual disk size\n");
-    return EXIT_OK;
-}
 
 /* Parses -o into amend options; reports like qemu-img on failure. */
 static int parse_amend(struct options *o, struct blockdev_amend_opts *a, uint64_t *size,
@@ -93,9 +77,15 @@ static bool str_eq_or_null(const char *a, const char *b)
     return a == b || (a && b && strcmp(a, b) == 0);
 }
 
-static int amend_image(struct blockdev *bd, struct options *o, struct error *err)
+static void amend_progress(void *opaque, uint64_t done, uint64_t total)
 {
-    struct blockdev_amend_opts a;
+    progress_set(opaque, done, total);
+}
+
+static int amend_image(struct blockdev *bd, struct options *o, struct progress *prog,
+                       struct error *err)
+{
+    struct blockdev_amend_opts a = { .progress = amend_progress, .progress_opaque = prog };
     uint64_t size = 0;
     bool size_given;
     if (parse_amend(o, &a, &size, &size_given) < 0) {
@@ -140,8 +130,7 @@ int cmd_amend(int argc, char **argv)
     while ((c = getopt_long(argc, argv, ":ho:f:t:pq", long_opts, NULL)) != -1) {
         switch (c) {
         case 'o':
-            if (options_parse(&o, optarg, NULL, &err) < 0) {
-                report("Invalid option list: %s", optarg);
+            if (add_option_list(&o, optarg) < 0) {
                 goto out;
             }
             has_opts = true;
@@ -161,8 +150,9 @@ int cmd_amend(int argc, char **argv)
         default: bad_option(c, argv);
         }
     }
-    (void)quiet;
-    (void)show_progress;    /* amend runs in one step: nothing to show */
+    if (quiet) {
+        show_progress = false;
+    }
     if (!has_opts) {
         usage_error("Must specify options (-o)");
     }
@@ -171,7 +161,7 @@ int cmd_amend(int argc, char **argv)
         help |= !strcmp(o.items[i].key, "help") || !strcmp(o.items[i].key, "?");
     }
     if (help && fmt) {
-        ret = print_amend_help(fmt);
+        ret = print_amend_options_help(fmt);
         goto out;
     }
     if (optind != argc - 1) {
@@ -188,11 +178,16 @@ int cmd_amend(int argc, char **argv)
         goto out;
     }
     if (help) {
-        ret = print_amend_help(blockdev_format(bd));
+        ret = print_amend_options_help(blockdev_format(bd));
     } else if (!(strcmp(blockdev_format(bd), "qcow2") == 0)) {
         report("Format driver '%s' does not support option amendment", blockdev_format(bd));
-    } else if (amend_image(bd, &o, &err) == 0) {
-        ret = EXIT_OK;
+    } else {
+        struct progress prog;
+        progress_init(&prog, show_progress, 1);
+        if (amend_image(bd, &o, &prog, &err) == 0) {
+            ret = EXIT_OK;
+        }
+        progress_finish(&prog);
     }
     blockdev_close(bd);
 out:

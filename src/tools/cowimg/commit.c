@@ -67,6 +67,9 @@ int cmd_commit(int argc, char **argv)
             ret = blockdev_make_empty(top, &err);
             if (ret == -ENOTSUP) {
                 ret = 0;    /* qemu-img too leaves images it cannot empty as they are */
+            } else if (ret < 0) {
+                /* qemu-img's words (bdrv_make_empty), which iotest 098 reads */
+                error_set_errno(&err, ret, "Failed to empty %s", filename);
             }
         }
     }

@@ -138,6 +138,31 @@ int parse_cache_mode(const char *mode, bool *no_cache)
     return -1;
 }
 
+/* qemu-img's is_valid_option_list: -o arguments are joined with commas
+ * before they are parsed, so one must not start with a comma nor end in an
+ * odd number of them (an escaped comma is two). */
+static bool valid_option_list(const char *list)
+{
+    size_t len = strlen(list), i = len;
+    if (!list[0] || list[0] == ',') {
+        return false;
+    }
+    while (i > 0 && list[i - 1] == ',') {
+        i--;
+    }
+    return (len - i) % 2 == 0;
+}
+
+int add_option_list(struct options *o, const char *list)
+{
+    struct error err = {0};
+    if (!valid_option_list(list) || options_parse(o, list, NULL, &err) < 0) {
+        report("Invalid option list: %s", list);
+        return -1;
+    }
+    return 0;
+}
+
 bool format_known(const char *fmt)
 {
     return blockdev_format_known(fmt);

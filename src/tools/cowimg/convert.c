@@ -370,7 +370,7 @@ struct convert_args {
     const char *fmt, *out_fmt, *backing, *backing_fmt, *cache, *src_cache, *snapshot;
     struct options opts;
     bool has_opts, compress, skip_create, quiet, show_progress, share, target_is_zero;
-    bool out_of_order, copy_offload, sparse_given, bitmaps, skip_broken;
+    bool out_of_order, copy_offload, sparse_given, bitmaps, skip_broken, salvage;
     bool target_image_opts, out_fmt_given;
     int64_t min_sparse;
     long workers;
@@ -391,7 +391,6 @@ static void parse_args(int argc, char **argv, struct convert_args *a)
         { NULL, 0, NULL, 0 },
     };
     int c;
-    struct error err = {0};
     while ((c = getopt_long(argc, argv, ":hf:O:B:CcF:o:l:S:pt:T:qnm:WUr:", long_opts,
                             NULL)) != -1) {
         switch (c) {
@@ -402,8 +401,7 @@ static void parse_args(int argc, char **argv, struct convert_args *a)
         case 'C': a->copy_offload = true; break;
         case 'c': a->compress = true; break;
         case 'o':
-            if (options_parse(&a->opts, optarg, NULL, &err) < 0) {
-                report("Invalid option list: %s", optarg);
+            if (add_option_list(&a->opts, optarg) < 0) {
                 exit(EXIT_ERR);
             }
             a->has_opts = true;
@@ -447,9 +445,7 @@ static void parse_args(int argc, char **argv, struct convert_args *a)
         case OPT_TARGET_IMAGE_OPTS: a->target_image_opts = true; break;
         case OPT_BITMAPS: a->bitmaps = true; break;
         case OPT_SKIP_BROKEN: a->skip_broken = true; break;
-        case OPT_SALVAGE:
-            report("%s is not supported", argv[optind - 1]);
-            exit(EXIT_ERR);
+        case OPT_SALVAGE: a->salvage = true; break;
         default: bad_option(c, argv);
         }
     }
@@ -464,6 +460,10 @@ static int check_args(struct convert_args *a)
         report("Cannot enable copy offloading when -c is used");
     } else if (a->copy_offload && a->sparse_given) {
         report("Cannot enable copy offloading when -S is used");
+    } else if (a->copy_offload && a->salvage) {
+        report("Cannot use copy offloading in salvaging mode");
+    } else if (a->salvage) {
+        report("--salvage is not supported");
     } else if (a->target_image_opts && !a->skip_create) {
         report("--target-image-opts requires use of -n flag");
     } else if (a->skip_create && a->has_opts) {
@@ -552,6 +552,9 @@ static int create_target(struct convert *cv, struct convert_args *a)
         .filename = cv->target_name, .format = a->out_fmt, .size = cv->total,
         .size_given = true, .size_wins = true, .backing_file = a->backing, .backing_format = a->backing_fmt,
         .opts = &a->opts, .quiet = true, .error_context = context,
+        /* qemu-img convert creates without opening the backing file (the
+         * size is the source's): a bad one fails the target's open after */
+        .unsafe = true,
     };
     return image_create(&req);
 }

@@ -82,6 +82,10 @@ struct create_request {
 int image_create(struct create_request *req);
 /* -o help for a format; filename is the image named on the command line, if any. */
 int print_create_options_help(const char *format, const char *filename);
+int print_amend_options_help(const char *format);
+/* One -o argument of create, convert, amend or measure, added to o; reports
+ * qemu-img's "Invalid option list" and returns -1 when it is not one. */
+int add_option_list(struct options *o, const char *list);
 
 int cmd_create(int argc, char **argv);
 int cmd_info(int argc, char **argv);

@@ -12,63 +12,6 @@
 #include "util/log.h"
 #include "util/size.h"
 
-/* The options each format accepts, in the order -o help lists them. */
-struct create_option {
-    const char *name, *type, *help;
-};
-
-static const struct create_option raw_create_options[] = {
-    { "preallocation", "<str>", "Preallocation mode (allowed values: off, falloc, full)" },
-    { "size", "<size>", "Virtual disk size" },
-    { NULL, NULL, NULL },
-};
-
-static const struct create_option qcow2_create_options[] = {
-    { "backing_file", "<str>", "File name of a base image" },
-    { "backing_fmt", "<str>", "Image format of the base image" },
-    { "cluster_size", "<size>", "qcow2 cluster size" },
-    { "compat", "<str>", "Compatibility level (v2 [0.10] or v3 [1.1])" },
-    { "compression_type", "<str>", "Compression method used for image cluster compression" },
-    { "extended_l2", "<bool (on/off)>", "Extended L2 tables" },
-    { "lazy_refcounts", "<bool (on/off)>", "Postpone refcount updates" },
-    { "preallocation", "<str>",
-      "Preallocation mode (allowed values: off, metadata, falloc, full)" },
-    { "refcount_bits", "<num>", "Width of a reference count entry in bits" },
-    { "size", "<size>", "Virtual disk size" },
-    { NULL, NULL, NULL },
-};
-
-static const struct create_option *create_options_of(const char *format)
-{
-    if (strcmp(format, "qcow2") == 0) {
-        return qcow2_create_options;
-    }
-    if (strcmp(format, "raw") == 0) {
-        return raw_create_options;
-    }
-    return NULL;
-}
-
-int print_create_options_help(const char *format, const char *filename)
-{
-    const struct create_option *opts = create_options_of(format ? format : "raw");
-    if (!opts) {
-        report("Unknown file format '%s'", format);
-        return EXIT_ERR;
-    }
-    if (filename) {
-        printf("Supported options:\n");
-    } else {
-        printf("Supported %s options:\n", format ? format : "raw");
-    }
-    for (; opts->name; opts++) {
-        char left[64];
-        snprintf(left, sizeof(left), "%s=%s", opts->name, opts->type);
-        printf("  %-22s - %s\n", left, opts->help);
-    }
-    return EXIT_OK;
-}
-
 static bool has_help_option(struct options *o)
 {
     for (int i = 0; i < o->count; i++) {
@@ -501,7 +444,6 @@ int cmd_create(int argc, char **argv)
     };
     struct create_request req = { .format = "raw" };
     struct options opts = {0};
-    struct error err = {0};
     int c, ret = EXIT_ERR;
     while ((c = getopt_long(argc, argv, ":F:b:f:ho:qu", long_opts, NULL)) != -1) {
         switch (c) {
@@ -509,8 +451,7 @@ int cmd_create(int argc, char **argv)
         case 'b': req.backing_file = optarg; break;
         case 'f': req.format = optarg; break;
         case 'o':
-            if (options_parse(&opts, optarg, NULL, &err) < 0) {
-                report("Invalid option list: %s", optarg);
+            if (add_option_list(&opts, optarg) < 0) {
                 goto out;
             }
             break;

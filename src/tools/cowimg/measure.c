@@ -194,8 +194,7 @@ int cmd_measure(int argc, char **argv)
         case 'f': fmt = optarg; break;
         case 'O': out_fmt = optarg; break;
         case 'o':
-            if (options_parse(&o, optarg, NULL, &err) < 0) {
-                report("Invalid option list: %s", optarg);
+            if (add_option_list(&o, optarg) < 0) {
                 goto out;
             }
             break;
