@@ -15,28 +15,11 @@
 #include <cmocka.h>
 
 #include "block/blockdev.h"
+#include "pwrite_log.h"
 #include "qcow2_test_util.h"
 
 #define CLUSTER (64u << 10)
 #define DISK (4u << 20)
-#define MAX_CALLS 256
-
-static bool logging;
-static int calls;
-static size_t call_len[MAX_CALLS];
-
-ssize_t __real_pwrite64(int fd, const void *buf, size_t len, off_t off);
-ssize_t __wrap_pwrite64(int fd, const void *buf, size_t len, off_t off);
-
-ssize_t __wrap_pwrite64(int fd, const void *buf, size_t len, off_t off)
-{
-    if (logging && calls < MAX_CALLS) {
-        call_len[calls] = len;
-    }
-    calls += logging;
-    return __real_pwrite64(fd, buf, len, off);
-}
-
 static char dir[] = "/tmp/cowvisor-allocw-XXXXXX";
 static char img[128], base[128], ref[128];
 static uint8_t model[DISK];     /* what the disk must read as */
@@ -55,18 +38,18 @@ static void write_logged(struct blockdev *bd, uint64_t off, size_t len, uint64_t
 {
     struct error err = { 0 };
     fill_pattern(model + off, len, seed);
-    calls = 0;
-    logging = true;
+    pwrite_calls = 0;
+    pwrite_logging = true;
     assert_int_equal(blockdev_pwrite(bd, off, model + off, len, &err), 0);
-    logging = false;
+    pwrite_logging = false;
 }
 
 /* The largest host write of the last write_logged. */
 static size_t largest_write(void)
 {
     size_t max = 0;
-    for (int i = 0; i < calls && i < MAX_CALLS; i++) {
-        max = call_len[i] > max ? call_len[i] : max;
+    for (int i = 0; i < pwrite_calls && i < PWRITE_LOG_MAX; i++) {
+        max = pwrite_len[i] > max ? pwrite_len[i] : max;
     }
     return max;
 }

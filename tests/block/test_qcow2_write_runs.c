@@ -13,28 +13,11 @@
 #include <cmocka.h>
 
 #include "block/blockdev.h"
+#include "pwrite_log.h"
 #include "qcow2_test_util.h"
 
 #define CLUSTER (64u << 10)
 #define DISK (4u << 20)
-#define MAX_CALLS 64
-
-static bool logging;
-static int calls;
-static size_t call_len[MAX_CALLS];
-
-ssize_t __real_pwrite64(int fd, const void *buf, size_t len, off_t off);
-ssize_t __wrap_pwrite64(int fd, const void *buf, size_t len, off_t off);
-
-ssize_t __wrap_pwrite64(int fd, const void *buf, size_t len, off_t off)
-{
-    if (logging && calls < MAX_CALLS) {
-        call_len[calls] = len;
-    }
-    calls += logging;
-    return __real_pwrite64(fd, buf, len, off);
-}
-
 static char dir[] = "/tmp/cowvisor-wruns-XXXXXX";
 static char img[128];
 
@@ -56,10 +39,10 @@ static void write_logged(uint64_t off, size_t len, uint64_t seed)
     assert_non_null(buf);
     assert_non_null(back);
     fill_pattern(buf, len, seed);
-    calls = 0;
-    logging = true;
+    pwrite_calls = 0;
+    pwrite_logging = true;
     assert_int_equal(blockdev_pwrite(bd, off, buf, len, &err), 0);
-    logging = false;
+    pwrite_logging = false;
     assert_int_equal(blockdev_pread(bd, off, back, len, &err), 0);
     assert_memory_equal(buf, back, len);
     blockdev_close(bd);
@@ -72,8 +55,8 @@ static void test_contiguous_owned_clusters_one_write(void **state)
 {
     make_image("-c 'write -P 0x11 0 4M'");
     write_logged(CLUSTER / 2, 1u << 20, 1);     /* 17 clusters, the first and last in part */
-    assert_int_equal(calls, 1);
-    assert_int_equal(call_len[0], 1u << 20);
+    assert_int_equal(pwrite_calls, 1);
+    assert_int_equal(pwrite_len[0], 1u << 20);
 }
 
 /* Clusters 0-3 and 5-7 allocated in that order (5 right after 3 on the
@@ -85,24 +68,35 @@ static void test_run_stops_where_clusters_do_not_follow(void **state)
                "-c 'write -P 0x44 512k 64k'");
     write_logged(0, 10 * CLUSTER, 2);
     int big = 0;
-    for (int i = 0; i < calls && i < MAX_CALLS; i++) {
-        big += call_len[i] == 4 * CLUSTER || call_len[i] == 3 * CLUSTER;
+    for (int i = 0; i < pwrite_calls && i < PWRITE_LOG_MAX; i++) {
+        big += pwrite_len[i] == 4 * CLUSTER || pwrite_len[i] == 3 * CLUSTER;
     }
     assert_int_equal(big, 2);
-    for (int i = 0; i < calls && i < MAX_CALLS; i++) {
-        assert_true(call_len[i] <= 4 * CLUSTER);
+    for (int i = 0; i < pwrite_calls && i < PWRITE_LOG_MAX; i++) {
+        assert_true(pwrite_len[i] <= 4 * CLUSTER);
     }
 }
 
-/* Every cluster shared with a snapshot: each is copied before it is
- * written, and the snapshot keeps its data. */
+/* Every cluster shared with a snapshot: the write goes to new clusters,
+ * none to the shared ones (one host extent, as qemu-img map shows), and
+ * the snapshot keeps its data. */
 static void test_shared_clusters_not_written_in_place(void **state)
 {
     make_image("-c 'write -P 0x11 0 4M'");
     assert_int_equal(run("qemu-img snapshot -c s1 %s", img), 0);
+    char map[160];
+    snprintf(map, sizeof(map), "%s.map", img);
+    assert_int_equal(run("qemu-img map --output=json %s | python3 -c 'import json, sys; e = json.load(sys.stdin)[0]; "
+                         "assert e[\"start\"] == 0 and e[\"length\"] >= 1048576; print(e[\"offset\"])' >%s",
+                         img, map), 0);
+    FILE *f = fopen(map, "r");
+    assert_non_null(f);
+    long long shared = -1;
+    assert_int_equal(fscanf(f, "%lld", &shared), 1);
+    fclose(f);
     write_logged(0, 1u << 20, 3);
-    for (int i = 0; i < calls && i < MAX_CALLS; i++) {
-        assert_true(call_len[i] <= CLUSTER);    /* data a cluster at a time, then metadata */
+    for (int i = 0; i < pwrite_calls && i < PWRITE_LOG_MAX; i++) {
+        assert_true(pwrite_off[i] + (off_t)pwrite_len[i] <= shared || pwrite_off[i] >= shared + (1 << 20));
     }
     assert_int_equal(run("qemu-img snapshot -a s1 %s && qemu-io -f qcow2 -c 'read -P 0x11 0 4M' %s >/dev/null",
                          img, img), 0);
@@ -123,8 +117,8 @@ static void test_run_stops_at_shared_cluster(void **state)
         skip();     /* QEMU placed the clusters otherwise: nothing to test */
     }
     write_logged(6 * CLUSTER, 2 * CLUSTER, 4);
-    for (int i = 0; i < calls && i < MAX_CALLS; i++) {
-        assert_true(call_len[i] <= CLUSTER);
+    for (int i = 0; i < pwrite_calls && i < PWRITE_LOG_MAX; i++) {
+        assert_true(pwrite_len[i] <= CLUSTER);
     }
     assert_int_equal(run("qemu-img snapshot -a s1 %s && qemu-io -f qcow2 -c 'read -P 0x11 448k 64k' %s >/dev/null",
                          img, img), 0);
