@@ -98,6 +98,12 @@ int qcow2_grow_l1(struct qcow2 *s, uint64_t min_size, struct error *err)
     uint64_t bytes = clusters << s->cluster_bits;
     uint64_t *table = calloc(1, bytes);
     uint64_t *disk = calloc(1, bytes);
+    if (!table || !disk) {
+        free(table);
+        free(disk);
+        qcow2_free_clusters(s, (uint64_t)new_off, bytes, NULL);
+        return error_set(err, -ENOMEM, "Could not allocate the new L1 table");
+    }
     memcpy(table, s->l1_table, (size_t)s->l1_size * 8);
     for (uint64_t i = 0; i < new_size; i++) {
         disk[i] = cpu_to_be64(table[i]);
@@ -116,17 +122,21 @@ int qcow2_grow_l1(struct qcow2 *s, uint64_t min_size, struct error *err)
     uint64_t old_off = s->l1_table_offset;
     uint64_t old_bytes = (uint64_t)s->l1_size * 8;
     uint32_t old_size = s->l1_size;
+    uint64_t *old_table = s->l1_table;
+    /* Table, size and offset change together: the header write flushes
+     * refcounts first, and their overlap checks read the active L1. */
     s->l1_table_offset = (uint64_t)new_off;
     s->l1_size = (uint32_t)new_size;
+    s->l1_table = table;
     ret = qcow2_header_write_l1(s, err);
     if (ret < 0) {
         s->l1_table_offset = old_off;
         s->l1_size = old_size;
+        s->l1_table = old_table;
         free(table);
         return ret;
     }
-    free(s->l1_table);
-    s->l1_table = table;
+    free(old_table);
     if (old_off && old_bytes) {
         return qcow2_free_clusters(s, old_off, old_bytes, err);
     }
