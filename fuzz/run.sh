@@ -37,11 +37,13 @@ build_objects() {
 
 # The QMP target runs cowvisor's monitor (a program's sources) over the
 # test suite's machine without a guest (and stub_migration.c instead of the
-# migration commands, qmp_migration.c and its parameters' translation).
+# migration commands, qmp_migration.c; the stub answers the parameters'
+# commands with their translation and the migration's defaults).
 extra_sources() {
     [[ $1 == qmp_input ]] || return 0
-    ls "$here"/src/tools/cowvisor/qmp*.c | grep -v -e qmp_migration.c -e qmp_migration_params.c
-    echo "$here/tests/cowvisor/stub_machine.c" "$here/tests/cowvisor/stub_migration.c"
+    ls "$here"/src/tools/cowvisor/qmp*.c | grep -v -e qmp_migration.c
+    echo "$here/tests/cowvisor/stub_machine.c" "$here/tests/cowvisor/stub_migration.c" \
+        "$here/src/migration/migration_status.c" "$here/src/migration/migration_converge.c"
     # The named block nodes' table, which the stub machine keeps too, and
     # the image swap its block jobs use, the machine's device naming, and
     # the console's Ctrl-A escapes (the stub's stdio console).
