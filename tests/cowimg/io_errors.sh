@@ -15,6 +15,14 @@ shim="$BUILD_DIR/tests/block/libfault_inject.so"
 cp "$TMP/base.qcow2" "$TMP/base.orig"; cp "$TMP/top.qcow2" "$TMP/top.orig"
 
 crashes=0; silent=0; corrupt=0
+# dirty IMAGE: its header's dirty bit is set (a v3 image whose next open
+# repairs its refcounts: what QEMU leaves after a failed emptying of the
+# committed image, make_completely_empty).
+dirty() {
+    python3 -c "import struct, sys
+h = open(sys.argv[1], 'rb').read(80)
+sys.exit(0 if struct.unpack('>I', h[4:8])[0] >= 3 and struct.unpack('>Q', h[72:80])[0] & 1 else 1)" "$1"
+}
 # verdict NAME STATUS OUTPUT IMAGE...: counts crashes, unreported failures, corruption.
 verdict() {
     local name=$1 status=$2 out=$3; shift 3
@@ -25,8 +33,15 @@ verdict() {
     fi
     local img
     for img in "$@"; do
-        "$QEMU_IMG" check -q "$img" >/dev/null 2>&1
-        if (( $? == 2 )); then
+        local rc
+        "$QEMU_IMG" check -q "$img" >/dev/null 2>&1; rc=$?
+        if (( rc == 2 )) && dirty "$img"; then
+            # QEMU's open repairs it (a read-write open of a dirty image);
+            # what that leaves must be sound.
+            "$QEMU_IO" -c 'read 0 512' "$img" >/dev/null 2>&1
+            "$QEMU_IMG" check -q "$img" >/dev/null 2>&1; rc=$?
+        fi
+        if (( rc == 2 )); then
             corrupt=$((corrupt + 1)); diag "$name left $img corrupt"
         fi
     done
