@@ -635,7 +635,7 @@ static int reload_tables(struct qcow2 *s, struct error *err)
         return error_set_errno(err, ret, "Could not reread the qcow2 header");
     }
     uint64_t *l1 = s->l1_table, *rt = s->refcount_table;
-    uint32_t l1_size = s->l1_size, rt_clusters = s->refcount_table_clusters;
+    uint32_t l1_size = s->l1_size, rt_clusters = s->refcount_table_clusters, rt_size = s->refcount_table_size;
     uint64_t l1_off = s->l1_table_offset, rt_off = s->refcount_table_offset, size = s->bd.size;
     s->bd.size = ld_be64(h + 24);
     s->l1_size = ld_be32(h + 36);
@@ -654,7 +654,9 @@ static int reload_tables(struct qcow2 *s, struct error *err)
         s->l1_table_offset = l1_off;
         s->refcount_table_offset = rt_off;
         s->refcount_table_clusters = rt_clusters;
+        s->refcount_table_size = rt_size;
         s->bd.size = size;
+        qcow2_refcount_table_changed(s);
     } else {
         free(l1);
         free(rt);

@@ -94,6 +94,7 @@ static int rebuild_refcounts(struct qcow2 *s, uint32_t l1_clusters, struct error
         return error_set_errno(err, ret, "Could not write the refcount table");
     }
     table[0] = 2 * cs;
+    qcow2_refcount_table_changed(s);
     s->free_cluster_index = 0;
     s->free_byte_offset = 0;
     return qcow2_update_refcount(s, 0, (3 + (uint64_t)l1_clusters) * cs, 1, err);

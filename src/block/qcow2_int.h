@@ -208,6 +208,7 @@ struct qcow2 {
     uint64_t *l1_table;
     uint64_t *refcount_table;
     uint32_t refcount_table_size;       /* entries */
+    uint32_t refcount_table_used;       /* entries up to the last block (what overlap checks scan) */
 
     struct qcow2_cache l2_cache;
     struct qcow2_cache refblock_cache;
@@ -340,6 +341,8 @@ void qcow2_cache_invalidate(struct qcow2_cache *c);
 
 /* qcow2_refcount.c */
 int qcow2_refcount_init(struct qcow2 *s, struct error *err);
+/* The refcount table was replaced or loaded: finds its last block again. */
+void qcow2_refcount_table_changed(struct qcow2 *s);
 uint64_t qcow2_refcount_entry_get(const struct qcow2 *s, const uint8_t *block, uint64_t index);
 void qcow2_refcount_entry_set(const struct qcow2 *s, uint8_t *block, uint64_t index, uint64_t value);
 int qcow2_get_refcount(struct qcow2 *s, uint64_t cluster_index, uint64_t *refcount,

@@ -32,7 +32,8 @@ static bool hits_l2_tables(const struct qcow2 *s, const struct range *r, const u
 
 static bool hits_refcount_blocks(const struct qcow2 *s, const struct range *r)
 {
-    for (uint32_t i = 0; s->refcount_table && i < s->refcount_table_size; i++) {
+    uint32_t used = s->refcount_table_used < s->refcount_table_size ? s->refcount_table_used : s->refcount_table_size;
+    for (uint32_t i = 0; s->refcount_table && i < used; i++) {
         uint64_t block = s->refcount_table[i] & QCOW2_REFT_OFFSET_MASK;
         if (block && hits(r, block, s->cluster_size)) {
             return true;

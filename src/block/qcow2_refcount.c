@@ -73,7 +73,25 @@ int qcow2_refcount_init(struct qcow2 *s, struct error *err)
     for (uint32_t i = 0; i < s->refcount_table_size; i++) {
         s->refcount_table[i] = be64_to_cpu(s->refcount_table[i]);
     }
+    qcow2_refcount_table_changed(s);
     return 0;
+}
+
+void qcow2_refcount_table_changed(struct qcow2 *s)
+{
+    uint32_t n = s->refcount_table ? s->refcount_table_size : 0;
+    while (n && !s->refcount_table[n - 1]) {
+        n--;
+    }
+    s->refcount_table_used = n;
+}
+
+static void set_table_entry(struct qcow2 *s, uint64_t index, uint64_t block)
+{
+    s->refcount_table[index] = block;
+    if (block && index >= s->refcount_table_used) {
+        s->refcount_table_used = (uint32_t)index + 1;
+    }
 }
 
 /* The refcount block for refcount table index i, or NULL when there is none. */
@@ -216,6 +234,7 @@ static int grow_refcount_table(struct qcow2 *s, uint64_t min_entries, struct err
     free(s->refcount_table);
     s->refcount_table = table;
     s->refcount_table_size = (uint32_t)entries;
+    qcow2_refcount_table_changed(s);
     return qcow2_update_refcount(s, old_off, old_clusters << s->cluster_bits, -1, err);
 }
 
@@ -252,7 +271,7 @@ static int ensure_block(struct qcow2 *s, uint64_t cluster_index, bool *created, 
         return ret;
     }
     qcow2_order_note_target(s);
-    s->refcount_table[rt_index] = block_off;
+    set_table_entry(s, rt_index, block_off);
     ret = write_table_entry(s, rt_index, err);
     if (ret < 0) {
         s->refcount_table[rt_index] = 0;
@@ -453,7 +472,7 @@ static int64_t alloc_area(struct qcow2 *s, uint64_t n, struct error *err)
         free(buf);
         qcow2_order_note_target(s);     /* the table entries below point to them */
         for (uint64_t b = 0; b < blocks && ret == 0; b++) {
-            s->refcount_table[first_range + b] = (start + n + b) << s->cluster_bits;
+            set_table_entry(s, first_range + b, (start + n + b) << s->cluster_bits);
             ret = write_table_entry(s, first_range + b, err);
         }
         if (ret < 0) {

@@ -588,6 +588,7 @@ static void switch_memory(struct qcow2 *s, struct qcow2_txn *t, const uint64_t *
     free(s->refcount_table);
     s->refcount_table = table;
     s->refcount_table_size = (uint32_t)((table_clusters << s->cluster_bits) / 8);
+    qcow2_refcount_table_changed(s);
     s->refcount_table_offset = table_off;
     s->refcount_table_clusters = (uint32_t)table_clusters;
     if (t->new_snapshots) {

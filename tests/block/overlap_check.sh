@@ -60,6 +60,12 @@ compare_io "onto the active L1 table, overlap-check=constant" "$img" \
 compare_io "onto the active L1 table, overlap-check=none" "$img" \
     -c "open -o overlap-check=none IMG" -c "write -P 3 0 512"
 
+# Onto the refcount block: QEMU's default checks catch it (the checks scan
+# the refcount table up to its last block).
+refblock=$(( $(be64_at "$img" "$(be64_at "$img" 48)") & OFFSET_MASK ))
+poke_be64 "$img" "$active_l2" $((COPIED | refblock))
+compare_io "onto a refcount block, default checks" "$img" -c "write -P 3 0 512" IMG
+
 # A snapshot L1 table that cannot be read fails the check itself.
 "$QEMU_IMG" create -q -f qcow2 "$img" 1M
 "$QEMU_IO" -c "write 0 512" "$img" >/dev/null
