@@ -80,16 +80,28 @@ static void end_of_input(struct machine *m, int fd)
     }
 }
 
+/* While bytes wait for the guest, a timer hands them over as its FIFO
+ * drains (every 10 ms: the UART tells no one when the guest reads). */
+static void arm_retry(struct console *c, bool on)
+{
+    struct itimerspec t = { { 0, 0 }, { 0, 0 } };
+    if (on) {
+        t.it_interval.tv_nsec = t.it_value.tv_nsec = 10000000;
+    }
+    if (c->retry_timer >= 0 && on != c->retry_armed) {
+        timerfd_settime(c->retry_timer, 0, &t, NULL);
+        c->retry_armed = on;
+    }
+}
+
 /* Nothing more can be read for the guest: stop watching the input (it
- * would be ready again at once, a busy loop) and look again from time to
- * time, as the guest drains its FIFO. */
+ * would be ready again at once, a busy loop) until the guest takes some. */
 static void pause_input(struct machine *m, int fd)
 {
     struct console *c = &m->console;
-    struct itimerspec every = { .it_interval = { 0, 10000000 }, .it_value = { 0, 10000000 } };
     if (c->retry_timer >= 0 && event_loop_modify(&m->loop, fd, 0) == 0) {
-        timerfd_settime(c->retry_timer, 0, &every, NULL);
         c->input_paused = true;
+        arm_retry(c, true);
     }
 }
 
@@ -104,11 +116,10 @@ static void retry_input(void *opaque, int fd, uint32_t events)
     }
     feed_guest(m);
     if (c->input_paused && c->pending_len < sizeof(c->pending) && c->in >= 0) {
-        struct itimerspec off = { { 0, 0 }, { 0, 0 } };
-        timerfd_settime(fd, 0, &off, NULL);
         event_loop_modify(&m->loop, c->in, EPOLLIN);
         c->input_paused = false;
     }
+    arm_retry(c, c->input_paused || c->pending_len > 0);
 }
 
 void machine_console_input(struct machine *m, int fd)
@@ -147,6 +158,7 @@ void machine_console_input(struct machine *m, int fd)
     memcpy(c->pending + c->pending_len, buf, take);
     c->pending_len += take;
     feed_guest(m);
+    arm_retry(c, c->pending_len > 0);
 }
 
 static void console_input(void *opaque, int fd, uint32_t events)

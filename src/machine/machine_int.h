@@ -63,7 +63,8 @@ struct console {
     uint8_t pending[64];
     size_t pending_len;
     bool input_paused;              /* in unwatched until the guest takes some */
-    int retry_timer;                /* timerfd: looks again while paused */
+    int retry_timer;                /* timerfd: looks again while bytes wait */
+    bool retry_armed;
 };
 
 /* The files snapshots' chain: the parent of the next diff snapshot, whose

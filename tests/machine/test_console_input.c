@@ -61,6 +61,9 @@ static void test_full_guest_fifo(void **state)
     assert_int_equal(nlines, 1);
     assert_string_equal(lines[0], "help");
     assert_int_equal(m->console.pending_len, 10);           /* kept, not dropped */
+    struct itimerspec t;
+    assert_int_equal(timerfd_gettime(m->console.retry_timer, &t), 0);
+    assert_true(t.it_interval.tv_nsec > 0);                 /* handed over as the FIFO drains */
 
     /* Back to the guest; its buffer fills; then the input is unwatched
      * and the retry timer runs. */
@@ -71,7 +74,6 @@ static void test_full_guest_fifo(void **state)
     }
     assert_true(m->console.input_paused);
     assert_int_equal(m->console.pending_len, sizeof(m->console.pending));
-    struct itimerspec t;
     assert_int_equal(timerfd_gettime(m->console.retry_timer, &t), 0);
     assert_true(t.it_interval.tv_nsec > 0);
 
