@@ -713,6 +713,12 @@ static int apply_locked(struct qcow2 *s, uint32_t index, struct error *err)
         /* The snapshot's whole L1, VM state included, padded to the disk size. */
         t.l1_size = (uint32_t)(sn->l1_size > needed ? sn->l1_size : needed);
         t.l1 = calloc(t.l1_size ? t.l1_size : 1, 8);
+        if (!t.l1) {
+            ret = error_set(err, -ENOMEM, "No memory for an L1 table of %" PRIu32 " entries",
+                            t.l1_size);
+        }
+    }
+    if (ret == 0) {
         memcpy(t.l1, sn_l1, (size_t)sn->l1_size * 8);
         t.size = sn->disk_size;
         ret = qcow2_txn_ref_l1_tree(s, &t, t.l1, t.l1_size, 1, err);

@@ -89,6 +89,9 @@ int qcow2_txn_begin(struct qcow2 *s, struct qcow2_txn *t, struct error *err)
     uint64_t file_clusters = qcow2_size_to_clusters(s, (uint64_t)file_size);
     ret = grow(t, file_clusters + 1, err);
     uint8_t *block = malloc(s->cluster_size);
+    if (!block && ret == 0) {
+        ret = error_set(err, -ENOMEM, "No memory for a refcount block");
+    }
     for (uint64_t rt = 0; rt < s->refcount_table_size && ret == 0; rt++) {
         int64_t off = block_offset(s, rt, file_size, err);
         if (off <= 0) {
@@ -182,6 +185,9 @@ int qcow2_read_l1(struct qcow2 *s, uint64_t offset, uint32_t l1_size, uint64_t *
                   struct error *err)
 {
     uint64_t *l1 = calloc(l1_size ? l1_size : 1, 8);
+    if (!l1) {
+        return error_set(err, -ENOMEM, "No memory for an L1 table of %" PRIu32 " entries", l1_size);
+    }
     int ret = l1_size ? hostfile_pread(s->file, offset, l1, (size_t)l1_size * 8) : 0;
     if (ret < 0) {
         free(l1);
@@ -237,6 +243,9 @@ int qcow2_txn_ref_l1_tree(struct qcow2 *s, struct qcow2_txn *t, const uint64_t *
                           uint32_t l1_size, int delta, struct error *err)
 {
     uint8_t *l2 = malloc(s->cluster_size);
+    if (!l2) {
+        return error_set(err, -ENOMEM, "No memory for an L2 table");
+    }
     int ret = 0;
     for (uint32_t i = 0; i < l1_size && ret == 0; i++) {
         uint64_t l2_off = l1[i] & QCOW2_L1E_OFFSET_MASK;
@@ -290,6 +299,9 @@ static int write_l1(struct qcow2 *s, struct qcow2_txn *t, const uint64_t *l1, ui
         return (int)off;
     }
     uint64_t *disk = calloc(clusters, s->cluster_size);
+    if (!disk) {
+        return error_set(err, -ENOMEM, "No memory for the new L1 table");
+    }
     for (uint32_t i = 0; i < size; i++) {
         disk[i] = cpu_to_be64(l1[i]);
     }
@@ -307,8 +319,13 @@ int64_t qcow2_txn_fix_copied(struct qcow2 *s, struct qcow2_txn *t, struct error 
     bool staged = t->l1 != NULL;
     uint32_t size = staged ? t->l1_size : s->l1_size;
     uint64_t *l1 = calloc(size ? size : 1, 8);
-    memcpy(l1, staged ? t->l1 : s->l1_table, (size_t)size * 8);
     uint8_t *l2 = malloc(s->cluster_size);
+    if (!l1 || !l2) {
+        free(l1);
+        free(l2);
+        return error_set(err, -ENOMEM, "No memory for the L1 and L2 tables");
+    }
+    memcpy(l1, staged ? t->l1 : s->l1_table, (size_t)size * 8);
     int64_t changed = 0;
     int ret = 0;
     for (uint32_t i = 0; i < size && ret == 0; i++) {
@@ -512,7 +529,7 @@ static int write_refcounts(struct qcow2 *s, struct qcow2_txn *t, const uint64_t 
 {
     uint8_t *buf = malloc(s->cluster_size);
     uint64_t *table = calloc(table_clusters, s->cluster_size);
-    int ret = 0;
+    int ret = buf && table ? 0 : -ENOMEM;
     for (uint64_t r = 0; r < entries && ret == 0; r++) {
         if (!blocks[r] || (r << s->refblock_bits) >= t->n) {
             continue;
@@ -571,9 +588,11 @@ static int switch_header(struct qcow2 *s, struct qcow2_txn *t, uint64_t table_of
     return 0;
 }
 
-/* The new state is live: make the in-memory state match it. */
-static void switch_memory(struct qcow2 *s, struct qcow2_txn *t, const uint64_t *blocks,
-                          uint64_t entries, uint64_t table_off, uint64_t table_clusters)
+/* The new state is live: make the in-memory state match it (the refcount
+ * table was allocated before the header switch, which must not be followed
+ * by a failure). */
+static void switch_memory(struct qcow2 *s, struct qcow2_txn *t, uint64_t *table,
+                          uint64_t table_off, uint64_t table_clusters)
 {
     s->bd.size = t->size;
     if (t->l1) {
@@ -583,8 +602,6 @@ static void switch_memory(struct qcow2 *s, struct qcow2_txn *t, const uint64_t *
     }
     s->l1_size = t->l1_size;
     s->l1_table_offset = t->l1_offset;
-    uint64_t *table = calloc(table_clusters, s->cluster_size);
-    memcpy(table, blocks, entries * 8);
     free(s->refcount_table);
     s->refcount_table = table;
     s->refcount_table_size = (uint32_t)((table_clusters << s->cluster_bits) / 8);
@@ -641,11 +658,18 @@ int qcow2_txn_commit(struct qcow2 *s, struct qcow2_txn *t, struct error *err)
     if (ret == 0) {
         report_pass(t, t->layout_passes + 1, t->layout_passes + 1);
     }
+    uint64_t *table = ret == 0 ? calloc(table_clusters, s->cluster_size) : NULL;
+    if (ret == 0 && !table) {
+        ret = error_set(err, -ENOMEM, "No memory for the new refcount table");
+    }
     if (ret == 0) {
+        memcpy(table, blocks, entries * 8);
         ret = switch_header(s, t, table_off, table_clusters, err);
     }
     if (ret == 0) {
-        switch_memory(s, t, blocks, entries, table_off, table_clusters);
+        switch_memory(s, t, table, table_off, table_clusters);
+    } else {
+        free(table);
     }
     free(blocks);
     qcow2_txn_abort(t);

@@ -1,4 +1,4 @@
-/* Snapshot create, rename and delete when memory runs out: every
+/* Snapshot create, rename, delete and apply (revert) when memory runs out: every
  * allocation of the operation is made to fail in turn (malloc, calloc,
  * strdup and strndup wrapped with --wrap). Each must fail cleanly: an
  * error, no crash, and an image qemu-img check calls free of corruption
@@ -92,13 +92,14 @@ static void make_image(const char *path)
     blockdev_close(bd);
 }
 
-enum op { CREATE, RENAME, DELETE };
+enum op { CREATE, RENAME, DELETE, APPLY };
 
 static int run_op(struct blockdev *bd, enum op op, struct error *err)
 {
     switch (op) {
     case CREATE: return blockdev_snapshot_create(bd, "second", NULL, err);
     case RENAME: return blockdev_snapshot_rename(bd, "first", "renamed", err);
+    case APPLY: return blockdev_snapshot_apply(bd, "first", err);
     default: return blockdev_snapshot_delete(bd, "first", err);
     }
 }
@@ -147,6 +148,7 @@ static void every_allocation_fails_cleanly(enum op op)
 static void test_create_out_of_memory(void **state) { (void)state; every_allocation_fails_cleanly(CREATE); }
 static void test_rename_out_of_memory(void **state) { (void)state; every_allocation_fails_cleanly(RENAME); }
 static void test_delete_out_of_memory(void **state) { (void)state; every_allocation_fails_cleanly(DELETE); }
+static void test_apply_out_of_memory(void **state) { (void)state; every_allocation_fails_cleanly(APPLY); }
 
 static void put_be(uint8_t *p, uint64_t v, int bytes)
 {
@@ -244,6 +246,7 @@ int main(void)
         cmocka_unit_test(test_create_out_of_memory),
         cmocka_unit_test(test_rename_out_of_memory),
         cmocka_unit_test(test_delete_out_of_memory),
+        cmocka_unit_test(test_apply_out_of_memory),
         cmocka_unit_test(test_many_references_little_memory),
     };
     int ret = cmocka_run_group_tests(tests, NULL, NULL);
