@@ -82,6 +82,10 @@ int machine_disk_overlay(struct machine *m, int i, const char *file, struct erro
     if (busy < 0) {
         return busy;
     }
+    if (m->replay) {
+        /* The next time travel replaces the chain: the overlay would be dropped. */
+        return error_set(err, -EBUSY, "Node 'disk%d' is busy: block device is in use by record/replay", i);
+    }
     if (!old) {
         return no_image(i, err);
     }

@@ -162,7 +162,7 @@ static void test_both_reopens_failing_leave_a_failing_image(void **state)
 }
 
 /* A record or replay owns its disks: a commit, stream or backup job (all
- * start through machine_disk_job_host) is refused with QEMU's words for a
+ * start through machine_disk_job_host) and an external snapshot are refused with QEMU's words for a
  * busy node; the replay's own switch of the disk (a time travel) goes on. */
 static void test_replay_refuses_block_jobs(void **state)
 {
@@ -175,6 +175,12 @@ static void test_replay_refuses_block_jobs(void **state)
     assert_string_equal(err.msg, "Node 'disk0' is busy: block device is in use by record/replay");
     assert_int_equal(machine_disk_switch_host(&r->m, 0, &host, &err), 0);
     host.release(host.opaque);
+    /* blockdev-snapshot-sync too: a travel would drop its overlay. */
+    char overlay[80];
+    snprintf(overlay, sizeof(overlay), "%s.overlay", r->path);
+    assert_int_equal(machine_disk_overlay(&r->m, 0, overlay, &err), -EBUSY);
+    assert_string_equal(err.msg, "Node 'disk0' is busy: block device is in use by record/replay");
+    assert_int_equal(access(overlay, F_OK), -1);
     free(r->m.replay);
     r->m.replay = NULL;
     assert_int_equal(machine_disk_job_host(&r->m, 0, &host, &err), 0);
