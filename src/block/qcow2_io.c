@@ -313,9 +313,11 @@ struct cluster_run {
     uint64_t written;   /* clusters of the run below it already hold their data */
 };
 
-static int64_t take_cluster(struct qcow2 *s, struct cluster_run *run, struct error *err)
+static int64_t take_cluster(struct qcow2 *s, struct cluster_run *run, bool *from_run,
+                            struct error *err)
 {
-    if (run->next < run->end) {
+    *from_run = run->next < run->end;
+    if (*from_run) {
         uint64_t host = run->next;
         run->next += s->cluster_size;
         return (int64_t)host;
@@ -514,15 +516,17 @@ static int write_in_cluster(struct qcow2 *s, uint64_t off, const uint8_t *buf, s
     uint32_t start = whole ? 0 : first_sc << s->subcluster_bits;
     uint32_t end = whole ? s->cluster_size : (last_sc + 1) << s->subcluster_bits;
     uint64_t new_host = host;
-    bool allocated = false;
+    bool allocated = false, from_run = false;
     if (!owned) {
-        int64_t alloc = take_cluster(s, run, err);
+        int64_t alloc = take_cluster(s, run, &from_run, err);
         ret = alloc < 0 ? (int)alloc : 0;
         new_host = (uint64_t)alloc;
         allocated = ret == 0;
     }
-    bool written = allocated && new_host + s->cluster_size <= run->written && start == 0 &&
-                   w_start == 0 && w_end == s->cluster_size;
+    /* A cluster taken outside the run may lie below it (a hole): only the
+     * run's own clusters can hold data write_run_data wrote. */
+    bool written = allocated && from_run && new_host + s->cluster_size <= run->written &&
+                   start == 0 && w_start == 0 && w_end == s->cluster_size;
     if (ret == 0 && !written) {
         ret = write_new_content(s, cluster_off, new_host, start, end, w_start, w_end, buf, entry,
                                 bitmap, err);

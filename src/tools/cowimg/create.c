@@ -4,6 +4,7 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "block/blockdev.h"
@@ -344,6 +345,10 @@ static int detect_backing_format(struct create_request *req, struct error *err)
  * file alone in both. */
 static void leave_target_as_qemu_img(const struct create_request *req, const struct create_plan *p)
 {
+    struct stat st;
+    if (stat(req->filename, &st) == 0 && !S_ISREG(st.st_mode)) {
+        return;     /* a device or FIFO: QEMU's host_device deletes and truncates nothing */
+    }
     if (strcmp(req->format, "qcow2") == 0) {
         if (unlink(req->filename) < 0 && errno != ENOENT) {
             log_warn("could not delete '%s': %s", req->filename, strerror(errno));
