@@ -94,12 +94,17 @@ static void arm_retry(struct console *c, bool on)
     }
 }
 
+static void console_input(void *opaque, int fd, uint32_t events);
+
 /* Nothing more can be read for the guest: stop watching the input (it
- * would be ready again at once, a busy loop) until the guest takes some. */
+ * would be ready again at once, a busy loop) until the guest takes some.
+ * Out of the epoll set, not only with no events asked: epoll reports a
+ * hang-up whatever was asked, and a writer gone would wake us for ever. */
 static void pause_input(struct machine *m, int fd)
 {
     struct console *c = &m->console;
-    if (c->retry_timer >= 0 && event_loop_modify(&m->loop, fd, 0) == 0) {
+    if (c->retry_timer >= 0) {
+        event_loop_remove(&m->loop, fd);
         c->input_paused = true;
         arm_retry(c, true);
     }
@@ -116,7 +121,9 @@ static void retry_input(void *opaque, int fd, uint32_t events)
     }
     feed_guest(m);
     if (c->input_paused && c->pending_len < sizeof(c->pending) && c->in >= 0) {
-        event_loop_modify(&m->loop, c->in, EPOLLIN);
+        if (event_loop_add(&m->loop, c->in, EPOLLIN, console_input, m, NULL) < 0) {
+            log_warn("console input is no longer watched: out of memory");
+        }
         c->input_paused = false;
     }
     arm_retry(c, c->input_paused || c->pending_len > 0);
