@@ -145,6 +145,10 @@ static int check_members(json_t *obj, const char *prefix, const struct driver_me
         if (!listed(base_members, key) && !listed(d->members, key)) {
             return error_set(err, -EINVAL, "Parameter '%s%s' is unexpected", prefix, key);
         }
+        /* The drivers' numbers are all integers (a number past int64 comes as a real). */
+        if (json_is_real(v)) {
+            return error_set(err, -EINVAL, "Invalid parameter type for '%s%s', expected: integer", prefix, key);
+        }
     }
     return 0;
 }

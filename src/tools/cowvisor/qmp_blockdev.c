@@ -3,11 +3,13 @@
 #include "qmp_int.h"
 
 #include "machine/block_nodes.h"
+#include "qmp_json_u64.h"
 
 const struct qmp_arg qmp_blockdev_del_args[] = { { "node-name", JSON_STRING, false }, { NULL, 0, false } };
 
 void qmp_blockdev_add(struct qmp_server *s, json_t *args, struct qmp_reply *r)
 {
+    qmp_json_unmark_u64(args);      /* the block layer checks each option's type */
     const char *name = json_string_value(json_object_get(args, "node-name"));
     /* Disks' devices and nodes share one namespace, as in QEMU. */
     if (name && qmp_find_disk(s, name) >= 0) {

@@ -163,7 +163,13 @@ char *qmp_json_mark_input(const char *text, size_t len, size_t *out_len, bool *o
         }
         bool integer;
         size_t n = number_token(p, end, &integer);
-        int kind = integer ? big_integer_kind(p, n) : -1;
+        const char *after = p + n;
+        while (after < end && strchr(" \t\r\n", *after)) {
+            after++;
+        }
+        /* A number as an object key is no JSON: left for the parser to refuse. */
+        bool key = after < end && *after == ':';
+        int kind = integer && !key ? big_integer_kind(p, n) : -1;
         if (kind >= 0) {
             out_add(&o, copied, (size_t)(p - copied));
             out_big_number(&o, p, n, kind);
@@ -196,4 +202,32 @@ bool qmp_json_get_u64(const json_t *v, uint64_t *out)
     }
     *out = strtoull(s + 1 + strlen(t), NULL, 10);
     return true;
+}
+
+/* Marked numbers back to numbers (as doubles) in options checked by their
+ * type elsewhere: a mark where a string is wanted must be refused as the
+ * number it is, and never named in an error (it holds the tag). */
+void qmp_json_unmark_u64(json_t *j)
+{
+    uint64_t v;
+    if (json_is_object(j)) {
+        const char *key;
+        json_t *m;
+        json_object_foreach(j, key, m) {
+            if (json_is_string(m) && qmp_json_get_u64(m, &v)) {
+                json_object_set_new(j, key, json_real((double)v));
+            } else {
+                qmp_json_unmark_u64(m);
+            }
+        }
+    } else if (json_is_array(j)) {
+        for (size_t i = 0; i < json_array_size(j); i++) {
+            json_t *m = json_array_get(j, i);
+            if (json_is_string(m) && qmp_json_get_u64(m, &v)) {
+                json_array_set_new(j, i, json_real((double)v));
+            } else {
+                qmp_json_unmark_u64(m);
+            }
+        }
+    }
 }

@@ -31,4 +31,7 @@ char *qmp_json_mark_input(const char *text, size_t len, size_t *out_len, bool *o
  * False for anything else (reals included). */
 bool qmp_json_get_u64(const json_t *v, uint64_t *out);
 
+/* Turns every marked number inside j back into a number. */
+void qmp_json_unmark_u64(json_t *j);
+
 #endif
