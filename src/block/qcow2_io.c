@@ -146,7 +146,7 @@ static bool is_plain_data(const struct qcow2 *s, uint64_t entry, uint64_t bitmap
 /* An owned cluster that reads as zeros by its L2 entry though it keeps its
  * host cluster (QEMU's ZERO_ALLOC), written whole: QEMU writes it in place,
  * in one host write with its neighbours, and then drops the zero flags
- * (clear_zero_flags); copying it to a new cluster would split the write and
+ * (zero_flags_over); copying it to a new cluster would split the write and
  * leave the old cluster's place unused. */
 static bool is_zero_alloc_overwrite(const struct qcow2 *s, uint64_t entry, uint64_t bitmap,
                                     uint32_t in_cluster, size_t len)
@@ -577,31 +577,39 @@ static int write_run_data(struct qcow2 *s, struct cluster_run *run, uint64_t off
 }
 
 /* In-place data changes no metadata: it goes out unlocked, once the batch so
- * far is written (lock held on entry and on return). */
+ * far is written (lock held on entry and on return). Over clusters still
+ * zero by their L2 entries (keep_lock) the lock stays held until the
+ * entries say data: a partial write there meanwhile would zero the whole
+ * host cluster over this one's data. */
 static int write_in_place(struct qcow2 *s, uint64_t host, const void *buf, size_t len,
-                          uint64_t guest_off, struct error *err)
+                          uint64_t guest_off, bool keep_lock, struct error *err)
 {
     int ret = qcow2_order_batch_end(s, err);
-    pthread_mutex_unlock(&s->lock);
+    if (!keep_lock) {
+        pthread_mutex_unlock(&s->lock);
+    }
     if (ret == 0) {
         hostfile_event(s->file, BLKDBG_WRITE_AIO);
     }
     if (ret == 0 && (ret = hostfile_pwrite(s->file, host, buf, len)) < 0) {
         error_set_errno(err, ret, "Could not write guest data at 0x%" PRIx64, guest_off);
     }
-    pthread_mutex_lock(&s->lock);
+    if (!keep_lock) {
+        pthread_mutex_lock(&s->lock);
+    }
     qcow2_order_batch_begin(s);
     return ret;
 }
 
-/* After an in-place write over [off, off + len): the clusters it overwrote
- * whole that were zeros by their L2 entries now hold the data written. The
+/* The clusters an in-place write over [off, off + len) overwrites whole
+ * that are zeros by their L2 entries: counted, or (clear) made data. The
  * entries change after the data is on the disk (qcow2_order.c). */
-static int clear_zero_flags(struct qcow2 *s, uint64_t off, size_t len, struct error *err)
+static int zero_flags_over(struct qcow2 *s, uint64_t off, size_t len, bool clear, struct error *err)
 {
     /* Only whole clusters are written over zeros (is_zero_alloc_overwrite);
      * a partly written one at either end may keep zero subclusters. */
     uint64_t first = qcow2_start_of_cluster(s, off + s->cluster_size - 1);
+    int count = 0;
     for (uint64_t pos = first; pos + s->cluster_size <= off + len; pos += s->cluster_size) {
         uint8_t *table;
         uint32_t index;
@@ -611,6 +619,10 @@ static int clear_zero_flags(struct qcow2 *s, uint64_t off, size_t len, struct er
             return ret;
         }
         if (is_plain_data(s, entry, bitmap, 0, s->cluster_size)) {
+            continue;
+        }
+        count++;
+        if (!clear) {
             continue;
         }
         ret = qcow2_get_l2_slot(s, pos, true, &table, &index, err);
@@ -624,7 +636,7 @@ static int clear_zero_flags(struct qcow2 *s, uint64_t off, size_t len, struct er
             return ret;
         }
     }
-    return 0;
+    return count;
 }
 
 /* The lock is held through the request, except around in-place data, so
@@ -660,9 +672,11 @@ int qcow2_write_at(struct qcow2 *s, uint64_t off, const void *buf, size_t len, s
             if (n == s->cluster_size - qcow2_offset_in_cluster(s, off)) {
                 n = extend_contiguous(s, off, n, len, direct_host + n, true);    /* one host write */
             }
-            ret = write_in_place(s, direct_host, p, n, off, err);
-            if (ret == 0) {
-                ret = clear_zero_flags(s, off, n, err);
+            int zeros = zero_flags_over(s, off, n, false, err);
+            ret = zeros < 0 ? zeros : write_in_place(s, direct_host, p, n, off, zeros > 0, err);
+            if (ret == 0 && zeros > 0) {
+                ret = zero_flags_over(s, off, n, true, err);
+                ret = ret < 0 ? ret : 0;
             }
         }
         p += n;

@@ -363,8 +363,10 @@ static int sleep_f(struct cowio *io, int argc, char **argv)
     return 0;
 }
 
+/* As qemu-io's, a sleep lets requests in flight go on (and stay stopped at
+ * a breakpoint): it waits for none of them. */
 static const struct cowio_cmd sleep_cmd = {
-    .name = "sleep", .func = sleep_f, .argmin = 1, .argmax = 1, .global = true,
+    .name = "sleep", .func = sleep_f, .argmin = 1, .argmax = 1, .global = true, .no_drain = true,
     .oneline = "waits for the given value in milliseconds",
 };
 
