@@ -368,6 +368,13 @@ static void test_replay(void **state)
     json_decref(v);
     expect_error("replay-break", "{\"icount\":9}", "setting the breakpoint is allowed only in play mode");
     expect_error("replay-seek", "{\"icount\":9}", "replay must be enabled to seek");
+    /* HMP qemu-io may read a recording's disk, not write it (as block jobs may not). */
+    v = run_args("human-monitor-command", "{\"command-line\":\"qemu-io disk0 \\\"write 0 512\\\"\"}");
+    assert_string_equal(json_string_value(v), "Node 'disk0' is busy: block device is in use by record/replay\r\n");
+    json_decref(v);
+    v = run_args("human-monitor-command", "{\"command-line\":\"qemu-io disk0 \\\"read 0 512\\\"\"}");
+    assert_null(strstr(json_string_value(v), "busy"));
+    json_decref(v);
     stub_machine_set_replay(f->m, MACHINE_REPLAY_OFF, NULL, 0);
     expect_error("replay-delete-break", "{}", "only in play mode");
 }

@@ -55,14 +55,34 @@ static char *hmp_string(char *p)
     return out;
 }
 
-/* QEMU's HMP qemu-io takes a node's write permission for a write command
- * over the node: refused while a device holds it, in QEMU's words. */
-static bool write_refused(const struct block_node *node, const char *command, struct qmp_reply *r)
+static bool is_write_command(const char *command)
 {
     char name[32] = "";
     sscanf(command, " %31s", name);
     const struct cowio_cmd *ct = name[0] ? cowio_find_command(name) : NULL;
-    if (!node || !node->device[0] || !ct || !ct->wants_write) {
+    return ct && ct->wants_write;
+}
+
+/* A record or replay owns the machine's disks (block jobs are refused
+ * too): a write would change the recording's overlay behind the replay. */
+static bool replay_refused(struct qmp_server *s, const char *device, const char *command, struct qmp_reply *r)
+{
+    struct machine_replay_info replay;
+    machine_replay_query(s->m, &replay);
+    if (replay.mode == MACHINE_REPLAY_OFF || qmp_find_disk(s, device) < 0 || !is_write_command(command)) {
+        return false;
+    }
+    char msg[1024];
+    snprintf(msg, sizeof(msg), "Node '%s' is busy: block device is in use by record/replay\r\n", device);
+    r->ret = json_string(msg);
+    return true;
+}
+
+/* QEMU's HMP qemu-io takes a node's write permission for a write command
+ * over the node: refused while a device holds it, in QEMU's words. */
+static bool write_refused(const struct block_node *node, const char *command, struct qmp_reply *r)
+{
+    if (!node || !node->device[0] || !is_write_command(command)) {
         return false;
     }
     char msg[1024];
@@ -81,6 +101,9 @@ void qmp_hmp_qemu_io(struct qmp_server *s, char *rest, struct qmp_reply *r)
     char *command = device ? hmp_string(save) : NULL;
     if (!command || !*command) {
         r->ret = json_string("qemu-io: string expected\r\nTry \"help qemu-io\" for more information\r\n");
+        return;
+    }
+    if (replay_refused(s, device, command, r)) {
         return;
     }
     struct block_node *node;
