@@ -219,6 +219,7 @@ static void *fault_main(void *opaque)
 {
     struct postcopy_dest *pc = opaque;
     struct pollfd fds[2] = { { pc->uffd, POLLIN, 0 }, { pc->stop_fd, POLLIN, 0 } };
+    mig_thread_latency();
     for (;;) {
         if (poll(fds, 2, -1) < 0 && errno != EINTR) {
             return NULL;
