@@ -170,7 +170,9 @@ int migration_dest_add_channel(struct migration_dest *d, int fd, struct error *e
 uint8_t *migration_dest_view(struct migration_dest *d, uint64_t gpa);
 /* The calling thread missed gpa on the view: asks the source itself and
  * sleeps until the page is here (0; the access can be retried), or until
- * post-copy ends without it (-ECANCELED: the view reads zeros then). */
+ * post-copy ends without it (<0: the view reads zeros then). Goes through
+ * guest memory's fetch hook (as a vCPU does), whose release waits for the
+ * threads inside. */
 int migration_dest_fetch(struct migration_dest *d, uint64_t gpa);
 /* Post-copy paused: goes on over fd (QMP migrate-recover's connection). */
 int migration_dest_resume(struct migration_dest *d, int fd, struct error *err);

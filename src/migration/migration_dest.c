@@ -185,7 +185,8 @@ uint8_t *migration_dest_view(struct migration_dest *d, uint64_t gpa)
     return selffetch_view(sf, region) + page * GUEST_PAGE_SIZE;
 }
 
-int migration_dest_fetch(struct migration_dest *d, uint64_t gpa)
+/* The hook's body: the thread that missed gpa asks for it and waits. */
+static int fetch_page(struct migration_dest *d, uint64_t gpa)
 {
     struct selffetch *sf = __atomic_load_n(&d->sf, __ATOMIC_ACQUIRE);
     int region;
@@ -204,6 +205,10 @@ int migration_dest_fetch(struct migration_dest *d, uint64_t gpa)
             }
             return ret;
         }
+        struct postcopy_dest *pc = __atomic_load_n(&d->pc, __ATOMIC_ACQUIRE);
+        if (pc) {
+            postcopy_dest_wait_begin(pc, gpa);      /* counted in postcopy-blocktime as the fault thread's */
+        }
         struct mig_rp_msg msg = { .type = MIG_RP_PAGE_REQ, .arg = gpa };
         pthread_mutex_lock(&d->rp_lock);
         int ret = mig_rp_send(d->fd, &msg, &err);    /* paused: the recovery's kick asks again */
@@ -218,10 +223,18 @@ int migration_dest_fetch(struct migration_dest *d, uint64_t gpa)
     }
 }
 
-/* A vCPU whose KVM_RUN failed on a page missing from the view. */
-static int vcpu_fetch(void *opaque, uint64_t gpa)
+/* A vCPU whose KVM_RUN failed on a page missing from the view, or a
+ * thread that met a SIGBUS there. */
+static int fetch_hook(void *opaque, uint64_t gpa)
 {
-    return migration_dest_fetch(opaque, gpa);
+    return fetch_page(opaque, gpa);
+}
+
+/* Through guest memory's hook, which counts its callers: the view's
+ * release waits for them, so none is left inside when d goes. */
+int migration_dest_fetch(struct migration_dest *d, uint64_t gpa)
+{
+    return guest_memory_fetch(d->mem, gpa);
 }
 
 /* The view, when the kernel allows it: without one the fault thread
@@ -236,22 +249,21 @@ static void open_view(struct migration_dest *d)
         return;
     }
     __atomic_store_n(&d->sf, sf, __ATOMIC_RELEASE);
-    if (d->mem->vm_fd < 0) {
-        return;         /* bare machine: threads reach the view by migration_dest_view */
-    }
-    if (selffetch_give_to_kvm(sf, d->mem, &err) < 0) {
+    guest_memory_set_fetch(d->mem, fetch_hook, d);
+    if (d->mem->vm_fd >= 0 && selffetch_give_to_kvm(sf, d->mem, &err) < 0) {
         log_info("post-copy: the vCPUs fault through the fault thread: %s", err.msg);
-        return;
     }
-    guest_memory_set_fetch(d->mem, vcpu_fetch, d);
 }
 
-/* Post-copy is over (or given up): the view is ordinary memory again. */
+/* Post-copy is over (or given up): the view is ordinary memory again.
+ * The waiters return first, then the hook goes, waiting for whoever
+ * entered it (a vCPU that read it just before): only then may the view
+ * and d be freed. */
 static void release_view(struct migration_dest *d)
 {
     if (d->sf) {
-        guest_memory_set_fetch(d->mem, NULL, NULL);
         selffetch_release(d->sf);
+        guest_memory_set_fetch(d->mem, NULL, NULL);
     }
 }
 
@@ -410,7 +422,7 @@ static int begin_postcopy(struct migration_dest *d)
     }
     open_view(d);
     pthread_mutex_lock(&d->lock);
-    d->pc = pc;
+    __atomic_store_n(&d->pc, pc, __ATOMIC_RELEASE);     /* the self-fetch path reads it unlocked */
     start_preempt_locked(d);
     pthread_mutex_unlock(&d->lock);
     mig_thread_background();       /* this thread places the bulk stream from now on */
@@ -678,12 +690,12 @@ static void *dest_main(void *opaque)
      * instead of reading zeros, until migration_dest_free (the guest
      * stopped by then). */
     if (ret == 0 || !pc) {
-        d->pc = NULL;
+        __atomic_store_n(&d->pc, NULL, __ATOMIC_RELEASE);
     }
     pthread_mutex_unlock(&d->lock);
     if (ret == 0) {
+        release_view(d);        /* first: a self-fetch inside may still use pc */
         postcopy_dest_stop(pc);
-        release_view(d);
     } else if (pc) {
         error_prefix(&d->err, "post-copy broke off (the guest here lacks pages and cannot go on)");
     }
@@ -830,10 +842,10 @@ void migration_dest_free(struct migration_dest *d)
     }
     /* A broken post-copy: waiters (the device loader among them) wake now
      * and see zeros; nothing may run the guest after this. */
+    release_view(d);            /* first: a self-fetch inside may still use d->pc */
     stop_preempt(d);
     postcopy_dest_stop(d->pc);
     d->pc = NULL;
-    release_view(d);
     selffetch_close(d->sf);
     join_loader(d);
     if (d->preempt_fd >= 0) {

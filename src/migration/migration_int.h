@@ -34,6 +34,9 @@ uint64_t postcopy_dest_requests(struct postcopy_dest *pc);
  * the faults still waiting ask again on it. */
 void postcopy_dest_set_rp(struct postcopy_dest *pc, int rp_fd);
 void postcopy_dest_rerequest(struct postcopy_dest *pc);
+/* A thread faulted on gpa and waits for the source (blocktime): the fault
+ * thread's faults, and post-copy's self-fetch (migration_selffetch.c). */
+void postcopy_dest_wait_begin(struct postcopy_dest *pc, uint64_t gpa);
 /* Faults that waited for the source, from the fault to the page placed. */
 struct postcopy_latency {
     uint64_t faults, blocktime_ms, p50_us, p99_us;

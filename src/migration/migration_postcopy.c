@@ -114,7 +114,7 @@ static int place_page(struct postcopy_dest *pc, void *hva, const void *src, stru
 
 /* ---- blocktime: from a fault to its page placed ---- */
 
-static void wait_begin(struct postcopy_dest *pc, uint64_t gpa)
+void postcopy_dest_wait_begin(struct postcopy_dest *pc, uint64_t gpa)
 {
     unsigned h = (unsigned)(gpa / GUEST_PAGE_SIZE) % WAITING;
     pthread_mutex_lock(&pc->wait_lock);
@@ -205,7 +205,7 @@ static void handle_fault(struct postcopy_dest *pc, uint64_t addr)
         return;
     }
     struct mig_rp_msg msg = { .type = MIG_RP_PAGE_REQ, .arg = gpa };
-    wait_begin(pc, gpa);
+    postcopy_dest_wait_begin(pc, gpa);
     pthread_mutex_lock(pc->rp_lock);
     int ret = mig_rp_send(pc->rp_fd, &msg, &err);
     pthread_mutex_unlock(pc->rp_lock);
@@ -219,6 +219,7 @@ static void *fault_main(void *opaque)
 {
     struct postcopy_dest *pc = opaque;
     struct pollfd fds[2] = { { pc->uffd, POLLIN, 0 }, { pc->stop_fd, POLLIN, 0 } };
+    mig_thread_latency();
     for (;;) {
         if (poll(fds, 2, -1) < 0 && errno != EINTR) {
             return NULL;

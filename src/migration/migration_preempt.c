@@ -153,6 +153,7 @@ static void *dest_main(void *opaque)
     struct preempt_dest *p = opaque;
     uint8_t *msg = malloc(MSG);
     struct error err = { 0 };
+    mig_thread_latency();
     int ret = msg ? dest_hello(p->fd, &err) : error_set(&err, -ENOMEM, "out of memory");
     while (ret == 0) {
         ret = receive_page(p, msg, &err);

@@ -163,6 +163,7 @@ static void *rp_main(void *opaque)
     struct migration_source *s = opaque;
     struct mig_rp_msg msg;
     struct error err = { 0 };
+    mig_thread_latency();       /* it sends requested pages on the preempt channel itself */
     for (;;) {
         int ret = mig_rp_recv(s->fd, &msg, &err);
         if (ret == 0 && preempt_page(s, &msg)) {

@@ -363,3 +363,10 @@ void mig_thread_background(void)
         log_debug("post-copy: cannot lower the bulk thread's priority");
     }
 }
+
+void mig_thread_latency(void)
+{
+    if (setpriority(PRIO_PROCESS, (id_t)gettid(), -10) < 0) {
+        log_debug("post-copy: cannot raise the priority of a thread on the fault path");
+    }
+}

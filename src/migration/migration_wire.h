@@ -115,6 +115,11 @@ uint64_t mig_now_ns(void);
 /* Post-copy: the calling thread moves the bulk stream; it yields the CPU
  * to the threads a faulting vCPU waits for (nice +10, this thread only). */
 void mig_thread_background(void);
+/* Post-copy: the calling thread is on a fault's way (the fault thread,
+ * the source's return-path reader, the preempt receiver): nice -10 where
+ * the process may raise priorities (CAP_SYS_NICE or RLIMIT_NICE), so that
+ * on a busy host it runs as soon as its message arrives. Nothing without. */
+void mig_thread_latency(void);
 /* Region and page index of gpa; false when gpa is not a RAM page. */
 bool mig_page_index(const struct guest_memory *mem, uint64_t gpa, int *region, uint64_t *page);
 

@@ -44,6 +44,8 @@ struct guest_memory {
      * leaves with a memory fault on a missing page calls it (atomic) */
     int (*fetch)(void *opaque, uint64_t gpa);
     void *fetch_opaque;
+    uint32_t fetch_callers;     /* atomic: threads inside the hook */
+    uint32_t fetch_clearing;    /* atomic: a clear waits for them (futex word) */
 };
 
 struct guest_memory_sums;
@@ -79,6 +81,10 @@ int guest_memory_slots_on_view(struct guest_memory *m, uint8_t *const view[], st
 /* Whether KVM says where its -EFAULTs are (KVM_CAP_MEMORY_FAULT_INFO):
  * without it a vCPU could not tell which page to fetch. */
 bool guest_memory_kvm_reports_faults(const struct guest_memory *m);
+/* Installs the hook; fetch NULL removes it and returns once every thread
+ * that entered the old one has left it, so that its opaque may be freed
+ * (the hook's callers must be made to return first: a clear does not
+ * wake them). */
 void guest_memory_set_fetch(struct guest_memory *m, int (*fetch)(void *opaque, uint64_t gpa), void *opaque);
 /* The vCPU side: 0 when the page at gpa is here now (run again). */
 int guest_memory_fetch(struct guest_memory *m, uint64_t gpa);
