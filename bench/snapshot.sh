@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Internal snapshot create on a large preallocated image: cowimg snapshot -c
-# against qemu-img snapshot -c, on fresh copies of the same image, in
-# alternating order. Every allocated cluster's refcount rises, so the time is
-# what the refcount updates cost (and how often they reach the file).
-#   bench/snapshot-create.sh [build-dir]
+# Internal snapshot create and delete on a large preallocated image: cowimg
+# snapshot -c / -d against qemu-img snapshot -c / -d, on fresh copies of the
+# same image, in alternating order. Every allocated cluster's refcount rises
+# (and falls), so the time is what the refcount updates cost (and how often
+# they reach the file).
+#   bench/snapshot.sh [build-dir]
 #   BENCH_SIZE (default 2G), BENCH_CLUSTER (default 4k), BENCH_ROUNDS (default 3)
 set -euo pipefail
 build=${1:-build}
@@ -33,24 +34,27 @@ for ((r = 0; r < rounds; r++)); do
     ((r % 2)) && order=(qemu-img cowimg)
     for tool in "${order[@]}"; do
         cp "$dir/base.qcow2" "$dir/$tool.qcow2"
-        case $tool in
-        cowimg) t=$(seconds "$cowimg" snapshot -c snap "$dir/$tool.qcow2") ;;
-        qemu-img) t=$(seconds qemu-img snapshot -c snap "$dir/$tool.qcow2") ;;
-        esac
-        wall[$tool]+=" ${t% *}" cpu[$tool]+=" ${t#* }"
-        # The numbers mean nothing unless the result is a clean image.
-        qemu-img check -q "$dir/$tool.qcow2"
+        bin=$cowimg
+        [[ $tool == qemu-img ]] && bin=qemu-img
+        for op in -c -d; do
+            t=$(seconds "$bin" snapshot "$op" snap "$dir/$tool.qcow2")
+            wall[$tool $op]+=" ${t% *}" cpu[$tool $op]+=" ${t#* }"
+            # The numbers mean nothing unless the result is a clean image.
+            qemu-img check -q "$dir/$tool.qcow2"
+        done
     done
 done
-echo "snapshot -c on a $size qcow2, $cluster clusters, preallocation=metadata; $(nproc) cores," \
+echo "snapshot -c, then -d, on a $size qcow2, $cluster clusters, preallocation=metadata; $(nproc) cores," \
      "load $(cut -d' ' -f1 /proc/loadavg); medians of $rounds (wall includes the syncs' I/O waits)"
 for metric in wall cpu; do
     declare -n runs=$metric
     declare -A med=()
     medians runs med
-    printf '  %-4s cowimg %7.3fs (runs:%s)   qemu-img %7.3fs (runs:%s)   cowimg/qemu-img %sx\n' \
-        "$metric" "${med[cowimg]}" "${runs[cowimg]}" "${med[qemu-img]}" "${runs[qemu-img]}" \
-        "$(ratio "${med[cowimg]}" "${med[qemu-img]}")"
+    for op in -c -d; do
+        printf '  %-4s %s cowimg %7.3fs (runs:%s)   qemu-img %7.3fs (runs:%s)   cowimg/qemu-img %sx\n' \
+            "$metric" "$op" "${med[cowimg $op]}" "${runs[cowimg $op]}" "${med[qemu-img $op]}" \
+            "${runs[qemu-img $op]}" "$(ratio "${med[cowimg $op]}" "${med[qemu-img $op]}")"
+    done
     unset -n runs
     unset med
 done
