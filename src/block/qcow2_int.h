@@ -219,6 +219,8 @@ struct qcow2 {
     uint64_t free_cluster_index;        /* search hint for the allocator */
     uint64_t free_byte_offset;          /* where the next compressed cluster may go */
     bool lazy_refcounts;                /* compat bit set and image writable */
+    bool refcounts_after_mappings;      /* refcount updates wait in the cache: the mappings
+                                         * they follow are on disk (qcow2_inplace_release) */
     bool dirty_written;                 /* the dirty bit is on disk */
     bool autoclear_cleared;             /* unknown autoclear bits were dropped */
     bool corrupt;                       /* refuse writes: see qcow2_signal_corruption */

@@ -336,7 +336,8 @@ static int update_block(struct qcow2 *s, uint64_t first, uint64_t n, int64_t add
      * refcount cache: qcow2_order_before_mapping writes them before
      * anything points to the clusters (one block write per batch instead of
      * one per allocation). Lowered ones go out at once, after their sync. */
-    bool writeback = s->lazy_refcounts || (addend > 0 && s->l2_batch);
+    bool writeback = s->lazy_refcounts || s->refcounts_after_mappings ||
+                     (addend > 0 && s->l2_batch);
     ret = qcow2_cache_update(s, &s->refblock_cache, block, start, len, writeback, err);
     if (ret < 0) {
         return ret;
