@@ -91,6 +91,7 @@ int qcow2_grow_l1(struct qcow2 *s, uint64_t min_size, struct error *err)
         return error_set(err, -EFBIG, "The L1 table cannot grow to %" PRIu64 " entries", min_size);
     }
     uint64_t clusters = (new_size * 8 + s->cluster_size - 1) >> s->cluster_bits;
+    hostfile_event(s->file, BLKDBG_L1_GROW_ALLOC_TABLE);
     int64_t new_off = qcow2_alloc_clusters(s, clusters, err);
     if (new_off < 0) {
         return (int)new_off;
@@ -128,6 +129,7 @@ int qcow2_grow_l1(struct qcow2 *s, uint64_t min_size, struct error *err)
     s->l1_table_offset = (uint64_t)new_off;
     s->l1_size = (uint32_t)new_size;
     s->l1_table = table;
+    hostfile_event(s->file, BLKDBG_L1_GROW_ACTIVATE_TABLE);
     ret = qcow2_header_write_l1(s, err);
     if (ret < 0) {
         s->l1_table_offset = old_off;

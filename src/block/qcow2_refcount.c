@@ -114,8 +114,6 @@ static int get_block(struct qcow2 *s, uint64_t rt_index, uint8_t **block, struct
         return qcow2_signal_corruption(s, err, "refcount block %" PRIu64 " overlaps the header",
                                        rt_index);
     }
-    /* QEMU reports it for every lookup, cached or not (load_refcount_block). */
-    hostfile_event(s->file, BLKDBG_REFBLOCK_LOAD);
     return qcow2_cache_get(s, &s->refblock_cache, off, false, block, err);
 }
 
@@ -307,6 +305,11 @@ static int update_block(struct qcow2 *s, uint64_t first, uint64_t n, int64_t add
     if (ret < 0) {
         return ret;
     }
+    /* Only an update reports the load, cached or not, as QEMU's
+     * load_refcount_block: its plain lookups (qcow2_get_refcount) do not, so
+     * the free-cluster search reads the block before a refblock_load rule
+     * fires and the failure lands on a later write (iotest 026). */
+    hostfile_event(s->file, BLKDBG_REFBLOCK_LOAD);
     uint8_t *block;
     ret = get_block(s, first >> s->refblock_bits, &block, err);
     if (ret < 0) {
