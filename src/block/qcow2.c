@@ -458,6 +458,11 @@ static unsigned status_flags(const struct qcow2 *s, uint64_t entry, uint64_t bit
                ((entry & QCOW2_L2E_OFFSET_MASK) ? BDEV_STATUS_OFFSET_VALID : 0);
     case QCOW2_SC_COMPRESSED:
         return BDEV_STATUS_DATA | BDEV_STATUS_ALLOCATED | BDEV_STATUS_COMPRESSED;
+    case QCOW2_SC_UNALLOCATED:
+        /* A subcluster of a cluster this image owns (extended L2) still has
+         * its place in the file: QEMU reports it (UNALLOCATED_ALLOC), and
+         * map --output=json prints it. */
+        return (entry & QCOW2_L2E_OFFSET_MASK) ? BDEV_STATUS_OFFSET_VALID : 0;
     default:
         return 0;
     }
