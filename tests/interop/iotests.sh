@@ -14,7 +14,6 @@ PASSING="017 018 019 020 024 025 029 031 036 039 080 097 122 138 190 214 252 287
 PASSING+=" 033 049 066"         # iot6b: blkdebug align; AES create; writes over zero clusters
 # Named in issue #14 and still failing, with why.
 declare -A FAILING=(
-    [026]="blkdebug on metadata writes: the first part matches QEMU except refblock_load once=off (QEMU has the refcount block cached from its open, so its close reports flush failures); the refcount-table growth part was not run in full since refblock_alloc_write/_switch_table were added; the whole test takes over 15 min under ASan on a loaded host"
     [271]="extended L2: all sections match QEMU (unaligned-entry repair, zero writes to shared clusters since iot6a) but the last: aio writes queued behind a blkdebug break complete before the stopped one (QEMU makes writes allocating in the same cluster wait for it, handle_dependencies; we have no in-flight allocation tracking). Slow whatever the tools: 6 min 16 s with QEMU's own qemu-img/qemu-io here (QEMU's script: poke and dd loops), 12 to 14 min with ours under ASan on the loaded host (CPU 127 s against QEMU's 91 s)"
 )
 # Named in issue #14, too slow for the suite: QEMU's own script spends
@@ -22,6 +21,7 @@ declare -A FAILING=(
 # hand: scripts/run-iotests.sh 261.
 declare -A SLOW=(
     [261]="passes (whole run, 20:42-20:54 UTC), but takes 5 to 12 min of QEMU's dd loops: run by hand"
+    [026]="passes (05:02 UTC, iot7a), but takes minutes of writethrough flushes (the refcount-table growth part writes 64M in 512-byte clusters): 740 s under ASan and 694 s with QEMU's own qemu-img/qemu-io, run side by side on the loaded host; 391 s with the release build alone: run by hand"
 )
 
 repo=$(cd "$TESTS_DIR/.." && pwd)
