@@ -56,10 +56,11 @@ CONF
 done
 # 026's L1 growth part: a VM-state write past the guest's L1 table. The
 # rule fires before the new table's allocation (whose refcount block read
-# fails: nothing written, close has nothing to report), before its write,
-# and before the header names it.
-for event in l1_grow_alloc_table l1_grow_write_table l1_grow_activate_table; do
-    for once in on off; do
+# fails: nothing written, close has nothing to report) and before the
+# header names it (close's write-back fails too). Failing for good only:
+# the suite's time is short.
+for event in l1_grow_alloc_table l1_grow_activate_table; do
+    for once in off; do
         printf '[inject-error]\nevent = "%s"\nerrno = "5"\nonce = "%s"\n' "$event" "$once" \
             >"$TMP/rule.conf"
         what="$event once=$once write -b"
