@@ -8,6 +8,7 @@
 
 #include "block/hostfile.h"
 #include "util/zero.h"
+#include "util/warning.h"
 
 
 extern const struct blockdev_driver qcow2_driver;
@@ -289,11 +290,11 @@ void blockdev_warn_probed_raw(const struct blockdev *bd, const char *filename)
         filename = bd->filename;    /* QEMU names an NBD node by its URI */
     }
     if (blockdev_is_probed_raw(bd)) {
-        fprintf(stderr, "WARNING: Image format was not specified for '%s' and probing guessed raw.\n"
-                "         Automatically detecting the format is dangerous for raw images, "
-                "write operations on block 0 will be restricted.\n"
-                "         Specify the 'raw' format explicitly to remove the restrictions.\n",
-                filename);
+        warning_print("WARNING: Image format was not specified for '%s' and probing guessed raw.\n"
+                      "         Automatically detecting the format is dangerous for raw images, "
+                      "write operations on block 0 will be restricted.\n"
+                      "         Specify the 'raw' format explicitly to remove the restrictions.\n",
+                      filename);
     }
 }
 
