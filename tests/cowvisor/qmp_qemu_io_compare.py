@@ -33,10 +33,12 @@ COMMANDS = [
 def steps(image):
     node = {"driver": "qcow2", "node-name": "n1", "discard": "unmap",
             "file": {"driver": "file", "filename": image}}
-    # The highest offsets written after a zero write, before the discard.
+    # The counters before the discard (the highest offsets after a zero
+    # write), and after it before any flush: QEMU counts the discard at once.
     hmp = [("human-monitor-command", {"command-line": f'qemu-io n1 "{c}"'}) for c in COMMANDS]
     cut = COMMANDS.index("discard 0 64k")
-    return ([("blockdev-add", node)] + hmp[:cut] + [("query-blockstats", {"query-nodes": True})] + hmp[cut:]
+    stats = ("query-blockstats", {"query-nodes": True})
+    return ([("blockdev-add", node)] + hmp[:cut] + [stats, hmp[cut], stats] + hmp[cut + 1:]
             + [("query-blockstats", {"query-nodes": True}),
                ("device_add", {"driver": "virtio-blk-pci", "id": "vd1", "drive": "n1"}),
                ("human-monitor-command", {"command-line": 'qemu-io n1 "write 0 512"'}),
