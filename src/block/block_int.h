@@ -115,6 +115,9 @@ struct blockdev {
     struct bdev_bitmaps *bitmaps;   /* dirty bitmaps (blockdev_bitmap.c), NULL until the first */
     enum blockdev_detect_zeroes detect_zeroes;  /* blockdev_set_write_options */
     bool discard_ignore;
+    /* End of the furthest write or zero write asked of this node, failed
+     * ones too (QEMU's wr_highest_offset, query-blockstats). Atomic. */
+    uint64_t wr_highest_offset;
 };
 
 /* A named dirty bitmap of an open image. */

@@ -8,6 +8,7 @@
 
 #include "block/hostfile.h"
 #include "util/zero.h"
+#include "util/warning.h"
 
 
 extern const struct blockdev_driver qcow2_driver;
@@ -289,11 +290,11 @@ void blockdev_warn_probed_raw(const struct blockdev *bd, const char *filename)
         filename = bd->filename;    /* QEMU names an NBD node by its URI */
     }
     if (blockdev_is_probed_raw(bd)) {
-        fprintf(stderr, "WARNING: Image format was not specified for '%s' and probing guessed raw.\n"
-                "         Automatically detecting the format is dangerous for raw images, "
-                "write operations on block 0 will be restricted.\n"
-                "         Specify the 'raw' format explicitly to remove the restrictions.\n",
-                filename);
+        warning_print("WARNING: Image format was not specified for '%s' and probing guessed raw.\n"
+                      "         Automatically detecting the format is dangerous for raw images, "
+                      "write operations on block 0 will be restricted.\n"
+                      "         Specify the 'raw' format explicitly to remove the restrictions.\n",
+                      filename);
     }
 }
 
@@ -478,6 +479,14 @@ static bool detected_zeroes(const struct blockdev *bd, const void *buf, size_t l
     return bd->detect_zeroes != BDEV_DETECT_ZEROES_OFF && mem_is_zero(buf, len);
 }
 
+/* After a write of any kind, failed ones too (it may have changed part of
+ * the range): the dirty bitmaps and the highest offset written. */
+static void written(struct blockdev *bd, uint64_t off, uint64_t len)
+{
+    blockdev_bitmaps_mark(bd, off, len);
+    hostfile_atomic_max(&bd->wr_highest_offset, off + len);
+}
+
 int blockdev_pwrite(struct blockdev *bd, uint64_t off, const void *buf, size_t len, struct error *err)
 {
     const struct blockdev_write_notifier *n;
@@ -490,8 +499,7 @@ int blockdev_pwrite(struct blockdev *bd, uint64_t off, const void *buf, size_t l
         return ret;
     }
     ret = notify_after(n, off, len, bd->drv->pwrite(bd, off, buf, len, err));
-    /* Even a failed write may have changed part of the range. */
-    blockdev_bitmaps_mark(bd, off, len);
+    written(bd, off, len);
     return ret;
 }
 
@@ -508,7 +516,11 @@ int blockdev_pwrite_nowait(struct blockdev *bd, uint64_t off, const void *buf, s
         return -EAGAIN;     /* blockdev_pwrite makes it a write-zeroes */
     }
     ret = bd->drv->pwrite_nowait(bd, off, buf, len);
-    blockdev_bitmaps_mark(bd, off, len);
+    if (ret == -EAGAIN) {
+        blockdev_bitmaps_mark(bd, off, len);    /* a part may be written; the redo counts it */
+    } else {
+        written(bd, off, len);
+    }
     return ret;
 }
 
@@ -524,7 +536,7 @@ int blockdev_pwrite_zeroes(struct blockdev *bd, uint64_t off, uint64_t len, unsi
         flags &= ~BDEV_ZERO_MAY_UNMAP;
     }
     ret = notify_after(n, off, len, bd->drv->pwrite_zeroes(bd, off, len, flags, err));
-    blockdev_bitmaps_mark(bd, off, len);
+    written(bd, off, len);
     return ret;
 }
 
@@ -544,7 +556,7 @@ int blockdev_pwrite_compressed(struct blockdev *bd, uint64_t off, const void *bu
         return ret;
     }
     ret = notify_after(n, off, len, bd->drv->pwrite_compressed(bd, off, buf, len, err));
-    blockdev_bitmaps_mark(bd, off, len);
+    written(bd, off, len);
     return ret;
 }
 
@@ -724,15 +736,21 @@ int64_t blockdev_allocated_size(const struct blockdev *bd)
     return bd->drv->allocated_size ? bd->drv->allocated_size((struct blockdev *)bd) : -1;
 }
 
-void blockdev_file_discard_stats(const struct blockdev *bd, struct blockdev_discard_stats *out)
+void blockdev_file_stats(const struct blockdev *bd, struct blockdev_file_stats *out)
 {
     struct hostfile *f = bd->file;
-    *out = (struct blockdev_discard_stats){ 0 };
+    *out = (struct blockdev_file_stats){ 0 };
     if (f) {
         out->nb_ok = __atomic_load_n(&f->discard_nb_ok, __ATOMIC_RELAXED);
         out->nb_failed = __atomic_load_n(&f->discard_nb_failed, __ATOMIC_RELAXED);
         out->bytes_ok = __atomic_load_n(&f->discard_bytes_ok, __ATOMIC_RELAXED);
+        out->wr_highest_offset = __atomic_load_n(&f->wr_highest_offset, __ATOMIC_RELAXED);
     }
+}
+
+uint64_t blockdev_wr_highest_offset(const struct blockdev *bd)
+{
+    return __atomic_load_n(&bd->wr_highest_offset, __ATOMIC_RELAXED);
 }
 
 bool blockdev_is_dirty(const struct blockdev *bd)

@@ -180,12 +180,17 @@ const char *blockdev_backing_format(const struct blockdev *bd);
 bool blockdev_same_file(const struct blockdev *a, const struct blockdev *b);
 /* Bytes the image files occupy on the host (-1: unknown; qemu-img info "disk size"). */
 int64_t blockdev_allocated_size(const struct blockdev *bd);
-/* Discards the image's host file took (ok, bytes) and refused: QEMU's
- * file node statistics (all zero for an image over no host file). */
-struct blockdev_discard_stats {
+/* QEMU's file node statistics of the image's host file (all zero for an
+ * image over no host file): the discards it took (ok, bytes) and refused,
+ * and the end of the furthest write to it. */
+struct blockdev_file_stats {
     uint64_t nb_ok, nb_failed, bytes_ok;
+    uint64_t wr_highest_offset;
 };
-void blockdev_file_discard_stats(const struct blockdev *bd, struct blockdev_discard_stats *out);
+void blockdev_file_stats(const struct blockdev *bd, struct blockdev_file_stats *out);
+/* The end of the furthest write or zero write asked of the image (its
+ * format node's wr_highest_offset in QEMU). */
+uint64_t blockdev_wr_highest_offset(const struct blockdev *bd);
 /* The dirty bit: refcounts may be stale after a crash under lazy refcounts. */
 bool blockdev_is_dirty(const struct blockdev *bd);
 bool blockdev_can_compress(const struct blockdev *bd);

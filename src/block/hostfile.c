@@ -197,10 +197,19 @@ static int pwrite_nowait_uncounted(struct hostfile *f, uint64_t off, const void 
     return full_pwrite(f->fd, off, buf, len);
 }
 
+/* A write or zero write asked of the file, whatever it returned. */
+static int written(struct hostfile *f, uint64_t off, uint64_t len, int ret)
+{
+    if (len) {
+        hostfile_atomic_max(&f->wr_highest_offset, off + len);
+    }
+    return counted(f, ret);
+}
+
 int hostfile_pwrite_nowait(struct hostfile *f, uint64_t off, const void *buf, size_t len)
 {
     int ret = pwrite_nowait_uncounted(f, off, buf, len);
-    return ret == -EAGAIN ? ret : counted(f, ret);  /* -EAGAIN: nothing written, a worker redoes it */
+    return ret == -EAGAIN ? ret : written(f, off, len, ret);  /* -EAGAIN: nothing written, a worker redoes it */
 }
 
 /* The aligned span around [off, off+len) in a bounce buffer. */
@@ -283,7 +292,7 @@ static int pwrite_uncounted(struct hostfile *f, uint64_t off, const void *buf, s
 
 int hostfile_pwrite(struct hostfile *f, uint64_t off, const void *buf, size_t len)
 {
-    return counted(f, pwrite_uncounted(f, off, buf, len));
+    return written(f, off, len, pwrite_uncounted(f, off, buf, len));
 }
 
 static int flush_now(struct hostfile *f)
@@ -417,12 +426,12 @@ static int zero_range_uncounted(struct hostfile *f, uint64_t off, uint64_t len, 
 
 int hostfile_zero_range(struct hostfile *f, uint64_t off, uint64_t len, bool may_unmap)
 {
-    return len == 0 ? 0 : counted(f, zero_range_uncounted(f, off, len, may_unmap));
+    return len == 0 ? 0 : written(f, off, len, zero_range_uncounted(f, off, len, may_unmap));
 }
 
 int hostfile_discard(struct hostfile *f, uint64_t off, uint64_t len)
 {
-    int ret = hostfile_zero_range(f, off, len, true);
+    int ret = len == 0 ? 0 : counted(f, zero_range_uncounted(f, off, len, true));
     if (ret < 0) {
         __atomic_add_fetch(&f->discard_nb_failed, 1, __ATOMIC_RELAXED);
     } else if (len) {

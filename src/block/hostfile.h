@@ -57,7 +57,20 @@ struct hostfile {
     /* Discards the file took or refused (hostfile_discard), as QEMU's
      * file-posix counts them for query-blockstats. Atomic. */
     uint64_t discard_nb_ok, discard_nb_failed, discard_bytes_ok;
+    /* End of the furthest write or zero write to the file, metadata
+     * included, failed ones too (QEMU's wr_highest_offset of a file node;
+     * discards do not count). Atomic. */
+    uint64_t wr_highest_offset;
 };
+
+/* *highest = max(*highest, end), atomically (QEMU's stat64_max). */
+static inline void hostfile_atomic_max(uint64_t *highest, uint64_t end)
+{
+    uint64_t cur = __atomic_load_n(highest, __ATOMIC_RELAXED);
+    while (cur < end && !__atomic_compare_exchange_n(highest, &cur, end, true, __ATOMIC_RELAXED,
+                                                     __ATOMIC_RELAXED)) {
+    }
+}
 
 /* A point of the format driver blkdebug rules may react to (BLKDBG_EVENT). */
 static inline void hostfile_event(struct hostfile *f, enum blkdebug_event ev)

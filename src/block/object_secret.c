@@ -153,10 +153,14 @@ static int add_secret(struct options *o, struct error *err)
     return 0;
 }
 
+const char *object_help_text(void)
+{
+    return "List of user creatable objects:\n  secret\n";
+}
+
 int object_add(const char *spec, struct error *err)
 {
     if (strcmp(spec, "help") == 0) {
-        printf("List of user creatable objects:\n  secret\n");
         return 1;
     }
     struct options o = { 0 };

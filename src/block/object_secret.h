@@ -11,9 +11,10 @@
 
 /* Adds the object an --object argument describes ("secret,id=s0,data=..."
  * or "secret,id=s0,file=PATH"; format=raw|base64, keyid and iv are kept).
- * "help" prints the types that can be created, as QEMU lists them, and
- * returns 1: the program exits 0 then. */
+ * "help" returns 1: the program prints object_help_text() and exits 0. */
 int object_add(const char *spec, struct error *err);
+/* The types that can be created, as QEMU lists them for --object help. */
+const char *object_help_text(void);
 /* The stored bytes of secret id (base64 text is returned as given, with
  * *base64 set), or -ENOENT with QEMU's "No secret with id" message. */
 int object_secret_lookup(const char *id, const char **data, size_t *len, int *base64,

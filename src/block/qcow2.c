@@ -10,6 +10,7 @@
 #include "block/qcow2_int.h"
 #include "util/bswap.h"
 #include "util/log.h"
+#include "util/warning.h"
 
 extern const struct blockdev_driver qcow2_driver;
 
@@ -243,8 +244,8 @@ static int close_step(struct qcow2 *s, int (*step)(struct qcow2 *, struct error 
         ret = hostfile_flush(s->file);
     }
     if (ret < 0) {
-        fprintf(stderr, "%s: Failed to flush the %s: %s\n", program_invocation_short_name, what,
-                strerror(-ret));
+        warning_print("%s: Failed to flush the %s: %s\n", program_invocation_short_name, what,
+                      strerror(-ret));
     }
     return ret;
 }

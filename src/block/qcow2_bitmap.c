@@ -17,6 +17,7 @@
 
 #include "block/qcow2_int.h"
 #include "util/bswap.h"
+#include "util/warning.h"
 
 #define MAX_BITMAPS 65535
 #define MAX_DIR_SIZE (1024ULL * MAX_BITMAPS)
@@ -54,13 +55,13 @@ int qcow2_bitmaps_parse_ext(struct qcow2 *s, const uint8_t *data, uint32_t len, 
     if (!(s->autoclear_features & QCOW2_AUTOCLEAR_BITMAPS)) {
         /* Written by a program that did not keep them up to date. QEMU's
          * words, with its program name and without the final newline. */
-        fprintf(stderr, "%s: %s\nSome clusters may be leaked, run 'qemu-img check -r' on the "
-                "image file to fix.", program_invocation_short_name, s->version < 3
-                ? "warning: This qcow2 v2 image contains bitmaps, but they may have been modified "
-                  "by a program without persistent bitmap support; so now they must all be "
-                  "considered inconsistent"
-                : "warning: a program lacking bitmap support modified this file, so all bitmaps "
-                  "are now considered inconsistent");
+        warning_print("%s: %s\nSome clusters may be leaked, run 'qemu-img check -r' on the "
+                      "image file to fix.", program_invocation_short_name, s->version < 3
+                      ? "warning: This qcow2 v2 image contains bitmaps, but they may have been modified "
+                        "by a program without persistent bitmap support; so now they must all be "
+                        "considered inconsistent"
+                      : "warning: a program lacking bitmap support modified this file, so all bitmaps "
+                        "are now considered inconsistent");
         s->bitmaps_stale = true;
         return 0;
     }
@@ -734,7 +735,7 @@ int qcow2_bitmaps_count_refs(struct qcow2 *s, void (*ref)(void *opaque, uint64_t
     ref(opaque, s->bitmap_dir_offset, s->bitmap_dir_size);
     struct qcow2_bitmap *dir;
     if (load_dir(s, &dir, NULL) < 0) {
-        fprintf(stderr, "ERROR the bitmap directory is broken\n");
+        warning_print("ERROR the bitmap directory is broken\n");
         return 1;
     }
     int corruptions = 0;
@@ -742,7 +743,7 @@ int qcow2_bitmaps_count_refs(struct qcow2 *s, void (*ref)(void *opaque, uint64_t
         ref(opaque, dir[i].table_offset, (uint64_t)dir[i].table_size * 8);
         uint64_t *t = malloc((size_t)dir[i].table_size * 8);
         if (!t || hostfile_pread(s->file, dir[i].table_offset, t, (size_t)dir[i].table_size * 8) < 0) {
-            fprintf(stderr, "ERROR bitmap '%s': its table cannot be read\n", dir[i].name);
+            warning_print("ERROR bitmap '%s': its table cannot be read\n", dir[i].name);
             corruptions++;
             free(t);
             continue;
@@ -750,8 +751,8 @@ int qcow2_bitmaps_count_refs(struct qcow2 *s, void (*ref)(void *opaque, uint64_t
         for (uint32_t k = 0; k < dir[i].table_size; k++) {
             uint64_t entry = be64_to_cpu(t[k]);
             if (!table_entry_valid(s, entry)) {
-                fprintf(stderr, "ERROR bitmap '%s': invalid bitmap table entry %u: 0x%" PRIx64 "\n",
-                        dir[i].name, k, entry);
+                warning_print("ERROR bitmap '%s': invalid bitmap table entry %u: 0x%" PRIx64 "\n",
+                              dir[i].name, k, entry);
                 corruptions++;
             } else if (entry & TABLE_OFFSET_MASK) {
                 ref(opaque, entry & TABLE_OFFSET_MASK, s->cluster_size);

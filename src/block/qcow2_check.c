@@ -19,6 +19,7 @@
 #include "block/qcow2_int.h"
 #include "util/bswap.h"
 #include "util/log.h"
+#include "util/warning.h"
 
 /* References past the end of the file (a truncated image) stay unfixable
  * corruptions, as in QEMU, but a repair must not put new structures where
@@ -61,9 +62,13 @@ static void report(struct check *c, const char *fmt, ...)
     }
     va_list ap;
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    char *line;
+    if (vasprintf(&line, fmt, ap) < 0) {
+        line = NULL;
+    }
     va_end(ap);
-    fputc('\n', stderr);
+    warning_print("%s\n", line ? line : fmt);
+    free(line);
 }
 
 static int grow(struct check *c, uint64_t need)
@@ -410,10 +415,13 @@ static void copied_mismatch(struct check *c, const char *fmt, ...)
     }
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "%s ", c->copied_label ? c->copied_label : "ERROR");
-    vfprintf(stderr, fmt, ap);
+    char *line;
+    if (vasprintf(&line, fmt, ap) < 0) {
+        line = NULL;
+    }
     va_end(ap);
-    fputc('\n', stderr);
+    warning_print("%s %s\n", c->copied_label ? c->copied_label : "ERROR", line ? line : fmt);
+    free(line);
 }
 
 static void check_copied(struct check *c)
@@ -457,15 +465,15 @@ static void report_unreadable_table(struct qcow2 *s)
 {
     const char *msg = s->snapshots_err.msg;
     if (s->snapshots_bad_location && !strncmp(msg, "Snapshot table", 14)) {
-        fprintf(stderr, "%s: ERROR snapshot table%s\n", program_invocation_short_name, msg + 14);
+        warning_print("%s: ERROR snapshot table%s\n", program_invocation_short_name, msg + 14);
         if (s->nb_snapshots_header > QCOW2_MAX_SNAPSHOTS) {
-            fprintf(stderr, "You can force-remove all %u overhanging snapshots with %s check "
-                    "-r all\n", s->nb_snapshots_header - QCOW2_MAX_SNAPSHOTS, qcow2_img_tool());
+            warning_print("You can force-remove all %u overhanging snapshots with %s check "
+                          "-r all\n", s->nb_snapshots_header - QCOW2_MAX_SNAPSHOTS, qcow2_img_tool());
         }
         return;
     }
-    fprintf(stderr, "%s: ERROR failed to read the snapshot table: %s\n",
-            program_invocation_short_name, msg);
+    warning_print("%s: ERROR failed to read the snapshot table: %s\n",
+                  program_invocation_short_name, msg);
 }
 
 /* Fails the check (as QEMU's does) when the table cannot be read; check -r
@@ -760,14 +768,14 @@ static int check_locked(struct qcow2 *s, unsigned fix, bool quiet, struct blockd
     }
     if (c.rebuild && !(fix & BDEV_FIX_ERRORS)) {
         if (!quiet) {
-            fprintf(stderr, "ERROR need to rebuild refcount structures\n");
+            warning_print("ERROR need to rebuild refcount structures\n");
         }
         res->check_errors++;
         free_check(&c);
         return error_set(err, -EIO, "The refcount structure is broken: repair needs -r all");
     }
     if (c.rebuild && !quiet) {
-        fprintf(stderr, "Rebuilding refcount structure\n");
+        warning_print("Rebuilding refcount structure\n");
     }
     struct blockdev_check_result before = *res;
     int before_refcounts = c.refcount_corruptions;
@@ -826,7 +834,7 @@ int qcow2_repair_dirty(struct qcow2 *s, struct error *err)
 {
     struct blockdev_check_result res;
     pthread_mutex_lock(&s->lock);
-    /* Not quiet: like QEMU, the repair says on stderr what it found and fixed. */
+    /* Not quiet: like QEMU, the repair says what it found and fixed (the warning sink). */
     int ret = check_locked(s, BDEV_FIX_LEAKS | BDEV_FIX_ERRORS, false, &res, err);
     pthread_mutex_unlock(&s->lock);
     if (ret == 0 && (res.corruptions || res.check_errors)) {

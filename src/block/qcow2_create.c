@@ -5,6 +5,8 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "block/qcow2_int.h"
 #include "util/bswap.h"
@@ -88,14 +90,16 @@ static int backing_size(const char *filename, const struct blockdev_create_opts 
     return ret;
 }
 
+/* *created: the file was made (or truncated): ours to delete on failure. */
 static int write_initial_metadata(const char *filename, const struct blockdev_create_opts *o,
-                                  struct error *err)
+                                  bool *created, struct error *err)
 {
     struct qcow2 s = { 0 };
     int ret = hostfile_create(&s.file, filename, err);
     if (ret < 0) {
         return ret;
     }
+    *created = true;
     s.version = (uint32_t)o->version;
     s.cluster_bits = (uint32_t)__builtin_ctz(o->cluster_size);
     s.refcount_order = (uint32_t)__builtin_ctz((unsigned)o->refcount_bits);
@@ -158,21 +162,25 @@ static int mark_aes_encrypted(const char *filename, struct error *err)
     return ret < 0 ? error_set_errno(err, ret, "Could not write encryption header") : 0;
 }
 
-int qcow2_create(const char *filename, const struct blockdev_create_opts *o, struct error *err)
+/* The image made so far, once a step after the file's creation failed (an
+ * I/O error, a full disk): QEMU's qcow2 driver deletes it then, a regular
+ * file only (bdrv_co_delete_file), and so do we. The caller learns of the
+ * failure from err; a file that cannot be deleted stays. */
+static int delete_failed_image(const char *filename, int ret)
 {
-    int ret = validate(o, err);
-    if (ret < 0) {
-        return ret;
+    struct stat st;
+    if (stat(filename, &st) == 0 && S_ISREG(st.st_mode)) {
+        unlink(filename);
     }
-    uint64_t size = o->size;
-    if (size == 0 && o->backing_file) {
-        ret = backing_size(filename, o, &size, err);
-        if (ret < 0) {
-            return ret;
-        }
-    }
-    size = (size + QCOW2_SECTOR - 1) & ~(uint64_t)(QCOW2_SECTOR - 1);
-    ret = write_initial_metadata(filename, o, err);
+    return ret;
+}
+
+/* Writes the metadata into the created file, then grows the image to its
+ * size with its preallocation. */
+static int format_image(const char *filename, const struct blockdev_create_opts *o, uint64_t size,
+                        bool *created, struct error *err)
+{
+    int ret = write_initial_metadata(filename, o, created, err);
     if (ret < 0) {
         return ret;
     }
@@ -191,4 +199,23 @@ int qcow2_create(const char *filename, const struct blockdev_create_opts *o, str
         ret = mark_aes_encrypted(filename, err);
     }
     return ret;
+}
+
+int qcow2_create(const char *filename, const struct blockdev_create_opts *o, struct error *err)
+{
+    int ret = validate(o, err);
+    if (ret < 0) {
+        return ret;
+    }
+    uint64_t size = o->size;
+    if (size == 0 && o->backing_file) {
+        ret = backing_size(filename, o, &size, err);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    size = (size + QCOW2_SECTOR - 1) & ~(uint64_t)(QCOW2_SECTOR - 1);
+    bool created = false;
+    ret = format_image(filename, o, size, &created, err);
+    return ret < 0 && created ? delete_failed_image(filename, ret) : ret;
 }

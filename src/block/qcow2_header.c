@@ -10,6 +10,7 @@
 #include "block/qcow2_int.h"
 #include "util/bswap.h"
 #include "util/log.h"
+#include "util/warning.h"
 
 /* Names we write into the feature name table, so that older tools can name
  * what they do not support. */
@@ -514,8 +515,8 @@ int qcow2_signal_corruption(struct qcow2 *s, struct error *err, const char *fmt,
     va_end(ap);
     if (!s->corrupt && !s->bd.read_only && s->version >= 3) {
         /* QEMU's wording, which scripts and iotests look for. */
-        fprintf(stderr, "qcow2: Marking image as corrupt: %s; further corruption events will be "
-                "suppressed\n", what);
+        warning_print("qcow2: Marking image as corrupt: %s; further corruption events will be "
+                      "suppressed\n", what);
         s->incompatible_features |= QCOW2_INCOMPAT_CORRUPT;
         qcow2_header_write_incompat(s, NULL);
     }

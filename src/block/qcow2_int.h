@@ -358,6 +358,10 @@ int64_t qcow2_alloc_clusters(struct qcow2 *s, uint64_t n, struct error *err);
 /* Allocates len bytes for compressed data, packed at byte granularity. */
 int64_t qcow2_alloc_bytes(struct qcow2 *s, uint32_t len, struct error *err);
 int qcow2_free_clusters(struct qcow2 *s, uint64_t offset, uint64_t len, struct error *err);
+/* A data cluster a discard or zero write let go of: freed like
+ * qcow2_free_clusters, but given back to the host at once when this drop
+ * frees it, as QEMU does (its file node's discard counters move then). */
+int qcow2_free_discarded_cluster(struct qcow2 *s, uint64_t offset, struct error *err);
 /* Writes dirty refcount blocks (lazy refcounts) and syncs. */
 int qcow2_refcount_flush(struct qcow2 *s, struct error *err);
 

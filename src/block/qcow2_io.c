@@ -251,8 +251,10 @@ int qcow2_pread_nowait(struct blockdev *bd, uint64_t off, void *buf, size_t len)
     return read_at(qcow2_of(bd), off, buf, len, true, NULL);
 }
 
-/* Frees what an L2 entry pointed to, once nothing points there any more. */
-static int release_old_mapping(struct qcow2 *s, uint64_t entry, struct error *err)
+/* Frees what an L2 entry pointed to, once nothing points there any more;
+ * discarded: a discard or zero write dropped it (QEMU gives the host the
+ * cluster at once then). */
+static int release_mapping(struct qcow2 *s, uint64_t entry, bool discarded, struct error *err)
 {
     if (entry & QCOW2_OFLAG_COMPRESSED) {
         uint64_t c_off;
@@ -262,10 +264,16 @@ static int release_old_mapping(struct qcow2 *s, uint64_t entry, struct error *er
         return qcow2_update_refcount(s, c_off, c_len, -1, err);
     }
     uint64_t host = entry & QCOW2_L2E_OFFSET_MASK;
-    if (host) {
-        return qcow2_free_clusters(s, host, s->cluster_size, err);
+    if (!host) {
+        return 0;
     }
-    return 0;
+    return discarded ? qcow2_free_discarded_cluster(s, host, err)
+                     : qcow2_free_clusters(s, host, s->cluster_size, err);
+}
+
+static int release_old_mapping(struct qcow2 *s, uint64_t entry, struct error *err)
+{
+    return release_mapping(s, entry, false, err);
 }
 
 /* Content of [start, end) of the cluster: the old data with buf laid over
@@ -784,7 +792,7 @@ static int zero_in_cluster(struct qcow2 *s, uint64_t off, uint32_t first_sc, uin
     if (ret < 0 || !drop) {
         return ret;
     }
-    return release_old_mapping(s, entry, err);
+    return release_mapping(s, entry, true, err);
 }
 
 static int write_zero_data(struct qcow2 *s, uint64_t off, uint64_t len, struct error *err)
@@ -1036,7 +1044,7 @@ int qcow2_discard_locked(struct qcow2 *s, uint64_t off, uint64_t len, bool make_
             ret = qcow2_l2_write_entry(s, table, index, new_entry, new_bitmap, err);
         }
         if (ret == 0 && (new_entry & QCOW2_L2E_OFFSET_MASK) != (entry & QCOW2_L2E_OFFSET_MASK)) {
-            ret = release_old_mapping(s, entry, err);
+            ret = release_mapping(s, entry, true, err);
         }
         if (ret < 0) {
             return ret;

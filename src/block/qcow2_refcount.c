@@ -402,6 +402,24 @@ int qcow2_free_clusters(struct qcow2 *s, uint64_t offset, uint64_t len, struct e
     return 0;
 }
 
+/* Within a batch the refcount drops at the commit, but the host may have
+ * the cluster now: nothing in memory maps it any more, and until the drop
+ * nothing can reuse it. After a power loss a mapping on the disk may still
+ * point here and read zeros, which is what the discard or zero write asked
+ * for. Metadata is never given back early: a stale header or table would
+ * then point at zeros. */
+int qcow2_free_discarded_cluster(struct qcow2 *s, uint64_t offset, struct error *err)
+{
+    uint64_t rc;
+    if (!s->l2_batch || qcow2_get_refcount(s, offset >> s->cluster_bits, &rc, NULL) < 0 || rc != 1 ||
+        !qcow2_order_defer_free(s, offset, s->cluster_size, -1, false)) {
+        return qcow2_free_clusters(s, offset, s->cluster_size, err);
+    }
+    hostfile_event(s->file, BLKDBG_CLUSTER_FREE);
+    hostfile_discard(s->file, offset, s->cluster_size);
+    return 0;
+}
+
 /* First run of n free clusters at or after the hint. */
 static int find_free_run(struct qcow2 *s, uint64_t n, uint64_t *found, struct error *err)
 {

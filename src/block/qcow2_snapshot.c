@@ -16,6 +16,7 @@
 
 #include "block/qcow2_int.h"
 #include "util/bswap.h"
+#include "util/warning.h"
 
 #define SNAPSHOT_HEADER_LEN 40
 
@@ -68,7 +69,7 @@ int qcow2_snapshot_check_l1_reported(struct qcow2 *s, const struct qcow2_snapsho
     struct error local = { 0 };
     int ret = qcow2_snapshot_check_l1(s, sn, &local);
     if (ret < 0) {
-        fprintf(stderr, "%s: %s\n", program_invocation_short_name, local.msg);
+        warning_print("%s: %s\n", program_invocation_short_name, local.msg);
         error_set_errno(err, ret, "%s", failure);
     }
     return ret;
@@ -292,8 +293,8 @@ static int read_entry_repairing(struct qcow2 *s, uint64_t *pos, uint32_t index,
     *len = SNAPSHOT_HEADER_LEN + (uint64_t)id_len + name_len +
            (xs > QCOW2_MAX_SNAPSHOT_EXTRA ? QCOW2_MAX_SNAPSHOT_EXTRA : xs);
     if (xs > QCOW2_MAX_SNAPSHOT_EXTRA) {
-        fprintf(stderr, "Discarding too much extra metadata in snapshot table entry %u "
-                "(%u > %u)\n", index, xs, QCOW2_MAX_SNAPSHOT_EXTRA);
+        warning_print("Discarding too much extra metadata in snapshot table entry %u "
+                      "(%u > %u)\n", index, xs, QCOW2_MAX_SNAPSHOT_EXTRA);
         (*cut)++;
         sn->extra_data_size = QCOW2_MAX_SNAPSHOT_EXTRA;
     }
@@ -325,7 +326,7 @@ int qcow2_snapshots_load_repairing(struct qcow2 *s, struct error *err)
 {
     uint32_t n = s->nb_snapshots_header, discarded = 0, cut = 0;
     if (n > QCOW2_MAX_SNAPSHOTS) {
-        fprintf(stderr, "Discarding %u overhanging snapshots\n", n - QCOW2_MAX_SNAPSHOTS);
+        warning_print("Discarding %u overhanging snapshots\n", n - QCOW2_MAX_SNAPSHOTS);
         discarded = n - QCOW2_MAX_SNAPSHOTS;
         n = QCOW2_MAX_SNAPSHOTS;
     }
@@ -344,8 +345,8 @@ int qcow2_snapshots_load_repairing(struct qcow2 *s, struct error *err)
         ret = read_entry_repairing(s, &pos, i, &list[i], &len, &cut, err);
         table_len += len;
         if (ret == 0 && (table_len > QCOW2_MAX_SNAPSHOTS_BYTES || pos - start > INT32_MAX)) {
-            fprintf(stderr, "Discarding %u overhanging snapshots (snapshot table is too big)\n",
-                    n - i);
+            warning_print("Discarding %u overhanging snapshots (snapshot table is too big)\n",
+                          n - i);
             discarded += n - i;
             free_entry(&list[i]);
             memset(&list[i], 0, sizeof(list[i]));

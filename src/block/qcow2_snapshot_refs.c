@@ -19,6 +19,7 @@
 #include "block/cluster_tally.h"
 #include "block/qcow2_int.h"
 #include "util/bswap.h"
+#include "util/warning.h"
 
 int qcow2_inplace_begin(struct qcow2 *s, bool *batch, struct error *err)
 {
@@ -432,7 +433,7 @@ int qcow2_inplace_write_snapshots(struct qcow2 *s, struct qcow2_snapshot *list, 
         ret = ret == 0 ? free_old_table(s, old_off, old_size, err) : ret;
         if (ret < 0) {
             /* QEMU's words: the old table is leaked, the new one is in place. */
-            fprintf(stderr, "qcow2_free_clusters failed: %s\n", strerror(-ret));
+            warning_print("qcow2_free_clusters failed: %s\n", strerror(-ret));
             error_clear(err);
         }
     }

@@ -6,7 +6,8 @@ a blockdev-add node, each side over its own copy of one qcow2 image. What
 qemu-io prints goes to each process's stdout (as in QEMU): the two texts
 are compared line by line, timings taken out. Then the monitor's replies:
 a write to a node a device holds (QEMU's permission conflict), and the
-discards the node's file took (query-blockstats). Prints TAP."""
+discards the node's file took and the highest offsets written
+(query-blockstats). Prints TAP."""
 import difflib
 import json
 import os
@@ -32,8 +33,12 @@ COMMANDS = [
 def steps(image):
     node = {"driver": "qcow2", "node-name": "n1", "discard": "unmap",
             "file": {"driver": "file", "filename": image}}
-    return ([("blockdev-add", node)]
-            + [("human-monitor-command", {"command-line": f'qemu-io n1 "{c}"'}) for c in COMMANDS]
+    # The counters before the discard (the highest offsets after a zero
+    # write), and after it before any flush: QEMU counts the discard at once.
+    hmp = [("human-monitor-command", {"command-line": f'qemu-io n1 "{c}"'}) for c in COMMANDS]
+    cut = COMMANDS.index("discard 0 64k")
+    stats = ("query-blockstats", {"query-nodes": True})
+    return ([("blockdev-add", node)] + hmp[:cut] + [stats, hmp[cut], stats] + hmp[cut + 1:]
             + [("query-blockstats", {"query-nodes": True}),
                ("device_add", {"driver": "virtio-blk-pci", "id": "vd1", "drive": "n1"}),
                ("human-monitor-command", {"command-line": 'qemu-io n1 "write 0 512"'}),
@@ -41,8 +46,9 @@ def steps(image):
 
 
 def discards(b):
-    """The discard counters of each node's file (query-nodes)."""
-    return [(n["node-name"][:6], n.get("driver-specific")) for n in b]
+    """The discard counters of each node's file and the highest offset
+    written to each node (query-nodes)."""
+    return [(n["node-name"][:6], n.get("driver-specific"), n["stats"]["wr_highest_offset"]) for n in b]
 
 
 def normalize(cmd, r, where):

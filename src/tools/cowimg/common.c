@@ -69,6 +69,7 @@ void object_option(const char *spec)
         exit(EXIT_ERR);
     }
     if (ret > 0) {
+        fputs(object_help_text(), stdout);
         exit(0);
     }
 }

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cowimg.h"
+#include "util/warning.h"
 
 struct command {
     const char *name;
@@ -131,6 +132,7 @@ int main(int argc, char **argv)
 {
     const char *slash = strrchr(argv[0], '/');
     progname = slash ? slash + 1 : argv[0];
+    warning_set_sink(warning_sink_stderr, NULL);   /* in qemu-img's words, on stderr */
 
     if (argc < 2) {
         usage_error("Not enough arguments");

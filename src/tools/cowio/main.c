@@ -11,6 +11,7 @@
 
 #include "block/object_secret.h"
 #include "tools/cowio/cowio.h"
+#include "util/warning.h"
 
 #define MAX_LINE 1024
 
@@ -136,8 +137,10 @@ static int parse_args(int argc, char **argv, struct cmdline *cl, const char *nam
             int ret = object_add(optarg, &err);
             if (ret < 0) {
                 cowio_error("%s", err.msg);
+            } else if (ret > 0) {
+                fputs(object_help_text(), stdout);
             }
-            if (ret != 0) {     /* an error, or --object help answered */
+            if (ret != 0) {     /* an error, or --object help */
                 exit(ret < 0);
             }
             break;
@@ -194,6 +197,7 @@ static int interactive(struct cowio *io)
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
+    warning_set_sink(warning_sink_stderr, NULL);   /* in qemu-io's words, on stderr */
     const char *name = basename(argv[0]);
     struct cmdline cl = { .open.writethrough = true };
     struct cowio io = { 0 };

@@ -16,6 +16,7 @@
 #include "util/log.h"
 #include "util/sandbox.h"
 #include "util/socket_activation.h"
+#include "util/warning.h"
 
 static const char *progname = "cownbd";
 
@@ -308,7 +309,8 @@ static bool parse_option(int ch, struct cownbd_opts *o, struct cmdline *cl)
             return false;
         }
         if (ret > 0) {
-            exit(0);    /* --object help answered */
+            fputs(object_help_text(), stdout);
+            exit(0);
         }
         break;
     }
@@ -417,6 +419,7 @@ int main(int argc, char **argv)
     const char *slash = strrchr(argv[0], '/');
     progname = slash ? slash + 1 : argv[0];
     argv[0] = (char *)progname;     /* getopt's messages name the program alike */
+    warning_set_sink(warning_sink_stderr, NULL);   /* in qemu-nbd's words, on stderr */
     struct cownbd_opts o = { .shared = 1, .activated_fd = -1 };
     if (parse_command_line(argc, argv, &o) < 0) {
         return 1;

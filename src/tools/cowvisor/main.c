@@ -20,6 +20,7 @@
 #include "util/sandbox.h"
 #include "util/size.h"
 #include "virtio/virtio_blk.h"
+#include "util/warning.h"
 
 #define DEFAULT_MEMORY (512ull << 20)
 #define DEFAULT_DISK_SIZE (8u << 20)
@@ -620,6 +621,7 @@ int main(int argc, char **argv)
 {
     struct machine_config cfg = { .cpus = 1, .memory = DEFAULT_MEMORY };
     struct error err = { 0 };
+    warning_set_sink(warning_sink_log, NULL);  /* a daemon's stderr may be gone: --log decides */
     char temp_disks[2][64] = { "", "" };
     struct service sv;
     service_init(&sv);

@@ -267,7 +267,7 @@ void qmp_query_named_block_nodes(struct qmp_server *s, json_t *args, struct qmp_
 /* BlockDeviceStats: a device's counters (st), or a node's below or
  * without a device (st NULL): zeros, accounting off, as QEMU reports a
  * node without its BlockBackend. */
-static json_t *stats_json(const struct machine_disk_stats *device)
+static json_t *stats_json(const struct machine_disk_stats *device, uint64_t wr_highest_offset)
 {
     static const struct machine_disk_stats none = { .idle_ns = -1 };
     const struct machine_disk_stats *st = device ? device : &none;
@@ -281,7 +281,7 @@ static json_t *stats_json(const struct machine_disk_stats *device)
         { "flush_operations", st->flush_ops }, { "unmap_operations", st->unmap_ops },
         { "rd_total_time_ns", st->rd_total_ns }, { "wr_total_time_ns", st->wr_total_ns },
         { "flush_total_time_ns", st->flush_total_ns }, { "unmap_total_time_ns", st->unmap_total_ns },
-        { "wr_highest_offset", 0 }, { "rd_merged", 0 }, { "wr_merged", 0 }, { "unmap_merged", 0 },
+        { "wr_highest_offset", wr_highest_offset }, { "rd_merged", 0 }, { "wr_merged", 0 }, { "unmap_merged", 0 },
         { "failed_rd_operations", st->failed_rd_ops }, { "failed_wr_operations", st->failed_wr_ops },
         { "failed_flush_operations", st->failed_flush_ops }, { "failed_unmap_operations", st->failed_unmap_ops },
         { "invalid_rd_operations", 0 }, { "invalid_wr_operations", 0 }, { "invalid_flush_operations", 0 },
@@ -299,31 +299,29 @@ static json_t *stats_json(const struct machine_disk_stats *device)
     return o;
 }
 
-/* A file node's own statistics: file-posix's discard counters, of the
- * host file under bd (the image stored in it). */
-static json_t *file_driver_stats(const char *driver, const struct blockdev *bd)
+/* The highest offset written to a machine disk's layer or node's image. */
+static uint64_t wr_highest(const struct blockdev *bd)
 {
-    if (strcmp(driver, "file") && strcmp(driver, "host_device")) {
-        return NULL;
-    }
-    struct blockdev_discard_stats d = { 0 };
-    if (bd) {
-        blockdev_file_discard_stats(bd, &d);
-    }
-    return json_pack("{s:s,s:I,s:I,s:I}", "driver", driver, "discard-nb-ok", (json_int_t)d.nb_ok,
-                     "discard-nb-failed", (json_int_t)d.nb_failed, "discard-bytes-ok", (json_int_t)d.bytes_ok);
+    return bd ? blockdev_wr_highest_offset(bd) : 0;
 }
 
 /* BlockStats of a node without a device (no request counted there, as in
- * QEMU: zeros), with its driver's own when it has some. */
+ * QEMU: zeros but the highest offset written to the node). A file node
+ * (the host file under bd, the image stored in it) has file-posix's
+ * discard counters too. */
 static json_t *plain_node_stats(const char *name, const char *driver, const struct blockdev *bd)
 {
-    json_t *o = json_pack("{s:s,s:o}", "node-name", name, "stats", stats_json(NULL));
-    json_t *specific = file_driver_stats(driver, bd);
-    if (specific) {
-        json_object_set_new(o, "driver-specific", specific);
+    if (strcmp(driver, "file") && strcmp(driver, "host_device")) {
+        return json_pack("{s:s,s:o}", "node-name", name, "stats", stats_json(NULL, wr_highest(bd)));
     }
-    return o;
+    struct blockdev_file_stats d = { 0 };
+    if (bd) {
+        blockdev_file_stats(bd, &d);
+    }
+    return json_pack("{s:s,s:o,s:{s:s,s:I,s:I,s:I}}", "node-name", name,
+                     "stats", stats_json(NULL, d.wr_highest_offset), "driver-specific", "driver", driver,
+                     "discard-nb-ok", (json_int_t)d.nb_ok, "discard-nb-failed", (json_int_t)d.nb_failed,
+                     "discard-bytes-ok", (json_int_t)d.bytes_ok);
 }
 
 static json_t *added_node_stats(struct block_node_table *t, const struct block_node *n);
@@ -399,15 +397,15 @@ static void append_added_node_stats(struct qmp_server *s, json_t *list)
 
 /* A machine disk's backing layers at device level: nested "backing"
  * entries (its layers have no file node of their own here). */
-static json_t *disk_backing_stats(int disk, int k, int n)
+static json_t *disk_backing_stats(int disk, const struct disk_layer *layers, int k, int n)
 {
     if (k >= n) {
         return NULL;
     }
     char name[48];
     node_name(name, sizeof(name), disk, k);
-    json_t *o = json_pack("{s:s,s:o}", "node-name", name, "stats", stats_json(NULL));
-    json_t *below = disk_backing_stats(disk, k + 1, n);
+    json_t *o = json_pack("{s:s,s:o}", "node-name", name, "stats", stats_json(NULL, wr_highest(layers[k].bd)));
+    json_t *below = disk_backing_stats(disk, layers, k + 1, n);
     if (below) {
         json_object_set_new(o, "backing", below);
     }
@@ -435,11 +433,12 @@ void qmp_query_blockstats(struct qmp_server *s, json_t *args, struct qmp_reply *
             char name[48];
             node_name(name, sizeof(name), i, k);
             /* query-nodes is node level: QEMU shows no device's counters there. */
-            json_t *o = json_pack("{s:s,s:o}", "node-name", name, "stats", stats_json(nodes ? NULL : &st));
+            json_t *o = json_pack("{s:s,s:o}", "node-name", name, "stats",
+                                  stats_json(nodes ? NULL : &st, wr_highest(layers[k].bd)));
             if (!nodes) {
                 json_object_set_new(o, "device", json_string(name));
                 json_object_set_new(o, "qdev", qdev_path(i));
-                json_t *backing = disk_backing_stats(i, 1, depth);
+                json_t *backing = disk_backing_stats(i, layers, 1, depth);
                 if (backing) {
                     json_object_set_new(o, "backing", backing);
                 }
@@ -455,9 +454,10 @@ void qmp_query_blockstats(struct qmp_server *s, json_t *args, struct qmp_reply *
     struct machine_hotplugged_disk hot[QMP_MAX_HOTPLUGGED];
     int n = machine_hotplugged_disks(s->m, hot, QMP_MAX_HOTPLUGGED);
     for (int k = 0; k < n; k++) {
-        json_t *o = json_pack("{s:s,s:s,s:o,s:o}", "device", "", "node-name", hot[k].node, "qdev",
-                              backend_path(hot[k].path), "stats", stats_json(&hot[k].stats));
         const struct block_node *node = machine_block_node_find(s->m, hot[k].node);
+        json_t *o = json_pack("{s:s,s:s,s:o,s:o}", "device", "", "node-name", hot[k].node, "qdev",
+                              backend_path(hot[k].path), "stats",
+                              stats_json(&hot[k].stats, wr_highest(node ? node->node.bd : NULL)));
         json_t *parent = node ? file_child_stats(machine_block_nodes(s->m), node) : NULL;
         if (parent) {
             json_object_set_new(o, "parent", parent);
