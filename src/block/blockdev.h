@@ -382,6 +382,8 @@ struct blockdev_amend_opts {
     int version;                /* 0: keep */
     int lazy_refcounts;         /* -1: keep, 0/1 */
     int refcount_bits;          /* 0: keep */
+    bool resize;                /* the virtual size changes to size (before a downgrade) */
+    uint64_t size;
     /* Progress of a refcount width change, in passes over the refcount
      * structure; total may grow (NULL: not wanted). */
     void (*progress)(void *opaque, uint64_t done, uint64_t total);
