@@ -92,6 +92,8 @@ struct blockdev {
     const struct blockdev_driver *drv;
     char *filename;
     char *open_name;            /* the json:/blkdebug: name it was opened by (reopen), or NULL */
+    char *exact_name;           /* QEMU's name for the graph when not filename (a blkdebug
+                                 * filter: blkdebug::FILE, or json:{...} with inline rules) */
     uint64_t size;              /* virtual disk size in bytes */
     uint32_t cluster_size;      /* allocation unit; 0 for raw */
     bool read_only;

@@ -165,6 +165,9 @@ int blockdev_open(struct blockdev **out, const char *filename, const struct bloc
         if (ret == 0 && !(*out)->open_name) {
             (*out)->open_name = strdup(filename);
         }
+        if (ret == 0 && !(*out)->exact_name) {
+            (*out)->exact_name = strdup(filename);
+        }
         return ret;
     }
     if (blockdev_is_nbd_name(filename) && !opts->file_child) {
@@ -348,9 +351,11 @@ void blockdev_close(struct blockdev *bd)
     char *backing_filename = bd->backing_filename;
     char *backing_format = bd->backing_format;
     char *open_name = bd->open_name;
+    char *exact_name = bd->exact_name;
     blockdev_bitmaps_close(bd);
     bd->drv->close(bd);
     free(open_name);
+    free(exact_name);
     free(filename);
     free(backing_filename);
     free(backing_format);
@@ -720,6 +725,10 @@ const char *blockdev_format(const struct blockdev *bd)
 }
 bool blockdev_is_protocol_node(const struct blockdev *bd) { return bd->node_driver != NULL; }
 const char *blockdev_filename(const struct blockdev *bd) { return bd->filename; }
+const char *blockdev_exact_filename(const struct blockdev *bd)
+{
+    return bd->exact_name ? bd->exact_name : bd->filename;
+}
 uint32_t blockdev_cluster_size(const struct blockdev *bd) { return bd->cluster_size; }
 bool blockdev_is_read_only(const struct blockdev *bd) { return bd->read_only; }
 struct blockdev *blockdev_backing(const struct blockdev *bd) { return bd->backing; }

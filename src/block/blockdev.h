@@ -111,6 +111,8 @@ struct blockdev_spec {
     char format_prefix[16];     /* key prefix of the format node's own options */
     char *node_name[BDEV_NODE_LAYERS];
     struct blkdebug *blkdebug;  /* file.driver=blkdebug: its rules (owned until opened) */
+    bool blkdebug_inline;       /* ... some given inline (not only file.config) */
+    bool blkdebug_config;       /* ... file.config given */
     bool compressed_cache_set;  /* compressed-cache-size= (qcow2; not a QEMU option) */
     uint64_t compressed_cache_size;
     uint64_t null_size;         /* null-co's size and read-zeroes options */
@@ -169,6 +171,9 @@ bool blockdev_qemu_driver_known(const char *name);
 uint64_t blockdev_size(const struct blockdev *bd);
 const char *blockdev_format(const struct blockdev *bd);
 const char *blockdev_filename(const struct blockdev *bd);
+/* The name QEMU gives the graph (bdrv_refresh_filename): the file's name,
+ * unless a filter over it needs saying (blkdebug::FILE, json:{...}). */
+const char *blockdev_exact_filename(const struct blockdev *bd);
 uint32_t blockdev_cluster_size(const struct blockdev *bd);     /* 0 for raw */
 bool blockdev_is_read_only(const struct blockdev *bd);
 /* The open backing image (NULL: none, or opened with BDEV_NO_BACKING). */
@@ -387,6 +392,8 @@ struct blockdev_amend_opts {
     int version;                /* 0: keep */
     int lazy_refcounts;         /* -1: keep, 0/1 */
     int refcount_bits;          /* 0: keep */
+    bool resize;                /* the virtual size changes to size (before a downgrade) */
+    uint64_t size;
     /* Progress of a refcount width change, in passes over the refcount
      * structure; total may grow (NULL: not wanted). */
     void (*progress)(void *opaque, uint64_t done, uint64_t total);

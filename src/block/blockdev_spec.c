@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "block/blkdebug.h"
+#include "block/block_int.h"
 #include "block/blockdev.h"
 
 /* QEMU's JSON parser takes 'single-quoted' strings too; jansson does not:
@@ -52,6 +53,23 @@ static char *requote(const char *in)
         *o++ = c;
     }
     *o = 0;
+    return out;
+}
+
+/* A json: name in one line as QEMU prints names (", " and ": " between
+ * items); NULL when it does not parse. */
+static char *json_name_normalized(const char *name)
+{
+    char *text = requote(name + 5);
+    json_t *root = json_loads(text, 0, NULL);
+    free(text);
+    char *body = root ? json_dumps(root, 0) : NULL;
+    json_decref(root);
+    char *out = NULL;
+    if (body && asprintf(&out, "json:%s", body) < 0) {
+        out = NULL;
+    }
+    free(body);
     return out;
 }
 
@@ -290,6 +308,25 @@ static int parse_protocol(struct blockdev_spec *spec, const char *prefix, const 
     return 0;
 }
 
+/* Whether the blkdebug node at prefix has options beyond its config file
+ * and image (rules, align...): QEMU can then name it only as json:{...}. */
+static bool has_inline_rules(const struct options *opts, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    for (int i = 0; i < opts->count; i++) {
+        const char *key = opts->items[i].key;
+        if (strncmp(key, prefix, n) != 0) {
+            continue;
+        }
+        key += n;
+        if (strcmp(key, "driver") && strcmp(key, "config") && strcmp(key, "image") &&
+            strncmp(key, "image.", 6)) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static bool is_blkdebug_name(const char *filename)
 {
     return filename && !strncmp(filename, "blkdebug:", 9);
@@ -419,6 +456,8 @@ int blockdev_spec_parse_options(struct blockdev_spec *spec, const char *text,
         if (ret < 0) {
             return ret;
         }
+        spec->blkdebug_config = config != NULL;
+        spec->blkdebug_inline = has_inline_rules(opts, file_prefix);
     } else if (!file_driver && !name && is_blkdebug_name(spec->filename)) {
         ret = parse_blkdebug_name(spec, file_prefix, err);
         if (ret < 0) {
@@ -605,6 +644,7 @@ int blockdev_open_spec(struct blockdev **out, const char *name, const char *opti
         o.compressed_cache_size = spec.compressed_cache_size;
     }
     blockdev_spec_node_opts(&spec, &o);
+    bool filtered = spec.blkdebug != NULL;
     if (spec.blkdebug) {
         blkdebug_free(o.blkdebug);
         o.blkdebug = spec.blkdebug;     /* blockdev_open takes it over */
@@ -620,6 +660,13 @@ int blockdev_open_spec(struct blockdev **out, const char *name, const char *opti
         ret = blockdev_open(out, spec.filename, &o, err);
     } else {
         blkdebug_free(o.blkdebug);
+    }
+    if (ret == 0 && filtered && !spec.blkdebug_config && !spec.blkdebug_inline &&
+        !(*out)->exact_name) {
+        ret = asprintf(&(*out)->exact_name, "blkdebug::%s", spec.filename) < 0 ? -ENOMEM : 0;
+    } else if (ret == 0 && spec.blkdebug_inline && name && !strncmp(name, "json:", 5) &&
+               !(*out)->exact_name) {
+        (*out)->exact_name = json_name_normalized(name);
     }
     blockdev_spec_free(&spec);
     return ret;

@@ -9,7 +9,7 @@
 #include "util/progress.h"
 
 static const char *const create_only[] = {
-    "cluster_size", "compression_type", "extended_l2", "preallocation", NULL,
+    "cluster_size", "compression_type", "encryption", "extended_l2", "preallocation", NULL,
 };
 
 /* Parses -o into amend options; reports like qemu-img on failure. */
@@ -100,12 +100,11 @@ static int amend_image(struct blockdev *bd, struct options *o, struct progress *
         report("Cannot amend the backing file\nYou can use 'qemu-img rebase' instead.");
         return -EINVAL;
     }
+    a.resize = size_given && size != blockdev_size(bd);
+    a.size = size;
     int ret = 0;
-    if (a.version || a.lazy_refcounts >= 0 || a.refcount_bits) {
+    if (a.version || a.lazy_refcounts >= 0 || a.refcount_bits || a.resize) {
         ret = blockdev_amend(bd, &a, err);
-    }
-    if (ret == 0 && size_given && size != blockdev_size(bd)) {
-        ret = blockdev_truncate(bd, size, true, PREALLOC_OFF, err);
     }
     if (ret < 0 && err->msg[0]) {
         report("%s", err->msg);

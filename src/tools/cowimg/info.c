@@ -51,7 +51,7 @@ static void write_info_json(const struct image_info *ii, struct json_writer *w)
         write_snapshots_json(ii, w);
     }
     json_write_uint(w, "virtual-size", blockdev_size(bd));
-    json_write_string(w, "filename", blockdev_filename(bd));
+    json_write_string(w, "filename", blockdev_exact_filename(bd));
     if (blockdev_cluster_size(bd)) {
         json_write_uint(w, "cluster-size", blockdev_cluster_size(bd));
     }
@@ -79,7 +79,7 @@ static void print_info_human(const struct image_info *ii)
         snprintf(dsize, sizeof(dsize), "unavailable");
     }
     printf("image: %s\nfile format: %s\nvirtual size: %s (%llu bytes)\ndisk size: %s\n",
-           blockdev_filename(bd), blockdev_format(bd), vsize, (unsigned long long)blockdev_size(bd),
+           blockdev_exact_filename(bd), blockdev_format(bd), vsize, (unsigned long long)blockdev_size(bd),
            dsize);
     if (blockdev_cluster_size(bd)) {
         printf("cluster_size: %u\n", blockdev_cluster_size(bd));
@@ -119,8 +119,10 @@ static int open_info(struct image_info *ii, const char *filename, const char *fm
         return -1;
     }
     ii->actual_size = blockdev_allocated_size(ii->bd);
+    /* Relative to the image's file, not to a json:{...} or option string
+     * naming it (QEMU's bdrv_dirname). */
     ii->full_backing = blockdev_backing_filename(ii->bd) ?
-        blockdev_backing_path(filename, blockdev_backing_filename(ii->bd)) : NULL;
+        blockdev_backing_path(blockdev_filename(ii->bd), blockdev_backing_filename(ii->bd)) : NULL;
     ii->snapshots = NULL;
     ii->nsnapshots = 0;
     if (blockdev_has_snapshots(ii->bd)) {
