@@ -313,14 +313,37 @@ struct cluster_run {
     uint64_t written;   /* clusters of the run below it already hold their data */
 };
 
+/* Up to *count new clusters for a write, as QEMU's handle_alloc places
+ * them: right after the ones the write took last (run->end) if free there,
+ * else wherever *count fit. The run is set to them. */
+static int64_t alloc_for_run(struct qcow2 *s, struct cluster_run *run, uint64_t *count,
+                             struct error *err)
+{
+    int64_t got = run->end ? qcow2_alloc_clusters_at(s, run->end, *count, err) : 0;
+    int64_t host = got > 0 ? (int64_t)run->end : got;
+    if (got == 0) {
+        host = qcow2_alloc_clusters(s, *count, err);
+    } else if (got > 0) {
+        *count = (uint64_t)got;
+    }
+    if (host >= 0) {
+        *run = (struct cluster_run){ (uint64_t)host, (uint64_t)host + (*count << s->cluster_bits), 0 };
+    }
+    return host;
+}
+
 static int64_t take_cluster(struct qcow2 *s, struct cluster_run *run, struct error *err)
 {
-    if (run->next < run->end) {
-        uint64_t host = run->next;
-        run->next += s->cluster_size;
-        return (int64_t)host;
+    if (run->next == run->end) {
+        uint64_t one = 1;
+        int64_t host = alloc_for_run(s, run, &one, err);
+        if (host < 0) {
+            return host;
+        }
     }
-    return qcow2_alloc_clusters(s, 1, err);
+    uint64_t host = run->next;
+    run->next += s->cluster_size;
+    return (int64_t)host;
 }
 
 /* How many clusters from off on a write of len bytes needs new (lock held).
@@ -642,10 +665,9 @@ int qcow2_write_at(struct qcow2 *s, uint64_t off, const void *buf, size_t len, s
         if (run.next == run.end && len > n) {
             uint64_t count;
             ret = clusters_to_allocate(s, off, len, &count, err);
-            int64_t first = ret == 0 && count > 1 ? qcow2_alloc_clusters(s, count, err) : 0;
+            int64_t first = ret == 0 && count > 1 ? alloc_for_run(s, &run, &count, err) : 0;
             ret = first < 0 ? (int)first : ret;
             if (first > 0) {
-                run = (struct cluster_run){ (uint64_t)first, (uint64_t)first + (count << s->cluster_bits), 0 };
                 ret = write_run_data(s, &run, off, p, len, err);
             }
         }
@@ -657,6 +679,10 @@ int qcow2_write_at(struct qcow2 *s, uint64_t off, const void *buf, size_t len, s
                 n = extend_contiguous(s, off, n, len, direct_host + n, true);    /* one host write */
             }
             ret = write_in_place(s, direct_host, p, n, off, err);
+            if (run.next == run.end) {
+                /* What the write allocates next goes right after, if free there. */
+                run.next = run.end = qcow2_start_of_cluster(s, direct_host + n - 1) + s->cluster_size;
+            }
             if (ret == 0) {
                 ret = clear_zero_flags(s, off, n, err);
             }
