@@ -288,15 +288,9 @@ static int refcount_area(struct qcow2 *s, uint64_t start, uint64_t additional,
     return switch_refcount_table(s, table, entries, table_start << s->cluster_bits, err);
 }
 
-/* The refcount table has no entry for rt_index: as QEMU's
- * alloc_refcount_block, the block for it goes to the first free cluster
- * (`after`, past the run being allocated) when that is in its range, and a
- * new table with the blocks that count it goes past that block's range. */
-static int grow_for_block(struct qcow2 *s, uint64_t cluster_index, uint64_t after,
-                          struct error *err)
+/* Writes a new refcount block at cluster `block` that counts only itself. */
+static int write_self_counting_block(struct qcow2 *s, uint64_t block, struct error *err)
 {
-    uint64_t rt_index = cluster_index >> s->refblock_bits;
-    uint64_t block = after >> s->refblock_bits == rt_index ? after : rt_index << s->refblock_bits;
     uint64_t block_off = block << s->cluster_bits;
     if (block_off > QCOW2_MAX_HOST_OFFSET) {
         return error_set(err, -EFBIG, "Image file would exceed the maximum qcow2 size");
@@ -311,13 +305,28 @@ static int grow_for_block(struct qcow2 *s, uint64_t cluster_index, uint64_t afte
     ret = qcow2_cache_update(s, &s->refblock_cache, buf, 0, s->cluster_size, false, err);
     if (ret < 0) {
         qcow2_cache_discard(&s->refblock_cache, block_off);
+    }
+    return ret;
+}
+
+/* The refcount table has no entry for rt_index: as QEMU's
+ * alloc_refcount_block, the block for it goes to the first free cluster
+ * (`after`, past the run being allocated) when that is in its range, and a
+ * new table with the blocks that count it goes past that block's range. */
+static int grow_for_block(struct qcow2 *s, uint64_t cluster_index, uint64_t after,
+                          struct error *err)
+{
+    uint64_t rt_index = cluster_index >> s->refblock_bits;
+    uint64_t block = after >> s->refblock_bits == rt_index ? after : rt_index << s->refblock_bits;
+    int ret = write_self_counting_block(s, block, err);
+    if (ret < 0) {
         return ret;
     }
     hostfile_event(s->file, BLKDBG_REFTABLE_GROW);
     uint64_t used = (cluster_index > block ? cluster_index : block) + 1;
     uint64_t meta = (used + s->refblock_size - 1) >> s->refblock_bits << s->refblock_bits;
     uint64_t end;
-    return refcount_area(s, meta, 0, rt_index, block_off, &end, err);
+    return refcount_area(s, meta, 0, rt_index, block << s->cluster_bits, &end, err);
 }
 
 /* Makes sure the refcount block for cluster_index exists. *created tells
@@ -337,19 +346,8 @@ static int ensure_block(struct qcow2 *s, uint64_t cluster_index, uint64_t after,
     }
     /* The block goes to the first cluster of its own range and counts itself. */
     uint64_t block_off = (rt_index << s->refblock_bits) << s->cluster_bits;
-    if (block_off > QCOW2_MAX_HOST_OFFSET) {
-        return error_set(err, -EFBIG, "Image file would exceed the maximum qcow2 size");
-    }
-    uint8_t *block;
-    int ret = qcow2_cache_get(s, &s->refblock_cache, block_off, true, &block, err);
+    int ret = write_self_counting_block(s, rt_index << s->refblock_bits, err);
     if (ret < 0) {
-        return ret;
-    }
-    qcow2_refcount_entry_set(s, block, 0, 1);
-    hostfile_event(s->file, BLKDBG_REFBLOCK_ALLOC_WRITE);
-    ret = qcow2_cache_update(s, &s->refblock_cache, block, 0, s->cluster_size, false, err);
-    if (ret < 0) {
-        qcow2_cache_discard(&s->refblock_cache, block_off);
         return ret;
     }
     qcow2_order_note_target(s);
