@@ -15,13 +15,13 @@ PASSING+=" 033 049 066"         # iot6b: blkdebug align; AES create; writes over
 # Named in issue #14 and still failing, with why.
 declare -A FAILING=(
     [026]="blkdebug on metadata writes: the first part matches QEMU except refblock_load once=off (QEMU has the refcount block cached from its open, so its close reports flush failures); the refcount-table growth part was not run in full since refblock_alloc_write/_switch_table were added; the whole test takes over 15 min under ASan on a loaded host"
-    [271]="extended L2: all sections match QEMU (unaligned-entry repair, zero writes to shared clusters since iot6a) but the last: aio writes queued behind a blkdebug break complete before the stopped one (QEMU makes writes allocating in the same cluster wait for it, handle_dependencies; we have no in-flight allocation tracking). Slow whatever the tools: 6 min 16 s with QEMU's own qemu-img/qemu-io here (QEMU's script: poke and dd loops), 12 to 14 min with ours under ASan on the loaded host (CPU 127 s against QEMU's 91 s)"
 )
 # Named in issue #14, too slow for the suite: QEMU's own script spends
 # minutes in dd and poke loops (5 to 8 min under ASan on 2 cores). Run it by
 # hand: scripts/run-iotests.sh 261.
 declare -A SLOW=(
     [261]="passes (whole run, 20:42-20:54 UTC), but takes 5 to 12 min of QEMU's dd loops: run by hand"
+    [271]="passes (iot7c: the stopped write's report first, cowio reports held-up aio requests in completion order), but slow whatever the tools: 6 min 16 s with QEMU's own qemu-img/qemu-io here, 21.5 min with ours (release build) on the host loaded by 7 suites, 12 to 14 min under ASan before (QEMU's script: poke and dd loops): run by hand"
     [044]="passes (iot7c), but its 4 GiB image of 512-byte clusters takes 52 s with a release build and 2 to 4 min under ASan (260 s beside the suite on the loaded host, where the iotests test then hit its 900 s limit); interop/qcow2_refcount_growth checks the same placement in seconds: run by hand"
 )
 
