@@ -355,6 +355,9 @@ int qcow2_update_refcount(struct qcow2 *s, uint64_t offset, uint64_t len, int64_
                           struct error *err);
 /* Allocates n contiguous clusters (refcount 1); returns the host offset. */
 int64_t qcow2_alloc_clusters(struct qcow2 *s, uint64_t n, struct error *err);
+/* Allocates up to n clusters from the host offset off on, as many as are
+ * free there in a row (QEMU's qcow2_alloc_clusters_at); returns how many. */
+int64_t qcow2_alloc_clusters_at(struct qcow2 *s, uint64_t off, uint64_t n, struct error *err);
 /* Allocates len bytes for compressed data, packed at byte granularity. */
 int64_t qcow2_alloc_bytes(struct qcow2 *s, uint32_t len, struct error *err);
 int qcow2_free_clusters(struct qcow2 *s, uint64_t offset, uint64_t len, struct error *err);
@@ -383,6 +386,11 @@ int qcow2_order_batch_end(struct qcow2 *s, struct error *err);
 int qcow2_order_commit(struct qcow2 *s, struct error *err);
 /* Ends the batch; returns ret when it is an error, else the batch's result. */
 int qcow2_order_batch_finish(struct qcow2 *s, int ret, struct error *err);
+/* Refcount blocks (*blocks) and table clusters (the sum is returned) that
+ * count `clusters` clusters and themselves; generous: room for the table to
+ * grow by half (QEMU's qcow2_refcount_metadata_size). */
+uint64_t qcow2_refcount_metadata_clusters(uint64_t clusters, uint64_t cluster_size,
+                                          uint32_t refcount_bits, bool generous, uint64_t *blocks);
 /* Host offset just past the last cluster with a nonzero refcount. */
 int64_t qcow2_refcount_end(struct qcow2 *s, struct error *err);
 

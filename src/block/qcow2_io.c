@@ -321,16 +321,37 @@ struct cluster_run {
     uint64_t written;   /* clusters of the run below it already hold their data */
 };
 
-static int64_t take_cluster(struct qcow2 *s, struct cluster_run *run, bool *from_run,
-                            struct error *err)
+/* Up to *count new clusters for a write, as QEMU's handle_alloc places
+ * them: right after the ones the write took last (run->end) if free there,
+ * else wherever *count fit. The run is set to them. */
+static int64_t alloc_for_run(struct qcow2 *s, struct cluster_run *run, uint64_t *count,
+                             struct error *err)
 {
-    *from_run = run->next < run->end;
-    if (*from_run) {
-        uint64_t host = run->next;
-        run->next += s->cluster_size;
-        return (int64_t)host;
+    int64_t got = run->end ? qcow2_alloc_clusters_at(s, run->end, *count, err) : 0;
+    int64_t host = got > 0 ? (int64_t)run->end : got;
+    if (got == 0) {
+        host = qcow2_alloc_clusters(s, *count, err);
+    } else if (got > 0) {
+        *count = (uint64_t)got;
     }
-    return qcow2_alloc_clusters(s, 1, err);
+    if (host >= 0) {
+        *run = (struct cluster_run){ (uint64_t)host, (uint64_t)host + (*count << s->cluster_bits), 0 };
+    }
+    return host;
+}
+
+static int64_t take_cluster(struct qcow2 *s, struct cluster_run *run, struct error *err)
+{
+    if (run->next == run->end) {
+        uint64_t one = 1;
+        int64_t host = alloc_for_run(s, run, &one, err);
+        if (host < 0) {
+            return host;
+        }
+    }
+    uint64_t host = run->next;
+    run->next += s->cluster_size;
+    return (int64_t)host;
 }
 
 /* How many clusters from off on a write of len bytes needs new (lock held).
@@ -524,16 +545,17 @@ static int write_in_cluster(struct qcow2 *s, uint64_t off, const uint8_t *buf, s
     uint32_t start = whole ? 0 : first_sc << s->subcluster_bits;
     uint32_t end = whole ? s->cluster_size : (last_sc + 1) << s->subcluster_bits;
     uint64_t new_host = host;
-    bool allocated = false, from_run = false;
+    bool allocated = false;
     if (!owned) {
-        int64_t alloc = take_cluster(s, run, &from_run, err);
+        int64_t alloc = take_cluster(s, run, err);
         ret = alloc < 0 ? (int)alloc : 0;
         new_host = (uint64_t)alloc;
         allocated = ret == 0;
     }
-    /* A cluster taken outside the run may lie below it (a hole): only the
-     * run's own clusters can hold data write_run_data wrote. */
-    bool written = allocated && from_run && new_host + s->cluster_size <= run->written &&
+    /* Only the run's own clusters can hold data write_run_data wrote: a
+     * run taken anew (possibly below the old one, in a hole) starts with
+     * nothing written. */
+    bool written = allocated && new_host + s->cluster_size <= run->written &&
                    start == 0 && w_start == 0 && w_end == s->cluster_size;
     if (ret == 0 && !written) {
         ret = write_new_content(s, cluster_off, new_host, start, end, w_start, w_end, buf, entry,
@@ -666,10 +688,9 @@ int qcow2_write_at(struct qcow2 *s, uint64_t off, const void *buf, size_t len, s
         if (run.next == run.end && len > n) {
             uint64_t count;
             ret = clusters_to_allocate(s, off, len, &count, err);
-            int64_t first = ret == 0 && count > 1 ? qcow2_alloc_clusters(s, count, err) : 0;
+            int64_t first = ret == 0 && count > 1 ? alloc_for_run(s, &run, &count, err) : 0;
             ret = first < 0 ? (int)first : ret;
             if (first > 0) {
-                run = (struct cluster_run){ (uint64_t)first, (uint64_t)first + (count << s->cluster_bits), 0 };
                 ret = write_run_data(s, &run, off, p, len, err);
             }
         }
@@ -682,6 +703,10 @@ int qcow2_write_at(struct qcow2 *s, uint64_t off, const void *buf, size_t len, s
             }
             int zeros = zero_flags_over(s, off, n, false, err);
             ret = zeros < 0 ? zeros : write_in_place(s, direct_host, p, n, off, zeros > 0, err);
+            if (run.next == run.end) {
+                /* What the write allocates next goes right after, if free there. */
+                run.next = run.end = qcow2_start_of_cluster(s, direct_host + n - 1) + s->cluster_size;
+            }
             if (ret == 0 && zeros > 0) {
                 ret = zero_flags_over(s, off, n, true, err);
                 ret = ret < 0 ? ret : 0;

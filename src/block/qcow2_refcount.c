@@ -146,70 +146,65 @@ static int write_table_entry(struct qcow2 *s, uint64_t rt_index, struct error *e
     return 0;
 }
 
-/* Moves the refcount table to a fresh area past everything, big enough for
- * min_entries, with the refcount blocks that describe the area itself. */
-static int grow_refcount_table(struct qcow2 *s, uint64_t min_entries, struct error *err)
+uint64_t qcow2_refcount_metadata_clusters(uint64_t clusters, uint64_t cluster_size,
+                                          uint32_t refcount_bits, bool generous, uint64_t *blocks)
 {
-    uint64_t per_block = s->refblock_size;
-    int64_t file_size = hostfile_size(s->file);
-    if (file_size < 0) {
-        return error_set_errno(err, (int)file_size, "Could not get the image file size");
-    }
-    uint64_t area = (uint64_t)s->refcount_table_size * per_block;
-    uint64_t file_clusters = ((uint64_t)file_size + s->cluster_size - 1) >> s->cluster_bits;
-    file_clusters = (file_clusters + per_block - 1) / per_block * per_block;
-    if (file_clusters > area) {
-        area = file_clusters;
-    }
-    /* Size the table and its blocks together until they agree. */
-    uint64_t blocks = 1, entries = 0, table_clusters = 0;
-    for (int iter = 0; iter < 64; iter++) {
-        entries = area / per_block + blocks;
-        if (entries < min_entries) {
-            entries = min_entries;
+    uint64_t per_block = cluster_size * 8 / refcount_bits;
+    uint64_t per_table_cluster = cluster_size / 8;
+    uint64_t table = 0, n = 0, last;
+    *blocks = 0;
+    do {
+        last = n;
+        *blocks = (clusters + table + *blocks + per_block - 1) / per_block;
+        table = (*blocks + per_table_cluster - 1) / per_table_cluster;
+        n = clusters + *blocks + table;
+        if (n == last && generous) {
+            clusters += (table + 1) / 2;    /* room for the table to grow into */
+            n = 0;
+            generous = false;
         }
-        entries += entries / 2;     /* room to grow before the next move */
-        table_clusters = (entries * 8 + s->cluster_size - 1) >> s->cluster_bits;
-        uint64_t need = (table_clusters + blocks + per_block - 1) / per_block;
-        if (need <= blocks) {
-            break;
-        }
-        blocks = need;
-    }
-    entries = (table_clusters << s->cluster_bits) / 8;
-    if ((table_clusters << s->cluster_bits) > QCOW2_MAX_REFTABLE_BYTES ||
-        ((area + blocks + table_clusters) << s->cluster_bits) > QCOW2_MAX_HOST_OFFSET) {
-        return error_set(err, -EFBIG, "The image is too large: the refcount table cannot grow");
-    }
+    } while (n != last);
+    return *blocks + table;
+}
 
-    /* The blocks: every cluster of the new area (blocks + table) counts once. */
-    uint64_t used = blocks + table_clusters;
-    uint8_t *buf = calloc(1, s->cluster_size);
-    int ret = 0;
-    for (uint64_t b = 0; b < blocks && ret == 0; b++) {
-        memset(buf, 0, s->cluster_size);
-        for (uint64_t i = 0; i < per_block && b * per_block + i < used; i++) {
-            qcow2_refcount_entry_set(s, buf, i, 1);
-        }
-        hostfile_event(s->file, BLKDBG_REFBLOCK_ALLOC_WRITE_BLOCKS);
-        ret = hostfile_pwrite(s->file, (area + b) << s->cluster_bits, buf, s->cluster_size);
+/* Counts the clusters of [start, end) that the refcount block at off (for
+ * table index i) describes: a new block is written whole, one the table
+ * already has is updated. */
+static int count_area_in_block(struct qcow2 *s, uint64_t i, uint64_t off, bool fresh,
+                               uint64_t start, uint64_t end, struct error *err)
+{
+    uint64_t first = i << s->refblock_bits;
+    uint64_t from = start > first ? start - first : 0;
+    uint64_t to = end <= first ? 0 : end - first < s->refblock_size ? end - first : s->refblock_size;
+    if (!fresh && from >= to) {
+        return 0;
     }
-    free(buf);
-    uint64_t *table = calloc(table_clusters << s->cluster_bits, 1);
-    uint64_t *disk_table = calloc(table_clusters << s->cluster_bits, 1);
-    memcpy(table, s->refcount_table, (size_t)s->refcount_table_size * 8);
-    for (uint64_t b = 0; b < blocks; b++) {
-        table[area / per_block + b] = (area + b) << s->cluster_bits;
+    uint8_t *block;
+    int ret = qcow2_cache_get(s, &s->refblock_cache, off, fresh, &block, err);
+    for (uint64_t j = from; ret == 0 && j < to; j++) {
+        qcow2_refcount_entry_set(s, block, j, 1);
+    }
+    return ret < 0 ? ret : qcow2_cache_update(s, &s->refblock_cache, block, 0, s->cluster_size,
+                                              false, err);
+}
+
+/* Writes the table (host order) at table_off, names it in the header and
+ * makes it the table in use; the old one is freed. Takes table. */
+static int switch_refcount_table(struct qcow2 *s, uint64_t *table, uint64_t entries,
+                                 uint64_t table_off, struct error *err)
+{
+    uint64_t bytes = entries * 8;
+    uint64_t *disk = malloc(bytes);
+    if (!disk) {
+        free(table);
+        return error_set(err, -ENOMEM, "Out of memory for a new refcount table");
     }
     for (uint64_t i = 0; i < entries; i++) {
-        disk_table[i] = cpu_to_be64(table[i]);
+        disk[i] = cpu_to_be64(table[i]);
     }
-    uint64_t table_off = (area + blocks) << s->cluster_bits;
-    if (ret == 0) {
-        hostfile_event(s->file, BLKDBG_REFBLOCK_ALLOC_WRITE_TABLE);
-        ret = hostfile_pwrite(s->file, table_off, disk_table, table_clusters << s->cluster_bits);
-    }
-    free(disk_table);
+    hostfile_event(s->file, BLKDBG_REFBLOCK_ALLOC_WRITE_TABLE);
+    int ret = hostfile_pwrite(s->file, table_off, disk, bytes);
+    free(disk);
     if (ret == 0) {
         ret = hostfile_flush(s->file);  /* the new table is complete before the header names it */
     }
@@ -220,7 +215,7 @@ static int grow_refcount_table(struct qcow2 *s, uint64_t min_entries, struct err
     uint64_t old_off = s->refcount_table_offset;
     uint64_t old_clusters = s->refcount_table_clusters;
     s->refcount_table_offset = table_off;
-    s->refcount_table_clusters = (uint32_t)table_clusters;
+    s->refcount_table_clusters = (uint32_t)(bytes >> s->cluster_bits);
     hostfile_event(s->file, BLKDBG_REFBLOCK_ALLOC_SWITCH_TABLE);
     ret = qcow2_header_write_refcount_table(s, err);
     if (ret < 0) {
@@ -236,36 +231,121 @@ static int grow_refcount_table(struct qcow2 *s, uint64_t min_entries, struct err
     return qcow2_update_refcount(s, old_off, old_clusters << s->cluster_bits, -1, err);
 }
 
+/* QEMU's qcow2_refcount_area: a new refcount table, and the refcount blocks
+ * missing from start (a cluster index past everything in use, at a block
+ * boundary) on, placed at start, counting themselves and `additional`
+ * clusters past them. The table gets half again the entries it needs, so
+ * that it need not move again soon; new_block (if not 0) is entered at
+ * new_index. *end: the first cluster past the new structures. */
+static int refcount_area(struct qcow2 *s, uint64_t start, uint64_t additional,
+                         uint64_t new_index, uint64_t new_block, uint64_t *end,
+                         struct error *err)
+{
+    uint64_t total, per_table_cluster = s->cluster_size / 8;
+    qcow2_refcount_metadata_clusters(start + additional, s->cluster_size, s->refcount_bits,
+                                     true, &total);
+    uint64_t entries = total + (total + 1) / 2;
+    entries = (entries + per_table_cluster - 1) / per_table_cluster * per_table_cluster;
+    if (entries * 8 > QCOW2_MAX_REFTABLE_BYTES) {
+        return error_set(err, -EFBIG, "The image is too large: the refcount table cannot grow");
+    }
+    uint64_t *table = calloc(entries, 8);
+    if (!table) {
+        return error_set(err, -ENOMEM, "Out of memory for a new refcount table");
+    }
+    uint64_t old = s->refcount_table_size < entries ? s->refcount_table_size : entries;
+    memcpy(table, s->refcount_table, (size_t)old * 8);
+    if (new_block) {
+        table[new_index] = new_block;
+    }
+    uint64_t area_index = start >> s->refblock_bits, missing = 0;
+    for (uint64_t i = area_index; i < total; i++) {
+        missing += !table[i];
+    }
+    uint64_t table_start = start + missing;
+    *end = table_start + entries / per_table_cluster;
+    if (((*end + additional) << s->cluster_bits) > QCOW2_MAX_HOST_OFFSET) {
+        free(table);
+        return error_set(err, -EFBIG, "The image is too large: the refcount table cannot grow");
+    }
+    hostfile_event(s->file, BLKDBG_REFBLOCK_ALLOC_WRITE_BLOCKS);
+    uint64_t next = start;
+    int ret = 0;
+    for (uint64_t i = area_index; i < total && ret == 0; i++) {
+        bool fresh = !table[i];
+        if (fresh) {
+            table[i] = next++ << s->cluster_bits;
+        }
+        ret = count_area_in_block(s, i, table[i] & QCOW2_REFT_OFFSET_MASK, fresh, start, *end,
+                                  err);
+    }
+    if (ret < 0) {
+        free(table);
+        return ret;
+    }
+    return switch_refcount_table(s, table, entries, table_start << s->cluster_bits, err);
+}
+
+/* Writes a new refcount block at cluster `block` that counts only itself. */
+static int write_self_counting_block(struct qcow2 *s, uint64_t block, struct error *err)
+{
+    uint64_t block_off = block << s->cluster_bits;
+    if (block_off > QCOW2_MAX_HOST_OFFSET) {
+        return error_set(err, -EFBIG, "Image file would exceed the maximum qcow2 size");
+    }
+    uint8_t *buf;
+    int ret = qcow2_cache_get(s, &s->refblock_cache, block_off, true, &buf, err);
+    if (ret < 0) {
+        return ret;
+    }
+    qcow2_refcount_entry_set(s, buf, block & (s->refblock_size - 1), 1);
+    hostfile_event(s->file, BLKDBG_REFBLOCK_ALLOC_WRITE);
+    ret = qcow2_cache_update(s, &s->refblock_cache, buf, 0, s->cluster_size, false, err);
+    if (ret < 0) {
+        qcow2_cache_discard(&s->refblock_cache, block_off);
+    }
+    return ret;
+}
+
+/* The refcount table has no entry for rt_index: as QEMU's
+ * alloc_refcount_block, the block for it goes to the first free cluster
+ * (`after`, past the run being allocated) when that is in its range, and a
+ * new table with the blocks that count it goes past that block's range. */
+static int grow_for_block(struct qcow2 *s, uint64_t cluster_index, uint64_t after,
+                          struct error *err)
+{
+    uint64_t rt_index = cluster_index >> s->refblock_bits;
+    uint64_t block = after >> s->refblock_bits == rt_index ? after : rt_index << s->refblock_bits;
+    int ret = write_self_counting_block(s, block, err);
+    if (ret < 0) {
+        return ret;
+    }
+    hostfile_event(s->file, BLKDBG_REFTABLE_GROW);
+    uint64_t used = (cluster_index > block ? cluster_index : block) + 1;
+    uint64_t meta = (used + s->refblock_size - 1) >> s->refblock_bits << s->refblock_bits;
+    uint64_t end;
+    return refcount_area(s, meta, 0, rt_index, block << s->cluster_bits, &end, err);
+}
+
 /* Makes sure the refcount block for cluster_index exists. *created tells
- * whether metadata was allocated (which may have taken clusters). */
-static int ensure_block(struct qcow2 *s, uint64_t cluster_index, bool *created, struct error *err)
+ * whether metadata was allocated (which may have taken clusters); `after`:
+ * the first cluster past the clusters being counted. */
+static int ensure_block(struct qcow2 *s, uint64_t cluster_index, uint64_t after, bool *created,
+                        struct error *err)
 {
     uint64_t rt_index = cluster_index >> s->refblock_bits;
     if (rt_index >= s->refcount_table_size) {
-        int ret = grow_refcount_table(s, rt_index + 1, err);
-        if (ret < 0) {
-            return ret;
-        }
-        *created = true;
+        int ret = grow_for_block(s, cluster_index, after, err);
+        *created = ret == 0;
+        return ret;
     }
     if (s->refcount_table[rt_index] & QCOW2_REFT_OFFSET_MASK) {
         return 0;
     }
     /* The block goes to the first cluster of its own range and counts itself. */
     uint64_t block_off = (rt_index << s->refblock_bits) << s->cluster_bits;
-    if (block_off > QCOW2_MAX_HOST_OFFSET) {
-        return error_set(err, -EFBIG, "Image file would exceed the maximum qcow2 size");
-    }
-    uint8_t *block;
-    int ret = qcow2_cache_get(s, &s->refblock_cache, block_off, true, &block, err);
+    int ret = write_self_counting_block(s, rt_index << s->refblock_bits, err);
     if (ret < 0) {
-        return ret;
-    }
-    qcow2_refcount_entry_set(s, block, 0, 1);
-    hostfile_event(s->file, BLKDBG_REFBLOCK_ALLOC_WRITE);
-    ret = qcow2_cache_update(s, &s->refblock_cache, block, 0, s->cluster_size, false, err);
-    if (ret < 0) {
-        qcow2_cache_discard(&s->refblock_cache, block_off);
         return ret;
     }
     qcow2_order_note_target(s);
@@ -300,7 +380,7 @@ static int update_block(struct qcow2 *s, uint64_t first, uint64_t n, int64_t add
     bool created = false;
     /* QEMU reports it for every block an update looks up, present or new. */
     hostfile_event(s->file, BLKDBG_REFBLOCK_ALLOC);
-    int ret = addend > 0 ? ensure_block(s, first, &created, err)
+    int ret = addend > 0 ? ensure_block(s, first, first + n, &created, err)
                          : qcow2_order_before_decrement(s, err);
     if (ret < 0) {
         return ret;
@@ -442,6 +522,26 @@ static int find_free_run(struct qcow2 *s, uint64_t n, uint64_t *found, struct er
     }
 }
 
+enum run_blocks { RUN_UNCOUNTED, RUN_PARTLY_COUNTED, RUN_COUNTED };
+
+/* Which refcount blocks the table has for the clusters [start, start+n). */
+static enum run_blocks blocks_for_run(struct qcow2 *s, uint64_t start, uint64_t n)
+{
+    uint64_t have = 0, ranges = 0;
+    for (uint64_t i = start >> s->refblock_bits; i <= (start + n - 1) >> s->refblock_bits; i++) {
+        ranges++;
+        have += i < s->refcount_table_size && (s->refcount_table[i] & QCOW2_REFT_OFFSET_MASK);
+    }
+    return have == 0 ? RUN_UNCOUNTED : have == ranges ? RUN_COUNTED : RUN_PARTLY_COUNTED;
+}
+
+/* Takes the free clusters [start, start+n), whose refcount blocks exist. */
+static int64_t counted_run(struct qcow2 *s, uint64_t start, uint64_t n, struct error *err)
+{
+    int ret = qcow2_update_refcount(s, start << s->cluster_bits, n << s->cluster_bits, 1, err);
+    return ret < 0 ? ret : (int64_t)(start << s->cluster_bits);
+}
+
 /* n clusters in a fresh area past everything in use, with the refcount blocks
  * that count them placed right after them. For runs too long to fit between
  * the self-describing blocks of the normal search (a large L1 table with small
@@ -468,19 +568,19 @@ static int64_t alloc_area(struct qcow2 *s, uint64_t n, struct error *err)
             return error_set(err, -EFBIG, "Image file would exceed the maximum qcow2 size");
         }
         if (first_range + blocks > s->refcount_table_size) {
-            int ret = grow_refcount_table(s, first_range + blocks, err);
-            if (ret < 0) {
-                return ret;
-            }
-            attempt--;
-            continue;   /* the table moved past everything: start again after it */
+            /* As QEMU's preallocation: the new table's blocks count the run
+             * placed past them. */
+            uint64_t run;
+            int ret = refcount_area(s, start, n, 0, 0, &run, err);
+            return ret < 0 ? ret : counted_run(s, run, n, err);
         }
-        bool taken = false;
-        for (uint64_t b = 0; b < blocks; b++) {
-            taken |= (s->refcount_table[first_range + b] & QCOW2_REFT_OFFSET_MASK) != 0;
-        }
-        if (taken) {
+        switch (blocks_for_run(s, start, n + blocks)) {
+        case RUN_COUNTED:   /* blocks a table growth made ahead count it */
+            return counted_run(s, start, n, err);
+        case RUN_PARTLY_COUNTED:
             continue;
+        case RUN_UNCOUNTED:
+            break;
         }
         uint8_t *buf = malloc(s->cluster_size);
         int ret = 0;
@@ -530,7 +630,7 @@ int64_t qcow2_alloc_clusters(struct qcow2 *s, uint64_t n, struct error *err)
         /* Creating refcount blocks may take clusters of the run: search again. */
         bool created = false;
         for (uint64_t ci = first; ci < first + n; ci++) {
-            ret = ensure_block(s, ci, &created, err);
+            ret = ensure_block(s, ci, first + n, &created, err);
             if (ret < 0) {
                 return ret;
             }
@@ -542,12 +642,45 @@ int64_t qcow2_alloc_clusters(struct qcow2 *s, uint64_t n, struct error *err)
         if (ret < 0) {
             return ret;
         }
-        /* A single-cluster search saw every cluster below first in use. */
-        if (n == 1 || first <= s->free_cluster_index) {
-            s->free_cluster_index = first + n;
-        }
+        /* The next search starts past the run, as QEMU's free_cluster_index:
+         * a hole skipped for being too short waits for a free below it. */
+        s->free_cluster_index = first + n;
         return (int64_t)(first << s->cluster_bits);
     }
+}
+
+int64_t qcow2_alloc_clusters_at(struct qcow2 *s, uint64_t off, uint64_t n, struct error *err)
+{
+    uint64_t first = off >> s->cluster_bits;
+    for (int tries = 0; tries < 16; tries++) {
+        uint64_t got = 0, rc = 0;
+        while (got < n && ((first + got + 1) << s->cluster_bits) <= QCOW2_MAX_HOST_OFFSET) {
+            int ret = qcow2_get_refcount(s, first + got, &rc, err);
+            if (ret < 0) {
+                return ret;
+            }
+            if (rc) {
+                break;
+            }
+            got++;
+        }
+        if (got == 0) {
+            return 0;
+        }
+        /* Creating refcount blocks may take clusters of the run: count again. */
+        bool created = false;
+        for (uint64_t ci = first; ci < first + got; ci++) {
+            int ret = ensure_block(s, ci, first + got, &created, err);
+            if (ret < 0) {
+                return ret;
+            }
+        }
+        if (!created) {
+            int ret = qcow2_update_refcount(s, off, got << s->cluster_bits, 1, err);
+            return ret < 0 ? ret : (int64_t)got;
+        }
+    }
+    return 0;
 }
 
 /* Whether the cluster at host offset off can take one more reference. */

@@ -40,6 +40,11 @@ void cowio_aio_begin(void)
     }
 }
 
+bool cowio_aio_on_thread(void)
+{
+    return self != NULL;
+}
+
 static void *aio_main(void *opaque)
 {
     struct cowio_aio *a = opaque;

@@ -42,7 +42,7 @@ struct cowio {
     bool image_opts;                /* --image-opts given */
     bool misalign;
     bool quit;
-    struct cowio_pending *pending;  /* newest first */
+    struct cowio_pending *pending;  /* newest first, then those of aio threads in order */
     struct cowio_aio *aio;          /* requests on their own threads (aio_thread.c) */
     /* Where QEMU's qemu_printf text goes (info's format-specific part):
      * NULL, stdout; under HMP, the monitor's reply, as in QEMU. */
@@ -102,6 +102,8 @@ void cowio_defer(struct cowio *io, const char *fmt, ...) __attribute__((format(p
 bool cowio_aio_wanted(struct cowio *io);
 int cowio_aio_spawn(struct cowio *io, const struct cowio_cmd *ct, int argc, char **argv);
 void cowio_aio_begin(void);
+/* Whether the caller runs a request on its own aio thread. */
+bool cowio_aio_on_thread(void);
 bool cowio_aio_all_done(void *io);
 /* Waits for them all; resume: first lets stopped ones go on (closing). */
 void cowio_aio_join(struct cowio *io, bool resume);

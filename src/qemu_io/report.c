@@ -128,12 +128,19 @@ void cowio_defer(struct cowio *io, const char *fmt, ...)
     va_end(ap);
     fclose(f);
     /* qemu completes finished requests newest first (its bottom halves and
-     * thread pool completions are LIFO lists), so the reports stack up. */
+     * thread pool completions are LIFO lists), so the reports stack up.
+     * A request on its own thread is one qemu's coroutine held up (stopped
+     * at a breakpoint, or waiting for another request's allocation): its
+     * callback runs as it completes, after those, in completion order. */
     struct cowio_pending *p = calloc(1, sizeof(*p));
     p->text = text;
     pthread_mutex_lock(&pending_lock);     /* aio threads queue reports too */
-    p->next = io->pending;
-    io->pending = p;
+    struct cowio_pending **link = &io->pending;
+    while (cowio_aio_on_thread() && *link) {
+        link = &(*link)->next;
+    }
+    p->next = *link;
+    *link = p;
     pthread_mutex_unlock(&pending_lock);
 }
 
