@@ -75,16 +75,23 @@ static int refuse_while_migrating(struct machine *m, int i, struct error *err)
     return error_set(err, -EBUSY, "Node 'disk%d' is busy: block device is in use by migration", i);
 }
 
+/* blockdev-snapshot-sync. A record or replay owns its disks' chains: the
+ * next time travel would drop the overlay (its own overlay is made by
+ * machine_disk_add_overlay). */
 int machine_disk_overlay(struct machine *m, int i, const char *file, struct error *err)
+{
+    if (m->replay) {
+        return error_set(err, -EBUSY, "Node 'disk%d' is busy: block device is in use by record/replay", i);
+    }
+    return machine_disk_add_overlay(m, i, file, err);
+}
+
+int machine_disk_add_overlay(struct machine *m, int i, const char *file, struct error *err)
 {
     struct blockdev *old = m->disks[i];
     int busy = refuse_while_migrating(m, i, err);
     if (busy < 0) {
         return busy;
-    }
-    if (m->replay) {
-        /* The next time travel replaces the chain: the overlay would be dropped. */
-        return error_set(err, -EBUSY, "Node 'disk%d' is busy: block device is in use by record/replay", i);
     }
     if (!old) {
         return no_image(i, err);

@@ -204,6 +204,8 @@ void machine_unquiesce(struct machine *m);
 /* machine_disk_job_host for the record/replay's own switches of disk i
  * (machine_replay_disks.c), which that refuses to anyone else. */
 int machine_disk_switch_host(struct machine *m, int i, struct block_job_host *out, struct error *err);
+/* machine_disk_overlay without the record/replay refusal: the recording's own overlay. */
+int machine_disk_add_overlay(struct machine *m, int i, const char *file, struct error *err);
 /* Every ready virtio queue's used ring marked dirty in guest memory's
  * tracking (machine_dirty_rings.c): the VMM writes them around KVM's log. */
 void machine_mark_rings_dirty(struct machine *m);

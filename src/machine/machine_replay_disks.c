@@ -95,7 +95,7 @@ int machine_replay_protect_disks(struct machine *m, const char *keep_dir, struct
             if (!keep_dir) {
                 close(ret);
             }
-            ret = machine_disk_overlay(m, i, path, err);
+            ret = machine_disk_add_overlay(m, i, path, err);
             if (!keep_dir) {
                 unlink(path);
             }
