@@ -55,6 +55,23 @@ static bool is_composite(const char *p)
 
 static void dump_value(FILE *out, const char **p, int indent);
 
+/* One member of an object or element of an array, "label:" then its
+ * value (nested ones on the lines below), and the comma after it. */
+static void dump_member(FILE *out, const char **p, int indent, const char *label)
+{
+    bool composite = is_composite(*p);
+    fprintf(out, "%*s%s:%c", indent * 4, "", label, composite ? '\n' : ' ');
+    dump_value(out, p, indent + 1);
+    if (!composite) {
+        fputc('\n', out);
+    }
+    skip_space(p);
+    if (**p == ',') {
+        (*p)++;
+        skip_space(p);
+    }
+}
+
 static void dump_object(FILE *out, const char **p, int indent)
 {
     (*p)++;
@@ -67,17 +84,7 @@ static void dump_object(FILE *out, const char **p, int indent)
             (*p)++;
         }
         skip_space(p);
-        bool composite = is_composite(*p);
-        fprintf(out, "%*s%s:%c", indent * 4, "", key, composite ? '\n' : ' ');
-        dump_value(out, p, indent + 1);
-        if (!composite) {
-            fputc('\n', out);
-        }
-        skip_space(p);
-        if (**p == ',') {
-            (*p)++;
-            skip_space(p);
-        }
+        dump_member(out, p, indent, key);
     }
     if (**p == '}') {
         (*p)++;
@@ -89,17 +96,9 @@ static void dump_array(FILE *out, const char **p, int indent)
     (*p)++;
     skip_space(p);
     for (int i = 0; **p && **p != ']'; i++) {
-        bool composite = is_composite(*p);
-        fprintf(out, "%*s[%d]:%c", indent * 4, "", i, composite ? '\n' : ' ');
-        dump_value(out, p, indent + 1);
-        if (!composite) {
-            fputc('\n', out);
-        }
-        skip_space(p);
-        if (**p == ',') {
-            (*p)++;
-            skip_space(p);
-        }
+        char label[16];
+        snprintf(label, sizeof(label), "[%d]", i);
+        dump_member(out, p, indent, label);
     }
     if (**p == ']') {
         (*p)++;
