@@ -93,6 +93,21 @@ int mig_rp_send(int fd, const struct mig_rp_msg *msg, struct error *err)
     return 0;
 }
 
+/* ERROR's text, the only one that is a string, goes into the source's
+ * log and query-migrate's error-desc: printable ASCII only. A peer's bytes
+ * could be anything (escape sequences in the log, invalid UTF-8 that
+ * drops error-desc from the JSON), and even an honest destination's
+ * message may be cut inside a UTF-8 sequence by the message's size. */
+static void printable_text(char *text, size_t size)
+{
+    text[size - 1] = 0;
+    for (char *c = text; *c; c++) {
+        if ((unsigned char)*c < 0x20 || (unsigned char)*c > 0x7e) {
+            *c = '?';
+        }
+    }
+}
+
 int mig_rp_recv(int fd, struct mig_rp_msg *msg, struct error *err)
 {
     uint8_t buf[MIG_RP_SIZE];
@@ -114,7 +129,7 @@ int mig_rp_recv(int fd, struct mig_rp_msg *msg, struct error *err)
     msg->arg = ld_le64(buf + 8);
     memcpy(msg->text, buf + 16, sizeof(msg->text));
     if (msg->type == MIG_RP_ERROR) {
-        msg->text[sizeof(msg->text) - 1] = 0;      /* the only text that is a string */
+        printable_text(msg->text, sizeof(msg->text));
     }
     if (msg->type < MIG_RP_SETUP_OK || msg->type > MIG_RP_RESUME_END) {
         return error_set(err, -EPROTO, "migration return path: unknown message type %u", msg->type);

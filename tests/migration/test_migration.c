@@ -1153,7 +1153,7 @@ static void test_postcopy_dest_error_fails_source(void **state)
 /* The list of missing pages is binary: words with zero bytes (pages that
  * arrived), the last byte of the message included, must reach the source
  * whole, or the pages lost in flight at the break are never sent again
- * (issue #12). An error's text is still a string. */
+ * (issue #12). An error's text is still a string, of printable ASCII. */
 static void test_return_path_bitmap_bytes(void **state)
 {
     int fds[2];
@@ -1173,6 +1173,15 @@ static void test_return_path_bitmap_bytes(void **state)
     assert_int_equal(mig_rp_send(fds[0], &e, &err), 0);
     assert_int_equal(mig_rp_recv(fds[1], &in, &err), 0);
     assert_int_equal(strlen(in.text), sizeof(in.text) - 1);
+    /* An error's text reaches the log and query-migrate's error-desc:
+     * control bytes (an escape sequence) and bytes past ASCII (here a
+     * UTF-8 sequence cut by the message's end, invalid in JSON) become
+     * '?'. */
+    memset(e.text, 0, sizeof(e.text));
+    snprintf(e.text, sizeof(e.text), "disk \x1b[2J/img-\xc3\xa9\xc3");
+    assert_int_equal(mig_rp_send(fds[0], &e, &err), 0);
+    assert_int_equal(mig_rp_recv(fds[1], &in, &err), 0);
+    assert_string_equal(in.text, "disk ?[2J/img-???");
     close(fds[0]);
     close(fds[1]);
 }

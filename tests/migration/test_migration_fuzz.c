@@ -1,51 +1,64 @@
-/* A hostile migration stream against the destination's loader: a valid
- * stream from a bare machine (configuration, setup, page batches with data
- * and zero pages, the device state) is mutated with a fixed seed and fed
- * to migration_dest over a socket. Most mutations keep the sections'
- * checksums right (the loader parses a section's payload before its
- * checksum arrives, and a hostile source computes checksums anyway): flipped
- * bits, fields set to edge values (lengths, counts, page addresses past
- * RAM), payloads cut short or grown, section versions changed, sections
- * dropped, repeated or swapped; the rest flip raw bytes or cut the stream.
+/* A hostile migration stream against the destination's loader: valid
+ * streams from bare machines are mutated with a fixed seed
+ * (fuzz_stream.c) and fed to migration_dest over a socket:
+ *   pre-copy   configuration, setup, page batches with data and zero
+ *              pages, the device state;
+ *   post-copy  the same up to the switch, then the discard list, the
+ *              device state and the discarded pages again; a stream that
+ *              breaks once the guest could run pauses the destination, and
+ *              the resume handshake follows on a new connection (the pages
+ *              the destination reports missing, then a tail stream with
+ *              them, itself mutated at times);
+ *   disks      the overlay-only mode: the disks' setup, their chunks and
+ *              checksums, into an empty overlay on the same base.
  * Each run must end (with an error naming what was wrong, or having loaded
- * a stream that is still valid), without a crash or a sanitizer report. */
+ * a stream that is still valid), without a crash, a hang or a sanitizer
+ * report; a resume with every page the destination asked for must
+ * complete. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
 
 #include <errno.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include "../machine/bare_machine.h"
+#include "block/blockdev.h"
+#include "fuzz_stream.h"
 #include "machine/machine_state.h"
-#include "migration/migration.h"
-#include "migration/migration_wire.h"
+#include "migration/migration_int.h"
 #include "util/bswap.h"
+#include "util/log.h"
+#include "util/zero.h"
 
 #define MEMORY (8ull << 20)
-#define MUTATIONS 200      /* FUZZ_MUTATIONS and FUZZ_SEED for longer runs by hand */
+#define PAGES (MEMORY / 4096)
+/* Per stream kind (FUZZ_MUTATIONS and FUZZ_SEED for longer runs by hand);
+ * fewer of the costlier kinds: a post-copy run registers RAM with a
+ * userfaultfd, a disk run makes and opens an image. */
+#define MUTATIONS 200
+#define POSTCOPY_MUTATIONS 100
+#define DISK_MUTATIONS 50
+#define DATA_GPA 0x100000ull
+#define LATE_GPA 0x200000ull /* post-copy: pages first sent after the switch */
+#define DISK_SIZE (4ull << 20)
 
 static const struct machine_config config = {
     .cpus = 1, .memory = MEMORY, .nrng = 1, .rng = { TRANSPORT_MMIO },
 };
 
-struct bytes {
-    uint8_t *data;
-    size_t len;
-};
-
-/* ---- the valid stream ---- */
-
 static void fill(struct machine *m)
 {
-    uint8_t *p = guest_memory_ptr(&m->vm.mem, 0x100000, 16 * 4096);
+    uint8_t *p = guest_memory_ptr(&m->vm.mem, DATA_GPA, 16 * 4096);
     for (int i = 0; i < 16 * 4096; i++) {
         p[i] = (uint8_t)(i * 13 + 5);
     }
@@ -53,13 +66,65 @@ static void fill(struct machine *m)
     cmos_rtc_write(&m->rtc, 0, 1, 0x40);
 }
 
-/* Pages 0x100000.. (data) and 0x120000.. (zero), in two batches. */
-static void write_pages(struct machine *m, struct vmstate_writer *w)
+/* ---- the valid streams ---- */
+
+struct writer {
+    int fd;
+    struct vmstate_writer w;
+};
+
+static void writer_begin(struct writer *wr)
+{
+    struct error err = { 0 };
+    wr->fd = memfd_create("stream", MFD_CLOEXEC);
+    assert_true(wr->fd >= 0);
+    assert_int_equal(vmstate_writer_begin(&wr->w, vmstate_pipe_io(&wr->fd), &err), 0);
+}
+
+static struct bytes writer_end(struct writer *wr)
+{
+    struct error err = { 0 };
+    int64_t len = vmstate_writer_finish(&wr->w, &err);
+    vmstate_writer_free(&wr->w);
+    struct bytes s = fuzz_read_memfd(wr->fd, len);
+    close(wr->fd);
+    return s;
+}
+
+/* One "mig-ram" section: n pages from gpa on, each with its data or, when
+ * zero in m, as a zero page (mig_batch's encoding, in any count). */
+static void ram_section(struct vmstate_writer *w, struct machine *m, uint64_t gpa, uint64_t n)
+{
+    struct error err = { 0 };
+    uint64_t len = 4;
+    for (uint64_t i = 0; i < n; i++) {
+        const uint8_t *p = guest_memory_ptr(&m->vm.mem, gpa + i * 4096, 4096);
+        len += 8 + (mem_is_zero(p, 4096) ? 0 : 4096);
+    }
+    uint8_t b[8];
+    assert_int_equal(vmstate_section_begin(w, MIG_SECTION_RAM, 1, len, &err), 0);
+    st_le32(b, (uint32_t)n);
+    assert_int_equal(vmstate_section_write(w, b, 4, &err), 0);
+    for (uint64_t i = 0; i < n; i++) {
+        const uint8_t *p = guest_memory_ptr(&m->vm.mem, gpa + i * 4096, 4096);
+        bool zero = mem_is_zero(p, 4096);
+        st_le64(b, (gpa + i * 4096) | (zero ? MIG_PAGE_ZERO : 0));
+        assert_int_equal(vmstate_section_write(w, b, 8, &err), 0);
+        if (!zero) {
+            assert_int_equal(vmstate_section_write(w, p, 4096, &err), 0);
+        }
+    }
+    assert_int_equal(vmstate_section_end(w, &err), 0);
+}
+
+/* Pages DATA_GPA.. (data) and 0x120000.. (zero), in two batches, as the
+ * source's mig_batch writes them. */
+static void batches(struct machine *m, struct vmstate_writer *w)
 {
     struct mig_batch *b = malloc(sizeof(*b));
     struct error err = { 0 };
     assert_non_null(b);
-    for (uint64_t base = 0x100000; base <= 0x120000; base += 0x20000) {
+    for (uint64_t base = DATA_GPA; base <= DATA_GPA + 0x20000; base += 0x20000) {
         mig_batch_reset(b);
         for (int i = 0; i < 16; i++) {
             mig_batch_add(b, &m->vm.mem, base + (uint64_t)i * 4096);
@@ -69,274 +134,517 @@ static void write_pages(struct machine *m, struct vmstate_writer *w)
     free(b);
 }
 
-static struct bytes valid_stream(struct machine *m)
+static struct bytes precopy_stream(struct machine *m)
 {
     struct error err = { 0 };
-    struct vmstate_writer w;
-    int fd = memfd_create("stream", MFD_CLOEXEC);
-    assert_true(fd >= 0);
-    assert_int_equal(vmstate_writer_begin(&w, vmstate_pipe_io(&fd), &err), 0);
-    assert_int_equal(machine_state_save_config(m, &w, &err), 0);
-    assert_int_equal(mig_setup_write(&w, &m->vm.mem, 0, &err), 0);
-    write_pages(m, &w);
-    assert_int_equal(machine_state_save(m, &w, &err), 0);
-    int64_t len = vmstate_writer_finish(&w, &err);
-    assert_true(len > 0);
-    vmstate_writer_free(&w);
-    struct bytes s = { malloc((size_t)len), (size_t)len };
-    assert_int_equal(pread(fd, s.data, s.len, 0), (ssize_t)len);
-    close(fd);
-    return s;
+    struct writer wr;
+    writer_begin(&wr);
+    assert_int_equal(machine_state_save_config(m, &wr.w, &err), 0);
+    assert_int_equal(mig_setup_write(&wr.w, &m->vm.mem, 0, &err), 0);
+    batches(m, &wr.w);
+    assert_int_equal(machine_state_save(m, &wr.w, &err), 0);
+    return writer_end(&wr);
 }
 
-/* ---- sections, to mutate and write back with right checksums ---- */
-
-struct section {
-    char name[VMSTATE_NAME_LEN];
-    uint32_t version;
-    uint64_t len;           /* the length its header claims */
-    uint8_t *payload;
-    size_t size;            /* the bytes it really carries */
-};
-
-struct stream {
-    struct section s[64];
-    int n;
-};
-
-static void parse(const struct bytes *b, struct stream *st)
+/* "mig-postcopy": n pages from each gpa in runs (the source's encoding). */
+static void discard_section(struct vmstate_writer *w, const uint64_t *gpa, const uint64_t *n, int runs)
 {
-    size_t at = VMSTATE_HEADER_SIZE;
-    st->n = 0;
-    while (at < b->len) {
-        assert_true(st->n < 64);
-        struct section *s = &st->s[st->n++];
-        memcpy(s->name, b->data + at, VMSTATE_NAME_LEN);
-        s->version = ld_le32(b->data + at + 32);
-        s->len = s->size = ld_le64(b->data + at + 36);
-        s->payload = malloc(s->size + 1);
-        memcpy(s->payload, b->data + at + VMSTATE_SECTION_HEADER_SIZE, s->size);
-        at += VMSTATE_SECTION_HEADER_SIZE + s->size + 4;
+    struct error err = { 0 };
+    uint64_t total = 0;
+    for (int i = 0; i < runs; i++) {
+        total += n[i];
     }
-    assert_int_equal(at, b->len);
-}
-
-static void stream_free(struct stream *st)
-{
-    for (int i = 0; i < st->n; i++) {
-        free(st->s[i].payload);
-    }
-}
-
-static void put(struct bytes *out, const void *p, size_t len)
-{
-    out->data = realloc(out->data, out->len + len);
-    memcpy(out->data + out->len, p, len);
-    out->len += len;
-}
-
-static struct bytes serialize(const struct bytes *valid, const struct stream *st)
-{
-    struct bytes out = { NULL, 0 };
-    put(&out, valid->data, VMSTATE_HEADER_SIZE);
-    for (int i = 0; i < st->n; i++) {
-        const struct section *s = &st->s[i];
-        uint8_t h[VMSTATE_SECTION_HEADER_SIZE], c[4];
-        memcpy(h, s->name, VMSTATE_NAME_LEN);
-        st_le32(h + 32, s->version);
-        st_le64(h + 36, s->len);
-        st_le32(h + 44, (uint32_t)crc32(0, h, 44));
-        put(&out, h, sizeof(h));
-        put(&out, s->payload, s->size);
-        st_le32(c, (uint32_t)crc32(0, s->payload, (uInt)s->size));
-        put(&out, c, 4);
-    }
-    return out;
-}
-
-/* ---- mutations ---- */
-
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-
-static uint64_t rnd(uint64_t n)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return n ? rng_state % n : 0;
-}
-
-static const uint64_t edges[] = {
-    0, 1, 2, 4, 7, 0x7f, 0x80, 0xff, 0x100, 0xfff, 0x1000, 0x1001, 0x7fff, 0x8000, 0xffff, 0x10000,
-    0x7fffffff, 0x80000000, 0xffffffff, 0x100000000ull, MEMORY - 4096, MEMORY, MEMORY + 4096,
-    0x7fffffffffffffffull, 0x8000000000000000ull, 0xfffffffffffff000ull, 0xffffffffffffffffull,
-};
-
-/* One field of a payload set to an edge value, in a width of 1, 2, 4 or 8. */
-static void set_edge(struct section *s)
-{
-    unsigned width = 1u << rnd(4);
-    if (s->size < width) {
-        return;
-    }
-    size_t at = (size_t)rnd(s->size - width + 1);
-    if (rnd(2)) {
-        at &= ~(size_t)(width - 1);     /* where the writers put their fields, mostly */
-    }
-    uint64_t v = edges[rnd(sizeof(edges) / sizeof(edges[0]))];
-    for (unsigned i = 0; i < width; i++) {
-        s->payload[at + i] = (uint8_t)(v >> (8 * i));
-    }
-}
-
-static void resize(struct section *s, bool header_too)
-{
-    size_t size = s->size ? (size_t)rnd(s->size * 2 + 8) : (size_t)rnd(16);
-    s->payload = realloc(s->payload, size + 1);
-    for (size_t i = s->size; i < size; i++) {
-        s->payload[i] = (uint8_t)rnd(256);
-    }
-    s->size = size;
-    if (header_too) {
-        s->len = size;
-    }
-}
-
-/* What the stream becomes; what was done, for the failure message. */
-static struct bytes mutate(const struct bytes *valid, char *what, size_t what_len)
-{
-    struct stream st;
-    parse(valid, &st);
-    int k = (int)rnd((uint64_t)st.n - 1);       /* never the end section */
-    struct section *s = &st.s[k];
-    unsigned kind = (unsigned)rnd(9);
-    snprintf(what, what_len, "kind %u on section %d '%.32s'", kind, k, s->name);
-    switch (kind) {
-    case 0:
-    case 1:
-        for (uint64_t i = 1 + rnd(4); i-- && s->size;) {
-            s->payload[rnd(s->size)] ^= (uint8_t)(1u << rnd(8));
+    uint8_t b[8];
+    assert_int_equal(vmstate_section_begin(w, MIG_SECTION_POSTCOPY, 1, 4 + total * 8, &err), 0);
+    st_le32(b, (uint32_t)total);
+    assert_int_equal(vmstate_section_write(w, b, 4, &err), 0);
+    for (int i = 0; i < runs; i++) {
+        for (uint64_t k = 0; k < n[i]; k++) {
+            st_le64(b, gpa[i] + k * 4096);
+            assert_int_equal(vmstate_section_write(w, b, 8, &err), 0);
         }
-        break;
-    case 2:
-    case 3:
-        set_edge(s);
-        break;
-    case 4:
-        resize(s, true);        /* a shorter or longer payload, as its header says */
-        break;
-    case 5:
-        s->version = (uint32_t)edges[rnd(8)];
-        break;
-    case 6: {                   /* a section dropped, repeated or moved */
-        int other = (int)rnd((uint64_t)st.n - 1);
-        struct section tmp = st.s[k];
-        st.s[k] = st.s[other];
-        st.s[other] = tmp;
-        if (rnd(2) && st.n < 64) {
-            memmove(&st.s[k + 1], &st.s[k], (size_t)(st.n - k) * sizeof(st.s[0]));
-            st.s[k].payload = malloc(st.s[k + 1].size + 1);
-            memcpy(st.s[k].payload, st.s[k + 1].payload, st.s[k + 1].size);
-            st.n++;
-        }
-        break;
     }
-    case 7:
-        resize(s, false);       /* its header lies about its length */
-        break;
-    default: {                  /* raw: bytes flipped past the checksums, or the stream cut */
-        struct bytes out = serialize(valid, &st);
-        stream_free(&st);
-        if (rnd(2)) {
-            out.len = (size_t)rnd(out.len);
-            snprintf(what, what_len, "cut at byte %zu", out.len);
-        } else {
-            size_t at = (size_t)rnd(out.len);
-            out.data[at] ^= (uint8_t)(1 + rnd(255));
-            snprintf(what, what_len, "raw byte %zu changed", at);
-        }
-        return out;
-    }
-    }
-    struct bytes out = serialize(valid, &st);
-    stream_free(&st);
-    return out;
+    assert_int_equal(vmstate_section_end(w, &err), 0);
+}
+
+/* Pre-copy sends every page but the late ones; at the switch the
+ * destination forgets the data pages (dirtied since) and the late ones;
+ * after the devices, the source sends them. */
+static struct bytes postcopy_stream(struct machine *m)
+{
+    static const uint64_t gpa[] = { DATA_GPA, LATE_GPA }, n[] = { 16, 8 };
+    struct error err = { 0 };
+    struct writer wr;
+    writer_begin(&wr);
+    assert_int_equal(machine_state_save_config(m, &wr.w, &err), 0);
+    assert_int_equal(mig_setup_write(&wr.w, &m->vm.mem, MIG_SETUP_POSTCOPY, &err), 0);
+    ram_section(&wr.w, m, 0, LATE_GPA / 4096);
+    ram_section(&wr.w, m, LATE_GPA + 8 * 4096, PAGES - LATE_GPA / 4096 - 8);
+    discard_section(&wr.w, gpa, n, 2);
+    assert_int_equal(machine_state_save(m, &wr.w, &err), 0);
+    ram_section(&wr.w, m, LATE_GPA, 8);
+    ram_section(&wr.w, m, DATA_GPA, 16);
+    return writer_end(&wr);
 }
 
 /* ---- feeding the destination ---- */
 
-/* The stream to a destination loading into m; its result, err filled. */
-static int feed(struct machine *m, const struct bytes *b, struct error *err)
+static void send_all(int fd, const struct bytes *b)
 {
-    int fds[2];
-    struct migration_dest *d;
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
-    assert_int_equal(migration_dest_start(&d, m, fds[1], NULL, err), 0);
-    size_t done = 0;
-    while (done < b->len) {
-        ssize_t n = send(fds[0], b->data + done, b->len - done, MSG_NOSIGNAL);
+    for (size_t done = 0; done < b->len;) {
+        ssize_t n = send(fd, b->data + done, b->len - done, MSG_NOSIGNAL);
         if (n <= 0) {
-            break;              /* the destination gave up */
+            return;             /* the destination gave up, or paused */
         }
         done += (size_t)n;
     }
+}
+
+struct missing {
+    uint64_t pages;
+    uint64_t *bits[GUEST_MEM_MAX_REGIONS];
+};
+
+/* The destination's list of missing pages on the new connection, up to
+ * RESUME_END: every message well-formed, no page outside RAM. */
+static void read_missing(int fd, const struct guest_memory *mem, struct missing *out)
+{
+    memset(out, 0, sizeof(*out));
+    for (int i = 0; i < mem->count; i++) {
+        out->bits[i] = calloc((mem->regions[i].size / 4096 + 63) / 64, 8);
+    }
+    for (;;) {
+        struct mig_rp_msg msg;
+        struct error err = { 0 };
+        struct pollfd p = { fd, POLLIN, 0 };
+        if (poll(&p, 1, 10000) != 1) {
+            fail_msg("the paused destination sent no list of missing pages in 10 s");
+        }
+        if (mig_rp_recv(fd, &msg, &err) < 0) {
+            fail_msg("the paused destination's return path: %s", err.msg);
+        }
+        if (msg.type == MIG_RP_RESUME_END) {
+            return;
+        }
+        if (msg.type != MIG_RP_RESUME_BITS) {
+            continue;           /* a page request asked again: the tail brings it */
+        }
+        unsigned region = (unsigned)(msg.arg >> 56), n = (unsigned)(msg.arg >> 48) & 0xff;
+        uint64_t first = msg.arg & 0xffffffffffffull;
+        assert_true(region < (unsigned)mem->count && n >= 1 && n <= MIG_RP_RESUME_WORDS);
+        uint64_t pages = mem->regions[region].size / 4096;
+        assert_true(first + n <= (pages + 63) / 64);
+        for (unsigned k = 0; k < n; k++) {
+            uint64_t word = ld_le64((const uint8_t *)msg.text + k * 8);
+            if ((first + k + 1) * 64 > pages) {
+                assert_int_equal(word >> (pages % 64), 0);     /* nothing past the region */
+            }
+            out->bits[region][first + k] |= word;
+            out->pages += (uint64_t)__builtin_popcountll(word);
+        }
+    }
+}
+
+/* A tail stream with the missing pages (from src), and the end. */
+static struct bytes tail_stream(struct machine *src, const struct missing *miss)
+{
+    struct writer wr;
+    writer_begin(&wr);
+    const struct guest_memory *mem = &src->vm.mem;
+    for (int i = 0; i < mem->count; i++) {
+        for (uint64_t p = 0; p < mem->regions[i].size / 4096; p++) {
+            if (miss->bits[i][p / 64] >> (p % 64) & 1) {
+                ram_section(&wr.w, src, mem->regions[i].gpa + p * 4096, 1);
+            }
+        }
+        free(miss->bits[i]);
+    }
+    return writer_end(&wr);
+}
+
+/* The MIGRATION events: how often it paused (the status alone stays
+ * paused for a while after a resume began) and whether it ended; the
+ * harness waits on them instead of polling (polling on a loaded host costs
+ * a scheduling delay per look). */
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int pauses;
+    bool ended;
+} events = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, false };
+
+static void on_status(void *opaque, enum migration_status st)
+{
+    pthread_mutex_lock(&events.lock);
+    events.pauses += st == MIGRATION_POSTCOPY_PAUSED;
+    events.ended |= st == MIGRATION_COMPLETED || st == MIGRATION_FAILED;
+    pthread_cond_broadcast(&events.cond);
+    pthread_mutex_unlock(&events.lock);
+}
+
+static void events_reset(void)
+{
+    pthread_mutex_lock(&events.lock);
+    events.pauses = 0;
+    events.ended = false;
+    pthread_mutex_unlock(&events.lock);
+}
+
+/* Until the destination ends or pauses once more than seen (post-copy);
+ * a hang fails. */
+static bool wait_end_or_pause(struct migration_dest *d, int seen, const char *what)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 20;
+    pthread_mutex_lock(&events.lock);
+    int ret = 0;
+    while (!events.ended && events.pauses <= seen && ret == 0) {
+        ret = pthread_cond_timedwait(&events.cond, &events.lock, &until);
+    }
+    bool ended = events.ended;
+    pthread_mutex_unlock(&events.lock);
+    if (ret != 0) {
+        fail_msg("%s: the destination neither ended nor paused in 20 s", what);
+    }
+    return ended;
+}
+
+/* Post-copy paused: the handshake on a new connection, then the missing
+ * pages (a third of the time, a mutated tail). <0: given up (paused
+ * again after a hostile tail). */
+static int resume(struct migration_dest *d, struct machine *src, const struct guest_memory *mem, const char *what,
+                  int *resumed, struct error *err)
+{
+    int fds[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+    if (migration_dest_resume(d, fds[1], err) < 0) {
+        fail_msg("%s: migrate-recover refused on a paused destination: %s", what, err->msg);
+    }
+    struct missing miss;
+    read_missing(fds[0], mem, &miss);
+    struct bytes tail = tail_stream(src, &miss);
+    /* Only the end: nothing to mutate but the end itself. */
+    bool hostile = fuzz_rnd(3) == 0 && miss.pages > 0;
+    if (hostile) {
+        char how[96];
+        struct bytes m = fuzz_mutate(&tail, MEMORY, NULL, how, sizeof(how));
+        free(tail.data);
+        tail = m;
+    }
+    send_all(fds[0], &tail);
     shutdown(fds[0], SHUT_WR);
-    int ret = migration_dest_wait(d, err);
+    free(tail.data);
+    (*resumed)++;
+    int ret = 0;
+    if (!wait_end_or_pause(d, 1, what)) {
+        if (!hostile) {
+            fail_msg("%s: paused again after a tail with every missing page", what);
+        }
+        ret = error_set(err, -EPIPE, "paused again");
+    } else {
+        ret = migration_dest_wait(d, err);
+        if (ret < 0 && !hostile) {
+            fail_msg("%s: the resume with every missing page failed: %s", what, err->msg);
+        }
+    }
+    close(fds[0]);
+    return ret;
+}
+
+/* The stream to a destination loading into m; its result, err filled.
+ * src: the post-copy source's machine, for the pages a resume sends. */
+static int feed(struct machine *m, struct machine *src, const struct bytes *b, const char *what, int *resumed,
+                struct error *err)
+{
+    int fds[2];
+    struct migration_dest *d;
+    struct migration_hooks h = { .status = on_status };
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+    events_reset();
+    assert_int_equal(migration_dest_start(&d, m, fds[1], &h, err), 0);
+    send_all(fds[0], b);
+    shutdown(fds[0], SHUT_WR);
+    int ret;
+    if (wait_end_or_pause(d, 0, what)) {
+        ret = migration_dest_wait(d, err);
+    } else {
+        ret = resume(d, src, &m->vm.mem, what, resumed, err);
+    }
     migration_dest_free(d);
     close(fds[0]);
     return ret;
 }
 
-static void test_valid_stream_loads(void **state)
+typedef struct bytes (*stream_fn)(struct machine *m);
+
+static void valid_stream_loads(stream_fn make)
 {
     struct machine *a = bare_machine(&config), *b = bare_machine(&config);
     struct error err = { 0 };
+    int resumed = 0;
     fill(a);
-    struct bytes s = valid_stream(a);
-    if (feed(b, &s, &err) < 0) {
+    struct bytes s = make(a);
+    if (feed(b, a, &s, "the valid stream", &resumed, &err) < 0) {
         fail_msg("the valid stream failed: %s", err.msg);
     }
-    assert_memory_equal(guest_memory_ptr(&a->vm.mem, 0x100000, 16 * 4096),
-                        guest_memory_ptr(&b->vm.mem, 0x100000, 16 * 4096), 16 * 4096);
+    assert_int_equal(resumed, 0);
+    assert_memory_equal(guest_memory_ptr(&a->vm.mem, DATA_GPA, 16 * 4096),
+                        guest_memory_ptr(&b->vm.mem, DATA_GPA, 16 * 4096), 16 * 4096);
     free(s.data);
     bare_destroy(a);
     bare_destroy(b);
 }
 
-static void test_mutated_streams(void **state)
+static void mutated_streams(stream_fn make, int count, const char *prefer, bool expect_resumes)
 {
     struct machine *a = bare_machine(&config), *b = bare_machine(&config);
-    const char *count = getenv("FUZZ_MUTATIONS"), *seed = getenv("FUZZ_SEED");
-    int mutations = count ? atoi(count) : MUTATIONS;
-    if (seed) {
-        rng_state = strtoull(seed, NULL, 0) | 1;
-    }
+    int mutations = fuzz_mutations(count), refused = 0, resumed = 0;
+    fuzz_seed_from_env();
     fill(a);
-    struct bytes valid = valid_stream(a);
-    int refused = 0;
+    struct bytes valid = make(a);
     for (int i = 0; i < mutations; i++) {
-        char what[96];
+        char what[128];
         struct error err = { 0 };
-        struct bytes s = mutate(&valid, what, sizeof(what));
-        int ret = feed(b, &s, &err);
+        struct bytes s = fuzz_mutate(&valid, MEMORY, prefer, what, sizeof(what));
+        char where[160];
+        snprintf(where, sizeof(where), "mutation %d (%s)", i, what);
+        int ret = feed(b, a, &s, where, &resumed, &err);
         if (ret < 0 && !err.msg[0]) {
-            fail_msg("mutation %d (%s) failed with no message", i, what);
+            fail_msg("%s failed with no message", where);
         }
         refused += ret < 0;
         free(s.data);
     }
-    print_message("%d mutated streams: %d refused, %d loaded\n", mutations, refused, mutations - refused);
+    print_message("%d mutated streams: %d refused, %d loaded, %d resumed\n", mutations, refused,
+                  mutations - refused, resumed);
     assert_true(refused > mutations / 3);
+    if (expect_resumes) {
+        assert_true(resumed > 0);
+    }
     free(valid.data);
     bare_destroy(a);
     bare_destroy(b);
 }
 
-int main(void)
+static void test_precopy_valid(void **state)
 {
+    valid_stream_loads(precopy_stream);
+}
+
+static void test_precopy_mutated(void **state)
+{
+    mutated_streams(precopy_stream, MUTATIONS, NULL, false);
+}
+
+static void test_postcopy_valid(void **state)
+{
+    valid_stream_loads(postcopy_stream);
+}
+
+static void test_postcopy_mutated(void **state)
+{
+    mutated_streams(postcopy_stream, POSTCOPY_MUTATIONS, MIG_SECTION_POSTCOPY, true);
+}
+
+/* ---- disks: the overlay-only mode ---- */
+
+static char dir[64], base[96], src_ovl[96], dst_ovl[96];
+static struct machine_config disk_cfg_a, disk_cfg_b;
+
+static void create_image(const char *file, const char *backing, uint64_t size)
+{
+    struct blockdev_create_opts o;
+    struct error err = { 0 };
+    blockdev_create_opts_init(&o);
+    o.size = size;
+    o.backing_file = backing;
+    o.backing_format = backing ? "qcow2" : NULL;
+    if (blockdev_create(file, &o, &err) < 0) {
+        fail_msg("create %s: %s", file, err.msg);
+    }
+}
+
+static struct blockdev *open_image(const char *file, unsigned flags)
+{
+    struct blockdev *bd = NULL;
+    struct blockdev_open_opts o = { .format = "qcow2", .flags = flags };
+    struct error err = { 0 };
+    if (blockdev_open(&bd, file, &o, &err) < 0) {
+        fail_msg("open %s: %s", file, err.msg);
+    }
+    return bd;
+}
+
+static void write_pattern(struct blockdev *bd, uint64_t off, size_t len, uint8_t seed)
+{
+    uint8_t *buf = malloc(len);
+    struct error err = { 0 };
+    for (size_t i = 0; i < len; i++) {
+        buf[i] = (uint8_t)(seed + i * 7 + i / 4096);
+    }
+    assert_int_equal(blockdev_pwrite(bd, off, buf, len, &err), 0);
+    free(buf);
+}
+
+static struct machine_config disk_config(const char *file)
+{
+    struct machine_config c = config;
+    c.ndisks = 1;
+    c.disks[0] = (struct disk_config){ .file = file, .format = "qcow2", .transport = TRANSPORT_MMIO };
+    return c;
+}
+
+/* A base both sides have; the source's overlay defines data, zeros and a
+ * cluster past the base's end. */
+static int disk_setup(void **state)
+{
+    /* tmpfs where there is one: every run makes an image (its syncs cost
+     * nothing there) */
+    snprintf(dir, sizeof(dir), "%s/cowvisor-migfuzz.XXXXXX", access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
+    assert_non_null(mkdtemp(dir));
+    snprintf(base, sizeof(base), "%s/base.qcow2", dir);
+    snprintf(src_ovl, sizeof(src_ovl), "%s/src.qcow2", dir);
+    snprintf(dst_ovl, sizeof(dst_ovl), "%s/dst.qcow2", dir);
+    create_image(base, NULL, DISK_SIZE / 2);
+    struct blockdev *bd = open_image(base, 0);
+    write_pattern(bd, 0, DISK_SIZE / 2, 1);
+    blockdev_close(bd);
+    create_image(src_ovl, base, DISK_SIZE);
+    bd = open_image(src_ovl, 0);
+    struct error err = { 0 };
+    write_pattern(bd, 65536, 3 * 65536, 9);
+    assert_int_equal(blockdev_pwrite_zeroes(bd, 5 * 65536, 65536, 0, &err), 0);
+    write_pattern(bd, DISK_SIZE - 65536, 4096, 17);
+    blockdev_close(bd);
+    disk_cfg_a = disk_config(src_ovl);
+    disk_cfg_b = disk_config(dst_ovl);
+    return 0;
+}
+
+static int disk_teardown(void **state)
+{
+    unlink(base);
+    unlink(src_ovl);
+    unlink(dst_ovl);
+    rmdir(dir);
+    return 0;
+}
+
+/* The destination's disk: a new empty overlay on the base, not active
+ * until the stream hands it over. */
+static void fresh_dest_disk(struct machine *b)
+{
+    machine_close_disks(b);
+    unlink(dst_ovl);
+    create_image(dst_ovl, base, DISK_SIZE);
+    b->disks[0] = open_image(dst_ovl, BDEV_INACTIVE);
+}
+
+static void no_progress(void *opaque, uint64_t bytes)
+{
+}
+
+static struct machine *disk_source(void)
+{
+    struct machine *a = bare_machine(&disk_cfg_a);
+    a->disks[0] = open_image(src_ovl, 0);
+    fill(a);
+    return a;
+}
+
+/* As the source writes it: disk setup after the setup, the overlay's
+ * clusters after the pages (one pass, then the last with the sums). */
+static struct bytes disk_stream(struct machine *a)
+{
+    struct error err = { 0 };
+    struct writer wr;
+    struct mig_disk_tx *tx;
+    writer_begin(&wr);
+    assert_int_equal(machine_state_save_config(a, &wr.w, &err), 0);
+    assert_int_equal(mig_setup_write(&wr.w, &a->vm.mem, MIG_SETUP_DISKS, &err), 0);
+    assert_int_equal(mig_disk_setup_write(&wr.w, a, &err), 0);
+    batches(a, &wr.w);
+    assert_int_equal(mig_disk_tx_new(&tx, a, no_progress, NULL, &err), 0);
+    assert_int_equal(mig_disk_tx_pass(tx, &wr.w, &err), 0);
+    mig_disk_tx_harvest(tx);
+    assert_int_equal(mig_disk_tx_finish(tx, &wr.w, &err), 0);
+    mig_disk_tx_free(tx);
+    assert_int_equal(machine_state_save(a, &wr.w, &err), 0);
+    return writer_end(&wr);
+}
+
+static void assert_same_disk(struct blockdev *x, struct blockdev *y)
+{
+    uint8_t *p = malloc(DISK_SIZE), *q = malloc(DISK_SIZE);
+    struct error err = { 0 };
+    assert_int_equal(blockdev_pread(x, 0, p, DISK_SIZE, &err), 0);
+    assert_int_equal(blockdev_pread(y, 0, q, DISK_SIZE, &err), 0);
+    assert_memory_equal(p, q, DISK_SIZE);
+    free(p);
+    free(q);
+}
+
+static void test_disks_valid(void **state)
+{
+    struct machine *a = disk_source(), *b = bare_machine(&disk_cfg_b);
+    struct error err = { 0 };
+    int resumed = 0;
+    struct bytes s = disk_stream(a);
+    fresh_dest_disk(b);
+    if (feed(b, a, &s, "the valid disk stream", &resumed, &err) < 0) {
+        fail_msg("the valid disk stream failed: %s", err.msg);
+    }
+    assert_same_disk(a->disks[0], b->disks[0]);
+    free(s.data);
+    machine_close_disks(a);
+    machine_close_disks(b);
+    bare_destroy(a);
+    bare_destroy(b);
+}
+
+/* Half the mutations hit the disk sections: the others have their own runs. */
+static void test_disks_mutated(void **state)
+{
+    struct machine *a = disk_source(), *b = bare_machine(&disk_cfg_b);
+    int mutations = fuzz_mutations(DISK_MUTATIONS), refused = 0, resumed = 0;
+    fuzz_seed_from_env();
+    struct bytes valid = disk_stream(a);
+    for (int i = 0; i < mutations; i++) {
+        char what[128], where[160];
+        struct error err = { 0 };
+        struct bytes s = fuzz_mutate(&valid, DISK_SIZE, "mig-disk", what, sizeof(what));
+        snprintf(where, sizeof(where), "disk mutation %d (%s)", i, what);
+        fresh_dest_disk(b);
+        int ret = feed(b, a, &s, where, &resumed, &err);
+        if (ret < 0 && !err.msg[0]) {
+            fail_msg("%s failed with no message", where);
+        }
+        refused += ret < 0;
+        free(s.data);
+    }
+    print_message("%d mutated disk streams: %d refused, %d loaded\n", mutations, refused, mutations - refused);
+    assert_true(refused > mutations / 3);
+    free(valid.data);
+    machine_close_disks(a);
+    machine_close_disks(b);
+    bare_destroy(a);
+    bare_destroy(b);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1) {
+        cmocka_set_test_filter(argv[1]);
+    }
+    log_set_level(LOG_ERROR);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_valid_stream_loads),
-        cmocka_unit_test(test_mutated_streams),
+        cmocka_unit_test(test_precopy_valid),
+        cmocka_unit_test(test_precopy_mutated),
+        cmocka_unit_test(test_postcopy_valid),
+        cmocka_unit_test(test_postcopy_mutated),
+        cmocka_unit_test_setup_teardown(test_disks_valid, disk_setup, disk_teardown),
+        cmocka_unit_test_setup_teardown(test_disks_mutated, disk_setup, disk_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
