@@ -57,6 +57,8 @@ void migration_params_default(struct migration_params *p);
 /* QEMU's range checks (migrate-set-parameters), its words included. */
 int migration_params_check(const struct migration_params *p, struct error *err);
 
+#define MIGRATION_MAX_VCPUS 64      /* VM_MAX_CPUS */
+
 struct migration_stats {
     enum migration_status status;
     uint64_t total_time_ms;         /* so far, or in all */
@@ -86,6 +88,14 @@ struct migration_stats {
      * source (QEMU's postcopy-blocktime), and the fault-to-page latency */
     uint64_t postcopy_blocktime_ms;
     uint64_t postcopy_faults, fault_p50_us, fault_p99_us;   /* bucket bounds (powers of two) */
+    /* destination, once post-copy began: QEMU's postcopy-blocktime (the
+     * time every vCPU waited at once) and postcopy-vcpu-blocktime (each
+     * vCPU's waits), in ms */
+    bool postcopy_ran;
+    int postcopy_vcpus;
+    uint64_t postcopy_vcpu_faults;      /* of the faults, the vCPUs' */
+    uint64_t postcopy_all_vcpus_blocktime_ms;
+    uint64_t postcopy_vcpu_blocktime_ms[MIGRATION_MAX_VCPUS];
     double mbps;
     char error[1024];               /* failed: why */
 };

@@ -9,6 +9,8 @@
 #include "migration/migration_int.h"
 #include "migration/migration_selffetch.h"
 
+#include <assert.h>
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +22,8 @@
 #include "util/bswap.h"
 #include "util/log.h"
 #include "util/zero.h"
+
+static_assert(MIGRATION_MAX_VCPUS == VM_MAX_CPUS, "query-migrate's vCPU blocktimes: one per vCPU");
 
 struct migration_dest {
     struct machine *m;
@@ -207,7 +211,7 @@ static int fetch_page(struct migration_dest *d, uint64_t gpa)
         }
         struct postcopy_dest *pc = __atomic_load_n(&d->pc, __ATOMIC_ACQUIRE);
         if (pc) {
-            postcopy_dest_wait_begin(pc, gpa);      /* counted in postcopy-blocktime as the fault thread's */
+            postcopy_dest_wait_begin(pc, gpa, gettid());      /* counted in postcopy-blocktime as the fault thread's */
         }
         struct mig_rp_msg msg = { .type = MIG_RP_PAGE_REQ, .arg = gpa };
         pthread_mutex_lock(&d->rp_lock);
@@ -417,7 +421,8 @@ static int begin_postcopy(struct migration_dest *d)
     struct postcopy_dest *pc;
     int rcvbuf = 64 << 10;     /* see POSTCOPY_SNDBUF: little in flight */
     setsockopt(d->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
-    if ((ret = postcopy_dest_start(&pc, d->mem, &d->received, d->fd, &d->rp_lock, &d->err)) < 0) {
+    if ((ret = postcopy_dest_start(&pc, d->mem, d->m->vm.vcpus, d->m->cfg->cpus, &d->received, d->fd, &d->rp_lock,
+                                   &d->err)) < 0) {
         return ret;
     }
     open_view(d);
@@ -661,6 +666,11 @@ static void latency_stats(struct postcopy_dest *pc, struct migration_stats *st)
     st->postcopy_faults = l.faults;
     st->fault_p50_us = l.p50_us;
     st->fault_p99_us = l.p99_us;
+    st->postcopy_ran = true;
+    st->postcopy_vcpus = l.vcpus;
+    st->postcopy_all_vcpus_blocktime_ms = l.all_vcpus_blocktime_ms;
+    st->postcopy_vcpu_faults = l.vcpu_faults;
+    memcpy(st->postcopy_vcpu_blocktime_ms, l.vcpu_blocktime_ms, sizeof(st->postcopy_vcpu_blocktime_ms));
 }
 
 static void *dest_main(void *opaque)

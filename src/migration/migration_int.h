@@ -23,8 +23,10 @@ struct postcopy_dest;
 /* A userfaultfd with the UFFD_FEATURE_* features asked for, taking kernel
  * faults too (from /dev/userfaultfd where the syscall is restricted). */
 int mig_uffd_open(uint64_t features, struct error *err);
-int postcopy_dest_start(struct postcopy_dest **out, struct guest_memory *mem, struct page_bits *received,
-                        int rp_fd, pthread_mutex_t *rp_lock, struct error *err);
+/* vcpus: the machine's ncpus vCPUs, whose threads' faults count in their
+ * own blocktime (QEMU's postcopy-vcpu-blocktime). */
+int postcopy_dest_start(struct postcopy_dest **out, struct guest_memory *mem, const struct vcpu *vcpus, int ncpus,
+                        struct page_bits *received, int rp_fd, pthread_mutex_t *rp_lock, struct error *err);
 /* Places a page that arrived (data NULL: zero) and wakes its waiters. */
 int postcopy_dest_place(struct postcopy_dest *pc, uint64_t gpa, const uint8_t *data, struct error *err);
 /* Every page is here: unregisters guest RAM and ends the fault thread. */
@@ -34,12 +36,16 @@ uint64_t postcopy_dest_requests(struct postcopy_dest *pc);
  * the faults still waiting ask again on it. */
 void postcopy_dest_set_rp(struct postcopy_dest *pc, int rp_fd);
 void postcopy_dest_rerequest(struct postcopy_dest *pc);
-/* A thread faulted on gpa and waits for the source (blocktime): the fault
- * thread's faults, and post-copy's self-fetch (migration_selffetch.c). */
-void postcopy_dest_wait_begin(struct postcopy_dest *pc, uint64_t gpa);
-/* Faults that waited for the source, from the fault to the page placed. */
+/* Thread tid faulted on gpa and waits for the source (blocktime): the
+ * fault thread's faults, and post-copy's self-fetch (migration_selffetch.c). */
+void postcopy_dest_wait_begin(struct postcopy_dest *pc, uint64_t gpa, int tid);
+/* Faults that waited for the source, from the fault to the page placed
+ * (blocktime_ms: every thread's waits added); per vCPU, and the time all
+ * vCPUs waited at once (QEMU's postcopy-blocktime). */
 struct postcopy_latency {
     uint64_t faults, blocktime_ms, p50_us, p99_us;
+    int vcpus;
+    uint64_t vcpu_blocktime_ms[VM_MAX_CPUS], all_vcpus_blocktime_ms, vcpu_faults;
 };
 void postcopy_dest_latency(struct postcopy_dest *pc, struct postcopy_latency *out);
 /* The overlay-only disk mode (migration_disk.c). The source: every disk a

@@ -26,11 +26,27 @@
 #define WAITING 1024
 #define LAT_BUCKETS 32              /* log2 of microseconds */
 
+/* QEMU's postcopy-blocktime (the time every vCPU waited at once) and
+ * postcopy-vcpu-blocktime (each vCPU's waits): a fault is a vCPU's when
+ * its thread id is that vCPU's (the userfaultfd reports it, a self-fetch
+ * is the vCPU's own thread). Under wait_lock. */
+struct vcpu_wait {
+    int ncpus;
+    const struct vcpu *vcpus;       /* their tids, read as they run */
+    uint64_t gpa[VM_MAX_CPUS], since_ns[VM_MAX_CPUS];      /* since 0: not waiting */
+    uint64_t blocktime_ns[VM_MAX_CPUS];
+    int down;                       /* vCPUs waiting now */
+    uint64_t all_down_ns, all_blocktime_ns;
+    uint64_t faults;                /* vCPU waits that ended */
+    int waiting;                    /* atomic copy of down: the bulk stream's fast path */
+};
+
 struct postcopy_dest {
     pthread_mutex_t wait_lock;
     uint64_t wait_gpa[WAITING], wait_ns[WAITING];
     uint64_t blocktime_ns, resolved;
     uint64_t lat_hist[LAT_BUCKETS];
+    struct vcpu_wait vw;
     struct guest_memory *mem;
     struct page_bits *received;
     int uffd, stop_fd, rp_fd;
@@ -114,15 +130,68 @@ static int place_page(struct postcopy_dest *pc, void *hva, const void *src, stru
 
 /* ---- blocktime: from a fault to its page placed ---- */
 
-void postcopy_dest_wait_begin(struct postcopy_dest *pc, uint64_t gpa)
+static void wait_end(struct postcopy_dest *pc, uint64_t gpa);
+
+/* The vCPU whose thread is tid, or -1 (a device's thread, the loader). */
+static int vcpu_of(const struct vcpu_wait *vw, int tid)
+{
+    for (int i = 0; tid > 0 && i < vw->ncpus; i++) {
+        if (__atomic_load_n(&vw->vcpus[i].tid, __ATOMIC_RELAXED) == tid) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+static void vcpu_wait_begin(struct vcpu_wait *vw, int cpu, uint64_t gpa, uint64_t now)
+{
+    if (cpu < 0 || vw->since_ns[cpu]) {
+        return;
+    }
+    vw->gpa[cpu] = gpa;
+    vw->since_ns[cpu] = now;
+    if (++vw->down == vw->ncpus) {
+        vw->all_down_ns = now;
+    }
+    __atomic_store_n(&vw->waiting, vw->down, __ATOMIC_RELEASE);
+}
+
+/* gpa is here: every vCPU waiting for it goes on. */
+static void vcpu_wait_end(struct vcpu_wait *vw, uint64_t gpa, uint64_t now)
+{
+    for (int i = 0; i < vw->ncpus; i++) {
+        if (!vw->since_ns[i] || vw->gpa[i] != gpa) {
+            continue;
+        }
+        if (vw->down == vw->ncpus) {
+            vw->all_blocktime_ns += now - vw->all_down_ns;
+        }
+        vw->blocktime_ns[i] += now - vw->since_ns[i];
+        vw->since_ns[i] = 0;
+        vw->down--;
+        vw->faults++;
+    }
+    __atomic_store_n(&vw->waiting, vw->down, __ATOMIC_RELEASE);
+}
+
+void postcopy_dest_wait_begin(struct postcopy_dest *pc, uint64_t gpa, int tid)
 {
     unsigned h = (unsigned)(gpa / GUEST_PAGE_SIZE) % WAITING;
+    uint64_t now = mig_now_ns();
     pthread_mutex_lock(&pc->wait_lock);
     if (!pc->wait_ns[h]) {          /* a slot taken by another page: that fault goes unmeasured */
         pc->wait_gpa[h] = gpa;
-        __atomic_store_n(&pc->wait_ns[h], mig_now_ns(), __ATOMIC_RELEASE);
+        __atomic_store_n(&pc->wait_ns[h], now, __ATOMIC_RELEASE);
     }
+    vcpu_wait_begin(&pc->vw, vcpu_of(&pc->vw, tid), gpa, now);
     pthread_mutex_unlock(&pc->wait_lock);
+    /* Placed between the caller's check and here: its wait_end found no
+     * waiter, and none would come (a vCPU left waiting counts no more). */
+    int region;
+    uint64_t page;
+    if (mig_page_index(pc->mem, gpa, &region, &page) && bitmap_test(pc->received->bits[region], page)) {
+        wait_end(pc, gpa);
+    }
 }
 
 /* Called for every page placed: the bulk stream's (a niced thread, often
@@ -131,12 +200,14 @@ void postcopy_dest_wait_begin(struct postcopy_dest *pc, uint64_t gpa)
 static void wait_end(struct postcopy_dest *pc, uint64_t gpa)
 {
     unsigned h = (unsigned)(gpa / GUEST_PAGE_SIZE) % WAITING;
-    if (!__atomic_load_n(&pc->wait_ns[h], __ATOMIC_ACQUIRE)) {
+    if (!__atomic_load_n(&pc->wait_ns[h], __ATOMIC_ACQUIRE) && !__atomic_load_n(&pc->vw.waiting, __ATOMIC_ACQUIRE)) {
         return;
     }
+    uint64_t now = mig_now_ns();
     pthread_mutex_lock(&pc->wait_lock);
+    vcpu_wait_end(&pc->vw, gpa, now);
     if (pc->wait_ns[h] && pc->wait_gpa[h] == gpa) {
-        uint64_t ns = mig_now_ns() - pc->wait_ns[h];
+        uint64_t ns = now - pc->wait_ns[h];
         __atomic_store_n(&pc->wait_ns[h], 0, __ATOMIC_RELAXED);
         pc->blocktime_ns += ns;
         pc->resolved++;
@@ -170,6 +241,12 @@ void postcopy_dest_latency(struct postcopy_dest *pc, struct postcopy_latency *ou
     out->blocktime_ms = pc->blocktime_ns / 1000000;
     out->p50_us = percentile_us(pc, 500);
     out->p99_us = percentile_us(pc, 990);
+    out->vcpus = pc->vw.ncpus;
+    for (int i = 0; i < pc->vw.ncpus; i++) {
+        out->vcpu_blocktime_ms[i] = pc->vw.blocktime_ns[i] / 1000000;
+    }
+    out->all_vcpus_blocktime_ms = pc->vw.all_blocktime_ns / 1000000;
+    out->vcpu_faults = pc->vw.faults;
     pthread_mutex_unlock(&pc->wait_lock);
 }
 
@@ -189,7 +266,7 @@ static bool hva_to_gpa(const struct guest_memory *mem, uint64_t hva, int *region
     return false;
 }
 
-static void handle_fault(struct postcopy_dest *pc, uint64_t addr)
+static void handle_fault(struct postcopy_dest *pc, uint64_t addr, int tid)
 {
     int region;
     uint64_t page, gpa;
@@ -205,7 +282,7 @@ static void handle_fault(struct postcopy_dest *pc, uint64_t addr)
         return;
     }
     struct mig_rp_msg msg = { .type = MIG_RP_PAGE_REQ, .arg = gpa };
-    postcopy_dest_wait_begin(pc, gpa);
+    postcopy_dest_wait_begin(pc, gpa, tid);
     pthread_mutex_lock(pc->rp_lock);
     int ret = mig_rp_send(pc->rp_fd, &msg, &err);
     pthread_mutex_unlock(pc->rp_lock);
@@ -231,7 +308,8 @@ static void *fault_main(void *opaque)
         ssize_t n = read(pc->uffd, msg, sizeof(msg));
         for (ssize_t i = 0; n > 0 && i < n / (ssize_t)sizeof(msg[0]); i++) {
             if (msg[i].event == UFFD_EVENT_PAGEFAULT) {
-                handle_fault(pc, msg[i].arg.pagefault.address & ~(GUEST_PAGE_SIZE - 1));
+                handle_fault(pc, msg[i].arg.pagefault.address & ~(GUEST_PAGE_SIZE - 1),
+                             (int)msg[i].arg.pagefault.feat.ptid);
             }
         }
     }
@@ -256,8 +334,8 @@ int postcopy_discard(struct guest_memory *mem, uint64_t gpa, uint64_t pages, str
     return 0;
 }
 
-int postcopy_dest_start(struct postcopy_dest **out, struct guest_memory *mem, struct page_bits *received,
-                        int rp_fd, pthread_mutex_t *rp_lock, struct error *err)
+int postcopy_dest_start(struct postcopy_dest **out, struct guest_memory *mem, const struct vcpu *vcpus, int ncpus,
+                        struct page_bits *received, int rp_fd, pthread_mutex_t *rp_lock, struct error *err)
 {
     struct postcopy_dest *pc = calloc(1, sizeof(*pc));
     void *zero = NULL;
@@ -272,8 +350,10 @@ int postcopy_dest_start(struct postcopy_dest **out, struct guest_memory *mem, st
     pc->rp_fd = rp_fd;
     pc->rp_lock = rp_lock;
     pc->zero = zero;
+    pc->vw.vcpus = vcpus;
+    pc->vw.ncpus = ncpus < 0 ? 0 : ncpus > VM_MAX_CPUS ? VM_MAX_CPUS : ncpus;
     pthread_mutex_init(&pc->wait_lock, NULL);
-    int ret = pc->uffd = mig_uffd_open(0, err);
+    int ret = pc->uffd = mig_uffd_open(UFFD_FEATURE_THREAD_ID, err);
     if (ret >= 0 && (ret = uffd_register(pc->uffd, mem, err)) == 0) {
         pc->stop_fd = eventfd(0, EFD_CLOEXEC);
         ret = pc->stop_fd < 0 ? error_set_errno(err, -errno, "eventfd") : 0;

@@ -126,6 +126,80 @@ static void test_downtime_or_expected(void **state)
     json_decref(o);
 }
 
+/* QEMU's destination after a post-copy with postcopy-blocktime on (two
+ * qemu-system-x86_64 -accel tcg, qemu_postcopy_blocktime.py): its reply
+ * once completed, or NULL. */
+static json_t *qemu_destination_reply(int cpus)
+{
+    char cmd[512], line[8192];
+    snprintf(cmd, sizeof(cmd), "timeout 60 python3 %s %s %d", BLOCKTIME_SCRIPT, dir, cpus);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    json_t *j = fgets(line, sizeof(line), p) ? json_loads(line, 0, NULL) : NULL;
+    while (fgets(line, sizeof(line), p)) {
+    }
+    pclose(p);
+    return j;
+}
+
+static void assert_uint32_list(json_t *list, size_t n, const char *who)
+{
+    if (!json_is_array(list) || json_array_size(list) != n) {
+        fail_msg("%s: postcopy-vcpu-blocktime is not a list of %zu", who, n);
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *v = json_array_get(list, i);
+        assert_true(json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) <= UINT32_MAX);
+    }
+}
+
+/* The destination's reply once completed: status, postcopy-blocktime and
+ * one blocktime per vCPU (faulted or not), all integers, as QEMU's. */
+static void test_blocktime_matches_qemu(void **state)
+{
+    if (system("command -v qemu-system-x86_64 >/dev/null") != 0) {
+        skip();
+    }
+    json_t *q = qemu_destination_reply(2);
+    if (!q) {
+        fail_msg("no query-migrate reply from QEMU's destination (qemu_postcopy_blocktime.py)");
+    }
+    assert_string_equal(json_string_value(json_object_get(q, "status")), "completed");
+    struct migration_stats st = { .status = MIGRATION_COMPLETED, .postcopy_ran = true, .postcopy_vcpus = 2,
+                                  .postcopy_all_vcpus_blocktime_ms = 3, .postcopy_vcpu_blocktime_ms = { 5, 0 } };
+    json_t *ours = json_pack("{s:s}", "status", "completed");
+    qmp_migration_put_blocktime(ours, &st);
+    assert_same_members(q, ours, "the destination's query-migrate");
+    assert_true(json_is_integer(json_object_get(q, "postcopy-blocktime")));
+    assert_true(json_is_integer(json_object_get(ours, "postcopy-blocktime")));
+    assert_uint32_list(json_object_get(q, "postcopy-vcpu-blocktime"), 2, "QEMU");
+    assert_uint32_list(json_object_get(ours, "postcopy-vcpu-blocktime"), 2, "cowvisor");
+    assert_int_equal(json_integer_value(json_array_get(json_object_get(ours, "postcopy-vcpu-blocktime"), 0)), 5);
+    assert_int_equal(json_integer_value(json_object_get(ours, "postcopy-blocktime")), 3);
+    json_decref(ours);
+    json_decref(q);
+}
+
+/* QEMU shows neither before completion, nor after a migration that never
+ * went post-copy (its blocktime context is made at post-copy's start). */
+static void test_blocktime_only_after_postcopy(void **state)
+{
+    const enum migration_status before[] = { MIGRATION_ACTIVE, MIGRATION_POSTCOPY_ACTIVE, MIGRATION_POSTCOPY_PAUSED,
+                                             MIGRATION_FAILED };
+    for (size_t i = 0; i < sizeof(before) / sizeof(before[0]); i++) {
+        struct migration_stats st = { .status = before[i], .postcopy_ran = true, .postcopy_vcpus = 1 };
+        json_t *o = json_object();
+        qmp_migration_put_blocktime(o, &st);
+        assert_int_equal(json_object_size(o), 0);
+        json_decref(o);
+    }
+    struct migration_stats st = { .status = MIGRATION_COMPLETED, .postcopy_vcpus = 1 };
+    json_t *o = json_object();
+    qmp_migration_put_blocktime(o, &st);
+    assert_int_equal(json_object_size(o), 0);
+    json_decref(o);
+}
+
 static int setup(void **state)
 {
     snprintf(dir, sizeof(dir), "/tmp/cowvisor-miginfo.XXXXXX");
@@ -146,6 +220,8 @@ int main(void)
         cmocka_unit_test(test_members_match_qemu),
         cmocka_unit_test(test_disk_only_while_copying),
         cmocka_unit_test(test_downtime_or_expected),
+        cmocka_unit_test(test_blocktime_matches_qemu),
+        cmocka_unit_test(test_blocktime_only_after_postcopy),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

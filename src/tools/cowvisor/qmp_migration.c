@@ -576,8 +576,8 @@ static void cmd_query_migrate(struct qmp_server *s, json_t *args, struct qmp_rep
     if (st.status == MIGRATION_FAILED && st.error[0]) {
         json_object_set_new(r->ret, "error-desc", json_string(st.error));
     }
-    if (mig.dst && mig.cap_blocktime && st.postcopy_faults) {
-        json_object_set_new(r->ret, "postcopy-blocktime", json_integer((json_int_t)st.postcopy_blocktime_ms));
+    if (mig.dst && mig.cap_blocktime) {
+        qmp_migration_put_blocktime(r->ret, &st);
     }
     if (!mig.src || st.status == MIGRATION_SETUP || st.status == MIGRATION_FAILED ||
         st.status == MIGRATION_CANCELLED) {

@@ -57,3 +57,21 @@ void qmp_migration_put_stats(json_t *o, const struct migration_stats *st)
         put_disk(o, st);
     }
 }
+
+/* QEMU's fill_destination_postcopy_migration_info: on a destination whose
+ * post-copy ran with the postcopy-blocktime capability, once completed,
+ * the time every vCPU waited at once and each vCPU's (uint32 ms, one per
+ * vCPU of the machine, faulted or not). */
+void qmp_migration_put_blocktime(json_t *o, const struct migration_stats *st)
+{
+    if (st->status != MIGRATION_COMPLETED || !st->postcopy_ran) {
+        return;
+    }
+    json_t *list = json_array();
+    for (int i = 0; i < st->postcopy_vcpus; i++) {
+        json_array_append_new(list, json_integer((json_int_t)(uint32_t)st->postcopy_vcpu_blocktime_ms[i]));
+    }
+    json_object_set_new(o, "postcopy-blocktime",
+                        json_integer((json_int_t)(uint32_t)st->postcopy_all_vcpus_blocktime_ms));
+    json_object_set_new(o, "postcopy-vcpu-blocktime", list);
+}
