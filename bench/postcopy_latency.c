@@ -140,6 +140,7 @@ static int run(bool preempt, bool self, uint64_t memory, uint64_t want, struct r
         if (self && !migration_dest_view(d, 0)) {
             fprintf(stderr, "postcopy_latency: no self-fetch view (see the log): the fault thread serves all\n");
         }
+        __atomic_store_n(&b->vm.vcpus[0].tid, gettid(), __ATOMIC_RELAXED);    /* the toucher is vCPU 0 */
         view_reader_install();
         touch(b, self ? d : NULL, want, lat, res);
         ret = migration_source_wait(s, &err);

@@ -33,13 +33,33 @@
 struct vcpu_wait {
     int ncpus;
     const struct vcpu *vcpus;       /* their tids, read as they run */
-    uint64_t gpa[VM_MAX_CPUS], since_ns[VM_MAX_CPUS];      /* since 0: not waiting */
+    uint64_t gpa[VM_MAX_CPUS];      /* what each waits for (atomic: wait_end looks unlocked), or NO_PAGE */
+    uint64_t since_ns[VM_MAX_CPUS]; /* 0: not waiting */
     uint64_t blocktime_ns[VM_MAX_CPUS];
     int down;                       /* vCPUs waiting now */
     uint64_t all_down_ns, all_blocktime_ns;
     uint64_t faults;                /* vCPU waits that ended */
     int waiting;                    /* atomic copy of down: the bulk stream's fast path */
 };
+#define NO_PAGE UINT64_MAX
+
+/* Whether a vCPU waits for gpa, without the lock: the bulk stream's
+ * receiver places every page through wait_end, and it runs niced; taking
+ * wait_lock for each of its pages while a vCPU waits would make the
+ * preempt receiver (placing the page the vCPU waits for) wait on it when
+ * it is preempted holding the lock. */
+static bool vcpu_waits_for(const struct vcpu_wait *vw, uint64_t gpa)
+{
+    if (!__atomic_load_n(&vw->waiting, __ATOMIC_ACQUIRE)) {
+        return false;
+    }
+    for (int i = 0; i < vw->ncpus; i++) {
+        if (__atomic_load_n(&vw->gpa[i], __ATOMIC_ACQUIRE) == gpa) {
+            return true;
+        }
+    }
+    return false;
+}
 
 struct postcopy_dest {
     pthread_mutex_t wait_lock;
@@ -148,7 +168,7 @@ static void vcpu_wait_begin(struct vcpu_wait *vw, int cpu, uint64_t gpa, uint64_
     if (cpu < 0 || vw->since_ns[cpu]) {
         return;
     }
-    vw->gpa[cpu] = gpa;
+    __atomic_store_n(&vw->gpa[cpu], gpa, __ATOMIC_RELEASE);
     vw->since_ns[cpu] = now;
     if (++vw->down == vw->ncpus) {
         vw->all_down_ns = now;
@@ -168,6 +188,7 @@ static void vcpu_wait_end(struct vcpu_wait *vw, uint64_t gpa, uint64_t now)
         }
         vw->blocktime_ns[i] += now - vw->since_ns[i];
         vw->since_ns[i] = 0;
+        __atomic_store_n(&vw->gpa[i], NO_PAGE, __ATOMIC_RELEASE);
         vw->down--;
         vw->faults++;
     }
@@ -200,7 +221,7 @@ void postcopy_dest_wait_begin(struct postcopy_dest *pc, uint64_t gpa, int tid)
 static void wait_end(struct postcopy_dest *pc, uint64_t gpa)
 {
     unsigned h = (unsigned)(gpa / GUEST_PAGE_SIZE) % WAITING;
-    if (!__atomic_load_n(&pc->wait_ns[h], __ATOMIC_ACQUIRE) && !__atomic_load_n(&pc->vw.waiting, __ATOMIC_ACQUIRE)) {
+    if (!__atomic_load_n(&pc->wait_ns[h], __ATOMIC_ACQUIRE) && !vcpu_waits_for(&pc->vw, gpa)) {
         return;
     }
     uint64_t now = mig_now_ns();
@@ -352,6 +373,9 @@ int postcopy_dest_start(struct postcopy_dest **out, struct guest_memory *mem, co
     pc->zero = zero;
     pc->vw.vcpus = vcpus;
     pc->vw.ncpus = ncpus < 0 ? 0 : ncpus > VM_MAX_CPUS ? VM_MAX_CPUS : ncpus;
+    for (int i = 0; i < VM_MAX_CPUS; i++) {
+        pc->vw.gpa[i] = NO_PAGE;
+    }
     pthread_mutex_init(&pc->wait_lock, NULL);
     int ret = pc->uffd = mig_uffd_open(UFFD_FEATURE_THREAD_ID, err);
     if (ret >= 0 && (ret = uffd_register(pc->uffd, mem, err)) == 0) {
