@@ -22,7 +22,6 @@
 
 #include <errno.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +33,7 @@
 #include "../machine/bare_machine.h"
 #include "block/blockdev.h"
 #include "fuzz_stream.h"
+#include "status_events.h"
 #include "machine/machine_state.h"
 #include "migration/migration_int.h"
 #include "util/bswap.h"
@@ -262,52 +262,15 @@ static struct bytes tail_stream(struct machine *src, const struct missing *miss)
     return writer_end(&wr);
 }
 
-/* The MIGRATION events: how often it paused (the status alone stays
- * paused for a while after a resume began) and whether it ended; the
- * harness waits on them instead of polling (polling on a loaded host costs
- * a scheduling delay per look). */
-static struct {
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    int pauses;
-    bool ended;
-} events = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, false };
-
-static void on_status(void *opaque, enum migration_status st)
-{
-    pthread_mutex_lock(&events.lock);
-    events.pauses += st == MIGRATION_POSTCOPY_PAUSED;
-    events.ended |= st == MIGRATION_COMPLETED || st == MIGRATION_FAILED;
-    pthread_cond_broadcast(&events.cond);
-    pthread_mutex_unlock(&events.lock);
-}
-
-static void events_reset(void)
-{
-    pthread_mutex_lock(&events.lock);
-    events.pauses = 0;
-    events.ended = false;
-    pthread_mutex_unlock(&events.lock);
-}
-
 /* Until the destination ends or pauses once more than seen (post-copy);
  * a hang fails. */
-static bool wait_end_or_pause(struct migration_dest *d, int seen, const char *what)
+static bool wait_end_or_pause(int seen, const char *what)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += 20;
-    pthread_mutex_lock(&events.lock);
-    int ret = 0;
-    while (!events.ended && events.pauses <= seen && ret == 0) {
-        ret = pthread_cond_timedwait(&events.cond, &events.lock, &until);
-    }
-    bool ended = events.ended;
-    pthread_mutex_unlock(&events.lock);
-    if (ret != 0) {
+    int ret = status_events_wait(seen, 20000);
+    if (ret < 0) {
         fail_msg("%s: the destination neither ended nor paused in 20 s", what);
     }
-    return ended;
+    return ret == 1;
 }
 
 /* Post-copy paused: the handshake on a new connection, then the missing
@@ -337,7 +300,7 @@ static int resume(struct migration_dest *d, struct machine *src, const struct gu
     free(tail.data);
     (*resumed)++;
     int ret = 0;
-    if (!wait_end_or_pause(d, 1, what)) {
+    if (!wait_end_or_pause(1, what)) {
         if (!hostile) {
             fail_msg("%s: paused again after a tail with every missing page", what);
         }
@@ -359,14 +322,14 @@ static int feed(struct machine *m, struct machine *src, const struct bytes *b, c
 {
     int fds[2];
     struct migration_dest *d;
-    struct migration_hooks h = { .status = on_status };
+    struct migration_hooks h = { .status = status_events_hook };
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
-    events_reset();
+    status_events_reset();
     assert_int_equal(migration_dest_start(&d, m, fds[1], &h, err), 0);
     send_all(fds[0], b);
     shutdown(fds[0], SHUT_WR);
     int ret;
-    if (wait_end_or_pause(d, 0, what)) {
+    if (wait_end_or_pause(0, what)) {
         ret = migration_dest_wait(d, err);
     } else {
         ret = resume(d, src, &m->vm.mem, what, resumed, err);

@@ -25,6 +25,7 @@
 
 #include "../machine/bare_machine.h"
 #include "fuzz_stream.h"
+#include "status_events.h"
 #include "migration/migration.h"
 #include "migration/migration_wire.h"
 #include "util/bswap.h"
@@ -177,51 +178,6 @@ static int open_channel(void *opaque, struct error *err)
     return r->channel[0];
 }
 
-/* The MIGRATION events: how often it paused (the status alone stays
- * paused for a while after a resume began) and whether it ended. */
-static struct {
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    int pauses;
-    bool ended;
-} events = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, false };
-
-static void on_status(void *opaque, enum migration_status st)
-{
-    pthread_mutex_lock(&events.lock);
-    events.pauses += st == MIGRATION_POSTCOPY_PAUSED;
-    events.ended |= st == MIGRATION_COMPLETED || st == MIGRATION_FAILED || st == MIGRATION_CANCELLED;
-    pthread_cond_broadcast(&events.cond);
-    pthread_mutex_unlock(&events.lock);
-}
-
-static void events_reset(void)
-{
-    pthread_mutex_lock(&events.lock);
-    events.pauses = 0;
-    events.ended = false;
-    pthread_mutex_unlock(&events.lock);
-}
-
-/* Waits up to ms for the source to end or pause more than seen times;
- * 1: ended, 0: paused, -1: neither yet. */
-static int wait_event(int seen, long ms)
-{
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    uint64_t ns = (uint64_t)until.tv_nsec + (uint64_t)ms * 1000000;
-    until.tv_sec += (time_t)(ns / 1000000000);
-    until.tv_nsec = (long)(ns % 1000000000);
-    pthread_mutex_lock(&events.lock);
-    int ret = 0;
-    while (!events.ended && events.pauses <= seen && ret == 0) {
-        ret = pthread_cond_timedwait(&events.cond, &events.lock, &until);
-    }
-    int out = events.ended ? 1 : events.pauses > seen ? 0 : -1;
-    pthread_mutex_unlock(&events.lock);
-    return out;
-}
-
 /* A few messages, post-copy asked for at some point, then either the
  * confirmation or an end the source must survive. */
 static void converse(struct run *r, int fd, bool setup, char *log, size_t log_len)
@@ -252,7 +208,7 @@ static void converse(struct run *r, int fd, bool setup, char *log, size_t log_le
 /* Until the source ends or pauses again; a hang fails. */
 static bool wait_end_or_pause(struct run *r, int seen, const char *log)
 {
-    int ret = wait_event(seen, 20000);
+    int ret = status_events_wait(seen, 20000);
     if (ret < 0) {
         struct migration_stats st;
         migration_source_stats(r->s, &st);
@@ -265,7 +221,7 @@ static bool wait_end_or_pause(struct run *r, int seen, const char *log)
  * source ended or paused, if it does so on its own. */
 static void finish_connection(struct drain *d, int seen)
 {
-    wait_event(seen, 50);
+    status_events_wait(seen, 50);
     drain_stop(d);
 }
 
@@ -278,11 +234,11 @@ static void run_once(struct run *r, int i, int *completed, int *failed, int *res
     migration_params_default(&p);
     p.postcopy_ram = fuzz_rnd(4) != 0;
     p.postcopy_preempt = p.postcopy_ram && fuzz_rnd(2);
-    struct migration_hooks h = { .open_channel = open_channel, .status = on_status, .opaque = r };
+    struct migration_hooks h = { .open_channel = open_channel, .status = status_events_hook, .opaque = r };
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
     drain_start(&r->main, fds[1]);
     snprintf(log, sizeof(log), "run %d postcopy %d preempt %d:", i, p.postcopy_ram, p.postcopy_preempt);
-    events_reset();
+    status_events_reset();
     assert_int_equal(migration_source_start(&r->s, r->m, fds[0], &p, &h, &err), 0);
     converse(r, fds[1], true, log, sizeof(log));
     finish_connection(&r->main, 0);
