@@ -47,6 +47,9 @@ struct migration_source {
     bool thread_started;
     /* the return path (under lock) */
     bool rp_setup_ok, rp_done, rp_closed, rp_resume_end;
+    /* post-copy recovery: the sending thread waits for the list of missing
+     * pages; only then may the return path write into todo */
+    bool resuming;
     bool dest_failed;                   /* the destination gave up (MIG_RP_ERROR): nothing to resume */
     int new_fd;                         /* post-copy paused: the connection to go on with, -1: none */
     uint64_t bytes_before;              /* stream bytes of connections before this one */
@@ -138,12 +141,20 @@ static void resume_bits(struct migration_source *s, const struct mig_rp_msg *msg
 {
     unsigned region = (unsigned)(msg->arg >> 56), n = (unsigned)(msg->arg >> 48) & 0xff;
     uint64_t first = msg->arg & 0xffffffffffffull;
-    if (region >= (unsigned)s->todo.count || n > MIG_RP_RESUME_WORDS ||
+    /* Out of turn (the sending thread writes todo unlocked then) or
+     * malformed: ignored (a page stays unsent; the destination that
+     * lacks it fails rather than reading zeros). */
+    if (!s->resuming || region >= (unsigned)s->todo.count || n > MIG_RP_RESUME_WORDS ||
         first + n > (s->todo.pages[region] + 63) / 64) {
-        return;     /* malformed: ignored (the page stays unsent) */
+        return;
     }
+    uint64_t pages = s->todo.pages[region];
     for (unsigned i = 0; i < n; i++) {
-        s->todo.bits[region][first + i] |= ld_le64((const uint8_t *)msg->text + i * 8);
+        uint64_t word = ld_le64((const uint8_t *)msg->text + i * 8);
+        if ((first + i + 1) * 64 > pages) {
+            word &= (1ull << (pages % 64)) - 1;     /* no page past the region: counted, never sent */
+        }
+        s->todo.bits[region][first + i] |= word;
     }
 }
 
@@ -736,6 +747,7 @@ static int postcopy_pause(struct migration_source *s)
     int fd = s->new_fd;
     s->new_fd = -1;
     s->rp_done = s->rp_closed = s->rp_resume_end = false;
+    s->resuming = true;
     error_clear(&s->rp_err);
     s->req_tail = s->req_head;      /* requests of before: the destination asks again */
     pthread_mutex_unlock(&s->lock);
@@ -753,7 +765,11 @@ static int postcopy_pause(struct migration_source *s)
         return error_set(&s->err, -EAGAIN, "cannot start the return-path thread");
     }
     s->rp_started = true;
-    if ((ret = rp_wait(s, &s->rp_resume_end, "list of missing pages", false)) < 0) {
+    ret = rp_wait(s, &s->rp_resume_end, "list of missing pages", false);
+    pthread_mutex_lock(&s->lock);
+    s->resuming = false;
+    pthread_mutex_unlock(&s->lock);
+    if (ret < 0) {
         return postcopy_pause(s);
     }
     set_status(s, MIGRATION_POSTCOPY_ACTIVE);

@@ -1160,6 +1160,59 @@ static void test_postcopy_dest_error_fails_source(void **state)
     run_free(&r);
 }
 
+/* A list of missing pages belongs to a post-copy recovery: one that comes
+ * out of turn (here in pre-copy, with bits past the end of a RAM whose
+ * last bitmap word is partial) is ignored. Taken in, the pages past the
+ * end counted in the discard list but were never written: the switch to
+ * post-copy failed ("'mig-postcopy' is shorter than announced"), and in
+ * pre-copy the return path wrote into the sending thread's bitmap while
+ * it cleared bits without a lock. */
+static void test_resume_bits_out_of_turn_ignored(void **state)
+{
+    static const struct machine_config odd = {
+        .cpus = 1, .memory = MEMORY + 3 * 4096, .nrng = 1, .rng = { TRANSPORT_MMIO },
+    };
+    struct run r;
+    int fds[2];
+    struct error err = { 0 };
+    pthread_t drain;
+    socket_pair(fds);
+    run_init(&r, &odd, 0);
+    sim_stop(&r.src.guest);         /* the source is the one whose RAM matters here */
+    bare_destroy(r.a);
+    r.a = r.src.guest.m = bare_machine(&odd);
+    sim_start(&r.src.guest);
+    r.p.postcopy_ram = true;
+    r.p.converge.downtime_limit_ms = 1;     /* pre-copy does not end on its own: the switch comes */
+    struct migration_hooks sh = src_hooks(&r.src);
+    assert_int_equal(pthread_create(&drain, NULL, drain_main, &fds[1]), 0);
+    assert_int_equal(migration_source_start(&r.s, r.a, fds[0], &r.p, &sh, &err), 0);
+    send_rp(fds[1], MIG_RP_SETUP_OK, 0, "");
+    for (int i = 0; i < 2000 && (migration_source_stats(r.s, &r.ss), r.ss.status != MIGRATION_ACTIVE); i++) {
+        struct timespec ts = { 0, 1000000 };
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(r.ss.status, MIGRATION_ACTIVE);       /* its page bitmap exists */
+    uint64_t words = (odd.memory / 4096 + 63) / 64;
+    struct mig_rp_msg bits = { .type = MIG_RP_RESUME_BITS, .arg = 1ull << 48 | (words - 1) };
+    memset(bits.text, 0xff, 8);                     /* the last word, every bit: 61 past the end */
+    assert_int_equal(mig_rp_send(fds[1], &bits, &err), 0);
+    send_rp(fds[1], MIG_RP_RESUME_END, 0, "");
+    struct timespec ts = { 0, 50000000 };           /* the return path reads them first */
+    nanosleep(&ts, NULL);
+    assert_int_equal(migration_source_start_postcopy(r.s, &err), 0);
+    send_rp(fds[1], MIG_RP_DONE, 0, "");
+    if (migration_source_wait(r.s, &r.serr) < 0) {
+        fail_msg("the source failed: %s", r.serr.msg);
+    }
+    migration_source_stats(r.s, &r.ss);
+    assert_true(r.ss.postcopy_bytes > 0);       /* it went post-copy, discard list and all */
+    shutdown(fds[1], SHUT_RDWR);
+    pthread_join(drain, NULL);
+    close(fds[1]);
+    run_free(&r);
+}
+
 /* The list of missing pages is binary: words with zero bytes (pages that
  * arrived), the last byte of the message included, must reach the source
  * whole, or the pages lost in flight at the break are never sent again
@@ -1407,6 +1460,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_postcopy_self_fetch_recover),
         cmocka_unit_test(test_postcopy_dest_error_fails_source),
         cmocka_unit_test(test_return_path_bitmap_bytes),
+        cmocka_unit_test(test_resume_bits_out_of_turn_ignored),
         cmocka_unit_test(test_postcopy_needs_capability),
         cmocka_unit_test(test_hostile_streams),
         cmocka_unit_test(test_bad_uri),
