@@ -15,7 +15,8 @@
 #   -j JOBS       run JOBS tests at once (QEMU's check -j; each test gets its own
 #                 TEST_DIR and SOCK_DIR below the scratch directory)
 #   --keep        keep the scratch directory
-#   TEST...       iotest numbers (default: the qcow2 list below)
+#   TEST...       iotest numbers, or names of the tests in QEMU's tests/
+#                 subdirectory (default: the qcow2 list below)
 # Environment: COWVISOR_CACHE (default ~/.cache/cowvisor) holds the source.
 set -uo pipefail
 
@@ -36,7 +37,7 @@ while [[ $# -gt 0 ]]; do
     --keep) keep=true; shift ;;
     -j|--jobs) jobs=$2; shift 2 ;;
     --fmt) fmt=$2; shift 2 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     -*) echo "unknown option: $1" >&2; exit 2 ;;
     *) tests+=("$1"); shift ;;
     esac
@@ -127,7 +128,7 @@ pass=0 fail=0 notrun=0
 declare -A result
 while read -r num res; do
     result[$num]=$res
-done < <(tr '\r' '\n' <"$log" | sed -n -E 's/^([0-9]{3}) +(pass|fail|not run).*/\1 \2/p')
+done < <(tr '\r' '\n' <"$log" | sed -n -E 's/^([0-9]{3}|[a-z][a-z0-9-]*) +(pass|fail|not run).*/\1 \2/p')
 for t in "${tests[@]}"; do
     r=${result[$t]:-missing}
     case $r in
@@ -140,7 +141,9 @@ for t in "${tests[@]}"; do
     if [[ $r == fail ]]; then
         bad=$(tr '\r' '\n' <"$log" | sed -n -E "s/^$t +fail.*see (.*\.out\.bad)\).*/\1/p" | head -1)
         if [[ -n $bad && -f $bad ]]; then
-            diff -u "$iotests/$t.out" "$bad" | sed -n '3,$p' | grep '^[-+]' | head -${DIFF_LINES:-12} | sed 's/^/    /'
+            ref=$iotests/$t.out
+            [[ -f $ref ]] || ref=$iotests/tests/$t.out  # a named test
+            diff -u "$ref" "$bad" | sed -n '3,$p' | grep '^[-+]' | head -${DIFF_LINES:-12} | sed 's/^/    /'
         fi
     fi
 done

@@ -24,6 +24,13 @@ check "compare --image-opts against qemu-img's copy" \
 a=$("$COWIMG" map --output=json --image-opts "driver=qcow2,file.filename=$base,file.locking=off" 2>&1)
 b=$("$QEMU_IMG" map --output=json --image-opts "driver=qcow2,file.filename=$base,file.locking=off" 2>&1)
 check_eq "map --image-opts as qemu-img" "$b" "$a"
+# --backing-chain: the backing files below the --image-opts top open by
+# their plain names (iotest 279).
+"$QEMU_IMG" create -q -f qcow2 -b "$base" -F qcow2 "$TMP/mid.qcow2"
+top="driver=qcow2,file.driver=file,file.filename=$TMP/mid.qcow2"
+a=$("$COWIMG" info --backing-chain --image-opts "$top" 2>&1 | grep -v '^disk size')
+b=$("$QEMU_IMG" info --backing-chain --image-opts "$top" 2>&1 | grep -v '^disk size')
+check_eq "info --backing-chain --image-opts as qemu-img" "$b" "$a"
 out=$("$COWIMG" info --image-opts -f qcow2 "driver=qcow2,file.filename=$base" 2>&1)
 [[ $out == *"mutually exclusive"* ]] && ok "--image-opts with -f is refused" || { not_ok "--image-opts with -f"; diag "$out"; }
 out=$("$COWIMG" info --image-opts "driver=qcow2,file.filename=$base,bogus=1" 2>&1)

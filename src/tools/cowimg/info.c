@@ -207,6 +207,7 @@ int cmd_info(int argc, char **argv)
         }
         name = infos[n - 1].full_backing;
         fmt = blockdev_backing_format(bd);
+        image_opts = false;     /* like qemu-img, backing files are plain names */
     }
     if (ret == EXIT_OK) {
         if (ofmt == OUTPUT_JSON) {
