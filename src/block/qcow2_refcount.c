@@ -106,8 +106,8 @@ static int get_block(struct qcow2 *s, uint64_t rt_index, uint8_t **block, struct
         return 0;
     }
     if (off & s->cluster_mask) {
-        return qcow2_signal_corruption(s, err, "refcount block offset 0x%" PRIx64
-                                       " (table index %" PRIu64 ") is not cluster aligned",
+        return qcow2_signal_corruption(s, err, "Refblock offset %#" PRIx64
+                                       " unaligned (reftable index: %#" PRIx64 ")",
                                        off, rt_index);
     }
     if (off == 0 || off < s->cluster_size) {

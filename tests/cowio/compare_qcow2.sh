@@ -91,4 +91,17 @@ out=$("$COWIO" -c "read 0 512" "$TMP/bad.qcow2" 2>&1); rc=$?
 check_eq "truncated qcow2 header: exit status 1" 1 "$rc"
 [[ $out == "qemu-io: can't open device $TMP/bad.qcow2: "* ]] && ok "truncated qcow2 header: clear message" ||
     { not_ok "truncated qcow2 header: clear message"; diag "$out"; }
+# An unaligned refcount block offset marks the image corrupt in QEMU's words
+# (iotest 305; scripts parse them).
+"$QEMU_IMG" create -q -f qcow2 -o refcount_bits=64,cluster_size=1k "$TMP/refb.qcow2" 1M
+for cmd in 'write 0 124k' 'discard 121k 1k' 'discard 123k 1k'; do
+    "$QEMU_IO" -c "$cmd" "$TMP/refb.qcow2" >/dev/null
+done
+reft=$(od -An -tu8 --endian=big -j48 -N8 "$TMP/refb.qcow2" | tr -d ' ')
+printf '\x06' | dd of="$TMP/refb.qcow2" bs=1 seek=$((reft + 14)) conv=notrunc status=none
+# (Only the words: qemu-io allocates the three clusters at once and writes
+# nothing, cowio has written the first before it meets the bad refblock.)
+cp "$TMP/refb.qcow2" "$TMP/refb2.qcow2"
+check_eq "unaligned refcount block offset: qemu-io's message" \
+    "$("$QEMU_IO" -c 'write 121k 3k' "$TMP/refb.qcow2" 2>&1)" "$("$COWIO" -c 'write 121k 3k' "$TMP/refb2.qcow2" 2>&1)"
 done_testing
