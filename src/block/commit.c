@@ -44,7 +44,9 @@ static int copy_range(struct blockdev *top, struct blockdev *dst, uint64_t off, 
                       bool zero, uint8_t *buf, struct error *err)
 {
     if (zero) {
-        return blockdev_pwrite_zeroes(dst, off, len, 0, err);
+        /* qemu-img commit runs QEMU's mirror with unmap on: the base's
+         * clusters under zeroes are freed, not kept allocated (iotest 313). */
+        return blockdev_pwrite_zeroes(dst, off, len, BDEV_ZERO_MAY_UNMAP, err);
     }
     while (len) {
         size_t n = len < COMMIT_BUF_SIZE ? len : COMMIT_BUF_SIZE;

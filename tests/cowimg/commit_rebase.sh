@@ -63,6 +63,20 @@ same "commit without a backing file" commit base.qcow2
 out=$(cd "$CW" && "$COWIMG" commit -p -d top.qcow2)
 check_eq "commit -p ends with 100% and the message" "Image committed." "$(printf '%s' "$out" | tr '\r' '\n' | tail -n1)"
 
+# Zeroes committed over the base's data free its clusters, as qemu-img's
+# mirror with unmap does (iotest 313): check and map see them gone.
+zero_commit_setup() {
+    rm -f zb.qcow2 zt.qcow2
+    "$QEMU_IMG" create -q -f qcow2 zb.qcow2 1M
+    "$QEMU_IO" -c 'write -P 1 0 1M' zb.qcow2
+    "$QEMU_IMG" create -q -f qcow2 -b zb.qcow2 -F qcow2 zt.qcow2
+    "$QEMU_IO" -c 'write -z 0 512k' zt.qcow2
+}
+twin_do zero_commit_setup
+same "commit of zeroes" commit zt.qcow2
+same "commit of zeroes: the base's clusters are freed (check)" check zb.qcow2
+same "commit of zeroes: the base's map" map --output=json zb.qcow2
+
 # rebase: safe mode onto a different base keeps the content.
 rebase_setup() {
     rm -f old.qcow2 new.qcow2 ov.qcow2
