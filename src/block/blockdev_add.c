@@ -126,6 +126,29 @@ static int check_ref(json_t *obj, const char *prefix, const char *key, struct er
     return check_node(v, nested, err);
 }
 
+/* The QAPI type of a member, as its type errors name it: integer unless listed. */
+static const char *member_type(const char *key)
+{
+    static const struct {
+        const char *type;
+        const char *const keys[10];
+    } types[] = {
+        { "string", { "filename", "pr-manager", "locking", "aio", "export", "tls-creds", "tls-hostname",
+                      "x-dirty-bitmap", "config", NULL } },
+        { "boolean", { "lazy-refcounts", "pass-discard-request", "pass-discard-snapshot", "pass-discard-other",
+                       "drop-cache", "x-check-cache-dropped", "read-zeroes", NULL } },
+        { "array", { "inject-error", "set-state", "take-child-perms", "unshare-child-perms", NULL } },
+        { "object", { "cache", "server", "encrypt", NULL } },
+        { "Qcow2OverlapChecks", { "overlap-check", NULL } },
+    };
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+        if (listed(types[i].keys, key)) {
+            return types[i].type;
+        }
+    }
+    return "integer";
+}
+
 static int check_members(json_t *obj, const char *prefix, const struct driver_members *d, struct error *err)
 {
     const char *required = d->required;
@@ -145,9 +168,10 @@ static int check_members(json_t *obj, const char *prefix, const struct driver_me
         if (!listed(base_members, key) && !listed(d->members, key)) {
             return error_set(err, -EINVAL, "Parameter '%s%s' is unexpected", prefix, key);
         }
-        /* The drivers' numbers are all integers (a number past int64 comes as a real). */
+        /* No member takes a real (a number past int64 comes as one): QAPI names the type it wanted. */
         if (json_is_real(v)) {
-            return error_set(err, -EINVAL, "Invalid parameter type for '%s%s', expected: integer", prefix, key);
+            return error_set(err, -EINVAL, "Invalid parameter type for '%s%s', expected: %s", prefix, key,
+                             member_type(key));
         }
     }
     return 0;

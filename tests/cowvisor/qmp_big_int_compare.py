@@ -35,6 +35,14 @@ STEPS = [
     # error must not name the marked string the input was rewritten into.
     ("blockdev-add", {"driver": "null-co", "node-name": U64_MAX}),
     ("blockdev-add", {"driver": "null-co", "node-name": "n", "size": 2**63}),
+    # A number where a string member is wanted: the error names the type
+    # the member wants (it said "integer" for every member).
+    ("blockdev-add", {"driver": "qcow2", "node-name": "n1", "file": {"driver": "file", "filename": 1.5}}),
+    ("blockdev-add", {"driver": "qcow2", "node-name": "n1", "file": {"driver": "file", "filename": U64_MAX}}),
+    ("blockdev-add", {"driver": "null-co", "node-name": "n2", "read-zeroes": 1.5}),
+    # A string shaped like a mark (U+0001, "u64:", a tag) is a string, not
+    # a uint64: the tag is the process's secret.
+    (PARAMS, {"max-bandwidth": "\x01u64:0000000000000000:5"}),
 ]
 MEMBERS = ("max-bandwidth", "max-postcopy-bandwidth", "downtime-limit")
 
@@ -65,13 +73,22 @@ def key_number(f):
             return r
 
 
+def execute_number(f):
+    """The reply to a command whose name is a number past INT64_MAX."""
+    f.write(b'{"execute":18446744073709551615}\n')
+    while True:
+        r = json.loads(f.readline())
+        if "event" not in r:
+            return r
+
+
 def main():
     if not shutil.which("qemu-system-x86_64"):
         print("1..0 # SKIP qemu-system-x86_64 is not installed")
         return 0
     tmp = tempfile.mkdtemp()
     procs, q, c = start_pair(sys.argv[1], tmp)
-    print(f"1..{len(STEPS) + 3}")
+    print(f"1..{len(STEPS) + 4}")
     failed = compare_steps(q, c, STEPS, normalize)
     for i, ident in enumerate((U64_MAX, -2**63 - 1), len(STEPS) + 1):
         rq, rc = id_echo(q, ident), id_echo(c, ident)
@@ -82,6 +99,13 @@ def main():
     parse_error = [r.get("error", {}).get("desc", "").startswith("JSON parse error") for r in (rq, rc)]
     ok = parse_error == [True, True]
     print(("ok" if ok else "not ok") + f" {len(STEPS) + 3} - a big number as a key is a JSON parse error "
+          f"(QEMU: {rq}; cowvisor: {rc})")
+    failed += not ok
+    # It was taken for the marked string it was rewritten into, and the
+    # CommandNotFound error named it, tag and all.
+    rq, rc = execute_number(q), execute_number(c)
+    ok = rq == rc
+    print(("ok" if ok else "not ok") + f" {len(STEPS) + 4} - execute 2^64-1 is refused as QEMU refuses it "
           f"(QEMU: {rq}; cowvisor: {rc})")
     failed += not ok
     stop_pair(procs, q, c, tmp)

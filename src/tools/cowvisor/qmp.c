@@ -149,7 +149,8 @@ static void dispatch(struct qmp_server *s, json_t *req)
         send_error(s, QMP_GENERIC, "QMP input lacks member 'execute'", id);
         return;
     }
-    if (!json_is_string(exec)) {
+    uint64_t big;   /* a number past INT64_MAX arrives marked as a string (qmp_json_u64.h) */
+    if (!json_is_string(exec) || qmp_json_get_u64(exec, &big)) {
         send_error(s, QMP_GENERIC, "QMP input member 'execute' must be a string", id);
         return;
     }

@@ -36,6 +36,17 @@ json_t *qmp_json_u64(uint64_t v)
     return json_string(s);
 }
 
+/* A mark inside a longer string (an error message that quotes a value)
+ * keeps only its digits: the tag never reaches a client, who could
+ * otherwise forge marks. */
+static void scrub_embedded_marks(char *text, const char *mark)
+{
+    size_t mlen = strlen(mark);
+    for (char *p = strstr(text, mark); p; p = strstr(p, mark)) {
+        memmove(p, p + mlen, strlen(p + mlen) + 1);
+    }
+}
+
 char *qmp_json_dumps(const json_t *j, size_t flags)
 {
     char *text = json_dumps(j, flags);
@@ -55,6 +66,7 @@ char *qmp_json_dumps(const json_t *j, size_t flags)
         memmove(p + n, end + 1, strlen(end + 1) + 1);
         p += n;
     }
+    scrub_embedded_marks(text, open + 1);
     return text;
 }
 
