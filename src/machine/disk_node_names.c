@@ -1,0 +1,91 @@
+/* The node names of the machine's disks, as QEMU names a -drive's nodes. */
+#include "machine/disk_node_names.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+static void name_next(char name[BLOCKDEV_NODE_NAME_MAX], unsigned *counter)
+{
+    snprintf(name, BLOCKDEV_NODE_NAME_MAX, "#block%03u", (*counter)++);
+}
+
+static struct disk_node_name *entry_of(struct disk_node_names *t, int disk, const struct blockdev *bd)
+{
+    for (int i = 0; i < DISK_NODE_NAMES_MAX; i++) {
+        if (t->e[i].used && t->e[i].bd == bd && t->e[i].disk == disk) {
+            return &t->e[i];
+        }
+    }
+    return NULL;
+}
+
+static bool in_chain(const struct blockdev *bd, struct blockdev *const *chain, int n)
+{
+    for (int k = 0; k < n; k++) {
+        if (chain[k] == bd) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The counter orders the names QEMU makes; the sequence number orders
+ * every layer, named by the user or not. */
+static unsigned next_seq(const struct disk_node_names *t)
+{
+    unsigned seq = 0;
+    for (int i = 0; i < DISK_NODE_NAMES_MAX; i++) {
+        if (t->e[i].used && t->e[i].seq >= seq) {
+            seq = t->e[i].seq + 1;
+        }
+    }
+    return seq;
+}
+
+int disk_node_names_add(struct disk_node_names *t, int disk, const struct blockdev *bd, const char *format,
+                        unsigned *counter)
+{
+    struct disk_node_name *e = NULL;
+    for (int i = 0; !e && i < DISK_NODE_NAMES_MAX; i++) {
+        e = t->e[i].used ? NULL : &t->e[i];
+    }
+    if (!e) {
+        return -ENOSPC;
+    }
+    *e = (struct disk_node_name){ .used = true, .bd = bd, .disk = disk, .seq = next_seq(t) };
+    name_next(e->file, counter);
+    if (format) {
+        snprintf(e->format, sizeof(e->format), "%s", format);
+    } else {
+        name_next(e->format, counter);
+    }
+    return 0;
+}
+
+void disk_node_names_sync(struct disk_node_names *t, int disk, struct blockdev *const *chain, int n,
+                          unsigned *counter, const struct disk_node_name **out)
+{
+    for (int i = 0; i < DISK_NODE_NAMES_MAX; i++) {
+        if (t->e[i].used && t->e[i].disk == disk && !in_chain(t->e[i].bd, chain, n)) {
+            t->e[i].used = false;
+        }
+    }
+    for (int k = 0; k < n; k++) {
+        if (!entry_of(t, disk, chain[k])) {
+            disk_node_names_add(t, disk, chain[k], NULL, counter);
+        }
+        out[k] = entry_of(t, disk, chain[k]);
+    }
+}
+
+const struct disk_node_name *disk_node_names_find(const struct disk_node_names *t, const char *name)
+{
+    for (int i = 0; i < DISK_NODE_NAMES_MAX; i++) {
+        const struct disk_node_name *e = &t->e[i];
+        if (e->used && (!strcmp(e->format, name) || !strcmp(e->file, name))) {
+            return e;
+        }
+    }
+    return NULL;
+}
