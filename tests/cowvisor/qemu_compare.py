@@ -51,6 +51,14 @@ def ask(f, cmd):
     return ask_args(f, cmd, {})
 
 
+def peers_missing():
+    """True (after the TAP skip line) without qemu-system-x86_64 or qemu-img."""
+    if shutil.which("qemu-system-x86_64") and shutil.which("qemu-img"):
+        return False
+    print("1..0 # SKIP qemu-system-x86_64 or qemu-img is not installed (scripts/install-deps.sh)")
+    return True
+
+
 def start_pair(stub, tmp, machine="pc", outputs=(None, None), disks=((), ())):
     """qemu-system-x86_64 -M machine (TCG, paused, no default devices) and
     cowvisor's QMP server on the stub machine, both negotiated: returns the

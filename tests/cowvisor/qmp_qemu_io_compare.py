@@ -18,7 +18,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from qemu_compare import ask_args, report_steps, start_pair  # noqa: E402
+from qemu_compare import ask_args, peers_missing, report_steps, start_pair  # noqa: E402
 
 COMMANDS = [
     "write -P 0x5a 0 128k", "read -P 0x5a 0 64k", "read -P 0x11 0 512", "read -v 65536 48",
@@ -71,8 +71,7 @@ def output(path, where):
 
 
 def main():
-    if not shutil.which("qemu-system-x86_64") or not shutil.which("qemu-img"):
-        print("1..0 # SKIP qemu-system-x86_64 or qemu-img is not installed (scripts/install-deps.sh)")
+    if peers_missing():
         return
     tmp = tempfile.mkdtemp()
     for side in ("q", "c"):
