@@ -20,6 +20,16 @@ static struct disk_node_name *entry_of(struct disk_node_names *t, int disk, cons
     return NULL;
 }
 
+/* FNV-1a: enough to tell a disk's layers' files apart. */
+static uint64_t hash_of(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; s && *s; s++) {
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    }
+    return h;
+}
+
 static bool in_chain(const struct blockdev *bd, struct blockdev *const *chain, int n)
 {
     for (int k = 0; k < n; k++) {
@@ -43,8 +53,8 @@ static unsigned next_seq(const struct disk_node_names *t)
     return seq;
 }
 
-int disk_node_names_add(struct disk_node_names *t, int disk, const struct blockdev *bd, const char *format,
-                        unsigned *counter)
+int disk_node_names_add(struct disk_node_names *t, int disk, const struct blockdev *bd, const char *file,
+                        const char *format, unsigned *counter)
 {
     struct disk_node_name *e = NULL;
     for (int i = 0; !e && i < DISK_NODE_NAMES_MAX; i++) {
@@ -53,7 +63,7 @@ int disk_node_names_add(struct disk_node_names *t, int disk, const struct blockd
     if (!e) {
         return -ENOSPC;
     }
-    *e = (struct disk_node_name){ .used = true, .bd = bd, .disk = disk, .seq = next_seq(t) };
+    *e = (struct disk_node_name){ .used = true, .bd = bd, .disk = disk, .seq = next_seq(t), .file_hash = hash_of(file) };
     name_next(e->file, counter);
     if (format) {
         snprintf(e->format, sizeof(e->format), "%s", format);
@@ -63,9 +73,29 @@ int disk_node_names_add(struct disk_node_names *t, int disk, const struct blockd
     return 0;
 }
 
-void disk_node_names_sync(struct disk_node_names *t, int disk, struct blockdev *const *chain, int n,
-                          unsigned *counter, const struct disk_node_name **out)
+/* A layer of disk that left the chain with this file: the image reopened. */
+static struct disk_node_name *reopened(struct disk_node_names *t, int disk, struct blockdev *const *chain, int n,
+                                       const char *file)
 {
+    uint64_t h = hash_of(file);
+    for (int i = 0; i < DISK_NODE_NAMES_MAX; i++) {
+        struct disk_node_name *e = &t->e[i];
+        if (e->used && e->disk == disk && e->file_hash == h && !in_chain(e->bd, chain, n)) {
+            return e;
+        }
+    }
+    return NULL;
+}
+
+void disk_node_names_sync(struct disk_node_names *t, int disk, struct blockdev *const *chain,
+                          const char *const *files, int n, unsigned *counter, const struct disk_node_name **out)
+{
+    for (int k = 0; k < n; k++) {
+        struct disk_node_name *e = entry_of(t, disk, chain[k]) ? NULL : reopened(t, disk, chain, n, files[k]);
+        if (e) {
+            e->bd = chain[k];
+        }
+    }
     for (int i = 0; i < DISK_NODE_NAMES_MAX; i++) {
         if (t->e[i].used && t->e[i].disk == disk && !in_chain(t->e[i].bd, chain, n)) {
             t->e[i].used = false;
@@ -73,7 +103,7 @@ void disk_node_names_sync(struct disk_node_names *t, int disk, struct blockdev *
     }
     for (int k = 0; k < n; k++) {
         if (!entry_of(t, disk, chain[k])) {
-            disk_node_names_add(t, disk, chain[k], NULL, counter);
+            disk_node_names_add(t, disk, chain[k], files[k], NULL, counter);
         }
         out[k] = entry_of(t, disk, chain[k]);
     }

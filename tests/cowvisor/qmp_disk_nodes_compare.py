@@ -9,7 +9,8 @@ query-blockstats (device level and query-nodes) and HMP info block, with
 the nodes QEMU names itself ("#blockNNN": a format node over a file node
 for each layer), then again after a blockdev-add took names from the same
 counter; and the top node's name doing what a node name does (a dirty
-bitmap, block_resize, HMP qemu-io by device). QEMU's names end in two
+bitmap, block_resize, HMP qemu-io by device); and a stream's reopened
+top keeping its names. QEMU's names end in two
 random digits: each side's names are replaced by the order in which they
 first appear in its answers, so the same node must stand in the same
 places on both sides. Prints TAP."""
@@ -19,6 +20,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from qemu_compare import ask_args, peers_missing, report_steps, start_pair, stop_pair  # noqa: E402
@@ -48,7 +50,23 @@ def steps(where, top):
         (HMP, {"command-line": 'qemu-io disk0 "write -P 7 0 64k"'}),
         ("query-block", {}), ("query-named-block-nodes", {}), ("query-blockstats", {}),
         (HMP, {"command-line": "info block"}),
+        # A stream reopens the top image: QEMU's node keeps its names.
+        ("block-stream", {"device": "disk0", "job-id": "s"}), ("wait-jobs", {}),
+        ("query-named-block-nodes", {"flat": True}), ("query-blockstats", {}),
     ]
+
+
+def wait_jobs(f):
+    """Until no job is left (they dismiss themselves once done)."""
+    for _ in range(100):
+        if not ask_args(f, "query-jobs", {})["return"]:
+            return "done"
+        time.sleep(0.1)
+    return "jobs still there"
+
+
+def ask(f, cmd, args):
+    return wait_jobs(f) if cmd == "wait-jobs" else normalize(cmd, ask_args(f, cmd, args))
 
 
 def relabel(answers):
@@ -75,7 +93,7 @@ def counters_out(v):
 
 def session(f, where):
     top = ask_args(f, "query-block", {})["return"][0]["inserted"]["node-name"]
-    answers = [counters_out(normalize(cmd, ask_args(f, cmd, args))) for cmd, args in steps(where, top)]
+    answers = [counters_out(ask(f, cmd, args)) for cmd, args in steps(where, top)]
     return relabel(json.loads(json.dumps(answers).replace(where, "DIR")))
 
 

@@ -190,7 +190,7 @@ static void name_overlay(struct qmp_server *s, int i, const char *format_node)
     bool ro;
     struct block_node_table *t = machine_block_nodes(s->m);
     if (format_node && machine_disk_chain(s->m, i, &top, 1, &ro) == 1) {
-        disk_node_names_add(&t->disks, i, top.bd, format_node, &t->implicit_names);
+        disk_node_names_add(&t->disks, i, top.bd, top.filename, format_node, &t->implicit_names);
     }
     qmp_disk_nodes_sync(s);
 }

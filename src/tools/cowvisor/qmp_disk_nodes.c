@@ -24,11 +24,13 @@ int qmp_disk_layers(struct qmp_server *s, int i, struct disk_layer *out, const s
         return n;
     }
     struct blockdev *chain[MAX_LAYERS];
+    const char *files[MAX_LAYERS];
     for (int k = 0; k < n; k++) {
         chain[k] = l[k].bd;
+        files[k] = l[k].filename;
     }
     struct block_node_table *t = machine_block_nodes(s->m);
-    disk_node_names_sync(&t->disks, i, chain, n, &t->implicit_names, own);
+    disk_node_names_sync(&t->disks, i, chain, files, n, &t->implicit_names, own);
     n = n < max ? n : max;
     for (int k = 0; k < n; k++) {
         out[k] = l[k];
