@@ -234,6 +234,8 @@ struct qcow2 {
     size_t n_deferred_frees, cap_deferred_frees;
     bool deferred_may_free;             /* a deferred decrement may free a cluster ... */
     uint64_t deferred_free_low;         /* ... at this host offset or above */
+    int give_back_merging;              /* inside a discard or zero write: freed clusters ... */
+    uint64_t give_back_off, give_back_len;  /* ... wait here, adjacent ones merged (qcow2_give_back) */
 
     struct qcow2_snapshot *snapshots;   /* nb_snapshots entries */
     uint64_t snapshots_size;            /* bytes of the on-disk snapshot table */
@@ -365,6 +367,14 @@ int qcow2_free_clusters(struct qcow2 *s, uint64_t offset, uint64_t len, struct e
  * qcow2_free_clusters, but given back to the host at once when this drop
  * frees it, as QEMU does (its file node's discard counters move then). */
 int qcow2_free_discarded_cluster(struct qcow2 *s, uint64_t offset, struct error *err);
+/* Freed host clusters go back to the host (the file's discard). Between
+ * begin and end (a discard or zero write, the lock held) adjacent ones go
+ * in one discard, as QEMU's qcow2 queues and merges them per request: the
+ * host sees (and query-blockstats counts) one discard per run, not one per
+ * cluster. Whatever waits goes out before a cluster is allocated (it may
+ * be one of them) and at the end. */
+void qcow2_give_back_begin(struct qcow2 *s);
+void qcow2_give_back_end(struct qcow2 *s);
 /* Writes dirty refcount blocks (lazy refcounts) and syncs. */
 int qcow2_refcount_flush(struct qcow2 *s, struct error *err);
 

@@ -902,6 +902,7 @@ static int zero_aligned(struct qcow2 *s, uint64_t off, uint64_t end, unsigned fl
         return write_zero_data(s, off, end - off, err);
     }
     qcow2_order_batch_begin(s);
+    qcow2_give_back_begin(s);
     uint64_t pos = off;
     while (ret == 0 && pos < end) {
         uint64_t stop;
@@ -910,14 +911,17 @@ static int zero_aligned(struct qcow2 *s, uint64_t off, uint64_t end, unsigned fl
         ret = zero_in_cluster(s, pos, first_sc, last_sc, flags & BDEV_ZERO_MAY_UNMAP, err);
         if (ret == 1) {
             ret = qcow2_order_batch_end(s, err);
+            qcow2_give_back_end(s);
             pthread_mutex_unlock(&s->lock);
             ret = ret < 0 ? ret : write_zero_data(s, pos, stop - pos, err);
             pthread_mutex_lock(&s->lock);
             qcow2_order_batch_begin(s);
+            qcow2_give_back_begin(s);
         }
         pos = stop;
     }
     int batch = qcow2_order_batch_end(s, ret == 0 ? err : NULL);
+    qcow2_give_back_end(s);
     pthread_mutex_unlock(&s->lock);
     return ret == 0 ? batch : ret;
 }
@@ -1085,8 +1089,10 @@ int qcow2_discard(struct blockdev *bd, uint64_t off, uint64_t len, struct error 
     int ret = qcow2_prepare_write(s, err);
     if (ret == 0) {
         qcow2_order_batch_begin(s);
+        qcow2_give_back_begin(s);
         ret = qcow2_discard_locked(s, off, len, true, err);
         int batch = qcow2_order_batch_end(s, ret == 0 ? err : NULL);
+        qcow2_give_back_end(s);
         ret = ret == 0 ? batch : ret;
     }
     pthread_mutex_unlock(&s->lock);

@@ -460,6 +460,43 @@ int qcow2_update_refcount(struct qcow2 *s, uint64_t offset, uint64_t len, int64_
     return 0;
 }
 
+static void give_back_flush(struct qcow2 *s)
+{
+    if (s->give_back_len) {
+        hostfile_discard(s->file, s->give_back_off, s->give_back_len);
+        s->give_back_len = 0;
+    }
+}
+
+/* Host range [off, off + len) is free: to the host now, or (merging) with
+ * the waiting run it extends. */
+static void give_back(struct qcow2 *s, uint64_t off, uint64_t len)
+{
+    if (s->give_back_merging && s->give_back_len && off == s->give_back_off + s->give_back_len) {
+        s->give_back_len += len;
+        return;
+    }
+    give_back_flush(s);
+    if (s->give_back_merging) {
+        s->give_back_off = off;
+        s->give_back_len = len;
+    } else {
+        hostfile_discard(s->file, off, len);
+    }
+}
+
+void qcow2_give_back_begin(struct qcow2 *s)
+{
+    s->give_back_merging++;
+}
+
+void qcow2_give_back_end(struct qcow2 *s)
+{
+    if (--s->give_back_merging == 0) {
+        give_back_flush(s);
+    }
+}
+
 int qcow2_free_clusters(struct qcow2 *s, uint64_t offset, uint64_t len, struct error *err)
 {
     if (len && qcow2_order_defer_free(s, offset, len, -1, true)) {
@@ -476,7 +513,7 @@ int qcow2_free_clusters(struct qcow2 *s, uint64_t offset, uint64_t len, struct e
     for (uint64_t ci = first; ci <= last; ci++) {
         uint64_t rc;
         if (qcow2_get_refcount(s, ci, &rc, NULL) == 0 && rc == 0) {
-            hostfile_discard(s->file, ci << s->cluster_bits, s->cluster_size);
+            give_back(s, ci << s->cluster_bits, s->cluster_size);
         }
     }
     return 0;
@@ -496,7 +533,7 @@ int qcow2_free_discarded_cluster(struct qcow2 *s, uint64_t offset, struct error 
         return qcow2_free_clusters(s, offset, s->cluster_size, err);
     }
     hostfile_event(s->file, BLKDBG_CLUSTER_FREE);
-    hostfile_discard(s->file, offset, s->cluster_size);
+    give_back(s, offset, s->cluster_size);
     return 0;
 }
 
@@ -607,6 +644,7 @@ static int64_t alloc_area(struct qcow2 *s, uint64_t n, struct error *err)
 
 int64_t qcow2_alloc_clusters(struct qcow2 *s, uint64_t n, struct error *err)
 {
+    give_back_flush(s);     /* a waiting cluster may be the one handed out */
     hostfile_event(s->file, BLKDBG_CLUSTER_ALLOC);
     /* Long runs cannot fit between the blocks that new ranges start with. */
     if (n >= s->refblock_size / 2) {
@@ -651,6 +689,7 @@ int64_t qcow2_alloc_clusters(struct qcow2 *s, uint64_t n, struct error *err)
 
 int64_t qcow2_alloc_clusters_at(struct qcow2 *s, uint64_t off, uint64_t n, struct error *err)
 {
+    give_back_flush(s);     /* a waiting cluster may be the one handed out */
     uint64_t first = off >> s->cluster_bits;
     for (int tries = 0; tries < 16; tries++) {
         uint64_t got = 0, rc = 0;
@@ -693,6 +732,7 @@ static bool can_share(struct qcow2 *s, uint64_t off)
 
 int64_t qcow2_alloc_bytes(struct qcow2 *s, uint32_t len, struct error *err)
 {
+    give_back_flush(s);     /* a waiting cluster may be the one handed out */
     hostfile_event(s->file, BLKDBG_CLUSTER_ALLOC_BYTES);
     uint64_t fbo = s->free_byte_offset;
     if (fbo && !can_share(s, fbo)) {

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 
 #include "block/blockdev_add.h"
+#include "machine/disk_node_names.h"
 
 #define BLOCK_NODES_MAX 64
 
@@ -49,6 +50,7 @@ struct block_node_table {
     struct block_node *nodes[BLOCK_NODES_MAX];
     int count;
     unsigned implicit_names;        /* how many were named "#blockNNN" */
+    struct disk_node_names disks;   /* the machine disks' nodes (named from implicit_names too) */
 };
 
 struct machine;

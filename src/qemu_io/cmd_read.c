@@ -39,60 +39,12 @@ static const struct cowio_cmd read_cmd = {
     .oneline = "reads a number of bytes at a specified offset", .help = read_help,
 };
 
-struct read_opts {
-    bool machine, quiet, dump, vmstate;
-    bool check, has_start, has_len;
-    int pattern;
-    int64_t pat_start, pat_len;
-};
-
-static int read_parse(int argc, char **argv, struct read_opts *o)
-{
-    int c;
-    while ((c = getopt(argc, argv, "bCl:pP:qs:v")) != -1) {
-        switch (c) {
-        case 'b': o->vmstate = true; break;
-        case 'C': o->machine = true; break;
-        case 'p': break;    /* accepted for compatibility */
-        case 'q': o->quiet = true; break;
-        case 'v': o->dump = true; break;
-        case 'l':
-            o->has_len = true;
-            if (!cowio_parse_num(optarg, &o->pat_len)) {
-                return (int)o->pat_len;
-            }
-            break;
-        case 's':
-            o->has_start = true;
-            if (!cowio_parse_num(optarg, &o->pat_start)) {
-                return (int)o->pat_start;
-            }
-            break;
-        case 'P':
-            o->check = true;
-            o->pattern = cowio_parse_pattern(optarg);
-            if (o->pattern < 0) {
-                return -EINVAL;
-            }
-            break;
-        default:
-            cowio_usage_of(&read_cmd);
-            return -EINVAL;
-        }
-    }
-    if (optind != argc - 2) {
-        cowio_usage_of(&read_cmd);
-        return -EINVAL;
-    }
-    return 0;
-}
-
 static int read_f(struct cowio *io, int argc, char **argv)
 {
-    struct read_opts o = { 0 };
+    struct cowio_io_opts o = { 0 };
     int64_t offset, count;
-    int ret = read_parse(argc, argv, &o);
-    if (ret < 0) {
+    int ret = cowio_parse_io_opts(argc, argv, &read_cmd, "bCl:pP:qs:v", 0, &o);
+    if (ret != 0) {
         return ret;
     }
     if (!cowio_parse_num(argv[optind], &offset)) {
@@ -106,7 +58,7 @@ static int read_f(struct cowio *io, int argc, char **argv)
                argv[optind + 1]);
         return -EINVAL;
     }
-    if (!o.check && (o.has_len || o.has_start)) {
+    if (!o.has_pattern && (o.has_len || o.has_start)) {
         cowio_usage_of(&read_cmd);
         return -EINVAL;
     }
@@ -138,7 +90,7 @@ static int read_f(struct cowio *io, int argc, char **argv)
         printf("read failed: %s\n", strerror(-ret));
         goto out;
     }
-    if (o.check && !cowio_pattern_ok(buf + o.pat_start, o.pat_len, o.pattern)) {
+    if (o.has_pattern && !cowio_pattern_ok(buf + o.pat_start, o.pat_len, o.pattern)) {
         printf("Pattern verification failed at offset %" PRId64 ", %" PRId64 " bytes\n",
                offset + o.pat_start, o.pat_len);
         ret = -EINVAL;
@@ -184,31 +136,14 @@ static const struct cowio_cmd readv_cmd = {
  * (aio_read). */
 static int vector_read(struct cowio *io, const struct cowio_cmd *cmd, int argc, char **argv, bool async)
 {
-    bool machine = false, quiet = false, dump = false, check = false;
-    int pattern = 0, c;
-    while ((c = getopt(argc, argv, async ? "CP:iqv" : "CP:qv")) != -1) {
-        switch (c) {
-        case 'C': machine = true; break;
-        case 'q': quiet = true; break;
-        case 'v': dump = true; break;
-        case 'i':
-            printf("injecting invalid read request\n");
-            return 0;
-        case 'P':
-            check = true;
-            pattern = cowio_parse_pattern(optarg);
-            if (pattern < 0) {
-                return -EINVAL;
-            }
-            break;
-        default:
-            cowio_usage_of(cmd);
-            return -EINVAL;
-        }
+    struct cowio_io_opts o = { 0 };
+    int parsed = cowio_parse_io_opts(argc, argv, cmd, async ? "CP:iqv" : "CP:qv", COWIO_OPT_VECTOR, &o);
+    if (parsed == 1) {
+        printf("injecting invalid read request\n");
+        return 0;
     }
-    if (optind > argc - 2) {
-        cowio_usage_of(cmd);
-        return -EINVAL;
+    if (parsed < 0) {
+        return parsed;
     }
     int64_t offset, count;
     if (!cowio_parse_num(argv[optind], &offset)) {
@@ -233,16 +168,16 @@ static int vector_read(struct cowio *io, const struct cowio_cmd *cmd, int argc, 
         fprintf(out, "readv failed: %s\n", strerror(-ret));
         goto out;
     }
-    if (check && !cowio_pattern_ok(buf, count, pattern)) {
+    if (o.has_pattern && !cowio_pattern_ok(buf, count, o.pattern)) {
         fprintf(out, "Pattern verification failed at offset %" PRId64 ", %" PRId64 " bytes\n",
                 offset, count);
         ret = -EINVAL;
     }
-    if (!quiet) {
-        if (dump) {
+    if (!o.quiet) {
+        if (o.dump) {
             cowio_dump_buffer(out, buf, offset, count);
         }
-        cowio_print_report(out, "read", &t, offset, count, count, 1, machine);
+        cowio_print_report(out, "read", &t, offset, count, count, 1, o.machine);
     }
 out:
     cowio_free(io, buf);

@@ -42,46 +42,11 @@ static const struct cowio_cmd write_cmd = {
     .oneline = "writes a number of bytes at a specified offset", .help = write_help,
 };
 
-struct write_opts {
-    bool vmstate, compressed, machine, fua, no_fallback, quiet, unmap, zero;
-    bool has_pattern, from_file;
-    int pattern;
-    const char *file;
-};
-
-static int write_parse(int argc, char **argv, struct write_opts *o)
+static int write_parse(int argc, char **argv, struct cowio_io_opts *o)
 {
-    int c;
-    while ((c = getopt(argc, argv, "bcCfnpP:qs:uz")) != -1) {
-        switch (c) {
-        case 'b': o->vmstate = true; break;
-        case 'c': o->compressed = true; break;
-        case 'C': o->machine = true; break;
-        case 'f': o->fua = true; break;
-        case 'n': o->no_fallback = true; break;
-        case 'p': break;
-        case 'q': o->quiet = true; break;
-        case 'u': o->unmap = true; break;
-        case 'z': o->zero = true; break;
-        case 's':
-            o->from_file = true;
-            o->file = optarg;
-            break;
-        case 'P':
-            o->has_pattern = true;
-            o->pattern = cowio_parse_pattern(optarg);
-            if (o->pattern < 0) {
-                return -EINVAL;
-            }
-            break;
-        default:
-            cowio_usage_of(&write_cmd);
-            return -EINVAL;
-        }
-    }
-    if (optind != argc - 2) {
-        cowio_usage_of(&write_cmd);
-        return -EINVAL;
+    int ret = cowio_parse_io_opts(argc, argv, &write_cmd, "bcCfnpP:qs:uz", COWIO_OPT_S_FILE, o);
+    if (ret != 0) {
+        return ret;
     }
     const char *conflict = NULL;
     if (o->vmstate && o->zero) {
@@ -92,7 +57,7 @@ static int write_parse(int argc, char **argv, struct write_opts *o)
         conflict = "-n requires -z to be specified";
     } else if (o->unmap && !o->zero) {
         conflict = "-u requires -z to be specified";
-    } else if (o->zero + o->has_pattern + o->from_file > 1) {
+    } else if (o->zero + o->has_pattern + (o->file != NULL) > 1) {
         conflict = "Only one of -z, -P, and -s can be specified at the same time";
     }
     if (conflict) {
@@ -133,7 +98,7 @@ fail:
 
 static int write_f(struct cowio *io, int argc, char **argv)
 {
-    struct write_opts o = { .pattern = 0xcd };
+    struct cowio_io_opts o = { .pattern = 0xcd };
     int64_t offset, count;
     int ret = write_parse(argc, argv, &o);
     if (ret < 0) {
@@ -155,7 +120,7 @@ static int write_f(struct cowio *io, int argc, char **argv)
     }
     uint8_t *buf = NULL;
     if (!o.zero) {
-        buf = o.from_file ? buffer_from_file(io, (size_t)count, o.file)
+        buf = o.file ? buffer_from_file(io, (size_t)count, o.file)
                           : cowio_alloc(io, (size_t)count, o.pattern);
         if (!buf) {
             return -EINVAL;
@@ -223,27 +188,10 @@ static const struct cowio_cmd writev_cmd = {
 
 static int writev_f(struct cowio *io, int argc, char **argv)
 {
-    bool machine = false, quiet = false, fua = false;
-    int pattern = 0xcd, c;
-    while ((c = getopt(argc, argv, "CfqP:")) != -1) {
-        switch (c) {
-        case 'C': machine = true; break;
-        case 'f': fua = true; break;
-        case 'q': quiet = true; break;
-        case 'P':
-            pattern = cowio_parse_pattern(optarg);
-            if (pattern < 0) {
-                return -EINVAL;
-            }
-            break;
-        default:
-            cowio_usage_of(&writev_cmd);
-            return -EINVAL;
-        }
-    }
-    if (optind > argc - 2) {
-        cowio_usage_of(&writev_cmd);
-        return -EINVAL;
+    struct cowio_io_opts o = { .pattern = 0xcd };
+    int parsed = cowio_parse_io_opts(argc, argv, &writev_cmd, "CfqP:", COWIO_OPT_VECTOR, &o);
+    if (parsed != 0) {
+        return parsed;
     }
     int64_t offset, count;
     if (!cowio_parse_num(argv[optind], &offset)) {
@@ -252,21 +200,21 @@ static int writev_f(struct cowio *io, int argc, char **argv)
     if (cowio_vector_length(argv + optind + 1, argc - optind - 1, &count) < 0) {
         return -EINVAL;
     }
-    uint8_t *buf = cowio_alloc(io, (size_t)count, pattern);
+    uint8_t *buf = cowio_alloc(io, (size_t)count, o.pattern);
     if (!buf) {
         return -ENOMEM;
     }
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    int ret = cowio_do_write(io, (uint64_t)offset, buf, (size_t)count, fua);
+    int ret = cowio_do_write(io, (uint64_t)offset, buf, (size_t)count, o.fua);
     struct timespec t = cowio_elapsed(&t0);
     cowio_free(io, buf);
     if (ret < 0) {
         printf("writev failed: %s\n", strerror(-ret));
         return ret;
     }
-    if (!quiet) {
-        cowio_print_report(stdout, "wrote", &t, offset, count, count, 1, machine);
+    if (!o.quiet) {
+        cowio_print_report(stdout, "wrote", &t, offset, count, count, 1, o.machine);
     }
     return 0;
 }
@@ -306,38 +254,20 @@ static const struct cowio_cmd aio_write_cmd = {
 
 static int aio_write_f(struct cowio *io, int argc, char **argv)
 {
-    bool machine = false, quiet = false, fua = false, unmap = false, zero = false;
-    int pattern = 0xcd, c;
-    while ((c = getopt(argc, argv, "CfiqP:uz")) != -1) {
-        switch (c) {
-        case 'C': machine = true; break;
-        case 'f': fua = true; break;
-        case 'q': quiet = true; break;
-        case 'u': unmap = true; break;
-        case 'z': zero = true; break;
-        case 'i':
-            printf("injecting invalid write request\n");
-            return 0;
-        case 'P':
-            pattern = cowio_parse_pattern(optarg);
-            if (pattern < 0) {
-                return -EINVAL;
-            }
-            break;
-        default:
-            cowio_usage_of(&aio_write_cmd);
-            return -EINVAL;
-        }
+    struct cowio_io_opts o = { .pattern = 0xcd };
+    int parsed = cowio_parse_io_opts(argc, argv, &aio_write_cmd, "CfiqP:uz", COWIO_OPT_VECTOR, &o);
+    if (parsed == 1) {
+        printf("injecting invalid write request\n");
+        return 0;
     }
-    if (optind > argc - 2) {
-        cowio_usage_of(&aio_write_cmd);
-        return -EINVAL;
+    if (parsed < 0) {
+        return parsed;
     }
-    if (zero && optind != argc - 2) {
+    if (o.zero && optind != argc - 2) {
         printf("-z supports only a single length parameter\n");
         return -EINVAL;
     }
-    if (unmap && !zero) {
+    if (o.unmap && !o.zero) {
         printf("-u requires -z to be specified\n");
         return -EINVAL;
     }
@@ -346,7 +276,7 @@ static int aio_write_f(struct cowio *io, int argc, char **argv)
         return (int)offset;
     }
     uint8_t *buf = NULL;
-    if (zero) {
+    if (o.zero) {
         if (!cowio_parse_num(argv[optind + 1], &count)) {
             return (int)count;
         }
@@ -354,7 +284,7 @@ static int aio_write_f(struct cowio *io, int argc, char **argv)
         if (cowio_vector_length(argv + optind + 1, argc - optind - 1, &count) < 0) {
             return -EINVAL;
         }
-        buf = cowio_alloc(io, (size_t)count, pattern);
+        buf = cowio_alloc(io, (size_t)count, o.pattern);
         if (!buf) {
             return -ENOMEM;
         }
@@ -363,24 +293,24 @@ static int aio_write_f(struct cowio *io, int argc, char **argv)
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     int ret;
-    if (zero) {
+    if (o.zero) {
         ret = blockdev_pwrite_zeroes(io->bd, (uint64_t)offset, (uint64_t)count,
-                                     unmap ? BDEV_ZERO_MAY_UNMAP : 0, NULL);
+                                     o.unmap ? BDEV_ZERO_MAY_UNMAP : 0, NULL);
         if (ret == 0) {
-            ret = cowio_after_write(io, fua);
+            ret = cowio_after_write(io, o.fua);
         }
     } else {
-        ret = cowio_do_write(io, (uint64_t)offset, buf, (size_t)count, fua);
+        ret = cowio_do_write(io, (uint64_t)offset, buf, (size_t)count, o.fua);
     }
     struct timespec t = cowio_elapsed(&t0);
     cowio_free(io, buf);
     if (ret < 0) {
         cowio_defer(io, "aio_write failed: %s\n", strerror(-ret));
-    } else if (!quiet) {
+    } else if (!o.quiet) {
         char *text = NULL;
         size_t len = 0;
         FILE *out = open_memstream(&text, &len);
-        cowio_print_report(out, "wrote", &t, offset, count, count, 1, machine);
+        cowio_print_report(out, "wrote", &t, offset, count, count, 1, o.machine);
         fclose(out);
         cowio_defer(io, "%s", text);
         free(text);

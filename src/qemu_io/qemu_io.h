@@ -89,6 +89,25 @@ int64_t cowio_cvtnum(const char *s);
 void cowio_print_cvtnum_err(int64_t rc, const char *arg);
 int cowio_parse_pattern(const char *arg);
 
+/* The options of read, write, readv, writev, aio_read and aio_write
+ * (io_opts.c): what each letter set. */
+struct cowio_io_opts {
+    bool vmstate, compressed, machine, fua, no_fallback, quiet, unmap, zero, dump;  /* -b -c -C -f -n -q -u -z -v */
+    bool has_pattern;           /* -P */
+    int pattern;
+    bool has_start, has_len;    /* read's -s and -l: the range the pattern is checked in */
+    int64_t pat_start, pat_len;
+    const char *file;           /* write's -s: the file the data comes from (NULL: none) */
+};
+#define COWIO_OPT_S_FILE 1u     /* -s names a file (write), not an offset (read) */
+#define COWIO_OPT_VECTOR 2u     /* an offset and one length or more (readv, ...), not exactly one */
+/* getopt over argv with letters (getopt's syntax: the options cmd takes);
+ * an unknown letter or a wrong count of arguments after them prints cmd's
+ * usage. 0: parsed, optind at the offset; 1: -i met (the caller reports
+ * an invalid request, as qemu-io at once); negative: refused. */
+int cowio_parse_io_opts(int argc, char **argv, const struct cowio_cmd *cmd, const char *letters, unsigned flags,
+                        struct cowio_io_opts *o);
+
 /* Output (report.c). */
 void cowio_cvtstr(double value, char *str, size_t size);
 void cowio_print_report(FILE *out, const char *op, const struct timespec *elapsed, int64_t offset,

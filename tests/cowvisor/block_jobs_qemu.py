@@ -321,7 +321,12 @@ def run_session(stub, tmp, n, name, steps, files):
                 log.append(named_nodes(mon.ask("query-named-block-nodes", flat=True)))
                 continue
             if step[0] == "bitmaps":
-                log.append(bitmaps(mon.ask("query-named-block-nodes", flat=True), *step[1:]))
+                node = step[1] if len(step) > 1 else "disk0"
+                if side == "cow" and node == "disk0":
+                    # QEMU's -blockdev node is named disk0; cowvisor's disk0
+                    # is a device over a node QEMU would name "#blockNNN".
+                    node = mon.ask("query-block")["return"][0]["inserted"]["node-name"]
+                log.append(bitmaps(mon.ask("query-named-block-nodes", flat=True), node))
                 continue
             args = json.loads(json.dumps(step[1]).replace("{dir}", d).replace("{tmp}", tmp))
             r = mon.ask(step[0], **args)

@@ -66,7 +66,7 @@ static void test_info_set(void **state)
     expect_text("info status", "VM status: running\r\n");
     expect_text("info version", "7.2.0 (cowvisor");
     expect_text("info name", "vm1\r\n");
-    expect_text("info block", "disk0: /nonexistent/disk.qcow2 (qcow2)\r\n");
+    expect_text("info block", "disk0 (#block001): /nonexistent/disk.qcow2 (qcow2)\r\n");
     expect_text("info block", "Attached to:");
     expect_text("info blockstats", "disk0: rd_bytes=12288 wr_bytes=4096 rd_operations=3 wr_operations=1");
     expect_text("info cpus", "* CPU #0: thread_id=");

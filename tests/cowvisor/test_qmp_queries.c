@@ -195,8 +195,9 @@ static void test_block(void **state)
     expect(json_object_get(ins, "image"), "ImageInfo", "filename:s format:s virtual-size:i");
     json_decref(v);
     v = run("query-named-block-nodes");
-    assert_int_equal(json_array_size(v), 1);
+    assert_int_equal(json_array_size(v), 2);   /* the disk's format node, then its file's */
     expect(json_array_get(v, 0), "named node", "node-name:s drv:s image:o");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(v, 1), "drv")), "file");
     json_decref(v);
     v = run("query-blockstats");
     assert_int_equal(json_array_size(v), 1);

@@ -204,6 +204,7 @@ static void dispatch(struct qmp_server *s, json_t *req)
     }
     h(s, args, &r);
     json_decref(empty);
+    qmp_disk_nodes_sync(s);     /* an overlay the command made is named now, as QEMU names it */
     if (r.err_class) {
         send_error(s, r.err_class, r.err_desc, id);
         return;
@@ -464,6 +465,9 @@ int qmp_server_start(struct qmp_server **out, struct machine *m, const char *spe
         free(s);
         return ret;
     }
+    /* The disks' nodes are named before any blockdev-add's, as QEMU opens
+     * a -drive's before its monitor runs. */
+    qmp_disk_nodes_sync(s);
     /* Before the first client's commands: a stop must be announced. */
     machine_set_event_hook(m, machine_event, s);
     machine_set_device_deleted_hook(m, qmp_device_deleted, s);

@@ -1,6 +1,6 @@
 /* Dirty bitmap commands in QEMU 7.2's shapes: block-dirty-bitmap-add,
- * -remove, -clear, -enable, -disable, -merge on a node ("diskN",
- * "diskN-backingK" for a backing layer, or a blockdev-add node), and the "dirty-bitmaps" list of
+ * -remove, -clear, -enable, -disable, -merge on a node (a machine disk's
+ * device "diskN" for its top, a layer's node "#blockNNN", or a blockdev-add node), and the "dirty-bitmaps" list of
  * query-block's nodes. Persistent bitmaps reach the image when the disk
  * closes (quit); enabled ones record the guest's writes meanwhile. */
 #include "qmp_int.h"
@@ -23,16 +23,12 @@ enum lookup { LOOKUP_DEVICE, LOOKUP_NODE };
 static struct blockdev *find_node(struct qmp_server *s, const char *node, enum lookup how,
                                   struct qmp_reply *r)
 {
-    for (int i = 0; i < machine_disk_count(s->m); i++) {
+    int depth, i = qmp_find_disk_node(s, node, &depth);
+    if (i >= 0) {
         struct disk_layer layers[MAX_LAYERS];
         bool ro;
-        int n = machine_disk_chain(s->m, i, layers, MAX_LAYERS, &ro);
-        for (int k = 0; k < n; k++) {
-            char name[48];
-            snprintf(name, sizeof(name), k ? "disk%d-backing%d" : "disk%d", i, k);
-            if (strcmp(name, node) == 0 && layers[k].bd) {
-                return layers[k].bd;
-            }
+        if (qmp_disk_layers(s, i, layers, NULL, MAX_LAYERS, &ro) > depth && layers[depth].bd) {
+            return layers[depth].bd;
         }
     }
     struct block_node *added = machine_block_node_find(s->m, node);

@@ -1,7 +1,9 @@
 /* Block queries: devices with their image chains (query-block), every
  * node (query-named-block-nodes), the guest's request counters
- * (query-blockstats) and block jobs, in QEMU 7.2's shapes; block_resize. A disk's top
- * node is "diskN", its backing layers "diskN-backingK". */
+ * (query-blockstats) and block jobs, in QEMU 7.2's shapes; block_resize. A
+ * machine disk is the device "diskN" (QEMU's -drive id=diskN) whose layers
+ * are each a format node over a file node, named as QEMU names them
+ * ("#blockNNN", qmp_disk_nodes.c). */
 #include "qmp_int.h"
 
 #include <stdio.h>
@@ -14,15 +16,6 @@
 #define MAX_LAYERS 16
 const struct qmp_arg qmp_named_block_nodes_args[] = { { "flat", JSON_TRUE, true }, { NULL, 0, false } };
 const struct qmp_arg qmp_blockstats_args[] = { { "query-nodes", JSON_TRUE, true }, { NULL, 0, false } };
-
-static void node_name(char *buf, size_t size, int disk, int layer)
-{
-    if (layer == 0) {
-        snprintf(buf, size, "disk%d", disk);
-    } else {
-        snprintf(buf, size, "disk%d-backing%d", disk, layer);
-    }
-}
 
 /* ImageInfo of layer l and, unless flat, its backing chain. */
 static json_t *image_info(const struct disk_layer *l, int n, bool flat)
@@ -132,8 +125,9 @@ void qmp_query_block(struct qmp_server *s, json_t *args, struct qmp_reply *r)
     json_t *list = json_array();
     for (int i = 0; i < machine_disk_count(s->m); i++) {
         struct disk_layer layers[MAX_LAYERS];
+        const struct disk_node_name *names[MAX_LAYERS];
         bool ro;
-        int n = machine_disk_chain(s->m, i, layers, MAX_LAYERS, &ro);
+        int n = qmp_disk_layers(s, i, layers, names, MAX_LAYERS, &ro);
         if (n < 0) {
             continue;           /* ejected */
         }
@@ -142,7 +136,7 @@ void qmp_query_block(struct qmp_server *s, json_t *args, struct qmp_reply *r)
         json_t *o = json_pack("{s:s,s:s,s:o,s:b,s:b,s:s}", "io-status", "ok", "device", name, "qdev", qdev_path(i),
                               "locked", 0, "removable", 0, "type", "unknown");
         if (n > 0) {            /* none only when memory ran out in an image switch */
-            json_object_set_new(o, "inserted", device_info(layers, n, 0, name, ro, false));
+            json_object_set_new(o, "inserted", device_info(layers, n, 0, qmp_disk_node_name(names[0]), ro, false));
         }
         json_array_append_new(list, o);
     }
@@ -183,8 +177,7 @@ static json_t *node_info(const struct block_node *node, bool flat)
 
 /* A protocol node QEMU names itself ("#blockNNN"): the host file (or
  * export) of one of the node's images, its size the file's. */
-static json_t *file_node_info(const struct block_node *node, const char *name, const char *driver,
-                              const char *filename, bool ro)
+static json_t *file_node_info(json_t *cache, const char *name, const char *driver, const char *filename, bool ro)
 {
     struct stat st = { 0 };
     stat(filename, &st);
@@ -192,7 +185,7 @@ static json_t *file_node_info(const struct block_node *node, const char *name, c
     uint64_t size = ((uint64_t)st.st_size + 511) & ~511ull;
     struct disk_layer l = { filename, driver, NULL, size, 0, NULL };
     json_t *o = device_info(&l, 1, 0, name, ro, true);
-    json_object_set_new(o, "cache", node_cache(node));
+    json_object_set_new(o, "cache", cache);
     return o;
 }
 
@@ -202,7 +195,7 @@ static json_t *implicit_file_info(const struct block_node *node)
     json_t *file = json_object_get(node->options, "file");
     const char *driver = json_string_value(json_object_get(file, "driver"));
     const char *filename = json_string_value(json_object_get(file, "filename"));
-    return file_node_info(node, node->implicit_file, driver ? driver : "file",
+    return file_node_info(node_cache(node), node->implicit_file, driver ? driver : "file",
                           filename ? filename : blockdev_filename(node->node.bd),
                           blockdev_is_read_only(node->node.bd));
 }
@@ -220,7 +213,8 @@ static void append_backing_layers(const struct block_node *node, json_t *list, b
         json_t *o = device_info(layers, n, k, node->backing[k - 1].format, true, flat);
         json_object_set_new(o, "cache", node_cache(node));
         json_array_append_new(list, o);
-        json_array_append_new(list, file_node_info(node, node->backing[k - 1].file, "file", layers[k].filename, true));
+        json_array_append_new(list, file_node_info(node_cache(node), node->backing[k - 1].file, "file",
+                                                   layers[k].filename, true));
     }
 }
 
@@ -243,6 +237,44 @@ static void append_added_nodes(struct qmp_server *s, json_t *list, bool flat)
     }
 }
 
+/* Every machine disk's layers, and the order QEMU opened their nodes in. */
+struct disk_nodes {
+    struct disk_layer layers[MACHINE_MAX_DISKS][MAX_LAYERS];
+    const struct disk_node_name *names[MACHINE_MAX_DISKS][MAX_LAYERS];
+    int n[MACHINE_MAX_DISKS];
+    bool ro[MACHINE_MAX_DISKS];
+    struct disk_node_at {
+        int disk, k;
+        unsigned seq;
+    } order[MACHINE_MAX_DISKS * MAX_LAYERS];
+    int count;
+};
+
+static int by_seq(const void *a, const void *b)
+{
+    unsigned x = ((const struct disk_node_at *)a)->seq, y = ((const struct disk_node_at *)b)->seq;
+    return x < y ? -1 : x > y;
+}
+
+static void disk_nodes(struct qmp_server *s, struct disk_nodes *d)
+{
+    d->count = 0;
+    for (int i = 0; i < machine_disk_count(s->m) && i < MACHINE_MAX_DISKS; i++) {
+        d->n[i] = qmp_disk_layers(s, i, d->layers[i], d->names[i], MAX_LAYERS, &d->ro[i]);
+        for (int k = 0; k < d->n[i]; k++) {
+            if (d->names[i][k]) {
+                d->order[d->count++] = (struct disk_node_at){ i, k, d->names[i][k]->seq };
+            }
+        }
+    }
+    qsort(d->order, (size_t)d->count, sizeof(d->order[0]), by_seq);
+}
+
+static json_t *default_cache(void)
+{
+    return json_pack("{s:b,s:b,s:b}", "no-flush", 0, "direct", 0, "writeback", 1);
+}
+
 void qmp_query_named_block_nodes(struct qmp_server *s, json_t *args, struct qmp_reply *r)
 {
     if (!qmp_check_args(args, qmp_named_block_nodes_args, r)) {
@@ -250,17 +282,16 @@ void qmp_query_named_block_nodes(struct qmp_server *s, json_t *args, struct qmp_
     }
     bool flat = json_is_true(json_object_get(args, "flat"));
     json_t *list = json_array();
-    for (int i = 0; i < machine_disk_count(s->m); i++) {
-        struct disk_layer layers[MAX_LAYERS];
-        bool ro;
-        int n = machine_disk_chain(s->m, i, layers, MAX_LAYERS, &ro);
-        for (int k = 0; k < n; k++) {
-            char name[48];
-            node_name(name, sizeof(name), i, k);
-            json_array_append_new(list, device_info(layers, n, k, name, ro, flat));
-        }
-    }
     append_added_nodes(s, list, flat);
+    struct disk_nodes d;
+    disk_nodes(s, &d);
+    for (int j = d.count - 1; j >= 0; j--) {    /* newest first */
+        int i = d.order[j].disk, k = d.order[j].k;
+        bool ro = d.ro[i] || k > 0;
+        json_array_append_new(list, device_info(d.layers[i], d.n[i], k, d.names[i][k]->format, ro, flat));
+        json_array_append_new(list, file_node_info(default_cache(), d.names[i][k]->file, "file",
+                                                   d.layers[i][k].filename, ro));
+    }
     r->ret = list;
 }
 
@@ -395,21 +426,32 @@ static void append_added_node_stats(struct qmp_server *s, json_t *list)
     }
 }
 
-/* A machine disk's backing layers at device level: nested "backing"
- * entries (its layers have no file node of their own here). */
-static json_t *disk_backing_stats(int disk, const struct disk_layer *layers, int k, int n)
+/* Layer k of a machine disk: its format node's BlockStats (the device's
+ * counters in st at the top of a device-level entry) with its file's node
+ * as "parent"; at device level the layers below nested as "backing". */
+static json_t *disk_layer_stats(const struct disk_nodes *d, int i, int k, const struct machine_disk_stats *st,
+                                bool blk_level)
 {
-    if (k >= n) {
-        return NULL;
-    }
-    char name[48];
-    node_name(name, sizeof(name), disk, k);
-    json_t *o = json_pack("{s:s,s:o}", "node-name", name, "stats", stats_json(NULL, wr_highest(layers[k].bd)));
-    json_t *below = disk_backing_stats(disk, layers, k + 1, n);
-    if (below) {
-        json_object_set_new(o, "backing", below);
+    const struct disk_layer *l = &d->layers[i][k];
+    const struct disk_node_name *name = d->names[i][k];
+    json_t *o = json_pack("{s:s,s:o}", "node-name", name ? name->format : "", "stats",
+                          stats_json(st, wr_highest(l->bd)));
+    json_object_set_new(o, "parent", plain_node_stats(name ? name->file : "", "file", l->bd));
+    if (blk_level && k + 1 < d->n[i]) {
+        json_object_set_new(o, "backing", disk_layer_stats(d, i, k + 1, NULL, true));
     }
     return o;
+}
+
+/* query-nodes: every machine disk's node in the order QEMU opened them
+ * (a layer's file, then its format node), then blockdev-add's. */
+static void append_disk_node_stats(const struct disk_nodes *d, json_t *list)
+{
+    for (int j = 0; j < d->count; j++) {
+        json_t *o = disk_layer_stats(d, d->order[j].disk, d->order[j].k, NULL, false);
+        json_array_append(list, json_object_get(o, "parent"));
+        json_array_append_new(list, o);
+    }
 }
 
 /* The guest's requests are counted per device: its entry has them; every
@@ -421,35 +463,25 @@ void qmp_query_blockstats(struct qmp_server *s, json_t *args, struct qmp_reply *
     }
     bool nodes = json_is_true(json_object_get(args, "query-nodes"));
     json_t *list = json_array();
-    for (int i = 0; i < machine_disk_count(s->m); i++) {
-        struct disk_layer layers[MAX_LAYERS];
-        bool ro;
-        int n = machine_disk_chain(s->m, i, layers, MAX_LAYERS, &ro);
-        int depth = n;
-        n = nodes || n < 0 ? n : 1;     /* ejected disks: none */
-        for (int k = 0; k < n; k++) {
-            struct machine_disk_stats st = { .idle_ns = -1 };
-            machine_disk_stats(s->m, i, &st);
-            char name[48];
-            node_name(name, sizeof(name), i, k);
-            /* query-nodes is node level: QEMU shows no device's counters there. */
-            json_t *o = json_pack("{s:s,s:o}", "node-name", name, "stats",
-                                  stats_json(nodes ? NULL : &st, wr_highest(layers[k].bd)));
-            if (!nodes) {
-                json_object_set_new(o, "device", json_string(name));
-                json_object_set_new(o, "qdev", qdev_path(i));
-                json_t *backing = disk_backing_stats(i, layers, 1, depth);
-                if (backing) {
-                    json_object_set_new(o, "backing", backing);
-                }
-            }
-            json_array_append_new(list, o);
-        }
-    }
+    struct disk_nodes d;
+    disk_nodes(s, &d);
     if (nodes) {
+        append_disk_node_stats(&d, list);
         append_added_node_stats(s, list);
         r->ret = list;
         return;
+    }
+    for (int i = 0; i < machine_disk_count(s->m) && i < MACHINE_MAX_DISKS; i++) {
+        struct machine_disk_stats st = { .idle_ns = -1 };
+        if (d.n[i] <= 0 || machine_disk_stats(s->m, i, &st) < 0) {
+            continue;           /* ejected (or no image: memory ran out in a switch) */
+        }
+        json_t *o = disk_layer_stats(&d, i, 0, &st, true);
+        char name[16];
+        snprintf(name, sizeof(name), "disk%d", i);
+        json_object_set_new(o, "device", json_string(name));
+        json_object_set_new(o, "qdev", qdev_path(i));
+        json_array_append_new(list, o);
     }
     struct machine_hotplugged_disk hot[QMP_MAX_HOTPLUGGED];
     int n = machine_hotplugged_disks(s->m, hot, QMP_MAX_HOTPLUGGED);
@@ -491,8 +523,9 @@ void qmp_block_resize(struct qmp_server *s, json_t *args, struct qmp_reply *r)
         return;
     }
     /* Backing nodes are read-only: only a disk's top node can be resized. */
-    int i = dev ? qmp_find_disk(s, dev) : node ? qmp_find_disk(s, node) : -1;
-    if (i < 0 || (dev && node && qmp_find_disk(s, node) != i)) {
+    int depth = 0, node_depth = 0;
+    int i = dev ? qmp_find_disk(s, dev) : node ? qmp_find_disk_node(s, node, &depth) : -1;
+    if (i < 0 || depth > 0 || (dev && node && (qmp_find_disk_node(s, node, &node_depth) != i || node_depth > 0))) {
         qmp_fail(r, QMP_GENERIC, "Cannot find device=\"%s\" nor node-name=\"%s\"", dev ? dev : "", node ? node : "");
         return;
     }

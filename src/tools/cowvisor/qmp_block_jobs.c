@@ -256,25 +256,21 @@ static int disk_with_image(struct qmp_server *s, int disk)
 {
     struct disk_layer top;
     bool ro;
-    return disk >= 0 && machine_disk_chain(s->m, disk, &top, 1, &ro) == 1 ? disk : -1;
+    return disk >= 0 && qmp_disk_layers(s, disk, &top, NULL, 1, &ro) == 1 ? disk : -1;
 }
 
-/* "diskN", "diskN-backingK" (the disk and the depth) or an added node. */
+/* A machine disk's layer (its device "diskN" or a layer's node "#blockNNN":
+ * the disk and the depth) or an added node. */
 static struct subject parse_node(struct qmp_server *s, const char *name, int *depth)
 {
     struct subject j = { .disk = -1 };
-    int disk, k, used = 0;
-    char check[48];
-    *depth = 0;
-    if (sscanf(name, "disk%d-backing%d%n", &disk, &k, &used) == 2 && used == (int)strlen(name) && k > 0) {
-        snprintf(check, sizeof(check), "disk%d-backing%d", disk, k);
-        *depth = k;
-        j.disk = strcmp(check, name) == 0 && disk < machine_disk_count(s->m) ? disk_with_image(s, disk) : -1;
+    int disk = qmp_find_disk_node(s, name, depth);
+    if (disk >= 0) {
+        j.disk = disk_with_image(s, disk);
         snprintf(j.name, sizeof(j.name), "disk%d", disk);
         return j;
     }
-    j.disk = disk_with_image(s, qmp_find_disk(s, name));
-    j.node = j.disk < 0 ? machine_block_node_find(s->m, name) : NULL;
+    j.node = machine_block_node_find(s->m, name);
     snprintf(j.name, sizeof(j.name), "%s", name);
     return j;
 }
@@ -284,7 +280,7 @@ static int subject_chain(struct qmp_server *s, const struct subject *j, struct d
 {
     bool ro;
     if (j->disk >= 0) {
-        return machine_disk_chain(s->m, j->disk, out, max, &ro);
+        return qmp_disk_layers(s, j->disk, out, NULL, max, &ro);
     }
     int n = 0;
     for (struct blockdev *bd = j->node->node.bd; bd && n < max; bd = blockdev_backing(bd)) {

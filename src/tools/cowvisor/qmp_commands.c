@@ -1,6 +1,8 @@
 /* The QMP commands cowvisor implements, with QEMU's argument names,
  * return shapes and error classes. */
 #include "qmp_int.h"
+
+#include "machine/block_nodes.h"
 #include "qmp_json_u64.h"
 #include "qmp_migration.h"
 
@@ -165,7 +167,7 @@ int qmp_find_disk(struct qmp_server *s, const char *name)
         struct disk_layer top;
         bool ro;
         snprintf(check, sizeof(check), "disk%d", i);
-        if (strcmp(check, name) == 0 && machine_disk_chain(s->m, i, &top, 1, &ro) >= 0) {
+        if (strcmp(check, name) == 0 && qmp_disk_layers(s, i, &top, NULL, 1, &ro) >= 0) {
             return i;       /* not ejected */
         }
     }
@@ -179,6 +181,19 @@ static const struct qmp_arg snapshot_sync_args[] = {
     { "snapshot-file", JSON_STRING, false }, { "snapshot-node-name", JSON_STRING, true },
     { "format", JSON_STRING, true }, { "mode", JSON_STRING, true }, { NULL, 0, false },
 };
+
+/* The new overlay's nodes: its format node named as asked (NULL: QEMU
+ * names it), its file's node by QEMU's counter, before anything else is. */
+static void name_overlay(struct qmp_server *s, int i, const char *format_node)
+{
+    struct disk_layer top;
+    bool ro;
+    struct block_node_table *t = machine_block_nodes(s->m);
+    if (format_node && machine_disk_chain(s->m, i, &top, 1, &ro) == 1) {
+        disk_node_names_add(&t->disks, i, top.bd, top.filename, format_node, &t->implicit_names);
+    }
+    qmp_disk_nodes_sync(s);
+}
 
 static void cmd_blockdev_snapshot_sync(struct qmp_server *s, json_t *args, struct qmp_reply *r)
 {
@@ -194,10 +209,19 @@ static void cmd_blockdev_snapshot_sync(struct qmp_server *s, json_t *args, struc
         qmp_fail(r, QMP_GENERIC, "Cannot find device= nor node_name=");
         return;
     }
-    int i = qmp_find_disk(s, dev ? dev : node);
-    if (i < 0) {
+    int depth = 0;
+    int i = dev ? qmp_find_disk(s, dev) : qmp_find_disk_node(s, node, &depth);
+    if (i < 0 || depth > 0) {
         qmp_fail(r, dev ? QMP_DEVICE_NOT_FOUND : QMP_GENERIC, dev ? "Device '%s' not found"
                  : "Cannot find device= nor node_name=%s", dev ? dev : node);
+        return;
+    }
+    const char *snapshot_node = json_string_value(json_object_get(args, "snapshot-node-name"));
+    int unused;
+    if (snapshot_node && (qmp_find_disk_node(s, snapshot_node, &unused) >= 0 ||
+                          machine_block_node_find(s->m, snapshot_node) ||
+                          disk_node_names_find(&machine_block_nodes(s->m)->disks, snapshot_node))) {
+        qmp_fail(r, QMP_GENERIC, "New overlay node-name already in use");
         return;
     }
     if (format && strcmp(format, "qcow2") != 0) {
@@ -214,7 +238,9 @@ static void cmd_blockdev_snapshot_sync(struct qmp_server *s, json_t *args, struc
     struct error err = { 0 };
     if (machine_disk_overlay(s->m, i, file, &err) < 0) {
         qmp_fail(r, QMP_GENERIC, "%s", err.msg);
+        return;
     }
+    name_overlay(s, i, snapshot_node);
 }
 
 /* cowvisor's own: a snapshot to files, as Firecracker's snapshot/create. */

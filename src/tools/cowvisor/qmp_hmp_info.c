@@ -90,8 +90,9 @@ static void info_block(struct qmp_server *s, FILE *f)
     int shown = 0;
     for (int i = 0; i < machine_disk_count(s->m); i++) {
         struct disk_layer l[16];
+        const struct disk_node_name *names[16];
         bool ro;
-        int n = machine_disk_chain(s->m, i, l, 16, &ro);
+        int n = qmp_disk_layers(s, i, l, names, 16, &ro);
         if (n < 0) {
             continue;           /* ejected */
         }
@@ -99,8 +100,8 @@ static void info_block(struct qmp_server *s, FILE *f)
             fprintf(f, "%sdisk%d: [not inserted]\n", shown++ ? "\n" : "", i);
             continue;
         }
-        fprintf(f, "%sdisk%d: %s (%s%s)\n", shown++ ? "\n" : "", i, l[0].filename, l[0].format,
-                ro ? ", read-only" : "");
+        fprintf(f, "%sdisk%d (%s): %s (%s%s)\n", shown++ ? "\n" : "", i, qmp_disk_node_name(names[0]), l[0].filename,
+                l[0].format, ro ? ", read-only" : "");
         fprintf(f, "    Attached to:      /machine/peripheral-anon/device[%d]/virtio-backend\n", i);
         fprintf(f, "    Cache mode:       writeback\n");
         if (l[0].backing_filename) {

@@ -25,7 +25,7 @@ static struct blockdev *image_named(struct qmp_server *s, const char *name, stru
     if (i >= 0) {
         struct disk_layer top;
         bool ro;
-        return machine_disk_chain(s->m, i, &top, 1, &ro) == 1 ? top.bd : NULL;
+        return qmp_disk_layers(s, i, &top, NULL, 1, &ro) == 1 ? top.bd : NULL;
     }
     *node = machine_block_node_find(s->m, name);
     return *node ? (*node)->node.bd : NULL;

@@ -110,8 +110,23 @@ struct qmp_event_info {
 };
 extern const struct qmp_event_info qmp_events[];
 
-/* Index of the disk a device or node name designates, or -1. */
+/* Index of the disk a device name ("diskN") designates, or -1. */
 int qmp_find_disk(struct qmp_server *s, const char *name);
+
+/* Machine disk i's layers from the top (machine_disk_chain), named as
+ * QEMU names a -drive's nodes (qmp_disk_nodes.c): names[k] (may be NULL)
+ * gets layer k's; a names entry is NULL only when the table is full. */
+struct disk_node_name;
+int qmp_disk_layers(struct qmp_server *s, int i, struct disk_layer *out, const struct disk_node_name **names,
+                    int max, bool *ro);
+/* Names the disks' new layers now, in the order QEMU opens them. */
+void qmp_disk_nodes_sync(struct qmp_server *s);
+/* The format node's name of a named layer ("": none). */
+const char *qmp_disk_node_name(const struct disk_node_name *name);
+/* The disk whose layer a node name designates, and the layer's depth: a
+ * layer's format node ("#blockNNN") or, for the top, the device ("diskN")
+ * as QEMU accepts a device name for its root node. -1: none. */
+int qmp_find_disk_node(struct qmp_server *s, const char *name, int *depth);
 
 /* VM control shared by commands, HMP and jobs: the machine's run state,
  * whose changes come back as STOP and RESUME events. */

@@ -65,8 +65,8 @@ void qmp_job_start(struct qmp_server *s, const char *type, json_t *args, struct 
     set_status(s, j, "running");
 }
 
-/* Device names must be disks of this VM; the VM-state device must be one
- * of them. cowvisor snapshots every writable disk (like savevm). */
+/* Device names must be disks of this VM (a disk's top node or its device
+ * name); the VM-state device must be one of them. cowvisor snapshots every writable disk (like savevm). */
 static int check_devices(struct qmp_server *s, struct qmp_job *j, char *msg, size_t n)
 {
     json_t *devices = json_object_get(j->args, "devices");
@@ -80,17 +80,10 @@ static int check_devices(struct qmp_server *s, struct qmp_job *j, char *msg, siz
     }
     json_array_foreach(devices, i, d) {
         const char *name = json_string_value(d);
-        int k = -1;
-        if (name && sscanf(name, "disk%d", &k) == 1 && k >= 0 && k < machine_disk_count(s->m)) {
-            char check[16];
-            snprintf(check, sizeof(check), "disk%d", k);
-            if (strcmp(check, name) != 0) {
-                k = -1;
-            }
-        } else {
-            k = -1;
-        }
-        if (k < 0) {
+        /* QEMU's node names (a disk's top, "#blockNNN"); its device name too. */
+        int depth = 0;
+        int k = name ? qmp_find_disk_node(s, name, &depth) : -1;
+        if (k < 0 || depth > 0) {
             snprintf(msg, n, "No block device node '%s'", name ? name : "");
             return -1;
         }
