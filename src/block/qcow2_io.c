@@ -566,7 +566,7 @@ static int write_in_cluster(struct qcow2 *s, uint64_t off, const uint8_t *buf, s
     }
     if (ret < 0) {
         if (allocated) {
-            qcow2_free_clusters(s, new_host, s->cluster_size, NULL);
+            qcow2_free_unused_clusters(s, new_host, s->cluster_size, NULL);
         }
         return ret;
     }
@@ -718,7 +718,7 @@ int qcow2_write_at(struct qcow2 *s, uint64_t off, const void *buf, size_t len, s
     }
     if (run.next < run.end) {
         /* An error stopped the write: the clusters not used go back. */
-        qcow2_free_clusters(s, run.next, run.end - run.next, NULL);
+        qcow2_free_unused_clusters(s, run.next, run.end - run.next, NULL);
     }
     int end = qcow2_order_batch_end(s, ret == 0 ? err : NULL);
     pthread_mutex_unlock(&s->lock);
