@@ -813,6 +813,9 @@ static int zero_in_cluster(struct qcow2 *s, uint64_t off, uint32_t first_sc, uin
         uint64_t zero = ((drop ? 0 : bitmap >> 32) | range) & ALL_SUBCLUSTERS;
         new_bitmap = alloc | (zero << 32);
     }
+    if (new_entry == entry && (!s->extended_l2 || new_bitmap == bitmap)) {
+        return 0;   /* reads as zeros already: no L2 update, as QEMU (iotest 179) */
+    }
     ret = qcow2_l2_write_entry(s, table, index, new_entry, new_bitmap, err);
     if (ret < 0 || !drop) {
         return ret;
