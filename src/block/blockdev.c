@@ -150,6 +150,13 @@ int blockdev_open(struct blockdev **out, const char *filename, const struct bloc
         }
         return ret;
     }
+    char *stripped = opts->file_child ? NULL : hostfile_strip_prefix(filename);
+    if (stripped) {
+        /* An explicit file: names the file itself, colons and all. */
+        int ret = blockdev_open(out, stripped, opts, err);
+        free(stripped);
+        return ret;
+    }
     if (strncmp(filename, "blkdebug:", 9) == 0 && !opts->blkdebug && !opts->file_child) {
         /* blkdebug:CONFIG:FILE, as QEMU parses it. */
         char *config;
@@ -685,16 +692,17 @@ char *blockdev_backing_path(const char *image_filename, const char *backing_file
         strncmp(backing_filename, "json:", 5) == 0 || blockdev_is_nbd_name(backing_filename)) {
         return strdup(backing_filename);
     }
-    char *copy = strdup(image_filename);
-    const char *dir = dirname(copy);
-    size_t n = strlen(dir) + strlen(backing_filename) + 2;
-    char *path = malloc(n);
-    if (strcmp(dir, ".") == 0) {
-        snprintf(path, n, "%s", backing_filename);
-    } else {
-        snprintf(path, n, "%s/%s", dir, backing_filename);
+    /* QEMU's path_combine: the image's name up to its last slash, as
+     * written ("./image:top.qcow2" gives "./base.qcow2", iotest 126). */
+    const char *slash = strrchr(image_filename, '/');
+    if (!slash) {
+        return strdup(backing_filename);
     }
-    free(copy);
+    char *path = NULL;
+    if (asprintf(&path, "%.*s%s", (int)(slash + 1 - image_filename), image_filename,
+                 backing_filename) < 0) {
+        return NULL;
+    }
     return path;
 }
 

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -36,6 +37,22 @@ static int hostfile_wrap(struct hostfile **out, int fd, const char *filename, bo
     return 0;
 }
 
+char *hostfile_strip_prefix(const char *filename)
+{
+    if (strncmp(filename, "file:", 5) != 0) {
+        return NULL;
+    }
+    const char *path = filename + 5;
+    const char *colon = strchr(path, ':');
+    const char *slash = strchr(path, '/');
+    char *out = NULL;
+    bool looks_prefixed = colon && (!slash || colon < slash);
+    if (asprintf(&out, "%s%s", looks_prefixed ? "./" : "", path) < 0) {
+        return NULL;
+    }
+    return out;
+}
+
 int hostfile_open(struct hostfile **out, const char *filename, bool read_only, bool direct,
                   struct error *err)
 {
@@ -49,6 +66,12 @@ int hostfile_open(struct hostfile **out, const char *filename, bool read_only, b
 
 int hostfile_create(struct hostfile **out, const char *filename, struct error *err)
 {
+    char *stripped = hostfile_strip_prefix(filename);
+    if (stripped) {
+        int ret = hostfile_create(out, stripped, err);
+        free(stripped);
+        return ret;
+    }
     /* Truncated only once the lock says nobody else uses the file. */
     int fd = open(filename, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) {

@@ -89,6 +89,10 @@ enum {
     HOSTFILE_PERM_ALL             = 0xf,
 };
 
+/* The path an explicit "file:" prefix names, as QEMU's
+ * bdrv_parse_filename_strip_prefix gives it ("./" before a path whose colon
+ * would read as a protocol prefix): NULL without the prefix, else malloc'd. */
+char *hostfile_strip_prefix(const char *filename);
 int hostfile_open(struct hostfile **out, const char *filename, bool read_only, bool direct,
                   struct error *err);
 /* Creates (or truncates) a file for a new image, locked as QEMU's create

@@ -162,6 +162,12 @@ static int allocate_l2(struct qcow2 *s, uint64_t l1_index, uint8_t **table, stru
         memcpy(copy, old, s->cluster_size);
     }
     int64_t new_off = qcow2_alloc_clusters(s, 1, err);
+    if (new_off == 0) {
+        /* Cluster 0 (the header) has no reference: the refcounts are broken,
+         * and L1 could not name the table anyway (0 means unallocated). */
+        free(copy);
+        return qcow2_signal_corruption(s, err, "Preventing invalid allocation of L2 table at offset 0");
+    }
     /* Even under lazy refcounts an L2 table is counted on disk before L1
      * names it (as QEMU does), so a crash never leaves it unaccounted. */
     int ret = new_off < 0 ? (int)new_off : qcow2_refcount_flush(s, err);

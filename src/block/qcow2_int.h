@@ -363,6 +363,11 @@ int64_t qcow2_alloc_clusters_at(struct qcow2 *s, uint64_t off, uint64_t n, struc
 /* Allocates len bytes for compressed data, packed at byte granularity. */
 int64_t qcow2_alloc_bytes(struct qcow2 *s, uint32_t len, struct error *err);
 int qcow2_free_clusters(struct qcow2 *s, uint64_t offset, uint64_t len, struct error *err);
+/* Clusters a failed write allocated and did not use: the references go, the
+ * space stays (QEMU's qcow2_alloc_cluster_abort, QCOW2_DISCARD_NEVER). The
+ * refcounts may be what failed the write (the header's cluster seen free,
+ * iotest 137): punching it would wipe the header. */
+int qcow2_free_unused_clusters(struct qcow2 *s, uint64_t offset, uint64_t len, struct error *err);
 /* A data cluster a discard or zero write let go of: freed like
  * qcow2_free_clusters, but given back to the host at once when this drop
  * frees it, as QEMU does (its file node's discard counters move then). */

@@ -566,7 +566,7 @@ static int write_in_cluster(struct qcow2 *s, uint64_t off, const uint8_t *buf, s
     }
     if (ret < 0) {
         if (allocated) {
-            qcow2_free_clusters(s, new_host, s->cluster_size, NULL);
+            qcow2_free_unused_clusters(s, new_host, s->cluster_size, NULL);
         }
         return ret;
     }
@@ -718,7 +718,7 @@ int qcow2_write_at(struct qcow2 *s, uint64_t off, const void *buf, size_t len, s
     }
     if (run.next < run.end) {
         /* An error stopped the write: the clusters not used go back. */
-        qcow2_free_clusters(s, run.next, run.end - run.next, NULL);
+        qcow2_free_unused_clusters(s, run.next, run.end - run.next, NULL);
     }
     int end = qcow2_order_batch_end(s, ret == 0 ? err : NULL);
     pthread_mutex_unlock(&s->lock);
@@ -812,6 +812,9 @@ static int zero_in_cluster(struct qcow2 *s, uint64_t off, uint32_t first_sc, uin
         uint64_t alloc = drop ? 0 : bitmap & ALL_SUBCLUSTERS & ~range;
         uint64_t zero = ((drop ? 0 : bitmap >> 32) | range) & ALL_SUBCLUSTERS;
         new_bitmap = alloc | (zero << 32);
+    }
+    if (new_entry == entry && (!s->extended_l2 || new_bitmap == bitmap)) {
+        return 0;   /* reads as zeros already: no L2 update, as QEMU (iotest 179) */
     }
     ret = qcow2_l2_write_entry(s, table, index, new_entry, new_bitmap, err);
     if (ret < 0 || !drop) {

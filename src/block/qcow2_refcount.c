@@ -519,6 +519,15 @@ int qcow2_free_clusters(struct qcow2 *s, uint64_t offset, uint64_t len, struct e
     return 0;
 }
 
+int qcow2_free_unused_clusters(struct qcow2 *s, uint64_t offset, uint64_t len, struct error *err)
+{
+    if (len && qcow2_order_defer_free(s, offset, len, -1, false)) {
+        return 0;
+    }
+    hostfile_event(s->file, BLKDBG_CLUSTER_FREE);
+    return qcow2_update_refcount(s, offset, len, -1, err);
+}
+
 /* Within a batch the refcount drops at the commit, but the host may have
  * the cluster now: nothing in memory maps it any more, and until the drop
  * nothing can reuse it. After a power loss a mapping on the disk may still
@@ -540,7 +549,9 @@ int qcow2_free_discarded_cluster(struct qcow2 *s, uint64_t offset, struct error 
 /* First run of n free clusters at or after the hint. */
 static int find_free_run(struct qcow2 *s, uint64_t n, uint64_t *found, struct error *err)
 {
-    uint64_t start = s->free_cluster_index ? s->free_cluster_index : 1;
+    /* From cluster 0 as QEMU: a zeroed refcount of the header cluster makes
+     * it look free, and the callers report that as corruption. */
+    uint64_t start = s->free_cluster_index;
     uint64_t run = 0;
     for (uint64_t ci = start; ; ci++) {
         if ((ci + 1) << s->cluster_bits > QCOW2_MAX_HOST_OFFSET) {
@@ -750,6 +761,9 @@ int64_t qcow2_alloc_bytes(struct qcow2 *s, uint32_t len, struct error *err)
     int64_t cluster = qcow2_alloc_clusters(s, 1, err);
     if (cluster < 0) {
         return cluster;
+    }
+    if (cluster == 0) {
+        return qcow2_signal_corruption(s, err, "Preventing invalid allocation of compressed cluster at offset 0");
     }
     uint64_t start = (uint64_t)cluster;
     if (fbo && qcow2_start_of_cluster(s, fbo) + s->cluster_size == (uint64_t)cluster) {

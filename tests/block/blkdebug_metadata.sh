@@ -76,4 +76,14 @@ printf '[inject-error]\nevent = "refblock_alloc_write"\nerrno = "28"\nonce = "on
 compare_io "refblock_alloc_write once=on write" "$TMP/small.qcow2" --cache writethrough \
     -c "write 0 1M" "blkdebug:$TMP/rule.conf:IMG"
 check_consistent "$TMP/ours.qcow2" "refblock_alloc_write once=on"
+
+# Zero writes over clusters that read as zeros already (unallocated zero,
+# allocated zero) change no L2 entry, so l2_update failing for good fails
+# none of them (iotest 179's cache optimisation).
+cp "$TMP/fresh.qcow2" "$TMP/zeros.qcow2"
+"$QEMU_IO" -c "write 64k 64k" -c "write -z -u 64k 8k" -c "write -z 72k 8k" "$TMP/zeros.qcow2" >/dev/null
+printf '[inject-error]\nevent = "l2_update"\nerrno = "5"\nimmediately = "on"\nonce = "off"\n' >"$TMP/rule.conf"
+for cmd in "write -z -u 64k 8k" "write -z 64k 8k" "write -z 72k 8k" "write -z -u 72k 8k"; do
+    compare_io "l2_update failing, $cmd over zeros" "$TMP/zeros.qcow2" -c "$cmd" "blkdebug:$TMP/rule.conf:IMG"
+done
 done_testing

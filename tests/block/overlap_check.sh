@@ -74,6 +74,19 @@ poke_be64 "$img" $(( $(be64_at "$img" 64) )) $((0x400200))
 compare_io "an invalid snapshot L1 offset, inactive-l2=on" "$img" \
     -c "open -o overlap-check.inactive-l2=on IMG" -c "write 0 4k"
 
+# The header cluster's refcount zeroed (iotest 137): the allocation search
+# starts at cluster 0 as QEMU's, finds it free, and the caller refuses a
+# table or compressed cluster there in QEMU's words, whatever the checks.
+"$QEMU_IMG" create -q -f qcow2 "$img" 1G
+"$QEMU_IO" -c "write 0 512" "$img" >/dev/null
+refblock=$(( $(be64_at "$img" "$(be64_at "$img" 48)") & OFFSET_MASK ))
+poke_be64 "$img" "$refblock" 0
+compare_io "header refcount zeroed, a new L2 table" "$img" \
+    -c "open -o overlap-check=none IMG" -c "write 512M 64k"
+compare_io "header refcount zeroed, a compressed cluster" "$img" \
+    -c "write -c 64k 64k" IMG
+compare_io "header refcount zeroed, a data cluster" "$img" -c "write 64k 64k" IMG
+
 # Bad options, in QEMU's words.
 compare_io "an unknown mode" "$img" -c "open -o overlap-check=some IMG"
 compare_io "conflicting mode and template" "$img" \

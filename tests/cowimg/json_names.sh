@@ -44,4 +44,16 @@ check "... in one line that parses as JSON" bash -c \
 check "... and its backing path is beside the file, as qemu-img's" \
     cmp <(grep '^backing file:' "$TMP/q.txt") <(grep '^backing file:' "$TMP/c.txt")
 
+# An explicit file: prefix (iotest 126): the rest is the file's path, colons
+# and all; a colon before any slash gets "./" so that it reads as no
+# protocol, and the backing path keeps that "./" (QEMU's path_combine).
+TWIN_FILTER='/^disk size/d'
+same "create file:NAME with a colon" create -q -f qcow2 -b t.qcow2.base -F qcow2 file:sub/x:y.qcow2 1M
+same "create file:image:top.qcow2 beside its backing" \
+    create -q -f qcow2 -b sub/t.qcow2.base -F qcow2 file:image:top.qcow2 1M
+check "the prefix is no part of the file's name" test -e "$CW/image:top.qcow2" -a ! -e "$CW/file:image:top.qcow2"
+info_lines "file:image:top.qcow2 is ./image:top.qcow2, backing ./sub/t.qcow2.base" file:image:top.qcow2
+info_lines "a path with a colon after a slash" sub/x:y.qcow2
+info_lines "file: before a path with a slash" file:sub/x:y.qcow2
+
 done_testing
