@@ -8,6 +8,10 @@
 # the whole disk, and within the 64 MiB read first (a boot's working set).
 # QEMU runs with aio=threads and aio=io_uring; the faster is compared. Every
 # case runs BENCH_ROUNDS times (default 3), alternating, and medians count.
+# Besides wall and CPU seconds, runq: the seconds the tool's main thread (the
+# one replaying the trace) was runnable but waited for a CPU. On a shared host it is most of the gap
+# between wall and CPU time (the trace blocks on nothing else: the page cache
+# is warm), so it tells a busy host from a slow tool.
 #   bench/boot-trace.sh [build-dir]      (default: build)
 set -euo pipefail
 build=${1:-build}
@@ -39,7 +43,10 @@ with open(path, "w") as f:
 PY
 done
 
-seconds() {  # trace, then the command: "wall cpu" seconds of replaying the trace
+seconds() {  # trace, then the command: "wall cpu runq" seconds of replaying the trace; runq is
+    # the time its main thread (which runs the trace) was runnable but waited for a CPU
+    # (/proc schedstat, sampled every 5 ms): on a shared host, most of the gap between wall
+    # and CPU time
     local trace=$1; shift
     python3 - "$trace" "$@" <<'PY'
 import resource, subprocess, sys, time
@@ -48,13 +55,22 @@ with open(sys.argv[1]) as f:
 cmd = sys.argv[2:-1] + commands + sys.argv[-1:]
 r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
 t0 = time.perf_counter()
-p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+wait = 0     # the main thread's run-queue wait so far (ns)
+while p.poll() is None:
+    try:
+        with open(f"/proc/{p.pid}/task/{p.pid}/schedstat") as f:
+            wait = int(f.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        pass        # it is ending
+    time.sleep(0.005)
 t = time.perf_counter() - t0
+stderr = p.stderr.read()
 r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-if p.returncode or p.stderr:
-    sys.exit(f"{sys.argv[2]} failed: {p.stderr.decode()[:500]}")
+if p.returncode or stderr:
+    sys.exit(f"{sys.argv[2]} failed: {stderr.decode()[:500]}")
 cpu = r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime
-print(f"{t:.3f} {cpu:.3f}")
+print(f"{t:.3f} {cpu:.3f} {wait / 1e9:.3f}")
 PY
 }
 median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
@@ -67,7 +83,8 @@ echo "boot-like trace: 64 MiB in 128 KiB reads, then $random_reads random 4 KiB 
      "steadier than wall time on a shared host)"
 for span in disk boot; do
     echo "random reads over the $span ($([[ $span == disk ]] && echo "${size_mb} MiB" || echo "first 64 MiB"))"
-    declare -A wall=() cpu=()
+    declare -A wall=() cpu=() runq=()
+    loads=""
     for ((r = 0; r < rounds; r++)); do
         for image in "${images[@]}"; do
             order=("${tools[@]}")
@@ -78,11 +95,14 @@ for span in disk boot; do
                 cowio) t=$(seconds "$dir/trace-$span" "$cowio" -f "$fmt" "$dir/$image") ;;
                 qemu-*) t=$(seconds "$dir/trace-$span" qemu-io -f "$fmt" -i "${tool#qemu-}" -t writeback "$dir/$image") ;;
                 esac
-                wall[$tool $image]+=" ${t% *}" cpu[$tool $image]+=" ${t#* }"
+                read -r w c q <<<"$t"
+                wall[$tool $image]+=" $w" cpu[$tool $image]+=" $c" runq[$tool $image]+=" $q"
             done
         done
+        loads+=" $(cut -d' ' -f1 /proc/loadavg)"
     done
-    for metric in wall cpu; do
+    echo "  load average (1 min) at each round's end:$loads"
+    for metric in wall cpu runq; do
         declare -n runs=$metric
         declare -A med=()
         for key in "${!runs[@]}"; do
@@ -102,5 +122,5 @@ for span in disk boot; do
         unset -n runs
         unset med
     done
-    unset wall cpu
+    unset wall cpu runq
 done

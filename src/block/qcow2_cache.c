@@ -87,6 +87,16 @@ static int hash_find(const struct qcow2_cache *c, uint64_t offset)
     return -1;
 }
 
+/* Every change of an entry's dirty bit goes through here: dirty_count lets
+ * a flush (before each refcount decrement, qcow2_order.c) skip a cache with
+ * nothing dirty, and stop once it has written all there is, instead of
+ * scanning thousands of entries every time. */
+static void set_dirty(struct qcow2_cache *c, int i, bool dirty)
+{
+    c->dirty_count += (int)dirty - (int)c->entries[i].dirty;
+    c->entries[i].dirty = dirty;
+}
+
 static void hash_remove(struct qcow2_cache *c, int i)
 {
     int *link = &c->buckets[bucket_of(c, c->entries[i].offset)];
@@ -97,7 +107,7 @@ static void hash_remove(struct qcow2_cache *c, int i)
         *link = c->entries[i].hash_next;
     }
     c->entries[i].offset = 0;
-    c->entries[i].dirty = false;
+    set_dirty(c, i, false);
 }
 
 static void hash_insert(struct qcow2_cache *c, int i, uint64_t offset)
@@ -187,7 +197,7 @@ static int write_entry(struct qcow2 *s, struct qcow2_cache *c, int i, struct err
     if (ret < 0) {
         return error_set_errno(err, ret, "Could not write metadata at 0x%" PRIx64, e->offset);
     }
-    e->dirty = false;
+    set_dirty(c, i, false);
     return 0;
 }
 
@@ -263,19 +273,19 @@ int qcow2_cache_update(struct qcow2 *s, struct qcow2_cache *c, uint8_t *table, u
         return error_set(err, -EINVAL, "internal error: table not in cache");
     }
     if (writeback) {
-        c->entries[i].dirty = true;
+        set_dirty(c, i, true);
         return 0;
     }
     uint64_t offset = c->entries[i].offset;
     int ret = before_write(s, c, offset + start, len, err);
     if (ret < 0) {
-        c->entries[i].dirty = true;
+        set_dirty(c, i, true);
         return ret;
     }
     hostfile_event(s->file, c == &s->l2_cache ? BLKDBG_L2_UPDATE : BLKDBG_REFBLOCK_UPDATE_PART);
     ret = hostfile_pwrite(s->file, offset + start, table + start, len);
     if (ret < 0) {
-        c->entries[i].dirty = true;     /* memory is ahead of the disk: retried at flush */
+        set_dirty(c, i, true);          /* memory is ahead of the disk: retried at flush */
         return error_set_errno(err, ret, "Could not write metadata at 0x%" PRIx64, offset + start);
     }
     return 0;
@@ -283,17 +293,12 @@ int qcow2_cache_update(struct qcow2 *s, struct qcow2_cache *c, uint8_t *table, u
 
 bool qcow2_cache_dirty(const struct qcow2_cache *c)
 {
-    for (int i = 0; i < c->count; i++) {
-        if (c->entries[i].offset && c->entries[i].dirty) {
-            return true;
-        }
-    }
-    return false;
+    return c->dirty_count > 0;
 }
 
 int qcow2_cache_flush(struct qcow2 *s, struct qcow2_cache *c, struct error *err)
 {
-    for (int i = 0; i < c->count; i++) {
+    for (int i = 0; i < c->count && c->dirty_count > 0; i++) {
         if (c->entries[i].offset && c->entries[i].dirty) {
             int ret = write_entry(s, c, i, err);
             if (ret < 0) {

@@ -97,6 +97,7 @@ struct qcow2_cache {
     int *buckets;           /* heads of hash chains, -1 when empty */
     uint32_t bucket_mask;
     int lru_head, lru_tail;
+    int dirty_count;        /* entries dirty: a flush with none scans nothing */
 };
 
 /* Decompressed clusters (qcow2_zcache.c), so that reads of a compressed

@@ -40,14 +40,16 @@ static int sorted_commands(const struct cowio_cmd **out)
     return n;
 }
 
+/* Straight through the tables, unsorted: names and altnames are unique, and
+ * a trace of 20000 commands spent 5% of its CPU sorting for every one. */
 const struct cowio_cmd *cowio_find_command(const char *name)
 {
-    const struct cowio_cmd *all[MAX_COMMANDS];
-    int n = sorted_commands(all);
-    for (int i = 0; i < n; i++) {
-        if (strcmp(all[i]->name, name) == 0 ||
-            (all[i]->altname && strcmp(all[i]->altname, name) == 0)) {
-            return all[i];
+    for (size_t t = 0; t < n_tables; t++) {
+        for (const struct cowio_cmd *const *c = tables[t]; *c; c++) {
+            if (strcmp((*c)->name, name) == 0 ||
+                ((*c)->altname && strcmp((*c)->altname, name) == 0)) {
+                return *c;
+            }
         }
     }
     return NULL;
