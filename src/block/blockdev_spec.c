@@ -283,6 +283,32 @@ void blockdev_spec_node_opts(const struct blockdev_spec *spec, struct blockdev_o
     o->raw_offset = spec->raw_offset;
     o->raw_size = spec->raw_size;
     o->raw_has_size = spec->raw_has_size;
+    if (spec->data_file) {
+        o->data_file = spec->data_file;
+    }
+}
+
+/* The qcow2 data-file child: a host file named by data-file.filename
+ * (data-file.driver=file or none). QEMU's bare data-file= names a node,
+ * which a program here has none of. */
+static int parse_data_file(struct blockdev_spec *spec, const char *prefix, struct error *err)
+{
+    struct options *opts = &spec->opts;
+    const char *node = layer_get(opts, prefix, "data-file");
+    if (node) {
+        return error_set(err, -EINVAL, "Cannot find device='%s' nor node-name='%s'", node, node);
+    }
+    const char *driver = layer_get(opts, prefix, "data-file.driver");
+    if (driver && strcmp(driver, "file") != 0) {
+        return error_set(err, -ENOTSUP, "data-file.driver=%s is not supported (the data file "
+                         "is a host file: data-file.driver=file)", driver);
+    }
+    const char *name = layer_get(opts, prefix, "data-file.filename");
+    if (name) {
+        free(spec->data_file);
+        spec->data_file = strdup(name);
+    }
+    return 0;
 }
 
 static int parse_protocol(struct blockdev_spec *spec, const char *prefix, const char *driver,
@@ -485,7 +511,7 @@ int blockdev_spec_parse_options(struct blockdev_spec *spec, const char *text,
     const char *backing = layer_get(opts, prefix, "backing");
     spec->no_backing = backing && (!*backing || !strcmp(backing, "null"));
     spec->backing_format = dup_or_null(layer_get(opts, prefix, "backing.driver"));
-    return 0;
+    return parse_data_file(spec, prefix, err);
 }
 
 int blockdev_json_with_options(const char *name, const char *options, char **out,
@@ -538,6 +564,7 @@ void blockdev_spec_free(struct blockdev_spec *spec)
     free(spec->protocol);
     free(spec->backing_format);
     free(spec->child_options);
+    free(spec->data_file);
     blkdebug_free(spec->blkdebug);
     for (int i = 0; i < BDEV_NODE_LAYERS; i++) {
         free(spec->node_name[i]);
