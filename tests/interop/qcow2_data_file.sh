@@ -35,22 +35,18 @@ steps() {
     echo "exit $?"
 }
 
-# twin "description" OPTS: the steps with QEMU's tools, then ours.
+# twin "description" STEPS ARGS...: the steps with QEMU's tools, then ours
+# (the image and data file each side left are kept for cross).
 twin() {
     local desc=$1 side
     for side in q c; do
         if [[ $side == q ]]; then IMG=$QEMU_IMG IO=$QEMU_IO; else IMG=$COWIMG IO=$COWIO; fi
-        (cd "$TMP" && steps "$2" 2>&1 | sed "s/${QEMU_IO##*/}\|${COWIO##*/}/IO/; s/${QEMU_IMG##*/}\|${COWIMG##*/}/IMG/") \
+        (cd "$TMP" && "${@:2}" 2>&1 | sed "s/${QEMU_IO##*/}\|${COWIO##*/}/IO/; s/${QEMU_IMG##*/}\|${COWIMG##*/}/IMG/") \
             >"$TMP/$side.out"
         cp "$TMP/t.qcow2" "$TMP/$side.qcow2"
         cp "$TMP/t.data" "$TMP/$side.data"
     done
-    if cmp -s "$TMP/q.out" "$TMP/c.out"; then
-        ok "$desc"
-    else
-        not_ok "$desc"
-        diff "$TMP/q.out" "$TMP/c.out" | head -30 | sed 's/^/# /'
-    fi
+    check_same_files "$desc" "$TMP/q.out" "$TMP/c.out"
 }
 
 # cross "description" WHO: the image WHO made, read and checked by the
@@ -67,10 +63,10 @@ cross() {
 }
 
 plan 8
-twin "data file: create, write, info, map, check and refusals match QEMU's" ""
+twin "data file: create, write, info, map, check and refusals match QEMU's" steps ""
 cross "QEMU reads what we wrote (data at its guest offset) and finds it clean" c
 cross "we read what QEMU wrote and find it clean" q
-twin "raw data file: the same" ",data_file_raw=on"
+twin "raw data file: the same" steps ",data_file_raw=on"
 cross "raw data file: QEMU reads what we wrote" c
 cross "raw data file: we read what QEMU wrote" q
 
@@ -90,17 +86,7 @@ amend_steps() {
     "$IMG" amend -o data_file=foo t.qcow2
     "$IO" -c "open -o data-file.filename=t.data t.qcow2"
 }
-for side in q c; do
-    if [[ $side == q ]]; then IMG=$QEMU_IMG IO=$QEMU_IO; else IMG=$COWIMG IO=$COWIO; fi
-    (cd "$TMP" && amend_steps 2>&1 | sed "s/${QEMU_IO##*/}\|${COWIO##*/}/IO/; s/${QEMU_IMG##*/}\|${COWIMG##*/}/IMG/") \
-        >"$TMP/$side.out"
-done
-if cmp -s "$TMP/q.out" "$TMP/c.out"; then
-    ok "data file name amended, cleared, given by option: as QEMU"
-else
-    not_ok "data file name amended, cleared, given by option: as QEMU"
-    diff "$TMP/q.out" "$TMP/c.out" | head -30 | sed 's/^/# /'
-fi
+twin "data file name amended, cleared, given by option: as QEMU" amend_steps
 
 # A data cluster whose L2 entry is not its guest offset is corruption (QEMU's check).
 rm -f "$TMP/t.qcow2" "$TMP/t.data"
