@@ -59,6 +59,17 @@ check_eq() {
     fi
 }
 
+# check_same_files "description" A B: ok when the two files are identical;
+# otherwise their diff goes to the TAP stream as diagnostics.
+check_same_files() {
+    if cmp -s "$2" "$3"; then
+        ok "$1"
+    else
+        not_ok "$1"
+        diff "$2" "$3" | head -30 | sed 's/^/# /'
+    fi
+}
+
 done_testing() {
     echo "1..$TEST_NUM"
     [[ $TEST_FAILED -eq 0 ]]

@@ -300,6 +300,34 @@ static int parse_align(struct blkdebug *d, struct options *opts, const char *pre
     return 0;
 }
 
+/* QEMU's other limits (max-transfer, opt-/max-write-zero, opt-/max-
+ * discard), checked as its blkdebug_open checks them. Its block layer
+ * splits requests at them; data and results are the same unsplit, so
+ * nothing here splits (a rule's sector sees the whole request). */
+static int parse_limits(struct blkdebug *d, struct options *opts, const char *prefix,
+                        struct error *err)
+{
+    static const char *const names[] = { "max-transfer", "opt-write-zero", "max-write-zero",
+                                         "opt-discard", "max-discard" };
+    uint64_t align = d->align ? d->align : 1;
+    uint64_t value[5] = { 0 };
+    for (int i = 0; opts && i < 5; i++) {
+        char key[160];
+        snprintf(key, sizeof(key), "%s%s", prefix ? prefix : "", names[i]);
+        if (options_get_size(opts, key, &value[i], err) < 0) {
+            return error_set(err, -EINVAL, "Parameter '%s' expects a non-negative number "
+                             "below 2^64", names[i]);
+        }
+        /* max-write-zero and max-discard: multiples of their opt- value */
+        uint64_t unit = (i == 2 || i == 4) && value[i - 1] > align ? value[i - 1] : align;
+        if (value[i] && (value[i] >= INT_MAX || value[i] % unit)) {
+            return error_set(err, -EINVAL, "Cannot meet constraints with %s %" PRIu64,
+                             names[i], value[i]);
+        }
+    }
+    return 0;
+}
+
 int blkdebug_new(struct blkdebug **out, const char *config, struct options *opts,
                  const char *prefix, struct error *err)
 {
@@ -308,6 +336,9 @@ int blkdebug_new(struct blkdebug **out, const char *config, struct options *opts
     pthread_cond_init(&d->suspend_cv, NULL);
     d->state = 1;
     int ret = parse_align(d, opts, prefix, err);
+    if (ret == 0) {
+        ret = parse_limits(d, opts, prefix, err);
+    }
     if (ret == 0 && config && *config) {
         ret = read_config(d, config, err);
     }

@@ -250,10 +250,12 @@ int blockdev_open(struct blockdev **out, const char *filename, const struct bloc
             drv = blockdev_find_driver("raw");
         }
     }
-    if (opts->compressed_cache_set && strcmp(drv->format_name, "qcow2") != 0) {
+    const char *qcow2_only = opts->compressed_cache_set ? "compressed-cache-size"
+                             : opts->data_file ? "data-file.filename" : NULL;
+    if (qcow2_only && strcmp(drv->format_name, "qcow2") != 0) {
         hostfile_close(file);
-        return error_set(err, -EINVAL, "Block format '%s' does not support the option "
-                         "'compressed-cache-size'", drv->format_name);
+        return error_set(err, -EINVAL, "Block format '%s' does not support the option '%s'",
+                         drv->format_name, qcow2_only);
     }
     struct blockdev *bd = NULL;
     ret = drv->open(&bd, file, filename, opts, err);

@@ -54,6 +54,8 @@ struct blockdev_open_opts {
     bool protocol_top;                  /* the protocol is the top node (driver=null-co) */
     struct blockdev *file_child;        /* a node the format sits on instead of a file
                                          * (qcow2 over qcow2, over NBD): taken over */
+    const char *data_file;              /* qcow2: data-file.filename, the external data file
+                                         * (NULL: the one the image records) */
 };
 
 /* Flags of blockdev_pwrite_zeroes. */
@@ -120,6 +122,7 @@ struct blockdev_spec {
     uint64_t raw_offset, raw_size;  /* the raw format's offset and size options */
     bool raw_has_size;
     char *child_options;        /* file.driver is a format: the child node's options */
+    char *data_file;            /* data-file.filename: a qcow2's external data file */
     struct options opts;        /* every option; unread ones are the caller's to check */
 };
 
@@ -309,6 +312,8 @@ struct blockdev_create_opts {
     const char *backing_format;     /* NULL: not recorded */
     bool encrypt_aes;               /* qcow2 crypt_method 1 (QEMU's legacy AES-CBC): the
                                      * key is no part of the image, only the method is */
+    const char *data_file;          /* qcow2 external data file to create (NULL: none) */
+    bool data_file_raw;             /* ... kept a valid raw image (metadata preallocated) */
 };
 
 void blockdev_create_opts_init(struct blockdev_create_opts *o);
@@ -393,6 +398,8 @@ struct blockdev_amend_opts {
     int lazy_refcounts;         /* -1: keep, 0/1 */
     int refcount_bits;          /* 0: keep */
     bool resize;                /* the virtual size changes to size (before a downgrade) */
+    const char *data_file;      /* qcow2 data file name to record (NULL: keep, "": none) */
+    int data_file_raw;          /* 0: keep, -1: clear, 1: set (refused unless already set) */
     uint64_t size;
     /* Progress of a refcount width change, in passes over the refcount
      * structure; total may grow (NULL: not wanted). */

@@ -283,6 +283,32 @@ void blockdev_spec_node_opts(const struct blockdev_spec *spec, struct blockdev_o
     o->raw_offset = spec->raw_offset;
     o->raw_size = spec->raw_size;
     o->raw_has_size = spec->raw_has_size;
+    if (spec->data_file) {
+        o->data_file = spec->data_file;
+    }
+}
+
+/* The qcow2 data-file child: a host file named by data-file.filename
+ * (data-file.driver=file or none). QEMU's bare data-file= names a node,
+ * which a program here has none of. */
+static int parse_data_file(struct blockdev_spec *spec, const char *prefix, struct error *err)
+{
+    struct options *opts = &spec->opts;
+    const char *node = layer_get(opts, prefix, "data-file");
+    if (node) {
+        return error_set(err, -EINVAL, "Cannot find device='%s' nor node-name='%s'", node, node);
+    }
+    const char *driver = layer_get(opts, prefix, "data-file.driver");
+    if (driver && strcmp(driver, "file") != 0) {
+        return error_set(err, -ENOTSUP, "data-file.driver=%s is not supported (the data file "
+                         "is a host file: data-file.driver=file)", driver);
+    }
+    const char *name = layer_get(opts, prefix, "data-file.filename");
+    if (name) {
+        free(spec->data_file);
+        spec->data_file = strdup(name);
+    }
+    return 0;
 }
 
 static int parse_protocol(struct blockdev_spec *spec, const char *prefix, const char *driver,
@@ -354,6 +380,55 @@ static int parse_blkdebug_name(struct blockdev_spec *spec, const char *file_pref
     return ret;
 }
 
+/* driver=blkdebug at the top, over a format node (image.driver=qcow2,
+ * iotest 177): a raw pass-through over that node, whose protocol carries
+ * the blkdebug rules and limits, as file.driver=blkdebug puts them over a
+ * file. The image is named by blkdebug:CONFIG:FILE, image= or
+ * image.file.filename. */
+static int parse_blkdebug_filter(struct blockdev_spec *spec, struct error *err)
+{
+    struct options *opts = &spec->opts;
+    const char *image_driver = layer_get(opts, "", "image.driver");
+    if (!image_driver || !is_format_driver(image_driver)) {
+        return error_set(err, -ENOTSUP, "driver=blkdebug at the top needs a format node under "
+                         "it (image.driver=qcow2 or raw); over a file use file.driver=blkdebug");
+    }
+    char *config = NULL;
+    const char *file = layer_get(opts, "", "image.file.filename");
+    if (spec->filename && !strncmp(spec->filename, "blkdebug:", 9)) {
+        const char *named;
+        int ret = blkdebug_split_name(spec->filename, &config, &named, err);
+        if (ret < 0) {
+            return ret;
+        }
+        file = file ? file : named;
+    }
+    const char *config_opt = layer_get(opts, "", "config");
+    char *name = dup_or_null(file);
+    spec->child_options = layer_options(opts, "image.");
+    if (name && !layer_get(opts, "image.", "file")) {
+        char *with_file;
+        if (asprintf(&with_file, "%s,file.filename=%s", spec->child_options, name) < 0) {
+            free(config);
+            free(name);
+            return error_set(err, -ENOMEM, "Out of memory");
+        }
+        free(spec->child_options);
+        spec->child_options = with_file;
+    }
+    free(spec->filename);
+    spec->filename = name;
+    spec->format = strdup("raw");
+    spec->protocol = strdup(image_driver);
+    blkdebug_free(spec->blkdebug);
+    spec->blkdebug = NULL;
+    int ret = blkdebug_new(&spec->blkdebug, config_opt ? config_opt : config, opts, "", err);
+    spec->blkdebug_config = (config && *config) || config_opt;
+    spec->blkdebug_inline = has_inline_rules(opts, "");
+    free(config);
+    return ret;
+}
+
 /* qcow2's metadata cache tuning (QEMU's l2-cache-size and kin): checked as
  * sizes, then unused, since our table caches size themselves. Scripts pass
  * them (iotest 061), and refusing them would refuse working commands. */
@@ -416,6 +491,9 @@ int blockdev_spec_parse_options(struct blockdev_spec *spec, const char *text,
     spec->node_name[BDEV_NODE_TOP] = dup_or_null(layer_get(opts, "", "node-name"));
     spec->node_name[BDEV_NODE_FILE] = dup_or_null(layer_get(opts, "", "file.node-name"));
     spec->node_name[BDEV_NODE_BACKING] = dup_or_null(layer_get(opts, "", "backing.node-name"));
+    if (driver && !strcmp(driver, "blkdebug")) {
+        return parse_blkdebug_filter(spec, err);
+    }
     if (is_protocol(driver)) {
         spec->protocol_top = true;
         spec->format = strdup("raw");
@@ -485,7 +563,7 @@ int blockdev_spec_parse_options(struct blockdev_spec *spec, const char *text,
     const char *backing = layer_get(opts, prefix, "backing");
     spec->no_backing = backing && (!*backing || !strcmp(backing, "null"));
     spec->backing_format = dup_or_null(layer_get(opts, prefix, "backing.driver"));
-    return 0;
+    return parse_data_file(spec, prefix, err);
 }
 
 int blockdev_json_with_options(const char *name, const char *options, char **out,
@@ -538,6 +616,7 @@ void blockdev_spec_free(struct blockdev_spec *spec)
     free(spec->protocol);
     free(spec->backing_format);
     free(spec->child_options);
+    free(spec->data_file);
     blkdebug_free(spec->blkdebug);
     for (int i = 0; i < BDEV_NODE_LAYERS; i++) {
         free(spec->node_name[i]);

@@ -24,6 +24,8 @@ struct hostfile_protocol {
     int64_t (*size)(struct hostfile *f);
     int (*truncate)(struct hostfile *f, uint64_t size);
     int (*zero_range)(struct hostfile *f, uint64_t off, uint64_t len, bool may_unmap);
+    /* An advisory discard (NULL: a discard zeroes with may_unmap). */
+    int (*discard)(struct hostfile *f, uint64_t off, uint64_t len);
     /* Block status of the node: BDEV_STATUS_DATA / _ZERO flags for a run. */
     int (*status)(struct hostfile *f, uint64_t off, uint64_t len, unsigned *flags,
                   uint64_t *run);

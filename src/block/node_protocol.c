@@ -64,6 +64,14 @@ static int node_zero_range(struct hostfile *f, uint64_t off, uint64_t len, bool 
                                   &err);
 }
 
+/* A discard through a node stays a discard: the node (qcow2) drops whole
+ * clusters only, where zeroing would write zeros around them (iotest 177). */
+static int node_discard(struct hostfile *f, uint64_t off, uint64_t len)
+{
+    struct error err = {0};
+    return blockdev_discard(child_of(f), off, len, &err);
+}
+
 static int node_status(struct hostfile *f, uint64_t off, uint64_t len, unsigned *flags,
                        uint64_t *run)
 {
@@ -91,6 +99,7 @@ static const struct hostfile_protocol node_protocol = {
     .size = node_size,
     .truncate = node_truncate,
     .zero_range = node_zero_range,
+    .discard = node_discard,
     .status = node_status,
     .close = node_close,
 };

@@ -122,6 +122,7 @@ static void qcow2_free_state(struct qcow2 *s)
     free(s->refcount_table);
     qcow2_snapshots_free(s);
     qcow2_bitmaps_free(s);
+    qcow2_data_file_close(s);
     hostfile_close(s->file);
     pthread_mutex_destroy(&s->lock);
 }
@@ -177,6 +178,9 @@ static int qcow2_open(struct blockdev **out, struct hostfile *file, const char *
     int ret = qcow2_header_parse(s, err);
     if (ret == 0) {
         ret = check_open_mode(s, opts, err);
+    }
+    if (ret == 0) {
+        ret = qcow2_data_file_open(s, opts, err);
     }
     if (ret == 0) {
         s->bd.cluster_size = s->cluster_size;
@@ -273,6 +277,9 @@ static void qcow2_close(struct blockdev *bd)
         pthread_mutex_unlock(&s->lock);
         hostfile_flush(s->file);
     }
+    if (s->data_file && !bd->read_only && !bd->inactive) {
+        hostfile_flush(s->data_file);
+    }
     qcow2_free_state(s);
     free(s);
 }
@@ -280,7 +287,11 @@ static void qcow2_close(struct blockdev *bd)
 static int qcow2_flush(struct blockdev *bd, struct error *err)
 {
     struct qcow2 *s = qcow2_of(bd);
-    int ret = 0;
+    /* The data first: the metadata flushed next may point to it. */
+    int ret = s->data_file ? hostfile_flush(s->data_file) : 0;
+    if (ret < 0) {
+        return error_set_errno(err, ret, "Could not flush the data file of '%s'", bd->filename);
+    }
     /* While the dirty bit is set (lazy refcounts), refcounts need not be on
      * disk: a crash is repaired on open, and close writes them. */
     pthread_mutex_lock(&s->lock);
@@ -325,18 +336,19 @@ static int preallocate(struct qcow2 *s, uint64_t start, uint64_t end, enum block
         }
         uint64_t entry, bitmap;
         qcow2_l2_read_entry(s, table, index, &entry, &bitmap);
-        if (entry & (QCOW2_L2E_OFFSET_MASK | QCOW2_OFLAG_COMPRESSED)) {
+        if (qcow2_entry_has_host(s, entry) || (entry & QCOW2_OFLAG_COMPRESSED)) {
             continue;
         }
         if (pos < start && s->bd.backing && !s->extended_l2) {
             continue;   /* a data cluster would hide the backing data before start */
         }
-        int64_t host = qcow2_alloc_clusters(s, 1, err);
+        int64_t host = s->data_file ? (int64_t)qcow2_data_file_host(pos) : qcow2_alloc_clusters(s, 1, err);
         if (host < 0) {
             return (int)host;
         }
         if (mode == PREALLOC_FALLOC || mode == PREALLOC_FULL) {
-            ret = hostfile_allocate(s->file, (uint64_t)host, s->cluster_size, mode == PREALLOC_FULL);
+            ret = hostfile_allocate(qcow2_data(s), (uint64_t)host, s->cluster_size,
+                                    mode == PREALLOC_FULL);
             if (ret < 0) {
                 return error_set_errno(err, ret, "Could not preallocate data");
             }
@@ -353,9 +365,9 @@ static int preallocate(struct qcow2 *s, uint64_t start, uint64_t end, enum block
             file_end = (uint64_t)host + s->cluster_size;
         }
     }
-    int64_t size = hostfile_size(s->file);
+    int64_t size = hostfile_size(qcow2_data(s));
     if (file_end && size >= 0 && (uint64_t)size < file_end) {
-        return hostfile_truncate(s->file, file_end);
+        return hostfile_truncate(qcow2_data(s), file_end);
     }
     return 0;
 }
@@ -425,12 +437,21 @@ static int qcow2_truncate(struct blockdev *bd, uint64_t size, bool shrink_ok,
         /* v2 has no zero clusters (QEMU fails the same way, after growing L1) */
         return error_set_errno(err, -ENOTSUP, "Failed to zero out new clusters");
     }
+    if (size > old && qcow2_data_file_is_raw(s) && prealloc == PREALLOC_OFF) {
+        /* The L2 tables must map the grown area 1:1 too (QEMU's reason:
+         * the raw data file and the image read the same). */
+        prealloc = PREALLOC_METADATA;
+    }
     pthread_mutex_lock(&s->lock);
     int ret = qcow2_prepare_write(s, err);
     if (ret == 0 && size < old) {
         ret = shrink(s, size, shrink_ok, err);
     } else if (ret == 0 && size > old) {
         ret = qcow2_grow_l1(s, qcow2_size_to_l1(s, size), err);
+        if (ret == 0 && s->data_file && prealloc == PREALLOC_OFF &&
+            (ret = hostfile_truncate(s->data_file, size)) < 0) {
+            error_set_errno(err, ret, "Could not resize the data file");
+        }
         if (ret == 0 && prealloc != PREALLOC_OFF) {
             qcow2_order_batch_begin(s);
             ret = preallocate(s, old, size, prealloc, err);
@@ -456,14 +477,14 @@ static unsigned status_flags(const struct qcow2 *s, uint64_t entry, uint64_t bit
         return BDEV_STATUS_DATA | BDEV_STATUS_ALLOCATED | BDEV_STATUS_OFFSET_VALID;
     case QCOW2_SC_ZERO:
         return BDEV_STATUS_ZERO | BDEV_STATUS_ALLOCATED |
-               ((entry & QCOW2_L2E_OFFSET_MASK) ? BDEV_STATUS_OFFSET_VALID : 0);
+               (qcow2_entry_has_host(s, entry) ? BDEV_STATUS_OFFSET_VALID : 0);
     case QCOW2_SC_COMPRESSED:
         return BDEV_STATUS_DATA | BDEV_STATUS_ALLOCATED | BDEV_STATUS_COMPRESSED;
     case QCOW2_SC_UNALLOCATED:
         /* A subcluster of a cluster this image owns (extended L2) still has
          * its place in the file: QEMU reports it (UNALLOCATED_ALLOC), and
          * map --output=json prints it. */
-        return (entry & QCOW2_L2E_OFFSET_MASK) ? BDEV_STATUS_OFFSET_VALID : 0;
+        return qcow2_entry_has_host(s, entry) ? BDEV_STATUS_OFFSET_VALID : 0;
     default:
         return 0;
     }
@@ -509,14 +530,18 @@ static int qcow2_block_status(struct blockdev *bd, uint64_t off, uint64_t len,
         .len = run < len ? run : len,
         .flags = flags,
         .host_offset = first_host,
-        .file = bd->filename,
+        .file = s->data_file_name ? s->data_file_name : bd->filename,
     };
     return 0;
 }
 
+/* Both files, as QEMU sums a format node's children. */
 static int64_t qcow2_allocated_size(struct blockdev *bd)
 {
-    return hostfile_allocated_bytes(qcow2_of(bd)->file);
+    struct qcow2 *s = qcow2_of(bd);
+    int64_t image = hostfile_allocated_bytes(s->file);
+    int64_t data = s->data_file ? hostfile_allocated_bytes(s->data_file) : 0;
+    return image < 0 || data < 0 ? -1 : image + data;
 }
 
 static void qcow2_info_json(struct blockdev *bd, struct json_writer *w)
@@ -529,6 +554,7 @@ static void qcow2_info_json(struct blockdev *bd, struct json_writer *w)
     }
     qcow2_bitmaps_info_json(s, w);
     json_write_uint(w, "refcount-bits", s->refcount_bits);
+    qcow2_data_file_info_json(s, w);
     if (s->version >= 3) {
         json_write_bool(w, "corrupt", s->incompatible_features & QCOW2_INCOMPAT_CORRUPT);
         json_write_bool(w, "extended-l2", s->extended_l2);
@@ -625,6 +651,7 @@ static int reread_header(struct qcow2 *s, struct error *err)
         free(n->unknown_ext[i].data);
     }
     free(n->unknown_ext);
+    free(n->image_data_file);
     free(n->bd.backing_filename);
     free(n->bd.backing_format);
     free(n);

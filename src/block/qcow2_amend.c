@@ -285,6 +285,9 @@ static int downgrade(struct qcow2 *s, const struct blockdev_amend_opts *o, struc
     if (s->refcount_order != 4) {
         return error_set(err, -ENOTSUP, "compat=0.10 requires refcount_bits=16");
     }
+    if (qcow2_has_data_file(s)) {
+        return error_set(err, -ENOTSUP, "Cannot downgrade an image with a data file");
+    }
     int ret = check_snapshots_allow_v2(s, err);
     if (ret < 0) {
         return ret;
@@ -363,8 +366,13 @@ int qcow2_amend(struct blockdev *bd, const struct blockdev_amend_opts *o, struct
     if (o->version && o->version != 2 && o->version != 3) {
         return error_set(err, -EINVAL, "Invalid compat version %d", o->version);
     }
+    /* Refused before anything changes, as QEMU parses the options first. */
+    int ret = qcow2_data_file_amend_check(s, o->data_file, o->data_file_raw, err);
+    if (ret < 0) {
+        return ret;
+    }
     pthread_mutex_lock(&s->lock);
-    int ret = qcow2_prepare_write(s, err);
+    ret = qcow2_prepare_write(s, err);
     if (ret == 0 && o->version == 3 && s->version == 2) {
         ret = upgrade(s, err);
     }
@@ -383,6 +391,11 @@ int qcow2_amend(struct blockdev *bd, const struct blockdev_amend_opts *o, struct
     }
     if (ret == 0 && o->version == 2 && s->version == 3) {
         ret = downgrade(s, o, err);
+    }
+    if (ret == 0 && (o->data_file || o->data_file_raw)) {
+        pthread_mutex_lock(&s->lock);
+        ret = qcow2_data_file_amend(s, o->data_file, o->data_file_raw, err);
+        pthread_mutex_unlock(&s->lock);
     }
     return ret;     /* qemu-img prints the driver's message as it is */
 }

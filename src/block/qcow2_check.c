@@ -213,7 +213,7 @@ static void check_l2(struct check *c, uint64_t l2_off, bool active)
                 c->res->compressed_clusters++;
                 c->res->fragmented_clusters++;
             }
-        } else if (host) {
+        } else if (qcow2_entry_has_host(s, e)) {
             if ((bm >> 32) & bm) {
                 report(c, "ERROR offset=%" PRIx64 ": Allocated cluster has corrupted "
                        "subcluster allocation bitmap", host);
@@ -237,7 +237,9 @@ static void check_l2(struct check *c, uint64_t l2_off, bool active)
                 }
                 next_contiguous = host + s->cluster_size;
             }
-            inc(c, host, s->cluster_size);
+            if (!qcow2_has_data_file(s)) {      /* data file clusters are not refcounted */
+                inc(c, host, s->cluster_size);
+            }
         } else if (s->extended_l2 && (bm & 0xffffffffULL)) {
             report(c, "ERROR: Unallocated cluster has non-zero subcluster allocation map");
             c->res->corruptions++;
@@ -447,10 +449,10 @@ static void check_copied(struct check *c)
             uint64_t e, bm;
             qcow2_l2_read_entry(s, c->l2, j, &e, &bm);
             uint64_t host = e & QCOW2_L2E_OFFSET_MASK;
-            if (is_compressed(e) || !host) {
+            if (!qcow2_entry_has_host(s, e)) {
                 continue;
             }
-            rc = stored_refcount(c, host);
+            rc = qcow2_has_data_file(s) ? 1 : stored_refcount(c, host);
             if ((rc == 1) != !!(e & QCOW2_OFLAG_COPIED)) {
                 copied_mismatch(c, "OFLAG_COPIED data cluster: l2_entry=%" PRIx64 " refcount=%"
                                 PRIu64, e, rc);
@@ -515,6 +517,10 @@ static void check_l1_tables(struct check *c)
 {
     struct qcow2 *s = c->s;
     check_l1(c, s->l1_table_offset, s->l1_size, true);
+    if (qcow2_has_data_file(s) && s->nb_snapshots) {
+        report(c, "ERROR %u snapshots in image with data file", s->nb_snapshots);
+        c->res->corruptions++;
+    }
     for (uint32_t i = 0; i < s->nb_snapshots; i++) {
         const struct qcow2_snapshot *sn = &s->snapshots[i];
         if (sn->l1_table_offset & s->cluster_mask) {

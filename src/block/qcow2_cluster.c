@@ -13,7 +13,7 @@ enum qcow2_sc_type qcow2_sc_type(const struct qcow2 *s, uint64_t l2_entry, uint6
     if (l2_entry & QCOW2_OFLAG_COMPRESSED) {
         return QCOW2_SC_COMPRESSED;
     }
-    uint64_t host = l2_entry & QCOW2_L2E_OFFSET_MASK;
+    bool host = qcow2_entry_has_host(s, l2_entry);
     if (!s->extended_l2) {
         if (l2_entry & QCOW2_OFLAG_ZERO) {
             return QCOW2_SC_ZERO;
@@ -22,7 +22,7 @@ enum qcow2_sc_type qcow2_sc_type(const struct qcow2 *s, uint64_t l2_entry, uint6
     }
     bool alloc = (l2_bitmap >> sc_index) & 1;
     bool zero = (l2_bitmap >> (32 + sc_index)) & 1;
-    if (alloc && (zero || host == 0)) {
+    if (alloc && (zero || !host)) {
         return QCOW2_SC_INVALID;
     }
     if (alloc) {

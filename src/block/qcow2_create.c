@@ -64,6 +64,17 @@ static int validate(const struct blockdev_create_opts *o, struct error *err)
     if (o->backing_format && !o->backing_file) {
         return error_set(err, -EINVAL, "Backing format cannot be used without backing file");
     }
+    if (o->data_file_raw && !o->data_file) {
+        return error_set(err, -EINVAL, "data-file-raw requires data-file");
+    }
+    if (o->data_file_raw && o->backing_file) {
+        return error_set(err, -EINVAL, "Backing file and data-file-raw cannot be used at the "
+                         "same time");
+    }
+    if (o->data_file && o->version < 3) {
+        return error_set(err, -EINVAL, "External data files are only supported with "
+                         "compatibility level 1.1 and above (use version=v3 or greater)");
+    }
     if (o->backing_file && o->prealloc != PREALLOC_OFF && !o->extended_l2) {
         return error_set(err, -EINVAL, "Backing file and preallocation can only be used at the "
                          "same time if extended_l2 is on");
@@ -92,7 +103,7 @@ static int backing_size(const char *filename, const struct blockdev_create_opts 
 
 /* *created: the file was made (or truncated): ours to delete on failure. */
 static int write_initial_metadata(const char *filename, const struct blockdev_create_opts *o,
-                                  bool *created, struct error *err)
+                                  uint64_t size, bool *created, struct error *err)
 {
     struct qcow2 s = { 0 };
     int ret = hostfile_create(&s.file, filename, err);
@@ -100,6 +111,14 @@ static int write_initial_metadata(const char *filename, const struct blockdev_cr
         return ret;
     }
     *created = true;
+    if (o->data_file) {
+        /* Made first, as QEMU makes it, of the disk's size. */
+        ret = qcow2_data_file_create(&s, o->data_file, o->data_file_raw, size, err);
+        if (ret < 0) {
+            hostfile_close(s.file);
+            return ret;
+        }
+    }
     s.version = (uint32_t)o->version;
     s.cluster_bits = (uint32_t)__builtin_ctz(o->cluster_size);
     s.refcount_order = (uint32_t)__builtin_ctz((unsigned)o->refcount_bits);
@@ -139,6 +158,7 @@ static int write_initial_metadata(const char *filename, const struct blockdev_cr
         ret = qcow2_header_write(&s, err);
     }
     free(buf);
+    free(s.image_data_file);
     hostfile_close(s.file);
     return ret;
 }
@@ -180,17 +200,22 @@ static int delete_failed_image(const char *filename, int ret)
 static int format_image(const char *filename, const struct blockdev_create_opts *o, uint64_t size,
                         bool *created, struct error *err)
 {
-    int ret = write_initial_metadata(filename, o, created, err);
+    int ret = write_initial_metadata(filename, o, size, created, err);
     if (ret < 0) {
         return ret;
     }
     struct blockdev *bd;
-    struct blockdev_open_opts opts = { .format = "qcow2", .flags = BDEV_NO_BACKING };
+    struct blockdev_open_opts opts = { .format = "qcow2", .flags = BDEV_NO_BACKING,
+                                       .data_file = o->data_file };
     ret = blockdev_open(&bd, filename, &opts, err);
     if (ret < 0) {
         return ret;
     }
-    ret = blockdev_truncate(bd, size, false, o->prealloc, err);
+    /* With a raw data file, the L2 tables map all of it (QEMU's reason:
+     * the data file and the image must read the same). */
+    enum blockdev_prealloc prealloc = o->data_file_raw && o->prealloc == PREALLOC_OFF
+                                      ? PREALLOC_METADATA : o->prealloc;
+    ret = blockdev_truncate(bd, size, false, prealloc, err);
     if (ret == 0) {
         ret = blockdev_flush(bd, err);
     }

@@ -93,6 +93,11 @@ static int parse_extensions(struct qcow2 *s, const uint8_t *buf, uint64_t end,
             free(s->bd.backing_format);
             s->bd.backing_format = strndup((const char *)data, len);
             break;
+        case QCOW2_EXT_DATA_FILE:
+            if (qcow2_data_file_parse_ext(s, data, len) < 0) {
+                return error_set(err, -ENOMEM, "Out of memory");
+            }
+            break;
         case QCOW2_EXT_FEATURE_TABLE:
             *feature_table = data;
             *feature_len = len;
@@ -418,6 +423,10 @@ int qcow2_header_write(struct qcow2 *s, struct error *err)
         put_extension(&h, QCOW2_EXT_BACKING_FORMAT, s->bd.backing_format,
                       (uint32_t)strlen(s->bd.backing_format));
     }
+    if (qcow2_has_data_file(s) && s->image_data_file) {
+        put_extension(&h, QCOW2_EXT_DATA_FILE, s->image_data_file,
+                      (uint32_t)strlen(s->image_data_file));
+    }
     if (s->version >= 3) {
         put_feature_table(&h);
     }
@@ -536,9 +545,11 @@ int qcow2_prepare_write(struct qcow2 *s, struct error *err)
     }
     if (!s->autoclear_cleared) {
         s->autoclear_cleared = true;
-        /* Bitmaps are kept up to date (qcow2_bitmap.c); the other bits
+        /* Bitmaps are kept up to date (qcow2_bitmap.c), and so is a raw
+         * data file (data goes there at its guest offset); the other bits
          * promise what we do not maintain. A stale bitmaps extension goes. */
         uint64_t keep = s->nb_bitmaps ? QCOW2_AUTOCLEAR_BITMAPS : 0;
+        keep |= qcow2_has_data_file(s) ? QCOW2_AUTOCLEAR_DATA_FILE_RAW : 0;
         if ((s->autoclear_features & ~keep) || s->bitmaps_stale) {
             s->autoclear_features &= keep;
             s->bitmaps_stale = false;

@@ -44,12 +44,15 @@
 #define QCOW2_INCOMPAT_COMPRESSION (1ULL << 3)
 #define QCOW2_INCOMPAT_EXTL2       (1ULL << 4)
 #define QCOW2_INCOMPAT_KNOWN (QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT | \
-                              QCOW2_INCOMPAT_COMPRESSION | QCOW2_INCOMPAT_EXTL2)
+                              QCOW2_INCOMPAT_DATA_FILE | QCOW2_INCOMPAT_COMPRESSION | \
+                              QCOW2_INCOMPAT_EXTL2)
 /* compatible_features */
 #define QCOW2_COMPAT_LAZY_REFCOUNTS (1ULL << 0)
 /* autoclear_features: bitmaps is kept while we maintain them (qcow2_bitmap.c);
  * the others are cleared on the first write. */
 #define QCOW2_AUTOCLEAR_BITMAPS     (1ULL << 0)
+/* the external data file is a valid raw image (kept: qcow2_data_file.c) */
+#define QCOW2_AUTOCLEAR_DATA_FILE_RAW (1ULL << 1)
 
 /* Header extension types */
 #define QCOW2_EXT_END            0x00000000U
@@ -165,6 +168,11 @@ struct qcow2_deferred_free {
 struct qcow2 {
     struct blockdev bd;
     struct hostfile *file;
+    /* The external data file (qcow2_data_file.c): guest data lies there at
+     * its guest offset, clusters not refcounted; NULL: data is in file. */
+    struct hostfile *data_file;
+    char *image_data_file;              /* its name as the header records it (NULL: none) */
+    char *data_file_name;               /* the name it was opened by (block status) */
     pthread_mutex_t lock;
 
     /* header fields */
@@ -256,6 +264,57 @@ struct qcow2 {
 };
 
 static inline struct qcow2 *qcow2_of(struct blockdev *bd) { return (struct qcow2 *)bd; }
+
+/* qcow2_data_file.c: the external data file (incompatible bit 2, the
+ * header extension naming it, autoclear bit 1 "raw external data"). */
+static inline bool qcow2_has_data_file(const struct qcow2 *s)
+{
+    return s->incompatible_features & QCOW2_INCOMPAT_DATA_FILE;
+}
+static inline bool qcow2_data_file_is_raw(const struct qcow2 *s)
+{
+    return s->autoclear_features & QCOW2_AUTOCLEAR_DATA_FILE_RAW;
+}
+/* Whether an uncompressed L2 entry has a host cluster. Offset 0 is one in
+ * a data file (guest cluster 0 lies there), told from unallocated by the
+ * COPIED flag, which data file clusters always carry (QEMU's rule). */
+static inline bool qcow2_entry_has_host(const struct qcow2 *s, uint64_t entry)
+{
+    return !(entry & QCOW2_OFLAG_COMPRESSED) &&
+           ((entry & QCOW2_L2E_OFFSET_MASK) ||
+            (qcow2_has_data_file(s) && (entry & QCOW2_OFLAG_COPIED)));
+}
+/* Where guest data clusters are read and written. */
+static inline struct hostfile *qcow2_data(const struct qcow2 *s)
+{
+    return s->data_file ? s->data_file : s->file;
+}
+/* The header extension's data (the parser calls it). */
+int qcow2_data_file_parse_ext(struct qcow2 *s, const uint8_t *data, uint32_t len);
+/* Opens the data file an image with the feature needs: opts->data_file, or
+ * the name the header records; refuses a data file for an image without. */
+int qcow2_data_file_open(struct qcow2 *s, const struct blockdev_open_opts *opts,
+                         struct error *err);
+void qcow2_data_file_close(struct qcow2 *s);
+/* Where a new data cluster for guest cluster cluster_off goes: the same
+ * offset in the data file (QEMU's identity mapping). */
+static inline uint64_t qcow2_data_file_host(uint64_t cluster_off) { return cluster_off; }
+/* QEMU's overlap check of a write of guest data to host offset off: none
+ * when the data goes to the data file (its metadata is elsewhere). */
+int qcow2_data_overlap_check(struct qcow2 *s, uint64_t off, uint64_t len, struct error *err);
+bool qcow2_data_overlaps_metadata(struct qcow2 *s, uint64_t off, uint64_t len);
+/* Operations QEMU refuses on an image with a data file (-ENOTSUP; what:
+ * QEMU's message, or NULL for its bare "Operation not supported"). */
+int qcow2_data_file_refuse(struct qcow2 *s, const char *what, struct error *err);
+void qcow2_data_file_info_json(struct qcow2 *s, struct json_writer *w);
+/* amend: a new recorded name (NULL: keep, "": none) and raw bit (0: keep,
+ * -1: clear, 1: set):
+ * whether the image allows them (QEMU's refusals), then the header change. */
+int qcow2_data_file_amend_check(struct qcow2 *s, const char *name, int raw, struct error *err);
+int qcow2_data_file_amend(struct qcow2 *s, const char *name, int raw, struct error *err);
+/* create: makes the data file (size bytes, sparse) and records it in s. */
+int qcow2_data_file_create(struct qcow2 *s, const char *name, bool raw, uint64_t size,
+                           struct error *err);
 
 static inline uint64_t qcow2_start_of_cluster(const struct qcow2 *s, uint64_t off)
 {

@@ -45,6 +45,14 @@ static uint64_t l2_table_offset(const struct qcow2 *s, uint64_t off)
     return l1_index < s->l1_size ? s->l1_table[l1_index] & QCOW2_L1E_OFFSET_MASK : 0;
 }
 
+/* Whether an entry's host offset is where a data file keeps guest_off's
+ * cluster (QEMU's identity mapping; always true without a data file). */
+static bool data_file_mapping_ok(const struct qcow2 *s, uint64_t entry, uint64_t guest_off)
+{
+    return !s->data_file || !qcow2_entry_has_host(s, entry) ||
+           (entry & QCOW2_L2E_OFFSET_MASK) == qcow2_data_file_host(qcow2_start_of_cluster(s, guest_off));
+}
+
 static int check_host_offset(struct qcow2 *s, uint64_t entry, uint64_t guest_off,
                              struct error *err)
 {
@@ -53,6 +61,14 @@ static int check_host_offset(struct qcow2 *s, uint64_t entry, uint64_t guest_off
         return qcow2_signal_corruption(s, err, "Cluster allocation offset %#" PRIx64
                                        " unaligned (L2 offset: %#" PRIx64 ", L2 index: %#x)",
                                        host, l2_table_offset(s, guest_off),
+                                       (unsigned)((guest_off >> s->cluster_bits) & (s->l2_size - 1)));
+    }
+    uint64_t cluster_off = qcow2_start_of_cluster(s, guest_off);
+    if (!data_file_mapping_ok(s, entry, guest_off)) {
+        /* QEMU's words, its unbalanced parenthesis too. */
+        return qcow2_signal_corruption(s, err, "External data file host cluster offset %#" PRIx64
+                                       " does not match guest cluster offset: %#" PRIx64
+                                       ", L2 index: %#x)", host, cluster_off,
                                        (unsigned)((guest_off >> s->cluster_bits) & (s->l2_size - 1)));
     }
     return 0;
@@ -65,13 +81,21 @@ static int read_in_cluster(struct qcow2 *s, uint64_t off, uint8_t *buf, size_t l
                            struct error *err)
 {
     uint32_t in_cluster = (uint32_t)qcow2_offset_in_cluster(s, off);
+    if ((entry & QCOW2_OFLAG_COMPRESSED) && s->data_file) {
+        return nowait ? -EAGAIN
+                      : qcow2_signal_corruption(s, err, "Compressed cluster entry found in image "
+                                                "with external data file (L2 offset: %#" PRIx64
+                                                ", L2 index: %#x)", l2_table_offset(s, off),
+                                                (unsigned)((off >> s->cluster_bits) & (s->l2_size - 1)));
+    }
     if (entry & QCOW2_OFLAG_COMPRESSED) {
         return nowait ? qcow2_read_compressed_nowait(s, entry, in_cluster, buf, len)
                       : qcow2_read_compressed(s, entry, generation, in_cluster, buf, len, err);
     }
     /* As QEMU, an unaligned host offset is corruption whatever the
      * subclusters read: zero and unallocated ones too. */
-    if ((entry & QCOW2_L2E_OFFSET_MASK & s->cluster_mask) && nowait) {
+    if (((entry & QCOW2_L2E_OFFSET_MASK & s->cluster_mask) || !data_file_mapping_ok(s, entry, off)) &&
+        nowait) {
         return -EAGAIN;
     }
     int checked = check_host_offset(s, entry, off, err);
@@ -92,11 +116,12 @@ static int read_in_cluster(struct qcow2 *s, uint64_t off, uint8_t *buf, size_t l
         switch (type) {
         case QCOW2_SC_NORMAL:
             if (nowait) {
-                ret = hostfile_pread_nowait(s->file, (entry & QCOW2_L2E_OFFSET_MASK) + in_cluster, buf, n);
+                ret = hostfile_pread_nowait(qcow2_data(s), (entry & QCOW2_L2E_OFFSET_MASK) + in_cluster,
+                                            buf, n);
                 break;
             }
             hostfile_event(s->file, BLKDBG_READ_AIO);
-            ret = hostfile_pread(s->file, (entry & QCOW2_L2E_OFFSET_MASK) + in_cluster, buf, n);
+            ret = hostfile_pread(qcow2_data(s), (entry & QCOW2_L2E_OFFSET_MASK) + in_cluster, buf, n);
             if (ret < 0) {
                 error_set_errno(err, ret, "Could not read guest data at 0x%" PRIx64, off);
             }
@@ -152,7 +177,8 @@ static bool is_zero_alloc_overwrite(const struct qcow2 *s, uint64_t entry, uint6
                                     uint32_t in_cluster, size_t len)
 {
     uint64_t host = entry & QCOW2_L2E_OFFSET_MASK;
-    if (in_cluster != 0 || len != s->cluster_size || !host || (host & s->cluster_mask) ||
+    if (in_cluster != 0 || len != s->cluster_size || !qcow2_entry_has_host(s, entry) ||
+        (host & s->cluster_mask) ||
         (entry & QCOW2_OFLAG_COMPRESSED) || !(entry & QCOW2_OFLAG_COPIED)) {
         return false;
     }
@@ -179,7 +205,8 @@ static size_t extend_contiguous(struct qcow2 *s, uint64_t off, size_t n, size_t 
             !(is_plain_data(s, entry, bitmap, 0, step) ||
               (in_place && is_zero_alloc_overwrite(s, entry, bitmap, 0, step))) ||
             (entry & QCOW2_L2E_OFFSET_MASK) != host_end ||
-            (in_place && (!(entry & QCOW2_OFLAG_COPIED) || qcow2_overlaps_metadata(s, host_end, step)))) {
+            (in_place && (!(entry & QCOW2_OFLAG_COPIED) ||
+                          qcow2_data_overlaps_metadata(s, host_end, step)))) {
             break;
         }
         n += step;
@@ -206,7 +233,8 @@ static int read_at(struct qcow2 *s, uint64_t off, void *buf, size_t len, bool no
         int ret = nowait ? qcow2_lookup_cached(s, off, &entry, &bitmap) : qcow2_lookup(s, off, &entry, &bitmap, err);
         bool compressed = ret == 0 && (entry & QCOW2_OFLAG_COMPRESSED);
         uint64_t generation = compressed ? qcow2_zcache_generation(s) : 0;
-        bool plain = ret == 0 && is_plain_data(s, entry, bitmap, in_cluster, n);
+        bool plain = ret == 0 && is_plain_data(s, entry, bitmap, in_cluster, n) &&
+                     data_file_mapping_ok(s, entry, off);
         uint64_t host = (entry & QCOW2_L2E_OFFSET_MASK) + in_cluster;
         if (plain && !nowait && n == s->cluster_size - in_cluster) {
             n = extend_contiguous(s, off, n, len, host + n, false);
@@ -216,10 +244,10 @@ static int read_at(struct qcow2 *s, uint64_t off, void *buf, size_t len, bool no
             qcow2_readahead_note(s, off >> s->cluster_bits, nowait);
         }
         if (plain && nowait) {
-            ret = hostfile_pread_nowait(s->file, host, p, n);
+            ret = hostfile_pread_nowait(qcow2_data(s), host, p, n);
         } else if (plain) {
             hostfile_event(s->file, BLKDBG_READ_AIO);
-            ret = hostfile_pread(s->file, host, p, n);
+            ret = hostfile_pread(qcow2_data(s), host, p, n);
             if (ret < 0) {
                 error_set_errno(err, ret, "Could not read guest data at 0x%" PRIx64, off);
             }
@@ -264,7 +292,15 @@ static int release_mapping(struct qcow2 *s, uint64_t entry, bool discarded, stru
         return qcow2_update_refcount(s, c_off, c_len, -1, err);
     }
     uint64_t host = entry & QCOW2_L2E_OFFSET_MASK;
-    if (!host) {
+    if (!qcow2_entry_has_host(s, entry)) {
+        return 0;
+    }
+    if (s->data_file) {
+        /* Not refcounted: a discard goes through to the data file, as
+         * QEMU passes guest discards down. */
+        if (discarded && !qcow2_data_file_is_raw(s)) {
+            hostfile_discard(s->data_file, host, s->cluster_size);     /* advisory */
+        }
         return 0;
     }
     return discarded ? qcow2_free_discarded_cluster(s, host, err)
@@ -299,12 +335,12 @@ static int merge_old_content(struct qcow2 *s, uint64_t cluster_off, uint32_t sta
 static int write_host(struct qcow2 *s, uint64_t host, const void *buf, size_t len,
                       struct error *err)
 {
-    int ret = qcow2_pre_write_overlap_check(s, 0, host, len, err);
+    int ret = qcow2_data_overlap_check(s, host, len, err);
     if (ret < 0) {
         return ret;
     }
     hostfile_event(s->file, BLKDBG_WRITE_AIO);
-    ret = hostfile_pwrite(s->file, host, buf, len);
+    ret = hostfile_pwrite(qcow2_data(s), host, buf, len);
     if (ret < 0) {
         return error_set_errno(err, ret, "Could not write guest data");
     }
@@ -380,8 +416,7 @@ static int clusters_to_allocate(struct qcow2 *s, uint64_t off, size_t len, uint6
         if (qcow2_lookup(s, pos, &entry, &bitmap, NULL) < 0) {
             break;
         }
-        bool owned = !(entry & QCOW2_OFLAG_COMPRESSED) && (entry & QCOW2_L2E_OFFSET_MASK) &&
-                     (entry & QCOW2_OFLAG_COPIED);
+        bool owned = qcow2_entry_has_host(s, entry) && (entry & QCOW2_OFLAG_COPIED);
         if (owned) {
             break;
         }
@@ -460,9 +495,9 @@ static int write_new_content(struct qcow2 *s, uint64_t cluster_off, uint64_t new
     bool around = w_start > start || end > w_end;
     if (around && reads_as_zero_unread(s, cluster_off, entry, bitmap, start, w_start) &&
         reads_as_zero_unread(s, cluster_off, entry, bitmap, w_end, end) &&
-        !qcow2_overlaps_metadata(s, new_host + start, end - start)) {
+        !qcow2_data_overlaps_metadata(s, new_host + start, end - start)) {
         hostfile_event(s->file, BLKDBG_CLUSTER_ALLOC_SPACE);
-        int ret = hostfile_zero_range(s->file, new_host + start, end - start, false);
+        int ret = hostfile_zero_range(qcow2_data(s), new_host + start, end - start, false);
         if (ret < 0) {
             return error_set_errno(err, ret, "Could not zero guest data at host offset 0x%"
                                    PRIx64, new_host + start);
@@ -502,7 +537,8 @@ static int write_in_cluster(struct qcow2 *s, uint64_t off, const uint8_t *buf, s
     uint32_t last_sc = (w_end - 1) >> s->subcluster_bits;
     uint64_t host = entry & QCOW2_L2E_OFFSET_MASK;
     bool compressed = entry & QCOW2_OFLAG_COMPRESSED;
-    bool owned = !compressed && host && (entry & QCOW2_OFLAG_COPIED);
+    bool has_host = qcow2_entry_has_host(s, entry);
+    bool owned = has_host && (entry & QCOW2_OFLAG_COPIED);
 
     bool all_normal = true;
     for (uint32_t sc = first_sc; sc <= last_sc; sc++) {
@@ -520,7 +556,7 @@ static int write_in_cluster(struct qcow2 *s, uint64_t off, const uint8_t *buf, s
             return ret;
         }
         if (all_normal) {
-            ret = qcow2_pre_write_overlap_check(s, 0, host + w_start, len, err);
+            ret = qcow2_data_overlap_check(s, host + w_start, len, err);
             if (ret < 0) {
                 return ret;
             }
@@ -528,7 +564,7 @@ static int write_in_cluster(struct qcow2 *s, uint64_t off, const uint8_t *buf, s
             return 1;
         }
         if (is_zero_alloc_overwrite(s, entry, bitmap, w_start, len) &&
-            !qcow2_overlaps_metadata(s, host, len)) {
+            !qcow2_data_overlaps_metadata(s, host, len)) {
             *direct_host = host;
             return 1;
         }
@@ -539,14 +575,19 @@ static int write_in_cluster(struct qcow2 *s, uint64_t off, const uint8_t *buf, s
      * to the last allocated one (QEMU's calculate_l2_meta), the others stay
      * zero or unallocated in the new cluster. */
     bool whole = !s->extended_l2 || compressed;
-    if (s->extended_l2 && host && !owned && !compressed) {
+    if (s->extended_l2 && has_host && !owned) {
         copied_subclusters(bitmap, &first_sc, &last_sc);
     }
     uint32_t start = whole ? 0 : first_sc << s->subcluster_bits;
     uint32_t end = whole ? s->cluster_size : (last_sc + 1) << s->subcluster_bits;
     uint64_t new_host = host;
     bool allocated = false;
-    if (!owned) {
+    if (!owned && s->data_file) {
+        if (has_host) {
+            ret = check_host_offset(s, entry, off, err);
+        }
+        new_host = qcow2_data_file_host(cluster_off);     /* nothing to allocate or free */
+    } else if (!owned) {
         int64_t alloc = take_cluster(s, run, err);
         ret = alloc < 0 ? (int)alloc : 0;
         new_host = (uint64_t)alloc;
@@ -580,7 +621,7 @@ static int write_in_cluster(struct qcow2 *s, uint64_t off, const uint8_t *buf, s
         new_bitmap = (old_alloc | range) | ((old_zero & ~range) << 32);
     }
     ret = qcow2_l2_write_entry(s, table, index, new_host | QCOW2_OFLAG_COPIED, new_bitmap, err);
-    if (ret < 0 || owned) {
+    if (ret < 0 || owned || (s->data_file && new_host == host)) {
         return ret;
     }
     return release_old_mapping(s, entry, err);
@@ -621,7 +662,7 @@ static int write_in_place(struct qcow2 *s, uint64_t host, const void *buf, size_
     if (ret == 0) {
         hostfile_event(s->file, BLKDBG_WRITE_AIO);
     }
-    if (ret == 0 && (ret = hostfile_pwrite(s->file, host, buf, len)) < 0) {
+    if (ret == 0 && (ret = hostfile_pwrite(qcow2_data(s), host, buf, len)) < 0) {
         error_set_errno(err, ret, "Could not write guest data at 0x%" PRIx64, guest_off);
     }
     if (!keep_lock) {
@@ -685,7 +726,7 @@ int qcow2_write_at(struct qcow2 *s, uint64_t off, const void *buf, size_t len, s
             n = len;
         }
         uint64_t direct_host = 0;
-        if (run.next == run.end && len > n) {
+        if (run.next == run.end && len > n && !s->data_file) {
             uint64_t count;
             ret = clusters_to_allocate(s, off, len, &count, err);
             int64_t first = ret == 0 && count > 1 ? alloc_for_run(s, &run, &count, err) : 0;
@@ -738,7 +779,7 @@ static bool writes_in_place(struct qcow2 *s, uint64_t entry, uint64_t bitmap, ui
     uint64_t host = (entry & QCOW2_L2E_OFFSET_MASK) + in_cluster;
     return !s->corrupt && s->autoclear_cleared && (!s->lazy_refcounts || s->dirty_written) &&
            (entry & QCOW2_OFLAG_COPIED) && is_plain_data(s, entry, bitmap, in_cluster, len) &&
-           !qcow2_overlaps_metadata(s, host, len);
+           !qcow2_data_overlaps_metadata(s, host, len);
 }
 
 /* One cluster's piece of a nowait write. */
@@ -751,7 +792,8 @@ static int write_piece_nowait(struct qcow2 *s, uint64_t off, const uint8_t *p, s
     }
     bool ok = qcow2_lookup_cached(s, off, &entry, &bitmap) == 0 && writes_in_place(s, entry, bitmap, in_cluster, n);
     pthread_mutex_unlock(&s->lock);
-    return ok ? hostfile_pwrite_nowait(s->file, (entry & QCOW2_L2E_OFFSET_MASK) + in_cluster, p, n) : -EAGAIN;
+    return ok ? hostfile_pwrite_nowait(qcow2_data(s), (entry & QCOW2_L2E_OFFSET_MASK) + in_cluster, p, n)
+              : -EAGAIN;
 }
 
 /* The in-place case of qcow2_write_at from cached metadata, lock only
@@ -795,17 +837,17 @@ static int zero_in_cluster(struct qcow2 *s, uint64_t off, uint32_t first_sc, uin
     }
     uint64_t entry, bitmap;
     qcow2_l2_read_entry(s, table, index, &entry, &bitmap);
-    uint64_t host = entry & QCOW2_L2E_OFFSET_MASK;
     bool compressed = entry & QCOW2_OFLAG_COMPRESSED;
-    bool owned = !compressed && host && (entry & QCOW2_OFLAG_COPIED);
+    bool has_host = qcow2_entry_has_host(s, entry);
+    bool owned = has_host && (entry & QCOW2_OFLAG_COPIED);
     bool whole = first_sc == 0 && last_sc == s->subclusters - 1;
-    bool drop = compressed || (whole && ((host && !owned) || may_unmap));
+    bool drop = compressed || (whole && ((has_host && !owned) || may_unmap));
     if (needs_zero_data(s, entry, first_sc, last_sc)) {
         return 1;
     }
     uint64_t new_entry, new_bitmap = 0;
     if (!s->extended_l2) {
-        new_entry = drop || !host ? QCOW2_OFLAG_ZERO : entry | QCOW2_OFLAG_ZERO;
+        new_entry = drop || !has_host ? QCOW2_OFLAG_ZERO : entry | QCOW2_OFLAG_ZERO;
     } else {
         uint64_t range = sc_range_mask(first_sc, last_sc);
         new_entry = drop ? 0 : entry;
@@ -976,6 +1018,14 @@ int qcow2_pwrite_zeroes(struct blockdev *bd, uint64_t off, uint64_t len, unsigne
                         struct error *err)
 {
     struct qcow2 *s = qcow2_of(bd);
+    if (qcow2_data_file_is_raw(s)) {
+        /* The raw data file must read as the image does: zeros there first,
+         * as QEMU's qcow2_subcluster_zeroize. */
+        int ret = hostfile_zero_range(s->data_file, off, len, false);
+        if (ret < 0) {
+            return error_set_errno(err, ret, "Could not zero the data file at 0x%" PRIx64, off);
+        }
+    }
     if (s->version < 3) {
         return zero_v2(s, off, len, err);
     }
@@ -1013,7 +1063,7 @@ static bool discarded_entry(struct qcow2 *s, uint64_t entry, uint64_t bitmap, ui
 {
     bool whole = first == 0 && last == s->subclusters - 1;
     bool compressed = entry & QCOW2_OFLAG_COMPRESSED;
-    bool host = entry & QCOW2_L2E_OFFSET_MASK;
+    bool host = qcow2_entry_has_host(s, entry);
     if (!whole && (compressed || (host && !(entry & QCOW2_OFLAG_COPIED)))) {
         return false;   /* discard is advisory: do not copy a cluster to drop part of it */
     }
@@ -1075,7 +1125,8 @@ int qcow2_discard_locked(struct qcow2 *s, uint64_t off, uint64_t len, bool make_
         if (ret == 0) {
             ret = qcow2_l2_write_entry(s, table, index, new_entry, new_bitmap, err);
         }
-        if (ret == 0 && (new_entry & QCOW2_L2E_OFFSET_MASK) != (entry & QCOW2_L2E_OFFSET_MASK)) {
+        if (ret == 0 && ((new_entry & QCOW2_L2E_OFFSET_MASK) != (entry & QCOW2_L2E_OFFSET_MASK) ||
+                         qcow2_entry_has_host(s, new_entry) != qcow2_entry_has_host(s, entry))) {
             ret = release_mapping(s, entry, true, err);
         }
         if (ret < 0) {
@@ -1106,6 +1157,10 @@ int qcow2_pwrite_compressed(struct blockdev *bd, uint64_t off, const void *buf, 
                             struct error *err)
 {
     struct qcow2 *s = qcow2_of(bd);
+    int refused = qcow2_data_file_refuse(s, NULL, err);
+    if (refused < 0) {
+        return refused;
+    }
     if (qcow2_offset_in_cluster(s, off) || (len != s->cluster_size && off + len != bd->size) ||
         len > s->cluster_size) {
         return error_set(err, -EINVAL, "Compressed writes must cover exactly one cluster "

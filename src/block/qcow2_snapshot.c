@@ -484,6 +484,14 @@ static int begin_op(struct blockdev *bd, bool write, struct error *err)
     return 0;
 }
 
+/* Internal snapshots would share data clusters, which a data file's
+ * identity mapping cannot: QEMU refuses them all but the listing. */
+static int begin_snapshot_op(struct blockdev *bd, bool write, struct error *err)
+{
+    int ret = begin_op(bd, write, err);
+    return ret < 0 ? ret : qcow2_data_file_refuse(qcow2_of(bd), NULL, err);
+}
+
 int qcow2_snapshot_list(struct blockdev *bd, struct blockdev_snapshot_info **list, int *count,
                         struct error *err)
 {
@@ -559,7 +567,7 @@ static int on_snapshot(struct blockdev *bd, const char *id_or_name, const char *
                        int (*op)(struct qcow2 *s, uint32_t index, struct error *err),
                        struct error *err)
 {
-    int ret = begin_op(bd, true, err);
+    int ret = begin_snapshot_op(bd, true, err);
     if (ret < 0) {
         return ret;
     }
@@ -674,7 +682,7 @@ static int create_locked(struct qcow2 *s, const char *name, const struct blockde
 int qcow2_snapshot_create(struct blockdev *bd, const char *name, const struct blockdev_snapshot_vm *vm,
                           struct error *err)
 {
-    int ret = begin_op(bd, true, err);
+    int ret = begin_snapshot_op(bd, true, err);
     if (ret < 0) {
         return ret;
     }
@@ -928,7 +936,7 @@ int qcow2_snapshot_load_tmp(struct blockdev *bd, const char *id_or_name, struct 
     if (!bd->read_only) {
         return error_set(err, -EINVAL, "Loading a snapshot temporarily needs a read-only image");
     }
-    int ret = begin_op(bd, false, err);
+    int ret = begin_snapshot_op(bd, false, err);
     if (ret < 0) {
         return ret;
     }

@@ -212,7 +212,7 @@ int qcow2_txn_ref_l2_data(struct qcow2 *s, struct qcow2_txn *t, const uint8_t *l
             uint32_t c_len;
             qcow2_compressed_range(s, entry, &c_off, &c_len);
             ret = qcow2_txn_ref(s, t, c_off, c_len, delta, err);
-        } else if (entry & QCOW2_L2E_OFFSET_MASK) {
+        } else if ((entry & QCOW2_L2E_OFFSET_MASK) && !qcow2_has_data_file(s)) {
             uint64_t host = entry & QCOW2_L2E_OFFSET_MASK;
             if (host & s->cluster_mask) {
                 return qcow2_signal_corruption(s, err, "data cluster offset 0x%" PRIx64
@@ -274,8 +274,9 @@ static int fix_l2_flags(struct qcow2 *s, struct qcow2_txn *t, uint8_t *l2)
         uint64_t entry = ld_be64(p);
         uint64_t want = entry & ~QCOW2_OFLAG_COPIED;
         uint64_t host = entry & QCOW2_L2E_OFFSET_MASK;
-        if (!(entry & QCOW2_OFLAG_COMPRESSED) && host && (host >> s->cluster_bits) < t->n &&
-            t->rc[host >> s->cluster_bits] == 1) {
+        bool counted_once = qcow2_has_data_file(s) ||     /* data file: never shared */
+                            ((host >> s->cluster_bits) < t->n && t->rc[host >> s->cluster_bits] == 1);
+        if (qcow2_entry_has_host(s, entry) && counted_once) {
             want |= QCOW2_OFLAG_COPIED;
         }
         if (want != entry) {

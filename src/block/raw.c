@@ -178,6 +178,10 @@ static int raw_pwrite_zeroes(struct blockdev *bd, uint64_t off, uint64_t len, un
 static int raw_discard(struct blockdev *bd, uint64_t off, uint64_t len, struct error *err)
 {
     /* Discard is advisory: a file system that cannot punch holes keeps the data. */
+    struct hostfile *f = raw_of(bd)->file;
+    if (f->proto && f->proto->discard) {
+        return f->proto->discard(f, raw_of(bd)->offset + off, len);
+    }
     int ret = raw_zero_guarded(bd, off, len, true, err);
     return ret == -EOPNOTSUPP ? 0 : ret;
 }

@@ -40,4 +40,21 @@ both "align=3 after a blkdebug:: name refused" -c "open -o driver=qcow2,file.ali
 check "the data written through blkdebug:: reads back" bash -c \
     "'$QEMU_IO' -c 'read -P 0 0x200 0x200' -c 'read -P 1 0x400 0x200' '$img' | grep -c '^read' | grep -qx 2"
 
+# blkdebug as the top node over a qcow2 node (iotest 177): its limits are
+# checked as QEMU checks them, and a discard through it drops the whole
+# clusters of the range only (it once zeroed the partial ones around them).
+top="driver=blkdebug,image.driver=qcow2"
+both "filter: max-transfer not a multiple of align refused" \
+    -c "open -o $top,align=4k,max-transfer=6k blkdebug::$img"
+both "filter: max-discard not a multiple of opt-discard refused" \
+    -c "open -o $top,align=512,opt-discard=15M,max-discard=20M blkdebug::$img"
+"$QEMU_IMG" create -q -f qcow2 -o cluster_size=64k "$TMP/f.qcow2" 1M
+"$QEMU_IO" -c "write -q -P 7 0 1M" "$TMP/f.qcow2"
+both "filter: non-power-of-2 limits accepted, discard of a partial range" \
+    -c "open -o $top,align=512,opt-discard=15k,max-discard=15k blkdebug::$TMP/f.qcow2" \
+    -c "discard 100000 200000"
+check "filter: the discard dropped clusters 2 and 3 only, as QEMU's" bash -c \
+    "'$QEMU_IO' -c 'read -q -P 7 0 128k' -c 'read -q -P 0 128k 128k' -c 'read -q -P 7 256k 768k' \
+         '$TMP/f.qcow2' | grep -c . | grep -qx 0"
+
 done_testing

@@ -42,12 +42,7 @@ twin() {
         (cd "$TMP/$side" && "$fn" 2>&1 | sed -e 's/^[a-z-]*: /TOOL: /' \
              -e 's/[0-9]* ops; .*/X ops/' && l2_entries t.qcow2) >"$TMP/$side.out"
     done
-    if cmp -s "$TMP/q.out" "$TMP/c.out"; then
-        ok "$desc"
-    else
-        not_ok "$desc"
-        diff "$TMP/q.out" "$TMP/c.out" | head -30 | sed 's/^/# /'
-    fi
+    check_same_files "$desc" "$TMP/q.out" "$TMP/c.out"
 }
 
 base_ff() {

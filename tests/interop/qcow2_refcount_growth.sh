@@ -68,12 +68,7 @@ twin() {
         if [[ $side == q ]]; then IMG=$QEMU_IMG IO=$QEMU_IO; else IMG=$COWIMG IO=$COWIO; fi
         (cd "$TMP" && after "$@") >"$TMP/$side.out" 2>&1
     done
-    if cmp -s "$TMP/q.out" "$TMP/c.out"; then
-        ok "$desc"
-    else
-        not_ok "$desc"
-        diff "$TMP/q.out" "$TMP/c.out" | head -20 | sed 's/^/# /'
-    fi
+    check_same_files "$desc" "$TMP/q.out" "$TMP/c.out"
 }
 
 plan 2

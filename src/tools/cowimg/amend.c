@@ -58,6 +58,15 @@ static int parse_amend(struct options *o, struct blockdev_amend_opts *a, uint64_
         }
         a->refcount_bits = (int)v;
     }
+    a->data_file = options_get(o, "data_file");
+    bool raw;
+    if (options_get(o, "data_file_raw")) {
+        if (options_get_bool(o, "data_file_raw", &raw, &err) < 0) {
+            report("%s", err.msg);
+            return -1;
+        }
+        a->data_file_raw = raw ? 1 : -1;
+    }
     *size_given = options_get(o, "size") != NULL;
     if (*size_given && options_get_size(o, "size", size, &err) < 0) {
         report("%s", err.msg);
@@ -103,7 +112,8 @@ static int amend_image(struct blockdev *bd, struct options *o, struct progress *
     a.resize = size_given && size != blockdev_size(bd);
     a.size = size;
     int ret = 0;
-    if (a.version || a.lazy_refcounts >= 0 || a.refcount_bits || a.resize) {
+    if (a.version || a.lazy_refcounts >= 0 || a.refcount_bits || a.resize || a.data_file ||
+        a.data_file_raw) {
         ret = blockdev_amend(bd, &a, err);
     }
     if (ret < 0 && err->msg[0]) {

@@ -30,6 +30,7 @@ struct create_plan {
     enum blockdev_prealloc prealloc;
     const char *prealloc_text, *compat_text, *compression_text, *lazy_text, *extl2_text;
     const char *encryption_text, *encrypt_format, *key_secret;
+    const char *data_file_raw_text;
     bool encrypted;
     uint64_t refcount_bits;
     bool refcount_given;
@@ -85,6 +86,11 @@ static int parse_plan(struct create_request *req, struct create_plan *p, struct 
         p->encrypt_format = options_get(o, "encrypt.format");
         p->key_secret = options_get(o, "encrypt.key-secret");
         p->compat_text = options_get(o, "compat");
+        p->q.data_file = options_get(o, "data_file");
+        if (parse_bool_text(o, "data_file_raw", &p->q.data_file_raw, &p->data_file_raw_text,
+                            err) < 0) {
+            return -EINVAL;
+        }
         p->compression_text = options_get(o, "compression_type");
         if (parse_bool_text(o, "lazy_refcounts", &p->q.lazy_refcounts, &p->lazy_text, err) < 0 ||
             parse_bool_text(o, "extended_l2", &p->q.extended_l2, &p->extl2_text, err) < 0) {
@@ -144,6 +150,12 @@ static void print_formatting_line(const struct create_request *req, const struct
         }
         if (p->compat_text) {
             printf(" compat=%s", p->compat_text);
+        }
+        if (p->q.data_file) {
+            printf(" data_file=%s", p->q.data_file);
+        }
+        if (p->data_file_raw_text) {
+            printf(" data_file_raw=%s", p->data_file_raw_text);
         }
         printf(" lazy_refcounts=%s refcount_bits=%llu\n", p->lazy_text ? p->lazy_text : "off",
                (unsigned long long)p->refcount_bits);
