@@ -46,9 +46,10 @@ extra_sources() {
         "$here/src/migration/migration_status.c" "$here/src/migration/migration_converge.c"
     # The named block nodes' table, which the stub machine keeps too, and
     # the image swap its block jobs use, the machine's device naming, and
-    # the console's Ctrl-A escapes (the stub's stdio console).
+    # the console's Ctrl-A escapes (the stub's stdio console), and the
+    # #blockNNN names of the machine's disks' nodes.
     echo "$here/src/machine/block_nodes.c" "$here/src/machine/image_swap.c" "$here/src/machine/device_path.c" \
-        "$here/src/machine/console_mux.c"
+        "$here/src/machine/console_mux.c" "$here/src/machine/disk_node_names.c"
 }
 
 build_target() {
