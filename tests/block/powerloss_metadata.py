@@ -126,9 +126,42 @@ def after_table_entries(writes, synced):
     return [first + n] if n > 1 else []
 
 
+# 2-3. Snapshot delete and create (in place, as QEMU).
+def qemu_io(img, *cmds):
+    args = ["qemu-io", "-f", "qcow2"]
+    for c in cmds:
+        args += ["-c", c]
+    qemu(*args, img)
+
+
+def snap_setup(img):
+    qemu("qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=4k", img, "16M")
+    qemu_io(img, "write -P 0x11 0 2M", "write -P 0x12 4M 1M", "write -c -P 0x13 8M 64k")
+
+
+def snap_delete_setup(img):
+    snap_setup(img)
+    qemu("qemu-img", "snapshot", "-c", "s1", img)
+    qemu_io(img, "write -P 0x21 1M 2M", "discard 4M 256k")
+
+
+def before_each_sync(writes, synced):
+    """Before the last write ahead of each sync: the rest of what the sync
+    covers is unsynced then."""
+    return sorted(synced)
+
+
 results = [
     case(1, "L1 growth through new refcount blocks (alloc_area) survives a cut among the table entries",
          growth_setup, lambda img: [COWIMG, "resize", img, "4G"], after_table_entries),
+    # The lowered refcounts are synced before COPIED goes back: never COPIED at 2.
+    case(2, "snapshot delete: a cut leaves no COPIED flag over a refcount of 2",
+         snap_delete_setup, lambda img: [COWIMG, "snapshot", "-d", "s1", img], before_each_sync,
+         seeds=range(4), accept=only_copied_errors("1")),
+    # The raised refcounts are synced before COPIED goes: never refcount 1 without it.
+    case(3, "snapshot create: a cut leaves no refcount of 1 without COPIED",
+         snap_setup, lambda img: [COWIMG, "snapshot", "-c", "s1", img], before_each_sync,
+         seeds=range(4), accept=only_copied_errors("2")),
 ]
 print("1..%d" % len(results))
 sys.exit(0 if all(results) else 1)
