@@ -1136,9 +1136,22 @@ int qcow2_discard_locked(struct qcow2 *s, uint64_t off, uint64_t len, bool make_
     return 0;
 }
 
+/* A guest discard drops whole clusters only, as QEMU 7.2's (its block
+ * layer aligns discards to the cluster size, qcow2_co_pdiscard ignores the
+ * partial clusters at either end), subclusters or not: the partial last
+ * cluster of the disk counts as whole. */
 int qcow2_discard(struct blockdev *bd, uint64_t off, uint64_t len, struct error *err)
 {
     struct qcow2 *s = qcow2_of(bd);
+    uint64_t end = off + len;
+    off = (off + s->cluster_size - 1) & ~s->cluster_mask;
+    if (end != bd->size) {
+        end &= ~s->cluster_mask;
+    }
+    if (off >= end) {
+        return 0;
+    }
+    len = end - off;
     pthread_mutex_lock(&s->lock);
     int ret = qcow2_prepare_write(s, err);
     if (ret == 0) {
@@ -1153,20 +1166,12 @@ int qcow2_discard(struct blockdev *bd, uint64_t off, uint64_t len, struct error 
     return ret;
 }
 
-int qcow2_pwrite_compressed(struct blockdev *bd, uint64_t off, const void *buf, size_t len,
-                            struct error *err)
+/* One cluster (or the partial last one of the disk) compressed. As QEMU's
+ * qcow2_alloc_compressed_cluster_offset, it never overwrites: a cluster
+ * with a host offset (data or compressed) fails with -EIO. */
+static int write_compressed_cluster(struct qcow2 *s, uint64_t off, const void *buf, size_t len,
+                                    struct error *err)
 {
-    struct qcow2 *s = qcow2_of(bd);
-    int refused = qcow2_data_file_refuse(s, NULL, err);
-    if (refused < 0) {
-        return refused;
-    }
-    if (qcow2_offset_in_cluster(s, off) || (len != s->cluster_size && off + len != bd->size) ||
-        len > s->cluster_size) {
-        return error_set(err, -EINVAL, "Compressed writes must cover exactly one cluster "
-                         "(offset %" PRIu64 ", %zu bytes, cluster size %u)", off, len,
-                         s->cluster_size);
-    }
     uint8_t *in = (uint8_t *)buf;
     if (len < s->cluster_size) {
         in = calloc(1, s->cluster_size);
@@ -1190,6 +1195,14 @@ int qcow2_pwrite_compressed(struct blockdev *bd, uint64_t off, const void *buf, 
     if (ret == 0) {
         ret = qcow2_get_l2_slot(s, off, true, &table, &index, err);
     }
+    if (ret == 0) {
+        uint64_t entry, bitmap;
+        qcow2_l2_read_entry(s, table, index, &entry, &bitmap);
+        if (entry & QCOW2_L2E_OFFSET_MASK) {
+            ret = error_set(err, -EIO, "Cannot compress into the allocated cluster at offset "
+                            "%" PRIu64 ": compressed writes never overwrite", off);
+        }
+    }
     int64_t c_off = -1;
     if (ret == 0) {
         c_off = qcow2_alloc_bytes(s, (uint32_t)clen, err);
@@ -1201,18 +1214,43 @@ int qcow2_pwrite_compressed(struct blockdev *bd, uint64_t off, const void *buf, 
     if (ret == 0) {
         qcow2_order_note_target(s);
         qcow2_order_batch_begin(s);
-        uint64_t entry, bitmap;
-        qcow2_l2_read_entry(s, table, index, &entry, &bitmap);
+        /* The entry had no host cluster (checked above): nothing to release. */
         uint64_t sectors = (((uint64_t)c_off + (uint64_t)clen - 1) >> 9) - ((uint64_t)c_off >> 9);
         uint64_t new_entry = QCOW2_OFLAG_COMPRESSED | (uint64_t)c_off | (sectors << s->csize_shift);
         ret = qcow2_l2_write_entry(s, table, index, new_entry, 0, err);
-        if (ret == 0) {
-            ret = release_old_mapping(s, entry, err);
-        }
         int batch = qcow2_order_batch_end(s, ret == 0 ? err : NULL);
         ret = ret == 0 ? batch : ret;
     }
     pthread_mutex_unlock(&s->lock);
     free(out);
     return ret;
+}
+
+/* Whole clusters from a cluster boundary (the last may end at the disk's
+ * end), each compressed on its own, as QEMU's qcow2_co_pwritev_compressed
+ * splits them; a failure stops at that cluster. */
+int qcow2_pwrite_compressed(struct blockdev *bd, uint64_t off, const void *buf, size_t len,
+                            struct error *err)
+{
+    struct qcow2 *s = qcow2_of(bd);
+    int refused = qcow2_data_file_refuse(s, NULL, err);
+    if (refused < 0) {
+        return refused;
+    }
+    if (qcow2_offset_in_cluster(s, off) ||
+        (qcow2_offset_in_cluster(s, len) && off + len != bd->size)) {
+        return error_set(err, -EINVAL, "Compressed writes must cover whole clusters "
+                         "(offset %" PRIu64 ", %zu bytes, cluster size %u)", off, len,
+                         s->cluster_size);
+    }
+    const uint8_t *p = buf;
+    for (size_t done = 0; done < len;) {
+        size_t n = len - done < s->cluster_size ? len - done : s->cluster_size;
+        int ret = write_compressed_cluster(s, off + done, p + done, n, err);
+        if (ret < 0) {
+            return ret;
+        }
+        done += n;
+    }
+    return 0;
 }

@@ -590,6 +590,30 @@ static int64_t counted_run(struct qcow2 *s, uint64_t start, uint64_t n, struct e
     return ret < 0 ? ret : (int64_t)(start << s->cluster_bits);
 }
 
+/* Enters the new refcount blocks [block0, block0+blocks) of alloc_area for
+ * the ranges from first_range on. A power loss keeps any subset of unsynced
+ * writes, and an entry that lands without the one for the range holding its
+ * block leaves a referenced block with refcount 0. The blocks sit in the
+ * last one or two of the ranges (the range holding a block is never below
+ * the range it counts), so the entries go from the last range down, and
+ * those of ranges holding blocks go out behind a sync before the next. */
+static int hook_up_area_blocks(struct qcow2 *s, uint64_t first_range, uint64_t blocks,
+                               uint64_t block0, struct error *err)
+{
+    uint64_t counting = block0 >> s->refblock_bits;     /* first range holding a block */
+    for (uint64_t b = blocks; b-- > 0;) {
+        set_table_entry(s, first_range + b, (block0 + b) << s->cluster_bits);
+        int ret = write_table_entry(s, first_range + b, err);
+        if (ret < 0) {
+            return ret;
+        }
+        if (first_range + b >= counting) {
+            qcow2_order_note_target(s);     /* the entries below depend on it */
+        }
+    }
+    return 0;
+}
+
 /* n clusters in a fresh area past everything in use, with the refcount blocks
  * that count them placed right after them. For runs too long to fit between
  * the self-describing blocks of the normal search (a large L1 table with small
@@ -641,9 +665,8 @@ static int64_t alloc_area(struct qcow2 *s, uint64_t n, struct error *err)
         }
         free(buf);
         qcow2_order_note_target(s);     /* the table entries below point to them */
-        for (uint64_t b = 0; b < blocks && ret == 0; b++) {
-            set_table_entry(s, first_range + b, (start + n + b) << s->cluster_bits);
-            ret = write_table_entry(s, first_range + b, err);
+        if (ret == 0) {
+            ret = hook_up_area_blocks(s, first_range, blocks, start + n, err);
         }
         if (ret < 0) {
             return error_set_errno(err, ret, "Could not write refcount blocks for a new area");

@@ -241,9 +241,12 @@ int qcow2_inplace_check_room(struct qcow2 *s, uint32_t limit, struct error *err)
 /* Shares the L2 tables l1[first..end) names, with buf room for all of them:
  * their raised refcounts wait in the refcount-block cache and go out
  * together, one write per block (one per entry made a snapshot of a large
- * image 15 times slower than qemu-img's); then the tables whose COPIED flags
- * went. That order keeps a kill from leaving an entry without COPIED whose
- * refcount is still 1. A failure part way still writes the tables done. */
+ * image 15 times slower than qemu-img's), synced; then the tables whose
+ * COPIED flags went. That order (QEMU's: its L2 cache depends on the
+ * refcount cache here) keeps a power loss from leaving an entry without
+ * COPIED whose refcount is still 1; COPIED over a refcount of 2 until the
+ * tables land is a window QEMU has too (a leak the snapshot has not taken
+ * yet). A failure part way still writes the tables done. */
 static int share_group(struct qcow2 *s, uint32_t first, uint32_t end, uint8_t *buf,
                        struct error *err)
 {
@@ -262,7 +265,7 @@ static int share_group(struct qcow2 *s, uint32_t first, uint32_t end, uint8_t *b
     s->l2_batch = false;
     done -= ret < 0;        /* the failed table is left as it is on disk */
     /* After a failure, its message stands (NULL: no other). */
-    int flushed = qcow2_cache_flush(s, &s->refblock_cache, ret < 0 ? NULL : err);
+    int flushed = sync_all(s, ret < 0 ? NULL : err);
     ret = ret < 0 ? ret : flushed;
     for (uint32_t i = first; i < done && flushed == 0; i++) {
         if (changed[i - first]) {
@@ -309,7 +312,11 @@ static int unshare_l2(struct qcow2 *s, uint64_t l2_off, uint8_t *l2, void *opaqu
  * qcow2_inplace_write_snapshots), so the lowered refcounts need no order of
  * their own: they wait in the refcount-block cache and go out once per block
  * at the end (one write per entry made a delete 6 times slower than
- * qemu-img's), before COPIED flags are set back on what they free. */
+ * qemu-img's), and are synced before COPIED flags are set back on what they
+ * free: a COPIED flag on the disk over a refcount of 2 is a corruption to
+ * qemu-img check. (The other way round, refcount 1 without COPIED until
+ * qcow2_inplace_fix_copied's writes land, is a window QEMU has too; it only
+ * costs a copy on the next write.) */
 int qcow2_inplace_release(struct qcow2 *s, const uint64_t *l1, uint32_t l1_size,
                           uint64_t l1_offset, struct error *err)
 {
@@ -319,8 +326,8 @@ int qcow2_inplace_release(struct qcow2 *s, const uint64_t *l1, uint32_t l1_size,
         ret = qcow2_free_clusters(s, l1_offset, (uint64_t)l1_size * 8, err);
     }
     s->refcounts_after_mappings = false;
-    int flushed = qcow2_cache_flush(s, &s->refblock_cache, ret < 0 ? NULL : err);
-    return ret < 0 ? ret : flushed;
+    int synced = sync_all(s, ret < 0 ? NULL : err);
+    return ret < 0 ? ret : synced;
 }
 
 static int refcount_of(struct qcow2 *s, uint64_t off, uint64_t *rc, struct error *err)

@@ -5,7 +5,10 @@
  * POWERLOSS_SEED) of the logged writes is applied again in their order, as
  * a disk cache that kept some of them would, and the process ends with
  * status 137 after flushing stdio (so the caller sees what completed).
- * Truncations and hole punches are taken as durable at once. */
+ * Truncations and hole punches are taken as durable at once.
+ * POWERLOSS_TRACE names a file that gets a line per write ("write FD
+ * OFFSET LEN", numbered as POWERLOSS_AT counts them) and per sync ("sync
+ * FD"), so that a test can cut power at the writes that matter. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <stdio.h>
@@ -34,6 +37,7 @@ static size_t n_writes, cap_writes;
 static off_t synced_size[MAX_FDS];      /* -1: nothing logged since the sync */
 static long writes_seen;
 static int initialised;
+static FILE *trace;
 
 static ssize_t (*real_pwrite)(int, const void *, size_t, off_t);
 static ssize_t (*real_pread)(int, void *, size_t, off_t);
@@ -48,6 +52,8 @@ static void init(void)
     for (int i = 0; i < MAX_FDS; i++) {
         synced_size[i] = -1;
     }
+    const char *path = getenv("POWERLOSS_TRACE");
+    trace = path ? fopen(path, "w") : NULL;
     initialised = 1;
 }
 
@@ -121,6 +127,10 @@ ssize_t pwrite64(int fd, const void *buf, size_t count, off_t offset)
         lose_power();
     }
     writes_seen++;
+    if (trace) {
+        fprintf(trace, "write %d %lld %zu\n", fd, (long long)offset, count);
+        fflush(trace);
+    }
     log_write(fd, buf, count, offset);
     return real_pwrite(fd, buf, count, offset);
 }
@@ -136,6 +146,10 @@ int fdatasync(int fd)
     int (*real)(int) = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
     int ret = real(fd);
     if (ret == 0) {
+        if (trace) {
+            fprintf(trace, "sync %d\n", fd);
+            fflush(trace);
+        }
         forget_fd(fd);
     }
     return ret;
@@ -147,6 +161,10 @@ int fsync(int fd)
     int (*real)(int) = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
     int ret = real(fd);
     if (ret == 0) {
+        if (trace) {
+            fprintf(trace, "sync %d\n", fd);
+            fflush(trace);
+        }
         forget_fd(fd);
     }
     return ret;

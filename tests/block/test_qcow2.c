@@ -98,7 +98,15 @@ static void random_io(struct blockdev *bd, uint8_t *ref, uint64_t seed, int ops)
             uint64_t n = c + cs <= DISK_SIZE ? cs : DISK_SIZE - c;
             fill_pattern(buf, n, r);
             memset(buf + n / 2, 0, n / 4); /* compressible */
+            /* Compressed writes never overwrite (QEMU's rule): the cluster
+             * is discarded first, which a v2 image with a backing file
+             * cannot do; there the write fails and changes nothing. */
+            assert_int_equal(blockdev_discard(bd, c, n, &err), 0);
+            assert_int_equal(blockdev_pread(bd, c, ref + c, n, &err), 0);
             int ret = blockdev_pwrite_compressed(bd, c, buf, n, &err);
+            if (ret == -EIO && strstr(err.msg, "never overwrite")) {
+                break;
+            }
             assert_int_equal(ret, 0);
             memcpy(ref + c, buf, n);
             break;
@@ -404,9 +412,10 @@ static void test_read_qemu_chain(void **state)
     free(want);
 }
 
-/* Discard and zero writes at subcluster granularity (2 KiB subclusters of
- * 64 KiB clusters); qemu-img map agrees, and freeing the last allocated
- * subcluster frees the host cluster. */
+/* Zero writes at subcluster granularity (2 KiB subclusters of 64 KiB
+ * clusters); a discard inside a cluster leaves it, as QEMU 7.2's (discards
+ * are aligned to clusters, subclusters or not); qemu-img map agrees, and
+ * discarding the whole cluster frees the host cluster. */
 static void test_subcluster_discard(void **state)
 {
     char path[512];
@@ -421,19 +430,16 @@ static void test_subcluster_discard(void **state)
     assert_int_equal(blockdev_pwrite_zeroes(bd, 16384, 2048, 0, &err), 0);
     struct block_status st;
     assert_int_equal(blockdev_block_status(bd, 0, 65536, &st, &err), 0);
-    assert_true(st.len == 4096 && (st.flags & BDEV_STATUS_DATA));
-    assert_int_equal(blockdev_block_status(bd, 4096, 65536 - 4096, &st, &err), 0);
-    assert_true(st.len == 4096 && !(st.flags & BDEV_STATUS_DATA));
+    assert_true(st.len == 16384 && (st.flags & BDEV_STATUS_DATA));
     assert_int_equal(blockdev_block_status(bd, 16384, 65536 - 16384, &st, &err), 0);
     assert_true(st.len == 2048 && (st.flags & BDEV_STATUS_ZERO) && (st.flags & BDEV_STATUS_ALLOCATED));
-    memset(buf + 4096, 0, 4096);
     memset(buf + 16384, 0, 2048);
     uint8_t *ref = calloc(1, 1 << 20);
     memcpy(ref, buf, sizeof(buf));
     verify_all(bd, ref, 1 << 20);
     blockdev_close(bd);
     judge_with_qemu(path, ref, 1 << 20);
-    assert_int_equal(run("qemu-img map --output=json %s | grep -q '\"start\": 4096, \"length\": 4096, "
+    assert_int_equal(run("qemu-img map --output=json %s | grep -q '\"start\": 16384, \"length\": 2048, "
                          "\"depth\": 0, \"present\": true, \"zero\": true, \"data\": false'", path), 0);
     /* Discarding every subcluster frees the host cluster. */
     assert_int_equal(blockdev_open(&bd, path, NULL, &err), 0);
