@@ -174,6 +174,11 @@ struct qcow2 {
     char *image_data_file;              /* its name as the header records it (NULL: none) */
     char *data_file_name;               /* the name it was opened by (block status) */
     pthread_mutex_t lock;
+    /* Reads look a cluster up under lock and read its host bytes after
+     * dropping it: meanwhile they hold this shared, and a cluster that
+     * becomes free waits for them (exclusive) before it can be reused or
+     * given back, so that no read returns another cluster's data. */
+    pthread_rwlock_t reads_guard;
 
     /* header fields */
     uint32_t version;

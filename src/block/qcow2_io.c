@@ -239,6 +239,12 @@ static int read_at(struct qcow2 *s, uint64_t off, void *buf, size_t len, bool no
         if (plain && !nowait && n == s->cluster_size - in_cluster) {
             n = extend_contiguous(s, off, n, len, host + n, false);
         }
+        /* Taken before the lock is dropped: the mapping stays valid until released. */
+        if (nowait ? pthread_rwlock_tryrdlock(&s->reads_guard) != 0
+                   : pthread_rwlock_rdlock(&s->reads_guard) != 0) {
+            pthread_mutex_unlock(&s->lock);
+            return -EAGAIN;
+        }
         pthread_mutex_unlock(&s->lock);
         if (compressed) {
             qcow2_readahead_note(s, off >> s->cluster_bits, nowait);
@@ -254,6 +260,7 @@ static int read_at(struct qcow2 *s, uint64_t off, void *buf, size_t len, bool no
         } else if (ret == 0) {
             ret = read_in_cluster(s, off, p, n, entry, bitmap, generation, nowait, err);
         }
+        pthread_rwlock_unlock(&s->reads_guard);
         if (ret < 0) {
             return ret;
         }

@@ -298,7 +298,32 @@ struct race {
     bool stop;
     int failures;
     uint64_t seed;
+    pthread_t readers[2];
+    int nreaders;       /* started, not yet joined */
 };
+
+static struct race race;
+
+static void stop_readers(struct race *r)
+{
+    __atomic_store_n(&r->stop, true, __ATOMIC_RELEASE);
+    for (; r->nreaders > 0; r->nreaders--) {
+        pthread_join(r->readers[r->nreaders - 1], NULL);
+    }
+}
+
+/* Also after a failed assertion: the readers stopped and the image closed
+ * (its lock released), so that one failure does not fail the next tests. */
+static int race_teardown(void **state)
+{
+    (void)state;
+    stop_readers(&race);
+    if (race.bd) {
+        blockdev_close(race.bd);
+        race.bd = NULL;
+    }
+    return 0;
+}
 
 static int version_of(const uint8_t *block, uint32_t c, uint32_t in_cluster)
 {
@@ -361,36 +386,33 @@ static int race_rewrite_compressed(struct race *r, uint32_t c, const uint8_t *bu
 static void test_concurrent_rewrites(void **state)
 {
     (void)state;
-    static struct race r;
-    memset(&r, 0, sizeof(r));
-    r.bd = open_image("compressed-cache-size=512k", 0);
-    r.seed = 12345;
-    pthread_t readers[2];
-    for (int i = 0; i < 2; i++) {
-        assert_int_equal(pthread_create(&readers[i], NULL, race_reader, &r), 0);
+    struct race *r = &race;
+    memset(r, 0, sizeof(*r));
+    r->bd = open_image("compressed-cache-size=512k", 0);
+    r->seed = 12345;
+    for (; r->nreaders < 2; r->nreaders++) {
+        assert_int_equal(pthread_create(&r->readers[r->nreaders], NULL, race_reader, r), 0);
     }
     static uint8_t buf[CLUSTER];
     struct error err = { 0 };
     for (uint32_t v = 1; v < VERSIONS; v++) {
         for (uint32_t c = 0; c < CLUSTERS; c++) {
             /* Read it sequentially first: it is cached and read ahead. */
-            assert_int_equal(blockdev_pread(r.bd, (uint64_t)c * CLUSTER, buf, CLUSTER, &err), 0);
+            assert_int_equal(blockdev_pread(r->bd, (uint64_t)c * CLUSTER, buf, CLUSTER, &err), 0);
             version_data(buf, c, v);
-            int ret = (v + c) % 2 ? race_rewrite_compressed(&r, c, buf)
-                                  : blockdev_pwrite(r.bd, (uint64_t)c * CLUSTER, buf, CLUSTER, &err);
+            int ret = (v + c) % 2 ? race_rewrite_compressed(r, c, buf)
+                                  : blockdev_pwrite(r->bd, (uint64_t)c * CLUSTER, buf, CLUSTER, &err);
             assert_int_equal(ret, 0);
-            __atomic_store_n(&r.done_version[c], v, __ATOMIC_RELEASE);
+            __atomic_store_n(&r->done_version[c], v, __ATOMIC_RELEASE);
         }
     }
-    __atomic_store_n(&r.stop, true, __ATOMIC_RELEASE);
-    for (int i = 0; i < 2; i++) {
-        pthread_join(readers[i], NULL);
-    }
-    assert_int_equal(r.failures, 0);
+    stop_readers(r);
+    assert_int_equal(r->failures, 0);
     for (uint32_t c = 0; c < CLUSTERS; c++) {
-        assert_cluster_reads(r.bd, c, VERSIONS - 1, false);
+        assert_cluster_reads(r->bd, c, VERSIONS - 1, false);
     }
-    blockdev_close(r.bd);
+    blockdev_close(r->bd);
+    r->bd = NULL;
     /* And so it stays on disk. */
     struct blockdev *bd = open_image(NULL, BDEV_READ_ONLY);
     for (uint32_t c = 0; c < CLUSTERS; c++) {
@@ -517,7 +539,7 @@ int main(void)
         cmocka_unit_test(test_eviction_bound),
         cmocka_unit_test(test_readahead),
         cmocka_unit_test(test_populate_ahead),
-        cmocka_unit_test(test_concurrent_rewrites),
+        cmocka_unit_test_teardown(test_concurrent_rewrites, race_teardown),
         cmocka_unit_test(test_descriptor_reuse),
         cmocka_unit_test(test_option_errors),
     };
