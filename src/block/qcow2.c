@@ -124,7 +124,7 @@ static void qcow2_free_state(struct qcow2 *s)
     qcow2_bitmaps_free(s);
     qcow2_data_file_close(s);
     hostfile_close(s->file);
-    pthread_rwlock_destroy(&s->reads_guard);
+    pthread_rwlock_destroy(&s->io_guard);
     pthread_mutex_destroy(&s->lock);
 }
 
@@ -175,7 +175,7 @@ static int qcow2_open(struct blockdev **out, struct hostfile *file, const char *
     struct qcow2 *s = calloc(1, sizeof(*s));
     s->file = file;
     pthread_mutex_init(&s->lock, NULL);
-    pthread_rwlock_init(&s->reads_guard, NULL);
+    pthread_rwlock_init(&s->io_guard, NULL);
     blockdev_init(&s->bd, &qcow2_driver, filename, file, opts);
     int ret = qcow2_header_parse(s, err);
     if (ret == 0) {

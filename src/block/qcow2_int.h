@@ -174,11 +174,12 @@ struct qcow2 {
     char *image_data_file;              /* its name as the header records it (NULL: none) */
     char *data_file_name;               /* the name it was opened by (block status) */
     pthread_mutex_t lock;
-    /* Reads look a cluster up under lock and read its host bytes after
-     * dropping it: meanwhile they hold this shared, and a cluster that
-     * becomes free waits for them (exclusive) before it can be reused or
-     * given back, so that no read returns another cluster's data. */
-    pthread_rwlock_t reads_guard;
+    /* Reads, and writes in place, look a cluster up under lock and do their
+     * host I/O after dropping it: meanwhile they hold this shared, and a
+     * cluster that becomes free waits for them (exclusive) before it can be
+     * reused or given back, so that no read returns another cluster's data
+     * and no write lands in another cluster. */
+    pthread_rwlock_t io_guard;
 
     /* header fields */
     uint32_t version;

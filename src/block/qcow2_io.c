@@ -240,8 +240,8 @@ static int read_at(struct qcow2 *s, uint64_t off, void *buf, size_t len, bool no
             n = extend_contiguous(s, off, n, len, host + n, false);
         }
         /* Taken before the lock is dropped: the mapping stays valid until released. */
-        if (nowait ? pthread_rwlock_tryrdlock(&s->reads_guard) != 0
-                   : pthread_rwlock_rdlock(&s->reads_guard) != 0) {
+        if (nowait ? pthread_rwlock_tryrdlock(&s->io_guard) != 0
+                   : pthread_rwlock_rdlock(&s->io_guard) != 0) {
             pthread_mutex_unlock(&s->lock);
             return -EAGAIN;
         }
@@ -260,7 +260,7 @@ static int read_at(struct qcow2 *s, uint64_t off, void *buf, size_t len, bool no
         } else if (ret == 0) {
             ret = read_in_cluster(s, off, p, n, entry, bitmap, generation, nowait, err);
         }
-        pthread_rwlock_unlock(&s->reads_guard);
+        pthread_rwlock_unlock(&s->io_guard);
         if (ret < 0) {
             return ret;
         }
@@ -664,6 +664,7 @@ static int write_in_place(struct qcow2 *s, uint64_t host, const void *buf, size_
 {
     int ret = qcow2_order_batch_end(s, err);
     if (!keep_lock) {
+        pthread_rwlock_rdlock(&s->io_guard);    /* host stays this cluster's until the write is done */
         pthread_mutex_unlock(&s->lock);
     }
     if (ret == 0) {
@@ -673,6 +674,7 @@ static int write_in_place(struct qcow2 *s, uint64_t host, const void *buf, size_
         error_set_errno(err, ret, "Could not write guest data at 0x%" PRIx64, guest_off);
     }
     if (!keep_lock) {
+        pthread_rwlock_unlock(&s->io_guard);
         pthread_mutex_lock(&s->lock);
     }
     qcow2_order_batch_begin(s);
@@ -798,9 +800,15 @@ static int write_piece_nowait(struct qcow2 *s, uint64_t off, const uint8_t *p, s
         return -EAGAIN;
     }
     bool ok = qcow2_lookup_cached(s, off, &entry, &bitmap) == 0 && writes_in_place(s, entry, bitmap, in_cluster, n);
+    /* As write_in_place: the host cluster stays this one's until the write is done. */
+    if (!ok || pthread_rwlock_tryrdlock(&s->io_guard) != 0) {
+        pthread_mutex_unlock(&s->lock);
+        return -EAGAIN;
+    }
     pthread_mutex_unlock(&s->lock);
-    return ok ? hostfile_pwrite_nowait(qcow2_data(s), (entry & QCOW2_L2E_OFFSET_MASK) + in_cluster, p, n)
-              : -EAGAIN;
+    int ret = hostfile_pwrite_nowait(qcow2_data(s), (entry & QCOW2_L2E_OFFSET_MASK) + in_cluster, p, n);
+    pthread_rwlock_unlock(&s->io_guard);
+    return ret;
 }
 
 /* The in-place case of qcow2_write_at from cached metadata, lock only

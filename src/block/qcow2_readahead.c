@@ -55,12 +55,12 @@ static void decompress_ahead(struct qcow2 *s, uint64_t guest_cluster)
     pthread_mutex_lock(&s->lock);
     uint64_t generation = qcow2_zcache_generation(s);
     int ret = qcow2_lookup(s, guest_cluster << s->cluster_bits, &entry, &bitmap, NULL);
-    pthread_rwlock_rdlock(&s->reads_guard);    /* the compressed bytes stay until the fill is done */
+    pthread_rwlock_rdlock(&s->io_guard);    /* the compressed bytes stay until the fill is done */
     pthread_mutex_unlock(&s->lock);
     if (ret == 0 && (entry & QCOW2_OFLAG_COMPRESSED)) {
         qcow2_zcache_fill(s, entry, generation, NULL);  /* a failure shows when the guest reads it */
     }
-    pthread_rwlock_unlock(&s->reads_guard);
+    pthread_rwlock_unlock(&s->io_guard);
 }
 
 static void *readahead_worker(void *opaque)

@@ -363,9 +363,9 @@ static void forget_freed_cluster(struct qcow2 *s, uint64_t cluster_index)
 {
     uint64_t off = cluster_index << s->cluster_bits;
     /* Reads that looked it up before it was unmapped finish first (see
-     * reads_guard); the lock held keeps new ones from starting meanwhile. */
-    pthread_rwlock_wrlock(&s->reads_guard);
-    pthread_rwlock_unlock(&s->reads_guard);
+     * io_guard); the lock held keeps new ones from starting meanwhile. */
+    pthread_rwlock_wrlock(&s->io_guard);
+    pthread_rwlock_unlock(&s->io_guard);
     qcow2_cache_discard(&s->l2_cache, off);
     qcow2_cache_discard(&s->refblock_cache, off);
     qcow2_zcache_forget_range(s, off, s->cluster_size);

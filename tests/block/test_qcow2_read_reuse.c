@@ -1,18 +1,22 @@
-/* A read looks its cluster up under the image lock and reads the host bytes
- * after dropping it. A rewrite of that cluster meanwhile frees the host
- * cluster, and the next allocation may take it for another guest cluster:
- * the read must still return the old or the new data of its own cluster,
- * never another cluster's. Deterministic: --wrap=hostfile_pread holds the
- * read between its lookup and its host read while the writes run. */
+/* A read (or a write in place) looks its cluster up under the image lock
+ * and does its host I/O after dropping it. A rewrite or discard of that
+ * cluster meanwhile frees the host cluster, and the next allocation may take
+ * it for another guest cluster: the read must still return the old or the
+ * new data of its own cluster, never another cluster's, and the write must
+ * not land in another cluster. Deterministic: --wrap=hostfile_pread,
+ * hostfile_pwrite and hostfile_pwrite_nowait hold the I/O between its lookup
+ * and the host while the other writes run. */
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "block/blockdev.h"
@@ -32,9 +36,8 @@ static pthread_cond_t hold_cond = PTHREAD_COND_INITIALIZER;
 static uint64_t hold_off = UINT64_MAX;
 static bool held, go;
 
-int __real_hostfile_pread(struct hostfile *f, uint64_t off, void *buf, size_t len);
-int __wrap_hostfile_pread(struct hostfile *f, uint64_t off, void *buf, size_t len);
-int __wrap_hostfile_pread(struct hostfile *f, uint64_t off, void *buf, size_t len)
+/* Holds the I/O at hold_off (once) until `go`. */
+static void hold_here(uint64_t off)
 {
     pthread_mutex_lock(&hold_lock);
     if (off == hold_off) {
@@ -46,22 +49,52 @@ int __wrap_hostfile_pread(struct hostfile *f, uint64_t off, void *buf, size_t le
         }
     }
     pthread_mutex_unlock(&hold_lock);
+}
+
+int __real_hostfile_pread(struct hostfile *f, uint64_t off, void *buf, size_t len);
+int __wrap_hostfile_pread(struct hostfile *f, uint64_t off, void *buf, size_t len);
+int __wrap_hostfile_pread(struct hostfile *f, uint64_t off, void *buf, size_t len)
+{
+    hold_here(off);
     return __real_hostfile_pread(f, off, buf, len);
+}
+
+int __real_hostfile_pwrite(struct hostfile *f, uint64_t off, const void *buf, size_t len);
+int __wrap_hostfile_pwrite(struct hostfile *f, uint64_t off, const void *buf, size_t len);
+int __wrap_hostfile_pwrite(struct hostfile *f, uint64_t off, const void *buf, size_t len)
+{
+    hold_here(off);
+    return __real_hostfile_pwrite(f, off, buf, len);
+}
+
+int __real_hostfile_pwrite_nowait(struct hostfile *f, uint64_t off, const void *buf, size_t len);
+int __wrap_hostfile_pwrite_nowait(struct hostfile *f, uint64_t off, const void *buf, size_t len);
+int __wrap_hostfile_pwrite_nowait(struct hostfile *f, uint64_t off, const void *buf, size_t len)
+{
+    hold_here(off);
+    return __real_hostfile_pwrite_nowait(f, off, buf, len);
+}
+
+/* A new empty image for each test, so that the first free cluster is known. */
+static int make_image(void)
+{
+    struct error err = { 0 };
+    struct blockdev_create_opts o;
+    blockdev_create_opts_init(&o);
+    o.size = 16 * CLUSTER;
+    o.cluster_size = CLUSTER;
+    unlink(image);
+    return qcow2_create(image, &o, &err) < 0 ? -1 : 0;
 }
 
 static int setup(void **state)
 {
     (void)state;
-    struct error err = { 0 };
     if (!mkdtemp(dir)) {
         return -1;
     }
     snprintf(image, sizeof(image), "%s/r.qcow2", dir);
-    struct blockdev_create_opts o;
-    blockdev_create_opts_init(&o);
-    o.size = 16 * CLUSTER;
-    o.cluster_size = CLUSTER;
-    return qcow2_create(image, &o, &err) < 0 ? -1 : 0;
+    return 0;
 }
 
 static int teardown(void **state)
@@ -80,29 +113,54 @@ static uint64_t host_of(struct blockdev *bd, uint64_t off)
     return entry & QCOW2_L2E_OFFSET_MASK;
 }
 
-struct reader {
+/* The held I/O on cluster 1: a read of its first 4 KiB, or a write of 0xd4. */
+struct held_io {
     struct blockdev *bd;
-    uint8_t got[4096];
+    uint8_t data[4096];
     int ret;
 };
 
 static void *read_cluster1(void *opaque)
 {
-    struct reader *r = opaque;
+    struct held_io *r = opaque;
     struct error err = { 0 };
-    r->ret = blockdev_pread(r->bd, CLUSTER, r->got, sizeof(r->got), &err);
+    r->ret = blockdev_pread(r->bd, CLUSTER, r->data, sizeof(r->data), &err);
+    return NULL;
+}
+
+static void *write_cluster1(void *opaque)
+{
+    struct held_io *r = opaque;
+    struct error err = { 0 };
+    memset(r->data, 0xd4, sizeof(r->data));
+    r->ret = blockdev_pwrite(r->bd, CLUSTER, r->data, sizeof(r->data), &err);
+    return NULL;
+}
+
+/* The VMM's fast path: the write from cached metadata, never blocking. */
+static void *write_cluster1_nowait(void *opaque)
+{
+    struct held_io *r = opaque;
+    memset(r->data, 0xd4, sizeof(r->data));
+    r->ret = blockdev_pwrite_nowait(r->bd, CLUSTER, r->data, sizeof(r->data));
+    pthread_mutex_lock(&hold_lock);
+    held = true;    /* declined before its host write: the test fails on r->ret, not hangs */
+    pthread_cond_broadcast(&hold_cond);
+    pthread_mutex_unlock(&hold_lock);
     return NULL;
 }
 
 struct writer {
     struct blockdev *bd;
-    bool done;      /* under hold_lock */
+    uint64_t compressed_cluster;    /* where the compressed 0xb2 goes */
+    bool done;                      /* under hold_lock */
     int ret;
 };
 
-/* Cluster 1 discarded and rewritten compressed (a compressed write never
- * overwrites: QEMU's rule), its host cluster freed, then cluster 2 written
- * plain: the allocator's first free cluster is cluster 1's old one. */
+/* Cluster 1 discarded (its host cluster freed), a compressed write of 0xb2
+ * (whose allocation takes the first free cluster: cluster 1's old one), then
+ * cluster 3 written plain (0xc3). A compressed write never overwrites (QEMU's
+ * rule): cluster 1 is discarded first when it is the target. */
 static void *rewrite(void *opaque)
 {
     struct writer *w = opaque;
@@ -111,11 +169,11 @@ static void *rewrite(void *opaque)
     memset(buf, 0xb2, sizeof(buf));
     w->ret = blockdev_discard(w->bd, CLUSTER, CLUSTER, &err);
     if (w->ret == 0) {
-        w->ret = blockdev_pwrite_compressed(w->bd, CLUSTER, buf, CLUSTER, &err);
+        w->ret = blockdev_pwrite_compressed(w->bd, w->compressed_cluster * CLUSTER, buf, CLUSTER, &err);
     }
     memset(buf, 0xc3, sizeof(buf));
     if (w->ret == 0) {
-        w->ret = blockdev_pwrite(w->bd, 2 * CLUSTER, buf, CLUSTER, &err);
+        w->ret = blockdev_pwrite(w->bd, 3 * CLUSTER, buf, CLUSTER, &err);
     }
     pthread_mutex_lock(&hold_lock);
     w->done = true;
@@ -153,47 +211,91 @@ static void release_after_writes(struct writer *w)
     pthread_mutex_unlock(&hold_lock);
 }
 
-static void test_plain_read_vs_reuse(void **state)
+/* Cluster 1 written plain (0xa1), then `io` on it held at its host read or
+ * write while `rewrite` frees its host cluster and writes elsewhere. */
+static struct blockdev *race_held_io(void *(*io)(void *), struct held_io *r, uint64_t compressed_cluster,
+                                     uint64_t *old_host)
 {
-    (void)state;
     struct blockdev *bd = NULL;
     struct blockdev_open_opts opts = { 0 };
     struct error err = { 0 };
     char spec[256];
+    assert_int_equal(make_image(), 0);
     snprintf(spec, sizeof(spec), "driver=qcow2,file.filename=%s", image);
     assert_int_equal(blockdev_open_spec(&bd, NULL, spec, &opts, &err), 0);
     static uint8_t buf[CLUSTER];
     memset(buf, 0xa1, sizeof(buf));
     assert_int_equal(blockdev_pwrite(bd, CLUSTER, buf, CLUSTER, &err), 0);
-    uint64_t old_host = host_of(bd, CLUSTER);
+    *old_host = host_of(bd, CLUSTER);
 
     pthread_mutex_lock(&hold_lock);
-    hold_off = old_host;
+    hold_off = *old_host;
+    held = go = false;
     pthread_mutex_unlock(&hold_lock);
-    struct reader r = { .bd = bd };
+    r->bd = bd;
     pthread_t rt, wt;
-    assert_int_equal(pthread_create(&rt, NULL, read_cluster1, &r), 0);
+    assert_int_equal(pthread_create(&rt, NULL, io, r), 0);
     pthread_mutex_lock(&hold_lock);
     while (!held) {
         pthread_cond_wait(&hold_cond, &hold_lock);
     }
     pthread_mutex_unlock(&hold_lock);
-    struct writer w = { .bd = bd };
+    struct writer w = { .bd = bd, .compressed_cluster = compressed_cluster };
     assert_int_equal(pthread_create(&wt, NULL, rewrite, &w), 0);
     release_after_writes(&w);
     pthread_join(rt, NULL);
     pthread_join(wt, NULL);
-
     assert_int_equal(w.ret, 0);
-    assert_int_equal(r.ret, 0);
-    /* Old data, new data, or zeros (the discard before the compressed write
-     * punched the hole under the read): never cluster 2's 0xc3. */
-    if (!all_bytes(r.got, sizeof(r.got), 0xa1) && !all_bytes(r.got, sizeof(r.got), 0xb2) &&
-        !all_bytes(r.got, sizeof(r.got), 0)) {
-        fail_msg("the read of cluster 1 returned 0x%02x.. (cluster 2 is now at 0x%llx, cluster 1 "
-                 "was at 0x%llx)", r.got[0], (unsigned long long)host_of(bd, 2 * CLUSTER),
+    assert_int_equal(r->ret, 0);
+    return bd;
+}
+
+static void test_plain_read_vs_reuse(void **state)
+{
+    (void)state;
+    struct held_io r = { 0 };
+    uint64_t old_host;
+    struct blockdev *bd = race_held_io(read_cluster1, &r, 1, &old_host);
+    /* Old data, new data, or zeros (the discard punched the hole under the
+     * read): never the compressed bytes now in its old host cluster. */
+    if (!all_bytes(r.data, sizeof(r.data), 0xa1) && !all_bytes(r.data, sizeof(r.data), 0xb2) &&
+        !all_bytes(r.data, sizeof(r.data), 0)) {
+        fail_msg("the read of cluster 1 returned 0x%02x.. (cluster 1 was at 0x%llx)", r.data[0],
                  (unsigned long long)old_host);
     }
+    blockdev_close(bd);
+}
+
+static void assert_cluster2_intact(struct blockdev *bd, uint64_t old_host)
+{
+    static uint8_t got[CLUSTER];
+    struct error err = { 0 };
+    int ret = blockdev_pread(bd, 2 * CLUSTER, got, CLUSTER, &err);
+    if (ret < 0 || !all_bytes(got, CLUSTER, 0xb2)) {
+        fail_msg("cluster 2 (compressed, cluster 1 was at 0x%llx) reads %s0x%02x..: the write to cluster 1 "
+                 "landed in it", (unsigned long long)old_host, ret < 0 ? "an error, " : "", got[0]);
+    }
+}
+
+/* The write in place must land in cluster 1's host cluster while it is still
+ * cluster 1's: never in cluster 2's compressed data that took it over. */
+static void test_write_in_place_vs_reuse(void **state)
+{
+    (void)state;
+    struct held_io r = { 0 };
+    uint64_t old_host;
+    struct blockdev *bd = race_held_io(write_cluster1, &r, 2, &old_host);
+    assert_cluster2_intact(bd, old_host);
+    blockdev_close(bd);
+}
+
+static void test_nowait_write_vs_reuse(void **state)
+{
+    (void)state;
+    struct held_io r = { 0 };
+    uint64_t old_host;
+    struct blockdev *bd = race_held_io(write_cluster1_nowait, &r, 2, &old_host);
+    assert_cluster2_intact(bd, old_host);
     blockdev_close(bd);
 }
 
@@ -201,6 +303,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plain_read_vs_reuse),
+        cmocka_unit_test(test_write_in_place_vs_reuse),
+        cmocka_unit_test(test_nowait_write_vs_reuse),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
