@@ -64,22 +64,18 @@ def id_echo(f, ident):
             return r.get("id")
 
 
-def key_number(f):
-    """The reply to a command whose id has a number as a key (not JSON)."""
-    f.write(b'{"execute":"query-status","id":{18446744073709551615:1}}\n')
+def raw_reply(f, text):
+    """The reply to a command sent as raw text (not always JSON jansson
+    would write: a number as a key, or as the command's name)."""
+    f.write(text + b"\n")
     while True:
         r = json.loads(f.readline())
         if "event" not in r:
             return r
 
 
-def execute_number(f):
-    """The reply to a command whose name is a number past INT64_MAX."""
-    f.write(b'{"execute":18446744073709551615}\n')
-    while True:
-        r = json.loads(f.readline())
-        if "event" not in r:
-            return r
+KEY_NUMBER = b'{"execute":"query-status","id":{18446744073709551615:1}}'
+EXECUTE_NUMBER = b'{"execute":18446744073709551615}'
 
 
 def main():
@@ -95,7 +91,7 @@ def main():
         same = rq == rc
         print(("ok" if same else "not ok") + f" {i} - id {ident} comes back as QEMU's ({rq}; cowvisor {rc})")
         failed += not same
-    rq, rc = key_number(q), key_number(c)
+    rq, rc = raw_reply(q, KEY_NUMBER), raw_reply(c, KEY_NUMBER)
     parse_error = [r.get("error", {}).get("desc", "").startswith("JSON parse error") for r in (rq, rc)]
     ok = parse_error == [True, True]
     print(("ok" if ok else "not ok") + f" {len(STEPS) + 3} - a big number as a key is a JSON parse error "
@@ -103,7 +99,7 @@ def main():
     failed += not ok
     # It was taken for the marked string it was rewritten into, and the
     # CommandNotFound error named it, tag and all.
-    rq, rc = execute_number(q), execute_number(c)
+    rq, rc = raw_reply(q, EXECUTE_NUMBER), raw_reply(c, EXECUTE_NUMBER)
     ok = rq == rc
     print(("ok" if ok else "not ok") + f" {len(STEPS) + 4} - execute 2^64-1 is refused as QEMU refuses it "
           f"(QEMU: {rq}; cowvisor: {rc})")
