@@ -59,6 +59,18 @@ check_eq() {
     fi
 }
 
+# require_tools TOOL...: the whole test is skipped (TAP plan 1..0) when one
+# of the programs it compares with is missing.
+require_tools() {
+    local tool
+    for tool in "$@"; do
+        if ! command -v "$tool" >/dev/null; then
+            echo "1..0 # SKIP $tool is missing (scripts/install-deps.sh)"
+            exit 0
+        fi
+    done
+}
+
 # check_same_files "description" A B: ok when the two files are identical;
 # otherwise their diff goes to the TAP stream as diagnostics.
 check_same_files() {

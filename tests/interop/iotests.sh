@@ -68,12 +68,7 @@ declare -A SLOW=(
 )
 
 repo=$(cd "$TESTS_DIR/.." && pwd)
-for tool in qemu-system-x86_64 qemu-nbd qemu-storage-daemon python3; do
-    if ! command -v "$tool" >/dev/null; then
-        echo "1..0 # SKIP $tool is missing (scripts/install-deps.sh)"
-        exit 0
-    fi
-done
+require_tools qemu-system-x86_64 qemu-nbd qemu-storage-daemon python3
 
 # shellcheck disable=SC2206 # the list is split on purpose
 passing=($PASSING)

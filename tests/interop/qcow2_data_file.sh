@@ -5,12 +5,7 @@
 # wrote, data at its guest offset in the data file.
 source "$(dirname "$0")/../lib.sh"
 
-for tool in "$QEMU_IMG" "$QEMU_IO"; do
-    if ! command -v "$tool" >/dev/null; then
-        echo "1..0 # SKIP $tool is missing (scripts/install-deps.sh)"
-        exit 0
-    fi
-done
+require_tools "$QEMU_IMG" "$QEMU_IO"
 
 WRITES=(-c "write -P 0xab 1M 64k" -c "write -P 0xcd 3M 4k" -c "write -P 0x11 2M 128k"
         -c "write -z 2M 64k" -c "write -P 0x22 5M 1k" -c "discard 2112k 64k")

@@ -6,12 +6,7 @@
 # same things, but takes minutes; these cases take seconds.
 source "$(dirname "$0")/../lib.sh"
 
-for tool in "$QEMU_IMG" "$QEMU_IO"; do
-    if ! command -v "$tool" >/dev/null; then
-        echo "1..0 # SKIP $tool is missing (scripts/install-deps.sh)"
-        exit 0
-    fi
-done
+require_tools "$QEMU_IMG" "$QEMU_IO"
 
 # l2_entries FILE: the first L2 table's nonzero entries (16 bytes each with
 # extended L2, else 8), one per line, as "index: hex".

@@ -6,12 +6,7 @@
 # the end of the image must be the same.
 source "$(dirname "$0")/../lib.sh"
 
-for tool in "$QEMU_IMG" "$QEMU_IO" python3; do
-    if ! command -v "$tool" >/dev/null; then
-        echo "1..0 # SKIP $tool is missing (scripts/install-deps.sh)"
-        exit 0
-    fi
-done
+require_tools "$QEMU_IMG" "$QEMU_IO" python3
 
 # full_image FILE: 512-byte clusters, 16-bit refcounts, a one-cluster
 # refcount table (64 blocks of 256 clusters: 8 MiB), all in use: the
